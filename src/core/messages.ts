@@ -1,0 +1,102 @@
+/**
+ * The protocol's vocabulary: log entries, hard state and the messages nodes exchange.
+ * Everything here is plain data (no classes, no methods) so that the transport can
+ * encode it and the simulator can copy, drop, duplicate and reorder it freely.
+ */
+
+/** A node's id. Positive integer, unique within a cluster. */
+export type NodeId = number;
+
+/**
+ * What a log entry carries. `noop` is the empty entry a new master appends to commit
+ * everything before it (Raft §8); `command` carries application bytes.
+ */
+export type EntryKind = "noop" | "command";
+
+export interface Entry {
+  /** Position in the log, starting at 1. */
+  readonly index: number;
+  /** Term of the master that created the entry. */
+  readonly term: number;
+  readonly kind: EntryKind;
+  /** Application bytes for `command`; empty for `noop`. */
+  readonly data: Uint8Array;
+}
+
+/** The state that must be durable before any message that depends on it is sent. */
+export interface HardState {
+  readonly term: number;
+  /** Whom this node voted for in `term`, or null. */
+  readonly votedFor: NodeId | null;
+  /** Highest index known committed; persisted as a hint, never trusted beyond the log. */
+  readonly commitIndex: number;
+}
+
+/** Identifies the state a snapshot captures: everything up to and including `index`. */
+export interface SnapshotMeta {
+  readonly index: number;
+  readonly term: number;
+}
+
+interface Envelope {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  /** The sender's term (for a pre-vote request, the term it would campaign in). */
+  readonly term: number;
+}
+
+/** A candidate asking for a vote; `preVote` asks whether a real election could win. */
+export interface VoteRequest extends Envelope {
+  readonly type: "vote_request";
+  readonly preVote: boolean;
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+}
+
+export interface VoteResponse extends Envelope {
+  readonly type: "vote_response";
+  readonly preVote: boolean;
+  readonly granted: boolean;
+}
+
+/** Entries (possibly none) following `prevIndex`, which must hold `prevTerm`. */
+export interface Append extends Envelope {
+  readonly type: "append";
+  readonly prevIndex: number;
+  readonly prevTerm: number;
+  readonly entries: readonly Entry[];
+  readonly commitIndex: number;
+}
+
+export interface AppendResponse extends Envelope {
+  readonly type: "append_response";
+  readonly success: boolean;
+  /**
+   * On success: the last index the backup now holds that matches the master's log.
+   * On rejection: the `prevIndex` that was rejected.
+   */
+  readonly index: number;
+  /** On rejection, a hint for fast back-off: the backup's last index, capped at `index`... */
+  readonly hintIndex: number;
+  /** ...and the term of the backup's entry there (0 when it has none). */
+  readonly hintTerm: number;
+}
+
+/**
+ * The master's periodic proof of life. It carries a commit index the backup is known to
+ * be able to use, and an optional read context that makes it double as a ReadIndex round.
+ */
+export interface Heartbeat extends Envelope {
+  readonly type: "heartbeat";
+  readonly commitIndex: number;
+  readonly readContext: number;
+}
+
+export interface HeartbeatResponse extends Envelope {
+  readonly type: "heartbeat_response";
+  readonly readContext: number;
+}
+
+export type Message = VoteRequest | VoteResponse | Append | AppendResponse | Heartbeat | HeartbeatResponse;
+
+export type MessageType = Message["type"];

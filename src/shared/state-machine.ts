@@ -1,0 +1,35 @@
+/**
+ * The contract between Baton and an application's state machine. Baton replicates a log
+ * of opaque commands; every node feeds the committed commands, in log order and exactly
+ * once per node, to its own instance of the state machine. Because every instance starts
+ * from the same state and applies the same commands, all replicas stay identical.
+ *
+ * Obligations of an implementation:
+ * - `apply` is deterministic: its effect and result depend only on the current state, the
+ *   command bytes and the context. No clocks, no randomness, no I/O. Time, when needed,
+ *   comes from `context.time`, which the master stamps into the log.
+ * - `snapshot` captures the state as of the moment it is called, even if `apply` keeps
+ *   being called while the returned chunks are consumed (copy-on-write or equivalent).
+ * - `restore` replaces the whole state with the one a snapshot captured.
+ */
+
+export interface ApplyContext {
+  /** Log index of the command, starting at 1. */
+  readonly index: number;
+  /** Term of the master that proposed it. */
+  readonly term: number;
+  /**
+   * Milliseconds since the Unix epoch as stamped by the master that proposed the command.
+   * The same on every node, so it may drive deterministic expiry.
+   */
+  readonly time: number;
+}
+
+export interface StateMachine<Result = unknown> {
+  /** Applies one committed command and returns the result handed to the proposer. */
+  apply(command: Uint8Array, context: ApplyContext): Result;
+  /** Streams the current state as chunks of bytes. */
+  snapshot(): AsyncIterable<Uint8Array>;
+  /** Replaces the state with the one streamed by `snapshot`. */
+  restore(chunks: AsyncIterable<Uint8Array>): Promise<void>;
+}
