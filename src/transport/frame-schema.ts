@@ -1,0 +1,270 @@
+/**
+ * The structural rules every decoded frame must satisfy before any other code sees it:
+ * the frame types that may cross the wire (protocol messages plus the handshake's control
+ * frames), the fields each one has and what values they may hold. It owns turning
+ * "whatever msgpack produced" into a fresh, well-typed Frame, or a protocol error value.
+ *
+ * It must never throw for bad input and never pass through an object it did not build
+ * itself: the result holds only known fields, and byte fields are copied into plain
+ * Uint8Arrays that share no memory with the receive buffer. A peer's bad bytes are a
+ * protocol error, never an assertion in the core.
+ *
+ * The schema table is typed against the `Message` union, so adding a message type or a
+ * field in src/core/messages.ts fails to compile here until its rule is written down.
+ */
+
+import type { Append, Entry, Message, NodeId } from "../core/messages.js";
+
+/** Written by the dialer in its hello; anything else is not a Baton node. */
+export const PROTOCOL_MAGIC = "baton";
+/** Bumped on any incompatible change of frames or messages. */
+export const PROTOCOL_VERSION = 1;
+/** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
+export const NODE_ID_MAX = 0xffff_ffff;
+/** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
+export const FRAME_TEXT_CHARS_MAX = 1024;
+
+/** The first frame on every connection, sent by the side that dialled. */
+export interface Hello {
+  readonly type: "hello";
+  readonly magic: typeof PROTOCOL_MAGIC;
+  readonly protocolVersion: number;
+  readonly clusterId: string;
+  readonly fromId: NodeId;
+  readonly toId: NodeId;
+}
+
+/** The acceptor's answer when it accepts the hello. */
+export interface HelloOk {
+  readonly type: "hello_ok";
+  readonly protocolVersion: number;
+  readonly nodeId: NodeId;
+}
+
+/** The acceptor's answer when it refuses the hello; it closes the connection after it. */
+export interface HelloError {
+  readonly type: "hello_error";
+  readonly reason: string;
+}
+
+export type ControlFrame = Hello | HelloOk | HelloError;
+export type Frame = Message | ControlFrame;
+export type FrameType = Frame["type"];
+
+/**
+ * Why bytes from a peer were rejected. `oversized_frame`: the length prefix exceeds the
+ * limit. `empty_frame`: the length prefix is zero. `bad_msgpack`: the payload does not
+ * decode. `invalid_frame`: it decodes but breaks the schema. `unexpected_frame`: a valid
+ * frame arrived where the connection's state does not allow it (a message before the
+ * handshake, a message claiming another sender).
+ */
+export type ProtocolErrorCode =
+  | "oversized_frame"
+  | "empty_frame"
+  | "bad_msgpack"
+  | "invalid_frame"
+  | "unexpected_frame";
+
+/** A protocol violation by a peer: a value, never thrown. */
+export interface ProtocolError {
+  readonly code: ProtocolErrorCode;
+  readonly detail: string;
+}
+
+export type FrameResult =
+  | { readonly ok: true; readonly frame: Frame }
+  | { readonly ok: false; readonly error: ProtocolError };
+
+/** What one field may hold. */
+type FieldKind =
+  | "uint" // a safe integer >= 0
+  | "node_id" // an integer in 1..NODE_ID_MAX
+  | "bool"
+  | "text" // a string of at most FRAME_TEXT_CHARS_MAX code units
+  | "magic" // exactly PROTOCOL_MAGIC
+  | "entries"; // an array of well-formed entries
+
+type Schema<F extends Frame> = { readonly [K in Exclude<keyof F, "type">]-?: FieldKind };
+type SchemaTable = { readonly [T in FrameType]: Schema<Extract<Frame, { type: T }>> };
+
+const envelope = { from: "node_id", to: "node_id", term: "uint" } as const;
+
+const schemas: SchemaTable = {
+  vote_request: { ...envelope, preVote: "bool", lastIndex: "uint", lastTerm: "uint" },
+  vote_response: { ...envelope, preVote: "bool", granted: "bool" },
+  append: {
+    ...envelope,
+    prevIndex: "uint",
+    prevTerm: "uint",
+    entries: "entries",
+    commitIndex: "uint",
+  },
+  append_response: {
+    ...envelope,
+    success: "bool",
+    index: "uint",
+    hintIndex: "uint",
+    hintTerm: "uint",
+  },
+  heartbeat: { ...envelope, commitIndex: "uint", readContext: "uint" },
+  heartbeat_response: { ...envelope, readContext: "uint" },
+  hello: {
+    magic: "magic",
+    protocolVersion: "uint",
+    clusterId: "text",
+    fromId: "node_id",
+    toId: "node_id",
+  },
+  hello_ok: { protocolVersion: "uint", nodeId: "node_id" },
+  hello_error: { reason: "text" },
+};
+
+const messageTypes: ReadonlySet<string> = new Set<Message["type"]>([
+  "vote_request",
+  "vote_response",
+  "append",
+  "append_response",
+  "heartbeat",
+  "heartbeat_response",
+]);
+
+/** True for protocol messages, false for the handshake's control frames. */
+export function isMessage(frame: Frame): frame is Message {
+  return messageTypes.has(frame.type);
+}
+
+/** A field's value after checking: a fresh copy for entries, the value itself otherwise. */
+type FieldCheck = { ok: true; value: unknown } | { ok: false; detail: string };
+
+/**
+ * Checks an untrusted decoded value against the schema and returns a freshly built frame.
+ * Never throws: every failure is an `invalid_frame` protocol error naming the field.
+ */
+export function validateFrame(value: unknown): FrameResult {
+  if (!isPlainObject(value)) return invalid("frame is not a map");
+  const type = value.type;
+  if (typeof type !== "string" || !Object.hasOwn(schemas, type)) {
+    return invalid(`unknown frame type ${describe(type)}`);
+  }
+  const schema: Readonly<Record<string, FieldKind>> = schemas[type as FrameType];
+  const fields = Object.keys(schema);
+  if (Object.keys(value).length !== fields.length + 1) {
+    return invalid(`${type}: expected exactly the fields type, ${fields.join(", ")}`);
+  }
+  const built: Record<string, unknown> = { type };
+  for (const field of fields) {
+    if (!Object.hasOwn(value, field)) return invalid(`${type}: missing field ${field}`);
+    const check = checkField(schema[field]!, value[field]);
+    if (!check.ok) return invalid(`${type}.${field}: ${check.detail}`);
+    built[field] = check.value;
+  }
+  const frame = built as unknown as Frame;
+  const detail = checkSemantics(frame);
+  return detail === null ? { ok: true, frame } : invalid(`${type}: ${detail}`);
+}
+
+function checkField(kind: FieldKind, value: unknown): FieldCheck {
+  switch (kind) {
+    case "uint":
+      return isUint(value) ? { ok: true, value } : bad(`expected an integer >= 0`, value);
+    case "node_id":
+      return isNodeId(value) ? { ok: true, value } : bad(`expected a node id`, value);
+    case "bool":
+      return typeof value === "boolean" ? { ok: true, value } : bad("expected a boolean", value);
+    case "text":
+      return typeof value === "string" && value.length <= FRAME_TEXT_CHARS_MAX
+        ? { ok: true, value }
+        : bad(`expected a string of at most ${FRAME_TEXT_CHARS_MAX} chars`, value);
+    case "magic":
+      return value === PROTOCOL_MAGIC ? { ok: true, value } : bad("not a Baton hello", value);
+    case "entries":
+      return checkEntries(value);
+  }
+}
+
+function checkEntries(value: unknown): FieldCheck {
+  if (!Array.isArray(value)) return bad("expected an array of entries", value);
+  const entries: Entry[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const entry = checkEntry(value[i]);
+    if (typeof entry === "string") return { ok: false, detail: `entry ${i}: ${entry}` };
+    entries.push(entry);
+  }
+  return { ok: true, value: entries };
+}
+
+/** Returns a fresh entry whose data owns its memory, or what is wrong with it. */
+function checkEntry(value: unknown): Entry | string {
+  if (!isPlainObject(value)) return "not a map";
+  if (Object.keys(value).length !== 4) return "expected exactly index, term, kind, data";
+  const { index, term, kind, data } = value;
+  if (!isUint(index) || index < 1) return `index ${describe(index)} is not an integer >= 1`;
+  if (!isUint(term)) return `term ${describe(term)} is not an integer >= 0`;
+  if (kind !== "noop" && kind !== "command") return `unknown kind ${describe(kind)}`;
+  if (!(data instanceof Uint8Array)) return `data is ${describe(data)}, not bytes`;
+  if (kind === "noop" && data.length > 0) return "a noop entry carries no data";
+  // Copying detaches the entry from the receive buffer, which may be large and is reused.
+  return { index, term, kind, data: new Uint8Array(data) };
+}
+
+/** Rules that relate fields to each other; null when the frame is well-formed. */
+function checkSemantics(frame: Frame): string | null {
+  if ("from" in frame && frame.from === frame.to) return "a message from a node to itself";
+  if (frame.type === "append") return checkAppendEntries(frame);
+  if (frame.type === "hello" && frame.fromId === frame.toId) return "a node dialling itself";
+  return null;
+}
+
+/**
+ * Raft §5.3: the entries of an append follow `prevIndex` without gaps, and a log's terms
+ * never decrease; no entry is newer than the master's own term. A message breaking this
+ * would trip an assertion in the core, so it is stopped here as a protocol error instead.
+ */
+function checkAppendEntries(append: Append): string | null {
+  if (append.prevTerm > append.term) return "prevTerm is above the message term";
+  let expectedIndex = append.prevIndex + 1;
+  let previousTerm = append.prevTerm;
+  for (const entry of append.entries) {
+    if (entry.index !== expectedIndex)
+      return `entry index ${entry.index}, ${expectedIndex} expected`;
+    if (entry.term < previousTerm) return `entry ${entry.index} has a lower term than before it`;
+    if (entry.term > append.term) return `entry ${entry.index} has a term above the message term`;
+    expectedIndex++;
+    previousTerm = entry.term;
+  }
+  return null;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function isUint(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isNodeId(value: unknown): value is NodeId {
+  return isUint(value) && value >= 1 && value <= NODE_ID_MAX;
+}
+
+function invalid(detail: string): FrameResult {
+  return { ok: false, error: { code: "invalid_frame", detail } };
+}
+
+function bad(expected: string, value: unknown): FieldCheck {
+  return { ok: false, detail: `${expected}, got ${describe(value)}` };
+}
+
+/** A short, safe description of an untrusted value for error messages and logs. */
+export function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "string") return JSON.stringify(value.slice(0, 40));
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (typeof value === "bigint") return `${value}n`;
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === "object") return "a map";
+  return typeof value;
+}

@@ -1,0 +1,115 @@
+/**
+ * The contract between the node runtime and whatever carries protocol messages between
+ * nodes. It owns the shape of that contract only: sending, receiving, peer-up/peer-down
+ * events and statistics. Implementations (TCP, in-memory) must pass the conformance suite
+ * in test/conformance/transport.suite.ts.
+ *
+ * Delivery is best effort, because Raft tolerates lost messages: a transport may drop a
+ * message (full queue, lost connection), but it must never reorder the messages of one
+ * link, duplicate them, or deliver a message whose `to` is not the receiving node. `send`
+ * never blocks and never throws for network trouble; the runtime must not wait on it.
+ */
+
+import type { Message, NodeId } from "../core/messages.js";
+
+/** A peer's id and its node-to-node address ("host:port", "[v6]:port"). */
+export interface PeerAddress {
+  readonly id: NodeId;
+  readonly address: string;
+}
+
+/**
+ * Why a message was not queued. `queue_full`: the peer's bounded queue (count or bytes) is
+ * full. `too_large`: its encoding exceeds the frame limit, so no peer would accept it.
+ * `unknown_peer`: `to` is not a configured peer (for instance just removed by a membership
+ * change). `closed`: the transport is not running.
+ */
+export type DropReason = "queue_full" | "too_large" | "unknown_peer" | "closed";
+
+/** What `send` did with a message: queued for the peer, or dropped and counted. */
+export type SendResult =
+  | { readonly queued: true }
+  | { readonly queued: false; readonly reason: DropReason };
+
+/**
+ * Why a peer is considered unreachable. `refused`: nothing listens at its address (the
+ * fastest evidence that a process died). `lost`: an established connection closed or
+ * reset. `timeout`: connecting or the handshake took too long. `handshake_refused`: the
+ * peer answered the handshake with an error (wrong cluster, unknown id). `protocol_error`:
+ * the peer sent bytes that break the protocol. `closed`: the peer (in-memory) or this
+ * transport shut down. `partitioned`: an in-memory test cut the link.
+ */
+export type PeerDownReason =
+  | "refused"
+  | "lost"
+  | "timeout"
+  | "handshake_refused"
+  | "protocol_error"
+  | "closed"
+  | "partitioned";
+
+export type MessageHandler = (message: Message) => void;
+export type PeerUpHandler = (peer: NodeId) => void;
+export type PeerDownHandler = (peer: NodeId, reason: PeerDownReason) => void;
+/** Removes the handler it was returned for. Calling it twice is harmless. */
+export type Unsubscribe = () => void;
+
+/** Counters for one peer link (the direction this node sends on). */
+export interface PeerStats {
+  readonly peer: NodeId;
+  /** True while this node can send to the peer (connected and handshake done). */
+  readonly connected: boolean;
+  /** Messages waiting to be written to the peer. */
+  readonly queuedMessages: number;
+  /** Encoded bytes (frame headers included) waiting to be written to the peer. */
+  readonly queuedBytes: number;
+  /** Messages handed to the connection (not necessarily received). */
+  readonly sentMessages: number;
+  /** Messages received from the peer and handed to the message handlers. */
+  readonly receivedMessages: number;
+  /** Messages dropped for this peer, for any DropReason except `unknown_peer`. */
+  readonly droppedMessages: number;
+  /** Connection attempts after the first one, over the transport's lifetime. */
+  readonly reconnectAttempts: number;
+  /** Why the link last went down, or null if it never did. */
+  readonly lastDownReason: PeerDownReason | null;
+}
+
+export interface TransportStats {
+  readonly nodeId: NodeId;
+  readonly peers: readonly PeerStats[];
+  /** Messages dropped for any reason, `unknown_peer` and `closed` included. */
+  readonly droppedMessages: number;
+  /** Connections or frames rejected because they broke the protocol. */
+  readonly protocolErrors: number;
+}
+
+/**
+ * What the node runtime uses to talk to its peers.
+ *
+ * Events: `onPeerUp` fires when this node becomes able to send to a peer; `onPeerDown`
+ * fires when it stops being able to (or learns at the first attempt that it cannot).
+ * They fire on transitions only, alternating per peer, never twice in a row with the same
+ * kind. Handlers run synchronously inside the transport; a handler that throws is a bug
+ * and the exception propagates (the process crashes, as for any failed assertion).
+ */
+export interface Transport {
+  readonly nodeId: NodeId;
+  /** Starts listening and connecting to peers. Resolves once the node accepts connections. */
+  start(): Promise<void>;
+  /**
+   * Stops everything: no message is delivered or sent after close resolves, and queued
+   * messages are discarded. Idempotent.
+   */
+  close(): Promise<void>;
+  /** Queues `message` for `message.to`, or drops it with a reason. Never blocks. */
+  send(message: Message): SendResult;
+  onMessage(handler: MessageHandler): Unsubscribe;
+  onPeerUp(handler: PeerUpHandler): Unsubscribe;
+  onPeerDown(handler: PeerDownHandler): Unsubscribe;
+  /** Adds a peer (membership change). Adding an existing id replaces its address. */
+  addPeer(peer: PeerAddress): void;
+  /** Removes a peer, discarding its queue and closing its connections. */
+  removePeer(id: NodeId): void;
+  stats(): TransportStats;
+}
