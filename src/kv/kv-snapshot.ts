@@ -1,0 +1,359 @@
+/**
+ * Streams the key-value state into snapshot frames and rebuilds a state from them.
+ *
+ * Frames, in order (each a MessagePack array; see `snapshot-frames.ts` for the framing):
+ *   ["header", revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount]
+ *   ["data", [key, value, revision, …]]                                   zero or more
+ *   ["sessions", [clientId, lastSeq, timeMs, result, …]]                  zero or more
+ *   ["idempotency", [key, fingerprintHi, fingerprintLo, timeMs, result, …]] zero or more
+ *   ["end", stateHash]
+ * Sessions and idempotency keys appear oldest first, the order that decides expiry; keys
+ * appear in no particular order. The end frame carries the digest of the whole state, so
+ * `readSnapshot` detects any corruption that still parses.
+ *
+ * The writer reads the live key Map while `apply` keeps changing it, and stays consistent
+ * as of the moment the snapshot was taken through copy-on-write: before `apply` replaces
+ * or deletes an entry the snapshot has not read yet, it hands the old entry to the
+ * snapshot's `SnapshotCursor` (`preserveForSnapshot`). The writer must never read a key
+ * inserted after the snapshot was taken, and the reader must never touch live state: it
+ * builds a new state that the caller swaps in only when the whole stream checked out.
+ */
+
+import { assert } from "../shared/assert.js";
+import { resultFromWire, resultToWire } from "./commands.js";
+import type { ExpiringSlot } from "./expiring-table.js";
+import { addDigests, type Digest64, formatDigest, ZERO_DIGEST } from "./hash64.js";
+import {
+  createKvState,
+  type DataEntry,
+  dataEntryDigest,
+  type IdempotencyRecord,
+  type KvMeta,
+  type KvState,
+  type SessionRecord,
+  stateDigest,
+} from "./kv-state.js";
+import type { KvLimits } from "./limits.js";
+import { FrameWriter, KvSnapshotError, readFrames } from "./snapshot-frames.js";
+
+/** Data frames are closed once their estimated size reaches this many bytes. */
+const DATA_FRAME_BYTES_TARGET = 64 * 1024;
+/** Session and idempotency frames hold at most this many entries (each is under 1 KiB). */
+const TABLE_FRAME_COUNT_MAX = 512;
+/** What a frame may hold beyond its largest key and value, in bytes. */
+const FRAME_SLACK_BYTES = 1024 * 1024;
+
+/** A snapshot being written, as the write path of the state machine sees it. */
+export interface SnapshotCursor {
+  /** Entries at positions up to this one existed when the snapshot was taken. */
+  readonly positionMax: number;
+  /** Position of the last entry the snapshot has read; entries at or below it are done. */
+  readPosition: number;
+  /** The snapshot-time entries of keys replaced or deleted before the snapshot read them. */
+  readonly preserved: Map<string, DataEntry>;
+}
+
+/**
+ * Copy-on-write hook: `apply` calls it before it replaces or deletes `entry`, the current
+ * entry of `key`. Keeps the entry for the snapshot when the snapshot still needs it: it
+ * existed when the snapshot was taken, has not been read yet, and is not kept already (a
+ * second change to the key must not overwrite the snapshot-time entry).
+ */
+export function preserveForSnapshot(cursor: SnapshotCursor, key: string, entry: DataEntry): void {
+  if (entry.position > cursor.positionMax || entry.position <= cursor.readPosition) return;
+  if (!cursor.preserved.has(key)) cursor.preserved.set(key, entry);
+}
+
+/** What a snapshot captures when it is taken; only `data` keeps changing afterwards. */
+export interface SnapshotSource {
+  readonly meta: KvMeta;
+  /** The live key Map; read through `cursor`. */
+  readonly data: Map<string, DataEntry>;
+  readonly dataCount: number;
+  /** Copies of the tables (their entries are immutable), oldest first. */
+  readonly sessions: readonly [string, ExpiringSlot<SessionRecord>][];
+  readonly idempotency: readonly [string, ExpiringSlot<IdempotencyRecord>][];
+  readonly cursor: SnapshotCursor;
+}
+
+/**
+ * Yields the snapshot's chunks, each at most `chunkBytesMax` bytes. `apply` may run
+ * between any two chunks.
+ */
+export async function* writeSnapshot(
+  source: SnapshotSource,
+  chunkBytesMax: number,
+): AsyncGenerator<Uint8Array> {
+  const { meta } = source;
+  const writer = new FrameWriter(chunkBytesMax);
+  writer.frame([
+    "header",
+    meta.revision,
+    meta.clockMs,
+    meta.lastIndex,
+    source.dataCount,
+    source.sessions.length,
+    source.idempotency.length,
+  ]);
+  let dataDigest = ZERO_DIGEST;
+  let dataCount = 0;
+  let batch: unknown[] = [];
+  let batchBytes = 0;
+  for (const entry of readDataAsOfSnapshot(source)) {
+    const [key, { value, revision }] = entry;
+    batch.push(key, value, revision);
+    batchBytes += key.length * 3 + value.byteLength + 24;
+    dataDigest = addDigests(dataDigest, dataEntryDigest(key, entry[1]));
+    dataCount++;
+    if (batchBytes >= DATA_FRAME_BYTES_TARGET) {
+      writer.frame(["data", batch]);
+      batch = [];
+      batchBytes = 0;
+      yield* writer.chunks(false);
+    }
+  }
+  if (batch.length > 0) writer.frame(["data", batch]);
+  assert(dataCount === source.dataCount, "snapshot read a different number of keys");
+  yield* writeTableFrames(writer, "sessions", source.sessions, (id, { value, timeMs }) => [
+    id,
+    value.lastSeq,
+    timeMs,
+    resultToWire(value.result),
+  ]);
+  yield* writeTableFrames(writer, "idempotency", source.idempotency, (id, { value, timeMs }) => [
+    id,
+    value.fingerprint.hi,
+    value.fingerprint.lo,
+    timeMs,
+    resultToWire(value.result),
+  ]);
+  const digest = stateDigest(meta, dataCount, dataDigest, source.sessions, source.idempotency);
+  writer.frame(["end", formatDigest(digest)]);
+  yield* writer.chunks(true);
+}
+
+/**
+ * The keys as of the snapshot, read lazily from the live Map. A Map iterates in insertion
+ * order and visits entries inserted during the iteration at the end, and positions grow
+ * in that same order, so the first entry past `positionMax` ends the snapshot-time keys.
+ * An entry replaced in place keeps its position and is read from `preserved`; an entry
+ * deleted before it was read is no longer in the Map, and is read from `preserved` last.
+ */
+function* readDataAsOfSnapshot(source: SnapshotSource): Generator<[string, DataEntry]> {
+  const { cursor } = source;
+  for (const [key, live] of source.data) {
+    if (live.position > cursor.positionMax) break;
+    const preserved = cursor.preserved.get(key);
+    if (preserved !== undefined) cursor.preserved.delete(key);
+    cursor.readPosition = live.position;
+    yield [key, preserved ?? live];
+  }
+  // From here on nothing more is preserved, so the loop below sees a Map that stays still.
+  cursor.readPosition = Number.POSITIVE_INFINITY;
+  for (const [key, preserved] of cursor.preserved) yield [key, preserved];
+  cursor.preserved.clear();
+}
+
+function* writeTableFrames<V>(
+  writer: FrameWriter,
+  tag: string,
+  entries: readonly [string, ExpiringSlot<V>][],
+  toWire: (id: string, slot: ExpiringSlot<V>) => unknown[],
+): Generator<Uint8Array> {
+  for (let start = 0; start < entries.length; start += TABLE_FRAME_COUNT_MAX) {
+    const batch: unknown[] = [];
+    for (const [id, slot] of entries.slice(start, start + TABLE_FRAME_COUNT_MAX)) {
+      batch.push(...toWire(id, slot));
+    }
+    writer.frame([tag, batch]);
+    yield* writer.chunks(false);
+  }
+}
+
+const SECTIONS = ["header", "data", "sessions", "idempotency", "end"] as const;
+type Section = (typeof SECTIONS)[number];
+
+interface Header {
+  readonly meta: KvMeta;
+  readonly keyCount: number;
+  readonly sessionCount: number;
+  readonly idempotencyCount: number;
+}
+
+/** Restoration in progress: the state being built and what the header promised. */
+interface Restoring {
+  readonly state: KvState;
+  readonly allocatePosition: () => number;
+  header: Header | null;
+  dataDigest: Digest64;
+  endDigest: string | null;
+}
+
+/**
+ * Rebuilds a state from a snapshot stream. `allocatePosition` hands out increasing Map
+ * positions (see `DataEntry.position`). Throws `KvSnapshotError`, naming what is wrong,
+ * when the stream is not a complete, intact snapshot in a format this code reads.
+ */
+export async function readSnapshot(
+  chunks: AsyncIterable<Uint8Array>,
+  limits: KvLimits,
+  allocatePosition: () => number,
+): Promise<KvState> {
+  const frameBytesMax = limits.valueBytesMax + limits.keyBytesMax + FRAME_SLACK_BYTES;
+  const restoring: Restoring = {
+    state: createKvState(limits),
+    allocatePosition,
+    header: null,
+    dataDigest: ZERO_DIGEST,
+    endDigest: null,
+  };
+  let sectionIndex = -1;
+  for await (const frame of readFrames(chunks, frameBytesMax)) {
+    if (!Array.isArray(frame) || frame.length !== 2 + (frame[0] === "header" ? 5 : 0)) {
+      throw new KvSnapshotError("a frame is not a tagged array of the right length");
+    }
+    const index = SECTIONS.indexOf(frame[0] as Section);
+    if (index < 0) throw new KvSnapshotError(`unknown frame tag ${String(frame[0])}`);
+    if (sectionIndex === SECTIONS.length - 1) throw new KvSnapshotError("frames after the end");
+    if (sectionIndex < 0 && index !== 0) throw new KvSnapshotError("the header is not first");
+    if (index < sectionIndex || (index === 0 && sectionIndex === 0)) {
+      throw new KvSnapshotError(`frame ${SECTIONS[index]} out of order`);
+    }
+    sectionIndex = index;
+    readFrame(restoring, SECTIONS[index]!, frame);
+  }
+  if (sectionIndex !== SECTIONS.length - 1) throw new KvSnapshotError("the end frame is missing");
+  return finishRestore(restoring);
+}
+
+function readFrame(restoring: Restoring, section: Section, frame: unknown[]): void {
+  if (section === "header") {
+    restoring.header = readHeader(frame);
+    Object.assign(restoring.state, restoring.header.meta);
+    return;
+  }
+  if (section === "end") {
+    if (typeof frame[1] !== "string") throw new KvSnapshotError("the end frame has no digest");
+    restoring.endDigest = frame[1];
+    return;
+  }
+  const items = frame[1];
+  if (!Array.isArray(items)) throw new KvSnapshotError(`a ${section} frame holds no array`);
+  if (section === "data") readDataItems(restoring, items);
+  else if (section === "sessions") readSessionItems(restoring, items);
+  else readIdempotencyItems(restoring, items);
+}
+
+function readHeader(frame: unknown[]): Header {
+  const fields = frame.slice(1);
+  if (!fields.every(isCount)) throw new KvSnapshotError("header fields are not counts");
+  const [revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount] =
+    fields as number[];
+  if (revision! > lastIndex!) throw new KvSnapshotError("header revision is past its last index");
+  return {
+    meta: { revision: revision!, clockMs: clockMs!, lastIndex: lastIndex! },
+    keyCount: keyCount!,
+    sessionCount: sessionCount!,
+    idempotencyCount: idempotencyCount!,
+  };
+}
+
+function readDataItems(restoring: Restoring, items: unknown[]): void {
+  const { state, header } = restoring;
+  assert(header !== null, "the header is read first");
+  if (items.length % 3 !== 0) throw new KvSnapshotError("a data frame is cut mid-entry");
+  for (let i = 0; i < items.length; i += 3) {
+    const [key, value, revision] = items.slice(i, i + 3);
+    if (typeof key !== "string") throw new KvSnapshotError("a key is not a string");
+    if (!(value instanceof Uint8Array)) throw new KvSnapshotError(`value of ${key} is not bytes`);
+    if (!isCount(revision) || revision < 1 || revision > header.meta.revision) {
+      throw new KvSnapshotError(`revision of ${key} is outside 1..${header.meta.revision}`);
+    }
+    if (state.data.has(key)) throw new KvSnapshotError(`key ${key} appears twice`);
+    const plain = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    const entry = { value: plain, revision, position: restoring.allocatePosition() };
+    state.data.set(key, entry);
+    restoring.dataDigest = addDigests(restoring.dataDigest, dataEntryDigest(key, entry));
+  }
+}
+
+function readSessionItems(restoring: Restoring, items: unknown[]): void {
+  const { state } = restoring;
+  if (items.length % 4 !== 0) throw new KvSnapshotError("a sessions frame is cut mid-entry");
+  for (let i = 0; i < items.length; i += 4) {
+    const [clientId, lastSeq, timeMs, wire] = items.slice(i, i + 4);
+    if (typeof clientId !== "string") throw new KvSnapshotError("a client id is not a string");
+    if (!isCount(lastSeq) || lastSeq < 1) {
+      throw new KvSnapshotError(`session ${clientId} has a bad seq`);
+    }
+    const result = resultFromWire(wire);
+    if (result === null) throw new KvSnapshotError(`session ${clientId} has a bad result`);
+    const time = checkTableTime(state, timeMs, `session ${clientId}`);
+    if (!state.sessions.load(clientId, { lastSeq, result }, time)) {
+      throw new KvSnapshotError(`session ${clientId} is repeated or out of order`);
+    }
+  }
+}
+
+function readIdempotencyItems(restoring: Restoring, items: unknown[]): void {
+  const { state } = restoring;
+  if (items.length % 5 !== 0) throw new KvSnapshotError("an idempotency frame is cut mid-entry");
+  for (let i = 0; i < items.length; i += 5) {
+    const [key, hi, lo, timeMs, wire] = items.slice(i, i + 5);
+    if (typeof key !== "string") throw new KvSnapshotError("an idempotency key is not a string");
+    if (!isUint32(hi) || !isUint32(lo)) {
+      throw new KvSnapshotError(`idempotency key ${key} has a bad fingerprint`);
+    }
+    const result = resultFromWire(wire);
+    if (result === null) throw new KvSnapshotError(`idempotency key ${key} has a bad result`);
+    const time = checkTableTime(state, timeMs, `idempotency key ${key}`);
+    const record = { fingerprint: Object.freeze({ hi, lo }), result };
+    if (!state.idempotency.load(key, record, time)) {
+      throw new KvSnapshotError(`idempotency key ${key} is repeated or out of order`);
+    }
+  }
+}
+
+/** A table entry's time, which must not be later than the log clock it was stamped from. */
+function checkTableTime(state: KvState, timeMs: unknown, what: string): number {
+  if (!isCount(timeMs) || timeMs > state.clockMs) {
+    throw new KvSnapshotError(`${what} has a time outside 0..${state.clockMs}`);
+  }
+  return timeMs;
+}
+
+function finishRestore(restoring: Restoring): KvState {
+  const { state, header, endDigest } = restoring;
+  assert(header !== null && endDigest !== null, "header and end were read");
+  const counts: [string, number, number][] = [
+    ["keys", state.data.size, header.keyCount],
+    ["sessions", state.sessions.size, header.sessionCount],
+    ["idempotency keys", state.idempotency.size, header.idempotencyCount],
+  ];
+  for (const [what, actual, promised] of counts) {
+    if (actual !== promised) {
+      throw new KvSnapshotError(`holds ${actual} ${what}; the header promised ${promised}`);
+    }
+  }
+  const digest = formatDigest(
+    stateDigest(
+      state,
+      state.data.size,
+      restoring.dataDigest,
+      state.sessions.entries(),
+      state.idempotency.entries(),
+    ),
+  );
+  if (digest !== endDigest) {
+    throw new KvSnapshotError(`state digest ${digest} differs from the recorded ${endDigest}`);
+  }
+  return state;
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isUint32(value: unknown): value is number {
+  return isCount(value) && value <= 0xffff_ffff;
+}

@@ -1,0 +1,294 @@
+/**
+ * The built-in replicated key-value and session store: Baton's `StateMachine` for the
+ * server's HTTP API. It applies put and delete commands (with compare-and-set), answers
+ * reads for the runtime, deduplicates retried requests through client sessions (Raft
+ * dissertation §6.3) and idempotency keys, and streams and restores snapshots.
+ *
+ * It must be purely deterministic: what `apply` does depends only on the state, the
+ * command bytes and the apply context. Time comes from `context.time`, stamped into the
+ * log by the master, never from this node's clock; every table expires and evicts
+ * entries in an order fixed by the log, so all replicas forget the same things at the
+ * same index. It must never throw for a bad command (a committed command is applied on
+ * every replica, so it fails as a result value everywhere); it throws only for bugs, and
+ * `restore` throws `KvSnapshotError` for a bad snapshot.
+ */
+
+import { assert } from "../shared/assert.js";
+import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
+import {
+  commandFingerprint,
+  decodeCommand,
+  freezeResult,
+  type KvCommand,
+  type KvCommandProblem,
+  type KvResult,
+  validateCommand,
+} from "./commands.js";
+import { type Digest64, formatDigest } from "./hash64.js";
+import {
+  preserveForSnapshot,
+  readSnapshot,
+  type SnapshotCursor,
+  writeSnapshot,
+} from "./kv-snapshot.js";
+import { createKvState, type DataEntry, digestKvState, type KvState } from "./kv-state.js";
+import { defaultKvLimits, isValidKvLimits, type KvLimits } from "./limits.js";
+
+/** What a read returns: the stored bytes and the revision that wrote them. */
+export interface KvEntry {
+  /** The stored bytes. Shared with the store: the caller must not modify them. */
+  readonly value: Uint8Array;
+  /** Log index of the command that last modified the key. */
+  readonly revision: number;
+}
+
+const NOT_FOUND = freezeResult({ ok: false, code: "not_found" });
+const SESSION_EXPIRED = freezeResult({ ok: false, code: "session_expired" });
+const IDEMPOTENCY_KEY_REUSED = freezeResult({ ok: false, code: "idempotency_key_reused" });
+
+export class KvStateMachine implements StateMachine<KvResult> {
+  private state: KvState;
+  /** Snapshots being streamed; `apply` copies entries for them before changing them. */
+  private readonly snapshots = new Set<SnapshotCursor>();
+  /**
+   * The next Map position (see `DataEntry.position`). Local to this node and never reset,
+   * not even by `restore`, so positions keep growing in Map insertion order.
+   */
+  private nextPosition = 1;
+
+  constructor(readonly limits: KvLimits = defaultKvLimits()) {
+    assert(isValidKvLimits(limits), "limits must be positive integers (use parseKvLimits)");
+    this.state = createKvState(limits);
+  }
+
+  /** Number of keys. */
+  get size(): number {
+    return this.state.data.size;
+  }
+
+  /** Log index of the last command that modified a key; 0 before any. */
+  get revision(): number {
+    return this.state.revision;
+  }
+
+  /** Number of client sessions held, counting expired ones not yet removed. */
+  get sessionCount(): number {
+    return this.state.sessions.size;
+  }
+
+  /** Number of idempotency keys held, counting expired ones not yet removed. */
+  get idempotencyKeyCount(): number {
+    return this.state.idempotency.size;
+  }
+
+  /** Number of snapshots whose streams are still open (each costs copy-on-write work). */
+  get activeSnapshotCount(): number {
+    return this.snapshots.size;
+  }
+
+  /**
+   * The value and revision of `key`, or null when it does not exist. Reads are not
+   * commands: the runtime serves them after ReadIndex (dissertation §6.4) or, for stale
+   * reads, straight from the local copy.
+   */
+  get(key: string): KvEntry | null {
+    const entry = this.state.data.get(key);
+    if (entry === undefined) return null;
+    return { value: entry.value, revision: entry.revision };
+  }
+
+  /**
+   * Applies one committed command. `context.index` must grow from call to call and
+   * `context.time` must be a non-negative integer (milliseconds); anything else is a bug
+   * in the runtime. Bad command bytes give an `invalid_command` result.
+   */
+  apply(command: Uint8Array, context: ApplyContext): KvResult {
+    const { state } = this;
+    assert(Number.isSafeInteger(context.index), "index must be an integer");
+    assert(context.index > state.lastIndex, "commands must be applied once, in log order");
+    assert(Number.isSafeInteger(context.time) && context.time >= 0, "time must be ms >= 0");
+    state.lastIndex = context.index;
+    state.clockMs = Math.max(state.clockMs, context.time);
+    state.sessions.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
+    state.idempotency.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
+    const decoded = decodeCommand(command);
+    if (!decoded.ok) return invalid(decoded.problem);
+    const problem = validateCommand(decoded.command, this.limits);
+    if (problem !== null) return invalid(problem);
+    return this.applySession(decoded.command, context.index);
+  }
+
+  /**
+   * Streams the state as of this call in chunks of at most `limits.snapshotChunkBytesMax`
+   * bytes. `apply` may keep running while the chunks are consumed. The iterable is single
+   * use. The consumer must read it to the end or end it early through the iterator's
+   * `return()` (`for await … break` does); an iterator dropped half-read keeps copying
+   * changed entries for a snapshot that will never read them.
+   */
+  snapshot(): AsyncIterable<Uint8Array> {
+    const { state } = this;
+    const cursor: SnapshotCursor = {
+      positionMax: this.nextPosition - 1,
+      readPosition: 0,
+      preserved: new Map(),
+    };
+    this.snapshots.add(cursor);
+    const release = (): void => {
+      this.snapshots.delete(cursor);
+    };
+    const chunks = writeSnapshot(
+      {
+        meta: { revision: state.revision, clockMs: state.clockMs, lastIndex: state.lastIndex },
+        data: state.data,
+        dataCount: state.data.size,
+        sessions: Array.from(state.sessions.entries()),
+        idempotency: Array.from(state.idempotency.entries()),
+        cursor,
+      },
+      this.limits.snapshotChunkBytesMax,
+    );
+    return releasingIterable(chunks, release);
+  }
+
+  /**
+   * Replaces the whole state with the one `chunks` carry, which may be split at any byte.
+   * Throws `KvSnapshotError` (code `ERR_KV_SNAPSHOT_INVALID`) when they are not an intact
+   * snapshot in a supported format, and then leaves the current state untouched.
+   */
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const restored = await readSnapshot(chunks, this.limits, () => this.nextPosition++);
+    // Snapshots still streaming keep reading the old state, which nothing changes any more.
+    this.snapshots.clear();
+    this.state = restored;
+  }
+
+  /**
+   * A digest of the whole replicated state as 16 hex digits: equal on every replica that
+   * applied the same log, whether it got there by applying or by restoring a snapshot.
+   * Costs one pass over all keys and values, so use it for checks, not on every request.
+   */
+  stateHash(): string {
+    return formatDigest(digestKvState(this.state));
+  }
+
+  /**
+   * Answers a retry from the client's session, or applies the command once and records
+   * its result there. A client keeps one request outstanding, so the session needs only
+   * its last seq and result (dissertation §6.3).
+   */
+  private applySession(command: KvCommand, index: number): KvResult {
+    const { session } = command;
+    if (session === undefined) return this.applyIdempotent(command, index);
+    const { sessions, clockMs } = this.state;
+    const record = sessions.get(session.clientId, clockMs);
+    if (record === undefined) {
+      // An unknown session may only be opened by the client's first request: a later seq
+      // could be a retry whose session expired, so applying it might apply it twice.
+      if (session.seq !== 1) return SESSION_EXPIRED;
+    } else if (session.seq === record.lastSeq) {
+      sessions.set(session.clientId, record, clockMs);
+      return record.result;
+    } else if (session.seq < record.lastSeq) {
+      return freezeResult({ ok: false, code: "session_stale", lastSeq: record.lastSeq });
+    }
+    const result = this.applyIdempotent(command, index);
+    sessions.set(session.clientId, { lastSeq: session.seq, result }, clockMs);
+    return result;
+  }
+
+  /**
+   * Answers a repeated idempotency key with its first result, or applies the command and
+   * records the result under the key. A repeated key with a different command is refused
+   * (the IETF Idempotency-Key draft answers it with 422) rather than answered with the
+   * other command's result, which would tell the client its command was applied when it
+   * was not.
+   */
+  private applyIdempotent(command: KvCommand, index: number): KvResult {
+    const key = command.idempotencyKey;
+    if (key === undefined) return this.execute(command, index);
+    const { idempotency, clockMs } = this.state;
+    const fingerprint = commandFingerprint(command);
+    const record = idempotency.get(key, clockMs);
+    if (record !== undefined) {
+      return sameDigest(record.fingerprint, fingerprint) ? record.result : IDEMPOTENCY_KEY_REUSED;
+    }
+    const result = this.execute(command, index);
+    idempotency.set(key, { fingerprint: Object.freeze(fingerprint), result }, clockMs);
+    return result;
+  }
+
+  /** Applies a put or delete to the keys, honouring `ifRevision`. */
+  private execute(command: KvCommand, index: number): KvResult {
+    const { data } = this.state;
+    const current = data.get(command.key);
+    const currentRevision = current?.revision ?? 0;
+    const { ifRevision } = command;
+    if (command.type === "delete" && current === undefined) {
+      // With no key there is nothing to delete; a precondition naming a revision fails,
+      // as HTTP's If-Match fails when there is no current representation.
+      if (ifRevision !== undefined && ifRevision !== 0) return preconditionFailed(0);
+      return NOT_FOUND;
+    }
+    if (ifRevision !== undefined && ifRevision !== currentRevision) {
+      return preconditionFailed(currentRevision);
+    }
+    if (current !== undefined) this.preserve(command.key, current);
+    if (command.type === "put") {
+      // A replaced key keeps its position, so it stays where a snapshot expects it.
+      const position = current?.position ?? this.nextPosition++;
+      data.set(command.key, { value: command.value, revision: index, position });
+    } else {
+      data.delete(command.key);
+    }
+    this.state.revision = index;
+    return freezeResult({ ok: true, revision: index });
+  }
+
+  /** Copy-on-write: hands the entry about to change to every snapshot that still needs it. */
+  private preserve(key: string, entry: DataEntry): void {
+    for (const cursor of this.snapshots) preserveForSnapshot(cursor, key, entry);
+  }
+}
+
+function invalid(problem: KvCommandProblem): KvResult {
+  return freezeResult({ ok: false, code: "invalid_command", ...problem });
+}
+
+function preconditionFailed(currentRevision: number): KvResult {
+  return freezeResult({ ok: false, code: "precondition_failed", currentRevision });
+}
+
+function sameDigest(a: Digest64, b: Digest64): boolean {
+  return a.hi === b.hi && a.lo === b.lo;
+}
+
+/**
+ * Wraps a snapshot generator so that `release` runs however the stream ends: at its end,
+ * on an error, or on `return()`, including a `return()` before the first chunk, when an
+ * async generator would skip its own `finally`.
+ */
+function releasingIterable(
+  chunks: AsyncGenerator<Uint8Array>,
+  release: () => void,
+): AsyncIterable<Uint8Array> {
+  const iterator: AsyncIterableIterator<Uint8Array> = {
+    async next() {
+      try {
+        const step = await chunks.next();
+        if (step.done === true) release();
+        return step;
+      } catch (error) {
+        release();
+        throw error;
+      }
+    },
+    async return() {
+      release();
+      return chunks.return(undefined);
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
+}

@@ -1,0 +1,126 @@
+/**
+ * The replicated state of the key-value store as plain tables, and its digest. Everything
+ * here is part of what replicas must agree on: the keys with their values and revisions,
+ * the client sessions, the idempotency keys, the store's revision, the log clock and the
+ * index of the last command applied.
+ *
+ * This file owns the shape of the state and the one definition of its digest, which both
+ * `KvStateMachine.stateHash()` and snapshot verification use. It must never decide what a
+ * command does (that is `kv-state-machine.ts`) nor how state is streamed (`kv-snapshot.ts`).
+ */
+
+import { hashResult, type KvResult } from "./commands.js";
+import { type ExpiringSlot, ExpiringTable } from "./expiring-table.js";
+import { addDigests, type Digest64, Hash64, ZERO_DIGEST } from "./hash64.js";
+import type { KvLimits } from "./limits.js";
+
+/**
+ * One key's value. Entries are immutable and replaced on every change, so a snapshot may
+ * hold on to the entry it saw.
+ */
+export interface DataEntry {
+  readonly value: Uint8Array;
+  /** Log index of the command that last modified the key (etcd's mod_revision). */
+  readonly revision: number;
+  /**
+   * Where the entry sits in the Map's insertion order: assigned from an increasing counter
+   * when the key is inserted and kept when its value is replaced in place. Local to this
+   * node (not replicated, not hashed); snapshots use it to tell which keys they have read.
+   */
+  readonly position: number;
+}
+
+/** What a client session remembers: its last request and that request's result. */
+export interface SessionRecord {
+  readonly lastSeq: number;
+  readonly result: KvResult;
+}
+
+/** What an idempotency key remembers: what the first request did and what it returned. */
+export interface IdempotencyRecord {
+  readonly fingerprint: Digest64;
+  readonly result: KvResult;
+}
+
+/** The scalar part of the state. */
+export interface KvMeta {
+  /** Log index of the last command that modified a key; 0 before any. */
+  revision: number;
+  /**
+   * Log time in milliseconds: the largest `context.time` applied so far. It never goes
+   * backwards, even when a new master's clock is behind the old one's, so that table
+   * entries stay ordered by time.
+   */
+  clockMs: number;
+  /** Log index of the last command applied, modifying or not; 0 before any. */
+  lastIndex: number;
+}
+
+export interface KvState extends KvMeta {
+  readonly data: Map<string, DataEntry>;
+  readonly sessions: ExpiringTable<SessionRecord>;
+  readonly idempotency: ExpiringTable<IdempotencyRecord>;
+}
+
+/** An empty state whose tables follow `limits`. */
+export function createKvState(limits: KvLimits): KvState {
+  return {
+    data: new Map(),
+    sessions: new ExpiringTable(limits.sessionCountMax, limits.sessionTtlMs),
+    idempotency: new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyTtlMs),
+    revision: 0,
+    clockMs: 0,
+    lastIndex: 0,
+  };
+}
+
+/** The digest of one key's entry; the data digest is the sum of these over all keys. */
+export function dataEntryDigest(key: string, entry: DataEntry): Digest64 {
+  return new Hash64(1).string(key).integer(entry.revision).bytes(entry.value).digest();
+}
+
+/**
+ * The digest of a whole state, given the sum of its data entries' digests. The data part
+ * is a sum so that it does not depend on the order of keys (a restored replica inserts
+ * them in a different order); the tables are hashed in order, because their order (by
+ * last use) decides which entries expire and are evicted first.
+ */
+export function stateDigest(
+  meta: KvMeta,
+  dataCount: number,
+  dataDigest: Digest64,
+  sessions: Iterable<[string, ExpiringSlot<SessionRecord>]>,
+  idempotency: Iterable<[string, ExpiringSlot<IdempotencyRecord>]>,
+): Digest64 {
+  const hash = new Hash64(2).integer(meta.revision).integer(meta.clockMs).integer(meta.lastIndex);
+  hash.integer(dataCount).digestValue(dataDigest);
+  let count = 0;
+  for (const [clientId, slot] of sessions) {
+    hash.string(clientId).integer(slot.timeMs).integer(slot.value.lastSeq);
+    hashResult(hash, slot.value.result);
+    count++;
+  }
+  hash.integer(count);
+  count = 0;
+  for (const [key, slot] of idempotency) {
+    hash.string(key).integer(slot.timeMs).digestValue(slot.value.fingerprint);
+    hashResult(hash, slot.value.result);
+    count++;
+  }
+  return hash.integer(count).digest();
+}
+
+/** The digest of `state`, computed in one pass over everything. */
+export function digestKvState(state: KvState): Digest64 {
+  let dataDigest = ZERO_DIGEST;
+  for (const [key, entry] of state.data) {
+    dataDigest = addDigests(dataDigest, dataEntryDigest(key, entry));
+  }
+  return stateDigest(
+    state,
+    state.data.size,
+    dataDigest,
+    state.sessions.entries(),
+    state.idempotency.entries(),
+  );
+}
