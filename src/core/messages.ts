@@ -97,6 +97,12 @@ export interface HeartbeatResponse extends Envelope {
   readonly readContext: number;
 }
 
-export type Message = VoteRequest | VoteResponse | Append | AppendResponse | Heartbeat | HeartbeatResponse;
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | Append
+  | AppendResponse
+  | Heartbeat
+  | HeartbeatResponse;
 
 export type MessageType = Message["type"];

@@ -1,0 +1,112 @@
+/**
+ * What the master knows of one backup's log, and how it replicates to it (the flow
+ * control of etcd's Progress, in this project's words):
+ *
+ * - `probe`: the master does not know where the backup's log matches its own. It sends
+ *   one append at a time and waits for the answer (or the next heartbeat answer).
+ * - `replicate`: the logs match up to `match`; appends are pipelined, up to a bounded
+ *   number in flight, each optimistically advancing `next`.
+ * - `transfer`: the entries the backup needs are compacted away; a state transfer
+ *   (snapshot) is under way and appends wait for it.
+ */
+
+import { assert } from "../shared/assert.js";
+
+export type ProgressState = "probe" | "replicate" | "transfer";
+
+export class Progress {
+  state: ProgressState = "probe";
+  /** Highest index known to match the master's log on this backup. */
+  match = 0;
+  /** Next index to send. */
+  next: number;
+  /** In `probe`: an append was sent and not yet answered. */
+  probeSent = false;
+  /** In `replicate`: last index of each append in flight, oldest first. */
+  readonly inflight: number[] = [];
+  /** In `transfer`: the snapshot index being transferred. */
+  transferIndex = 0;
+  /** Whether the backup answered anything since the last check-quorum round. */
+  recentActive = false;
+
+  constructor(next: number) {
+    this.next = next;
+  }
+
+  becomeProbe(): void {
+    // After a state transfer, resume right after the snapshot the backup now holds.
+    this.next =
+      this.state === "transfer" ? Math.max(this.match, this.transferIndex) + 1 : this.match + 1;
+    this.state = "probe";
+    this.probeSent = false;
+    this.inflight.length = 0;
+    this.transferIndex = 0;
+  }
+
+  becomeReplicate(): void {
+    this.state = "replicate";
+    this.next = this.match + 1;
+    this.probeSent = false;
+    this.inflight.length = 0;
+  }
+
+  becomeTransfer(index: number): void {
+    this.state = "transfer";
+    this.transferIndex = index;
+    this.probeSent = false;
+    this.inflight.length = 0;
+  }
+
+  /** Whether the master may send another append now. */
+  isPaused(inflightMax: number): boolean {
+    switch (this.state) {
+      case "probe":
+        return this.probeSent;
+      case "replicate":
+        return this.inflight.length >= inflightMax;
+      case "transfer":
+        return true;
+    }
+  }
+
+  /** Records an append ending at `lastIndex` as sent. */
+  sent(lastIndex: number, entryCount: number): void {
+    if (this.state === "replicate") {
+      if (entryCount > 0) {
+        this.next = lastIndex + 1;
+        this.inflight.push(lastIndex);
+      }
+    } else if (this.state === "probe") {
+      this.probeSent = true;
+    }
+  }
+
+  /** The backup matches up to `index`. Returns whether this was news. */
+  acknowledge(index: number): boolean {
+    while (this.inflight.length > 0 && this.inflight[0]! <= index) this.inflight.shift();
+    if (index <= this.match) return false;
+    this.match = index;
+    this.next = Math.max(this.next, index + 1);
+    this.probeSent = false;
+    return true;
+  }
+
+  /**
+   * The backup rejected an append at `rejected`; `hint` is where to try next. Returns
+   * false when the rejection is stale (an answer to an append sent before a newer one).
+   */
+  reject(rejected: number, hint: number): boolean {
+    if (this.state === "replicate") {
+      // A rejection of something at or below the match is a delayed duplicate.
+      if (rejected <= this.match) return false;
+      this.becomeProbe();
+      this.next = Math.max(this.match + 1, Math.min(rejected, hint + 1));
+      return true;
+    }
+    if (this.state !== "probe" || this.next - 1 !== rejected) return false;
+    this.next = Math.max(this.match + 1, Math.min(rejected, hint + 1));
+    this.probeSent = false;
+    assert(this.next >= 1, "progress: next below 1");
+    return true;
+  }
+}

@@ -1,0 +1,851 @@
+/**
+ * One node's replication protocol as a pure, deterministic state machine: Raft with
+ * pre-vote, check-quorum, pipelined log replication, fast back-off and ReadIndex, in this
+ * project's words (master, backup, candidate, term).
+ *
+ * Inputs are method calls: `tick()`, `step(message)`, `propose(data)`, `readIndex(id)`,
+ * `persisted(index, term)` and `peerUnreachable(id)`. Outputs are collected and handed out
+ * by `ready()`. The runtime's obligations for each Ready, in this order:
+ *   1. persist `hardState` and `entries` (an entry at index i replaces any stored entry at
+ *      index i and above) durably;
+ *   2. only then send `messages` (votes and acknowledgements promise what is on disk);
+ *   3. apply `committed` entries to the state machine, in order;
+ *   4. call `persisted(index, term)` with the last entry that is now durable.
+ *
+ * The replica owns no socket, timer, file or clock, and takes randomness only from the
+ * Prng it is given. A broken invariant throws AssertionError: never continue past one.
+ */
+
+import { assert } from "../shared/assert.js";
+import { type ReplicaConfig, validateReplicaConfig } from "./config.js";
+import { ReplicaLog } from "./log.js";
+import type {
+  Append,
+  AppendResponse,
+  Entry,
+  HardState,
+  Heartbeat,
+  HeartbeatResponse,
+  Message,
+  NodeId,
+  SnapshotMeta,
+  VoteRequest,
+  VoteResponse,
+} from "./messages.js";
+import type { Prng } from "./prng.js";
+import { Progress } from "./progress.js";
+
+export type Role = "master" | "backup" | "candidate";
+
+/** What a replica is started from: what its storage recovered. */
+export interface RestoredState {
+  readonly hardState: HardState;
+  readonly snapshot: SnapshotMeta;
+  /** The entries after the snapshot, in order. */
+  readonly entries: readonly Entry[];
+}
+
+export const EMPTY_STATE: RestoredState = Object.freeze({
+  hardState: Object.freeze({ term: 0, votedFor: null, commitIndex: 0 }),
+  snapshot: Object.freeze({ index: 0, term: 0 }),
+  entries: Object.freeze([]),
+});
+
+export type ProposeResult =
+  | { ok: true; index: number; term: number }
+  | { ok: false; reason: "not_master"; masterHint: NodeId | null }
+  | { ok: false; reason: "busy" };
+
+export type ReadIndexResult =
+  | { ok: true }
+  | { ok: false; reason: "not_master"; masterHint: NodeId | null };
+
+/**
+ * A read registered with `readIndex`: once the state machine has applied `index`, a read
+ * served from it is linearizable. `index` is null when the read was aborted because this
+ * node stopped being master before it was confirmed.
+ */
+export interface ReadState {
+  readonly requestId: number;
+  readonly index: number | null;
+}
+
+/** Facts worth a log line: every role change and why. */
+export type CoreEvent = {
+  readonly type: "role";
+  readonly role: Role;
+  readonly term: number;
+  readonly masterId: NodeId | null;
+  readonly preVote: boolean;
+  readonly reason: string;
+};
+
+export interface Ready {
+  readonly hardState: HardState | null;
+  readonly entries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly committed: readonly Entry[];
+  readonly reads: readonly ReadState[];
+  readonly events: readonly CoreEvent[];
+}
+
+interface PendingRead {
+  readonly requestId: number;
+  readonly index: number;
+  readonly context: number;
+}
+
+export class Replica {
+  readonly id: NodeId;
+  private readonly config: ReplicaConfig;
+  private readonly prng: Prng;
+  private readonly peers: readonly NodeId[];
+  private readonly log: ReplicaLog;
+
+  private currentTerm: number;
+  private vote: NodeId | null;
+  private currentRole: Role = "backup";
+  private master: NodeId | null = null;
+  /** While a candidate: whether this round only asks for pre-votes. */
+  private preVoteRound = false;
+  private readonly votes = new Map<NodeId, boolean>();
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private electionTimeout = 0;
+
+  private readonly progress = new Map<NodeId, Progress>();
+  /** Highest index handed out in `committed`: each entry is applied once per node. */
+  private applied: number;
+  /** Set when the commit index moved and backups should hear of it. */
+  private commitNews = false;
+  /** Backups owed an append even if it carries no entries. */
+  private readonly appendDue = new Set<NodeId>();
+
+  private readContext = 0;
+  private readContextSent = 0;
+  private readonly pendingReads: PendingRead[] = [];
+  /** Reads that wait until this master has committed an entry of its own term. */
+  private readonly readsAwaitingCommit: number[] = [];
+  private readonly readAcks = new Map<NodeId, number>();
+
+  private lastHardState: HardState;
+  private outMessages: Message[] = [];
+  private outReads: ReadState[] = [];
+  private outEvents: CoreEvent[] = [];
+
+  constructor(config: ReplicaConfig, prng: Prng, restored: RestoredState = EMPTY_STATE) {
+    this.config = validateReplicaConfig(config);
+    this.id = config.id;
+    this.prng = prng;
+    this.peers = this.config.members.filter((m) => m !== this.id);
+    this.log = new ReplicaLog(restored.snapshot, restored.entries, restored.hardState.commitIndex);
+    this.currentTerm = restored.hardState.term;
+    this.vote = restored.hardState.votedFor;
+    this.applied = restored.snapshot.index;
+    this.lastHardState = this.hardState();
+    assert(this.log.lastTerm() <= this.currentTerm, "replica: log term above current term");
+    this.becomeBackup(this.currentTerm, null, "started");
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  get role(): Role {
+    return this.currentRole;
+  }
+  get term(): number {
+    return this.currentTerm;
+  }
+  get votedFor(): NodeId | null {
+    return this.vote;
+  }
+  get masterId(): NodeId | null {
+    return this.master;
+  }
+  get commitIndex(): number {
+    return this.log.commitIndex;
+  }
+  get appliedIndex(): number {
+    return this.applied;
+  }
+  get lastIndex(): number {
+    return this.log.lastIndex();
+  }
+  get durableIndex(): number {
+    return this.log.durableIndex();
+  }
+  get isPreCandidate(): boolean {
+    return this.currentRole === "candidate" && this.preVoteRound;
+  }
+  termAt(index: number): number | undefined {
+    return this.log.termAt(index);
+  }
+  entryAt(index: number): Entry | undefined {
+    return this.log.entry(index);
+  }
+  snapshotMeta(): SnapshotMeta {
+    return this.log.snapshot();
+  }
+  hardState(): HardState {
+    return { term: this.currentTerm, votedFor: this.vote, commitIndex: this.log.commitIndex };
+  }
+  /** Per-backup replication state, for status pages (master only; empty otherwise). */
+  peerProgress(): ReadonlyMap<NodeId, Readonly<Progress>> {
+    return this.progress;
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** One unit of time has passed. */
+  tick(): void {
+    this.guard(() => {
+      if (this.currentRole === "master") this.tickMaster();
+      else this.tickBackup();
+    });
+  }
+
+  /** A message from a peer arrived. */
+  step(message: Message): void {
+    assert(message.to === this.id, `replica ${this.id}: message addressed to ${message.to}`);
+    assert(message.from !== this.id, `replica ${this.id}: message from self`);
+    assert(this.peers.includes(message.from), `replica ${this.id}: message from non-member`);
+    assert(Number.isInteger(message.term) && message.term >= 0, "replica: bad message term");
+    this.guard(() => this.dispatch(message));
+  }
+
+  /** Proposes a command; the master appends it to its log. */
+  propose(data: Uint8Array): ProposeResult {
+    if (this.currentRole !== "master") {
+      return { ok: false, reason: "not_master", masterHint: this.master };
+    }
+    if (this.log.lastIndex() - this.log.commitIndex >= this.config.uncommittedEntriesMax) {
+      return { ok: false, reason: "busy" };
+    }
+    const entry: Entry = {
+      index: this.log.lastIndex() + 1,
+      term: this.currentTerm,
+      kind: "command",
+      data,
+    };
+    this.guard(() => this.appendOwn(entry));
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Registers a linearizable read (ReadIndex, dissertation §6.4). The answer arrives in a
+   * later Ready's `reads`; reads that arrive together share one heartbeat round.
+   */
+  readIndex(requestId: number): ReadIndexResult {
+    if (this.currentRole !== "master") {
+      return { ok: false, reason: "not_master", masterHint: this.master };
+    }
+    this.guard(() => {
+      if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) {
+        this.readsAwaitingCommit.push(requestId);
+      } else {
+        this.startRead(requestId);
+      }
+    });
+    return { ok: true };
+  }
+
+  /** Storage reports every entry up to (index, term) durable. */
+  persisted(index: number, term: number): void {
+    this.guard(() => {
+      if (this.log.markDurable(index, term) && this.currentRole === "master") this.maybeCommit();
+    });
+  }
+
+  /**
+   * The transport lost its connection to `peer`, or could not reach it. When that peer
+   * is the master, its process is likely dead: leave its lease and ask for pre-votes at
+   * once instead of waiting for the election timeout. Safety does not depend on this:
+   * pre-vote and real votes still decide, and a peer that still hears the master refuses.
+   */
+  peerUnreachable(peer: NodeId): void {
+    this.guard(() => {
+      if (this.currentRole === "backup" && peer === this.master) {
+        this.master = null;
+        this.startElection(`lost connection to master ${peer}`);
+      }
+    });
+  }
+
+  /** Starts an election now (tests, and a planned switchover's target). */
+  campaign(): void {
+    this.guard(() => {
+      if (this.currentRole !== "master") this.startElection("asked to campaign");
+    });
+  }
+
+  /** Whether `ready()` would hand out anything. */
+  hasReady(): boolean {
+    return (
+      this.outMessages.length > 0 ||
+      this.outReads.length > 0 ||
+      this.outEvents.length > 0 ||
+      this.applied < this.log.commitIndex ||
+      this.log.hasUnpersisted() ||
+      this.commitNews ||
+      this.appendDue.size > 0 ||
+      this.readContext > this.readContextSent ||
+      !sameHardState(this.lastHardState, this.hardState()) ||
+      (this.currentRole === "master" && this.hasAppendsToSend())
+    );
+  }
+
+  /** Everything the runtime must now do; see the file comment for the order. */
+  ready(): Ready {
+    this.guard(() => this.flushMaster());
+    const hardState = this.hardState();
+    const changed = !sameHardState(hardState, this.lastHardState);
+    this.lastHardState = hardState;
+    const committed: Entry[] = [];
+    while (this.applied < this.log.commitIndex) {
+      const entry = this.log.entry(this.applied + 1);
+      assert(
+        entry !== undefined,
+        `replica ${this.id}: committed entry ${this.applied + 1} missing`,
+      );
+      committed.push(entry);
+      this.applied++;
+    }
+    const ready: Ready = {
+      hardState: changed ? hardState : null,
+      entries: this.log.takeUnpersisted(),
+      messages: this.outMessages,
+      committed,
+      reads: this.outReads,
+      events: this.outEvents,
+    };
+    this.outMessages = [];
+    this.outReads = [];
+    this.outEvents = [];
+    return ready;
+  }
+
+  // ---------------------------------------------------------------- time
+
+  private tickMaster(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.config.electionTicksMin) {
+      this.electionElapsed = 0;
+      if (this.config.checkQuorum && !this.quorumActive()) {
+        this.becomeBackup(this.currentTerm, null, "check-quorum: no contact with a majority");
+        return;
+      }
+      for (const pr of this.progress.values()) pr.recentActive = false;
+    }
+    if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat(this.readContext);
+    }
+  }
+
+  private tickBackup(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTimeout) {
+      this.startElection(
+        this.currentRole === "candidate"
+          ? "election round timed out"
+          : "no heartbeat from a master",
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- role changes
+
+  private becomeBackup(term: number, master: NodeId | null, reason: string): void {
+    assert(term >= this.currentTerm, "replica: term going backwards");
+    const wasMaster = this.currentRole === "master";
+    if (term > this.currentTerm) {
+      this.currentTerm = term;
+      this.vote = null;
+    }
+    const changed = this.currentRole !== "backup" || this.master !== master;
+    this.currentRole = "backup";
+    this.preVoteRound = false;
+    this.master = master;
+    this.progress.clear();
+    this.appendDue.clear();
+    this.resetElectionTimer();
+    if (wasMaster) this.abortReads();
+    if (changed) this.emitRole(reason);
+  }
+
+  private startElection(reason: string): void {
+    if (this.config.preVote) this.becomePreCandidate(reason);
+    else this.becomeCandidate(reason);
+  }
+
+  private becomePreCandidate(reason: string): void {
+    assert(this.currentRole !== "master", "replica: master cannot become pre-candidate");
+    // A pre-candidate changes neither its term nor its vote (dissertation §9.6).
+    this.currentRole = "candidate";
+    this.preVoteRound = true;
+    this.master = null;
+    this.votes.clear();
+    this.resetElectionTimer();
+    this.emitRole(reason);
+    this.requestVotes(true);
+  }
+
+  private becomeCandidate(reason: string): void {
+    assert(this.currentRole !== "master", "replica: master cannot become candidate");
+    this.currentTerm++;
+    this.vote = this.id;
+    this.currentRole = "candidate";
+    this.preVoteRound = false;
+    this.master = null;
+    this.votes.clear();
+    this.resetElectionTimer();
+    this.emitRole(reason);
+    this.requestVotes(false);
+  }
+
+  private becomeMaster(): void {
+    assert(
+      this.currentRole === "candidate" && !this.preVoteRound,
+      "replica: master without election",
+    );
+    assert(this.vote === this.id, "replica: master did not vote for itself");
+    this.currentRole = "master";
+    this.master = this.id;
+    this.heartbeatElapsed = 0;
+    this.electionElapsed = 0;
+    this.readAcks.clear();
+    for (const peer of this.peers) {
+      const pr = new Progress(this.log.lastIndex() + 1);
+      pr.recentActive = true;
+      this.progress.set(peer, pr);
+    }
+    this.emitRole("won the election");
+    // Raft §8: a new master commits an entry of its own term to learn what is committed.
+    this.appendOwn({
+      index: this.log.lastIndex() + 1,
+      term: this.currentTerm,
+      kind: "noop",
+      data: EMPTY,
+    });
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.electionTimeout = this.prng.int(
+      this.config.electionTicksMin,
+      this.config.electionTicksMax,
+    );
+  }
+
+  private emitRole(reason: string): void {
+    this.outEvents.push({
+      type: "role",
+      role: this.currentRole,
+      term: this.currentTerm,
+      masterId: this.master,
+      preVote: this.preVoteRound,
+      reason,
+    });
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  private dispatch(m: Message): void {
+    if (m.term > this.currentTerm) {
+      if (!this.acceptHigherTerm(m)) return;
+    } else if (m.term < this.currentTerm) {
+      this.answerLowerTerm(m);
+      return;
+    }
+    switch (m.type) {
+      case "vote_request":
+        return this.onVoteRequest(m);
+      case "vote_response":
+        return this.onVoteResponse(m);
+      case "append":
+        return this.onAppend(m);
+      case "append_response":
+        return this.onAppendResponse(m);
+      case "heartbeat":
+        return this.onHeartbeat(m);
+      case "heartbeat_response":
+        return this.onHeartbeatResponse(m);
+    }
+  }
+
+  /** Returns false when the message must be ignored. */
+  private acceptHigherTerm(m: Message): boolean {
+    if (m.type === "vote_request") {
+      // Check-quorum lease: while we hear from a live master, a disrupting candidate is
+      // ignored outright (dissertation §4.2.3).
+      const inLease =
+        this.config.checkQuorum &&
+        this.master !== null &&
+        this.electionElapsed < this.config.electionTicksMin;
+      if (inLease) return false;
+      if (m.preVote) return true;
+    }
+    if (m.type === "vote_response" && m.preVote && m.granted) return true;
+    const master = m.type === "append" || m.type === "heartbeat" ? m.from : null;
+    this.becomeBackup(m.term, master, `saw term ${m.term} from node ${m.from}`);
+    return true;
+  }
+
+  private answerLowerTerm(m: Message): void {
+    const guarded = this.config.checkQuorum || this.config.preVote;
+    if (guarded && (m.type === "append" || m.type === "heartbeat")) {
+      // A stale master learns of the newer term from this rejection and steps down;
+      // without it, a node stuck at a higher term could never be heard (etcd #5451-style).
+      this.send<AppendResponse>({
+        type: "append_response",
+        from: this.id,
+        to: m.from,
+        term: this.currentTerm,
+        success: false,
+        index: 0,
+        hintIndex: 0,
+        hintTerm: 0,
+      });
+    } else if (m.type === "vote_request" && m.preVote) {
+      this.sendVoteResponse(m.from, this.currentTerm, true, false);
+    }
+  }
+
+  private onVoteRequest(m: VoteRequest): void {
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === null && this.master === null) ||
+      (m.preVote && m.term > this.currentTerm);
+    // Raft §5.4.1: vote only for a candidate whose log is at least as up to date.
+    const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
+    if (granted && !m.preVote) {
+      this.vote = m.from;
+      this.electionElapsed = 0;
+    }
+    this.sendVoteResponse(m.from, granted ? m.term : this.currentTerm, m.preVote, granted);
+  }
+
+  private onVoteResponse(m: VoteResponse): void {
+    if (this.currentRole !== "candidate" || m.preVote !== this.preVoteRound) return;
+    // A granted pre-vote carries the term it was asked for; an older round's is stale.
+    if (m.preVote && m.granted && m.term !== this.currentTerm + 1) return;
+    this.votes.set(m.from, m.granted);
+    let granted = 1;
+    let rejected = 0;
+    for (const g of this.votes.values()) {
+      if (g) granted++;
+      else rejected++;
+    }
+    if (granted >= this.quorum()) {
+      if (this.preVoteRound) this.becomeCandidate("won the pre-vote");
+      else this.becomeMaster();
+    } else if (rejected >= this.quorum()) {
+      this.becomeBackup(
+        this.currentTerm,
+        null,
+        this.preVoteRound ? "lost the pre-vote" : "lost the election",
+      );
+    }
+  }
+
+  private onAppend(m: Append): void {
+    this.followMaster(m.from);
+    const log = this.log;
+    if (m.prevIndex < log.commitIndex) {
+      this.sendAppendResponse(m.from, true, log.commitIndex, 0, 0);
+      return;
+    }
+    if (log.matches(m.prevIndex, m.prevTerm)) {
+      const last = log.merge(m.prevIndex, m.entries);
+      log.commitTo(Math.min(m.commitIndex, last));
+      this.sendAppendResponse(m.from, true, last, 0, 0);
+      return;
+    }
+    const hintIndex = log.lastIndexWithTermAtMost(
+      Math.min(m.prevIndex, log.lastIndex()),
+      m.prevTerm,
+    );
+    this.sendAppendResponse(m.from, false, m.prevIndex, hintIndex, log.termAt(hintIndex) ?? 0);
+  }
+
+  private onHeartbeat(m: Heartbeat): void {
+    this.followMaster(m.from);
+    // The master sends at most what it knows this backup holds, so it is in our log.
+    assert(
+      m.commitIndex <= this.log.lastIndex(),
+      `replica ${this.id}: heartbeat commit beyond log`,
+    );
+    this.log.commitTo(m.commitIndex);
+    this.send<HeartbeatResponse>({
+      type: "heartbeat_response",
+      from: this.id,
+      to: m.from,
+      term: this.currentTerm,
+      readContext: m.readContext,
+    });
+  }
+
+  /** A master of our term spoke: be its backup. */
+  private followMaster(from: NodeId): void {
+    assert(
+      this.currentRole !== "master",
+      `two masters in term ${this.currentTerm}: ${this.id} and ${from}`,
+    );
+    if (this.currentRole === "candidate" || this.master !== from) {
+      this.becomeBackup(
+        this.currentTerm,
+        from,
+        `master ${from} is in charge of term ${this.currentTerm}`,
+      );
+    }
+    assert(this.master === from, "replica: two masters in one term");
+    this.electionElapsed = 0;
+  }
+
+  private onAppendResponse(m: AppendResponse): void {
+    if (this.currentRole !== "master") return;
+    const pr = this.progress.get(m.from)!;
+    pr.recentActive = true;
+    if (m.success) {
+      assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
+      if (!pr.acknowledge(m.index) && pr.state !== "probe") return;
+      if (pr.state === "probe") pr.becomeReplicate();
+      this.maybeCommit();
+      return;
+    }
+    const hint = this.log.lastIndexWithTermAtMost(m.hintIndex, m.hintTerm);
+    pr.reject(m.index, hint);
+  }
+
+  private onHeartbeatResponse(m: HeartbeatResponse): void {
+    if (this.currentRole !== "master") return;
+    const pr = this.progress.get(m.from)!;
+    pr.recentActive = true;
+    pr.probeSent = false;
+    // A full pipeline may hold a lost append: let one more through, whose gap the backup
+    // will reject, which restarts probing (etcd frees the oldest slot the same way).
+    if (pr.state === "replicate" && pr.isPaused(this.config.inflightMax)) pr.inflight.shift();
+    // An append may have been lost while idle: an empty one makes the backup say so.
+    if (pr.match < this.log.lastIndex()) this.appendDue.add(m.from);
+    if (m.readContext > 0) this.acknowledgeRead(m.from, m.readContext);
+  }
+
+  // ---------------------------------------------------------------- master work
+
+  private appendOwn(entry: Entry): void {
+    assert(this.currentRole === "master", "replica: only a master appends its own entries");
+    this.log.append([entry]);
+    if (this.peers.length === 0) return; // commit follows from `persisted`.
+  }
+
+  private maybeCommit(): void {
+    const matches = [this.log.durableIndex()];
+    for (const pr of this.progress.values()) matches.push(pr.match);
+    matches.sort((a, b) => b - a);
+    const candidate = matches[this.quorum() - 1]!;
+    // Raft §5.4.2 (figure 8): only an entry of the current term is committed by counting.
+    if (this.log.termAt(candidate) !== this.currentTerm) return;
+    if (!this.log.commitTo(candidate)) return;
+    this.commitNews = true;
+    if (this.readsAwaitingCommit.length > 0) {
+      const waiting = this.readsAwaitingCommit.splice(0);
+      for (const requestId of waiting) this.startRead(requestId);
+    }
+  }
+
+  private hasAppendsToSend(): boolean {
+    for (const pr of this.progress.values()) {
+      if (pr.next <= this.log.lastIndex() && !pr.isPaused(this.config.inflightMax)) return true;
+    }
+    return false;
+  }
+
+  /** Sends what is due: new entries, commit news, and a heartbeat for new reads. */
+  private flushMaster(): void {
+    if (this.currentRole !== "master") return;
+    for (const [peer, pr] of this.progress) {
+      let sent = false;
+      while (pr.next <= this.log.lastIndex() && !pr.isPaused(this.config.inflightMax)) {
+        this.sendAppend(peer, pr);
+        sent = true;
+      }
+      const due = this.commitNews || this.appendDue.has(peer);
+      if (due && !sent && !pr.isPaused(this.config.inflightMax)) this.sendAppend(peer, pr);
+    }
+    this.commitNews = false;
+    this.appendDue.clear();
+    if (this.readContext > this.readContextSent) {
+      this.readContextSent = this.readContext;
+      this.broadcastHeartbeat(this.readContext);
+    }
+  }
+
+  private sendAppend(peer: NodeId, pr: Progress): void {
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.termAt(prevIndex);
+    assert(prevTerm !== undefined, `replica: entry ${prevIndex} for node ${peer} compacted`);
+    const entries = this.log.slice(
+      pr.next,
+      this.log.lastIndex(),
+      this.config.appendEntriesMax,
+      this.config.appendBytesMax,
+    );
+    this.send<Append>({
+      type: "append",
+      from: this.id,
+      to: peer,
+      term: this.currentTerm,
+      prevIndex,
+      prevTerm,
+      entries,
+      commitIndex: this.log.commitIndex,
+    });
+    pr.sent(prevIndex + entries.length, entries.length);
+  }
+
+  private broadcastHeartbeat(readContext: number): void {
+    for (const [peer, pr] of this.progress) {
+      this.send<Heartbeat>({
+        type: "heartbeat",
+        from: this.id,
+        to: peer,
+        term: this.currentTerm,
+        commitIndex: Math.min(pr.match, this.log.commitIndex),
+        readContext,
+      });
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 1;
+    for (const pr of this.progress.values()) if (pr.recentActive) active++;
+    return active >= this.quorum();
+  }
+
+  private quorum(): number {
+    return Math.floor(this.config.members.length / 2) + 1;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  private startRead(requestId: number): void {
+    this.readContext++;
+    this.pendingReads.push({ requestId, index: this.log.commitIndex, context: this.readContext });
+    this.releaseReads();
+  }
+
+  private acknowledgeRead(from: NodeId, context: number): void {
+    if (context > (this.readAcks.get(from) ?? 0)) this.readAcks.set(from, context);
+    this.releaseReads();
+  }
+
+  /** Releases, oldest first, every read that a majority has confirmed our mastership for. */
+  private releaseReads(): void {
+    while (this.pendingReads.length > 0) {
+      const read = this.pendingReads[0]!;
+      let acks = 1;
+      for (const acked of this.readAcks.values()) if (acked >= read.context) acks++;
+      if (acks < this.quorum()) return;
+      this.pendingReads.shift();
+      this.outReads.push({ requestId: read.requestId, index: read.index });
+    }
+  }
+
+  private abortReads(): void {
+    for (const read of this.pendingReads)
+      this.outReads.push({ requestId: read.requestId, index: null });
+    for (const requestId of this.readsAwaitingCommit)
+      this.outReads.push({ requestId, index: null });
+    this.pendingReads.length = 0;
+    this.readsAwaitingCommit.length = 0;
+    this.readAcks.clear();
+    this.readContextSent = this.readContext;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private requestVotes(preVote: boolean): void {
+    const term = preVote ? this.currentTerm + 1 : this.currentTerm;
+    if (this.quorum() === 1) {
+      if (preVote) this.becomeCandidate("won the pre-vote");
+      else this.becomeMaster();
+      return;
+    }
+    for (const peer of this.peers) {
+      this.send<VoteRequest>({
+        type: "vote_request",
+        from: this.id,
+        to: peer,
+        term,
+        preVote,
+        lastIndex: this.log.lastIndex(),
+        lastTerm: this.log.lastTerm(),
+      });
+    }
+  }
+
+  private sendVoteResponse(to: NodeId, term: number, preVote: boolean, granted: boolean): void {
+    this.send<VoteResponse>({ type: "vote_response", from: this.id, to, term, preVote, granted });
+  }
+
+  private sendAppendResponse(
+    to: NodeId,
+    success: boolean,
+    index: number,
+    hintIndex: number,
+    hintTerm: number,
+  ): void {
+    this.send<AppendResponse>({
+      type: "append_response",
+      from: this.id,
+      to,
+      term: this.currentTerm,
+      success,
+      index,
+      hintIndex,
+      hintTerm,
+    });
+  }
+
+  private send<M extends Message>(message: M): void {
+    this.outMessages.push(message);
+  }
+
+  private guard(body: () => void): void {
+    try {
+      body();
+    } finally {
+      this.checkInvariants();
+    }
+  }
+
+  private checkInvariants(): void {
+    const log = this.log;
+    assert(this.applied <= log.commitIndex, `replica ${this.id}: applied beyond commit`);
+    assert(log.commitIndex <= log.lastIndex(), `replica ${this.id}: commit beyond last index`);
+    assert(log.durableIndex() <= log.lastIndex(), `replica ${this.id}: durable beyond last index`);
+    assert(log.lastTerm() <= this.currentTerm, `replica ${this.id}: log term above current term`);
+    if (this.currentRole === "master") {
+      assert(this.master === this.id, `replica ${this.id}: master does not know itself as master`);
+      assert(this.vote === this.id, `replica ${this.id}: master without its own vote`);
+      for (const pr of this.progress.values()) {
+        assert(pr.match <= log.lastIndex(), `replica ${this.id}: backup match beyond log`);
+        assert(pr.next > pr.match, `replica ${this.id}: next not after match`);
+      }
+    } else {
+      assert(this.progress.size === 0, `replica ${this.id}: non-master tracks progress`);
+      assert(this.pendingReads.length === 0, `replica ${this.id}: non-master holds reads`);
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Term and vote must be durable before messages go out; the commit index is only a hint
+ * for recovery, so a change of it alone does not force a synchronous write.
+ */
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.votedFor === b.votedFor;
+}

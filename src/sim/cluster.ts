@@ -1,0 +1,517 @@
+/**
+ * The simulated cluster: nodes, network, clients and the nemesis, driven by one seeded
+ * generator over a virtual clock. Every event (a tick, a message, a disk write finishing,
+ * a client request, a fault) is taken from one agenda in time order, and the safety
+ * checker runs after every step a node takes. Nothing here reads the real clock.
+ */
+
+import type { Message, NodeId } from "../core/messages.js";
+import { Prng } from "../core/prng.js";
+import type { Ready } from "../core/replica.js";
+import type { HistoryOp } from "./checkers/linearizability.js";
+import { SafetyChecker } from "./checkers/safety.js";
+import { EventQueue } from "./event-queue.js";
+import type { NemesisKind, Scenario } from "./scenario.js";
+import { NO_FAULTS, SimNetwork } from "./sim-network.js";
+import { type ClientAnswer, type ClientRequest, SimNode } from "./sim-node.js";
+import { type ClientAction, DEFAULT_CLIENT_TIMINGS, SimClient } from "./workload.js";
+
+type SimEvent =
+  | { type: "tick"; node: NodeId; incarnation: number }
+  | { type: "deliver"; message: Message }
+  | { type: "complete"; node: NodeId; incarnation: number; ready: Ready }
+  | { type: "request"; node: NodeId; request: ClientRequest }
+  | { type: "answer"; request: ClientRequest; answer: ClientAnswer; from: NodeId }
+  | { type: "client_timeout"; client: number; attempt: number }
+  | { type: "client_next"; client: number }
+  | { type: "unreachable"; node: NodeId; peer: NodeId }
+  | { type: "restart"; node: NodeId }
+  | { type: "resume"; node: NodeId }
+  | { type: "heal_link"; from: NodeId; to: NodeId }
+  | { type: "cut_link"; from: NodeId; to: NodeId }
+  | { type: "nemesis" };
+
+export interface ClusterStats {
+  elections: number;
+  failovers: number;
+  crashes: number;
+  restarts: number;
+  pauses: number;
+  partitions: number;
+  tornWrites: number;
+  faults: Record<string, number>;
+}
+
+export class SimCluster {
+  now = 0;
+  readonly prng: Prng;
+  readonly network: SimNetwork;
+  readonly nodes = new Map<NodeId, SimNode>();
+  readonly checker = new SafetyChecker();
+  readonly history: HistoryOp[] = [];
+  readonly trace: string[] = [];
+  readonly stats: ClusterStats = {
+    elections: 0,
+    failovers: 0,
+    crashes: 0,
+    restarts: 0,
+    pauses: 0,
+    partitions: 0,
+    tornWrites: 0,
+    faults: {},
+  };
+  private readonly agenda = new EventQueue<SimEvent>();
+  private readonly clients: SimClient[] = [];
+  private readonly diskBusyUntil = new Map<NodeId, number>();
+  private readonly buffered = new Map<NodeId, SimEvent[]>();
+  /** Per node, the Readies whose writes were started and have not completed, oldest first. */
+  private readonly writesInFlight = new Map<NodeId, Ready[]>();
+  private opIds = 0;
+  private faultsActive = true;
+  private workloadActive = true;
+  private lastMaster: NodeId | null = null;
+  /** The term each node was last seen master in. */
+  private readonly masterTerms = new Map<NodeId, number>();
+
+  constructor(
+    readonly scenario: Scenario,
+    private readonly tracing = false,
+  ) {
+    this.prng = new Prng(scenario.seed);
+    this.network = new SimNetwork(this.prng.fork());
+    this.network.faults = scenario.network;
+    const ids = Array.from({ length: scenario.nodeCount }, (_, i) => i + 1);
+    for (const id of ids) {
+      const node = new SimNode(id, ids, this.prng.fork(), {
+        onReady: (n, ready, persist) => this.onReady(n, ready, persist),
+        answer: (n, request, answer) => this.sendAnswer(n.id, request, answer),
+        applied: (n, entry) => this.checker.applied(n.id, entry),
+      });
+      this.nodes.set(id, node);
+      this.startNode(node);
+    }
+    for (let c = 1; c <= scenario.clientCount; c++) {
+      const client = new SimClient(
+        c,
+        ids,
+        scenario.keys,
+        this.prng.fork(),
+        DEFAULT_CLIENT_TIMINGS,
+        this.history,
+        () => ++this.opIds,
+      );
+      this.clients.push(client);
+      this.agenda.push(this.prng.next() * 50, { type: "client_next", client: c });
+    }
+    this.agenda.push(scenario.nemesisEveryMs, { type: "nemesis" });
+  }
+
+  log(line: string): void {
+    if (this.tracing) this.trace.push(`${this.now.toFixed(1).padStart(8)}ms  ${line}`);
+  }
+
+  /** Runs events until virtual time `until` (or the agenda runs dry). */
+  runUntil(until: number): void {
+    for (;;) {
+      const time = this.agenda.peekTime();
+      if (time === undefined || time > until) break;
+      const item = this.agenda.pop()!;
+      this.now = item.time;
+      this.handle(item.event);
+    }
+    this.now = Math.max(this.now, until);
+  }
+
+  /** Ends the fault phase: heals the network, restarts and resumes every node. */
+  healAll(): void {
+    this.faultsActive = false;
+    this.network.healAll();
+    this.network.faults = NO_FAULTS;
+    for (const node of this.nodes.values()) {
+      if (!node.up) this.restart(node);
+      if (node.pausedUntil > this.now) this.resume(node);
+    }
+    this.log("nemesis: healed everything");
+  }
+
+  stopWorkload(): void {
+    this.workloadActive = false;
+  }
+
+  get clientsBusy(): boolean {
+    return this.clients.some((c) => c.busy);
+  }
+
+  /** The node every up node agrees is master, if any. */
+  agreedMaster(): SimNode | null {
+    const up = [...this.nodes.values()].filter((n) => n.up);
+    const master = up.find((n) => n.replica!.role === "master");
+    if (master === undefined) return null;
+    const term = master.replica!.term;
+    const agree = up.every((n) => n.replica!.term === term && n.replica!.masterId === master.id);
+    return agree ? master : null;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private handle(event: SimEvent): void {
+    switch (event.type) {
+      case "tick":
+        return this.onTick(event.node, event.incarnation);
+      case "deliver":
+        return this.onDeliver(event.message);
+      case "complete":
+        return this.onComplete(event.node, event.incarnation, event.ready);
+      case "request":
+        return this.atNode(event.node, event, (node) => node.handleRequest(event.request));
+      case "answer":
+        return this.onClientActions(
+          event.request.client,
+          this.client(event.request.client).onAnswer(
+            this.now,
+            event.request,
+            event.answer,
+            event.from,
+          ),
+        );
+      case "client_timeout":
+        return this.onClientActions(
+          event.client,
+          this.client(event.client).onTimeout(this.now, event.attempt),
+        );
+      case "client_next":
+        if (this.workloadActive)
+          this.onClientActions(event.client, this.client(event.client).begin(this.now));
+        return;
+      case "unreachable":
+        return this.atNode(event.node, event, (node) => node.replica!.peerUnreachable(event.peer));
+      case "restart":
+        return this.restart(this.nodes.get(event.node)!);
+      case "resume":
+        return this.resume(this.nodes.get(event.node)!);
+      case "heal_link":
+        return this.network.healLink(event.from, event.to);
+      case "cut_link":
+        if (this.faultsActive) this.network.cutLink(event.from, event.to);
+        return;
+      case "nemesis":
+        return this.onNemesis();
+    }
+  }
+
+  /** Runs `body` on an up, running node; buffers the event while it is paused. */
+  private atNode(id: NodeId, event: SimEvent, body: (node: SimNode) => void): void {
+    const node = this.nodes.get(id)!;
+    if (!node.up) return;
+    if (node.pausedUntil > this.now) {
+      this.buffered.get(id)!.push(event);
+      return;
+    }
+    body(node);
+    this.afterStep(node);
+  }
+
+  private afterStep(node: SimNode): void {
+    const replica = node.replica!;
+    node.pump();
+    this.checker.check(node.id, replica);
+    const term = replica.role === "master" ? replica.term : 0;
+    if (term !== 0 && this.masterTerms.get(node.id) !== term) {
+      this.masterTerms.set(node.id, term);
+      this.onNewMaster(node);
+    }
+  }
+
+  private onNewMaster(node: SimNode): void {
+    this.stats.elections++;
+    if (this.lastMaster !== null && this.lastMaster !== node.id) this.stats.failovers++;
+    this.lastMaster = node.id;
+  }
+
+  private onTick(id: NodeId, incarnation: number): void {
+    const node = this.nodes.get(id)!;
+    if (node.incarnation !== incarnation || !node.up) return;
+    this.agenda.push(this.now + this.scenario.tickMs[id - 1]!, {
+      type: "tick",
+      node: id,
+      incarnation,
+    });
+    if (node.pausedUntil > this.now) return; // A paused process does not see time pass.
+    node.replica!.tick();
+    this.afterStep(node);
+  }
+
+  private onDeliver(message: Message): void {
+    if (this.network.isCut(message.from, message.to)) return;
+    this.atNode(message.to, { type: "deliver", message }, (node) => node.replica!.step(message));
+  }
+
+  private onReady(node: SimNode, ready: Ready, persist: boolean): void {
+    for (const event of ready.events) {
+      this.log(
+        `node ${node.id}: ${event.role}${event.preVote ? " (pre-vote)" : ""} term ${event.term} — ${event.reason}`,
+      );
+    }
+    const busy = Math.max(this.now, this.diskBusyUntil.get(node.id) ?? 0);
+    const s = this.scenario;
+    const done = persist
+      ? busy + s.diskMsMin + this.prng.next() * (s.diskMsMax - s.diskMsMin)
+      : busy;
+    this.diskBusyUntil.set(node.id, done);
+    if (persist) this.writesInFlight.get(node.id)!.push(ready);
+    this.agenda.push(done, {
+      type: "complete",
+      node: node.id,
+      incarnation: node.incarnation,
+      ready,
+    });
+  }
+
+  private onComplete(id: NodeId, incarnation: number, ready: Ready): void {
+    const node = this.nodes.get(id)!;
+    if (node.incarnation !== incarnation || !node.up) return;
+    if (ready.hardState !== null || ready.entries.length > 0) {
+      const first = this.writesInFlight.get(id)!.shift();
+      if (first !== ready) throw new Error(`node ${id}: disk writes completed out of order`);
+      node.disk.write({
+        hardState: ready.hardState,
+        entries: ready.entries,
+        commitIndex: node.replica!.commitIndex,
+      });
+    }
+    node.complete(ready, (r) => this.sendMessages(r.messages));
+    this.afterStep(node);
+  }
+
+  private sendMessages(messages: readonly Message[]): void {
+    for (const message of messages) {
+      for (const delay of this.network.plan(message.from, message.to)) {
+        this.agenda.push(this.now + delay, { type: "deliver", message });
+      }
+    }
+  }
+
+  private sendAnswer(from: NodeId, request: ClientRequest, answer: ClientAnswer): void {
+    this.agenda.push(this.now + 0.2 + this.prng.next(), { type: "answer", request, answer, from });
+  }
+
+  private client(id: number): SimClient {
+    return this.clients[id - 1]!;
+  }
+
+  private onClientActions(client: number, actions: ClientAction[]): void {
+    for (const action of actions) {
+      if (action.kind === "send") {
+        const at = this.now + action.delayMs + 0.2 + this.prng.next();
+        this.agenda.push(at, { type: "request", node: action.to, request: action.request });
+      } else if (action.kind === "timeout") {
+        this.agenda.push(this.now + action.afterMs, {
+          type: "client_timeout",
+          client,
+          attempt: action.attempt,
+        });
+      } else {
+        this.agenda.push(this.now + action.afterMs, { type: "client_next", client });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- node lifecycle
+
+  private startNode(node: SimNode): void {
+    node.start();
+    this.buffered.set(node.id, []);
+    this.writesInFlight.set(node.id, []);
+    this.checker.restarted(node.id, node.incarnation);
+    this.diskBusyUntil.set(node.id, this.now);
+    const first = this.now + this.prng.next() * this.scenario.tickMs[node.id - 1]!;
+    this.agenda.push(first, { type: "tick", node: node.id, incarnation: node.incarnation });
+    this.afterStep(node);
+  }
+
+  crash(node: SimNode): void {
+    if (!node.up) return;
+    this.stats.crashes++;
+    this.tearInFlightWrite(node);
+    node.crash();
+    node.pausedUntil = 0;
+    this.buffered.set(node.id, []);
+    this.log(`nemesis: crash node ${node.id}`);
+    // A dead process's connections close: its peers notice at once.
+    for (const peer of this.nodes.values()) {
+      if (peer.id !== node.id && !this.network.isCut(node.id, peer.id)) {
+        this.agenda.push(this.now + 0.5 + this.prng.next(), {
+          type: "unreachable",
+          node: peer.id,
+          peer: node.id,
+        });
+      }
+    }
+  }
+
+  /** The write under way when the process died may be partly on disk. */
+  private tearInFlightWrite(node: SimNode): void {
+    // Writes complete in order, so the first pending one is the one under way; any
+    // later ones never started. The simulator learns of them from the agenda.
+    if (!this.prng.chance(this.scenario.tornWrite)) return;
+    const pending = this.pendingWrite(node);
+    if (pending === undefined || pending.entries.length === 0) return;
+    const hardStateLands = pending.hardState === null || this.prng.chance(0.5);
+    const keep = hardStateLands ? this.prng.int(0, pending.entries.length - 1) : 0;
+    if (!hardStateLands) return;
+    node.disk.write(
+      { hardState: pending.hardState, entries: pending.entries, commitIndex: 0 },
+      keep,
+    );
+    this.stats.tornWrites++;
+    this.log(
+      `disk: node ${node.id} tore its last write, ${keep} of ${pending.entries.length} entries landed`,
+    );
+  }
+
+  private pendingWrite(node: SimNode): Ready | undefined {
+    return this.writesInFlight.get(node.id)?.[0];
+  }
+
+  private restart(node: SimNode): void {
+    if (node.up) return;
+    this.stats.restarts++;
+    this.log(`nemesis: restart node ${node.id} (disk holds ${node.disk.lastIndex} entries)`);
+    this.startNode(node);
+  }
+
+  private pause(node: SimNode, ms: number): void {
+    if (!node.up || node.pausedUntil > this.now) return;
+    this.stats.pauses++;
+    node.pausedUntil = this.now + ms;
+    this.log(`nemesis: pause node ${node.id} for ${ms.toFixed(0)}ms`);
+    this.agenda.push(node.pausedUntil, { type: "resume", node: node.id });
+  }
+
+  private resume(node: SimNode): void {
+    if (node.pausedUntil === 0) return;
+    node.pausedUntil = 0;
+    const events = this.buffered.get(node.id) ?? [];
+    this.buffered.set(node.id, []);
+    for (const event of events) this.handle(event);
+  }
+
+  // ---------------------------------------------------------------- nemesis
+
+  private onNemesis(): void {
+    if (!this.faultsActive) return;
+    const s = this.scenario;
+    this.agenda.push(this.now + this.prng.next() * 2 * s.nemesisEveryMs, { type: "nemesis" });
+    const kind = this.pickNemesis();
+    if (kind === null) return;
+    this.stats.faults[kind] = (this.stats.faults[kind] ?? 0) + 1;
+    this.act(kind);
+  }
+
+  private pickNemesis(): NemesisKind | null {
+    const weights = Object.entries(this.scenario.nemesis) as [NemesisKind, number][];
+    const total = weights.reduce((sum, [, w]) => sum + w, 0);
+    if (total === 0) return null;
+    let roll = this.prng.next() * total;
+    for (const [kind, weight] of weights) {
+      roll -= weight;
+      if (roll < 0) return kind;
+    }
+    return null;
+  }
+
+  private act(kind: NemesisKind): void {
+    const ids = [...this.nodes.keys()];
+    const master = [...this.nodes.values()].find((n) => n.up && n.replica!.role === "master");
+    const later = (min: number, max: number): number =>
+      this.now + min + this.prng.next() * (max - min);
+    switch (kind) {
+      case "crash":
+      case "crash_master": {
+        const node =
+          kind === "crash_master" && master !== undefined
+            ? master
+            : this.nodes.get(this.prng.pick(ids))!;
+        this.crash(node);
+        this.agenda.push(later(50, 2000), { type: "restart", node: node.id });
+        return;
+      }
+      case "pause":
+        return this.pause(this.nodes.get(this.prng.pick(ids))!, 100 + this.prng.next() * 2500);
+      case "isolate_master": {
+        if (master === undefined) return;
+        this.partition(
+          [master.id],
+          ids.filter((i) => i !== master.id),
+        );
+        return;
+      }
+      case "split": {
+        const shuffled = [...ids].sort(() => this.prng.next() - 0.5);
+        const cut = this.prng.int(1, Math.floor(ids.length / 2));
+        this.partition(shuffled.slice(0, cut), shuffled.slice(cut));
+        return;
+      }
+      case "one_way": {
+        const from = this.prng.pick(ids);
+        const to = this.prng.pick(ids.filter((i) => i !== from));
+        this.stats.partitions++;
+        this.network.cutLink(from, to);
+        this.log(`nemesis: cut link ${from} -> ${to} (one way)`);
+        this.agenda.push(later(200, 3000), { type: "heal_link", from, to });
+        return;
+      }
+      case "flap":
+        return this.flap(ids);
+      case "unreachable": {
+        const node = this.prng.pick(ids);
+        const peer = this.prng.pick(ids.filter((i) => i !== node));
+        this.log(`nemesis: node ${node} is told node ${peer} is unreachable`);
+        this.agenda.push(this.now, { type: "unreachable", node, peer });
+        return;
+      }
+      case "heal":
+        this.network.healAll();
+        this.log("nemesis: heal the network");
+        return;
+    }
+  }
+
+  private partition(a: NodeId[], b: NodeId[]): void {
+    this.stats.partitions++;
+    this.network.partition(a, b);
+    this.log(`nemesis: partition [${a.join(",")}] | [${b.join(",")}]`);
+    // Some resets reach the ends at once, as with a firewall that rejects.
+    for (const x of a) {
+      for (const y of b) {
+        if (this.prng.chance(0.5))
+          this.agenda.push(this.now + 1, { type: "unreachable", node: x, peer: y });
+        if (this.prng.chance(0.5))
+          this.agenda.push(this.now + 1, { type: "unreachable", node: y, peer: x });
+      }
+    }
+  }
+
+  /** A link that goes down and up repeatedly for a while, each flap resetting the connection. */
+  private flap(ids: NodeId[]): void {
+    const a = this.prng.pick(ids);
+    const b = this.prng.pick(ids.filter((i) => i !== a));
+    this.log(`nemesis: flap link ${a} <-> ${b}`);
+    let t = this.now;
+    const end = this.now + 500 + this.prng.next() * 2500;
+    while (t < end) {
+      const down = 5 + this.prng.next() * 80;
+      const up = 5 + this.prng.next() * 150;
+      for (const [from, to] of [
+        [a, b],
+        [b, a],
+      ] as const) {
+        this.agenda.push(t, { type: "cut_link", from, to });
+        this.agenda.push(t + down, { type: "heal_link", from, to });
+      }
+      this.agenda.push(t + 0.5, { type: "unreachable", node: a, peer: b });
+      this.agenda.push(t + 0.5, { type: "unreachable", node: b, peer: a });
+      t += down + up;
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * One simulation run from one seed: a fault phase under client load, then healing, a
+ * liveness deadline for a master and for every pending request, convergence of every
+ * replica, and the linearizability verdict on the clients' history. A run either passes
+ * or returns the first violation with enough context to replay it.
+ */
+
+import { AssertionError } from "../shared/assert.js";
+import { checkLinearizable } from "./checkers/linearizability.js";
+import { SafetyViolation } from "./checkers/safety.js";
+import { SimCluster } from "./cluster.js";
+import { makeScenario, type ScenarioOptions } from "./scenario.js";
+
+export interface RunOptions extends ScenarioOptions {
+  readonly trace?: boolean;
+  /** Virtual ms after healing within which a master must be agreed on. @default 5000 */
+  readonly masterDeadlineMs?: number;
+  /** Virtual ms after healing within which every request must complete. @default 15000 */
+  readonly settleDeadlineMs?: number;
+}
+
+export interface RunResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  /** What went wrong, first violation only. */
+  readonly violation?: string;
+  readonly nodeCount: number;
+  readonly clientCount: number;
+  readonly operations: number;
+  readonly indeterminate: number;
+  readonly elections: number;
+  readonly failovers: number;
+  readonly faults: Record<string, number>;
+  readonly crashes: number;
+  readonly tornWrites: number;
+  readonly messages: number;
+  readonly dropped: number;
+  /** Virtual ms from healing until a master was agreed on. */
+  readonly recoveryMs: number | null;
+  readonly commitIndex: number;
+  readonly virtualMs: number;
+  readonly trace: readonly string[];
+}
+
+export function runSeed(seed: number, options: RunOptions = {}): RunResult {
+  const scenario = makeScenario(seed, options);
+  const cluster = new SimCluster(scenario, options.trace === true);
+  let violation: string | undefined;
+  let recoveryMs: number | null = null;
+  try {
+    recoveryMs = drive(cluster, options);
+    violation = checkEnd(cluster);
+  } catch (error) {
+    if (error instanceof SafetyViolation || error instanceof AssertionError) {
+      violation = `${error.name}: ${error.message}`;
+    } else {
+      throw error;
+    }
+  }
+  if (violation !== undefined) cluster.log(`VIOLATION: ${violation}`);
+  const stats = cluster.stats;
+  return {
+    seed,
+    ok: violation === undefined,
+    ...(violation === undefined ? {} : { violation }),
+    nodeCount: scenario.nodeCount,
+    clientCount: scenario.clientCount,
+    operations: cluster.history.length,
+    indeterminate: cluster.history.filter((h) => h.outcome === "info").length,
+    elections: stats.elections,
+    failovers: stats.failovers,
+    faults: stats.faults,
+    crashes: stats.crashes,
+    tornWrites: stats.tornWrites,
+    messages: cluster.network.sent,
+    dropped: cluster.network.dropped,
+    recoveryMs,
+    commitIndex: cluster.checker.commitMax,
+    virtualMs: cluster.now,
+    trace: cluster.trace,
+  };
+}
+
+/** Runs the phases; returns the time from healing to an agreed master. */
+function drive(cluster: SimCluster, options: RunOptions): number {
+  const scenario = cluster.scenario;
+  cluster.runUntil(scenario.faultPhaseMs);
+  cluster.healAll();
+  const healedAt = cluster.now;
+  const masterDeadline = healedAt + (options.masterDeadlineMs ?? 5000);
+  while (cluster.agreedMaster() === null) {
+    if (cluster.now >= masterDeadline) {
+      throw new SafetyViolation(
+        `liveness: no master agreed on ${masterDeadline - healedAt}ms after healing`,
+      );
+    }
+    cluster.runUntil(cluster.now + 10);
+  }
+  const recoveryMs = cluster.now - healedAt;
+  cluster.runUntil(cluster.now + 500);
+  cluster.stopWorkload();
+  const settleDeadline = healedAt + (options.settleDeadlineMs ?? 15000);
+  while (cluster.clientsBusy || !converged(cluster)) {
+    if (cluster.now >= settleDeadline) {
+      const what = cluster.clientsBusy ? "client requests still pending" : "replicas not converged";
+      throw new SafetyViolation(`liveness: ${what} ${settleDeadline - healedAt}ms after healing`);
+    }
+    cluster.runUntil(cluster.now + 10);
+  }
+  return recoveryMs;
+}
+
+/** Every node applied everything the master committed, and all hold the same state. */
+function converged(cluster: SimCluster): boolean {
+  const master = cluster.agreedMaster();
+  if (master === null) return false;
+  const commit = master.replica!.commitIndex;
+  if (commit !== master.replica!.lastIndex) return false;
+  return [...cluster.nodes.values()].every((n) => n.up && n.appliedIndex === commit);
+}
+
+function checkEnd(cluster: SimCluster): string | undefined {
+  const prints = new Set([...cluster.nodes.values()].map((n) => n.kv.fingerprint()));
+  if (prints.size !== 1) return `convergence: replicas hold ${prints.size} different states`;
+  const verdict = checkLinearizable(cluster.history);
+  const bad = verdict.keys.find((k) => !k.ok);
+  if (bad !== undefined)
+    return `linearizability: key ${bad.key}: ${bad.explanation ?? "not linearizable"}`;
+  return undefined;
+}

@@ -1,0 +1,86 @@
+/**
+ * What a seed decides: the cluster's size, the client load and how hard each kind of
+ * fault hits. Every field comes from the seeded generator, so a seed names a whole run.
+ */
+
+import { Prng } from "../core/prng.js";
+import type { NetworkFaults } from "./sim-network.js";
+
+export interface Scenario {
+  readonly seed: number;
+  readonly nodeCount: number;
+  readonly clientCount: number;
+  readonly keys: readonly string[];
+  readonly network: NetworkFaults;
+  /** Virtual milliseconds per tick for each node (10 ms, give or take clock drift). */
+  readonly tickMs: readonly number[];
+  /** Disk write latency range, virtual ms. */
+  readonly diskMsMin: number;
+  readonly diskMsMax: number;
+  /** Mean virtual ms between nemesis actions during the fault phase. */
+  readonly nemesisEveryMs: number;
+  /** Relative weights of the nemesis actions. */
+  readonly nemesis: Readonly<Record<NemesisKind, number>>;
+  /** Probability that a crash tears the write in progress. */
+  readonly tornWrite: number;
+  /** Virtual ms of the fault phase. */
+  readonly faultPhaseMs: number;
+}
+
+export type NemesisKind =
+  | "crash"
+  | "crash_master"
+  | "pause"
+  | "isolate_master"
+  | "split"
+  | "one_way"
+  | "flap"
+  | "unreachable"
+  | "heal";
+
+export interface ScenarioOptions {
+  /** Run length of the fault phase in virtual ms. @default 6000 */
+  readonly faultPhaseMs?: number;
+  /** Force a cluster size instead of picking 3 or 5. */
+  readonly nodeCount?: number;
+  /** Disable every fault (for demonstrations of the happy path). */
+  readonly calm?: boolean;
+}
+
+export function makeScenario(seed: number, options: ScenarioOptions = {}): Scenario {
+  const prng = new Prng(seed ^ 0x51ed270b);
+  const nodeCount = options.nodeCount ?? prng.pick([3, 3, 5]);
+  const calm = options.calm === true;
+  const drift = (): number => 10 * (1 + (prng.next() - 0.5) * 0.1);
+  return {
+    seed,
+    nodeCount,
+    clientCount: prng.int(1, 5),
+    keys: ["a", "b", "c", "d", "e"].slice(0, prng.int(1, 5)),
+    network: {
+      loss: calm ? 0 : prng.pick([0, 0.01, 0.05, 0.15]),
+      duplicate: calm ? 0 : prng.pick([0, 0.01, 0.05]),
+      reorder: calm ? 0 : prng.pick([0, 0.02, 0.1]),
+      delayMsMin: 0.1,
+      delayMsMax: prng.pick([1, 3, 10]),
+      reorderDelayMsMax: prng.pick([20, 100, 400]),
+    },
+    tickMs: Array.from({ length: nodeCount }, drift),
+    diskMsMin: 0.1,
+    diskMsMax: prng.pick([0.5, 2, 8]),
+    nemesisEveryMs: prng.pick([150, 400, 1000]),
+    nemesis: {
+      crash: calm ? 0 : prng.int(0, 3),
+      crash_master: calm ? 0 : prng.int(1, 3),
+      pause: calm ? 0 : prng.int(0, 2),
+      isolate_master: calm ? 0 : prng.int(1, 3),
+      split: calm ? 0 : prng.int(0, 2),
+      one_way: calm ? 0 : prng.int(0, 2),
+      flap: calm ? 0 : prng.int(0, 2),
+      unreachable: calm ? 0 : prng.int(0, 2),
+      heal: calm ? 0 : prng.int(1, 3),
+    },
+    tornWrite: calm ? 0 : prng.pick([0, 0.3, 0.8]),
+    faultPhaseMs: options.faultPhaseMs ?? 6000,
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * One simulated node: the production core (Replica) wrapped in a miniature runtime that
+ * follows the same obligations as the real server: persist each Ready before sending its
+ * messages, apply committed entries in order, answer clients from what was applied, and
+ * serve reads only after ReadIndex confirmed them. Its disk survives crashes; everything
+ * else (replica, state machine, pending requests) dies with the process.
+ */
+
+import { defaultReplicaConfig } from "../core/config.js";
+import type { Entry, NodeId } from "../core/messages.js";
+import type { Prng } from "../core/prng.js";
+import { type Ready, Replica } from "../core/replica.js";
+import { SimDisk } from "./sim-disk.js";
+import { decodeCommand, type SimCommand, SimKv } from "./sim-kv.js";
+
+export interface ClientRequest {
+  readonly client: number;
+  /** The history operation this request belongs to. */
+  readonly opId: number;
+  /** Identifies one attempt; the answer echoes it. */
+  readonly attempt: number;
+  readonly command?: SimCommand;
+  readonly readKey?: string;
+}
+
+export type ClientAnswer =
+  | { readonly kind: "ok"; readonly output: string | boolean | null }
+  | { readonly kind: "redirect"; readonly masterHint: NodeId | null }
+  | { readonly kind: "retry" };
+
+export interface NodeHooks {
+  /** A Ready was produced; the cluster schedules its completion. */
+  onReady(node: SimNode, ready: Ready, persist: boolean): void;
+  answer(node: SimNode, request: ClientRequest, answer: ClientAnswer): void;
+  applied(node: SimNode, entry: Entry): void;
+}
+
+export class SimNode {
+  replica: Replica | null = null;
+  incarnation = 0;
+  readonly disk = new SimDisk();
+  kv = new SimKv();
+  pausedUntil = 0;
+  /** Index of the last entry this incarnation's state machine applied. */
+  appliedIndex = 0;
+  private pendingWrites = new Map<number, { term: number; request: ClientRequest }>();
+  private pendingReads = new Map<number, ClientRequest>();
+  private readsAwaitingApply: { index: number; request: ClientRequest }[] = [];
+  private nextReadId = 1;
+
+  constructor(
+    readonly id: NodeId,
+    private readonly members: readonly NodeId[],
+    private readonly prng: Prng,
+    private readonly hooks: NodeHooks,
+  ) {}
+
+  get up(): boolean {
+    return this.replica !== null;
+  }
+
+  start(): void {
+    this.incarnation++;
+    const config = defaultReplicaConfig(this.id, this.members);
+    this.replica = new Replica(config, this.prng.fork(), this.disk.recover());
+    this.kv = new SimKv();
+    this.appliedIndex = this.replica.snapshotMeta().index;
+    this.pendingWrites = new Map();
+    this.pendingReads = new Map();
+    this.readsAwaitingApply = [];
+  }
+
+  crash(): void {
+    this.replica = null;
+  }
+
+  /** Hands every pending Ready to the cluster. Call after each input. */
+  pump(): void {
+    const replica = this.replica;
+    if (replica === null) return;
+    while (replica.hasReady()) {
+      const ready = replica.ready();
+      const persist = ready.hardState !== null || ready.entries.length > 0;
+      this.hooks.onReady(this, ready, persist);
+    }
+  }
+
+  /** The Ready's writes are durable (or it needed none): send, apply, acknowledge. */
+  complete(ready: Ready, send: (ready: Ready) => void): void {
+    const replica = this.replica!;
+    send(ready);
+    for (const entry of ready.committed) this.apply(entry);
+    for (const read of ready.reads) this.onReadState(read.requestId, read.index);
+    const last = ready.entries[ready.entries.length - 1];
+    if (last !== undefined) replica.persisted(last.index, last.term);
+    this.serveReads();
+  }
+
+  handleRequest(request: ClientRequest): void {
+    const replica = this.replica!;
+    if (request.command !== undefined) {
+      const result = replica.propose(encodeOnce(request.command));
+      if (result.ok) this.pendingWrites.set(result.index, { term: result.term, request });
+      else if (result.reason === "busy") this.hooks.answer(this, request, { kind: "retry" });
+      else this.hooks.answer(this, request, { kind: "redirect", masterHint: result.masterHint });
+      return;
+    }
+    const readId = this.nextReadId++;
+    const result = replica.readIndex(readId);
+    if (result.ok) this.pendingReads.set(readId, request);
+    else this.hooks.answer(this, request, { kind: "redirect", masterHint: result.masterHint });
+  }
+
+  private apply(entry: Entry): void {
+    if (entry.index !== this.appliedIndex + 1) {
+      throw new Error(`node ${this.id} applies ${entry.index} after ${this.appliedIndex}`);
+    }
+    this.appliedIndex = entry.index;
+    this.hooks.applied(this, entry);
+    const pending = this.pendingWrites.get(entry.index);
+    this.pendingWrites.delete(entry.index);
+    if (entry.kind !== "command") {
+      if (pending !== undefined) this.hooks.answer(this, pending.request, { kind: "retry" });
+      return;
+    }
+    const result = this.kv.apply(decodeCommand(entry.data));
+    if (pending === undefined) return;
+    if (pending.term !== entry.term || !result.ok) {
+      // Another master's entry took this index: the request's fate is unknown here.
+      this.hooks.answer(this, pending.request, { kind: "retry" });
+    } else {
+      this.hooks.answer(this, pending.request, { kind: "ok", output: result.output });
+    }
+  }
+
+  private onReadState(readId: number, index: number | null): void {
+    const request = this.pendingReads.get(readId);
+    if (request === undefined) return;
+    this.pendingReads.delete(readId);
+    if (index === null) {
+      this.hooks.answer(this, request, { kind: "redirect", masterHint: this.replica!.masterId });
+    } else {
+      this.readsAwaitingApply.push({ index, request });
+    }
+  }
+
+  private serveReads(): void {
+    const applied = this.appliedIndex;
+    const waiting = this.readsAwaitingApply;
+    if (waiting.length === 0) return;
+    this.readsAwaitingApply = [];
+    for (const read of waiting) {
+      if (read.index > applied) this.readsAwaitingApply.push(read);
+      else
+        this.hooks.answer(this, read.request, {
+          kind: "ok",
+          output: this.kv.get(read.request.readKey!),
+        });
+    }
+  }
+}
+
+const encoder = new TextEncoder();
+
+function encodeOnce(command: SimCommand): Uint8Array {
+  return encoder.encode(JSON.stringify(command));
+}
