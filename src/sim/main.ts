@@ -1,0 +1,220 @@
+/**
+ * The simulator's command line: sweep many seeds (in parallel child processes), replay
+ * one seed with a readable trace, or show a short demonstration run. Every failure
+ * prints its seed and the exact command that replays it.
+ *
+ *   npm run sim -- --seeds 10000 [--from 1] [--jobs 2]
+ *   npm run sim -- --seed 1234 --trace
+ *   npm run sim -- --demo
+ */
+
+import { fork } from "node:child_process";
+import { cpus } from "node:os";
+import { Command, InvalidArgumentError } from "commander";
+import { type RunResult, runSeed } from "./run.js";
+
+interface SweepSummary {
+  seeds: number;
+  failures: { seed: number; violation: string }[];
+  operations: number;
+  indeterminate: number;
+  elections: number;
+  failovers: number;
+  crashes: number;
+  tornWrites: number;
+  messages: number;
+  dropped: number;
+  faults: Record<string, number>;
+}
+
+function integer(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new InvalidArgumentError("expected a non-negative integer");
+  return n;
+}
+
+function emptySummary(): SweepSummary {
+  return {
+    seeds: 0,
+    failures: [],
+    operations: 0,
+    indeterminate: 0,
+    elections: 0,
+    failovers: 0,
+    crashes: 0,
+    tornWrites: 0,
+    messages: 0,
+    dropped: 0,
+    faults: {},
+  };
+}
+
+function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
+  if ("seed" in r) {
+    summary.seeds++;
+    if (!r.ok) summary.failures.push({ seed: r.seed, violation: r.violation ?? "?" });
+  } else {
+    summary.seeds += r.seeds;
+    summary.failures.push(...r.failures);
+  }
+  summary.operations += r.operations;
+  summary.indeterminate += r.indeterminate;
+  summary.elections += r.elections;
+  summary.failovers += r.failovers;
+  summary.crashes += r.crashes;
+  summary.tornWrites += r.tornWrites;
+  summary.messages += r.messages;
+  summary.dropped += r.dropped;
+  for (const [kind, count] of Object.entries(r.faults)) {
+    summary.faults[kind] = (summary.faults[kind] ?? 0) + count;
+  }
+}
+
+/** Runs seeds [from, from + count) in this process. */
+function sweepHere(from: number, count: number, onProgress?: (done: number) => void): SweepSummary {
+  const summary = emptySummary();
+  for (let seed = from; seed < from + count; seed++) {
+    add(summary, runSeed(seed));
+    if (onProgress !== undefined && (seed - from + 1) % 100 === 0) onProgress(seed - from + 1);
+  }
+  return summary;
+}
+
+async function sweepParallel(from: number, count: number, jobs: number): Promise<SweepSummary> {
+  const total = emptySummary();
+  const started = Date.now();
+  const progress = new Map<number, number>();
+  const share = Math.ceil(count / jobs);
+  const children = Array.from({ length: jobs }, (_, j) => {
+    const start = from + j * share;
+    const n = Math.max(0, Math.min(share, from + count - start));
+    return new Promise<void>((resolve, reject) => {
+      if (n === 0) return resolve();
+      const child = fork(process.argv[1]!, ["--worker", String(start), String(n)], {
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      child.on("message", (m: { done?: number; summary?: SweepSummary }) => {
+        if (m.done !== undefined) {
+          progress.set(j, m.done);
+          const done = [...progress.values()].reduce((a, b) => a + b, 0);
+          const rate = done / ((Date.now() - started) / 1000);
+          process.stderr.write(`\r  ${done}/${count} seeds, ${rate.toFixed(0)} seeds/s   `);
+        }
+        if (m.summary !== undefined) add(total, m.summary);
+      });
+      child.on("exit", (code) =>
+        code === 0 ? resolve() : reject(new Error(`worker exited with ${code}`)),
+      );
+    });
+  });
+  await Promise.all(children);
+  process.stderr.write("\n");
+  return total;
+}
+
+function printSummary(summary: SweepSummary, seconds: number, from: number): void {
+  const faults = Object.entries(summary.faults)
+    .sort()
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  console.log(
+    `seeds ${from}..${from + summary.seeds - 1}: ${summary.seeds} runs in ${seconds.toFixed(1)}s`,
+  );
+  console.log(`  operations ${summary.operations} (${summary.indeterminate} indeterminate)`);
+  console.log(
+    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}`,
+  );
+  console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
+  console.log(`  faults: ${faults}`);
+  if (summary.failures.length === 0) {
+    console.log("  verdict: 0 violations");
+    return;
+  }
+  console.log(`  verdict: ${summary.failures.length} VIOLATIONS`);
+  for (const f of summary.failures.slice(0, 20)) {
+    console.log(`    seed ${f.seed}: ${f.violation}`);
+    console.log(`      replay: npm run sim -- --seed ${f.seed} --trace`);
+  }
+}
+
+function printRun(r: RunResult, trace: boolean): void {
+  if (trace) console.log(r.trace.join("\n"));
+  console.log(
+    `seed ${r.seed}: ${r.nodeCount} nodes, ${r.clientCount} clients, ${r.operations} operations (${r.indeterminate} indeterminate), commit index ${r.commitIndex}`,
+  );
+  console.log(
+    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}`,
+  );
+  console.log(
+    `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs ?? "?"}ms after healing`,
+  );
+  console.log(
+    r.ok ? "  verdict: safe, live and linearizable" : `  verdict: VIOLATION: ${r.violation}`,
+  );
+  if (!r.ok) console.log(`  replay: npm run sim -- --seed ${r.seed} --trace`);
+}
+
+function demo(seed: number): boolean {
+  console.log(
+    "Baton simulator: a cluster under faults, on a virtual clock (a second of it takes milliseconds).",
+  );
+  console.log(
+    "Clients read, write and compare-and-set while the nemesis crashes, pauses and partitions nodes.\n",
+  );
+  const r = runSeed(seed, { trace: true, nodeCount: 3, faultPhaseMs: 4000 });
+  for (const line of r.trace) {
+    if (/master term|nemesis|VIOLATION|tore/.test(line)) console.log(line);
+  }
+  console.log("");
+  printRun(r, false);
+  console.log(`\nReplay this run with every step: npm run sim -- --seed ${seed} --trace`);
+  return r.ok;
+}
+
+async function main(): Promise<number> {
+  if (process.argv[2] === "--worker") {
+    const summary = sweepHere(Number(process.argv[3]), Number(process.argv[4]), (done) =>
+      process.send?.({ done }),
+    );
+    process.send?.({ summary });
+    return 0;
+  }
+  const program = new Command("sim")
+    .description("Run Baton's deterministic cluster simulator.")
+    .option("--seeds <count>", "run this many seeds and report violations", integer)
+    .option("--from <seed>", "first seed of a sweep", integer, 1)
+    .option("--jobs <count>", "parallel processes for a sweep", integer, Math.max(1, cpus().length))
+    .option("--seed <seed>", "run one seed", integer)
+    .option("--trace", "with --seed: print what every node did")
+    .option("--demo", "a short run with faults, explained")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  npm run sim -- --seeds 10000\n  npm run sim -- --seed 1234 --trace\n  npm run sim -- --demo",
+    );
+  program.parse(process.argv);
+  const o = program.opts<{
+    seeds?: number;
+    from: number;
+    jobs: number;
+    seed?: number;
+    trace?: boolean;
+    demo?: boolean;
+  }>();
+  if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
+  if (o.seed !== undefined) {
+    const r = runSeed(o.seed, { trace: o.trace === true });
+    printRun(r, o.trace === true);
+    return r.ok ? 0 : 1;
+  }
+  const count = o.seeds ?? 100;
+  const started = Date.now();
+  const summary =
+    o.jobs > 1 && count >= 200
+      ? await sweepParallel(o.from, count, o.jobs)
+      : sweepHere(o.from, count);
+  printSummary(summary, (Date.now() - started) / 1000, o.from);
+  return summary.failures.length === 0 ? 0 : 1;
+}
+
+process.exitCode = await main();
