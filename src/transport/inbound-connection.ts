@@ -1,0 +1,211 @@
+/**
+ * The receiving half of the TCP transport: one accepted connection, its handshake as the
+ * accepting side, and turning its bytes into messages for the node. Anything that is not
+ * a Baton peer of this cluster speaking the protocol (a port scanner, an HTTP client, a
+ * node of another cluster, a buggy peer) gets this one connection closed with a logged
+ * reason; it must never throw, crash the node or disturb other connections.
+ *
+ * The connection sends nothing after its hello answer: this node sends to the peer on
+ * its own outbound connection.
+ */
+
+import type { Socket } from "node:net";
+import type { Logger } from "pino";
+import type { Message, NodeId } from "../core/messages.js";
+import { formatAddress } from "./address.js";
+import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
+import {
+  type Frame,
+  type Hello,
+  isMessage,
+  PROTOCOL_VERSION,
+  type ProtocolError,
+} from "./frame-schema.js";
+import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
+import type { TcpTransportConfig } from "./tcp-transport-config.js";
+
+/** What an inbound connection needs from the transport that accepted it. */
+export interface InboundContext {
+  readonly config: TcpTransportConfig;
+  readonly logger: Logger;
+  isPeer(id: NodeId): boolean;
+  /** The handshake succeeded; the connection now carries messages from `connection.peer`. */
+  onHandshake(connection: InboundConnection): void;
+  onMessage(connection: InboundConnection, message: Message): void;
+  onClosed(connection: InboundConnection): void;
+  onProtocolError(): void;
+}
+
+/** Sent once to a client that speaks HTTP to the peer port, to tell a human what happened. */
+const httpRefusal = httpResponse(
+  "This is a Baton node-to-node port. Send HTTP requests to the node's HTTP address.\n",
+);
+
+function httpResponse(body: string): Buffer {
+  const head =
+    "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n" +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  return Buffer.from(head + body);
+}
+
+interface LogFields {
+  readonly reason: string;
+  readonly detail?: string;
+  /** Overrides the connection's peer, for a hello that names one but is refused. */
+  readonly peer?: NodeId;
+}
+
+export class InboundConnection {
+  /** The peer that completed the handshake, or null before that. */
+  peer: NodeId | null = null;
+  private readonly remote: string;
+  private readonly decoder = new FrameDecoder({ frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
+  /** The first bytes received, kept until the handshake to recognise HTTP clients. */
+  private firstBytes: Buffer | null = null;
+  private timer: NodeJS.Timeout | null;
+  /** True once this side has decided to close; later bytes are ignored. */
+  private closing = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly context: InboundContext,
+  ) {
+    this.remote = formatAddress({
+      host: socket.remoteAddress ?? "unknown",
+      port: socket.remotePort ?? 0,
+    });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, context.config.keepAliveInitialDelayMs);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    // Errors (resets, mostly) are followed by 'close', which does the cleanup.
+    socket.on("error", (error) => this.log("debug", "connection error", { reason: error.message }));
+    socket.on("close", () => this.onClose());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      // After a refusal the timer only reaps a client that never closed its side.
+      if (!this.closing) {
+        this.log("warn", "closing connection: no handshake in time", {
+          reason: "handshake_timeout",
+        });
+      }
+      this.destroy();
+    }, context.config.handshakeTimeoutMs);
+  }
+
+  /** Closes the connection at once, dropping anything not yet delivered. */
+  destroy(): void {
+    this.closing = true;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    if (this.peer === null && this.firstBytes === null) this.firstBytes = chunk.subarray(0, 4);
+    this.decoder.push(chunk);
+    while (!this.closing) {
+      const step = this.decoder.next();
+      if (step.kind === "need_more") return;
+      if (step.kind === "error") {
+        this.protocolError(step.error);
+        return;
+      }
+      if (this.peer === null) this.onHello(step.frame);
+      else this.onFrame(this.peer, step.frame);
+    }
+  }
+
+  private onHello(frame: Frame): void {
+    if (frame.type !== "hello") {
+      this.protocolError({ code: "unexpected_frame", detail: `${frame.type} before hello` });
+      return;
+    }
+    const refusal = this.checkHello(frame);
+    if (refusal !== null) {
+      this.refuse(frame, refusal);
+      return;
+    }
+    this.clearTimer();
+    this.peer = frame.fromId;
+    this.firstBytes = null;
+    // Only now may frames grow to the configured size.
+    this.decoder.setFrameBytesMax(this.context.config.frameBytesMax);
+    const { nodeId } = this.context.config;
+    const answer = encodeFrame(
+      { type: "hello_ok", protocolVersion: PROTOCOL_VERSION, nodeId },
+      { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
+    );
+    if (answer.ok) this.socket.write(answer.bytes);
+    this.context.onHandshake(this);
+  }
+
+  /** Why the hello must be refused, or null to accept it. */
+  private checkHello(hello: Hello): string | null {
+    const { config } = this.context;
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      return `protocol version ${hello.protocolVersion} is not supported (this node speaks ${PROTOCOL_VERSION})`;
+    }
+    if (hello.clusterId !== config.clusterId) {
+      return `cluster id ${JSON.stringify(hello.clusterId)} does not match this node's cluster`;
+    }
+    if (hello.toId !== config.nodeId)
+      return `this is node ${config.nodeId}, not node ${hello.toId}`;
+    if (!this.context.isPeer(hello.fromId)) {
+      return `node ${hello.fromId} is not a member of this cluster`;
+    }
+    return null;
+  }
+
+  /** Answers a hello with an error frame, then closes once it is written. */
+  private refuse(hello: Hello, reason: string): void {
+    this.closing = true;
+    this.context.onProtocolError();
+    this.log("warn", "refusing handshake", { reason, peer: hello.fromId });
+    const answer = encodeFrame(
+      { type: "hello_error", reason },
+      { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
+    );
+    if (answer.ok) this.socket.end(answer.bytes);
+    else this.socket.end();
+    // The timer still runs: a client that never closes its side is destroyed by it.
+  }
+
+  private onFrame(peer: NodeId, frame: Frame): void {
+    const { nodeId } = this.context.config;
+    if (!isMessage(frame)) {
+      this.protocolError({ code: "unexpected_frame", detail: `${frame.type} after hello` });
+      return;
+    }
+    if (frame.from !== peer || frame.to !== nodeId) {
+      const detail = `message from ${frame.from} to ${frame.to} on the link ${peer} -> ${nodeId}`;
+      this.protocolError({ code: "unexpected_frame", detail });
+      return;
+    }
+    this.context.onMessage(this, frame);
+  }
+
+  private protocolError(error: ProtocolError): void {
+    this.closing = true;
+    this.context.onProtocolError();
+    const http = this.peer === null && this.firstBytes !== null && looksLikeHttp(this.firstBytes);
+    const reason = http ? "http_request" : error.code;
+    this.log("warn", "closing connection: protocol error", { reason, detail: error.detail });
+    if (http) this.socket.end(httpRefusal);
+    else this.socket.destroy();
+  }
+
+  private onClose(): void {
+    this.closing = true;
+    this.clearTimer();
+    this.context.onClosed(this);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Logs with the structured fields every connection log line carries. */
+  private log(level: "debug" | "info" | "warn", message: string, fields: LogFields): void {
+    this.context.logger[level]({ peer: this.peer, remote: this.remote, ...fields }, message);
+  }
+}

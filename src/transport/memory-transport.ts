@@ -1,0 +1,298 @@
+/**
+ * An in-process transport for tests of the node runtime: a MemoryNetwork connects any
+ * number of MemoryTransports by node id, with links that tests can cut and heal. It owns
+ * only that simulation; it is not the deterministic simulator's network (src/sim/), which
+ * drives the pure core directly.
+ *
+ * It behaves like the TCP transport where the runtime can tell: every message is encoded
+ * and decoded with the real frame codec (so aliasing bugs and unencodable messages show
+ * up here too), queues have the same bounds, delivery and events happen later (never
+ * inside `send` or `start`), a peer is reachable only if both nodes are running and list
+ * each other, and messages queued for an unreachable peer wait, bounded, until it is back.
+ */
+
+import type { Message, NodeId } from "../core/messages.js";
+import { assert } from "../shared/assert.js";
+import {
+  decodePayload,
+  defaultFrameCodecLimits,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  type FrameCodecLimits,
+} from "./frame-codec.js";
+import { isMessage } from "./frame-schema.js";
+import { HandlerSet } from "./handler-set.js";
+import { SendQueue, type SendQueueLimits } from "./send-queue.js";
+import type {
+  DropReason,
+  MessageHandler,
+  PeerAddress,
+  PeerDownHandler,
+  PeerDownReason,
+  PeerStats,
+  PeerUpHandler,
+  SendResult,
+  Transport,
+  TransportStats,
+  Unsubscribe,
+} from "./transport.js";
+
+export interface MemoryTransportConfig extends FrameCodecLimits, SendQueueLimits {}
+
+/** The same bounds as the TCP transport's defaults. */
+export function defaultMemoryTransportConfig(): MemoryTransportConfig {
+  return { ...defaultFrameCodecLimits(), queueMessagesMax: 4096, queueBytesMax: 64 * 1024 * 1024 };
+}
+
+export interface MemoryNetworkOptions {
+  /**
+   * Runs a task later; all deliveries and events go through it. Tests with fake timers
+   * can keep the default (it is faked) or pass their own queue.
+   * @default setImmediate
+   */
+  readonly schedule?: (task: () => void) => void;
+}
+
+/** Connects the MemoryTransports created from it. */
+export class MemoryNetwork {
+  private readonly nodes = new Map<NodeId, MemoryTransport>();
+  private readonly cuts = new Set<string>();
+  private readonly refreshing = new Set<MemoryTransport>();
+  readonly schedule: (task: () => void) => void;
+
+  constructor(options: MemoryNetworkOptions = {}) {
+    this.schedule = options.schedule ?? ((task) => setImmediate(task));
+  }
+
+  /** A transport for node `id` that can reach `peers`; start it to join the network. */
+  createTransport(
+    id: NodeId,
+    peers: readonly NodeId[],
+    config: Partial<MemoryTransportConfig> = {},
+  ): MemoryTransport {
+    const merged = { ...defaultMemoryTransportConfig(), ...config };
+    return new MemoryTransport(this, id, peers, merged);
+  }
+
+  /** Cuts the link between `a` and `b` in both directions until `heal(a, b)`. */
+  partition(a: NodeId, b: NodeId): void {
+    this.cuts.add(linkKey(a, b));
+    this.refreshAll();
+  }
+
+  heal(a: NodeId, b: NodeId): void {
+    this.cuts.delete(linkKey(a, b));
+    this.refreshAll();
+  }
+
+  /** True when a message from `from` can reach `to` now. */
+  reachable(from: NodeId, to: NodeId): boolean {
+    const target = this.nodes.get(to);
+    return (target?.accepts(from) ?? false) && !this.cuts.has(linkKey(from, to));
+  }
+
+  /** Why `to` is unreachable from `from`, assuming it is. */
+  downReason(from: NodeId, to: NodeId): PeerDownReason {
+    if (this.cuts.has(linkKey(from, to))) return "partitioned";
+    return this.nodes.has(to) ? "handshake_refused" : "refused";
+  }
+
+  /** Called by a transport when it starts. A running node id can be registered once. */
+  register(transport: MemoryTransport): void {
+    assert(!this.nodes.has(transport.nodeId), `node ${transport.nodeId} is already running`);
+    this.nodes.set(transport.nodeId, transport);
+    this.refreshAll();
+  }
+
+  unregister(transport: MemoryTransport): void {
+    if (this.nodes.get(transport.nodeId) === transport) this.nodes.delete(transport.nodeId);
+    this.refreshing.delete(transport);
+    this.refreshAll();
+  }
+
+  deliverTo(to: NodeId, message: Message): void {
+    this.nodes.get(to)?.receive(message);
+  }
+
+  /** Schedules one refresh per running transport, however many changes happen first. */
+  private refreshAll(): void {
+    for (const transport of this.nodes.values()) this.requestRefresh(transport);
+  }
+
+  requestRefresh(transport: MemoryTransport): void {
+    if (this.refreshing.has(transport)) return;
+    this.refreshing.add(transport);
+    this.schedule(() => {
+      this.refreshing.delete(transport);
+      transport.refresh();
+    });
+  }
+}
+
+function linkKey(a: NodeId, b: NodeId): string {
+  return a < b ? `${a}-${b}` : `${b}-${a}`;
+}
+
+/** One direction of one pair: this node's queue and counters for a peer. */
+interface MemoryLink {
+  readonly queue: SendQueue;
+  reported: "up" | "down" | null;
+  sentMessages: number;
+  receivedMessages: number;
+  droppedMessages: number;
+  lastDownReason: PeerDownReason | null;
+}
+
+type MemoryState = "new" | "running" | "closed";
+
+export class MemoryTransport implements Transport {
+  private state: MemoryState = "new";
+  private readonly links = new Map<NodeId, MemoryLink>();
+  private readonly messageHandlers = new HandlerSet<[Message]>();
+  private readonly upHandlers = new HandlerSet<[NodeId]>();
+  private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
+  private droppedMessages = 0;
+
+  constructor(
+    private readonly network: MemoryNetwork,
+    readonly nodeId: NodeId,
+    peers: readonly NodeId[],
+    private readonly config: MemoryTransportConfig,
+  ) {
+    for (const peer of peers) this.addPeer({ id: peer, address: "memory" });
+  }
+
+  async start(): Promise<void> {
+    assert(this.state === "new", "MemoryTransport.start called twice");
+    this.state = "running";
+    this.network.register(this);
+  }
+
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    const wasRunning = this.state === "running";
+    this.state = "closed";
+    for (const link of this.links.values()) link.queue.clear();
+    if (wasRunning) this.network.unregister(this);
+  }
+
+  send(message: Message): SendResult {
+    assert(message.from === this.nodeId, `node ${this.nodeId} sending as ${message.from}`);
+    assert(message.to !== this.nodeId, "a node does not send messages to itself");
+    if (this.state !== "running") return this.drop(null, "closed");
+    const link = this.links.get(message.to);
+    if (link === undefined) return this.drop(null, "unknown_peer");
+    const encoded = encodeFrame(message, this.config);
+    if (!encoded.ok) return this.drop(link, "too_large");
+    if (!link.queue.offer(encoded.bytes)) return this.drop(link, "queue_full");
+    this.network.requestRefresh(this);
+    return { queued: true };
+  }
+
+  onMessage(handler: MessageHandler): Unsubscribe {
+    return this.messageHandlers.add(handler);
+  }
+
+  onPeerUp(handler: PeerUpHandler): Unsubscribe {
+    return this.upHandlers.add(handler);
+  }
+
+  onPeerDown(handler: PeerDownHandler): Unsubscribe {
+    return this.downHandlers.add(handler);
+  }
+
+  addPeer(peer: PeerAddress): void {
+    if (peer.id === this.nodeId || this.links.has(peer.id)) return;
+    this.links.set(peer.id, {
+      queue: new SendQueue(this.config),
+      reported: null,
+      sentMessages: 0,
+      receivedMessages: 0,
+      droppedMessages: 0,
+      lastDownReason: null,
+    });
+    if (this.state === "running") this.network.requestRefresh(this);
+  }
+
+  removePeer(id: NodeId): void {
+    this.links.delete(id);
+    if (this.state === "running") this.network.requestRefresh(this);
+  }
+
+  stats(): TransportStats {
+    const peers: PeerStats[] = [...this.links].map(([peer, link]) => ({
+      peer,
+      connected: this.state === "running" && link.reported === "up",
+      queuedMessages: link.queue.count,
+      queuedBytes: link.queue.bytes,
+      sentMessages: link.sentMessages,
+      receivedMessages: link.receivedMessages,
+      droppedMessages: link.droppedMessages,
+      reconnectAttempts: 0,
+      lastDownReason: link.lastDownReason,
+    }));
+    return { nodeId: this.nodeId, peers, droppedMessages: this.droppedMessages, protocolErrors: 0 };
+  }
+
+  /** Whether this node takes messages from `from` now (it runs and lists `from`). */
+  accepts(from: NodeId): boolean {
+    return this.state === "running" && this.links.has(from);
+  }
+
+  /** Re-evaluates every link: reports transitions and delivers what can be delivered. */
+  refresh(): void {
+    for (const [peer, link] of this.links) {
+      if (this.state !== "running") return;
+      if (this.network.reachable(this.nodeId, peer)) {
+        this.report(peer, link, "up", null);
+        this.flush(peer, link);
+      } else {
+        this.report(peer, link, "down", this.network.downReason(this.nodeId, peer));
+      }
+    }
+  }
+
+  /** Hands a message that crossed the network to this node's handlers. */
+  receive(message: Message): void {
+    const link = this.links.get(message.from);
+    if (this.state !== "running" || link === undefined) return;
+    link.receivedMessages++;
+    this.messageHandlers.emit(message);
+  }
+
+  private flush(peer: NodeId, link: MemoryLink): void {
+    // Each delivery may run handlers that close nodes or cut links, so reachability is
+    // checked again before every message.
+    while (this.state === "running" && this.network.reachable(this.nodeId, peer)) {
+      const frame = link.queue.shift();
+      if (frame === undefined) return;
+      const decoded = decodePayload(frame.subarray(FRAME_HEADER_BYTES));
+      assert(decoded.ok && isMessage(decoded.frame), "the frame codec broke a message");
+      link.sentMessages++;
+      this.network.deliverTo(peer, decoded.frame);
+    }
+  }
+
+  private report(
+    peer: NodeId,
+    link: MemoryLink,
+    kind: "up" | "down",
+    reason: PeerDownReason | null,
+  ): void {
+    if (link.reported === kind) return;
+    link.reported = kind;
+    if (kind === "up") {
+      this.upHandlers.emit(peer);
+      return;
+    }
+    assert(reason !== null, "a down transition needs a reason");
+    link.lastDownReason = reason;
+    this.downHandlers.emit(peer, reason);
+  }
+
+  private drop(link: MemoryLink | null, reason: DropReason): SendResult {
+    if (link !== null) link.droppedMessages++;
+    this.droppedMessages++;
+    return { queued: false, reason };
+  }
+}

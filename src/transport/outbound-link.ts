@@ -1,0 +1,314 @@
+/**
+ * The sending half of the TCP transport for one peer: a single outbound connection, its
+ * handshake as the dialling side, the bounded queue of frames waiting for it, and
+ * reconnecting with back-off when it fails. It reports up/down transitions and never
+ * delivers messages: the peer sends to this node on its own outbound connection, which
+ * arrives here as an inbound one.
+ *
+ * Frames are written only while the socket accepts them (`write` returns true) and then
+ * again after 'drain', so a slow peer fills this link's bounded queue, not the heap.
+ * Frames already handed to a socket that fails are lost; Raft retransmits what matters.
+ */
+
+import { connect, type Socket } from "node:net";
+import type { Logger } from "pino";
+import type { NodeId } from "../core/messages.js";
+import { assert } from "../shared/assert.js";
+import { formatAddress, type HostPort } from "./address.js";
+import { reconnectDelayMs } from "./backoff.js";
+import { encodeFrame, FrameDecoder } from "./frame-codec.js";
+import {
+  type Frame,
+  PROTOCOL_MAGIC,
+  PROTOCOL_VERSION,
+  type ProtocolError,
+} from "./frame-schema.js";
+import { SendQueue } from "./send-queue.js";
+import type { TcpTransportConfig } from "./tcp-transport-config.js";
+import type { PeerDownReason, PeerStats } from "./transport.js";
+
+/**
+ * Largest frame accepted before a handshake is done, in bytes. A hello and its answers
+ * are far smaller; a small bound keeps strangers from making a node buffer megabytes.
+ */
+export const HANDSHAKE_FRAME_BYTES_MAX = 8 * 1024;
+
+/** What a link needs from the transport that owns it. */
+export interface OutboundLinkContext {
+  readonly config: TcpTransportConfig;
+  readonly logger: Logger;
+  /** Returns a number in [0, 1); drives reconnect jitter. */
+  readonly random: () => number;
+  onUp(peer: NodeId): void;
+  onDown(peer: NodeId, reason: PeerDownReason): void;
+  onProtocolError(): void;
+}
+
+/**
+ * `idle`: not started. `connecting`: dialling or waiting for the hello answer. `ready`:
+ * handshake done, frames flow. `waiting`: a reconnect is scheduled. `closed`: final.
+ */
+type LinkState = "idle" | "connecting" | "ready" | "waiting" | "closed";
+
+export class OutboundLink {
+  private readonly queue: SendQueue;
+  private readonly logger: Logger;
+  private state: LinkState = "idle";
+  private socket: Socket | null = null;
+  private decoder: FrameDecoder | null = null;
+  /** The handshake timeout while connecting, the reconnect delay while waiting. */
+  private timer: NodeJS.Timeout | null = null;
+  /** The last socket error's code on the current connection, for the down reason. */
+  private socketErrorCode: string | null = null;
+  /** Consecutive failed connections since the link was last ready; drives back-off. */
+  private failures = 0;
+  /** True while the socket's buffer is full and the link waits for 'drain'. */
+  private blocked = false;
+  /** The last transition reported, so that up and down alternate. */
+  private reported: "up" | "down" | null = null;
+  private sentMessages = 0;
+  private droppedMessages = 0;
+  private reconnectAttempts = 0;
+  private lastDownReason: PeerDownReason | null = null;
+  /** Incremented by the transport when a message from this peer is delivered. */
+  receivedMessages = 0;
+
+  constructor(
+    readonly peer: NodeId,
+    readonly address: HostPort,
+    private readonly context: OutboundLinkContext,
+  ) {
+    this.queue = new SendQueue(context.config);
+    this.logger = context.logger.child({ peer, remote: formatAddress(address) });
+  }
+
+  start(): void {
+    assert(this.state === "idle", `link to ${this.peer} started twice`);
+    this.connect();
+  }
+
+  /** Queues an encoded frame; returns false (and counts a drop) when the queue is full. */
+  enqueue(frame: Uint8Array): boolean {
+    if (this.state === "closed" || !this.queue.offer(frame)) {
+      this.droppedMessages++;
+      return false;
+    }
+    this.flush();
+    return true;
+  }
+
+  /** Counts a message dropped before it reached the queue (for instance too large). */
+  countDrop(): void {
+    this.droppedMessages++;
+  }
+
+  /**
+   * Redials at once if a reconnect is pending. The transport calls this when the peer has
+   * just dialled in, which proves it is back, so waiting out the back-off would be a waste.
+   */
+  nudge(): void {
+    if (this.state !== "waiting") return;
+    this.clearTimer();
+    this.failures = 0;
+    this.reconnectAttempts++;
+    this.connect();
+  }
+
+  close(): void {
+    this.state = "closed";
+    this.clearTimer();
+    this.socket?.destroy();
+    this.socket = null;
+    this.queue.clear();
+  }
+
+  stats(): PeerStats {
+    return {
+      peer: this.peer,
+      connected: this.state === "ready",
+      queuedMessages: this.queue.count,
+      queuedBytes: this.queue.bytes,
+      sentMessages: this.sentMessages,
+      receivedMessages: this.receivedMessages,
+      droppedMessages: this.droppedMessages,
+      reconnectAttempts: this.reconnectAttempts,
+      lastDownReason: this.lastDownReason,
+    };
+  }
+
+  private connect(): void {
+    const { config } = this.context;
+    this.state = "connecting";
+    this.socketErrorCode = null;
+    this.decoder = new FrameDecoder({ frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
+    const socket = connect({
+      host: this.address.host,
+      port: this.address.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: config.keepAliveInitialDelayMs,
+    });
+    this.socket = socket;
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      if (socket === this.socket) this.socketErrorCode = error.code ?? error.message;
+    });
+    socket.on("data", (chunk: Buffer) => this.onData(socket, chunk));
+    socket.on("close", () => this.onSocketClose(socket));
+    // Written before the connection completes: the socket buffers it until then.
+    socket.write(this.helloFrame());
+    this.timer = setTimeout(() => {
+      this.fail(socket, "timeout", "connect or handshake timed out");
+    }, config.handshakeTimeoutMs);
+  }
+
+  private helloFrame(): Uint8Array {
+    const { config } = this.context;
+    const encoded = encodeFrame(
+      {
+        type: "hello",
+        magic: PROTOCOL_MAGIC,
+        protocolVersion: PROTOCOL_VERSION,
+        clusterId: config.clusterId,
+        fromId: config.nodeId,
+        toId: this.peer,
+      },
+      { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
+    );
+    assert(encoded.ok, "hello frame too large");
+    return encoded.bytes;
+  }
+
+  private onData(socket: Socket, chunk: Buffer): void {
+    if (socket !== this.socket || this.decoder === null) return;
+    const decoder = this.decoder;
+    decoder.push(chunk);
+    while (socket === this.socket) {
+      const step = decoder.next();
+      if (step.kind === "need_more") return;
+      if (step.kind === "error") {
+        this.protocolError(socket, step.error);
+        return;
+      }
+      this.onFrame(socket, step.frame);
+    }
+  }
+
+  private onFrame(socket: Socket, frame: Frame): void {
+    // The acceptor answers the hello once and then only listens.
+    if (this.state !== "connecting") {
+      this.protocolError(socket, unexpected(`${frame.type} after the handshake`));
+      return;
+    }
+    if (frame.type === "hello_error") {
+      this.logger.warn({ reason: frame.reason }, "peer refused the handshake");
+      this.fail(socket, "handshake_refused", frame.reason);
+      return;
+    }
+    if (frame.type !== "hello_ok") {
+      this.protocolError(socket, unexpected(`${frame.type} instead of hello_ok`));
+      return;
+    }
+    if (frame.nodeId !== this.peer || frame.protocolVersion !== PROTOCOL_VERSION) {
+      const detail = `hello_ok from node ${frame.nodeId} v${frame.protocolVersion}`;
+      this.protocolError(socket, unexpected(detail));
+      return;
+    }
+    this.becomeReady();
+  }
+
+  private becomeReady(): void {
+    this.clearTimer();
+    this.state = "ready";
+    this.failures = 0;
+    this.blocked = false;
+    this.logger.info("connected to peer");
+    this.report("up", null);
+    this.flush();
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    while (this.state === "ready" && !this.blocked && socket !== null) {
+      const frame = this.queue.shift();
+      if (frame === undefined) return;
+      this.sentMessages++;
+      if (!socket.write(frame)) {
+        this.blocked = true;
+        socket.once("drain", () => {
+          if (socket !== this.socket) return;
+          this.blocked = false;
+          this.flush();
+        });
+      }
+    }
+  }
+
+  private protocolError(socket: Socket, error: ProtocolError): void {
+    this.logger.warn(
+      { reason: error.code, detail: error.detail },
+      "closing connection: protocol error",
+    );
+    this.context.onProtocolError();
+    this.fail(socket, "protocol_error", error.detail);
+  }
+
+  private onSocketClose(socket: Socket): void {
+    if (socket !== this.socket) return;
+    const code = this.socketErrorCode;
+    const reason: PeerDownReason =
+      code === "ECONNREFUSED" ? "refused" : code === "ETIMEDOUT" ? "timeout" : "lost";
+    this.fail(socket, reason, code ?? "connection closed");
+  }
+
+  /** Tears down the current connection, reports the peer down and schedules a redial. */
+  private fail(socket: Socket, reason: PeerDownReason, detail: string): void {
+    if (socket !== this.socket || this.state === "closed") return;
+    this.clearTimer();
+    this.socket = null;
+    this.decoder = null;
+    this.blocked = false;
+    socket.destroy();
+    const firstFailure = this.failures === 0;
+    // Repeated failures while a peer stays away are routine; only the first is news.
+    this.logger[firstFailure ? "info" : "debug"]({ reason, detail }, "connection to peer failed");
+    this.report("down", reason);
+    // A peer-down handler may have closed the transport; a closed link never redials.
+    if (!this.isClosed()) this.scheduleReconnect();
+  }
+
+  private isClosed(): boolean {
+    return this.state === "closed";
+  }
+
+  private scheduleReconnect(): void {
+    const delayMs = reconnectDelayMs(this.failures, this.context.config, this.context.random);
+    this.failures++;
+    this.state = "waiting";
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.reconnectAttempts++;
+      this.connect();
+    }, delayMs);
+  }
+
+  private report(kind: "up" | "down", reason: PeerDownReason | null): void {
+    if (kind === this.reported) return;
+    this.reported = kind;
+    if (kind === "up") {
+      this.context.onUp(this.peer);
+      return;
+    }
+    assert(reason !== null, "a down transition needs a reason");
+    this.lastDownReason = reason;
+    this.context.onDown(this.peer, reason);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
+function unexpected(detail: string): ProtocolError {
+  return { code: "unexpected_frame", detail };
+}

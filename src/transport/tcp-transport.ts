@@ -1,0 +1,275 @@
+/**
+ * The production transport: framed TCP between nodes. It owns the listening socket, one
+ * OutboundLink per peer (this node sends only on connections it dialled) and the inbound
+ * connections peers dialled (this node receives only on those), and it turns their
+ * events into the Transport interface.
+ *
+ * Two connections per pair of nodes keep each one simple: a connection carries data in
+ * one direction, so there is no race over which of two simultaneous dials survives, and
+ * per-link order is the order of one TCP stream. It must never block the caller, never
+ * throw for anything a peer does, and never emit an event or deliver a message after
+ * `close` has been called.
+ */
+
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import type { Logger } from "pino";
+import type { Message, NodeId } from "../core/messages.js";
+import { assert } from "../shared/assert.js";
+import { type HostPort, parseAddress } from "./address.js";
+import { encodeFrame } from "./frame-codec.js";
+import { HandlerSet } from "./handler-set.js";
+import { InboundConnection, type InboundContext } from "./inbound-connection.js";
+import { OutboundLink, type OutboundLinkContext } from "./outbound-link.js";
+import { assertTcpTransportConfig, type TcpTransportConfig } from "./tcp-transport-config.js";
+import type {
+  DropReason,
+  MessageHandler,
+  PeerAddress,
+  PeerDownHandler,
+  PeerDownReason,
+  PeerUpHandler,
+  SendResult,
+  Transport,
+  TransportStats,
+  Unsubscribe,
+} from "./transport.js";
+
+export {
+  defaultTcpTransportConfig,
+  type ParseTcpTransportConfigResult,
+  parseTcpTransportConfig,
+  type TcpTransportConfig,
+} from "./tcp-transport-config.js";
+
+export interface TcpTransportOptions {
+  /** Receives structured logs: fields `peer`, `remote`, `reason`, `detail`. */
+  readonly logger: Logger;
+  /**
+   * Returns a number in [0, 1) for reconnect jitter; tests may pass a fixed sequence.
+   * @default Math.random
+   */
+  readonly random?: () => number;
+}
+
+/** `new`: constructed. `running`: listening. `closed`: final, also after a failed start. */
+type TransportState = "new" | "running" | "closed";
+
+const QUEUED: SendResult = Object.freeze({ queued: true });
+
+export class TcpTransport implements Transport {
+  readonly nodeId: NodeId;
+  private readonly logger: Logger;
+  private readonly random: () => number;
+  private state: TransportState = "new";
+  private server: Server | null = null;
+  private readonly links = new Map<NodeId, OutboundLink>();
+  private readonly inbound = new Set<InboundConnection>();
+  /** The handshaken inbound connection of each peer; a newer one replaces an older one. */
+  private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
+  private readonly messageHandlers = new HandlerSet<[Message]>();
+  private readonly upHandlers = new HandlerSet<[NodeId]>();
+  private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
+  private droppedMessages = 0;
+  private protocolErrors = 0;
+  private readonly linkContext: OutboundLinkContext;
+  private readonly inboundContext: InboundContext;
+
+  /** `config` must be valid (see parseTcpTransportConfig); an invalid one is a bug. */
+  constructor(
+    private readonly config: TcpTransportConfig,
+    options: TcpTransportOptions,
+  ) {
+    assertTcpTransportConfig(config);
+    this.nodeId = config.nodeId;
+    this.logger = options.logger.child({ component: "transport", node: config.nodeId });
+    this.random = options.random ?? Math.random;
+    this.linkContext = this.makeLinkContext();
+    this.inboundContext = this.makeInboundContext();
+    for (const peer of config.peers) this.addPeer(peer);
+  }
+
+  /** Listens on `config.listen` and starts dialling every peer. Rejects if it cannot listen. */
+  async start(): Promise<void> {
+    assert(this.state === "new", "TcpTransport.start called twice");
+    const listen = parseAddress(this.config.listen);
+    assert(listen.ok, "listen address was validated");
+    const server = createServer((socket) => this.onConnection(socket));
+    this.server = server;
+    try {
+      await listenOn(server, listen.address);
+    } catch (error) {
+      this.state = "closed";
+      this.server = null;
+      throw error;
+    }
+    server.on("error", (error) => this.logger.error({ reason: error.message }, "server error"));
+    this.state = "running";
+    this.logger.info({ listen: this.config.listen }, "transport listening");
+    for (const link of this.links.values()) link.start();
+  }
+
+  /** The address actually listened on (with the real port when configured with port 0). */
+  listenAddress(): HostPort {
+    const address = this.server?.address();
+    assert(typeof address === "object" && address !== null, "listenAddress before start");
+    return { host: (address as AddressInfo).address, port: (address as AddressInfo).port };
+  }
+
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    for (const link of this.links.values()) link.close();
+    for (const connection of this.inbound) connection.destroy();
+    const server = this.server;
+    this.server = null;
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  send(message: Message): SendResult {
+    assert(message.from === this.nodeId, `node ${this.nodeId} sending as ${message.from}`);
+    assert(message.to !== this.nodeId, "a node does not send messages to itself");
+    if (this.state !== "running") return this.drop("closed");
+    const link = this.links.get(message.to);
+    if (link === undefined) return this.drop("unknown_peer");
+    const encoded = encodeFrame(message, this.config);
+    if (!encoded.ok) {
+      const fields = { peer: message.to, type: message.type, bytes: encoded.payloadBytes };
+      this.logger.warn(fields, "dropping a message larger than frameBytesMax");
+      link.countDrop();
+      return this.drop("too_large");
+    }
+    // The link counts its own drop when its queue is full.
+    return link.enqueue(encoded.bytes) ? QUEUED : this.drop("queue_full");
+  }
+
+  onMessage(handler: MessageHandler): Unsubscribe {
+    return this.messageHandlers.add(handler);
+  }
+
+  onPeerUp(handler: PeerUpHandler): Unsubscribe {
+    return this.upHandlers.add(handler);
+  }
+
+  onPeerDown(handler: PeerDownHandler): Unsubscribe {
+    return this.downHandlers.add(handler);
+  }
+
+  addPeer(peer: PeerAddress): void {
+    if (peer.id === this.nodeId || this.state === "closed") return;
+    const parsed = parseAddress(peer.address);
+    assert(parsed.ok, `invalid address for node ${peer.id}: ${peer.address}`);
+    const existing = this.links.get(peer.id);
+    if (existing !== undefined) {
+      const { host, port } = existing.address;
+      if (host === parsed.address.host && port === parsed.address.port) return;
+      this.removePeer(peer.id);
+    }
+    const link = new OutboundLink(peer.id, parsed.address, this.linkContext);
+    this.links.set(peer.id, link);
+    if (this.state === "running") link.start();
+  }
+
+  removePeer(id: NodeId): void {
+    this.links.get(id)?.close();
+    this.links.delete(id);
+    this.inboundByPeer.get(id)?.destroy();
+    this.inboundByPeer.delete(id);
+  }
+
+  stats(): TransportStats {
+    return {
+      nodeId: this.nodeId,
+      peers: [...this.links.values()].map((link) => link.stats()),
+      droppedMessages: this.droppedMessages,
+      protocolErrors: this.protocolErrors,
+    };
+  }
+
+  private drop(reason: DropReason): SendResult {
+    this.droppedMessages++;
+    return { queued: false, reason };
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.state !== "running") {
+      socket.destroy();
+      return;
+    }
+    let pending = 0;
+    for (const connection of this.inbound) if (connection.peer === null) pending++;
+    if (pending >= this.config.pendingConnectionsMax) {
+      const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+      this.logger.warn({ remote, reason: "too_many_pending" }, "refusing connection");
+      socket.destroy();
+      return;
+    }
+    this.inbound.add(new InboundConnection(socket, this.inboundContext));
+  }
+
+  private makeLinkContext(): OutboundLinkContext {
+    return {
+      config: this.config,
+      logger: this.logger,
+      random: this.random,
+      onUp: (peer) => {
+        if (this.state === "running") this.upHandlers.emit(peer);
+      },
+      onDown: (peer, reason) => {
+        if (this.state === "running") this.downHandlers.emit(peer, reason);
+      },
+      onProtocolError: () => {
+        this.protocolErrors++;
+      },
+    };
+  }
+
+  private makeInboundContext(): InboundContext {
+    return {
+      config: this.config,
+      logger: this.logger,
+      isPeer: (id) => this.links.has(id),
+      onHandshake: (connection) => this.onInboundHandshake(connection),
+      onMessage: (connection, message) => {
+        if (this.state !== "running" || this.inboundByPeer.get(message.from) !== connection) return;
+        const link = this.links.get(message.from);
+        if (link !== undefined) link.receivedMessages++;
+        this.messageHandlers.emit(message);
+      },
+      onClosed: (connection) => {
+        this.inbound.delete(connection);
+        const peer = connection.peer;
+        if (peer !== null && this.inboundByPeer.get(peer) === connection) {
+          this.inboundByPeer.delete(peer);
+        }
+      },
+      onProtocolError: () => {
+        this.protocolErrors++;
+      },
+    };
+  }
+
+  private onInboundHandshake(connection: InboundConnection): void {
+    const peer = connection.peer;
+    assert(peer !== null, "handshake without a peer");
+    const previous = this.inboundByPeer.get(peer);
+    // A peer that dials again has restarted or lost its old connection; the newest wins,
+    // so that a half-open old connection cannot shadow the live one.
+    if (previous !== undefined && previous !== connection) {
+      this.logger.info({ peer, reason: "replaced" }, "closing an older connection from peer");
+      previous.destroy();
+    }
+    this.inboundByPeer.set(peer, connection);
+    // The peer just proved it is alive, so there is no point waiting out a back-off.
+    this.links.get(peer)?.nudge();
+  }
+}
+
+function listenOn(server: Server, address: HostPort): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: address.host, port: address.port }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
