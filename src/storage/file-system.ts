@@ -1,0 +1,178 @@
+/**
+ * The narrow slice of the file system that storage uses, behind an interface so that
+ * tests can count fsyncs and inject failures (a full disk, an EIO on fdatasync) without
+ * a real broken disk. `nodeFileSystem` is the real thing, on `fs.promises`.
+ *
+ * Every helper here translates a failure into a catalogued error that names the file.
+ * This layer must never retry a failed write or fsync: after a failed fsync the kernel
+ * may have dropped the dirty pages, so a retry that "succeeds" would be a lie.
+ */
+
+import * as fsp from "node:fs/promises";
+import { hasErrno, storageIoError } from "./errors.js";
+
+/** An open file: positional reads and writes, fdatasync, truncation. */
+export interface FileHandleLike {
+  read(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number }>;
+  write(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesWritten: number }>;
+  /** fdatasync(2): data and the metadata needed to read it back (the size) are durable. */
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Opening modes as in fopen(3): "w+" creates or replaces and allows reading back. */
+export type OpenMode = "r" | "r+" | "wx" | "w" | "w+";
+
+export interface FileSystem {
+  open(path: string, mode: OpenMode): Promise<FileHandleLike>;
+  /** Names in a directory; an empty list when it does not exist. */
+  list(dir: string): Promise<string[]>;
+  mkdir(dir: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Whole small file (lock and hard-state files), or null when it does not exist. */
+  readSmall(path: string): Promise<Uint8Array | null>;
+  /** fsync(2) on a directory: makes creations, renames and deletions in it durable. */
+  syncDir(dir: string): Promise<void>;
+}
+
+class NodeFileHandle implements FileHandleLike {
+  constructor(private readonly handle: fsp.FileHandle) {}
+
+  read(buffer: Uint8Array, offset: number, length: number, position: number) {
+    return this.handle.read(buffer, offset, length, position);
+  }
+
+  write(buffer: Uint8Array, offset: number, length: number, position: number) {
+    return this.handle.write(buffer, offset, length, position);
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/** The real file system. */
+export const nodeFileSystem: FileSystem = {
+  async open(path, mode) {
+    return new NodeFileHandle(await fsp.open(path, mode, 0o644));
+  },
+  async list(dir) {
+    try {
+      return await fsp.readdir(dir);
+    } catch (error) {
+      if (hasErrno(error, "ENOENT")) return [];
+      throw error;
+    }
+  },
+  async mkdir(dir) {
+    await fsp.mkdir(dir, { recursive: true });
+  },
+  rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
+  async readSmall(path) {
+    try {
+      return await fsp.readFile(path);
+    } catch (error) {
+      if (hasErrno(error, "ENOENT")) return null;
+      throw error;
+    }
+  },
+  async syncDir(dir) {
+    const handle = await fsp.open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};
+
+/**
+ * Runs one file-system operation and turns its failure into a catalogued error naming
+ * `file` (ERR_DISK_FULL for ENOSPC, ERR_STORAGE_IO otherwise).
+ */
+export async function io<T>(file: string, operation: string, action: () => Promise<T>): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    throw storageIoError(file, operation, error);
+  }
+}
+
+/** Writes all of `bytes` at `position`, looping over short writes. */
+export async function writeFully(
+  handle: FileHandleLike,
+  file: string,
+  bytes: Uint8Array,
+  position: number,
+): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await io(file, "write", () =>
+      handle.write(bytes, done, bytes.length - done, position + done),
+    );
+    if (bytesWritten === 0) {
+      // A regular file never accepts zero bytes without an error; treat it as a full disk.
+      throw storageIoError(
+        file,
+        "write",
+        Object.assign(new Error("short write"), { code: "ENOSPC" }),
+      );
+    }
+    done += bytesWritten;
+  }
+}
+
+/** Reads up to `length` bytes at `position`; fewer only at the end of the file. */
+export async function readFully(
+  handle: FileHandleLike,
+  file: string,
+  buffer: Uint8Array,
+  length: number,
+  position: number,
+): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await io(file, "read", () =>
+      handle.read(buffer, done, length - done, position + done),
+    );
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+/** Closes a handle on a path that is being abandoned; a failure to close changes nothing. */
+export async function closeQuietly(handle: FileHandleLike | null): Promise<void> {
+  if (handle === null) return;
+  try {
+    await handle.close();
+  } catch {
+    // The handle is being abandoned after an earlier error; that error is what matters.
+  }
+}

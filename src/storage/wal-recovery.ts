@@ -1,0 +1,302 @@
+/**
+ * Start-up scan of the write-ahead log directory: finds the segments, verifies every
+ * record's checksum, rebuilds the in-memory index (where each entry's record starts) and
+ * trims a torn tail. The rules, which docs/storage.md spells out for operators:
+ *
+ * - A bad record at the tail of the last segment, with no valid record after it, is what
+ *   a crash during a write leaves behind. It was never acknowledged (acknowledgement
+ *   waits for fdatasync), so it is trimmed and reported as a warning.
+ * - Any other bad record, a bad segment header, a segment that does not continue where
+ *   the previous one ended (missing, truncated or overlapping) is corruption: the scan
+ *   throws an error naming the file and byte offset.
+ * - Segments entirely covered by the snapshot are leftovers of an interrupted compaction
+ *   and are deleted (reported as a warning). Temporary files are deleted likewise.
+ *
+ * This file must never drop a record silently: every byte it removes is reported.
+ */
+
+import type { SnapshotMeta } from "../core/messages.js";
+import { assert } from "../shared/assert.js";
+import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
+import {
+  closeQuietly,
+  type FileHandleLike,
+  type FileSystem,
+  io,
+  readFully,
+} from "./file-system.js";
+import { walScanWindowBytes } from "./limits.js";
+import {
+  checkFrame,
+  checkSegmentHeader,
+  type DecodedRecord,
+  decodeRecord,
+  parseSegmentFileName,
+  recordHeaderBytes,
+  segmentHeaderBytes,
+} from "./wal-format.js";
+import { Segment } from "./wal-segment.js";
+
+export interface ScannedLog {
+  /** The segments in index order, each open read-write, none retired. */
+  readonly segments: Segment[];
+  /** Term of every entry from `segments[0].first` to the last one. */
+  readonly terms: number[];
+  /** What recovery changed on disk, one sentence each, for the caller to log. */
+  readonly warnings: string[];
+}
+
+/** A sliding read buffer over one file, so the scan reads large blocks, not records. */
+class ReadWindow {
+  private buffer = Buffer.alloc(0);
+  private start = 0;
+  private length = 0;
+
+  constructor(
+    private readonly handle: FileHandleLike,
+    private readonly path: string,
+    readonly size: number,
+  ) {}
+
+  /** `length` bytes at `offset` (fewer at the end of the file) as a buffer and a position in it. */
+  async view(
+    offset: number,
+    length: number,
+  ): Promise<{ buffer: Buffer; at: number; available: number }> {
+    const available = Math.max(0, Math.min(length, this.size - offset));
+    if (offset < this.start || offset + available > this.start + this.length) {
+      const want = Math.min(Math.max(available, walScanWindowBytes), this.size - offset);
+      if (this.buffer.length < want) this.buffer = Buffer.alloc(want);
+      this.start = offset;
+      this.length = await readFully(this.handle, this.path, this.buffer, want, offset);
+    }
+    return { buffer: this.buffer, at: offset - this.start, available };
+  }
+}
+
+/** A record the scan could not accept, and whether a torn write could explain it. */
+interface BadRecord {
+  readonly offset: number;
+  readonly detail: string;
+  readonly tornCandidate: boolean;
+}
+
+type RecordAt =
+  | { ok: true; record: DecodedRecord & { ok: true }; bytes: number }
+  | { ok: false; bad: BadRecord };
+
+async function readRecordAt(window: ReadWindow, offset: number): Promise<RecordAt> {
+  const head = await window.view(offset, recordHeaderBytes);
+  if (head.available < recordHeaderBytes) {
+    return { ok: false, bad: { offset, detail: "incomplete record frame", tornCandidate: true } };
+  }
+  const frame = checkFrame(head.buffer, head.at);
+  if (!frame.ok) return { ok: false, bad: { offset, detail: frame.detail, tornCandidate: true } };
+  if (offset + frame.recordBytes > window.size) {
+    const detail = "record extends past the end of the file";
+    return { ok: false, bad: { offset, detail, tornCandidate: true } };
+  }
+  const whole = await window.view(offset, frame.recordBytes);
+  const record = decodeRecord(whole.buffer, whole.at, frame);
+  if (!record.ok) {
+    return { ok: false, bad: { offset, detail: record.detail, tornCandidate: record.checksum } };
+  }
+  return { ok: true, record, bytes: frame.recordBytes };
+}
+
+/** Adds one valid record to the segment's index; throws when its content breaks the log. */
+function applyRecord(
+  segment: Segment,
+  terms: number[],
+  prevTerm: number,
+  at: { offset: number; bytes: number; record: DecodedRecord & { ok: true } },
+): void {
+  const { record, offset } = at;
+  if (record.type === "truncate") {
+    if (record.index < segment.first || record.index > segment.lastIndex() + 1) {
+      const detail = `truncation at index ${record.index} outside the segment's entries`;
+      throw new WalCorruptError(segment.path, offset, detail);
+    }
+    segment.truncateFrom(record.index);
+    terms.length = record.index - segment.first;
+    return;
+  }
+  const expected = segment.lastIndex() + 1;
+  if (record.entry.index !== expected) {
+    const detail = `entry ${record.entry.index} found where entry ${expected} belongs`;
+    throw new WalCorruptError(segment.path, offset, detail);
+  }
+  const lastTerm = terms.length > 0 ? terms[terms.length - 1]! : prevTerm;
+  if (record.entry.term < lastTerm) {
+    const detail = `entry ${expected} has term ${record.entry.term}, below the term ${lastTerm} before it`;
+    throw new WalCorruptError(segment.path, offset, detail);
+  }
+  segment.addEntry(expected, offset, at.bytes);
+  terms.push(record.entry.term);
+}
+
+/** Whether any complete, checksum-valid record starts after `from` (a byte-by-byte search). */
+async function validRecordAfter(window: ReadWindow, from: number): Promise<number | null> {
+  for (let offset = from + 1; offset + recordHeaderBytes <= window.size; offset++) {
+    const at = await readRecordAt(window, offset);
+    if (at.ok) return offset;
+  }
+  return null;
+}
+
+/** Trims a torn tail of the last segment, or throws when the bad record is not one. */
+async function trimOrFail(
+  window: ReadWindow,
+  segment: Segment,
+  bad: BadRecord,
+  isLast: boolean,
+): Promise<string> {
+  if (!isLast || !bad.tornCandidate) {
+    throw new WalCorruptError(segment.path, bad.offset, bad.detail);
+  }
+  const valid = await validRecordAfter(window, bad.offset);
+  if (valid !== null) {
+    const detail = `${bad.detail}, and a valid record follows at byte ${valid}, so this is not a torn tail`;
+    throw new WalCorruptError(segment.path, bad.offset, detail);
+  }
+  const dropped = window.size - bad.offset;
+  await io(segment.path, "truncate", () => segment.handle.truncate(bad.offset));
+  await io(segment.path, "fdatasync", () => segment.handle.datasync());
+  return (
+    `trimmed a torn record at the end of ${segment.path}: ${dropped} bytes from byte ` +
+    `${bad.offset} (${bad.detail}); a crash interrupted that write, which was never acknowledged`
+  );
+}
+
+/** Opens and scans one segment; `prevTerm` is the term of the entry before its first. */
+async function scanSegment(
+  fs: FileSystem,
+  path: string,
+  first: number,
+  prevTerm: number,
+  isLast: boolean,
+): Promise<{ segment: Segment; terms: number[]; warning: string | null }> {
+  const handle = await io(path, "open", () => fs.open(path, "r+"));
+  try {
+    const window = new ReadWindow(handle, path, await io(path, "stat", () => handle.size()));
+    const head = await window.view(0, segmentHeaderBytes);
+    const problem =
+      head.available < segmentHeaderBytes
+        ? "segment header is incomplete"
+        : checkSegmentHeader(head.buffer.subarray(head.at, head.at + segmentHeaderBytes), first);
+    if (problem !== null) throw new WalCorruptError(path, 0, problem);
+    const segment = new Segment(first, path, handle, segmentHeaderBytes);
+    const terms: number[] = [];
+    while (segment.bytes < window.size) {
+      const at = await readRecordAt(window, segment.bytes);
+      if (!at.ok) {
+        const warning = await trimOrFail(window, segment, at.bad, isLast);
+        return { segment, terms, warning };
+      }
+      applyRecord(segment, terms, prevTerm, { offset: segment.bytes, ...at });
+      segment.bytes += at.bytes;
+    }
+    return { segment, terms, warning: null };
+  } catch (error) {
+    await closeQuietly(handle);
+    throw error;
+  }
+}
+
+/** Segment files in `dir` by first index; removes temporary files left by a crash. */
+async function listSegments(
+  fs: FileSystem,
+  dir: string,
+  warnings: string[],
+): Promise<{ first: number; path: string }[]> {
+  const names = await io(dir, "list", () => fs.list(dir));
+  const found: { first: number; path: string }[] = [];
+  for (const name of names) {
+    const path = `${dir}/${name}`;
+    const first = parseSegmentFileName(name);
+    if (first !== null) {
+      found.push({ first, path });
+    } else if (name.endsWith(".tmp")) {
+      await io(path, "unlink", () => fs.unlink(path));
+      warnings.push(`removed ${path}, a segment whose creation a crash interrupted`);
+    } else {
+      warnings.push(`ignored ${path}: not a write-ahead log file`);
+    }
+  }
+  return found.sort((a, b) => a.first - b.first);
+}
+
+/** Deletes the segments that the snapshot covers entirely; returns the rest. */
+async function dropCovered(
+  fs: FileSystem,
+  dir: string,
+  files: { first: number; path: string }[],
+  after: SnapshotMeta,
+  warnings: string[],
+): Promise<{ first: number; path: string }[]> {
+  let keepFrom = 0;
+  while (keepFrom + 1 < files.length && files[keepFrom + 1]!.first <= after.index + 1) keepFrom++;
+  for (const file of files.slice(0, keepFrom)) {
+    await io(file.path, "unlink", () => fs.unlink(file.path));
+    warnings.push(
+      `removed ${file.path}: the snapshot at index ${after.index} covers it (a compaction ` +
+        "was interrupted)",
+    );
+  }
+  if (keepFrom > 0) await io(dir, "fsync directory", () => fs.syncDir(dir));
+  return files.slice(keepFrom);
+}
+
+/**
+ * Scans the log in `dir`. Segments wholly before `after` (the snapshot) are removed
+ * unread; the rest must form one contiguous log. Reconciling that log with the snapshot
+ * (a gap, or a conflicting term) is the caller's job, because it needs to write.
+ */
+export async function scanLog(
+  fs: FileSystem,
+  dir: string,
+  after: SnapshotMeta,
+): Promise<ScannedLog> {
+  const warnings: string[] = [];
+  const files = await dropCovered(fs, dir, await listSegments(fs, dir, warnings), after, warnings);
+  const segments: Segment[] = [];
+  const terms: number[] = [];
+  try {
+    for (const [k, file] of files.entries()) {
+      const prev = segments[segments.length - 1];
+      if (prev !== undefined) checkContinues(prev, file);
+      const prevTerm = terms.length > 0 ? terms[terms.length - 1]! : 0;
+      const scanned = await scanSegment(
+        fs,
+        file.path,
+        file.first,
+        prevTerm,
+        k === files.length - 1,
+      );
+      segments.push(scanned.segment);
+      terms.push(...scanned.terms);
+      if (scanned.warning !== null) warnings.push(scanned.warning);
+    }
+  } catch (error) {
+    for (const segment of segments) await segment.retire();
+    throw error;
+  }
+  assert(
+    segments.length === 0 || terms.length === segments.at(-1)!.lastIndex() - segments[0]!.first + 1,
+  );
+  return { segments, terms, warnings };
+}
+
+function checkContinues(prev: Segment, next: { first: number; path: string }): void {
+  const expected = prev.lastIndex() + 1;
+  if (next.first > expected) {
+    const detail =
+      `the next segment starts at index ${next.first}: entries ${expected}..${next.first - 1} ` +
+      `are missing (${prev.path} ends early, or a segment file was deleted)`;
+    throw new WalMissingSegmentError(next.path, expected, detail);
+  }
+  if (next.first < expected) {
+    const detail = `it starts at index ${next.first}, inside ${prev.path} which ends at ${expected - 1}`;
+    throw new WalMissingSegmentError(next.path, expected, detail);
+  }
+}

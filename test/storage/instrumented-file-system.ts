@@ -1,0 +1,140 @@
+/**
+ * A file system for tests that wraps the real one: it counts fdatasyncs and directory
+ * fsyncs, and fails chosen operations with a chosen errno (ENOSPC, EIO) so tests can
+ * exercise a full or broken disk without one. It must never change what succeeds: an
+ * operation either fails as injected or runs on the real file system unchanged.
+ */
+
+import {
+  type FileHandleLike,
+  type FileSystem,
+  nodeFileSystem,
+  type OpenMode,
+} from "../../src/storage/file-system.js";
+
+export type FaultOperation = "write" | "datasync" | "open" | "rename" | "syncDir" | "unlink";
+
+export interface Fault {
+  readonly operation: FaultOperation;
+  /** The fault applies to paths that contain this text. */
+  readonly pathIncludes: string;
+  readonly errno: string;
+  /** Calls of that operation on such paths to let through before failing. @default 0 */
+  skip?: number;
+  /** For `write`: the bytes that reach the file before the error (a short write). */
+  readonly partialBytes?: number;
+}
+
+function errnoError(errno: string, operation: string, path: string): Error {
+  return Object.assign(new Error(`${errno}: injected failure, ${operation} '${path}'`), {
+    code: errno,
+  });
+}
+
+export class InstrumentedFileSystem implements FileSystem {
+  datasyncs = 0;
+  dirSyncs = 0;
+  writes = 0;
+  private readonly faults: Fault[] = [];
+
+  constructor(private readonly inner: FileSystem = nodeFileSystem) {}
+
+  /** Arms a fault; it fires once, after `skip` matching calls. */
+  inject(fault: Fault): void {
+    this.faults.push({ ...fault, skip: fault.skip ?? 0 });
+  }
+
+  /** Throws the armed fault for this call, if one matches. */
+  fault(operation: FaultOperation, path: string): Fault | null {
+    const index = this.faults.findIndex(
+      (f) => f.operation === operation && path.includes(f.pathIncludes),
+    );
+    const fault = this.faults[index];
+    if (fault === undefined) return null;
+    if ((fault.skip ?? 0) > 0) {
+      fault.skip = (fault.skip ?? 0) - 1;
+      return null;
+    }
+    this.faults.splice(index, 1);
+    return fault;
+  }
+
+  throwIfFault(operation: FaultOperation, path: string): void {
+    const fault = this.fault(operation, path);
+    if (fault !== null) throw errnoError(fault.errno, operation, path);
+  }
+
+  async open(path: string, mode: OpenMode): Promise<FileHandleLike> {
+    this.throwIfFault("open", path);
+    return new InstrumentedHandle(this, path, await this.inner.open(path, mode));
+  }
+
+  list(dir: string): Promise<string[]> {
+    return this.inner.list(dir);
+  }
+
+  mkdir(dir: string): Promise<void> {
+    return this.inner.mkdir(dir);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    this.throwIfFault("rename", to);
+    await this.inner.rename(from, to);
+  }
+
+  async unlink(path: string): Promise<void> {
+    this.throwIfFault("unlink", path);
+    await this.inner.unlink(path);
+  }
+
+  readSmall(path: string): Promise<Uint8Array | null> {
+    return this.inner.readSmall(path);
+  }
+
+  async syncDir(dir: string): Promise<void> {
+    this.throwIfFault("syncDir", dir);
+    this.dirSyncs++;
+    await this.inner.syncDir(dir);
+  }
+}
+
+class InstrumentedHandle implements FileHandleLike {
+  constructor(
+    private readonly fs: InstrumentedFileSystem,
+    private readonly path: string,
+    private readonly inner: FileHandleLike,
+  ) {}
+
+  read(buffer: Uint8Array, offset: number, length: number, position: number) {
+    return this.inner.read(buffer, offset, length, position);
+  }
+
+  async write(buffer: Uint8Array, offset: number, length: number, position: number) {
+    const fault = this.fs.fault("write", this.path);
+    if (fault !== null) {
+      const partial = Math.min(fault.partialBytes ?? 0, length);
+      if (partial > 0) await this.inner.write(buffer, offset, partial, position);
+      throw errnoError(fault.errno, "write", this.path);
+    }
+    this.fs.writes++;
+    return this.inner.write(buffer, offset, length, position);
+  }
+
+  async datasync(): Promise<void> {
+    this.fs.throwIfFault("datasync", this.path);
+    this.fs.datasyncs++;
+    await this.inner.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.inner.truncate(length);
+  }
+
+  size(): Promise<number> {
+    return this.inner.size();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
