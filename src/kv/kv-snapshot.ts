@@ -36,7 +36,11 @@ import {
 import type { KvLimits } from "./limits.js";
 import { FrameWriter, KvSnapshotError, readFrames } from "./snapshot-frames.js";
 
-/** Data frames are closed once their estimated size reaches this many bytes. */
+/**
+ * Data frames are closed once their estimated size reaches this many bytes, or the chunk
+ * size if that is smaller: a frame is read from the live Map all at once, so frames larger
+ * than a chunk would only delay the chunks and hold more in memory.
+ */
 const DATA_FRAME_BYTES_TARGET = 64 * 1024;
 /** Session and idempotency frames hold at most this many entries (each is under 1 KiB). */
 const TABLE_FRAME_COUNT_MAX = 512;
@@ -95,6 +99,7 @@ export async function* writeSnapshot(
     source.sessions.length,
     source.idempotency.length,
   ]);
+  const frameBytesTarget = Math.min(DATA_FRAME_BYTES_TARGET, chunkBytesMax);
   let dataDigest = ZERO_DIGEST;
   let dataCount = 0;
   let batch: unknown[] = [];
@@ -105,7 +110,7 @@ export async function* writeSnapshot(
     batchBytes += key.length * 3 + value.byteLength + 24;
     dataDigest = addDigests(dataDigest, dataEntryDigest(key, entry[1]));
     dataCount++;
-    if (batchBytes >= DATA_FRAME_BYTES_TARGET) {
+    if (batchBytes >= frameBytesTarget) {
       writer.frame(["data", batch]);
       batch = [];
       batchBytes = 0;

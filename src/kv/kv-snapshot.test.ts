@@ -1,0 +1,355 @@
+import { describe, expect, it } from "vitest";
+import { encodeCommand, type KvCommand, type KvResult } from "./commands.js";
+import { KvStateMachine } from "./kv-state-machine.js";
+import { defaultKvLimits, type KvLimits } from "./limits.js";
+import { KvSnapshotError } from "./snapshot-frames.js";
+
+/** A small seeded generator (mulberry32), so that every failure replays from its seed. */
+function prng(seed: number): (bound: number) => number {
+  let state = seed >>> 0;
+  return (bound) => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) % bound) as number;
+  };
+}
+
+const text = (value: string): Uint8Array => new TextEncoder().encode(value);
+
+function machine(limits: Partial<KvLimits> = {}): KvStateMachine {
+  return new KvStateMachine({ ...defaultKvLimits(), ...limits });
+}
+
+/** Applies a command at an index and time, as the log would. */
+function apply(sm: KvStateMachine, index: number, command: KvCommand, time = 0): KvResult {
+  return sm.apply(encodeCommand(command), { index, term: 1, time });
+}
+
+async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for await (const chunk of chunks) out.push(chunk);
+  return out;
+}
+
+async function* stream(chunks: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  for (const chunk of chunks) yield chunk;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+async function restored(chunks: Uint8Array[], limits: Partial<KvLimits> = {}) {
+  const sm = machine(limits);
+  await sm.restore(stream(chunks));
+  return sm;
+}
+
+/** A store with keys, sessions and idempotency keys; returns the next free index. */
+function populate(sm: KvStateMachine, keyCount: number, valueBytes: number): number {
+  let index = 0;
+  for (let i = 0; i < keyCount; i++) {
+    const value = new Uint8Array(valueBytes).fill(i % 251);
+    apply(sm, ++index, { type: "put", key: `key-${i}`, value }, 1000 + i);
+  }
+  for (let i = 0; i < 20; i++) {
+    const command: KvCommand = {
+      type: "put",
+      key: `key-${i}`,
+      value: text(`session ${i}`),
+      session: { clientId: `client-${i}`, seq: 1 },
+      idempotencyKey: `idem-${i}`,
+    };
+    apply(sm, ++index, command, 5000 + i);
+  }
+  apply(sm, ++index, { type: "delete", key: "key-5" }, 6000);
+  apply(sm, ++index, { type: "delete", key: "missing", idempotencyKey: "idem-x" }, 6000);
+  return index + 1;
+}
+
+describe("kv snapshots", () => {
+  it("snapshot: restore reproduces keys, sessions and idempotency keys (state hash)", async () => {
+    const source = machine({ snapshotChunkBytesMax: 4096 });
+    const next = populate(source, 300, 100);
+    const chunks = await collect(source.snapshot());
+    expect(chunks.length).toBeGreaterThan(5);
+    for (const chunk of chunks) expect(chunk.byteLength).toBeLessThanOrEqual(4096);
+    const copy = await restored(chunks);
+    expect(copy.stateHash()).toBe(source.stateHash());
+    expect(copy.size).toBe(source.size);
+    expect(copy.revision).toBe(source.revision);
+    expect(copy.sessionCount).toBe(20);
+    expect(copy.idempotencyKeyCount).toBe(21);
+    expect(copy.get("key-7")).toEqual(source.get("key-7"));
+    // The restored sessions and idempotency keys keep answering retries.
+    const retry: KvCommand = {
+      type: "put",
+      key: "key-3",
+      value: text("session 3"),
+      session: { clientId: "client-3", seq: 1 },
+    };
+    expect(apply(copy, next, retry, 7000)).toEqual(apply(source, next, retry, 7000));
+    const idem: KvCommand = { type: "delete", key: "missing", idempotencyKey: "idem-x" };
+    expect(apply(copy, next + 1, idem, 7000)).toEqual({ ok: false, code: "not_found" });
+    apply(source, next + 1, idem, 7000);
+    expect(copy.stateHash()).toBe(source.stateHash());
+  });
+
+  it("snapshot: an empty store round trips, and restore replaces what was there", async () => {
+    const empty = machine();
+    const chunks = await collect(empty.snapshot());
+    const target = machine();
+    populate(target, 10, 10);
+    await target.restore(stream(chunks));
+    expect(target.stateHash()).toBe(empty.stateHash());
+    expect(target.size).toBe(0);
+    expect(target.sessionCount).toBe(0);
+  });
+
+  it("snapshot: values above the chunk size are split across chunks (1 MiB value, 64 KiB chunks)", async () => {
+    const source = machine({ snapshotChunkBytesMax: 65_536 });
+    const big = new Uint8Array(1_048_576).map((_, i) => i % 256);
+    apply(source, 1, { type: "put", key: "big", value: big });
+    const chunks = await collect(source.snapshot());
+    for (const chunk of chunks) expect(chunk.byteLength).toBeLessThanOrEqual(65_536);
+    const copy = await restored(chunks);
+    // Compared by hand: a deep equality over a million elements takes seconds.
+    const value = copy.get("big")?.value;
+    expect(value?.byteLength).toBe(big.byteLength);
+    expect(value?.every((byte, i) => byte === big[i])).toBe(true);
+  });
+
+  it("snapshot: stays as of the call while apply changes read and unread keys", async () => {
+    const source = machine({ snapshotChunkBytesMax: 2048 });
+    let index = populate(source, 400, 200);
+    const expectedHash = source.stateHash();
+    const expected = new Map(Array.from({ length: 400 }, (_, i) => [i, source.get(`key-${i}`)]));
+    const iterator = source.snapshot()[Symbol.asyncIterator]();
+    const chunks: Uint8Array[] = [];
+    const take = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        const step = await iterator.next();
+        if (step.done === true) return;
+        chunks.push(step.value);
+      }
+    };
+    const change = (command: KvCommand) => apply(source, index++, command, 9000);
+    const put = (key: string, value: string) => change({ type: "put", key, value: text(value) });
+    await take(10);
+    // Keys early in the Map are read by now; keys late in the Map are not.
+    put("key-1", "changed after read");
+    change({ type: "delete", key: "key-2" });
+    put("key-390", "changed before read");
+    put("key-390", "changed twice before read");
+    change({ type: "delete", key: "key-391" });
+    change({ type: "delete", key: "key-392" });
+    put("key-392", "deleted and re-created before read");
+    put("new-key", "created after the snapshot");
+    change({ type: "put", key: "key-393", value: text("s"), session: { clientId: "z", seq: 1 } });
+    await take(20);
+    put("key-394", "changed in the middle");
+    change({ type: "delete", key: "key-395" });
+    put("key-2", "re-created after read");
+    await take(Number.POSITIVE_INFINITY);
+    expect(source.activeSnapshotCount).toBe(0);
+    const copy = await restored(chunks);
+    expect(copy.stateHash()).toBe(expectedHash);
+    expect(copy.get("new-key")).toBeNull();
+    for (const [i, entry] of expected) expect(copy.get(`key-${i}`)).toEqual(entry);
+    expect(source.get("key-390")?.value).toEqual(text("changed twice before read"));
+  });
+
+  it("snapshot: two overlapping snapshots each stay as of their own call", async () => {
+    const source = machine({ snapshotChunkBytesMax: 1024 });
+    let index = populate(source, 200, 100);
+    const firstHash = source.stateHash();
+    const first = source.snapshot()[Symbol.asyncIterator]();
+    const firstChunks = [(await first.next()).value as Uint8Array];
+    apply(source, index++, { type: "put", key: "key-150", value: text("between") });
+    apply(source, index++, { type: "delete", key: "key-160" });
+    const secondHash = source.stateHash();
+    const secondChunks = await collect(source.snapshot());
+    apply(source, index++, { type: "put", key: "key-170", value: text("after both") });
+    for (;;) {
+      const step = await first.next();
+      if (step.done === true) break;
+      firstChunks.push(step.value);
+    }
+    expect((await restored(firstChunks)).stateHash()).toBe(firstHash);
+    expect((await restored(secondChunks)).stateHash()).toBe(secondHash);
+  });
+
+  it("snapshot: ending a stream early releases it (return before and after the first chunk)", async () => {
+    const source = machine({ snapshotChunkBytesMax: 1024 });
+    populate(source, 100, 100);
+    const unread = source.snapshot()[Symbol.asyncIterator]();
+    expect(source.activeSnapshotCount).toBe(1);
+    await unread.return?.();
+    expect(source.activeSnapshotCount).toBe(0);
+    for await (const _chunk of source.snapshot()) break;
+    expect(source.activeSnapshotCount).toBe(0);
+  });
+
+  it("snapshot: restoring while a snapshot streams leaves that snapshot as of its call", async () => {
+    const source = machine({ snapshotChunkBytesMax: 1024 });
+    populate(source, 100, 100);
+    const before = source.stateHash();
+    const iterator = source.snapshot()[Symbol.asyncIterator]();
+    const chunks = [(await iterator.next()).value as Uint8Array];
+    await source.restore(stream(await collect(machine().snapshot())));
+    apply(source, 1, { type: "put", key: "key-99", value: text("after restore") });
+    for (;;) {
+      const step = await iterator.next();
+      if (step.done === true) break;
+      chunks.push(step.value);
+    }
+    expect((await restored(chunks)).stateHash()).toBe(before);
+  });
+});
+
+describe("kv snapshot validation", () => {
+  async function goodSnapshot(): Promise<{ sm: KvStateMachine; bytes: Uint8Array }> {
+    const sm = machine();
+    populate(sm, 5, 3);
+    return { sm, bytes: concat(await collect(sm.snapshot())) };
+  }
+
+  it("snapshot: corrupt or foreign streams fail with KvSnapshotError and change nothing", async () => {
+    const { bytes } = await goodSnapshot();
+    const target = machine();
+    apply(target, 1, { type: "put", key: "kept", value: text("v") });
+    const hash = target.stateHash();
+    const version = bytes.slice();
+    version[7] = 2;
+    const cases: [Uint8Array[], RegExp][] = [
+      [[], /ends before the preamble/],
+      [[text("{ not a snapshot }")], /not a Baton key-value snapshot/],
+      [[version], /format version 2 is not supported \(this node reads 1\)/],
+      [[bytes.subarray(0, bytes.byteLength - 3)], /ends inside a frame/],
+      [[bytes.subarray(0, 8)], /end frame is missing/],
+    ];
+    for (const [chunks, message] of cases) {
+      const failure = target.restore(stream(chunks));
+      await expect(failure).rejects.toThrow(KvSnapshotError);
+      await expect(target.restore(stream(chunks))).rejects.toThrow(message);
+    }
+    expect(target.stateHash()).toBe(hash);
+    expect(target.get("kept")?.value).toEqual(text("v"));
+  });
+
+  it("snapshot: every single flipped byte is detected (small snapshot, each position)", async () => {
+    const { bytes } = await goodSnapshot();
+    for (let i = 0; i < bytes.byteLength; i++) {
+      const damaged = bytes.slice();
+      damaged[i] = damaged[i]! ^ 0x20;
+      const error = await machine()
+        .restore(stream([damaged]))
+        .then(
+          () => null,
+          (caught: unknown) => caught,
+        );
+      expect(error, `flip at byte ${i}`).toBeInstanceOf(KvSnapshotError);
+    }
+  });
+});
+
+describe("kv convergence", () => {
+  /** A random command over a small key, client and idempotency-key space. */
+  function randomCommand(random: (bound: number) => number, seqs: Map<string, number>): KvCommand {
+    const key = `k${random(12)}`;
+    const options: { ifRevision?: number; session?: { clientId: string; seq: number } } & {
+      idempotencyKey?: string;
+    } = {};
+    if (random(4) === 0) options.ifRevision = random(3) === 0 ? 0 : random(40);
+    if (random(2) === 0) {
+      const clientId = `c${random(8)}`;
+      const last = seqs.get(clientId) ?? 0;
+      // Mostly the next request; sometimes a retry, a stale duplicate or a gap.
+      const seq = Math.max(1, last + [1, 1, 1, 0, -1, 3][random(6)]!);
+      seqs.set(clientId, Math.max(last, seq));
+      options.session = { clientId, seq };
+    }
+    if (random(3) === 0) options.idempotencyKey = `i${random(10)}`;
+    if (random(3) === 0) return { type: "delete", key, ...options };
+    const value = new Uint8Array(random(40)).fill(random(256));
+    return { type: "put", key, value, ...options };
+  }
+
+  interface OpenSnapshot {
+    readonly iterator: AsyncIterator<Uint8Array>;
+    readonly chunks: Uint8Array[];
+    /** The index of the last command applied when the snapshot was taken. */
+    readonly at: number;
+  }
+
+  const LIMITS: Partial<KvLimits> = {
+    sessionCountMax: 5,
+    sessionTtlMs: 300,
+    idempotencyKeyCountMax: 4,
+    idempotencyTtlMs: 500,
+    expiryCountMaxPerApply: 1,
+    snapshotChunkBytesMax: 97,
+  };
+
+  it("convergence: same commands give the same hash, and snapshot + restore + replay agrees (50 seeds)", async () => {
+    for (let seed = 1; seed <= 50; seed++) {
+      const random = prng(seed);
+      const seqs = new Map<string, number>();
+      const [a, b] = [machine(LIMITS), machine(LIMITS)];
+      const log: { command: Uint8Array; time: number }[] = [];
+      const open: OpenSnapshot[] = [];
+      // Restores a snapshot of `a`, replays the log after it, and compares with `b`.
+      const check = async (snapshot: OpenSnapshot, now: number) => {
+        const copy = machine(LIMITS);
+        await copy.restore(stream(snapshot.chunks));
+        for (let index = snapshot.at + 1; index <= now; index++) {
+          const { command, time } = log[index - 1]!;
+          copy.apply(command, { index, term: 1, time });
+        }
+        const where = `seed ${seed}, snapshot at ${snapshot.at}, checked at ${now}`;
+        expect(copy.stateHash(), where).toBe(b.stateHash());
+      };
+      let time = 0;
+      for (let index = 1; index <= 300; index++) {
+        // Log time mostly moves on, sometimes jumps, sometimes goes back (a new master).
+        time = Math.max(0, time + [0, 7, 13, 400, -50][random(5)]!);
+        const command = encodeCommand(randomCommand(random, seqs));
+        log.push({ command, time });
+        const context = { index, term: 1, time };
+        const result = a.apply(command, context);
+        expect(result, `seed ${seed}, index ${index}`).toEqual(b.apply(command, context));
+        if (random(30) === 0) {
+          open.push({ iterator: a.snapshot()[Symbol.asyncIterator](), chunks: [], at: index });
+        }
+        // One chunk of every open snapshot per command, so applies interleave with streams.
+        for (const snapshot of [...open]) {
+          const step = await snapshot.iterator.next();
+          if (step.done !== true) {
+            snapshot.chunks.push(step.value);
+            continue;
+          }
+          open.splice(open.indexOf(snapshot), 1);
+          await check(snapshot, index);
+        }
+      }
+      for (const snapshot of open) {
+        for (;;) {
+          const step = await snapshot.iterator.next();
+          if (step.done === true) break;
+          snapshot.chunks.push(step.value);
+        }
+        await check(snapshot, log.length);
+      }
+      expect(a.stateHash(), `seed ${seed}`).toBe(b.stateHash());
+      expect(a.activeSnapshotCount).toBe(0);
+    }
+  });
+});
