@@ -113,6 +113,8 @@ export class Replica {
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private electionTimeout = 0;
+  /** Set when the transport reported the master unreachable, until the timer restarts. */
+  private unreachableMaster: NodeId | null = null;
 
   private readonly progress = new Map<NodeId, Progress>();
   /** Highest index handed out in `committed`: each entry is applied once per node. */
@@ -265,8 +267,11 @@ export class Replica {
   peerUnreachable(peer: NodeId): void {
     this.guard(() => {
       if (this.currentRole === "backup" && peer === this.master) {
+        // Every backup notices at the same moment; a short random delay (at most one
+        // heartbeat interval) lets one of them ask first instead of splitting the vote.
         this.master = null;
-        this.startElection(`lost connection to master ${peer}`);
+        this.electionTimeout = this.electionElapsed + this.prng.int(1, this.config.heartbeatTicks);
+        this.unreachableMaster = peer;
       }
     });
   }
@@ -345,13 +350,11 @@ export class Replica {
 
   private tickBackup(): void {
     this.electionElapsed++;
-    if (this.electionElapsed >= this.electionTimeout) {
-      this.startElection(
-        this.currentRole === "candidate"
-          ? "election round timed out"
-          : "no heartbeat from a master",
-      );
-    }
+    if (this.electionElapsed < this.electionTimeout) return;
+    const lost = this.unreachableMaster;
+    if (this.currentRole === "candidate") this.startElection("election round timed out");
+    else if (lost !== null) this.startElection(`lost connection to master ${lost}`);
+    else this.startElection("no heartbeat from a master");
   }
 
   // ---------------------------------------------------------------- role changes
@@ -431,6 +434,7 @@ export class Replica {
   }
 
   private resetElectionTimer(): void {
+    this.unreachableMaster = null;
     this.electionElapsed = 0;
     this.electionTimeout = this.prng.int(
       this.config.electionTicksMin,
@@ -601,6 +605,7 @@ export class Replica {
     }
     assert(this.master === from, "replica: two masters in one term");
     this.electionElapsed = 0;
+    this.unreachableMaster = null;
   }
 
   private onAppendResponse(m: AppendResponse): void {
@@ -609,9 +614,11 @@ export class Replica {
     pr.recentActive = true;
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
+      const wasPaused = pr.isPaused(this.config.inflightMax);
       if (!pr.acknowledge(m.index) && pr.state !== "probe") return;
       if (pr.state === "probe") pr.becomeReplicate();
-      this.maybeCommit();
+      // A backup that was waiting may have missed the commit news meanwhile.
+      if (!this.maybeCommit() && wasPaused) this.appendDue.add(m.from);
       return;
     }
     const hint = this.log.lastIndexWithTermAtMost(m.hintIndex, m.hintTerm);
@@ -639,19 +646,21 @@ export class Replica {
     if (this.peers.length === 0) return; // commit follows from `persisted`.
   }
 
-  private maybeCommit(): void {
+  /** Commits what a majority holds; returns whether the commit index moved. */
+  private maybeCommit(): boolean {
     const matches = [this.log.durableIndex()];
     for (const pr of this.progress.values()) matches.push(pr.match);
     matches.sort((a, b) => b - a);
     const candidate = matches[this.quorum() - 1]!;
     // Raft §5.4.2 (figure 8): only an entry of the current term is committed by counting.
-    if (this.log.termAt(candidate) !== this.currentTerm) return;
-    if (!this.log.commitTo(candidate)) return;
+    if (this.log.termAt(candidate) !== this.currentTerm) return false;
+    if (!this.log.commitTo(candidate)) return false;
     this.commitNews = true;
     if (this.readsAwaitingCommit.length > 0) {
       const waiting = this.readsAwaitingCommit.splice(0);
       for (const requestId of waiting) this.startRead(requestId);
     }
+    return true;
   }
 
   private hasAppendsToSend(): boolean {
