@@ -40,6 +40,21 @@ describe("commands", () => {
     }
   });
 
+  it("commands: decode reads a view into a larger buffer (log entries sliced from a segment)", () => {
+    const command: KvCommand = { type: "put", key: "k", value: bytes("value") };
+    const encoded = encodeCommand(command);
+    const segment = new Uint8Array(encoded.byteLength + 20).fill(0xc1);
+    segment.set(encoded, 10);
+    const view = segment.subarray(10, 10 + encoded.byteLength);
+    expect(decodeCommand(view)).toEqual({ ok: true, command });
+    // The decoded value is a copy: reusing the segment buffer must not change it.
+    const decoded = decodeCommand(view);
+    segment.fill(0);
+    expect(decoded.ok && decoded.command.type === "put" && decoded.command.value).toEqual(
+      bytes("value"),
+    );
+  });
+
   it("commands: decode reports malformed bytes as a value (garbage, wrong shape, version)", () => {
     const cases = [
       new Uint8Array([0xc1]),

@@ -25,7 +25,11 @@ export const COMMAND_FORMAT_VERSION = 1;
 export interface SessionTag {
   /** Chosen by the client, unique per client process (a random UUID, say). */
   readonly clientId: string;
-  /** Positive integer; a session is opened by its request with `seq` 1. */
+  /**
+   * Positive integer; a session is opened by its request with `seq` 1. A request with a
+   * higher `seq` for a session the store does not know (expired or evicted) is refused
+   * with `session_expired`; the client then starts a new session under a new `clientId`.
+   */
   readonly seq: number;
 }
 

@@ -114,7 +114,10 @@ describe("kv state machine", () => {
     kv.put("a", "1");
     const command = encodeCommand({ type: "put", key: "a", value: text("2") });
     expect(() => kv.sm.apply(command, { index: 1, term: 1, time: 0 })).toThrow(AssertionError);
-    expect(() => kv.sm.apply(command, { index: 2, term: 1, time: -1 })).toThrow(AssertionError);
+    expect(() => kv.sm.apply(command, { index: 2, term: 1, time: Number.NaN })).toThrow(
+      AssertionError,
+    );
+    expect(() => kv.sm.apply(command, { index: 2.5, term: 1, time: 0 })).toThrow(AssertionError);
   });
 
   it("kv: results handed out are frozen (callers cannot change replicated state)", () => {
@@ -196,6 +199,16 @@ describe("kv sessions", () => {
       ok: false,
       code: "session_expired",
     });
+  });
+
+  it("sessions: fractional and negative log times are floored and clamped the same everywhere", () => {
+    const [kv, twin] = [new Driver({ sessionTtlMs: 1000 }), new Driver({ sessionTtlMs: 1000 })];
+    kv.put("a", "1", session("c", 1), 999.9);
+    twin.put("a", "1", session("c", 1), 999);
+    kv.put("a", "2", {}, -5);
+    twin.put("a", "2", {}, 0);
+    expect(kv.sm.stateHash()).toBe(twin.sm.stateHash());
+    expect(kv.put("b", "x", session("c", 2), 1998.5)).toEqual({ ok: true, revision: 3 });
   });
 
   it("sessions: expiry work per apply is bounded and expired entries count as absent", () => {

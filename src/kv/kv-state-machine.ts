@@ -98,17 +98,20 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   /**
-   * Applies one committed command. `context.index` must grow from call to call and
-   * `context.time` must be a non-negative integer (milliseconds); anything else is a bug
-   * in the runtime. Bad command bytes give an `invalid_command` result.
+   * Applies one committed command. `context.index` must grow from call to call (anything
+   * else is a bug in the runtime); `context.time` is rounded down to whole milliseconds,
+   * and a time earlier than one already applied counts as that one. Bad command bytes give
+   * an `invalid_command` result.
    */
   apply(command: Uint8Array, context: ApplyContext): KvResult {
     const { state } = this;
     assert(Number.isSafeInteger(context.index), "index must be an integer");
     assert(context.index > state.lastIndex, "commands must be applied once, in log order");
-    assert(Number.isSafeInteger(context.time) && context.time >= 0, "time must be ms >= 0");
+    assert(Number.isFinite(context.time), "time must be a number of milliseconds");
     state.lastIndex = context.index;
-    state.clockMs = Math.max(state.clockMs, context.time);
+    // Whole milliseconds, and never backwards: the same rounding on every replica keeps the
+    // tables identical, and a fractional or early time must not crash every replica.
+    state.clockMs = Math.max(state.clockMs, Math.floor(context.time));
     state.sessions.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
     state.idempotency.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
     const decoded = decodeCommand(command);
@@ -183,7 +186,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const record = sessions.get(session.clientId, clockMs);
     if (record === undefined) {
       // An unknown session may only be opened by the client's first request: a later seq
-      // could be a retry whose session expired, so applying it might apply it twice.
+      // could be a retry whose session expired, so applying it might apply it twice. The
+      // one retry this cannot catch is of seq 1 itself after its session was evicted or
+      // expired, which needs a retry outliving the TTL or more new sessions during one
+      // retry than the table holds.
       if (session.seq !== 1) return SESSION_EXPIRED;
     } else if (session.seq === record.lastSeq) {
       sessions.set(session.clientId, record, clockMs);

@@ -1,0 +1,33 @@
+/**
+ * The public face of the key-value state machine: what the node runtime, the HTTP API and
+ * the simulator import. Helpers that only the state machine itself needs (tables, frames,
+ * digests) stay private to this directory; nothing here may import beyond `src/shared`.
+ */
+
+export {
+  COMMAND_FORMAT_VERSION,
+  type DecodeCommandResult,
+  type DeleteCommand,
+  decodeCommand,
+  decodeResult,
+  encodeCommand,
+  encodeResult,
+  type KvCommand,
+  type KvCommandProblem,
+  type KvErrorCode,
+  type KvInvalidReason,
+  type KvResult,
+  type PutCommand,
+  type SessionTag,
+  utf8ByteLength,
+  validateCommand,
+  type WriteOptions,
+} from "./commands.js";
+export { type KvEntry, KvStateMachine } from "./kv-state-machine.js";
+export {
+  defaultKvLimits,
+  type KvLimits,
+  type ParseKvLimitsResult,
+  parseKvLimits,
+} from "./limits.js";
+export { KvSnapshotError, SNAPSHOT_FORMAT_VERSION } from "./snapshot-frames.js";
