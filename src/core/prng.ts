@@ -1,7 +1,7 @@
 /**
  * A small seeded pseudo-random generator (SplitMix32 seeding a xoshiro128**). The core
  * takes all its randomness (election jitter) from one of these, passed in, so that a run
- * is reproduced exactly from its seed. Never use Math.random in the core or simulator.
+ * is reproduced exactly from its seed. Never use the global random generator in the core or simulator.
  */
 
 export class Prng {
