@@ -118,7 +118,7 @@ export function checkTcpTransportConfig(config: Readonly<Record<string, unknown>
   const listen = typeof config.listen === "string" ? parseAddress(config.listen) : null;
   if (listen === null) errors.push("listen: must be a string host:port");
   else if (!listen.ok) errors.push(`listen: ${listen.reason}`);
-  errors.push(...checkPeers(config.peers));
+  errors.push(...checkPeers(config.peers, config.nodeId));
   for (const field of positiveIntegerFields) {
     const value = config[field];
     if (!Number.isSafeInteger(value) || (value as number) <= 0) {
@@ -129,7 +129,7 @@ export function checkTcpTransportConfig(config: Readonly<Record<string, unknown>
   return errors;
 }
 
-function checkPeers(peers: unknown): string[] {
+function checkPeers(peers: unknown, nodeId: unknown): string[] {
   if (!Array.isArray(peers)) return ["peers: must be an array of {id, address}"];
   const errors: string[] = [];
   const seen = new Set<unknown>();
@@ -141,8 +141,10 @@ function checkPeers(peers: unknown): string[] {
     const parsed = typeof address === "string" ? parseAddress(address) : null;
     if (parsed === null) errors.push(`peers[${i}].address: must be a string host:port`);
     else if (!parsed.ok) errors.push(`peers[${i}].address: ${parsed.reason}`);
-    else if (parsed.address.port === 0)
+    else if (parsed.address.port === 0 && id !== nodeId) {
+      // This node's own entry is never dialled, so it may say port 0 like `listen` does.
       errors.push(`peers[${i}].address: port 0 cannot be dialled`);
+    }
   });
   return errors;
 }

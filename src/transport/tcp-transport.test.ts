@@ -1,0 +1,452 @@
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  comparable,
+  Inbox,
+  nextPeerEvent,
+  numberedHeartbeat,
+  sampleMessages,
+  transportConformanceSuite,
+  whenConnected,
+  withTimeout,
+} from "../../test/conformance/transport.suite.js";
+import type { Message, NodeId } from "../core/messages.js";
+import { encodeFrame, FrameDecoder } from "./frame-codec.js";
+import type { Frame } from "./frame-schema.js";
+import type { SendQueueLimits } from "./send-queue.js";
+import {
+  defaultTcpTransportConfig,
+  TcpTransport,
+  type TcpTransportConfig,
+} from "./tcp-transport.js";
+
+/** Log lines written by the transports under test, parsed. */
+type LogLine = Record<string, unknown> & { msg: string; level: number };
+
+function captureLogger() {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: "debug" },
+    { write: (line: string) => lines.push(JSON.parse(line)) },
+  );
+  return { logger, lines };
+}
+
+/** Ports that were free a moment ago, one per id, reserved by listening on port 0. */
+async function reservePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen({ host: "127.0.0.1", port: 0 }, resolve));
+    servers.push(server);
+    ports.push((server.address() as { port: number }).port);
+  }
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+/**
+ * Test configuration spelled out: a short maximum back-off keeps restarts quick, and the
+ * frame limit shrinks with a small queue because the queue must hold one largest frame.
+ */
+function testConfig(
+  nodeId: NodeId,
+  addresses: ReadonlyMap<NodeId, string>,
+  overrides: Partial<TcpTransportConfig> = {},
+): TcpTransportConfig {
+  const queueBytesMax = overrides.queueBytesMax ?? 64 * 1024 * 1024;
+  return {
+    ...defaultTcpTransportConfig(),
+    nodeId,
+    clusterId: "test-cluster",
+    listen: addresses.get(nodeId) ?? "127.0.0.1:0",
+    peers: [...addresses].map(([id, address]) => ({ id, address })),
+    frameBytesMax: Math.min(16 * 1024 * 1024, queueBytesMax - 4),
+    reconnectDelayMsMin: 10,
+    reconnectDelayMsMax: 100,
+    handshakeTimeoutMs: 2000,
+    ...overrides,
+  };
+}
+
+async function addressesFor(ids: readonly NodeId[]): Promise<Map<NodeId, string>> {
+  const ports = await reservePorts(ids.length);
+  return new Map(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+}
+
+transportConformanceSuite("TcpTransport", async (ids) => {
+  const addresses = await addressesFor(ids);
+  const { logger } = captureLogger();
+  return {
+    create: (id: NodeId, limits?: Partial<SendQueueLimits>) =>
+      new TcpTransport(testConfig(id, addresses, limits), { logger }),
+    dispose: async () => {},
+  };
+});
+
+/** A raw TCP client that records the frames (or raw bytes) it receives. */
+class RawClient {
+  readonly frames: Frame[] = [];
+  readonly errors: string[] = [];
+  raw = Buffer.alloc(0);
+  readonly closed: Promise<void>;
+  private readonly decoder = new FrameDecoder({ frameBytesMax: 1024 * 1024 });
+
+  constructor(readonly socket: Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.raw = Buffer.concat([this.raw, chunk]);
+      this.decoder.push(chunk);
+      for (let step = this.decoder.next(); step.kind !== "need_more"; step = this.decoder.next()) {
+        if (step.kind === "error") {
+          this.errors.push(step.error.code);
+          break;
+        }
+        this.frames.push(step.frame);
+      }
+    });
+    socket.on("error", () => {});
+    this.closed = withTimeout(
+      new Promise((resolve) => socket.on("close", () => resolve())),
+      "the connection to close",
+    );
+  }
+
+  static async open(address: string): Promise<RawClient> {
+    const [host, port] = splitAddress(address);
+    const socket = connect({ host, port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    return new RawClient(socket);
+  }
+
+  sendFrame(frame: Frame): void {
+    const encoded = encodeFrame(frame, { frameBytesMax: 1024 * 1024 });
+    if (!encoded.ok) throw new Error("frame too large");
+    this.socket.write(encoded.bytes);
+  }
+
+  hello(fields: Partial<{ clusterId: string; fromId: number; toId: number; version: number }>) {
+    this.sendFrame({
+      type: "hello",
+      magic: "baton",
+      protocolVersion: fields.version ?? 1,
+      clusterId: fields.clusterId ?? "test-cluster",
+      fromId: fields.fromId ?? 2,
+      toId: fields.toId ?? 1,
+    });
+  }
+}
+
+function splitAddress(address: string): [string, number] {
+  const colon = address.lastIndexOf(":");
+  return [address.slice(0, colon).replace(/^\[|\]$/g, ""), Number(address.slice(colon + 1))];
+}
+
+/** Waits until `condition` holds, re-checking whenever a log line is written. */
+async function untilLogged(lines: LogLine[], predicate: (line: LogLine) => boolean) {
+  const deadline = Date.now() + 5000;
+  while (!lines.some(predicate)) {
+    if (Date.now() > deadline) throw new Error("expected log line never written");
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return lines.find(predicate) as LogLine;
+}
+
+describe("TcpTransport", () => {
+  const transports: TcpTransport[] = [];
+  const clients: RawClient[] = [];
+  const servers: Closable[] = [];
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.socket.destroy();
+    await Promise.all(transports.splice(0).map((transport) => transport.close()));
+    await Promise.all(servers.splice(0).map((server) => server.close()));
+  });
+
+  async function startNodes(
+    ids: readonly NodeId[],
+    overrides: Partial<TcpTransportConfig> = {},
+  ): Promise<{ nodes: TcpTransport[]; lines: LogLine[]; addresses: Map<NodeId, string> }> {
+    const addresses = await addressesFor(ids);
+    const { logger, lines } = captureLogger();
+    const nodes = ids.map(
+      (id) => new TcpTransport(testConfig(id, addresses, overrides), { logger }),
+    );
+    transports.push(...nodes);
+    await Promise.all(nodes.map((node) => node.start()));
+    return { nodes, lines, addresses };
+  }
+
+  async function openClient(address: string): Promise<RawClient> {
+    const client = await RawClient.open(address);
+    clients.push(client);
+    return client;
+  }
+
+  /** Sends one heartbeat 1 -> 2 and waits for it: proof that the real link still works. */
+  async function expectLinkWorks(a: TcpTransport, b: TcpTransport, n: number): Promise<void> {
+    const inbox = new Inbox(b);
+    await whenConnected(a, b.nodeId);
+    a.send(numberedHeartbeat(a.nodeId, b.nodeId, n));
+    await inbox.until(1);
+    expect(inbox.messages).toEqual([numberedHeartbeat(a.nodeId, b.nodeId, n)]);
+  }
+
+  it("tcp: round-trips every message type with large entries (4 MiB entry)", async () => {
+    const { nodes } = await startNodes([1, 2]);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    const inbox = new Inbox(b);
+    await whenConnected(a, 2);
+    const messages = sampleMessages(1, 2, 4 * 1024 * 1024);
+    for (const message of messages) expect(a.send(message).queued).toBe(true);
+    await inbox.until(messages.length);
+    expect(comparable(inbox.messages)).toEqual(comparable(messages));
+  });
+
+  it("tcp: reconnects quickly after the peer restarts (same port)", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    await whenConnected(a, 2);
+    const down = nextPeerEvent(a, "down", 2);
+    await b.close();
+    expect(["lost", "refused"]).toContain(await down);
+    const { logger } = captureLogger();
+    const restarted = new TcpTransport(testConfig(2, addresses), { logger });
+    transports.push(restarted);
+    const up = nextPeerEvent(a, "up", 2);
+    await restarted.start();
+    await up;
+    await expectLinkWorks(a, restarted, 1);
+    expect(a.stats().peers[0]?.reconnectAttempts).toBeGreaterThan(0);
+  });
+
+  it("tcp: bounds queued bytes when the peer stops reading (back-pressure)", async () => {
+    const [port] = await reservePorts(1);
+    const stalled = await stalledPeer(port as number, 2);
+    servers.push(stalled);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const queueBytesMax = 4 * 1024 * 1024;
+    const a = new TcpTransport(testConfig(1, addresses, { queueBytesMax }), { logger });
+    transports.push(a);
+    await a.start();
+    await whenConnected(a, 2);
+    const [, , big] = sampleMessages(1, 2, 256 * 1024) as [Message, Message, Message];
+    const results = Array.from({ length: 200 }, () => a.send(big));
+    const stats = a.stats().peers[0];
+    expect(results.some((r) => !r.queued && r.reason === "queue_full")).toBe(true);
+    expect(stats?.queuedBytes).toBeLessThanOrEqual(queueBytesMax);
+    expect(stats?.droppedMessages).toBe(results.filter((r) => !r.queued).length);
+    expect(stats?.connected).toBe(true);
+  });
+
+  it("tcp: refuses a wrong cluster id with a reason and logs it", async () => {
+    const { nodes, lines, addresses } = await startNodes([1, 2]);
+    const client = await openClient(addresses.get(1) as string);
+    client.hello({ clusterId: "other-cluster" });
+    await client.closed;
+    expect(client.frames).toEqual([
+      { type: "hello_error", reason: expect.stringMatching(/cluster id/) },
+    ]);
+    const line = await untilLogged(lines, (l) => l.msg === "refusing handshake");
+    expect(line).toMatchObject({ peer: 2, reason: expect.stringMatching(/cluster id/) });
+    expect(line.remote).toMatch(/^127\.0\.0\.1:\d+$/);
+    await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
+  });
+
+  it("tcp: a node of another cluster sees handshake_refused (two transports)", async () => {
+    const addresses = await addressesFor([1, 2]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    const b = new TcpTransport(testConfig(2, addresses, { clusterId: "elsewhere" }), { logger });
+    transports.push(a, b);
+    const down = nextPeerEvent(a, "down", 2);
+    await Promise.all([a.start(), b.start()]);
+    expect(await down).toBe("handshake_refused");
+    expect(a.stats().peers[0]?.connected).toBe(false);
+  });
+
+  it.each([
+    ["an unknown sender", { fromId: 9 }, /not a member/],
+    ["a hello for another node", { toId: 3 }, /this is node 1, not node 3/],
+    ["another protocol version", { version: 99 }, /protocol version 99/],
+  ])("tcp: refuses %s in the hello", async (_, fields, reason) => {
+    const { lines, addresses } = await startNodes([1, 2]);
+    const client = await openClient(addresses.get(1) as string);
+    client.hello(fields);
+    await client.closed;
+    expect(client.frames).toEqual([{ type: "hello_error", reason: expect.stringMatching(reason) }]);
+    await untilLogged(
+      lines,
+      (l) => l.msg === "refusing handshake" && reason.test(String(l.reason)),
+    );
+  });
+
+  it("tcp: closes a garbage connection with a logged reason; real peers unaffected", async () => {
+    const { nodes, lines, addresses } = await startNodes([1, 2]);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    await whenConnected(b, 1);
+    const client = await openClient(addresses.get(1) as string);
+    client.socket.write(Buffer.from([0, 0, 0, 5, 0xc1, 0xc1, 0xff, 0x00, 0x13]));
+    await client.closed;
+    const line = await untilLogged(lines, (l) => l.msg === "closing connection: protocol error");
+    expect(line).toMatchObject({ reason: "bad_msgpack", peer: null });
+    expect(line.remote).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(a.stats().protocolErrors).toBe(1);
+    await expectLinkWorks(b, a, 1);
+    await expectLinkWorks(a, b, 2);
+  });
+
+  it("tcp: answers an HTTP request on the peer port with 400 and closes", async () => {
+    const { nodes, lines, addresses } = await startNodes([1, 2]);
+    const client = await openClient(addresses.get(1) as string);
+    client.socket.write("GET /v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    await client.closed;
+    expect(client.raw.toString()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    const line = await untilLogged(lines, (l) => l.reason === "http_request");
+    expect(line.detail).toMatch(/exceeds the limit/);
+    await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
+  });
+
+  it("tcp: refuses an oversized frame length after the handshake", async () => {
+    const { nodes, lines, addresses } = await startNodes([1, 2, 3]);
+    const client = await openClient(addresses.get(1) as string);
+    client.hello({ fromId: 3 });
+    client.socket.write(Uint8Array.of(0xff, 0xff, 0xff, 0xff));
+    await client.closed;
+    expect(client.frames).toEqual([{ type: "hello_ok", protocolVersion: 1, nodeId: 1 }]);
+    await untilLogged(lines, (l) => l.reason === "oversized_frame" && l.peer === 3);
+    await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
+  });
+
+  it("tcp: refuses a message whose sender differs from the handshake", async () => {
+    const { lines, addresses } = await startNodes([1, 2, 3]);
+    const client = await openClient(addresses.get(1) as string);
+    client.hello({ fromId: 3 });
+    client.sendFrame(numberedHeartbeat(2, 1, 1));
+    await client.closed;
+    const line = await untilLogged(lines, (l) => l.reason === "unexpected_frame");
+    expect(line).toMatchObject({ peer: 3, detail: expect.stringMatching(/from 2 to 1/) });
+  });
+
+  it("tcp: refuses a message before the hello", async () => {
+    const { lines, addresses } = await startNodes([1, 2]);
+    const client = await openClient(addresses.get(1) as string);
+    client.sendFrame(numberedHeartbeat(2, 1, 1));
+    await client.closed;
+    await untilLogged(lines, (l) => l.reason === "unexpected_frame" && l.peer === null);
+  });
+
+  it("tcp: disconnects a silent client after the handshake timeout (200 ms)", async () => {
+    const { lines, addresses } = await startNodes([1, 2], { handshakeTimeoutMs: 200 });
+    const client = await openClient(addresses.get(1) as string);
+    await client.closed;
+    await untilLogged(lines, (l) => l.reason === "handshake_timeout");
+  });
+
+  it("tcp: closes connections beyond the pending-handshake limit (limit 2)", async () => {
+    const { nodes, addresses } = await startNodes([1, 2], { pendingConnectionsMax: 2 });
+    await whenConnected(nodes[1] as TcpTransport, 1);
+    const address = addresses.get(1) as string;
+    const silent = [await openClient(address), await openClient(address)];
+    const extra = await openClient(address);
+    await extra.closed;
+    expect(silent.every((client) => !client.socket.destroyed)).toBe(true);
+    await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
+  });
+
+  it("tcp: drops a message larger than the frame limit (too_large)", async () => {
+    const { nodes } = await startNodes([1, 2], { frameBytesMax: 64 * 1024 });
+    const [, , big] = sampleMessages(1, 2, 100 * 1024) as [Message, Message, Message];
+    expect((nodes[0] as TcpTransport).send(big)).toEqual({ queued: false, reason: "too_large" });
+    expect((nodes[0] as TcpTransport).stats().peers[0]?.droppedMessages).toBe(1);
+  });
+
+  it("tcp: reports refused when nothing listens at the peer's address", async () => {
+    const [port] = await reservePorts(1);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    transports.push(a);
+    const down = nextPeerEvent(a, "down", 2);
+    await a.start();
+    expect(await down).toBe("refused");
+  });
+
+  it("tcp: listens and connects on IPv6 loopback ([::1])", async (context) => {
+    if (!(await ipv6Available())) context.skip();
+    const ports = await reservePorts(2);
+    const addresses = new Map([
+      [1, `[::1]:${ports[0]}`],
+      [2, `[::1]:${ports[1]}`],
+    ]);
+    const { logger } = captureLogger();
+    const nodes = [1, 2].map((id) => new TcpTransport(testConfig(id, addresses), { logger }));
+    transports.push(...nodes);
+    await Promise.all(nodes.map((node) => node.start()));
+    expect(nodes[0]?.listenAddress().host).toBe("::1");
+    await expectLinkWorks(nodes[0] as TcpTransport, nodes[1] as TcpTransport, 1);
+  });
+
+  it("tcp: rejects a second start and a port already in use", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    await expect((nodes[0] as TcpTransport).start()).rejects.toThrow(/twice/);
+    const { logger } = captureLogger();
+    const clash = new TcpTransport(testConfig(1, addresses), { logger });
+    transports.push(clash);
+    await expect(clash.start()).rejects.toThrow(/EADDRINUSE/);
+  });
+});
+
+/**
+ * A fake peer `id` that completes handshakes and then never reads, so that the sender's
+ * socket buffers fill and back-pressure reaches its queue.
+ */
+async function stalledPeer(port: number, id: NodeId): Promise<Closable> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    const decoder = new FrameDecoder({ frameBytesMax: 1024 * 1024 });
+    socket.on("error", () => {});
+    socket.once("data", (chunk: Buffer) => {
+      decoder.push(chunk);
+      const step = decoder.next();
+      if (step.kind !== "frame" || step.frame.type !== "hello") return socket.destroy();
+      const ok = encodeFrame(
+        { type: "hello_ok", protocolVersion: 1, nodeId: id },
+        { frameBytesMax: 1024 },
+      );
+      if (ok.ok) socket.write(ok.bytes);
+      socket.pause();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen({ host: "127.0.0.1", port }, resolve));
+  return {
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+async function ipv6Available(): Promise<boolean> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen({ host: "::1", port: 0 }, () => server.close(() => resolve(true)));
+  });
+}
