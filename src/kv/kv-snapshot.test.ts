@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { AssertionError } from "../shared/assert.js";
 import { encodeCommand, type KvCommand, type KvResult } from "./commands.js";
 import { KvStateMachine } from "./kv-state-machine.js";
 import { defaultKvLimits, type KvLimits } from "./limits.js";
@@ -212,6 +213,25 @@ describe("kv snapshots", () => {
       chunks.push(step.value);
     }
     expect((await restored(chunks)).stateHash()).toBe(before);
+  });
+});
+
+describe("kv snapshot restore", () => {
+  it("snapshot: applying while a restore reads its stream is a bug (assertion)", async () => {
+    const sm = machine();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    async function* slow(): AsyncGenerator<Uint8Array> {
+      await gate;
+      yield* await collect(machine().snapshot());
+    }
+    const restoring = sm.restore(slow());
+    expect(() => apply(sm, 1, { type: "delete", key: "a" })).toThrow(AssertionError);
+    release();
+    await restoring;
+    expect(apply(sm, 1, { type: "delete", key: "a" })).toEqual({ ok: false, code: "not_found" });
   });
 });
 

@@ -55,6 +55,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * not even by `restore`, so positions keep growing in Map insertion order.
    */
   private nextPosition = 1;
+  /** True while `restore` reads its stream; an `apply` then would be silently lost. */
+  private restoring = false;
 
   constructor(readonly limits: KvLimits = defaultKvLimits()) {
     assert(isValidKvLimits(limits), "limits must be positive integers (use parseKvLimits)");
@@ -108,6 +110,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     assert(Number.isSafeInteger(context.index), "index must be an integer");
     assert(context.index > state.lastIndex, "commands must be applied once, in log order");
     assert(Number.isFinite(context.time), "time must be a number of milliseconds");
+    assert(!this.restoring, "apply while a restore replaces the state");
     state.lastIndex = context.index;
     // Whole milliseconds, and never backwards: the same rounding on every replica keeps the
     // tables identical, and a fractional or early time must not crash every replica.
@@ -159,7 +162,14 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * snapshot in a supported format, and then leaves the current state untouched.
    */
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const restored = await readSnapshot(chunks, this.limits, () => this.nextPosition++);
+    assert(!this.restoring, "two restores at once");
+    this.restoring = true;
+    let restored: KvState;
+    try {
+      restored = await readSnapshot(chunks, this.limits, () => this.nextPosition++);
+    } finally {
+      this.restoring = false;
+    }
     // Snapshots still streaming keep reading the old state, which nothing changes any more.
     this.snapshots.clear();
     this.state = restored;
