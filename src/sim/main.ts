@@ -81,7 +81,12 @@ function sweepHere(from: number, count: number, onProgress?: (done: number) => v
   return summary;
 }
 
-async function sweepParallel(from: number, count: number, jobs: number): Promise<SweepSummary> {
+async function sweepParallel(
+  from: number,
+  count: number,
+  jobs: number,
+  workerPrefix: readonly string[],
+): Promise<SweepSummary> {
   const total = emptySummary();
   const started = Date.now();
   const progress = new Map<number, number>();
@@ -91,9 +96,13 @@ async function sweepParallel(from: number, count: number, jobs: number): Promise
     const n = Math.max(0, Math.min(share, from + count - start));
     return new Promise<void>((resolve, reject) => {
       if (n === 0) return resolve();
-      const child = fork(process.argv[1]!, ["--worker", String(start), String(n)], {
-        stdio: ["ignore", "inherit", "inherit", "ipc"],
-      });
+      const child = fork(
+        process.argv[1]!,
+        [...workerPrefix, "--worker", String(start), String(n)],
+        {
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+        },
+      );
       child.on("message", (m: { done?: number; summary?: SweepSummary }) => {
         if (m.done !== undefined) {
           progress.set(j, m.done);
@@ -172,11 +181,17 @@ function demo(seed: number): boolean {
   return r.ok;
 }
 
-async function main(): Promise<number> {
-  if (process.argv[2] === "--worker") {
-    const summary = sweepHere(Number(process.argv[3]), Number(process.argv[4]), (done) =>
-      process.send?.({ done }),
-    );
+/**
+ * Runs the simulator command with `args` (without the program name). `workerPrefix` is
+ * what re-invokes this command from the same entry script, for parallel sweeps.
+ * Returns the exit code.
+ */
+export async function simCommand(
+  args: readonly string[],
+  workerPrefix: readonly string[] = [],
+): Promise<number> {
+  if (args[0] === "--worker") {
+    const summary = sweepHere(Number(args[1]), Number(args[2]), (done) => process.send?.({ done }));
     process.send?.({ summary });
     return 0;
   }
@@ -192,7 +207,7 @@ async function main(): Promise<number> {
       "after",
       "\nExamples:\n  npm run sim -- --seeds 10000\n  npm run sim -- --seed 1234 --trace\n  npm run sim -- --demo",
     );
-  program.parse(process.argv);
+  program.parse([...args], { from: "user" });
   const o = program.opts<{
     seeds?: number;
     from: number;
@@ -211,10 +226,12 @@ async function main(): Promise<number> {
   const started = Date.now();
   const summary =
     o.jobs > 1 && count >= 200
-      ? await sweepParallel(o.from, count, o.jobs)
+      ? await sweepParallel(o.from, count, o.jobs, workerPrefix)
       : sweepHere(o.from, count);
   printSummary(summary, (Date.now() - started) / 1000, o.from);
   return summary.failures.length === 0 ? 0 : 1;
 }
 
-process.exitCode = await main();
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await simCommand(process.argv.slice(2));
+}
