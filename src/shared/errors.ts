@@ -1,0 +1,93 @@
+/**
+ * The catalogue of errors that cross an API boundary (HTTP, client library, CLI). Each has
+ * a stable `code`; callers test `err.code`, never the message. HTTP maps codes to statuses
+ * in one table (src/http/error-status.ts) and the CLI maps them to exit codes.
+ * Bugs are not here: they are AssertionError (src/shared/assert.ts).
+ */
+
+import type { NodeId } from "../core/messages.js";
+
+export abstract class ClusterError extends Error {
+  abstract readonly code: string;
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** This node is not the master; `masterHint` is who it believes is. */
+export class NotMasterError extends ClusterError {
+  readonly code = "ERR_NOT_MASTER";
+  constructor(readonly masterHint: NodeId | null) {
+    super(`not the master (master hint: ${masterHint ?? "unknown"})`);
+  }
+}
+
+/** No master is known or reachable right now; retry after `retryAfterMs`. */
+export class NoMasterError extends ClusterError {
+  readonly code = "ERR_NO_MASTER";
+  constructor(
+    readonly retryAfterMs = 500,
+    detail = "no master is reachable (an election may be under way)",
+  ) {
+    super(detail);
+  }
+}
+
+/** The request did not complete within its deadline; it may or may not have taken effect. */
+export class TimeoutError extends ClusterError {
+  readonly code = "ERR_TIMEOUT";
+}
+
+/**
+ * A write was proposed but this node lost the master role before learning its fate. It may
+ * or may not be applied; retrying with the same idempotency key is safe.
+ */
+export class IndeterminateError extends ClusterError {
+  readonly code = "ERR_INDETERMINATE";
+}
+
+/** Too many requests are waiting; retry after `retryAfterMs`. */
+export class BusyError extends ClusterError {
+  readonly code = "ERR_BUSY";
+  constructor(readonly retryAfterMs = 100) {
+    super("the master has too many uncommitted requests; retry shortly");
+  }
+}
+
+/** The node is shutting down. */
+export class ShuttingDownError extends ClusterError {
+  readonly code = "ERR_SHUTTING_DOWN";
+  constructor() {
+    super("the node is shutting down");
+  }
+}
+
+/** A request field is invalid; `field` names it. */
+export class InvalidInputError extends ClusterError {
+  readonly code = "ERR_INVALID_INPUT";
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+/** A request field exceeds its limit; `field` names it and `limit` gives the bound in bytes. */
+export class TooLargeError extends ClusterError {
+  readonly code = "ERR_TOO_LARGE";
+  constructor(
+    readonly field: string,
+    readonly limit: number,
+    actual?: number,
+  ) {
+    super(
+      `${field} exceeds the limit of ${limit} bytes${actual === undefined ? "" : ` (got ${actual})`}`,
+    );
+  }
+}
+
+/** Storage failed (disk full, I/O error, corruption): the node stops rather than guess. */
+export class StorageFailedError extends ClusterError {
+  readonly code = "ERR_STORAGE_FAILED";
+}
