@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import { SendQueue } from "./send-queue.js";
+
+describe("send queue", () => {
+  it("queue: keeps FIFO order across many offers and shifts", () => {
+    const queue = new SendQueue({ queueMessagesMax: 1000, queueBytesMax: 1_000_000 });
+    const shifted: number[] = [];
+    let offered = 0;
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 7; i++) queue.offer(Uint8Array.of(offered++ % 256, 0));
+      for (let i = 0; i < 5; i++) shifted.push(queue.shift()?.[0] ?? -1);
+    }
+    expect(shifted).toEqual(Array.from({ length: 250 }, (_, n) => n % 256));
+    expect(queue.count).toBe(100);
+    expect(queue.bytes).toBe(200);
+  });
+
+  it("queue: refuses an offer beyond the count bound (3 messages)", () => {
+    const queue = new SendQueue({ queueMessagesMax: 3, queueBytesMax: 1000 });
+    const results = [1, 2, 3, 4].map((n) => queue.offer(Uint8Array.of(n)));
+    expect(results).toEqual([true, true, true, false]);
+    expect(queue.count).toBe(3);
+  });
+
+  it("queue: refuses an offer beyond the byte bound (10 bytes)", () => {
+    const queue = new SendQueue({ queueMessagesMax: 100, queueBytesMax: 10 });
+    expect(queue.offer(new Uint8Array(6))).toBe(true);
+    expect(queue.offer(new Uint8Array(5))).toBe(false);
+    expect(queue.offer(new Uint8Array(4))).toBe(true);
+    expect(queue.bytes).toBe(10);
+    queue.shift();
+    expect(queue.bytes).toBe(4);
+    expect(queue.offer(new Uint8Array(5))).toBe(true);
+  });
+
+  it("queue: clear discards everything and reports the count", () => {
+    const queue = new SendQueue({ queueMessagesMax: 10, queueBytesMax: 100 });
+    queue.offer(Uint8Array.of(1));
+    queue.offer(Uint8Array.of(2));
+    expect(queue.clear()).toBe(2);
+    expect([queue.count, queue.bytes, queue.shift()]).toEqual([0, 0, undefined]);
+  });
+});
