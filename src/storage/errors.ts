@@ -22,7 +22,8 @@ export type StorageErrorCode =
   | "ERR_STORAGE_INCONSISTENT"
   | "ERR_STORAGE_LOCKED"
   | "ERR_DISK_FULL"
-  | "ERR_STORAGE_IO";
+  | "ERR_STORAGE_IO"
+  | "ERR_STORAGE_CONFIG";
 
 /** Base of every catalogued storage error. Callers test `code`, never the message. */
 export abstract class StorageError extends Error {
@@ -175,6 +176,16 @@ export class StorageIoError extends StorageError {
         "node; if recovery then reports corruption, wipe its data directory and let it rejoin",
       { cause },
     );
+  }
+}
+
+/** The storage configuration has bad fields; `problems` lists every one of them. */
+export class StorageConfigError extends StorageError {
+  override readonly name = "StorageConfigError";
+  readonly code = "ERR_STORAGE_CONFIG";
+
+  constructor(readonly problems: readonly string[]) {
+    super("storage configuration", `bad storage configuration: ${problems.join("; ")}`);
   }
 }
 

@@ -10,8 +10,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { SnapshotMeta } from "../../src/core/messages.js";
 import { Wal } from "../../src/storage/wal.js";
 import { segmentFileName, segmentHeaderBytes } from "../../src/storage/wal-format.js";
-import { InstrumentedFileSystem } from "./instrumented-file-system.js";
 import { command, commands, makeTempDir, plain, removeTempDirs } from "./helpers.js";
+import { InstrumentedFileSystem } from "./instrumented-file-system.js";
 
 const none: SnapshotMeta = { index: 0, term: 0 };
 const small = { segmentBytes: 4096 };
@@ -257,7 +257,11 @@ describe("wal recovery", () => {
     const path = join(dir, "wal", names.at(-1)!);
     await flipByte(path, segmentHeaderBytes + 12);
     const error = await openWal(dir).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: "ERR_WAL_CORRUPT", file: path, offset: segmentHeaderBytes });
+    expect(error).toMatchObject({
+      code: "ERR_WAL_CORRUPT",
+      file: path,
+      offset: segmentHeaderBytes,
+    });
     expect(String(error)).toMatch(/valid record follows/);
   });
 
@@ -349,7 +353,10 @@ describe("wal failures", () => {
     fs.inject({ operation: "write", pathIncludes: ".seg", errno: "ENOSPC", partialBytes: 10 });
     wal.append(commands(6, 5, 1));
     const error = await wal.sync().catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: "ERR_DISK_FULL", file: join(dir, "wal", segmentFileName(1)) });
+    expect(error).toMatchObject({
+      code: "ERR_DISK_FULL",
+      file: join(dir, "wal", segmentFileName(1)),
+    });
     expect(String(error)).toMatch(/disk full/);
     // The log is poisoned: nothing more is accepted, and nothing retries.
     expect(() => wal.append([command(11, 1)])).toThrow(/disk full/);
