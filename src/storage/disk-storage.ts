@@ -218,7 +218,8 @@ export class DiskStorage implements Storage {
     this.closed = true;
     try {
       await this.parts.wal.close();
-      if (this.failure === null && !sameHardState(this.hard, this.saved)) await this.save(this.hard);
+      if (this.failure === null && !sameHardState(this.hard, this.saved))
+        await this.save(this.hard);
       await this.parts.stable.idle();
     } finally {
       await this.parts.lock.release();
