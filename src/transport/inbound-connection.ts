@@ -29,6 +29,8 @@ export interface InboundContext {
   readonly config: TcpTransportConfig;
   readonly logger: Logger;
   isPeer(id: NodeId): boolean;
+  /** Decides whether a warning about `key` is news or a repeat to log at debug. */
+  warningLevel(key: string): "warn" | "debug";
   /** The handshake succeeded; the connection now carries messages from `connection.peer`. */
   onHandshake(connection: InboundConnection): void;
   onMessage(connection: InboundConnection, message: Message): void;
@@ -84,9 +86,7 @@ export class InboundConnection {
       this.timer = null;
       // After a refusal the timer only reaps a client that never closed its side.
       if (!this.closing) {
-        this.log("warn", "closing connection: no handshake in time", {
-          reason: "handshake_timeout",
-        });
+        this.warn("closing connection: no handshake in time", { reason: "handshake_timeout" });
       }
       this.destroy();
     }, context.config.handshakeTimeoutMs);
@@ -159,7 +159,7 @@ export class InboundConnection {
   private refuse(hello: Hello, reason: string): void {
     this.closing = true;
     this.context.onProtocolError();
-    this.log("warn", "refusing handshake", { reason, peer: hello.fromId });
+    this.warn("refusing handshake", { reason, peer: hello.fromId });
     const answer = encodeFrame(
       { type: "hello_error", reason },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
@@ -188,7 +188,7 @@ export class InboundConnection {
     this.context.onProtocolError();
     const http = this.peer === null && this.firstBytes !== null && looksLikeHttp(this.firstBytes);
     const reason = http ? "http_request" : error.code;
-    this.log("warn", "closing connection: protocol error", { reason, detail: error.detail });
+    this.warn("closing connection: protocol error", { reason, detail: error.detail });
     if (http) this.socket.end(httpRefusal);
     else this.socket.destroy();
   }
@@ -202,6 +202,13 @@ export class InboundConnection {
   private clearTimer(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  /** Logs a warning, demoted to debug when the same client keeps repeating it. */
+  private warn(message: string, fields: LogFields): void {
+    const host = this.socket.remoteAddress ?? "unknown";
+    const level = this.context.warningLevel(`${host} ${fields.peer ?? this.peer} ${message}`);
+    this.log(level, message, fields);
   }
 
   /** Logs with the structured fields every connection log line carries. */

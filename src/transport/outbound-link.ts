@@ -200,7 +200,9 @@ export class OutboundLink {
       return;
     }
     if (frame.type === "hello_error") {
-      this.logger.warn({ reason: frame.reason }, "peer refused the handshake");
+      // A refusal repeats at every redial until someone fixes the configuration.
+      const level = this.failures === 0 ? "warn" : "debug";
+      this.logger[level]({ reason: frame.reason }, "peer refused the handshake");
       this.fail(socket, "handshake_refused", frame.reason);
       return;
     }

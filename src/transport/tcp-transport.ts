@@ -19,6 +19,7 @@ import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
 import { HandlerSet } from "./handler-set.js";
 import { InboundConnection, type InboundContext } from "./inbound-connection.js";
+import { LogThrottle } from "./log-throttle.js";
 import { OutboundLink, type OutboundLinkContext } from "./outbound-link.js";
 import { assertTcpTransportConfig, type TcpTransportConfig } from "./tcp-transport-config.js";
 import type {
@@ -56,6 +57,9 @@ type TransportState = "new" | "running" | "closed";
 
 const QUEUED: SendResult = Object.freeze({ queued: true });
 
+/** Repeats of one warning about one client within this time are logged at debug. */
+const REPEATED_WARNING_INTERVAL_MS = 10_000;
+
 export class TcpTransport implements Transport {
   readonly nodeId: NodeId;
   private readonly logger: Logger;
@@ -73,6 +77,7 @@ export class TcpTransport implements Transport {
   private protocolErrors = 0;
   private readonly linkContext: OutboundLinkContext;
   private readonly inboundContext: InboundContext;
+  private readonly throttle = new LogThrottle(REPEATED_WARNING_INTERVAL_MS);
 
   /** `config` must be valid (see parseTcpTransportConfig); an invalid one is a bug. */
   constructor(
@@ -199,7 +204,8 @@ export class TcpTransport implements Transport {
     for (const connection of this.inbound) if (connection.peer === null) pending++;
     if (pending >= this.config.pendingConnectionsMax) {
       const remote = `${socket.remoteAddress}:${socket.remotePort}`;
-      this.logger.warn({ remote, reason: "too_many_pending" }, "refusing connection");
+      const level = this.throttle.level("too_many_pending");
+      this.logger[level]({ remote, reason: "too_many_pending" }, "refusing connection");
       socket.destroy();
       return;
     }
@@ -228,6 +234,7 @@ export class TcpTransport implements Transport {
       config: this.config,
       logger: this.logger,
       isPeer: (id) => this.links.has(id),
+      warningLevel: (key) => this.throttle.level(key),
       onHandshake: (connection) => this.onInboundHandshake(connection),
       onMessage: (connection, message) => {
         if (this.state !== "running" || this.inboundByPeer.get(message.from) !== connection) return;
