@@ -35,6 +35,9 @@ export class InstrumentedFileSystem implements FileSystem {
   datasyncs = 0;
   dirSyncs = 0;
   writes = 0;
+  /** Every mutating operation in order, as "operation path", when `recording` is on. */
+  readonly events: string[] = [];
+  recording = false;
   private readonly faults: Fault[] = [];
 
   constructor(private readonly inner: FileSystem = nodeFileSystem) {}
@@ -59,6 +62,10 @@ export class InstrumentedFileSystem implements FileSystem {
     return fault;
   }
 
+  record(operation: string, path: string): void {
+    if (this.recording) this.events.push(`${operation} ${path}`);
+  }
+
   throwIfFault(operation: FaultOperation, path: string): void {
     const fault = this.fault(operation, path);
     if (fault !== null) throw errnoError(fault.errno, operation, path);
@@ -80,11 +87,13 @@ export class InstrumentedFileSystem implements FileSystem {
   async rename(from: string, to: string): Promise<void> {
     this.throwIfFault("rename", to);
     await this.inner.rename(from, to);
+    this.record("rename", to);
   }
 
   async unlink(path: string): Promise<void> {
     this.throwIfFault("unlink", path);
     await this.inner.unlink(path);
+    this.record("unlink", path);
   }
 
   readSmall(path: string): Promise<Uint8Array | null> {
@@ -117,6 +126,7 @@ class InstrumentedHandle implements FileHandleLike {
       throw errnoError(fault.errno, "write", this.path);
     }
     this.fs.writes++;
+    this.fs.record("write", this.path);
     return this.inner.write(buffer, offset, length, position);
   }
 
@@ -124,6 +134,7 @@ class InstrumentedHandle implements FileHandleLike {
     this.fs.throwIfFault("datasync", this.path);
     this.fs.datasyncs++;
     await this.inner.datasync();
+    this.fs.record("datasync", this.path);
   }
 
   truncate(length: number): Promise<void> {
