@@ -202,7 +202,15 @@ describe("frame schema", () => {
     ],
     [
       "hello with wrong magic",
-      { type: "hello", magic: "http", protocolVersion: 1, clusterId: "c", fromId: 1, toId: 2 },
+      {
+        type: "hello",
+        magic: "http",
+        protocolVersion: 1,
+        clusterId: "c",
+        fromId: 1,
+        toId: 2,
+        incarnation: 1,
+      },
     ],
     [
       "hello with long cluster id",
@@ -213,6 +221,7 @@ describe("frame schema", () => {
         clusterId: "c".repeat(2000),
         fromId: 1,
         toId: 2,
+        incarnation: 1,
       },
     ],
     ["__proto__ key", JSON.parse('{"type":"heartbeat","__proto__":{"x":1}}')],
@@ -232,8 +241,16 @@ describe("frame schema", () => {
   it("schema: accepts every sample message and the handshake frames", () => {
     const frames: Frame[] = [
       ...sampleMessages(3, 1, 10),
-      { type: "hello", magic: "baton", protocolVersion: 1, clusterId: "c", fromId: 3, toId: 1 },
-      { type: "hello_ok", protocolVersion: 1, nodeId: 1 },
+      {
+        type: "hello",
+        magic: "baton",
+        protocolVersion: 1,
+        clusterId: "c",
+        fromId: 3,
+        toId: 1,
+        incarnation: 7,
+      },
+      { type: "hello_ok", protocolVersion: 1, nodeId: 1, incarnation: 8 },
       { type: "hello_error", reason: "no" },
     ];
     for (const frame of frames) expect(validateFrame(frame)).toMatchObject({ ok: true });

@@ -24,6 +24,16 @@ export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
 export const FRAME_TEXT_CHARS_MAX = 1024;
 
+/**
+ * A random number a transport draws when it is created and presents in every handshake.
+ * A peer dialling in with a new incarnation has restarted, which proves that any older
+ * connection to it is dead even if TCP has not noticed yet (a crashed host sends no FIN).
+ */
+export type Incarnation = number;
+
+/** Incarnations are drawn from 1..INCARNATION_MAX, a safe integer range. */
+export const INCARNATION_MAX = 2 ** 48;
+
 /** The first frame on every connection, sent by the side that dialled. */
 export interface Hello {
   readonly type: "hello";
@@ -32,6 +42,8 @@ export interface Hello {
   readonly clusterId: string;
   readonly fromId: NodeId;
   readonly toId: NodeId;
+  /** Identifies the dialling process; see `Incarnation`. */
+  readonly incarnation: number;
 }
 
 /** The acceptor's answer when it accepts the hello. */
@@ -39,6 +51,8 @@ export interface HelloOk {
   readonly type: "hello_ok";
   readonly protocolVersion: number;
   readonly nodeId: NodeId;
+  /** Identifies the accepting process; see `Incarnation`. */
+  readonly incarnation: number;
 }
 
 /** The acceptor's answer when it refuses the hello; it closes the connection after it. */
@@ -114,8 +128,9 @@ const schemas: SchemaTable = {
     clusterId: "text",
     fromId: "node_id",
     toId: "node_id",
+    incarnation: "uint",
   },
-  hello_ok: { protocolVersion: "uint", nodeId: "node_id" },
+  hello_ok: { protocolVersion: "uint", nodeId: "node_id", incarnation: "uint" },
   hello_error: { reason: "text" },
 };
 

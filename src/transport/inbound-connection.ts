@@ -17,6 +17,7 @@ import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
 import {
   type Frame,
   type Hello,
+  type Incarnation,
   isMessage,
   PROTOCOL_VERSION,
   type ProtocolError,
@@ -28,6 +29,8 @@ import type { TcpTransportConfig } from "./tcp-transport-config.js";
 export interface InboundContext {
   readonly config: TcpTransportConfig;
   readonly logger: Logger;
+  /** This transport's incarnation, presented in every hello answer. */
+  readonly incarnation: Incarnation;
   isPeer(id: NodeId): boolean;
   /** Decides whether a warning about `key` is news or a repeat to log at debug. */
   warningLevel(key: string): "warn" | "debug";
@@ -60,6 +63,8 @@ interface LogFields {
 export class InboundConnection {
   /** The peer that completed the handshake, or null before that. */
   peer: NodeId | null = null;
+  /** The incarnation the peer presented in its hello, or null before that. */
+  incarnation: Incarnation | null = null;
   private readonly remote: string;
   private readonly decoder = new FrameDecoder({ frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
   /** The first bytes received, kept until the handshake to recognise HTTP clients. */
@@ -100,7 +105,10 @@ export class InboundConnection {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
-    if (this.peer === null && this.firstBytes === null) this.firstBytes = chunk.subarray(0, 4);
+    // Copied, so that a 64 KiB chunk is not kept alive for the sake of four bytes.
+    if (this.peer === null && this.firstBytes === null) {
+      this.firstBytes = Buffer.from(chunk.subarray(0, 4));
+    }
     this.decoder.push(chunk);
     while (!this.closing) {
       const step = this.decoder.next();
@@ -126,12 +134,18 @@ export class InboundConnection {
     }
     this.clearTimer();
     this.peer = frame.fromId;
+    this.incarnation = frame.incarnation;
     this.firstBytes = null;
     // Only now may frames grow to the configured size.
     this.decoder.setFrameBytesMax(this.context.config.frameBytesMax);
     const { nodeId } = this.context.config;
     const answer = encodeFrame(
-      { type: "hello_ok", protocolVersion: PROTOCOL_VERSION, nodeId },
+      {
+        type: "hello_ok",
+        protocolVersion: PROTOCOL_VERSION,
+        nodeId,
+        incarnation: this.context.incarnation,
+      },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
     );
     if (answer.ok) this.socket.write(answer.bytes);

@@ -19,6 +19,7 @@ import { reconnectDelayMs } from "./backoff.js";
 import { encodeFrame, FrameDecoder } from "./frame-codec.js";
 import {
   type Frame,
+  type Incarnation,
   PROTOCOL_MAGIC,
   PROTOCOL_VERSION,
   type ProtocolError,
@@ -37,6 +38,8 @@ export const HANDSHAKE_FRAME_BYTES_MAX = 8 * 1024;
 export interface OutboundLinkContext {
   readonly config: TcpTransportConfig;
   readonly logger: Logger;
+  /** This transport's incarnation, presented in every hello. */
+  readonly incarnation: Incarnation;
   /** Returns a number in [0, 1); drives reconnect jitter. */
   readonly random: () => number;
   onUp(peer: NodeId): void;
@@ -64,6 +67,8 @@ export class OutboundLink {
   private failures = 0;
   /** True while the socket's buffer is full and the link waits for 'drain'. */
   private blocked = false;
+  /** The incarnation of the peer process the current connection reached, once ready. */
+  private peerIncarnation: Incarnation | null = null;
   /** The last transition reported, so that up and down alternate. */
   private reported: "up" | "down" | null = null;
   private sentMessages = 0;
@@ -103,10 +108,20 @@ export class OutboundLink {
   }
 
   /**
-   * Redials at once if a reconnect is pending. The transport calls this when the peer has
-   * just dialled in, which proves it is back, so waiting out the back-off would be a waste.
+   * The peer process `incarnation` has just dialled this node. If a reconnect is pending,
+   * redial at once: the peer is evidently up, so waiting out the back-off would be a waste.
+   * If this link is connected to an older incarnation, that process is gone and the
+   * connection is dead even if TCP has not noticed (a crashed host sends no FIN): drop it
+   * and redial. A connection still being set up is left alone.
    */
-  nudge(): void {
+  onPeerDialled(incarnation: Incarnation): void {
+    if (this.state === "ready" && this.socket !== null && this.peerIncarnation !== incarnation) {
+      this.logger.info(
+        { reason: "peer_restarted" },
+        "dropping a connection to an older peer process",
+      );
+      this.fail(this.socket, "lost", "the peer restarted");
+    }
     if (this.state !== "waiting") return;
     this.clearTimer();
     this.failures = 0;
@@ -171,6 +186,7 @@ export class OutboundLink {
         clusterId: config.clusterId,
         fromId: config.nodeId,
         toId: this.peer,
+        incarnation: this.context.incarnation,
       },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
     );
@@ -215,6 +231,7 @@ export class OutboundLink {
       this.protocolError(socket, unexpected(detail));
       return;
     }
+    this.peerIncarnation = frame.incarnation;
     this.becomeReady();
   }
 
@@ -269,6 +286,7 @@ export class OutboundLink {
     this.socket = null;
     this.decoder = null;
     this.blocked = false;
+    this.peerIncarnation = null;
     socket.destroy();
     const firstFailure = this.failures === 0;
     // Repeated failures while a peer stays away are routine; only the first is news.

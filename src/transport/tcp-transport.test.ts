@@ -129,7 +129,15 @@ class RawClient {
     this.socket.write(encoded.bytes);
   }
 
-  hello(fields: Partial<{ clusterId: string; fromId: number; toId: number; version: number }>) {
+  hello(
+    fields: Partial<{
+      clusterId: string;
+      fromId: number;
+      toId: number;
+      version: number;
+      incarnation: number;
+    }>,
+  ) {
     this.sendFrame({
       type: "hello",
       magic: "baton",
@@ -137,6 +145,7 @@ class RawClient {
       clusterId: fields.clusterId ?? "test-cluster",
       fromId: fields.fromId ?? 2,
       toId: fields.toId ?? 1,
+      incarnation: fields.incarnation ?? 1,
     });
   }
 }
@@ -146,7 +155,12 @@ function splitAddress(address: string): [string, number] {
   return [address.slice(0, colon).replace(/^\[|\]$/g, ""), Number(address.slice(colon + 1))];
 }
 
-/** Waits until `condition` holds, re-checking whenever a log line is written. */
+/** Resolves once `condition` holds, checking after each turn of the event loop. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Waits until a log line matches `predicate`, checking after each turn of the event loop. */
 async function untilLogged(lines: LogLine[], predicate: (line: LogLine) => boolean) {
   const deadline = Date.now() + 5000;
   while (!lines.some(predicate)) {
@@ -247,6 +261,40 @@ describe("TcpTransport", () => {
     expect(stats?.connected).toBe(true);
   });
 
+  it("tcp: drops a connection to an old peer process when a new one dials in (half-open)", async () => {
+    const [port] = await reservePorts(1);
+    const oldProcess = await stalledPeer(port as number, 2);
+    servers.push(oldProcess);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    transports.push(a);
+    const downs: string[] = [];
+    a.onPeerDown((peer, reason) => downs.push(`${peer} ${reason}`));
+    await a.start();
+    await whenConnected(a, 2);
+    const address = a.listenAddress();
+    // The same process dialling again proves nothing about the outbound connection.
+    const sameProcess = await openClient(`127.0.0.1:${address.port}`);
+    sameProcess.hello({ fromId: 2, incarnation: 1 });
+    await withTimeout(
+      until(() => sameProcess.frames.length === 1),
+      "hello_ok",
+    );
+    // A new process proves the old one is gone, though its connection never closed.
+    const down = nextPeerEvent(a, "down", 2);
+    const up = nextPeerEvent(a, "up", 2);
+    const newProcess = await openClient(`127.0.0.1:${address.port}`);
+    newProcess.hello({ fromId: 2, incarnation: 2 });
+    expect(await down).toBe("lost");
+    await up;
+    expect(downs).toEqual(["2 lost"]);
+    expect(oldProcess.hellos).toBe(2);
+  });
+
   it("tcp: refuses a wrong cluster id with a reason and logs it", async () => {
     const { nodes, lines, addresses } = await startNodes([1, 2]);
     const client = await openClient(addresses.get(1) as string);
@@ -321,7 +369,9 @@ describe("TcpTransport", () => {
     client.hello({ fromId: 3 });
     client.socket.write(Uint8Array.of(0xff, 0xff, 0xff, 0xff));
     await client.closed;
-    expect(client.frames).toEqual([{ type: "hello_ok", protocolVersion: 1, nodeId: 1 }]);
+    expect(client.frames).toEqual([
+      { type: "hello_ok", protocolVersion: 1, nodeId: 1, incarnation: expect.any(Number) },
+    ]);
     await untilLogged(lines, (l) => l.reason === "oversized_frame" && l.peer === 3);
     await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
   });
@@ -409,10 +459,12 @@ describe("TcpTransport", () => {
 });
 
 /**
- * A fake peer `id` that completes handshakes and then never reads, so that the sender's
- * socket buffers fill and back-pressure reaches its queue.
+ * A fake peer `id` (incarnation 1) that completes handshakes and then never reads, so that
+ * the sender's socket buffers fill and back-pressure reaches its queue. Like a crashed
+ * host, it never closes a connection either. `hellos` counts the handshakes it answered.
  */
-async function stalledPeer(port: number, id: NodeId): Promise<Closable> {
+async function stalledPeer(port: number, id: NodeId): Promise<Closable & { hellos: number }> {
+  let hellos = 0;
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     sockets.add(socket);
@@ -423,15 +475,19 @@ async function stalledPeer(port: number, id: NodeId): Promise<Closable> {
       const step = decoder.next();
       if (step.kind !== "frame" || step.frame.type !== "hello") return socket.destroy();
       const ok = encodeFrame(
-        { type: "hello_ok", protocolVersion: 1, nodeId: id },
+        { type: "hello_ok", protocolVersion: 1, nodeId: id, incarnation: 1 },
         { frameBytesMax: 1024 },
       );
       if (ok.ok) socket.write(ok.bytes);
+      hellos++;
       socket.pause();
     });
   });
   await new Promise<void>((resolve) => server.listen({ host: "127.0.0.1", port }, resolve));
   return {
+    get hellos() {
+      return hellos;
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));

@@ -11,12 +11,14 @@
  * `close` has been called.
  */
 
+import { randomInt } from "node:crypto";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Message, NodeId } from "../core/messages.js";
 import { assert } from "../shared/assert.js";
 import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
+import { INCARNATION_MAX, type Incarnation } from "./frame-schema.js";
 import { HandlerSet } from "./handler-set.js";
 import { InboundConnection, type InboundContext } from "./inbound-connection.js";
 import { LogThrottle } from "./log-throttle.js";
@@ -62,6 +64,8 @@ const REPEATED_WARNING_INTERVAL_MS = 10_000;
 
 export class TcpTransport implements Transport {
   readonly nodeId: NodeId;
+  /** Drawn once per transport; tells peers that this is a new process. */
+  readonly incarnation: Incarnation;
   private readonly logger: Logger;
   private readonly random: () => number;
   private state: TransportState = "new";
@@ -88,6 +92,7 @@ export class TcpTransport implements Transport {
     this.nodeId = config.nodeId;
     this.logger = options.logger.child({ component: "transport", node: config.nodeId });
     this.random = options.random ?? Math.random;
+    this.incarnation = randomInt(1, INCARNATION_MAX);
     this.linkContext = this.makeLinkContext();
     this.inboundContext = this.makeInboundContext();
     for (const peer of config.peers) this.addPeer(peer);
@@ -216,6 +221,7 @@ export class TcpTransport implements Transport {
     return {
       config: this.config,
       logger: this.logger,
+      incarnation: this.incarnation,
       random: this.random,
       onUp: (peer) => {
         if (this.state === "running") this.upHandlers.emit(peer);
@@ -233,6 +239,7 @@ export class TcpTransport implements Transport {
     return {
       config: this.config,
       logger: this.logger,
+      incarnation: this.incarnation,
       isPeer: (id) => this.links.has(id),
       warningLevel: (key) => this.throttle.level(key),
       onHandshake: (connection) => this.onInboundHandshake(connection),
@@ -266,8 +273,8 @@ export class TcpTransport implements Transport {
       previous.destroy();
     }
     this.inboundByPeer.set(peer, connection);
-    // The peer just proved it is alive, so there is no point waiting out a back-off.
-    this.links.get(peer)?.nudge();
+    assert(connection.incarnation !== null, "handshake without an incarnation");
+    this.links.get(peer)?.onPeerDialled(connection.incarnation);
   }
 }
 
