@@ -308,7 +308,9 @@ export class Wal {
 
   /**
    * Entries in [from, to) (like Array.slice), at most about `maxBytes` of data but always
-   * at least one. Reads written entries back from disk and verifies their checksums.
+   * at least one. Reads written entries back from disk and verifies their checksums. When
+   * the log is compacted, truncated or reset while the read runs, it returns the entries
+   * read so far (each of them was in the log when it was read).
    */
   async entries(from: number, to: number, maxBytes = Number.POSITIVE_INFINITY): Promise<Entry[]> {
     this.checkUsable();
@@ -318,6 +320,8 @@ export class Wal {
     const budget = { bytes: maxBytes };
     let index = from;
     while (index < to && (out.length === 0 || budget.bytes > 0)) {
+      // Between two reads the log may have changed under us: stop at its new bounds.
+      if (out.length > 0 && (index < this.first || index > this.lastIndex())) break;
       const cached = this.unwritten.get(index);
       const read = cached !== undefined ? [cached] : await this.readRun(index, to, budget.bytes);
       for (const entry of read) {
