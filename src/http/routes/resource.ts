@@ -1,0 +1,79 @@
+/**
+ * Registering one URL with its methods. Besides the methods it serves, a resource answers
+ * every other method fastify knows with 405 and an `Allow` header (fastify alone would say
+ * 404, which tells a client its URL is wrong when only its method is), and counts its
+ * answers for the metrics.
+ */
+
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchema,
+  HTTPMethods,
+} from "fastify";
+import { errorAnswer, sendErrorAnswer } from "../error-status.js";
+import type { HttpMetrics } from "../http-metrics.js";
+
+export interface ResourceMethod {
+  readonly method: "GET" | "PUT" | "DELETE";
+  readonly schema?: FastifySchema;
+  readonly handler: (request: FastifyRequest, reply: FastifyReply) => unknown;
+}
+
+/** The methods a 405 is answered for: every one fastify routes by default. */
+const KNOWN_METHODS: readonly HTTPMethods[] = [
+  "GET",
+  "HEAD",
+  "PUT",
+  "DELETE",
+  "POST",
+  "PATCH",
+  "OPTIONS",
+];
+
+/** Serves `methods` on `url` (HEAD with GET) and answers the other methods with 405. */
+export function registerResource(
+  app: FastifyInstance,
+  metrics: HttpMetrics,
+  url: string,
+  methods: readonly ResourceMethod[],
+): void {
+  const allowed: HTTPMethods[] = [];
+  for (const { method, schema, handler } of methods) {
+    allowed.push(method);
+    if (method === "GET") allowed.push("HEAD");
+    const tally = metrics.tally(method, url);
+    app.route({
+      method,
+      url,
+      ...(schema === undefined ? {} : { schema }),
+      // Counting in onSend rather than onResponse: an onResponse hook makes fastify add
+      // listeners to every response, and onSend costs one call.
+      onSend: (_request, reply, payload, done) => {
+        metrics.count(tally, reply.statusCode);
+        done(null, payload);
+      },
+      handler,
+    });
+  }
+  const others = KNOWN_METHODS.filter((method) => !allowed.includes(method));
+  const allow = allowed.join(", ");
+  const answer = errorAnswer(
+    "ERR_METHOD_NOT_ALLOWED",
+    `${url.replace("*", "{key}")} serves ${allow}`,
+  );
+  const tally = metrics.tally("OTHER", url);
+  app.route({
+    method: others,
+    url,
+    // Answered before the body is read, so a large POST gets 405 rather than 413.
+    // Replying from a callback-style hook means not calling its callback.
+    onRequest: (_request, reply) => {
+      metrics.count(tally, 405);
+      reply.header("allow", allow);
+      sendErrorAnswer(reply, answer);
+    },
+    handler: (_request, reply) => reply,
+  });
+}

@@ -1,0 +1,217 @@
+/**
+ * The HTTP API every node serves (DESIGN.md, "The node's external contract"): the
+ * key-value routes, the status and health routes, and the metrics, on one fastify instance.
+ * This file owns the server-wide behaviour: bodies are raw bytes of any content type, every
+ * error answer is the same JSON shape with a code from error-status.ts, unknown routes get
+ * 404 and wrong methods 405, and nothing unexpected ever escapes as a hang or a crash (it
+ * is answered 500 and logged).
+ *
+ * It must not log per request: the request path is benchmarked, so fastify's request
+ * logging is off and only unexpected errors are logged.
+ */
+
+import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import { type Logger, pino } from "pino";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { defaultKvLimits, type KvLimits } from "../kv/index.js";
+import { assert } from "../shared/assert.js";
+import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
+import type { HttpContext } from "./http-context.js";
+import { HttpMetrics } from "./http-metrics.js";
+import { MasterForwarder } from "./master-forwarder.js";
+import type { KvNodeApi } from "./node-api.js";
+import { validationError } from "./request-input.js";
+import { registerKvRoutes } from "./routes/kv-routes.js";
+import { registerMetricsRoute } from "./routes/metrics-route.js";
+import { registerStatusRoutes } from "./routes/status-routes.js";
+
+export interface HttpServerOptions {
+  /** The node the API serves. */
+  readonly api: KvNodeApi;
+  /**
+   * Where unexpected errors (answered 500) are logged. Requests themselves are not logged.
+   * @default a pino logger at level "warn" writing to stderr
+   */
+  readonly logger?: Logger | undefined;
+  /**
+   * The limits keys, values and idempotency keys are checked against; they must be the
+   * limits the node's state machine runs with. The body limit is `valueBytesMax`.
+   * @default defaultKvLimits()
+   */
+  readonly limits?: KvLimits | undefined;
+  /**
+   * Milliseconds a request may wait for the node, and for the master when it is
+   * forwarded, before it is answered 503 ERR_TIMEOUT with Retry-After.
+   * @default 5000
+   */
+  readonly requestTimeoutMs?: number | undefined;
+  /**
+   * Milliseconds a forward to the master may take (never more than what is left of the
+   * request deadline) before it is answered 503 ERR_TIMEOUT.
+   * @default 5000
+   */
+  readonly forwardTimeoutMs?: number | undefined;
+  /**
+   * Most keep-alive connections this node opens to the master for forwarding.
+   * @default 64
+   */
+  readonly forwardConnectionsMax?: number | undefined;
+  /**
+   * The registry `/metrics` serves; the HTTP layer registers its own metrics there. Without
+   * one, the server makes its own registry holding the process metrics of prom-client.
+   */
+  readonly metrics?: Registry | undefined;
+  /**
+   * Mounts the dashboard: called once with the fastify instance, before it starts, to add
+   * the dashboard's routes (which must not clash with the API's).
+   */
+  readonly dashboard?: ((app: FastifyInstance) => void) | undefined;
+}
+
+/** Where a server listens. */
+export interface HttpAddress {
+  readonly host: string;
+  readonly port: number;
+  /** The base URL, such as "http://127.0.0.1:8101". */
+  readonly url: string;
+}
+
+export interface HttpServer {
+  /** The fastify instance, for `inject` in tests and for adding routes before `listen`. */
+  readonly app: FastifyInstance;
+  /** The registry `/metrics` serves. */
+  readonly registry: Registry;
+  /** Starts listening; port 0 picks a free port. Resolves with the address taken. */
+  listen(host: string, port: number): Promise<HttpAddress>;
+  /**
+   * Stops accepting connections, lets requests in flight finish (each is bounded by the
+   * request deadline), closes idle keep-alive connections and the pools to the master.
+   */
+  close(): Promise<void>;
+  /** The address listened on, or null before `listen` and after `close`. */
+  address(): HttpAddress | null;
+}
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
+const DEFAULT_FORWARD_CONNECTIONS_MAX = 64;
+
+/** Builds the HTTP API for `options.api`. It serves nothing until `listen` (or `inject`). */
+export function createHttpServer(options: HttpServerOptions): HttpServer {
+  const limits = options.limits ?? defaultKvLimits();
+  const logger = options.logger ?? pino({ name: "baton-http", level: "warn" }, pino.destination(2));
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const forwardTimeoutMs = options.forwardTimeoutMs ?? requestTimeoutMs;
+  assert(Number.isSafeInteger(requestTimeoutMs) && requestTimeoutMs > 0, "requestTimeoutMs");
+  assert(Number.isSafeInteger(forwardTimeoutMs) && forwardTimeoutMs > 0, "forwardTimeoutMs");
+  const registry = options.metrics ?? defaultRegistry();
+  const metrics = new HttpMetrics(registry);
+  const forwarder = new MasterForwarder({
+    api: options.api,
+    forwardTimeoutMs,
+    connectionsMax: options.forwardConnectionsMax ?? DEFAULT_FORWARD_CONNECTIONS_MAX,
+    onOutcome: (outcome) => metrics.forwarded(outcome),
+  });
+  const context: HttpContext = {
+    api: options.api,
+    limits,
+    requestTimeoutMs,
+    forwarder,
+    metrics,
+  };
+
+  const app = buildApp(limits, logger);
+  registerKvRoutes(app, context);
+  registerStatusRoutes(app, context);
+  registerMetricsRoute(app, context, registry);
+  options.dashboard?.(app);
+
+  let address: HttpAddress | null = null;
+  return {
+    app,
+    registry,
+    async listen(host, port) {
+      await app.listen({ host, port });
+      const bound = app.server.address();
+      assert(bound !== null && typeof bound === "object", "a TCP server has a TCP address");
+      const urlHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+      address = { host: bound.address, port: bound.port, url: `http://${urlHost}:${bound.port}` };
+      return address;
+    },
+    async close() {
+      address = null;
+      await app.close();
+      await forwarder.close();
+    },
+    address: () => address,
+  };
+}
+
+/** The fastify instance with the server-wide behaviour and no routes yet. */
+function buildApp(limits: KvLimits, logger: Logger): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.valueBytesMax,
+    // Requests that arrive on a kept-alive connection while the server closes are served
+    // (fastify marks them Connection: close), so they get the node's own answer, such as
+    // 503 ERR_SHUTTING_DOWN with Retry-After, rather than fastify's bare 503.
+    return503OnClosing: false,
+    frameworkErrors: (error, _request, reply) => {
+      const known =
+        error.code === "FST_ERR_BAD_URL"
+          ? new InvalidInputError("path", "is not valid percent-encoded UTF-8")
+          : error;
+      sendErrorAnswer(reply, describeError(known));
+    },
+  });
+  // Every body is the value as raw bytes, whatever its content type (or none), so a value
+  // is stored exactly as sent: JSON is not parsed and text is not decoded.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
+    done(null, body);
+  });
+  app.setErrorHandler((error, request, reply) => {
+    const answer = describeError(toCatalogued(error, limits));
+    if (answer.unexpected) {
+      logger.error(
+        { err: error, method: request.method, url: request.url },
+        "unexpected error answering an HTTP request",
+      );
+    }
+    return sendErrorAnswer(reply, answer);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.length > 200 ? `${request.url.slice(0, 200)}…` : request.url;
+    sendErrorAnswer(reply, errorAnswer("ERR_NO_ROUTE", `no route for ${request.method} ${path}`));
+  });
+  return app;
+}
+
+/**
+ * Turns the errors fastify raises (schema validation, body too large, other client errors)
+ * into the catalogue's, so that they are answered like any other. Everything else is
+ * returned unchanged.
+ */
+function toCatalogued(error: unknown, limits: KvLimits): unknown {
+  if (error instanceof ClusterError) return error;
+  const fastifyError = error as Partial<FastifyError>;
+  if (fastifyError.validation !== undefined) {
+    const path = fastifyError.validation[0]?.instancePath ?? "";
+    return validationError(path, fastifyError.validationContext ?? "request", limits);
+  }
+  if (fastifyError.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+    return new TooLargeError("value", limits.valueBytesMax);
+  }
+  const status = fastifyError.statusCode;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    return new InvalidInputError("request", fastifyError.message ?? "is not valid");
+  }
+  return error;
+}
+
+/** A registry of its own holding prom-client's process metrics, for a server given none. */
+function defaultRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
