@@ -99,11 +99,11 @@ type FieldKind =
   | "entries"; // an array of well-formed entries
 
 type Schema<F extends Frame> = { readonly [K in Exclude<keyof F, "type">]-?: FieldKind };
-type SchemaTable = { readonly [T in FrameType]: Schema<Extract<Frame, { type: T }>> };
+type SchemaTable<F extends Frame> = { readonly [T in F["type"]]: Schema<Extract<F, { type: T }>> };
 
 const envelope = { from: "node_id", to: "node_id", term: "uint" } as const;
 
-const schemas: SchemaTable = {
+const messageSchemas: SchemaTable<Message> = {
   vote_request: { ...envelope, preVote: "bool", lastIndex: "uint", lastTerm: "uint" },
   vote_response: { ...envelope, preVote: "bool", granted: "bool" },
   append: {
@@ -122,6 +122,9 @@ const schemas: SchemaTable = {
   },
   heartbeat: { ...envelope, commitIndex: "uint", readContext: "uint" },
   heartbeat_response: { ...envelope, readContext: "uint" },
+};
+
+const controlSchemas: SchemaTable<ControlFrame> = {
   hello: {
     magic: "magic",
     protocolVersion: "uint",
@@ -134,14 +137,10 @@ const schemas: SchemaTable = {
   hello_error: { reason: "text" },
 };
 
-const messageTypes: ReadonlySet<string> = new Set<Message["type"]>([
-  "vote_request",
-  "vote_response",
-  "append",
-  "append_response",
-  "heartbeat",
-  "heartbeat_response",
-]);
+const schemas: SchemaTable<Frame> = { ...messageSchemas, ...controlSchemas };
+
+/** Derived from the schema table, so that a new message type cannot be forgotten here. */
+const messageTypes: ReadonlySet<string> = new Set(Object.keys(messageSchemas));
 
 /** True for protocol messages, false for the handshake's control frames. */
 export function isMessage(frame: Frame): frame is Message {
