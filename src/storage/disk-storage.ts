@@ -25,7 +25,7 @@ import { SnapshotStore, type StoredSnapshot } from "./snapshot-store.js";
 import { StableStore } from "./stable-store.js";
 import type { OpenedStorage, SnapshotReader, SnapshotReceiver, Storage } from "./storage.js";
 import { parseStorageConfig, type StorageConfig } from "./storage-config.js";
-import { Wal } from "./wal.js";
+import { Wal, type WalStats } from "./wal.js";
 
 export interface DiskStorageOptions {
   /** Settings; see storage-config.ts. @default defaultStorageConfig() */
@@ -97,6 +97,11 @@ export class DiskStorage implements Storage {
 
   hardState(): HardState {
     return this.hard;
+  }
+
+  /** Counters of the write-ahead log (group commits, fdatasyncs, bytes) for metrics. */
+  walStats(): Readonly<WalStats> {
+    return this.parts.wal.stats;
   }
 
   setHardState(state: HardState): void {

@@ -378,7 +378,7 @@ export class SnapshotStore {
     return new SnapshotReceiver(await this.begin(meta));
   }
 
-  /** The data of `snapshot` (by default the newest) as a verified stream; see readSnapshotData. */
+  /** The data of `snapshot` as a stream verified at its end; see readSnapshotData. */
   read(snapshot: StoredSnapshot): AsyncGenerator<Uint8Array, number, undefined> {
     return readSnapshotData(this.fs, snapshot.path, snapshot.meta);
   }
