@@ -69,7 +69,7 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     advice: "this node is stopping; send the request to another node",
   },
   ERR_INVALID_INPUT: { status: 400, retry: false, advice: "correct the named field and resend" },
-  ERR_TOO_LARGE: { status: 413, retry: false, advice: "send less than the limit" },
+  ERR_TOO_LARGE: { status: 413, retry: false, advice: "send at most the limit" },
 
   ERR_PRECONDITION_FAILED: {
     status: 412,
