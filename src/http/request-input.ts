@@ -118,10 +118,17 @@ export function readKey(params: KvParams, limits: KvLimits): string {
     }
     if (unit < 0x80) bytes += 1;
     else if (unit < 0x800) bytes += 2;
-    else if (unit >= 0xd800 && unit <= 0xdbff) {
+    else if (unit < 0xd800 || unit > 0xdfff) bytes += 3;
+    else {
+      // Percent-decoding never yields a lone surrogate, but UTF-8 cannot hold one, so a key
+      // with one would silently change on its way through the log: refuse it outright.
+      const next = key.charCodeAt(i + 1);
+      if (unit > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) {
+        throw new InvalidInputError("key", "must be well-formed Unicode");
+      }
       bytes += 4;
       i++;
-    } else bytes += 3;
+    }
   }
   if (bytes === 0) {
     throw new InputLimitError("key", "is empty; give one after /v1/kv/", limits.keyBytesMax);
