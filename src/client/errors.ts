@@ -1,0 +1,103 @@
+/**
+ * The errors only the client library raises, added to the catalogue in src/shared/errors.ts
+ * (which stays the single list of server-side codes). Each has a stable `code`; callers test
+ * `err.code`, never the message. The two "gave up" errors subclass the catalogue's
+ * NoMasterError and TimeoutError, so they keep those codes and `instanceof` checks, and add
+ * what the caller needs to act: which endpoints were tried, the last error, and the
+ * idempotency key that makes retrying a write safe.
+ */
+
+import { ClusterError, NoMasterError, TimeoutError } from "../shared/errors.js";
+
+/**
+ * A conditional write (`ifRevision`, `If-Match`) found the key at another revision. The
+ * write was not applied. `currentRevision` is 0 when the key does not exist.
+ */
+export class PreconditionFailedError extends ClusterError {
+  readonly code = "ERR_PRECONDITION_FAILED";
+  constructor(
+    readonly key: string,
+    readonly expectedRevision: number,
+    readonly currentRevision: number,
+  ) {
+    super(
+      `key ${JSON.stringify(key)} is at revision ${currentRevision}, not ${expectedRevision}: the write was not applied`,
+    );
+  }
+}
+
+/** One node could not be reached (refused, reset or silent) when it alone was asked. */
+export class UnreachableError extends ClusterError {
+  readonly code = "ERR_UNREACHABLE";
+  constructor(
+    readonly endpoint: string,
+    detail: string,
+  ) {
+    super(`${endpoint} did not answer: ${detail}`);
+  }
+}
+
+/**
+ * A node answered with a status or body this client does not understand (a route that
+ * does not exist, a malformed JSON body). Retrying would not help, so it is thrown at once.
+ */
+export class UnexpectedResponseError extends ClusterError {
+  readonly code = "ERR_UNEXPECTED_RESPONSE";
+  constructor(
+    readonly endpoint: string,
+    readonly status: number,
+    detail: string,
+  ) {
+    super(`unexpected answer from ${endpoint} (HTTP ${status}): ${detail}`);
+  }
+}
+
+/** The client was closed; no further operation starts and pending retries stop. */
+export class ClientClosedError extends ClusterError {
+  readonly code = "ERR_CLIENT_CLOSED";
+  constructor() {
+    super("the client is closed");
+  }
+}
+
+/** What an operation did before it gave up; carried by the two "gave up" errors below. */
+export interface GiveUpDetails {
+  /** Every endpoint an attempt was sent to, in the order first tried. */
+  readonly endpointsTried: readonly string[];
+  /** How many attempts were made. */
+  readonly attemptCount: number;
+  /** Milliseconds from the start of the operation to giving up. */
+  readonly elapsedMs: number;
+  /** A one-line description of the last failure, with the endpoint it came from. */
+  readonly lastError: string;
+  /** Whether any node answered at all (false: every connection was refused or failed). */
+  readonly anyNodeAnswered: boolean;
+  /**
+   * The idempotency key of a write, else null. When a write may have been applied,
+   * retrying it with this key applies it at most once.
+   */
+  readonly idempotencyKey: string | null;
+  /** Whether a write may have been applied by an attempt whose answer was lost. */
+  readonly mayHaveApplied: boolean;
+}
+
+/** No master could be reached before the deadline (code ERR_NO_MASTER). */
+export class NoMasterReachableError extends NoMasterError {
+  constructor(
+    readonly details: GiveUpDetails,
+    retryAfterMs: number,
+    message: string,
+  ) {
+    super(retryAfterMs, message);
+  }
+}
+
+/** The operation did not complete before its deadline (code ERR_TIMEOUT). */
+export class DeadlineExceededError extends TimeoutError {
+  constructor(
+    readonly details: GiveUpDetails,
+    message: string,
+  ) {
+    super(message);
+  }
+}
