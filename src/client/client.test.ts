@@ -1,0 +1,347 @@
+/**
+ * The client against a fake three-node cluster (src/client/fake-cluster.ts) on 127.0.0.1:
+ * finding the master, following a fail-over, exactly-once writes across retries,
+ * Retry-After, giving up clearly, and the meaning of each answer. Delays are kept to a few
+ * milliseconds; the few tests that measure real waits assert generous bounds.
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { FakeCluster } from "./fake-cluster.js";
+import {
+  type BatonClient,
+  type ClientOptions,
+  createClient,
+  DeadlineExceededError,
+  InvalidInputError,
+  NoMasterError,
+  NoMasterReachableError,
+  PreconditionFailedError,
+  TimeoutError,
+} from "./index.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function cluster(...args: Parameters<typeof FakeCluster.start>): Promise<FakeCluster> {
+  const fake = await FakeCluster.start(...args);
+  cleanups.push(() => fake.close());
+  return fake;
+}
+
+function client(options: ClientOptions): BatonClient {
+  const c = createClient({ retryDelayMsMin: 1, retryDelayMsMax: 10, ...options });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+function idempotencyKeys(fake: FakeCluster, method = "PUT"): string[] {
+  return fake.requestsTo(method, "/v1/kv/").map((r) => String(r.headers["idempotency-key"]));
+}
+
+function expectRejection(promise: Promise<unknown>): Promise<Error> {
+  return promise.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (error: unknown) => error as Error,
+  );
+}
+
+describe("client: master", () => {
+  it("client: sends writes straight to the master once it has asked a node (backups forward)", async () => {
+    const fake = await cluster(3, 2);
+    const c = client({ endpoints: fake.urls });
+    for (let i = 0; i < 3; i++) await c.put(`k${i}`, `v${i}`);
+    expect(fake.requests[0]?.url).toBe("/v1/status");
+    expect(fake.requestsTo("PUT", "/v1/kv/").map((r) => r.nodeId)).toEqual([2, 2, 2]);
+    expect(fake.requestsTo("GET", "/v1/status")).toHaveLength(1);
+  });
+
+  it("client: finds the master by trying each node (backups answer 503, no URLs advertised)", async () => {
+    const fake = await cluster(3, 3, {
+      backupMode: "unavailable",
+      advertiseUrls: false,
+      retryAfter: null,
+    });
+    const c = client({ endpoints: fake.urls.map((u) => u.replace("http://", "")) });
+    expect(await c.put("a", "1")).toEqual({ revision: 1 });
+    expect(await c.put("b", "2")).toEqual({ revision: 2 });
+    const puts = fake.requestsTo("PUT", "/v1/kv/");
+    expect(puts.map((r) => r.nodeId)).toEqual([1, 2, 3, 3]);
+    expect(new Set(puts.slice(0, 3).map((r) => r.headers["idempotency-key"])).size).toBe(1);
+  });
+
+  it("client: follows a fail-over (master's server closed mid-run, new master after 100 ms)", async () => {
+    const fake = await cluster(3, 1, { retryAfter: "1" });
+    const c = client({ endpoints: fake.urls, retryAfterMsMax: 20 });
+    await c.put("k", "before");
+    await fake.kill(1);
+    setTimeout(() => fake.elect(2), 100);
+    for (let i = 0; i < 5; i++) await c.put("k", `after-${i}`);
+    expect(fake.appliedCount).toBe(6);
+    expect((await c.get("k"))?.text()).toBe("after-4");
+    // Writes may go through a forwarding backup until the client next asks who the master
+    // is (at most every 250 ms while it does not know); after that they go to node 2.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await c.put("k", "direct");
+    expect(fake.requestsTo("PUT", "/v1/kv/").at(-1)?.nodeId).toBe(2);
+  });
+});
+
+describe("client: exactly-once", () => {
+  it("client: a write retried after its answer was lost reuses its Idempotency-Key (master dies after applying)", async () => {
+    const fake = await cluster(3, 1, { retryAfter: null });
+    fake.node(1).intercept = (request) => {
+      if (request.method !== "PUT") return false;
+      // The master applies the write and dies before answering; node 3 takes over.
+      fake.write(request);
+      request.raw.socket.destroy();
+      void fake.kill(1).then(() => setTimeout(() => fake.elect(3), 30));
+      return true;
+    };
+    const c = client({ endpoints: fake.urls });
+    expect(await c.put("once", "v")).toEqual({ revision: 1 });
+    expect(fake.appliedCount).toBe(1);
+    const keys = idempotencyKeys(fake);
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(keys).size).toBe(1);
+  });
+
+  it("client: every logical write gets its own Idempotency-Key (clientId prefix)", async () => {
+    const fake = await cluster(1, 1);
+    const c = client({ endpoints: fake.urls, clientId: "app-7" });
+    await c.put("a", "1");
+    await c.put("a", "2");
+    await c.delete("a");
+    const keys = [...idempotencyKeys(fake), ...idempotencyKeys(fake, "DELETE")];
+    expect(new Set(keys).size).toBe(3);
+    for (const key of keys) expect(key).toMatch(/^app-7-[0-9a-f]{12}-\d+$/);
+  });
+
+  it("client: a caller's idempotency key is sent as given (two calls, one application)", async () => {
+    const fake = await cluster(1, 1);
+    const c = client({ endpoints: fake.urls });
+    const first = await c.put("k", "v", { idempotencyKey: "order-42" });
+    const second = await c.put("k", "v", { idempotencyKey: "order-42" });
+    expect(second).toEqual(first);
+    expect(fake.appliedCount).toBe(1);
+  });
+});
+
+describe("client: retries and giving up", () => {
+  it("client: honours Retry-After, capped by retryAfterMsMax (503 twice, then an answer)", async () => {
+    const fake = await cluster(1, 1);
+    let refusals = 2;
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "PUT" || refusals-- <= 0) return false;
+      reply.header("retry-after", "5").code(503).send({ error: "busy", code: "ERR_BUSY" });
+      return true;
+    };
+    const c = client({ endpoints: fake.urls, retryAfterMsMax: 200 });
+    await c.put("k", "v");
+    const at = fake.requestsTo("PUT", "/v1/kv/").map((r) => r.at);
+    expect(at).toHaveLength(3);
+    for (let i = 1; i < at.length; i++) {
+      const gap = at[i]! - at[i - 1]!;
+      expect(gap).toBeGreaterThanOrEqual(190);
+      expect(gap).toBeLessThan(1000);
+    }
+  });
+
+  it("client: gives up with NoMasterError after the deadline (every node answers 503)", async () => {
+    const fake = await cluster(3, null, { retryAfter: null });
+    const c = client({ endpoints: fake.urls, deadlineMs: 300 });
+    const started = performance.now();
+    const error = await expectRejection(c.put("k", "v"));
+    const elapsed = performance.now() - started;
+    expect(error).toBeInstanceOf(NoMasterError);
+    expect(error).toBeInstanceOf(NoMasterReachableError);
+    expect((error as NoMasterError).code).toBe("ERR_NO_MASTER");
+    expect(error.message).toContain("no master available within 300 ms");
+    for (const url of fake.urls) expect(error.message).toContain(url);
+    expect(error.message).toContain("last error");
+    expect(error.message).toContain("ERR_NO_MASTER");
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    expect(elapsed).toBeLessThan(2000);
+    const details = (error as NoMasterReachableError).details;
+    expect(details.anyNodeAnswered).toBe(true);
+    expect(new Set(idempotencyKeys(fake)).size).toBe(1);
+  });
+
+  it("client: gives up with NoMasterError naming every endpoint (every node down)", async () => {
+    const fake = await cluster(3, 1);
+    const urls = fake.urls;
+    for (const node of fake.nodes) await fake.kill(node.id);
+    const c = client({ endpoints: urls, deadlineMs: 200 });
+    const error = await expectRejection(c.put("k", "v"));
+    expect((error as NoMasterError).code).toBe("ERR_NO_MASTER");
+    expect(error.message).toContain(`no node answered at ${urls.join(", ")}`);
+    expect(error.message).toMatch(/ECONNREFUSED/);
+    // A refused connection delivers nothing, so the write is known not to have applied.
+    expect((error as NoMasterReachableError).details.mayHaveApplied).toBe(false);
+    expect(error.message).not.toContain("may have been applied");
+  });
+
+  it("client: gives up with TimeoutError when a node never answers (write may have applied)", async () => {
+    const fake = await cluster(1, 1);
+    fake.node(1).intercept = (request) => request.method === "PUT";
+    const c = client({ endpoints: fake.urls, deadlineMs: 300, attemptTimeoutMs: 100 });
+    const error = await expectRejection(c.put("k", "v", { idempotencyKey: "key-1" }));
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(DeadlineExceededError);
+    expect((error as TimeoutError).code).toBe("ERR_TIMEOUT");
+    expect(error.message).toContain("did not complete within 300 ms");
+    expect(error.message).toContain("idempotency key key-1");
+    expect((error as DeadlineExceededError).details.mayHaveApplied).toBe(true);
+    expect(new Set(idempotencyKeys(fake))).toEqual(new Set(["key-1"]));
+  });
+
+  it("client: does not retry 400 (invalid input)", async () => {
+    const fake = await cluster(3, 1);
+    for (const node of fake.nodes) {
+      node.intercept = (request, reply) => {
+        if (request.method !== "PUT") return false;
+        reply.code(400).send({ error: "key: too long", code: "ERR_INVALID_INPUT", field: "key" });
+        return true;
+      };
+    }
+    const c = client({ endpoints: fake.urls });
+    const error = await expectRejection(c.put("k", "v"));
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as InvalidInputError).code).toBe("ERR_INVALID_INPUT");
+    expect((error as InvalidInputError).field).toBe("key");
+    expect(error.message).toBe("key: too long");
+    expect(fake.requestsTo("PUT", "/v1/kv/")).toHaveLength(1);
+  });
+
+  it("client: does not retry 413 (value too large)", async () => {
+    const fake = await cluster(1, 1);
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "PUT") return false;
+      reply.code(413).send({
+        error: "value exceeds the limit of 4 bytes",
+        code: "ERR_TOO_LARGE",
+        field: "value",
+        limit: 4,
+      });
+      return true;
+    };
+    const c = client({ endpoints: fake.urls });
+    const error = await expectRejection(c.put("k", "too large"));
+    expect((error as { code?: string }).code).toBe("ERR_TOO_LARGE");
+    expect((error as { limit?: number }).limit).toBe(4);
+    expect(fake.requestsTo("PUT", "/v1/kv/")).toHaveLength(1);
+  });
+
+  it("client: close stops an operation that is retrying (no master)", async () => {
+    const fake = await cluster(1, null, { retryAfter: null });
+    const c = createClient({ endpoints: fake.urls, retryDelayMsMin: 20, retryDelayMsMax: 20 });
+    cleanups.push(() => fake.close());
+    const pending = expectRejection(c.put("k", "v"));
+    setTimeout(() => void c.close(), 50);
+    const error = await pending;
+    expect((error as { code?: string }).code).toBe("ERR_CLIENT_CLOSED");
+    await expect(c.get("k")).rejects.toMatchObject({ code: "ERR_CLIENT_CLOSED" });
+  });
+
+  it("client: rejects invalid options, naming every bad field", () => {
+    expect(() => createClient({ endpoints: [] })).toThrow(/endpoints/);
+    expect(() => createClient({ endpoints: ["ftp://x"] })).toThrow(/http/);
+    expect(() =>
+      createClient({ endpoints: ["127.0.0.1:1"], deadlineMs: 0, attemptTimeoutMs: -1 }),
+    ).toThrow(/deadlineMs.*attemptTimeoutMs/);
+  });
+});
+
+describe("client: answers", () => {
+  it("client: cas applies only at the expected revision (0: key absent)", async () => {
+    const fake = await cluster(3, 1);
+    const c = client({ endpoints: fake.urls });
+    expect(await c.cas("lock", 0, "a")).toEqual({ ok: true, revision: 1 });
+    expect(await c.cas("lock", 0, "b")).toEqual({ ok: false, currentRevision: 1 });
+    expect(await c.cas("lock", 1, "b")).toEqual({ ok: true, revision: 2 });
+    expect(fake.requestsTo("PUT", "/v1/kv/").map((r) => r.headers["if-match"])).toEqual([
+      '"0"',
+      '"0"',
+      '"1"',
+    ]);
+  });
+
+  it("client: put with a stale ifRevision throws PreconditionFailedError (412 without currentRevision)", async () => {
+    const fake = await cluster(1, 1, { preconditionRevision: false });
+    const c = client({ endpoints: fake.urls });
+    await c.put("k", "v1");
+    await c.put("k", "v2");
+    const error = await expectRejection(c.put("k", "v3", { ifRevision: 1 }));
+    expect(error).toBeInstanceOf(PreconditionFailedError);
+    expect(error).toMatchObject({
+      code: "ERR_PRECONDITION_FAILED",
+      expectedRevision: 1,
+      currentRevision: 2,
+    });
+    const deleted = await expectRejection(c.delete("k", { ifRevision: 7 }));
+    expect(deleted).toMatchObject({ code: "ERR_PRECONDITION_FAILED", currentRevision: 2 });
+  });
+
+  it("client: get and delete answer null for a missing key (404)", async () => {
+    const fake = await cluster(3, 1);
+    const c = client({ endpoints: fake.urls });
+    expect(await c.get("missing")).toBeNull();
+    expect(await c.delete("missing")).toBeNull();
+    await c.put("present", "x");
+    expect(await c.delete("present")).toEqual({ revision: 2 });
+    expect(await c.get("present")).toBeNull();
+  });
+
+  it("client: binary values and odd keys round-trip exactly (octet-stream)", async () => {
+    const fake = await cluster(3, 1);
+    const c = client({ endpoints: fake.urls });
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const key = "a/b c?d%é";
+    const { revision } = await c.put(key, bytes);
+    const got = await c.get(key);
+    expect(got?.key).toBe(key);
+    expect(got?.revision).toBe(revision);
+    expect([...(got?.value ?? [])]).toEqual([...bytes]);
+    const get = fake.requestsTo("GET", "/v1/kv/")[0];
+    expect(get?.url).toBe(`/v1/kv/${encodeURIComponent(key)}`);
+    expect(String(get?.headers.accept)).toContain("application/octet-stream");
+    expect(fake.requestsTo("PUT", "/v1/kv/")[0]?.headers["content-type"]).toBe(
+      "application/octet-stream",
+    );
+  });
+
+  it("client: get reads the JSON form when a node answers with it", async () => {
+    const fake = await cluster(1, 1);
+    const c = client({ endpoints: fake.urls });
+    await c.put("k", "héllo");
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "GET" || !request.url.startsWith("/v1/kv/")) return false;
+      reply.send({ key: "k", value: "héllo", revision: 1 });
+      return true;
+    };
+    const got = await c.get("k", { stale: true });
+    expect(got?.text()).toBe("héllo");
+    expect(got?.revision).toBe(1);
+    expect(fake.requestsTo("GET", "/v1/kv/")[0]?.url).toBe("/v1/kv/k?stale=true");
+  });
+
+  it("client: status and clusterStatus report each node (one node down)", async () => {
+    const fake = await cluster(3, 1);
+    const urls = fake.urls;
+    await fake.kill(3);
+    const c = client({ endpoints: urls, attemptTimeoutMs: 500 });
+    const one = await c.status(urls[1]!);
+    expect(one).toMatchObject({ id: 2, role: "backup", master: 1 });
+    expect((await c.status()).role).toBe("master");
+    const all = await c.clusterStatus();
+    expect(all.map((s) => s.endpoint)).toEqual(urls);
+    expect(all[0]?.status?.role).toBe("master");
+    expect(all[2]?.status).toBeUndefined();
+    expect(all[2]?.error).toMatch(/ECONNREFUSED/);
+    await expect(c.status(urls[2]!)).rejects.toMatchObject({ code: "ERR_UNREACHABLE" });
+  });
+});

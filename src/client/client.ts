@@ -1,0 +1,606 @@
+/**
+ * The Baton client: the key-value operations of the HTTP API as promises that survive a
+ * fail-over. It owns the meaning of each answer (which statuses are results, which are
+ * retried, which are thrown) and exactly-once for writes: every logical write gets one
+ * Idempotency-Key, generated before its first attempt and sent unchanged on every retry,
+ * so a write whose answer was lost is applied once however often it is re-sent.
+ *
+ * Finding the master and the HTTP connections belong to ServerPool; when to retry and when
+ * to give up belong to retry(). This file must never retry without the idempotency key, and
+ * never retry an answer that retrying cannot change (400, 413, 412).
+ */
+
+import { randomBytes, randomUUID } from "node:crypto";
+import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import {
+  ClientClosedError,
+  DeadlineExceededError,
+  type GiveUpDetails,
+  NoMasterReachableError,
+  PreconditionFailedError,
+  UnexpectedResponseError,
+  UnreachableError,
+} from "./errors.js";
+import { type NodeStatus, parseNodeStatus } from "./node-status.js";
+import {
+  type AttemptFailure,
+  type AttemptResult,
+  DEFAULT_RETRY_POLICY,
+  parseRetryAfterMs,
+  type RetryOutcome,
+  type RetryPolicy,
+  retry,
+} from "./retry.js";
+import {
+  normalizeEndpoint,
+  type PoolRequest,
+  type PoolResponse,
+  ServerPool,
+} from "./server-pool.js";
+
+export interface ClientOptions {
+  /** The nodes' HTTP addresses: "http://127.0.0.1:8101" or "127.0.0.1:8101". */
+  readonly endpoints: readonly string[];
+  /** Time one operation may take, retries included, in ms. @default 10000 */
+  readonly deadlineMs?: number;
+  /** Time one attempt (one HTTP exchange) may take, in ms. @default 1000 */
+  readonly attemptTimeoutMs?: number;
+  /** Shortest back-off between rounds of attempts, in ms. @default 20 */
+  readonly retryDelayMsMin?: number;
+  /** Longest back-off between rounds of attempts, in ms. @default 1000 */
+  readonly retryDelayMsMax?: number;
+  /** Longest wait a server's Retry-After can impose, in ms. @default 1000 */
+  readonly retryAfterMsMax?: number;
+  /** Most attempts one operation makes, whatever its deadline. @default 1000 */
+  readonly attemptCountMax?: number;
+  /**
+   * Names this client in idempotency keys (printable ASCII, at most 100 characters). Keys
+   * are `<clientId>-<random>-<counter>`, so two clients, or two runs, with the same id
+   * never share a key. @default a random UUID
+   */
+  readonly clientId?: string;
+}
+
+export interface WriteOptions {
+  /** Apply only if the key is at this revision (0: the key must not exist). */
+  readonly ifRevision?: number;
+  /** The key that makes retries of this write apply once. @default one generated per call */
+  readonly idempotencyKey?: string;
+}
+
+export interface KvValue {
+  readonly key: string;
+  /** The stored bytes, exactly. */
+  readonly value: Uint8Array;
+  readonly revision: number;
+  /** The value decoded as UTF-8 (invalid sequences become U+FFFD). */
+  text(): string;
+}
+
+export type CasResult =
+  | { readonly ok: true; readonly revision: number }
+  | { readonly ok: false; readonly currentRevision: number };
+
+export interface EndpointStatus {
+  readonly endpoint: string;
+  readonly status?: NodeStatus;
+  /** Why this node gave no status (unreachable, timed out, bad answer). */
+  readonly error?: string;
+}
+
+export interface BatonClient {
+  /**
+   * Stores `value` under `key`; resolves to the new revision. Throws
+   * PreconditionFailedError (ERR_PRECONDITION_FAILED) when `ifRevision` does not match,
+   * InvalidInputError / TooLargeError at once for bad input, and after the deadline
+   * NoMasterReachableError (ERR_NO_MASTER) or DeadlineExceededError (ERR_TIMEOUT).
+   */
+  put(
+    key: string,
+    value: string | Uint8Array,
+    options?: WriteOptions,
+  ): Promise<{ revision: number }>;
+  /** Reads `key` (linearizable unless `stale`); null when it does not exist. */
+  get(key: string, options?: { readonly stale?: boolean }): Promise<KvValue | null>;
+  /** Deletes `key`; null when it did not exist. Throws like `put`. */
+  delete(key: string, options?: WriteOptions): Promise<{ revision: number } | null>;
+  /** Compare-and-set: stores `value` only if `key` is at `expectedRevision` (0: absent). */
+  cas(key: string, expectedRevision: number, value: string | Uint8Array): Promise<CasResult>;
+  /**
+   * One node's status: `endpoint`'s (one attempt; UnreachableError when it does not
+   * answer), or with no endpoint the first node that answers, the master preferred.
+   */
+  status(endpoint?: string): Promise<NodeStatus>;
+  /** Every configured node's status, asked in parallel with one attempt timeout each. */
+  clusterStatus(): Promise<EndpointStatus[]>;
+  /** Stops retries in progress (they reject with ClientClosedError) and closes connections. */
+  close(): Promise<void>;
+}
+
+/** Creates a client. Throws InvalidInputError when an option is invalid. */
+export function createClient(options: ClientOptions): BatonClient {
+  return new HttpBatonClient(options);
+}
+
+/** What a request turned out to be after retries: an answer that retrying cannot change. */
+type FinalResponse = Extract<PoolResponse, { ok: true }>;
+
+interface Operation {
+  /** Describes the operation in give-up messages, e.g. `put "k"`. */
+  readonly name: string;
+  readonly request: Omit<PoolRequest, "timeoutMs">;
+  readonly idempotencyKey: string | null;
+  /** Whether an attempt may first ask its node who the master is. */
+  readonly discover: boolean;
+}
+
+const CLIENT_ID_PATTERN = /^[\x21-\x7e]{1,100}$/;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+class HttpBatonClient implements BatonClient {
+  private readonly pool: ServerPool;
+  private readonly policy: RetryPolicy;
+  private readonly keyPrefix: string;
+  private keyCounter = 0;
+  private readonly closing = new AbortController();
+
+  constructor(options: ClientOptions) {
+    this.policy = parsePolicy(options);
+    this.pool = new ServerPool(options.endpoints);
+    const clientId = options.clientId;
+    if (clientId !== undefined && !CLIENT_ID_PATTERN.test(clientId)) {
+      throw new InvalidInputError("clientId", "use 1 to 100 printable ASCII characters");
+    }
+    // A random part per client instance keeps keys unique across runs that reuse a clientId;
+    // a key repeated by a new run would be answered with an old run's result.
+    this.keyPrefix =
+      clientId === undefined ? randomUUID() : `${clientId}-${randomBytes(6).toString("hex")}`;
+  }
+
+  async put(
+    key: string,
+    value: string | Uint8Array,
+    options: WriteOptions = {},
+  ): Promise<{ revision: number }> {
+    const response = await this.write("PUT", key, toBytes(value), options);
+    if (response.status === 412) {
+      const current = await this.currentRevision(key, response);
+      throw new PreconditionFailedError(key, options.ifRevision ?? -1, current);
+    }
+    if (response.status === 404) throw unexpected(response, "PUT answered 404");
+    return { revision: revisionFromJson(response) };
+  }
+
+  async get(key: string, options: { readonly stale?: boolean } = {}): Promise<KvValue | null> {
+    checkKey(key);
+    const query = options.stale === true ? "?stale=true" : "";
+    const response = await this.send({
+      name: `get ${JSON.stringify(key)}`,
+      request: {
+        method: "GET",
+        path: `/v1/kv/${encodeURIComponent(key)}${query}`,
+        headers: { accept: "application/octet-stream, application/json;q=0.5" },
+      },
+      idempotencyKey: null,
+      discover: options.stale !== true,
+    });
+    if (response.status === 404) return null;
+    if (response.status !== 200) throw unexpected(response, "GET answered this status");
+    return kvValueFrom(key, response);
+  }
+
+  async delete(key: string, options: WriteOptions = {}): Promise<{ revision: number } | null> {
+    const response = await this.write("DELETE", key, undefined, options);
+    if (response.status === 404) return null;
+    if (response.status === 412) {
+      const current = await this.currentRevision(key, response);
+      throw new PreconditionFailedError(key, options.ifRevision ?? -1, current);
+    }
+    return { revision: revisionFromJson(response) };
+  }
+
+  async cas(key: string, expectedRevision: number, value: string | Uint8Array): Promise<CasResult> {
+    const response = await this.write("PUT", key, toBytes(value), { ifRevision: expectedRevision });
+    if (response.status === 412) {
+      return { ok: false, currentRevision: await this.currentRevision(key, response) };
+    }
+    if (response.status === 404) throw unexpected(response, "PUT answered 404");
+    return { ok: true, revision: revisionFromJson(response) };
+  }
+
+  async status(endpoint?: string): Promise<NodeStatus> {
+    if (endpoint === undefined) {
+      const response = await this.send({
+        name: "status",
+        request: { method: "GET", path: "/v1/status", headers: { accept: "application/json" } },
+        idempotencyKey: null,
+        discover: false,
+      });
+      return this.statusFrom(response);
+    }
+    this.assertOpen();
+    const response = await this.pool.request(normalizeEndpoint(endpoint), {
+      method: "GET",
+      path: "/v1/status",
+      headers: { accept: "application/json" },
+      timeoutMs: this.policy.attemptTimeoutMs,
+    });
+    if (!response.ok) throw new UnreachableError(response.endpoint, response.message);
+    return this.statusFrom(response);
+  }
+
+  async clusterStatus(): Promise<EndpointStatus[]> {
+    this.assertOpen();
+    return Promise.all(
+      this.pool.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
+        try {
+          return { endpoint, status: await this.status(endpoint) };
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          return { endpoint, error: message.replace(`${endpoint} `, "") };
+        }
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+    await this.pool.close();
+  }
+
+  /** Sends a write with its idempotency key (and If-Match), retrying until an answer. */
+  private write(
+    method: "PUT" | "DELETE",
+    key: string,
+    body: Uint8Array | undefined,
+    options: WriteOptions,
+  ): Promise<FinalResponse> {
+    checkKey(key);
+    const idempotencyKey = options.idempotencyKey ?? this.nextIdempotencyKey();
+    if (idempotencyKey === "" || !/^[\x21-\x7e]+$/.test(idempotencyKey)) {
+      throw new InvalidInputError("idempotencyKey", "use printable ASCII characters");
+    }
+    const headers: Record<string, string> = { "idempotency-key": idempotencyKey };
+    if (options.ifRevision !== undefined) {
+      if (!Number.isSafeInteger(options.ifRevision) || options.ifRevision < 0) {
+        throw new InvalidInputError("ifRevision", "must be a non-negative integer");
+      }
+      headers["if-match"] = `"${options.ifRevision}"`;
+    }
+    if (body !== undefined) headers["content-type"] = "application/octet-stream";
+    headers.accept = "application/json";
+    const request = { method, path: `/v1/kv/${encodeURIComponent(key)}`, headers };
+    return this.send({
+      name: `${method === "PUT" ? "put" : "delete"} ${JSON.stringify(key)}`,
+      request: body === undefined ? request : { ...request, body },
+      idempotencyKey,
+      discover: true,
+    });
+  }
+
+  /** Runs one operation through the retry loop; throws the catalogued error on giving up. */
+  private async send(operation: Operation): Promise<FinalResponse> {
+    this.assertOpen();
+    const outcome = await retry(
+      (context) => this.attempt(operation, context.timeoutMs),
+      this.policy,
+      {
+        endpointCount: this.pool.endpoints.length,
+        signal: this.closing.signal,
+      },
+    );
+    if (outcome.ok) return outcome.value;
+    throw giveUpError(outcome, operation, this.policy);
+  }
+
+  /**
+   * One attempt: maybe ask a node who the master is, then send the request to the master
+   * (or, when it is unknown, to the next node, which forwards). Throws for answers that no
+   * retry can change; returns a failure for those another attempt may fix.
+   */
+  private async attempt(
+    operation: Operation,
+    timeoutMs: number,
+  ): Promise<AttemptResult<FinalResponse>> {
+    const started = performance.now();
+    if (operation.discover && this.pool.claimDiscovery()) {
+      const failure = await this.discover(timeoutMs);
+      if (failure !== null) return { ok: false, failure };
+    }
+    const remainingMs = timeoutMs - (performance.now() - started);
+    const endpoint = this.pool.next();
+    const response = await this.pool.request(endpoint, {
+      ...operation.request,
+      timeoutMs: Math.max(1, remainingMs),
+    });
+    const cut = timeoutMs < this.policy.attemptTimeoutMs;
+    const failure = response.ok ? this.failureOf(response) : connectionFailure(response, cut);
+    if (failure !== null) {
+      this.pool.noteFailure(endpoint);
+      return { ok: false, failure };
+    }
+    this.pool.noteAnswered(endpoint);
+    return { ok: true, value: response as FinalResponse };
+  }
+
+  /** Asks the next node for its status to learn the master; a failure ends the attempt. */
+  private async discover(timeoutMs: number): Promise<AttemptFailure | null> {
+    const endpoint = this.pool.next();
+    const response = await this.pool.request(endpoint, {
+      method: "GET",
+      path: "/v1/status",
+      headers: { accept: "application/json" },
+      timeoutMs,
+    });
+    if (!response.ok) {
+      this.pool.noteFailure(endpoint);
+      return connectionFailure(response, timeoutMs < this.policy.attemptTimeoutMs);
+    }
+    // A node that cannot give its status may still serve the request (it forwards), so
+    // only a broken connection counts as a failed attempt here.
+    if (response.status === 200) {
+      const status = parseNodeStatus(parseJson(response.body));
+      if (typeof status !== "string") this.pool.learnFromStatus(endpoint, status);
+    }
+    return null;
+  }
+
+  /**
+   * Sorts an answer: null for a final one (2xx, 404, 412), a failure for one worth
+   * retrying (408, 429, 5xx), and a thrown catalogued error for the rest.
+   */
+  private failureOf(response: FinalResponse): AttemptFailure | null {
+    const { status } = response;
+    if ((status >= 200 && status < 300) || status === 404 || status === 412) return null;
+    const body = errorBody(response);
+    if (status === 400 || body.code === "ERR_INVALID_INPUT") throw invalidInput(body);
+    if (status === 413 || body.code === "ERR_TOO_LARGE") throw tooLarge(body);
+    if (status !== 408 && status !== 429 && status < 500) {
+      throw unexpected(response, body.message ?? "the request was refused");
+    }
+    this.pool.learnFromHint(body.hint);
+    const retryAfterMs = body.retryAfterMs ?? parseRetryAfter(response);
+    const notTried = REJECTED_BEFORE_PROPOSING.has(body.code ?? "");
+    return {
+      kind: "unavailable",
+      endpoint: response.endpoint,
+      message: `HTTP ${status}${body.code === undefined ? "" : ` ${body.code}`}: ${body.message ?? "no detail"}`,
+      retryAfterMs,
+      tryNextAtOnce: body.code === "ERR_SHUTTING_DOWN" || body.code === "ERR_STORAGE_FAILED",
+      mayHaveApplied: !notTried,
+      cutByDeadline: false,
+    };
+  }
+
+  private statusFrom(response: FinalResponse): NodeStatus {
+    if (response.status !== 200) throw unexpected(response, "GET /v1/status did not answer 200");
+    const status = parseNodeStatus(parseJson(response.body));
+    if (typeof status === "string") throw unexpected(response, status);
+    this.pool.learnFromStatus(response.endpoint, status);
+    return status;
+  }
+
+  /**
+   * The key's revision after a 412: from the answer's `currentRevision` or ETag when the
+   * node gives one, else by reading the key (0 when it does not exist).
+   */
+  private async currentRevision(key: string, response: FinalResponse): Promise<number> {
+    const json = parseJson(response.body) as { currentRevision?: unknown } | null;
+    const fromBody = json?.currentRevision;
+    if (typeof fromBody === "number" && Number.isSafeInteger(fromBody)) return fromBody;
+    const fromEtag = revisionFromEtag(response.headers.etag);
+    if (fromEtag !== null) return fromEtag;
+    return (await this.get(key))?.revision ?? 0;
+  }
+
+  private nextIdempotencyKey(): string {
+    this.keyCounter++;
+    return `${this.keyPrefix}-${this.keyCounter}`;
+  }
+
+  private assertOpen(): void {
+    if (this.closing.signal.aborted) throw new ClientClosedError();
+  }
+}
+
+/** Codes a node answers with before it proposes a write, so that attempt applied nothing. */
+const REJECTED_BEFORE_PROPOSING = new Set([
+  "ERR_NO_MASTER",
+  "ERR_NOT_MASTER",
+  "ERR_BUSY",
+  "ERR_SHUTTING_DOWN",
+]);
+
+function parsePolicy(options: ClientOptions): RetryPolicy {
+  const problems: string[] = [];
+  const field = (name: keyof RetryPolicy & keyof ClientOptions, min: number): number => {
+    const value = options[name] ?? DEFAULT_RETRY_POLICY[name];
+    if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+      problems.push(`${name} must be a number >= ${min}`);
+    }
+    return value;
+  };
+  const policy: RetryPolicy = {
+    deadlineMs: field("deadlineMs", 1),
+    attemptTimeoutMs: field("attemptTimeoutMs", 1),
+    retryDelayMsMin: field("retryDelayMsMin", 0),
+    retryDelayMsMax: field("retryDelayMsMax", 0),
+    retryAfterMsMax: field("retryAfterMsMax", 0),
+    attemptCountMax: field("attemptCountMax", 1),
+  };
+  if (policy.retryDelayMsMax < policy.retryDelayMsMin) {
+    problems.push("retryDelayMsMax must be >= retryDelayMsMin");
+  }
+  if (problems.length > 0) throw new InvalidInputError("options", problems.join("; "));
+  return Object.freeze(policy);
+}
+
+function checkKey(key: string): void {
+  if (typeof key !== "string" || key === "") {
+    throw new InvalidInputError("key", "must be a non-empty string");
+  }
+}
+
+function toBytes(value: string | Uint8Array): Uint8Array {
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  throw new InvalidInputError("value", "must be a string or a Uint8Array");
+}
+
+function connectionFailure(
+  response: Extract<PoolResponse, { ok: false }>,
+  shortened: boolean,
+): AttemptFailure {
+  return {
+    kind: response.kind,
+    endpoint: response.endpoint,
+    message: response.message,
+    retryAfterMs: null,
+    tryNextAtOnce: true,
+    mayHaveApplied: response.kind === "lost",
+    cutByDeadline: shortened && response.timedOut,
+  };
+}
+
+function parseJson(body: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(body));
+  } catch {
+    return null;
+  }
+}
+
+interface ErrorBody {
+  readonly code?: string;
+  readonly message?: string;
+  readonly field?: string;
+  readonly limit?: number;
+  readonly retryAfterMs: number | null;
+  readonly hint: { masterId?: number; masterUrl?: string };
+}
+
+/** The fields of a JSON error answer this client uses; absent ones stay undefined. */
+function errorBody(response: FinalResponse): ErrorBody {
+  const json = parseJson(response.body);
+  const o = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>;
+  const text = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+  const num = (v: unknown): number | undefined =>
+    typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
+  const hint: { masterId?: number; masterUrl?: string } = {};
+  const masterId = num(o.masterHint);
+  const masterUrl = text(o.masterUrl);
+  if (masterId !== undefined) hint.masterId = masterId;
+  if (masterUrl !== undefined) hint.masterUrl = masterUrl;
+  const body: { -readonly [K in keyof ErrorBody]: ErrorBody[K] } = {
+    retryAfterMs: num(o.retryAfterMs) ?? null,
+    hint,
+  };
+  const code = text(o.code);
+  const message = text(o.error) ?? text(o.message);
+  const field = text(o.field);
+  const limit = num(o.limit);
+  if (code !== undefined) body.code = code;
+  if (message !== undefined) body.message = message;
+  if (field !== undefined) body.field = field;
+  if (limit !== undefined) body.limit = limit;
+  return body;
+}
+
+function invalidInput(body: ErrorBody): InvalidInputError {
+  const error = new InvalidInputError(body.field ?? "request", body.message ?? "rejected");
+  // The node's message already says what is wrong, usually prefixed with the field.
+  if (body.message !== undefined) error.message = body.message;
+  return error;
+}
+
+function tooLarge(body: ErrorBody): TooLargeError {
+  const error = new TooLargeError(body.field ?? "value", body.limit ?? 0);
+  if (body.message !== undefined) error.message = body.message;
+  return error;
+}
+
+function unexpected(response: FinalResponse, detail: string): UnexpectedResponseError {
+  return new UnexpectedResponseError(response.endpoint, response.status, detail);
+}
+
+function parseRetryAfter(response: FinalResponse): number | null {
+  const header = response.headers["retry-after"];
+  return header === undefined ? null : parseRetryAfterMs(header);
+}
+
+function revisionFromEtag(etag: string | string[] | undefined): number | null {
+  const value = typeof etag === "string" ? etag : etag?.[0];
+  const match = value === undefined ? null : /^(?:W\/)?"?(\d+)"?$/.exec(value.trim());
+  if (match === null) return null;
+  const revision = Number(match[1]);
+  return Number.isSafeInteger(revision) ? revision : null;
+}
+
+function revisionFromJson(response: FinalResponse): number {
+  const json = parseJson(response.body) as { revision?: unknown } | null;
+  const revision = json?.revision;
+  if (typeof revision === "number" && Number.isSafeInteger(revision) && revision >= 0) {
+    return revision;
+  }
+  throw unexpected(response, 'the answer has no "revision"');
+}
+
+/** A 200 answer to GET: raw bytes with the revision in ETag, or the JSON form. */
+function kvValueFrom(key: string, response: FinalResponse): KvValue {
+  const type = String(response.headers["content-type"] ?? "");
+  let value: Uint8Array;
+  let revision: number | null;
+  if (type.startsWith("application/json")) {
+    const json = parseJson(response.body) as { value?: unknown; revision?: unknown } | null;
+    if (typeof json?.value !== "string") throw unexpected(response, 'the answer has no "value"');
+    value = encoder.encode(json.value);
+    revision = typeof json.revision === "number" ? json.revision : null;
+  } else {
+    value = response.body;
+    revision = revisionFromEtag(response.headers.etag);
+  }
+  if (revision === null) throw unexpected(response, "the answer carries no revision (ETag)");
+  const rev = revision;
+  return { key, value, revision: rev, text: () => decoder.decode(value) };
+}
+
+function giveUpError(
+  outcome: Extract<RetryOutcome<unknown>, { ok: false }>,
+  operation: Operation,
+  policy: RetryPolicy,
+): Error {
+  if (outcome.reason === "closed") return new ClientClosedError();
+  const failures = outcome.failures;
+  // The attempt the deadline cut short usually timed out for want of time, not because of
+  // the cluster; the failure before it tells the caller more.
+  const last = [...failures].reverse().find((f) => !f.cutByDeadline) ?? failures.at(-1);
+  const endpointsTried = [...new Set(failures.map((f) => f.endpoint))];
+  const mayHaveApplied =
+    operation.idempotencyKey !== null && failures.some((f) => f.mayHaveApplied);
+  const details: GiveUpDetails = {
+    endpointsTried,
+    attemptCount: failures.length,
+    elapsedMs: Math.round(outcome.elapsedMs),
+    lastError: last === undefined ? "none" : `${last.endpoint}: ${last.message}`,
+    anyNodeAnswered: failures.some((f) => f.kind === "unavailable"),
+    idempotencyKey: operation.idempotencyKey,
+    mayHaveApplied,
+  };
+  const within =
+    outcome.reason === "attempts"
+      ? `after ${policy.attemptCountMax} attempts`
+      : `within ${policy.deadlineMs} ms`;
+  const tried = `${details.attemptCount} attempts to ${endpointsTried.join(", ") || "no node"}`;
+  const applied = mayHaveApplied
+    ? `; the write may have been applied: retry it with idempotency key ${operation.idempotencyKey} to apply it at most once`
+    : "";
+  if (last?.kind === "lost") {
+    const message = `${operation.name} did not complete ${within} (${tried}; last error: ${details.lastError})${applied}`;
+    return new DeadlineExceededError(details, message);
+  }
+  const message = details.anyNodeAnswered
+    ? `${operation.name}: no master available ${within} (${tried}; last error: ${details.lastError})${applied}`
+    : `${operation.name}: no node answered at ${endpointsTried.join(", ")} ${within} (last error: ${details.lastError})${applied}`;
+  return new NoMasterReachableError(details, last?.retryAfterMs ?? policy.retryDelayMsMax, message);
+}

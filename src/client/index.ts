@@ -1,0 +1,34 @@
+/**
+ * The public face of the Baton client library: what an application imports to talk to a
+ * cluster. Everything else in src/client is private to it; the error classes are exported
+ * so that callers can test `instanceof` as well as `err.code`.
+ */
+
+// The catalogue errors the client throws, so that callers need only this one import.
+export {
+  ClusterError,
+  InvalidInputError,
+  NoMasterError,
+  TimeoutError,
+  TooLargeError,
+} from "../shared/errors.js";
+export {
+  type BatonClient,
+  type CasResult,
+  type ClientOptions,
+  createClient,
+  type EndpointStatus,
+  type KvValue,
+  type WriteOptions,
+} from "./client.js";
+export {
+  ClientClosedError,
+  DeadlineExceededError,
+  type GiveUpDetails,
+  NoMasterReachableError,
+  PreconditionFailedError,
+  UnexpectedResponseError,
+  UnreachableError,
+} from "./errors.js";
+export type { MemberStatus, NodeStatus } from "./node-status.js";
+export { normalizeEndpoint } from "./server-pool.js";

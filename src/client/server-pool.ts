@@ -1,0 +1,246 @@
+/**
+ * The client's view of the cluster's nodes: their base URLs, which one is the master as far
+ * as the client knows (and in which term it learned that), which node to try next, and the
+ * keep-alive HTTP connections to all of them. It sends one request at a time as asked and
+ * reports what happened; it never retries (src/client/retry.ts decides that) and never
+ * interprets a status beyond learning who the master is.
+ *
+ * What it learns is a hint, never a truth: any node forwards to the master, so a wrong
+ * guess costs a hop or one failed attempt, and a failure at the presumed master forgets it.
+ */
+
+import type { IncomingHttpHeaders } from "node:http";
+import { Agent } from "undici";
+import { InvalidInputError } from "../shared/errors.js";
+import type { NodeStatus } from "./node-status.js";
+
+/**
+ * Turns "127.0.0.1:8101", "http://127.0.0.1:8101/" or "https://host" into a base URL
+ * without a trailing slash. Throws InvalidInputError (field "endpoints") for anything else.
+ */
+export function normalizeEndpoint(input: string): string {
+  const text = input.trim();
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new InvalidInputError("endpoints", `${JSON.stringify(input)} is not host:port or a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new InvalidInputError("endpoints", `${JSON.stringify(input)} is not an http(s) URL`);
+  }
+  if ((url.pathname !== "/" && url.pathname !== "") || url.search !== "" || url.hash !== "") {
+    throw new InvalidInputError("endpoints", `${JSON.stringify(input)} must not have a path`);
+  }
+  return url.origin;
+}
+
+export interface PoolRequest {
+  readonly method: "GET" | "PUT" | "DELETE";
+  /** Path and query, starting with "/". */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: Uint8Array;
+  /** The whole exchange, connection to last body byte, must fit in this many ms. */
+  readonly timeoutMs: number;
+}
+
+export type PoolResponse =
+  | {
+      readonly ok: true;
+      readonly endpoint: string;
+      readonly status: number;
+      readonly headers: IncomingHttpHeaders;
+      readonly body: Uint8Array;
+    }
+  | {
+      readonly ok: false;
+      readonly endpoint: string;
+      /** `refused`: the request was never delivered; `lost`: it may have been. */
+      readonly kind: "refused" | "lost";
+      /** Whether the attempt ran out of time (rather than the connection failing). */
+      readonly timedOut: boolean;
+      readonly message: string;
+    };
+
+export interface ServerPoolOptions {
+  /** Idle keep-alive connections are closed after this many ms. @default 30000 */
+  readonly keepAliveTimeoutMs?: number;
+  /** Least time between two master look-ups while the master is unknown. @default 250 */
+  readonly discoveryIntervalMs?: number;
+}
+
+/** Error codes that mean no connection was made, so the request cannot have arrived. */
+const NOT_DELIVERED_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+export class ServerPool {
+  /** The configured endpoints, normalized, in the order given. */
+  readonly endpoints: readonly string[];
+  private readonly agent: Agent;
+  private readonly discoveryIntervalMs: number;
+  /** The master as last learned, with the term it was learned in; null when unknown. */
+  private master: { readonly endpoint: string; readonly term: number } | null = null;
+  /** The HTTP base URL of every member some node has told us about. */
+  private readonly memberUrls = new Map<number, string>();
+  /** Index in `endpoints` of the node to try when the master is unknown. */
+  private cursor = 0;
+  private lastDiscoveryAt = Number.NEGATIVE_INFINITY;
+
+  constructor(endpoints: readonly string[], options: ServerPoolOptions = {}) {
+    const normalized = [...new Set(endpoints.map(normalizeEndpoint))];
+    if (normalized.length === 0) {
+      throw new InvalidInputError("endpoints", "give at least one node's HTTP address");
+    }
+    this.endpoints = normalized;
+    this.discoveryIntervalMs = options.discoveryIntervalMs ?? 250;
+    const keepAliveTimeout = options.keepAliveTimeoutMs ?? 30_000;
+    this.agent = new Agent({ keepAliveTimeout, keepAliveMaxTimeout: keepAliveTimeout });
+  }
+
+  /** The master's base URL as last learned, or null. */
+  masterEndpoint(): string | null {
+    return this.master?.endpoint ?? null;
+  }
+
+  /** Where the next attempt should go: the known master, else the current rotation slot. */
+  next(): string {
+    return this.master?.endpoint ?? this.endpoints[this.cursor % this.endpoints.length]!;
+  }
+
+  /**
+   * Whether an attempt should first ask its node who the master is: only while the master
+   * is unknown, and at most once per `discoveryIntervalMs`, so a cluster whose nodes do not
+   * advertise their URLs does not cost a status request per operation. Marks the look-up
+   * as done when it answers true.
+   */
+  claimDiscovery(): boolean {
+    const now = performance.now();
+    if (this.master !== null || now - this.lastDiscoveryAt < this.discoveryIntervalMs) {
+      return false;
+    }
+    this.lastDiscoveryAt = now;
+    return true;
+  }
+
+  /** An attempt at `endpoint` failed: stop presuming it is the master and move on. */
+  noteFailure(endpoint: string): void {
+    if (this.master?.endpoint === endpoint) this.master = null;
+    if (this.endpoints[this.cursor % this.endpoints.length] === endpoint) {
+      this.cursor = (this.cursor + 1) % this.endpoints.length;
+    }
+  }
+
+  /** `endpoint` served a request: keep using it while the master is unknown. */
+  noteAnswered(endpoint: string): void {
+    const index = this.endpoints.indexOf(endpoint);
+    if (index >= 0) this.cursor = index;
+  }
+
+  /**
+   * Learns from one node's status: the members' URLs, and the master the node knows of.
+   * Information from an older term than what is known is ignored, since a stale master
+   * (one cut off from the majority) may still believe it leads.
+   */
+  learnFromStatus(endpoint: string, status: NodeStatus): void {
+    for (const member of status.members) {
+      if (member.httpUrl === null) continue;
+      try {
+        this.memberUrls.set(member.id, normalizeEndpoint(member.httpUrl));
+      } catch {
+        // A member advertising an unusable URL is simply not used as a shortcut.
+      }
+    }
+    if (this.master !== null && status.term < this.master.term) return;
+    if (status.role === "master") {
+      this.master = { endpoint, term: status.term };
+      return;
+    }
+    const masterUrl = status.master === null ? undefined : this.memberUrls.get(status.master);
+    if (masterUrl !== undefined && masterUrl !== endpoint) {
+      this.master = { endpoint: masterUrl, term: status.term };
+    } else if (this.master?.endpoint === endpoint || (this.master?.term ?? 0) < status.term) {
+      // The node we took for the master says it is not, or a newer term began whose
+      // master this node cannot name: the old guess is worthless.
+      this.master = null;
+    }
+  }
+
+  /**
+   * Learns from an error answer that names the master (`masterHint` id or `masterUrl`), as
+   * a node that cannot forward may do. The term is unknown, so the hint keeps the term of
+   * the current guess.
+   */
+  learnFromHint(hint: { readonly masterId?: number; readonly masterUrl?: string }): void {
+    let endpoint = hint.masterId === undefined ? undefined : this.memberUrls.get(hint.masterId);
+    if (hint.masterUrl !== undefined) {
+      try {
+        endpoint = normalizeEndpoint(hint.masterUrl);
+      } catch {
+        // An unusable hint is ignored; the rotation finds the master anyway.
+      }
+    }
+    if (endpoint !== undefined) this.master = { endpoint, term: this.master?.term ?? 0 };
+  }
+
+  /** Sends one request to `endpoint` and reads the whole answer, within `timeoutMs`. */
+  async request(endpoint: string, request: PoolRequest): Promise<PoolResponse> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), request.timeoutMs);
+    try {
+      const response = await this.agent.request({
+        origin: endpoint,
+        path: request.path,
+        method: request.method,
+        headers: request.headers,
+        body: request.body ?? null,
+        signal: controller.signal,
+      });
+      const body = new Uint8Array(await response.body.arrayBuffer());
+      return { ok: true, endpoint, status: response.statusCode, headers: response.headers, body };
+    } catch (error) {
+      if (controller.signal.aborted) {
+        const message = `no answer within ${Math.round(request.timeoutMs)} ms`;
+        return { ok: false, endpoint, kind: "lost", timedOut: true, message };
+      }
+      const code = errorCode(error);
+      const kind = code !== undefined && NOT_DELIVERED_CODES.has(code) ? "refused" : "lost";
+      return { ok: false, endpoint, kind, timedOut: false, message: describeError(error) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for requests in flight (each bounded by its timeout), then closes connections. */
+  async close(): Promise<void> {
+    if (!this.agent.closed) await this.agent.close();
+  }
+}
+
+function errorCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e !== undefined && depth < 4; depth++) {
+    if (typeof e !== "object" || e === null) return undefined;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && code !== "") return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** One line for an undici or socket error: its code and message, or the cause's. */
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = errorCode(error);
+  const cause = error.cause instanceof Error ? error.cause.message : "";
+  const message = error.message !== "" ? error.message : cause;
+  if (code === undefined || message.includes(code)) return message;
+  return `${code}: ${message}`;
+}
