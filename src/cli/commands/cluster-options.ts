@@ -1,0 +1,73 @@
+/**
+ * The options every command that talks to a cluster shares (`--endpoints`, `--timeout`),
+ * their defaults (BATON_ENDPOINTS, then the three nodes `baton demo` starts), and making a
+ * client from them. A command reads its defaults here and nowhere else.
+ */
+
+import { type Command, InvalidArgumentError } from "commander";
+import { type BatonClient, createClient } from "../../client/index.js";
+import type { CliIo } from "./cli-io.js";
+
+/** The HTTP addresses of the three nodes `baton demo` starts. */
+export const DEFAULT_ENDPOINTS =
+  "http://127.0.0.1:8101,http://127.0.0.1:8102,http://127.0.0.1:8103";
+
+export interface ClusterOptions {
+  readonly endpoints?: string;
+  readonly timeout?: number;
+}
+
+/** Parses a whole number of at least `min` for commander, or explains the mistake. */
+export function integerArgument(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`expected a whole number of at least ${min}`);
+    }
+    return n;
+  };
+}
+
+/** Adds `--endpoints` and `--timeout` (with `timeoutMsDefault` in the help) to `command`. */
+export function addClusterOptions(command: Command, timeoutMsDefault: number): Command {
+  return command
+    .option(
+      "--endpoints <list>",
+      "comma-separated node HTTP addresses (default: $BATON_ENDPOINTS, else the three `baton demo` nodes)",
+    )
+    .option(
+      "--timeout <ms>",
+      `give up after this many milliseconds (default: ${timeoutMsDefault})`,
+      integerArgument(1),
+    );
+}
+
+/** The endpoints to use: `--endpoints`, else BATON_ENDPOINTS, else DEFAULT_ENDPOINTS. */
+export function endpointsFrom(options: ClusterOptions, io: CliIo): string[] {
+  const fromEnv = io.env.BATON_ENDPOINTS;
+  const list =
+    options.endpoints ?? (fromEnv !== undefined && fromEnv !== "" ? fromEnv : DEFAULT_ENDPOINTS);
+  return list
+    .split(",")
+    .map((e) => e.trim())
+    .filter((e) => e !== "");
+}
+
+/**
+ * A client for the chosen endpoints whose operations give up after `--timeout` ms. Each
+ * attempt is capped at `attemptTimeoutMsMax` so that a silent node costs at most that
+ * before the next node is tried.
+ */
+export function clientFrom(
+  options: ClusterOptions,
+  io: CliIo,
+  timeoutMsDefault: number,
+  attemptTimeoutMsMax = 1000,
+): BatonClient {
+  const deadlineMs = options.timeout ?? timeoutMsDefault;
+  return createClient({
+    endpoints: endpointsFrom(options, io),
+    deadlineMs,
+    attemptTimeoutMs: Math.min(attemptTimeoutMsMax, deadlineMs),
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * The CLI's exit codes and the one place that turns an error into an exit code and a
+ * one-line message that says what to do next. Catalogued errors are recognised by their
+ * `code`, never by their message or class, so that errors crossing module copies still map.
+ */
+
+import type { CliIo } from "./cli-io.js";
+
+export const ExitCode = {
+  /** The command did what was asked. */
+  ok: 0,
+  /** A key was not found, a precondition failed, or the cluster is unhealthy. */
+  failed: 1,
+  /** The command line or the input was wrong. */
+  usage: 2,
+  /** No master or no node could be reached in time. */
+  unavailable: 3,
+} as const;
+
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+const START_HINT =
+  "is the cluster running? start one with `baton demo`, or point --endpoints (or BATON_ENDPOINTS) at it";
+
+interface ErrorLike {
+  readonly code?: unknown;
+  readonly message?: unknown;
+  readonly details?: {
+    readonly anyNodeAnswered?: boolean;
+    readonly endpointsTried?: readonly string[];
+    readonly lastError?: string;
+  };
+  readonly key?: unknown;
+  readonly currentRevision?: unknown;
+}
+
+/** Writes "baton: <what happened>: <what to do>" to stderr and returns the exit code. */
+export function reportError(io: CliIo, error: unknown): ExitCode {
+  const [code, message] = describe(error);
+  io.stderr.write(`baton: ${message}\n`);
+  return code;
+}
+
+function describe(error: unknown): [ExitCode, string] {
+  const e = (typeof error === "object" && error !== null ? error : {}) as ErrorLike;
+  const message = typeof e.message === "string" ? e.message : String(error);
+  switch (e.code) {
+    case "ERR_NO_MASTER":
+      if (e.details?.anyNodeAnswered === false) {
+        const tried = e.details.endpointsTried?.join(", ") ?? "the endpoints";
+        return [ExitCode.unavailable, `no node answered at ${tried}: ${START_HINT}`];
+      }
+      return [
+        ExitCode.unavailable,
+        `the cluster has no master (${e.details?.lastError ?? message}): an election may be under way or most nodes are down; check \`baton status\` and retry`,
+      ];
+    case "ERR_TIMEOUT":
+      return [
+        ExitCode.unavailable,
+        `${message}: check \`baton status\`, or allow more time with --timeout`,
+      ];
+    case "ERR_UNREACHABLE":
+      return [ExitCode.unavailable, `${message}: ${START_HINT}`];
+    case "ERR_BUSY":
+    case "ERR_SHUTTING_DOWN":
+    case "ERR_INDETERMINATE":
+      return [ExitCode.unavailable, `${message}: retry shortly`];
+    case "ERR_PRECONDITION_FAILED": {
+      const key = typeof e.key === "string" ? e.key : "the key";
+      return [
+        ExitCode.failed,
+        `${message}; read it with \`baton get ${shellWord(key)}\` and retry with --if-revision ${String(e.currentRevision)}`,
+      ];
+    }
+    case "ERR_INVALID_INPUT":
+    case "ERR_TOO_LARGE":
+      return [ExitCode.usage, `invalid input: ${message}`];
+    case "ERR_UNEXPECTED_RESPONSE":
+      return [ExitCode.failed, `${message}: is --endpoints pointing at Baton nodes?`];
+    default:
+      return [ExitCode.failed, message];
+  }
+}
+
+/** Quotes `word` for a shell when it holds anything but safe characters. */
+export function shellWord(word: string): string {
+  return /^[\w./:@%+=-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}

@@ -1,0 +1,191 @@
+/**
+ * `baton status` in-process against a fake cluster (table, JSON, colour, watch, exit
+ * codes), and its judgement of health from hand-written node answers (stale masters, lag).
+ */
+
+import { afterEach, describe, expect, it } from "vitest";
+import { FakeCluster } from "../../client/fake-cluster.js";
+import type { NodeStatus } from "../../client/index.js";
+import { captureIo } from "./capture-io.js";
+import { runClientCli } from "./run-client-cli.js";
+import { renderStatusTable, summarizeCluster } from "./status.js";
+
+const fakes: FakeCluster[] = [];
+
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((f) => f.close()));
+});
+
+async function cluster(count: number, masterId: number | null): Promise<FakeCluster> {
+  const fake = await FakeCluster.start(count, masterId);
+  fakes.push(fake);
+  return fake;
+}
+
+function status(id: number, overrides: Partial<NodeStatus> = {}): NodeStatus {
+  return {
+    id,
+    role: "backup",
+    term: 3,
+    master: 1,
+    commitIndex: 10,
+    appliedIndex: 10,
+    lastIndex: 10,
+    members: [],
+    ...overrides,
+  };
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ANSI escape is the point.
+const ANSI = /\x1b\[[0-9;]*m/;
+
+describe("cli status: command", () => {
+  it("cli status: prints one row per node and a healthy verdict (exit 0)", async () => {
+    const fake = await cluster(3, 2);
+    const io = captureIo();
+    expect(await runClientCli(["status", "--endpoints", fake.urls.join(",")], io)).toBe(0);
+    const lines = io.out().split("\n");
+    expect(lines[0]).toMatch(
+      /^ID\s+ENDPOINT\s+ROLE\s+TERM\s+MASTER\s+COMMIT\s+APPLIED\s+LAG\s+NOTE$/,
+    );
+    expect(lines[2]).toContain(fake.urls[1]);
+    expect(lines[2]).toMatch(/ 2 {2}http:\S+ {2}master /);
+    expect(io.out()).toContain("healthy: node 2 is master in term 1; 3 of 3 nodes reachable");
+    expect(io.out()).not.toMatch(ANSI);
+  });
+
+  it("cli status: finds members that were not listed (one endpoint given)", async () => {
+    const fake = await cluster(3, 1);
+    const io = captureIo();
+    expect(await runClientCli(["status", "--endpoints", fake.urls[0]!], io)).toBe(0);
+    for (const url of fake.urls) expect(io.out()).toContain(url);
+  });
+
+  it("cli status: shows an unreachable node as such and exits 1 (degraded)", async () => {
+    const fake = await cluster(3, 1);
+    const urls = fake.urls;
+    await fake.kill(3);
+    const io = captureIo();
+    expect(await runClientCli(["status", "--endpoints", urls.join(",")], io)).toBe(1);
+    const row = io
+      .out()
+      .split("\n")
+      .find((l) => l.includes(urls[2]!));
+    expect(row).toMatch(/^ 3 {2}\S+ {2}unreachable /);
+    expect(row).toContain("ECONNREFUSED");
+    expect(io.out()).toContain("degraded: node 1 is master in term 1; 2 of 3 nodes reachable");
+  });
+
+  it("cli status: no master exits 1; no node reachable exits 3 with what to do", async () => {
+    const fake = await cluster(2, null);
+    const io = captureIo();
+    expect(await runClientCli(["status", "--endpoints", fake.urls.join(",")], io)).toBe(1);
+    expect(io.out()).toContain("no master: 2 of 2 nodes reachable");
+    const down = captureIo();
+    const args = ["status", "--endpoints", "127.0.0.1:1", "--timeout", "300"];
+    expect(await runClientCli(args, down)).toBe(3);
+    expect(down.out()).toContain("is the cluster running? start one with `baton demo`");
+  });
+
+  it("cli status: --json prints the verdict, the master and every node's status", async () => {
+    const fake = await cluster(3, 3);
+    const io = captureIo();
+    expect(await runClientCli(["status", "--json", "--endpoints", fake.urls.join(",")], io)).toBe(
+      0,
+    );
+    const json = JSON.parse(io.out());
+    expect(json).toMatchObject({
+      verdict: "healthy",
+      healthy: true,
+      master: { id: 3, endpoint: fake.urls[2], term: 1 },
+    });
+    expect(json.nodes).toHaveLength(3);
+    expect(json.nodes[0]).toMatchObject({ endpoint: fake.urls[0], reachable: true, lag: 0 });
+    expect(json.nodes[0].status).toMatchObject({ id: 1, role: "backup", master: 3 });
+  });
+
+  it("cli status: colours only on a terminal without NO_COLOR", async () => {
+    const fake = await cluster(1, 1);
+    const args = ["status", "--endpoints", fake.urls[0]!];
+    const tty = captureIo({ tty: true });
+    await runClientCli(args, tty);
+    expect(tty.out()).toMatch(ANSI);
+    const noColor = captureIo({ tty: true, env: { NO_COLOR: "1" } });
+    await runClientCli(args, noColor);
+    expect(noColor.out()).not.toMatch(ANSI);
+  });
+
+  it("cli status: --watch refreshes (--count 2, JSON lines)", async () => {
+    const fake = await cluster(1, 1);
+    const io = captureIo();
+    const args = [
+      "status",
+      "--watch",
+      "50",
+      "--count",
+      "2",
+      "--json",
+      "--endpoints",
+      fake.urls[0]!,
+    ];
+    expect(await runClientCli(args, io)).toBe(0);
+    const lines = io.out().trim().split("\n");
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(JSON.parse(line).verdict).toBe("healthy");
+    expect(fake.requestsTo("GET", "/v1/status")).toHaveLength(2);
+  });
+
+  it("cli status: --help prints examples and exits 0", async () => {
+    const io = captureIo();
+    expect(await runClientCli(["status", "--help"], io)).toBe(0);
+    expect(io.out()).toContain("baton status --watch");
+  });
+});
+
+describe("cli status: judgement", () => {
+  it("cli status: lag is the master's commit index minus the node's applied index", () => {
+    const summary = summarizeCluster([
+      {
+        endpoint: "http://a",
+        status: status(1, { role: "master", commitIndex: 50, appliedIndex: 49 }),
+      },
+      { endpoint: "http://b", status: status(2, { appliedIndex: 20 }) },
+      { endpoint: "http://c", status: status(3, { appliedIndex: 60 }) },
+    ]);
+    expect(summary.nodes.map((n) => n.lag)).toEqual([1, 30, 0]);
+    expect(summary.verdict).toBe("healthy");
+  });
+
+  it("cli status: a master in an older term is flagged stale, not believed", () => {
+    const summary = summarizeCluster([
+      { endpoint: "http://a", status: status(1, { role: "master", term: 2, master: 1 }) },
+      { endpoint: "http://b", status: status(2, { role: "master", term: 3, master: 2 }) },
+      { endpoint: "http://c", status: status(3, { term: 3, master: 2 }) },
+    ]);
+    expect(summary.master).toEqual({ id: 2, endpoint: "http://b", term: 3 });
+    expect(summary.nodes[0]?.note).toBe("stale master (term 2 < 3)");
+    const table = renderStatusTable(summary, false);
+    expect(table).toContain("stale master");
+  });
+
+  it("cli status: an unreachable node takes its id from a member list that names its URL", () => {
+    const members = [
+      {
+        id: 9,
+        address: "x:1",
+        httpUrl: "http://c/",
+        role: "backup" as const,
+        connected: false,
+        matchIndex: null,
+        lag: null,
+        lastContactMs: null,
+      },
+    ];
+    const summary = summarizeCluster([
+      { endpoint: "http://a", status: status(1, { role: "master", members }) },
+      { endpoint: "http://c", error: "did not answer: refused" },
+    ]);
+    expect(summary.nodes[1]).toMatchObject({ id: 9, status: null, lag: null });
+    expect(summary.verdict).toBe("degraded");
+  });
+});
