@@ -34,9 +34,8 @@ export class Progress {
   }
 
   becomeProbe(): void {
-    // After a state transfer, resume right after the snapshot the backup now holds.
-    this.next =
-      this.state === "transfer" ? Math.max(this.match, this.transferIndex) + 1 : this.match + 1;
+    // After a state transfer the backup's answer has moved `match` past the snapshot.
+    this.next = this.match + 1;
     this.state = "probe";
     this.probeSent = false;
     this.inflight.length = 0;

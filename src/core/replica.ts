@@ -9,6 +9,7 @@
  *   1. persist `hardState` and `entries` (an entry at index i replaces any stored entry at
  *      index i and above) durably;
  *   2. only then send `messages` (votes and acknowledgements promise what is on disk);
+ *      `messagesNow` (the master's appends and heartbeats) may be sent before step 1;
  *   3. apply `committed` entries to the state machine, in order;
  *   4. call `persisted(index, term)` with the last entry that is now durable.
  *
@@ -83,8 +84,26 @@ export type CoreEvent = {
 export interface Ready {
   readonly hardState: HardState | null;
   readonly entries: readonly Entry[];
+  /** Send only once this Ready's hard state and entries are durable. */
   readonly messages: readonly Message[];
+  /**
+   * The master's appends and heartbeats: they promise nothing about this node's disk, so
+   * they may leave at once, while the master writes the same entries (Raft §10.2.1). The
+   * master counts itself towards a commit only for entries `persisted` reports durable.
+   */
+  readonly messagesNow: readonly Message[];
   readonly committed: readonly Entry[];
+  /**
+   * A snapshot received by state transfer that replaces this node's log and state: the
+   * runtime makes it durable and restores the state machine from it before it persists
+   * this Ready's entries or applies its committed entries (which all follow it).
+   */
+  readonly snapshot: SnapshotMeta | null;
+  /**
+   * Backups that need a state transfer: the entries they miss are compacted away. The
+   * runtime streams its newest snapshot to each and calls `transferFailed` if it fails.
+   */
+  readonly transfers: readonly NodeId[];
   readonly reads: readonly ReadState[];
   readonly events: readonly CoreEvent[];
 }
@@ -133,7 +152,10 @@ export class Replica {
 
   private lastHardState: HardState;
   private outMessages: Message[] = [];
+  private outMessagesNow: Message[] = [];
   private outReads: ReadState[] = [];
+  private outTransfers: NodeId[] = [];
+  private installed: SnapshotMeta | null = null;
   private outEvents: CoreEvent[] = [];
 
   constructor(config: ReplicaConfig, prng: Prng, restored: RestoredState = EMPTY_STATE) {
@@ -276,6 +298,59 @@ export class Replica {
     });
   }
 
+  /**
+   * The runtime took a snapshot of the state machine covering the log up to at least
+   * `index` (which must be applied): forget the entries up to `index`. Keeping some
+   * entries below the snapshot lets slightly lagging backups catch up without a transfer.
+   */
+  compact(index: number): void {
+    this.guard(() => {
+      assert(index <= this.applied, `replica ${this.id}: compacting unapplied entries`);
+      const term = this.log.termAt(index);
+      if (index <= this.log.snapshot().index || term === undefined) return;
+      this.log.compact({ index, term });
+    });
+  }
+
+  /**
+   * A snapshot streamed by master `from` in `term` has fully arrived. Returns true when
+   * the runtime must adopt it (the next Ready carries it in `snapshot`); false when it is
+   * stale or the log already holds what it covers, in which case the runtime drops it.
+   */
+  installSnapshot(from: NodeId, term: number, meta: SnapshotMeta): boolean {
+    assert(this.peers.includes(from), `replica ${this.id}: snapshot from non-member ${from}`);
+    let adopt = false;
+    this.guard(() => {
+      if (term < this.currentTerm) return;
+      if (term > this.currentTerm)
+        this.becomeBackup(term, from, `saw term ${term} from node ${from}`);
+      this.followMaster(from);
+      const log = this.log;
+      if (meta.index <= log.commitIndex) {
+        this.sendAppendResponse(from, true, log.commitIndex, 0, 0);
+      } else if (log.matches(meta.index, meta.term)) {
+        log.commitTo(meta.index);
+        this.sendAppendResponse(from, true, meta.index, 0, 0);
+      } else {
+        // Raft §7: the snapshot replaces the whole log; state continues from it.
+        log.resetToSnapshot(meta);
+        this.applied = meta.index;
+        this.installed = meta;
+        this.sendAppendResponse(from, true, meta.index, 0, 0);
+        adopt = true;
+      }
+    });
+    return adopt;
+  }
+
+  /** A state transfer to `peer` failed or timed out; replication will try again. */
+  transferFailed(peer: NodeId): void {
+    this.guard(() => {
+      const pr = this.progress.get(peer);
+      if (pr !== undefined && pr.state === "transfer") pr.becomeProbe();
+    });
+  }
+
   /** Starts an election now (tests, and a planned switchover's target). */
   campaign(): void {
     this.guard(() => {
@@ -287,7 +362,10 @@ export class Replica {
   hasReady(): boolean {
     return (
       this.outMessages.length > 0 ||
+      this.outMessagesNow.length > 0 ||
       this.outReads.length > 0 ||
+      this.outTransfers.length > 0 ||
+      this.installed !== null ||
       this.outEvents.length > 0 ||
       this.applied < this.log.commitIndex ||
       this.log.hasUnpersisted() ||
@@ -319,12 +397,18 @@ export class Replica {
       hardState: changed ? hardState : null,
       entries: this.log.takeUnpersisted(),
       messages: this.outMessages,
+      messagesNow: this.outMessagesNow,
       committed,
+      snapshot: this.installed,
+      transfers: this.outTransfers,
       reads: this.outReads,
       events: this.outEvents,
     };
     this.outMessages = [];
+    this.outMessagesNow = [];
     this.outReads = [];
+    this.outTransfers = [];
+    this.installed = null;
     this.outEvents = [];
     return ready;
   }
@@ -615,7 +699,9 @@ export class Replica {
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
       const wasPaused = pr.isPaused(this.config.inflightMax);
-      if (!pr.acknowledge(m.index) && pr.state !== "probe") return;
+      const news = pr.acknowledge(m.index);
+      if (pr.state === "transfer" && pr.match >= pr.transferIndex) pr.becomeProbe();
+      if (!news && pr.state !== "probe") return;
       if (pr.state === "probe") pr.becomeReplicate();
       // A backup that was waiting may have missed the commit news meanwhile.
       if (!this.maybeCommit() && wasPaused) this.appendDue.add(m.from);
@@ -693,7 +779,13 @@ export class Replica {
   private sendAppend(peer: NodeId, pr: Progress): void {
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.termAt(prevIndex);
-    assert(prevTerm !== undefined, `replica: entry ${prevIndex} for node ${peer} compacted`);
+    if (prevTerm === undefined) {
+      // The entries this backup needs are compacted away: it needs a state transfer.
+      assert(prevIndex < this.log.snapshot().index, `replica: entry ${prevIndex} missing`);
+      pr.becomeTransfer(this.log.snapshot().index);
+      this.outTransfers.push(peer);
+      return;
+    }
     const entries = this.log.slice(
       pr.next,
       this.log.lastIndex(),
@@ -818,7 +910,9 @@ export class Replica {
   }
 
   private send<M extends Message>(message: M): void {
-    this.outMessages.push(message);
+    if (message.type === "append" || message.type === "heartbeat")
+      this.outMessagesNow.push(message);
+    else this.outMessages.push(message);
   }
 
   private guard(body: () => void): void {

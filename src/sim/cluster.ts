@@ -12,6 +12,8 @@ import type { HistoryOp } from "./checkers/linearizability.js";
 import { SafetyChecker } from "./checkers/safety.js";
 import { EventQueue } from "./event-queue.js";
 import type { NemesisKind, Scenario } from "./scenario.js";
+import type { StoredSnapshot } from "./sim-disk.js";
+import type { SimKv } from "./sim-kv.js";
 import { NO_FAULTS, SimNetwork } from "./sim-network.js";
 import { type ClientAnswer, type ClientRequest, SimNode } from "./sim-node.js";
 import { type ClientAction, DEFAULT_CLIENT_TIMINGS, SimClient } from "./workload.js";
@@ -29,7 +31,9 @@ type SimEvent =
   | { type: "resume"; node: NodeId }
   | { type: "heal_link"; from: NodeId; to: NodeId }
   | { type: "cut_link"; from: NodeId; to: NodeId }
-  | { type: "nemesis" };
+  | { type: "nemesis" }
+  | { type: "transfer"; from: NodeId; to: NodeId; term: number; snapshot: StoredSnapshot<SimKv> }
+  | { type: "transfer_timeout"; node: NodeId; incarnation: number; peer: NodeId };
 
 export interface ClusterStats {
   elections: number;
@@ -39,6 +43,7 @@ export interface ClusterStats {
   pauses: number;
   partitions: number;
   tornWrites: number;
+  transfers: number;
   faults: Record<string, number>;
 }
 
@@ -58,6 +63,7 @@ export class SimCluster {
     pauses: 0,
     partitions: 0,
     tornWrites: 0,
+    transfers: 0,
     faults: {},
   };
   private readonly agenda = new EventQueue<SimEvent>();
@@ -82,7 +88,12 @@ export class SimCluster {
     this.network.faults = scenario.network;
     const ids = Array.from({ length: scenario.nodeCount }, (_, i) => i + 1);
     for (const id of ids) {
-      const node = new SimNode(id, ids, this.prng.fork(), {
+      const tuning = {
+        replica: { appendEntriesMax: scenario.appendEntriesMax, inflightMax: scenario.inflightMax },
+        snapshotEvery: scenario.snapshotEvery,
+        keepEntries: scenario.keepEntries,
+      };
+      const node = new SimNode(id, ids, tuning, this.prng.fork(), {
         onReady: (n, ready, persist) => this.onReady(n, ready, persist),
         answer: (n, request, answer) => this.sendAnswer(n.id, request, answer),
         applied: (n, entry) => this.checker.applied(n.id, entry),
@@ -196,6 +207,21 @@ export class SimCluster {
         return;
       case "nemesis":
         return this.onNemesis();
+      case "transfer":
+        if (this.network.isCut(event.from, event.to)) return;
+        return this.atNode(event.to, event, (node) => {
+          if (node.receiveSnapshot(event.from, event.term, event.snapshot)) {
+            this.stats.transfers++;
+            this.log(
+              `node ${node.id}: adopts snapshot ${event.snapshot.meta.index} from node ${event.from}`,
+            );
+          }
+        });
+      case "transfer_timeout": {
+        const node = this.nodes.get(event.node)!;
+        if (node.incarnation !== event.incarnation || !node.up) return;
+        return this.atNode(event.node, event, (n) => n.replica!.transferFailed(event.peer));
+      }
     }
   }
 
@@ -252,6 +278,8 @@ export class SimCluster {
         `node ${node.id}: ${event.role}${event.preVote ? " (pre-vote)" : ""} term ${event.term} — ${event.reason}`,
       );
     }
+    this.sendMessages(ready.messagesNow);
+    for (const peer of ready.transfers) this.startTransfer(node, peer);
     const busy = Math.max(this.now, this.diskBusyUntil.get(node.id) ?? 0);
     const s = this.scenario;
     const done = persist
@@ -270,9 +298,11 @@ export class SimCluster {
   private onComplete(id: NodeId, incarnation: number, ready: Ready): void {
     const node = this.nodes.get(id)!;
     if (node.incarnation !== incarnation || !node.up) return;
-    if (ready.hardState !== null || ready.entries.length > 0) {
+    if (ready.hardState !== null || ready.entries.length > 0 || ready.snapshot !== null) {
       const first = this.writesInFlight.get(id)!.shift();
       if (first !== ready) throw new Error(`node ${id}: disk writes completed out of order`);
+      // An adopted snapshot lands before the entries that follow it.
+      if (ready.snapshot !== null) node.adopt(ready.snapshot.index);
       node.disk.write({
         hardState: ready.hardState,
         entries: ready.entries,
@@ -281,6 +311,31 @@ export class SimCluster {
     }
     node.complete(ready, (r) => this.sendMessages(r.messages));
     this.afterStep(node);
+  }
+
+  /** Streams the node's newest snapshot to `peer` (one message in the simulator). */
+  private startTransfer(node: SimNode, peer: NodeId): void {
+    const snapshot = node.disk.snapshot();
+    const replica = node.replica!;
+    this.log(`node ${node.id}: state transfer of snapshot ${snapshot?.meta.index} to node ${peer}`);
+    const timeout = this.now + 300 + this.prng.next() * 300;
+    this.agenda.push(timeout, {
+      type: "transfer_timeout",
+      node: node.id,
+      incarnation: node.incarnation,
+      peer,
+    });
+    if (snapshot === null) return;
+    for (const delay of this.network.plan(node.id, peer)) {
+      const event = {
+        type: "transfer",
+        from: node.id,
+        to: peer,
+        term: replica.term,
+        snapshot,
+      } as const;
+      this.agenda.push(this.now + delay + 5, event);
+    }
   }
 
   private sendMessages(messages: readonly Message[]): void {
@@ -355,7 +410,7 @@ export class SimCluster {
     // later ones never started. The simulator learns of them from the agenda.
     if (!this.prng.chance(this.scenario.tornWrite)) return;
     const pending = this.pendingWrite(node);
-    if (pending === undefined || pending.entries.length === 0) return;
+    if (pending === undefined || pending.entries.length === 0 || pending.snapshot !== null) return;
     const hardStateLands = pending.hardState === null || this.prng.chance(0.5);
     const keep = hardStateLands ? this.prng.int(0, pending.entries.length - 1) : 0;
     if (!hardStateLands) return;

@@ -22,6 +22,7 @@ interface SweepSummary {
   failovers: number;
   crashes: number;
   tornWrites: number;
+  transfers: number;
   messages: number;
   dropped: number;
   faults: Record<string, number>;
@@ -44,6 +45,7 @@ function emptySummary(): SweepSummary {
     failovers: 0,
     crashes: 0,
     tornWrites: 0,
+    transfers: 0,
     messages: 0,
     dropped: 0,
     faults: {},
@@ -64,6 +66,7 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   summary.failovers += r.failovers;
   summary.crashes += r.crashes;
   summary.tornWrites += r.tornWrites;
+  summary.transfers += r.transfers;
   summary.messages += r.messages;
   summary.dropped += r.dropped;
   for (const [kind, count] of Object.entries(r.faults)) {
@@ -132,7 +135,7 @@ function printSummary(summary: SweepSummary, seconds: number, from: number): voi
   );
   console.log(`  operations ${summary.operations} (${summary.indeterminate} indeterminate)`);
   console.log(
-    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}`,
+    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}, state transfers ${summary.transfers}`,
   );
   console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
   console.log(`  faults: ${faults}`);
@@ -153,7 +156,7 @@ function printRun(r: RunResult, trace: boolean): void {
     `seed ${r.seed}: ${r.nodeCount} nodes, ${r.clientCount} clients, ${r.operations} operations (${r.indeterminate} indeterminate), commit index ${r.commitIndex}`,
   );
   console.log(
-    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}`,
+    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}, state transfers ${r.transfers}`,
   );
   console.log(
     `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs ?? "?"}ms after healing`,

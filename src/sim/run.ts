@@ -33,6 +33,7 @@ export interface RunResult {
   readonly faults: Record<string, number>;
   readonly crashes: number;
   readonly tornWrites: number;
+  readonly transfers: number;
   readonly messages: number;
   readonly dropped: number;
   /** Virtual ms from healing until a master was agreed on. */
@@ -72,6 +73,7 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     faults: stats.faults,
     crashes: stats.crashes,
     tornWrites: stats.tornWrites,
+    transfers: stats.transfers,
     messages: cluster.network.sent,
     dropped: cluster.network.dropped,
     recoveryMs,

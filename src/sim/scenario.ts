@@ -25,6 +25,13 @@ export interface Scenario {
   readonly tornWrite: number;
   /** Virtual ms of the fault phase. */
   readonly faultPhaseMs: number;
+  /** Protocol knobs that change how replication interleaves (small values stress it). */
+  readonly appendEntriesMax: number;
+  readonly inflightMax: number;
+  /** Each node snapshots every this many applied entries (0: never). */
+  readonly snapshotEvery: number;
+  /** Entries kept below a snapshot. */
+  readonly keepEntries: number;
 }
 
 export type NemesisKind =
@@ -82,5 +89,9 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
     },
     tornWrite: calm ? 0 : prng.pick([0, 0.3, 0.8]),
     faultPhaseMs: options.faultPhaseMs ?? 6000,
+    appendEntriesMax: prng.pick([1, 2, 8, 512]),
+    inflightMax: prng.pick([1, 4, 64]),
+    snapshotEvery: prng.pick([0, 10, 50, 200]),
+    keepEntries: prng.pick([0, 5, 50]),
   };
 }

@@ -3,10 +3,11 @@
  * order, after a latency; a crash loses every write that had not completed, and may tear
  * the one in progress (part of its entries land, as a torn tail that recovery trims). The
  * hard state is written before the entries of the same write, as the real runtime does,
- * so a log never holds a term above the recovered term.
+ * so a log never holds a term above the recovered term. Snapshots are kept as opaque
+ * state captured from the node's state machine.
  */
 
-import type { Entry, HardState } from "../core/messages.js";
+import type { Entry, HardState, SnapshotMeta } from "../core/messages.js";
 import { EMPTY_STATE, type RestoredState } from "../core/replica.js";
 
 export interface DiskWrite {
@@ -17,9 +18,17 @@ export interface DiskWrite {
   readonly commitIndex: number;
 }
 
-export class SimDisk {
+export interface StoredSnapshot<S> {
+  readonly meta: SnapshotMeta;
+  readonly state: S;
+}
+
+export class SimDisk<S> {
   private hardState: HardState = EMPTY_STATE.hardState;
+  /** The log starts after this index. */
+  private base: SnapshotMeta = EMPTY_STATE.snapshot;
   private entries: Entry[] = [];
+  private stored: StoredSnapshot<S> | null = null;
   writes = 0;
   torn = 0;
 
@@ -29,26 +38,49 @@ export class SimDisk {
     if (write.hardState !== null) this.hardState = write.hardState;
     const first = write.entries[0];
     if (first !== undefined && keep > 0) {
-      this.entries.length = first.index - 1;
+      if (first.index <= this.base.index) throw new Error("sim disk: write below the snapshot");
+      this.entries.length = first.index - this.base.index - 1;
       for (const entry of write.entries.slice(0, keep)) this.entries.push(entry);
     }
     if (keep < write.entries.length) this.torn++;
     const commitIndex = Math.min(
       Math.max(this.hardState.commitIndex, write.commitIndex),
-      this.entries.length,
+      this.lastIndex,
     );
     this.hardState = { ...this.hardState, commitIndex };
   }
 
+  /** Stores a snapshot of applied state; the log is kept (the core compacts separately). */
+  saveSnapshot(snapshot: StoredSnapshot<S>): void {
+    if (this.stored !== null && snapshot.meta.index <= this.stored.meta.index) return;
+    this.stored = snapshot;
+  }
+
+  /** State transfer: the snapshot replaces the whole log. */
+  installSnapshot(snapshot: StoredSnapshot<S>): void {
+    this.stored = snapshot;
+    this.base = snapshot.meta;
+    this.entries = [];
+    const commitIndex = Math.max(this.hardState.commitIndex, snapshot.meta.index);
+    this.hardState = { ...this.hardState, commitIndex };
+  }
+
+  snapshot(): StoredSnapshot<S> | null {
+    return this.stored;
+  }
+
   recover(): RestoredState {
-    return {
-      hardState: this.hardState,
-      snapshot: EMPTY_STATE.snapshot,
-      entries: [...this.entries],
-    };
+    const snap = this.stored?.meta ?? EMPTY_STATE.snapshot;
+    // Recovery starts right after the newest snapshot, as the real storage does.
+    const entries = this.entries.slice(Math.max(0, snap.index - this.base.index));
+    const first = entries[0];
+    if (first !== undefined && first.index !== snap.index + 1) {
+      throw new Error(`sim disk: log starts at ${first.index} after snapshot ${snap.index}`);
+    }
+    return { hardState: this.hardState, snapshot: snap, entries };
   }
 
   get lastIndex(): number {
-    return this.entries.length;
+    return this.base.index + this.entries.length;
   }
 }

@@ -40,6 +40,14 @@ export class SimKv {
   private readonly values = new Map<string, string>();
   private readonly sessions = new Map<number, { seq: number; result: SimResult }>();
 
+  /** An independent copy: the simulator's snapshots are copies of the state. */
+  clone(): SimKv {
+    const copy = new SimKv();
+    for (const [k, v] of this.values) copy.values.set(k, v);
+    for (const [c, s] of this.sessions) copy.sessions.set(c, s);
+    return copy;
+  }
+
   get(key: string): string | null {
     return this.values.get(key) ?? null;
   }

@@ -6,11 +6,11 @@
  * else (replica, state machine, pending requests) dies with the process.
  */
 
-import { defaultReplicaConfig } from "../core/config.js";
+import { defaultReplicaConfig, type ReplicaConfig } from "../core/config.js";
 import type { Entry, NodeId } from "../core/messages.js";
 import type { Prng } from "../core/prng.js";
 import { type Ready, Replica } from "../core/replica.js";
-import { SimDisk } from "./sim-disk.js";
+import { SimDisk, type StoredSnapshot } from "./sim-disk.js";
 import { decodeCommand, type SimCommand, SimKv } from "./sim-kv.js";
 
 export interface ClientRequest {
@@ -28,6 +28,14 @@ export type ClientAnswer =
   | { readonly kind: "redirect"; readonly masterHint: NodeId | null }
   | { readonly kind: "retry" };
 
+export interface NodeTuning {
+  readonly replica: Partial<ReplicaConfig>;
+  /** Snapshot every this many applied entries; 0 for never. */
+  readonly snapshotEvery: number;
+  /** Entries kept in the log below a snapshot, for backups slightly behind. */
+  readonly keepEntries: number;
+}
+
 export interface NodeHooks {
   /** A Ready was produced; the cluster schedules its completion. */
   onReady(node: SimNode, ready: Ready, persist: boolean): void;
@@ -38,7 +46,10 @@ export interface NodeHooks {
 export class SimNode {
   replica: Replica | null = null;
   incarnation = 0;
-  readonly disk = new SimDisk();
+  readonly disk = new SimDisk<SimKv>();
+  /** Snapshots that arrived by state transfer and await adoption, by index. */
+  private received = new Map<number, SimKv>();
+  private snapshotIndex = 0;
   kv = new SimKv();
   pausedUntil = 0;
   /** Index of the last entry this incarnation's state machine applied. */
@@ -51,6 +62,7 @@ export class SimNode {
   constructor(
     readonly id: NodeId,
     private readonly members: readonly NodeId[],
+    private readonly tuning: NodeTuning,
     private readonly prng: Prng,
     private readonly hooks: NodeHooks,
   ) {}
@@ -61,10 +73,13 @@ export class SimNode {
 
   start(): void {
     this.incarnation++;
-    const config = defaultReplicaConfig(this.id, this.members);
+    const config = { ...defaultReplicaConfig(this.id, this.members), ...this.tuning.replica };
     this.replica = new Replica(config, this.prng.fork(), this.disk.recover());
-    this.kv = new SimKv();
+    const stored = this.disk.snapshot();
+    this.kv = stored === null ? new SimKv() : stored.state.clone();
     this.appliedIndex = this.replica.snapshotMeta().index;
+    this.snapshotIndex = this.appliedIndex;
+    this.received = new Map();
     this.pendingWrites = new Map();
     this.pendingReads = new Map();
     this.readsAwaitingApply = [];
@@ -80,7 +95,8 @@ export class SimNode {
     if (replica === null) return;
     while (replica.hasReady()) {
       const ready = replica.ready();
-      const persist = ready.hardState !== null || ready.entries.length > 0;
+      const persist =
+        ready.hardState !== null || ready.entries.length > 0 || ready.snapshot !== null;
       this.hooks.onReady(this, ready, persist);
     }
   }
@@ -94,6 +110,43 @@ export class SimNode {
     const last = ready.entries[ready.entries.length - 1];
     if (last !== undefined) replica.persisted(last.index, last.term);
     this.serveReads();
+    this.maybeSnapshot();
+  }
+
+  /** A state transfer fully arrived; returns whether the core adopts it. */
+  receiveSnapshot(from: NodeId, term: number, snapshot: StoredSnapshot<SimKv>): boolean {
+    const adopt = this.replica!.installSnapshot(from, term, snapshot.meta);
+    if (adopt) this.received.set(snapshot.meta.index, snapshot.state.clone());
+    return adopt;
+  }
+
+  /** The Ready carrying an adopted snapshot is durable: the state continues from it. */
+  adopt(index: number): void {
+    const state = this.received.get(index);
+    if (state === undefined)
+      throw new Error(`node ${this.id}: adopted snapshot ${index} never arrived`);
+    this.received.clear();
+    this.disk.installSnapshot({
+      meta: { index, term: this.replica!.snapshotMeta().term },
+      state: state.clone(),
+    });
+    this.kv = state;
+    this.appliedIndex = index;
+    this.snapshotIndex = index;
+    this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > index);
+  }
+
+  /** Takes a snapshot every `snapshotEvery` applied entries and compacts the log behind it. */
+  private maybeSnapshot(): void {
+    const every = this.tuning.snapshotEvery;
+    if (every === 0 || this.appliedIndex - this.snapshotIndex < every) return;
+    const replica = this.replica!;
+    const term = replica.termAt(this.appliedIndex);
+    if (term === undefined) return;
+    const meta = { index: this.appliedIndex, term };
+    this.disk.saveSnapshot({ meta, state: this.kv.clone() });
+    this.snapshotIndex = meta.index;
+    replica.compact(Math.max(replica.snapshotMeta().index, meta.index - this.tuning.keepEntries));
   }
 
   handleRequest(request: ClientRequest): void {

@@ -46,12 +46,14 @@ describe("simulator", () => {
     const totals: Record<string, number> = {};
     let failovers = 0;
     let torn = 0;
+    let transfers = 0;
     let operations = 0;
     for (let seed = 1; seed <= 60; seed++) {
       const r = runSeed(seed);
       for (const [k, v] of Object.entries(r.faults)) totals[k] = (totals[k] ?? 0) + v;
       failovers += r.failovers;
       torn += r.tornWrites;
+      transfers += r.transfers;
       operations += r.operations - r.indeterminate;
     }
     for (const kind of [
@@ -68,6 +70,7 @@ describe("simulator", () => {
     }
     expect(failovers).toBeGreaterThan(50);
     expect(torn).toBeGreaterThan(0);
+    expect(transfers).toBeGreaterThan(10);
     expect(operations).toBeGreaterThan(10_000);
   });
 });

@@ -36,6 +36,8 @@ export class SafetyChecker {
   private readonly committed: (Entry | undefined)[] = [];
   /** The term in which each index was first seen committed. */
   private readonly committedInTerm: number[] = [];
+  /** The hash chain at each committed index, so a log that starts at a snapshot joins it. */
+  private readonly committedChain: number[] = [0];
   private committedMax = 0;
   /** (index, term) -> chain hash at that point, as first seen on any node. */
   private readonly chainAt = new Map<string, { entry: Entry; chain: number }>();
@@ -105,32 +107,51 @@ export class SafetyChecker {
   private checkLog(id: NodeId, replica: Replica, view: NodeView): void {
     const base = replica.snapshotMeta().index;
     const last = replica.lastIndex;
+    this.joinSnapshot(id, view, base);
     // The log only changes at its tail: find the first index that differs from the view.
     let from = Math.min(view.entries.length - 1, last);
     while (from > base && view.entries[from] !== replica.entryAt(from)) from--;
     from = Math.max(from, base) + 1;
-    if (from <= base + 1 && view.chain[base] === undefined)
-      view.chain[base] = base === 0 ? 0 : hashStart(base);
-    view.entries.length = Math.max(from, 1);
-    view.chain.length = Math.max(from, 1);
+    view.entries.length = from;
+    view.chain.length = from;
     for (let i = from; i <= last; i++) {
       const entry = replica.entryAt(i);
       if (entry === undefined) throw new SafetyViolation(`node ${id} has a hole at index ${i}`);
-      if (entry.index !== i)
+      if (entry.index !== i) {
         throw new SafetyViolation(`node ${id} holds entry ${entry.index} at ${i}`);
-      const previous = view.chain[i - 1] ?? hashStart(i - 1);
+      }
+      const previous = view.chain[i - 1];
+      if (previous === undefined) throw new SafetyViolation(`node ${id}: no chain before ${i}`);
       const chain = mix(previous, this.identity(entry));
       view.entries[i] = entry;
       view.chain[i] = chain;
-      this.checkChain(id, entry, chain, i - 1 > base || base === 0);
+      this.checkChain(id, entry, chain);
     }
   }
 
-  private checkChain(id: NodeId, entry: Entry, chain: number, chainKnown: boolean): void {
+  /**
+   * A log that starts at a snapshot (after a state transfer or a restart) continues the
+   * committed chain at its base: everything up to the base is committed.
+   */
+  private joinSnapshot(id: NodeId, view: NodeView, base: number): void {
+    const chain = this.committedChain[base];
+    if (view.entries[base] === this.committed[base] && view.chain[base] === chain) return;
+    if (chain === undefined) {
+      throw new SafetyViolation(
+        `node ${id} holds a snapshot at ${base}, beyond anything committed`,
+      );
+    }
+    view.entries.length = base + 1;
+    view.chain.length = base + 1;
+    view.entries[base] = this.committed[base];
+    view.chain[base] = chain;
+  }
+
+  private checkChain(id: NodeId, entry: Entry, chain: number): void {
     const key = `${entry.index}:${entry.term}`;
     const seen = this.chainAt.get(key);
     if (seen === undefined) {
-      if (chainKnown) this.chainAt.set(key, { entry, chain });
+      this.chainAt.set(key, { entry, chain });
       return;
     }
     if (seen.entry !== entry) {
@@ -138,7 +159,7 @@ export class SafetyChecker {
         `log matching: node ${id} holds a different entry at index ${entry.index}, term ${entry.term}`,
       );
     }
-    if (chainKnown && seen.chain !== chain) {
+    if (seen.chain !== chain) {
       throw new SafetyViolation(
         `log matching: node ${id} agrees at index ${entry.index}, term ${entry.term} but differs before it`,
       );
@@ -159,6 +180,7 @@ export class SafetyChecker {
       if (known === undefined) {
         this.committed[i] = entry;
         this.committedInTerm[i] = replica.term;
+        this.committedChain[i] = view.chain[i]!;
       } else if (known !== entry) {
         throw new SafetyViolation(
           `node ${id} committed entry ${i} of term ${entry.term}; term ${known.term}'s entry was committed there before`,
@@ -191,8 +213,4 @@ function mix(previous: number, value: number): number {
   h ^= h >>> 15;
   h = Math.imul(h, 0x85ebca77);
   return (h ^ (h >>> 13)) >>> 0;
-}
-
-function hashStart(index: number): number {
-  return mix(0x5bd1e995, index);
 }
