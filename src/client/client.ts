@@ -352,11 +352,13 @@ class HttpBatonClient implements BatonClient {
    */
   private failureOf(response: FinalResponse): AttemptFailure | null {
     const { status } = response;
-    if ((status >= 200 && status < 300) || status === 404 || status === 412) return null;
+    if ((status >= 200 && status < 300) || status === 412) return null;
     const body = errorBody(response);
+    // A 404 is "no such key" unless the node says the route itself does not exist.
+    if (status === 404 && body.code !== "ERR_NO_ROUTE") return null;
     if (status === 400 || body.code === "ERR_INVALID_INPUT") throw invalidInput(body);
     if (status === 413 || body.code === "ERR_TOO_LARGE") throw tooLarge(body);
-    if (status !== 408 && status !== 429 && status < 500) {
+    if (!RETRIED_STATUSES.has(status)) {
       throw unexpected(response, body.message ?? "the request was refused");
     }
     this.pool.learnFromHint(body.hint);
@@ -367,7 +369,7 @@ class HttpBatonClient implements BatonClient {
       endpoint: response.endpoint,
       message: `HTTP ${status}${body.code === undefined ? "" : ` ${body.code}`}: ${body.message ?? "no detail"}`,
       retryAfterMs,
-      tryNextAtOnce: body.code === "ERR_SHUTTING_DOWN" || body.code === "ERR_STORAGE_FAILED",
+      tryNextAtOnce: NODE_LOCAL_CODES.has(body.code ?? ""),
       mayHaveApplied: !notTried,
       cutByDeadline: false,
     };
@@ -403,6 +405,15 @@ class HttpBatonClient implements BatonClient {
     if (this.closing.signal.aborted) throw new ClientClosedError();
   }
 }
+
+/**
+ * Statuses that another attempt may change: the cluster is between masters, busy, or a
+ * proxy lost the node. A 500 is not among them: it is a bug that retrying will not fix.
+ */
+const RETRIED_STATUSES = new Set([408, 429, 502, 503, 504]);
+
+/** Codes that speak only for the answering node, so another node may serve at once. */
+const NODE_LOCAL_CODES = new Set(["ERR_SHUTTING_DOWN", "ERR_STORAGE_FAILED", "ERR_NOT_MASTER"]);
 
 /** Codes a node answers with before it proposes a write, so that attempt applied nothing. */
 const REJECTED_BEFORE_PROPOSING = new Set([
@@ -488,7 +499,9 @@ function errorBody(response: FinalResponse): ErrorBody {
   const num = (v: unknown): number | undefined =>
     typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
   const hint: { masterId?: number; masterUrl?: string } = {};
-  const masterId = num(o.masterHint);
+  // The HTTP layer names the master as `master` (NotMasterError's hint); `masterHint` and
+  // `masterUrl` are accepted too, for proxies that translate.
+  const masterId = num(o.master) ?? num(o.masterHint);
   const masterUrl = text(o.masterUrl);
   if (masterId !== undefined) hint.masterId = masterId;
   if (masterUrl !== undefined) hint.masterUrl = masterUrl;
