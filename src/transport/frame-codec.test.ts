@@ -14,7 +14,14 @@ import {
   FRAME_HEADER_BYTES,
   FrameDecoder,
 } from "./frame-codec.js";
-import { type Frame, validateFrame } from "./frame-schema.js";
+import {
+  type Frame,
+  type Hello,
+  type HelloOk,
+  HTTP_URL_BYTES_MAX,
+  PROTOCOL_VERSION,
+  validateFrame,
+} from "./frame-schema.js";
 
 const limits = defaultFrameCodecLimits();
 /** A plain msgpack encoder for building frames the real encoder would never produce. */
@@ -32,6 +39,12 @@ function rawFrame(value: unknown): Buffer {
   const header = Buffer.alloc(FRAME_HEADER_BYTES);
   header.writeUInt32BE(payload.length);
   return Buffer.concat([header, payload]);
+}
+
+/** A handshake frame as a node of protocol version 1 would send it. */
+function withoutAdvertise(frame: Hello | HelloOk): unknown {
+  const { advertise: _, ...rest } = frame;
+  return rest;
 }
 
 /** Feeds `chunks` and drains the decoder after each one. */
@@ -158,6 +171,32 @@ describe("frame codec", () => {
 describe("frame schema", () => {
   const heartbeat = numberedHeartbeat(1, 2, 5);
   const [, , append] = sampleMessages(1, 2, 10) as [Message, Message, Message & { type: "append" }];
+  const hello: Hello = {
+    type: "hello",
+    magic: "baton",
+    protocolVersion: PROTOCOL_VERSION,
+    clusterId: "c",
+    fromId: 3,
+    toId: 1,
+    incarnation: 7,
+    advertise: { httpUrl: "http://10.0.0.3:8080" },
+  };
+  const helloOk: HelloOk = {
+    type: "hello_ok",
+    protocolVersion: PROTOCOL_VERSION,
+    nodeId: 1,
+    incarnation: 8,
+    advertise: { httpUrl: null },
+  };
+  /** The URL `url` advertised in a hello, and in a hello_ok. */
+  const advertising = (url: unknown): [unknown, unknown] => [
+    { ...hello, advertise: { httpUrl: url } },
+    { ...helloOk, advertise: { httpUrl: url } },
+  ];
+  const longUrl = `http://example.com/${"p".repeat(HTTP_URL_BYTES_MAX)}`.slice(
+    0,
+    HTTP_URL_BYTES_MAX,
+  );
 
   const invalidFrames: [string, unknown][] = [
     ["not a map", [1, 2, 3]],
@@ -200,30 +239,46 @@ describe("frame schema", () => {
         ],
       },
     ],
-    [
-      "hello with wrong magic",
-      {
-        type: "hello",
-        magic: "http",
-        protocolVersion: 1,
-        clusterId: "c",
-        fromId: 1,
-        toId: 2,
-        incarnation: 1,
-      },
-    ],
-    [
-      "hello with long cluster id",
-      {
-        type: "hello",
-        magic: "baton",
-        protocolVersion: 1,
-        clusterId: "c".repeat(2000),
-        fromId: 1,
-        toId: 2,
-        incarnation: 1,
-      },
-    ],
+    ["hello with wrong magic", { ...hello, magic: "http" }],
+    ["hello with long cluster id", { ...hello, clusterId: "c".repeat(2000) }],
+    ["hello without advertise", withoutAdvertise(hello)],
+    ["hello_ok without advertise", withoutAdvertise(helloOk)],
+    ["advertise not a map", { ...hello, advertise: "http://a" }],
+    ["advertise with an extra key", { ...hello, advertise: { httpUrl: null, role: "master" } }],
+    ["advertise without httpUrl", { ...helloOk, advertise: {} }],
+    ...advertising(`${longUrl}x`).map((frame): [string, unknown] => [
+      "httpUrl of 257 bytes",
+      frame,
+    ]),
+    ...advertising("").map((frame): [string, unknown] => ["empty httpUrl", frame]),
+    ...advertising(8080).map((frame): [string, unknown] => ["httpUrl a number", frame]),
+    ...advertising("ftp://a:21").map((frame): [string, unknown] => ["ftp httpUrl", frame]),
+    ...advertising("localhost:8080").map((frame): [string, unknown] => [
+      "httpUrl no scheme",
+      frame,
+    ]),
+    ...advertising("http://").map((frame): [string, unknown] => ["httpUrl no host", frame]),
+    ...advertising("http://a b").map((frame): [string, unknown] => ["httpUrl with a space", frame]),
+    ...advertising("http://a/\n").map((frame): [string, unknown] => [
+      "httpUrl with a newline",
+      frame,
+    ]),
+    ...advertising("http://bücher.de").map((frame): [string, unknown] => [
+      "non-ASCII httpUrl",
+      frame,
+    ]),
+    ...advertising("http://u:p@a").map((frame): [string, unknown] => [
+      "httpUrl with credentials",
+      frame,
+    ]),
+    ...advertising("http://a/?x=1").map((frame): [string, unknown] => [
+      "httpUrl with a query",
+      frame,
+    ]),
+    ...advertising("http://a/#top").map((frame): [string, unknown] => [
+      "httpUrl with a fragment",
+      frame,
+    ]),
     ["__proto__ key", JSON.parse('{"type":"heartbeat","__proto__":{"x":1}}')],
   ];
 
@@ -241,19 +296,41 @@ describe("frame schema", () => {
   it("schema: accepts every sample message and the handshake frames", () => {
     const frames: Frame[] = [
       ...sampleMessages(3, 1, 10),
-      {
-        type: "hello",
-        magic: "baton",
-        protocolVersion: 1,
-        clusterId: "c",
-        fromId: 3,
-        toId: 1,
-        incarnation: 7,
-      },
-      { type: "hello_ok", protocolVersion: 1, nodeId: 1, incarnation: 8 },
+      hello,
+      helloOk,
       { type: "hello_error", reason: "no" },
     ];
     for (const frame of frames) expect(validateFrame(frame)).toMatchObject({ ok: true });
+  });
+
+  it.each([
+    "http://127.0.0.1:8080",
+    "https://node-1.example.com/baton/",
+    "http://[::1]:8080",
+    longUrl,
+  ])("schema: accepts the advertised httpUrl %s (hello and hello_ok)", (url) => {
+    expect(longUrl).toHaveLength(HTTP_URL_BYTES_MAX);
+    for (const frame of advertising(url)) {
+      const result = validateFrame(frame);
+      expect(result).toMatchObject({ ok: true, frame: { advertise: { httpUrl: url } } });
+    }
+  });
+
+  it("schema: copies advertise into a fresh frozen object (no aliasing)", () => {
+    const advertise = { httpUrl: "http://a:1" };
+    const result = validateFrame({ ...hello, advertise });
+    if (!result.ok || result.frame.type !== "hello") throw new Error("hello rejected");
+    expect(result.frame.advertise).toEqual(advertise);
+    expect(result.frame.advertise).not.toBe(advertise);
+    expect(Object.isFrozen(result.frame.advertise)).toBe(true);
+  });
+
+  it("schema: names the protocol version when an older hello lacks advertise (version 1)", () => {
+    const result = validateFrame(withoutAdvertise({ ...hello, protocolVersion: 1 }));
+    expect(result).toMatchObject({
+      ok: false,
+      error: { code: "invalid_frame", detail: expect.stringMatching(/protocol version 1 is not/) },
+    });
   });
 });
 

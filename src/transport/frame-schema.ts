@@ -14,15 +14,21 @@
  */
 
 import type { Append, Entry, Message, NodeId } from "../core/messages.js";
+import type { PeerInfo } from "./transport.js";
 
 /** Written by the dialer in its hello; anything else is not a Baton node. */
 export const PROTOCOL_MAGIC = "baton";
-/** Bumped on any incompatible change of frames or messages. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Bumped on any incompatible change of frames or messages. Version 2 added `advertise` to
+ * hello and hello_ok; nodes of different versions refuse each other.
+ */
+export const PROTOCOL_VERSION = 2;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
 export const FRAME_TEXT_CHARS_MAX = 1024;
+/** Longest `PeerInfo.httpUrl`, in bytes (the URL is printable ASCII, one byte a char). */
+export const HTTP_URL_BYTES_MAX = 256;
 
 /**
  * A random number a transport draws when it is created and presents in every handshake.
@@ -44,6 +50,8 @@ export interface Hello {
   readonly toId: NodeId;
   /** Identifies the dialling process; see `Incarnation`. */
   readonly incarnation: number;
+  /** What the dialling node tells about itself. */
+  readonly advertise: PeerInfo;
 }
 
 /** The acceptor's answer when it accepts the hello. */
@@ -53,6 +61,8 @@ export interface HelloOk {
   readonly nodeId: NodeId;
   /** Identifies the accepting process; see `Incarnation`. */
   readonly incarnation: number;
+  /** What the accepting node tells about itself. */
+  readonly advertise: PeerInfo;
 }
 
 /** The acceptor's answer when it refuses the hello; it closes the connection after it. */
@@ -96,7 +106,8 @@ type FieldKind =
   | "bool"
   | "text" // a string of at most FRAME_TEXT_CHARS_MAX code units
   | "magic" // exactly PROTOCOL_MAGIC
-  | "entries"; // an array of well-formed entries
+  | "entries" // an array of well-formed entries
+  | "peer_info"; // a well-formed PeerInfo
 
 type Schema<F extends Frame> = { readonly [K in Exclude<keyof F, "type">]-?: FieldKind };
 type SchemaTable<F extends Frame> = { readonly [T in F["type"]]: Schema<Extract<F, { type: T }>> };
@@ -132,8 +143,14 @@ const controlSchemas: SchemaTable<ControlFrame> = {
     fromId: "node_id",
     toId: "node_id",
     incarnation: "uint",
+    advertise: "peer_info",
   },
-  hello_ok: { protocolVersion: "uint", nodeId: "node_id", incarnation: "uint" },
+  hello_ok: {
+    protocolVersion: "uint",
+    nodeId: "node_id",
+    incarnation: "uint",
+    advertise: "peer_info",
+  },
   hello_error: { reason: "text" },
 };
 
@@ -152,9 +169,25 @@ type FieldCheck = { ok: true; value: unknown } | { ok: false; detail: string };
 
 /**
  * Checks an untrusted decoded value against the schema and returns a freshly built frame.
- * Never throws: every failure is an `invalid_frame` protocol error naming the field.
+ * Never throws: every failure is an `invalid_frame` protocol error naming the field, or
+ * the protocol version when a handshake frame of another version breaks this version's
+ * schema (an older node omits newer fields): that mismatch is what an operator must fix.
  */
 export function validateFrame(value: unknown): FrameResult {
+  const result = buildFrame(value);
+  if (result.ok || !isPlainObject(value)) return result;
+  const { type, protocolVersion } = value;
+  const handshake = type === "hello" || type === "hello_ok";
+  if (!handshake || !isUint(protocolVersion) || protocolVersion === PROTOCOL_VERSION) {
+    return result;
+  }
+  const mismatch = `protocol version ${protocolVersion} is not supported`;
+  return invalid(
+    `${type}: ${mismatch} (this node speaks ${PROTOCOL_VERSION}); ${result.error.detail}`,
+  );
+}
+
+function buildFrame(value: unknown): FrameResult {
   if (!isPlainObject(value)) return invalid("frame is not a map");
   const type = value.type;
   if (typeof type !== "string" || !Object.hasOwn(schemas, type)) {
@@ -193,7 +226,60 @@ function checkField(kind: FieldKind, value: unknown): FieldCheck {
       return value === PROTOCOL_MAGIC ? { ok: true, value } : bad("not a Baton hello", value);
     case "entries":
       return checkEntries(value);
+    case "peer_info":
+      return checkPeerInfoField(value);
   }
+}
+
+/** A fresh, frozen PeerInfo holding only known fields, or what is wrong with `value`. */
+function checkPeerInfoField(value: unknown): FieldCheck {
+  if (!isPlainObject(value)) return bad("expected a map", value);
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || keys[0] !== "httpUrl") {
+    return { ok: false, detail: "expected exactly the field httpUrl" };
+  }
+  const { httpUrl } = value;
+  if (httpUrl === null) return { ok: true, value: Object.freeze({ httpUrl: null }) };
+  const problem = checkHttpUrl(httpUrl);
+  if (problem !== null) return { ok: false, detail: `httpUrl: ${problem}` };
+  return { ok: true, value: Object.freeze({ httpUrl }) };
+}
+
+/**
+ * What is wrong with `value` as a `PeerInfo` (exactly the field httpUrl, see
+ * `checkHttpUrl`), or null when it is valid. Configuration parsing and the frame schema
+ * share it, so that a node never advertises what its peers would refuse.
+ */
+export function checkPeerInfo(value: unknown): string | null {
+  const check = checkPeerInfoField(value);
+  return check.ok ? null : check.detail;
+}
+
+/**
+ * What is wrong with `value` as an advertised HTTP base URL, or null when it is valid: a
+ * string of 1..HTTP_URL_BYTES_MAX printable ASCII characters (so its size in bytes is its
+ * length, and no control character or space reaches a log line or a status page) that
+ * parses as an http: or https: URL without credentials, query or fragment, because
+ * clients' request paths are appended to it. Never throws.
+ */
+export function checkHttpUrl(value: unknown): string | null {
+  if (typeof value !== "string") return `expected a string or null, got ${describe(value)}`;
+  if (value.length === 0 || value.length > HTTP_URL_BYTES_MAX) {
+    return `expected 1..${HTTP_URL_BYTES_MAX} bytes, got ${value.length} chars`;
+  }
+  if (!/^[\x21-\x7e]+$/.test(value)) return "expected printable ASCII without spaces";
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `not a URL: ${describe(value)}`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `expected an http: or https: URL, got ${describe(url.protocol)}`;
+  }
+  if (url.username !== "" || url.password !== "") return "a URL must not carry credentials";
+  if (value.includes("?") || value.includes("#")) return "a base URL has no query or fragment";
+  return null;
 }
 
 function checkEntries(value: unknown): FieldCheck {

@@ -24,6 +24,7 @@ import {
 } from "./frame-schema.js";
 import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
+import type { PeerInfo } from "./transport.js";
 
 /** What an inbound connection needs from the transport that accepted it. */
 export interface InboundContext {
@@ -65,6 +66,8 @@ export class InboundConnection {
   peer: NodeId | null = null;
   /** The incarnation the peer presented in its hello, or null before that. */
   incarnation: Incarnation | null = null;
+  /** What the peer advertised in its hello, or null before that. */
+  info: PeerInfo | null = null;
   private readonly remote: string;
   private readonly decoder = new FrameDecoder({ frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
   /** The first bytes received, kept until the handshake to recognise HTTP clients. */
@@ -135,16 +138,18 @@ export class InboundConnection {
     this.clearTimer();
     this.peer = frame.fromId;
     this.incarnation = frame.incarnation;
+    this.info = frame.advertise;
     this.firstBytes = null;
     // Only now may frames grow to the configured size.
     this.decoder.setFrameBytesMax(this.context.config.frameBytesMax);
-    const { nodeId } = this.context.config;
+    const { nodeId, advertise } = this.context.config;
     const answer = encodeFrame(
       {
         type: "hello_ok",
         protocolVersion: PROTOCOL_VERSION,
         nodeId,
         incarnation: this.context.incarnation,
+        advertise,
       },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
     );

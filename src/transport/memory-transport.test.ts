@@ -7,6 +7,7 @@ import {
   whenConnected,
 } from "../../test/conformance/transport.suite.js";
 import { MemoryNetwork } from "./memory-transport.js";
+import type { PeerInfo } from "./transport.js";
 
 transportConformanceSuite("MemoryTransport", async (ids) => {
   const network = new MemoryNetwork();
@@ -63,6 +64,29 @@ describe("MemoryTransport", () => {
     await Promise.all([a.start(), b.start()]);
     const down = nextPeerEvent(a, "down", 2);
     expect(await down).toBe("handshake_refused");
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it.each([
+    ["an httpUrl over 256 bytes", { httpUrl: `http://a/${"x".repeat(248)}` }],
+    ["a non-http httpUrl", { httpUrl: "mailto:ops@example.com" }],
+    ["an extra key", { httpUrl: null, role: "master" }],
+  ])("memory: refuses to advertise %s, as the frame schema would (assertion)", (_, advertise) => {
+    const network = new MemoryNetwork();
+    expect(() => network.createTransport(1, [2], { advertise: advertise as PeerInfo })).toThrow(
+      /invalid advertise for node 1/,
+    );
+  });
+
+  it("memory: advertises a frozen copy the caller cannot change later", async () => {
+    const network = new MemoryNetwork();
+    const advertise = { httpUrl: "http://a:8080" };
+    const a = network.createTransport(1, [2], { advertise });
+    const b = network.createTransport(2, [1]);
+    advertise.httpUrl = "http://changed:8080";
+    await Promise.all([a.start(), b.start()]);
+    await whenConnected(b, 1);
+    expect(b.peerInfo(1)).toEqual({ httpUrl: "http://a:8080" });
     await Promise.all([a.close(), b.close()]);
   });
 });

@@ -9,6 +9,8 @@
  * up here too), queues have the same bounds, delivery and events happen later (never
  * inside `send` or `start`), a peer is reachable only if both nodes are running and list
  * each other, and messages queued for an unreachable peer wait, bounded, until it is back.
+ * A peer's advertised PeerInfo passes the frame schema's check, as a handshake would, and
+ * is learned whenever the peer is found reachable, before its peer-up event.
  */
 
 import type { Message, NodeId } from "../core/messages.js";
@@ -20,7 +22,7 @@ import {
   FRAME_HEADER_BYTES,
   type FrameCodecLimits,
 } from "./frame-codec.js";
-import { isMessage } from "./frame-schema.js";
+import { checkPeerInfo, isMessage } from "./frame-schema.js";
 import { HandlerSet } from "./handler-set.js";
 import { SendQueue, type SendQueueLimits } from "./send-queue.js";
 import type {
@@ -29,6 +31,7 @@ import type {
   PeerAddress,
   PeerDownHandler,
   PeerDownReason,
+  PeerInfo,
   PeerStats,
   PeerUpHandler,
   SendResult,
@@ -37,11 +40,23 @@ import type {
   Unsubscribe,
 } from "./transport.js";
 
-export interface MemoryTransportConfig extends FrameCodecLimits, SendQueueLimits {}
+export interface MemoryTransportConfig extends FrameCodecLimits, SendQueueLimits {
+  /**
+   * What this node tells its peers about itself, with the same rules as the TCP
+   * transport's `advertise` (checked by the frame schema; an invalid one is a bug).
+   * @default { httpUrl: null }
+   */
+  readonly advertise: PeerInfo;
+}
 
 /** The same bounds as the TCP transport's defaults. */
 export function defaultMemoryTransportConfig(): MemoryTransportConfig {
-  return { ...defaultFrameCodecLimits(), queueMessagesMax: 4096, queueBytesMax: 64 * 1024 * 1024 };
+  return {
+    ...defaultFrameCodecLimits(),
+    queueMessagesMax: 4096,
+    queueBytesMax: 64 * 1024 * 1024,
+    advertise: { httpUrl: null },
+  };
 }
 
 export interface MemoryNetworkOptions {
@@ -110,6 +125,11 @@ export class MemoryNetwork {
     this.refreshAll();
   }
 
+  /** What running node `id` advertises, or null when it is not running. */
+  advertisedBy(id: NodeId): PeerInfo | null {
+    return this.nodes.get(id)?.advertise ?? null;
+  }
+
   deliverTo(to: NodeId, message: Message): void {
     this.nodes.get(to)?.receive(message);
   }
@@ -141,11 +161,15 @@ interface MemoryLink {
   receivedMessages: number;
   droppedMessages: number;
   lastDownReason: PeerDownReason | null;
+  /** What the peer advertised when last found reachable; kept while it is down. */
+  info: PeerInfo | null;
 }
 
 type MemoryState = "new" | "running" | "closed";
 
 export class MemoryTransport implements Transport {
+  /** A frozen copy of `config.advertise`, so that the caller cannot change it later. */
+  readonly advertise: PeerInfo;
   private state: MemoryState = "new";
   private readonly links = new Map<NodeId, MemoryLink>();
   private readonly messageHandlers = new HandlerSet<[Message]>();
@@ -159,6 +183,9 @@ export class MemoryTransport implements Transport {
     peers: readonly NodeId[],
     private readonly config: MemoryTransportConfig,
   ) {
+    const problem = checkPeerInfo(config.advertise);
+    assert(problem === null, `invalid advertise for node ${nodeId}: ${problem}`);
+    this.advertise = Object.freeze({ httpUrl: config.advertise.httpUrl });
     for (const peer of peers) this.addPeer({ id: peer, address: "memory" });
   }
 
@@ -210,6 +237,7 @@ export class MemoryTransport implements Transport {
       receivedMessages: 0,
       droppedMessages: 0,
       lastDownReason: null,
+      info: null,
     });
     if (this.state === "running") this.network.requestRefresh(this);
   }
@@ -217,6 +245,10 @@ export class MemoryTransport implements Transport {
   removePeer(id: NodeId): void {
     this.links.delete(id);
     if (this.state === "running") this.network.requestRefresh(this);
+  }
+
+  peerInfo(id: NodeId): PeerInfo | null {
+    return this.links.get(id)?.info ?? null;
   }
 
   stats(): TransportStats {
@@ -230,6 +262,7 @@ export class MemoryTransport implements Transport {
       droppedMessages: link.droppedMessages,
       reconnectAttempts: 0,
       lastDownReason: link.lastDownReason,
+      info: link.info,
     }));
     return { nodeId: this.nodeId, peers, droppedMessages: this.droppedMessages, protocolErrors: 0 };
   }
@@ -244,6 +277,9 @@ export class MemoryTransport implements Transport {
     for (const [peer, link] of this.links) {
       if (this.state !== "running") return;
       if (this.network.reachable(this.nodeId, peer)) {
+        // Learned on every refresh, not only on the up transition: a peer that restarts
+        // between two refreshes never looks down, yet it may advertise something new.
+        link.info = this.network.advertisedBy(peer);
         this.report(peer, link, "up", null);
         this.flush(peer, link);
       } else {

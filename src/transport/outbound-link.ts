@@ -26,7 +26,7 @@ import {
 } from "./frame-schema.js";
 import { SendQueue } from "./send-queue.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
-import type { PeerDownReason, PeerStats } from "./transport.js";
+import type { PeerDownReason, PeerInfo, PeerStats } from "./transport.js";
 
 /**
  * Largest frame accepted before a handshake is done, in bytes. A hello and its answers
@@ -42,6 +42,8 @@ export interface OutboundLinkContext {
   readonly incarnation: Incarnation;
   /** Returns a number in [0, 1); drives reconnect jitter. */
   readonly random: () => number;
+  /** The peer answered the hello with `info`; called just before `onUp`. */
+  onPeerInfo(peer: NodeId, info: PeerInfo): void;
   onUp(peer: NodeId): void;
   onDown(peer: NodeId, reason: PeerDownReason): void;
   onProtocolError(): void;
@@ -137,7 +139,8 @@ export class OutboundLink {
     this.queue.clear();
   }
 
-  stats(): PeerStats {
+  /** The link's counters; the transport adds what it learned from the peer. */
+  stats(): Omit<PeerStats, "info"> {
     return {
       peer: this.peer,
       connected: this.state === "ready",
@@ -187,6 +190,7 @@ export class OutboundLink {
         fromId: config.nodeId,
         toId: this.peer,
         incarnation: this.context.incarnation,
+        advertise: config.advertise,
       },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
     );
@@ -232,6 +236,7 @@ export class OutboundLink {
       return;
     }
     this.peerIncarnation = frame.incarnation;
+    this.context.onPeerInfo(this.peer, frame.advertise);
     this.becomeReady();
   }
 

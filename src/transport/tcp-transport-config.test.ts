@@ -66,6 +66,33 @@ describe("tcp transport config", () => {
     );
   });
 
+  it("config: parses advertise into a frozen copy (default httpUrl null)", () => {
+    expect(defaultTcpTransportConfig().advertise).toEqual({ httpUrl: null });
+    const advertise = { httpUrl: "https://node-2.example:8443/baton" };
+    const result = parseTcpTransportConfig({ advertise });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config.advertise).toEqual(advertise);
+    expect(result.config.advertise).not.toBe(advertise);
+    expect(Object.isFrozen(result.config.advertise)).toBe(true);
+  });
+
+  it.each([
+    ["not an object", "http://a:8080"],
+    ["without httpUrl", {}],
+    ["with an unknown key", { httpUrl: null, region: "eu" }],
+    ["with a 257-byte URL", { httpUrl: `http://a/${"x".repeat(248)}` }],
+    ["with a non-http scheme", { httpUrl: "tcp://a:7101" }],
+    ["with a host:port but no scheme", { httpUrl: "a:8080" }],
+    ["with credentials", { httpUrl: "http://admin:pw@a:8080" }],
+    ["with a space", { httpUrl: "http://a:8080/ x" }],
+  ])("config: rejects advertise %s", (_, advertise) => {
+    const result = parseTcpTransportConfig({ advertise });
+    expect(result.ok).toBe(false);
+    const fields = result.ok ? [] : result.errors.map((error) => error.split(":")[0]);
+    expect(fields).toEqual(["advertise"]);
+  });
+
   it("config: rejects something that is not an object", () => {
     expect(parseTcpTransportConfig("listen=1").ok).toBe(false);
     expect(parseTcpTransportConfig(null).ok).toBe(false);

@@ -9,9 +9,9 @@ import { assert } from "../shared/assert.js";
 import { parseAddress } from "./address.js";
 import type { BackoffLimits } from "./backoff.js";
 import type { FrameCodecLimits } from "./frame-codec.js";
-import { FRAME_TEXT_CHARS_MAX, NODE_ID_MAX } from "./frame-schema.js";
+import { checkPeerInfo, FRAME_TEXT_CHARS_MAX, NODE_ID_MAX } from "./frame-schema.js";
 import type { SendQueueLimits } from "./send-queue.js";
-import type { PeerAddress } from "./transport.js";
+import type { PeerAddress, PeerInfo } from "./transport.js";
 
 export interface TcpTransportConfig extends FrameCodecLimits, SendQueueLimits, BackoffLimits {
   /**
@@ -37,6 +37,15 @@ export interface TcpTransportConfig extends FrameCodecLimits, SendQueueLimits, B
    */
   readonly peers: readonly PeerAddress[];
   /**
+   * What this node tells every peer about itself in each handshake; peers read it with
+   * `Transport.peerInfo`. `httpUrl` is the base URL of this node's HTTP API as clients
+   * and peers reach it (not a wildcard listen address), at most 256 bytes of printable
+   * ASCII, "http://" or "https://", without credentials, query or fragment; null when
+   * this node serves no HTTP API.
+   * @default { httpUrl: null }
+   */
+  readonly advertise: PeerInfo;
+  /**
    * Longest wait for a connection plus handshake, in milliseconds, on either side. A silent
    * client is disconnected after it; a dial that takes longer counts as a failure.
    * @default 2000
@@ -61,6 +70,7 @@ export function defaultTcpTransportConfig(): TcpTransportConfig {
     clusterId: "baton",
     listen: "127.0.0.1:7101",
     peers: [],
+    advertise: { httpUrl: null },
     frameBytesMax: 16 * 1024 * 1024,
     queueMessagesMax: 4096,
     queueBytesMax: 64 * 1024 * 1024,
@@ -93,7 +103,8 @@ export function parseTcpTransportConfig(input: unknown): ParseTcpTransportConfig
   if (errors.length > 0) return { ok: false, errors };
   const config = merged as unknown as TcpTransportConfig;
   const peers = Object.freeze(config.peers.map((peer) => Object.freeze({ ...peer })));
-  return { ok: true, config: Object.freeze({ ...config, peers }) };
+  const advertise = Object.freeze({ httpUrl: config.advertise.httpUrl });
+  return { ok: true, config: Object.freeze({ ...config, peers, advertise }) };
 }
 
 const positiveIntegerFields = [
@@ -119,6 +130,8 @@ export function checkTcpTransportConfig(config: Readonly<Record<string, unknown>
   if (listen === null) errors.push("listen: must be a string host:port");
   else if (!listen.ok) errors.push(`listen: ${listen.reason}`);
   errors.push(...checkPeers(config.peers, config.nodeId));
+  const advertise = checkPeerInfo(config.advertise);
+  if (advertise !== null) errors.push(`advertise: ${advertise}`);
   for (const field of positiveIntegerFields) {
     const value = config[field];
     if (!Number.isSafeInteger(value) || (value as number) <= 0) {

@@ -13,7 +13,7 @@ import {
 } from "../../test/conformance/transport.suite.js";
 import type { Message, NodeId } from "../core/messages.js";
 import { encodeFrame, FrameDecoder } from "./frame-codec.js";
-import type { Frame } from "./frame-schema.js";
+import { type Frame, PROTOCOL_VERSION } from "./frame-schema.js";
 import type { SendQueueLimits } from "./send-queue.js";
 import {
   defaultTcpTransportConfig,
@@ -123,8 +123,9 @@ class RawClient {
     return new RawClient(socket);
   }
 
-  sendFrame(frame: Frame): void {
-    const encoded = encodeFrame(frame, { frameBytesMax: 1024 * 1024 });
+  /** Sends `frame` as is; the encoder does not check it, so it may break the schema. */
+  sendFrame(frame: Frame | Record<string, unknown>): void {
+    const encoded = encodeFrame(frame as Frame, { frameBytesMax: 1024 * 1024 });
     if (!encoded.ok) throw new Error("frame too large");
     this.socket.write(encoded.bytes);
   }
@@ -136,16 +137,19 @@ class RawClient {
       toId: number;
       version: number;
       incarnation: number;
+      /** Sent as is, so that a test can advertise what the schema refuses. */
+      advertise: unknown;
     }>,
   ) {
     this.sendFrame({
       type: "hello",
       magic: "baton",
-      protocolVersion: fields.version ?? 1,
+      protocolVersion: fields.version ?? PROTOCOL_VERSION,
       clusterId: fields.clusterId ?? "test-cluster",
       fromId: fields.fromId ?? 2,
       toId: fields.toId ?? 1,
       incarnation: fields.incarnation ?? 1,
+      advertise: fields.advertise ?? { httpUrl: null },
     });
   }
 }
@@ -193,6 +197,20 @@ describe("TcpTransport", () => {
     transports.push(...nodes);
     await Promise.all(nodes.map((node) => node.start()));
     return { nodes, lines, addresses };
+  }
+
+  /** Node 1 alone: its peer 2 never runs, so only raw clients speak for node 2. */
+  async function loneNode(overrides: Partial<TcpTransportConfig> = {}) {
+    const [port] = await reservePorts(1);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger, lines } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses, overrides), { logger });
+    transports.push(a);
+    await a.start();
+    return { a, lines, address: `127.0.0.1:${a.listenAddress().port}` };
   }
 
   async function openClient(address: string): Promise<RawClient> {
@@ -370,7 +388,13 @@ describe("TcpTransport", () => {
     client.socket.write(Uint8Array.of(0xff, 0xff, 0xff, 0xff));
     await client.closed;
     expect(client.frames).toEqual([
-      { type: "hello_ok", protocolVersion: 1, nodeId: 1, incarnation: expect.any(Number) },
+      {
+        type: "hello_ok",
+        protocolVersion: PROTOCOL_VERSION,
+        nodeId: 1,
+        incarnation: expect.any(Number),
+        advertise: { httpUrl: null },
+      },
     ]);
     await untilLogged(lines, (l) => l.reason === "oversized_frame" && l.peer === 3);
     await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
@@ -448,6 +472,89 @@ describe("TcpTransport", () => {
     await expectLinkWorks(nodes[0] as TcpTransport, nodes[1] as TcpTransport, 1);
   });
 
+  it("tcp: learns peer info from an inbound hello; a newer hello replaces it (peer never dialled)", async () => {
+    const { a, address } = await loneNode({ advertise: { httpUrl: "http://node-1:8080" } });
+    const first = await openClient(address);
+    first.hello({ fromId: 2, incarnation: 1, advertise: { httpUrl: "http://node-2:8080" } });
+    await withTimeout(
+      until(() => first.frames.length === 1),
+      "hello_ok",
+    );
+    // The acceptor's answer carries its own info, for the dialler to learn.
+    expect(first.frames[0]).toMatchObject({ advertise: { httpUrl: "http://node-1:8080" } });
+    expect(a.peerInfo(2)).toEqual({ httpUrl: "http://node-2:8080" });
+    expect(a.stats().peers[0]).toMatchObject({
+      connected: false,
+      info: { httpUrl: "http://node-2:8080" },
+    });
+    const second = await openClient(address);
+    second.hello({ fromId: 2, incarnation: 2, advertise: { httpUrl: "http://node-2b:8080" } });
+    await withTimeout(
+      until(() => second.frames.length === 1),
+      "hello_ok",
+    );
+    expect(a.peerInfo(2)).toEqual({ httpUrl: "http://node-2b:8080" });
+  });
+
+  it.each([
+    ["an httpUrl over 256 bytes", { httpUrl: `http://a/${"x".repeat(300)}` }],
+    ["an ftp httpUrl", { httpUrl: "ftp://node-2" }],
+    ["an extra advertised key", { httpUrl: null, role: "master" }],
+  ])("tcp: closes a hello advertising %s as a protocol error", async (_, advertise) => {
+    const { a, lines, address } = await loneNode();
+    const client = await openClient(address);
+    client.hello({ fromId: 2, advertise });
+    await client.closed;
+    expect(client.frames).toEqual([]);
+    const line = await untilLogged(lines, (l) => l.reason === "invalid_frame");
+    expect(line.detail).toMatch(/^hello\.advertise: /);
+    expect(a.stats().protocolErrors).toBe(1);
+    expect(a.peerInfo(2)).toBeNull();
+    // The refusal is about that connection only: a valid hello is still accepted.
+    const valid = await openClient(address);
+    valid.hello({ fromId: 2, advertise: { httpUrl: "http://node-2:8080" } });
+    await withTimeout(
+      until(() => valid.frames.length === 1),
+      "hello_ok",
+    );
+    expect(a.peerInfo(2)).toEqual({ httpUrl: "http://node-2:8080" });
+  });
+
+  it("tcp: a hello_ok advertising an invalid httpUrl takes the peer down (protocol_error)", async () => {
+    const [port] = await reservePorts(1);
+    const peer = await stalledPeer(port as number, 2, { httpUrl: "http://u:secret@node-2" });
+    servers.push(peer);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    transports.push(a);
+    const down = nextPeerEvent(a, "down", 2);
+    await a.start();
+    expect(await down).toBe("protocol_error");
+    expect(a.peerInfo(2)).toBeNull();
+    expect(a.stats().protocolErrors).toBeGreaterThan(0);
+  });
+
+  it("tcp: closes a hello of protocol version 1 with a log naming the version", async () => {
+    const { lines, addresses } = await startNodes([1, 2]);
+    const client = await openClient(addresses.get(1) as string);
+    client.sendFrame({
+      type: "hello",
+      magic: "baton",
+      protocolVersion: 1,
+      clusterId: "test-cluster",
+      fromId: 2,
+      toId: 1,
+      incarnation: 1,
+    });
+    await client.closed;
+    const line = await untilLogged(lines, (l) => l.reason === "invalid_frame");
+    expect(line.detail).toMatch(/protocol version 1 is not supported \(this node speaks 2\)/);
+  });
+
   it("tcp: rejects a second start and a port already in use", async () => {
     const { nodes, addresses } = await startNodes([1, 2]);
     await expect((nodes[0] as TcpTransport).start()).rejects.toThrow(/twice/);
@@ -462,8 +569,13 @@ describe("TcpTransport", () => {
  * A fake peer `id` (incarnation 1) that completes handshakes and then never reads, so that
  * the sender's socket buffers fill and back-pressure reaches its queue. Like a crashed
  * host, it never closes a connection either. `hellos` counts the handshakes it answered.
+ * Its hello_ok carries `advertise` as is, so that a test can send what the schema refuses.
  */
-async function stalledPeer(port: number, id: NodeId): Promise<Closable & { hellos: number }> {
+async function stalledPeer(
+  port: number,
+  id: NodeId,
+  advertise: unknown = { httpUrl: null },
+): Promise<Closable & { hellos: number }> {
   let hellos = 0;
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
@@ -474,10 +586,10 @@ async function stalledPeer(port: number, id: NodeId): Promise<Closable & { hello
       decoder.push(chunk);
       const step = decoder.next();
       if (step.kind !== "frame" || step.frame.type !== "hello") return socket.destroy();
-      const ok = encodeFrame(
-        { type: "hello_ok", protocolVersion: 1, nodeId: id, incarnation: 1 },
-        { frameBytesMax: 1024 },
-      );
+      const helloOk = { type: "hello_ok", protocolVersion: PROTOCOL_VERSION, nodeId: id };
+      const ok = encodeFrame({ ...helloOk, incarnation: 1, advertise } as Frame, {
+        frameBytesMax: 1024,
+      });
       if (ok.ok) socket.write(ok.bytes);
       hellos++;
       socket.pause();

@@ -30,6 +30,7 @@ import type {
   PeerAddress,
   PeerDownHandler,
   PeerDownReason,
+  PeerInfo,
   PeerUpHandler,
   SendResult,
   Transport,
@@ -74,6 +75,11 @@ export class TcpTransport implements Transport {
   private readonly inbound = new Set<InboundConnection>();
   /** The handshaken inbound connection of each peer; a newer one replaces an older one. */
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
+  /**
+   * What each peer advertised in its latest handshake, in either direction. It outlives
+   * connections, so that status pages still show a peer that is down; removePeer forgets it.
+   */
+  private readonly infoByPeer = new Map<NodeId, PeerInfo>();
   private readonly messageHandlers = new HandlerSet<[Message]>();
   private readonly upHandlers = new HandlerSet<[NodeId]>();
   private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
@@ -184,12 +190,20 @@ export class TcpTransport implements Transport {
     this.links.delete(id);
     this.inboundByPeer.get(id)?.destroy();
     this.inboundByPeer.delete(id);
+    this.infoByPeer.delete(id);
+  }
+
+  peerInfo(id: NodeId): PeerInfo | null {
+    return this.infoByPeer.get(id) ?? null;
   }
 
   stats(): TransportStats {
     return {
       nodeId: this.nodeId,
-      peers: [...this.links.values()].map((link) => link.stats()),
+      peers: [...this.links.values()].map((link) => ({
+        ...link.stats(),
+        info: this.peerInfo(link.peer),
+      })),
       droppedMessages: this.droppedMessages,
       protocolErrors: this.protocolErrors,
     };
@@ -223,6 +237,7 @@ export class TcpTransport implements Transport {
       logger: this.logger,
       incarnation: this.incarnation,
       random: this.random,
+      onPeerInfo: (peer, info) => this.learnPeerInfo(peer, info),
       onUp: (peer) => {
         if (this.state === "running") this.upHandlers.emit(peer);
       },
@@ -273,8 +288,16 @@ export class TcpTransport implements Transport {
       previous.destroy();
     }
     this.inboundByPeer.set(peer, connection);
+    assert(connection.info !== null, "handshake without peer info");
+    this.learnPeerInfo(peer, connection.info);
     assert(connection.incarnation !== null, "handshake without an incarnation");
     this.links.get(peer)?.onPeerDialled(connection.incarnation);
+  }
+
+  /** Records what a handshake just told about `peer`; the newest handshake wins. */
+  private learnPeerInfo(peer: NodeId, info: PeerInfo): void {
+    // A peer removed while its handshake was in flight stays forgotten.
+    if (this.links.has(peer)) this.infoByPeer.set(peer, info);
   }
 }
 

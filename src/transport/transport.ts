@@ -1,8 +1,8 @@
 /**
  * The contract between the node runtime and whatever carries protocol messages between
  * nodes. It owns the shape of that contract only: sending, receiving, peer-up/peer-down
- * events and statistics. Implementations (TCP, in-memory) must pass the conformance suite
- * in test/conformance/transport.suite.ts.
+ * events, what each peer advertised about itself, and statistics. Implementations (TCP,
+ * in-memory) must pass the conformance suite in test/conformance/transport.suite.ts.
  *
  * Delivery is best effort, because Raft tolerates lost messages: a transport may drop a
  * message (full queue, lost connection), but it must never reorder the messages of one
@@ -16,6 +16,21 @@ import type { Message, NodeId } from "../core/messages.js";
 export interface PeerAddress {
   readonly id: NodeId;
   readonly address: string;
+}
+
+/**
+ * What a node advertises about itself to every peer in each handshake, in both directions,
+ * so that a backup knows where to forward client requests and a status page can list every
+ * member. It is small and bounded by the frame schema (see `checkPeerInfo`): add a field
+ * only with a protocol version bump.
+ */
+export interface PeerInfo {
+  /**
+   * Base URL of the node's HTTP API: "http://" or "https://", printable ASCII, at most
+   * HTTP_URL_BYTES_MAX (256) bytes, no credentials, query or fragment. Null when the node
+   * serves no HTTP API.
+   */
+  readonly httpUrl: string | null;
 }
 
 /**
@@ -73,6 +88,8 @@ export interface PeerStats {
   readonly reconnectAttempts: number;
   /** Why the link last went down, or null if it never did. */
   readonly lastDownReason: PeerDownReason | null;
+  /** The same as `Transport.peerInfo(peer)`. */
+  readonly info: PeerInfo | null;
 }
 
 export interface TransportStats {
@@ -111,5 +128,12 @@ export interface Transport {
   addPeer(peer: PeerAddress): void;
   /** Removes a peer, discarding its queue and closing its connections. */
   removePeer(id: NodeId): void;
+  /**
+   * What peer `id` advertised in its latest handshake with this node, whichever side
+   * dialled; null before the first one, and for ids that are not peers (this node itself
+   * included). It is known by the time `onPeerUp` fires for that handshake, and is kept
+   * while the peer is down, so that status pages still show it; `removePeer` forgets it.
+   */
+  peerInfo(id: NodeId): PeerInfo | null;
   stats(): TransportStats;
 }

@@ -1,9 +1,10 @@
 /**
  * The behaviour every Transport implementation must share, as one Vitest suite that each
  * implementation runs against its own harness: in-order delivery per link, peer up/down
- * events, restart at the same address, close stopping delivery and events, and the
- * bounded queue dropping the excess. It owns these checks and the sample messages used by
- * transport tests; it must not depend on any one implementation.
+ * events, restart at the same address, close stopping delivery and events, the bounded
+ * queue dropping the excess, and what peers advertise about themselves (peerInfo). It
+ * owns these checks and the sample messages used by transport tests; it must not depend
+ * on any one implementation.
  *
  * Waiting is event-driven (promises resolved by handlers); the timeouts are only a safety
  * net so that a broken implementation fails instead of hanging.
@@ -12,7 +13,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Entry, Message, NodeId } from "../../src/core/messages.js";
 import type { SendQueueLimits } from "../../src/transport/send-queue.js";
-import type { PeerDownReason, Transport } from "../../src/transport/transport.js";
+import type { PeerDownReason, PeerInfo, Transport } from "../../src/transport/transport.js";
+
+/** Settings a test may give one node; the harness keeps its defaults for the rest. */
+export interface NodeOptions extends Partial<SendQueueLimits> {
+  /** What the node advertises to its peers. */
+  readonly advertise?: PeerInfo;
+}
 
 /** Creates transports for one test; each test gets a fresh harness. */
 export interface TransportHarness {
@@ -21,7 +28,7 @@ export interface TransportHarness {
    * an id again after closing its previous transport simulates a restart at the same
    * address.
    */
-  create(id: NodeId, limits?: Partial<SendQueueLimits>): Transport;
+  create(id: NodeId, options?: NodeOptions): Transport;
   /** Releases what the harness holds; called after every transport is closed. */
   dispose(): Promise<void>;
 }
@@ -159,8 +166,8 @@ export function transportConformanceSuite(name: string, makeHarness: HarnessFact
       return harness;
     }
 
-    async function startNode(h: TransportHarness, id: NodeId, limits?: Partial<SendQueueLimits>) {
-      const transport = h.create(id, limits);
+    async function startNode(h: TransportHarness, id: NodeId, options?: NodeOptions) {
+      const transport = h.create(id, options);
       started.push(transport);
       await transport.start();
       return transport;
@@ -326,6 +333,74 @@ export function transportConformanceSuite(name: string, makeHarness: HarnessFact
         expect.objectContaining({ peer: 1, receivedMessages: 3, droppedMessages: 0 }),
       ]);
       expect(a.stats().nodeId).toBe(1);
+    });
+
+    it("transport: each side learns the other's httpUrl by peer-up (two nodes)", async () => {
+      const h = await cluster([1, 2]);
+      const a = h.create(1, { advertise: { httpUrl: "http://10.0.0.1:8080" } });
+      started.push(a);
+      const infoAtUp: (PeerInfo | null)[] = [];
+      a.onPeerUp((peer) => infoAtUp.push(a.peerInfo(peer)));
+      await a.start();
+      const b = await startNode(h, 2, { advertise: { httpUrl: "https://node-2.example/api" } });
+      await Promise.all([whenConnected(a, 2), whenConnected(b, 1)]);
+      expect(infoAtUp).toEqual([{ httpUrl: "https://node-2.example/api" }]);
+      expect(a.peerInfo(2)).toEqual({ httpUrl: "https://node-2.example/api" });
+      expect(b.peerInfo(1)).toEqual({ httpUrl: "http://10.0.0.1:8080" });
+      expect(a.stats().peers).toEqual([
+        expect.objectContaining({ peer: 2, info: { httpUrl: "https://node-2.example/api" } }),
+      ]);
+      expect(b.stats().peers).toEqual([
+        expect.objectContaining({ peer: 1, info: { httpUrl: "http://10.0.0.1:8080" } }),
+      ]);
+    });
+
+    it("transport: peerInfo is null before any handshake, for non-peers and for itself", async () => {
+      const h = await cluster([1, 2, 3]);
+      const a = await startNode(h, 1);
+      expect(a.peerInfo(2)).toBeNull();
+      expect(a.stats().peers.find((p) => p.peer === 2)?.info).toBeNull();
+      const b = await startNode(h, 2);
+      await Promise.all([whenConnected(a, 2), whenConnected(b, 1)]);
+      // A node that advertises no HTTP API is still known, with a null URL.
+      expect(a.peerInfo(2)).toEqual({ httpUrl: null });
+      expect(a.peerInfo(3)).toBeNull();
+      expect(a.peerInfo(9)).toBeNull();
+      expect(a.peerInfo(1)).toBeNull();
+    });
+
+    it("transport: keeps a down peer's info and replaces it when the peer restarts (new URL)", async () => {
+      const h = await cluster([1, 2]);
+      const a = await startNode(h, 1, { advertise: { httpUrl: "http://a:8080" } });
+      const first = await startNode(h, 2, { advertise: { httpUrl: "http://b-old:8080" } });
+      await whenConnected(a, 2);
+      expect(a.peerInfo(2)).toEqual({ httpUrl: "http://b-old:8080" });
+      const down = nextPeerEvent(a, "down", 2);
+      await first.close();
+      await down;
+      // Status pages keep showing a member that is down.
+      expect(a.peerInfo(2)).toEqual({ httpUrl: "http://b-old:8080" });
+      expect(a.stats().peers[0]).toMatchObject({
+        connected: false,
+        info: { httpUrl: "http://b-old:8080" },
+      });
+      const up = nextPeerEvent(a, "up", 2);
+      const second = await startNode(h, 2, { advertise: { httpUrl: "http://b-new:9090" } });
+      await up;
+      expect(a.peerInfo(2)).toEqual({ httpUrl: "http://b-new:9090" });
+      await whenConnected(second, 1);
+      expect(second.peerInfo(1)).toEqual({ httpUrl: "http://a:8080" });
+    });
+
+    it("transport: removePeer forgets the peer's info (membership change)", async () => {
+      const h = await cluster([1, 2]);
+      const a = await startNode(h, 1);
+      const b = await startNode(h, 2, { advertise: { httpUrl: "http://b:8080" } });
+      await Promise.all([whenConnected(a, 2), whenConnected(b, 1)]);
+      expect(a.peerInfo(2)).toEqual({ httpUrl: "http://b:8080" });
+      a.removePeer(2);
+      expect(a.peerInfo(2)).toBeNull();
+      expect(a.stats().peers).toEqual([]);
     });
   });
 }
