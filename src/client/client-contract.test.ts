@@ -99,6 +99,10 @@ describe("client contract: HTTP layer", () => {
     expect(await c.delete(key)).toEqual({ revision: 2 });
     expect(await c.get(key)).toBeNull();
     expect(await c.delete(key)).toBeNull();
+    for (const dots of [".", ".."]) {
+      await c.put(dots, dots);
+      expect((await c.get(dots))?.text()).toBe(dots);
+    }
   });
 
   it("client contract: 400 and 413 are thrown at once with the node's field", async () => {

@@ -312,6 +312,10 @@ describe("client: answers", () => {
     expect(fake.requestsTo("PUT", "/v1/kv/")[0]?.headers["content-type"]).toBe(
       "application/octet-stream",
     );
+    // A key of only dots is a dot segment that proxies and URL parsers rewrite.
+    await c.put("..", "dots");
+    expect(fake.requestsTo("PUT", "/v1/kv/").at(-1)?.url).toBe("/v1/kv/%2E%2E");
+    expect((await c.get(".."))?.text()).toBe("dots");
   });
 
   it("client: get reads the JSON form when a node answers with it", async () => {

@@ -179,7 +179,7 @@ class HttpBatonClient implements BatonClient {
       name: `get ${JSON.stringify(key)}`,
       request: {
         method: "GET",
-        path: `/v1/kv/${encodeURIComponent(key)}${query}`,
+        path: `/v1/kv/${keyPath(key)}${query}`,
         headers: { accept: "application/octet-stream, application/json;q=0.5" },
       },
       idempotencyKey: null,
@@ -270,7 +270,7 @@ class HttpBatonClient implements BatonClient {
     }
     if (body !== undefined) headers["content-type"] = "application/octet-stream";
     headers.accept = "application/json";
-    const request = { method, path: `/v1/kv/${encodeURIComponent(key)}`, headers };
+    const request = { method, path: `/v1/kv/${keyPath(key)}`, headers };
     return this.send({
       name: `${method === "PUT" ? "put" : "delete"} ${JSON.stringify(key)}`,
       request: body === undefined ? request : { ...request, body },
@@ -451,6 +451,16 @@ function checkKey(key: string): void {
   if (typeof key !== "string" || key === "") {
     throw new InvalidInputError("key", "must be a non-empty string");
   }
+}
+
+/**
+ * The key as one path segment. `encodeURIComponent` leaves dots alone, and a segment of
+ * only "." or ".." would be rewritten by the URL rules on its way, so those dots are
+ * percent-encoded too (the node decodes them back).
+ */
+function keyPath(key: string): string {
+  const segment = encodeURIComponent(key);
+  return segment === "." || segment === ".." ? segment.replaceAll(".", "%2E") : segment;
 }
 
 function toBytes(value: string | Uint8Array): Uint8Array {
