@@ -633,7 +633,7 @@ class Search {
     const op = this.model.ops[this.list.op[entry]!]!;
     if (op.classPrevSlot !== noSlot && !hasBit(this.infoBits, op.classPrevSlot)) return "rejected";
     const prior = this.prior();
-
+    if (prior !== noPrior && applyStep(op, prior) !== illegal) return "rejected";
     const next = applyStep(op, this.state);
     if (next === illegal) return "rejected";
     const nextPrior = op.info ? this.state : noPrior;
