@@ -2,11 +2,14 @@
 /**
  * The `baton` command. Each subcommand lives in its own module and returns an exit code;
  * this file only routes. Exit codes: 0 success, 1 a failed check or operation, 2 bad
- * usage.
+ * usage, 3 unavailable (no master, nothing reachable, timeout).
  */
 
 import { Command } from "commander";
 import { simCommand } from "../sim/main.js";
+import { register as registerDemo } from "./commands/demo.js";
+import { isClientCommand, runClientCli } from "./commands/run-client-cli.js";
+import { register as registerStart } from "./commands/start.js";
 
 const program = new Command("baton")
   .description(
@@ -17,7 +20,13 @@ const program = new Command("baton")
     "after",
     `
 Commands:
-  sim [options]   run the deterministic cluster simulator (baton sim --help)
+  start               run one node of a cluster (baton start --help)
+  demo                start a three-node cluster on this machine (baton demo --help)
+  put <key> [value]   store a value (baton put --help)
+  get <key>           print a value (baton get --help)
+  del <key>           delete a key (baton del --help)
+  status              show every node's role, term, indexes and lag (baton status --help)
+  sim [options]       run the deterministic cluster simulator (baton sim --help)
 
 Examples:
   baton sim --demo              a short simulated run with faults, explained
@@ -28,6 +37,19 @@ Examples:
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "sim") return simCommand(rest, ["sim"]);
+  if (isClientCommand(command)) return runClientCli([...argv]);
+  if (command === "start" || command === "demo") {
+    const sub = new Command("baton").exitOverride();
+    registerStart(sub);
+    registerDemo(sub);
+    try {
+      await sub.parseAsync([...argv], { from: "user" });
+    } catch (error) {
+      const code = (error as { exitCode?: number }).exitCode;
+      return code === 0 ? 0 : 2;
+    }
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  }
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     program.outputHelp();
     return command === undefined ? 2 : 0;

@@ -106,3 +106,36 @@ export type Message =
   | HeartbeatResponse;
 
 export type MessageType = Message["type"];
+
+/**
+ * State transfer travels beside the protocol, not through the core: the master's runtime
+ * streams its newest snapshot in bounded chunks and the backup's runtime acknowledges
+ * each. The core only decides when a transfer is needed and whether to adopt the result.
+ */
+export interface SnapshotChunk extends Envelope {
+  readonly type: "snapshot_chunk";
+  /** The snapshot being sent. */
+  readonly snapshotIndex: number;
+  readonly snapshotTerm: number;
+  /** Byte offset of `data` within the snapshot's data. */
+  readonly offset: number;
+  readonly totalBytes: number;
+  /** CRC32 of the whole data, checked by the receiver at the end. */
+  readonly crc32: number;
+  readonly data: Uint8Array;
+}
+
+export interface SnapshotAck extends Envelope {
+  readonly type: "snapshot_ack";
+  readonly snapshotIndex: number;
+  /** The next byte offset the receiver expects. */
+  readonly nextOffset: number;
+  /** Set once everything arrived: whether the receiver adopts the snapshot. */
+  readonly done: boolean;
+  readonly accepted: boolean;
+}
+
+export type TransferMessage = SnapshotChunk | SnapshotAck;
+
+/** Everything that travels between nodes. */
+export type WireMessage = Message | TransferMessage;

@@ -13,7 +13,7 @@
  * field in src/core/messages.ts fails to compile here until its rule is written down.
  */
 
-import type { Append, Entry, Message, NodeId } from "../core/messages.js";
+import type { Append, Entry, NodeId, WireMessage } from "../core/messages.js";
 import type { PeerInfo } from "./transport.js";
 
 /** Written by the dialer in its hello; anything else is not a Baton node. */
@@ -72,7 +72,7 @@ export interface HelloError {
 }
 
 export type ControlFrame = Hello | HelloOk | HelloError;
-export type Frame = Message | ControlFrame;
+export type Frame = WireMessage | ControlFrame;
 export type FrameType = Frame["type"];
 
 /**
@@ -107,6 +107,7 @@ type FieldKind =
   | "text" // a string of at most FRAME_TEXT_CHARS_MAX code units
   | "magic" // exactly PROTOCOL_MAGIC
   | "entries" // an array of well-formed entries
+  | "bytes" // a byte array (copied)
   | "peer_info"; // a well-formed PeerInfo
 
 type Schema<F extends Frame> = { readonly [K in Exclude<keyof F, "type">]-?: FieldKind };
@@ -114,7 +115,7 @@ type SchemaTable<F extends Frame> = { readonly [T in F["type"]]: Schema<Extract<
 
 const envelope = { from: "node_id", to: "node_id", term: "uint" } as const;
 
-const messageSchemas: SchemaTable<Message> = {
+const messageSchemas: SchemaTable<WireMessage> = {
   vote_request: { ...envelope, preVote: "bool", lastIndex: "uint", lastTerm: "uint" },
   vote_response: { ...envelope, preVote: "bool", granted: "bool" },
   append: {
@@ -133,6 +134,22 @@ const messageSchemas: SchemaTable<Message> = {
   },
   heartbeat: { ...envelope, commitIndex: "uint", readContext: "uint" },
   heartbeat_response: { ...envelope, readContext: "uint" },
+  snapshot_chunk: {
+    ...envelope,
+    snapshotIndex: "uint",
+    snapshotTerm: "uint",
+    offset: "uint",
+    totalBytes: "uint",
+    crc32: "uint",
+    data: "bytes",
+  },
+  snapshot_ack: {
+    ...envelope,
+    snapshotIndex: "uint",
+    nextOffset: "uint",
+    done: "bool",
+    accepted: "bool",
+  },
 };
 
 const controlSchemas: SchemaTable<ControlFrame> = {
@@ -160,7 +177,7 @@ const schemas: SchemaTable<Frame> = { ...messageSchemas, ...controlSchemas };
 const messageTypes: ReadonlySet<string> = new Set(Object.keys(messageSchemas));
 
 /** True for protocol messages, false for the handshake's control frames. */
-export function isMessage(frame: Frame): frame is Message {
+export function isMessage(frame: Frame): frame is WireMessage {
   return messageTypes.has(frame.type);
 }
 
@@ -226,6 +243,10 @@ function checkField(kind: FieldKind, value: unknown): FieldCheck {
       return value === PROTOCOL_MAGIC ? { ok: true, value } : bad("not a Baton hello", value);
     case "entries":
       return checkEntries(value);
+    case "bytes":
+      return value instanceof Uint8Array
+        ? { ok: true, value: new Uint8Array(value) }
+        : bad("expected bytes", value);
     case "peer_info":
       return checkPeerInfoField(value);
   }
@@ -311,6 +332,9 @@ function checkEntry(value: unknown): Entry | string {
 function checkSemantics(frame: Frame): string | null {
   if ("from" in frame && frame.from === frame.to) return "a message from a node to itself";
   if (frame.type === "append") return checkAppendEntries(frame);
+  if (frame.type === "snapshot_chunk" && frame.offset + frame.data.length > frame.totalBytes) {
+    return "chunk extends beyond the snapshot's total size";
+  }
   if (frame.type === "hello" && frame.fromId === frame.toId) return "a node dialling itself";
   return null;
 }

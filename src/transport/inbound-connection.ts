@@ -11,7 +11,7 @@
 
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
-import type { Message, NodeId } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../core/messages.js";
 import { formatAddress } from "./address.js";
 import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
 import {
@@ -37,7 +37,7 @@ export interface InboundContext {
   warningLevel(key: string): "warn" | "debug";
   /** The handshake succeeded; the connection now carries messages from `connection.peer`. */
   onHandshake(connection: InboundConnection): void;
-  onMessage(connection: InboundConnection, message: Message): void;
+  onMessage(connection: InboundConnection, message: WireMessage): void;
   onClosed(connection: InboundConnection): void;
   onProtocolError(): void;
 }

@@ -13,7 +13,7 @@
  * is learned whenever the peer is found reachable, before its peer-up event.
  */
 
-import type { Message, NodeId } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../core/messages.js";
 import { assert } from "../shared/assert.js";
 import {
   decodePayload,
@@ -130,7 +130,7 @@ export class MemoryNetwork {
     return this.nodes.get(id)?.advertise ?? null;
   }
 
-  deliverTo(to: NodeId, message: Message): void {
+  deliverTo(to: NodeId, message: WireMessage): void {
     this.nodes.get(to)?.receive(message);
   }
 
@@ -172,7 +172,7 @@ export class MemoryTransport implements Transport {
   readonly advertise: PeerInfo;
   private state: MemoryState = "new";
   private readonly links = new Map<NodeId, MemoryLink>();
-  private readonly messageHandlers = new HandlerSet<[Message]>();
+  private readonly messageHandlers = new HandlerSet<[WireMessage]>();
   private readonly upHandlers = new HandlerSet<[NodeId]>();
   private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
   private droppedMessages = 0;
@@ -203,7 +203,7 @@ export class MemoryTransport implements Transport {
     if (wasRunning) this.network.unregister(this);
   }
 
-  send(message: Message): SendResult {
+  send(message: WireMessage): SendResult {
     assert(message.from === this.nodeId, `node ${this.nodeId} sending as ${message.from}`);
     assert(message.to !== this.nodeId, "a node does not send messages to itself");
     if (this.state !== "running") return this.drop(null, "closed");
@@ -289,7 +289,7 @@ export class MemoryTransport implements Transport {
   }
 
   /** Hands a message that crossed the network to this node's handlers. */
-  receive(message: Message): void {
+  receive(message: WireMessage): void {
     const link = this.links.get(message.from);
     if (this.state !== "running" || link === undefined) return;
     link.receivedMessages++;

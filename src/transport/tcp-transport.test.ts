@@ -20,6 +20,7 @@ import {
   TcpTransport,
   type TcpTransportConfig,
 } from "./tcp-transport.js";
+import type { PeerInfo } from "./transport.js";
 
 /** Log lines written by the transports under test, parsed. */
 type LogLine = Record<string, unknown> & { msg: string; level: number };
@@ -149,7 +150,7 @@ class RawClient {
       fromId: fields.fromId ?? 2,
       toId: fields.toId ?? 1,
       incarnation: fields.incarnation ?? 1,
-      advertise: fields.advertise ?? { httpUrl: null },
+      advertise: (fields.advertise ?? { httpUrl: null }) as PeerInfo,
     });
   }
 }

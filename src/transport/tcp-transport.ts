@@ -14,7 +14,7 @@
 import { randomInt } from "node:crypto";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
-import type { Message, NodeId } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../core/messages.js";
 import { assert } from "../shared/assert.js";
 import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
@@ -80,7 +80,7 @@ export class TcpTransport implements Transport {
    * connections, so that status pages still show a peer that is down; removePeer forgets it.
    */
   private readonly infoByPeer = new Map<NodeId, PeerInfo>();
-  private readonly messageHandlers = new HandlerSet<[Message]>();
+  private readonly messageHandlers = new HandlerSet<[WireMessage]>();
   private readonly upHandlers = new HandlerSet<[NodeId]>();
   private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
   private droppedMessages = 0;
@@ -141,7 +141,7 @@ export class TcpTransport implements Transport {
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  send(message: Message): SendResult {
+  send(message: WireMessage): SendResult {
     assert(message.from === this.nodeId, `node ${this.nodeId} sending as ${message.from}`);
     assert(message.to !== this.nodeId, "a node does not send messages to itself");
     if (this.state !== "running") return this.drop("closed");

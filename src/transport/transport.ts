@@ -10,7 +10,7 @@
  * never blocks and never throws for network trouble; the runtime must not wait on it.
  */
 
-import type { Message, NodeId } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../core/messages.js";
 
 /** A peer's id and its node-to-node address ("host:port", "[v6]:port"). */
 export interface PeerAddress {
@@ -63,7 +63,7 @@ export type PeerDownReason =
   | "closed"
   | "partitioned";
 
-export type MessageHandler = (message: Message) => void;
+export type MessageHandler = (message: WireMessage) => void;
 export type PeerUpHandler = (peer: NodeId) => void;
 export type PeerDownHandler = (peer: NodeId, reason: PeerDownReason) => void;
 /** Removes the handler it was returned for. Calling it twice is harmless. */
@@ -120,7 +120,7 @@ export interface Transport {
    */
   close(): Promise<void>;
   /** Queues `message` for `message.to`, or drops it with a reason. Never blocks. */
-  send(message: Message): SendResult;
+  send(message: WireMessage): SendResult;
   onMessage(handler: MessageHandler): Unsubscribe;
   onPeerUp(handler: PeerUpHandler): Unsubscribe;
   onPeerDown(handler: PeerDownHandler): Unsubscribe;

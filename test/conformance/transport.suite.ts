@@ -11,7 +11,7 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { Entry, Message, NodeId } from "../../src/core/messages.js";
+import type { Entry, Message, NodeId, WireMessage } from "../../src/core/messages.js";
 import type { SendQueueLimits } from "../../src/transport/send-queue.js";
 import type { PeerDownReason, PeerInfo, Transport } from "../../src/transport/transport.js";
 
@@ -79,7 +79,7 @@ export function sampleMessages(from: NodeId, to: NodeId, largeEntryBytes = 256 *
  * The messages with entry bytes as base64 text: deep equality on large typed arrays is
  * very slow in Vitest, and text compares fast with a readable diff.
  */
-export function comparable(messages: readonly Message[]): unknown[] {
+export function comparable(messages: readonly WireMessage[]): unknown[] {
   return messages.map((message) =>
     message.type === "append"
       ? {
@@ -101,7 +101,7 @@ export function numberedHeartbeat(from: NodeId, to: NodeId, n: number): Message 
 
 /** Collects what one transport receives and lets a test await a count. */
 export class Inbox {
-  readonly messages: Message[] = [];
+  readonly messages: WireMessage[] = [];
   private waiters: { count: number; resolve: () => void }[] = [];
 
   constructor(transport: Transport) {
@@ -310,7 +310,7 @@ export function transportConformanceSuite(name: string, makeHarness: HarnessFact
       const h = await cluster([1, 2]);
       const a = await startNode(h, 1);
       const b = await startNode(h, 2);
-      const removed: Message[] = [];
+      const removed: WireMessage[] = [];
       const unsubscribe = b.onMessage((message) => removed.push(message));
       unsubscribe();
       const inbox = new Inbox(b);

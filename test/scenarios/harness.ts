@@ -78,7 +78,7 @@ export class Harness {
         disk.entries.push(...ready.entries);
       }
       disk.hardState = { ...disk.hardState, commitIndex: replica.commitIndex };
-      this.queue.push(...ready.messages);
+      this.queue.push(...ready.messagesNow, ...ready.messages);
       this.applied.get(id)!.push(...ready.committed);
       this.reads.get(id)!.push(...ready.reads);
       const last = ready.entries[ready.entries.length - 1];

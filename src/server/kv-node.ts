@@ -1,0 +1,125 @@
+/**
+ * The ready server: a BatonNode running the built-in key-value state machine, exposed by
+ * the HTTP API. This file adapts the node to the API's `KvNodeApi`: it validates commands
+ * before proposing them (so bad input never reaches the log), turns results into values
+ * and errors into the catalogue's, and reads linearizably through ReadIndex.
+ */
+
+import type { Logger } from "pino";
+import type { KvNodeApi, KvWriteOptions, NodeStatus } from "../http/node-api.js";
+import { createHttpServer, type HttpServer } from "../http/server.js";
+import {
+  defaultKvLimits,
+  encodeCommand,
+  type KvCommand,
+  type KvEntry,
+  type KvResult,
+  KvStateMachine,
+  validateCommand,
+} from "../kv/index.js";
+import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { startNode } from "./create-node.js";
+import type { BatonNode } from "./node.js";
+import type { NodeConfig } from "./node-config.js";
+
+export class KvNode implements KvNodeApi {
+  readonly id: number;
+  private http: HttpServer | null = null;
+
+  private constructor(
+    readonly node: BatonNode,
+    readonly stateMachine: KvStateMachine,
+  ) {
+    this.id = node.id;
+  }
+
+  /** Starts the node and, when configured, its HTTP API. */
+  static async start(config: NodeConfig, logger: Logger): Promise<KvNode> {
+    const sm = new KvStateMachine(defaultKvLimits());
+    const node = await startNode(config, sm, logger);
+    const kv = new KvNode(node, sm);
+    if (config.http !== null) {
+      const [host, port] = splitHostPort(config.http);
+      kv.http = createHttpServer({
+        api: kv,
+        logger: logger.child({ component: "http" }),
+        requestTimeoutMs: config.requestTimeoutMs,
+      });
+      try {
+        await kv.http.listen(host, port);
+      } catch (error) {
+        await node.stop();
+        throw error;
+      }
+    }
+    return kv;
+  }
+
+  get httpServer(): HttpServer | null {
+    return this.http;
+  }
+
+  put(key: string, value: Uint8Array, options: KvWriteOptions): Promise<KvResult> {
+    return this.write({ type: "put", key, value, ...writeOptions(options) });
+  }
+
+  delete(key: string, options: KvWriteOptions): Promise<KvResult> {
+    return this.write({ type: "delete", key, ...writeOptions(options) });
+  }
+
+  async get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null> {
+    if (!options.stale) await this.node.readBarrier();
+    return this.stateMachine.get(key);
+  }
+
+  status(): NodeStatus {
+    return this.node.status();
+  }
+
+  masterHttpUrl(): string | null {
+    const master = this.node.masterId;
+    if (master === null || master === this.id) return null;
+    return this.node.httpUrlOf(master);
+  }
+
+  async stop(): Promise<void> {
+    await this.http?.close();
+    await this.node.stop();
+  }
+
+  private async write(command: KvCommand): Promise<KvResult> {
+    const problem = validateCommand(command, this.stateMachine.limits);
+    if (problem !== null) {
+      if (problem.reason === "value_too_large") {
+        throw new TooLargeError(
+          "value",
+          this.stateMachine.limits.valueBytesMax,
+          command.type === "put" ? command.value.length : undefined,
+        );
+      }
+      throw new InvalidInputError(fieldOf(problem.reason), problem.message);
+    }
+    return (await this.node.propose(encodeCommand(command))) as KvResult;
+  }
+}
+
+function writeOptions(options: KvWriteOptions): { ifRevision?: number; idempotencyKey?: string } {
+  const out: { ifRevision?: number; idempotencyKey?: string } = {};
+  if (options.ifRevision !== undefined) out.ifRevision = options.ifRevision;
+  if (options.idempotencyKey !== undefined) out.idempotencyKey = options.idempotencyKey;
+  return out;
+}
+
+function fieldOf(reason: string): string {
+  if (reason.startsWith("key")) return "key";
+  if (reason.startsWith("if_revision")) return "If-Match";
+  if (reason.startsWith("idempotency")) return "Idempotency-Key";
+  if (reason.startsWith("value")) return "value";
+  return "request";
+}
+
+function splitHostPort(address: string): [string, number] {
+  const i = address.lastIndexOf(":");
+  const host = address.slice(0, i).replace(/^\[|\]$/g, "");
+  return [host, Number(address.slice(i + 1))];
+}

@@ -1,0 +1,142 @@
+/**
+ * Configuration of one node process: who it is, where it listens, who its peers are,
+ * where its data lives and how fast it reacts. `parseNodeConfig` reports every bad field
+ * at once and returns a frozen object; no other code reads a default.
+ */
+
+import type { NodeId } from "../core/messages.js";
+import { parseAddress } from "../transport/address.js";
+
+export interface PeerConfig {
+  readonly id: NodeId;
+  /** Node-to-node address, host:port. */
+  readonly address: string;
+}
+
+export interface NodeConfig {
+  /** This node's id, a positive integer listed in `peers`. */
+  readonly id: NodeId;
+  /** Name shared by the cluster's nodes; a node of another cluster is refused. @default "baton" */
+  readonly clusterId: string;
+  /** Every member, this node included. */
+  readonly peers: readonly PeerConfig[];
+  /** Node-to-node listen address; defaults to this node's address in `peers`. */
+  readonly listen: string;
+  /** Client HTTP API listen address, host:port, or null for none (embedded use). @default null */
+  readonly http: string | null;
+  /** Data directory, or null to keep everything in memory (tests, demos). */
+  readonly dataDir: string | null;
+  /** Timer resolution: the core's tick, in milliseconds. @default 10 */
+  readonly tickMs: number;
+  /** Master heartbeat interval, in milliseconds. @default 50 */
+  readonly heartbeatMs: number;
+  /** Election timeout range, in milliseconds. @default 300 and 600 */
+  readonly electionMsMin: number;
+  readonly electionMsMax: number;
+  /** Take a snapshot every this many applied entries. @default 10000 */
+  readonly snapshotEntries: number;
+  /** Entries kept in the log behind a snapshot, for backups slightly behind. @default 5000 */
+  readonly snapshotKeepEntries: number;
+  /** Proposals and reads give up after this long, in milliseconds. @default 5000 */
+  readonly requestTimeoutMs: number;
+  /** Largest state-transfer chunk, in bytes. @default 1 MiB */
+  readonly transferChunkBytes: number;
+  /** A state transfer that makes no progress for this long is restarted, ms. @default 10000 */
+  readonly transferStallMs: number;
+}
+
+export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen"> {
+  return {
+    clusterId: "baton",
+    http: null,
+    dataDir: null,
+    tickMs: 10,
+    heartbeatMs: 50,
+    electionMsMin: 300,
+    electionMsMax: 600,
+    snapshotEntries: 10_000,
+    snapshotKeepEntries: 5_000,
+    requestTimeoutMs: 5_000,
+    transferChunkBytes: 1024 * 1024,
+    transferStallMs: 10_000,
+  };
+}
+
+export type NodeConfigInput = Partial<NodeConfig> & Pick<NodeConfig, "id" | "peers">;
+
+/** Validates `input` over the defaults; throws one Error listing every problem. */
+export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
+  const problems: string[] = [];
+  const self = input.peers.find((p) => p.id === input.id);
+  const config: NodeConfig = {
+    ...defaultNodeConfig(),
+    ...stripUndefined(input),
+    listen: input.listen ?? self?.address ?? "",
+  };
+  if (!Number.isInteger(config.id) || config.id < 1)
+    problems.push(`id must be a positive integer (got ${config.id})`);
+  if (self === undefined)
+    problems.push(
+      `id ${config.id} is not one of the peers (${config.peers.map((p) => p.id).join(", ")})`,
+    );
+  const ids = new Set<number>();
+  for (const peer of config.peers) {
+    if (!Number.isInteger(peer.id) || peer.id < 1)
+      problems.push(`peer id must be a positive integer (got ${peer.id})`);
+    if (ids.has(peer.id)) problems.push(`peer id ${peer.id} is listed twice`);
+    ids.add(peer.id);
+    if (!parseAddress(peer.address).ok)
+      problems.push(`peer ${peer.id}: bad address "${peer.address}" (expected host:port)`);
+  }
+  if (!parseAddress(config.listen).ok)
+    problems.push(`listen: bad address "${config.listen}" (expected host:port)`);
+  if (config.http !== null && !parseAddress(config.http).ok)
+    problems.push(`http: bad address "${config.http}" (expected host:port)`);
+  if (config.clusterId.length === 0) problems.push("clusterId must not be empty");
+  for (const key of [
+    "tickMs",
+    "heartbeatMs",
+    "electionMsMin",
+    "electionMsMax",
+    "snapshotEntries",
+    "requestTimeoutMs",
+    "transferChunkBytes",
+    "transferStallMs",
+  ] as const) {
+    const v = config[key];
+    if (!Number.isFinite(v) || v <= 0) problems.push(`${key} must be a positive number (got ${v})`);
+  }
+  if (!Number.isInteger(config.snapshotKeepEntries) || config.snapshotKeepEntries < 0)
+    problems.push("snapshotKeepEntries must be a non-negative integer");
+  if (config.heartbeatMs < config.tickMs) problems.push("heartbeatMs must be at least tickMs");
+  if (config.electionMsMin <= config.heartbeatMs)
+    problems.push("electionMsMin must be above heartbeatMs");
+  if (config.electionMsMax < config.electionMsMin)
+    problems.push("electionMsMax must be at least electionMsMin");
+  if (problems.length > 0)
+    throw new Error(`invalid node configuration:\n  - ${problems.join("\n  - ")}`);
+  return Object.freeze({
+    ...config,
+    peers: Object.freeze(config.peers.map((p) => Object.freeze({ ...p }))),
+  });
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** Parses "1=127.0.0.1:7101,2=127.0.0.1:7102" into peers; throws naming the bad item. */
+export function parsePeers(text: string): PeerConfig[] {
+  return text
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0)
+    .map((item) => {
+      const eq = item.indexOf("=");
+      const id = Number(item.slice(0, eq));
+      if (eq < 1 || !Number.isInteger(id) || id < 1) {
+        throw new Error(`--peers: "${item}" is not of the form <id>=<host>:<port>`);
+      }
+      return { id, address: item.slice(eq + 1) };
+    });
+}

@@ -1,0 +1,409 @@
+/**
+ * State transfer: the master streams its newest snapshot to a backup that is missing the
+ * entries it needs (or is brand new), in bounded chunks with a small window of chunks in
+ * flight, so neither side ever holds the whole snapshot in memory and replication to the
+ * other backups goes on meanwhile. The backup writes the chunks into storage's snapshot
+ * receiver, checks the checksum at the end, and asks the core whether to adopt it.
+ *
+ * It never decides anything about the log: the core asks for transfers and decides on
+ * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
+ */
+
+import type { Logger } from "pino";
+import type {
+  NodeId,
+  SnapshotAck,
+  SnapshotChunk,
+  SnapshotMeta,
+  WireMessage,
+} from "../core/messages.js";
+import type { SnapshotReceiver, Storage } from "../storage/storage.js";
+import type { Transport } from "../transport/transport.js";
+
+/** Chunks in flight per transfer. */
+const WINDOW = 4;
+/** Wait before reporting a failed transfer, so that a retry does not spin. */
+const RETRY_DELAY_MS = 500;
+
+export interface TransferProgress {
+  readonly peer: NodeId;
+  readonly direction: "sending" | "receiving";
+  readonly snapshotIndex: number;
+  readonly bytes: number;
+  readonly totalBytes: number;
+  readonly startedAt: number;
+}
+
+export interface StateTransferDeps {
+  readonly id: NodeId;
+  readonly storage: Storage;
+  readonly transport: Transport;
+  readonly logger: Logger;
+  readonly chunkBytes: number;
+  readonly stallMs: number;
+  readonly term: () => number;
+  /** A transfer to `peer` ended: ok when the backup adopted or already had the state. */
+  readonly onSent: (peer: NodeId, ok: boolean) => void;
+  /** A snapshot fully arrived; returns whether the core adopts it. */
+  readonly onReceived: (from: NodeId, term: number, meta: SnapshotMeta) => boolean;
+}
+
+interface Outgoing {
+  readonly peer: NodeId;
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  readonly crc32: number;
+  readonly term: number;
+  readonly iterator: AsyncIterator<Uint8Array>;
+  readonly startedAt: number;
+  /** Bytes read from the snapshot but not yet sent. */
+  buffer: Uint8Array;
+  sentBytes: number;
+  ackedBytes: number;
+  reading: boolean;
+  stall: NodeJS.Timeout;
+  lastLoggedTenth: number;
+}
+
+interface Incoming {
+  readonly from: NodeId;
+  readonly term: number;
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  readonly crc32: number;
+  readonly startedAt: number;
+  receiver: Promise<SnapshotReceiver>;
+  /** Chunks are written strictly one after another. */
+  queue: Promise<void>;
+  received: number;
+  done: boolean;
+}
+
+export class StateTransfer {
+  private readonly outgoing = new Map<NodeId, Outgoing>();
+  private incoming: Incoming | null = null;
+  /** A received snapshot the core adopted, waiting for the runtime to install it. */
+  private adopted: { meta: SnapshotMeta; receiver: SnapshotReceiver } | null = null;
+  private closed = false;
+
+  constructor(private readonly deps: StateTransferDeps) {}
+
+  handles(message: WireMessage): boolean {
+    return message.type === "snapshot_chunk" || message.type === "snapshot_ack";
+  }
+
+  onMessage(message: WireMessage): void {
+    if (message.type === "snapshot_chunk") this.onChunk(message);
+    else if (message.type === "snapshot_ack") this.onAck(message);
+  }
+
+  progress(): TransferProgress[] {
+    const out: TransferProgress[] = [...this.outgoing.values()].map((o) => ({
+      peer: o.peer,
+      direction: "sending",
+      snapshotIndex: o.meta.index,
+      bytes: o.ackedBytes,
+      totalBytes: o.totalBytes,
+      startedAt: o.startedAt,
+    }));
+    const i = this.incoming;
+    if (i !== null && !i.done) {
+      out.push({
+        peer: i.from,
+        direction: "receiving",
+        snapshotIndex: i.meta.index,
+        bytes: i.received,
+        totalBytes: i.totalBytes,
+        startedAt: i.startedAt,
+      });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  /** Starts streaming the newest snapshot to `peer` (the core asked for it). */
+  start(peer: NodeId): void {
+    if (this.closed || this.outgoing.has(peer)) return;
+    const reader = this.deps.storage.readSnapshot();
+    if (reader === null) {
+      this.deps.logger.error(
+        { event: "state_transfer", peer },
+        "a state transfer is needed but there is no snapshot",
+      );
+      this.failLater(peer);
+      return;
+    }
+    const out: Outgoing = {
+      peer,
+      meta: reader.meta,
+      totalBytes: reader.dataBytes,
+      crc32: reader.dataCrc32,
+      term: this.deps.term(),
+      iterator: reader.chunks()[Symbol.asyncIterator](),
+      startedAt: Date.now(),
+      buffer: new Uint8Array(0),
+      sentBytes: 0,
+      ackedBytes: 0,
+      reading: false,
+      stall: setTimeout(() => this.abort(peer, "no progress"), this.deps.stallMs),
+      lastLoggedTenth: -1,
+    };
+    this.outgoing.set(peer, out);
+    this.deps.logger.info(
+      { event: "state_transfer", peer, index: out.meta.index, totalBytes: out.totalBytes },
+      `state transfer to node ${peer} started: snapshot ${out.meta.index}, ${out.totalBytes} bytes`,
+    );
+    void this.pump(out);
+  }
+
+  /** Sends chunks while the window has room. */
+  private async pump(out: Outgoing): Promise<void> {
+    if (out.reading) return;
+    out.reading = true;
+    try {
+      while (
+        this.outgoing.get(out.peer) === out &&
+        out.sentBytes - out.ackedBytes < WINDOW * this.deps.chunkBytes
+      ) {
+        if (out.sentBytes >= out.totalBytes && out.totalBytes > 0) break;
+        const chunk = await this.nextChunk(out);
+        if (this.outgoing.get(out.peer) !== out) return;
+        this.sendChunk(out, chunk);
+        if (out.sentBytes >= out.totalBytes) break;
+      }
+    } catch (error) {
+      this.deps.logger.error(
+        { event: "state_transfer", peer: out.peer, err: error },
+        "reading the snapshot failed",
+      );
+      this.abort(out.peer, "snapshot unreadable");
+    } finally {
+      out.reading = false;
+    }
+  }
+
+  private async nextChunk(out: Outgoing): Promise<Uint8Array> {
+    const size = this.deps.chunkBytes;
+    while (out.buffer.length < size && out.sentBytes + out.buffer.length < out.totalBytes) {
+      const next = await out.iterator.next();
+      if (next.done === true) break;
+      const merged = new Uint8Array(out.buffer.length + next.value.length);
+      merged.set(out.buffer);
+      merged.set(next.value, out.buffer.length);
+      out.buffer = merged;
+    }
+    const chunk = out.buffer.subarray(0, size);
+    out.buffer = out.buffer.subarray(chunk.length);
+    return chunk;
+  }
+
+  private sendChunk(out: Outgoing, data: Uint8Array): void {
+    const message: SnapshotChunk = {
+      type: "snapshot_chunk",
+      from: this.deps.id,
+      to: out.peer,
+      term: out.term,
+      snapshotIndex: out.meta.index,
+      snapshotTerm: out.meta.term,
+      offset: out.sentBytes,
+      totalBytes: out.totalBytes,
+      crc32: out.crc32,
+      data: data.slice(),
+    };
+    out.sentBytes += data.length;
+    this.deps.transport.send(message);
+  }
+
+  private onAck(ack: SnapshotAck): void {
+    const out = this.outgoing.get(ack.from);
+    if (out === undefined || ack.snapshotIndex !== out.meta.index) return;
+    out.stall.refresh();
+    if (ack.nextOffset > out.ackedBytes) out.ackedBytes = ack.nextOffset;
+    if (ack.nextOffset < out.sentBytes && !ack.done) {
+      // The receiver lost chunks (a reconnect): resend from what it expects.
+      this.abort(out.peer, "chunks lost");
+      return;
+    }
+    this.logProgress(out);
+    if (ack.done) {
+      clearTimeout(out.stall);
+      this.outgoing.delete(out.peer);
+      void out.iterator.return?.();
+      const seconds = (Date.now() - out.startedAt) / 1000;
+      this.deps.logger.info(
+        {
+          event: "state_transfer",
+          peer: out.peer,
+          index: out.meta.index,
+          bytes: out.totalBytes,
+          seconds,
+          accepted: ack.accepted,
+        },
+        `state transfer to node ${out.peer} ${ack.accepted ? "finished" : "not needed"}: ${out.totalBytes} bytes in ${seconds.toFixed(2)} s`,
+      );
+      this.deps.onSent(out.peer, true);
+      return;
+    }
+    void this.pump(out);
+  }
+
+  private logProgress(out: Outgoing): void {
+    const tenth = out.totalBytes === 0 ? 10 : Math.floor((out.ackedBytes * 10) / out.totalBytes);
+    if (tenth <= out.lastLoggedTenth) return;
+    out.lastLoggedTenth = tenth;
+    this.deps.logger.info(
+      {
+        event: "state_transfer_progress",
+        peer: out.peer,
+        bytes: out.ackedBytes,
+        totalBytes: out.totalBytes,
+      },
+      `state transfer to node ${out.peer}: ${tenth * 10}%`,
+    );
+  }
+
+  private abort(peer: NodeId, reason: string): void {
+    const out = this.outgoing.get(peer);
+    if (out === undefined) return;
+    clearTimeout(out.stall);
+    this.outgoing.delete(peer);
+    void out.iterator.return?.();
+    this.deps.logger.warn(
+      { event: "state_transfer", peer, reason },
+      `state transfer to node ${peer} aborted: ${reason}`,
+    );
+    this.failLater(peer);
+  }
+
+  private failLater(peer: NodeId): void {
+    setTimeout(() => {
+      if (!this.closed) this.deps.onSent(peer, false);
+    }, RETRY_DELAY_MS).unref();
+  }
+
+  /** The connection to `peer` dropped: a transfer to it starts over. */
+  peerDown(peer: NodeId): void {
+    if (this.outgoing.has(peer)) this.abort(peer, "connection lost");
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  private onChunk(chunk: SnapshotChunk): void {
+    if (chunk.term < this.deps.term()) return;
+    let session = this.incoming;
+    const same =
+      session !== null &&
+      session.from === chunk.from &&
+      session.meta.index === chunk.snapshotIndex &&
+      !session.done;
+    if (!same) {
+      if (chunk.offset !== 0) {
+        this.ack(chunk, 0, false, false);
+        return;
+      }
+      session = this.begin(chunk);
+    }
+    const s = session!;
+    s.queue = s.queue
+      .then(() => this.writeChunk(s, chunk))
+      .catch((error: unknown) => {
+        this.deps.logger.error(
+          { event: "state_transfer", from: s.from, err: error },
+          "receiving a snapshot failed",
+        );
+        s.done = true;
+        void s.receiver.then((r) => r.abort()).catch(() => {});
+      });
+  }
+
+  private begin(chunk: SnapshotChunk): Incoming {
+    const old = this.incoming;
+    if (old !== null && !old.done) void old.receiver.then((r) => r.abort()).catch(() => {});
+    const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
+    const session: Incoming = {
+      from: chunk.from,
+      term: chunk.term,
+      meta,
+      totalBytes: chunk.totalBytes,
+      crc32: chunk.crc32,
+      startedAt: Date.now(),
+      receiver: this.deps.storage.receiveSnapshot(meta),
+      queue: Promise.resolve(),
+      received: 0,
+      done: false,
+    };
+    this.incoming = session;
+    this.deps.logger.info(
+      {
+        event: "state_transfer",
+        from: chunk.from,
+        index: meta.index,
+        totalBytes: chunk.totalBytes,
+      },
+      `receiving snapshot ${meta.index} from node ${chunk.from}: ${chunk.totalBytes} bytes`,
+    );
+    return session;
+  }
+
+  private async writeChunk(s: Incoming, chunk: SnapshotChunk): Promise<void> {
+    if (s.done || this.incoming !== s) return;
+    const receiver = await s.receiver;
+    s.received = await receiver.write(chunk.offset, chunk.data);
+    if (s.received < s.totalBytes) {
+      this.ack(chunk, s.received, false, false);
+      return;
+    }
+    s.done = true;
+    if (receiver.dataCrc32 !== s.crc32) {
+      this.deps.logger.error(
+        { event: "state_transfer", from: s.from },
+        "received snapshot fails its checksum; asking again",
+      );
+      await receiver.abort();
+      this.ack(chunk, 0, false, false);
+      return;
+    }
+    const adopt = this.deps.onReceived(s.from, s.term, s.meta);
+    if (adopt) this.adopted = { meta: s.meta, receiver };
+    else await receiver.abort();
+    this.ack(chunk, s.received, true, adopt);
+  }
+
+  private ack(chunk: SnapshotChunk, nextOffset: number, done: boolean, accepted: boolean): void {
+    const ack: SnapshotAck = {
+      type: "snapshot_ack",
+      from: this.deps.id,
+      to: chunk.from,
+      term: this.deps.term(),
+      snapshotIndex: chunk.snapshotIndex,
+      nextOffset,
+      done,
+      accepted,
+    };
+    this.deps.transport.send(ack);
+  }
+
+  /** Makes the adopted snapshot durable and the node's state (the core's Ready says so). */
+  async finishReceived(meta: SnapshotMeta): Promise<void> {
+    const adopted = this.adopted;
+    if (adopted === null || adopted.meta.index !== meta.index) {
+      throw new Error(`state transfer: snapshot ${meta.index} was adopted but never received`);
+    }
+    this.adopted = null;
+    await adopted.receiver.finish();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const peer of [...this.outgoing.keys()]) {
+      const out = this.outgoing.get(peer)!;
+      clearTimeout(out.stall);
+      void out.iterator.return?.();
+    }
+    this.outgoing.clear();
+    if (this.incoming !== null && !this.incoming.done) {
+      void this.incoming.receiver.then((r) => r.abort()).catch(() => {});
+    }
+  }
+}
