@@ -55,7 +55,9 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     if (error instanceof SafetyViolation || error instanceof AssertionError) {
       violation = `${error.name}: ${error.message}`;
     } else {
-      throw error;
+      // Anything else is a bug too (in the simulator or the core): report it with its seed.
+      const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      violation = `unexpected error: ${stack.split("\n").slice(0, 3).join(" | ")}`;
     }
   }
   if (violation !== undefined) cluster.log(`VIOLATION: ${violation}`);

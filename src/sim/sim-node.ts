@@ -48,7 +48,7 @@ export class SimNode {
   incarnation = 0;
   readonly disk = new SimDisk<SimKv>();
   /** Snapshots that arrived by state transfer and await adoption, by index. */
-  private received = new Map<number, SimKv>();
+  private received = new Map<number, StoredSnapshot<SimKv>>();
   private snapshotIndex = 0;
   kv = new SimKv();
   pausedUntil = 0;
@@ -116,7 +116,11 @@ export class SimNode {
   /** A state transfer fully arrived; returns whether the core adopts it. */
   receiveSnapshot(from: NodeId, term: number, snapshot: StoredSnapshot<SimKv>): boolean {
     const adopt = this.replica!.installSnapshot(from, term, snapshot.meta);
-    if (adopt) this.received.set(snapshot.meta.index, snapshot.state.clone());
+    if (adopt)
+      this.received.set(snapshot.meta.index, {
+        meta: snapshot.meta,
+        state: snapshot.state.clone(),
+      });
     return adopt;
   }
 
@@ -125,15 +129,15 @@ export class SimNode {
     const state = this.received.get(index);
     if (state === undefined)
       throw new Error(`node ${this.id}: adopted snapshot ${index} never arrived`);
-    this.received.clear();
+    // A newer snapshot may have been adopted meanwhile; its Ready comes after this one.
+    for (const i of [...this.received.keys()]) if (i <= index) this.received.delete(i);
     this.disk.installSnapshot({
-      meta: { index, term: this.replica!.snapshotMeta().term },
-      state: state.clone(),
+      meta: state.meta,
+      state: state.state.clone(),
     });
-    this.kv = state;
+    this.kv = state.state;
     this.appliedIndex = index;
     this.snapshotIndex = index;
-    this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > index);
   }
 
   /** Takes a snapshot every `snapshotEvery` applied entries and compacts the log behind it. */

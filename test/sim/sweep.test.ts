@@ -33,6 +33,12 @@ describe("simulator", () => {
     expect(sweep(seeds)).toEqual([]);
   }, 600_000);
 
+  it("sim: regression seeds stay green", () => {
+    // 2406: two snapshots adopted back to back; installing the first dropped the second.
+    const regressions = [2406];
+    expect(sweep(regressions)).toEqual([]);
+  });
+
   it("sim: a seed replays exactly (same trace, same history)", () => {
     const a = runSeed(42, { trace: true });
     const b = runSeed(42, { trace: true });
