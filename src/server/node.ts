@@ -495,6 +495,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const meta: SnapshotMeta = { index: this.appliedIndex, term };
     this.snapshotting = true;
     const started = Date.now();
+    // Storage refuses to snapshot beyond the commit index it knows: tell it (lazily written).
+    const hard = this.storage.hardState();
+    if (hard.commitIndex < this.replica.commitIndex) {
+      this.storage.setHardState({ ...hard, commitIndex: this.replica.commitIndex });
+    }
     // The state machine's snapshot is consistent as of this call; applying may go on.
     const chunks = this.sm.snapshot();
     this.storage

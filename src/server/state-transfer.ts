@@ -219,12 +219,13 @@ export class StateTransfer {
     const out = this.outgoing.get(ack.from);
     if (out === undefined || ack.snapshotIndex !== out.meta.index) return;
     out.stall.refresh();
-    if (ack.nextOffset > out.ackedBytes) out.ackedBytes = ack.nextOffset;
-    if (ack.nextOffset < out.sentBytes && !ack.done) {
-      // The receiver lost chunks (a reconnect): resend from what it expects.
+    if (!ack.done && ack.nextOffset <= out.ackedBytes && out.sentBytes > ack.nextOffset) {
+      // Every chunk moves the receiver on; one that did not found a gap (a chunk was
+      // dropped): start over, since the snapshot stream cannot seek back.
       this.abort(out.peer, "chunks lost");
       return;
     }
+    if (ack.nextOffset > out.ackedBytes) out.ackedBytes = ack.nextOffset;
     this.logProgress(out);
     if (ack.done) {
       clearTimeout(out.stall);

@@ -1,0 +1,133 @@
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import type { NodeId } from "../core/messages.js";
+import { encodeCommand, KvStateMachine } from "../kv/index.js";
+import { NotMasterError } from "../shared/errors.js";
+import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
+import { MemoryNetwork } from "../transport/memory-transport.js";
+import { BatonNode } from "./node.js";
+import { parseNodeConfig } from "./node-config.js";
+
+/**
+ * The runtime in-process: real timers (short ones), the in-memory transport and storage,
+ * the key-value state machine. Real processes and TCP are covered in test/integration.
+ */
+
+const logger = pino({ level: process.env.BATON_TEST_LOG ?? "silent" });
+const ids: NodeId[] = [1, 2, 3];
+let running: BatonNode[] = [];
+
+afterEach(async () => {
+  await Promise.all(running.map((n) => n.stop()));
+  running = [];
+});
+
+interface TestNode {
+  node: BatonNode;
+  sm: KvStateMachine;
+  volume: MemoryVolume;
+}
+
+async function startOne(
+  network: MemoryNetwork,
+  id: NodeId,
+  volume: MemoryVolume,
+  snapshotEntries = 10_000,
+): Promise<TestNode> {
+  const config = parseNodeConfig({
+    id,
+    peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+    tickMs: 5,
+    heartbeatMs: 20,
+    electionMsMin: 100,
+    electionMsMax: 200,
+    snapshotEntries,
+    snapshotKeepEntries: 5,
+    transferChunkBytes: 1024,
+  });
+  const sm = new KvStateMachine();
+  const opened = await MemoryStorage.open(volume);
+  const transport = network.createTransport(id, ids);
+  const node = await BatonNode.start({ config, opened, transport, stateMachine: sm, logger });
+  running.push(node);
+  return { node, sm, volume };
+}
+
+async function until<T>(
+  what: string,
+  probe: () => T | null | undefined | false,
+  ms = 5000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== null && value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function put(key: string, value: string) {
+  return encodeCommand({ type: "put", key, value: new TextEncoder().encode(value) });
+}
+
+async function masterOf(nodes: TestNode[]): Promise<TestNode> {
+  return until("a master", () => nodes.find((n) => n.node.role === "master"));
+}
+
+describe("node runtime", () => {
+  it("timing: runtime: elects a master, replicates a write to every node, reads linearizably", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const result = (await master.node.propose(put("k", "v1"))) as { ok: boolean; revision: number };
+    expect(result.ok).toBe(true);
+    await master.node.readBarrier();
+    expect(new TextDecoder().decode(master.sm.get("k")!.value)).toBe("v1");
+    for (const n of nodes) await until(`node ${n.node.id} applies`, () => n.sm.get("k") !== null);
+    const backup = nodes.find((n) => n !== master)!;
+    expect(() => backup.node.propose(put("k", "v2"))).toThrow(NotMasterError);
+    expect(() => backup.node.readBarrier()).toThrow(NotMasterError);
+  });
+
+  it("timing: runtime: a new master takes over when the master stops, and nothing acknowledged is lost", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const first = await masterOf(nodes);
+    for (let i = 0; i < 20; i++) await first.node.propose(put(`k${i}`, `v${i}`));
+    await first.node.stop();
+    const rest = nodes.filter((n) => n !== first);
+    const second = await masterOf(rest);
+    await second.node.readBarrier();
+    for (let i = 0; i < 20; i++) expect(second.sm.get(`k${i}`), `k${i}`).not.toBeNull();
+    const status = second.node.status();
+    expect(status.role).toBe("master");
+    expect(status.term).toBeGreaterThan(0);
+    expect(status.members).toHaveLength(3);
+  });
+
+  it("timing: runtime: a wiped backup catches up by state transfer after the log was compacted", async () => {
+    const network = new MemoryNetwork();
+    const volumes = ids.map(() => new MemoryVolume());
+    const nodes = await Promise.all(ids.map((id, i) => startOne(network, id, volumes[i]!, 20)));
+    const master = await masterOf(nodes);
+    const victim = nodes.find((n) => n !== master)!;
+    await victim.node.stop();
+    running = running.filter((n) => n !== victim.node);
+    const big = "x".repeat(3000);
+    for (let i = 0; i < 100; i++) await master.node.propose(put(`k${i}`, `${big}${i}`));
+    await until("the master compacts", () => master.node.status().lastIndex > 100);
+    // The victim comes back with nothing: only a state transfer can bring it up to date.
+    const fresh = await startOne(network, victim.node.id, new MemoryVolume(), 20);
+    const target = master.node.status().commitIndex;
+    await until(
+      "the wiped node catches up",
+      () => fresh.node.status().appliedIndex >= target,
+      10_000,
+    );
+    for (let i = 0; i < 100; i++) {
+      expect(new TextDecoder().decode(fresh.sm.get(`k${i}`)!.value)).toBe(`${big}${i}`);
+    }
+    expect(fresh.sm.stateHash()).toBe(master.sm.stateHash());
+  });
+});
