@@ -94,10 +94,18 @@ export class Progress {
    * The backup rejected an append at `rejected`; `hint` is where to try next. Returns
    * false when the rejection is stale (an answer to an append sent before a newer one).
    */
-  reject(rejected: number, hint: number): boolean {
+  reject(rejected: number, hint: number, backupLast: number): boolean {
+    if (rejected <= this.match) {
+      // A rejection at or below the match is a delayed duplicate, unless the backup now
+      // holds less than it acknowledged: its data was lost (a wiped data directory).
+      // Start over from what it holds; lowering `match` never un-commits anything.
+      if (backupLast >= this.match || this.state === "transfer") return false;
+      this.becomeProbe();
+      this.match = 0;
+      this.next = Math.max(1, Math.min(rejected, hint + 1));
+      return true;
+    }
     if (this.state === "replicate") {
-      // A rejection of something at or below the match is a delayed duplicate.
-      if (rejected <= this.match) return false;
       this.becomeProbe();
       this.next = Math.max(this.match + 1, Math.min(rejected, hint + 1));
       return true;

@@ -659,12 +659,14 @@ export class Replica {
 
   private onHeartbeat(m: Heartbeat): void {
     this.followMaster(m.from);
-    // The master sends at most what it knows this backup holds, so it is in our log.
-    assert(
-      m.commitIndex <= this.log.lastIndex(),
-      `replica ${this.id}: heartbeat commit beyond log`,
-    );
-    this.log.commitTo(m.commitIndex);
+    // The master sends at most what it knows this backup holds; only a backup that lost
+    // its data (a wiped directory) holds less, and it must not commit what it lacks.
+    const last = this.log.lastIndex();
+    this.log.commitTo(Math.min(m.commitIndex, last));
+    if (m.commitIndex > last) {
+      // Tell the master this backup lacks what it acknowledged, so that it starts over.
+      this.sendAppendResponse(m.from, false, m.commitIndex, last, this.log.lastTerm());
+    }
     this.send<HeartbeatResponse>({
       type: "heartbeat_response",
       from: this.id,
@@ -708,7 +710,7 @@ export class Replica {
       return;
     }
     const hint = this.log.lastIndexWithTermAtMost(m.hintIndex, m.hintTerm);
-    pr.reject(m.index, hint);
+    pr.reject(m.index, hint, m.hintIndex);
   }
 
   private onHeartbeatResponse(m: HeartbeatResponse): void {

@@ -165,6 +165,12 @@ export class Harness {
     this.queue = this.queue.filter((m) => m.to !== id && m.from !== id);
   }
 
+  /** Crashes a node and empties its disk, as an operator wiping its data directory. */
+  wipe(id: NodeId): void {
+    this.crash(id);
+    this.disks.set(id, { hardState: EMPTY_STATE.hardState, entries: [] });
+  }
+
   restart(id: NodeId): void {
     this.down.delete(id);
     this.start(id);

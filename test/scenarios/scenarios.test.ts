@@ -104,6 +104,8 @@ function execute(h: Harness, line: string): void {
       return h.crash(n(0));
     case "restart":
       return h.restart(n(0));
+    case "wipe":
+      return h.wipe(n(0));
     case "unreachable":
       h.node(n(0)).peerUnreachable(n(1));
       return h.process(n(0));
