@@ -1,0 +1,13 @@
+/**
+ * Baton's library entry point: embed a highly available state machine in a Node.js
+ * program (`createNode`), talk to a Baton cluster (`createClient`), or use the pieces.
+ */
+
+export type { BatonClient, ClientOptions } from "./client/index.js";
+export { createClient } from "./client/index.js";
+export { type CreateNodeOptions, createNode } from "./server/create-node.js";
+export { KvNode } from "./server/kv-node.js";
+export { BatonNode, type FailoverEvent } from "./server/node.js";
+export { type NodeConfig, parseNodeConfig, parsePeers } from "./server/node-config.js";
+export * from "./shared/errors.js";
+export type { ApplyContext, StateMachine } from "./shared/state-machine.js";
