@@ -21,6 +21,7 @@ import { InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { startNode } from "./create-node.js";
 import type { BatonNode } from "./node.js";
 import type { NodeConfig } from "./node-config.js";
+import { createNodeMetrics } from "./node-metrics.js";
 
 export class KvNode implements KvNodeApi {
   readonly id: number;
@@ -44,6 +45,7 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
+        metrics: createNodeMetrics(node),
       });
       try {
         await kv.http.listen(host, port);

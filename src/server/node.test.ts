@@ -7,6 +7,7 @@ import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
+import { createNodeMetrics } from "./node-metrics.js";
 
 /**
  * The runtime in-process: real timers (short ones), the in-memory transport and storage,
@@ -129,5 +130,25 @@ describe("node runtime", () => {
       expect(new TextDecoder().decode(fresh.sm.get(`k${i}`)!.value)).toBe(`${big}${i}`);
     }
     expect(fresh.sm.stateHash()).toBe(master.sm.stateHash());
+  });
+
+  it("timing: metrics: role, term, indexes, lag and fail-overs are exported in Prometheus format", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const registries = new Map(nodes.map((n) => [n, createNodeMetrics(n.node)]));
+    const first = await masterOf(nodes);
+    await first.node.propose(put("a", "1"));
+    const text = await registries.get(first)!.metrics();
+    expect(text).toMatch(/baton_role\{role="master"\} 1/);
+    expect(text).toMatch(/baton_role\{role="backup"\} 0/);
+    expect(text).toMatch(/baton_term \d+/);
+    expect(text).toMatch(/baton_commit_index [1-9]/);
+    expect(text).toMatch(/baton_peer_lag_entries\{peer="\d"\} \d+/);
+    expect(text).toMatch(/baton_proposals_total 1/);
+    await first.node.stop();
+    const second = await masterOf(nodes.filter((n) => n !== first));
+    const after = await registries.get(second)!.metrics();
+    expect(after).toMatch(/baton_failovers_total 1/);
+    expect(after).toMatch(/baton_failover_seconds_count 1/);
   });
 });

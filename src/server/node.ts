@@ -258,6 +258,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return this.replica.masterId;
   }
 
+  /** The write-ahead log's counters, when the node runs on disk. */
+  walStats(): { readonly fdatasyncs: number; readonly batches: number } | null {
+    const storage = this.storage as Storage & {
+      walStats?: () => { fdatasyncs: number; batches: number };
+    };
+    return storage.walStats?.() ?? null;
+  }
+
   /** Current state transfers, for status pages. */
   transfers(): TransferProgress[] {
     return this.transfer.progress();
