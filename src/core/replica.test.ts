@@ -1,0 +1,94 @@
+import { describe, expect, it } from "vitest";
+import { defaultReplicaConfig } from "./config.js";
+import type { Entry } from "./messages.js";
+import { Prng } from "./prng.js";
+import { Replica } from "./replica.js";
+
+const e = (index: number, term: number): Entry => ({
+  index,
+  term,
+  kind: "noop",
+  data: new Uint8Array(),
+});
+
+function backupWith(entries: Entry[], term: number): Replica {
+  return new Replica(defaultReplicaConfig(2, [1, 2, 3]), new Prng(1), {
+    hardState: { term, votedFor: null, commitIndex: 0 },
+    snapshot: { index: 0, term: 0 },
+    entries,
+  });
+}
+
+describe("replica", () => {
+  it("replica: a backup commits only what the append verified, not a stale suffix beyond it (Raft §5.3)", () => {
+    // Entries 3 and 4 of term 1 are a deposed master's leftovers; master 1 of term 2
+    // sends a short append ending at 2 with a commit index of 4.
+    const r = backupWith([e(1, 1), e(2, 1), e(3, 1), e(4, 1)], 2);
+    r.step({
+      type: "append",
+      from: 1,
+      to: 2,
+      term: 2,
+      prevIndex: 1,
+      prevTerm: 1,
+      entries: [e(2, 1)],
+      commitIndex: 4,
+    });
+    expect(r.commitIndex).toBe(2);
+    expect(r.lastIndex).toBe(4);
+  });
+
+  it("replica: a heartbeat never commits beyond the log (a backup that lost its data)", () => {
+    const r = backupWith([], 1);
+    r.step({ type: "heartbeat", from: 1, to: 2, term: 1, commitIndex: 9, readContext: 0 });
+    expect(r.commitIndex).toBe(0);
+    const answer = r.ready().messages.find((m) => m.type === "append_response");
+    expect(answer).toMatchObject({ success: false, index: 9, hintIndex: 0 });
+  });
+
+  it("replica: a vote is refused to a candidate whose log is behind (Raft §5.4.1)", () => {
+    const r = backupWith([e(1, 1), e(2, 2)], 2);
+    r.step({
+      type: "vote_request",
+      from: 3,
+      to: 2,
+      term: 3,
+      preVote: false,
+      lastIndex: 5,
+      lastTerm: 1,
+    });
+    const vote = r.ready().messages.find((m) => m.type === "vote_response");
+    expect(vote).toMatchObject({ granted: false });
+    expect(r.votedFor).toBeNull();
+  });
+
+  it("replica: the master's appends may leave before its own write; votes only after", () => {
+    const master = new Replica(
+      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
+      new Prng(1),
+    );
+    master.campaign();
+    const candidacy = master.ready();
+    expect(candidacy.hardState).toMatchObject({ term: 1, votedFor: 1 });
+    expect(candidacy.messagesNow).toEqual([]);
+    expect(candidacy.messages.filter((m) => m.type === "vote_request")).toHaveLength(2);
+    master.step({ type: "vote_response", from: 2, to: 1, term: 1, preVote: false, granted: true });
+    const elected = master.ready();
+    expect(master.role).toBe("master");
+    expect(elected.messagesNow.filter((m) => m.type === "append")).toHaveLength(2);
+    // The master counts itself only once `persisted` says its entry is durable.
+    master.step({
+      type: "append_response",
+      from: 2,
+      to: 1,
+      term: 1,
+      success: true,
+      index: 1,
+      hintIndex: 0,
+      hintTerm: 0,
+    });
+    expect(master.commitIndex).toBe(0);
+    master.persisted(1, 1);
+    expect(master.commitIndex).toBe(1);
+  });
+});
