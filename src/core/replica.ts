@@ -456,6 +456,9 @@ export class Replica {
     this.master = master;
     this.progress.clear();
     this.appendDue.clear();
+    // Commit news is for backups of a master; a master stepping down has none to give
+    // (left set, it kept hasReady() true forever: seed 118).
+    this.commitNews = false;
     this.resetElectionTimer();
     if (wasMaster) this.abortReads();
     if (changed) this.emitRole(reason);

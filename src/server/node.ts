@@ -363,7 +363,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private drain(): void {
     if (this.stopped) return;
     try {
-      while (this.replica.hasReady()) this.handle(this.replica.ready());
+      for (let n = 0; this.replica.hasReady(); n++) {
+        // Each Ready drains what made hasReady() true; if it does not, the core has a bug,
+        // and stopping with a clear message beats spinning forever.
+        assert(n < 10_000, `node ${this.id}: the core keeps reporting work it never hands out`);
+        this.handle(this.replica.ready());
+      }
     } catch (error) {
       this.fail(error);
     }

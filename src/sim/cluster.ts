@@ -70,6 +70,8 @@ export class SimCluster {
   private readonly clients: SimClient[] = [];
   private readonly diskBusyUntil = new Map<NodeId, number>();
   private readonly buffered = new Map<NodeId, SimEvent[]>();
+  /** The node whose inputs are being fed in one batch (no Ready taken in between). */
+  private batching: NodeId | null = null;
   /** Per node, the Readies whose writes were started and have not completed, oldest first. */
   private readonly writesInFlight = new Map<NodeId, Ready[]>();
   private opIds = 0;
@@ -234,7 +236,7 @@ export class SimCluster {
       return;
     }
     body(node);
-    this.afterStep(node);
+    if (this.batching !== id) this.afterStep(node);
   }
 
   private afterStep(node: SimNode): void {
@@ -448,7 +450,15 @@ export class SimCluster {
     node.pausedUntil = 0;
     const events = this.buffered.get(node.id) ?? [];
     this.buffered.set(node.id, []);
-    for (const event of events) this.handle(event);
+    // A resumed process reads everything that waited for it in one turn of its event
+    // loop, before it takes a Ready: so does the simulator, then it pumps once.
+    this.batching = node.id;
+    try {
+      for (const event of events) this.handle(event);
+    } finally {
+      this.batching = null;
+    }
+    if (node.up) this.afterStep(node);
   }
 
   // ---------------------------------------------------------------- nemesis

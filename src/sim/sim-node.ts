@@ -93,7 +93,10 @@ export class SimNode {
   pump(): void {
     const replica = this.replica;
     if (replica === null) return;
-    while (replica.hasReady()) {
+    for (let n = 0; replica.hasReady(); n++) {
+      // Each Ready drains the outputs that made hasReady() true; a core that keeps
+      // reporting work it never hands out would spin a real runtime forever.
+      if (n === 100) throw new Error(`node ${this.id}: hasReady() stays true after 100 Readies`);
       const ready = replica.ready();
       const persist =
         ready.hardState !== null || ready.entries.length > 0 || ready.snapshot !== null;

@@ -35,7 +35,9 @@ describe("simulator", () => {
 
   it("sim: regression seeds stay green", () => {
     // 2406: two snapshots adopted back to back; installing the first dropped the second.
-    const regressions = [2406];
+    // 118, 257, 279: a master that commits and steps down in one batch of inputs kept
+    // hasReady() true forever (found with real processes first).
+    const regressions = [2406, 118, 257, 279];
     expect(sweep(regressions)).toEqual([]);
   });
 
