@@ -105,7 +105,7 @@ async function round(
       await cluster.waitCaughtUp(master.id, 15_000);
     } catch {
       // An old master that never catches up after SIGCONT has hung (see
-      // test/integration/master-step-down.test.ts): note it, and restart it to go on.
+      // test/scenarios/master-step-down.test.ts, fixed in 263ff90): note it, restart it.
       hung = true;
       await cluster.restart(master.id);
     }

@@ -268,7 +268,7 @@ async function pauseRound(cluster: Cluster, client: BatonClient, round: number):
   cluster.resume(old.id);
   const stepDown = await waitFor(
     `the old master ${old.id} to answer /v1/status as a backup of term >= ${next.term} (a ` +
-      "node that never answers again is spinning: see master-step-down.test.ts)",
+      "node that never answers again is spinning: see test/scenarios/master-step-down.test.ts)",
     async () => {
       // A long timeout: an answer waits behind the backlog the node has to work through.
       const s = await cluster.node(old.id).status(2000);
