@@ -219,6 +219,18 @@ describe("fail-over", () => {
       await client.close();
     }
   }, 60_000);
+  it("timing: a request line the HTTP parser cannot read is answered 400 with the API's error shape (code ERR_INVALID_INPUT)", async () => {
+    // DESIGN.md: bad input gets 400/413 "with a JSON error that says what is wrong", and
+    // src/http/server.ts promises every error answer the same shape with a `code`.
+    const cluster = await ClusterClass.start({ ...TIMING, size: 1 });
+    const node = cluster.node(1);
+    const answer = await rawExchange(node.httpAddress, Buffer.from("GARBAGE\r\n\r\n"), 3000);
+    const text = answer.data.toString("latin1");
+    expect(text).toMatch(/^HTTP\/1\.1 400 /);
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as Record<string, unknown>;
+    expect(body.code).toBe("ERR_INVALID_INPUT");
+    expect(typeof body.error).toBe("string");
+  }, 30_000);
 });
 
 type Answer = Awaited<ReturnType<typeof httpRequest>>;
