@@ -14,14 +14,7 @@
 import { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { type BatonClient, createClient } from "../../src/client/index.js";
-import {
-  type Cluster,
-  Cluster as ClusterClass,
-  httpRequest,
-  sleep,
-  useClusterHarness,
-  waitFor,
-} from "./harness.js";
+import { Cluster, httpRequest, sleep, useClusterHarness, waitFor } from "./harness.js";
 import { OpenLoopWriter, summarize, verifyWrites } from "./writer.js";
 
 useClusterHarness();
@@ -57,7 +50,7 @@ describe("fail-over", () => {
   it(
     `timing: writes carry on while the master is killed (SIGKILL x${KILLS}, restarted after a moment): none lost, none applied twice`,
     async () => {
-      const cluster = await ClusterClass.start(TIMING);
+      const cluster = await Cluster.start(TIMING);
       const client = clientFor(cluster);
       const writer = new OpenLoopWriter(client, {
         intervalMs: 10,
@@ -114,7 +107,7 @@ describe("fail-over", () => {
   );
 
   it("timing: a node whose data directory was wiped rejoins by state transfer and then takes part in commits (snapshot every 50 entries)", async () => {
-    const cluster = await ClusterClass.start({ ...TIMING, snapshotEntries: 50 });
+    const cluster = await Cluster.start({ ...TIMING, snapshotEntries: 50 });
     const client = clientFor(cluster);
     try {
       const master = await cluster.waitForMaster();
@@ -162,7 +155,7 @@ describe("fail-over", () => {
   it(
     `timing: a master paused with SIGSTOP under write load is replaced, and when continued it steps down and takes no write as master (x${PAUSES})`,
     async () => {
-      const cluster = await ClusterClass.start(TIMING);
+      const cluster = await Cluster.start(TIMING);
       const client = clientFor(cluster);
       // Writes keep arriving throughout, so the master is paused with acknowledgements in
       // flight and finds them, with the new master's heartbeats, when it runs again.
@@ -196,7 +189,7 @@ describe("fail-over", () => {
   );
 
   it("timing: malformed requests on the HTTP and peer ports are refused, and the node keeps serving and replicating", async () => {
-    const cluster = await ClusterClass.start(TIMING);
+    const cluster = await Cluster.start(TIMING);
     const client = clientFor(cluster);
     try {
       const master = await cluster.waitForMaster();
@@ -222,7 +215,7 @@ describe("fail-over", () => {
   it("timing: a request line the HTTP parser cannot read is answered 400 with the API's error shape (code ERR_INVALID_INPUT)", async () => {
     // DESIGN.md: bad input gets 400/413 "with a JSON error that says what is wrong", and
     // src/http/server.ts promises every error answer the same shape with a `code`.
-    const cluster = await ClusterClass.start({ ...TIMING, size: 1 });
+    const cluster = await Cluster.start({ ...TIMING, size: 1 });
     const node = cluster.node(1);
     const answer = await rawExchange(node.httpAddress, Buffer.from("GARBAGE\r\n\r\n"), 3000);
     const text = answer.data.toString("latin1");
