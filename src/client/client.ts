@@ -11,6 +11,7 @@
  */
 
 import { randomBytes, randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
 import {
   ClientClosedError,
@@ -143,7 +144,12 @@ class HttpBatonClient implements BatonClient {
   private readonly policy: RetryPolicy;
   private readonly keyPrefix: string;
   private keyCounter = 0;
-  private readonly closing = new AbortController();
+  private readonly closing = (() => {
+    // Every operation backing off listens to this one signal; many at once are normal.
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  })();
 
   constructor(options: ClientOptions) {
     this.policy = parsePolicy(options);

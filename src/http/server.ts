@@ -156,6 +156,27 @@ function buildApp(limits: KvLimits, logger: Logger): FastifyInstance {
     // (fastify marks them Connection: close), so they get the node's own answer, such as
     // 503 ERR_SHUTTING_DOWN with Retry-After, rather than fastify's bare 503.
     return503OnClosing: false,
+    // Bytes that are not HTTP never reach a route: answer them in the API's own JSON
+    // shape (with a code) and close the connection.
+    clientErrorHandler: (error, socket) => {
+      const overflow = (error as { code?: string }).code === "HPE_HEADER_OVERFLOW";
+      const status = overflow ? 431 : 400;
+      const reason = overflow ? "Request Header Fields Too Large" : "Bad Request";
+      const body = JSON.stringify({
+        error: overflow
+          ? "the request headers are too large; send smaller headers"
+          : "the request is not valid HTTP/1.1; check the request line and headers",
+        code: "ERR_INVALID_INPUT",
+        field: overflow ? "headers" : "request",
+      });
+      if (socket.writable) {
+        socket.end(
+          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      } else {
+        socket.destroy();
+      }
+    },
     frameworkErrors: (error, _request, reply) => {
       const known =
         error.code === "FST_ERR_BAD_URL"

@@ -23,12 +23,19 @@ interface StartFlags {
   electionMs?: [number, number];
   tickMs?: number;
   snapshotEntries?: number;
+  snapshotKeepEntries?: number;
   logLevel: string;
 }
 
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("expected a positive number");
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected an integer >= 0");
   return n;
 }
 
@@ -68,6 +75,7 @@ function configInput(flags: StartFlags): NodeConfigInput {
     electionMsMax: election?.[1],
     tickMs: pick(flags.tickMs, "tickMs"),
     snapshotEntries: pick(flags.snapshotEntries, "snapshotEntries"),
+    snapshotKeepEntries: pick(flags.snapshotKeepEntries, "snapshotKeepEntries"),
   };
   return input as unknown as NodeConfigInput;
 }
@@ -94,6 +102,11 @@ export function register(program: Command): void {
     .option("--election-ms <min-max>", "election timeout range (default 300-600)", range)
     .option("--tick-ms <ms>", "timer resolution (default 10)", positive)
     .option("--snapshot-entries <n>", "snapshot every n applied entries (default 10000)", positive)
+    .option(
+      "--snapshot-keep-entries <n>",
+      "entries kept in the log behind a snapshot, for backups slightly behind (default 5000)",
+      nonNegative,
+    )
     .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
     .addHelpText(
       "after",
