@@ -12,7 +12,7 @@ import type { HistoryOp } from "./checkers/linearizability.js";
 import { SafetyChecker } from "./checkers/safety.js";
 import { EventQueue } from "./event-queue.js";
 import type { NemesisKind, Scenario } from "./scenario.js";
-import type { StoredSnapshot } from "./sim-disk.js";
+import { SimCorruptionError, type StoredSnapshot } from "./sim-disk.js";
 import type { SimKv } from "./sim-kv.js";
 import { NO_FAULTS, SimNetwork } from "./sim-network.js";
 import { type ClientAnswer, type ClientRequest, SimNode } from "./sim-node.js";
@@ -44,6 +44,7 @@ export interface ClusterStats {
   partitions: number;
   tornWrites: number;
   transfers: number;
+  corruptionsDetected: number;
   faults: Record<string, number>;
 }
 
@@ -64,6 +65,7 @@ export class SimCluster {
     partitions: 0,
     tornWrites: 0,
     transfers: 0,
+    corruptionsDetected: 0,
     faults: {},
   };
   private readonly agenda = new EventQueue<SimEvent>();
@@ -431,10 +433,32 @@ export class SimCluster {
   }
 
   private restart(node: SimNode): void {
-    if (node.up) return;
+    if (node.up || node.corrupt) return;
     this.stats.restarts++;
     this.log(`nemesis: restart node ${node.id} (disk holds ${node.disk.lastIndex} entries)`);
-    this.startNode(node);
+    try {
+      this.startNode(node);
+    } catch (error) {
+      if (!(error instanceof SimCorruptionError)) throw error;
+      // Detected, never applied: the node refuses to start, as the real one does, and
+      // stays down (its operator would wipe it).
+      node.corrupt = true;
+      node.crash();
+      this.stats.corruptionsDetected++;
+      this.log(`disk: node ${node.id} refuses to start: ${error.message}`);
+    }
+  }
+
+  /** Flips a bit on one node's disk; at most one node per run, so a majority remains. */
+  private flipBit(): void {
+    if ([...this.nodes.values()].some((n) => n.disk.flipped > 0)) return;
+    const node = this.prng.pick([...this.nodes.values()]);
+    const index = node.disk.flipBit((count) => this.prng.int(0, count - 1));
+    if (index === null) return;
+    this.log(`nemesis: flip a bit in node ${node.id}'s record of entry ${index}`);
+    // The damage is found when the node next starts: crash it so that it does.
+    this.crash(node);
+    this.agenda.push(this.now + 50 + this.prng.next() * 500, { type: "restart", node: node.id });
   }
 
   private pause(node: SimNode, ms: number): void {
@@ -535,6 +559,8 @@ export class SimCluster {
         this.agenda.push(this.now, { type: "unreachable", node, peer });
         return;
       }
+      case "flip_bit":
+        return this.flipBit();
       case "heal":
         this.network.healAll();
         this.log("nemesis: heal the network");

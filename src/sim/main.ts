@@ -23,6 +23,7 @@ interface SweepSummary {
   crashes: number;
   tornWrites: number;
   transfers: number;
+  corruptionsDetected: number;
   messages: number;
   dropped: number;
   faults: Record<string, number>;
@@ -46,6 +47,7 @@ function emptySummary(): SweepSummary {
     crashes: 0,
     tornWrites: 0,
     transfers: 0,
+    corruptionsDetected: 0,
     messages: 0,
     dropped: 0,
     faults: {},
@@ -67,6 +69,7 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   summary.crashes += r.crashes;
   summary.tornWrites += r.tornWrites;
   summary.transfers += r.transfers;
+  summary.corruptionsDetected += r.corruptionsDetected;
   summary.messages += r.messages;
   summary.dropped += r.dropped;
   for (const [kind, count] of Object.entries(r.faults)) {
@@ -135,7 +138,7 @@ function printSummary(summary: SweepSummary, seconds: number, from: number): voi
   );
   console.log(`  operations ${summary.operations} (${summary.indeterminate} indeterminate)`);
   console.log(
-    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}, state transfers ${summary.transfers}`,
+    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}, state transfers ${summary.transfers}, corrupt records detected ${summary.corruptionsDetected}`,
   );
   console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
   console.log(`  faults: ${faults}`);
@@ -156,7 +159,7 @@ function printRun(r: RunResult, trace: boolean): void {
     `seed ${r.seed}: ${r.nodeCount} nodes, ${r.clientCount} clients, ${r.operations} operations (${r.indeterminate} indeterminate), commit index ${r.commitIndex}`,
   );
   console.log(
-    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}, state transfers ${r.transfers}`,
+    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}, state transfers ${r.transfers}, corrupt records detected ${r.corruptionsDetected}`,
   );
   console.log(
     `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs ?? "?"}ms after healing`,

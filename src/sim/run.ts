@@ -34,6 +34,7 @@ export interface RunResult {
   readonly crashes: number;
   readonly tornWrites: number;
   readonly transfers: number;
+  readonly corruptionsDetected: number;
   readonly messages: number;
   readonly dropped: number;
   /** Virtual ms from healing until a master was agreed on. */
@@ -76,6 +77,7 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     crashes: stats.crashes,
     tornWrites: stats.tornWrites,
     transfers: stats.transfers,
+    corruptionsDetected: stats.corruptionsDetected,
     messages: cluster.network.sent,
     dropped: cluster.network.dropped,
     recoveryMs,
@@ -120,11 +122,13 @@ function converged(cluster: SimCluster): boolean {
   if (master === null) return false;
   const commit = master.replica!.commitIndex;
   if (commit !== master.replica!.lastIndex) return false;
-  return [...cluster.nodes.values()].every((n) => n.up && n.appliedIndex === commit);
+  // A node whose disk failed its checksum stays down: its operator would wipe it.
+  return [...cluster.nodes.values()].every((n) => n.corrupt || (n.up && n.appliedIndex === commit));
 }
 
 function checkEnd(cluster: SimCluster): string | undefined {
-  const prints = new Set([...cluster.nodes.values()].map((n) => n.kv.fingerprint()));
+  const running = [...cluster.nodes.values()].filter((n) => !n.corrupt);
+  const prints = new Set(running.map((n) => n.kv.fingerprint()));
   if (prints.size !== 1) return `convergence: replicas hold ${prints.size} different states`;
   const verdict = checkLinearizable(cluster.history);
   const bad = verdict.keys.find((k) => !k.ok);

@@ -43,6 +43,7 @@ export type NemesisKind =
   | "one_way"
   | "flap"
   | "unreachable"
+  | "flip_bit"
   | "heal";
 
 export interface ScenarioOptions {
@@ -85,6 +86,7 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
       one_way: calm ? 0 : prng.int(0, 2),
       flap: calm ? 0 : prng.int(0, 2),
       unreachable: calm ? 0 : prng.int(0, 2),
+      flip_bit: calm ? 0 : prng.int(0, 1),
       heal: calm ? 0 : prng.int(1, 3),
     },
     tornWrite: calm ? 0 : prng.pick([0, 0.3, 0.8]),

@@ -23,7 +23,23 @@ export interface StoredSnapshot<S> {
   readonly state: S;
 }
 
+/** Recovery found a record that fails its checksum: the node must not start. */
+export class SimCorruptionError extends Error {
+  override readonly name = "SimCorruptionError";
+}
+
+/** The checksum a real log record carries, over what identifies the entry. */
+function checksum(entry: Entry): number {
+  let h = Math.imul(entry.index ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(entry.term, 0xc2b2ae35);
+  h ^= entry.kind === "noop" ? 0x27d4eb2f : 0x165667b1;
+  for (const byte of entry.data) h = Math.imul(h ^ byte, 0x01000193);
+  return h >>> 0;
+}
+
 export class SimDisk<S> {
+  /** Checksum of each stored entry, computed when it was written. */
+  private sums: number[] = [];
+  flipped = 0;
   private hardState: HardState = EMPTY_STATE.hardState;
   /** The log starts after this index. */
   private base: SnapshotMeta = EMPTY_STATE.snapshot;
@@ -40,7 +56,11 @@ export class SimDisk<S> {
     if (first !== undefined && keep > 0) {
       if (first.index <= this.base.index) throw new Error("sim disk: write below the snapshot");
       this.entries.length = first.index - this.base.index - 1;
-      for (const entry of write.entries.slice(0, keep)) this.entries.push(entry);
+      this.sums.length = this.entries.length;
+      for (const entry of write.entries.slice(0, keep)) {
+        this.entries.push(entry);
+        this.sums.push(checksum(entry));
+      }
     }
     if (keep < write.entries.length) this.torn++;
     const commitIndex = Math.min(
@@ -61,6 +81,7 @@ export class SimDisk<S> {
     this.stored = snapshot;
     this.base = snapshot.meta;
     this.entries = [];
+    this.sums = [];
     const commitIndex = Math.max(this.hardState.commitIndex, snapshot.meta.index);
     this.hardState = { ...this.hardState, commitIndex };
   }
@@ -69,8 +90,36 @@ export class SimDisk<S> {
     return this.stored;
   }
 
+  /**
+   * Flips one bit of a stored record that is not the last one (a flip in the last record
+   * is indistinguishable from a torn write, which recovery trims). Returns the index hit,
+   * or null when the disk holds fewer than two records.
+   */
+  flipBit(pick: (count: number) => number): number | null {
+    if (this.entries.length < 2) return null;
+    const at = pick(this.entries.length - 1);
+    const entry = this.entries[at]!;
+    const data = entry.data.length > 0 ? entry.data.slice() : entry.data;
+    const corrupt =
+      data.length > 0
+        ? (() => {
+            data[0] = data[0]! ^ 1;
+            return { ...entry, data };
+          })()
+        : { ...entry, term: entry.term ^ 1 };
+    this.entries[at] = corrupt;
+    this.flipped++;
+    return entry.index;
+  }
+
   recover(): RestoredState {
     const snap = this.stored?.meta ?? EMPTY_STATE.snapshot;
+    // Every record is checked on the way in, as the real write-ahead log does.
+    this.entries.forEach((entry, i) => {
+      if (checksum(entry) !== this.sums[i]) {
+        throw new SimCorruptionError(`record of entry ${entry.index} fails its checksum`);
+      }
+    });
     // Recovery starts right after the newest snapshot, as the real storage does.
     const entries = this.entries.slice(Math.max(0, snap.index - this.base.index));
     const first = entries[0];

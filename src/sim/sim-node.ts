@@ -52,6 +52,8 @@ export class SimNode {
   private snapshotIndex = 0;
   kv = new SimKv();
   pausedUntil = 0;
+  /** Recovery found a corrupt record: the node stays down for the rest of the run. */
+  corrupt = false;
   /** Index of the last entry this incarnation's state machine applied. */
   appliedIndex = 0;
   private pendingWrites = new Map<number, { term: number; request: ClientRequest }>();
@@ -74,7 +76,8 @@ export class SimNode {
   start(): void {
     this.incarnation++;
     const config = { ...defaultReplicaConfig(this.id, this.members), ...this.tuning.replica };
-    this.replica = new Replica(config, this.prng.fork(), this.disk.recover());
+    const restored = this.disk.recover();
+    this.replica = new Replica(config, this.prng.fork(), restored);
     const stored = this.disk.snapshot();
     this.kv = stored === null ? new SimKv() : stored.state.clone();
     this.appliedIndex = this.replica.snapshotMeta().index;

@@ -55,6 +55,7 @@ describe("simulator", () => {
     let failovers = 0;
     let torn = 0;
     let transfers = 0;
+    let corruptions = 0;
     let operations = 0;
     for (let seed = 1; seed <= 60; seed++) {
       const r = runSeed(seed);
@@ -62,6 +63,7 @@ describe("simulator", () => {
       failovers += r.failovers;
       torn += r.tornWrites;
       transfers += r.transfers;
+      corruptions += r.corruptionsDetected;
       operations += r.operations - r.indeterminate;
     }
     for (const kind of [
@@ -73,12 +75,15 @@ describe("simulator", () => {
       "one_way",
       "flap",
       "unreachable",
+      "flip_bit",
     ]) {
       expect(totals[kind], kind).toBeGreaterThan(0);
     }
     expect(failovers).toBeGreaterThan(50);
     expect(torn).toBeGreaterThan(0);
     expect(transfers).toBeGreaterThan(10);
+    // Bit flips on disk are found when the node restarts, and it refuses to start.
+    expect(corruptions).toBeGreaterThan(0);
     expect(operations).toBeGreaterThan(10_000);
   });
 });
