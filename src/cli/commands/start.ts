@@ -97,7 +97,11 @@ export function register(program: Command): void {
       "--config <file>",
       "JSON file with the same settings (id, listen, http, peers, data, ...); flags win",
     )
-    .option("--cluster-id <name>", "cluster name; nodes of another cluster are refused", "baton")
+    // No commander default here: it would override a config file's clusterId.
+    .option(
+      "--cluster-id <name>",
+      'cluster name; nodes of another cluster are refused (default "baton")',
+    )
     .option("--heartbeat-ms <ms>", "master heartbeat interval (default 50)", positive)
     .option("--election-ms <min-max>", "election timeout range (default 300-600)", range)
     .option("--tick-ms <ms>", "timer resolution (default 10)", positive)
