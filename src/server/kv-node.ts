@@ -17,7 +17,9 @@ import {
   KvStateMachine,
   validateCommand,
 } from "../kv/index.js";
+import { assert } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { parseAddress } from "../transport/address.js";
 import { startNode } from "./create-node.js";
 import type { BatonNode } from "./node.js";
 import type { NodeConfig } from "./node-config.js";
@@ -40,7 +42,10 @@ export class KvNode implements KvNodeApi {
     const node = await startNode(config, sm, logger);
     const kv = new KvNode(node, sm);
     if (config.http !== null) {
-      const [host, port] = splitHostPort(config.http);
+      // parseNodeConfig already validated the address.
+      const parsed = parseAddress(config.http);
+      assert(parsed.ok, `http address ${config.http}`);
+      const { host, port } = parsed.address;
       kv.http = createHttpServer({
         api: kv,
         logger: logger.child({ component: "http" }),
@@ -118,10 +123,4 @@ function fieldOf(reason: string): string {
   if (reason.startsWith("idempotency")) return "Idempotency-Key";
   if (reason.startsWith("value")) return "value";
   return "request";
-}
-
-function splitHostPort(address: string): [string, number] {
-  const i = address.lastIndexOf(":");
-  const host = address.slice(0, i).replace(/^\[|\]$/g, "");
-  return [host, Number(address.slice(i + 1))];
 }

@@ -121,16 +121,17 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
 
 /** A counter whose value the node already counts; it is copied at scrape time. */
 function counterFrom(registry: Registry, name: string, help: string, read: () => number): void {
-  const counter = new Counter({
+  let copied = 0;
+  new Counter({
     name,
     help,
     registers: [registry],
     collect() {
-      const delta = read() - last;
-      if (delta > 0) this.inc(delta);
-      last += Math.max(0, delta);
+      const delta = read() - copied;
+      if (delta > 0) {
+        this.inc(delta);
+        copied += delta;
+      }
     },
   });
-  let last = 0;
-  void counter;
 }

@@ -275,10 +275,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const r = this.replica;
     const now = Date.now();
     const progress = r.peerProgress();
+    const peerStats = this.transport.stats().peers;
     const members: MemberStatus[] = this.config.peers.map((peer) => {
       const self = peer.id === this.id;
       const pr = progress.get(peer.id);
-      const stats = this.transport.stats().peers.find((p) => p.peer === peer.id);
+      const stats = peerStats.find((p) => p.peer === peer.id);
       const heard = this.lastHeard.get(peer.id);
       return {
         id: peer.id,

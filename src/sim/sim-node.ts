@@ -11,7 +11,7 @@ import type { Entry, NodeId } from "../core/messages.js";
 import type { Prng } from "../core/prng.js";
 import { type Ready, Replica } from "../core/replica.js";
 import { SimDisk, type StoredSnapshot } from "./sim-disk.js";
-import { decodeCommand, type SimCommand, SimKv } from "./sim-kv.js";
+import { decodeCommand, encodeCommand, type SimCommand, SimKv } from "./sim-kv.js";
 
 export interface ClientRequest {
   readonly client: number;
@@ -162,7 +162,7 @@ export class SimNode {
   handleRequest(request: ClientRequest): void {
     const replica = this.replica!;
     if (request.command !== undefined) {
-      const result = replica.propose(encodeOnce(request.command));
+      const result = replica.propose(encodeCommand(request.command));
       if (result.ok) this.pendingWrites.set(result.index, { term: result.term, request });
       else if (result.reason === "busy") this.hooks.answer(this, request, { kind: "retry" });
       else this.hooks.answer(this, request, { kind: "redirect", masterHint: result.masterHint });
@@ -221,10 +221,4 @@ export class SimNode {
         });
     }
   }
-}
-
-const encoder = new TextEncoder();
-
-function encodeOnce(command: SimCommand): Uint8Array {
-  return encoder.encode(JSON.stringify(command));
 }
