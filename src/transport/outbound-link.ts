@@ -10,11 +10,11 @@
  * Frames already handed to a socket that fails are lost; Raft retransmits what matters.
  */
 
-import { connect, type Socket } from "node:net";
+import { connect, isIP, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { NodeId } from "../core/messages.js";
 import { assert } from "../shared/assert.js";
-import { formatAddress, type HostPort } from "./address.js";
+import { formatAddress, type HostPort, parseAddress } from "./address.js";
 import { reconnectDelayMs } from "./backoff.js";
 import { encodeFrame, FrameDecoder } from "./frame-codec.js";
 import {
@@ -33,6 +33,26 @@ import type { PeerDownReason, PeerInfo, PeerStats } from "./transport.js";
  * are far smaller; a small bound keeps strangers from making a node buffer megabytes.
  */
 export const HANDSHAKE_FRAME_BYTES_MAX = 8 * 1024;
+
+/**
+ * The source address for a connection from a node listening on `listenHost` to `peerHost`,
+ * or null to let the operating system choose. A node that listens on one specific address
+ * dials from it too, so that its peers (and firewall rules) see it come from the address it
+ * advertises. Null when the listen host is a wildcard or a name, when the two are not IP
+ * addresses of the same family, or when a loopback source would dial a non-loopback peer
+ * (such a packet could not leave the machine).
+ */
+export function sourceAddressFor(listenHost: string, peerHost: string): string | null {
+  const family = isIP(listenHost);
+  if (family === 0 || family !== isIP(peerHost)) return null;
+  if (listenHost === "0.0.0.0" || listenHost === "::") return null;
+  if (isLoopback(listenHost) && !isLoopback(peerHost)) return null;
+  return listenHost;
+}
+
+function isLoopback(host: string): boolean {
+  return host.startsWith("127.") || host === "::1";
+}
 
 /** What a link needs from the transport that owns it. */
 export interface OutboundLinkContext {
@@ -79,6 +99,8 @@ export class OutboundLink {
   private lastDownReason: PeerDownReason | null = null;
   /** Incremented by the transport when a message from this peer is delivered. */
   receivedMessages = 0;
+  /** The address connections leave from (this node's listen host), or null for any. */
+  private readonly localAddress: string | null;
 
   constructor(
     readonly peer: NodeId,
@@ -87,6 +109,8 @@ export class OutboundLink {
   ) {
     this.queue = new SendQueue(context.config);
     this.logger = context.logger.child({ peer, remote: formatAddress(address) });
+    const listen = parseAddress(context.config.listen);
+    this.localAddress = listen.ok ? sourceAddressFor(listen.address.host, address.host) : null;
   }
 
   start(): void {
@@ -162,6 +186,7 @@ export class OutboundLink {
     const socket = connect({
       host: this.address.host,
       port: this.address.port,
+      ...(this.localAddress === null ? {} : { localAddress: this.localAddress }),
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: config.keepAliveInitialDelayMs,
