@@ -44,6 +44,17 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly lastIndex: number;
   readonly members: readonly MemberStatus[];
+  /**
+   * A digest of the whole replicated state as 16 hex digits, taken at `appliedIndex`: two
+   * nodes with the same `appliedIndex` must show the same digest. Present only when asked
+   * for (`GET /v1/status?digest=true`), because it costs a pass over every key.
+   */
+  readonly stateDigest?: string;
+}
+
+export interface StatusOptions {
+  /** Add `stateDigest`. @default false */
+  readonly digest?: boolean;
 }
 
 export interface KvNodeApi {
@@ -52,7 +63,7 @@ export interface KvNodeApi {
   delete(key: string, options: KvWriteOptions): Promise<KvResult>;
   /** Linearizable unless `stale`, which reads this node's local copy. */
   get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null>;
-  status(): NodeStatus;
+  status(options?: StatusOptions): NodeStatus;
   /** The master's HTTP base URL when this node is not the master and knows it; else null. */
   masterHttpUrl(): string | null;
 }

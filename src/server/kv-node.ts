@@ -6,7 +6,7 @@
  */
 
 import type { Logger } from "pino";
-import type { KvNodeApi, KvWriteOptions, NodeStatus } from "../http/node-api.js";
+import type { KvNodeApi, KvWriteOptions, NodeStatus, StatusOptions } from "../http/node-api.js";
 import { createHttpServer, type HttpServer } from "../http/server.js";
 import {
   defaultKvLimits,
@@ -79,8 +79,11 @@ export class KvNode implements KvNodeApi {
     return this.stateMachine.get(key);
   }
 
-  status(): NodeStatus {
-    return this.node.status();
+  status(options: StatusOptions = {}): NodeStatus {
+    const status = this.node.status();
+    if (options.digest !== true) return status;
+    // Both read in the same turn of the event loop, so the digest is of appliedIndex's state.
+    return { ...status, stateDigest: this.stateMachine.stateHash() };
   }
 
   masterHttpUrl(): string | null {

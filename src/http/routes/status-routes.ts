@@ -17,7 +17,11 @@ export function registerStatusRoutes(app: FastifyInstance, context: HttpContext)
   registerResource(app, metrics, "/v1/status", [
     // NodeStatus already has the contract's fields and names; it is sent as it is, so any
     // field the node adds later (lastIndex today) reaches clients without a change here.
-    { method: "GET", handler: (_request, reply) => reply.send(api.status()) },
+    // `?digest=true` adds stateDigest, which costs a pass over the whole state.
+    {
+      method: "GET",
+      handler: (request, reply) => reply.send(api.status({ digest: wantsDigest(request.query) })),
+    },
   ]);
   registerResource(app, metrics, "/health", [
     {
@@ -44,6 +48,10 @@ function roleCheck(context: HttpContext, role: Role, reply: FastifyReply): Fasti
     role: current,
   });
   return sendErrorAnswer(reply, answer);
+}
+
+function wantsDigest(query: unknown): boolean {
+  return (query as { digest?: unknown } | null)?.digest === "true";
 }
 
 /** This node's role, or "unknown" if the node cannot say (the process still serves). */
