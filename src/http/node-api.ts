@@ -30,6 +30,12 @@ export interface MemberStatus {
   readonly matchIndex: number | null;
   /** Master only: entries the member is behind the master's last index, else null. */
   readonly lag: number | null;
+  /**
+   * Master only: bytes of command data in the entries the member is behind, estimated from
+   * the newest 4096 of them when it is further behind; null when the entries it lacks were
+   * compacted away (it needs a state transfer) and on a backup.
+   */
+  readonly lagBytes?: number | null;
   /** Master only: milliseconds since the member last answered, else null. */
   readonly lastContactMs: number | null;
 }

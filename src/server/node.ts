@@ -39,10 +39,15 @@ import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
 interface PendingProposal {
   readonly term: number;
+  /** performance.now() when proposed, for the proposal latency metric. */
+  readonly startedAt: number;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
   readonly timer: NodeJS.Timeout;
 }
+
+/** Entries read to size a backup's lag in bytes; beyond it the size is scaled up. */
+const LAG_SCAN_ENTRIES_MAX = 4096;
 
 interface PendingRead {
   readonly resolve: () => void;
@@ -59,11 +64,21 @@ export interface FailoverEvent {
   readonly durationMs: number | null;
 }
 
+/** A connection to a peer came up or went down (the transport's evidence, as it comes). */
+export interface PeerEvent {
+  readonly peer: NodeId;
+  readonly up: boolean;
+  readonly reason: string | null;
+}
+
 export interface NodeEvents {
   role: [CoreEvent];
   failover: [FailoverEvent];
   fatal: [Error];
   applied: [number];
+  peer: [PeerEvent];
+  /** A proposal of this node was applied: milliseconds from propose to applied. */
+  proposal: [number];
 }
 
 export interface BatonNodeDeps {
@@ -187,8 +202,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.replica.step(m);
       this.schedule();
     });
+    this.transport.onPeerUp((peer) => {
+      if (!this.stopped) this.emit("peer", { peer, up: true, reason: null });
+    });
     this.transport.onPeerDown((peer, reason) => {
       if (this.stopped) return;
+      this.emit("peer", { peer, up: false, reason });
       this.transfer.peerDown(peer);
       if (reason === "refused" || reason === "lost" || reason === "closed") {
         this.log.info({ event: "peer_down", peer, reason }, `connection to node ${peer} ${reason}`);
@@ -223,7 +242,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           ),
         );
       }, this.config.requestTimeoutMs);
-      this.proposals.set(result.index, { term: result.term, resolve, reject, timer });
+      const startedAt = performance.now();
+      this.proposals.set(result.index, { term: result.term, startedAt, resolve, reject, timer });
     });
   }
 
@@ -266,6 +286,30 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return storage.walStats?.() ?? null;
   }
 
+  /**
+   * Calls `observer` with the seconds each fdatasync of the write-ahead log took, when the
+   * node runs on disk (the storage keeps no metrics library; this is its only hook).
+   */
+  observeWalSyncs(observer: (seconds: number) => void): void {
+    const storage = this.storage as Storage & {
+      observeSyncs?: (observer: (seconds: number) => void) => void;
+    };
+    storage.observeSyncs?.(observer);
+  }
+
+  /**
+   * Fault injection (demos, --allow-fault-injection only): drops every message to and
+   * from peers while `on`, as a network partition would; the connections stay up.
+   * Returns false when the transport cannot do it.
+   */
+  setPartitioned(on: boolean): boolean {
+    const transport = this.transport as Transport & { setPartitioned?: (on: boolean) => void };
+    if (transport.setPartitioned === undefined) return false;
+    transport.setPartitioned(on);
+    this.log.warn({ event: "fault", partitioned: on }, on ? "partitioned by request" : "healed");
+    return true;
+  }
+
   /** Current state transfers, for status pages. */
   transfers(): TransferProgress[] {
     return this.transfer.progress();
@@ -303,6 +347,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
               ? null
               : Math.max(0, r.lastIndex - pr.match),
         lastContactMs: self ? 0 : heard === undefined ? null : now - heard,
+        lagBytes:
+          self && r.role === "master" ? 0 : pr === undefined ? null : this.bytesAfter(pr.match),
       };
     });
     return {
@@ -315,6 +361,26 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       lastIndex: r.lastIndex,
       members,
     };
+  }
+
+  /**
+   * Bytes of command data in the log after `index`, for a backup's lag: counted over the
+   * newest LAG_SCAN_ENTRIES_MAX entries and scaled up beyond, so a status stays cheap. Null
+   * when some of those entries were compacted away.
+   */
+  private bytesAfter(index: number): number | null {
+    const last = this.replica.lastIndex;
+    const behind = last - index;
+    if (behind <= 0) return 0;
+    const scanned = Math.min(behind, LAG_SCAN_ENTRIES_MAX);
+    let bytes = 0;
+    for (let i = last - scanned + 1; i <= last; i++) {
+      const entry = this.replica.entryAt(i);
+      if (entry === undefined) return null;
+      bytes += entry.data.length;
+    }
+    if (behind > scanned && this.replica.entryAt(index + 1) === undefined) return null;
+    return Math.round((bytes * behind) / scanned);
   }
 
   /** HTTP base URL advertised by `id` (this node's own from its config). */
@@ -453,6 +519,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       } else {
         clearTimeout(pending.timer);
         pending.resolve(result);
+        this.emit("proposal", performance.now() - pending.startedAt);
       }
     }
     if (entries.length > 0) this.emit("applied", this.appliedIndex);
