@@ -84,6 +84,8 @@ export class TcpTransport implements Transport {
   private readonly upHandlers = new HandlerSet<[NodeId]>();
   private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
   private droppedMessages = 0;
+  /** Fault injection: while true, every message to and from peers is dropped. */
+  private partitioned = false;
   private protocolErrors = 0;
   private readonly linkContext: OutboundLinkContext;
   private readonly inboundContext: InboundContext;
@@ -145,6 +147,7 @@ export class TcpTransport implements Transport {
     assert(message.from === this.nodeId, `node ${this.nodeId} sending as ${message.from}`);
     assert(message.to !== this.nodeId, "a node does not send messages to itself");
     if (this.state !== "running") return this.drop("closed");
+    if (this.partitioned) return this.drop("partitioned");
     const link = this.links.get(message.to);
     if (link === undefined) return this.drop("unknown_peer");
     const encoded = encodeFrame(message, this.config);
@@ -191,6 +194,21 @@ export class TcpTransport implements Transport {
     this.inboundByPeer.get(id)?.destroy();
     this.inboundByPeer.delete(id);
     this.infoByPeer.delete(id);
+  }
+
+  /**
+   * Fault injection, for demos: while `on`, every message to and from peers is dropped and
+   * counted, as a network partition that silently loses packets would. Connections stay
+   * up, so peers notice only by the missing heartbeats and answers, as they would on a
+   * real network.
+   */
+  setPartitioned(on: boolean): void {
+    if (this.partitioned === on) return;
+    this.partitioned = on;
+    this.logger.warn(
+      { reason: "fault_injection" },
+      on ? "partitioned: dropping all peer traffic" : "partition healed",
+    );
   }
 
   peerInfo(id: NodeId): PeerInfo | null {
@@ -260,6 +278,10 @@ export class TcpTransport implements Transport {
       onHandshake: (connection) => this.onInboundHandshake(connection),
       onMessage: (connection, message) => {
         if (this.state !== "running" || this.inboundByPeer.get(message.from) !== connection) return;
+        if (this.partitioned) {
+          this.droppedMessages++;
+          return;
+        }
         const link = this.links.get(message.from);
         if (link !== undefined) link.receivedMessages++;
         this.messageHandlers.emit(message);

@@ -39,7 +39,13 @@ export interface PeerInfo {
  * `unknown_peer`: `to` is not a configured peer (for instance just removed by a membership
  * change). `closed`: the transport is not running.
  */
-export type DropReason = "queue_full" | "too_large" | "unknown_peer" | "closed";
+export type DropReason =
+  | "queue_full"
+  | "too_large"
+  | "unknown_peer"
+  | "closed"
+  /** Fault injection: the node is cut off from its peers on purpose. */
+  | "partitioned";
 
 /** What `send` did with a message: queued for the peer, or dropped and counted. */
 export type SendResult =
