@@ -108,6 +108,7 @@ export class Wal {
   private barrier: Promise<void> = Promise.resolve();
   private failure: Error | null = null;
   private closed = false;
+  private syncObserver: ((seconds: number) => void) | null = null;
   readonly stats: WalStats = {
     batches: 0,
     fdatasyncs: 0,
@@ -206,6 +207,14 @@ export class Wal {
     if (index === this.first - 1) return this.baseTerm;
     if (index < this.first || index > this.lastIndex()) return undefined;
     return this.terms[index - this.first];
+  }
+
+  /**
+   * Calls `observer` with the seconds each fdatasync of a segment took (the node's fsync
+   * latency metric). One observer; a later call replaces it.
+   */
+  observeSyncs(observer: (seconds: number) => void): void {
+    this.syncObserver = observer;
   }
 
   /** Highest index known durable: the log up to it has survived fdatasync. */
@@ -605,8 +614,10 @@ export class Wal {
 
   private async syncSegment(segment: Segment): Promise<void> {
     if (segment.unsyncedBytes === 0) return;
+    const started = performance.now();
     await io(segment.path, "fdatasync", () => segment.handle.datasync());
     this.stats.fdatasyncs++;
+    this.syncObserver?.((performance.now() - started) / 1000);
     segment.unsyncedBytes = 0;
   }
 
