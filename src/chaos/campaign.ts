@@ -1,0 +1,556 @@
+/**
+ * One fault campaign against real processes, start to finish: start the cluster, run the
+ * clients and the faults side by side for the fault phase, heal everything, measure how
+ * long until every node serves again, read the final state, compare the replicas, judge the
+ * history and write the report. It owns the order of those steps and the cleanup: every
+ * process, partition rule, relay and data directory it made is gone when it returns or
+ * throws.
+ */
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Agent } from "undici";
+import { Prng } from "../core/prng.js";
+import {
+  checkExactlyOnce,
+  checkHistory,
+  checkNoCrashes,
+  checkNoLostWrites,
+  type Verdict,
+  type Verdicts,
+} from "./checks.js";
+import { type FaultWindow, type NemesisKind, runNemeses } from "./nemesis.js";
+import {
+  IptablesNetwork,
+  iptablesUsable,
+  type Network,
+  nodeHost,
+  type PartitionMethod,
+  RelayNetwork,
+} from "./network.js";
+import {
+  ChaosNode,
+  freePort,
+  openNodeLog,
+  REPO_ROOT,
+  type RoleEvent,
+  type StatusView,
+  startSupportsJoin,
+  type UnexpectedExit,
+} from "./processes.js";
+import { timelineHtml, timelineSvg, writeReport } from "./report.js";
+import { sleep, Workload } from "./workload.js";
+
+export interface CampaignOptions {
+  readonly seed: number;
+  /** Length of the fault phase, in milliseconds. */
+  readonly durationMs: number;
+  readonly nodes: number;
+  readonly nemeses: readonly NemesisKind[];
+  readonly clients: number;
+  /** Keys in use at a time. @default 4 */
+  readonly keys?: number;
+  readonly out: string;
+  readonly staleReads: boolean;
+  readonly method: PartitionMethod | "auto";
+  /** Longest a node may take to serve again after healing, in ms. @default 20000 */
+  readonly recoveryMsMax?: number;
+  /** Called with a progress line every few seconds. */
+  readonly progress?: (line: string) => void;
+}
+
+export interface CampaignTotals {
+  readonly operations: number;
+  readonly ok: number;
+  readonly failed: number;
+  readonly indeterminate: number;
+  readonly faults: Partial<Record<NemesisKind, number>>;
+  /** Times a node became master, after the first master of the run. */
+  readonly failovers: number;
+  readonly unexpectedExits: number;
+  /** Per node, ms from healing until it answered a write. */
+  readonly recoveryMs: Record<string, number | null>;
+}
+
+export interface CampaignResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  readonly method: PartitionMethod;
+  readonly joinFlag: boolean;
+  readonly verdicts: Verdicts;
+  readonly totals: CampaignTotals;
+  readonly outDir: string;
+  readonly reproduce: string;
+  readonly summary: string;
+}
+
+const STATUS_POLL_MS = 200;
+const PROGRESS_MS = 5000;
+
+/** The exact command that replays `options`' fault schedule. */
+export function reproduceCommand(options: CampaignOptions, method: PartitionMethod): string {
+  const flags = [
+    `--seed ${options.seed}`,
+    `--duration ${Math.round(options.durationMs / 1000)}`,
+    `--nodes ${options.nodes}`,
+    `--clients ${options.clients}`,
+    `--nemesis ${options.nemeses.join(",")}`,
+    `--method ${method}`,
+  ];
+  if (options.staleReads) flags.push("--stale-reads");
+  return `npm run chaos -- ${flags.join(" ")}`;
+}
+
+/** Chooses the partition method: iptables when usable (installing it if root), else relay. */
+export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod {
+  if (method !== "auto") return method;
+  if (process.getuid?.() === 0 && !iptablesUsable()) {
+    try {
+      execFileSync("bash", [join(REPO_ROOT, "scripts", "ensure-system-deps.sh")], {
+        stdio: "ignore",
+      });
+    } catch {
+      // The relay works without it.
+    }
+  }
+  return iptablesUsable() ? "iptables" : "relay";
+}
+
+export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
+  const method = resolveMethod(options.method);
+  mkdirSync(options.out, { recursive: true });
+  const dataRoot = mkdtempSync(join(tmpdir(), "baton-chaos-"));
+  const removeData = (): void => rmSync(dataRoot, { recursive: true, force: true });
+  process.once("exit", removeData);
+  const run = new CampaignRun(options, method, dataRoot);
+  try {
+    return await run.execute();
+  } finally {
+    await run.teardown();
+    removeData();
+    process.off("exit", removeData);
+  }
+}
+
+class CampaignRun {
+  /** Campaign time 0: when the cluster first agreed on a master (reset then). */
+  private t0 = performance.now();
+  /** `Date.now()` at campaign time 0, to place the nodes' log times on the same axis. */
+  wallOrigin = Date.now();
+  readonly now = (): number => performance.now() - this.t0;
+  private readonly prng: Prng;
+  private readonly agent = new Agent({ connect: { localAddress: "127.0.0.1" }, connections: 4 });
+  private nodes: ChaosNode[] = [];
+  private network: Network | null = null;
+  private workload: Workload | null = null;
+  private readonly roles: RoleEvent[] = [];
+  private readonly exits: UnexpectedExit[] = [];
+  private readonly windows: FaultWindow[] = [];
+  private readonly statuses = new Map<number, StatusView>();
+  private polling = false;
+  private ending = false;
+  private joinFlag = false;
+
+  constructor(
+    private readonly options: CampaignOptions,
+    private readonly method: PartitionMethod,
+    private readonly dataRoot: string,
+  ) {
+    this.prng = new Prng(options.seed);
+  }
+
+  async execute(): Promise<CampaignResult> {
+    const { options } = this;
+    this.joinFlag = startSupportsJoin();
+    await this.startCluster();
+    const say = options.progress ?? (() => {});
+    say(
+      `cluster of ${options.nodes} up (partitions: ${this.method}${this.joinFlag ? ", wiped nodes rejoin with --join" : ""}); master n${this.currentMaster()}`,
+    );
+    const poller = this.pollStatuses();
+    const workload = new Workload({
+      seed: options.seed,
+      clients: options.clients,
+      keys: options.keys ?? 4,
+      keyEpochMs: 15_000,
+      requestTimeoutMs: 1500,
+      attemptsMax: 3,
+      thinkMs: 5,
+      staleReads: options.staleReads,
+      urls: new Map(this.nodes.map((n) => [n.id, n.url])),
+      now: this.now,
+    });
+    this.workload = workload;
+    workload.start();
+    const ticker = setInterval(() => say(this.progressLine()), PROGRESS_MS);
+    try {
+      await runNemeses(
+        {
+          prng: this.prng,
+          nodes: this.nodes,
+          network: this.network!,
+          now: this.now,
+          currentMaster: () => this.currentMaster(),
+          restart: (id, wiped) => this.restart(id, wiped),
+          windows: this.windows,
+          faultMs: [1500, 5000],
+          quietMs: [1000, 3000],
+        },
+        options.nemeses,
+        options.durationMs,
+      );
+      const healedAt = await this.healAll();
+      say(`fault phase over at ${(healedAt / 1000).toFixed(1)} s: everything healed`);
+      const live = await this.measureLiveness(healedAt);
+      await sleep(2000);
+      await workload.stop();
+      this.ending = true;
+      await this.finalReads();
+      const converged = await this.checkConvergence();
+      this.polling = false;
+      await poller;
+      clearInterval(ticker);
+      return this.judge(healedAt, live, converged);
+    } finally {
+      clearInterval(ticker);
+      this.polling = false;
+      this.ending = true;
+    }
+  }
+
+  async teardown(): Promise<void> {
+    this.ending = true;
+    this.polling = false;
+    await this.workload?.stop().catch(() => {});
+    await this.workload?.close();
+    await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
+    await this.network?.close().catch(() => {});
+    await this.agent.close().catch(() => {});
+  }
+
+  private async startCluster(): Promise<void> {
+    const { options, method } = this;
+    const ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
+    const hosts = new Map(
+      ids.map((id) => [id, method === "iptables" ? nodeHost(id) : "127.0.0.1"]),
+    );
+    const ports = new Map<number, { peer: number; http: number }>();
+    for (const id of ids) {
+      const host = hosts.get(id)!;
+      ports.set(id, { peer: await freePort(host), http: await freePort(host) });
+    }
+    let peersOf: (id: number) => string;
+    if (method === "iptables") {
+      this.network = await IptablesNetwork.open();
+      const peers = ids.map((id) => `${id}=${hosts.get(id)}:${ports.get(id)!.peer}`).join(",");
+      peersOf = () => peers;
+    } else {
+      const targets = new Map(
+        ids.map((id) => [id, { host: hosts.get(id)!, port: ports.get(id)!.peer }]),
+      );
+      const relay = await RelayNetwork.open(targets);
+      this.network = relay;
+      peersOf = (self) =>
+        ids
+          .map(
+            (id) =>
+              `${id}=${id === self ? `${hosts.get(id)}:${ports.get(id)!.peer}` : relay.addressFor(self, id)}`,
+          )
+          .join(",");
+    }
+    for (const id of ids) {
+      const spec = {
+        id,
+        host: hosts.get(id)!,
+        peerPort: ports.get(id)!.peer,
+        httpPort: ports.get(id)!.http,
+        dataDir: join(this.dataRoot, `n${id}`),
+        peers: peersOf(id),
+      };
+      this.nodes.push(
+        new ChaosNode(
+          spec,
+          openNodeLog(join(options.out, "logs"), id),
+          this,
+          (event) => this.roles.push(event),
+          (exit) => this.onUnexpectedExit(exit),
+        ),
+      );
+    }
+    for (const node of this.nodes) node.spawn();
+    if ((await this.waitForAgreement(30_000)) === null) {
+      throw new Error("the cluster did not agree on a master within 30 s of starting");
+    }
+    this.t0 = performance.now();
+    this.wallOrigin = Date.now();
+  }
+
+  private onUnexpectedExit(exit: UnexpectedExit): void {
+    this.exits.push(exit);
+    // Carry on with the node back, so that one crash does not end the campaign.
+    if (!this.ending) setTimeout(() => this.restart(exit.node, false), 500);
+  }
+
+  private restart(id: number, wiped: boolean): void {
+    const node = this.node(id);
+    if (node.state !== "stopped") return;
+    node.spawn(wiped && this.joinFlag ? ["--join"] : []);
+  }
+
+  private node(id: number): ChaosNode {
+    const node = this.nodes.find((n) => n.id === id);
+    if (node === undefined) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  private async pollStatuses(): Promise<void> {
+    this.polling = true;
+    while (this.polling) {
+      const answers = await Promise.all(this.nodes.map((n) => n.status(this.agent, 300)));
+      for (const [i, status] of answers.entries()) {
+        const id = this.nodes[i]!.id;
+        if (status === null) this.statuses.delete(id);
+        else this.statuses.set(id, status);
+      }
+      await sleep(STATUS_POLL_MS);
+    }
+  }
+
+  /** The node that says it is master in the highest term, among the last answers. */
+  private currentMaster(): number | null {
+    let best: StatusView | null = null;
+    for (const s of this.statuses.values()) {
+      if (s.role === "master" && (best === null || s.term > best.term)) best = s;
+    }
+    return best?.id ?? null;
+  }
+
+  /** Waits until every running node names the same master in the same term. */
+  private async waitForAgreement(timeoutMs: number): Promise<StatusView | null> {
+    const deadline = this.now() + timeoutMs;
+    while (this.now() < deadline) {
+      const answers = await Promise.all(this.nodes.map((n) => n.status(this.agent, 500)));
+      for (const [i, status] of answers.entries()) {
+        if (status !== null) this.statuses.set(this.nodes[i]!.id, status);
+      }
+      const masters = answers.filter((s) => s?.role === "master");
+      if (answers.every((s) => s !== null) && masters.length === 1) {
+        const master = masters[0]!;
+        if (answers.every((s) => s!.term === master.term && s!.master === master.id)) return master;
+      }
+      await sleep(100);
+    }
+    return null;
+  }
+
+  private async healAll(): Promise<number> {
+    await this.network!.healAll();
+    for (const node of this.nodes) {
+      if (node.state === "paused") node.signal("SIGCONT");
+      if (node.state === "stopped") this.restart(node.id, false);
+    }
+    return this.now();
+  }
+
+  /** (e): per node, ms from healing until it acknowledged a write again. */
+  private async measureLiveness(healedAt: number): Promise<Record<string, number | null>> {
+    const bound = this.options.recoveryMsMax ?? 20_000;
+    const workload = this.workload!;
+    const out: Record<string, number | null> = {};
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        out[`n${node.id}`] = null;
+        let n = 0;
+        while (this.now() - healedAt < bound) {
+          if (await workload.probe(node.id, "liveness", `n${node.id}-${++n}`)) {
+            out[`n${node.id}`] = Math.round(this.now() - healedAt);
+            return;
+          }
+          await sleep(50);
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Reads every key once more, linearizably, after healing; retries until each answers. */
+  private async finalReads(): Promise<void> {
+    const workload = this.workload!;
+    await this.waitForAgreement(20_000);
+    for (const key of [...workload.keysUsed].sort()) {
+      for (let attempt = 0; attempt < 6; attempt++) {
+        const via = this.currentMaster() ?? this.nodes[0]!.id;
+        const read = await workload.finalRead(key, via);
+        if (read.outcome === "ok") break;
+        await sleep(500);
+      }
+    }
+  }
+
+  /** (d): waits until every node has applied the same index, then compares digests. */
+  private async checkConvergence(): Promise<Verdict> {
+    const deadline = this.now() + 30_000;
+    let last: (StatusView | null)[] = [];
+    while (this.now() < deadline) {
+      last = await Promise.all(this.nodes.map((n) => n.status(this.agent, 2000)));
+      const applied = new Set(last.map((s) => s?.appliedIndex ?? -1));
+      if (last.every((s) => s !== null && s.stateDigest !== undefined) && applied.size === 1) {
+        const digests = new Set(last.map((s) => s!.stateDigest));
+        const index = last[0]!.appliedIndex;
+        const list = last.map((s) => `n${s!.id}=${s!.stateDigest}`).join(" ");
+        return digests.size === 1
+          ? {
+              ok: true,
+              detail: `all ${last.length} nodes at applied index ${index} with digest ${last[0]!.stateDigest}`,
+            }
+          : {
+              ok: false,
+              detail: `digests differ at applied index ${index}: ${list}`,
+              problems: [list],
+            };
+      }
+      await sleep(200);
+    }
+    const seen = last.map(
+      (s, i) => `n${this.nodes[i]!.id}=${s === null ? "no answer" : `applied ${s.appliedIndex}`}`,
+    );
+    return {
+      ok: false,
+      detail: `nodes did not reach the same applied index within 30 s: ${seen.join(" ")}`,
+    };
+  }
+
+  private judge(
+    healedAt: number,
+    recoveryMs: Record<string, number | null>,
+    converged: Verdict,
+  ): CampaignResult {
+    const { options } = this;
+    const history = this.workload!.history;
+    const bound = options.recoveryMsMax ?? 20_000;
+    const slow = Object.entries(recoveryMs).filter(([, ms]) => ms === null);
+    const live: Verdict =
+      slow.length === 0
+        ? {
+            ok: true,
+            detail: `every node served a write within ${Math.max(...Object.values(recoveryMs).map((v) => v ?? 0))} ms of healing (bound ${bound} ms)`,
+          }
+        : {
+            ok: false,
+            detail: `${slow.map(([n]) => n).join(", ")} served no write within ${bound} ms of healing`,
+          };
+    const verdicts: Verdicts = {
+      linearizable: checkHistory(history),
+      noLostWrites: checkNoLostWrites(history),
+      exactlyOnce: checkExactlyOnce(history),
+      converged,
+      live,
+      noCrashes: checkNoCrashes(this.exits),
+    };
+    const ok = Object.values(verdicts).every((v) => v.ok);
+    const counts = this.workload!.counts();
+    const faults: Partial<Record<NemesisKind, number>> = {};
+    for (const w of this.windows) faults[w.kind] = (faults[w.kind] ?? 0) + 1;
+    const masters = this.roles.filter((r) => r.role === "master");
+    const totals: CampaignTotals = {
+      operations: history.length,
+      ...counts,
+      faults,
+      failovers: Math.max(0, masters.length - 1),
+      unexpectedExits: this.exits.length,
+      recoveryMs,
+    };
+    const reproduce = reproduceCommand(options, this.method);
+    const summary = summarize(options, this.method, this.joinFlag, ok, verdicts, totals, reproduce);
+    const svg = timelineSvg({
+      title: `Baton fault campaign, seed ${options.seed}: ${ok ? "no violation" : "VIOLATION"}`,
+      subtitle: `${options.nodes} nodes, ${options.clients} clients, partitions by ${this.method}; ${totals.operations} operations, ${this.windows.length} faults, ${totals.failovers} new masters`,
+      durationMs: this.now(),
+      history,
+      windows: this.windows,
+      roles: this.roles,
+      healedAt,
+    });
+    const verdict = {
+      ok,
+      seed: options.seed,
+      method: this.method,
+      joinFlag: this.joinFlag,
+      options: { ...options, progress: undefined },
+      verdicts,
+      totals,
+      windows: this.windows,
+      roles: this.roles,
+      unexpectedExits: this.exits,
+      reproduce,
+    };
+    writeReport({
+      dir: options.out,
+      history,
+      verdict,
+      svg,
+      html: timelineHtml(svg, `Baton fault campaign, seed ${options.seed}`, summary),
+    });
+    return {
+      ok,
+      seed: options.seed,
+      method: this.method,
+      joinFlag: this.joinFlag,
+      verdicts,
+      totals,
+      outDir: options.out,
+      reproduce,
+      summary,
+    };
+  }
+
+  private progressLine(): string {
+    const elapsed = this.now() / 1000;
+    const total = this.options.durationMs / 1000;
+    const c = this.workload?.counts() ?? { ok: 0, failed: 0, indeterminate: 0 };
+    const open = this.windows.at(-1);
+    const fault =
+      open !== undefined && Number.isNaN(open.end) ? `, now: ${open.kind} (${open.detail})` : "";
+    const master = this.currentMaster();
+    const term = master === null ? "" : ` term ${this.statuses.get(master)?.term}`;
+    return (
+      `[${elapsed.toFixed(0).padStart(4)} s / ${total.toFixed(0)} s] ops ${c.ok + c.failed + c.indeterminate} ` +
+      `(ok ${c.ok}, failed ${c.failed}, indeterminate ${c.indeterminate}), faults ${this.windows.length}${fault}; ` +
+      `master ${master === null ? "none" : `n${master}${term}`}`
+    );
+  }
+}
+
+function summarize(
+  options: CampaignOptions,
+  method: PartitionMethod,
+  joinFlag: boolean,
+  ok: boolean,
+  verdicts: Verdicts,
+  totals: CampaignTotals,
+  reproduce: string,
+): string {
+  const lines = [
+    `seed ${options.seed}: ${ok ? "PASS: no violation" : "FAIL: violation found"}`,
+    `  cluster: ${options.nodes} nodes, partitions by ${method}${joinFlag ? ", wiped nodes rejoin with --join" : ""}`,
+    `  operations: ${totals.operations} (ok ${totals.ok}, failed ${totals.failed}, indeterminate ${totals.indeterminate})`,
+    `  faults: ${
+      Object.entries(totals.faults)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(", ") || "none"
+    }`,
+    `  new masters after the first: ${totals.failovers}; unexpected exits: ${totals.unexpectedExits}`,
+    `  recovery after healing (ms): ${Object.entries(totals.recoveryMs)
+      .map(([n, ms]) => `${n} ${ms ?? "never"}`)
+      .join(", ")}`,
+  ];
+  for (const [name, v] of Object.entries(verdicts) as [string, Verdict][]) {
+    lines.push(`  ${v.ok ? "ok  " : "FAIL"} ${name}: ${v.detail}`);
+    for (const p of v.problems ?? []) lines.push(`         ${p.replace(/\n/g, "\n         ")}`);
+  }
+  lines.push(`  report: ${options.out}`);
+  lines.push(`  reproduce: ${reproduce}`);
+  return lines.join("\n");
+}

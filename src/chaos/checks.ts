@@ -1,0 +1,198 @@
+/**
+ * The verdicts of a fault campaign, computed from what the clients saw and what the nodes
+ * answered after healing. It owns the five questions of the campaign and answers each from
+ * the record alone, never from a node's own opinion of itself:
+ *
+ * (a) linearizable: the whole history, per key, with the project's checker
+ *     (src/sim/checkers/linearizability.ts), indeterminate operations completing at +inf;
+ * (b) no lost write: the final state of every key accounts for its last acknowledged write;
+ * (c) exactly once: no value (each written by one operation only) seen at two revisions;
+ * (d) convergence: every node at the same applied index holds the same state digest;
+ * (e) liveness: after healing, every node served a write again within the bound.
+ * Plus one the issue implies: no node process exited unless the campaign killed it.
+ */
+
+import { checkLinearizable, type HistoryOp, type KvOp } from "../sim/checkers/linearizability.js";
+import type { UnexpectedExit } from "./processes.js";
+import type { OpRecord } from "./workload.js";
+
+export interface Verdict {
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly problems?: readonly string[];
+}
+
+export interface Verdicts {
+  readonly linearizable: Verdict;
+  readonly noLostWrites: Verdict;
+  readonly exactlyOnce: Verdict;
+  readonly converged: Verdict;
+  readonly live: Verdict;
+  readonly noCrashes: Verdict;
+}
+
+const PROBLEMS_SHOWN = 20;
+
+/** (a): converts the history and runs the checker, one register per key. */
+export function checkHistory(history: readonly OpRecord[]): Verdict {
+  const ops: HistoryOp[] = [];
+  for (const op of history) {
+    const entry = toHistoryOp(op);
+    if (entry !== null) ops.push(entry);
+  }
+  const result = checkLinearizable(ops, { maxStatesPerKey: 2_000_000 });
+  const bad = result.keys.filter((k) => !k.ok);
+  const timedOut = result.keys.filter((k) => k.timedOut === true);
+  const checked = result.keys.reduce((sum, k) => sum + k.opCount, 0);
+  const detail =
+    `${result.keys.length} keys, ${checked} operations checked` +
+    (timedOut.length > 0 ? `, ${timedOut.length} keys undecided (search bound)` : "");
+  if (bad.length === 0) return { ok: true, detail };
+  return {
+    ok: false,
+    detail: `${detail}; ${bad.length} keys not linearizable`,
+    problems: bad
+      .slice(0, PROBLEMS_SHOWN)
+      .map((k) => `${k.key}: ${k.explanation ?? "not linearizable"}`),
+  };
+}
+
+function toHistoryOp(op: OpRecord): HistoryOp | null {
+  if (op.completedAt === null && op.outcome !== "indeterminate") return null;
+  const outcome = op.outcome === "ok" ? "ok" : op.outcome === "failed" ? "fail" : "info";
+  let kvOp: KvOp;
+  switch (op.kind) {
+    case "read":
+      kvOp = { kind: "read" };
+      break;
+    case "write":
+      kvOp = { kind: "write", value: op.value! };
+      break;
+    case "cas":
+      kvOp = { kind: "cas", expected: op.expected ?? null, value: op.value! };
+      break;
+    case "delete":
+      kvOp = { kind: "delete" };
+      break;
+  }
+  const entry: HistoryOp = {
+    id: op.id,
+    client: op.client,
+    key: op.key,
+    op: kvOp,
+    invokedAt: op.invokedAt,
+    completedAt: op.completedAt,
+    outcome,
+  };
+  if (outcome === "ok" && op.kind !== "write") entry.output = op.output ?? null;
+  if (outcome === "ok" && op.kind === "delete" && op.output === undefined) delete entry.output;
+  return entry;
+}
+
+/**
+ * (b): for every key, the last acknowledged write (by revision) must be what the final
+ * read shows, or be followed by a later one the final read shows (acknowledged or not, but
+ * then one the clients really issued).
+ */
+export function checkNoLostWrites(history: readonly OpRecord[]): Verdict {
+  const finals = new Map<string, OpRecord>();
+  for (const op of history) if (op.final === true && op.outcome === "ok") finals.set(op.key, op);
+  const issued = new Map<string, OpRecord>();
+  const lastAck = new Map<string, OpRecord>();
+  let acknowledged = 0;
+  for (const op of history) {
+    if (op.kind === "read") continue;
+    if (op.value !== undefined) issued.set(op.value, op);
+    const applied = op.outcome === "ok" && op.output !== false;
+    if (!applied) continue;
+    acknowledged++;
+    const last = lastAck.get(op.key);
+    if (last === undefined || (op.revision ?? 0) > (last.revision ?? 0)) lastAck.set(op.key, op);
+  }
+  const problems: string[] = [];
+  for (const [key, last] of lastAck) {
+    const final = finals.get(key);
+    if (final === undefined) {
+      problems.push(`${key}: no final read succeeded`);
+      continue;
+    }
+    const value = final.output as string | null;
+    const lastValue = last.kind === "delete" ? null : last.value!;
+    if (value === null) {
+      if (lastValue === null) continue;
+      const laterDelete = history.some(
+        (op) => op.key === key && op.kind === "delete" && op.outcome !== "failed",
+      );
+      if (!laterDelete) problems.push(`${key}: absent, but ${describe(last)} was acknowledged`);
+      continue;
+    }
+    const finalRevision = final.revision ?? 0;
+    if (finalRevision < (last.revision ?? 0)) {
+      problems.push(`${key}: final revision ${finalRevision} < acknowledged ${describe(last)}`);
+    } else if (finalRevision === last.revision && value !== lastValue) {
+      problems.push(
+        `${key}: holds ${value} at revision ${finalRevision}, acknowledged ${describe(last)}`,
+      );
+    } else if (!issued.has(value)) {
+      problems.push(`${key}: holds ${value}, which no client wrote`);
+    }
+  }
+  const detail = `${acknowledged} acknowledged writes, ${lastAck.size} keys`;
+  return problems.length === 0
+    ? { ok: true, detail }
+    : {
+        ok: false,
+        detail: `${detail}; ${problems.length} lost`,
+        problems: problems.slice(0, PROBLEMS_SHOWN),
+      };
+}
+
+/**
+ * (c): every value is written by one operation, so it belongs to exactly one revision. A
+ * value seen at two revisions (in write answers or reads) was applied twice.
+ */
+export function checkExactlyOnce(history: readonly OpRecord[]): Verdict {
+  const revisions = new Map<string, Set<number>>();
+  const see = (value: string, revision: number | undefined): void => {
+    if (revision === undefined || revision === 0) return;
+    const set = revisions.get(value) ?? new Set<number>();
+    set.add(revision);
+    revisions.set(value, set);
+  };
+  let retried = 0;
+  for (const op of history) {
+    if (op.outcome !== "ok") continue;
+    if (op.kind === "read" && typeof op.output === "string") see(op.output, op.revision);
+    if ((op.kind === "write" || op.kind === "cas") && op.output !== false)
+      see(op.value!, op.revision);
+    if (op.kind !== "read" && op.nodes.length > 1) retried++;
+  }
+  const problems: string[] = [];
+  for (const [value, set] of revisions) {
+    if (set.size > 1) problems.push(`value ${value} seen at revisions ${[...set].join(", ")}`);
+  }
+  const detail = `${revisions.size} values seen, ${retried} acknowledged writes needed a retry`;
+  return problems.length === 0
+    ? { ok: true, detail }
+    : {
+        ok: false,
+        detail: `${detail}; ${problems.length} applied twice`,
+        problems: problems.slice(0, PROBLEMS_SHOWN),
+      };
+}
+
+export function checkNoCrashes(exits: readonly UnexpectedExit[]): Verdict {
+  if (exits.length === 0) return { ok: true, detail: "no node exited unless killed" };
+  return {
+    ok: false,
+    detail: `${exits.length} unexpected exits`,
+    problems: exits.map(
+      (e) =>
+        `n${e.node} exited (${e.how}) at ${(e.at / 1000).toFixed(1)} s; last lines:\n${e.tail.slice(-8).join("\n")}`,
+    ),
+  };
+}
+
+function describe(op: OpRecord): string {
+  return `${op.kind} #${op.id}${op.value === undefined ? "" : ` of ${op.value}`} at revision ${op.revision}`;
+}

@@ -1,0 +1,42 @@
+/**
+ * The fault campaign as CI runs it: real `baton start` processes, clients hammering them,
+ * and every kind of fault (kills, pauses, partitions, wiped restarts), for about two
+ * minutes; every verdict must hold. runCampaign removes its processes, partition rules and
+ * data directories itself, whether it passes or throws; the report folder is removed here.
+ */
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runCampaign } from "../../src/chaos/campaign.js";
+import { NEMESES } from "../../src/chaos/nemesis.js";
+
+const out = mkdtempSync(join(tmpdir(), "baton-chaos-report-"));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+describe("chaos", () => {
+  it("timing: chaos: a campaign with every fault keeps every verdict (3 nodes, 100 s of faults)", async () => {
+    const seed = Number(process.env.BATON_CHAOS_SEED ?? Date.now() % 1_000_000);
+    const result = await runCampaign({
+      seed,
+      durationMs: 100_000,
+      nodes: 3,
+      clients: 5,
+      nemeses: [...NEMESES],
+      method: "auto",
+      staleReads: false,
+      out: join(out, "campaign"),
+    });
+    if (!result.ok) console.error(`${result.summary}\n`);
+    expect(result.verdicts).toMatchObject({
+      linearizable: { ok: true },
+      noLostWrites: { ok: true },
+      exactlyOnce: { ok: true },
+      converged: { ok: true },
+      live: { ok: true },
+      noCrashes: { ok: true },
+    });
+    expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
+  }, 300_000);
+});
