@@ -1,0 +1,138 @@
+/**
+ * A three-node Baton cluster for the benchmarks: real `baton start` processes from the
+ * built CLI (`node dist/cli/main.js start`, or from the sources with tsx when asked), on
+ * free loopback ports, each with its own data directory in a temporary folder (on disk,
+ * fsync on: Baton has no switch to turn it off), default timeouts unless given.
+ *
+ * It must never leave a process or a directory behind: both are registered in
+ * processes.ts, and stop() ends the nodes with SIGTERM (so `--cpu-prof` profiles are
+ * written) before removing the data.
+ */
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type BenchCluster,
+  type BenchNode,
+  fetchJson,
+  type MasterView,
+  nodeById,
+} from "./bench-cluster.js";
+import {
+  freePorts,
+  ManagedProcess,
+  makeTempDir,
+  REPO_ROOT,
+  removeTempDir,
+  waitFor,
+} from "./processes.js";
+
+export interface BatonClusterOptions {
+  /** "dist": the built CLI (what `npm run bench` measures); "source": tsx, no build. */
+  readonly from: "dist" | "source";
+  /** Loopback hosts of nodes 1-3 (the same for all unless partitions need their own). */
+  readonly hosts?: readonly [string, string, string];
+  /** Node flags such as --cpu-prof for every node's process. */
+  readonly nodeFlags?: readonly string[];
+  /** More `baton start` flags, e.g. ["--election-ms", "150-300"]. */
+  readonly extraArgs?: readonly string[];
+}
+
+interface BatonStatus {
+  readonly id: number;
+  readonly role: string;
+  readonly term: number;
+  readonly master: number | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+}
+
+class BatonCluster implements BenchCluster {
+  readonly system = "baton" as const;
+
+  constructor(
+    readonly nodes: readonly BenchNode[],
+    readonly description: string,
+    private readonly root: string,
+  ) {}
+
+  async status(id: number): Promise<BatonStatus | null> {
+    const node = nodeById(this, id);
+    if (!node.process.running) return null;
+    const answer = await fetchJson(`${node.url}/v1/status`, { timeoutMs: 500 }).catch(() => null);
+    return answer?.status === 200 ? (answer.json as BatonStatus) : null;
+  }
+
+  async master(exclude: readonly number[] = [], minTerm = 0): Promise<MasterView | null> {
+    const ids = this.nodes
+      .filter((n) => n.process.running && !exclude.includes(n.id))
+      .map((n) => n.id);
+    const answers = await Promise.all(ids.map((id) => this.status(id)));
+    const all = answers.filter((s): s is BatonStatus => s !== null);
+    if (all.length !== answers.length) return null;
+    const masters = all.filter((s) => s.role === "master");
+    const master = masters[0];
+    if (masters.length !== 1 || master === undefined || master.term < minTerm) return null;
+    const agreed = all.every((s) => s.term === master.term && s.master === master.id);
+    return agreed ? { id: master.id, term: master.term } : null;
+  }
+
+  async caughtUp(id: number): Promise<boolean> {
+    const statuses = await Promise.all(this.nodes.map((n) => this.status(n.id)));
+    const master = statuses.find((s) => s?.role === "master");
+    const node = statuses.find((s) => s?.id === id);
+    if (master === undefined || master === null || node === undefined || node === null) {
+      return false;
+    }
+    return node.appliedIndex >= master.commitIndex;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.process.stop()));
+    removeTempDir(this.root);
+  }
+}
+
+/** Starts three nodes and waits (up to 60 s) until they agree on a master. */
+export async function startBatonCluster(options: BatonClusterOptions): Promise<BenchCluster> {
+  const hosts = options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
+  const ports = await freePorts(6);
+  const root = makeTempDir("baton-bench-");
+  const peers = hosts.map((h, i) => `${i + 1}=${h}:${ports[2 * i]}`).join(",");
+  const launcher =
+    options.from === "dist"
+      ? [join(REPO_ROOT, "dist", "cli", "main.js")]
+      : ["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts")];
+  const nodes: BenchNode[] = hosts.map((host, i) => {
+    const id = i + 1;
+    const dataDir = join(root, `n${id}`);
+    mkdirSync(dataDir, { recursive: true });
+    const httpAddress = `${host}:${ports[2 * i + 1]}`;
+    const args = [
+      ...(options.nodeFlags ?? []),
+      ...launcher,
+      "start",
+      ...["--id", String(id), "--listen", `${host}:${ports[2 * i]}`, "--http", httpAddress],
+      ...["--peers", peers, "--data", dataDir, "--log-level", "info"],
+      ...(options.extraArgs ?? []),
+    ];
+    const env = { ...process.env, NO_COLOR: "1" };
+    const proc = new ManagedProcess(
+      `baton node ${id}`,
+      process.execPath,
+      args,
+      join(root, `n${id}.log`),
+      env,
+    );
+    return { id, url: `http://${httpAddress}`, host, process: proc };
+  });
+  const extra = options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "";
+  const cluster = new BatonCluster(
+    nodes,
+    `Baton (${options.from === "dist" ? "dist/cli/main.js" : "tsx src/cli/main.ts"}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
+    root,
+  );
+  for (const n of nodes) n.process.start();
+  await waitFor("a Baton master", () => cluster.master().then((m) => m ?? undefined), 60_000);
+  return cluster;
+}

@@ -1,0 +1,69 @@
+/**
+ * What a benchmark needs from a three-node cluster, whichever system it runs: the nodes'
+ * client URLs, which node is master in which term, whether a node has caught up, and the
+ * faults (kill, pause, resume, restart). baton-cluster.ts and etcd-cluster.ts implement
+ * it, so that the load generator and the fail-over benchmark drive both the same way.
+ */
+
+import { request } from "undici";
+import type { ManagedProcess } from "./processes.js";
+
+export type SystemName = "baton" | "etcd";
+
+export interface BenchNode {
+  /** 1, 2 or 3. */
+  readonly id: number;
+  /** The client API's base URL, e.g. http://127.0.0.1:8101. */
+  readonly url: string;
+  /** The loopback host the node listens on (its own 127.0.0.x when partitions are wanted). */
+  readonly host: string;
+  readonly process: ManagedProcess;
+}
+
+export interface MasterView {
+  readonly id: number;
+  readonly term: number;
+}
+
+export interface BenchCluster {
+  readonly system: SystemName;
+  readonly nodes: readonly BenchNode[];
+  /** A line that says what runs: version, timeouts, fsync. */
+  readonly description: string;
+  /**
+   * The node that the running nodes (minus `exclude`) agree is master, in a term of at
+   * least `minTerm`; null while they do not agree.
+   */
+  master(exclude?: readonly number[], minTerm?: number): Promise<MasterView | null>;
+  /** True when node `id` has applied everything the master has committed. */
+  caughtUp(id: number): Promise<boolean>;
+  /** Stops every node (SIGTERM, so profiles are written) and removes the data. */
+  stop(): Promise<void>;
+}
+
+/** GET or POST with a short timeout; resolves with the status and parsed JSON (or null). */
+export async function fetchJson(
+  url: string,
+  options: { method?: "GET" | "POST"; body?: string; timeoutMs?: number } = {},
+): Promise<{ status: number; json: unknown }> {
+  const response = await request(url, {
+    method: options.method ?? "GET",
+    headers: options.body === undefined ? {} : { "content-type": "application/json" },
+    ...(options.body === undefined ? {} : { body: options.body }),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 1000),
+  });
+  const text = await response.body.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: response.statusCode, json };
+}
+
+export function nodeById(cluster: BenchCluster, id: number): BenchNode {
+  const node = cluster.nodes.find((n) => n.id === id);
+  if (node === undefined) throw new Error(`no node ${id}`);
+  return node;
+}

@@ -1,0 +1,332 @@
+/**
+ * `npm run bench`: the throughput benchmark. It builds the CLI when dist/ is stale, starts
+ * a three-node Baton cluster from it (and, with --compare etcd, a three-member etcd), and
+ * for every case (mix × value size × clients, --runs times, the systems taking turns)
+ * runs bench/load-generator.ts in a process of its own against each system's master.
+ * Progress goes to stderr; the table to stdout; results.json, results.md, SVG charts and
+ * index.html to --out.
+ *
+ *   npm run bench -- --compare etcd --clients 1,4,16,64,256 --values 100,4096,65536 \
+ *     --mix write,read,90/10 --duration 10s --runs 3
+ *
+ * It stops every process it started, on failure and on Ctrl-C too.
+ */
+
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { startBatonCluster } from "./baton-cluster.js";
+import type { BenchCluster, SystemName } from "./bench-cluster.js";
+import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
+import type { LoadResult, LoadSpec, Mix } from "./load-generator.js";
+import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom } from "./processes.js";
+import {
+  type CaseRun,
+  compare,
+  formatBytes,
+  markdownTable,
+  type Report,
+  writeReport,
+} from "./report.js";
+
+export interface BenchOptions {
+  readonly compare: SystemName[];
+  readonly clients: number[];
+  readonly values: number[];
+  readonly mix: Mix[];
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly runs: number;
+  readonly out: string;
+  readonly from: "dist" | "source";
+  readonly profile: boolean;
+}
+
+const MIXES: readonly Mix[] = ["write", "read", "90/10"];
+
+/** "10s", "500ms", "2m" or a number of seconds, in ms. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (match === null) throw new InvalidArgumentError(`not a duration: ${text} (say 10s, 500ms)`);
+  const n = Number(match[1]);
+  const unit = match[2] ?? "s";
+  return Math.round(n * (unit === "ms" ? 1 : unit === "s" ? 1000 : 60_000));
+}
+
+function parseList(text: string): number[] {
+  const list = text.split(",").map((s) => Number(s.trim()));
+  if (list.length === 0 || list.some((n) => !(Number.isSafeInteger(n) && n > 0))) {
+    throw new InvalidArgumentError(`expected positive integers separated by commas: ${text}`);
+  }
+  return list;
+}
+
+function parseMix(text: string): Mix[] {
+  const list = text.split(",").map((s) => s.trim());
+  for (const m of list) {
+    if (!MIXES.includes(m as Mix)) {
+      throw new InvalidArgumentError(`unknown mix ${m}: use write, read or 90/10`);
+    }
+  }
+  return list as Mix[];
+}
+
+function parseCompare(text: string): SystemName[] {
+  if (text !== "etcd") throw new InvalidArgumentError(`can only compare with etcd, not ${text}`);
+  return ["etcd"];
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+}
+
+export function parseBenchOptions(argv: readonly string[]): BenchOptions {
+  const program = new Command("bench")
+    .description("throughput and latency of a 3-node Baton cluster (and etcd, side by side)")
+    .option("--compare <system>", "also run the same load against etcd", parseCompare, [])
+    .option("--clients <list>", "concurrent clients", parseList, [1, 4, 16, 64, 256])
+    .option("--values <list>", "value sizes in bytes", parseList, [100])
+    .option("--mix <list>", "write, read (linearizable), 90/10 (reads/writes)", parseMix, ["write"])
+    .option("--duration <time>", "measured time per case", parseDuration, 10_000)
+    .option("--warmup <time>", "unmeasured time before each case", parseDuration, 2000)
+    .option("--runs <n>", "repeat every case n times and report medians", (v) => parseList(v)[0], 1)
+    .option("--out <dir>", "results folder (default results/bench/<date>)")
+    .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
+    .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
+    .option(
+      "--smoke",
+      "a tiny run that checks the benchmark works: 90/10 mix, 1 and 4 clients, 1 s",
+    )
+    .exitOverride()
+    .parse([...argv], { from: "user" });
+  const o = program.opts<{
+    compare: SystemName[];
+    clients: number[];
+    values: number[];
+    mix: Mix[];
+    duration: number;
+    warmup: number;
+    runs: number;
+    out?: string;
+    from: string;
+    profile?: boolean;
+    smoke?: boolean;
+  }>();
+  const smoke = o.smoke === true;
+  return {
+    compare: o.compare,
+    clients: smoke ? [1, 4] : o.clients,
+    values: smoke ? [100] : o.values,
+    mix: smoke ? ["90/10"] : o.mix,
+    durationMs: smoke ? 1000 : o.duration,
+    warmupMs: smoke ? 300 : o.warmup,
+    runs: smoke ? 1 : o.runs,
+    out: resolve(o.out ?? join(REPO_ROOT, "results", "bench", stamp())),
+    from: resolveFrom(o.from),
+    profile: o.profile === true,
+  };
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function shell(command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+      .trim()
+      .replace(/\s+/g, " ");
+  } catch {
+    return "unknown";
+  }
+}
+
+function machine(): Record<string, unknown> {
+  return {
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    kernel: release(),
+    disk: `${shell("df", ["-T", "--output=source,fstype", tmpdir()])}; ${shell("lsblk", ["-d", "-o", "NAME,ROTA,TYPE,SIZE"])}`,
+    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+  };
+}
+
+/** Runs one case in a load generator process; resolves with its result. */
+function runLoadGenerator(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((done, fail) => {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", join(REPO_ROOT, "bench", "load-generator.ts"), JSON.stringify(spec)],
+      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      out += chunk;
+    });
+    child.once("error", fail);
+    child.once("exit", (code) => {
+      const last = out.trim().split("\n").pop() ?? "";
+      if (code !== 0 || last === "") {
+        fail(new Error(`load generator for ${spec.label} exited ${code}`));
+        return;
+      }
+      done(JSON.parse(last) as LoadResult);
+    });
+  });
+}
+
+function keyCountFor(valueBytes: number): number {
+  return Math.max(16, Math.min(1000, Math.floor((16 * 1024 * 1024) / valueBytes)));
+}
+
+async function masterUrl(cluster: BenchCluster): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const m = await cluster.master();
+    const node = m === null ? undefined : cluster.nodes.find((n) => n.id === m.id);
+    if (node !== undefined) return node.url;
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  throw new Error(`${cluster.system}: no master`);
+}
+
+async function runCases(
+  options: BenchOptions,
+  clusters: readonly BenchCluster[],
+  runs: CaseRun[],
+): Promise<void> {
+  const total = options.runs * options.values.length * options.mix.length * options.clients.length;
+  let done = 0;
+  for (let run = 1; run <= options.runs; run++) {
+    // The systems take turns going first, so that neither always runs on a warmer machine.
+    const order = run % 2 === 1 ? clusters : [...clusters].reverse();
+    for (const valueBytes of options.values) {
+      for (const mix of options.mix) {
+        for (const clients of options.clients) {
+          done++;
+          for (const cluster of order) {
+            const label = `[${done}/${total}] ${cluster.system} ${mix} ${formatBytes(valueBytes)} ×${clients}`;
+            const spec: LoadSpec = {
+              system: cluster.system,
+              target: await masterUrl(cluster),
+              clients,
+              valueBytes,
+              mix,
+              durationMs: options.durationMs,
+              warmupMs: options.warmupMs,
+              keyCount: keyCountFor(valueBytes),
+              keyPrefix: `bench-${valueBytes}`,
+              label,
+            };
+            const result = await runLoadGenerator(spec);
+            const loadAverage = loadavg().map((l) => Number(l.toFixed(2)));
+            runs.push({
+              system: cluster.system,
+              mix,
+              valueBytes,
+              clients,
+              run,
+              result,
+              loadAverage,
+            });
+            const l = result.latencyMs;
+            log(
+              `${label}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${l.p50?.toFixed(2)} ms, p99 ${l.p99?.toFixed(2)} ms${result.errors > 0 ? `, ${result.errors} errors: ${result.errorSamples[0]}` : ""}; load ${loadAverage[0]}`,
+            );
+          }
+        }
+      }
+    }
+  }
+}
+
+async function startClusters(
+  options: BenchOptions,
+  systems: Record<string, string>,
+  skipped: string[],
+): Promise<BenchCluster[]> {
+  const clusters: BenchCluster[] = [];
+  if (options.from === "dist") ensureBuilt(log);
+  const profileDir = join(options.out, "profiles");
+  if (options.profile) mkdirSync(profileDir, { recursive: true });
+  log("starting a 3-node Baton cluster");
+  const baton = await startBatonCluster({
+    from: options.from,
+    nodeFlags: options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [],
+  });
+  clusters.push(baton);
+  systems.baton = baton.description;
+  if (options.compare.includes("etcd")) {
+    const etcd = ensureEtcd(log);
+    if (etcd.ok) {
+      log("starting a 3-member etcd cluster");
+      const cluster = await startEtcdCluster(etcd.version);
+      clusters.push(cluster);
+      systems.etcd = cluster.description;
+    } else {
+      log(`etcd skipped: ${etcd.reason}`);
+      skipped.push(`etcd: ${etcd.reason}`);
+    }
+  }
+  return clusters;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const options = parseBenchOptions(argv);
+  mkdirSync(options.out, { recursive: true });
+  const systems: Record<string, string> = {};
+  const skipped: string[] = [];
+  const runs: CaseRun[] = [];
+  const clusters: BenchCluster[] = [];
+  const info = machine();
+  log(
+    `bench: ${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}; results in ${options.out}`,
+  );
+  try {
+    clusters.push(...(await startClusters(options, systems, skipped)));
+    await runCases(options, clusters, runs);
+  } finally {
+    log("stopping the clusters");
+    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    cleanupSync();
+  }
+  const comparisons = compare(runs);
+  const report: Report = {
+    date: new Date().toISOString(),
+    command: `npm run bench -- ${argv.join(" ")}`.trim(),
+    machine: { ...info, loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))) },
+    systems,
+    options: { ...options },
+    runs,
+    comparisons,
+    skipped,
+  };
+  const files = writeReport(options.out, report);
+  process.stdout.write(`\n${markdownTable(comparisons)}\n\n`);
+  log(`written: ${files.map((f) => join(options.out, f)).join(", ")}`);
+  return 0;
+}
+
+const isMain = process.argv[1]?.endsWith("main.ts") === true;
+if (isMain) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      const e = error as { code?: string; message?: string; stack?: string };
+      if (e.code?.startsWith("commander.") === true) {
+        process.exitCode = e.code === "commander.helpDisplayed" ? 0 : 2;
+        return;
+      }
+      process.stderr.write(`bench: ${e.stack ?? String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,96 @@
+/**
+ * CI smoke run of both benchmarks (`npm run bench` and `npm run bench:failover`) with a
+ * tiny duration, so that they never rot: each must start its clusters, drive load, stop
+ * every process and write results that parse, with counts above zero. Timings are not
+ * checked here (CI machines vary); docs/benchmarks.md holds the measured figures.
+ *
+ * Nodes run from dist/ when it is up to date and from the sources otherwise (--from auto),
+ * so that this test never builds. etcd is compared in the throughput run only when it is
+ * already installed (the test never installs anything); the fail-over run is Baton's
+ * alone, to keep the test short on two cores.
+ */
+
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "../../bench/processes.js";
+
+const etcdInstalled = spawnSync("etcd", ["--version"]).status === 0;
+const compare = etcdInstalled ? ["--compare", "etcd"] : [];
+const root = mkdtempSync(join(tmpdir(), "baton-bench-smoke-"));
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** Runs a bench script to completion; resolves with its exit code and output. */
+function run(script: string, args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, script), ...args], {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+    });
+    child.once("exit", (code) => done({ code, output }));
+  });
+}
+
+interface BenchResults {
+  runs: { system: string; result: { ops: number; errors: number } }[];
+  comparisons: { baton: { opsPerSecond: number } | null; throughputRatio: number | null }[];
+}
+
+interface FailoverResults {
+  systems: {
+    system: string;
+    rounds: { windowMs: number }[];
+    writes: { acknowledged: number; lost: string[]; duplicated: string[] };
+  }[];
+}
+
+describe("bench: smoke", () => {
+  it("bench: throughput and fail-over benchmarks run and write parseable results (tiny duration)", async () => {
+    const benchOut = join(root, "bench");
+    const failoverOut = join(root, "failover");
+    const [bench, failover] = await Promise.all([
+      run("bench/main.ts", ["--smoke", "--from", "auto", "--out", benchOut, ...compare]),
+      run("bench/failover.ts", ["--smoke", "--from", "auto", "--out", failoverOut]),
+    ]);
+    expect(bench.code, bench.output).toBe(0);
+    expect(failover.code, failover.output).toBe(0);
+
+    for (const file of ["results.json", "results.md", "index.html"]) {
+      expect(existsSync(join(benchOut, file)), file).toBe(true);
+    }
+    const results = JSON.parse(
+      readFileSync(join(benchOut, "results.json"), "utf8"),
+    ) as BenchResults;
+    const systems = etcdInstalled ? ["baton", "etcd"] : ["baton"];
+    for (const system of systems) {
+      const mine = results.runs.filter((r) => r.system === system);
+      expect(mine.length, system).toBeGreaterThan(0);
+      for (const r of mine) expect(r.result.ops, system).toBeGreaterThan(0);
+    }
+    expect(results.comparisons.every((c) => (c.baton?.opsPerSecond ?? 0) > 0)).toBe(true);
+    if (etcdInstalled)
+      expect(results.comparisons.every((c) => c.throughputRatio !== null)).toBe(true);
+    expect(readFileSync(join(benchOut, "index.html"), "utf8")).toContain("<svg");
+
+    const fo = JSON.parse(
+      readFileSync(join(failoverOut, "results.json"), "utf8"),
+    ) as FailoverResults;
+    expect(fo.systems.map((s) => s.system)).toEqual(["baton"]);
+    for (const s of fo.systems) {
+      expect(s.rounds.length, s.system).toBe(1);
+      expect(s.writes.acknowledged, s.system).toBeGreaterThan(0);
+      expect(s.writes.lost, s.system).toEqual([]);
+      expect(s.writes.duplicated, s.system).toEqual([]);
+    }
+  }, 180_000);
+});
