@@ -88,6 +88,8 @@ export interface CampaignResult {
 
 const STATUS_POLL_MS = 200;
 const PROGRESS_MS = 5000;
+/** Entries a node may be behind the master's commit index and still count as caught up. */
+const HEALTHY_LAG_MAX = 200;
 
 /** The exact command that replays `options`' fault schedule. */
 export function reproduceCommand(options: CampaignOptions, method: PartitionMethod): string {
@@ -152,6 +154,7 @@ class CampaignRun {
   private polling = false;
   private ending = false;
   private joinFlag = false;
+  private readonly wiped = new Set<number>();
 
   constructor(
     private readonly options: CampaignOptions,
@@ -193,6 +196,7 @@ class CampaignRun {
           network: this.network!,
           now: this.now,
           currentMaster: () => this.currentMaster(),
+          healthy: () => this.healthy(),
           restart: (id, wiped) => this.restart(id, wiped),
           windows: this.windows,
           faultMs: [1500, 5000],
@@ -296,7 +300,10 @@ class CampaignRun {
   private restart(id: number, wiped: boolean): void {
     const node = this.node(id);
     if (node.state !== "stopped") return;
-    node.spawn(wiped && this.joinFlag ? ["--join"] : []);
+    if (wiped) this.wiped.add(id);
+    // Once wiped, a node keeps --join on every restart: killed again before it was caught
+    // up, its directory may still be empty, and the node ignores the flag once it has state.
+    node.spawn(this.joinFlag && this.wiped.has(id) ? ["--join"] : []);
   }
 
   private node(id: number): ChaosNode {
@@ -325,6 +332,18 @@ class CampaignRun {
       if (s.role === "master" && (best === null || s.term > best.term)) best = s;
     }
     return best?.id ?? null;
+  }
+
+  /** Every node answered the last poll, in one term under one master, and is caught up. */
+  private healthy(): boolean {
+    const master = this.currentMaster();
+    if (master === null || this.statuses.size !== this.nodes.length) return false;
+    const m = this.statuses.get(master)!;
+    for (const s of this.statuses.values()) {
+      if (s.term !== m.term || s.master !== master) return false;
+      if (s.appliedIndex === 0 || s.appliedIndex < m.commitIndex - HEALTHY_LAG_MAX) return false;
+    }
+    return true;
   }
 
   /** Waits until every running node names the same master in the same term. */

@@ -51,6 +51,12 @@ export interface NemesisContext {
   readonly now: () => number;
   /** The master as last seen by the status poller, or null. */
   currentMaster(): number | null;
+  /**
+   * Whether every node answers, agrees on one master and has applied nearly all it has
+   * committed. A node is wiped only then: wiping one while another is still catching up
+   * would leave fewer voters with the data than a majority, and nothing could restore it.
+   */
+  healthy(): boolean;
   /** Starts node `id` again (with `--join` after a wipe when the node supports it). */
   restart(id: number, wiped: boolean): void;
   /** Fault windows, appended to as faults begin. */
@@ -95,6 +101,7 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       const id = kind === "kill-master" ? master : prng.pick(ids);
       const node = nodes.find((n) => n.id === id)!;
       const wiped = kind === "wipe-restart";
+      if (wiped && !(await waitHealthy(context, 10_000))) return;
       const window = open([id], `${wiped ? "SIGKILL + wipe" : "SIGKILL"} n${id}`);
       await node.kill();
       if (wiped) {
@@ -184,6 +191,15 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       return;
     }
   }
+}
+
+async function waitHealthy(context: NemesisContext, timeoutMs: number): Promise<boolean> {
+  const deadline = context.now() + timeoutMs;
+  while (!context.healthy()) {
+    if (context.now() > deadline) return false;
+    await sleep(100);
+  }
+  return true;
 }
 
 function names(ids: readonly number[]): string {
