@@ -56,6 +56,12 @@ const MUTANTS: readonly Mutant[] = [
     find: "if (acks < this.quorum()) return;",
     replace: "if (acks < 1) return;",
   },
+  {
+    name: "a node whose data was wiped votes at once (no joining state)",
+    file: "src/core/replica.ts",
+    find: "!this.joining &&\n      (this.vote === m.from",
+    replace: "(this.vote === m.from",
+  },
 ];
 
 const root = resolve(import.meta.dirname, "..");

@@ -30,6 +30,11 @@ export interface HardState {
   readonly votedFor: NodeId | null;
   /** Highest index known committed; persisted as a hint, never trusted beyond the log. */
   readonly commitIndex: number;
+  /**
+   * This node lost its data (its directory was wiped) and is catching up: it neither
+   * votes nor campaigns until it holds everything committed. Absent means false.
+   */
+  readonly joining?: boolean;
 }
 
 /** Identifies the state a snapshot captures: everything up to and including `index`. */

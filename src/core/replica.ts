@@ -158,7 +158,26 @@ export class Replica {
   private installed: SnapshotMeta | null = null;
   private outEvents: CoreEvent[] = [];
 
-  constructor(config: ReplicaConfig, prng: Prng, restored: RestoredState = EMPTY_STATE) {
+  /**
+   * While true, this node lost its data and is catching up from a master: it grants no
+   * vote and never campaigns (it may have voted before it lost its data, and it may lack
+   * committed entries, so its vote could elect a second master or one that lacks them).
+   */
+  private joining: boolean;
+  /** While joining: the highest commit index the master of this term announced. */
+  private joinTarget = 0;
+
+  /**
+   * `options.join`: the node's storage was wiped and it rejoins an existing cluster. It
+   * takes effect only on empty storage (a node that still has its data has its votes)
+   * and lasts, across restarts, until the node has caught up with a master.
+   */
+  constructor(
+    config: ReplicaConfig,
+    prng: Prng,
+    restored: RestoredState = EMPTY_STATE,
+    options: { readonly join?: boolean } = {},
+  ) {
     this.config = validateReplicaConfig(config);
     this.id = config.id;
     this.prng = prng;
@@ -167,7 +186,12 @@ export class Replica {
     this.currentTerm = restored.hardState.term;
     this.vote = restored.hardState.votedFor;
     this.applied = restored.snapshot.index;
-    this.lastHardState = this.hardState();
+    const empty =
+      restored.hardState.term === 0 &&
+      restored.snapshot.index === 0 &&
+      restored.entries.length === 0;
+    this.joining = restored.hardState.joining === true || (options.join === true && empty);
+    this.lastHardState = restored.hardState;
     assert(this.log.lastTerm() <= this.currentTerm, "replica: log term above current term");
     this.becomeBackup(this.currentTerm, null, "started");
   }
@@ -211,7 +235,16 @@ export class Replica {
     return this.log.snapshot();
   }
   hardState(): HardState {
-    return { term: this.currentTerm, votedFor: this.vote, commitIndex: this.log.commitIndex };
+    const state = {
+      term: this.currentTerm,
+      votedFor: this.vote,
+      commitIndex: this.log.commitIndex,
+    };
+    return this.joining ? { ...state, joining: true } : state;
+  }
+  /** Whether this node lost its data and is still catching up (it neither votes nor campaigns). */
+  get isJoining(): boolean {
+    return this.joining;
   }
   /** Per-backup replication state, for status pages (master only; empty otherwise). */
   peerProgress(): ReadonlyMap<NodeId, Readonly<Progress>> {
@@ -288,7 +321,7 @@ export class Replica {
    */
   peerUnreachable(peer: NodeId): void {
     this.guard(() => {
-      if (this.currentRole === "backup" && peer === this.master) {
+      if (this.currentRole === "backup" && peer === this.master && !this.joining) {
         // Every backup notices at the same moment. Asking in the order of their ids, one
         // stagger apart, lets the first finish its pre-vote and election before the next
         // one asks, so the vote is not split (a split costs a whole election timeout).
@@ -356,6 +389,7 @@ export class Replica {
         this.sendAppendResponse(from, true, meta.index, 0, 0);
         adopt = true;
       }
+      this.maybeFinishJoining();
     });
     return adopt;
   }
@@ -371,7 +405,7 @@ export class Replica {
   /** Starts an election now (tests, and a planned switchover's target). */
   campaign(): void {
     this.guard(() => {
-      if (this.currentRole !== "master") this.startElection("asked to campaign");
+      if (this.currentRole !== "master" && !this.joining) this.startElection("asked to campaign");
     });
   }
 
@@ -452,6 +486,12 @@ export class Replica {
   private tickBackup(): void {
     this.electionElapsed++;
     if (this.electionElapsed < this.electionTimeout) return;
+    if (this.joining) {
+      // Not a voter yet: forget a silent master and keep waiting for one to call.
+      this.master = null;
+      this.resetElectionTimer();
+      return;
+    }
     const lost = this.unreachableMaster;
     if (this.currentRole === "candidate") this.startElection("election round timed out");
     else if (lost !== null) this.startElection(`lost connection to master ${lost}`);
@@ -466,6 +506,7 @@ export class Replica {
     if (term > this.currentTerm) {
       this.currentTerm = term;
       this.vote = null;
+      this.joinTarget = 0;
     }
     const changed = this.currentRole !== "backup" || this.master !== master;
     this.currentRole = "backup";
@@ -622,9 +663,10 @@ export class Replica {
 
   private onVoteRequest(m: VoteRequest): void {
     const canVote =
-      this.vote === m.from ||
-      (this.vote === null && this.master === null) ||
-      (m.preVote && m.term > this.currentTerm);
+      !this.joining &&
+      (this.vote === m.from ||
+        (this.vote === null && this.master === null) ||
+        (m.preVote && m.term > this.currentTerm));
     // Raft §5.4.1: vote only for a candidate whose log is at least as up to date.
     const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
     if (granted && !m.preVote) {
@@ -659,6 +701,15 @@ export class Replica {
 
   private onAppend(m: Append): void {
     this.followMaster(m.from);
+    this.joinTarget = Math.max(this.joinTarget, m.commitIndex);
+    try {
+      this.appendFrom(m);
+    } finally {
+      this.maybeFinishJoining();
+    }
+  }
+
+  private appendFrom(m: Append): void {
     const log = this.log;
     if (m.prevIndex < log.commitIndex) {
       this.sendAppendResponse(m.from, true, log.commitIndex, 0, 0);
@@ -679,6 +730,8 @@ export class Replica {
 
   private onHeartbeat(m: Heartbeat): void {
     this.followMaster(m.from);
+    this.joinTarget = Math.max(this.joinTarget, m.commitIndex);
+    this.maybeFinishJoining();
     // The master sends at most what it knows this backup holds; only a backup that lost
     // its data (a wiped directory) holds less, and it must not commit what it lacks.
     const last = this.log.lastIndex();
@@ -712,6 +765,24 @@ export class Replica {
     assert(this.master === from, "replica: two masters in one term");
     this.electionElapsed = 0;
     this.unreachableMaster = null;
+    // A joining node records the master of this term as its vote, so that it never
+    // votes for anyone else in this term, whatever it did before it lost its data.
+    if (this.joining && this.vote === null) this.vote = from;
+  }
+
+  /**
+   * A joining node becomes a voter once it holds an entry of the current master's term
+   * (so, by leader completeness and log matching, every entry committed before this term)
+   * and every index up to the commit index that master announced (so every entry
+   * committed in this term so far).
+   */
+  private maybeFinishJoining(): void {
+    if (!this.joining || this.master === null) return;
+    const log = this.log;
+    if (log.lastTerm() !== this.currentTerm || log.lastIndex() < this.joinTarget) return;
+    assert(this.vote === this.master, `replica ${this.id}: joined without recording its vote`);
+    this.joining = false;
+    this.emitRole(`caught up with master ${this.master}: now a voting member`);
   }
 
   private onAppendResponse(m: AppendResponse): void {
@@ -972,5 +1043,7 @@ const EMPTY = new Uint8Array(0);
  * for recovery, so a change of it alone does not force a synchronous write.
  */
 function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.votedFor === b.votedFor;
+  return (
+    a.term === b.term && a.votedFor === b.votedFor && (a.joining === true) === (b.joining === true)
+  );
 }

@@ -43,6 +43,13 @@ export interface NodeConfig {
   readonly transferChunkBytes: number;
   /** A state transfer that makes no progress for this long is restarted, ms. @default 10000 */
   readonly transferStallMs: number;
+  /**
+   * This node's data directory was wiped (or lost) and it rejoins its cluster: until a
+   * master has caught it up it neither votes nor campaigns, because before it lost its
+   * data it may have voted in the current term, and it lacks committed entries. Takes
+   * effect only on an empty data directory; the state survives restarts. @default false
+   */
+  readonly join: boolean;
 }
 
 export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen"> {
@@ -59,6 +66,7 @@ export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen">
     requestTimeoutMs: 5_000,
     transferChunkBytes: 1024 * 1024,
     transferStallMs: 10_000,
+    join: false,
   };
 }
 

@@ -169,7 +169,20 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       electionTicksMin: ticks(config.electionMsMin),
       electionTicksMax: ticks(config.electionMsMax),
     };
-    const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), opened);
+    const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), opened, {
+      join: config.join,
+    });
+    if (replica.isJoining) {
+      logger.warn(
+        { event: "joining" },
+        "this node lost its data and is rejoining: it will not vote or campaign until a master has caught it up",
+      );
+    } else if (config.join) {
+      logger.warn(
+        { event: "joining", term: opened.hardState.term, lastIndex: replica.lastIndex },
+        "--join ignored: the data directory holds this node's state; --join is for a node whose data was wiped",
+      );
+    }
     const node = new BatonNode(deps, replica, opened.snapshot.index);
     logger.info(
       {

@@ -45,6 +45,7 @@ export interface ClusterStats {
   tornWrites: number;
   transfers: number;
   corruptionsDetected: number;
+  wipes: number;
   faults: Record<string, number>;
 }
 
@@ -66,6 +67,7 @@ export class SimCluster {
     tornWrites: 0,
     transfers: 0,
     corruptionsDetected: 0,
+    wipes: 0,
     faults: {},
   };
   private readonly agenda = new EventQueue<SimEvent>();
@@ -377,8 +379,8 @@ export class SimCluster {
 
   // ---------------------------------------------------------------- node lifecycle
 
-  private startNode(node: SimNode): void {
-    node.start();
+  private startNode(node: SimNode, options: { readonly join?: boolean } = {}): void {
+    node.start(options);
     this.buffered.set(node.id, []);
     this.writesInFlight.set(node.id, []);
     this.checker.restarted(node.id, node.incarnation);
@@ -449,9 +451,13 @@ export class SimCluster {
     }
   }
 
-  /** Flips a bit on one node's disk; at most one node per run, so a majority remains. */
+  /**
+   * Flips a bit on one node's disk. One node at a time loses data (by a flip or a wipe),
+   * and only once the previous one has been repaired, so a majority always holds every
+   * committed entry: losing more is beyond what any replication protocol survives.
+   */
   private flipBit(): void {
-    if ([...this.nodes.values()].some((n) => n.disk.flipped > 0)) return;
+    if (this.dataLossUnrepaired()) return;
     const node = this.prng.pick([...this.nodes.values()]);
     const index = node.disk.flipBit((count) => this.prng.int(0, count - 1));
     if (index === null) return;
@@ -459,6 +465,29 @@ export class SimCluster {
     // The damage is found when the node next starts: crash it so that it does.
     this.crash(node);
     this.agenda.push(this.now + 50 + this.prng.next() * 500, { type: "restart", node: node.id });
+  }
+
+  /** Some node's data is damaged, wiped and not yet caught up, or refused to start. */
+  private dataLossUnrepaired(): boolean {
+    return [...this.nodes.values()].some((n) => n.disk.flipped > 0 || n.disk.joining || n.corrupt);
+  }
+
+  /**
+   * An operator wipes a node's data directory and restarts it with `--join`: the node
+   * that refused to start with a corrupt record if there is one, else any node.
+   */
+  private wipe(): void {
+    const nodes = [...this.nodes.values()];
+    const corrupt = nodes.find((n) => n.corrupt);
+    if (corrupt === undefined && this.dataLossUnrepaired()) return;
+    if (nodes.some((n) => n.disk.joining)) return;
+    const node = corrupt ?? this.prng.pick(nodes);
+    this.crash(node);
+    node.disk.wipe();
+    node.corrupt = false;
+    this.stats.wipes++;
+    this.log(`nemesis: wipe node ${node.id}'s data directory and restart it with --join`);
+    this.startNode(node, { join: true });
   }
 
   private pause(node: SimNode, ms: number): void {
@@ -561,6 +590,8 @@ export class SimCluster {
       }
       case "flip_bit":
         return this.flipBit();
+      case "wipe":
+        return this.wipe();
       case "heal":
         this.network.healAll();
         this.log("nemesis: heal the network");

@@ -24,6 +24,7 @@ interface SweepSummary {
   tornWrites: number;
   transfers: number;
   corruptionsDetected: number;
+  wipes: number;
   messages: number;
   dropped: number;
   faults: Record<string, number>;
@@ -48,6 +49,7 @@ function emptySummary(): SweepSummary {
     tornWrites: 0,
     transfers: 0,
     corruptionsDetected: 0,
+    wipes: 0,
     messages: 0,
     dropped: 0,
     faults: {},
@@ -70,6 +72,7 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   summary.tornWrites += r.tornWrites;
   summary.transfers += r.transfers;
   summary.corruptionsDetected += r.corruptionsDetected;
+  summary.wipes += r.wipes;
   summary.messages += r.messages;
   summary.dropped += r.dropped;
   for (const [kind, count] of Object.entries(r.faults)) {
@@ -138,7 +141,7 @@ function printSummary(summary: SweepSummary, seconds: number, from: number): voi
   );
   console.log(`  operations ${summary.operations} (${summary.indeterminate} indeterminate)`);
   console.log(
-    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}, state transfers ${summary.transfers}, corrupt records detected ${summary.corruptionsDetected}`,
+    `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}, state transfers ${summary.transfers}, corrupt records detected ${summary.corruptionsDetected}, wiped nodes rejoined ${summary.wipes}`,
   );
   console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
   console.log(`  faults: ${faults}`);
@@ -159,7 +162,7 @@ function printRun(r: RunResult, trace: boolean): void {
     `seed ${r.seed}: ${r.nodeCount} nodes, ${r.clientCount} clients, ${r.operations} operations (${r.indeterminate} indeterminate), commit index ${r.commitIndex}`,
   );
   console.log(
-    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}, state transfers ${r.transfers}, corrupt records detected ${r.corruptionsDetected}`,
+    `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}, state transfers ${r.transfers}, corrupt records detected ${r.corruptionsDetected}, wiped nodes rejoined ${r.wipes}`,
   );
   console.log(
     `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs ?? "?"}ms after healing`,

@@ -35,6 +35,7 @@ export interface RunResult {
   readonly tornWrites: number;
   readonly transfers: number;
   readonly corruptionsDetected: number;
+  readonly wipes: number;
   readonly messages: number;
   readonly dropped: number;
   /** Virtual ms from healing until a master was agreed on. */
@@ -78,6 +79,7 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     tornWrites: stats.tornWrites,
     transfers: stats.transfers,
     corruptionsDetected: stats.corruptionsDetected,
+    wipes: stats.wipes,
     messages: cluster.network.sent,
     dropped: cluster.network.dropped,
     recoveryMs,

@@ -44,6 +44,7 @@ export type NemesisKind =
   | "flap"
   | "unreachable"
   | "flip_bit"
+  | "wipe"
   | "heal";
 
 export interface ScenarioOptions {
@@ -60,7 +61,7 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
   const nodeCount = options.nodeCount ?? prng.pick([3, 3, 5]);
   const calm = options.calm === true;
   const drift = (): number => 10 * (1 + (prng.next() - 0.5) * 0.1);
-  return {
+  const scenario = {
     seed,
     nodeCount,
     clientCount: prng.int(1, 5),
@@ -96,4 +97,8 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
     snapshotEvery: prng.pick([0, 10, 50, 200]),
     keepEntries: prng.pick([0, 5, 50]),
   };
+  // Drawn last, so that every knob above stays what it was for seeds recorded before wipes
+  // existed (a seed whose wipe weight is 0 replays exactly as it did).
+  const wipe = calm ? 0 : prng.int(0, 1);
+  return { ...scenario, nemesis: { ...scenario.nemesis, wipe } };
 }

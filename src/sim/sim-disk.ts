@@ -112,6 +112,21 @@ export class SimDisk<S> {
     return entry.index;
   }
 
+  /** Loses everything, as an operator wiping the node's data directory. */
+  wipe(): void {
+    this.sums = [];
+    this.flipped = 0;
+    this.hardState = EMPTY_STATE.hardState;
+    this.base = EMPTY_STATE.snapshot;
+    this.entries = [];
+    this.stored = null;
+  }
+
+  /** The node lost its data and has not caught up yet (its hard state says so). */
+  get joining(): boolean {
+    return this.hardState.joining === true;
+  }
+
   recover(): RestoredState {
     const snap = this.stored?.meta ?? EMPTY_STATE.snapshot;
     // Every record is checked on the way in, as the real write-ahead log does.

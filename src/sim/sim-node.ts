@@ -73,11 +73,12 @@ export class SimNode {
     return this.replica !== null;
   }
 
-  start(): void {
+  /** `join`: the disk was wiped and the node rejoins, as with `baton start --join`. */
+  start(options: { readonly join?: boolean } = {}): void {
     this.incarnation++;
     const config = { ...defaultReplicaConfig(this.id, this.members), ...this.tuning.replica };
     const restored = this.disk.recover();
-    this.replica = new Replica(config, this.prng.fork(), restored);
+    this.replica = new Replica(config, this.prng.fork(), restored, options);
     const stored = this.disk.snapshot();
     this.kv = stored === null ? new SimKv() : stored.state.clone();
     this.appliedIndex = this.replica.snapshotMeta().index;

@@ -115,7 +115,12 @@ export class DiskStorage implements Storage {
     assert(state.commitIndex >= old.commitIndex, "hard state: commit index went back");
     this.hard = state;
     const { commitIndexPersistIntervalEntries } = this.parts.config;
-    if (state.term !== this.saved.term || state.votedFor !== this.saved.votedFor) {
+    const joiningChanged = (state.joining === true) !== (this.saved.joining === true);
+    if (
+      state.term !== this.saved.term ||
+      state.votedFor !== this.saved.votedFor ||
+      joiningChanged
+    ) {
       const save = this.save(state);
       this.requiredSave = save;
       // Entries appended from now on wait for this save, so the log never gets ahead of the term.
@@ -250,7 +255,12 @@ export class DiskStorage implements Storage {
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.votedFor === b.votedFor && a.commitIndex === b.commitIndex;
+  return (
+    a.term === b.term &&
+    a.votedFor === b.votedFor &&
+    a.commitIndex === b.commitIndex &&
+    (a.joining === true) === (b.joining === true)
+  );
 }
 
 function readerFor(store: SnapshotStore, snapshot: StoredSnapshot): SnapshotReader {

@@ -12,7 +12,7 @@
 
 /** The operator advice for damage that only a fresh copy from the cluster can repair. */
 export const REJOIN_ADVICE =
-  "stop this node, wipe its data directory and let it rejoin the cluster through state transfer";
+  "stop this node, wipe its data directory and start it again with --join: it rejoins the cluster through state transfer";
 
 export type StorageErrorCode =
   | "ERR_WAL_CORRUPT"
@@ -173,7 +173,7 @@ export class StorageIoError extends StorageError {
       file,
       `I/O error ${errno} while trying to ${operation} ${file}; the node stops because the ` +
         "disk can no longer be trusted. Check the disk and the kernel log, then restart the " +
-        "node; if recovery then reports corruption, wipe its data directory and let it rejoin",
+        "node; if recovery then reports corruption, wipe its data directory and restart it with --join",
       { cause },
     );
   }

@@ -20,7 +20,11 @@ import { readU64, writeU64 } from "./wal-format.js";
 export const hardStateFileName = "hard-state";
 export const hardStateMagic = Buffer.from("BATONHST", "latin1");
 export const hardStateFormatVersion = 1;
-/** magic(8) version(4) reserved(4) term(8) votedFor(8) commitIndex(8) reserved(4) crc32(4) */
+/**
+ * magic(8) version(4) flags(4) term(8) votedFor(8) commitIndex(8) reserved(4) crc32(4).
+ * flags bit 0: joining (the node lost its data and is catching up). Files written before
+ * the flags existed hold 0 there, which reads as "not joining".
+ */
 export const hardStateFileBytes = 48;
 
 export const emptyHardState: HardState = Object.freeze({ term: 0, votedFor: null, commitIndex: 0 });
@@ -30,6 +34,7 @@ export function encodeHardState(state: HardState): Buffer {
   const bytes = Buffer.alloc(hardStateFileBytes);
   hardStateMagic.copy(bytes, 0);
   bytes.writeUInt32LE(hardStateFormatVersion, 8);
+  bytes.writeUInt32LE(state.joining === true ? JOINING_FLAG : 0, 12);
   writeU64(bytes, 16, state.term);
   writeU64(bytes, 24, state.votedFor ?? 0);
   writeU64(bytes, 32, state.commitIndex);
@@ -56,14 +61,19 @@ export function decodeHardState(bytes: Uint8Array, path: string): HardState {
       `format version ${version} is not supported (this build reads ${hardStateFormatVersion})`,
     );
   }
+  const flags = buffer.readUInt32LE(12);
+  if ((flags & ~JOINING_FLAG) !== 0) throw fail(12, `unknown flags 0x${flags.toString(16)}`);
   const term = readU64(buffer, 16);
   const vote = readU64(buffer, 24);
   const commitIndex = readU64(buffer, 32);
   if (Number.isNaN(term) || Number.isNaN(vote) || Number.isNaN(commitIndex)) {
     throw fail(16, "a field is out of range");
   }
-  return Object.freeze({ term, votedFor: vote === 0 ? null : vote, commitIndex });
+  const state = { term, votedFor: vote === 0 ? null : vote, commitIndex };
+  return Object.freeze((flags & JOINING_FLAG) !== 0 ? { ...state, joining: true } : state);
 }
+
+const JOINING_FLAG = 1;
 
 export class StableStore {
   private durable: HardState;

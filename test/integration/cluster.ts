@@ -459,13 +459,18 @@ export class Cluster {
 
   /**
    * Starts node `id` again (killing it first if it runs), with its data directory as it
-   * is, or emptied when `wipe` is set. Does not wait for it to serve.
+   * is, or emptied when `wipe` is set (and then started with `--join`, as an operator
+   * must). Does not wait for it to serve.
    */
   async restart(id: number, options: { wipe?: boolean } = {}): Promise<void> {
     const node = this.node(id);
     await node.kill();
-    if (options.wipe === true) rmSync(node.dataDir, { recursive: true, force: true });
-    node.spawn(this.argsFor(id));
+    if (options.wipe === true) {
+      rmSync(node.dataDir, { recursive: true, force: true });
+      node.spawn([...this.argsFor(id), "--join"]);
+    } else {
+      node.spawn(this.argsFor(id));
+    }
   }
 
   /** Starts a node that was never started or was stopped, without waiting. */

@@ -130,6 +130,18 @@ describe("fail-over", () => {
         30_000,
         restartedAt,
       );
+      // It said it rejoins without a vote, and became a voter once caught up.
+      await cluster
+        .node(wiped!)
+        .waitForLog("the joining notice", (l) => l.json?.event === "joining", 5000, restartedAt);
+      await cluster
+        .node(wiped!)
+        .waitForLog(
+          "the end of joining",
+          (l) => String(l.json?.reason ?? "").includes("now a voting member"),
+          30_000,
+          restartedAt,
+        );
       const caughtUp = await cluster.waitCaughtUp(wiped!, 20_000);
       console.log(
         `wiped node ${wiped}: ${transfer.json?.msg} (${transfer.json?.bytes} bytes in ${transfer.json?.ms} ms); applied ${caughtUp.appliedIndex}, master committed ${caughtUp.commitIndex}`,

@@ -40,14 +40,17 @@ export class Harness {
     }
   }
 
-  private start(id: NodeId): void {
+  private start(id: NodeId, options: { readonly join?: boolean } = {}): void {
     const disk = this.disks.get(id)!;
     const restored = {
       hardState: disk.hardState,
       snapshot: EMPTY_STATE.snapshot,
       entries: [...disk.entries],
     };
-    this.nodes.set(id, new Replica(this.configs.get(id)!, new Prng(this.seed++), restored));
+    this.nodes.set(
+      id,
+      new Replica(this.configs.get(id)!, new Prng(this.seed++), restored, options),
+    );
     this.applied.set(id, []);
     this.reads.set(id, []);
     this.process(id);
@@ -171,15 +174,17 @@ export class Harness {
     this.disks.set(id, { hardState: EMPTY_STATE.hardState, entries: [] });
   }
 
-  restart(id: NodeId): void {
+  /** Restarts a node; `join` as `baton start --join` does after its data was wiped. */
+  restart(id: NodeId, options: { readonly join?: boolean } = {}): void {
     this.down.delete(id);
-    this.start(id);
+    this.start(id, options);
   }
 
   status(id: NodeId): string {
     if (this.down.has(id)) return `${id}: down`;
     const r = this.node(id);
-    return `${id}: ${r.role} term ${r.term} master ${r.masterId ?? "-"} commit ${r.commitIndex} last ${r.lastIndex}`;
+    const joining = r.isJoining ? " (joining)" : "";
+    return `${id}: ${r.role}${joining} term ${r.term} master ${r.masterId ?? "-"} commit ${r.commitIndex} last ${r.lastIndex}`;
   }
 
   logOf(id: NodeId): string {

@@ -106,6 +106,8 @@ function execute(h: Harness, line: string): void {
       return h.restart(n(0));
     case "wipe":
       return h.wipe(n(0));
+    case "rejoin":
+      return h.restart(n(0), { join: true });
     case "unreachable":
       h.node(n(0)).peerUnreachable(n(1));
       return h.process(n(0));

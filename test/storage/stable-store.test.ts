@@ -5,9 +5,15 @@
 
 import { open, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
-import { hardStateFileName, StableStore } from "../../src/storage/stable-store.js";
+import {
+  decodeHardState,
+  encodeHardState,
+  hardStateFileName,
+  StableStore,
+} from "../../src/storage/stable-store.js";
 import { makeTempDir, removeTempDirs } from "./helpers.js";
 import { InstrumentedFileSystem } from "./instrumented-file-system.js";
 
@@ -26,6 +32,28 @@ describe("stable store", () => {
     const again = await StableStore.open(dir, nodeFileSystem);
     expect(again.hardState).toEqual({ term: 5, votedFor: 5, commitIndex: 50 });
     expect(await readdir(dir)).toEqual([hardStateFileName]);
+  });
+
+  it("hard state: the joining flag survives a restart and clears; unknown flags are refused", async () => {
+    const dir = await makeTempDir();
+    const { store } = await StableStore.open(dir, nodeFileSystem);
+    await store.save({ term: 0, votedFor: null, commitIndex: 0, joining: true });
+    expect((await StableStore.open(dir, nodeFileSystem)).hardState).toEqual({
+      term: 0,
+      votedFor: null,
+      commitIndex: 0,
+      joining: true,
+    });
+    await store.save({ term: 3, votedFor: 2, commitIndex: 7 });
+    expect((await StableStore.open(dir, nodeFileSystem)).hardState).toEqual({
+      term: 3,
+      votedFor: 2,
+      commitIndex: 7,
+    });
+    const bytes = encodeHardState({ term: 3, votedFor: 2, commitIndex: 7 });
+    bytes.writeUInt32LE(2, 12);
+    bytes.writeUInt32LE(crc32(bytes.subarray(0, 44)), 44);
+    expect(() => decodeHardState(bytes, "hard-state")).toThrow(/byte 12: unknown flags 0x2/);
   });
 
   it("hard state: every save renames a durable file and fsyncs the directory (ordering)", async () => {

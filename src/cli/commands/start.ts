@@ -24,6 +24,7 @@ interface StartFlags {
   tickMs?: number;
   snapshotEntries?: number;
   snapshotKeepEntries?: number;
+  join?: boolean;
   logLevel: string;
 }
 
@@ -76,6 +77,7 @@ function configInput(flags: StartFlags): NodeConfigInput {
     tickMs: pick(flags.tickMs, "tickMs"),
     snapshotEntries: pick(flags.snapshotEntries, "snapshotEntries"),
     snapshotKeepEntries: pick(flags.snapshotKeepEntries, "snapshotKeepEntries"),
+    join: pick(flags.join, "join"),
   };
   return input as unknown as NodeConfigInput;
 }
@@ -110,6 +112,10 @@ export function register(program: Command): void {
       "--snapshot-keep-entries <n>",
       "entries kept in the log behind a snapshot, for backups slightly behind (default 5000)",
       nonNegative,
+    )
+    .option(
+      "--join",
+      "this node's data directory was wiped: rejoin the cluster without voting until a master has caught it up (ignored when the directory holds state)",
     )
     .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
     .addHelpText(
