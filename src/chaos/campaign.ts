@@ -200,7 +200,7 @@ class CampaignRun {
           restart: (id, wiped) => this.restart(id, wiped),
           windows: this.windows,
           faultMs: [1500, 5000],
-          quietMs: [1000, 3000],
+          quietMs: [2000, 6000],
         },
         options.nemeses,
         options.durationMs,

@@ -72,8 +72,13 @@ export function timelineSvg(input: TimelineInput): string {
     const x1 = x(Number.isNaN(w.end) ? end : w.end);
     out.push(
       `<rect x="${f(x0)}" y="${MARGIN.top}" width="${f(Math.max(1, x1 - x0))}" height="${plotH}" fill="${FAULT_COLOURS[w.kind]}" fill-opacity="0.22"><title>${esc(`${w.kind}: ${w.detail} (${(w.start / 1000).toFixed(1)}-${(w.end / 1000).toFixed(1)} s)`)}</title></rect>`,
-      `<text x="${f(x0 + 2)}" y="${MARGIN.top + plotH - 4}" fill="#495057" font-size="9">${esc(w.kind)}</text>`,
     );
+    // The kind's name inside the window when it fits; the legend names every colour anyway.
+    if (x1 - x0 > w.kind.length * 5.5 + 4) {
+      out.push(
+        `<text x="${f(x0 + 2)}" y="${MARGIN.top + plotH - 4}" fill="#495057" font-size="9">${esc(w.kind)}</text>`,
+      );
+    }
   }
   if (input.healedAt !== null) {
     const hx = x(input.healedAt);

@@ -315,8 +315,10 @@ export class Workload {
         },
       };
     } catch (error) {
-      const e = error as { code?: string; name?: string; cause?: { code?: string } };
-      return { error: e.cause?.code ?? e.code ?? e.name ?? String(error) };
+      // An abort by the timeout is a DOMException whose numeric code means nothing here.
+      const e = error as { code?: unknown; name?: string; cause?: { code?: unknown } };
+      const code = [e.cause?.code, e.code].find((c): c is string => typeof c === "string");
+      return { error: code ?? e.name ?? String(error) };
     }
   }
 }
