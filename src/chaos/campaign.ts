@@ -88,6 +88,8 @@ export interface CampaignResult {
 
 const STATUS_POLL_MS = 200;
 const PROGRESS_MS = 5000;
+/** Longest wait for the first master after spawning the nodes, in ms. */
+const STARTUP_MS_MAX = 120_000;
 /** Entries a node may be behind the master's commit index and still count as caught up. */
 const HEALTHY_LAG_MAX = 200;
 
@@ -284,8 +286,11 @@ class CampaignRun {
       );
     }
     for (const node of this.nodes) node.spawn();
-    if ((await this.waitForAgreement(30_000)) === null) {
-      throw new Error("the cluster did not agree on a master within 30 s of starting");
+    // Generous: on a loaded machine, loading the TypeScript sources alone can take a while.
+    if ((await this.waitForAgreement(STARTUP_MS_MAX)) === null) {
+      throw new Error(
+        `the cluster did not agree on a master within ${STARTUP_MS_MAX} ms of starting`,
+      );
     }
     this.t0 = performance.now();
     this.wallOrigin = Date.now();
