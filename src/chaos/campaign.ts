@@ -292,8 +292,12 @@ class CampaignRun {
         `the cluster did not agree on a master within ${STARTUP_MS_MAX} ms of starting`,
       );
     }
+    // Time 0 moves to now; role changes logged while starting move with it (below 0).
+    const shiftMs = Date.now() - this.wallOrigin;
     this.t0 = performance.now();
-    this.wallOrigin = Date.now();
+    this.wallOrigin += shiftMs;
+    for (const [i, role] of this.roles.entries())
+      this.roles[i] = { ...role, at: role.at - shiftMs };
   }
 
   private onUnexpectedExit(exit: UnexpectedExit): void {

@@ -122,7 +122,7 @@ export function timelineSvg(input: TimelineInput): string {
   // A node becoming master: a line with its id and term.
   let labelRow = 0;
   for (const role of input.roles) {
-    if (role.role !== "master") continue;
+    if (role.role !== "master" || role.at < 0) continue;
     const rx = x(role.at);
     labelRow = (labelRow + 1) % 3;
     out.push(
