@@ -32,6 +32,11 @@ export interface BatonClusterOptions {
   readonly from: "dist" | "source";
   /** Loopback hosts of nodes 1-3 (the same for all unless partitions need their own). */
   readonly hosts?: readonly [string, string, string];
+  /**
+   * Another build's CLI to run instead of dist/cli/main.js (from "dist" only), to compare
+   * a change with the build before it under the same conditions.
+   */
+  readonly cli?: string;
   /** Node flags such as --cpu-prof for every node's process. */
   readonly nodeFlags?: readonly string[];
   /** More `baton start` flags, e.g. ["--election-ms", "150-300"]. */
@@ -101,7 +106,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
   const peers = hosts.map((h, i) => `${i + 1}=${h}:${ports[2 * i]}`).join(",");
   const launcher =
     options.from === "dist"
-      ? [join(REPO_ROOT, "dist", "cli", "main.js")]
+      ? [options.cli ?? join(REPO_ROOT, "dist", "cli", "main.js")]
       : ["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts")];
   const nodes: BenchNode[] = hosts.map((host, i) => {
     const id = i + 1;
@@ -129,7 +134,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
   const extra = options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "";
   const cluster = new BatonCluster(
     nodes,
-    `Baton (${options.from === "dist" ? "dist/cli/main.js" : "tsx src/cli/main.ts"}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
+    `Baton (${options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts"}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
     root,
   );
   for (const n of nodes) n.process.start();

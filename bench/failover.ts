@@ -73,6 +73,8 @@ interface SystemResult {
     readonly existed: number;
     readonly error: number;
     readonly skipped: number;
+    /** The first writes the writer gave up on, with the last answer or error. */
+    readonly errorSamples: readonly unknown[];
   } & Verification;
 }
 
@@ -234,6 +236,10 @@ async function measure(cluster: BenchCluster, options: FailoverOptions): Promise
         ...writer.counts(),
         skipped: writer.skipped,
         ...verification,
+        errorSamples: writer.records
+          .filter((r) => r.outcome?.kind === "error")
+          .slice(0, 20)
+          .map((r) => ({ key: r.key, startedAt: r.startedAt, outcome: r.outcome })),
       },
     };
   } finally {

@@ -42,6 +42,8 @@ export interface BenchOptions {
   readonly out: string;
   readonly from: "dist" | "source";
   readonly profile: boolean;
+  /** Another build's cli/main.js for the Baton nodes (A/B comparisons), or null. */
+  readonly batonCli: string | null;
 }
 
 const MIXES: readonly Mix[] = ["write", "read", "90/10"];
@@ -95,6 +97,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     .option("--out <dir>", "results folder (default results/bench/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
+    .option("--baton-cli <file>", "run Baton nodes from another build's cli/main.js")
     .option(
       "--smoke",
       "a tiny run that checks the benchmark works: 90/10 mix, 1 and 4 clients, 1 s",
@@ -112,6 +115,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     out?: string;
     from: string;
     profile?: boolean;
+    batonCli?: string;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -126,6 +130,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     out: resolve(o.out ?? join(REPO_ROOT, "results", "bench", stamp())),
     from: resolveFrom(o.from),
     profile: o.profile === true,
+    batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
   };
 }
 
@@ -250,12 +255,13 @@ async function startClusters(
   skipped: string[],
 ): Promise<BenchCluster[]> {
   const clusters: BenchCluster[] = [];
-  if (options.from === "dist") ensureBuilt(log);
+  if (options.from === "dist" && options.batonCli === null) ensureBuilt(log);
   const profileDir = join(options.out, "profiles");
   if (options.profile) mkdirSync(profileDir, { recursive: true });
   log("starting a 3-node Baton cluster");
   const baton = await startBatonCluster({
     from: options.from,
+    ...(options.batonCli === null ? {} : { cli: options.batonCli }),
     nodeFlags: options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [],
   });
   clusters.push(baton);
