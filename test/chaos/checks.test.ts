@@ -1,0 +1,81 @@
+/**
+ * The campaign's verdicts on small hand-made histories, each of which can be argued on
+ * paper: a lost acknowledged write, a write applied twice, a stale read, and an
+ * indeterminate write that did take effect (which is no violation).
+ */
+
+import { describe, expect, it } from "vitest";
+import { checkExactlyOnce, checkHistory, checkNoLostWrites } from "../../src/chaos/checks.js";
+import type { OpRecord } from "../../src/chaos/workload.js";
+
+let nextId = 1;
+
+function op(fields: Partial<OpRecord> & Pick<OpRecord, "kind" | "invokedAt">): OpRecord {
+  return {
+    id: nextId++,
+    client: 1,
+    key: "k",
+    nodes: [1],
+    completedAt: fields.invokedAt + 10,
+    outcome: "ok",
+    ...fields,
+  };
+}
+
+describe("chaos checks", () => {
+  it("chaos: a final state older than an acknowledged write is a lost write", () => {
+    const history = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 0 }),
+      op({ kind: "write", value: "b", revision: 9, invokedAt: 20 }),
+      op({ kind: "read", output: "a", revision: 5, invokedAt: 100, final: true }),
+    ];
+    const verdict = checkNoLostWrites(history);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toContain("final revision 5 < acknowledged write");
+    expect(checkHistory(history).ok).toBe(false);
+  });
+
+  it("chaos: the last acknowledged write in the final state is no loss", () => {
+    const history = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 0 }),
+      op({ kind: "cas", expected: "a", value: "b", output: true, revision: 9, invokedAt: 20 }),
+      op({ kind: "read", output: "b", revision: 9, invokedAt: 100, final: true }),
+    ];
+    expect(checkNoLostWrites(history).ok).toBe(true);
+    expect(checkHistory(history).ok).toBe(true);
+  });
+
+  it("chaos: one value at two revisions was applied twice", () => {
+    const history = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 0, nodes: [1, 2] }),
+      op({ kind: "read", output: "a", revision: 7, invokedAt: 50 }),
+    ];
+    const verdict = checkExactlyOnce(history);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toBe("value a seen at revisions 5, 7");
+  });
+
+  it("chaos: a read of an overwritten value after the overwrite completed is not linearizable", () => {
+    const history = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 0 }),
+      op({ kind: "write", value: "b", revision: 6, invokedAt: 20 }),
+      op({ kind: "read", output: "a", revision: 5, invokedAt: 40, stale: true }),
+    ];
+    const verdict = checkHistory(history);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toMatch(/^k: /);
+  });
+
+  it("chaos: an indeterminate write may take effect later (no violation)", () => {
+    const history = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 0 }),
+      op({ kind: "write", value: "b", invokedAt: 20, completedAt: 1520, outcome: "indeterminate" }),
+      op({ kind: "read", output: "a", revision: 5, invokedAt: 1600 }),
+      op({ kind: "read", output: "b", revision: 8, invokedAt: 1700 }),
+      op({ kind: "read", output: "b", revision: 8, invokedAt: 1800, final: true }),
+    ];
+    expect(checkHistory(history).ok).toBe(true);
+    expect(checkNoLostWrites(history).ok).toBe(true);
+    expect(checkExactlyOnce(history).ok).toBe(true);
+  });
+});
