@@ -4,7 +4,7 @@
  * ways to cut a link, behind one interface:
  *
  * - `iptables`: each node listens (peer and HTTP ports) on its own loopback address
- *   127.0.0.(10+id) and dials its peers from it, so a rule dropping source A to destination
+ *   (`nodeHost`) and dials its peers from it, so a rule dropping source A to destination
  *   B cuts every packet A sends B, on every connection, in whichever direction it was
  *   opened. Rules live in one chain of their own (BATON-CHAOS-<pid>) jumped to from INPUT;
  *   the chain is removed on close, on SIGINT/SIGTERM and at process exit, and chains left by
@@ -68,9 +68,13 @@ export function iptablesUsable(): boolean {
   }
 }
 
-/** The loopback address node `id` listens on when partitions use iptables. */
-export function nodeHost(id: number): string {
-  return `127.0.0.${10 + id}`;
+/**
+ * The loopback address node `id` listens on when partitions use iptables:
+ * 127.<a>.<b>.<10 + id>, with a.b taken from this process's pid, so that campaigns running
+ * side by side (a developer's and `npm test`'s) never cut each other's nodes.
+ */
+export function nodeHost(id: number, pid = process.pid): string {
+  return `127.${(pid >> 8) & 255}.${pid & 255}.${10 + id}`;
 }
 
 function pidAlive(pid: number): boolean {

@@ -13,6 +13,7 @@ import {
   IptablesNetwork,
   iptablesUsable,
   type Network,
+  nodeHost,
   RelayNetwork,
 } from "../../src/chaos/network.js";
 
@@ -90,23 +91,23 @@ describe("chaos network", () => {
   });
 
   it.runIf(iptablesUsable())(
-    "chaos: an iptables cut stops connections from one loopback address to another (127.0.0.21 to 127.0.0.22)",
+    "chaos: an iptables cut stops connections from one node's loopback address to another's",
     async () => {
-      const port = await echoServer("127.0.0.22");
+      const [a, b] = [nodeHost(11), nodeHost(12)];
+      const port = await echoServer(b);
       const network = await IptablesNetwork.open();
       networks.push(network);
-      // nodeHost(11) is 127.0.0.21 and nodeHost(12) is 127.0.0.22.
       await network.cut(11, 12);
-      const blocked = dial("127.0.0.22", port, "127.0.0.21");
+      const blocked = dial(b, port, a);
       const outcome = await Promise.race([
         blocked.then(() => "connected"),
         new Promise((done) => setTimeout(() => done("stalled"), 700)),
       ]);
       expect(outcome).toBe("stalled");
       // Another source is not cut.
-      await dial("127.0.0.22", port, "127.0.0.1");
+      await dial(b, port, "127.0.0.1");
       await network.heal(11, 12);
-      const socket = await dial("127.0.0.22", port, "127.0.0.21");
+      const socket = await dial(b, port, a);
       socket.write("ok");
       expect(await receive(socket, 2, 2000)).toBe("ok");
       await network.close();
