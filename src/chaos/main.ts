@@ -72,7 +72,7 @@ Examples:
   npm run chaos -- --seed 1234 --duration 60      replay the fault schedule of seed 1234
   npm run chaos -- --stale-reads --nemesis split  show that the checker catches stale reads
 
-Partitions use iptables rules on per-node loopback addresses (127.0.0.11, ...) when run
+Partitions use iptables rules on per-node loopback addresses (127.x.y.11, ...) when run
 as root, else a fault-injecting TCP relay between the nodes. The report folder holds
 history.jsonl, verdict.json and timeline.html. Exit status 1 means a violation.`,
     )
