@@ -84,7 +84,7 @@ export function timelineSvg(input: TimelineInput): string {
     const hx = x(input.healedAt);
     out.push(
       `<line x1="${f(hx)}" x2="${f(hx)}" y1="${MARGIN.top}" y2="${MARGIN.top + plotH}" stroke="#2b8a3e" stroke-width="1.5"/>`,
-      `<text x="${f(hx + 3)}" y="${MARGIN.top + plotH - 16}" fill="#2b8a3e">healed</text>`,
+      `<text x="${f(hx - 3)}" y="${MARGIN.top + plotH - 16}" fill="#2b8a3e" text-anchor="end">healed</text>`,
     );
   }
   // Axes and grid.
