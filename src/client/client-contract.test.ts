@@ -28,12 +28,17 @@ interface Node {
 }
 
 /** Three nodes: 1 is master, 2 and 3 are backups that forward to it. */
-async function startCluster(): Promise<Node[]> {
+async function startCluster(options: { masterWaitMs?: number } = {}): Promise<Node[]> {
   const limits = { ...defaultKvLimits(), valueBytesMax: 64 };
   const nodes: Node[] = [];
   for (const id of [1, 2, 3]) {
     const api = new FakeKvNodeApi(id);
-    const server = createHttpServer({ api, logger: pino({ level: "silent" }), limits });
+    const server = createHttpServer({
+      api,
+      logger: pino({ level: "silent" }),
+      limits,
+      masterWaitMs: options.masterWaitMs,
+    });
     servers.push(server);
     const { url } = await server.listen("127.0.0.1", 0);
     nodes.push({ api, server, url });
@@ -151,7 +156,8 @@ describe("client contract: HTTP layer", () => {
   });
 
   it("client contract: a node that keeps refusing (NotMasterError, no master) ends in ERR_NO_MASTER", async () => {
-    const nodes = await startCluster();
+    // Each node holds a request 20 ms for a master to appear, then answers 503.
+    const nodes = await startCluster({ masterWaitMs: 20 });
     for (const node of nodes) node.api.failure = new NotMasterError(null);
     const c = createClient({
       endpoints: nodes.map((n) => n.url),

@@ -235,6 +235,42 @@ describe("http forwarding", () => {
     expect(await response.body.json()).toMatchObject({ code: "ERR_NOT_MASTER", master: null });
   });
 
+  it("timing: during an election a backup holds a write, then forwards it to the new master", async () => {
+    const master = await startNode(1);
+    const backup = await startNode(2);
+    backup.api.becomeBackup(null, null);
+    const started = performance.now();
+    setTimeout(() => backup.api.becomeBackup(1, master.url), 100);
+    const response = await request(`${backup.url}/v1/kv/k`, { method: "PUT", body: "v" });
+    expect(response.statusCode).toBe(200);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(90);
+    expect(master.api.calls.map((c) => c.op)).toEqual(["put"]);
+  });
+
+  it("timing: a backup whose master refuses connections forwards to the next master once known", async () => {
+    const gone = await startNode(1);
+    const goneUrl = gone.url;
+    await gone.server.close();
+    const next = await startNode(3);
+    const backup = await startNode(2);
+    backup.api.becomeBackup(1, goneUrl);
+    setTimeout(() => backup.api.becomeBackup(3, next.url), 100);
+    const response = await request(`${backup.url}/v1/kv/k`, { method: "PUT", body: "v" });
+    expect(response.statusCode).toBe(200);
+    expect(next.api.calls.map((c) => c.op)).toEqual(["put"]);
+  });
+
+  it("timing: a backup elected while it holds a request serves the request itself", async () => {
+    const backup = await startNode(2);
+    backup.api.becomeBackup(null, null);
+    setTimeout(() => {
+      backup.api.role = "master";
+    }, 100);
+    const response = await request(`${backup.url}/v1/kv/k`, { method: "PUT", body: "v" });
+    expect(response.statusCode).toBe(200);
+    expect(backup.api.calls.map((c) => c.op)).toEqual(["put", "put"]);
+  });
+
   it("forward: status, health and stale reads are answered by the backup itself", async () => {
     const { master, backup } = await startPair();
     const status = await request(`${backup.url}/v1/status`);

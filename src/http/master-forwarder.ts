@@ -8,6 +8,12 @@
  * answered 503 instead, because during an election two nodes can each believe the other is
  * the master and would pass a request back and forth until its deadline. It must also never
  * wait without bound: each forward has its own timeout, cut short by the request deadline.
+ *
+ * During a fail-over it holds the request instead of refusing it: when no master is known
+ * (an election is under way), or the master it knew refused the connection (its process
+ * died), it waits for the new master, briefly and never past the request deadline, then
+ * forwards there, or runs the request itself when this node is the one elected. A client
+ * then sees a slower answer rather than a 503 and a back-off of a whole Retry-After.
  */
 
 import type { FastifyReply, FastifyRequest } from "fastify";
@@ -32,7 +38,18 @@ export interface MasterForwarderOptions {
   readonly connectionsMax: number;
   /** Called once per forward attempt with how it ended. */
   readonly onOutcome?: ((outcome: ForwardOutcome) => void) | undefined;
+  /**
+   * Longest a request waits for a new master during a fail-over, ms. Kept below the
+   * client's attempt timeout (1 s), so that a held write ends in an answer rather than in
+   * doubt. @default 500
+   */
+  readonly masterWaitMs?: number | undefined;
 }
+
+/** How often a held request looks for the new master, ms. */
+const MASTER_POLL_MS = 5;
+/** Most forwards of one request: each one after the first follows a refused connection. */
+const FORWARD_ATTEMPT_COUNT_MAX = 3;
 
 interface ForwardTarget {
   readonly pool: Pool;
@@ -69,6 +86,8 @@ const TARGET_COUNT_MAX = 8;
 
 export class MasterForwarder {
   private readonly targets = new Map<string, ForwardTarget>();
+  /** Requests that were run on this node a second time after it was elected. */
+  private readonly ranAgain = new WeakSet<FastifyRequest>();
   private readonly nodeId: string;
 
   constructor(private readonly options: MasterForwarderOptions) {
@@ -80,6 +99,8 @@ export class MasterForwarder {
    * forwarded to the master when its URL is known and the request was not forwarded
    * already; every other error is rethrown for the error handler. `deadlineAt` is the
    * request deadline on the `performance.now()` clock.
+   * `again` runs the request on this node once more, for when this node is elected while
+   * the request waits.
    * Throws NoMasterError (loop, or master unreachable), TimeoutError, IndeterminateError
    * (a write whose master was lost mid-request), or `error` itself.
    */
@@ -88,6 +109,7 @@ export class MasterForwarder {
     request: FastifyRequest,
     reply: FastifyReply,
     deadlineAt: number,
+    again?: () => Promise<FastifyReply>,
   ): Promise<FastifyReply> {
     if (!(error instanceof NotMasterError)) throw error;
     const forwardedBy = request.headers[FORWARDED_BY_HEADER];
@@ -99,14 +121,54 @@ export class MasterForwarder {
           "master either (an election may be under way)",
       );
     }
-    const masterUrl = this.options.api.masterHttpUrl();
-    if (masterUrl === null) {
-      this.options.onOutcome?.("no_master");
-      throw error;
+    const waitUntil = Math.min(deadlineAt, performance.now() + (this.options.masterWaitMs ?? 500));
+    let refused: string | null = null;
+    for (let attempt = 1; ; attempt++) {
+      // A request runs locally again at most once, so that a node that keeps saying it
+      // is not the master while it says it is cannot send a request round in circles.
+      const selfAllowed = again !== undefined && !this.ranAgain.has(request);
+      const master = await this.awaitMaster(refused, waitUntil, selfAllowed);
+      if (master === "self") {
+        this.ranAgain.add(request);
+        return again!();
+      }
+      if (master === null) {
+        this.options.onOutcome?.("no_master");
+        if (refused !== null) {
+          throw new NoMasterError(500, `the master at ${refused} could not be reached`);
+        }
+        throw error;
+      }
+      const remainingMs = Math.max(1, Math.floor(deadlineAt - performance.now()));
+      const timeoutMs = Math.min(this.options.forwardTimeoutMs, remainingMs);
+      try {
+        return await this.forward(master, request, reply, timeoutMs);
+      } catch (failure) {
+        // Only a refused connection is retried: the request never reached that master,
+        // so sending it to the next one cannot apply a write twice.
+        const retry = failure instanceof MasterRefusedError && attempt < FORWARD_ATTEMPT_COUNT_MAX;
+        if (!retry) throw failure;
+        refused = master;
+      }
     }
-    const remainingMs = Math.max(1, Math.floor(deadlineAt - performance.now()));
-    const timeoutMs = Math.min(this.options.forwardTimeoutMs, remainingMs);
-    return this.forward(masterUrl, request, reply, timeoutMs);
+  }
+
+  /**
+   * The master's URL once one other than `refused` is known, "self" when this node is the
+   * master (and may run the request itself), or null when none appears by `waitUntil`.
+   */
+  private async awaitMaster(
+    refused: string | null,
+    waitUntil: number,
+    selfAllowed: boolean,
+  ): Promise<string | "self" | null> {
+    for (;;) {
+      const url = this.options.api.masterHttpUrl();
+      if (url !== null && url !== refused) return url;
+      if (selfAllowed && this.options.api.status().role === "master") return "self";
+      if (performance.now() + MASTER_POLL_MS > waitUntil) return null;
+      await new Promise((resolve) => setTimeout(resolve, MASTER_POLL_MS));
+    }
   }
 
   /** Closes every pool, waiting for requests in flight. */
@@ -184,7 +246,7 @@ export class MasterForwarder {
         `the connection to the master at ${masterUrl} failed during the write (${reason})`,
       );
     }
-    return new NoMasterError(500, `the master at ${masterUrl} could not be reached (${reason})`);
+    return new MasterRefusedError(masterUrl, reason);
   }
 
   private target(masterUrl: string): ForwardTarget {
@@ -210,5 +272,12 @@ export class MasterForwarder {
     };
     this.targets.set(masterUrl, target);
     return target;
+  }
+}
+
+/** The connection to the master failed before the request was sent: nothing was applied. */
+class MasterRefusedError extends NoMasterError {
+  constructor(masterUrl: string, reason: string) {
+    super(500, `the master at ${masterUrl} could not be reached (${reason})`);
   }
 }

@@ -53,6 +53,12 @@ export interface HttpServerOptions {
    */
   readonly forwardTimeoutMs?: number | undefined;
   /**
+   * Longest a request that reached a backup waits for a new master during a fail-over
+   * (never past the request deadline) before it is answered 503.
+   * @default 500
+   */
+  readonly masterWaitMs?: number | undefined;
+  /**
    * Most keep-alive connections this node opens to the master for forwarding.
    * @default 64
    */
@@ -109,6 +115,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const forwarder = new MasterForwarder({
     api: options.api,
     forwardTimeoutMs,
+    masterWaitMs: options.masterWaitMs,
     connectionsMax: options.forwardConnectionsMax ?? DEFAULT_FORWARD_CONNECTIONS_MAX,
     onOutcome: (outcome) => metrics.forwarded(outcome),
   });

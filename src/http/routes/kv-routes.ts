@@ -59,7 +59,9 @@ async function getKey(
     const read = context.api.get(key, stale ? STALE_READ : LINEARIZABLE_READ);
     entry = await withDeadline(read, context.requestTimeoutMs);
   } catch (error) {
-    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt);
+    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt, () =>
+      getKey(context, request, reply),
+    );
   }
   if (entry === null) return sendErrorAnswer(reply, notFoundAnswer(key));
   // A view of the stored bytes, not a copy: the store never changes a stored value.
@@ -88,7 +90,9 @@ async function putKey(
   try {
     result = await withDeadline(context.api.put(key, value, options), context.requestTimeoutMs);
   } catch (error) {
-    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt);
+    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt, () =>
+      putKey(context, request, reply),
+    );
   }
   if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));
   reply.header("etag", `"${result.revision}"`);
@@ -111,7 +115,9 @@ async function deleteKey(
   try {
     result = await withDeadline(context.api.delete(key, options), context.requestTimeoutMs);
   } catch (error) {
-    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt);
+    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt, () =>
+      deleteKey(context, request, reply),
+    );
   }
   if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));
   return sendRevision(reply, result.revision);
