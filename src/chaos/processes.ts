@@ -20,6 +20,9 @@ import { type Agent, request } from "undici";
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const MAIN = join(REPO_ROOT, "src", "cli", "main.ts");
 
+/** `--snapshot-entries` of every node: small, so state transfer happens often. */
+const SNAPSHOT_ENTRIES = 500;
+
 const livePids = new Set<number>();
 let exitHookInstalled = false;
 
@@ -140,6 +143,9 @@ export class ChaosNode {
       ...["--import", "tsx", MAIN, "start", "--id", String(spec.id)],
       ...["--listen", `${spec.host}:${spec.peerPort}`, "--http", `${spec.host}:${spec.httpPort}`],
       ...["--peers", spec.peers, "--data", spec.dataDir, "--log-level", "info"],
+      // Snapshots every few hundred entries, and a short log behind them, so that a wiped
+      // or long-absent node comes back by state transfer, not by replaying the whole log.
+      ...["--snapshot-entries", String(SNAPSHOT_ENTRIES), "--snapshot-keep-entries", "100"],
       ...extraArgs,
     ];
     const child = spawn(process.execPath, args, {
