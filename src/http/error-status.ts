@@ -101,8 +101,8 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 404,
     retry: false,
     advice:
-      "the API serves /v1/kv/{key}, /v1/status, /health, /health/master, /health/backup " +
-      "and /metrics",
+      "the API serves /v1/kv/{key}, /v1/status, /v1/events, /health, /health/master, " +
+      "/health/backup and /metrics, and the dashboard at /",
   },
   ERR_METHOD_NOT_ALLOWED: {
     status: 405,
@@ -113,6 +113,13 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 503,
     retry: false,
     advice: "this check passes only on a node in the named role",
+  },
+  ERR_FAULTS_DISABLED: {
+    status: 403,
+    retry: false,
+    advice:
+      "start the node with --allow-fault-injection (baton demo does) to kill, pause or " +
+      "partition it on purpose",
   },
   ERR_INTERNAL: {
     status: 500,

@@ -449,7 +449,8 @@ describe("http errors", () => {
 describe("http routing", () => {
   it("routes: an unknown route gets 404 JSON ERR_NO_ROUTE listing the API", async () => {
     const { app } = setup();
-    for (const url of ["/", "/v2/kv/k", "/v1/kv", "/v1/statuses", "/health/leader"]) {
+    // "/" is the dashboard.
+    for (const url of ["/index.html", "/v2/kv/k", "/v1/kv", "/v1/statuses", "/health/leader"]) {
       const response = await app.inject({ method: "GET", url });
       expect(response.statusCode, url).toBe(404);
       expect(json(response)).toMatchObject({ code: "ERR_NO_ROUTE" });

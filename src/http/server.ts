@@ -1,6 +1,7 @@
 /**
  * The HTTP API every node serves (DESIGN.md, "The node's external contract"): the
- * key-value routes, the status and health routes, and the metrics, on one fastify instance.
+ * key-value routes, the status and health routes, the metrics, the live event stream, the
+ * dashboard and (only when the node allows it) fault injection, on one fastify instance.
  * This file owns the server-wide behaviour: bodies are raw bytes of any content type, every
  * error answer is the same JSON shape with a code from error-status.ts, unknown routes get
  * 404 and wrong methods 405, and nothing unexpected ever escapes as a hang or a crash (it
@@ -10,18 +11,26 @@
  * logging is off and only unexpected errors are logged.
  */
 
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type onRequestHookHandler,
+} from "fastify";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
+import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
 import { HttpMetrics } from "./http-metrics.js";
 import { MasterForwarder } from "./master-forwarder.js";
 import type { KvNodeApi } from "./node-api.js";
 import { validationError } from "./request-input.js";
+import { registerDashboardRoutes } from "./routes/dashboard-routes.js";
+import { registerEventsRoute } from "./routes/events-route.js";
+import { type FaultInjector, registerFaultRoutes } from "./routes/fault-routes.js";
 import { registerKvRoutes } from "./routes/kv-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
@@ -69,10 +78,22 @@ export interface HttpServerOptions {
    */
   readonly metrics?: Registry | undefined;
   /**
-   * Mounts the dashboard: called once with the fastify instance, before it starts, to add
-   * the dashboard's routes (which must not clash with the API's).
+   * Adds routes of the caller's own: called once with the fastify instance, before it
+   * starts (the routes must not clash with the API's or the built-in dashboard's).
    */
   readonly dashboard?: ((app: FastifyInstance) => void) | undefined;
+  /**
+   * The node's event feed, served at `/v1/events`; the server adds a request sample to it
+   * every second while listening.
+   * @default a new feed for `api.id`
+   */
+  readonly events?: EventFeed | undefined;
+  /**
+   * What `/v1/faults/*` does. Null or absent: fault injection is off and those routes answer
+   * 403 ERR_FAULTS_DISABLED (a node allows it only with --allow-fault-injection).
+   * @default null
+   */
+  readonly faults?: FaultInjector | null | undefined;
 }
 
 /** Where a server listens. */
@@ -88,6 +109,8 @@ export interface HttpServer {
   readonly app: FastifyInstance;
   /** The registry `/metrics` serves. */
   readonly registry: Registry;
+  /** The feed `/v1/events` serves; the node publishes its events there. */
+  readonly events: EventFeed;
   /** Starts listening; port 0 picks a free port. Resolves with the address taken. */
   listen(host: string, port: number): Promise<HttpAddress>;
   /**
@@ -101,6 +124,13 @@ export interface HttpServer {
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 const DEFAULT_FORWARD_CONNECTIONS_MAX = 64;
+/** Interval of the request samples in the event feed, milliseconds. */
+const SAMPLE_INTERVAL_MS = 1000;
+/**
+ * Read-only routes any page may read across origins: a dashboard served by one member
+ * reads the others' status and events.
+ */
+const CROSS_ORIGIN_PREFIXES = ["/v1/status", "/health"];
 
 /** Builds the HTTP API for `options.api`. It serves nothing until `listen` (or `inject`). */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
@@ -127,18 +157,29 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     metrics,
   };
 
+  const events = options.events ?? new EventFeed(options.api.id);
+
   const app = buildApp(limits, logger);
+  allowCrossOriginReads(app);
   registerKvRoutes(app, context);
   registerStatusRoutes(app, context);
   registerMetricsRoute(app, context, registry);
+  const streams = registerEventsRoute(app, metrics, events);
+  registerFaultRoutes(app, context, options.faults ?? null);
+  registerDashboardRoutes(app, context);
   options.dashboard?.(app);
 
   let address: HttpAddress | null = null;
+  let sampler: NodeJS.Timeout | null = null;
   return {
     app,
     registry,
+    events,
     async listen(host, port) {
       await app.listen({ host, port });
+      metrics.takeSample();
+      sampler = setInterval(() => events.publishSample(metrics.takeSample()), SAMPLE_INTERVAL_MS);
+      sampler.unref();
       const bound = app.server.address();
       assert(bound !== null && typeof bound === "object", "a TCP server has a TCP address");
       const urlHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
@@ -147,6 +188,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     },
     async close() {
       address = null;
+      if (sampler !== null) clearInterval(sampler);
+      // Event streams never end by themselves and would hold the server open.
+      streams.closeAll();
       await app.close();
       await forwarder.close();
     },
@@ -235,6 +279,22 @@ function toCatalogued(error: unknown, limits: KvLimits): unknown {
     return new InvalidInputError("request", fastifyError.message ?? "is not valid");
   }
   return error;
+}
+
+/**
+ * Adds `Access-Control-Allow-Origin: *` to the routes under CROSS_ORIGIN_PREFIXES, as they
+ * are registered (so no other route pays for a check). Must run before any route is added.
+ */
+function allowCrossOriginReads(app: FastifyInstance): void {
+  const allow: onRequestHookHandler = (_request, reply, done) => {
+    reply.header("access-control-allow-origin", "*");
+    done();
+  };
+  app.addHook("onRoute", (route) => {
+    if (!CROSS_ORIGIN_PREFIXES.some((prefix) => route.url.startsWith(prefix))) return;
+    const existing = route.onRequest;
+    route.onRequest = existing === undefined ? [allow] : [...[existing].flat(), allow];
+  });
 }
 
 /** A registry of its own holding prom-client's process metrics, for a server given none. */

@@ -6,6 +6,7 @@
  */
 
 import type { Logger } from "pino";
+import { EventFeed } from "../http/event-feed.js";
 import type { KvNodeApi, KvWriteOptions, NodeStatus, StatusOptions } from "../http/node-api.js";
 import { createHttpServer, type HttpServer } from "../http/server.js";
 import {
@@ -21,13 +22,25 @@ import { assert } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
 import { startNode } from "./create-node.js";
+import { createFaultInjector } from "./fault-injector.js";
 import type { BatonNode } from "./node.js";
 import type { NodeConfig } from "./node-config.js";
+import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
+
+export interface KvNodeOptions {
+  /**
+   * Serve `/v1/faults/*`, which kill, pause or partition this node on request: demos and
+   * teaching only (`baton start --allow-fault-injection`).
+   * @default false
+   */
+  readonly allowFaultInjection?: boolean;
+}
 
 export class KvNode implements KvNodeApi {
   readonly id: number;
   private http: HttpServer | null = null;
+  private stopEvents: () => void = () => {};
 
   private constructor(
     readonly node: BatonNode,
@@ -36,8 +49,15 @@ export class KvNode implements KvNodeApi {
     this.id = node.id;
   }
 
-  /** Starts the node and, when configured, its HTTP API. */
-  static async start(config: NodeConfig, logger: Logger): Promise<KvNode> {
+  /**
+   * Starts the node and, when configured, its HTTP API (with the event feed and the
+   * dashboard, and fault injection only when `options.allowFaultInjection`).
+   */
+  static async start(
+    config: NodeConfig,
+    logger: Logger,
+    options: KvNodeOptions = {},
+  ): Promise<KvNode> {
     const sm = new KvStateMachine(defaultKvLimits());
     const node = await startNode(config, sm, logger);
     const kv = new KvNode(node, sm);
@@ -46,11 +66,18 @@ export class KvNode implements KvNodeApi {
       const parsed = parseAddress(config.http);
       assert(parsed.ok, `http address ${config.http}`);
       const { host, port } = parsed.address;
+      const events = new EventFeed(node.id);
+      kv.stopEvents = connectNodeEvents(node, events);
       kv.http = createHttpServer({
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
         metrics: createNodeMetrics(node),
+        events,
+        faults:
+          options.allowFaultInjection === true
+            ? createFaultInjector(node, events, logger.child({ component: "faults" }))
+            : null,
       });
       try {
         await kv.http.listen(host, port);
@@ -93,6 +120,7 @@ export class KvNode implements KvNodeApi {
   }
 
   async stop(): Promise<void> {
+    this.stopEvents();
     await this.http?.close();
     await this.node.stop();
   }

@@ -1,8 +1,14 @@
 /**
  * `baton demo`: a whole cluster on this machine with one command. It starts each node as
- * its own `baton start` process (so killing one is a real crash), prints every URL, keeps
- * each node's JSON log in its data folder, shows role changes and fail-overs as they
- * happen, and on Ctrl-C stops every node cleanly and removes a temporary data folder.
+ * its own `baton start` process (so killing one is a real crash), prints every URL and the
+ * dashboard's, keeps each node's JSON log in its data folder, shows role changes and
+ * fail-overs as they happen, and on Ctrl-C stops every node cleanly and removes a
+ * temporary data folder.
+ *
+ * To make a fail-over something to watch, the nodes run with --allow-fault-injection (the
+ * dashboard's "kill master", "pause" and "partition" buttons), a light write load keeps
+ * the dashboard's request chart moving, and a node that dies by SIGKILL is started again
+ * after a few seconds, so the newcomer also sees it rejoin and catch up.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -11,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { type Command, InvalidArgumentError } from "commander";
+import { type BatonClient, createClient } from "../../client/index.js";
 
 interface DemoFlags {
   nodes: number;
@@ -19,11 +26,21 @@ interface DemoFlags {
   peerPort: number;
   httpPort: number;
   electionMs?: string;
+  faultInjection: boolean;
+  restartMs: number;
+  load: number;
+  open: boolean;
 }
 
 function count(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 9) throw new InvalidArgumentError("expected 1..9");
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected an integer >= 0");
   return n;
 }
 
@@ -54,14 +71,32 @@ export function register(program: Command): void {
     )
     .option("--http-port <port>", "HTTP port of node 1; node n uses port + n - 1", port, 8101)
     .option("--election-ms <min-max>", "election timeout range passed to every node")
+    .option(
+      "--no-fault-injection",
+      "start the nodes without --allow-fault-injection (the dashboard then has no fault buttons)",
+    )
+    .option(
+      "--restart-ms <ms>",
+      "start a node that died by SIGKILL again after ms milliseconds; 0 leaves it down",
+      nonNegative,
+      5000,
+    )
+    .option(
+      "--load <writes/s>",
+      "writes per second sent to the cluster; 0 for none",
+      nonNegative,
+      20,
+    )
+    .option("--open", "open the dashboard in a web browser (xdg-open, open or start)", false)
     .addHelpText(
       "after",
       `
-Then, in another terminal:
+Open the dashboard URL it prints and press "Kill master" to watch a fail-over.
+Or, in another terminal:
   curl -X PUT --data hello http://127.0.0.1:8101/v1/kv/greeting
   curl http://127.0.0.1:8102/v1/kv/greeting
   baton status
-  kill -9 <pid of the master>     # and watch the fail-over here and in baton status`,
+  kill -9 <pid of the master>     # and watch the fail-over here, on the dashboard and in baton status`,
     )
     .action(async (flags: DemoFlags) => {
       process.exitCode = await demo(flags);
@@ -70,8 +105,14 @@ Then, in another terminal:
 
 interface Child {
   readonly id: number;
-  readonly process: ChildProcess;
+  process: ChildProcess;
   exited: boolean;
+}
+
+/** What the running demo holds, so that Ctrl-C can stop all of it. */
+interface DemoState {
+  stopping: boolean;
+  readonly restarts: Set<NodeJS.Timeout>;
 }
 
 async function demo(flags: DemoFlags): Promise<number> {
@@ -83,27 +124,36 @@ async function demo(flags: DemoFlags): Promise<number> {
   console.log(
     `Baton demo: ${flags.nodes} nodes, data in ${root}${temporary ? " (temporary)" : ""}\n`,
   );
-  const children = ids.map((id) => startChild(id, flags, peers, root));
+  const state: DemoState = { stopping: false, restarts: new Set() };
+  const children = ids.map((id) => startChild(id, flags, peers, root, state));
   for (const child of children) {
     const http = `http://${flags.host}:${flags.httpPort + child.id - 1}`;
     console.log(
       `  node ${child.id}  pid ${child.process.pid}  ${http}  (status ${http}/v1/status, log ${join(root, `n${child.id}.log`)})`,
     );
   }
-  const endpoints = ids.map((id) => `http://${flags.host}:${flags.httpPort + id - 1}`).join(",");
+  const urls = ids.map((id) => `http://${flags.host}:${flags.httpPort + id - 1}`);
+  const dashboard = `${urls[0]}/`;
   console.log(
-    `\nTry:\n  curl -X PUT --data hello http://${flags.host}:${flags.httpPort}/v1/kv/greeting`,
+    `\nDashboard: ${dashboard}  (every node serves it: ${urls.map((u) => `${u}/`).join(", ")})`,
   );
-  console.log(`  curl http://${flags.host}:${flags.httpPort + 1}/v1/kv/greeting`);
-  console.log(`  baton status --endpoints ${endpoints}`);
-  console.log("Kill the master (kill -9 <pid>) to watch a fail-over. Ctrl-C stops everything.\n");
+  console.log(`\nTry:\n  curl -X PUT --data hello ${urls[0]}/v1/kv/greeting`);
+  console.log(`  curl ${urls[1] ?? urls[0]}/v1/kv/greeting`);
+  console.log(`  baton status --endpoints ${urls.join(",")}`);
+  console.log(
+    flags.faultInjection
+      ? 'Press "Kill master" on the dashboard, or kill -9 <pid>, to watch a fail-over. Ctrl-C stops everything.\n'
+      : "Kill the master (kill -9 <pid>) to watch a fail-over. Ctrl-C stops everything.\n",
+  );
+  if (flags.open) void whenServing(dashboard).then(() => openBrowser(dashboard));
+  const load = flags.load > 0 ? startLoad(urls, flags.load) : null;
   return new Promise<number>((done) => {
-    let stopping = false;
     const stop = (): void => {
-      if (stopping) return;
-      stopping = true;
+      if (state.stopping) return;
+      state.stopping = true;
+      for (const timer of state.restarts) clearTimeout(timer);
       console.log("\nstopping every node...");
-      void stopAll(children).then(() => {
+      void Promise.all([load?.stop(), stopAll(children)]).then(() => {
         if (temporary) rmSync(root, { recursive: true, force: true });
         console.log("all nodes stopped.");
         done(0);
@@ -114,7 +164,13 @@ async function demo(flags: DemoFlags): Promise<number> {
   });
 }
 
-function startChild(id: number, flags: DemoFlags, peers: string, root: string): Child {
+function startChild(
+  id: number,
+  flags: DemoFlags,
+  peers: string,
+  root: string,
+  state: DemoState,
+): Child {
   const args = [
     ...process.execArgv,
     process.argv[1]!,
@@ -131,8 +187,15 @@ function startChild(id: number, flags: DemoFlags, peers: string, root: string): 
     join(root, `n${id}`),
   ];
   if (flags.electionMs !== undefined) args.push("--election-ms", flags.electionMs);
+  if (flags.faultInjection) args.push("--allow-fault-injection");
+  const child: Child = { id, process: spawnNode(id, args, root), exited: false };
+  watchExit(child, args, root, flags, state);
+  return child;
+}
+
+/** Runs one `baton start` whose log goes to its file and, narrated, to the terminal. */
+function spawnNode(id: number, args: readonly string[], root: string): ChildProcess {
   const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-  const child: Child = { id, process: proc, exited: false };
   const log = createWriteStream(join(root, `n${id}.log`), { flags: "a" });
   const lines = createInterface({ input: proc.stdout! });
   lines.on("line", (line) => {
@@ -142,12 +205,83 @@ function startChild(id: number, flags: DemoFlags, peers: string, root: string): 
   proc.stderr!.on("data", (chunk: Buffer) =>
     process.stderr.write(`[node ${id}] ${chunk.toString()}`),
   );
-  proc.on("exit", (code, signal) => {
+  proc.on("exit", () => log.end());
+  return proc;
+}
+
+/** Reports the child's exit and, after a crash (SIGKILL), starts it again in a while. */
+function watchExit(
+  child: Child,
+  args: readonly string[],
+  root: string,
+  flags: DemoFlags,
+  state: DemoState,
+): void {
+  child.process.on("exit", (code, signal) => {
     child.exited = true;
-    log.end();
-    console.log(`${time()}  node ${id} exited (${signal ?? `code ${code}`})`);
+    console.log(`${time()}  node ${child.id} exited (${signal ?? `code ${code}`})`);
+    if (state.stopping || signal !== "SIGKILL" || flags.restartMs === 0) return;
+    console.log(`${time()}  node ${child.id} restarts in ${flags.restartMs} ms (--restart-ms)`);
+    const timer = setTimeout(() => {
+      state.restarts.delete(timer);
+      if (state.stopping) return;
+      child.process = spawnNode(child.id, args, root);
+      child.exited = false;
+      console.log(`${time()}  node ${child.id} restarted, pid ${child.process.pid}`);
+      watchExit(child, args, root, flags, state);
+    }, flags.restartMs);
+    state.restarts.add(timer);
   });
-  return child;
+}
+
+/**
+ * A steady trickle of writes through the client library (which follows the master), so
+ * that the dashboard's chart shows requests, and their pause during a fail-over.
+ */
+function startLoad(endpoints: readonly string[], perSecond: number): { stop(): Promise<void> } {
+  const client: BatonClient = createClient({ endpoints, deadlineMs: 5000, clientId: "demo-load" });
+  let inflight = 0;
+  let n = 0;
+  const timer = setInterval(
+    () => {
+      // A bound on writes in flight, so that a long fail-over does not pile them up.
+      if (inflight >= 16) return;
+      inflight++;
+      n++;
+      client
+        .put(`demo/${n % 100}`, `write ${n}`)
+        .catch(() => {})
+        .finally(() => inflight--);
+    },
+    Math.max(1, Math.round(1000 / perSecond)),
+  );
+  return {
+    async stop() {
+      clearInterval(timer);
+      await client.close();
+    },
+  };
+}
+
+/** Resolves once `url` answers (the node is up), or after about ten seconds anyway. */
+async function whenServing(url: string): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const ok = await fetch(url).then(
+      (response) => response.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Opens `url` in the desktop's browser, when there is a tool for it; never fails the demo. */
+function openBrowser(url: string): void {
+  const command =
+    process.platform === "darwin" ? "open" : process.platform === "win32" ? "explorer" : "xdg-open";
+  const opener = spawn(command, [url], { stdio: "ignore", detached: true });
+  opener.on("error", () => console.log(`(could not run ${command}: open ${url} yourself)`));
+  opener.unref();
 }
 
 /** Prints the log lines a person watching a fail-over cares about. */
@@ -158,7 +292,7 @@ function narrate(id: number, line: string): void {
   } catch {
     return;
   }
-  const interesting = ["role", "state_transfer", "fatal", "serving", "recovery"];
+  const interesting = ["role", "state_transfer", "fatal", "serving", "recovery", "fault"];
   if (entry.event === undefined || !interesting.includes(entry.event)) return;
   if (entry.event === "role" && entry.role === "candidate") return;
   console.log(`${time()}  node ${id}: ${entry.msg}`);

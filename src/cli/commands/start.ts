@@ -26,6 +26,7 @@ interface StartFlags {
   snapshotKeepEntries?: number;
   join?: boolean;
   logLevel: string;
+  allowFaultInjection?: boolean;
 }
 
 function positive(value: string): number {
@@ -118,6 +119,10 @@ export function register(program: Command): void {
       "this node's data directory was wiped: rejoin the cluster without voting until a master has caught it up (ignored when the directory holds state)",
     )
     .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
+    .option(
+      "--allow-fault-injection",
+      "serve POST /v1/faults/{kill,pause,partition,heal} (demos and teaching only: anyone who can reach the HTTP port can then crash this node)",
+    )
     .addHelpText(
       "after",
       `
@@ -149,7 +154,9 @@ async function start(flags: StartFlags): Promise<number> {
   const logger = pino({ name: "baton", level: flags.logLevel, base: { node: config.id } });
   let kv: KvNode;
   try {
-    kv = await KvNode.start(config, logger);
+    kv = await KvNode.start(config, logger, {
+      allowFaultInjection: flags.allowFaultInjection === true,
+    });
   } catch (error) {
     const err = error as Error & { code?: string };
     logger.fatal({ event: "fatal", err }, err.message);

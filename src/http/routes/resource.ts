@@ -2,7 +2,7 @@
  * Registering one URL with its methods. Besides the methods it serves, a resource answers
  * every other method fastify knows with 405 and an `Allow` header (fastify alone would say
  * 404, which tells a client its URL is wrong when only its method is), and counts its
- * answers for the metrics.
+ * answers (and times the key-value ones) for the metrics.
  */
 
 import type {
@@ -14,12 +14,16 @@ import type {
 } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpMetrics } from "../http-metrics.js";
+import { FORWARDED_BY_HEADER } from "../request-input.js";
 
 export interface ResourceMethod {
-  readonly method: "GET" | "PUT" | "DELETE";
+  readonly method: "GET" | "PUT" | "DELETE" | "POST" | "OPTIONS";
   readonly schema?: FastifySchema;
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => unknown;
 }
+
+/** When each request on a timed route arrived (performance.now()), for its latency. */
+const startedAt = new WeakMap<FastifyRequest, number>();
 
 /** The methods a 405 is answered for: every one fastify routes by default. */
 const KNOWN_METHODS: readonly HTTPMethods[] = [
@@ -44,14 +48,27 @@ export function registerResource(
     allowed.push(method);
     if (method === "GET") allowed.push("HEAD");
     const tally = metrics.tally(method, url);
+    const timed = tally.duration !== null;
     app.route({
       method,
       url,
       ...(schema === undefined ? {} : { schema }),
+      // fastify's own reply.elapsedTime needs response listeners that cost every request.
+      ...(timed
+        ? {
+            onRequest: (request: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+              startedAt.set(request, performance.now());
+              done();
+            },
+          }
+        : {}),
       // Counting in onSend rather than onResponse: an onResponse hook makes fastify add
       // listeners to every response, and onSend costs one call.
-      onSend: (_request, reply, payload, done) => {
-        metrics.count(tally, reply.statusCode);
+      onSend: (request, reply, payload, done) => {
+        const forwarded = request.headers[FORWARDED_BY_HEADER] !== undefined;
+        const started = timed ? startedAt.get(request) : undefined;
+        const elapsedMs = started === undefined ? 0 : performance.now() - started;
+        metrics.answered(tally, reply.statusCode, elapsedMs, forwarded);
         done(null, payload);
       },
       handler,

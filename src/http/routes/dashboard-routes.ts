@@ -1,0 +1,83 @@
+/**
+ * The live dashboard every node serves: the page at `GET /` and its files under
+ * `/dashboard/`. The page reads this node's `/v1/status` and `/v1/events`, and those of the
+ * other members at their advertised HTTP URLs; its Content-Security-Policy allows exactly
+ * those origins and nothing else, so it never makes a request outside the cluster.
+ */
+
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { type DashboardAsset, loadDashboardAssets } from "../../dashboard/assets.js";
+import type { HttpContext } from "../http-context.js";
+import { registerResource } from "./resource.js";
+
+/** Registers `/` and `/dashboard/<file>` on `app`. */
+export function registerDashboardRoutes(app: FastifyInstance, context: HttpContext): void {
+  const assets = loadDashboardAssets();
+  registerResource(app, context.metrics, "/", [
+    {
+      method: "GET",
+      handler: (_request, reply) => {
+        const page = assets?.get("index.html");
+        if (page === undefined) {
+          return reply
+            .code(503)
+            .type("text/plain; charset=utf-8")
+            .send("The dashboard's files are missing: run `npm run build`, which copies them.\n");
+        }
+        return sendAsset(reply.header("content-security-policy", policy(context)), page);
+      },
+    },
+  ]);
+  for (const [name, asset] of assets ?? []) {
+    if (name === "index.html") continue;
+    registerResource(app, context.metrics, `/dashboard/${name}`, [
+      { method: "GET", handler: (_request, reply) => sendAsset(reply, asset) },
+    ]);
+  }
+}
+
+function sendAsset(reply: FastifyReply, asset: DashboardAsset): FastifyReply {
+  // The files change only with a new version of the node, which restarts it; a short
+  // cache keeps a reload after an upgrade honest.
+  return reply
+    .header("cache-control", "max-age=60")
+    .header("x-content-type-options", "nosniff")
+    .type(asset.contentType)
+    .send(asset.body);
+}
+
+/**
+ * Scripts and styles from this node only; connections to this node and the members. A
+ * member's HTTP URL is known only once it has connected, which may be after the page
+ * loads, so each member's host is allowed on any port as well as its advertised URL.
+ */
+function policy(context: HttpContext): string {
+  const origins = new Set<string>(["'self'"]);
+  try {
+    for (const member of context.api.status().members) {
+      if (member.httpUrl !== null) origins.add(new URL(member.httpUrl).origin);
+      const host = hostOf(member.address);
+      if (host !== null) origins.add(`http://${host}:*`);
+    }
+  } catch {
+    // The page still works against this node alone.
+  }
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    `connect-src ${[...origins].join(" ")}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
+
+/** The host of a "host:port" address, in the form a CSP source takes, or null. */
+function hostOf(address: string): string | null {
+  const colon = address.lastIndexOf(":");
+  if (colon <= 0) return null;
+  const host = address.slice(0, colon);
+  return /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(host) ? host : null;
+}

@@ -1,0 +1,111 @@
+/**
+ * `GET /v1/events`: the node's event feed as server-sent events (text/event-stream), for
+ * the dashboard and for anyone who wants to watch a node (`curl -N .../v1/events`).
+ *
+ * On connecting, a subscriber first gets the kept request samples and the events the node
+ * kept (only those after `Last-Event-ID` when the browser reconnects to the same process),
+ * then every new one as it happens. Each message is one JSON object on a `data:` line;
+ * events carry "<feed epoch>.<seq>" as the SSE `id`, samples have none. A comment line every 15 s keeps
+ * idle proxies from closing the stream.
+ *
+ * It must never let a slow reader grow the node's memory without bound: a stream whose
+ * socket buffer passes STREAM_BUFFER_BYTES_MAX is closed (the browser reconnects and
+ * replays from its last id), and at most SUBSCRIBERS_MAX streams are open at once.
+ */
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { errorAnswer, sendErrorAnswer } from "../error-status.js";
+import type { EventFeed, FeedItem } from "../event-feed.js";
+import type { HttpMetrics } from "../http-metrics.js";
+import { registerResource } from "./resource.js";
+
+/** Bytes a stream may have waiting in its socket before it is closed as too slow. */
+const STREAM_BUFFER_BYTES_MAX = 1024 * 1024;
+/** Interval of the keep-alive comment, milliseconds. */
+const KEEP_ALIVE_MS = 15_000;
+/** What a browser waits before reconnecting a dropped stream, milliseconds. */
+const RECONNECT_MS = 1000;
+
+/** Open streams, so that closing the server can end them (they would hold it open). */
+export interface EventStreams {
+  closeAll(): void;
+}
+
+/** Registers `/v1/events` on `app`; returns the handle that ends every open stream. */
+export function registerEventsRoute(
+  app: FastifyInstance,
+  metrics: HttpMetrics,
+  feed: EventFeed,
+): EventStreams {
+  const open = new Set<() => void>();
+  registerResource(app, metrics, "/v1/events", [
+    {
+      method: "GET",
+      handler: (request, reply) => stream(request, reply, feed, open),
+    },
+  ]);
+  return {
+    closeAll() {
+      for (const end of [...open]) end();
+    },
+  };
+}
+
+function stream(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  feed: EventFeed,
+  open: Set<() => void>,
+): FastifyReply | undefined {
+  if (!feed.hasRoom() || open.size >= 64) {
+    const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node");
+    return sendErrorAnswer(reply, answer);
+  }
+  const after = replayAfter(request.headers["last-event-id"], feed.epoch);
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    connection: "keep-alive",
+    "access-control-allow-origin": "*",
+    // Tells nginx-like proxies not to buffer the stream.
+    "x-accel-buffering": "no",
+  });
+  raw.write(`retry: ${RECONNECT_MS}\n\n`);
+  let ended = false;
+  const write = (item: FeedItem): void => {
+    if (ended) return;
+    const id = item.type === "sample" ? "" : `id: ${feed.epoch}.${item.seq}\n`;
+    raw.write(`${id}data: ${JSON.stringify(item)}\n\n`);
+    if (raw.writableLength > STREAM_BUFFER_BYTES_MAX) end();
+  };
+  for (const sample of feed.recentSamples()) write(sample);
+  for (const event of feed.recentEvents(after)) write(event);
+  const unsubscribe = feed.subscribe(write);
+  const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
+  keepAlive.unref();
+  function end(): void {
+    if (ended) return;
+    ended = true;
+    unsubscribe();
+    clearInterval(keepAlive);
+    open.delete(end);
+    raw.end();
+  }
+  open.add(end);
+  raw.on("close", end);
+  return undefined;
+}
+
+/**
+ * The sequence number after which to replay, from a reconnecting browser's Last-Event-ID
+ * ("<epoch>.<seq>"): everything (0) unless the id comes from this very feed.
+ */
+export function replayAfter(lastEventId: string | string[] | undefined, epoch: number): number {
+  if (typeof lastEventId !== "string") return 0;
+  const match = /^(\d+)\.(\d+)$/.exec(lastEventId);
+  if (match === null || Number(match[1]) !== epoch) return 0;
+  const seq = Number(match[2]);
+  return Number.isSafeInteger(seq) ? seq : 0;
+}

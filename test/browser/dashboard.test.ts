@@ -1,0 +1,253 @@
+/**
+ * The dashboard in a real browser: `baton demo` on free loopback ports, Debian's Chromium
+ * driven by playwright-core, and a fail-over watched the way a newcomer would watch it. The
+ * page must show three members and exactly one master; pressing "Kill master" must make a
+ * backup take over, and the table and the timeline must say so. It also checks that the
+ * page never asks for anything outside the cluster and throws no script error.
+ *
+ * The screenshot taken after the fail-over goes to test-output/dashboard-failover.png, and
+ * to docs/images/dashboard-failover.png (the README's) when that file is missing or the run
+ * has UPDATE=1.
+ *
+ * Chromium must be installed at /usr/bin/chromium (`apt-get install chromium`; `npm test`'s
+ * pretest installs it on Debian as root). This file owns the demo: it runs in its own
+ * process group, which is killed after the test, pass or fail, as is the browser, and the
+ * data folder is removed.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterEach, describe, expect, it } from "vitest";
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const CHROMIUM = "/usr/bin/chromium";
+const SCREENSHOT = join(REPO_ROOT, "test-output", "dashboard-failover.png");
+const README_IMAGE = join(REPO_ROOT, "docs", "images", "dashboard-failover.png");
+
+const MISSING_CHROMIUM =
+  `Chromium is not installed at ${CHROMIUM}. This test drives the dashboard in a real ` +
+  "browser. Install it with `apt-get install -y chromium` (Debian; `npm test` does this " +
+  "first when run as root).";
+
+/** What a test started, so that afterEach can stop it whatever happened. */
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) {
+    try {
+      await cleanup();
+    } catch {
+      // Keep cleaning up the rest.
+    }
+  }
+});
+
+/** A base port with `count` free consecutive ports on 127.0.0.1 (the demo numbers nodes so). */
+async function freeConsecutivePorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.once("error", () => done(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => done(true)));
+  });
+}
+
+interface Demo {
+  readonly process: ChildProcess;
+  readonly dashboardUrl: string;
+  readonly output: string[];
+}
+
+/** Starts `baton demo` in its own process group and waits for its dashboard URL. */
+async function startDemo(): Promise<Demo> {
+  const data = mkdtempSync(join(tmpdir(), "baton-dashboard-"));
+  cleanups.push(() => rmSync(data, { recursive: true, force: true }));
+  const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(REPO_ROOT, "src", "cli", "main.ts"),
+      "demo",
+      "--data",
+      data,
+      "--peer-port",
+      String(peerPort),
+      "--http-port",
+      String(httpPort),
+      "--load",
+      "25",
+    ],
+    { cwd: REPO_ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  cleanups.push(() => stopGroup(child));
+  const output: string[] = [];
+  child.stderr?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
+  const lines = createInterface({ input: child.stdout! });
+  const dashboardUrl = await new Promise<string>((done, fail) => {
+    const timer = setTimeout(
+      () => fail(new Error(`no dashboard URL:\n${output.join("\n")}`)),
+      60_000,
+    );
+    lines.on("line", (line) => {
+      output.push(line);
+      const match = /^Dashboard: (\S+)/.exec(line);
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer);
+        done(match[1]);
+      }
+    });
+    child.once("exit", (code) => fail(new Error(`demo exited (${code}):\n${output.join("\n")}`)));
+  });
+  return { process: child, dashboardUrl, output };
+}
+
+/** Stops the demo's whole process group: SIGTERM (a clean stop), then SIGKILL. */
+async function stopGroup(child: ChildProcess): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  process.kill(-pid, "SIGTERM");
+  const timeout = new Promise<"timeout">((done) => setTimeout(() => done("timeout"), 8000));
+  if ((await Promise.race([exited, timeout])) === "timeout") process.kill(-pid, "SIGKILL");
+  // The nodes are in the same group: make sure none outlives the demo.
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // The group is gone.
+  }
+}
+
+async function openBrowser(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(MISSING_CHROMIUM);
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // Root (CI containers) cannot use Chromium's sandbox.
+    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
+  });
+  cleanups.push(() => browser.close());
+  return browser;
+}
+
+/** The id of every row whose role cell says `role`, read from the members table. */
+async function nodesInRole(page: Page, role: string): Promise<number[]> {
+  return page
+    .locator(`#members tbody tr[data-role="${role}"]`)
+    .evaluateAll((rows) => rows.map((row) => Number(row.getAttribute("data-node"))));
+}
+
+async function waitUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  ms: number,
+  explain: () => Promise<string> = async () => "",
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}\n${await explain()}`);
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+}
+
+/** What the page and the demo showed, for a failure message. */
+async function explain(page: Page, demo: Demo): Promise<string> {
+  const members = await page.locator("#members").textContent().catch(String);
+  const timeline = await page.locator("#timeline").textContent().catch(String);
+  const output = demo.output.slice(-40).join("\n");
+  return `members:\n${members}\ntimeline:\n${(timeline ?? "").slice(0, 3000)}\ndemo:\n${output}`;
+}
+
+describe("dashboard in a browser", () => {
+  it("timing: dashboard: shows three members and one master, and a fail-over after Kill master", async () => {
+    const browser = await openBrowser();
+    const demo = await startDemo();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+    const outside: string[] = [];
+    const scriptErrors: string[] = [];
+    page.on("request", (request) => {
+      if (!request.url().startsWith("http://127.0.0.1:") && !request.url().startsWith("data:")) {
+        outside.push(request.url());
+      }
+    });
+    page.on("pageerror", (error) => scriptErrors.push(error.message));
+    // The demo prints its URLs as it starts the nodes; wait until the first one serves.
+    await waitUntil(
+      "the dashboard to be served",
+      () =>
+        fetch(demo.dashboardUrl).then(
+          (r) => (r.ok ? true : undefined),
+          () => undefined,
+        ),
+      60_000,
+    );
+    await page.goto(demo.dashboardUrl);
+
+    // Three members, one master, two backups.
+    const oldMaster = await waitUntil(
+      "three members with one master",
+      async () => {
+        const rows = await page.locator("#members tbody tr").count();
+        const masters = await nodesInRole(page, "master");
+        const backups = await nodesInRole(page, "backup");
+        return rows === 3 && masters.length === 1 && backups.length === 2 ? masters[0] : undefined;
+      },
+      40_000,
+      () => explain(page, demo),
+    );
+    expect(await page.locator("#verdict").textContent()).toContain(`node ${oldMaster} is master`);
+
+    const kill = page.getByRole("button", { name: "Kill master" });
+    await kill.waitFor({ state: "visible", timeout: 10_000 });
+    await kill.click();
+
+    // A backup takes over, and the timeline has its fail-over.
+    const newMaster = await waitUntil(
+      "a new master",
+      async () => {
+        const masters = await nodesInRole(page, "master");
+        return masters.length === 1 && masters[0] !== oldMaster ? masters[0] : undefined;
+      },
+      30_000,
+      () => explain(page, demo),
+    );
+    const failover = page
+      .locator('#timeline li[data-kind="failover"]')
+      .filter({ hasText: `Node ${newMaster}` })
+      .filter({ hasText: `taking over from node ${oldMaster}` });
+    await failover.first().waitFor({ timeout: 20_000 });
+    await expect(
+      page.locator(`#members tbody tr[data-node="${oldMaster}"]`).getAttribute("data-role"),
+    ).resolves.toBe("unreachable");
+
+    // A moment for the chart to show the dip, then the picture for the README.
+    await page.waitForTimeout(1500);
+    mkdirSync(dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    if (process.env.UPDATE === "1" || !existsSync(README_IMAGE)) {
+      mkdirSync(dirname(README_IMAGE), { recursive: true });
+      copyFileSync(SCREENSHOT, README_IMAGE);
+    }
+
+    expect(outside).toEqual([]);
+    expect(scriptErrors).toEqual([]);
+  }, 240_000);
+});
