@@ -87,6 +87,8 @@ export class OutboundLink {
   private socketErrorCode: string | null = null;
   /** Consecutive failed connections since the link was last ready; drives back-off. */
   private failures = 0;
+  /** The socket corked for the current turn of the event loop, if any. */
+  private corked: Socket | null = null;
   /** True while the socket's buffer is full and the link waits for 'drain'. */
   private blocked = false;
   /** The incarnation of the peer process the current connection reached, once ready. */
@@ -280,6 +282,7 @@ export class OutboundLink {
     while (this.state === "ready" && !this.blocked && socket !== null) {
       const frame = this.queue.shift();
       if (frame === undefined) return;
+      this.corkUntilTickEnds(socket);
       this.sentMessages++;
       if (!socket.write(frame)) {
         this.blocked = true;
@@ -290,6 +293,22 @@ export class OutboundLink {
         });
       }
     }
+  }
+
+  /**
+   * Holds the frames written in this turn of the event loop in the socket and hands them
+   * to the kernel together (one writev) when the turn's synchronous work and microtasks
+   * are done: a master's Ready sends appends, heartbeats and read confirmations to each
+   * peer, and one system call per frame was its heaviest cost under load.
+   */
+  private corkUntilTickEnds(socket: Socket): void {
+    if (this.corked === socket) return;
+    this.corked = socket;
+    socket.cork();
+    process.nextTick(() => {
+      if (this.corked === socket) this.corked = null;
+      socket.uncork();
+    });
   }
 
   private protocolError(socket: Socket, error: ProtocolError): void {
