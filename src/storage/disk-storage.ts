@@ -104,6 +104,11 @@ export class DiskStorage implements Storage {
     return this.parts.wal.stats;
   }
 
+  /** Calls `observer` with the seconds each fdatasync of the write-ahead log takes. */
+  observeSyncs(observer: (seconds: number) => void): void {
+    this.parts.wal.observeSyncs(observer);
+  }
+
   setHardState(state: HardState): void {
     this.checkUsable();
     const old = this.hard;
