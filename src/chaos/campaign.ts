@@ -70,6 +70,8 @@ export interface CampaignTotals {
   /** Times a node became master, after the first master of the run. */
   readonly failovers: number;
   readonly unexpectedExits: number;
+  /** Snapshots restored from the master, over all nodes. */
+  readonly stateTransfers: number;
   /** Per node, ms from healing until it answered a write. */
   readonly recoveryMs: Record<string, number | null>;
 }
@@ -494,6 +496,7 @@ class CampaignRun {
       faults,
       failovers: Math.max(0, masters.length - 1),
       unexpectedExits: this.exits.length,
+      stateTransfers: this.nodes.reduce((sum, n) => sum + n.stateTransfers, 0),
       recoveryMs,
     };
     const reproduce = reproduceCommand(options, this.method);
@@ -575,7 +578,7 @@ function summarize(
         .map(([k, n]) => `${k} ${n}`)
         .join(", ") || "none"
     }`,
-    `  new masters after the first: ${totals.failovers}; unexpected exits: ${totals.unexpectedExits}`,
+    `  new masters after the first: ${totals.failovers}; state transfers: ${totals.stateTransfers}; unexpected exits: ${totals.unexpectedExits}`,
     `  recovery after healing (ms): ${Object.entries(totals.recoveryMs)
       .map(([n, ms]) => `${n} ${ms ?? "never"}`)
       .join(", ")}`,

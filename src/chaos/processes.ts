@@ -107,6 +107,8 @@ export class ChaosNode {
   readonly url: string;
   state: NodeState = "stopped";
   incarnation = 0;
+  /** State transfers this node completed (restored a snapshot from the master). */
+  stateTransfers = 0;
   private child: ChildProcess | null = null;
   private exitPromise: Promise<void> = Promise.resolve();
   /** Set just before a signal that ends the process, so its exit is not a surprise. */
@@ -224,6 +226,7 @@ export class ChaosNode {
     this.write(line);
     this.recent.push(line);
     if (this.recent.length > 30) this.recent.shift();
+    if (line.includes("state transfer complete")) this.stateTransfers++;
     if (!line.includes('"event":"role"')) return;
     try {
       const json = JSON.parse(line) as { time?: number; role?: string; term?: number };

@@ -18,6 +18,7 @@ interface Report {
     faults: Record<string, number>;
     failovers: number;
     unexpectedExits: number;
+    stateTransfers?: number;
     recoveryMs: Record<string, number | null>;
   };
   verdicts: Record<string, { ok: boolean; detail: string }>;
@@ -34,6 +35,7 @@ const sum = {
   indeterminate: 0,
   failovers: 0,
   exits: 0,
+  transfers: 0,
 };
 const faults: Record<string, number> = {};
 const verdictFails: Record<string, number> = {};
@@ -55,6 +57,7 @@ for (const dir of dirs) {
   sum.indeterminate += t.indeterminate;
   sum.failovers += t.failovers;
   sum.exits += t.unexpectedExits;
+  sum.transfers += t.stateTransfers ?? 0;
   for (const [kind, n] of Object.entries(t.faults)) faults[kind] = (faults[kind] ?? 0) + n;
   for (const [name, v] of Object.entries(report.verdicts)) {
     verdictFails[name] = (verdictFails[name] ?? 0) + (v.ok ? 0 : 1);
