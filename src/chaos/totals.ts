@@ -86,6 +86,7 @@ console.log(
     .map(([k, n]) => `${k} ${n}`)
     .join(", ")} (total ${Object.values(faults).reduce((a, b) => a + b, 0)})`,
 );
+console.log(`state transfers: ${sum.transfers} (in the runs that count them)`);
 console.log(
   `new masters: ${sum.failovers}; unexpected exits: ${sum.exits}; slowest recovery after healing: ${recoveryMax} ms`,
 );
