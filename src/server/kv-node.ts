@@ -72,7 +72,7 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
-        metrics: createNodeMetrics(node),
+        metrics: createNodeMetrics(node, events),
         events,
         faults:
           options.allowFaultInjection === true

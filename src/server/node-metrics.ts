@@ -1,29 +1,81 @@
 /**
- * The node's Prometheus metrics: role, term, indexes, per-backup lag, elections and
- * fail-overs with their duration, proposals, state transfers, and the write-ahead log's
- * fsyncs. Values that the node already holds are read when `/metrics` is scraped
- * (collect callbacks), so the request path pays nothing for them.
+ * The node's Prometheus metrics (every one is described in docs/metrics.md): role, term,
+ * indexes, per-backup lag in entries and bytes, contact and connection per peer, elections,
+ * step-downs and fail-overs with their duration, proposals and their latency, the
+ * write-ahead log's fsyncs and their latency, state transfers, and prom-client's process
+ * metrics.
+ *
+ * Values the node already holds are read when `/metrics` is scraped (collect callbacks), so
+ * the request path pays nothing for them; a scrape takes one status snapshot of the node
+ * and every gauge reads it, so the numbers of one scrape agree with each other. Latencies
+ * arrive as node events and go straight into histograms.
  */
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { EventFeed } from "../http/event-feed.js";
+import type { NodeStatus } from "../http/node-api.js";
 import type { BatonNode } from "./node.js";
 
 const ROLES = ["master", "backup", "candidate"] as const;
 
-export function createNodeMetrics(node: BatonNode): Registry {
+/** Seconds, from a write on a fast local disk to one held up by a fail-over. */
+const PROPOSAL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** Seconds, from a disk with a write cache to a slow network disk. */
+const FSYNC_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+];
+
+/**
+ * A registry with the node's metrics and the process metrics. With `events`, state
+ * transfers are also counted in bytes as they progress.
+ */
+export function createNodeMetrics(node: BatonNode, events?: EventFeed): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const status = snapshotPerScrape(node);
+  roleAndIndexes(registry, node, status);
+  peers(registry, node, status);
+  protocolCounters(registry, node);
+  proposalsAndStorage(registry, node);
+  stateTransfers(registry, node, events);
+  return registry;
+}
+
+/**
+ * The node's status, taken once per scrape: prom-client calls every collect callback of
+ * one scrape within the same turn of the event loop, so the snapshot is dropped on the next.
+ */
+function snapshotPerScrape(node: BatonNode): () => NodeStatus {
+  let snapshot: NodeStatus | null = null;
+  return () => {
+    if (snapshot === null) {
+      snapshot = node.status();
+      setImmediate(() => {
+        snapshot = null;
+      });
+    }
+    return snapshot;
+  };
+}
+
+function roleAndIndexes(registry: Registry, node: BatonNode, status: () => NodeStatus): void {
   new Gauge({
     name: "baton_role",
     help: "1 for the role this node holds now (master, backup or candidate), 0 for the others",
     labelNames: ["role"],
     registers: [registry],
     collect() {
-      for (const role of ROLES) this.set({ role }, node.role === role ? 1 : 0);
+      const role = status().role;
+      for (const r of ROLES) this.set({ role: r }, role === r ? 1 : 0);
     },
   });
-  const status = () => node.status();
   gauge(registry, "baton_term", "current term", () => status().term);
+  gauge(
+    registry,
+    "baton_master_id",
+    "id of the master this node follows, 0 when it knows none",
+    () => status().master ?? 0,
+  );
   gauge(
     registry,
     "baton_commit_index",
@@ -37,29 +89,55 @@ export function createNodeMetrics(node: BatonNode): Registry {
     () => status().appliedIndex,
   );
   gauge(registry, "baton_last_index", "last index in this node's log", () => status().lastIndex);
-  new Gauge({
-    name: "baton_peer_lag_entries",
-    help: "master only: entries each backup is behind the master's last index",
-    labelNames: ["peer"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const m of status().members)
-        if (m.lag !== null && m.id !== node.id) this.set({ peer: String(m.id) }, m.lag);
-    },
-  });
   gauge(
     registry,
-    "baton_state_transfer_bytes",
-    "bytes acknowledged by state transfers under way",
-    () => node.transfers().reduce((sum, t) => sum + t.bytes, 0),
+    "baton_role_age_seconds",
+    "seconds since this node last changed role",
+    () => node.roleAgeMs() / 1000,
   );
-  counterFrom(
-    registry,
-    "baton_proposals_total",
-    "commands proposed on this node as master",
-    () => node.counters.proposals,
+}
+
+function peers(registry: Registry, node: BatonNode, status: () => NodeStatus): void {
+  const perPeer = (
+    name: string,
+    help: string,
+    value: (m: NodeStatus["members"][number]) => number | null | undefined,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["peer"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of status().members) {
+          const v = value(m);
+          if (m.id !== node.id && v !== null && v !== undefined)
+            this.set({ peer: String(m.id) }, v);
+        }
+      },
+    });
+  perPeer(
+    "baton_peer_lag_entries",
+    "master only: entries each backup is behind the master's last index",
+    (m) => m.lag,
   );
+  perPeer(
+    "baton_peer_lag_bytes",
+    "master only: bytes of command data each backup is behind (absent while it needs a state transfer)",
+    (m) => m.lagBytes,
+  );
+  perPeer(
+    "baton_peer_last_contact_seconds",
+    "seconds since this node last received a message from each peer",
+    (m) => (m.lastContactMs === null ? null : m.lastContactMs / 1000),
+  );
+  perPeer("baton_peer_connected", "1 while this node has a live connection to each peer", (m) =>
+    m.connected ? 1 : 0,
+  );
+}
+
+function protocolCounters(registry: Registry, node: BatonNode): void {
   counterFrom(
     registry,
     "baton_elections_won_total",
@@ -78,6 +156,22 @@ export function createNodeMetrics(node: BatonNode): Registry {
     "entries applied to the state machine",
     () => node.counters.appliedEntries,
   );
+  const elections = new Counter({
+    name: "baton_elections_started_total",
+    help: "elections this node started as a candidate (pre-votes not counted)",
+    registers: [registry],
+  });
+  const stepDowns = new Counter({
+    name: "baton_step_downs_total",
+    help: "times this node stopped being master",
+    registers: [registry],
+  });
+  let role = node.role;
+  node.on("role", (event) => {
+    if (event.role === "candidate" && !event.preVote) elections.inc();
+    if (role === "master" && event.role !== "master") stepDowns.inc();
+    role = event.role;
+  });
   const failover = new Histogram({
     name: "baton_failover_seconds",
     help: "fail-over duration as this node saw it: last message of the old master to serving as master",
@@ -93,6 +187,22 @@ export function createNodeMetrics(node: BatonNode): Registry {
       failover.observe(event.durationMs / 1000);
     }
   });
+}
+
+function proposalsAndStorage(registry: Registry, node: BatonNode): void {
+  counterFrom(
+    registry,
+    "baton_proposals_total",
+    "commands proposed on this node as master",
+    () => node.counters.proposals,
+  );
+  const proposals = new Histogram({
+    name: "baton_proposal_duration_seconds",
+    help: "time from proposing a command on the master to applying it, for commands that were applied",
+    buckets: PROPOSAL_BUCKETS,
+    registers: [registry],
+  });
+  node.on("proposal", (ms) => proposals.observe(ms / 1000));
   counterFrom(
     registry,
     "baton_wal_fsyncs_total",
@@ -105,7 +215,62 @@ export function createNodeMetrics(node: BatonNode): Registry {
     "group commits (batches made durable together)",
     () => node.walStats()?.batches ?? 0,
   );
-  return registry;
+  const fsyncs = new Histogram({
+    name: "baton_wal_fsync_duration_seconds",
+    help: "time each fdatasync of the write-ahead log took",
+    buckets: FSYNC_BUCKETS,
+    registers: [registry],
+  });
+  node.observeWalSyncs((seconds) => fsyncs.observe(seconds));
+}
+
+function stateTransfers(registry: Registry, node: BatonNode, events: EventFeed | undefined): void {
+  new Gauge({
+    name: "baton_state_transfer_bytes",
+    help: "bytes acknowledged (sending) or received (receiving) by state transfers under way",
+    labelNames: ["direction"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of node.transfers()) this.inc({ direction: t.direction }, t.bytes);
+    },
+  });
+  new Gauge({
+    name: "baton_state_transfer_size_bytes",
+    help: "total size of the snapshots being transferred now",
+    labelNames: ["direction"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of node.transfers()) this.inc({ direction: t.direction }, t.totalBytes);
+    },
+  });
+  if (events === undefined) return;
+  const moved = new Counter({
+    name: "baton_state_transfer_bytes_total",
+    help: "snapshot bytes moved by state transfers, counted as they progress",
+    labelNames: ["direction"],
+    registers: [registry],
+  });
+  const ended = new Counter({
+    name: "baton_state_transfers_total",
+    help: "state transfers that ended (completed or abandoned), by direction",
+    labelNames: ["direction"],
+    registers: [registry],
+  });
+  const seen = new Map<string, number>();
+  events.subscribe((item) => {
+    if (item.type !== "transfer") return;
+    const key = `${item.direction}:${item.peer}:${item.snapshotIndex}`;
+    const delta = item.bytes - (seen.get(key) ?? 0);
+    if (delta > 0) moved.inc({ direction: item.direction }, delta);
+    if (item.done) {
+      seen.delete(key);
+      ended.inc({ direction: item.direction });
+    } else {
+      seen.set(key, item.bytes);
+    }
+  });
 }
 
 function gauge(registry: Registry, name: string, help: string, read: () => number): void {

@@ -1,0 +1,105 @@
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import type { NodeId } from "../core/messages.js";
+import { EventFeed } from "../http/event-feed.js";
+import { encodeCommand, KvStateMachine } from "../kv/index.js";
+import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
+import { MemoryNetwork } from "../transport/memory-transport.js";
+import { BatonNode } from "./node.js";
+import { parseNodeConfig } from "./node-config.js";
+import { connectNodeEvents } from "./node-events.js";
+import { createNodeMetrics } from "./node-metrics.js";
+
+/** Three in-process nodes on the in-memory transport and storage, with short timers. */
+
+const logger = pino({ level: "silent" });
+const ids: NodeId[] = [1, 2, 3];
+let running: BatonNode[] = [];
+let disconnects: (() => void)[] = [];
+
+afterEach(async () => {
+  for (const disconnect of disconnects) disconnect();
+  await Promise.all(running.map((n) => n.stop()));
+  running = [];
+  disconnects = [];
+});
+
+async function startCluster(network: MemoryNetwork): Promise<BatonNode[]> {
+  return Promise.all(
+    ids.map(async (id) => {
+      const config = parseNodeConfig({
+        id,
+        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+        tickMs: 5,
+        heartbeatMs: 20,
+        electionMsMin: 100,
+        electionMsMax: 200,
+      });
+      const opened = await MemoryStorage.open(new MemoryVolume());
+      const transport = network.createTransport(id, ids);
+      const stateMachine = new KvStateMachine();
+      const node = await BatonNode.start({ config, opened, transport, stateMachine, logger });
+      running.push(node);
+      return node;
+    }),
+  );
+}
+
+async function until<T>(what: string, probe: () => T | undefined, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const put = (key: string) =>
+  encodeCommand({ type: "put", key, value: new TextEncoder().encode("v") });
+
+describe("node metrics", () => {
+  it("timing: metrics: proposal latency, lag in bytes, peer contact and step-downs are exported", async () => {
+    const nodes = await startCluster(new MemoryNetwork());
+    const feeds = new Map(nodes.map((node) => [node, new EventFeed(node.id)]));
+    for (const [node, feed] of feeds) disconnects.push(connectNodeEvents(node, feed));
+    const registries = new Map(
+      nodes.map((node) => [node, createNodeMetrics(node, feeds.get(node))]),
+    );
+    const master = await until("a master", () => nodes.find((n) => n.role === "master"));
+    for (let i = 0; i < 3; i++) await master.propose(put(`k${i}`));
+    const text = await registries.get(master)!.metrics();
+    expect(text).toMatch(/baton_proposals_total 3/);
+    expect(text).toMatch(/baton_proposal_duration_seconds_count 3/);
+    expect(text).toMatch(/baton_peer_lag_bytes\{peer="\d"\} \d+/);
+    expect(text).toMatch(/baton_peer_last_contact_seconds\{peer="\d"\} [\d.e-]+/);
+    expect(text).toMatch(/baton_peer_connected\{peer="\d"\} 1/);
+    expect(text).toMatch(/baton_master_id [123]/);
+    expect(text).toMatch(/baton_wal_fsync_duration_seconds_count 0/);
+    expect(text).toMatch(/process_cpu_seconds_total/);
+    // One status snapshot per scrape: every gauge of a scrape reads the same numbers.
+    await new Promise((resolve) => setImmediate(resolve));
+    let calls = 0;
+    const status = master.status.bind(master);
+    master.status = () => {
+      calls++;
+      return status();
+    };
+    await registries.get(master)!.metrics();
+    expect(calls).toBe(1);
+
+    // The master stops; a backup takes over, and its feed has the fail-over.
+    await master.stop();
+    const others = nodes.filter((n) => n !== master);
+    const second = await until("a new master", () => others.find((n) => n.role === "master"));
+    const after = await registries.get(second)!.metrics();
+    expect(after).toMatch(/baton_elections_started_total [1-9]/);
+    expect(after).toMatch(/baton_failovers_total 1/);
+    const events = feeds.get(second)!.recentEvents();
+    expect(events.map((e) => e.type)).toContain("failover");
+    expect(events.find((e) => e.type === "failover")).toMatchObject({
+      previousMaster: master.id,
+      term: second.status().term,
+    });
+  });
+});
