@@ -72,6 +72,29 @@ function client(nodes: readonly Node[], order = [1, 2, 3]): BatonClient {
 }
 
 describe("client contract: HTTP layer", () => {
+  it("timing: an attempt at a hung master is abandoned once the others name a newer master", async () => {
+    const nodes = await startCluster();
+    const c = createClient({ endpoints: nodes.map((n) => n.url), attemptTimeoutMs: 5000 });
+    clients.push(c);
+    await c.put("k", "v");
+    // Node 1 hangs (like a SIGSTOPped process: connections open, no answers); 200 ms
+    // later node 2 is elected in term 2.
+    nodes[0]!.api.hang = true;
+    setTimeout(() => {
+      nodes[1]!.api.role = "master";
+      nodes[1]!.api.term = 2;
+      nodes[2]!.api.becomeBackup(2, nodes[1]!.url);
+      nodes[2]!.api.term = 2;
+    }, 200);
+    const started = performance.now();
+    await c.put("k", "w");
+    const elapsedMs = performance.now() - started;
+    // Long before the 5 s attempt timeout: the next look-up after the election finds it
+    // (about 300 ms on an idle machine; the bound leaves room for a loaded one).
+    expect(elapsedMs).toBeLessThan(2500);
+    expect(nodes[1]!.api.calls.filter((call) => call.op === "put")).toHaveLength(1);
+  });
+
   it("client contract: writes through a backup reach the master, then go to it directly", async () => {
     const nodes = await startCluster();
     const c = client(nodes, [2, 3, 1]);

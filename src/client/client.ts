@@ -55,6 +55,14 @@ export interface ClientOptions {
   /** Most attempts one operation makes, whatever its deadline. @default 1000 */
   readonly attemptCountMax?: number;
   /**
+   * While an attempt has had no answer for this long, the client asks the other nodes who
+   * the master is (again every as long, one look-up at a time for the whole client), and
+   * abandons the attempt when they name a newer master: a hung master holds its
+   * connections open, and waiting out the attempt timeout would stretch a fail-over. 0
+   * turns this off. @default 150
+   */
+  readonly masterCheckAfterMs?: number;
+  /**
    * Names this client in idempotency keys (printable ASCII, at most 100 characters). Keys
    * are `<clientId>-<random>-<counter>`, so two clients, or two runs, with the same id
    * never share a key. @default a random UUID
@@ -151,8 +159,20 @@ class HttpBatonClient implements BatonClient {
     return controller;
   })();
 
+  /** See ClientOptions.masterCheckAfterMs. */
+  private readonly masterCheckAfterMs: number;
+  /** The master look-up under way for slow attempts, shared by all of them. */
+  private masterCheck: Promise<void> | null = null;
+  /** Slow attempts at the presumed master, each told when a look-up learned something. */
+  private readonly masterWatchers = new Set<() => void>();
+
   constructor(options: ClientOptions) {
     this.policy = parsePolicy(options);
+    const checkAfter = options.masterCheckAfterMs ?? 150;
+    if (!Number.isFinite(checkAfter) || checkAfter < 0) {
+      throw new InvalidInputError("options", "masterCheckAfterMs must be a number >= 0");
+    }
+    this.masterCheckAfterMs = checkAfter;
     this.pool = new ServerPool(options.endpoints);
     const clientId = options.clientId;
     if (clientId !== undefined && !CLIENT_ID_PATTERN.test(clientId)) {
@@ -316,10 +336,13 @@ class HttpBatonClient implements BatonClient {
     }
     const remainingMs = timeoutMs - (performance.now() - started);
     const endpoint = this.pool.next();
+    const watch = this.watchMaster(endpoint);
     const response = await this.pool.request(endpoint, {
       ...operation.request,
       timeoutMs: Math.max(1, remainingMs),
+      ...(watch === null ? {} : { signal: watch.signal }),
     });
+    watch?.stop();
     const cut = timeoutMs < this.policy.attemptTimeoutMs;
     const failure = response.ok ? this.failureOf(response) : connectionFailure(response, cut);
     if (failure !== null) {
@@ -328,6 +351,56 @@ class HttpBatonClient implements BatonClient {
     }
     this.pool.noteAnswered(endpoint);
     return { ok: true, value: response as FinalResponse };
+  }
+
+  /**
+   * While an attempt at the presumed master goes unanswered, looks for a newer master every
+   * `masterCheckAfterMs` and aborts the attempt when one is found: a hung master keeps its
+   * connections open, so without this the attempt would wait out its whole timeout. An
+   * abandoned write may still have been applied; the retry carries the same idempotency key.
+   * Returns null when there is nothing to watch.
+   */
+  private watchMaster(endpoint: string): { signal: AbortSignal; stop: () => void } | null {
+    if (this.masterCheckAfterMs === 0 || this.pool.masterEndpoint() !== endpoint) return null;
+    const termAtStart = this.pool.masterTerm();
+    const controller = new AbortController();
+    const check = (): void => {
+      const master = this.pool.masterEndpoint();
+      if (master !== null && master !== endpoint && this.pool.masterTerm() > termAtStart) {
+        controller.abort();
+      }
+    };
+    this.masterWatchers.add(check);
+    const timer = setInterval(() => this.lookForMaster(), this.masterCheckAfterMs);
+    return {
+      signal: controller.signal,
+      stop: () => {
+        clearInterval(timer);
+        this.masterWatchers.delete(check);
+      },
+    };
+  }
+
+  /** Asks every node for its status, one look-up at a time for the whole client. */
+  private lookForMaster(): void {
+    if (this.masterCheck !== null || this.closing.signal.aborted) return;
+    const timeoutMs = Math.max(100, 2 * this.masterCheckAfterMs);
+    const asks = this.pool.endpoints.map(async (endpoint) => {
+      const response = await this.pool.request(endpoint, {
+        method: "GET",
+        path: "/v1/status",
+        headers: { accept: "application/json" },
+        timeoutMs,
+      });
+      if (!response.ok || response.status !== 200) return;
+      const status = parseNodeStatus(parseJson(response.body));
+      if (typeof status === "string") return;
+      this.pool.learnFromStatus(endpoint, status);
+      for (const watcher of this.masterWatchers) watcher();
+    });
+    this.masterCheck = Promise.allSettled(asks).then(() => {
+      this.masterCheck = null;
+    });
   }
 
   /** Asks the next node for its status to learn the master; a failure ends the attempt. */

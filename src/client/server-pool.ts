@@ -44,6 +44,8 @@ export interface PoolRequest {
   readonly body?: Uint8Array;
   /** The whole exchange, connection to last body byte, must fit in this many ms. */
   readonly timeoutMs: number;
+  /** Gives up early when this aborts; the answer is then `lost`, not timed out. */
+  readonly signal?: AbortSignal;
 }
 
 export type PoolResponse =
@@ -109,6 +111,11 @@ export class ServerPool {
   /** The master's base URL as last learned, or null. */
   masterEndpoint(): string | null {
     return this.master?.endpoint ?? null;
+  }
+
+  /** The term in which the master was learned (0 when unknown or learned from a hint). */
+  masterTerm(): number {
+    return this.master?.term ?? 0;
   }
 
   /** Where the next attempt should go: the known master, else the current rotation slot. */
@@ -194,7 +201,14 @@ export class ServerPool {
   /** Sends one request to `endpoint` and reads the whole answer, within `timeoutMs`. */
   async request(endpoint: string, request: PoolRequest): Promise<PoolResponse> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), request.timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, request.timeoutMs);
+    const onAbort = (): void => controller.abort();
+    request.signal?.addEventListener("abort", onAbort, { once: true });
+    if (request.signal?.aborted === true) controller.abort();
     try {
       const response = await this.agent.request({
         origin: endpoint,
@@ -207,15 +221,20 @@ export class ServerPool {
       const body = new Uint8Array(await response.body.arrayBuffer());
       return { ok: true, endpoint, status: response.statusCode, headers: response.headers, body };
     } catch (error) {
-      if (controller.signal.aborted) {
+      if (timedOut) {
         const message = `no answer within ${Math.round(request.timeoutMs)} ms`;
         return { ok: false, endpoint, kind: "lost", timedOut: true, message };
+      }
+      if (controller.signal.aborted) {
+        const message = "abandoned: another node was elected master meanwhile";
+        return { ok: false, endpoint, kind: "lost", timedOut: false, message };
       }
       const code = errorCode(error);
       const kind = code !== undefined && NOT_DELIVERED_CODES.has(code) ? "refused" : "lost";
       return { ok: false, endpoint, kind, timedOut: false, message: describeError(error) };
     } finally {
       clearTimeout(timer);
+      request.signal?.removeEventListener("abort", onAbort);
     }
   }
 
