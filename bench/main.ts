@@ -155,7 +155,7 @@ function machine(): Record<string, unknown> {
     memoryGiB: Math.round(totalmem() / 1024 ** 3),
     node: process.version,
     kernel: release(),
-    disk: `${shell("df", ["-T", "--output=source,fstype", tmpdir()])}; ${shell("lsblk", ["-d", "-o", "NAME,ROTA,TYPE,SIZE"])}`,
+    disk: `${shell("df", ["--output=source,fstype", tmpdir()])}; ${shell("lsblk", ["-d", "-o", "NAME,ROTA,TYPE,SIZE"])}`,
     loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
   };
 }
