@@ -100,8 +100,6 @@ export type FeedListener = (item: FeedItem) => void;
 const EVENTS_KEPT_MAX = 200;
 /** Samples kept: two minutes of chart. */
 const SAMPLES_KEPT_MAX = 120;
-/** Subscribers at once; each is one open dashboard connection. */
-export const SUBSCRIBERS_MAX = 64;
 
 export class EventFeed {
   /**
@@ -148,11 +146,6 @@ export class EventFeed {
   /** Kept samples, oldest first. */
   recentSamples(): RequestSample[] {
     return [...this.samples];
-  }
-
-  /** Whether another subscriber may join (see SUBSCRIBERS_MAX). */
-  hasRoom(): boolean {
-    return this.listeners.size < SUBSCRIBERS_MAX;
   }
 
   get subscriberCount(): number {

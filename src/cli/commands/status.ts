@@ -282,7 +282,7 @@ const COLUMNS = ["ID", "ENDPOINT", "ROLE", "TERM", "MASTER", "COMMIT", "APPLIED"
 /** Columns whose numbers align right. */
 const NUMERIC = new Set(["ID", "TERM", "MASTER", "COMMIT", "APPLIED", "LAG"]);
 
-const ANSI = { bold: "1", dim: "2", red: "31", green: "32", yellow: "33" } as const;
+const ANSI = { bold: "1", dim: "2", red: "31", green: "32", yellow: "33", cyan: "36" } as const;
 
 function paint(text: string, colour: boolean, ...styles: (keyof typeof ANSI)[]): string {
   if (!colour || styles.length === 0) return text;
@@ -343,7 +343,7 @@ function rowCells(row: NodeRow): Cell[] {
         ? ["green", "bold"]
         : s.role === "candidate"
           ? ["yellow"]
-          : [];
+          : ["cyan"];
   const lagStyles: (keyof typeof ANSI)[] =
     row.lag === null || row.lag === 0 ? [] : row.lag > 100 ? ["red"] : ["yellow"];
   return [

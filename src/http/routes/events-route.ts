@@ -10,7 +10,7 @@
  *
  * It must never let a slow reader grow the node's memory without bound: a stream whose
  * socket buffer passes STREAM_BUFFER_BYTES_MAX is closed (the browser reconnects and
- * replays from its last id), and at most SUBSCRIBERS_MAX streams are open at once.
+ * replays from its last id), and at most STREAMS_MAX streams are open at once.
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -19,6 +19,8 @@ import type { EventFeed, FeedItem } from "../event-feed.js";
 import type { HttpMetrics } from "../http-metrics.js";
 import { registerResource } from "./resource.js";
 
+/** Streams open at once; each is one open dashboard (which keeps one per member). */
+const STREAMS_MAX = 64;
 /** Bytes a stream may have waiting in its socket before it is closed as too slow. */
 const STREAM_BUFFER_BYTES_MAX = 1024 * 1024;
 /** Interval of the keep-alive comment, milliseconds. */
@@ -57,7 +59,7 @@ function stream(
   feed: EventFeed,
   open: Set<() => void>,
 ): FastifyReply | undefined {
-  if (!feed.hasRoom() || open.size >= 64) {
+  if (open.size >= STREAMS_MAX) {
     const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node");
     return sendErrorAnswer(reply, answer);
   }
