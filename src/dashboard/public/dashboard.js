@@ -42,6 +42,12 @@ const seen = new Set();
 const failoverTimes = [];
 /** @type {Map<number, HTMLTableRowElement>} */
 const rows = new Map();
+/**
+ * The newest entry of each node, so that a message it repeats (a cut-off node asking for
+ * pre-votes twice a second) is counted on one line rather than filling the timeline.
+ * @type {Map<number, { kind: string, text: string, at: number, count: number, li: HTMLLIElement }>}
+ */
+const lastEntry = new Map();
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -347,6 +353,20 @@ function addEntry(
   /** @type {string} */ text,
   /** @type {boolean} */ minor,
 ) {
+  const previous = lastEntry.get(node);
+  if (
+    previous !== undefined &&
+    previous.kind === kind &&
+    previous.text === text &&
+    at >= previous.at
+  ) {
+    previous.count++;
+    previous.at = at;
+    const repeat = previous.li.querySelector(".repeat");
+    if (repeat !== null)
+      repeat.textContent = ` (${previous.count} times, last at ${formatClock(at)})`;
+    return;
+  }
   const li = document.createElement("li");
   li.dataset.kind = kind;
   li.dataset.minor = String(minor);
@@ -361,7 +381,10 @@ function addEntry(
   body.className = "text";
   const who = document.createElement("strong");
   who.textContent = `Node ${node} `;
-  body.append(who, text);
+  const repeat = document.createElement("span");
+  repeat.className = "repeat";
+  body.append(who, text, repeat);
+  if (at >= (previous?.at ?? 0)) lastEntry.set(node, { kind, text, at, count: 1, li });
   li.append(time, label, body);
   const list = $("timeline");
   let index = timeline.findIndex((entry) => entry.at < at);
