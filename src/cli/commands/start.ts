@@ -167,6 +167,12 @@ async function start(flags: StartFlags): Promise<number> {
     { event: "serving", http: config.http, listen: config.listen },
     `node ${config.id} serving${config.http === null ? "" : ` on http://${config.http}`}`,
   );
+  if (flags.allowFaultInjection === true) {
+    logger.warn(
+      { event: "fault_injection" },
+      "fault injection is on: anyone who can reach the HTTP port can kill, pause or partition this node",
+    );
+  }
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string, code: number): void => {
