@@ -134,6 +134,12 @@ export class Replica {
   private electionTimeout = 0;
   /** Set when the transport reported the master unreachable, until the timer restarts. */
   private unreachableMaster: NodeId | null = null;
+  /**
+   * Set from the loss of the master's connection until a master is followed or this node
+   * yields: while set, granting a pre-vote to a node ahead of this one in the take-over
+   * order (a lower id) makes this node stand back instead of running too.
+   */
+  private takingOver = false;
 
   private readonly progress = new Map<NodeId, Progress>();
   /** Highest index handed out in `committed`: each entry is applied once per node. */
@@ -331,6 +337,7 @@ export class Replica {
         this.electionTimeout =
           this.electionElapsed + 1 + this.takeoverRank(peer) * this.takeoverStaggerTicks();
         this.unreachableMaster = peer;
+        this.takingOver = true;
       }
     });
   }
@@ -560,6 +567,7 @@ export class Replica {
     assert(this.vote === this.id, "replica: master did not vote for itself");
     this.currentRole = "master";
     this.master = this.id;
+    this.takingOver = false;
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
     this.readAcks.clear();
@@ -674,6 +682,27 @@ export class Replica {
       this.electionElapsed = 0;
     }
     this.sendVoteResponse(m.from, granted ? m.term : this.currentTerm, m.preVote, granted);
+    if (granted && m.preVote && this.takingOver && m.from < this.id) this.yieldTakeover(m.from);
+  }
+
+  /**
+   * Every backup that lost the dead master's connection asks in the order of their ids;
+   * when load delays the one ahead, both may ask at once, grant each other's pre-votes
+   * and split the real vote, which costs a whole election timeout. Having just endorsed a
+   * node ahead in that order, this one stands back for one election timeout instead. It
+   * yields once per lost master, so a node that keeps asking cannot keep it waiting.
+   */
+  private yieldTakeover(ahead: NodeId): void {
+    this.takingOver = false;
+    if (this.currentRole === "candidate" && this.preVoteRound) {
+      this.becomeBackup(
+        this.currentTerm,
+        null,
+        `stood back for node ${ahead}, ahead in the take-over order`,
+      );
+    } else if (this.currentRole === "backup") {
+      this.resetElectionTimer();
+    }
   }
 
   private onVoteResponse(m: VoteResponse): void {
@@ -765,6 +794,7 @@ export class Replica {
     assert(this.master === from, "replica: two masters in one term");
     this.electionElapsed = 0;
     this.unreachableMaster = null;
+    this.takingOver = false;
     // A joining node records the master of this term as its vote, so that it never
     // votes for anyone else in this term, whatever it did before it lost its data.
     if (this.joining && this.vote === null) this.vote = from;

@@ -469,7 +469,14 @@ export class SimCluster {
 
   /** Some node's data is damaged, wiped and not yet caught up, or refused to start. */
   private dataLossUnrepaired(): boolean {
-    return [...this.nodes.values()].some((n) => n.disk.flipped > 0 || n.disk.joining || n.corrupt);
+    return [...this.nodes.values()].some(
+      (n) => n.disk.flipped > 0 || this.isJoining(n) || n.corrupt,
+    );
+  }
+
+  /** Wiped and not caught up yet; the replica knows before its first write reaches the disk. */
+  private isJoining(node: SimNode): boolean {
+    return node.disk.joining || node.replica?.isJoining === true;
   }
 
   /**
@@ -480,7 +487,7 @@ export class SimCluster {
     const nodes = [...this.nodes.values()];
     const corrupt = nodes.find((n) => n.corrupt);
     if (corrupt === undefined && this.dataLossUnrepaired()) return;
-    if (nodes.some((n) => n.disk.joining)) return;
+    if (nodes.some((n) => this.isJoining(n))) return;
     const node = corrupt ?? this.prng.pick(nodes);
     this.crash(node);
     node.disk.wipe();

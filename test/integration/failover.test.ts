@@ -71,6 +71,16 @@ describe("fail-over", () => {
             timeoutMs: 10_000,
           });
           expect(next.id).not.toBe(master.id);
+          // The take-over came from the closed connections, not from an election timeout.
+          const lostId = master.id;
+          await cluster
+            .node(next.id)
+            .waitForLog(
+              "a take-over started by the lost connection",
+              (l) => String(l.json?.reason ?? "") === `lost connection to master ${lostId}`,
+              5000,
+              killedAt,
+            );
           const first = await writer.waitForAckIssuedAfter(killedAt, 15_000);
           windowsMs.push(first.endedAt! - killedAt);
           console.log(

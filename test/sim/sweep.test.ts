@@ -37,7 +37,9 @@ describe("simulator", () => {
     // 2406: two snapshots adopted back to back; installing the first dropped the second.
     // 118, 257, 279: a master that commits and steps down in one batch of inputs kept
     // hasReady() true forever (found with real processes first).
-    const regressions = [2406, 118, 257, 279];
+    // 7306: a bit flipped on a second node while a wiped node had started but not yet
+    // written its joining state: two nodes without usable data, no majority (simulator).
+    const regressions = [2406, 118, 257, 279, 7306];
     expect(sweep(regressions)).toEqual([]);
   });
 
