@@ -7,7 +7,7 @@
  * Nodes run from dist/ when it is up to date and from the sources otherwise (--from auto),
  * so that this test never builds. etcd is compared in the throughput run only when it is
  * already installed (the test never installs anything); the fail-over run is Baton's
- * alone, to keep the test short on two cores.
+ * alone, to keep the test short on two cores, and skips bringing the signalled node back.
  */
 
 import { spawn, spawnSync } from "node:child_process";
