@@ -62,6 +62,7 @@ export function timelineSvg(input: TimelineInput): string {
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="system-ui, sans-serif" font-size="11">`,
+    `<title>${esc(`${input.title}. ${input.subtitle}`)}</title>`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#fff"/>`,
     `<text x="${MARGIN.left}" y="20" font-size="15" font-weight="600">${esc(input.title)}</text>`,
     `<text x="${MARGIN.left}" y="38" fill="#495057">${esc(input.subtitle)}</text>`,
