@@ -102,13 +102,28 @@ export interface HeartbeatResponse extends Envelope {
   readonly readContext: number;
 }
 
+/**
+ * A node that lost its data asks a peer for its current term, which it must learn from
+ * enough peers before it may acknowledge anything (see Replica's joining state).
+ */
+export interface TermProbe extends Envelope {
+  readonly type: "term_probe";
+}
+
+/** The answer to a TermProbe: `term` is the answering node's current term. */
+export interface TermProbeResponse extends Envelope {
+  readonly type: "term_probe_response";
+}
+
 export type Message =
   | VoteRequest
   | VoteResponse
   | Append
   | AppendResponse
   | Heartbeat
-  | HeartbeatResponse;
+  | HeartbeatResponse
+  | TermProbe
+  | TermProbeResponse;
 
 export type MessageType = Message["type"];
 

@@ -30,6 +30,8 @@ import type {
   Message,
   NodeId,
   SnapshotMeta,
+  TermProbe,
+  TermProbeResponse,
   VoteRequest,
   VoteResponse,
 } from "./messages.js";
@@ -172,6 +174,17 @@ export class Replica {
   private joining: boolean;
   /** While joining: the highest commit index the master of this term announced. */
   private joinTarget = 0;
+  /**
+   * While joining: the peers that told this node their current term. Before it lost its
+   * data this node may have helped commit entries, or voted, in terms it no longer knows;
+   * a master of an older term (one that was paused, say) could then use its
+   * acknowledgements to commit over entries committed later. Every such term is known to
+   * the other members of that majority, and any `peers - quorum + 2` peers include one
+   * of them: only once that many have answered (and their highest term is adopted) does
+   * the node follow a master.
+   */
+  private readonly termProbeAnswers = new Set<NodeId>();
+  private termProbeElapsed = 0;
 
   /**
    * `options.join`: the node's storage was wiped and it rejoins an existing cluster. It
@@ -248,6 +261,21 @@ export class Replica {
     };
     return this.joining ? { ...state, joining: true } : state;
   }
+  private onTermProbeResponse(m: TermProbeResponse): void {
+    if (!this.probingTerm) return;
+    if (m.term > this.currentTerm)
+      this.becomeBackup(m.term, null, `learned term ${m.term} from node ${m.from}`);
+    this.termProbeAnswers.add(m.from);
+    if (!this.probingTerm) {
+      // This node may have voted in this term before it lost its data: count that vote as
+      // cast, so that it never votes twice in it.
+      if (this.vote === null) this.vote = this.id;
+      this.emitRole(
+        `learned the cluster's term (${this.currentTerm}) from ${this.termProbeAnswers.size} peers`,
+      );
+    }
+  }
+
   /** Whether this node lost its data and is still catching up (it neither votes nor campaigns). */
   get isJoining(): boolean {
     return this.joining;
@@ -265,6 +293,16 @@ export class Replica {
       if (this.currentRole === "master") this.tickMaster();
       else this.tickBackup();
     });
+  }
+
+  /** Whether this joining node still has to learn the cluster's term from its peers. */
+  private get probingTerm(): boolean {
+    return this.joining && this.termProbeAnswers.size < this.termProbeQuorum();
+  }
+
+  /** Peers whose terms a joining node must know: every majority containing it meets them. */
+  private termProbeQuorum(): number {
+    return this.peers.length - this.quorum() + 2;
   }
 
   /** A message from a peer arrived. */
@@ -381,6 +419,7 @@ export class Replica {
       if (term < this.currentTerm) return;
       if (term > this.currentTerm)
         this.becomeBackup(term, from, `saw term ${term} from node ${from}`);
+      if (this.probingTerm) return;
       this.followMaster(from);
       const log = this.log;
       if (meta.index <= log.commitIndex) {
@@ -491,6 +530,7 @@ export class Replica {
   }
 
   private tickBackup(): void {
+    if (this.probingTerm) this.sendTermProbes();
     this.electionElapsed++;
     if (this.electionElapsed < this.electionTimeout) return;
     if (this.joining) {
@@ -609,12 +649,26 @@ export class Replica {
   // ---------------------------------------------------------------- messages
 
   private dispatch(m: Message): void {
+    if (m.type === "term_probe") {
+      // Answered whatever the terms: the prober only learns, it changes nothing here.
+      this.send<TermProbeResponse>({
+        type: "term_probe_response",
+        from: this.id,
+        to: m.from,
+        term: this.currentTerm,
+      });
+      return;
+    }
+    if (m.type === "term_probe_response") return this.onTermProbeResponse(m);
     if (m.term > this.currentTerm) {
       if (!this.acceptHigherTerm(m)) return;
     } else if (m.term < this.currentTerm) {
       this.answerLowerTerm(m);
       return;
     }
+    // A joining node that does not know the cluster's term yet follows no master: it
+    // might be a stale one that this node's acknowledgements would help commit.
+    if (this.probingTerm && (m.type === "append" || m.type === "heartbeat")) return;
     switch (m.type) {
       case "vote_request":
         return this.onVoteRequest(m);
@@ -778,6 +832,15 @@ export class Replica {
     });
   }
 
+  /** Asks every peer that has not answered for its term, once per heartbeat interval. */
+  private sendTermProbes(): void {
+    if (this.termProbeElapsed++ % this.config.heartbeatTicks !== 0) return;
+    for (const peer of this.peers) {
+      if (this.termProbeAnswers.has(peer)) continue;
+      this.send<TermProbe>({ type: "term_probe", from: this.id, to: peer, term: this.currentTerm });
+    }
+  }
+
   /** A master of our term spoke: be its backup. */
   private followMaster(from: NodeId): void {
     assert(
@@ -810,7 +873,7 @@ export class Replica {
     if (!this.joining || this.master === null) return;
     const log = this.log;
     if (log.lastTerm() !== this.currentTerm || log.lastIndex() < this.joinTarget) return;
-    assert(this.vote === this.master, `replica ${this.id}: joined without recording its vote`);
+    assert(this.vote !== null, `replica ${this.id}: joined without recording a vote in its term`);
     this.joining = false;
     this.emitRole(`caught up with master ${this.master}: now a voting member`);
   }

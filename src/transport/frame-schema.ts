@@ -134,6 +134,8 @@ const messageSchemas: SchemaTable<WireMessage> = {
   },
   heartbeat: { ...envelope, commitIndex: "uint", readContext: "uint" },
   heartbeat_response: { ...envelope, readContext: "uint" },
+  term_probe: { ...envelope },
+  term_probe_response: { ...envelope },
   snapshot_chunk: {
     ...envelope,
     snapshotIndex: "uint",

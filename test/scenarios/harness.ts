@@ -123,10 +123,15 @@ export class Harness {
     }
   }
 
+  /** Nodes whose clock stands still (a paused process): `tick-all` skips them. */
+  readonly frozen = new Set<NodeId>();
+
   /** Ticks every running node `count` times, delivering messages between ticks. */
   tickAll(count: number): void {
     for (let i = 0; i < count; i++) {
-      for (const id of this.nodes.keys()) if (!this.down.has(id)) this.tick(id);
+      for (const id of this.nodes.keys()) {
+        if (!this.down.has(id) && !this.frozen.has(id)) this.tick(id);
+      }
       this.stabilize();
     }
   }

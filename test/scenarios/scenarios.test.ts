@@ -108,6 +108,12 @@ function execute(h: Harness, line: string): void {
       return h.wipe(n(0));
     case "rejoin":
       return h.restart(n(0), { join: true });
+    case "freeze":
+      h.frozen.add(n(0));
+      return;
+    case "thaw":
+      h.frozen.delete(n(0));
+      return;
     case "unreachable":
       h.node(n(0)).peerUnreachable(n(1));
       return h.process(n(0));
