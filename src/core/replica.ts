@@ -785,11 +785,8 @@ export class Replica {
   private onAppend(m: Append): void {
     this.followMaster(m.from);
     this.joinTarget = Math.max(this.joinTarget, m.commitIndex);
-    try {
-      this.appendFrom(m);
-    } finally {
-      this.maybeFinishJoining();
-    }
+    this.appendFrom(m);
+    this.maybeFinishJoining();
   }
 
   private appendFrom(m: Append): void {
