@@ -26,6 +26,8 @@ export class Progress {
   readonly inflight: number[] = [];
   /** In `transfer`: the snapshot index being transferred. */
   transferIndex = 0;
+  /** The commit index carried by the last append sent to this backup. */
+  commitSent = 0;
   /** Whether the backup answered anything since the last check-quorum round. */
   recentActive = false;
 

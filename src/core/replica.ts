@@ -146,9 +146,12 @@ export class Replica {
   private readonly progress = new Map<NodeId, Progress>();
   /** Highest index handed out in `committed`: each entry is applied once per node. */
   private applied: number;
-  /** Set when the commit index moved and backups should hear of it. */
-  private commitNews = false;
-  /** Backups owed an append even if it carries no entries. */
+  /**
+   * Backups owed an append even if it carries no entries. Commit news joins it on the
+   * next tick, not at once: under load the next append carries the commit index for
+   * free, and so does a closed-loop client's next write; an empty append (and its
+   * acknowledgement) per write would double the messages a lone client costs.
+   */
   private readonly appendDue = new Set<NodeId>();
 
   private readContext = 0;
@@ -466,7 +469,6 @@ export class Replica {
       this.outEvents.length > 0 ||
       this.applied < this.log.commitIndex ||
       this.log.hasUnpersisted() ||
-      this.commitNews ||
       this.appendDue.size > 0 ||
       this.readContext > this.readContextSent ||
       !sameHardState(this.lastHardState, this.hardState()) ||
@@ -527,6 +529,10 @@ export class Replica {
       this.heartbeatElapsed = 0;
       this.broadcastHeartbeat(this.readContext);
     }
+    const commit = this.log.commitIndex;
+    for (const [peer, pr] of this.progress) {
+      if (pr.commitSent < Math.min(commit, pr.match)) this.appendDue.add(peer);
+    }
   }
 
   private tickBackup(): void {
@@ -561,9 +567,8 @@ export class Replica {
     this.master = master;
     this.progress.clear();
     this.appendDue.clear();
-    // Commit news is for backups of a master; a master stepping down has none to give
-    // (left set, it kept hasReady() true forever: seed 118).
-    this.commitNews = false;
+    // Appends due are for backups of a master; a master stepping down has none to give
+    // (commit news left set kept hasReady() true forever: seed 118).
     this.resetElectionTimer();
     if (wasMaster) this.abortReads();
     if (changed) this.emitRole(reason);
@@ -881,13 +886,12 @@ export class Replica {
     pr.recentActive = true;
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
-      const wasPaused = pr.isPaused(this.config.inflightMax);
       const news = pr.acknowledge(m.index);
       if (pr.state === "transfer" && pr.match >= pr.transferIndex) pr.becomeProbe();
       if (!news && pr.state !== "probe") return;
       if (pr.state === "probe") pr.becomeReplicate();
-      // A backup that was waiting may have missed the commit news meanwhile.
-      if (!this.maybeCommit() && wasPaused) this.appendDue.add(m.from);
+      // Backups hear of a new commit index with the next append, or on the next tick.
+      this.maybeCommit();
       return;
     }
     const hint = this.log.lastIndexWithTermAtMost(m.hintIndex, m.hintTerm);
@@ -924,7 +928,6 @@ export class Replica {
     // Raft §5.4.2 (figure 8): only an entry of the current term is committed by counting.
     if (this.log.termAt(candidate) !== this.currentTerm) return false;
     if (!this.log.commitTo(candidate)) return false;
-    this.commitNews = true;
     if (this.readsAwaitingCommit.length > 0) {
       const waiting = this.readsAwaitingCommit.splice(0);
       for (const requestId of waiting) this.startRead(requestId);
@@ -948,10 +951,9 @@ export class Replica {
         this.sendAppend(peer, pr);
         sent = true;
       }
-      const due = this.commitNews || this.appendDue.has(peer);
+      const due = this.appendDue.has(peer);
       if (due && !sent && !pr.isPaused(this.config.inflightMax)) this.sendAppend(peer, pr);
     }
-    this.commitNews = false;
     this.appendDue.clear();
     if (this.readContext > this.readContextSent) {
       this.readContextSent = this.readContext;
@@ -985,6 +987,7 @@ export class Replica {
       entries,
       commitIndex: this.log.commitIndex,
     });
+    pr.commitSent = this.log.commitIndex;
     pr.sent(prevIndex + entries.length, entries.length);
   }
 
@@ -998,6 +1001,7 @@ export class Replica {
         commitIndex: Math.min(pr.match, this.log.commitIndex),
         readContext,
       });
+      pr.commitSent = Math.max(pr.commitSent, Math.min(pr.match, this.log.commitIndex));
     }
   }
 
