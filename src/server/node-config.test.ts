@@ -41,4 +41,13 @@ describe("node config", () => {
     expect(message).toMatch(/heartbeatMs must be a positive number/);
     expect(message).toMatch(/electionMsMax must be at least electionMsMin/);
   });
+
+  it("config: --join is refused for a single-node cluster, which has no peer to rejoin", () => {
+    const alone = [{ id: 1, address: "127.0.0.1:7101" }];
+    expect(() => parseNodeConfig({ id: 1, peers: alone, join: true })).toThrow(
+      /join: a single-node cluster has no peer/,
+    );
+    expect(parseNodeConfig({ id: 1, peers: alone }).join).toBe(false);
+    expect(parseNodeConfig({ id: 2, peers, join: true }).join).toBe(true);
+  });
 });

@@ -121,6 +121,10 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     problems.push("electionMsMin must be above heartbeatMs");
   if (config.electionMsMax < config.electionMsMin)
     problems.push("electionMsMax must be at least electionMsMin");
+  if (config.join && config.peers.length === 1)
+    problems.push(
+      "join: a single-node cluster has no peer to learn the term from or catch up with; start it without --join (its lost data cannot be recovered)",
+    );
   if (problems.length > 0)
     throw new Error(`invalid node configuration:\n  - ${problems.join("\n  - ")}`);
   return Object.freeze({
