@@ -101,6 +101,10 @@ export class FakeKvNodeApi implements KvNodeApi {
     };
   }
 
+  isMaster(): boolean {
+    return this.role === "master";
+  }
+
   masterHttpUrl(): string | null {
     return this.role === "master" ? null : this.masterUrl;
   }

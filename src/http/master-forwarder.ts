@@ -165,7 +165,7 @@ export class MasterForwarder {
     for (;;) {
       const url = this.options.api.masterHttpUrl();
       if (url !== null && url !== refused) return url;
-      if (selfAllowed && this.options.api.status().role === "master") return "self";
+      if (selfAllowed && this.options.api.isMaster()) return "self";
       if (performance.now() + MASTER_POLL_MS > waitUntil) return null;
       await new Promise((resolve) => setTimeout(resolve, MASTER_POLL_MS));
     }

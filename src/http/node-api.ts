@@ -70,6 +70,8 @@ export interface KvNodeApi {
   /** Linearizable unless `stale`, which reads this node's local copy. */
   get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null>;
   status(options?: StatusOptions): NodeStatus;
+  /** Whether this node is the master now (cheap: no status snapshot). */
+  isMaster(): boolean;
   /** The master's HTTP base URL when this node is not the master and knows it; else null. */
   masterHttpUrl(): string | null;
 }

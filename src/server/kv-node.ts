@@ -113,6 +113,10 @@ export class KvNode implements KvNodeApi {
     return { ...status, stateDigest: this.stateMachine.stateHash() };
   }
 
+  isMaster(): boolean {
+    return this.node.role === "master";
+  }
+
   masterHttpUrl(): string | null {
     const master = this.node.masterId;
     if (master === null || master === this.id) return null;
