@@ -41,25 +41,46 @@ export interface BatonClusterOptions {
   readonly nodeFlags?: readonly string[];
   /** More `baton start` flags, e.g. ["--election-ms", "150-300"]. */
   readonly extraArgs?: readonly string[];
+  /**
+   * The nodes to start at once (default all three); the others stay down, with an empty
+   * data directory, until their `process.start()` (e.g. a backup that joins later).
+   */
+  readonly startIds?: readonly number[];
 }
 
-interface BatonStatus {
+/** A node's `GET /v1/status` (the fields the benchmarks read). */
+export interface BatonStatus {
   readonly id: number;
   readonly role: string;
   readonly term: number;
   readonly master: number | null;
   readonly commitIndex: number;
   readonly appliedIndex: number;
+  readonly lastIndex: number;
 }
 
-class BatonCluster implements BenchCluster {
+/** A Baton cluster, with what only Baton has: data directories and /v1/status. */
+export interface BatonBenchCluster extends BenchCluster {
+  /** The temporary folder with every node's data directory and log; stop() removes it. */
+  readonly root: string;
+  /** Node `id`'s data directory (kept across `process.stop()` and `process.start()`). */
+  dataDir(id: number): string;
+  /** Node `id`'s /v1/status, or null when it is down or does not answer within 500 ms. */
+  status(id: number): Promise<BatonStatus | null>;
+}
+
+class BatonCluster implements BatonBenchCluster {
   readonly system = "baton" as const;
 
   constructor(
     readonly nodes: readonly BenchNode[],
     readonly description: string,
-    private readonly root: string,
+    readonly root: string,
   ) {}
+
+  dataDir(id: number): string {
+    return join(this.root, `n${nodeById(this, id).id}`);
+  }
 
   async status(id: number): Promise<BatonStatus | null> {
     const node = nodeById(this, id);
@@ -98,8 +119,11 @@ class BatonCluster implements BenchCluster {
   }
 }
 
-/** Starts three nodes and waits (up to 60 s) until they agree on a master. */
-export async function startBatonCluster(options: BatonClusterOptions): Promise<BenchCluster> {
+/**
+ * Starts three nodes (or `startIds`) and waits (up to 60 s) until the running ones agree on
+ * a master.
+ */
+export async function startBatonCluster(options: BatonClusterOptions): Promise<BatonBenchCluster> {
   const hosts = options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
   const ports = await freePorts(6);
   const root = makeTempDir("baton-bench-");
@@ -137,7 +161,8 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
     `Baton (${options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts"}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
     root,
   );
-  for (const n of nodes) n.process.start();
+  const startIds = options.startIds ?? nodes.map((n) => n.id);
+  for (const n of nodes) if (startIds.includes(n.id)) n.process.start();
   await waitFor("a Baton master", () => cluster.master().then((m) => m ?? undefined), 60_000);
   return cluster;
 }

@@ -144,23 +144,27 @@ export function markdownTable(comparisons: readonly Comparison[]): string {
 
 const COLORS: Record<SystemName, string> = { baton: "#1f6feb", etcd: "#d1242f" };
 
-interface Series {
+export interface Series {
   readonly name: string;
   readonly color: string;
   readonly dashed: boolean;
   readonly points: readonly (readonly [number, number])[];
 }
 
-function escapeXml(text: string): string {
+export function escapeXml(text: string): string {
   return text.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** A line chart with a log2 x axis (clients) and a linear or log10 y axis. */
-function lineChart(
+/**
+ * A line chart with a log2 x axis (clients, unless `xLabel` says otherwise) and a linear
+ * or log10 y axis.
+ */
+export function lineChart(
   title: string,
   yLabel: string,
   series: readonly Series[],
   logY: boolean,
+  xLabel = "concurrent clients",
 ): string {
   const width = 560;
   const height = 320;
@@ -187,7 +191,7 @@ function lineChart(
     `<text x="${left}" y="20" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
     `<line x1="${left}" y1="${height - bottom}" x2="${width - right}" y2="${height - bottom}" stroke="#444"/>`,
     `<line x1="${left}" y1="${top}" x2="${left}" y2="${height - bottom}" stroke="#444"/>`,
-    `<text x="${(left + width - right) / 2}" y="${height - 8}" text-anchor="middle">concurrent clients</text>`,
+    `<text x="${(left + width - right) / 2}" y="${height - 8}" text-anchor="middle">${escapeXml(xLabel)}</text>`,
     `<text x="14" y="${(top + height - bottom) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(top + height - bottom) / 2})">${escapeXml(yLabel)}</text>`,
   ];
   for (const v of [...new Set(xs)].sort((a, b) => a - b)) {
@@ -321,7 +325,8 @@ export function writeReport(dir: string, report: Report): string[] {
   return files;
 }
 
-function htmlTable(markdown: string): string {
+/** A Markdown table (as markdownTable writes them) as an HTML table. */
+export function htmlTable(markdown: string): string {
   const lines = markdown.split("\n").filter((_line, i) => i !== 1);
   const cells = (l: string): string[] =>
     l
