@@ -36,14 +36,26 @@ async function startPair(backupOptions: Partial<HttpServerOptions> = {}) {
 
 /** A plain HTTP server that records requests and answers as `answer` says, or never. */
 async function startRecorder(answer: "hang" | "reset" | { status: number; body: string }) {
-  const seen: { method: string; url: string; headers: Record<string, unknown>; body: string }[] =
-    [];
+  const seen: {
+    method: string;
+    url: string;
+    headers: Record<string, unknown>;
+    body: string;
+    remote: string | undefined;
+  }[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString();
-      seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
+      const remote = req.socket.remoteAddress;
+      seen.push({
+        method: req.method ?? "",
+        url: req.url ?? "",
+        headers: req.headers,
+        body,
+        remote,
+      });
       if (answer === "hang") return;
       if (answer === "reset") {
         req.socket.destroy();
@@ -59,6 +71,16 @@ async function startRecorder(answer: "hang" | "reset" | { status: number; body: 
 }
 
 describe("http forwarding", () => {
+  it("forward: leaves from the node's own address, so partitions of its address cut it", async () => {
+    const master = await startRecorder({ status: 200, body: '{"revision":1}' });
+    const backup = await startNode(2, { forwardFrom: "127.0.0.2" });
+    backup.api.becomeBackup(1, master.url);
+    const response = await request(`${backup.url}/v1/kv/color`, { method: "PUT", body: "red" });
+    expect(response.statusCode).toBe(200);
+    await response.body.dump();
+    expect(master.seen.map((s) => s.remote)).toEqual(["127.0.0.2"]);
+  });
+
   it("forward: a backup forwards a PUT to the master and relays its answer and ETag", async () => {
     const { master, backup } = await startPair();
     const response = await request(`${backup.url}/v1/kv/color`, {

@@ -24,6 +24,7 @@ import {
   NotMasterError,
   TimeoutError,
 } from "../shared/errors.js";
+import { sourceAddressFor } from "../transport/outbound-link.js";
 import type { KvNodeApi } from "./node-api.js";
 import { FORWARDED_BY_HEADER } from "./request-input.js";
 
@@ -44,6 +45,8 @@ export interface MasterForwarderOptions {
    * doubt. @default 500
    */
   readonly masterWaitMs?: number | undefined;
+  /** This node's own host: forwards leave from it when it is a specific IP address. */
+  readonly sourceHost?: string | undefined;
 }
 
 /** How often a held request looks for the new master, ms. */
@@ -258,9 +261,13 @@ export class MasterForwarder {
       void oldest.pool.close().catch(() => {});
     }
     const url = new URL(masterUrl);
+    const host = this.options.sourceHost;
+    const localAddress =
+      host === undefined ? null : sourceAddressFor(host, url.hostname.replace(/^\[|\]$/g, ""));
     const target: ForwardTarget = {
       pool: new Pool(url.origin, {
         connections: this.options.connectionsMax,
+        ...(localAddress === null ? {} : { localAddress }),
         // Shorter than the master's own keep-alive (fastify: 72 s), so that this side closes
         // an idle connection first and a write is never sent on a socket being closed.
         keepAliveTimeout: 4_000,

@@ -73,6 +73,12 @@ export interface HttpServerOptions {
    */
   readonly forwardConnectionsMax?: number | undefined;
   /**
+   * The address this node listens on for HTTP: forwards to the master leave from it (when
+   * it is a specific IP address), so that the master and firewall rules see them come from
+   * this node, as its peer connections do. @default the operating system's choice
+   */
+  readonly forwardFrom?: string | undefined;
+  /**
    * The registry `/metrics` serves; the HTTP layer registers its own metrics there. Without
    * one, the server makes its own registry holding the process metrics of prom-client.
    */
@@ -147,6 +153,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     forwardTimeoutMs,
     masterWaitMs: options.masterWaitMs,
     connectionsMax: options.forwardConnectionsMax ?? DEFAULT_FORWARD_CONNECTIONS_MAX,
+    sourceHost: options.forwardFrom,
     onOutcome: (outcome) => metrics.forwarded(outcome),
   });
   const context: HttpContext = {
