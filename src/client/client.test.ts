@@ -89,6 +89,23 @@ describe("client: master", () => {
     await c.put("k", "direct");
     expect(fake.requestsTo("PUT", "/v1/kv/").at(-1)?.nodeId).toBe(2);
   });
+
+  it("client: leaves a hung master once the others name a newer one (well before the attempt timeout)", async () => {
+    const fake = await cluster(3, 1);
+    const c = client({ endpoints: fake.urls, attemptTimeoutMs: 5_000, masterCheckAfterMs: 50 });
+    await c.put("k", "before");
+    // A paused process: its connections stay open and nothing is ever answered.
+    fake.node(1).intercept = () => true;
+    setTimeout(() => fake.elect(2), 100);
+    const started = performance.now();
+    await c.put("k", "after");
+    expect(performance.now() - started).toBeLessThan(2_000);
+    const puts = fake.requestsTo("PUT", "/v1/kv/");
+    expect(puts.at(-1)?.nodeId).toBe(2);
+    // The same logical write, so the same key on the retry.
+    expect(new Set(puts.slice(1).map((r) => r.headers["idempotency-key"])).size).toBe(1);
+    expect((await c.get("k"))?.text()).toBe("after");
+  });
 });
 
 describe("client: exactly-once", () => {

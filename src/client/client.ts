@@ -163,8 +163,13 @@ class HttpBatonClient implements BatonClient {
   private readonly masterCheckAfterMs: number;
   /** The master look-up under way for slow attempts, shared by all of them. */
   private masterCheck: Promise<void> | null = null;
-  /** Slow attempts at the presumed master, each told when a look-up learned something. */
-  private readonly masterWatchers = new Set<() => void>();
+  /**
+   * Attempts at the presumed master in flight, with when each started (performance.now()),
+   * each told when a look-up learned something.
+   */
+  private readonly masterWatchers = new Map<() => void, number>();
+  /** One timer for the whole client while attempts are watched (not one per attempt). */
+  private masterWatchTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ClientOptions) {
     this.policy = parsePolicy(options);
@@ -272,6 +277,8 @@ class HttpBatonClient implements BatonClient {
 
   async close(): Promise<void> {
     this.closing.abort();
+    if (this.masterWatchTimer !== null) clearInterval(this.masterWatchTimer);
+    this.masterWatchTimer = null;
     await this.pool.close();
   }
 
@@ -370,15 +377,31 @@ class HttpBatonClient implements BatonClient {
         controller.abort();
       }
     };
-    this.masterWatchers.add(check);
-    const timer = setInterval(() => this.lookForMaster(), this.masterCheckAfterMs);
+    this.masterWatchers.set(check, performance.now());
+    if (this.masterWatchTimer === null) {
+      // Twice per period, so that no attempt waits much more than the period for its look-up.
+      const period = Math.max(1, this.masterCheckAfterMs / 2);
+      this.masterWatchTimer = setInterval(() => this.onMasterWatchTick(), period);
+      this.masterWatchTimer.unref();
+    }
     return {
       signal: controller.signal,
       stop: () => {
-        clearInterval(timer);
         this.masterWatchers.delete(check);
+        if (this.masterWatchers.size === 0 && this.masterWatchTimer !== null) {
+          clearInterval(this.masterWatchTimer);
+          this.masterWatchTimer = null;
+        }
       },
     };
+  }
+
+  /** Looks for a newer master once the oldest watched attempt has waited long enough. */
+  private onMasterWatchTick(): void {
+    // A Map iterates in insertion order: the first watcher is the oldest attempt.
+    const oldest = this.masterWatchers.values().next();
+    if (oldest.done === true) return;
+    if (performance.now() - oldest.value >= this.masterCheckAfterMs) this.lookForMaster();
   }
 
   /** Asks every node for its status, one look-up at a time for the whole client. */
@@ -396,7 +419,7 @@ class HttpBatonClient implements BatonClient {
       const status = parseNodeStatus(parseJson(response.body));
       if (typeof status === "string") return;
       this.pool.learnFromStatus(endpoint, status);
-      for (const watcher of this.masterWatchers) watcher();
+      for (const watcher of this.masterWatchers.keys()) watcher();
     });
     this.masterCheck = Promise.allSettled(asks).then(() => {
       this.masterCheck = null;
