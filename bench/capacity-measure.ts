@@ -305,6 +305,15 @@ export function dirBytes(dir: string): number {
   return total;
 }
 
+/** Size of the largest file directly in `dir` (0 when there is none). */
+export function largestFileBytes(dir: string): number {
+  let largest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isFile()) largest = Math.max(largest, statSync(join(dir, entry.name)).size);
+  }
+  return largest;
+}
+
 export interface DiskWriteRate {
   readonly bytes: number;
   /** Open to the fsync's return, s. */

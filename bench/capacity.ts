@@ -38,6 +38,7 @@ import {
   diskWriteRate,
   KeyWriter,
   keyName,
+  largestFileBytes,
   makeValue,
   NodeLog,
   type NodeLogLine,
@@ -599,24 +600,35 @@ async function transferOne(
       `transfer ${stateMb} MB: written in ${writeSeconds.toFixed(1)} s (${writeMbPerSecond.toFixed(1)} MB/s through HTTP and replication)`,
     );
 
-    // Small writes until the master has a snapshot that holds every large value.
+    // Small writes until a snapshot is due, then wait for it: the master's first snapshot
+    // after the large values holds all of them (writing on while a large snapshot is being
+    // saved would only bring the next one closer).
     const masterLog = new NodeLog(master.node.process.logFile, 0);
-    const covers = (l: NodeLogLine): boolean =>
-      l.event === "snapshot" && typeof l.index === "number" && l.index >= lastBig;
-    for (let i = 1; masterLog.find(covers) === undefined; i++) {
-      if (i > 3 * snapshotEntries) {
+    const snapshots = (): number[] =>
+      masterLog
+        .refresh()
+        .filter((l) => l.event === "snapshot" && typeof l.index === "number")
+        .map((l) => l.index as number);
+    const tailValue = makeValue(options.valueBytes);
+    const deadline = performance.now() + TRANSFER_TIMEOUT_MS;
+    let revision = lastBig;
+    for (let i = 1; !snapshots().some((index) => index >= lastBig); ) {
+      if (performance.now() > deadline) {
         throw new Error(
-          `transfer ${stateMb} MB: no snapshot covering index ${lastBig} on node ${master.node.id} after ${i} more writes`,
+          `transfer ${stateMb} MB: node ${master.node.id} logged no snapshot covering index ${lastBig} within ${TRANSFER_TIMEOUT_MS / 60_000} minutes (snapshots: ${snapshots().join(", ") || "none"})`,
         );
       }
-      await writer.put(`tail-${keyName(i)}`, makeValue(options.valueBytes));
-      await sleep(5);
+      if (revision < Math.max(0, ...snapshots()) + snapshotEntries) {
+        revision = (await writer.put(`tail-${keyName(i++)}`, tailValue)).revision;
+      } else {
+        await sleep(100);
+      }
     }
-    const snapshot = masterLog.find(covers)!;
+    const snapshotIndex = snapshots().find((index) => index >= lastBig)!;
     await waitAllCaughtUp(cluster);
-    const snapshotBytes = dirBytes(join(cluster.dataDir(master.node.id), "snapshots"));
+    const snapshotBytes = largestFileBytes(join(cluster.dataDir(master.node.id), "snapshots"));
     log(
-      `transfer ${stateMb} MB: snapshot at index ${snapshot.index} (${(snapshotBytes / 1e6).toFixed(1)} MB on disk); measuring the disk's own write rate with a file of that size`,
+      `transfer ${stateMb} MB: snapshot at index ${snapshotIndex} (${(snapshotBytes / 1e6).toFixed(1)} MB on disk); measuring the disk's own write rate with a file of that size`,
     );
     const disk = await diskWriteRate(cluster.root, snapshotBytes);
     log(
