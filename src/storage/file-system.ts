@@ -54,7 +54,7 @@ export interface FileSystem {
  * than the two thread hand-offs of an asynchronous one, and every write of the log is
  * followed by an fdatasync that waits anyway. Larger ones stay off the event loop.
  */
-const SYNC_WRITE_BYTES_MAX = 256 * 1024;
+const SYNC_WRITE_BYTES_MAX = 64 * 1024;
 
 class NodeFileHandle implements FileHandleLike {
   /** fdatasync calls in flight, which the handle's own close() does not know of. */

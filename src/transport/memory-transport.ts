@@ -24,7 +24,7 @@ import {
 } from "./frame-codec.js";
 import { checkPeerInfo, isMessage } from "./frame-schema.js";
 import { HandlerSet } from "./handler-set.js";
-import { SendQueue, type SendQueueLimits } from "./send-queue.js";
+import { isBulk, SendQueue, type SendQueueLimits } from "./send-queue.js";
 import type {
   DropReason,
   MessageHandler,
@@ -211,7 +211,8 @@ export class MemoryTransport implements Transport {
     if (link === undefined) return this.drop(null, "unknown_peer");
     const encoded = encodeFrame(message, this.config);
     if (!encoded.ok) return this.drop(link, "too_large");
-    if (!link.queue.offer(encoded.bytes)) return this.drop(link, "queue_full");
+    if (!link.queue.offer(encoded.bytes, isBulk(message.type)))
+      return this.drop(link, "queue_full");
     this.network.requestRefresh(this);
     return { queued: true };
   }

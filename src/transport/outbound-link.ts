@@ -120,9 +120,12 @@ export class OutboundLink {
     this.connect();
   }
 
-  /** Queues an encoded frame; returns false (and counts a drop) when the queue is full. */
-  enqueue(frame: Uint8Array): boolean {
-    if (this.state === "closed" || !this.queue.offer(frame)) {
+  /**
+   * Queues an encoded frame (`bulk`: entries or snapshot data, which control frames
+   * overtake); returns false (and counts a drop) when the queue is full.
+   */
+  enqueue(frame: Uint8Array, bulk = false): boolean {
+    if (this.state === "closed" || !this.queue.offer(frame, bulk)) {
       this.droppedMessages++;
       return false;
     }

@@ -24,13 +24,34 @@ describe("send queue", () => {
 
   it("queue: refuses an offer beyond the byte bound (10 bytes)", () => {
     const queue = new SendQueue({ queueMessagesMax: 100, queueBytesMax: 10 });
-    expect(queue.offer(new Uint8Array(6))).toBe(true);
-    expect(queue.offer(new Uint8Array(5))).toBe(false);
-    expect(queue.offer(new Uint8Array(4))).toBe(true);
+    expect(queue.offer(new Uint8Array(6), true)).toBe(true);
+    expect(queue.offer(new Uint8Array(5), true)).toBe(false);
+    expect(queue.offer(new Uint8Array(4), true)).toBe(true);
     expect(queue.bytes).toBe(10);
     queue.shift();
     expect(queue.bytes).toBe(4);
-    expect(queue.offer(new Uint8Array(5))).toBe(true);
+    expect(queue.offer(new Uint8Array(5), true)).toBe(true);
+  });
+
+  it("queue: control frames overtake queued bulk frames; each lane keeps its order", () => {
+    const queue = new SendQueue({ queueMessagesMax: 100, queueBytesMax: 1000 });
+    queue.offer(Uint8Array.of(1), true);
+    queue.offer(Uint8Array.of(2), true);
+    queue.offer(Uint8Array.of(10));
+    queue.offer(Uint8Array.of(3), true);
+    queue.offer(Uint8Array.of(11));
+    const order = Array.from({ length: 5 }, () => queue.shift()?.[0]);
+    expect(order).toEqual([10, 11, 1, 2, 3]);
+    expect([queue.count, queue.bytes]).toEqual([0, 0]);
+  });
+
+  it("queue: a queue full of bulk frames still takes control frames (reserve)", () => {
+    const queue = new SendQueue({ queueMessagesMax: 100, queueBytesMax: 10 });
+    expect(queue.offer(new Uint8Array(10), true)).toBe(true);
+    expect(queue.offer(new Uint8Array(1), true)).toBe(false);
+    expect(queue.offer(new Uint8Array(40))).toBe(true);
+    expect(queue.bytes).toBe(50);
+    expect(queue.shift()?.length).toBe(40);
   });
 
   it("queue: clear discards everything and reports the count", () => {

@@ -1,8 +1,17 @@
 /**
- * A bounded FIFO of encoded frames waiting to be written to one peer. It owns the bounds
- * (message count and bytes) and their accounting, and never grows past either bound: an
- * offer that would exceed one is refused, and the caller counts the drop. Dropping the
- * newest message rather than blocking is safe because Raft retransmits what matters.
+ * A bounded queue of encoded frames waiting to be written to one peer, in two lanes:
+ * control frames (heartbeats, votes, acknowledgements) leave before bulk frames (appends
+ * carrying entries, snapshot chunks), each lane in FIFO order. Under a heavy write load
+ * the bulk lane can hold megabytes; a heartbeat queued behind them would reach the
+ * backup too late, and the backup would elect a new master while the old one is busy,
+ * not dead. Overtaking is safe: the protocol tolerates reordered messages (the
+ * simulator reorders them), and appends keep their order among themselves.
+ *
+ * It owns the bounds (message count and bytes) and their accounting, and never grows
+ * past them: an offer that would exceed one is refused, and the caller counts the drop.
+ * Dropping the newest message rather than blocking is safe because Raft retransmits
+ * what matters. Control frames may use CONTROL_RESERVE_BYTES beyond the byte bound, so
+ * that a queue full of appends still takes a heartbeat.
  */
 
 import { assert } from "../shared/assert.js";
@@ -21,10 +30,50 @@ export interface SendQueueLimits {
   readonly queueBytesMax: number;
 }
 
-export class SendQueue {
-  /** Frames in order; entries before `head` are consumed and cleared. */
+/** Whether a message of this type goes in the bulk lane (control frames overtake it). */
+export function isBulk(type: string): boolean {
+  return type === "append" || type === "snapshot_chunk";
+}
+
+/** Bytes beyond `queueBytesMax` that control frames alone may use. */
+export const CONTROL_RESERVE_BYTES = 1024 * 1024;
+
+/** One FIFO lane; entries before `head` are consumed and cleared. */
+class Lane {
   private frames: (Uint8Array | undefined)[] = [];
   private head = 0;
+
+  get count(): number {
+    return this.frames.length - this.head;
+  }
+
+  push(frame: Uint8Array): void {
+    this.frames.push(frame);
+  }
+
+  shift(): Uint8Array | undefined {
+    if (this.count === 0) return undefined;
+    const frame = this.frames[this.head];
+    assert(frame !== undefined, "queued frame missing");
+    this.frames[this.head] = undefined;
+    this.head++;
+    // Compacting once half the array is consumed keeps shift O(1) amortised.
+    if (this.head * 2 >= this.frames.length) {
+      this.frames = this.frames.slice(this.head);
+      this.head = 0;
+    }
+    return frame;
+  }
+
+  clear(): void {
+    this.frames = [];
+    this.head = 0;
+  }
+}
+
+export class SendQueue {
+  private readonly control = new Lane();
+  private readonly bulk = new Lane();
   private queuedBytes = 0;
 
   constructor(private readonly limits: SendQueueLimits) {
@@ -33,35 +82,31 @@ export class SendQueue {
   }
 
   get count(): number {
-    return this.frames.length - this.head;
+    return this.control.count + this.bulk.count;
   }
 
   get bytes(): number {
     return this.queuedBytes;
   }
 
-  /** Appends `frame` unless a bound would be exceeded; returns whether it was queued. */
-  offer(frame: Uint8Array): boolean {
+  /**
+   * Queues `frame` in its lane unless a bound would be exceeded; returns whether it was
+   * queued. `bulk`: an append carrying entries or a snapshot chunk.
+   */
+  offer(frame: Uint8Array, bulk = false): boolean {
     if (this.count + 1 > this.limits.queueMessagesMax) return false;
-    if (this.queuedBytes + frame.length > this.limits.queueBytesMax) return false;
-    this.frames.push(frame);
+    const bytesMax = this.limits.queueBytesMax + (bulk ? 0 : CONTROL_RESERVE_BYTES);
+    if (this.queuedBytes + frame.length > bytesMax) return false;
+    (bulk ? this.bulk : this.control).push(frame);
     this.queuedBytes += frame.length;
     return true;
   }
 
-  /** Removes and returns the oldest frame, or undefined when empty. */
+  /** Removes and returns the next frame to write (control frames first), or undefined. */
   shift(): Uint8Array | undefined {
-    if (this.count === 0) return undefined;
-    const frame = this.frames[this.head];
-    assert(frame !== undefined, "queued frame missing");
-    this.frames[this.head] = undefined;
-    this.head++;
+    const frame = this.control.shift() ?? this.bulk.shift();
+    if (frame === undefined) return undefined;
     this.queuedBytes -= frame.length;
-    // Compacting once half the array is consumed keeps shift O(1) amortised.
-    if (this.head * 2 >= this.frames.length) {
-      this.frames = this.frames.slice(this.head);
-      this.head = 0;
-    }
     assert(this.queuedBytes >= 0 && (this.count > 0 || this.queuedBytes === 0));
     return frame;
   }
@@ -69,8 +114,8 @@ export class SendQueue {
   /** Discards every queued frame and returns how many there were. */
   clear(): number {
     const discarded = this.count;
-    this.frames = [];
-    this.head = 0;
+    this.control.clear();
+    this.bulk.clear();
     this.queuedBytes = 0;
     return discarded;
   }

@@ -23,6 +23,7 @@ import { HandlerSet } from "./handler-set.js";
 import { InboundConnection, type InboundContext } from "./inbound-connection.js";
 import { LogThrottle } from "./log-throttle.js";
 import { OutboundLink, type OutboundLinkContext } from "./outbound-link.js";
+import { isBulk } from "./send-queue.js";
 import { assertTcpTransportConfig, type TcpTransportConfig } from "./tcp-transport-config.js";
 import type {
   DropReason,
@@ -158,7 +159,7 @@ export class TcpTransport implements Transport {
       return this.drop("too_large");
     }
     // The link counts its own drop when its queue is full.
-    return link.enqueue(encoded.bytes) ? QUEUED : this.drop("queue_full");
+    return link.enqueue(encoded.bytes, isBulk(message.type)) ? QUEUED : this.drop("queue_full");
   }
 
   onMessage(handler: MessageHandler): Unsubscribe {
