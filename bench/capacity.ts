@@ -152,7 +152,10 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
     ])
     .option("--out <dir>", "results folder (default results/capacity/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
-    .option("--baton-cli <file>", "run Baton nodes from another build's cli/main.js")
+    .option(
+      "--baton-cli <file>",
+      "run Baton nodes from another build's cli/main.js (implies --from dist, builds nothing)",
+    )
     .option(
       "--smoke",
       "a tiny run that checks the benchmark works: 1,500 keys, log size 1,000, 2 MB transfer, no restart after the memory phase",
@@ -189,7 +192,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     clients: smoke ? 16 : o.clients,
     phases: o.phases,
     out: resolve(o.out ?? join(REPO_ROOT, "results", "capacity", stamp())),
-    from: resolveFrom(o.from),
+    from: o.batonCli === undefined ? resolveFrom(o.from) : "dist",
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
     settleMs: smoke ? 200 : 2000,
     restartAfterMemory: !smoke,
