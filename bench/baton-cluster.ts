@@ -9,7 +9,7 @@
  * written) before removing the data.
  */
 
-import { mkdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   type BenchCluster,
@@ -46,6 +46,12 @@ export interface BatonClusterOptions {
    * data directory, until their `process.start()` (e.g. a backup that joins later).
    */
   readonly startIds?: readonly number[];
+  /**
+   * Numeric uids (and gids) for nodes 1-3 (root only): each node runs under its own, with
+   * its data and temporary directories chowned to it, so that iptables can tell the
+   * nodes' packets apart by owner (bench/partition.ts).
+   */
+  readonly uids?: readonly [number, number, number];
 }
 
 /** A node's `GET /v1/status` (the fields the benchmarks read). */
@@ -127,6 +133,8 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
   const hosts = options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
   const ports = await freePorts(6);
   const root = makeTempDir("baton-bench-");
+  // Other uids must be able to reach their own directories inside.
+  if (options.uids !== undefined) chmodSync(root, 0o711);
   const peers = hosts.map((h, i) => `${i + 1}=${h}:${ports[2 * i]}`).join(",");
   const launcher =
     options.from === "dist"
@@ -136,6 +144,15 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
     const id = i + 1;
     const dataDir = join(root, `n${id}`);
     mkdirSync(dataDir, { recursive: true });
+    const uid = options.uids?.[i];
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
+    if (uid !== undefined) {
+      // tsx and node write caches under TMPDIR; keep them inside the cluster's folder.
+      const tmp = join(root, `tmp${id}`);
+      mkdirSync(tmp);
+      for (const dir of [dataDir, tmp]) chownSync(dir, uid, uid);
+      Object.assign(env, { TMPDIR: tmp, HOME: tmp });
+    }
     const httpAddress = `${host}:${ports[2 * i + 1]}`;
     const args = [
       ...(options.nodeFlags ?? []),
@@ -145,17 +162,19 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
       ...["--peers", peers, "--data", dataDir, "--log-level", "info"],
       ...(options.extraArgs ?? []),
     ];
-    const env = { ...process.env, NO_COLOR: "1" };
     const proc = new ManagedProcess(
       `baton node ${id}`,
       process.execPath,
       args,
       join(root, `n${id}.log`),
       env,
+      uid === undefined ? null : { uid, gid: uid },
     );
     return { id, url: `http://${httpAddress}`, host, process: proc };
   });
-  const extra = options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "";
+  const extra =
+    (options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "") +
+    (options.uids === undefined ? "" : ", each node under a uid of its own");
   const cluster = new BatonCluster(
     nodes,
     `Baton (${options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts"}), 3 nodes, data on disk with fsync, default timeouts${extra}`,

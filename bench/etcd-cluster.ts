@@ -13,7 +13,7 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   type BenchCluster,
@@ -31,6 +31,15 @@ export interface EtcdClusterOptions {
   readonly heartbeatMs?: number;
   /** --election-timeout in ms. @default etcd's own, 1000 */
   readonly electionMs?: number;
+  /** --pre-vote (off by default in etcd 3.4, on in 3.5). @default etcd's own */
+  readonly preVote?: boolean;
+  /**
+   * Numeric uids (and gids) for members 1-3 (root only): each member runs under its own,
+   * with its data directory chowned to it, so that iptables can tell the members' packets
+   * apart by owner (bench/partition.ts); etcd dials its peers from 127.0.0.1 whatever it
+   * listens on, so addresses cannot.
+   */
+  readonly uids?: readonly [number, number, number];
 }
 
 interface EtcdStatus {
@@ -128,6 +137,8 @@ export async function startEtcdCluster(
   const hosts = options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
   const ports = await freePorts(6);
   const root = makeTempDir("etcd-bench-");
+  // Other uids must be able to reach their own directories inside.
+  if (options.uids !== undefined) chmodSync(root, 0o711);
   const peerUrl = (i: number): string => `http://${hosts[i]}:${ports[2 * i]}`;
   const initialCluster = hosts.map((_, i) => `e${i + 1}=${peerUrl(i)}`).join(",");
   const timeouts: string[] = [];
@@ -137,10 +148,17 @@ export async function startEtcdCluster(
   if (options.electionMs !== undefined) {
     timeouts.push("--election-timeout", String(options.electionMs));
   }
+  if (options.preVote !== undefined) timeouts.push(`--pre-vote=${options.preVote}`);
   const nodes: BenchNode[] = hosts.map((host, i) => {
     const id = i + 1;
     const dataDir = join(root, `e${id}`);
     mkdirSync(dataDir, { recursive: true });
+    const uid = options.uids?.[i];
+    if (uid !== undefined) {
+      // etcd wants its data directory to be its own, mode 0700.
+      chownSync(dataDir, uid, uid);
+      chmodSync(dataDir, 0o700);
+    }
     const clientUrl = `http://${host}:${ports[2 * i + 1]}`;
     const args = [
       ...["--name", `e${id}`, "--data-dir", dataDir],
@@ -153,13 +171,23 @@ export async function startEtcdCluster(
       ...["--logger", "zap", "--log-level", "warn"],
       ...timeouts,
     ];
-    const proc = new ManagedProcess(`etcd member ${id}`, "etcd", args, join(root, `e${id}.log`));
+    const proc = new ManagedProcess(
+      `etcd member ${id}`,
+      "etcd",
+      args,
+      join(root, `e${id}.log`),
+      uid === undefined ? process.env : { ...process.env, HOME: dataDir },
+      uid === undefined ? null : { uid, gid: uid },
+    );
     return { id, url: clientUrl, host, process: proc };
   });
+  const tuned = options.heartbeatMs !== undefined || options.electionMs !== undefined;
   const timing =
-    timeouts.length === 0
-      ? "default timeouts (heartbeat 100 ms, election 1000 ms)"
-      : `heartbeat ${options.heartbeatMs ?? 100} ms, election ${options.electionMs ?? 1000} ms`;
+    (tuned
+      ? `heartbeat ${options.heartbeatMs ?? 100} ms, election ${options.electionMs ?? 1000} ms`
+      : "default timeouts (heartbeat 100 ms, election 1000 ms)") +
+    (options.preVote === undefined ? "" : `, pre-vote ${options.preVote ? "on" : "off"}`) +
+    (options.uids === undefined ? "" : ", each member under a uid of its own");
   const cluster = new EtcdCluster(
     nodes,
     `etcd ${version}, 3 members, WAL fsync on (default), ${timing}, v3 JSON gateway`,

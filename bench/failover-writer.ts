@@ -19,9 +19,10 @@ import type { BenchCluster, SystemName } from "./bench-cluster.js";
 import { createOutcome, KvRequests, readValue } from "./kv-protocol.js";
 
 export type WriteOutcome =
-  | { readonly kind: "ok"; readonly attempts: number }
+  /** `node`: the id of the node that acknowledged it. */
+  | { readonly kind: "ok"; readonly attempts: number; readonly node: number }
   /** The key existed already: after an unanswered attempt, ours; else a duplicate. */
-  | { readonly kind: "existed"; readonly attempts: number }
+  | { readonly kind: "existed"; readonly attempts: number; readonly node: number }
   | { readonly kind: "error"; readonly message: string };
 
 export interface WriteRecord {
@@ -94,6 +95,20 @@ export class FailoverWriter {
     await Promise.all(this.pools.map((p) => p.destroy()));
   }
 
+  /**
+   * Writes issued at or after `from` that node `id` acknowledged before `to`: after a
+   * partition cut `id` off at `from`, any is a write acknowledged by the minority side.
+   */
+  acknowledgedBy(id: number, from: number, to: number): number {
+    let n = 0;
+    for (const r of this.records) {
+      if (r.startedAt < from || r.endedAt === null || r.endedAt >= to) continue;
+      const o = r.outcome;
+      if ((o?.kind === "ok" || o?.kind === "existed") && o.node === id) n++;
+    }
+    return n;
+  }
+
   /** The earliest-acknowledged write issued at or after `at`, or null. */
   firstAckIssuedAfter(at: number): WriteRecord | null {
     let first: WriteRecord | null = null;
@@ -162,11 +177,12 @@ export class FailoverWriter {
         });
         const body = await response.body.text();
         const outcome = createOutcome(this.system, response.statusCode, body);
+        const id = this.cluster.nodes[node]!.id;
         if (outcome === "created") {
           this.preferred = node;
-          return { kind: "ok", attempts };
+          return { kind: "ok", attempts, node: id };
         }
-        if (outcome === "existed") return { kind: "existed", attempts };
+        if (outcome === "existed") return { kind: "existed", attempts, node: id };
         lastError = `${response.statusCode} ${body.slice(0, 120)}`;
       } catch (error) {
         lastError = String(error);

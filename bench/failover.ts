@@ -1,14 +1,26 @@
 /**
- * `npm run bench:failover`: how long a client cannot write when the master dies (SIGKILL)
- * or hangs (SIGSTOP), for Baton and, with --compare etcd, for etcd, the same writer and
- * the same faults for both. Each system gets a three-node cluster of its own (Baton from
- * the built CLI), one writer that starts a create-only write of a new key every 5 ms
- * (bench/failover-writer.ts), and --kills rounds per fault:
+ * `npm run bench:failover`: how long a client cannot write when the master dies (SIGKILL),
+ * hangs (SIGSTOP) or is cut off from the other nodes (partition), for Baton and, with
+ * --compare etcd, for etcd, the same writer and the same faults for both. Each system gets
+ * a three-node cluster of its own (Baton from the built CLI), one writer that starts a
+ * create-only write of a new key every 5 ms (bench/failover-writer.ts), and --kills rounds
+ * per fault:
  *
- *   find the master → signal it → wait for the others to agree on a new master →
- *   window = signal → first acknowledgement of a write issued after the signal →
- *   bring the node back (restart after 200 ms, or SIGCONT after --pause-ms) →
- *   wait until it has caught up.
+ *   find the master → signal it (or cut it off) → wait for the others to agree on a new
+ *   master → window = signal → first acknowledgement of a write issued after the signal →
+ *   bring the node back (restart after 200 ms, SIGCONT after --pause-ms, or heal the
+ *   partition after --partition-ms) → wait until it has caught up.
+ *
+ * A partition (root only; bench/partition.ts) drops every packet between the master's
+ * process and the other nodes' processes, both ways, and nothing else: the writer (this
+ * process) still reaches every node's client port, the isolated one included, for both
+ * systems. Each node runs under a numeric uid of its own for that, since etcd's peer
+ * connections cannot be told apart by address. Per partition it also records when the
+ * isolated master stopped calling itself master (check-quorum: Baton's /v1/status role,
+ * etcd's status leader), whether that came before another node called itself master, the
+ * writes it acknowledged while cut off (issued after the cut: must be 0), and whether the
+ * heal cost another election. The window starts once the cut is in force (iptables-restore
+ * returned), like the others at the signal.
  *
  * At the end every key is read back linearizably from the master: acknowledged writes
  * missing or changed are lost; a create refused because the key existed is a write
@@ -25,13 +37,16 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { startBatonCluster } from "./baton-cluster.js";
-import { type BenchCluster, nodeById, type SystemName } from "./bench-cluster.js";
+import { type BenchCluster, fetchJson, nodeById, type SystemName } from "./bench-cluster.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import { FailoverWriter, type Verification } from "./failover-writer.js";
+import { nodeUids, OwnerPartition, partitionUnsupported } from "./partition.js";
 import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom, sleep, waitFor } from "./processes.js";
 import { summarize } from "./stats.js";
 
-type Fault = "kill" | "stop";
+type Fault = "kill" | "stop" | "partition";
+
+const FAULTS: readonly Fault[] = ["kill", "stop", "partition"];
 
 interface FailoverOptions {
   readonly compare: SystemName[];
@@ -40,10 +55,12 @@ interface FailoverOptions {
   readonly intervalMs: number;
   readonly attemptTimeoutMs: number;
   readonly pauseMs: number;
+  readonly partitionMs: number;
   readonly out: string;
   readonly from: "dist" | "source";
   readonly etcdHeartbeatMs: number | null;
   readonly etcdElectionMs: number | null;
+  readonly etcdPreVote: boolean | null;
   /** Bring the signalled node back and wait until it caught up (off in --smoke). */
   readonly rejoin: boolean;
 }
@@ -63,6 +80,40 @@ interface Round {
   /** Signal to the old node having caught up again, ms. */
   readonly rejoinedMs: number;
   readonly loadAverage1m: number;
+  /** Partition rounds only. */
+  readonly partition?: PartitionFigures;
+}
+
+interface PartitionFigures {
+  /** How long iptables-restore took to put the cut in place; the window starts after it. */
+  readonly cutApplyMs: number;
+  /**
+   * Cut to the isolated master no longer calling itself master (its status polled every
+   * 20 ms through its client port), ms; null when it still did at the heal.
+   */
+  readonly stoppedServingMs: number | null;
+  /**
+   * Cut to another node first calling itself master (polled alongside, every 20 ms), ms:
+   * the election, before the third node has heard of it ("new master agreed" waits for
+   * that too); null if never seen.
+   */
+  readonly electedMs: number | null;
+  /**
+   * Whether the isolated master stopped calling itself master before another node started
+   * to (check-quorum ahead of the election): "before" or "after" when the 20 ms polls tell
+   * them apart, "same poll" when one poll of all three saw both.
+   */
+  readonly stoppedBeforeNewMaster: "before" | "same poll" | "after" | "never";
+  /** Writes issued after the cut that the isolated node acknowledged before the heal. */
+  readonly isolatedAcks: number;
+  /** Cut to heal, ms. */
+  readonly healedAfterMs: number;
+  /** Heal to the old master having caught up, ms (null without rejoin). */
+  readonly caughtUpAfterHealMs: number | null;
+  /** The term all three agreed on once the old master caught up (null without rejoin). */
+  readonly termAfterHeal: number | null;
+  /** The heal cost another election: termAfterHeal above the new master's term. */
+  readonly healElection: boolean | null;
 }
 
 interface SystemResult {
@@ -89,7 +140,7 @@ function parsePositive(text: string): number {
 function parseFaults(text: string): Fault[] {
   const list = text.split(",").map((s) => s.trim());
   for (const f of list) {
-    if (f !== "kill" && f !== "stop") throw new InvalidArgumentError(`unknown fault ${f}`);
+    if (!FAULTS.includes(f as Fault)) throw new InvalidArgumentError(`unknown fault ${f}`);
   }
   return list as Fault[];
 }
@@ -101,14 +152,19 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
       return ["etcd"] as SystemName[];
     })
     .option("--kills <n>", "rounds per fault", parsePositive, 20)
-    .option("--faults <list>", "kill (SIGKILL), stop (SIGSTOP, then SIGCONT)", parseFaults, [
-      "kill",
-    ])
+    .option(
+      "--faults <list>",
+      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off; root)",
+      parseFaults,
+      ["kill"],
+    )
     .option("--interval-ms <ms>", "a new write every this many ms", parsePositive, 5)
     .option("--attempt-timeout-ms <ms>", "the writer's wait per attempt", parsePositive, 1000)
     .option("--pause-ms <ms>", "how long a stopped master stays stopped", parsePositive, 2000)
+    .option("--partition-ms <ms>", "how long a cut-off master stays cut off", parsePositive, 2000)
     .option("--etcd-heartbeat-ms <ms>", "etcd --heartbeat-interval (default etcd's)", parsePositive)
     .option("--etcd-election-ms <ms>", "etcd --election-timeout (default etcd's)", parsePositive)
+    .option("--etcd-pre-vote", "etcd --pre-vote=true (off by default in etcd 3.4)")
     .option("--out <dir>", "results folder (default results/failover/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option("--smoke", "a tiny run: 1 round of each fault asked for, no rejoin")
@@ -121,8 +177,10 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
       intervalMs: number;
       attemptTimeoutMs: number;
       pauseMs: number;
+      partitionMs: number;
       etcdHeartbeatMs?: number;
       etcdElectionMs?: number;
+      etcdPreVote?: boolean;
       out?: string;
       from: string;
       smoke?: boolean;
@@ -136,10 +194,12 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     intervalMs: o.intervalMs,
     attemptTimeoutMs: smoke ? 300 : o.attemptTimeoutMs,
     pauseMs: smoke ? 800 : o.pauseMs,
+    partitionMs: smoke ? 800 : o.partitionMs,
     out: resolve(o.out ?? join(REPO_ROOT, "results", "failover", date)),
     from: resolveFrom(o.from),
     etcdHeartbeatMs: o.etcdHeartbeatMs ?? null,
     etcdElectionMs: o.etcdElectionMs ?? null,
+    etcdPreVote: o.etcdPreVote === true ? true : null,
     rejoin: !smoke,
   };
 }
@@ -158,12 +218,17 @@ async function round(
   options: FailoverOptions,
   fault: Fault,
   n: number,
+  network: OwnerPartition | null,
 ): Promise<Round> {
   const master = await waitFor(
     "a master",
     async () => (await cluster.master()) ?? undefined,
     30_000,
   );
+  if (fault === "partition") {
+    if (network === null) throw new Error("a partition round without a partition");
+    return partitionRound(cluster, writer, options, n, network, master);
+  }
   const node = nodeById(cluster, master.id).process;
   const signalledAt = performance.now();
   if (fault === "kill") await node.kill();
@@ -221,7 +286,160 @@ async function round(
   };
 }
 
-async function measure(cluster: BenchCluster, options: FailoverOptions): Promise<SystemResult> {
+/**
+ * Whether node `id` calls itself master now, asked through its client port (Baton:
+ * /v1/status role; etcd: the status's leader is its own member id); null without an answer
+ * within 500 ms.
+ */
+async function claimsMastership(cluster: BenchCluster, id: number): Promise<boolean | null> {
+  const url = nodeById(cluster, id).url;
+  try {
+    if (cluster.system === "baton") {
+      const a = await fetchJson(`${url}/v1/status`, { timeoutMs: 500 });
+      return a.status === 200 ? (a.json as { role?: string }).role === "master" : null;
+    }
+    const a = await fetchJson(`${url}/v3/maintenance/status`, {
+      method: "POST",
+      body: "{}",
+      timeoutMs: 500,
+    });
+    if (a.status !== 200) return null;
+    const status = a.json as { leader?: string; header?: { member_id?: string } };
+    return status.leader !== undefined && status.leader === status.header?.member_id;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * One partition of the master: cut it off → wait for the others to agree on a new master
+ * and for the first write issued after the cut to be acknowledged, watching meanwhile for
+ * the isolated master to step down → heal after --partition-ms → wait until it caught up.
+ */
+async function partitionRound(
+  cluster: BenchCluster,
+  writer: FailoverWriter,
+  options: FailoverOptions,
+  n: number,
+  network: OwnerPartition,
+  master: { readonly id: number; readonly term: number },
+): Promise<Round> {
+  const cutStartedAt = performance.now();
+  await network.isolate(master.id);
+  const cutAt = performance.now();
+  // Poll every node's own view: when the isolated master stops calling itself master, and
+  // when another node starts to.
+  let watching = true;
+  let stoppedServingMs: number | null = null;
+  let electedMs: number | null = null;
+  let stoppedPoll = 0;
+  let electedPoll = 0;
+  const watcher = (async (): Promise<void> => {
+    for (let poll = 1; watching && (stoppedServingMs === null || electedMs === null); poll++) {
+      await Promise.all(
+        cluster.nodes.map(async (node) => {
+          const claims = await claimsMastership(cluster, node.id);
+          const at = performance.now() - cutAt;
+          if (node.id === master.id) {
+            if (claims === false && stoppedServingMs === null) {
+              stoppedServingMs = at;
+              stoppedPoll = poll;
+            }
+          } else if (claims === true && electedMs === null) {
+            electedMs = at;
+            electedPoll = poll;
+          }
+        }),
+      );
+      await sleep(20);
+    }
+  })();
+  let healedAt = 0;
+  try {
+    const next = await waitFor(
+      "a new master",
+      async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
+      30_000,
+    );
+    const masterAgreedMs = performance.now() - cutAt;
+    const first = await writer.waitForAckIssuedAfter(cutAt, 30_000);
+    const windowMs = (first.endedAt ?? performance.now()) - cutAt;
+    // Heal after --partition-ms, or once the old master stepped down if that came later
+    // (up to 30 s: check-quorum should take one election timeout).
+    await sleep(Math.max(0, options.partitionMs - (performance.now() - cutAt)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      watcher,
+      new Promise((done) => {
+        timer = setTimeout(done, 30_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    watching = false;
+    await watcher;
+    healedAt = performance.now();
+    await network.heal();
+    const isolatedAcks = writer.acknowledgedBy(master.id, cutAt, healedAt);
+    let termAfterHeal: number | null = null;
+    let caughtUpAfterHealMs: number | null = null;
+    if (options.rejoin) {
+      await waitFor(
+        "the old master to catch up",
+        async () => ((await cluster.caughtUp(master.id)) ? true : undefined),
+        60_000,
+        50,
+      );
+      caughtUpAfterHealMs = performance.now() - healedAt;
+      const after = await waitFor(
+        "a master after the heal",
+        async () => (await cluster.master()) ?? undefined,
+        30_000,
+      );
+      termAfterHeal = after.term;
+    }
+    return {
+      system: cluster.system,
+      fault: "partition",
+      round: n,
+      oldMaster: master.id,
+      oldTerm: master.term,
+      newMaster: next.id,
+      newTerm: next.term,
+      windowMs,
+      masterAgreedMs,
+      rejoinedMs: options.rejoin ? performance.now() - cutAt : 0,
+      loadAverage1m: Number((loadavg()[0] ?? 0).toFixed(2)),
+      partition: {
+        cutApplyMs: cutAt - cutStartedAt,
+        stoppedServingMs,
+        electedMs,
+        stoppedBeforeNewMaster:
+          stoppedServingMs === null
+            ? "never"
+            : electedMs === null || stoppedPoll < electedPoll
+              ? "before"
+              : stoppedPoll === electedPoll
+                ? "same poll"
+                : "after",
+        isolatedAcks,
+        healedAfterMs: healedAt - cutAt,
+        caughtUpAfterHealMs,
+        termAfterHeal,
+        healElection: termAfterHeal === null ? null : termAfterHeal > next.term,
+      },
+    };
+  } finally {
+    watching = false;
+    // Whatever happened, never leave the master cut off for the next round.
+    if (healedAt === 0) await network.heal();
+  }
+}
+
+async function measure(
+  cluster: BenchCluster,
+  options: FailoverOptions,
+  network: OwnerPartition | null,
+): Promise<SystemResult> {
   const writer = new FailoverWriter(cluster, {
     intervalMs: options.intervalMs,
     attemptTimeoutMs: options.attemptTimeoutMs,
@@ -236,10 +454,15 @@ async function measure(cluster: BenchCluster, options: FailoverOptions): Promise
     for (const fault of options.faults) {
       for (let n = 1; n <= options.kills; n++) {
         await sleep(500);
-        const r = await round(cluster, writer, options, fault, n);
+        const r = await round(cluster, writer, options, fault, n, network);
         rounds.push(r);
+        const p = r.partition;
+        const extra =
+          p === undefined
+            ? ""
+            : `, old master stopped calling itself master ${p.stoppedServingMs === null ? "never" : `${p.stoppedServingMs.toFixed(0)} ms`}, new one elected ${p.electedMs?.toFixed(0) ?? "-"} ms, ${p.isolatedAcks} acks from it while cut off, term after heal ${p.termAfterHeal ?? "-"}`;
         log(
-          `  ${cluster.system} ${fault} #${n}: master ${r.oldMaster}@${r.oldTerm} → ${r.newMaster}@${r.newTerm}, window ${r.windowMs.toFixed(0)} ms, new master agreed ${r.masterAgreedMs.toFixed(0)} ms, caught up ${(r.rejoinedMs / 1000).toFixed(1)} s; load ${r.loadAverage1m}`,
+          `  ${cluster.system} ${fault} #${n}: master ${r.oldMaster}@${r.oldTerm} → ${r.newMaster}@${r.newTerm}, window ${r.windowMs.toFixed(0)} ms, new master agreed ${r.masterAgreedMs.toFixed(0)} ms${extra}, caught up ${(r.rejoinedMs / 1000).toFixed(1)} s; load ${r.loadAverage1m}`,
         );
       }
     }
@@ -283,7 +506,7 @@ function table(results: readonly SystemResult[], faults: readonly Fault[]): stri
       const w = summarize(mine.map((x) => x.windowMs));
       const a = summarize(mine.map((x) => x.masterAgreedMs));
       const load = summarize(mine.map((x) => x.loadAverage1m)).median;
-      const signal = fault === "kill" ? "SIGKILL" : "SIGSTOP";
+      const signal = { kill: "SIGKILL", stop: "SIGSTOP", partition: "partition" }[fault];
       rows.push(
         `| ${r.system} | ${signal} | ${w.count} | ${f(w.median)} | ${f(w.p90)} | ${f(w.max)} | ${f(a.median)} | ${r.writes.acknowledged} of ${r.writes.issued} | ${r.writes.lost.length} | ${r.writes.duplicated.length} | ${load?.toFixed(1) ?? "-"} |`,
       );
@@ -292,16 +515,46 @@ function table(results: readonly SystemResult[], faults: readonly Fault[]): stri
   return rows.join("\n");
 }
 
+/** The partition rounds' own figures: check-quorum, acknowledgements while cut off, heal. */
+function partitionTable(results: readonly SystemResult[]): string | null {
+  const rows = [
+    "| system | partitions | old master stopped calling itself master, median ms | max ms | another node called itself master, median ms | old one stopped first | writes it acknowledged while cut off | heal cost an election | caught up after the heal, median ms | cut applied in, median ms |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  const f = (v: number | null): string => (v === null ? "-" : v.toFixed(0));
+  let any = false;
+  for (const r of results) {
+    const mine = r.rounds.flatMap((x) => (x.partition === undefined ? [] : [x.partition]));
+    if (mine.length === 0) continue;
+    any = true;
+    const stopped = mine.flatMap((p) => (p.stoppedServingMs === null ? [] : [p.stoppedServingMs]));
+    const s = summarize(stopped);
+    const never = mine.length - stopped.length;
+    const elected = summarize(mine.flatMap((p) => (p.electedMs === null ? [] : [p.electedMs])));
+    const before = mine.filter((p) => p.stoppedBeforeNewMaster === "before").length;
+    const ties = mine.filter((p) => p.stoppedBeforeNewMaster === "same poll").length;
+    const acks = mine.reduce((sum, p) => sum + p.isolatedAcks, 0);
+    const known = mine.filter((p) => p.healElection !== null);
+    const healElections = known.filter((p) => p.healElection === true).length;
+    const apply = summarize(mine.map((p) => p.cutApplyMs)).median;
+    const caughtUp = summarize(
+      mine.flatMap((p) => (p.caughtUpAfterHealMs === null ? [] : [p.caughtUpAfterHealMs])),
+    ).median;
+    rows.push(
+      `| ${r.system} | ${mine.length} | ${f(s.median)}${never > 0 ? ` (${never} never)` : ""} | ${f(s.max)} | ${f(elected.median)} | ${before} of ${mine.length}${ties > 0 ? ` (${ties} same poll)` : ""} | ${acks} | ${known.length === 0 ? "-" : `${healElections} of ${known.length}`} | ${f(caughtUp)} | ${f(apply)} |`,
+    );
+  }
+  return any ? rows.join("\n") : null;
+}
+
 async function runSystem(
   system: SystemName,
   options: FailoverOptions,
   skipped: string[],
 ): Promise<SystemResult | null> {
-  let cluster: BenchCluster;
+  let etcdVersion = "";
   if (system === "baton") {
     if (options.from === "dist") ensureBuilt(log);
-    log("starting a 3-node Baton cluster");
-    cluster = await startBatonCluster({ from: options.from });
   } else {
     const etcd = ensureEtcd(log);
     if (!etcd.ok) {
@@ -309,21 +562,49 @@ async function runSystem(
       skipped.push(`etcd: ${etcd.reason}`);
       return null;
     }
-    log("starting a 3-member etcd cluster");
-    cluster = await startEtcdCluster(etcd.version, {
-      ...(options.etcdHeartbeatMs === null ? {} : { heartbeatMs: options.etcdHeartbeatMs }),
-      ...(options.etcdElectionMs === null ? {} : { electionMs: options.etcdElectionMs }),
-    });
+    etcdVersion = etcd.version;
   }
+  // Partitions: every node under a uid of its own, tagged by iptables from before the
+  // nodes open their first connection (bench/partition.ts).
+  let network: OwnerPartition | null = null;
+  let uids: [number, number, number] | undefined;
+  if (options.faults.includes("partition")) {
+    uids = nodeUids(3, system === "baton" ? 0 : 1) as [number, number, number];
+    network = await OwnerPartition.open(new Map(uids.map((uid, i) => [i + 1, uid])));
+  }
+  let cluster: BenchCluster | null = null;
   try {
-    return await measure(cluster, options);
+    if (system === "baton") {
+      log("starting a 3-node Baton cluster");
+      cluster = await startBatonCluster({
+        from: options.from,
+        ...(uids === undefined ? {} : { uids }),
+      });
+    } else {
+      log("starting a 3-member etcd cluster");
+      cluster = await startEtcdCluster(etcdVersion, {
+        ...(options.etcdHeartbeatMs === null ? {} : { heartbeatMs: options.etcdHeartbeatMs }),
+        ...(options.etcdElectionMs === null ? {} : { electionMs: options.etcdElectionMs }),
+        ...(options.etcdPreVote === null ? {} : { preVote: options.etcdPreVote }),
+        ...(uids === undefined ? {} : { uids }),
+      });
+    }
+    return await measure(cluster, options, network);
   } finally {
-    await cluster.stop().catch(() => {});
+    await cluster?.stop().catch(() => {});
+    network?.close();
   }
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  const options = parseOptions(argv);
+  let options = parseOptions(argv);
+  const skipped: string[] = [];
+  const unsupported = options.faults.includes("partition") ? partitionUnsupported() : null;
+  if (unsupported !== null) {
+    log(`partition skipped: ${unsupported}`);
+    skipped.push(`partition: ${unsupported}`);
+    options = { ...options, faults: options.faults.filter((f) => f !== "partition") };
+  }
   mkdirSync(options.out, { recursive: true });
   const machine = {
     cpus: availableParallelism(),
@@ -332,19 +613,21 @@ export async function main(argv: readonly string[]): Promise<number> {
     loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
   };
   log(
-    `bench:failover: ${options.kills} round(s) of ${options.faults.join(", ")}, a write every ${options.intervalMs} ms; ${machine.cpus} CPUs, load ${machine.loadAverageAtStart.join(" ")}`,
+    `bench:failover: ${options.kills} round(s) of ${options.faults.join(", ") || "no fault"}, a write every ${options.intervalMs} ms; ${machine.cpus} CPUs, load ${machine.loadAverageAtStart.join(" ")}`,
   );
   const results: SystemResult[] = [];
-  const skipped: string[] = [];
   try {
-    for (const system of ["baton", ...options.compare] as SystemName[]) {
+    // Nothing to measure when the only fault asked for was skipped.
+    const systems = options.faults.length === 0 ? [] : ["baton", ...options.compare];
+    for (const system of systems as SystemName[]) {
       const result = await runSystem(system, options, skipped);
       if (result !== null) results.push(result);
     }
   } finally {
     cleanupSync();
   }
-  const text = table(results, options.faults);
+  const partitions = partitionTable(results);
+  const text = table(results, options.faults) + (partitions === null ? "" : `\n\n${partitions}`);
   const report = {
     date: new Date().toISOString(),
     command: `npm run bench:failover -- ${argv.join(" ")}`.trim(),

@@ -124,6 +124,8 @@ export class ManagedProcess {
     private readonly args: readonly string[],
     readonly logFile: string,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    /** Run as this numeric uid and gid (root only), e.g. for per-node iptables rules. */
+    private readonly runAs: { readonly uid: number; readonly gid: number } | null = null,
   ) {}
 
   get pid(): number | null {
@@ -142,6 +144,7 @@ export class ManagedProcess {
       cwd: REPO_ROOT,
       stdio: ["ignore", "pipe", "pipe"],
       env: this.env,
+      ...(this.runAs === null ? {} : { uid: this.runAs.uid, gid: this.runAs.gid }),
     });
     const pid = child.pid;
     if (pid === undefined) throw new Error(`${this.name}: spawn of ${this.command} failed`);

@@ -8,6 +8,8 @@
  * so that this test never builds. etcd is compared in the throughput run only when it is
  * already installed (the test never installs anything); the fail-over run is Baton's
  * alone, to keep the test short on two cores, and skips bringing the signalled node back.
+ * The partition fault needs root and iptables (bench/partition.ts): without them its case
+ * is skipped.
  */
 
 import { spawn, spawnSync } from "node:child_process";
@@ -15,6 +17,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { partitionUnsupported } from "../../bench/partition.js";
 import { REPO_ROOT } from "../../bench/processes.js";
 
 const etcdInstalled = spawnSync("etcd", ["--version"]).status === 0;
@@ -49,7 +52,11 @@ interface BenchResults {
 interface FailoverResults {
   systems: {
     system: string;
-    rounds: { windowMs: number }[];
+    rounds: {
+      fault: string;
+      windowMs: number;
+      partition?: { stoppedServingMs: number | null; isolatedAcks: number };
+    }[];
     writes: { acknowledged: number; lost: string[]; duplicated: string[] };
   }[];
 }
@@ -93,4 +100,38 @@ describe("bench: smoke", () => {
       expect(s.writes.duplicated, s.system).toEqual([]);
     }
   }, 180_000);
+
+  it.skipIf(partitionUnsupported() !== null)(
+    "bench: the fail-over benchmark cuts the master off, heals, and removes its iptables chains",
+    async () => {
+      const out = join(root, "partition");
+      const failover = await run("bench/failover.ts", [
+        ...["--smoke", "--from", "auto", "--faults", "partition", "--out", out],
+      ]);
+      expect(failover.code, failover.output).toBe(0);
+      const fo = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as FailoverResults;
+      expect(fo.systems.map((s) => s.system)).toEqual(["baton"]);
+      for (const s of fo.systems) {
+        expect(s.rounds.map((r) => r.fault)).toEqual(["partition"]);
+        // Check-quorum: the isolated master stepped down, and acknowledged nothing new.
+        expect(s.rounds[0]?.partition?.stoppedServingMs, failover.output).not.toBeNull();
+        expect(s.rounds[0]?.partition?.isolatedAcks).toBe(0);
+        expect(s.writes.acknowledged).toBeGreaterThan(0);
+        expect(s.writes.lost).toEqual([]);
+        expect(s.writes.duplicated).toEqual([]);
+      }
+      // No chain of a finished run is left behind.
+      const listing = spawnSync("iptables", ["-w", "-S"], { encoding: "utf8" }).stdout;
+      const left = [...listing.matchAll(/^-N BATON-PART-(\d+)/gm)].filter(([, pid]) => {
+        try {
+          process.kill(Number(pid), 0);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      expect(left.map(([chain]) => chain)).toEqual([]);
+    },
+    120_000,
+  );
 });
