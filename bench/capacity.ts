@@ -163,9 +163,11 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
     .addHelpText(
       "after",
       `
-The full run (about 15 minutes on an idle 2-core machine; needs about 8 GB of free disk
-in ${tmpdir()} and 4 GB of memory):
+The full run (the defaults; about 15 to 25 minutes on an idle 2-core machine; needs about
+8 GB free in ${tmpdir()}, where the data directories go, and 8 GB of memory: with 1 GB of
+state each node holds the values and, until the snapshot, the log entries):
   npm run bench:capacity -- --keys 1M --log-sizes 10k,100k,1M --transfer-mb 100,1000
+One phase at a time: --phases memory, --phases restart, --phases transfer.
 
 Restart times from source (--from source) include tsx compiling the node at each spawn.`,
     )
