@@ -28,8 +28,8 @@ export class Progress {
   transferIndex = 0;
   /** The commit index carried by the last append sent to this backup. */
   commitSent = 0;
-  /** Whether the backup answered anything since the last check-quorum round. */
-  recentActive = false;
+  /** The master's tick count (its electionElapsed) when the backup last answered. */
+  lastActive = 0;
 
   constructor(next: number) {
     this.next = next;

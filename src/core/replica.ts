@@ -516,14 +516,12 @@ export class Replica {
 
   private tickMaster(): void {
     this.heartbeatElapsed++;
+    // A master's electionElapsed counts its ticks in office; backups' answers are stamped
+    // with it (Progress.lastActive).
     this.electionElapsed++;
-    if (this.electionElapsed >= this.config.electionTicksMin) {
-      this.electionElapsed = 0;
-      if (this.config.checkQuorum && !this.quorumActive()) {
-        this.becomeBackup(this.currentTerm, null, "check-quorum: no contact with a majority");
-        return;
-      }
-      for (const pr of this.progress.values()) pr.recentActive = false;
+    if (this.config.checkQuorum && !this.quorumActive()) {
+      this.becomeBackup(this.currentTerm, null, "check-quorum: no contact with a majority");
+      return;
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -617,9 +615,7 @@ export class Replica {
     this.electionElapsed = 0;
     this.readAcks.clear();
     for (const peer of this.peers) {
-      const pr = new Progress(this.log.lastIndex() + 1);
-      pr.recentActive = true;
-      this.progress.set(peer, pr);
+      this.progress.set(peer, new Progress(this.log.lastIndex() + 1));
     }
     this.emitRole("won the election");
     // Raft §8: a new master commits an entry of its own term to learn what is committed.
@@ -693,12 +689,13 @@ export class Replica {
   /** Returns false when the message must be ignored. */
   private acceptHigherTerm(m: Message): boolean {
     if (m.type === "vote_request") {
-      // Check-quorum lease: while we hear from a live master, a disrupting candidate is
-      // ignored outright (dissertation §4.2.3).
+      // Check-quorum lease: while we hear from a live master (or are one: check-quorum
+      // deposes a master that lost its majority), a disrupting candidate is ignored
+      // outright (dissertation §4.2.3).
       const inLease =
         this.config.checkQuorum &&
         this.master !== null &&
-        this.electionElapsed < this.config.electionTicksMin;
+        (this.currentRole === "master" || this.electionElapsed < this.config.electionTicksMin);
       if (inLease) return false;
       if (m.preVote) return true;
     }
@@ -883,7 +880,7 @@ export class Replica {
   private onAppendResponse(m: AppendResponse): void {
     if (this.currentRole !== "master") return;
     const pr = this.progress.get(m.from)!;
-    pr.recentActive = true;
+    pr.lastActive = this.electionElapsed;
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
       const news = pr.acknowledge(m.index);
@@ -901,7 +898,7 @@ export class Replica {
   private onHeartbeatResponse(m: HeartbeatResponse): void {
     if (this.currentRole !== "master") return;
     const pr = this.progress.get(m.from)!;
-    pr.recentActive = true;
+    pr.lastActive = this.electionElapsed;
     pr.probeSent = false;
     // A full pipeline may hold a lost append: let one more through, whose gap the backup
     // will reject, which restarts probing (etcd frees the oldest slot the same way).
@@ -1005,9 +1002,21 @@ export class Replica {
     }
   }
 
+  /**
+   * Whether a majority (this master included) answered within the check-quorum window.
+   * The window is shorter than the shortest election timeout by a heartbeat interval and a
+   * tick: a backup that last heard this master at time t cannot start an election before
+   * t + electionTicksMin, and this master heard its answer about when it was sent, so a
+   * master cut off from its majority steps down (and stops serving) before a new master
+   * can be elected. Counted in ticks, not wall time: a master whose event loop stalled
+   * does not step down on resuming just because its clock moved.
+   */
   private quorumActive(): boolean {
+    const window = Math.max(1, this.config.electionTicksMin - this.config.heartbeatTicks - 1);
     let active = 1;
-    for (const pr of this.progress.values()) if (pr.recentActive) active++;
+    for (const pr of this.progress.values()) {
+      if (this.electionElapsed - pr.lastActive <= window) active++;
+    }
     return active >= this.quorum();
   }
 
