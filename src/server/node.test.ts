@@ -2,7 +2,7 @@ import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { NodeId } from "../core/messages.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
-import { NotMasterError } from "../shared/errors.js";
+import { IndeterminateError, NotMasterError } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { BatonNode } from "./node.js";
@@ -105,6 +105,28 @@ describe("node runtime", () => {
     expect(status.role).toBe("master");
     expect(status.term).toBeGreaterThan(0);
     expect(status.members).toHaveLength(3);
+  });
+
+  it("timing: runtime: a master cut off from its majority steps down and fails its pending writes as indeterminate at once", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    await master.node.propose(put("before", "v"));
+    for (const other of nodes) {
+      if (other !== master) network.partition(master.node.id, other.node.id);
+    }
+    const started = Date.now();
+    const pending = master.node.propose(put("cut", "v")).then(
+      () => null,
+      (error: unknown) => error as Error,
+    );
+    const error = await pending;
+    // Check-quorum (within the shortest election timeout, 100 ms here), not the 5 s
+    // request timeout.
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(error).toBeInstanceOf(IndeterminateError);
+    expect(error?.message).toMatch(/retry with the same Idempotency-Key/);
+    expect(master.node.role).not.toBe("master");
   });
 
   it("timing: runtime: a wiped backup catches up by state transfer after the log was compacted", async () => {

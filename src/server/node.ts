@@ -24,6 +24,7 @@ import { assert } from "../shared/assert.js";
 import {
   BusyError,
   ClusterError,
+  IndeterminateError,
   NoMasterError,
   NotMasterError,
   ShuttingDownError,
@@ -693,8 +694,30 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         `became ${event.preVote ? "pre-candidate" : event.role} in term ${event.term}: ${event.reason}`,
       );
     }
-    if (event.role !== "master") this.abortReadsOnStepDown();
+    if (event.role !== "master") {
+      this.abortReadsOnStepDown();
+      this.abandonProposalsOnStepDown(event.term);
+    }
     this.emit("role", event);
+  }
+
+  /**
+   * A master that lost its role cannot tell whether its pending writes will commit: the
+   * new master may hold them, or not. Their callers learn it now (ERR_INDETERMINATE, to
+   * be retried with the same idempotency key, elsewhere) rather than at their deadline:
+   * a master cut off from its majority would otherwise hold every write it took until
+   * the request timed out.
+   */
+  private abandonProposalsOnStepDown(term: number): void {
+    if (this.proposals.size === 0) return;
+    const error = new IndeterminateError(
+      `this node stopped being the master (term ${term}) before the write committed; it may still be applied by the new master: retry with the same Idempotency-Key`,
+    );
+    for (const p of this.proposals.values()) {
+      clearTimeout(p.timer);
+      p.reject(error);
+    }
+    this.proposals.clear();
   }
 
   private abortReadsOnStepDown(): void {
