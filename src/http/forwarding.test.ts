@@ -71,6 +71,37 @@ async function startRecorder(answer: "hang" | "reset" | { status: number; body: 
 }
 
 describe("http forwarding", () => {
+  it("forward: a forward to a master that stopped answering moves to the new master (idempotent writes and reads)", async () => {
+    const lost = await startRecorder("hang");
+    const next = await startNode(3);
+    const backup = await startNode(2);
+    backup.api.becomeBackup(1, lost.url);
+    setTimeout(() => backup.api.becomeBackup(3, next.url), 100);
+    const started = performance.now();
+    const response = await request(`${backup.url}/v1/kv/color`, {
+      method: "PUT",
+      body: "green",
+      headers: { "idempotency-key": "op-7" },
+    });
+    expect(response.statusCode).toBe(200);
+    expect(await response.body.json()).toEqual({ revision: 1 });
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(lost.seen).toHaveLength(1);
+    expect(next.api.calls.map((c) => c.op)).toEqual(["put"]);
+  });
+
+  it("forward: a write without an idempotency key left at a replaced master is indeterminate", async () => {
+    const lost = await startRecorder("hang");
+    const backup = await startNode(2);
+    backup.api.becomeBackup(1, lost.url);
+    setTimeout(() => backup.api.becomeBackup(null, null), 100);
+    const started = performance.now();
+    const response = await request(`${backup.url}/v1/kv/color`, { method: "PUT", body: "red" });
+    expect(response.statusCode).toBe(503);
+    expect(((await response.body.json()) as { code: string }).code).toBe("ERR_INDETERMINATE");
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
   it("forward: leaves from the node's own address, so partitions of its address cut it", async () => {
     const master = await startRecorder({ status: 200, body: '{"revision":1}' });
     const backup = await startNode(2, { forwardFrom: "127.0.0.2" });

@@ -51,6 +51,8 @@ export interface MasterForwarderOptions {
 
 /** How often a held request looks for the new master, ms. */
 const MASTER_POLL_MS = 5;
+/** How often a forward in flight checks that this node still follows its master, ms. */
+const MASTER_CHANGE_CHECK_MS = 20;
 /** Most forwards of one request: each one after the first follows a refused connection. */
 const FORWARD_ATTEMPT_COUNT_MAX = 3;
 
@@ -124,7 +126,8 @@ export class MasterForwarder {
           "master either (an election may be under way)",
       );
     }
-    const waitUntil = Math.min(deadlineAt, performance.now() + (this.options.masterWaitMs ?? 500));
+    const masterWaitMs = this.options.masterWaitMs ?? 500;
+    let waitUntil = Math.min(deadlineAt, performance.now() + masterWaitMs);
     let refused: string | null = null;
     for (let attempt = 1; ; attempt++) {
       // A request runs locally again at most once, so that a node that keeps saying it
@@ -147,11 +150,18 @@ export class MasterForwarder {
       try {
         return await this.forward(master, request, reply, timeoutMs);
       } catch (failure) {
-        // Only a refused connection is retried: the request never reached that master,
-        // so sending it to the next one cannot apply a write twice.
-        const retry = failure instanceof MasterRefusedError && attempt < FORWARD_ATTEMPT_COUNT_MAX;
+        // Only a refused connection is retried, or a request left behind by a master
+        // change that is safe to send again: the request never reached that master, or
+        // it is a read, or a write whose idempotency key makes a second copy harmless.
+        const retry =
+          (failure instanceof MasterRefusedError || failure instanceof MasterChangedError) &&
+          attempt < FORWARD_ATTEMPT_COUNT_MAX;
         if (!retry) throw failure;
         refused = master;
+        // A master change starts an election here too: wait for its outcome afresh.
+        if (failure instanceof MasterChangedError) {
+          waitUntil = Math.min(deadlineAt, performance.now() + masterWaitMs);
+        }
       }
     }
   }
@@ -190,10 +200,18 @@ export class MasterForwarder {
     const target = this.target(masterUrl);
     const controller = new AbortController();
     let timedOut = false;
+    let masterChanged = false;
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort();
     }, timeoutMs);
+    // A master cut off from this node never answers; once this node follows another
+    // master (or an election), the forward is abandoned instead of waiting out its time.
+    const watch = setInterval(() => {
+      if (this.options.api.masterHttpUrl() === masterUrl) return;
+      masterChanged = true;
+      controller.abort();
+    }, MASTER_CHANGE_CHECK_MS);
     try {
       const response = await target.pool.request({
         path: target.prefix + request.url,
@@ -212,10 +230,29 @@ export class MasterForwarder {
       }
       return reply.send(body);
     } catch (error) {
+      if (masterChanged && !timedOut) throw this.abandoned(masterUrl, request);
       throw this.failure(error, masterUrl, request.method, timedOut, timeoutMs);
     } finally {
       clearTimeout(timer);
+      clearInterval(watch);
     }
+  }
+
+  /**
+   * The error for a forward abandoned because this node stopped following `masterUrl`:
+   * sent again (MasterChangedError) when that cannot apply a write twice, else
+   * indeterminate, for the client to retry with an idempotency key.
+   */
+  private abandoned(masterUrl: string, request: FastifyRequest): Error {
+    this.options.onOutcome?.("unreachable");
+    const isWrite = request.method === "PUT" || request.method === "DELETE";
+    const key = request.headers["idempotency-key"];
+    if (!isWrite || (typeof key === "string" && key.length > 0)) {
+      return new MasterChangedError(masterUrl);
+    }
+    return new IndeterminateError(
+      `the master at ${masterUrl} was replaced while it held this write; it may or may not have been applied`,
+    );
   }
 
   private forwardedHeaders(request: FastifyRequest): Record<string, string> {
@@ -283,6 +320,13 @@ export class MasterForwarder {
 }
 
 /** The connection to the master failed before the request was sent: nothing was applied. */
+/** The master changed while a forward waited for it, and the request may be sent again. */
+class MasterChangedError extends NoMasterError {
+  constructor(masterUrl: string) {
+    super(500, `the master at ${masterUrl} was replaced while it held the request`);
+  }
+}
+
 class MasterRefusedError extends NoMasterError {
   constructor(masterUrl: string, reason: string) {
     super(500, `the master at ${masterUrl} could not be reached (${reason})`);
