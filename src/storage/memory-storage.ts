@@ -40,7 +40,7 @@ function applyOp(volume: MemoryVolume, op: Op): void {
   switch (op.type) {
     case "append":
       volume.entries.length = op.entries[0]!.index - volume.base.index - 1;
-      volume.entries.push(...op.entries);
+      for (const entry of op.entries) volume.entries.push(entry);
       break;
     case "truncate":
       volume.entries.length = Math.min(volume.entries.length, op.index - volume.base.index - 1);

@@ -274,7 +274,9 @@ export async function scanLog(
         k === files.length - 1,
       );
       segments.push(scanned.segment);
-      terms.push(...scanned.terms);
+      // One push per term: a spread of a segment's terms (hundreds of thousands of small
+      // entries) overflowed the call stack, and a node with a long log could not start.
+      for (const term of scanned.terms) terms.push(term);
       if (scanned.warning !== null) warnings.push(scanned.warning);
     }
   } catch (error) {

@@ -105,6 +105,22 @@ describe("wal", () => {
     await wal.close();
   });
 
+  it("wal: a segment of 300,000 entries reopens (recovery used to overflow the call stack)", async () => {
+    const dir = await makeTempDir();
+    const count = 300_000;
+    const { wal } = await Wal.open(join(dir, "wal"), none, { segmentBytes: 64 << 20 });
+    wal.append(commands(1, count, 3, 4));
+    await wal.sync();
+    await wal.close();
+    const reopened = await Wal.open(join(dir, "wal"), none, { segmentBytes: 64 << 20 });
+    expect(reopened.wal.lastIndex()).toBe(count);
+    expect(reopened.wal.termAt(count)).toBe(3);
+    expect(plain(await reopened.wal.entries(count - 1, count + 1))).toEqual(
+      plain(commands(count - 1, 2, 3, 4)),
+    );
+    await reopened.wal.close();
+  });
+
   it("wal: a truncated suffix stays truncated after restart (inside the active segment)", async () => {
     const dir = await makeTempDir();
     const { wal } = await Wal.open(join(dir, "wal"), none, { segmentBytes: 1 << 20 });
