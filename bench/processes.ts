@@ -59,10 +59,17 @@ export function makeTempDir(prefix: string): string {
   return dir;
 }
 
-/** Removes a directory made by makeTempDir now. */
+/**
+ * Removes a directory made by makeTempDir now; with BATON_BENCH_KEEP=1 in the environment
+ * it is left in place (data directories and node logs, to look into a run) and named.
+ */
 export function removeTempDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
   liveDirs.delete(dir);
+  if (process.env.BATON_BENCH_KEEP === "1") {
+    process.stderr.write(`kept ${dir} (BATON_BENCH_KEEP=1)\n`);
+    return;
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** `count` distinct free TCP ports on `host`. */
