@@ -25,10 +25,10 @@
  *   npm run bench:capacity -- --keys 1M --log-sizes 10k,100k,1M --transfer-mb 100,1000
  */
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, statfsSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { type BatonBenchCluster, type BatonStatus, startBatonCluster } from "./baton-cluster.js";
@@ -56,6 +56,7 @@ import {
   type WriteRow,
   writeCapacityReport,
 } from "./capacity-report.js";
+import { describeMachine, runAsProgram } from "./entry.js";
 import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom, sleep, waitFor } from "./processes.js";
 import { median } from "./stats.js";
 
@@ -212,28 +213,6 @@ function log(line: string): void {
 
 function load1m(): number {
   return Number((loadavg()[0] ?? 0).toFixed(2));
-}
-
-function shell(command: string, args: string[]): string {
-  try {
-    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
-      .trim()
-      .replace(/\s+/g, " ");
-  } catch {
-    return "unknown";
-  }
-}
-
-function machine(): Record<string, unknown> {
-  return {
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? "unknown",
-    memoryGiB: Math.round(totalmem() / 1024 ** 3),
-    node: process.version,
-    kernel: release(),
-    dataDisk: `${shell("df", ["--output=source,fstype", tmpdir()])}; ${shell("lsblk", ["-d", "-o", "NAME,ROTA,TYPE,SIZE"])}`,
-    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
-  };
 }
 
 /** Throws when the folder of the data directories has less than `bytes` free. */
@@ -737,7 +716,7 @@ function measureCliBoot(options: CapacityOptions): number | null {
 export async function main(argv: readonly string[]): Promise<number> {
   const options = parseCapacityOptions(argv);
   mkdirSync(options.out, { recursive: true });
-  const info = machine();
+  const info = describeMachine();
   log(
     `bench:capacity: ${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, load ${loadavg()
       .map((l) => l.toFixed(2))
@@ -799,20 +778,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-const isMain = process.argv[1]?.endsWith("capacity.ts") === true;
-if (isMain) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      const e = error as { code?: string; stack?: string };
-      if (e.code?.startsWith("commander.") === true) {
-        process.exitCode = e.code === "commander.helpDisplayed" ? 0 : 2;
-        return;
-      }
-      process.stderr.write(`bench:capacity: ${e.stack ?? String(error)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsProgram("capacity.ts", "bench:capacity", main);

@@ -38,6 +38,7 @@ import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { startBatonCluster } from "./baton-cluster.js";
 import { type BenchCluster, fetchJson, nodeById, type SystemName } from "./bench-cluster.js";
+import { runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import { FailoverWriter, type Verification } from "./failover-writer.js";
 import { nodeUids, OwnerPartition, partitionUnsupported } from "./partition.js";
@@ -659,20 +660,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return bad ? 1 : 0;
 }
 
-const isMain = process.argv[1]?.endsWith("failover.ts") === true;
-if (isMain) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      const e = error as { code?: string; stack?: string };
-      if (e.code?.startsWith("commander.") === true) {
-        process.exitCode = e.code === "commander.helpDisplayed" ? 0 : 2;
-        return;
-      }
-      process.stderr.write(`bench:failover: ${e.stack ?? String(error)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsProgram("failover.ts", "bench:failover", main);

@@ -12,13 +12,14 @@
  * It stops every process it started, on failure and on Ctrl-C too.
  */
 
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { startBatonCluster } from "./baton-cluster.js";
 import type { BenchCluster, SystemName } from "./bench-cluster.js";
+import { describeMachine, runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import type { LoadResult, LoadSpec, Mix } from "./load-generator.js";
 import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom } from "./processes.js";
@@ -137,28 +138,6 @@ const startedAt = performance.now();
 function log(line: string): void {
   const seconds = ((performance.now() - startedAt) / 1000).toFixed(1).padStart(6);
   process.stderr.write(`${seconds}s ${line}\n`);
-}
-
-function shell(command: string, args: string[]): string {
-  try {
-    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
-      .trim()
-      .replace(/\s+/g, " ");
-  } catch {
-    return "unknown";
-  }
-}
-
-function machine(): Record<string, unknown> {
-  return {
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? "unknown",
-    memoryGiB: Math.round(totalmem() / 1024 ** 3),
-    node: process.version,
-    kernel: release(),
-    disk: `${shell("df", ["--output=source,fstype", tmpdir()])}; ${shell("lsblk", ["-d", "-o", "NAME,ROTA,TYPE,SIZE"])}`,
-    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
-  };
 }
 
 /** Runs one case in a load generator process; resolves with its result. */
@@ -289,7 +268,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const skipped: string[] = [];
   const runs: CaseRun[] = [];
   const clusters: BenchCluster[] = [];
-  const info = machine();
+  const info = describeMachine();
   log(
     `bench: ${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, load ${loadavg()
       .map((l) => l.toFixed(2))
@@ -320,20 +299,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-const isMain = process.argv[1]?.endsWith("main.ts") === true;
-if (isMain) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      const e = error as { code?: string; message?: string; stack?: string };
-      if (e.code?.startsWith("commander.") === true) {
-        process.exitCode = e.code === "commander.helpDisplayed" ? 0 : 2;
-        return;
-      }
-      process.stderr.write(`bench: ${e.stack ?? String(error)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsProgram("main.ts", "bench", main);
