@@ -439,7 +439,10 @@ export class SimCluster {
     this.stats.restarts++;
     this.log(`nemesis: restart node ${node.id} (disk holds ${node.disk.lastIndex} entries)`);
     try {
-      this.startNode(node);
+      // A wiped node's operator keeps `--join` on its command line: a node that crashed
+      // before its joining state reached the disk must not come back as a voter that
+      // forgot its promises (seed 113069). The flag is ignored once the disk holds state.
+      this.startNode(node, { join: node.disk.wiped });
     } catch (error) {
       if (!(error instanceof SimCorruptionError)) throw error;
       // Detected, never applied: the node refuses to start, as the real one does, and

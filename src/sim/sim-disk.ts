@@ -112,8 +112,15 @@ export class SimDisk<S> {
     return entry.index;
   }
 
+  /**
+   * Set once the node's data was wiped: from then on its operator starts it with
+   * `--join`, which a node ignores once its data directory holds state again.
+   */
+  wiped = false;
+
   /** Loses everything, as an operator wiping the node's data directory. */
   wipe(): void {
+    this.wiped = true;
     this.sums = [];
     this.flipped = 0;
     this.hardState = EMPTY_STATE.hardState;
