@@ -90,6 +90,24 @@ describe("http forwarding", () => {
     expect(next.api.calls.map((c) => c.op)).toEqual(["put"]);
   });
 
+  it("forward: a keyed write left at a replaced master is never answered 'not applied' (no new master appears)", async () => {
+    const lost = await startRecorder("hang");
+    const backup = await startNode(2, { masterWaitMs: 200 });
+    backup.api.becomeBackup(1, lost.url);
+    setTimeout(() => backup.api.becomeBackup(null, null), 100);
+    const response = await request(`${backup.url}/v1/kv/color`, {
+      method: "PUT",
+      body: "blue",
+      headers: { "idempotency-key": "op-9" },
+    });
+    // The write reached the old master, which may still apply it: ERR_NO_MASTER or
+    // ERR_NOT_MASTER would tell the client it was not applied (found by the fault
+    // campaign, seed 301).
+    expect(response.statusCode).toBe(503);
+    expect(((await response.body.json()) as { code: string }).code).toBe("ERR_INDETERMINATE");
+    expect(lost.seen).toHaveLength(1);
+  });
+
   it("forward: a write without an idempotency key left at a replaced master is indeterminate", async () => {
     const lost = await startRecorder("hang");
     const backup = await startNode(2);

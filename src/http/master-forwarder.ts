@@ -19,6 +19,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { type Dispatcher, Pool } from "undici";
 import {
+  BusyError,
   IndeterminateError,
   NoMasterError,
   NotMasterError,
@@ -93,6 +94,8 @@ export class MasterForwarder {
   private readonly targets = new Map<string, ForwardTarget>();
   /** Requests that were run on this node a second time after it was elected. */
   private readonly ranAgain = new WeakSet<FastifyRequest>();
+  /** Requests abandoned at a master that was replaced: they may have been applied there. */
+  private readonly reachedReplacedMaster = new WeakSet<FastifyRequest>();
   private readonly nodeId: string;
 
   constructor(private readonly options: MasterForwarderOptions) {
@@ -126,6 +129,30 @@ export class MasterForwarder {
           "master either (an election may be under way)",
       );
     }
+    try {
+      return await this.forwardWhileMasterKnown(error, request, reply, deadlineAt, again);
+    } catch (failure) {
+      // A write abandoned at a replaced master may still be applied there: whatever
+      // happens to it afterwards, no answer may say it was not.
+      if (!this.reachedReplacedMaster.has(request) || !isWrite(request.method)) throw failure;
+      const definite =
+        failure instanceof NotMasterError ||
+        failure instanceof NoMasterError ||
+        failure instanceof BusyError;
+      if (!definite) throw failure;
+      throw new IndeterminateError(
+        `the write reached a master that was replaced before it answered, then: ${failure.message}; it may or may not have been applied`,
+      );
+    }
+  }
+
+  private async forwardWhileMasterKnown(
+    error: NotMasterError,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    deadlineAt: number,
+    again?: () => Promise<FastifyReply>,
+  ): Promise<FastifyReply> {
     const masterWaitMs = this.options.masterWaitMs ?? 500;
     let waitUntil = Math.min(deadlineAt, performance.now() + masterWaitMs);
     let refused: string | null = null;
@@ -160,6 +187,7 @@ export class MasterForwarder {
         refused = master;
         // A master change starts an election here too: wait for its outcome afresh.
         if (failure instanceof MasterChangedError) {
+          this.reachedReplacedMaster.add(request);
           waitUntil = Math.min(deadlineAt, performance.now() + masterWaitMs);
         }
       }
@@ -245,9 +273,8 @@ export class MasterForwarder {
    */
   private abandoned(masterUrl: string, request: FastifyRequest): Error {
     this.options.onOutcome?.("unreachable");
-    const isWrite = request.method === "PUT" || request.method === "DELETE";
     const key = request.headers["idempotency-key"];
-    if (!isWrite || (typeof key === "string" && key.length > 0)) {
+    if (!isWrite(request.method) || (typeof key === "string" && key.length > 0)) {
       return new MasterChangedError(masterUrl);
     }
     return new IndeterminateError(
@@ -280,8 +307,7 @@ export class MasterForwarder {
     }
     this.options.onOutcome?.("unreachable");
     const reason = typeof code === "string" ? code : (error as Error).message;
-    const isWrite = method === "PUT" || method === "DELETE";
-    if (isWrite && !CONNECT_FAILURES.has(reason)) {
+    if (isWrite(method) && !CONNECT_FAILURES.has(reason)) {
       return new IndeterminateError(
         `the connection to the master at ${masterUrl} failed during the write (${reason})`,
       );
@@ -320,6 +346,10 @@ export class MasterForwarder {
 }
 
 /** The connection to the master failed before the request was sent: nothing was applied. */
+function isWrite(method: string): boolean {
+  return method === "PUT" || method === "DELETE";
+}
+
 /** The master changed while a forward waited for it, and the request may be sent again. */
 class MasterChangedError extends NoMasterError {
   constructor(masterUrl: string) {
