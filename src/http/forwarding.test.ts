@@ -108,6 +108,25 @@ describe("http forwarding", () => {
     expect(lost.seen).toHaveLength(1);
   });
 
+  it("forward: a refusal by the next master of a write left at a replaced one is relayed as indeterminate", async () => {
+    const lost = await startRecorder("hang");
+    const next = await startRecorder({
+      status: 503,
+      body: '{"error":"not the master","code":"ERR_NOT_MASTER","master":null}',
+    });
+    const backup = await startNode(2);
+    backup.api.becomeBackup(1, lost.url);
+    setTimeout(() => backup.api.becomeBackup(3, next.url), 100);
+    const response = await request(`${backup.url}/v1/kv/color`, {
+      method: "PUT",
+      body: "blue",
+      headers: { "idempotency-key": "op-10" },
+    });
+    expect(response.statusCode).toBe(503);
+    expect(((await response.body.json()) as { code: string }).code).toBe("ERR_INDETERMINATE");
+    expect([lost.seen.length, next.seen.length]).toEqual([1, 1]);
+  });
+
   it("forward: a write without an idempotency key left at a replaced master is indeterminate", async () => {
     const lost = await startRecorder("hang");
     const backup = await startNode(2);

@@ -250,6 +250,16 @@ export class MasterForwarder {
         signal: controller.signal,
       });
       const body = Buffer.from(await response.body.arrayBuffer());
+      if (
+        response.statusCode >= 500 &&
+        isWrite(request.method) &&
+        this.reachedReplacedMaster.has(request)
+      ) {
+        // The new master's refusal says nothing of the copy the replaced one holds.
+        throw new IndeterminateError(
+          `the write reached a master that was replaced, and the next one answered ${response.statusCode}; it may or may not have been applied`,
+        );
+      }
       this.options.onOutcome?.("relayed");
       reply.code(response.statusCode);
       for (const name of RELAYED_HEADERS) {
@@ -258,6 +268,7 @@ export class MasterForwarder {
       }
       return reply.send(body);
     } catch (error) {
+      if (error instanceof IndeterminateError) throw error;
       if (masterChanged && !timedOut) throw this.abandoned(masterUrl, request);
       throw this.failure(error, masterUrl, request.method, timedOut, timeoutMs);
     } finally {
