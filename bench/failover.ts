@@ -37,7 +37,13 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { startBatonCluster } from "./baton-cluster.js";
-import { type BenchCluster, fetchJson, nodeById, type SystemName } from "./bench-cluster.js";
+import {
+  type BenchCluster,
+  fetchJson,
+  type MasterView,
+  nodeById,
+  type SystemName,
+} from "./bench-cluster.js";
 import { runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import { FailoverWriter, type Verification } from "./failover-writer.js";
@@ -245,19 +251,7 @@ async function round(
   if (!options.rejoin) {
     // The smoke run ends here: two nodes still make a majority for the final check.
     if (fault === "stop") node.signal("SIGCONT");
-    return {
-      system: cluster.system,
-      fault,
-      round: n,
-      oldMaster: master.id,
-      oldTerm: master.term,
-      newMaster: next.id,
-      newTerm: next.term,
-      windowMs,
-      masterAgreedMs,
-      rejoinedMs: 0,
-      loadAverage1m: Number((loadavg()[0] ?? 0).toFixed(2)),
-    };
+    return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, 0);
   }
   if (fault === "kill") {
     await sleep(200);
@@ -272,6 +266,21 @@ async function round(
     60_000,
     50,
   );
+  const rejoinedMs = performance.now() - signalledAt;
+  return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, rejoinedMs);
+}
+
+/** What every round records, whatever the fault. */
+function roundResult(
+  cluster: BenchCluster,
+  fault: Fault,
+  n: number,
+  master: MasterView,
+  next: MasterView,
+  windowMs: number,
+  masterAgreedMs: number,
+  rejoinedMs: number,
+): Round {
   return {
     system: cluster.system,
     fault,
@@ -282,7 +291,7 @@ async function round(
     newTerm: next.term,
     windowMs,
     masterAgreedMs,
-    rejoinedMs: performance.now() - signalledAt,
+    rejoinedMs,
     loadAverage1m: Number((loadavg()[0] ?? 0).toFixed(2)),
   };
 }
@@ -398,18 +407,9 @@ async function partitionRound(
       );
       termAfterHeal = after.term;
     }
+    const rejoinedMs = options.rejoin ? performance.now() - cutAt : 0;
     return {
-      system: cluster.system,
-      fault: "partition",
-      round: n,
-      oldMaster: master.id,
-      oldTerm: master.term,
-      newMaster: next.id,
-      newTerm: next.term,
-      windowMs,
-      masterAgreedMs,
-      rejoinedMs: options.rejoin ? performance.now() - cutAt : 0,
-      loadAverage1m: Number((loadavg()[0] ?? 0).toFixed(2)),
+      ...roundResult(cluster, "partition", n, master, next, windowMs, masterAgreedMs, rejoinedMs),
       partition: {
         cutApplyMs: cutAt - cutStartedAt,
         stoppedServingMs,
