@@ -14,7 +14,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import type { Entry } from "../src/core/messages.js";
+import type { Entry } from "../src/protocol/messages.js";
 import { Wal } from "../src/storage/wal.js";
 
 interface Options {

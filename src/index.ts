@@ -3,10 +3,10 @@
  * program (`createNode`), talk to a Baton cluster (`createClient`), or use the pieces.
  */
 
+export { KvNode } from "./app/kv-node.js";
 export type { BatonClient, ClientOptions } from "./client/index.js";
 export { createClient } from "./client/index.js";
 export { type CreateNodeOptions, createNode } from "./server/create-node.js";
-export { KvNode } from "./server/kv-node.js";
 export { BatonNode, type FailoverEvent } from "./server/node.js";
 export { type NodeConfig, parseNodeConfig, parsePeers } from "./server/node-config.js";
 export * from "./shared/errors.js";

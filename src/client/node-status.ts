@@ -1,11 +1,11 @@
 /**
  * The shape of a node's `GET /v1/status` answer as the client sees it, and the check that
- * turns untrusted JSON into it. The types are the HTTP layer's own (imported as types only,
+ * turns untrusted JSON into it. The types are the protocol's own (imported as types only,
  * so the client carries no server code at run time). Parsing rejects an answer that lacks
  * a field the client relies on rather than guessing a value for it.
  */
 
-import type { MemberStatus, NodeStatus } from "../http/node-api.js";
+import type { MemberStatus, NodeStatus } from "../protocol/status.js";
 
 export type { MemberStatus, NodeStatus };
 

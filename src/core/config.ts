@@ -4,7 +4,7 @@
  * virtual ticks. Nothing in the core reads a clock.
  */
 
-import type { NodeId } from "./messages.js";
+import type { NodeId } from "../protocol/messages.js";
 
 export interface ReplicaConfig {
   /** This node's id; must be one of `members`. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { Entry } from "../protocol/messages.js";
 import { ReplicaLog } from "./log.js";
-import type { Entry } from "./messages.js";
 
 const e = (index: number, term: number): Entry => ({
   index,

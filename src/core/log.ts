@@ -8,8 +8,8 @@
  * to truncate an entry at or below the commit index.
  */
 
+import type { Entry, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
-import type { Entry, SnapshotMeta } from "./messages.js";
 
 export class ReplicaLog {
   /** The snapshot the log starts after; index 0 / term 0 for an empty log. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { Entry } from "../protocol/messages.js";
 import { defaultReplicaConfig } from "./config.js";
-import type { Entry } from "./messages.js";
 import { Prng } from "./prng.js";
 import { Replica } from "./replica.js";
 

@@ -17,9 +17,6 @@
  * Prng it is given. A broken invariant throws AssertionError: never continue past one.
  */
 
-import { assert } from "../shared/assert.js";
-import { type ReplicaConfig, validateReplicaConfig } from "./config.js";
-import { ReplicaLog } from "./log.js";
 import type {
   Append,
   AppendResponse,
@@ -34,11 +31,13 @@ import type {
   TermProbeResponse,
   VoteRequest,
   VoteResponse,
-} from "./messages.js";
+} from "../protocol/messages.js";
+import type { Role } from "../protocol/status.js";
+import { assert } from "../shared/assert.js";
+import { type ReplicaConfig, validateReplicaConfig } from "./config.js";
+import { ReplicaLog } from "./log.js";
 import type { Prng } from "./prng.js";
 import { Progress } from "./progress.js";
-
-export type Role = "master" | "backup" | "candidate";
 
 /** What a replica is started from: what its storage recovered. */
 export interface RestoredState {

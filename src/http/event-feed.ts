@@ -10,8 +10,8 @@
  * only queue; an exception from one is caught and the subscriber dropped).
  */
 
-import type { NodeId } from "../core/messages.js";
-import type { Role } from "../core/replica.js";
+import type { NodeId } from "../protocol/messages.js";
+import type { Role } from "../protocol/status.js";
 
 /** Fields every event has. */
 interface EventBase {

@@ -1,10 +1,10 @@
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
+import type { MemberStatus } from "../protocol/status.js";
 import { EventFeed } from "./event-feed.js";
 import { FakeKvNodeApi } from "./fake-node-api.js";
 import { HttpMetrics } from "./http-metrics.js";
-import type { MemberStatus } from "./node-api.js";
 import { replayAfter } from "./routes/events-route.js";
 import type { FaultInjector } from "./routes/fault-routes.js";
 import { createHttpServer, type HttpServer, type HttpServerOptions } from "./server.js";

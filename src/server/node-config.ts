@@ -4,7 +4,7 @@
  * at once and returns a frozen object; no other code reads a default.
  */
 
-import type { NodeId } from "../core/messages.js";
+import type { NodeId } from "../protocol/messages.js";
 import { parseAddress } from "../transport/address.js";
 
 export interface PeerConfig {

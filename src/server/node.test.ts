@@ -1,13 +1,13 @@
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import type { NodeId } from "../core/messages.js";
+import { createNodeMetrics } from "../app/node-metrics.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
+import type { NodeId } from "../protocol/messages.js";
 import { IndeterminateError, NotMasterError } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
-import { createNodeMetrics } from "./node-metrics.js";
 
 /**
  * The runtime in-process: real timers (short ones), the in-memory transport and storage,

@@ -16,10 +16,10 @@ import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { defaultReplicaConfig } from "../core/config.js";
-import type { Entry, Message, NodeId, SnapshotMeta } from "../core/messages.js";
 import { Prng } from "../core/prng.js";
-import { type CoreEvent, type Ready, Replica, type Role } from "../core/replica.js";
-import type { MemberStatus, NodeStatus } from "../http/node-api.js";
+import { type CoreEvent, type Ready, Replica } from "../core/replica.js";
+import type { Entry, Message, NodeId, SnapshotMeta } from "../protocol/messages.js";
+import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
 import { assert } from "../shared/assert.js";
 import {
   BusyError,

@@ -16,7 +16,7 @@ import type {
   SnapshotChunk,
   SnapshotMeta,
   WireMessage,
-} from "../core/messages.js";
+} from "../protocol/messages.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 

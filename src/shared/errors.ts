@@ -5,7 +5,7 @@
  * Bugs are not here: they are AssertionError (src/shared/assert.ts).
  */
 
-import type { NodeId } from "../core/messages.js";
+import type { NodeId } from "../protocol/messages.js";
 
 export abstract class ClusterError extends Error {
   abstract readonly code: string;

@@ -5,9 +5,9 @@
  * checker runs after every step a node takes. Nothing here reads the real clock.
  */
 
-import type { Message, NodeId } from "../core/messages.js";
 import { Prng } from "../core/prng.js";
 import type { Ready } from "../core/replica.js";
+import type { Message, NodeId } from "../protocol/messages.js";
 import type { HistoryOp } from "./checkers/linearizability.js";
 import { SafetyChecker } from "./checkers/safety.js";
 import { EventQueue } from "./event-queue.js";

@@ -6,8 +6,8 @@
  * network whose connection was reset.
  */
 
-import type { NodeId } from "../core/messages.js";
 import type { Prng } from "../core/prng.js";
+import type { NodeId } from "../protocol/messages.js";
 
 export interface NetworkFaults {
   /** Probability that a message is lost. */

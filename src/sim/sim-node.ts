@@ -7,9 +7,9 @@
  */
 
 import { defaultReplicaConfig, type ReplicaConfig } from "../core/config.js";
-import type { Entry, NodeId } from "../core/messages.js";
 import type { Prng } from "../core/prng.js";
 import { type Ready, Replica } from "../core/replica.js";
+import type { Entry, NodeId } from "../protocol/messages.js";
 import { SimDisk, type StoredSnapshot } from "./sim-disk.js";
 import { decodeCommand, encodeCommand, type SimCommand, SimKv } from "./sim-kv.js";
 

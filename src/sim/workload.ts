@@ -7,8 +7,8 @@
  * ("info"): it may or may not have taken effect.
  */
 
-import type { NodeId } from "../core/messages.js";
 import type { Prng } from "../core/prng.js";
+import type { NodeId } from "../protocol/messages.js";
 import type { HistoryOp, KvOp } from "./checkers/linearizability.js";
 import type { SimOp } from "./sim-kv.js";
 import type { ClientAnswer, ClientRequest } from "./sim-node.js";

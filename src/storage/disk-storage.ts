@@ -16,7 +16,7 @@
  */
 
 import { join } from "node:path";
-import type { Entry, HardState, SnapshotMeta } from "../core/messages.js";
+import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { DirLock } from "./dir-lock.js";
 import { StorageInconsistentError } from "./errors.js";

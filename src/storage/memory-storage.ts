@@ -9,7 +9,7 @@
  */
 
 import { crc32 } from "node:zlib";
-import type { Entry, HardState, SnapshotMeta } from "../core/messages.js";
+import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { StorageLockedError } from "./errors.js";
 import { emptyHardState } from "./stable-store.js";

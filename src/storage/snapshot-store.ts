@@ -13,7 +13,7 @@
 
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import type { SnapshotMeta } from "../core/messages.js";
+import type { SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { hasErrno, SnapshotCorruptError } from "./errors.js";
 import {

@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import type { HardState } from "../core/messages.js";
+import type { HardState } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { HardStateCorruptError } from "./errors.js";
 import { closeQuietly, type FileSystem, io, writeFully } from "./file-system.js";

@@ -10,7 +10,7 @@
  * must never import an implementation.
  */
 
-import type { Entry, HardState, SnapshotMeta } from "../core/messages.js";
+import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 
 /** What storage recovered at start-up: shaped like the core's `RestoredState`. */
 export interface RecoveredState {

@@ -10,7 +10,7 @@
  */
 
 import { crc32 } from "node:zlib";
-import type { Entry, EntryKind } from "../core/messages.js";
+import type { Entry, EntryKind } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { walEntryDataBytesMax } from "./limits.js";
 

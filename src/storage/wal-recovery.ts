@@ -15,7 +15,7 @@
  * This file must never drop a record silently: every byte it removes is reported.
  */
 
-import type { SnapshotMeta } from "../core/messages.js";
+import type { SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
 import {

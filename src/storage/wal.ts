@@ -17,7 +17,7 @@
  */
 
 import { join } from "node:path";
-import type { Entry, SnapshotMeta } from "../core/messages.js";
+import type { Entry, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
 import { type FileSystem, io, nodeFileSystem, readFully, writeFully } from "./file-system.js";

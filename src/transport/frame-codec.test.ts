@@ -5,7 +5,7 @@ import {
   numberedHeartbeat,
   sampleMessages,
 } from "../../test/conformance/transport.suite.js";
-import type { Message } from "../core/messages.js";
+import type { Message } from "../protocol/messages.js";
 import {
   type DecodeStep,
   decodePayload,

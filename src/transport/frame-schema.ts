@@ -10,10 +10,10 @@
  * protocol error, never an assertion in the core.
  *
  * The schema table is typed against the `Message` union, so adding a message type or a
- * field in src/core/messages.ts fails to compile here until its rule is written down.
+ * field in src/protocol/messages.ts fails to compile here until its rule is written down.
  */
 
-import type { Append, Entry, NodeId, WireMessage } from "../core/messages.js";
+import type { Append, Entry, NodeId, WireMessage } from "../protocol/messages.js";
 import type { PeerInfo } from "./transport.js";
 
 /** Written by the dialer in its hello; anything else is not a Baton node. */

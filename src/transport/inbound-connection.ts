@@ -11,7 +11,7 @@
 
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
-import type { NodeId, WireMessage } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { formatAddress } from "./address.js";
 import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
 import {

@@ -13,7 +13,7 @@
  * is learned whenever the peer is found reachable, before its peer-up event.
  */
 
-import type { NodeId, WireMessage } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import {
   decodePayload,

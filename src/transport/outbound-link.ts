@@ -12,7 +12,7 @@
 
 import { connect, isIP, type Socket } from "node:net";
 import type { Logger } from "pino";
-import type { NodeId } from "../core/messages.js";
+import type { NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { formatAddress, type HostPort, parseAddress } from "./address.js";
 import { reconnectDelayMs } from "./backoff.js";

@@ -4,7 +4,7 @@
  * untrusted input; no other transport file reads a default or re-checks a field.
  */
 
-import type { NodeId } from "../core/messages.js";
+import type { NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { parseAddress } from "./address.js";
 import type { BackoffLimits } from "./backoff.js";

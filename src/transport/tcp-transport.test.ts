@@ -11,7 +11,7 @@ import {
   whenConnected,
   withTimeout,
 } from "../../test/conformance/transport.suite.js";
-import type { Message, NodeId } from "../core/messages.js";
+import type { Message, NodeId } from "../protocol/messages.js";
 import { encodeFrame, FrameDecoder } from "./frame-codec.js";
 import { type Frame, PROTOCOL_VERSION } from "./frame-schema.js";
 import type { SendQueueLimits } from "./send-queue.js";

@@ -14,7 +14,7 @@
 import { randomInt } from "node:crypto";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
-import type { NodeId, WireMessage } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";

@@ -10,7 +10,7 @@
  * never blocks and never throws for network trouble; the runtime must not wait on it.
  */
 
-import type { NodeId, WireMessage } from "../core/messages.js";
+import type { NodeId, WireMessage } from "../protocol/messages.js";
 
 /** A peer's id and its node-to-node address ("host:port", "[v6]:port"). */
 export interface PeerAddress {

@@ -9,7 +9,7 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { Entry, HardState } from "../../src/core/messages.js";
+import type { Entry, HardState } from "../../src/protocol/messages.js";
 import type { OpenedStorage, Storage } from "../../src/storage/storage.js";
 
 /** One empty place to keep storage in, that can be opened again and again (restarts). */

@@ -11,7 +11,7 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { Entry, Message, NodeId, WireMessage } from "../../src/core/messages.js";
+import type { Entry, Message, NodeId, WireMessage } from "../../src/protocol/messages.js";
 import { isBulk, type SendQueueLimits } from "../../src/transport/send-queue.js";
 import type { PeerDownReason, PeerInfo, Transport } from "../../src/transport/transport.js";
 

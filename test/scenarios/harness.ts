@@ -8,9 +8,9 @@
  */
 
 import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/config.js";
-import type { Entry, HardState, Message, NodeId } from "../../src/core/messages.js";
 import { Prng } from "../../src/core/prng.js";
 import { EMPTY_STATE, type ReadState, Replica } from "../../src/core/replica.js";
+import type { Entry, HardState, Message, NodeId } from "../../src/protocol/messages.js";
 
 interface Disk {
   hardState: HardState;

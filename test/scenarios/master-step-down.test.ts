@@ -13,7 +13,7 @@
  */
 
 import { expect, it } from "vitest";
-import type { Message } from "../../src/core/messages.js";
+import type { Message } from "../../src/protocol/messages.js";
 import { Harness } from "./harness.js";
 
 it("replica: a master that commits and then steps down in the same batch of inputs runs out of Readies", () => {

@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Entry } from "../../src/core/messages.js";
+import type { Entry } from "../../src/protocol/messages.js";
 
 const created: string[] = [];
 

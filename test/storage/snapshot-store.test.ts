@@ -7,7 +7,7 @@
 import { appendFile, open, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { SnapshotMeta } from "../../src/core/messages.js";
+import type { SnapshotMeta } from "../../src/protocol/messages.js";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
 import { snapshotReadChunkBytes } from "../../src/storage/limits.js";
 import {

@@ -7,7 +7,7 @@
 import { appendFile, open, readdir, stat, truncate, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { SnapshotMeta } from "../../src/core/messages.js";
+import type { SnapshotMeta } from "../../src/protocol/messages.js";
 import { Wal } from "../../src/storage/wal.js";
 import { segmentFileName, segmentHeaderBytes } from "../../src/storage/wal-format.js";
 import { command, commands, makeTempDir, plain, removeTempDirs } from "./helpers.js";

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import pino from "pino";
-import { KvNode } from "../../server/kv-node.js";
+import { KvNode } from "../../app/kv-node.js";
 import { type NodeConfigInput, parseNodeConfig, parsePeers } from "../../server/node-config.js";
 
 interface StartFlags {

@@ -6,7 +6,7 @@
  */
 
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { Role } from "../../core/replica.js";
+import type { Role } from "../../protocol/status.js";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import { registerResource } from "./resource.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { Entry } from "../../core/messages.js";
 import type { Replica } from "../../core/replica.js";
+import type { Entry } from "../../protocol/messages.js";
 import { SafetyChecker, SafetyViolation } from "./safety.js";
 
 /** A stand-in exposing just what the checker reads from a replica. */

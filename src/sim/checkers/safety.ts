@@ -14,8 +14,8 @@
  * A violation throws SafetyViolation with a message naming the nodes and indexes.
  */
 
-import type { Entry, NodeId } from "../../core/messages.js";
 import type { Replica } from "../../core/replica.js";
+import type { Entry, NodeId } from "../../protocol/messages.js";
 
 export class SafetyViolation extends Error {
   override readonly name = "SafetyViolation";

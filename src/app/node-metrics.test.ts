@@ -1,12 +1,12 @@
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import type { NodeId } from "../core/messages.js";
 import { EventFeed } from "../http/event-feed.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
+import type { NodeId } from "../protocol/messages.js";
+import { BatonNode } from "../server/node.js";
+import { parseNodeConfig } from "../server/node-config.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
-import { BatonNode } from "./node.js";
-import { parseNodeConfig } from "./node-config.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
 

@@ -13,8 +13,8 @@
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EventFeed } from "../http/event-feed.js";
-import type { NodeStatus } from "../http/node-api.js";
-import type { BatonNode } from "./node.js";
+import type { NodeStatus } from "../protocol/status.js";
+import type { BatonNode } from "../server/node.js";
 
 const ROLES = ["master", "backup", "candidate"] as const;
 

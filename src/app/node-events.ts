@@ -8,11 +8,11 @@
  * progress, which the node reports only when asked) is unref'd and stops with `stop`.
  */
 
-import type { NodeId } from "../core/messages.js";
-import type { Role } from "../core/replica.js";
 import type { EventFeed } from "../http/event-feed.js";
-import type { BatonNode } from "./node.js";
-import type { TransferProgress } from "./state-transfer.js";
+import type { NodeId } from "../protocol/messages.js";
+import type { Role } from "../protocol/status.js";
+import type { BatonNode } from "../server/node.js";
+import type { TransferProgress } from "../server/state-transfer.js";
 
 /** How often state-transfer progress is looked at, milliseconds. */
 const TRANSFER_POLL_MS = 250;

@@ -18,7 +18,7 @@
 import type { Logger } from "pino";
 import type { EventFeed } from "../http/event-feed.js";
 import type { FaultInjector } from "../http/routes/fault-routes.js";
-import type { BatonNode } from "./node.js";
+import type { BatonNode } from "../server/node.js";
 
 /** Delay between reporting a fault and inflicting it, so the report reaches the stream. */
 const REPORT_DELAY_MS = 50;

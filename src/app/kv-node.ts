@@ -7,7 +7,7 @@
 
 import type { Logger } from "pino";
 import { EventFeed } from "../http/event-feed.js";
-import type { KvNodeApi, KvWriteOptions, NodeStatus, StatusOptions } from "../http/node-api.js";
+import type { KvNodeApi, KvWriteOptions, StatusOptions } from "../http/node-api.js";
 import { createHttpServer, type HttpServer } from "../http/server.js";
 import {
   defaultKvLimits,
@@ -18,13 +18,14 @@ import {
   KvStateMachine,
   validateCommand,
 } from "../kv/index.js";
+import type { NodeStatus } from "../protocol/status.js";
+import { startNode } from "../server/create-node.js";
+import type { BatonNode } from "../server/node.js";
+import type { NodeConfig } from "../server/node-config.js";
 import { assert } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
-import { startNode } from "./create-node.js";
 import { createFaultInjector } from "./fault-injector.js";
-import type { BatonNode } from "./node.js";
-import type { NodeConfig } from "./node-config.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
 

@@ -1,0 +1,52 @@
+/**
+ * What a node says about itself and the members it knows: the shape of `GET /v1/status`,
+ * shared by the runtime that produces it, the HTTP layer that serves it and the client
+ * that parses it. Plain data, no logic.
+ */
+
+import type { NodeId } from "./messages.js";
+
+/** A node's role in its current term. */
+export type Role = "master" | "backup" | "candidate";
+
+export interface MemberStatus {
+  readonly id: NodeId;
+  /** Node-to-node address, host:port. */
+  readonly address: string;
+  /** HTTP API base URL when known (e.g. "http://127.0.0.1:8101"), else null. */
+  readonly httpUrl: string | null;
+  /** Role as this node knows it: "master", "backup", "candidate" or "unknown". */
+  readonly role: Role | "unknown";
+  /** Whether this node currently has a live connection to the member (itself: true). */
+  readonly connected: boolean;
+  /** Master only: highest log index known replicated on the member, else null. */
+  readonly matchIndex: number | null;
+  /** Master only: entries the member is behind the master's last index, else null. */
+  readonly lag: number | null;
+  /**
+   * Master only: bytes of command data in the entries the member is behind, estimated from
+   * the newest 4096 of them when it is further behind; null when the entries it lacks were
+   * compacted away (it needs a state transfer) and on a backup.
+   */
+  readonly lagBytes?: number | null;
+  /** Master only: milliseconds since the member last answered, else null. */
+  readonly lastContactMs: number | null;
+}
+
+export interface NodeStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  /** The master this node knows of in its term, or null. */
+  readonly master: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastIndex: number;
+  readonly members: readonly MemberStatus[];
+  /**
+   * A digest of the whole replicated state as 16 hex digits, taken at `appliedIndex`: two
+   * nodes with the same `appliedIndex` must show the same digest. Present only when asked
+   * for (`GET /v1/status?digest=true`), because it costs a pass over every key.
+   */
+  readonly stateDigest?: string;
+}
