@@ -73,7 +73,6 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
-        forwardFrom: host,
         metrics: createNodeMetrics(node, events),
         events,
         faults:

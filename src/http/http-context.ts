@@ -1,12 +1,10 @@
 /**
  * What every route needs, built once by `createHttpServer` and shared by all requests: the
- * node, the limits requests are checked against, the request deadline, the forwarder and
- * the metrics. Routes read it and never change it.
+ * node, the limits requests are checked against, the request deadline and the metrics. Routes read it and never change it.
  */
 
 import type { KvLimits } from "../kv/index.js";
 import type { HttpMetrics } from "./http-metrics.js";
-import type { MasterForwarder } from "./master-forwarder.js";
 import type { KvNodeApi } from "./node-api.js";
 
 export interface HttpContext {
@@ -14,6 +12,5 @@ export interface HttpContext {
   readonly limits: KvLimits;
   /** Longest a request may wait for the node (and the master) before 503, in milliseconds. */
   readonly requestTimeoutMs: number;
-  readonly forwarder: MasterForwarder;
   readonly metrics: HttpMetrics;
 }

@@ -1,6 +1,6 @@
 /**
  * The HTTP layer's own Prometheus metrics: answers by route and status, the latency of
- * key-value requests, and forwards to the master by outcome; and the once-a-second sample
+ * key-value requests; and the once-a-second sample
  * of requests per second and latency percentiles that the dashboard's chart draws.
  *
  * Counting must cost the request path next to nothing, so answers are tallied in plain
@@ -8,16 +8,13 @@
  * `inc` would build a label key string on every request), and latency goes to histogram
  * children bound once per route.
  *
- * A request a backup forwarded to the master is counted once, by the node the client sent
- * it to: the master counts it under its route and status, but leaves it out of the latency
- * histogram and the sample, whose point is what clients see.
+ * A request is counted by the node the client sent it to: a backup forwards the command
+ * over the peer link, never as an HTTP request, so nothing is counted twice.
  */
 
 import { Counter, Histogram, type Registry } from "prom-client";
-import type { ForwardOutcome } from "./master-forwarder.js";
 
 const RESPONSES = "baton_http_responses_total";
-const FORWARDS = "baton_http_forwards_total";
 const DURATION = "baton_http_request_duration_seconds";
 
 /** Latency buckets in seconds: from a local in-memory read to a write across a fail-over. */
@@ -44,7 +41,6 @@ export interface RequestWindowSample {
 
 export class HttpMetrics {
   private readonly routes = new Map<string, RouteTally>();
-  private readonly forwards: Counter<"outcome">;
   private readonly duration: Histogram<"method">;
   private readonly latencies = new Float64Array(SAMPLE_LATENCIES_MAX);
   private timedCount = 0;
@@ -61,7 +57,6 @@ export class HttpMetrics {
     private readonly now: () => number = () => performance.now(),
   ) {
     registry.removeSingleMetric(RESPONSES);
-    registry.removeSingleMetric(FORWARDS);
     registry.removeSingleMetric(DURATION);
     this.windowStartedAt = now();
     const routes = this.routes;
@@ -81,12 +76,6 @@ export class HttpMetrics {
           }
         }
       },
-    });
-    this.forwards = new Counter({
-      name: FORWARDS,
-      help: "Requests this node could not serve as a backup, by how forwarding them ended.",
-      labelNames: ["outcome"],
-      registers: [registry],
     });
     this.duration = new Histogram({
       name: DURATION,
@@ -117,22 +106,14 @@ export class HttpMetrics {
     tally.statuses.set(status, (tally.statuses.get(status) ?? 0) + 1);
   }
 
-  /**
-   * Counts one answer and, on a timed route for a request that was not forwarded here by
-   * another node, its latency in milliseconds.
-   */
-  answered(tally: RouteTally, status: number, elapsedMs: number, forwarded: boolean): void {
+  /** Counts one answer and, on a timed route, its latency in milliseconds. */
+  answered(tally: RouteTally, status: number, elapsedMs: number): void {
     this.count(tally, status);
-    if (tally.duration === null || forwarded) return;
+    if (tally.duration === null) return;
     tally.duration.observe(elapsedMs / 1000);
     this.requestCount++;
     if (status >= 500) this.errorCount++;
     if (this.timedCount < SAMPLE_LATENCIES_MAX) this.latencies[this.timedCount++] = elapsedMs;
-  }
-
-  /** Counts one forward that ended with `outcome`. */
-  forwarded(outcome: ForwardOutcome): void {
-    this.forwards.inc({ outcome });
   }
 
   /** The requests answered since the previous call (or construction), and starts anew. */

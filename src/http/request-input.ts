@@ -26,9 +26,6 @@ export interface StaleQuery {
   readonly stale?: string;
 }
 
-/** The header this node adds when it forwards a request to the master. */
-export const FORWARDED_BY_HEADER = "x-baton-forwarded-by";
-
 /**
  * The JSON schemas for each key-value method. Header names are lower case because Node
  * gives them so. Duplicated headers arrive joined by ", " and fail the patterns, which is

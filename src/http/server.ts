@@ -25,7 +25,6 @@ import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
 import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
 import { HttpMetrics } from "./http-metrics.js";
-import { MasterForwarder } from "./master-forwarder.js";
 import type { KvNodeApi } from "./node-api.js";
 import { validationError } from "./request-input.js";
 import { registerDashboardRoutes } from "./routes/dashboard-routes.js";
@@ -50,34 +49,11 @@ export interface HttpServerOptions {
    */
   readonly limits?: KvLimits | undefined;
   /**
-   * Milliseconds a request may wait for the node, and for the master when it is
-   * forwarded, before it is answered 503 ERR_TIMEOUT with Retry-After.
+   * Milliseconds a request may wait for the node (which forwards it to the master when it
+   * is a backup) before it is answered 503 ERR_TIMEOUT with Retry-After.
    * @default 5000
    */
   readonly requestTimeoutMs?: number | undefined;
-  /**
-   * Milliseconds a forward to the master may take (never more than what is left of the
-   * request deadline) before it is answered 503 ERR_TIMEOUT.
-   * @default 5000
-   */
-  readonly forwardTimeoutMs?: number | undefined;
-  /**
-   * Longest a request that reached a backup waits for a new master during a fail-over
-   * (never past the request deadline) before it is answered 503.
-   * @default 500
-   */
-  readonly masterWaitMs?: number | undefined;
-  /**
-   * Most keep-alive connections this node opens to the master for forwarding.
-   * @default 64
-   */
-  readonly forwardConnectionsMax?: number | undefined;
-  /**
-   * The address this node listens on for HTTP: forwards to the master leave from it (when
-   * it is a specific IP address), so that the master and firewall rules see them come from
-   * this node, as its peer connections do. @default the operating system's choice
-   */
-  readonly forwardFrom?: string | undefined;
   /**
    * The registry `/metrics` serves; the HTTP layer registers its own metrics there. Without
    * one, the server makes its own registry holding the process metrics of prom-client.
@@ -121,7 +97,7 @@ export interface HttpServer {
   listen(host: string, port: number): Promise<HttpAddress>;
   /**
    * Stops accepting connections, lets requests in flight finish (each is bounded by the
-   * request deadline), closes idle keep-alive connections and the pools to the master.
+   * request deadline), closes idle keep-alive connections.
    */
   close(): Promise<void>;
   /** The address listened on, or null before `listen` and after `close`. */
@@ -129,7 +105,6 @@ export interface HttpServer {
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
-const DEFAULT_FORWARD_CONNECTIONS_MAX = 64;
 /** Interval of the request samples in the event feed, milliseconds. */
 const SAMPLE_INTERVAL_MS = 1000;
 /**
@@ -143,26 +118,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const limits = options.limits ?? defaultKvLimits();
   const logger = options.logger ?? pino({ name: "baton-http", level: "warn" }, pino.destination(2));
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const forwardTimeoutMs = options.forwardTimeoutMs ?? requestTimeoutMs;
   assert(Number.isSafeInteger(requestTimeoutMs) && requestTimeoutMs > 0, "requestTimeoutMs");
-  assert(Number.isSafeInteger(forwardTimeoutMs) && forwardTimeoutMs > 0, "forwardTimeoutMs");
   const registry = options.metrics ?? defaultRegistry();
   const metrics = new HttpMetrics(registry);
-  const forwarder = new MasterForwarder({
-    api: options.api,
-    forwardTimeoutMs,
-    masterWaitMs: options.masterWaitMs,
-    connectionsMax: options.forwardConnectionsMax ?? DEFAULT_FORWARD_CONNECTIONS_MAX,
-    sourceHost: options.forwardFrom,
-    onOutcome: (outcome) => metrics.forwarded(outcome),
-  });
-  const context: HttpContext = {
-    api: options.api,
-    limits,
-    requestTimeoutMs,
-    forwarder,
-    metrics,
-  };
+  const context: HttpContext = { api: options.api, limits, requestTimeoutMs, metrics };
 
   const events = options.events ?? new EventFeed(options.api.id);
 
@@ -199,7 +158,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       // Event streams never end by themselves and would hold the server open.
       streams.closeAll();
       await app.close();
-      await forwarder.close();
     },
     address: () => address,
   };

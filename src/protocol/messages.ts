@@ -157,5 +157,59 @@ export interface SnapshotAck extends Envelope {
 
 export type TransferMessage = SnapshotChunk | SnapshotAck;
 
+/**
+ * Forwarding also travels beside the protocol: a backup hands a client's command to the
+ * master over the peer link, and the master proposes it and answers with where it went in
+ * the log. The backup then learns the result by applying that entry itself, so no result
+ * ever crosses the wire and any deterministic state machine can be forwarded to.
+ */
+export interface ForwardProposal extends Envelope {
+  readonly type: "forward_proposal";
+  /** Chosen by the backup, unique among its forwards in flight. */
+  readonly requestId: number;
+  /** The command, as the application gave it (the master stamps it with its time). */
+  readonly data: Uint8Array;
+}
+
+/**
+ * How a forwarded proposal ended at the node it was sent to. `proposed`: it is in the
+ * master's log at `index` in `entryTerm` (it may still be replaced if that master is lost
+ * before it commits). `not_master`: the receiver is not the master and proposed nothing.
+ * `busy`: the master refused it (too many uncommitted entries) and proposed nothing.
+ */
+export type ForwardOutcome = "proposed" | "not_master" | "busy";
+
+export interface ForwardProposalResponse extends Envelope {
+  readonly type: "forward_proposal_response";
+  readonly requestId: number;
+  readonly outcome: ForwardOutcome;
+  /** With `proposed`: the entry's index and term; otherwise 0. */
+  readonly index: number;
+  readonly entryTerm: number;
+}
+
+/** A backup asks the master for a read index, to serve a linearizable read itself. */
+export interface ForwardRead extends Envelope {
+  readonly type: "forward_read";
+  readonly requestId: number;
+}
+
+/**
+ * The master confirmed its mastership after the request arrived: a read made once the
+ * backup has applied `index` is linearizable. `ok` false: the receiver is not the master.
+ */
+export interface ForwardReadResponse extends Envelope {
+  readonly type: "forward_read_response";
+  readonly requestId: number;
+  readonly ok: boolean;
+  readonly index: number;
+}
+
+export type ForwardMessage =
+  | ForwardProposal
+  | ForwardProposalResponse
+  | ForwardRead
+  | ForwardReadResponse;
+
 /** Everything that travels between nodes. */
-export type WireMessage = Message | TransferMessage;
+export type WireMessage = Message | TransferMessage | ForwardMessage;

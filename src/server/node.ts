@@ -18,7 +18,15 @@ import type { Logger } from "pino";
 import { defaultReplicaConfig } from "../core/config.js";
 import { Prng } from "../core/prng.js";
 import { type CoreEvent, type Ready, Replica } from "../core/replica.js";
-import type { Entry, Message, NodeId, SnapshotMeta } from "../protocol/messages.js";
+import type {
+  Entry,
+  ForwardProposal,
+  ForwardRead,
+  Message,
+  NodeId,
+  SnapshotMeta,
+  WireMessage,
+} from "../protocol/messages.js";
 import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
 import { assert } from "../shared/assert.js";
 import {
@@ -35,6 +43,7 @@ import type { StateMachine } from "../shared/state-machine.js";
 import type { OpenedStorage, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
+import { Forwarder } from "./forwarder.js";
 import type { NodeConfig } from "./node-config.js";
 import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
@@ -99,6 +108,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly sm: StateMachine;
   private readonly log: Logger;
   private readonly transfer: StateTransfer;
+  private readonly forwarder: Forwarder;
+  /** Read-index requests of backups, by the core's read id: answered once confirmed. */
+  private readonly peerReads = new Map<
+    number,
+    { readonly peer: NodeId; readonly requestId: number }
+  >();
+  /**
+   * Peers the transport can send to now. A forward is sent only to a connected master: a
+   * forward queued for a peer that is down might be delivered long after its caller was
+   * told anything, so it is held instead, and a held forward provably was not applied.
+   */
+  private readonly connected = new Set<NodeId>();
 
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
@@ -142,6 +163,23 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       term: () => this.replica.term,
       onSent: (peer, ok) => this.onTransferSent(peer, ok),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
+    });
+    this.forwarder = new Forwarder({
+      id: this.id,
+      logger: this.log,
+      requestTimeoutMs: this.config.requestTimeoutMs,
+      role: () => this.replica.role,
+      masterId: () => this.replica.masterId,
+      term: () => this.replica.term,
+      appliedIndex: () => this.appliedIndex,
+      sendProposal: (to, requestId, data) =>
+        this.connected.has(to) &&
+        this.sendForward({ type: "forward_proposal", ...this.envelope(to), requestId, data }),
+      sendRead: (to, requestId) =>
+        this.connected.has(to) &&
+        this.sendForward({ type: "forward_read", ...this.envelope(to), requestId }),
+      proposeLocally: (data) => this.propose(data),
+      readLocally: () => this.readBarrier(),
     });
   }
 
@@ -204,6 +242,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private wire(): void {
     this.transport.onMessage((message) => {
       if (this.stopped) return;
+      if (this.onForwardMessage(message)) return;
       if (this.transfer.handles(message)) {
         this.transfer.onMessage(message);
         return;
@@ -217,10 +256,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.schedule();
     });
     this.transport.onPeerUp((peer) => {
-      if (!this.stopped) this.emit("peer", { peer, up: true, reason: null });
+      if (this.stopped) return;
+      this.connected.add(peer);
+      this.emit("peer", { peer, up: true, reason: null });
+      if (this.forwarder.inFlight > 0) this.forwarder.poll();
     });
     this.transport.onPeerDown((peer, reason) => {
       if (this.stopped) return;
+      this.connected.delete(peer);
       this.emit("peer", { peer, up: false, reason });
       this.transfer.peerDown(peer);
       if (reason === "refused" || reason === "lost" || reason === "closed") {
@@ -234,16 +277,20 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   // ---------------------------------------------------------------- requests
 
   /**
-   * Proposes `command` and resolves with the state machine's result once it is applied.
-   * Throws NotMasterError (with a hint), BusyError, TimeoutError (the command may still
-   * be applied), NoMasterError when a new master replaced it before it committed.
+   * Proposes `command` and resolves with the state machine's result once it is applied. On
+   * a backup the command is forwarded to the master over the peer link (see Forwarder),
+   * and the result is this node's own application of it. Throws BusyError, TimeoutError
+   * (the command may still be applied), NoMasterError (it was not applied: no master, or
+   * a new master replaced it before it committed), IndeterminateError (a forwarded
+   * command whose master was lost before it answered).
    */
   propose(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
+    if (this.replica.role !== "master") return this.forwarder.propose(command);
     const result = this.replica.propose(wrapCommand(Date.now(), command));
     if (!result.ok) {
       if (result.reason === "busy") throw new BusyError();
-      throw new NotMasterError(result.masterHint);
+      return this.forwarder.propose(command); // stepped down in this very turn
     }
     this.counters.proposals++;
     this.schedule();
@@ -263,13 +310,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   /**
    * Resolves once this node's state machine reflects every write acknowledged before the
-   * call (ReadIndex): a read made right after is linearizable. Master only.
+   * call (ReadIndex): a read made right after is linearizable. On a backup the master
+   * confirms a read index and this node waits until it has applied it (a follower read).
    */
   readBarrier(): Promise<void> {
     this.checkRunning();
+    if (this.replica.role !== "master") return this.forwarder.read();
     const id = this.nextReadId++;
     const registered = this.replica.readIndex(id);
-    if (!registered.ok) throw new NotMasterError(registered.masterHint);
+    if (!registered.ok) return this.forwarder.read();
     this.schedule();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -428,6 +477,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private onTick(): void {
     if (this.stopped) return;
     this.replica.tick();
+    if (this.forwarder.inFlight > 0) this.forwarder.poll();
     this.schedule();
   }
 
@@ -523,10 +573,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (pending !== undefined) this.proposals.delete(entry.index);
       if (entry.kind !== "command") {
         this.settleReplaced(pending, entry);
+        this.forwarder.onApplied(entry, undefined);
         continue;
       }
       const { timeMs, command } = unwrapCommand(entry.data);
       const result = this.sm.apply(command, { index: entry.index, term: entry.term, time: timeMs });
+      this.forwarder.onApplied(entry, result);
       if (pending === undefined) continue;
       if (pending.term !== entry.term) {
         this.settleReplaced(pending, entry);
@@ -536,7 +588,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.emit("proposal", performance.now() - pending.startedAt);
       }
     }
-    if (entries.length > 0) this.emit("applied", this.appliedIndex);
+    if (entries.length > 0) {
+      this.forwarder.serveReads();
+      this.emit("applied", this.appliedIndex);
+    }
   }
 
   /** Another master's entry took the index of our proposal: it was never applied. */
@@ -554,6 +609,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   // ---------------------------------------------------------------- reads
 
   private onReadState(requestId: number, index: number | null): void {
+    const peerRead = this.peerReads.get(requestId);
+    if (peerRead !== undefined) {
+      this.peerReads.delete(requestId);
+      this.sendForward({
+        type: "forward_read_response",
+        ...this.envelope(peerRead.peer),
+        requestId: peerRead.requestId,
+        ok: index !== null,
+        index: index ?? 0,
+      });
+      return;
+    }
     const read = this.reads.get(requestId);
     if (read === undefined) return;
     this.reads.delete(requestId);
@@ -648,6 +715,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     await this.sm.restore(reader.chunks());
     this.appliedIndex = meta.index;
     this.snapshotIndex = meta.index;
+    this.forwarder.onSnapshotAdopted(meta.index);
     this.log.info(
       {
         event: "state_transfer",
@@ -699,6 +767,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.abandonProposalsOnStepDown(event.term);
     }
     this.emit("role", event);
+    if (this.forwarder.inFlight > 0) this.forwarder.poll();
   }
 
   /**
@@ -760,5 +829,83 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     this.reads.clear();
     this.readsByIndex.length = 0;
+    this.peerReads.clear();
+    this.forwarder.failAll(error);
+  }
+
+  // ---------------------------------------------------------------- forwarding
+
+  /** Handles a forward_* message; false for any other message. */
+  private onForwardMessage(message: WireMessage): boolean {
+    switch (message.type) {
+      case "forward_proposal":
+        this.onForwardProposal(message);
+        return true;
+      case "forward_read":
+        this.onForwardRead(message);
+        return true;
+      case "forward_proposal_response":
+        this.forwarder.onProposalResponse(message);
+        return true;
+      case "forward_read_response":
+        this.forwarder.onReadResponse(message);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * A backup forwarded a command: propose it as this node's own and say where it went.
+   * The backup learns the result by applying the entry, so nothing else is kept here.
+   */
+  private onForwardProposal(message: ForwardProposal): void {
+    const answer = { type: "forward_proposal_response", ...this.envelope(message.from) } as const;
+    const requestId = message.requestId;
+    if (this.replica.role !== "master") {
+      this.sendForward({ ...answer, requestId, outcome: "not_master", index: 0, entryTerm: 0 });
+      return;
+    }
+    const result = this.replica.propose(wrapCommand(Date.now(), message.data));
+    if (!result.ok) {
+      const outcome = result.reason === "busy" ? "busy" : "not_master";
+      this.sendForward({ ...answer, requestId, outcome, index: 0, entryTerm: 0 });
+      return;
+    }
+    this.counters.proposals++;
+    this.sendForward({
+      ...answer,
+      requestId,
+      outcome: "proposed",
+      index: result.index,
+      entryTerm: result.term,
+    });
+    this.schedule();
+  }
+
+  /** A backup asks for a read index: confirm mastership, then answer with the index. */
+  private onForwardRead(message: ForwardRead): void {
+    const id = this.nextReadId++;
+    const registered = this.replica.role === "master" ? this.replica.readIndex(id) : null;
+    if (registered === null || !registered.ok) {
+      this.sendForward({
+        type: "forward_read_response",
+        ...this.envelope(message.from),
+        requestId: message.requestId,
+        ok: false,
+        index: 0,
+      });
+      return;
+    }
+    this.peerReads.set(id, { peer: message.from, requestId: message.requestId });
+    this.schedule();
+  }
+
+  private envelope(to: NodeId): { from: NodeId; to: NodeId; term: number } {
+    return { from: this.id, to, term: this.replica.term };
+  }
+
+  private sendForward(message: WireMessage): boolean {
+    return this.transport.send(message).queued;
   }
 }

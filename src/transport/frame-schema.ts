@@ -13,16 +13,18 @@
  * field in src/protocol/messages.ts fails to compile here until its rule is written down.
  */
 
-import type { Append, Entry, NodeId, WireMessage } from "../protocol/messages.js";
+import type { Append, Entry, ForwardOutcome, NodeId, WireMessage } from "../protocol/messages.js";
 import type { PeerInfo } from "./transport.js";
 
 /** Written by the dialer in its hello; anything else is not a Baton node. */
 export const PROTOCOL_MAGIC = "baton";
 /**
  * Bumped on any incompatible change of frames or messages. Version 2 added `advertise` to
- * hello and hello_ok; nodes of different versions refuse each other.
+ * hello and hello_ok; version 3 added the forward_* messages (a backup forwards proposals
+ * and read-index requests to the master over the peer link). Nodes of different versions
+ * refuse each other.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
@@ -108,7 +110,8 @@ type FieldKind =
   | "magic" // exactly PROTOCOL_MAGIC
   | "entries" // an array of well-formed entries
   | "bytes" // a byte array (copied)
-  | "peer_info"; // a well-formed PeerInfo
+  | "peer_info" // a well-formed PeerInfo
+  | "forward_outcome"; // one of FORWARD_OUTCOMES
 
 type Schema<F extends Frame> = { readonly [K in Exclude<keyof F, "type">]-?: FieldKind };
 type SchemaTable<F extends Frame> = { readonly [T in F["type"]]: Schema<Extract<F, { type: T }>> };
@@ -152,6 +155,16 @@ const messageSchemas: SchemaTable<WireMessage> = {
     done: "bool",
     accepted: "bool",
   },
+  forward_proposal: { ...envelope, requestId: "uint", data: "bytes" },
+  forward_proposal_response: {
+    ...envelope,
+    requestId: "uint",
+    outcome: "forward_outcome",
+    index: "uint",
+    entryTerm: "uint",
+  },
+  forward_read: { ...envelope, requestId: "uint" },
+  forward_read_response: { ...envelope, requestId: "uint", ok: "bool", index: "uint" },
 };
 
 const controlSchemas: SchemaTable<ControlFrame> = {
@@ -251,8 +264,18 @@ function checkField(kind: FieldKind, value: unknown): FieldCheck {
         : bad("expected bytes", value);
     case "peer_info":
       return checkPeerInfoField(value);
+    case "forward_outcome":
+      return typeof value === "string" && FORWARD_OUTCOMES.has(value)
+        ? { ok: true, value }
+        : bad(`expected one of ${[...FORWARD_OUTCOMES].join(", ")}`, value);
   }
 }
+
+const FORWARD_OUTCOMES: ReadonlySet<string> = new Set<ForwardOutcome>([
+  "proposed",
+  "not_master",
+  "busy",
+]);
 
 /** A fresh, frozen PeerInfo holding only known fields, or what is wrong with `value`. */
 function checkPeerInfoField(value: unknown): FieldCheck {

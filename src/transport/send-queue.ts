@@ -32,7 +32,7 @@ export interface SendQueueLimits {
 
 /** Whether a message of this type goes in the bulk lane (control frames overtake it). */
 export function isBulk(type: string): boolean {
-  return type === "append" || type === "snapshot_chunk";
+  return type === "append" || type === "snapshot_chunk" || type === "forward_proposal";
 }
 
 /** Bytes beyond `queueBytesMax` that control frames alone may use. */

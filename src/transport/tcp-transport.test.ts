@@ -554,7 +554,9 @@ describe("TcpTransport", () => {
     });
     await client.closed;
     const line = await untilLogged(lines, (l) => l.reason === "invalid_frame");
-    expect(line.detail).toMatch(/protocol version 1 is not supported \(this node speaks 2\)/);
+    expect(line.detail).toMatch(
+      new RegExp(`protocol version 1 is not supported \\(this node speaks ${PROTOCOL_VERSION}\\)`),
+    );
   });
 
   it("tcp: rejects a second start and a port already in use", async () => {

@@ -1,7 +1,8 @@
 /**
  * The key-value routes: `GET`, `PUT` and `DELETE /v1/kv/{key}`. Each reads and checks its
- * input, calls the node under the request deadline, and answers from the result; when the
- * node says it is not the master, the request goes to the master instead.
+ * input, calls the node under the request deadline, and answers from the result. A backup's
+ * node forwards writes and linearizable reads to the master itself (over the peer link),
+ * so these routes are the same on every node.
  *
  * This is the path the benchmarks measure, so it allocates only what the answer needs:
  * no per-request closures beyond the deadline's, and shared objects for the common options.
@@ -53,16 +54,8 @@ async function getKey(
 ): Promise<FastifyReply> {
   const key = readKey(request.params as KvParams, context.limits);
   const stale = readStale(request.query as StaleQuery);
-  const deadlineAt = performance.now() + context.requestTimeoutMs;
-  let entry: Awaited<ReturnType<HttpContext["api"]["get"]>>;
-  try {
-    const read = context.api.get(key, stale ? STALE_READ : LINEARIZABLE_READ);
-    entry = await withDeadline(read, context.requestTimeoutMs);
-  } catch (error) {
-    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt, () =>
-      getKey(context, request, reply),
-    );
-  }
+  const read = context.api.get(key, stale ? STALE_READ : LINEARIZABLE_READ);
+  const entry = await withDeadline(read, context.requestTimeoutMs);
   if (entry === null) return sendErrorAnswer(reply, notFoundAnswer(key));
   // A view of the stored bytes, not a copy: the store never changes a stored value.
   const bytes = Buffer.from(entry.value.buffer, entry.value.byteOffset, entry.value.byteLength);
@@ -85,15 +78,7 @@ async function putKey(
   const key = readKey(request.params as KvParams, context.limits);
   const options = readWriteOptions(request.headers);
   const value = (request.body as Buffer | undefined) ?? EMPTY_VALUE;
-  const deadlineAt = performance.now() + context.requestTimeoutMs;
-  let result: Awaited<ReturnType<HttpContext["api"]["put"]>>;
-  try {
-    result = await withDeadline(context.api.put(key, value, options), context.requestTimeoutMs);
-  } catch (error) {
-    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt, () =>
-      putKey(context, request, reply),
-    );
-  }
+  const result = await withDeadline(context.api.put(key, value, options), context.requestTimeoutMs);
   if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));
   reply.header("etag", `"${result.revision}"`);
   return sendRevision(reply, result.revision);
@@ -110,15 +95,7 @@ async function deleteKey(
 ): Promise<FastifyReply> {
   const key = readKey(request.params as KvParams, context.limits);
   const options = readWriteOptions(request.headers);
-  const deadlineAt = performance.now() + context.requestTimeoutMs;
-  let result: Awaited<ReturnType<HttpContext["api"]["delete"]>>;
-  try {
-    result = await withDeadline(context.api.delete(key, options), context.requestTimeoutMs);
-  } catch (error) {
-    return context.forwarder.forwardOrThrow(error, request, reply, deadlineAt, () =>
-      deleteKey(context, request, reply),
-    );
-  }
+  const result = await withDeadline(context.api.delete(key, options), context.requestTimeoutMs);
   if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));
   return sendRevision(reply, result.revision);
 }

@@ -14,7 +14,6 @@ import type {
 } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpMetrics } from "../http-metrics.js";
-import { FORWARDED_BY_HEADER } from "../request-input.js";
 
 export interface ResourceMethod {
   readonly method: "GET" | "PUT" | "DELETE" | "POST" | "OPTIONS";
@@ -65,10 +64,9 @@ export function registerResource(
       // Counting in onSend rather than onResponse: an onResponse hook makes fastify add
       // listeners to every response, and onSend costs one call.
       onSend: (request, reply, payload, done) => {
-        const forwarded = request.headers[FORWARDED_BY_HEADER] !== undefined;
         const started = timed ? startedAt.get(request) : undefined;
         const elapsedMs = started === undefined ? 0 : performance.now() - started;
-        metrics.answered(tally, reply.statusCode, elapsedMs, forwarded);
+        metrics.answered(tally, reply.statusCode, elapsedMs);
         done(null, payload);
       },
       handler,

@@ -1,0 +1,232 @@
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Entry, NodeId } from "../protocol/messages.js";
+import type { Role } from "../protocol/status.js";
+import { BusyError, IndeterminateError, NoMasterError, TimeoutError } from "../shared/errors.js";
+import { FORWARD_HOLD_MS, Forwarder, type ForwarderHost } from "./forwarder.js";
+
+/**
+ * The backup's side of forwarding against a scripted node: what the caller is told in each
+ * case must follow what the backup can prove about whether the command was applied.
+ */
+
+interface Sent {
+  readonly kind: "proposal" | "read";
+  readonly to: NodeId;
+  readonly requestId: number;
+}
+
+class FakeHost implements ForwarderHost {
+  readonly id = 2;
+  readonly logger = pino({ level: "silent" });
+  readonly requestTimeoutMs = 5000;
+  currentRole: Role = "backup";
+  master: NodeId | null = 1;
+  currentTerm = 1;
+  applied = 0;
+  reachable = true;
+  readonly sent: Sent[] = [];
+  localProposals = 0;
+  role = (): Role => this.currentRole;
+  masterId = (): NodeId | null => this.master;
+  term = (): number => this.currentTerm;
+  appliedIndex = (): number => this.applied;
+  sendProposal = (to: NodeId, requestId: number): boolean => {
+    if (this.reachable) this.sent.push({ kind: "proposal", to, requestId });
+    return this.reachable;
+  };
+  sendRead = (to: NodeId, requestId: number): boolean => {
+    if (this.reachable) this.sent.push({ kind: "read", to, requestId });
+    return this.reachable;
+  };
+  proposeLocally = async (): Promise<unknown> => {
+    this.localProposals++;
+    return "local";
+  };
+  readLocally = async (): Promise<void> => {};
+}
+
+function command(index: number, term: number): Entry {
+  return { index, term, kind: "command", data: new Uint8Array() };
+}
+
+function proposed(f: Forwarder, sent: Sent, index: number, entryTerm: number, from = sent.to) {
+  f.onProposalResponse({
+    type: "forward_proposal_response",
+    from,
+    to: 2,
+    term: entryTerm,
+    requestId: sent.requestId,
+    outcome: "proposed",
+    index,
+    entryTerm,
+  });
+}
+
+let host: FakeHost;
+let forwarder: Forwarder;
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+  host = new FakeHost();
+  forwarder = new Forwarder(host);
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("forwarder", () => {
+  it("forwarding: a proposed command resolves with this node's own result for its entry", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    expect(host.sent).toEqual([{ kind: "proposal", to: 1, requestId: 1 }]);
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    host.applied = 7;
+    forwarder.onApplied(command(7, 1), "the result");
+    await expect(result).resolves.toBe("the result");
+    expect(forwarder.inFlight).toBe(0);
+  });
+
+  it("forwarding: another term's entry at the proposed index means it was not applied", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    forwarder.onApplied(command(7, 2), "someone else's");
+    await expect(result).rejects.toBeInstanceOf(NoMasterError);
+  });
+
+  it("forwarding: the master replaced before it answered makes the write indeterminate", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    host.master = 3;
+    host.currentTerm = 2;
+    forwarder.poll();
+    await expect(result).rejects.toBeInstanceOf(IndeterminateError);
+  });
+
+  it("forwarding: a proposed write survives a master change and settles by its entry", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    host.master = 3;
+    host.currentTerm = 2;
+    forwarder.poll();
+    forwarder.onApplied(command(7, 1), "committed by the new master");
+    await expect(result).resolves.toBe("committed by the new master");
+  });
+
+  it("forwarding: the answer arriving after the entry was applied still finds its result", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    forwarder.onApplied(command(7, 1), "early");
+    host.applied = 7;
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    await expect(result).resolves.toBe("early");
+  });
+
+  it("forwarding: a refusal (not the master) sends the write to the next master, never back", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    forwarder.onProposalResponse({
+      type: "forward_proposal_response",
+      from: 1,
+      to: 2,
+      term: 1,
+      requestId: 1,
+      outcome: "not_master",
+      index: 0,
+      entryTerm: 0,
+    });
+    forwarder.poll();
+    expect(host.sent).toHaveLength(1); // master 1 refused in term 1: not asked again
+    host.master = 3;
+    host.currentTerm = 2;
+    forwarder.poll();
+    expect(host.sent[1]).toEqual({ kind: "proposal", to: 3, requestId: 1 });
+    proposed(forwarder, host.sent[1]!, 9, 2);
+    forwarder.onApplied(command(9, 2), "done");
+    await expect(result).resolves.toBe("done");
+  });
+
+  it("forwarding: a busy master's refusal is BusyError (nothing was proposed)", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    forwarder.onProposalResponse({
+      type: "forward_proposal_response",
+      from: 1,
+      to: 2,
+      term: 1,
+      requestId: 1,
+      outcome: "busy",
+      index: 0,
+      entryTerm: 0,
+    });
+    await expect(result).rejects.toBeInstanceOf(BusyError);
+  });
+
+  it("forwarding: with no master known a write is held, then answered 'not applied'", async () => {
+    host.master = null;
+    const result = forwarder.propose(Uint8Array.of(1));
+    const settled = result.catch((e: unknown) => e);
+    vi.advanceTimersByTime(FORWARD_HOLD_MS);
+    forwarder.poll();
+    expect(await settled).toBeInstanceOf(NoMasterError);
+    expect(host.sent).toHaveLength(0);
+  });
+
+  it("forwarding: a held write runs locally when this node is elected", async () => {
+    host.master = null;
+    const result = forwarder.propose(Uint8Array.of(1));
+    host.currentRole = "master";
+    host.master = 2;
+    forwarder.poll();
+    await expect(result).resolves.toBe("local");
+    expect(host.localProposals).toBe(1);
+  });
+
+  it("forwarding: an unanswered write times out as 'may still be applied'", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    const settled = result.catch((e: unknown) => e);
+    vi.advanceTimersByTime(host.requestTimeoutMs);
+    expect(await settled).toBeInstanceOf(TimeoutError);
+  });
+
+  it("forwarding: a state transfer past a proposed entry makes its result unknowable", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    forwarder.onSnapshotAdopted(10);
+    await expect(result).rejects.toBeInstanceOf(IndeterminateError);
+  });
+
+  it("forwarding: an answer from a node the write was not sent to is ignored", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    proposed(forwarder, host.sent[0]!, 7, 1, 3);
+    forwarder.onApplied(command(7, 1), "not ours");
+    expect(forwarder.inFlight).toBe(1);
+    proposed(forwarder, host.sent[0]!, 8, 1);
+    forwarder.onApplied(command(8, 1), "ours");
+    await expect(result).resolves.toBe("ours");
+  });
+
+  it("forwarding: a read waits for the confirmed index and is asked again of a new master", async () => {
+    const read = forwarder.read();
+    let done = false;
+    void read.then(() => {
+      done = true;
+    });
+    host.master = 3;
+    host.currentTerm = 2;
+    forwarder.poll();
+    expect(host.sent.map((s) => s.to)).toEqual([1, 3]);
+    forwarder.onReadResponse({
+      type: "forward_read_response",
+      from: 3,
+      to: 2,
+      term: 2,
+      requestId: 1,
+      ok: true,
+      index: 12,
+    });
+    host.applied = 11;
+    forwarder.serveReads();
+    await Promise.resolve();
+    expect(done).toBe(false);
+    host.applied = 12;
+    forwarder.serveReads();
+    await read;
+  });
+});

@@ -1,0 +1,426 @@
+/**
+ * A backup's side of forwarding: the commands and linearizable reads that reach a backup
+ * travel to the master over the peer link, so that a client may use any node. It owns the
+ * requests in flight and the one promise each of them settles, and nothing else: the
+ * master's side (proposing a forwarded command, confirming a read index) is the node's.
+ *
+ * A forwarded command is proposed by the master exactly once, and its result is learned
+ * here by applying its entry, so results never cross the wire. What the caller is told
+ * follows what this node can prove:
+ *
+ * - never sent, or refused by the receiver (not the master, busy): it was not applied;
+ *   while no master is known it is held briefly for the next one, then NoMasterError;
+ * - sent, and the master it went to was replaced before it answered: it may or may not
+ *   be applied (IndeterminateError; a retry with the same idempotency key is safe);
+ * - proposed at (index, term): applied exactly when this node applies an entry of that
+ *   term at that index; another term there means it was never applied (NoMasterError).
+ *
+ * A forwarded read is always safe to send again, so a read is simply re-sent to the next
+ * master until its deadline.
+ */
+
+import type { Logger } from "pino";
+import type {
+  Entry,
+  ForwardProposalResponse,
+  ForwardReadResponse,
+  NodeId,
+} from "../protocol/messages.js";
+import type { Role } from "../protocol/status.js";
+import { assert } from "../shared/assert.js";
+import { BusyError, IndeterminateError, NoMasterError, TimeoutError } from "../shared/errors.js";
+
+/** What the forwarder needs from its node. */
+export interface ForwarderHost {
+  readonly id: NodeId;
+  readonly logger: Logger;
+  /** Each request's deadline, ms. */
+  readonly requestTimeoutMs: number;
+  role(): Role;
+  masterId(): NodeId | null;
+  term(): number;
+  appliedIndex(): number;
+  /** Queues a forward to `to`; false when it cannot leave (no connection). */
+  sendProposal(to: NodeId, requestId: number, data: Uint8Array): boolean;
+  sendRead(to: NodeId, requestId: number): boolean;
+  /** The node's own paths, for when this node became the master while a request waited. */
+  proposeLocally(data: Uint8Array): Promise<unknown>;
+  readLocally(): Promise<void>;
+}
+
+/**
+ * Longest a request waits for a master to be known (an election under way, or the link to
+ * the master down), ms. Kept below the client's attempt timeout (1 s), so that a held
+ * request ends in an answer rather than in doubt.
+ */
+export const FORWARD_HOLD_MS = 500;
+/** Most requests in flight through one backup; more are refused with BusyError. */
+export const FORWARDS_IN_FLIGHT_MAX = 65_536;
+/** Results kept of entries applied while forwards wait for their answer, at most. */
+const RECENT_RESULTS_MAX = 65_536;
+
+type ProposalState =
+  | { readonly kind: "held"; readonly since: number }
+  | { readonly kind: "sent"; readonly to: NodeId; readonly term: number }
+  | { readonly kind: "proposed"; readonly index: number; readonly entryTerm: number };
+
+interface OutgoingProposal {
+  readonly requestId: number;
+  readonly data: Uint8Array;
+  state: ProposalState;
+  /** The node that answered not_master in `term`: not asked again until either changes. */
+  refused: { readonly by: NodeId; readonly term: number } | null;
+  readonly resolve: (result: unknown) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+type ReadState =
+  | { readonly kind: "held"; readonly since: number }
+  | { readonly kind: "sent"; readonly to: NodeId; readonly term: number }
+  | { readonly kind: "waiting"; readonly index: number };
+
+interface OutgoingRead {
+  readonly requestId: number;
+  state: ReadState;
+  refused: { readonly by: NodeId; readonly term: number } | null;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** How forwards ended, for metrics. */
+export interface ForwardCounters {
+  proposals: number;
+  reads: number;
+  applied: number;
+  notApplied: number;
+  indeterminate: number;
+  timedOut: number;
+  noMaster: number;
+}
+
+export class Forwarder {
+  private readonly proposals = new Map<number, OutgoingProposal>();
+  /** Proposed forwards by log index, waiting for this node to apply their entry. */
+  private readonly byIndex = new Map<number, OutgoingProposal>();
+  private readonly reads = new Map<number, OutgoingRead>();
+  /** Results of entries applied while some forward had no answer yet, by index. */
+  private readonly recent = new Map<number, { readonly term: number; readonly result: unknown }>();
+  private nextRequestId = 1;
+  readonly counters: ForwardCounters = {
+    proposals: 0,
+    reads: 0,
+    applied: 0,
+    notApplied: 0,
+    indeterminate: 0,
+    timedOut: 0,
+    noMaster: 0,
+  };
+
+  constructor(private readonly host: ForwarderHost) {}
+
+  /** Requests in flight, for status and tests. */
+  get inFlight(): number {
+    return this.proposals.size + this.reads.size;
+  }
+
+  /** Forwards `data` to the master; settles as the file's opening comment says. */
+  propose(data: Uint8Array): Promise<unknown> {
+    if (this.inFlight >= FORWARDS_IN_FLIGHT_MAX) throw new BusyError();
+    const requestId = this.nextRequestId++;
+    this.counters.proposals++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.expireProposal(requestId), this.host.requestTimeoutMs);
+      const proposal: OutgoingProposal = {
+        requestId,
+        data,
+        state: { kind: "held", since: performance.now() },
+        refused: null,
+        resolve,
+        reject,
+        timer,
+      };
+      this.proposals.set(requestId, proposal);
+      this.advanceProposal(proposal);
+    });
+  }
+
+  /** Resolves once this node has applied a read index the master confirmed after the call. */
+  read(): Promise<void> {
+    if (this.inFlight >= FORWARDS_IN_FLIGHT_MAX) throw new BusyError();
+    const requestId = this.nextRequestId++;
+    this.counters.reads++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.expireRead(requestId), this.host.requestTimeoutMs);
+      const read: OutgoingRead = {
+        requestId,
+        state: { kind: "held", since: performance.now() },
+        refused: null,
+        resolve,
+        reject,
+        timer,
+      };
+      this.reads.set(requestId, read);
+      this.advanceRead(read);
+    });
+  }
+
+  /**
+   * Moves every request on after the node's view changed (a new master or term, a tick, a
+   * connection): held ones are sent, sent ones whose master was replaced are settled.
+   */
+  poll(): void {
+    for (const proposal of [...this.proposals.values()]) this.advanceProposal(proposal);
+    for (const read of [...this.reads.values()]) this.advanceRead(read);
+  }
+
+  onProposalResponse(message: ForwardProposalResponse): void {
+    const proposal = this.proposals.get(message.requestId);
+    if (proposal === undefined || proposal.state.kind !== "sent") return; // late or repeated
+    if (proposal.state.to !== message.from) return;
+    if (message.outcome === "proposed") {
+      proposal.state = { kind: "proposed", index: message.index, entryTerm: message.entryTerm };
+      const known = this.recent.get(message.index);
+      if (known !== undefined) {
+        this.settleApplied(proposal, known.term, known.result);
+      } else if (message.index <= this.host.appliedIndex()) {
+        // Applied here before the answer came, and its result is gone: say so honestly.
+        this.settle(proposal, this.indeterminate("its result was not kept"));
+      } else {
+        this.byIndex.set(message.index, proposal);
+      }
+      this.trimRecent();
+      return;
+    }
+    if (message.outcome === "busy") {
+      this.settle(proposal, new BusyError());
+      return;
+    }
+    proposal.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
+    proposal.state = { kind: "held", since: performance.now() };
+    this.advanceProposal(proposal);
+  }
+
+  onReadResponse(message: ForwardReadResponse): void {
+    const read = this.reads.get(message.requestId);
+    if (read === undefined || read.state.kind !== "sent" || read.state.to !== message.from) return;
+    if (message.ok) {
+      read.state = { kind: "waiting", index: message.index };
+      this.maybeServe(read);
+      return;
+    }
+    read.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
+    read.state = { kind: "held", since: performance.now() };
+    this.advanceRead(read);
+  }
+
+  /** This node applied `entry` (with the state machine's `result` for a command). */
+  onApplied(entry: Entry, result: unknown): void {
+    const proposal = this.byIndex.get(entry.index);
+    if (proposal !== undefined) {
+      this.byIndex.delete(entry.index);
+      this.settleApplied(proposal, entry.term, entry.kind === "command" ? result : NOT_A_COMMAND);
+    }
+    if (this.hasUnanswered()) {
+      this.recent.set(entry.index, {
+        term: entry.term,
+        result: entry.kind === "command" ? result : NOT_A_COMMAND,
+      });
+      this.trimRecent();
+    }
+  }
+
+  /** Entries up to `index` were applied in bulk (a state transfer): their results are unknown. */
+  onSnapshotAdopted(index: number): void {
+    for (const [at, proposal] of this.byIndex) {
+      if (at > index) continue;
+      this.byIndex.delete(at);
+      this.settle(proposal, this.indeterminate("this node received a state transfer past it"));
+    }
+    this.recent.clear();
+    this.serveReads();
+  }
+
+  /** Applied index moved: serve the reads waiting for it. */
+  serveReads(): void {
+    for (const read of [...this.reads.values()]) this.maybeServe(read);
+  }
+
+  /** Fails every request in flight with `error` (the node stops). */
+  failAll(error: Error): void {
+    for (const proposal of [...this.proposals.values()]) this.settle(proposal, error);
+    for (const read of [...this.reads.values()]) this.settleRead(read, error);
+  }
+
+  // ------------------------------------------------------------------ proposals
+
+  private advanceProposal(proposal: OutgoingProposal): void {
+    const state = proposal.state;
+    if (state.kind === "proposed") return;
+    if (state.kind === "sent") {
+      if (this.host.masterId() === state.to && this.host.term() === state.term) return;
+      this.settle(
+        proposal,
+        this.indeterminate(`master ${state.to} was replaced before it answered`),
+      );
+      return;
+    }
+    if (this.host.role() === "master") {
+      this.proposals.delete(proposal.requestId);
+      clearTimeout(proposal.timer);
+      this.host.proposeLocally(proposal.data).then(proposal.resolve, proposal.reject);
+      return;
+    }
+    const master = this.usableMaster(proposal.refused);
+    if (master !== null && this.host.sendProposal(master, proposal.requestId, proposal.data)) {
+      proposal.state = { kind: "sent", to: master, term: this.host.term() };
+      return;
+    }
+    if (performance.now() - state.since >= FORWARD_HOLD_MS) {
+      this.counters.noMaster++;
+      this.settle(proposal, this.noMaster());
+    }
+  }
+
+  private settleApplied(proposal: OutgoingProposal, term: number, result: unknown): void {
+    assert(proposal.state.kind === "proposed", "settling a forward that was not proposed");
+    if (term === proposal.state.entryTerm && result !== NOT_A_COMMAND) {
+      this.counters.applied++;
+      this.proposals.delete(proposal.requestId);
+      clearTimeout(proposal.timer);
+      proposal.resolve(result);
+      return;
+    }
+    this.counters.notApplied++;
+    this.settle(
+      proposal,
+      new NoMasterError(
+        200,
+        `the write was not applied: a new master (term ${term}) took over before it committed; retry`,
+      ),
+    );
+  }
+
+  private expireProposal(requestId: number): void {
+    const proposal = this.proposals.get(requestId);
+    if (proposal === undefined) return;
+    if (proposal.state.kind === "held") {
+      this.counters.noMaster++;
+      this.settle(proposal, this.noMaster());
+      return;
+    }
+    this.counters.timedOut++;
+    this.settle(
+      proposal,
+      new TimeoutError(
+        `the write did not commit within ${this.host.requestTimeoutMs} ms; it may still be applied`,
+      ),
+    );
+  }
+
+  private settle(proposal: OutgoingProposal, error: Error): void {
+    this.proposals.delete(proposal.requestId);
+    if (proposal.state.kind === "proposed") this.byIndex.delete(proposal.state.index);
+    clearTimeout(proposal.timer);
+    proposal.reject(error);
+    if (!this.hasUnanswered()) this.recent.clear();
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  private advanceRead(read: OutgoingRead): void {
+    const state = read.state;
+    if (state.kind === "waiting") return;
+    if (state.kind === "sent") {
+      if (this.host.masterId() === state.to && this.host.term() === state.term) return;
+      read.state = { kind: "held", since: performance.now() }; // a read may be asked again
+    }
+    if (this.host.role() === "master") {
+      this.reads.delete(read.requestId);
+      clearTimeout(read.timer);
+      this.host.readLocally().then(read.resolve, read.reject);
+      return;
+    }
+    const master = this.usableMaster(read.refused);
+    if (master !== null && this.host.sendRead(master, read.requestId)) {
+      read.state = { kind: "sent", to: master, term: this.host.term() };
+      return;
+    }
+    if (read.state.kind === "held" && performance.now() - read.state.since >= FORWARD_HOLD_MS) {
+      this.counters.noMaster++;
+      this.settleRead(read, this.noMaster());
+    }
+  }
+
+  private maybeServe(read: OutgoingRead): void {
+    if (read.state.kind !== "waiting" || read.state.index > this.host.appliedIndex()) return;
+    this.reads.delete(read.requestId);
+    clearTimeout(read.timer);
+    read.resolve();
+  }
+
+  private expireRead(requestId: number): void {
+    const read = this.reads.get(requestId);
+    if (read === undefined) return;
+    this.counters.timedOut++;
+    this.settleRead(
+      read,
+      read.state.kind === "held"
+        ? this.noMaster()
+        : new TimeoutError(
+            `the read could not be confirmed within ${this.host.requestTimeoutMs} ms`,
+          ),
+    );
+  }
+
+  private settleRead(read: OutgoingRead, error: Error): void {
+    this.reads.delete(read.requestId);
+    clearTimeout(read.timer);
+    read.reject(error);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /** The master to send to now, unless it already refused in this term. */
+  private usableMaster(refused: OutgoingProposal["refused"]): NodeId | null {
+    const master = this.host.masterId();
+    if (master === null || master === this.host.id) return null;
+    if (refused !== null && refused.by === master && refused.term >= this.host.term()) return null;
+    return master;
+  }
+
+  private hasUnanswered(): boolean {
+    for (const proposal of this.proposals.values()) if (proposal.state.kind === "sent") return true;
+    return false;
+  }
+
+  private trimRecent(): void {
+    if (!this.hasUnanswered()) {
+      this.recent.clear();
+      return;
+    }
+    while (this.recent.size > RECENT_RESULTS_MAX) {
+      const oldest = this.recent.keys().next().value;
+      if (oldest === undefined) break;
+      this.recent.delete(oldest);
+    }
+  }
+
+  private indeterminate(why: string): IndeterminateError {
+    this.counters.indeterminate++;
+    return new IndeterminateError(
+      `the write was forwarded to the master, but ${why}; it may still be applied: retry with the same Idempotency-Key`,
+    );
+  }
+
+  private noMaster(): NoMasterError {
+    return new NoMasterError(
+      200,
+      `no master could be reached within ${FORWARD_HOLD_MS} ms; the request was not applied: retry`,
+    );
+  }
+}
+
+/** Marks an applied entry that carried no command (another master's no-op took the index). */
+const NOT_A_COMMAND = Symbol("not a command");
