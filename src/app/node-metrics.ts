@@ -156,6 +156,7 @@ function protocolCounters(registry: Registry, node: BatonNode): void {
     "entries applied to the state machine",
     () => node.counters.appliedEntries,
   );
+  forwardCounters(registry, node);
   const elections = new Counter({
     name: "baton_elections_started_total",
     help: "elections this node started as a candidate (pre-votes not counted)",
@@ -285,6 +286,41 @@ function gauge(registry: Registry, name: string, help: string, read: () => numbe
 }
 
 /** A counter whose value the node already counts; it is copied at scrape time. */
+/** Forwards this node made as a backup, by kind, and how forwarded writes ended. */
+function forwardCounters(registry: Registry, node: BatonNode): void {
+  const counters = node.forwardCounters;
+  const copied = new Map<string, number>();
+  const copy = (counter: Counter<string>, label: string, key: string, value: number): void => {
+    const delta = value - (copied.get(key) ?? 0);
+    if (delta <= 0) return;
+    counter.inc({ [label]: key }, delta);
+    copied.set(key, value);
+  };
+  new Counter({
+    name: "baton_forwards_total",
+    help: "writes (proposal) and linearizable reads (read) this backup forwarded to the master",
+    labelNames: ["kind"],
+    registers: [registry],
+    collect() {
+      copy(this, "kind", "proposal", counters.proposals);
+      copy(this, "kind", "read", counters.reads);
+    },
+  });
+  new Counter({
+    name: "baton_forward_outcomes_total",
+    help: "how writes this backup forwarded ended",
+    labelNames: ["outcome"],
+    registers: [registry],
+    collect() {
+      copy(this, "outcome", "applied", counters.applied);
+      copy(this, "outcome", "not_applied", counters.notApplied);
+      copy(this, "outcome", "indeterminate", counters.indeterminate);
+      copy(this, "outcome", "timeout", counters.timedOut);
+      copy(this, "outcome", "no_master", counters.noMaster);
+    },
+  });
+}
+
 function counterFrom(registry: Registry, name: string, help: string, read: () => number): void {
   let copied = 0;
   new Counter({

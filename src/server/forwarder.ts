@@ -89,7 +89,7 @@ interface OutgoingRead {
   readonly timer: NodeJS.Timeout;
 }
 
-/** How forwards ended, for metrics. */
+/** Forwards made, by kind, and how forwarded writes ended, for metrics. */
 export interface ForwardCounters {
   proposals: number;
   reads: number;
@@ -348,7 +348,6 @@ export class Forwarder {
       return;
     }
     if (read.state.kind === "held" && performance.now() - read.state.since >= FORWARD_HOLD_MS) {
-      this.counters.noMaster++;
       this.settleRead(read, this.noMaster());
     }
   }
@@ -363,7 +362,6 @@ export class Forwarder {
   private expireRead(requestId: number): void {
     const read = this.reads.get(requestId);
     if (read === undefined) return;
-    this.counters.timedOut++;
     this.settleRead(
       read,
       read.state.kind === "held"

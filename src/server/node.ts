@@ -43,7 +43,7 @@ import type { StateMachine } from "../shared/state-machine.js";
 import type { OpenedStorage, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
-import { Forwarder } from "./forwarder.js";
+import { type ForwardCounters, Forwarder } from "./forwarder.js";
 import type { NodeConfig } from "./node-config.js";
 import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
@@ -371,6 +371,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     transport.setPartitioned(on);
     this.log.warn({ event: "fault", partitioned: on }, on ? "partitioned by request" : "healed");
     return true;
+  }
+
+  /** Forwards this node made as a backup, and how they ended (for metrics). */
+  get forwardCounters(): Readonly<ForwardCounters> {
+    return this.forwarder.counters;
   }
 
   /** Current state transfers, for status pages. */
