@@ -1,5 +1,5 @@
 /**
- * The HTTP API every node serves (DESIGN.md, "The node's external contract"): the
+ * The HTTP API every node serves (docs/api.md): the
  * key-value routes, the status and health routes, the metrics, the live event stream, the
  * dashboard and (only when the node allows it) fault injection, on one fastify instance.
  * This file owns the server-wide behaviour: bodies are raw bytes of any content type, every

@@ -15,7 +15,7 @@ describe("node config", () => {
     );
   });
 
-  it("config: defaults follow DESIGN.md, and listen defaults to this node's peer address", () => {
+  it("config: defaults follow docs/design.md, and listen defaults to this node's peer address", () => {
     const c = parseNodeConfig({ id: 2, peers });
     expect(c.listen).toBe("127.0.0.1:7102");
     expect([c.heartbeatMs, c.electionMsMin, c.electionMsMax]).toEqual([50, 300, 600]);

@@ -1,7 +1,7 @@
 /**
  * Fail-over with real processes: three `baton start` nodes on 127.0.0.1, each with its
  * own data directory, crashed with SIGKILL, hung with SIGSTOP, wiped, and fed malformed
- * input, while a client keeps writing. These are the promises of DESIGN.md checked end to
+ * input, while a client keeps writing. These are the promises of docs/design.md checked end to
  * end: a crashed or hung master is replaced, no acknowledged write is lost, none is
  * applied twice, the client carries on without being told, an old master steps down, a
  * restarted or emptied node catches up, and bad input is refused without harm.
@@ -21,7 +21,7 @@ useClusterHarness();
 
 const KILLS = Number(process.env.BATON_KILLS ?? 3);
 const PAUSES = Number(process.env.BATON_PAUSES ?? 3);
-/** The defaults DESIGN.md aims for, spelled out because the assertions depend on them. */
+/** The defaults docs/design.md aims for, spelled out because the assertions depend on them. */
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
 
 function clientFor(cluster: Cluster): BatonClient {
@@ -235,7 +235,7 @@ describe("fail-over", () => {
     }
   }, 60_000);
   it("timing: a request line the HTTP parser cannot read is answered 400 with the API's error shape (code ERR_INVALID_INPUT)", async () => {
-    // DESIGN.md: bad input gets 400/413 "with a JSON error that says what is wrong", and
+    // docs/api.md: bad input gets 400/413 "with a JSON error that says what is wrong", and
     // src/http/server.ts promises every error answer the same shape with a `code`.
     const cluster = await Cluster.start({ ...TIMING, size: 1 });
     const node = cluster.node(1);

@@ -30,7 +30,7 @@ import {
 
 useClusterHarness();
 
-/** The defaults DESIGN.md aims for, spelled out because the time bounds depend on them. */
+/** The defaults docs/design.md aims for, spelled out because the time bounds depend on them. */
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
 const TEMPLATE = join(REPO_ROOT, "examples", "haproxy", "haproxy.cfg");
 /** The addresses the example is written for (`baton demo`), replaced by the test's ports. */
@@ -360,7 +360,7 @@ async function expectFailover(
   expect(next.status.id).not.toBe(old.id);
   expect(next.status.id).toBe(agreed.id);
   expect(next.server).toBe(`baton_master/n${agreed.id}`);
-  // A crashed master is replaced in well under a second (DESIGN.md); a loaded machine
+  // A crashed master is replaced in well under a second (docs/design.md); a loaded machine
   // gets some slack, but seconds would mean HAProxy kept sending to the dead node.
   expect(firstMs).toBeLessThan(3000);
   const read = await httpRequest(`${url}/v1/kv/after`);
