@@ -20,7 +20,7 @@ import {
 } from "../kv/index.js";
 import type { NodeStatus } from "../protocol/status.js";
 import { startNode } from "../server/create-node.js";
-import type { BatonNode } from "../server/node.js";
+import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
 import { assert } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
@@ -124,10 +124,20 @@ export class KvNode implements KvNodeApi {
     return this.node.httpUrlOf(master);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the node and its HTTP API. With `handOver`, a master first hands its role to a
+   * backup (SIGTERM does this), while the API still serves: writes that arrive meanwhile
+   * are forwarded to the new master.
+   */
+  async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
+    if (options.handOver === true) await this.node.handOver();
     this.stopEvents();
     await this.http?.close();
     await this.node.stop();
+  }
+
+  switchover(to: number | null): Promise<SwitchoverOutcome> {
+    return this.node.switchover(to);
   }
 
   private async write(command: KvCommand): Promise<KvResult> {

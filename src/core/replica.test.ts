@@ -54,6 +54,7 @@ describe("replica", () => {
       to: 2,
       term: 3,
       preVote: false,
+      handover: false,
       lastIndex: 5,
       lastTerm: 1,
     });

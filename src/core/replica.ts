@@ -29,6 +29,7 @@ import type {
   SnapshotMeta,
   TermProbe,
   TermProbeResponse,
+  TimeoutNow,
   VoteRequest,
   VoteResponse,
 } from "../protocol/messages.js";
@@ -56,7 +57,15 @@ export const EMPTY_STATE: RestoredState = Object.freeze({
 export type ProposeResult =
   | { ok: true; index: number; term: number }
   | { ok: false; reason: "not_master"; masterHint: NodeId | null }
-  | { ok: false; reason: "busy" };
+  | { ok: false; reason: "busy" }
+  /** A switchover is under way: the master takes no new writes until it ends. */
+  | { ok: false; reason: "switchover"; target: NodeId };
+
+export type SwitchoverResult =
+  | { ok: true; target: NodeId }
+  | { ok: false; reason: "not_master"; masterHint: NodeId | null }
+  | { ok: false; reason: "in_progress"; target: NodeId }
+  | { ok: false; reason: "unknown_member" | "no_candidate" | "unreachable" };
 
 export type ReadIndexResult =
   | { ok: true }
@@ -80,6 +89,12 @@ export type CoreEvent = {
   readonly masterId: NodeId | null;
   readonly preVote: boolean;
   readonly reason: string;
+  /**
+   * Part of a switchover. On a backup: the old master stepped down because the backup it
+   * chose ran for the role (its pending writes are in that backup's log and will be
+   * committed there). On a candidate or a master: the master asked this node to take over.
+   */
+  readonly handover: boolean;
 };
 
 export interface Ready {
@@ -141,6 +156,14 @@ export class Replica {
    * order (a lower id) makes this node stand back instead of running too.
    */
   private takingOver = false;
+  /**
+   * While a master hands its role over (switchover): the chosen backup, the ticks since it
+   * began, and whether TimeoutNow went out since the last heartbeat. No new writes are
+   * taken meanwhile, so the backup can catch up with a log that stops growing.
+   */
+  private switchover: { readonly target: NodeId; elapsed: number; sent: boolean } | null = null;
+  /** While a candidate: this election was asked for by the master (TimeoutNow). */
+  private handoverElection = false;
 
   private readonly progress = new Map<NodeId, Progress>();
   /** Highest index handed out in `committed`: each entry is applied once per node. */
@@ -243,6 +266,11 @@ export class Replica {
   get durableIndex(): number {
     return this.log.durableIndex();
   }
+  /** The backup a switchover hands the role to, while one is under way (master only). */
+  get switchoverTarget(): NodeId | null {
+    return this.switchover?.target ?? null;
+  }
+
   get isPreCandidate(): boolean {
     return this.currentRole === "candidate" && this.preVoteRound;
   }
@@ -321,6 +349,9 @@ export class Replica {
     if (this.currentRole !== "master") {
       return { ok: false, reason: "not_master", masterHint: this.master };
     }
+    if (this.switchover !== null) {
+      return { ok: false, reason: "switchover", target: this.switchover.target };
+    }
     if (this.log.lastIndex() - this.log.commitIndex >= this.config.uncommittedEntriesMax) {
       return { ok: false, reason: "busy" };
     }
@@ -332,6 +363,34 @@ export class Replica {
     };
     this.guard(() => this.appendOwn(entry));
     return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Starts a switchover (dissertation §3.10): hands the master role to `target`, or, when
+   * null, to the backup that holds the most of the log among those heard from lately.
+   * The master stops taking new writes, keeps replicating until the target holds its last
+   * index, then sends it TimeoutNow; the target runs at once and voters answer it although
+   * they heard from this master a moment ago. If no new master appears within the longest
+   * election timeout, the switchover is given up and writes resume here.
+   */
+  transferMastership(target: NodeId | null): SwitchoverResult {
+    if (this.currentRole !== "master") {
+      return { ok: false, reason: "not_master", masterHint: this.master };
+    }
+    if (this.switchover !== null) {
+      return { ok: false, reason: "in_progress", target: this.switchover.target };
+    }
+    if (target !== null && !this.peers.includes(target)) {
+      return { ok: false, reason: "unknown_member" };
+    }
+    const chosen = target ?? this.mostCaughtUpPeer();
+    if (chosen === null) return { ok: false, reason: "no_candidate" };
+    if (!this.isRecentlyActive(chosen)) return { ok: false, reason: "unreachable" };
+    this.guard(() => {
+      this.switchover = { target: chosen, elapsed: 0, sent: false };
+      this.maybeSendTimeoutNow();
+    });
+    return { ok: true, target: chosen };
   }
 
   /**
@@ -525,6 +584,15 @@ export class Replica {
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       this.broadcastHeartbeat(this.readContext);
+      if (this.switchover !== null) this.switchover.sent = false; // TimeoutNow may be lost
+    }
+    if (this.switchover !== null) {
+      if (++this.switchover.elapsed >= this.config.electionTicksMax) {
+        // The target did not take over in time (it is slow, or it crashed): writes resume.
+        this.switchover = null;
+      } else {
+        this.maybeSendTimeoutNow();
+      }
     }
     const commit = this.log.commitIndex;
     for (const [peer, pr] of this.progress) {
@@ -550,7 +618,12 @@ export class Replica {
 
   // ---------------------------------------------------------------- role changes
 
-  private becomeBackup(term: number, master: NodeId | null, reason: string): void {
+  private becomeBackup(
+    term: number,
+    master: NodeId | null,
+    reason: string,
+    handover = false,
+  ): void {
     assert(term >= this.currentTerm, "replica: term going backwards");
     const wasMaster = this.currentRole === "master";
     if (term > this.currentTerm) {
@@ -561,6 +634,8 @@ export class Replica {
     const changed = this.currentRole !== "backup" || this.master !== master;
     this.currentRole = "backup";
     this.preVoteRound = false;
+    this.handoverElection = false;
+    this.switchover = null;
     this.master = master;
     this.progress.clear();
     this.appendDue.clear();
@@ -568,7 +643,7 @@ export class Replica {
     // (commit news left set kept hasReady() true forever: seed 118).
     this.resetElectionTimer();
     if (wasMaster) this.abortReads();
-    if (changed) this.emitRole(reason);
+    if (changed) this.emitRole(reason, handover);
   }
 
   private startElection(reason: string): void {
@@ -581,6 +656,7 @@ export class Replica {
     // A pre-candidate changes neither its term nor its vote (dissertation §9.6).
     this.currentRole = "candidate";
     this.preVoteRound = true;
+    this.handoverElection = false;
     this.master = null;
     this.votes.clear();
     this.resetElectionTimer();
@@ -588,8 +664,9 @@ export class Replica {
     this.requestVotes(true);
   }
 
-  private becomeCandidate(reason: string): void {
+  private becomeCandidate(reason: string, handover = false): void {
     assert(this.currentRole !== "master", "replica: master cannot become candidate");
+    this.handoverElection = handover;
     this.currentTerm++;
     this.vote = this.id;
     this.currentRole = "candidate";
@@ -597,7 +674,7 @@ export class Replica {
     this.master = null;
     this.votes.clear();
     this.resetElectionTimer();
-    this.emitRole(reason);
+    this.emitRole(reason, handover);
     this.requestVotes(false);
   }
 
@@ -610,13 +687,15 @@ export class Replica {
     this.currentRole = "master";
     this.master = this.id;
     this.takingOver = false;
+    const handover = this.handoverElection;
+    this.handoverElection = false;
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
     this.readAcks.clear();
     for (const peer of this.peers) {
       this.progress.set(peer, new Progress(this.log.lastIndex() + 1));
     }
-    this.emitRole("won the election");
+    this.emitRole(handover ? "won the switchover's election" : "won the election", handover);
     // Raft §8: a new master commits an entry of its own term to learn what is committed.
     this.appendOwn({
       index: this.log.lastIndex() + 1,
@@ -635,7 +714,7 @@ export class Replica {
     );
   }
 
-  private emitRole(reason: string): void {
+  private emitRole(reason: string, handover = false): void {
     this.outEvents.push({
       type: "role",
       role: this.currentRole,
@@ -643,6 +722,7 @@ export class Replica {
       masterId: this.master,
       preVote: this.preVoteRound,
       reason,
+      handover,
     });
   }
 
@@ -682,6 +762,8 @@ export class Replica {
         return this.onHeartbeat(m);
       case "heartbeat_response":
         return this.onHeartbeatResponse(m);
+      case "timeout_now":
+        return this.onTimeoutNow(m);
     }
   }
 
@@ -691,8 +773,10 @@ export class Replica {
       // Check-quorum lease: while we hear from a live master (or are one: check-quorum
       // deposes a master that lost its majority), a disrupting candidate is ignored
       // outright (dissertation §4.2.3).
+      // A switchover's election is the master's own wish (dissertation §3.10): no lease.
       const inLease =
         this.config.checkQuorum &&
+        !m.handover &&
         this.master !== null &&
         (this.currentRole === "master" || this.electionElapsed < this.config.electionTicksMin);
       if (inLease) return false;
@@ -700,7 +784,16 @@ export class Replica {
     }
     if (m.type === "vote_response" && m.preVote && m.granted) return true;
     const master = m.type === "append" || m.type === "heartbeat" ? m.from : null;
-    this.becomeBackup(m.term, master, `saw term ${m.term} from node ${m.from}`);
+    const handedOver =
+      m.type === "vote_request" && m.handover && this.switchover?.target === m.from;
+    this.becomeBackup(
+      m.term,
+      master,
+      handedOver
+        ? `switchover: handed the master role to node ${m.from}`
+        : `saw term ${m.term} from node ${m.from}`,
+      handedOver,
+    );
     return true;
   }
 
@@ -883,6 +976,7 @@ export class Replica {
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
       const news = pr.acknowledge(m.index);
+      if (this.switchover?.target === m.from) this.maybeSendTimeoutNow();
       if (pr.state === "transfer" && pr.match >= pr.transferIndex) pr.becomeProbe();
       if (!news && pr.state !== "probe") return;
       if (pr.state === "probe") pr.becomeReplicate();
@@ -907,7 +1001,46 @@ export class Replica {
     if (m.readContext > 0) this.acknowledgeRead(m.from, m.readContext);
   }
 
+  /** The master asked this backup to take over now (switchover). */
+  private onTimeoutNow(m: TimeoutNow): void {
+    if (this.currentRole !== "backup" || this.master !== m.from || this.joining) return;
+    this.becomeCandidate(`switchover: master ${m.from} handed over`, true);
+  }
+
   // ---------------------------------------------------------------- master work
+
+  /** Sends TimeoutNow once the switchover's target holds the whole log. */
+  private maybeSendTimeoutNow(): void {
+    const switchover = this.switchover;
+    if (switchover === null || switchover.sent) return;
+    const pr = this.progress.get(switchover.target);
+    if (pr === undefined || pr.match < this.log.lastIndex()) return;
+    switchover.sent = true;
+    this.send<TimeoutNow>({
+      type: "timeout_now",
+      from: this.id,
+      to: switchover.target,
+      term: this.currentTerm,
+    });
+  }
+
+  /** The peer heard from lately that holds the most of the log, lowest id first. */
+  private mostCaughtUpPeer(): NodeId | null {
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const [peer, pr] of [...this.progress].sort((a, b) => a[0] - b[0])) {
+      if (!this.isRecentlyActive(peer) || pr.match <= bestMatch) continue;
+      best = peer;
+      bestMatch = pr.match;
+    }
+    return best;
+  }
+
+  /** Whether `peer` answered this master within the shortest election timeout. */
+  private isRecentlyActive(peer: NodeId): boolean {
+    const pr = this.progress.get(peer);
+    return pr !== undefined && this.electionElapsed - pr.lastActive < this.config.electionTicksMin;
+  }
 
   private appendOwn(entry: Entry): void {
     assert(this.currentRole === "master", "replica: only a master appends its own entries");
@@ -1075,6 +1208,7 @@ export class Replica {
         to: peer,
         term,
         preVote,
+        handover: !preVote && this.handoverElection,
         lastIndex: this.log.lastIndex(),
         lastTerm: this.log.lastTerm(),
       });
@@ -1131,7 +1265,11 @@ export class Replica {
         assert(pr.match <= log.lastIndex(), `replica ${this.id}: backup match beyond log`);
         assert(pr.next > pr.match, `replica ${this.id}: next not after match`);
       }
+      if (this.switchover !== null) {
+        assert(this.switchover.target !== this.id, `replica ${this.id}: switchover to itself`);
+      }
     } else {
+      assert(this.switchover === null, `replica ${this.id}: non-master hands over`);
       assert(this.progress.size === 0, `replica ${this.id}: non-master tracks progress`);
       assert(this.pendingReads.length === 0, `replica ${this.id}: non-master holds reads`);
     }

@@ -69,6 +69,16 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     advice: "this node is stopping; send the request to another node",
   },
   ERR_INVALID_INPUT: { status: 400, retry: false, advice: "correct the named field and resend" },
+  ERR_CONFLICT: {
+    status: 409,
+    retry: false,
+    advice: "nothing was changed; read GET /v1/status and act on what it shows",
+  },
+  ERR_SWITCHOVER_FAILED: {
+    status: 503,
+    retry: true,
+    advice: `the master serves on; check that the chosen backup is up and caught up, or ${RETRY}`,
+  },
   ERR_TOO_LARGE: { status: 413, retry: false, advice: "send at most the limit" },
 
   ERR_PRECONDITION_FAILED: {
@@ -101,8 +111,8 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 404,
     retry: false,
     advice:
-      "the API serves /v1/kv/{key}, /v1/status, /v1/events, /health, /health/master, " +
-      "/health/backup and /metrics, and the dashboard at /",
+      "the API serves /v1/kv/{key}, /v1/status, /v1/members, /v1/switchover, /v1/events, " +
+      "/health, /health/master, /health/backup and /metrics, and the dashboard at /",
   },
   ERR_METHOD_NOT_ALLOWED: {
     status: 405,

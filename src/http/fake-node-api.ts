@@ -109,6 +109,12 @@ export class FakeKvNodeApi implements KvNodeApi {
     return this.role === "master" ? null : this.masterUrl;
   }
 
+  /** Records the call; the fake has no cluster to hand over to, so it names itself. */
+  async switchover(to: number | null): Promise<{ master: number; term: number }> {
+    if (this.failure !== null) throw this.failure;
+    return { master: to ?? this.id, term: this.term + 1 };
+  }
+
   /** Throws or hangs as configured, and refuses linearizable work on a non-master. */
   private async enter(stale: boolean): Promise<void> {
     if (this.hang) await new Promise<never>(() => {});

@@ -32,4 +32,10 @@ export interface KvNodeApi {
   isMaster(): boolean;
   /** The master's HTTP base URL when this node is not the master and knows it; else null. */
   masterHttpUrl(): string | null;
+  /**
+   * Hands the master role to member `to` (null: the best-placed backup) and resolves once
+   * the new master serves; on a backup, the node asks the master. Throws InvalidInputError,
+   * ConflictError, NoMasterError, SwitchoverFailedError.
+   */
+  switchover(to: number | null): Promise<{ readonly master: number; readonly term: number }>;
 }

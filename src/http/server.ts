@@ -31,6 +31,7 @@ import { registerDashboardRoutes } from "./routes/dashboard-routes.js";
 import { registerEventsRoute } from "./routes/events-route.js";
 import { type FaultInjector, registerFaultRoutes } from "./routes/fault-routes.js";
 import { registerKvRoutes } from "./routes/kv-routes.js";
+import { registerMemberRoutes } from "./routes/member-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 
@@ -129,6 +130,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   allowCrossOriginReads(app);
   registerKvRoutes(app, context);
   registerStatusRoutes(app, context);
+  registerMemberRoutes(app, context);
   registerMetricsRoute(app, context, registry);
   const streams = registerEventsRoute(app, metrics, events);
   registerFaultRoutes(app, context, options.faults ?? null);

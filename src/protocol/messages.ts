@@ -50,10 +50,15 @@ interface Envelope {
   readonly term: number;
 }
 
-/** A candidate asking for a vote; `preVote` asks whether a real election could win. */
+/**
+ * A candidate asking for a vote; `preVote` asks whether a real election could win.
+ * `handover` marks the election of a switchover: the master asked this candidate to run
+ * (TimeoutNow), so voters answer although they heard from that master a moment ago.
+ */
 export interface VoteRequest extends Envelope {
   readonly type: "vote_request";
   readonly preVote: boolean;
+  readonly handover: boolean;
   readonly lastIndex: number;
   readonly lastTerm: number;
 }
@@ -115,6 +120,14 @@ export interface TermProbeResponse extends Envelope {
   readonly type: "term_probe_response";
 }
 
+/**
+ * Switchover (dissertation §3.10): the master, having brought this backup up to its last
+ * index and stopped taking new writes, tells it to start an election now.
+ */
+export interface TimeoutNow extends Envelope {
+  readonly type: "timeout_now";
+}
+
 export type Message =
   | VoteRequest
   | VoteResponse
@@ -123,7 +136,8 @@ export type Message =
   | Heartbeat
   | HeartbeatResponse
   | TermProbe
-  | TermProbeResponse;
+  | TermProbeResponse
+  | TimeoutNow;
 
 export type MessageType = Message["type"];
 
@@ -205,11 +219,32 @@ export interface ForwardReadResponse extends Envelope {
   readonly index: number;
 }
 
+/** A backup asks the master for a switchover to `target` (0: the best-placed backup). */
+export interface ForwardSwitchover extends Envelope {
+  readonly type: "forward_switchover";
+  readonly requestId: number;
+  readonly target: number;
+}
+
+/**
+ * Whether the master started the switchover (`started`, to `target`), or why not: the
+ * reasons of the core's SwitchoverResult (`not_master`, `in_progress`, `unknown_member`,
+ * `no_candidate`, `unreachable`).
+ */
+export interface ForwardSwitchoverResponse extends Envelope {
+  readonly type: "forward_switchover_response";
+  readonly requestId: number;
+  readonly outcome: string;
+  readonly target: number;
+}
+
 export type ForwardMessage =
   | ForwardProposal
   | ForwardProposalResponse
   | ForwardRead
-  | ForwardReadResponse;
+  | ForwardReadResponse
+  | ForwardSwitchover
+  | ForwardSwitchoverResponse;
 
 /** Everything that travels between nodes. */
 export type WireMessage = Message | TransferMessage | ForwardMessage;

@@ -28,6 +28,7 @@ class FakeHost implements ForwarderHost {
   readonly sent: Sent[] = [];
   localProposals = 0;
   role = (): Role => this.currentRole;
+  acceptsWrites = (): boolean => true;
   masterId = (): NodeId | null => this.master;
   term = (): number => this.currentTerm;
   appliedIndex = (): number => this.applied;

@@ -37,6 +37,8 @@ export interface ForwarderHost {
   /** Each request's deadline, ms. */
   readonly requestTimeoutMs: number;
   role(): Role;
+  /** Whether this node, as master, takes new writes now (not while it hands over). */
+  acceptsWrites(): boolean;
   masterId(): NodeId | null;
   term(): number;
   appliedIndex(): number;
@@ -266,7 +268,7 @@ export class Forwarder {
       );
       return;
     }
-    if (this.host.role() === "master") {
+    if (this.host.role() === "master" && this.host.acceptsWrites()) {
       this.proposals.delete(proposal.requestId);
       clearTimeout(proposal.timer);
       this.host.proposeLocally(proposal.data).then(proposal.resolve, proposal.reject);

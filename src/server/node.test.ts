@@ -3,7 +3,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createNodeMetrics } from "../app/node-metrics.js";
 import { encodeCommand, type KvResult, KvStateMachine } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
-import { IndeterminateError, NoMasterError } from "../shared/errors.js";
+import {
+  ConflictError,
+  IndeterminateError,
+  InvalidInputError,
+  NoMasterError,
+} from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
@@ -130,6 +135,65 @@ describe("node runtime", () => {
     network.heal(backup.node.id, other.node.id);
     await master.node.readBarrier();
     expect(master.sm.get("k")).toBeNull();
+  });
+
+  it("timing: switchover: the chosen backup takes over, and writes pending or arriving meanwhile complete", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const target = nodes.find((n) => n !== master)!;
+    const term = master.node.status().term;
+    const writes = Array.from({ length: 20 }, (_, i) => master.node.propose(put(`k${i}`, "v")));
+    const handed = master.node.switchover(target.node.id);
+    const during = Array.from({ length: 20 }, (_, i) => master.node.propose(put(`d${i}`, "v")));
+    const outcome = await handed;
+    expect(outcome).toEqual({ master: target.node.id, term: expect.any(Number) });
+    expect(outcome.term).toBeGreaterThan(term);
+    expect(target.node.role).toBe("master");
+    const results = (await Promise.all([...writes, ...during])) as KvResult[];
+    expect(results.every((r) => r.ok)).toBe(true);
+    await target.node.readBarrier();
+    for (let i = 0; i < 20; i++) expect(target.sm.get(`k${i}`), `k${i}`).not.toBeNull();
+    for (let i = 0; i < 20; i++) expect(target.sm.get(`d${i}`), `d${i}`).not.toBeNull();
+    expect(master.node.counters.failovers + target.node.counters.failovers).toBe(0);
+  });
+
+  it("timing: switchover: asked of a backup, refused for a non-member or an unreachable target", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const [a, b] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await until("every backup connected", () =>
+      nodes.every((n) => n.node.status().members.every((m) => m.connected)),
+    );
+    // Asked of backup a, to make backup b the master.
+    const outcome = await a.node.switchover(b.node.id);
+    expect(outcome.master).toBe(b.node.id);
+    expect(b.node.role).toBe("master");
+    expect(() => b.node.switchover(9)).toThrow(InvalidInputError);
+    // The same master again: nothing to do.
+    await expect(b.node.switchover(b.node.id)).resolves.toMatchObject({ master: b.node.id });
+    network.partition(b.node.id, master.node.id);
+    await until("the cut node is silent", () => {
+      const member = b.node.status().members.find((m) => m.id === master.node.id);
+      return member !== undefined && (member.lastContactMs ?? 0) > 500;
+    });
+    await expect(b.node.switchover(master.node.id)).rejects.toBeInstanceOf(ConflictError);
+    expect(b.node.role).toBe("master");
+  });
+
+  it("timing: switchover: a master stopped with handOver leaves a new master without an election timeout", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    await master.node.propose(put("k", "v"));
+    const started = Date.now();
+    await master.node.stop({ handOver: true });
+    const rest = nodes.filter((n) => n !== master);
+    const next = rest.find((n) => n.node.role === "master");
+    expect(next, "a new master before the old one stopped").toBeDefined();
+    expect(Date.now() - started).toBeLessThan(100); // the election timeout is 100-200 ms
+    expect(rest.every((n) => n.node.counters.failovers === 0)).toBe(true);
   });
 
   it("timing: runtime: a new master takes over when the master stops, and nothing acknowledged is lost", async () => {

@@ -22,6 +22,8 @@ import type {
   Entry,
   ForwardProposal,
   ForwardRead,
+  ForwardSwitchover,
+  ForwardSwitchoverResponse,
   Message,
   NodeId,
   SnapshotMeta,
@@ -32,11 +34,14 @@ import { assert } from "../shared/assert.js";
 import {
   BusyError,
   ClusterError,
+  ConflictError,
   IndeterminateError,
+  InvalidInputError,
   NoMasterError,
   NotMasterError,
   ShuttingDownError,
   StorageFailedError,
+  SwitchoverFailedError,
   TimeoutError,
 } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
@@ -64,6 +69,24 @@ interface PendingRead {
   readonly reject: (error: Error) => void;
   readonly timer: NodeJS.Timeout;
   index: number | null;
+}
+
+/** Where the master role went: the answer of a switchover. */
+export interface SwitchoverOutcome {
+  readonly master: NodeId;
+  readonly term: number;
+}
+
+/** A switchover this node asked for, waiting to see a new master in a newer term. */
+interface PendingSwitchover {
+  readonly startTerm: number;
+  readonly previousMaster: NodeId;
+  /** The backup that must take over; null until the master has chosen one. */
+  target: NodeId | null;
+  readonly requestId: number;
+  readonly resolve: (outcome: SwitchoverOutcome) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
 }
 
 /** A fail-over as this node saw it, when it became master. */
@@ -120,6 +143,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * told anything, so it is held instead, and a held forward provably was not applied.
    */
   private readonly connected = new Set<NodeId>();
+  private readonly switchovers = new Set<PendingSwitchover>();
 
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
@@ -140,7 +164,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private lastMasterContact: { id: NodeId; at: number } | null = null;
   private roleSince = Date.now();
   /** Counters for metrics. */
-  readonly counters = { proposals: 0, elections: 0, failovers: 0, appliedEntries: 0 };
+  readonly counters = {
+    proposals: 0,
+    elections: 0,
+    failovers: 0,
+    /** Times this node became master because the master handed the role over. */
+    switchovers: 0,
+    appliedEntries: 0,
+  };
 
   private constructor(deps: BatonNodeDeps, replica: Replica, appliedIndex: number) {
     super();
@@ -169,6 +200,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       logger: this.log,
       requestTimeoutMs: this.config.requestTimeoutMs,
       role: () => this.replica.role,
+      acceptsWrites: () => this.replica.switchoverTarget === null,
       masterId: () => this.replica.masterId,
       term: () => this.replica.term,
       appliedIndex: () => this.appliedIndex,
@@ -333,6 +365,61 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     });
   }
 
+  /**
+   * Hands the master role to backup `to`, or to the best-placed backup when null
+   * (switchover): the master stops taking new writes, brings that backup up to its last
+   * index and tells it to run at once. Resolves once this node sees the new master in a
+   * newer term. Called on a backup, it asks the master. Writes pending at the old master
+   * are not failed: they are in the new master's log and complete there.
+   * Throws InvalidInputError (`to` is not a member), ConflictError (a switchover is under
+   * way; the target or every backup is unreachable), NoMasterError (no master to ask),
+   * SwitchoverFailedError (no new master in time: the old one serves on).
+   */
+  switchover(to: NodeId | null = null): Promise<SwitchoverOutcome> {
+    this.checkRunning();
+    const master = this.replica.masterId;
+    if (to !== null && to === master) {
+      return Promise.resolve({ master: to, term: this.replica.term });
+    }
+    if (to !== null && !this.config.peers.some((p) => p.id === to)) {
+      throw new InvalidInputError("to", `node ${to} is not a member of this cluster`);
+    }
+    if (master === null) throw new NoMasterError(200, "no master to hand over from: retry");
+    return new Promise((resolve, reject) => {
+      const waitMs = 3 * this.config.electionMsMax;
+      const pending: PendingSwitchover = {
+        startTerm: this.replica.term,
+        previousMaster: master,
+        target: to,
+        requestId: this.nextReadId++,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.switchovers.delete(pending);
+          reject(
+            new SwitchoverFailedError(
+              `no new master took over within ${waitMs} ms; master ${master} serves on`,
+            ),
+          );
+        }, waitMs),
+      };
+      this.switchovers.add(pending);
+      if (master === this.id) {
+        this.startSwitchover(pending, to);
+      } else if (
+        !this.connected.has(master) ||
+        !this.sendForward({
+          type: "forward_switchover",
+          ...this.envelope(master),
+          requestId: pending.requestId,
+          target: to ?? 0,
+        })
+      ) {
+        this.settleSwitchover(pending, new NoMasterError(200, `master ${master} is unreachable`));
+      }
+    });
+  }
+
   get role(): Role {
     return this.replica.role;
   }
@@ -376,6 +463,26 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   /** Forwards this node made as a backup, and how they ended (for metrics). */
   get forwardCounters(): Readonly<ForwardCounters> {
     return this.forwarder.counters;
+  }
+
+  /**
+   * On a master, hands the role to the best-placed backup before a planned stop; never
+   * throws (a failure is logged and the caller stops anyway). On a backup, does nothing.
+   */
+  async handOver(): Promise<void> {
+    if (this.stopped || this.replica.role !== "master" || this.config.peers.length < 2) return;
+    try {
+      const outcome = await this.switchover(null);
+      this.log.info(
+        { event: "shutdown", master: outcome.master, term: outcome.term },
+        `handed the master role to node ${outcome.master} before stopping`,
+      );
+    } catch (error) {
+      this.log.warn(
+        { event: "shutdown", err: error },
+        `could not hand the master role over before stopping: ${(error as Error).message}`,
+      );
+    }
   }
 
   /** Current state transfers, for status pages. */
@@ -462,8 +569,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return Date.now() - this.roleSince;
   }
 
-  /** Stops timers and the transport, finishes the chain, closes storage. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Stops timers and the transport, finishes the chain, closes storage. Idempotent. With
+   * `handOver`, a master first hands its role to the best-placed backup (switchover), so
+   * that a planned restart costs the cluster no fail-over; if that fails, it stops anyway.
+   */
+  async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    if (options.handOver === true) await this.handOver();
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
@@ -505,6 +618,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         assert(n < 10_000, `node ${this.id}: the core keeps reporting work it never hands out`);
         this.handle(this.replica.ready());
       }
+      this.checkSwitchovers();
     } catch (error) {
       this.fail(error);
     }
@@ -743,7 +857,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       master: event.masterId,
       reason: event.reason,
     };
-    if (event.role === "master") {
+    if (event.role === "master" && event.handover) {
+      this.counters.switchovers++;
+      const previous = this.lastMasterContact?.id ?? null;
+      this.lastMasterContact = { id: this.id, at: Date.now() };
+      this.log.info(
+        { ...fields, switchover: true, previousMaster: previous },
+        `switchover: became master of term ${event.term}, handed over by master ${previous ?? "unknown"}`,
+      );
+    } else if (event.role === "master") {
       this.counters.elections++;
       const previous = this.lastMasterContact;
       const durationMs = previous === null ? null : Date.now() - previous.at;
@@ -769,9 +891,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     if (event.role !== "master") {
       this.abortReadsOnStepDown();
-      this.abandonProposalsOnStepDown(event.term);
+      // A switchover's target holds every pending write (the master took no new ones
+      // once it began, and sent TimeoutNow only when the target had its last index): they
+      // complete under the new master, and apply() settles them by their entries' terms.
+      if (!event.handover) this.abandonProposalsOnStepDown(event.term);
     }
     this.emit("role", event);
+    this.checkSwitchovers();
     if (this.forwarder.inFlight > 0) this.forwarder.poll();
   }
 
@@ -836,6 +962,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.readsByIndex.length = 0;
     this.peerReads.clear();
     this.forwarder.failAll(error);
+    for (const pending of [...this.switchovers]) this.settleSwitchover(pending, error);
   }
 
   // ---------------------------------------------------------------- forwarding
@@ -854,6 +981,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         return true;
       case "forward_read_response":
         this.forwarder.onReadResponse(message);
+        return true;
+      case "forward_switchover":
+        this.onForwardSwitchover(message);
+        return true;
+      case "forward_switchover_response":
+        this.onForwardSwitchoverResponse(message);
         return true;
       default:
         return false;
@@ -906,11 +1039,112 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.schedule();
   }
 
+  /** Asks the core for a switchover on behalf of `pending` and settles refusals. */
+  private startSwitchover(pending: PendingSwitchover, to: NodeId | null): void {
+    const result = this.replica.transferMastership(to);
+    this.schedule();
+    if (result.ok) {
+      pending.target = result.target;
+      this.log.info(
+        { event: "switchover", target: result.target, term: this.replica.term },
+        `switchover: handing the master role to node ${result.target}`,
+      );
+      return;
+    }
+    this.settleSwitchover(pending, switchoverRefusal(result.reason, to));
+  }
+
+  private onForwardSwitchover(message: ForwardSwitchover): void {
+    const to = message.target === 0 ? null : message.target;
+    const result =
+      this.replica.role === "master"
+        ? this.replica.transferMastership(to)
+        : ({ ok: false, reason: "not_master" } as const);
+    this.schedule();
+    this.sendForward({
+      type: "forward_switchover_response",
+      ...this.envelope(message.from),
+      requestId: message.requestId,
+      outcome: result.ok ? "started" : result.reason,
+      target: result.ok ? result.target : 0,
+    });
+  }
+
+  private onForwardSwitchoverResponse(message: ForwardSwitchoverResponse): void {
+    for (const pending of this.switchovers) {
+      if (pending.requestId !== message.requestId) continue;
+      if (message.outcome === "started") {
+        pending.target = message.target;
+        this.checkSwitchovers();
+      } else {
+        this.settleSwitchover(pending, switchoverRefusal(message.outcome, pending.target));
+      }
+      return;
+    }
+  }
+
+  /** Settles the switchovers that a new master (or an abandoned hand-over) decided. */
+  private checkSwitchovers(): void {
+    if (this.switchovers.size === 0) return;
+    const master = this.replica.masterId;
+    const term = this.replica.term;
+    for (const pending of this.switchovers) {
+      if (master !== null && term > pending.startTerm && master !== pending.previousMaster) {
+        if (pending.target === null || pending.target === master) {
+          this.switchovers.delete(pending);
+          clearTimeout(pending.timer);
+          pending.resolve({ master, term });
+        } else {
+          this.settleSwitchover(
+            pending,
+            new SwitchoverFailedError(`node ${master} took over instead of node ${pending.target}`),
+          );
+        }
+      } else if (
+        pending.previousMaster === this.id &&
+        this.replica.role === "master" &&
+        this.replica.switchoverTarget === null &&
+        pending.target !== null
+      ) {
+        this.settleSwitchover(
+          pending,
+          new SwitchoverFailedError(
+            `node ${pending.target} did not take over in time; this node serves on as master`,
+          ),
+        );
+      }
+    }
+  }
+
+  private settleSwitchover(pending: PendingSwitchover, error: Error): void {
+    this.switchovers.delete(pending);
+    clearTimeout(pending.timer);
+    pending.reject(error);
+  }
+
   private envelope(to: NodeId): { from: NodeId; to: NodeId; term: number } {
     return { from: this.id, to, term: this.replica.term };
   }
 
   private sendForward(message: WireMessage): boolean {
     return this.transport.send(message).queued;
+  }
+}
+
+/** The error a refused switchover is answered with. */
+function switchoverRefusal(reason: string, to: NodeId | null): Error {
+  switch (reason) {
+    case "in_progress":
+      return new ConflictError("a switchover is already under way; wait for it to finish");
+    case "unknown_member":
+      return new InvalidInputError("to", `node ${to} is not a member of this cluster`);
+    case "no_candidate":
+      return new ConflictError("no backup has answered the master lately: none can take over");
+    case "unreachable":
+      return new ConflictError(
+        `node ${to} has not answered the master lately: start it, or choose another backup`,
+      );
+    default:
+      return new NoMasterError(200, "the node asked is not the master (any more): retry");
   }
 }

@@ -91,3 +91,16 @@ export class TooLargeError extends ClusterError {
 export class StorageFailedError extends ClusterError {
   readonly code = "ERR_STORAGE_FAILED";
 }
+
+/**
+ * The request cannot be carried out in the cluster's present state (a switchover to a
+ * node that is not reachable, one while another is under way); nothing was changed.
+ */
+export class ConflictError extends ClusterError {
+  readonly code = "ERR_CONFLICT";
+}
+
+/** A switchover was started but no new master took over in time; the old one serves on. */
+export class SwitchoverFailedError extends ClusterError {
+  readonly code = "ERR_SWITCHOVER_FAILED";
+}

@@ -165,8 +165,9 @@ export class SimNode {
     if (request.command !== undefined) {
       const result = replica.propose(encodeCommand(request.command));
       if (result.ok) this.pendingWrites.set(result.index, { term: result.term, request });
-      else if (result.reason === "busy") this.hooks.answer(this, request, { kind: "retry" });
-      else this.hooks.answer(this, request, { kind: "redirect", masterHint: result.masterHint });
+      else if (result.reason === "not_master")
+        this.hooks.answer(this, request, { kind: "redirect", masterHint: result.masterHint });
+      else this.hooks.answer(this, request, { kind: "retry" }); // busy, or a switchover
       return;
     }
     const readId = this.nextReadId++;

@@ -21,7 +21,8 @@ export const PROTOCOL_MAGIC = "baton";
 /**
  * Bumped on any incompatible change of frames or messages. Version 2 added `advertise` to
  * hello and hello_ok; version 3 added the forward_* messages (a backup forwards proposals
- * and read-index requests to the master over the peer link). Nodes of different versions
+ * and read-index requests to the master over the peer link) and switchover (timeout_now,
+ * and `handover` in vote_request). Nodes of different versions
  * refuse each other.
  */
 export const PROTOCOL_VERSION = 3;
@@ -119,7 +120,13 @@ type SchemaTable<F extends Frame> = { readonly [T in F["type"]]: Schema<Extract<
 const envelope = { from: "node_id", to: "node_id", term: "uint" } as const;
 
 const messageSchemas: SchemaTable<WireMessage> = {
-  vote_request: { ...envelope, preVote: "bool", lastIndex: "uint", lastTerm: "uint" },
+  vote_request: {
+    ...envelope,
+    preVote: "bool",
+    handover: "bool",
+    lastIndex: "uint",
+    lastTerm: "uint",
+  },
   vote_response: { ...envelope, preVote: "bool", granted: "bool" },
   append: {
     ...envelope,
@@ -139,6 +146,7 @@ const messageSchemas: SchemaTable<WireMessage> = {
   heartbeat_response: { ...envelope, readContext: "uint" },
   term_probe: { ...envelope },
   term_probe_response: { ...envelope },
+  timeout_now: { ...envelope },
   snapshot_chunk: {
     ...envelope,
     snapshotIndex: "uint",
@@ -165,6 +173,8 @@ const messageSchemas: SchemaTable<WireMessage> = {
   },
   forward_read: { ...envelope, requestId: "uint" },
   forward_read_response: { ...envelope, requestId: "uint", ok: "bool", index: "uint" },
+  forward_switchover: { ...envelope, requestId: "uint", target: "uint" },
+  forward_switchover_response: { ...envelope, requestId: "uint", outcome: "text", target: "uint" },
 };
 
 const controlSchemas: SchemaTable<ControlFrame> = {

@@ -58,7 +58,14 @@ export function sampleMessages(from: NodeId, to: NodeId, largeEntryBytes = 256 *
   ];
   const envelope = { from, to, term: 3 };
   return [
-    { ...envelope, type: "vote_request", preVote: true, lastIndex: 7, lastTerm: 2 },
+    {
+      ...envelope,
+      type: "vote_request",
+      preVote: true,
+      handover: false,
+      lastIndex: 7,
+      lastTerm: 2,
+    },
     { ...envelope, type: "vote_response", preVote: false, granted: true },
     { ...envelope, type: "append", prevIndex: 7, prevTerm: 2, entries, commitIndex: 6 },
     { ...envelope, type: "append", prevIndex: 0, prevTerm: 0, entries: [], commitIndex: 0 },

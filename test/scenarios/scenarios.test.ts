@@ -114,6 +114,13 @@ function execute(h: Harness, line: string): void {
     case "thaw":
       h.frozen.delete(n(0));
       return;
+    case "switchover": {
+      const r = h.node(n(0)).transferMastership(args[1] === undefined ? null : n(1));
+      h.out.push(
+        r.ok ? `${n(0)} hands over to ${r.target}` : `${n(0)} switchover refused: ${r.reason}`,
+      );
+      return h.process(n(0));
+    }
     case "unreachable":
       h.node(n(0)).peerUnreachable(n(1));
       return h.process(n(0));

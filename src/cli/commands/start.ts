@@ -179,7 +179,10 @@ async function start(flags: StartFlags): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ event: "shutdown", signal }, `stopping on ${signal}`);
-      void kv.stop().then(() => resolve(code));
+      // SIGTERM is a planned stop: a master hands its role over first, so that a rolling
+      // restart costs no fail-over. SIGINT (Ctrl-C, which stops every node of a demo at
+      // once) and a fatal error stop at once.
+      void kv.stop({ handOver: signal === "SIGTERM" }).then(() => resolve(code));
     };
     process.on("SIGINT", () => stop("SIGINT", 0));
     process.on("SIGTERM", () => stop("SIGTERM", 0));
