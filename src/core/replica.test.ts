@@ -92,4 +92,82 @@ describe("replica", () => {
     master.persisted(1, 1);
     expect(master.commitIndex).toBe(1);
   });
+
+  it("replica: a peer's message that breaks a rule is refused and changes nothing", () => {
+    const master = new Replica(
+      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
+      new Prng(1),
+    );
+    master.campaign();
+    master.ready();
+    master.step({ type: "vote_response", from: 2, to: 1, term: 1, preVote: false, granted: true });
+    master.ready();
+    const before = { role: master.role, term: master.term, last: master.lastIndex };
+    const refused = [
+      // A second master in this master's own term (a forged hello would send this).
+      {
+        type: "append",
+        from: 2,
+        to: 1,
+        term: 1,
+        prevIndex: 0,
+        prevTerm: 0,
+        entries: [],
+        commitIndex: 0,
+      },
+      { type: "heartbeat", from: 3, to: 1, term: 1, commitIndex: 0, readContext: 0 },
+      // An acknowledgement past the end of the master's log.
+      {
+        type: "append_response",
+        from: 2,
+        to: 1,
+        term: 1,
+        success: true,
+        index: 99,
+        hintIndex: 0,
+        hintTerm: 0,
+      },
+      // Not a member, not addressed here, from itself.
+      { type: "heartbeat_response", from: 7, to: 1, term: 1, readContext: 0 },
+      { type: "heartbeat_response", from: 2, to: 3, term: 1, readContext: 0 },
+      { type: "heartbeat_response", from: 1, to: 1, term: 1, readContext: 0 },
+    ] as const;
+    for (const message of refused) {
+      const result = master.step(message);
+      expect(result.ok, message.type).toBe(false);
+    }
+    expect({ role: master.role, term: master.term, last: master.lastIndex }).toEqual(before);
+    expect(master.hasReady()).toBe(false);
+  });
+
+  it("replica: a backup refuses a second master in its term and entries above a message's term", () => {
+    const r = backupWith([e(1, 1)], 2);
+    r.step({ type: "heartbeat", from: 1, to: 2, term: 2, commitIndex: 0, readContext: 0 });
+    r.ready();
+    const second = r.step({
+      type: "heartbeat",
+      from: 3,
+      to: 2,
+      term: 2,
+      commitIndex: 0,
+      readContext: 0,
+    });
+    expect(second).toMatchObject({
+      ok: false,
+      violation: expect.stringContaining("second master"),
+    });
+    expect(r.masterId).toBe(1);
+    const forged = r.step({
+      type: "append",
+      from: 1,
+      to: 2,
+      term: 2,
+      prevIndex: 1,
+      prevTerm: 1,
+      entries: [e(2, 5)],
+      commitIndex: 2,
+    });
+    expect(forged.ok).toBe(false);
+    expect(r.lastIndex).toBe(1);
+  });
 });

@@ -61,6 +61,16 @@ export type ProposeResult =
   /** A switchover is under way: the master takes no new writes until it ends. */
   | { ok: false; reason: "switchover"; target: NodeId };
 
+/**
+ * What `step` made of a peer's message. A message that breaks a protocol rule (a second
+ * master in this node's term, an acknowledgement past the end of its log, a message that
+ * is not from a member) changes nothing: it is reported, and the runtime closes the link
+ * it came on. A peer's mistake never stops this node; only this node's own invariants do.
+ */
+export type StepResult = { readonly ok: true } | { readonly ok: false; readonly violation: string };
+
+const STEP_OK: StepResult = Object.freeze({ ok: true });
+
 export type SwitchoverResult =
   | { ok: true; target: NodeId }
   | { ok: false; reason: "not_master"; masterHint: NodeId | null }
@@ -335,13 +345,41 @@ export class Replica {
     return this.peers.length - this.quorum() + 2;
   }
 
-  /** A message from a peer arrived. */
-  step(message: Message): void {
-    assert(message.to === this.id, `replica ${this.id}: message addressed to ${message.to}`);
-    assert(message.from !== this.id, `replica ${this.id}: message from self`);
-    assert(this.peers.includes(message.from), `replica ${this.id}: message from non-member`);
-    assert(Number.isInteger(message.term) && message.term >= 0, "replica: bad message term");
+  /**
+   * A message from a peer arrived. Returns a violation, and changes nothing, when the
+   * message breaks a protocol rule (see StepResult).
+   */
+  step(message: Message): StepResult {
+    const violation = this.violationIn(message);
+    if (violation !== null) return { ok: false, violation };
     this.guard(() => this.dispatch(message));
+    return STEP_OK;
+  }
+
+  /** The protocol rule `m` breaks before this node acts on it, or null. */
+  private violationIn(m: Message): string | null {
+    if (m.to !== this.id) return `addressed to node ${m.to}, not to this node`;
+    if (m.from === this.id) return "claims to come from this node";
+    if (!this.peers.includes(m.from)) return `node ${m.from} is not a member`;
+    if (!Number.isSafeInteger(m.term) || m.term < 0) return `bad term ${m.term}`;
+    if (m.term !== this.currentTerm || this.currentRole === "candidate") {
+      return m.type === "append" ? violationInAppend(m) : null;
+    }
+    const claimsMastership = m.type === "append" || m.type === "heartbeat";
+    if (this.currentRole === "backup") {
+      if (claimsMastership && this.master !== null && this.master !== m.from) {
+        return `a second master in term ${m.term}: node ${m.from}, after node ${this.master}`;
+      }
+      return m.type === "append" ? violationInAppend(m) : null;
+    }
+    // This node is the master of m.term: nobody else may act as one in it (Raft §5.2).
+    if (claimsMastership || m.type === "timeout_now") {
+      return `a second master in term ${m.term}: node ${m.from} sent ${m.type}`;
+    }
+    if (m.type === "append_response" && m.success && m.index > this.log.lastIndex()) {
+      return `acknowledged index ${m.index}, past this master's last index ${this.log.lastIndex()}`;
+    }
+    return null;
   }
 
   /** Proposes a command; the master appends it to its log. */
@@ -1286,4 +1324,16 @@ function sameHardState(a: HardState, b: HardState): boolean {
   return (
     a.term === b.term && a.votedFor === b.votedFor && (a.joining === true) === (b.joining === true)
   );
+}
+
+/** An append whose entries could not come from a master of its term, or null. */
+function violationInAppend(m: Append): string | null {
+  if (m.prevTerm > m.term) return `prevTerm ${m.prevTerm} above the message's term ${m.term}`;
+  let previous = m.prevTerm;
+  for (const entry of m.entries) {
+    if (entry.term > m.term) return `entry ${entry.index} of term ${entry.term} in term ${m.term}`;
+    if (entry.term < previous) return `entry ${entry.index}: terms go backwards in the log`;
+    previous = entry.term;
+  }
+  return null;
 }

@@ -170,6 +170,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     failovers: 0,
     /** Times this node became master because the master handed the role over. */
     switchovers: 0,
+    /** Peer messages that broke a protocol rule; each closed the link it came on. */
+    peerViolations: 0,
     appliedEntries: 0,
   };
 
@@ -280,11 +282,17 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         return;
       }
       const m = message as Message;
-      this.lastHeard.set(m.from, Date.now());
-      if ((m.type === "append" || m.type === "heartbeat") && m.term >= this.replica.term) {
-        this.lastMasterContact = { id: m.from, at: Date.now() };
+      const fromMaster =
+        (m.type === "append" || m.type === "heartbeat") && m.term >= this.replica.term;
+      const stepped = this.replica.step(m);
+      if (!stepped.ok) {
+        // A peer's mistake (or a forgery) is input: close its link, never this node.
+        this.counters.peerViolations++;
+        this.transport.closePeerConnection(m.from, `${m.type}: ${stepped.violation}`);
+        return;
       }
-      this.replica.step(m);
+      this.lastHeard.set(m.from, Date.now());
+      if (fromMaster) this.lastMasterContact = { id: m.from, at: Date.now() };
       this.schedule();
     });
     this.transport.onPeerUp((peer) => {

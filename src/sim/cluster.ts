@@ -8,6 +8,7 @@
 import { Prng } from "../core/prng.js";
 import type { Ready } from "../core/replica.js";
 import type { Message, NodeId } from "../protocol/messages.js";
+import { assert } from "../shared/assert.js";
 import type { HistoryOp } from "./checkers/linearizability.js";
 import { SafetyChecker } from "./checkers/safety.js";
 import { EventQueue } from "./event-queue.js";
@@ -275,7 +276,14 @@ export class SimCluster {
 
   private onDeliver(message: Message): void {
     if (this.network.isCut(message.from, message.to)) return;
-    this.atNode(message.to, { type: "deliver", message }, (node) => node.replica!.step(message));
+    this.atNode(message.to, { type: "deliver", message }, (node) => {
+      // Every simulated peer is honest: a message that breaks a rule is a protocol bug.
+      const result = node.replica!.step(message);
+      assert(
+        result.ok,
+        `node ${message.to} refused ${message.type} from ${message.from}: ${result.ok ? "" : result.violation}`,
+      );
+    });
   }
 
   private onReady(node: SimNode, ready: Ready, persist: boolean): void {

@@ -176,6 +176,7 @@ export class MemoryTransport implements Transport {
   private readonly upHandlers = new HandlerSet<[NodeId]>();
   private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
   private droppedMessages = 0;
+  private protocolErrors = 0;
 
   constructor(
     private readonly network: MemoryNetwork,
@@ -243,6 +244,11 @@ export class MemoryTransport implements Transport {
     if (this.state === "running") this.network.requestRefresh(this);
   }
 
+  /** Counts the error; the in-memory network has no connection to close. */
+  closePeerConnection(_peer: NodeId, _reason: string): void {
+    this.protocolErrors++;
+  }
+
   removePeer(id: NodeId): void {
     this.links.delete(id);
     if (this.state === "running") this.network.requestRefresh(this);
@@ -265,7 +271,12 @@ export class MemoryTransport implements Transport {
       lastDownReason: link.lastDownReason,
       info: link.info,
     }));
-    return { nodeId: this.nodeId, peers, droppedMessages: this.droppedMessages, protocolErrors: 0 };
+    return {
+      nodeId: this.nodeId,
+      peers,
+      droppedMessages: this.droppedMessages,
+      protocolErrors: this.protocolErrors,
+    };
   }
 
   /** Whether this node takes messages from `from` now (it runs and lists `from`). */

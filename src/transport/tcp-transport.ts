@@ -189,6 +189,16 @@ export class TcpTransport implements Transport {
     if (this.state === "running") link.start();
   }
 
+  closePeerConnection(peer: NodeId, reason: string): void {
+    this.protocolErrors++;
+    this.logger[this.throttle.level(`rule:${peer}`)](
+      { peer, reason: "protocol_rule", detail: reason },
+      `closing the connection from node ${peer}: its message broke a protocol rule (${reason})`,
+    );
+    this.inboundByPeer.get(peer)?.destroy();
+    this.inboundByPeer.delete(peer);
+  }
+
   removePeer(id: NodeId): void {
     this.links.get(id)?.close();
     this.links.delete(id);

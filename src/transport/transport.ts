@@ -135,6 +135,12 @@ export interface Transport {
   /** Removes a peer, discarding its queue and closing its connections. */
   removePeer(id: NodeId): void;
   /**
+   * A message from `peer` broke a protocol rule (the node's core said so): close the
+   * connection it came on, count a protocol error and log `reason`. The peer may dial
+   * again; the node never stops for a peer's mistake.
+   */
+  closePeerConnection(peer: NodeId, reason: string): void;
+  /**
    * What peer `id` advertised in its latest handshake with this node, whichever side
    * dialled; null before the first one, and for ids that are not peers (this node itself
    * included). It is known by the time `onPeerUp` fires for that handshake, and is kept

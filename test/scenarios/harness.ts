@@ -100,7 +100,9 @@ export class Harness {
         continue;
       }
       if (this.down.has(m.to) || this.cut.has(`${m.from}->${m.to}`)) continue;
-      this.nodes.get(m.to)!.step(m);
+      const result = this.nodes.get(m.to)!.step(m);
+      if (!result.ok)
+        this.out.push(`${m.to} refused ${m.type} from ${m.from}: ${result.violation}`);
       delivered++;
       this.process(m.to);
     }
