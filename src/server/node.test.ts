@@ -2,9 +2,10 @@ import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createNodeMetrics } from "../app/node-metrics.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
-import type { NodeId } from "../protocol/messages.js";
+import type { Entry, Message, NodeId } from "../protocol/messages.js";
 import { IndeterminateError, NotMasterError } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
+import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
@@ -29,27 +30,44 @@ interface TestNode {
   volume: MemoryVolume;
 }
 
+interface StartOptions {
+  /** @default 10_000 */
+  readonly snapshotEntries?: number;
+  /** @default 100 */
+  readonly electionMsMin?: number;
+  /** Stands between the node and its storage (a slow disk, say). */
+  readonly wrap?: (storage: Storage) => Storage;
+}
+
 async function startOne(
   network: MemoryNetwork,
   id: NodeId,
   volume: MemoryVolume,
-  snapshotEntries = 10_000,
+  options: StartOptions = {},
 ): Promise<TestNode> {
+  const electionMsMin = options.electionMsMin ?? 100;
   const config = parseNodeConfig({
     id,
     peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
     tickMs: 5,
     heartbeatMs: 20,
-    electionMsMin: 100,
-    electionMsMax: 200,
-    snapshotEntries,
+    electionMsMin,
+    electionMsMax: 2 * electionMsMin,
+    snapshotEntries: options.snapshotEntries ?? 10_000,
     snapshotKeepEntries: 5,
     transferChunkBytes: 1024,
   });
   const sm = new KvStateMachine();
   const opened = await MemoryStorage.open(volume);
+  const storage = options.wrap?.(opened.storage) ?? opened.storage;
   const transport = network.createTransport(id, ids);
-  const node = await BatonNode.start({ config, opened, transport, stateMachine: sm, logger });
+  const node = await BatonNode.start({
+    config,
+    opened: { ...opened, storage },
+    transport,
+    stateMachine: sm,
+    logger,
+  });
   running.push(node);
   return { node, sm, volume };
 }
@@ -66,6 +84,24 @@ async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+function noops(from: number, count: number, term: number): Entry[] {
+  return Array.from({ length: count }, (_, i) => ({
+    index: from + i,
+    term,
+    kind: "noop" as const,
+    data: new Uint8Array(0),
+  }));
+}
+
+/** Plays node `id` by hand: what it receives lands in `received`. */
+async function puppet(network: MemoryNetwork, id: NodeId) {
+  const transport = network.createTransport(id, ids);
+  const received: Message[] = [];
+  transport.onMessage((message) => received.push(message as Message));
+  await transport.start();
+  return { transport, received };
 }
 
 function put(key: string, value: string) {
@@ -132,7 +168,9 @@ describe("node runtime", () => {
   it("timing: runtime: a wiped backup catches up by state transfer after the log was compacted", async () => {
     const network = new MemoryNetwork();
     const volumes = ids.map(() => new MemoryVolume());
-    const nodes = await Promise.all(ids.map((id, i) => startOne(network, id, volumes[i]!, 20)));
+    const nodes = await Promise.all(
+      ids.map((id, i) => startOne(network, id, volumes[i]!, { snapshotEntries: 20 })),
+    );
     const master = await masterOf(nodes);
     const victim = nodes.find((n) => n !== master)!;
     await victim.node.stop();
@@ -141,7 +179,9 @@ describe("node runtime", () => {
     for (let i = 0; i < 100; i++) await master.node.propose(put(`k${i}`, `${big}${i}`));
     await until("the master compacts", () => master.node.status().lastIndex > 100);
     // The victim comes back with nothing: only a state transfer can bring it up to date.
-    const fresh = await startOne(network, victim.node.id, new MemoryVolume(), 20);
+    const fresh = await startOne(network, victim.node.id, new MemoryVolume(), {
+      snapshotEntries: 20,
+    });
     const target = master.node.status().commitIndex;
     await until(
       "the wiped node catches up",
@@ -152,6 +192,41 @@ describe("node runtime", () => {
       expect(new TextDecoder().decode(fresh.sm.get(`k${i}`)!.value)).toBe(`${big}${i}`);
     }
     expect(fresh.sm.stateHash()).toBe(master.sm.stateHash());
+  });
+
+  it("timing: runtime: a Ready that replaces a suffix and commits into it is stored entries first (fail-over while catching up)", async () => {
+    const network = new MemoryNetwork();
+    const volume = new MemoryVolume();
+    // Entries 1..10 from the master of term 2, of which 3 are known committed.
+    volume.hardState = { term: 2, votedFor: null, commitIndex: 3 };
+    volume.entries = noops(1, 10, 2);
+    const backup = await startOne(network, 1, volume, { electionMsMin: 10_000 });
+    let fatal: Error | null = null;
+    backup.node.on("fatal", (error) => {
+      fatal = error;
+    });
+    // The master of term 3 holds another suffix from 6 on and has committed up to 9.
+    const master = await puppet(network, 3);
+    master.transport.send({
+      type: "append",
+      from: 3,
+      to: 1,
+      term: 3,
+      prevIndex: 5,
+      prevTerm: 2,
+      entries: noops(6, 7, 3),
+      commitIndex: 9,
+    });
+    await until("the backup acknowledges or stops", () => {
+      if (fatal !== null) return true;
+      return master.received.some((m) => m.type === "append_response" && m.success);
+    });
+    expect(fatal).toBeNull();
+    expect(backup.node.status()).toMatchObject({ term: 3, commitIndex: 9, appliedIndex: 9 });
+    await backup.node.stop();
+    await master.transport.close();
+    expect(volume.entries.map((e) => e.term)).toEqual([2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3]);
+    expect(volume.hardState).toMatchObject({ term: 3, commitIndex: 9 });
   });
 
   it("timing: metrics: role, term, indexes, lag and fail-overs are exported in Prometheus format", async () => {

@@ -481,12 +481,21 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     });
   }
 
-  /** Hands the Ready's hard state and entries to storage; returns whether a sync is due. */
+  /**
+   * Hands the Ready's entries, then its hard state, to storage; returns whether a sync is
+   * due. The Ready's commit index may cover its own entries, which may replace a suffix:
+   * given first, it would cover the entries being replaced. It is the Ready's, not the
+   * core's current one, which may run ahead of what this Ready gives storage.
+   */
   private write(ready: Ready): boolean {
-    if (ready.hardState !== null) {
-      this.storage.setHardState({ ...ready.hardState, commitIndex: this.replica.commitIndex });
-    }
     if (ready.entries.length > 0) this.storage.append(ready.entries);
+    if (ready.hardState !== null) {
+      const commitIndex = Math.max(
+        ready.hardState.commitIndex,
+        this.storage.hardState().commitIndex,
+      );
+      this.storage.setHardState({ ...ready.hardState, commitIndex });
+    }
     return ready.hardState !== null || ready.entries.length > 0;
   }
 
@@ -591,9 +600,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.snapshotting = true;
     const started = Date.now();
     // Storage refuses to snapshot beyond the commit index it knows: tell it (lazily written).
+    // The applied index, not the core's commit index: that one may cover entries storage
+    // has not been given yet, while the old entries at those indexes are still there.
     const hard = this.storage.hardState();
-    if (hard.commitIndex < this.replica.commitIndex) {
-      this.storage.setHardState({ ...hard, commitIndex: this.replica.commitIndex });
+    if (hard.commitIndex < this.appliedIndex) {
+      this.storage.setHardState({ ...hard, commitIndex: this.appliedIndex });
     }
     // The state machine's snapshot is consistent as of this call; applying may go on.
     const chunks = this.sm.snapshot();
