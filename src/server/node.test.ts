@@ -1,8 +1,15 @@
+import { crc32 } from "node:zlib";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createNodeMetrics } from "../app/node-metrics.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
-import type { Entry, Message, NodeId } from "../protocol/messages.js";
+import type {
+  Entry,
+  NodeId,
+  SnapshotChunk,
+  SnapshotMeta,
+  WireMessage,
+} from "../protocol/messages.js";
 import { IndeterminateError, NotMasterError } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
@@ -98,10 +105,110 @@ function noops(from: number, count: number, term: number): Entry[] {
 /** Plays node `id` by hand: what it receives lands in `received`. */
 async function puppet(network: MemoryNetwork, id: NodeId) {
   const transport = network.createTransport(id, ids);
-  const received: Message[] = [];
-  transport.onMessage((message) => received.push(message as Message));
+  const received: WireMessage[] = [];
+  transport.onMessage((message) => received.push(message));
   await transport.start();
   return { transport, received };
+}
+
+/** A whole snapshot in one chunk, from `from` in `term`. */
+function snapshotChunk(
+  from: NodeId,
+  to: NodeId,
+  term: number,
+  meta: SnapshotMeta,
+  data: Uint8Array,
+) {
+  const chunk: SnapshotChunk = {
+    type: "snapshot_chunk",
+    from,
+    to,
+    term,
+    snapshotIndex: meta.index,
+    snapshotTerm: meta.term,
+    offset: 0,
+    totalBytes: data.length,
+    crc32: crc32(data),
+    data,
+  };
+  return chunk;
+}
+
+/** The bytes of a key-value snapshot holding `key`. */
+async function kvSnapshotWith(key: string): Promise<Uint8Array> {
+  const sm = new KvStateMachine();
+  sm.apply(put(key, "v"), { index: 1, term: 1, time: 0 });
+  const parts: Uint8Array[] = [];
+  for await (const part of sm.snapshot()) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+/** Storage whose syncs do not complete while stalled, as on a disk whose fsyncs hang. */
+class StallingStorage implements Storage {
+  private gate: Promise<void> | null = null;
+  private open: () => void = () => {};
+
+  constructor(private readonly inner: Storage) {}
+
+  stall(): void {
+    this.gate = new Promise((resolve) => {
+      this.open = resolve;
+    });
+  }
+
+  resume(): void {
+    this.gate = null;
+    this.open();
+  }
+
+  async sync(): Promise<void> {
+    const gate = this.gate;
+    await this.inner.sync();
+    if (gate !== null) await gate;
+  }
+
+  hardState() {
+    return this.inner.hardState();
+  }
+  setHardState(state: Parameters<Storage["setHardState"]>[0]) {
+    this.inner.setHardState(state);
+  }
+  snapshot() {
+    return this.inner.snapshot();
+  }
+  firstIndex() {
+    return this.inner.firstIndex();
+  }
+  lastIndex() {
+    return this.inner.lastIndex();
+  }
+  termAt(index: number) {
+    return this.inner.termAt(index);
+  }
+  entries(from: number, to: number, maxBytes?: number) {
+    return this.inner.entries(from, to, maxBytes);
+  }
+  append(entries: readonly Entry[]) {
+    this.inner.append(entries);
+  }
+  truncateFrom(index: number) {
+    this.inner.truncateFrom(index);
+  }
+  saveSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>) {
+    return this.inner.saveSnapshot(meta, chunks);
+  }
+  readSnapshot() {
+    return this.inner.readSnapshot();
+  }
+  receiveSnapshot(meta: SnapshotMeta) {
+    return this.inner.receiveSnapshot(meta);
+  }
+  compact(upToIndex: number) {
+    return this.inner.compact(upToIndex);
+  }
+  close() {
+    return this.inner.close();
+  }
 }
 
 function put(key: string, value: string) {
@@ -227,6 +334,56 @@ describe("node runtime", () => {
     await master.transport.close();
     expect(volume.entries.map((e) => e.term)).toEqual([2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3]);
     expect(volume.hardState).toMatchObject({ term: 3, commitIndex: 9 });
+  });
+
+  it("timing: runtime: a second state transfer adopted while the first waits to be installed is installed after it", async () => {
+    const network = new MemoryNetwork();
+    let slow: StallingStorage | null = null;
+    const backup = await startOne(network, 1, new MemoryVolume(), {
+      electionMsMin: 10_000,
+      wrap: (storage) => {
+        slow = new StallingStorage(storage);
+        return slow;
+      },
+    });
+    let fatal: Error | null = null;
+    backup.node.on("fatal", (error) => {
+      fatal = error;
+    });
+    const master = await puppet(network, 3);
+    const acked = (index: number) =>
+      master.received.some((m) => m.type === "snapshot_ack" && m.done && m.snapshotIndex === index);
+    // The backup's disk hangs on the entries of an append: its Readies wait behind them.
+    slow!.stall();
+    try {
+      master.transport.send({
+        type: "append",
+        from: 3,
+        to: 1,
+        term: 2,
+        prevIndex: 0,
+        prevTerm: 0,
+        entries: noops(1, 3, 2),
+        commitIndex: 0,
+      });
+      await until("the append is handed to storage", () => backup.node.status().lastIndex === 3);
+      // Two snapshots arrive and are adopted, the second before the first could be installed.
+      const first = await kvSnapshotWith("first");
+      master.transport.send(snapshotChunk(3, 1, 2, { index: 100, term: 2 }, first));
+      await until("the first snapshot is adopted", () => acked(100));
+      const second = await kvSnapshotWith("second");
+      master.transport.send(snapshotChunk(3, 1, 2, { index: 200, term: 2 }, second));
+      await until("the second snapshot is adopted", () => acked(200));
+    } finally {
+      slow!.resume();
+    }
+    await until("both are installed, or the node stops", () => {
+      return fatal !== null || backup.node.status().appliedIndex === 200;
+    });
+    expect(fatal).toBeNull();
+    expect(backup.sm.get("second")).not.toBeNull();
+    expect(backup.node.status()).toMatchObject({ commitIndex: 200, appliedIndex: 200 });
+    await master.transport.close();
   });
 
   it("timing: metrics: role, term, indexes, lag and fail-overs are exported in Prometheus format", async () => {

@@ -17,6 +17,7 @@ import type {
   SnapshotMeta,
   WireMessage,
 } from "../protocol/messages.js";
+import { assert } from "../shared/assert.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -82,8 +83,11 @@ interface Incoming {
 export class StateTransfer {
   private readonly outgoing = new Map<NodeId, Outgoing>();
   private incoming: Incoming | null = null;
-  /** A received snapshot the core adopted, waiting for the runtime to install it. */
-  private adopted: { meta: SnapshotMeta; receiver: SnapshotReceiver } | null = null;
+  /**
+   * Received snapshots the core adopted, by index, each waiting for the runtime to install
+   * it (in the order adopted). A newer one may be adopted while an older one waits.
+   */
+  private readonly adopted = new Map<number, SnapshotReceiver>();
   private closed = false;
 
   constructor(private readonly deps: StateTransferDeps) {}
@@ -366,8 +370,11 @@ export class StateTransfer {
       return;
     }
     const adopt = this.deps.onReceived(s.from, s.term, s.meta);
-    if (adopt) this.adopted = { meta: s.meta, receiver };
-    else await receiver.abort();
+    if (adopt) {
+      // The core adopts a snapshot only beyond its commit index, which an adoption raises.
+      assert(!this.adopted.has(s.meta.index), `snapshot ${s.meta.index} adopted twice`);
+      this.adopted.set(s.meta.index, receiver);
+    } else await receiver.abort();
     this.ack(chunk, s.received, true, adopt);
   }
 
@@ -385,14 +392,24 @@ export class StateTransfer {
     this.deps.transport.send(ack);
   }
 
-  /** Makes the adopted snapshot durable and the node's state (the core's Ready says so). */
+  /**
+   * Makes the adopted snapshot at `meta` durable and the node's state (the core's Ready
+   * says so). Readies come in the order of adoption, so an older snapshot still waiting
+   * here was superseded before the core handed it out: it is dropped.
+   */
   async finishReceived(meta: SnapshotMeta): Promise<void> {
-    const adopted = this.adopted;
-    if (adopted === null || adopted.meta.index !== meta.index) {
-      throw new Error(`state transfer: snapshot ${meta.index} was adopted but never received`);
+    const receiver = this.adopted.get(meta.index);
+    assert(
+      receiver !== undefined,
+      `state transfer: snapshot ${meta.index} adopted but not received`,
+    );
+    this.adopted.delete(meta.index);
+    for (const [index, older] of this.adopted) {
+      if (index > meta.index) continue;
+      this.adopted.delete(index);
+      void older.abort().catch(() => {});
     }
-    this.adopted = null;
-    await adopted.receiver.finish();
+    await receiver.finish();
   }
 
   close(): void {
@@ -406,5 +423,7 @@ export class StateTransfer {
     if (this.incoming !== null && !this.incoming.done) {
       void this.incoming.receiver.then((r) => r.abort()).catch(() => {});
     }
+    for (const receiver of this.adopted.values()) void receiver.abort().catch(() => {});
+    this.adopted.clear();
   }
 }
