@@ -1,7 +1,8 @@
 import { crc32 } from "node:zlib";
 import pino from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createNodeMetrics } from "../app/node-metrics.js";
+import { Replica } from "../core/replica.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
 import type {
   Entry,
@@ -10,6 +11,7 @@ import type {
   SnapshotMeta,
   WireMessage,
 } from "../protocol/messages.js";
+import { AssertionError } from "../shared/assert.js";
 import { IndeterminateError, NotMasterError } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
@@ -27,6 +29,7 @@ const ids: NodeId[] = [1, 2, 3];
 let running: BatonNode[] = [];
 
 afterEach(async () => {
+  vi.restoreAllMocks();
   await Promise.all(running.map((n) => n.stop()));
   running = [];
 });
@@ -383,6 +386,48 @@ describe("node runtime", () => {
     expect(fatal).toBeNull();
     expect(backup.sm.get("second")).not.toBeNull();
     expect(backup.node.status()).toMatchObject({ commitIndex: 200, appliedIndex: 200 });
+    await master.transport.close();
+  });
+
+  it("timing: runtime: an assertion raised while adopting a received snapshot stops the node (not logged and dropped)", async () => {
+    const network = new MemoryNetwork();
+    const backup = await startOne(network, 1, new MemoryVolume(), { electionMsMin: 10_000 });
+    const fatal = new Promise<Error>((resolve) => backup.node.on("fatal", resolve));
+    vi.spyOn(Replica.prototype, "installSnapshot").mockImplementation(() => {
+      throw new AssertionError("broken invariant while adopting a snapshot");
+    });
+    const master = await puppet(network, 3);
+    const data = await kvSnapshotWith("k");
+    master.transport.send(snapshotChunk(3, 1, 2, { index: 50, term: 2 }, data));
+    const error = await Promise.race([
+      fatal,
+      until("the node stops", () => false, 2_000).catch(() => null),
+    ]);
+    expect(error).toBeInstanceOf(AssertionError);
+    expect(() => backup.node.propose(put("k", "v"))).toThrow(/stopped/);
+    await master.transport.close();
+  });
+
+  it("timing: runtime: a snapshot not newer than the node's own is answered 'not needed' (a stale transfer is input, not a bug)", async () => {
+    const network = new MemoryNetwork();
+    const volume = new MemoryVolume();
+    const data = await kvSnapshotWith("k");
+    const meta = { index: 100, term: 2 };
+    volume.snapshot = { meta, chunks: [data], crc: crc32(data), bytes: data.length };
+    volume.base = meta;
+    volume.hardState = { term: 2, votedFor: null, commitIndex: 100 };
+    const backup = await startOne(network, 1, volume, { electionMsMin: 10_000 });
+    let fatal: Error | null = null;
+    backup.node.on("fatal", (error) => {
+      fatal = error;
+    });
+    const master = await puppet(network, 3);
+    master.transport.send(snapshotChunk(3, 1, 2, { index: 50, term: 2 }, data));
+    const ack = await until("an answer", () =>
+      master.received.find((m) => m.type === "snapshot_ack"),
+    );
+    expect(ack).toMatchObject({ snapshotIndex: 50, done: true, accepted: false });
+    expect(fatal).toBeNull();
     await master.transport.close();
   });
 

@@ -20,7 +20,7 @@ import { Prng } from "../core/prng.js";
 import { type CoreEvent, type Ready, Replica } from "../core/replica.js";
 import type { Entry, Message, NodeId, SnapshotMeta } from "../protocol/messages.js";
 import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
-import { assert } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import {
   BusyError,
   ClusterError,
@@ -142,6 +142,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       term: () => this.replica.term,
       onSent: (peer, ok) => this.onTransferSent(peer, ok),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
+      onFatal: (error) => this.fail(error),
     });
   }
 
@@ -418,6 +419,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     await this.transport.close();
     await this.chain.catch(() => {});
     await this.storage.close().catch((error: unknown) => {
+      rethrowIfBug(error);
       this.log.error({ event: "stop", err: error }, "closing storage failed");
     });
     this.log.info({ event: "stop" }, `node ${this.id} stopped`);

@@ -7,6 +7,8 @@
  *
  * It never decides anything about the log: the core asks for transfers and decides on
  * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
+ * A failed transfer is logged and retried; a bug (an AssertionError, from the core or
+ * storage) is never logged and dropped: it goes to `onFatal`, which stops the node.
  */
 
 import type { Logger } from "pino";
@@ -17,7 +19,7 @@ import type {
   SnapshotMeta,
   WireMessage,
 } from "../protocol/messages.js";
-import { assert } from "../shared/assert.js";
+import { AssertionError, assert } from "../shared/assert.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -47,6 +49,8 @@ export interface StateTransferDeps {
   readonly onSent: (peer: NodeId, ok: boolean) => void;
   /** A snapshot fully arrived; returns whether the core adopts it. */
   readonly onReceived: (from: NodeId, term: number, meta: SnapshotMeta) => boolean;
+  /** A bug surfaced during a transfer: the node must stop. */
+  readonly onFatal: (error: AssertionError) => void;
 }
 
 interface Outgoing {
@@ -177,6 +181,7 @@ export class StateTransfer {
         if (out.sentBytes >= out.totalBytes) break;
       }
     } catch (error) {
+      if (this.isBug(error)) return;
       this.deps.logger.error(
         { event: "state_transfer", peer: out.peer, err: error },
         "reading the snapshot failed",
@@ -296,6 +301,12 @@ export class StateTransfer {
 
   private onChunk(chunk: SnapshotChunk): void {
     if (chunk.term < this.deps.term()) return;
+    if (chunk.snapshotIndex <= this.deps.storage.snapshot().index) {
+      // Not newer than the state this node holds (a retry that crossed an install, say):
+      // storage cannot receive it, and the master learns it was not needed.
+      this.ack(chunk, chunk.totalBytes, true, false);
+      return;
+    }
     let session = this.incoming;
     const same =
       session !== null &&
@@ -313,18 +324,19 @@ export class StateTransfer {
     s.queue = s.queue
       .then(() => this.writeChunk(s, chunk))
       .catch((error: unknown) => {
+        s.done = true;
+        if (this.isBug(error)) return;
         this.deps.logger.error(
           { event: "state_transfer", from: s.from, err: error },
           "receiving a snapshot failed",
         );
-        s.done = true;
-        void s.receiver.then((r) => r.abort()).catch(() => {});
+        this.discard(s.receiver);
       });
   }
 
   private begin(chunk: SnapshotChunk): Incoming {
     const old = this.incoming;
-    if (old !== null && !old.done) void old.receiver.then((r) => r.abort()).catch(() => {});
+    if (old !== null && !old.done) this.discard(old.receiver);
     const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
     const session: Incoming = {
       from: chunk.from,
@@ -407,7 +419,7 @@ export class StateTransfer {
     for (const [index, older] of this.adopted) {
       if (index > meta.index) continue;
       this.adopted.delete(index);
-      void older.abort().catch(() => {});
+      this.discard(Promise.resolve(older));
     }
     await receiver.finish();
   }
@@ -420,10 +432,20 @@ export class StateTransfer {
       void out.iterator.return?.();
     }
     this.outgoing.clear();
-    if (this.incoming !== null && !this.incoming.done) {
-      void this.incoming.receiver.then((r) => r.abort()).catch(() => {});
-    }
-    for (const receiver of this.adopted.values()) void receiver.abort().catch(() => {});
+    if (this.incoming !== null && !this.incoming.done) this.discard(this.incoming.receiver);
+    for (const receiver of this.adopted.values()) this.discard(Promise.resolve(receiver));
     this.adopted.clear();
+  }
+
+  /** Drops what a receiver holds; a failure to do so changes nothing, unless it is a bug. */
+  private discard(receiver: Promise<SnapshotReceiver>): void {
+    receiver.then((r) => r.abort()).catch((error: unknown) => this.isBug(error));
+  }
+
+  /** Hands a bug to `onFatal` and says so; other failures are the caller's to handle. */
+  private isBug(error: unknown): boolean {
+    if (!(error instanceof AssertionError)) return false;
+    this.deps.onFatal(error);
+    return true;
   }
 }

@@ -18,7 +18,7 @@
 
 import { join } from "node:path";
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
-import { assert } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import { DirLock } from "./dir-lock.js";
 import { StorageInconsistentError } from "./errors.js";
 import { type FileSystem, io, nodeFileSystem } from "./file-system.js";
@@ -90,7 +90,7 @@ export class DiskStorage implements Storage {
       const storage = new DiskStorage(parts);
       return { storage, hardState: stable.hardState, snapshot: after, entries, warnings };
     } catch (error) {
-      if (wal !== null) await wal.close().catch(() => {});
+      if (wal !== null) await wal.close().catch(rethrowIfBug);
       await lock.release();
       throw error;
     }
