@@ -431,6 +431,132 @@ describe("node runtime", () => {
     await master.transport.close();
   });
 
+  it("timing: runtime: the master keeps its role while a backup's fsync stalls for seconds (heartbeat responses do not wait for it)", async () => {
+    const network = new MemoryNetwork();
+    const stallable = new Map<NodeId, StallingStorage>();
+    const nodes = await Promise.all(
+      ids.map((id) =>
+        startOne(network, id, new MemoryVolume(), {
+          wrap: (storage) => {
+            const slow = new StallingStorage(storage);
+            stallable.set(id, slow);
+            return slow;
+          },
+        }),
+      ),
+    );
+    const master = await masterOf(nodes);
+    await master.node.propose(put("before", "v"));
+    // One backup is down; the other one's disk stalls: the master has a majority only
+    // with a backup whose every fsync hangs.
+    const [down, slow] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await down.node.stop();
+    const stepDowns: string[] = [];
+    master.node.on("role", (event) => stepDowns.push(`${event.role}: ${event.reason}`));
+    const disk = stallable.get(slow.node.id)!;
+    disk.stall();
+    let settled = false;
+    const write = master.node.propose(put("during", "v")).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    void write.finally(() => {
+      settled = true;
+    });
+    try {
+      // Many election timeouts (100-200 ms here) pass while the fsync hangs.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(stepDowns).toEqual([]);
+      expect(master.node.role).toBe("master");
+      // The stalled backup acknowledges no entry it has not made durable: no commit.
+      expect(settled).toBe(false);
+    } finally {
+      disk.resume();
+    }
+    expect(await write).toBeNull();
+    expect(master.node.role).toBe("master");
+  });
+
+  it("timing: runtime: a vote, and a heartbeat response in a new term, still wait for the fsync of that term (stalled disk)", async () => {
+    const network = new MemoryNetwork();
+    let disk: StallingStorage | null = null;
+    await startOne(network, 1, new MemoryVolume(), {
+      electionMsMin: 10_000,
+      wrap: (storage) => {
+        disk = new StallingStorage(storage);
+        return disk;
+      },
+    });
+    const candidate = await puppet(network, 2);
+    const master = await puppet(network, 3);
+    const heard = (from: { received: WireMessage[] }, type: WireMessage["type"], term: number) =>
+      from.received.some((m) => m.type === type && m.term === term);
+    const heartbeat = (term: number) =>
+      master.transport.send({
+        type: "heartbeat",
+        from: 3,
+        to: 1,
+        term,
+        commitIndex: 0,
+        readContext: 0,
+      });
+    /** Sends with the disk stalled: the answer must wait for the fsync, and then come. */
+    const answeredAfterFsync = async (send: () => void, answered: () => boolean) => {
+      disk!.stall();
+      try {
+        send();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(answered()).toBe(false);
+      } finally {
+        disk!.resume();
+      }
+      await until("the answer after the fsync", answered);
+    };
+    // Raft §5.2: a vote is durable before it is granted.
+    await answeredAfterFsync(
+      () =>
+        candidate.transport.send({
+          type: "vote_request",
+          from: 2,
+          to: 1,
+          term: 1,
+          preVote: false,
+          lastIndex: 0,
+          lastTerm: 0,
+        }),
+      () => heard(candidate, "vote_response", 1),
+    );
+    // A heartbeat response of term 2 waits for term 2 to be durable...
+    await answeredAfterFsync(
+      () => heartbeat(2),
+      () => heard(master, "heartbeat_response", 2),
+    );
+    // ...and once it is, the next one leaves at once, ahead of an acknowledgement that
+    // waits for an fsync which hangs.
+    disk!.stall();
+    try {
+      master.received.length = 0;
+      master.transport.send({
+        type: "append",
+        from: 3,
+        to: 1,
+        term: 2,
+        prevIndex: 0,
+        prevTerm: 0,
+        entries: noops(1, 1, 2),
+        commitIndex: 0,
+      });
+      heartbeat(2);
+      await until("a heartbeat response", () => heard(master, "heartbeat_response", 2), 1_000);
+      expect(heard(master, "append_response", 2)).toBe(false);
+    } finally {
+      disk!.resume();
+    }
+    await until("the acknowledgement after the fsync", () => heard(master, "append_response", 2));
+    await candidate.transport.close();
+    await master.transport.close();
+  });
+
   it("timing: metrics: role, term, indexes, lag and fail-overs are exported in Prometheus format", async () => {
     const network = new MemoryNetwork();
     const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));

@@ -105,6 +105,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private chain: Promise<void> = Promise.resolve();
   /** While a received snapshot is being installed, later Readies wait in the chain. */
   private installing = 0;
+  /** The newest term known durable (a Ready that set it finished its fsync). */
+  private durableTerm: number;
   private stopped = false;
   private failure: Error | null = null;
 
@@ -132,6 +134,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.log = deps.logger;
     this.appliedIndex = appliedIndex;
     this.snapshotIndex = appliedIndex;
+    this.durableTerm = deps.opened.hardState.term;
     this.transfer = new StateTransfer({
       id: this.id,
       storage: this.storage,
@@ -460,6 +463,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private handle(ready: Ready): void {
     for (const event of ready.events) this.onRoleEvent(event);
     this.sendAll(ready.messagesNow);
+    const messages = this.sendUnbound(ready.messages);
     for (const peer of ready.transfers) this.transfer.start(peer);
     if (ready.snapshot !== null || this.installing > 0) {
       // Everything after a snapshot install waits for it, in order.
@@ -472,15 +476,32 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         } finally {
           this.installing--;
         }
-        this.finish(ready);
+        this.finish(ready, messages);
       });
       return;
     }
     const synced = this.write(ready) ? this.storage.sync() : null;
     this.enqueue(async () => {
       if (synced !== null) await synced;
-      this.finish(ready);
+      this.finish(ready, messages);
     });
+  }
+
+  /**
+   * Sends the Ready's heartbeat responses at once and returns its other messages, which
+   * wait for the Ready's writes. A heartbeat response promises nothing about this node's
+   * log, only its term: once that term is durable, it need not wait behind fsyncs or a
+   * snapshot restore, and a backup with a slow disk still counts for the master's
+   * check-quorum. Acknowledgements of entries and votes wait for their fsync.
+   */
+  private sendUnbound(messages: readonly Message[]): Message[] {
+    const waiting: Message[] = [];
+    for (const message of messages) {
+      const unbound = message.type === "heartbeat_response" && message.term <= this.durableTerm;
+      if (unbound) this.transport.send(message);
+      else waiting.push(message);
+    }
+    return waiting;
   }
 
   /**
@@ -505,10 +526,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.chain = this.chain.then(step).catch((error: unknown) => this.fail(error));
   }
 
-  /** The Ready is durable: send what it promised, apply, and tell the core. */
-  private finish(ready: Ready): void {
+  /** The Ready is durable: send what it promised (`messages`), apply, and tell the core. */
+  private finish(ready: Ready, messages: readonly Message[]): void {
     if (this.stopped) return;
-    this.sendAll(ready.messages);
+    if (ready.hardState !== null)
+      this.durableTerm = Math.max(this.durableTerm, ready.hardState.term);
+    this.sendAll(messages);
     this.apply(ready.committed);
     for (const read of ready.reads) this.onReadState(read.requestId, read.index);
     const last = ready.entries[ready.entries.length - 1];
