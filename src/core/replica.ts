@@ -9,7 +9,8 @@
  *   1. persist `hardState` and `entries` (an entry at index i replaces any stored entry at
  *      index i and above) durably;
  *   2. only then send `messages` (votes and acknowledgements promise what is on disk);
- *      `messagesNow` (the master's appends and heartbeats) may be sent before step 1;
+ *      `messagesNow` (the master's appends and heartbeats) may be sent before step 1, and
+ *      so may a heartbeat response whose term is already durable (it promises no more);
  *   3. apply `committed` entries to the state machine, in order;
  *   4. call `persisted(index, term)` with the last entry that is now durable.
  *
@@ -110,7 +111,10 @@ export type CoreEvent = {
 export interface Ready {
   readonly hardState: HardState | null;
   readonly entries: readonly Entry[];
-  /** Send only once this Ready's hard state and entries are durable. */
+  /**
+   * Send only once this Ready's hard state and entries are durable; a heartbeat response,
+   * which promises only its term, may leave as soon as that term is durable.
+   */
   readonly messages: readonly Message[];
   /**
    * The master's appends and heartbeats: they promise nothing about this node's disk, so

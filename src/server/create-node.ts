@@ -9,6 +9,7 @@
  */
 
 import pino, { type Logger } from "pino";
+import { rethrowIfBug } from "../shared/assert.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
@@ -51,8 +52,8 @@ export async function startNode(
   try {
     return await BatonNode.start({ config, opened, transport, stateMachine, logger });
   } catch (error) {
-    await transport.close().catch(() => {});
-    await opened.storage.close().catch(() => {});
+    await transport.close().catch(rethrowIfBug);
+    await opened.storage.close().catch(rethrowIfBug);
     throw error;
   }
 }

@@ -1,15 +1,26 @@
+import { crc32 } from "node:zlib";
 import pino from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createNodeMetrics } from "../app/node-metrics.js";
+import { Replica } from "../core/replica.js";
 import { encodeCommand, type KvResult, KvStateMachine } from "../kv/index.js";
-import type { NodeId } from "../protocol/messages.js";
+import type {
+  Entry,
+  NodeId,
+  SnapshotChunk,
+  SnapshotMeta,
+  WireMessage,
+} from "../protocol/messages.js";
+import { AssertionError } from "../shared/assert.js";
 import {
   ConflictError,
   IndeterminateError,
   InvalidInputError,
   NoMasterError,
+  NotMasterError,
 } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
+import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
 import { BatonNode } from "./node.js";
@@ -25,6 +36,7 @@ const ids: NodeId[] = [1, 2, 3];
 let running: BatonNode[] = [];
 
 afterEach(async () => {
+  vi.restoreAllMocks();
   await Promise.all(running.map((n) => n.stop()));
   running = [];
 });
@@ -35,27 +47,44 @@ interface TestNode {
   volume: MemoryVolume;
 }
 
+interface StartOptions {
+  /** @default 10_000 */
+  readonly snapshotEntries?: number;
+  /** @default 100 */
+  readonly electionMsMin?: number;
+  /** Stands between the node and its storage (a slow disk, say). */
+  readonly wrap?: (storage: Storage) => Storage;
+}
+
 async function startOne(
   network: MemoryNetwork,
   id: NodeId,
   volume: MemoryVolume,
-  snapshotEntries = 10_000,
+  options: StartOptions = {},
 ): Promise<TestNode> {
+  const electionMsMin = options.electionMsMin ?? 100;
   const config = parseNodeConfig({
     id,
     peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
     tickMs: 5,
     heartbeatMs: 20,
-    electionMsMin: 100,
-    electionMsMax: 200,
-    snapshotEntries,
+    electionMsMin,
+    electionMsMax: 2 * electionMsMin,
+    snapshotEntries: options.snapshotEntries ?? 10_000,
     snapshotKeepEntries: 5,
     transferChunkBytes: 1024,
   });
   const sm = new KvStateMachine();
   const opened = await MemoryStorage.open(volume);
+  const storage = options.wrap?.(opened.storage) ?? opened.storage;
   const transport = network.createTransport(id, ids);
-  const node = await BatonNode.start({ config, opened, transport, stateMachine: sm, logger });
+  const node = await BatonNode.start({
+    config,
+    opened: { ...opened, storage },
+    transport,
+    stateMachine: sm,
+    logger,
+  });
   running.push(node);
   return { node, sm, volume };
 }
@@ -71,6 +100,124 @@ async function until<T>(
     if (value !== null && value !== undefined && value !== false) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function noops(from: number, count: number, term: number): Entry[] {
+  return Array.from({ length: count }, (_, i) => ({
+    index: from + i,
+    term,
+    kind: "noop" as const,
+    data: new Uint8Array(0),
+  }));
+}
+
+/** Plays node `id` by hand: what it receives lands in `received`. */
+async function puppet(network: MemoryNetwork, id: NodeId) {
+  const transport = network.createTransport(id, ids);
+  const received: WireMessage[] = [];
+  transport.onMessage((message) => received.push(message));
+  await transport.start();
+  return { transport, received };
+}
+
+/** A whole snapshot in one chunk, from `from` in `term`. */
+function snapshotChunk(
+  from: NodeId,
+  to: NodeId,
+  term: number,
+  meta: SnapshotMeta,
+  data: Uint8Array,
+) {
+  const chunk: SnapshotChunk = {
+    type: "snapshot_chunk",
+    from,
+    to,
+    term,
+    snapshotIndex: meta.index,
+    snapshotTerm: meta.term,
+    offset: 0,
+    totalBytes: data.length,
+    crc32: crc32(data),
+    data,
+  };
+  return chunk;
+}
+
+/** The bytes of a key-value snapshot holding `key`. */
+async function kvSnapshotWith(key: string): Promise<Uint8Array> {
+  const sm = new KvStateMachine();
+  sm.apply(put(key, "v"), { index: 1, term: 1, time: 0 });
+  const parts: Uint8Array[] = [];
+  for await (const part of sm.snapshot()) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+/** Storage whose syncs do not complete while stalled, as on a disk whose fsyncs hang. */
+class StallingStorage implements Storage {
+  private gate: Promise<void> | null = null;
+  private open: () => void = () => {};
+
+  constructor(private readonly inner: Storage) {}
+
+  stall(): void {
+    this.gate = new Promise((resolve) => {
+      this.open = resolve;
+    });
+  }
+
+  resume(): void {
+    this.gate = null;
+    this.open();
+  }
+
+  async sync(): Promise<void> {
+    const gate = this.gate;
+    await this.inner.sync();
+    if (gate !== null) await gate;
+  }
+
+  hardState() {
+    return this.inner.hardState();
+  }
+  setHardState(state: Parameters<Storage["setHardState"]>[0]) {
+    this.inner.setHardState(state);
+  }
+  snapshot() {
+    return this.inner.snapshot();
+  }
+  firstIndex() {
+    return this.inner.firstIndex();
+  }
+  lastIndex() {
+    return this.inner.lastIndex();
+  }
+  termAt(index: number) {
+    return this.inner.termAt(index);
+  }
+  entries(from: number, to: number, maxBytes?: number) {
+    return this.inner.entries(from, to, maxBytes);
+  }
+  append(entries: readonly Entry[]) {
+    this.inner.append(entries);
+  }
+  truncateFrom(index: number) {
+    this.inner.truncateFrom(index);
+  }
+  saveSnapshot(meta: SnapshotMeta, chunks: AsyncIterable<Uint8Array>) {
+    return this.inner.saveSnapshot(meta, chunks);
+  }
+  readSnapshot() {
+    return this.inner.readSnapshot();
+  }
+  receiveSnapshot(meta: SnapshotMeta) {
+    return this.inner.receiveSnapshot(meta);
+  }
+  compact(upToIndex: number) {
+    return this.inner.compact(upToIndex);
+  }
+  close() {
+    return this.inner.close();
   }
 }
 
@@ -237,7 +384,9 @@ describe("node runtime", () => {
   it("timing: runtime: a wiped backup catches up by state transfer after the log was compacted", async () => {
     const network = new MemoryNetwork();
     const volumes = ids.map(() => new MemoryVolume());
-    const nodes = await Promise.all(ids.map((id, i) => startOne(network, id, volumes[i]!, 20)));
+    const nodes = await Promise.all(
+      ids.map((id, i) => startOne(network, id, volumes[i]!, { snapshotEntries: 20 })),
+    );
     const master = await masterOf(nodes);
     const victim = nodes.find((n) => n !== master)!;
     await victim.node.stop();
@@ -246,7 +395,9 @@ describe("node runtime", () => {
     for (let i = 0; i < 100; i++) await master.node.propose(put(`k${i}`, `${big}${i}`));
     await until("the master compacts", () => master.node.status().lastIndex > 100);
     // The victim comes back with nothing: only a state transfer can bring it up to date.
-    const fresh = await startOne(network, victim.node.id, new MemoryVolume(), 20);
+    const fresh = await startOne(network, victim.node.id, new MemoryVolume(), {
+      snapshotEntries: 20,
+    });
     const target = master.node.status().commitIndex;
     await until(
       "the wiped node catches up",
@@ -257,6 +408,260 @@ describe("node runtime", () => {
       expect(new TextDecoder().decode(fresh.sm.get(`k${i}`)!.value)).toBe(`${big}${i}`);
     }
     expect(fresh.sm.stateHash()).toBe(master.sm.stateHash());
+  });
+
+  it("timing: runtime: a Ready that replaces a suffix and commits into it is stored entries first (fail-over while catching up)", async () => {
+    const network = new MemoryNetwork();
+    const volume = new MemoryVolume();
+    // Entries 1..10 from the master of term 2, of which 3 are known committed.
+    volume.hardState = { term: 2, votedFor: null, commitIndex: 3 };
+    volume.entries = noops(1, 10, 2);
+    const backup = await startOne(network, 1, volume, { electionMsMin: 10_000 });
+    let fatal: Error | null = null;
+    backup.node.on("fatal", (error) => {
+      fatal = error;
+    });
+    // The master of term 3 holds another suffix from 6 on and has committed up to 9.
+    const master = await puppet(network, 3);
+    master.transport.send({
+      type: "append",
+      from: 3,
+      to: 1,
+      term: 3,
+      prevIndex: 5,
+      prevTerm: 2,
+      entries: noops(6, 7, 3),
+      commitIndex: 9,
+    });
+    await until("the backup acknowledges or stops", () => {
+      if (fatal !== null) return true;
+      return master.received.some((m) => m.type === "append_response" && m.success);
+    });
+    expect(fatal).toBeNull();
+    expect(backup.node.status()).toMatchObject({ term: 3, commitIndex: 9, appliedIndex: 9 });
+    await backup.node.stop();
+    await master.transport.close();
+    expect(volume.entries.map((e) => e.term)).toEqual([2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3]);
+    expect(volume.hardState).toMatchObject({ term: 3, commitIndex: 9 });
+  });
+
+  it("timing: runtime: a second state transfer adopted while the first waits to be installed is installed after it", async () => {
+    const network = new MemoryNetwork();
+    let slow: StallingStorage | null = null;
+    const backup = await startOne(network, 1, new MemoryVolume(), {
+      electionMsMin: 10_000,
+      wrap: (storage) => {
+        slow = new StallingStorage(storage);
+        return slow;
+      },
+    });
+    let fatal: Error | null = null;
+    backup.node.on("fatal", (error) => {
+      fatal = error;
+    });
+    const master = await puppet(network, 3);
+    const acked = (index: number) =>
+      master.received.some((m) => m.type === "snapshot_ack" && m.done && m.snapshotIndex === index);
+    // The backup's disk hangs on the entries of an append: its Readies wait behind them.
+    slow!.stall();
+    try {
+      master.transport.send({
+        type: "append",
+        from: 3,
+        to: 1,
+        term: 2,
+        prevIndex: 0,
+        prevTerm: 0,
+        entries: noops(1, 3, 2),
+        commitIndex: 0,
+      });
+      await until("the append is handed to storage", () => backup.node.status().lastIndex === 3);
+      // Two snapshots arrive and are adopted, the second before the first could be installed.
+      const first = await kvSnapshotWith("first");
+      master.transport.send(snapshotChunk(3, 1, 2, { index: 100, term: 2 }, first));
+      await until("the first snapshot is adopted", () => acked(100));
+      const second = await kvSnapshotWith("second");
+      master.transport.send(snapshotChunk(3, 1, 2, { index: 200, term: 2 }, second));
+      await until("the second snapshot is adopted", () => acked(200));
+    } finally {
+      slow!.resume();
+    }
+    await until("both are installed, or the node stops", () => {
+      return fatal !== null || backup.node.status().appliedIndex === 200;
+    });
+    expect(fatal).toBeNull();
+    expect(backup.sm.get("second")).not.toBeNull();
+    expect(backup.node.status()).toMatchObject({ commitIndex: 200, appliedIndex: 200 });
+    await master.transport.close();
+  });
+
+  it("timing: runtime: an assertion raised while adopting a received snapshot stops the node (not logged and dropped)", async () => {
+    const network = new MemoryNetwork();
+    const backup = await startOne(network, 1, new MemoryVolume(), { electionMsMin: 10_000 });
+    const fatal = new Promise<Error>((resolve) => backup.node.on("fatal", resolve));
+    vi.spyOn(Replica.prototype, "installSnapshot").mockImplementation(() => {
+      throw new AssertionError("broken invariant while adopting a snapshot");
+    });
+    const master = await puppet(network, 3);
+    const data = await kvSnapshotWith("k");
+    master.transport.send(snapshotChunk(3, 1, 2, { index: 50, term: 2 }, data));
+    const error = await Promise.race([
+      fatal,
+      until("the node stops", () => false, 2_000).catch(() => null),
+    ]);
+    expect(error).toBeInstanceOf(AssertionError);
+    expect(() => backup.node.propose(put("k", "v"))).toThrow(/stopped/);
+    await master.transport.close();
+  });
+
+  it("timing: runtime: a snapshot not newer than the node's own is answered 'not needed' (a stale transfer is input, not a bug)", async () => {
+    const network = new MemoryNetwork();
+    const volume = new MemoryVolume();
+    const data = await kvSnapshotWith("k");
+    const meta = { index: 100, term: 2 };
+    volume.snapshot = { meta, chunks: [data], crc: crc32(data), bytes: data.length };
+    volume.base = meta;
+    volume.hardState = { term: 2, votedFor: null, commitIndex: 100 };
+    const backup = await startOne(network, 1, volume, { electionMsMin: 10_000 });
+    let fatal: Error | null = null;
+    backup.node.on("fatal", (error) => {
+      fatal = error;
+    });
+    const master = await puppet(network, 3);
+    master.transport.send(snapshotChunk(3, 1, 2, { index: 50, term: 2 }, data));
+    const ack = await until("an answer", () =>
+      master.received.find((m) => m.type === "snapshot_ack"),
+    );
+    expect(ack).toMatchObject({ snapshotIndex: 50, done: true, accepted: false });
+    expect(fatal).toBeNull();
+    await master.transport.close();
+  });
+
+  it("timing: runtime: the master keeps its role while a backup's fsync stalls for seconds (heartbeat responses do not wait for it)", async () => {
+    const network = new MemoryNetwork();
+    const stallable = new Map<NodeId, StallingStorage>();
+    const nodes = await Promise.all(
+      ids.map((id) =>
+        startOne(network, id, new MemoryVolume(), {
+          wrap: (storage) => {
+            const slow = new StallingStorage(storage);
+            stallable.set(id, slow);
+            return slow;
+          },
+        }),
+      ),
+    );
+    const master = await masterOf(nodes);
+    await master.node.propose(put("before", "v"));
+    // One backup is down; the other one's disk stalls: the master has a majority only
+    // with a backup whose every fsync hangs.
+    const [down, slow] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await down.node.stop();
+    const stepDowns: string[] = [];
+    master.node.on("role", (event) => stepDowns.push(`${event.role}: ${event.reason}`));
+    const disk = stallable.get(slow.node.id)!;
+    disk.stall();
+    let settled = false;
+    const write = master.node.propose(put("during", "v")).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    void write.finally(() => {
+      settled = true;
+    });
+    try {
+      // Many election timeouts (100-200 ms here) pass while the fsync hangs.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(stepDowns).toEqual([]);
+      expect(master.node.role).toBe("master");
+      // The stalled backup acknowledges no entry it has not made durable: no commit.
+      expect(settled).toBe(false);
+    } finally {
+      disk.resume();
+    }
+    expect(await write).toBeNull();
+    expect(master.node.role).toBe("master");
+  });
+
+  it("timing: runtime: a vote, and a heartbeat response in a new term, still wait for the fsync of that term (stalled disk)", async () => {
+    const network = new MemoryNetwork();
+    let disk: StallingStorage | null = null;
+    await startOne(network, 1, new MemoryVolume(), {
+      electionMsMin: 10_000,
+      wrap: (storage) => {
+        disk = new StallingStorage(storage);
+        return disk;
+      },
+    });
+    const candidate = await puppet(network, 2);
+    const master = await puppet(network, 3);
+    const heard = (from: { received: WireMessage[] }, type: WireMessage["type"], term: number) =>
+      from.received.some((m) => m.type === type && m.term === term);
+    const heartbeat = (term: number) =>
+      master.transport.send({
+        type: "heartbeat",
+        from: 3,
+        to: 1,
+        term,
+        commitIndex: 0,
+        readContext: 0,
+      });
+    /** Sends with the disk stalled: the answer must wait for the fsync, and then come. */
+    const answeredAfterFsync = async (send: () => void, answered: () => boolean) => {
+      disk!.stall();
+      try {
+        send();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(answered()).toBe(false);
+      } finally {
+        disk!.resume();
+      }
+      await until("the answer after the fsync", answered);
+    };
+    // Raft §5.2: a vote is durable before it is granted.
+    await answeredAfterFsync(
+      () =>
+        candidate.transport.send({
+          type: "vote_request",
+          from: 2,
+          to: 1,
+          term: 1,
+          preVote: false,
+          handover: false,
+          lastIndex: 0,
+          lastTerm: 0,
+        }),
+      () => heard(candidate, "vote_response", 1),
+    );
+    // A heartbeat response of term 2 waits for term 2 to be durable...
+    await answeredAfterFsync(
+      () => heartbeat(2),
+      () => heard(master, "heartbeat_response", 2),
+    );
+    // ...and once it is, the next one leaves at once, ahead of an acknowledgement that
+    // waits for an fsync which hangs.
+    disk!.stall();
+    try {
+      master.received.length = 0;
+      master.transport.send({
+        type: "append",
+        from: 3,
+        to: 1,
+        term: 2,
+        prevIndex: 0,
+        prevTerm: 0,
+        entries: noops(1, 1, 2),
+        commitIndex: 0,
+      });
+      heartbeat(2);
+      await until("a heartbeat response", () => heard(master, "heartbeat_response", 2), 1_000);
+      expect(heard(master, "append_response", 2)).toBe(false);
+    } finally {
+      disk!.resume();
+    }
+    await until("the acknowledgement after the fsync", () => heard(master, "append_response", 2));
+    await candidate.transport.close();
+    await master.transport.close();
   });
 
   it("timing: metrics: role, term, indexes, lag and fail-overs are exported in Prometheus format", async () => {

@@ -30,7 +30,7 @@ import type {
   WireMessage,
 } from "../protocol/messages.js";
 import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
-import { assert } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import {
   BusyError,
   ClusterError,
@@ -150,6 +150,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private chain: Promise<void> = Promise.resolve();
   /** While a received snapshot is being installed, later Readies wait in the chain. */
   private installing = 0;
+  /** The newest term known durable (a Ready that set it finished its fsync). */
+  private durableTerm: number;
   private stopped = false;
   private failure: Error | null = null;
 
@@ -186,6 +188,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.log = deps.logger;
     this.appliedIndex = appliedIndex;
     this.snapshotIndex = appliedIndex;
+    this.durableTerm = deps.opened.hardState.term;
     this.transfer = new StateTransfer({
       id: this.id,
       storage: this.storage,
@@ -196,6 +199,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       term: () => this.replica.term,
       onSent: (peer, ok) => this.onTransferSent(peer, ok),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
+      onFatal: (error) => this.fail(error),
     });
     this.forwarder = new Forwarder({
       id: this.id,
@@ -593,6 +597,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     await this.transport.close();
     await this.chain.catch(() => {});
     await this.storage.close().catch((error: unknown) => {
+      rethrowIfBug(error);
       this.log.error({ event: "stop", err: error }, "closing storage failed");
     });
     this.log.info({ event: "stop" }, `node ${this.id} stopped`);
@@ -635,6 +640,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private handle(ready: Ready): void {
     for (const event of ready.events) this.onRoleEvent(event);
     this.sendAll(ready.messagesNow);
+    const messages = this.sendUnbound(ready.messages);
     for (const peer of ready.transfers) this.transfer.start(peer);
     if (ready.snapshot !== null || this.installing > 0) {
       // Everything after a snapshot install waits for it, in order.
@@ -647,23 +653,49 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         } finally {
           this.installing--;
         }
-        this.finish(ready);
+        this.finish(ready, messages);
       });
       return;
     }
     const synced = this.write(ready) ? this.storage.sync() : null;
     this.enqueue(async () => {
       if (synced !== null) await synced;
-      this.finish(ready);
+      this.finish(ready, messages);
     });
   }
 
-  /** Hands the Ready's hard state and entries to storage; returns whether a sync is due. */
-  private write(ready: Ready): boolean {
-    if (ready.hardState !== null) {
-      this.storage.setHardState({ ...ready.hardState, commitIndex: this.replica.commitIndex });
+  /**
+   * Sends the Ready's heartbeat responses at once and returns its other messages, which
+   * wait for the Ready's writes. A heartbeat response promises nothing about this node's
+   * log, only its term: once that term is durable, it need not wait behind fsyncs or a
+   * snapshot restore, and a backup with a slow disk still counts for the master's
+   * check-quorum. Acknowledgements of entries and votes wait for their fsync.
+   */
+  private sendUnbound(messages: readonly Message[]): Message[] {
+    const waiting: Message[] = [];
+    for (const message of messages) {
+      const unbound = message.type === "heartbeat_response" && message.term <= this.durableTerm;
+      if (unbound) this.transport.send(message);
+      else waiting.push(message);
     }
+    return waiting;
+  }
+
+  /**
+   * Hands the Ready's entries, then its hard state, to storage; returns whether a sync is
+   * due. The Ready's commit index may cover its own entries, which may replace a suffix:
+   * given first, it would cover the entries being replaced. It is the Ready's, not the
+   * core's current one, which may run ahead of what this Ready gives storage.
+   */
+  private write(ready: Ready): boolean {
     if (ready.entries.length > 0) this.storage.append(ready.entries);
+    if (ready.hardState !== null) {
+      const commitIndex = Math.max(
+        ready.hardState.commitIndex,
+        this.storage.hardState().commitIndex,
+      );
+      this.storage.setHardState({ ...ready.hardState, commitIndex });
+    }
     return ready.hardState !== null || ready.entries.length > 0;
   }
 
@@ -671,10 +703,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.chain = this.chain.then(step).catch((error: unknown) => this.fail(error));
   }
 
-  /** The Ready is durable: send what it promised, apply, and tell the core. */
-  private finish(ready: Ready): void {
+  /** The Ready is durable: send what it promised (`messages`), apply, and tell the core. */
+  private finish(ready: Ready, messages: readonly Message[]): void {
     if (this.stopped) return;
-    this.sendAll(ready.messages);
+    if (ready.hardState !== null)
+      this.durableTerm = Math.max(this.durableTerm, ready.hardState.term);
+    this.sendAll(messages);
     this.apply(ready.committed);
     for (const read of ready.reads) this.onReadState(read.requestId, read.index);
     const last = ready.entries[ready.entries.length - 1];
@@ -785,9 +819,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.snapshotting = true;
     const started = Date.now();
     // Storage refuses to snapshot beyond the commit index it knows: tell it (lazily written).
+    // The applied index, not the core's commit index: that one may cover entries storage
+    // has not been given yet, while the old entries at those indexes are still there.
     const hard = this.storage.hardState();
-    if (hard.commitIndex < this.replica.commitIndex) {
-      this.storage.setHardState({ ...hard, commitIndex: this.replica.commitIndex });
+    if (hard.commitIndex < this.appliedIndex) {
+      this.storage.setHardState({ ...hard, commitIndex: this.appliedIndex });
     }
     // The state machine's snapshot is consistent as of this call; applying may go on.
     const chunks = this.sm.snapshot();

@@ -7,6 +7,8 @@
  *
  * It never decides anything about the log: the core asks for transfers and decides on
  * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
+ * A failed transfer is logged and retried; a bug (an AssertionError, from the core or
+ * storage) is never logged and dropped: it goes to `onFatal`, which stops the node.
  */
 
 import type { Logger } from "pino";
@@ -17,6 +19,7 @@ import type {
   SnapshotMeta,
   WireMessage,
 } from "../protocol/messages.js";
+import { AssertionError, assert } from "../shared/assert.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -46,6 +49,8 @@ export interface StateTransferDeps {
   readonly onSent: (peer: NodeId, ok: boolean) => void;
   /** A snapshot fully arrived; returns whether the core adopts it. */
   readonly onReceived: (from: NodeId, term: number, meta: SnapshotMeta) => boolean;
+  /** A bug surfaced during a transfer: the node must stop. */
+  readonly onFatal: (error: AssertionError) => void;
 }
 
 interface Outgoing {
@@ -82,8 +87,11 @@ interface Incoming {
 export class StateTransfer {
   private readonly outgoing = new Map<NodeId, Outgoing>();
   private incoming: Incoming | null = null;
-  /** A received snapshot the core adopted, waiting for the runtime to install it. */
-  private adopted: { meta: SnapshotMeta; receiver: SnapshotReceiver } | null = null;
+  /**
+   * Received snapshots the core adopted, by index, each waiting for the runtime to install
+   * it (in the order adopted). A newer one may be adopted while an older one waits.
+   */
+  private readonly adopted = new Map<number, SnapshotReceiver>();
   private closed = false;
 
   constructor(private readonly deps: StateTransferDeps) {}
@@ -173,6 +181,7 @@ export class StateTransfer {
         if (out.sentBytes >= out.totalBytes) break;
       }
     } catch (error) {
+      if (this.isBug(error)) return;
       this.deps.logger.error(
         { event: "state_transfer", peer: out.peer, err: error },
         "reading the snapshot failed",
@@ -292,6 +301,12 @@ export class StateTransfer {
 
   private onChunk(chunk: SnapshotChunk): void {
     if (chunk.term < this.deps.term()) return;
+    if (chunk.snapshotIndex <= this.deps.storage.snapshot().index) {
+      // Not newer than the state this node holds (a retry that crossed an install, say):
+      // storage cannot receive it, and the master learns it was not needed.
+      this.ack(chunk, chunk.totalBytes, true, false);
+      return;
+    }
     let session = this.incoming;
     const same =
       session !== null &&
@@ -309,18 +324,19 @@ export class StateTransfer {
     s.queue = s.queue
       .then(() => this.writeChunk(s, chunk))
       .catch((error: unknown) => {
+        s.done = true;
+        if (this.isBug(error)) return;
         this.deps.logger.error(
           { event: "state_transfer", from: s.from, err: error },
           "receiving a snapshot failed",
         );
-        s.done = true;
-        void s.receiver.then((r) => r.abort()).catch(() => {});
+        this.discard(s.receiver);
       });
   }
 
   private begin(chunk: SnapshotChunk): Incoming {
     const old = this.incoming;
-    if (old !== null && !old.done) void old.receiver.then((r) => r.abort()).catch(() => {});
+    if (old !== null && !old.done) this.discard(old.receiver);
     const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
     const session: Incoming = {
       from: chunk.from,
@@ -366,8 +382,11 @@ export class StateTransfer {
       return;
     }
     const adopt = this.deps.onReceived(s.from, s.term, s.meta);
-    if (adopt) this.adopted = { meta: s.meta, receiver };
-    else await receiver.abort();
+    if (adopt) {
+      // The core adopts a snapshot only beyond its commit index, which an adoption raises.
+      assert(!this.adopted.has(s.meta.index), `snapshot ${s.meta.index} adopted twice`);
+      this.adopted.set(s.meta.index, receiver);
+    } else await receiver.abort();
     this.ack(chunk, s.received, true, adopt);
   }
 
@@ -385,14 +404,24 @@ export class StateTransfer {
     this.deps.transport.send(ack);
   }
 
-  /** Makes the adopted snapshot durable and the node's state (the core's Ready says so). */
+  /**
+   * Makes the adopted snapshot at `meta` durable and the node's state (the core's Ready
+   * says so). Readies come in the order of adoption, so an older snapshot still waiting
+   * here was superseded before the core handed it out: it is dropped.
+   */
   async finishReceived(meta: SnapshotMeta): Promise<void> {
-    const adopted = this.adopted;
-    if (adopted === null || adopted.meta.index !== meta.index) {
-      throw new Error(`state transfer: snapshot ${meta.index} was adopted but never received`);
+    const receiver = this.adopted.get(meta.index);
+    assert(
+      receiver !== undefined,
+      `state transfer: snapshot ${meta.index} adopted but not received`,
+    );
+    this.adopted.delete(meta.index);
+    for (const [index, older] of this.adopted) {
+      if (index > meta.index) continue;
+      this.adopted.delete(index);
+      this.discard(Promise.resolve(older));
     }
-    this.adopted = null;
-    await adopted.receiver.finish();
+    await receiver.finish();
   }
 
   close(): void {
@@ -403,8 +432,20 @@ export class StateTransfer {
       void out.iterator.return?.();
     }
     this.outgoing.clear();
-    if (this.incoming !== null && !this.incoming.done) {
-      void this.incoming.receiver.then((r) => r.abort()).catch(() => {});
-    }
+    if (this.incoming !== null && !this.incoming.done) this.discard(this.incoming.receiver);
+    for (const receiver of this.adopted.values()) this.discard(Promise.resolve(receiver));
+    this.adopted.clear();
+  }
+
+  /** Drops what a receiver holds; a failure to do so changes nothing, unless it is a bug. */
+  private discard(receiver: Promise<SnapshotReceiver>): void {
+    receiver.then((r) => r.abort()).catch((error: unknown) => this.isBug(error));
+  }
+
+  /** Hands a bug to `onFatal` and says so; other failures are the caller's to handle. */
+  private isBug(error: unknown): boolean {
+    if (!(error instanceof AssertionError)) return false;
+    this.deps.onFatal(error);
+    return true;
   }
 }

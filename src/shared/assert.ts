@@ -14,6 +14,14 @@ export function assert(condition: unknown, message = "assertion failed"): assert
   if (!condition) throw new AssertionError(message);
 }
 
+/**
+ * For a catch that lets a failure go (a clean-up that may fail, an error already
+ * reported): rethrows it if it is a bug, which must stop the process, never be dropped.
+ */
+export function rethrowIfBug(error: unknown): void {
+  if (error instanceof AssertionError) throw error;
+}
+
 /** Marks a branch the type system proves unreachable; throws if it is reached anyway. */
 export function unreachable(value: never, message = "unreachable"): never {
   throw new AssertionError(`${message}: ${JSON.stringify(value)}`);

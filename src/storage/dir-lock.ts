@@ -11,6 +11,7 @@
  */
 
 import { join, resolve } from "node:path";
+import { rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, StorageLockedError } from "./errors.js";
 import { closeQuietly, type FileSystem, io, writeFully } from "./file-system.js";
 
@@ -99,8 +100,9 @@ export class DirLock {
     heldHere.delete(this.key);
     try {
       await this.fs.unlink(this.path);
-    } catch {
+    } catch (error) {
       // A lock file that cannot be removed is stale once this process exits; nothing to do.
+      rethrowIfBug(error);
     }
   }
 }

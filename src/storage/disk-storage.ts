@@ -9,15 +9,16 @@
  *   <dir>/snapshots/*.snap
  *
  * Ordering rules it enforces: a term or vote change reaches the disk before any entry
- * appended after it (so the durable term is never behind the log); the commit index
- * written is never beyond the durable log; a snapshot becomes durable before the log is
- * compacted or reset to it. It must never open a directory another process holds, and
+ * appended after it, or before it in the same synchronous step (so the durable term is
+ * never behind the log); the commit index written never goes beyond the log on disk up to
+ * where queued truncations leave it unchanged (so it never covers a replaced entry); a
+ * snapshot becomes durable before the log is compacted or reset to it. It must never open a directory another process holds, and
  * never start from state that contradicts itself: recovery throws instead.
  */
 
 import { join } from "node:path";
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
-import { assert } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import { DirLock } from "./dir-lock.js";
 import { StorageInconsistentError } from "./errors.js";
 import { type FileSystem, io, nodeFileSystem } from "./file-system.js";
@@ -89,7 +90,7 @@ export class DiskStorage implements Storage {
       const storage = new DiskStorage(parts);
       return { storage, hardState: stable.hardState, snapshot: after, entries, warnings };
     } catch (error) {
-      if (wal !== null) await wal.close().catch(() => {});
+      if (wal !== null) await wal.close().catch(rethrowIfBug);
       await lock.release();
       throw error;
     }
@@ -241,7 +242,10 @@ export class DiskStorage implements Storage {
     }
   }
 
-  /** Writes the hard state, its commit index clamped to what the durable log holds. */
+  /**
+   * Writes the hard state, its commit index clamped to what the durable log holds and the
+   * queued operations keep (the WAL lowers that index as soon as a truncation is queued).
+   */
   private save(state: HardState): Promise<void> {
     const durable = Math.max(this.parts.wal.durableLastIndex(), this.snapshot().index);
     const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };

@@ -10,6 +10,7 @@
 
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
+import { rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, storageIoError } from "./errors.js";
 
 /** An open file: positional reads and writes, fdatasync, truncation. */
@@ -198,7 +199,8 @@ export async function closeQuietly(handle: FileHandleLike | null): Promise<void>
   if (handle === null) return;
   try {
     await handle.close();
-  } catch {
+  } catch (error) {
     // The handle is being abandoned after an earlier error; that error is what matters.
+    rethrowIfBug(error);
   }
 }

@@ -45,9 +45,12 @@ function applyOp(volume: MemoryVolume, op: Op): void {
     case "truncate":
       volume.entries.length = Math.min(volume.entries.length, op.index - volume.base.index - 1);
       break;
-    case "hard":
-      volume.hardState = op.state;
+    case "hard": {
+      // Like the disk, never keep a commit hint beyond the log it is stored with.
+      const last = volume.base.index + volume.entries.length;
+      volume.hardState = { ...op.state, commitIndex: Math.min(op.state.commitIndex, last) };
       break;
+    }
     case "compact":
       volume.entries = volume.entries.slice(op.upToIndex - volume.base.index);
       volume.base = { index: op.upToIndex, term: op.term };
@@ -239,6 +242,8 @@ export class MemoryStorage implements Storage {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // The final hard state, after everything else, as the disk writes it at a clean close.
+    this.journal.push({ type: "hard", state: this.hard });
     await this.sync();
     this.closed = true;
     this.volume.inUse = false;

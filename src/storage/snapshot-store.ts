@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { SnapshotMeta } from "../protocol/messages.js";
-import { assert } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, SnapshotCorruptError } from "./errors.js";
 import {
   closeQuietly,
@@ -242,8 +242,9 @@ export class SnapshotWriter {
     await closeQuietly(this.handle);
     try {
       await this.store.fs.unlink(this.temporary);
-    } catch {
+    } catch (error) {
       // Already gone, or the disk refuses; recovery removes temporary files anyway.
+      rethrowIfBug(error);
     }
   }
 

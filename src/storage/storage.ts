@@ -4,10 +4,12 @@
  * memory; both pass test/conformance/storage.suite.ts, which is the executable form of
  * the promises written here.
  *
- * The runtime's obligations, matching the core's Ready: call `setHardState` and
- * `append` for one Ready in the same turn of the event loop (or setHardState first), then
- * await `sync()` before sending that Ready's messages. This file holds types only and
- * must never import an implementation.
+ * The runtime's obligations, matching the core's Ready: hand storage one Ready's entries
+ * (`append`) and then its hard state (`setHardState`) in the same synchronous step, then
+ * await `sync()` before sending that Ready's messages. The entries go first because the
+ * Ready's commit index may cover them, and they may replace a suffix of the log: a commit
+ * index handed to storage must never cover entries that a later append replaces. This
+ * file holds types only and must never import an implementation.
  */
 
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
@@ -65,8 +67,10 @@ export interface Storage {
   hardState(): HardState;
   /**
    * Records the hard state. Term and vote are durable when the next `sync()` resolves,
-   * and no entry appended after this call reaches the disk before them. The commit index
-   * alone may be written lazily: it is a hint, and recovery never trusts it beyond the log.
+   * and no entry appended after this call, or before it in the same synchronous step,
+   * reaches the disk before them. The commit index alone may be written lazily: it is a
+   * hint, and what is written never exceeds the log stored with it, nor covers an entry
+   * that a queued truncation or replacement removes (a restart would commit that entry).
    */
   setHardState(state: HardState): void;
   /** The newest durable snapshot ({0, 0} for none). */

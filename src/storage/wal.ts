@@ -96,6 +96,7 @@ export class Wal {
   private readonly unwritten = new Map<number, Entry>();
 
   private segments: Segment[];
+  /** See durableLastIndex(). */
   private durableLast: number;
   private pending: PendingWrite | null = null;
 
@@ -217,7 +218,12 @@ export class Wal {
     this.syncObserver = observer;
   }
 
-  /** Highest index known durable: the log up to it has survived fdatasync. */
+  /**
+   * Highest index up to which the log on disk (what survived fdatasync) already is the log
+   * that the queued operations will leave: a truncation or reset lowers it at once, before
+   * its record is written, so that nothing (the commit hint) counts on an entry it is
+   * replacing. Writes raise it once they are durable.
+   */
   durableLastIndex(): number {
     return this.durableLast;
   }
@@ -256,6 +262,7 @@ export class Wal {
     assert(index >= this.first, `wal: truncation at ${index} below first ${this.first}`);
     assert(index <= this.lastIndex() + 1, `wal: truncation at ${index} beyond the log`);
     if (index === this.lastIndex() + 1) return;
+    this.durableLast = Math.min(this.durableLast, index - 1);
     for (let i = index; i <= this.lastIndex(); i++) this.unwritten.delete(i);
     this.terms.length = index - this.first;
     this.enqueue({ type: "truncate", index }, 0);
@@ -288,6 +295,7 @@ export class Wal {
     this.baseTerm = after.term;
     this.terms = [];
     this.unwritten.clear();
+    this.durableLast = Math.min(this.durableLast, after.index);
     this.enqueue({ type: "reset", after }, 0);
     return this.sync();
   }
@@ -306,8 +314,10 @@ export class Wal {
   }
 
   /**
-   * Makes the next batch wait for `write` (the hard state), so that nothing queued after
-   * this call reaches the disk before it. A failure of `write` fails the log.
+   * Makes the next batch wait for `write` (the hard state): nothing that no batch has taken
+   * yet reaches the disk before it, which covers everything queued after this call and
+   * everything queued before it in the same synchronous step. A failure of `write` fails
+   * the log.
    */
   holdUntil(write: Promise<void>): void {
     const barrier = Promise.all([this.barrier, write]).then(() => {});
@@ -458,7 +468,13 @@ export class Wal {
       while (this.queue.length > 0 && this.failure === null) {
         const batch = this.next;
         try {
-          await this.barrier;
+          // Wait for every hold placed so far, one placed meanwhile included, and take the
+          // queue in the same step: nothing queued may overtake a hold placed before it.
+          let barrier: Promise<void>;
+          do {
+            barrier = this.barrier;
+            await barrier;
+          } while (barrier !== this.barrier);
           const ops = this.queue;
           this.queue = [];
           this.queuedBytes = 0;
@@ -504,7 +520,21 @@ export class Wal {
     }
     await this.flushPending();
     for (const segment of this.segments) await this.syncSegment(segment);
-    this.durableLast = this.active().lastIndex();
+    this.durableLast = Math.min(this.active().lastIndex(), this.queuedReplacementFloor());
+  }
+
+  /**
+   * Below which index the operations queued since the batch began keep the log as it is:
+   * a truncation or reset queued meanwhile already lowered durableLast, and a batch that
+   * finishes after it must not raise it above what they keep.
+   */
+  private queuedReplacementFloor(): number {
+    let floor = Number.POSITIVE_INFINITY;
+    for (const op of this.queue) {
+      if (op.type === "truncate") floor = Math.min(floor, op.index - 1);
+      else if (op.type === "reset") floor = Math.min(floor, op.after.index);
+    }
+    return floor;
   }
 
   private active(): Segment {

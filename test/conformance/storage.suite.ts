@@ -151,6 +151,35 @@ export function runStorageConformance(harness: StorageHarness): void {
       expect(plain(again.entries)).toEqual(plain([...run(1, 7, 1), ...run(8, 4, 3)]));
     });
 
+    it("storage: a Ready's commit index may cover the suffix its entries replace (entries first, restart)", async () => {
+      const { home, opened } = await fresh();
+      const { storage } = opened;
+      storage.append(run(1, 10, 2));
+      storage.setHardState({ term: 2, votedFor: null, commitIndex: 3, joining: true });
+      await storage.sync();
+      // One Ready: a new master's entries replace 6.., it commits 9, the node stops joining.
+      storage.append(run(6, 7, 3));
+      storage.setHardState(hs(3, null, 9));
+      await storage.sync();
+      const again = await restart(home, storage);
+      expect(again.hardState).toEqual(hs(3, null, 9));
+      expect(plain(again.entries)).toEqual(plain([...run(1, 5, 2), ...run(6, 7, 3)]));
+    });
+
+    it("storage: a commit index beyond the log is not stored as it is (hint, restart)", async () => {
+      const { home, opened } = await fresh();
+      const { storage } = opened;
+      storage.setHardState(hs(1, null, 0));
+      storage.append(run(1, 5, 1));
+      await storage.sync();
+      // A hint set ahead of the entries it covers, which then never came.
+      storage.setHardState(hs(1, null, 8));
+      await storage.sync();
+      const again = await restart(home, storage);
+      expect(again.hardState.commitIndex).toBeLessThanOrEqual(5);
+      expect(again.entries.length).toBe(5);
+    });
+
     it("storage: truncateFrom removes the suffix durably (restart)", async () => {
       const { home, opened } = await fresh();
       const { storage } = opened;
