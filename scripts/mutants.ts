@@ -4,7 +4,7 @@
  * switches); the simulator then runs seeds from 1 until it reports a violation, and the
  * table says how many seeds that took.
  *
- *   npx tsx scripts/mutants.ts [--max-seeds 2000]
+ *   npx tsx scripts/mutants.ts [--max-seeds 2000] [--only <words in the mutant's name>]
  */
 
 import { execFileSync } from "node:child_process";
@@ -62,10 +62,38 @@ const MUTANTS: readonly Mutant[] = [
     find: "!this.joining &&\n      (this.vote === m.from",
     replace: "(this.vote === m.from",
   },
+  {
+    name: "forget an idempotency key early (a window a thousandth as long)",
+    file: "src/kv/kv-state.ts",
+    find: "new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyWindowMs)",
+    replace:
+      "new ExpiringTable(limits.idempotencyKeyCountMax, Math.ceil(limits.idempotencyWindowMs / 1000))",
+  },
+  {
+    name: "apply a retried write again (the idempotency table is not consulted)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "if (record !== undefined) {\n      return sameDigest",
+    replace: 'if (record !== undefined && command.type === "delete") {\n      return sameDigest',
+  },
+  {
+    name: "a full idempotency table evicts its oldest live key instead of refusing",
+    file: "src/kv/kv-state-machine.ts",
+    find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
+    replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
+  },
+  {
+    name: "log time is the largest stamp seen (a master clock jump expires every key)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
+    replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
+  },
 ];
 
 const root = resolve(import.meta.dirname, "..");
 const maxSeeds = Number(process.argv[process.argv.indexOf("--max-seeds") + 1] || 2000);
+const only = process.argv.includes("--only")
+  ? (process.argv[process.argv.indexOf("--only") + 1] ?? "")
+  : "";
 
 function runMutant(mutant: Mutant): { seeds: number | null; violation: string; seconds: number } {
   const dir = mkdtempSync(join(tmpdir(), "baton-mutant-"));
@@ -106,7 +134,7 @@ console.log(JSON.stringify({ seeds: null, violation: "" }));`,
 console.log(`| mutant | caught after | first violation |`);
 console.log(`| --- | --- | --- |`);
 let missed = 0;
-for (const mutant of MUTANTS) {
+for (const mutant of MUTANTS.filter((m) => m.name.includes(only))) {
   const r = runMutant(mutant);
   if (r.seeds === null) missed++;
   const caught =

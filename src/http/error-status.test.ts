@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { NoMasterError, TimeoutError } from "../shared/errors.js";
+import { NoMasterError, TableFullError, TimeoutError } from "../shared/errors.js";
 import {
   describeError,
   describeKvFailure,
@@ -87,5 +87,26 @@ describe("http error status", () => {
     expect(precondition.body).toMatchObject({ key: "k", currentRevision: 4 });
     const invalid = describeKvFailure(cases[6][0], "k");
     expect(invalid.body).toMatchObject({ field: "key", error: expect.stringMatching(/^long; /) });
+  });
+
+  it("error status: a full exactly-once table is 503 ERR_TABLE_FULL with Retry-After", () => {
+    const answer = describeKvFailure(
+      { ok: false, code: "table_full", table: "idempotency", retryAfterMs: 1000 },
+      "k",
+    );
+    expect(answer).toEqual({
+      status: 503,
+      retryAfterSeconds: 1,
+      body: {
+        code: "ERR_TABLE_FULL",
+        table: "idempotency",
+        retryAfterMs: 1000,
+        error: expect.stringMatching(
+          /^the write was not applied: .*idempotency keys.*Idempotency-Key/,
+        ),
+      },
+      unexpected: false,
+    });
+    expect(describeError(new TableFullError("sessions", 2500)).retryAfterSeconds).toBe(3);
   });
 });

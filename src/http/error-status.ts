@@ -17,6 +17,7 @@ import {
   InvalidInputError,
   NoMasterError,
   NotMasterError,
+  TableFullError,
   TooLargeError,
 } from "../shared/errors.js";
 
@@ -58,6 +59,11 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     advice: `the write may or may not have taken effect; ${RETRY}, with the same Idempotency-Key`,
   },
   ERR_BUSY: { status: 503, retry: true, advice: `the master is overloaded; ${RETRY}` },
+  ERR_TABLE_FULL: {
+    status: 503,
+    retry: true,
+    advice: `${RETRY}, with the same Idempotency-Key; more writes arrive than the exactly-once window holds`,
+  },
   ERR_SHUTTING_DOWN: {
     status: 503,
     retry: true,
@@ -213,11 +219,20 @@ function errorDetails(error: ClusterError): Readonly<Record<string, unknown>> {
   if (error instanceof InvalidInputError) return { field: error.field };
   if (error instanceof TooLargeError) return { field: error.field, limit: error.limit };
   if (error instanceof NotMasterError) return { master: error.masterHint };
+  if (error instanceof TableFullError) {
+    return { table: error.table, retryAfterMs: error.retryAfterMs };
+  }
   return {};
 }
 
 function retryAfterMsOf(error: ClusterError): number {
-  if (error instanceof NoMasterError || error instanceof BusyError) return error.retryAfterMs;
+  if (
+    error instanceof NoMasterError ||
+    error instanceof BusyError ||
+    error instanceof TableFullError
+  ) {
+    return error.retryAfterMs;
+  }
   return 1000;
 }
 
@@ -233,7 +248,10 @@ const INVALID_FIELDS: Readonly<Record<string, string>> = {
 };
 
 /** Describes a key-value result that is not `ok`, for the request on `key`. */
-export function describeKvFailure(result: Extract<KvResult, { ok: false }>, key: string) {
+export function describeKvFailure(
+  result: Extract<KvResult, { ok: false }>,
+  key: string,
+): ErrorAnswer {
   switch (result.code) {
     case "precondition_failed":
       return errorAnswer(
@@ -261,6 +279,8 @@ export function describeKvFailure(result: Extract<KvResult, { ok: false }>, key:
       const code = result.reason === "value_too_large" ? "ERR_TOO_LARGE" : "ERR_INVALID_INPUT";
       return errorAnswer(code, result.message, { field });
     }
+    case "table_full":
+      return describeError(new TableFullError(result.table, result.retryAfterMs));
   }
 }
 

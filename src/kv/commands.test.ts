@@ -113,6 +113,8 @@ describe("commands", () => {
       { ok: false, code: "session_expired" },
       { ok: false, code: "idempotency_key_reused" },
       { ok: false, code: "invalid_command", reason: "key_too_long", message: "too long" },
+      { ok: false, code: "table_full", table: "idempotency", retryAfterMs: 250 },
+      { ok: false, code: "table_full", table: "sessions", retryAfterMs: 1000 },
     ];
     for (const result of results) expect(decodeResult(encodeResult(result))).toEqual(result);
     expect(decodeResult(new Uint8Array([0xc1]))).toBeNull();
@@ -120,6 +122,8 @@ describe("commands", () => {
     expect(decodeResult(kvPackr.pack(["ok", -1]))).toBeNull();
     expect(decodeResult(kvPackr.pack(["invalid_command", "nonsense", "m"]))).toBeNull();
     expect(decodeResult(kvPackr.pack(["not_found", 1]))).toBeNull();
+    expect(decodeResult(kvPackr.pack(["table_full", "data", 1]))).toBeNull();
+    expect(decodeResult(kvPackr.pack(["table_full", "sessions", -1]))).toBeNull();
   });
 
   it("commands: fingerprint covers what a command does, not how it is delivered", () => {

@@ -94,6 +94,10 @@ export interface KvCommandProblem {
  *   outcome of its outstanding request as unknown and open a new session.
  * - `idempotency_key_reused`: the idempotency key was first used with a different command;
  *   not applied (the IETF Idempotency-Key draft's 422).
+ * - `table_full`: the request needs a new entry in `table` (a new idempotency key, or a new
+ *   session), and that table holds its limit of live entries, none of which may be
+ *   forgotten before its window ends; not applied and not recorded, so the very same
+ *   request may be sent again, after `retryAfterMs` milliseconds of log time.
  * - `invalid_command`: the bytes or fields are bad; not applied.
  */
 export type KvResult =
@@ -105,12 +109,21 @@ export type KvResult =
   | { readonly ok: false; readonly code: "idempotency_key_reused" }
   | {
       readonly ok: false;
+      readonly code: "table_full";
+      readonly table: KvTable;
+      readonly retryAfterMs: number;
+    }
+  | {
+      readonly ok: false;
       readonly code: "invalid_command";
       readonly reason: KvInvalidReason;
       readonly message: string;
     };
 
 export type KvErrorCode = Extract<KvResult, { ok: false }>["code"];
+
+/** The tables that remember requests for exactly-once execution. */
+export type KvTable = "sessions" | "idempotency";
 
 export type DecodeCommandResult =
   | { readonly ok: true; readonly command: KvCommand }
@@ -310,6 +323,8 @@ export function resultToWire(result: KvResult): KvResultWire {
       return [result.code, result.lastSeq];
     case "invalid_command":
       return [result.code, result.reason, result.message];
+    case "table_full":
+      return [result.code, result.table, result.retryAfterMs];
     default:
       return [result.code];
   }
@@ -341,6 +356,10 @@ export function resultFromWire(wire: unknown): KvResult | null {
   if (code === "invalid_command" && count === 3 && INVALID_REASONS.has(first)) {
     if (typeof second !== "string") return null;
     return freezeResult({ ok: false, code, reason: first, message: second });
+  }
+  if (code === "table_full" && count === 3 && (first === "sessions" || first === "idempotency")) {
+    if (!(Number.isSafeInteger(second) && (second as number) >= 0)) return null;
+    return freezeResult({ ok: false, code, table: first, retryAfterMs: second });
   }
   if (count !== 1) return null;
   if (code === "not_found" || code === "session_expired" || code === "idempotency_key_reused") {

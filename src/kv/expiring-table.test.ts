@@ -5,16 +5,34 @@ import { ExpiringTable } from "./expiring-table.js";
 const ids = (table: ExpiringTable<number>): string[] => Array.from(table.entries(), ([id]) => id);
 
 describe("expiring table", () => {
-  it("expiring table: evicts the least recently used entry when full (use refreshes)", () => {
+  it("expiring table: a full table has no room until its oldest entry expires (use refreshes)", () => {
     const table = new ExpiringTable<number>(3, 1000);
     table.set("a", 1, 0);
     table.set("b", 2, 1);
     table.set("c", 3, 2);
     table.set("a", 4, 3);
-    table.set("d", 5, 4);
-    expect(ids(table)).toEqual(["c", "a", "d"]);
-    expect(table.get("b", 4)).toBeUndefined();
-    expect(table.get("a", 4)).toBe(4);
+    expect(ids(table)).toEqual(["b", "c", "a"]);
+    expect(table.oldestExpiryMs()).toBe(1001);
+    expect(table.hasRoom(1000)).toBe(false);
+    expect(() => table.set("d", 5, 1000)).toThrow(AssertionError);
+    // A live entry is never removed to make room; an expired oldest one is.
+    expect(ids(table)).toEqual(["b", "c", "a"]);
+    table.set("c", 6, 1000);
+    expect(table.hasRoom(1001)).toBe(true);
+    expect(ids(table)).toEqual(["a", "c"]);
+    table.set("d", 5, 1001);
+    expect(table.get("a", 1001)).toBe(4);
+    expect(new ExpiringTable<number>(1, 10).oldestExpiryMs()).toBeNull();
+  });
+
+  it("expiring table: a table loaded past its count makes room one expired entry at a time", () => {
+    const table = new ExpiringTable<number>(2, 100);
+    for (let i = 0; i < 4; i++) expect(table.load(`e${i}`, i, i)).toBe(true);
+    expect(table.hasRoom(100)).toBe(false);
+    expect(table.size).toBe(3);
+    expect(table.hasRoom(103)).toBe(false);
+    expect(table.hasRoom(103)).toBe(true);
+    expect(ids(table)).toEqual(["e3"]);
   });
 
   it("expiring table: treats expired entries as absent before removing them (bounded work)", () => {

@@ -2,13 +2,18 @@
  * A bounded table whose entries expire a fixed time after their last use, measured in log
  * time. The client-session table and the idempotency table are both one of these.
  *
+ * It never forgets a live entry to make room: a table that holds `countMax` live entries
+ * has no room, and the caller refuses whatever would add one more (`hasRoom`). Forgetting
+ * a live idempotency key or session would let a retry of its request be applied a second
+ * time, silently; refusing a new request is visible and safe to retry.
+ *
  * It owns the order of its entries, which is the order of their last use: a Map keeps
  * insertion order, and using an entry re-inserts it at the end, so the oldest entry is
- * always first and expiry and eviction cost O(1) each, never a scan. Because log time
- * never goes backwards (the state machine clamps it), that order is also ascending time;
- * entries used at the same time are ordered by log index. Every replica applies the same
- * log, so every replica expires and evicts exactly the same entries. It must never read a
- * clock: the caller passes the log time in.
+ * always first and expiry costs O(1) per entry, never a scan. Because log time never goes
+ * backwards (the state machine guarantees it), that order is also ascending time; entries
+ * used at the same time are ordered by log index. Every replica applies the same log, so
+ * every replica expires and refuses exactly the same entries. It must never read a clock:
+ * the caller passes the log time in.
  */
 
 import { assert } from "../shared/assert.js";
@@ -24,7 +29,7 @@ export class ExpiringTable<V> {
   private newestTimeMs = 0;
 
   /**
-   * @param countMax most entries kept; inserting one more evicts the oldest.
+   * @param countMax most entries kept; a new entry needs room (see `hasRoom`).
    * @param ttlMs milliseconds of log time after its last use that an entry expires.
    */
   constructor(
@@ -48,19 +53,35 @@ export class ExpiringTable<V> {
   }
 
   /**
-   * Stores `value` for `id` as used at `nowMs`, making it the newest entry, and evicts the
-   * oldest entries while the table holds more than `countMax`.
+   * Whether a new entry fits at log time `nowMs`. A full table makes room only by removing
+   * its oldest entry, and only if that entry has expired; a live entry is never removed.
+   * One call removes at most one entry, so a table loaded past `countMax` (see `load`)
+   * regains room over several calls.
+   */
+  hasRoom(nowMs: number): boolean {
+    if (this.slots.size < this.countMax) return true;
+    return this.expire(nowMs, 1) === 1 && this.slots.size < this.countMax;
+  }
+
+  /**
+   * Log time at which the oldest entry expires, or null when the table is empty: the
+   * earliest time at which a full table can have room again.
+   */
+  oldestExpiryMs(): number | null {
+    const oldest = this.slots.values().next();
+    return oldest.done === true ? null : oldest.value.timeMs + this.ttlMs;
+  }
+
+  /**
+   * Stores `value` for `id` as used at `nowMs`, making it the newest entry. A new `id`
+   * needs room: the caller checks `hasRoom` first, and storing into a full table is a bug.
    */
   set(id: string, value: V, nowMs: number): void {
     assert(nowMs >= this.newestTimeMs, "log time went backwards");
+    const present = this.slots.delete(id);
+    assert(present || this.slots.size < this.countMax, "a new entry in a full table");
     this.newestTimeMs = nowMs;
-    this.slots.delete(id);
     this.slots.set(id, { value, timeMs: nowMs });
-    while (this.slots.size > this.countMax) {
-      const oldest = this.slots.keys().next();
-      assert(oldest.done !== true);
-      this.slots.delete(oldest.value);
-    }
   }
 
   /**
@@ -86,7 +107,9 @@ export class ExpiringTable<V> {
   /**
    * Appends an entry while rebuilding a table from a snapshot, oldest first. Returns false,
    * changing nothing, when `id` is already present or `timeMs` is older than the newest
-   * entry: a table in that state was not written by `set`, so the snapshot is corrupt.
+   * entry: a table in that state was not written by `set`, so the snapshot is corrupt. It
+   * does not check `countMax`: a snapshot taken under a larger limit keeps its entries, and
+   * the table has no room until enough of them expire.
    */
   load(id: string, value: V, timeMs: number): boolean {
     if (this.slots.has(id) || timeMs < this.newestTimeMs) return false;

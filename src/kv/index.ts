@@ -17,6 +17,7 @@ export {
   type KvErrorCode,
   type KvInvalidReason,
   type KvResult,
+  type KvTable,
   type PutCommand,
   type SessionTag,
   utf8ByteLength,

@@ -216,6 +216,46 @@ describe("kv snapshots", () => {
   });
 });
 
+describe("kv snapshot formats", () => {
+  /**
+   * A format 1 snapshot, written by the code before format 2: key "b" = "2" (revision 2),
+   * session "c" at seq 1, idempotency keys "k1" (put, revision 2) and "k2" (a delete whose
+   * precondition failed), the last three commands stamped 5000, 6000 and 7000 ms.
+   */
+  const FORMAT_1 =
+    "4241544f4e4b56010000001097a668656164657202cd1b58040201020000001392a46461746196a161c4013101" +
+    "a162c40132020000001692a873657373696f6e7394a16301cd138892a26f6b010000004992ab6964656d706f74" +
+    "656e63799aa26b31ce74db7b92ce47791193cd177092a26f6b02a26b32cee8f3c0e2ce78d500f8cd1b5892b370" +
+    "7265636f6e646974696f6e5f6661696c6564010000001692a3656e64b035306232616365636234386165383863";
+
+  it("snapshot: a format 1 snapshot is read, its largest stamp taken as the last one", async () => {
+    const bytes = Uint8Array.from(Buffer.from(FORMAT_1, "hex"));
+    const sm = await restored([bytes], { logTimeStepMsMax: 1000 });
+    expect(sm.get("b")?.value).toEqual(text("2"));
+    expect(sm.logTimeMs).toBe(7000);
+    const retry = { type: "put", key: "b", value: text("2"), idempotencyKey: "k1" } as const;
+    // 500 ms after the last stamp: log time advances by 500, and the key answers its retry.
+    expect(apply(sm, 5, retry, 7500)).toEqual({ ok: true, revision: 2 });
+    expect(sm.logTimeMs).toBe(7500);
+    // Written again, it is format 2, and restores to the same state.
+    const again = await restored(await collect(sm.snapshot()));
+    expect(again.stateHash()).toBe(sm.stateHash());
+    expect((await collect(sm.snapshot()))[0]![7]).toBe(2);
+  });
+
+  it("snapshot: the synchronous chunks are the streamed bytes, and restore from them", async () => {
+    const sm = machine({ snapshotChunkBytesMax: 100 });
+    populate(sm, 20, 30);
+    const chunks = sm.snapshotChunks();
+    expect(concat(chunks)).toEqual(concat(await collect(sm.snapshot())));
+    const copy = machine();
+    copy.restoreChunks(chunks);
+    expect(copy.stateHash()).toBe(sm.stateHash());
+    expect(() => copy.restoreChunks([chunks[0]!])).toThrow(KvSnapshotError);
+    expect(copy.stateHash()).toBe(sm.stateHash());
+  });
+});
+
 describe("kv snapshot restore", () => {
   it("snapshot: applying while a restore reads its stream is a bug (assertion)", async () => {
     const sm = machine();
@@ -248,11 +288,11 @@ describe("kv snapshot validation", () => {
     apply(target, 1, { type: "put", key: "kept", value: text("v") });
     const hash = target.stateHash();
     const version = bytes.slice();
-    version[7] = 2;
+    version[7] = 3;
     const cases: [Uint8Array[], RegExp][] = [
       [[], /ends before the preamble/],
       [[text("{ not a snapshot }")], /not a Baton key-value snapshot/],
-      [[version], /format version 2 is not supported \(this node reads 1\)/],
+      [[version], /format version 3 is not supported \(this node reads 1 and 2\)/],
       [[bytes.subarray(0, bytes.byteLength - 3)], /ends inside a frame/],
       [[bytes.subarray(0, 8)], /end frame is missing/],
     ];
@@ -314,7 +354,8 @@ describe("kv convergence", () => {
     sessionCountMax: 5,
     sessionTtlMs: 300,
     idempotencyKeyCountMax: 4,
-    idempotencyTtlMs: 500,
+    idempotencyWindowMs: 500,
+    logTimeStepMsMax: 200,
     expiryCountMaxPerApply: 1,
     snapshotChunkBytesMax: 97,
   };

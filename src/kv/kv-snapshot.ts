@@ -2,7 +2,8 @@
  * Streams the key-value state into snapshot frames and rebuilds a state from them.
  *
  * Frames, in order (each a MessagePack array; see `snapshot-frames.ts` for the framing):
- *   ["header", revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount]
+ *   ["header", revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount,
+ *    stampMs]                                         (format 1 has no stampMs)
  *   ["data", [key, value, revision, …]]                                   zero or more
  *   ["sessions", [clientId, lastSeq, timeMs, result, …]]                  zero or more
  *   ["idempotency", [key, fingerprintHi, fingerprintLo, timeMs, result, …]] zero or more
@@ -10,6 +11,14 @@
  * Sessions and idempotency keys appear oldest first, the order that decides expiry; keys
  * appear in no particular order. The end frame carries the digest of the whole state, so
  * `readSnapshot` detects any corruption that still parses.
+ *
+ * A format 1 snapshot (written before log time was advanced by clamped differences) is
+ * restored with `stampMs` equal to its `clockMs`, which was then the largest stamp seen,
+ * and is verified against the format 1 digest, which did not cover `stampMs`.
+ *
+ * Writing and reading are plain synchronous generators and classes underneath, so that a
+ * caller without an event loop (the simulator) streams the very same bytes; `apply` may
+ * still run between any two chunks of a snapshot being written.
  *
  * The writer reads the live key Map while `apply` keeps changing it, and stays consistent
  * as of the moment the snapshot was taken through copy-on-write: before `apply` replaces
@@ -34,7 +43,12 @@ import {
   stateDigest,
 } from "./kv-state.js";
 import type { KvLimits } from "./limits.js";
-import { FrameWriter, KvSnapshotError, readFrames } from "./snapshot-frames.js";
+import {
+  FrameReader,
+  FrameWriter,
+  KvSnapshotError,
+  type SnapshotFormatVersion,
+} from "./snapshot-frames.js";
 
 /**
  * Data frames are closed once their estimated size reaches this many bytes, or the chunk
@@ -88,6 +102,14 @@ export async function* writeSnapshot(
   source: SnapshotSource,
   chunkBytesMax: number,
 ): AsyncGenerator<Uint8Array> {
+  yield* writeSnapshotChunks(source, chunkBytesMax);
+}
+
+/** `writeSnapshot` as a synchronous generator: the same chunks, for the same source. */
+export function* writeSnapshotChunks(
+  source: SnapshotSource,
+  chunkBytesMax: number,
+): Generator<Uint8Array> {
   const { meta } = source;
   const writer = new FrameWriter(chunkBytesMax);
   writer.frame([
@@ -98,6 +120,7 @@ export async function* writeSnapshot(
     source.dataCount,
     source.sessions.length,
     source.idempotency.length,
+    meta.stampMs,
   ]);
   const frameBytesTarget = Math.min(DATA_FRAME_BYTES_TARGET, chunkBytesMax);
   let dataDigest = ZERO_DIGEST;
@@ -189,6 +212,7 @@ interface Header {
 interface Restoring {
   readonly state: KvState;
   readonly allocatePosition: () => number;
+  format: SnapshotFormatVersion;
   header: Header | null;
   dataDigest: Digest64;
   endDigest: string | null;
@@ -204,36 +228,79 @@ export async function readSnapshot(
   limits: KvLimits,
   allocatePosition: () => number,
 ): Promise<KvState> {
-  const frameBytesMax = limits.valueBytesMax + limits.keyBytesMax + FRAME_SLACK_BYTES;
-  const restoring: Restoring = {
-    state: createKvState(limits),
-    allocatePosition,
-    header: null,
-    dataDigest: ZERO_DIGEST,
-    endDigest: null,
-  };
-  let sectionIndex = -1;
-  for await (const frame of readFrames(chunks, frameBytesMax)) {
-    if (!Array.isArray(frame) || frame.length !== 2 + (frame[0] === "header" ? 5 : 0)) {
+  const reader = new SnapshotReader(limits, allocatePosition);
+  for await (const chunk of chunks) reader.push(chunk);
+  return reader.finish();
+}
+
+/** `readSnapshot` over chunks already in memory, without an event loop. */
+export function readSnapshotChunks(
+  chunks: Iterable<Uint8Array>,
+  limits: KvLimits,
+  allocatePosition: () => number,
+): KvState {
+  const reader = new SnapshotReader(limits, allocatePosition);
+  for (const chunk of chunks) reader.push(chunk);
+  return reader.finish();
+}
+
+/** Takes a snapshot's chunks one at a time, checking each frame as it completes. */
+class SnapshotReader {
+  private readonly frames: FrameReader;
+  private readonly restoring: Restoring;
+  private sectionIndex = -1;
+
+  constructor(limits: KvLimits, allocatePosition: () => number) {
+    this.frames = new FrameReader(limits.valueBytesMax + limits.keyBytesMax + FRAME_SLACK_BYTES);
+    this.restoring = {
+      state: createKvState(limits),
+      allocatePosition,
+      format: 2,
+      header: null,
+      dataDigest: ZERO_DIGEST,
+      endDigest: null,
+    };
+  }
+
+  push(chunk: Uint8Array): void {
+    for (const frame of this.frames.push(chunk)) {
+      this.restoring.format = this.frames.version ?? 2;
+      this.frame(frame);
+    }
+  }
+
+  finish(): KvState {
+    this.frames.finish();
+    if (this.sectionIndex !== SECTIONS.length - 1) {
+      throw new KvSnapshotError("the end frame is missing");
+    }
+    return finishRestore(this.restoring);
+  }
+
+  private frame(frame: unknown): void {
+    const headerFields = this.restoring.format === 1 ? 6 : 7;
+    if (
+      !Array.isArray(frame) ||
+      frame.length !== 2 + (frame[0] === "header" ? headerFields - 1 : 0)
+    ) {
       throw new KvSnapshotError("a frame is not a tagged array of the right length");
     }
     const index = SECTIONS.indexOf(frame[0] as Section);
+    const sectionIndex = this.sectionIndex;
     if (index < 0) throw new KvSnapshotError(`unknown frame tag ${String(frame[0])}`);
     if (sectionIndex === SECTIONS.length - 1) throw new KvSnapshotError("frames after the end");
     if (sectionIndex < 0 && index !== 0) throw new KvSnapshotError("the header is not first");
     if (index < sectionIndex || (index === 0 && sectionIndex === 0)) {
       throw new KvSnapshotError(`frame ${SECTIONS[index]} out of order`);
     }
-    sectionIndex = index;
-    readFrame(restoring, SECTIONS[index]!, frame);
+    this.sectionIndex = index;
+    readFrame(this.restoring, SECTIONS[index]!, frame);
   }
-  if (sectionIndex !== SECTIONS.length - 1) throw new KvSnapshotError("the end frame is missing");
-  return finishRestore(restoring);
 }
 
 function readFrame(restoring: Restoring, section: Section, frame: unknown[]): void {
   if (section === "header") {
-    restoring.header = readHeader(frame);
+    restoring.header = readHeader(frame, restoring.format);
     Object.assign(restoring.state, restoring.header.meta);
     return;
   }
@@ -249,14 +316,16 @@ function readFrame(restoring: Restoring, section: Section, frame: unknown[]): vo
   else readIdempotencyItems(restoring, items);
 }
 
-function readHeader(frame: unknown[]): Header {
+function readHeader(frame: unknown[], format: SnapshotFormatVersion): Header {
   const fields = frame.slice(1);
   if (!fields.every(isCount)) throw new KvSnapshotError("header fields are not counts");
-  const [revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount] =
+  const [revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount, stampMs] =
     fields as number[];
   if (revision! > lastIndex!) throw new KvSnapshotError("header revision is past its last index");
+  // Format 1's log time was the largest stamp seen, so it is the stamp to advance from.
+  const stamp = format === 1 ? clockMs! : stampMs!;
   return {
-    meta: { revision: revision!, clockMs: clockMs!, lastIndex: lastIndex! },
+    meta: { revision: revision!, clockMs: clockMs!, stampMs: stamp, lastIndex: lastIndex! },
     keyCount: keyCount!,
     sessionCount: sessionCount!,
     idempotencyCount: idempotencyCount!,
@@ -347,6 +416,7 @@ function finishRestore(restoring: Restoring): KvState {
       restoring.dataDigest,
       state.sessions.entries(),
       state.idempotency.entries(),
+      restoring.format,
     ),
   );
   if (digest !== endDigest) {

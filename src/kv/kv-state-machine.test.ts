@@ -208,7 +208,9 @@ describe("kv sessions", () => {
     kv.put("a", "2", {}, -5);
     twin.put("a", "2", {}, 0);
     expect(kv.sm.stateHash()).toBe(twin.sm.stateHash());
-    expect(kv.put("b", "x", session("c", 2), 1998.5)).toEqual({ ok: true, revision: 3 });
+    // From the stamp 0 (-5 counts as 0), 999.5 ms later is 999 ms of log time: still alive.
+    expect(kv.put("b", "x", session("c", 2), 999.5)).toEqual({ ok: true, revision: 3 });
+    expect(kv.sm.logTimeMs).toBe(999);
   });
 
   it("sessions: expiry work per apply is bounded and expired entries count as absent", () => {
@@ -223,20 +225,107 @@ describe("kv sessions", () => {
     expect(kv.sm.sessionCount).toBe(6);
   });
 
-  it("sessions: a full table evicts the least recently used, identically on two replicas", () => {
+  it("sessions: a full table refuses a new session and never evicts a live one (two replicas)", () => {
     const replicas = [new Driver({ sessionCountMax: 3 }), new Driver({ sessionCountMax: 3 })];
     for (const kv of replicas) {
       kv.put("k", "1", session("a", 1), 1);
       kv.put("k", "2", session("b", 1), 2);
       kv.put("k", "3", session("c", 1), 2);
-      kv.put("k", "4", session("a", 2), 3);
-      kv.put("k", "5", session("d", 1), 4);
+      expect(kv.put("k", "4", session("d", 1), 4)).toEqual({
+        ok: false,
+        code: "table_full",
+        table: "sessions",
+        retryAfterMs: 1000,
+      });
       expect(kv.sm.sessionCount).toBe(3);
-      expect(kv.put("k", "x", session("b", 2), 5)).toEqual({ ok: false, code: "session_expired" });
-      expect(kv.put("k", "5", session("d", 1), 5)).toEqual({ ok: true, revision: 5 });
-      expect(kv.put("k", "4", session("a", 2), 5)).toEqual({ ok: true, revision: 4 });
+      expect(kv.value("k")).toBe("3");
+      // Every session still answers its retries and takes its next request.
+      expect(kv.put("k", "2", session("b", 1), 5)).toEqual({ ok: true, revision: 2 });
+      expect(kv.put("k", "5", session("a", 2), 5)).toEqual({ ok: true, revision: 6 });
     }
     expect(replicas[0]!.sm.stateHash()).toBe(replicas[1]!.sm.stateHash());
+  });
+
+  it("sessions: a new session is opened once the oldest expires (TTL 1000 ms)", () => {
+    const kv = new Driver({ sessionCountMax: 2, sessionTtlMs: 1000 });
+    kv.put("k", "1", session("a", 1), 0);
+    kv.put("k", "2", session("b", 1), 400);
+    expect(kv.put("k", "3", session("c", 1), 900)).toMatchObject({
+      code: "table_full",
+      retryAfterMs: 100,
+    });
+    expect(kv.put("k", "3", session("c", 1), 1000)).toEqual({ ok: true, revision: 4 });
+    expect(kv.put("k", "x", session("a", 2), 1000)).toEqual({ ok: false, code: "session_expired" });
+    expect(kv.put("k", "2", session("b", 1), 1000)).toEqual({ ok: true, revision: 2 });
+  });
+
+  it("sessions: a refusal is not recorded, so the same seq is applied once there is room", () => {
+    const kv = new Driver({ idempotencyKeyCountMax: 1, idempotencyWindowMs: 5000 });
+    kv.put("k", "1", { idempotencyKey: "x" }, 0);
+    const refused = kv.put("k", "2", { idempotencyKey: "y", ...session("c", 1) }, 1000);
+    expect(refused).toEqual({
+      ok: false,
+      code: "table_full",
+      table: "idempotency",
+      retryAfterMs: 1000,
+    });
+    expect(kv.sm.sessionCount).toBe(0);
+    for (const time of [2000, 3000, 4000]) {
+      expect(kv.put("k", "2", { idempotencyKey: "y", ...session("c", 1) }, time)).toMatchObject({
+        code: "table_full",
+      });
+    }
+    expect(kv.put("k", "2", { idempotencyKey: "y", ...session("c", 1) }, 5000)).toEqual({
+      ok: true,
+      revision: 6,
+    });
+    expect(kv.put("k", "2", { idempotencyKey: "y", ...session("c", 1) }, 5000)).toEqual({
+      ok: true,
+      revision: 6,
+    });
+    expect(kv.value("k")).toBe("2");
+  });
+});
+
+describe("kv log time", () => {
+  it("log time: advances by the stamps' differences, never back, at most one step each", () => {
+    const kv = new Driver({ logTimeStepMsMax: 1000 });
+    const times = [1_700_000_000_000, 1_700_000_000_250, 1_700_000_003_250, 1_699_999_000_000];
+    const logTimes = times.map((time) => {
+      kv.put("k", "v", {}, time);
+      return kv.sm.logTimeMs;
+    });
+    // The first command starts log time; a jump of 3 s counts 1 s; a jump back counts 0.
+    expect(logTimes).toEqual([0, 250, 1250, 1250]);
+    // After a jump back, the clock's own progress counts again at once (no freeze).
+    kv.put("k", "v", {}, 1_699_999_000_400);
+    expect(kv.sm.logTimeMs).toBe(1650);
+  });
+
+  it("log time: a master clock jumping forward by an hour on one entry does not expire every key", () => {
+    const kv = new Driver();
+    const start = 1_700_000_000_000;
+    for (let i = 0; i < 10; i++) kv.put("k", `v${i}`, { idempotencyKey: `key-${i}` }, start + i);
+    // One entry stamped an hour ahead, then the clock is corrected (or another master
+    // with a right clock takes over): every key is still in its window.
+    kv.put("k", "jump", {}, start + 3_600_000);
+    kv.put("k", "after", {}, start + 20);
+    expect(kv.sm.logTimeMs).toBe(1009);
+    for (let i = 0; i < 10; i++) {
+      expect(kv.put("k", `v${i}`, { idempotencyKey: `key-${i}` })).toEqual({
+        ok: true,
+        revision: i + 1,
+      });
+    }
+    expect(kv.value("k")).toBe("after");
+    // A clock that stays an hour ahead costs the same one step: its later stamps advance
+    // log time by their own differences only.
+    const ahead = new Driver();
+    ahead.put("k", "v", { idempotencyKey: "old" }, start);
+    for (let ms = 3_600_000; ms <= 3_600_000 + 60_000; ms += 100)
+      ahead.put("k", "x", {}, start + ms);
+    expect(ahead.sm.logTimeMs).toBe(61_000);
+    expect(ahead.put("k", "v", { idempotencyKey: "old" })).toEqual({ ok: true, revision: 1 });
   });
 });
 
@@ -263,8 +352,8 @@ describe("kv idempotency keys", () => {
     expect(kv.value("a")).toBe("1");
   });
 
-  it("idempotency: keys expire a TTL after first use (log time, TTL 1000 ms)", () => {
-    const kv = new Driver({ idempotencyTtlMs: 1000 });
+  it("idempotency: keys expire their window after first use (log time, window 1000 ms)", () => {
+    const kv = new Driver({ idempotencyWindowMs: 1000, logTimeStepMsMax: 500 });
     kv.del("a", { idempotencyKey: "k" }, 0);
     expect(kv.put("a", "1", { idempotencyKey: "k" }, 500)).toMatchObject({
       code: "idempotency_key_reused",
@@ -274,17 +363,50 @@ describe("kv idempotency keys", () => {
     expect(kv.put("a", "1", { idempotencyKey: "k" }, 1000)).toEqual({ ok: true, revision: 4 });
   });
 
-  it("idempotency: a full table evicts the oldest key, identically on two replicas", () => {
+  it("idempotency: a retry after 100,001 other writes is still answered from the table (defaults)", () => {
+    const kv = new Driver();
+    const start = 1_700_000_000_000;
+    const first = kv.put("k", "first", { idempotencyKey: "retried" }, start);
+    // 100,001 keyed writes at 5,000 a second: 20 s, within the window.
+    for (let i = 0; i < 100_001; i++) {
+      kv.put("k", `w${i}`, { idempotencyKey: `other-${i}` }, start + Math.floor(i / 5));
+    }
+    expect(kv.sm.idempotencyKeyCount).toBe(100_002);
+    expect(kv.put("k", "first", { idempotencyKey: "retried" })).toEqual(first);
+    expect(kv.value("k")).toBe("w100000");
+  });
+
+  it("idempotency: a full table refuses new keys, still answers retries, never applies twice", () => {
     const replicas = [
-      new Driver({ idempotencyKeyCountMax: 2 }),
-      new Driver({ idempotencyKeyCountMax: 2 }),
+      new Driver({ idempotencyKeyCountMax: 2, idempotencyWindowMs: 10_000 }),
+      new Driver({ idempotencyKeyCountMax: 2, idempotencyWindowMs: 10_000 }),
     ];
     for (const kv of replicas) {
-      kv.put("a", "1", { idempotencyKey: "x" }, 1);
-      kv.put("a", "2", { idempotencyKey: "y" }, 1);
-      kv.put("a", "3", { idempotencyKey: "z" }, 2);
+      const x = kv.put("a", "1", { idempotencyKey: "x" }, 1000);
+      const y = kv.put("a", "2", { idempotencyKey: "y" }, 1500);
+      expect(kv.put("a", "3", { idempotencyKey: "z" }, 2000)).toEqual({
+        ok: false,
+        code: "table_full",
+        table: "idempotency",
+        retryAfterMs: 1000,
+      });
+      expect(kv.value("a")).toBe("2");
+      expect(kv.put("a", "1", { idempotencyKey: "x" }, 2500)).toEqual(x);
+      expect(kv.put("a", "2", { idempotencyKey: "y" }, 2500)).toEqual(y);
+      expect(kv.value("a")).toBe("2");
+      // Writes without a key need no room; their stamps move log time on.
+      for (let time = 3000; time <= 10_500; time += 500) kv.put("b", "tick", {}, time);
+      // Close to the oldest key's expiry, the client is told how long is left.
+      expect(kv.put("a", "3", { idempotencyKey: "z" }, 10_800)).toMatchObject({
+        code: "table_full",
+        retryAfterMs: 200,
+      });
+      // At log time 10,000 after "x" was first used, "x" expires and "z" takes its place.
+      const z = kv.put("a", "3", { idempotencyKey: "z" }, 11_000);
+      expect(z).toEqual({ ok: true, revision: 23 });
+      expect(kv.put("a", "3", { idempotencyKey: "z" }, 11_000)).toEqual(z);
+      expect(kv.put("a", "2", { idempotencyKey: "y" }, 11_000)).toEqual(y);
       expect(kv.sm.idempotencyKeyCount).toBe(2);
-      expect(kv.put("a", "1", { idempotencyKey: "x" }, 3)).toEqual({ ok: true, revision: 4 });
     }
     expect(replicas[0]!.sm.stateHash()).toBe(replicas[1]!.sm.stateHash());
   });

@@ -5,12 +5,25 @@
  * dissertation §6.3) and idempotency keys, and streams and restores snapshots.
  *
  * It must be purely deterministic: what `apply` does depends only on the state, the
- * command bytes and the apply context. Time comes from `context.time`, stamped into the
- * log by the master, never from this node's clock; every table expires and evicts
- * entries in an order fixed by the log, so all replicas forget the same things at the
- * same index. It must never throw for a bad command (a committed command is applied on
- * every replica, so it fails as a result value everywhere); it throws only for bugs, and
- * `restore` throws `KvSnapshotError` for a bad snapshot.
+ * command bytes and the apply context. Every table expires entries in an order fixed by
+ * the log, and refuses a new entry when it is full of live ones, so all replicas forget
+ * and refuse the same things at the same index. It must never forget a live entry: that
+ * would apply a retried request twice. It must never throw for a bad command (a committed
+ * command is applied on every replica, so it fails as a result value everywhere); it
+ * throws only for bugs, and `restore` throws `KvSnapshotError` for a bad snapshot.
+ *
+ * Time comes from `context.time`, the master's clock stamped into each log entry, never
+ * from this node's clock. The tables expire by log time, derived from those stamps: it
+ * starts at 0, and each command advances it by the difference between its stamp and the
+ * previous command's, clamped to 0..`logTimeStepMsMax` (1 s by default). Differences, not
+ * the largest stamp seen, because a master clock that jumps forward by an hour moves the
+ * largest stamp by an hour and expires every entry at once (and one that jumps back
+ * freezes expiry for as long); with differences either jump, or a new master whose clock
+ * disagrees with the old one's, moves log time by at most one step. The price is paid in
+ * the safe direction: when commands are further apart than a step, log time runs slower
+ * than the clock and entries are kept longer than their window, never shorter. A request
+ * refused because a table is full is told to retry within one step, so waiting clients'
+ * own retries keep log time moving until the oldest entry expires.
  */
 
 import { assert } from "../shared/assert.js";
@@ -22,14 +35,18 @@ import {
   type KvCommand,
   type KvCommandProblem,
   type KvResult,
+  type KvTable,
   validateCommand,
 } from "./commands.js";
 import { type Digest64, formatDigest } from "./hash64.js";
 import {
   preserveForSnapshot,
   readSnapshot,
+  readSnapshotChunks,
   type SnapshotCursor,
+  type SnapshotSource,
   writeSnapshot,
+  writeSnapshotChunks,
 } from "./kv-snapshot.js";
 import { createKvState, type DataEntry, digestKvState, type KvState } from "./kv-state.js";
 import { defaultKvLimits, isValidKvLimits, type KvLimits } from "./limits.js";
@@ -83,6 +100,11 @@ export class KvStateMachine implements StateMachine<KvResult> {
     return this.state.idempotency.size;
   }
 
+  /** Log time in milliseconds: what the tables expire by (see the opening comment). */
+  get logTimeMs(): number {
+    return this.state.clockMs;
+  }
+
   /** Number of snapshots whose streams are still open (each costs copy-on-write work). */
   get activeSnapshotCount(): number {
     return this.snapshots.size;
@@ -101,8 +123,9 @@ export class KvStateMachine implements StateMachine<KvResult> {
 
   /**
    * Applies one committed command. `context.index` must grow from call to call (anything
-   * else is a bug in the runtime); `context.time` is rounded down to whole milliseconds,
-   * and a time earlier than one already applied counts as that one. Bad command bytes give
+   * else is a bug in the runtime); `context.time` is rounded down to whole milliseconds
+   * (a time before 0 counts as 0) and advances log time by its difference from the
+   * previous command's, clamped to 0..`limits.logTimeStepMsMax`. Bad command bytes give
    * an `invalid_command` result.
    */
   apply(command: Uint8Array, context: ApplyContext): KvResult {
@@ -111,10 +134,13 @@ export class KvStateMachine implements StateMachine<KvResult> {
     assert(context.index > state.lastIndex, "commands must be applied once, in log order");
     assert(Number.isFinite(context.time), "time must be a number of milliseconds");
     assert(!this.restoring, "apply while a restore replaces the state");
+    // Whole milliseconds, and the same rounding on every replica, keeps the tables
+    // identical; a fractional, early or jumping time must not crash or age every replica.
+    const stampMs = Math.max(0, Math.floor(context.time));
+    const stepMs = state.lastIndex === 0 ? 0 : stampMs - state.stampMs;
+    state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);
+    state.stampMs = stampMs;
     state.lastIndex = context.index;
-    // Whole milliseconds, and never backwards: the same rounding on every replica keeps the
-    // tables identical, and a fractional or early time must not crash every replica.
-    state.clockMs = Math.max(state.clockMs, Math.floor(context.time));
     state.sessions.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
     state.idempotency.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
     const decoded = decodeCommand(command);
@@ -132,7 +158,6 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * changed entries for a snapshot that will never read them.
    */
   snapshot(): AsyncIterable<Uint8Array> {
-    const { state } = this;
     const cursor: SnapshotCursor = {
       positionMax: this.nextPosition - 1,
       readPosition: 0,
@@ -142,18 +167,41 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const release = (): void => {
       this.snapshots.delete(cursor);
     };
-    const chunks = writeSnapshot(
-      {
-        meta: { revision: state.revision, clockMs: state.clockMs, lastIndex: state.lastIndex },
-        data: state.data,
-        dataCount: state.data.size,
-        sessions: Array.from(state.sessions.entries()),
-        idempotency: Array.from(state.idempotency.entries()),
-        cursor,
-      },
-      this.limits.snapshotChunkBytesMax,
-    );
+    const chunks = writeSnapshot(this.snapshotSource(cursor), this.limits.snapshotChunkBytesMax);
     return releasingIterable(chunks, release);
+  }
+
+  /**
+   * The same chunks as `snapshot()`, all at once, for a caller without an event loop (the
+   * simulator, which stores them and restores them with `restoreChunks`). Costs memory
+   * for the whole snapshot, so the runtime streams with `snapshot()` instead.
+   */
+  snapshotChunks(): Uint8Array[] {
+    const cursor: SnapshotCursor = {
+      positionMax: this.nextPosition - 1,
+      readPosition: 0,
+      preserved: new Map(),
+    };
+    return Array.from(
+      writeSnapshotChunks(this.snapshotSource(cursor), this.limits.snapshotChunkBytesMax),
+    );
+  }
+
+  private snapshotSource(cursor: SnapshotCursor): SnapshotSource {
+    const { state } = this;
+    return {
+      meta: {
+        revision: state.revision,
+        clockMs: state.clockMs,
+        stampMs: state.stampMs,
+        lastIndex: state.lastIndex,
+      },
+      data: state.data,
+      dataCount: state.data.size,
+      sessions: Array.from(state.sessions.entries()),
+      idempotency: Array.from(state.idempotency.entries()),
+      cursor,
+    };
   }
 
   /**
@@ -171,6 +219,17 @@ export class KvStateMachine implements StateMachine<KvResult> {
       this.restoring = false;
     }
     // Snapshots still streaming keep reading the old state, which nothing changes any more.
+    this.snapshots.clear();
+    this.state = restored;
+  }
+
+  /**
+   * `restore` from chunks already in memory, without an event loop: the same checks, and
+   * the same `KvSnapshotError` leaving the current state untouched.
+   */
+  restoreChunks(chunks: Iterable<Uint8Array>): void {
+    assert(!this.restoring, "a restore while another replaces the state");
+    const restored = readSnapshotChunks(chunks, this.limits, () => this.nextPosition++);
     this.snapshots.clear();
     this.state = restored;
   }
@@ -197,10 +256,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
     if (record === undefined) {
       // An unknown session may only be opened by the client's first request: a later seq
       // could be a retry whose session expired, so applying it might apply it twice. The
-      // one retry this cannot catch is of seq 1 itself after its session was evicted or
-      // expired, which needs a retry outliving the TTL or more new sessions during one
-      // retry than the table holds.
+      // one retry this cannot catch is of seq 1 itself after its session expired, which
+      // needs a retry outliving the TTL. A session is never evicted to open another.
       if (session.seq !== 1) return SESSION_EXPIRED;
+      if (!sessions.hasRoom(clockMs)) return this.tableFull("sessions");
     } else if (session.seq === record.lastSeq) {
       sessions.set(session.clientId, record, clockMs);
       return record.result;
@@ -208,6 +267,9 @@ export class KvStateMachine implements StateMachine<KvResult> {
       return freezeResult({ ok: false, code: "session_stale", lastSeq: record.lastSeq });
     }
     const result = this.applyIdempotent(command, index);
+    // A refusal applied nothing and is not the request's answer: the client sends the same
+    // seq again later, which must then be applied, not answered with the refusal.
+    if (!result.ok && result.code === "table_full") return result;
     sessions.set(session.clientId, { lastSeq: session.seq, result }, clockMs);
     return result;
   }
@@ -217,7 +279,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * records the result under the key. A repeated key with a different command is refused
    * (the IETF Idempotency-Key draft answers it with 422) rather than answered with the
    * other command's result, which would tell the client its command was applied when it
-   * was not.
+   * was not. A new key when the table is full of live keys is refused, not applied: the
+   * table never forgets a live key to make room, so a retry is always answered from it.
    */
   private applyIdempotent(command: KvCommand, index: number): KvResult {
     const key = command.idempotencyKey;
@@ -228,9 +291,23 @@ export class KvStateMachine implements StateMachine<KvResult> {
     if (record !== undefined) {
       return sameDigest(record.fingerprint, fingerprint) ? record.result : IDEMPOTENCY_KEY_REUSED;
     }
+    if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");
     const result = this.execute(command, index);
     idempotency.set(key, { fingerprint: Object.freeze(fingerprint), result }, clockMs);
     return result;
+  }
+
+  /**
+   * The refusal of a request that needs a new entry in a full `table`. It tells the client
+   * to retry when the oldest entry expires, but within one log-time step at most: when
+   * nothing else is written, the retries are what move log time on.
+   */
+  private tableFull(table: KvTable): KvResult {
+    const { clockMs } = this.state;
+    const expiryMs = this.state[table].oldestExpiryMs();
+    assert(expiryMs !== null && expiryMs > clockMs, "a full table holds a live entry");
+    const retryAfterMs = Math.min(expiryMs - clockMs, this.limits.logTimeStepMsMax);
+    return freezeResult({ ok: false, code: "table_full", table, retryAfterMs });
   }
 
   /** Applies a put or delete to the keys, honouring `ifRevision`. */

@@ -1,8 +1,9 @@
 /**
  * The replicated state of the key-value store as plain tables, and its digest. Everything
  * here is part of what replicas must agree on: the keys with their values and revisions,
- * the client sessions, the idempotency keys, the store's revision, the log clock and the
- * index of the last command applied.
+ * the client sessions, the idempotency keys, the store's revision, the log clock (log time
+ * and the last master timestamp it was advanced from) and the index of the last command
+ * applied.
  *
  * This file owns the shape of the state and the one definition of its digest, which both
  * `KvStateMachine.stateHash()` and snapshot verification use. It must never decide what a
@@ -47,11 +48,17 @@ export interface KvMeta {
   /** Log index of the last command that modified a key; 0 before any. */
   revision: number;
   /**
-   * Log time in milliseconds: the largest `context.time` applied so far. It never goes
-   * backwards, even when a new master's clock is behind the old one's, so that table
-   * entries stay ordered by time.
+   * Log time in milliseconds, the clock every table expires by. It starts at 0 and each
+   * command advances it by the difference between its `context.time` and the previous
+   * command's, clamped to 0..`logTimeStepMsMax` (see `kv-state-machine.ts`), so it never
+   * goes backwards and a master's clock jump moves it by at most one step.
    */
   clockMs: number;
+  /**
+   * The master's timestamp of the last command applied (`context.time` in whole
+   * milliseconds, 0 or more): where the next command's advance is measured from.
+   */
+  stampMs: number;
   /** Log index of the last command applied, modifying or not; 0 before any. */
   lastIndex: number;
 }
@@ -67,9 +74,10 @@ export function createKvState(limits: KvLimits): KvState {
   return {
     data: new Map(),
     sessions: new ExpiringTable(limits.sessionCountMax, limits.sessionTtlMs),
-    idempotency: new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyTtlMs),
+    idempotency: new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyWindowMs),
     revision: 0,
     clockMs: 0,
+    stampMs: 0,
     lastIndex: 0,
   };
 }
@@ -83,7 +91,8 @@ export function dataEntryDigest(key: string, entry: DataEntry): Digest64 {
  * The digest of a whole state, given the sum of its data entries' digests. The data part
  * is a sum so that it does not depend on the order of keys (a restored replica inserts
  * them in a different order); the tables are hashed in order, because their order (by
- * last use) decides which entries expire and are evicted first.
+ * last use) decides which entries expire first. `format` 1 is the digest of snapshot
+ * format 1, which had no `stampMs`; it exists only to verify such snapshots.
  */
 export function stateDigest(
   meta: KvMeta,
@@ -91,8 +100,11 @@ export function stateDigest(
   dataDigest: Digest64,
   sessions: Iterable<[string, ExpiringSlot<SessionRecord>]>,
   idempotency: Iterable<[string, ExpiringSlot<IdempotencyRecord>]>,
+  format: 1 | 2 = 2,
 ): Digest64 {
-  const hash = new Hash64(2).integer(meta.revision).integer(meta.clockMs).integer(meta.lastIndex);
+  const hash = new Hash64(format === 1 ? 2 : 3);
+  hash.integer(meta.revision).integer(meta.clockMs).integer(meta.lastIndex);
+  if (format !== 1) hash.integer(meta.stampMs);
   hash.integer(dataCount).digestValue(dataDigest);
   let count = 0;
   for (const [clientId, slot] of sessions) {

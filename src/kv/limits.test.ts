@@ -8,6 +8,19 @@ describe("kv limits", () => {
     expect(isValidKvLimits(limits)).toBe(true);
     expect(limits.keyBytesMax).toBe(1024);
     expect(limits.valueBytesMax).toBe(1_048_576);
+    // The exactly-once window outlasts a client's deadline (10 s) plus a fail-over by far.
+    expect(limits.idempotencyWindowMs).toBeGreaterThanOrEqual(600_000);
+    expect(parseKvLimits()).toEqual({ ok: true, limits });
+  });
+
+  it("kv limits: a log-time step must be shorter than the windows it bounds", () => {
+    expect(parseKvLimits({ logTimeStepMsMax: 600_000 })).toEqual({
+      ok: false,
+      errors: [
+        "logTimeStepMsMax: must be shorter than idempotencyWindowMs and sessionTtlMs, got 600000",
+      ],
+    });
+    expect(parseKvLimits({ sessionTtlMs: 500, logTimeStepMsMax: 499 }).ok).toBe(true);
   });
 
   it("kv limits: parse overlays the defaults and reports every bad field at once", () => {

@@ -1,6 +1,7 @@
 /**
  * The bounds of the key-value state machine: sizes of keys and values, the capacity and
- * lifetime of the client-session and idempotency tables, and the size of snapshot chunks.
+ * lifetime of the client-session and idempotency tables (the exactly-once window), how
+ * fast log time may advance, and the size of snapshot chunks.
  *
  * Every limit that changes what `apply` does (all but `snapshotChunkBytesMax`) is part of
  * the replicated behaviour: every node of a cluster must run with the same values, or the
@@ -30,8 +31,9 @@ export interface KvLimits {
    */
   readonly idempotencyKeyBytesMax: number;
   /**
-   * Most client sessions kept; when a new session would exceed it, the session used least
-   * recently (by log time) is evicted.
+   * Most client sessions kept. A session is never forgotten before it expires: while the
+   * table holds this many live sessions, a request that would open a new session is
+   * refused with `table_full` (and applied nowhere) instead.
    * @default 100_000
    */
   readonly sessionCountMax: number;
@@ -43,16 +45,37 @@ export interface KvLimits {
    */
   readonly sessionTtlMs: number;
   /**
-   * Most idempotency keys kept; when a new key would exceed it, the oldest is evicted.
-   * @default 100_000
+   * Most idempotency keys kept. A key is never forgotten before its window ends: while the
+   * table holds this many live keys, a write with a new key is refused with `table_full`
+   * (HTTP 503 `ERR_TABLE_FULL`, applied nowhere) and a retry of a key in the table is still
+   * answered from it. The table sustains `idempotencyKeyCountMax / idempotencyWindowMs`
+   * keyed writes per millisecond (1,666 a second with the defaults); each key costs about
+   * 200 bytes of memory and 80 of snapshot.
+   * @default 1_000_000
    */
   readonly idempotencyKeyCountMax: number;
   /**
-   * Milliseconds of log time after its first use that an idempotency key expires; a
-   * request that repeats the key later is treated as new (Stripe uses 24 hours).
-   * @default 86_400_000 (24 hours)
+   * The exactly-once window: milliseconds of log time after its first use during which an
+   * idempotency key is kept, so that a retry with the key is answered with the first
+   * result instead of being applied again. After the window the key is forgotten and a
+   * request that repeats it is treated as new. It must be longer than a client retries one
+   * request (the client library's deadline, 10 s by default) plus a fail-over, with room
+   * to spare for clients with longer deadlines and for log time running slow (see
+   * `logTimeStepMsMax`).
+   * @default 600_000 (10 minutes)
    */
-  readonly idempotencyTtlMs: number;
+  readonly idempotencyWindowMs: number;
+  /**
+   * Most milliseconds log time advances from one command to the next. Log time advances
+   * by the difference between consecutive master timestamps, never backwards and never by
+   * more than this, so that a master's clock jumping (forwards by an hour, say) ages the
+   * tables by at most this much; when commands are further apart than this, log time runs
+   * slower than the clock and entries are kept longer than their window, never shorter. A
+   * refused request is told to retry within this long, so waiting clients keep log time
+   * moving.
+   * @default 1_000
+   */
+  readonly logTimeStepMsMax: number;
   /**
    * Most expired table entries removed by one `apply`. Expiry is spread over many applies
    * so that one command never pays for a large batch of expiries; an entry that has
@@ -77,8 +100,9 @@ export function defaultKvLimits(): KvLimits {
     idempotencyKeyBytesMax: 255,
     sessionCountMax: 100_000,
     sessionTtlMs: 3_600_000,
-    idempotencyKeyCountMax: 100_000,
-    idempotencyTtlMs: 86_400_000,
+    idempotencyKeyCountMax: 1_000_000,
+    idempotencyWindowMs: 600_000,
+    logTimeStepMsMax: 1_000,
     expiryCountMaxPerApply: 64,
     snapshotChunkBytesMax: 1_048_576,
   });
@@ -90,8 +114,9 @@ export type ParseKvLimitsResult =
 
 /**
  * Overlays `input` on the defaults and checks every field, reporting all bad fields at
- * once. Every limit must be a positive safe integer; unknown fields are reported too, so
- * that a misspelt option is not silently ignored.
+ * once. Every limit must be a positive safe integer, and a log-time step must be shorter
+ * than the windows it bounds; unknown fields are reported too, so that a misspelt option
+ * is not silently ignored.
  */
 export function parseKvLimits(input: Readonly<Record<string, unknown>> = {}): ParseKvLimitsResult {
   const defaults = defaultKvLimits();
@@ -108,6 +133,14 @@ export function parseKvLimits(input: Readonly<Record<string, unknown>> = {}): Pa
       continue;
     }
     merged[field] = value;
+  }
+  if (errors.length === 0) {
+    const { logTimeStepMsMax, idempotencyWindowMs, sessionTtlMs } = merged as unknown as KvLimits;
+    if (logTimeStepMsMax >= Math.min(idempotencyWindowMs, sessionTtlMs)) {
+      errors.push(
+        `logTimeStepMsMax: must be shorter than idempotencyWindowMs and sessionTtlMs, got ${logTimeStepMsMax}`,
+      );
+    }
   }
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, limits: Object.freeze(merged as unknown as KvLimits) };

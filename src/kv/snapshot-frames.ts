@@ -14,8 +14,14 @@
 import { assert } from "../shared/assert.js";
 import { kvPackr } from "./commands.js";
 
-/** The version of the snapshot format that this code writes and reads. */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/**
+ * The version of the snapshot format that this code writes. Version 2 added the master's
+ * last timestamp (`stampMs`) to the header; version 1 is still read.
+ */
+export const SNAPSHOT_FORMAT_VERSION = 2;
+
+/** The snapshot format versions this code reads. */
+export type SnapshotFormatVersion = 1 | 2;
 
 const MAGIC = [0x42, 0x41, 0x54, 0x4f, 0x4e, 0x4b, 0x56]; // "BATONKV"
 const PREAMBLE_BYTES = MAGIC.length + 1;
@@ -92,46 +98,71 @@ export async function* readFrames(
   chunks: AsyncIterable<Uint8Array>,
   frameBytesMax: number,
 ): AsyncGenerator<unknown> {
-  const queue = new ByteQueue();
-  let needed = PREAMBLE_BYTES;
-  let inFrame = false;
-  let preambleRead = false;
-  for await (const chunk of chunks) {
-    if (!(chunk instanceof Uint8Array)) throw new KvSnapshotError("a chunk is not bytes");
-    queue.push(chunk);
-    while (queue.available >= needed) {
-      const bytes = queue.read(needed);
-      if (!preambleRead) {
-        checkPreamble(bytes);
-        preambleRead = true;
-      } else if (!inFrame) {
-        needed = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_BYTES).getUint32(0);
-        if (needed === 0 || needed > frameBytesMax) {
-          throw new KvSnapshotError(`frame length ${needed} outside 1..${frameBytesMax}`);
-        }
-        inFrame = true;
-        continue;
-      } else {
-        yield decodeFrame(bytes);
-      }
-      inFrame = false;
-      needed = FRAME_HEADER_BYTES;
-    }
-  }
-  if (!preambleRead) throw new KvSnapshotError("stream ends before the preamble");
-  if (inFrame || queue.available > 0) throw new KvSnapshotError("stream ends inside a frame");
+  const reader = new FrameReader(frameBytesMax);
+  for await (const chunk of chunks) yield* reader.push(chunk);
+  reader.finish();
 }
 
-function checkPreamble(bytes: Uint8Array): void {
+/**
+ * The frame reader without an event loop: the chunks are pushed in one at a time, and
+ * each push returns the frames it completed. `readFrames` drives it over a stream;
+ * callers that hold the whole snapshot (the simulator) drive it directly.
+ */
+export class FrameReader {
+  private readonly queue = new ByteQueue();
+  private needed = PREAMBLE_BYTES;
+  private inFrame = false;
+  /** The stream's format version, once the preamble has been read. */
+  version: SnapshotFormatVersion | null = null;
+
+  constructor(private readonly frameBytesMax: number) {}
+
+  /** Takes the next chunk and returns the frames it completes, decoded. */
+  push(chunk: Uint8Array): unknown[] {
+    if (!(chunk instanceof Uint8Array)) throw new KvSnapshotError("a chunk is not bytes");
+    const { queue } = this;
+    const frames: unknown[] = [];
+    queue.push(chunk);
+    while (queue.available >= this.needed) {
+      const bytes = queue.read(this.needed);
+      if (this.version === null) {
+        this.version = checkPreamble(bytes);
+      } else if (!this.inFrame) {
+        this.needed = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_BYTES).getUint32(0);
+        if (this.needed === 0 || this.needed > this.frameBytesMax) {
+          throw new KvSnapshotError(`frame length ${this.needed} outside 1..${this.frameBytesMax}`);
+        }
+        this.inFrame = true;
+        continue;
+      } else {
+        frames.push(decodeFrame(bytes));
+      }
+      this.inFrame = false;
+      this.needed = FRAME_HEADER_BYTES;
+    }
+    return frames;
+  }
+
+  /** Checks that the stream ended between frames. */
+  finish(): void {
+    if (this.version === null) throw new KvSnapshotError("stream ends before the preamble");
+    if (this.inFrame || this.queue.available > 0) {
+      throw new KvSnapshotError("stream ends inside a frame");
+    }
+  }
+}
+
+function checkPreamble(bytes: Uint8Array): SnapshotFormatVersion {
   for (let i = 0; i < MAGIC.length; i++) {
     if (bytes[i] !== MAGIC[i]) throw new KvSnapshotError("not a Baton key-value snapshot");
   }
   const version = bytes[MAGIC.length];
-  if (version !== SNAPSHOT_FORMAT_VERSION) {
+  if (version !== 1 && version !== 2) {
     throw new KvSnapshotError(
-      `format version ${String(version)} is not supported (this node reads ${SNAPSHOT_FORMAT_VERSION})`,
+      `format version ${String(version)} is not supported (this node reads 1 and 2)`,
     );
   }
+  return version;
 }
 
 function decodeFrame(bytes: Uint8Array): unknown {

@@ -54,6 +54,25 @@ export class BusyError extends ClusterError {
   }
 }
 
+/**
+ * A write needs a new entry in a table that remembers requests for exactly-once execution
+ * (a new idempotency key, or a new client session), and that table holds its limit of
+ * entries still inside their window, none of which may be forgotten early. The write was
+ * not applied; the same request, with the same key, may be sent again after `retryAfterMs`.
+ */
+export class TableFullError extends ClusterError {
+  readonly code = "ERR_TABLE_FULL";
+  constructor(
+    readonly table: "sessions" | "idempotency",
+    readonly retryAfterMs: number,
+  ) {
+    const what = table === "sessions" ? "client sessions" : "idempotency keys";
+    super(
+      `the write was not applied: the master holds its limit of ${what}, all too recent to forget`,
+    );
+  }
+}
+
 /** The node is shutting down. */
 export class ShuttingDownError extends ClusterError {
   readonly code = "ERR_SHUTTING_DOWN";

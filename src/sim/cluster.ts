@@ -1,22 +1,30 @@
 /**
  * The simulated cluster: nodes, network, clients and the nemesis, driven by one seeded
  * generator over a virtual clock. Every event (a tick, a message, a disk write finishing,
- * a client request, a fault) is taken from one agenda in time order, and the safety
- * checker runs after every step a node takes. Nothing here reads the real clock.
+ * a client request, a fault) is taken from one agenda in time order, the safety checker
+ * runs after every step a node takes, and the exactly-once checker sees every command
+ * every node applies. Nothing here reads the real clock: each node's wall clock, which a
+ * master stamps into the log, is the virtual clock plus the node's skew and clock jumps.
  */
 
 import { Prng } from "../core/prng.js";
 import type { Ready } from "../core/replica.js";
 import type { Message, NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
 import type { HistoryOp } from "./checkers/linearizability.js";
 import { SafetyChecker } from "./checkers/safety.js";
 import { EventQueue } from "./event-queue.js";
 import type { NemesisKind, Scenario } from "./scenario.js";
 import { SimCorruptionError, type StoredSnapshot } from "./sim-disk.js";
-import type { SimKv } from "./sim-kv.js";
 import { NO_FAULTS, SimNetwork } from "./sim-network.js";
-import { type ClientAnswer, type ClientRequest, SimNode } from "./sim-node.js";
+import {
+  type ClientAnswer,
+  type ClientRequest,
+  type KvChunks,
+  type NodeHooks,
+  SimNode,
+} from "./sim-node.js";
 import { type ClientAction, DEFAULT_CLIENT_TIMINGS, SimClient } from "./workload.js";
 
 type SimEvent =
@@ -33,7 +41,7 @@ type SimEvent =
   | { type: "heal_link"; from: NodeId; to: NodeId }
   | { type: "cut_link"; from: NodeId; to: NodeId }
   | { type: "nemesis" }
-  | { type: "transfer"; from: NodeId; to: NodeId; term: number; snapshot: StoredSnapshot<SimKv> }
+  | { type: "transfer"; from: NodeId; to: NodeId; term: number; snapshot: StoredSnapshot<KvChunks> }
   | { type: "transfer_timeout"; node: NodeId; incarnation: number; peer: NodeId };
 
 export interface ClusterStats {
@@ -47,8 +55,12 @@ export interface ClusterStats {
   transfers: number;
   corruptionsDetected: number;
   wipes: number;
+  clockJumps: number;
   faults: Record<string, number>;
 }
+
+/** Where the simulated wall clocks start: virtual time 0 is this many ms after the epoch. */
+const WALL_CLOCK_EPOCH_MS = 1_700_000_000_000;
 
 export class SimCluster {
   now = 0;
@@ -56,6 +68,7 @@ export class SimCluster {
   readonly network: SimNetwork;
   readonly nodes = new Map<NodeId, SimNode>();
   readonly checker = new SafetyChecker();
+  readonly exactlyOnce = new ExactlyOnceChecker();
   readonly history: HistoryOp[] = [];
   readonly trace: string[] = [];
   readonly stats: ClusterStats = {
@@ -69,8 +82,11 @@ export class SimCluster {
     transfers: 0,
     corruptionsDetected: 0,
     wipes: 0,
+    clockJumps: 0,
     faults: {},
   };
+  /** Each node's wall clock minus the virtual clock, in ms: skew, then clock jumps. */
+  private readonly clockOffsetMs = new Map<NodeId, number>();
   private readonly agenda = new EventQueue<SimEvent>();
   private readonly clients: SimClient[] = [];
   private readonly diskBusyUntil = new Map<NodeId, number>();
@@ -100,11 +116,16 @@ export class SimCluster {
         snapshotEvery: scenario.snapshotEvery,
         keepEntries: scenario.keepEntries,
       };
-      const node = new SimNode(id, ids, tuning, this.prng.fork(), {
+      this.clockOffsetMs.set(id, scenario.clockSkewMs[id - 1]!);
+      const hooks: NodeHooks = {
         onReady: (n, ready, persist) => this.onReady(n, ready, persist),
         answer: (n, request, answer) => this.sendAnswer(n.id, request, answer),
         applied: (n, entry) => this.checker.applied(n.id, entry),
-      });
+        executed: (n, entry, command, result, changed) =>
+          this.exactlyOnce.applied(n.id, entry.index, command, result, changed),
+        wallClockMs: (n) => WALL_CLOCK_EPOCH_MS + this.now + this.clockOffsetMs.get(n.id)!,
+      };
+      const node = new SimNode(id, ids, tuning, this.prng.fork(), hooks, scenario.kvLimits);
       this.nodes.set(id, node);
       this.startNode(node);
     }
@@ -117,6 +138,14 @@ export class SimCluster {
         DEFAULT_CLIENT_TIMINGS,
         this.history,
         () => ++this.opIds,
+        {
+          // Chosen by number, not by a draw, so that the generator's other draws stay put.
+          sessions:
+            scenario.sessionClients === "all" ||
+            (scenario.sessionClients === "even" && c % 2 === 0),
+          deleteShare: scenario.deleteShare,
+          revisionOf: (key, value) => this.exactlyOnce.revisionOf(key, value),
+        },
       );
       this.clients.push(client);
       this.agenda.push(this.prng.next() * 50, { type: "client_next", client: c });
@@ -606,6 +635,8 @@ export class SimCluster {
         this.agenda.push(this.now, { type: "unreachable", node, peer });
         return;
       }
+      case "clock_jump":
+        return this.jumpClock(master?.id ?? null, ids);
       case "flip_bit":
         return this.flipBit();
       case "wipe":
@@ -615,6 +646,27 @@ export class SimCluster {
         this.log("nemesis: heal the network");
         return;
     }
+  }
+
+  /**
+   * Steps a node's wall clock (the master's half the time): an hour or ten minutes either
+   * way, as a bad NTP step or an operator does, or back to where it started. Only what
+   * masters stamp into the log sees it; ticks and timeouts run on the virtual clock.
+   */
+  private jumpClock(master: NodeId | null, ids: NodeId[]): void {
+    const node = master !== null && this.prng.chance(0.5) ? master : this.prng.pick(ids);
+    const before = this.clockOffsetMs.get(node)!;
+    const skew = this.scenario.clockSkewMs[node - 1]!;
+    const after = this.prng.pick([
+      before + 3_600_000,
+      before - 3_600_000,
+      before + 600_000,
+      before - 600_000,
+      skew,
+    ]);
+    this.clockOffsetMs.set(node, after);
+    this.stats.clockJumps++;
+    this.log(`nemesis: node ${node}'s clock jumps by ${after - before} ms`);
   }
 
   private partition(a: NodeId[], b: NodeId[]): void {

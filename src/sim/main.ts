@@ -25,6 +25,8 @@ interface SweepSummary {
   transfers: number;
   corruptionsDetected: number;
   wipes: number;
+  retriesAnswered: number;
+  refused: number;
   messages: number;
   dropped: number;
   faults: Record<string, number>;
@@ -50,6 +52,8 @@ function emptySummary(): SweepSummary {
     transfers: 0,
     corruptionsDetected: 0,
     wipes: 0,
+    retriesAnswered: 0,
+    refused: 0,
     messages: 0,
     dropped: 0,
     faults: {},
@@ -73,6 +77,8 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   summary.transfers += r.transfers;
   summary.corruptionsDetected += r.corruptionsDetected;
   summary.wipes += r.wipes;
+  summary.retriesAnswered += r.retriesAnswered;
+  summary.refused += r.refused;
   summary.messages += r.messages;
   summary.dropped += r.dropped;
   for (const [kind, count] of Object.entries(r.faults)) {
@@ -143,6 +149,9 @@ function printSummary(summary: SweepSummary, seconds: number, from: number): voi
   console.log(
     `  elections ${summary.elections}, fail-overs ${summary.failovers}, crashes ${summary.crashes}, torn writes ${summary.tornWrites}, state transfers ${summary.transfers}, corrupt records detected ${summary.corruptionsDetected}, wiped nodes rejoined ${summary.wipes}`,
   );
+  console.log(
+    `  exactly-once: ${summary.retriesAnswered} retried writes answered from the table, ${summary.refused} refused (table full)`,
+  );
   console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
   console.log(`  faults: ${faults}`);
   if (summary.failures.length === 0) {
@@ -165,10 +174,15 @@ function printRun(r: RunResult, trace: boolean): void {
     `  elections ${r.elections}, fail-overs ${r.failovers}, crashes ${r.crashes}, torn writes ${r.tornWrites}, state transfers ${r.transfers}, corrupt records detected ${r.corruptionsDetected}, wiped nodes rejoined ${r.wipes}`,
   );
   console.log(
+    `  exactly-once: ${r.retriesAnswered} retried writes answered from the table, ${r.refused} refused (table full); clock jumps ${r.clockJumps}`,
+  );
+  console.log(
     `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs ?? "?"}ms after healing`,
   );
   console.log(
-    r.ok ? "  verdict: safe, live and linearizable" : `  verdict: VIOLATION: ${r.violation}`,
+    r.ok
+      ? "  verdict: safe, live, exactly-once and linearizable"
+      : `  verdict: VIOLATION: ${r.violation}`,
   );
   if (!r.ok) console.log(`  replay: npm run sim -- --seed ${r.seed} --trace`);
 }

@@ -4,6 +4,7 @@
  */
 
 import { Prng } from "../core/prng.js";
+import { defaultKvLimits, type KvLimits, parseKvLimits } from "../kv/index.js";
 import type { NetworkFaults } from "./sim-network.js";
 
 export interface Scenario {
@@ -32,6 +33,14 @@ export interface Scenario {
   readonly snapshotEvery: number;
   /** Entries kept below a snapshot. */
   readonly keepEntries: number;
+  /** The key-value state machine's limits, the same on every node. */
+  readonly kvLimits: KvLimits;
+  /** Each node's wall clock minus the virtual clock at the start, in ms (clock skew). */
+  readonly clockSkewMs: readonly number[];
+  /** Share of the writes that are deletes (the rest: puts and compare-and-sets). */
+  readonly deleteShare: number;
+  /** Which clients tag writes with a session as well as an idempotency key. */
+  readonly sessionClients: "none" | "even" | "all";
 }
 
 export type NemesisKind =
@@ -45,6 +54,7 @@ export type NemesisKind =
   | "unreachable"
   | "flip_bit"
   | "wipe"
+  | "clock_jump"
   | "heal";
 
 export interface ScenarioOptions {
@@ -100,5 +110,40 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
   // Drawn last, so that every knob above stays what it was for seeds recorded before wipes
   // existed (a seed whose wipe weight is 0 replays exactly as it did).
   const wipe = calm ? 0 : prng.int(0, 1);
-  return { ...scenario, nemesis: { ...scenario.nemesis, wipe } };
+  // Drawn after the wipe for the same reason: a seed whose clock jump weight is 0, with the
+  // default limits, no deletes and no sessions, replays as it did before the simulator ran
+  // the product's key-value store.
+  const clockJump = calm ? 0 : prng.pick([0, 0, 1, 2]);
+  const clockSkewMs = Array.from({ length: nodeCount }, () => prng.int(-2000, 2000));
+  const kvLimits = prng.chance(0.25) ? smallKvLimits(prng) : defaultKvLimits();
+  const deleteShare = prng.pick([0, 0, 0.05, 0.15]);
+  const sessionClients = prng.pick(["none", "even", "all"] as const);
+  return {
+    ...scenario,
+    nemesis: { ...scenario.nemesis, wipe, clock_jump: clockJump },
+    kvLimits,
+    clockSkewMs,
+    deleteShare,
+    sessionClients,
+  };
+}
+
+/**
+ * Tables small enough to fill and windows short enough to expire within a run, so that
+ * refusals and expiry happen under faults. A window stays longer than a request can live:
+ * a client retries for 4 s, a paused node may hold a request 2.6 s more before proposing
+ * it, and each change of master or clock jump can add one log-time step (100 ms here).
+ */
+function smallKvLimits(prng: Prng): KvLimits {
+  const parsed = parseKvLimits({
+    sessionCountMax: prng.pick([2, 4, 100]),
+    sessionTtlMs: prng.pick([10_000, 20_000]),
+    idempotencyKeyCountMax: prng.pick([8, 64, 512]),
+    idempotencyWindowMs: prng.pick([10_000, 20_000]),
+    logTimeStepMsMax: 100,
+    expiryCountMaxPerApply: prng.pick([1, 64]),
+    snapshotChunkBytesMax: prng.pick([64, 4096]),
+  });
+  if (!parsed.ok) throw new Error(`simulator limits: ${parsed.errors.join("; ")}`);
+  return parsed.limits;
 }

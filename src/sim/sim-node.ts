@@ -1,17 +1,31 @@
 /**
- * One simulated node: the production core (Replica) wrapped in a miniature runtime that
- * follows the same obligations as the real server: persist each Ready before sending its
- * messages, apply committed entries in order, answer clients from what was applied, and
- * serve reads only after ReadIndex confirmed them. Its disk survives crashes; everything
- * else (replica, state machine, pending requests) dies with the process.
+ * One simulated node: the production core (Replica) and the product's key-value state
+ * machine (KvStateMachine) wrapped in a miniature runtime that follows the same
+ * obligations as the real server: stamp each command with the master's clock in the same
+ * entry envelope, persist each Ready before sending its messages, apply committed entries
+ * in order, answer clients from what was applied, serve reads only after ReadIndex
+ * confirmed them, and snapshot and restore the state machine in its real byte format. Its
+ * disk survives crashes; everything else (replica, state machine, pending requests) dies
+ * with the process.
  */
 
 import { defaultReplicaConfig, type ReplicaConfig } from "../core/config.js";
 import type { Prng } from "../core/prng.js";
 import { type Ready, Replica } from "../core/replica.js";
+import {
+  decodeCommand,
+  encodeCommand,
+  type KvCommand,
+  type KvLimits,
+  type KvResult,
+  KvStateMachine,
+} from "../kv/index.js";
 import type { Entry, NodeId } from "../protocol/messages.js";
+import { unwrapCommand, wrapCommand } from "../server/entry-envelope.js";
 import { SimDisk, type StoredSnapshot } from "./sim-disk.js";
-import { decodeCommand, encodeCommand, type SimCommand, SimKv } from "./sim-kv.js";
+
+/** A snapshot of the key-value state machine as its real chunks (never modified). */
+export type KvChunks = readonly Uint8Array[];
 
 export interface ClientRequest {
   readonly client: number;
@@ -19,13 +33,21 @@ export interface ClientRequest {
   readonly opId: number;
   /** Identifies one attempt; the answer echoes it. */
   readonly attempt: number;
-  readonly command?: SimCommand;
+  readonly command?: KvCommand;
   readonly readKey?: string;
 }
 
+/**
+ * `ok`: the write's or read's outcome (a read's value, a compare-and-set's or delete's
+ * success, null for a put). `busy`: refused by a full exactly-once table, nothing applied.
+ * `session_expired`: the session is gone, so the outcome is unknown. `retry`: not known
+ * here (another master's entry took the index, or a stale duplicate).
+ */
 export type ClientAnswer =
   | { readonly kind: "ok"; readonly output: string | boolean | null }
   | { readonly kind: "redirect"; readonly masterHint: NodeId | null }
+  | { readonly kind: "busy"; readonly retryAfterMs: number }
+  | { readonly kind: "session_expired" }
   | { readonly kind: "retry" };
 
 export interface NodeTuning {
@@ -40,17 +62,30 @@ export interface NodeHooks {
   /** A Ready was produced; the cluster schedules its completion. */
   onReady(node: SimNode, ready: Ready, persist: boolean): void;
   answer(node: SimNode, request: ClientRequest, answer: ClientAnswer): void;
+  /** About to apply a committed entry. */
   applied(node: SimNode, entry: Entry): void;
+  /** Applied a command: what it decoded to, what it answered, whether it changed the store. */
+  executed(
+    node: SimNode,
+    entry: Entry,
+    command: KvCommand | null,
+    result: KvResult,
+    changed: boolean,
+  ): void;
+  /** This node's wall clock, in ms since the Unix epoch: what a master stamps commands with. */
+  wallClockMs(node: SimNode): number;
 }
+
+const decoder = new TextDecoder();
 
 export class SimNode {
   replica: Replica | null = null;
   incarnation = 0;
-  readonly disk = new SimDisk<SimKv>();
+  readonly disk = new SimDisk<KvChunks>();
   /** Snapshots that arrived by state transfer and await adoption, by index. */
-  private received = new Map<number, StoredSnapshot<SimKv>>();
+  private received = new Map<number, StoredSnapshot<KvChunks>>();
   private snapshotIndex = 0;
-  kv = new SimKv();
+  kv: KvStateMachine;
   pausedUntil = 0;
   /** Recovery found a corrupt record: the node stays down for the rest of the run. */
   corrupt = false;
@@ -67,7 +102,10 @@ export class SimNode {
     private readonly tuning: NodeTuning,
     private readonly prng: Prng,
     private readonly hooks: NodeHooks,
-  ) {}
+    private readonly limits: KvLimits,
+  ) {
+    this.kv = new KvStateMachine(limits);
+  }
 
   get up(): boolean {
     return this.replica !== null;
@@ -80,7 +118,7 @@ export class SimNode {
     const restored = this.disk.recover();
     this.replica = new Replica(config, this.prng.fork(), restored, options);
     const stored = this.disk.snapshot();
-    this.kv = stored === null ? new SimKv() : stored.state.clone();
+    this.kv = this.restored(stored?.state ?? null);
     this.appliedIndex = this.replica.snapshotMeta().index;
     this.snapshotIndex = this.appliedIndex;
     this.received = new Map();
@@ -121,14 +159,17 @@ export class SimNode {
   }
 
   /** A state transfer fully arrived; returns whether the core adopts it. */
-  receiveSnapshot(from: NodeId, term: number, snapshot: StoredSnapshot<SimKv>): boolean {
+  receiveSnapshot(from: NodeId, term: number, snapshot: StoredSnapshot<KvChunks>): boolean {
     const adopt = this.replica!.installSnapshot(from, term, snapshot.meta);
-    if (adopt)
-      this.received.set(snapshot.meta.index, {
-        meta: snapshot.meta,
-        state: snapshot.state.clone(),
-      });
+    if (adopt) this.received.set(snapshot.meta.index, snapshot);
     return adopt;
+  }
+
+  /** A new state machine, restored from `chunks` when there are any, as a process starts. */
+  private restored(chunks: KvChunks | null): KvStateMachine {
+    const kv = new KvStateMachine(this.limits);
+    if (chunks !== null) kv.restoreChunks(chunks);
+    return kv;
   }
 
   /** The Ready carrying an adopted snapshot is durable: the state continues from it. */
@@ -138,11 +179,8 @@ export class SimNode {
       throw new Error(`node ${this.id}: adopted snapshot ${index} never arrived`);
     // A newer snapshot may have been adopted meanwhile; its Ready comes after this one.
     for (const i of [...this.received.keys()]) if (i <= index) this.received.delete(i);
-    this.disk.installSnapshot({
-      meta: state.meta,
-      state: state.state.clone(),
-    });
-    this.kv = state.state;
+    this.disk.installSnapshot(state);
+    this.kv = this.restored(state.state);
     this.appliedIndex = index;
     this.snapshotIndex = index;
   }
@@ -155,7 +193,7 @@ export class SimNode {
     const term = replica.termAt(this.appliedIndex);
     if (term === undefined) return;
     const meta = { index: this.appliedIndex, term };
-    this.disk.saveSnapshot({ meta, state: this.kv.clone() });
+    this.disk.saveSnapshot({ meta, state: this.kv.snapshotChunks() });
     this.snapshotIndex = meta.index;
     replica.compact(Math.max(replica.snapshotMeta().index, meta.index - this.tuning.keepEntries));
   }
@@ -163,7 +201,8 @@ export class SimNode {
   handleRequest(request: ClientRequest): void {
     const replica = this.replica!;
     if (request.command !== undefined) {
-      const result = replica.propose(encodeCommand(request.command));
+      const stamped = wrapCommand(this.hooks.wallClockMs(this), encodeCommand(request.command));
+      const result = replica.propose(stamped);
       if (result.ok) this.pendingWrites.set(result.index, { term: result.term, request });
       else if (result.reason === "not_master")
         this.hooks.answer(this, request, { kind: "redirect", masterHint: result.masterHint });
@@ -188,14 +227,15 @@ export class SimNode {
       if (pending !== undefined) this.hooks.answer(this, pending.request, { kind: "retry" });
       return;
     }
-    const result = this.kv.apply(decodeCommand(entry.data));
+    const { timeMs, command } = unwrapCommand(entry.data);
+    const result = this.kv.apply(command, { index: entry.index, term: entry.term, time: timeMs });
+    const decoded = decodeCommand(command);
+    const changed = result.ok && this.kv.revision === entry.index;
+    this.hooks.executed(this, entry, decoded.ok ? decoded.command : null, result, changed);
     if (pending === undefined) return;
-    if (pending.term !== entry.term || !result.ok) {
-      // Another master's entry took this index: the request's fate is unknown here.
-      this.hooks.answer(this, pending.request, { kind: "retry" });
-    } else {
-      this.hooks.answer(this, pending.request, { kind: "ok", output: result.output });
-    }
+    // Another master's entry took this index: the request's fate is unknown here.
+    const answer = pending.term === entry.term ? answerOf(pending.request, result) : RETRY;
+    this.hooks.answer(this, pending.request, answer);
   }
 
   private onReadState(readId: number, index: number | null): void {
@@ -216,11 +256,35 @@ export class SimNode {
     this.readsAwaitingApply = [];
     for (const read of waiting) {
       if (read.index > applied) this.readsAwaitingApply.push(read);
-      else
-        this.hooks.answer(this, read.request, {
-          kind: "ok",
-          output: this.kv.get(read.request.readKey!),
-        });
+      else {
+        const entry = this.kv.get(read.request.readKey!);
+        const output = entry === null ? null : decoder.decode(entry.value);
+        this.hooks.answer(this, read.request, { kind: "ok", output });
+      }
     }
+  }
+}
+
+const RETRY: ClientAnswer = Object.freeze({ kind: "retry" });
+
+/** What a client is told of its write's result, in the history's terms. */
+function answerOf(request: ClientRequest, result: KvResult): ClientAnswer {
+  const command = request.command!;
+  if (result.ok) {
+    const hasOutput = command.type === "delete" || command.ifRevision !== undefined;
+    return { kind: "ok", output: hasOutput ? true : null };
+  }
+  switch (result.code) {
+    case "precondition_failed":
+      return { kind: "ok", output: false };
+    case "not_found":
+      return { kind: "ok", output: false };
+    case "table_full":
+      return { kind: "busy", retryAfterMs: result.retryAfterMs };
+    case "session_expired":
+      return { kind: "session_expired" };
+    default:
+      // A stale duplicate of an older request; anything else the checker reports.
+      return RETRY;
   }
 }

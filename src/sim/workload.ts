@@ -1,16 +1,23 @@
 /**
- * The simulated clients. Each client runs one operation at a time (read, write or
- * compare-and-set on a few keys), looks for the master by following redirects, retries
- * on timeouts with the same session sequence number (so a retried write is applied at
- * most once), and gives up after a deadline. Every operation lands in the history with
- * its invocation and completion times; an operation given up on is indeterminate
- * ("info"): it may or may not have taken effect.
+ * The simulated clients. Each client runs one operation at a time (read, write, delete or
+ * compare-and-set on a few keys), looks for the master by following redirects, and gives
+ * up after a deadline. Like the real client library, it gives every write an idempotency
+ * key before its first attempt and sends every retry with that same key, so a retried
+ * write is applied at most once; some clients also tag writes with a session and its
+ * sequence number (dissertation §6.3). A write refused because the master's exactly-once
+ * table is full is sent again, unchanged, after the time the refusal names. Every
+ * operation lands in the history with its invocation and completion times; an operation
+ * given up on is indeterminate ("info"): it may or may not have taken effect.
+ *
+ * The store's compare-and-set compares revisions, the history's compares values: a client
+ * asks the checker which revision wrote the value it expects. Values are unique, so the
+ * two agree as long as no write is applied twice, and a write applied twice shows.
  */
 
 import type { Prng } from "../core/prng.js";
+import type { KvCommand, SessionTag } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
 import type { HistoryOp, KvOp } from "./checkers/linearizability.js";
-import type { SimOp } from "./sim-kv.js";
 import type { ClientAnswer, ClientRequest } from "./sim-node.js";
 
 export interface ClientTimings {
@@ -35,6 +42,21 @@ interface Current {
   target: NodeId;
 }
 
+/** How a client tags its writes for exactly-once execution. */
+export interface ClientStyle {
+  /** Tag writes with a session too, not only an idempotency key. */
+  readonly sessions: boolean;
+  /** Share of writes that are deletes. */
+  readonly deleteShare: number;
+  /** The revision that wrote `value` to `key`, if it was ever written (the checker knows). */
+  readonly revisionOf: (key: string, value: string) => number | undefined;
+}
+
+/** A revision no key ever has: a compare-and-set on a value never written must fail. */
+const NEVER = Number.MAX_SAFE_INTEGER;
+
+const encoder = new TextEncoder();
+
 /** What a client wants the cluster to do next. */
 export type ClientAction =
   | {
@@ -47,7 +69,11 @@ export type ClientAction =
   | { readonly kind: "next"; readonly afterMs: number };
 
 export class SimClient {
+  /** Writes begun: numbers values and idempotency keys, so both are unique. */
   private seq = 0;
+  /** The session's number (a new one after its session expired) and its last seq. */
+  private sessionCount = 1;
+  private sessionSeq = 0;
   private attemptSeq = 0;
   private current: Current | null = null;
   private readonly lastSeen = new Map<string, string | null>();
@@ -61,6 +87,7 @@ export class SimClient {
     private readonly timings: ClientTimings,
     private readonly history: HistoryOp[],
     private readonly nextOpId: () => number,
+    private readonly style: ClientStyle,
   ) {
     this.guess = prng.pick(nodes);
   }
@@ -80,20 +107,11 @@ export class SimClient {
       request = { client: this.id, opId: 0, readKey: key };
     } else {
       const value = `${this.id}.${this.seq + 1}`;
-      const simOp: SimOp =
-        roll < 0.75
-          ? { kind: "write", key, value }
-          : { kind: "cas", key, expected: this.casExpectation(key), value };
-      op =
-        simOp.kind === "write"
-          ? { kind: "write", value }
-          : { kind: "cas", expected: simOp.expected, value };
+      if (roll < 0.75 - this.style.deleteShare) op = { kind: "write", value };
+      else if (roll < 0.75) op = { kind: "delete" };
+      else op = { kind: "cas", expected: this.casExpectation(key), value };
       this.seq++;
-      request = {
-        client: this.id,
-        opId: 0,
-        command: { client: this.id, seq: this.seq, op: simOp },
-      };
+      request = { client: this.id, opId: 0, command: this.command(key, op) };
     }
     const history: HistoryOp = {
       id: this.nextOpId(),
@@ -112,6 +130,22 @@ export class SimClient {
       target: this.guess,
     };
     return this.send(0);
+  }
+
+  /** The command for a write, with its idempotency key (and session), built once. */
+  private command(key: string, op: Exclude<KvOp, { kind: "read" }>): KvCommand {
+    const options: { idempotencyKey: string; session?: SessionTag } = {
+      idempotencyKey: `c${this.id}-${this.seq}`,
+    };
+    if (this.style.sessions) {
+      options.session = { clientId: `c${this.id}s${this.sessionCount}`, seq: ++this.sessionSeq };
+    }
+    if (op.kind === "delete") return { type: "delete", key, ...options };
+    const value = encoder.encode(op.value);
+    if (op.kind === "write") return { type: "put", key, value, ...options };
+    const ifRevision =
+      op.expected === null ? 0 : (this.style.revisionOf(key, op.expected) ?? NEVER);
+    return { type: "put", key, value, ifRevision, ...options };
   }
 
   private casExpectation(key: string): string | null {
@@ -147,12 +181,21 @@ export class SimClient {
     const current = this.current;
     if (current === null || request.opId !== current.history.id) return [];
     if (answer.kind === "ok") return this.finish(now, answer.output);
+    if (answer.kind === "session_expired") {
+      // The store cannot tell a retry from a new request any more: the outcome is unknown,
+      // and the client starts a new session, as the session contract asks.
+      this.sessionCount++;
+      this.sessionSeq = 0;
+      return this.giveUp(now);
+    }
     if (this.expired(now)) return this.giveUp(now);
     if (answer.kind === "redirect") {
       current.target = answer.masterHint ?? this.otherNode(from);
       this.guess = current.target;
       return this.send(answer.masterHint === null ? 10 : 1);
     }
+    // A refusal from a full table applied nothing: the same request, later.
+    if (answer.kind === "busy") return this.send(answer.retryAfterMs);
     return this.send(this.prng.int(5, 30));
   }
 
@@ -179,6 +222,9 @@ export class SimClient {
       if (output === true) this.lastSeen.set(h.key, h.op.value);
     } else if (h.op.kind === "write") {
       this.lastSeen.set(h.key, h.op.value);
+    } else if (h.op.kind === "delete") {
+      h.output = output;
+      this.lastSeen.set(h.key, null);
     }
     this.current = null;
     return [{ kind: "next", afterMs: this.prng.next() * this.timings.thinkMsMax }];

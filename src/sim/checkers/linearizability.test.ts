@@ -443,7 +443,7 @@ describe("linearizability: invalid histories", () => {
 });
 
 describe("linearizability: search bounds and input checks", () => {
-  it("linearizability: reports a timeout as unknown (maxStatesPerKey exhausted)", () => {
+  it("linearizability: reports a capped search as unknown, apart from a violation (maxStatesPerKey exhausted)", () => {
     const builder = new HistoryBuilder();
     for (let i = 0; i < 20; i++) builder.write(1, `v${i}`, [2 * i, 2 * i + 1]);
     builder
@@ -452,14 +452,35 @@ describe("linearizability: search bounds and input checks", () => {
       .read(2, null, [4, 5], "other");
     const result = checkLinearizable(builder.ops, { maxStatesPerKey: 5 });
     const k = result.keys.find((verdict) => verdict.key === "k");
-    expect(k).toMatchObject({ ok: true, timedOut: true, stateCount: 5 });
-    expect(k?.explanation).toContain("unknown");
+    expect(k).toMatchObject({ ok: false, timedOut: true, stateCount: 5 });
+    expect(k?.explanation).toMatch(/^search capped: cannot prove linearizable/);
+    const other = result.keys.find((verdict) => verdict.key === "other");
+    expect(other?.timedOut).toBeUndefined();
+    expect(other?.explanation).toMatch(/^not linearizable/);
     expect(result.timedOut).toBe(true);
-    // A key that is definitely wrong still makes the whole result wrong.
     expect(result.ok).toBe(false);
-    expect(checkLinearizable(builder.ops).keys.find((v) => v.key === "k")?.timedOut).toBe(
-      undefined,
-    );
+    expect(checkLinearizable(builder.ops).keys.find((v) => v.key === "k")).toMatchObject({
+      ok: true,
+    });
+  });
+
+  it("linearizability: a capped search is a failure, never a pass (the only key, linearizable)", () => {
+    // Twenty sequential writes and a read of the last: linearizable, but the search needs
+    // more than three configurations to show it.
+    const builder = new HistoryBuilder();
+    for (let i = 0; i < 20; i++) builder.write(1, `v${i}`, [2 * i, 2 * i + 1]);
+    builder.read(1, "v19", [40, 41]);
+    expect(checkLinearizable(builder.ops)).toMatchObject({ ok: true, timedOut: false });
+    const capped = checkLinearizable(builder.ops, { maxStatesPerKey: 3 });
+    expect(capped).toMatchObject({ ok: false, timedOut: true });
+    expect(capped.keys).toEqual([
+      expect.objectContaining({
+        key: "k",
+        ok: false,
+        timedOut: true,
+        explanation: expect.stringMatching(/^search capped: cannot prove linearizable/),
+      }),
+    ]);
   });
 
   it("linearizability: asserts on malformed histories (recorder bugs)", () => {

@@ -63,32 +63,39 @@ export interface HistoryOp {
 /** The verdict for one key. */
 export interface KeyVerdict {
   key: string;
-  /** False only when the key's history is definitely not linearizable. */
+  /**
+   * True only when the search found a linearization: false when the history is definitely
+   * not linearizable, and false too when the search was capped (`timedOut`), because a
+   * history that could not be checked has not passed.
+   */
   ok: boolean;
   /** Operations checked: the key's operations minus failed ones and indeterminate reads. */
   opCount: number;
   /** Configurations the search stored; the measure that `maxStatesPerKey` bounds. */
   stateCount: number;
-  /** Set when the search gave up: the verdict is unknown and `ok` is true by convention. */
+  /**
+   * Set when the search hit `maxStatesPerKey` and gave up: whether the key is linearizable
+   * is unknown, so `ok` is false, and the explanation starts "search capped".
+   */
   timedOut?: boolean;
   /** Why the key is not linearizable, or why its verdict is unknown. */
   explanation?: string;
 }
 
 export interface LinearizabilityResult {
-  /** False when any key is definitely not linearizable. */
+  /** True only when every key was shown linearizable (none failed, none was capped). */
   ok: boolean;
   /** One verdict per key that occurs in the history, sorted by key. */
   keys: KeyVerdict[];
-  /** True when the search gave up on at least one key, whose verdict is then unknown. */
+  /** True when the search gave up on at least one key, which then counts as failed. */
   timedOut: boolean;
 }
 
 export interface LinearizabilityOptions {
   /**
    * The most configurations the search may store for one key before it gives up and
-   * reports the key as timed out. Memory grows with it: each configuration holds a bitset
-   * of the key's operations.
+   * reports the key as capped, which fails it. Memory grows with it: each configuration
+   * holds a bitset of the key's operations.
    * @default 1_000_000
    */
   maxStatesPerKey?: number;
@@ -710,10 +717,13 @@ function checkKey(key: string, ops: readonly HistoryOp[], maxStates: number): Ke
     case "linearizable":
       return { key, ok: true, opCount, stateCount };
     case "timeout": {
+      // A search that gave up proved nothing: passing the key would let any history that
+      // is hard enough to search through unchecked, and those are the suspicious ones.
       const explanation =
-        `unknown: the search stored ${stateCount} configurations (maxStatesPerKey) without ` +
-        "finding a linearization or ruling one out, so this key was not checked";
-      return { key, ok: true, opCount, stateCount, timedOut: true, explanation };
+        `search capped: cannot prove linearizable (the search stored ${stateCount} ` +
+        `configurations, maxStatesPerKey, over ${opCount} operations without finding a ` +
+        "linearization or ruling one out)";
+      return { key, ok: false, opCount, stateCount, timedOut: true, explanation };
     }
     case "violation": {
       assert(search.progress !== null, "a violation without a point where the search got stuck");

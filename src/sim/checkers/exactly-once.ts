@@ -1,0 +1,132 @@
+/**
+ * The exactly-once checker: every write the simulated clients send carries an idempotency
+ * key, and this checker watches every command every node applies to its key-value state
+ * machine. It owns three rules:
+ *
+ * - no write is applied twice: a command with a given idempotency key changes the store
+ *   at one log index at most (every node applies the same index, which is one
+ *   application; a second index is a second application);
+ * - a retried write's answer equals the first one: every answer given to a command with
+ *   that key, at any index on any node, equals the first answer given to it, except a
+ *   refusal that applied and recorded nothing (`table_full`, `session_stale`,
+ *   `session_expired`), after which the client sends the same request again;
+ * - every node gives the same answer at the same index (the state machine is
+ *   deterministic), so a node restored from a snapshot answers as one that applied the log.
+ *
+ * It also records which value each put wrote at which revision, first application only,
+ * so that the workload can turn a compare-and-set on a value into one on the revision that
+ * wrote it. It never changes what nodes do; a broken rule throws SafetyViolation.
+ */
+
+import type { KvCommand, KvResult } from "../../kv/index.js";
+import type { NodeId } from "../../protocol/messages.js";
+import { SafetyViolation } from "./safety.js";
+
+/** Results that leave nothing behind: the same request is sent again and then answered. */
+const REFUSALS: ReadonlySet<string> = new Set(["table_full", "session_stale", "session_expired"]);
+
+const decoder = new TextDecoder();
+
+interface FirstAnswer {
+  readonly index: number;
+  readonly node: NodeId;
+  readonly answer: string;
+}
+
+export class ExactlyOnceChecker {
+  /** Per idempotency key, the first answer that was not a refusal. */
+  private readonly first = new Map<string, FirstAnswer>();
+  /** Per idempotency key, the log index at which it changed the store. */
+  private readonly executedAt = new Map<string, number>();
+  /** Per log index, the answer the first node to apply it gave. */
+  private readonly answerAt = new Map<number, { node: NodeId; answer: string }>();
+  /** Per key and value, the revision (log index) of the put that first wrote it. */
+  private readonly writtenAt = new Map<string, number>();
+  /** Applications answered from an idempotency key or session already recorded. */
+  answeredFromTable = 0;
+  /** Applications refused because a table was full. */
+  refused = 0;
+
+  /**
+   * Call after `node` applied the command at `index`. `command` is null when its bytes did
+   * not decode; `changed` says whether the application changed the store (its revision
+   * became `index`).
+   */
+  applied(
+    node: NodeId,
+    index: number,
+    command: KvCommand | null,
+    result: KvResult,
+    changed: boolean,
+  ): void {
+    const answer = JSON.stringify(result);
+    // Statistics count each index once, however many nodes apply it.
+    const firstAtIndex = !this.answerAt.has(index);
+    this.checkDeterministic(node, index, answer);
+    if (command === null) throw new SafetyViolation(`node ${node}: entry ${index} does not decode`);
+    if (changed && command.type === "put") {
+      const written = `${command.key}\u0000${decoder.decode(command.value)}`;
+      if (!this.writtenAt.has(written)) this.writtenAt.set(written, index);
+    }
+    const key = command.idempotencyKey;
+    if (key === undefined) return;
+    if (!result.ok && REFUSALS.has(result.code)) {
+      if (result.code === "table_full" && firstAtIndex) this.refused++;
+      return;
+    }
+    if (
+      !result.ok &&
+      (result.code === "idempotency_key_reused" || result.code === "invalid_command")
+    ) {
+      throw new SafetyViolation(
+        `exactly-once: node ${node} answered ${answer} to the write with idempotency key ${key} at index ${index}; the workload never sends that`,
+      );
+    }
+    if (firstAtIndex && !changed && this.first.has(key)) this.answeredFromTable++;
+    if (changed) this.checkOnce(node, index, key);
+    this.checkSameAnswer(node, index, key, answer);
+  }
+
+  /** The revision that first wrote `value` to `key`, if a node has applied it. */
+  revisionOf(key: string, value: string): number | undefined {
+    return this.writtenAt.get(`${key}\u0000${value}`);
+  }
+
+  /** Whether the write with idempotency key `key` changed the store anywhere. */
+  executed(key: string): boolean {
+    return this.executedAt.has(key);
+  }
+
+  private checkDeterministic(node: NodeId, index: number, answer: string): void {
+    const seen = this.answerAt.get(index);
+    if (seen === undefined) {
+      this.answerAt.set(index, { node, answer });
+    } else if (seen.answer !== answer) {
+      throw new SafetyViolation(
+        `determinism: node ${node} answered ${answer} at index ${index}; node ${seen.node} answered ${seen.answer}`,
+      );
+    }
+  }
+
+  private checkOnce(node: NodeId, index: number, key: string): void {
+    const at = this.executedAt.get(key);
+    if (at === undefined) {
+      this.executedAt.set(key, index);
+    } else if (at !== index) {
+      throw new SafetyViolation(
+        `exactly-once: the write with idempotency key ${key} was applied twice, at index ${at} and again at index ${index} (node ${node})`,
+      );
+    }
+  }
+
+  private checkSameAnswer(node: NodeId, index: number, key: string, answer: string): void {
+    const first = this.first.get(key);
+    if (first === undefined) {
+      this.first.set(key, { index, node, answer });
+    } else if (first.answer !== answer) {
+      throw new SafetyViolation(
+        `exactly-once: the write with idempotency key ${key} was answered ${first.answer} at index ${first.index} (node ${first.node}) but ${answer} at index ${index} (node ${node})`,
+      );
+    }
+  }
+}
