@@ -55,6 +55,7 @@ const DEFINITE_FAILURES: ReadonlySet<string> = new Set([
   "ERR_NOT_MASTER",
   "ERR_NO_MASTER",
   "ERR_BUSY",
+  "ERR_TABLE_FULL",
   "ERR_INVALID_INPUT",
   "ERR_TOO_LARGE",
   "ECONNREFUSED",

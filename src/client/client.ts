@@ -523,6 +523,7 @@ const REJECTED_BEFORE_PROPOSING = new Set([
   "ERR_NOT_MASTER",
   "ERR_BUSY",
   "ERR_SHUTTING_DOWN",
+  "ERR_TABLE_FULL",
 ]);
 
 function parsePolicy(options: ClientOptions): RetryPolicy {

@@ -62,6 +62,7 @@ function describe(error: unknown): [ExitCode, string] {
     case "ERR_UNREACHABLE":
       return [ExitCode.unavailable, `${message}: ${START_HINT}`];
     case "ERR_BUSY":
+    case "ERR_TABLE_FULL":
     case "ERR_SHUTTING_DOWN":
     case "ERR_INDETERMINATE":
       return [ExitCode.unavailable, `${message}: retry shortly`];
