@@ -427,6 +427,19 @@ export class SimCluster {
     this.afterStep(node);
   }
 
+  /**
+   * Every node's disk finishes nothing new for `ms`: writes started from now on complete
+   * after it, as when one shared disk (or a busy host's journal) holds every fsync back.
+   * The processes run on and the network is untouched.
+   */
+  stallDisks(ms: number): void {
+    for (const node of this.nodes.values()) {
+      const busy = this.diskBusyUntil.get(node.id) ?? this.now;
+      this.diskBusyUntil.set(node.id, Math.max(busy, this.now + ms));
+    }
+    this.log(`nemesis: every disk stalls for ${ms.toFixed(0)}ms`);
+  }
+
   crash(node: SimNode): void {
     if (!node.up) return;
     this.stats.crashes++;
