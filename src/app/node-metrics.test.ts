@@ -102,4 +102,22 @@ describe("node metrics", () => {
       term: second.status().term,
     });
   });
+
+  it("timing: metrics: event-loop delay is a histogram of tick delays and their max per scrape", async () => {
+    const nodes = await startCluster(new MemoryNetwork());
+    const node = nodes[0]!;
+    const registry = createNodeMetrics(node);
+    // Some ticks of the node's own timer (every 5 ms here).
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // A stall of 400 ms, as the tick timer would report it on resuming.
+    node.emit("tickDelay", 400);
+    const first = await registry.metrics();
+    expect(first).toMatch(/baton_event_loop_delay_seconds_bucket\{le="0.5"\} [1-9]/);
+    expect(first).toMatch(/baton_event_loop_delay_seconds_count [1-9]\d*/);
+    expect(first).toMatch(/^baton_event_loop_delay_max_seconds 0.4$/m);
+    // The max covers the time since the previous scrape only.
+    const second = await registry.metrics();
+    const max = Number(/^baton_event_loop_delay_max_seconds (\S+)$/m.exec(second)?.[1]);
+    expect(max).toBeLessThan(0.4);
+  });
 });

@@ -2,8 +2,8 @@
  * The node's Prometheus metrics (every one is described in docs/metrics.md): role, term,
  * indexes, per-backup lag in entries and bytes, contact and connection per peer, elections,
  * step-downs and fail-overs with their duration, proposals and their latency, the
- * write-ahead log's fsyncs and their latency, state transfers, and prom-client's process
- * metrics.
+ * write-ahead log's fsyncs and their latency, state transfers, the event loop's delay as
+ * the node's tick timer sees it, and prom-client's process metrics.
  *
  * Values the node already holds are read when `/metrics` is scraped (collect callbacks), so
  * the request path pays nothing for them; a scrape takes one status snapshot of the node
@@ -20,6 +20,8 @@ const ROLES = ["master", "backup", "candidate"] as const;
 
 /** Seconds, from a write on a fast local disk to one held up by a fail-over. */
 const PROPOSAL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** Seconds a tick ran late: from scheduling noise to a stall past the election timeout. */
+const LOOP_DELAY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 /** Seconds, from a disk with a write cache to a slow network disk. */
 const FSYNC_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
@@ -38,6 +40,7 @@ export function createNodeMetrics(node: BatonNode, events?: EventFeed): Registry
   protocolCounters(registry, node);
   proposalsAndStorage(registry, node);
   stateTransfers(registry, node, events);
+  eventLoopDelay(registry, node);
   return registry;
 }
 
@@ -223,6 +226,35 @@ function proposalsAndStorage(registry: Registry, node: BatonNode): void {
     registers: [registry],
   });
   node.observeWalSyncs((seconds) => fsyncs.observe(seconds));
+}
+
+/**
+ * How late the node's tick timer fires, which is the event loop's delay sampled every
+ * tick: a histogram of every tick, and the longest delay since the previous scrape (a
+ * stall that nears the election timeout shows there even when the histogram's rate hides
+ * it).
+ */
+function eventLoopDelay(registry: Registry, node: BatonNode): void {
+  const delays = new Histogram({
+    name: "baton_event_loop_delay_seconds",
+    help: "how late each tick of the node's timer fired (event-loop delay, sampled every tick)",
+    buckets: LOOP_DELAY_BUCKETS,
+    registers: [registry],
+  });
+  let maxMs = 0;
+  node.on("tickDelay", (ms) => {
+    delays.observe(ms / 1000);
+    if (ms > maxMs) maxMs = ms;
+  });
+  new Gauge({
+    name: "baton_event_loop_delay_max_seconds",
+    help: "longest tick delay since the previous scrape (event-loop stalls)",
+    registers: [registry],
+    collect() {
+      this.set(maxMs / 1000);
+      maxMs = 0;
+    },
+  });
 }
 
 function stateTransfers(registry: Registry, node: BatonNode, events: EventFeed | undefined): void {

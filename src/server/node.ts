@@ -112,6 +112,12 @@ export interface NodeEvents {
   peer: [PeerEvent];
   /** A proposal of this node was applied: milliseconds from propose to applied. */
   proposal: [number];
+  /**
+   * The tick timer fired: milliseconds it ran late, beyond `tickMs` after the previous
+   * tick (the event loop was busy, or the process did not get a CPU). The protocol counts
+   * ticks, so a late tick is time its clocks did not see.
+   */
+  tickDelay: [number];
 }
 
 export interface BatonNodeDeps {
@@ -146,6 +152,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly switchovers = new Set<PendingSwitchover>();
 
   private timer: NodeJS.Timeout | null = null;
+  /** performance.now() of the previous tick, for its lateness. */
+  private lastTickAt: number | null = null;
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
   /** While a received snapshot is being installed, later Readies wait in the chain. */
@@ -607,6 +615,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private onTick(): void {
     if (this.stopped) return;
+    const now = performance.now();
+    if (this.lastTickAt !== null) {
+      this.emit("tickDelay", Math.max(0, now - this.lastTickAt - this.config.tickMs));
+    }
+    this.lastTickAt = now;
     this.replica.tick();
     if (this.forwarder.inFlight > 0) this.forwarder.poll();
     this.schedule();
