@@ -322,6 +322,7 @@ export class SimCluster {
       );
     }
     this.sendMessages(ready.messagesNow);
+    ready = this.sendUnbound(node, ready);
     for (const peer of ready.transfers) this.startTransfer(node, peer);
     const busy = Math.max(this.now, this.diskBusyUntil.get(node.id) ?? 0);
     const s = this.scenario;
@@ -336,6 +337,21 @@ export class SimCluster {
       incarnation: node.incarnation,
       ready,
     });
+  }
+
+  /**
+   * As the runtime does (src/server/node.ts, sendUnbound): a heartbeat response whose term
+   * is already durable leaves at once instead of behind the node's pending disk writes;
+   * the Ready returned holds the messages that still wait for them.
+   */
+  private sendUnbound(node: SimNode, ready: Ready): Ready {
+    const durableTerm = node.disk.durableTerm;
+    const now = ready.messages.filter(
+      (m) => m.type === "heartbeat_response" && m.term <= durableTerm,
+    );
+    if (now.length === 0) return ready;
+    this.sendMessages(now);
+    return { ...ready, messages: ready.messages.filter((m) => !now.includes(m)) };
   }
 
   private onComplete(id: NodeId, incarnation: number, ready: Ready): void {

@@ -130,6 +130,11 @@ export class SimDisk<S> {
   }
 
   /** The node lost its data and has not caught up yet (its hard state says so). */
+  /** The term of the last hard state written (durable once its write completed). */
+  get durableTerm(): number {
+    return this.hardState.term;
+  }
+
   get joining(): boolean {
     return this.hardState.joining === true;
   }
