@@ -1,67 +1,130 @@
 #!/usr/bin/env node
 /**
- * The `baton` command. Each subcommand lives in its own module and returns an exit code;
- * this file only routes. Exit codes: 0 success, 1 a failed check or operation, 2 bad
+ * The `baton` command: one commander program to which every subcommand adds itself with
+ * the `register(program, io)` of its own module. This file owns only what the commands
+ * share: the name, the version, the generated help, and turning commander's outcomes
+ * (help shown, bad usage) into exit codes. It never defines a command's flags or output.
+ *
+ * Exit codes (commands/exit-code.ts): 0 success, 1 a failed check or operation, 2 bad
  * usage, 3 unavailable (no master, nothing reachable, timeout).
  */
 
-import { Command } from "commander";
-import { simCommand } from "../sim/main.js";
+import { readFileSync, realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, CommanderError } from "commander";
+import { register as registerSim } from "../sim/main.js";
+import { type CliIo, processIo } from "./commands/cli-io.js";
 import { register as registerDemo } from "./commands/demo.js";
-import { isClientCommand, runClientCli } from "./commands/run-client-cli.js";
+import { ExitCode } from "./commands/exit-code.js";
+import { register as registerKv } from "./commands/kv.js";
 import { register as registerStart } from "./commands/start.js";
+import { register as registerStatus } from "./commands/status.js";
 
-const program = new Command("baton")
-  .description(
-    "Baton: high availability for Node.js state machines (master/backup replication with automatic fail-over).",
-  )
-  .usage("<command> [options]")
-  .addHelpText(
-    "after",
-    `
-Commands:
-  start               run one node of a cluster (baton start --help)
-  demo                start a three-node cluster on this machine (baton demo --help)
-  put <key> [value]   store a value (baton put --help)
-  get <key>           print a value (baton get --help)
-  del <key>           delete a key (baton del --help)
-  status              show every node's role, term, indexes and lag (baton status --help)
-  sim [options]       run the deterministic cluster simulator (baton sim --help)
+/**
+ * Adds one or more subcommands to `program`. A command reports its exit code in
+ * `io.exitCode`; one that sets `process.exitCode` instead is right only with `processIo()`.
+ */
+export type Register = (program: Command, io: CliIo) => void;
+
+/**
+ * Every subcommand, in the order `baton --help` lists them. A new command is one import
+ * and one entry here, e.g. the fault campaign's `register` from src/chaos/main.ts.
+ */
+const COMMANDS: readonly Register[] = [
+  registerStart,
+  registerDemo,
+  registerKv,
+  registerStatus,
+  registerSim,
+];
+
+const EXAMPLES = `
+Exit codes: 0 success, 1 a failed check or operation, 2 bad usage, 3 unavailable.
 
 Examples:
+  baton demo                    a three-node cluster on this machine; Ctrl-C stops it
+  baton put greeting hello      store a value (put, get, del, status talk to a cluster)
+  baton status                  every node's role, term, indexes and lag
   baton sim --demo              a short simulated run with faults, explained
-  baton sim --seeds 10000       sweep ten thousand seeds and report any violation
-  baton sim --seed 42 --trace   replay one seed, step by step`,
-  );
+  baton help start              the options of one command`;
 
-async function main(argv: readonly string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === "sim") return simCommand(rest, ["sim"]);
-  if (isClientCommand(command)) return runClientCli([...argv]);
-  if (command === "start" || command === "demo") {
-    const sub = new Command("baton").exitOverride();
-    registerStart(sub);
-    registerDemo(sub);
-    try {
-      await sub.parseAsync([...argv], { from: "user" });
-    } catch (error) {
-      const code = (error as { exitCode?: number }).exitCode;
-      return code === 0 ? 0 : 2;
-    }
-    return typeof process.exitCode === "number" ? process.exitCode : 0;
-  }
-  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
-    program.outputHelp();
-    return command === undefined ? 2 : 0;
-  }
-  if (command === "--version" || command === "-V") {
-    console.log("0.1.0");
-    return 0;
-  }
-  console.error(
-    `baton: unknown command "${command}". Run "baton --help" for the list of commands.`,
-  );
-  return 2;
+/** The version in package.json, which is two directories above this file in src/ and dist/. */
+export function packageVersion(): string {
+  const path = fileURLToPath(new URL("../../package.json", import.meta.url));
+  const { version } = JSON.parse(readFileSync(path, "utf8")) as { version?: unknown };
+  if (typeof version !== "string") throw new Error(`${path} has no "version"`);
+  return version;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+/** The `baton` program with every subcommand; help and errors go to `io`'s streams. */
+export function createProgram(io: CliIo): Command {
+  const program = new Command("baton")
+    .description(
+      "Baton: high availability for Node.js state machines (master/backup replication with automatic fail-over).",
+    )
+    .usage("<command> [options]")
+    .version(packageVersion(), "-V, --version", "print Baton's version")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => void io.stdout.write(text),
+      writeErr: (text) => void io.stderr.write(text),
+    })
+    .showSuggestionAfterError()
+    .addHelpText("after", EXAMPLES);
+  // Registration after the settings above, so that every subcommand inherits them.
+  for (const register of COMMANDS) register(program, io);
+  // After a usage error, one line that says where the help is.
+  program.showHelpAfterError('(run "baton --help" for the list of commands)');
+  for (const command of program.commands) {
+    command.showHelpAfterError(
+      `(run "baton ${command.name()} --help" for its options and examples)`,
+    );
+  }
+  return program;
+}
+
+/**
+ * Runs `baton` with `argv` (without "node" and the script, e.g. ["get", "k"]) and returns
+ * the exit code: 0 ok, 1 failed, 2 usage, 3 unavailable. Help and the version exit 0.
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  const program = createProgram(io);
+  io.exitCode = ExitCode.ok;
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    return exitCodeOf(error);
+  }
+  return io.exitCode;
+}
+
+function exitCodeOf(error: CommanderError): number {
+  switch (error.code) {
+    case "commander.helpDisplayed":
+    case "commander.version":
+      return ExitCode.ok;
+    case "commander.help":
+      // `baton help` asked for it (0); a bare `baton` or `baton help <unknown>` is shown
+      // help instead of running anything (commander's 1), which is bad usage.
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    default:
+      return ExitCode.usage;
+  }
+}
+
+/**
+ * Whether node was asked to run this file (not a test importing it). Paths are compared
+ * after resolving links, since an installed `baton` is a link to dist/cli/main.js.
+ */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));

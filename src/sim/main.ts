@@ -1,7 +1,9 @@
 /**
- * The simulator's command line: sweep many seeds (in parallel child processes), replay
- * one seed with a readable trace, or show a short demonstration run. Every failure
- * prints its seed and the exact command that replays it.
+ * `baton sim`, the simulator's command line: sweep many seeds (in parallel child
+ * processes), replay one seed with a readable trace, or show a short demonstration run.
+ * Every failure prints its seed and the exact command that replays it. The command adds
+ * itself to the `baton` program (src/cli/main.ts), which is also what a sweep's child
+ * processes run.
  *
  *   npm run sim -- --seeds 10000 [--from 1] [--jobs 2]
  *   npm run sim -- --seed 1234 --trace
@@ -10,7 +12,7 @@
 
 import { fork } from "node:child_process";
 import { cpus } from "node:os";
-import { Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { type RunResult, runSeed } from "./run.js";
 
 interface SweepSummary {
@@ -204,41 +206,57 @@ function demo(seed: number): boolean {
   return r.ok;
 }
 
+interface SimOptions {
+  seeds?: number;
+  from: number;
+  jobs: number;
+  seed?: number;
+  trace?: boolean;
+  demo?: boolean;
+  /** Set only in a sweep's child process: the first seed and how many to run. */
+  worker?: string[];
+}
+
 /**
- * Runs the simulator command with `args` (without the program name). `workerPrefix` is
- * what re-invokes this command from the same entry script, for parallel sweeps.
- * Returns the exit code.
+ * Adds `sim` to the `baton` program; it sets `io.exitCode` (0 no violation, 1 a violation).
+ * A parallel sweep forks the entry script (baton's) as `baton sim --worker <from> <count>`.
  */
-export async function simCommand(
-  args: readonly string[],
-  workerPrefix: readonly string[] = [],
-): Promise<number> {
-  if (args[0] === "--worker") {
-    const summary = sweepHere(Number(args[1]), Number(args[2]), (done) => process.send?.({ done }));
-    process.send?.({ summary });
-    return 0;
-  }
-  const program = new Command("sim")
-    .description("Run Baton's deterministic cluster simulator.")
+export function register(program: Command, io: { exitCode: number }): void {
+  program
+    .command("sim")
+    .description("run Baton's deterministic cluster simulator (virtual clock, network and disks)")
     .option("--seeds <count>", "run this many seeds and report violations", integer)
     .option("--from <seed>", "first seed of a sweep", integer, 1)
     .option("--jobs <count>", "parallel processes for a sweep", integer, Math.max(1, cpus().length))
     .option("--seed <seed>", "run one seed", integer)
     .option("--trace", "with --seed: print what every node did")
     .option("--demo", "a short run with faults, explained")
+    .addOption(new Option("--worker <from-and-count...>").hideHelp())
     .addHelpText(
       "after",
-      "\nExamples:\n  npm run sim -- --seeds 10000\n  npm run sim -- --seed 1234 --trace\n  npm run sim -- --demo",
-    );
-  program.parse([...args], { from: "user" });
-  const o = program.opts<{
-    seeds?: number;
-    from: number;
-    jobs: number;
-    seed?: number;
-    trace?: boolean;
-    demo?: boolean;
-  }>();
+      `
+Without --seeds or --seed it sweeps 100 seeds. Exit codes: 0 no violation, 1 a violation
+(each printed with the command that replays it), 2 bad usage.
+
+Examples:
+  baton sim --demo              a short simulated run with faults, explained
+  baton sim --seeds 10000       sweep ten thousand seeds and report any violation
+  baton sim --seed 42 --trace   replay one seed, step by step
+  npm run sim -- --seeds 10000  the same from a clone of the repository`,
+    )
+    .action(async (options: SimOptions) => {
+      io.exitCode = await sim(options);
+    });
+}
+
+/** Runs what the options ask for and returns the exit code. */
+async function sim(o: SimOptions): Promise<number> {
+  if (o.worker !== undefined) {
+    const [from, count] = o.worker.map(Number);
+    const summary = sweepHere(from ?? 1, count ?? 0, (done) => process.send?.({ done }));
+    process.send?.({ summary });
+    return 0;
+  }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
     const r = runSeed(o.seed, { trace: o.trace === true });
@@ -249,12 +267,8 @@ export async function simCommand(
   const started = Date.now();
   const summary =
     o.jobs > 1 && count >= 200
-      ? await sweepParallel(o.from, count, o.jobs, workerPrefix)
+      ? await sweepParallel(o.from, count, o.jobs, ["sim"])
       : sweepHere(o.from, count);
   printSummary(summary, (Date.now() - started) / 1000, o.from);
   return summary.failures.length === 0 ? 0 : 1;
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await simCommand(process.argv.slice(2));
 }

@@ -18,6 +18,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient } from "../../client/index.js";
+import { type CliIo, processIo } from "./cli-io.js";
 
 interface DemoFlags {
   nodes: number;
@@ -51,7 +52,8 @@ function port(value: string): number {
   return n;
 }
 
-export function register(program: Command): void {
+/** Adds `demo` to `program`; it sets `io.exitCode` when it ends. */
+export function register(program: Command, io: CliIo = processIo()): void {
   program
     .command("demo")
     .description(
@@ -99,7 +101,7 @@ Or, in another terminal:
   kill -9 <pid of the master>     # and watch the fail-over here, on the dashboard and in baton status`,
     )
     .action(async (flags: DemoFlags) => {
-      process.exitCode = await demo(flags);
+      io.exitCode = await demo(flags);
     });
 }
 

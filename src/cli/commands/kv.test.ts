@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { FakeCluster } from "../../client/fake-cluster.js";
+import { main } from "../main.js";
 import { captureIo } from "./capture-io.js";
-import { runClientCli } from "./run-client-cli.js";
 
 let fake: FakeCluster;
 let endpoints: string;
@@ -32,7 +32,7 @@ beforeEach(() => {
 });
 
 async function run(args: string[], io = captureIo()) {
-  const code = await runClientCli([...args, "--endpoints", endpoints], io);
+  const code = await main([...args, "--endpoints", endpoints], io);
   return { code, out: io.out(), err: io.err(), io };
 }
 
@@ -132,7 +132,7 @@ describe("cli kv: usage and availability", () => {
   it("cli kv: --help prints examples and exits 0", async () => {
     for (const command of ["put", "get", "del"]) {
       const io = captureIo();
-      expect(await runClientCli([command, "--help"], io)).toBe(0);
+      expect(await main([command, "--help"], io)).toBe(0);
       expect(io.out()).toContain("Examples:");
       expect(io.out()).toContain(`baton ${command} `);
     }
@@ -141,16 +141,13 @@ describe("cli kv: usage and availability", () => {
   it("cli kv: a bad option value or a missing argument exits 2", async () => {
     expect((await run(["get", "k", "--timeout", "soon"])).code).toBe(2);
     const io = captureIo();
-    expect(await runClientCli(["get"], io)).toBe(2);
+    expect(await main(["get"], io)).toBe(2);
     expect(io.err()).toContain("missing required argument");
   });
 
   it("cli kv: no node answering exits 3 and says how to start a cluster", async () => {
     const io = captureIo();
-    const code = await runClientCli(
-      ["get", "k", "--endpoints", "127.0.0.1:1", "--timeout", "200"],
-      io,
-    );
+    const code = await main(["get", "k", "--endpoints", "127.0.0.1:1", "--timeout", "200"], io);
     expect(code).toBe(3);
     expect(io.err()).toBe(
       "baton: no node answered at http://127.0.0.1:1: is the cluster running? start one with `baton demo`, or point --endpoints (or BATON_ENDPOINTS) at it\n",
@@ -162,7 +159,7 @@ describe("cli kv: usage and availability", () => {
     try {
       const io = captureIo();
       const args = ["put", "k", "v", "--endpoints", leaderless.urls[0]!, "--timeout", "200"];
-      expect(await runClientCli(args, io)).toBe(3);
+      expect(await main(args, io)).toBe(3);
       expect(io.err()).toContain("the cluster has no master");
       expect(io.err()).toContain("baton status");
     } finally {
@@ -173,7 +170,7 @@ describe("cli kv: usage and availability", () => {
   it("cli kv: endpoints come from BATON_ENDPOINTS when --endpoints is absent", async () => {
     await run(["put", "k", "env"]);
     const io = captureIo({ env: { BATON_ENDPOINTS: endpoints } });
-    expect(await runClientCli(["get", "k"], io)).toBe(0);
+    expect(await main(["get", "k"], io)).toBe(0);
     expect(io.out()).toBe("env\n");
   });
 });

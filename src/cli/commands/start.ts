@@ -9,6 +9,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import pino from "pino";
 import { KvNode } from "../../app/kv-node.js";
 import { type NodeConfigInput, parseNodeConfig, parsePeers } from "../../server/node-config.js";
+import { type CliIo, processIo } from "./cli-io.js";
 
 interface StartFlags {
   id?: number;
@@ -83,7 +84,8 @@ function configInput(flags: StartFlags): NodeConfigInput {
   return input as unknown as NodeConfigInput;
 }
 
-export function register(program: Command): void {
+/** Adds `start` to `program`; it sets `io.exitCode` when it ends. */
+export function register(program: Command, io: CliIo = processIo()): void {
   program
     .command("start")
     .description("run one node of a Baton cluster (a replicated key-value store with an HTTP API)")
@@ -133,7 +135,7 @@ Example (three nodes on one machine, one command each):
 Or let "baton demo" start three for you.`,
     )
     .action(async (flags: StartFlags) => {
-      process.exitCode = await start(flags);
+      io.exitCode = await start(flags);
     });
 }
 

@@ -6,8 +6,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeCluster } from "../../client/fake-cluster.js";
 import type { NodeStatus } from "../../client/index.js";
+import { main } from "../main.js";
 import { captureIo } from "./capture-io.js";
-import { runClientCli } from "./run-client-cli.js";
 import { renderStatusTable, summarizeCluster } from "./status.js";
 
 const fakes: FakeCluster[] = [];
@@ -43,7 +43,7 @@ describe("cli status: command", () => {
   it("cli status: prints one row per node and a healthy verdict (exit 0)", async () => {
     const fake = await cluster(3, 2);
     const io = captureIo();
-    expect(await runClientCli(["status", "--endpoints", fake.urls.join(",")], io)).toBe(0);
+    expect(await main(["status", "--endpoints", fake.urls.join(",")], io)).toBe(0);
     const lines = io.out().split("\n");
     expect(lines[0]).toMatch(
       /^ID\s+ENDPOINT\s+ROLE\s+TERM\s+MASTER\s+COMMIT\s+APPLIED\s+LAG\s+NOTE$/,
@@ -57,7 +57,7 @@ describe("cli status: command", () => {
   it("cli status: finds members that were not listed (one endpoint given)", async () => {
     const fake = await cluster(3, 1);
     const io = captureIo();
-    expect(await runClientCli(["status", "--endpoints", fake.urls[0]!], io)).toBe(0);
+    expect(await main(["status", "--endpoints", fake.urls[0]!], io)).toBe(0);
     for (const url of fake.urls) expect(io.out()).toContain(url);
   });
 
@@ -66,7 +66,7 @@ describe("cli status: command", () => {
     const urls = fake.urls;
     await fake.kill(3);
     const io = captureIo();
-    expect(await runClientCli(["status", "--endpoints", urls.join(",")], io)).toBe(1);
+    expect(await main(["status", "--endpoints", urls.join(",")], io)).toBe(1);
     const row = io
       .out()
       .split("\n")
@@ -79,20 +79,18 @@ describe("cli status: command", () => {
   it("cli status: no master exits 1; no node reachable exits 3 with what to do", async () => {
     const fake = await cluster(2, null);
     const io = captureIo();
-    expect(await runClientCli(["status", "--endpoints", fake.urls.join(",")], io)).toBe(1);
+    expect(await main(["status", "--endpoints", fake.urls.join(",")], io)).toBe(1);
     expect(io.out()).toContain("no master: 2 of 2 nodes reachable");
     const down = captureIo();
     const args = ["status", "--endpoints", "127.0.0.1:1", "--timeout", "300"];
-    expect(await runClientCli(args, down)).toBe(3);
+    expect(await main(args, down)).toBe(3);
     expect(down.out()).toContain("is the cluster running? start one with `baton demo`");
   });
 
   it("cli status: --json prints the verdict, the master and every node's status", async () => {
     const fake = await cluster(3, 3);
     const io = captureIo();
-    expect(await runClientCli(["status", "--json", "--endpoints", fake.urls.join(",")], io)).toBe(
-      0,
-    );
+    expect(await main(["status", "--json", "--endpoints", fake.urls.join(",")], io)).toBe(0);
     const json = JSON.parse(io.out());
     expect(json).toMatchObject({
       verdict: "healthy",
@@ -108,10 +106,10 @@ describe("cli status: command", () => {
     const fake = await cluster(1, 1);
     const args = ["status", "--endpoints", fake.urls[0]!];
     const tty = captureIo({ tty: true });
-    await runClientCli(args, tty);
+    await main(args, tty);
     expect(tty.out()).toMatch(ANSI);
     const noColor = captureIo({ tty: true, env: { NO_COLOR: "1" } });
-    await runClientCli(args, noColor);
+    await main(args, noColor);
     expect(noColor.out()).not.toMatch(ANSI);
   });
 
@@ -128,7 +126,7 @@ describe("cli status: command", () => {
       "--endpoints",
       fake.urls[0]!,
     ];
-    expect(await runClientCli(args, io)).toBe(0);
+    expect(await main(args, io)).toBe(0);
     const lines = io.out().trim().split("\n");
     expect(lines).toHaveLength(2);
     for (const line of lines) expect(JSON.parse(line).verdict).toBe("healthy");
@@ -137,7 +135,7 @@ describe("cli status: command", () => {
 
   it("cli status: --help prints examples and exits 0", async () => {
     const io = captureIo();
-    expect(await runClientCli(["status", "--help"], io)).toBe(0);
+    expect(await main(["status", "--help"], io)).toBe(0);
     expect(io.out()).toContain("baton status --watch");
   });
 });

@@ -1,0 +1,96 @@
+/**
+ * The `baton` program as a whole, in-process: generated help that lists every command,
+ * the version from package.json, and exit code 2 for every kind of bad usage.
+ */
+
+import { createRequire } from "node:module";
+import { describe, expect, it } from "vitest";
+import { captureIo } from "./commands/capture-io.js";
+import { main } from "./main.js";
+
+const COMMANDS = ["start", "demo", "put", "get", "del", "status", "sim"];
+
+async function run(args: string[]) {
+  const io = captureIo();
+  const code = await main(args, io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+describe("cli: help", () => {
+  it("cli: --help lists every command with its description (exit 0)", async () => {
+    const r = await run(["--help"]);
+    expect(r).toMatchObject({ code: 0, err: "" });
+    const listed = r.out.split("Commands:\n")[1] ?? "";
+    for (const command of COMMANDS) expect(listed).toMatch(new RegExp(`^  ${command}\\b`, "m"));
+    expect(r.out).toContain("Examples:");
+    expect(r.out).toContain("Exit codes:");
+  });
+
+  it("cli: `help` alone prints the same help (exit 0)", async () => {
+    const r = await run(["help"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe((await run(["--help"])).out);
+  });
+
+  it("cli: `<command> --help` and `help <command>` print that command's help (exit 0)", async () => {
+    for (const command of COMMANDS) {
+      const flag = await run([command, "--help"]);
+      expect(flag).toMatchObject({ code: 0, err: "" });
+      expect(flag.out).toMatch(new RegExp(`^Usage: baton ${command}[ |]`));
+      const word = await run(["help", command]);
+      expect(word).toMatchObject({ code: 0, out: flag.out });
+    }
+  });
+
+  it("cli: no command at all prints the help on stderr and exits 2", async () => {
+    const r = await run([]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe("");
+    expect(r.err).toContain("Usage: baton <command> [options]");
+  });
+});
+
+describe("cli: version", () => {
+  it("cli: --version and -V print package.json's version (exit 0)", async () => {
+    const { version } = createRequire(import.meta.url)("../../package.json") as {
+      version: string;
+    };
+    expect(await run(["--version"])).toEqual({ code: 0, out: `${version}\n`, err: "" });
+    expect(await run(["-V"])).toEqual({ code: 0, out: `${version}\n`, err: "" });
+  });
+});
+
+describe("cli: bad usage exits 2", () => {
+  it("cli: an unknown command exits 2 and suggests the nearest one", async () => {
+    const r = await run(["stauts"]);
+    expect(r).toMatchObject({ code: 2, out: "" });
+    expect(r.err).toContain("unknown command 'stauts'");
+    expect(r.err).toContain("Did you mean status?");
+    expect((await run(["help", "nope"])).code).toBe(2);
+  });
+
+  it("cli: an unknown option exits 2 and suggests the nearest one", async () => {
+    const top = await run(["--verison"]);
+    expect(top.code).toBe(2);
+    expect(top.err).toContain("Did you mean --version?");
+    const sub = await run(["get", "k", "--jsno"]);
+    expect(sub.code).toBe(2);
+    expect(sub.err).toContain("Did you mean --json?");
+    expect(sub.err).toContain('run "baton get --help"');
+  });
+
+  it("cli: a client command's bad usage exits 2 before reaching any node", async () => {
+    // The endpoint would refuse the connection (exit 3), so 2 shows nothing was tried.
+    const endpoints = ["--endpoints", "127.0.0.1:1", "--timeout", "100"];
+    expect((await run(["put", ...endpoints])).code).toBe(2);
+    expect((await run(["get", "k", "extra", ...endpoints])).code).toBe(2);
+    expect((await run(["status", "--watch", "10", ...endpoints])).code).toBe(2);
+    expect((await run(["del", "k", "--if-revision", "-1", ...endpoints])).code).toBe(2);
+  });
+
+  it("cli: the simulator's bad usage exits 2", async () => {
+    const r = await run(["sim", "--seed", "x"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("--seed");
+  });
+});
