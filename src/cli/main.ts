@@ -17,6 +17,7 @@ import { type CliIo, processIo } from "./commands/cli-io.js";
 import { register as registerDemo } from "./commands/demo.js";
 import { ExitCode } from "./commands/exit-code.js";
 import { register as registerKv } from "./commands/kv.js";
+import { register as registerMembers } from "./commands/members.js";
 import { register as registerStart } from "./commands/start.js";
 import { register as registerStatus } from "./commands/status.js";
 
@@ -35,6 +36,7 @@ const COMMANDS: readonly Register[] = [
   registerDemo,
   registerKv,
   registerStatus,
+  registerMembers,
   registerSim,
 ];
 

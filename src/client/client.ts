@@ -12,7 +12,7 @@
 
 import { randomBytes, randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
-import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { ConflictError, InvalidInputError, TooLargeError } from "../shared/errors.js";
 import {
   ClientClosedError,
   DeadlineExceededError,
@@ -97,6 +97,15 @@ export interface EndpointStatus {
   readonly error?: string;
 }
 
+/** A member as `GET /v1/members` lists it. */
+export interface Member {
+  readonly id: number;
+  /** False for a learner, which catches up without a vote. */
+  readonly voter: boolean;
+  readonly peerAddress: string;
+  readonly httpUrl: string | null;
+}
+
 export interface BatonClient {
   /**
    * Stores `value` under `key`; resolves to the new revision. Throws
@@ -122,6 +131,16 @@ export interface BatonClient {
   status(endpoint?: string): Promise<NodeStatus>;
   /** Every configured node's status, asked in parallel with one attempt timeout each. */
   clusterStatus(): Promise<EndpointStatus[]>;
+  /** The members a node knows (`GET /v1/members`), the master's view preferred. */
+  members(): Promise<Member[]>;
+  /**
+   * Hands the master role to member `to`, or to the best-placed backup (switchover);
+   * resolves with the new master and its term once it serves. Throws the node's error:
+   * InvalidInputError (`to` is not a member), or a ClusterError with code ERR_CONFLICT
+   * (the target cannot take over; nothing changed) or, after the deadline,
+   * ERR_SWITCHOVER_FAILED.
+   */
+  switchover(to?: number): Promise<{ master: number; term: number }>;
   /** Stops retries in progress (they reject with ClientClosedError) and closes connections. */
   close(): Promise<void>;
 }
@@ -259,6 +278,42 @@ class HttpBatonClient implements BatonClient {
     });
     if (!response.ok) throw new UnreachableError(response.endpoint, response.message);
     return this.statusFrom(response);
+  }
+
+  async members(): Promise<Member[]> {
+    const response = await this.send({
+      name: "members",
+      request: { method: "GET", path: "/v1/members", headers: { accept: "application/json" } },
+      idempotencyKey: null,
+      discover: true,
+    });
+    const members = (parseJson(response.body) as { members?: unknown } | null)?.members;
+    if (!Array.isArray(members) || !members.every(isMember)) {
+      throw unexpected(response, "the answer is not a member list");
+    }
+    return members;
+  }
+
+  async switchover(to?: number): Promise<{ master: number; term: number }> {
+    if (to !== undefined && (!Number.isSafeInteger(to) || to < 1)) {
+      throw new InvalidInputError("to", "must be a member id (a positive integer)");
+    }
+    const response = await this.send({
+      name: to === undefined ? "switchover" : `switchover to node ${to}`,
+      request: {
+        method: "POST",
+        path: "/v1/switchover",
+        headers: { accept: "application/json", "content-type": "application/json" },
+        body: encoder.encode(JSON.stringify(to === undefined ? {} : { to })),
+      },
+      idempotencyKey: null,
+      discover: true,
+    });
+    const json = parseJson(response.body) as { master?: unknown; term?: unknown } | null;
+    if (typeof json?.master !== "number" || typeof json.term !== "number") {
+      throw unexpected(response, 'the answer has no "master" and "term"');
+    }
+    return { master: json.master, term: json.term };
   }
 
   async clusterStatus(): Promise<EndpointStatus[]> {
@@ -460,6 +515,7 @@ class HttpBatonClient implements BatonClient {
     if (status === 404 && body.code !== "ERR_NO_ROUTE") return null;
     if (status === 400 || body.code === "ERR_INVALID_INPUT") throw invalidInput(body);
     if (status === 413 || body.code === "ERR_TOO_LARGE") throw tooLarge(body);
+    if (body.code === "ERR_CONFLICT") throw new ConflictError(body.message ?? "conflict");
     if (!RETRIED_STATUSES.has(status)) {
       throw unexpected(response, body.message ?? "the request was refused");
     }
@@ -585,6 +641,18 @@ function connectionFailure(
     mayHaveApplied: response.kind === "lost",
     cutByDeadline: shortened && response.timedOut,
   };
+}
+
+function isMember(value: unknown): value is Member {
+  const m = value as Partial<Member> | null;
+  return (
+    typeof m === "object" &&
+    m !== null &&
+    typeof m.id === "number" &&
+    typeof m.voter === "boolean" &&
+    typeof m.peerAddress === "string" &&
+    (typeof m.httpUrl === "string" || m.httpUrl === null)
+  );
 }
 
 function parseJson(body: Uint8Array): unknown {

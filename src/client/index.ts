@@ -7,6 +7,7 @@
 // The catalogue errors the client throws, so that callers need only this one import.
 export {
   ClusterError,
+  ConflictError,
   InvalidInputError,
   NoMasterError,
   TimeoutError,
@@ -19,6 +20,7 @@ export {
   createClient,
   type EndpointStatus,
   type KvValue,
+  type Member,
   type WriteOptions,
 } from "./client.js";
 export {

@@ -37,7 +37,7 @@ export function normalizeEndpoint(input: string): string {
 }
 
 export interface PoolRequest {
-  readonly method: "GET" | "PUT" | "DELETE";
+  readonly method: "GET" | "PUT" | "DELETE" | "POST";
   /** Path and query, starting with "/". */
   readonly path: string;
   readonly headers: Readonly<Record<string, string>>;

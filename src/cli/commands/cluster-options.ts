@@ -7,6 +7,7 @@
 import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient } from "../../client/index.js";
 import type { CliIo } from "./cli-io.js";
+import { reportError } from "./exit-code.js";
 
 /** The HTTP addresses of the three nodes `baton demo` starts. */
 export const DEFAULT_ENDPOINTS =
@@ -70,4 +71,30 @@ export function clientFrom(
     deadlineMs,
     attemptTimeoutMs: Math.min(attemptTimeoutMsMax, deadlineMs),
   });
+}
+
+/**
+ * Runs `body` with a client made from `options` and closes it after; an error becomes its
+ * message on stderr and its exit code. Returns the exit code.
+ */
+export async function withClient(
+  io: CliIo,
+  options: ClusterOptions,
+  timeoutMsDefault: number,
+  body: (client: BatonClient) => Promise<number>,
+  attemptTimeoutMsMax = 1000,
+): Promise<number> {
+  let client: BatonClient;
+  try {
+    client = clientFrom(options, io, timeoutMsDefault, attemptTimeoutMsMax);
+  } catch (error) {
+    return reportError(io, error);
+  }
+  try {
+    return await body(client);
+  } catch (error) {
+    return reportError(io, error);
+  } finally {
+    await client.close();
+  }
 }

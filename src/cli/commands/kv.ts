@@ -12,8 +12,8 @@ import { type CliIo, processIo } from "./cli-io.js";
 import {
   addClusterOptions,
   type ClusterOptions,
-  clientFrom,
   integerArgument,
+  withClient,
 } from "./cluster-options.js";
 import { ExitCode, reportError, shellWord } from "./exit-code.js";
 
@@ -71,7 +71,7 @@ Examples:
   BATON_ENDPOINTS=10.0.0.1:8101,10.0.0.2:8101 baton put k v`,
   );
   command.action(async (key: string, value: string | undefined, options: PutOptions) => {
-    io.exitCode = await withClient(io, options, async (client) => {
+    io.exitCode = await withClient(io, options, KV_TIMEOUT_MS_DEFAULT, async (client) => {
       const bytes = await readValue(io, value, options.file);
       if (typeof bytes === "number") return bytes;
       const writeOptions =
@@ -109,7 +109,7 @@ Examples:
       io.exitCode = usage(io, "choose one of --raw and --json");
       return;
     }
-    io.exitCode = await withClient(io, options, async (client) => {
+    io.exitCode = await withClient(io, options, KV_TIMEOUT_MS_DEFAULT, async (client) => {
       const entry = await client.get(key, { stale: options.stale === true });
       if (entry === null) return notFound(io, key);
       if (options.raw === true) io.stdout.write(entry.value);
@@ -141,7 +141,7 @@ Examples:
   baton del lock --if-revision 7       # only if nobody changed it since revision 7`,
   );
   command.action(async (key: string, options: DelOptions) => {
-    io.exitCode = await withClient(io, options, async (client) => {
+    io.exitCode = await withClient(io, options, KV_TIMEOUT_MS_DEFAULT, async (client) => {
       const writeOptions =
         options.ifRevision === undefined ? {} : { ifRevision: options.ifRevision };
       const result = await client.delete(key, writeOptions);
@@ -151,27 +151,6 @@ Examples:
       return ExitCode.ok;
     });
   });
-}
-
-/** Runs `body` with a client that is always closed, mapping any error to an exit code. */
-async function withClient(
-  io: CliIo,
-  options: ClusterOptions,
-  body: (client: BatonClient) => Promise<number>,
-): Promise<number> {
-  let client: BatonClient;
-  try {
-    client = clientFrom(options, io, KV_TIMEOUT_MS_DEFAULT);
-  } catch (error) {
-    return reportError(io, error);
-  }
-  try {
-    return await body(client);
-  } catch (error) {
-    return reportError(io, error);
-  } finally {
-    await client.close();
-  }
 }
 
 /**
