@@ -17,7 +17,6 @@ import {
   IndeterminateError,
   InvalidInputError,
   NoMasterError,
-  NotMasterError,
 } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";

@@ -7,7 +7,6 @@
 
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import type { BatonClient } from "../../client/index.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import {
   addClusterOptions,
@@ -15,7 +14,7 @@ import {
   integerArgument,
   withClient,
 } from "./cluster-options.js";
-import { ExitCode, reportError, shellWord } from "./exit-code.js";
+import { ExitCode, shellWord } from "./exit-code.js";
 
 /** How long a key-value command may take, retries included, unless --timeout says. */
 const KV_TIMEOUT_MS_DEFAULT = 10_000;
