@@ -666,6 +666,8 @@ export class SimCluster {
       }
       case "clock_jump":
         return this.jumpClock(master?.id ?? null, ids);
+      case "switchover":
+        return this.switchover(master, ids);
       case "flip_bit":
         return this.flipBit();
       case "wipe":
@@ -675,6 +677,24 @@ export class SimCluster {
         this.log("nemesis: heal the network");
         return;
     }
+  }
+
+  /**
+   * Asks the master to hand its role over (an operator's switchover, or a SIGTERM on the
+   * master): to a random other member, or to the best-placed backup. Writes keep flowing;
+   * the new master must hold everything the old one acknowledged.
+   */
+  private switchover(master: SimNode | undefined, ids: NodeId[]): void {
+    if (master === undefined) return;
+    const others = ids.filter((i) => i !== master.id);
+    const target = this.prng.chance(0.5) ? null : this.prng.pick(others);
+    const result = master.replica!.transferMastership(target);
+    this.log(
+      `nemesis: switchover from master ${master.id} to ${target ?? "the best-placed backup"}: ${
+        result.ok ? `handing over to ${result.target}` : `refused (${result.reason})`
+      }`,
+    );
+    this.afterStep(master);
   }
 
   /**

@@ -55,6 +55,7 @@ export type NemesisKind =
   | "flip_bit"
   | "wipe"
   | "clock_jump"
+  | "switchover"
   | "heal";
 
 export interface ScenarioOptions {
@@ -118,9 +119,11 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
   const kvLimits = prng.chance(0.25) ? smallKvLimits(prng) : defaultKvLimits();
   const deleteShare = prng.pick([0, 0, 0.05, 0.15]);
   const sessionClients = prng.pick(["none", "even", "all"] as const);
+  // Drawn last too: a seed whose switchover weight is 0 replays as it did before.
+  const switchover = calm ? 0 : prng.pick([0, 0, 1, 2]);
   return {
     ...scenario,
-    nemesis: { ...scenario.nemesis, wipe, clock_jump: clockJump },
+    nemesis: { ...scenario.nemesis, wipe, clock_jump: clockJump, switchover },
     kvLimits,
     clockSkewMs,
     deleteShare,
