@@ -17,6 +17,8 @@ interface Mutant {
   readonly file: string;
   readonly find: string;
   readonly replace: string;
+  /** A second edit of the same file, for a bug that takes two mistakes together. */
+  readonly also?: { readonly find: string; readonly replace: string };
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -82,6 +84,17 @@ const MUTANTS: readonly Mutant[] = [
     replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
   },
   {
+    name: "switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
+    file: "src/core/replica.ts",
+    find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
+    replace: "if (pr === undefined) return;",
+    also: {
+      find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
+      replace:
+        "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
+    },
+  },
+  {
     name: "log time is the largest stamp seen (a master clock jump expires every key)",
     file: "src/kv/kv-state-machine.ts",
     find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
@@ -102,10 +115,13 @@ function runMutant(mutant: Mutant): { seeds: number | null; violation: string; s
     cpSync(join(root, "package.json"), join(dir, "package.json"));
     symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
     const path = join(dir, mutant.file);
-    const text = readFileSync(path, "utf8");
-    if (!text.includes(mutant.find))
-      throw new Error(`mutant "${mutant.name}": pattern not found in ${mutant.file}`);
-    writeFileSync(path, text.replace(mutant.find, mutant.replace));
+    let text = readFileSync(path, "utf8");
+    for (const edit of mutant.also === undefined ? [mutant] : [mutant, mutant.also]) {
+      if (!text.includes(edit.find))
+        throw new Error(`mutant "${mutant.name}": pattern not found in ${mutant.file}`);
+      text = text.replace(edit.find, edit.replace);
+    }
+    writeFileSync(path, text);
     const probe = join(dir, "probe.ts");
     writeFileSync(
       probe,
