@@ -4,11 +4,11 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "../../client/fake-cluster.js";
-import type { NodeStatus } from "../../client/index.js";
-import { captureIo } from "./capture-io.js";
-import { runClientCli } from "./run-client-cli.js";
-import { renderStatusTable, summarizeCluster } from "./status.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { runClientCli } from "../../src/cli/commands/run-client-cli.js";
+import { renderStatusTable, summarizeCluster } from "../../src/cli/commands/status.js";
+import type { NodeStatus } from "../../src/client/index.js";
 
 const fakes: FakeCluster[] = [];
 

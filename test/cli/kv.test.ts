@@ -7,9 +7,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "../../client/fake-cluster.js";
-import { captureIo } from "./capture-io.js";
-import { runClientCli } from "./run-client-cli.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { runClientCli } from "../../src/cli/commands/run-client-cli.js";
 
 let fake: FakeCluster;
 let endpoints: string;

@@ -3,8 +3,12 @@ import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeKvNodeApi } from "./fake-node-api.js";
-import { createHttpServer, type HttpServer, type HttpServerOptions } from "./server.js";
+import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import {
+  createHttpServer,
+  type HttpServer,
+  type HttpServerOptions,
+} from "../../src/http/server.js";
 
 const servers: HttpServer[] = [];
 const rawServers: Server[] = [];

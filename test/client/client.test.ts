@@ -6,7 +6,7 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "./fake-cluster.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
 import {
   type BatonClient,
   type ClientOptions,
@@ -17,7 +17,7 @@ import {
   NoMasterReachableError,
   PreconditionFailedError,
   TimeoutError,
-} from "./index.js";
+} from "../../src/client/index.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 

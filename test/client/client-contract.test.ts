@@ -7,11 +7,11 @@
 
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeKvNodeApi } from "../http/fake-node-api.js";
-import { createHttpServer, type HttpServer } from "../http/server.js";
-import { defaultKvLimits } from "../kv/index.js";
-import { NotMasterError } from "../shared/errors.js";
-import { type BatonClient, createClient } from "./index.js";
+import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { type BatonClient, createClient } from "../../src/client/index.js";
+import { createHttpServer, type HttpServer } from "../../src/http/server.js";
+import { defaultKvLimits } from "../../src/kv/index.js";
+import { NotMasterError } from "../../src/shared/errors.js";
 
 const servers: HttpServer[] = [];
 const clients: BatonClient[] = [];
