@@ -8,8 +8,7 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { Prng } from "../core/prng.js";
@@ -30,18 +29,19 @@ import {
   type PartitionMethod,
   RelayNetwork,
 } from "./network.js";
+import { freePorts, makeTempDir, removeTempDir } from "./process-registry.js";
 import {
+  agreedMaster,
   ChaosNode,
-  freePort,
-  openNodeLog,
-  REPO_ROOT,
+  PACKAGE_ROOT,
   type RoleEvent,
   type StatusView,
   startSupportsJoin,
   type UnexpectedExit,
 } from "./processes.js";
 import { timelineHtml, timelineSvg, writeReport } from "./report.js";
-import { sleep, Workload } from "./workload.js";
+import { sleep } from "./wait.js";
+import { Workload } from "./workload.js";
 
 export interface CampaignOptions {
   readonly seed: number;
@@ -112,17 +112,21 @@ export function reproduceCommand(options: CampaignOptions, method: PartitionMeth
     `--method ${method}`,
   ];
   if (options.staleReads) flags.push("--stale-reads");
-  return `npm run chaos -- ${flags.join(" ")}`;
+  // From the sources that is the checkout's npm script; compiled, the installed command.
+  const command = import.meta.url.endsWith(".ts") ? "npm run chaos --" : "baton chaos";
+  return `${command} ${flags.join(" ")}`;
 }
 
-/** Chooses the partition method: iptables when usable (installing it if root), else relay. */
+/**
+ * Chooses the partition method: iptables when usable (as root in a checkout, after the
+ * repository's system set-up script had its chance to install it), else relay.
+ */
 export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod {
   if (method !== "auto") return method;
-  if (process.getuid?.() === 0 && !iptablesUsable()) {
+  const setup = join(PACKAGE_ROOT, "scripts", "ensure-system-deps.sh");
+  if (process.getuid?.() === 0 && !iptablesUsable() && existsSync(setup)) {
     try {
-      execFileSync("bash", [join(REPO_ROOT, "scripts", "ensure-system-deps.sh")], {
-        stdio: "ignore",
-      });
+      execFileSync("bash", [setup], { stdio: "ignore" });
     } catch {
       // The relay works without it.
     }
@@ -133,16 +137,13 @@ export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const method = resolveMethod(options.method);
   mkdirSync(options.out, { recursive: true });
-  const dataRoot = mkdtempSync(join(tmpdir(), "baton-chaos-"));
-  const removeData = (): void => rmSync(dataRoot, { recursive: true, force: true });
-  process.once("exit", removeData);
+  const dataRoot = makeTempDir("baton-chaos-");
   const run = new CampaignRun(options, method, dataRoot);
   try {
     return await run.execute();
   } finally {
     await run.teardown();
-    removeData();
-    process.off("exit", removeData);
+    removeTempDir(dataRoot);
   }
 }
 
@@ -253,7 +254,8 @@ class CampaignRun {
     const ports = new Map<number, { peer: number; http: number }>();
     for (const id of ids) {
       const host = hosts.get(id)!;
-      ports.set(id, { peer: await freePort(host), http: await freePort(host) });
+      const [peer, http] = await freePorts(2, host);
+      ports.set(id, { peer: peer!, http: http! });
     }
     let peersOf: (id: number) => string;
     if (method === "iptables") {
@@ -286,7 +288,7 @@ class CampaignRun {
       this.nodes.push(
         new ChaosNode(
           spec,
-          openNodeLog(join(options.out, "logs"), id),
+          join(options.out, "logs"),
           this,
           (event) => this.roles.push(event),
           (exit) => this.onUnexpectedExit(exit),
@@ -371,11 +373,8 @@ class CampaignRun {
       for (const [i, status] of answers.entries()) {
         if (status !== null) this.statuses.set(this.nodes[i]!.id, status);
       }
-      const masters = answers.filter((s) => s?.role === "master");
-      if (answers.every((s) => s !== null) && masters.length === 1) {
-        const master = masters[0]!;
-        if (answers.every((s) => s!.term === master.term && s!.master === master.id)) return master;
-      }
+      const master = agreedMaster(answers);
+      if (master !== null) return master;
       await sleep(100);
     }
     return null;

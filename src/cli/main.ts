@@ -38,10 +38,11 @@ async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "sim") return simCommand(rest, ["sim"]);
   if (isClientCommand(command)) return runClientCli([...argv]);
-  if (command === "start" || command === "demo") {
+  if (command === "start" || command === "demo" || command === "chaos") {
     const sub = new Command("baton").exitOverride();
     registerStart(sub);
     registerDemo(sub);
+    if (command === "chaos") (await import("../chaos/main.js")).register(sub);
     try {
       await sub.parseAsync([...argv], { from: "user" });
     } catch (error) {

@@ -1,0 +1,286 @@
+/**
+ * Every process and temporary directory that the fault campaign, the tests and the
+ * benchmarks start, in one registry, and the one place that cleans them up. It owns
+ * spawning (ManagedProcess), the PIDs it spawned, the temporary directories it made and
+ * the cleanups other modules register (iptables chains, say): `cleanupSync()` ends them
+ * all, and hooks on process 'exit', SIGINT and SIGTERM, installed once, call it as a last
+ * resort, so that a program that dies never leaves a node, a rule or a directory behind.
+ *
+ * It signals only the PIDs it spawned, never a process found by name, and removes only the
+ * directories it made.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const livePids = new Set<number>();
+const liveDirs = new Set<string>();
+const cleanups = new Set<() => void>();
+let hooksInstalled = false;
+
+/**
+ * Kills (SIGKILL, after SIGCONT for a paused one) every process still registered, runs the
+ * registered cleanups (newest first), and removes every registered directory.
+ */
+export function cleanupSync(): void {
+  for (const pid of livePids) {
+    try {
+      process.kill(pid, "SIGCONT");
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+  livePids.clear();
+  for (const cleanup of [...cleanups].reverse()) {
+    try {
+      cleanup();
+    } catch {
+      // A cleanup that fails must not keep the others from running.
+    }
+  }
+  cleanups.clear();
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+  liveDirs.clear();
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.once("exit", cleanupSync);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${signal}: stopping every process this program started\n`);
+      cleanupSync();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  }
+}
+
+/**
+ * Runs `cleanup` (synchronous, once) at `cleanupSync()` or when the process ends, whichever
+ * comes first; the returned function unregisters it, for an owner that cleaned up itself.
+ */
+export function onCleanup(cleanup: () => void): () => void {
+  installHooks();
+  cleanups.add(cleanup);
+  return () => {
+    cleanups.delete(cleanup);
+  };
+}
+
+/** A fresh temporary directory, removed by `removeTempDir` or the cleanup. */
+export function makeTempDir(prefix: string): string {
+  installHooks();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  liveDirs.add(dir);
+  return dir;
+}
+
+/** Removes a directory made by makeTempDir now, or with `keep` only forgets it. */
+export function removeTempDir(dir: string, keep = false): void {
+  liveDirs.delete(dir);
+  if (!keep) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * `count` distinct free TCP ports on `host`: each is bound to port 0, read, and closed once
+ * all are read (so that one call never hands out the same port twice).
+ */
+export async function freePorts(count: number, host = "127.0.0.1"): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((done, fail) => {
+          const server = createServer();
+          server.once("error", fail);
+          server.listen(0, host, () => done(server));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const address = s.address();
+    if (address === null || typeof address === "string") throw new Error("no TCP address");
+    return address.port;
+  });
+  await Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  return ports;
+}
+
+export type ProcessState = "stopped" | "running" | "paused";
+
+/** How a process ended. */
+export interface ProcessExit {
+  readonly pid: number;
+  /** "SIGKILL", or "code 1". */
+  readonly how: string;
+  /** True when this object ended it: kill(), stop(), or SIGKILL/SIGTERM through signal(). */
+  readonly expected: boolean;
+}
+
+export interface ManagedProcessOptions {
+  /** @default this process's working directory */
+  readonly cwd?: string;
+  /** @default this process's environment */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Run as this numeric uid and gid (root only), e.g. for per-node iptables rules. */
+  readonly runAs?: { readonly uid: number; readonly gid: number } | null;
+  /** Appends what the process prints to this file (over all its starts), with notes. */
+  readonly logFile?: string;
+  /** Called with each line the process prints. */
+  readonly onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  /** Called when the process exits, after the registry forgot its PID. */
+  readonly onExit?: (exit: ProcessExit) => void;
+}
+
+/**
+ * One long-running process (a cluster node, a load balancer) that can be killed, paused,
+ * resumed, stopped and started again with the same or other arguments. Its PID is in the
+ * registry for as long as it runs.
+ */
+export class ManagedProcess {
+  /** How many times a process was started. */
+  incarnation = 0;
+  private child: ChildProcess | null = null;
+  private exitPromise: Promise<void> = Promise.resolve();
+  private paused = false;
+  /** Set just before a signal that ends the process, so its exit is not a surprise. */
+  private expectExit = false;
+  private log: WriteStream | null = null;
+
+  constructor(
+    readonly name: string,
+    private readonly command: string,
+    private args: readonly string[],
+    private readonly options: ManagedProcessOptions = {},
+  ) {}
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  get state(): ProcessState {
+    if (this.child === null) return "stopped";
+    return this.paused ? "paused" : "running";
+  }
+
+  /** Started and not paused. */
+  get running(): boolean {
+    return this.state === "running";
+  }
+
+  get logFile(): string | null {
+    return this.options.logFile ?? null;
+  }
+
+  /** Starts the process, with `args` from now on when given; returns its PID. */
+  start(args: readonly string[] = this.args): number {
+    if (this.child !== null) throw new Error(`${this.name} is already running`);
+    installHooks();
+    this.args = args;
+    const { runAs } = this.options;
+    const child = spawn(this.command, args, {
+      cwd: this.options.cwd ?? process.cwd(),
+      stdio: ["ignore", "pipe", "pipe"],
+      env: this.options.env ?? process.env,
+      ...(runAs === null || runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
+    });
+    // A spawn error (ENOENT, EAGAIN) is followed by 'exit' or leaves pid undefined.
+    child.once("error", (error) => this.onOutput(`[${this.name}] ${error}`, "stderr"));
+    const pid = child.pid;
+    if (pid === undefined) throw new Error(`${this.name}: spawn of ${this.command} failed`);
+    livePids.add(pid);
+    this.incarnation++;
+    this.child = child;
+    this.paused = false;
+    this.expectExit = false;
+    this.openLog(child);
+    this.note(`[${this.name}] start ${this.incarnation}: pid ${pid} ${args.join(" ")}`);
+    this.exitPromise = new Promise<void>((done) => {
+      child.once("exit", (code, signal) => {
+        livePids.delete(pid);
+        const how = signal ?? `code ${code}`;
+        this.note(`[${this.name}] pid ${pid} exited (${how})`);
+        if (this.child === child) {
+          this.child = null;
+          this.paused = false;
+        }
+        this.options.onExit?.({ pid, how, expected: this.expectExit });
+        done();
+      });
+    });
+    for (const [stream, name] of [
+      [child.stdout, "stdout"],
+      [child.stderr, "stderr"],
+    ] as const) {
+      if (stream !== null && this.options.onLine !== undefined) {
+        createInterface({ input: stream }).on("line", (line) => this.onOutput(line, name));
+      }
+    }
+    return pid;
+  }
+
+  /** Sends `signal` to this process (only to the PID it spawned). */
+  signal(signal: NodeJS.Signals): void {
+    const pid = this.pid;
+    if (pid === null) throw new Error(`${this.name} is not running`);
+    if (signal === "SIGKILL" || signal === "SIGTERM") this.expectExit = true;
+    process.kill(pid, signal);
+    if (signal === "SIGSTOP") this.paused = true;
+    if (signal === "SIGCONT") this.paused = false;
+  }
+
+  /** Resolves when the current process (if any) has exited. */
+  exited(): Promise<void> {
+    return this.exitPromise;
+  }
+
+  /** SIGKILL (a paused process too), then waits for the exit. */
+  async kill(): Promise<void> {
+    if (this.child === null) return;
+    if (this.paused) this.signal("SIGCONT");
+    this.signal("SIGKILL");
+    await this.exitPromise;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs` (a clean stop lets `--cpu-prof` write). */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.child === null) return;
+    if (this.paused) this.signal("SIGCONT");
+    this.signal("SIGTERM");
+    const timer = setTimeout(() => {
+      if (this.child !== null) this.signal("SIGKILL");
+    }, graceMs);
+    await this.exitPromise;
+    clearTimeout(timer);
+  }
+
+  /** Writes `line` into the log file, between the process's own lines. */
+  note(line: string): void {
+    this.log?.write(`${line}\n`);
+  }
+
+  private onOutput(line: string, stream: "stdout" | "stderr"): void {
+    this.options.onLine?.(line, stream);
+  }
+
+  /** Appends both outputs to the log file until both are closed. */
+  private openLog(child: ChildProcess): void {
+    const { logFile } = this.options;
+    if (logFile === undefined) return;
+    const log = createWriteStream(logFile, { flags: "a" });
+    this.log = log;
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    // 'close' comes after the last output, so nothing is written after the end.
+    child.once("close", () => {
+      if (this.log === log) this.log = null;
+      log.end();
+    });
+  }
+}
