@@ -54,7 +54,9 @@ function installHooks(): void {
   process.once("exit", cleanupSync);
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      process.stderr.write(`\n${signal}: stopping every process this program started\n`);
+      if (livePids.size + cleanups.size + liveDirs.size > 0) {
+        process.stderr.write(`\n${signal}: stopping every process this program started\n`);
+      }
       cleanupSync();
       process.exit(signal === "SIGINT" ? 130 : 143);
     });
