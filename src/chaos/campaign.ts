@@ -334,7 +334,7 @@ class CampaignRun {
   private async pollStatuses(): Promise<void> {
     this.polling = true;
     while (this.polling) {
-      const answers = await Promise.all(this.nodes.map((n) => n.status(this.agent, 300)));
+      const answers = await this.askAll(300);
       for (const [i, status] of answers.entries()) {
         const id = this.nodes[i]!.id;
         if (status === null) this.statuses.delete(id);
@@ -342,6 +342,12 @@ class CampaignRun {
       }
       await sleep(STATUS_POLL_MS);
     }
+  }
+
+  /** Every node's status with its state digest, null where a node does not answer. */
+  private askAll(timeoutMs: number): Promise<(StatusView | null)[]> {
+    const options = { agent: this.agent, digest: true };
+    return Promise.all(this.nodes.map((n) => n.status(timeoutMs, options)));
   }
 
   /** The node that says it is master in the highest term, among the last answers. */
@@ -369,7 +375,7 @@ class CampaignRun {
   private async waitForAgreement(timeoutMs: number): Promise<StatusView | null> {
     const deadline = this.now() + timeoutMs;
     while (this.now() < deadline) {
-      const answers = await Promise.all(this.nodes.map((n) => n.status(this.agent, 500)));
+      const answers = await this.askAll(500);
       for (const [i, status] of answers.entries()) {
         if (status !== null) this.statuses.set(this.nodes[i]!.id, status);
       }
@@ -429,7 +435,7 @@ class CampaignRun {
     const deadline = this.now() + 30_000;
     let last: (StatusView | null)[] = [];
     while (this.now() < deadline) {
-      last = await Promise.all(this.nodes.map((n) => n.status(this.agent, 2000)));
+      last = await this.askAll(2000);
       const applied = new Set(last.map((s) => s?.appliedIndex ?? -1));
       if (last.every((s) => s !== null && s.stateDigest !== undefined) && applied.size === 1) {
         const digests = new Set(last.map((s) => s!.stateDigest));

@@ -119,6 +119,8 @@ export type ProcessState = "stopped" | "running" | "paused";
 /** How a process ended. */
 export interface ProcessExit {
   readonly pid: number;
+  /** The exit code, or null when a signal ended it. */
+  readonly code: number | null;
   /** "SIGKILL", or "code 1". */
   readonly how: string;
   /** True when this object ended it: kill(), stop(), or SIGKILL/SIGTERM through signal(). */
@@ -136,7 +138,7 @@ export interface ManagedProcessOptions {
   readonly logFile?: string;
   /** Called with each line the process prints. */
   readonly onLine?: (line: string, stream: "stdout" | "stderr") => void;
-  /** Called when the process exits, after the registry forgot its PID. */
+  /** Called when the process has exited and its last line of output was read. */
   readonly onExit?: (exit: ProcessExit) => void;
 }
 
@@ -193,7 +195,7 @@ export class ManagedProcess {
       ...(runAs === null || runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
     });
     // A spawn error (ENOENT, EAGAIN) is followed by 'exit' or leaves pid undefined.
-    child.once("error", (error) => this.onOutput(`[${this.name}] ${error}`, "stderr"));
+    child.once("error", (error) => this.options.onLine?.(`[${this.name}] ${error}`, "stderr"));
     const pid = child.pid;
     if (pid === undefined) throw new Error(`${this.name}: spawn of ${this.command} failed`);
     livePids.add(pid);
@@ -201,29 +203,9 @@ export class ManagedProcess {
     this.child = child;
     this.paused = false;
     this.expectExit = false;
-    this.openLog(child);
+    this.log = this.openLog(child);
     this.note(`[${this.name}] start ${this.incarnation}: pid ${pid} ${args.join(" ")}`);
-    this.exitPromise = new Promise<void>((done) => {
-      child.once("exit", (code, signal) => {
-        livePids.delete(pid);
-        const how = signal ?? `code ${code}`;
-        this.note(`[${this.name}] pid ${pid} exited (${how})`);
-        if (this.child === child) {
-          this.child = null;
-          this.paused = false;
-        }
-        this.options.onExit?.({ pid, how, expected: this.expectExit });
-        done();
-      });
-    });
-    for (const [stream, name] of [
-      [child.stdout, "stdout"],
-      [child.stderr, "stderr"],
-    ] as const) {
-      if (stream !== null && this.options.onLine !== undefined) {
-        createInterface({ input: stream }).on("line", (line) => this.onOutput(line, name));
-      }
-    }
+    this.watch(child, pid, this.log);
     return pid;
   }
 
@@ -267,22 +249,45 @@ export class ManagedProcess {
     this.log?.write(`${line}\n`);
   }
 
-  private onOutput(line: string, stream: "stdout" | "stderr"): void {
-    this.options.onLine?.(line, stream);
+  /** Follows `child` to its end: its lines, its exit (state), its close (the report). */
+  private watch(child: ChildProcess, pid: number, log: WriteStream | null): void {
+    let expected = false;
+    this.exitPromise = new Promise<void>((done) => {
+      child.once("exit", () => {
+        livePids.delete(pid);
+        expected = this.expectExit;
+        if (this.child === child) {
+          this.child = null;
+          this.paused = false;
+        }
+        done();
+      });
+    });
+    // 'close' comes after 'exit' and after the last output: report the exit then, and end
+    // the log after that last output.
+    child.once("close", (code, signal) => {
+      const how = signal ?? `code ${code}`;
+      log?.end(`[${this.name}] pid ${pid} exited (${how})\n`);
+      if (this.log === log) this.log = null;
+      this.options.onExit?.({ pid, code, how, expected });
+    });
+    const { onLine } = this.options;
+    if (onLine === undefined) return;
+    for (const [stream, name] of [
+      [child.stdout, "stdout"],
+      [child.stderr, "stderr"],
+    ] as const) {
+      if (stream !== null) createInterface({ input: stream }).on("line", (l) => onLine(l, name));
+    }
   }
 
-  /** Appends both outputs to the log file until both are closed. */
-  private openLog(child: ChildProcess): void {
+  /** Appends both outputs to the log file; watch() ends it. */
+  private openLog(child: ChildProcess): WriteStream | null {
     const { logFile } = this.options;
-    if (logFile === undefined) return;
+    if (logFile === undefined) return null;
     const log = createWriteStream(logFile, { flags: "a" });
-    this.log = log;
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
-    // 'close' comes after the last output, so nothing is written after the end.
-    child.once("close", () => {
-      if (this.log === log) this.log = null;
-      log.end();
-    });
+    return log;
   }
 }

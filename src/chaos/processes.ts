@@ -14,7 +14,11 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Agent, request } from "undici";
-import { ManagedProcess, type ProcessState } from "./process-registry.js";
+import {
+  ManagedProcess,
+  type ManagedProcessOptions,
+  type ProcessState,
+} from "./process-registry.js";
 
 /** The package root: the repository from the sources, the installed package from dist/. */
 export const PACKAGE_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -58,7 +62,7 @@ export interface StatusView {
   readonly master: number | null;
   readonly commitIndex: number;
   readonly appliedIndex: number;
-  readonly lastIndex?: number;
+  readonly lastIndex: number;
   /** With `?digest=true` only. */
   readonly stateDigest?: string;
 }
@@ -116,53 +120,34 @@ export interface UnexpectedExit {
   readonly tail: string[];
 }
 
-export interface NodeSpec {
-  readonly id: number;
-  /** The address both listeners bind. */
-  readonly host: string;
-  readonly peerPort: number;
-  readonly httpPort: number;
-  readonly dataDir: string;
-  /** `--peers` as this node must see it (relays differ per node). */
-  readonly peers: string;
-}
-
-export class ChaosNode {
+/**
+ * One Baton node as a process: its addresses, its data directory and its current process
+ * (ManagedProcess, in the registry). The campaign's ChaosNode and the harness's cluster
+ * nodes are this with their own way of launching and of reading what the node prints.
+ */
+export class NodeProcess {
+  readonly peerAddress: string;
+  readonly httpAddress: string;
   readonly url: string;
-  /** State transfers this node completed (restored a snapshot from the master). */
-  stateTransfers = 0;
-  private readonly process: ManagedProcess;
-  private readonly recent: string[] = [];
+  /** The node's process: signal, kill, stop and start it again through this. */
+  readonly process: ManagedProcess;
 
   constructor(
-    readonly spec: NodeSpec,
-    logDir: string,
-    private readonly clock: { now(): number; wallOrigin: number },
-    private readonly onRole: (event: RoleEvent) => void,
-    onUnexpectedExit: (exit: UnexpectedExit) => void,
+    readonly id: number,
+    readonly host: string,
+    ports: { readonly peer: number; readonly http: number },
+    readonly dataDir: string,
+    command: string,
+    options: ManagedProcessOptions,
   ) {
-    this.url = `http://${spec.host}:${spec.httpPort}`;
-    mkdirSync(logDir, { recursive: true });
-    const { command } = batonLauncher();
-    this.process = new ManagedProcess(`node ${spec.id}`, command, [], {
+    this.peerAddress = `${host}:${ports.peer}`;
+    this.httpAddress = `${host}:${ports.http}`;
+    this.url = `http://${this.httpAddress}`;
+    this.process = new ManagedProcess(`node ${id}`, command, [], {
       cwd: PACKAGE_ROOT,
       env: { ...process.env, NO_COLOR: "1" },
-      logFile: join(logDir, `n${spec.id}.log`),
-      onLine: (line) => this.onLine(line),
-      onExit: (exit) => {
-        if (exit.expected) return;
-        onUnexpectedExit({
-          at: this.clock.now(),
-          node: this.id,
-          how: exit.how,
-          tail: [...this.recent],
-        });
-      },
+      ...options,
     });
-  }
-
-  get id(): number {
-    return this.spec.id;
   }
 
   get pid(): number | null {
@@ -177,13 +162,91 @@ export class ChaosNode {
     return this.process.incarnation;
   }
 
+  /** Starts the node's process with `args` (the launcher's and everything after). */
+  start(args: readonly string[]): void {
+    mkdirSync(this.dataDir, { recursive: true });
+    this.process.start(args);
+  }
+
+  /** Sends `signal` to the node's process (only to the PID it spawned). */
+  signal(signal: NodeJS.Signals): void {
+    this.process.signal(signal);
+  }
+
+  /** SIGKILL, then waits for the exit. */
+  kill(): Promise<void> {
+    return this.process.kill();
+  }
+
+  /** Empties the data directory (of a stopped node). */
+  wipe(): void {
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /** The node's `/v1/status`, or null when it does not run or answer within `timeoutMs`. */
+  async status(
+    timeoutMs = 1000,
+    options: { readonly agent?: Agent; readonly digest?: boolean } = {},
+  ): Promise<StatusView | null> {
+    if (this.state !== "running") return null;
+    return fetchStatus(this.url, { timeoutMs, ...options });
+  }
+}
+
+export interface NodeSpec {
+  readonly id: number;
+  /** The address both listeners bind. */
+  readonly host: string;
+  readonly peerPort: number;
+  readonly httpPort: number;
+  readonly dataDir: string;
+  /** `--peers` as this node must see it (relays differ per node). */
+  readonly peers: string;
+}
+
+/**
+ * A node of a fault campaign: launched from the CLI next to this code with small snapshots,
+ * logging to `<logDir>/n<id>.log`, reporting the role changes, state transfers and
+ * unexpected exits it reads in its output.
+ */
+export class ChaosNode extends NodeProcess {
+  /** State transfers this node completed (restored a snapshot from the master). */
+  stateTransfers = 0;
+  private readonly recent: string[] = [];
+
+  constructor(
+    readonly spec: NodeSpec,
+    logDir: string,
+    private readonly clock: { now(): number; wallOrigin: number },
+    private readonly onRole: (event: RoleEvent) => void,
+    onUnexpectedExit: (exit: UnexpectedExit) => void,
+  ) {
+    mkdirSync(logDir, { recursive: true });
+    const ports = { peer: spec.peerPort, http: spec.httpPort };
+    super(spec.id, spec.host, ports, spec.dataDir, batonLauncher().command, {
+      logFile: join(logDir, `n${spec.id}.log`),
+      onLine: (line) => this.onLine(line),
+      onExit: (exit) => {
+        if (exit.expected) return;
+        const tail = [...this.recent];
+        onUnexpectedExit({ at: this.clock.now(), node: this.id, how: exit.how, tail });
+      },
+    });
+  }
+
   spawn(extraArgs: readonly string[] = []): void {
     const { spec } = this;
-    mkdirSync(spec.dataDir, { recursive: true });
-    this.process.start([
+    this.start([
       ...batonLauncher().args,
-      ...["start", "--id", String(spec.id)],
-      ...["--listen", `${spec.host}:${spec.peerPort}`, "--http", `${spec.host}:${spec.httpPort}`],
+      ...[
+        "start",
+        "--id",
+        String(spec.id),
+        "--listen",
+        this.peerAddress,
+        "--http",
+        this.httpAddress,
+      ],
       ...["--peers", spec.peers, "--data", spec.dataDir, "--log-level", "info"],
       // Snapshots every few hundred entries, and a short log behind them, so that a wiped
       // or long-absent node comes back by state transfer, not by replaying the whole log.
@@ -193,21 +256,8 @@ export class ChaosNode {
   }
 
   /** Sends `signal` to the node's process, if it has one. */
-  signal(signal: NodeJS.Signals): void {
-    if (this.process.pid !== null) this.process.signal(signal);
-  }
-
-  kill(): Promise<void> {
-    return this.process.kill();
-  }
-
-  wipe(): void {
-    rmSync(this.spec.dataDir, { recursive: true, force: true });
-  }
-
-  async status(agent: Agent, timeoutMs: number): Promise<StatusView | null> {
-    if (this.state !== "running") return null;
-    return fetchStatus(this.url, { timeoutMs, agent, digest: true });
+  override signal(signal: NodeJS.Signals): void {
+    if (this.pid !== null) super.signal(signal);
   }
 
   private onLine(line: string): void {
