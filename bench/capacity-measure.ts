@@ -29,8 +29,8 @@ import {
 import { open, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Pool, request } from "undici";
+import { sleep, waitFor } from "../harness/processes.js";
 import { fetchJson } from "./bench-cluster.js";
-import { sleep, waitFor } from "./processes.js";
 
 // ---------------------------------------------------------------- writing keys
 
