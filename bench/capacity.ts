@@ -483,6 +483,16 @@ async function writeKeys(
   return result;
 }
 
+/** What the memory and restart phases start with: a writer to the master, fresh baselines. */
+async function phaseStart(cluster: BatonBenchCluster, options: CapacityOptions) {
+  return {
+    writer: new KeyWriter((await findMaster(cluster)).node.url, options.clients),
+    value: makeValue(options.valueBytes),
+    baselines: { rss: new Map(), heap: new Map() } as Baselines,
+    restarted: new Set<number>(),
+  };
+}
+
 async function memoryPhase(options: CapacityOptions, results: Results): Promise<void> {
   const config: SnapshotConfig = "default snapshots";
   ensureFreeDisk(options.keys * entryBytes(options) * 3 * 2, "the memory phase");
@@ -490,10 +500,7 @@ async function memoryPhase(options: CapacityOptions, results: Results): Promise<
     `memory: starting a 3-node cluster (${config}) for ${options.keys.toLocaleString("en-US")} keys`,
   );
   const cluster = await startCluster(options, results.systems, "memory", []);
-  const writer = new KeyWriter((await findMaster(cluster)).node.url, options.clients);
-  const value = makeValue(options.valueBytes);
-  const baselines: Baselines = { rss: new Map(), heap: new Map() };
-  const restarted = new Set<number>();
+  const { writer, value, baselines, restarted } = await phaseStart(cluster, options);
   try {
     await sleep(options.settleMs);
     results.memory.push(...(await sampleAll(cluster, config, 0, baselines, restarted)));
@@ -531,10 +538,7 @@ async function restartPhase(options: CapacityOptions, results: Results): Promise
     "--snapshot-entries",
     String(NO_SNAPSHOT_ENTRIES),
   ]);
-  const writer = new KeyWriter((await findMaster(cluster)).node.url, options.clients);
-  const value = makeValue(options.valueBytes);
-  const baselines: Baselines = { rss: new Map(), heap: new Map() };
-  const restarted = new Set<number>();
+  const { writer, value, baselines, restarted } = await phaseStart(cluster, options);
   try {
     await sleep(options.settleMs);
     results.memory.push(...(await sampleAll(cluster, config, 0, baselines, restarted)));

@@ -273,14 +273,7 @@ async function round(
   const signalledAt = performance.now();
   if (fault === "kill") await node.kill();
   else node.signal("SIGSTOP");
-  const next = await waitFor(
-    "a new master",
-    async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
-    30_000,
-  );
-  const masterAgreedMs = performance.now() - signalledAt;
-  const first = await writer.waitForAckIssuedAfter(signalledAt, 30_000);
-  const windowMs = (first.endedAt ?? performance.now()) - signalledAt;
+  const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, signalledAt);
   if (!options.rejoin) {
     // The smoke run ends here: two nodes still make a majority for the final check.
     if (fault === "stop") node.signal("SIGCONT");
@@ -301,6 +294,26 @@ async function round(
   );
   const rejoinedMs = performance.now() - signalledAt;
   return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, rejoinedMs);
+}
+
+/**
+ * Waits, after a fault at `at` (performance.now()), for the others to agree on a master
+ * newer than `master`, and for the first write issued after `at` to be acknowledged.
+ */
+async function failedOver(
+  cluster: BenchCluster,
+  writer: SteadyRateWriter,
+  master: MasterView,
+  at: number,
+): Promise<{ next: MasterView; masterAgreedMs: number; windowMs: number }> {
+  const next = await waitFor(
+    "a new master",
+    async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
+    30_000,
+  );
+  const masterAgreedMs = performance.now() - at;
+  const first = await writer.waitForAckIssuedAfter(at, 30_000);
+  return { next, masterAgreedMs, windowMs: (first.endedAt ?? performance.now()) - at };
 }
 
 /** What every round records, whatever the fault. */
@@ -410,14 +423,7 @@ async function partitionRound(
   })();
   let healedAt = 0;
   try {
-    const next = await waitFor(
-      "a new master",
-      async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
-      30_000,
-    );
-    const masterAgreedMs = performance.now() - cutAt;
-    const first = await writer.waitForAckIssuedAfter(cutAt, 30_000);
-    const windowMs = (first.endedAt ?? performance.now()) - cutAt;
+    const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, cutAt);
     // Heal after --partition-ms, or once the old master stepped down if that came later
     // (up to 30 s: check-quorum should take one election timeout).
     await sleep(Math.max(0, options.partitionMs - (performance.now() - cutAt)));
