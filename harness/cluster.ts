@@ -12,7 +12,7 @@
  * test hooks.
  */
 
-import { chmodSync, chownSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { request } from "undici";
 import { NodeProcess } from "../src/chaos/processes.js";
@@ -333,7 +333,7 @@ export class Cluster {
   async restart(id: number, options: { wipe?: boolean } = {}): Promise<void> {
     const node = this.node(id);
     await node.kill();
-    if (options.wipe === true) rmSync(node.dataDir, { recursive: true, force: true });
+    if (options.wipe === true) node.wipe();
     this.startNode(id, options.wipe === true ? ["--join"] : []);
   }
 

@@ -1,6 +1,6 @@
 /**
  * The client against the real HTTP layer (src/http/server.ts) over in-memory nodes
- * (src/http/fake-node-api.ts), so that a change on either side of the contract breaks a
+ * (harness/doubles/fake-node-api.ts), so that a change on either side of the contract breaks a
  * test here: forwarding by backups, raw-byte values, compare-and-set, the error shapes of
  * 400, 404 and 412, the status document, and following a new master.
  */
