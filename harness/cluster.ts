@@ -237,6 +237,8 @@ export class Cluster {
     });
     const cluster = new Cluster(options, root, nodes);
     liveClusters.add(cluster);
+    // A node started later through its process (a benchmark's late joiner) gets its flags.
+    for (const node of nodes) node.process.useArgs(cluster.commandLine(node.id));
     const startIds = options.startIds ?? ids;
     for (const id of startIds) cluster.startNode(id);
     if (2 * startIds.length > size) await cluster.waitForMaster({ timeoutMs: masterTimeoutMs });
@@ -339,7 +341,12 @@ export class Cluster {
 
   /** Starts a node that was never started or was stopped, without waiting. */
   startNode(id: number, extraArgs: readonly string[] = []): void {
-    this.node(id).start([...this.launchArgs, "start", ...this.argsFor(id), ...extraArgs]);
+    this.node(id).start([...this.commandLine(id), ...extraArgs]);
+  }
+
+  /** The arguments of node `id`'s process: Node.js flags, the launcher's, `start` and its. */
+  private commandLine(id: number): string[] {
+    return [...this.launchArgs, "start", ...this.argsFor(id)];
   }
 
   /** The status of every running node that answers, by id. */

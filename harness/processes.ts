@@ -120,6 +120,8 @@ export function runScript(
       ["--import", "tsx", join(REPO_ROOT, script), ...args],
       {
         cwd: REPO_ROOT,
+        // The program ends its own processes when it gets this at our cleanup.
+        cleanupSignal: "SIGTERM",
         onLine: (line, stream) => {
           if (stream === "stdout") stdout += `${line}\n`;
           else if (options.passStderr === true) process.stderr.write(`${line}\n`);

@@ -17,20 +17,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-const livePids = new Set<number>();
+/** Every PID spawned and still running, with the signal that ends it at cleanup. */
+const livePids = new Map<number, NodeJS.Signals>();
 const liveDirs = new Set<string>();
 const cleanups = new Set<() => void>();
 let hooksInstalled = false;
 
 /**
- * Kills (SIGKILL, after SIGCONT for a paused one) every process still registered, runs the
- * registered cleanups (newest first), and removes every registered directory.
+ * Ends every process still registered (SIGKILL, after SIGCONT for a paused one, or the
+ * signal it was registered with), runs the registered cleanups (newest first), and removes
+ * every registered directory.
  */
 export function cleanupSync(): void {
-  for (const pid of livePids) {
+  for (const [pid, signal] of livePids) {
     try {
       process.kill(pid, "SIGCONT");
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, signal);
     } catch {
       // Already gone.
     }
@@ -140,6 +142,11 @@ export interface ManagedProcessOptions {
   readonly onLine?: (line: string, stream: "stdout" | "stderr") => void;
   /** Called when the process has exited and its last line of output was read. */
   readonly onExit?: (exit: ProcessExit) => void;
+  /**
+   * The signal that ends it at cleanup: SIGKILL, or SIGTERM for a program with a registry of
+   * its own (a benchmark), so that it ends its own processes. @default "SIGKILL"
+   */
+  readonly cleanupSignal?: NodeJS.Signals;
 }
 
 /**
@@ -182,6 +189,11 @@ export class ManagedProcess {
     return this.options.logFile ?? null;
   }
 
+  /** Sets the arguments of the next start() that is given none. */
+  useArgs(args: readonly string[]): void {
+    this.args = args;
+  }
+
   /** Starts the process, with `args` from now on when given; returns its PID. */
   start(args: readonly string[] = this.args): number {
     if (this.child !== null) throw new Error(`${this.name} is already running`);
@@ -198,7 +210,7 @@ export class ManagedProcess {
     child.once("error", (error) => this.options.onLine?.(`[${this.name}] ${error}`, "stderr"));
     const pid = child.pid;
     if (pid === undefined) throw new Error(`${this.name}: spawn of ${this.command} failed`);
-    livePids.add(pid);
+    livePids.set(pid, this.options.cleanupSignal ?? "SIGKILL");
     this.incarnation++;
     this.child = child;
     this.paused = false;
