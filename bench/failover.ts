@@ -173,7 +173,7 @@ function parseWriter(text: string): WriterKind {
 }
 
 function parseOptions(argv: readonly string[]): FailoverOptions {
-  const o = new Command("bench:failover")
+  const command = new Command("bench:failover")
     .option("--compare <system>", "also measure etcd", (v) => {
       if (v !== "etcd") throw new InvalidArgumentError("only etcd");
       return ["etcd"] as SystemName[];
@@ -202,26 +202,27 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     )
     .option("--smoke", "a tiny run: 1 round of each fault asked for, no rejoin")
     .exitOverride()
-    .parse([...argv], { from: "user" })
-    .opts<{
-      compare?: SystemName[];
-      kills: number;
-      faults: Fault[];
-      intervalMs: number;
-      attemptTimeoutMs: number;
-      pauseMs: number;
-      partitionMs: number;
-      etcdHeartbeatMs?: number;
-      etcdElectionMs?: number;
-      etcdPreVote?: boolean;
-      out?: string;
-      from: string;
-      writer: WriterKind;
-      smoke?: boolean;
-    }>();
+    .parse([...argv], { from: "user" });
+  const o = command.opts<{
+    compare?: SystemName[];
+    kills: number;
+    faults: Fault[];
+    intervalMs: number;
+    attemptTimeoutMs: number;
+    pauseMs: number;
+    partitionMs: number;
+    etcdHeartbeatMs?: number;
+    etcdElectionMs?: number;
+    etcdPreVote?: boolean;
+    out?: string;
+    from: string;
+    writer: WriterKind;
+    smoke?: boolean;
+  }>();
   if (o.writer === "client" && (o.compare !== undefined || o.faults.includes("partition"))) {
-    throw new InvalidArgumentError(
-      "--writer client: Baton alone (etcd has no such client) and no partition (the client does not say which node answered)",
+    command.error(
+      "error: --writer client measures Baton alone (etcd has no such client) and no partition (the client does not say which node answered)",
+      { exitCode: 2 },
     );
   }
   const smoke = o.smoke === true;
