@@ -4,28 +4,14 @@
  * free loopback ports, each with its own data directory in a temporary folder (on disk,
  * fsync on: Baton has no switch to turn it off), default timeouts unless given.
  *
- * It must never leave a process or a directory behind: both are registered in
- * processes.ts, and stop() ends the nodes with SIGTERM (so `--cpu-prof` profiles are
+ * The cluster is the harness's (harness/cluster.ts), whose processes and directories are
+ * in the one registry; stop() ends the nodes with SIGTERM (so `--cpu-prof` profiles are
  * written) before removing the data.
  */
 
-import { chmodSync, chownSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
-import {
-  type BenchCluster,
-  type BenchNode,
-  fetchJson,
-  type MasterView,
-  nodeById,
-} from "./bench-cluster.js";
-import {
-  freePorts,
-  ManagedProcess,
-  makeTempDir,
-  REPO_ROOT,
-  removeTempDir,
-  waitFor,
-} from "./processes.js";
+import { Cluster } from "../harness/cluster.js";
+import { batonCommand, type StatusView } from "../harness/processes.js";
+import type { BenchCluster, BenchNode, MasterView } from "./bench-cluster.js";
 
 export interface BatonClusterOptions {
   /** "dist": the built CLI (what `npm run bench` measures); "source": tsx, no build. */
@@ -54,17 +40,6 @@ export interface BatonClusterOptions {
   readonly uids?: readonly [number, number, number];
 }
 
-/** A node's `GET /v1/status` (the fields the benchmarks read). */
-export interface BatonStatus {
-  readonly id: number;
-  readonly role: string;
-  readonly term: number;
-  readonly master: number | null;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  readonly lastIndex: number;
-}
-
 /** A Baton cluster, with what only Baton has: data directories and /v1/status. */
 export interface BatonBenchCluster extends BenchCluster {
   /** The temporary folder with every node's data directory and log; stop() removes it. */
@@ -72,56 +47,49 @@ export interface BatonBenchCluster extends BenchCluster {
   /** Node `id`'s data directory (kept across `process.stop()` and `process.start()`). */
   dataDir(id: number): string;
   /** Node `id`'s /v1/status, or null when it is down or does not answer within 500 ms. */
-  status(id: number): Promise<BatonStatus | null>;
+  status(id: number): Promise<StatusView | null>;
 }
 
+/** The harness's cluster, seen through the interface every benchmark drives. */
 class BatonCluster implements BatonBenchCluster {
   readonly system = "baton" as const;
+  readonly nodes: readonly BenchNode[];
 
   constructor(
-    readonly nodes: readonly BenchNode[],
+    private readonly cluster: Cluster,
     readonly description: string,
-    readonly root: string,
-  ) {}
-
-  dataDir(id: number): string {
-    return join(this.root, `n${nodeById(this, id).id}`);
+  ) {
+    this.nodes = cluster.nodes.map((n) => ({
+      id: n.id,
+      url: n.url,
+      host: n.host,
+      process: n.process,
+    }));
   }
 
-  async status(id: number): Promise<BatonStatus | null> {
-    const node = nodeById(this, id);
-    if (!node.process.running) return null;
-    const answer = await fetchJson(`${node.url}/v1/status`, { timeoutMs: 500 }).catch(() => null);
-    return answer?.status === 200 ? (answer.json as BatonStatus) : null;
+  get root(): string {
+    return this.cluster.root;
+  }
+
+  dataDir(id: number): string {
+    return this.cluster.node(id).dataDir;
+  }
+
+  status(id: number): Promise<StatusView | null> {
+    return this.cluster.node(id).status(500);
   }
 
   async master(exclude: readonly number[] = [], minTerm = 0): Promise<MasterView | null> {
-    const ids = this.nodes
-      .filter((n) => n.process.running && !exclude.includes(n.id))
-      .map((n) => n.id);
-    const answers = await Promise.all(ids.map((id) => this.status(id)));
-    const all = answers.filter((s): s is BatonStatus => s !== null);
-    if (all.length !== answers.length) return null;
-    const masters = all.filter((s) => s.role === "master");
-    const master = masters[0];
-    if (masters.length !== 1 || master === undefined || master.term < minTerm) return null;
-    const agreed = all.every((s) => s.term === master.term && s.master === master.id);
-    return agreed ? { id: master.id, term: master.term } : null;
+    const master = await this.cluster.agreedMaster({ exclude, minTerm });
+    return master === null ? null : { id: master.id, term: master.term };
   }
 
   async caughtUp(id: number): Promise<boolean> {
-    const statuses = await Promise.all(this.nodes.map((n) => this.status(n.id)));
-    const master = statuses.find((s) => s?.role === "master");
-    const node = statuses.find((s) => s?.id === id);
-    if (master === undefined || master === null || node === undefined || node === null) {
-      return false;
-    }
-    return node.appliedIndex >= master.commitIndex;
+    return (await this.cluster.caughtUp(id)) !== null;
   }
 
-  async stop(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => n.process.stop()));
-    removeTempDir(this.root);
+  stop(): Promise<void> {
+    return this.cluster.destroy(10_000);
   }
 }
 
@@ -130,58 +98,26 @@ class BatonCluster implements BatonBenchCluster {
  * a master.
  */
 export async function startBatonCluster(options: BatonClusterOptions): Promise<BatonBenchCluster> {
-  const hosts = options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
-  const ports = await freePorts(6);
-  const root = makeTempDir("baton-bench-");
-  // Other uids must be able to reach their own directories inside.
-  if (options.uids !== undefined) chmodSync(root, 0o711);
-  const peers = hosts.map((h, i) => `${i + 1}=${h}:${ports[2 * i]}`).join(",");
-  const launcher =
-    options.from === "dist"
-      ? [options.cli ?? join(REPO_ROOT, "dist", "cli", "main.js")]
-      : ["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts")];
-  const nodes: BenchNode[] = hosts.map((host, i) => {
-    const id = i + 1;
-    const dataDir = join(root, `n${id}`);
-    mkdirSync(dataDir, { recursive: true });
-    const uid = options.uids?.[i];
-    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
-    if (uid !== undefined) {
-      // tsx and node write caches under TMPDIR; keep them inside the cluster's folder.
-      const tmp = join(root, `tmp${id}`);
-      mkdirSync(tmp);
-      for (const dir of [dataDir, tmp]) chownSync(dir, uid, uid);
-      Object.assign(env, { TMPDIR: tmp, HOME: tmp });
-    }
-    const httpAddress = `${host}:${ports[2 * i + 1]}`;
-    const args = [
-      ...(options.nodeFlags ?? []),
-      ...launcher,
-      "start",
-      ...["--id", String(id), "--listen", `${host}:${ports[2 * i]}`, "--http", httpAddress],
-      ...["--peers", peers, "--data", dataDir, "--log-level", "info"],
-      ...(options.extraArgs ?? []),
-    ];
-    const proc = new ManagedProcess(
-      `baton node ${id}`,
-      process.execPath,
-      args,
-      join(root, `n${id}.log`),
-      env,
-      uid === undefined ? null : { uid, gid: uid },
-    );
-    return { id, url: `http://${httpAddress}`, host, process: proc };
-  });
+  const cluster = await Cluster.start(
+    {
+      launcher: batonCommand(options.from, options.cli),
+      log: "files",
+      rootPrefix: "baton-bench-",
+      ...(options.hosts === undefined ? {} : { hosts: options.hosts }),
+      ...(options.nodeFlags === undefined ? {} : { nodeFlags: options.nodeFlags }),
+      ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
+      ...(options.startIds === undefined ? {} : { startIds: options.startIds }),
+      ...(options.uids === undefined ? {} : { uids: options.uids }),
+    },
+    60_000,
+  );
+  const built =
+    options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts";
   const extra =
     (options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "") +
     (options.uids === undefined ? "" : ", each node under a uid of its own");
-  const cluster = new BatonCluster(
-    nodes,
-    `Baton (${options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts"}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
-    root,
+  return new BatonCluster(
+    cluster,
+    `Baton (${built}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
   );
-  const startIds = options.startIds ?? nodes.map((n) => n.id);
-  for (const n of nodes) if (startIds.includes(n.id)) n.process.start();
-  await waitFor("a Baton master", () => cluster.master().then((m) => m ?? undefined), 60_000);
-  return cluster;
 }

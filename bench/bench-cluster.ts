@@ -6,7 +6,7 @@
  */
 
 import { request } from "undici";
-import type { ManagedProcess } from "./processes.js";
+import type { ManagedProcess } from "../harness/processes.js";
 
 export type SystemName = "baton" | "etcd";
 

@@ -13,7 +13,7 @@
  * - diskWriteRate: the disk's own sequential write rate, a file of a given size written
  *   in 1 MiB blocks and fsynced once at the end, in the folder of the data directories.
  *
- * It starts no process: bench/processes.ts and bench/baton-cluster.ts do.
+ * It starts no process: bench/baton-cluster.ts and the harness (harness/cluster.ts) do.
  */
 
 import { randomBytes } from "node:crypto";
@@ -29,8 +29,8 @@ import {
 import { open, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Pool, request } from "undici";
+import { sleep, waitFor } from "../harness/processes.js";
 import { fetchJson } from "./bench-cluster.js";
-import { sleep, waitFor } from "./processes.js";
 
 // ---------------------------------------------------------------- writing keys
 

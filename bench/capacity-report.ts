@@ -10,7 +10,14 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DiskWriteRate, MemorySample, WriteResult } from "./capacity-measure.js";
-import { escapeXml, htmlTable, lineChart, type Series } from "./report.js";
+import {
+  escapeXml,
+  headerLines,
+  htmlTable,
+  lineChart,
+  type ReportHeader,
+  type Series,
+} from "./report.js";
 
 /** How a cluster of the benchmark takes snapshots. */
 export type SnapshotConfig = "default snapshots" | "no snapshots";
@@ -97,12 +104,7 @@ export interface WriteRow {
   readonly result: WriteResult;
 }
 
-export interface CapacityReport {
-  readonly date: string;
-  readonly command: string;
-  readonly machine: Record<string, unknown>;
-  readonly systems: Record<string, string>;
-  readonly options: Record<string, unknown>;
+export interface CapacityReport extends ReportHeader {
   readonly memory: readonly MemoryRow[];
   readonly restarts: readonly RestartRow[];
   readonly transfers: readonly TransferRow[];
@@ -439,12 +441,7 @@ export function writeCapacityReport(dir: string, report: CapacityReport): string
   const tables = markdownTables(report);
   const chartList = charts(report);
   writeFileSync(join(dir, "results.json"), `${JSON.stringify(report, null, 2)}\n`);
-  const machine = Object.entries(report.machine)
-    .map(([k, v]) => `- ${k}: ${Array.isArray(v) ? v.join(" ") : String(v)}`)
-    .join("\n");
-  const systems = Object.entries(report.systems)
-    .map(([k, v]) => `- ${k}: ${v}`)
-    .join("\n");
+  const { machine, systems } = headerLines(report);
   const notes = report.notes.map((n) => `- ${n}`).join("\n");
   const header = [`Command: \`${report.command}\``, "", machine, systems, "", notes].join("\n");
   writeFileSync(

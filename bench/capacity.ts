@@ -31,7 +31,18 @@ import { mkdirSync, statfsSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { type BatonBenchCluster, type BatonStatus, startBatonCluster } from "./baton-cluster.js";
+import {
+  batonCommand,
+  cleanupSync,
+  ensureBuilt,
+  REPO_ROOT,
+  resolveFrom,
+  type StatusView,
+  sleep,
+  waitFor,
+} from "../harness/processes.js";
+import { median } from "../harness/stats.js";
+import { type BatonBenchCluster, startBatonCluster } from "./baton-cluster.js";
 import type { BenchNode } from "./bench-cluster.js";
 import {
   dirBytes,
@@ -57,8 +68,6 @@ import {
   writeCapacityReport,
 } from "./capacity-report.js";
 import { describeMachine, runAsProgram } from "./entry.js";
-import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom, sleep, waitFor } from "./processes.js";
-import { median } from "./stats.js";
 
 type Phase = "memory" | "restart" | "transfer";
 const PHASES: readonly Phase[] = ["memory", "restart", "transfer"];
@@ -229,9 +238,16 @@ function ensureFreeDisk(bytes: number, what: string): void {
 
 // ---------------------------------------------------------------- cluster helpers
 
+/** The log file of a node of a cluster started with log files (every Baton bench cluster). */
+function logFileOf(node: BenchNode): string {
+  const file = node.process.logFile;
+  if (file === null) throw new Error(`node ${node.id} has no log file`);
+  return file;
+}
+
 interface MasterInfo {
   readonly node: BenchNode;
-  readonly status: BatonStatus;
+  readonly status: StatusView;
 }
 
 async function findMaster(cluster: BatonBenchCluster): Promise<MasterInfo> {
@@ -251,14 +267,14 @@ async function findMaster(cluster: BatonBenchCluster): Promise<MasterInfo> {
 }
 
 /** Waits until every running node has applied what the master has committed. */
-async function waitAllCaughtUp(cluster: BatonBenchCluster): Promise<BatonStatus> {
+async function waitAllCaughtUp(cluster: BatonBenchCluster): Promise<StatusView> {
   return waitFor(
     "every running node to apply up to the master's commit index",
     async () => {
       const master = await findMaster(cluster);
       const running = cluster.nodes.filter((n) => n.process.running);
       const statuses = await Promise.all(running.map((n) => statusOf(n.url, 5000)));
-      const all = statuses as BatonStatus[];
+      const all = statuses as StatusView[];
       return all.every((s) => s.appliedIndex >= master.status.commitIndex)
         ? master.status
         : undefined;
@@ -371,7 +387,7 @@ async function measureRestart(
   const master = await findMaster(cluster);
   const node = cluster.nodes.find((n) => n.id !== master.node.id && n.process.running);
   if (node === undefined) throw new Error("no running backup to restart");
-  const before = await statusOf(node.url, 5000).then((s) => s as BatonStatus);
+  const before = await statusOf(node.url, 5000).then((s) => s as StatusView);
   const targetIndex = master.status.commitIndex;
   const dataDir = cluster.dataDir(node.id);
   const walBytes = dirBytes(join(dataDir, "wal"));
@@ -382,14 +398,14 @@ async function measureRestart(
   else await node.process.kill();
   const stopMs = signal === "SIGTERM" ? performance.now() - stopAt : null;
 
-  const nodeLog = new NodeLog(node.process.logFile);
+  const nodeLog = new NodeLog(logFileOf(node));
   const spawnAt = Date.now();
   node.process.start();
   restarted.add(node.id);
   const caughtUpAt = await waitFor(
     `node ${node.id} to apply up to index ${targetIndex} after a restart`,
     async () => {
-      const status = (await statusOf(node.url, 2000)) as BatonStatus;
+      const status = (await statusOf(node.url, 2000)) as StatusView;
       return status.appliedIndex >= targetIndex ? Date.now() : undefined;
     },
     CATCH_UP_TIMEOUT_MS,
@@ -467,6 +483,16 @@ async function writeKeys(
   return result;
 }
 
+/** What the memory and restart phases start with: a writer to the master, fresh baselines. */
+async function phaseStart(cluster: BatonBenchCluster, options: CapacityOptions) {
+  return {
+    writer: new KeyWriter((await findMaster(cluster)).node.url, options.clients),
+    value: makeValue(options.valueBytes),
+    baselines: { rss: new Map(), heap: new Map() } as Baselines,
+    restarted: new Set<number>(),
+  };
+}
+
 async function memoryPhase(options: CapacityOptions, results: Results): Promise<void> {
   const config: SnapshotConfig = "default snapshots";
   ensureFreeDisk(options.keys * entryBytes(options) * 3 * 2, "the memory phase");
@@ -474,10 +500,7 @@ async function memoryPhase(options: CapacityOptions, results: Results): Promise<
     `memory: starting a 3-node cluster (${config}) for ${options.keys.toLocaleString("en-US")} keys`,
   );
   const cluster = await startCluster(options, results.systems, "memory", []);
-  const writer = new KeyWriter((await findMaster(cluster)).node.url, options.clients);
-  const value = makeValue(options.valueBytes);
-  const baselines: Baselines = { rss: new Map(), heap: new Map() };
-  const restarted = new Set<number>();
+  const { writer, value, baselines, restarted } = await phaseStart(cluster, options);
   try {
     await sleep(options.settleMs);
     results.memory.push(...(await sampleAll(cluster, config, 0, baselines, restarted)));
@@ -515,10 +538,7 @@ async function restartPhase(options: CapacityOptions, results: Results): Promise
     "--snapshot-entries",
     String(NO_SNAPSHOT_ENTRIES),
   ]);
-  const writer = new KeyWriter((await findMaster(cluster)).node.url, options.clients);
-  const value = makeValue(options.valueBytes);
-  const baselines: Baselines = { rss: new Map(), heap: new Map() };
-  const restarted = new Set<number>();
+  const { writer, value, baselines, restarted } = await phaseStart(cluster, options);
   try {
     await sleep(options.settleMs);
     results.memory.push(...(await sampleAll(cluster, config, 0, baselines, restarted)));
@@ -587,7 +607,7 @@ async function transferOne(
     // Small writes until a snapshot is due, then wait for it: the master's first snapshot
     // after the large values holds all of them (writing on while a large snapshot is being
     // saved would only bring the next one closer).
-    const masterLog = new NodeLog(master.node.process.logFile, 0);
+    const masterLog = new NodeLog(logFileOf(master.node), 0);
     const snapshots = (): number[] =>
       masterLog
         .refresh()
@@ -620,7 +640,7 @@ async function transferOne(
     );
 
     const node3 = cluster.nodes.find((n) => n.id === 3)!;
-    const node3Log = new NodeLog(node3.process.logFile, 0);
+    const node3Log = new NodeLog(logFileOf(node3), 0);
     const target = (await findMaster(cluster)).status.commitIndex;
     log(`transfer ${stateMb} MB: starting node 3 with an empty data directory`);
     const spawnAt = Date.now();
@@ -635,7 +655,7 @@ async function transferOne(
     const caughtUpAt = await waitFor(
       `node 3 to apply up to index ${target}`,
       async () => {
-        const s = (await statusOf(node3.url, 2000)) as BatonStatus;
+        const s = (await statusOf(node3.url, 2000)) as StatusView;
         return s.appliedIndex >= target ? Date.now() : undefined;
       },
       CATCH_UP_TIMEOUT_MS,
@@ -694,14 +714,11 @@ async function transferOne(
  * before the node reads any of its data.
  */
 function measureCliBoot(options: CapacityOptions): number | null {
-  const launcher =
-    options.from === "dist"
-      ? [options.batonCli ?? join(REPO_ROOT, "dist", "cli", "main.js")]
-      : ["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts")];
+  const baton = batonCommand(options.from, options.batonCli ?? undefined);
   const runs: number[] = [];
   for (let i = 0; i < options.cliBootRuns; i++) {
     const started = performance.now();
-    const result = spawnSync(process.execPath, [...launcher, "start", "--help"], {
+    const result = spawnSync(baton.command, [...baton.args, "start", "--help"], {
       cwd: REPO_ROOT,
       stdio: "ignore",
     });

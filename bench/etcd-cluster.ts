@@ -9,12 +9,19 @@
  * The one change from a bare `etcd`: revision auto-compaction and an 8 GiB quota, so that
  * a benchmark that rewrites large values does not fill etcd's 2 GiB default quota with
  * old revisions (a production etcd runs with compaction too). Processes and directories
- * are registered in processes.ts and never left behind.
+ * are registered in the harness's one registry and never left behind.
  */
 
 import { spawnSync } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import {
+  freePorts,
+  ManagedProcess,
+  makeTempDir,
+  removeTempDir,
+  waitFor,
+} from "../harness/processes.js";
 import {
   type BenchCluster,
   type BenchNode,
@@ -22,7 +29,6 @@ import {
   type MasterView,
   nodeById,
 } from "./bench-cluster.js";
-import { freePorts, ManagedProcess, makeTempDir, removeTempDir, waitFor } from "./processes.js";
 
 export interface EtcdClusterOptions {
   /** Loopback hosts of members 1-3. */
@@ -171,14 +177,11 @@ export async function startEtcdCluster(
       ...["--logger", "zap", "--log-level", "warn"],
       ...timeouts,
     ];
-    const proc = new ManagedProcess(
-      `etcd member ${id}`,
-      "etcd",
-      args,
-      join(root, `e${id}.log`),
-      uid === undefined ? process.env : { ...process.env, HOME: dataDir },
-      uid === undefined ? null : { uid, gid: uid },
-    );
+    const proc = new ManagedProcess(`etcd member ${id}`, "etcd", args, {
+      logFile: join(root, `e${id}.log`),
+      env: uid === undefined ? process.env : { ...process.env, HOME: dataDir },
+      runAs: uid === undefined ? null : { uid, gid: uid },
+    });
     return { id, url: clientUrl, host, process: proc };
   });
   const tuned = options.heartbeatMs !== undefined || options.electionMs !== undefined;

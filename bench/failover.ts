@@ -2,9 +2,10 @@
  * `npm run bench:failover`: how long a client cannot write when the master dies (SIGKILL),
  * hangs (SIGSTOP) or is cut off from the other nodes (partition), for Baton and, with
  * --compare etcd, for etcd, the same writer and the same faults for both. Each system gets
- * a three-node cluster of its own (Baton from the built CLI), one writer that starts a
- * create-only write of a new key every 5 ms (bench/failover-writer.ts), and --kills rounds
- * per fault:
+ * a three-node cluster of its own (Baton from the built CLI), one steady-rate writer that
+ * starts a create-only write of a new key every 5 ms (harness/steady-writer.ts; neutral by
+ * default, through Baton's client library with --writer client: bench/failover-writer.ts),
+ * and --kills rounds per fault:
  *
  *   find the master → signal it (or cut it off) → wait for the others to agree on a new
  *   master → window = signal → first acknowledgement of a write issued after the signal →
@@ -28,6 +29,7 @@
  * own value). Prints a table and writes results.json and results.md to --out.
  *
  *   npm run bench:failover -- --kills 20 --faults kill,stop --compare etcd
+ *   npm run bench:failover -- --kills 10 --faults stop --writer client
  *
  * It signals only the processes it started, by PID, and removes their data at the end.
  */
@@ -36,6 +38,16 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import {
+  cleanupSync,
+  ensureBuilt,
+  REPO_ROOT,
+  resolveFrom,
+  sleep,
+  waitFor,
+} from "../harness/processes.js";
+import { summarize } from "../harness/stats.js";
+import { SteadyRateWriter, type Verification, verifyWrites } from "../harness/steady-writer.js";
 import { startBatonCluster } from "./baton-cluster.js";
 import {
   type BenchCluster,
@@ -44,12 +56,11 @@ import {
   nodeById,
   type SystemName,
 } from "./bench-cluster.js";
+import { NodeLog } from "./capacity-measure.js";
 import { runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
-import { FailoverWriter, type Verification } from "./failover-writer.js";
+import { openWritePath, type WriterKind } from "./failover-writer.js";
 import { nodeUids, OwnerPartition, partitionUnsupported } from "./partition.js";
-import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom, sleep, waitFor } from "./processes.js";
-import { summarize } from "./stats.js";
 
 type Fault = "kill" | "stop" | "partition";
 
@@ -70,6 +81,8 @@ interface FailoverOptions {
   readonly etcdPreVote: boolean | null;
   /** Bring the signalled node back and wait until it caught up (off in --smoke). */
   readonly rejoin: boolean;
+  /** How the writes travel: the neutral writer, or Baton's client library. */
+  readonly writer: WriterKind;
 }
 
 interface Round {
@@ -84,6 +97,8 @@ interface Round {
   readonly windowMs: number;
   /** Signal to the others agreeing on a new master (polled every 20 ms), ms. */
   readonly masterAgreedMs: number;
+  /** Baton only: the new master's own figure, last word from the old one to taking over. */
+  readonly failoverMsLogged: number | null;
   /** Signal to the old node having caught up again, ms. */
   readonly rejoinedMs: number;
   readonly loadAverage1m: number;
@@ -152,8 +167,13 @@ function parseFaults(text: string): Fault[] {
   return list as Fault[];
 }
 
+function parseWriter(text: string): WriterKind {
+  if (text !== "neutral" && text !== "client") throw new InvalidArgumentError("neutral or client");
+  return text;
+}
+
 function parseOptions(argv: readonly string[]): FailoverOptions {
-  const o = new Command("bench:failover")
+  const command = new Command("bench:failover")
     .option("--compare <system>", "also measure etcd", (v) => {
       if (v !== "etcd") throw new InvalidArgumentError("only etcd");
       return ["etcd"] as SystemName[];
@@ -174,24 +194,37 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     .option("--etcd-pre-vote", "etcd --pre-vote=true (off by default in etcd 3.4)")
     .option("--out <dir>", "results folder (default results/failover/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
+    .option(
+      "--writer <how>",
+      "neutral (the same writer for Baton and etcd) or client (Baton's client library; kill and stop only)",
+      parseWriter,
+      "neutral",
+    )
     .option("--smoke", "a tiny run: 1 round of each fault asked for, no rejoin")
     .exitOverride()
-    .parse([...argv], { from: "user" })
-    .opts<{
-      compare?: SystemName[];
-      kills: number;
-      faults: Fault[];
-      intervalMs: number;
-      attemptTimeoutMs: number;
-      pauseMs: number;
-      partitionMs: number;
-      etcdHeartbeatMs?: number;
-      etcdElectionMs?: number;
-      etcdPreVote?: boolean;
-      out?: string;
-      from: string;
-      smoke?: boolean;
-    }>();
+    .parse([...argv], { from: "user" });
+  const o = command.opts<{
+    compare?: SystemName[];
+    kills: number;
+    faults: Fault[];
+    intervalMs: number;
+    attemptTimeoutMs: number;
+    pauseMs: number;
+    partitionMs: number;
+    etcdHeartbeatMs?: number;
+    etcdElectionMs?: number;
+    etcdPreVote?: boolean;
+    out?: string;
+    from: string;
+    writer: WriterKind;
+    smoke?: boolean;
+  }>();
+  if (o.writer === "client" && (o.compare !== undefined || o.faults.includes("partition"))) {
+    command.error(
+      "error: --writer client measures Baton alone (etcd has no such client) and no partition (the client does not say which node answered)",
+      { exitCode: 2 },
+    );
+  }
   const smoke = o.smoke === true;
   const date = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
   return {
@@ -208,6 +241,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     etcdElectionMs: o.etcdElectionMs ?? null,
     etcdPreVote: o.etcdPreVote === true ? true : null,
     rejoin: !smoke,
+    writer: o.writer,
   };
 }
 
@@ -221,7 +255,7 @@ function log(line: string): void {
 
 async function round(
   cluster: BenchCluster,
-  writer: FailoverWriter,
+  writer: SteadyRateWriter,
   options: FailoverOptions,
   fault: Fault,
   n: number,
@@ -240,14 +274,7 @@ async function round(
   const signalledAt = performance.now();
   if (fault === "kill") await node.kill();
   else node.signal("SIGSTOP");
-  const next = await waitFor(
-    "a new master",
-    async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
-    30_000,
-  );
-  const masterAgreedMs = performance.now() - signalledAt;
-  const first = await writer.waitForAckIssuedAfter(signalledAt, 30_000);
-  const windowMs = (first.endedAt ?? performance.now()) - signalledAt;
+  const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, signalledAt);
   if (!options.rejoin) {
     // The smoke run ends here: two nodes still make a majority for the final check.
     if (fault === "stop") node.signal("SIGCONT");
@@ -268,6 +295,26 @@ async function round(
   );
   const rejoinedMs = performance.now() - signalledAt;
   return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, rejoinedMs);
+}
+
+/**
+ * Waits, after a fault at `at` (performance.now()), for the others to agree on a master
+ * newer than `master`, and for the first write issued after `at` to be acknowledged.
+ */
+async function failedOver(
+  cluster: BenchCluster,
+  writer: SteadyRateWriter,
+  master: MasterView,
+  at: number,
+): Promise<{ next: MasterView; masterAgreedMs: number; windowMs: number }> {
+  const next = await waitFor(
+    "a new master",
+    async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
+    30_000,
+  );
+  const masterAgreedMs = performance.now() - at;
+  const first = await writer.waitForAckIssuedAfter(at, 30_000);
+  return { next, masterAgreedMs, windowMs: (first.endedAt ?? performance.now()) - at };
 }
 
 /** What every round records, whatever the fault. */
@@ -291,9 +338,20 @@ function roundResult(
     newTerm: next.term,
     windowMs,
     masterAgreedMs,
+    failoverMsLogged: loggedFailoverMs(cluster, next),
     rejoinedMs,
     loadAverage1m: Number((loadavg()[0] ?? 0).toFixed(2)),
   };
+}
+
+/** What the new master `next` logged as its take-over time (Baton's role event), if any. */
+function loggedFailoverMs(cluster: BenchCluster, next: MasterView): number | null {
+  const file = nodeById(cluster, next.id).process.logFile;
+  if (cluster.system !== "baton" || file === null) return null;
+  const took = new NodeLog(file, 0).find(
+    (l) => l.event === "role" && l.role === "master" && l.term === next.term,
+  );
+  return typeof took?.failoverMs === "number" ? took.failoverMs : null;
 }
 
 /**
@@ -328,7 +386,7 @@ async function claimsMastership(cluster: BenchCluster, id: number): Promise<bool
  */
 async function partitionRound(
   cluster: BenchCluster,
-  writer: FailoverWriter,
+  writer: SteadyRateWriter,
   options: FailoverOptions,
   n: number,
   network: OwnerPartition,
@@ -366,14 +424,7 @@ async function partitionRound(
   })();
   let healedAt = 0;
   try {
-    const next = await waitFor(
-      "a new master",
-      async () => (await cluster.master([master.id], master.term + 1)) ?? undefined,
-      30_000,
-    );
-    const masterAgreedMs = performance.now() - cutAt;
-    const first = await writer.waitForAckIssuedAfter(cutAt, 30_000);
-    const windowMs = (first.endedAt ?? performance.now()) - cutAt;
+    const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, cutAt);
     // Heal after --partition-ms, or once the old master stepped down if that came later
     // (up to 30 s: check-quorum should take one election timeout).
     await sleep(Math.max(0, options.partitionMs - (performance.now() - cutAt)));
@@ -441,10 +492,12 @@ async function measure(
   options: FailoverOptions,
   network: OwnerPartition | null,
 ): Promise<SystemResult> {
-  const writer = new FailoverWriter(cluster, {
-    intervalMs: options.intervalMs,
+  const path = openWritePath(options.writer, cluster, {
     attemptTimeoutMs: options.attemptTimeoutMs,
     deadlineMs: 30_000,
+  });
+  const writer = new SteadyRateWriter(path.write, {
+    intervalMs: options.intervalMs,
     keyPrefix: `failover-${Date.now()}`,
     inflightMax: 2000,
   });
@@ -474,10 +527,17 @@ async function measure(
       async () => (await cluster.master()) ?? undefined,
       30_000,
     );
-    const verification = await writer.verify(nodeById(cluster, master.id).url);
+    const reader = path.reader(nodeById(cluster, master.id).url);
+    const verification = await verifyWrites(writer.records, reader.read, {
+      // etcd has no idempotency key: a retry may find its own unanswered first attempt.
+      retriesMayFindOwn: cluster.system === "etcd",
+    }).finally(() => reader.close());
     return {
       system: cluster.system,
-      description: cluster.description,
+      description:
+        options.writer === "client"
+          ? `${cluster.description}; writes through Baton's client library`
+          : cluster.description,
       rounds,
       writes: {
         issued: writer.records.length,
@@ -491,7 +551,8 @@ async function measure(
       },
     };
   } finally {
-    await writer.close();
+    await writer.stop();
+    await path.close();
   }
 }
 

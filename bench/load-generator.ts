@@ -13,9 +13,9 @@
  */
 
 import { Pool } from "undici";
+import { LatencyRecorder, type LatencySummary } from "../harness/stats.js";
 import type { SystemName } from "./bench-cluster.js";
 import { type KvRequest, KvRequests } from "./kv-protocol.js";
-import { LatencyRecorder, type LatencySummary } from "./stats.js";
 
 export type Mix = "write" | "read" | "90/10";
 

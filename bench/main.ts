@@ -12,17 +12,22 @@
  * It stops every process it started, on failure and on Ctrl-C too.
  */
 
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import {
+  cleanupSync,
+  ensureBuilt,
+  REPO_ROOT,
+  resolveFrom,
+  runScript,
+} from "../harness/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
 import type { BenchCluster, SystemName } from "./bench-cluster.js";
 import { describeMachine, runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import type { LoadResult, LoadSpec, Mix } from "./load-generator.js";
-import { cleanupSync, ensureBuilt, REPO_ROOT, resolveFrom } from "./processes.js";
 import {
   type CaseRun,
   compare,
@@ -141,28 +146,15 @@ function log(line: string): void {
 }
 
 /** Runs one case in a load generator process; resolves with its result. */
-function runLoadGenerator(spec: LoadSpec): Promise<LoadResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", join(REPO_ROOT, "bench", "load-generator.ts"), JSON.stringify(spec)],
-      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "inherit"] },
-    );
-    let out = "";
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk: string) => {
-      out += chunk;
-    });
-    child.once("error", fail);
-    child.once("exit", (code) => {
-      const last = out.trim().split("\n").pop() ?? "";
-      if (code !== 0 || last === "") {
-        fail(new Error(`load generator for ${spec.label} exited ${code}`));
-        return;
-      }
-      done(JSON.parse(last) as LoadResult);
-    });
+async function runLoadGenerator(spec: LoadSpec): Promise<LoadResult> {
+  const run = await runScript("bench/load-generator.ts", [JSON.stringify(spec)], {
+    passStderr: true,
   });
+  const last = run.stdout.trim().split("\n").pop() ?? "";
+  if (run.code !== 0 || last === "") {
+    throw new Error(`load generator for ${spec.label} exited ${run.code}`);
+  }
+  return JSON.parse(last) as LoadResult;
 }
 
 function keyCountFor(valueBytes: number): number {

@@ -25,44 +25,29 @@
  * 0-7 the opener's. The rules are in two chains of this run, BATON-PART-<pid> (jumped to
  * from OUTPUT: the tagging) and BATON-PART-<pid>-CUT (the drops); a cut is one atomic
  * iptables-restore (the rules commit at the end of the call, a few ms before it returns),
- * a heal one flush. The chains are removed on close, at process exit (which SIGINT and
- * SIGTERM lead to) and, when a run died without it, by the next run.
+ * a heal one flush. The chains themselves are src/chaos/network.ts's IptablesChains, the
+ * campaign's: removed on close, at exit, SIGINT or SIGTERM, and, when a run died without
+ * it, by the next run.
  *
  * The tagging must be in place before the nodes open their connections: conntrack picks
  * up a connection it did not see open from the middle, without a reliable owner. Open the
  * partition first, then start the cluster.
  */
 
-import { execFile, execFileSync } from "node:child_process";
-import { promisify } from "node:util";
-
-const run = promisify(execFile);
+import { chainName, IptablesChains, iptablesUnsupported } from "../src/chaos/network.js";
 
 const CHAIN_PREFIX = "BATON-PART-";
 
 /** Why partitions cannot be made here, or null when they can. */
 export function partitionUnsupported(): string | null {
-  if (process.getuid?.() !== 0) return "partitions need root (iptables rules)";
-  // A throwaway chain with one rule of each kind, to learn whether the kernel and the
-  // iptables binary support owner, conntrack and connmark matches.
-  const chain = `${CHAIN_PREFIX}${process.pid}-T`;
-  const quiet = { stdio: "ignore" } as const;
-  try {
-    execFileSync("iptables", ["-w", "-N", chain], quiet);
-  } catch {
-    return "iptables is missing or unusable";
-  }
-  try {
-    const tag = 0x7fff_0000;
-    execFileSync("iptables", ["-w", "-A", chain, ...tagOpenerRule(1, 1_000_000_001, tag)], quiet);
-    execFileSync("iptables", ["-w", "-A", chain, ...tagAcceptorRule(1, 1_000_000_001, tag)], quiet);
-    execFileSync("iptables", ["-w", "-A", chain, ...dropRule(tag | 0x0201, "ORIGINAL")], quiet);
-    return null;
-  } catch {
-    return "iptables lacks the owner, conntrack or connmark match";
-  } finally {
-    removeChainsSync(chain);
-  }
+  // One rule of each kind, to learn whether the kernel and the iptables binary support
+  // owner, conntrack and connmark matches.
+  const tag = 0x7fff_0000;
+  return iptablesUnsupported([
+    tagOpenerRule(1, 1_000_000_001, tag),
+    tagAcceptorRule(1, 1_000_000_001, tag),
+    dropRule(tag | 0x0201, "ORIGINAL"),
+  ]);
 }
 
 /**
@@ -104,69 +89,14 @@ function hex(n: number): string {
   return `0x${(n >>> 0).toString(16)}`;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** Unhooks `main` from OUTPUT, then flushes and deletes `main` and `others`; quiet. */
-function removeChainsSync(main: string, ...others: string[]): void {
-  const quiet = { stdio: "ignore" } as const;
-  for (;;) {
-    try {
-      execFileSync("iptables", ["-w", "-D", "OUTPUT", "-j", main], quiet);
-    } catch {
-      break;
-    }
-  }
-  for (const step of ["-F", "-X"]) {
-    for (const chain of [main, ...others]) {
-      try {
-        execFileSync("iptables", ["-w", step, chain], quiet);
-      } catch {
-        // Gone already, or never made.
-      }
-    }
-  }
-}
-
-/** Removes the chains of runs whose process is no longer running; returns their names. */
-export function removeStalePartitionChains(): string[] {
-  let listing = "";
-  try {
-    listing = execFileSync("iptables", ["-w", "-S"], { encoding: "utf8" });
-  } catch {
-    return [];
-  }
-  const removed = new Set<string>();
-  for (const line of listing.split("\n")) {
-    const match = /^-N (BATON-PART-(\d+))(?:-CUT|-T)?$/.exec(line.trim());
-    if (match === null || removed.has(match[1]!) || pidAlive(Number(match[2]))) continue;
-    removeChainsSync(match[1]!, `${match[1]}-CUT`, `${match[1]}-T`);
-    removed.add(match[1]!);
-  }
-  return [...removed];
-}
-
 /** How many partitions this process opened: each gets marks of its own. */
 let opened = 0;
 
 export class OwnerPartition {
-  readonly chain = `${CHAIN_PREFIX}${process.pid}`;
-  readonly cutChain = `${CHAIN_PREFIX}${process.pid}-CUT`;
   /** Bits 16-31 of every mark of this partition (this pid, this instance); never 0. */
   private readonly tag = (((process.pid * 16 + opened++) % 0xfffe) + 1) << 16;
   private readonly cuts = new Set<string>();
-  private closed = false;
-  private readonly onExit = (): void => this.closeSync();
-  private readonly onSignal = (signal: NodeJS.Signals): void => {
-    this.closeSync();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
+  private chains: IptablesChains | null = null;
 
   /** `uids`: node id (1-255) to the uid its process runs under. */
   private constructor(readonly uids: ReadonlyMap<number, number>) {}
@@ -176,30 +106,20 @@ export class OwnerPartition {
     for (const id of uids.keys()) {
       if (!(Number.isInteger(id) && id >= 1 && id <= 255)) throw new Error(`node id ${id}`);
     }
-    removeStalePartitionChains();
     const p = new OwnerPartition(uids);
-    removeChainsSync(p.chain, p.cutChain);
-    process.once("exit", p.onExit);
-    process.once("SIGINT", p.onSignal);
-    process.once("SIGTERM", p.onSignal);
-    const lines = [
-      "*filter",
-      `:${p.chain} - [0:0]`,
-      `:${p.cutChain} - [0:0]`,
-      ...[...uids].flatMap(([id, uid]) => [
-        `-A ${p.chain} ${tagOpenerRule(id, uid, p.tag).join(" ")}`,
-        `-A ${p.chain} ${tagAcceptorRule(id, uid, p.tag).join(" ")}`,
-      ]),
-      `-A ${p.chain} -j ${p.cutChain}`,
-      `-I OUTPUT 1 -j ${p.chain}`,
-      "COMMIT",
-    ];
-    try {
-      await restore(lines);
-    } catch (error) {
-      p.closeSync();
-      throw error;
-    }
+    const chain = chainName(CHAIN_PREFIX);
+    p.chains = await IptablesChains.open({
+      prefix: CHAIN_PREFIX,
+      hook: "OUTPUT",
+      subChains: ["-CUT"],
+      rules: [
+        ...[...uids].flatMap(([id, uid]) => [
+          `-A ${chain} ${tagOpenerRule(id, uid, p.tag).join(" ")}`,
+          `-A ${chain} ${tagAcceptorRule(id, uid, p.tag).join(" ")}`,
+        ]),
+        `-A ${chain} -j ${chainName(CHAIN_PREFIX, "-CUT")}`,
+      ],
+    });
     return p;
   }
 
@@ -222,18 +142,22 @@ export class OwnerPartition {
 
   /** Heals every cut in one step. */
   async heal(): Promise<void> {
-    if (this.closed) return;
     this.cuts.clear();
-    await run("iptables", ["-w", "-F", this.cutChain]);
+    await this.chains?.iptables(["-F", this.cutChain]);
   }
 
   /** Heals everything and removes both chains. */
   close(): void {
-    this.closeSync();
+    this.cuts.clear();
+    this.chains?.close();
+  }
+
+  private get cutChain(): string {
+    return chainName(CHAIN_PREFIX, "-CUT");
   }
 
   private async cutLinks(links: readonly (readonly [number, number])[]): Promise<void> {
-    if (this.closed) throw new Error("the partition is closed");
+    if (this.chains === null) throw new Error("the partition is not open");
     const rules: string[] = [];
     for (const [from, to] of links) {
       if (!(this.uids.has(from) && this.uids.has(to))) throw new Error(`no node ${from}/${to}`);
@@ -247,27 +171,6 @@ export class OwnerPartition {
       );
       rules.push(`-A ${this.cutChain} ${dropRule(this.tag | (from << 8) | to, "REPLY").join(" ")}`);
     }
-    if (rules.length > 0) await restore(["*filter", ...rules, "COMMIT"]);
+    if (rules.length > 0) await this.chains.restore(rules);
   }
-
-  private closeSync(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.cuts.clear();
-    removeChainsSync(this.chain, this.cutChain);
-    process.off("exit", this.onExit);
-    process.off("SIGINT", this.onSignal);
-    process.off("SIGTERM", this.onSignal);
-  }
-}
-
-/** Applies `lines` with iptables-restore --noflush: all of them or none, at once. */
-function restore(lines: readonly string[]): Promise<void> {
-  return new Promise((done, fail) => {
-    const child = execFile("iptables-restore", ["--noflush"], (error, _stdout, stderr) => {
-      if (error === null) done();
-      else fail(new Error(`iptables-restore: ${stderr.trim() || error.message}`));
-    });
-    child.stdin?.end(`${lines.join("\n")}\n`);
-  });
 }

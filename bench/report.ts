@@ -9,9 +9,9 @@
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { median } from "../harness/stats.js";
 import type { SystemName } from "./bench-cluster.js";
 import type { LoadResult, Mix } from "./load-generator.js";
-import { median } from "./stats.js";
 
 export interface CaseKey {
   readonly mix: Mix;
@@ -48,12 +48,16 @@ export interface Comparison extends CaseKey {
   readonly p99Ratio: number | null;
 }
 
-export interface Report {
+/** What every benchmark's results.json starts with: when, how, where and what ran. */
+export interface ReportHeader {
   readonly date: string;
   readonly command: string;
   readonly machine: Record<string, unknown>;
   readonly systems: Record<string, string>;
   readonly options: Record<string, unknown>;
+}
+
+export interface Report extends ReportHeader {
   readonly runs: readonly CaseRun[];
   readonly comparisons: readonly Comparison[];
   readonly skipped: readonly string[];
@@ -283,18 +287,24 @@ export function charts(comparisons: readonly Comparison[]): Chart[] {
   return out.filter((c) => c.svg !== "");
 }
 
-/** Writes results.json, results.md, the SVGs and index.html into `dir`. */
-export function writeReport(dir: string, report: Report): string[] {
-  const table = markdownTable(report.comparisons);
-  const chartList = charts(report.comparisons);
-  const files = ["results.json", "results.md", "index.html", ...chartList.map((c) => c.file)];
-  writeFileSync(join(dir, "results.json"), `${JSON.stringify(report, null, 2)}\n`);
+/** A report's machine and systems as Markdown list items. */
+export function headerLines(report: ReportHeader): { machine: string; systems: string } {
   const machine = Object.entries(report.machine)
     .map(([k, v]) => `- ${k}: ${Array.isArray(v) ? v.join(" ") : String(v)}`)
     .join("\n");
   const systems = Object.entries(report.systems)
     .map(([k, v]) => `- ${k}: ${v}`)
     .join("\n");
+  return { machine, systems };
+}
+
+/** Writes results.json, results.md, the SVGs and index.html into `dir`. */
+export function writeReport(dir: string, report: Report): string[] {
+  const table = markdownTable(report.comparisons);
+  const chartList = charts(report.comparisons);
+  const files = ["results.json", "results.md", "index.html", ...chartList.map((c) => c.file)];
+  writeFileSync(join(dir, "results.json"), `${JSON.stringify(report, null, 2)}\n`);
+  const { machine, systems } = headerLines(report);
   const skipped = report.skipped.map((s) => `- skipped: ${s}`).join("\n");
   const md = [
     `# Throughput benchmark, ${report.date}`,

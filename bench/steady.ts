@@ -17,11 +17,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { ensureBuilt, REPO_ROOT } from "../harness/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
 import type { BenchCluster } from "./bench-cluster.js";
+import { runAsProgram } from "./entry.js";
 import { runLoad } from "./load-generator.js";
 import { parseDuration } from "./main.js";
-import { cleanupSync, ensureBuilt, REPO_ROOT } from "./processes.js";
 
 interface SteadyOptions {
   readonly durationMs: number;
@@ -186,20 +187,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-if (process.argv[1]?.endsWith("steady.ts") === true) {
-  process.on("exit", cleanupSync);
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (error: unknown) => {
-      const e = error as { code?: string; message?: string };
-      if (e.code?.startsWith("commander.") === true) {
-        process.exitCode = e.code === "commander.helpDisplayed" ? 0 : 2;
-        return;
-      }
-      process.stderr.write(`bench:steady: ${e.message ?? String(error)}\n`);
-      process.exitCode = 2;
-    },
-  );
-}
+runAsProgram("steady.ts", "bench:steady", main);

@@ -8,8 +8,7 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { Prng } from "../core/prng.js";
@@ -30,18 +29,19 @@ import {
   type PartitionMethod,
   RelayNetwork,
 } from "./network.js";
+import { freePorts, makeTempDir, removeTempDir } from "./process-registry.js";
 import {
+  agreedMaster,
   ChaosNode,
-  freePort,
-  openNodeLog,
-  REPO_ROOT,
+  PACKAGE_ROOT,
   type RoleEvent,
   type StatusView,
   startSupportsJoin,
   type UnexpectedExit,
 } from "./processes.js";
 import { timelineHtml, timelineSvg, writeReport } from "./report.js";
-import { sleep, Workload } from "./workload.js";
+import { sleep } from "./wait.js";
+import { Workload } from "./workload.js";
 
 export interface CampaignOptions {
   readonly seed: number;
@@ -112,17 +112,21 @@ export function reproduceCommand(options: CampaignOptions, method: PartitionMeth
     `--method ${method}`,
   ];
   if (options.staleReads) flags.push("--stale-reads");
-  return `npm run chaos -- ${flags.join(" ")}`;
+  // From the sources that is the checkout's npm script; compiled, the installed command.
+  const command = import.meta.url.endsWith(".ts") ? "npm run chaos --" : "baton chaos";
+  return `${command} ${flags.join(" ")}`;
 }
 
-/** Chooses the partition method: iptables when usable (installing it if root), else relay. */
+/**
+ * Chooses the partition method: iptables when usable (as root in a checkout, after the
+ * repository's system set-up script had its chance to install it), else relay.
+ */
 export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod {
   if (method !== "auto") return method;
-  if (process.getuid?.() === 0 && !iptablesUsable()) {
+  const setup = join(PACKAGE_ROOT, "scripts", "ensure-system-deps.sh");
+  if (process.getuid?.() === 0 && !iptablesUsable() && existsSync(setup)) {
     try {
-      execFileSync("bash", [join(REPO_ROOT, "scripts", "ensure-system-deps.sh")], {
-        stdio: "ignore",
-      });
+      execFileSync("bash", [setup], { stdio: "ignore" });
     } catch {
       // The relay works without it.
     }
@@ -133,16 +137,13 @@ export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const method = resolveMethod(options.method);
   mkdirSync(options.out, { recursive: true });
-  const dataRoot = mkdtempSync(join(tmpdir(), "baton-chaos-"));
-  const removeData = (): void => rmSync(dataRoot, { recursive: true, force: true });
-  process.once("exit", removeData);
+  const dataRoot = makeTempDir("baton-chaos-");
   const run = new CampaignRun(options, method, dataRoot);
   try {
     return await run.execute();
   } finally {
     await run.teardown();
-    removeData();
-    process.off("exit", removeData);
+    removeTempDir(dataRoot);
   }
 }
 
@@ -253,7 +254,8 @@ class CampaignRun {
     const ports = new Map<number, { peer: number; http: number }>();
     for (const id of ids) {
       const host = hosts.get(id)!;
-      ports.set(id, { peer: await freePort(host), http: await freePort(host) });
+      const [peer, http] = await freePorts(2, host);
+      ports.set(id, { peer: peer!, http: http! });
     }
     let peersOf: (id: number) => string;
     if (method === "iptables") {
@@ -286,7 +288,7 @@ class CampaignRun {
       this.nodes.push(
         new ChaosNode(
           spec,
-          openNodeLog(join(options.out, "logs"), id),
+          join(options.out, "logs"),
           this,
           (event) => this.roles.push(event),
           (exit) => this.onUnexpectedExit(exit),
@@ -332,7 +334,7 @@ class CampaignRun {
   private async pollStatuses(): Promise<void> {
     this.polling = true;
     while (this.polling) {
-      const answers = await Promise.all(this.nodes.map((n) => n.status(this.agent, 300)));
+      const answers = await this.askAll(300);
       for (const [i, status] of answers.entries()) {
         const id = this.nodes[i]!.id;
         if (status === null) this.statuses.delete(id);
@@ -340,6 +342,12 @@ class CampaignRun {
       }
       await sleep(STATUS_POLL_MS);
     }
+  }
+
+  /** Every node's status with its state digest, null where a node does not answer. */
+  private askAll(timeoutMs: number): Promise<(StatusView | null)[]> {
+    const options = { agent: this.agent, digest: true };
+    return Promise.all(this.nodes.map((n) => n.status(timeoutMs, options)));
   }
 
   /** The node that says it is master in the highest term, among the last answers. */
@@ -367,15 +375,12 @@ class CampaignRun {
   private async waitForAgreement(timeoutMs: number): Promise<StatusView | null> {
     const deadline = this.now() + timeoutMs;
     while (this.now() < deadline) {
-      const answers = await Promise.all(this.nodes.map((n) => n.status(this.agent, 500)));
+      const answers = await this.askAll(500);
       for (const [i, status] of answers.entries()) {
         if (status !== null) this.statuses.set(this.nodes[i]!.id, status);
       }
-      const masters = answers.filter((s) => s?.role === "master");
-      if (answers.every((s) => s !== null) && masters.length === 1) {
-        const master = masters[0]!;
-        if (answers.every((s) => s!.term === master.term && s!.master === master.id)) return master;
-      }
+      const master = agreedMaster(answers);
+      if (master !== null) return master;
       await sleep(100);
     }
     return null;
@@ -430,7 +435,7 @@ class CampaignRun {
     const deadline = this.now() + 30_000;
     let last: (StatusView | null)[] = [];
     while (this.now() < deadline) {
-      last = await Promise.all(this.nodes.map((n) => n.status(this.agent, 2000)));
+      last = await this.askAll(2000);
       const applied = new Set(last.map((s) => s?.appliedIndex ?? -1));
       if (last.every((s) => s !== null && s.stateDigest !== undefined) && applied.size === 1) {
         const digests = new Set(last.map((s) => s!.stateDigest));

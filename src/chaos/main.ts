@@ -1,11 +1,12 @@
 /**
- * `npm run chaos`: a fault campaign against real `baton start` processes, with a verdict.
- * This file owns the command line only: it reads the flags, runs one campaign
- * (campaign.ts), prints progress and the summary, and exits 1 on any violation with the
- * seed and the command that replays the fault schedule.
+ * `baton chaos` (`npm run chaos` from a checkout): a fault campaign against real
+ * `baton start` processes, with a verdict. This file owns the command line only: it
+ * registers the subcommand and its flags, runs one campaign (campaign.ts), prints progress
+ * and the summary, and ends with exit status 1 on any violation, with the seed and the
+ * command that replays the fault schedule.
  */
 
-import { Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { runCampaign } from "./campaign.js";
 import { NEMESES, NEMESIS_HELP, type NemesisKind } from "./nemesis.js";
 
@@ -36,8 +37,22 @@ function stamp(): string {
   return new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
-  const program = new Command("chaos")
+interface ChaosFlags {
+  seed?: number;
+  duration: number;
+  nodes: number;
+  clients: number;
+  keys: number;
+  nemesis: NemesisKind[];
+  method: string;
+  staleReads: boolean;
+  out?: string;
+}
+
+/** Adds `chaos` to `program`: the action sets process.exitCode (0, 1 on a violation, 2). */
+export function register(program: Command): void {
+  program
+    .command("chaos")
     .description(
       "fault campaign against real processes: kills, pauses and network partitions under load, " +
         "with a linearizability verdict and a timeline report",
@@ -66,34 +81,28 @@ Faults (--nemesis):
 ${NEMESES.map((k) => `  ${k.padEnd(15)} ${NEMESIS_HELP[k]}`).join("\n")}
 
 Examples:
-  npm run chaos                                   two minutes, 3 nodes, every fault
-  npm run chaos -- --duration 360 --nodes 5       six minutes, 5 nodes
-  npm run chaos -- --nemesis split,one-way,flap   partitions only
-  npm run chaos -- --seed 1234 --duration 60      replay the fault schedule of seed 1234
-  npm run chaos -- --stale-reads --nemesis split  show that the checker catches stale reads
+  baton chaos                                   two minutes, 3 nodes, every fault
+  baton chaos --duration 360 --nodes 5          six minutes, 5 nodes
+  baton chaos --nemesis split,one-way,flap      partitions only
+  baton chaos --seed 1234 --duration 60         replay the fault schedule of seed 1234
+  baton chaos --stale-reads --nemesis split     show that the checker catches stale reads
 
+From a checkout, \`npm run chaos -- <flags>\` runs the same from the sources.
 Partitions use iptables rules on per-node loopback addresses (127.x.y.11, ...) when run
 as root, else a fault-injecting TCP relay between the nodes. The report folder holds
 history.jsonl, verdict.json and timeline.html. Exit status 1 means a violation.`,
     )
-    .exitOverride();
-  try {
-    program.parse([...argv], { from: "user" });
-  } catch (error) {
-    const code = (error as { exitCode?: number }).exitCode;
-    return code ?? 2;
-  }
-  const o = program.opts<{
-    seed?: number;
-    duration: number;
-    nodes: number;
-    clients: number;
-    keys: number;
-    nemesis: NemesisKind[];
-    method: string;
-    staleReads: boolean;
-    out?: string;
-  }>();
+    .action(async (flags: ChaosFlags) => {
+      try {
+        process.exitCode = await chaos(flags);
+      } catch (error) {
+        console.error(error);
+        process.exitCode = 2;
+      }
+    });
+}
+
+async function chaos(o: ChaosFlags): Promise<number> {
   if (o.nodes !== 3 && o.nodes !== 5) {
     console.error("--nodes must be 3 or 5");
     return 2;
@@ -128,11 +137,3 @@ history.jsonl, verdict.json and timeline.html. Exit status 1 means a violation.`
   }
   return 0;
 }
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(2);
-  },
-);

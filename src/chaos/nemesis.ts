@@ -9,7 +9,7 @@
 import type { Prng } from "../core/prng.js";
 import type { Network } from "./network.js";
 import type { ChaosNode } from "./processes.js";
-import { sleep } from "./workload.js";
+import { sleep } from "./wait.js";
 
 export const NEMESES = [
   "kill-master",

@@ -6,21 +6,26 @@
  * - `iptables`: each node listens (peer and HTTP ports) on its own loopback address
  *   (`nodeHost`) and dials its peers from it, so a rule dropping source A to destination
  *   B cuts every packet A sends B, on every connection, in whichever direction it was
- *   opened. Rules live in one chain of their own (BATON-CHAOS-<pid>) jumped to from INPUT;
- *   the chain is removed on close, on SIGINT/SIGTERM and at process exit, and chains left by
- *   dead campaigns are removed at start. Clients dial from 127.0.0.1, which no rule names.
+ *   opened. Rules live in one chain of their own (BATON-CHAOS-<pid>) jumped to from INPUT.
+ *   Clients dial from 127.0.0.1, which no rule names.
  * - `relay`: without root, every node reaches each peer through a relay port of this
  *   process; cutting A to B stops the relay forwarding the bytes A sends B (TCP
  *   back-pressure then stalls the sender, as a dropped packet would), and new connections
  *   between them wait. Only node-to-node traffic goes through relays.
  *
+ * It also owns every iptables chain that the campaign, the tests and the benchmarks make
+ * (IptablesChains; the benchmarks' partitions by process owner build on it): each is
+ * named after the process that made it, removed on close, at exit, SIGINT or SIGTERM
+ * (through the process registry), and by the next user when its process died without.
+ *
  * It must never leave a rule or a listening relay behind, and never touch a chain that it
- * did not create or that a live campaign still owns.
+ * did not create or that a live process still owns.
  */
 
 import { execFile, execFileSync } from "node:child_process";
 import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
+import { onCleanup } from "./process-registry.js";
 
 const run = promisify(execFile);
 
@@ -53,28 +58,44 @@ function parseLinkKey(key: string): Link {
   return { from: from!, to: to! };
 }
 
-// ---------------------------------------------------------------- iptables
+// ---------------------------------------------------------------- iptables chains
 
-const CHAIN_PREFIX = "BATON-CHAOS-";
+/** Every chain this module makes is named `BATON-<KIND>-<pid>`, with an optional `-<SUB>`. */
+const CHAIN_PATTERN = /^-N (BATON-[A-Z]+-(\d+))(-[A-Z]+)?$/;
+const HOOKS = ["INPUT", "OUTPUT"] as const;
+const QUIET = { stdio: "ignore" } as const;
 
-/** Whether this process can manage iptables rules: root and an iptables binary. */
-export function iptablesUsable(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync("iptables", ["-w", "-S", "INPUT"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
+/** The name of this process's chain of kind `prefix` ("BATON-CHAOS-"), plus `suffix`. */
+export function chainName(prefix: string, suffix = ""): string {
+  return `${prefix}${process.pid}${suffix}`;
 }
 
 /**
- * The loopback address node `id` listens on when partitions use iptables:
- * 127.<a>.<b>.<10 + id>, with a.b taken from this process's pid, so that campaigns running
- * side by side (a developer's and `npm test`'s) never cut each other's nodes.
+ * Why this process cannot manage iptables rules (not root, no usable iptables, or the kernel
+ * refuses one of the `probe` rules: a match it lacks), or null when it can. The probe rules
+ * go into a throwaway chain that is removed before this returns.
  */
-export function nodeHost(id: number, pid = process.pid): string {
-  return `127.${(pid >> 8) & 255}.${pid & 255}.${10 + id}`;
+export function iptablesUnsupported(probe: readonly (readonly string[])[] = []): string | null {
+  if (process.getuid?.() !== 0) return "iptables rules need root";
+  const chain = chainName("BATON-PROBE-");
+  try {
+    execFileSync("iptables", ["-w", "-N", chain], QUIET);
+  } catch {
+    return "iptables is missing or unusable";
+  }
+  try {
+    for (const rule of probe) execFileSync("iptables", ["-w", "-A", chain, ...rule], QUIET);
+    return null;
+  } catch {
+    return "iptables lacks a match these rules need (owner, conntrack or connmark)";
+  } finally {
+    removeChainsSync(chain);
+  }
+}
+
+/** Whether this process can manage iptables rules: root and a working iptables. */
+export function iptablesUsable(): boolean {
+  return iptablesUnsupported() === null;
 }
 
 function pidAlive(pid: number): boolean {
@@ -86,29 +107,30 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-function removeChainSync(chain: string): void {
-  const quiet = { stdio: "ignore" } as const;
+/** Unhooks `main` from INPUT and OUTPUT, then flushes and deletes it and `others`; quiet. */
+function removeChainsSync(main: string, ...others: string[]): void {
   // Each step may fail when an earlier run got part-way; carry on with the rest.
-  for (;;) {
-    try {
-      execFileSync("iptables", ["-w", "-D", "INPUT", "-j", chain], quiet);
-    } catch {
-      break;
+  for (const hook of HOOKS) {
+    for (;;) {
+      try {
+        execFileSync("iptables", ["-w", "-D", hook, "-j", main], QUIET);
+      } catch {
+        break;
+      }
     }
   }
-  try {
-    execFileSync("iptables", ["-w", "-F", chain], quiet);
-  } catch {
-    // The chain is gone already.
-  }
-  try {
-    execFileSync("iptables", ["-w", "-X", chain], quiet);
-  } catch {
-    // The chain is gone already.
+  for (const step of ["-F", "-X"]) {
+    for (const chain of [main, ...others]) {
+      try {
+        execFileSync("iptables", ["-w", step, chain], QUIET);
+      } catch {
+        // Gone already, or never made.
+      }
+    }
   }
 }
 
-/** Removes BATON-CHAOS chains whose campaign process is no longer running. */
+/** Removes the Baton chains of processes that are no longer running; returns their names. */
 export function removeStaleChains(): string[] {
   let listing = "";
   try {
@@ -116,61 +138,144 @@ export function removeStaleChains(): string[] {
   } catch {
     return [];
   }
-  const removed: string[] = [];
+  const families = new Map<string, string[]>();
   for (const line of listing.split("\n")) {
-    const match = /^-N (BATON-CHAOS-(\d+))$/.exec(line.trim());
-    if (match === null) continue;
-    const [, chain, pid] = match;
-    if (pidAlive(Number(pid))) continue;
-    removeChainSync(chain!);
-    removed.push(chain!);
+    const match = CHAIN_PATTERN.exec(line.trim());
+    if (match === null || pidAlive(Number(match[2]))) continue;
+    const subs = families.get(match[1]!) ?? [];
+    if (match[3] !== undefined) subs.push(`${match[1]}${match[3]}`);
+    families.set(match[1]!, subs);
   }
-  return removed;
+  for (const [main, subs] of families) removeChainsSync(main, ...subs);
+  return [...families.keys()];
+}
+
+/** Applies `lines` with iptables-restore --noflush: all of them or none, at once. */
+export function iptablesRestore(lines: readonly string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = execFile("iptables-restore", ["--noflush"], (error, _stdout, stderr) => {
+      if (error === null) done();
+      else fail(new Error(`iptables-restore: ${stderr.trim() || error.message}`));
+    });
+    child.stdin?.end(`${["*filter", ...lines, "COMMIT"].join("\n")}\n`);
+  });
+}
+
+/**
+ * The iptables chains of one user in this process: a main chain (`chainName(prefix)`)
+ * jumped to first from `hook`, and sub-chains named with a suffix. Opening removes the
+ * chains of dead processes first; the chains are removed on close and, through the process
+ * registry, at exit, SIGINT or SIGTERM.
+ */
+export class IptablesChains {
+  readonly main: string;
+  private closed = false;
+  private unregister: () => void = () => {};
+
+  private constructor(
+    prefix: string,
+    private readonly subs: readonly string[],
+  ) {
+    this.main = chainName(prefix);
+  }
+
+  /**
+   * Makes the chains, with `rules` (iptables-restore lines: `-A <chain> ...`) in place
+   * before the main chain is hooked, all in one step.
+   */
+  static async open(options: {
+    readonly prefix: string;
+    readonly hook: (typeof HOOKS)[number];
+    /** Suffixes of the sub-chains, e.g. ["-CUT"]. */
+    readonly subChains?: readonly string[];
+    readonly rules?: readonly string[];
+  }): Promise<IptablesChains> {
+    removeStaleChains();
+    const chains = new IptablesChains(options.prefix, options.subChains ?? []);
+    const all = [chains.main, ...chains.subs.map((s) => chains.sub(s))];
+    removeChainsSync(chains.main, ...all.slice(1));
+    chains.unregister = onCleanup(() => chains.close());
+    try {
+      await iptablesRestore([
+        ...all.map((chain) => `:${chain} - [0:0]`),
+        ...(options.rules ?? []),
+        `-I ${options.hook} 1 -j ${chains.main}`,
+      ]);
+    } catch (error) {
+      chains.close();
+      throw error;
+    }
+    return chains;
+  }
+
+  /** The name of sub-chain `suffix`. */
+  sub(suffix: string): string {
+    return `${this.main}${suffix}`;
+  }
+
+  /** Runs `iptables -w <args>`; nothing once closed. */
+  async iptables(args: readonly string[]): Promise<void> {
+    if (!this.closed) await run("iptables", ["-w", ...args]);
+  }
+
+  /** Applies `lines` at once (see iptablesRestore); throws once closed. */
+  async restore(lines: readonly string[]): Promise<void> {
+    if (this.closed) throw new Error(`the chains ${this.main} are closed`);
+    await iptablesRestore(lines);
+  }
+
+  /** Unhooks and removes every chain; idempotent and synchronous (it runs at exit too). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    removeChainsSync(this.main, ...this.subs.map((s) => this.sub(s)));
+    this.unregister();
+  }
+}
+
+// ---------------------------------------------------------------- iptables network
+
+/**
+ * The loopback address node `id` listens on when partitions use iptables:
+ * 127.<a>.<b>.<10 + id>, with a.b taken from this process's pid, so that campaigns running
+ * side by side (a developer's and `npm test`'s) never cut each other's nodes.
+ */
+export function nodeHost(id: number, pid = process.pid): string {
+  return `127.${(pid >> 8) & 255}.${pid & 255}.${10 + id}`;
 }
 
 export class IptablesNetwork implements Network {
   readonly method = "iptables" as const;
-  readonly chain = `${CHAIN_PREFIX}${process.pid}`;
   private readonly cut_ = new Set<string>();
-  private closed = false;
-  private readonly onSignal = (signal: NodeJS.Signals): void => {
-    this.closeSync();
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  };
-  private readonly onExit = (): void => this.closeSync();
 
-  private constructor() {}
+  private constructor(private readonly chains: IptablesChains) {}
 
-  /** Creates the chain (after removing stale ones) and installs the cleanup hooks. */
+  /** Makes the campaign's chain, hooked from INPUT (after removing stale ones). */
   static async open(): Promise<IptablesNetwork> {
-    removeStaleChains();
-    const network = new IptablesNetwork();
-    removeChainSync(network.chain);
-    await run("iptables", ["-w", "-N", network.chain]);
-    process.once("exit", network.onExit);
-    process.once("SIGINT", network.onSignal);
-    process.once("SIGTERM", network.onSignal);
-    await run("iptables", ["-w", "-I", "INPUT", "-j", network.chain]);
-    return network;
+    return new IptablesNetwork(
+      await IptablesChains.open({ prefix: "BATON-CHAOS-", hook: "INPUT" }),
+    );
+  }
+
+  get chain(): string {
+    return this.chains.main;
   }
 
   async cut(from: number, to: number): Promise<void> {
     const key = linkKey(from, to);
-    if (this.closed || this.cut_.has(key)) return;
+    if (this.cut_.has(key)) return;
     this.cut_.add(key);
-    await run("iptables", ["-w", "-A", this.chain, ...this.ruleOf(from, to)]);
+    await this.chains.iptables(["-A", this.chain, ...this.ruleOf(from, to)]);
   }
 
   async heal(from: number, to: number): Promise<void> {
-    const key = linkKey(from, to);
-    if (this.closed || !this.cut_.delete(key)) return;
-    await run("iptables", ["-w", "-D", this.chain, ...this.ruleOf(from, to)]);
+    if (!this.cut_.delete(linkKey(from, to))) return;
+    await this.chains.iptables(["-D", this.chain, ...this.ruleOf(from, to)]);
   }
 
   async healAll(): Promise<void> {
-    if (this.closed) return;
     this.cut_.clear();
-    await run("iptables", ["-w", "-F", this.chain]);
+    await this.chains.iptables(["-F", this.chain]);
   }
 
   cutLinks(): Link[] {
@@ -178,17 +283,8 @@ export class IptablesNetwork implements Network {
   }
 
   async close(): Promise<void> {
-    this.closeSync();
-  }
-
-  private closeSync(): void {
-    if (this.closed) return;
-    this.closed = true;
     this.cut_.clear();
-    removeChainSync(this.chain);
-    process.off("exit", this.onExit);
-    process.off("SIGINT", this.onSignal);
-    process.off("SIGTERM", this.onSignal);
+    this.chains.close();
   }
 
   private ruleOf(from: number, to: number): string[] {

@@ -1,60 +1,51 @@
 /**
- * The real node processes of a fault campaign: one `baton start` per node, each with its
- * own data directory, host address and log file. It owns those processes and nothing else:
- * it spawns them, signals them by the PIDs it spawned (never by name), notices exits it
- * did not cause, reads the role changes they log, and asks them for their status.
+ * Real Baton nodes as processes: how to launch the `baton` command that sits next to the
+ * running code, what a node's `/v1/status` says and when a set of answers agrees on one
+ * master, and ChaosNode, one `baton start` of a fault campaign with its own data directory,
+ * host address and log file. A ChaosNode notices exits it did not cause, reads the role
+ * changes and state transfers its node logs, and asks it for its status.
  *
- * Every PID it spawned is killed at process exit as a last resort, so that a campaign that
- * dies never leaves a node behind.
+ * The processes themselves belong to the registry (process-registry.ts): it spawns them,
+ * signals only the PIDs it spawned, and kills them at exit should the campaign die.
  */
 
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, rmSync, type WriteStream } from "node:fs";
-import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Agent, request } from "undici";
+import {
+  ManagedProcess,
+  type ManagedProcessOptions,
+  type ProcessState,
+} from "./process-registry.js";
 
-/** The repository root: nodes run as `node --import tsx src/cli/main.ts start`. */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const MAIN = join(REPO_ROOT, "src", "cli", "main.ts");
+/** The package root: the repository from the sources, the installed package from dist/. */
+export const PACKAGE_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-/** `--snapshot-entries` of every node: small, so state transfer happens often. */
+/**
+ * The command that runs the `baton` CLI next to this code: `node dist/cli/main.js` when this
+ * runs compiled (plain node), `node --import tsx src/cli/main.ts` when it runs from the
+ * sources. Spawn it with `cwd: PACKAGE_ROOT`, where tsx resolves.
+ */
+export function batonLauncher(): { readonly command: string; readonly args: readonly string[] } {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const main = fileURLToPath(new URL(`../cli/main.${fromSource ? "ts" : "js"}`, import.meta.url));
+  return { command: process.execPath, args: fromSource ? ["--import", "tsx", main] : [main] };
+}
+
+/** `--snapshot-entries` of every campaign node: small, so state transfer happens often. */
 const SNAPSHOT_ENTRIES = 500;
 
-const livePids = new Set<number>();
-let exitHookInstalled = false;
-
-function killAllSync(): void {
-  for (const pid of livePids) {
-    try {
-      process.kill(pid, "SIGCONT");
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-  livePids.clear();
-}
-
-/** A free TCP port on `host`, found by listening on port 0 there. */
-export function freePort(host: string): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, host, () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => done(port));
-    });
-  });
-}
+/** Lines of a node's output kept for the report of an unexpected exit. */
+const RECENT_LINES_MAX = 30;
 
 /** Whether `baton start` knows `--join` (a wiped node rejoins without voting). */
 export function startSupportsJoin(): boolean {
+  const { command, args } = batonLauncher();
   try {
-    const help = execFileSync(process.execPath, ["--import", "tsx", MAIN, "start", "--help"], {
-      cwd: REPO_ROOT,
+    const help = execFileSync(command, [...args, "start", "--help"], {
+      cwd: PACKAGE_ROOT,
       encoding: "utf8",
     });
     return help.includes("--join");
@@ -63,7 +54,7 @@ export function startSupportsJoin(): boolean {
   }
 }
 
-/** What `GET /v1/status?digest=true` answers, the fields the campaign reads. */
+/** What `GET /v1/status` answers: the fields the campaign, tests and benchmarks read. */
 export interface StatusView {
   readonly id: number;
   readonly role: "master" | "backup" | "candidate";
@@ -71,7 +62,46 @@ export interface StatusView {
   readonly master: number | null;
   readonly commitIndex: number;
   readonly appliedIndex: number;
+  readonly lastIndex: number;
+  /** With `?digest=true` only. */
   readonly stateDigest?: string;
+}
+
+/**
+ * Node `url`'s `/v1/status` (with the state digest when asked), or null when it does not
+ * answer 200 within `timeoutMs`.
+ */
+export async function fetchStatus(
+  url: string,
+  options: { readonly timeoutMs: number; readonly agent?: Agent; readonly digest?: boolean },
+): Promise<StatusView | null> {
+  try {
+    const response = await request(`${url}/v1/status${options.digest ? "?digest=true" : ""}`, {
+      ...(options.agent === undefined ? {} : { dispatcher: options.agent }),
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+    const text = await response.body.text();
+    return response.statusCode === 200 ? (JSON.parse(text) as StatusView) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The master that every one of `answers` agrees on: all answered, exactly one says it is
+ * master in term T (at least `minTerm`), and every other one is a backup of it in term T.
+ * Null otherwise.
+ */
+export function agreedMaster(
+  answers: readonly (StatusView | null)[],
+  minTerm = 0,
+): StatusView | null {
+  if (answers.length === 0 || answers.some((s) => s === null)) return null;
+  const all = answers as readonly StatusView[];
+  const masters = all.filter((s) => s.role === "master");
+  const master = masters[0];
+  if (masters.length !== 1 || master === undefined || master.term < minTerm) return null;
+  return all.every((s) => s.term === master.term && s.master === master.id) ? master : null;
 }
 
 /** A role a node logged, in campaign milliseconds. */
@@ -90,7 +120,78 @@ export interface UnexpectedExit {
   readonly tail: string[];
 }
 
-export type NodeState = "stopped" | "running" | "paused";
+/**
+ * One Baton node as a process: its addresses, its data directory and its current process
+ * (ManagedProcess, in the registry). The campaign's ChaosNode and the harness's cluster
+ * nodes are this with their own way of launching and of reading what the node prints.
+ */
+export class NodeProcess {
+  readonly peerAddress: string;
+  readonly httpAddress: string;
+  readonly url: string;
+  /** The node's process: signal, kill, stop and start it again through this. */
+  readonly process: ManagedProcess;
+
+  constructor(
+    readonly id: number,
+    readonly host: string,
+    ports: { readonly peer: number; readonly http: number },
+    readonly dataDir: string,
+    command: string,
+    options: ManagedProcessOptions,
+  ) {
+    this.peerAddress = `${host}:${ports.peer}`;
+    this.httpAddress = `${host}:${ports.http}`;
+    this.url = `http://${this.httpAddress}`;
+    this.process = new ManagedProcess(`node ${id}`, command, [], {
+      cwd: PACKAGE_ROOT,
+      env: { ...process.env, NO_COLOR: "1" },
+      ...options,
+    });
+  }
+
+  get pid(): number | null {
+    return this.process.pid;
+  }
+
+  get state(): ProcessState {
+    return this.process.state;
+  }
+
+  get incarnation(): number {
+    return this.process.incarnation;
+  }
+
+  /** Starts the node's process with `args` (the launcher's and everything after). */
+  start(args: readonly string[]): void {
+    mkdirSync(this.dataDir, { recursive: true });
+    this.process.start(args);
+  }
+
+  /** Sends `signal` to the node's process (only to the PID it spawned). */
+  signal(signal: NodeJS.Signals): void {
+    this.process.signal(signal);
+  }
+
+  /** SIGKILL, then waits for the exit. */
+  kill(): Promise<void> {
+    return this.process.kill();
+  }
+
+  /** Empties the data directory (of a stopped node). */
+  wipe(): void {
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /** The node's `/v1/status`, or null when it does not run or answer within `timeoutMs`. */
+  async status(
+    timeoutMs = 1000,
+    options: { readonly agent?: Agent; readonly digest?: boolean } = {},
+  ): Promise<StatusView | null> {
+    if (this.state !== "running") return null;
+    return fetchStatus(this.url, { timeoutMs, ...options });
+  }
+}
 
 export interface NodeSpec {
   readonly id: number;
@@ -103,129 +204,65 @@ export interface NodeSpec {
   readonly peers: string;
 }
 
-export class ChaosNode {
-  readonly url: string;
-  state: NodeState = "stopped";
-  incarnation = 0;
+/**
+ * A node of a fault campaign: launched from the CLI next to this code with small snapshots,
+ * logging to `<logDir>/n<id>.log`, reporting the role changes, state transfers and
+ * unexpected exits it reads in its output.
+ */
+export class ChaosNode extends NodeProcess {
   /** State transfers this node completed (restored a snapshot from the master). */
   stateTransfers = 0;
-  private child: ChildProcess | null = null;
-  private exitPromise: Promise<void> = Promise.resolve();
-  /** Set just before a signal that ends the process, so its exit is not a surprise. */
-  private expectExit = false;
   private readonly recent: string[] = [];
 
   constructor(
     readonly spec: NodeSpec,
-    private readonly logFile: WriteStream,
+    logDir: string,
     private readonly clock: { now(): number; wallOrigin: number },
     private readonly onRole: (event: RoleEvent) => void,
-    private readonly onUnexpectedExit: (exit: UnexpectedExit) => void,
+    onUnexpectedExit: (exit: UnexpectedExit) => void,
   ) {
-    this.url = `http://${spec.host}:${spec.httpPort}`;
-  }
-
-  get id(): number {
-    return this.spec.id;
-  }
-
-  get pid(): number | null {
-    return this.child?.pid ?? null;
+    mkdirSync(logDir, { recursive: true });
+    const ports = { peer: spec.peerPort, http: spec.httpPort };
+    super(spec.id, spec.host, ports, spec.dataDir, batonLauncher().command, {
+      logFile: join(logDir, `n${spec.id}.log`),
+      onLine: (line) => this.onLine(line),
+      onExit: (exit) => {
+        if (exit.expected) return;
+        const tail = [...this.recent];
+        onUnexpectedExit({ at: this.clock.now(), node: this.id, how: exit.how, tail });
+      },
+    });
   }
 
   spawn(extraArgs: readonly string[] = []): void {
-    if (this.child !== null) throw new Error(`node ${this.id} is already running`);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.once("exit", killAllSync);
-    }
     const { spec } = this;
-    mkdirSync(spec.dataDir, { recursive: true });
-    const args = [
-      ...["--import", "tsx", MAIN, "start", "--id", String(spec.id)],
-      ...["--listen", `${spec.host}:${spec.peerPort}`, "--http", `${spec.host}:${spec.httpPort}`],
+    this.start([
+      ...batonLauncher().args,
+      ...[
+        "start",
+        "--id",
+        String(spec.id),
+        "--listen",
+        this.peerAddress,
+        "--http",
+        this.httpAddress,
+      ],
       ...["--peers", spec.peers, "--data", spec.dataDir, "--log-level", "info"],
       // Snapshots every few hundred entries, and a short log behind them, so that a wiped
       // or long-absent node comes back by state transfer, not by replaying the whole log.
       ...["--snapshot-entries", String(SNAPSHOT_ENTRIES), "--snapshot-keep-entries", "100"],
       ...extraArgs,
-    ];
-    const child = spawn(process.execPath, args, {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1" },
-    });
-    const pid = child.pid;
-    if (pid === undefined) throw new Error(`node ${this.id}: spawn failed`);
-    this.incarnation++;
-    livePids.add(pid);
-    this.child = child;
-    this.state = "running";
-    this.expectExit = false;
-    this.write(`[chaos] incarnation ${this.incarnation}: pid ${pid} ${args.slice(3).join(" ")}`);
-    this.exitPromise = new Promise<void>((done) => {
-      child.once("exit", (code, signal) => {
-        livePids.delete(pid);
-        const how = signal ?? `code ${code}`;
-        this.write(`[chaos] pid ${pid} exited (${how})`);
-        if (this.child === child) {
-          this.child = null;
-          this.state = "stopped";
-        }
-        if (!this.expectExit) {
-          this.onUnexpectedExit({
-            at: this.clock.now(),
-            node: this.id,
-            how,
-            tail: [...this.recent],
-          });
-        }
-        done();
-      });
-    });
-    for (const stream of [child.stdout!, child.stderr!]) {
-      createInterface({ input: stream }).on("line", (line) => this.onLine(line));
-    }
+    ]);
   }
 
-  signal(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined) return;
-    if (signal === "SIGKILL" || signal === "SIGTERM") this.expectExit = true;
-    process.kill(pid, signal);
-    if (signal === "SIGSTOP") this.state = "paused";
-    if (signal === "SIGCONT") this.state = "running";
-  }
-
-  async kill(): Promise<void> {
-    if (this.child === null) return;
-    if (this.state === "paused") this.signal("SIGCONT");
-    this.signal("SIGKILL");
-    await this.exitPromise;
-  }
-
-  wipe(): void {
-    rmSync(this.spec.dataDir, { recursive: true, force: true });
-  }
-
-  async status(agent: Agent, timeoutMs: number): Promise<StatusView | null> {
-    if (this.state !== "running") return null;
-    try {
-      const response = await request(`${this.url}/v1/status?digest=true`, {
-        dispatcher: agent,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      const text = await response.body.text();
-      return response.statusCode === 200 ? (JSON.parse(text) as StatusView) : null;
-    } catch {
-      return null;
-    }
+  /** Sends `signal` to the node's process, if it has one. */
+  override signal(signal: NodeJS.Signals): void {
+    if (this.pid !== null) super.signal(signal);
   }
 
   private onLine(line: string): void {
-    this.write(line);
     this.recent.push(line);
-    if (this.recent.length > 30) this.recent.shift();
+    if (this.recent.length > RECENT_LINES_MAX) this.recent.shift();
     if (line.includes("state transfer complete")) this.stateTransfers++;
     if (!line.includes('"event":"role"')) return;
     try {
@@ -237,14 +274,4 @@ export class ChaosNode {
       // Not a JSON line after all.
     }
   }
-
-  private write(line: string): void {
-    this.logFile.write(`${line}\n`);
-  }
-}
-
-/** Opens the log file of node `id` in `logDir`. */
-export function openNodeLog(logDir: string, id: number): WriteStream {
-  mkdirSync(logDir, { recursive: true });
-  return createWriteStream(join(logDir, `n${id}.log`), { flags: "a" });
 }

@@ -25,18 +25,22 @@ interface Report {
   method: string;
 }
 
+/** The per-run figures that add up across runs. */
+const SUMMED = [
+  "operations",
+  "ok",
+  "failed",
+  "indeterminate",
+  "failovers",
+  "unexpectedExits",
+  "stateTransfers",
+] as const;
+
 const dirs = process.argv.slice(2);
-const sum = {
-  runs: 0,
-  seconds: 0,
-  operations: 0,
-  ok: 0,
-  failed: 0,
-  indeterminate: 0,
-  failovers: 0,
-  exits: 0,
-  transfers: 0,
-};
+const sum = { runs: 0, seconds: 0, ...Object.fromEntries(SUMMED.map((k) => [k, 0])) } as Record<
+  "runs" | "seconds" | (typeof SUMMED)[number],
+  number
+>;
 const faults: Record<string, number> = {};
 const verdictFails: Record<string, number> = {};
 let recoveryMax = 0;
@@ -51,13 +55,7 @@ for (const dir of dirs) {
   const t = report.totals;
   sum.runs++;
   sum.seconds += report.options.durationMs / 1000;
-  sum.operations += t.operations;
-  sum.ok += t.ok;
-  sum.failed += t.failed;
-  sum.indeterminate += t.indeterminate;
-  sum.failovers += t.failovers;
-  sum.exits += t.unexpectedExits;
-  sum.transfers += t.stateTransfers ?? 0;
+  for (const k of SUMMED) sum[k] += t[k] ?? 0;
   for (const [kind, n] of Object.entries(t.faults)) faults[kind] = (faults[kind] ?? 0) + n;
   for (const [name, v] of Object.entries(report.verdicts)) {
     verdictFails[name] = (verdictFails[name] ?? 0) + (v.ok ? 0 : 1);
@@ -86,9 +84,9 @@ console.log(
     .map(([k, n]) => `${k} ${n}`)
     .join(", ")} (total ${Object.values(faults).reduce((a, b) => a + b, 0)})`,
 );
-console.log(`state transfers: ${sum.transfers} (in the runs that count them)`);
+console.log(`state transfers: ${sum.stateTransfers} (in the runs that count them)`);
 console.log(
-  `new masters: ${sum.failovers}; unexpected exits: ${sum.exits}; slowest recovery after healing: ${recoveryMax} ms`,
+  `new masters: ${sum.failovers}; unexpected exits: ${sum.unexpectedExits}; slowest recovery after healing: ${recoveryMax} ms`,
 );
 console.log(
   `runs failing each verdict: ${Object.entries(verdictFails)

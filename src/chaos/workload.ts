@@ -17,6 +17,7 @@
 
 import { Agent, request } from "undici";
 import { Prng } from "../core/prng.js";
+import { sleep } from "./wait.js";
 
 export type OpKind = "read" | "write" | "cas" | "delete";
 export type OpOutcome = "ok" | "failed" | "indeterminate";
@@ -350,8 +351,4 @@ function settleWrite(op: OpRecord, answer: Answer): boolean {
 function codeOf(answer: Answer): string {
   const code = answer.body?.code;
   return typeof code === "string" ? code : `HTTP_${answer.status}`;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms));
 }

@@ -12,6 +12,7 @@
 import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
+import { register as registerChaos } from "../chaos/main.js";
 import { register as registerSim } from "../sim/main.js";
 import { type CliIo, processIo } from "./commands/cli-io.js";
 import { register as registerDemo } from "./commands/demo.js";
@@ -29,7 +30,7 @@ export type Register = (program: Command, io: CliIo) => void;
 
 /**
  * Every subcommand, in the order `baton --help` lists them. A new command is one import
- * and one entry here, e.g. the fault campaign's `register` from src/chaos/main.ts.
+ * and one entry here.
  */
 const COMMANDS: readonly Register[] = [
   registerStart,
@@ -38,6 +39,7 @@ const COMMANDS: readonly Register[] = [
   registerStatus,
   registerMembers,
   registerSim,
+  registerChaos,
 ];
 
 const EXAMPLES = `

@@ -9,40 +9,14 @@
  * so that this test never builds.
  */
 
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { CapacityReport } from "../../bench/capacity-report.js";
-import { REPO_ROOT } from "../../bench/processes.js";
+import { runScript as run } from "../../harness/processes.js";
+import { useTempDir } from "../../harness/vitest-hooks.js";
 
-const root = mkdtempSync(join(tmpdir(), "baton-capacity-smoke-"));
-
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-/** Runs a bench script to completion; resolves with its exit code, stdout and everything. */
-function run(
-  script: string,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; output: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, script), ...args], {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString("utf8");
-      output += chunk.toString("utf8");
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8");
-    });
-    child.once("exit", (code) => done({ code, stdout, output }));
-  });
-}
+const root = useTempDir("baton-capacity-smoke-");
 
 function alive(pid: number): boolean {
   try {

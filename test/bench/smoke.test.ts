@@ -12,37 +12,17 @@
  * is skipped.
  */
 
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { partitionUnsupported } from "../../bench/partition.js";
-import { REPO_ROOT } from "../../bench/processes.js";
+import { runScript as run } from "../../harness/processes.js";
+import { useTempDir } from "../../harness/vitest-hooks.js";
 
 const etcdInstalled = spawnSync("etcd", ["--version"]).status === 0;
 const compare = etcdInstalled ? ["--compare", "etcd"] : [];
-const root = mkdtempSync(join(tmpdir(), "baton-bench-smoke-"));
-
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-/** Runs a bench script to completion; resolves with its exit code and output. */
-function run(script: string, args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(REPO_ROOT, script), ...args], {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8");
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      output += chunk.toString("utf8");
-    });
-    child.once("exit", (code) => done({ code, output }));
-  });
-}
+const root = useTempDir("baton-bench-smoke-");
 
 interface BenchResults {
   runs: { system: string; result: { ops: number; errors: number } }[];

@@ -5,28 +5,20 @@
  * data directories itself, whether it passes or throws; the report folder is removed here.
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
-import { runCampaign } from "../../src/chaos/campaign.js";
+import { describe, expect, it } from "vitest";
+import { useCampaigns } from "../../harness/campaigns.js";
 import { NEMESES } from "../../src/chaos/nemesis.js";
 
-const out = mkdtempSync(join(tmpdir(), "baton-chaos-report-"));
-afterAll(() => rmSync(out, { recursive: true, force: true }));
+const runCampaign = useCampaigns();
 
 describe("chaos", () => {
   it("timing: chaos: a campaign with every fault keeps every verdict (3 nodes, 100 s of faults)", async () => {
     const seed = Number(process.env.BATON_CHAOS_SEED ?? Date.now() % 1_000_000);
-    const result = await runCampaign({
+    const result = await runCampaign("campaign", {
       seed,
       durationMs: 100_000,
-      nodes: 3,
       clients: 5,
       nemeses: [...NEMESES],
-      method: "auto",
-      staleReads: false,
-      out: join(out, "campaign"),
     });
     if (!result.ok) console.error(`${result.summary}\n`);
     expect(result.verdicts).toMatchObject({

@@ -8,14 +8,23 @@
  *
  * Real time and real processes, hence `timing:` names. BATON_KILLS sets the number of
  * master kills (default 3), BATON_PAUSES the number of master pauses (default 3). Every process is stopped by its PID and every directory
- * removed after each test, pass or fail (harness.ts); a failure prints each node's log.
+ * removed after each test, pass or fail (harness/vitest-hooks.ts); a failure prints each
+ * node's log.
  */
 
 import { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
+import { Cluster, httpRequest } from "../../harness/cluster.js";
+import { sleep, waitFor } from "../../harness/processes.js";
+import { summarize } from "../../harness/stats.js";
+import {
+  readThroughClient,
+  SteadyRateWriter,
+  verifyWrites,
+  writeThroughClient,
+} from "../../harness/steady-writer.js";
+import { useClusterHarness } from "../../harness/vitest-hooks.js";
 import { type BatonClient, createClient } from "../../src/client/index.js";
-import { Cluster, httpRequest, sleep, useClusterHarness, waitFor } from "./harness.js";
-import { OpenLoopWriter, summarize, verifyWrites } from "./writer.js";
 
 useClusterHarness();
 
@@ -52,7 +61,7 @@ describe("fail-over", () => {
     async () => {
       const cluster = await Cluster.start(TIMING);
       const client = clientFor(cluster);
-      const writer = new OpenLoopWriter(client, {
+      const writer = new SteadyRateWriter(writeThroughClient(client), {
         intervalMs: 10,
         keyPrefix: `kill-${Date.now()}`,
       });
@@ -98,10 +107,10 @@ describe("fail-over", () => {
         await writer.stop();
 
         const counts = writer.counts();
-        const result = await verifyWrites(client, writer.records);
+        const result = await verifyWrites(writer.records, readThroughClient(client));
         const w = summarize(windowsMs);
         console.log(
-          `${KILLS} kills: ${writer.records.length} writes (${counts.ok} acknowledged, ${counts.error} errors, ${counts.precondition} precondition failures, ${writer.skipped} skipped); unavailability window per kill median ${Math.round(w.median!)} ms, max ${Math.round(w.max!)} ms (${windowsMs.map(Math.round).join(", ")})`,
+          `${KILLS} kills: ${writer.records.length} writes (${counts.ok} acknowledged, ${counts.error} errors, ${counts.existed} precondition failures, ${writer.skipped} skipped); unavailability window per kill median ${Math.round(w.median!)} ms, max ${Math.round(w.max!)} ms (${windowsMs.map(Math.round).join(", ")})`,
         );
         expect(result.duplicated).toEqual([]);
         expect(result.lost).toEqual([]);
@@ -181,7 +190,7 @@ describe("fail-over", () => {
       const client = clientFor(cluster);
       // Writes keep arriving throughout, so the master is paused with acknowledgements in
       // flight and finds them, with the new master's heartbeats, when it runs again.
-      const writer = new OpenLoopWriter(client, {
+      const writer = new SteadyRateWriter(writeThroughClient(client), {
         intervalMs: 10,
         keyPrefix: `pause-${Date.now()}`,
       });
@@ -195,7 +204,7 @@ describe("fail-over", () => {
         }
         await writer.stop();
         const counts = writer.counts();
-        const result = await verifyWrites(client, writer.records);
+        const result = await verifyWrites(writer.records, readThroughClient(client));
         console.log(
           `writes around the pauses: ${writer.records.length} (${counts.ok} acknowledged, ${counts.error} errors)`,
         );

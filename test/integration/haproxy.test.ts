@@ -7,26 +7,25 @@
  * master. It prints the time from the kill to the first write acknowledged through HAProxy.
  *
  * HAProxy must be installed (.ci/run installs it); without it the test fails and says how to
- * install it, rather than skipping. This file owns the HAProxy process: it is killed by its
- * PID after each test, pass or fail, and by a process 'exit' handler as a last resort; the
- * harness owns the nodes and the temporary directories.
+ * install it, rather than skipping. The HAProxy process is a registered process of the
+ * harness like the nodes: it is killed by its PID after each test, pass or fail, and at
+ * process exit as a last resort.
  */
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
+import { Cluster, httpRequest } from "../../harness/cluster.js";
 import {
-  Cluster,
   freePorts,
-  httpRequest,
+  ManagedProcess,
   makeTempDir,
-  type NodeStatusView,
   REPO_ROOT,
-  useClusterHarness,
+  type StatusView,
   waitFor,
-} from "./harness.js";
+} from "../../harness/processes.js";
+import { useClusterHarness } from "../../harness/vitest-hooks.js";
 
 useClusterHarness();
 
@@ -56,59 +55,38 @@ const MISSING_HAPROXY =
   "This test runs the example configuration in a real HAProxy. Install it with " +
   "`apt-get install -y haproxy` (on Debian or Ubuntu; .ci/run does this before the tests).";
 
-/** Every HAProxy process started and not yet seen to exit, for the cleanup. */
+/** Every HAProxy process started and not yet stopped, for the failure report. */
 const liveHaproxies = new Set<HaproxyProcess>();
-let exitHookInstalled = false;
 
 /** One `haproxy -db -f <cfg>` process in the foreground, with its output captured. */
 class HaproxyProcess {
   readonly output: string[] = [];
-  private readonly child: ChildProcess;
-  private readonly exitPromise: Promise<void>;
-  private exitDescription: string | null = null;
+  private readonly process: ManagedProcess;
+  private readonly exitPromise: Promise<string>;
 
   constructor(binary: string, configPath: string) {
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.once("exit", () => {
-        for (const haproxy of liveHaproxies) haproxy.killSync();
-      });
-    }
-    this.child = spawn(binary, ["-db", "-f", configPath], { stdio: ["ignore", "pipe", "pipe"] });
-    if (this.child.pid === undefined) throw new Error(`could not start ${binary}`);
-    liveHaproxies.add(this);
-    this.exitPromise = new Promise<void>((done) => {
-      this.child.once("exit", (code, signal) => {
-        this.exitDescription = signal ?? String(code);
-        liveHaproxies.delete(this);
-        done();
-      });
+    let exited: (how: string) => void = () => {};
+    this.exitPromise = new Promise((done) => {
+      exited = done;
     });
-    this.child.once("error", (error) => this.capture(`[test] ${error}`));
-    for (const stream of [this.child.stdout!, this.child.stderr!]) {
-      createInterface({ input: stream }).on("line", (line) => this.capture(line));
-    }
+    this.process = new ManagedProcess("haproxy", binary, ["-db", "-f", configPath], {
+      onLine: (line) => this.capture(line),
+      onExit: (exit) => exited(exit.how),
+    });
+    this.process.start();
+    liveHaproxies.add(this);
   }
 
   /** Rejects when the process exits: races a wait so that a dead HAProxy fails it at once. */
   async failOnExit(): Promise<never> {
-    await this.exitPromise;
-    throw new Error(`haproxy exited (${this.exitDescription}):\n${this.tail(20)}`);
+    const how = await this.exitPromise;
+    throw new Error(`haproxy exited (${how}):\n${this.tail(20)}`);
   }
 
   /** SIGKILL to this process's PID (never to a process found by name). */
-  killSync(): void {
-    if (this.exitDescription !== null || this.child.pid === undefined) return;
-    try {
-      process.kill(this.child.pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-
   async kill(): Promise<void> {
-    this.killSync();
-    await this.exitPromise;
+    liveHaproxies.delete(this);
+    await this.process.kill();
   }
 
   tail(count: number): string {
@@ -195,10 +173,10 @@ function servedBy(headers: Record<string, unknown>): string {
  */
 async function masterThroughHaproxy(
   url: string,
-): Promise<{ status: NodeStatusView; server: string } | undefined> {
+): Promise<{ status: StatusView; server: string } | undefined> {
   const answer = await httpRequest(`${url}/v1/status`, { timeoutMs: 1000 });
   if (answer.status !== 200) return undefined;
-  const status = JSON.parse(answer.body.toString("utf8")) as NodeStatusView;
+  const status = JSON.parse(answer.body.toString("utf8")) as StatusView;
   const server = servedBy(answer.headers);
   // `baton_master/n2`, not `baton_master/n2-any`: sent to the master by its check, not as
   // the fall-back to any live node.
@@ -217,7 +195,7 @@ async function waitForRouting(
   exclude: number | null,
   timeoutMs: number,
   count = 3,
-): Promise<{ status: NodeStatusView; server: string }> {
+): Promise<{ status: StatusView; server: string }> {
   let streak = 0;
   const routed = waitFor(
     `HAProxy to send requests to the master only${exclude === null ? "" : ` (not node ${exclude})`}`,
@@ -331,7 +309,7 @@ async function expectFailover(
   cluster: Cluster,
   url: string,
   haproxy: HaproxyProcess,
-  old: NodeStatusView,
+  old: StatusView,
 ): Promise<void> {
   const outcomes = new Map<string, number>();
   const killedAt = performance.now();

@@ -11,8 +11,9 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { expect, it } from "vitest";
+import { Cluster, httpRequest, type LogLine } from "../../harness/cluster.js";
+import { useClusterHarness } from "../../harness/vitest-hooks.js";
 import { createClient } from "../../src/client/index.js";
-import { Cluster, httpRequest, type LogLine, useClusterHarness } from "./harness.js";
 
 useClusterHarness();
 

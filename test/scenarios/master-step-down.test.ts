@@ -1,8 +1,9 @@
 /**
  * The core cause of a hang seen with real processes (failover.test.ts, the SIGSTOP test
- * under write load, and `scripts/bench-failover.ts --pause`): a master that learns of a
- * commit (a majority acknowledged an entry) and of a newer term in the same batch of
- * inputs, before its runtime takes the next Ready, steps down with `commitNews` still set.
+ * under write load, and `npm run bench:failover -- --faults stop --writer client`): a
+ * master that learns of a commit (a majority acknowledged an entry) and of a newer term in
+ * the same batch of inputs, before its runtime takes the next Ready, steps down with
+ * `commitNews` still set.
  * `flushMaster()` only clears it on a master, so `hasReady()` stays true forever, and the
  * node runtime's `while (replica.hasReady()) handle(replica.ready())` in
  * src/server/node.ts spins on empty Readies: the process stops answering and its memory

@@ -4,11 +4,11 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "../../client/fake-cluster.js";
-import type { NodeStatus } from "../../client/index.js";
-import { main } from "../main.js";
-import { captureIo } from "./capture-io.js";
-import { renderStatusTable, summarizeCluster } from "./status.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { renderStatusTable, summarizeCluster } from "../../src/cli/commands/status.js";
+import { main } from "../../src/cli/main.js";
+import type { NodeStatus } from "../../src/client/index.js";
 
 const fakes: FakeCluster[] = [];
 

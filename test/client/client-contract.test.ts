@@ -1,17 +1,18 @@
 /**
  * The client against the real HTTP layer (src/http/server.ts) over in-memory nodes
- * (src/http/fake-node-api.ts), so that a change on either side of the contract breaks a
- * test here: following a backup's master hint, raw-byte values, compare-and-set, the error shapes of
+ * (harness/doubles/fake-node-api.ts), so that a change on either side of the contract breaks
+ * a test here: following a backup's master hint, raw-byte values, compare-and-set, the
+ * error shapes of
  * 400, 404 and 412, the status document, and following a new master.
  */
 
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeKvNodeApi } from "../http/fake-node-api.js";
-import { createHttpServer, type HttpServer } from "../http/server.js";
-import { defaultKvLimits } from "../kv/index.js";
-import { NotMasterError } from "../shared/errors.js";
-import { type BatonClient, createClient } from "./index.js";
+import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { type BatonClient, createClient } from "../../src/client/index.js";
+import { createHttpServer, type HttpServer } from "../../src/http/server.js";
+import { defaultKvLimits } from "../../src/kv/index.js";
+import { NotMasterError } from "../../src/shared/errors.js";
 
 const servers: HttpServer[] = [];
 const clients: BatonClient[] = [];

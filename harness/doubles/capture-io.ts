@@ -1,9 +1,9 @@
 /**
- * Test support only (imported by *.test.ts): a CliIo that records what a command writes,
+ * A test double (in harness/, never published): a CliIo that records what a command writes,
  * feeds it a fixed standard input, and can pretend to be a terminal.
  */
 
-import type { CliIo } from "./cli-io.js";
+import type { CliIo } from "../../src/cli/commands/cli-io.js";
 
 export interface CapturedIo extends CliIo {
   /** Everything written to stdout, decoded as UTF-8. */

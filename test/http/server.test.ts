@@ -2,7 +2,13 @@ import type { LightMyRequestResponse } from "fastify";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { defaultKvLimits } from "../kv/index.js";
+import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import {
+  createHttpServer,
+  type HttpServer,
+  type HttpServerOptions,
+} from "../../src/http/server.js";
+import { defaultKvLimits } from "../../src/kv/index.js";
 import {
   BusyError,
   IndeterminateError,
@@ -13,9 +19,7 @@ import {
   StorageFailedError,
   TimeoutError,
   TooLargeError,
-} from "../shared/errors.js";
-import { FakeKvNodeApi } from "./fake-node-api.js";
-import { createHttpServer, type HttpServer, type HttpServerOptions } from "./server.js";
+} from "../../src/shared/errors.js";
 
 const servers: HttpServer[] = [];
 

@@ -7,9 +7,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "../../client/fake-cluster.js";
-import { main } from "../main.js";
-import { captureIo } from "./capture-io.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { main } from "../../src/cli/main.js";
 
 let fake: FakeCluster;
 let endpoints: string;

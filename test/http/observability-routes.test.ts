@@ -1,13 +1,17 @@
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import type { MemberStatus } from "../protocol/status.js";
-import { EventFeed } from "./event-feed.js";
-import { FakeKvNodeApi } from "./fake-node-api.js";
-import { HttpMetrics } from "./http-metrics.js";
-import { replayAfter } from "./routes/events-route.js";
-import type { FaultInjector } from "./routes/fault-routes.js";
-import { createHttpServer, type HttpServer, type HttpServerOptions } from "./server.js";
+import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { EventFeed } from "../../src/http/event-feed.js";
+import { HttpMetrics } from "../../src/http/http-metrics.js";
+import { replayAfter } from "../../src/http/routes/events-route.js";
+import type { FaultInjector } from "../../src/http/routes/fault-routes.js";
+import {
+  createHttpServer,
+  type HttpServer,
+  type HttpServerOptions,
+} from "../../src/http/server.js";
+import type { MemberStatus } from "../../src/protocol/status.js";
 
 const servers: HttpServer[] = [];
 

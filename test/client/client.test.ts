@@ -1,12 +1,12 @@
 /**
- * The client against a fake three-node cluster (src/client/fake-cluster.ts) on 127.0.0.1:
+ * The client against a fake three-node cluster (harness/doubles/fake-cluster.ts) on 127.0.0.1:
  * finding the master, following a fail-over, exactly-once writes across retries,
  * Retry-After, giving up clearly, and the meaning of each answer. Delays are kept to a few
  * milliseconds; the few tests that measure real waits assert generous bounds.
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "./fake-cluster.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
 import {
   type BatonClient,
   type ClientOptions,
@@ -17,7 +17,7 @@ import {
   NoMasterReachableError,
   PreconditionFailedError,
   TimeoutError,
-} from "./index.js";
+} from "../../src/client/index.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 

@@ -1,8 +1,10 @@
 /**
- * Latency recording and summaries for the benchmarks. Latencies are kept exactly (one
- * float per request in a growing Float64Array, sorted once at the end) rather than in
- * buckets: a 10-second run at tens of thousands of requests per second is a few MB, and
- * exact percentiles need no library and no bucket-precision caveat.
+ * Statistics for the tests and the benchmarks, written once: nearest-rank percentiles, the
+ * median, a median/p90/max summary of a list of figures (fail-over windows), and latency
+ * recording. Latencies are kept exactly (one float per request in a growing Float64Array,
+ * sorted once at the end) rather than in buckets: a 10-second run at tens of thousands of
+ * requests per second is a few MB, and exact percentiles need no library and no
+ * bucket-precision caveat.
  */
 
 export class LatencyRecorder {

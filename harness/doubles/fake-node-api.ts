@@ -8,11 +8,11 @@
  * NotMasterError and serves stale reads from its own map.
  */
 
-import type { KvEntry, KvResult } from "../kv/index.js";
-import type { NodeId } from "../protocol/messages.js";
-import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
-import { NotMasterError } from "../shared/errors.js";
-import type { KvNodeApi, KvWriteOptions } from "./node-api.js";
+import type { KvNodeApi, KvWriteOptions } from "../../src/http/node-api.js";
+import type { KvEntry, KvResult } from "../../src/kv/index.js";
+import type { NodeId } from "../../src/protocol/messages.js";
+import type { MemberStatus, NodeStatus, Role } from "../../src/protocol/status.js";
+import { NotMasterError } from "../../src/shared/errors.js";
 
 /** One call the fake received, for assertions on what the HTTP layer passed through. */
 export type FakeCall =

@@ -5,8 +5,8 @@
 
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
-import { captureIo } from "./commands/capture-io.js";
-import { main } from "./main.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { main } from "../../src/cli/main.js";
 
 const COMMANDS = ["start", "demo", "put", "get", "del", "status", "sim"];
 

@@ -1,9 +1,9 @@
 /**
- * Test support only (imported by *.test.ts, never by the library): a fake Baton cluster of
- * fastify servers on 127.0.0.1 that speaks the node's HTTP contract well enough to drive
- * the client and the CLI. The nodes share one key-value map and one idempotency table, as
- * replicas would after replication, so a write survives a fail-over and a retried write
- * with the same Idempotency-Key is answered from the first result.
+ * A test double (in harness/, never published): a fake Baton cluster of fastify servers on
+ * 127.0.0.1 that speaks the node's HTTP contract well enough to drive the client and the
+ * CLI. The nodes share one key-value map and one idempotency table, as replicas would after
+ * replication, so a write survives a fail-over and a retried write with the same
+ * Idempotency-Key is answered from the first result.
  *
  * Tests steer it directly: who the master is, whether backups forward or answer 503,
  * killing a node (its server closes and the port refuses connections), and per-node

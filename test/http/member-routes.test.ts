@@ -1,8 +1,8 @@
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConflictError, SwitchoverFailedError } from "../shared/errors.js";
-import { FakeKvNodeApi } from "./fake-node-api.js";
-import { createHttpServer, type HttpServer } from "./server.js";
+import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { createHttpServer, type HttpServer } from "../../src/http/server.js";
+import { ConflictError, SwitchoverFailedError } from "../../src/shared/errors.js";
 
 const servers: HttpServer[] = [];
 

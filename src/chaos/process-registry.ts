@@ -1,0 +1,305 @@
+/**
+ * Every process and temporary directory that the fault campaign, the tests and the
+ * benchmarks start, in one registry, and the one place that cleans them up. It owns
+ * spawning (ManagedProcess), the PIDs it spawned, the temporary directories it made and
+ * the cleanups other modules register (iptables chains, say): `cleanupSync()` ends them
+ * all, and hooks on process 'exit', SIGINT and SIGTERM, installed once, call it as a last
+ * resort, so that a program that dies never leaves a node, a rule or a directory behind.
+ *
+ * It signals only the PIDs it spawned, never a process found by name, and removes only the
+ * directories it made.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+/** Every PID spawned and still running, with the signal that ends it at cleanup. */
+const livePids = new Map<number, NodeJS.Signals>();
+const liveDirs = new Set<string>();
+const cleanups = new Set<() => void>();
+let hooksInstalled = false;
+
+/**
+ * Ends every process still registered (SIGKILL, after SIGCONT for a paused one, or the
+ * signal it was registered with), runs the registered cleanups (newest first), and removes
+ * every registered directory.
+ */
+export function cleanupSync(): void {
+  for (const [pid, signal] of livePids) {
+    try {
+      process.kill(pid, "SIGCONT");
+      process.kill(pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+  livePids.clear();
+  for (const cleanup of [...cleanups].reverse()) {
+    try {
+      cleanup();
+    } catch {
+      // A cleanup that fails must not keep the others from running.
+    }
+  }
+  cleanups.clear();
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+  liveDirs.clear();
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.once("exit", cleanupSync);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      if (livePids.size + cleanups.size + liveDirs.size > 0) {
+        process.stderr.write(`\n${signal}: stopping every process this program started\n`);
+      }
+      cleanupSync();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  }
+}
+
+/**
+ * Runs `cleanup` (synchronous, once) at `cleanupSync()` or when the process ends, whichever
+ * comes first; the returned function unregisters it, for an owner that cleaned up itself.
+ */
+export function onCleanup(cleanup: () => void): () => void {
+  installHooks();
+  cleanups.add(cleanup);
+  return () => {
+    cleanups.delete(cleanup);
+  };
+}
+
+/** A fresh temporary directory, removed by `removeTempDir` or the cleanup. */
+export function makeTempDir(prefix: string): string {
+  installHooks();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  liveDirs.add(dir);
+  return dir;
+}
+
+/** Removes a directory made by makeTempDir now, or with `keep` only forgets it. */
+export function removeTempDir(dir: string, keep = false): void {
+  liveDirs.delete(dir);
+  if (!keep) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * `count` distinct free TCP ports on `host`: each is bound to port 0, read, and closed once
+ * all are read (so that one call never hands out the same port twice).
+ */
+export async function freePorts(count: number, host = "127.0.0.1"): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((done, fail) => {
+          const server = createServer();
+          server.once("error", fail);
+          server.listen(0, host, () => done(server));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => {
+    const address = s.address();
+    if (address === null || typeof address === "string") throw new Error("no TCP address");
+    return address.port;
+  });
+  await Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  return ports;
+}
+
+export type ProcessState = "stopped" | "running" | "paused";
+
+/** How a process ended. */
+export interface ProcessExit {
+  readonly pid: number;
+  /** The exit code, or null when a signal ended it. */
+  readonly code: number | null;
+  /** "SIGKILL", or "code 1". */
+  readonly how: string;
+  /** True when this object ended it: kill(), stop(), or SIGKILL/SIGTERM through signal(). */
+  readonly expected: boolean;
+}
+
+export interface ManagedProcessOptions {
+  /** @default this process's working directory */
+  readonly cwd?: string;
+  /** @default this process's environment */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Run as this numeric uid and gid (root only), e.g. for per-node iptables rules. */
+  readonly runAs?: { readonly uid: number; readonly gid: number } | null;
+  /** Appends what the process prints to this file (over all its starts), with notes. */
+  readonly logFile?: string;
+  /** Called with each line the process prints. */
+  readonly onLine?: (line: string, stream: "stdout" | "stderr") => void;
+  /** Called when the process has exited and its last line of output was read. */
+  readonly onExit?: (exit: ProcessExit) => void;
+  /**
+   * The signal that ends it at cleanup: SIGKILL, or SIGTERM for a program with a registry of
+   * its own (a benchmark), so that it ends its own processes. @default "SIGKILL"
+   */
+  readonly cleanupSignal?: NodeJS.Signals;
+}
+
+/**
+ * One long-running process (a cluster node, a load balancer) that can be killed, paused,
+ * resumed, stopped and started again with the same or other arguments. Its PID is in the
+ * registry for as long as it runs.
+ */
+export class ManagedProcess {
+  /** How many times a process was started. */
+  incarnation = 0;
+  private child: ChildProcess | null = null;
+  private exitPromise: Promise<void> = Promise.resolve();
+  private paused = false;
+  /** Set just before a signal that ends the process, so its exit is not a surprise. */
+  private expectExit = false;
+  private log: WriteStream | null = null;
+
+  constructor(
+    readonly name: string,
+    private readonly command: string,
+    private args: readonly string[],
+    private readonly options: ManagedProcessOptions = {},
+  ) {}
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  get state(): ProcessState {
+    if (this.child === null) return "stopped";
+    return this.paused ? "paused" : "running";
+  }
+
+  /** Started and not paused. */
+  get running(): boolean {
+    return this.state === "running";
+  }
+
+  get logFile(): string | null {
+    return this.options.logFile ?? null;
+  }
+
+  /** Sets the arguments of the next start() that is given none. */
+  useArgs(args: readonly string[]): void {
+    this.args = args;
+  }
+
+  /** Starts the process, with `args` from now on when given; returns its PID. */
+  start(args: readonly string[] = this.args): number {
+    if (this.child !== null) throw new Error(`${this.name} is already running`);
+    installHooks();
+    this.args = args;
+    const { runAs } = this.options;
+    const child = spawn(this.command, args, {
+      cwd: this.options.cwd ?? process.cwd(),
+      stdio: ["ignore", "pipe", "pipe"],
+      env: this.options.env ?? process.env,
+      ...(runAs === null || runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
+    });
+    // A spawn error (ENOENT, EAGAIN) is followed by 'exit' or leaves pid undefined.
+    child.once("error", (error) => this.options.onLine?.(`[${this.name}] ${error}`, "stderr"));
+    const pid = child.pid;
+    if (pid === undefined) throw new Error(`${this.name}: spawn of ${this.command} failed`);
+    livePids.set(pid, this.options.cleanupSignal ?? "SIGKILL");
+    this.incarnation++;
+    this.child = child;
+    this.paused = false;
+    this.expectExit = false;
+    this.log = this.openLog(child);
+    this.note(`[${this.name}] start ${this.incarnation}: pid ${pid} ${args.join(" ")}`);
+    this.watch(child, pid, this.log);
+    return pid;
+  }
+
+  /** Sends `signal` to this process (only to the PID it spawned). */
+  signal(signal: NodeJS.Signals): void {
+    const pid = this.pid;
+    if (pid === null) throw new Error(`${this.name} is not running`);
+    if (signal === "SIGKILL" || signal === "SIGTERM") this.expectExit = true;
+    process.kill(pid, signal);
+    if (signal === "SIGSTOP") this.paused = true;
+    if (signal === "SIGCONT") this.paused = false;
+  }
+
+  /** Resolves when the current process (if any) has exited. */
+  exited(): Promise<void> {
+    return this.exitPromise;
+  }
+
+  /** SIGKILL (a paused process too), then waits for the exit. */
+  async kill(): Promise<void> {
+    if (this.child === null) return;
+    if (this.paused) this.signal("SIGCONT");
+    this.signal("SIGKILL");
+    await this.exitPromise;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs` (a clean stop lets `--cpu-prof` write). */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.child === null) return;
+    if (this.paused) this.signal("SIGCONT");
+    this.signal("SIGTERM");
+    const timer = setTimeout(() => {
+      if (this.child !== null) this.signal("SIGKILL");
+    }, graceMs);
+    await this.exitPromise;
+    clearTimeout(timer);
+  }
+
+  /** Writes `line` into the log file, between the process's own lines. */
+  note(line: string): void {
+    this.log?.write(`${line}\n`);
+  }
+
+  /** Follows `child` to its end: its lines, its exit (state), its close (the report). */
+  private watch(child: ChildProcess, pid: number, log: WriteStream | null): void {
+    let expected = false;
+    this.exitPromise = new Promise<void>((done) => {
+      child.once("exit", () => {
+        livePids.delete(pid);
+        expected = this.expectExit;
+        if (this.child === child) {
+          this.child = null;
+          this.paused = false;
+        }
+        done();
+      });
+    });
+    // 'close' comes after 'exit' and after the last output: report the exit then, and end
+    // the log after that last output.
+    child.once("close", (code, signal) => {
+      const how = signal ?? `code ${code}`;
+      log?.end(`[${this.name}] pid ${pid} exited (${how})\n`);
+      if (this.log === log) this.log = null;
+      this.options.onExit?.({ pid, code, how, expected });
+    });
+    const { onLine } = this.options;
+    if (onLine === undefined) return;
+    for (const [stream, name] of [
+      [child.stdout, "stdout"],
+      [child.stderr, "stderr"],
+    ] as const) {
+      if (stream !== null) createInterface({ input: stream }).on("line", (l) => onLine(l, name));
+    }
+  }
+
+  /** Appends both outputs to the log file; watch() ends it. */
+  private openLog(child: ChildProcess): WriteStream | null {
+    const { logFile } = this.options;
+    if (logFile === undefined) return null;
+    const log = createWriteStream(logFile, { flags: "a" });
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    return log;
+  }
+}
