@@ -131,4 +131,20 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) process.exitCode = await main(process.argv.slice(2));
+/**
+ * A reader that stops early (`baton --help | head`) closes the pipe: that is not an error
+ * of ours, so stop quietly instead of crashing with EPIPE.
+ */
+function exitQuietlyOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw error;
+    });
+  }
+}
+
+if (isEntryPoint()) {
+  exitQuietlyOnClosedPipe();
+  process.exitCode = await main(process.argv.slice(2));
+}
