@@ -33,7 +33,7 @@ const LOG_LINES_MAX = 20_000;
 export async function httpRequest(
   url: string,
   options: {
-    method?: "GET" | "PUT" | "DELETE";
+    method?: "GET" | "PUT" | "DELETE" | "POST";
     headers?: Record<string, string>;
     body?: string | Uint8Array;
     timeoutMs?: number;
