@@ -11,7 +11,13 @@
 
 import { Cluster } from "../harness/cluster.js";
 import { batonCommand, type StatusView } from "../harness/processes.js";
-import type { BenchCluster, BenchNode, MasterView } from "./bench-cluster.js";
+import {
+  type BenchCluster,
+  type BenchNode,
+  fetchJson,
+  type MasterView,
+  nodeById,
+} from "./bench-cluster.js";
 
 export interface BatonClusterOptions {
   /** "dist": the built CLI (what `npm run bench` measures); "source": tsx, no build. */
@@ -86,6 +92,19 @@ class BatonCluster implements BatonBenchCluster {
 
   async caughtUp(id: number): Promise<boolean> {
     return (await this.cluster.caughtUp(id)) !== null;
+  }
+
+  async switchover(from: number, to: number): Promise<void> {
+    const answer = await fetchJson(`${nodeById(this, from).url}/v1/switchover`, {
+      method: "POST",
+      body: JSON.stringify({ to }),
+      timeoutMs: 5000,
+    });
+    if (answer.status !== 200) {
+      throw new Error(
+        `switchover ${from} → ${to}: HTTP ${answer.status} ${JSON.stringify(answer.json)}`,
+      );
+    }
   }
 
   stop(): Promise<void> {

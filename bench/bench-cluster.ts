@@ -37,6 +37,11 @@ export interface BenchCluster {
   master(exclude?: readonly number[], minTerm?: number): Promise<MasterView | null>;
   /** True when node `id` has applied everything the master has committed. */
   caughtUp(id: number): Promise<boolean>;
+  /**
+   * Asks master `from` to hand its role to node `to` (Baton: POST /v1/switchover; etcd:
+   * its move-leader, /v3/maintenance/transfer-leadership); resolves when it answered.
+   */
+  switchover(from: number, to: number): Promise<void>;
   /** Stops every node (SIGTERM, so profiles are written) and removes the data. */
   stop(): Promise<void>;
 }

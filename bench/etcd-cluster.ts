@@ -129,6 +129,24 @@ class EtcdCluster implements BenchCluster {
     return Number(node.raftAppliedIndex ?? 0) >= Number(master.raftIndex ?? 0);
   }
 
+  async switchover(from: number, to: number): Promise<void> {
+    const target = (await this.status(to))?.header?.member_id;
+    if (target === undefined) throw new Error(`etcd member ${to} did not give its id`);
+    const answer = await fetchJson(
+      `${nodeById(this, from).url}/v3/maintenance/transfer-leadership`,
+      {
+        method: "POST",
+        body: JSON.stringify({ targetID: target }),
+        timeoutMs: 5000,
+      },
+    );
+    if (answer.status !== 200) {
+      throw new Error(
+        `move-leader ${from} → ${to}: HTTP ${answer.status} ${JSON.stringify(answer.json)}`,
+      );
+    }
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.process.stop()));
     removeTempDir(this.root);

@@ -62,9 +62,9 @@ import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import { openWritePath, type WriterKind } from "./failover-writer.js";
 import { nodeUids, OwnerPartition, partitionUnsupported } from "./partition.js";
 
-type Fault = "kill" | "stop" | "partition";
+type Fault = "kill" | "stop" | "partition" | "switchover";
 
-const FAULTS: readonly Fault[] = ["kill", "stop", "partition"];
+const FAULTS: readonly Fault[] = ["kill", "stop", "partition", "switchover"];
 
 interface FailoverOptions {
   readonly compare: SystemName[];
@@ -181,7 +181,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     .option("--kills <n>", "rounds per fault", parsePositive, 20)
     .option(
       "--faults <list>",
-      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off; root)",
+      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off; root), switchover (a planned hand-over to the next node)",
       parseFaults,
       ["kill"],
     )
@@ -269,6 +269,14 @@ async function round(
   if (fault === "partition") {
     if (network === null) throw new Error("a partition round without a partition");
     return partitionRound(cluster, writer, options, n, network, master);
+  }
+  if (fault === "switchover") {
+    // A planned hand-over to the next node: the window is the pause a client sees.
+    const to = cluster.nodes.map((n) => n.id).find((id) => id > master.id) ?? cluster.nodes[0]!.id;
+    const askedAt = performance.now();
+    await cluster.switchover(master.id, to);
+    const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, askedAt);
+    return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, 0);
   }
   const node = nodeById(cluster, master.id).process;
   const signalledAt = performance.now();
@@ -568,7 +576,12 @@ function table(results: readonly SystemResult[], faults: readonly Fault[]): stri
       const w = summarize(mine.map((x) => x.windowMs));
       const a = summarize(mine.map((x) => x.masterAgreedMs));
       const load = summarize(mine.map((x) => x.loadAverage1m)).median;
-      const signal = { kill: "SIGKILL", stop: "SIGSTOP", partition: "partition" }[fault];
+      const signal = {
+        kill: "SIGKILL",
+        stop: "SIGSTOP",
+        partition: "partition",
+        switchover: "switchover",
+      }[fault];
       rows.push(
         `| ${r.system} | ${signal} | ${w.count} | ${f(w.median)} | ${f(w.p90)} | ${f(w.max)} | ${f(a.median)} | ${r.writes.acknowledged} of ${r.writes.issued} | ${r.writes.lost.length} | ${r.writes.duplicated.length} | ${load?.toFixed(1) ?? "-"} |`,
       );
