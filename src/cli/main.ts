@@ -7,6 +7,7 @@
 
 import { Command } from "commander";
 import { simCommand } from "../sim/main.js";
+import { register as registerCerts } from "./commands/certs.js";
 import { register as registerDemo } from "./commands/demo.js";
 import { isClientCommand, runClientCli } from "./commands/run-client-cli.js";
 import { register as registerStart } from "./commands/start.js";
@@ -26,6 +27,7 @@ Commands:
   get <key>           print a value (baton get --help)
   del <key>           delete a key (baton del --help)
   status              show every node's role, term, indexes and lag (baton status --help)
+  certs               make the CA, node certificates and API tokens of a secure cluster
   sim [options]       run the deterministic cluster simulator (baton sim --help)
 
 Examples:
@@ -38,10 +40,11 @@ async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "sim") return simCommand(rest, ["sim"]);
   if (isClientCommand(command)) return runClientCli([...argv]);
-  if (command === "start" || command === "demo") {
+  if (command === "start" || command === "demo" || command === "certs") {
     const sub = new Command("baton").exitOverride();
     registerStart(sub);
     registerDemo(sub);
+    registerCerts(sub);
     try {
       await sub.parseAsync([...argv], { from: "user" });
     } catch (error) {
