@@ -7,10 +7,12 @@
 // The catalogue errors the client throws, so that callers need only this one import.
 export {
   ClusterError,
+  ForbiddenError,
   InvalidInputError,
   NoMasterError,
   TimeoutError,
   TooLargeError,
+  UnauthenticatedError,
 } from "../shared/errors.js";
 export {
   type BatonClient,

@@ -11,6 +11,7 @@
  * logging is off and only unexpected errors are logged.
  */
 
+import { createSecureContext, type Server as TlsServer } from "node:tls";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -21,6 +22,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { requireTokens } from "./auth.js";
 import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
 import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
@@ -34,6 +36,14 @@ import { registerKvRoutes } from "./routes/kv-routes.js";
 import { registerMemberRoutes } from "./routes/member-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
+import type { TokenStore } from "./tokens.js";
+
+/** The certificate (chain) and key HTTPS serves, PEM text; `ca` completes the chain. */
+export interface HttpTlsConfig {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string | undefined;
+}
 
 export interface HttpServerOptions {
   /** The node the API serves. */
@@ -77,6 +87,18 @@ export interface HttpServerOptions {
    * @default null
    */
   readonly faults?: FaultInjector | null | undefined;
+  /**
+   * Serve HTTPS with this certificate and key instead of plain HTTP. The certificate must
+   * name every host clients use (`baton certs node --host`).
+   * @default plain HTTP
+   */
+  readonly tls?: HttpTlsConfig | undefined;
+  /**
+   * The bearer tokens requests must carry (see auth.ts for which role each route needs).
+   * Null or absent: no authentication, as on a loopback demo.
+   * @default null
+   */
+  readonly tokens?: TokenStore | null | undefined;
 }
 
 /** Where a server listens. */
@@ -103,6 +125,11 @@ export interface HttpServer {
   close(): Promise<void>;
   /** The address listened on, or null before `listen` and after `close`. */
   address(): HttpAddress | null;
+  /**
+   * Replaces the HTTPS certificate and key for new connections (a rotation); throws,
+   * changing nothing, when they are not usable. Only a server started with `tls` has one.
+   */
+  setTls(tls: HttpTlsConfig): void;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
@@ -126,8 +153,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const events = options.events ?? new EventFeed(options.api.id);
 
-  const app = buildApp(limits, logger);
+  const app = buildApp(limits, logger, options.tls);
+  const scheme = options.tls === undefined ? "http" : "https";
   allowCrossOriginReads(app);
+  if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   registerKvRoutes(app, context);
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);
@@ -151,7 +180,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const bound = app.server.address();
       assert(bound !== null && typeof bound === "object", "a TCP server has a TCP address");
       const urlHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
-      address = { host: bound.address, port: bound.port, url: `http://${urlHost}:${bound.port}` };
+      const url = `${scheme}://${urlHost}:${bound.port}`;
+      address = { host: bound.address, port: bound.port, url };
       return address;
     },
     async close() {
@@ -162,12 +192,34 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       await app.close();
     },
     address: () => address,
+    setTls(tls) {
+      assert(options.tls !== undefined, "setTls on a server without TLS");
+      // Built first, so that unusable PEM text throws before anything changes.
+      const context = {
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+      };
+      createSecureContext(context);
+      (app.server as unknown as TlsServer).setSecureContext(context);
+    },
   };
 }
 
 /** The fastify instance with the server-wide behaviour and no routes yet. */
-function buildApp(limits: KvLimits, logger: Logger): FastifyInstance {
+function buildApp(
+  limits: KvLimits,
+  logger: Logger,
+  tls: HttpTlsConfig | undefined,
+): FastifyInstance {
+  const https =
+    tls === undefined
+      ? {}
+      : {
+          https: { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) },
+        };
   const app = Fastify({
+    ...https,
     logger: false,
     bodyLimit: limits.valueBytesMax,
     // Requests that arrive on a kept-alive connection while the server closes are served
