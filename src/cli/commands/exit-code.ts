@@ -78,12 +78,9 @@ function describe(error: unknown): [ExitCode, string] {
     case "ERR_TOO_LARGE":
       return [ExitCode.usage, `invalid input: ${message}`];
     case "ERR_UNAUTHENTICATED":
-      return [
-        ExitCode.denied,
-        `${message}: pass a token with --token, --token-file or BATON_TOKEN (make one with \`baton certs token\`)`,
-      ];
     case "ERR_FORBIDDEN":
-      return [ExitCode.denied, `${message}: use a token with a higher role`];
+      // The node's message already says what to do (which token, which role).
+      return [ExitCode.denied, message];
     case "ERR_UNEXPECTED_RESPONSE":
       return [ExitCode.failed, `${message}: is --endpoints pointing at Baton nodes?`];
     default:
