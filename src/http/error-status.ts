@@ -131,6 +131,11 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     retry: false,
     advice: "use one of the methods in the Allow header",
   },
+  ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    retry: false,
+    advice: "send the whole request, headers and body, without pausing; the connection is closed",
+  },
   ERR_WRONG_ROLE: {
     status: 503,
     retry: false,

@@ -99,7 +99,49 @@ export interface HttpServerOptions {
    * @default null
    */
   readonly tokens?: TokenStore | null | undefined;
+  /** Time and connection bounds; see HttpConnectionLimits. @default defaultHttpConnectionLimits() */
+  readonly connections?: Partial<HttpConnectionLimits> | undefined;
 }
+
+/**
+ * What one client may hold of the server: how long it may take to send a request and how
+ * long a connection may sit idle, and how many connections all clients may have open. A
+ * client that trickles its headers or body, or holds connections without using them,
+ * is disconnected instead of tying the node up.
+ */
+export interface HttpConnectionLimits {
+  /** Longest time to receive a request's headers, in ms. @default 10000 */
+  readonly headersTimeoutMs: number;
+  /**
+   * Longest time to receive a whole request, headers and body, in ms (answered 408). It
+   * bounds receiving only: waiting for the master is bounded by `requestTimeoutMs`.
+   * @default 30000
+   */
+  readonly receiveTimeoutMs: number;
+  /**
+   * A connection with no traffic in either direction for this long is closed, in ms. It
+   * must exceed `requestTimeoutMs`, and the event stream's 15 s keep-alive comment.
+   * @default 120000
+   */
+  readonly idleTimeoutMs: number;
+  /** A kept-alive connection that sends no next request for this long is closed, ms. @default 10000 */
+  readonly keepAliveTimeoutMs: number;
+  /** Most connections open at once; further ones are closed as they arrive. @default 1024 */
+  readonly connectionsMax: number;
+}
+
+export function defaultHttpConnectionLimits(): HttpConnectionLimits {
+  return {
+    headersTimeoutMs: 10_000,
+    receiveTimeoutMs: 30_000,
+    idleTimeoutMs: 120_000,
+    keepAliveTimeoutMs: 10_000,
+    connectionsMax: 1024,
+  };
+}
+
+/** How often Node checks the header and receive timeouts, in ms (its default is 30 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
 /** Where a server listens. */
 export interface HttpAddress {
@@ -149,12 +191,25 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   assert(Number.isSafeInteger(requestTimeoutMs) && requestTimeoutMs > 0, "requestTimeoutMs");
   const registry = options.metrics ?? defaultRegistry();
   const metrics = new HttpMetrics(registry);
-  const context: HttpContext = { api: options.api, limits, requestTimeoutMs, metrics };
+  const connections = { ...defaultHttpConnectionLimits(), ...options.connections };
+  assertConnectionLimits(connections);
+  let address: HttpAddress | null = null;
+  let listenHost: string | null = null;
+  const scheme = options.tls === undefined ? "http" : "https";
+  const context: HttpContext = {
+    api: options.api,
+    limits,
+    requestTimeoutMs,
+    metrics,
+    listening: () =>
+      address === null || listenHost === null
+        ? null
+        : { scheme, host: listenHost, port: address.port },
+  };
 
   const events = options.events ?? new EventFeed(options.api.id);
 
-  const app = buildApp(limits, logger, options.tls);
-  const scheme = options.tls === undefined ? "http" : "https";
+  const app = buildApp(limits, logger, options.tls, connections);
   allowCrossOriginReads(app);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   registerKvRoutes(app, context);
@@ -166,7 +221,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   registerDashboardRoutes(app, context);
   options.dashboard?.(app);
 
-  let address: HttpAddress | null = null;
   let sampler: NodeJS.Timeout | null = null;
   return {
     app,
@@ -174,6 +228,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     events,
     async listen(host, port) {
       await app.listen({ host, port });
+      listenHost = host;
       metrics.takeSample();
       sampler = setInterval(() => events.publishSample(metrics.takeSample()), SAMPLE_INTERVAL_MS);
       sampler.unref();
@@ -211,15 +266,29 @@ function buildApp(
   limits: KvLimits,
   logger: Logger,
   tls: HttpTlsConfig | undefined,
+  connections: HttpConnectionLimits,
 ): FastifyInstance {
-  const https =
+  const serverOptions = {
+    headersTimeout: connections.headersTimeoutMs,
+    requestTimeout: connections.receiveTimeoutMs,
+    connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+  };
+  const transport =
     tls === undefined
-      ? {}
+      ? { http: serverOptions }
       : {
-          https: { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) },
+          https: {
+            ...serverOptions,
+            cert: tls.cert,
+            key: tls.key,
+            ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+          },
         };
   const app = Fastify({
-    ...https,
+    ...transport,
+    requestTimeout: connections.receiveTimeoutMs,
+    connectionTimeout: connections.idleTimeoutMs,
+    keepAliveTimeout: connections.keepAliveTimeoutMs,
     logger: false,
     bodyLimit: limits.valueBytesMax,
     // Requests that arrive on a kept-alive connection while the server closes are served
@@ -229,19 +298,11 @@ function buildApp(
     // Bytes that are not HTTP never reach a route: answer them in the API's own JSON
     // shape (with a code) and close the connection.
     clientErrorHandler: (error, socket) => {
-      const overflow = (error as { code?: string }).code === "HPE_HEADER_OVERFLOW";
-      const status = overflow ? 431 : 400;
-      const reason = overflow ? "Request Header Fields Too Large" : "Bad Request";
-      const body = JSON.stringify({
-        error: overflow
-          ? "the request headers are too large; send smaller headers"
-          : "the request is not valid HTTP/1.1; check the request line and headers",
-        code: "ERR_INVALID_INPUT",
-        field: overflow ? "headers" : "request",
-      });
+      const { status, reason, body } = clientErrorAnswer((error as { code?: string }).code);
+      const text = JSON.stringify(body);
       if (socket.writable) {
         socket.end(
-          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
         );
       } else {
         socket.destroy();
@@ -255,6 +316,8 @@ function buildApp(
       sendErrorAnswer(reply, describeError(known));
     },
   });
+  app.server.maxConnections = connections.connectionsMax;
+  app.server.headersTimeout = connections.headersTimeoutMs;
   // Every body is the value as raw bytes, whatever its content type (or none), so a value
   // is stored exactly as sent: JSON is not parsed and text is not decoded.
   app.removeAllContentTypeParsers();
@@ -314,6 +377,45 @@ function allowCrossOriginReads(app: FastifyInstance): void {
     const existing = route.onRequest;
     route.onRequest = existing === undefined ? [allow] : [...[existing].flat(), allow];
   });
+}
+
+/**
+ * The answer to bytes that never became a request: too slow (the headers or receive
+ * timeout), headers too large, or not HTTP at all.
+ */
+function clientErrorAnswer(code: string | undefined): {
+  status: number;
+  reason: string;
+  body: Readonly<Record<string, unknown>>;
+} {
+  if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    const answer = errorAnswer("ERR_REQUEST_TIMEOUT", "the request was not received in time");
+    return { status: 408, reason: "Request Timeout", body: { ...answer.body } };
+  }
+  if (code === "HPE_HEADER_OVERFLOW") {
+    const body = {
+      error: "the request headers are too large; send smaller headers",
+      code: "ERR_INVALID_INPUT",
+      field: "headers",
+    };
+    return { status: 431, reason: "Request Header Fields Too Large", body };
+  }
+  const body = {
+    error: "the request is not valid HTTP/1.1; check the request line and headers",
+    code: "ERR_INVALID_INPUT",
+    field: "request",
+  };
+  return { status: 400, reason: "Bad Request", body };
+}
+
+function assertConnectionLimits(limits: HttpConnectionLimits): void {
+  for (const [name, value] of Object.entries(limits)) {
+    assert(Number.isSafeInteger(value) && value > 0, `${name} must be a positive integer`);
+  }
+  assert(
+    limits.headersTimeoutMs <= limits.receiveTimeoutMs,
+    "headersTimeoutMs <= receiveTimeoutMs",
+  );
 }
 
 /** A registry of its own holding prom-client's process metrics, for a server given none. */
