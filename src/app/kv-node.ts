@@ -98,7 +98,7 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
-        metrics: createNodeMetrics(node, events),
+        metrics: createNodeMetrics(node, events, transport),
         events,
         faults:
           options.allowFaultInjection === true
