@@ -667,10 +667,8 @@ function errorBody(response: FinalResponse): ErrorBody {
  */
 function accessError(status: number, body: ErrorBody): Error | null {
   const message = body.message ?? "the request was refused";
-  if (status === 401 || body.code === "ERR_UNAUTHENTICATED") {
-    const error = new UnauthenticatedError(message);
-    return error;
-  }
+  if (status === 401 || body.code === "ERR_UNAUTHENTICATED")
+    return new UnauthenticatedError(message);
   if (body.code === "ERR_FORBIDDEN") return new ForbiddenError(message);
   return null;
 }

@@ -174,6 +174,28 @@ describe("http auth", () => {
     }
   });
 
+  it("https: setTls serves the new certificate to new connections (rotation)", async () => {
+    const made = server({ tls });
+    const { url } = await made.listen("127.0.0.1", 0);
+    const next = await issueCa({ validDays: 1 });
+    const pair = await issueNodeCert(next, {
+      memberId: 1,
+      hosts: ["127.0.0.1"],
+      clusterId: null,
+      validDays: 1,
+    });
+    expect(() =>
+      made.setTls({ cert: "-----BEGIN CERTIFICATE-----\nx\n", key: pair.keyPem }),
+    ).toThrow();
+    made.setTls({ cert: pair.certPem, key: pair.keyPem });
+    const client = createClient({ endpoints: [url], ca: next.certPem, deadlineMs: 2000 });
+    try {
+      expect(await client.put("rotated", "yes")).toEqual({ revision: expect.any(Number) });
+    } finally {
+      await client.close();
+    }
+  });
+
   it("https: a client that trusts another CA never sends its request", async () => {
     const made = server({ tls });
     const { url } = await made.listen("127.0.0.1", 0);
