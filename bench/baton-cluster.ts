@@ -52,6 +52,22 @@ export interface BatonClusterOptions {
    * nodes' packets apart by owner (bench/partition.ts).
    */
   readonly uids?: readonly [number, number, number];
+  /**
+   * Run the nodes with mutual TLS between them and HTTPS, from a directory holding
+   * `ca.crt` and `node<id>/node.crt`, `node<id>/node.key` (made by `baton certs`). The
+   * benchmark's own clients must trust the CA: run it with NODE_EXTRA_CA_CERTS=<dir>/ca.crt.
+   */
+  readonly tlsDir?: string;
+}
+
+/** The `baton start` flags that give node `id` its certificates from `dir`. */
+function tlsArgs(dir: string, id: number): string[] {
+  const own = join(dir, `node${id}`);
+  return [
+    ...["--tls-ca", join(dir, "ca.crt"), "--tls-cert", join(own, "node.crt")],
+    ...["--tls-key", join(own, "node.key"), "--http-tls-cert", join(own, "node.crt")],
+    ...["--http-tls-key", join(own, "node.key")],
+  ];
 }
 
 /** A node's `GET /v1/status` (the fields the benchmarks read). */
@@ -160,6 +176,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
       "start",
       ...["--id", String(id), "--listen", `${host}:${ports[2 * i]}`, "--http", httpAddress],
       ...["--peers", peers, "--data", dataDir, "--log-level", "info"],
+      ...(options.tlsDir === undefined ? [] : tlsArgs(options.tlsDir, id)),
       ...(options.extraArgs ?? []),
     ];
     const proc = new ManagedProcess(
@@ -170,10 +187,12 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
       env,
       uid === undefined ? null : { uid, gid: uid },
     );
-    return { id, url: `http://${httpAddress}`, host, process: proc };
+    const scheme = options.tlsDir === undefined ? "http" : "https";
+    return { id, url: `${scheme}://${httpAddress}`, host, process: proc };
   });
   const extra =
     (options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "") +
+    (options.tlsDir === undefined ? "" : ", mutual TLS between nodes and HTTPS") +
     (options.uids === undefined ? "" : ", each node under a uid of its own");
   const cluster = new BatonCluster(
     nodes,
