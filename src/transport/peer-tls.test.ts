@@ -8,12 +8,14 @@
 
 import { connect as netConnect, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from "node:tls";
-import { pino } from "pino";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
+  captureLogger,
   Inbox,
+  type LogLine,
   nextPeerEvent,
   numberedHeartbeat,
+  untilLogged,
   whenConnected,
   withTimeout,
 } from "../../test/conformance/transport.suite.js";
@@ -23,8 +25,6 @@ import { encodeFrame, FrameDecoder } from "./frame-codec.js";
 import { type Frame, PROTOCOL_VERSION } from "./frame-schema.js";
 import { certificateIdentity, identityProblem, type PeerTlsConfig } from "./peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "./tcp-transport.js";
-
-type LogLine = Record<string, unknown> & { msg: string };
 
 const CLUSTER = "tls-test";
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -67,25 +67,6 @@ beforeAll(async () => {
 
 function tlsFor(pair: IssuedPair, ca: IssuedPair = certs.ca): PeerTlsConfig {
   return { ca: ca.certPem, cert: pair.certPem, key: pair.keyPem };
-}
-
-function captureLogger() {
-  const lines: LogLine[] = [];
-  const logger = pino(
-    { level: "debug" },
-    { write: (line: string) => lines.push(JSON.parse(line)) },
-  );
-  return { logger, lines };
-}
-
-async function untilLogged(lines: LogLine[], predicate: (line: LogLine) => boolean) {
-  await withTimeout(
-    (async () => {
-      while (!lines.some(predicate)) await new Promise((resolve) => setImmediate(resolve));
-    })(),
-    "an expected log line",
-  );
-  return lines.find(predicate) as LogLine;
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -226,8 +207,11 @@ describe("peer TLS", () => {
     return (server.address() as { port: number }).port;
   }
 
-  /** Node 1 dialling a fake node 2 that presents `pair`; resolves with its down reason. */
-  async function dialFakePeer(pair: IssuedPair) {
+  /**
+   * Node 1 dialling a fake node 2 that presents `pair`; resolves once node 2 is reported
+   * `event` ("down": with its reason).
+   */
+  async function dialFakePeer(pair: IssuedPair, event: "up" | "down" = "down") {
     const port = await fakePeer(pair);
     const { node, lines } = transport(
       1,
@@ -237,9 +221,9 @@ describe("peer TLS", () => {
       ]),
       tlsFor(certs.node.get(1) as IssuedPair),
     );
-    const down = nextPeerEvent(node, "down", 2);
+    const reported = nextPeerEvent(node, event, 2);
     await node.start();
-    return { node, lines, reason: await down };
+    return { node, lines, reason: await reported };
   }
 
   async function refusedHello(pair: IssuedPair | null, claimedId: NodeId) {
@@ -348,18 +332,7 @@ describe("peer TLS", () => {
   }
 
   it("tls: connects to a peer whose certificate names it (outbound, fake node 2)", async () => {
-    const port = await fakePeer(certs.node.get(2) as IssuedPair);
-    const { node } = transport(
-      1,
-      new Map([
-        [1, "127.0.0.1:0"],
-        [2, `127.0.0.1:${port}`],
-      ]),
-      tlsFor(certs.node.get(1) as IssuedPair),
-    );
-    const up = nextPeerEvent(node, "up", 2);
-    await node.start();
-    await up;
+    const { node } = await dialFakePeer(certs.node.get(2) as IssuedPair, "up");
     expect(node.stats().protocolErrors).toBe(0);
   });
 
