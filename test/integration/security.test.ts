@@ -3,7 +3,8 @@
  * TLS between them, HTTPS and API tokens, as docs/security.md sets one up. Through the
  * client library a readwrite token writes, a read token is refused 403 on PUT and no token
  * 401; a fourth process with a certificate from another CA, claiming to be a member,
- * cannot join: the nodes log and count the refusal and keep serving.
+ * cannot join: the nodes log and count the refusal and keep serving; a token added to the
+ * tokens file works after SIGHUP, without a restart.
  *
  * Real time and processes, hence `timing:`. Every process is stopped by its PID and every
  * directory removed after the test, pass or fail (harness.ts).
@@ -82,7 +83,7 @@ function securityArgs(pki: Pki, name: string): string[] {
 }
 
 describe("security", () => {
-  it("timing: a cluster with peer mTLS, HTTPS and tokens serves writers, refuses the rest, and keeps a stranger out", async () => {
+  it("timing: a cluster with peer mTLS, HTTPS and tokens serves writers, refuses the rest, keeps a stranger out and reloads tokens on SIGHUP", async () => {
     const root = makeTempDir("baton-secure-");
     const ids = [1, 2, 3];
     const ports = await freePorts(2 * ids.length + 2);
