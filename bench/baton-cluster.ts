@@ -44,6 +44,8 @@ export interface BatonClusterOptions {
    * nodes' packets apart by owner (bench/partition.ts).
    */
   readonly uids?: readonly [number, number, number];
+  /** Peer mTLS and HTTPS from this directory (see the harness's ClusterOptions.tlsDir). */
+  readonly tlsDir?: string;
 }
 
 /** A Baton cluster, with what only Baton has: data directories and /v1/status. */
@@ -123,6 +125,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
       log: "files",
       rootPrefix: "baton-bench-",
       ...(options.hosts === undefined ? {} : { hosts: options.hosts }),
+      ...(options.tlsDir === undefined ? {} : { tlsDir: options.tlsDir }),
       ...(options.nodeFlags === undefined ? {} : { nodeFlags: options.nodeFlags }),
       ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
       ...(options.startIds === undefined ? {} : { startIds: options.startIds }),
@@ -134,6 +137,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
     options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts";
   const extra =
     (options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "") +
+    (options.tlsDir === undefined ? "" : ", mutual TLS between nodes and HTTPS") +
     (options.uids === undefined ? "" : ", each node under a uid of its own");
   return new BatonCluster(
     cluster,

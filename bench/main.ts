@@ -50,6 +50,8 @@ export interface BenchOptions {
   readonly profile: boolean;
   /** Another build's cli/main.js for the Baton nodes (A/B comparisons), or null. */
   readonly batonCli: string | null;
+  /** Certificates for mutual TLS and HTTPS (see BatonClusterOptions.tlsDir), or null. */
+  readonly tls: string | null;
 }
 
 const MIXES: readonly Mix[] = ["write", "read", "90/10"];
@@ -104,6 +106,10 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
     .option("--baton-cli <file>", "run Baton nodes from another build's cli/main.js")
+    .option(
+      "--tls <dir>",
+      "run Baton with peer mTLS and HTTPS from <dir> (ca.crt, node<id>/node.crt, node.key; with NODE_EXTRA_CA_CERTS=<dir>/ca.crt)",
+    )
     .option("--smoke", "a tiny run that checks the benchmark works: 90/10 mix, 4 clients, 1 s")
     .exitOverride()
     .parse([...argv], { from: "user" });
@@ -119,6 +125,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     from: string;
     profile?: boolean;
     batonCli?: string;
+    tls?: string;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -134,6 +141,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     from: resolveFrom(o.from),
     profile: o.profile === true,
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
+    tls: o.tls === undefined ? null : resolve(o.tls),
   };
 }
 
@@ -234,6 +242,7 @@ async function startClusters(
   const baton = await startBatonCluster({
     from: options.from,
     ...(options.batonCli === null ? {} : { cli: options.batonCli }),
+    ...(options.tls === null ? {} : { tlsDir: options.tls }),
     nodeFlags: options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [],
   });
   clusters.push(baton);

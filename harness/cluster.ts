@@ -61,7 +61,7 @@ export interface LogLine {
 }
 
 /** Where a node's process lives: addresses, data directory, how it is launched. */
-interface NodeSetup {
+export interface NodeSetup {
   readonly id: number;
   readonly host: string;
   readonly ports: { readonly peer: number; readonly http: number };
@@ -71,6 +71,7 @@ interface NodeSetup {
   readonly uid: number | undefined;
   /** A log file, or null to keep the lines in memory (`log`). */
   readonly logFile: string | null;
+  readonly scheme: "http" | "https";
 }
 
 /**
@@ -83,17 +84,25 @@ export class ClusterNode extends NodeProcess {
   private readonly logWaiters = new Set<() => void>();
 
   constructor(setup: NodeSetup) {
-    super(setup.id, setup.host, setup.ports, setup.dataDir, setup.command, {
-      env: setup.env,
-      runAs: setup.uid === undefined ? null : { uid: setup.uid, gid: setup.uid },
-      ...(setup.logFile === null
-        ? {
-            onLine: (line, stream) => this.capture(stream, line),
-            onExit: (exit) =>
-              this.capture("stderr", `[harness] pid ${exit.pid} exited (${exit.how})`),
-          }
-        : { logFile: setup.logFile }),
-    });
+    super(
+      setup.id,
+      setup.host,
+      setup.ports,
+      setup.dataDir,
+      setup.command,
+      {
+        env: setup.env,
+        runAs: setup.uid === undefined ? null : { uid: setup.uid, gid: setup.uid },
+        ...(setup.logFile === null
+          ? {
+              onLine: (line, stream) => this.capture(stream, line),
+              onExit: (exit) =>
+                this.capture("stderr", `[harness] pid ${exit.pid} exited (${exit.how})`),
+            }
+          : { logFile: setup.logFile }),
+      },
+      setup.scheme,
+    );
   }
 
   /** Resolves when the current process (if any) has exited. */
@@ -195,6 +204,22 @@ export interface ClusterOptions {
   readonly log?: "memory" | "files";
   /** Prefix of the temporary root's name. @default "baton-cluster-" */
   readonly rootPrefix?: string;
+  /**
+   * Run the nodes with mutual TLS between them and HTTPS, from a directory holding
+   * `ca.crt` and `node<id>/node.crt`, `node<id>/node.key` (made by `baton certs`). This
+   * process must trust the CA: run it with NODE_EXTRA_CA_CERTS=<dir>/ca.crt.
+   */
+  readonly tlsDir?: string;
+}
+
+/** The `baton start` flags that give node `id` its certificates from `dir`. */
+function tlsArgs(dir: string, id: number): string[] {
+  const own = join(dir, `node${id}`);
+  return [
+    ...["--tls-ca", join(dir, "ca.crt"), "--tls-cert", join(own, "node.crt")],
+    ...["--tls-key", join(own, "node.key"), "--http-tls-cert", join(own, "node.crt")],
+    ...["--http-tls-key", join(own, "node.key")],
+  ];
 }
 
 /** Every cluster started and not yet cleaned up, for the hooks' failure report. */
@@ -275,6 +300,7 @@ export class Cluster {
       env,
       uid,
       logFile: options.log === "files" ? join(root, `n${id}.log`) : null,
+      scheme: options.tlsDir === undefined ? "http" : "https",
     });
   }
 
@@ -307,6 +333,7 @@ export class Cluster {
     if (o.snapshotEntries !== undefined) {
       args.push("--snapshot-entries", String(o.snapshotEntries));
     }
+    if (o.tlsDir !== undefined) args.push(...tlsArgs(o.tlsDir, id));
     args.push(...(o.extraArgs ?? []));
     return args;
   }

@@ -5,10 +5,13 @@
  * and errors into the catalogue's, and reads linearizably through ReadIndex.
  */
 
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
 import { EventFeed } from "../http/event-feed.js";
 import type { KvNodeApi, KvWriteOptions, StatusOptions } from "../http/node-api.js";
-import { createHttpServer, type HttpServer } from "../http/server.js";
+import { createHttpServer, type HttpServer, type HttpTlsConfig } from "../http/server.js";
+import { parseTokensFile, type TokenRecord, TokenStore } from "../http/tokens.js";
 import {
   defaultKvLimits,
   encodeCommand,
@@ -19,12 +22,19 @@ import {
   validateCommand,
 } from "../kv/index.js";
 import type { NodeStatus } from "../protocol/status.js";
-import { startNode } from "../server/create-node.js";
+import {
+  createTransport,
+  readPeerTls,
+  readPem,
+  startNode,
+  tlsFiles,
+} from "../server/create-node.js";
 import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
-import { assert } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
+import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
@@ -38,14 +48,24 @@ export interface KvNodeOptions {
   readonly allowFaultInjection?: boolean;
 }
 
+/** What `KvNode.reload` did: the parts it replaced, and why it kept the others. */
+export interface ReloadOutcome {
+  readonly reloaded: readonly string[];
+  readonly failed: readonly string[];
+}
+
 export class KvNode implements KvNodeApi {
   readonly id: number;
   private http: HttpServer | null = null;
   private stopEvents: () => void = () => {};
+  /** The bearer tokens the HTTP API accepts, or null when it needs none. */
+  private tokens: TokenStore | null = null;
 
   private constructor(
     readonly node: BatonNode,
     readonly stateMachine: KvStateMachine,
+    private readonly config: NodeConfig,
+    private readonly transport: TcpTransport,
   ) {
     this.id = node.id;
   }
@@ -60,8 +80,13 @@ export class KvNode implements KvNodeApi {
     options: KvNodeOptions = {},
   ): Promise<KvNode> {
     const sm = new KvStateMachine(defaultKvLimits());
-    const node = await startNode(config, sm, logger);
-    const kv = new KvNode(node, sm);
+    // Read before anything starts, so that a bad file stops the node with its name.
+    const httpTls = readHttpTls(config);
+    const tokens = config.tokens === null ? null : new TokenStore(readTokens(config.tokens));
+    const transport = createTransport(config, logger);
+    const node = await startNode(config, sm, logger, transport);
+    const kv = new KvNode(node, sm, config, transport);
+    kv.tokens = tokens;
     if (config.http !== null) {
       // parseNodeConfig already validated the address.
       const parsed = parseAddress(config.http);
@@ -73,12 +98,14 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
-        metrics: createNodeMetrics(node, events),
+        metrics: createNodeMetrics(node, events, transport),
         events,
         faults:
           options.allowFaultInjection === true
             ? createFaultInjector(node, events, logger.child({ component: "faults" }))
             : null,
+        ...(httpTls === null ? {} : { tls: httpTls }),
+        tokens,
       });
       try {
         await kv.http.listen(host, port);
@@ -88,6 +115,48 @@ export class KvNode implements KvNodeApi {
       }
     }
     return kv;
+  }
+
+  /**
+   * Reads the certificate, key and tokens files again (SIGHUP) and uses them for new
+   * connections and requests; established connections carry on. A file that cannot be
+   * read or used leaves its part as it was, and is named in `failed`.
+   */
+  reload(): ReloadOutcome {
+    const reloaded: string[] = [];
+    const failed: string[] = [];
+    const attempt = (part: string, action: () => void): void => {
+      try {
+        action();
+        reloaded.push(part);
+      } catch (error) {
+        rethrowIfBug(error);
+        failed.push(`${part}: ${(error as Error).message}`);
+      }
+    };
+    const { config } = this;
+    if (config.tlsCa !== null) {
+      attempt("peer TLS", () => {
+        const tls = readPeerTls(config);
+        assert(tls !== null, "peer TLS configured");
+        try {
+          this.transport.setTls(tls);
+        } catch (error) {
+          rethrowIfBug(error);
+          throw new Error(`${tlsFiles(config)}: ${(error as Error).message}`);
+        }
+      });
+    }
+    const http = this.http;
+    if (http !== null && config.httpTlsCert !== null) {
+      attempt("HTTP TLS", () => http.setTls(readHttpTls(config) as HttpTlsConfig));
+    }
+    const tokens = this.tokens;
+    if (tokens !== null && config.tokens !== null) {
+      const file = config.tokens;
+      attempt("tokens", () => tokens.replace(readTokens(file)));
+    }
+    return { reloaded, failed };
   }
 
   get httpServer(): HttpServer | null {
@@ -153,6 +222,31 @@ export class KvNode implements KvNodeApi {
       throw new InvalidInputError(fieldOf(problem.reason), problem.message);
     }
     return (await this.node.propose(encodeCommand(command))) as KvResult;
+  }
+}
+
+/** The HTTPS certificate and key of `config` as PEM text, or null for plain HTTP. */
+function readHttpTls(config: NodeConfig): HttpTlsConfig | null {
+  if (config.httpTlsCert === null || config.httpTlsKey === null) return null;
+  const tls = {
+    cert: readPem(config.httpTlsCert, "--http-tls-cert"),
+    key: readPem(config.httpTlsKey, "--http-tls-key"),
+  };
+  try {
+    createSecureContext(tls);
+  } catch (error) {
+    const files = `--http-tls-cert ${config.httpTlsCert} --http-tls-key ${config.httpTlsKey}`;
+    throw new Error(`${files}: ${(error as Error).message}`);
+  }
+  return tls;
+}
+
+/** The records of the tokens file `file`; throws an Error naming the file. */
+function readTokens(file: string): TokenRecord[] {
+  try {
+    return parseTokensFile(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(`--tokens ${file}: ${(error as Error).message}`);
   }
 }
 

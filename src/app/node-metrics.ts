@@ -15,6 +15,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import type { EventFeed } from "../http/event-feed.js";
 import type { NodeStatus } from "../protocol/status.js";
 import type { BatonNode } from "../server/node.js";
+import type { TransportStats } from "../transport/transport.js";
 
 const ROLES = ["master", "backup", "candidate"] as const;
 
@@ -31,7 +32,11 @@ const FSYNC_BUCKETS = [
  * A registry with the node's metrics and the process metrics. With `events`, state
  * transfers are also counted in bytes as they progress.
  */
-export function createNodeMetrics(node: BatonNode, events?: EventFeed): Registry {
+export function createNodeMetrics(
+  node: BatonNode,
+  events?: EventFeed,
+  transport?: { stats(): TransportStats },
+): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const status = snapshotPerScrape(node);
@@ -41,6 +46,14 @@ export function createNodeMetrics(node: BatonNode, events?: EventFeed): Registry
   proposalsAndStorage(registry, node);
   stateTransfers(registry, node, events);
   eventLoopDelay(registry, node);
+  if (transport !== undefined) {
+    counterFrom(
+      registry,
+      "baton_peer_protocol_errors_total",
+      "peer connections or frames refused for breaking the protocol: bad bytes, a refused handshake, a certificate that is not the cluster's or does not name the id claimed",
+      () => transport.stats().protocolErrors,
+    );
+  }
   return registry;
 }
 

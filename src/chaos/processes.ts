@@ -139,10 +139,11 @@ export class NodeProcess {
     readonly dataDir: string,
     command: string,
     options: ManagedProcessOptions,
+    scheme: "http" | "https" = "http",
   ) {
     this.peerAddress = `${host}:${ports.peer}`;
     this.httpAddress = `${host}:${ports.http}`;
-    this.url = `http://${this.httpAddress}`;
+    this.url = `${scheme}://${this.httpAddress}`;
     this.process = new ManagedProcess(`node ${id}`, command, [], {
       cwd: PACKAGE_ROOT,
       env: { ...process.env, NO_COLOR: "1" },

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { register as registerChaos } from "../chaos/main.js";
 import { register as registerSim } from "../sim/main.js";
+import { register as registerCerts } from "./commands/certs.js";
 import { type CliIo, processIo } from "./commands/cli-io.js";
 import { register as registerDemo } from "./commands/demo.js";
 import { ExitCode } from "./commands/exit-code.js";
@@ -38,6 +39,7 @@ const COMMANDS: readonly Register[] = [
   registerKv,
   registerStatus,
   registerMembers,
+  registerCerts,
   registerSim,
   registerChaos,
 ];

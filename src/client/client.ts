@@ -12,7 +12,13 @@
 
 import { randomBytes, randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
-import { ConflictError, InvalidInputError, TooLargeError } from "../shared/errors.js";
+import {
+  ConflictError,
+  ForbiddenError,
+  InvalidInputError,
+  TooLargeError,
+  UnauthenticatedError,
+} from "../shared/errors.js";
 import {
   ClientClosedError,
   DeadlineExceededError,
@@ -68,6 +74,16 @@ export interface ClientOptions {
    * never share a key. @default a random UUID
    */
   readonly clientId?: string;
+  /**
+   * The CA certificate(s), PEM, that HTTPS endpoints' certificates must chain to (the
+   * cluster's `ca.crt`). @default the system's trusted CAs
+   */
+  readonly ca?: string | Uint8Array;
+  /**
+   * The bearer token sent with every request (`Authorization: Bearer <token>`), for nodes
+   * that require one; see `baton certs token`. @default none
+   */
+  readonly token?: string;
 }
 
 export interface WriteOptions {
@@ -197,7 +213,17 @@ class HttpBatonClient implements BatonClient {
       throw new InvalidInputError("options", "masterCheckAfterMs must be a number >= 0");
     }
     this.masterCheckAfterMs = checkAfter;
-    this.pool = new ServerPool(options.endpoints);
+    const token = options.token;
+    if (token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(token)) {
+      throw new InvalidInputError(
+        "token",
+        "use the printable ASCII token `baton certs token` printed",
+      );
+    }
+    this.pool = new ServerPool(options.endpoints, {
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(token === undefined ? {} : { token }),
+    });
     const clientId = options.clientId;
     if (clientId !== undefined && !CLIENT_ID_PATTERN.test(clientId)) {
       throw new InvalidInputError("clientId", "use 1 to 100 printable ASCII characters");
@@ -513,6 +539,8 @@ class HttpBatonClient implements BatonClient {
     const body = errorBody(response);
     // A 404 is "no such key" unless the node says the route itself does not exist.
     if (status === 404 && body.code !== "ERR_NO_ROUTE") return null;
+    const denied = accessError(response.status, body);
+    if (denied !== null) throw denied;
     if (status === 400 || body.code === "ERR_INVALID_INPUT") throw invalidInput(body);
     if (status === 413 || body.code === "ERR_TOO_LARGE") throw tooLarge(body);
     if (body.code === "ERR_CONFLICT") throw new ConflictError(body.message ?? "conflict");
@@ -534,6 +562,8 @@ class HttpBatonClient implements BatonClient {
   }
 
   private statusFrom(response: FinalResponse): NodeStatus {
+    const denied = accessError(response.status, errorBody(response));
+    if (denied !== null) throw denied;
     if (response.status !== 200) throw unexpected(response, "GET /v1/status did not answer 200");
     const status = parseNodeStatus(parseJson(response.body));
     if (typeof status === "string") throw unexpected(response, status);
@@ -699,6 +729,18 @@ function errorBody(response: FinalResponse): ErrorBody {
   if (field !== undefined) body.field = field;
   if (limit !== undefined) body.limit = limit;
   return body;
+}
+
+/**
+ * The error for an answer that says the token is missing, unknown or not allowed, or null.
+ * Retrying cannot change these, so they are thrown at once.
+ */
+function accessError(status: number, body: ErrorBody): Error | null {
+  const message = body.message ?? "the request was refused";
+  if (status === 401 || body.code === "ERR_UNAUTHENTICATED")
+    return new UnauthenticatedError(message);
+  if (body.code === "ERR_FORBIDDEN") return new ForbiddenError(message);
+  return null;
 }
 
 function invalidInput(body: ErrorBody): InvalidInputError {

@@ -8,10 +8,12 @@
 export {
   ClusterError,
   ConflictError,
+  ForbiddenError,
   InvalidInputError,
   NoMasterError,
   TimeoutError,
   TooLargeError,
+  UnauthenticatedError,
 } from "../shared/errors.js";
 export {
   type BatonClient,

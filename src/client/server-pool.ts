@@ -71,6 +71,10 @@ export interface ServerPoolOptions {
   readonly keepAliveTimeoutMs?: number;
   /** Least time between two master look-ups while the master is unknown. @default 250 */
   readonly discoveryIntervalMs?: number;
+  /** CA certificate(s), PEM, for HTTPS endpoints. @default the system's trusted CAs */
+  readonly ca?: string | Uint8Array;
+  /** Sent as `Authorization: Bearer <token>` with every request. @default none */
+  readonly token?: string;
 }
 
 /** Error codes that mean no connection was made, so the request cannot have arrived. */
@@ -82,6 +86,14 @@ const NOT_DELIVERED_CODES = new Set([
   "ENETUNREACH",
   "EADDRNOTAVAIL",
   "UND_ERR_CONNECT_TIMEOUT",
+  // The node's certificate was refused before any request byte was sent.
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
 export class ServerPool {
@@ -96,6 +108,8 @@ export class ServerPool {
   /** Index in `endpoints` of the node to try when the master is unknown. */
   private cursor = 0;
   private lastDiscoveryAt = Number.NEGATIVE_INFINITY;
+  /** The Authorization header for every request, or null. */
+  private readonly authorization: string | null;
 
   constructor(endpoints: readonly string[], options: ServerPoolOptions = {}) {
     const normalized = [...new Set(endpoints.map(normalizeEndpoint))];
@@ -105,7 +119,9 @@ export class ServerPool {
     this.endpoints = normalized;
     this.discoveryIntervalMs = options.discoveryIntervalMs ?? 250;
     const keepAliveTimeout = options.keepAliveTimeoutMs ?? 30_000;
-    this.agent = new Agent({ keepAliveTimeout, keepAliveMaxTimeout: keepAliveTimeout });
+    const ca = options.ca === undefined ? {} : { connect: { ca: Buffer.from(options.ca) } };
+    this.agent = new Agent({ keepAliveTimeout, keepAliveMaxTimeout: keepAliveTimeout, ...ca });
+    this.authorization = options.token === undefined ? null : `Bearer ${options.token}`;
   }
 
   /** The master's base URL as last learned, or null. */
@@ -214,7 +230,10 @@ export class ServerPool {
         origin: endpoint,
         path: request.path,
         method: request.method,
-        headers: request.headers,
+        headers:
+          this.authorization === null
+            ? request.headers
+            : { ...request.headers, authorization: this.authorization },
         body: request.body ?? null,
         signal: controller.signal,
       });

@@ -86,6 +86,18 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     advice: `the master serves on; check that the chosen backup is up and caught up, or ${RETRY}`,
   },
   ERR_TOO_LARGE: { status: 413, retry: false, advice: "send at most the limit" },
+  ERR_UNAUTHENTICATED: {
+    status: 401,
+    retry: false,
+    advice:
+      "send Authorization: Bearer <token> with a token made by `baton certs token` " +
+      "(the CLI takes --token, --token-file or BATON_TOKEN)",
+  },
+  ERR_FORBIDDEN: {
+    status: 403,
+    retry: false,
+    advice: "use a token whose role allows this request (read < readwrite < admin)",
+  },
 
   ERR_PRECONDITION_FAILED: {
     status: 412,
@@ -124,6 +136,11 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 405,
     retry: false,
     advice: "use one of the methods in the Allow header",
+  },
+  ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    retry: false,
+    advice: "send the whole request, headers and body, without pausing; the connection is closed",
   },
   ERR_WRONG_ROLE: {
     status: 503,

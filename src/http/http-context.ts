@@ -13,4 +13,13 @@ export interface HttpContext {
   /** Longest a request may wait for the node (and the master) before 503, in milliseconds. */
   readonly requestTimeoutMs: number;
   readonly metrics: HttpMetrics;
+  /**
+   * Where this server listens (the host it was given, which may be a wildcard, and the
+   * port it got) and its scheme, or null before `listen` (and under `inject`).
+   */
+  readonly listening: () => {
+    readonly scheme: string;
+    readonly host: string;
+    readonly port: number;
+  } | null;
 }

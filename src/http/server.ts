@@ -11,6 +11,7 @@
  * logging is off and only unexpected errors are logged.
  */
 
+import { createSecureContext, type Server as TlsServer } from "node:tls";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -21,6 +22,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { requireTokens } from "./auth.js";
 import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
 import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
@@ -34,6 +36,14 @@ import { registerKvRoutes } from "./routes/kv-routes.js";
 import { registerMemberRoutes } from "./routes/member-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
+import type { TokenStore } from "./tokens.js";
+
+/** The certificate (chain) and key HTTPS serves, PEM text; `ca` completes the chain. */
+export interface HttpTlsConfig {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string | undefined;
+}
 
 export interface HttpServerOptions {
   /** The node the API serves. */
@@ -77,7 +87,61 @@ export interface HttpServerOptions {
    * @default null
    */
   readonly faults?: FaultInjector | null | undefined;
+  /**
+   * Serve HTTPS with this certificate and key instead of plain HTTP. The certificate must
+   * name every host clients use (`baton certs node --host`).
+   * @default plain HTTP
+   */
+  readonly tls?: HttpTlsConfig | undefined;
+  /**
+   * The bearer tokens requests must carry (see auth.ts for which role each route needs).
+   * Null or absent: no authentication, as on a loopback demo.
+   * @default null
+   */
+  readonly tokens?: TokenStore | null | undefined;
+  /** Time and connection bounds; see HttpConnectionLimits. @default defaultHttpConnectionLimits() */
+  readonly connections?: Partial<HttpConnectionLimits> | undefined;
 }
+
+/**
+ * What one client may hold of the server: how long it may take to send a request and how
+ * long a connection may sit idle, and how many connections all clients may have open. A
+ * client that trickles its headers or body, or holds connections without using them,
+ * is disconnected instead of tying the node up.
+ */
+export interface HttpConnectionLimits {
+  /** Longest time to receive a request's headers, in ms. @default 10000 */
+  readonly headersTimeoutMs: number;
+  /**
+   * Longest time to receive a whole request, headers and body, in ms (answered 408). It
+   * bounds receiving only: waiting for the master is bounded by `requestTimeoutMs`.
+   * @default 30000
+   */
+  readonly receiveTimeoutMs: number;
+  /**
+   * A connection with no traffic in either direction for this long is closed, in ms. It
+   * must exceed `requestTimeoutMs`, and the event stream's 15 s keep-alive comment.
+   * @default 120000
+   */
+  readonly idleTimeoutMs: number;
+  /** A kept-alive connection that sends no next request for this long is closed, ms. @default 10000 */
+  readonly keepAliveTimeoutMs: number;
+  /** Most connections open at once; further ones are closed as they arrive. @default 1024 */
+  readonly connectionsMax: number;
+}
+
+export function defaultHttpConnectionLimits(): HttpConnectionLimits {
+  return {
+    headersTimeoutMs: 10_000,
+    receiveTimeoutMs: 30_000,
+    idleTimeoutMs: 120_000,
+    keepAliveTimeoutMs: 10_000,
+    connectionsMax: 1024,
+  };
+}
+
+/** How often Node checks the header and receive timeouts, in ms (its default is 30 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
 /** Where a server listens. */
 export interface HttpAddress {
@@ -103,6 +167,11 @@ export interface HttpServer {
   close(): Promise<void>;
   /** The address listened on, or null before `listen` and after `close`. */
   address(): HttpAddress | null;
+  /**
+   * Replaces the HTTPS certificate and key for new connections (a rotation); throws,
+   * changing nothing, when they are not usable. Only a server started with `tls` has one.
+   */
+  setTls(tls: HttpTlsConfig): void;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
@@ -122,12 +191,27 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   assert(Number.isSafeInteger(requestTimeoutMs) && requestTimeoutMs > 0, "requestTimeoutMs");
   const registry = options.metrics ?? defaultRegistry();
   const metrics = new HttpMetrics(registry);
-  const context: HttpContext = { api: options.api, limits, requestTimeoutMs, metrics };
+  const connections = { ...defaultHttpConnectionLimits(), ...options.connections };
+  assertConnectionLimits(connections);
+  let address: HttpAddress | null = null;
+  let listenHost: string | null = null;
+  const scheme = options.tls === undefined ? "http" : "https";
+  const context: HttpContext = {
+    api: options.api,
+    limits,
+    requestTimeoutMs,
+    metrics,
+    listening: () =>
+      address === null || listenHost === null
+        ? null
+        : { scheme, host: listenHost, port: address.port },
+  };
 
   const events = options.events ?? new EventFeed(options.api.id);
 
-  const app = buildApp(limits, logger);
+  const app = buildApp(limits, logger, options.tls, connections);
   allowCrossOriginReads(app);
+  if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   registerKvRoutes(app, context);
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);
@@ -137,7 +221,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   registerDashboardRoutes(app, context);
   options.dashboard?.(app);
 
-  let address: HttpAddress | null = null;
   let sampler: NodeJS.Timeout | null = null;
   return {
     app,
@@ -145,13 +228,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     events,
     async listen(host, port) {
       await app.listen({ host, port });
+      listenHost = host;
       metrics.takeSample();
       sampler = setInterval(() => events.publishSample(metrics.takeSample()), SAMPLE_INTERVAL_MS);
       sampler.unref();
       const bound = app.server.address();
       assert(bound !== null && typeof bound === "object", "a TCP server has a TCP address");
       const urlHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
-      address = { host: bound.address, port: bound.port, url: `http://${urlHost}:${bound.port}` };
+      const url = `${scheme}://${urlHost}:${bound.port}`;
+      address = { host: bound.address, port: bound.port, url };
       return address;
     },
     async close() {
@@ -162,12 +247,48 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       await app.close();
     },
     address: () => address,
+    setTls(tls) {
+      assert(options.tls !== undefined, "setTls on a server without TLS");
+      // Built first, so that unusable PEM text throws before anything changes.
+      const context = {
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+      };
+      createSecureContext(context);
+      (app.server as unknown as TlsServer).setSecureContext(context);
+    },
   };
 }
 
 /** The fastify instance with the server-wide behaviour and no routes yet. */
-function buildApp(limits: KvLimits, logger: Logger): FastifyInstance {
+function buildApp(
+  limits: KvLimits,
+  logger: Logger,
+  tls: HttpTlsConfig | undefined,
+  connections: HttpConnectionLimits,
+): FastifyInstance {
+  const serverOptions = {
+    headersTimeout: connections.headersTimeoutMs,
+    requestTimeout: connections.receiveTimeoutMs,
+    connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+  };
+  const transport =
+    tls === undefined
+      ? { http: serverOptions }
+      : {
+          https: {
+            ...serverOptions,
+            cert: tls.cert,
+            key: tls.key,
+            ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+          },
+        };
   const app = Fastify({
+    ...transport,
+    requestTimeout: connections.receiveTimeoutMs,
+    connectionTimeout: connections.idleTimeoutMs,
+    keepAliveTimeout: connections.keepAliveTimeoutMs,
     logger: false,
     bodyLimit: limits.valueBytesMax,
     // Requests that arrive on a kept-alive connection while the server closes are served
@@ -177,19 +298,11 @@ function buildApp(limits: KvLimits, logger: Logger): FastifyInstance {
     // Bytes that are not HTTP never reach a route: answer them in the API's own JSON
     // shape (with a code) and close the connection.
     clientErrorHandler: (error, socket) => {
-      const overflow = (error as { code?: string }).code === "HPE_HEADER_OVERFLOW";
-      const status = overflow ? 431 : 400;
-      const reason = overflow ? "Request Header Fields Too Large" : "Bad Request";
-      const body = JSON.stringify({
-        error: overflow
-          ? "the request headers are too large; send smaller headers"
-          : "the request is not valid HTTP/1.1; check the request line and headers",
-        code: "ERR_INVALID_INPUT",
-        field: overflow ? "headers" : "request",
-      });
+      const { status, reason, body } = clientErrorAnswer((error as { code?: string }).code);
+      const text = JSON.stringify(body);
       if (socket.writable) {
         socket.end(
-          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
         );
       } else {
         socket.destroy();
@@ -203,6 +316,8 @@ function buildApp(limits: KvLimits, logger: Logger): FastifyInstance {
       sendErrorAnswer(reply, describeError(known));
     },
   });
+  app.server.maxConnections = connections.connectionsMax;
+  app.server.headersTimeout = connections.headersTimeoutMs;
   // Every body is the value as raw bytes, whatever its content type (or none), so a value
   // is stored exactly as sent: JSON is not parsed and text is not decoded.
   app.removeAllContentTypeParsers();
@@ -262,6 +377,45 @@ function allowCrossOriginReads(app: FastifyInstance): void {
     const existing = route.onRequest;
     route.onRequest = existing === undefined ? [allow] : [...[existing].flat(), allow];
   });
+}
+
+/**
+ * The answer to bytes that never became a request: too slow (the headers or receive
+ * timeout), headers too large, or not HTTP at all.
+ */
+function clientErrorAnswer(code: string | undefined): {
+  status: number;
+  reason: string;
+  body: Readonly<Record<string, unknown>>;
+} {
+  if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    const answer = errorAnswer("ERR_REQUEST_TIMEOUT", "the request was not received in time");
+    return { status: 408, reason: "Request Timeout", body: { ...answer.body } };
+  }
+  if (code === "HPE_HEADER_OVERFLOW") {
+    const body = {
+      error: "the request headers are too large; send smaller headers",
+      code: "ERR_INVALID_INPUT",
+      field: "headers",
+    };
+    return { status: 431, reason: "Request Header Fields Too Large", body };
+  }
+  const body = {
+    error: "the request is not valid HTTP/1.1; check the request line and headers",
+    code: "ERR_INVALID_INPUT",
+    field: "request",
+  };
+  return { status: 400, reason: "Bad Request", body };
+}
+
+function assertConnectionLimits(limits: HttpConnectionLimits): void {
+  for (const [name, value] of Object.entries(limits)) {
+    assert(Number.isSafeInteger(value) && value > 0, `${name} must be a positive integer`);
+  }
+  assert(
+    limits.headersTimeoutMs <= limits.receiveTimeoutMs,
+    "headersTimeoutMs <= receiveTimeoutMs",
+  );
 }
 
 /** A registry of its own holding prom-client's process metrics, for a server given none. */

@@ -8,14 +8,21 @@
  *   await node.readBarrier();                   // then read your state machine: linearizable
  */
 
+import { readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import { rethrowIfBug } from "../shared/assert.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
+import type { PeerTlsConfig } from "../transport/peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "../transport/tcp-transport.js";
 import { BatonNode } from "./node.js";
-import { type NodeConfig, type NodeConfigInput, parseNodeConfig } from "./node-config.js";
+import {
+  advertisedHttpUrl,
+  type NodeConfig,
+  type NodeConfigInput,
+  parseNodeConfig,
+} from "./node-config.js";
 
 export interface CreateNodeOptions extends NodeConfigInput {
   readonly stateMachine: StateMachine;
@@ -30,25 +37,19 @@ export async function createNode(options: CreateNodeOptions): Promise<BatonNode>
   return startNode(config, stateMachine, logger.child({ node: config.id }));
 }
 
-/** Starts a node from a parsed configuration; storage errors name the file and what to do. */
+/**
+ * Starts a node from a parsed configuration; storage errors name the file and what to do.
+ * `transport` is made from the configuration unless given (the key-value server keeps its
+ * own, to reload its certificates).
+ */
 export async function startNode(
   config: NodeConfig,
   stateMachine: StateMachine,
   logger: Logger,
+  transport: TcpTransport = createTransport(config, logger),
 ): Promise<BatonNode> {
   const opened =
     config.dataDir === null ? await MemoryStorage.open() : await DiskStorage.open(config.dataDir);
-  const transport = new TcpTransport(
-    {
-      ...defaultTcpTransportConfig(),
-      nodeId: config.id,
-      clusterId: config.clusterId,
-      listen: config.listen,
-      peers: config.peers.map((p) => ({ id: p.id, address: p.address })),
-      advertise: { httpUrl: config.http === null ? null : `http://${config.http}` },
-    },
-    { logger: logger.child({ component: "transport" }) },
-  );
   try {
     return await BatonNode.start({ config, opened, transport, stateMachine, logger });
   } catch (error) {
@@ -56,4 +57,60 @@ export async function startNode(
     await opened.storage.close().catch(rethrowIfBug);
     throw error;
   }
+}
+
+/**
+ * The TCP transport for `config`, with mutual TLS when it names certificate files. Throws
+ * an Error naming the file when one cannot be read or is not usable.
+ */
+export function createTransport(config: NodeConfig, logger: Logger): TcpTransport {
+  const tls = readPeerTls(config);
+  try {
+    return newTransport(config, logger, tls);
+  } catch (error) {
+    rethrowIfBug(error);
+    throw new Error(`${tlsFiles(config)}: ${(error as Error).message}`);
+  }
+}
+
+/** Names the peer TLS files, for an error about them. */
+export function tlsFiles(config: NodeConfig): string {
+  return `--tls-ca ${config.tlsCa} --tls-cert ${config.tlsCert} --tls-key ${config.tlsKey}`;
+}
+
+function newTransport(config: NodeConfig, logger: Logger, tls: PeerTlsConfig | null): TcpTransport {
+  return new TcpTransport(
+    {
+      ...defaultTcpTransportConfig(),
+      nodeId: config.id,
+      clusterId: config.clusterId,
+      listen: config.listen,
+      peers: config.peers.map((p) => ({ id: p.id, address: p.address })),
+      advertise: { httpUrl: advertisedHttpUrl(config) },
+      tls,
+    },
+    { logger: logger.child({ component: "transport" }) },
+  );
+}
+
+/** The peer TLS files of `config` as PEM text, or null for plain TCP. */
+export function readPeerTls(config: NodeConfig): PeerTlsConfig | null {
+  if (config.tlsCa === null || config.tlsCert === null || config.tlsKey === null) return null;
+  return {
+    ca: readPem(config.tlsCa, "--tls-ca"),
+    cert: readPem(config.tlsCert, "--tls-cert"),
+    key: readPem(config.tlsKey, "--tls-key"),
+  };
+}
+
+/** The text of a PEM file; throws an Error naming the file and the option it came from. */
+export function readPem(file: string, option: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new Error(`${option} ${file}: ${(error as Error).message}`);
+  }
+  if (!text.includes("-----BEGIN ")) throw new Error(`${option} ${file}: not a PEM file`);
+  return text;
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { parseNodeConfig, parsePeers } from "./node-config.js";
+import {
+  advertisedHttpUrl,
+  insecureExposure,
+  isLoopbackHost,
+  parseNodeConfig,
+  parsePeers,
+} from "./node-config.js";
 
 const peers = parsePeers("1=127.0.0.1:7101,2=127.0.0.1:7102,3=[::1]:7103");
 
@@ -49,5 +55,58 @@ describe("node config", () => {
     );
     expect(parseNodeConfig({ id: 1, peers: alone }).join).toBe(false);
     expect(parseNodeConfig({ id: 2, peers, join: true }).join).toBe(true);
+  });
+});
+
+describe("node config: security", () => {
+  const peers = parsePeers("1=10.0.0.1:7101,2=10.0.0.2:7101,3=10.0.0.3:7101");
+  const secure = {
+    tlsCa: "ca.crt",
+    tlsCert: "node.crt",
+    tlsKey: "node.key",
+    httpTlsCert: "node.crt",
+    httpTlsKey: "node.key",
+    tokens: "tokens.json",
+  };
+
+  it("security: loopback addresses need no TLS or tokens (the demo's setup)", () => {
+    const loopback = parsePeers("1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103");
+    const config = parseNodeConfig({ id: 1, peers: loopback, http: "127.0.0.1:8101" });
+    expect(insecureExposure(config)).toBeNull();
+    expect(advertisedHttpUrl(config)).toBe("http://127.0.0.1:8101");
+    expect(isLoopbackHost("localhost")).toBe(true);
+    expect(isLoopbackHost("::1")).toBe(true);
+    expect(isLoopbackHost("127.0.0.2")).toBe(true);
+    expect(isLoopbackHost("0.0.0.0")).toBe(false);
+  });
+
+  it("security: a reachable address without TLS and tokens is refused, saying how to fix it", () => {
+    const config = parseNodeConfig({ id: 2, peers, http: "10.0.0.2:8101" });
+    const problem = insecureExposure(config);
+    expect(problem).toMatch(/10\.0\.0\.2:7101 and 10\.0\.0\.2:8101/);
+    expect(problem).toMatch(/--tls-ca.*--http-tls-cert.*--tokens/s);
+    expect(problem).toMatch(/baton certs node --id 2 --ca \.\/pki --host 10\.0\.0\.2/);
+    expect(problem).toMatch(/--insecure/);
+    const partly = parseNodeConfig({
+      id: 2,
+      peers,
+      http: "10.0.0.2:8101",
+      ...secure,
+      tokens: null,
+    });
+    expect(insecureExposure(partly)).toMatch(/API tokens/);
+  });
+
+  it("security: TLS with tokens, or --insecure, may use a reachable address", () => {
+    const config = parseNodeConfig({ id: 2, peers, http: "10.0.0.2:8101", ...secure });
+    expect(insecureExposure(config)).toBeNull();
+    expect(advertisedHttpUrl(config)).toBe("https://10.0.0.2:8101");
+    const insecure = parseNodeConfig({ id: 2, peers, http: "10.0.0.2:8101", insecure: true });
+    expect(insecureExposure(insecure)).toBeNull();
+  });
+
+  it("security: the TLS files go together", () => {
+    expect(() => parseNodeConfig({ id: 2, peers, tlsCa: "ca.crt" })).toThrow(/give all three/);
+    expect(() => parseNodeConfig({ id: 2, peers, httpTlsCert: "node.crt" })).toThrow(/go together/);
   });
 });

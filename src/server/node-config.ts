@@ -50,6 +50,31 @@ export interface NodeConfig {
    * effect only on an empty data directory; the state survives restarts. @default false
    */
   readonly join: boolean;
+  /**
+   * Mutual TLS between nodes: the cluster CA certificate, this node's certificate and its
+   * key, as file names (`baton certs ca`, `baton certs node`). All three or none; none is
+   * plain TCP, which `baton start` allows only on loopback or with `insecure`. The files
+   * are read at start and again on `reload` (SIGHUP). @default null
+   */
+  readonly tlsCa: string | null;
+  readonly tlsCert: string | null;
+  readonly tlsKey: string | null;
+  /**
+   * HTTPS for the client API: certificate and key file names, both or none. With them the
+   * node advertises an https:// URL. @default null
+   */
+  readonly httpTlsCert: string | null;
+  readonly httpTlsKey: string | null;
+  /**
+   * The tokens file (`baton certs token`) the HTTP API checks bearer tokens against; null
+   * for no authentication. @default null
+   */
+  readonly tokens: string | null;
+  /**
+   * Run without TLS or tokens on addresses other machines can reach, on purpose (a
+   * network the operator trusts). @default false
+   */
+  readonly insecure: boolean;
 }
 
 export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen"> {
@@ -67,6 +92,13 @@ export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen">
     transferChunkBytes: 1024 * 1024,
     transferStallMs: 10_000,
     join: false,
+    tlsCa: null,
+    tlsCert: null,
+    tlsKey: null,
+    httpTlsCert: null,
+    httpTlsKey: null,
+    tokens: null,
+    insecure: false,
   };
 }
 
@@ -125,12 +157,83 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     problems.push(
       "join: a single-node cluster has no peer to learn the term from or catch up with; start it without --join (its lost data cannot be recovered)",
     );
+  problems.push(...securityFileProblems(config));
   if (problems.length > 0)
     throw new Error(`invalid node configuration:\n  - ${problems.join("\n  - ")}`);
   return Object.freeze({
     ...config,
     peers: Object.freeze(config.peers.map((p) => Object.freeze({ ...p }))),
   });
+}
+
+function securityFileProblems(config: NodeConfig): string[] {
+  const problems: string[] = [];
+  const peerFiles = [config.tlsCa, config.tlsCert, config.tlsKey];
+  if (peerFiles.some((f) => f !== null) && peerFiles.some((f) => f === null)) {
+    problems.push(
+      "tlsCa, tlsCert and tlsKey (--tls-ca, --tls-cert, --tls-key) go together: give all three",
+    );
+  }
+  if ((config.httpTlsCert === null) !== (config.httpTlsKey === null)) {
+    problems.push("httpTlsCert and httpTlsKey (--http-tls-cert, --http-tls-key) go together");
+  }
+  return problems;
+}
+
+/** The base URL this node advertises for its HTTP API, or null when it serves none. */
+export function advertisedHttpUrl(config: NodeConfig): string | null {
+  if (config.http === null) return null;
+  return `${config.httpTlsCert === null ? "http" : "https"}://${config.http}`;
+}
+
+/** Whether `host` (of a host:port address) can be reached only from this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return bare === "localhost" || bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare);
+}
+
+/**
+ * Why this node must not start as configured, or null: an address other machines can reach
+ * (`listen` or `http` not on loopback) without mutual TLS between nodes, HTTPS and tokens,
+ * unless `insecure` says the network is trusted. The message says how to set them up.
+ */
+export function insecureExposure(config: NodeConfig): string | null {
+  if (config.insecure) return null;
+  const exposed = [config.listen, config.http].filter((address): address is string => {
+    if (address === null) return false;
+    const parsed = parseAddress(address);
+    return parsed.ok && !isLoopbackHost(parsed.address.host);
+  });
+  if (exposed.length === 0) return null;
+  const missing: string[] = [];
+  if (config.tlsCa === null)
+    missing.push("mutual TLS between nodes (--tls-ca, --tls-cert, --tls-key)");
+  if (config.http !== null && config.httpTlsCert === null) {
+    missing.push("HTTPS for clients (--http-tls-cert, --http-tls-key)");
+  }
+  if (config.http !== null && config.tokens === null) missing.push("API tokens (--tokens)");
+  if (missing.length === 0) return null;
+  const host = hostOf(exposed[0] as string);
+  const dir = `./pki/node${config.id}`;
+  return [
+    `node ${config.id} would listen on ${exposed.join(" and ")}, which other machines can reach, without:`,
+    ...missing.map((item) => `  - ${item}`),
+    "Set them up once for the cluster (docs/security.md):",
+    "  baton certs ca --out ./pki",
+    `  baton certs node --id ${config.id} --ca ./pki --host ${host} --out ${dir}    (one per node; copy ${dir} to the node)`,
+    "  baton certs token --name admin --role admin --tokens ./pki/tokens.json",
+    "then start this node with",
+    `  --tls-ca ${dir}/ca.crt --tls-cert ${dir}/node.crt --tls-key ${dir}/node.key \\`,
+    `  --http-tls-cert ${dir}/node.crt --http-tls-key ${dir}/node.key --tokens ./pki/tokens.json`,
+    "or pass --insecure to run without them on a network you trust.",
+  ].join("\n");
+}
+
+/** The host of `address` for a certificate, or a placeholder for a wildcard address. */
+function hostOf(address: string): string {
+  const parsed = parseAddress(address);
+  const wildcard = !parsed.ok || parsed.address.host === "0.0.0.0" || parsed.address.host === "::";
+  return wildcard ? "<this node's name or IP>" : parsed.address.host;
 }
 
 function stripUndefined<T extends object>(value: T): T {

@@ -49,7 +49,7 @@ import type { OpenedStorage, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
 import { type ForwardCounters, Forwarder } from "./forwarder.js";
-import type { NodeConfig } from "./node-config.js";
+import { advertisedHttpUrl, type NodeConfig } from "./node-config.js";
 import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
 interface PendingProposal {
@@ -580,7 +580,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   /** HTTP base URL advertised by `id` (this node's own from its config). */
   httpUrlOf(id: NodeId): string | null {
-    if (id === this.id) return this.config.http === null ? null : `http://${this.config.http}`;
+    if (id === this.id) return advertisedHttpUrl(this.config);
     return this.transport.peerInfo(id)?.httpUrl ?? null;
   }
 

@@ -123,3 +123,16 @@ export class ConflictError extends ClusterError {
 export class SwitchoverFailedError extends ClusterError {
   readonly code = "ERR_SWITCHOVER_FAILED";
 }
+
+/**
+ * The request carries no bearer token, or one this node does not accept (the node has a
+ * tokens file). Nothing was done.
+ */
+export class UnauthenticatedError extends ClusterError {
+  readonly code = "ERR_UNAUTHENTICATED";
+}
+
+/** The request's token is valid, but its role does not allow the request. Nothing was done. */
+export class ForbiddenError extends ClusterError {
+  readonly code = "ERR_FORBIDDEN";
+}

@@ -173,8 +173,12 @@ export class FrameDecoder {
     if (length === 0) return { code: "empty_frame", detail: "frame length is 0" };
     if (length <= this.frameBytesMax) return null;
     const detail = `frame length ${length} exceeds the limit of ${this.frameBytesMax}`;
-    const http = looksLikeHttp(this.header);
-    return { code: "oversized_frame", detail: http ? `${detail} (an HTTP request?)` : detail };
+    const hint = looksLikeHttp(this.header)
+      ? " (an HTTP request?)"
+      : looksLikeTls(this.header)
+        ? " (a TLS handshake? this node speaks plain TCP to peers: give every node the same --tls-* settings)"
+        : "";
+    return { code: "oversized_frame", detail: `${detail}${hint}` };
   }
 
   private fail(error: ProtocolError): DecodeStep {
@@ -221,6 +225,11 @@ export class FrameDecoder {
     this.pendingBytes -= moved;
     return moved;
   }
+}
+
+/** True when a frame header is really the start of a TLS handshake record. */
+export function looksLikeTls(header: Uint8Array): boolean {
+  return header[0] === 0x16 && header[1] === 0x03;
 }
 
 const httpMethodPrefixes = ["GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN"];

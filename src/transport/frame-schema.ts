@@ -103,7 +103,7 @@ export type FrameResult =
   | { readonly ok: false; readonly error: ProtocolError };
 
 /** What one field may hold. */
-type FieldKind =
+export type FieldKind =
   | "uint" // a safe integer >= 0
   | "node_id" // an integer in 1..NODE_ID_MAX
   | "bool"
@@ -197,6 +197,13 @@ const controlSchemas: SchemaTable<ControlFrame> = {
 };
 
 const schemas: SchemaTable<Frame> = { ...messageSchemas, ...controlSchemas };
+
+/**
+ * Every frame type with the kind of each of its fields, read-only, so that property tests
+ * can generate frames of every type from the rules themselves.
+ */
+export const FRAME_SCHEMAS: Readonly<Record<FrameType, Readonly<Record<string, FieldKind>>>> =
+  schemas;
 
 /** Derived from the schema table, so that a new message type cannot be forgotten here. */
 const messageTypes: ReadonlySet<string> = new Set(Object.keys(messageSchemas));

@@ -7,6 +7,10 @@
  *
  * The connection sends nothing after its hello answer: this node sends to the peer on
  * its own outbound connection.
+ *
+ * Over mutual TLS the hello is believed only if the certificate under it chained to the
+ * cluster CA and names the member id the hello claims; a hello that claims another id is
+ * refused like any other bad hello (logged, counted, answered with a reason).
  */
 
 import type { Socket } from "node:net";
@@ -23,6 +27,7 @@ import {
   type ProtocolError,
 } from "./frame-schema.js";
 import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
+import { type CertificateIdentity, identityProblem } from "./peer-tls.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
 import type { PeerInfo } from "./transport.js";
 
@@ -54,6 +59,14 @@ function httpResponse(body: string): Buffer {
   return Buffer.from(head + body);
 }
 
+/**
+ * What the TLS layer proved about the peer of a connection: the identity its certificate
+ * names, or why its certificate was not accepted. Null on a plain TCP connection.
+ */
+export type PeerCertificateCheck =
+  | { readonly ok: true; readonly identity: CertificateIdentity }
+  | { readonly ok: false; readonly reason: string };
+
 interface LogFields {
   readonly reason: string;
   readonly detail?: string;
@@ -79,6 +92,7 @@ export class InboundConnection {
   constructor(
     private readonly socket: Socket,
     private readonly context: InboundContext,
+    private readonly certificate: PeerCertificateCheck | null = null,
   ) {
     this.remote = formatAddress({
       host: socket.remoteAddress ?? "unknown",
@@ -160,6 +174,15 @@ export class InboundConnection {
   /** Why the hello must be refused, or null to accept it. */
   private checkHello(hello: Hello): string | null {
     const { config } = this.context;
+    const certificate = this.certificate;
+    // Checked first: a peer that cannot prove who it is learns nothing more about this node.
+    if (certificate !== null && !certificate.ok) {
+      return `this node accepts only peers with a certificate from the cluster CA, and ${certificate.reason}`;
+    }
+    if (certificate !== null) {
+      const problem = identityProblem(certificate.identity, hello.fromId, config.clusterId);
+      if (problem !== null) return `the hello claims node ${hello.fromId}, but ${problem}`;
+    }
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       return `protocol version ${hello.protocolVersion} is not supported (this node speaks ${PROTOCOL_VERSION})`;
     }

@@ -8,9 +8,14 @@
  * Frames are written only while the socket accepts them (`write` returns true) and then
  * again after 'drain', so a slow peer fills this link's bounded queue, not the heap.
  * Frames already handed to a socket that fails are lost; Raft retransmits what matters.
+ *
+ * Over mutual TLS a connection counts only if the acceptor's certificate chains to the
+ * cluster CA and names the member this link dials; anything else is a logged, counted
+ * protocol error, and the link keeps redialling with back-off.
  */
 
 import { connect, isIP, type Socket } from "node:net";
+import { type PeerCertificate, connect as tlsConnect } from "node:tls";
 import type { Logger } from "pino";
 import type { NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
@@ -24,6 +29,12 @@ import {
   PROTOCOL_VERSION,
   type ProtocolError,
 } from "./frame-schema.js";
+import {
+  certificateIdentity,
+  describeVerifyError,
+  identityProblem,
+  type PeerTls,
+} from "./peer-tls.js";
 import { SendQueue } from "./send-queue.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
 import type { PeerDownReason, PeerInfo, PeerStats } from "./transport.js";
@@ -67,7 +78,28 @@ export interface OutboundLinkContext {
   onUp(peer: NodeId): void;
   onDown(peer: NodeId, reason: PeerDownReason): void;
   onProtocolError(): void;
+  /** The TLS material new connections use, or null for plain TCP; it may change (reload). */
+  tls(): PeerTls | null;
 }
+
+/** The error a dial fails with when the acceptor's certificate names another member. */
+const PEER_IDENTITY_ERROR = "ERR_BATON_PEER_IDENTITY";
+
+/** OpenSSL's verification codes: the acceptor's certificate is not one this node trusts. */
+const CERTIFICATE_ERRORS = new Set([
+  PEER_IDENTITY_ERROR,
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+]);
 
 /**
  * `idle`: not started. `connecting`: dialling or waiting for the hello answer. `ready`:
@@ -85,6 +117,8 @@ export class OutboundLink {
   private timer: NodeJS.Timeout | null = null;
   /** The last socket error's code on the current connection, for the down reason. */
   private socketErrorCode: string | null = null;
+  /** Why the acceptor's certificate was refused on the current connection, if it was. */
+  private certificateFailure: string | null = null;
   /** Consecutive failed connections since the link was last ready; drives back-off. */
   private failures = 0;
   /** The socket corked for the current turn of the event loop, if any. */
@@ -187,26 +221,58 @@ export class OutboundLink {
     const { config } = this.context;
     this.state = "connecting";
     this.socketErrorCode = null;
+    this.certificateFailure = null;
     this.decoder = new FrameDecoder({ frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
-    const socket = connect({
-      host: this.address.host,
-      port: this.address.port,
-      ...(this.localAddress === null ? {} : { localAddress: this.localAddress }),
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: config.keepAliveInitialDelayMs,
-    });
+    const socket = this.dial();
     this.socket = socket;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, config.keepAliveInitialDelayMs);
     socket.on("error", (error: NodeJS.ErrnoException) => {
-      if (socket === this.socket) this.socketErrorCode = error.code ?? error.message;
+      if (socket !== this.socket) return;
+      this.socketErrorCode = error.code ?? error.message;
+      if (CERTIFICATE_ERRORS.has(error.code ?? "")) {
+        this.certificateFailure =
+          error.code === PEER_IDENTITY_ERROR ? error.message : describeVerifyError(error);
+      }
     });
     socket.on("data", (chunk: Buffer) => this.onData(socket, chunk));
     socket.on("close", () => this.onSocketClose(socket));
-    // Written before the connection completes: the socket buffers it until then.
+    // Written before the connection completes: the socket buffers it until then (over
+    // TLS, until the handshake is done and the acceptor's certificate was checked).
     socket.write(this.helloFrame());
     this.timer = setTimeout(() => {
       this.fail(socket, "timeout", "connect or handshake timed out");
     }, config.handshakeTimeoutMs);
+  }
+
+  /** Opens a plain TCP connection, or a TLS one that accepts only this link's peer. */
+  private dial(): Socket {
+    const tls = this.context.tls();
+    const local = this.localAddress === null ? {} : { localAddress: this.localAddress };
+    if (tls === null)
+      return connect({ host: this.address.host, port: this.address.port, ...local });
+    return tlsConnect({
+      host: this.address.host,
+      port: this.address.port,
+      ...local,
+      secureContext: tls.context,
+      minVersion: "TLSv1.3",
+      rejectUnauthorized: true,
+      // Peers are known by member id, not by host name: the certificate must name the
+      // member this link dials, whatever address it is reached at.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => this.checkIdentity(cert),
+    });
+  }
+
+  private checkIdentity(cert: PeerCertificate): Error | undefined {
+    const problem = identityProblem(
+      certificateIdentity(cert),
+      this.peer,
+      this.context.config.clusterId,
+    );
+    if (problem === null) return undefined;
+    const error = new Error(`node ${this.peer} is not who it should be: ${problem}`);
+    return Object.assign(error, { code: PEER_IDENTITY_ERROR });
   }
 
   private helloFrame(): Uint8Array {
@@ -325,6 +391,15 @@ export class OutboundLink {
 
   private onSocketClose(socket: Socket): void {
     if (socket !== this.socket) return;
+    if (this.certificateFailure !== null) {
+      // A refusal repeats at every redial until someone fixes the certificates.
+      const level = this.failures === 0 ? "warn" : "debug";
+      const detail = this.certificateFailure;
+      this.logger[level]({ reason: "peer_certificate", detail }, "refusing the peer's certificate");
+      this.context.onProtocolError();
+      this.fail(socket, "protocol_error", detail);
+      return;
+    }
     const code = this.socketErrorCode;
     const reason: PeerDownReason =
       code === "ECONNREFUSED" ? "refused" : code === "ETIMEDOUT" ? "timeout" : "lost";

@@ -10,6 +10,7 @@ import { parseAddress } from "./address.js";
 import type { BackoffLimits } from "./backoff.js";
 import type { FrameCodecLimits } from "./frame-codec.js";
 import { checkPeerInfo, FRAME_TEXT_CHARS_MAX, NODE_ID_MAX } from "./frame-schema.js";
+import type { PeerTlsConfig } from "./peer-tls.js";
 import type { SendQueueLimits } from "./send-queue.js";
 import type { PeerAddress, PeerInfo } from "./transport.js";
 
@@ -62,6 +63,15 @@ export interface TcpTransportConfig extends FrameCodecLimits, SendQueueLimits, B
    * @default 64
    */
   readonly pendingConnectionsMax: number;
+  /**
+   * Mutual TLS with a cluster CA (PEM text, not file names), or null for plain TCP. With
+   * it, every connection in either direction must present a certificate signed by the CA
+   * that names the member id the peer claims (see peer-tls.ts); without it, anyone who can
+   * reach the port can claim to be a member, so plain TCP is for loopback and trusted
+   * networks only.
+   * @default null
+   */
+  readonly tls: PeerTlsConfig | null;
 }
 
 export function defaultTcpTransportConfig(): TcpTransportConfig {
@@ -79,6 +89,7 @@ export function defaultTcpTransportConfig(): TcpTransportConfig {
     handshakeTimeoutMs: 2000,
     keepAliveInitialDelayMs: 1000,
     pendingConnectionsMax: 64,
+    tls: null,
   };
 }
 
@@ -104,7 +115,8 @@ export function parseTcpTransportConfig(input: unknown): ParseTcpTransportConfig
   const config = merged as unknown as TcpTransportConfig;
   const peers = Object.freeze(config.peers.map((peer) => Object.freeze({ ...peer })));
   const advertise = Object.freeze({ httpUrl: config.advertise.httpUrl });
-  return { ok: true, config: Object.freeze({ ...config, peers, advertise }) };
+  const tls = config.tls === null ? null : Object.freeze({ ...config.tls });
+  return { ok: true, config: Object.freeze({ ...config, peers, advertise, tls }) };
 }
 
 const positiveIntegerFields = [
@@ -139,6 +151,22 @@ export function checkTcpTransportConfig(config: Readonly<Record<string, unknown>
     }
   }
   errors.push(...checkRelations(config));
+  errors.push(...checkTls(config.tls));
+  return errors;
+}
+
+function checkTls(tls: unknown): string[] {
+  if (tls === null) return [];
+  if (typeof tls !== "object" || tls === undefined || Array.isArray(tls)) {
+    return ["tls: must be null or {ca, cert, key} (PEM text)"];
+  }
+  const errors: string[] = [];
+  for (const field of ["ca", "cert", "key"] as const) {
+    const value = (tls as Record<string, unknown>)[field];
+    if (typeof value !== "string" || !value.includes("-----BEGIN ")) {
+      errors.push(`tls.${field}: must be PEM text`);
+    }
+  }
   return errors;
 }
 

@@ -1,13 +1,15 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  captureLogger,
   comparableByLane,
   Inbox,
+  type LogLine,
   nextPeerEvent,
   numberedHeartbeat,
   sampleMessages,
   transportConformanceSuite,
+  untilLogged,
   whenConnected,
   withTimeout,
 } from "../../test/conformance/transport.suite.js";
@@ -21,18 +23,6 @@ import {
   type TcpTransportConfig,
 } from "./tcp-transport.js";
 import type { PeerInfo } from "./transport.js";
-
-/** Log lines written by the transports under test, parsed. */
-type LogLine = Record<string, unknown> & { msg: string; level: number };
-
-function captureLogger() {
-  const lines: LogLine[] = [];
-  const logger = pino(
-    { level: "debug" },
-    { write: (line: string) => lines.push(JSON.parse(line)) },
-  );
-  return { logger, lines };
-}
 
 /** Ports that were free a moment ago, one per id, reserved by listening on port 0. */
 async function reservePorts(count: number): Promise<number[]> {
@@ -163,16 +153,6 @@ function splitAddress(address: string): [string, number] {
 /** Resolves once `condition` holds, checking after each turn of the event loop. */
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Waits until a log line matches `predicate`, checking after each turn of the event loop. */
-async function untilLogged(lines: LogLine[], predicate: (line: LogLine) => boolean) {
-  const deadline = Date.now() + 5000;
-  while (!lines.some(predicate)) {
-    if (Date.now() > deadline) throw new Error("expected log line never written");
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  return lines.find(predicate) as LogLine;
 }
 
 describe("TcpTransport", () => {

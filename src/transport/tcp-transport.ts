@@ -9,10 +9,20 @@
  * per-link order is the order of one TCP stream. It must never block the caller, never
  * throw for anything a peer does, and never emit an event or deliver a message after
  * `close` has been called.
+ *
+ * With `config.tls` every connection is mutual TLS: the listening side asks for a
+ * certificate, and a connection whose certificate does not chain to the cluster CA, or
+ * does not name the id its hello claims, is refused, logged and counted as a protocol
+ * error. `setTls` swaps the material for new connections (a certificate rotation).
  */
 
 import { randomInt } from "node:crypto";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import {
+  createServer as createTlsServer,
+  type TLSSocket,
+  type Server as TlsServer,
+} from "node:tls";
 import type { Logger } from "pino";
 import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
@@ -20,9 +30,19 @@ import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
 import { INCARNATION_MAX, type Incarnation } from "./frame-schema.js";
 import { HandlerSet } from "./handler-set.js";
-import { InboundConnection, type InboundContext } from "./inbound-connection.js";
+import {
+  InboundConnection,
+  type InboundContext,
+  type PeerCertificateCheck,
+} from "./inbound-connection.js";
 import { LogThrottle } from "./log-throttle.js";
 import { OutboundLink, type OutboundLinkContext } from "./outbound-link.js";
+import {
+  certificateIdentity,
+  describeVerifyError,
+  PeerTls,
+  type PeerTlsConfig,
+} from "./peer-tls.js";
 import { isBulk } from "./send-queue.js";
 import { assertTcpTransportConfig, type TcpTransportConfig } from "./tcp-transport-config.js";
 import type {
@@ -91,8 +111,15 @@ export class TcpTransport implements Transport {
   private readonly linkContext: OutboundLinkContext;
   private readonly inboundContext: InboundContext;
   private readonly throttle = new LogThrottle(REPEATED_WARNING_INTERVAL_MS);
+  /** The TLS material new connections use, or null for plain TCP. */
+  private tls: PeerTls | null;
+  /** Raw connections still in their TLS handshake, by remote address and port. */
+  private readonly tlsHandshakes = new Map<string, Socket>();
 
-  /** `config` must be valid (see parseTcpTransportConfig); an invalid one is a bug. */
+  /**
+   * `config` must be valid (see parseTcpTransportConfig); an invalid one is a bug. Throws
+   * (OpenSSL's reason) when `config.tls` holds PEM text that is not a usable CA, cert and key.
+   */
   constructor(
     private readonly config: TcpTransportConfig,
     options: TcpTransportOptions,
@@ -101,6 +128,7 @@ export class TcpTransport implements Transport {
     this.nodeId = config.nodeId;
     this.logger = options.logger.child({ component: "transport", node: config.nodeId });
     this.random = options.random ?? Math.random;
+    this.tls = config.tls === null ? null : new PeerTls(config.tls);
     this.incarnation = randomInt(1, INCARNATION_MAX);
     this.linkContext = this.makeLinkContext();
     this.inboundContext = this.makeInboundContext();
@@ -112,7 +140,7 @@ export class TcpTransport implements Transport {
     assert(this.state === "new", "TcpTransport.start called twice");
     const listen = parseAddress(this.config.listen);
     assert(listen.ok, "listen address was validated");
-    const server = createServer((socket) => this.onConnection(socket));
+    const server = this.tls === null ? this.plainServer() : this.tlsServer(this.tls);
     this.server = server;
     try {
       await listenOn(server, listen.address);
@@ -127,6 +155,19 @@ export class TcpTransport implements Transport {
     for (const link of this.links.values()) link.start();
   }
 
+  /**
+   * Replaces the TLS material (a rotated certificate or CA): connections made from now on,
+   * in both directions, use it; established ones carry on. Throws, changing nothing, when
+   * the PEM text is not usable. Only a transport started with TLS can change it.
+   */
+  setTls(config: PeerTlsConfig): void {
+    assert(this.tls !== null, "setTls on a transport without TLS");
+    const next = new PeerTls(config);
+    this.tls = next;
+    if (this.server !== null) (this.server as TlsServer).setSecureContext(serverTlsOptions(next));
+    this.logger.info({ reason: "tls_reload" }, "peer TLS material replaced for new connections");
+  }
+
   /** The address actually listened on (with the real port when configured with port 0). */
   listenAddress(): HostPort {
     const address = this.server?.address();
@@ -139,6 +180,8 @@ export class TcpTransport implements Transport {
     this.state = "closed";
     for (const link of this.links.values()) link.close();
     for (const connection of this.inbound) connection.destroy();
+    for (const socket of this.tlsHandshakes.values()) socket.destroy();
+    this.tlsHandshakes.clear();
     const server = this.server;
     this.server = null;
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -243,21 +286,67 @@ export class TcpTransport implements Transport {
     return { queued: false, reason };
   }
 
-  private onConnection(socket: Socket): void {
+  private plainServer(): Server {
+    return createServer((socket) => {
+      if (this.admit(socket)) this.inbound.add(new InboundConnection(socket, this.inboundContext));
+    });
+  }
+
+  /**
+   * A TLS server that asks every client for a certificate but decides about it itself, so
+   * that a refused peer is told why in a hello_error and the refusal is logged and counted.
+   */
+  private tlsServer(tls: PeerTls): Server {
+    const server = createTlsServer({
+      ...serverTlsOptions(tls),
+      handshakeTimeout: this.config.handshakeTimeoutMs,
+    });
+    server.on("connection", (socket: Socket) => {
+      if (!this.admit(socket)) return;
+      const key = `${socket.remoteAddress}:${socket.remotePort}`;
+      this.tlsHandshakes.set(key, socket);
+      socket.once("close", () => {
+        if (this.tlsHandshakes.get(key) === socket) this.tlsHandshakes.delete(key);
+      });
+    });
+    server.on("secureConnection", (socket: TLSSocket) => {
+      this.tlsHandshakes.delete(`${socket.remoteAddress}:${socket.remotePort}`);
+      if (this.state !== "running") {
+        socket.destroy();
+        return;
+      }
+      const check = certificateCheck(socket);
+      this.inbound.add(new InboundConnection(socket, this.inboundContext, check));
+    });
+    server.on("tlsClientError", (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+      this.protocolErrors++;
+      const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+      const detail = `${error.code ?? "tls"}: ${error.message}`;
+      const level = this.throttle.level(`tls ${socket.remoteAddress}`);
+      this.logger[level](
+        { remote, reason: "tls_handshake", detail },
+        "refusing connection: the TLS handshake failed (a peer without TLS, or not a Baton node?)",
+      );
+    });
+    return server;
+  }
+
+  /** Whether a new connection may go on; closes it when the node is closed or swamped. */
+  private admit(socket: Socket): boolean {
     if (this.state !== "running") {
       socket.destroy();
-      return;
+      return false;
     }
-    let pending = 0;
+    let pending = this.tlsHandshakes.size;
     for (const connection of this.inbound) if (connection.peer === null) pending++;
     if (pending >= this.config.pendingConnectionsMax) {
       const remote = `${socket.remoteAddress}:${socket.remotePort}`;
       const level = this.throttle.level("too_many_pending");
       this.logger[level]({ remote, reason: "too_many_pending" }, "refusing connection");
       socket.destroy();
-      return;
+      return false;
     }
-    this.inbound.add(new InboundConnection(socket, this.inboundContext));
+    return true;
   }
 
   private makeLinkContext(): OutboundLinkContext {
@@ -276,6 +365,7 @@ export class TcpTransport implements Transport {
       onProtocolError: () => {
         this.protocolErrors++;
       },
+      tls: () => this.tls,
     };
   }
 
@@ -332,6 +422,30 @@ export class TcpTransport implements Transport {
     // A peer removed while its handshake was in flight stays forgotten.
     if (this.links.has(peer)) this.infoByPeer.set(peer, info);
   }
+}
+
+/** What the listening side of mutual TLS needs: its material, and to ask for a client's. */
+function serverTlsOptions(tls: PeerTls) {
+  const { ca, cert, key } = tls.config;
+  return {
+    ca,
+    cert,
+    key,
+    minVersion: "TLSv1.3" as const,
+    requestCert: true,
+    // Checked in certificateCheck, so that the refusal can be explained, logged and counted.
+    rejectUnauthorized: false,
+  };
+}
+
+/** What the TLS handshake proved about a client: its certificate's identity, or why not. */
+function certificateCheck(socket: TLSSocket): PeerCertificateCheck {
+  if (!socket.authorized) {
+    const presented = Object.keys(socket.getPeerCertificate()).length > 0;
+    const reason = presented ? describeVerifyError(String(socket.authorizationError)) : null;
+    return { ok: false, reason: reason ?? describeVerifyError(null) };
+  }
+  return { ok: true, identity: certificateIdentity(socket.getPeerCertificate()) };
 }
 
 function listenOn(server: Server, address: HostPort): Promise<void> {

@@ -10,10 +10,34 @@
  * net so that a broken implementation fails instead of hanging.
  */
 
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Entry, Message, NodeId, WireMessage } from "../../src/protocol/messages.js";
 import { isBulk, type SendQueueLimits } from "../../src/transport/send-queue.js";
 import type { PeerDownReason, PeerInfo, Transport } from "../../src/transport/transport.js";
+
+/** A log line written by a transport under test, parsed. */
+export type LogLine = Record<string, unknown> & { msg: string; level: number };
+
+/** A debug-level logger whose lines are kept, parsed, in `lines`. */
+export function captureLogger() {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: "debug" },
+    { write: (line: string) => lines.push(JSON.parse(line)) },
+  );
+  return { logger, lines };
+}
+
+/** Waits until a log line matches `predicate`, checking after each turn of the event loop. */
+export async function untilLogged(lines: LogLine[], predicate: (line: LogLine) => boolean) {
+  const deadline = Date.now() + 5000;
+  while (!lines.some(predicate)) {
+    if (Date.now() > deadline) throw new Error("expected log line never written");
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return lines.find(predicate) as LogLine;
+}
 
 /** Settings a test may give one node; the harness keeps its defaults for the rest. */
 export interface NodeOptions extends Partial<SendQueueLimits> {

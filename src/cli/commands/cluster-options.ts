@@ -1,11 +1,13 @@
 /**
- * The options every command that talks to a cluster shares (`--endpoints`, `--timeout`),
- * their defaults (BATON_ENDPOINTS, then the three nodes `baton demo` starts), and making a
- * client from them. A command reads its defaults here and nowhere else.
+ * The options every command that talks to a cluster shares (`--endpoints`, `--timeout`,
+ * and for a secure cluster `--ca`, `--token`, `--token-file`), their defaults
+ * (BATON_ENDPOINTS, then the three nodes `baton demo` starts; BATON_CA, BATON_TOKEN), and
+ * making a client from them. A command reads its defaults here and nowhere else.
  */
 
+import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
-import { type BatonClient, createClient } from "../../client/index.js";
+import { type BatonClient, createClient, InvalidInputError } from "../../client/index.js";
 import type { CliIo } from "./cli-io.js";
 import { reportError } from "./exit-code.js";
 
@@ -16,6 +18,9 @@ export const DEFAULT_ENDPOINTS =
 export interface ClusterOptions {
   readonly endpoints?: string;
   readonly timeout?: number;
+  readonly ca?: string;
+  readonly token?: string;
+  readonly tokenFile?: string;
 }
 
 /** Parses a whole number of at least `min` for commander, or explains the mistake. */
@@ -40,7 +45,43 @@ export function addClusterOptions(command: Command, timeoutMsDefault: number): C
       "--timeout <ms>",
       `give up after this many milliseconds (default: ${timeoutMsDefault})`,
       integerArgument(1),
-    );
+    )
+    .option("--ca <file>", "CA certificate for https:// endpoints (default: $BATON_CA)")
+    .option("--token <token>", "API token for a cluster that requires one (default: $BATON_TOKEN)")
+    .option("--token-file <file>", "read the API token from a file");
+}
+
+/**
+ * The TLS and token settings of a client: the CA file's text (`--ca`, else BATON_CA) and the
+ * token (`--token`, else `--token-file`, else BATON_TOKEN). Throws InvalidInputError naming
+ * the option when a file cannot be read.
+ */
+export function credentialsFrom(
+  options: ClusterOptions,
+  io: CliIo,
+): { ca?: string; token?: string } {
+  const out: { ca?: string; token?: string } = {};
+  const caFile = options.ca ?? nonEmpty(io.env.BATON_CA);
+  if (caFile !== undefined) out.ca = readOption("--ca", caFile);
+  const token =
+    options.token ??
+    (options.tokenFile === undefined
+      ? nonEmpty(io.env.BATON_TOKEN)
+      : readOption("--token-file", options.tokenFile).trim());
+  if (token !== undefined) out.token = token;
+  return out;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function readOption(option: string, file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    throw new InvalidInputError(option, `cannot read ${file}: ${(error as Error).message}`);
+  }
 }
 
 /** The endpoints to use: `--endpoints`, else BATON_ENDPOINTS, else DEFAULT_ENDPOINTS. */
@@ -68,6 +109,7 @@ export function clientFrom(
   const deadlineMs = options.timeout ?? timeoutMsDefault;
   return createClient({
     endpoints: endpointsFrom(options, io),
+    ...credentialsFrom(options, io),
     deadlineMs,
     attemptTimeoutMs: Math.min(attemptTimeoutMsMax, deadlineMs),
   });

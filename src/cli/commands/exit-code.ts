@@ -15,6 +15,8 @@ export const ExitCode = {
   usage: 2,
   /** No master or no node could be reached in time. */
   unavailable: 3,
+  /** The cluster refused the request: no token, an unknown one, or one without the role. */
+  denied: 4,
 } as const;
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -76,6 +78,10 @@ function describe(error: unknown): [ExitCode, string] {
     case "ERR_INVALID_INPUT":
     case "ERR_TOO_LARGE":
       return [ExitCode.usage, `invalid input: ${message}`];
+    case "ERR_UNAUTHENTICATED":
+    case "ERR_FORBIDDEN":
+      // The node's message already says what to do (which token, which role).
+      return [ExitCode.denied, message];
     case "ERR_UNEXPECTED_RESPONSE":
       return [ExitCode.failed, `${message}: is --endpoints pointing at Baton nodes?`];
     default:

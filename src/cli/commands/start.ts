@@ -2,13 +2,23 @@
  * `baton start`: runs one node of a cluster in this process until SIGINT or SIGTERM.
  * Flags or a JSON config file (flags win) give the node's identity, addresses, peers and
  * data directory; every bad field is reported at once. Logs are JSON lines on stdout.
+ *
+ * Secure by default: on an address other machines can reach it refuses to start without
+ * mutual TLS between nodes, HTTPS and tokens (unless --insecure), and says how to make
+ * them; on loopback it runs as it always did. SIGHUP re-reads certificates and tokens.
  */
 
 import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import pino from "pino";
 import { KvNode } from "../../app/kv-node.js";
-import { type NodeConfigInput, parseNodeConfig, parsePeers } from "../../server/node-config.js";
+import {
+  insecureExposure,
+  type NodeConfig,
+  type NodeConfigInput,
+  parseNodeConfig,
+  parsePeers,
+} from "../../server/node-config.js";
 import { type CliIo, processIo } from "./cli-io.js";
 
 interface StartFlags {
@@ -28,6 +38,13 @@ interface StartFlags {
   join?: boolean;
   logLevel: string;
   allowFaultInjection?: boolean;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  httpTlsCert?: string;
+  httpTlsKey?: string;
+  tokens?: string;
+  insecure?: boolean;
 }
 
 function positive(value: string): number {
@@ -80,6 +97,13 @@ function configInput(flags: StartFlags): NodeConfigInput {
     snapshotEntries: pick(flags.snapshotEntries, "snapshotEntries"),
     snapshotKeepEntries: pick(flags.snapshotKeepEntries, "snapshotKeepEntries"),
     join: pick(flags.join, "join"),
+    tlsCa: pick(flags.tlsCa, "tlsCa"),
+    tlsCert: pick(flags.tlsCert, "tlsCert"),
+    tlsKey: pick(flags.tlsKey, "tlsKey"),
+    httpTlsCert: pick(flags.httpTlsCert, "httpTlsCert"),
+    httpTlsKey: pick(flags.httpTlsKey, "httpTlsKey"),
+    tokens: pick(flags.tokens, "tokens"),
+    insecure: pick(flags.insecure, "insecure"),
   };
   return input as unknown as NodeConfigInput;
 }
@@ -125,6 +149,19 @@ export function register(program: Command, io: CliIo = processIo()): void {
       "--allow-fault-injection",
       "serve POST /v1/faults/{kill,pause,partition,heal} (demos and teaching only: anyone who can reach the HTTP port can then crash this node)",
     )
+    .option(
+      "--tls-ca <file>",
+      "cluster CA certificate for mutual TLS between nodes (baton certs ca)",
+    )
+    .option("--tls-cert <file>", "this node's certificate for mutual TLS (baton certs node)")
+    .option("--tls-key <file>", "this node's private key for mutual TLS")
+    .option("--http-tls-cert <file>", "serve the HTTP API over HTTPS with this certificate")
+    .option("--http-tls-key <file>", "the HTTPS certificate's private key")
+    .option("--tokens <file>", "require API tokens from this file (baton certs token)")
+    .option(
+      "--insecure",
+      "allow addresses other machines can reach without TLS and tokens (trusted networks only)",
+    )
     .addHelpText(
       "after",
       `
@@ -132,7 +169,10 @@ Example (three nodes on one machine, one command each):
   baton start --id 1 --listen 127.0.0.1:7101 --http 127.0.0.1:8101 \\
     --peers 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 --data ./data/n1
 
-Or let "baton demo" start three for you.`,
+Or let "baton demo" start three for you.
+
+On addresses other machines can reach, a node needs mutual TLS, HTTPS and tokens (or
+--insecure); "baton certs --help" makes them, and SIGHUP reloads them.`,
     )
     .action(async (flags: StartFlags) => {
       io.exitCode = await start(flags);
@@ -151,6 +191,11 @@ async function start(flags: StartFlags): Promise<number> {
     config = parseNodeConfig(configInput(flags));
   } catch (error) {
     console.error(`baton start: ${(error as Error).message}`);
+    return 2;
+  }
+  const exposure = insecureExposure(config);
+  if (exposure !== null) {
+    console.error(`baton start: ${exposure}`);
     return 2;
   }
   const logger = pino({ name: "baton", level: flags.logLevel, base: { node: config.id } });
@@ -175,6 +220,13 @@ async function start(flags: StartFlags): Promise<number> {
       "fault injection is on: anyone who can reach the HTTP port can kill, pause or partition this node",
     );
   }
+  if (config.insecure) {
+    logger.warn(
+      { event: "insecure" },
+      "--insecure: peers and clients are not authenticated and traffic is not encrypted",
+    );
+  }
+  if (isReloadable(config)) process.on("SIGHUP", () => reload(kv, logger));
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string, code: number): void => {
@@ -193,4 +245,23 @@ async function start(flags: StartFlags): Promise<number> {
       stop("fatal", 1);
     });
   });
+}
+
+/**
+ * Whether the node has certificate or token files that SIGHUP reloads. Only such a node
+ * takes SIGHUP over: elsewhere it keeps its default meaning (the terminal went away: stop),
+ * which nodes started from a shell, demos included, rely on.
+ */
+function isReloadable(config: NodeConfig): boolean {
+  return [config.tlsCa, config.httpTlsCert, config.tokens].some((file) => file !== null);
+}
+
+/** Re-reads certificates and tokens; a part that fails keeps what it had and is logged. */
+function reload(kv: KvNode, logger: pino.Logger): void {
+  const { reloaded, failed } = kv.reload();
+  for (const problem of failed) {
+    logger.error({ event: "reload_failed", detail: problem }, `SIGHUP: kept the old ${problem}`);
+  }
+  const what = reloaded.join(", ") || "nothing";
+  logger.info({ event: "reloaded", reloaded }, `SIGHUP: reloaded ${what}`);
 }

@@ -57,7 +57,7 @@ function policy(context: HttpContext): string {
     for (const member of context.api.status().members) {
       if (member.httpUrl !== null) origins.add(new URL(member.httpUrl).origin);
       const host = hostOf(member.address);
-      if (host !== null) origins.add(`http://${host}:*`);
+      if (host !== null) origins.add(`http://${host}:*`).add(`https://${host}:*`);
     }
   } catch {
     // The page still works against this node alone.

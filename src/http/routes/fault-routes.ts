@@ -14,6 +14,12 @@
  * `X-Baton-Fault` (which a cross-site page can only send after a CORS preflight), and
  * preflights and requests are allowed only from this cluster's own dashboards: this node
  * and the members' advertised HTTP URLs.
+ *
+ * DNS rebinding (a hostile page whose name is made to resolve to this node) is defeated by
+ * the Host check: a fault request must name this node by an allowed host (127.0.0.1,
+ * localhost, [::1], the address it listens on, or a member's advertised host), and its
+ * Origin, when it has one, must be exactly one of the allowed origins. `Origin` equal to
+ * "http://" + Host proves nothing, since the page controls both.
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -105,6 +111,13 @@ function refusal(request: FastifyRequest, context: HttpContext, faults: FaultInj
       id: context.api.id,
     });
   }
+  if (!hostAllowed(request, context)) {
+    return errorAnswer(
+      "ERR_INVALID_INPUT",
+      "fault requests must name this node by 127.0.0.1, localhost or its configured or advertised address",
+      { field: "Host" },
+    );
+  }
   if (!originAllowed(request, context)) {
     return errorAnswer(
       "ERR_INVALID_INPUT",
@@ -122,18 +135,55 @@ function refusal(request: FastifyRequest, context: HttpContext, faults: FaultInj
   return null;
 }
 
-/** No Origin (curl, scripts), this node's own origin, or a member's advertised HTTP URL. */
-function originAllowed(request: FastifyRequest, context: HttpContext): boolean {
-  const origin = request.headers.origin;
-  if (origin === undefined) return true;
-  if (origin === `http://${request.headers.host}`) return true;
+/** The host names (without port) a fault request may use for this node. */
+function allowedHostnames(context: HttpContext): Set<string> {
+  const names = new Set(["127.0.0.1", "localhost", "[::1]"]);
+  const listening = context.listening();
+  if (listening !== null && listening.host !== "0.0.0.0" && listening.host !== "::") {
+    names.add(listening.host.includes(":") ? `[${listening.host}]` : listening.host);
+  }
+  for (const origin of memberOrigins(context)) names.add(new URL(origin).hostname);
+  return names;
+}
+
+/** The origins of the members' advertised HTTP URLs (this node's own among them). */
+function memberOrigins(context: HttpContext): string[] {
   try {
     return context.api
       .status()
-      .members.some((m) => m.httpUrl !== null && new URL(m.httpUrl).origin === origin);
+      .members.flatMap((m) => (m.httpUrl === null ? [] : [new URL(m.httpUrl).origin]));
+  } catch {
+    return [];
+  }
+}
+
+/** Whether the Host header names this node by an allowed name (its port is not checked). */
+function hostAllowed(request: FastifyRequest, context: HttpContext): boolean {
+  const host = request.headers.host;
+  if (host === undefined) return false;
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname;
   } catch {
     return false;
   }
+  return allowedHostnames(context).has(hostname);
+}
+
+/**
+ * No Origin (curl, scripts), or exactly one of: this node's origin under an allowed host
+ * and its own port, or a member's advertised origin.
+ */
+function originAllowed(request: FastifyRequest, context: HttpContext): boolean {
+  const origin = request.headers.origin;
+  if (origin === undefined) return true;
+  if (memberOrigins(context).includes(origin)) return true;
+  const listening = context.listening();
+  if (listening === null) return false;
+  for (const name of allowedHostnames(context)) {
+    if (origin === `${listening.scheme}://${name}:${listening.port}`) return true;
+  }
+  return false;
 }
 
 function allowOrigin(request: FastifyRequest, reply: FastifyReply): void {
@@ -143,7 +193,9 @@ function allowOrigin(request: FastifyRequest, reply: FastifyReply): void {
 }
 
 function preflight(request: FastifyRequest, reply: FastifyReply, context: HttpContext) {
-  if (!originAllowed(request, context)) return reply.code(403).send();
+  if (!hostAllowed(request, context) || !originAllowed(request, context)) {
+    return reply.code(403).send();
+  }
   allowOrigin(request, reply);
   return reply
     .code(204)

@@ -1,0 +1,114 @@
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command } from "commander";
+import { afterEach, describe, expect, it } from "vitest";
+import { hashToken, parseTokensFile } from "../../http/tokens.js";
+import { certificateIdentity } from "../../transport/peer-tls.js";
+import { register } from "./certs.js";
+import type { CliIo } from "./cli-io.js";
+
+/** Runs `baton certs …` in-process; returns its exit code and output. */
+async function certs(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const toOut = (text: string | Uint8Array): void => {
+    out += String(text);
+  };
+  const toErr = (text: string | Uint8Array): void => {
+    err += String(text);
+  };
+  const io: CliIo = {
+    stdout: { write: toOut },
+    stderr: { write: toErr },
+    stdin: (async function* () {})(),
+    env: {},
+    exitCode: 0,
+  };
+  const program = new Command("baton").exitOverride().configureOutput({
+    writeOut: toOut,
+    writeErr: toErr,
+  });
+  register(program, io);
+  try {
+    await program.parseAsync(["certs", ...args], { from: "user" });
+  } catch {
+    return { code: 2, out, err };
+  }
+  return { code: io.exitCode, out, err };
+}
+
+describe("baton certs", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  function tempDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), "baton-certs-"));
+    dirs.push(dir);
+    return dir;
+  }
+
+  it("certs: a node certificate chains to the CA and names its member id, cluster and hosts", async () => {
+    const dir = tempDir();
+    const ca = await certs(["ca", "--out", join(dir, "pki")]);
+    expect(ca).toMatchObject({ code: 0, out: expect.stringMatching(/Next: .*baton certs node/s) });
+    const node = await certs([
+      "node",
+      ...["--id", "2", "--ca", join(dir, "pki"), "--out", join(dir, "n2")],
+      ...["--host", "10.0.0.2", "--host", "db2.example.net,localhost", "--cluster-id", "prod"],
+    ]);
+    expect(node).toMatchObject({ code: 0, out: expect.stringMatching(/--tls-ca .*ca\.crt/) });
+    const caCert = new X509Certificate(readFileSync(join(dir, "pki", "ca.crt")));
+    const cert = new X509Certificate(readFileSync(join(dir, "n2", "node.crt")));
+    expect(cert.checkIssued(caCert)).toBe(true);
+    expect(cert.verify(caCert.publicKey)).toBe(true);
+    expect(caCert.ca).toBe(true);
+    expect(cert.ca).toBe(false);
+    expect(certificateIdentity(cert)).toEqual({ memberIds: [2], clusterIds: ["prod"] });
+    expect(cert.subjectAltName).toMatch(/IP Address:10\.0\.0\.2.*DNS:db2\.example\.net/);
+    expect(statSync(join(dir, "n2", "node.key")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, "pki", "ca.key")).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(dir, "n2", "ca.crt"), "utf8")).toBe(
+      readFileSync(join(dir, "pki", "ca.crt"), "utf8"),
+    );
+  });
+
+  it("certs: refuses to overwrite a CA without --force, and says how to make a missing one", async () => {
+    const dir = tempDir();
+    expect((await certs(["ca", "--out", dir])).code).toBe(0);
+    const again = await certs(["ca", "--out", dir]);
+    expect(again).toMatchObject({ code: 2, err: expect.stringMatching(/--force/) });
+    expect((await certs(["ca", "--out", dir, "--force"])).code).toBe(0);
+    const missing = await certs([
+      "node",
+      "--id",
+      "1",
+      "--ca",
+      join(dir, "none"),
+      "--host",
+      "h",
+      "--out",
+      join(dir, "n"),
+    ]);
+    expect(missing).toMatchObject({ code: 2, err: expect.stringMatching(/baton certs ca --out/) });
+  });
+
+  it("certs: token prints a token once and stores only its hash", async () => {
+    const file = join(tempDir(), "tokens.json");
+    const first = await certs(["token", "--name", "ops", "--role", "admin", "--tokens", file]);
+    const second = await certs(["token", "--name", "app", "--role", "read", "--tokens", file]);
+    expect(first.code).toBe(0);
+    const token = first.out.split("\n")[0] as string;
+    expect(token).toMatch(/^baton_[\w-]{43}$/);
+    const text = readFileSync(file, "utf8");
+    expect(text).not.toContain(token);
+    expect(parseTokensFile(text)).toEqual([
+      { name: "ops", role: "admin", sha256: hashToken(token) },
+      { name: "app", role: "read", sha256: hashToken(second.out.split("\n")[0] as string) },
+    ]);
+    const duplicate = await certs(["token", "--name", "ops", "--role", "read", "--tokens", file]);
+    expect(duplicate).toMatchObject({ code: 2, err: expect.stringMatching(/already has/) });
+  });
+});

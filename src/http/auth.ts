@@ -1,0 +1,104 @@
+/**
+ * Who may call which route, when the node has a tokens file: every request must carry
+ * `Authorization: Bearer <token>` with a token whose role allows it, except the health
+ * checks (load balancers probe them) and the dashboard's static files (they hold no data).
+ *
+ *   read       GET and HEAD: /v1/kv, /v1/status, /v1/members, /v1/events, /metrics, …
+ *   readwrite  PUT and DELETE on /v1/kv
+ *   admin      POST /v1/switchover, POST /v1/faults/*, membership changes, any other write
+ *
+ * A missing or unknown token is 401 ERR_UNAUTHENTICATED with `WWW-Authenticate: Bearer`;
+ * a token whose role is too low is 403 ERR_FORBIDDEN. Both are answered before the body
+ * is read. Without a tokens file none of this runs (a loopback demo needs no tokens).
+ */
+
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
+import { ForbiddenError, UnauthenticatedError } from "../shared/errors.js";
+import { describeError, sendErrorAnswer } from "./error-status.js";
+import { roleAllows, type TokenRole, type TokenStore } from "./tokens.js";
+
+/** Routes anyone may call: health checks, and the dashboard's page and files. */
+function isOpen(url: string): boolean {
+  return (
+    url === "/health" || url.startsWith("/health/") || url === "/" || url.startsWith("/dashboard/")
+  );
+}
+
+/**
+ * The role a request needs, from the route's method and URL pattern; null when the route
+ * is open. Reads need `read`; key-value writes `readwrite`; every other write `admin`, so
+ * that a route added later is closed to lesser tokens until it is given a role here.
+ */
+export function requiredRole(method: string, url: string): TokenRole | null {
+  if (isOpen(url)) return null;
+  if (method === "GET" || method === "HEAD") return "read";
+  // A CORS preflight carries no credentials; the request it announces is checked.
+  if (method === "OPTIONS") return null;
+  if (url.startsWith("/v1/kv") && (method === "PUT" || method === "DELETE")) return "readwrite";
+  return "admin";
+}
+
+const CHALLENGE = 'Bearer realm="baton"';
+const INVALID_CHALLENGE = 'Bearer realm="baton", error="invalid_token"';
+
+/**
+ * Checks the bearer token of every request to a route registered after this call (so it
+ * must run before the routes are added). `tokens` is read at each request, so replacing
+ * its contents takes effect at once.
+ */
+export function requireTokens(app: FastifyInstance, tokens: TokenStore): void {
+  app.addHook("onRoute", (route) => {
+    const methods = [route.method].flat();
+    // A route serving several methods (the 405 answer) needs the least role of them.
+    const roles = methods.map((method) => requiredRole(method, route.url));
+    if (roles.includes(null)) return;
+    const needed = roles.includes("read")
+      ? "read"
+      : roles.includes("readwrite")
+        ? "readwrite"
+        : "admin";
+    const check: onRequestHookHandler = (request, reply, done) => {
+      if (authorize(request, reply, tokens, needed)) done();
+    };
+    const existing = route.onRequest;
+    route.onRequest = existing === undefined ? [check] : [check, ...[existing].flat()];
+  });
+}
+
+/** True when the request may go on; otherwise answers it 401 or 403 and returns false. */
+function authorize(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  tokens: TokenStore,
+  needed: TokenRole,
+): boolean {
+  const token = bearerToken(request.headers.authorization);
+  if (token === null) {
+    reply.header("www-authenticate", CHALLENGE);
+    sendErrorAnswer(reply, describeError(new UnauthenticatedError("this node requires a token")));
+    return false;
+  }
+  const record = tokens.find(token);
+  if (record === null) {
+    reply.header("www-authenticate", INVALID_CHALLENGE);
+    const error = new UnauthenticatedError("the token is not one this node accepts");
+    sendErrorAnswer(reply, describeError(error));
+    return false;
+  }
+  if (!roleAllows(record.role, needed)) {
+    const path = (request.routeOptions.url ?? request.url).replace("*", "{key}");
+    const error = new ForbiddenError(
+      `token "${record.name}" has role ${record.role}, and ${request.method} ${path} needs ${needed}`,
+    );
+    sendErrorAnswer(reply, describeError(error));
+    return false;
+  }
+  return true;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+function bearerToken(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  const match = /^Bearer[ ]+([\x21-\x7e]+)[ ]*$/i.exec(header);
+  return match === null ? null : (match[1] as string);
+}
