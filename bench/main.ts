@@ -2,7 +2,7 @@
  * `npm run bench`: the throughput benchmark. It builds the CLI when dist/ is stale, starts
  * a three-node Baton cluster from it (and, with --compare etcd, a three-member etcd), and
  * for every case (mix × value size × clients, --runs times, the systems taking turns)
- * runs bench/load-generator.ts in a process of its own against each system's master.
+ * runs bench/load-generator.ts in a process of its own against each system's master (or, with --via backup, a backup).
  * Progress goes to stderr; the table to stdout; results.json, results.md, SVG charts and
  * index.html to --out.
  *
@@ -52,7 +52,15 @@ export interface BenchOptions {
   readonly batonCli: string | null;
   /** Certificates for mutual TLS and HTTPS (see BatonClusterOptions.tlsDir), or null. */
   readonly tls: string | null;
+  /**
+   * Which node the load goes to: the master, or a backup (every request then crosses the
+   * backup's forwarding: etcd's follower forwards to its leader, Baton's backup forwards
+   * over the peer link and serves linearizable reads itself after a read index).
+   */
+  readonly via: Via;
 }
+
+export type Via = "master" | "backup";
 
 const MIXES: readonly Mix[] = ["write", "read", "90/10"];
 
@@ -110,6 +118,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       "--tls <dir>",
       "run Baton with peer mTLS and HTTPS from <dir> (ca.crt, node<id>/node.crt, node.key; with NODE_EXTRA_CA_CERTS=<dir>/ca.crt)",
     )
+    .option("--via <node>", "send the load to the master or to a backup", parseVia, "master")
     .option("--smoke", "a tiny run that checks the benchmark works: 90/10 mix, 4 clients, 1 s")
     .exitOverride()
     .parse([...argv], { from: "user" });
@@ -126,6 +135,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     profile?: boolean;
     batonCli?: string;
     tls?: string;
+    via: Via;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -142,6 +152,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     profile: o.profile === true,
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
     tls: o.tls === undefined ? null : resolve(o.tls),
+    via: o.via,
   };
 }
 
@@ -169,10 +180,19 @@ function keyCountFor(valueBytes: number): number {
   return Math.max(16, Math.min(1000, Math.floor((16 * 1024 * 1024) / valueBytes)));
 }
 
-async function masterUrl(cluster: BenchCluster): Promise<string> {
+function parseVia(value: string): Via {
+  if (value === "master" || value === "backup") return value;
+  throw new InvalidArgumentError("expected master or backup");
+}
+
+/** The URL of the master, or of the lowest-numbered backup, once a master is agreed. */
+async function targetUrl(cluster: BenchCluster, via: Via): Promise<string> {
   for (let i = 0; i < 200; i++) {
     const m = await cluster.master();
-    const node = m === null ? undefined : cluster.nodes.find((n) => n.id === m.id);
+    const node =
+      m === null
+        ? undefined
+        : cluster.nodes.find((n) => (via === "master" ? n.id === m.id : n.id !== m.id));
     if (node !== undefined) return node.url;
     await new Promise((done) => setTimeout(done, 50));
   }
@@ -197,7 +217,7 @@ async function runCases(
             const label = `[${done}/${total}] ${cluster.system} ${mix} ${formatBytes(valueBytes)} ×${clients}`;
             const spec: LoadSpec = {
               system: cluster.system,
-              target: await masterUrl(cluster),
+              target: await targetUrl(cluster, options.via),
               clients,
               valueBytes,
               mix,
@@ -273,7 +293,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   log(
     `bench: ${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, load ${loadavg()
       .map((l) => l.toFixed(2))
-      .join(" ")}; results in ${options.out}`,
+      .join(" ")}; load sent to the ${options.via}; results in ${options.out}`,
   );
   try {
     clusters.push(...(await startClusters(options, systems, skipped)));
