@@ -2,7 +2,8 @@
  * `npm run bench`: the throughput benchmark. It builds the CLI when dist/ is stale, starts
  * a three-node Baton cluster from it (and, with --compare etcd, a three-member etcd), and
  * for every case (mix × value size × clients, --runs times, the systems taking turns)
- * runs bench/load-generator.ts in a process of its own against each system's master (or, with --via backup, a backup).
+ * runs bench/load-generator.ts in a process of its own against each system's master (or,
+ * with --via backup, a backup).
  * Progress goes to stderr; the table to stdout; results.json, results.md, SVG charts and
  * index.html to --out.
  *
