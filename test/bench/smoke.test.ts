@@ -42,15 +42,23 @@ interface FailoverResults {
 }
 
 describe("bench: smoke", () => {
-  it("bench: throughput and fail-over benchmarks run and write parseable results (tiny duration)", async () => {
+  it("bench: throughput (through a backup) and fail-over (kill, switchover) benchmarks run and write parseable results (tiny duration)", async () => {
     const benchOut = join(root, "bench");
     const failoverOut = join(root, "failover");
-    const [bench, failover] = await Promise.all([
-      run("bench/main.ts", ["--smoke", "--from", "auto", "--out", benchOut, ...compare]),
+    const switchoverOut = join(root, "switchover");
+    const [bench, failover, switchover] = await Promise.all([
+      run("bench/main.ts", [
+        ...["--smoke", "--from", "auto", "--via", "backup", "--out", benchOut],
+        ...compare,
+      ]),
       run("bench/failover.ts", ["--smoke", "--from", "auto", "--out", failoverOut]),
+      run("bench/failover.ts", [
+        ...["--smoke", "--from", "auto", "--faults", "switchover", "--out", switchoverOut],
+      ]),
     ]);
     expect(bench.code, bench.output).toBe(0);
     expect(failover.code, failover.output).toBe(0);
+    expect(switchover.code, switchover.output).toBe(0);
 
     for (const file of ["results.json", "results.md", "index.html"]) {
       expect(existsSync(join(benchOut, file)), file).toBe(true);
@@ -69,15 +77,15 @@ describe("bench: smoke", () => {
       expect(results.comparisons.every((c) => c.throughputRatio !== null)).toBe(true);
     expect(readFileSync(join(benchOut, "index.html"), "utf8")).toContain("<svg");
 
-    const fo = JSON.parse(
-      readFileSync(join(failoverOut, "results.json"), "utf8"),
-    ) as FailoverResults;
-    expect(fo.systems.map((s) => s.system)).toEqual(["baton"]);
-    for (const s of fo.systems) {
-      expect(s.rounds.length, s.system).toBe(1);
-      expect(s.writes.acknowledged, s.system).toBeGreaterThan(0);
-      expect(s.writes.lost, s.system).toEqual([]);
-      expect(s.writes.duplicated, s.system).toEqual([]);
+    for (const out of [failoverOut, switchoverOut]) {
+      const fo = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as FailoverResults;
+      expect(fo.systems.map((s) => s.system)).toEqual(["baton"]);
+      for (const s of fo.systems) {
+        expect(s.rounds.length, s.system).toBe(1);
+        expect(s.writes.acknowledged, s.system).toBeGreaterThan(0);
+        expect(s.writes.lost, s.system).toEqual([]);
+        expect(s.writes.duplicated, s.system).toEqual([]);
+      }
     }
   }, 180_000);
 

@@ -1,7 +1,7 @@
 /**
  * The published package, as a user gets it: `npm pack` holds only the product (no
  * harness, test double or test file), and the tarball installed into an empty project
- * runs `baton --version`, the simulator and the fault campaign's help, and imports the
+ * runs `baton --version`, the simulator and a short fault campaign, and imports the
  * server and the client. It needs the npm registry for the dependencies.
  */
 
@@ -43,11 +43,18 @@ describe("package", () => {
     expect(run(baton, ["--version"], project).trim()).toBe(version);
     expect(run(baton, ["sim", "--seed", "7"], project)).toContain("verdict: safe");
     expect(run(baton, ["chaos", "--help"], project)).toContain("fault campaign");
+    // A short campaign: its nodes are the installed CLI's own `baton start`.
+    const campaign = run(
+      baton,
+      ["chaos", "--duration", "5", "--nemesis", "kill-master", "--out", join(work, "chaos")],
+      project,
+    );
+    expect(campaign).toContain("ok   linearizable");
     const imports = `
       import { createNode, KvNode } from "baton";
       import { createClient } from "baton/client";
       console.log(typeof createNode, typeof KvNode, typeof createClient);`;
     writeFileSync(join(project, "check.mjs"), imports);
     expect(run("node", ["check.mjs"], project).trim()).toBe("function function function");
-  }, 240_000);
+  }, 300_000);
 });
