@@ -16,6 +16,7 @@ import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { request } from "undici";
 import { NodeProcess } from "../src/chaos/processes.js";
+import { type BatonClient, createClient } from "../src/client/index.js";
 import {
   agreedMaster,
   batonCommand,
@@ -467,4 +468,16 @@ export class Cluster {
 /** Destroys every live cluster. */
 export async function destroyAll(): Promise<void> {
   await Promise.all(Cluster.live().map((c) => c.destroy()));
+}
+
+/**
+ * A client library instance for `cluster`, as the integration tests use it: a deadline of
+ * 20 s, attempts of at most 1 s.
+ */
+export function clientFor(cluster: Cluster): BatonClient {
+  return createClient({
+    endpoints: cluster.endpoints(),
+    deadlineMs: 20_000,
+    attemptTimeoutMs: 1000,
+  });
 }

@@ -109,6 +109,8 @@ export class Forwarder {
   private readonly reads = new Map<number, OutgoingRead>();
   /** Results of entries applied while some forward had no answer yet, by index. */
   private readonly recent = new Map<number, { readonly term: number; readonly result: unknown }>();
+  /** Proposals sent and not answered yet (kept in step by `moveProposal` and `settle`). */
+  private unanswered = 0;
   private nextRequestId = 1;
   readonly counters: ForwardCounters = {
     proposals: 0,
@@ -182,7 +184,11 @@ export class Forwarder {
     if (proposal === undefined || proposal.state.kind !== "sent") return; // late or repeated
     if (proposal.state.to !== message.from) return;
     if (message.outcome === "proposed") {
-      proposal.state = { kind: "proposed", index: message.index, entryTerm: message.entryTerm };
+      this.moveProposal(proposal, {
+        kind: "proposed",
+        index: message.index,
+        entryTerm: message.entryTerm,
+      });
       const known = this.recent.get(message.index);
       if (known !== undefined) {
         this.settleApplied(proposal, known.term, known.result);
@@ -200,7 +206,7 @@ export class Forwarder {
       return;
     }
     proposal.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
-    proposal.state = { kind: "held", since: performance.now() };
+    this.moveProposal(proposal, { kind: "held", since: performance.now() });
     this.advanceProposal(proposal);
   }
 
@@ -276,7 +282,7 @@ export class Forwarder {
     }
     const master = this.usableMaster(proposal.refused);
     if (master !== null && this.host.sendProposal(master, proposal.requestId, proposal.data)) {
-      proposal.state = { kind: "sent", to: master, term: this.host.term() };
+      this.moveProposal(proposal, { kind: "sent", to: master, term: this.host.term() });
       return;
     }
     if (performance.now() - state.since >= FORWARD_HOLD_MS) {
@@ -321,7 +327,14 @@ export class Forwarder {
     );
   }
 
+  private moveProposal(proposal: OutgoingProposal, state: ProposalState): void {
+    if (proposal.state.kind === "sent") this.unanswered--;
+    if (state.kind === "sent") this.unanswered++;
+    proposal.state = state;
+  }
+
   private settle(proposal: OutgoingProposal, error: Error): void {
+    if (proposal.state.kind === "sent") this.unanswered--;
     this.proposals.delete(proposal.requestId);
     if (proposal.state.kind === "proposed") this.byIndex.delete(proposal.state.index);
     clearTimeout(proposal.timer);
@@ -390,9 +403,10 @@ export class Forwarder {
     return master;
   }
 
+  /** Whether some proposal was sent and not answered: O(1), it runs for every entry applied. */
   private hasUnanswered(): boolean {
-    for (const proposal of this.proposals.values()) if (proposal.state.kind === "sent") return true;
-    return false;
+    assert(this.unanswered >= 0, "forwarder: negative count of unanswered proposals");
+    return this.unanswered > 0;
   }
 
   private trimRecent(): void {

@@ -14,7 +14,7 @@
 
 import { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { Cluster, httpRequest } from "../../harness/cluster.js";
+import { Cluster, clientFor, httpRequest } from "../../harness/cluster.js";
 import { sleep, waitFor } from "../../harness/processes.js";
 import { summarize } from "../../harness/stats.js";
 import {
@@ -24,7 +24,7 @@ import {
   writeThroughClient,
 } from "../../harness/steady-writer.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
-import { type BatonClient, createClient } from "../../src/client/index.js";
+import type { BatonClient } from "../../src/client/index.js";
 
 useClusterHarness();
 
@@ -32,14 +32,6 @@ const KILLS = Number(process.env.BATON_KILLS ?? 3);
 const PAUSES = Number(process.env.BATON_PAUSES ?? 3);
 /** The defaults docs/design.md aims for, spelled out because the assertions depend on them. */
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
-
-function clientFor(cluster: Cluster): BatonClient {
-  return createClient({
-    endpoints: cluster.endpoints(),
-    deadlineMs: 20_000,
-    attemptTimeoutMs: 1000,
-  });
-}
 
 /** Writes `count` keys `<prefix>-<i>` through `client`, `concurrency` at a time. */
 async function writeMany(

@@ -9,7 +9,7 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { Cluster, httpRequest } from "../../harness/cluster.js";
+import { Cluster, clientFor, httpRequest } from "../../harness/cluster.js";
 import { sleep } from "../../harness/processes.js";
 import {
   readThroughClient,
@@ -18,19 +18,10 @@ import {
   writeThroughClient,
 } from "../../harness/steady-writer.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
-import { type BatonClient, createClient } from "../../src/client/index.js";
 
 useClusterHarness();
 
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
-
-function clientFor(cluster: Cluster): BatonClient {
-  return createClient({
-    endpoints: cluster.endpoints(),
-    deadlineMs: 20_000,
-    attemptTimeoutMs: 1000,
-  });
-}
 
 /**
  * Candidacies logged by any node since `sinceAt` (performance.now()) that no master asked
@@ -49,18 +40,46 @@ function electionsByTimeout(cluster: Cluster, sinceAt: number): string[] {
   return found;
 }
 
+/**
+ * Starts a cluster, writes through the client library every 10 ms while `act` runs, then
+ * checks what an operator is promised: no write failed, none lost or applied twice, and no
+ * node stood for election unless a master asked it to. Returns the writes acknowledged.
+ */
+async function underWriteLoad(
+  keyPrefix: string,
+  act: (cluster: Cluster) => Promise<void>,
+): Promise<{ cluster: Cluster; acknowledged: number }> {
+  const cluster = await Cluster.start(TIMING);
+  const client = clientFor(cluster);
+  const writer = new SteadyRateWriter(writeThroughClient(client), {
+    intervalMs: 10,
+    keyPrefix: `${keyPrefix}-${Date.now()}`,
+  });
+  try {
+    writer.start();
+    await writer.waitForAckIssuedAfter(performance.now(), 10_000);
+    const settledAt = performance.now();
+    await act(cluster);
+    await writer.stop();
+    const counts = writer.counts();
+    expect(
+      counts.error,
+      JSON.stringify(writer.records.filter((r) => r.outcome?.kind === "error").slice(0, 3)),
+    ).toBe(0);
+    const verified = await verifyWrites(writer.records, readThroughClient(client));
+    expect(verified.lost).toEqual([]);
+    expect(verified.duplicated).toEqual([]);
+    expect(electionsByTimeout(cluster, settledAt)).toEqual([]);
+    return { cluster, acknowledged: counts.ok + counts.existed };
+  } finally {
+    await writer.stop();
+    await client.close();
+  }
+}
+
 describe("switchover", () => {
   it("timing: POST /v1/switchover to each backup in turn under write load: no failed write, no election by timeout", async () => {
-    const cluster = await Cluster.start(TIMING);
-    const client = clientFor(cluster);
-    const writer = new SteadyRateWriter(writeThroughClient(client), {
-      intervalMs: 10,
-      keyPrefix: `switch-${Date.now()}`,
-    });
-    try {
-      writer.start();
-      await writer.waitForAckIssuedAfter(performance.now(), 10_000);
-      const settledAt = performance.now();
+    const { acknowledged } = await underWriteLoad("switch", async (cluster) => {
       for (let round = 0; round < 3; round++) {
         const master = await cluster.waitForMaster();
         const to = [1, 2, 3].find((id) => id !== master.id)!;
@@ -76,66 +95,31 @@ describe("switchover", () => {
         expect(answer.term).toBeGreaterThan(master.term);
         await sleep(300);
       }
-      await writer.stop();
-      const counts = writer.counts();
-      expect(
-        counts.error,
-        JSON.stringify(writer.records.filter((r) => r.outcome?.kind === "error").slice(0, 3)),
-      ).toBe(0);
-      const verified = await verifyWrites(writer.records, readThroughClient(client));
-      expect(verified.lost).toEqual([]);
-      expect(verified.duplicated).toEqual([]);
-      expect(electionsByTimeout(cluster, settledAt)).toEqual([]);
-      console.log(
-        `switchovers: 3; writes ${counts.ok + counts.existed} acknowledged, ${counts.error} failed`,
-      );
-    } finally {
-      await writer.stop();
-      await client.close();
-    }
+    });
+    console.log(`switchovers: 3; writes ${acknowledged} acknowledged, 0 failed`);
   });
 
   it("timing: a rolling restart of every node with SIGTERM under write load: no failed write, no election by timeout", async () => {
-    const cluster = await Cluster.start(TIMING);
-    const client = clientFor(cluster);
-    const writer = new SteadyRateWriter(writeThroughClient(client), {
-      intervalMs: 10,
-      keyPrefix: `rolling-${Date.now()}`,
-    });
-    try {
-      writer.start();
-      await writer.waitForAckIssuedAfter(performance.now(), 10_000);
-      const settledAt = performance.now();
-      const first = await cluster.waitForMaster();
+    let first = 0;
+    let order: number[] = [];
+    const { cluster, acknowledged } = await underWriteLoad("rolling", async (cluster) => {
+      first = (await cluster.waitForMaster()).id;
       // Backups first, the master last: its SIGTERM hands the role over before it stops.
-      const order = [...[1, 2, 3].filter((id) => id !== first.id), first.id];
+      order = [...[1, 2, 3].filter((id) => id !== first), first];
       for (const id of order) {
         await cluster.stop(id);
         await sleep(200);
         cluster.startNode(id);
         await cluster.waitCaughtUp(id);
       }
-      await writer.stop();
-      const counts = writer.counts();
-      expect(
-        counts.error,
-        JSON.stringify(writer.records.filter((r) => r.outcome?.kind === "error").slice(0, 3)),
-      ).toBe(0);
-      const verified = await verifyWrites(writer.records, readThroughClient(client));
-      expect(verified.lost).toEqual([]);
-      expect(verified.duplicated).toEqual([]);
-      expect(electionsByTimeout(cluster, settledAt)).toEqual([]);
-      const handedOver = cluster
-        .node(first.id)
-        .events("shutdown")
-        .some((e) => e.master !== undefined);
-      expect(handedOver, "the master handed its role over before it stopped").toBe(true);
-      console.log(
-        `rolling restart of ${order.join(", ")}: writes ${counts.ok + counts.existed} acknowledged, ${counts.error} failed`,
-      );
-    } finally {
-      await writer.stop();
-      await client.close();
-    }
+    });
+    const handedOver = cluster
+      .node(first)
+      .events("shutdown")
+      .some((e) => e.master !== undefined);
+    expect(handedOver, "the master handed its role over before it stopped").toBe(true);
+    console.log(
+      `rolling restart of ${order.join(", ")}: writes ${acknowledged} acknowledged, 0 failed`,
+    );
   });
 });
