@@ -15,6 +15,7 @@
 import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { request } from "undici";
+import type { NetnsHosts } from "../src/chaos/hosts.js";
 import { NodeProcess } from "../src/chaos/processes.js";
 import { type BatonClient, createClient } from "../src/client/index.js";
 import {
@@ -211,6 +212,11 @@ export interface ClusterOptions {
    * process must trust the CA: run it with NODE_EXTRA_CA_CERTS=<dir>/ca.crt.
    */
   readonly tlsDir?: string;
+  /**
+   * Run each node on a host of its own: node i in network namespace i of these hosts, at
+   * its address, with ports 7100+i (peer) and 8100+i (HTTP). `hosts` is then ignored.
+   */
+  readonly netns?: NetnsHosts;
 }
 
 /** The `baton start` flags that give node `id` its certificates from `dir`. */
@@ -251,11 +257,20 @@ export class Cluster {
     const size = options.size ?? 3;
     const root = makeTempDir(options.rootPrefix ?? "baton-cluster-");
     const ids = Array.from({ length: size }, (_, i) => i + 1);
-    const hosts = ids.map((id) => options.hosts?.[id - 1] ?? "127.0.0.1");
-    // Two ports per node, from one call per host, so that no port is handed out twice.
+    const netns = options.netns;
+    if (netns !== undefined && netns.count < size) {
+      throw new Error(
+        `${size} nodes need ${size} hosts; these network namespaces are ${netns.count}`,
+      );
+    }
+    const hosts = ids.map((id) => netns?.address(id) ?? options.hosts?.[id - 1] ?? "127.0.0.1");
+    // Two ports per node, from one call per host, so that no port is handed out twice. A
+    // host of its own (a network namespace) has every port free.
     const ports = new Map<string, number[]>();
     for (const host of new Set(hosts)) {
-      ports.set(host, await freePorts(2 * hosts.filter((h) => h === host).length, host));
+      const count = 2 * hosts.filter((h) => h === host).length;
+      const id = hosts.indexOf(host) + 1;
+      ports.set(host, netns === undefined ? await freePorts(count, host) : [7100 + id, 8100 + id]);
     }
     const nodes = ids.map((id) => {
       const free = ports.get(hosts[id - 1]!)!;
@@ -297,7 +312,9 @@ export class Cluster {
       host,
       ports: { peer: peerPort, http: httpPort },
       dataDir,
-      command: (options.launcher ?? batonCommand("source")).command,
+      // Inside a network namespace: `ip netns exec <ns> <launcher> …` (commandLine).
+      command:
+        options.netns === undefined ? (options.launcher ?? batonCommand("source")).command : "ip",
       env,
       uid,
       logFile: options.log === "files" ? join(root, `n${id}.log`) : null,
@@ -335,6 +352,8 @@ export class Cluster {
       args.push("--snapshot-entries", String(o.snapshotEntries));
     }
     if (o.tlsDir !== undefined) args.push(...tlsArgs(o.tlsDir, id));
+    // Off loopback a node wants TLS and tokens unless told it is a test without them.
+    else if (o.netns !== undefined) args.push("--insecure");
     args.push(...(o.extraArgs ?? []));
     return args;
   }
@@ -374,7 +393,12 @@ export class Cluster {
 
   /** The arguments of node `id`'s process: Node.js flags, the launcher's, `start` and its. */
   private commandLine(id: number): string[] {
-    return [...this.launchArgs, "start", ...this.argsFor(id)];
+    const args = [...this.launchArgs, "start", ...this.argsFor(id)];
+    const netns = this.options.netns;
+    if (netns === undefined) return args;
+    // `ip netns exec` execs the command: the pid the harness signals is the node's own.
+    const launcher = this.options.launcher ?? batonCommand("source");
+    return netns.wrap(id, launcher.command, args)[1];
   }
 
   /** The status of every running node that answers, by id. */
