@@ -11,6 +11,7 @@
 
 import { Cluster } from "../harness/cluster.js";
 import { batonCommand, type StatusView } from "../harness/processes.js";
+import type { NetnsHosts } from "../src/chaos/hosts.js";
 import {
   type BenchCluster,
   type BenchNode,
@@ -46,6 +47,8 @@ export interface BatonClusterOptions {
   readonly uids?: readonly [number, number, number];
   /** Peer mTLS and HTTPS from this directory (see the harness's ClusterOptions.tlsDir). */
   readonly tlsDir?: string;
+  /** Nodes 1-3 on hosts of their own (see the harness's ClusterOptions.netns). */
+  readonly netns?: NetnsHosts;
 }
 
 /** A Baton cluster, with what only Baton has: data directories and /v1/status. */
@@ -130,6 +133,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
       ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
       ...(options.startIds === undefined ? {} : { startIds: options.startIds }),
       ...(options.uids === undefined ? {} : { uids: options.uids }),
+      ...(options.netns === undefined ? {} : { netns: options.netns }),
     },
     60_000,
   );
@@ -138,7 +142,8 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
   const extra =
     (options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "") +
     (options.tlsDir === undefined ? "" : ", mutual TLS between nodes and HTTPS") +
-    (options.uids === undefined ? "" : ", each node under a uid of its own");
+    (options.uids === undefined ? "" : ", each node under a uid of its own") +
+    (options.netns === undefined ? "" : `, each on a host of its own: ${options.netns.describe()}`);
   return new BatonCluster(
     cluster,
     `Baton (${built}), 3 nodes, data on disk with fsync, default timeouts${extra}`,

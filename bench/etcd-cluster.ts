@@ -22,6 +22,7 @@ import {
   removeTempDir,
   waitFor,
 } from "../harness/processes.js";
+import type { NetnsHosts } from "../src/chaos/hosts.js";
 import {
   type BenchCluster,
   type BenchNode,
@@ -46,6 +47,11 @@ export interface EtcdClusterOptions {
    * listens on, so addresses cannot.
    */
   readonly uids?: readonly [number, number, number];
+  /**
+   * Members 1-3 on hosts of their own: member i in network namespace i, at its address,
+   * with ports 2380 (peer) and 2379 (client). `hosts` and `uids` are then ignored.
+   */
+  readonly netns?: NetnsHosts;
 }
 
 interface EtcdStatus {
@@ -158,8 +164,13 @@ export async function startEtcdCluster(
   version: string,
   options: EtcdClusterOptions = {},
 ): Promise<BenchCluster> {
-  const hosts = options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
-  const ports = await freePorts(6);
+  const netns = options.netns;
+  const hosts =
+    netns === undefined
+      ? (options.hosts ?? ["127.0.0.1", "127.0.0.1", "127.0.0.1"])
+      : [1, 2, 3].map((id) => netns.address(id));
+  // A host of its own has every port free: etcd's own 2380 and 2379 on each.
+  const ports = netns === undefined ? await freePorts(6) : [2380, 2379, 2380, 2379, 2380, 2379];
   const root = makeTempDir("etcd-bench-");
   // Other uids must be able to reach their own directories inside.
   if (options.uids !== undefined) chmodSync(root, 0o711);
@@ -177,7 +188,7 @@ export async function startEtcdCluster(
     const id = i + 1;
     const dataDir = join(root, `e${id}`);
     mkdirSync(dataDir, { recursive: true });
-    const uid = options.uids?.[i];
+    const uid = netns === undefined ? options.uids?.[i] : undefined;
     if (uid !== undefined) {
       // etcd wants its data directory to be its own, mode 0700.
       chownSync(dataDir, uid, uid);
@@ -195,7 +206,8 @@ export async function startEtcdCluster(
       ...["--logger", "zap", "--log-level", "warn"],
       ...timeouts,
     ];
-    const proc = new ManagedProcess(`etcd member ${id}`, "etcd", args, {
+    const [command, argv] = netns === undefined ? ["etcd", args] : netns.wrap(id, "etcd", args);
+    const proc = new ManagedProcess(`etcd member ${id}`, command, argv, {
       logFile: join(root, `e${id}.log`),
       env: uid === undefined ? process.env : { ...process.env, HOME: dataDir },
       runAs: uid === undefined ? null : { uid, gid: uid },
@@ -208,7 +220,10 @@ export async function startEtcdCluster(
       ? `heartbeat ${options.heartbeatMs ?? 100} ms, election ${options.electionMs ?? 1000} ms`
       : "default timeouts (heartbeat 100 ms, election 1000 ms)") +
     (options.preVote === undefined ? "" : `, pre-vote ${options.preVote ? "on" : "off"}`) +
-    (options.uids === undefined ? "" : ", each member under a uid of its own");
+    (options.uids === undefined || netns !== undefined
+      ? ""
+      : ", each member under a uid of its own") +
+    (netns === undefined ? "" : `, each on a host of its own: ${netns.describe()}`);
   const cluster = new EtcdCluster(
     nodes,
     `etcd ${version}, 3 members, WAL fsync on (default), ${timing}, v3 JSON gateway`,

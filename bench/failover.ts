@@ -23,6 +23,13 @@
  * heal cost another election. The window starts once the cut is in force (iptables-restore
  * returned), like the others at the signal.
  *
+ * With --hosts netns each node (and each etcd member) runs on a host of its own: a network
+ * namespace with its own address on a bridge (src/chaos/hosts.ts), reached by the writer
+ * as a client on the same LAN; partitions then cut the links between hosts, and the
+ * `silent` fault takes the master's whole host off the network (its link goes down: no
+ * reset, no close, no answer), which is what a machine that dies or hangs looks like from
+ * the others.
+ *
  * At the end every key is read back linearizably from the master: acknowledged writes
  * missing or changed are lost; a create refused because the key existed is a write
  * applied twice (for etcd, unless it is the retry of an unanswered attempt that found its
@@ -30,6 +37,7 @@
  *
  *   npm run bench:failover -- --kills 20 --faults kill,stop --compare etcd
  *   npm run bench:failover -- --kills 10 --faults stop --writer client
+ *   npm run bench:failover -- --hosts netns --kills 20 --faults silent --compare etcd
  *
  * It signals only the processes it started, by PID, and removes their data at the end.
  */
@@ -48,6 +56,7 @@ import {
 } from "../harness/processes.js";
 import { summarize } from "../harness/stats.js";
 import { SteadyRateWriter, type Verification, verifyWrites } from "../harness/steady-writer.js";
+import { NetnsHosts, netnsUnsupported } from "../src/chaos/hosts.js";
 import { startBatonCluster } from "./baton-cluster.js";
 import {
   type BenchCluster,
@@ -62,9 +71,32 @@ import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import { openWritePath, type WriterKind } from "./failover-writer.js";
 import { nodeUids, OwnerPartition, partitionUnsupported } from "./partition.js";
 
-type Fault = "kill" | "stop" | "partition" | "switchover";
+type Fault = "kill" | "stop" | "partition" | "switchover" | "silent";
 
-const FAULTS: readonly Fault[] = ["kill", "stop", "partition", "switchover"];
+const FAULTS: readonly Fault[] = ["kill", "stop", "partition", "switchover", "silent"];
+
+/** Where the nodes run: all on loopback, or each on a host of its own (netns). */
+type HostsMode = "loopback" | "netns";
+
+/** Cuts a master off from the other nodes, and heals: by process owner, or between hosts. */
+interface Isolation {
+  isolate(id: number): Promise<void>;
+  heal(): Promise<void>;
+}
+
+/** Isolation between hosts of their own: every link from and to the master cut. */
+function hostIsolation(hosts: NetnsHosts): Isolation {
+  return {
+    async isolate(id) {
+      for (let other = 1; other <= hosts.count; other++) {
+        if (other === id) continue;
+        await hosts.cut(id, other);
+        await hosts.cut(other, id);
+      }
+    },
+    heal: () => hosts.healAll(),
+  };
+}
 
 interface FailoverOptions {
   readonly compare: SystemName[];
@@ -83,6 +115,7 @@ interface FailoverOptions {
   readonly rejoin: boolean;
   /** How the writes travel: the neutral writer, or Baton's client library. */
   readonly writer: WriterKind;
+  readonly hosts: HostsMode;
 }
 
 interface Round {
@@ -181,7 +214,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     .option("--kills <n>", "rounds per fault", parsePositive, 20)
     .option(
       "--faults <list>",
-      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off; root), switchover (a planned hand-over to the next node)",
+      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off from the other nodes; root), switchover (a planned hand-over to the next node), silent (the master's host drops off the network: no reset, no close; --hosts netns)",
       parseFaults,
       ["kill"],
     )
@@ -200,6 +233,15 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
       parseWriter,
       "neutral",
     )
+    .option(
+      "--hosts <mode>",
+      "loopback (every node on this machine's loopback) or netns (each node on a host of its own: a network namespace on a bridge; root)",
+      (v) => {
+        if (v !== "loopback" && v !== "netns") throw new InvalidArgumentError("loopback or netns");
+        return v;
+      },
+      "loopback",
+    )
     .option("--smoke", "a tiny run: 1 round of each fault asked for, no rejoin")
     .exitOverride()
     .parse([...argv], { from: "user" });
@@ -217,8 +259,15 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     out?: string;
     from: string;
     writer: WriterKind;
+    hosts: HostsMode;
     smoke?: boolean;
   }>();
+  if (o.faults.includes("silent") && o.hosts !== "netns") {
+    command.error(
+      "error: --faults silent needs --hosts netns (a host of its own whose link can go down; on loopback a dead peer's connections reset at once)",
+      { exitCode: 2 },
+    );
+  }
   if (o.writer === "client" && (o.compare !== undefined || o.faults.includes("partition"))) {
     command.error(
       "error: --writer client measures Baton alone (etcd has no such client) and no partition (the client does not say which node answered)",
@@ -242,6 +291,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     etcdPreVote: o.etcdPreVote === true ? true : null,
     rejoin: !smoke,
     writer: o.writer,
+    hosts: o.hosts,
   };
 }
 
@@ -259,7 +309,8 @@ async function round(
   options: FailoverOptions,
   fault: Fault,
   n: number,
-  network: OwnerPartition | null,
+  network: Isolation | null,
+  hosts: NetnsHosts | null,
 ): Promise<Round> {
   const master = await waitFor(
     "a master",
@@ -277,6 +328,10 @@ async function round(
     await cluster.switchover(master.id, to);
     const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, askedAt);
     return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, 0);
+  }
+  if (fault === "silent") {
+    if (hosts === null) throw new Error("a silent-host round without hosts of their own");
+    return silentRound(cluster, writer, options, n, hosts, master);
   }
   const node = nodeById(cluster, master.id).process;
   const signalledAt = performance.now();
@@ -303,6 +358,43 @@ async function round(
   );
   const rejoinedMs = performance.now() - signalledAt;
   return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, rejoinedMs);
+}
+
+/**
+ * The master's host drops off the network (the bridge's end of its cable goes down: its
+ * process runs on, nothing reaches it and nothing it sends arrives) → the others agree on a
+ * new master and a write issued after the cut is acknowledged → plugged back in after
+ * --partition-ms → it catches up.
+ */
+async function silentRound(
+  cluster: BenchCluster,
+  writer: SteadyRateWriter,
+  options: FailoverOptions,
+  n: number,
+  hosts: NetnsHosts,
+  master: MasterView,
+): Promise<Round> {
+  await hosts.down(master.id);
+  const downAt = performance.now();
+  try {
+    const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, downAt);
+    if (!options.rejoin) {
+      return roundResult(cluster, "silent", n, master, next, windowMs, masterAgreedMs, 0);
+    }
+    await sleep(Math.max(0, options.partitionMs - (performance.now() - downAt)));
+    await hosts.up(master.id);
+    await waitFor(
+      "the old master to catch up",
+      async () => ((await cluster.caughtUp(master.id)) ? true : undefined),
+      60_000,
+      50,
+    );
+    const rejoinedMs = performance.now() - downAt;
+    return roundResult(cluster, "silent", n, master, next, windowMs, masterAgreedMs, rejoinedMs);
+  } finally {
+    // Never leave a host unplugged for the next round or the final check.
+    if (hosts.isDown(master.id)) await hosts.up(master.id);
+  }
 }
 
 /**
@@ -397,7 +489,7 @@ async function partitionRound(
   writer: SteadyRateWriter,
   options: FailoverOptions,
   n: number,
-  network: OwnerPartition,
+  network: Isolation,
   master: { readonly id: number; readonly term: number },
 ): Promise<Round> {
   const cutStartedAt = performance.now();
@@ -498,7 +590,8 @@ async function partitionRound(
 async function measure(
   cluster: BenchCluster,
   options: FailoverOptions,
-  network: OwnerPartition | null,
+  network: Isolation | null,
+  hosts: NetnsHosts | null,
 ): Promise<SystemResult> {
   const path = openWritePath(options.writer, cluster, {
     attemptTimeoutMs: options.attemptTimeoutMs,
@@ -516,7 +609,7 @@ async function measure(
     for (const fault of options.faults) {
       for (let n = 1; n <= options.kills; n++) {
         await sleep(500);
-        const r = await round(cluster, writer, options, fault, n, network);
+        const r = await round(cluster, writer, options, fault, n, network, hosts);
         rounds.push(r);
         const p = r.partition;
         const extra =
@@ -581,6 +674,7 @@ function table(results: readonly SystemResult[], faults: readonly Fault[]): stri
         stop: "SIGSTOP",
         partition: "partition",
         switchover: "switchover",
+        silent: "host silent",
       }[fault];
       rows.push(
         `| ${r.system} | ${signal} | ${w.count} | ${f(w.median)} | ${f(w.p90)} | ${f(w.max)} | ${f(a.median)} | ${r.writes.acknowledged} of ${r.writes.issued} | ${r.writes.lost.length} | ${r.writes.duplicated.length} | ${load?.toFixed(1) ?? "-"} |`,
@@ -639,13 +733,21 @@ async function runSystem(
     }
     etcdVersion = etcd.version;
   }
-  // Partitions: every node under a uid of its own, tagged by iptables from before the
-  // nodes open their first connection (bench/partition.ts).
-  let network: OwnerPartition | null = null;
+  // Hosts of their own: a network namespace per node; partitions cut links between them.
+  // On loopback, partitions put every node under a uid of its own, tagged by iptables
+  // from before the nodes open their first connection (bench/partition.ts).
+  let hosts: NetnsHosts | null = null;
+  let owners: OwnerPartition | null = null;
+  let network: Isolation | null = null;
   let uids: [number, number, number] | undefined;
-  if (options.faults.includes("partition")) {
+  if (options.hosts === "netns") {
+    hosts = await NetnsHosts.create({ count: 3 });
+    log(`hosts: ${hosts.describe()}`);
+    network = hostIsolation(hosts);
+  } else if (options.faults.includes("partition")) {
     uids = nodeUids(3, system === "baton" ? 0 : 1) as [number, number, number];
-    network = await OwnerPartition.open(new Map(uids.map((uid, i) => [i + 1, uid])));
+    owners = await OwnerPartition.open(new Map(uids.map((uid, i) => [i + 1, uid])));
+    network = { isolate: (id) => owners!.isolate(id), heal: () => owners!.heal() };
   }
   let cluster: BenchCluster | null = null;
   try {
@@ -654,6 +756,7 @@ async function runSystem(
       cluster = await startBatonCluster({
         from: options.from,
         ...(uids === undefined ? {} : { uids }),
+        ...(hosts === null ? {} : { netns: hosts }),
       });
     } else {
       log("starting a 3-member etcd cluster");
@@ -662,19 +765,30 @@ async function runSystem(
         ...(options.etcdElectionMs === null ? {} : { electionMs: options.etcdElectionMs }),
         ...(options.etcdPreVote === null ? {} : { preVote: options.etcdPreVote }),
         ...(uids === undefined ? {} : { uids }),
+        ...(hosts === null ? {} : { netns: hosts }),
       });
     }
-    return await measure(cluster, options, network);
+    return await measure(cluster, options, network, hosts);
   } finally {
     await cluster?.stop().catch(() => {});
-    network?.close();
+    owners?.close();
+    await hosts?.close();
   }
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
   let options = parseOptions(argv);
   const skipped: string[] = [];
-  const unsupported = options.faults.includes("partition") ? partitionUnsupported() : null;
+  const unsupported =
+    options.hosts === "netns"
+      ? netnsUnsupported()
+      : options.faults.includes("partition")
+        ? partitionUnsupported()
+        : null;
+  if (unsupported !== null && options.hosts === "netns") {
+    process.stderr.write(`bench:failover: --hosts netns: ${unsupported}\n`);
+    return 2;
+  }
   if (unsupported !== null) {
     log(`partition skipped: ${unsupported}`);
     skipped.push(`partition: ${unsupported}`);
