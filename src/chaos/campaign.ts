@@ -20,6 +20,7 @@ import {
   type Verdict,
   type Verdicts,
 } from "./checks.js";
+import { hostsNetwork, NetnsHosts } from "./hosts.js";
 import { type FaultWindow, type NemesisKind, runNemeses } from "./nemesis.js";
 import {
   IptablesNetwork,
@@ -55,6 +56,11 @@ export interface CampaignOptions {
   readonly out: string;
   readonly staleReads: boolean;
   readonly method: PartitionMethod | "auto";
+  /**
+   * "netns": each node on a host of its own (a network namespace on a bridge; root), which
+   * implies the netns partition method and allows the host-down fault. @default "loopback"
+   */
+  readonly hosts?: "loopback" | "netns";
   /** Longest a node may take to serve again after healing, in ms. @default 30000 */
   readonly recoveryMsMax?: number;
   /** Called with a progress line every few seconds. */
@@ -109,7 +115,7 @@ export function reproduceCommand(options: CampaignOptions, method: PartitionMeth
     `--nodes ${options.nodes}`,
     `--clients ${options.clients}`,
     `--nemesis ${options.nemeses.join(",")}`,
-    `--method ${method}`,
+    method === "netns" ? "--hosts netns" : `--method ${method}`,
   ];
   if (options.staleReads) flags.push("--stale-reads");
   // From the sources that is the checkout's npm script; compiled, the installed command.
@@ -121,7 +127,11 @@ export function reproduceCommand(options: CampaignOptions, method: PartitionMeth
  * Chooses the partition method: iptables when usable (as root in a checkout, after the
  * repository's system set-up script had its chance to install it), else relay.
  */
-export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod {
+export function resolveMethod(
+  method: PartitionMethod | "auto",
+  hosts: "loopback" | "netns" = "loopback",
+): PartitionMethod {
+  if (hosts === "netns") return "netns";
   if (method !== "auto") return method;
   const setup = join(PACKAGE_ROOT, "scripts", "ensure-system-deps.sh");
   if (process.getuid?.() === 0 && !iptablesUsable() && existsSync(setup)) {
@@ -135,7 +145,7 @@ export function resolveMethod(method: PartitionMethod | "auto"): PartitionMethod
 }
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
-  const method = resolveMethod(options.method);
+  const method = resolveMethod(options.method, options.hosts);
   mkdirSync(options.out, { recursive: true });
   const dataRoot = makeTempDir("baton-chaos-");
   const run = new CampaignRun(options, method, dataRoot);
@@ -154,8 +164,10 @@ class CampaignRun {
   wallOrigin = Date.now();
   readonly now = (): number => performance.now() - this.t0;
   private readonly prng: Prng;
-  private readonly agent = new Agent({ connect: { localAddress: "127.0.0.1" }, connections: 4 });
+  private readonly agent: Agent;
   private nodes: ChaosNode[] = [];
+  /** Hosts of their own (--hosts netns), closed once the nodes on them are gone. */
+  private hosts: NetnsHosts | null = null;
   private network: Network | null = null;
   private workload: Workload | null = null;
   private readonly roles: RoleEvent[] = [];
@@ -173,6 +185,12 @@ class CampaignRun {
     private readonly dataRoot: string,
   ) {
     this.prng = new Prng(options.seed);
+    // From 127.0.0.1, which no partition rule names; hosts of their own are reached over
+    // their bridge.
+    this.agent = new Agent({
+      ...(method === "netns" ? {} : { connect: { localAddress: "127.0.0.1" } }),
+      connections: 4,
+    });
   }
 
   async execute(): Promise<CampaignResult> {
@@ -195,6 +213,7 @@ class CampaignRun {
       staleReads: options.staleReads,
       urls: new Map(this.nodes.map((n) => [n.id, n.url])),
       now: this.now,
+      ...(this.method === "netns" ? { localAddress: null } : {}),
     });
     this.workload = workload;
     workload.start();
@@ -242,23 +261,38 @@ class CampaignRun {
     await this.workload?.close();
     await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
     await this.network?.close().catch(() => {});
+    await this.hosts?.close().catch(() => {});
     await this.agent.close().catch(() => {});
   }
 
   private async startCluster(): Promise<void> {
     const { options, method } = this;
     const ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
+    const machines = method === "netns" ? await NetnsHosts.create({ count: ids.length }) : null;
+    this.hosts = machines;
     const hosts = new Map(
-      ids.map((id) => [id, method === "iptables" ? nodeHost(id) : "127.0.0.1"]),
+      ids.map((id) => [
+        id,
+        machines !== null
+          ? machines.address(id)
+          : method === "iptables"
+            ? nodeHost(id)
+            : "127.0.0.1",
+      ]),
     );
     const ports = new Map<number, { peer: number; http: number }>();
     for (const id of ids) {
       const host = hosts.get(id)!;
-      const [peer, http] = await freePorts(2, host);
+      // A host of its own has every port free.
+      const [peer, http] = machines !== null ? [7100 + id, 8100 + id] : await freePorts(2, host);
       ports.set(id, { peer: peer!, http: http! });
     }
     let peersOf: (id: number) => string;
-    if (method === "iptables") {
+    if (machines !== null) {
+      this.network = hostsNetwork(machines);
+      const peers = ids.map((id) => `${id}=${hosts.get(id)}:${ports.get(id)!.peer}`).join(",");
+      peersOf = () => peers;
+    } else if (method === "iptables") {
       this.network = await IptablesNetwork.open();
       const peers = ids.map((id) => `${id}=${hosts.get(id)}:${ports.get(id)!.peer}`).join(",");
       peersOf = () => peers;
@@ -284,6 +318,11 @@ class CampaignRun {
         httpPort: ports.get(id)!.http,
         dataDir: join(this.dataRoot, `n${id}`),
         peers: peersOf(id),
+        ...(machines === null
+          ? {}
+          : {
+              wrap: (command: string, args: readonly string[]) => machines.wrap(id, command, args),
+            }),
       };
       this.nodes.push(
         new ChaosNode(

@@ -24,6 +24,7 @@
 
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
+import type { Link, Network } from "./network.js";
 import { onCleanup } from "./process-registry.js";
 
 const run = promisify(execFile);
@@ -347,4 +348,22 @@ export class NetnsHosts {
     }
     quiet("ip", ["link", "delete", this.bridge]);
   }
+}
+
+/**
+ * The fault campaign's Network over hosts of their own: cuts between hosts, and a whole
+ * host dropping off the network. Closing it heals everything; the hosts themselves are
+ * closed by their owner once the processes on them are gone.
+ */
+export function hostsNetwork(hosts: NetnsHosts): Network {
+  return {
+    method: "netns",
+    cut: (from, to) => hosts.cut(from, to),
+    heal: (from, to) => hosts.heal(from, to),
+    healAll: () => hosts.healAll(),
+    cutLinks: (): Link[] => hosts.cuts().map(([from, to]) => ({ from, to })),
+    close: () => hosts.healAll(),
+    hostDown: (id) => hosts.down(id),
+    hostUp: (id) => hosts.up(id),
+  };
 }

@@ -8,7 +8,8 @@
 
 import { type Command, InvalidArgumentError } from "commander";
 import { runCampaign } from "./campaign.js";
-import { NEMESES, NEMESIS_HELP, type NemesisKind } from "./nemesis.js";
+import { netnsUnsupported } from "./hosts.js";
+import { HOST_NEMESES, NEMESES, NEMESIS_HELP, type NemesisKind } from "./nemesis.js";
 
 function integer(min: number, max: number) {
   return (value: string): number => {
@@ -45,6 +46,7 @@ interface ChaosFlags {
   keys: number;
   nemesis: NemesisKind[];
   method: string;
+  hosts: string;
   staleReads: boolean;
   out?: string;
 }
@@ -69,6 +71,11 @@ export function register(program: Command): void {
     .option("--nemesis <list>", "comma-separated faults, or all", nemesisList, [...NEMESES])
     .option("--method <m>", "how to partition: iptables, relay or auto", "auto")
     .option(
+      "--hosts <mode>",
+      "loopback (every node on this machine's loopback) or netns (each node on a host of its own: a network namespace on a bridge; root)",
+      "loopback",
+    )
+    .option(
       "--stale-reads",
       "read backups' local copies (?stale=true): the checker must object",
       false,
@@ -86,10 +93,14 @@ Examples:
   baton chaos --nemesis split,one-way,flap      partitions only
   baton chaos --seed 1234 --duration 60         replay the fault schedule of seed 1234
   baton chaos --stale-reads --nemesis split     show that the checker catches stale reads
+  baton chaos --hosts netns --duration 60       nodes on hosts of their own, host failures too
 
 From a checkout, \`npm run chaos -- <flags>\` runs the same from the sources.
 Partitions use iptables rules on per-node loopback addresses (127.x.y.11, ...) when run
-as root, else a fault-injecting TCP relay between the nodes. The report folder holds
+as root, else a fault-injecting TCP relay between the nodes. With --hosts netns (root)
+each node runs on a host of its own, a network namespace with its own address on a
+bridge: partitions cut links between hosts, and host-down takes a whole host off the
+network. The report folder holds
 history.jsonl, verdict.json and timeline.html. Exit status 1 means a violation.`,
     )
     .action(async (flags: ChaosFlags) => {
@@ -111,6 +122,26 @@ async function chaos(o: ChaosFlags): Promise<number> {
     console.error("--method must be iptables, relay or auto");
     return 2;
   }
+  if (o.hosts !== "loopback" && o.hosts !== "netns") {
+    console.error("--hosts must be loopback or netns");
+    return 2;
+  }
+  if (o.hosts === "netns") {
+    const why = netnsUnsupported();
+    if (why !== null) {
+      console.error(`--hosts netns: ${why}`);
+      return 2;
+    }
+  }
+  const hostFaults = o.nemesis.filter((k) => HOST_NEMESES.includes(k));
+  if (o.hosts !== "netns" && hostFaults.length > 0) {
+    if (o.nemesis.length < NEMESES.length) {
+      console.error(`--nemesis ${hostFaults.join(",")} needs --hosts netns`);
+      return 2;
+    }
+    // Every fault (the default, or "all") means every fault these hosts can have.
+    o.nemesis = o.nemesis.filter((k) => !HOST_NEMESES.includes(k));
+  }
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const out = o.out ?? `results/chaos/${stamp()}-${seed}`;
   console.log(
@@ -124,6 +155,7 @@ async function chaos(o: ChaosFlags): Promise<number> {
     keys: o.keys,
     nemeses: o.nemesis,
     method: o.method as "iptables" | "relay" | "auto",
+    hosts: o.hosts,
     staleReads: o.staleReads,
     out,
     progress: (line) => console.log(line),

@@ -20,7 +20,11 @@ export const NEMESES = [
   "one-way",
   "flap",
   "wipe-restart",
+  "host-down",
 ] as const;
+
+/** Faults that need each node on a host of its own (`--hosts netns`). */
+export const HOST_NEMESES: readonly NemesisKind[] = ["host-down"];
 
 export type NemesisKind = (typeof NEMESES)[number];
 
@@ -33,6 +37,8 @@ export const NEMESIS_HELP: Readonly<Record<NemesisKind, string>> = {
   "one-way": "drop the packets of one direction of one link (A to B only)",
   flap: "cut and heal a link (or the master's links) every few hundred milliseconds",
   "wipe-restart": "SIGKILL a node, delete its data directory, restart it empty (state transfer)",
+  "host-down":
+    "the master's (or a random node's) whole host drops off the network, its process still running: no reset, no close (--hosts netns)",
 };
 
 /** One fault as it happened, in campaign milliseconds. */
@@ -161,6 +167,22 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       await network.cut(from, to);
       await sleep(durationMs);
       await network.healAll();
+      close(window);
+      return;
+    }
+    case "host-down": {
+      const { hostDown, hostUp } = network;
+      if (hostDown === undefined || hostUp === undefined) {
+        throw new Error("the host-down fault needs each node on a host of its own (--hosts netns)");
+      }
+      const id = prng.chance(0.7) ? master : prng.pick(ids);
+      const window = open([id], `host of n${id} off the network`);
+      await hostDown(id);
+      try {
+        await sleep(durationMs);
+      } finally {
+        await hostUp(id);
+      }
       close(window);
       return;
     }

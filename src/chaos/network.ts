@@ -29,7 +29,8 @@ import { onCleanup } from "./process-registry.js";
 
 const run = promisify(execFile);
 
-export type PartitionMethod = "iptables" | "relay";
+/** `netns`: each node on a host of its own (src/chaos/hosts.ts), cuts between hosts. */
+export type PartitionMethod = "iptables" | "relay" | "netns";
 
 /** A directed link: packets from `from` to `to`. */
 export interface Link {
@@ -49,6 +50,12 @@ export interface Network {
   cutLinks(): Link[];
   /** Heals everything and releases every rule, chain, relay and socket. */
   close(): Promise<void>;
+  /**
+   * Hosts of their own only: node `id`'s whole host drops off the network (no reset, no
+   * close), and comes back. Undefined where the nodes share one machine's loopback.
+   */
+  readonly hostDown?: (id: number) => Promise<void>;
+  readonly hostUp?: (id: number) => Promise<void>;
 }
 
 const linkKey = (from: number, to: number): string => `${from}>${to}`;

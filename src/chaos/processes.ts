@@ -203,6 +203,11 @@ export interface NodeSpec {
   readonly dataDir: string;
   /** `--peers` as this node must see it (relays differ per node). */
   readonly peers: string;
+  /**
+   * Runs the node inside its host's network namespace: the command and arguments to start
+   * instead (`ip netns exec <ns> …`). Its listeners are then off loopback: `--insecure`.
+   */
+  readonly wrap?: (command: string, args: readonly string[]) => [string, string[]];
 }
 
 /**
@@ -224,7 +229,8 @@ export class ChaosNode extends NodeProcess {
   ) {
     mkdirSync(logDir, { recursive: true });
     const ports = { peer: spec.peerPort, http: spec.httpPort };
-    super(spec.id, spec.host, ports, spec.dataDir, batonLauncher().command, {
+    const command = spec.wrap === undefined ? batonLauncher().command : "ip";
+    super(spec.id, spec.host, ports, spec.dataDir, command, {
       logFile: join(logDir, `n${spec.id}.log`),
       onLine: (line) => this.onLine(line),
       onExit: (exit) => {
@@ -237,8 +243,7 @@ export class ChaosNode extends NodeProcess {
 
   spawn(extraArgs: readonly string[] = []): void {
     const { spec } = this;
-    this.start([
-      ...batonLauncher().args,
+    const args = [
       ...[
         "start",
         "--id",
@@ -252,8 +257,15 @@ export class ChaosNode extends NodeProcess {
       // Snapshots every few hundred entries, and a short log behind them, so that a wiped
       // or long-absent node comes back by state transfer, not by replaying the whole log.
       ...["--snapshot-entries", String(SNAPSHOT_ENTRIES), "--snapshot-keep-entries", "100"],
+      ...(spec.wrap === undefined ? [] : ["--insecure"]),
       ...extraArgs,
-    ]);
+    ];
+    const launcher = batonLauncher();
+    this.start(
+      spec.wrap === undefined
+        ? [...launcher.args, ...args]
+        : spec.wrap(launcher.command, [...launcher.args, ...args])[1],
+    );
   }
 
   /** Sends `signal` to the node's process, if it has one. */

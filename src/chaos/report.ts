@@ -34,6 +34,7 @@ const FAULT_COLOURS: Readonly<Record<NemesisKind, string>> = {
   "one-way": "#40c057",
   flap: "#15aabf",
   "wipe-restart": "#7950f2",
+  "host-down": "#343a40",
 };
 
 export interface TimelineInput {

@@ -80,6 +80,8 @@ export interface WorkloadOptions {
   /** The HTTP base URL of each node, by id. */
   readonly urls: ReadonlyMap<number, string>;
   readonly now: () => number;
+  /** Dial from 127.0.0.1 (the default), or null to let the route choose (hosts of their own). */
+  readonly localAddress?: null;
 }
 
 interface Answer {
@@ -96,15 +98,18 @@ export class Workload {
   private nextId = 1;
   private running = false;
   private loops: Promise<void>[] = [];
-  private readonly agent = new Agent({
-    connect: { localAddress: "127.0.0.1" },
-    keepAliveTimeout: 4000,
-    connections: 32,
-  });
+  private readonly agent: Agent;
   private readonly ids: number[];
 
   constructor(private readonly options: WorkloadOptions) {
     this.ids = [...options.urls.keys()];
+    this.agent = new Agent({
+      // From 127.0.0.1, which no partition rule names; hosts of their own are reached over
+      // their bridge, from its address.
+      ...(options.localAddress === null ? {} : { connect: { localAddress: "127.0.0.1" } }),
+      keepAliveTimeout: 4000,
+      connections: 32,
+    });
   }
 
   start(): void {

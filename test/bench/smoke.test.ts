@@ -19,6 +19,7 @@ import { describe, expect, it } from "vitest";
 import { partitionUnsupported } from "../../bench/partition.js";
 import { runScript as run } from "../../harness/processes.js";
 import { useTempDir } from "../../harness/vitest-hooks.js";
+import { netnsUnsupported } from "../../src/chaos/hosts.js";
 
 const etcdInstalled = spawnSync("etcd", ["--version"]).status === 0;
 const compare = etcdInstalled ? ["--compare", "etcd"] : [];
@@ -119,6 +120,36 @@ describe("bench: smoke", () => {
         }
       });
       expect(left.map(([chain]) => chain)).toEqual([]);
+    },
+    120_000,
+  );
+
+  it.skipIf(netnsUnsupported() !== null)(
+    "bench: the fail-over benchmark takes the master's host off the network (--hosts netns --faults silent) and removes the hosts",
+    async () => {
+      const out = join(root, "silent");
+      const failover = await run("bench/failover.ts", [
+        ...["--smoke", "--from", "auto", "--hosts", "netns", "--faults", "silent", "--out", out],
+      ]);
+      expect(failover.code, failover.output).toBe(0);
+      const fo = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as FailoverResults;
+      for (const s of fo.systems) {
+        expect(s.rounds.map((r) => r.fault)).toEqual(["silent"]);
+        expect(s.writes.acknowledged).toBeGreaterThan(0);
+        expect(s.writes.lost).toEqual([]);
+        expect(s.writes.duplicated).toEqual([]);
+      }
+      // No namespace of a finished run is left behind.
+      const namespaces = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
+      const left = [...namespaces.matchAll(/^baton-(\d+)-h\d+/gm)].filter(([, pid]) => {
+        try {
+          process.kill(Number(pid), 0);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      expect(left.map(([name]) => name)).toEqual([]);
     },
     120_000,
   );

@@ -12,10 +12,15 @@
  * linearizable. Partitions that isolate the master or split off a minority leave a node
  * serving old values for seconds while the majority writes on, so the violation is certain
  * within a few faults.
+ *
+ * On hosts of their own (network namespaces on a bridge, root only), a whole host drops off
+ * the network with its process still running: no reset, no close. The cluster must fail
+ * over and keep every verdict, the dropped master included once it is back.
  */
 
 import { describe, expect, it } from "vitest";
 import { useCampaigns } from "../../harness/campaigns.js";
+import { netnsUnsupported } from "../../src/chaos/hosts.js";
 
 const runCampaign = useCampaigns();
 
@@ -35,6 +40,25 @@ describe("chaos", () => {
       0,
     );
   }, 240_000);
+
+  it.skipIf(netnsUnsupported() !== null)(
+    "timing: chaos: hosts of their own keep every verdict when a host drops off the network (host-down, isolate-master; 15 s)",
+    async () => {
+      const result = await runCampaign("netns", {
+        seed: 3,
+        durationMs: 15_000,
+        clients: 4,
+        nemeses: ["host-down", "isolate-master"],
+        method: "auto",
+        hosts: "netns",
+      });
+      if (!result.ok) console.error(`${result.summary}\n`);
+      expect(result.method).toBe("netns");
+      expect(result.ok).toBe(true);
+      expect(result.totals.faults["host-down"] ?? 0).toBeGreaterThan(0);
+    },
+    180_000,
+  );
 
   it("timing: chaos: stale reads from cut-off nodes are reported not linearizable (isolate-master, split)", async () => {
     const result = await runCampaign("stale", {
