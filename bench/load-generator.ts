@@ -1,13 +1,14 @@
 /**
  * The load generator: a process of its own (so its CPU is not the measured node's), run
  * by bench/main.ts once per case, the same code for every system. It opens one undici
- * Pool to the master with one connection per client, runs `clients` closed loops (each
+ * Pool per target (the master, a backup, or every node) with the clients spread over them
+ * round-robin, one connection each, as a plain load balancer would; runs `clients` closed loops (each
  * sends a request, waits for the answer, sends the next) for the duration, and records
  * every latency after the warm-up.
  *
  * Input: one JSON argument (LoadSpec). Output: progress lines on stderr once a second,
  * and one JSON line (LoadResult) on stdout at the end. It writes nothing else and talks
- * to nothing but `target`.
+ * to nothing but its targets.
  *
  *   node --import tsx bench/load-generator.ts '{"system":"baton","target":...}'
  */
@@ -21,8 +22,8 @@ export type Mix = "write" | "read" | "90/10";
 
 export interface LoadSpec {
   readonly system: SystemName;
-  /** The master's client URL. */
-  readonly target: string;
+  /** Client URLs: client i sends every request to `targets[i % targets.length]`. */
+  readonly targets: readonly string[];
   readonly clients: number;
   readonly valueBytes: number;
   readonly mix: Mix;
@@ -59,26 +60,32 @@ class Run {
   errors = 0;
   completed = 0;
   readonly errorSamples: string[] = [];
-  private readonly pool: Pool;
+  private readonly pools: Pool[];
   private readonly requests: KvRequests;
   private readonly keys: string[];
 
   constructor(private readonly spec: LoadSpec) {
-    this.pool = new Pool(spec.target, {
-      connections: spec.clients,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: 30_000,
-      bodyTimeout: 30_000,
-    });
+    if (spec.targets.length === 0) throw new Error("a load spec needs at least one target");
+    this.pools = spec.targets.map(
+      (target, i) =>
+        new Pool(target, {
+          // The clients this pool's target gets: i, i + n, i + 2n, ...
+          connections: Math.max(1, Math.ceil((spec.clients - i) / spec.targets.length)),
+          pipelining: 1,
+          keepAliveTimeout: 60_000,
+          headersTimeout: 30_000,
+          bodyTimeout: 30_000,
+        }),
+    );
     this.requests = new KvRequests(spec.system, makeValue(spec.valueBytes));
     this.keys = Array.from({ length: spec.keyCount }, (_, i) => `${spec.keyPrefix}-${i}`);
   }
 
-  /** One request; resolves true when it was answered 200. */
-  async send(request: KvRequest): Promise<boolean> {
+  /** One request of `client`; resolves true when it was answered 200. */
+  async send(request: KvRequest, client = 0): Promise<boolean> {
     try {
-      const response = await this.pool.request({
+      const pool = this.pools[client % this.pools.length]!;
+      const response = await pool.request({
         method: request.method,
         path: request.path,
         headers: request.headers,
@@ -122,7 +129,7 @@ class Run {
     for (let i = 0; ; i++) {
       const startedAt = performance.now();
       if (startedAt >= endAt) return;
-      const ok = await this.send(this.pick(client, i));
+      const ok = await this.send(this.pick(client, i), client);
       const endedAt = performance.now();
       if (ok && startedAt >= countFrom && endedAt <= endAt) {
         this.latencies.record(endedAt - startedAt);
@@ -131,8 +138,8 @@ class Run {
     }
   }
 
-  close(): Promise<void> {
-    return this.pool.close();
+  async close(): Promise<void> {
+    await Promise.all(this.pools.map((p) => p.close()));
   }
 }
 

@@ -3,7 +3,8 @@
  * a three-node Baton cluster from it (and, with --compare etcd, a three-member etcd), and
  * for every case (mix × value size × clients, --runs times, the systems taking turns)
  * runs bench/load-generator.ts in a process of its own against each system's master (or,
- * with --via backup, a backup).
+ * with --via backup, a backup; with --via all, every node, the clients spread round-robin
+ * as a plain load balancer or round-robin DNS would).
  * Progress goes to stderr; the table to stdout; results.json, results.md, SVG charts and
  * index.html to --out.
  *
@@ -56,12 +57,13 @@ export interface BenchOptions {
   /**
    * Which node the load goes to: the master, or a backup (every request then crosses the
    * backup's forwarding: etcd's follower forwards to its leader, Baton's backup forwards
-   * over the peer link and serves linearizable reads itself after a read index).
+   * over the peer link and serves linearizable reads itself after a read index), or every
+   * node, the clients spread round-robin (a third of them reach the master directly).
    */
   readonly via: Via;
 }
 
-export type Via = "master" | "backup";
+export type Via = "master" | "backup" | "all";
 
 const MIXES: readonly Mix[] = ["write", "read", "90/10"];
 
@@ -119,7 +121,12 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       "--tls <dir>",
       "run Baton with peer mTLS and HTTPS from <dir> (ca.crt, node<id>/node.crt, node.key; with NODE_EXTRA_CA_CERTS=<dir>/ca.crt)",
     )
-    .option("--via <node>", "send the load to the master or to a backup", parseVia, "master")
+    .option(
+      "--via <node>",
+      "send the load to the master, to a backup, or to all nodes round-robin",
+      parseVia,
+      "master",
+    )
     .option("--smoke", "a tiny run that checks the benchmark works: 90/10 mix, 4 clients, 1 s")
     .exitOverride()
     .parse([...argv], { from: "user" });
@@ -182,19 +189,26 @@ function keyCountFor(valueBytes: number): number {
 }
 
 function parseVia(value: string): Via {
-  if (value === "master" || value === "backup") return value;
-  throw new InvalidArgumentError("expected master or backup");
+  if (value === "master" || value === "backup" || value === "all") return value;
+  throw new InvalidArgumentError("expected master, backup or all");
 }
 
-/** The URL of the master, or of the lowest-numbered backup, once a master is agreed. */
-async function targetUrl(cluster: BenchCluster, via: Via): Promise<string> {
+/**
+ * The URLs the load goes to, once a master is agreed: the master's, the lowest-numbered
+ * backup's, or every node's (the master first).
+ */
+async function targetUrls(cluster: BenchCluster, via: Via): Promise<string[]> {
   for (let i = 0; i < 200; i++) {
     const m = await cluster.master();
+    if (m !== null && via === "all") {
+      const master = cluster.nodes.filter((n) => n.id === m.id);
+      return [...master, ...cluster.nodes.filter((n) => n.id !== m.id)].map((n) => n.url);
+    }
     const node =
       m === null
         ? undefined
         : cluster.nodes.find((n) => (via === "master" ? n.id === m.id : n.id !== m.id));
-    if (node !== undefined) return node.url;
+    if (node !== undefined) return [node.url];
     await new Promise((done) => setTimeout(done, 50));
   }
   throw new Error(`${cluster.system}: no master`);
@@ -218,7 +232,7 @@ async function runCases(
             const label = `[${done}/${total}] ${cluster.system} ${mix} ${formatBytes(valueBytes)} ×${clients}`;
             const spec: LoadSpec = {
               system: cluster.system,
-              target: await targetUrl(cluster, options.via),
+              targets: await targetUrls(cluster, options.via),
               clients,
               valueBytes,
               mix,
@@ -294,7 +308,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   log(
     `bench: ${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, load ${loadavg()
       .map((l) => l.toFixed(2))
-      .join(" ")}; load sent to the ${options.via}; results in ${options.out}`,
+      .join(
+        " ",
+      )}; load sent to ${options.via === "all" ? "every node" : `the ${options.via}`}; results in ${options.out}`,
   );
   try {
     clusters.push(...(await startClusters(options, systems, skipped)));

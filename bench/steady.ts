@@ -122,7 +122,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const loads = await Promise.all([
       runLoad({
         system: "baton",
-        target: master.url,
+        targets: [master.url],
         clients: half,
         valueBytes: 100,
         mix: "write",
@@ -134,7 +134,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }),
       runLoad({
         system: "baton",
-        target: master.url,
+        targets: [master.url],
         clients: Math.max(1, options.clients - half),
         valueBytes: 100,
         mix: "read",

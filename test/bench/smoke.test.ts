@@ -43,13 +43,13 @@ interface FailoverResults {
 }
 
 describe("bench: smoke", () => {
-  it("bench: throughput (through a backup) and fail-over (kill, switchover) benchmarks run and write parseable results (tiny duration)", async () => {
+  it("bench: throughput (spread over every node, so through backups too) and fail-over (kill, switchover) benchmarks run and write parseable results (tiny duration)", async () => {
     const benchOut = join(root, "bench");
     const failoverOut = join(root, "failover");
     const switchoverOut = join(root, "switchover");
     const [bench, failover, switchover] = await Promise.all([
       run("bench/main.ts", [
-        ...["--smoke", "--from", "auto", "--via", "backup", "--out", benchOut],
+        ...["--smoke", "--from", "auto", "--via", "all", "--out", benchOut],
         ...compare,
       ]),
       run("bench/failover.ts", ["--smoke", "--from", "auto", "--out", failoverOut]),
