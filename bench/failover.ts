@@ -111,6 +111,8 @@ interface FailoverOptions {
   readonly etcdHeartbeatMs: number | null;
   readonly etcdElectionMs: number | null;
   readonly etcdPreVote: boolean | null;
+  /** Baton's --election-ms (e.g. "150-300"), or null for its default. */
+  readonly batonElectionMs: string | null;
   /** Bring the signalled node back and wait until it caught up (off in --smoke). */
   readonly rejoin: boolean;
   /** How the writes travel: the neutral writer, or Baton's client library. */
@@ -225,6 +227,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     .option("--etcd-heartbeat-ms <ms>", "etcd --heartbeat-interval (default etcd's)", parsePositive)
     .option("--etcd-election-ms <ms>", "etcd --election-timeout (default etcd's)", parsePositive)
     .option("--etcd-pre-vote", "etcd --pre-vote=true (off by default in etcd 3.4)")
+    .option("--baton-election-ms <range>", "Baton --election-ms, e.g. 150-300 (default Baton's)")
     .option("--out <dir>", "results folder (default results/failover/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option(
@@ -256,6 +259,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     etcdHeartbeatMs?: number;
     etcdElectionMs?: number;
     etcdPreVote?: boolean;
+    batonElectionMs?: string;
     out?: string;
     from: string;
     writer: WriterKind;
@@ -289,6 +293,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     etcdHeartbeatMs: o.etcdHeartbeatMs ?? null,
     etcdElectionMs: o.etcdElectionMs ?? null,
     etcdPreVote: o.etcdPreVote === true ? true : null,
+    batonElectionMs: o.batonElectionMs ?? null,
     rejoin: !smoke,
     writer: o.writer,
     hosts: o.hosts,
@@ -757,6 +762,9 @@ async function runSystem(
         from: options.from,
         ...(uids === undefined ? {} : { uids }),
         ...(hosts === null ? {} : { netns: hosts }),
+        ...(options.batonElectionMs === null
+          ? {}
+          : { extraArgs: ["--election-ms", options.batonElectionMs] }),
       });
     } else {
       log("starting a 3-member etcd cluster");
