@@ -13,9 +13,9 @@ import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { register as registerChaos } from "../chaos/main.js";
-import { register as registerSim } from "../sim/main.js";
 import { register as registerCerts } from "./commands/certs.js";
 import { type CliIo, processIo } from "./commands/cli-io.js";
+import { register as registerConfig } from "./commands/config.js";
 import { register as registerDemo } from "./commands/demo.js";
 import { ExitCode } from "./commands/exit-code.js";
 import { register as registerKv } from "./commands/kv.js";
@@ -30,11 +30,38 @@ import { register as registerStatus } from "./commands/status.js";
 export type Register = (program: Command, io: CliIo) => void;
 
 /**
+ * The simulator checks Baton's own code and stays out of the published package (from a
+ * clone, `npm run sim` runs it). Where it is missing, `baton sim` says so and exits 2; any
+ * other failure to load it is a bug and is thrown.
+ */
+const registerSim: Register = await import("../sim/main.js").then(
+  (module) => module.register,
+  (error: NodeJS.ErrnoException) => {
+    if (error.code !== "ERR_MODULE_NOT_FOUND" || !String(error.message).includes("/sim/main.js"))
+      throw error;
+    return (program: Command, io: CliIo) => {
+      program
+        .command("sim")
+        .description("the deterministic simulator (not in the installed package)")
+        .allowUnknownOption()
+        .allowExcessArguments()
+        .action(() => {
+          io.stderr.write(
+            "baton sim: the simulator is not part of the installed package; run it from a clone of the repository: npm ci && npm run sim -- --seed 1\n",
+          );
+          io.exitCode = ExitCode.usage;
+        });
+    };
+  },
+);
+
+/**
  * Every subcommand, in the order `baton --help` lists them. A new command is one import
  * and one entry here.
  */
 const COMMANDS: readonly Register[] = [
   registerStart,
+  registerConfig,
   registerDemo,
   registerKv,
   registerStatus,

@@ -109,4 +109,14 @@ describe("node config: security", () => {
     expect(() => parseNodeConfig({ id: 2, peers, tlsCa: "ca.crt" })).toThrow(/give all three/);
     expect(() => parseNodeConfig({ id: 2, peers, httpTlsCert: "node.crt" })).toThrow(/go together/);
   });
+
+  it("config: a wildcard HTTP address is advertised only through advertiseHttp", () => {
+    const wildcard = { id: 1, peers, http: "0.0.0.0:8101", insecure: true };
+    expect(() => parseNodeConfig(wildcard)).toThrow(/http 0\.0\.0\.0:8101 is a wildcard address/);
+    const c = parseNodeConfig({ ...wildcard, advertiseHttp: "10.0.0.1:8101" });
+    expect(advertisedHttpUrl(c)).toBe("http://10.0.0.1:8101");
+    expect(() => parseNodeConfig({ id: 1, peers, advertisePeer: "10.0.0.9:7101" })).toThrow(
+      /advertisePeer 10\.0\.0\.9:7101 differs from node 1's address in peers/,
+    );
+  });
 });

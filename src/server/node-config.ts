@@ -24,6 +24,18 @@ export interface NodeConfig {
   readonly listen: string;
   /** Client HTTP API listen address, host:port, or null for none (embedded use). @default null */
   readonly http: string | null;
+  /**
+   * The host:port at which clients and the other members reach this node's HTTP API, when
+   * it differs from `http` (a wildcard such as 0.0.0.0, a NAT, a container). Required when
+   * `http` is a wildcard, which is never advertised. @default null (advertise `http`)
+   */
+  readonly advertiseHttp: string | null;
+  /**
+   * The node-to-node host:port at which the other members reach this node. It must be
+   * this node's address in `peers`, since that is where they dial; never a wildcard.
+   * @default this node's address in `peers`
+   */
+  readonly advertisePeer: string;
   /** Data directory, or null to keep everything in memory (tests, demos). */
   readonly dataDir: string | null;
   /** Timer resolution: the core's tick, in milliseconds. @default 10 */
@@ -77,10 +89,11 @@ export interface NodeConfig {
   readonly insecure: boolean;
 }
 
-export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen"> {
+export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen" | "advertisePeer"> {
   return {
     clusterId: "baton",
     http: null,
+    advertiseHttp: null,
     dataDir: null,
     tickMs: 10,
     heartbeatMs: 50,
@@ -112,6 +125,7 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     ...defaultNodeConfig(),
     ...stripUndefined(input),
     listen: input.listen ?? self?.address ?? "",
+    advertisePeer: input.advertisePeer ?? self?.address ?? "",
   };
   if (!Number.isInteger(config.id) || config.id < 1)
     problems.push(`id must be a positive integer (got ${config.id})`);
@@ -132,6 +146,7 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     problems.push(`listen: bad address "${config.listen}" (expected host:port)`);
   if (config.http !== null && !parseAddress(config.http).ok)
     problems.push(`http: bad address "${config.http}" (expected host:port)`);
+  problems.push(...advertiseProblems(config, self));
   if (config.clusterId.length === 0) problems.push("clusterId must not be empty");
   for (const key of [
     "tickMs",
@@ -166,6 +181,40 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
   });
 }
 
+/**
+ * A wildcard address (0.0.0.0, ::) is where a node listens, never where others reach it:
+ * the HTTP address that goes to clients and members, and this node's address in `peers`.
+ */
+function advertiseProblems(config: NodeConfig, self: PeerConfig | undefined): string[] {
+  const problems: string[] = [];
+  if (config.http !== null && config.advertiseHttp === null && isWildcardAddress(config.http))
+    problems.push(
+      `http ${config.http} is a wildcard address, which clients and members cannot reach: give advertiseHttp (--advertise-http <host:port>), the address they should use`,
+    );
+  if (config.advertiseHttp !== null) {
+    if (config.http === null) problems.push("advertiseHttp is given but there is no http API");
+    if (!parseAddress(config.advertiseHttp).ok || isWildcardAddress(config.advertiseHttp))
+      problems.push(`advertiseHttp: "${config.advertiseHttp}" is not a host:port others can reach`);
+  }
+  if (self !== undefined && isWildcardAddress(self.address))
+    problems.push(
+      `peers: node ${self.id} is listed at the wildcard address ${self.address}, which members cannot dial: list its routable address (bind every interface with listen instead)`,
+    );
+  if (self !== undefined && config.advertisePeer !== self.address)
+    problems.push(
+      `advertisePeer ${config.advertisePeer} differs from node ${self.id}'s address in peers (${self.address}): members dial the address in peers, so make them the same`,
+    );
+  if (isWildcardAddress(config.advertisePeer))
+    problems.push(`advertisePeer ${config.advertisePeer} is a wildcard address`);
+  return problems;
+}
+
+/** Whether `address` (host:port) names every interface (0.0.0.0, ::) rather than one host. */
+export function isWildcardAddress(address: string): boolean {
+  const parsed = parseAddress(address);
+  return parsed.ok && ["0.0.0.0", "::"].includes(parsed.address.host);
+}
+
 function securityFileProblems(config: NodeConfig): string[] {
   const problems: string[] = [];
   const peerFiles = [config.tlsCa, config.tlsCert, config.tlsKey];
@@ -183,7 +232,8 @@ function securityFileProblems(config: NodeConfig): string[] {
 /** The base URL this node advertises for its HTTP API, or null when it serves none. */
 export function advertisedHttpUrl(config: NodeConfig): string | null {
   if (config.http === null) return null;
-  return `${config.httpTlsCert === null ? "http" : "https"}://${config.http}`;
+  const address = config.advertiseHttp ?? config.http;
+  return `${config.httpTlsCert === null ? "http" : "https"}://${address}`;
 }
 
 /** Whether `host` (of a host:port address) can be reached only from this machine. */

@@ -1,18 +1,22 @@
 /**
- * The published package, as a user gets it: `npm pack` holds only the product (no
- * harness, test double or test file), and the tarball installed into an empty project
- * runs `baton --version`, the simulator and a short fault campaign, and imports the
- * server and the client. It needs the npm registry for the dependencies.
+ * The published packages, as a user gets them. `npm pack` of baton-ha holds only the
+ * product (no simulator, harness, test double, test file or source map); installed into an
+ * empty project it runs `npx baton --version` and a short fault campaign, and the server and
+ * its client import with their types from ES modules and from CommonJS. baton-ha-client,
+ * installed alone, stays under 2 MB with no dependency and imports the same two ways. It
+ * needs the npm registry for the server's dependencies.
  */
 
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
+const TSC = join(ROOT, "node_modules", "typescript", "bin", "tsc");
 const work = mkdtempSync(join(tmpdir(), "baton-pack-"));
+const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -20,41 +24,132 @@ function run(command: string, args: string[], cwd: string): string {
   return execFileSync(command, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 }
 
-describe("package", () => {
-  it("package: the tarball holds only the product, installs, and runs baton, sim and chaos", () => {
-    const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", work], ROOT)) as {
-      filename: string;
-      files: { path: string }[];
-    }[];
-    const files = packed[0]!.files.map((f) => f.path);
-    expect(files).toContain("dist/cli/main.js");
-    expect(files).toContain("dist/chaos/main.js");
-    const harness = files.filter((f) =>
-      /(^|\/)(harness|test|bench|scripts)\/|\.test\.|fake-|capture-io/.test(f),
-    );
-    expect(harness, "no harness, test double or test file in the tarball").toEqual([]);
+interface Packed {
+  filename: string;
+  files: { path: string }[];
+}
 
-    const project = join(work, "app");
-    run("mkdir", ["-p", project], work);
-    writeFileSync(join(project, "package.json"), '{"name":"app","private":true,"type":"module"}');
-    run("npm", ["install", "--no-audit", "--no-fund", join(work, packed[0]!.filename)], project);
-    const baton = join(project, "node_modules", ".bin", "baton");
-    const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
-    expect(run(baton, ["--version"], project).trim()).toBe(version);
-    expect(run(baton, ["sim", "--seed", "7"], project)).toContain("verdict: safe");
-    expect(run(baton, ["chaos", "--help"], project)).toContain("fault campaign");
+/** Packs the package in `dir` into the work folder; `build` false skips its prepack. */
+function pack(dir: string, build: boolean): Packed {
+  const args = [
+    "pack",
+    "--json",
+    "--pack-destination",
+    work,
+    ...(build ? [] : ["--ignore-scripts"]),
+  ];
+  return (JSON.parse(run("npm", args, dir)) as Packed[])[0]!;
+}
+
+/** An empty ES module project with `tarball` installed. */
+function projectWith(name: string, tarball: string): string {
+  const project = join(work, name);
+  mkdirSync(project);
+  writeFileSync(join(project, "package.json"), `{"name":"${name}","private":true,"type":"module"}`);
+  run("npm", ["install", "--no-audit", "--no-fund", join(work, tarball)], project);
+  return project;
+}
+
+/**
+ * Type-checks and runs `esm` (as check.mts) and `cjs` (as check.cts) in `project`, as a
+ * TypeScript user with Node's types would, and returns what each printed.
+ */
+function importBothWays(project: string, esm: string, cjs: string): [string, string] {
+  writeFileSync(join(project, "check.mts"), esm);
+  writeFileSync(join(project, "check.cts"), cjs);
+  const tsconfig = {
+    compilerOptions: {
+      module: "nodenext",
+      moduleResolution: "nodenext",
+      target: "es2022",
+      strict: true,
+      outDir: "out",
+      typeRoots: [join(ROOT, "node_modules", "@types")],
+      types: ["node"],
+    },
+    files: ["check.mts", "check.cts"],
+  };
+  writeFileSync(join(project, "tsconfig.json"), JSON.stringify(tsconfig));
+  run("node", [TSC, "-p", "."], project);
+  return [run("node", ["out/check.mjs"], project), run("node", ["out/check.cjs"], project)];
+}
+
+/** Bytes under `dir`, as a user's disk counts them (file sizes, no block rounding). */
+function bytesUnder(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += readFileSync(join(entry.parentPath, entry.name)).length;
+  }
+  return total;
+}
+
+describe("package", () => {
+  it("package: baton-ha holds only the product, installs, runs baton and chaos, imports as ESM and CJS", () => {
+    const packed = pack(ROOT, true);
+    const files = packed.files.map((f) => f.path);
+    expect(files).toEqual(
+      expect.arrayContaining(["LICENSE", "dist/cli/main.js", "dist/cjs/index.cjs"]),
+    );
+    expect(files).toContain("dist/chaos/main.js");
+    const notProduct = files.filter(
+      (f) =>
+        /(^|\/)(harness|test|bench|scripts)\/|\.test\.|fake-|capture-io|\.map$/.test(f) ||
+        (f.startsWith("dist/sim/") && !f.startsWith("dist/sim/checkers/linearizability.")),
+    );
+    expect(notProduct, "no simulator, harness, test double, test or map").toEqual([]);
+
+    const project = projectWith("app", packed.filename);
+    expect(run("npx", ["baton", "--version"], project).trim()).toBe(version);
+    const sim = spawnSync("npx", ["baton", "sim", "--seed", "7"], {
+      cwd: project,
+      encoding: "utf8",
+    });
+    expect(sim.status).toBe(2);
+    expect(sim.stderr).toContain("npm run sim");
     // A short campaign: its nodes are the installed CLI's own `baton start`.
     const campaign = run(
-      baton,
+      join(project, "node_modules", ".bin", "baton"),
       ["chaos", "--duration", "5", "--nemesis", "kill-master", "--out", join(work, "chaos")],
       project,
     );
     expect(campaign).toContain("ok   linearizable");
-    const imports = `
-      import { createNode, KvNode } from "baton";
-      import { createClient } from "baton/client";
-      console.log(typeof createNode, typeof KvNode, typeof createClient);`;
-    writeFileSync(join(project, "check.mjs"), imports);
-    expect(run("node", ["check.mjs"], project).trim()).toBe("function function function");
+
+    const [esm, cjs] = importBothWays(
+      project,
+      `import { createNode, KvNode, type NodeConfig } from "baton-ha";
+import { createClient, type BatonClient } from "baton-ha/client";
+const client: BatonClient = createClient({ endpoints: ["http://127.0.0.1:1"] });
+const id: NodeConfig["id"] = 1;
+console.log(typeof createNode, typeof KvNode, id);
+await client.close();`,
+      `import { createClient, createNode, KvNode, type NodeConfig } from "baton-ha";
+const id: NodeConfig["id"] = 1;
+void createClient({ endpoints: ["http://127.0.0.1:1"] }).close();
+console.log(typeof createNode, typeof KvNode, id);`,
+    );
+    expect(esm.trim()).toBe("function function 1");
+    expect(cjs.trim()).toBe("function function 1");
   }, 300_000);
+
+  it("package: baton-ha-client installs alone under 2 MB with no dependency, imports as ESM and CJS", () => {
+    // The server's pack above (or an earlier build) made packages/client/dist.
+    const packed = pack(join(ROOT, "packages", "client"), false);
+    expect(packed.files.map((f) => f.path)).toContain("dist/index.cjs");
+    const project = projectWith("web", packed.filename);
+    const installed = readdirSync(join(project, "node_modules")).filter((n) => !n.startsWith("."));
+    expect(installed, "the client's only package is itself").toEqual(["baton-ha-client"]);
+    expect(bytesUnder(join(project, "node_modules"))).toBeLessThan(2_000_000);
+
+    const [esm, cjs] = importBothWays(
+      project,
+      `import { createClient, NoMasterError, type BatonClient } from "baton-ha-client";
+const client: BatonClient = createClient({ endpoints: ["http://127.0.0.1:1"], deadlineMs: 300 });
+console.log(typeof NoMasterError, (await client.members().catch((e: Error) => e.name)));
+await client.close();`,
+      `import { createClient, InvalidInputError } from "baton-ha-client";
+try { createClient({ endpoints: [] }); } catch (e) { console.log(e instanceof InvalidInputError); }`,
+    );
+    expect(esm.trim()).toMatch(/^function \w+Error$/);
+    expect(cjs.trim()).toBe("true");
+  }, 120_000);
 });

@@ -1,0 +1,350 @@
+/**
+ * The settings of `baton start`, from three places checked by one schema: flags
+ * (`--heartbeat-ms 50`), a JSON config file (`"heartbeatMs": 50`) and environment variables
+ * (`BATON_HEARTBEAT_MS=50`). Flags win over the environment, the environment over the file.
+ * Every problem is reported at once, each naming where the bad value came from.
+ *
+ * Nothing is guessed: a config file key that is not a setting is an error with the nearest
+ * setting's name ("dataDir" → "data"); so is a BATON_ variable one or two letters away from
+ * a setting's. The data directory (`data`) or an explicit `memory` is required, and so is
+ * the HTTP address (`http`) or an explicit `http: false` (`--no-http`). This module owns the
+ * names and the translation to NodeConfig; it never starts anything.
+ */
+
+import { accessSync, constants, readFileSync } from "node:fs";
+import { z } from "zod";
+import {
+  type NodeConfig,
+  type NodeConfigInput,
+  parseNodeConfig,
+  parsePeers,
+} from "../../server/node-config.js";
+import { parseAddress } from "../../transport/address.js";
+
+/** A number from JSON, or from the text of a flag or a variable. */
+const fromText = (value: unknown): unknown =>
+  typeof value === "string" && /^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
+
+/** A boolean from JSON, or "true"/"false" (also 1/0, yes/no) from a variable. */
+const booleanFromText = (value: unknown): unknown => {
+  if (typeof value !== "string") return value;
+  const text = value.trim().toLowerCase();
+  if (["true", "1", "yes"].includes(text)) return true;
+  if (["false", "0", "no"].includes(text)) return false;
+  return value;
+};
+
+/** A number schema whose wrong-type message is `expected`; range checks keep their own. */
+const numberOf = (expected: string) =>
+  z.number({ error: (issue) => (issue.code === "invalid_type" ? expected : undefined) });
+const positive = z.preprocess(fromText, numberOf("expected a number").positive("must be above 0"));
+const positiveInteger = z.preprocess(
+  fromText,
+  numberOf("expected a whole number").int("expected a whole number").positive("must be above 0"),
+);
+const nonNegativeInteger = z.preprocess(
+  fromText,
+  numberOf("expected a whole number")
+    .int("expected a whole number")
+    .nonnegative("must be 0 or more"),
+);
+const flag = z.preprocess(booleanFromText, z.boolean({ error: "expected true or false" }));
+const file = z.string().min(1, "expected a file name");
+const address = z.string().refine((text) => parseAddress(text).ok, {
+  error: (issue) => `"${String(issue.input)}" is not host:port (e.g. 10.0.0.1:7101, [::1]:7101)`,
+});
+const peers = z.union(
+  [
+    z.string().min(1),
+    z.array(z.strictObject({ id: z.number().int().positive(), address: z.string() })).min(1),
+  ],
+  { error: 'expected "1=10.0.0.1:7101,2=10.0.0.2:7101,..." or [{"id":1,"address":"..."}, ...]' },
+);
+
+/** Every setting, by its config file name; the flag and the variable derive from it. */
+const SETTINGS = {
+  id: positiveInteger,
+  listen: address,
+  http: z.preprocess((v) => (v === "false" ? false : v), z.union([z.literal(false), address])),
+  advertiseHttp: address,
+  advertisePeer: address,
+  peers,
+  data: z.string().min(1, "expected a directory"),
+  memory: flag,
+  clusterId: z.string().min(1, "must not be empty"),
+  heartbeatMs: positive,
+  electionMs: z
+    .string()
+    .regex(/^\d+(-\d+)?$/, 'expected "<min>-<max>" milliseconds, e.g. "300-600"'),
+  tickMs: positive,
+  snapshotEntries: positiveInteger,
+  snapshotKeepEntries: nonNegativeInteger,
+  join: flag,
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]),
+  allowFaultInjection: flag,
+  tlsCa: file,
+  tlsCert: file,
+  tlsKey: file,
+  httpTlsCert: file,
+  httpTlsKey: file,
+  tokens: file,
+  insecure: flag,
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+export type StartSettings = Partial<{ [K in SettingName]: z.output<(typeof SETTINGS)[K]> }>;
+
+export const SETTING_NAMES = Object.keys(SETTINGS) as SettingName[];
+
+/** `heartbeatMs` → `--heartbeat-ms`. */
+export function flagName(name: string): string {
+  return `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** `heartbeatMs` → `BATON_HEARTBEAT_MS`. */
+export function envName(name: string): string {
+  return `BATON_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Where each value came from, for messages and `baton config check`. */
+type Origin = { kind: "flag" } | { kind: "env" } | { kind: "file"; file: string };
+
+function label(name: string, origin: Origin): string {
+  if (origin.kind === "flag") return flagName(name);
+  if (origin.kind === "env") return envName(name);
+  return `${origin.file}: "${name}"`;
+}
+
+export interface StartSources {
+  /** Flags as commander parsed them (camelCase names; values as given). */
+  readonly flags: Readonly<Record<string, unknown>>;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** The config file's name (`--config`, else BATON_CONFIG), if any. */
+  readonly configFile?: string | undefined;
+}
+
+export type LoadedStartConfig =
+  | {
+      readonly ok: true;
+      readonly config: NodeConfig;
+      readonly settings: StartSettings;
+      readonly origins: ReadonlyMap<SettingName, Origin>;
+    }
+  | { readonly ok: false; readonly problems: readonly string[] };
+
+/**
+ * Reads, merges and checks the settings of `baton start`; returns the node's configuration
+ * or every problem, each naming its flag, variable or file key and what to do.
+ */
+export function loadStartConfig(sources: StartSources): LoadedStartConfig {
+  const problems: string[] = [];
+  const merged: Record<string, unknown> = {};
+  const origins = new Map<SettingName, Origin>();
+  const layers: [Record<string, unknown>, Origin][] = [];
+  if (sources.configFile !== undefined) {
+    const fromFile = readConfigFile(sources.configFile, problems);
+    layers.push([fromFile, { kind: "file", file: sources.configFile }]);
+  }
+  layers.push([fromEnv(sources.env, problems), { kind: "env" }]);
+  layers.push([pickSettings(sources.flags), { kind: "flag" }]);
+  for (const [values, origin] of layers) {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === undefined) continue;
+      const parsed = SETTINGS[name as SettingName].safeParse(value);
+      if (!parsed.success) {
+        const why = parsed.error.issues.map((issue) => issue.message).join("; ");
+        problems.push(`${label(name, origin)}: ${why}`);
+        continue;
+      }
+      merged[name] = parsed.data;
+      origins.set(name as SettingName, origin);
+    }
+  }
+  const settings = merged as StartSettings;
+  problems.push(...requiredProblems(settings));
+  // The node's own checks run as soon as it has an id and members, so that one run
+  // reports every problem, not the first layer's.
+  let config: NodeConfig | null = null;
+  if (settings.id !== undefined && settings.peers !== undefined) {
+    try {
+      config = parseNodeConfig(nodeConfigInput(settings));
+    } catch (error) {
+      const message = (error as Error).message.replace(/^invalid node configuration:\n {2}- /, "");
+      problems.push(...message.split("\n  - "));
+    }
+  }
+  if (problems.length > 0 || config === null) return { ok: false, problems };
+  return { ok: true, config, settings, origins };
+}
+
+function readConfigFile(name: string, problems: string[]): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(name, "utf8"));
+  } catch (error) {
+    problems.push(`${name}: cannot read it as JSON: ${(error as Error).message}`);
+    return {};
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    problems.push(`${name}: expected a JSON object of settings, such as {"id": 1, ...}`);
+    return {};
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (key in SETTINGS) out[key] = v;
+    else problems.push(`${name}: "${key}" is not a setting${suggestion(key, SETTING_NAMES)}`);
+  }
+  return out;
+}
+
+/**
+ * The BATON_ variables that are settings. Other BATON_ variables belong to other tools (the
+ * client's BATON_ENDPOINTS, BATON_TOKEN, BATON_CA, test tools' own) and are left alone,
+ * unless one is within two letters of a setting's variable: that is a typo, and an error.
+ */
+function fromEnv(env: StartSources["env"], problems: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const byVariable = new Map(SETTING_NAMES.map((name) => [envName(name), name]));
+  const others = new Set(["BATON_CONFIG", "BATON_ENDPOINTS", "BATON_TOKEN", "BATON_CA"]);
+  for (const [variable, value] of Object.entries(env)) {
+    if (!variable.startsWith("BATON_") || value === undefined || others.has(variable)) continue;
+    const name = byVariable.get(variable);
+    if (name !== undefined) {
+      out[name] = value;
+      continue;
+    }
+    const near = [...byVariable.keys()].find((known) => distance(variable, known) <= 2);
+    if (near !== undefined) problems.push(`${variable} is not a setting (did you mean ${near}?)`);
+  }
+  return out;
+}
+
+function pickSettings(flags: StartSources["flags"]): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(flags).filter(([key]) => key in SETTINGS));
+}
+
+function requiredProblems(s: StartSettings): string[] {
+  const problems: string[] = [];
+  const where = (name: SettingName, example: string) =>
+    `${flagName(name)} ${example} (or "${name}" in the config file, or ${envName(name)})`;
+  if (s.id === undefined) problems.push(`no node id: give ${where("id", "<n>")}`);
+  if (s.peers === undefined)
+    problems.push(`no members: give ${where("peers", "1=<host>:<port>,2=...,3=...")}`);
+  if (s.http === undefined)
+    problems.push(
+      `no HTTP API address: give ${where("http", "<host:port>")}, or --no-http ("http": false, BATON_HTTP=false) for a node that serves no HTTP API`,
+    );
+  if (s.data === undefined && s.memory !== true)
+    problems.push(
+      `no data directory: give ${where("data", "<dir>")}, or --memory for a node that keeps everything in memory and loses it when it stops (tests and demos only)`,
+    );
+  if (s.data !== undefined && s.memory === true)
+    problems.push("data and memory both given: a node keeps its data in a directory or in memory");
+  return problems;
+}
+
+function nodeConfigInput(s: StartSettings): NodeConfigInput {
+  const peerList = typeof s.peers === "string" ? parsePeers(s.peers) : [...(s.peers ?? [])];
+  const [min, max] = (s.electionMs ?? "").split("-").map(Number);
+  const input: Record<string, unknown> = {
+    ...s,
+    peers: peerList,
+    http: s.http === false ? null : s.http,
+    advertiseHttp: s.advertiseHttp ?? null,
+    dataDir: s.memory === true ? null : (s.data ?? null),
+    electionMsMin: s.electionMs === undefined ? undefined : min,
+    electionMsMax: s.electionMs === undefined ? undefined : (max ?? (min ?? 0) * 2),
+  };
+  for (const key of ["data", "memory", "electionMs", "logLevel", "allowFaultInjection"])
+    delete input[key];
+  return input as unknown as NodeConfigInput;
+}
+
+/**
+ * The configuration a node would run with, every default filled in, as a config file: what
+ * `baton config check` prints. Feeding it back to `baton start --config` gives the same node.
+ */
+export function effectiveSettings(
+  config: NodeConfig,
+  settings: StartSettings,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    id: config.id,
+    clusterId: config.clusterId,
+    peers: config.peers.map((p) => `${p.id}=${p.address}`).join(","),
+    listen: config.listen,
+    advertisePeer: config.advertisePeer,
+    http: config.http ?? false,
+    advertiseHttp: config.advertiseHttp ?? undefined,
+    ...(config.dataDir === null ? { memory: true } : { data: config.dataDir }),
+    tickMs: config.tickMs,
+    heartbeatMs: config.heartbeatMs,
+    electionMs: `${config.electionMsMin}-${config.electionMsMax}`,
+    snapshotEntries: config.snapshotEntries,
+    snapshotKeepEntries: config.snapshotKeepEntries,
+    join: config.join,
+    logLevel: settings.logLevel ?? "info",
+    allowFaultInjection: settings.allowFaultInjection ?? false,
+    tlsCa: config.tlsCa ?? undefined,
+    tlsCert: config.tlsCert ?? undefined,
+    tlsKey: config.tlsKey ?? undefined,
+    httpTlsCert: config.httpTlsCert ?? undefined,
+    httpTlsKey: config.httpTlsKey ?? undefined,
+    tokens: config.tokens ?? undefined,
+    insecure: config.insecure,
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+}
+
+/** The files a node reads at start that cannot be read now, each with its setting. */
+export function unreadableFiles(config: NodeConfig): string[] {
+  const problems: string[] = [];
+  for (const name of [
+    "tlsCa",
+    "tlsCert",
+    "tlsKey",
+    "httpTlsCert",
+    "httpTlsKey",
+    "tokens",
+  ] as const) {
+    const path = config[name];
+    if (path === null) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (error) {
+      problems.push(
+        `${name} (${flagName(name)}): cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** ' (did you mean "x"?)' for the nearest of `known` within a few edits, else "". */
+export function suggestion(word: string, known: readonly string[]): string {
+  const aliases: Record<string, string> = { dataDir: "data", dir: "data", clusterID: "clusterId" };
+  const alias = aliases[word];
+  if (alias !== undefined) return ` (did you mean "${alias}"?)`;
+  let best: { name: string; d: number } | null = null;
+  for (const name of known) {
+    const d = distance(word.toLowerCase(), name.toLowerCase());
+    if (best === null || d < best.d) best = { name, d };
+  }
+  return best !== null && best.d <= Math.max(2, Math.floor(word.length / 3))
+    ? ` (did you mean "${best.name}"?)`
+    : ` (the settings: ${known.join(", ")})`;
+}
+
+/** Levenshtein distance between two short strings. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row.push(Math.min(row[j - 1]! + 1, previous[j]! + 1, previous[j - 1]! + cost));
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
+}

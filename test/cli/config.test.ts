@@ -1,0 +1,151 @@
+/**
+ * The settings of `baton start` from flags, BATON_* variables and a config file, through
+ * one schema; `baton config check` in-process. Nothing here starts a node: `baton start`
+ * is run only with configurations it must refuse before it binds anything.
+ */
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { main } from "../../src/cli/main.js";
+
+const dir = mkdtempSync(join(tmpdir(), "baton-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const PEERS = "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103";
+
+function configFile(name: string, settings: object): string {
+  const path = join(dir, name);
+  writeFileSync(path, JSON.stringify(settings));
+  return path;
+}
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const io = captureIo({ env });
+  const code = await main(args, io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+describe("config", () => {
+  it("config: check prints the effective configuration, defaults filled, and it reads back the same (exit 0)", async () => {
+    const file = configFile("good.json", {
+      id: 2,
+      http: "127.0.0.1:8102",
+      peers: PEERS,
+      data: "/var/lib/baton",
+    });
+    const r = await run(["config", "check", file]);
+    expect(r.code).toBe(0);
+    const effective = JSON.parse(r.out);
+    expect(effective).toMatchObject({
+      id: 2,
+      listen: "127.0.0.1:7102",
+      advertisePeer: "127.0.0.1:7102",
+      http: "127.0.0.1:8102",
+      data: "/var/lib/baton",
+      heartbeatMs: 50,
+      electionMs: "300-600",
+      logLevel: "info",
+    });
+    const again = await run(["config", "check", configFile("effective.json", effective)]);
+    expect(JSON.parse(again.out)).toEqual(effective);
+  });
+
+  it("config: an unknown key is an error with the nearest setting, every problem at once (exit 1)", async () => {
+    const file = configFile("typos.json", {
+      id: 1,
+      http: "127.0.0.1:8101",
+      peers: PEERS,
+      dataDir: "/var/lib/baton",
+      heartbeatMS: 40,
+      tickMs: "fast",
+    });
+    const r = await run(["config", "check", file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`${file}: "dataDir" is not a setting (did you mean "data"?)`);
+    expect(r.err).toContain(`"heartbeatMS" is not a setting (did you mean "heartbeatMs"?)`);
+    expect(r.err).toContain(`${file}: "tickMs": expected a number`);
+    expect(r.err).toMatch(/no data directory: give --data <dir>/);
+  });
+
+  it("config: variables override the file, flags override variables, and a misspelt BATON_ variable is an error", async () => {
+    const file = configFile("env.json", {
+      id: 1,
+      http: "127.0.0.1:8101",
+      peers: PEERS,
+      memory: true,
+    });
+    const fromEnv = await run(["config", "check", file], { BATON_HEARTBEAT_MS: "70" });
+    expect(JSON.parse(fromEnv.out).heartbeatMs).toBe(70);
+    expect(fromEnv.err).toContain("from the environment: heartbeatMs");
+    const typo = await run(["config", "check", file], { BATON_HEARTBAET_MS: "70" });
+    expect(typo.code).toBe(1);
+    expect(typo.err).toContain(
+      "BATON_HEARTBAET_MS is not a setting (did you mean BATON_HEARTBEAT_MS?)",
+    );
+    // Other tools' BATON_ variables are not settings and are left alone.
+    const client = await run(["config", "check", file], { BATON_ENDPOINTS: "http://x:1" });
+    expect(client.code).toBe(0);
+    const bad = await run(["start", "--config", file, "--heartbeat-ms", "0"], {
+      BATON_HEARTBEAT_MS: "70",
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--heartbeat-ms: must be above 0");
+  });
+
+  it("config: start needs --data or --memory, and --http or --no-http (exit 2)", async () => {
+    const r = await run(["start", "--id", "1", "--peers", PEERS]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/no HTTP API address: give --http <host:port>.*or --no-http/);
+    expect(r.err).toMatch(/no data directory: give --data <dir>.*or --memory/);
+    const both = await run([
+      "start",
+      "--id",
+      "1",
+      "--peers",
+      PEERS,
+      "--data",
+      dir,
+      "--memory",
+      "--no-http",
+    ]);
+    expect(both.err).toContain("data and memory both given");
+    expect(both.err).not.toContain("no HTTP API address");
+  });
+
+  it("config: a wildcard address is never advertised: --advertise-http is required with --http 0.0.0.0", async () => {
+    const base = { id: 1, peers: PEERS, memory: true, insecure: true };
+    const wildcard = await run([
+      "config",
+      "check",
+      configFile("w.json", { ...base, http: "0.0.0.0:8101" }),
+    ]);
+    expect(wildcard.code).toBe(1);
+    expect(wildcard.err).toMatch(/http 0\.0\.0\.0:8101 is a wildcard address.*--advertise-http/);
+    const advertised = await run([
+      "config",
+      "check",
+      configFile("a.json", { ...base, http: "0.0.0.0:8101", advertiseHttp: "10.0.0.1:8101" }),
+    ]);
+    expect(advertised.code).toBe(0);
+    expect(JSON.parse(advertised.out).advertiseHttp).toBe("10.0.0.1:8101");
+    const peerWildcard = await run([
+      "config",
+      "check",
+      configFile("p.json", { ...base, http: false, peers: "1=0.0.0.0:7101,2=127.0.0.1:7102" }),
+    ]);
+    expect(peerWildcard.err).toMatch(/node 1 is listed at the wildcard address 0\.0\.0\.0:7101/);
+  });
+
+  it("config: a file that is not JSON, or not an object, is named in the error", async () => {
+    const path = join(dir, "broken.json");
+    writeFileSync(path, "{ id: 1 ");
+    const r = await run(["config", "check", path]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`${path}: cannot read it as JSON`);
+    const list = await run(["config", "check", configFile("list.json", [1, 2])]);
+    expect(list.err).toContain("expected a JSON object of settings");
+  });
+});
