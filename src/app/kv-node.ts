@@ -10,6 +10,7 @@ import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
 import { EventFeed } from "../http/event-feed.js";
 import type { KvNodeApi, KvWriteOptions, StatusOptions } from "../http/node-api.js";
+import type { BackupSnapshot } from "../http/routes/snapshot-route.js";
 import { createHttpServer, type HttpServer, type HttpTlsConfig } from "../http/server.js";
 import { parseTokensFile, type TokenRecord, TokenStore } from "../http/tokens.js";
 import {
@@ -32,7 +33,7 @@ import {
 import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
-import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { InvalidInputError, NotMasterError, TooLargeError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
@@ -106,6 +107,7 @@ export class KvNode implements KvNodeApi {
             : null,
         ...(httpTls === null ? {} : { tls: httpTls }),
         tokens,
+        snapshots: { backupSnapshot: () => kv.backupSnapshot() },
       });
       try {
         await kv.http.listen(host, port);
@@ -181,6 +183,16 @@ export class KvNode implements KvNodeApi {
     if (options.digest !== true) return status;
     // Both read in the same turn of the event loop, so the digest is of appliedIndex's state.
     return { ...status, stateDigest: this.stateMachine.stateHash() };
+  }
+
+  /**
+   * On the master: a snapshot of the store holding every write acknowledged before the call
+   * (a read barrier first), for `baton snapshot save`. Throws NotMasterError elsewhere.
+   */
+  async backupSnapshot(): Promise<BackupSnapshot> {
+    if (!this.isMaster()) throw new NotMasterError(this.node.masterId);
+    await this.node.readBarrier();
+    return this.node.backupSnapshot();
   }
 
   isMaster(): boolean {

@@ -20,6 +20,7 @@ import { register as registerDemo } from "./commands/demo.js";
 import { ExitCode } from "./commands/exit-code.js";
 import { register as registerKv } from "./commands/kv.js";
 import { register as registerMembers } from "./commands/members.js";
+import { register as registerSnapshot } from "./commands/snapshot.js";
 import { register as registerStart } from "./commands/start.js";
 import { register as registerStatus } from "./commands/status.js";
 
@@ -66,6 +67,7 @@ const COMMANDS: readonly Register[] = [
   registerKv,
   registerStatus,
   registerMembers,
+  registerSnapshot,
   registerCerts,
   registerSim,
   registerChaos,

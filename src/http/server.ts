@@ -35,6 +35,7 @@ import { type FaultInjector, registerFaultRoutes } from "./routes/fault-routes.j
 import { registerKvRoutes } from "./routes/kv-routes.js";
 import { registerMemberRoutes } from "./routes/member-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
+import { registerSnapshotRoute, type SnapshotSource } from "./routes/snapshot-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 import type { TokenStore } from "./tokens.js";
 
@@ -99,6 +100,12 @@ export interface HttpServerOptions {
    * @default null
    */
   readonly tokens?: TokenStore | null | undefined;
+  /**
+   * Where `POST /v1/snapshot` (a backup of the store) gets its snapshot. Null or absent:
+   * the route is not served.
+   * @default null
+   */
+  readonly snapshots?: SnapshotSource | null | undefined;
   /** Time and connection bounds; see HttpConnectionLimits. @default defaultHttpConnectionLimits() */
   readonly connections?: Partial<HttpConnectionLimits> | undefined;
 }
@@ -218,6 +225,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   registerMetricsRoute(app, context, registry);
   const streams = registerEventsRoute(app, metrics, events);
   registerFaultRoutes(app, context, options.faults ?? null);
+  registerSnapshotRoute(app, context, options.snapshots ?? null);
   registerDashboardRoutes(app, context);
   options.dashboard?.(app);
 

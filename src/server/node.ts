@@ -45,7 +45,7 @@ import {
   TimeoutError,
 } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
-import type { OpenedStorage, Storage } from "../storage/storage.js";
+import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
 import { type ForwardCounters, Forwarder } from "./forwarder.js";
@@ -170,6 +170,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private appliedIndex: number;
   private snapshotIndex: number;
   private snapshotting = false;
+  /** Settles when the snapshot under way (if any) is stored, or failed the node. */
+  private snapshotDone: Promise<void> = Promise.resolve();
   private readonly lastHeard = new Map<NodeId, number>();
   private lastMasterContact: { id: NodeId; at: number } | null = null;
   private roleSince = Date.now();
@@ -826,8 +828,29 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private maybeSnapshot(): void {
     if (this.snapshotting || this.appliedIndex - this.snapshotIndex < this.config.snapshotEntries)
       return;
+    void this.snapshotNow();
+  }
+
+  /**
+   * A consistent snapshot of everything this node has applied, for a backup of the cluster
+   * (`POST /v1/snapshot`): waits for a snapshot under way, takes one at the applied index
+   * unless the newest stored one covers it, and returns a reader of it, checksum included.
+   * For one that holds every acknowledged write, call it on the master after `readBarrier()`.
+   */
+  async backupSnapshot(): Promise<SnapshotReader> {
+    this.checkRunning();
+    while (this.snapshotting) await this.snapshotDone;
+    if (this.snapshotIndex < this.appliedIndex) await this.snapshotNow();
+    this.checkRunning();
+    const reader = this.storage.readSnapshot();
+    assert(reader !== null, "a snapshot was just stored");
+    return reader;
+  }
+
+  /** Snapshots the state machine at the applied index and compacts the log behind it. */
+  private snapshotNow(): Promise<void> {
     const term = this.replica.termAt(this.appliedIndex);
-    if (term === undefined) return;
+    if (term === undefined) return Promise.resolve();
     const meta: SnapshotMeta = { index: this.appliedIndex, term };
     this.snapshotting = true;
     const started = Date.now();
@@ -840,7 +863,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     // The state machine's snapshot is consistent as of this call; applying may go on.
     const chunks = this.sm.snapshot();
-    this.storage
+    this.snapshotDone = this.storage
       .saveSnapshot(meta, chunks)
       .then(async () => {
         this.snapshotIndex = meta.index;
@@ -859,6 +882,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       .finally(() => {
         this.snapshotting = false;
       });
+    return this.snapshotDone;
   }
 
   private onTransferSent(peer: NodeId, ok: boolean): void {

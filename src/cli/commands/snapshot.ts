@@ -1,0 +1,252 @@
+/**
+ * `baton snapshot save FILE` and `baton snapshot restore FILE --data DIR`: backing a cluster
+ * up and seeding a new one from the backup.
+ *
+ * `save` finds the master through any node, asks it for a snapshot (`POST /v1/snapshot`: it
+ * holds every write acknowledged before the request) and writes it as a snapshot file, the
+ * format of a data directory's `snapshots/*.snap` (header with the log index and term it
+ * covers, the data, a CRC-32 trailer), checking the length and checksum the master announced.
+ * The file appears under its name only once complete and on disk.
+ *
+ * `restore` checks every byte of such a file and makes DIR the data directory of a node that
+ * starts from it: the snapshot, an empty log after it, and a hard state at its term. It
+ * refuses a DIR that holds anything, so it never overwrites a node's own data. Restore the
+ * same file into each member's directory of a new cluster before its first start.
+ */
+
+import { open, readdir, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Command } from "commander";
+import { Agent, request } from "undici";
+import { DiskStorage } from "../../storage/disk-storage.js";
+import { nodeFileSystem } from "../../storage/file-system.js";
+import { readSnapshotData, SnapshotStore, snapshotMagic } from "../../storage/snapshot-store.js";
+import { readU64 } from "../../storage/wal-format.js";
+import type { CliIo } from "./cli-io.js";
+import {
+  addClusterOptions,
+  type ClusterOptions,
+  credentialsFrom,
+  withClient,
+} from "./cluster-options.js";
+import { ExitCode } from "./exit-code.js";
+
+const SAVE_TIMEOUT_MS_DEFAULT = 60_000;
+
+/** Adds `snapshot save` and `snapshot restore` to `program`; each sets `io.exitCode`. */
+export function register(program: Command, io: CliIo): void {
+  const snapshot = program
+    .command("snapshot")
+    .description("back a cluster up to a file, or seed a new cluster's data directory from one");
+  addClusterOptions(
+    snapshot
+      .command("save")
+      .description("save a consistent snapshot of the whole store from the master to FILE")
+      .argument("<file>", "where to write the snapshot (written whole, then renamed into place)"),
+    SAVE_TIMEOUT_MS_DEFAULT,
+  )
+    .addHelpText(
+      "after",
+      `
+Needs an admin token on a cluster with tokens. Prints the log index the snapshot covers
+(every write whose revision is at most that index), its term, size and CRC-32.
+
+Example:
+  baton snapshot save ./backup-$(date +%F).snap --endpoints https://10.0.0.1:8101 \\
+    --ca ./pki/ca.crt --token-file ./admin.token`,
+    )
+    .action(async (file: string, options: ClusterOptions) => {
+      io.exitCode = await save(file, options, io);
+    });
+  snapshot
+    .command("restore")
+    .description("make an empty DIR the data directory of a new cluster's node, from FILE")
+    .argument("<file>", "a file written by `baton snapshot save`")
+    .requiredOption("--data <dir>", "the data directory to seed; must be empty or absent")
+    .addHelpText(
+      "after",
+      `
+Restore the same file into every member's directory of the new cluster, then start the
+members as usual (baton start ... --data DIR). Never into a running node's directory.
+
+Example:
+  baton snapshot restore ./backup.snap --data /var/lib/baton`,
+    )
+    .action(async (file: string, options: { data: string }) => {
+      io.exitCode = await restore(file, options.data, io);
+    });
+}
+
+interface SnapshotAnswer {
+  readonly index: number;
+  readonly term: number;
+  readonly bytes: number;
+  readonly crc32: number;
+  readonly body: AsyncIterable<Uint8Array>;
+  readonly from: string;
+}
+
+async function save(file: string, options: ClusterOptions, io: CliIo): Promise<number> {
+  let credentials: { ca?: string; token?: string };
+  try {
+    credentials = credentialsFrom(options, io);
+  } catch (error) {
+    io.stderr.write(`baton snapshot save: ${(error as Error).message}\n`);
+    return ExitCode.usage;
+  }
+  const deadline = Date.now() + (options.timeout ?? SAVE_TIMEOUT_MS_DEFAULT);
+  const agent = new Agent(credentials.ca === undefined ? {} : { connect: { ca: credentials.ca } });
+  try {
+    return await withClient(io, options, SAVE_TIMEOUT_MS_DEFAULT, async (client) => {
+      for (;;) {
+        const status = await client.status();
+        const master = status.members.find((m) => m.id === status.master);
+        const answer =
+          master?.httpUrl == null ? null : await fetchSnapshot(master.httpUrl, agent, credentials);
+        if (answer !== null && "index" in answer) {
+          const written = await writeSnapshotFile(file, answer);
+          io.stdout.write(
+            `saved ${file}: index ${answer.index} (every write up to revision ${answer.index}), term ${answer.term}, ${written} bytes of data, crc32 ${hex(answer.crc32)}, from ${answer.from}\n`,
+          );
+          return ExitCode.ok;
+        }
+        if (answer !== null && answer.status !== 503) {
+          io.stderr.write(
+            `baton snapshot save: ${answer.status} from ${answer.from}: ${answer.text}\n`,
+          );
+          return answer.status === 401 || answer.status === 403 ? ExitCode.denied : ExitCode.failed;
+        }
+        if (Date.now() > deadline) {
+          io.stderr.write(
+            "baton snapshot save: no master gave a snapshot in time; is the cluster up? (baton status)\n",
+          );
+          return ExitCode.unavailable;
+        }
+        // No master yet, or it changed between the status and the request: ask again.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    });
+  } finally {
+    await agent.close();
+  }
+}
+
+type FetchOutcome = SnapshotAnswer | { status: number; text: string; from: string };
+
+async function fetchSnapshot(
+  baseUrl: string,
+  agent: Agent,
+  credentials: { token?: string },
+): Promise<FetchOutcome> {
+  const from = baseUrl.replace(/\/$/, "");
+  const response = await request(`${from}/v1/snapshot`, {
+    method: "POST",
+    dispatcher: agent,
+    headers:
+      credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` },
+  });
+  if (response.statusCode !== 200) {
+    return { status: response.statusCode, text: (await response.body.text()).slice(0, 500), from };
+  }
+  const header = (name: string): number => {
+    const value = Number(response.headers[name]);
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new Error(`${from} answered without a valid ${name} header`);
+    }
+    return value;
+  };
+  return {
+    index: header("baton-snapshot-index"),
+    term: header("baton-snapshot-term"),
+    bytes: header("content-length"),
+    crc32: header("baton-snapshot-crc32"),
+    body: response.body,
+    from,
+  };
+}
+
+/**
+ * Writes `answer` as a snapshot file at `file`: streamed into a folder beside it by the
+ * snapshot store (durable, with its header and trailer), checked against the announced
+ * length and CRC-32, then renamed into place. Returns the data's size.
+ */
+async function writeSnapshotFile(file: string, answer: SnapshotAnswer): Promise<number> {
+  const work = join(dirname(file), `.${basename(file)}.${process.pid}.partial`);
+  try {
+    const { store } = await SnapshotStore.open(work, nodeFileSystem, 1);
+    const stored = await store.save({ index: answer.index, term: answer.term }, answer.body);
+    if (stored.dataBytes !== answer.bytes || stored.dataCrc32 !== answer.crc32) {
+      throw new Error(
+        `the snapshot from ${answer.from} arrived damaged: ${stored.dataBytes} bytes with crc32 ${hex(stored.dataCrc32)}, announced ${answer.bytes} bytes with crc32 ${hex(answer.crc32)}; nothing was written to ${file}`,
+      );
+    }
+    await rename(stored.path, file);
+    return stored.dataBytes;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function restore(file: string, dataDir: string, io: CliIo): Promise<number> {
+  const fail = (message: string, code: number = ExitCode.failed): number => {
+    io.stderr.write(`baton snapshot restore: ${message}\n`);
+    return code;
+  };
+  const present = await readdir(dataDir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return [];
+    throw error;
+  });
+  if (present.length > 0) {
+    return fail(
+      `--data ${dataDir} is not empty: restore seeds a new node's data directory and never writes over one (move it aside, or give an empty directory)`,
+      ExitCode.usage,
+    );
+  }
+  let meta: { index: number; term: number };
+  try {
+    meta = await readSnapshotMeta(file);
+    // Every byte is checked before anything is written to the data directory.
+    const check = readSnapshotData(nodeFileSystem, file, meta);
+    while (!(await check.next()).done);
+  } catch (error) {
+    return fail(`${(error as Error).message}`);
+  }
+  const { storage } = await DiskStorage.open(dataDir);
+  try {
+    const receiver = await storage.receiveSnapshot(meta);
+    let offset = 0;
+    for await (const chunk of readSnapshotData(nodeFileSystem, file, meta)) {
+      offset = await receiver.write(offset, chunk);
+    }
+    await receiver.finish();
+    storage.setHardState({ term: meta.term, votedFor: null, commitIndex: meta.index });
+    await storage.sync();
+  } finally {
+    await storage.close();
+  }
+  io.stdout.write(
+    `restored ${file} into ${dataDir}: index ${meta.index}, term ${meta.term}; start the node with --data ${dataDir}\n`,
+  );
+  return ExitCode.ok;
+}
+
+/** The index and term in a snapshot file's header; throws naming the file when it is not one. */
+async function readSnapshotMeta(file: string): Promise<{ index: number; term: number }> {
+  const handle = await open(file, "r").catch((error: Error) => {
+    throw new Error(`cannot read ${file}: ${error.message}`);
+  });
+  try {
+    const header = Buffer.alloc(32);
+    const { bytesRead } = await handle.read(header, 0, 32, 0);
+    if (bytesRead < 32 || !header.subarray(0, 8).equals(snapshotMagic)) {
+      throw new Error(`${file} is not a snapshot file (written by \`baton snapshot save\`)`);
+    }
+    return { index: readU64(header, 16), term: readU64(header, 24) };
+  } finally {
+    await handle.close();
+  }
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16).padStart(8, "0")}`;
+}
