@@ -4,8 +4,9 @@
  *
  *   dist/              baton-ha, the server, the CLI and the library: tsc's ES modules and
  *                      declarations, the dashboard's static files, and for CommonJS callers
- *                      dist/cjs/index.cjs (one bundle of src/index.ts, its dependencies left
- *                      to node_modules) with .d.cts declarations beside every .d.ts.
+ *                      dist/cjs/index.cjs and dist/cjs/client.cjs (bundles of src/index.ts
+ *                      and src/client/index.ts, their dependencies left to node_modules) with
+ *                      .d.cts declarations beside every .d.ts.
  *   packages/client/dist/  baton-ha-client, the client alone: one CommonJS bundle with undici
  *                      inside (so the package has no dependency at all), an ES module that
  *                      re-exports it, and the declarations of src/client/index.ts and of what
@@ -61,6 +62,17 @@ async function buildServerCommonJs() {
       js: 'const __batonDashboardModuleUrl = require("node:url").pathToFileURL(require("node:path").join(__dirname, "../dashboard/assets.js")).href;',
     },
     metafile: true,
+    logLevel: "warning",
+  });
+  // baton-ha/client for require(): the client alone, its dependency (undici) left outside.
+  await build({
+    entryPoints: [join(ROOT, "src/client/index.ts")],
+    outfile: join(DIST, "cjs/client.cjs"),
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    packages: "external",
     logLevel: "warning",
   });
   const users = Object.keys(result.metafile.inputs).filter((input) =>

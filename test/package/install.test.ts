@@ -7,10 +7,11 @@
  * needs the npm registry for the server's dependencies.
  */
 
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -20,8 +21,26 @@ const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).ver
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function run(command: string, args: string[], cwd: string): string {
-  return execFileSync(command, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+const execFileAsync = promisify(execFile);
+
+/**
+ * Runs `command` and returns its stdout; throws with its stderr when it fails. Asynchronous
+ * on purpose: a synchronous child blocks the test worker, whose runner then times out.
+ */
+async function run(command: string, args: string[], cwd: string): Promise<string> {
+  const { stdout } = await execFileAsync(command, args, { cwd, maxBuffer: 64 * 1024 * 1024 });
+  return stdout;
+}
+
+/** Runs `command` and returns its exit code and stderr, whatever the code. */
+async function runStatus(command: string, args: string[], cwd: string) {
+  try {
+    await execFileAsync(command, args, { cwd });
+    return { status: 0, stderr: "" };
+  } catch (error) {
+    const failed = error as { code?: number; stderr?: string };
+    return { status: failed.code ?? -1, stderr: failed.stderr ?? "" };
+  }
 }
 
 interface Packed {
@@ -30,7 +49,7 @@ interface Packed {
 }
 
 /** Packs the package in `dir` into the work folder; `build` false skips its prepack. */
-function pack(dir: string, build: boolean): Packed {
+async function pack(dir: string, build: boolean): Promise<Packed> {
   const args = [
     "pack",
     "--json",
@@ -38,15 +57,15 @@ function pack(dir: string, build: boolean): Packed {
     work,
     ...(build ? [] : ["--ignore-scripts"]),
   ];
-  return (JSON.parse(run("npm", args, dir)) as Packed[])[0]!;
+  return (JSON.parse(await run("npm", args, dir)) as Packed[])[0]!;
 }
 
 /** An empty ES module project with `tarball` installed. */
-function projectWith(name: string, tarball: string): string {
+async function projectWith(name: string, tarball: string): Promise<string> {
   const project = join(work, name);
   mkdirSync(project);
   writeFileSync(join(project, "package.json"), `{"name":"${name}","private":true,"type":"module"}`);
-  run("npm", ["install", "--no-audit", "--no-fund", join(work, tarball)], project);
+  await run("npm", ["install", "--no-audit", "--no-fund", join(work, tarball)], project);
   return project;
 }
 
@@ -54,7 +73,11 @@ function projectWith(name: string, tarball: string): string {
  * Type-checks and runs `esm` (as check.mts) and `cjs` (as check.cts) in `project`, as a
  * TypeScript user with Node's types would, and returns what each printed.
  */
-function importBothWays(project: string, esm: string, cjs: string): [string, string] {
+async function importBothWays(
+  project: string,
+  esm: string,
+  cjs: string,
+): Promise<[string, string]> {
   writeFileSync(join(project, "check.mts"), esm);
   writeFileSync(join(project, "check.cts"), cjs);
   const tsconfig = {
@@ -70,8 +93,11 @@ function importBothWays(project: string, esm: string, cjs: string): [string, str
     files: ["check.mts", "check.cts"],
   };
   writeFileSync(join(project, "tsconfig.json"), JSON.stringify(tsconfig));
-  run("node", [TSC, "-p", "."], project);
-  return [run("node", ["out/check.mjs"], project), run("node", ["out/check.cjs"], project)];
+  await run("node", [TSC, "-p", "."], project);
+  return [
+    await run("node", ["out/check.mjs"], project),
+    await run("node", ["out/check.cjs"], project),
+  ];
 }
 
 /** Bytes under `dir`, as a user's disk counts them (file sizes, no block rounding). */
@@ -84,8 +110,8 @@ function bytesUnder(dir: string): number {
 }
 
 describe("package", () => {
-  it("package: baton-ha holds only the product, installs, runs baton and chaos, imports as ESM and CJS", () => {
-    const packed = pack(ROOT, true);
+  it("package: baton-ha holds only the product, installs, runs baton and chaos, imports as ESM and CJS", async () => {
+    const packed = await pack(ROOT, true);
     const files = packed.files.map((f) => f.path);
     expect(files).toEqual(
       expect.arrayContaining(["LICENSE", "dist/cli/main.js", "dist/cjs/index.cjs"]),
@@ -98,23 +124,20 @@ describe("package", () => {
     );
     expect(notProduct, "no simulator, harness, test double, test or map").toEqual([]);
 
-    const project = projectWith("app", packed.filename);
-    expect(run("npx", ["baton", "--version"], project).trim()).toBe(version);
-    const sim = spawnSync("npx", ["baton", "sim", "--seed", "7"], {
-      cwd: project,
-      encoding: "utf8",
-    });
+    const project = await projectWith("app", packed.filename);
+    expect((await run("npx", ["baton", "--version"], project)).trim()).toBe(version);
+    const sim = await runStatus("npx", ["baton", "sim", "--seed", "7"], project);
     expect(sim.status).toBe(2);
     expect(sim.stderr).toContain("npm run sim");
     // A short campaign: its nodes are the installed CLI's own `baton start`.
-    const campaign = run(
+    const campaign = await run(
       join(project, "node_modules", ".bin", "baton"),
       ["chaos", "--duration", "5", "--nemesis", "kill-master", "--out", join(work, "chaos")],
       project,
     );
     expect(campaign).toContain("ok   linearizable");
 
-    const [esm, cjs] = importBothWays(
+    const [esm, cjs] = await importBothWays(
       project,
       `import { createNode, KvNode, type NodeConfig } from "baton-ha";
 import { createClient, type BatonClient } from "baton-ha/client";
@@ -122,7 +145,8 @@ const client: BatonClient = createClient({ endpoints: ["http://127.0.0.1:1"] });
 const id: NodeConfig["id"] = 1;
 console.log(typeof createNode, typeof KvNode, id);
 await client.close();`,
-      `import { createClient, createNode, KvNode, type NodeConfig } from "baton-ha";
+      `import { createNode, KvNode, type NodeConfig } from "baton-ha";
+import { createClient } from "baton-ha/client";
 const id: NodeConfig["id"] = 1;
 void createClient({ endpoints: ["http://127.0.0.1:1"] }).close();
 console.log(typeof createNode, typeof KvNode, id);`,
@@ -131,16 +155,16 @@ console.log(typeof createNode, typeof KvNode, id);`,
     expect(cjs.trim()).toBe("function function 1");
   }, 300_000);
 
-  it("package: baton-ha-client installs alone under 2 MB with no dependency, imports as ESM and CJS", () => {
+  it("package: baton-ha-client installs alone under 2 MB with no dependency, imports as ESM and CJS", async () => {
     // The server's pack above (or an earlier build) made packages/client/dist.
-    const packed = pack(join(ROOT, "packages", "client"), false);
+    const packed = await pack(join(ROOT, "packages", "client"), false);
     expect(packed.files.map((f) => f.path)).toContain("dist/index.cjs");
-    const project = projectWith("web", packed.filename);
+    const project = await projectWith("web", packed.filename);
     const installed = readdirSync(join(project, "node_modules")).filter((n) => !n.startsWith("."));
     expect(installed, "the client's only package is itself").toEqual(["baton-ha-client"]);
     expect(bytesUnder(join(project, "node_modules"))).toBeLessThan(2_000_000);
 
-    const [esm, cjs] = importBothWays(
+    const [esm, cjs] = await importBothWays(
       project,
       `import { createClient, NoMasterError, type BatonClient } from "baton-ha-client";
 const client: BatonClient = createClient({ endpoints: ["http://127.0.0.1:1"], deadlineMs: 300 });
