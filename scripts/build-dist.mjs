@@ -49,31 +49,16 @@ await buildClientPackage();
  * another one appears).
  */
 async function buildServerCommonJs() {
-  const result = await build({
-    entryPoints: [join(ROOT, "src/index.ts")],
-    outfile: join(DIST, "cjs/index.cjs"),
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "cjs",
+  const result = await bundleCommonJs("src/index.ts", join(DIST, "cjs/index.cjs"), {
     packages: "external",
     define: { "import.meta.url": "__batonDashboardModuleUrl" },
     banner: {
       js: 'const __batonDashboardModuleUrl = require("node:url").pathToFileURL(require("node:path").join(__dirname, "../dashboard/assets.js")).href;',
     },
-    metafile: true,
-    logLevel: "warning",
   });
   // baton-ha/client for require(): the client alone, its dependency (undici) left outside.
-  await build({
-    entryPoints: [join(ROOT, "src/client/index.ts")],
-    outfile: join(DIST, "cjs/client.cjs"),
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "cjs",
+  await bundleCommonJs("src/client/index.ts", join(DIST, "cjs/client.cjs"), {
     packages: "external",
-    logLevel: "warning",
   });
   const users = Object.keys(result.metafile.inputs).filter((input) =>
     readFileSync(join(ROOT, input), "utf8").includes("import.meta.url"),
@@ -85,23 +70,27 @@ async function buildServerCommonJs() {
   }
 }
 
-/** packages/client/dist: the client bundle, its ES module face and its declarations. */
-async function buildClientPackage() {
-  const result = await build({
-    entryPoints: [join(ROOT, "src/client/index.ts")],
-    outfile: join(CLIENT_DIST, "index.cjs"),
+/** One CommonJS file for Node.js 20 from `entry` (relative to the root) and what it imports. */
+function bundleCommonJs(entry, outfile, options = {}) {
+  return build({
+    entryPoints: [join(ROOT, entry)],
+    outfile,
     bundle: true,
     platform: "node",
     target: "node20",
     format: "cjs",
     metafile: true,
     logLevel: "warning",
+    ...options,
   });
-  const exports = result.metafile.outputs[relative(ROOT, join(CLIENT_DIST, "index.cjs"))]?.exports;
-  // A CommonJS bundle's metafile lists no exports; ask the bundle itself.
-  const names = exports?.length
-    ? exports
-    : Object.keys(createRequire(import.meta.url)(join(CLIENT_DIST, "index.cjs")));
+}
+
+/** packages/client/dist: the client bundle, its ES module face and its declarations. */
+async function buildClientPackage() {
+  // Everything inside, undici included: the package has no dependency.
+  await bundleCommonJs("src/client/index.ts", join(CLIENT_DIST, "index.cjs"));
+  // The names to re-export, from the bundle itself (a CommonJS metafile lists none).
+  const names = Object.keys(createRequire(import.meta.url)(join(CLIENT_DIST, "index.cjs")));
   writeFileSync(
     join(CLIENT_DIST, "index.js"),
     `// The ES module face of index.cjs: one copy of the client, so instanceof holds either way.\nimport client from "./index.cjs";\n\nexport const { ${names.join(", ")} } = client;\n`,
