@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { main } from "../../src/cli/main.js";
 
-const COMMANDS = ["start", "demo", "put", "get", "del", "status", "sim"];
+const COMMANDS = ["start", "config", "demo", "put", "get", "del", "status", "snapshot", "sim"];
 
 async function run(args: string[]) {
   const io = captureIo();
