@@ -148,4 +148,49 @@ describe("config", () => {
     const list = await run(["config", "check", configFile("list.json", [1, 2])]);
     expect(list.err).toContain("expected a JSON object of settings");
   });
+
+  it("config: the same setting reads the same from a flag, a variable and the file (--no-http, a peer list, an election range)", async () => {
+    const file = configFile("forms.json", {
+      id: 3,
+      memory: true,
+      http: false,
+      peers: [
+        { id: 1, address: "127.0.0.1:7101" },
+        { id: 2, address: "127.0.0.1:7102" },
+        { id: 3, address: "127.0.0.1:7103" },
+      ],
+      electionMs: "400",
+    });
+    const fromFile = JSON.parse((await run(["config", "check", file])).out);
+    expect(fromFile).toMatchObject({
+      http: false,
+      peers: PEERS,
+      electionMs: "400-800",
+      memory: true,
+    });
+    const fromEnv = await run(
+      ["config", "check", configFile("min.json", { id: 3, memory: true })],
+      {
+        BATON_HTTP: "false",
+        BATON_PEERS: PEERS,
+        BATON_ELECTION_MS: "400",
+        BATON_JOIN: "yes",
+      },
+    );
+    expect(JSON.parse(fromEnv.out)).toMatchObject({ ...fromFile, join: true });
+    const flags = await run([
+      "start",
+      "--id",
+      "3",
+      "--memory",
+      "--no-http",
+      "--peers",
+      PEERS,
+      "--join",
+      "--election-ms",
+      "x",
+    ]);
+    expect(flags.code).toBe(2);
+    expect(flags.err).toContain('--election-ms: expected "<min>-<max>" milliseconds');
+  });
 });
