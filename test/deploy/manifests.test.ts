@@ -1,19 +1,21 @@
 /**
  * The deployment kit, checked offline. Every Kubernetes object in deploy/kubernetes/ passes
  * the schema of its kind (kubernetes-models: the Kubernetes OpenAPI schemas compiled to
- * validators; it checks types, required fields and enums, not unknown keys), and the
- * choices Baton depends on hold: parallel start, member ids from the pod ordinal, probes
+ * validators: types, required fields, enums) and has no key its kind lacks (TypeScript's
+ * excess-property check against the same package's types, since the schemas allow any
+ * key), and the choices Baton depends on hold: parallel start, member ids from the pod ordinal, probes
  * on the health endpoints, a headless Service whose names exist before readiness, a
  * disruption budget that keeps a majority. The settings the pods get through BATON_*
  * variables pass `baton start`'s own schema. The systemd unit's hardening is checked too.
  */
 
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { StatefulSet } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { Service } from "kubernetes-models/v1";
+import ts from "typescript";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { loadStartConfig } from "../../src/cli/commands/start-config.js";
@@ -33,7 +35,8 @@ function manifests(): Manifest[] {
   return readdirSync(K8S)
     .filter((name) => name.endsWith(".yaml"))
     .flatMap((name) =>
-      parseAllDocuments(readFileSync(join(K8S, name), "utf8")).map((doc) => {
+      // YAML 1.1, as Kubernetes reads it (0440 is octal there).
+      parseAllDocuments(readFileSync(join(K8S, name), "utf8"), { version: "1.1" }).map((doc) => {
         expect(doc.errors, name).toEqual([]);
         return doc.toJS() as Manifest;
       }),
@@ -65,6 +68,15 @@ describe("deploy", () => {
       expect(() => new Model!(m as never).validate(), `${m.kind} ${m.metadata.name}`).not.toThrow();
     }
   });
+
+  it("deploy: no object has a key its kind does not know (a misspelt key is not ignored)", () => {
+    expect(unknownKeys(manifests())).toEqual([]);
+    const typo = structuredClone(one("StatefulSet")) as Manifest;
+    typo.spec.template.spec.containers[0].imagePullPolcy = "IfNotPresent";
+    expect(unknownKeys([typo]).join("\n")).toMatch(
+      /imagePullPolcy.* does not exist in type 'IContainer'/,
+    );
+  }, 30_000);
 
   it("deploy: the schema check catches a wrong type, a missing field and a bad enum", () => {
     const set = one("StatefulSet");
@@ -149,4 +161,41 @@ describe("deploy", () => {
 
 function hasSystemdAnalyze(): boolean {
   return spawnSync("systemd-analyze", ["--version"]).status === 0;
+}
+
+/**
+ * The keys of `objects` that their kind does not have, as TypeScript's excess-property
+ * check on kubernetes-models' types finds them (the schemas themselves allow any key).
+ * The check file lives under node_modules/.cache so that it resolves kubernetes-models.
+ */
+function unknownKeys(objects: readonly Manifest[]): string[] {
+  const types: Record<string, [string, string]> = {
+    "v1/Service": ["kubernetes-models/v1", "IService"],
+    "apps/v1/StatefulSet": ["kubernetes-models/apps/v1", "IStatefulSet"],
+    "policy/v1/PodDisruptionBudget": ["kubernetes-models/policy/v1", "IPodDisruptionBudget"],
+  };
+  const lines = objects.map((m, i) => {
+    const [module, type] = types[`${m.apiVersion}/${m.kind}`] ?? ["", ""];
+    return `export const m${i} = ${JSON.stringify(m)} satisfies import("${module}").${type};`;
+  });
+  const dir = join(ROOT, "node_modules", ".cache", `baton-manifests-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "check.ts");
+  writeFileSync(file, lines.join("\n"));
+  try {
+    const program = ts.createProgram([file], {
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      types: [],
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      target: ts.ScriptTarget.ES2022,
+    });
+    return ts
+      .getPreEmitDiagnostics(program)
+      .map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
