@@ -73,9 +73,12 @@ const SETTINGS = {
   memory: flag,
   clusterId: z.string().min(1, "must not be empty"),
   heartbeatMs: positive,
-  electionMs: z
-    .string()
-    .regex(/^\d+(-\d+)?$/, 'expected "<min>-<max>" milliseconds, e.g. "300-600"'),
+  electionMs: z.preprocess(
+    (v) => (typeof v === "number" ? String(v) : v),
+    z
+      .string({ error: 'expected "<min>-<max>" milliseconds, e.g. "300-600"' })
+      .regex(/^\d+(-\d+)?$/, 'expected "<min>-<max>" milliseconds, e.g. "300-600"'),
+  ),
   tickMs: positive,
   snapshotEntries: positiveInteger,
   snapshotKeepEntries: nonNegativeInteger,
