@@ -2,7 +2,7 @@
  * A secure cluster of real processes: three `baton start` nodes on 127.0.0.1 with mutual
  * TLS between them, HTTPS and API tokens, as docs/security.md sets one up. Through the
  * client library a readwrite token writes, a read token is refused 403 on PUT and no token
- * 401; a fourth process with a certificate from another CA, claiming to be a member,
+ * 401; `baton snapshot save` over HTTPS needs an admin token; a fourth process with a certificate from another CA, claiming to be a member,
  * cannot join: the nodes log and count the refusal and keep serving; a token added to the
  * tokens file works after SIGHUP, without a restart.
  *
@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { Agent, request } from "undici";
 import { describe, expect, it } from "vitest";
 import { ClusterNode } from "../../harness/cluster.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
 import {
   batonCommand,
   freePorts,
@@ -24,6 +25,7 @@ import {
 } from "../../harness/processes.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
 import { type IssuedPair, issueCa, issueNodeCert } from "../../src/cli/commands/cert-issuer.js";
+import { main } from "../../src/cli/main.js";
 import { createClient } from "../../src/client/index.js";
 import { formatTokensFile, hashToken, newToken } from "../../src/http/tokens.js";
 
@@ -173,6 +175,27 @@ describe("security", () => {
       } finally {
         await Promise.all([writer.close(), reader.close(), anonymous.close()]);
       }
+
+      // A backup over HTTPS takes an admin token; a readwrite one is refused (exit 4).
+      const backup = join(root, "backup.snap");
+      const save = async (token: string) => {
+        const io = captureIo();
+        const args = [
+          "snapshot",
+          "save",
+          backup,
+          "--endpoints",
+          urls.join(","),
+          "--ca",
+          pki.caFile,
+        ];
+        const code = await main([...args, "--token", token], io);
+        return { code, out: io.out(), err: io.err() };
+      };
+      expect(await save(pki.tokens.readwrite)).toMatchObject({ code: 4, out: "" });
+      const saved = await save(pki.tokens.admin);
+      expect(saved.err).toBe("");
+      expect(saved.out).toMatch(/^saved .*backup\.snap: index \d+ .* from https:\/\//);
 
       // A stranger claims to be node 2 with a certificate from another CA.
       const stranger = secureNode(2, ports[6]!, ports[7]!, join(root, "stranger"));
