@@ -72,8 +72,15 @@ class NeutralWrites implements WritePath {
     private readonly cluster: BenchCluster,
     private readonly options: WritePathOptions,
   ) {
+    // A connection to a silent host (no reset, no answer) gives up as soon as an attempt
+    // would: undici's own connect timeout, 10 s, would hold the pool's slots that long.
     this.pools = cluster.nodes.map(
-      (n) => new Pool(n.url, { connections: 64, keepAliveTimeout: 30_000 }),
+      (n) =>
+        new Pool(n.url, {
+          connections: 64,
+          keepAliveTimeout: 30_000,
+          connect: { timeout: options.attemptTimeoutMs },
+        }),
     );
     this.requests = new KvRequests(cluster.system, Buffer.alloc(0));
   }
