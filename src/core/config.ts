@@ -29,6 +29,11 @@ export interface ReplicaConfig {
   readonly appendBytesMax: number;
   /** Proposals accepted but not yet committed before new ones are refused as busy. @default 10000 */
   readonly uncommittedEntriesMax: number;
+  /**
+   * A learner is promoted to voter only when it is at most this many entries behind the
+   * master's last index (and answered lately). @default 64
+   */
+  readonly promoteLagEntriesMax: number;
 }
 
 export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): ReplicaConfig {
@@ -44,6 +49,7 @@ export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): Re
     appendEntriesMax: 512,
     appendBytesMax: 1024 * 1024,
     uncommittedEntriesMax: 10_000,
+    promoteLagEntriesMax: 64,
   });
 }
 
@@ -63,6 +69,7 @@ export function validateReplicaConfig(config: ReplicaConfig): ReplicaConfig {
   positive("appendEntriesMax");
   positive("appendBytesMax");
   positive("uncommittedEntriesMax");
+  positive("promoteLagEntriesMax");
   if (config.electionTicksMax < config.electionTicksMin) {
     problems.push("electionTicksMax must be at least electionTicksMin");
   }

@@ -30,6 +30,10 @@ export class Progress {
   commitSent = 0;
   /** The master's tick count (its electionElapsed) when the backup last answered. */
   lastActive = 0;
+  /** The incarnation the configuration listed for this member when this was made. */
+  listedIncarnation = 0;
+  /** The incarnation this member's first answer in this term came from (0: none yet). */
+  incarnation = 0;
 
   constructor(next: number) {
     this.next = next;

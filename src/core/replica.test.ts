@@ -26,6 +26,7 @@ describe("replica", () => {
     const r = backupWith([e(1, 1), e(2, 1), e(3, 1), e(4, 1)], 2);
     r.step({
       type: "append",
+      incarnation: 0,
       from: 1,
       to: 2,
       term: 2,
@@ -40,7 +41,15 @@ describe("replica", () => {
 
   it("replica: a heartbeat never commits beyond the log (a backup that lost its data)", () => {
     const r = backupWith([], 1);
-    r.step({ type: "heartbeat", from: 1, to: 2, term: 1, commitIndex: 9, readContext: 0 });
+    r.step({
+      type: "heartbeat",
+      incarnation: 0,
+      from: 1,
+      to: 2,
+      term: 1,
+      commitIndex: 9,
+      readContext: 0,
+    });
     expect(r.commitIndex).toBe(0);
     const answer = r.ready().messages.find((m) => m.type === "append_response");
     expect(answer).toMatchObject({ success: false, index: 9, hintIndex: 0 });
@@ -50,6 +59,7 @@ describe("replica", () => {
     const r = backupWith([e(1, 1), e(2, 2)], 2);
     r.step({
       type: "vote_request",
+      incarnation: 0,
       from: 3,
       to: 2,
       term: 3,
@@ -73,13 +83,22 @@ describe("replica", () => {
     expect(candidacy.hardState).toMatchObject({ term: 1, votedFor: 1 });
     expect(candidacy.messagesNow).toEqual([]);
     expect(candidacy.messages.filter((m) => m.type === "vote_request")).toHaveLength(2);
-    master.step({ type: "vote_response", from: 2, to: 1, term: 1, preVote: false, granted: true });
+    master.step({
+      type: "vote_response",
+      incarnation: 0,
+      from: 2,
+      to: 1,
+      term: 1,
+      preVote: false,
+      granted: true,
+    });
     const elected = master.ready();
     expect(master.role).toBe("master");
     expect(elected.messagesNow.filter((m) => m.type === "append")).toHaveLength(2);
     // The master counts itself only once `persisted` says its entry is durable.
     master.step({
       type: "append_response",
+      incarnation: 0,
       from: 2,
       to: 1,
       term: 1,
@@ -100,13 +119,22 @@ describe("replica", () => {
     );
     master.campaign();
     master.ready();
-    master.step({ type: "vote_response", from: 2, to: 1, term: 1, preVote: false, granted: true });
+    master.step({
+      type: "vote_response",
+      incarnation: 0,
+      from: 2,
+      to: 1,
+      term: 1,
+      preVote: false,
+      granted: true,
+    });
     master.ready();
     const before = { role: master.role, term: master.term, last: master.lastIndex };
     const refused = [
       // A second master in this master's own term (a forged hello would send this).
       {
         type: "append",
+        incarnation: 0,
         from: 2,
         to: 1,
         term: 1,
@@ -115,10 +143,19 @@ describe("replica", () => {
         entries: [],
         commitIndex: 0,
       },
-      { type: "heartbeat", from: 3, to: 1, term: 1, commitIndex: 0, readContext: 0 },
+      {
+        type: "heartbeat",
+        incarnation: 0,
+        from: 3,
+        to: 1,
+        term: 1,
+        commitIndex: 0,
+        readContext: 0,
+      },
       // An acknowledgement past the end of the master's log.
       {
         type: "append_response",
+        incarnation: 0,
         from: 2,
         to: 1,
         term: 1,
@@ -127,25 +164,43 @@ describe("replica", () => {
         hintIndex: 0,
         hintTerm: 0,
       },
-      // Not a member, not addressed here, from itself.
-      { type: "heartbeat_response", from: 7, to: 1, term: 1, readContext: 0 },
-      { type: "heartbeat_response", from: 2, to: 3, term: 1, readContext: 0 },
-      { type: "heartbeat_response", from: 1, to: 1, term: 1, readContext: 0 },
+      // Not addressed here, from itself.
+      { type: "heartbeat_response", incarnation: 0, from: 2, to: 3, term: 1, readContext: 0 },
+      { type: "heartbeat_response", incarnation: 0, from: 1, to: 1, term: 1, readContext: 0 },
     ] as const;
     for (const message of refused) {
       const result = master.step(message);
       expect(result.ok, message.type).toBe(false);
     }
+    // A node that is not (or no longer) a member is no fault of the link: ignored.
+    const stranger = master.step({
+      type: "heartbeat_response",
+      incarnation: 0,
+      from: 7,
+      to: 1,
+      term: 1,
+      readContext: 0,
+    });
+    expect(stranger).toMatchObject({ ok: true, ignored: "not_member" });
     expect({ role: master.role, term: master.term, last: master.lastIndex }).toEqual(before);
     expect(master.hasReady()).toBe(false);
   });
 
   it("replica: a backup refuses a second master in its term and entries above a message's term", () => {
     const r = backupWith([e(1, 1)], 2);
-    r.step({ type: "heartbeat", from: 1, to: 2, term: 2, commitIndex: 0, readContext: 0 });
+    r.step({
+      type: "heartbeat",
+      incarnation: 0,
+      from: 1,
+      to: 2,
+      term: 2,
+      commitIndex: 0,
+      readContext: 0,
+    });
     r.ready();
     const second = r.step({
       type: "heartbeat",
+      incarnation: 0,
       from: 3,
       to: 2,
       term: 2,
@@ -159,6 +214,7 @@ describe("replica", () => {
     expect(r.masterId).toBe(1);
     const forged = r.step({
       type: "append",
+      incarnation: 0,
       from: 1,
       to: 2,
       term: 2,

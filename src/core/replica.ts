@@ -25,6 +25,7 @@ import type {
   HardState,
   Heartbeat,
   HeartbeatResponse,
+  Member,
   Message,
   NodeId,
   SnapshotMeta,
@@ -37,6 +38,16 @@ import type {
 import type { Role } from "../protocol/status.js";
 import { assert } from "../shared/assert.js";
 import { type ReplicaConfig, validateReplicaConfig } from "./config.js";
+import {
+  applyChange,
+  type ChangeRefusal,
+  type Configuration,
+  decodeConfiguration,
+  encodeConfiguration,
+  initialConfiguration,
+  type MemberChange,
+  memberOf,
+} from "./configuration.js";
 import { ReplicaLog } from "./log.js";
 import type { Prng } from "./prng.js";
 import { Progress } from "./progress.js";
@@ -68,7 +79,19 @@ export type ProposeResult =
  * is not from a member) changes nothing: it is reported, and the runtime closes the link
  * it came on. A peer's mistake never stops this node; only this node's own invariants do.
  */
-export type StepResult = { readonly ok: true } | { readonly ok: false; readonly violation: string };
+export type StepResult =
+  | { readonly ok: true; readonly ignored?: undefined }
+  /**
+   * Dropped without effect, and no fault of the link: a message from a node that is not
+   * (or no longer) a member, or from an incarnation of a member that the configuration
+   * does not list (sent before that member's data directory was wiped, say).
+   */
+  | {
+      readonly ok: true;
+      readonly ignored: "not_member" | "stale_incarnation";
+      readonly detail: string;
+    }
+  | { readonly ok: false; readonly violation: string };
 
 const STEP_OK: StepResult = Object.freeze({ ok: true });
 
@@ -76,7 +99,31 @@ export type SwitchoverResult =
   | { ok: true; target: NodeId }
   | { ok: false; reason: "not_master"; masterHint: NodeId | null }
   | { ok: false; reason: "in_progress"; target: NodeId }
-  | { ok: false; reason: "unknown_member" | "no_candidate" | "unreachable" };
+  | { ok: false; reason: "unknown_member" | "no_candidate" | "unreachable" | "not_voter" };
+
+/**
+ * What `changeMembers` made of a change. On success the config entry is at `index` in
+ * `term`; it is in effect at once and done when committed. `in_progress`: another change
+ * (or a switchover) is not finished. `not_ready`: this master has not committed an entry
+ * of its own term yet (the no-op-first rule: a change may only follow one committed in
+ * this term, dissertation §4.1 erratum). `not_caught_up`: the learner lags or is silent.
+ * `is_master`: the master cannot remove itself (switch over first). `no_quorum`: too few
+ * of the voters left after the removal answer this master.
+ */
+export type ChangeResult =
+  | { ok: true; index: number; term: number }
+  | { ok: false; reason: "not_master"; masterHint: NodeId | null; detail: string }
+  | {
+      ok: false;
+      reason:
+        | ChangeRefusal
+        | "in_progress"
+        | "not_ready"
+        | "not_caught_up"
+        | "is_master"
+        | "no_quorum";
+      detail: string;
+    };
 
 export type ReadIndexResult =
   | { ok: true }
@@ -92,8 +139,17 @@ export interface ReadState {
   readonly index: number | null;
 }
 
-/** Facts worth a log line: every role change and why. */
-export type CoreEvent = {
+/**
+ * Facts worth a log line: every role change and why; every configuration that took
+ * effect (appended, not yet committed; `index` 0 for one from a snapshot); and, once, that
+ * a committed configuration no longer lists this node (the runtime stops: it was removed).
+ */
+export type CoreEvent =
+  | RoleEvent
+  | { readonly type: "config"; readonly config: Configuration; readonly index: number }
+  | { readonly type: "removed"; readonly reason: string };
+
+export type RoleEvent = {
   readonly type: "role";
   readonly role: Role;
   readonly term: number;
@@ -148,8 +204,28 @@ export class Replica {
   readonly id: NodeId;
   private readonly config: ReplicaConfig;
   private readonly prng: Prng;
-  private readonly peers: readonly NodeId[];
+  /** Every member but this node, learners included (appends go to each). */
+  private peers: readonly NodeId[] = [];
   private readonly log: ReplicaLog;
+  /** This node's data directory's incarnation, in every message it sends (see Member). */
+  private readonly incarnation: number;
+  /** The configuration in effect: the newest config entry in the log, committed or not. */
+  private configuration: Configuration;
+  /** Index of the entry that set `configuration`; 0 when it came from a snapshot or start. */
+  private configIndex = 0;
+  /** The configuration at the snapshot's index (what the log below it decided). */
+  private snapshotConfig: Configuration;
+  /** Set once a committed configuration dropped this node; reported once. */
+  private removed = false;
+  /**
+   * While a backup: the highest index this node has confirmed matches the log of the
+   * master it follows in this term (a successful append or snapshot from it). A commit
+   * index heard in a heartbeat is used only up to here: a heartbeat carries what the
+   * master believes this node holds, and that belief may be about an earlier incarnation
+   * of it, whose log this node does not have.
+   */
+  private confirmedIndex = 0;
+  private lastConfirmTerm = 0;
 
   private currentTerm: number;
   private vote: NodeId | null;
@@ -234,13 +310,24 @@ export class Replica {
     config: ReplicaConfig,
     prng: Prng,
     restored: RestoredState = EMPTY_STATE,
-    options: { readonly join?: boolean } = {},
+    options: {
+      readonly join?: boolean;
+      /** This data directory's member incarnation; 0 for the bootstrap incarnation. */
+      readonly incarnation?: number;
+      /** The configuration to start from when neither log nor snapshot holds one. */
+      readonly configuration?: Configuration;
+    } = {},
   ) {
     this.config = validateReplicaConfig(config);
     this.id = config.id;
     this.prng = prng;
-    this.peers = this.config.members.filter((m) => m !== this.id);
+    this.incarnation = options.incarnation ?? 0;
     this.log = new ReplicaLog(restored.snapshot, restored.entries, restored.hardState.commitIndex);
+    this.snapshotConfig =
+      restored.snapshot.config ?? options.configuration ?? initialConfiguration(config.members);
+    this.configuration = this.snapshotConfig;
+    this.peers = this.configuration.filter((m) => m.id !== this.id).map((m) => m.id);
+    this.rescanConfiguration();
     this.currentTerm = restored.hardState.term;
     this.vote = restored.hardState.votedFor;
     this.applied = restored.snapshot.index;
@@ -280,6 +367,19 @@ export class Replica {
   get durableIndex(): number {
     return this.log.durableIndex();
   }
+  /** The configuration in effect (the newest in the log, maybe not committed yet). */
+  get members(): Configuration {
+    return this.configuration;
+  }
+  /** Whether a configuration change is in the log but not committed yet. */
+  get changeInProgress(): boolean {
+    return this.configIndex > this.log.commitIndex;
+  }
+  /** Whether the configuration lists this node, this incarnation of it, as a voter. */
+  get isVoter(): boolean {
+    const me = memberOf(this.configuration, this.id);
+    return me?.voter === true && this.listsIncarnation(me, this.incarnation);
+  }
   /** The backup a switchover hands the role to, while one is under way (master only). */
   get switchoverTarget(): NodeId | null {
     return this.switchover?.target ?? null;
@@ -295,7 +395,19 @@ export class Replica {
     return this.log.entry(index);
   }
   snapshotMeta(): SnapshotMeta {
-    return this.log.snapshot();
+    return { ...this.log.snapshot(), config: this.snapshotConfig };
+  }
+  /** The configuration in effect at `index` (applied entries only: a snapshot's). */
+  configAt(index: number): Configuration {
+    for (let i = Math.min(index, this.log.lastIndex()); i > this.log.snapshot().index; i--) {
+      const entry = this.log.entry(i);
+      if (entry?.kind === "config") {
+        const config = decodeConfiguration(entry.data);
+        assert(config !== null, `replica ${this.id}: undecodable config entry ${i} in own log`);
+        return config;
+      }
+    }
+    return this.snapshotConfig;
   }
   hardState(): HardState {
     const state = {
@@ -346,7 +458,7 @@ export class Replica {
 
   /** Peers whose terms a joining node must know: every majority containing it meets them. */
   private termProbeQuorum(): number {
-    return this.peers.length - this.quorum() + 2;
+    return this.voterIds().filter((id) => id !== this.id).length - this.quorum() + 2;
   }
 
   /**
@@ -356,15 +468,34 @@ export class Replica {
   step(message: Message): StepResult {
     const violation = this.violationIn(message);
     if (violation !== null) return { ok: false, violation };
+    const member = memberOf(this.configuration, message.from);
+    if (member === undefined) {
+      return { ok: true, ignored: "not_member", detail: `node ${message.from} is not a member` };
+    }
+    if (!this.listsIncarnation(member, message.incarnation)) {
+      return {
+        ok: true,
+        ignored: "stale_incarnation",
+        detail: `${message.type} from node ${message.from} incarnation ${message.incarnation}, but the configuration lists incarnation ${member.incarnation}`,
+      };
+    }
     this.guard(() => this.dispatch(message));
     return STEP_OK;
+  }
+
+  /**
+   * Whether `incarnation` may speak for `member`. A listed 0 stands for the incarnation
+   * that bootstrapped the cluster (configurations from the command line): only a member
+   * that was added or replaced has a drawn one, and then only that one counts.
+   */
+  private listsIncarnation(member: Member, incarnation: number): boolean {
+    return member.incarnation === 0 || member.incarnation === incarnation;
   }
 
   /** The protocol rule `m` breaks before this node acts on it, or null. */
   private violationIn(m: Message): string | null {
     if (m.to !== this.id) return `addressed to node ${m.to}, not to this node`;
     if (m.from === this.id) return "claims to come from this node";
-    if (!this.peers.includes(m.from)) return `node ${m.from} is not a member`;
     if (!Number.isSafeInteger(m.term) || m.term < 0) return `bad term ${m.term}`;
     if (m.term !== this.currentTerm || this.currentRole === "candidate") {
       return m.type === "append" ? violationInAppend(m) : null;
@@ -425,6 +556,9 @@ export class Replica {
     if (target !== null && !this.peers.includes(target)) {
       return { ok: false, reason: "unknown_member" };
     }
+    if (target !== null && memberOf(this.configuration, target)?.voter !== true) {
+      return { ok: false, reason: "not_voter" };
+    }
     const chosen = target ?? this.mostCaughtUpPeer();
     if (chosen === null) return { ok: false, reason: "no_candidate" };
     if (!this.isRecentlyActive(chosen)) return { ok: false, reason: "unreachable" };
@@ -433,6 +567,98 @@ export class Replica {
       this.maybeSendTimeoutNow();
     });
     return { ok: true, target: chosen };
+  }
+
+  /**
+   * Proposes one membership change (see configuration.ts): appends a config entry that
+   * takes effect at once; the change is done when that entry is committed. Nothing
+   * changes when it is refused. `incarnation` of an added member must be drawn by the
+   * caller (never 0): the new member learns it when it starts with `--join`.
+   */
+  changeMembers(change: MemberChange): ChangeResult {
+    if (this.currentRole !== "master") {
+      const hint = this.master === null ? "unknown" : `node ${this.master}`;
+      return {
+        ok: false,
+        reason: "not_master",
+        masterHint: this.master,
+        detail: `not the master (master: ${hint})`,
+      };
+    }
+    if (this.changeInProgress) {
+      return {
+        ok: false,
+        reason: "in_progress",
+        detail: `a membership change (entry ${this.configIndex}) is not committed yet: retry when it is`,
+      };
+    }
+    if (this.switchover !== null) {
+      return {
+        ok: false,
+        reason: "in_progress",
+        detail: `a switchover to node ${this.switchover.target} is under way: retry when it ends`,
+      };
+    }
+    if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) {
+      return {
+        ok: false,
+        reason: "not_ready",
+        detail: "this master has not committed an entry of its term yet: retry shortly",
+      };
+    }
+    if (change.type === "add" && (change.member.incarnation < 1 || change.member.voter)) {
+      return {
+        ok: false,
+        reason: "bad_request",
+        detail: "a new member is added as a learner with a drawn incarnation",
+      };
+    }
+    const next = applyChange(this.configuration, change);
+    if (!next.ok) return next;
+    if (change.type === "promote") {
+      const pr = this.progress.get(change.id);
+      const lag = this.log.lastIndex() - (pr?.match ?? 0);
+      if (pr === undefined || lag > this.config.promoteLagEntriesMax) {
+        return {
+          ok: false,
+          reason: "not_caught_up",
+          detail: `node ${change.id} is ${lag} entries behind (at most ${this.config.promoteLagEntriesMax} to be promoted): wait until it has caught up`,
+        };
+      }
+      if (!this.isRecentlyActive(change.id)) {
+        return {
+          ok: false,
+          reason: "not_caught_up",
+          detail: `node ${change.id} has not answered lately: start it (with --join) and wait until it has caught up`,
+        };
+      }
+    }
+    if (change.type === "remove") {
+      if (change.id === this.id) {
+        return {
+          ok: false,
+          reason: "is_master",
+          detail: `node ${change.id} is the master: hand the role over first (baton switchover), then remove it`,
+        };
+      }
+      const voters = next.config.filter((m) => m.voter).map((m) => m.id);
+      const alive = voters.filter((id) => id === this.id || this.isRecentlyActive(id)).length;
+      if (alive < Math.floor(voters.length / 2) + 1) {
+        return {
+          ok: false,
+          reason: "no_quorum",
+          detail: `without node ${change.id}, only ${alive} of ${voters.length} voters answer this master, fewer than a majority: bring members back first`,
+        };
+      }
+    }
+    const entry: Entry = {
+      index: this.log.lastIndex() + 1,
+      term: this.currentTerm,
+      kind: "config",
+      data: encodeConfiguration(next.config),
+    };
+    this.guard(() => this.appendOwn(entry));
+    return { ok: true, index: entry.index, term: entry.term };
   }
 
   /**
@@ -468,7 +694,7 @@ export class Replica {
    */
   peerUnreachable(peer: NodeId): void {
     this.guard(() => {
-      if (this.currentRole === "backup" && peer === this.master && !this.joining) {
+      if (this.currentRole === "backup" && peer === this.master && !this.joining && this.isVoter) {
         // Every backup notices at the same moment. Asking in the order of their ids, one
         // stagger apart, lets the first finish its pre-vote and election before the next
         // one asks, so the vote is not split (a split costs a whole election timeout).
@@ -485,7 +711,7 @@ export class Replica {
 
   /** This node's place among the members other than `lost`, in the order of their ids. */
   private takeoverRank(lost: NodeId): number {
-    const others = [...this.config.members].filter((m) => m !== lost).sort((a, b) => a - b);
+    const others = this.voterIds().filter((m) => m !== lost);
     const rank = others.indexOf(this.id);
     assert(rank >= 0, `replica ${this.id}: not among its own members`);
     return rank;
@@ -506,6 +732,7 @@ export class Replica {
       assert(index <= this.applied, `replica ${this.id}: compacting unapplied entries`);
       const term = this.log.termAt(index);
       if (index <= this.log.snapshot().index || term === undefined) return;
+      this.snapshotConfig = this.configAt(index);
       this.log.compact({ index, term });
     });
   }
@@ -517,6 +744,10 @@ export class Replica {
    */
   installSnapshot(from: NodeId, term: number, meta: SnapshotMeta): boolean {
     assert(this.peers.includes(from), `replica ${this.id}: snapshot from non-member ${from}`);
+    assert(
+      meta.config === undefined || decodeConfiguration(encodeConfiguration(meta.config)) !== null,
+      `replica ${this.id}: snapshot with a malformed configuration`,
+    );
     let adopt = false;
     this.guard(() => {
       if (term < this.currentTerm) return;
@@ -526,15 +757,21 @@ export class Replica {
       this.followMaster(from);
       const log = this.log;
       if (meta.index <= log.commitIndex) {
+        this.confirm(log.commitIndex);
         this.sendAppendResponse(from, true, log.commitIndex, 0, 0);
       } else if (log.matches(meta.index, meta.term)) {
         log.commitTo(meta.index);
+        this.confirm(meta.index);
         this.sendAppendResponse(from, true, meta.index, 0, 0);
       } else {
         // Raft §7: the snapshot replaces the whole log; state continues from it.
         log.resetToSnapshot(meta);
         this.applied = meta.index;
         this.installed = meta;
+        this.snapshotConfig = meta.config ?? this.snapshotConfig;
+        this.configIndex = 0;
+        this.rescanConfiguration();
+        this.confirm(meta.index);
         this.sendAppendResponse(from, true, meta.index, 0, 0);
         adopt = true;
       }
@@ -554,7 +791,8 @@ export class Replica {
   /** Starts an election now (tests, and a planned switchover's target). */
   campaign(): void {
     this.guard(() => {
-      if (this.currentRole !== "master" && !this.joining) this.startElection("asked to campaign");
+      if (this.currentRole !== "master" && !this.joining && this.isVoter)
+        this.startElection("asked to campaign");
     });
   }
 
@@ -567,6 +805,7 @@ export class Replica {
       this.outTransfers.length > 0 ||
       this.installed !== null ||
       this.outEvents.length > 0 ||
+      (!this.removed && this.isRemovedByCommit()) ||
       this.applied < this.log.commitIndex ||
       this.log.hasUnpersisted() ||
       this.appendDue.size > 0 ||
@@ -579,6 +818,7 @@ export class Replica {
   /** Everything the runtime must now do; see the file comment for the order. */
   ready(): Ready {
     this.guard(() => this.flushMaster());
+    this.maybeReportRemoved();
     const hardState = this.hardState();
     const changed = !sameHardState(hardState, this.lastHardState);
     this.lastHardState = hardState;
@@ -640,14 +880,43 @@ export class Replica {
     for (const [peer, pr] of this.progress) {
       if (pr.commitSent < Math.min(commit, pr.match)) this.appendDue.add(peer);
     }
+    this.maybeBindIncarnations();
+  }
+
+  /**
+   * A configuration from the command line lists every member with incarnation 0 (any).
+   * Once this master has committed an entry of its term and no change is in flight, it
+   * writes down the incarnation each such member answered with, so that from then on a
+   * message from any other incarnation of that member (a wiped data directory, say) is
+   * ignored. Members not heard from yet are bound later.
+   */
+  private maybeBindIncarnations(): void {
+    if (this.changeInProgress || this.switchover !== null) return;
+    if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
+    let changed = false;
+    const config = this.configuration.map((m) => {
+      if (m.incarnation !== 0) return m;
+      const heard =
+        m.id === this.id ? this.incarnation : (this.progress.get(m.id)?.incarnation ?? 0);
+      if (heard === 0) return m;
+      changed = true;
+      return Object.freeze({ ...m, incarnation: heard });
+    });
+    if (!changed) return;
+    this.appendOwn({
+      index: this.log.lastIndex() + 1,
+      term: this.currentTerm,
+      kind: "config",
+      data: encodeConfiguration(config),
+    });
   }
 
   private tickBackup(): void {
     if (this.probingTerm) this.sendTermProbes();
     this.electionElapsed++;
     if (this.electionElapsed < this.electionTimeout) return;
-    if (this.joining) {
-      // Not a voter yet: forget a silent master and keep waiting for one to call.
+    if (this.joining || !this.isVoter) {
+      // Not a voter (yet): forget a silent master and keep waiting for one to call.
       this.master = null;
       this.resetElectionTimer();
       return;
@@ -674,6 +943,8 @@ export class Replica {
       this.joinTarget = 0;
     }
     const changed = this.currentRole !== "backup" || this.master !== master;
+    if (this.master !== master || term !== this.lastConfirmTerm) this.confirmedIndex = 0;
+    this.lastConfirmTerm = term;
     this.currentRole = "backup";
     this.preVoteRound = false;
     this.handoverElection = false;
@@ -725,6 +996,7 @@ export class Replica {
       this.currentRole === "candidate" && !this.preVoteRound,
       "replica: master without election",
     );
+    assert(this.isVoter, `replica ${this.id}: a non-voter won an election`);
     assert(this.vote === this.id, "replica: master did not vote for itself");
     this.currentRole = "master";
     this.master = this.id;
@@ -735,7 +1007,7 @@ export class Replica {
     this.electionElapsed = 0;
     this.readAcks.clear();
     for (const peer of this.peers) {
-      this.progress.set(peer, new Progress(this.log.lastIndex() + 1));
+      this.progress.set(peer, this.newProgress(peer));
     }
     this.emitRole(handover ? "won the switchover's election" : "won the election", handover);
     // Raft §8: a new master commits an entry of its own term to learn what is committed.
@@ -745,6 +1017,14 @@ export class Replica {
       kind: "noop",
       data: EMPTY,
     });
+  }
+
+  private newProgress(peer: NodeId): Progress {
+    const pr = new Progress(this.log.lastIndex() + 1);
+    pr.listedIncarnation = memberOf(this.configuration, peer)?.incarnation ?? 0;
+    // A member just added has not had the chance to answer: count it as heard from now.
+    pr.lastActive = this.electionElapsed;
+    return pr;
   }
 
   private resetElectionTimer(): void {
@@ -782,6 +1062,10 @@ export class Replica {
       return;
     }
     if (m.type === "term_probe_response") return this.onTermProbeResponse(m);
+    if (this.currentRole === "master" && m.term === this.currentTerm) {
+      const pr = this.progress.get(m.from);
+      if (pr !== undefined && pr.incarnation === 0) pr.incarnation = m.incarnation;
+    }
     if (m.term > this.currentTerm) {
       if (!this.acceptHigherTerm(m)) return;
     } else if (m.term < this.currentTerm) {
@@ -862,6 +1146,7 @@ export class Replica {
   private onVoteRequest(m: VoteRequest): void {
     const canVote =
       !this.joining &&
+      this.isVoter &&
       (this.vote === m.from ||
         (this.vote === null && this.master === null) ||
         (m.preVote && m.term > this.currentTerm));
@@ -902,7 +1187,11 @@ export class Replica {
     this.votes.set(m.from, m.granted);
     let granted = 1;
     let rejected = 0;
-    for (const g of this.votes.values()) {
+    // Only the votes of members the configuration in effect lists as voters count (a
+    // learner's or a removed member's answer is no vote).
+    const voters = this.voterIds();
+    for (const [from, g] of this.votes) {
+      if (!voters.includes(from)) continue;
       if (g) granted++;
       else rejected++;
     }
@@ -925,15 +1214,25 @@ export class Replica {
     this.maybeFinishJoining();
   }
 
+  /** Entries up to `index` are known to match the log of the master this node follows. */
+  private confirm(index: number): void {
+    this.confirmedIndex = Math.max(this.confirmedIndex, index);
+  }
+
   private appendFrom(m: Append): void {
     const log = this.log;
     if (m.prevIndex < log.commitIndex) {
+      this.confirm(log.commitIndex);
       this.sendAppendResponse(m.from, true, log.commitIndex, 0, 0);
       return;
     }
     if (log.matches(m.prevIndex, m.prevTerm)) {
+      const touchesConfig =
+        this.configIndex > m.prevIndex || m.entries.some((e) => e.kind === "config");
       const last = log.merge(m.prevIndex, m.entries);
+      if (touchesConfig) this.rescanConfiguration();
       log.commitTo(Math.min(m.commitIndex, last));
+      this.confirm(last);
       this.sendAppendResponse(m.from, true, last, 0, 0);
       return;
     }
@@ -948,13 +1247,17 @@ export class Replica {
     this.followMaster(m.from);
     this.joinTarget = Math.max(this.joinTarget, m.commitIndex);
     this.maybeFinishJoining();
-    // The master sends at most what it knows this backup holds; only a backup that lost
-    // its data (a wiped directory) holds less, and it must not commit what it lacks.
+    // The master sends at most what it believes this backup holds. That belief may be
+    // about an earlier incarnation of this node (its data directory was wiped), and this
+    // log may hold another master's entries at those indexes: commit only what this node
+    // confirmed matches this master's log.
     const last = this.log.lastIndex();
-    this.log.commitTo(Math.min(m.commitIndex, last));
-    if (m.commitIndex > last) {
-      // Tell the master this backup lacks what it acknowledged, so that it starts over.
-      this.sendAppendResponse(m.from, false, m.commitIndex, last, this.log.lastTerm());
+    this.log.commitTo(Math.min(m.commitIndex, this.confirmedIndex));
+    if (m.commitIndex > this.confirmedIndex && m.commitIndex > this.log.commitIndex) {
+      // Tell the master this backup cannot vouch for what it acknowledged, so that it
+      // starts over from what is confirmed.
+      const hint = Math.min(this.confirmedIndex, last);
+      this.sendAppendResponse(m.from, false, m.commitIndex, hint, this.log.termAt(hint) ?? 0);
     }
     this.send<HeartbeatResponse>({
       type: "heartbeat_response",
@@ -1071,6 +1374,7 @@ export class Replica {
     let best: NodeId | null = null;
     let bestMatch = -1;
     for (const [peer, pr] of [...this.progress].sort((a, b) => a[0] - b[0])) {
+      if (memberOf(this.configuration, peer)?.voter !== true) continue;
       if (!this.isRecentlyActive(peer) || pr.match <= bestMatch) continue;
       best = peer;
       bestMatch = pr.match;
@@ -1087,13 +1391,15 @@ export class Replica {
   private appendOwn(entry: Entry): void {
     assert(this.currentRole === "master", "replica: only a master appends its own entries");
     this.log.append([entry]);
-    if (this.peers.length === 0) return; // commit follows from `persisted`.
+    if (entry.kind === "config") this.rescanConfiguration();
   }
 
-  /** Commits what a majority holds; returns whether the commit index moved. */
+  /** Commits what a majority of the voters holds; returns whether the commit index moved. */
   private maybeCommit(): boolean {
     const matches = [this.log.durableIndex()];
-    for (const pr of this.progress.values()) matches.push(pr.match);
+    for (const [peer, pr] of this.progress) {
+      if (memberOf(this.configuration, peer)?.voter === true) matches.push(pr.match);
+    }
     matches.sort((a, b) => b - a);
     const candidate = matches[this.quorum() - 1]!;
     // Raft §5.4.2 (figure 8): only an entry of the current term is committed by counting.
@@ -1188,14 +1494,90 @@ export class Replica {
   private quorumActive(): boolean {
     const window = Math.max(1, this.config.electionTicksMin - this.config.heartbeatTicks - 1);
     let active = 1;
-    for (const pr of this.progress.values()) {
+    for (const [peer, pr] of this.progress) {
+      if (memberOf(this.configuration, peer)?.voter !== true) continue;
       if (this.electionElapsed - pr.lastActive <= window) active++;
     }
     return active >= this.quorum();
   }
 
   private quorum(): number {
-    return Math.floor(this.config.members.length / 2) + 1;
+    return Math.floor(this.voterIds().length / 2) + 1;
+  }
+
+  /** The voters of the configuration in effect, in the order of their ids. */
+  private voterIds(): NodeId[] {
+    return this.configuration.filter((m) => m.voter).map((m) => m.id);
+  }
+
+  /**
+   * Makes the newest config entry in the log (or the snapshot's configuration) the one
+   * in effect (dissertation §4.1: a server uses the latest configuration in its log,
+   * committed or not, and falls back to the previous one when that entry is removed).
+   */
+  private rescanConfiguration(): void {
+    let config = this.snapshotConfig;
+    let index = 0;
+    for (let i = this.log.lastIndex(); i > this.log.snapshot().index; i--) {
+      const entry = this.log.entry(i);
+      if (entry?.kind !== "config") continue;
+      const decoded = decodeConfiguration(entry.data);
+      assert(decoded !== null, `replica ${this.id}: undecodable config entry ${i} in own log`);
+      config = decoded;
+      index = i;
+      break;
+    }
+    const changed = config !== this.configuration || index !== this.configIndex;
+    this.configuration = config;
+    this.configIndex = index;
+    this.peers = config.filter((m) => m.id !== this.id).map((m) => m.id);
+    if (!changed) return;
+    this.outEvents.push({ type: "config", config, index });
+    if (this.currentRole === "master") {
+      for (const peer of [...this.progress.keys()]) {
+        const listed = memberOf(config, peer);
+        const pr = this.progress.get(peer)!;
+        // A member whose incarnation changed is another data directory: start over.
+        const rebound =
+          listed !== undefined &&
+          pr.listedIncarnation !== 0 &&
+          listed.incarnation !== pr.listedIncarnation;
+        if (listed === undefined || rebound) {
+          this.progress.delete(peer);
+          this.readAcks.delete(peer);
+          this.appendDue.delete(peer);
+        } else {
+          pr.listedIncarnation = listed.incarnation;
+        }
+      }
+      for (const peer of this.peers) {
+        if (!this.progress.has(peer)) this.progress.set(peer, this.newProgress(peer));
+      }
+      if (this.switchover !== null && !this.peers.includes(this.switchover.target)) {
+        this.switchover = null;
+      }
+      this.maybeCommit();
+    }
+  }
+
+  /** Whether a committed configuration no longer lists this node (this incarnation). */
+  private isRemovedByCommit(): boolean {
+    if (this.configIndex === 0 || this.configIndex > this.log.commitIndex) return false;
+    const me = memberOf(this.configuration, this.id);
+    return me === undefined || !this.listsIncarnation(me, this.incarnation);
+  }
+
+  private maybeReportRemoved(): void {
+    if (this.removed || !this.isRemovedByCommit()) return;
+    this.removed = true;
+    const me = memberOf(this.configuration, this.id);
+    this.outEvents.push({
+      type: "removed",
+      reason:
+        me === undefined
+          ? `the configuration committed at index ${this.configIndex} no longer lists node ${this.id}`
+          : `the configuration committed at index ${this.configIndex} lists node ${this.id} with incarnation ${me.incarnation}, not this data directory's ${this.incarnation}`,
+    });
   }
 
   // ---------------------------------------------------------------- reads
@@ -1216,7 +1598,9 @@ export class Replica {
     while (this.pendingReads.length > 0) {
       const read = this.pendingReads[0]!;
       let acks = 1;
-      for (const acked of this.readAcks.values()) if (acked >= read.context) acks++;
+      for (const [peer, acked] of this.readAcks) {
+        if (acked >= read.context && memberOf(this.configuration, peer)?.voter === true) acks++;
+      }
       if (acks < this.quorum()) return;
       this.pendingReads.shift();
       this.outReads.push({ requestId: read.requestId, index: read.index });
@@ -1243,7 +1627,8 @@ export class Replica {
       else this.becomeMaster();
       return;
     }
-    for (const peer of this.peers) {
+    for (const peer of this.voterIds()) {
+      if (peer === this.id) continue;
       this.send<VoteRequest>({
         type: "vote_request",
         from: this.id,
@@ -1280,7 +1665,8 @@ export class Replica {
     });
   }
 
-  private send<M extends Message>(message: M): void {
+  private send<M extends Message>(unsigned: Omit<M, "incarnation">): void {
+    const message = { ...unsigned, incarnation: this.incarnation } as unknown as Message;
     if (message.type === "append" || message.type === "heartbeat")
       this.outMessagesNow.push(message);
     else this.outMessages.push(message);
@@ -1303,6 +1689,10 @@ export class Replica {
     if (this.currentRole === "master") {
       assert(this.master === this.id, `replica ${this.id}: master does not know itself as master`);
       assert(this.vote === this.id, `replica ${this.id}: master without its own vote`);
+      assert(this.isVoter, `replica ${this.id}: master is not a voter of its configuration`);
+      for (const peer of this.peers) {
+        assert(this.progress.has(peer), `replica ${this.id}: no progress for member ${peer}`);
+      }
       for (const pr of this.progress.values()) {
         assert(pr.match <= log.lastIndex(), `replica ${this.id}: backup match beyond log`);
         assert(pr.next > pr.match, `replica ${this.id}: next not after match`);
@@ -1336,6 +1726,8 @@ function violationInAppend(m: Append): string | null {
   let previous = m.prevTerm;
   for (const entry of m.entries) {
     if (entry.term > m.term) return `entry ${entry.index} of term ${entry.term} in term ${m.term}`;
+    if (entry.kind === "config" && decodeConfiguration(entry.data) === null)
+      return `entry ${entry.index}: a malformed configuration`;
     if (entry.term < previous) return `entry ${entry.index}: terms go backwards in the log`;
     previous = entry.term;
   }

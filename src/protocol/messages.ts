@@ -9,9 +9,29 @@ export type NodeId = number;
 
 /**
  * What a log entry carries. `noop` is the empty entry a new master appends to commit
- * everything before it (Raft §8); `command` carries application bytes.
+ * everything before it (Raft §8); `command` carries application bytes; `config` carries
+ * the cluster's whole new member list (encoded by src/core/configuration.ts), which takes
+ * effect on every node as soon as the entry is in its log (dissertation §4.1).
  */
-export type EntryKind = "noop" | "command";
+export type EntryKind = "noop" | "command" | "config";
+
+/**
+ * One member of the cluster as the configuration lists it. `incarnation` identifies the
+ * data directory that speaks for this id: it is drawn when the directory is initialised
+ * (bootstrap) or when the member is added (`--join` learns it), and a message from any
+ * other incarnation of this id is ignored. 0 means "the incarnation that bootstrapped
+ * the cluster", for configurations made from the command line before any change.
+ * A learner (`voter` false) receives the log but neither votes nor counts for a commit.
+ */
+export interface Member {
+  readonly id: NodeId;
+  readonly incarnation: number;
+  readonly voter: boolean;
+  /** Node-to-node address, host:port ("" when only the command line knows it). */
+  readonly peerAddress: string;
+  /** Client API URL ("" when only the command line knows it). */
+  readonly httpUrl: string;
+}
 
 export interface Entry {
   /** Position in the log, starting at 1. */
@@ -41,6 +61,11 @@ export interface HardState {
 export interface SnapshotMeta {
   readonly index: number;
   readonly term: number;
+  /**
+   * The configuration in effect at `index` (the last config entry at or below it), when
+   * one was ever logged; absent means the configuration the node was started with.
+   */
+  readonly config?: readonly Member[];
 }
 
 interface Envelope {
@@ -51,11 +76,21 @@ interface Envelope {
 }
 
 /**
+ * The core's messages also name the sender's incarnation (see Member): a vote or an
+ * acknowledgement counts only when it comes from the incarnation the configuration lists,
+ * so a message sent before a member's data directory was wiped is never taken for one
+ * sent after.
+ */
+interface MemberEnvelope extends Envelope {
+  readonly incarnation: number;
+}
+
+/**
  * A candidate asking for a vote; `preVote` asks whether a real election could win.
  * `handover` marks the election of a switchover: the master asked this candidate to run
  * (TimeoutNow), so voters answer although they heard from that master a moment ago.
  */
-export interface VoteRequest extends Envelope {
+export interface VoteRequest extends MemberEnvelope {
   readonly type: "vote_request";
   readonly preVote: boolean;
   readonly handover: boolean;
@@ -63,14 +98,14 @@ export interface VoteRequest extends Envelope {
   readonly lastTerm: number;
 }
 
-export interface VoteResponse extends Envelope {
+export interface VoteResponse extends MemberEnvelope {
   readonly type: "vote_response";
   readonly preVote: boolean;
   readonly granted: boolean;
 }
 
 /** Entries (possibly none) following `prevIndex`, which must hold `prevTerm`. */
-export interface Append extends Envelope {
+export interface Append extends MemberEnvelope {
   readonly type: "append";
   readonly prevIndex: number;
   readonly prevTerm: number;
@@ -78,7 +113,7 @@ export interface Append extends Envelope {
   readonly commitIndex: number;
 }
 
-export interface AppendResponse extends Envelope {
+export interface AppendResponse extends MemberEnvelope {
   readonly type: "append_response";
   readonly success: boolean;
   /**
@@ -96,13 +131,13 @@ export interface AppendResponse extends Envelope {
  * The master's periodic proof of life. It carries a commit index the backup is known to
  * be able to use, and an optional read context that makes it double as a ReadIndex round.
  */
-export interface Heartbeat extends Envelope {
+export interface Heartbeat extends MemberEnvelope {
   readonly type: "heartbeat";
   readonly commitIndex: number;
   readonly readContext: number;
 }
 
-export interface HeartbeatResponse extends Envelope {
+export interface HeartbeatResponse extends MemberEnvelope {
   readonly type: "heartbeat_response";
   readonly readContext: number;
 }
@@ -111,12 +146,12 @@ export interface HeartbeatResponse extends Envelope {
  * A node that lost its data asks a peer for its current term, which it must learn from
  * enough peers before it may acknowledge anything (see Replica's joining state).
  */
-export interface TermProbe extends Envelope {
+export interface TermProbe extends MemberEnvelope {
   readonly type: "term_probe";
 }
 
 /** The answer to a TermProbe: `term` is the answering node's current term. */
-export interface TermProbeResponse extends Envelope {
+export interface TermProbeResponse extends MemberEnvelope {
   readonly type: "term_probe_response";
 }
 
@@ -124,7 +159,7 @@ export interface TermProbeResponse extends Envelope {
  * Switchover (dissertation §3.10): the master, having brought this backup up to its last
  * index and stopped taking new writes, tells it to start an election now.
  */
-export interface TimeoutNow extends Envelope {
+export interface TimeoutNow extends MemberEnvelope {
   readonly type: "timeout_now";
 }
 

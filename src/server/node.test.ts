@@ -424,6 +424,7 @@ describe("node runtime", () => {
     const master = await puppet(network, 3);
     master.transport.send({
       type: "append",
+      incarnation: 0,
       from: 3,
       to: 1,
       term: 3,
@@ -466,6 +467,7 @@ describe("node runtime", () => {
     try {
       master.transport.send({
         type: "append",
+        incarnation: 0,
         from: 3,
         to: 1,
         term: 2,
@@ -599,6 +601,7 @@ describe("node runtime", () => {
     const heartbeat = (term: number) =>
       master.transport.send({
         type: "heartbeat",
+        incarnation: 0,
         from: 3,
         to: 1,
         term,
@@ -622,6 +625,7 @@ describe("node runtime", () => {
       () =>
         candidate.transport.send({
           type: "vote_request",
+          incarnation: 0,
           from: 2,
           to: 1,
           term: 1,
@@ -644,6 +648,7 @@ describe("node runtime", () => {
       master.received.length = 0;
       master.transport.send({
         type: "append",
+        incarnation: 0,
         from: 3,
         to: 1,
         term: 2,

@@ -17,7 +17,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { defaultReplicaConfig } from "../core/config.js";
 import { Prng } from "../core/prng.js";
-import { type CoreEvent, type Ready, Replica } from "../core/replica.js";
+import { type CoreEvent, type Ready, Replica, type RoleEvent } from "../core/replica.js";
 import type {
   Entry,
   ForwardProposal,
@@ -105,7 +105,7 @@ export interface PeerEvent {
 }
 
 export interface NodeEvents {
-  role: [CoreEvent];
+  role: [RoleEvent];
   failover: [FailoverEvent];
   fatal: [Error];
   applied: [number];
@@ -653,7 +653,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   }
 
   private handle(ready: Ready): void {
-    for (const event of ready.events) this.onRoleEvent(event);
+    for (const event of ready.events) this.onCoreEvent(event);
     this.sendAll(ready.messagesNow);
     const messages = this.sendUnbound(ready.messages);
     for (const peer of ready.transfers) this.transfer.start(peer);
@@ -929,7 +929,30 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   // ---------------------------------------------------------------- roles
 
-  private onRoleEvent(event: CoreEvent): void {
+  private onCoreEvent(event: CoreEvent): void {
+    if (event.type === "role") return this.onRoleEvent(event);
+    if (event.type === "config") {
+      this.log.info(
+        {
+          event: "config",
+          index: event.index,
+          members: event.config.map((m) => ({
+            id: m.id,
+            voter: m.voter,
+            incarnation: m.incarnation,
+          })),
+        },
+        `configuration${event.index === 0 ? "" : ` of entry ${event.index}`} in effect: ${event.config.map((m) => `${m.id}${m.voter ? "" : " (learner)"}`).join(", ")}`,
+      );
+      return;
+    }
+    this.log.warn(
+      { event: "removed", reason: event.reason },
+      `removed from the cluster: ${event.reason}`,
+    );
+  }
+
+  private onRoleEvent(event: RoleEvent): void {
     this.roleSince = Date.now();
     const fields = {
       event: "role",

@@ -317,6 +317,7 @@ export class SimCluster {
 
   private onReady(node: SimNode, ready: Ready, persist: boolean): void {
     for (const event of ready.events) {
+      if (event.type !== "role") continue;
       this.log(
         `node ${node.id}: ${event.role}${event.preVote ? " (pre-vote)" : ""} term ${event.term} — ${event.reason}`,
       );

@@ -27,8 +27,8 @@ export const truncatePayloadBytes = 8;
 
 export const recordType = { entry: 1, truncate: 2 } as const;
 
-const kindCodes: Record<EntryKind, number> = { noop: 0, command: 1 };
-const kindsByCode: readonly EntryKind[] = ["noop", "command"];
+const kindCodes: Record<EntryKind, number> = { noop: 0, command: 1, config: 2 };
+const kindsByCode: readonly EntryKind[] = ["noop", "command", "config"];
 const two32 = 2 ** 32;
 
 /** Segment files are named by their first index, zero-padded so names sort as numbers. */
@@ -98,7 +98,7 @@ function sealRecord(buffer: Buffer, offset: number, type: number, payloadBytes: 
 /** Encodes one entry record into `buffer` at `offset`; returns the offset after it. */
 export function encodeEntryRecord(buffer: Buffer, offset: number, entry: Entry): number {
   assert(entry.data.length <= walEntryDataBytesMax, `entry ${entry.index} data too large`);
-  assert(entry.kind === "command" || entry.data.length === 0, "a noop entry carries no data");
+  assert(entry.kind !== "noop" || entry.data.length === 0, "a noop entry carries no data");
   const payload = offset + recordHeaderBytes;
   writeU64(buffer, payload, entry.index);
   writeU64(buffer, payload + 8, entry.term);

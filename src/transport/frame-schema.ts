@@ -22,10 +22,11 @@ export const PROTOCOL_MAGIC = "baton";
  * Bumped on any incompatible change of frames or messages. Version 2 added `advertise` to
  * hello and hello_ok; version 3 added the forward_* messages (a backup forwards proposals
  * and read-index requests to the master over the peer link) and switchover (timeout_now,
- * and `handover` in vote_request). Nodes of different versions
- * refuse each other.
+ * and `handover` in vote_request); version 4 added `incarnation` (the sender's member
+ * incarnation) to every core message and `config` log entries (membership changes).
+ * Nodes of different versions refuse each other.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
@@ -118,35 +119,37 @@ type Schema<F extends Frame> = { readonly [K in Exclude<keyof F, "type">]-?: Fie
 type SchemaTable<F extends Frame> = { readonly [T in F["type"]]: Schema<Extract<F, { type: T }>> };
 
 const envelope = { from: "node_id", to: "node_id", term: "uint" } as const;
+/** The core's messages also carry the sender's member incarnation. */
+const memberEnvelope = { ...envelope, incarnation: "uint" } as const;
 
 const messageSchemas: SchemaTable<WireMessage> = {
   vote_request: {
-    ...envelope,
+    ...memberEnvelope,
     preVote: "bool",
     handover: "bool",
     lastIndex: "uint",
     lastTerm: "uint",
   },
-  vote_response: { ...envelope, preVote: "bool", granted: "bool" },
+  vote_response: { ...memberEnvelope, preVote: "bool", granted: "bool" },
   append: {
-    ...envelope,
+    ...memberEnvelope,
     prevIndex: "uint",
     prevTerm: "uint",
     entries: "entries",
     commitIndex: "uint",
   },
   append_response: {
-    ...envelope,
+    ...memberEnvelope,
     success: "bool",
     index: "uint",
     hintIndex: "uint",
     hintTerm: "uint",
   },
-  heartbeat: { ...envelope, commitIndex: "uint", readContext: "uint" },
-  heartbeat_response: { ...envelope, readContext: "uint" },
-  term_probe: { ...envelope },
-  term_probe_response: { ...envelope },
-  timeout_now: { ...envelope },
+  heartbeat: { ...memberEnvelope, commitIndex: "uint", readContext: "uint" },
+  heartbeat_response: { ...memberEnvelope, readContext: "uint" },
+  term_probe: { ...memberEnvelope },
+  term_probe_response: { ...memberEnvelope },
+  timeout_now: { ...memberEnvelope },
   snapshot_chunk: {
     ...envelope,
     snapshotIndex: "uint",
@@ -363,7 +366,8 @@ function checkEntry(value: unknown): Entry | string {
   const { index, term, kind, data } = value;
   if (!isUint(index) || index < 1) return `index ${describe(index)} is not an integer >= 1`;
   if (!isUint(term)) return `term ${describe(term)} is not an integer >= 0`;
-  if (kind !== "noop" && kind !== "command") return `unknown kind ${describe(kind)}`;
+  if (kind !== "noop" && kind !== "command" && kind !== "config")
+    return `unknown kind ${describe(kind)}`;
   if (!(data instanceof Uint8Array)) return `data is ${describe(data)}, not bytes`;
   if (kind === "noop" && data.length > 0) return "a noop entry carries no data";
   // Copying detaches the entry from the receive buffer, which may be large and is reused.

@@ -85,24 +85,42 @@ export function sampleMessages(from: NodeId, to: NodeId, largeEntryBytes = 256 *
     {
       ...envelope,
       type: "vote_request",
+      incarnation: 0,
       preVote: true,
       handover: false,
       lastIndex: 7,
       lastTerm: 2,
     },
-    { ...envelope, type: "vote_response", preVote: false, granted: true },
-    { ...envelope, type: "append", prevIndex: 7, prevTerm: 2, entries, commitIndex: 6 },
-    { ...envelope, type: "append", prevIndex: 0, prevTerm: 0, entries: [], commitIndex: 0 },
+    { ...envelope, type: "vote_response", incarnation: 0, preVote: false, granted: true },
+    {
+      ...envelope,
+      type: "append",
+      incarnation: 0,
+      prevIndex: 7,
+      prevTerm: 2,
+      entries,
+      commitIndex: 6,
+    },
+    {
+      ...envelope,
+      type: "append",
+      incarnation: 0,
+      prevIndex: 0,
+      prevTerm: 0,
+      entries: [],
+      commitIndex: 0,
+    },
     {
       ...envelope,
       type: "append_response",
+      incarnation: 0,
       success: false,
       index: 7,
       hintIndex: 5,
       hintTerm: 1,
     },
-    { ...envelope, type: "heartbeat", commitIndex: 10, readContext: 42 },
-    { ...envelope, type: "heartbeat_response", readContext: 42 },
+    { ...envelope, type: "heartbeat", incarnation: 0, commitIndex: 10, readContext: 42 },
+    { ...envelope, type: "heartbeat_response", incarnation: 0, readContext: 42 },
   ];
 }
 
@@ -138,7 +156,7 @@ export function comparableByLane(messages: readonly WireMessage[]): unknown[][] 
 
 /** A heartbeat numbered by `readContext`, for order checks. */
 export function numberedHeartbeat(from: NodeId, to: NodeId, n: number): Message {
-  return { type: "heartbeat", from, to, term: 1, commitIndex: 0, readContext: n };
+  return { type: "heartbeat", incarnation: 0, from, to, term: 1, commitIndex: 0, readContext: n };
 }
 
 /** Collects what one transport receives and lets a test await a count. */

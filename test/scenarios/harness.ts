@@ -8,13 +8,24 @@
  */
 
 import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/config.js";
+import type { Configuration, MemberChange } from "../../src/core/configuration.js";
 import { Prng } from "../../src/core/prng.js";
 import { EMPTY_STATE, type ReadState, Replica } from "../../src/core/replica.js";
-import type { Entry, HardState, Message, NodeId } from "../../src/protocol/messages.js";
+import type {
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  SnapshotMeta,
+} from "../../src/protocol/messages.js";
 
 interface Disk {
   hardState: HardState;
   entries: Entry[];
+  /** The data directory's member incarnation (0 without identities). */
+  incarnation: number;
+  /** The configuration a node added with `--join` learned when it joined. */
+  joinedConfig: Configuration | null;
 }
 
 export class Harness {
@@ -29,27 +40,71 @@ export class Harness {
   private readonly configs = new Map<NodeId, ReplicaConfig>();
   readonly out: string[] = [];
   private seed = 1;
+  /**
+   * With identities, every data directory has a member incarnation (node id * 10 + the
+   * how-manyth directory of that node it is: 11, 12, ...) and the first configuration
+   * lists each node's first one, as a bootstrapped cluster's does once bound.
+   */
+  private identities = false;
+  private readonly generations = new Map<NodeId, number>();
+  private bootConfig: SnapshotMeta = EMPTY_STATE.snapshot;
 
-  addNodes(count: number, overrides: Partial<ReplicaConfig> = {}): void {
+  addNodes(count: number, overrides: Partial<ReplicaConfig> = {}, identities = false): void {
     const ids = Array.from({ length: count }, (_, i) => i + 1);
+    this.identities = identities;
+    if (identities) {
+      this.bootConfig = {
+        index: 0,
+        term: 0,
+        config: ids.map((id) => ({
+          id,
+          incarnation: id * 10 + 1,
+          voter: true,
+          peerAddress: `n${id}:7000`,
+          httpUrl: `http://n${id}:8000`,
+        })),
+      };
+    }
     for (const id of ids) {
       const config = { ...defaultReplicaConfig(id, ids), ...overrides, id, members: ids };
       this.configs.set(id, config);
-      this.disks.set(id, { hardState: EMPTY_STATE.hardState, entries: [] });
+      this.disks.set(id, this.emptyDisk(id));
       this.start(id);
     }
+  }
+
+  private emptyDisk(id: NodeId): Disk {
+    const generation = (this.generations.get(id) ?? 0) + 1;
+    this.generations.set(id, generation);
+    return {
+      hardState: EMPTY_STATE.hardState,
+      entries: [],
+      incarnation: this.identities ? id * 10 + generation : 0,
+      joinedConfig: null,
+    };
+  }
+
+  /** The incarnation node `id`'s data directory has now. */
+  incarnationOf(id: NodeId): number {
+    return this.disks.get(id)!.incarnation;
   }
 
   private start(id: NodeId, options: { readonly join?: boolean } = {}): void {
     const disk = this.disks.get(id)!;
     const restored = {
       hardState: disk.hardState,
-      snapshot: EMPTY_STATE.snapshot,
+      snapshot:
+        disk.joinedConfig === null
+          ? this.bootConfig
+          : { index: 0, term: 0, config: disk.joinedConfig },
       entries: [...disk.entries],
     };
     this.nodes.set(
       id,
-      new Replica(this.configs.get(id)!, new Prng(this.seed++), restored, options),
+      new Replica(this.configs.get(id)!, new Prng(this.seed++), restored, {
+        ...options,
+        incarnation: disk.incarnation,
+      }),
     );
     this.applied.set(id, []);
     this.reads.set(id, []);
@@ -69,9 +124,13 @@ export class Harness {
     while (replica.hasReady()) {
       const ready = replica.ready();
       for (const e of ready.events) {
-        this.out.push(
-          `${id} became ${e.preVote ? "pre-candidate" : e.role} at term ${e.term} (${e.reason})`,
-        );
+        if (e.type === "role") {
+          this.out.push(
+            `${id} became ${e.preVote ? "pre-candidate" : e.role} at term ${e.term} (${e.reason})`,
+          );
+        } else if (e.type === "removed") {
+          this.out.push(`${id} removed: ${e.reason}`);
+        }
       }
       const disk = this.disks.get(id)!;
       if (ready.hardState !== null) disk.hardState = ready.hardState;
@@ -100,9 +159,14 @@ export class Harness {
         continue;
       }
       if (this.down.has(m.to) || this.cut.has(`${m.from}->${m.to}`)) continue;
+      if (!this.released.has(m) && this.holdRules.some((rule) => rule(m))) {
+        this.held.push(m);
+        continue;
+      }
       const result = this.nodes.get(m.to)!.step(m);
       if (!result.ok)
         this.out.push(`${m.to} refused ${m.type} from ${m.from}: ${result.violation}`);
+      else if (result.ignored !== undefined) this.ignored.push(`${m.to}: ${result.detail}`);
       delivered++;
       this.process(m.to);
     }
@@ -123,6 +187,84 @@ export class Harness {
       this.node(id).tick();
       this.process(id);
     }
+  }
+
+  /** Messages a node ignored (not a member, or a stale incarnation), in order. */
+  readonly ignored: string[] = [];
+
+  /** Messages taken out of the network by `hold`, to be delivered late by `release`. */
+  held: Message[] = [];
+
+  /** Takes the queued messages that `filter` picks out of the network for now. */
+  hold(filter: (m: Message) => boolean): number {
+    const kept = this.queue.filter((m) => !filter(m));
+    const taken = this.queue.filter(filter);
+    this.queue = kept;
+    this.held.push(...taken);
+    return taken.length;
+  }
+
+  /** Messages that `holdWhere` rules pick are held instead of delivered, until cleared. */
+  private holdRules: ((m: Message) => boolean)[] = [];
+
+  holdWhere(rule: (m: Message) => boolean): void {
+    this.holdRules.push(rule);
+  }
+
+  clearHoldRules(): void {
+    this.holdRules = [];
+  }
+
+  /** Messages put back by `release`: hold rules no longer apply to them. */
+  private readonly released = new WeakSet<Message>();
+
+  /** Puts held messages (those `filter` picks, or all) back into the network. */
+  release(filter: (m: Message) => boolean = () => true): void {
+    const back = this.held.filter(filter);
+    for (const m of back) this.released.add(m);
+    this.queue.push(...back);
+    this.held = this.held.filter((m) => !filter(m));
+  }
+
+  /** Asks master `id` for a membership change; returns its answer as text. */
+  change(id: NodeId, change: MemberChange): string {
+    const r = this.node(id).changeMembers(change);
+    const text = r.ok ? `${id} logged the change at ${r.index}` : `${id} refused: ${r.reason}`;
+    this.out.push(text);
+    this.process(id);
+    return text;
+  }
+
+  /**
+   * Adds node `id` as a learner through master `via`: its data directory is fresh, with a
+   * new incarnation, and it starts knowing the configuration (as `--join` learns it).
+   */
+  addLearner(via: NodeId, id: NodeId): string {
+    if (!this.configs.has(id)) {
+      const ids = [...this.configs.keys(), id];
+      this.configs.set(id, { ...this.configs.get(via)!, id, members: ids });
+    }
+    if (!this.disks.has(id) || this.nodes.has(id)) this.disks.set(id, this.emptyDisk(id));
+    const incarnation = this.disks.get(id)!.incarnation;
+    const text = this.change(via, {
+      type: "add",
+      member: {
+        id,
+        incarnation,
+        voter: false,
+        peerAddress: `n${id}:7000.${incarnation}`,
+        httpUrl: "",
+      },
+    });
+    return text;
+  }
+
+  /** Starts a node added by `addLearner`, with the configuration master `via` has. */
+  join(id: NodeId, via: NodeId): void {
+    const disk = this.disks.get(id)!;
+    disk.joinedConfig = this.node(via).members;
+    this.down.delete(id);
+    this.start(id);
   }
 
   /** Nodes whose clock stands still (a paused process): `tick-all` skips them. */
@@ -170,15 +312,26 @@ export class Harness {
     this.cut.clear();
   }
 
+  /** Restores the link between `a` and `b`, both ways. */
+  healLink(a: NodeId, b: NodeId): void {
+    this.cut.delete(`${a}->${b}`);
+    this.cut.delete(`${b}->${a}`);
+  }
+
   crash(id: NodeId): void {
     this.down.add(id);
     this.queue = this.queue.filter((m) => m.to !== id && m.from !== id);
   }
 
   /** Crashes a node and empties its disk, as an operator wiping its data directory. */
-  wipe(id: NodeId): void {
+  wipe(id: NodeId, options: { readonly keepIdentity?: boolean } = {}): void {
     this.crash(id);
-    this.disks.set(id, { hardState: EMPTY_STATE.hardState, entries: [] });
+    const old = this.disks.get(id)!;
+    const fresh = this.emptyDisk(id);
+    // The negative control: a directory emptied of its log and hard state that keeps its
+    // identity, so that it speaks with its old incarnation as if it had never voted.
+    if (options.keepIdentity === true) fresh.incarnation = old.incarnation;
+    this.disks.set(id, fresh);
   }
 
   /** Restarts a node; `join` as `baton start --join` does after its data was wiped. */
@@ -190,7 +343,7 @@ export class Harness {
   status(id: NodeId): string {
     if (this.down.has(id)) return `${id}: down`;
     const r = this.node(id);
-    const joining = r.isJoining ? " (joining)" : "";
+    const joining = r.isJoining ? " (joining)" : !r.isVoter && this.identities ? " (learner)" : "";
     return `${id}: ${r.role}${joining} term ${r.term} master ${r.masterId ?? "-"} commit ${r.commitIndex} last ${r.lastIndex}`;
   }
 

@@ -36,6 +36,7 @@ it("replica: a master that commits and then steps down in the same batch of inpu
   for (const ack of acks) master.step(ack);
   const newer: Message = {
     type: "heartbeat",
+    incarnation: 0,
     from: 2,
     to: 1,
     term: term + 1,
