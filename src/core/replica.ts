@@ -209,6 +209,8 @@ export class Replica {
   private readonly log: ReplicaLog;
   /** This node's data directory's incarnation, in every message it sends (see Member). */
   private readonly incarnation: number;
+  /** This data directory was added to a running cluster (it started from a learned configuration). */
+  private readonly joinedCluster: boolean;
   /** The configuration in effect: the newest config entry in the log, committed or not. */
   private configuration: Configuration;
   /** Index of the entry that set `configuration`; 0 when it came from a snapshot or start. */
@@ -322,6 +324,7 @@ export class Replica {
     this.id = config.id;
     this.prng = prng;
     this.incarnation = options.incarnation ?? 0;
+    this.joinedCluster = options.configuration !== undefined;
     this.log = new ReplicaLog(restored.snapshot, restored.entries, restored.hardState.commitIndex);
     this.snapshotConfig =
       restored.snapshot.config ?? options.configuration ?? initialConfiguration(config.members);
@@ -378,7 +381,7 @@ export class Replica {
   /** Whether the configuration lists this node, this incarnation of it, as a voter. */
   get isVoter(): boolean {
     const me = memberOf(this.configuration, this.id);
-    return me?.voter === true && this.listsIncarnation(me, this.incarnation);
+    return me?.voter === true && this.listsSelf(me);
   }
   /** The backup a switchover hands the role to, while one is under way (master only). */
   get switchoverTarget(): NodeId | null {
@@ -468,6 +471,17 @@ export class Replica {
   step(message: Message): StepResult {
     const violation = this.violationIn(message);
     if (violation !== null) return { ok: false, violation };
+    // Votes and acknowledgements count only from a member this configuration lists, and
+    // only from the incarnation it lists: an answer from anyone else is dropped. Requests
+    // are acted on whoever sends them (Raft does not check membership there): a learner
+    // replaying an old part of the log holds an old configuration, which may not list
+    // the master that sends it that log, or lists an earlier incarnation of it. Terms and
+    // the log check keep requests safe; a heartbeat's commit index is used only as far
+    // as this node confirmed the sender's log (see `confirmedIndex`).
+    if (!isAnswer(message)) {
+      this.guard(() => this.dispatch(message));
+      return STEP_OK;
+    }
     const member = memberOf(this.configuration, message.from);
     if (member === undefined) {
       return { ok: true, ignored: "not_member", detail: `node ${message.from} is not a member` };
@@ -490,6 +504,16 @@ export class Replica {
    */
   private listsIncarnation(member: Member, incarnation: number): boolean {
     return member.incarnation === 0 || member.incarnation === incarnation;
+  }
+
+  /**
+   * Whether the configuration lists this very data directory as `member`. A member added
+   * to a running cluster has a drawn incarnation and is never the one a 0 stands for: a
+   * configuration from before it was added, seen while it replays the log, is not its.
+   */
+  private listsSelf(member: Member): boolean {
+    if (member.incarnation === 0) return !this.joinedCluster;
+    return member.incarnation === this.incarnation;
   }
 
   /** The protocol rule `m` breaks before this node acts on it, or null. */
@@ -743,7 +767,6 @@ export class Replica {
    * stale or the log already holds what it covers, in which case the runtime drops it.
    */
   installSnapshot(from: NodeId, term: number, meta: SnapshotMeta): boolean {
-    assert(this.peers.includes(from), `replica ${this.id}: snapshot from non-member ${from}`);
     assert(
       meta.config === undefined || decodeConfiguration(encodeConfiguration(meta.config)) !== null,
       `replica ${this.id}: snapshot with a malformed configuration`,
@@ -1144,9 +1167,11 @@ export class Replica {
   }
 
   private onVoteRequest(m: VoteRequest): void {
+    // A node answers whatever its own configuration says of it (dissertation §4.1): a
+    // member promoted in an entry it has not received yet must still be able to vote, and
+    // a candidate counts only the votes its configuration lists, of listed incarnations.
     const canVote =
       !this.joining &&
-      this.isVoter &&
       (this.vote === m.from ||
         (this.vote === null && this.master === null) ||
         (m.preVote && m.term > this.currentTerm));
@@ -1564,7 +1589,7 @@ export class Replica {
   private isRemovedByCommit(): boolean {
     if (this.configIndex === 0 || this.configIndex > this.log.commitIndex) return false;
     const me = memberOf(this.configuration, this.id);
-    return me === undefined || !this.listsIncarnation(me, this.incarnation);
+    return me === undefined || !this.listsSelf(me);
   }
 
   private maybeReportRemoved(): void {
@@ -1709,6 +1734,16 @@ export class Replica {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Votes and acknowledgements: what a sender's membership decides the worth of. */
+function isAnswer(m: Message): boolean {
+  return (
+    m.type === "vote_response" ||
+    m.type === "append_response" ||
+    m.type === "heartbeat_response" ||
+    m.type === "term_probe_response"
+  );
+}
 
 /**
  * Term and vote must be durable before messages go out; the commit index is only a hint

@@ -9,6 +9,7 @@
 
 import { Prng } from "../core/prng.js";
 import type { Ready } from "../core/replica.js";
+import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import type { Message, NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
@@ -41,6 +42,7 @@ type SimEvent =
   | { type: "heal_link"; from: NodeId; to: NodeId }
   | { type: "cut_link"; from: NodeId; to: NodeId }
   | { type: "nemesis" }
+  | { type: "operator" }
   | { type: "transfer"; from: NodeId; to: NodeId; term: number; snapshot: StoredSnapshot<KvChunks> }
   | { type: "transfer_timeout"; node: NodeId; incarnation: number; peer: NodeId };
 
@@ -55,6 +57,8 @@ export interface ClusterStats {
   transfers: number;
   corruptionsDetected: number;
   wipes: number;
+  /** Members removed and added back (each replacement of a wiped node counts too). */
+  memberChanges: number;
   clockJumps: number;
   faults: Record<string, number>;
 }
@@ -82,6 +86,7 @@ export class SimCluster {
     transfers: 0,
     corruptionsDetected: 0,
     wipes: 0,
+    memberChanges: 0,
     clockJumps: 0,
     faults: {},
   };
@@ -101,6 +106,18 @@ export class SimCluster {
   private lastMaster: NodeId | null = null;
   /** The term each node was last seen master in. */
   private readonly masterTerms = new Map<NodeId, number>();
+  /**
+   * The operator's replacement of one member, one step at a time, each through the
+   * master and each committed before the next (see `onOperator`): remove it, stop and
+   * wipe it (when it was still running), add it back as a learner with a new
+   * incarnation, start its empty data directory with what `--join` learns, promote it.
+   */
+  private replacement: {
+    readonly id: NodeId;
+    phase: "remove" | "stop" | "add" | "start" | "promote";
+    incarnation: number;
+    notBefore: number;
+  } | null = null;
 
   constructor(
     readonly scenario: Scenario,
@@ -243,6 +260,8 @@ export class SimCluster {
         return;
       case "nemesis":
         return this.onNemesis();
+      case "operator":
+        return this.onOperator();
       case "transfer":
         if (this.network.isCut(event.from, event.to)) return;
         return this.atNode(event.to, event, (node) => {
@@ -503,6 +522,8 @@ export class SimCluster {
 
   private restart(node: SimNode): void {
     if (node.up || node.corrupt) return;
+    // A member being replaced is started by the operator, once it was added back.
+    if (this.awaitingOperator(node)) return;
     this.stats.restarts++;
     this.log(`nemesis: restart node ${node.id} (disk holds ${node.disk.lastIndex} entries)`);
     try {
@@ -539,9 +560,18 @@ export class SimCluster {
 
   /** Some node's data is damaged, wiped and not yet caught up, or refused to start. */
   private dataLossUnrepaired(): boolean {
-    return [...this.nodes.values()].some(
-      (n) => n.disk.flipped > 0 || this.isJoining(n) || n.corrupt,
+    return (
+      this.replacement !== null ||
+      [...this.nodes.values()].some((n) => n.disk.flipped > 0 || this.isJoining(n) || n.corrupt)
     );
+  }
+
+  /** Whether `node` is out of the cluster until the operator starts it again. */
+  private awaitingOperator(node: SimNode): boolean {
+    const r = this.replacement;
+    if (r === null || r.id !== node.id || r.phase === "promote") return false;
+    // While a running member is being removed it restarts as usual; a wiped one waits.
+    return r.phase !== "remove" || node.disk.wiped;
   }
 
   /** Wiped and not caught up yet; the replica knows before its first write reaches the disk. */
@@ -557,14 +587,159 @@ export class SimCluster {
     const nodes = [...this.nodes.values()];
     const corrupt = nodes.find((n) => n.corrupt);
     if (corrupt === undefined && this.dataLossUnrepaired()) return;
+    if (this.replacement !== null) return;
     if (nodes.some((n) => this.isJoining(n))) return;
     const node = corrupt ?? this.prng.pick(nodes);
     this.crash(node);
-    node.disk.wipe();
     node.corrupt = false;
     this.stats.wipes++;
-    this.log(`nemesis: wipe node ${node.id}'s data directory and restart it with --join`);
-    this.startNode(node, { join: true });
+    if (this.scenario.negativeControl === "keep_identity") {
+      // The deliberate bug: the emptied directory keeps its identity, and the node comes
+      // back as the member it was, with no memory of its votes and acknowledgements.
+      node.disk.wipe({ keepIdentity: true });
+      node.disk.wiped = false;
+      this.log(
+        `nemesis: wipe node ${node.id}'s data directory, keeping its identity (negative control)`,
+      );
+      this.startNode(node);
+      return;
+    }
+    node.disk.wipe();
+    this.log(`nemesis: wipe node ${node.id}'s data directory: the operator replaces the member`);
+    this.beginReplacement(node.id, "remove");
+  }
+
+  /**
+   * The operator removes a running member, stops it and wipes its directory, and later
+   * adds it back as a new member: shrinking and growing the cluster, one step at a time.
+   */
+  private memberCycle(): void {
+    if (this.replacement !== null || this.dataLossUnrepaired()) return;
+    const nodes = [...this.nodes.values()];
+    if (nodes.some((n) => this.isJoining(n) || !n.up)) return;
+    const node = this.prng.pick(nodes);
+    this.log(`nemesis: the operator removes node ${node.id}, to add it back later`);
+    this.beginReplacement(node.id, "remove");
+  }
+
+  private beginReplacement(id: NodeId, phase: "remove"): void {
+    this.replacement = { id, phase, incarnation: 0, notBefore: this.now };
+    this.agenda.push(this.now + 20 + this.prng.next() * 100, { type: "operator" });
+  }
+
+  /**
+   * One step of the operator's replacement, retried until it is done: every change goes
+   * to the master (a refusal, a lost master or a change not committed yet is waited out),
+   * and a phase ends only when the master's configuration shows it and no change is in
+   * flight, which on that master means it is committed.
+   */
+  private onOperator(): void {
+    const r = this.replacement;
+    if (r === null) return;
+    const next = (minMs: number, maxMs: number) =>
+      this.agenda.push(this.now + minMs + this.prng.next() * (maxMs - minMs), {
+        type: "operator",
+      });
+    if (this.now < r.notBefore) return next(r.notBefore - this.now, r.notBefore - this.now + 1);
+    const node = this.nodes.get(r.id)!;
+    const master = [...this.nodes.values()].find(
+      (n) => n.up && n.pausedUntil <= this.now && n.replica!.role === "master",
+    );
+    if (r.phase === "stop") {
+      if (node.up) this.crash(node);
+      node.disk.wipe();
+      node.disk.wiped = false;
+      node.corrupt = false;
+      this.log(`operator: node ${node.id} stopped and its data directory wiped`);
+      r.phase = "add";
+      r.notBefore = this.now + (this.faultsActive ? 200 + this.prng.next() * 1500 : 0);
+      return next(20, 60);
+    }
+    if (master === undefined) return next(50, 150);
+    const replica = master.replica!;
+    const settled = !replica.changeInProgress;
+    const listed = replica.members.find((m) => m.id === r.id);
+    switch (r.phase) {
+      case "remove": {
+        if (listed === undefined) {
+          if (!settled) return next(20, 80);
+          this.stats.memberChanges++;
+          this.log(`operator: node ${r.id} removed (master ${master.id})`);
+          r.phase = node.disk.wiped ? "add" : "stop";
+          if (node.disk.wiped) node.disk.wiped = false;
+          return next(20, 60);
+        }
+        if (master.id === r.id) {
+          const handed = replica.transferMastership(null);
+          this.log(
+            `operator: node ${r.id} is the master: switchover ${handed.ok ? `to ${handed.target}` : `refused (${handed.reason})`}`,
+          );
+          this.afterStep(master);
+          return next(100, 300);
+        }
+        const result = replica.changeMembers({ type: "remove", id: r.id });
+        this.log(
+          `operator: remove node ${r.id} at master ${master.id}: ${result.ok ? `logged at ${result.index}` : result.detail}`,
+        );
+        this.afterStep(master);
+        return next(30, 150);
+      }
+      case "add": {
+        if (listed !== undefined && listed.incarnation === r.incarnation) {
+          if (!settled) return next(20, 80);
+          // The new member's empty directory, initialised with what `--join` learns.
+          node.disk.memberIncarnation = r.incarnation;
+          node.disk.joinedConfig = replica.members;
+          r.phase = "start";
+          return next(10, 50);
+        }
+        if (listed !== undefined) return next(50, 150); // Not removed on this master yet.
+        r.incarnation = this.prng.int(1, MEMBER_INCARNATION_MAX);
+        const result = replica.changeMembers({
+          type: "add",
+          member: {
+            id: r.id,
+            incarnation: r.incarnation,
+            voter: false,
+            peerAddress: `sim-${r.id}:${r.incarnation}`,
+            httpUrl: "",
+          },
+        });
+        this.log(
+          `operator: add node ${r.id} as a learner (incarnation ${r.incarnation}) at master ${master.id}: ${result.ok ? `logged at ${result.index}` : result.detail}`,
+        );
+        this.afterStep(master);
+        return next(30, 150);
+      }
+      case "start": {
+        if (!node.up) {
+          this.log(`operator: start node ${r.id} with --join`);
+          this.startNode(node);
+        }
+        r.phase = "promote";
+        return next(50, 200);
+      }
+      case "promote": {
+        if (listed?.voter === true && listed.incarnation === r.incarnation) {
+          if (!settled) return next(20, 80);
+          this.stats.memberChanges++;
+          this.log(`operator: node ${r.id} is a voter again (master ${master.id})`);
+          this.replacement = null;
+          return;
+        }
+        if (listed === undefined || listed.incarnation !== r.incarnation) {
+          // Removed again meanwhile (never by this operator): start over.
+          r.phase = "add";
+          return next(50, 150);
+        }
+        const result = replica.changeMembers({ type: "promote", id: r.id });
+        this.log(
+          `operator: promote node ${r.id} at master ${master.id}: ${result.ok ? `logged at ${result.index}` : result.detail}`,
+        );
+        this.afterStep(master);
+        return next(30, 150);
+      }
+    }
   }
 
   private pause(node: SimNode, ms: number): void {
@@ -673,6 +848,8 @@ export class SimCluster {
         return this.flipBit();
       case "wipe":
         return this.wipe();
+      case "member_cycle":
+        return this.memberCycle();
       case "heal":
         this.network.healAll();
         this.log("nemesis: heal the network");

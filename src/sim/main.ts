@@ -89,10 +89,15 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
 }
 
 /** Runs seeds [from, from + count) in this process. */
-function sweepHere(from: number, count: number, onProgress?: (done: number) => void): SweepSummary {
+function sweepHere(
+  from: number,
+  count: number,
+  onProgress?: (done: number) => void,
+  negativeControl?: NegativeControl,
+): SweepSummary {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
-    add(summary, runSeed(seed));
+    add(summary, runSeed(seed, negativeControl === undefined ? {} : { negativeControl }));
     if (onProgress !== undefined && (seed - from + 1) % 100 === 0) onProgress(seed - from + 1);
   }
   return summary;
@@ -215,7 +220,11 @@ interface SimOptions {
   demo?: boolean;
   /** Set only in a sweep's child process: the first seed and how many to run. */
   worker?: string[];
+  /** A deliberate bug the checkers must catch (see ScenarioOptions.negativeControl). */
+  negativeControl?: NegativeControl;
 }
+
+type NegativeControl = "keep_identity";
 
 /**
  * Adds `sim` to the `baton` program; it sets `io.exitCode` (0 no violation, 1 a violation).
@@ -232,6 +241,12 @@ export function register(program: Command, io: { exitCode: number }): void {
     .option("--trace", "with --seed: print what every node did")
     .option("--demo", "a short run with faults, explained")
     .addOption(new Option("--worker <from-and-count...>").hideHelp())
+    .addOption(
+      new Option(
+        "--negative-control <bug>",
+        "run with a deliberate bug the checkers must catch (keep_identity: a wiped data directory keeps its identity)",
+      ).choices(["keep_identity"]),
+    )
     .addHelpText(
       "after",
       `
@@ -253,13 +268,21 @@ Examples:
 async function sim(o: SimOptions): Promise<number> {
   if (o.worker !== undefined) {
     const [from, count] = o.worker.map(Number);
-    const summary = sweepHere(from ?? 1, count ?? 0, (done) => process.send?.({ done }));
+    const summary = sweepHere(
+      from ?? 1,
+      count ?? 0,
+      (done) => process.send?.({ done }),
+      o.negativeControl,
+    );
     process.send?.({ summary });
     return 0;
   }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
-    const r = runSeed(o.seed, { trace: o.trace === true });
+    const r = runSeed(o.seed, {
+      trace: o.trace === true,
+      ...(o.negativeControl === undefined ? {} : { negativeControl: o.negativeControl }),
+    });
     printRun(r, o.trace === true);
     return r.ok ? 0 : 1;
   }
@@ -267,8 +290,15 @@ async function sim(o: SimOptions): Promise<number> {
   const started = Date.now();
   const summary =
     o.jobs > 1 && count >= 200
-      ? await sweepParallel(o.from, count, o.jobs, ["sim"])
-      : sweepHere(o.from, count);
+      ? await sweepParallel(
+          o.from,
+          count,
+          o.jobs,
+          o.negativeControl === undefined
+            ? ["sim"]
+            : ["sim", "--negative-control", o.negativeControl],
+        )
+      : sweepHere(o.from, count, undefined, o.negativeControl);
   printSummary(summary, (Date.now() - started) / 1000, o.from);
   return summary.failures.length === 0 ? 0 : 1;
 }

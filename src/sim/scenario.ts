@@ -9,6 +9,8 @@ import type { NetworkFaults } from "./sim-network.js";
 
 export interface Scenario {
   readonly seed: number;
+  /** See ScenarioOptions.negativeControl; null in every real sweep. */
+  readonly negativeControl: "keep_identity" | null;
   readonly nodeCount: number;
   readonly clientCount: number;
   readonly keys: readonly string[];
@@ -56,6 +58,7 @@ export type NemesisKind =
   | "wipe"
   | "clock_jump"
   | "switchover"
+  | "member_cycle"
   | "heal";
 
 export interface ScenarioOptions {
@@ -65,6 +68,11 @@ export interface ScenarioOptions {
   readonly nodeCount?: number;
   /** Disable every fault (for demonstrations of the happy path). */
   readonly calm?: boolean;
+  /**
+   * A deliberate bug the checkers must catch. `keep_identity`: a wiped data directory
+   * keeps its identity and restarts as the member it was, without being replaced.
+   */
+  readonly negativeControl?: "keep_identity";
 }
 
 export function makeScenario(seed: number, options: ScenarioOptions = {}): Scenario {
@@ -110,7 +118,12 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
   };
   // Drawn last, so that every knob above stays what it was for seeds recorded before wipes
   // existed (a seed whose wipe weight is 0 replays exactly as it did).
-  const wipe = calm ? 0 : prng.int(0, 1);
+  // The identity negative control wipes often: it exists to show the bug is caught.
+  const wipe = calm
+    ? 0
+    : options.negativeControl === "keep_identity"
+      ? 3 + prng.int(0, 1)
+      : prng.int(0, 1);
   // Drawn after the wipe for the same reason: a seed whose clock jump weight is 0, with the
   // default limits, no deletes and no sessions, replays as it did before the simulator ran
   // the product's key-value store.
@@ -121,9 +134,18 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
   const sessionClients = prng.pick(["none", "even", "all"] as const);
   // Drawn last too: a seed whose switchover weight is 0 replays as it did before.
   const switchover = calm ? 0 : prng.pick([0, 0, 1, 2]);
+  // And again: a seed whose membership weight is 0 replays as it did before.
+  const memberCycle = calm ? 0 : prng.pick([0, 1, 1, 2]);
   return {
     ...scenario,
-    nemesis: { ...scenario.nemesis, wipe, clock_jump: clockJump, switchover },
+    negativeControl: options.negativeControl ?? null,
+    nemesis: {
+      ...scenario.nemesis,
+      wipe,
+      clock_jump: clockJump,
+      switchover,
+      member_cycle: memberCycle,
+    },
     kvLimits,
     clockSkewMs,
     deleteShare,

@@ -8,6 +8,7 @@
  */
 
 import { EMPTY_STATE, type RestoredState } from "../core/replica.js";
+import type { Configuration } from "../core/configuration.js";
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 
 export interface DiskWrite {
@@ -118,9 +119,21 @@ export class SimDisk<S> {
    */
   wiped = false;
 
-  /** Loses everything, as an operator wiping the node's data directory. */
-  wipe(): void {
+  /** The data directory's member incarnation; 0 until the directory is initialised. */
+  memberIncarnation = 0;
+  /** The configuration a member added to a running cluster learned with `--join`. */
+  joinedConfig: Configuration | null = null;
+
+  /**
+   * Loses everything, as an operator wiping the node's data directory; `keepIdentity` is
+   * the negative control in which the directory's identity survives (it must be caught).
+   */
+  wipe(options: { readonly keepIdentity?: boolean } = {}): void {
     this.wiped = true;
+    if (options.keepIdentity !== true) {
+      this.memberIncarnation = 0;
+      this.joinedConfig = null;
+    }
     this.sums = [];
     this.flipped = 0;
     this.hardState = EMPTY_STATE.hardState;

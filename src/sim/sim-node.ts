@@ -10,6 +10,7 @@
  */
 
 import { defaultReplicaConfig, type ReplicaConfig } from "../core/config.js";
+import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import type { Prng } from "../core/prng.js";
 import { type Ready, Replica } from "../core/replica.js";
 import {
@@ -20,6 +21,7 @@ import {
   type KvResult,
   KvStateMachine,
 } from "../kv/index.js";
+import type { Configuration } from "../core/configuration.js";
 import type { Entry, NodeId } from "../protocol/messages.js";
 import { unwrapCommand, wrapCommand } from "../server/entry-envelope.js";
 import { SimDisk, type StoredSnapshot } from "./sim-disk.js";
@@ -111,12 +113,23 @@ export class SimNode {
     return this.replica !== null;
   }
 
-  /** `join`: the disk was wiped and the node rejoins, as with `baton start --join`. */
+  /**
+   * `join`: the disk was wiped and the node rejoins, as with `baton start --join`. A disk
+   * with no identity yet gets one: the data directory is initialised.
+   */
   start(options: { readonly join?: boolean } = {}): void {
     this.incarnation++;
     const config = { ...defaultReplicaConfig(this.id, this.members), ...this.tuning.replica };
     const restored = this.disk.recover();
-    this.replica = new Replica(config, this.prng.fork(), restored, options);
+    if (this.disk.memberIncarnation === 0) {
+      this.disk.memberIncarnation = this.prng.int(1, MEMBER_INCARNATION_MAX);
+    }
+    const configuration: Configuration | undefined = this.disk.joinedConfig ?? undefined;
+    this.replica = new Replica(config, this.prng.fork(), restored, {
+      ...options,
+      incarnation: this.disk.memberIncarnation,
+      ...(configuration === undefined ? {} : { configuration }),
+    });
     const stored = this.disk.snapshot();
     this.kv = this.restored(stored?.state ?? null);
     this.appliedIndex = this.replica.snapshotMeta().index;
@@ -192,7 +205,7 @@ export class SimNode {
     const replica = this.replica!;
     const term = replica.termAt(this.appliedIndex);
     if (term === undefined) return;
-    const meta = { index: this.appliedIndex, term };
+    const meta = { index: this.appliedIndex, term, config: replica.configAt(this.appliedIndex) };
     this.disk.saveSnapshot({ meta, state: this.kv.snapshotChunks() });
     this.snapshotIndex = meta.index;
     replica.compact(Math.max(replica.snapshotMeta().index, meta.index - this.tuning.keepEntries));

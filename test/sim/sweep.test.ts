@@ -55,6 +55,16 @@ describe("simulator", () => {
     expect(await sweep(regressions)).toEqual([]);
   });
 
+  it("sim: negative control: a wiped directory that keeps its identity is caught within a few seeds", () => {
+    // The deliberate bug: the emptied directory speaks as the member it was, with no
+    // memory of its votes and acknowledgements. Without it the same seeds are clean.
+    const caught: number[] = [];
+    for (let seed = 1; seed <= 10 && caught.length === 0; seed++) {
+      if (!runSeed(seed, { negativeControl: "keep_identity" }).ok) caught.push(seed);
+    }
+    expect(caught.length).toBe(1);
+  }, 120_000);
+
   it("sim: a seed replays exactly (same trace, same history)", () => {
     const a = runSeed(42, { trace: true });
     const b = runSeed(42, { trace: true });
