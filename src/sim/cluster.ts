@@ -7,9 +7,9 @@
  * master stamps into the log, is the virtual clock plus the node's skew and clock jumps.
  */
 
+import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import { Prng } from "../core/prng.js";
 import type { Ready } from "../core/replica.js";
-import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import type { Message, NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { ExactlyOnceChecker } from "./checkers/exactly-once.js";

@@ -7,8 +7,8 @@
  * state captured from the node's state machine.
  */
 
-import { EMPTY_STATE, type RestoredState } from "../core/replica.js";
 import type { Configuration } from "../core/configuration.js";
+import { EMPTY_STATE, type RestoredState } from "../core/replica.js";
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 
 export interface DiskWrite {

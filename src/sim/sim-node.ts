@@ -10,6 +10,7 @@
  */
 
 import { defaultReplicaConfig, type ReplicaConfig } from "../core/config.js";
+import type { Configuration } from "../core/configuration.js";
 import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import type { Prng } from "../core/prng.js";
 import { type Ready, Replica } from "../core/replica.js";
@@ -21,7 +22,6 @@ import {
   type KvResult,
   KvStateMachine,
 } from "../kv/index.js";
-import type { Configuration } from "../core/configuration.js";
 import type { Entry, NodeId } from "../protocol/messages.js";
 import { unwrapCommand, wrapCommand } from "../server/entry-envelope.js";
 import { SimDisk, type StoredSnapshot } from "./sim-disk.js";
