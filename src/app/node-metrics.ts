@@ -168,6 +168,12 @@ function protocolCounters(registry: Registry, node: BatonNode): void {
   );
   counterFrom(
     registry,
+    "baton_ignored_answers_total",
+    "votes and acknowledgements dropped: their sender is not a member, or not the incarnation the configuration lists",
+    () => node.counters.ignoredAnswers,
+  );
+  counterFrom(
+    registry,
     "baton_applied_entries_total",
     "entries applied to the state machine",
     () => node.counters.appliedEntries,

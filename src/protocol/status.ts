@@ -31,6 +31,13 @@ export interface MemberStatus {
   readonly lagBytes?: number | null;
   /** Master only: milliseconds since the member last answered, else null. */
   readonly lastContactMs: number | null;
+  /** Whether the configuration in effect lists the member as a voter (false: a learner). */
+  readonly voter?: boolean;
+  /**
+   * The member incarnation the configuration lists (0: the one that bootstrapped the
+   * cluster, not written down yet); votes and acknowledgements count only from it.
+   */
+  readonly incarnation?: number;
 }
 
 export interface NodeStatus {
@@ -43,6 +50,10 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly lastIndex: number;
   readonly members: readonly MemberStatus[];
+  /** This node's data directory's member incarnation. */
+  readonly incarnation?: number;
+  /** Whether a membership change is in the log and not committed yet. */
+  readonly changeInProgress?: boolean;
   /**
    * A digest of the whole replicated state as 16 hex digits, taken at `appliedIndex`: two
    * nodes with the same `appliedIndex` must show the same digest. Present only when asked

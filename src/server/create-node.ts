@@ -8,12 +8,17 @@
  *   await node.readBarrier();                   // then read your state machine: linearizable
  */
 
+import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
+import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import { rethrowIfBug } from "../shared/assert.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { DiskStorage } from "../storage/disk-storage.js";
+import { nodeFileSystem } from "../storage/file-system.js";
+import { IdentityStore } from "../storage/identity-store.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
+import type { OpenedStorage } from "../storage/storage.js";
 import type { PeerTlsConfig } from "../transport/peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "../transport/tcp-transport.js";
 import { BatonNode } from "./node.js";
@@ -51,12 +56,44 @@ export async function startNode(
   const opened =
     config.dataDir === null ? await MemoryStorage.open() : await DiskStorage.open(config.dataDir);
   try {
-    return await BatonNode.start({ config, opened, transport, stateMachine, logger });
+    const incarnation =
+      config.dataDir === null
+        ? drawIncarnation()
+        : await ensureIdentity(config.dataDir, opened, logger);
+    return await BatonNode.start({ config, opened, transport, stateMachine, logger, incarnation });
   } catch (error) {
     await transport.close().catch(rethrowIfBug);
     await opened.storage.close().catch(rethrowIfBug);
     throw error;
   }
+}
+
+function drawIncarnation(): number {
+  return randomInt(1, MEMBER_INCARNATION_MAX);
+}
+
+/**
+ * The data directory's member incarnation: the one its identity file holds, or a new one
+ * drawn and made durable before the node sends anything. A directory with no identity
+ * file is new (nothing in it) or was written by Baton 0.1 (it holds state): either way
+ * it gets a fresh incarnation, and the log says which. A wiped directory therefore never
+ * speaks with the incarnation it had before.
+ */
+async function ensureIdentity(dir: string, opened: OpenedStorage, logger: Logger): Promise<number> {
+  const store = await IdentityStore.open(dir, nodeFileSystem);
+  const known = store.identity();
+  if (known !== null) return known.incarnation;
+  const empty =
+    opened.hardState.term === 0 && opened.snapshot.index === 0 && opened.entries.length === 0;
+  const incarnation = drawIncarnation();
+  await store.save({ clusterId: null, incarnation, joinedConfig: null, appliedConfig: null });
+  logger.info(
+    { event: "identity", incarnation, upgraded: !empty },
+    empty
+      ? `new data directory ${dir}: member incarnation ${incarnation}`
+      : `data directory ${dir} was written by Baton 0.1 (no identity): adopted member incarnation ${incarnation}`,
+  );
+  return incarnation;
 }
 
 /**

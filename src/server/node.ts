@@ -126,10 +126,17 @@ export interface BatonNodeDeps {
   readonly transport: Transport;
   readonly stateMachine: StateMachine;
   readonly logger: Logger;
+  /**
+   * The data directory's member incarnation, in every vote and acknowledgement this node
+   * sends (see src/storage/identity-store.ts); 0 for a node without one (memory storage).
+   */
+  readonly incarnation?: number;
 }
 
 export class BatonNode extends EventEmitter<NodeEvents> {
   readonly id: NodeId;
+  /** This data directory's member incarnation (see BatonNodeDeps.incarnation). */
+  readonly incarnation: number;
   readonly config: NodeConfig;
   private readonly replica: Replica;
   private readonly storage: Storage;
@@ -184,6 +191,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     switchovers: 0,
     /** Peer messages that broke a protocol rule; each closed the link it came on. */
     peerViolations: 0,
+    /**
+     * Votes and acknowledgements dropped because the configuration does not list their
+     * sender, or lists another incarnation of it (a wiped data directory, say).
+     */
+    ignoredAnswers: 0,
     appliedEntries: 0,
   };
 
@@ -191,6 +203,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     super();
     this.config = deps.config;
     this.id = deps.config.id;
+    this.incarnation = deps.incarnation ?? 0;
     this.replica = replica;
     this.storage = deps.opened.storage;
     this.transport = deps.transport;
@@ -258,6 +271,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     };
     const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), opened, {
       join: config.join,
+      incarnation: deps.incarnation ?? 0,
     });
     if (replica.isJoining) {
       logger.warn(
@@ -305,6 +319,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.transport.closePeerConnection(m.from, `${m.type}: ${stepped.violation}`);
         return;
       }
+      if (stepped.ignored !== undefined) {
+        this.counters.ignoredAnswers++;
+        this.logIgnored(m.from, stepped.ignored, stepped.detail);
+        return;
+      }
       this.lastHeard.set(m.from, Date.now());
       if (fromMaster) this.lastMasterContact = { id: m.from, at: Date.now() };
       this.schedule();
@@ -326,6 +345,19 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.schedule();
       }
     });
+  }
+
+  /** When each sender's ignored answers were last logged: one line a second at most. */
+  private readonly ignoredLoggedAt = new Map<NodeId, number>();
+
+  private logIgnored(from: NodeId, reason: string, detail: string): void {
+    const now = Date.now();
+    if (now - (this.ignoredLoggedAt.get(from) ?? 0) < 1000) return;
+    this.ignoredLoggedAt.set(from, now);
+    this.log.warn(
+      { event: "ignored_answer", peer: from, reason },
+      `ignored an answer from node ${from}: ${detail}`,
+    );
   }
 
   // ---------------------------------------------------------------- requests
@@ -544,6 +576,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
               ? null
               : Math.max(0, r.lastIndex - pr.match),
         lastContactMs: self ? 0 : heard === undefined ? null : now - heard,
+        voter: r.members.find((m) => m.id === peer.id)?.voter ?? false,
+        incarnation: r.members.find((m) => m.id === peer.id)?.incarnation ?? 0,
         lagBytes:
           self && r.role === "master" ? 0 : pr === undefined ? null : this.bytesAfter(pr.match),
       };
@@ -557,6 +591,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       appliedIndex: this.appliedIndex,
       lastIndex: r.lastIndex,
       members,
+      incarnation: this.incarnation,
+      changeInProgress: r.changeInProgress,
     };
   }
 

@@ -1,0 +1,110 @@
+/**
+ * The data directory's identity, in one small file (`identity`) replaced atomically like
+ * the hard state: the cluster id, this directory's member incarnation, the configuration
+ * a member added with `--join` learned, and the newest committed configuration with the
+ * index of its entry (so that a configuration compacted into a snapshot survives a
+ * restart). JSON with a CRC32 line, because it is written rarely and read by people.
+ *
+ * A directory without this file is either new (nothing else in it) or was written by
+ * Baton 0.1; the runtime decides which and creates the identity. This store never makes
+ * one up itself and never reports a save done before the rename is durable: a directory
+ * that could come back with an identity it did not have would speak for a member that it
+ * is not.
+ */
+
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import type { Member } from "../protocol/messages.js";
+import { StorageInconsistentError } from "./errors.js";
+import { closeQuietly, type FileSystem, io, writeFully } from "./file-system.js";
+
+export const identityFileName = "identity";
+const identityFormat = "baton-identity-1";
+
+export interface DataIdentity {
+  /** The cluster's id, drawn once when it bootstrapped; null until this node knows it. */
+  readonly clusterId: string | null;
+  /** This directory's member incarnation (1..2^48), drawn when it was initialised. */
+  readonly incarnation: number;
+  /** The configuration learned with `--join`, for a member added to a running cluster. */
+  readonly joinedConfig: readonly Member[] | null;
+  /** The newest committed configuration this node applied, and its entry's index. */
+  readonly appliedConfig: { readonly index: number; readonly config: readonly Member[] } | null;
+}
+
+export class IdentityStore {
+  private constructor(
+    readonly dir: string,
+    private readonly fs: FileSystem,
+    private current: DataIdentity | null,
+  ) {}
+
+  get path(): string {
+    return join(this.dir, identityFileName);
+  }
+
+  /** Reads the identity in `dir` (null when there is none); throws for a damaged file. */
+  static async open(dir: string, fs: FileSystem): Promise<IdentityStore> {
+    const path = join(dir, identityFileName);
+    const temporary = `${path}.tmp`;
+    if ((await io(temporary, "read", () => fs.readSmall(temporary))) !== null) {
+      await io(temporary, "delete", () => fs.unlink(temporary));
+    }
+    const bytes = await io(path, "read", () => fs.readSmall(path));
+    return new IdentityStore(dir, fs, bytes === null ? null : decodeIdentity(bytes, path));
+  }
+
+  identity(): DataIdentity | null {
+    return this.current;
+  }
+
+  /** Makes `identity` durable (temporary file, fdatasync, rename, directory fsync). */
+  async save(identity: DataIdentity): Promise<void> {
+    const temporary = `${this.path}.tmp`;
+    const handle = await io(temporary, "create", () => this.fs.open(temporary, "w"));
+    try {
+      await writeFully(handle, temporary, encodeIdentity(identity), 0);
+      await io(temporary, "fdatasync", () => handle.datasync());
+    } finally {
+      await closeQuietly(handle);
+    }
+    await io(this.path, "rename", () => this.fs.rename(temporary, this.path));
+    await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));
+    this.current = identity;
+  }
+}
+
+export function encodeIdentity(identity: DataIdentity): Buffer {
+  const body = JSON.stringify({ format: identityFormat, ...identity });
+  return Buffer.from(`${body}\ncrc32 ${crc32(Buffer.from(body, "utf8"))}\n`, "utf8");
+}
+
+export function decodeIdentity(bytes: Uint8Array, path: string): DataIdentity {
+  const text = Buffer.from(bytes).toString("utf8");
+  const fail = (detail: string) => new StorageInconsistentError(path, `identity file: ${detail}`);
+  const match = /^(.*)\ncrc32 (\d+)\n$/s.exec(text);
+  if (match === null) throw fail("not an identity file (no checksum line)");
+  const body = match[1]!;
+  if (crc32(Buffer.from(body, "utf8")) !== Number(match[2])) {
+    throw fail("the file fails its checksum");
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    throw fail("the identity is not JSON");
+  }
+  if (parsed.format !== identityFormat) throw fail(`unknown format ${String(parsed.format)}`);
+  const incarnation = parsed.incarnation;
+  if (typeof incarnation !== "number" || !Number.isSafeInteger(incarnation) || incarnation < 1) {
+    throw fail("the incarnation is not a positive integer");
+  }
+  const clusterId = parsed.clusterId;
+  if (clusterId !== null && typeof clusterId !== "string") throw fail("bad cluster id");
+  return Object.freeze({
+    clusterId,
+    incarnation,
+    joinedConfig: (parsed.joinedConfig ?? null) as readonly Member[] | null,
+    appliedConfig: (parsed.appliedConfig ?? null) as DataIdentity["appliedConfig"],
+  });
+}
