@@ -34,6 +34,13 @@ export interface ReplicaConfig {
    * master's last index (and answered lately). @default 64
    */
   readonly promoteLagEntriesMax: number;
+  /**
+   * The master writes down, in a config entry, the incarnation each member listed with 0
+   * answered with, after which answers from any other incarnation of it are ignored. Off
+   * where a wiped member is not yet replaced through the log (`baton member replace`):
+   * there, binding would shut out a wiped node that rejoins with `--join`. @default false
+   */
+  readonly bindIncarnations: boolean;
 }
 
 export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): ReplicaConfig {
@@ -50,6 +57,7 @@ export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): Re
     appendBytesMax: 1024 * 1024,
     uncommittedEntriesMax: 10_000,
     promoteLagEntriesMax: 64,
+    bindIncarnations: false,
   });
 }
 

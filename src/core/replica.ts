@@ -914,6 +914,7 @@ export class Replica {
    * ignored. Members not heard from yet are bound later.
    */
   private maybeBindIncarnations(): void {
+    if (!this.config.bindIncarnations) return;
     if (this.changeInProgress || this.switchover !== null) return;
     if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
     let changed = false;

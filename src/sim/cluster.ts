@@ -129,7 +129,11 @@ export class SimCluster {
     const ids = Array.from({ length: scenario.nodeCount }, (_, i) => i + 1);
     for (const id of ids) {
       const tuning = {
-        replica: { appendEntriesMax: scenario.appendEntriesMax, inflightMax: scenario.inflightMax },
+        replica: {
+          appendEntriesMax: scenario.appendEntriesMax,
+          inflightMax: scenario.inflightMax,
+          bindIncarnations: true,
+        },
         snapshotEvery: scenario.snapshotEvery,
         keepEntries: scenario.keepEntries,
       };
