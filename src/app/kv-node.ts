@@ -5,11 +5,18 @@
  * and errors into the catalogue's, and reads linearizably through ReadIndex.
  */
 
+import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
+import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import { EventFeed } from "../http/event-feed.js";
-import type { KvNodeApi, KvWriteOptions, StatusOptions } from "../http/node-api.js";
+import type {
+  KvNodeApi,
+  KvWriteOptions,
+  MemberChangeRequest,
+  StatusOptions,
+} from "../http/node-api.js";
 import type { BackupSnapshot } from "../http/routes/snapshot-route.js";
 import { createHttpServer, type HttpServer, type HttpTlsConfig } from "../http/server.js";
 import { parseTokensFile, type TokenRecord, TokenStore } from "../http/tokens.js";
@@ -22,9 +29,11 @@ import {
   KvStateMachine,
   validateCommand,
 } from "../kv/index.js";
+import type { Member } from "../protocol/messages.js";
 import type { NodeStatus } from "../protocol/status.js";
 import {
   createTransport,
+  type JoinedIdentity,
   readPeerTls,
   readPem,
   startNode,
@@ -33,7 +42,12 @@ import {
 import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
-import { InvalidInputError, NotMasterError, TooLargeError } from "../shared/errors.js";
+import {
+  ConflictError,
+  InvalidInputError,
+  NotMasterError,
+  TooLargeError,
+} from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
@@ -47,6 +61,8 @@ export interface KvNodeOptions {
    * @default false
    */
   readonly allowFaultInjection?: boolean;
+  /** What `--join <url>` learned, for a member added to a running cluster. */
+  readonly joined?: JoinedIdentity | null;
 }
 
 /** What `KvNode.reload` did: the parts it replaced, and why it kept the others. */
@@ -85,7 +101,7 @@ export class KvNode implements KvNodeApi {
     const httpTls = readHttpTls(config);
     const tokens = config.tokens === null ? null : new TokenStore(readTokens(config.tokens));
     const transport = createTransport(config, logger);
-    const node = await startNode(config, sm, logger, transport);
+    const node = await startNode(config, sm, logger, transport, options.joined ?? null);
     const kv = new KvNode(node, sm, config, transport);
     kv.tokens = tokens;
     if (config.http !== null) {
@@ -219,6 +235,54 @@ export class KvNode implements KvNodeApi {
 
   switchover(to: number | null): Promise<SwitchoverOutcome> {
     return this.node.switchover(to);
+  }
+
+  async changeMembers(
+    change: MemberChangeRequest,
+  ): Promise<{ readonly members: readonly Member[] }> {
+    const outcome = await this.node.changeMembers(
+      change.type === "add"
+        ? {
+            type: "add",
+            member: {
+              id: change.id,
+              // The new member's incarnation: it learns it with `--join`.
+              incarnation: randomInt(1, MEMBER_INCARNATION_MAX),
+              voter: false,
+              peerAddress: change.peerAddress,
+              httpUrl: change.httpUrl,
+            },
+          }
+        : change,
+    );
+    return { members: outcome.members };
+  }
+
+  joinInfo(id: number): { readonly incarnation: number; readonly members: readonly Member[] } {
+    const { members } = this.node.members();
+    const member = members.find((m) => m.id === id);
+    if (member === undefined) {
+      throw new InvalidInputError(
+        "id",
+        `node ${id} is not a member: add it first (baton member add ${id} …)`,
+      );
+    }
+    if (member.voter || member.incarnation === 0) {
+      throw new ConflictError(
+        `node ${id} is a voter of the cluster: a node that lost its data comes back as a new member (baton member replace ${id}), then starts with --join`,
+      );
+    }
+    // Members given on the command line have no address in the configuration: this
+    // node's own view fills them in, so that the new member can dial them.
+    const known = new Map(this.node.status().members.map((m) => [m.id, m]));
+    return {
+      incarnation: member.incarnation,
+      members: members.map((m) => ({
+        ...m,
+        peerAddress: m.peerAddress !== "" ? m.peerAddress : (known.get(m.id)?.address ?? ""),
+        httpUrl: m.httpUrl !== "" ? m.httpUrl : (known.get(m.id)?.httpUrl ?? ""),
+      })),
+    };
   }
 
   private async write(command: KvCommand): Promise<KvResult> {

@@ -34,6 +34,14 @@ export class Progress {
   listedIncarnation = 0;
   /** The incarnation this member's first answer in this term came from (0: none yet). */
   incarnation = 0;
+  /** Whether this member has answered this master at all. */
+  heard = false;
+  /**
+   * Set when a configuration removed this member: the master keeps replicating to it
+   * (counting it for nothing) until it holds the removal and knows it committed, so that
+   * it learns it was removed and stops. The master's tick count when it was removed.
+   */
+  leavingSince: number | null = null;
 
   constructor(next: number) {
     this.next = next;

@@ -316,8 +316,17 @@ export class Replica {
       readonly join?: boolean;
       /** This data directory's member incarnation; 0 for the bootstrap incarnation. */
       readonly incarnation?: number;
-      /** The configuration to start from when neither log nor snapshot holds one. */
+      /**
+       * A member added to a running cluster: the configuration it learned when it joined,
+       * used when neither log nor snapshot holds one.
+       */
       readonly configuration?: Configuration;
+      /**
+       * The command line's members, with their addresses: the configuration of a node
+       * that bootstrapped, until the log or a snapshot holds one. Default: `config.members`
+       * without addresses.
+       */
+      readonly initialConfiguration?: Configuration;
     } = {},
   ) {
     this.config = validateReplicaConfig(config);
@@ -327,7 +336,10 @@ export class Replica {
     this.joinedCluster = options.configuration !== undefined;
     this.log = new ReplicaLog(restored.snapshot, restored.entries, restored.hardState.commitIndex);
     this.snapshotConfig =
-      restored.snapshot.config ?? options.configuration ?? initialConfiguration(config.members);
+      restored.snapshot.config ??
+      options.configuration ??
+      options.initialConfiguration ??
+      initialConfiguration(config.members);
     this.configuration = this.snapshotConfig;
     this.peers = this.configuration.filter((m) => m.id !== this.id).map((m) => m.id);
     this.rescanConfiguration();
@@ -484,6 +496,13 @@ export class Replica {
     }
     const member = memberOf(this.configuration, message.from);
     if (member === undefined) {
+      // A removed member's acknowledgements still tell this master what it holds, so
+      // that it learns of its removal; they count for nothing else.
+      const leaving = this.progress.get(message.from)?.leavingSince != null;
+      if (leaving && message.type === "append_response") {
+        this.guard(() => this.dispatch(message));
+        return STEP_OK;
+      }
       return { ok: true, ignored: "not_member", detail: `node ${message.from} is not a member` };
     }
     if (!this.listsIncarnation(member, message.incarnation)) {
@@ -642,7 +661,15 @@ export class Replica {
     if (change.type === "promote") {
       const pr = this.progress.get(change.id);
       const lag = this.log.lastIndex() - (pr?.match ?? 0);
-      if (pr === undefined || lag > this.config.promoteLagEntriesMax) {
+      if (pr === undefined || !pr.heard) {
+        return {
+          ok: false,
+          reason: "not_caught_up",
+          detail: `node ${change.id} has not answered this master yet: start it (baton start --id ${change.id} … --join <url of a member>) and wait until it has caught up`,
+        };
+      }
+      // A learner holds at least the entry that added it once it has caught up at all.
+      if (pr.match === 0 || lag > this.config.promoteLagEntriesMax) {
         return {
           ok: false,
           reason: "not_caught_up",
@@ -904,6 +931,26 @@ export class Replica {
       if (pr.commitSent < Math.min(commit, pr.match)) this.appendDue.add(peer);
     }
     this.maybeBindIncarnations();
+    this.pruneLeaving();
+  }
+
+  /**
+   * Stops replicating to a removed member once it holds the entry that removed it and has
+   * been told that entry is committed (it then stops on its own), or after a few election
+   * timeouts (it is down, or cut off: its operator stops it).
+   */
+  private pruneLeaving(): void {
+    for (const [peer, pr] of this.progress) {
+      if (pr.leavingSince === null) continue;
+      const told =
+        this.configIndex <= this.log.commitIndex &&
+        pr.match >= this.configIndex &&
+        pr.commitSent >= this.configIndex;
+      const given = this.electionElapsed - pr.leavingSince > 4 * this.config.electionTicksMax;
+      if (!told && !given) continue;
+      this.progress.delete(peer);
+      this.appendDue.delete(peer);
+    }
   }
 
   /**
@@ -1088,7 +1135,10 @@ export class Replica {
     if (m.type === "term_probe_response") return this.onTermProbeResponse(m);
     if (this.currentRole === "master" && m.term === this.currentTerm) {
       const pr = this.progress.get(m.from);
-      if (pr !== undefined && pr.incarnation === 0) pr.incarnation = m.incarnation;
+      if (pr !== undefined) {
+        pr.heard = true;
+        if (pr.incarnation === 0) pr.incarnation = m.incarnation;
+      }
     }
     if (m.term > this.currentTerm) {
       if (!this.acceptHigherTerm(m)) return;
@@ -1568,11 +1618,16 @@ export class Replica {
           listed !== undefined &&
           pr.listedIncarnation !== 0 &&
           listed.incarnation !== pr.listedIncarnation;
-        if (listed === undefined || rebound) {
+        if (listed === undefined && !rebound) {
+          // Removed: told of it through the log, see `pruneLeaving`.
+          pr.leavingSince ??= this.electionElapsed;
+          this.readAcks.delete(peer);
+        } else if (rebound) {
           this.progress.delete(peer);
           this.readAcks.delete(peer);
           this.appendDue.delete(peer);
         } else {
+          pr.leavingSince = null;
           pr.listedIncarnation = listed.incarnation;
         }
       }

@@ -6,7 +6,7 @@
  */
 
 import type { KvEntry, KvResult } from "../kv/index.js";
-import type { NodeId } from "../protocol/messages.js";
+import type { Member, NodeId } from "../protocol/messages.js";
 import type { NodeStatus } from "../protocol/status.js";
 
 export interface KvWriteOptions {
@@ -38,4 +38,27 @@ export interface KvNodeApi {
    * ConflictError, NoMasterError, SwitchoverFailedError.
    */
   switchover(to: number | null): Promise<{ readonly master: number; readonly term: number }>;
+  /**
+   * One membership change, answered once it is committed, with the members after it.
+   * Throws InvalidInputError (bad input, an id or address that exists, an unknown
+   * member), ConflictError (a change in flight, a learner not caught up, no quorum
+   * left, the master itself), NotMasterError on a backup, NoMasterError.
+   */
+  changeMembers?(change: MemberChangeRequest): Promise<{ readonly members: readonly Member[] }>;
+  /**
+   * What a member added as a learner learns with `baton start --join`: its incarnation
+   * and the members. Throws InvalidInputError for a non-member, ConflictError for a
+   * voter (replace it first).
+   */
+  joinInfo?(id: NodeId): { readonly incarnation: number; readonly members: readonly Member[] };
 }
+
+export type MemberChangeRequest =
+  | {
+      readonly type: "add";
+      readonly id: NodeId;
+      readonly peerAddress: string;
+      readonly httpUrl: string;
+    }
+  | { readonly type: "promote"; readonly id: NodeId }
+  | { readonly type: "remove"; readonly id: NodeId };

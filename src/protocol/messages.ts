@@ -192,6 +192,11 @@ export interface SnapshotChunk extends Envelope {
   /** CRC32 of the whole data, checked by the receiver at the end. */
   readonly crc32: number;
   readonly data: Uint8Array;
+  /**
+   * The configuration in effect at the snapshot's index, encoded as a config entry's data
+   * (src/core/configuration.ts): the entries that set it are compacted away.
+   */
+  readonly config: Uint8Array;
 }
 
 export interface SnapshotAck extends Envelope {

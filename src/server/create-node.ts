@@ -12,6 +12,7 @@ import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
+import type { Member } from "../protocol/messages.js";
 import { rethrowIfBug } from "../shared/assert.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { DiskStorage } from "../storage/disk-storage.js";
@@ -52,15 +53,23 @@ export async function startNode(
   stateMachine: StateMachine,
   logger: Logger,
   transport: TcpTransport = createTransport(config, logger),
+  joined: JoinedIdentity | null = null,
 ): Promise<BatonNode> {
   const opened =
     config.dataDir === null ? await MemoryStorage.open() : await DiskStorage.open(config.dataDir);
   try {
-    const incarnation =
-      config.dataDir === null
-        ? drawIncarnation()
-        : await ensureIdentity(config.dataDir, opened, logger);
-    return await BatonNode.start({ config, opened, transport, stateMachine, logger, incarnation });
+    const identity =
+      config.dataDir === null ? null : await ensureIdentity(config.dataDir, opened, logger, joined);
+    const incarnation = identity?.identity()?.incarnation ?? drawIncarnation();
+    return await BatonNode.start({
+      config,
+      opened,
+      transport,
+      stateMachine,
+      logger,
+      incarnation,
+      identity,
+    });
   } catch (error) {
     await transport.close().catch(rethrowIfBug);
     await opened.storage.close().catch(rethrowIfBug);
@@ -79,12 +88,38 @@ function drawIncarnation(): number {
  * it gets a fresh incarnation, and the log says which. A wiped directory therefore never
  * speaks with the incarnation it had before.
  */
-async function ensureIdentity(dir: string, opened: OpenedStorage, logger: Logger): Promise<number> {
+async function ensureIdentity(
+  dir: string,
+  opened: OpenedStorage,
+  logger: Logger,
+  joined: JoinedIdentity | null,
+): Promise<IdentityStore> {
   const store = await IdentityStore.open(dir, nodeFileSystem);
   const known = store.identity();
-  if (known !== null) return known.incarnation;
+  if (known !== null) {
+    if (joined !== null && joined.incarnation !== known.incarnation) {
+      logger.warn(
+        { event: "identity", incarnation: known.incarnation },
+        `--join ignored: the data directory ${dir} already has member incarnation ${known.incarnation}`,
+      );
+    }
+    return store;
+  }
   const empty =
     opened.hardState.term === 0 && opened.snapshot.index === 0 && opened.entries.length === 0;
+  if (joined !== null && empty) {
+    await store.save({
+      clusterId: null,
+      incarnation: joined.incarnation,
+      joinedConfig: joined.members,
+      appliedConfig: null,
+    });
+    logger.info(
+      { event: "identity", incarnation: joined.incarnation, joined: true },
+      `new data directory ${dir}: joined as member incarnation ${joined.incarnation}, a learner until promoted`,
+    );
+    return store;
+  }
   const incarnation = drawIncarnation();
   await store.save({ clusterId: null, incarnation, joinedConfig: null, appliedConfig: null });
   logger.info(
@@ -93,7 +128,13 @@ async function ensureIdentity(dir: string, opened: OpenedStorage, logger: Logger
       ? `new data directory ${dir}: member incarnation ${incarnation}`
       : `data directory ${dir} was written by Baton 0.1 (no identity): adopted member incarnation ${incarnation}`,
   );
-  return incarnation;
+  return store;
+}
+
+/** What `--join <url>` learned for a member added to a running cluster. */
+export interface JoinedIdentity {
+  readonly incarnation: number;
+  readonly members: readonly Member[];
 }
 
 /**

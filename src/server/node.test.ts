@@ -130,6 +130,7 @@ function snapshotChunk(
 ) {
   const chunk: SnapshotChunk = {
     type: "snapshot_chunk",
+    config: new Uint8Array(0),
     from,
     to,
     term,

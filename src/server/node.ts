@@ -16,6 +16,12 @@ import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { defaultReplicaConfig } from "../core/config.js";
+import {
+  type Configuration,
+  decodeConfiguration,
+  initialConfiguration,
+  type MemberChange,
+} from "../core/configuration.js";
 import { Prng } from "../core/prng.js";
 import { type CoreEvent, type Ready, Replica, type RoleEvent } from "../core/replica.js";
 import type {
@@ -45,6 +51,7 @@ import {
   TimeoutError,
 } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
+import type { IdentityStore } from "../storage/identity-store.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
@@ -131,12 +138,32 @@ export interface BatonNodeDeps {
    * sends (see src/storage/identity-store.ts); 0 for a node without one (memory storage).
    */
   readonly incarnation?: number;
+  /**
+   * Where the newest committed configuration is kept (src/storage/identity-store.ts), so
+   * that one compacted into a snapshot survives a restart; null with memory storage.
+   */
+  readonly identity?: IdentityStore | null;
+}
+
+/** A membership change this node proposed, settled when its entry is applied. */
+interface PendingChange {
+  readonly term: number;
+  readonly resolve: (outcome: MemberChangeOutcome) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+/** What a committed membership change answers: the members after it. */
+export interface MemberChangeOutcome {
+  readonly index: number;
+  readonly members: Configuration;
 }
 
 export class BatonNode extends EventEmitter<NodeEvents> {
   readonly id: NodeId;
   /** This data directory's member incarnation (see BatonNodeDeps.incarnation). */
   readonly incarnation: number;
+  private readonly identityStore: IdentityStore | null;
   readonly config: NodeConfig;
   private readonly replica: Replica;
   private readonly storage: Storage;
@@ -169,6 +196,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private durableTerm: number;
   private stopped = false;
   private failure: Error | null = null;
+  /** Set once `stop` has begun releasing the transport and storage. */
+  private closed = false;
 
   private readonly proposals = new Map<number, PendingProposal>();
   private readonly reads = new Map<number, PendingRead>();
@@ -204,6 +233,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.config = deps.config;
     this.id = deps.config.id;
     this.incarnation = deps.incarnation ?? 0;
+    this.identityStore = deps.identity ?? null;
     this.replica = replica;
     this.storage = deps.opened.storage;
     this.transport = deps.transport;
@@ -220,6 +250,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       chunkBytes: this.config.transferChunkBytes,
       stallMs: this.config.transferStallMs,
       term: () => this.replica.term,
+      configAt: (index) => this.replica.configAt(index),
       onSent: (peer, ok) => this.onTransferSent(peer, ok),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
@@ -269,9 +300,23 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       electionTicksMin: ticks(config.electionMsMin),
       electionTicksMax: ticks(config.electionMsMax),
     };
-    const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), opened, {
+    const identity = deps.identity?.identity() ?? null;
+    // The newest committed configuration stands in for the snapshot's: any config entry
+    // after the snapshot is still in the log, and the newest one there takes effect.
+    const applied = identity?.appliedConfig ?? null;
+    const restored =
+      applied === null
+        ? opened
+        : { ...opened, snapshot: { ...opened.snapshot, config: applied.config } };
+    const joined = identity?.joinedConfig ?? null;
+    const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), restored, {
       join: config.join,
       incarnation: deps.incarnation ?? 0,
+      initialConfiguration: initialConfiguration(
+        config.peers.map((p) => p.id),
+        new Map(config.peers.map((p) => [p.id, { peerAddress: p.address, httpUrl: "" }])),
+      ),
+      ...(joined === null ? {} : { configuration: joined }),
     });
     if (replica.isJoining) {
       logger.warn(
@@ -549,7 +594,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const now = Date.now();
     const progress = r.peerProgress();
     const peerStats = this.transport.stats().peers;
-    const members: MemberStatus[] = this.config.peers.map((peer) => {
+    // The configuration in effect decides who the members are; an address from the
+    // command line wins over the one a configuration recorded.
+    const listed = r.members.map((m) => ({
+      id: m.id,
+      address: this.config.peers.find((p) => p.id === m.id)?.address ?? m.peerAddress,
+    }));
+    const members: MemberStatus[] = listed.map((peer) => {
       const self = peer.id === this.id;
       const pr = progress.get(peer.id);
       const stats = peerStats.find((p) => p.peer === peer.id);
@@ -559,7 +610,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         address: peer.address,
         httpUrl: self
           ? this.httpUrlOf(peer.id)
-          : (this.transport.peerInfo(peer.id)?.httpUrl ?? null),
+          : (this.transport.peerInfo(peer.id)?.httpUrl ??
+            (r.members.find((m) => m.id === peer.id)?.httpUrl || null)),
         role: self
           ? r.role
           : peer.id === r.masterId
@@ -633,9 +685,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * that a planned restart costs the cluster no fail-over; if that fails, it stops anyway.
    */
   async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
-    if (this.stopped) return;
-    if (options.handOver === true) await this.handOver();
-    if (this.stopped) return;
+    if (this.closed) return;
+    if (options.handOver === true && !this.stopped) await this.handOver();
+    // After a fatal error the node is stopped but still holds its sockets and files.
+    if (this.closed) return;
+    this.closed = true;
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.failPending(new ShuttingDownError());
@@ -783,6 +837,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.counters.appliedEntries++;
       const pending = this.proposals.get(entry.index);
       if (pending !== undefined) this.proposals.delete(entry.index);
+      if (entry.kind === "config") this.onConfigApplied(entry);
       if (entry.kind !== "command") {
         this.settleReplaced(pending, entry);
         this.forwarder.onApplied(entry, undefined);
@@ -907,6 +962,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           this.replica.snapshotMeta().index,
           meta.index - this.config.snapshotKeepEntries,
         );
+        // A configuration entry compacted away must already be in the identity file.
+        await this.identitySaved;
         this.replica.compact(keep);
         await this.storage.compact(keep);
         this.log.info(
@@ -968,6 +1025,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private onCoreEvent(event: CoreEvent): void {
     if (event.type === "role") return this.onRoleEvent(event);
     if (event.type === "config") {
+      for (const member of event.config) {
+        if (member.id === this.id || member.peerAddress === "") continue;
+        if (this.config.peers.some((p) => p.id === member.id)) continue;
+        if (this.addedPeers.has(member.id)) continue;
+        this.addedPeers.add(member.id);
+        this.transport.addPeer({ id: member.id, address: member.peerAddress });
+      }
       this.log.info(
         {
           event: "config",
@@ -986,6 +1050,85 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       { event: "removed", reason: event.reason },
       `removed from the cluster: ${event.reason}`,
     );
+    // A removed member stops: it must not campaign, and nothing it does counts.
+    setImmediate(() =>
+      this.fail(new Error(`node ${this.id} was removed from the cluster: ${event.reason}`)),
+    );
+  }
+
+  /** Peers this node connects to because a configuration added them. */
+  private readonly addedPeers = new Set<NodeId>();
+  private readonly pendingChanges = new Map<number, PendingChange>();
+  /** Resolves when the newest committed configuration is in the identity file. */
+  private identitySaved: Promise<void> = Promise.resolve();
+
+  /** A config entry was applied (it is committed): keep it, settle its proposer. */
+  private onConfigApplied(entry: Entry): void {
+    const config = decodeConfiguration(entry.data);
+    assert(
+      config !== null,
+      `node ${this.id}: committed config entry ${entry.index} does not decode`,
+    );
+    const store = this.identityStore;
+    if (store !== null) {
+      this.identitySaved = this.identitySaved
+        .then(() => {
+          const current = store.identity();
+          assert(current !== null, `node ${this.id}: a data directory without its identity`);
+          return store.save({ ...current, appliedConfig: { index: entry.index, config } });
+        })
+        .catch((error: unknown) => this.fail(error));
+    }
+    const pending = this.pendingChanges.get(entry.index);
+    if (pending === undefined) return;
+    this.pendingChanges.delete(entry.index);
+    clearTimeout(pending.timer);
+    if (pending.term === entry.term) pending.resolve({ index: entry.index, members: config });
+    else
+      pending.reject(
+        new ConflictError("the change was lost in a fail-over: check the members and retry"),
+      );
+  }
+
+  /** The configuration in effect (the newest in the log) and whether it is committed. */
+  members(): { readonly members: Configuration; readonly changeInProgress: boolean } {
+    return { members: this.replica.members, changeInProgress: this.replica.changeInProgress };
+  }
+
+  /**
+   * Proposes one membership change on the master and answers once it is committed.
+   * Refusals name what to do: ConflictError for a change in flight or a state that does
+   * not allow it, InvalidInputError for bad input, NotMasterError on a backup.
+   */
+  changeMembers(change: MemberChange): Promise<MemberChangeOutcome> {
+    this.checkRunning();
+    const result = this.replica.changeMembers(change);
+    this.schedule();
+    if (!result.ok) {
+      switch (result.reason) {
+        case "not_master":
+          throw new NotMasterError(result.masterHint);
+        case "bad_request":
+        case "unknown_member":
+        case "exists":
+          throw new InvalidInputError(change.type === "add" ? "body" : "id", result.detail);
+        default:
+          throw new ConflictError(result.detail);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      const waitMs = 10 * this.config.electionMsMax;
+      const timer = setTimeout(() => {
+        this.pendingChanges.delete(result.index);
+        reject(
+          new NoMasterError(
+            500,
+            `the change at index ${result.index} was not committed within ${waitMs} ms: check the members before retrying`,
+          ),
+        );
+      }, waitMs);
+      this.pendingChanges.set(result.index, { term: result.term, resolve, reject, timer });
+    });
   }
 
   private onRoleEvent(event: RoleEvent): void {
@@ -1102,6 +1245,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.readsByIndex.length = 0;
     this.peerReads.clear();
     this.forwarder.failAll(error);
+    for (const change of this.pendingChanges.values()) {
+      clearTimeout(change.timer);
+      change.reject(error);
+    }
+    this.pendingChanges.clear();
     for (const pending of [...this.switchovers]) this.settleSwitchover(pending, error);
   }
 

@@ -30,6 +30,7 @@ describe("state transfer", () => {
         storage,
         transport,
         logger: pino({ level: "silent" }),
+        configAt: () => [],
         chunkBytes: 1024,
         stallMs: 10_000,
         term: () => 1,

@@ -12,6 +12,11 @@
  */
 
 import type { Logger } from "pino";
+import {
+  type Configuration,
+  decodeConfiguration,
+  encodeConfiguration,
+} from "../core/configuration.js";
 import type {
   NodeId,
   SnapshotAck,
@@ -45,6 +50,8 @@ export interface StateTransferDeps {
   readonly chunkBytes: number;
   readonly stallMs: number;
   readonly term: () => number;
+  /** The configuration in effect at a snapshot's index, sent with it. */
+  readonly configAt: (index: number) => Configuration;
   /** A transfer to `peer` ended: ok when the backup adopted or already had the state. */
   readonly onSent: (peer: NodeId, ok: boolean) => void;
   /** A snapshot fully arrived; returns whether the core adopts it. */
@@ -219,6 +226,7 @@ export class StateTransfer {
       totalBytes: out.totalBytes,
       crc32: out.crc32,
       data: data.slice(),
+      config: encodeConfiguration(this.deps.configAt(out.meta.index)),
     };
     out.sentBytes += data.length;
     this.deps.transport.send(message);
@@ -337,7 +345,13 @@ export class StateTransfer {
   private begin(chunk: SnapshotChunk): Incoming {
     const old = this.incoming;
     if (old !== null && !old.done) this.discard(old.receiver);
-    const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
+    // A configuration that does not decode is left out: the snapshot then keeps the one
+    // this node had, as a snapshot written before configurations were sent along did.
+    const config = decodeConfiguration(chunk.config);
+    const meta =
+      config === null
+        ? { index: chunk.snapshotIndex, term: chunk.snapshotTerm }
+        : { index: chunk.snapshotIndex, term: chunk.snapshotTerm, config };
     const session: Incoming = {
       from: chunk.from,
       term: chunk.term,

@@ -158,6 +158,7 @@ const messageSchemas: SchemaTable<WireMessage> = {
     totalBytes: "uint",
     crc32: "uint",
     data: "bytes",
+    config: "bytes",
   },
   snapshot_ack: {
     ...envelope,

@@ -159,6 +159,7 @@ export class Harness {
         continue;
       }
       if (this.down.has(m.to) || this.cut.has(`${m.from}->${m.to}`)) continue;
+      if (!this.nodes.has(m.to)) continue; // added, not started yet
       if (!this.released.has(m) && this.holdRules.some((rule) => rule(m))) {
         this.held.push(m);
         continue;

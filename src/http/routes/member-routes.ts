@@ -1,12 +1,16 @@
 /**
- * The routes that change who is master or list who the members are: `GET /v1/members`
- * and `POST /v1/switchover`. A switchover asked of any node reaches the master over the
- * peer link (the node does that); this file only reads the request and answers.
+ * The routes that change who is master or who the members are: `GET /v1/members`,
+ * `POST /v1/members` (add a learner), `POST /v1/members/{id}/promote`,
+ * `DELETE /v1/members/{id}`, `GET /v1/members/{id}/join` (what `--join` learns) and
+ * `POST /v1/switchover`. A switchover asked of any node reaches the master over the peer
+ * link (the node does that); a membership change is made by the master, and a backup
+ * answers 503 ERR_NOT_MASTER naming it. This file only reads requests and answers.
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { InvalidInputError } from "../../shared/errors.js";
+import { InvalidInputError, NotMasterError } from "../../shared/errors.js";
 import type { HttpContext } from "../http-context.js";
+import type { MemberChangeRequest } from "../node-api.js";
 import { withDeadline } from "../request-deadline.js";
 import { registerResource } from "./resource.js";
 
@@ -17,6 +21,27 @@ const SWITCHOVER_BODY_BYTES_MAX = 256;
 export function registerMemberRoutes(app: FastifyInstance, context: HttpContext): void {
   registerResource(app, context.metrics, "/v1/members", [
     { method: "GET", handler: (_request, reply) => listMembers(context, reply) },
+    {
+      method: "POST",
+      handler: (request, reply) => changeMembers(context, reply, readAddBody(request.body)),
+    },
+  ]);
+  registerResource(app, context.metrics, "/v1/members/:id", [
+    {
+      method: "DELETE",
+      handler: (request, reply) =>
+        changeMembers(context, reply, { type: "remove", id: readMemberId(request) }),
+    },
+  ]);
+  registerResource(app, context.metrics, "/v1/members/:id/promote", [
+    {
+      method: "POST",
+      handler: (request, reply) =>
+        changeMembers(context, reply, { type: "promote", id: readMemberId(request) }),
+    },
+  ]);
+  registerResource(app, context.metrics, "/v1/members/:id/join", [
+    { method: "GET", handler: (request, reply) => joinInfo(context, request, reply) },
   ]);
   registerResource(app, context.metrics, "/v1/switchover", [
     { method: "POST", handler: (request, reply) => switchover(context, request, reply) },
@@ -25,16 +50,110 @@ export function registerMemberRoutes(app: FastifyInstance, context: HttpContext)
 
 /**
  * `GET /v1/members`: `{"members":[{"id","voter","peerAddress","httpUrl"}…]}`, as this node
- * knows them. Every member votes today; learners will not.
+ * knows them (the configuration in effect: a learner has `voter` false).
  */
 function listMembers(context: HttpContext, reply: FastifyReply): FastifyReply {
   const members = context.api.status().members.map((m) => ({
     id: m.id,
-    voter: true,
+    voter: m.voter ?? true,
     peerAddress: m.address,
     httpUrl: m.httpUrl,
   }));
   return reply.send({ members });
+}
+
+/**
+ * A membership change: 200 `{"members":[…]}` (as GET lists them) once it is committed.
+ * 400 ERR_INVALID_INPUT for bad input, an id or address that exists, an unknown member;
+ * 409 ERR_CONFLICT for a change in flight, a learner that has not caught up, a removal
+ * that leaves no quorum or removes the master; 503 ERR_NOT_MASTER on a backup.
+ */
+async function changeMembers(
+  context: HttpContext,
+  reply: FastifyReply,
+  change: MemberChangeRequest,
+): Promise<FastifyReply> {
+  const api = context.api;
+  if (api.changeMembers === undefined) throw new NotMasterError(null);
+  const outcome = await withDeadline(api.changeMembers(change), context.requestTimeoutMs);
+  const known = new Map(context.api.status().members.map((m) => [m.id, m]));
+  return reply.send({
+    members: outcome.members.map((m) => ({
+      id: m.id,
+      voter: m.voter,
+      peerAddress: m.peerAddress !== "" ? m.peerAddress : (known.get(m.id)?.address ?? ""),
+      httpUrl: m.httpUrl !== "" ? m.httpUrl : (known.get(m.id)?.httpUrl ?? null),
+    })),
+  });
+}
+
+/**
+ * `GET /v1/members/{id}/join`: `{"id","incarnation","members":[{"id","voter","incarnation",
+ * "peerAddress","httpUrl"}…]}` for a member added as a learner, which `baton start --join`
+ * reads; 409 for a voter (replace it first), 400 for a non-member.
+ */
+function joinInfo(
+  context: HttpContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
+  const id = readMemberId(request);
+  if (context.api.joinInfo === undefined) throw new NotMasterError(null);
+  const info = context.api.joinInfo(id);
+  return reply.send({ id, incarnation: info.incarnation, members: info.members });
+}
+
+function readMemberId(request: FastifyRequest): number {
+  const text = (request.params as { id?: string }).id ?? "";
+  const id = /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(id) || id > 0xffff_ffff) {
+    throw new InvalidInputError("id", "expected a member id (a positive integer) in the path");
+  }
+  return id;
+}
+
+/** Most bytes an add request body may have. */
+const ADD_BODY_BYTES_MAX = 1024;
+
+/** The body of `POST /v1/members`: `{"id","peerAddress","httpUrl"}`, exactly those fields. */
+export function readAddBody(body: unknown): MemberChangeRequest {
+  const bytes = body instanceof Uint8Array ? body : new Uint8Array(0);
+  const shape =
+    '{"id": <new member id>, "peerAddress": "<host>:<port>", "httpUrl": "http://<host>:<port>"}';
+  if (bytes.length === 0) throw new InvalidInputError("body", `expected JSON: ${shape}`);
+  if (bytes.length > ADD_BODY_BYTES_MAX) {
+    throw new InvalidInputError("body", `at most ${ADD_BODY_BYTES_MAX} bytes of JSON`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw new InvalidInputError("body", `expected JSON: ${shape}`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new InvalidInputError("body", `expected a JSON object: ${shape}`);
+  }
+  const record = parsed as Record<string, unknown>;
+  const unknown = Object.keys(record).find((f) => !["id", "peerAddress", "httpUrl"].includes(f));
+  if (unknown !== undefined)
+    throw new InvalidInputError(unknown, `unknown field; the body is ${shape}`);
+  const { id, peerAddress, httpUrl } = record;
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 1 || id > 0xffff_ffff) {
+    throw new InvalidInputError("id", "expected a new member id (a positive integer)");
+  }
+  if (typeof peerAddress !== "string" || !/^[^\s:]+:[0-9]{1,5}$/.test(peerAddress)) {
+    throw new InvalidInputError(
+      "peerAddress",
+      'expected "<host>:<port>", the new node\'s --listen',
+    );
+  }
+  if (typeof httpUrl !== "string" || !/^https?:\/\/[\x21-\x7e]{1,240}$/.test(httpUrl)) {
+    throw new InvalidInputError(
+      "httpUrl",
+      'expected "http://<host>:<port>", the new node\'s --http',
+    );
+  }
+  return { type: "add", id, peerAddress, httpUrl };
 }
 
 /**
