@@ -157,6 +157,19 @@ export interface BatonClient {
    * ERR_SWITCHOVER_FAILED.
    */
   switchover(to?: number): Promise<{ master: number; term: number }>;
+  /**
+   * Adds a member as a learner; resolves with the members once committed. Start the new
+   * node with `baton start … --join <url>`, then `promoteMember` once it caught up.
+   */
+  addMember(member: {
+    readonly id: number;
+    readonly peerAddress: string;
+    readonly httpUrl: string;
+  }): Promise<Member[]>;
+  /** Makes a caught-up learner a voter; resolves with the members once committed. */
+  promoteMember(id: number): Promise<Member[]>;
+  /** Removes a member; resolves with the members once committed. */
+  removeMember(id: number): Promise<Member[]>;
   /** Stops retries in progress (they reject with ClientClosedError) and closes connections. */
   close(): Promise<void>;
 }
@@ -340,6 +353,57 @@ class HttpBatonClient implements BatonClient {
       throw unexpected(response, 'the answer has no "master" and "term"');
     }
     return { master: json.master, term: json.term };
+  }
+
+  /**
+   * Adds a member as a learner (`POST /v1/members`); resolves with the members once the
+   * change is committed. Start the new node with `baton start … --join <url>`, then
+   * promote it once it has caught up.
+   */
+  async addMember(member: {
+    readonly id: number;
+    readonly peerAddress: string;
+    readonly httpUrl: string;
+  }): Promise<Member[]> {
+    return this.changeMembers(`add member ${member.id}`, "POST", "/v1/members", member);
+  }
+
+  /** Makes a caught-up learner a voter (`POST /v1/members/{id}/promote`). */
+  async promoteMember(id: number): Promise<Member[]> {
+    return this.changeMembers(
+      `promote member ${id}`,
+      "POST",
+      `/v1/members/${memberId(id)}/promote`,
+    );
+  }
+
+  /** Removes a member (`DELETE /v1/members/{id}`); the removed node stops by itself. */
+  async removeMember(id: number): Promise<Member[]> {
+    return this.changeMembers(`remove member ${id}`, "DELETE", `/v1/members/${memberId(id)}`);
+  }
+
+  private async changeMembers(
+    name: string,
+    method: "POST" | "DELETE",
+    path: string,
+    body?: unknown,
+  ): Promise<Member[]> {
+    const response = await this.send({
+      name,
+      request: {
+        method,
+        path,
+        headers: { accept: "application/json", "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: encoder.encode(JSON.stringify(body)) }),
+      },
+      idempotencyKey: null,
+      discover: true,
+    });
+    const members = (parseJson(response.body) as { members?: unknown } | null)?.members;
+    if (!Array.isArray(members) || !members.every(isMember)) {
+      throw unexpected(response, "the answer is not a member list");
+    }
+    return members;
   }
 
   async clusterStatus(): Promise<EndpointStatus[]> {
@@ -839,4 +903,11 @@ function giveUpError(
     ? `${operation.name}: no master available ${within} (${tried}; last error: ${details.lastError})${applied}`
     : `${operation.name}: no node answered at ${endpointsTried.join(", ")} ${within} (last error: ${details.lastError})${applied}`;
   return new NoMasterReachableError(details, last?.retryAfterMs ?? policy.retryDelayMsMax, message);
+}
+
+function memberId(id: number): number {
+  if (!Number.isSafeInteger(id) || id < 1) {
+    throw new InvalidInputError("id", "must be a member id (a positive integer)");
+  }
+  return id;
 }

@@ -1,11 +1,14 @@
 /**
- * `baton member list` and `baton switchover`: who the members are, and handing the master
- * role to another member on purpose (before maintenance on the master's machine), through
- * the client library. This file owns their arguments, output and exit codes; the node
- * does the work (any node takes the request and passes it to the master).
+ * `baton member list|add|promote|remove|replace` and `baton switchover`: who the members
+ * are, changing them one at a time, and handing the master role to another member on
+ * purpose (before maintenance on the master's machine), through the client library. This
+ * file owns their arguments, output and exit codes; the nodes do the work (a switchover
+ * is passed to the master by any node; a membership change is made by the master, which
+ * the client library finds).
  */
 
 import type { Command } from "commander";
+import type { BatonClient, Member } from "../../client/client.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import {
   addClusterOptions,
@@ -50,6 +53,7 @@ Examples:
   baton member list
   baton member list --json --endpoints 10.0.0.1:8101`,
   );
+  registerChanges(member, io);
   list.action(async (options: JsonOption) => {
     io.exitCode = await withClient(io, options, MEMBERS_TIMEOUT_MS_DEFAULT, async (client) => {
       const members = await client.members();
@@ -70,6 +74,153 @@ Examples:
             .trimEnd()}\n`,
         );
       }
+      return ExitCode.ok;
+    });
+  });
+}
+
+interface AddOptions extends JsonOption {
+  readonly peerAddress: string;
+  readonly httpUrl: string;
+}
+
+/** A change waits until it is committed: allow it a fail-over and retries. */
+const CHANGE_TIMEOUT_MS_DEFAULT = 10_000;
+
+function printMembers(io: CliIo, members: readonly Member[], json: boolean | undefined): void {
+  if (json === true) {
+    io.stdout.write(`${JSON.stringify({ members })}\n`);
+    return;
+  }
+  const rows = [["ID", "VOTER", "PEER ADDRESS", "HTTP URL"]];
+  for (const m of members) {
+    rows.push([String(m.id), m.voter ? "yes" : "no", m.peerAddress, m.httpUrl ?? "-"]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const row of rows) {
+    io.stdout.write(
+      `${row
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join("  ")
+        .trimEnd()}\n`,
+    );
+  }
+}
+
+function registerChanges(member: Command, io: CliIo): void {
+  const add = member
+    .command("add <id>")
+    .description("add a member as a learner (it receives the log, does not vote yet)")
+    .requiredOption("--peer-address <host:port>", "the new node's --listen address")
+    .requiredOption("--http-url <url>", "the new node's HTTP API, e.g. http://10.0.0.4:8101")
+    .option("--json", 'print {"members":[…]} as GET /v1/members answers it');
+  addClusterOptions(add, CHANGE_TIMEOUT_MS_DEFAULT).addHelpText(
+    "after",
+    `
+Then start the new node with an empty data directory and --join <url of any member>,
+and promote it once it has caught up (baton member promote <id>).
+Exit codes: 0 added, 1 refused (nothing changed), 2 bad usage, 3 no master reachable.
+
+Example:
+  baton member add 4 --peer-address 10.0.0.4:7101 --http-url http://10.0.0.4:8101`,
+  );
+  add.action(async (idText: string, options: AddOptions) => {
+    io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
+      const id = Number(idText);
+      const members = await client.addMember({
+        id,
+        peerAddress: options.peerAddress,
+        httpUrl: options.httpUrl,
+      });
+      if (options.json !== true) {
+        io.stdout.write(
+          `node ${id} added as a learner; start it with: baton start --id ${id} --listen ${options.peerAddress} --http ${options.httpUrl.replace(/^https?:\/\//, "")} --data <empty dir> --join <url of a member>\n`,
+        );
+      }
+      printMembers(io, members, options.json);
+      return ExitCode.ok;
+    });
+  });
+
+  const simple = (
+    name: string,
+    description: string,
+    after: string,
+    run: (client: BatonClient, id: number) => Promise<Member[]>,
+    done: (id: number) => string,
+  ): void => {
+    const command = member
+      .command(`${name} <id>`)
+      .description(description)
+      .option("--json", 'print {"members":[…]} as GET /v1/members answers it');
+    addClusterOptions(command, CHANGE_TIMEOUT_MS_DEFAULT).addHelpText("after", after);
+    command.action(async (idText: string, options: JsonOption) => {
+      io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
+        const id = Number(idText);
+        const members = await run(client, id);
+        if (options.json !== true) io.stdout.write(`${done(id)}\n`);
+        printMembers(io, members, options.json);
+        return ExitCode.ok;
+      });
+    });
+  };
+  simple(
+    "promote",
+    "make a learner that has caught up a voter",
+    `
+Exit codes: 0 promoted, 1 refused (not caught up, or not a learner; nothing changed),
+2 bad usage, 3 no master reachable.`,
+    (client, id) => client.promoteMember(id),
+    (id) => `node ${id} is a voter`,
+  );
+  simple(
+    "remove",
+    "remove a member (the removed node stops by itself once it learns of it)",
+    `
+The master cannot remove itself (baton switchover first), nor a member whose removal
+leaves fewer live voters than a majority.
+Exit codes: 0 removed, 1 refused (nothing changed), 2 bad usage, 3 no master reachable.`,
+    (client, id) => client.removeMember(id),
+    (id) => `node ${id} removed`,
+  );
+
+  const replace = member
+    .command("replace <id>")
+    .description(
+      "bring back a member whose data directory was lost: remove it, add it back as a learner",
+    )
+    .option("--peer-address <host:port>", "its --listen address (default: as now)")
+    .option("--http-url <url>", "its HTTP API (default: as now)")
+    .option("--json", 'print {"members":[…]} as GET /v1/members answers it');
+  addClusterOptions(replace, CHANGE_TIMEOUT_MS_DEFAULT).addHelpText(
+    "after",
+    `
+Then start the node with an empty data directory and --join <url of a member>, and
+promote it once it has caught up (baton member promote <id>). Its new data directory
+has a new incarnation: nothing its old one sent is counted for it.
+Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage,
+3 no master reachable.`,
+  );
+  replace.action(async (idText: string, options: Partial<AddOptions> & JsonOption) => {
+    io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
+      const id = Number(idText);
+      const before = (await client.members()).find((m) => m.id === id);
+      const peerAddress = options.peerAddress ?? before?.peerAddress;
+      const httpUrl = options.httpUrl ?? before?.httpUrl ?? undefined;
+      if (peerAddress === undefined || httpUrl === undefined) {
+        io.stderr.write(
+          `baton member replace: node ${id} is not a member; give --peer-address and --http-url to add it\n`,
+        );
+        return ExitCode.usage;
+      }
+      if (before !== undefined) await client.removeMember(id);
+      const members = await client.addMember({ id, peerAddress, httpUrl });
+      if (options.json !== true) {
+        io.stdout.write(
+          `node ${id} removed and added back as a learner; start it with an empty data directory: baton start --id ${id} --listen ${peerAddress} --http ${httpUrl.replace(/^https?:\/\//, "")} --data <empty dir> --join <url of a member>; then: baton member promote ${id}\n`,
+        );
+      }
+      printMembers(io, members, options.json);
       return ExitCode.ok;
     });
   });
