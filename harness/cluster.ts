@@ -181,6 +181,12 @@ export interface ClusterOptions {
   readonly size?: number;
   /** Nodes started by `Cluster.start` (the rest can be started later). @default all */
   readonly startIds?: readonly number[];
+  /**
+   * Nodes 1..bootstrapSize are the members on every `--peers`; the others are not members
+   * until added (`baton member add`), and start with `--join <node 1's URL>` instead.
+   * @default size
+   */
+  readonly bootstrapSize?: number;
   /** `--election-ms`, e.g. "300-600". @default the node's own default */
   readonly electionMs?: string;
   /** `--heartbeat-ms`. @default the node's own default */
@@ -243,7 +249,11 @@ export class Cluster {
     this.options = options;
     this.root = root;
     this.nodes = nodes;
-    this.peers = nodes.map((n) => `${n.id}=${n.peerAddress}`).join(",");
+    const bootstrap = options.bootstrapSize ?? nodes.length;
+    this.peers = nodes
+      .filter((n) => n.id <= bootstrap)
+      .map((n) => `${n.id}=${n.peerAddress}`)
+      .join(",");
     const launcher = options.launcher ?? batonCommand("source");
     this.launchArgs = [...(options.nodeFlags ?? []), ...launcher.args];
   }
@@ -342,9 +352,11 @@ export class Cluster {
   argsFor(id: number): string[] {
     const node = this.node(id);
     const o = this.options;
+    const member = id <= (o.bootstrapSize ?? this.nodes.length);
     const args = [
       ...["--id", String(id), "--listen", node.peerAddress, "--http", node.httpAddress],
-      ...["--peers", this.peers, "--data", node.dataDir, "--log-level", o.logLevel ?? "info"],
+      ...(member ? ["--peers", this.peers] : ["--join", this.node(1).url]),
+      ...["--data", node.dataDir, "--log-level", o.logLevel ?? "info"],
     ];
     if (o.electionMs !== undefined) args.push("--election-ms", o.electionMs);
     if (o.heartbeatMs !== undefined) args.push("--heartbeat-ms", String(o.heartbeatMs));
