@@ -85,4 +85,37 @@ describe("http member routes", () => {
     expect(failed.json()).toMatchObject({ code: "ERR_SWITCHOVER_FAILED" });
     expect(failed.headers["retry-after"]).toBeDefined();
   });
+  it("members: a bad add body or member id is 400 naming the field, and nothing is asked of the node", async () => {
+    const { app } = setup();
+    for (const [payload, field] of [
+      ["", "body"],
+      ["[1]", "body"],
+      ['{"id":4}', "peerAddress"],
+      ['{"id":0,"peerAddress":"h:1","httpUrl":"http://h:2"}', "id"],
+      ['{"id":4,"peerAddress":"h","httpUrl":"http://h:2"}', "peerAddress"],
+      ['{"id":4,"peerAddress":"h:1","httpUrl":"ftp://h"}', "httpUrl"],
+      ['{"id":4,"peerAddress":"h:1","httpUrl":"http://h:2","voter":true}', "voter"],
+    ] as const) {
+      const response = await app.inject({ method: "POST", url: "/v1/members", payload });
+      expect(response.statusCode, payload).toBe(400);
+      expect(response.json(), payload).toMatchObject({ code: "ERR_INVALID_INPUT", field });
+    }
+    for (const url of ["/v1/members/x/promote", "/v1/members/0", "/v1/members/01/join"]) {
+      const method = url.endsWith("promote") ? "POST" : url.endsWith("join") ? "GET" : "DELETE";
+      const response = await app.inject({ method, url });
+      expect(response.statusCode, url).toBe(400);
+      expect(response.json(), url).toMatchObject({ code: "ERR_INVALID_INPUT", field: "id" });
+    }
+  });
+
+  it("members: GET /v1/members shows a learner with voter false", async () => {
+    const { api, app } = setup();
+    api.members = api.members.map((m) => (m.id === 3 ? { ...m, voter: false } : m));
+    const response = await app.inject({ method: "GET", url: "/v1/members" });
+    expect(response.json().members.map((m: { voter: boolean }) => m.voter)).toEqual([
+      true,
+      true,
+      false,
+    ]);
+  });
 });

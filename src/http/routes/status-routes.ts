@@ -42,12 +42,30 @@ export function registerStatusRoutes(app: FastifyInstance, context: HttpContext)
  */
 function roleCheck(context: HttpContext, role: Role, reply: FastifyReply): FastifyReply {
   const current = roleOf(context);
+  if (current === role && role === "backup" && isLearner(context)) {
+    // A learner is catching up and cannot take over: no load balancer should count on it.
+    const answer = errorAnswer("ERR_WRONG_ROLE", "this node is a learner, not a voting backup", {
+      id: context.api.id,
+      role: current,
+    });
+    return sendErrorAnswer(reply, answer);
+  }
   if (current === role) return reply.send({ status: "ok", id: context.api.id, role });
   const answer = errorAnswer("ERR_WRONG_ROLE", `this node is ${current}, not ${role}`, {
     id: context.api.id,
     role: current,
   });
   return sendErrorAnswer(reply, answer);
+}
+
+/** Whether this node's configuration lists it as a learner (not a voter). */
+function isLearner(context: HttpContext): boolean {
+  try {
+    const status = context.api.status();
+    return status.members.find((m) => m.id === context.api.id)?.voter === false;
+  } catch {
+    return false;
+  }
 }
 
 function wantsDigest(query: unknown): boolean {
