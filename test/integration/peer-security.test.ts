@@ -268,6 +268,7 @@ describe("peer security", () => {
           backup,
           {
             type: "append",
+            incarnation: 0,
             from: backup,
             to: master.id,
             term: master.term,
@@ -282,6 +283,7 @@ describe("peer security", () => {
           third,
           {
             type: "append_response",
+            incarnation: 0,
             from: third,
             to: master.id,
             term: master.term,
