@@ -447,8 +447,10 @@ function render() {
   renderVerdict(master, ids);
   renderCharts();
   const answering = [...views.values()].filter((v) => v.ok).length;
+  const changing =
+    master?.status.changeInProgress === true ? "; a membership change is in progress" : "";
   $("sources").textContent =
-    `${answering} of ${views.size} nodes (${[...views.keys()].join(", ")})`;
+    `${answering} of ${views.size} nodes (${[...views.keys()].join(", ")})${changing}`;
 }
 
 function createRow(/** @type {number} */ id) {
@@ -540,7 +542,16 @@ function updateRow(
   }
   badge.className = `role role-${role}`;
   const partitioned = view?.partitioned === true ? " (partitioned)" : "";
-  setText(/** @type {HTMLElement} */ (badge), role + partitioned);
+  // The master's configuration decides who is a learner; else this node's own.
+  const listed = (master?.status.members ?? status?.members ?? []).find(
+    (/** @type {any} */ m) => m.id === id,
+  );
+  const learner = listed?.voter === false ? " (learner)" : "";
+  setText(/** @type {HTMLElement} */ (badge), role + learner + partitioned);
+  nodeCell.title =
+    typeof listed?.incarnation === "number" && listed.incarnation > 0
+      ? `member incarnation ${listed.incarnation}`
+      : "";
 
   setText(cell(row, "term"), status === null ? "–" : String(status.term));
   cell(row, "term").classList.add("num");
