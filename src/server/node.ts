@@ -480,7 +480,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (to !== null && to === master) {
       return Promise.resolve({ master: to, term: this.replica.term });
     }
-    if (to !== null && !this.config.peers.some((p) => p.id === to)) {
+    if (to !== null && !this.replica.members.some((m) => m.id === to)) {
       throw new InvalidInputError("to", `node ${to} is not a member of this cluster`);
     }
     if (master === null) throw new NoMasterError(200, "no master to hand over from: retry");
@@ -569,7 +569,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * throws (a failure is logged and the caller stops anyway). On a backup, does nothing.
    */
   async handOver(): Promise<void> {
-    if (this.stopped || this.replica.role !== "master" || this.config.peers.length < 2) return;
+    const voters = this.replica.members.filter((m) => m.voter).length;
+    if (this.stopped || this.replica.role !== "master" || voters < 2) return;
     try {
       const outcome = await this.switchover(null);
       this.log.info(
@@ -1431,6 +1432,10 @@ function switchoverRefusal(reason: string, to: NodeId | null): Error {
     case "unreachable":
       return new ConflictError(
         `node ${to} has not answered the master lately: start it, or choose another backup`,
+      );
+    case "not_voter":
+      return new ConflictError(
+        `node ${to} is a learner: promote it once it has caught up (baton member promote ${to}), or choose a voter`,
       );
     default:
       return new NoMasterError(200, "the node asked is not the master (any more): retry");
