@@ -1613,11 +1613,14 @@ export class Replica {
       for (const peer of [...this.progress.keys()]) {
         const listed = memberOf(config, peer);
         const pr = this.progress.get(peer)!;
-        // A member whose incarnation changed is another data directory: start over.
+        // A member listed again after its removal, or with another incarnation, is another
+        // data directory: what this master knew of the old one (what it holds, that it
+        // answered) is not true of the new one, so start over. Only writing down the
+        // incarnation of the very directory that answered (binding) keeps what is known.
+        const bound = pr.listedIncarnation === 0 && pr.incarnation === listed?.incarnation;
         const rebound =
           listed !== undefined &&
-          pr.listedIncarnation !== 0 &&
-          listed.incarnation !== pr.listedIncarnation;
+          (pr.leavingSince !== null || (listed.incarnation !== pr.listedIncarnation && !bound));
         if (listed === undefined && !rebound) {
           // Removed: told of it through the log, see `pruneLeaving`.
           pr.leavingSince ??= this.electionElapsed;

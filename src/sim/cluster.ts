@@ -132,7 +132,7 @@ export class SimCluster {
         replica: {
           appendEntriesMax: scenario.appendEntriesMax,
           inflightMax: scenario.inflightMax,
-          bindIncarnations: true,
+          bindIncarnations: scenario.bindIncarnations,
         },
         snapshotEvery: scenario.snapshotEvery,
         keepEntries: scenario.keepEntries,

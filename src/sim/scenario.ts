@@ -11,6 +11,8 @@ export interface Scenario {
   readonly seed: number;
   /** See ScenarioOptions.negativeControl; null in every real sweep. */
   readonly negativeControl: "keep_identity" | null;
+  /** Whether masters write members' incarnations into the configuration. */
+  readonly bindIncarnations: boolean;
   readonly nodeCount: number;
   readonly clientCount: number;
   readonly keys: readonly string[];
@@ -136,9 +138,13 @@ export function makeScenario(seed: number, options: ScenarioOptions = {}): Scena
   const switchover = calm ? 0 : prng.pick([0, 0, 1, 2]);
   // And again: a seed whose membership weight is 0 replays as it did before.
   const memberCycle = calm ? 0 : prng.pick([0, 1, 1, 2]);
+  // Half the seeds write members' incarnations down (as the core can), half keep the
+  // command line's 0s (as the node runtime does today).
+  const bindIncarnations = prng.chance(0.5);
   return {
     ...scenario,
     negativeControl: options.negativeControl ?? null,
+    bindIncarnations,
     nemesis: {
       ...scenario.nemesis,
       wipe,

@@ -49,7 +49,16 @@ export class Harness {
   private readonly generations = new Map<NodeId, number>();
   private bootConfig: SnapshotMeta = EMPTY_STATE.snapshot;
 
-  addNodes(count: number, overrides: Partial<ReplicaConfig> = {}, identities = false): void {
+  /**
+   * `identities`: see above; `bound` false lists every member with incarnation 0, as a
+   * configuration from the command line does, although each directory has its own.
+   */
+  addNodes(
+    count: number,
+    overrides: Partial<ReplicaConfig> = {},
+    identities = false,
+    bound = true,
+  ): void {
     const ids = Array.from({ length: count }, (_, i) => i + 1);
     this.identities = identities;
     if (identities) {
@@ -58,7 +67,7 @@ export class Harness {
         term: 0,
         config: ids.map((id) => ({
           id,
-          incarnation: id * 10 + 1,
+          incarnation: bound ? id * 10 + 1 : 0,
           voter: true,
           peerAddress: `n${id}:7000`,
           httpUrl: `http://n${id}:8000`,

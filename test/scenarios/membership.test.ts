@@ -122,4 +122,25 @@ describe("membership", () => {
       }),
     ).toBe("1 refused: bad_request");
   });
+  it("membership: a member removed and added back is a new directory to the master (command-line incarnations)", () => {
+    const h = new Harness();
+    h.addNodes(3, {}, true, false);
+    h.campaign(1);
+    h.stabilize();
+    h.propose(1, "a");
+    h.stabilize();
+    h.tickAll(5);
+    // Node 3's directory is lost; the master still knows what the old one held.
+    h.wipe(3);
+    h.change(1, { type: "remove", id: 3 });
+    h.tickAll(5);
+    h.addLearner(1, 3);
+    h.tickAll(5);
+    // Not started: what the master knew of the old directory does not promote the new one.
+    expect(h.change(1, { type: "promote", id: 3 })).toBe("1 refused: not_caught_up");
+    expect(h.node(1).peerProgress().get(3)?.match).toBe(0);
+    h.join(3, 1);
+    h.tickAll(10);
+    expect(h.change(1, { type: "promote", id: 3 })).toBe("1 logged the change at 5");
+  });
 });
