@@ -9,10 +9,18 @@
  * them; on loopback it runs as it always did. SIGHUP re-reads certificates and tokens.
  */
 
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
 import pino from "pino";
 import { KvNode } from "../../app/kv-node.js";
+import type { JoinedIdentity } from "../../server/create-node.js";
 import { insecureExposure, type NodeConfig } from "../../server/node-config.js";
+import {
+  type DataIdentity,
+  decodeIdentity,
+  identityFileName,
+} from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { loadStartConfig } from "./start-config.js";
 
@@ -62,8 +70,8 @@ export function register(program: Command, io: CliIo = processIo()): void {
       "entries kept in the log behind a snapshot, for backups slightly behind (default 5000)",
     )
     .option(
-      "--join",
-      "this node's data directory was wiped: rejoin the cluster without voting until a master has caught it up (ignored when the directory holds state)",
+      "--join [url]",
+      "with the URL of any member: start a member added with `baton member add` (learns its identity and the members; --peers not needed). Without a URL: this node's data directory was wiped, rejoin without voting until a master has caught it up (ignored when the directory holds state)",
     )
     .option("--log-level <level>", "fatal, error, warn, info, debug (default info)")
     .option(
@@ -104,7 +112,85 @@ On addresses other machines can reach, a node needs mutual TLS, HTTPS and tokens
     });
 }
 
-async function start(flags: StartFlags, io: CliIo): Promise<number> {
+/** The identity in `dataDir`, or null when there is none (or no directory). */
+function readKnownIdentity(dataDir: string | null): DataIdentity | null {
+  if (dataDir === null) return null;
+  const path = join(dataDir, identityFileName);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch {
+    return null;
+  }
+  return decodeIdentity(bytes, path);
+}
+
+/**
+ * Asks a member (`GET /v1/members/{id}/join`) what node `id`, added as a learner, must
+ * know to start: its incarnation and the members. A member that has not received the
+ * addition yet answers 409 (it still sees the old configuration): ask again for a few
+ * seconds. Throws an Error saying what to do.
+ */
+async function learnJoin(url: string, id: number): Promise<JoinedIdentity> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await askJoin(url, id);
+    } catch (error) {
+      if ((error as { status?: number }).status !== 409 || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
+async function askJoin(url: string, id: number): Promise<JoinedIdentity> {
+  const base = url.replace(/\/+$/, "");
+  let response: Response;
+  try {
+    response = await fetch(`${base}/v1/members/${id}/join`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (error) {
+    throw new Error(`--join ${url}: cannot reach the member (${(error as Error).message})`);
+  }
+  const body = (await response.json().catch(() => null)) as {
+    incarnation?: unknown;
+    members?: unknown;
+    error?: unknown;
+  } | null;
+  if (!response.ok || body === null) {
+    const why = typeof body?.error === "string" ? body.error : `HTTP ${response.status}`;
+    throw Object.assign(new Error(`--join ${url}: ${why}`), { status: response.status });
+  }
+  const members = body.members as JoinedIdentity["members"];
+  if (typeof body.incarnation !== "number" || !Array.isArray(members)) {
+    throw new Error(`--join ${url}: the answer is not a join answer`);
+  }
+  return { incarnation: body.incarnation, members };
+}
+
+async function start(given: StartFlags, io: CliIo): Promise<number> {
+  // `--join <url>`: a member added to a running cluster. It learns its incarnation and the
+  // members from the member at the URL (or, on a restart, from its own data directory),
+  // which stand in for --peers; the setting itself means the wiped-directory rejoin.
+  let flags = given;
+  let joined: JoinedIdentity | null = null;
+  if (typeof given.join === "string") {
+    try {
+      const id = Number(given.id);
+      const known = readKnownIdentity(typeof given.data === "string" ? given.data : null);
+      if (known === null) joined = await learnJoin(given.join, id);
+      const members = joined?.members ?? known?.appliedConfig?.config ?? known?.joinedConfig ?? [];
+      flags = {
+        ...given,
+        join: false,
+        peers: given.peers ?? members.map((m) => `${m.id}=${m.peerAddress}`).join(","),
+      };
+    } catch (error) {
+      io.stderr.write(`baton start: ${(error as Error).message}\n`);
+      return 1;
+    }
+  }
   const loaded = loadStartConfig({
     flags,
     env: io.env,
@@ -130,6 +216,7 @@ async function start(flags: StartFlags, io: CliIo): Promise<number> {
   try {
     kv = await KvNode.start(config, logger, {
       allowFaultInjection,
+      joined,
     });
   } catch (error) {
     const err = error as Error & { code?: string };
