@@ -84,7 +84,7 @@ function drawIncarnation(): number {
 /**
  * The data directory's member incarnation: the one its identity file holds, or a new one
  * drawn and made durable before the node sends anything. A directory with no identity
- * file is new (nothing in it) or was written by Baton 0.1 (it holds state): either way
+ * file is new (nothing in it) or was written by Baton 0.1 or 0.2 (it holds state): either way
  * it gets a fresh incarnation, and the log says which. A wiped directory therefore never
  * speaks with the incarnation it had before.
  */
@@ -126,7 +126,7 @@ async function ensureIdentity(
     { event: "identity", incarnation, upgraded: !empty },
     empty
       ? `new data directory ${dir}: member incarnation ${incarnation}`
-      : `data directory ${dir} was written by Baton 0.1 (no identity): adopted member incarnation ${incarnation}`,
+      : `data directory ${dir} was written by Baton 0.1 or 0.2 (no identity): adopted member incarnation ${incarnation}`,
   );
   return store;
 }

@@ -6,7 +6,7 @@
  * restart). JSON with a CRC32 line, because it is written rarely and read by people.
  *
  * A directory without this file is either new (nothing else in it) or was written by
- * Baton 0.1; the runtime decides which and creates the identity. This store never makes
+ * Baton 0.1 or 0.2; the runtime decides which and creates the identity. This store never makes
  * one up itself and never reports a save done before the rename is durable: a directory
  * that could come back with an identity it did not have would speak for a member that it
  * is not.
