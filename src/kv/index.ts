@@ -15,6 +15,7 @@ export {
   type KvCommand,
   type KvCommandProblem,
   type KvErrorCode,
+  type KvOk,
   type KvInvalidReason,
   type KvResult,
   type KvTable,
@@ -24,7 +25,26 @@ export {
   validateCommand,
   type WriteOptions,
 } from "./commands.js";
-export { type KvEntry, KvStateMachine } from "./kv-state-machine.js";
+export type { ChangeListener, KvChange } from "./change-history.js";
+export {
+  type KvEntry,
+  type KvRange,
+  type KvRangeItem,
+  type KvRangeOptions,
+  KvStateMachine,
+  type KvWatchStart,
+} from "./kv-state-machine.js";
+export type {
+  DeleteRangeCommand,
+  LeaseGrantCommand,
+  LeaseKeepAliveCommand,
+  LeaseRevokeCommand,
+  StoreCommand,
+  TickCommand,
+  TxnCommand,
+  TxnCompare,
+  TxnOp,
+} from "./store-commands.js";
 export {
   defaultKvLimits,
   type KvLimits,
