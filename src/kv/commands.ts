@@ -93,6 +93,11 @@ export type KvInvalidReason =
 export interface KvCommandProblem {
   readonly reason: KvInvalidReason;
   readonly message: string;
+  /**
+   * The field of the HTTP request at fault, when the reason alone does not say (the
+   * commands of `store-commands.ts` name it). Not part of a result.
+   */
+  readonly field?: string;
 }
 
 /**

@@ -618,7 +618,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
 }
 
 function invalid(problem: KvCommandProblem): KvResult {
-  return freezeResult({ ok: false, code: "invalid_command", ...problem });
+  const { reason, message } = problem;
+  return freezeResult({ ok: false, code: "invalid_command", reason, message });
 }
 
 function leaseNotFound(leaseId: number): KvResult {

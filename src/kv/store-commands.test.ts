@@ -89,7 +89,11 @@ describe("store commands: encoding", () => {
     const put = { type: "put", key: "k", value: text("v") } as const;
     expect(
       validateCommand({ type: "txn", compare: [], success: [put, put, put], failure: [] }, limits),
-    ).toEqual({ reason: "txn_invalid", message: "success holds 3 items; the limit is 2" });
+    ).toEqual({
+      reason: "txn_invalid",
+      message: "success holds 3 items; the limit is 2",
+      field: "success",
+    });
     expect(
       validateCommand(
         { type: "txn", compare: [], success: [], failure: [{ type: "delete", key: "" }] },
@@ -98,6 +102,7 @@ describe("store commands: encoding", () => {
     ).toEqual({
       reason: "key_invalid",
       message: "failure[0].key must be non-empty, well-formed Unicode",
+      field: "failure[0].key",
     });
     expect(validateCommand({ type: "lease_grant", ttlMs: 10 }, limits)?.message).toBe(
       "ttlSeconds must be 1 to 604800",

@@ -273,12 +273,20 @@ export function validateStoreCommand(
   limits: KvLimits,
 ): KvCommandProblem | null {
   if ((command as WriteOptions).ifRevision !== undefined && command.type !== "put") {
-    return { reason: "malformed", message: `${command.type} takes no ifRevision` };
+    return {
+      reason: "malformed",
+      message: `${command.type} takes no ifRevision`,
+      field: "If-Match",
+    };
   }
   switch (command.type) {
     case "put":
       if (command.lease !== undefined && !isLeaseId(command.lease)) {
-        return { reason: "lease_invalid", message: "lease must be a lease id (an integer >= 1)" };
+        return {
+          reason: "lease_invalid",
+          message: "lease must be a lease id (an integer >= 1)",
+          field: "lease",
+        };
       }
       return null;
     case "delete_range":
@@ -290,7 +298,11 @@ export function validateStoreCommand(
     case "lease_keepalive":
     case "lease_revoke":
       if (!isLeaseId(command.id)) {
-        return { reason: "lease_invalid", message: "lease id must be an integer >= 1" };
+        return {
+          reason: "lease_invalid",
+          message: "lease id must be an integer >= 1",
+          field: "id",
+        };
       }
       return null;
     case "tick":
@@ -313,6 +325,7 @@ function validateTxn(command: TxnCommand, limits: KvLimits): KvCommandProblem | 
       return {
         reason: "txn_invalid",
         message: `${field} holds ${list.length} items; the limit is ${max}`,
+        field,
       };
     }
   }
@@ -323,7 +336,11 @@ function validateTxn(command: TxnCommand, limits: KvLimits): KvCommandProblem | 
       item.target === "revision" &&
       !(Number.isSafeInteger(item.revision) && item.revision >= 0)
     ) {
-      return { reason: "txn_invalid", message: `compare[${i}].revision must be an integer >= 0` };
+      return {
+        reason: "txn_invalid",
+        message: `compare[${i}].revision must be an integer >= 0`,
+        field: `compare[${i}].revision`,
+      };
     }
     if (item.target === "value" && item.value.byteLength > limits.valueBytesMax) {
       return tooLarge(`compare[${i}].value`, item.value.byteLength, limits);
@@ -348,7 +365,11 @@ function validateOp(op: TxnOp, field: string, limits: KvLimits): KvCommandProble
     return tooLarge(`${field}.value`, op.value.byteLength, limits);
   }
   if (op.lease !== undefined && !isLeaseId(op.lease)) {
-    return { reason: "lease_invalid", message: `${field}.lease must be a lease id (>= 1)` };
+    return {
+      reason: "lease_invalid",
+      message: `${field}.lease must be a lease id (>= 1)`,
+      field: `${field}.lease`,
+    };
   }
   return null;
 }
@@ -356,12 +377,17 @@ function validateOp(op: TxnOp, field: string, limits: KvLimits): KvCommandProble
 function checkKey(key: string, limits: KvLimits, field: string): KvCommandProblem | null {
   const bytes = utf8ByteLength(key);
   if (bytes === null || bytes === 0) {
-    return { reason: "key_invalid", message: `${field} must be non-empty, well-formed Unicode` };
+    return {
+      reason: "key_invalid",
+      message: `${field} must be non-empty, well-formed Unicode`,
+      field,
+    };
   }
   if (bytes > limits.keyBytesMax) {
     return {
       reason: "key_too_long",
       message: `${field} is ${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax}`,
+      field,
     };
   }
   return null;
@@ -378,6 +404,7 @@ function checkTtl(ttlMs: number, limits: KvLimits): KvCommandProblem | null {
   return {
     reason: "lease_invalid",
     message: `ttlSeconds must be ${limits.leaseTtlMsMin / 1000} to ${limits.leaseTtlMsMax / 1000}`,
+    field: "ttlSeconds",
   };
 }
 
@@ -385,6 +412,7 @@ function tooLarge(field: string, bytes: number, limits: KvLimits): KvCommandProb
   return {
     reason: "value_too_large",
     message: `${field} is ${bytes} bytes; the limit is ${limits.valueBytesMax}`,
+    field,
   };
 }
 
