@@ -37,6 +37,7 @@ import { InvalidInputError, NotMasterError, TooLargeError } from "../shared/erro
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
+import { fieldOf, KvStore } from "./kv-store.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
 
@@ -57,6 +58,8 @@ export interface ReloadOutcome {
 
 export class KvNode implements KvNodeApi {
   readonly id: number;
+  /** Ranges, transactions, leases and watches (`KvStoreApi`). */
+  readonly store: KvStore;
   private http: HttpServer | null = null;
   private stopEvents: () => void = () => {};
   /** The bearer tokens the HTTP API accepts, or null when it needs none. */
@@ -69,6 +72,7 @@ export class KvNode implements KvNodeApi {
     private readonly transport: TcpTransport,
   ) {
     this.id = node.id;
+    this.store = new KvStore(node, stateMachine);
   }
 
   /**
@@ -88,6 +92,7 @@ export class KvNode implements KvNodeApi {
     const node = await startNode(config, sm, logger, transport);
     const kv = new KvNode(node, sm, config, transport);
     kv.tokens = tokens;
+    kv.store.startLeaseTicker();
     if (config.http !== null) {
       // parseNodeConfig already validated the address.
       const parsed = parseAddress(config.http);
@@ -170,7 +175,8 @@ export class KvNode implements KvNodeApi {
   }
 
   delete(key: string, options: KvWriteOptions): Promise<KvResult> {
-    return this.write({ type: "delete", key, ...writeOptions(options) });
+    const { lease: _, ...rest } = writeOptions(options);
+    return this.write({ type: "delete", key, ...rest });
   }
 
   async get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null> {
@@ -212,6 +218,7 @@ export class KvNode implements KvNodeApi {
    */
   async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
     if (options.handOver === true) await this.node.handOver();
+    this.store.stopLeaseTicker();
     this.stopEvents();
     await this.http?.close();
     await this.node.stop();
@@ -231,7 +238,7 @@ export class KvNode implements KvNodeApi {
           command.type === "put" ? command.value.length : undefined,
         );
       }
-      throw new InvalidInputError(fieldOf(problem.reason), problem.message);
+      throw new InvalidInputError(problem.field ?? fieldOf(problem.reason), problem.message);
     }
     return (await this.node.propose(encodeCommand(command))) as KvResult;
   }
@@ -262,17 +269,14 @@ function readTokens(file: string): TokenRecord[] {
   }
 }
 
-function writeOptions(options: KvWriteOptions): { ifRevision?: number; idempotencyKey?: string } {
-  const out: { ifRevision?: number; idempotencyKey?: string } = {};
+function writeOptions(options: KvWriteOptions): {
+  ifRevision?: number;
+  idempotencyKey?: string;
+  lease?: number;
+} {
+  const out: { ifRevision?: number; idempotencyKey?: string; lease?: number } = {};
   if (options.ifRevision !== undefined) out.ifRevision = options.ifRevision;
   if (options.idempotencyKey !== undefined) out.idempotencyKey = options.idempotencyKey;
+  if (options.lease !== undefined) out.lease = options.lease;
   return out;
-}
-
-function fieldOf(reason: string): string {
-  if (reason.startsWith("key")) return "key";
-  if (reason.startsWith("if_revision")) return "If-Match";
-  if (reason.startsWith("idempotency")) return "Idempotency-Key";
-  if (reason.startsWith("value")) return "value";
-  return "request";
 }

@@ -101,8 +101,8 @@ describe("store commands: encoding", () => {
       ),
     ).toEqual({
       reason: "key_invalid",
-      message: "failure[0].key must be non-empty, well-formed Unicode",
-      field: "failure[0].key",
+      message: "failure[0].delete.key must be non-empty, well-formed Unicode",
+      field: "failure[0].delete.key",
     });
     expect(validateCommand({ type: "lease_grant", ttlMs: 10 }, limits)?.message).toBe(
       "ttlSeconds must be 1 to 604800",

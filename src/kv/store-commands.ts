@@ -358,7 +358,9 @@ function validateTxn(command: TxnCommand, limits: KvLimits): KvCommandProblem | 
   return null;
 }
 
-function validateOp(op: TxnOp, field: string, limits: KvLimits): KvCommandProblem | null {
+function validateOp(op: TxnOp, item: string, limits: KvLimits): KvCommandProblem | null {
+  // Named as the HTTP body spells it: success[0].put.key.
+  const field = `${item}.${op.type}`;
   const problem = checkKey(op.key, limits, `${field}.key`);
   if (problem !== null || op.type === "delete") return problem;
   if (op.value.byteLength > limits.valueBytesMax) {

@@ -1,0 +1,145 @@
+/**
+ * `GET /v1/watch?prefix=P&fromRevision=R`: the changes of the keys under a prefix as
+ * server-sent events, one event per change:
+ *
+ *   id: <revision>.<n>
+ *   data: {"type":"put"|"delete","key","value","revision"}
+ *
+ * `value` is the new value as UTF-8 text, null for a delete; `n` counts the events of the
+ * same revision (a transaction or prefix delete changes several keys at one revision), so a
+ * browser's `Last-Event-ID` resumes exactly after the last event it got. Without
+ * `fromRevision` the stream starts with the changes after now.
+ *
+ * The changes come from this node's own watch history (see kv/change-history.ts); every
+ * node holds the same changes at the same revisions, so a client that loses its node
+ * resumes on another from the last revision it saw, with no gap and no duplicate. A
+ * revision older than the history holds is answered 410 ERR_COMPACTED. A stream whose
+ * reader falls behind by more than STREAM_BUFFER_BYTES_MAX is closed (the client resumes),
+ * and at most WATCHES_MAX streams are open on a node, so watchers never grow memory
+ * without bound.
+ */
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { KvChange } from "../../kv/index.js";
+import { CompactedError } from "../../shared/errors.js";
+import { describeError, errorAnswer, sendErrorAnswer } from "../error-status.js";
+import type { HttpContext } from "../http-context.js";
+import type { KvStoreApi } from "../store-api.js";
+import { readWatchQuery } from "../store-input.js";
+import type { EventStreams } from "./events-route.js";
+import { registerResource } from "./resource.js";
+
+/** Watch streams open at once on one node. */
+export const WATCHES_MAX = 10_000;
+/** Bytes a stream may have waiting in its socket before it is closed as too slow. */
+const STREAM_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
+/** Interval of the keep-alive comment, milliseconds. */
+const KEEP_ALIVE_MS = 15_000;
+
+/** Registers `/v1/watch`; returns the handle that ends every open watch. */
+export function registerWatchRoute(
+  app: FastifyInstance,
+  context: HttpContext,
+  store: KvStoreApi,
+): EventStreams {
+  const open = new Set<() => void>();
+  registerResource(app, context.metrics, "/v1/watch", [
+    {
+      method: "GET",
+      handler: async (request, reply) => watch(context, store, request, reply, open),
+    },
+  ]);
+  return {
+    closeAll() {
+      for (const end of [...open]) end();
+    },
+  };
+}
+
+const decoder = new TextDecoder();
+
+function watch(
+  context: HttpContext,
+  store: KvStoreApi,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  open: Set<() => void>,
+): FastifyReply | undefined {
+  const query = readWatchQuery(request.query as Readonly<Record<string, unknown>>, context.limits);
+  if (open.size >= WATCHES_MAX) {
+    const answer = errorAnswer("ERR_BUSY", `${WATCHES_MAX} watches are open on this node`);
+    return sendErrorAnswer(reply, answer);
+  }
+  const resume = resumePoint(request.headers["last-event-id"]);
+  const fromRevision = resume?.revision ?? query.fromRevision ?? store.revision() + 1;
+  let skip = resume?.count ?? 0;
+  const { prefix } = query;
+  let ended = false;
+  let revision = 0;
+  let count = 0;
+  const raw = reply.raw;
+  const write = (changes: readonly KvChange[]): void => {
+    let text = "";
+    for (const change of changes) {
+      if (ended || !change.key.startsWith(prefix)) continue;
+      if (change.revision === fromRevision && skip > 0) {
+        skip--;
+        count++;
+        revision = change.revision;
+        continue;
+      }
+      count = change.revision === revision ? count + 1 : 1;
+      revision = change.revision;
+      const value = change.value === null ? null : decoder.decode(change.value);
+      const event = { type: change.type, key: change.key, value, revision };
+      text += `id: ${revision}.${count}\ndata: ${JSON.stringify(event)}\n\n`;
+    }
+    if (text === "" || ended) return;
+    raw.write(text);
+    if (raw.writableLength > STREAM_BUFFER_BYTES_MAX) end();
+  };
+  const started = store.watch(fromRevision, { changes: write, reset: () => end() });
+  if (!started.ok) {
+    return sendErrorAnswer(
+      reply,
+      describeError(new CompactedError(fromRevision, started.startRevision)),
+    );
+  }
+  reply.hijack();
+  raw.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    connection: "keep-alive",
+    "x-accel-buffering": "no",
+  });
+  // A comment first, so that the client knows the watch is in place before any change.
+  raw.write(`: watching ${JSON.stringify(prefix)} from revision ${fromRevision}\n\n`);
+  write(started.backlog);
+  const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
+  keepAlive.unref();
+  function end(): void {
+    if (ended) return;
+    ended = true;
+    if (started.ok) started.cancel();
+    clearInterval(keepAlive);
+    open.delete(end);
+    raw.end();
+  }
+  open.add(end);
+  raw.on("close", end);
+  return undefined;
+}
+
+/**
+ * Where a reconnecting browser resumes, from its `Last-Event-ID` ("<revision>.<n>"): at
+ * that revision, skipping the n events of it already delivered; null without one.
+ */
+function resumePoint(lastEventId: unknown): { revision: number; count: number } | null {
+  if (typeof lastEventId !== "string") return null;
+  const match = /^(\d{1,16})\.(\d{1,9})$/.exec(lastEventId);
+  if (match === null) return null;
+  const revision = Number(match[1]);
+  return Number.isSafeInteger(revision) && revision >= 1
+    ? { revision, count: Number(match[2]) }
+    : null;
+}
