@@ -4,6 +4,7 @@
  * digests) stay private to this directory; nothing here may import beyond `src/shared`.
  */
 
+export type { ChangeListener, KvChange } from "./change-history.js";
 export {
   COMMAND_FORMAT_VERSION,
   type DecodeCommandResult,
@@ -15,8 +16,8 @@ export {
   type KvCommand,
   type KvCommandProblem,
   type KvErrorCode,
-  type KvOk,
   type KvInvalidReason,
+  type KvOk,
   type KvResult,
   type KvTable,
   type PutCommand,
@@ -25,7 +26,6 @@ export {
   validateCommand,
   type WriteOptions,
 } from "./commands.js";
-export type { ChangeListener, KvChange } from "./change-history.js";
 export {
   type KvEntry,
   type KvRange,
@@ -34,6 +34,13 @@ export {
   KvStateMachine,
   type KvWatchStart,
 } from "./kv-state-machine.js";
+export {
+  defaultKvLimits,
+  type KvLimits,
+  type ParseKvLimitsResult,
+  parseKvLimits,
+} from "./limits.js";
+export { KvSnapshotError, SNAPSHOT_FORMAT_VERSION } from "./snapshot-frames.js";
 export type {
   DeleteRangeCommand,
   LeaseGrantCommand,
@@ -45,10 +52,3 @@ export type {
   TxnCompare,
   TxnOp,
 } from "./store-commands.js";
-export {
-  defaultKvLimits,
-  type KvLimits,
-  type ParseKvLimitsResult,
-  parseKvLimits,
-} from "./limits.js";
-export { KvSnapshotError, SNAPSHOT_FORMAT_VERSION } from "./snapshot-frames.js";
