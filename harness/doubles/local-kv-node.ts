@@ -26,6 +26,8 @@ export class LocalKvNode implements KvNodeApi {
   term = 1;
   /** The master's clock, in milliseconds. */
   now: () => number = () => Date.now();
+  /** Nodes that apply every command this one applies, as backups would (same index, term, time). */
+  readonly followers: LocalKvNode[] = [];
   private index = 0;
 
   constructor(
@@ -44,11 +46,12 @@ export class LocalKvNode implements KvNodeApi {
   /** Applies a command as the next log entry. */
   apply(command: Uint8Array): KvResult {
     this.index++;
-    return this.stateMachine.apply(command, {
-      index: this.index,
-      term: this.term,
-      time: this.now(),
-    });
+    const context = { index: this.index, term: this.term, time: this.now() };
+    for (const follower of this.followers) {
+      follower.index = context.index;
+      follower.stateMachine.apply(command, context);
+    }
+    return this.stateMachine.apply(command, context);
   }
 
   put(key: string, value: Uint8Array, options: KvWriteOptions): Promise<KvResult> {

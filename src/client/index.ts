@@ -7,9 +7,11 @@
 // The catalogue errors the client throws, so that callers need only this one import.
 export {
   ClusterError,
+  CompactedError,
   ConflictError,
   ForbiddenError,
   InvalidInputError,
+  LeaseNotFoundError,
   NoMasterError,
   TimeoutError,
   TooLargeError,
@@ -36,3 +38,14 @@ export {
 } from "./errors.js";
 export type { MemberStatus, NodeStatus } from "./node-status.js";
 export { normalizeEndpoint } from "./server-pool.js";
+export type {
+  Lease,
+  RangeItem,
+  RangeOptions,
+  RangePage,
+  TxnCompare,
+  TxnOp,
+  TxnRequest,
+  WatchChange,
+  WatchOptions,
+} from "./store-client.js";
