@@ -36,6 +36,15 @@ export {
   UnexpectedResponseError,
   UnreachableError,
 } from "./errors.js";
+export {
+  campaign,
+  type Leadership,
+  type Lock,
+  type LockOptions,
+  leader,
+  lock,
+  observe,
+} from "./lock.js";
 export type { MemberStatus, NodeStatus } from "./node-status.js";
 export { normalizeEndpoint } from "./server-pool.js";
 export type {
