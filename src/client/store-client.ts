@@ -280,6 +280,7 @@ export async function* watchChanges(
   let resume: { revision: number; delivered: number } | null =
     from === undefined ? null : { revision: from, delivered: 0 };
   let delayMs = RECONNECT_DELAY_MS_MIN;
+  let compactedCount = 0;
   while (!stop.aborted) {
     const endpoint = core.pool.masterEndpoint() ?? core.pool.next();
     const query = new URLSearchParams({ prefix });
@@ -291,6 +292,7 @@ export async function* watchChanges(
     });
     if (opened.ok && opened.status === 200) {
       delayMs = RECONNECT_DELAY_MS_MIN;
+      compactedCount = 0;
       let skip = resume?.delivered ?? 0;
       try {
         for await (const item of readEvents(opened.body)) {
@@ -320,8 +322,20 @@ export async function* watchChanges(
     } else if (opened.ok) {
       const json = await readJson(opened.body);
       if (opened.status === 410) {
-        const start = typeof json?.startRevision === "number" ? json.startRevision : 0;
-        throw new CompactedError(resume?.revision ?? 0, start);
+        // This node's history may be shorter than another's (it restarted, or received a
+        // snapshot): give up only when every node has said so in a row.
+        compactedCount++;
+        if (compactedCount >= core.pool.endpoints.length) {
+          const start = typeof json?.startRevision === "number" ? json.startRevision : 0;
+          throw new CompactedError(resume?.revision ?? 0, start);
+        }
+        core.pool.noteFailure(endpoint);
+        continue;
+      }
+      if (opened.status === 404 || opened.status === 401 || opened.status === 403) {
+        // A node without watches, or a token that may not read: no retry changes that.
+        const detail = typeof json?.error === "string" ? json.error : "the watch was refused";
+        throw new UnexpectedResponseError(endpoint, opened.status, detail);
       }
       if (opened.status === 400) {
         const field = typeof json?.field === "string" ? json.field : "request";

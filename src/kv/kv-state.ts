@@ -137,6 +137,10 @@ export function stateDigest(
   }
   hash.integer(count);
   if (format === 3) {
+    // The term is hashed even though it only decides when leases are renewed, so that a
+    // snapshot's header cannot be corrupted unnoticed. (A replica restored from a format 2
+    // snapshot, whose term is unknown, hashes differently from one that applied the same
+    // entries until it applies the next entry, which sets the term.)
     hash.integer(meta.term);
     count = 0;
     for (const lease of leases) {
