@@ -358,8 +358,35 @@ describe("kv convergence", () => {
       options.session = { clientId, seq };
     }
     if (random(3) === 0) options.idempotencyKey = `i${random(10)}`;
-    if (random(3) === 0) return { type: "delete", key, ...options };
     const value = new Uint8Array(random(40)).fill(random(256));
+    // The store's other commands, a few times in twenty; lease ids are small log indexes,
+    // so some name a lease that is held and some one that is not.
+    const { ifRevision: _, ...unconditional } = options;
+    switch (random(20)) {
+      case 0:
+        return { type: "delete_range", prefix: `k${random(2)}`, ...unconditional };
+      case 1:
+        return { type: "lease_grant", ttlMs: 100 + random(400), ...unconditional };
+      case 2:
+        return { type: "lease_revoke", id: 1 + random(60), ...unconditional };
+      case 3:
+        return { type: "lease_keepalive", id: 1 + random(60), ...unconditional };
+      case 4:
+        return { type: "put", key, value, lease: 1 + random(60), ...options };
+      case 5: {
+        const put = { type: "put", key: `k${random(12)}`, value } as const;
+        return {
+          type: "txn",
+          compare: [{ key, target: "exists", exists: random(2) === 0 }],
+          success: [random(2) === 0 ? put : { ...put, lease: 1 + random(60) }],
+          failure: [{ type: "delete", key }],
+          ...unconditional,
+        };
+      }
+      case 6:
+        return { type: "tick" };
+    }
+    if (random(3) === 0) return { type: "delete", key, ...options };
     return { type: "put", key, value, ...options };
   }
 
@@ -385,26 +412,28 @@ describe("kv convergence", () => {
       const random = prng(seed);
       const seqs = new Map<string, number>();
       const [a, b] = [machine(LIMITS), machine(LIMITS)];
-      const log: { command: Uint8Array; time: number }[] = [];
+      const log: { command: Uint8Array; time: number; term: number }[] = [];
       const open: OpenSnapshot[] = [];
       // Restores a snapshot of `a`, replays the log after it, and compares with `b`.
       const check = async (snapshot: OpenSnapshot, now: number) => {
         const copy = machine(LIMITS);
         await copy.restore(stream(snapshot.chunks));
         for (let index = snapshot.at + 1; index <= now; index++) {
-          const { command, time } = log[index - 1]!;
-          copy.apply(command, { index, term: 1, time });
+          const { command, time, term } = log[index - 1]!;
+          copy.apply(command, { index, term, time });
         }
         const where = `seed ${seed}, snapshot at ${snapshot.at}, checked at ${now}`;
         expect(copy.stateHash(), where).toBe(b.stateHash());
       };
       let time = 0;
+      let term = 1;
       for (let index = 1; index <= 300; index++) {
         // Log time mostly moves on, sometimes jumps, sometimes goes back (a new master).
         time = Math.max(0, time + [0, 7, 13, 400, -50][random(5)]!);
+        if (random(40) === 0) term++;
         const command = encodeCommand(randomCommand(random, seqs));
-        log.push({ command, time });
-        const context = { index, term: 1, time };
+        log.push({ command, time, term });
+        const context = { index, term, time };
         const result = a.apply(command, context);
         expect(result, `seed ${seed}, index ${index}`).toEqual(b.apply(command, context));
         if (random(30) === 0) {

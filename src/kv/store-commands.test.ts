@@ -366,3 +366,46 @@ describe("store commands: watch history", () => {
     expect(kv.sm.watchStartRevision).toBe(3);
   });
 });
+
+describe("store commands: the key index against a model", () => {
+  it("range: random puts, deletes and prefix deletes list what a sorted model lists (20 seeds)", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      let state = seed;
+      const random = (bound: number): number => {
+        state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+        return state % bound;
+      };
+      const kv = new Driver();
+      const model = new Map<string, string>();
+      for (let step = 0; step < 400; step++) {
+        const key = `${"abc"[random(3)]}/${random(30)}`;
+        const choice = random(10);
+        if (choice < 6) {
+          kv.put(key, String(step));
+          model.set(key, String(step));
+        } else if (choice < 9) {
+          kv.run({ type: "delete", key });
+          model.delete(key);
+        } else {
+          const prefix = `${"abc"[random(3)]}/${random(3)}`;
+          kv.run({ type: "delete_range", prefix });
+          for (const k of [...model.keys()]) if (k.startsWith(prefix)) model.delete(k);
+        }
+        if (random(8) === 0) {
+          const prefix = ["", "a/", "b/1", "c/2"][random(4)]!;
+          const expected = [...model.keys()].filter((k) => k.startsWith(prefix)).sort();
+          // Read in pages of three, joined by the last key, as the HTTP API does.
+          const listed: string[] = [];
+          let after: string | null = null;
+          for (;;) {
+            const page = kv.sm.range({ prefix, after, limit: 3, valueBytesMax: Infinity });
+            listed.push(...page.items.map((i) => i.key));
+            if (!page.more) break;
+            after = page.items.at(-1)!.key;
+          }
+          expect(listed, `seed ${seed}, step ${step}`).toEqual(expected);
+        }
+      }
+    }
+  });
+});
