@@ -116,6 +116,13 @@ describe("http store: ranges", () => {
       { key: "s/3", revision: 5 },
       { key: "t", revision: 3 },
     ]);
+    const conditional = await app.inject({
+      method: "DELETE",
+      url: "/v1/kv?prefix=t",
+      headers: { "if-match": '"3"' },
+    });
+    expect(conditional.statusCode).toBe(400);
+    expect(body(conditional)).toMatchObject({ field: "If-Match" });
     const missing = await app.inject({ method: "DELETE", url: "/v1/kv" });
     expect(missing.statusCode).toBe(400);
     expect(body(missing)).toMatchObject({ field: "prefix" });

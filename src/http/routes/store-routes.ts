@@ -12,6 +12,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { KvCommand, KvResult } from "../../kv/index.js";
 import { assert } from "../../shared/assert.js";
+import { InvalidInputError } from "../../shared/errors.js";
 import { describeKvFailure, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import { withDeadline } from "../request-deadline.js";
@@ -195,8 +196,18 @@ function propose(context: HttpContext, store: KvStoreApi, command: KvCommand) {
   return withDeadline(store.propose(command), context.requestTimeoutMs);
 }
 
-/** The request's Idempotency-Key (checked by the schema), as command fields. */
+/**
+ * The request's Idempotency-Key (checked by the schema), as command fields. A precondition
+ * header is refused rather than ignored: these writes compare with `compare` (a
+ * transaction) or not at all, and a client that sent one expects it to hold.
+ */
 function idempotency(request: FastifyRequest): { idempotencyKey?: string } {
+  for (const header of ["if-match", "if-none-match"] as const) {
+    if (request.headers[header] !== undefined) {
+      const field = header === "if-match" ? "If-Match" : "If-None-Match";
+      throw new InvalidInputError(field, "is not supported here; use POST /v1/txn to compare");
+    }
+  }
   const { idempotencyKey } = readWriteOptions({
     "idempotency-key": request.headers["idempotency-key"],
   });
