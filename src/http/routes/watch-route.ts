@@ -26,6 +26,7 @@ import { describeError, errorAnswer, sendErrorAnswer } from "../error-status.js"
 import type { HttpContext } from "../http-context.js";
 import type { KvStoreApi } from "../store-api.js";
 import { readWatchQuery } from "../store-input.js";
+import { type EventStream, openEventStream } from "./event-stream.js";
 import type { EventStreams } from "./events-route.js";
 import { registerResource } from "./resource.js";
 
@@ -33,8 +34,6 @@ import { registerResource } from "./resource.js";
 export const WATCHES_MAX = 10_000;
 /** Bytes a stream may have waiting in its socket before it is closed as too slow. */
 const STREAM_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
-/** Interval of the keep-alive comment, milliseconds. */
-const KEEP_ALIVE_MS = 15_000;
 
 /** Registers `/v1/watch`; returns the handle that ends every open watch. */
 export function registerWatchRoute(
@@ -58,6 +57,39 @@ export function registerWatchRoute(
 
 const decoder = new TextDecoder();
 
+/**
+ * Turns changes into the events of one watch: only keys under its prefix, numbered within
+ * their revision, and the first `skip` of revision `fromRevision` left out (a browser that
+ * resumes with Last-Event-ID has them).
+ */
+class WatchEvents {
+  private revision = 0;
+  private count = 0;
+
+  constructor(
+    private readonly prefix: string,
+    private readonly fromRevision: number,
+    private skip: number,
+  ) {}
+
+  format(changes: readonly KvChange[]): string {
+    let text = "";
+    for (const change of changes) {
+      if (!change.key.startsWith(this.prefix)) continue;
+      this.count = change.revision === this.revision ? this.count + 1 : 1;
+      this.revision = change.revision;
+      if (change.revision === this.fromRevision && this.skip > 0) {
+        this.skip--;
+        continue;
+      }
+      const value = change.value === null ? null : decoder.decode(change.value);
+      const event = { type: change.type, key: change.key, value, revision: change.revision };
+      text += `id: ${change.revision}.${this.count}\ndata: ${JSON.stringify(event)}\n\n`;
+    }
+    return text;
+  }
+}
+
 function watch(
   context: HttpContext,
   store: KvStoreApi,
@@ -72,61 +104,29 @@ function watch(
   }
   const resume = resumePoint(request.headers["last-event-id"]);
   const fromRevision = resume?.revision ?? query.fromRevision ?? store.revision() + 1;
-  let skip = resume?.count ?? 0;
   const { prefix } = query;
-  let ended = false;
-  let revision = 0;
-  let count = 0;
-  const raw = reply.raw;
-  const write = (changes: readonly KvChange[]): void => {
-    let text = "";
-    for (const change of changes) {
-      if (ended || !change.key.startsWith(prefix)) continue;
-      if (change.revision === fromRevision && skip > 0) {
-        skip--;
-        count++;
-        revision = change.revision;
-        continue;
-      }
-      count = change.revision === revision ? count + 1 : 1;
-      revision = change.revision;
-      const value = change.value === null ? null : decoder.decode(change.value);
-      const event = { type: change.type, key: change.key, value, revision };
-      text += `id: ${revision}.${count}\ndata: ${JSON.stringify(event)}\n\n`;
-    }
-    if (text === "" || ended) return;
-    raw.write(text);
-    if (raw.writableLength > STREAM_BUFFER_BYTES_MAX) end();
-  };
-  const started = store.watch(fromRevision, { changes: write, reset: () => end() });
-  if (!started.ok) {
-    return sendErrorAnswer(
-      reply,
-      describeError(new CompactedError(fromRevision, started.startRevision)),
-    );
-  }
-  reply.hijack();
-  raw.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache, no-transform",
-    connection: "keep-alive",
-    "x-accel-buffering": "no",
+  const events = new WatchEvents(prefix, fromRevision, resume?.count ?? 0);
+  let stream: EventStream | null = null;
+  const started = store.watch(fromRevision, {
+    changes: (changes) => stream?.write(events.format(changes)),
+    reset: () => stream?.end(),
   });
-  // A comment first, so that the client knows the watch is in place before any change.
-  raw.write(`: watching ${JSON.stringify(prefix)} from revision ${fromRevision}\n\n`);
-  write(started.backlog);
-  const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
-  keepAlive.unref();
-  function end(): void {
-    if (ended) return;
-    ended = true;
-    if (started.ok) started.cancel();
-    clearInterval(keepAlive);
-    open.delete(end);
-    raw.end();
+  if (!started.ok) {
+    const error = new CompactedError(fromRevision, started.startRevision);
+    return sendErrorAnswer(reply, describeError(error));
   }
-  open.add(end);
-  raw.on("close", end);
+  const opened = openEventStream(reply, {
+    bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
+    onEnd: () => {
+      started.cancel();
+      open.delete(opened.end);
+    },
+  });
+  stream = opened;
+  // A comment first, so that the client knows the watch is in place before any change.
+  opened.write(`: watching ${JSON.stringify(prefix)} from revision ${fromRevision}\n\n`);
+  opened.write(events.format(started.backlog));
+  if (!opened.ended) open.add(opened.end);
   return undefined;
 }
 
