@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import { EventFeed } from "../http/event-feed.js";
 import type { KvNodeApi, KvWriteOptions, StatusOptions } from "../http/node-api.js";
 import type { BackupSnapshot } from "../http/routes/snapshot-route.js";
@@ -40,6 +41,7 @@ import { createFaultInjector } from "./fault-injector.js";
 import { fieldOf, KvStore } from "./kv-store.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
+import { registerStoreMetrics } from "./store-metrics.js";
 
 export interface KvNodeOptions {
   /**
@@ -104,7 +106,7 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
-        metrics: createNodeMetrics(node, events, transport),
+        metrics: withStoreMetrics(createNodeMetrics(node, events, transport), sm),
         events,
         faults:
           options.allowFaultInjection === true
@@ -242,6 +244,11 @@ export class KvNode implements KvNodeApi {
     }
     return (await this.node.propose(encodeCommand(command))) as KvResult;
   }
+}
+
+function withStoreMetrics(registry: Registry, sm: KvStateMachine): Registry {
+  registerStoreMetrics(registry, sm);
+  return registry;
 }
 
 /** The HTTPS certificate and key of `config` as PEM text, or null for plain HTTP. */
