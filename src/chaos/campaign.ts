@@ -42,6 +42,7 @@ import {
 } from "./processes.js";
 import { timelineHtml, timelineSvg, writeReport } from "./report.js";
 import { sleep } from "./wait.js";
+import { CampaignWatch, checkWatch } from "./watch-check.js";
 import { Workload } from "./workload.js";
 
 export interface CampaignOptions {
@@ -170,6 +171,8 @@ class CampaignRun {
   private hosts: NetnsHosts | null = null;
   private network: Network | null = null;
   private workload: Workload | null = null;
+  /** One watch of every key for the whole campaign (watch-check.ts). */
+  private watch: CampaignWatch | null = null;
   private readonly roles: RoleEvent[] = [];
   private readonly exits: UnexpectedExit[] = [];
   private readonly windows: FaultWindow[] = [];
@@ -217,6 +220,8 @@ class CampaignRun {
     });
     this.workload = workload;
     workload.start();
+    this.watch = new CampaignWatch(this.nodes.map((n) => n.url));
+    this.watch.start();
     const ticker = setInterval(() => say(this.progressLine()), PROGRESS_MS);
     try {
       await runNemeses(
@@ -242,6 +247,9 @@ class CampaignRun {
       await workload.stop();
       this.ending = true;
       await this.finalReads();
+      // Every acknowledged change has a revision; the watch must reach the last of them.
+      const revisions = workload.history.map((op) => op.revision ?? 0);
+      await this.watch.stop(Math.max(0, ...revisions), 10_000);
       const converged = await this.checkConvergence();
       this.polling = false;
       await poller;
@@ -259,6 +267,7 @@ class CampaignRun {
     this.polling = false;
     await this.workload?.stop().catch(() => {});
     await this.workload?.close();
+    await this.watch?.stop(0, 0).catch(() => {});
     await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
     await this.network?.close().catch(() => {});
     await this.hosts?.close().catch(() => {});
@@ -528,6 +537,7 @@ class CampaignRun {
       converged,
       live,
       noCrashes: checkNoCrashes(this.exits),
+      watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();

@@ -29,6 +29,8 @@ export interface Verdicts {
   readonly converged: Verdict;
   readonly live: Verdict;
   readonly noCrashes: Verdict;
+  /** (f): a watch of every key saw each change once, in revision order (watch-check.ts). */
+  readonly watched: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;

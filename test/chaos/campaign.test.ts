@@ -28,6 +28,7 @@ describe("chaos", () => {
       converged: { ok: true },
       live: { ok: true },
       noCrashes: { ok: true },
+      watched: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);
