@@ -12,6 +12,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { Prng } from "../core/prng.js";
+import { CampaignBank } from "./bank.js";
 import {
   checkExactlyOnce,
   checkHistory,
@@ -173,6 +174,8 @@ class CampaignRun {
   private workload: Workload | null = null;
   /** One watch of every key for the whole campaign (watch-check.ts). */
   private watch: CampaignWatch | null = null;
+  /** Transfers between accounts and range reads of them (bank.ts). */
+  private bank: CampaignBank | null = null;
   private readonly roles: RoleEvent[] = [];
   private readonly exits: UnexpectedExit[] = [];
   private readonly windows: FaultWindow[] = [];
@@ -222,6 +225,12 @@ class CampaignRun {
     workload.start();
     this.watch = new CampaignWatch(this.nodes.map((n) => n.url));
     this.watch.start();
+    // A generator of its own, so that the fault schedule of a seed stays what it was.
+    this.bank = new CampaignBank(
+      this.nodes.map((n) => n.url),
+      new Prng(options.seed ^ 0xba4c),
+    );
+    this.bank.start();
     const ticker = setInterval(() => say(this.progressLine()), PROGRESS_MS);
     try {
       await runNemeses(
@@ -245,6 +254,7 @@ class CampaignRun {
       const live = await this.measureLiveness(healedAt);
       await sleep(2000);
       await workload.stop();
+      await this.bank.stop();
       this.ending = true;
       await this.finalReads();
       // Every acknowledged change has a revision; the watch must reach the last of them.
@@ -268,6 +278,7 @@ class CampaignRun {
     await this.workload?.stop().catch(() => {});
     await this.workload?.close();
     await this.watch?.stop(0, 0).catch(() => {});
+    await this.bank?.stop().catch(() => {});
     await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
     await this.network?.close().catch(() => {});
     await this.hosts?.close().catch(() => {});
@@ -538,6 +549,7 @@ class CampaignRun {
       live,
       noCrashes: checkNoCrashes(this.exits),
       watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy),
+      atomic: this.bank!.verdict(),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();

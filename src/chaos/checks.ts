@@ -31,6 +31,8 @@ export interface Verdicts {
   readonly noCrashes: Verdict;
   /** (f): a watch of every key saw each change once, in revision order (watch-check.ts). */
   readonly watched: Verdict;
+  /** (g): transfers over several keys are atomic and range reads see one revision (bank.ts). */
+  readonly atomic: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;

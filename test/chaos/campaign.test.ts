@@ -29,6 +29,7 @@ describe("chaos", () => {
       live: { ok: true },
       noCrashes: { ok: true },
       watched: { ok: true },
+      atomic: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);
