@@ -193,17 +193,14 @@ export class KvStateMachine implements StateMachine<KvResult> {
   range(options: KvRangeOptions): KvRange {
     const { data } = this.state;
     let valueBytes = 0;
-    const { keys, more } = this.keyIndex.scan(
-      options.prefix,
-      options.after,
-      options.limit,
-      (key) => {
-        valueBytes += data.get(key)!.value.byteLength;
-        return (
-          valueBytes <= options.valueBytesMax || valueBytes === data.get(key)!.value.byteLength
-        );
-      },
-    );
+    let listed = 0;
+    const accept = (key: string): boolean => {
+      valueBytes += data.get(key)!.value.byteLength;
+      // The first key is listed whatever its size, so that every page makes progress.
+      return listed++ === 0 || valueBytes <= options.valueBytesMax;
+    };
+    const { prefix, after, limit } = options;
+    const { keys, more } = this.keyIndex.scan(prefix, after, limit, accept);
     const items = keys.map((key) => {
       const entry = data.get(key)!;
       return { key, value: entry.value, revision: entry.revision };
