@@ -16,12 +16,10 @@ import { createHttpServer, type HttpServer, type HttpTlsConfig } from "../http/s
 import { parseTokensFile, type TokenRecord, TokenStore } from "../http/tokens.js";
 import {
   defaultKvLimits,
-  encodeCommand,
   type KvCommand,
   type KvEntry,
   type KvResult,
   KvStateMachine,
-  validateCommand,
 } from "../kv/index.js";
 import type { NodeStatus } from "../protocol/status.js";
 import {
@@ -34,11 +32,11 @@ import {
 import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
-import { InvalidInputError, NotMasterError, TooLargeError } from "../shared/errors.js";
+import { NotMasterError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
-import { fieldOf, KvStore } from "./kv-store.js";
+import { KvStore } from "./kv-store.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
 import { registerStoreMetrics } from "./store-metrics.js";
@@ -230,19 +228,9 @@ export class KvNode implements KvNodeApi {
     return this.node.switchover(to);
   }
 
-  private async write(command: KvCommand): Promise<KvResult> {
-    const problem = validateCommand(command, this.stateMachine.limits);
-    if (problem !== null) {
-      if (problem.reason === "value_too_large") {
-        throw new TooLargeError(
-          "value",
-          this.stateMachine.limits.valueBytesMax,
-          command.type === "put" ? command.value.length : undefined,
-        );
-      }
-      throw new InvalidInputError(problem.field ?? fieldOf(problem.reason), problem.message);
-    }
-    return (await this.node.propose(encodeCommand(command))) as KvResult;
+  /** Validates a command (bad input never reaches the log) and proposes it. */
+  private write(command: KvCommand): Promise<KvResult> {
+    return this.store.propose(command);
   }
 }
 

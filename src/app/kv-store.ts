@@ -49,7 +49,8 @@ export class KvStore implements KvStoreApi {
     const problem = validateCommand(command, limits);
     if (problem !== null) {
       if (problem.reason === "value_too_large") {
-        throw new TooLargeError(problem.field ?? "value", limits.valueBytesMax);
+        const size = command.type === "put" ? command.value.length : undefined;
+        throw new TooLargeError(problem.field ?? "value", limits.valueBytesMax, size);
       }
       throw new InvalidInputError(problem.field ?? fieldOf(problem.reason), problem.message);
     }
@@ -103,7 +104,7 @@ export class KvStore implements KvStoreApi {
 }
 
 /** The request field a problem without its own field is about. */
-export function fieldOf(reason: string): string {
+function fieldOf(reason: string): string {
   if (reason.startsWith("key")) return "key";
   if (reason.startsWith("if_revision")) return "If-Match";
   if (reason.startsWith("idempotency")) return "Idempotency-Key";
