@@ -22,6 +22,7 @@ import {
   type Verdicts,
 } from "./checks.js";
 import { hostsNetwork, NetnsHosts } from "./hosts.js";
+import { CampaignLeases } from "./leases.js";
 import { type FaultWindow, type NemesisKind, runNemeses } from "./nemesis.js";
 import {
   IptablesNetwork,
@@ -176,6 +177,8 @@ class CampaignRun {
   private watch: CampaignWatch | null = null;
   /** Transfers between accounts and range reads of them (bank.ts). */
   private bank: CampaignBank | null = null;
+  /** Leases granted and never kept alive (leases.ts). */
+  private leases: CampaignLeases | null = null;
   private readonly roles: RoleEvent[] = [];
   private readonly exits: UnexpectedExit[] = [];
   private readonly windows: FaultWindow[] = [];
@@ -231,6 +234,8 @@ class CampaignRun {
       new Prng(options.seed ^ 0xba4c),
     );
     this.bank.start();
+    this.leases = new CampaignLeases(this.nodes.map((n) => n.url));
+    this.leases.start();
     const ticker = setInterval(() => say(this.progressLine()), PROGRESS_MS);
     try {
       await runNemeses(
@@ -254,7 +259,7 @@ class CampaignRun {
       const live = await this.measureLiveness(healedAt);
       await sleep(2000);
       await workload.stop();
-      await this.bank.stop();
+      await Promise.all([this.bank.stop(), this.leases.stop()]);
       this.ending = true;
       await this.finalReads();
       // Every acknowledged change has a revision; the watch must reach the last of them.
@@ -279,6 +284,7 @@ class CampaignRun {
     await this.workload?.close();
     await this.watch?.stop(0, 0).catch(() => {});
     await this.bank?.stop().catch(() => {});
+    await this.leases?.abandon().catch(() => {});
     await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
     await this.network?.close().catch(() => {});
     await this.hosts?.close().catch(() => {});
@@ -550,6 +556,7 @@ class CampaignRun {
       noCrashes: checkNoCrashes(this.exits),
       watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy),
       atomic: this.bank!.verdict(),
+      leases: this.leases!.verdict(),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();

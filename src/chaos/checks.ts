@@ -33,6 +33,8 @@ export interface Verdicts {
   readonly watched: Verdict;
   /** (g): transfers over several keys are atomic and range reads see one revision (bank.ts). */
   readonly atomic: Verdict;
+  /** (h): no lease ends before its TTL, and every one ends (leases.ts). */
+  readonly leases: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;

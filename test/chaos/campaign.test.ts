@@ -30,6 +30,7 @@ describe("chaos", () => {
       noCrashes: { ok: true },
       watched: { ok: true },
       atomic: { ok: true },
+      leases: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);
