@@ -3,8 +3,8 @@
  * master, because every session is a replicated key and the client follows the master.
  *
  *   import session from "express-session";
- *   import { createClient } from "baton/client";
- *   import { createSessionStore } from "baton/session-store";
+ *   import { createClient } from "baton-ha/client";
+ *   import { createSessionStore } from "baton-ha/session-store";
  *   const store = createSessionStore(session.Store, { client: createClient({ endpoints }) });
  *   app.use(session({ store, secret, resave: false, saveUninitialized: false }));
  *
