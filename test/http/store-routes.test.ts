@@ -299,6 +299,9 @@ describe("http store: watch", () => {
       field: "fromRevision",
       startRevision: 2,
     });
+    const head = await app.inject({ method: "HEAD", url: "/v1/watch?prefix=a" });
+    expect(head.statusCode).toBe(200);
+    expect(head.headers["content-type"]).toMatch(/^text\/event-stream/);
     const bad = await app.inject({ url: "/v1/watch?fromRevision=0" });
     expect(bad.statusCode).toBe(400);
     expect(body(bad)).toMatchObject({ field: "fromRevision" });

@@ -102,6 +102,10 @@ function watch(
     const answer = errorAnswer("ERR_BUSY", `${WATCHES_MAX} watches are open on this node`);
     return sendErrorAnswer(reply, answer);
   }
+  if (request.method === "HEAD") {
+    // The headers a watch would have, and no stream: a HEAD must not hang.
+    return reply.type("text/event-stream; charset=utf-8").send();
+  }
   const resume = resumePoint(request.headers["last-event-id"]);
   const fromRevision = resume?.revision ?? query.fromRevision ?? store.revision() + 1;
   const { prefix } = query;
