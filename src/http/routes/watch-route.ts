@@ -58,6 +58,24 @@ export function registerWatchRoute(
 const decoder = new TextDecoder();
 
 /**
+ * Each change's `data:` line, made once however many watches send it: every watch gets the
+ * same change object from the history, and with a thousand watches open the decoding and
+ * the JSON would otherwise be done a thousand times per write.
+ */
+const dataLines = new WeakMap<KvChange, string>();
+
+function dataLine(change: KvChange): string {
+  let line = dataLines.get(change);
+  if (line === undefined) {
+    const value = change.value === null ? null : decoder.decode(change.value);
+    const event = { type: change.type, key: change.key, value, revision: change.revision };
+    line = `data: ${JSON.stringify(event)}\n\n`;
+    dataLines.set(change, line);
+  }
+  return line;
+}
+
+/**
  * Turns changes into the events of one watch: only keys under its prefix, numbered within
  * their revision, and the first `skip` of revision `fromRevision` left out (a browser that
  * resumes with Last-Event-ID has them).
@@ -82,9 +100,7 @@ class WatchEvents {
         this.skip--;
         continue;
       }
-      const value = change.value === null ? null : decoder.decode(change.value);
-      const event = { type: change.type, key: change.key, value, revision: change.revision };
-      text += `id: ${change.revision}.${this.count}\ndata: ${JSON.stringify(event)}\n\n`;
+      text += `id: ${change.revision}.${this.count}\n${dataLine(change)}`;
     }
     return text;
   }
