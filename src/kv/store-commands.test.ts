@@ -409,3 +409,28 @@ describe("store commands: the key index against a model", () => {
     }
   });
 });
+
+describe("store commands: bounds of the derived structures", () => {
+  it("range: many deletes with no new key compact the index and still list what is left", () => {
+    const kv = new Driver();
+    for (let i = 0; i < 3000; i++) kv.put(`k/${String(i).padStart(4, "0")}`, "v");
+    expect(kv.keys("k/")).toHaveLength(3000);
+    for (let i = 0; i < 3000; i += 3)
+      kv.run({ type: "delete", key: `k/${String(i).padStart(4, "0")}` });
+    const left = kv.keys("k/");
+    expect(left).toHaveLength(2000);
+    expect(left[0]).toBe("k/0001");
+  });
+
+  it("watch: the history's byte bound drops old revisions whole", () => {
+    const kv = new Driver({ watchHistoryBytesMax: 2000 });
+    const big = "x".repeat(600);
+    for (let i = 0; i < 5; i++) kv.put(`k${i}`, big);
+    // Each change costs its value and some bookkeeping: only the newest fit in 2000 bytes.
+    expect(kv.sm.watchStartRevision).toBeGreaterThan(1);
+    const start = kv.sm.watch(kv.sm.watchStartRevision, { changes: () => {}, reset: () => {} });
+    expect(start.ok && start.backlog.map((c) => c.revision)).toEqual(
+      Array.from({ length: 6 - kv.sm.watchStartRevision }, (_, i) => kv.sm.watchStartRevision + i),
+    );
+  });
+});
