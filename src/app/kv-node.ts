@@ -117,6 +117,7 @@ export class KvNode implements KvNodeApi {
       try {
         await kv.http.listen(host, port);
       } catch (error) {
+        kv.store.stopLeaseTicker();
         await node.stop();
         throw error;
       }
