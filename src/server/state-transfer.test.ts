@@ -1,6 +1,7 @@
 import pino from "pino";
 import { describe, expect, it, vi } from "vitest";
 import { AssertionError } from "../shared/assert.js";
+import { realClock } from "../shared/clock.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { StateTransfer } from "./state-transfer.js";
@@ -30,6 +31,7 @@ describe("state transfer", () => {
         storage,
         transport,
         logger: pino({ level: "silent" }),
+        clock: realClock,
         chunkBytes: 1024,
         stallMs: 10_000,
         term: () => 1,

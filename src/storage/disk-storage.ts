@@ -19,7 +19,8 @@
 import { join } from "node:path";
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
-import { DirLock } from "./dir-lock.js";
+import { type Clock, realClock } from "../shared/clock.js";
+import { DirLock, type LockHost } from "./dir-lock.js";
 import { StorageInconsistentError } from "./errors.js";
 import { type FileSystem, io, nodeFileSystem } from "./file-system.js";
 import { SnapshotStore, type StoredSnapshot } from "./snapshot-store.js";
@@ -33,6 +34,10 @@ export interface DiskStorageOptions {
   readonly config?: Partial<StorageConfig>;
   /** The file system; tests inject failures through it. @default nodeFileSystem */
   readonly fs?: FileSystem;
+  /** Time and timers; the simulator passes its virtual clock. @default realClock */
+  readonly clock?: Clock;
+  /** Who holds the directory lock; the simulator passes one per simulated process. @default this process */
+  readonly lockHost?: LockHost;
 }
 
 const noSnapshot: SnapshotMeta = Object.freeze({ index: 0, term: 0 });
@@ -70,7 +75,7 @@ export class DiskStorage implements Storage {
     const config = parseStorageConfig(options.config);
     const fs = options.fs ?? nodeFileSystem;
     await io(dir, "create directory", () => fs.mkdir(dir));
-    const { lock, warning } = await DirLock.acquire(dir, fs);
+    const { lock, warning } = await DirLock.acquire(dir, fs, options.lockHost);
     const warnings = warning === null ? [] : [warning];
     let wal: Wal | null = null;
     try {
@@ -80,6 +85,7 @@ export class DiskStorage implements Storage {
       const after = snapshots.latest?.meta ?? noSnapshot;
       const opened = await Wal.open(join(dir, "wal"), after, {
         fs,
+        clock: options.clock ?? realClock,
         segmentBytes: config.walSegmentBytes,
       });
       wal = opened.wal;

@@ -19,6 +19,7 @@
 import { join } from "node:path";
 import type { Entry, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import { type Clock, realClock } from "../shared/clock.js";
 import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
 import { type FileSystem, io, nodeFileSystem, readFully, writeFully } from "./file-system.js";
 import { walQueuedBytesMax, walScanWindowBytes } from "./limits.js";
@@ -38,6 +39,8 @@ import { Segment } from "./wal-segment.js";
 export interface WalOptions {
   /** The file system; tests inject one that counts fsyncs or fails. @default nodeFileSystem */
   readonly fs: FileSystem;
+  /** Batching turns and fsync timing; the simulator passes its virtual clock. @default realClock */
+  readonly clock: Clock;
   /** A segment is closed and a new one started once it would grow past this many bytes. */
   readonly segmentBytes: number;
 }
@@ -144,6 +147,7 @@ export class Wal {
   ): Promise<{ wal: Wal; warnings: string[] }> {
     const full: WalOptions = {
       fs: options.fs ?? nodeFileSystem,
+      clock: options.clock ?? realClock,
       segmentBytes: options.segmentBytes,
     };
     assert(full.segmentBytes > segmentHeaderBytes, "segment size must exceed the header");
@@ -455,7 +459,7 @@ export class Wal {
   private schedule(): void {
     if (this.scheduled || this.running || this.failure !== null) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.options.clock.setImmediate(() => {
       this.scheduled = false;
       void this.run();
     });
@@ -644,10 +648,10 @@ export class Wal {
 
   private async syncSegment(segment: Segment): Promise<void> {
     if (segment.unsyncedBytes === 0) return;
-    const started = performance.now();
+    const started = this.options.clock.monotonicMs();
     await io(segment.path, "fdatasync", () => segment.handle.datasync());
     this.stats.fdatasyncs++;
-    this.syncObserver?.((performance.now() - started) / 1000);
+    this.syncObserver?.((this.options.clock.monotonicMs() - started) / 1000);
     segment.unsyncedBytes = 0;
   }
 
