@@ -22,7 +22,7 @@ import { assert, rethrowIfBug } from "../shared/assert.js";
 import { type Clock, realClock } from "../shared/clock.js";
 import { DirLock, type LockHost } from "./dir-lock.js";
 import { StorageInconsistentError } from "./errors.js";
-import { type FileSystem, io, nodeFileSystem } from "./file-system.js";
+import { createDirDurably, type FileSystem, nodeFileSystem } from "./file-system.js";
 import { SnapshotStore, type StoredSnapshot } from "./snapshot-store.js";
 import { StableStore } from "./stable-store.js";
 import type { OpenedStorage, SnapshotReader, SnapshotReceiver, Storage } from "./storage.js";
@@ -74,7 +74,7 @@ export class DiskStorage implements Storage {
   static async open(dir: string, options: DiskStorageOptions = {}): Promise<OpenedStorage> {
     const config = parseStorageConfig(options.config);
     const fs = options.fs ?? nodeFileSystem;
-    await io(dir, "create directory", () => fs.mkdir(dir));
+    await createDirDurably(fs, dir);
     const { lock, warning } = await DirLock.acquire(dir, fs, options.lockHost);
     const warnings = warning === null ? [] : [warning];
     let wal: Wal | null = null;

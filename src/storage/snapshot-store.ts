@@ -18,6 +18,7 @@ import { assert, rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, SnapshotCorruptError } from "./errors.js";
 import {
   closeQuietly,
+  createDirDurably,
   type FileHandleLike,
   type FileSystem,
   io,
@@ -322,7 +323,7 @@ export class SnapshotStore {
     retainCount: number,
   ): Promise<{ store: SnapshotStore; latest: StoredSnapshot | null; warnings: string[] }> {
     assert(Number.isSafeInteger(retainCount) && retainCount >= 1, "keep at least one snapshot");
-    await io(dir, "create directory", () => fs.mkdir(dir));
+    await createDirDurably(fs, dir);
     const warnings: string[] = [];
     const found: { meta: SnapshotMeta; path: string }[] = [];
     for (const name of await io(dir, "list", () => fs.list(dir))) {

@@ -21,7 +21,14 @@ import type { Entry, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { type Clock, realClock } from "../shared/clock.js";
 import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
-import { type FileSystem, io, nodeFileSystem, readFully, writeFully } from "./file-system.js";
+import {
+  createDirDurably,
+  type FileSystem,
+  io,
+  nodeFileSystem,
+  readFully,
+  writeFully,
+} from "./file-system.js";
 import { walQueuedBytesMax, walScanWindowBytes } from "./limits.js";
 import {
   checkFrame,
@@ -151,7 +158,7 @@ export class Wal {
       segmentBytes: options.segmentBytes,
     };
     assert(full.segmentBytes > segmentHeaderBytes, "segment size must exceed the header");
-    await io(dir, "create directory", () => full.fs.mkdir(dir));
+    await createDirDurably(full.fs, dir);
     const scanned = await scanLog(full.fs, dir, after);
     const wal = new Wal(dir, full, scanned.segments);
     const warnings = [...scanned.warnings];
@@ -612,7 +619,16 @@ export class Wal {
 
   private async roll(nextIndex: number): Promise<void> {
     await this.flushPending();
-    await this.syncSegment(this.active());
+    if (this.active().first === nextIndex) {
+      // Writing `nextIndex` again means a truncation to it, which went into this segment
+      // since it starts there: everything in it is replaced. A new segment would take its
+      // very file name, and renaming over it would leave two segments in memory for one
+      // file, so that deleting the old one (a compaction) unlinks the live log. Delete it.
+      await this.deleteSegment(this.segments.pop()!);
+      await this.syncDir();
+    } else {
+      await this.syncSegment(this.active());
+    }
     this.segments.push(await this.createSegment(nextIndex));
   }
 
