@@ -33,6 +33,10 @@ export class SimScheduler {
   /** Virtual milliseconds since the start of the run. */
   now = 0;
   steps = 0;
+  /** Runs after each callback and the promise reactions it caused: per-step checkers. */
+  onStep: (() => void) | null = null;
+  /** A leak detector, paused while the runner itself takes a real macrotask turn. */
+  guard: { pause(): void; resume(): void } | null = null;
   private readonly queue = new EventQueue<Entry>();
   /** The callback running now threw: the run stops with that error. */
   private failure: unknown = null;
@@ -58,7 +62,18 @@ export class SimScheduler {
       assert(this.steps <= STEPS_MAX, "sim clock: the run took more steps than any run should");
       this.now = item.time;
       timer.fire();
-      await drainMicrotasks();
+      // The runner's own real immediate is not a leak of the code under simulation.
+      this.guard?.pause();
+      const drained = drainMicrotasks();
+      this.guard?.resume();
+      await drained;
+      if (this.onStep !== null && !this.hasFailure) {
+        try {
+          this.onStep();
+        } catch (error) {
+          this.fail(error);
+        }
+      }
     }
     if (this.hasFailure) throw this.failure;
     this.now = Math.max(this.now, untilMs);
