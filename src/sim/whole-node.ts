@@ -172,6 +172,8 @@ class WholeNodeRun {
   corruptionsDetected = 0;
   wipes = 0;
   elections = 0;
+  failovers = 0;
+  transfers = 0;
   leaks: string[] = [];
 
   constructor(
@@ -270,6 +272,9 @@ class WholeNodeRun {
     node.on("role", (event) => {
       if (event.role === "master") this.elections++;
     });
+    node.on("failover", (event) => {
+      if (event.previousMaster !== null && event.previousMaster !== proc.id) this.failovers++;
+    });
   }
 
   private onStartFailed(proc: Proc, incarnation: number, error: unknown): void {
@@ -363,7 +368,9 @@ class WholeNodeRun {
     );
   }
 
-  onRestore(_node: NodeId, restore: () => Promise<void>): Promise<void> {
+  /** A restore on a running node is a state transfer (at start it is recovery). */
+  onRestore(node: NodeId, restore: () => Promise<void>): Promise<void> {
+    if (this.procs.find((p) => p.id === node)?.state === "up") this.transfers++;
     return restore();
   }
 
@@ -725,11 +732,11 @@ export async function runWholeNode(
     operations: run.history.length,
     indeterminate: run.history.filter((h) => h.outcome === "info").length,
     elections: run.elections,
-    failovers: 0,
+    failovers: run.failovers,
     faults: run.faults,
     crashes: run.crashes,
     tornWrites: run.procs.reduce((n, p) => n + p.fs.stats.tornWrites, 0),
-    transfers: 0,
+    transfers: run.transfers,
     corruptionsDetected: run.corruptionsDetected,
     wipes: run.wipes,
     clockJumps: 0,
