@@ -308,7 +308,13 @@ export class StateTransfer {
     if (chunk.term < this.deps.term()) return;
     if (chunk.snapshotIndex <= this.deps.storage.snapshot().index) {
       // Not newer than the state this node holds (a retry that crossed an install, say):
-      // storage cannot receive it, and the master learns it was not needed.
+      // storage cannot receive it, and the master learns it was not needed. The core
+      // still answers the master with how far its log reaches: the master's replication
+      // of this node waits for that answer, and if the one to the install was lost it
+      // would otherwise send this very snapshot again and again.
+      const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
+      const adopt = this.deps.onReceived(chunk.from, chunk.term, meta);
+      assert(!adopt, `adopted snapshot ${meta.index}, not newer than the one held`);
       this.ack(chunk, chunk.totalBytes, true, false);
       return;
     }

@@ -652,6 +652,17 @@ class WholeNodeRun {
     return up.find((p) => p.id === master)?.node?.role === "master" ? master : null;
   }
 
+  /** Each node's state and progress, for a liveness failure's message. */
+  describeNodes(): string {
+    return this.procs
+      .map((p) => {
+        if (p.node === null) return `node ${p.id} ${p.state}`;
+        const s = p.node.status();
+        return `node ${p.id} ${s.role} term ${s.term} last ${s.lastIndex} commit ${s.commitIndex} applied ${s.appliedIndex}`;
+      })
+      .join("; ");
+  }
+
   converged(): boolean {
     const up = this.procs.filter((p) => p.node !== null);
     if (up.length < this.procs.length) return false;
@@ -767,7 +778,9 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   run.stopClients();
   await drive(healedAt + 15_000, () => !run.clientsBusy && run.converged());
   if (run.clientsBusy) throw new SafetyViolation("liveness: client requests still pending");
-  if (!run.converged()) throw new SafetyViolation("liveness: replicas not converged");
+  if (!run.converged()) {
+    throw new SafetyViolation(`liveness: replicas not converged (${run.describeNodes()})`);
+  }
   return recoveryMs;
 }
 
