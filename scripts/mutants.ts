@@ -5,6 +5,9 @@
  * table says how many seeds that took.
  *
  *   npx tsx scripts/mutants.ts [--max-seeds 2000] [--only <words in the mutant's name>]
+ *
+ * Mistakes of the runtime and of storage run under the whole-node simulator, which runs
+ * that code; the rest under the core simulator, which is faster.
  */
 
 import { execFileSync } from "node:child_process";
@@ -19,6 +22,12 @@ interface Mutant {
   readonly replace: string;
   /** A second edit of the same file, for a bug that takes two mistakes together. */
   readonly also?: { readonly find: string; readonly replace: string };
+  /**
+   * Run the whole-node simulator (the production runtime and DiskStorage over the
+   * simulated file system) instead of the core simulator: storage and runtime mistakes
+   * live in code the core simulator does not run.
+   */
+  readonly wholeNode?: boolean;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -100,6 +109,54 @@ const MUTANTS: readonly Mutant[] = [
     find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
     replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
   },
+  {
+    name: "storage: the commit hint is not clamped to the durable log",
+    file: "src/storage/disk-storage.ts",
+    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+    wholeNode: true,
+  },
+  {
+    name: "storage: the hard state is renamed into place without an fsync of its directory",
+    file: "src/storage/stable-store.ts",
+    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+    replace: "",
+    wholeNode: true,
+  },
+  {
+    name: "storage: a new log segment is renamed into place without an fsync of its directory",
+    file: "src/storage/wal.ts",
+    find: 'await io(path, "rename", () => fs.rename(temporary, path));\n      await this.syncDir();',
+    replace: 'await io(path, "rename", () => fs.rename(temporary, path));',
+    wholeNode: true,
+  },
+  {
+    name: "runtime: a Ready's messages (acknowledgements, votes) and replies leave before its fsync",
+    file: "src/server/node.ts",
+    find: "if (synced !== null) await synced;\n      this.finish(ready, messages);",
+    replace: "this.finish(ready, messages);\n      if (synced !== null) await synced;",
+    wholeNode: true,
+  },
+  {
+    name: "runtime: committed entries are applied before the Ready is persisted",
+    file: "src/server/node.ts",
+    find: "    this.sendAll(messages);\n    this.apply(ready.committed);",
+    replace: "    this.sendAll(messages);",
+    also: {
+      find: "    for (const event of ready.events) this.onRoleEvent(event);\n",
+      replace:
+        "    for (const event of ready.events) this.onRoleEvent(event);\n    this.apply(ready.committed);\n",
+    },
+    wholeNode: true,
+  },
+  {
+    name: "forget an idempotency key early (a window a thousandth as long), whole node",
+    file: "src/kv/kv-state.ts",
+    find: "new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyWindowMs)",
+    replace:
+      "new ExpiringTable(limits.idempotencyKeyCountMax, Math.ceil(limits.idempotencyWindowMs / 1000))",
+    wholeNode: true,
+  },
 ];
 
 const root = resolve(import.meta.dirname, "..");
@@ -123,11 +180,13 @@ function runMutant(mutant: Mutant): { seeds: number | null; violation: string; s
     }
     writeFileSync(path, text);
     const probe = join(dir, "probe.ts");
+    const run = mutant.wholeNode === true ? "await runWholeNode(seed)" : "runSeed(seed)";
     writeFileSync(
       probe,
       `import { runSeed } from "./src/sim/run.ts";
+import { runWholeNode } from "./src/sim/whole-node.ts";
 for (let seed = 1; seed <= ${maxSeeds}; seed++) {
-  const r = runSeed(seed);
+  const r = ${run};
   if (!r.ok) { console.log(JSON.stringify({ seeds: seed, violation: r.violation })); process.exit(0); }
 }
 console.log(JSON.stringify({ seeds: null, violation: "" }));`,
