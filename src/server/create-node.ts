@@ -17,6 +17,7 @@ import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import type { FileSystem } from "../storage/file-system.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
+import type { StorageConfig } from "../storage/storage-config.js";
 import type { PeerTlsConfig } from "../transport/peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "../transport/tcp-transport.js";
 import type { Transport } from "../transport/transport.js";
@@ -54,6 +55,8 @@ export interface NodeSeams {
   readonly lockHost?: LockHost;
   /** Seeds the core's election jitter. @default a random seed */
   readonly seed?: number;
+  /** Storage settings beyond the defaults (the simulator's small segments). @default none */
+  readonly storage?: Partial<StorageConfig>;
 }
 
 /**
@@ -68,7 +71,7 @@ export async function startNode(
   transport: Transport = createTransport(config, logger),
   seams: NodeSeams = {},
 ): Promise<BatonNode> {
-  const { clock, fs, lockHost, seed } = seams;
+  const { clock, fs, lockHost, seed, storage } = seams;
   const opened =
     config.dataDir === null
       ? await MemoryStorage.open()
@@ -76,6 +79,7 @@ export async function startNode(
           ...(fs === undefined ? {} : { fs }),
           ...(clock === undefined ? {} : { clock }),
           ...(lockHost === undefined ? {} : { lockHost }),
+          ...(storage === undefined ? {} : { config: storage }),
         });
   try {
     const deps = { config, opened, transport, stateMachine, logger };

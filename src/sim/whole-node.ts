@@ -66,6 +66,9 @@ export interface WholeNodeScenario {
   readonly net: SimNetFaults;
   readonly disk: SimFsFaults;
   readonly snapshotEntries: number;
+  /** Log segment size and how often the commit hint is written lazily. */
+  readonly walSegmentBytes: number;
+  readonly commitIndexPersistIntervalEntries: number;
   readonly snapshotKeepEntries: number;
   readonly nemesisMsMean: number;
   readonly faultPhaseMs: number;
@@ -90,6 +93,8 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
       capacityBytes: Number.MAX_SAFE_INTEGER,
     },
     snapshotEntries: prng.pick([10, 40, 200, 10_000]),
+    walSegmentBytes: prng.pick([4096, 16_384, 65_536, 67_108_864]),
+    commitIndexPersistIntervalEntries: prng.pick([1, 7, 100, 10_000]),
     snapshotKeepEntries: prng.int(0, 50),
     nemesisMsMean: prng.int(150, 1000),
     faultPhaseMs,
@@ -252,6 +257,10 @@ class WholeNodeRun {
       fs: proc.fs,
       lockHost,
       seed: this.prng.nextUint32(),
+      storage: {
+        walSegmentBytes: this.scenario.walSegmentBytes,
+        commitIndexPersistIntervalEntries: this.scenario.commitIndexPersistIntervalEntries,
+      },
     }).then(
       (node) => this.onStarted(proc, incarnation, node),
       (error: unknown) => this.onStartFailed(proc, incarnation, error),
