@@ -274,9 +274,10 @@ class WholeNodeRun {
     this.log(`node ${proc.id} up`);
     node.on("fatal", (error) => {
       if (proc.incarnation !== incarnation) return;
-      // An assertion is a bug of this node: the run fails. A storage failure stops the
-      // process, as it must; it is restarted like a crashed one.
-      if (error instanceof AssertionError) {
+      // A storage failure stops the process, as it must; it is restarted like a crashed
+      // one. Anything else (an assertion, a checker's verdict raised inside an apply) is a
+      // bug the node would only have logged on its way out: the run fails with it.
+      if (!(error instanceof StorageError)) {
         this.scheduler.fail(error);
         return;
       }
@@ -368,6 +369,22 @@ class WholeNodeRun {
   // ---------------------------------------------------------------- checkers
 
   onApplied(
+    node: NodeId,
+    command: Uint8Array,
+    context: ApplyContext,
+    result: KvResult,
+    changed: boolean,
+  ): void {
+    try {
+      this.checkApplied(node, command, context, result, changed);
+    } catch (error) {
+      // The node stops with it too, but the verdict must not depend on how it stops.
+      this.scheduler.fail(error);
+      throw error;
+    }
+  }
+
+  private checkApplied(
     node: NodeId,
     command: Uint8Array,
     context: ApplyContext,
