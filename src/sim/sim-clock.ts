@@ -53,8 +53,14 @@ export class SimScheduler {
     for (;;) {
       if (this.hasFailure) throw this.failure;
       if (stop()) return;
-      const time = this.queue.peekTime();
-      if (time === undefined || time > untilMs) break;
+      let time = this.queue.peekTime();
+      if (time === undefined || time > untilMs) {
+        // Reactions still queued (a caller's own awaits) may set a timer or satisfy `stop`.
+        await this.turn();
+        if (this.hasFailure || stop()) continue;
+        time = this.queue.peekTime();
+        if (time === undefined || time > untilMs) break;
+      }
       const item = this.queue.pop()!;
       const { timer, generation } = item.event;
       if (timer.generation !== generation || !timer.live()) continue;
@@ -62,11 +68,7 @@ export class SimScheduler {
       assert(this.steps <= STEPS_MAX, "sim clock: the run took more steps than any run should");
       this.now = item.time;
       timer.fire();
-      // The runner's own real immediate is not a leak of the code under simulation.
-      this.guard?.pause();
-      const drained = drainMicrotasks();
-      this.guard?.resume();
-      await drained;
+      await this.turn();
       if (this.onStep !== null && !this.hasFailure) {
         try {
           this.onStep();
@@ -77,6 +79,15 @@ export class SimScheduler {
     }
     if (this.hasFailure) throw this.failure;
     this.now = Math.max(this.now, untilMs);
+  }
+
+  /** Lets every pending promise reaction run (a real macrotask turn). */
+  private async turn(): Promise<void> {
+    // The runner's own real immediate is not a leak of the code under simulation.
+    this.guard?.pause();
+    const drained = drainMicrotasks();
+    this.guard?.resume();
+    await drained;
   }
 
   /** Whether anything is scheduled at all. */

@@ -357,6 +357,44 @@ async function reopen(m: Machine): Promise<OpenedStorage | Error> {
   }
 }
 
+describe("disk storage over a failing simulated disk", () => {
+  it("disk faults: EIO on an fsync or ENOSPC on a write fails the sync with a catalogued error naming the file, every later call fails too, and recovery loses nothing acknowledged before (seeds 1..60)", async () => {
+    const seen = new Set<string>();
+    for (let seed = 1; seed <= 60; seed++) {
+      const prng = new Prng(seed);
+      const m = await newMachine(seed, KIND_DISK);
+      const model = new Model();
+      const { storage } = (await drive(m, open(m)))!;
+      await drive(m, workload(prng, storage, model, prng.int(0, 30)));
+      if (prng.chance(0.5)) {
+        m.fs.failNext(prng.pick(["datasync", "syncDir", "write"]), "EIO");
+      } else {
+        m.fs.faults = { ...KIND_DISK, capacityBytes: m.fs.usedBytes() + prng.int(0, 2000) };
+      }
+      let failure: (Error & { code?: string }) | null = null;
+      try {
+        await drive(m, workload(prng, storage, model, 200));
+      } catch (error) {
+        failure = error as Error & { code?: string };
+      }
+      const where = `seed ${seed}`;
+      if (failure === null) continue; // the workload never touched the failing operation
+      expect(["ERR_STORAGE_IO", "ERR_DISK_FULL"], `${where}: ${failure.message}`).toContain(
+        failure.code,
+      );
+      expect(failure.message, where).toContain(DIR);
+      seen.add(failure.code!);
+      // The storage never guesses after a failed write or fsync: every later sync fails.
+      await expect(drive(m, storage.sync()), where).rejects.toBeDefined();
+      crash(m);
+      m.crashed = false;
+      m.fs.faults = KIND_DISK;
+      await checkRecovered(m, seed, (await drive(m, open(m)))!, model);
+    }
+    expect(seen).toEqual(new Set(["ERR_STORAGE_IO", "ERR_DISK_FULL"]));
+  }, 120_000);
+});
+
 describe("disk storage over a damaged simulated disk", () => {
   it("corruption: a flipped bit anywhere is refused with an error naming the file, or is provably harmless; never applied (seeds 1..120)", async () => {
     const outcomes = { refused: 0, harmless: 0 };
