@@ -28,6 +28,12 @@ interface Mutant {
    * live in code the core simulator does not run.
    */
   readonly wholeNode?: boolean;
+  /**
+   * Instead of a simulator, run this test file against the mutant (storage mistakes that
+   * the crash-consistency tests of DiskStorage over the simulated file system reach
+   * sooner than a whole cluster does).
+   */
+  readonly test?: string;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -117,6 +123,20 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "storage: the commit hint is not clamped to the durable log (DiskStorage alone)",
+    file: "src/storage/disk-storage.ts",
+    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+    test: "test/storage/sim-crash.test.ts",
+  },
+  {
+    name: "storage: the hard state is renamed into place without an fsync of its directory (DiskStorage alone)",
+    file: "src/storage/stable-store.ts",
+    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+    replace: "",
+    test: "test/storage/sim-crash.test.ts",
+  },
+  {
     name: "storage: the hard state is renamed into place without an fsync of its directory",
     file: "src/storage/stable-store.ts",
     find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
@@ -179,6 +199,7 @@ function runMutant(mutant: Mutant): { seeds: number | null; violation: string; s
       text = text.replace(edit.find, edit.replace);
     }
     writeFileSync(path, text);
+    if (mutant.test !== undefined) return runTest(dir, mutant.test);
     const probe = join(dir, "probe.ts");
     const run = mutant.wholeNode === true ? "await runWholeNode(seed)" : "runSeed(seed)";
     writeFileSync(
@@ -206,6 +227,32 @@ console.log(JSON.stringify({ seeds: null, violation: "" }));`,
   }
 }
 
+/** Runs one test file in the mutant's copy: caught when it fails. */
+function runTest(
+  dir: string,
+  file: string,
+): { seeds: number | null; violation: string; seconds: number } {
+  cpSync(join(root, "test"), join(dir, "test"), { recursive: true });
+  cpSync(join(root, "vitest.config.ts"), join(dir, "vitest.config.ts"));
+  const started = Date.now();
+  try {
+    execFileSync(join(root, "node_modules/.bin/vitest"), ["run", file], {
+      cwd: dir,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return { seeds: null, violation: "", seconds: (Date.now() - started) / 1000 };
+  } catch (error) {
+    const out = String((error as { stdout?: string }).stdout ?? "");
+    const first = out.split("\n").find((line) => line.includes("→")) ?? "the test failed";
+    return {
+      seeds: 0,
+      violation: first.replace(/^\s*→\s*/, ""),
+      seconds: (Date.now() - started) / 1000,
+    };
+  }
+}
+
 console.log(`| mutant | caught after | first violation |`);
 console.log(`| --- | --- | --- |`);
 let missed = 0;
@@ -214,8 +261,10 @@ for (const mutant of MUTANTS.filter((m) => m.name.includes(only))) {
   if (r.seeds === null) missed++;
   const caught =
     r.seeds === null
-      ? `NOT caught in ${maxSeeds} seeds`
-      : `seed ${r.seeds} (${r.seconds.toFixed(1)} s)`;
+      ? `NOT caught in ${mutant.test ?? `${maxSeeds} seeds`}`
+      : mutant.test !== undefined
+        ? `by ${mutant.test} (${r.seconds.toFixed(1)} s)`
+        : `seed ${r.seeds} (${r.seconds.toFixed(1)} s)`;
   console.log(`| ${mutant.name} | ${caught} | ${r.violation.replace(/\|/g, "/").slice(0, 140)} |`);
 }
 process.exitCode = missed === 0 ? 0 : 1;
