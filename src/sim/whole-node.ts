@@ -115,7 +115,7 @@ interface Proc {
   state: ProcState;
   /** Started with --join (after its disk was wiped); kept on the command line from then on. */
   join: boolean;
-  /** The nemesis flipped a bit on this disk since it was last wiped. */
+  /** The nemesis damaged this disk (a bit flip, a read error) since it was last wiped. */
   flipped: boolean;
   pid: number;
 }
@@ -604,6 +604,7 @@ class WholeNodeRun {
       "heal",
       "heal",
       "flip_bit",
+      "read_error",
       "eio",
     ]);
     const running = this.procs.filter((p) => p.state === "up");
@@ -655,6 +656,9 @@ class WholeNodeRun {
       case "flip_bit":
         this.flipBit(running);
         break;
+      case "read_error":
+        this.readError(running);
+        break;
       case "eio": {
         if (running.length === 0) break;
         const target = this.prng.pick(running);
@@ -695,6 +699,28 @@ class WholeNodeRun {
     target.flipped = true;
     this.log(`node ${target.id}: flipped a bit of ${file} at ${at}`);
     this.crash(target, "after a bit flip");
+  }
+
+  /**
+   * Makes a stored file of one node unreadable from some byte on (a latent sector error)
+   * and crashes it: its restart must stop with ERR_STORAGE_IO naming the file, unless
+   * recovery never reads that part. Under the same rule as a bit flip.
+   */
+  private readError(running: Proc[]): void {
+    if (this.procs.some((p) => p.state === "broken" || p.join)) return;
+    if (running.length < this.procs.length) return;
+    const target = this.prng.pick(running);
+    const files = target.fs
+      .files(`/data/n${target.id}`)
+      .filter((f) => !f.endsWith("/LOCK") && !f.endsWith(".tmp"));
+    if (files.length === 0) return;
+    const file = this.prng.pick(files);
+    const size = target.fs.contents(file)?.length ?? 0;
+    const from = this.prng.int(0, Math.max(0, size - 1));
+    target.fs.damage(file, from, from + this.prng.int(1, 4096));
+    target.flipped = true;
+    this.log(`node ${target.id}: ${file} unreadable from byte ${from}`);
+    this.crash(target, "after a read error appeared");
   }
 
   // ---------------------------------------------------------------- the run
