@@ -203,6 +203,7 @@ export class SimFileSystem implements FileSystem {
   private readonly root = new Dir();
   private readonly inodes: Inode[] = [];
   private readonly dirs: Dir[] = [this.root];
+  private nextInode = 0;
   /** Bumped by each crash: completions of an older process are dropped. */
   private epoch = 0;
   /** Operations of the next calls that must fail, by kind, with an errno (tests). */
@@ -244,6 +245,26 @@ export class SimFileSystem implements FileSystem {
       if (inode.crash(this.prng).torn) this.stats.tornWrites++;
     }
     for (const dir of this.dirs) dir.crash(this.prng);
+    this.forgetUnreachable();
+  }
+
+  /**
+   * After a crash no handle is alive, so a file or directory that no directory names any
+   * more is gone for good: forget it, so that a long run's memory and work stay bounded.
+   */
+  private forgetUnreachable(): void {
+    const inodes = new Set<Inode>();
+    const dirs: Dir[] = [];
+    const walk = (dir: Dir): void => {
+      dirs.push(dir);
+      for (const node of dir.entries.values()) {
+        if (node.kind === "file") inodes.add(node.inode);
+        else walk(node.dir);
+      }
+    };
+    walk(this.root);
+    this.inodes.splice(0, this.inodes.length, ...[...inodes].sort((a, b) => a.id - b.id));
+    this.dirs.splice(0, this.dirs.length, ...dirs);
   }
 
   /** The next operation of kind `op` ("write", "datasync", "syncDir", "read", …) fails with `code`. */
@@ -317,7 +338,7 @@ export class SimFileSystem implements FileSystem {
         existing.inode.apply({ kind: "truncate", length: 0 });
         return new SimFileHandle(this, existing.inode, path, true, this.epoch);
       }
-      const inode = new Inode(this.inodes.length);
+      const inode = new Inode(this.nextInode++);
       this.inodes.push(inode);
       dir.apply({ kind: "link", name, node: { kind: "file", inode } });
       return new SimFileHandle(this, inode, path, true, this.epoch);
@@ -533,7 +554,8 @@ class SimFileHandle implements FileHandleLike {
       if (!this.writable) throw errno("EBADF", "write", this.path);
       this.fs.maybeFail("write", this.path);
       const grows = Math.max(0, position + data.length - this.inode.current.length);
-      if (this.fs.usedBytes() + grows > this.fs.faults.capacityBytes) {
+      const { capacityBytes } = this.fs.faults;
+      if (capacityBytes < KIND_DISK.capacityBytes && this.fs.usedBytes() + grows > capacityBytes) {
         this.fs.stats.injectedErrors++;
         throw errno("ENOSPC", "write", this.path);
       }
