@@ -606,6 +606,7 @@ class WholeNodeRun {
       "flip_bit",
       "read_error",
       "eio",
+      "wipe",
     ]);
     const running = this.procs.filter((p) => p.state === "up");
     const master = running.find((p) => p.node?.role === "master") ?? null;
@@ -659,6 +660,9 @@ class WholeNodeRun {
       case "read_error":
         this.readError(running);
         break;
+      case "wipe":
+        this.wipeHealthy(running);
+        break;
       case "eio": {
         if (running.length === 0) break;
         const target = this.prng.pick(running);
@@ -676,8 +680,7 @@ class WholeNodeRun {
    * beyond what replication can repair.
    */
   private flipBit(running: Proc[]): void {
-    if (this.procs.some((p) => p.state === "broken" || p.join)) return;
-    if (running.length < this.procs.length) return;
+    if (!this.allHealthy(running)) return;
     const target = this.prng.pick(running);
     const files = target.fs
       .files(`/data/n${target.id}`)
@@ -702,13 +705,39 @@ class WholeNodeRun {
   }
 
   /**
+   * Whether every node runs and has applied about what the master committed: only then may
+   * the nemesis take one node's data (losing two at once is beyond what replication can
+   * repair, and a node that lost its data holds nothing until it has caught up).
+   */
+  private allHealthy(running: Proc[]): boolean {
+    if (running.length < this.procs.length) return false;
+    const master = running.find((p) => p.node?.role === "master");
+    if (master === undefined) return false;
+    const commit = master.node!.status().commitIndex;
+    return running.every((p) => p.node!.status().appliedIndex >= commit - 5);
+  }
+
+  /**
+   * Loses a healthy node's disk (a replaced machine): it restarts empty with --join and
+   * catches up by state transfer. Under the same rule as a bit flip: one node without its
+   * data at a time.
+   */
+  private wipeHealthy(running: Proc[]): void {
+    if (!this.allHealthy(running)) return;
+    const target = this.prng.pick(running);
+    this.log(`node ${target.id}: its disk is lost`);
+    this.crash(target, "its disk was replaced");
+    target.state = "broken";
+    this.wipe(target);
+  }
+
+  /**
    * Makes a stored file of one node unreadable from some byte on (a latent sector error)
    * and crashes it: its restart must stop with ERR_STORAGE_IO naming the file, unless
    * recovery never reads that part. Under the same rule as a bit flip.
    */
   private readError(running: Proc[]): void {
-    if (this.procs.some((p) => p.state === "broken" || p.join)) return;
-    if (running.length < this.procs.length) return;
+    if (!this.allHealthy(running)) return;
     const target = this.prng.pick(running);
     const files = target.fs
       .files(`/data/n${target.id}`)
