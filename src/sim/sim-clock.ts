@@ -119,6 +119,10 @@ export class SimTimer implements Timer {
   }
 
   fire(): void {
+    if (this.clock.paused) {
+      this.clock.defer(this);
+      return;
+    }
     if (this.repeat) this.clock.scheduler.push(this, this.delayMs);
     else this.cleared = true;
     this.clock.run(this.callback);
@@ -148,6 +152,9 @@ export class SimTimer implements Timer {
  */
 export class SimClock implements Clock {
   killed = false;
+  /** A stopped process (SIGSTOP, a long pause): its timers wait until it resumes. */
+  paused = false;
+  private readonly deferred: SimTimer[] = [];
   /** Milliseconds this process's wall clock is ahead of virtual time (skew and jumps). */
   wallOffsetMs: number;
 
@@ -191,6 +198,24 @@ export class SimClock implements Clock {
 
   setImmediate(callback: () => void): void {
     this.setTimeout(callback, 0);
+  }
+
+  /** A timer due while the process is stopped: it fires once the process resumes. */
+  defer(timer: SimTimer): void {
+    this.deferred.push(timer);
+  }
+
+  /** Stops the process: no timer of it fires until `resume`. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** The process runs again: timers that came due meanwhile fire now, in order, once. */
+  resume(): void {
+    this.paused = false;
+    for (const timer of this.deferred.splice(0)) {
+      if (timer.live()) this.scheduler.push(timer, 0);
+    }
   }
 
   /** The process died: none of its timers fires again. */

@@ -141,6 +141,9 @@ export class SimTransport implements Transport {
   private readonly downHandlers = new Set<PeerDownHandler>();
   private droppedMessages = 0;
   private protocolErrors = 0;
+  /** The process is stopped: frames wait in `held`, and connection changes are seen later. */
+  private paused = false;
+  private held: Uint8Array[] = [];
 
   constructor(
     private readonly net: SimNet,
@@ -158,6 +161,18 @@ export class SimTransport implements Transport {
 
   async close(): Promise<void> {
     this.kill();
+  }
+
+  /** The process stops (SIGSTOP): what arrives meanwhile waits for it. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** The process runs again: it reads what arrived, in order, and sees its connections. */
+  resume(): void {
+    this.paused = false;
+    for (const frame of this.held.splice(0)) this.receive(frame);
+    this.refresh();
   }
 
   /** The process died or stopped: nothing more is sent, received or reported. */
@@ -182,6 +197,11 @@ export class SimTransport implements Transport {
 
   receive(frame: Uint8Array): void {
     if (this.state !== "running") return;
+    if (this.paused) {
+      // The kernel keeps receiving for a stopped process; it reads the bytes on resuming.
+      this.held.push(frame);
+      return;
+    }
     const decoded = decodePayload(frame.subarray(FRAME_HEADER_BYTES));
     assert(decoded.ok && isMessage(decoded.frame), "the frame codec broke a message");
     const message = decoded.frame;
@@ -193,7 +213,7 @@ export class SimTransport implements Transport {
   }
 
   refresh(): void {
-    if (this.state !== "running") return;
+    if (this.state !== "running" || this.paused) return;
     for (const peer of this.peers) {
       const reason = this.net.downReason(this.nodeId, peer);
       const now = reason === null ? "up" : "down";

@@ -551,7 +551,8 @@ class WholeNodeRun {
   }
 
   private pickNode(): Proc | null {
-    const up = this.procs.filter((p) => p.state === "up" && p.node !== null);
+    // A stopped process accepts no request: a client's attempt on it would only time out.
+    const up = this.procs.filter((p) => p.state === "up" && p.node !== null && !p.clock.paused);
     return up.length === 0 ? null : this.prng.pick(up);
   }
 
@@ -607,6 +608,7 @@ class WholeNodeRun {
       "read_error",
       "eio",
       "wipe",
+      "pause",
     ]);
     const running = this.procs.filter((p) => p.state === "up");
     const master = running.find((p) => p.node?.role === "master") ?? null;
@@ -663,6 +665,9 @@ class WholeNodeRun {
       case "wipe":
         this.wipeHealthy(running);
         break;
+      case "pause":
+        if (running.length > 0) this.pause(this.prng.pick(running), this.prng.int(100, 2600));
+        break;
       case "eio": {
         if (running.length === 0) break;
         const target = this.prng.pick(running);
@@ -702,6 +707,24 @@ class WholeNodeRun {
     target.flipped = true;
     this.log(`node ${target.id}: flipped a bit of ${file} at ${at}`);
     this.crash(target, "after a bit flip");
+  }
+
+  /**
+   * Stops a node's process for `ms` (a long garbage collection, SIGSTOP): its timers and
+   * disk completions wait, what arrives for it is held, and it resumes as a process does.
+   */
+  private pause(proc: Proc, ms: number): void {
+    if (proc.clock.paused || proc.transport === null) return;
+    const { clock, transport, incarnation } = proc;
+    this.log(`node ${proc.id} paused for ${ms} ms`);
+    clock.pause();
+    transport.pause();
+    this.world.setTimeout(() => {
+      if (proc.incarnation !== incarnation || clock.killed) return;
+      this.log(`node ${proc.id} resumed`);
+      transport.resume();
+      clock.resume();
+    }, ms);
   }
 
   /**
