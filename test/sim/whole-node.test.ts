@@ -56,7 +56,10 @@ describe("whole-node simulator", () => {
       "split",
       "one_way",
       "flip_bit",
+      "read_error",
       "eio",
+      "wipe",
+      "pause",
     ]) {
       expect(faults[kind], kind).toBeGreaterThan(0);
     }
