@@ -683,6 +683,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       return;
     }
     const synced = this.write(ready) ? this.storage.sync() : null;
+    // The chain awaits it in turn, maybe long after it failed; fail() hears of it there.
+    // Until then its failure must not count as unhandled: Node would exit on it at once.
+    synced?.catch(() => {});
     this.enqueue(async () => {
       if (synced !== null) await synced;
       this.finish(ready, messages);
