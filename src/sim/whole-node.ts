@@ -117,6 +117,8 @@ interface Proc {
   join: boolean;
   /** The nemesis damaged this disk (a bit flip, a read error) since it was last wiped. */
   flipped: boolean;
+  /** Wiped and not yet caught up by a master: it holds nothing and does not vote. */
+  catchingUp: boolean;
   pid: number;
 }
 
@@ -206,6 +208,7 @@ class WholeNodeRun {
         state: "down",
         join: false,
         flipped: false,
+        catchingUp: false,
         pid: 0,
       });
     }
@@ -286,6 +289,7 @@ class WholeNodeRun {
     });
     node.on("role", (event) => {
       if (event.role === "master") this.elections++;
+      if (event.reason.includes("now a voting member")) proc.catchingUp = false;
     });
     node.on("failover", (event) => {
       if (event.previousMaster !== null && event.previousMaster !== proc.id) this.failovers++;
@@ -347,6 +351,7 @@ class WholeNodeRun {
     proc.fs = new SimFileSystem(new Prng(this.prng.nextUint32()), proc.clock, this.scenario.disk);
     proc.join = true;
     proc.flipped = false;
+    proc.catchingUp = true;
     proc.state = "down";
     this.log(`node ${proc.id} wiped, restarting with --join`);
     this.start(proc);
@@ -728,12 +733,13 @@ class WholeNodeRun {
   }
 
   /**
-   * Whether every node runs and has applied about what the master committed: only then may
-   * the nemesis take one node's data (losing two at once is beyond what replication can
-   * repair, and a node that lost its data holds nothing until it has caught up).
+   * Whether every node runs, none is still catching up after losing its data, and each has
+   * applied about what the master committed: only then may the nemesis take one node's
+   * data (losing two at once is beyond what replication can repair).
    */
   private allHealthy(running: Proc[]): boolean {
     if (running.length < this.procs.length) return false;
+    if (this.procs.some((p) => p.catchingUp)) return false;
     const master = running.find((p) => p.node?.role === "master");
     if (master === undefined) return false;
     const commit = master.node!.status().commitIndex;
