@@ -267,6 +267,11 @@ export class SimFileSystem implements FileSystem {
     this.dirs.splice(0, this.dirs.length, ...dirs);
   }
 
+  /** Forgets every failure `failNext` armed that has not struck yet (the faults are over). */
+  disarm(): void {
+    this.forced.length = 0;
+  }
+
   /** The next operation of kind `op` ("write", "datasync", "syncDir", "read", …) fails with `code`. */
   failNext(op: string, code: string): void {
     this.forced.push({ op, code });

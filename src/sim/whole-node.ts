@@ -66,6 +66,8 @@ export interface WholeNodeScenario {
   readonly net: SimNetFaults;
   readonly disk: SimFsFaults;
   readonly snapshotEntries: number;
+  /** A state transfer without progress for this long starts over, ms. */
+  readonly transferStallMs: number;
   /** Log segment size and how often the commit hint is written lazily. */
   readonly walSegmentBytes: number;
   readonly commitIndexPersistIntervalEntries: number;
@@ -93,6 +95,7 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
       capacityBytes: Number.MAX_SAFE_INTEGER,
     },
     snapshotEntries: prng.pick([10, 40, 200, 10_000]),
+    transferStallMs: prng.int(1000, 3000),
     walSegmentBytes: prng.pick([4096, 16_384, 65_536, 67_108_864]),
     commitIndexPersistIntervalEntries: prng.pick([1, 7, 100, 10_000]),
     snapshotKeepEntries: prng.int(0, 50),
@@ -247,6 +250,9 @@ class WholeNodeRun {
       snapshotEntries: this.scenario.snapshotEntries,
       snapshotKeepEntries: this.scenario.snapshotKeepEntries,
       requestTimeoutMs: 2000,
+      // A transfer whose chunk was lost restarts after this long (TCP would have resent
+      // it; the simulated network loses messages inside a connection).
+      transferStallMs: this.scenario.transferStallMs,
       join: proc.join,
     });
     const lockHost: LockHost = {
@@ -783,8 +789,19 @@ class WholeNodeRun {
 
   // ---------------------------------------------------------------- the run
 
-  restartAll(): void {
-    for (const proc of this.procs) if (proc.state === "down") this.start(proc);
+  /**
+   * The faults are over: every stopped process resumes, no armed disk failure strikes any
+   * more, and every node that is down starts again.
+   */
+  endFaults(): void {
+    for (const proc of this.procs) {
+      proc.fs.disarm();
+      if (proc.clock.paused && proc.transport !== null) {
+        proc.transport.resume();
+        proc.clock.resume();
+      }
+      if (proc.state === "down") this.start(proc);
+    }
   }
 
   /** The master every running node agrees on, or null. */
@@ -912,7 +929,7 @@ type Drive = (until: number, stop?: () => boolean) => Promise<void>;
 /** Heals everything and waits for a master, answered clients and converged replicas. */
 async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   run.net.healAll();
-  run.restartAll();
+  run.endFaults();
   const healedAt = run.scheduler.now;
   await drive(healedAt + 5000, () => run.agreedMaster() !== null);
   if (run.agreedMaster() === null) {

@@ -75,6 +75,8 @@ describe("whole-node simulator", () => {
     // snapshot was "not needed" and its core never answered again, so the master sent it
     // forever and the backup never got another entry (a livelock of the production
     // StateTransfer, which the core simulator, with its own transfer, could not see).
+    // Seeds draw other runs once the scenario changes; src/server/state-transfer.test.ts
+    // and src/server/node.test.ts pin the bugs themselves.
     for (const seed of [323]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
