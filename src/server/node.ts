@@ -879,7 +879,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.snapshotDone = this.storage
       .saveSnapshot(meta, chunks)
       .then(async () => {
-        this.snapshotIndex = meta.index;
+        // A state transfer may have installed a newer snapshot while this one was written.
+        this.snapshotIndex = Math.max(this.snapshotIndex, meta.index);
         const keep = Math.max(
           this.replica.snapshotMeta().index,
           meta.index - this.config.snapshotKeepEntries,

@@ -213,6 +213,8 @@ export class DiskStorage implements Storage {
       // The snapshot's term must not be durable before the term that accepted it.
       await this.parts.stable.idle();
       await receiver.finish();
+      // A transfer is adopted only beyond the commit index, so nothing newer can be here.
+      assert(this.snapshot().index === meta.index, "a transferred snapshot is not the newest");
       await this.parts.wal.reset(meta);
     };
     return {

@@ -393,12 +393,16 @@ export class SnapshotStore {
   /** Makes a finished snapshot the newest one and prunes; called by SnapshotWriter. */
   async adopt(snapshot: StoredSnapshot): Promise<void> {
     const newest = this.latest();
-    assert(
-      newest === null || snapshot.meta.index >= newest.meta.index,
-      `snapshot at ${snapshot.meta.index} is older than the newest at ${newest?.meta.index}`,
-    );
     this.stored = this.stored.filter((s) => s.path !== snapshot.path);
-    this.stored.push(snapshot);
+    if (newest !== null && snapshot.meta.index < newest.meta.index) {
+      // The runtime snapshots its own state while state transfers go on: a snapshot it
+      // started before a newer one arrived by transfer finishes older. It is a spare like
+      // any older one (recovery takes the newest by name too), never the newest.
+      this.stored.push(snapshot);
+      this.stored.sort((a, b) => a.meta.index - b.meta.index);
+    } else {
+      this.stored.push(snapshot);
+    }
     await this.prune();
   }
 
