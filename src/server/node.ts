@@ -886,7 +886,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           meta.index - this.config.snapshotKeepEntries,
         );
         this.replica.compact(keep);
-        await this.storage.compact(keep);
+        // A transfer the core adopted may still wait in the chain to be installed: storage
+        // compacts only up to the snapshot it holds.
+        await this.storage.compact(Math.min(keep, this.storage.snapshot().index));
         this.log.info(
           { event: "snapshot", index: meta.index, ms: this.clock.wallMs() - started },
           `snapshot at ${meta.index}`,

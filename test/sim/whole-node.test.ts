@@ -79,7 +79,9 @@ describe("whole-node simulator", () => {
     // and src/server/node.test.ts pin the bugs themselves.
     // 517, 845: a node paused while writing its own snapshot got a newer one by state
     // transfer meanwhile; its own then finished older, and the store's assertion stopped it.
-    for (const seed of [323, 517, 845]) {
+    // 2423: the same pause, with the node's own snapshot finishing first: it compacted to
+    // the adopted transfer's index before storage had installed that snapshot.
+    for (const seed of [323, 517, 845, 2423]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
     }
