@@ -11,11 +11,16 @@
 import { readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import { rethrowIfBug } from "../shared/assert.js";
+import type { Clock } from "../shared/clock.js";
 import type { StateMachine } from "../shared/state-machine.js";
+import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
+import type { FileSystem } from "../storage/file-system.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
+import type { StorageConfig } from "../storage/storage-config.js";
 import type { PeerTlsConfig } from "../transport/peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "../transport/tcp-transport.js";
+import type { Transport } from "../transport/transport.js";
 import { BatonNode } from "./node.js";
 import {
   advertisedHttpUrl,
@@ -38,20 +43,51 @@ export async function createNode(options: CreateNodeOptions): Promise<BatonNode>
 }
 
 /**
+ * What a node reaches the outside world through besides its transport: the real clock,
+ * file system and process in production, virtual ones in the simulator.
+ */
+export interface NodeSeams {
+  /** @default realClock */
+  readonly clock?: Clock;
+  /** The file system under the data directory. @default nodeFileSystem */
+  readonly fs?: FileSystem;
+  /** The process that locks the data directory. @default this process */
+  readonly lockHost?: LockHost;
+  /** Seeds the core's election jitter. @default a random seed */
+  readonly seed?: number;
+  /** Storage settings beyond the defaults (the simulator's small segments). @default none */
+  readonly storage?: Partial<StorageConfig>;
+}
+
+/**
  * Starts a node from a parsed configuration; storage errors name the file and what to do.
  * `transport` is made from the configuration unless given (the key-value server keeps its
- * own, to reload its certificates).
+ * own, to reload its certificates; the simulator passes its virtual network).
  */
 export async function startNode(
   config: NodeConfig,
   stateMachine: StateMachine,
   logger: Logger,
-  transport: TcpTransport = createTransport(config, logger),
+  transport: Transport = createTransport(config, logger),
+  seams: NodeSeams = {},
 ): Promise<BatonNode> {
+  const { clock, fs, lockHost, seed, storage } = seams;
   const opened =
-    config.dataDir === null ? await MemoryStorage.open() : await DiskStorage.open(config.dataDir);
+    config.dataDir === null
+      ? await MemoryStorage.open()
+      : await DiskStorage.open(config.dataDir, {
+          ...(fs === undefined ? {} : { fs }),
+          ...(clock === undefined ? {} : { clock }),
+          ...(lockHost === undefined ? {} : { lockHost }),
+          ...(storage === undefined ? {} : { config: storage }),
+        });
   try {
-    return await BatonNode.start({ config, opened, transport, stateMachine, logger });
+    const deps = { config, opened, transport, stateMachine, logger };
+    return await BatonNode.start({
+      ...deps,
+      ...(clock === undefined ? {} : { clock }),
+      ...(seed === undefined ? {} : { seed }),
+    });
   } catch (error) {
     await transport.close().catch(rethrowIfBug);
     await opened.storage.close().catch(rethrowIfBug);

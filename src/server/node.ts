@@ -31,6 +31,7 @@ import type {
 } from "../protocol/messages.js";
 import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
+import { type Clock, realClock, type Timer } from "../shared/clock.js";
 import {
   BusyError,
   ClusterError,
@@ -54,11 +55,11 @@ import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
 interface PendingProposal {
   readonly term: number;
-  /** performance.now() when proposed, for the proposal latency metric. */
+  /** The clock's monotonic time when proposed, for the proposal latency metric. */
   readonly startedAt: number;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
 }
 
 /** Entries read to size a backup's lag in bytes; beyond it the size is scaled up. */
@@ -67,7 +68,7 @@ const LAG_SCAN_ENTRIES_MAX = 4096;
 interface PendingRead {
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
   index: number | null;
 }
 
@@ -86,7 +87,7 @@ interface PendingSwitchover {
   readonly requestId: number;
   readonly resolve: (outcome: SwitchoverOutcome) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
 }
 
 /** A fail-over as this node saw it, when it became master. */
@@ -126,6 +127,10 @@ export interface BatonNodeDeps {
   readonly transport: Transport;
   readonly stateMachine: StateMachine;
   readonly logger: Logger;
+  /** Time and timers; the simulator passes its virtual clock. @default realClock */
+  readonly clock?: Clock;
+  /** Seeds the core's election jitter, so a simulated run replays. @default a random seed */
+  readonly seed?: number;
 }
 
 export class BatonNode extends EventEmitter<NodeEvents> {
@@ -136,6 +141,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly transport: Transport;
   private readonly sm: StateMachine;
   private readonly log: Logger;
+  private readonly clock: Clock;
   private readonly transfer: StateTransfer;
   private readonly forwarder: Forwarder;
   /** Read-index requests of backups, by the core's read id: answered once confirmed. */
@@ -151,8 +157,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly connected = new Set<NodeId>();
   private readonly switchovers = new Set<PendingSwitchover>();
 
-  private timer: NodeJS.Timeout | null = null;
-  /** performance.now() of the previous tick, for its lateness. */
+  private timer: Timer | null = null;
+  /** The clock's monotonic time of the previous tick, for its lateness. */
   private lastTickAt: number | null = null;
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
@@ -174,7 +180,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private snapshotDone: Promise<void> = Promise.resolve();
   private readonly lastHeard = new Map<NodeId, number>();
   private lastMasterContact: { id: NodeId; at: number } | null = null;
-  private roleSince = Date.now();
+  private roleSince: number;
   /** Counters for metrics. */
   readonly counters = {
     proposals: 0,
@@ -196,6 +202,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.transport = deps.transport;
     this.sm = deps.stateMachine;
     this.log = deps.logger;
+    this.clock = deps.clock ?? realClock;
+    this.roleSince = this.clock.wallMs();
     this.appliedIndex = appliedIndex;
     this.snapshotIndex = appliedIndex;
     this.durableTerm = deps.opened.hardState.term;
@@ -204,6 +212,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       storage: this.storage,
       transport: this.transport,
       logger: this.log,
+      clock: this.clock,
       chunkBytes: this.config.transferChunkBytes,
       stallMs: this.config.transferStallMs,
       term: () => this.replica.term,
@@ -214,6 +223,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.forwarder = new Forwarder({
       id: this.id,
       logger: this.log,
+      clock: this.clock,
       requestTimeoutMs: this.config.requestTimeoutMs,
       role: () => this.replica.role,
       acceptsWrites: () => this.replica.switchoverTarget === null,
@@ -256,7 +266,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       electionTicksMin: ticks(config.electionMsMin),
       electionTicksMax: ticks(config.electionMsMax),
     };
-    const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), opened, {
+    const replica = new Replica(replicaConfig, new Prng(deps.seed ?? randomInt(2 ** 31)), opened, {
       join: config.join,
     });
     if (replica.isJoining) {
@@ -282,7 +292,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     );
     node.wire();
     await deps.transport.start();
-    node.timer = setInterval(() => node.onTick(), config.tickMs);
+    node.timer = node.clock.setInterval(() => node.onTick(), config.tickMs);
     node.schedule();
     return node;
   }
@@ -305,8 +315,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.transport.closePeerConnection(m.from, `${m.type}: ${stepped.violation}`);
         return;
       }
-      this.lastHeard.set(m.from, Date.now());
-      if (fromMaster) this.lastMasterContact = { id: m.from, at: Date.now() };
+      this.lastHeard.set(m.from, this.clock.wallMs());
+      if (fromMaster) this.lastMasterContact = { id: m.from, at: this.clock.wallMs() };
       this.schedule();
     });
     this.transport.onPeerUp((peer) => {
@@ -341,7 +351,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   propose(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
     if (this.replica.role !== "master") return this.forwarder.propose(command);
-    const result = this.replica.propose(wrapCommand(Date.now(), command));
+    const result = this.replica.propose(wrapCommand(this.clock.wallMs(), command));
     if (!result.ok) {
       if (result.reason === "busy") throw new BusyError();
       return this.forwarder.propose(command); // stepped down in this very turn
@@ -349,7 +359,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.counters.proposals++;
     this.schedule();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.proposals.delete(result.index);
         reject(
           new TimeoutError(
@@ -357,7 +367,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           ),
         );
       }, this.config.requestTimeoutMs);
-      const startedAt = performance.now();
+      const startedAt = this.clock.monotonicMs();
       this.proposals.set(result.index, { term: result.term, startedAt, resolve, reject, timer });
     });
   }
@@ -375,7 +385,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (!registered.ok) return this.forwarder.read();
     this.schedule();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.reads.delete(id);
         reject(
           new TimeoutError(
@@ -416,7 +426,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         requestId: this.nextReadId++,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.clock.setTimeout(() => {
           this.switchovers.delete(pending);
           reject(
             new SwitchoverFailedError(
@@ -514,7 +524,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   status(): NodeStatus {
     const r = this.replica;
-    const now = Date.now();
+    const now = this.clock.wallMs();
     const progress = r.peerProgress();
     const peerStats = this.transport.stats().peers;
     const members: MemberStatus[] = this.config.peers.map((peer) => {
@@ -588,7 +598,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   /** How long this node has held its current role, in ms. */
   roleAgeMs(): number {
-    return Date.now() - this.roleSince;
+    return this.clock.wallMs() - this.roleSince;
   }
 
   /**
@@ -601,7 +611,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (options.handOver === true) await this.handOver();
     if (this.stopped) return;
     this.stopped = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.failPending(new ShuttingDownError());
     this.transfer.close();
     await this.transport.close();
@@ -617,7 +627,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private onTick(): void {
     if (this.stopped) return;
-    const now = performance.now();
+    const now = this.clock.monotonicMs();
     if (this.lastTickAt !== null) {
       this.emit("tickDelay", Math.max(0, now - this.lastTickAt - this.config.tickMs));
     }
@@ -631,7 +641,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.clock.setImmediate(() => {
       this.scheduled = false;
       this.drain();
     });
@@ -673,6 +683,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       return;
     }
     const synced = this.write(ready) ? this.storage.sync() : null;
+    // The chain awaits it in turn, maybe long after it failed; fail() hears of it there.
+    // Until then its failure must not count as unhandled: Node would exit on it at once.
+    synced?.catch(() => {});
     this.enqueue(async () => {
       if (synced !== null) await synced;
       this.finish(ready, messages);
@@ -759,9 +772,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (pending.term !== entry.term) {
         this.settleReplaced(pending, entry);
       } else {
-        clearTimeout(pending.timer);
+        this.clock.clearTimeout(pending.timer);
         pending.resolve(result);
-        this.emit("proposal", performance.now() - pending.startedAt);
+        this.emit("proposal", this.clock.monotonicMs() - pending.startedAt);
       }
     }
     if (entries.length > 0) {
@@ -773,7 +786,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   /** Another master's entry took the index of our proposal: it was never applied. */
   private settleReplaced(pending: PendingProposal | undefined, entry: Entry): void {
     if (pending === undefined) return;
-    clearTimeout(pending.timer);
+    this.clock.clearTimeout(pending.timer);
     pending.reject(
       new NoMasterError(
         200,
@@ -801,7 +814,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (read === undefined) return;
     this.reads.delete(requestId);
     if (index === null) {
-      clearTimeout(read.timer);
+      this.clock.clearTimeout(read.timer);
       read.reject(new NotMasterError(this.replica.masterId));
       return;
     }
@@ -816,7 +829,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (read.index! > this.appliedIndex) {
         this.readsByIndex.push(read);
       } else {
-        clearTimeout(read.timer);
+        this.clock.clearTimeout(read.timer);
         read.resolve();
       }
     }
@@ -853,7 +866,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (term === undefined) return Promise.resolve();
     const meta: SnapshotMeta = { index: this.appliedIndex, term };
     this.snapshotting = true;
-    const started = Date.now();
+    const started = this.clock.wallMs();
     // Storage refuses to snapshot beyond the commit index it knows: tell it (lazily written).
     // The applied index, not the core's commit index: that one may cover entries storage
     // has not been given yet, while the old entries at those indexes are still there.
@@ -866,15 +879,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.snapshotDone = this.storage
       .saveSnapshot(meta, chunks)
       .then(async () => {
-        this.snapshotIndex = meta.index;
+        // A state transfer may have installed a newer snapshot while this one was written.
+        this.snapshotIndex = Math.max(this.snapshotIndex, meta.index);
         const keep = Math.max(
           this.replica.snapshotMeta().index,
           meta.index - this.config.snapshotKeepEntries,
         );
         this.replica.compact(keep);
-        await this.storage.compact(keep);
+        // A transfer the core adopted may still wait in the chain to be installed: storage
+        // compacts only up to the snapshot it holds.
+        await this.storage.compact(Math.min(keep, this.storage.snapshot().index));
         this.log.info(
-          { event: "snapshot", index: meta.index, ms: Date.now() - started },
+          { event: "snapshot", index: meta.index, ms: this.clock.wallMs() - started },
           `snapshot at ${meta.index}`,
         );
       })
@@ -888,7 +904,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private onTransferSent(peer: NodeId, ok: boolean): void {
     if (ok) {
       // The backup's answer moves the core on; should that answer be lost, probe again.
-      setTimeout(() => this.onTransferSent(peer, false), 2 * this.config.electionMsMax).unref();
+      this.clock
+        .setTimeout(() => this.onTransferSent(peer, false), 2 * this.config.electionMsMax)
+        .unref();
       return;
     }
     if (this.stopped) return;
@@ -905,7 +923,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   }
 
   private async adoptSnapshot(meta: SnapshotMeta): Promise<void> {
-    const started = Date.now();
+    const started = this.clock.wallMs();
     await this.transfer.finishReceived(meta);
     const reader = this.storage.readSnapshot();
     assert(
@@ -921,7 +939,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         event: "state_transfer",
         index: meta.index,
         bytes: reader.dataBytes,
-        ms: Date.now() - started,
+        ms: this.clock.wallMs() - started,
       },
       `state transfer complete: state restored at index ${meta.index}`,
     );
@@ -930,7 +948,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   // ---------------------------------------------------------------- roles
 
   private onRoleEvent(event: CoreEvent): void {
-    this.roleSince = Date.now();
+    this.roleSince = this.clock.wallMs();
     const fields = {
       event: "role",
       role: event.role,
@@ -941,7 +959,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (event.role === "master" && event.handover) {
       this.counters.switchovers++;
       const previous = this.lastMasterContact?.id ?? null;
-      this.lastMasterContact = { id: this.id, at: Date.now() };
+      this.lastMasterContact = { id: this.id, at: this.clock.wallMs() };
       this.log.info(
         { ...fields, switchover: true, previousMaster: previous },
         `switchover: became master of term ${event.term}, handed over by master ${previous ?? "unknown"}`,
@@ -949,7 +967,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     } else if (event.role === "master") {
       this.counters.elections++;
       const previous = this.lastMasterContact;
-      const durationMs = previous === null ? null : Date.now() - previous.at;
+      const durationMs = previous === null ? null : this.clock.wallMs() - previous.at;
       const failover: FailoverEvent = {
         term: event.term,
         previousMaster: previous?.id ?? null,
@@ -962,7 +980,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           ? `became master of term ${event.term}`
           : `fail-over: became master of term ${event.term}, ${durationMs} ms after last hearing from master ${previous.id}`,
       );
-      this.lastMasterContact = { id: this.id, at: Date.now() };
+      this.lastMasterContact = { id: this.id, at: this.clock.wallMs() };
       this.emit("failover", failover);
     } else {
       this.log.info(
@@ -995,7 +1013,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       `this node stopped being the master (term ${term}) before the write committed; it may still be applied by the new master: retry with the same Idempotency-Key`,
     );
     for (const p of this.proposals.values()) {
-      clearTimeout(p.timer);
+      this.clock.clearTimeout(p.timer);
       p.reject(error);
     }
     this.proposals.clear();
@@ -1003,7 +1021,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private abortReadsOnStepDown(): void {
     for (const read of this.readsByIndex.splice(0)) {
-      clearTimeout(read.timer);
+      this.clock.clearTimeout(read.timer);
       read.reject(new NotMasterError(this.replica.masterId));
     }
   }
@@ -1025,18 +1043,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.log.fatal({ event: "fatal", err }, `node ${this.id} must stop: ${err.message}`);
     this.failPending(err instanceof ClusterError ? err : new StorageFailedError(err.message));
     this.stopped = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.emit("fatal", err);
   }
 
   private failPending(error: Error): void {
     for (const p of this.proposals.values()) {
-      clearTimeout(p.timer);
+      this.clock.clearTimeout(p.timer);
       p.reject(error);
     }
     this.proposals.clear();
     for (const r of [...this.reads.values(), ...this.readsByIndex]) {
-      clearTimeout(r.timer);
+      this.clock.clearTimeout(r.timer);
       r.reject(error);
     }
     this.reads.clear();
@@ -1085,7 +1103,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.sendForward({ ...answer, requestId, outcome: "not_master", index: 0, entryTerm: 0 });
       return;
     }
-    const result = this.replica.propose(wrapCommand(Date.now(), message.data));
+    const result = this.replica.propose(wrapCommand(this.clock.wallMs(), message.data));
     if (!result.ok) {
       const outcome = result.reason === "busy" ? "busy" : "not_master";
       this.sendForward({ ...answer, requestId, outcome, index: 0, entryTerm: 0 });
@@ -1173,7 +1191,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (master !== null && term > pending.startTerm && master !== pending.previousMaster) {
         if (pending.target === null || pending.target === master) {
           this.switchovers.delete(pending);
-          clearTimeout(pending.timer);
+          this.clock.clearTimeout(pending.timer);
           pending.resolve({ master, term });
         } else {
           this.settleSwitchover(
@@ -1199,7 +1217,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private settleSwitchover(pending: PendingSwitchover, error: Error): void {
     this.switchovers.delete(pending);
-    clearTimeout(pending.timer);
+    this.clock.clearTimeout(pending.timer);
     pending.reject(error);
   }
 

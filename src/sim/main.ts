@@ -14,6 +14,7 @@ import { fork } from "node:child_process";
 import { cpus } from "node:os";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { type RunResult, runSeed } from "./run.js";
+import { runWholeNode } from "./whole-node.js";
 
 interface SweepSummary {
   seeds: number;
@@ -88,11 +89,21 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   }
 }
 
+/** Runs one seed in the simulator `wholeNode` names. */
+function runOne(seed: number, wholeNode: boolean, trace = false): Promise<RunResult> {
+  return wholeNode ? runWholeNode(seed, { trace }) : Promise.resolve(runSeed(seed, { trace }));
+}
+
 /** Runs seeds [from, from + count) in this process. */
-function sweepHere(from: number, count: number, onProgress?: (done: number) => void): SweepSummary {
+async function sweepHere(
+  from: number,
+  count: number,
+  wholeNode: boolean,
+  onProgress?: (done: number) => void,
+): Promise<SweepSummary> {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
-    add(summary, runSeed(seed));
+    add(summary, await runOne(seed, wholeNode));
     if (onProgress !== undefined && (seed - from + 1) % 100 === 0) onProgress(seed - from + 1);
   }
   return summary;
@@ -139,7 +150,12 @@ async function sweepParallel(
   return total;
 }
 
-function printSummary(summary: SweepSummary, seconds: number, from: number): void {
+function printSummary(
+  summary: SweepSummary,
+  seconds: number,
+  from: number,
+  wholeNode: boolean,
+): void {
   const faults = Object.entries(summary.faults)
     .sort()
     .map(([k, v]) => `${k} ${v}`)
@@ -163,7 +179,9 @@ function printSummary(summary: SweepSummary, seconds: number, from: number): voi
   console.log(`  verdict: ${summary.failures.length} VIOLATIONS`);
   for (const f of summary.failures.slice(0, 20)) {
     console.log(`    seed ${f.seed}: ${f.violation}`);
-    console.log(`      replay: npm run sim -- --seed ${f.seed} --trace`);
+    console.log(
+      `      replay: npm run sim -- ${wholeNode ? "--whole-node " : ""}--seed ${f.seed} --trace`,
+    );
   }
 }
 
@@ -213,6 +231,7 @@ interface SimOptions {
   seed?: number;
   trace?: boolean;
   demo?: boolean;
+  wholeNode?: boolean;
   /** Set only in a sweep's child process: the first seed and how many to run. */
   worker?: string[];
 }
@@ -231,6 +250,10 @@ export function register(program: Command, io: { exitCode: number }): void {
     .option("--seed <seed>", "run one seed", integer)
     .option("--trace", "with --seed: print what every node did")
     .option("--demo", "a short run with faults, explained")
+    .option(
+      "--whole-node",
+      "run the production node (runtime, DiskStorage, key-value store) over a simulated file system and network",
+    )
     .addOption(new Option("--worker <from-and-count...>").hideHelp())
     .addHelpText(
       "after",
@@ -242,6 +265,8 @@ Examples:
   baton sim --demo              a short simulated run with faults, explained
   baton sim --seeds 10000       sweep ten thousand seeds and report any violation
   baton sim --seed 42 --trace   replay one seed, step by step
+  baton sim --whole-node --seeds 1000
+                                the same with the production node, storage and store
   npm run sim -- --seeds 10000  the same from a clone of the repository`,
     )
     .action(async (options: SimOptions) => {
@@ -253,22 +278,25 @@ Examples:
 async function sim(o: SimOptions): Promise<number> {
   if (o.worker !== undefined) {
     const [from, count] = o.worker.map(Number);
-    const summary = sweepHere(from ?? 1, count ?? 0, (done) => process.send?.({ done }));
+    const summary = await sweepHere(from ?? 1, count ?? 0, o.wholeNode === true, (done) =>
+      process.send?.({ done }),
+    );
     process.send?.({ summary });
     return 0;
   }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
-    const r = runSeed(o.seed, { trace: o.trace === true });
+    const r = await runOne(o.seed, o.wholeNode === true, o.trace === true);
     printRun(r, o.trace === true);
     return r.ok ? 0 : 1;
   }
   const count = o.seeds ?? 100;
   const started = Date.now();
+  const wholeNode = o.wholeNode === true;
   const summary =
     o.jobs > 1 && count >= 200
-      ? await sweepParallel(o.from, count, o.jobs, ["sim"])
-      : sweepHere(o.from, count);
-  printSummary(summary, (Date.now() - started) / 1000, o.from);
+      ? await sweepParallel(o.from, count, o.jobs, wholeNode ? ["sim", "--whole-node"] : ["sim"])
+      : await sweepHere(o.from, count, wholeNode);
+  printSummary(summary, (Date.now() - started) / 1000, o.from, wholeNode);
   return summary.failures.length === 0 ? 0 : 1;
 }
