@@ -23,7 +23,7 @@ import {
 } from "./checks.js";
 import { hostsNetwork, NetnsHosts } from "./hosts.js";
 import { CampaignLeases } from "./leases.js";
-import { type FaultWindow, type NemesisKind, runNemeses } from "./nemesis.js";
+import { type FaultWindow, HOST_NEMESES, type NemesisKind, runNemeses } from "./nemesis.js";
 import {
   IptablesNetwork,
   iptablesUsable,
@@ -149,6 +149,13 @@ export function resolveMethod(
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const method = resolveMethod(options.method, options.hosts);
+  const hostFaults = options.nemeses.filter((k) => HOST_NEMESES.includes(k));
+  if (hostFaults.length > 0 && options.hosts !== "netns") {
+    // Before anything starts: a campaign that could only fail at its first host fault.
+    throw new Error(
+      `${hostFaults.join(", ")} needs each node on a host of its own (--hosts netns)`,
+    );
+  }
   mkdirSync(options.out, { recursive: true });
   const dataRoot = makeTempDir("baton-chaos-");
   const run = new CampaignRun(options, method, dataRoot);
