@@ -355,12 +355,7 @@ async function round(
     await sleep(Math.max(0, options.pauseMs - (performance.now() - signalledAt)));
     node.signal("SIGCONT");
   }
-  await waitFor(
-    "the old master to catch up",
-    async () => ((await cluster.caughtUp(master.id)) ? true : undefined),
-    60_000,
-    50,
-  );
+  await oldMasterCaughtUp(cluster, master.id);
   const rejoinedMs = performance.now() - signalledAt;
   return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, rejoinedMs);
 }
@@ -388,18 +383,23 @@ async function silentRound(
     }
     await sleep(Math.max(0, options.partitionMs - (performance.now() - downAt)));
     await hosts.up(master.id);
-    await waitFor(
-      "the old master to catch up",
-      async () => ((await cluster.caughtUp(master.id)) ? true : undefined),
-      60_000,
-      50,
-    );
+    await oldMasterCaughtUp(cluster, master.id);
     const rejoinedMs = performance.now() - downAt;
     return roundResult(cluster, "silent", n, master, next, windowMs, masterAgreedMs, rejoinedMs);
   } finally {
     // Never leave a host unplugged for the next round or the final check.
     if (hosts.isDown(master.id)) await hosts.up(master.id);
   }
+}
+
+/** Waits (up to 60 s) until node `id`, the old master, has caught up with the new one. */
+async function oldMasterCaughtUp(cluster: BenchCluster, id: number): Promise<void> {
+  await waitFor(
+    "the old master to catch up",
+    async () => ((await cluster.caughtUp(id)) ? true : undefined),
+    60_000,
+    50,
+  );
 }
 
 /**
@@ -549,12 +549,7 @@ async function partitionRound(
     let termAfterHeal: number | null = null;
     let caughtUpAfterHealMs: number | null = null;
     if (options.rejoin) {
-      await waitFor(
-        "the old master to catch up",
-        async () => ((await cluster.caughtUp(master.id)) ? true : undefined),
-        60_000,
-        50,
-      );
+      await oldMasterCaughtUp(cluster, master.id);
       caughtUpAfterHealMs = performance.now() - healedAt;
       const after = await waitFor(
         "a master after the heal",
@@ -752,7 +747,7 @@ async function runSystem(
   } else if (options.faults.includes("partition")) {
     uids = nodeUids(3, system === "baton" ? 0 : 1) as [number, number, number];
     owners = await OwnerPartition.open(new Map(uids.map((uid, i) => [i + 1, uid])));
-    network = { isolate: (id) => owners!.isolate(id), heal: () => owners!.heal() };
+    network = owners;
   }
   let cluster: BenchCluster | null = null;
   try {

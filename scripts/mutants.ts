@@ -5,6 +5,9 @@
  * table says how many seeds that took.
  *
  *   npx tsx scripts/mutants.ts [--max-seeds 2000] [--only <words in the mutant's name>]
+ *
+ * Mistakes of the runtime and of storage run under the whole-node simulator, which runs
+ * that code; the rest under the core simulator, which is faster.
  */
 
 import { execFileSync } from "node:child_process";
@@ -19,6 +22,18 @@ interface Mutant {
   readonly replace: string;
   /** A second edit of the same file, for a bug that takes two mistakes together. */
   readonly also?: { readonly find: string; readonly replace: string };
+  /**
+   * Run the whole-node simulator (the production runtime and DiskStorage over the
+   * simulated file system) instead of the core simulator: storage and runtime mistakes
+   * live in code the core simulator does not run.
+   */
+  readonly wholeNode?: boolean;
+  /**
+   * Instead of a simulator, run this test file against the mutant (storage mistakes that
+   * the crash-consistency tests of DiskStorage over the simulated file system reach
+   * sooner than a whole cluster does).
+   */
+  readonly test?: string;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -100,6 +115,68 @@ const MUTANTS: readonly Mutant[] = [
     find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
     replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
   },
+  {
+    name: "storage: the commit hint is not clamped to the durable log",
+    file: "src/storage/disk-storage.ts",
+    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+    wholeNode: true,
+  },
+  {
+    name: "storage: the commit hint is not clamped to the durable log (DiskStorage alone)",
+    file: "src/storage/disk-storage.ts",
+    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+    test: "test/storage/sim-crash.test.ts",
+  },
+  {
+    name: "storage: the hard state is renamed into place without an fsync of its directory (DiskStorage alone)",
+    file: "src/storage/stable-store.ts",
+    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+    replace: "",
+    test: "test/storage/sim-crash.test.ts",
+  },
+  {
+    name: "storage: the hard state is renamed into place without an fsync of its directory",
+    file: "src/storage/stable-store.ts",
+    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+    replace: "",
+    wholeNode: true,
+  },
+  {
+    name: "storage: a new log segment is renamed into place without an fsync of its directory",
+    file: "src/storage/wal.ts",
+    find: 'await io(path, "rename", () => fs.rename(temporary, path));\n      await this.syncDir();',
+    replace: 'await io(path, "rename", () => fs.rename(temporary, path));',
+    wholeNode: true,
+  },
+  {
+    name: "runtime: a Ready's messages (acknowledgements, votes) and replies leave before its fsync",
+    file: "src/server/node.ts",
+    find: "if (synced !== null) await synced;\n      this.finish(ready, messages);",
+    replace: "this.finish(ready, messages);\n      if (synced !== null) await synced;",
+    wholeNode: true,
+  },
+  {
+    name: "runtime: committed entries are applied before the Ready is persisted",
+    file: "src/server/node.ts",
+    find: "    this.sendAll(messages);\n    this.apply(ready.committed);",
+    replace: "    this.sendAll(messages);",
+    also: {
+      find: "    for (const event of ready.events) this.onRoleEvent(event);\n",
+      replace:
+        "    for (const event of ready.events) this.onRoleEvent(event);\n    this.apply(ready.committed);\n",
+    },
+    wholeNode: true,
+  },
+  {
+    name: "forget an idempotency key early (a window a thousandth as long), whole node",
+    file: "src/kv/kv-state.ts",
+    find: "new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyWindowMs)",
+    replace:
+      "new ExpiringTable(limits.idempotencyKeyCountMax, Math.ceil(limits.idempotencyWindowMs / 1000))",
+    wholeNode: true,
+  },
 ];
 
 const root = resolve(import.meta.dirname, "..");
@@ -122,12 +199,15 @@ function runMutant(mutant: Mutant): { seeds: number | null; violation: string; s
       text = text.replace(edit.find, edit.replace);
     }
     writeFileSync(path, text);
+    if (mutant.test !== undefined) return runTest(dir, mutant.test);
     const probe = join(dir, "probe.ts");
+    const run = mutant.wholeNode === true ? "await runWholeNode(seed)" : "runSeed(seed)";
     writeFileSync(
       probe,
       `import { runSeed } from "./src/sim/run.ts";
+import { runWholeNode } from "./src/sim/whole-node.ts";
 for (let seed = 1; seed <= ${maxSeeds}; seed++) {
-  const r = runSeed(seed);
+  const r = ${run};
   if (!r.ok) { console.log(JSON.stringify({ seeds: seed, violation: r.violation })); process.exit(0); }
 }
 console.log(JSON.stringify({ seeds: null, violation: "" }));`,
@@ -147,6 +227,32 @@ console.log(JSON.stringify({ seeds: null, violation: "" }));`,
   }
 }
 
+/** Runs one test file in the mutant's copy: caught when it fails. */
+function runTest(
+  dir: string,
+  file: string,
+): { seeds: number | null; violation: string; seconds: number } {
+  cpSync(join(root, "test"), join(dir, "test"), { recursive: true });
+  cpSync(join(root, "vitest.config.ts"), join(dir, "vitest.config.ts"));
+  const started = Date.now();
+  try {
+    execFileSync(join(root, "node_modules/.bin/vitest"), ["run", file], {
+      cwd: dir,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return { seeds: null, violation: "", seconds: (Date.now() - started) / 1000 };
+  } catch (error) {
+    const out = String((error as { stdout?: string }).stdout ?? "");
+    const first = out.split("\n").find((line) => line.includes("→")) ?? "the test failed";
+    return {
+      seeds: 0,
+      violation: first.replace(/^\s*→\s*/, ""),
+      seconds: (Date.now() - started) / 1000,
+    };
+  }
+}
+
 console.log(`| mutant | caught after | first violation |`);
 console.log(`| --- | --- | --- |`);
 let missed = 0;
@@ -155,8 +261,10 @@ for (const mutant of MUTANTS.filter((m) => m.name.includes(only))) {
   if (r.seeds === null) missed++;
   const caught =
     r.seeds === null
-      ? `NOT caught in ${maxSeeds} seeds`
-      : `seed ${r.seeds} (${r.seconds.toFixed(1)} s)`;
+      ? `NOT caught in ${mutant.test ?? `${maxSeeds} seeds`}`
+      : mutant.test !== undefined
+        ? `by ${mutant.test} (${r.seconds.toFixed(1)} s)`
+        : `seed ${r.seeds} (${r.seconds.toFixed(1)} s)`;
   console.log(`| ${mutant.name} | ${caught} | ${r.violation.replace(/\|/g, "/").slice(0, 140)} |`);
 }
 process.exitCode = missed === 0 ? 0 : 1;

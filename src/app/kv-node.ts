@@ -9,6 +9,7 @@ import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import { EventFeed } from "../http/event-feed.js";
 import type {
@@ -22,12 +23,10 @@ import { createHttpServer, type HttpServer, type HttpTlsConfig } from "../http/s
 import { parseTokensFile, type TokenRecord, TokenStore } from "../http/tokens.js";
 import {
   defaultKvLimits,
-  encodeCommand,
   type KvCommand,
   type KvEntry,
   type KvResult,
   KvStateMachine,
-  validateCommand,
 } from "../kv/index.js";
 import type { Member } from "../protocol/messages.js";
 import type { NodeStatus } from "../protocol/status.js";
@@ -42,17 +41,14 @@ import {
 import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
-import {
-  ConflictError,
-  InvalidInputError,
-  NotMasterError,
-  TooLargeError,
-} from "../shared/errors.js";
+import { ConflictError, InvalidInputError, NotMasterError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
+import { KvStore } from "./kv-store.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
+import { registerStoreMetrics } from "./store-metrics.js";
 
 export interface KvNodeOptions {
   /**
@@ -73,6 +69,8 @@ export interface ReloadOutcome {
 
 export class KvNode implements KvNodeApi {
   readonly id: number;
+  /** Ranges, transactions, leases and watches (`KvStoreApi`). */
+  readonly store: KvStore;
   private http: HttpServer | null = null;
   private stopEvents: () => void = () => {};
   /** The bearer tokens the HTTP API accepts, or null when it needs none. */
@@ -85,6 +83,7 @@ export class KvNode implements KvNodeApi {
     private readonly transport: TcpTransport,
   ) {
     this.id = node.id;
+    this.store = new KvStore(node, stateMachine);
   }
 
   /**
@@ -101,9 +100,10 @@ export class KvNode implements KvNodeApi {
     const httpTls = readHttpTls(config);
     const tokens = config.tokens === null ? null : new TokenStore(readTokens(config.tokens));
     const transport = createTransport(config, logger);
-    const node = await startNode(config, sm, logger, transport, options.joined ?? null);
+    const node = await startNode(config, sm, logger, transport, {}, options.joined ?? null);
     const kv = new KvNode(node, sm, config, transport);
     kv.tokens = tokens;
+    kv.store.startLeaseTicker();
     if (config.http !== null) {
       // parseNodeConfig already validated the address.
       const parsed = parseAddress(config.http);
@@ -115,7 +115,7 @@ export class KvNode implements KvNodeApi {
         api: kv,
         logger: logger.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
-        metrics: createNodeMetrics(node, events, transport),
+        metrics: withStoreMetrics(createNodeMetrics(node, events, transport), sm),
         events,
         faults:
           options.allowFaultInjection === true
@@ -128,6 +128,7 @@ export class KvNode implements KvNodeApi {
       try {
         await kv.http.listen(host, port);
       } catch (error) {
+        kv.store.stopLeaseTicker();
         await node.stop();
         throw error;
       }
@@ -186,7 +187,8 @@ export class KvNode implements KvNodeApi {
   }
 
   delete(key: string, options: KvWriteOptions): Promise<KvResult> {
-    return this.write({ type: "delete", key, ...writeOptions(options) });
+    const { lease: _, ...rest } = writeOptions(options);
+    return this.write({ type: "delete", key, ...rest });
   }
 
   async get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null> {
@@ -228,6 +230,7 @@ export class KvNode implements KvNodeApi {
    */
   async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
     if (options.handOver === true) await this.node.handOver();
+    this.store.stopLeaseTicker();
     this.stopEvents();
     await this.http?.close();
     await this.node.stop();
@@ -285,20 +288,15 @@ export class KvNode implements KvNodeApi {
     };
   }
 
-  private async write(command: KvCommand): Promise<KvResult> {
-    const problem = validateCommand(command, this.stateMachine.limits);
-    if (problem !== null) {
-      if (problem.reason === "value_too_large") {
-        throw new TooLargeError(
-          "value",
-          this.stateMachine.limits.valueBytesMax,
-          command.type === "put" ? command.value.length : undefined,
-        );
-      }
-      throw new InvalidInputError(fieldOf(problem.reason), problem.message);
-    }
-    return (await this.node.propose(encodeCommand(command))) as KvResult;
+  /** Validates a command (bad input never reaches the log) and proposes it. */
+  private write(command: KvCommand): Promise<KvResult> {
+    return this.store.propose(command);
   }
+}
+
+function withStoreMetrics(registry: Registry, sm: KvStateMachine): Registry {
+  registerStoreMetrics(registry, sm);
+  return registry;
 }
 
 /** The HTTPS certificate and key of `config` as PEM text, or null for plain HTTP. */
@@ -326,17 +324,14 @@ function readTokens(file: string): TokenRecord[] {
   }
 }
 
-function writeOptions(options: KvWriteOptions): { ifRevision?: number; idempotencyKey?: string } {
-  const out: { ifRevision?: number; idempotencyKey?: string } = {};
+function writeOptions(options: KvWriteOptions): {
+  ifRevision?: number;
+  idempotencyKey?: string;
+  lease?: number;
+} {
+  const out: { ifRevision?: number; idempotencyKey?: string; lease?: number } = {};
   if (options.ifRevision !== undefined) out.ifRevision = options.ifRevision;
   if (options.idempotencyKey !== undefined) out.idempotencyKey = options.idempotencyKey;
+  if (options.lease !== undefined) out.lease = options.lease;
   return out;
-}
-
-function fieldOf(reason: string): string {
-  if (reason.startsWith("key")) return "key";
-  if (reason.startsWith("if_revision")) return "If-Match";
-  if (reason.startsWith("idempotency")) return "Idempotency-Key";
-  if (reason.startsWith("value")) return "value";
-  return "request";
 }

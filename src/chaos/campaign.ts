@@ -12,6 +12,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Agent } from "undici";
 import { Prng } from "../core/prng.js";
+import { CampaignBank } from "./bank.js";
 import {
   checkExactlyOnce,
   checkHistory,
@@ -21,7 +22,8 @@ import {
   type Verdicts,
 } from "./checks.js";
 import { hostsNetwork, NetnsHosts } from "./hosts.js";
-import { type FaultWindow, type NemesisKind, runNemeses } from "./nemesis.js";
+import { CampaignLeases } from "./leases.js";
+import { type FaultWindow, HOST_NEMESES, type NemesisKind, runNemeses } from "./nemesis.js";
 import {
   IptablesNetwork,
   iptablesUsable,
@@ -42,6 +44,7 @@ import {
 } from "./processes.js";
 import { timelineHtml, timelineSvg, writeReport } from "./report.js";
 import { sleep } from "./wait.js";
+import { CampaignWatch, checkWatch } from "./watch-check.js";
 import { Workload } from "./workload.js";
 
 export interface CampaignOptions {
@@ -146,6 +149,13 @@ export function resolveMethod(
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const method = resolveMethod(options.method, options.hosts);
+  const hostFaults = options.nemeses.filter((k) => HOST_NEMESES.includes(k));
+  if (hostFaults.length > 0 && options.hosts !== "netns") {
+    // Before anything starts: a campaign that could only fail at its first host fault.
+    throw new Error(
+      `${hostFaults.join(", ")} needs each node on a host of its own (--hosts netns)`,
+    );
+  }
   mkdirSync(options.out, { recursive: true });
   const dataRoot = makeTempDir("baton-chaos-");
   const run = new CampaignRun(options, method, dataRoot);
@@ -170,6 +180,12 @@ class CampaignRun {
   private hosts: NetnsHosts | null = null;
   private network: Network | null = null;
   private workload: Workload | null = null;
+  /** One watch of every key for the whole campaign (watch-check.ts). */
+  private watch: CampaignWatch | null = null;
+  /** Transfers between accounts and range reads of them (bank.ts). */
+  private bank: CampaignBank | null = null;
+  /** Leases granted and never kept alive (leases.ts). */
+  private leases: CampaignLeases | null = null;
   private readonly roles: RoleEvent[] = [];
   private readonly exits: UnexpectedExit[] = [];
   private readonly windows: FaultWindow[] = [];
@@ -217,6 +233,16 @@ class CampaignRun {
     });
     this.workload = workload;
     workload.start();
+    this.watch = new CampaignWatch(this.nodes.map((n) => n.url));
+    this.watch.start();
+    // A generator of its own, so that the fault schedule of a seed stays what it was.
+    this.bank = new CampaignBank(
+      this.nodes.map((n) => n.url),
+      new Prng(options.seed ^ 0xba4c),
+    );
+    this.bank.start();
+    this.leases = new CampaignLeases(this.nodes.map((n) => n.url));
+    this.leases.start();
     const ticker = setInterval(() => say(this.progressLine()), PROGRESS_MS);
     try {
       await runNemeses(
@@ -240,8 +266,12 @@ class CampaignRun {
       const live = await this.measureLiveness(healedAt);
       await sleep(2000);
       await workload.stop();
+      await Promise.all([this.bank.stop(), this.leases.stop()]);
       this.ending = true;
       await this.finalReads();
+      // Every acknowledged change has a revision; the watch must reach the last of them.
+      const revisions = workload.history.map((op) => op.revision ?? 0);
+      await this.watch.stop(Math.max(0, ...revisions), 10_000);
       const converged = await this.checkConvergence();
       this.polling = false;
       await poller;
@@ -259,6 +289,9 @@ class CampaignRun {
     this.polling = false;
     await this.workload?.stop().catch(() => {});
     await this.workload?.close();
+    await this.watch?.stop(0, 0).catch(() => {});
+    await this.bank?.stop().catch(() => {});
+    await this.leases?.abandon().catch(() => {});
     await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
     await this.network?.close().catch(() => {});
     await this.hosts?.close().catch(() => {});
@@ -528,6 +561,9 @@ class CampaignRun {
       converged,
       live,
       noCrashes: checkNoCrashes(this.exits),
+      watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy),
+      atomic: this.bank!.verdict(),
+      leases: this.leases!.verdict(),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();

@@ -29,6 +29,12 @@ export interface Verdicts {
   readonly converged: Verdict;
   readonly live: Verdict;
   readonly noCrashes: Verdict;
+  /** (f): a watch of every key saw each change once, in revision order (watch-check.ts). */
+  readonly watched: Verdict;
+  /** (g): transfers over several keys are atomic and range reads see one revision (bank.ts). */
+  readonly atomic: Verdict;
+  /** (h): no lease ends before its TTL, and every one ends (leases.ts). */
+  readonly leases: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;

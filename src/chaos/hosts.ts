@@ -25,7 +25,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import type { Link, Network } from "./network.js";
-import { onCleanup } from "./process-registry.js";
+import { onCleanup, pidAlive } from "./process-registry.js";
 
 const run = promisify(execFile);
 
@@ -80,15 +80,6 @@ export function netemAvailable(): boolean {
     return false;
   } finally {
     quiet("ip", ["link", "delete", probe]);
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -25,7 +25,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
-import { onCleanup } from "./process-registry.js";
+import { onCleanup, pidAlive } from "./process-registry.js";
 
 const run = promisify(execFile);
 
@@ -103,15 +103,6 @@ export function iptablesUnsupported(probe: readonly (readonly string[])[] = []):
 /** Whether this process can manage iptables rules: root and a working iptables. */
 export function iptablesUsable(): boolean {
   return iptablesUnsupported() === null;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Unhooks `main` from INPUT and OUTPUT, then flushes and deletes it and `others`; quiet. */

@@ -69,6 +69,16 @@ function installHooks(): void {
  * Runs `cleanup` (synchronous, once) at `cleanupSync()` or when the process ends, whichever
  * comes first; the returned function unregisters it, for an owner that cleaned up itself.
  */
+/** Whether process `pid` exists (EPERM: it does, under another user). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export function onCleanup(cleanup: () => void): () => void {
   installHooks();
   cleanups.add(cleanup);

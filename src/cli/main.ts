@@ -23,6 +23,7 @@ import { register as registerMembers } from "./commands/members.js";
 import { register as registerSnapshot } from "./commands/snapshot.js";
 import { register as registerStart } from "./commands/start.js";
 import { register as registerStatus } from "./commands/status.js";
+import { register as registerStore } from "./commands/store.js";
 
 /**
  * Adds one or more subcommands to `program`. A command reports its exit code in
@@ -65,6 +66,7 @@ const COMMANDS: readonly Register[] = [
   registerConfig,
   registerDemo,
   registerKv,
+  registerStore,
   registerStatus,
   registerMembers,
   registerSnapshot,

@@ -44,6 +44,25 @@ import {
   type PoolResponse,
   ServerPool,
 } from "./server-pool.js";
+import {
+  answer,
+  type ClientCore,
+  deleteRange,
+  grantLease,
+  keepAliveLease,
+  type Lease,
+  type RangeItem,
+  type RangeOptions,
+  type RangePage,
+  range,
+  rangeAll,
+  revokeLease,
+  type TxnRequest,
+  txn,
+  type WatchChange,
+  type WatchOptions,
+  watchChanges,
+} from "./store-client.js";
 
 export interface ClientOptions {
   /** The nodes' HTTP addresses: "http://127.0.0.1:8101" or "127.0.0.1:8101". */
@@ -91,6 +110,11 @@ export interface WriteOptions {
   readonly ifRevision?: number;
   /** The key that makes retries of this write apply once. @default one generated per call */
   readonly idempotencyKey?: string;
+  /**
+   * A put only: attach the key to this lease (from `grantLease`), so that it is deleted
+   * when the lease ends. Throws LeaseNotFoundError (ERR_LEASE_NOT_FOUND) when it has ended.
+   */
+  readonly lease?: number;
 }
 
 export interface KvValue {
@@ -157,6 +181,34 @@ export interface BatonClient {
    * ERR_SWITCHOVER_FAILED.
    */
   switchover(to?: number): Promise<{ master: number; term: number }>;
+  /**
+   * One page of the keys under `prefix`, in order, consistent at the page's `revision`
+   * (linearizable unless `stale`). Throws InvalidInputError for a limit outside 1..10,000.
+   */
+  range(prefix: string, options?: RangeOptions): Promise<RangePage>;
+  /** Every key under `prefix`, reading page after page. */
+  rangeAll(prefix: string, options?: Omit<RangeOptions, "after">): AsyncIterable<RangeItem>;
+  /** Deletes every key under a non-empty `prefix` at one revision, exactly once. */
+  deleteRange(prefix: string): Promise<{ revision: number; deleted: number }>;
+  /**
+   * If every comparison holds, applies `success`, else `failure`, atomically at one
+   * revision, exactly once. Throws InvalidInputError naming the field of a bad request.
+   */
+  txn(request: TxnRequest): Promise<{ succeeded: boolean; revision: number }>;
+  /** Grants a lease of `ttlSeconds` (whole seconds); attach keys with `put(…, { lease })`. */
+  grantLease(ttlSeconds: number): Promise<Lease>;
+  /** Gives a lease its full time to live again; LeaseNotFoundError when it has ended. */
+  keepAliveLease(id: number): Promise<Lease>;
+  /** Ends a lease and deletes its keys; null when it had ended already. */
+  revokeLease(id: number): Promise<{ revision: number } | null>;
+  /**
+   * Every change under `prefix` from `options.fromRevision` on, once each and in revision
+   * order, following the master across fail-overs:
+   * `for await (const change of client.watch(prefix, { fromRevision }))`. Ends when
+   * `options.signal` aborts or the client closes; throws CompactedError (ERR_COMPACTED)
+   * when the revision to resume from is no longer held.
+   */
+  watch(prefix: string, options?: WatchOptions): AsyncIterable<WatchChange>;
   /**
    * Adds a member as a learner; resolves with the members once committed. Start the new
    * node with `baton start … --join <url>`, then `promoteMember` once it caught up.
@@ -257,7 +309,7 @@ class HttpBatonClient implements BatonClient {
       const current = await this.currentRevision(key, response);
       throw new PreconditionFailedError(key, options.ifRevision ?? -1, current);
     }
-    if (response.status === 404) throw unexpected(response, "PUT answered 404");
+    if (response.status === 404) answer(response, 200); // throws LeaseNotFoundError
     return { revision: revisionFromJson(response) };
   }
 
@@ -420,6 +472,48 @@ class HttpBatonClient implements BatonClient {
     );
   }
 
+  range(prefix: string, options?: RangeOptions): Promise<RangePage> {
+    return range(this.core, prefix, options);
+  }
+
+  rangeAll(prefix: string, options?: Omit<RangeOptions, "after">): AsyncIterable<RangeItem> {
+    return rangeAll(this.core, prefix, options);
+  }
+
+  deleteRange(prefix: string): Promise<{ revision: number; deleted: number }> {
+    return deleteRange(this.core, prefix);
+  }
+
+  txn(request: TxnRequest): Promise<{ succeeded: boolean; revision: number }> {
+    return txn(this.core, request);
+  }
+
+  grantLease(ttlSeconds: number): Promise<Lease> {
+    return grantLease(this.core, ttlSeconds);
+  }
+
+  keepAliveLease(id: number): Promise<Lease> {
+    return keepAliveLease(this.core, id);
+  }
+
+  revokeLease(id: number): Promise<{ revision: number } | null> {
+    return revokeLease(this.core, id);
+  }
+
+  watch(prefix: string, options?: WatchOptions): AsyncIterable<WatchChange> {
+    return watchChanges(this.core, prefix, options);
+  }
+
+  /** What the store operations (store-client.ts) use of this client. */
+  private get core(): ClientCore {
+    return {
+      send: (operation) => this.send(operation),
+      nextIdempotencyKey: () => this.nextIdempotencyKey(),
+      pool: this.pool,
+      closing: this.closing.signal,
+    };
+  }
+
   async close(): Promise<void> {
     this.closing.abort();
     if (this.masterWatchTimer !== null) clearInterval(this.masterWatchTimer);
@@ -448,7 +542,14 @@ class HttpBatonClient implements BatonClient {
     }
     if (body !== undefined) headers["content-type"] = "application/octet-stream";
     headers.accept = "application/json";
-    const request = { method, path: `/v1/kv/${keyPath(key)}`, headers };
+    let query = "";
+    if (options.lease !== undefined && method === "PUT") {
+      if (!Number.isSafeInteger(options.lease) || options.lease < 1) {
+        throw new InvalidInputError("lease", "must be a lease id (an integer >= 1)");
+      }
+      query = `?lease=${options.lease}`;
+    }
+    const request = { method, path: `/v1/kv/${keyPath(key)}${query}`, headers };
     return this.send({
       name: `${method === "PUT" ? "put" : "delete"} ${JSON.stringify(key)}`,
       request: body === undefined ? request : { ...request, body },

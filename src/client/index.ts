@@ -7,9 +7,11 @@
 // The catalogue errors the client throws, so that callers need only this one import.
 export {
   ClusterError,
+  CompactedError,
   ConflictError,
   ForbiddenError,
   InvalidInputError,
+  LeaseNotFoundError,
   NoMasterError,
   TimeoutError,
   TooLargeError,
@@ -34,5 +36,25 @@ export {
   UnexpectedResponseError,
   UnreachableError,
 } from "./errors.js";
+export {
+  campaign,
+  type Leadership,
+  type Lock,
+  type LockOptions,
+  leader,
+  lock,
+  observe,
+} from "./lock.js";
 export type { MemberStatus, NodeStatus } from "./node-status.js";
 export { normalizeEndpoint } from "./server-pool.js";
+export type {
+  Lease,
+  RangeItem,
+  RangeOptions,
+  RangePage,
+  TxnCompare,
+  TxnOp,
+  TxnRequest,
+  WatchChange,
+  WatchOptions,
+} from "./store-client.js";

@@ -257,6 +257,48 @@ export class ServerPool {
     }
   }
 
+  /**
+   * Opens a long-lived GET (a watch's event stream) on `endpoint`: resolves once the status
+   * and headers arrived, within `headersTimeoutMs`, with the body as a stream of chunks. The
+   * stream fails when no byte arrives for `idleTimeoutMs` (the server sends a keep-alive
+   * comment every 15 s) and ends when `signal` aborts.
+   */
+  async openStream(
+    endpoint: string,
+    path: string,
+    options: { headersTimeoutMs: number; idleTimeoutMs: number; signal: AbortSignal },
+  ): Promise<
+    | {
+        readonly ok: true;
+        readonly status: number;
+        readonly body: AsyncIterable<Uint8Array>;
+        readonly close: () => void;
+      }
+    | { readonly ok: false; readonly message: string }
+  > {
+    const headers: Record<string, string> = { accept: "text/event-stream" };
+    if (this.authorization !== null) headers.authorization = this.authorization;
+    try {
+      const response = await this.agent.request({
+        origin: endpoint,
+        path,
+        method: "GET",
+        headers,
+        signal: options.signal,
+        headersTimeout: options.headersTimeoutMs,
+        bodyTimeout: options.idleTimeoutMs,
+      });
+      return {
+        ok: true,
+        status: response.statusCode,
+        body: response.body,
+        close: () => response.body.destroy(),
+      };
+    } catch (error) {
+      return { ok: false, message: describeError(error) };
+    }
+  }
+
   /** Waits for requests in flight (each bounded by its timeout), then closes connections. */
   async close(): Promise<void> {
     if (!this.agent.closed) await this.agent.close();

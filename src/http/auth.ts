@@ -4,7 +4,7 @@
  * checks (load balancers probe them) and the dashboard's static files (they hold no data).
  *
  *   read       GET and HEAD: /v1/kv, /v1/status, /v1/members, /v1/events, /metrics, …
- *   readwrite  PUT and DELETE on /v1/kv
+ *   readwrite  PUT and DELETE on /v1/kv, POST /v1/txn, POST and DELETE on /v1/leases
  *   admin      POST /v1/switchover, POST /v1/faults/*, membership changes, any other write
  *
  * A missing or unknown token is 401 ERR_UNAUTHENTICATED with `WWW-Authenticate: Bearer`;
@@ -35,6 +35,10 @@ export function requiredRole(method: string, url: string): TokenRole | null {
   // A CORS preflight carries no credentials; the request it announces is checked.
   if (method === "OPTIONS") return null;
   if (url.startsWith("/v1/kv") && (method === "PUT" || method === "DELETE")) return "readwrite";
+  if (url === "/v1/txn" && method === "POST") return "readwrite";
+  if (url.startsWith("/v1/leases") && (method === "POST" || method === "DELETE")) {
+    return "readwrite";
+  }
   return "admin";
 }
 

@@ -14,7 +14,9 @@ import type { KvResult } from "../kv/index.js";
 import {
   BusyError,
   ClusterError,
+  CompactedError,
   InvalidInputError,
+  LeaseNotFoundError,
   NoMasterError,
   NotMasterError,
   TableFullError,
@@ -99,6 +101,17 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     advice: "use a token whose role allows this request (read < readwrite < admin)",
   },
 
+  ERR_LEASE_NOT_FOUND: {
+    status: 404,
+    retry: false,
+    advice: "grant a new lease with POST /v1/leases and use its id",
+  },
+  ERR_COMPACTED: {
+    status: 410,
+    retry: false,
+    advice:
+      "read the keys again with GET /v1/kv?prefix=… and watch from the revision that answer gives, plus 1",
+  },
   ERR_PRECONDITION_FAILED: {
     status: 412,
     retry: false,
@@ -129,7 +142,8 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 404,
     retry: false,
     advice:
-      "the API serves /v1/kv/{key}, /v1/status, /v1/members, /v1/switchover, /v1/events, " +
+      "the API serves /v1/kv/{key}, /v1/kv?prefix=, /v1/txn, /v1/leases, /v1/watch, /v1/status, " +
+      "/v1/members, /v1/switchover, /v1/events, " +
       "/health, /health/master, /health/backup and /metrics, and the dashboard at /",
   },
   ERR_METHOD_NOT_ALLOWED: {
@@ -236,6 +250,10 @@ function errorDetails(error: ClusterError): Readonly<Record<string, unknown>> {
   if (error instanceof InvalidInputError) return { field: error.field };
   if (error instanceof TooLargeError) return { field: error.field, limit: error.limit };
   if (error instanceof NotMasterError) return { master: error.masterHint };
+  if (error instanceof LeaseNotFoundError) return { field: "lease", lease: error.leaseId };
+  if (error instanceof CompactedError) {
+    return { field: "fromRevision", startRevision: error.startRevision };
+  }
   if (error instanceof TableFullError) {
     return { table: error.table, retryAfterMs: error.retryAfterMs };
   }
@@ -261,6 +279,8 @@ const INVALID_FIELDS: Readonly<Record<string, string>> = {
   if_revision_invalid: "If-Match",
   idempotency_key_invalid: "Idempotency-Key",
   session_invalid: "session",
+  lease_invalid: "lease",
+  txn_invalid: "txn",
   malformed: "request",
 };
 
@@ -298,6 +318,8 @@ export function describeKvFailure(
     }
     case "table_full":
       return describeError(new TableFullError(result.table, result.retryAfterMs));
+    case "lease_not_found":
+      return describeError(new LeaseNotFoundError(result.leaseId));
   }
 }
 

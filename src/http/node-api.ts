@@ -8,12 +8,15 @@
 import type { KvEntry, KvResult } from "../kv/index.js";
 import type { Member, NodeId } from "../protocol/messages.js";
 import type { NodeStatus } from "../protocol/status.js";
+import type { KvStoreApi } from "./store-api.js";
 
 export interface KvWriteOptions {
   /** Compare-and-set: apply only if the key's revision equals this (0: key must not exist). */
   readonly ifRevision?: number;
   /** A retried write with the same key is applied once and answered with the first result. */
   readonly idempotencyKey?: string;
+  /** A put only: attach the key to this lease (`PUT /v1/kv/{key}?lease=id`). */
+  readonly lease?: number;
 }
 
 export interface StatusOptions {
@@ -23,6 +26,11 @@ export interface StatusOptions {
 
 export interface KvNodeApi {
   readonly id: NodeId;
+  /**
+   * Ranges, prefix deletes, transactions, leases and watches; a node without it serves
+   * none of those routes (they answer 404 ERR_NO_ROUTE).
+   */
+  readonly store?: KvStoreApi;
   put(key: string, value: Uint8Array, options: KvWriteOptions): Promise<KvResult>;
   delete(key: string, options: KvWriteOptions): Promise<KvResult>;
   /** Linearizable unless `stale`, which reads this node's local copy. */

@@ -45,6 +45,10 @@ export function kvSchemas(limits: KvLimits) {
       },
     },
     put: {
+      querystring: {
+        type: "object",
+        properties: { lease: { type: "string", pattern: "^[1-9][0-9]{0,15}$" } },
+      },
       headers: {
         type: "object",
         properties: {
@@ -80,6 +84,7 @@ const FIELD_MESSAGES: Readonly<Record<string, readonly [field: string, message: 
     "must be 1 to 255 visible ASCII characters (no spaces or control characters), sent once",
   ],
   stale: ["stale", "must be true or false"],
+  lease: ["lease", "must be a lease id (an integer >= 1) from POST /v1/leases"],
 };
 
 /**

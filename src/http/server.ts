@@ -37,6 +37,8 @@ import { registerMemberRoutes } from "./routes/member-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerSnapshotRoute, type SnapshotSource } from "./routes/snapshot-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
+import { registerStoreRoutes } from "./routes/store-routes.js";
+import { registerWatchRoute } from "./routes/watch-route.js";
 import type { TokenStore } from "./tokens.js";
 
 /** The certificate (chain) and key HTTPS serves, PEM text; `ca` completes the chain. */
@@ -220,6 +222,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   allowCrossOriginReads(app);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   registerKvRoutes(app, context);
+  const store = options.api.store;
+  if (store !== undefined) registerStoreRoutes(app, context, store);
+  const watches = store === undefined ? null : registerWatchRoute(app, context, store);
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);
   registerMetricsRoute(app, context, registry);
@@ -252,6 +257,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       if (sampler !== null) clearInterval(sampler);
       // Event streams never end by themselves and would hold the server open.
       streams.closeAll();
+      watches?.closeAll();
       await app.close();
     },
     address: () => address,

@@ -13,6 +13,14 @@
 import { Packr } from "msgpackr";
 import { type Digest64, Hash64 } from "./hash64.js";
 import type { KvLimits } from "./limits.js";
+import {
+  decodeStoreCommand,
+  encodeBody,
+  encodeStoreCommand,
+  STORE_COMMAND_FORMAT_VERSION,
+  type StoreCommand,
+  validateStoreCommand,
+} from "./store-commands.js";
 
 /** The version of the command encoding written by `encodeCommand`. */
 export const COMMAND_FORMAT_VERSION = 1;
@@ -54,6 +62,11 @@ export interface PutCommand extends WriteOptions {
   readonly type: "put";
   readonly key: string;
   readonly value: Uint8Array;
+  /**
+   * Attaches the key to this lease, so that it is deleted when the lease ends; a put
+   * without one detaches the key from its lease. Encoded in format 2.
+   */
+  readonly lease?: number;
 }
 
 /** Removes `key`. */
@@ -62,7 +75,7 @@ export interface DeleteCommand extends WriteOptions {
   readonly key: string;
 }
 
-export type KvCommand = PutCommand | DeleteCommand;
+export type KvCommand = PutCommand | DeleteCommand | StoreCommand;
 
 /** Why a command is invalid; the HTTP layer maps `value_too_large` to 413, the rest to 400. */
 export type KvInvalidReason =
@@ -72,12 +85,19 @@ export type KvInvalidReason =
   | "value_too_large"
   | "if_revision_invalid"
   | "session_invalid"
-  | "idempotency_key_invalid";
+  | "idempotency_key_invalid"
+  | "lease_invalid"
+  | "txn_invalid";
 
 /** A command that cannot be applied, and why, in words meant for the client. */
 export interface KvCommandProblem {
   readonly reason: KvInvalidReason;
   readonly message: string;
+  /**
+   * The field of the HTTP request at fault, when the reason alone does not say (the
+   * commands of `store-commands.ts` name it). Not part of a result.
+   */
+  readonly field?: string;
 }
 
 /**
@@ -101,12 +121,13 @@ export interface KvCommandProblem {
  * - `invalid_command`: the bytes or fields are bad; not applied.
  */
 export type KvResult =
-  | { readonly ok: true; readonly revision: number }
+  | KvOk
   | { readonly ok: false; readonly code: "precondition_failed"; readonly currentRevision: number }
   | { readonly ok: false; readonly code: "not_found" }
   | { readonly ok: false; readonly code: "session_stale"; readonly lastSeq: number }
   | { readonly ok: false; readonly code: "session_expired" }
   | { readonly ok: false; readonly code: "idempotency_key_reused" }
+  | { readonly ok: false; readonly code: "lease_not_found"; readonly leaseId: number }
   | {
       readonly ok: false;
       readonly code: "table_full";
@@ -120,10 +141,24 @@ export type KvResult =
       readonly message: string;
     };
 
+/**
+ * A command that was applied. `revision` is the store's revision after it (the log index
+ * of the command when it changed a key). Commands beyond put and delete say more:
+ * `deleted` (delete_range: how many keys), `succeeded` (txn: which branch ran), `lease`
+ * (lease_grant and lease_keepalive: the lease's id and time to live in milliseconds).
+ */
+export interface KvOk {
+  readonly ok: true;
+  readonly revision: number;
+  readonly deleted?: number;
+  readonly succeeded?: boolean;
+  readonly lease?: { readonly id: number; readonly ttlMs: number };
+}
+
 export type KvErrorCode = Extract<KvResult, { ok: false }>["code"];
 
 /** The tables that remember requests for exactly-once execution. */
-export type KvTable = "sessions" | "idempotency";
+export type KvTable = "sessions" | "idempotency" | "leases";
 
 export type DecodeCommandResult =
   | { readonly ok: true; readonly command: KvCommand }
@@ -148,6 +183,9 @@ export const kvPackr = new Packr({
  * reject bad input before it is proposed.
  */
 export function encodeCommand(command: KvCommand): Uint8Array {
+  if (command.type !== "delete" && (command.type !== "put" || command.lease !== undefined)) {
+    return encodeStoreCommand(command);
+  }
   return kvPackr.pack([
     COMMAND_FORMAT_VERSION,
     command.type,
@@ -174,6 +212,10 @@ export function decodeCommand(bytes: Uint8Array): DecodeCommandResult {
   }
   if (!Array.isArray(decoded)) return malformed("not an array");
   const [version, type, key, value, ifRevision, clientId, seq, idempotencyKey] = decoded;
+  if (version === STORE_COMMAND_FORMAT_VERSION) {
+    const store = decodeStoreCommand(decoded);
+    return store.ok ? { ok: true, command: store.command as KvCommand } : malformed(store.message);
+  }
   if (version !== COMMAND_FORMAT_VERSION) {
     return malformed(`unknown command format version ${String(version)}`);
   }
@@ -229,6 +271,9 @@ function malformed(message: string): DecodeCommandResult {
  * bad command that reaches the log fails identically on every replica.
  */
 export function validateCommand(command: KvCommand, limits: KvLimits): KvCommandProblem | null {
+  if (command.type !== "put" && command.type !== "delete") {
+    return validateStoreCommand(command, limits) ?? validateWriteOptions(command, limits);
+  }
   const keyBytes = utf8ByteLength(command.key);
   if (keyBytes === null || keyBytes === 0) {
     return { reason: "key_invalid", message: "key must be non-empty, well-formed Unicode" };
@@ -244,6 +289,10 @@ export function validateCommand(command: KvCommand, limits: KvLimits): KvCommand
       reason: "value_too_large",
       message: `value is ${command.value.byteLength} bytes; the limit is ${limits.valueBytesMax}`,
     };
+  }
+  if (command.type === "put" && command.lease !== undefined) {
+    const problem = validateStoreCommand(command, limits);
+    if (problem !== null) return problem;
   }
   return validateWriteOptions(command, limits);
 }
@@ -304,6 +353,12 @@ export function utf8ByteLength(text: string): number | null {
  * a true retry from a different request that reuses the key.
  */
 export function commandFingerprint(command: KvCommand): Digest64 {
+  if (command.type !== "delete" && (command.type !== "put" || command.lease !== undefined)) {
+    return new Hash64(0x6b77)
+      .string(command.type)
+      .bytes(kvPackr.pack(encodeBody(command)))
+      .digest();
+  }
   const hash = new Hash64(0x6b76).string(command.type).string(command.key);
   if (command.type === "put") hash.bytes(command.value);
   hash.boolean(command.ifRevision !== undefined).integer(command.ifRevision ?? 0);
@@ -315,7 +370,16 @@ export type KvResultWire = readonly [string, ...(number | string)[]];
 
 /** Converts a result to its array form. */
 export function resultToWire(result: KvResult): KvResultWire {
-  if (result.ok) return ["ok", result.revision];
+  if (result.ok) {
+    if (result.deleted !== undefined) return ["ok", result.revision, "deleted", result.deleted];
+    if (result.succeeded !== undefined) {
+      return ["ok", result.revision, "succeeded", result.succeeded ? 1 : 0];
+    }
+    if (result.lease !== undefined) {
+      return ["ok", result.revision, "lease", result.lease.id, result.lease.ttlMs];
+    }
+    return ["ok", result.revision];
+  }
   switch (result.code) {
     case "precondition_failed":
       return [result.code, result.currentRevision];
@@ -325,6 +389,8 @@ export function resultToWire(result: KvResult): KvResultWire {
       return [result.code, result.reason, result.message];
     case "table_full":
       return [result.code, result.table, result.retryAfterMs];
+    case "lease_not_found":
+      return [result.code, result.leaseId];
     default:
       return [result.code];
   }
@@ -338,6 +404,8 @@ const INVALID_REASONS: ReadonlySet<string> = new Set<KvInvalidReason>([
   "if_revision_invalid",
   "session_invalid",
   "idempotency_key_invalid",
+  "lease_invalid",
+  "txn_invalid",
 ]);
 
 /** Converts an array form back to a frozen result, or null when it is not a valid one. */
@@ -347,6 +415,10 @@ export function resultFromWire(wire: unknown): KvResult | null {
   const count = wire.length;
   const integer = Number.isSafeInteger(first) && (first as number) >= 0;
   if (code === "ok" && count === 2 && integer) return freezeResult({ ok: true, revision: first });
+  if (code === "ok" && integer) return okFromWire(first, wire.slice(2));
+  if (code === "lease_not_found" && count === 2 && integer) {
+    return freezeResult({ ok: false, code, leaseId: first });
+  }
   if (code === "precondition_failed" && count === 2 && integer) {
     return freezeResult({ ok: false, code, currentRevision: first });
   }
@@ -357,13 +429,31 @@ export function resultFromWire(wire: unknown): KvResult | null {
     if (typeof second !== "string") return null;
     return freezeResult({ ok: false, code, reason: first, message: second });
   }
-  if (code === "table_full" && count === 3 && (first === "sessions" || first === "idempotency")) {
+  const table = first === "sessions" || first === "idempotency" || first === "leases";
+  if (code === "table_full" && count === 3 && table) {
     if (!(Number.isSafeInteger(second) && (second as number) >= 0)) return null;
     return freezeResult({ ok: false, code, table: first, retryAfterMs: second });
   }
   if (count !== 1) return null;
   if (code === "not_found" || code === "session_expired" || code === "idempotency_key_reused") {
     return freezeResult({ ok: false, code });
+  }
+  return null;
+}
+
+/** The extra fields of an ok result, or null when they are not valid. */
+function okFromWire(revision: number, extra: unknown[]): KvResult | null {
+  const [tag, first, second] = extra;
+  const count = (value: unknown): value is number =>
+    Number.isSafeInteger(value) && (value as number) >= 0;
+  if (tag === "deleted" && extra.length === 2 && count(first)) {
+    return freezeResult({ ok: true, revision, deleted: first });
+  }
+  if (tag === "succeeded" && extra.length === 2 && (first === 0 || first === 1)) {
+    return freezeResult({ ok: true, revision, succeeded: first === 1 });
+  }
+  if (tag === "lease" && extra.length === 3 && count(first) && count(second)) {
+    return freezeResult({ ok: true, revision, lease: Object.freeze({ id: first, ttlMs: second }) });
   }
   return null;
 }

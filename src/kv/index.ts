@@ -4,6 +4,7 @@
  * digests) stay private to this directory; nothing here may import beyond `src/shared`.
  */
 
+export type { ChangeListener, KvChange } from "./change-history.js";
 export {
   COMMAND_FORMAT_VERSION,
   type DecodeCommandResult,
@@ -16,6 +17,7 @@ export {
   type KvCommandProblem,
   type KvErrorCode,
   type KvInvalidReason,
+  type KvOk,
   type KvResult,
   type KvTable,
   type PutCommand,
@@ -24,7 +26,14 @@ export {
   validateCommand,
   type WriteOptions,
 } from "./commands.js";
-export { type KvEntry, KvStateMachine } from "./kv-state-machine.js";
+export {
+  type KvEntry,
+  type KvRange,
+  type KvRangeItem,
+  type KvRangeOptions,
+  KvStateMachine,
+  type KvWatchStart,
+} from "./kv-state-machine.js";
 export {
   defaultKvLimits,
   type KvLimits,
@@ -32,3 +41,14 @@ export {
   parseKvLimits,
 } from "./limits.js";
 export { KvSnapshotError, SNAPSHOT_FORMAT_VERSION } from "./snapshot-frames.js";
+export type {
+  DeleteRangeCommand,
+  LeaseGrantCommand,
+  LeaseKeepAliveCommand,
+  LeaseRevokeCommand,
+  StoreCommand,
+  TickCommand,
+  TxnCommand,
+  TxnCompare,
+  TxnOp,
+} from "./store-commands.js";

@@ -237,10 +237,30 @@ describe("kv snapshot formats", () => {
     // 500 ms after the last stamp: log time advances by 500, and the key answers its retry.
     expect(apply(sm, 5, retry, 7500)).toEqual({ ok: true, revision: 2 });
     expect(sm.logTimeMs).toBe(7500);
-    // Written again, it is format 2, and restores to the same state.
+    // Written again, it is the current format, and restores to the same state.
     const again = await restored(await collect(sm.snapshot()));
     expect(again.stateHash()).toBe(sm.stateHash());
-    expect((await collect(sm.snapshot()))[0]![7]).toBe(2);
+    expect((await collect(sm.snapshot()))[0]![7]).toBe(3);
+  });
+
+  // Written by the format 2 code: a put of "a" (1000 ms), of "b" with idempotency key "k1"
+  // (2000 ms), and a delete of "a" in session "c" (2500 ms).
+  const FORMAT_2 =
+    "4241544f4e4b56020000001398a668656164657203cd05dc03010101cd09c40000000d92a46461746193a162" +
+    "c40132020000001692a873657373696f6e7394a16301cd05dc92a26f6b030000002392ab6964656d706f7465" +
+    "6e637995a26b31ce74db7b92ce47791193cd03e892a26f6b020000001692a3656e64b0616565666134643031" +
+    "66626138303136";
+
+  it("snapshot: a format 2 snapshot is read, with no leases and its term unknown", async () => {
+    const bytes = Uint8Array.from(Buffer.from(FORMAT_2, "hex"));
+    const sm = await restored([bytes]);
+    expect(sm.get("b")).toEqual({ value: text("2"), revision: 2 });
+    expect(sm.get("a")).toBeNull();
+    expect(sm.leaseCount).toBe(0);
+    const retry = { type: "put", key: "b", value: text("2"), idempotencyKey: "k1" } as const;
+    expect(apply(sm, 4, retry, 3000)).toEqual({ ok: true, revision: 2 });
+    const again = await restored(await collect(sm.snapshot()));
+    expect(again.stateHash()).toBe(sm.stateHash());
   });
 
   it("snapshot: the synchronous chunks are the streamed bytes, and restore from them", async () => {
@@ -288,11 +308,11 @@ describe("kv snapshot validation", () => {
     apply(target, 1, { type: "put", key: "kept", value: text("v") });
     const hash = target.stateHash();
     const version = bytes.slice();
-    version[7] = 3;
+    version[7] = 4;
     const cases: [Uint8Array[], RegExp][] = [
       [[], /ends before the preamble/],
       [[text("{ not a snapshot }")], /not a Baton key-value snapshot/],
-      [[version], /format version 3 is not supported \(this node reads 1 and 2\)/],
+      [[version], /format version 4 is not supported \(this node reads 1 to 3\)/],
       [[bytes.subarray(0, bytes.byteLength - 3)], /ends inside a frame/],
       [[bytes.subarray(0, 8)], /end frame is missing/],
     ];
@@ -338,8 +358,35 @@ describe("kv convergence", () => {
       options.session = { clientId, seq };
     }
     if (random(3) === 0) options.idempotencyKey = `i${random(10)}`;
-    if (random(3) === 0) return { type: "delete", key, ...options };
     const value = new Uint8Array(random(40)).fill(random(256));
+    // The store's other commands, a few times in twenty; lease ids are small log indexes,
+    // so some name a lease that is held and some one that is not.
+    const { ifRevision: _, ...unconditional } = options;
+    switch (random(20)) {
+      case 0:
+        return { type: "delete_range", prefix: `k${random(2)}`, ...unconditional };
+      case 1:
+        return { type: "lease_grant", ttlMs: 100 + random(400), ...unconditional };
+      case 2:
+        return { type: "lease_revoke", id: 1 + random(60), ...unconditional };
+      case 3:
+        return { type: "lease_keepalive", id: 1 + random(60), ...unconditional };
+      case 4:
+        return { type: "put", key, value, lease: 1 + random(60), ...options };
+      case 5: {
+        const put = { type: "put", key: `k${random(12)}`, value } as const;
+        return {
+          type: "txn",
+          compare: [{ key, target: "exists", exists: random(2) === 0 }],
+          success: [random(2) === 0 ? put : { ...put, lease: 1 + random(60) }],
+          failure: [{ type: "delete", key }],
+          ...unconditional,
+        };
+      }
+      case 6:
+        return { type: "tick" };
+    }
+    if (random(3) === 0) return { type: "delete", key, ...options };
     return { type: "put", key, value, ...options };
   }
 
@@ -365,26 +412,28 @@ describe("kv convergence", () => {
       const random = prng(seed);
       const seqs = new Map<string, number>();
       const [a, b] = [machine(LIMITS), machine(LIMITS)];
-      const log: { command: Uint8Array; time: number }[] = [];
+      const log: { command: Uint8Array; time: number; term: number }[] = [];
       const open: OpenSnapshot[] = [];
       // Restores a snapshot of `a`, replays the log after it, and compares with `b`.
       const check = async (snapshot: OpenSnapshot, now: number) => {
         const copy = machine(LIMITS);
         await copy.restore(stream(snapshot.chunks));
         for (let index = snapshot.at + 1; index <= now; index++) {
-          const { command, time } = log[index - 1]!;
-          copy.apply(command, { index, term: 1, time });
+          const { command, time, term } = log[index - 1]!;
+          copy.apply(command, { index, term, time });
         }
         const where = `seed ${seed}, snapshot at ${snapshot.at}, checked at ${now}`;
         expect(copy.stateHash(), where).toBe(b.stateHash());
       };
       let time = 0;
+      let term = 1;
       for (let index = 1; index <= 300; index++) {
         // Log time mostly moves on, sometimes jumps, sometimes goes back (a new master).
         time = Math.max(0, time + [0, 7, 13, 400, -50][random(5)]!);
+        if (random(40) === 0) term++;
         const command = encodeCommand(randomCommand(random, seqs));
-        log.push({ command, time });
-        const context = { index, term: 1, time };
+        log.push({ command, time, term });
+        const context = { index, term, time };
         const result = a.apply(command, context);
         expect(result, `seed ${seed}, index ${index}`).toEqual(b.apply(command, context));
         if (random(30) === 0) {

@@ -3,10 +3,11 @@
  *
  * Frames, in order (each a MessagePack array; see `snapshot-frames.ts` for the framing):
  *   ["header", revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount,
- *    stampMs]                                         (format 1 has no stampMs)
- *   ["data", [key, value, revision, …]]                                   zero or more
+ *    stampMs, term, leaseCount]   (format 1 ends before stampMs, format 2 before term)
+ *   ["data", [key, value, revision, lease, …]]        zero or more (format 1, 2: no lease)
  *   ["sessions", [clientId, lastSeq, timeMs, result, …]]                  zero or more
  *   ["idempotency", [key, fingerprintHi, fingerprintLo, timeMs, result, …]] zero or more
+ *   ["leases", [id, ttlMs, expiresAtMs, …]]             zero or more, by id (format 3)
  *   ["end", stateHash]
  * Sessions and idempotency keys appear oldest first, the order that decides expiry; keys
  * appear in no particular order. The end frame carries the digest of the whole state, so
@@ -42,6 +43,7 @@ import {
   type SessionRecord,
   stateDigest,
 } from "./kv-state.js";
+import type { Lease } from "./lease-table.js";
 import type { KvLimits } from "./limits.js";
 import {
   FrameReader,
@@ -91,6 +93,8 @@ export interface SnapshotSource {
   /** Copies of the tables (their entries are immutable), oldest first. */
   readonly sessions: readonly [string, ExpiringSlot<SessionRecord>][];
   readonly idempotency: readonly [string, ExpiringSlot<IdempotencyRecord>][];
+  /** Copies of the leases as [id, ttlMs, expiresAtMs], by id. */
+  readonly leases: readonly (readonly [number, number, number])[];
   readonly cursor: SnapshotCursor;
 }
 
@@ -121,6 +125,8 @@ export function* writeSnapshotChunks(
     source.sessions.length,
     source.idempotency.length,
     meta.stampMs,
+    meta.term,
+    source.leases.length,
   ]);
   const frameBytesTarget = Math.min(DATA_FRAME_BYTES_TARGET, chunkBytesMax);
   let dataDigest = ZERO_DIGEST;
@@ -128,8 +134,8 @@ export function* writeSnapshotChunks(
   let batch: unknown[] = [];
   let batchBytes = 0;
   for (const entry of readDataAsOfSnapshot(source)) {
-    const [key, { value, revision }] = entry;
-    batch.push(key, value, revision);
+    const [key, { value, revision, lease }] = entry;
+    batch.push(key, value, revision, lease);
     batchBytes += key.length * 3 + value.byteLength + 24;
     dataDigest = addDigests(dataDigest, dataEntryDigest(key, entry[1]));
     dataCount++;
@@ -155,7 +161,20 @@ export function* writeSnapshotChunks(
     timeMs,
     resultToWire(value.result),
   ]);
-  const digest = stateDigest(meta, dataCount, dataDigest, source.sessions, source.idempotency);
+  for (let start = 0; start < source.leases.length; start += TABLE_FRAME_COUNT_MAX) {
+    writer.frame(["leases", source.leases.slice(start, start + TABLE_FRAME_COUNT_MAX).flat()]);
+    yield* writer.chunks(false);
+  }
+  const leases = source.leases.map(([id, ttlMs, expiresAtMs]) => ({ id, ttlMs, expiresAtMs }));
+  const digest = stateDigest(
+    meta,
+    dataCount,
+    dataDigest,
+    source.sessions,
+    source.idempotency,
+    3,
+    leases as Lease[],
+  );
   writer.frame(["end", formatDigest(digest)]);
   yield* writer.chunks(true);
 }
@@ -198,7 +217,7 @@ function* writeTableFrames<V>(
   }
 }
 
-const SECTIONS = ["header", "data", "sessions", "idempotency", "end"] as const;
+const SECTIONS = ["header", "data", "sessions", "idempotency", "leases", "end"] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Header {
@@ -206,6 +225,7 @@ interface Header {
   readonly keyCount: number;
   readonly sessionCount: number;
   readonly idempotencyCount: number;
+  readonly leaseCount: number;
 }
 
 /** Restoration in progress: the state being built and what the header promised. */
@@ -255,7 +275,7 @@ class SnapshotReader {
     this.restoring = {
       state: createKvState(limits),
       allocatePosition,
-      format: 2,
+      format: 3,
       header: null,
       dataDigest: ZERO_DIGEST,
       endDigest: null,
@@ -264,7 +284,7 @@ class SnapshotReader {
 
   push(chunk: Uint8Array): void {
     for (const frame of this.frames.push(chunk)) {
-      this.restoring.format = this.frames.version ?? 2;
+      this.restoring.format = this.frames.version ?? 3;
       this.frame(frame);
     }
   }
@@ -278,7 +298,7 @@ class SnapshotReader {
   }
 
   private frame(frame: unknown): void {
-    const headerFields = this.restoring.format === 1 ? 6 : 7;
+    const headerFields = [0, 6, 7, 9][this.restoring.format]!;
     if (
       !Array.isArray(frame) ||
       frame.length !== 2 + (frame[0] === "header" ? headerFields - 1 : 0)
@@ -290,6 +310,9 @@ class SnapshotReader {
     if (index < 0) throw new KvSnapshotError(`unknown frame tag ${String(frame[0])}`);
     if (sectionIndex === SECTIONS.length - 1) throw new KvSnapshotError("frames after the end");
     if (sectionIndex < 0 && index !== 0) throw new KvSnapshotError("the header is not first");
+    if (SECTIONS[index] === "leases" && this.restoring.format < 3) {
+      throw new KvSnapshotError(`format ${this.restoring.format} has no leases`);
+    }
     if (index < sectionIndex || (index === 0 && sectionIndex === 0)) {
       throw new KvSnapshotError(`frame ${SECTIONS[index]} out of order`);
     }
@@ -313,39 +336,61 @@ function readFrame(restoring: Restoring, section: Section, frame: unknown[]): vo
   if (!Array.isArray(items)) throw new KvSnapshotError(`a ${section} frame holds no array`);
   if (section === "data") readDataItems(restoring, items);
   else if (section === "sessions") readSessionItems(restoring, items);
+  else if (section === "leases") readLeaseItems(restoring, items);
   else readIdempotencyItems(restoring, items);
 }
 
 function readHeader(frame: unknown[], format: SnapshotFormatVersion): Header {
   const fields = frame.slice(1);
   if (!fields.every(isCount)) throw new KvSnapshotError("header fields are not counts");
-  const [revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount, stampMs] =
-    fields as number[];
+  const [
+    revision,
+    clockMs,
+    lastIndex,
+    keyCount,
+    sessionCount,
+    idempotencyCount,
+    stampMs,
+    term,
+    leaseCount,
+  ] = fields as number[];
   if (revision! > lastIndex!) throw new KvSnapshotError("header revision is past its last index");
   // Format 1's log time was the largest stamp seen, so it is the stamp to advance from.
   const stamp = format === 1 ? clockMs! : stampMs!;
   return {
-    meta: { revision: revision!, clockMs: clockMs!, stampMs: stamp, lastIndex: lastIndex! },
+    meta: {
+      revision: revision!,
+      clockMs: clockMs!,
+      stampMs: stamp,
+      lastIndex: lastIndex!,
+      // Before format 3 the term was not kept: the next command's term renews the leases,
+      // of which there are none.
+      term: term ?? 0,
+    },
     keyCount: keyCount!,
     sessionCount: sessionCount!,
     idempotencyCount: idempotencyCount!,
+    leaseCount: leaseCount ?? 0,
   };
 }
 
 function readDataItems(restoring: Restoring, items: unknown[]): void {
   const { state, header } = restoring;
   assert(header !== null, "the header is read first");
-  if (items.length % 3 !== 0) throw new KvSnapshotError("a data frame is cut mid-entry");
-  for (let i = 0; i < items.length; i += 3) {
-    const [key, value, revision] = items.slice(i, i + 3);
+  const width = restoring.format < 3 ? 3 : 4;
+  if (items.length % width !== 0) throw new KvSnapshotError("a data frame is cut mid-entry");
+  for (let i = 0; i < items.length; i += width) {
+    const [key, value, revision, lease = 0] = items.slice(i, i + width);
     if (typeof key !== "string") throw new KvSnapshotError("a key is not a string");
     if (!(value instanceof Uint8Array)) throw new KvSnapshotError(`value of ${key} is not bytes`);
     if (!isCount(revision) || revision < 1 || revision > header.meta.revision) {
       throw new KvSnapshotError(`revision of ${key} is outside 1..${header.meta.revision}`);
     }
     if (state.data.has(key)) throw new KvSnapshotError(`key ${key} appears twice`);
+    if (!isCount(lease)) throw new KvSnapshotError(`lease of ${key} is not a lease id`);
     const plain = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    const entry = { value: plain, revision, position: restoring.allocatePosition() };
+    const position = restoring.allocatePosition();
+    const entry = { value: plain, revision, position, lease };
     state.data.set(key, entry);
     restoring.dataDigest = addDigests(restoring.dataDigest, dataEntryDigest(key, entry));
   }
@@ -388,6 +433,24 @@ function readIdempotencyItems(restoring: Restoring, items: unknown[]): void {
   }
 }
 
+function readLeaseItems(restoring: Restoring, items: unknown[]): void {
+  const { leases, lastIndex } = restoring.state;
+  if (items.length % 3 !== 0) throw new KvSnapshotError("a leases frame is cut mid-entry");
+  let previous = 0;
+  for (const lease of leases.values()) previous = lease.id;
+  for (let i = 0; i < items.length; i += 3) {
+    const [id, ttlMs, expiresAtMs] = items.slice(i, i + 3);
+    if (!isCount(id) || id <= previous || id > lastIndex) {
+      throw new KvSnapshotError(`lease ${String(id)} is out of order or past the last index`);
+    }
+    if (!isCount(ttlMs) || ttlMs < 1 || !isCount(expiresAtMs)) {
+      throw new KvSnapshotError(`lease ${id} has a bad time to live or deadline`);
+    }
+    leases.grant(id, ttlMs, expiresAtMs);
+    previous = id;
+  }
+}
+
 /** A table entry's time, which must not be later than the log clock it was stamped from. */
 function checkTableTime(state: KvState, timeMs: unknown, what: string): number {
   if (!isCount(timeMs) || timeMs > state.clockMs) {
@@ -403,6 +466,7 @@ function finishRestore(restoring: Restoring): KvState {
     ["keys", state.data.size, header.keyCount],
     ["sessions", state.sessions.size, header.sessionCount],
     ["idempotency keys", state.idempotency.size, header.idempotencyCount],
+    ["leases", state.leases.size, header.leaseCount],
   ];
   for (const [what, actual, promised] of counts) {
     if (actual !== promised) {
@@ -417,12 +481,29 @@ function finishRestore(restoring: Restoring): KvState {
       state.sessions.entries(),
       state.idempotency.entries(),
       restoring.format,
+      state.leases.values(),
     ),
   );
   if (digest !== endDigest) {
     throw new KvSnapshotError(`state digest ${digest} differs from the recorded ${endDigest}`);
   }
+  attachLeasedKeys(state);
   return state;
+}
+
+/** Rebuilds each lease's key set from the keys' leases; a key's lease must be held. */
+function attachLeasedKeys(state: KvState): void {
+  const keys: string[] = [];
+  for (const [key, entry] of state.data) if (entry.lease !== 0) keys.push(key);
+  // Sorted, so that a lease's keys are in the same order on every node however it got here.
+  keys.sort();
+  for (const key of keys) {
+    const id = state.data.get(key)!.lease;
+    const lease = state.leases.get(id);
+    if (lease === undefined) throw new KvSnapshotError(`key ${key} names lease ${id}, not held`);
+    lease.keys.add(key);
+  }
+  state.leases.loaded();
 }
 
 function isCount(value: unknown): value is number {

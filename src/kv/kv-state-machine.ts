@@ -1,8 +1,15 @@
 /**
  * The built-in replicated key-value and session store: Baton's `StateMachine` for the
- * server's HTTP API. It applies put and delete commands (with compare-and-set), answers
- * reads for the runtime, deduplicates retried requests through client sessions (Raft
- * dissertation §6.3) and idempotency keys, and streams and restores snapshots.
+ * server's HTTP API. It applies put and delete commands (with compare-and-set), prefix
+ * deletes, transactions and leases, answers reads (single keys and ordered ranges) for the
+ * runtime, keeps the recent changes for watches, deduplicates retried requests through
+ * client sessions (Raft dissertation §6.3) and idempotency keys, and streams and restores
+ * snapshots.
+ *
+ * Leases end by log time too: a lease's deadline is log time plus its time to live, and a
+ * command of a later term than the last one gives every lease its full time to live again,
+ * because a new master cannot know how much of it passed under the old one. The master
+ * proposes ticks while leases are held, so log time keeps moving when nobody writes.
  *
  * It must be purely deterministic: what `apply` does depends only on the state, the
  * command bytes and the apply context. Every table expires entries in an order fixed by
@@ -28,6 +35,7 @@
 
 import { assert } from "../shared/assert.js";
 import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
+import { ChangeHistory, type ChangeListener, type KvChange } from "./change-history.js";
 import {
   commandFingerprint,
   decodeCommand,
@@ -35,10 +43,10 @@ import {
   type KvCommand,
   type KvCommandProblem,
   type KvResult,
-  type KvTable,
   validateCommand,
 } from "./commands.js";
 import { type Digest64, formatDigest } from "./hash64.js";
+import { KeyIndex } from "./key-index.js";
 import {
   preserveForSnapshot,
   readSnapshot,
@@ -49,7 +57,9 @@ import {
   writeSnapshotChunks,
 } from "./kv-snapshot.js";
 import { createKvState, type DataEntry, digestKvState, type KvState } from "./kv-state.js";
+import type { Lease } from "./lease-table.js";
 import { defaultKvLimits, isValidKvLimits, type KvLimits } from "./limits.js";
+import type { DeleteRangeCommand, TxnCommand, TxnCompare, TxnOp } from "./store-commands.js";
 
 /** What a read returns: the stored bytes and the revision that wrote them. */
 export interface KvEntry {
@@ -58,6 +68,39 @@ export interface KvEntry {
   /** Log index of the command that last modified the key. */
   readonly revision: number;
 }
+
+/** One key of a range read. */
+export interface KvRangeItem extends KvEntry {
+  readonly key: string;
+}
+
+export interface KvRangeOptions {
+  /** List only keys that start with this ("" for all). */
+  readonly prefix: string;
+  /** List only keys after this one (a continuation); null to start at the prefix. */
+  readonly after: string | null;
+  /** Most keys listed, at least 1. */
+  readonly limit: number;
+  /**
+   * Stop before a key whose value would take the page past this many bytes of values
+   * (the first key is always listed). Infinity for no bound.
+   */
+  readonly valueBytesMax: number;
+}
+
+/** A page of a range read, consistent at `revision`. */
+export interface KvRange {
+  /** The store's revision the page was read at. */
+  readonly revision: number;
+  readonly items: readonly KvRangeItem[];
+  /** Whether keys after the last one listed match too (read them with `after`). */
+  readonly more: boolean;
+}
+
+/** A watch that started: the changes already held, and how to stop the live ones. */
+export type KvWatchStart =
+  | { readonly ok: true; readonly backlog: readonly KvChange[]; readonly cancel: () => void }
+  | { readonly ok: false; readonly startRevision: number };
 
 const NOT_FOUND = freezeResult({ ok: false, code: "not_found" });
 const SESSION_EXPIRED = freezeResult({ ok: false, code: "session_expired" });
@@ -74,10 +117,16 @@ export class KvStateMachine implements StateMachine<KvResult> {
   private nextPosition = 1;
   /** True while `restore` reads its stream; an `apply` then would be silently lost. */
   private restoring = false;
+  /** The keys in order, for range reads (local, rebuilt on restore). */
+  private keyIndex: KeyIndex;
+  /** Recent changes, for watches (local, started over on restore). */
+  private readonly history: ChangeHistory;
 
   constructor(readonly limits: KvLimits = defaultKvLimits()) {
     assert(isValidKvLimits(limits), "limits must be positive integers (use parseKvLimits)");
     this.state = createKvState(limits);
+    this.keyIndex = this.newKeyIndex();
+    this.history = new ChangeHistory(limits.watchHistoryCountMax, limits.watchHistoryBytesMax);
   }
 
   /** Number of keys. */
@@ -105,6 +154,21 @@ export class KvStateMachine implements StateMachine<KvResult> {
     return this.state.clockMs;
   }
 
+  /** Number of leases held. */
+  get leaseCount(): number {
+    return this.state.leases.size;
+  }
+
+  /** The oldest revision a watch may start from; older ones are compacted. */
+  get watchStartRevision(): number {
+    return this.history.startRevision;
+  }
+
+  /** Number of watches subscribed to live changes. */
+  get watchCount(): number {
+    return this.history.listenerCount;
+  }
+
   /** Number of snapshots whose streams are still open (each costs copy-on-write work). */
   get activeSnapshotCount(): number {
     return this.snapshots.size;
@@ -122,6 +186,48 @@ export class KvStateMachine implements StateMachine<KvResult> {
   }
 
   /**
+   * A page of keys in order, read from this node's state as it is now: consistent at one
+   * revision, since nothing is applied while it is read. Linearizable when the caller has
+   * passed a read barrier first, like `get`.
+   */
+  range(options: KvRangeOptions): KvRange {
+    const { data } = this.state;
+    let valueBytes = 0;
+    let listed = 0;
+    const accept = (key: string): boolean => {
+      valueBytes += data.get(key)!.value.byteLength;
+      // The first key is listed whatever its size, so that every page makes progress.
+      return listed++ === 0 || valueBytes <= options.valueBytesMax;
+    };
+    const { prefix, after, limit } = options;
+    const { keys, more } = this.keyIndex.scan(prefix, after, limit, accept);
+    const items = keys.map((key) => {
+      const entry = data.get(key)!;
+      return { key, value: entry.value, revision: entry.revision };
+    });
+    return { revision: this.state.revision, items, more };
+  }
+
+  /** The lease `id` with its time to live and log time left, or null when not held. */
+  lease(id: number): { id: number; ttlMs: number; remainingMs: number; keys: number } | null {
+    const lease = this.state.leases.get(id);
+    if (lease === undefined) return null;
+    const remainingMs = Math.max(0, lease.expiresAtMs - this.state.clockMs);
+    return { id, ttlMs: lease.ttlMs, remainingMs, keys: lease.keys.size };
+  }
+
+  /**
+   * Starts a watch of every change from `fromRevision` on: the changes already held come
+   * back at once as `backlog`, later ones reach `listener` as they are applied. Fails with
+   * the oldest revision held when `fromRevision` is older (compacted).
+   */
+  watch(fromRevision: number, listener: ChangeListener): KvWatchStart {
+    const backlog = this.history.since(fromRevision);
+    if (backlog === null) return { ok: false, startRevision: this.history.startRevision };
+    return { ok: true, backlog, cancel: this.history.subscribe(listener) };
+  }
+
+  /**
    * Applies one committed command. `context.index` must grow from call to call (anything
    * else is a bug in the runtime); `context.time` is rounded down to whole milliseconds
    * (a time before 0 counts as 0) and advances log time by its difference from the
@@ -129,6 +235,14 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * an `invalid_command` result.
    */
   apply(command: Uint8Array, context: ApplyContext): KvResult {
+    try {
+      return this.applyCommand(command, context);
+    } finally {
+      this.history.flush();
+    }
+  }
+
+  private applyCommand(command: Uint8Array, context: ApplyContext): KvResult {
     const { state } = this;
     assert(Number.isSafeInteger(context.index), "index must be an integer");
     assert(context.index > state.lastIndex, "commands must be applied once, in log order");
@@ -143,6 +257,13 @@ export class KvStateMachine implements StateMachine<KvResult> {
     state.lastIndex = context.index;
     state.sessions.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
     state.idempotency.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
+    if (context.term > state.term) {
+      // A new master: it cannot know how long its predecessor's leases had left, so every
+      // lease gets its full time to live again (as etcd does).
+      state.term = context.term;
+      state.leases.renewAll(state.clockMs);
+    }
+    this.expireLeases(context.index);
     const decoded = decodeCommand(command);
     if (!decoded.ok) return invalid(decoded.problem);
     const problem = validateCommand(decoded.command, this.limits);
@@ -195,11 +316,13 @@ export class KvStateMachine implements StateMachine<KvResult> {
         clockMs: state.clockMs,
         stampMs: state.stampMs,
         lastIndex: state.lastIndex,
+        term: state.term,
       },
       data: state.data,
       dataCount: state.data.size,
       sessions: Array.from(state.sessions.entries()),
       idempotency: Array.from(state.idempotency.entries()),
+      leases: Array.from(state.leases.values(), (l) => [l.id, l.ttlMs, l.expiresAtMs] as const),
       cursor,
     };
   }
@@ -220,7 +343,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     }
     // Snapshots still streaming keep reading the old state, which nothing changes any more.
     this.snapshots.clear();
-    this.state = restored;
+    this.replaceState(restored);
   }
 
   /**
@@ -231,7 +354,20 @@ export class KvStateMachine implements StateMachine<KvResult> {
     assert(!this.restoring, "a restore while another replaces the state");
     const restored = readSnapshotChunks(chunks, this.limits, () => this.nextPosition++);
     this.snapshots.clear();
+    this.replaceState(restored);
+  }
+
+  /** Swaps in a restored state and rebuilds what is derived from it. */
+  private replaceState(restored: KvState): void {
     this.state = restored;
+    this.keyIndex = this.newKeyIndex();
+    for (const key of restored.data.keys()) this.keyIndex.insert(key);
+    // No change between the restored revision and its last index touched a key.
+    this.history.reset(restored.revision + 1);
+  }
+
+  private newKeyIndex(): KeyIndex {
+    return new KeyIndex((key) => this.state.data.has(key));
   }
 
   /**
@@ -302,7 +438,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * to retry when the oldest entry expires, but within one log-time step at most: when
    * nothing else is written, the retries are what move log time on.
    */
-  private tableFull(table: KvTable): KvResult {
+  private tableFull(table: "sessions" | "idempotency"): KvResult {
     const { clockMs } = this.state;
     const expiryMs = this.state[table].oldestExpiryMs();
     assert(expiryMs !== null && expiryMs > clockMs, "a full table holds a live entry");
@@ -310,8 +446,37 @@ export class KvStateMachine implements StateMachine<KvResult> {
     return freezeResult({ ok: false, code: "table_full", table, retryAfterMs });
   }
 
-  /** Applies a put or delete to the keys, honouring `ifRevision`. */
+  /** Carries out a command that is new (not a retry). */
   private execute(command: KvCommand, index: number): KvResult {
+    switch (command.type) {
+      case "put":
+      case "delete":
+        return this.executeKey(command, index);
+      case "delete_range":
+        return this.deleteRange(command, index);
+      case "txn":
+        return this.executeTxn(command, index);
+      case "lease_grant":
+        return this.grantLease(command.ttlMs, index);
+      case "lease_keepalive": {
+        const lease = this.state.leases.get(command.id);
+        if (lease === undefined) return leaseNotFound(command.id);
+        this.state.leases.renew(lease, this.state.clockMs);
+        return this.leaseResult(lease);
+      }
+      case "lease_revoke": {
+        const lease = this.state.leases.get(command.id);
+        if (lease === undefined) return leaseNotFound(command.id);
+        this.endLease(lease, index);
+        return freezeResult({ ok: true, revision: this.state.revision });
+      }
+      case "tick":
+        return freezeResult({ ok: true, revision: this.state.revision });
+    }
+  }
+
+  /** Applies a put or delete to the keys, honouring `ifRevision`. */
+  private executeKey(command: KvCommand & { type: "put" | "delete" }, index: number): KvResult {
     const { data } = this.state;
     const current = data.get(command.key);
     const currentRevision = current?.revision ?? 0;
@@ -325,16 +490,122 @@ export class KvStateMachine implements StateMachine<KvResult> {
     if (ifRevision !== undefined && ifRevision !== currentRevision) {
       return preconditionFailed(currentRevision);
     }
-    if (current !== undefined) this.preserve(command.key, current);
     if (command.type === "put") {
-      // A replaced key keeps its position, so it stays where a snapshot expects it.
-      const position = current?.position ?? this.nextPosition++;
-      data.set(command.key, { value: command.value, revision: index, position });
+      const lease = command.lease ?? 0;
+      if (lease !== 0 && this.state.leases.get(lease) === undefined) return leaseNotFound(lease);
+      this.setKey(command.key, command.value, lease, index);
     } else {
-      data.delete(command.key);
+      this.removeKey(command.key, index);
     }
-    this.state.revision = index;
     return freezeResult({ ok: true, revision: index });
+  }
+
+  /** Deletes every key under the prefix, in key order, at one revision. */
+  private deleteRange(command: DeleteRangeCommand, index: number): KvResult {
+    const { keys } = this.keyIndex.scan(command.prefix, null, Number.MAX_SAFE_INTEGER, () => true);
+    for (const key of keys) this.removeKey(key, index);
+    return freezeResult({ ok: true, revision: this.state.revision, deleted: keys.length });
+  }
+
+  /**
+   * Compares, then applies one branch, at one revision. A branch that names a lease not
+   * held fails as a whole before it changes anything, so a transaction is all or nothing.
+   */
+  private executeTxn(command: TxnCommand, index: number): KvResult {
+    const succeeded = command.compare.every((compare) => this.holds(compare));
+    const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;
+    for (const op of ops) {
+      if (op.type === "put" && op.lease !== undefined && !this.state.leases.get(op.lease)) {
+        return leaseNotFound(op.lease);
+      }
+    }
+    for (const op of ops) {
+      if (op.type === "put") this.setKey(op.key, op.value, op.lease ?? 0, index);
+      else if (this.state.data.has(op.key)) this.removeKey(op.key, index);
+    }
+    return freezeResult({ ok: true, revision: this.state.revision, succeeded });
+  }
+
+  private holds(compare: TxnCompare): boolean {
+    const entry = this.state.data.get(compare.key);
+    switch (compare.target) {
+      case "revision":
+        return (entry?.revision ?? 0) === compare.revision;
+      case "exists":
+        return (entry !== undefined) === compare.exists;
+      case "value":
+        return entry !== undefined && equalBytes(entry.value, compare.value);
+    }
+  }
+
+  /** Grants lease `index` (a lease's id is the log index that granted it). */
+  private grantLease(ttlMs: number, index: number): KvResult {
+    const { leases, clockMs } = this.state;
+    if (leases.size >= this.limits.leaseCountMax) {
+      const earliest = leases.earliestExpiryMs();
+      assert(earliest !== null, "a full lease table holds a lease");
+      const retryAfterMs = Math.min(Math.max(earliest - clockMs, 1), this.limits.logTimeStepMsMax);
+      return freezeResult({ ok: false, code: "table_full", table: "leases", retryAfterMs });
+    }
+    return this.leaseResult(leases.grant(index, ttlMs, clockMs + ttlMs));
+  }
+
+  private leaseResult(lease: Lease): KvResult {
+    const summary = Object.freeze({ id: lease.id, ttlMs: lease.ttlMs });
+    return freezeResult({ ok: true, revision: this.state.revision, lease: summary });
+  }
+
+  /** Ends the leases whose deadline has passed in log time, deleting their keys. */
+  private expireLeases(index: number): void {
+    const due = this.state.leases.due(this.state.clockMs, this.limits.leaseExpiryCountMaxPerApply);
+    for (const lease of due) this.endLease(lease, index);
+  }
+
+  /** Removes a lease and deletes its keys, in key order. */
+  private endLease(lease: Lease, index: number): void {
+    const keys = [...lease.keys].sort();
+    for (const key of keys) this.removeKey(key, index);
+    assert(lease.keys.size === 0, "a lease ends with no keys");
+    this.state.leases.remove(lease.id);
+  }
+
+  /** Sets a key (new or replaced) at revision `index`, moving it to lease `lease` (0: none). */
+  private setKey(key: string, value: Uint8Array, lease: number, index: number): void {
+    const { data, leases } = this.state;
+    const current = data.get(key);
+    if (current !== undefined) {
+      this.preserve(key, current);
+      if (current.lease !== 0 && current.lease !== lease)
+        leases.get(current.lease)!.keys.delete(key);
+    } else {
+      this.keyIndex.insert(key);
+    }
+    if (lease !== 0) {
+      const held = leases.get(lease);
+      assert(held !== undefined, "a key is attached to a lease that is held");
+      held.keys.add(key);
+    }
+    // A replaced key keeps its position, so it stays where a snapshot expects it.
+    const position = current?.position ?? this.nextPosition++;
+    data.set(key, { value, revision: index, position, lease });
+    this.state.revision = index;
+    this.history.record({ type: "put", key, value, revision: index });
+  }
+
+  /** Deletes a key that exists at revision `index`. */
+  private removeKey(key: string, index: number): void {
+    const { data, leases } = this.state;
+    const current = data.get(key);
+    assert(current !== undefined, "deleting a key that exists");
+    this.preserve(key, current);
+    if (current.lease !== 0) {
+      const held = leases.get(current.lease);
+      assert(held?.keys.delete(key) === true, "a leased key is in its lease");
+    }
+    data.delete(key);
+    this.keyIndex.remove();
+    this.state.revision = index;
+    this.history.record({ type: "delete", key, value: null, revision: index });
   }
 
   /** Copy-on-write: hands the entry about to change to every snapshot that still needs it. */
@@ -344,7 +615,18 @@ export class KvStateMachine implements StateMachine<KvResult> {
 }
 
 function invalid(problem: KvCommandProblem): KvResult {
-  return freezeResult({ ok: false, code: "invalid_command", ...problem });
+  const { reason, message } = problem;
+  return freezeResult({ ok: false, code: "invalid_command", reason, message });
+}
+
+function leaseNotFound(leaseId: number): KvResult {
+  return freezeResult({ ok: false, code: "lease_not_found", leaseId });
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function preconditionFailed(currentRevision: number): KvResult {

@@ -3,7 +3,8 @@
  * lifetime of the client-session and idempotency tables (the exactly-once window), how
  * fast log time may advance, and the size of snapshot chunks.
  *
- * Every limit that changes what `apply` does (all but `snapshotChunkBytesMax`) is part of
+ * Every limit that changes what `apply` does (all but `snapshotChunkBytesMax` and the
+ * `watchHistory` bounds) is part of
  * the replicated behaviour: every node of a cluster must run with the same values, or the
  * replicas diverge. This file never reads configuration from anywhere; the runtime parses
  * it once with `parseKvLimits` and hands the frozen result to the state machine.
@@ -89,6 +90,47 @@ export interface KvLimits {
    * @default 1_048_576 (1 MiB)
    */
   readonly snapshotChunkBytesMax: number;
+  /**
+   * Most comparisons, and most operations in each branch, of one transaction.
+   * @default 128
+   */
+  readonly txnOpCountMax: number;
+  /**
+   * Most leases held at once; a grant beyond it is refused with `table_full` (503
+   * ERR_TABLE_FULL) until a lease ends.
+   * @default 100_000
+   */
+  readonly leaseCountMax: number;
+  /**
+   * Shortest lease time to live, in milliseconds of log time. Below a few seconds a lease
+   * would expire during an ordinary fail-over pause.
+   * @default 1_000
+   */
+  readonly leaseTtlMsMin: number;
+  /**
+   * Longest lease time to live, in milliseconds of log time.
+   * @default 604_800_000 (7 days)
+   */
+  readonly leaseTtlMsMax: number;
+  /**
+   * Most leases ended by expiry in one `apply` (each deletes its keys); the rest end in
+   * the following applies, so one command never pays for a large batch.
+   * @default 64
+   */
+  readonly leaseExpiryCountMaxPerApply: number;
+  /**
+   * Most changes the watch history keeps in memory on each node: a watch may start from
+   * any revision whose changes are all still held, and an older one is answered 410
+   * ERR_COMPACTED. Local to the node (not replicated), like `snapshotChunkBytesMax`.
+   * @default 100_000
+   */
+  readonly watchHistoryCountMax: number;
+  /**
+   * Most bytes of keys and values the watch history keeps; the oldest revisions are
+   * dropped first. Local to the node.
+   * @default 67_108_864 (64 MiB)
+   */
+  readonly watchHistoryBytesMax: number;
 }
 
 /** The default limits, frozen. */
@@ -105,6 +147,13 @@ export function defaultKvLimits(): KvLimits {
     logTimeStepMsMax: 1_000,
     expiryCountMaxPerApply: 64,
     snapshotChunkBytesMax: 1_048_576,
+    txnOpCountMax: 128,
+    leaseCountMax: 100_000,
+    leaseTtlMsMin: 1_000,
+    leaseTtlMsMax: 604_800_000,
+    leaseExpiryCountMaxPerApply: 64,
+    watchHistoryCountMax: 100_000,
+    watchHistoryBytesMax: 67_108_864,
   });
 }
 
@@ -140,6 +189,10 @@ export function parseKvLimits(input: Readonly<Record<string, unknown>> = {}): Pa
       errors.push(
         `logTimeStepMsMax: must be shorter than idempotencyWindowMs and sessionTtlMs, got ${logTimeStepMsMax}`,
       );
+    }
+    const { leaseTtlMsMin, leaseTtlMsMax } = merged as unknown as KvLimits;
+    if (leaseTtlMsMin > leaseTtlMsMax) {
+      errors.push(`leaseTtlMsMin: must not exceed leaseTtlMsMax, got ${leaseTtlMsMin}`);
     }
   }
   if (errors.length > 0) return { ok: false, errors };

@@ -16,12 +16,13 @@ import { kvPackr } from "./commands.js";
 
 /**
  * The version of the snapshot format that this code writes. Version 2 added the master's
- * last timestamp (`stampMs`) to the header; version 1 is still read.
+ * last timestamp (`stampMs`) to the header; version 3 added the term, the leases and each
+ * key's lease. Versions 1 and 2 are still read.
  */
-export const SNAPSHOT_FORMAT_VERSION = 2;
+export const SNAPSHOT_FORMAT_VERSION = 3;
 
 /** The snapshot format versions this code reads. */
-export type SnapshotFormatVersion = 1 | 2;
+export type SnapshotFormatVersion = 1 | 2 | 3;
 
 const MAGIC = [0x42, 0x41, 0x54, 0x4f, 0x4e, 0x4b, 0x56]; // "BATONKV"
 const PREAMBLE_BYTES = MAGIC.length + 1;
@@ -157,9 +158,9 @@ function checkPreamble(bytes: Uint8Array): SnapshotFormatVersion {
     if (bytes[i] !== MAGIC[i]) throw new KvSnapshotError("not a Baton key-value snapshot");
   }
   const version = bytes[MAGIC.length];
-  if (version !== 1 && version !== 2) {
+  if (version !== 1 && version !== 2 && version !== 3) {
     throw new KvSnapshotError(
-      `format version ${String(version)} is not supported (this node reads 1 and 2)`,
+      `format version ${String(version)} is not supported (this node reads 1 to 3)`,
     );
   }
   return version;

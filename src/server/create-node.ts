@@ -12,16 +12,21 @@ import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
+import { Prng } from "../core/prng.js";
 import type { Member } from "../protocol/messages.js";
 import { rethrowIfBug } from "../shared/assert.js";
+import type { Clock } from "../shared/clock.js";
 import type { StateMachine } from "../shared/state-machine.js";
+import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
-import { nodeFileSystem } from "../storage/file-system.js";
+import { type FileSystem, nodeFileSystem } from "../storage/file-system.js";
 import { IdentityStore } from "../storage/identity-store.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
 import type { OpenedStorage } from "../storage/storage.js";
+import type { StorageConfig } from "../storage/storage-config.js";
 import type { PeerTlsConfig } from "../transport/peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "../transport/tcp-transport.js";
+import type { Transport } from "../transport/transport.js";
 import { BatonNode } from "./node.js";
 import {
   advertisedHttpUrl,
@@ -44,31 +49,60 @@ export async function createNode(options: CreateNodeOptions): Promise<BatonNode>
 }
 
 /**
+ * What a node reaches the outside world through besides its transport: the real clock,
+ * file system and process in production, virtual ones in the simulator.
+ */
+export interface NodeSeams {
+  /** @default realClock */
+  readonly clock?: Clock;
+  /** The file system under the data directory. @default nodeFileSystem */
+  readonly fs?: FileSystem;
+  /** The process that locks the data directory. @default this process */
+  readonly lockHost?: LockHost;
+  /** Seeds the core's election jitter and a new member incarnation. @default a random seed */
+  readonly seed?: number;
+  /** Storage settings beyond the defaults (the simulator's small segments). @default none */
+  readonly storage?: Partial<StorageConfig>;
+}
+
+/**
  * Starts a node from a parsed configuration; storage errors name the file and what to do.
  * `transport` is made from the configuration unless given (the key-value server keeps its
- * own, to reload its certificates).
+ * own, to reload its certificates; the simulator passes its virtual network).
  */
 export async function startNode(
   config: NodeConfig,
   stateMachine: StateMachine,
   logger: Logger,
-  transport: TcpTransport = createTransport(config, logger),
+  transport: Transport = createTransport(config, logger),
+  seams: NodeSeams = {},
   joined: JoinedIdentity | null = null,
 ): Promise<BatonNode> {
+  const { clock, fs, lockHost, seed, storage } = seams;
   const opened =
-    config.dataDir === null ? await MemoryStorage.open() : await DiskStorage.open(config.dataDir);
+    config.dataDir === null
+      ? await MemoryStorage.open()
+      : await DiskStorage.open(config.dataDir, {
+          ...(fs === undefined ? {} : { fs }),
+          ...(clock === undefined ? {} : { clock }),
+          ...(lockHost === undefined ? {} : { lockHost }),
+          ...(storage === undefined ? {} : { config: storage }),
+        });
   try {
+    const draw =
+      seed === undefined
+        ? drawIncarnation
+        : () => new Prng(seed ^ 0x2545f491).int(1, MEMBER_INCARNATION_MAX);
     const identity =
-      config.dataDir === null ? null : await ensureIdentity(config.dataDir, opened, logger, joined);
-    const incarnation = identity?.identity()?.incarnation ?? drawIncarnation();
+      config.dataDir === null
+        ? null
+        : await ensureIdentity(config.dataDir, fs ?? nodeFileSystem, opened, logger, joined, draw);
+    const incarnation = identity?.identity()?.incarnation ?? draw();
+    const deps = { config, opened, transport, stateMachine, logger, incarnation, identity };
     return await BatonNode.start({
-      config,
-      opened,
-      transport,
-      stateMachine,
-      logger,
-      incarnation,
-      identity,
+      ...deps,
+      ...(clock === undefined ? {} : { clock }),
+      ...(seed === undefined ? {} : { seed }),
     });
   } catch (error) {
     await transport.close().catch(rethrowIfBug);
@@ -90,11 +124,13 @@ function drawIncarnation(): number {
  */
 async function ensureIdentity(
   dir: string,
+  fs: FileSystem,
   opened: OpenedStorage,
   logger: Logger,
   joined: JoinedIdentity | null,
+  draw: () => number,
 ): Promise<IdentityStore> {
-  const store = await IdentityStore.open(dir, nodeFileSystem);
+  const store = await IdentityStore.open(dir, fs);
   const known = store.identity();
   if (known !== null) {
     if (joined !== null && joined.incarnation !== known.incarnation) {
@@ -120,7 +156,7 @@ async function ensureIdentity(
     );
     return store;
   }
-  const incarnation = drawIncarnation();
+  const incarnation = draw();
   await store.save({ clusterId: null, incarnation, joinedConfig: null, appliedConfig: null });
   logger.info(
     { event: "identity", incarnation, upgraded: !empty },

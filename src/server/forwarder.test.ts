@@ -2,6 +2,7 @@ import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Entry, NodeId } from "../protocol/messages.js";
 import type { Role } from "../protocol/status.js";
+import { realClock } from "../shared/clock.js";
 import { BusyError, IndeterminateError, NoMasterError, TimeoutError } from "../shared/errors.js";
 import { FORWARD_HOLD_MS, Forwarder, type ForwarderHost } from "./forwarder.js";
 
@@ -19,6 +20,7 @@ interface Sent {
 class FakeHost implements ForwarderHost {
   readonly id = 2;
   readonly logger = pino({ level: "silent" });
+  readonly clock = realClock;
   readonly requestTimeoutMs = 5000;
   currentRole: Role = "backup";
   master: NodeId | null = 1;

@@ -28,12 +28,15 @@ import type {
 } from "../protocol/messages.js";
 import type { Role } from "../protocol/status.js";
 import { assert } from "../shared/assert.js";
+import type { Clock, Timer } from "../shared/clock.js";
 import { BusyError, IndeterminateError, NoMasterError, TimeoutError } from "../shared/errors.js";
 
 /** What the forwarder needs from its node. */
 export interface ForwarderHost {
   readonly id: NodeId;
   readonly logger: Logger;
+  /** Time and the requests' deadline timers. */
+  readonly clock: Clock;
   /** Each request's deadline, ms. */
   readonly requestTimeoutMs: number;
   role(): Role;
@@ -74,7 +77,7 @@ interface OutgoingProposal {
   refused: { readonly by: NodeId; readonly term: number } | null;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
 }
 
 type ReadState =
@@ -88,7 +91,7 @@ interface OutgoingRead {
   refused: { readonly by: NodeId; readonly term: number } | null;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
 }
 
 /** Forwards made, by kind, and how forwarded writes ended, for metrics. */
@@ -135,11 +138,14 @@ export class Forwarder {
     const requestId = this.nextRequestId++;
     this.counters.proposals++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.expireProposal(requestId), this.host.requestTimeoutMs);
+      const timer = this.host.clock.setTimeout(
+        () => this.expireProposal(requestId),
+        this.host.requestTimeoutMs,
+      );
       const proposal: OutgoingProposal = {
         requestId,
         data,
-        state: { kind: "held", since: performance.now() },
+        state: { kind: "held", since: this.host.clock.monotonicMs() },
         refused: null,
         resolve,
         reject,
@@ -156,10 +162,13 @@ export class Forwarder {
     const requestId = this.nextRequestId++;
     this.counters.reads++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.expireRead(requestId), this.host.requestTimeoutMs);
+      const timer = this.host.clock.setTimeout(
+        () => this.expireRead(requestId),
+        this.host.requestTimeoutMs,
+      );
       const read: OutgoingRead = {
         requestId,
-        state: { kind: "held", since: performance.now() },
+        state: { kind: "held", since: this.host.clock.monotonicMs() },
         refused: null,
         resolve,
         reject,
@@ -206,7 +215,7 @@ export class Forwarder {
       return;
     }
     proposal.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
-    this.moveProposal(proposal, { kind: "held", since: performance.now() });
+    this.moveProposal(proposal, { kind: "held", since: this.host.clock.monotonicMs() });
     this.advanceProposal(proposal);
   }
 
@@ -219,7 +228,7 @@ export class Forwarder {
       return;
     }
     read.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
-    read.state = { kind: "held", since: performance.now() };
+    read.state = { kind: "held", since: this.host.clock.monotonicMs() };
     this.advanceRead(read);
   }
 
@@ -276,7 +285,7 @@ export class Forwarder {
     }
     if (this.host.role() === "master" && this.host.acceptsWrites()) {
       this.proposals.delete(proposal.requestId);
-      clearTimeout(proposal.timer);
+      this.host.clock.clearTimeout(proposal.timer);
       this.host.proposeLocally(proposal.data).then(proposal.resolve, proposal.reject);
       return;
     }
@@ -285,7 +294,7 @@ export class Forwarder {
       this.moveProposal(proposal, { kind: "sent", to: master, term: this.host.term() });
       return;
     }
-    if (performance.now() - state.since >= FORWARD_HOLD_MS) {
+    if (this.host.clock.monotonicMs() - state.since >= FORWARD_HOLD_MS) {
       this.counters.noMaster++;
       this.settle(proposal, this.noMaster());
     }
@@ -296,7 +305,7 @@ export class Forwarder {
     if (term === proposal.state.entryTerm && result !== NOT_A_COMMAND) {
       this.counters.applied++;
       this.proposals.delete(proposal.requestId);
-      clearTimeout(proposal.timer);
+      this.host.clock.clearTimeout(proposal.timer);
       proposal.resolve(result);
       return;
     }
@@ -337,7 +346,7 @@ export class Forwarder {
     if (proposal.state.kind === "sent") this.unanswered--;
     this.proposals.delete(proposal.requestId);
     if (proposal.state.kind === "proposed") this.byIndex.delete(proposal.state.index);
-    clearTimeout(proposal.timer);
+    this.host.clock.clearTimeout(proposal.timer);
     proposal.reject(error);
     if (!this.hasUnanswered()) this.recent.clear();
   }
@@ -349,11 +358,11 @@ export class Forwarder {
     if (state.kind === "waiting") return;
     if (state.kind === "sent") {
       if (this.host.masterId() === state.to && this.host.term() === state.term) return;
-      read.state = { kind: "held", since: performance.now() }; // a read may be asked again
+      read.state = { kind: "held", since: this.host.clock.monotonicMs() }; // a read may be asked again
     }
     if (this.host.role() === "master") {
       this.reads.delete(read.requestId);
-      clearTimeout(read.timer);
+      this.host.clock.clearTimeout(read.timer);
       this.host.readLocally().then(read.resolve, read.reject);
       return;
     }
@@ -362,7 +371,10 @@ export class Forwarder {
       read.state = { kind: "sent", to: master, term: this.host.term() };
       return;
     }
-    if (read.state.kind === "held" && performance.now() - read.state.since >= FORWARD_HOLD_MS) {
+    if (
+      read.state.kind === "held" &&
+      this.host.clock.monotonicMs() - read.state.since >= FORWARD_HOLD_MS
+    ) {
       this.settleRead(read, this.noMaster());
     }
   }
@@ -370,7 +382,7 @@ export class Forwarder {
   private maybeServe(read: OutgoingRead): void {
     if (read.state.kind !== "waiting" || read.state.index > this.host.appliedIndex()) return;
     this.reads.delete(read.requestId);
-    clearTimeout(read.timer);
+    this.host.clock.clearTimeout(read.timer);
     read.resolve();
   }
 
@@ -389,7 +401,7 @@ export class Forwarder {
 
   private settleRead(read: OutgoingRead, error: Error): void {
     this.reads.delete(read.requestId);
-    clearTimeout(read.timer);
+    this.host.clock.clearTimeout(read.timer);
     read.reject(error);
   }
 

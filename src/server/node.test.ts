@@ -160,6 +160,10 @@ class StallingStorage implements Storage {
 
   constructor(private readonly inner: Storage) {}
 
+  get stalling(): boolean {
+    return this.gate !== null;
+  }
+
   stall(): void {
     this.gate = new Promise((resolve) => {
       this.open = resolve;
@@ -218,6 +222,22 @@ class StallingStorage implements Storage {
   }
   close() {
     return this.inner.close();
+  }
+}
+
+/** A disk whose syncs can hang, then fail at once (EIO), to order the two at will. */
+class FailingStorage extends StallingStorage {
+  failing = false;
+  failed = false;
+  stalled = false;
+
+  override sync(): Promise<void> {
+    if (this.failing) {
+      this.failed = true;
+      return Promise.reject(new Error("EIO: fdatasync failed (test)"));
+    }
+    this.stalled ||= this.stalling;
+    return super.sync();
   }
 }
 
@@ -583,6 +603,44 @@ describe("node runtime", () => {
     }
     expect(await write).toBeNull();
     expect(master.node.role).toBe("master");
+  });
+
+  it("timing: runtime: a sync that fails while the Ready chain waits on an earlier one stops the node through fail(), never as an unhandled rejection", async () => {
+    const network = new MemoryNetwork();
+    const disks = new Map<NodeId, FailingStorage>();
+    const nodes = await Promise.all(
+      ids.map((id) =>
+        startOne(network, id, new MemoryVolume(), {
+          wrap: (storage) => {
+            const disk = new FailingStorage(storage);
+            disks.set(id, disk);
+            return disk;
+          },
+        }),
+      ),
+    );
+    const master = await masterOf(nodes);
+    const disk = disks.get(master.node.id)!;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const fatal = new Promise<Error>((resolve) => master.node.once("fatal", resolve));
+      // The first write's fsync hangs, so the chain waits on it; the second one's fails
+      // at once, long before the chain gets to it (found by the whole-node simulator).
+      disk.stall();
+      void master.node.propose(put("a", "1")).catch(() => {});
+      await until("the hanging sync", () => disk.stalled);
+      disk.failing = true;
+      void master.node.propose(put("b", "2")).catch(() => {});
+      await until("the failed sync", () => disk.failed);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      disk.resume();
+      expect((await fatal).message).toMatch(/EIO/);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   it("timing: runtime: a vote, and a heartbeat response in a new term, still wait for the fsync of that term (stalled disk)", async () => {

@@ -37,6 +37,7 @@ import type {
 } from "../protocol/messages.js";
 import type { MemberStatus, NodeStatus, Role } from "../protocol/status.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
+import { type Clock, realClock, type Timer } from "../shared/clock.js";
 import {
   BusyError,
   ClusterError,
@@ -61,11 +62,11 @@ import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
 interface PendingProposal {
   readonly term: number;
-  /** performance.now() when proposed, for the proposal latency metric. */
+  /** The clock's monotonic time when proposed, for the proposal latency metric. */
   readonly startedAt: number;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
 }
 
 /** Entries read to size a backup's lag in bytes; beyond it the size is scaled up. */
@@ -74,7 +75,7 @@ const LAG_SCAN_ENTRIES_MAX = 4096;
 interface PendingRead {
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
   index: number | null;
 }
 
@@ -93,7 +94,7 @@ interface PendingSwitchover {
   readonly requestId: number;
   readonly resolve: (outcome: SwitchoverOutcome) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: Timer;
 }
 
 /** A fail-over as this node saw it, when it became master. */
@@ -143,6 +144,10 @@ export interface BatonNodeDeps {
    * that one compacted into a snapshot survives a restart; null with memory storage.
    */
   readonly identity?: IdentityStore | null;
+  /** Time and timers; the simulator passes its virtual clock. @default realClock */
+  readonly clock?: Clock;
+  /** Seeds the core's election jitter, so a simulated run replays. @default a random seed */
+  readonly seed?: number;
 }
 
 /** A membership change this node proposed, settled when its entry is applied. */
@@ -150,7 +155,7 @@ interface PendingChange {
   readonly term: number;
   readonly resolve: (outcome: MemberChangeOutcome) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly timer: Timer;
 }
 
 /** What a committed membership change answers: the members after it. */
@@ -170,6 +175,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly transport: Transport;
   private readonly sm: StateMachine;
   private readonly log: Logger;
+  private readonly clock: Clock;
   private readonly transfer: StateTransfer;
   private readonly forwarder: Forwarder;
   /** Read-index requests of backups, by the core's read id: answered once confirmed. */
@@ -185,8 +191,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly connected = new Set<NodeId>();
   private readonly switchovers = new Set<PendingSwitchover>();
 
-  private timer: NodeJS.Timeout | null = null;
-  /** performance.now() of the previous tick, for its lateness. */
+  private timer: Timer | null = null;
+  /** The clock's monotonic time of the previous tick, for its lateness. */
   private lastTickAt: number | null = null;
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
@@ -210,7 +216,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private snapshotDone: Promise<void> = Promise.resolve();
   private readonly lastHeard = new Map<NodeId, number>();
   private lastMasterContact: { id: NodeId; at: number } | null = null;
-  private roleSince = Date.now();
+  private roleSince: number;
   /** Counters for metrics. */
   readonly counters = {
     proposals: 0,
@@ -239,6 +245,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.transport = deps.transport;
     this.sm = deps.stateMachine;
     this.log = deps.logger;
+    this.clock = deps.clock ?? realClock;
+    this.roleSince = this.clock.wallMs();
     this.appliedIndex = appliedIndex;
     this.snapshotIndex = appliedIndex;
     this.durableTerm = deps.opened.hardState.term;
@@ -247,6 +255,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       storage: this.storage,
       transport: this.transport,
       logger: this.log,
+      clock: this.clock,
       chunkBytes: this.config.transferChunkBytes,
       stallMs: this.config.transferStallMs,
       term: () => this.replica.term,
@@ -258,6 +267,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.forwarder = new Forwarder({
       id: this.id,
       logger: this.log,
+      clock: this.clock,
       requestTimeoutMs: this.config.requestTimeoutMs,
       role: () => this.replica.role,
       acceptsWrites: () => this.replica.switchoverTarget === null,
@@ -309,15 +319,20 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         ? opened
         : { ...opened, snapshot: { ...opened.snapshot, config: applied.config } };
     const joined = identity?.joinedConfig ?? null;
-    const replica = new Replica(replicaConfig, new Prng(randomInt(2 ** 31)), restored, {
-      join: config.join,
-      incarnation: deps.incarnation ?? 0,
-      initialConfiguration: initialConfiguration(
-        config.peers.map((p) => p.id),
-        new Map(config.peers.map((p) => [p.id, { peerAddress: p.address, httpUrl: "" }])),
-      ),
-      ...(joined === null ? {} : { configuration: joined }),
-    });
+    const replica = new Replica(
+      replicaConfig,
+      new Prng(deps.seed ?? randomInt(2 ** 31)),
+      restored,
+      {
+        join: config.join,
+        incarnation: deps.incarnation ?? 0,
+        initialConfiguration: initialConfiguration(
+          config.peers.map((p) => p.id),
+          new Map(config.peers.map((p) => [p.id, { peerAddress: p.address, httpUrl: "" }])),
+        ),
+        ...(joined === null ? {} : { configuration: joined }),
+      },
+    );
     if (replica.isJoining) {
       logger.warn(
         { event: "joining" },
@@ -341,7 +356,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     );
     node.wire();
     await deps.transport.start();
-    node.timer = setInterval(() => node.onTick(), config.tickMs);
+    node.timer = node.clock.setInterval(() => node.onTick(), config.tickMs);
     node.schedule();
     return node;
   }
@@ -369,8 +384,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.logIgnored(m.from, stepped.ignored, stepped.detail);
         return;
       }
-      this.lastHeard.set(m.from, Date.now());
-      if (fromMaster) this.lastMasterContact = { id: m.from, at: Date.now() };
+      this.lastHeard.set(m.from, this.clock.wallMs());
+      if (fromMaster) this.lastMasterContact = { id: m.from, at: this.clock.wallMs() };
       this.schedule();
     });
     this.transport.onPeerUp((peer) => {
@@ -396,7 +411,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly ignoredLoggedAt = new Map<NodeId, number>();
 
   private logIgnored(from: NodeId, reason: string, detail: string): void {
-    const now = Date.now();
+    const now = this.clock.wallMs();
     if (now - (this.ignoredLoggedAt.get(from) ?? 0) < 1000) return;
     this.ignoredLoggedAt.set(from, now);
     this.log.warn(
@@ -418,7 +433,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   propose(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
     if (this.replica.role !== "master") return this.forwarder.propose(command);
-    const result = this.replica.propose(wrapCommand(Date.now(), command));
+    const result = this.replica.propose(wrapCommand(this.clock.wallMs(), command));
     if (!result.ok) {
       if (result.reason === "busy") throw new BusyError();
       return this.forwarder.propose(command); // stepped down in this very turn
@@ -426,7 +441,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.counters.proposals++;
     this.schedule();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.proposals.delete(result.index);
         reject(
           new TimeoutError(
@@ -434,7 +449,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           ),
         );
       }, this.config.requestTimeoutMs);
-      const startedAt = performance.now();
+      const startedAt = this.clock.monotonicMs();
       this.proposals.set(result.index, { term: result.term, startedAt, resolve, reject, timer });
     });
   }
@@ -452,7 +467,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (!registered.ok) return this.forwarder.read();
     this.schedule();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.reads.delete(id);
         reject(
           new TimeoutError(
@@ -493,7 +508,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         requestId: this.nextReadId++,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.clock.setTimeout(() => {
           this.switchovers.delete(pending);
           reject(
             new SwitchoverFailedError(
@@ -592,7 +607,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   status(): NodeStatus {
     const r = this.replica;
-    const now = Date.now();
+    const now = this.clock.wallMs();
     const progress = r.peerProgress();
     const peerStats = this.transport.stats().peers;
     // The configuration in effect decides who the members are; an address from the
@@ -677,7 +692,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   /** How long this node has held its current role, in ms. */
   roleAgeMs(): number {
-    return Date.now() - this.roleSince;
+    return this.clock.wallMs() - this.roleSince;
   }
 
   /**
@@ -692,7 +707,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (this.closed) return;
     this.closed = true;
     this.stopped = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.failPending(new ShuttingDownError());
     this.transfer.close();
     await this.transport.close();
@@ -708,7 +723,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private onTick(): void {
     if (this.stopped) return;
-    const now = performance.now();
+    const now = this.clock.monotonicMs();
     if (this.lastTickAt !== null) {
       this.emit("tickDelay", Math.max(0, now - this.lastTickAt - this.config.tickMs));
     }
@@ -722,7 +737,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.clock.setImmediate(() => {
       this.scheduled = false;
       this.drain();
     });
@@ -764,6 +779,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       return;
     }
     const synced = this.write(ready) ? this.storage.sync() : null;
+    // The chain awaits it in turn, maybe long after it failed; fail() hears of it there.
+    // Until then its failure must not count as unhandled: Node would exit on it at once.
+    synced?.catch(() => {});
     this.enqueue(async () => {
       if (synced !== null) await synced;
       this.finish(ready, messages);
@@ -851,9 +869,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (pending.term !== entry.term) {
         this.settleReplaced(pending, entry);
       } else {
-        clearTimeout(pending.timer);
+        this.clock.clearTimeout(pending.timer);
         pending.resolve(result);
-        this.emit("proposal", performance.now() - pending.startedAt);
+        this.emit("proposal", this.clock.monotonicMs() - pending.startedAt);
       }
     }
     if (entries.length > 0) {
@@ -865,7 +883,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   /** Another master's entry took the index of our proposal: it was never applied. */
   private settleReplaced(pending: PendingProposal | undefined, entry: Entry): void {
     if (pending === undefined) return;
-    clearTimeout(pending.timer);
+    this.clock.clearTimeout(pending.timer);
     pending.reject(
       new NoMasterError(
         200,
@@ -893,7 +911,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (read === undefined) return;
     this.reads.delete(requestId);
     if (index === null) {
-      clearTimeout(read.timer);
+      this.clock.clearTimeout(read.timer);
       read.reject(new NotMasterError(this.replica.masterId));
       return;
     }
@@ -908,7 +926,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (read.index! > this.appliedIndex) {
         this.readsByIndex.push(read);
       } else {
-        clearTimeout(read.timer);
+        this.clock.clearTimeout(read.timer);
         read.resolve();
       }
     }
@@ -945,7 +963,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (term === undefined) return Promise.resolve();
     const meta: SnapshotMeta = { index: this.appliedIndex, term };
     this.snapshotting = true;
-    const started = Date.now();
+    const started = this.clock.wallMs();
     // Storage refuses to snapshot beyond the commit index it knows: tell it (lazily written).
     // The applied index, not the core's commit index: that one may cover entries storage
     // has not been given yet, while the old entries at those indexes are still there.
@@ -958,7 +976,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.snapshotDone = this.storage
       .saveSnapshot(meta, chunks)
       .then(async () => {
-        this.snapshotIndex = meta.index;
+        // A state transfer may have installed a newer snapshot while this one was written.
+        this.snapshotIndex = Math.max(this.snapshotIndex, meta.index);
         const keep = Math.max(
           this.replica.snapshotMeta().index,
           meta.index - this.config.snapshotKeepEntries,
@@ -966,9 +985,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         // A configuration entry compacted away must already be in the identity file.
         await this.identitySaved;
         this.replica.compact(keep);
-        await this.storage.compact(keep);
+        // A transfer the core adopted may still wait in the chain to be installed: storage
+        // compacts only up to the snapshot it holds.
+        await this.storage.compact(Math.min(keep, this.storage.snapshot().index));
         this.log.info(
-          { event: "snapshot", index: meta.index, ms: Date.now() - started },
+          { event: "snapshot", index: meta.index, ms: this.clock.wallMs() - started },
           `snapshot at ${meta.index}`,
         );
       })
@@ -982,7 +1003,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private onTransferSent(peer: NodeId, ok: boolean): void {
     if (ok) {
       // The backup's answer moves the core on; should that answer be lost, probe again.
-      setTimeout(() => this.onTransferSent(peer, false), 2 * this.config.electionMsMax).unref();
+      this.clock
+        .setTimeout(() => this.onTransferSent(peer, false), 2 * this.config.electionMsMax)
+        .unref();
       return;
     }
     if (this.stopped) return;
@@ -999,7 +1022,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   }
 
   private async adoptSnapshot(meta: SnapshotMeta): Promise<void> {
-    const started = Date.now();
+    const started = this.clock.wallMs();
     await this.transfer.finishReceived(meta);
     const reader = this.storage.readSnapshot();
     assert(
@@ -1015,7 +1038,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         event: "state_transfer",
         index: meta.index,
         bytes: reader.dataBytes,
-        ms: Date.now() - started,
+        ms: this.clock.wallMs() - started,
       },
       `state transfer complete: state restored at index ${meta.index}`,
     );
@@ -1052,7 +1075,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       `removed from the cluster: ${event.reason}`,
     );
     // A removed member stops: it must not campaign, and nothing it does counts.
-    setImmediate(() =>
+    this.clock.setImmediate(() =>
       this.fail(new Error(`node ${this.id} was removed from the cluster: ${event.reason}`)),
     );
   }
@@ -1083,7 +1106,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const pending = this.pendingChanges.get(entry.index);
     if (pending === undefined) return;
     this.pendingChanges.delete(entry.index);
-    clearTimeout(pending.timer);
+    this.clock.clearTimeout(pending.timer);
     if (pending.term === entry.term) pending.resolve({ index: entry.index, members: config });
     else
       pending.reject(
@@ -1119,7 +1142,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     return new Promise((resolve, reject) => {
       const waitMs = 10 * this.config.electionMsMax;
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.pendingChanges.delete(result.index);
         reject(
           new NoMasterError(
@@ -1133,7 +1156,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   }
 
   private onRoleEvent(event: RoleEvent): void {
-    this.roleSince = Date.now();
+    this.roleSince = this.clock.wallMs();
     const fields = {
       event: "role",
       role: event.role,
@@ -1144,7 +1167,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (event.role === "master" && event.handover) {
       this.counters.switchovers++;
       const previous = this.lastMasterContact?.id ?? null;
-      this.lastMasterContact = { id: this.id, at: Date.now() };
+      this.lastMasterContact = { id: this.id, at: this.clock.wallMs() };
       this.log.info(
         { ...fields, switchover: true, previousMaster: previous },
         `switchover: became master of term ${event.term}, handed over by master ${previous ?? "unknown"}`,
@@ -1152,7 +1175,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     } else if (event.role === "master") {
       this.counters.elections++;
       const previous = this.lastMasterContact;
-      const durationMs = previous === null ? null : Date.now() - previous.at;
+      const durationMs = previous === null ? null : this.clock.wallMs() - previous.at;
       const failover: FailoverEvent = {
         term: event.term,
         previousMaster: previous?.id ?? null,
@@ -1165,7 +1188,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           ? `became master of term ${event.term}`
           : `fail-over: became master of term ${event.term}, ${durationMs} ms after last hearing from master ${previous.id}`,
       );
-      this.lastMasterContact = { id: this.id, at: Date.now() };
+      this.lastMasterContact = { id: this.id, at: this.clock.wallMs() };
       this.emit("failover", failover);
     } else {
       this.log.info(
@@ -1198,7 +1221,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       `this node stopped being the master (term ${term}) before the write committed; it may still be applied by the new master: retry with the same Idempotency-Key`,
     );
     for (const p of this.proposals.values()) {
-      clearTimeout(p.timer);
+      this.clock.clearTimeout(p.timer);
       p.reject(error);
     }
     this.proposals.clear();
@@ -1206,7 +1229,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private abortReadsOnStepDown(): void {
     for (const read of this.readsByIndex.splice(0)) {
-      clearTimeout(read.timer);
+      this.clock.clearTimeout(read.timer);
       read.reject(new NotMasterError(this.replica.masterId));
     }
   }
@@ -1228,18 +1251,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.log.fatal({ event: "fatal", err }, `node ${this.id} must stop: ${err.message}`);
     this.failPending(err instanceof ClusterError ? err : new StorageFailedError(err.message));
     this.stopped = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.emit("fatal", err);
   }
 
   private failPending(error: Error): void {
     for (const p of this.proposals.values()) {
-      clearTimeout(p.timer);
+      this.clock.clearTimeout(p.timer);
       p.reject(error);
     }
     this.proposals.clear();
     for (const r of [...this.reads.values(), ...this.readsByIndex]) {
-      clearTimeout(r.timer);
+      this.clock.clearTimeout(r.timer);
       r.reject(error);
     }
     this.reads.clear();
@@ -1247,7 +1270,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.peerReads.clear();
     this.forwarder.failAll(error);
     for (const change of this.pendingChanges.values()) {
-      clearTimeout(change.timer);
+      this.clock.clearTimeout(change.timer);
       change.reject(error);
     }
     this.pendingChanges.clear();
@@ -1293,7 +1316,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.sendForward({ ...answer, requestId, outcome: "not_master", index: 0, entryTerm: 0 });
       return;
     }
-    const result = this.replica.propose(wrapCommand(Date.now(), message.data));
+    const result = this.replica.propose(wrapCommand(this.clock.wallMs(), message.data));
     if (!result.ok) {
       const outcome = result.reason === "busy" ? "busy" : "not_master";
       this.sendForward({ ...answer, requestId, outcome, index: 0, entryTerm: 0 });
@@ -1381,7 +1404,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (master !== null && term > pending.startTerm && master !== pending.previousMaster) {
         if (pending.target === null || pending.target === master) {
           this.switchovers.delete(pending);
-          clearTimeout(pending.timer);
+          this.clock.clearTimeout(pending.timer);
           pending.resolve({ master, term });
         } else {
           this.settleSwitchover(
@@ -1407,7 +1430,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private settleSwitchover(pending: PendingSwitchover, error: Error): void {
     this.switchovers.delete(pending);
-    clearTimeout(pending.timer);
+    this.clock.clearTimeout(pending.timer);
     pending.reject(error);
   }
 

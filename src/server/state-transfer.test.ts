@@ -1,6 +1,8 @@
 import pino from "pino";
 import { describe, expect, it, vi } from "vitest";
+import { encodeConfiguration } from "../core/configuration.js";
 import { AssertionError } from "../shared/assert.js";
+import { realClock } from "../shared/clock.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { StateTransfer } from "./state-transfer.js";
@@ -31,6 +33,7 @@ describe("state transfer", () => {
         transport,
         logger: pino({ level: "silent" }),
         configAt: () => [],
+        clock: realClock,
         chunkBytes: 1024,
         stallMs: 10_000,
         term: () => 1,
@@ -42,5 +45,53 @@ describe("state transfer", () => {
     });
     expect((await fatal).message).toMatch(/broken invariant/);
     await transport.close();
+  });
+
+  it("state transfer: a snapshot the backup already holds still gets its core to answer the master (a lost answer to an install no longer loops the master on transfers)", async () => {
+    const { storage } = await MemoryStorage.open();
+    vi.spyOn(storage, "snapshot").mockReturnValue({ index: 92, term: 3 });
+    const network = new MemoryNetwork();
+    const backup = network.createTransport(2, [1, 2]);
+    const master = network.createTransport(1, [1, 2]);
+    await backup.start();
+    await master.start();
+    const acks: unknown[] = [];
+    master.onMessage((m) => acks.push(m));
+    const received: unknown[] = [];
+    new StateTransfer({
+      id: 2,
+      storage,
+      transport: backup,
+      logger: pino({ level: "silent" }),
+      configAt: () => [],
+      clock: realClock,
+      chunkBytes: 1024,
+      stallMs: 10_000,
+      term: () => 4,
+      onSent: () => {},
+      onReceived: (from, term, meta) => {
+        received.push({ from, term, meta });
+        return false;
+      },
+      onFatal: () => {},
+    }).onMessage({
+      type: "snapshot_chunk",
+      from: 1,
+      to: 2,
+      term: 4,
+      snapshotIndex: 92,
+      snapshotTerm: 3,
+      offset: 0,
+      totalBytes: 10,
+      crc32: 0,
+      data: new Uint8Array(10),
+      config: encodeConfiguration([]),
+    });
+    // The core decides (it answers the master with its commit index); the master is told
+    // the transfer was not needed.
+    expect(received).toEqual([{ from: 1, term: 4, meta: { index: 92, term: 3 } }]);
+    await vi.waitFor(() => expect(acks).toMatchObject([{ type: "snapshot_ack", accepted: false }]));
+    await master.close();
+    await backup.close();
   });
 });

@@ -25,6 +25,7 @@ import type {
   WireMessage,
 } from "../protocol/messages.js";
 import { AssertionError, assert } from "../shared/assert.js";
+import type { Clock, Timer } from "../shared/clock.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -47,6 +48,8 @@ export interface StateTransferDeps {
   readonly storage: Storage;
   readonly transport: Transport;
   readonly logger: Logger;
+  /** Time and the stall and retry timers. */
+  readonly clock: Clock;
   readonly chunkBytes: number;
   readonly stallMs: number;
   readonly term: () => number;
@@ -73,7 +76,7 @@ interface Outgoing {
   sentBytes: number;
   ackedBytes: number;
   reading: boolean;
-  stall: NodeJS.Timeout;
+  stall: Timer;
   lastLoggedTenth: number;
 }
 
@@ -156,12 +159,12 @@ export class StateTransfer {
       crc32: reader.dataCrc32,
       term: this.deps.term(),
       iterator: reader.chunks()[Symbol.asyncIterator](),
-      startedAt: Date.now(),
+      startedAt: this.deps.clock.wallMs(),
       buffer: new Uint8Array(0),
       sentBytes: 0,
       ackedBytes: 0,
       reading: false,
-      stall: setTimeout(() => this.abort(peer, "no progress"), this.deps.stallMs),
+      stall: this.deps.clock.setTimeout(() => this.abort(peer, "no progress"), this.deps.stallMs),
       lastLoggedTenth: -1,
     };
     this.outgoing.set(peer, out);
@@ -245,10 +248,10 @@ export class StateTransfer {
     if (ack.nextOffset > out.ackedBytes) out.ackedBytes = ack.nextOffset;
     this.logProgress(out);
     if (ack.done) {
-      clearTimeout(out.stall);
+      this.deps.clock.clearTimeout(out.stall);
       this.outgoing.delete(out.peer);
       void out.iterator.return?.();
-      const seconds = (Date.now() - out.startedAt) / 1000;
+      const seconds = (this.deps.clock.wallMs() - out.startedAt) / 1000;
       this.deps.logger.info(
         {
           event: "state_transfer",
@@ -284,7 +287,7 @@ export class StateTransfer {
   private abort(peer: NodeId, reason: string): void {
     const out = this.outgoing.get(peer);
     if (out === undefined) return;
-    clearTimeout(out.stall);
+    this.deps.clock.clearTimeout(out.stall);
     this.outgoing.delete(peer);
     void out.iterator.return?.();
     this.deps.logger.warn(
@@ -295,9 +298,11 @@ export class StateTransfer {
   }
 
   private failLater(peer: NodeId): void {
-    setTimeout(() => {
-      if (!this.closed) this.deps.onSent(peer, false);
-    }, RETRY_DELAY_MS).unref();
+    this.deps.clock
+      .setTimeout(() => {
+        if (!this.closed) this.deps.onSent(peer, false);
+      }, RETRY_DELAY_MS)
+      .unref();
   }
 
   /** The connection to `peer` dropped: a transfer to it starts over. */
@@ -311,7 +316,13 @@ export class StateTransfer {
     if (chunk.term < this.deps.term()) return;
     if (chunk.snapshotIndex <= this.deps.storage.snapshot().index) {
       // Not newer than the state this node holds (a retry that crossed an install, say):
-      // storage cannot receive it, and the master learns it was not needed.
+      // storage cannot receive it, and the master learns it was not needed. The core
+      // still answers the master with how far its log reaches: the master's replication
+      // of this node waits for that answer, and if the one to the install was lost it
+      // would otherwise send this very snapshot again and again.
+      const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
+      const adopt = this.deps.onReceived(chunk.from, chunk.term, meta);
+      assert(!adopt, `adopted snapshot ${meta.index}, not newer than the one held`);
       this.ack(chunk, chunk.totalBytes, true, false);
       return;
     }
@@ -358,7 +369,7 @@ export class StateTransfer {
       meta,
       totalBytes: chunk.totalBytes,
       crc32: chunk.crc32,
-      startedAt: Date.now(),
+      startedAt: this.deps.clock.wallMs(),
       receiver: this.deps.storage.receiveSnapshot(meta),
       queue: Promise.resolve(),
       received: 0,
@@ -442,7 +453,7 @@ export class StateTransfer {
     this.closed = true;
     for (const peer of [...this.outgoing.keys()]) {
       const out = this.outgoing.get(peer)!;
-      clearTimeout(out.stall);
+      this.deps.clock.clearTimeout(out.stall);
       void out.iterator.return?.();
     }
     this.outgoing.clear();

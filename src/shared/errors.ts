@@ -63,10 +63,11 @@ export class BusyError extends ClusterError {
 export class TableFullError extends ClusterError {
   readonly code = "ERR_TABLE_FULL";
   constructor(
-    readonly table: "sessions" | "idempotency",
+    readonly table: "sessions" | "idempotency" | "leases",
     readonly retryAfterMs: number,
   ) {
-    const what = table === "sessions" ? "client sessions" : "idempotency keys";
+    const what =
+      table === "sessions" ? "client sessions" : table === "leases" ? "leases" : "idempotency keys";
     super(
       `the write was not applied: the master holds its limit of ${what}, all too recent to forget`,
     );
@@ -135,4 +136,28 @@ export class UnauthenticatedError extends ClusterError {
 /** The request's token is valid, but its role does not allow the request. Nothing was done. */
 export class ForbiddenError extends ClusterError {
   readonly code = "ERR_FORBIDDEN";
+}
+
+/** A lease named by a request is not held: it was never granted, or it ended. */
+export class LeaseNotFoundError extends ClusterError {
+  readonly code = "ERR_LEASE_NOT_FOUND";
+  constructor(readonly leaseId: number) {
+    super(`lease ${leaseId} is not held (never granted, revoked or expired)`);
+  }
+}
+
+/**
+ * A watch asked for changes older than the oldest one the node still holds in its watch
+ * history; `startRevision` is the oldest revision a watch may start from now.
+ */
+export class CompactedError extends ClusterError {
+  readonly code = "ERR_COMPACTED";
+  constructor(
+    readonly fromRevision: number,
+    readonly startRevision: number,
+  ) {
+    super(
+      `the changes from revision ${fromRevision} are compacted; this node holds changes from revision ${startRevision} on`,
+    );
+  }
 }

@@ -14,6 +14,7 @@ import { fork } from "node:child_process";
 import { cpus } from "node:os";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { type RunResult, runSeed } from "./run.js";
+import { runWholeNode } from "./whole-node.js";
 
 interface SweepSummary {
   seeds: number;
@@ -88,16 +89,30 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   }
 }
 
+/** Runs one seed in the simulator `wholeNode` names (the negative control: core only). */
+function runOne(
+  seed: number,
+  wholeNode: boolean,
+  trace = false,
+  negativeControl?: NegativeControl,
+): Promise<RunResult> {
+  if (wholeNode) return runWholeNode(seed, { trace });
+  return Promise.resolve(
+    runSeed(seed, { trace, ...(negativeControl === undefined ? {} : { negativeControl }) }),
+  );
+}
+
 /** Runs seeds [from, from + count) in this process. */
-function sweepHere(
+async function sweepHere(
   from: number,
   count: number,
+  wholeNode: boolean,
   onProgress?: (done: number) => void,
   negativeControl?: NegativeControl,
-): SweepSummary {
+): Promise<SweepSummary> {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
-    add(summary, runSeed(seed, negativeControl === undefined ? {} : { negativeControl }));
+    add(summary, await runOne(seed, wholeNode, false, negativeControl));
     if (onProgress !== undefined && (seed - from + 1) % 100 === 0) onProgress(seed - from + 1);
   }
   return summary;
@@ -144,7 +159,12 @@ async function sweepParallel(
   return total;
 }
 
-function printSummary(summary: SweepSummary, seconds: number, from: number): void {
+function printSummary(
+  summary: SweepSummary,
+  seconds: number,
+  from: number,
+  wholeNode: boolean,
+): void {
   const faults = Object.entries(summary.faults)
     .sort()
     .map(([k, v]) => `${k} ${v}`)
@@ -168,7 +188,9 @@ function printSummary(summary: SweepSummary, seconds: number, from: number): voi
   console.log(`  verdict: ${summary.failures.length} VIOLATIONS`);
   for (const f of summary.failures.slice(0, 20)) {
     console.log(`    seed ${f.seed}: ${f.violation}`);
-    console.log(`      replay: npm run sim -- --seed ${f.seed} --trace`);
+    console.log(
+      `      replay: npm run sim -- ${wholeNode ? "--whole-node " : ""}--seed ${f.seed} --trace`,
+    );
   }
 }
 
@@ -218,6 +240,7 @@ interface SimOptions {
   seed?: number;
   trace?: boolean;
   demo?: boolean;
+  wholeNode?: boolean;
   /** Set only in a sweep's child process: the first seed and how many to run. */
   worker?: string[];
   /** A deliberate bug the checkers must catch (see ScenarioOptions.negativeControl). */
@@ -240,6 +263,10 @@ export function register(program: Command, io: { exitCode: number }): void {
     .option("--seed <seed>", "run one seed", integer)
     .option("--trace", "with --seed: print what every node did")
     .option("--demo", "a short run with faults, explained")
+    .option(
+      "--whole-node",
+      "run the production node (runtime, DiskStorage, key-value store) over a simulated file system and network",
+    )
     .addOption(new Option("--worker <from-and-count...>").hideHelp())
     .addOption(
       new Option(
@@ -257,6 +284,8 @@ Examples:
   baton sim --demo              a short simulated run with faults, explained
   baton sim --seeds 10000       sweep ten thousand seeds and report any violation
   baton sim --seed 42 --trace   replay one seed, step by step
+  baton sim --whole-node --seeds 1000
+                                the same with the production node, storage and store
   npm run sim -- --seeds 10000  the same from a clone of the repository`,
     )
     .action(async (options: SimOptions) => {
@@ -266,11 +295,16 @@ Examples:
 
 /** Runs what the options ask for and returns the exit code. */
 async function sim(o: SimOptions): Promise<number> {
+  if (o.wholeNode === true && o.negativeControl !== undefined) {
+    process.stderr.write("baton sim: --negative-control runs in the core simulator only\n");
+    return 2;
+  }
   if (o.worker !== undefined) {
     const [from, count] = o.worker.map(Number);
-    const summary = sweepHere(
+    const summary = await sweepHere(
       from ?? 1,
       count ?? 0,
+      o.wholeNode === true,
       (done) => process.send?.({ done }),
       o.negativeControl,
     );
@@ -279,26 +313,21 @@ async function sim(o: SimOptions): Promise<number> {
   }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
-    const r = runSeed(o.seed, {
-      trace: o.trace === true,
-      ...(o.negativeControl === undefined ? {} : { negativeControl: o.negativeControl }),
-    });
+    const r = await runOne(o.seed, o.wholeNode === true, o.trace === true, o.negativeControl);
     printRun(r, o.trace === true);
     return r.ok ? 0 : 1;
   }
   const count = o.seeds ?? 100;
   const started = Date.now();
+  const wholeNode = o.wholeNode === true;
   const summary =
     o.jobs > 1 && count >= 200
-      ? await sweepParallel(
-          o.from,
-          count,
-          o.jobs,
-          o.negativeControl === undefined
-            ? ["sim"]
-            : ["sim", "--negative-control", o.negativeControl],
-        )
-      : sweepHere(o.from, count, undefined, o.negativeControl);
-  printSummary(summary, (Date.now() - started) / 1000, o.from);
+      ? await sweepParallel(o.from, count, o.jobs, [
+          "sim",
+          ...(wholeNode ? ["--whole-node"] : []),
+          ...(o.negativeControl === undefined ? [] : ["--negative-control", o.negativeControl]),
+        ])
+      : await sweepHere(o.from, count, wholeNode, undefined, o.negativeControl);
+  printSummary(summary, (Date.now() - started) / 1000, o.from, wholeNode);
   return summary.failures.length === 0 ? 0 : 1;
 }

@@ -284,6 +284,8 @@ const RETRY: ClientAnswer = Object.freeze({ kind: "retry" });
 function answerOf(request: ClientRequest, result: KvResult): ClientAnswer {
   const command = request.command!;
   if (result.ok) {
+    // A transaction is a compare-and-set (store-ops.ts): whether its comparison held.
+    if (result.succeeded !== undefined) return { kind: "ok", output: result.succeeded };
     const hasOutput = command.type === "delete" || command.ifRevision !== undefined;
     return { kind: "ok", output: hasOutput ? true : null };
   }

@@ -19,6 +19,7 @@ import type { KvCommand, SessionTag } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
 import type { HistoryOp, KvOp } from "./checkers/linearizability.js";
 import type { ClientAnswer, ClientRequest } from "./sim-node.js";
+import { casAsTxn, casTxn } from "./store-ops.js";
 
 export interface ClientTimings {
   /** Wait for one attempt's answer before trying another node. @default 200 */
@@ -145,6 +146,7 @@ export class SimClient {
     if (op.kind === "write") return { type: "put", key, value, ...options };
     const ifRevision =
       op.expected === null ? 0 : (this.style.revisionOf(key, op.expected) ?? NEVER);
+    if (casAsTxn(this.seq)) return casTxn(key, ifRevision, value, options);
     return { type: "put", key, value, ifRevision, ...options };
   }
 

@@ -17,20 +17,36 @@ import { closeQuietly, type FileSystem, io, writeFully } from "./file-system.js"
 
 export const lockFileName = "LOCK";
 
-/** Directories this process holds, so a second open inside one process fails too. */
-const heldHere = new Set<string>();
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else, which still means "running".
-    return hasErrno(error, "EPERM");
-  }
+/**
+ * The process that takes a lock, and what it can tell of others: this process by default.
+ * The simulator runs several simulated nodes, and every restart of one, in a single
+ * process, each with a host of its own.
+ */
+export interface LockHost {
+  /** The process id written into the lock file. */
+  readonly pid: number;
+  /** Whether process `pid` still runs. */
+  isRunning(pid: number): boolean;
+  /** Directories this process holds, so a second open inside one process fails too. */
+  readonly held: Set<string>;
 }
 
-async function createExclusively(fs: FileSystem, path: string): Promise<boolean> {
+/** This process. */
+export const processLockHost: LockHost = {
+  pid: process.pid,
+  isRunning(pid) {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (error) {
+      // EPERM: the process exists but belongs to someone else, which still means "running".
+      return hasErrno(error, "EPERM");
+    }
+  },
+  held: new Set<string>(),
+};
+
+async function createExclusively(fs: FileSystem, path: string, pid: number): Promise<boolean> {
   let handle = null;
   try {
     handle = await fs.open(path, "wx");
@@ -39,7 +55,7 @@ async function createExclusively(fs: FileSystem, path: string): Promise<boolean>
     return io(path, "create", () => Promise.reject(error));
   }
   try {
-    await writeFully(handle, path, Buffer.from(`${process.pid}\n`), 0);
+    await writeFully(handle, path, Buffer.from(`${pid}\n`), 0);
   } finally {
     await closeQuietly(handle);
   }
@@ -60,6 +76,7 @@ export class DirLock {
     readonly path: string,
     private readonly key: string,
     private readonly fs: FileSystem,
+    private readonly host: LockHost,
   ) {}
 
   /**
@@ -69,14 +86,15 @@ export class DirLock {
   static async acquire(
     dir: string,
     fs: FileSystem,
+    host: LockHost = processLockHost,
   ): Promise<{ lock: DirLock; warning: string | null }> {
     const path = join(dir, lockFileName);
     const key = resolve(dir);
-    if (heldHere.has(key)) throw new StorageLockedError(path, process.pid);
+    if (host.held.has(key)) throw new StorageLockedError(path, host.pid);
     let warning: string | null = null;
-    if (!(await createExclusively(fs, path))) {
+    if (!(await createExclusively(fs, path, host.pid))) {
       const owner = await ownerOf(fs, path);
-      if (owner !== null && owner !== process.pid && isRunning(owner)) {
+      if (owner !== null && owner !== host.pid && host.isRunning(owner)) {
         throw new StorageLockedError(path, owner);
       }
       await io(path, "delete", () =>
@@ -84,20 +102,20 @@ export class DirLock {
           if (!hasErrno(e, "ENOENT")) throw e;
         }),
       );
-      if (!(await createExclusively(fs, path))) {
+      if (!(await createExclusively(fs, path, host.pid))) {
         throw new StorageLockedError(path, (await ownerOf(fs, path)) ?? 0);
       }
       warning = `took over ${path}, left by process ${owner ?? "unknown"} which no longer runs`;
     }
-    heldHere.add(key);
-    return { lock: new DirLock(path, key, fs), warning };
+    host.held.add(key);
+    return { lock: new DirLock(path, key, fs, host), warning };
   }
 
   /** Releases the lock; later calls do nothing. */
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    heldHere.delete(this.key);
+    this.host.held.delete(this.key);
     try {
       await this.fs.unlink(this.path);
     } catch (error) {

@@ -19,9 +19,10 @@
 import { join } from "node:path";
 import type { Entry, HardState, SnapshotMeta } from "../protocol/messages.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
-import { DirLock } from "./dir-lock.js";
+import { type Clock, realClock } from "../shared/clock.js";
+import { DirLock, type LockHost } from "./dir-lock.js";
 import { StorageInconsistentError } from "./errors.js";
-import { type FileSystem, io, nodeFileSystem } from "./file-system.js";
+import { createDirDurably, type FileSystem, nodeFileSystem } from "./file-system.js";
 import { SnapshotStore, type StoredSnapshot } from "./snapshot-store.js";
 import { StableStore } from "./stable-store.js";
 import type { OpenedStorage, SnapshotReader, SnapshotReceiver, Storage } from "./storage.js";
@@ -33,6 +34,10 @@ export interface DiskStorageOptions {
   readonly config?: Partial<StorageConfig>;
   /** The file system; tests inject failures through it. @default nodeFileSystem */
   readonly fs?: FileSystem;
+  /** Time and timers; the simulator passes its virtual clock. @default realClock */
+  readonly clock?: Clock;
+  /** Who holds the directory lock; the simulator passes one per simulated process. @default this process */
+  readonly lockHost?: LockHost;
 }
 
 const noSnapshot: SnapshotMeta = Object.freeze({ index: 0, term: 0 });
@@ -69,8 +74,8 @@ export class DiskStorage implements Storage {
   static async open(dir: string, options: DiskStorageOptions = {}): Promise<OpenedStorage> {
     const config = parseStorageConfig(options.config);
     const fs = options.fs ?? nodeFileSystem;
-    await io(dir, "create directory", () => fs.mkdir(dir));
-    const { lock, warning } = await DirLock.acquire(dir, fs);
+    await createDirDurably(fs, dir);
+    const { lock, warning } = await DirLock.acquire(dir, fs, options.lockHost);
     const warnings = warning === null ? [] : [warning];
     let wal: Wal | null = null;
     try {
@@ -80,6 +85,7 @@ export class DiskStorage implements Storage {
       const after = snapshots.latest?.meta ?? noSnapshot;
       const opened = await Wal.open(join(dir, "wal"), after, {
         fs,
+        clock: options.clock ?? realClock,
         segmentBytes: config.walSegmentBytes,
       });
       wal = opened.wal;
@@ -207,6 +213,8 @@ export class DiskStorage implements Storage {
       // The snapshot's term must not be durable before the term that accepted it.
       await this.parts.stable.idle();
       await receiver.finish();
+      // A transfer is adopted only beyond the commit index, so nothing newer can be here.
+      assert(this.snapshot().index === meta.index, "a transferred snapshot is not the newest");
       await this.parts.wal.reset(meta);
     };
     return {

@@ -189,13 +189,13 @@ export class StorageConfigError extends StorageError {
   }
 }
 
-/** Whether `error` is a Node.js system error with the given errno code. */
-export function hasErrno(error: unknown, code: string): boolean {
+/** Whether `error` is a Node.js system error with one of the given errno codes. */
+export function hasErrno(error: unknown, ...codes: readonly string[]): boolean {
   return (
     typeof error === "object" &&
     error !== null &&
     "code" in error &&
-    (error as { code: unknown }).code === code
+    codes.includes((error as { code: unknown }).code as string)
   );
 }
 

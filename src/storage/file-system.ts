@@ -10,6 +10,7 @@
 
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
 import { rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, storageIoError } from "./errors.js";
 
@@ -138,6 +139,46 @@ export const nodeFileSystem: FileSystem = {
     }
   },
 };
+
+/**
+ * Creates `dir` (and any missing ancestors) and makes the new entries durable: a
+ * directory's entry lives in its parent, and like any creation it survives a power loss
+ * only once the parent is fsynced. The parent of `dir` is synced even when `dir` existed
+ * (a directory made by a process that crashed before syncing it looks present but is not
+ * durable), except when this process may not open that parent (EACCES, EPERM): a data
+ * directory prepared by an administrator inside a directory only root may list, made
+ * durable by whoever made it. Further ancestors are synced only when this call created
+ * them. Throws ERR_DISK_FULL or ERR_STORAGE_IO naming the directory.
+ */
+export async function createDirDurably(fs: FileSystem, dir: string): Promise<void> {
+  const target = resolve(dir);
+  const existed = await existsQuietly(fs, target);
+  const created = [target];
+  for (let at = dirname(target); at !== dirname(at); at = dirname(at)) {
+    if (await existsQuietly(fs, at)) break;
+    created.push(at);
+  }
+  await io(dir, "create directory", () => fs.mkdir(dir));
+  for (const path of created.reverse()) {
+    const parent = dirname(path);
+    try {
+      await fs.syncDir(parent);
+    } catch (error) {
+      const notOurs = path === target && existed && hasErrno(error, "EACCES", "EPERM");
+      if (!notOurs) throw storageIoError(parent, "fsync directory", error);
+    }
+  }
+}
+
+/** Whether `path` exists; true when that cannot be told (its parent is unreadable). */
+async function existsQuietly(fs: FileSystem, path: string): Promise<boolean> {
+  try {
+    return (await fs.list(dirname(path))).includes(basename(path));
+  } catch (error) {
+    rethrowIfBug(error);
+    return true;
+  }
+}
 
 /**
  * Runs one file-system operation and turns its failure into a catalogued error naming

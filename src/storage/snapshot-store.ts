@@ -18,6 +18,7 @@ import { assert, rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, SnapshotCorruptError } from "./errors.js";
 import {
   closeQuietly,
+  createDirDurably,
   type FileHandleLike,
   type FileSystem,
   io,
@@ -322,7 +323,7 @@ export class SnapshotStore {
     retainCount: number,
   ): Promise<{ store: SnapshotStore; latest: StoredSnapshot | null; warnings: string[] }> {
     assert(Number.isSafeInteger(retainCount) && retainCount >= 1, "keep at least one snapshot");
-    await io(dir, "create directory", () => fs.mkdir(dir));
+    await createDirDurably(fs, dir);
     const warnings: string[] = [];
     const found: { meta: SnapshotMeta; path: string }[] = [];
     for (const name of await io(dir, "list", () => fs.list(dir))) {
@@ -392,12 +393,16 @@ export class SnapshotStore {
   /** Makes a finished snapshot the newest one and prunes; called by SnapshotWriter. */
   async adopt(snapshot: StoredSnapshot): Promise<void> {
     const newest = this.latest();
-    assert(
-      newest === null || snapshot.meta.index >= newest.meta.index,
-      `snapshot at ${snapshot.meta.index} is older than the newest at ${newest?.meta.index}`,
-    );
     this.stored = this.stored.filter((s) => s.path !== snapshot.path);
-    this.stored.push(snapshot);
+    if (newest !== null && snapshot.meta.index < newest.meta.index) {
+      // The runtime snapshots its own state while state transfers go on: a snapshot it
+      // started before a newer one arrived by transfer finishes older. It is a spare like
+      // any older one (recovery takes the newest by name too), never the newest.
+      this.stored.push(snapshot);
+      this.stored.sort((a, b) => a.meta.index - b.meta.index);
+    } else {
+      this.stored.push(snapshot);
+    }
     await this.prune();
   }
 

@@ -19,8 +19,16 @@
 import { join } from "node:path";
 import type { Entry, SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import { type Clock, realClock } from "../shared/clock.js";
 import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
-import { type FileSystem, io, nodeFileSystem, readFully, writeFully } from "./file-system.js";
+import {
+  createDirDurably,
+  type FileSystem,
+  io,
+  nodeFileSystem,
+  readFully,
+  writeFully,
+} from "./file-system.js";
 import { walQueuedBytesMax, walScanWindowBytes } from "./limits.js";
 import {
   checkFrame,
@@ -38,6 +46,8 @@ import { Segment } from "./wal-segment.js";
 export interface WalOptions {
   /** The file system; tests inject one that counts fsyncs or fails. @default nodeFileSystem */
   readonly fs: FileSystem;
+  /** Batching turns and fsync timing; the simulator passes its virtual clock. @default realClock */
+  readonly clock: Clock;
   /** A segment is closed and a new one started once it would grow past this many bytes. */
   readonly segmentBytes: number;
 }
@@ -144,10 +154,11 @@ export class Wal {
   ): Promise<{ wal: Wal; warnings: string[] }> {
     const full: WalOptions = {
       fs: options.fs ?? nodeFileSystem,
+      clock: options.clock ?? realClock,
       segmentBytes: options.segmentBytes,
     };
     assert(full.segmentBytes > segmentHeaderBytes, "segment size must exceed the header");
-    await io(dir, "create directory", () => full.fs.mkdir(dir));
+    await createDirDurably(full.fs, dir);
     const scanned = await scanLog(full.fs, dir, after);
     const wal = new Wal(dir, full, scanned.segments);
     const warnings = [...scanned.warnings];
@@ -455,7 +466,7 @@ export class Wal {
   private schedule(): void {
     if (this.scheduled || this.running || this.failure !== null) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.options.clock.setImmediate(() => {
       this.scheduled = false;
       void this.run();
     });
@@ -608,7 +619,16 @@ export class Wal {
 
   private async roll(nextIndex: number): Promise<void> {
     await this.flushPending();
-    await this.syncSegment(this.active());
+    if (this.active().first === nextIndex) {
+      // Writing `nextIndex` again means a truncation to it, which went into this segment
+      // since it starts there: everything in it is replaced. A new segment would take its
+      // very file name, and renaming over it would leave two segments in memory for one
+      // file, so that deleting the old one (a compaction) unlinks the live log. Delete it.
+      await this.deleteSegment(this.segments.pop()!);
+      await this.syncDir();
+    } else {
+      await this.syncSegment(this.active());
+    }
     this.segments.push(await this.createSegment(nextIndex));
   }
 
@@ -644,10 +664,10 @@ export class Wal {
 
   private async syncSegment(segment: Segment): Promise<void> {
     if (segment.unsyncedBytes === 0) return;
-    const started = performance.now();
+    const started = this.options.clock.monotonicMs();
     await io(segment.path, "fdatasync", () => segment.handle.datasync());
     this.stats.fdatasyncs++;
-    this.syncObserver?.((performance.now() - started) / 1000);
+    this.syncObserver?.((this.options.clock.monotonicMs() - started) / 1000);
     segment.unsyncedBytes = 0;
   }
 

@@ -16,6 +16,7 @@
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import type { NodeId, WireMessage } from "../protocol/messages.js";
+import type { Clock, Timer } from "../shared/clock.js";
 import { formatAddress } from "./address.js";
 import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
 import {
@@ -35,6 +36,8 @@ import type { PeerInfo } from "./transport.js";
 export interface InboundContext {
   readonly config: TcpTransportConfig;
   readonly logger: Logger;
+  /** The handshake timeout. */
+  readonly clock: Clock;
   /** This transport's incarnation, presented in every hello answer. */
   readonly incarnation: Incarnation;
   isPeer(id: NodeId): boolean;
@@ -85,7 +88,7 @@ export class InboundConnection {
   private readonly decoder = new FrameDecoder({ frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
   /** The first bytes received, kept until the handshake to recognise HTTP clients. */
   private firstBytes: Buffer | null = null;
-  private timer: NodeJS.Timeout | null;
+  private timer: Timer | null;
   /** True once this side has decided to close; later bytes are ignored. */
   private closing = false;
 
@@ -104,7 +107,7 @@ export class InboundConnection {
     // Errors (resets, mostly) are followed by 'close', which does the cleanup.
     socket.on("error", (error) => this.log("debug", "connection error", { reason: error.message }));
     socket.on("close", () => this.onClose());
-    this.timer = setTimeout(() => {
+    this.timer = this.context.clock.setTimeout(() => {
       this.timer = null;
       // After a refusal the timer only reaps a client that never closed its side.
       if (!this.closing) {
@@ -242,7 +245,7 @@ export class InboundConnection {
   }
 
   private clearTimer(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timer !== null) this.context.clock.clearTimeout(this.timer);
     this.timer = null;
   }
 

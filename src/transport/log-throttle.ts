@@ -6,6 +6,8 @@
  * the transport's stats still count every event.
  */
 
+import { realClock } from "../shared/clock.js";
+
 /** Distinct keys remembered before the table is reset, so that it stays bounded. */
 const THROTTLE_KEYS_MAX = 1024;
 
@@ -18,7 +20,7 @@ export class LogThrottle {
    */
   constructor(
     private readonly intervalMs: number,
-    private readonly nowMs: () => number = Date.now,
+    private readonly nowMs: () => number = realClock.wallMs,
   ) {}
 
   /** "warn" for the first occurrence of `key` in the interval, "debug" for repeats. */

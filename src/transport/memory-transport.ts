@@ -15,6 +15,7 @@
 
 import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import { realClock } from "../shared/clock.js";
 import {
   decodePayload,
   defaultFrameCodecLimits,
@@ -76,7 +77,7 @@ export class MemoryNetwork {
   readonly schedule: (task: () => void) => void;
 
   constructor(options: MemoryNetworkOptions = {}) {
-    this.schedule = options.schedule ?? ((task) => setImmediate(task));
+    this.schedule = options.schedule ?? ((task) => realClock.setImmediate(task));
   }
 
   /** A transport for node `id` that can reach `peers`; start it to join the network. */

@@ -19,6 +19,7 @@ import { type PeerCertificate, connect as tlsConnect } from "node:tls";
 import type { Logger } from "pino";
 import type { NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import type { Clock, Timer } from "../shared/clock.js";
 import { formatAddress, type HostPort, parseAddress } from "./address.js";
 import { reconnectDelayMs } from "./backoff.js";
 import { encodeFrame, FrameDecoder } from "./frame-codec.js";
@@ -69,6 +70,8 @@ function isLoopback(host: string): boolean {
 export interface OutboundLinkContext {
   readonly config: TcpTransportConfig;
   readonly logger: Logger;
+  /** Connect and handshake timeouts, reconnect delays. */
+  readonly clock: Clock;
   /** This transport's incarnation, presented in every hello. */
   readonly incarnation: Incarnation;
   /** Returns a number in [0, 1); drives reconnect jitter. */
@@ -114,7 +117,7 @@ export class OutboundLink {
   private socket: Socket | null = null;
   private decoder: FrameDecoder | null = null;
   /** The handshake timeout while connecting, the reconnect delay while waiting. */
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
   /** The last socket error's code on the current connection, for the down reason. */
   private socketErrorCode: string | null = null;
   /** Why the acceptor's certificate was refused on the current connection, if it was. */
@@ -240,7 +243,7 @@ export class OutboundLink {
     // Written before the connection completes: the socket buffers it until then (over
     // TLS, until the handshake is done and the acceptor's certificate was checked).
     socket.write(this.helloFrame());
-    this.timer = setTimeout(() => {
+    this.timer = this.context.clock.setTimeout(() => {
       this.fail(socket, "timeout", "connect or handshake timed out");
     }, config.handshakeTimeoutMs);
   }
@@ -431,7 +434,7 @@ export class OutboundLink {
     const delayMs = reconnectDelayMs(this.failures, this.context.config, this.context.random);
     this.failures++;
     this.state = "waiting";
-    this.timer = setTimeout(() => {
+    this.timer = this.context.clock.setTimeout(() => {
       this.timer = null;
       this.reconnectAttempts++;
       this.connect();
@@ -451,7 +454,7 @@ export class OutboundLink {
   }
 
   private clearTimer(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timer !== null) this.context.clock.clearTimeout(this.timer);
     this.timer = null;
   }
 }

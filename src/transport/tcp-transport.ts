@@ -26,6 +26,7 @@ import {
 import type { Logger } from "pino";
 import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import { type Clock, realClock } from "../shared/clock.js";
 import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
 import { INCARNATION_MAX, type Incarnation } from "./frame-schema.js";
@@ -74,6 +75,8 @@ export interface TcpTransportOptions {
    * @default Math.random
    */
   readonly random?: () => number;
+  /** Timers and time. @default realClock */
+  readonly clock?: Clock;
 }
 
 /** `new`: constructed. `running`: listening. `closed`: final, also after a failed start. */
@@ -110,7 +113,8 @@ export class TcpTransport implements Transport {
   private protocolErrors = 0;
   private readonly linkContext: OutboundLinkContext;
   private readonly inboundContext: InboundContext;
-  private readonly throttle = new LogThrottle(REPEATED_WARNING_INTERVAL_MS);
+  private readonly throttle: LogThrottle;
+  private readonly clock: Clock;
   /** The TLS material new connections use, or null for plain TCP. */
   private tls: PeerTls | null;
   /** Raw connections still in their TLS handshake, by remote address and port. */
@@ -128,6 +132,8 @@ export class TcpTransport implements Transport {
     this.nodeId = config.nodeId;
     this.logger = options.logger.child({ component: "transport", node: config.nodeId });
     this.random = options.random ?? Math.random;
+    this.clock = options.clock ?? realClock;
+    this.throttle = new LogThrottle(REPEATED_WARNING_INTERVAL_MS, () => this.clock.wallMs());
     this.tls = config.tls === null ? null : new PeerTls(config.tls);
     this.incarnation = randomInt(1, INCARNATION_MAX);
     this.linkContext = this.makeLinkContext();
@@ -353,6 +359,7 @@ export class TcpTransport implements Transport {
     return {
       config: this.config,
       logger: this.logger,
+      clock: this.clock,
       incarnation: this.incarnation,
       random: this.random,
       onPeerInfo: (peer, info) => this.learnPeerInfo(peer, info),
@@ -373,6 +380,7 @@ export class TcpTransport implements Transport {
     return {
       config: this.config,
       logger: this.logger,
+      clock: this.clock,
       incarnation: this.incarnation,
       isPeer: (id) => this.links.has(id),
       warningLevel: (key) => this.throttle.level(key),

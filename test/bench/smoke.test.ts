@@ -20,6 +20,7 @@ import { partitionUnsupported } from "../../bench/partition.js";
 import { runScript as run } from "../../harness/processes.js";
 import { useTempDir } from "../../harness/vitest-hooks.js";
 import { netnsUnsupported } from "../../src/chaos/hosts.js";
+import { pidAlive } from "../../src/chaos/process-registry.js";
 
 const etcdInstalled = spawnSync("etcd", ["--version"]).status === 0;
 const compare = etcdInstalled ? ["--compare", "etcd"] : [];
@@ -111,14 +112,9 @@ describe("bench: smoke", () => {
       }
       // No chain of a finished run is left behind.
       const listing = spawnSync("iptables", ["-w", "-S"], { encoding: "utf8" }).stdout;
-      const left = [...listing.matchAll(/^-N BATON-PART-(\d+)/gm)].filter(([, pid]) => {
-        try {
-          process.kill(Number(pid), 0);
-          return false;
-        } catch {
-          return true;
-        }
-      });
+      const left = [...listing.matchAll(/^-N BATON-PART-(\d+)/gm)].filter(
+        ([, pid]) => !pidAlive(Number(pid)),
+      );
       expect(left.map(([chain]) => chain)).toEqual([]);
     },
     120_000,
@@ -141,14 +137,9 @@ describe("bench: smoke", () => {
       }
       // No namespace of a finished run is left behind.
       const namespaces = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
-      const left = [...namespaces.matchAll(/^baton-(\d+)-h\d+/gm)].filter(([, pid]) => {
-        try {
-          process.kill(Number(pid), 0);
-          return false;
-        } catch {
-          return true;
-        }
-      });
+      const left = [...namespaces.matchAll(/^baton-(\d+)-h\d+/gm)].filter(
+        ([, pid]) => !pidAlive(Number(pid)),
+      );
       expect(left.map(([name]) => name)).toEqual([]);
     },
     120_000,

@@ -215,6 +215,18 @@ describe("dashboard in a browser", () => {
     );
     expect(await page.locator("#verdict").textContent()).toContain(`node ${oldMaster} is master`);
 
+    // The key browser lists the keys under a prefix and shows a new one live, from the watch
+    // (under a prefix of its own: the demo writes keys of its own meanwhile).
+    await page.getByLabel("Prefix").fill("browser/");
+    await page.getByRole("button", { name: "List" }).click();
+    await page.locator("#keys-status").filter({ hasText: "0 keys shown" }).waitFor();
+    const base = demo.dashboardUrl.replace(/\/$/, "");
+    const put = await fetch(`${base}/v1/kv/browser%2Fgreeting`, { method: "PUT", body: "hello" });
+    expect(put.status).toBe(200);
+    const row = page.locator("#keys-body tr").filter({ hasText: "browser/greeting" });
+    await row.first().waitFor({ timeout: 10_000 });
+    expect(await row.first().textContent()).toContain("hello");
+
     const kill = page.getByRole("button", { name: "Kill master" });
     await kill.waitFor({ state: "visible", timeout: 10_000 });
     await kill.click();

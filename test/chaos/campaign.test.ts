@@ -7,18 +7,19 @@
 
 import { describe, expect, it } from "vitest";
 import { useCampaigns } from "../../harness/campaigns.js";
-import { NEMESES } from "../../src/chaos/nemesis.js";
+import { HOST_NEMESES, NEMESES } from "../../src/chaos/nemesis.js";
 
 const runCampaign = useCampaigns();
 
 describe("chaos", () => {
-  it("timing: chaos: a campaign with every fault keeps every verdict (3 nodes, 100 s of faults)", async () => {
+  it("timing: chaos: a campaign with every loopback fault keeps every verdict (3 nodes, 100 s of faults)", async () => {
     const seed = Number(process.env.BATON_CHAOS_SEED ?? Date.now() % 1_000_000);
     const result = await runCampaign("campaign", {
       seed,
       durationMs: 100_000,
       clients: 5,
-      nemeses: [...NEMESES],
+      // Every fault that loopback can make (host-down needs hosts of their own: short-campaigns.test.ts).
+      nemeses: NEMESES.filter((k) => !HOST_NEMESES.includes(k)),
     });
     if (!result.ok) console.error(`${result.summary}\n`);
     expect(result.verdicts).toMatchObject({
@@ -28,6 +29,9 @@ describe("chaos", () => {
       converged: { ok: true },
       live: { ok: true },
       noCrashes: { ok: true },
+      watched: { ok: true },
+      atomic: { ok: true },
+      leases: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);

@@ -73,6 +73,15 @@ describe("http auth", () => {
     expect(requiredRole("POST", "/v1/faults/kill")).toBe("admin");
     expect(requiredRole("POST", "/v1/members")).toBe("admin");
     expect(requiredRole("DELETE", "/v1/members/:id")).toBe("admin");
+    // The store beyond single keys: reads need read, its writes readwrite.
+    expect(requiredRole("GET", "/v1/kv")).toBe("read");
+    expect(requiredRole("GET", "/v1/watch")).toBe("read");
+    expect(requiredRole("GET", "/v1/leases/:id")).toBe("read");
+    expect(requiredRole("DELETE", "/v1/kv")).toBe("readwrite");
+    expect(requiredRole("POST", "/v1/txn")).toBe("readwrite");
+    expect(requiredRole("POST", "/v1/leases")).toBe("readwrite");
+    expect(requiredRole("POST", "/v1/leases/:id/keepalive")).toBe("readwrite");
+    expect(requiredRole("DELETE", "/v1/leases/:id")).toBe("readwrite");
   });
 
   it("auth: no token is 401 ERR_UNAUTHENTICATED with WWW-Authenticate: Bearer", async () => {

@@ -1,14 +1,19 @@
 /**
  * The simulator sweep that CI runs: fixed seeds (the same every run) plus a batch of
- * fresh random ones, every fault enabled. A failure names the seed and the command that
- * replays it with a full trace.
+ * fresh random ones, every fault enabled, in the core simulator and (a smaller share, as
+ * each seed costs more) in the whole-node simulator. A failure names the seed and the
+ * command that replays it with a full trace.
  */
 
 import { describe, expect, it } from "vitest";
 import { runSeed } from "../../src/sim/run.js";
+import { runWholeNode } from "../../src/sim/whole-node.js";
 
 const FIXED_SEEDS = Number(process.env.BATON_SIM_SEEDS ?? 900);
 const RANDOM_SEEDS = Number(process.env.BATON_SIM_RANDOM_SEEDS ?? 100);
+/** The whole-node simulator's share: the production node, storage and store (slower). */
+const WHOLE_NODE_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_SEEDS ?? 80);
+const WHOLE_NODE_RANDOM_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_RANDOM_SEEDS ?? 20);
 
 /**
  * Runs `seeds`, giving the event loop a turn between seeds: a sweep is minutes of
@@ -26,7 +31,30 @@ async function sweep(seeds: number[]): Promise<string[]> {
   return failures;
 }
 
+async function sweepWholeNode(seeds: number[]): Promise<string[]> {
+  const failures: string[] = [];
+  for (const seed of seeds) {
+    const r = await runWholeNode(seed);
+    if (!r.ok) {
+      failures.push(
+        `seed ${seed}: ${r.violation} (replay: npm run sim -- --whole-node --seed ${seed} --trace)`,
+      );
+    }
+  }
+  return failures;
+}
+
 describe("simulator", () => {
+  it(`sim --whole-node: ${WHOLE_NODE_SEEDS} fixed and ${WHOLE_NODE_RANDOM_SEEDS} random seeds of the production node are safe, live, exactly-once and linearizable`, async () => {
+    const base = 1_000_000 + Math.floor(Math.random() * 1_000_000_000);
+    console.log(`whole-node random seeds ${base}..${base + WHOLE_NODE_RANDOM_SEEDS - 1}`);
+    const seeds = [
+      ...Array.from({ length: WHOLE_NODE_SEEDS }, (_, i) => i + 1),
+      ...Array.from({ length: WHOLE_NODE_RANDOM_SEEDS }, (_, i) => base + i),
+    ];
+    expect(await sweepWholeNode(seeds)).toEqual([]);
+  }, 600_000);
+
   it(`sim: ${FIXED_SEEDS} fixed seeds are safe, live and linearizable (every fault enabled)`, async () => {
     const seeds = Array.from({ length: FIXED_SEEDS }, (_, i) => i + 1);
     expect(await sweep(seeds)).toEqual([]);

@@ -3,9 +3,27 @@
  * they must leave alone.
  */
 
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { useTempDir } from "../../harness/vitest-hooks.js";
 import { AssertionError } from "../../src/shared/assert.js";
-import { closeQuietly, io } from "../../src/storage/file-system.js";
+import {
+  closeQuietly,
+  createDirDurably,
+  type FileSystem,
+  io,
+  nodeFileSystem,
+} from "../../src/storage/file-system.js";
+
+const root = useTempDir("baton-fs-");
+
+/** The real file system, except that no directory may be opened for fsync (EACCES). */
+const parentUnreadable: FileSystem = {
+  ...nodeFileSystem,
+  syncDir: () =>
+    Promise.reject(Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" })),
+};
 
 describe("file system", () => {
   it("file system: an I/O failure becomes a storage error naming the file (ERR_STORAGE_IO)", async () => {
@@ -29,5 +47,15 @@ describe("file system", () => {
       close: bug,
     };
     await expect(closeQuietly(handle)).rejects.toBeInstanceOf(AssertionError);
+  });
+
+  it("file system: a data directory prepared inside a directory this process may not list is used as it is; a new one there is an error naming the parent", async () => {
+    const prepared = join(root, "prepared");
+    mkdirSync(prepared);
+    await expect(createDirDurably(parentUnreadable, prepared)).resolves.toBeUndefined();
+    await expect(createDirDurably(parentUnreadable, join(root, "new"))).rejects.toMatchObject({
+      code: "ERR_STORAGE_IO",
+      file: root,
+    });
   });
 });

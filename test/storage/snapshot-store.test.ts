@@ -198,3 +198,21 @@ describe("snapshot store", () => {
     expect(reopened.warnings).toEqual([expect.stringMatching(/ignored .*notes\.txt/)]);
   });
 });
+
+describe("snapshot store: a local snapshot that finishes after a newer state transfer", () => {
+  it("snapshot store: a snapshot of this node's state finished after a newer one was adopted by state transfer stays a spare, and the newer stays the newest (no assertion)", async () => {
+    const dir = await makeTempDir();
+    const { store } = await openStore(dir, 3);
+    // The runtime started its own snapshot at 63; a slow disk (or a pause) holds it, and
+    // meanwhile a transfer of the master's snapshot at 80 arrives and is adopted.
+    const local = await store.begin(meta(63, 2));
+    await local.append(pattern(1000, 63));
+    const received = await store.receive(meta(80, 3));
+    await received.write(0, pattern(500, 80));
+    await received.finish();
+    await local.finish();
+    expect(store.latest()?.meta).toEqual(meta(80, 3));
+    const reopened = await openStore(dir, 3);
+    expect(reopened.latest?.meta).toEqual(meta(80, 3));
+  });
+});

@@ -412,3 +412,39 @@ describe("wal failures", () => {
     await wal.close();
   });
 });
+
+describe("wal: a segment rolled at the index its predecessor starts at", () => {
+  it("wal: a roll right after a truncation to the active segment's first index replaces that segment instead of renaming over it (compaction then keeps the live one)", async () => {
+    const dir = await makeTempDir();
+    const { wal } = await openWal(dir);
+    // Fill segments until a second one starts; note where.
+    wal.append(commands(1, 60, 1));
+    await wal.sync();
+    const names = await segmentNames(dir);
+    expect(names.length).toBeGreaterThanOrEqual(2);
+    const activeFirst = Number(names.at(-1)!.replace(".seg", ""));
+    // Fill the active segment almost to the end, then replace its whole content: the
+    // truncation record goes into it, and the first new entry does not fit.
+    let next = 61;
+    while ((await stat(join(dir, "wal", names.at(-1)!))).size < small.segmentBytes - 300) {
+      wal.append([command(next, 1)]);
+      await wal.sync();
+      next++;
+    }
+    wal.append([{ index: activeFirst, term: 2, kind: "command", data: new Uint8Array(2000) }]);
+    await wal.sync();
+    wal.append(commands(activeFirst + 1, 3, 2));
+    await wal.sync();
+    // Compact everything below the replaced entries: the live segment must survive.
+    await wal.compact(activeFirst - 1);
+    wal.append(commands(activeFirst + 4, 2, 2));
+    await wal.sync();
+    await wal.close();
+    // As storage does: the log is reopened after the snapshot the compaction followed.
+    const reopened = await openWal(dir, { index: activeFirst - 1, term: 1 });
+    expect(reopened.wal.lastIndex()).toBe(activeFirst + 5);
+    const tail = await reopened.wal.entries(activeFirst, activeFirst + 6);
+    expect(tail.map((e) => e.term)).toEqual([2, 2, 2, 2, 2, 2]);
+    await reopened.wal.close();
+  });
+});

@@ -75,6 +75,13 @@ function describe(error: unknown): [ExitCode, string] {
         `${message}; read it with \`baton get ${shellWord(key)}\` and retry with --if-revision ${String(e.currentRevision)}`,
       ];
     }
+    case "ERR_LEASE_NOT_FOUND":
+      return [ExitCode.failed, `${message}; grant a new one with \`baton lease grant SECONDS\``];
+    case "ERR_COMPACTED":
+      return [
+        ExitCode.failed,
+        `${message}; list the keys again (\`baton list\`) and watch from a later revision`,
+      ];
     case "ERR_INVALID_INPUT":
     case "ERR_TOO_LARGE":
       return [ExitCode.usage, `invalid input: ${message}`];

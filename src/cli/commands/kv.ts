@@ -22,6 +22,7 @@ const KV_TIMEOUT_MS_DEFAULT = 10_000;
 interface PutOptions extends ClusterOptions {
   readonly file?: string;
   readonly ifRevision?: number;
+  readonly lease?: number;
   readonly json?: boolean;
 }
 
@@ -55,6 +56,7 @@ function registerPut(program: Command, io: CliIo): void {
       "store only if the key is at revision n (0: absent)",
       integerArgument(0),
     )
+    .option("--lease <id>", "attach the key to a lease (`baton lease grant`)", integerArgument(1))
     .option("--json", 'print {"key","revision"} as JSON');
   addClusterOptions(command, KV_TIMEOUT_MS_DEFAULT).addHelpText(
     "after",
@@ -73,8 +75,10 @@ Examples:
     io.exitCode = await withClient(io, options, KV_TIMEOUT_MS_DEFAULT, async (client) => {
       const bytes = await readValue(io, value, options.file);
       if (typeof bytes === "number") return bytes;
-      const writeOptions =
-        options.ifRevision === undefined ? {} : { ifRevision: options.ifRevision };
+      const writeOptions = {
+        ...(options.ifRevision === undefined ? {} : { ifRevision: options.ifRevision }),
+        ...(options.lease === undefined ? {} : { lease: options.lease }),
+      };
       const { revision } = await client.put(key, bytes, writeOptions);
       if (options.json === true) io.stdout.write(`${JSON.stringify({ key, revision })}\n`);
       else io.stdout.write(`stored ${JSON.stringify(key)} at revision ${revision}\n`);

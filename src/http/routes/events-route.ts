@@ -17,14 +17,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { EventFeed, FeedItem } from "../event-feed.js";
 import type { HttpMetrics } from "../http-metrics.js";
+import { openEventStream } from "./event-stream.js";
 import { registerResource } from "./resource.js";
 
 /** Streams open at once; each is one open dashboard (which keeps one per member). */
 const STREAMS_MAX = 64;
 /** Bytes a stream may have waiting in its socket before it is closed as too slow. */
 const STREAM_BUFFER_BYTES_MAX = 1024 * 1024;
-/** Interval of the keep-alive comment, milliseconds. */
-const KEEP_ALIVE_MS = 15_000;
 /** What a browser waits before reconnecting a dropped stream, milliseconds. */
 const RECONNECT_MS = 1000;
 
@@ -64,39 +63,26 @@ function stream(
     return sendErrorAnswer(reply, answer);
   }
   const after = replayAfter(request.headers["last-event-id"], feed.epoch);
-  reply.hijack();
-  const raw = reply.raw;
-  raw.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache, no-transform",
-    connection: "keep-alive",
-    "access-control-allow-origin": "*",
-    // Tells nginx-like proxies not to buffer the stream.
-    "x-accel-buffering": "no",
+  let unsubscribe: () => void = () => {};
+  const stream = openEventStream(reply, {
+    headers: { "access-control-allow-origin": "*" },
+    bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
+    onEnd: () => {
+      unsubscribe();
+      open.delete(stream.end);
+    },
   });
-  raw.write(`retry: ${RECONNECT_MS}\n\n`);
-  let ended = false;
+  stream.write(`retry: ${RECONNECT_MS}\n\n`);
   const write = (item: FeedItem): void => {
-    if (ended) return;
     const id = item.type === "sample" ? "" : `id: ${feed.epoch}.${item.seq}\n`;
-    raw.write(`${id}data: ${JSON.stringify(item)}\n\n`);
-    if (raw.writableLength > STREAM_BUFFER_BYTES_MAX) end();
+    stream.write(`${id}data: ${JSON.stringify(item)}\n\n`);
   };
   for (const sample of feed.recentSamples()) write(sample);
   for (const event of feed.recentEvents(after)) write(event);
-  const unsubscribe = feed.subscribe(write);
-  const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
-  keepAlive.unref();
-  function end(): void {
-    if (ended) return;
-    ended = true;
-    unsubscribe();
-    clearInterval(keepAlive);
-    open.delete(end);
-    raw.end();
-  }
-  open.add(end);
-  raw.on("close", end);
+  // A reader too slow for the replay alone was ended by it, and is not subscribed.
+  if (stream.ended) return undefined;
+  unsubscribe = feed.subscribe(write);
+  open.add(stream.end);
   return undefined;
 }
 

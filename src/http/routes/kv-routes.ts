@@ -67,8 +67,9 @@ async function getKey(
 }
 
 /**
- * `PUT /v1/kv/{key}` with the value as the body: 200 `{"revision": n}` with `ETag`; 412
- * ERR_PRECONDITION_FAILED with `currentRevision` when `If-Match` does not hold.
+ * `PUT /v1/kv/{key}[?lease=id]` with the value as the body: 200 `{"revision": n}` with
+ * `ETag`; 412 ERR_PRECONDITION_FAILED with `currentRevision` when `If-Match` does not hold;
+ * 404 ERR_LEASE_NOT_FOUND when the lease is not held.
  */
 async function putKey(
   context: HttpContext,
@@ -76,7 +77,10 @@ async function putKey(
   reply: FastifyReply,
 ): Promise<FastifyReply> {
   const key = readKey(request.params as KvParams, context.limits);
-  const options = readWriteOptions(request.headers);
+  const lease = (request.query as { lease?: string }).lease;
+  const headerOptions = readWriteOptions(request.headers);
+  // The schema checked the lease's digits; most puts have none and share the options.
+  const options = lease === undefined ? headerOptions : { ...headerOptions, lease: Number(lease) };
   const value = (request.body as Buffer | undefined) ?? EMPTY_VALUE;
   const result = await withDeadline(context.api.put(key, value, options), context.requestTimeoutMs);
   if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));

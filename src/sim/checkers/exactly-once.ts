@@ -20,6 +20,7 @@
 
 import type { KvCommand, KvResult } from "../../kv/index.js";
 import type { NodeId } from "../../protocol/messages.js";
+import { putsOf } from "../store-ops.js";
 import { SafetyViolation } from "./safety.js";
 
 /** Results that leave nothing behind: the same request is sent again and then answered. */
@@ -64,8 +65,8 @@ export class ExactlyOnceChecker {
     const firstAtIndex = !this.answerAt.has(index);
     this.checkDeterministic(node, index, answer);
     if (command === null) throw new SafetyViolation(`node ${node}: entry ${index} does not decode`);
-    if (changed && command.type === "put") {
-      const written = `${command.key}\u0000${decoder.decode(command.value)}`;
+    for (const put of changed ? putsOf(command, result) : []) {
+      const written = `${put.key}\u0000${decoder.decode(put.value)}`;
       if (!this.writtenAt.has(written)) this.writtenAt.set(written, index);
     }
     const key = command.idempotencyKey;

@@ -1,0 +1,72 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { decodeCommand, defaultKvLimits, encodeCommand, KvStateMachine } from "../kv/index.js";
+import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { KvStore, LEASE_TICK_MS } from "./kv-store.js";
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** A node that records what it was asked to propose and answers when told to. */
+function fakeNode(role = "master") {
+  const proposed: string[] = [];
+  const pending: ((value: unknown) => void)[] = [];
+  const node = {
+    role,
+    propose: (command: Uint8Array) => {
+      const decoded = decodeCommand(command);
+      proposed.push(decoded.ok ? decoded.command.type : "bad");
+      return new Promise<unknown>((resolve) => pending.push(resolve));
+    },
+    readBarrier: async () => {},
+  };
+  return { node, proposed, pending };
+}
+
+/** A lease granted at index 1, so that the ticker has a reason to tick. */
+function withLease(sm: KvStateMachine): void {
+  const grant = encodeCommand({ type: "lease_grant", ttlMs: 5000 });
+  sm.apply(grant, { index: 1, term: 1, time: 0 });
+}
+
+describe("kv store", () => {
+  it("lease ticker: the master ticks one at a time while leases are held; a backup never", () => {
+    vi.useFakeTimers();
+    const sm = new KvStateMachine();
+    const master = fakeNode();
+    const store = new KvStore(master.node, sm);
+    store.startLeaseTicker();
+    vi.advanceTimersByTime(LEASE_TICK_MS * 3);
+    expect(master.proposed).toEqual([]); // no leases, no ticks
+    withLease(sm);
+    vi.advanceTimersByTime(LEASE_TICK_MS * 3);
+    // The first tick is still unanswered, so no second one piles up behind it.
+    expect(master.proposed).toEqual(["tick"]);
+    master.node.role = "backup";
+    master.pending[0]!(null);
+    vi.advanceTimersByTime(LEASE_TICK_MS * 3);
+    expect(master.proposed).toEqual(["tick"]);
+    store.stopLeaseTicker();
+  });
+
+  it("propose: bad input is refused naming the field, before anything is proposed", async () => {
+    const sm = new KvStateMachine({ ...defaultKvLimits(), valueBytesMax: 4 });
+    const { node, proposed } = fakeNode();
+    const store = new KvStore(node, sm);
+    const txn = {
+      type: "txn",
+      compare: [],
+      success: [{ type: "put", key: "k", value: new Uint8Array(9) }],
+      failure: [],
+    } as const;
+    await expect(store.propose(txn)).rejects.toMatchObject({
+      constructor: TooLargeError,
+      field: "success[0].put.value",
+    });
+    await expect(store.propose({ type: "lease_grant", ttlMs: 1 })).rejects.toMatchObject({
+      constructor: InvalidInputError,
+      field: "ttlSeconds",
+    });
+    expect(proposed).toEqual([]);
+  });
+});

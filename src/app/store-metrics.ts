@@ -1,0 +1,31 @@
+/**
+ * The key-value store's own gauges on a node's `/metrics`: leases held, watches open and
+ * the oldest revision a watch may start from on this node. Read from the state machine at
+ * scrape time; nothing here counts or changes anything.
+ */
+
+import { Gauge, type Registry } from "prom-client";
+import type { KvStateMachine } from "../kv/index.js";
+
+/** Registers the store's gauges for `stateMachine` on `registry`. */
+export function registerStoreMetrics(registry: Registry, stateMachine: KvStateMachine): void {
+  const gauges: [string, string, () => number][] = [
+    ["baton_kv_leases", "leases held by the store", () => stateMachine.leaseCount],
+    ["baton_kv_watches", "watches open on this node", () => stateMachine.watchCount],
+    [
+      "baton_kv_watch_start_revision",
+      "the oldest revision a watch may start from on this node (older ones answer 410 ERR_COMPACTED)",
+      () => stateMachine.watchStartRevision,
+    ],
+  ];
+  for (const [name, help, read] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+}

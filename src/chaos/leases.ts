@@ -1,0 +1,107 @@
+/**
+ * The campaign's leases: one loop grants a lease of TTL_SECONDS, attaches a new key to
+ * it, never keeps it alive, and reads the key back just before the lease may end. Under
+ * the same faults as the other clients, two things must hold:
+ *
+ * - never early: a read that completed before the grant was sent plus the TTL found the
+ *   key (log time, which leases end by, never runs ahead of the real time the grant took,
+ *   and a fail-over only gives leases more time);
+ * - eventually: once the cluster has healed and a TTL has passed, no key of any of these
+ *   leases is left (a final range read of the prefix is empty).
+ *
+ * It goes through the client library, like a program holding leases would.
+ */
+
+import { type BatonClient, createClient } from "../client/index.js";
+import type { Verdict } from "./checks.js";
+
+const TTL_SECONDS = 3;
+const PREFIX = "lease/";
+const PROBLEMS_SHOWN = 20;
+
+export class CampaignLeases {
+  readonly problems: string[] = [];
+  granted = 0;
+  /** Reads that completed in time and found the key, as they must. */
+  checked = 0;
+  /** Keys left after the final wait, which must be none. */
+  left: string[] = [];
+  private readonly client: BatonClient;
+  private stopping = false;
+  private running: Promise<void> | null = null;
+
+  constructor(urls: readonly string[]) {
+    this.client = createClient({ endpoints: [...urls], deadlineMs: 5000 });
+  }
+
+  start(): void {
+    this.running = this.run();
+  }
+
+  /** Stops granting, waits a TTL and a margin for the last leases to end, and checks. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.running;
+    await new Promise((resolve) => setTimeout(resolve, TTL_SECONDS * 1000 + 2000));
+    try {
+      this.left = (await this.client.range(PREFIX, { keysOnly: true })).items.map((i) => i.key);
+    } catch (error) {
+      this.problems.push(`final read failed: ${(error as Error).message}`);
+    }
+    await this.client.close();
+  }
+
+  /** Stops at once, without the final check (the campaign ended early). */
+  async abandon(): Promise<void> {
+    this.stopping = true;
+    await this.client.close();
+    await this.running;
+  }
+
+  private async run(): Promise<void> {
+    for (let n = 1; !this.stopping; n++) {
+      try {
+        await this.grantAndCheck(`${PREFIX}${n}`);
+      } catch {
+        // No master, or a deadline passed: the next round tries again.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  private async grantAndCheck(key: string): Promise<void> {
+    const sentAt = performance.now();
+    const lease = await this.client.grantLease(TTL_SECONDS);
+    this.granted++;
+    await this.client.put(key, "held", { lease: lease.id });
+    const deadline = sentAt + TTL_SECONDS * 1000;
+    const readAt = deadline - 700;
+    const wait = readAt - performance.now();
+    if (wait < 0) return; // the writes themselves took most of the TTL: nothing to check
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    const entry = await this.client.get(key);
+    // Only a read that completed before the deadline says anything.
+    if (performance.now() >= deadline) return;
+    this.checked++;
+    if (entry === null) {
+      const early = Math.round(deadline - performance.now());
+      this.problems.push(`${key} (lease ${lease.id}) was gone at least ${early} ms early`);
+    }
+  }
+
+  verdict(): Verdict {
+    const detail = `${this.granted} leases of ${TTL_SECONDS} s, ${this.checked} read back in time`;
+    const problems = [...this.problems];
+    if (this.left.length > 0) {
+      problems.push(`${this.left.length} keys outlived their leases: ${this.left.join(", ")}`);
+    }
+    if (problems.length === 0) {
+      return { ok: true, detail: `no lease ended early, every one ended: ${detail}` };
+    }
+    return {
+      ok: false,
+      detail: `${problems.length} problems; ${detail}`,
+      problems: problems.slice(0, PROBLEMS_SHOWN),
+    };
+  }
+}

@@ -1,0 +1,389 @@
+/**
+ * The client's store operations beyond single keys: ranges, prefix deletes, transactions,
+ * leases and watches. Each write gets one Idempotency-Key before its first attempt and keeps
+ * it on every retry, like `put`, so a retried transaction or lease grant is applied once.
+ *
+ * A watch is a stream, not a request: `watchChanges` keeps one open on the master (or any
+ * node when the master is unknown), and when the stream breaks (the node died, a fail-over)
+ * it opens another on the next node from the last revision it delivered, skipping the
+ * changes of that revision it already delivered, so the caller sees every change once and
+ * in revision order. Only a compacted revision or bad input ends it with an error.
+ */
+
+import { setTimeout as delay } from "node:timers/promises";
+import { CompactedError, InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
+import { UnexpectedResponseError } from "./errors.js";
+import type { PoolRequest, PoolResponse, ServerPool } from "./server-pool.js";
+
+/** What a store operation needs of the client that runs it. */
+export interface ClientCore {
+  /** Runs one request through the client's retry loop (see client.ts `send`). */
+  send(operation: StoreOperation): Promise<StoreResponse>;
+  nextIdempotencyKey(): string;
+  readonly pool: ServerPool;
+  /** Aborts when the client closes. */
+  readonly closing: AbortSignal;
+}
+
+export interface StoreOperation {
+  readonly name: string;
+  readonly request: Omit<PoolRequest, "timeoutMs">;
+  readonly idempotencyKey: string | null;
+  readonly discover: boolean;
+}
+
+export type StoreResponse = Extract<PoolResponse, { ok: true }>;
+
+export interface RangeOptions {
+  /** Most keys in the page, 1 to 10,000. @default 1000 */
+  readonly limit?: number;
+  /** The `next` of the previous page, to read the following one. */
+  readonly after?: string | null;
+  /** List keys and revisions only, without values. @default false */
+  readonly keysOnly?: boolean;
+  /** Read the answering node's local copy instead of a linearizable read. @default false */
+  readonly stale?: boolean;
+}
+
+export interface RangeItem {
+  readonly key: string;
+  /** The value as UTF-8 text; null when listed with `keysOnly`. */
+  readonly value: string | null;
+  readonly revision: number;
+}
+
+export interface RangePage {
+  /** The store's revision the page was read at. */
+  readonly revision: number;
+  readonly items: readonly RangeItem[];
+  /** Pass as `after` for the next page; null after the last one. */
+  readonly next: string | null;
+}
+
+export type TxnCompare =
+  | { readonly key: string; readonly revision: number }
+  | { readonly key: string; readonly value: string }
+  | { readonly key: string; readonly exists: boolean };
+
+export type TxnOp =
+  | { readonly put: { readonly key: string; readonly value: string; readonly lease?: number } }
+  | { readonly delete: { readonly key: string } };
+
+export interface TxnRequest {
+  readonly compare?: readonly TxnCompare[];
+  readonly success?: readonly TxnOp[];
+  readonly failure?: readonly TxnOp[];
+}
+
+export interface Lease {
+  readonly id: number;
+  readonly ttlSeconds: number;
+}
+
+export interface WatchChange {
+  readonly type: "put" | "delete";
+  readonly key: string;
+  /** The new value as UTF-8 text; null for a delete. */
+  readonly value: string | null;
+  readonly revision: number;
+}
+
+export interface WatchOptions {
+  /**
+   * The first revision to deliver changes of (the `revision` of a range read plus 1 gives
+   * every change after that read). @default the changes after the watch starts
+   */
+  readonly fromRevision?: number;
+  /** Ends the watch (the loop then ends normally). */
+  readonly signal?: AbortSignal;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** `GET /v1/kv?prefix=…`: one page of keys in order. */
+export async function range(
+  core: ClientCore,
+  prefix: string,
+  options: RangeOptions = {},
+): Promise<RangePage> {
+  const query = new URLSearchParams({ prefix });
+  if (options.limit !== undefined) query.set("limit", String(options.limit));
+  if (options.after !== undefined && options.after !== null) query.set("after", options.after);
+  if (options.keysOnly === true) query.set("keysOnly", "true");
+  if (options.stale === true) query.set("stale", "true");
+  const response = await core.send({
+    name: `range ${JSON.stringify(prefix)}`,
+    request: { method: "GET", path: `/v1/kv?${query}`, headers: { accept: "application/json" } },
+    idempotencyKey: null,
+    discover: options.stale !== true,
+  });
+  const json = answer(response, 200) as Partial<RangePage>;
+  if (typeof json.revision !== "number" || !Array.isArray(json.items)) {
+    throw new UnexpectedResponseError(response.endpoint, response.status, "not a range page");
+  }
+  const items = json.items.map((item) => ({
+    key: item.key,
+    value: item.value ?? null,
+    revision: item.revision,
+  }));
+  return { revision: json.revision, items, next: json.next ?? null };
+}
+
+/** Every key under `prefix`, page after page (each page consistent at its own revision). */
+export async function* rangeAll(
+  core: ClientCore,
+  prefix: string,
+  options: Omit<RangeOptions, "after"> = {},
+): AsyncGenerator<RangeItem> {
+  let after: string | null = null;
+  do {
+    const page: RangePage = await range(core, prefix, { ...options, after });
+    yield* page.items;
+    after = page.next;
+  } while (after !== null);
+}
+
+/** `DELETE /v1/kv?prefix=…`: every key under a non-empty prefix, at one revision. */
+export async function deleteRange(
+  core: ClientCore,
+  prefix: string,
+): Promise<{ revision: number; deleted: number }> {
+  if (typeof prefix !== "string" || prefix === "") {
+    throw new InvalidInputError("prefix", "must be a non-empty string");
+  }
+  const json = await write(
+    core,
+    `delete prefix ${JSON.stringify(prefix)}`,
+    "DELETE",
+    `/v1/kv?${new URLSearchParams({ prefix })}`,
+  );
+  return { revision: json.revision as number, deleted: json.deleted as number };
+}
+
+/** `POST /v1/txn`: compares, then applies `success` or `failure`, at one revision. */
+export async function txn(
+  core: ClientCore,
+  request: TxnRequest,
+): Promise<{ succeeded: boolean; revision: number }> {
+  const json = await write(core, "txn", "POST", "/v1/txn", request);
+  return { succeeded: json.succeeded === true, revision: json.revision as number };
+}
+
+/** `POST /v1/leases`: a lease of `ttlSeconds` (whole seconds). */
+export async function grantLease(core: ClientCore, ttlSeconds: number): Promise<Lease> {
+  const json = await write(core, "grant lease", "POST", "/v1/leases", { ttlSeconds });
+  return { id: json.id as number, ttlSeconds: json.ttlSeconds as number };
+}
+
+/** `POST /v1/leases/{id}/keepalive`; throws LeaseNotFoundError when it has ended. */
+export async function keepAliveLease(core: ClientCore, id: number): Promise<Lease> {
+  checkLeaseId(id);
+  const json = await write(core, `keep lease ${id} alive`, "POST", `/v1/leases/${id}/keepalive`);
+  return { id: json.id as number, ttlSeconds: json.ttlSeconds as number };
+}
+
+/** `DELETE /v1/leases/{id}`: ends it and deletes its keys; null when it had ended already. */
+export async function revokeLease(
+  core: ClientCore,
+  id: number,
+): Promise<{ revision: number } | null> {
+  checkLeaseId(id);
+  try {
+    const json = await write(core, `revoke lease ${id}`, "DELETE", `/v1/leases/${id}`);
+    return { revision: json.revision as number };
+  } catch (error) {
+    if (error instanceof LeaseNotFoundError) return null;
+    throw error;
+  }
+}
+
+function checkLeaseId(id: number): void {
+  if (!Number.isSafeInteger(id) || id < 1) {
+    throw new InvalidInputError("lease", "must be a lease id (an integer >= 1)");
+  }
+}
+
+async function write(
+  core: ClientCore,
+  name: string,
+  method: "POST" | "DELETE",
+  path: string,
+  body?: unknown,
+): Promise<Record<string, unknown>> {
+  const idempotencyKey = core.nextIdempotencyKey();
+  const headers: Record<string, string> = {
+    accept: "application/json",
+    "idempotency-key": idempotencyKey,
+  };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await core.send({
+    name,
+    request: {
+      method,
+      path,
+      headers,
+      ...(body === undefined ? {} : { body: encoder.encode(JSON.stringify(body)) }),
+    },
+    idempotencyKey,
+    discover: true,
+  });
+  return answer(response, 200);
+}
+
+/**
+ * The JSON object of an answer with status `expected`. A 404 naming a lease throws
+ * LeaseNotFoundError; anything else unexpected throws UnexpectedResponseError.
+ */
+export function answer(response: StoreResponse, expected: number): Record<string, unknown> {
+  let json: Record<string, unknown> | null = null;
+  try {
+    const parsed: unknown = JSON.parse(decoder.decode(response.body));
+    if (typeof parsed === "object" && parsed !== null) json = parsed as Record<string, unknown>;
+  } catch {
+    // Not JSON: answered below.
+  }
+  if (response.status === 404 && json?.code === "ERR_LEASE_NOT_FOUND") {
+    throw new LeaseNotFoundError(typeof json.lease === "number" ? json.lease : 0);
+  }
+  if (response.status !== expected || json === null) {
+    const detail = typeof json?.error === "string" ? json.error : "unexpected answer";
+    throw new UnexpectedResponseError(response.endpoint, response.status, detail);
+  }
+  return json;
+}
+
+/** Reconnecting after a broken watch waits this long at first, doubling up to the max. */
+const RECONNECT_DELAY_MS_MIN = 50;
+const RECONNECT_DELAY_MS_MAX = 1000;
+/** A watch stream that sends nothing (not even its 15 s keep-alive) this long is dead. */
+const WATCH_IDLE_TIMEOUT_MS = 40_000;
+const WATCH_HEADERS_TIMEOUT_MS = 5000;
+
+/**
+ * Every change of the keys under `prefix` from `options.fromRevision` on, across
+ * fail-overs, until `options.signal` aborts or the client closes. Throws CompactedError
+ * (ERR_COMPACTED) when the node no longer holds the changes of the revision to resume
+ * from, and InvalidInputError for bad arguments.
+ */
+export async function* watchChanges(
+  core: ClientCore,
+  prefix: string,
+  options: WatchOptions = {},
+): AsyncGenerator<WatchChange> {
+  const from = options.fromRevision;
+  if (from !== undefined && (!Number.isSafeInteger(from) || from < 1)) {
+    throw new InvalidInputError("fromRevision", "must be an integer >= 1");
+  }
+  const stop = AbortSignal.any([core.closing, ...(options.signal ? [options.signal] : [])]);
+  /** Where to resume: the revision, and how many of its changes were delivered already. */
+  let resume: { revision: number; delivered: number } | null =
+    from === undefined ? null : { revision: from, delivered: 0 };
+  let delayMs = RECONNECT_DELAY_MS_MIN;
+  let compactedCount = 0;
+  while (!stop.aborted) {
+    const endpoint = core.pool.masterEndpoint() ?? core.pool.next();
+    const query = new URLSearchParams({ prefix });
+    if (resume !== null) query.set("fromRevision", String(resume.revision));
+    const opened = await core.pool.openStream(endpoint, `/v1/watch?${query}`, {
+      headersTimeoutMs: WATCH_HEADERS_TIMEOUT_MS,
+      idleTimeoutMs: WATCH_IDLE_TIMEOUT_MS,
+      signal: stop,
+    });
+    if (opened.ok && opened.status === 200) {
+      delayMs = RECONNECT_DELAY_MS_MIN;
+      compactedCount = 0;
+      let skip = resume?.delivered ?? 0;
+      try {
+        for await (const item of readEvents(opened.body)) {
+          if (item.kind === "start") {
+            // A watch from "now" learns where now is, to resume from there.
+            resume ??= { revision: item.revision, delivered: 0 };
+            continue;
+          }
+          const change = item.change;
+          if (resume !== null && change.revision === resume.revision && skip > 0) {
+            skip--;
+            continue;
+          }
+          resume =
+            resume !== null && change.revision === resume.revision
+              ? { revision: change.revision, delivered: resume.delivered + 1 }
+              : { revision: change.revision, delivered: 1 };
+          yield change;
+          if (stop.aborted) break;
+        }
+      } catch {
+        // The stream broke: the node died, hung up, or went silent. Resume elsewhere.
+      } finally {
+        opened.close();
+      }
+      core.pool.noteFailure(endpoint);
+    } else if (opened.ok) {
+      const json = await readJson(opened.body);
+      if (opened.status === 410) {
+        // This node's history may be shorter than another's (it restarted, or received a
+        // snapshot): give up only when every node has said so in a row.
+        compactedCount++;
+        if (compactedCount >= core.pool.endpoints.length) {
+          const start = typeof json?.startRevision === "number" ? json.startRevision : 0;
+          throw new CompactedError(resume?.revision ?? 0, start);
+        }
+        core.pool.noteFailure(endpoint);
+        continue;
+      }
+      if (opened.status === 404 || opened.status === 401 || opened.status === 403) {
+        // A node without watches, or a token that may not read: no retry changes that.
+        const detail = typeof json?.error === "string" ? json.error : "the watch was refused";
+        throw new UnexpectedResponseError(endpoint, opened.status, detail);
+      }
+      if (opened.status === 400) {
+        const field = typeof json?.field === "string" ? json.field : "request";
+        throw new InvalidInputError(field, typeof json?.error === "string" ? json.error : "");
+      }
+      core.pool.noteFailure(endpoint);
+    } else {
+      core.pool.noteFailure(endpoint);
+    }
+    if (stop.aborted) break;
+    await delay(delayMs, undefined, { signal: stop }).catch(() => {});
+    delayMs = Math.min(delayMs * 2, RECONNECT_DELAY_MS_MAX);
+  }
+}
+
+async function readJson(body: AsyncIterable<Uint8Array>): Promise<Record<string, unknown> | null> {
+  let text = "";
+  for await (const chunk of body) text += decoder.decode(chunk, { stream: true });
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+type StreamItem =
+  | { readonly kind: "start"; readonly revision: number }
+  | { readonly kind: "change"; readonly change: WatchChange };
+
+/** Parses server-sent events: changes from `data:` lines, the start from the first comment. */
+async function* readEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamItem> {
+  let text = "";
+  for await (const chunk of body) {
+    text += decoder.decode(chunk, { stream: true });
+    let end = text.indexOf("\n\n");
+    while (end >= 0) {
+      const block = text.slice(0, end);
+      text = text.slice(end + 2);
+      end = text.indexOf("\n\n");
+      const start = /^: watching .* from revision (\d+)$/.exec(block);
+      if (start !== null) {
+        yield { kind: "start", revision: Number(start[1]) };
+        continue;
+      }
+      const data = block.split("\n").find((line) => line.startsWith("data: "));
+      if (data === undefined) continue;
+      yield { kind: "change", change: JSON.parse(data.slice(6)) as WatchChange };
+    }
+  }
+  throw new Error("the watch stream ended");
+}

@@ -1,0 +1,130 @@
+// The dashboard's key browser: lists the keys under a prefix (GET /v1/kv?prefix=, a page
+// of 100 at a time) and keeps the list live from a watch of the same prefix
+// (GET /v1/watch?prefix=&fromRevision=, server-sent events) starting just after the
+// revision the list was read at, so no change between the read and the watch is missed.
+//
+// Plain JavaScript served as it is, like dashboard.js. Keys and values from the store are
+// only ever set as textContent, never as HTML. It reads from the node that served the
+// page, which answers ranges linearizably (through the master) and watches from its own
+// copy; the browser's EventSource reconnects after the last event it got (Last-Event-ID).
+
+const PAGE_LIMIT = 100;
+/** Longest value shown in a cell, in characters; the rest is cut with an ellipsis. */
+const VALUE_CHARS_MAX = 200;
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/** The rows shown, by key. @type {Map<string, HTMLTableRowElement>} */
+const rows = new Map();
+/** @type {EventSource | null} */
+let watch = null;
+let prefix = "";
+/** The `next` token of the last page read, or null after the last page. */
+let next = /** @type {string | null} */ (null);
+
+function start() {
+  const form = /** @type {HTMLFormElement} */ ($("keys-form"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    browse(/** @type {HTMLInputElement} */ ($("keys-prefix")).value);
+  });
+  $("keys-more").addEventListener("click", () => readPage());
+  browse("");
+}
+
+async function browse(/** @type {string} */ chosen) {
+  prefix = chosen;
+  next = null;
+  rows.clear();
+  $("keys-body").replaceChildren();
+  watch?.close();
+  watch = null;
+  const revision = await readPage();
+  if (revision !== null) follow(revision + 1);
+}
+
+/** Reads the next page and adds its rows; returns the revision it was read at, or null. */
+async function readPage() {
+  const query = new URLSearchParams({ prefix, limit: String(PAGE_LIMIT) });
+  if (next !== null) query.set("after", next);
+  try {
+    const response = await fetch(`/v1/kv?${query}`, { cache: "no-store" });
+    const page = await response.json();
+    if (!response.ok) {
+      say(page.error ?? `the node answered ${response.status}`);
+      return null;
+    }
+    for (const item of page.items) upsert(item.key, item.value, item.revision);
+    next = page.next;
+    /** @type {HTMLButtonElement} */ ($("keys-more")).hidden = next === null;
+    say(`${rows.size} keys shown, read at revision ${page.revision}`);
+    return page.revision;
+  } catch (error) {
+    say(`cannot list keys: ${error instanceof Error ? error.message : String(error)}`);
+    return null;
+  }
+}
+
+function follow(/** @type {number} */ fromRevision) {
+  const query = new URLSearchParams({ prefix, fromRevision: String(fromRevision) });
+  watch = new EventSource(`/v1/watch?${query}`);
+  watch.onmessage = (message) => {
+    const change = JSON.parse(message.data);
+    if (change.type === "delete") remove(change.key);
+    // Keys past the pages read so far appear when their page is read.
+    else if (next === null || rows.has(change.key) || change.key < lastKey()) {
+      upsert(change.key, change.value, change.revision);
+    }
+    say(`${rows.size} keys shown, live at revision ${change.revision}`);
+  };
+}
+
+function lastKey() {
+  const last = $("keys-body").lastElementChild;
+  return last === null ? "" : (last.firstElementChild?.textContent ?? "");
+}
+
+function upsert(
+  /** @type {string} */ key,
+  /** @type {string} */ value,
+  /** @type {number} */ revision,
+) {
+  let row = rows.get(key);
+  if (row === undefined) {
+    row = document.createElement("tr");
+    for (let i = 0; i < 3; i++) row.append(document.createElement(i === 0 ? "th" : "td"));
+    row.firstElementChild?.setAttribute("scope", "row");
+    /** @type {HTMLElement} */ (row.firstElementChild).textContent = key;
+    rows.set(key, row);
+    insertSorted(row, key);
+  }
+  const [, valueCell, revisionCell] = row.children;
+  const shown = value.length > VALUE_CHARS_MAX ? `${value.slice(0, VALUE_CHARS_MAX)}…` : value;
+  /** @type {HTMLElement} */ (valueCell).textContent = shown;
+  /** @type {HTMLElement} */ (revisionCell).textContent = String(revision);
+  row.classList.remove("changed");
+  void row.offsetWidth; // restart the highlight
+  row.classList.add("changed");
+}
+
+function insertSorted(/** @type {HTMLTableRowElement} */ row, /** @type {string} */ key) {
+  const body = $("keys-body");
+  for (const other of body.children) {
+    if ((other.firstElementChild?.textContent ?? "") > key) {
+      body.insertBefore(row, other);
+      return;
+    }
+  }
+  body.append(row);
+}
+
+function remove(/** @type {string} */ key) {
+  rows.get(key)?.remove();
+  rows.delete(key);
+}
+
+function say(/** @type {string} */ text) {
+  $("keys-status").textContent = text;
+}
+
+start();

@@ -1,0 +1,63 @@
+/**
+ * The server-sent-events plumbing the event feed (`/v1/events`) and watches (`/v1/watch`)
+ * share: taking the response over from fastify, the stream's headers, a keep-alive comment
+ * every KEEP_ALIVE_MS so that idle proxies keep the connection, and one `end` that runs
+ * once however the stream ends (the server closes it, the reader hangs up, or the reader
+ * fell too far behind). What goes into the stream is the caller's.
+ */
+
+import type { FastifyReply } from "fastify";
+
+/** Interval of the keep-alive comment, milliseconds. */
+const KEEP_ALIVE_MS = 15_000;
+
+export interface EventStream {
+  /** Writes `text` (whole events); ends the stream when its reader is `bufferBytesMax` behind. */
+  write(text: string): void;
+  /** Ends the stream; safe to call more than once. */
+  end(): void;
+  readonly ended: boolean;
+}
+
+/**
+ * Takes over `reply` as an event stream. `headers` are added to the stream's own;
+ * `onEnd` runs once when it ends, whatever ended it.
+ */
+export function openEventStream(
+  reply: FastifyReply,
+  options: {
+    readonly headers?: Readonly<Record<string, string>>;
+    readonly bufferBytesMax: number;
+    readonly onEnd: () => void;
+  },
+): EventStream {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    connection: "keep-alive",
+    // Tells nginx-like proxies not to buffer the stream.
+    "x-accel-buffering": "no",
+    ...options.headers,
+  });
+  const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
+  keepAlive.unref();
+  const stream: EventStream = {
+    ended: false,
+    write(text) {
+      if (stream.ended || text === "") return;
+      raw.write(text);
+      if (raw.writableLength > options.bufferBytesMax) stream.end();
+    },
+    end() {
+      if (stream.ended) return;
+      (stream as { ended: boolean }).ended = true;
+      clearInterval(keepAlive);
+      options.onEnd();
+      raw.end();
+    },
+  };
+  raw.on("close", () => stream.end());
+  return stream;
+}

@@ -1,0 +1,260 @@
+/**
+ * Reading the store requests: the range and watch queries, the transaction and lease
+ * bodies, and lease ids in paths. Every bad input becomes an `InvalidInputError` naming the
+ * field as the client wrote it (`limit`, `success[2].put.key`, `ttlSeconds`), and an
+ * `InputLimitError` when it passes a bound, so that the client knows exactly what to fix.
+ * Nothing here talks to the node; the commands built here are checked again by
+ * `validateCommand` before they are proposed.
+ */
+
+import type { KvLimits, TxnCommand, TxnCompare, TxnOp } from "../kv/index.js";
+import { utf8ByteLength } from "../kv/index.js";
+import { InvalidInputError } from "../shared/errors.js";
+import { InputLimitError } from "./error-status.js";
+
+/** Most keys one range page lists (`limit`). */
+export const RANGE_LIMIT_MAX = 10_000;
+/** Keys a range page lists when the request gives no `limit`. */
+export const RANGE_LIMIT_DEFAULT = 1000;
+/**
+ * Most bytes of values one range page carries; a page stops before the key that would
+ * pass it (but always lists one key), and says `next`.
+ */
+export const RANGE_VALUE_BYTES_MAX = 4 * 1024 * 1024;
+
+export interface RangeQuery {
+  readonly prefix: string;
+  readonly after: string | null;
+  readonly limit: number;
+  readonly keysOnly: boolean;
+  readonly stale: boolean;
+}
+
+type Query = Readonly<Record<string, unknown>>;
+
+/** `GET /v1/kv?prefix=P&limit=N&after=TOKEN&keysOnly=true&stale=true`. */
+export function readRangeQuery(query: Query, limits: KvLimits): RangeQuery {
+  const prefix = readPrefix(query, limits, false);
+  const limit = readInteger(query, "limit", 1, RANGE_LIMIT_MAX) ?? RANGE_LIMIT_DEFAULT;
+  const token = readString(query, "after");
+  const after = token === undefined ? null : decodeToken(token, limits);
+  return {
+    prefix,
+    after,
+    limit,
+    keysOnly: readFlag(query, "keysOnly"),
+    stale: readFlag(query, "stale"),
+  };
+}
+
+/** `DELETE /v1/kv?prefix=P`: the prefix, which must be given and not be empty. */
+export function readDeletePrefix(query: Query, limits: KvLimits): string {
+  return readPrefix(query, limits, true);
+}
+
+/** `GET /v1/watch?prefix=P&fromRevision=R`: R null means "changes after now". */
+export function readWatchQuery(
+  query: Query,
+  limits: KvLimits,
+): { prefix: string; fromRevision: number | null } {
+  const prefix = readPrefix(query, limits, false);
+  const fromRevision = readInteger(query, "fromRevision", 1, Number.MAX_SAFE_INTEGER) ?? null;
+  return { prefix, fromRevision };
+}
+
+/** The continuation token for a page that ended at `key`: opaque to clients. */
+export function encodeToken(key: string): string {
+  return Buffer.from(key, "utf8").toString("base64url");
+}
+
+function decodeToken(token: string, limits: KvLimits): string {
+  const key = /^[A-Za-z0-9_-]*$/.test(token) ? Buffer.from(token, "base64url").toString() : "";
+  const bytes = utf8ByteLength(key);
+  if (key === "" || key.includes("\ufffd") || bytes === null || bytes > limits.keyBytesMax) {
+    throw new InvalidInputError("after", "is not a token from a previous page's next");
+  }
+  return key;
+}
+
+function readPrefix(query: Query, limits: KvLimits, required: boolean): string {
+  const prefix = readString(query, "prefix");
+  if (prefix === undefined || prefix === "") {
+    if (!required) return "";
+    throw new InvalidInputError("prefix", "must be given and not be empty (the keys to delete)");
+  }
+  const bytes = utf8ByteLength(prefix);
+  if (bytes === null) throw new InvalidInputError("prefix", "must be well-formed Unicode");
+  if (bytes > limits.keyBytesMax) {
+    const message = `is ${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax} bytes`;
+    throw new InputLimitError("prefix", message, limits.keyBytesMax);
+  }
+  return prefix;
+}
+
+function readString(query: Query, field: string): string | undefined {
+  const value = query[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== "string") throw new InvalidInputError(field, "must be given once");
+  return value;
+}
+
+function readFlag(query: Query, field: string): boolean {
+  const value = readString(query, field);
+  if (value === undefined || value === "false" || value === "0") return false;
+  if (value === "" || value === "true" || value === "1") return true;
+  throw new InvalidInputError(field, "must be true or false");
+}
+
+function readInteger(query: Query, field: string, min: number, max: number): number | undefined {
+  const text = readString(query, field);
+  if (text === undefined) return undefined;
+  const value = /^[0-9]{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new InputLimitError(field, `must be an integer ${range}, got ${text}`, max);
+  }
+  return value;
+}
+
+/** A lease id from a path (`/v1/leases/{id}`) or a query (`?lease=id`). */
+export function readLeaseId(text: unknown, field: string): number {
+  const value = typeof text === "string" && /^[0-9]{1,16}$/.test(text) ? Number(text) : 0;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidInputError(field, "must be a lease id (an integer >= 1) from POST /v1/leases");
+  }
+  return value;
+}
+
+/** The JSON object of a request body; `body` must be one. */
+function readJsonObject(body: Buffer | undefined): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse((body ?? Buffer.alloc(0)).toString("utf8"));
+  } catch {
+    throw new InvalidInputError("body", "must be a JSON object");
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new InvalidInputError("body", "must be a JSON object");
+  }
+  return json as Record<string, unknown>;
+}
+
+function checkFields(object: Record<string, unknown>, allowed: readonly string[], at: string) {
+  for (const field of Object.keys(object)) {
+    if (!allowed.includes(field)) {
+      const where = at === "" ? field : `${at}.${field}`;
+      throw new InvalidInputError(where, `is not a known field (expected ${allowed.join(", ")})`);
+    }
+  }
+}
+
+/** `POST /v1/leases` body `{"ttlSeconds": N}`: the time to live in milliseconds. */
+export function readLeaseGrant(body: Buffer | undefined, limits: KvLimits): number {
+  const json = readJsonObject(body);
+  checkFields(json, ["ttlSeconds"], "");
+  const ttl = json.ttlSeconds;
+  const min = Math.ceil(limits.leaseTtlMsMin / 1000);
+  const max = Math.floor(limits.leaseTtlMsMax / 1000);
+  if (typeof ttl !== "number" || !Number.isSafeInteger(ttl) || ttl < min || ttl > max) {
+    const message = `must be a whole number of seconds from ${min} to ${max}`;
+    throw new InputLimitError("ttlSeconds", message, max);
+  }
+  return ttl * 1000;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * `POST /v1/txn` body: `{"compare":[…],"success":[…],"failure":[…]}`, each part optional
+ * (an empty list), values as UTF-8 text. Item counts are checked against
+ * `limits.txnOpCountMax`.
+ */
+export function readTxnBody(
+  body: Buffer | undefined,
+  limits: KvLimits,
+): Pick<TxnCommand, "compare" | "success" | "failure"> {
+  const json = readJsonObject(body);
+  checkFields(json, ["compare", "success", "failure"], "");
+  const compare = readList(json, "compare", limits).map((item, i) =>
+    readCompare(item, `compare[${i}]`),
+  );
+  const success = readList(json, "success", limits).map((item, i) => readOp(item, `success[${i}]`));
+  const failure = readList(json, "failure", limits).map((item, i) => readOp(item, `failure[${i}]`));
+  return { compare, success, failure };
+}
+
+function readList(json: Record<string, unknown>, field: string, limits: KvLimits): unknown[] {
+  const list = json[field] ?? [];
+  if (!Array.isArray(list)) throw new InvalidInputError(field, "must be a list");
+  if (list.length > limits.txnOpCountMax) {
+    const message = `holds ${list.length} items; the limit is ${limits.txnOpCountMax}`;
+    throw new InputLimitError(field, message, limits.txnOpCountMax);
+  }
+  return list;
+}
+
+function readObject(value: unknown, at: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidInputError(at, "must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+function readKeyField(object: Record<string, unknown>, at: string): string {
+  const key = object.key;
+  if (typeof key !== "string" || key === "") {
+    throw new InvalidInputError(`${at}.key`, "must be a non-empty string");
+  }
+  return key;
+}
+
+function readCompare(item: unknown, at: string): TxnCompare {
+  const object = readObject(item, at);
+  checkFields(object, ["key", "revision", "value", "exists"], at);
+  const key = readKeyField(object, at);
+  const targets = ["revision", "value", "exists"].filter((t) => object[t] !== undefined);
+  if (targets.length !== 1) {
+    throw new InvalidInputError(at, "must give exactly one of revision, value or exists");
+  }
+  const { revision, value, exists } = object;
+  if (revision !== undefined) {
+    if (typeof revision !== "number" || !Number.isSafeInteger(revision) || revision < 0) {
+      throw new InvalidInputError(`${at}.revision`, "must be an integer >= 0 (0: no such key)");
+    }
+    return { key, target: "revision", revision };
+  }
+  if (value !== undefined) {
+    if (typeof value !== "string") throw new InvalidInputError(`${at}.value`, "must be a string");
+    return { key, target: "value", value: encoder.encode(value) };
+  }
+  if (typeof exists !== "boolean") {
+    throw new InvalidInputError(`${at}.exists`, "must be true or false");
+  }
+  return { key, target: "exists", exists };
+}
+
+function readOp(item: unknown, at: string): TxnOp {
+  const object = readObject(item, at);
+  checkFields(object, ["put", "delete"], at);
+  if ((object.put === undefined) === (object.delete === undefined)) {
+    throw new InvalidInputError(at, 'must be {"put":{"key","value"}} or {"delete":{"key"}}');
+  }
+  if (object.delete !== undefined) {
+    const del = readObject(object.delete, `${at}.delete`);
+    checkFields(del, ["key"], `${at}.delete`);
+    return { type: "delete", key: readKeyField(del, `${at}.delete`) };
+  }
+  const put = readObject(object.put, `${at}.put`);
+  checkFields(put, ["key", "value", "lease"], `${at}.put`);
+  const key = readKeyField(put, `${at}.put`);
+  if (typeof put.value !== "string") {
+    throw new InvalidInputError(`${at}.put.value`, "must be a string");
+  }
+  const value = encoder.encode(put.value);
+  if (put.lease === undefined) return { type: "put", key, value };
+  const lease = put.lease;
+  if (typeof lease !== "number" || !Number.isSafeInteger(lease) || lease < 1) {
+    throw new InvalidInputError(`${at}.put.lease`, "must be a lease id (an integer >= 1)");
+  }
+  return { type: "put", key, value, lease };
+}

@@ -1,0 +1,95 @@
+/**
+ * The leases of the store: each has an id (the log index that granted it), a time to live
+ * and a deadline in log time, and the keys attached to it, which are deleted when it ends.
+ *
+ * Deadlines are log time (`KvState.clockMs`), never a clock of this node, so every replica
+ * ends the same leases at the same log index. Leases are kept in id order (a Map in
+ * insertion order, and ids grow), which is the order they expire in when several are due
+ * at once. `nextExpiryMs` is a lower bound on the earliest deadline, so that most applies
+ * skip the scan; it is derived, rebuilt on restore, and not part of the replicated state.
+ */
+
+import { assert } from "../shared/assert.js";
+
+export interface Lease {
+  readonly id: number;
+  readonly ttlMs: number;
+  /** Log time at which the lease ends unless kept alive. */
+  expiresAtMs: number;
+  /** The keys attached to it. */
+  readonly keys: Set<string>;
+}
+
+export class LeaseTable {
+  private readonly leases = new Map<number, Lease>();
+  /** No lease ends before this log time (it may be earlier than the true earliest). */
+  private nextExpiryMs = Number.POSITIVE_INFINITY;
+
+  get size(): number {
+    return this.leases.size;
+  }
+
+  get(id: number): Lease | undefined {
+    return this.leases.get(id);
+  }
+
+  /** The leases in id order; the caller must not change the table while iterating. */
+  values(): IterableIterator<Lease> {
+    return this.leases.values();
+  }
+
+  /** The earliest deadline, or null without leases: when a full table has room again. */
+  earliestExpiryMs(): number | null {
+    let earliest: number | null = null;
+    for (const lease of this.leases.values()) {
+      if (earliest === null || lease.expiresAtMs < earliest) earliest = lease.expiresAtMs;
+    }
+    return earliest;
+  }
+
+  /** Adds a lease with no keys. Ids must grow: a lease id is the log index that granted it. */
+  grant(id: number, ttlMs: number, expiresAtMs: number): Lease {
+    assert(!this.leases.has(id), "a lease id is granted once");
+    const lease: Lease = { id, ttlMs, expiresAtMs, keys: new Set() };
+    this.leases.set(id, lease);
+    this.nextExpiryMs = Math.min(this.nextExpiryMs, expiresAtMs);
+    return lease;
+  }
+
+  /** Moves a lease's deadline to `nowMs` + its time to live. */
+  renew(lease: Lease, nowMs: number): void {
+    lease.expiresAtMs = nowMs + lease.ttlMs;
+  }
+
+  /** Every lease gets its full time to live from `nowMs` (a new master's term began). */
+  renewAll(nowMs: number): void {
+    for (const lease of this.leases.values()) this.renew(lease, nowMs);
+    this.nextExpiryMs = this.earliestExpiryMs() ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Removes a lease; its keys are the caller's to delete. */
+  remove(id: number): void {
+    assert(this.leases.delete(id), "removing a lease that is not held");
+  }
+
+  /**
+   * Up to `countMax` leases whose deadline is at or before `nowMs`, in id order. The
+   * caller removes them; leases left over because of `countMax` are returned next time.
+   */
+  due(nowMs: number, countMax: number): Lease[] {
+    if (nowMs < this.nextExpiryMs) return [];
+    const due: Lease[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (const lease of this.leases.values()) {
+      if (lease.expiresAtMs <= nowMs && due.length < countMax) due.push(lease);
+      else next = Math.min(next, lease.expiresAtMs);
+    }
+    this.nextExpiryMs = next;
+    return due;
+  }
+
+  /** Rebuilds the derived bound after leases were loaded from a snapshot. */
+  loaded(): void {
+    this.nextExpiryMs = this.earliestExpiryMs() ?? Number.POSITIVE_INFINITY;
+  }
+}

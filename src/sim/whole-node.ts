@@ -1,0 +1,965 @@
+/**
+ * The whole-node simulator: the production node (`startNode` → `BatonNode` with its
+ * `StateTransfer` and `Forwarder`, `DiskStorage` with its write-ahead log, hard-state file,
+ * snapshot store and recovery, and the key-value state machine) runs unchanged, several
+ * nodes in one process, over the simulated file system (`sim-fs.ts`), the simulated
+ * network (`sim-transport.ts`) and virtual time (`sim-clock.ts`), all from one seed.
+ *
+ * One agenda drives everything; after each callback the runner lets every promise
+ * reaction it caused run before it takes the next, so the async runtime interleaves
+ * exactly as the seed says and a run replays byte for byte. No real timer, immediate or
+ * file or socket operation may be created while the simulated nodes run: an async hook
+ * counts them and fails the run.
+ *
+ * The nemesis crashes nodes (the disk keeps what POSIX lets a crash keep), isolates and
+ * splits them, cuts single directions, flips a stored bit and crashes the node (it must
+ * refuse to start; its operator then wipes it and restarts it with --join), fails an
+ * fdatasync with EIO (the node must stop; it restarts over what reached the disk), and
+ * heals. The checkers are the simulator's own: at most one master per term after every
+ * step, every node applies the same command at each index, exactly-once on every
+ * application (`checkers/exactly-once.ts`), and at the end a master, answered clients,
+ * replicas with equal state and a linearizable history (`checkers/linearizability.ts`).
+ */
+
+import { createHook } from "node:async_hooks";
+import pino, { type Logger } from "pino";
+import { Prng } from "../core/prng.js";
+import { decodeCommand, encodeCommand, type KvResult, KvStateMachine } from "../kv/index.js";
+import type { NodeId } from "../protocol/messages.js";
+import { startNode } from "../server/create-node.js";
+import type { BatonNode } from "../server/node.js";
+import { parseNodeConfig } from "../server/node-config.js";
+import { AssertionError, assert } from "../shared/assert.js";
+import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
+import type { LockHost } from "../storage/dir-lock.js";
+import { StorageError } from "../storage/errors.js";
+import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
+import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
+import { SafetyViolation } from "./checkers/safety.js";
+import type { RunResult } from "./run.js";
+import { SimClock, SimScheduler } from "./sim-clock.js";
+import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
+import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
+
+export interface WholeNodeOptions {
+  readonly trace?: boolean;
+  /** Virtual ms of faults before the network heals. @default 6000 */
+  readonly faultPhaseMs?: number;
+  /** Called after every step, inside the leak detector (tests of the simulator itself). */
+  readonly onStep?: (now: number) => void;
+}
+
+/** Where the simulated wall clocks start: virtual time 0 is this many ms after the epoch. */
+const WALL_CLOCK_EPOCH_MS = 1_700_000_000_000;
+/** A client gives up on an operation after this long, leaving it indeterminate. */
+const CLIENT_DEADLINE_MS = 4000;
+/** Bytes at the end of the newest log segment the bit-flip nemesis spares (its last records). */
+const TAIL_BYTES_SPARED = 512;
+/** One attempt of a client on one node, before it tries another. */
+const ATTEMPT_MS = 1000;
+
+/** What a seed decides. */
+export interface WholeNodeScenario {
+  readonly nodeCount: number;
+  readonly clientCount: number;
+  readonly keys: readonly string[];
+  readonly net: SimNetFaults;
+  readonly disk: SimFsFaults;
+  readonly snapshotEntries: number;
+  /** A state transfer without progress for this long starts over, ms. */
+  readonly transferStallMs: number;
+  /** Log segment size and how often the commit hint is written lazily. */
+  readonly walSegmentBytes: number;
+  readonly commitIndexPersistIntervalEntries: number;
+  readonly snapshotKeepEntries: number;
+  readonly nemesisMsMean: number;
+  readonly faultPhaseMs: number;
+}
+
+export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
+  const prng = new Prng(seed ^ 0x3c6ef372);
+  const syncMsMin = 0.1 + prng.next() * 2;
+  return {
+    nodeCount: prng.chance(0.75) ? 3 : 5,
+    clientCount: prng.int(1, 4),
+    keys: Array.from({ length: prng.int(1, 3) }, (_, i) => `k${i}`),
+    net: { delayMsMin: 0.1, delayMsMax: 0.2 + prng.next() * 8, lossChance: prng.next() * 0.05 },
+    disk: {
+      opMsMax: prng.int(0, 1),
+      syncMsMin,
+      syncMsMax: syncMsMin + prng.next() * 6,
+      stallChance: prng.pick([0, 0, 0.002, 0.01]),
+      stallMsMax: prng.int(500, 3000),
+      eioChance: 0,
+      readErrorChance: 0,
+      capacityBytes: Number.MAX_SAFE_INTEGER,
+    },
+    snapshotEntries: prng.pick([10, 40, 200, 10_000]),
+    transferStallMs: prng.int(1000, 3000),
+    walSegmentBytes: prng.pick([4096, 16_384, 65_536, 67_108_864]),
+    commitIndexPersistIntervalEntries: prng.pick([1, 7, 100, 10_000]),
+    snapshotKeepEntries: prng.int(0, 50),
+    nemesisMsMean: prng.int(150, 1000),
+    faultPhaseMs,
+  };
+}
+
+type ProcState = "down" | "starting" | "up" | "broken";
+
+/** One simulated machine: its disk outlives the processes that run on it. */
+interface Proc {
+  readonly id: NodeId;
+  fs: SimFileSystem;
+  clock: SimClock;
+  transport: SimTransport | null;
+  node: BatonNode | null;
+  sm: WatchedKv | null;
+  incarnation: number;
+  state: ProcState;
+  /** Started with --join (after its disk was wiped); kept on the command line from then on. */
+  join: boolean;
+  /** The nemesis damaged this disk (a bit flip, a read error) since it was last wiped. */
+  flipped: boolean;
+  /** Wiped and not yet caught up by a master: it holds nothing and does not vote. */
+  catchingUp: boolean;
+  pid: number;
+}
+
+/** The product's state machine, with every application shown to the checkers. */
+class WatchedKv implements StateMachine<KvResult> {
+  readonly kv = new KvStateMachine();
+
+  constructor(
+    private readonly node: NodeId,
+    private readonly run: WholeNodeRun,
+  ) {}
+
+  apply(command: Uint8Array, context: ApplyContext): KvResult {
+    const result = this.kv.apply(command, context);
+    this.run.onApplied(this.node, command, context, result, this.kv.revision === context.index);
+    return result;
+  }
+
+  snapshot(): AsyncIterable<Uint8Array> {
+    return this.kv.snapshot();
+  }
+
+  restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    return this.run.onRestore(this.node, () => this.kv.restore(chunks));
+  }
+}
+
+/** Resource types that mean real time or real I/O leaked out of the simulation. */
+const LEAKS = new Set([
+  "Timeout",
+  "Immediate",
+  "FSREQCALLBACK",
+  "FSREQPROMISE",
+  "FILEHANDLE",
+  "TCPWRAP",
+  "TCPCONNECTWRAP",
+  "TCPSERVERWRAP",
+  "GETADDRINFOREQWRAP",
+  "PROCESSWRAP",
+  "PIPEWRAP",
+  "WRITEWRAP",
+]);
+
+class WholeNodeRun {
+  readonly scheduler = new SimScheduler();
+  readonly prng: Prng;
+  /** The world's own clock: the network, the clients and the nemesis; never killed. */
+  readonly world: SimClock;
+  readonly net: SimNet;
+  readonly procs: Proc[] = [];
+  readonly history: HistoryOp[] = [];
+  readonly exactlyOnce = new ExactlyOnceChecker();
+  readonly trace: string[] = [];
+  readonly faults: Record<string, number> = {};
+  /** Per log index: "term:bytes" of the command the first node applied there. */
+  private readonly appliedAt = new Map<number, string>();
+  private readonly masters = new Map<number, NodeId>();
+  private nextOpId = 1;
+  private clientsRunning = true;
+  private busyClients = 0;
+  crashes = 0;
+  corruptionsDetected = 0;
+  wipes = 0;
+  elections = 0;
+  failovers = 0;
+  transfers = 0;
+  leaks: string[] = [];
+
+  constructor(
+    readonly seed: number,
+    readonly scenario: WholeNodeScenario,
+    readonly tracing: boolean,
+  ) {
+    this.prng = new Prng(seed);
+    this.world = new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS);
+    this.net = new SimNet(this.world, new Prng(seed ^ 0x1b873593), scenario.net);
+    for (let id = 1; id <= scenario.nodeCount; id++) {
+      const clock = this.newClock();
+      this.procs.push({
+        id,
+        fs: new SimFileSystem(new Prng(seed * 31 + id), clock, scenario.disk),
+        clock,
+        transport: null,
+        node: null,
+        sm: null,
+        incarnation: 0,
+        state: "down",
+        join: false,
+        flipped: false,
+        catchingUp: false,
+        pid: 0,
+      });
+    }
+  }
+
+  log(line: string): void {
+    if (this.tracing) this.trace.push(`${this.scheduler.now.toFixed(3).padStart(10)} ${line}`);
+  }
+
+  count(kind: string): void {
+    this.faults[kind] = (this.faults[kind] ?? 0) + 1;
+  }
+
+  private newClock(): SimClock {
+    // Each process's wall clock is skewed by up to 2 s, as a master stamps it into the log.
+    return new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS + this.prng.int(-2000, 2000));
+  }
+
+  // ---------------------------------------------------------------- processes
+
+  start(proc: Proc): void {
+    assert(proc.state === "down", `node ${proc.id} started while ${proc.state}`);
+    const incarnation = ++proc.incarnation;
+    proc.state = "starting";
+    proc.pid = proc.id * 1000 + incarnation;
+    const ids = this.procs.map((p) => p.id);
+    const transport = new SimTransport(this.net, proc.id, ids);
+    const sm = new WatchedKv(proc.id, this);
+    proc.transport = transport;
+    proc.sm = sm;
+    const config = parseNodeConfig({
+      id: proc.id,
+      peers: ids.map((id) => ({ id, address: `10.0.0.${id}:7100` })),
+      listen: `10.0.0.${proc.id}:7100`,
+      dataDir: `/data/n${proc.id}`,
+      snapshotEntries: this.scenario.snapshotEntries,
+      snapshotKeepEntries: this.scenario.snapshotKeepEntries,
+      requestTimeoutMs: 2000,
+      // A transfer whose chunk was lost restarts after this long (TCP would have resent
+      // it; the simulated network loses messages inside a connection).
+      transferStallMs: this.scenario.transferStallMs,
+      join: proc.join,
+    });
+    const lockHost: LockHost = {
+      pid: proc.pid,
+      isRunning: (pid) => this.procs.some((p) => p.pid === pid && p.state !== "down"),
+      held: new Set(),
+    };
+    this.log(`node ${proc.id} starting (incarnation ${incarnation}${proc.join ? ", --join" : ""})`);
+    startNode(config, sm, this.logger(proc.id), transport, {
+      clock: proc.clock,
+      fs: proc.fs,
+      lockHost,
+      seed: this.prng.nextUint32(),
+      storage: {
+        walSegmentBytes: this.scenario.walSegmentBytes,
+        commitIndexPersistIntervalEntries: this.scenario.commitIndexPersistIntervalEntries,
+      },
+    }).then(
+      (node) => this.onStarted(proc, incarnation, node),
+      (error: unknown) => this.onStartFailed(proc, incarnation, error),
+    );
+  }
+
+  private onStarted(proc: Proc, incarnation: number, node: BatonNode): void {
+    if (proc.incarnation !== incarnation || proc.state !== "starting") return;
+    proc.node = node;
+    proc.state = "up";
+    this.log(`node ${proc.id} up`);
+    node.on("fatal", (error) => {
+      if (proc.incarnation !== incarnation) return;
+      // A storage failure stops the process, as it must; it is restarted like a crashed
+      // one. Anything else (an assertion, a checker's verdict raised inside an apply) is a
+      // bug the node would only have logged on its way out: the run fails with it.
+      if (!(error instanceof StorageError)) {
+        this.scheduler.fail(error);
+        return;
+      }
+      this.log(`node ${proc.id} stopped: ${error.message}`);
+      this.crash(proc, "fatal");
+    });
+    node.on("role", (event) => {
+      if (event.role === "master") this.elections++;
+      if (event.reason.includes("now a voting member")) proc.catchingUp = false;
+    });
+    node.on("failover", (event) => {
+      if (event.previousMaster !== null && event.previousMaster !== proc.id) this.failovers++;
+    });
+  }
+
+  private onStartFailed(proc: Proc, incarnation: number, error: unknown): void {
+    if (proc.incarnation !== incarnation) return;
+    const code = (error as { code?: unknown }).code;
+    if (error instanceof StorageError && code !== "ERR_STORAGE_LOCKED") {
+      if (!proc.flipped) {
+        // Only damage may stop a restart: a crash alone must leave a disk recovery accepts.
+        this.scheduler.fail(
+          new SafetyViolation(
+            `node ${proc.id} refused to start after a crash, with no damage to its disk: ${(error as Error).message}`,
+          ),
+        );
+        return;
+      }
+      // Corruption detected and refused, as it must be: the operator wipes and rejoins.
+      this.corruptionsDetected++;
+      this.log(`node ${proc.id} refused to start: ${(error as Error).message.slice(0, 160)}`);
+      this.kill(proc);
+      proc.state = "broken";
+      this.world.setTimeout(() => this.wipe(proc), this.prng.int(200, 1500));
+      return;
+    }
+    this.scheduler.fail(error);
+  }
+
+  /** The process dies: timers, network and unsynced writes go with it. */
+  crash(proc: Proc, why: string): void {
+    if (proc.state === "down" || proc.state === "broken") return;
+    this.crashes++;
+    this.log(`node ${proc.id} crashed (${why})`);
+    this.kill(proc);
+    proc.state = "down";
+    this.world.setTimeout(() => this.maybeRestart(proc), this.prng.int(50, 1500));
+  }
+
+  private kill(proc: Proc): void {
+    proc.clock.kill();
+    proc.transport?.kill();
+    proc.transport = null;
+    proc.node = null;
+    proc.sm = null;
+    proc.clock = this.newClock();
+    proc.fs.crash(proc.clock);
+  }
+
+  private maybeRestart(proc: Proc): void {
+    if (proc.state === "down") this.start(proc);
+  }
+
+  /** The operator's repair of a node whose disk failed its checksums: wipe, --join. */
+  private wipe(proc: Proc): void {
+    if (proc.state !== "broken") return;
+    this.wipes++;
+    proc.fs = new SimFileSystem(new Prng(this.prng.nextUint32()), proc.clock, this.scenario.disk);
+    proc.join = true;
+    proc.flipped = false;
+    proc.catchingUp = true;
+    proc.state = "down";
+    this.log(`node ${proc.id} wiped, restarting with --join`);
+    this.start(proc);
+  }
+
+  private logger(id: NodeId): Logger {
+    if (!this.tracing) return pino({ level: "silent" });
+    return pino(
+      {
+        level: "info",
+        base: { node: id },
+        timestamp: false,
+        // No stack: its caller's frames differ between two replays of one seed.
+        serializers: { err: (e: Error) => ({ type: e.name, message: e.message }) },
+      },
+      { write: (line: string) => this.log(`node ${id}: ${line.trim()}`) },
+    );
+  }
+
+  // ---------------------------------------------------------------- checkers
+
+  onApplied(
+    node: NodeId,
+    command: Uint8Array,
+    context: ApplyContext,
+    result: KvResult,
+    changed: boolean,
+  ): void {
+    try {
+      this.checkApplied(node, command, context, result, changed);
+    } catch (error) {
+      // The node stops with it too, but the verdict must not depend on how it stops.
+      this.scheduler.fail(error);
+      throw error;
+    }
+  }
+
+  private checkApplied(
+    node: NodeId,
+    command: Uint8Array,
+    context: ApplyContext,
+    result: KvResult,
+    changed: boolean,
+  ): void {
+    const identity = `${context.term}:${Buffer.from(command).toString("base64")}`;
+    const first = this.appliedAt.get(context.index);
+    if (first === undefined) this.appliedAt.set(context.index, identity);
+    else if (first !== identity) {
+      throw new SafetyViolation(
+        `node ${node} applied a different command at index ${context.index}`,
+      );
+    }
+    const decoded = decodeCommand(command);
+    this.exactlyOnce.applied(
+      node,
+      context.index,
+      decoded.ok ? decoded.command : null,
+      result,
+      changed,
+    );
+  }
+
+  /** A restore on a running node is a state transfer (at start it is recovery). */
+  onRestore(node: NodeId, restore: () => Promise<void>): Promise<void> {
+    if (this.procs.find((p) => p.id === node)?.state === "up") this.transfers++;
+    return restore();
+  }
+
+  /** After every step: at most one master per term (Raft §5.2). */
+  checkStep(): void {
+    for (const proc of this.procs) {
+      const node = proc.node;
+      if (node === null || node.role !== "master") continue;
+      const term = node.status().term;
+      const known = this.masters.get(term);
+      if (known === undefined) this.masters.set(term, proc.id);
+      else if (known !== proc.id) {
+        throw new SafetyViolation(`two masters in term ${term}: nodes ${known} and ${proc.id}`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- clients
+
+  startClients(): void {
+    for (let c = 1; c <= this.scenario.clientCount; c++) {
+      this.world.setTimeout(() => void this.clientLoop(c), this.prng.int(0, 50));
+    }
+  }
+
+  stopClients(): void {
+    this.clientsRunning = false;
+  }
+
+  get clientsBusy(): boolean {
+    return this.busyClients > 0;
+  }
+
+  private async clientLoop(client: number): Promise<void> {
+    let n = 0;
+    while (this.clientsRunning) {
+      n++;
+      this.busyClients++;
+      try {
+        await this.operate(client, n);
+      } finally {
+        this.busyClients--;
+      }
+      await this.sleep(this.prng.int(0, 30));
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.world.setTimeout(resolve, ms));
+  }
+
+  private async operate(client: number, n: number): Promise<void> {
+    const key = this.prng.pick(this.scenario.keys);
+    const roll = this.prng.next();
+    const op: KvOp =
+      roll < 0.45
+        ? { kind: "read" }
+        : roll < 0.9
+          ? { kind: "write", value: `c${client}-${n}` }
+          : { kind: "delete" };
+    const entry: HistoryOp = {
+      id: this.nextOpId++,
+      client,
+      key,
+      op,
+      invokedAt: this.scheduler.now,
+      completedAt: null,
+      outcome: "info",
+    };
+    this.history.push(entry);
+    const deadline = this.scheduler.now + CLIENT_DEADLINE_MS;
+    if (op.kind === "read") await this.read(entry, deadline);
+    else await this.write(entry, `c${client}-${n}`, deadline);
+  }
+
+  /** A linearizable read: a read barrier on some node, then that node's own store. */
+  private async read(entry: HistoryOp, deadline: number): Promise<void> {
+    while (this.scheduler.now < deadline) {
+      const proc = this.pickNode();
+      if (proc === null) {
+        await this.sleep(50);
+        continue;
+      }
+      // The read is served by the process that confirmed the barrier, never by a later one.
+      const { incarnation, sm } = proc;
+      const outcome = await this.attempt(() => proc.node!.readBarrier());
+      if (outcome.ok && proc.incarnation === incarnation && proc.state === "up" && sm !== null) {
+        const value = sm.kv.get(entry.key);
+        entry.outcome = "ok";
+        entry.output = value === null ? null : Buffer.from(value.value).toString();
+        entry.completedAt = this.scheduler.now;
+        this.log(
+          `client ${entry.client}: op ${entry.id} read ${entry.key} on node ${proc.id}: ${entry.output} (revision ${value?.revision ?? 0})`,
+        );
+        return;
+      }
+      await this.sleep(this.prng.int(10, 100));
+    }
+    entry.outcome = "fail"; // a read that never completed changed nothing
+  }
+
+  /** A write with an idempotency key, retried with the same key until it is answered. */
+  private async write(entry: HistoryOp, idempotencyKey: string, deadline: number): Promise<void> {
+    const command = encodeCommand(
+      entry.op.kind === "write"
+        ? {
+            type: "put",
+            key: entry.key,
+            value: new TextEncoder().encode(entry.op.value),
+            idempotencyKey,
+          }
+        : { type: "delete", key: entry.key, idempotencyKey },
+    );
+    while (this.scheduler.now < deadline) {
+      const proc = this.pickNode();
+      if (proc === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const outcome = await this.attempt(() => proc.node!.propose(command));
+      if (outcome.ok) {
+        const result = outcome.value as KvResult;
+        if (result.ok || (!result.ok && result.code === "not_found")) {
+          entry.outcome = "ok";
+          if (entry.op.kind === "delete") entry.output = result.ok;
+          entry.completedAt = this.scheduler.now;
+          this.log(
+            `client ${entry.client}: op ${entry.id} ${entry.op.kind} ${entry.key} ${idempotencyKey} via node ${proc.id}: ${JSON.stringify(result)}`,
+          );
+          return;
+        }
+        assert(result.code === "table_full", `write refused: ${JSON.stringify(result)}`);
+      }
+      await this.sleep(this.prng.int(10, 100));
+    }
+    // Never answered: it may or may not have been applied.
+  }
+
+  private pickNode(): Proc | null {
+    // A stopped process accepts no request: a client's attempt on it would only time out.
+    const up = this.procs.filter((p) => p.state === "up" && p.node !== null && !p.clock.paused);
+    return up.length === 0 ? null : this.prng.pick(up);
+  }
+
+  /** One attempt, bounded by the client's own timer (a dead node never answers). */
+  private attempt(
+    call: () => Promise<unknown>,
+  ): Promise<{ ok: true; value: unknown } | { ok: false }> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (outcome: { ok: true; value: unknown } | { ok: false }) => {
+        if (settled) return;
+        settled = true;
+        this.world.clearTimeout(timer);
+        resolve(outcome);
+      };
+      const timer = this.world.setTimeout(() => settle({ ok: false }), ATTEMPT_MS);
+      try {
+        call().then(
+          (value) => settle({ ok: true, value }),
+          (error: unknown) => {
+            if (error instanceof AssertionError) this.scheduler.fail(error);
+            settle({ ok: false });
+          },
+        );
+      } catch (error) {
+        if (error instanceof AssertionError) throw error;
+        settle({ ok: false });
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- nemesis
+
+  scheduleNemesis(until: number): void {
+    const delay = this.prng.int(1, 2 * this.scenario.nemesisMsMean);
+    if (this.scheduler.now + delay >= until) return;
+    this.world.setTimeout(() => {
+      this.nemesis();
+      this.scheduleNemesis(until);
+    }, delay);
+  }
+
+  private nemesis(): void {
+    const kind = this.prng.pick([
+      "crash",
+      "crash_master",
+      "isolate",
+      "split",
+      "one_way",
+      "heal",
+      "heal",
+      "flip_bit",
+      "read_error",
+      "eio",
+      "wipe",
+      "pause",
+    ]);
+    const running = this.procs.filter((p) => p.state === "up");
+    const master = running.find((p) => p.node?.role === "master") ?? null;
+    switch (kind) {
+      case "crash":
+        if (running.length > 0) this.crash(this.prng.pick(running), "nemesis");
+        break;
+      case "crash_master":
+        if (master !== null) this.crash(master, "nemesis: the master");
+        break;
+      case "isolate": {
+        const target = master ?? this.prng.pick(this.procs);
+        for (const other of this.procs) {
+          if (other === target) continue;
+          this.net.cut(target.id, other.id);
+          this.net.cut(other.id, target.id);
+        }
+        this.log(`isolated node ${target.id}`);
+        break;
+      }
+      case "split": {
+        const shuffled = [...this.procs];
+        for (let i = shuffled.length - 1; i > 0; i--) {
+          const j = this.prng.int(0, i);
+          [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+        }
+        const minority = shuffled.slice(0, Math.floor(shuffled.length / 2));
+        for (const a of minority) {
+          for (const b of shuffled.slice(minority.length)) {
+            this.net.cut(a.id, b.id);
+            this.net.cut(b.id, a.id);
+          }
+        }
+        this.log(`split off ${minority.map((p) => p.id).join(",")}`);
+        break;
+      }
+      case "one_way": {
+        const from = this.prng.pick(this.procs);
+        const to = this.prng.pick(this.procs.filter((p) => p !== from));
+        this.net.cut(from.id, to.id);
+        this.log(`cut ${from.id} -> ${to.id}`);
+        break;
+      }
+      case "heal":
+        this.net.healAll();
+        this.log("healed the network");
+        break;
+      case "flip_bit":
+        this.flipBit(running);
+        break;
+      case "read_error":
+        this.readError(running);
+        break;
+      case "wipe":
+        this.wipeHealthy(running);
+        break;
+      case "pause":
+        if (running.length > 0) this.pause(this.prng.pick(running), this.prng.int(100, 2600));
+        break;
+      case "eio": {
+        if (running.length === 0) break;
+        const target = this.prng.pick(running);
+        target.fs.failNext("datasync", "EIO");
+        this.log(`node ${target.id}: its next fdatasync fails with EIO`);
+        break;
+      }
+    }
+    this.count(kind);
+  }
+
+  /**
+   * Flips a bit in a stored file of one node and crashes it, so that its restart reads the
+   * file back. Only while every other node is healthy: two nodes' data lost at once is
+   * beyond what replication can repair.
+   */
+  private flipBit(running: Proc[]): void {
+    if (!this.allHealthy(running)) return;
+    const target = this.prng.pick(running);
+    const files = target.fs
+      .files(`/data/n${target.id}`)
+      .filter((f) => !f.endsWith("/LOCK") && !f.endsWith(".tmp"));
+    if (files.length === 0) return;
+    const file = this.prng.pick(files);
+    // Not in the last records of the newest log segment: recovery cannot tell a flip there
+    // from a write torn by a crash and trims it (docs/simulator.md), so a flip there loses
+    // an acknowledged entry on this node by design.
+    const segments = files.filter((f) => f.endsWith(".seg")).sort();
+    let at: number | null;
+    if (file === segments.at(-1)) {
+      const size = target.fs.contents(file)?.length ?? 0;
+      if (size <= TAIL_BYTES_SPARED) return;
+      at = target.fs.flipBit(file, this.prng.int(0, size - TAIL_BYTES_SPARED - 1));
+    } else {
+      at = target.fs.flipBit(file);
+    }
+    target.flipped = true;
+    this.log(`node ${target.id}: flipped a bit of ${file} at ${at}`);
+    this.crash(target, "after a bit flip");
+  }
+
+  /**
+   * Stops a node's process for `ms` (a long garbage collection, SIGSTOP): its timers and
+   * disk completions wait, what arrives for it is held, and it resumes as a process does.
+   */
+  private pause(proc: Proc, ms: number): void {
+    if (proc.clock.paused || proc.transport === null) return;
+    const { clock, transport, incarnation } = proc;
+    this.log(`node ${proc.id} paused for ${ms} ms`);
+    clock.pause();
+    transport.pause();
+    this.world.setTimeout(() => {
+      if (proc.incarnation !== incarnation || clock.killed) return;
+      this.log(`node ${proc.id} resumed`);
+      transport.resume();
+      clock.resume();
+    }, ms);
+  }
+
+  /**
+   * Whether every node runs, none is still catching up after losing its data, and each has
+   * applied about what the master committed: only then may the nemesis take one node's
+   * data (losing two at once is beyond what replication can repair).
+   */
+  private allHealthy(running: Proc[]): boolean {
+    if (running.length < this.procs.length) return false;
+    if (this.procs.some((p) => p.catchingUp)) return false;
+    const master = running.find((p) => p.node?.role === "master");
+    if (master === undefined) return false;
+    const commit = master.node!.status().commitIndex;
+    return running.every((p) => p.node!.status().appliedIndex >= commit - 5);
+  }
+
+  /**
+   * Loses a healthy node's disk (a replaced machine): it restarts empty with --join and
+   * catches up by state transfer. Under the same rule as a bit flip: one node without its
+   * data at a time.
+   */
+  private wipeHealthy(running: Proc[]): void {
+    if (!this.allHealthy(running)) return;
+    const target = this.prng.pick(running);
+    this.log(`node ${target.id}: its disk is lost`);
+    this.crash(target, "its disk was replaced");
+    target.state = "broken";
+    this.wipe(target);
+  }
+
+  /**
+   * Makes a stored file of one node unreadable from some byte on (a latent sector error)
+   * and crashes it: its restart must stop with ERR_STORAGE_IO naming the file, unless
+   * recovery never reads that part. Under the same rule as a bit flip.
+   */
+  private readError(running: Proc[]): void {
+    if (!this.allHealthy(running)) return;
+    const target = this.prng.pick(running);
+    const files = target.fs
+      .files(`/data/n${target.id}`)
+      .filter((f) => !f.endsWith("/LOCK") && !f.endsWith(".tmp"));
+    if (files.length === 0) return;
+    const file = this.prng.pick(files);
+    const size = target.fs.contents(file)?.length ?? 0;
+    const from = this.prng.int(0, Math.max(0, size - 1));
+    target.fs.damage(file, from, from + this.prng.int(1, 4096));
+    target.flipped = true;
+    this.log(`node ${target.id}: ${file} unreadable from byte ${from}`);
+    this.crash(target, "after a read error appeared");
+  }
+
+  // ---------------------------------------------------------------- the run
+
+  /**
+   * The faults are over: every stopped process resumes, no armed disk failure strikes any
+   * more, and every node that is down starts again.
+   */
+  endFaults(): void {
+    for (const proc of this.procs) {
+      proc.fs.disarm();
+      if (proc.clock.paused && proc.transport !== null) {
+        proc.transport.resume();
+        proc.clock.resume();
+      }
+      if (proc.state === "down") this.start(proc);
+    }
+  }
+
+  /** The master every running node agrees on, or null. */
+  agreedMaster(): NodeId | null {
+    const up = this.procs.filter((p) => p.node !== null);
+    if (up.length < this.procs.length) return null;
+    const master = up[0]!.node!.masterId;
+    if (master === null) return null;
+    for (const p of up) if (p.node!.masterId !== master) return null;
+    return up.find((p) => p.id === master)?.node?.role === "master" ? master : null;
+  }
+
+  /** Each node's state and progress, for a liveness failure's message. */
+  describeNodes(): string {
+    return this.procs
+      .map((p) => {
+        if (p.node === null) return `node ${p.id} ${p.state}`;
+        const s = p.node.status();
+        return `node ${p.id} ${s.role} term ${s.term} last ${s.lastIndex} commit ${s.commitIndex} applied ${s.appliedIndex}`;
+      })
+      .join("; ");
+  }
+
+  converged(): boolean {
+    const up = this.procs.filter((p) => p.node !== null);
+    if (up.length < this.procs.length) return false;
+    const statuses = up.map((p) => p.node!.status());
+    const applied = statuses[0]!.appliedIndex;
+    if (statuses.some((s) => s.appliedIndex !== applied || s.commitIndex !== applied)) return false;
+    const hash = up[0]!.sm!.kv.stateHash();
+    return up.every((p) => p.sm!.kv.stateHash() === hash);
+  }
+}
+
+/** Runs one seed of the whole-node simulator. */
+export async function runWholeNode(
+  seed: number,
+  options: WholeNodeOptions = {},
+): Promise<RunResult> {
+  const scenario = makeWholeNodeScenario(seed, options.faultPhaseMs);
+  const run = new WholeNodeRun(seed, scenario, options.trace === true);
+  let violation: string | undefined;
+  let recoveryMs: number | null = null;
+  const hook = createHook({
+    init(_id, type) {
+      if (!LEAKS.has(type)) return;
+      // The test runner may take a turn between two steps; only this code base's is a leak.
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 60;
+      const stack = new Error().stack ?? "";
+      Error.stackTraceLimit = limit;
+      // Frames of this code base, below this hook's own.
+      const frames = stack
+        .split("\n")
+        .filter((l) => l.includes("/src/") && !l.includes("AsyncHook"));
+      if (frames.length > 0) {
+        run.leaks.push(`${type} at ${frames.slice(0, 3).join(" <- ").replace(/\s+/g, " ")}`);
+      }
+    },
+  });
+  const unhandled = (reason: unknown) => run.scheduler.fail(reason);
+  process.on("unhandledRejection", unhandled);
+  run.scheduler.onStep = () => {
+    run.checkStep();
+    options.onStep?.(run.scheduler.now);
+  };
+  run.scheduler.guard = { pause: () => hook.disable(), resume: () => hook.enable() };
+  const drainHooked = async (until: number, stop?: () => boolean) => {
+    hook.enable();
+    try {
+      await run.scheduler.run(until, stop);
+    } finally {
+      hook.disable();
+    }
+  };
+  try {
+    for (const proc of run.procs) run.start(proc);
+    run.startClients();
+    run.scheduleNemesis(scenario.faultPhaseMs);
+    await drainHooked(scenario.faultPhaseMs);
+    recoveryMs = await settle(run, drainHooked);
+    violation = checkEnd(run);
+  } catch (error) {
+    violation = describeFailure(error);
+  } finally {
+    hook.disable();
+    process.off("unhandledRejection", unhandled);
+    run.stopClients();
+    for (const proc of run.procs) {
+      proc.clock.kill();
+      proc.transport?.kill();
+    }
+  }
+  if (violation !== undefined) run.log(`VIOLATION: ${violation}`);
+  return {
+    seed,
+    ok: violation === undefined,
+    ...(violation === undefined ? {} : { violation }),
+    nodeCount: scenario.nodeCount,
+    clientCount: scenario.clientCount,
+    operations: run.history.length,
+    indeterminate: run.history.filter((h) => h.outcome === "info").length,
+    elections: run.elections,
+    failovers: run.failovers,
+    faults: run.faults,
+    crashes: run.crashes,
+    tornWrites: run.procs.reduce((n, p) => n + p.fs.stats.tornWrites, 0),
+    transfers: run.transfers,
+    corruptionsDetected: run.corruptionsDetected,
+    wipes: run.wipes,
+    clockJumps: 0,
+    retriesAnswered: run.exactlyOnce.answeredFromTable,
+    refused: run.exactlyOnce.refused,
+    messages: run.net.sent,
+    dropped: run.net.dropped,
+    recoveryMs,
+    commitIndex: Math.max(0, ...run.procs.map((p) => p.node?.status().commitIndex ?? 0)),
+    virtualMs: run.scheduler.now,
+    trace: run.trace,
+  };
+}
+
+type Drive = (until: number, stop?: () => boolean) => Promise<void>;
+
+/** Heals everything and waits for a master, answered clients and converged replicas. */
+async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
+  run.net.healAll();
+  run.endFaults();
+  const healedAt = run.scheduler.now;
+  await drive(healedAt + 5000, () => run.agreedMaster() !== null);
+  if (run.agreedMaster() === null) {
+    throw new SafetyViolation("liveness: no master agreed on 5000ms after healing");
+  }
+  const recoveryMs = run.scheduler.now - healedAt;
+  await drive(run.scheduler.now + 500);
+  run.stopClients();
+  await drive(healedAt + 15_000, () => !run.clientsBusy && run.converged());
+  if (run.clientsBusy) throw new SafetyViolation("liveness: client requests still pending");
+  if (!run.converged()) {
+    throw new SafetyViolation(`liveness: replicas not converged (${run.describeNodes()})`);
+  }
+  return recoveryMs;
+}
+
+function checkEnd(run: WholeNodeRun): string | undefined {
+  if (run.leaks.length > 0) {
+    return `real I/O or timers leaked into the simulation: ${run.leaks[0]}`;
+  }
+  const verdict = checkLinearizable(run.history);
+  if (verdict.ok) return undefined;
+  const bad = verdict.keys.find((k) => !k.ok);
+  return `history not linearizable (key ${bad?.key}): ${bad?.explanation ?? "search capped"}`;
+}
+
+function describeFailure(error: unknown): string {
+  if (error instanceof SafetyViolation || error instanceof AssertionError) {
+    return `${error.name}: ${error.message}`;
+  }
+  const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return `unexpected error: ${stack.split("\n").slice(0, 4).join(" | ")}`;
+}

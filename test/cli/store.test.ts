@@ -1,0 +1,97 @@
+/**
+ * `baton list`, `delete-prefix`, `txn`, `lease …`, `put --lease` and `watch` run in-process
+ * against the real HTTP API and state machine on a one-node stand-in: what they print and
+ * their exit codes.
+ */
+
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
+import { main } from "../../src/cli/main.js";
+import { createHttpServer, type HttpServer } from "../../src/http/server.js";
+
+let server: HttpServer;
+let endpoint: string;
+let node: LocalKvNode;
+
+beforeAll(async () => {
+  node = new LocalKvNode(1);
+  server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
+  endpoint = (await server.listen("127.0.0.1", 0)).url;
+});
+
+afterAll(() => server.close());
+
+async function run(args: string[], stdin?: string) {
+  const io = captureIo(stdin === undefined ? {} : { stdin: new TextEncoder().encode(stdin) });
+  const code = await main([...args, "--endpoints", endpoint], io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+describe("cli store", () => {
+  it("cli store: list, delete-prefix and txn print for people and for scripts", async () => {
+    await run(["put", "app/a", "1"]);
+    await run(["put", "app/b", "2"]);
+    await run(["put", "zz", "3"]);
+    expect(await run(["list", "app/"])).toEqual({ code: 0, out: "app/a\t1\napp/b\t2\n", err: "" });
+    const json = await run(["list", "app/", "--keys-only", "--json"]);
+    expect(JSON.parse(json.out)).toEqual([
+      { key: "app/a", revision: 1 },
+      { key: "app/b", revision: 2 },
+    ]);
+    const txn = JSON.stringify({
+      compare: [{ key: "zz", value: "3" }],
+      success: [{ put: { key: "app/c", value: "4" } }],
+    });
+    expect(await run(["txn", "--json"], txn)).toMatchObject({
+      code: 0,
+      out: '{"succeeded":true,"revision":4}\n',
+    });
+    expect((await run(["txn"], txn.replace('"3"', '"9"'))).code).toBe(1);
+    expect((await run(["txn"], "{not json")).code).toBe(2);
+    const bad = await run(["txn"], '{"compare":[{"key":"a"}]}');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/compare\[0\]/);
+    expect(await run(["delete-prefix", "app/", "--json"])).toMatchObject({
+      code: 0,
+      out: '{"prefix":"app/","revision":6,"deleted":3}\n',
+    });
+  });
+
+  it("cli store: lease grant, put --lease, keepalive and revoke", async () => {
+    const granted = JSON.parse((await run(["lease", "grant", "30", "--json"])).out);
+    expect(granted.ttlSeconds).toBe(30);
+    expect((await run(["put", "svc/x", "up", "--lease", String(granted.id)])).code).toBe(0);
+    const kept = await run(["lease", "keepalive", String(granted.id)]);
+    expect(kept.out).toBe(`lease ${granted.id} kept alive for 30 s\n`);
+    expect((await run(["lease", "revoke", String(granted.id)])).code).toBe(0);
+    expect((await run(["get", "svc/x"])).code).toBe(1);
+    const gone = await run(["lease", "keepalive", String(granted.id)]);
+    expect(gone.code).toBe(1);
+    expect(gone.err).toMatch(/baton lease grant/);
+    expect((await run(["lease", "revoke", String(granted.id)])).code).toBe(1);
+  });
+
+  it("cli store: watch prints changes from a revision and stops after --count", async () => {
+    await run(["put", "w/1", "a"]);
+    const from = node.stateMachine.revision;
+    await run(["del", "w/1"]);
+    const watched = await run(["watch", "w/", "--from-revision", String(from), "--count", "2"]);
+    expect(watched).toEqual({
+      code: 0,
+      out: `${from} put w/1 a\n${from + 1} delete w/1\n`,
+      err: "",
+    });
+    const json = await run([
+      "watch",
+      "w/",
+      "--from-revision",
+      String(from),
+      "--count",
+      "1",
+      "--json",
+    ]);
+    expect(JSON.parse(json.out)).toEqual({ type: "put", key: "w/1", value: "a", revision: from });
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * Locks and leader election from the client library over the real HTTP API and state
+ * machine on a one-node stand-in: mutual exclusion, fencing tokens that grow with every
+ * holder, release, and a waiter taking over when a holder's lease is revoked.
+ */
+
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
+import {
+  type BatonClient,
+  campaign,
+  createClient,
+  leader,
+  lock,
+  observe,
+} from "../../src/client/index.js";
+import { createHttpServer } from "../../src/http/server.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup(): Promise<{ node: LocalKvNode; clients: () => BatonClient }> {
+  const node = new LocalKvNode(1);
+  const server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
+  const { url } = await server.listen("127.0.0.1", 0);
+  cleanups.push(() => server.close());
+  return {
+    node,
+    clients: () => {
+      const c = createClient({ endpoints: [url], retryDelayMsMin: 1, retryDelayMsMax: 10 });
+      cleanups.push(() => c.close());
+      return c;
+    },
+  };
+}
+
+describe("client: locks", () => {
+  it("lock: one holder at a time; the next holder's fencing token is larger", async () => {
+    const { clients } = await setup();
+    const a = clients();
+    const b = clients();
+    const first = await lock(a, "locks/job", { value: "a" });
+    let secondHeld = false;
+    const second = lock(b, "locks/job", { value: "b" }).then((held) => {
+      secondHeld = true;
+      return held;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(secondHeld).toBe(false);
+    expect((await a.get("locks/job"))?.text()).toBe("a");
+    await first.release();
+    const next = await second;
+    expect(next.fencingToken).toBeGreaterThan(first.fencingToken);
+    expect((await b.get("locks/job"))?.text()).toBe("b");
+    await next.release();
+    expect(await a.get("locks/job")).toBeNull();
+  });
+
+  it("lock: a holder whose lease ends loses the lock, and a waiter takes it", async () => {
+    const { clients } = await setup();
+    const a = clients();
+    const held = await lock(a, "locks/x", { ttlSeconds: 3 });
+    const waiter = lock(clients(), "locks/x");
+    // Someone revokes the holder's lease (an operator, or expiry after a partition).
+    await a.revokeLease(held.leaseId);
+    const next = await waiter;
+    expect(next.fencingToken).toBeGreaterThan(held.fencingToken);
+    await new Promise<void>((resolve) => {
+      if (held.lost.aborted) resolve();
+      held.lost.addEventListener("abort", () => resolve());
+    });
+    expect(held.lost.aborted).toBe(true);
+    await next.release();
+  });
+
+  it("lock: waiting ends when the signal aborts, leaving no lease behind", async () => {
+    const { clients, node } = await setup();
+    const held = await lock(clients(), "locks/y");
+    const controller = new AbortController();
+    const waiting = lock(clients(), "locks/y", { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("gave up")), 50);
+    await expect(waiting).rejects.toThrow("gave up");
+    expect(node.stateMachine.leaseCount).toBe(1);
+    await held.release();
+  });
+
+  it("election: campaign, leader and observe follow the leader", async () => {
+    const { clients } = await setup();
+    const watcher = clients();
+    const controller = new AbortController();
+    const seen: (string | null)[] = [];
+    const following = (async () => {
+      for await (const current of observe(watcher, "election/main", controller.signal)) {
+        seen.push(current?.value ?? null);
+        if (seen.length === 3) controller.abort();
+      }
+    })();
+    const one = await campaign(clients(), "election/main", "node-1");
+    expect(await leader(watcher, "election/main")).toEqual({
+      value: "node-1",
+      fencingToken: one.fencingToken,
+    });
+    await one.release();
+    await following;
+    expect(seen).toEqual([null, "node-1", null]);
+  });
+});

@@ -1,0 +1,89 @@
+/**
+ * The whole-node simulator: the production node, storage and key-value store over the
+ * simulated file system, network and clock. A seed replays byte for byte, a real timer
+ * started by code under simulation fails the run, and a batch of seeds is safe, live and
+ * linearizable with every fault the nemesis has.
+ */
+
+import { describe, expect, it } from "vitest";
+import { runWholeNode } from "../../src/sim/whole-node.js";
+
+describe("whole-node simulator", () => {
+  it("sim --whole-node: a seed replays exactly (same trace, same history, same end state)", async () => {
+    const a = await runWholeNode(3, { trace: true });
+    const b = await runWholeNode(3, { trace: true });
+    expect(a.ok, a.violation).toBe(true);
+    expect(a.trace.length).toBeGreaterThan(20);
+    expect(b.trace).toEqual(a.trace);
+    expect(b.operations).toBe(a.operations);
+    expect(b.commitIndex).toBe(a.commitIndex);
+    expect(b.messages).toBe(a.messages);
+  }, 60_000);
+
+  it("sim --whole-node: a real timer started under simulation fails the run", async () => {
+    let leaked = false;
+    const r = await runWholeNode(5, {
+      faultPhaseMs: 500,
+      onStep: (now) => {
+        if (now > 100 && !leaked) {
+          leaked = true;
+          setTimeout(() => {}, 0);
+        }
+      },
+    });
+    expect(r.ok).toBe(false);
+    expect(r.violation).toMatch(/real I\/O or timers leaked into the simulation: Timeout/);
+  }, 60_000);
+
+  it("sim --whole-node: ten seeds exercise every fault kind, crash recovery, corruption refusal and state transfer", async () => {
+    const faults: Record<string, number> = {};
+    const totals = { crashes: 0, corrupt: 0, torn: 0, operations: 0, transfers: 0, failovers: 0 };
+    for (let seed = 1; seed <= 10; seed++) {
+      const r = await runWholeNode(seed);
+      expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
+      for (const [k, v] of Object.entries(r.faults)) faults[k] = (faults[k] ?? 0) + v;
+      totals.crashes += r.crashes;
+      totals.corrupt += r.corruptionsDetected;
+      totals.torn += r.tornWrites;
+      totals.operations += r.operations;
+      totals.transfers += r.transfers;
+      totals.failovers += r.failovers;
+    }
+    for (const kind of [
+      "crash",
+      "crash_master",
+      "isolate",
+      "split",
+      "one_way",
+      "flip_bit",
+      "read_error",
+      "eio",
+      "wipe",
+      "pause",
+    ]) {
+      expect(faults[kind], kind).toBeGreaterThan(0);
+    }
+    expect(totals.crashes).toBeGreaterThan(10);
+    expect(totals.corrupt).toBeGreaterThan(0);
+    expect(totals.torn).toBeGreaterThan(0);
+    expect(totals.failovers).toBeGreaterThan(0);
+    expect(totals.operations).toBeGreaterThan(200);
+  }, 120_000);
+
+  it("sim --whole-node: regression seeds stay green", async () => {
+    // 323: a backup's answer to a state transfer was lost; every later transfer of the same
+    // snapshot was "not needed" and its core never answered again, so the master sent it
+    // forever and the backup never got another entry (a livelock of the production
+    // StateTransfer, which the core simulator, with its own transfer, could not see).
+    // Seeds draw other runs once the scenario changes; src/server/state-transfer.test.ts
+    // and src/server/node.test.ts pin the bugs themselves.
+    // 517, 845: a node paused while writing its own snapshot got a newer one by state
+    // transfer meanwhile; its own then finished older, and the store's assertion stopped it.
+    // 2423: the same pause, with the node's own snapshot finishing first: it compacted to
+    // the adopted transfer's index before storage had installed that snapshot.
+    for (const seed of [323, 517, 845, 2423]) {
+      const r = await runWholeNode(seed);
+      expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
+    }
+  }, 60_000);
+});
