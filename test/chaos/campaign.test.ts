@@ -1,9 +1,9 @@
 /**
  * The fault campaign as CI runs it: real `baton start` processes, clients hammering them,
  * and every kind of fault (kills, pauses, partitions, wiped and replaced members,
- * switchovers, rolling restarts), for about two
- * minutes; every verdict must hold. runCampaign removes its processes, partition rules and
- * data directories itself, whether it passes or throws; the report folder is removed here.
+ * switchovers, rolling restarts), for about two minutes; every verdict must hold.
+ * runCampaign removes its processes, partition rules and data directories itself, whether
+ * it passes or throws; the report folder is removed here.
  */
 
 import { describe, expect, it } from "vitest";
