@@ -1,0 +1,287 @@
+/**
+ * `npm run bench:learner`: how long it takes to add a member to a cluster that holds a lot
+ * of state, the way an operator adds one. A three-node cluster (real `baton start`
+ * processes, data on disk with fsync) is filled through HTTP with --mb values of
+ * --value-kib each (1 GiB of 1 MiB values by default), a snapshot every --snapshot-entries
+ * entries compacting the log behind it down to --snapshot-keep-entries (so that the new
+ * member needs a state transfer, as on a long-lived cluster); then, timed from the
+ * operator's first command:
+ *
+ *   POST /v1/members (add node 4 as a learner, through the client library)
+ *   → baton start --id 4 … --data <empty dir> --join <node 1's URL>
+ *   → POST /v1/members/4/promote, repeated every 200 ms while the master answers 409
+ *     (not caught up) → promoted.
+ *
+ * It reports the time to each step, node 4's state transfer (bytes, ms) as node 4 logs it,
+ * when node 4 had applied the master's commit index, and the peak resident memory of
+ * every node (VmHWM). Writes results.json to --out and prints a table.
+ *
+ *   nice npm run bench:learner -- --mb 1024
+ *   npm run bench:learner -- --smoke
+ *
+ * It signals only the processes it started, by PID, and removes their data at the end.
+ */
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { Cluster, clientFor, httpRequest } from "../harness/cluster.js";
+import {
+  batonCommand,
+  cleanupSync,
+  ensureBuilt,
+  REPO_ROOT,
+  resolveFrom,
+  sleep,
+} from "../harness/processes.js";
+import type { BatonClient } from "../src/client/index.js";
+import { describeMachine, runAsProgram } from "./entry.js";
+
+interface LearnerOptions {
+  readonly mb: number;
+  readonly valueKiB: number;
+  readonly concurrency: number;
+  readonly snapshotEntries: number;
+  readonly snapshotKeepEntries: number;
+  readonly from: "dist" | "source";
+  readonly out: string;
+}
+
+export interface LearnerResult {
+  readonly machine: Record<string, unknown>;
+  readonly options: LearnerOptions;
+  readonly commit: string;
+  readonly fill: { readonly values: number; readonly bytes: number; readonly ms: number };
+  /** Master's commit index when node 4 was added. */
+  readonly commitIndexAtAdd: number;
+  /** From the first membership request: the learner committed, promoted, caught up. */
+  readonly addedMs: number;
+  readonly promotedMs: number | null;
+  readonly promoteAttempts: number;
+  readonly caughtUpMs: number | null;
+  /** Node 4's state transfer as it logged it (null: it caught up from the log alone). */
+  readonly stateTransfer: { readonly bytes: number; readonly ms: number } | null;
+  /** Peak resident memory per node (VmHWM), in MiB, read before the nodes stop. */
+  readonly peakRssMiB: Record<string, number | null>;
+  readonly loadAverageAtEnd: number[];
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError("a positive integer");
+  return n;
+}
+
+function parse(argv: readonly string[]): LearnerOptions {
+  const command = new Command("bench:learner")
+    .description("time to add a learner to a cluster holding --mb of state, and promote it")
+    .option("--mb <n>", "state to fill the cluster with, in MiB", positive, 1024)
+    .option("--value-kib <n>", "size of each value, in KiB", positive, 1024)
+    .option("--concurrency <n>", "writes in flight while filling", positive, 4)
+    .option("--snapshot-entries <n>", "the nodes' --snapshot-entries", positive, 256)
+    .option(
+      "--snapshot-keep-entries <n>",
+      "the nodes' --snapshot-keep-entries (few: the learner needs a state transfer)",
+      positive,
+      64,
+    )
+    .option("--from <where>", "dist, source or auto", "auto")
+    .option("--out <dir>", "results folder (default results/learner/<time>)")
+    .option("--smoke", "2 MiB of 64 KiB values: a check that it runs, not a figure")
+    .exitOverride();
+  command.parse([...argv], { from: "user" });
+  const o = command.opts<{
+    mb: number;
+    valueKib: number;
+    concurrency: number;
+    snapshotEntries: number;
+    snapshotKeepEntries: number;
+    from: string;
+    out?: string;
+    smoke?: boolean;
+  }>();
+  const smoke = o.smoke === true;
+  const date = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  return {
+    mb: smoke ? 2 : o.mb,
+    valueKiB: smoke ? 64 : o.valueKib,
+    concurrency: o.concurrency,
+    snapshotEntries: smoke ? 8 : o.snapshotEntries,
+    snapshotKeepEntries: smoke ? 4 : o.snapshotKeepEntries,
+    from: resolveFrom(o.from),
+    out: resolve(o.out ?? join(REPO_ROOT, "results", "learner", date)),
+  };
+}
+
+/** Puts `count` values of `valueBytes` through `url`, `concurrency` at a time. */
+async function fill(url: string, count: number, valueBytes: number, concurrency: number) {
+  const value = new Uint8Array(valueBytes).fill(0x61);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      for (let attempt = 0; ; attempt++) {
+        const answer = await httpRequest(`${url}/v1/kv/fill-${i}`, {
+          method: "PUT",
+          body: value,
+          timeoutMs: 30_000,
+        }).catch((error: Error) => ({ status: 0, body: Buffer.from(error.message) }));
+        if (answer.status === 200) break;
+        if (attempt >= 5) {
+          throw new Error(
+            `PUT fill-${i}: ${answer.status} ${answer.body.toString().slice(0, 200)}`,
+          );
+        }
+        await sleep(500);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** Promotes `id`, repeating while the master answers 409 (not caught up yet). */
+async function promoteWhenCaughtUp(
+  client: BatonClient,
+  id: number,
+  timeoutMs: number,
+): Promise<{ ok: boolean; attempts: number }> {
+  const deadline = performance.now() + timeoutMs;
+  let attempts = 0;
+  while (performance.now() < deadline) {
+    attempts++;
+    try {
+      await client.promoteMember(id);
+      return { ok: true, attempts };
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ERR_CONFLICT") throw error;
+      await sleep(200);
+    }
+  }
+  return { ok: false, attempts };
+}
+
+function peakRssMiB(pid: number | null): number | null {
+  if (pid === null) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+    return kb === undefined ? null : Math.round(Number(kb) / 1024);
+  } catch {
+    return null;
+  }
+}
+
+function stateTransferOf(logFile: string): { bytes: number; ms: number } | null {
+  let found: { bytes: number; ms: number } | null = null;
+  for (const line of readFileSync(logFile, "utf8").split("\n")) {
+    if (!line.includes('"event":"state_transfer"')) continue;
+    const json = JSON.parse(line) as { bytes?: number; ms?: number };
+    if (typeof json.bytes === "number" && typeof json.ms === "number") {
+      found = { bytes: json.bytes, ms: json.ms };
+    }
+  }
+  return found;
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+    }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const options = parse(argv);
+  const log = (line: string): void => console.log(`[bench:learner] ${line}`);
+  if (options.from === "dist") ensureBuilt(log);
+  mkdirSync(options.out, { recursive: true });
+  const machine = describeMachine();
+  const cluster = await Cluster.start(
+    {
+      size: 4,
+      bootstrapSize: 3,
+      startIds: [1, 2, 3],
+      launcher: batonCommand(options.from),
+      log: "files",
+      rootPrefix: "baton-bench-learner-",
+      snapshotEntries: options.snapshotEntries,
+      extraArgs: ["--snapshot-keep-entries", String(options.snapshotKeepEntries)],
+    },
+    60_000,
+  );
+  const client = clientFor(cluster);
+  try {
+    const master = await cluster.waitForMaster();
+    const values = Math.ceil((options.mb * 1024) / options.valueKiB);
+    log(`filling through node ${master.id}: ${values} values of ${options.valueKiB} KiB`);
+    const fillStarted = performance.now();
+    await fill(cluster.node(master.id).url, values, options.valueKiB * 1024, options.concurrency);
+    const fillMs = Math.round(performance.now() - fillStarted);
+    log(`filled in ${fillMs} ms (${((options.mb / fillMs) * 1000).toFixed(1)} MiB/s)`);
+    // A snapshot holds the whole state before node 4 arrives, as on a long-lived cluster.
+    await sleep(2000);
+    const before = await cluster.waitForMaster();
+
+    const node4 = cluster.node(4);
+    const started = performance.now();
+    await client.addMember({ id: 4, peerAddress: node4.peerAddress, httpUrl: node4.url });
+    const addedMs = Math.round(performance.now() - started);
+    cluster.startNode(4);
+    let caughtUpMs: number | null = null;
+    const watching = (async () => {
+      while (caughtUpMs === null && performance.now() - started < 600_000) {
+        if ((await cluster.caughtUp(4).catch(() => null)) !== null) {
+          caughtUpMs = Math.round(performance.now() - started);
+        } else await sleep(100);
+      }
+    })();
+    const promoted = await promoteWhenCaughtUp(client, 4, 600_000);
+    const promotedMs = promoted.ok ? Math.round(performance.now() - started) : null;
+    await watching;
+    const peak: Record<string, number | null> = {};
+    for (const node of cluster.nodes) peak[`n${node.id}`] = peakRssMiB(node.pid);
+    const result: LearnerResult = {
+      machine,
+      options,
+      commit: gitCommit(),
+      fill: { values, bytes: values * options.valueKiB * 1024, ms: fillMs },
+      commitIndexAtAdd: before.commitIndex,
+      addedMs,
+      promotedMs,
+      promoteAttempts: promoted.attempts,
+      caughtUpMs,
+      stateTransfer: stateTransferOf(join(cluster.root, "n4.log")),
+      peakRssMiB: peak,
+      loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
+    };
+    writeFileSync(join(options.out, "results.json"), `${JSON.stringify(result, null, 2)}\n`);
+    const st = result.stateTransfer;
+    console.log(
+      [
+        `state: ${values} values of ${options.valueKiB} KiB (${options.mb} MiB), commit index ${before.commitIndex}`,
+        `learner added (committed): ${addedMs} ms`,
+        `state transfer: ${st === null ? "none (caught up from the log)" : `${(st.bytes / 2 ** 20).toFixed(0)} MiB in ${st.ms} ms (${(st.bytes / 2 ** 20 / (st.ms / 1000)).toFixed(1)} MiB/s)`}`,
+        `caught up with the master's commit index: ${caughtUpMs ?? "never"} ms after the add`,
+        `promoted: ${promotedMs ?? "never"} ms after the add (${promoted.attempts} promote requests)`,
+        `peak RSS MiB: ${Object.entries(peak)
+          .map(([n, v]) => `${n} ${v ?? "?"}`)
+          .join(", ")}`,
+        `load average at end: ${result.loadAverageAtEnd.join(" ")}`,
+        `results: ${options.out}`,
+      ].join("\n"),
+    );
+    return promoted.ok ? 0 : 1;
+  } finally {
+    await client.close();
+    await cluster.destroy(10_000);
+    cleanupSync();
+  }
+}
+
+runAsProgram("learner.ts", "bench:learner", main);
