@@ -46,6 +46,12 @@ interface LearnerOptions {
   readonly snapshotEntries: number;
   readonly snapshotKeepEntries: number;
   readonly from: "dist" | "source";
+  /**
+   * Add the learner only once the master's newest snapshot holds the whole state (true),
+   * or at once after the last write (false: snapshots of the filled state may still be
+   * being written, and the learner may need more than one state transfer).
+   */
+  readonly settle: boolean;
   readonly out: string;
 }
 
@@ -61,8 +67,16 @@ export interface LearnerResult {
   readonly promotedMs: number | null;
   readonly promoteAttempts: number;
   readonly caughtUpMs: number | null;
-  /** Node 4's state transfer as it logged it (null: it caught up from the log alone). */
-  readonly stateTransfer: { readonly bytes: number; readonly ms: number } | null;
+  /** From the last write to adding the learner (waiting for the snapshot with --settle), ms. */
+  readonly settledMs: number;
+  /** Node 4's state transfers as it logged them, in order (empty: it replayed the log). */
+  readonly stateTransfers: readonly {
+    readonly index: number;
+    readonly bytes: number;
+    readonly ms: number;
+  }[];
+  /** The master's snapshots during the run: index and ms it took to write, as logged. */
+  readonly masterSnapshots: readonly { readonly index: number; readonly ms: number }[];
   /** Peak resident memory per node (VmHWM), in MiB, read before the nodes stop. */
   readonly peakRssMiB: Record<string, number | null>;
   readonly loadAverageAtEnd: number[];
@@ -88,6 +102,10 @@ function parse(argv: readonly string[]): LearnerOptions {
       64,
     )
     .option("--from <where>", "dist, source or auto", "auto")
+    .option(
+      "--no-settle",
+      "add the learner right after the last write, not once the master's newest snapshot holds it all",
+    )
     .option("--out <dir>", "results folder (default results/learner/<time>)")
     .option("--smoke", "2 MiB of 64 KiB values: a check that it runs, not a figure")
     .exitOverride();
@@ -99,6 +117,7 @@ function parse(argv: readonly string[]): LearnerOptions {
     snapshotEntries: number;
     snapshotKeepEntries: number;
     from: string;
+    settle: boolean;
     out?: string;
     smoke?: boolean;
   }>();
@@ -111,6 +130,7 @@ function parse(argv: readonly string[]): LearnerOptions {
     snapshotEntries: smoke ? 8 : o.snapshotEntries,
     snapshotKeepEntries: smoke ? 4 : o.snapshotKeepEntries,
     from: resolveFrom(o.from),
+    settle: o.settle,
     out: resolve(o.out ?? join(REPO_ROOT, "results", "learner", date)),
   };
 }
@@ -173,16 +193,33 @@ function peakRssMiB(pid: number | null): number | null {
   }
 }
 
-function stateTransferOf(logFile: string): { bytes: number; ms: number } | null {
-  let found: { bytes: number; ms: number } | null = null;
+/** The JSON lines of `event` in a node's log file. */
+function logEvents(logFile: string, event: string): Record<string, unknown>[] {
+  const found: Record<string, unknown>[] = [];
   for (const line of readFileSync(logFile, "utf8").split("\n")) {
-    if (!line.includes('"event":"state_transfer"')) continue;
-    const json = JSON.parse(line) as { bytes?: number; ms?: number };
-    if (typeof json.bytes === "number" && typeof json.ms === "number") {
-      found = { bytes: json.bytes, ms: json.ms };
+    if (!line.includes(`"event":"${event}"`)) continue;
+    try {
+      found.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // A line cut short by a stop: not one of ours.
     }
   }
   return found;
+}
+
+/** Completed state transfers (the "state transfer complete" lines carry bytes and ms). */
+function stateTransfersOf(logFile: string): { index: number; bytes: number; ms: number }[] {
+  return logEvents(logFile, "state_transfer").flatMap((e) =>
+    typeof e.bytes === "number" && typeof e.ms === "number" && typeof e.index === "number"
+      ? [{ index: e.index, bytes: e.bytes, ms: e.ms }]
+      : [],
+  );
+}
+
+function snapshotsOf(logFile: string): { index: number; ms: number }[] {
+  return logEvents(logFile, "snapshot").flatMap((e) =>
+    typeof e.index === "number" && typeof e.ms === "number" ? [{ index: e.index, ms: e.ms }] : [],
+  );
 }
 
 function gitCommit(): string {
@@ -224,9 +261,20 @@ export async function main(argv: string[]): Promise<number> {
     await fill(cluster.node(master.id).url, values, options.valueKiB * 1024, options.concurrency);
     const fillMs = Math.round(performance.now() - fillStarted);
     log(`filled in ${fillMs} ms (${((options.mb / fillMs) * 1000).toFixed(1)} MiB/s)`);
-    // A snapshot holds the whole state before node 4 arrives, as on a long-lived cluster.
-    await sleep(2000);
-    const before = await cluster.waitForMaster();
+    const filledAt = performance.now();
+    let before = await cluster.waitForMaster();
+    if (options.settle) {
+      // As on a long-lived cluster: the newest snapshot holds the whole state when node 4
+      // arrives (writing a snapshot of 1 GiB takes a minute or more on a busy machine).
+      // A node snapshots once it has applied --snapshot-entries entries past its last one,
+      // so the last snapshot of the fill is the first one within that many of the end.
+      const newest = before.commitIndex - options.snapshotEntries + 1;
+      const masterLog = join(cluster.root, `n${before.id}.log`);
+      log(`waiting for node ${before.id}'s snapshot at ${newest} or later`);
+      while (!snapshotsOf(masterLog).some((x) => x.index >= newest)) await sleep(500);
+      before = await cluster.waitForMaster();
+    }
+    const settledMs = Math.round(performance.now() - filledAt);
 
     const node4 = cluster.node(4);
     const started = performance.now();
@@ -256,17 +304,25 @@ export async function main(argv: string[]): Promise<number> {
       promotedMs,
       promoteAttempts: promoted.attempts,
       caughtUpMs,
-      stateTransfer: stateTransferOf(join(cluster.root, "n4.log")),
+      settledMs,
+      stateTransfers: stateTransfersOf(join(cluster.root, "n4.log")),
+      masterSnapshots: snapshotsOf(join(cluster.root, `n${before.id}.log`)),
       peakRssMiB: peak,
       loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
     };
     writeFileSync(join(options.out, "results.json"), `${JSON.stringify(result, null, 2)}\n`);
-    const st = result.stateTransfer;
+    const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
+    const transfers = result.stateTransfers.map(
+      (t) =>
+        `snapshot ${t.index}: ${mib(t.bytes)} MiB in ${t.ms} ms (${(Number(mib(t.bytes)) / (t.ms / 1000)).toFixed(1)} MiB/s)`,
+    );
     console.log(
       [
         `state: ${values} values of ${options.valueKiB} KiB (${options.mb} MiB), commit index ${before.commitIndex}`,
+        `added ${settledMs} ms after the last write${options.settle ? " (once the master's newest snapshot held it all)" : ""}`,
+        `master's snapshots (index: ms to write): ${result.masterSnapshots.map((x) => `${x.index}: ${x.ms}`).join(", ")}`,
         `learner added (committed): ${addedMs} ms`,
-        `state transfer: ${st === null ? "none (caught up from the log)" : `${(st.bytes / 2 ** 20).toFixed(0)} MiB in ${st.ms} ms (${(st.bytes / 2 ** 20 / (st.ms / 1000)).toFixed(1)} MiB/s)`}`,
+        `state transfers to node 4: ${transfers.length === 0 ? "none (caught up from the log)" : transfers.join("; ")}`,
         `caught up with the master's commit index: ${caughtUpMs ?? "never"} ms after the add`,
         `promoted: ${promotedMs ?? "never"} ms after the add (${promoted.attempts} promote requests)`,
         `peak RSS MiB: ${Object.entries(peak)
