@@ -57,6 +57,7 @@ import {
 import { summarize } from "../harness/stats.js";
 import { SteadyRateWriter, type Verification, verifyWrites } from "../harness/steady-writer.js";
 import { NetnsHosts, netnsUnsupported } from "../src/chaos/hosts.js";
+import { isUnaskedCandidacy } from "../src/chaos/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
 import {
   type BenchCluster,
@@ -461,11 +462,7 @@ function unaskedCandidacies(cluster: BenchCluster, sinceWall: number): number | 
     count += new NodeLog(file, 0)
       .refresh()
       .filter(
-        (l) =>
-          l.time >= sinceWall &&
-          l.event === "role" &&
-          l.role === "candidate" &&
-          !String(l.reason ?? "").startsWith("switchover"),
+        (l) => l.time >= sinceWall && l.event === "role" && isUnaskedCandidacy(l.role, l.reason),
       ).length;
   }
   return count;

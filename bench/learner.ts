@@ -36,7 +36,7 @@ import {
   resolveFrom,
   sleep,
 } from "../harness/processes.js";
-import type { BatonClient } from "../src/client/index.js";
+import { CampaignMembers } from "../src/chaos/members.js";
 import { describeMachine, runAsProgram } from "./entry.js";
 
 interface LearnerOptions {
@@ -161,27 +161,6 @@ async function fill(url: string, count: number, valueBytes: number, concurrency:
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
-/** Promotes `id`, repeating while the master answers 409 (not caught up yet). */
-async function promoteWhenCaughtUp(
-  client: BatonClient,
-  id: number,
-  timeoutMs: number,
-): Promise<{ ok: boolean; attempts: number }> {
-  const deadline = performance.now() + timeoutMs;
-  let attempts = 0;
-  while (performance.now() < deadline) {
-    attempts++;
-    try {
-      await client.promoteMember(id);
-      return { ok: true, attempts };
-    } catch (error) {
-      if ((error as { code?: string }).code !== "ERR_CONFLICT") throw error;
-      await sleep(200);
-    }
-  }
-  return { ok: false, attempts };
-}
-
 function peakRssMiB(pid: number | null): number | null {
   if (pid === null) return null;
   try {
@@ -253,6 +232,8 @@ export async function main(argv: string[]): Promise<number> {
     60_000,
   );
   const client = clientFor(cluster);
+  // The campaign's operator: promote repeated while the master answers 409 (not caught up).
+  const operator = new CampaignMembers(cluster.endpoints());
   try {
     const master = await cluster.waitForMaster();
     const values = Math.ceil((options.mb * 1024) / options.valueKiB);
@@ -289,7 +270,7 @@ export async function main(argv: string[]): Promise<number> {
         } else await sleep(100);
       }
     })();
-    const promoted = await promoteWhenCaughtUp(client, 4, 600_000);
+    const promoted = await operator.promoteWhenCaughtUp(4, 600_000);
     const promotedMs = promoted.ok ? Math.round(performance.now() - started) : null;
     await watching;
     const peak: Record<string, number | null> = {};
@@ -335,6 +316,7 @@ export async function main(argv: string[]): Promise<number> {
     return promoted.ok ? 0 : 1;
   } finally {
     await client.close();
+    await operator.close();
     await cluster.destroy(10_000);
     cleanupSync();
   }

@@ -37,6 +37,7 @@ import { freePorts, makeTempDir, removeTempDir } from "./process-registry.js";
 import {
   agreedMaster,
   ChaosNode,
+  isUnaskedCandidacy,
   PACKAGE_ROOT,
   type RoleEvent,
   type StatusView,
@@ -415,9 +416,7 @@ class CampaignRun {
 
   /** Candidacies logged since campaign ms `since` that no master asked for. */
   private unaskedCandidacies(since: number): number {
-    return this.roles.filter(
-      (r) => r.at >= since && r.role === "candidate" && !r.reason?.startsWith("switchover"),
-    ).length;
+    return this.roles.filter((r) => r.at >= since && isUnaskedCandidacy(r.role, r.reason)).length;
   }
 
   private node(id: number): ChaosNode {

@@ -114,6 +114,15 @@ export interface RoleEvent {
   readonly reason?: string;
 }
 
+/**
+ * Whether a role change a node logged (`{"event":"role","role","reason"}`) is a candidacy
+ * that no master asked for: an election after a timeout or a lost connection, as opposed
+ * to the one a master's switchover (or a SIGTERM's hand-over) starts.
+ */
+export function isUnaskedCandidacy(role: unknown, reason: unknown): boolean {
+  return role === "candidate" && !String(reason ?? "").startsWith("switchover");
+}
+
 /** An exit the campaign did not cause. */
 export interface UnexpectedExit {
   readonly at: number;

@@ -25,6 +25,7 @@ import {
   writeThroughClient,
 } from "../../harness/steady-writer.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
+import { isUnaskedCandidacy } from "../../src/chaos/processes.js";
 
 useClusterHarness();
 
@@ -36,7 +37,7 @@ function unaskedCandidacies(cluster: Cluster, sinceAt: number): string[] {
     cluster
       .node(id)
       .events("role", sinceAt)
-      .filter((e) => e.role === "candidate" && !String(e.reason ?? "").startsWith("switchover"))
+      .filter((e) => isUnaskedCandidacy(e.role, e.reason))
       .map((e) => `node ${id}: ${String(e.reason)}`),
   );
 }
