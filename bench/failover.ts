@@ -57,6 +57,7 @@ import {
 import { summarize } from "../harness/stats.js";
 import { SteadyRateWriter, type Verification, verifyWrites } from "../harness/steady-writer.js";
 import { NetnsHosts, netnsUnsupported } from "../src/chaos/hosts.js";
+import { isUnaskedCandidacy } from "../src/chaos/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
 import {
   type BenchCluster,
@@ -71,9 +72,9 @@ import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import { openWritePath, type WriterKind } from "./failover-writer.js";
 import { nodeUids, OwnerPartition, partitionUnsupported } from "./partition.js";
 
-type Fault = "kill" | "stop" | "partition" | "switchover" | "silent";
+type Fault = "kill" | "stop" | "partition" | "switchover" | "rolling" | "silent";
 
-const FAULTS: readonly Fault[] = ["kill", "stop", "partition", "switchover", "silent"];
+const FAULTS: readonly Fault[] = ["kill", "stop", "partition", "switchover", "rolling", "silent"];
 
 /** Where the nodes run: all on loopback, or each on a host of its own (netns). */
 type HostsMode = "loopback" | "netns";
@@ -139,6 +140,20 @@ interface Round {
   readonly loadAverage1m: number;
   /** Partition rounds only. */
   readonly partition?: PartitionFigures;
+  /** Rolling-restart rounds only. */
+  readonly rolling?: RollingFigures;
+}
+
+interface RollingFigures {
+  /** The order of the SIGTERMs: the backups, then the master. */
+  readonly order: readonly number[];
+  /** The term grew by this much more than the one hand-over: elections by timeout. */
+  readonly extraTerms: number;
+  /**
+   * Baton only: candidacies its nodes logged during the round that no master asked for
+   * (elections after a timeout or a lost connection); null for etcd, which logs at warn.
+   */
+  readonly unaskedCandidacies: number | null;
 }
 
 interface PartitionFigures {
@@ -216,7 +231,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     .option("--kills <n>", "rounds per fault", parsePositive, 20)
     .option(
       "--faults <list>",
-      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off from the other nodes; root), switchover (a planned hand-over to the next node), silent (the master's host drops off the network: no reset, no close; --hosts netns)",
+      "kill (SIGKILL), stop (SIGSTOP, then SIGCONT), partition (cut the master off from the other nodes; root), switchover (a planned hand-over to the next node), rolling (SIGTERM and restart every node in turn, the master last), silent (the master's host drops off the network: no reset, no close; --hosts netns)",
       parseFaults,
       ["kill"],
     )
@@ -232,7 +247,7 @@ function parseOptions(argv: readonly string[]): FailoverOptions {
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option(
       "--writer <how>",
-      "neutral (the same writer for Baton and etcd) or client (Baton's client library; kill and stop only)",
+      "neutral (the same writer for Baton and etcd) or client (Baton's client library; no partition)",
       parseWriter,
       "neutral",
     )
@@ -334,6 +349,7 @@ async function round(
     const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, askedAt);
     return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, 0);
   }
+  if (fault === "rolling") return rollingRound(cluster, writer, n, master);
   if (fault === "silent") {
     if (hosts === null) throw new Error("a silent-host round without hosts of their own");
     return silentRound(cluster, writer, options, n, hosts, master);
@@ -390,6 +406,66 @@ async function silentRound(
     // Never leave a host unplugged for the next round or the final check.
     if (hosts.isDown(master.id)) await hosts.up(master.id);
   }
+}
+
+/**
+ * A rolling restart as an operator makes it: each backup, then the master, gets SIGTERM,
+ * is started again with the same command line 200 ms after it exited, and has caught up
+ * before the next one goes. The master's SIGTERM makes it hand its role over first (both
+ * Baton and etcd do). The window is from the master's SIGTERM to the first acknowledgement
+ * of a write issued after it; elections by timeout show as terms beyond the one hand-over
+ * (and, for Baton, as candidacies in its nodes' logs that no master asked for).
+ */
+async function rollingRound(
+  cluster: BenchCluster,
+  writer: SteadyRateWriter,
+  n: number,
+  master: MasterView,
+): Promise<Round> {
+  const startedAt = performance.now();
+  const startedWall = Date.now();
+  const order = [...cluster.nodes.map((x) => x.id).filter((id) => id !== master.id), master.id];
+  let window: { next: MasterView; masterAgreedMs: number; windowMs: number } | null = null;
+  for (const id of order) {
+    const node = nodeById(cluster, id).process;
+    const signalledAt = performance.now();
+    await node.stop();
+    if (id === master.id) window = await failedOver(cluster, writer, master, signalledAt);
+    await sleep(200);
+    node.start();
+    await oldMasterCaughtUp(cluster, id);
+  }
+  const { next, masterAgreedMs, windowMs } = window!;
+  const settled = await waitFor(
+    "a master after the rolling restart",
+    async () => (await cluster.master()) ?? undefined,
+    30_000,
+  );
+  const rejoinedMs = performance.now() - startedAt;
+  return {
+    ...roundResult(cluster, "rolling", n, master, next, windowMs, masterAgreedMs, rejoinedMs),
+    rolling: {
+      order,
+      extraTerms: settled.term - master.term - 1,
+      unaskedCandidacies: unaskedCandidacies(cluster, startedWall),
+    },
+  };
+}
+
+/** Baton: candidacies logged since `sinceWall` (Date.now()) that no master asked for. */
+function unaskedCandidacies(cluster: BenchCluster, sinceWall: number): number | null {
+  if (cluster.system !== "baton") return null;
+  let count = 0;
+  for (const node of cluster.nodes) {
+    const file = node.process.logFile;
+    if (file === null) return null;
+    count += new NodeLog(file, 0)
+      .refresh()
+      .filter(
+        (l) => l.time >= sinceWall && l.event === "role" && isUnaskedCandidacy(l.role, l.reason),
+      ).length;
+  }
+  return count;
 }
 
 /** Waits (up to 60 s) until node `id`, the old master, has caught up with the new one. */
@@ -674,6 +750,7 @@ function table(results: readonly SystemResult[], faults: readonly Fault[]): stri
         stop: "SIGSTOP",
         partition: "partition",
         switchover: "switchover",
+        rolling: "rolling restart",
         silent: "host silent",
       }[fault];
       rows.push(
@@ -682,6 +759,31 @@ function table(results: readonly SystemResult[], faults: readonly Fault[]): stri
     }
   }
   return rows.join("\n");
+}
+
+/** The rolling-restart rounds' own figures: elections by timeout, the restart's length. */
+function rollingTable(results: readonly SystemResult[]): string | null {
+  const rows = [
+    "| system | rolling restarts | master's SIGTERM to a write acknowledged, median ms | max ms | terms beyond one hand-over each | candidacies no master asked for | three nodes restarted and caught up, median s | writes failed |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  let any = false;
+  for (const r of results) {
+    const mine = r.rounds.filter((x) => x.rolling !== undefined);
+    if (mine.length === 0) continue;
+    any = true;
+    const w = summarize(mine.map((x) => x.windowMs));
+    const extra = mine.reduce((sum, x) => sum + x.rolling!.extraTerms, 0);
+    const asked = mine.map((x) => x.rolling!.unaskedCandidacies);
+    const unasked = asked.includes(null)
+      ? "-"
+      : String(asked.reduce((sum, x) => (sum ?? 0) + (x ?? 0), 0));
+    const restart = summarize(mine.map((x) => x.rejoinedMs / 1000)).median;
+    rows.push(
+      `| ${r.system} | ${mine.length} | ${w.median?.toFixed(0) ?? "-"} | ${w.max?.toFixed(0) ?? "-"} | ${extra} | ${unasked} | ${restart?.toFixed(1) ?? "-"} | ${r.writes.error} |`,
+    );
+  }
+  return any ? rows.join("\n") : null;
 }
 
 /** The partition rounds' own figures: check-quorum, acknowledgements while cut off, heal. */
@@ -819,7 +921,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     cleanupSync();
   }
   const partitions = partitionTable(results);
-  const text = table(results, options.faults) + (partitions === null ? "" : `\n\n${partitions}`);
+  const rolling = rollingTable(results);
+  const text =
+    table(results, options.faults) +
+    (partitions === null ? "" : `\n\n${partitions}`) +
+    (rolling === null ? "" : `\n\n${rolling}`);
   const report = {
     date: new Date().toISOString(),
     command: `npm run bench:failover -- ${argv.join(" ")}`.trim(),

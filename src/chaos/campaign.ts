@@ -23,6 +23,7 @@ import {
 } from "./checks.js";
 import { hostsNetwork, NetnsHosts } from "./hosts.js";
 import { CampaignLeases } from "./leases.js";
+import { CampaignMembers } from "./members.js";
 import { type FaultWindow, HOST_NEMESES, type NemesisKind, runNemeses } from "./nemesis.js";
 import {
   IptablesNetwork,
@@ -36,6 +37,7 @@ import { freePorts, makeTempDir, removeTempDir } from "./process-registry.js";
 import {
   agreedMaster,
   ChaosNode,
+  isUnaskedCandidacy,
   PACKAGE_ROOT,
   type RoleEvent,
   type StatusView,
@@ -186,6 +188,10 @@ class CampaignRun {
   private bank: CampaignBank | null = null;
   /** Leases granted and never kept alive (leases.ts). */
   private leases: CampaignLeases | null = null;
+  /** The operator: replaces and switchovers through the client library (members.ts). */
+  private members: CampaignMembers | null = null;
+  /** Replaces or promotes that never finished (the membership verdict). */
+  private readonly operatorProblems: string[] = [];
   private readonly roles: RoleEvent[] = [];
   private readonly exits: UnexpectedExit[] = [];
   private readonly windows: FaultWindow[] = [];
@@ -193,6 +199,7 @@ class CampaignRun {
   private polling = false;
   private ending = false;
   private joinFlag = false;
+  /** Nodes replaced with an empty directory: they start with `--join <url>` from then on. */
   private readonly wiped = new Set<number>();
 
   constructor(
@@ -243,6 +250,7 @@ class CampaignRun {
     this.bank.start();
     this.leases = new CampaignLeases(this.nodes.map((n) => n.url));
     this.leases.start();
+    this.members = new CampaignMembers(this.nodes.map((n) => n.url));
     const ticker = setInterval(() => say(this.progressLine()), PROGRESS_MS);
     try {
       await runNemeses(
@@ -254,6 +262,9 @@ class CampaignRun {
           currentMaster: () => this.currentMaster(),
           healthy: () => this.healthy(),
           restart: (id, wiped) => this.restart(id, wiped),
+          members: this.members,
+          unaskedCandidacies: (since) => this.unaskedCandidacies(since),
+          operatorProblems: this.operatorProblems,
           windows: this.windows,
           faultMs: [1500, 5000],
           quietMs: [2000, 6000],
@@ -292,6 +303,7 @@ class CampaignRun {
     await this.watch?.stop(0, 0).catch(() => {});
     await this.bank?.stop().catch(() => {});
     await this.leases?.abandon().catch(() => {});
+    await this.members?.close().catch(() => {});
     await Promise.all(this.nodes.map((n) => n.kill().catch(() => {})));
     await this.network?.close().catch(() => {});
     await this.hosts?.close().catch(() => {});
@@ -392,9 +404,19 @@ class CampaignRun {
     const node = this.node(id);
     if (node.state !== "stopped") return;
     if (wiped) this.wiped.add(id);
-    // Once wiped, a node keeps --join on every restart: killed again before it was caught
-    // up, its directory may still be empty, and the node ignores the flag once it has state.
-    node.spawn(this.joinFlag && this.wiped.has(id) ? ["--join"] : []);
+    // Once replaced, a node keeps --join <url> on every restart: killed again before it
+    // wrote its identity, its directory may still be empty, and the node does not ask the
+    // URL once its directory holds state. The URL is a running member's, so that it answers.
+    if (!this.wiped.has(id)) return node.spawn([]);
+    const others = this.nodes.filter((n) => n.id !== id && n.state === "running");
+    const master = this.currentMaster();
+    const via = others.find((n) => n.id === master) ?? others[0] ?? this.node(id === 1 ? 2 : 1);
+    node.spawn(["--join", via.url]);
+  }
+
+  /** Candidacies logged since campaign ms `since` that no master asked for. */
+  private unaskedCandidacies(since: number): number {
+    return this.roles.filter((r) => r.at >= since && isUnaskedCandidacy(r.role, r.reason)).length;
   }
 
   private node(id: number): ChaosNode {
@@ -564,6 +586,7 @@ class CampaignRun {
       watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy),
       atomic: this.bank!.verdict(),
       leases: this.leases!.verdict(),
+      membership: this.membershipVerdict(),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();
@@ -621,6 +644,21 @@ class CampaignRun {
       reproduce,
       summary,
     };
+  }
+
+  /** Every replace finished and every replaced node was promoted in time. */
+  private membershipVerdict(): Verdict {
+    const replaced = this.windows.filter((w) => w.kind === "wipe-restart" || w.kind === "replace");
+    const switchovers = this.windows.filter((w) => w.kind === "switchover");
+    const done = switchovers.filter((w) => w.detail.includes(" master of term ")).length;
+    const detail = `${replaced.length} replaced and promoted, ${done} of ${switchovers.length} switchovers done`;
+    return this.operatorProblems.length === 0
+      ? { ok: true, detail }
+      : {
+          ok: false,
+          detail: `${this.operatorProblems.length} of ${replaced.length} replacements did not finish`,
+          problems: [...this.operatorProblems],
+        };
   }
 
   private progressLine(): string {

@@ -35,6 +35,8 @@ export interface Verdicts {
   readonly atomic: Verdict;
   /** (h): no lease ends before its TTL, and every one ends (leases.ts). */
   readonly leases: Verdict;
+  /** (i): every member replace finished and every replaced node was promoted (members.ts). */
+  readonly membership: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;

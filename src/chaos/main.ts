@@ -34,6 +34,9 @@ function nemesisList(value: string): NemesisKind[] {
   return kinds as NemesisKind[];
 }
 
+/** The width of the fault names' column in --help. */
+const NEMESIS_WIDTH = Math.max(...NEMESES.map((k) => k.length)) + 1;
+
 function stamp(): string {
   return new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
 }
@@ -56,8 +59,9 @@ export function register(program: Command): void {
   program
     .command("chaos")
     .description(
-      "fault campaign against real processes: kills, pauses and network partitions under load, " +
-        "with a linearizability verdict and a timeline report",
+      "fault campaign against real processes: kills, pauses, network partitions, member " +
+        "replacements, switchovers and rolling restarts under load, with a linearizability " +
+        "verdict and a timeline report",
     )
     .option(
       "--seed <n>",
@@ -85,12 +89,14 @@ export function register(program: Command): void {
       "after",
       `
 Faults (--nemesis):
-${NEMESES.map((k) => `  ${k.padEnd(15)} ${NEMESIS_HELP[k]}`).join("\n")}
+${NEMESES.map((k) => `  ${k.padEnd(NEMESIS_WIDTH)} ${NEMESIS_HELP[k]}`).join("\n")}
 
 Examples:
   baton chaos                                   two minutes, 3 nodes, every fault
   baton chaos --duration 360 --nodes 5          six minutes, 5 nodes
   baton chaos --nemesis split,one-way,flap      partitions only
+  baton chaos --nodes 5 --nemesis wipe-restart,replace,switchover,rolling-restart
+                                                the operator's work on 5 nodes
   baton chaos --seed 1234 --duration 60         replay the fault schedule of seed 1234
   baton chaos --stale-reads --nemesis split     show that the checker catches stale reads
   baton chaos --hosts netns --duration 60       nodes on hosts of their own, host failures too

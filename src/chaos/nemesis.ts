@@ -7,6 +7,7 @@
  */
 
 import type { Prng } from "../core/prng.js";
+import type { CampaignMembers } from "./members.js";
 import type { Network } from "./network.js";
 import type { ChaosNode } from "./processes.js";
 import { sleep } from "./wait.js";
@@ -20,6 +21,9 @@ export const NEMESES = [
   "one-way",
   "flap",
   "wipe-restart",
+  "replace",
+  "switchover",
+  "rolling-restart",
   "host-down",
 ] as const;
 
@@ -27,6 +31,14 @@ export const NEMESES = [
 export const HOST_NEMESES: readonly NemesisKind[] = ["host-down"];
 
 export type NemesisKind = (typeof NEMESES)[number];
+
+/**
+ * Longest a replaced node may take to be promoted, in ms: starting a node from the
+ * TypeScript sources takes seconds on a loaded machine, then a state transfer.
+ */
+const PROMOTE_MS_MAX = 60_000;
+/** Longest a node restarted in a rolling restart may take to serve caught up, in ms. */
+const ROLLING_CATCH_UP_MS_MAX = 60_000;
 
 export const NEMESIS_HELP: Readonly<Record<NemesisKind, string>> = {
   "kill-master": "SIGKILL the master, restart it later with its data",
@@ -36,7 +48,14 @@ export const NEMESIS_HELP: Readonly<Record<NemesisKind, string>> = {
   split: "split the nodes into a majority and a minority (either may hold the master)",
   "one-way": "drop the packets of one direction of one link (A to B only)",
   flap: "cut and heal a link (or the master's links) every few hundred milliseconds",
-  "wipe-restart": "SIGKILL a node, delete its data directory, restart it empty (state transfer)",
+  "wipe-restart":
+    "SIGKILL a node and delete its data directory; replace it (baton member replace through a live member), start it empty with --join <url>, promote it once caught up",
+  replace:
+    "SIGTERM a node (a master hands over first), delete its data directory and replace it as wipe-restart does: a machine swapped on purpose",
+  switchover:
+    "POST /v1/switchover to a random backup, or to the most up-to-date one ({}): a planned hand-over",
+  "rolling-restart":
+    "SIGTERM every node in turn (a master hands over first) and start it again with the same command line once the last one has caught up",
   "host-down":
     "the master's (or a random node's) whole host drops off the network, its process still running: no reset, no close (--hosts netns)",
 };
@@ -47,7 +66,8 @@ export interface FaultWindow {
   readonly start: number;
   end: number;
   readonly nodes: number[];
-  readonly detail: string;
+  /** What the fault did, extended with what came of it (a switchover's answer, a promote). */
+  detail: string;
 }
 
 export interface NemesisContext {
@@ -63,8 +83,17 @@ export interface NemesisContext {
    * would leave fewer voters with the data than a majority, and nothing could restore it.
    */
   healthy(): boolean;
-  /** Starts node `id` again (with `--join` after a wipe when the node supports it). */
+  /**
+   * Starts node `id` again with its command line; after it was replaced (`wiped`), with
+   * `--join <url of a running member>` as well.
+   */
   restart(id: number, wiped: boolean): void;
+  /** The operator: membership changes and switchovers through the client library. */
+  readonly members: CampaignMembers;
+  /** Candidacies no master asked for (elections after a timeout) since campaign ms `since`. */
+  unaskedCandidacies(since: number): number;
+  /** Problems an operator would have to act on (a replace or promote that never finished). */
+  readonly operatorProblems: string[];
   /** Fault windows, appended to as faults begin. */
   readonly windows: FaultWindow[];
   /** Milliseconds a fault lasts: [min, max]. */
@@ -102,23 +131,58 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
   };
   switch (kind) {
     case "kill-master":
-    case "kill-any":
-    case "wipe-restart": {
+    case "kill-any": {
       const id = kind === "kill-master" ? master : prng.pick(ids);
       const node = nodes.find((n) => n.id === id)!;
-      const wiped = kind === "wipe-restart";
-      if (wiped && !(await waitHealthy(context, 10_000))) return;
-      const window = open([id], `${wiped ? "SIGKILL + wipe" : "SIGKILL"} n${id}`);
+      const window = open([id], `SIGKILL n${id}`);
       await node.kill();
-      if (wiped) {
-        node.wipe();
-        // An empty node comes back at once: the point is the state transfer it needs.
-        context.restart(id, true);
-        await sleep(durationMs);
-      } else {
-        await sleep(durationMs);
+      await sleep(durationMs);
+      context.restart(id, false);
+      close(window);
+      return;
+    }
+    case "wipe-restart":
+    case "replace": {
+      // A graceful replacement hits the master half the time: its SIGTERM hands over first.
+      const id = kind === "replace" && prng.chance(0.5) ? master : prng.pick(ids);
+      // Only from a healthy cluster: replacing a node while another is still catching up
+      // would leave fewer voters with the data than a majority.
+      if (!(await waitHealthy(context, 10_000))) return;
+      const how = kind === "wipe-restart" ? "SIGKILL" : "SIGTERM";
+      const window = open([id], `${how} + wipe n${id}, member replace`);
+      await replaceNode(context, id, how, window);
+      close(window);
+      return;
+    }
+    case "switchover": {
+      const backups = ids.filter((id) => id !== master);
+      const to = prng.chance(0.5) ? prng.pick(backups) : null;
+      const window = open(
+        to === null ? [master] : [master, to],
+        `switchover n${master} -> ${to === null ? "most up-to-date backup" : `n${to}`}`,
+      );
+      const outcome = await context.members.switchover(to);
+      window.detail += outcome.ok
+        ? `: n${outcome.master} master of term ${outcome.term}`
+        : `: not done (${outcome.error})`;
+      close(window);
+      await sleep(Math.min(durationMs, 1000));
+      return;
+    }
+    case "rolling-restart": {
+      if (!(await waitHealthy(context, 10_000))) return;
+      const order = shuffle(prng, ids);
+      const window = open(order, `SIGTERM and restart ${names(order)} in turn`);
+      for (const id of order) {
+        await nodes.find((n) => n.id === id)!.stop();
+        await sleep(200);
         context.restart(id, false);
+        if (!(await waitHealthy(context, ROLLING_CATCH_UP_MS_MAX))) {
+          window.detail += `; n${id} not caught up within ${ROLLING_CATCH_UP_MS_MAX} ms`;
+          break;
+        }
       }
+      window.detail += `; unasked candidacies: ${context.unaskedCandidacies(window.start)}`;
       close(window);
       return;
     }
@@ -212,6 +276,41 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       close(window);
       return;
     }
+  }
+}
+
+/**
+ * Wipes node `id` after stopping it (`how`), and replaces it as an operator would: `member
+ * replace` through the live members, a start with an empty directory and `--join <url>`,
+ * and `member promote` repeated until the master finds it caught up. What came of it goes
+ * into the window's detail; a step that never finished into the operator's problems.
+ */
+async function replaceNode(
+  context: NemesisContext,
+  id: number,
+  how: "SIGKILL" | "SIGTERM",
+  window: FaultWindow,
+): Promise<void> {
+  const node = context.nodes.find((n) => n.id === id)!;
+  if (how === "SIGKILL") await node.kill();
+  else await node.stop();
+  node.wipe();
+  try {
+    await context.members.replace(id, node.url);
+  } catch (error) {
+    const problem = `n${id} at ${Math.round(window.start)} ms: ${(error as Error).message}`;
+    context.operatorProblems.push(problem);
+    window.detail += "; replace failed";
+  }
+  context.restart(id, true);
+  const promoted = await context.members.promoteWhenCaughtUp(id, PROMOTE_MS_MAX);
+  if (promoted.ok) {
+    window.detail += `; promoted after ${promoted.ms} ms (${promoted.attempts} promote requests)`;
+  } else {
+    window.detail += "; not promoted";
+    context.operatorProblems.push(
+      `n${id} at ${Math.round(window.start)} ms: not promoted within ${PROMOTE_MS_MAX} ms (${promoted.attempts} requests; last: ${promoted.error})`,
+    );
   }
 }
 

@@ -110,6 +110,17 @@ export interface RoleEvent {
   readonly node: number;
   readonly role: string;
   readonly term: number;
+  /** Why the node took the role, as it logged it (`no heartbeat from a master`, …). */
+  readonly reason?: string;
+}
+
+/**
+ * Whether a role change a node logged (`{"event":"role","role","reason"}`) is a candidacy
+ * that no master asked for: an election after a timeout or a lost connection, as opposed
+ * to the one a master's switchover (or a SIGTERM's hand-over) starts.
+ */
+export function isUnaskedCandidacy(role: unknown, reason: unknown): boolean {
+  return role === "candidate" && !String(reason ?? "").startsWith("switchover");
 }
 
 /** An exit the campaign did not cause. */
@@ -268,6 +279,11 @@ export class ChaosNode extends NodeProcess {
     );
   }
 
+  /** SIGTERM (a master hands its role over first), then waits for the exit. */
+  stop(graceMs?: number): Promise<void> {
+    return this.process.stop(graceMs);
+  }
+
   /** Sends `signal` to the node's process, if it has one. */
   override signal(signal: NodeJS.Signals): void {
     if (this.pid !== null) super.signal(signal);
@@ -279,10 +295,16 @@ export class ChaosNode extends NodeProcess {
     if (line.includes("state transfer complete")) this.stateTransfers++;
     if (!line.includes('"event":"role"')) return;
     try {
-      const json = JSON.parse(line) as { time?: number; role?: string; term?: number };
+      const json = JSON.parse(line) as {
+        time?: number;
+        role?: string;
+        term?: number;
+        reason?: unknown;
+      };
       if (typeof json.time !== "number" || typeof json.role !== "string") return;
       const at = json.time - this.clock.wallOrigin;
-      this.onRole({ at, node: this.id, role: json.role, term: json.term ?? 0 });
+      const reason = typeof json.reason === "string" ? { reason: json.reason } : {};
+      this.onRole({ at, node: this.id, role: json.role, term: json.term ?? 0, ...reason });
     } catch {
       // Not a JSON line after all.
     }

@@ -34,6 +34,9 @@ const FAULT_COLOURS: Readonly<Record<NemesisKind, string>> = {
   "one-way": "#40c057",
   flap: "#15aabf",
   "wipe-restart": "#7950f2",
+  replace: "#5f3dc4",
+  switchover: "#82c91e",
+  "rolling-restart": "#e64980",
   "host-down": "#343a40",
 };
 

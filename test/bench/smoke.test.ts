@@ -38,6 +38,7 @@ interface FailoverResults {
       fault: string;
       windowMs: number;
       partition?: { stoppedServingMs: number | null; isolatedAcks: number };
+      rolling?: { order: number[]; extraTerms: number; unaskedCandidacies: number | null };
     }[];
     writes: { acknowledged: number; lost: string[]; duplicated: string[] };
   }[];
@@ -90,6 +91,23 @@ describe("bench: smoke", () => {
       }
     }
   }, 180_000);
+
+  it("bench: the fail-over benchmark restarts every node in turn with SIGTERM through the client library (--faults rolling --writer client)", async () => {
+    const out = join(root, "rolling");
+    const failover = await run("bench/failover.ts", [
+      ...["--smoke", "--from", "auto", "--faults", "rolling", "--writer", "client"],
+      ...["--out", out],
+    ]);
+    expect(failover.code, failover.output).toBe(0);
+    const fo = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as FailoverResults;
+    for (const s of fo.systems) {
+      expect(s.rounds.map((r) => r.fault)).toEqual(["rolling"]);
+      expect(s.rounds[0]?.rolling?.order.length).toBe(3);
+      expect(s.writes.acknowledged).toBeGreaterThan(0);
+      expect(s.writes.lost).toEqual([]);
+      expect(s.writes.duplicated).toEqual([]);
+    }
+  }, 120_000);
 
   it.skipIf(partitionUnsupported() !== null)(
     "bench: the fail-over benchmark cuts the master off, heals, and removes its iptables chains",

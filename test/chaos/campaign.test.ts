@@ -1,8 +1,9 @@
 /**
  * The fault campaign as CI runs it: real `baton start` processes, clients hammering them,
- * and every kind of fault (kills, pauses, partitions, wiped restarts), for about two
- * minutes; every verdict must hold. runCampaign removes its processes, partition rules and
- * data directories itself, whether it passes or throws; the report folder is removed here.
+ * and every kind of fault (kills, pauses, partitions, wiped and replaced members,
+ * switchovers, rolling restarts), for about two minutes; every verdict must hold.
+ * runCampaign removes its processes, partition rules and data directories itself, whether
+ * it passes or throws; the report folder is removed here.
  */
 
 import { describe, expect, it } from "vitest";
@@ -32,6 +33,7 @@ describe("chaos", () => {
       watched: { ok: true },
       atomic: { ok: true },
       leases: { ok: true },
+      membership: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);

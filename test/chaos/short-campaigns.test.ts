@@ -13,6 +13,10 @@
  * serving old values for seconds while the majority writes on, so the violation is certain
  * within a few faults.
  *
+ * Five nodes, with the operator at work: wiped members replaced (member replace through the
+ * HTTP API, a start with an empty directory and --join <url>, a promote once caught up)
+ * and switchovers, among SIGKILLs. Every verdict must hold, the membership one included.
+ *
  * On hosts of their own (network namespaces on a bridge, root only), a whole host drops off
  * the network with its process still running: no reset, no close. The cluster must fail
  * over and keep every verdict, the dropped master included once it is back.
@@ -40,6 +44,21 @@ describe("chaos", () => {
       0,
     );
   }, 240_000);
+
+  it("timing: chaos: five nodes keep every verdict while members are replaced and the master switched over (wipe-restart, replace, switchover, kill-any; 20 s)", async () => {
+    const result = await runCampaign("five", {
+      seed: 5,
+      durationMs: 20_000,
+      nodes: 5,
+      clients: 4,
+      nemeses: ["wipe-restart", "replace", "switchover", "kill-any"],
+    });
+    if (!result.ok) console.error(`${result.summary}\n`);
+    expect(result.ok).toBe(true);
+    const { faults } = result.totals;
+    expect((faults["wipe-restart"] ?? 0) + (faults.replace ?? 0)).toBeGreaterThan(0);
+    expect(faults.switchover ?? 0).toBeGreaterThan(0);
+  }, 180_000);
 
   it.skipIf(netnsUnsupported() !== null)(
     "timing: chaos: hosts of their own keep every verdict when a host drops off the network (host-down, isolate-master; 15 s)",
