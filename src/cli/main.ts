@@ -177,7 +177,16 @@ function exitQuietlyOnClosedPipe(): void {
   }
 }
 
+/**
+ * Once a command is done, this process has nothing left to do: a handle still open (a
+ * kept-alive socket's idle timer, a reconnect timer of a stopped transport) must not keep
+ * it alive. A stopped `baton start` lingered up to 8 s this way, which a rolling restart
+ * waits for. The timer is unref'd, so a process that ends by itself ends at once.
+ */
+const LINGER_MS = 500;
+
 if (isEntryPoint()) {
   exitQuietlyOnClosedPipe();
   process.exitCode = await main(process.argv.slice(2));
+  setTimeout(() => process.exit(), LINGER_MS).unref();
 }
