@@ -19,6 +19,7 @@ import {
   LeaseNotFoundError,
   NoMasterError,
   NotMasterError,
+  QuotaExceededError,
   TableFullError,
   TooLargeError,
 } from "../shared/errors.js";
@@ -65,6 +66,12 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 503,
     retry: true,
     advice: `${RETRY}, with the same Idempotency-Key; more writes arrive than the exactly-once window holds`,
+  },
+  ERR_QUOTA_EXCEEDED: {
+    status: 507,
+    retry: false,
+    advice:
+      "resend once there is room; GET /metrics shows baton_kv_keys and baton_kv_bytes against baton_kv_quota_keys and baton_kv_quota_bytes",
   },
   ERR_SHUTTING_DOWN: {
     status: 503,
@@ -257,6 +264,10 @@ function errorDetails(error: ClusterError): Readonly<Record<string, unknown>> {
   if (error instanceof TableFullError) {
     return { table: error.table, retryAfterMs: error.retryAfterMs };
   }
+  if (error instanceof QuotaExceededError) {
+    const details = { quota: error.quota, limit: error.limit };
+    return error.usage === null ? details : { ...details, usage: error.usage };
+  }
   return {};
 }
 
@@ -320,6 +331,8 @@ export function describeKvFailure(
       return describeError(new TableFullError(result.table, result.retryAfterMs));
     case "lease_not_found":
       return describeError(new LeaseNotFoundError(result.leaseId));
+    case "quota_exceeded":
+      return describeError(new QuotaExceededError(result.quota, result.limit));
   }
 }
 
