@@ -175,6 +175,12 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
       "start the node with --allow-fault-injection (baton demo does) to kill, pause or " +
       "partition it on purpose",
   },
+  ERR_FAULTS_LOOPBACK_ONLY: {
+    status: 403,
+    retry: false,
+    advice:
+      "send it from the node's machine (its dashboard opened there, curl on 127.0.0.1, or an SSH tunnel)",
+  },
   ERR_INTERNAL: {
     status: 500,
     retry: false,

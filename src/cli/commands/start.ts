@@ -76,7 +76,7 @@ export function register(program: Command, io: CliIo = processIo()): void {
     .option("--log-level <level>", "fatal, error, warn, info, debug (default info)")
     .option(
       "--allow-fault-injection",
-      "serve POST /v1/faults/{kill,pause,partition,heal} (demos and teaching only: anyone who can reach the HTTP port can then crash this node)",
+      "serve POST /v1/faults/{kill,pause,partition,heal} to callers on this machine that hold the per-run token GET /v1/faults gives them (demos and teaching only: any program on this machine can then crash this node)",
     )
     .option(
       "--quota-keys <n>",
@@ -240,7 +240,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   if (allowFaultInjection) {
     logger.warn(
       { event: "fault_injection" },
-      "fault injection is on: anyone who can reach the HTTP port can kill, pause or partition this node",
+      "fault injection is on: any program on this machine can kill, pause or partition this node",
     );
   }
   if (config.insecure) {
