@@ -23,6 +23,7 @@ import {
   TableFullError,
   TooLargeError,
 } from "../shared/errors.js";
+import { WRONG_ROLE_ADVICE } from "../shared/health.js";
 
 /** How an error code is answered. */
 export interface ErrorStatus {
@@ -163,11 +164,7 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     retry: false,
     advice: "send the whole request, headers and body, without pausing; the connection is closed",
   },
-  ERR_WRONG_ROLE: {
-    status: 503,
-    retry: false,
-    advice: "this check passes only on a node in the named role",
-  },
+  ERR_WRONG_ROLE: { status: 503, retry: false, advice: WRONG_ROLE_ADVICE },
   ERR_FAULTS_DISABLED: {
     status: 403,
     retry: false,
