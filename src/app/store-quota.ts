@@ -43,7 +43,9 @@ export function checkQuota(command: KvCommand, stateMachine: KvStateMachine): vo
   if (bytesMax === 0) return;
   const entryBytes = keyBytes + command.value.byteLength;
   if (entryBytes > bytesMax) {
-    throw new TooLargeError("value", Math.max(bytesMax - keyBytes, 0), command.value.byteLength);
+    const limit = Math.max(bytesMax - keyBytes, 0);
+    const limitName = "the store's whole bytes quota, --quota-bytes, less the key";
+    throw new TooLargeError("value", limit, command.value.byteLength, limitName);
   }
   const growth =
     current === null ? entryBytes : command.value.byteLength - current.value.byteLength;

@@ -116,13 +116,15 @@ export class InvalidInputError extends ClusterError {
 /** A request field exceeds its limit; `field` names it and `limit` gives the bound in bytes. */
 export class TooLargeError extends ClusterError {
   readonly code = "ERR_TOO_LARGE";
+  /** @param limitName what the limit is, when it is not the field's own size limit. */
   constructor(
     readonly field: string,
     readonly limit: number,
     actual?: number,
+    limitName?: string,
   ) {
     super(
-      `${field} exceeds the limit of ${limit} bytes${actual === undefined ? "" : ` (got ${actual})`}`,
+      `${field} exceeds the limit of ${limit} bytes${limitName === undefined ? "" : ` (${limitName})`}${actual === undefined ? "" : ` (got ${actual})`}`,
     );
   }
 }

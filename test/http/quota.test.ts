@@ -61,6 +61,7 @@ describe("http quota", () => {
     const huge = await put("k3", "x".repeat(30));
     expect(huge.statusCode).toBe(413);
     expect(huge.json()).toMatchObject({ code: "ERR_TOO_LARGE", field: "value", limit: 18 });
+    expect(huge.json().error).toMatch(/--quota-bytes/);
     const prefix = await app.inject({ method: "DELETE", url: "/v1/kv?prefix=k" });
     expect(prefix.statusCode).toBe(200);
     expect((await put("k2", "123456789")).statusCode).toBe(200);
