@@ -14,7 +14,9 @@
  * It must be purely deterministic: what `apply` does depends only on the state, the
  * command bytes and the apply context. Every table expires entries in an order fixed by
  * the log, and refuses a new entry when it is full of live ones, so all replicas forget
- * and refuse the same things at the same index. It must never forget a live entry: that
+ * and refuse the same things at the same index. The store's quota is replicated state as
+ * well (set by a `set_quota` command, never read from this node's configuration), so
+ * every replica refuses the same writes for it. It must never forget a live entry: that
  * would apply a retried request twice. It must never throw for a bad command (a committed
  * command is applied on every replica, so it fails as a result value everywhere); it
  * throws only for bugs, and `restore` throws `KvSnapshotError` for a bad snapshot.
