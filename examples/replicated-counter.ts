@@ -1,18 +1,21 @@
 /**
  * Embedding Baton: a replicated counter. Three nodes run in this one process (each with
  * its own TCP port and data folder, just as they would on three machines); the program
- * increments the counter on whichever node is master, stops the master half-way, and
- * keeps counting on the new master. No increment is lost or applied twice.
+ * increments the counter through the nodes in turn (a backup forwards to the master),
+ * stops the master half-way, and keeps counting on the new master. No increment is lost
+ * or applied twice. Each node also serves the load balancers' health checks from a plain
+ * node:http server (`healthHandler`), and the program logs every role change.
  *
  *   npx tsx examples/replicated-counter.ts
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { type BatonNode, createNode, type StateMachine } from "../src/index.js";
+import { type BatonNode, createNode, healthHandler, type StateMachine } from "../src/index.js";
 
 /** The application's state machine: deterministic, and able to snapshot and restore. */
 class Counter implements StateMachine<number> {
@@ -44,6 +47,18 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** A node:http server for the node's health checks (HAProxy would poll /health/master). */
+async function serveHealth(node: BatonNode): Promise<{ server: Server; url: string }> {
+  const health = healthHandler(node);
+  const server = createHttpServer((req, res) => {
+    if (health(req, res)) return;
+    res.statusCode = 404;
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
 async function waitForMaster(nodes: BatonNode[]): Promise<BatonNode> {
   for (;;) {
     const master = nodes.find((n) => n.role === "master");
@@ -73,12 +88,25 @@ export async function runExample(
       }),
     ),
   );
+  for (const node of nodes) {
+    node.on("role", ({ role, term, masterId }) => {
+      if (role === "master") log(`node ${node.id} became master in term ${term}`);
+      else if (role === "backup" && masterId !== null) {
+        log(`node ${node.id} is a backup of node ${masterId} in term ${term}`);
+      }
+    });
+  }
+  const health = await Promise.all(nodes.map((node) => serveHealth(node)));
   try {
     let alive = nodes;
     for (let i = 1; i <= increments; i++) {
       const master = await waitForMaster(alive);
-      const value = (await master.propose(Uint8Array.of(1))) as number;
-      log(`node ${master.id} (master) applied increment ${i}: counter = ${value}`);
+      // Any node takes the increment: a backup forwards it to the master, and answers
+      // with the value its own copy reached when it applied it.
+      const via = alive[i % alive.length]!;
+      const value = (await via.propose(Uint8Array.of(1))) as number;
+      const how = via === master ? "master" : `backup, forwarded to node ${master.id}`;
+      log(`node ${via.id} (${how}) applied increment ${i}: counter = ${value}`);
       if (i === Math.floor(increments / 2)) {
         log(`stopping the master, node ${master.id}...`);
         await master.stop();
@@ -87,12 +115,15 @@ export async function runExample(
     }
     const master = await waitForMaster(alive);
     await master.readBarrier();
+    const check = await fetch(`${health[nodes.indexOf(master)]!.url}/health/master`);
+    log(`GET /health/master on node ${master.id}: ${check.status}`);
     // Let the backups apply the last increments too.
     await new Promise((r) => setTimeout(r, 200));
     const values = alive.map((n) => counters[nodes.indexOf(n)]!.value);
     log(`final counter on the surviving nodes: ${values.join(", ")}`);
     return values;
   } finally {
+    for (const { server } of health) server.close();
     await Promise.all(nodes.map((n) => n.stop()));
     rmSync(dir, { recursive: true, force: true });
   }

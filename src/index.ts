@@ -7,7 +7,14 @@ export { KvNode } from "./app/kv-node.js";
 export type { BatonClient, ClientOptions } from "./client/index.js";
 export { createClient } from "./client/index.js";
 export { type CreateNodeOptions, createNode } from "./server/create-node.js";
-export { BatonNode, type FailoverEvent } from "./server/node.js";
+export {
+  type HealthRequest,
+  type HealthResponse,
+  type HealthSource,
+  healthHandler,
+} from "./server/health-handler.js";
+export { BatonNode, type FailoverEvent, type NodeEvents, type RoleEvent } from "./server/node.js";
 export { type NodeConfig, parseNodeConfig, parsePeers } from "./server/node-config.js";
 export * from "./shared/errors.js";
+export type { HealthAnswer, HealthBody, HealthCheck } from "./shared/health.js";
 export type { ApplyContext, StateMachine } from "./shared/state-machine.js";

@@ -9,7 +9,7 @@
  */
 
 import { KvStore } from "../../src/app/kv-store.js";
-import type { KvNodeApi, KvWriteOptions } from "../../src/http/node-api.js";
+import type { KvNodeApi, KvWriteOptions, StatusOptions } from "../../src/http/node-api.js";
 import {
   defaultKvLimits,
   type KvEntry,
@@ -67,8 +67,8 @@ export class LocalKvNode implements KvNodeApi {
     return this.stateMachine.get(key);
   }
 
-  status(): NodeStatus {
-    return {
+  status(options: StatusOptions = {}): NodeStatus {
+    const status: NodeStatus = {
       id: this.id,
       role: "master",
       term: this.term,
@@ -78,6 +78,9 @@ export class LocalKvNode implements KvNodeApi {
       lastIndex: this.index,
       members: [],
     };
+    return options.digest === true
+      ? { ...status, stateDigest: this.stateMachine.stateHash() }
+      : status;
   }
 
   isMaster(): boolean {

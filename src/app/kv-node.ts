@@ -49,6 +49,7 @@ import { KvStore } from "./kv-store.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
 import { registerStoreMetrics } from "./store-metrics.js";
+import { defaultStoreQuota, type StoreQuota } from "./store-quota.js";
 
 export interface KvNodeOptions {
   /**
@@ -59,6 +60,12 @@ export interface KvNodeOptions {
   readonly allowFaultInjection?: boolean;
   /** What `--join <url>` learned, for a member added to a running cluster. */
   readonly joined?: JoinedIdentity | null;
+  /**
+   * The store's quota this node proposes when it is the master (`--quota-keys`,
+   * `--quota-bytes`; 0 for none). Give every node the same.
+   * @default defaultStoreQuota()
+   */
+  readonly quota?: StoreQuota;
 }
 
 /** What `KvNode.reload` did: the parts it replaced, and why it kept the others. */
@@ -81,9 +88,10 @@ export class KvNode implements KvNodeApi {
     readonly stateMachine: KvStateMachine,
     private readonly config: NodeConfig,
     private readonly transport: TcpTransport,
+    quota: StoreQuota,
   ) {
     this.id = node.id;
-    this.store = new KvStore(node, stateMachine);
+    this.store = new KvStore(node, stateMachine, quota);
   }
 
   /**
@@ -101,7 +109,7 @@ export class KvNode implements KvNodeApi {
     const tokens = config.tokens === null ? null : new TokenStore(readTokens(config.tokens));
     const transport = createTransport(config, logger);
     const node = await startNode(config, sm, logger, transport, {}, options.joined ?? null);
-    const kv = new KvNode(node, sm, config, transport);
+    const kv = new KvNode(node, sm, config, transport, options.quota ?? defaultStoreQuota());
     kv.tokens = tokens;
     kv.store.startLeaseTicker();
     if (config.http !== null) {

@@ -34,7 +34,8 @@ describe("kv store", () => {
     vi.useFakeTimers();
     const sm = new KvStateMachine();
     const master = fakeNode();
-    const store = new KvStore(master.node, sm);
+    // The store's quota is the one configured (none), so only leases make it tick.
+    const store = new KvStore(master.node, sm, { keyCountMax: 0, bytesMax: 0 });
     store.startLeaseTicker();
     vi.advanceTimersByTime(LEASE_TICK_MS * 3);
     expect(master.proposed).toEqual([]); // no leases, no ticks
@@ -47,6 +48,25 @@ describe("kv store", () => {
     vi.advanceTimersByTime(LEASE_TICK_MS * 3);
     expect(master.proposed).toEqual(["tick"]);
     store.stopLeaseTicker();
+  });
+
+  it("quota: the master proposes its configured quota while the replicated one differs; a backup never", () => {
+    vi.useFakeTimers();
+    const sm = new KvStateMachine();
+    const backup = fakeNode("backup");
+    const quota = { keyCountMax: 10, bytesMax: 1000 };
+    new KvStore(backup.node, sm, quota).startLeaseTicker();
+    const master = fakeNode();
+    const store = new KvStore(master.node, sm, quota);
+    store.startLeaseTicker();
+    vi.advanceTimersByTime(LEASE_TICK_MS * 3);
+    expect(master.proposed).toEqual(["set_quota"]);
+    sm.apply(encodeCommand({ type: "set_quota", ...quota }), { index: 1, term: 1, time: 0 });
+    master.pending[0]!(null);
+    vi.advanceTimersByTime(LEASE_TICK_MS * 3);
+    expect(master.proposed).toEqual(["set_quota"]);
+    expect(backup.proposed).toEqual([]);
+    vi.clearAllTimers();
   });
 
   it("propose: bad input is refused naming the field, before anything is proposed", async () => {

@@ -7,7 +7,9 @@
  *
  * It also owns the lease ticker: while this node is the master and leases are held, it
  * proposes a tick every LEASE_TICK_MS, so that log time (which leases expire by) keeps
- * moving when nobody writes, and a lease ends within about a tick of its deadline.
+ * moving when nobody writes, and a lease ends within about a tick of its deadline. On the
+ * same beat, a master whose configured quota differs from the replicated one proposes its
+ * own (`set_quota`), so the quota follows the master's configuration through the log.
  */
 
 import type { KvStoreApi } from "../http/store-api.js";
@@ -24,6 +26,7 @@ import {
 } from "../kv/index.js";
 import { rethrowIfBug } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { checkQuota, defaultStoreQuota, quotaDiffers, type StoreQuota } from "./store-quota.js";
 
 /** Milliseconds between the master's ticks while leases are held. */
 export const LEASE_TICK_MS = 250;
@@ -42,6 +45,8 @@ export class KvStore implements KvStoreApi {
   constructor(
     private readonly node: StoreNode,
     private readonly stateMachine: KvStateMachine,
+    /** The quota this node proposes when it is the master. */
+    readonly quota: StoreQuota = defaultStoreQuota(),
   ) {}
 
   async propose(command: KvCommand): Promise<KvResult> {
@@ -54,6 +59,7 @@ export class KvStore implements KvStoreApi {
       }
       throw new InvalidInputError(problem.field ?? fieldOf(problem.reason), problem.message);
     }
+    checkQuota(command, this.stateMachine);
     return (await this.node.propose(encodeCommand(command))) as KvResult;
   }
 
@@ -89,12 +95,19 @@ export class KvStore implements KvStoreApi {
 
   private maybeTick(): void {
     // One tick at a time: a master that cannot commit must not pile them up.
-    if (this.ticking || this.node.role !== "master" || this.stateMachine.leaseCount === 0) return;
+    if (this.ticking || this.node.role !== "master") return;
+    let command: KvCommand;
+    if (quotaDiffers(this.quota, this.stateMachine)) {
+      command = { type: "set_quota", ...this.quota };
+    } else if (this.stateMachine.leaseCount > 0) {
+      command = { type: "tick" };
+    } else return;
     this.ticking = true;
     this.node
-      .propose(encodeCommand({ type: "tick" }))
+      .propose(encodeCommand(command))
       .catch((error: unknown) => {
-        // Losing the master role or a busy log only delays expiry; a bug still surfaces.
+        // Losing the master role or a busy log only delays expiry or the quota; a bug
+        // still surfaces.
         rethrowIfBug(error);
       })
       .finally(() => {

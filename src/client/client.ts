@@ -16,6 +16,7 @@ import {
   ConflictError,
   ForbiddenError,
   InvalidInputError,
+  QuotaExceededError,
   TooLargeError,
   UnauthenticatedError,
 } from "../shared/errors.js";
@@ -709,6 +710,7 @@ class HttpBatonClient implements BatonClient {
     if (status === 400 || body.code === "ERR_INVALID_INPUT") throw invalidInput(body);
     if (status === 413 || body.code === "ERR_TOO_LARGE") throw tooLarge(body);
     if (body.code === "ERR_CONFLICT") throw new ConflictError(body.message ?? "conflict");
+    if (body.code === "ERR_QUOTA_EXCEEDED") throw quotaExceeded(body);
     if (!RETRIED_STATUSES.has(status)) {
       throw unexpected(response, body.message ?? "the request was refused");
     }
@@ -863,6 +865,9 @@ interface ErrorBody {
   readonly message?: string;
   readonly field?: string;
   readonly limit?: number;
+  /** ERR_QUOTA_EXCEEDED: which quota, and how much the store held. */
+  readonly quota?: "keys" | "bytes";
+  readonly usage?: number;
   readonly retryAfterMs: number | null;
   readonly hint: { masterId?: number; masterUrl?: string };
 }
@@ -893,6 +898,9 @@ function errorBody(response: FinalResponse): ErrorBody {
   if (message !== undefined) body.message = message;
   if (field !== undefined) body.field = field;
   if (limit !== undefined) body.limit = limit;
+  if (o.quota === "keys" || o.quota === "bytes") body.quota = o.quota;
+  const usage = num(o.usage);
+  if (usage !== undefined) body.usage = usage;
   return body;
 }
 
@@ -919,6 +927,11 @@ function tooLarge(body: ErrorBody): TooLargeError {
   const error = new TooLargeError(body.field ?? "value", body.limit ?? 0);
   if (body.message !== undefined) error.message = body.message;
   return error;
+}
+
+/** The store's quota refused the write (507): nothing was applied, and retrying will not help. */
+function quotaExceeded(body: ErrorBody): QuotaExceededError {
+  return new QuotaExceededError(body.quota ?? "bytes", body.limit ?? 0, body.usage ?? null);
 }
 
 function unexpected(response: FinalResponse, detail: string): UnexpectedResponseError {

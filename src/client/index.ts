@@ -13,6 +13,7 @@ export {
   InvalidInputError,
   LeaseNotFoundError,
   NoMasterError,
+  QuotaExceededError,
   TimeoutError,
   TooLargeError,
   UnauthenticatedError,

@@ -19,9 +19,11 @@ import {
   LeaseNotFoundError,
   NoMasterError,
   NotMasterError,
+  QuotaExceededError,
   TableFullError,
   TooLargeError,
 } from "../shared/errors.js";
+import { WRONG_ROLE_ADVICE } from "../shared/health.js";
 
 /** How an error code is answered. */
 export interface ErrorStatus {
@@ -65,6 +67,12 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     status: 503,
     retry: true,
     advice: `${RETRY}, with the same Idempotency-Key; more writes arrive than the exactly-once window holds`,
+  },
+  ERR_QUOTA_EXCEEDED: {
+    status: 507,
+    retry: false,
+    advice:
+      "resend once there is room; GET /metrics shows baton_kv_keys and baton_kv_bytes against baton_kv_quota_keys and baton_kv_quota_bytes",
   },
   ERR_SHUTTING_DOWN: {
     status: 503,
@@ -156,17 +164,19 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     retry: false,
     advice: "send the whole request, headers and body, without pausing; the connection is closed",
   },
-  ERR_WRONG_ROLE: {
-    status: 503,
-    retry: false,
-    advice: "this check passes only on a node in the named role",
-  },
+  ERR_WRONG_ROLE: { status: 503, retry: false, advice: WRONG_ROLE_ADVICE },
   ERR_FAULTS_DISABLED: {
     status: 403,
     retry: false,
     advice:
       "start the node with --allow-fault-injection (baton demo does) to kill, pause or " +
       "partition it on purpose",
+  },
+  ERR_FAULTS_LOOPBACK_ONLY: {
+    status: 403,
+    retry: false,
+    advice:
+      "send it from the node's machine (its dashboard opened there, curl on 127.0.0.1, or an SSH tunnel)",
   },
   ERR_INTERNAL: {
     status: 500,
@@ -257,6 +267,10 @@ function errorDetails(error: ClusterError): Readonly<Record<string, unknown>> {
   if (error instanceof TableFullError) {
     return { table: error.table, retryAfterMs: error.retryAfterMs };
   }
+  if (error instanceof QuotaExceededError) {
+    const details = { quota: error.quota, limit: error.limit };
+    return error.usage === null ? details : { ...details, usage: error.usage };
+  }
   return {};
 }
 
@@ -320,6 +334,8 @@ export function describeKvFailure(
       return describeError(new TableFullError(result.table, result.retryAfterMs));
     case "lease_not_found":
       return describeError(new LeaseNotFoundError(result.leaseId));
+    case "quota_exceeded":
+      return describeError(new QuotaExceededError(result.quota, result.limit));
   }
 }
 

@@ -91,6 +91,11 @@ export interface HttpServerOptions {
    */
   readonly faults?: FaultInjector | null | undefined;
   /**
+   * The token every fault POST must carry in `X-Baton-Fault`; give one to know it (tests).
+   * @default 128 random bits, drawn anew for every server (every run of the node)
+   */
+  readonly faultToken?: string | undefined;
+  /**
    * Serve HTTPS with this certificate and key instead of plain HTTP. The certificate must
    * name every host clients use (`baton certs node --host`).
    * @default plain HTTP
@@ -229,7 +234,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   registerMemberRoutes(app, context);
   registerMetricsRoute(app, context, registry);
   const streams = registerEventsRoute(app, metrics, events);
-  registerFaultRoutes(app, context, options.faults ?? null);
+  registerFaultRoutes(app, context, options.faults ?? null, options.faultToken);
   registerSnapshotRoute(app, context, options.snapshots ?? null);
   registerDashboardRoutes(app, context);
   options.dashboard?.(app);

@@ -118,6 +118,10 @@ export interface KvCommandProblem {
  *   session), and that table holds its limit of live entries, none of which may be
  *   forgotten before its window ends; not applied and not recorded, so the very same
  *   request may be sent again, after `retryAfterMs` milliseconds of log time.
+ * - `quota_exceeded`: the command would take the store past its quota of `quota` (keys or
+ *   bytes of keys and values), whose value is `limit`; not applied and not recorded, so
+ *   the very same request may be sent again once keys were deleted or the quota raised.
+ *   A command that does not grow the store (a delete, a smaller value) is never refused.
  * - `invalid_command`: the bytes or fields are bad; not applied.
  */
 export type KvResult =
@@ -133,6 +137,12 @@ export type KvResult =
       readonly code: "table_full";
       readonly table: KvTable;
       readonly retryAfterMs: number;
+    }
+  | {
+      readonly ok: false;
+      readonly code: "quota_exceeded";
+      readonly quota: KvQuotaName;
+      readonly limit: number;
     }
   | {
       readonly ok: false;
@@ -156,6 +166,9 @@ export interface KvOk {
 }
 
 export type KvErrorCode = Extract<KvResult, { ok: false }>["code"];
+
+/** The quotas of the store: most keys, most bytes of keys and values. */
+export type KvQuotaName = "keys" | "bytes";
 
 /** The tables that remember requests for exactly-once execution. */
 export type KvTable = "sessions" | "idempotency" | "leases";
@@ -391,6 +404,8 @@ export function resultToWire(result: KvResult): KvResultWire {
       return [result.code, result.table, result.retryAfterMs];
     case "lease_not_found":
       return [result.code, result.leaseId];
+    case "quota_exceeded":
+      return [result.code, result.quota, result.limit];
     default:
       return [result.code];
   }
@@ -433,6 +448,10 @@ export function resultFromWire(wire: unknown): KvResult | null {
   if (code === "table_full" && count === 3 && table) {
     if (!(Number.isSafeInteger(second) && (second as number) >= 0)) return null;
     return freezeResult({ ok: false, code, table: first, retryAfterMs: second });
+  }
+  if (code === "quota_exceeded" && count === 3 && (first === "keys" || first === "bytes")) {
+    if (!(Number.isSafeInteger(second) && (second as number) >= 0)) return null;
+    return freezeResult({ ok: false, code, quota: first, limit: second });
   }
   if (count !== 1) return null;
   if (code === "not_found" || code === "session_expired" || code === "idempotency_key_reused") {

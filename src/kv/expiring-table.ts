@@ -17,6 +17,7 @@
  */
 
 import { assert } from "../shared/assert.js";
+import { addDigests, type Digest64, subtractDigests, ZERO_DIGEST } from "./hash64.js";
 
 /** One entry as stored: the value and the log time of its last use, in milliseconds. */
 export interface ExpiringSlot<V> {
@@ -24,17 +25,24 @@ export interface ExpiringSlot<V> {
   readonly timeMs: number;
 }
 
+/** The digest of one entry, for the order-independent digest of a table. */
+export type SlotDigest<V> = (id: string, slot: ExpiringSlot<V>) => Digest64;
+
 export class ExpiringTable<V> {
   private readonly slots = new Map<string, ExpiringSlot<V>>();
   private newestTimeMs = 0;
+  private digestSum: Digest64 = ZERO_DIGEST;
 
   /**
    * @param countMax most entries kept; a new entry needs room (see `hasRoom`).
    * @param ttlMs milliseconds of log time after its last use that an entry expires.
+   * @param slotDigest the digest of one entry; `digest` is their sum, kept as entries
+   *   change, so that the state digest costs O(1) however large the table is.
    */
   constructor(
     readonly countMax: number,
     readonly ttlMs: number,
+    private readonly slotDigest: SlotDigest<V> = () => ZERO_DIGEST,
   ) {
     assert(Number.isSafeInteger(countMax) && countMax > 0, "countMax must be positive");
     assert(Number.isSafeInteger(ttlMs) && ttlMs > 0, "ttlMs must be positive");
@@ -43,6 +51,11 @@ export class ExpiringTable<V> {
   /** Number of entries, counting expired ones that are not removed yet. */
   get size(): number {
     return this.slots.size;
+  }
+
+  /** The sum of every entry's digest (expired ones not yet removed included). */
+  get digest(): Digest64 {
+    return this.digestSum;
   }
 
   /** The live entry for `id` at log time `nowMs`; an expired entry counts as absent. */
@@ -78,10 +91,14 @@ export class ExpiringTable<V> {
    */
   set(id: string, value: V, nowMs: number): void {
     assert(nowMs >= this.newestTimeMs, "log time went backwards");
-    const present = this.slots.delete(id);
-    assert(present || this.slots.size < this.countMax, "a new entry in a full table");
+    const previous = this.slots.get(id);
+    if (previous !== undefined) this.forget(id, previous);
+    assert(
+      previous !== undefined || this.slots.size < this.countMax,
+      "a new entry in a full table",
+    );
     this.newestTimeMs = nowMs;
-    this.slots.set(id, { value, timeMs: nowMs });
+    this.remember(id, { value, timeMs: nowMs });
   }
 
   /**
@@ -92,7 +109,7 @@ export class ExpiringTable<V> {
     let count = 0;
     for (const [id, slot] of this.slots) {
       if (count >= countMax || !this.isExpired(slot, nowMs)) break;
-      this.slots.delete(id);
+      this.forget(id, slot);
       count++;
     }
     return count;
@@ -114,8 +131,18 @@ export class ExpiringTable<V> {
   load(id: string, value: V, timeMs: number): boolean {
     if (this.slots.has(id) || timeMs < this.newestTimeMs) return false;
     this.newestTimeMs = timeMs;
-    this.slots.set(id, { value, timeMs });
+    this.remember(id, { value, timeMs });
     return true;
+  }
+
+  private remember(id: string, slot: ExpiringSlot<V>): void {
+    this.slots.set(id, slot);
+    this.digestSum = addDigests(this.digestSum, this.slotDigest(id, slot));
+  }
+
+  private forget(id: string, slot: ExpiringSlot<V>): void {
+    this.slots.delete(id);
+    this.digestSum = subtractDigests(this.digestSum, this.slotDigest(id, slot));
   }
 
   private isExpired(slot: ExpiringSlot<V>, nowMs: number): boolean {

@@ -104,6 +104,13 @@ export function addDigests(a: Digest64, b: Digest64): Digest64 {
   return { hi: (a.hi + b.hi + carry) >>> 0, lo: lo >>> 0 };
 }
 
+/** Subtracts `b` from `a` modulo 2^64: undoes `addDigests(x, b)`. */
+export function subtractDigests(a: Digest64, b: Digest64): Digest64 {
+  const lo = a.lo - b.lo;
+  const borrow = lo < 0 ? 1 : 0;
+  return { hi: (a.hi - b.hi - borrow) >>> 0, lo: lo >>> 0 };
+}
+
 /** Formats a digest as 16 lower-case hex digits. */
 export function formatDigest(value: Digest64): string {
   return value.hi.toString(16).padStart(8, "0") + value.lo.toString(16).padStart(8, "0");

@@ -240,7 +240,7 @@ describe("kv snapshot formats", () => {
     // Written again, it is the current format, and restores to the same state.
     const again = await restored(await collect(sm.snapshot()));
     expect(again.stateHash()).toBe(sm.stateHash());
-    expect((await collect(sm.snapshot()))[0]![7]).toBe(3);
+    expect((await collect(sm.snapshot()))[0]![7]).toBe(4);
   });
 
   // Written by the format 2 code: a put of "a" (1000 ms), of "b" with idempotency key "k1"
@@ -261,6 +261,31 @@ describe("kv snapshot formats", () => {
     expect(apply(sm, 4, retry, 3000)).toEqual({ ok: true, revision: 2 });
     const again = await restored(await collect(sm.snapshot()));
     expect(again.stateHash()).toBe(sm.stateHash());
+  });
+
+  // Written by the format 3 code: a put of "a" (1000 ms), a lease grant (1500 ms), a put of
+  // "b" on that lease with idempotency key "k1" (2000 ms), a put of "c" in session "c"
+  // (2500 ms), all in term 1.
+  const FORMAT_3 =
+    "4241544f4e4b5603000000159aa668656164657204cd05dc04030101cd09c401010000001f92a46461746" +
+    "19ca161c401310100a162c40232320302a163c40333333304000000001692a873657373696f6e7394a163" +
+    "01cd05dc92a26f6b040000002392ab6964656d706f74656e637995a26b31ce2eb25e10ce0d5484e9cd03e8" +
+    "92a26f6b030000001092a66c65617365739302cdea60cdec540000001692a3656e64b0363565383231323" +
+    "66162643265396639";
+
+  it("snapshot: a format 3 snapshot is read, with no quota, and written again as format 4", async () => {
+    const bytes = Uint8Array.from(Buffer.from(FORMAT_3, "hex"));
+    const sm = await restored([bytes]);
+    expect(sm.get("b")).toEqual({ value: text("22"), revision: 3 });
+    expect(sm.leaseCount).toBe(1);
+    expect(sm.quota).toEqual({ keyCountMax: 0, bytesMax: 0 });
+    expect(sm.bytes).toBe(1 + 1 + 1 + 2 + 1 + 3);
+    expect(sm.stateHash()).toBe(sm.stateHashRecomputed());
+    const retry = { type: "put", key: "b", value: text("22"), lease: 2, idempotencyKey: "k1" };
+    expect(apply(sm, 5, retry as KvCommand, 3000)).toEqual({ ok: true, revision: 3 });
+    const again = await restored(await collect(sm.snapshot()));
+    expect(again.stateHash()).toBe(sm.stateHash());
+    expect((await collect(sm.snapshot()))[0]![7]).toBe(4);
   });
 
   it("snapshot: the synchronous chunks are the streamed bytes, and restore from them", async () => {
@@ -308,11 +333,11 @@ describe("kv snapshot validation", () => {
     apply(target, 1, { type: "put", key: "kept", value: text("v") });
     const hash = target.stateHash();
     const version = bytes.slice();
-    version[7] = 4;
+    version[7] = 5;
     const cases: [Uint8Array[], RegExp][] = [
       [[], /ends before the preamble/],
       [[text("{ not a snapshot }")], /not a Baton key-value snapshot/],
-      [[version], /format version 4 is not supported \(this node reads 1 to 3\)/],
+      [[version], /format version 5 is not supported \(this node reads 1 to 4\)/],
       [[bytes.subarray(0, bytes.byteLength - 3)], /ends inside a frame/],
       [[bytes.subarray(0, 8)], /end frame is missing/],
     ];

@@ -3,12 +3,13 @@
  *
  * Frames, in order (each a MessagePack array; see `snapshot-frames.ts` for the framing):
  *   ["header", revision, clockMs, lastIndex, keyCount, sessionCount, idempotencyCount,
- *    stampMs, term, leaseCount]   (format 1 ends before stampMs, format 2 before term)
+ *    stampMs, term, leaseCount, quotaKeyCountMax, quotaBytesMax]
+ *    (format 1 ends before stampMs, format 2 before term, format 3 before the quota)
  *   ["data", [key, value, revision, lease, …]]        zero or more (format 1, 2: no lease)
  *   ["sessions", [clientId, lastSeq, timeMs, result, …]]                  zero or more
  *   ["idempotency", [key, fingerprintHi, fingerprintLo, timeMs, result, …]] zero or more
  *   ["leases", [id, ttlMs, expiresAtMs, …]]             zero or more, by id (format 3)
- *   ["end", stateHash]
+ *   ["end", stateHash]   (format 4: the summed digest of `summedStateDigest`)
  * Sessions and idempotency keys appear oldest first, the order that decides expiry; keys
  * appear in no particular order. The end frame carries the digest of the whole state, so
  * `readSnapshot` detects any corruption that still parses.
@@ -38,12 +39,17 @@ import {
   type DataEntry,
   dataEntryDigest,
   type IdempotencyRecord,
+  idempotencyDigest,
   type KvMeta,
   type KvState,
   type SessionRecord,
+  type SnapshotDigestFormat,
+  sessionDigest,
   stateDigest,
+  sumDigests,
+  summedStateDigest,
 } from "./kv-state.js";
-import type { Lease } from "./lease-table.js";
+import { leaseDigest } from "./lease-table.js";
 import type { KvLimits } from "./limits.js";
 import {
   FrameReader,
@@ -127,6 +133,8 @@ export function* writeSnapshotChunks(
     meta.stampMs,
     meta.term,
     source.leases.length,
+    meta.quotaKeyCountMax,
+    meta.quotaBytesMax,
   ]);
   const frameBytesTarget = Math.min(DATA_FRAME_BYTES_TARGET, chunkBytesMax);
   let dataDigest = ZERO_DIGEST;
@@ -166,15 +174,16 @@ export function* writeSnapshotChunks(
     yield* writer.chunks(false);
   }
   const leases = source.leases.map(([id, ttlMs, expiresAtMs]) => ({ id, ttlMs, expiresAtMs }));
-  const digest = stateDigest(
-    meta,
+  const digest = summedStateDigest(meta, {
     dataCount,
-    dataDigest,
-    source.sessions,
-    source.idempotency,
-    3,
-    leases as Lease[],
-  );
+    data: dataDigest,
+    sessionCount: source.sessions.length,
+    sessions: sumDigests(source.sessions, ([id, slot]) => sessionDigest(id, slot)),
+    idempotencyCount: source.idempotency.length,
+    idempotency: sumDigests(source.idempotency, ([key, slot]) => idempotencyDigest(key, slot)),
+    leaseCount: leases.length,
+    leases: sumDigests(leases, leaseDigest),
+  });
   writer.frame(["end", formatDigest(digest)]);
   yield* writer.chunks(true);
 }
@@ -275,7 +284,7 @@ class SnapshotReader {
     this.restoring = {
       state: createKvState(limits),
       allocatePosition,
-      format: 3,
+      format: 4,
       header: null,
       dataDigest: ZERO_DIGEST,
       endDigest: null,
@@ -284,7 +293,7 @@ class SnapshotReader {
 
   push(chunk: Uint8Array): void {
     for (const frame of this.frames.push(chunk)) {
-      this.restoring.format = this.frames.version ?? 3;
+      this.restoring.format = this.frames.version ?? 4;
       this.frame(frame);
     }
   }
@@ -298,7 +307,7 @@ class SnapshotReader {
   }
 
   private frame(frame: unknown): void {
-    const headerFields = [0, 6, 7, 9][this.restoring.format]!;
+    const headerFields = [0, 6, 7, 9, 11][this.restoring.format]!;
     if (
       !Array.isArray(frame) ||
       frame.length !== 2 + (frame[0] === "header" ? headerFields - 1 : 0)
@@ -353,6 +362,8 @@ function readHeader(frame: unknown[], format: SnapshotFormatVersion): Header {
     stampMs,
     term,
     leaseCount,
+    quotaKeyCountMax,
+    quotaBytesMax,
   ] = fields as number[];
   if (revision! > lastIndex!) throw new KvSnapshotError("header revision is past its last index");
   // Format 1's log time was the largest stamp seen, so it is the stamp to advance from.
@@ -366,6 +377,9 @@ function readHeader(frame: unknown[], format: SnapshotFormatVersion): Header {
       // Before format 3 the term was not kept: the next command's term renews the leases,
       // of which there are none.
       term: term ?? 0,
+      // Before format 4 there was no quota; the master proposes its own soon after.
+      quotaKeyCountMax: quotaKeyCountMax ?? 0,
+      quotaBytesMax: quotaBytesMax ?? 0,
     },
     keyCount: keyCount!,
     sessionCount: sessionCount!,
@@ -473,22 +487,38 @@ function finishRestore(restoring: Restoring): KvState {
       throw new KvSnapshotError(`holds ${actual} ${what}; the header promised ${promised}`);
     }
   }
-  const digest = formatDigest(
-    stateDigest(
-      state,
-      state.data.size,
-      restoring.dataDigest,
-      state.sessions.entries(),
-      state.idempotency.entries(),
-      restoring.format,
-      state.leases.values(),
-    ),
-  );
+  const digest = formatDigest(restoredDigest(restoring));
   if (digest !== endDigest) {
     throw new KvSnapshotError(`state digest ${digest} differs from the recorded ${endDigest}`);
   }
   attachLeasedKeys(state);
   return state;
+}
+
+/** The digest of the state read, by the definition of the snapshot's format. */
+function restoredDigest(restoring: Restoring): Digest64 {
+  const { state, format } = restoring;
+  if (format !== 4) {
+    return stateDigest(
+      state,
+      state.data.size,
+      restoring.dataDigest,
+      state.sessions.entries(),
+      state.idempotency.entries(),
+      format as SnapshotDigestFormat,
+      state.leases.values(),
+    );
+  }
+  return summedStateDigest(state, {
+    dataCount: state.data.size,
+    data: restoring.dataDigest,
+    sessionCount: state.sessions.size,
+    sessions: state.sessions.digest,
+    idempotencyCount: state.idempotency.size,
+    idempotency: state.idempotency.digest,
+    leaseCount: state.leases.size,
+    leases: state.leases.digest,
+  });
 }
 
 /** Rebuilds each lease's key set from the keys' leases; a key's lease must be held. */

@@ -14,7 +14,9 @@
  * It must be purely deterministic: what `apply` does depends only on the state, the
  * command bytes and the apply context. Every table expires entries in an order fixed by
  * the log, and refuses a new entry when it is full of live ones, so all replicas forget
- * and refuse the same things at the same index. It must never forget a live entry: that
+ * and refuse the same things at the same index. The store's quota is replicated state as
+ * well (set by a `set_quota` command, never read from this node's configuration), so
+ * every replica refuses the same writes for it. It must never forget a live entry: that
  * would apply a retried request twice. It must never throw for a bad command (a committed
  * command is applied on every replica, so it fails as a result value everywhere); it
  * throws only for bugs, and `restore` throws `KvSnapshotError` for a bad snapshot.
@@ -42,10 +44,12 @@ import {
   freezeResult,
   type KvCommand,
   type KvCommandProblem,
+  type KvQuotaName,
   type KvResult,
+  utf8ByteLength,
   validateCommand,
 } from "./commands.js";
-import { type Digest64, formatDigest } from "./hash64.js";
+import { addDigests, type Digest64, formatDigest, subtractDigests, ZERO_DIGEST } from "./hash64.js";
 import { KeyIndex } from "./key-index.js";
 import {
   preserveForSnapshot,
@@ -56,10 +60,23 @@ import {
   writeSnapshot,
   writeSnapshotChunks,
 } from "./kv-snapshot.js";
-import { createKvState, type DataEntry, digestKvState, type KvState } from "./kv-state.js";
+import {
+  createKvState,
+  type DataEntry,
+  dataEntryDigest,
+  digestKvState,
+  type KvState,
+  summedStateDigest,
+} from "./kv-state.js";
 import type { Lease } from "./lease-table.js";
 import { defaultKvLimits, isValidKvLimits, type KvLimits } from "./limits.js";
-import type { DeleteRangeCommand, TxnCommand, TxnCompare, TxnOp } from "./store-commands.js";
+import type {
+  DeleteRangeCommand,
+  SetQuotaCommand,
+  TxnCommand,
+  TxnCompare,
+  TxnOp,
+} from "./store-commands.js";
 
 /** What a read returns: the stored bytes and the revision that wrote them. */
 export interface KvEntry {
@@ -121,6 +138,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
   private keyIndex: KeyIndex;
   /** Recent changes, for watches (local, started over on restore). */
   private readonly history: ChangeHistory;
+  /** The sum of `dataEntryDigest` over the keys (derived, rebuilt on restore). */
+  private dataDigest: Digest64 = ZERO_DIGEST;
+  /** Bytes of keys (UTF-8) and values held, what the bytes quota counts (derived). */
+  private dataBytes = 0;
 
   constructor(readonly limits: KvLimits = defaultKvLimits()) {
     assert(isValidKvLimits(limits), "limits must be positive integers (use parseKvLimits)");
@@ -132,6 +153,16 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** Number of keys. */
   get size(): number {
     return this.state.data.size;
+  }
+
+  /** Bytes of keys (their UTF-8 encoding) and values held: what the bytes quota counts. */
+  get bytes(): number {
+    return this.dataBytes;
+  }
+
+  /** The replicated quota: most keys and most bytes, each 0 when there is none. */
+  get quota(): { readonly keyCountMax: number; readonly bytesMax: number } {
+    return { keyCountMax: this.state.quotaKeyCountMax, bytesMax: this.state.quotaBytesMax };
   }
 
   /** Log index of the last command that modified a key; 0 before any. */
@@ -317,6 +348,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
         stampMs: state.stampMs,
         lastIndex: state.lastIndex,
         term: state.term,
+        quotaKeyCountMax: state.quotaKeyCountMax,
+        quotaBytesMax: state.quotaBytesMax,
       },
       data: state.data,
       dataCount: state.data.size,
@@ -361,7 +394,13 @@ export class KvStateMachine implements StateMachine<KvResult> {
   private replaceState(restored: KvState): void {
     this.state = restored;
     this.keyIndex = this.newKeyIndex();
-    for (const key of restored.data.keys()) this.keyIndex.insert(key);
+    this.dataDigest = ZERO_DIGEST;
+    this.dataBytes = 0;
+    for (const [key, entry] of restored.data) {
+      this.keyIndex.insert(key);
+      this.dataDigest = addDigests(this.dataDigest, dataEntryDigest(key, entry));
+      this.dataBytes += entryBytes(key, entry.value);
+    }
     // No change between the restored revision and its last index touched a key.
     this.history.reset(restored.revision + 1);
   }
@@ -373,9 +412,29 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /**
    * A digest of the whole replicated state as 16 hex digits: equal on every replica that
    * applied the same log, whether it got there by applying or by restoring a snapshot.
-   * Costs one pass over all keys and values, so use it for checks, not on every request.
+   * O(1): each table keeps the sum of its entries' digests as they change (see
+   * `summedStateDigest`), so any caller may ask for it on any request.
    */
   stateHash(): string {
+    const { state } = this;
+    const digest = summedStateDigest(state, {
+      dataCount: state.data.size,
+      data: this.dataDigest,
+      sessionCount: state.sessions.size,
+      sessions: state.sessions.digest,
+      idempotencyCount: state.idempotency.size,
+      idempotency: state.idempotency.digest,
+      leaseCount: state.leases.size,
+      leases: state.leases.digest,
+    });
+    return formatDigest(digest);
+  }
+
+  /**
+   * `stateHash()` recomputed from scratch in one pass over everything, without the sums
+   * kept as the state changes: for tests and checks that the two agree.
+   */
+  stateHashRecomputed(): string {
     return formatDigest(digestKvState(this.state));
   }
 
@@ -405,7 +464,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const result = this.applyIdempotent(command, index);
     // A refusal applied nothing and is not the request's answer: the client sends the same
     // seq again later, which must then be applied, not answered with the refusal.
-    if (!result.ok && result.code === "table_full") return result;
+    if (isRefusal(result)) return result;
     sessions.set(session.clientId, { lastSeq: session.seq, result }, clockMs);
     return result;
   }
@@ -429,6 +488,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
     }
     if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");
     const result = this.execute(command, index);
+    // Like a full table, a quota refusal applied nothing: the same request may come again.
+    if (isRefusal(result)) return result;
     idempotency.set(key, { fingerprint: Object.freeze(fingerprint), result }, clockMs);
     return result;
   }
@@ -472,7 +533,32 @@ export class KvStateMachine implements StateMachine<KvResult> {
       }
       case "tick":
         return freezeResult({ ok: true, revision: this.state.revision });
+      case "set_quota":
+        return this.setQuota(command);
     }
+  }
+
+  private setQuota(command: SetQuotaCommand): KvResult {
+    this.state.quotaKeyCountMax = command.keyCountMax;
+    this.state.quotaBytesMax = command.bytesMax;
+    return freezeResult({ ok: true, revision: this.state.revision });
+  }
+
+  /**
+   * The refusal of a change that adds `keyCount` keys and `byteCount` bytes, or null when
+   * it fits the quota. Only growth is refused: a change that adds no keys (or no bytes)
+   * passes that quota even when the store is over it, so deletes and shrinking writes
+   * always work, also after the quota was lowered below what the store holds.
+   */
+  private overQuota(keyCount: number, byteCount: number): KvResult | null {
+    const { quotaKeyCountMax, quotaBytesMax, data } = this.state;
+    if (quotaKeyCountMax > 0 && keyCount > 0 && data.size + keyCount > quotaKeyCountMax) {
+      return quotaExceeded("keys", quotaKeyCountMax);
+    }
+    if (quotaBytesMax > 0 && byteCount > 0 && this.dataBytes + byteCount > quotaBytesMax) {
+      return quotaExceeded("bytes", quotaBytesMax);
+    }
+    return null;
   }
 
   /** Applies a put or delete to the keys, honouring `ifRevision`. */
@@ -493,6 +579,11 @@ export class KvStateMachine implements StateMachine<KvResult> {
     if (command.type === "put") {
       const lease = command.lease ?? 0;
       if (lease !== 0 && this.state.leases.get(lease) === undefined) return leaseNotFound(lease);
+      const refusal =
+        current === undefined
+          ? this.overQuota(1, entryBytes(command.key, command.value))
+          : this.overQuota(0, command.value.byteLength - current.value.byteLength);
+      if (refusal !== null) return refusal;
       this.setKey(command.key, command.value, lease, index);
     } else {
       this.removeKey(command.key, index);
@@ -519,11 +610,31 @@ export class KvStateMachine implements StateMachine<KvResult> {
         return leaseNotFound(op.lease);
       }
     }
+    const refusal = this.txnGrowth(ops);
+    if (refusal !== null) return refusal;
     for (const op of ops) {
       if (op.type === "put") this.setKey(op.key, op.value, op.lease ?? 0, index);
       else if (this.state.data.has(op.key)) this.removeKey(op.key, index);
     }
     return freezeResult({ ok: true, revision: this.state.revision, succeeded });
+  }
+
+  /** The quota refusal of a transaction branch, from its net effect, or null. */
+  private txnGrowth(ops: readonly TxnOp[]): KvResult | null {
+    // The bytes each key the branch touches will hold, null for deleted: later ops win.
+    const after = new Map<string, number | null>();
+    for (const op of ops) {
+      after.set(op.key, op.type === "put" ? entryBytes(op.key, op.value) : null);
+    }
+    let keyCount = 0;
+    let byteCount = 0;
+    for (const [key, bytes] of after) {
+      const current = this.state.data.get(key);
+      const before = current === undefined ? null : entryBytes(key, current.value);
+      keyCount += (bytes === null ? 0 : 1) - (before === null ? 0 : 1);
+      byteCount += (bytes ?? 0) - (before ?? 0);
+    }
+    return this.overQuota(keyCount, byteCount);
   }
 
   private holds(compare: TxnCompare): boolean {
@@ -585,9 +696,13 @@ export class KvStateMachine implements StateMachine<KvResult> {
       assert(held !== undefined, "a key is attached to a lease that is held");
       held.keys.add(key);
     }
+    if (current !== undefined) this.forgetEntry(key, current);
     // A replaced key keeps its position, so it stays where a snapshot expects it.
     const position = current?.position ?? this.nextPosition++;
-    data.set(key, { value, revision: index, position, lease });
+    const entry = { value, revision: index, position, lease };
+    data.set(key, entry);
+    this.dataDigest = addDigests(this.dataDigest, dataEntryDigest(key, entry));
+    this.dataBytes += entryBytes(key, value);
     this.state.revision = index;
     this.history.record({ type: "put", key, value, revision: index });
   }
@@ -603,9 +718,16 @@ export class KvStateMachine implements StateMachine<KvResult> {
       assert(held?.keys.delete(key) === true, "a leased key is in its lease");
     }
     data.delete(key);
+    this.forgetEntry(key, current);
     this.keyIndex.remove();
     this.state.revision = index;
     this.history.record({ type: "delete", key, value: null, revision: index });
+  }
+
+  /** Takes an entry that is replaced or deleted out of the digest and the byte count. */
+  private forgetEntry(key: string, entry: DataEntry): void {
+    this.dataDigest = subtractDigests(this.dataDigest, dataEntryDigest(key, entry));
+    this.dataBytes -= entryBytes(key, entry.value);
   }
 
   /** Copy-on-write: hands the entry about to change to every snapshot that still needs it. */
@@ -617,6 +739,22 @@ export class KvStateMachine implements StateMachine<KvResult> {
 function invalid(problem: KvCommandProblem): KvResult {
   const { reason, message } = problem;
   return freezeResult({ ok: false, code: "invalid_command", reason, message });
+}
+
+function quotaExceeded(quota: KvQuotaName, limit: number): KvResult {
+  return freezeResult({ ok: false, code: "quota_exceeded", quota, limit });
+}
+
+/** A refusal that applied nothing and must not be recorded as the request's answer. */
+function isRefusal(result: KvResult): boolean {
+  return !result.ok && (result.code === "table_full" || result.code === "quota_exceeded");
+}
+
+/** What a key and its value count towards the bytes quota. */
+function entryBytes(key: string, value: Uint8Array): number {
+  const keyBytes = utf8ByteLength(key);
+  assert(keyBytes !== null, "a stored key is well-formed Unicode");
+  return keyBytes + value.byteLength;
 }
 
 function leaseNotFound(leaseId: number): KvResult {

@@ -10,6 +10,7 @@
  */
 
 import { assert } from "../shared/assert.js";
+import { addDigests, type Digest64, Hash64, subtractDigests, ZERO_DIGEST } from "./hash64.js";
 
 export interface Lease {
   readonly id: number;
@@ -24,9 +25,16 @@ export class LeaseTable {
   private readonly leases = new Map<number, Lease>();
   /** No lease ends before this log time (it may be earlier than the true earliest). */
   private nextExpiryMs = Number.POSITIVE_INFINITY;
+  /** The sum of `leaseDigest` over the leases, kept as they change. */
+  private digestSum: Digest64 = ZERO_DIGEST;
 
   get size(): number {
     return this.leases.size;
+  }
+
+  /** The order-independent digest of the leases (see `leaseDigest`), in O(1). */
+  get digest(): Digest64 {
+    return this.digestSum;
   }
 
   get(id: number): Lease | undefined {
@@ -52,13 +60,17 @@ export class LeaseTable {
     assert(!this.leases.has(id), "a lease id is granted once");
     const lease: Lease = { id, ttlMs, expiresAtMs, keys: new Set() };
     this.leases.set(id, lease);
+    this.digestSum = addDigests(this.digestSum, leaseDigest(lease));
     this.nextExpiryMs = Math.min(this.nextExpiryMs, expiresAtMs);
     return lease;
   }
 
   /** Moves a lease's deadline to `nowMs` + its time to live. */
   renew(lease: Lease, nowMs: number): void {
+    assert(this.leases.get(lease.id) === lease, "renewing a lease that is held");
+    this.digestSum = subtractDigests(this.digestSum, leaseDigest(lease));
     lease.expiresAtMs = nowMs + lease.ttlMs;
+    this.digestSum = addDigests(this.digestSum, leaseDigest(lease));
   }
 
   /** Every lease gets its full time to live from `nowMs` (a new master's term began). */
@@ -69,7 +81,9 @@ export class LeaseTable {
 
   /** Removes a lease; its keys are the caller's to delete. */
   remove(id: number): void {
-    assert(this.leases.delete(id), "removing a lease that is not held");
+    const lease = this.leases.get(id);
+    assert(lease !== undefined && this.leases.delete(id), "removing a lease that is not held");
+    this.digestSum = subtractDigests(this.digestSum, leaseDigest(lease));
   }
 
   /**
@@ -92,4 +106,13 @@ export class LeaseTable {
   loaded(): void {
     this.nextExpiryMs = this.earliestExpiryMs() ?? Number.POSITIVE_INFINITY;
   }
+}
+
+/** The digest of one lease; the leases' digest is the sum of these. */
+export function leaseDigest(lease: Pick<Lease, "id" | "ttlMs" | "expiresAtMs">): Digest64 {
+  return new Hash64(0x1ea5e)
+    .integer(lease.id)
+    .integer(lease.ttlMs)
+    .integer(lease.expiresAtMs)
+    .digest();
 }

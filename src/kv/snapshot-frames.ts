@@ -17,12 +17,13 @@ import { kvPackr } from "./commands.js";
 /**
  * The version of the snapshot format that this code writes. Version 2 added the master's
  * last timestamp (`stampMs`) to the header; version 3 added the term, the leases and each
- * key's lease. Versions 1 and 2 are still read.
+ * key's lease; version 4 added the quota and replaced the digest by a sum of per-entry
+ * digests. Versions 1 to 3 are still read.
  */
-export const SNAPSHOT_FORMAT_VERSION = 3;
+export const SNAPSHOT_FORMAT_VERSION = 4;
 
 /** The snapshot format versions this code reads. */
-export type SnapshotFormatVersion = 1 | 2 | 3;
+export type SnapshotFormatVersion = 1 | 2 | 3 | 4;
 
 const MAGIC = [0x42, 0x41, 0x54, 0x4f, 0x4e, 0x4b, 0x56]; // "BATONKV"
 const PREAMBLE_BYTES = MAGIC.length + 1;
@@ -158,9 +159,9 @@ function checkPreamble(bytes: Uint8Array): SnapshotFormatVersion {
     if (bytes[i] !== MAGIC[i]) throw new KvSnapshotError("not a Baton key-value snapshot");
   }
   const version = bytes[MAGIC.length];
-  if (version !== 1 && version !== 2 && version !== 3) {
+  if (version !== 1 && version !== 2 && version !== 3 && version !== 4) {
     throw new KvSnapshotError(
-      `format version ${String(version)} is not supported (this node reads 1 to 3)`,
+      `format version ${String(version)} is not supported (this node reads 1 to 4)`,
     );
   }
   return version;

@@ -87,7 +87,19 @@ export interface TickCommand extends WriteOptions {
   readonly type: "tick";
 }
 
+/**
+ * Sets the store's quota (0: none), which is replicated state so that every replica
+ * refuses the same writes. The master proposes it when the quota it was configured with
+ * differs from the store's. Never carries a session or an idempotency key.
+ */
+export interface SetQuotaCommand extends WriteOptions {
+  readonly type: "set_quota";
+  readonly keyCountMax: number;
+  readonly bytesMax: number;
+}
+
 export type StoreCommand =
+  | SetQuotaCommand
   | DeleteRangeCommand
   | TxnCommand
   | LeaseGrantCommand
@@ -138,6 +150,8 @@ export function encodeBody(command: Encodable): unknown[] {
       return [command.id];
     case "tick":
       return [];
+    case "set_quota":
+      return [command.keyCountMax, command.bytesMax];
   }
 }
 
@@ -173,8 +187,9 @@ export function decodeStoreCommand(fields: unknown[]): DecodeStoreResult {
   if (typeof idempotencyKey === "string") options.idempotencyKey = idempotencyKey;
   const decoded = decodeBody(type, body);
   if (typeof decoded === "string") return bad(decoded);
-  if (decoded.type === "tick") {
-    if (clientId !== null || idempotencyKey !== null) return bad("a tick carries a session");
+  if (decoded.type === "tick" || decoded.type === "set_quota") {
+    if (clientId !== null || idempotencyKey !== null)
+      return bad(`a ${decoded.type} carries a session`);
     return { ok: true, command: decoded };
   }
   return { ok: true, command: { ...decoded, ...options } as Encodable };
@@ -211,6 +226,13 @@ function decodeBody(type: unknown, body: unknown[]): Encodable | string {
       return { type, id: body[0] };
     case "tick":
       return body.length === 0 ? { type } : "a tick has a body";
+    case "set_quota": {
+      const [keyCountMax, bytesMax] = body;
+      if (body.length !== 2 || typeof keyCountMax !== "number" || typeof bytesMax !== "number") {
+        return "a quota is not two numbers";
+      }
+      return { type, keyCountMax, bytesMax };
+    }
     default:
       return `unknown command type ${String(type)}`;
   }
@@ -310,7 +332,19 @@ export function validateStoreCommand(
         return { reason: "malformed", message: "a tick carries no session" };
       }
       return null;
+    case "set_quota":
+      if (command.session !== undefined || command.idempotencyKey !== undefined) {
+        return { reason: "malformed", message: "a quota carries no session" };
+      }
+      if (!isQuota(command.keyCountMax) || !isQuota(command.bytesMax)) {
+        return { reason: "malformed", message: "a quota is an integer >= 0 (0: none)" };
+      }
+      return null;
   }
+}
+
+function isQuota(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= 0;
 }
 
 function validateTxn(command: TxnCommand, limits: KvLimits): KvCommandProblem | null {

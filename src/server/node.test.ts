@@ -337,7 +337,7 @@ describe("node runtime", () => {
     const outcome = await a.node.switchover(b.node.id);
     expect(outcome.master).toBe(b.node.id);
     expect(b.node.role).toBe("master");
-    expect(() => b.node.switchover(9)).toThrow(InvalidInputError);
+    await expect(b.node.switchover(9)).rejects.toBeInstanceOf(InvalidInputError);
     // The same master again: nothing to do.
     await expect(b.node.switchover(b.node.id)).resolves.toMatchObject({ master: b.node.id });
     network.partition(b.node.id, master.node.id);
@@ -532,7 +532,7 @@ describe("node runtime", () => {
       until("the node stops", () => false, 2_000).catch(() => null),
     ]);
     expect(error).toBeInstanceOf(AssertionError);
-    expect(() => backup.node.propose(put("k", "v"))).toThrow(/stopped/);
+    await expect(backup.node.propose(put("k", "v"))).rejects.toThrow(/stopped/);
     await master.transport.close();
   });
 

@@ -51,6 +51,7 @@ import {
   SwitchoverFailedError,
   TimeoutError,
 } from "../shared/errors.js";
+import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/health.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import type { IdentityStore } from "../storage/identity-store.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
@@ -112,7 +113,15 @@ export interface PeerEvent {
   readonly reason: string | null;
 }
 
+/** A role change, as `node.on("role", ({ role, term, masterId }) => …)` receives it. */
+export type { RoleEvent };
+
 export interface NodeEvents {
+  /**
+   * This node's role or the master it follows changed: `role`, `term`, `masterId` (null
+   * while none is known), `reason` in words, `preVote` (a pre-candidate, not yet asking
+   * for votes for real) and `handover` (part of a switchover).
+   */
   role: [RoleEvent];
   failover: [FailoverEvent];
   fatal: [Error];
@@ -428,9 +437,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * and the result is this node's own application of it. Throws BusyError, TimeoutError
    * (the command may still be applied), NoMasterError (it was not applied: no master, or
    * a new master replaced it before it committed), IndeterminateError (a forwarded
-   * command whose master was lost before it answered).
+   * command whose master was lost before it answered), ShuttingDownError and
+   * StorageFailedError (the node stopped). Every one of them is a rejection of the returned
+   * promise, never a synchronous throw: a caller needs one error path, not two.
    */
   propose(command: Uint8Array): Promise<unknown> {
+    return rejectingThrows(() => this.proposeNow(command));
+  }
+
+  private proposeNow(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
     if (this.replica.role !== "master") return this.forwarder.propose(command);
     const result = this.replica.propose(wrapCommand(this.clock.wallMs(), command));
@@ -458,8 +473,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * Resolves once this node's state machine reflects every write acknowledged before the
    * call (ReadIndex): a read made right after is linearizable. On a backup the master
    * confirms a read index and this node waits until it has applied it (a follower read).
+   * Rejects (never throws) with TimeoutError, NoMasterError, BusyError, ShuttingDownError
+   * or StorageFailedError.
    */
   readBarrier(): Promise<void> {
+    return rejectingThrows(() => this.readBarrierNow());
+  }
+
+  private readBarrierNow(): Promise<void> {
     this.checkRunning();
     if (this.replica.role !== "master") return this.forwarder.read();
     const id = this.nextReadId++;
@@ -487,9 +508,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * are not failed: they are in the new master's log and complete there.
    * Throws InvalidInputError (`to` is not a member), ConflictError (a switchover is under
    * way; the target or every backup is unreachable), NoMasterError (no master to ask),
-   * SwitchoverFailedError (no new master in time: the old one serves on).
+   * SwitchoverFailedError (no new master in time: the old one serves on), each as a
+   * rejection of the returned promise.
    */
   switchover(to: NodeId | null = null): Promise<SwitchoverOutcome> {
+    return rejectingThrows(() => this.switchoverNow(to));
+  }
+
+  private switchoverNow(to: NodeId | null): Promise<SwitchoverOutcome> {
     this.checkRunning();
     const master = this.replica.masterId;
     if (to !== null && to === master) {
@@ -536,6 +562,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   get role(): Role {
     return this.replica.role;
+  }
+
+  /**
+   * The answer to a load balancer's health check (`live`, `master`, `backup`), exactly as a
+   * `baton start` node's `/health`, `/health/master` and `/health/backup` give it: for a
+   * program that serves HTTP with its own framework (see `healthHandler`).
+   */
+  health(check: HealthCheck = "live"): HealthAnswer {
+    return healthAnswer(this.id, this.status(), check);
   }
 
   get masterId(): NodeId | null {
@@ -1462,5 +1497,19 @@ function switchoverRefusal(reason: string, to: NodeId | null): Error {
       );
     default:
       return new NoMasterError(200, "the node asked is not the master (any more): retry");
+  }
+}
+
+/**
+ * Runs `start` and hands back its promise; an error it throws before it has one (the node
+ * stopped, a full forwarding queue) becomes a rejection instead, so that the public methods
+ * fail one way only. A bug still throws: it must stop the process, not be awaited away.
+ */
+function rejectingThrows<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return start();
+  } catch (error) {
+    rethrowIfBug(error);
+    return Promise.reject(error);
   }
 }

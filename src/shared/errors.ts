@@ -74,6 +74,26 @@ export class TableFullError extends ClusterError {
   }
 }
 
+/**
+ * The write would take the store past its quota (`quota`: most keys, or most bytes of keys
+ * and values) of `limit`; nothing was applied. Deletes always work at the quota.
+ */
+export class QuotaExceededError extends ClusterError {
+  readonly code = "ERR_QUOTA_EXCEEDED";
+  constructor(
+    readonly quota: "keys" | "bytes",
+    readonly limit: number,
+    readonly usage: number | null = null,
+  ) {
+    const what = quota === "keys" ? `${limit} keys` : `${limit} bytes of keys and values`;
+    const flag = quota === "keys" ? "--quota-keys" : "--quota-bytes";
+    super(
+      `the write was not applied: the store would hold more than its quota of ${what}; ` +
+        `delete keys (DELETE /v1/kv/{key}, DELETE /v1/kv?prefix=…) or raise ${flag} on every node`,
+    );
+  }
+}
+
 /** The node is shutting down. */
 export class ShuttingDownError extends ClusterError {
   readonly code = "ERR_SHUTTING_DOWN";
@@ -96,13 +116,15 @@ export class InvalidInputError extends ClusterError {
 /** A request field exceeds its limit; `field` names it and `limit` gives the bound in bytes. */
 export class TooLargeError extends ClusterError {
   readonly code = "ERR_TOO_LARGE";
+  /** @param limitName what the limit is, when it is not the field's own size limit. */
   constructor(
     readonly field: string,
     readonly limit: number,
     actual?: number,
+    limitName?: string,
   ) {
     super(
-      `${field} exceeds the limit of ${limit} bytes${actual === undefined ? "" : ` (got ${actual})`}`,
+      `${field} exceeds the limit of ${limit} bytes${limitName === undefined ? "" : ` (${limitName})`}${actual === undefined ? "" : ` (got ${actual})`}`,
     );
   }
 }

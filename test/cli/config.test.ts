@@ -95,6 +95,31 @@ describe("config", () => {
     expect(bad.err).toContain("--heartbeat-ms: must be above 0");
   });
 
+  it("config: the store quota reads from the file and BATON_QUOTA_*, defaults filled, bad values named", async () => {
+    const file = configFile("quota.json", {
+      id: 1,
+      http: "127.0.0.1:8101",
+      peers: PEERS,
+      memory: true,
+      quotaKeys: 500,
+    });
+    const checked = await run(["config", "check", file], { BATON_QUOTA_BYTES: "4096" });
+    expect(checked.code).toBe(0);
+    expect(JSON.parse(checked.out)).toMatchObject({ quotaKeys: 500, quotaBytes: 4096 });
+    const defaults = await run([
+      "config",
+      "check",
+      configFile("no-quota.json", { id: 1, http: "127.0.0.1:8101", peers: PEERS, memory: true }),
+    ]);
+    expect(JSON.parse(defaults.out)).toMatchObject({
+      quotaKeys: 1_000_000,
+      quotaBytes: 268_435_456,
+    });
+    const bad = await run(["start", "--config", file, "--quota-bytes", "-1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--quota-bytes: must be 0 or more");
+  });
+
   it("config: start needs --data or --memory, and --http or --no-http (exit 2)", async () => {
     const r = await run(["start", "--id", "1", "--peers", PEERS]);
     expect(r.code).toBe(2);

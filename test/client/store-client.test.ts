@@ -14,10 +14,11 @@ import {
   createClient,
   InvalidInputError,
   LeaseNotFoundError,
+  QuotaExceededError,
   type WatchChange,
 } from "../../src/client/index.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
-import type { KvLimits } from "../../src/kv/index.js";
+import { encodeCommand, type KvLimits } from "../../src/kv/index.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 
@@ -169,3 +170,21 @@ async function backupTxn(primary: LocalKvNode): Promise<void> {
   });
   expect(result).toMatchObject({ ok: true, succeeded: true });
 }
+
+describe("client: quota", () => {
+  it("quota: a write past the store's quota throws QuotaExceededError at once, and a delete makes room", async () => {
+    const node = new LocalKvNode(1);
+    node.apply(encodeCommand({ type: "set_quota", keyCountMax: 1, bytesMax: 0 }));
+    const { url } = await serve(node);
+    const c = client([url]);
+    await c.put("a", "1");
+    const started = performance.now();
+    const error = await c.put("b", "1").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QuotaExceededError);
+    expect(error).toMatchObject({ code: "ERR_QUOTA_EXCEEDED", quota: "keys", limit: 1, usage: 1 });
+    // Not retried: only deleting keys or raising the quota makes room.
+    expect(performance.now() - started).toBeLessThan(1000);
+    await c.delete("a");
+    await c.put("b", "1");
+  });
+});

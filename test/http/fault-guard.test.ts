@@ -7,8 +7,10 @@
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
-import type { FaultInjector } from "../../src/http/routes/fault-routes.js";
+import { type FaultInjector, newFaultToken } from "../../src/http/routes/fault-routes.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
+
+const TOKEN = "fedcba9876543210fedcba9876543210";
 
 function recordingFaults(): FaultInjector & { readonly calls: string[] } {
   const calls: string[] = [];
@@ -34,6 +36,7 @@ describe("http fault guard", () => {
       api: new FakeKvNodeApi(1),
       logger: pino({ level: "silent" }),
       faults,
+      faultToken: TOKEN,
     });
     servers.push(server);
     const { port } = await server.listen("127.0.0.1", 0);
@@ -41,7 +44,7 @@ describe("http fault guard", () => {
       server.app.inject({
         method: "POST",
         url: "/v1/faults/partition",
-        headers: { "x-baton-fault": "1", ...headers },
+        headers: { "x-baton-fault": TOKEN, ...headers },
       });
     return { faults, port, post };
   }
@@ -79,5 +82,90 @@ describe("http fault guard", () => {
     const curl = await post({ host: `127.0.0.1:${port}` });
     expect(curl.statusCode).toBe(200);
     expect(faults.calls).toEqual(["partition", "partition", "partition"]);
+  });
+
+  it("faults: a caller on another machine is refused, even with the token and a good Host", async () => {
+    const { faults, port } = await listening();
+    const server = servers[0]!;
+    for (const remoteAddress of ["10.0.0.7", "::ffff:192.168.1.2", "2001:db8::1"]) {
+      const remote = await server.app.inject({
+        method: "POST",
+        url: "/v1/faults/partition",
+        remoteAddress,
+        headers: { host: `127.0.0.1:${port}`, "x-baton-fault": TOKEN },
+      });
+      expect(remote.statusCode).toBe(403);
+      expect(remote.json()).toMatchObject({ code: "ERR_FAULTS_LOOPBACK_ONLY" });
+      const state = await server.app.inject({
+        url: "/v1/faults",
+        remoteAddress,
+        headers: { host: `127.0.0.1:${port}` },
+      });
+      expect(state.json()).toEqual({ enabled: true, partitioned: false });
+    }
+    const v6 = await server.app.inject({
+      method: "POST",
+      url: "/v1/faults/partition",
+      remoteAddress: "::1",
+      headers: { host: `[::1]:${port}`, "x-baton-fault": TOKEN },
+    });
+    expect(v6.statusCode).toBe(200);
+    expect(faults.calls).toEqual(["partition"]);
+  });
+
+  it("faults: only this run's token is accepted; the old constant and a wrong token are not", async () => {
+    const { faults, port, post } = await listening();
+    const host = `127.0.0.1:${port}`;
+    for (const value of ["1", TOKEN.slice(1), `${TOKEN}0`, TOKEN.toUpperCase()]) {
+      const refused = await post({ host, "x-baton-fault": value });
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json()).toMatchObject({ code: "ERR_INVALID_INPUT", field: "x-baton-fault" });
+    }
+    expect(faults.calls).toEqual([]);
+  });
+
+  it("faults: GET /v1/faults gives the token only to the node's own machine and dashboards", async () => {
+    const { port } = await listening();
+    const server = servers[0]!;
+    const get = (headers: Record<string, string>) =>
+      server.app.inject({ url: "/v1/faults", headers });
+    const own = await get({ host: `127.0.0.1:${port}` });
+    expect(own.json()).toEqual({ enabled: true, partitioned: false, token: TOKEN });
+    expect(own.headers["access-control-allow-origin"]).toBeUndefined();
+    const dashboard = await get({ host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` });
+    expect(dashboard.json().token).toBe(TOKEN);
+    expect(dashboard.headers["access-control-allow-origin"]).toBe(`http://127.0.0.1:${port}`);
+    // A foreign page may learn that faults are on, never the token.
+    const foreign = await get({ host: `127.0.0.1:${port}`, origin: "https://evil.example" });
+    expect(foreign.json()).toEqual({ enabled: true, partitioned: false });
+    const rebound = `attacker.example:${port}`;
+    const rebinding = await get({ host: rebound, origin: `http://${rebound}` });
+    expect(rebinding.json()).toEqual({ enabled: true, partitioned: false });
+  });
+
+  it("faults: every server draws its own token, so a new run of the node refuses the old one", async () => {
+    const api = new FakeKvNodeApi(1);
+    const logger = pino({ level: "silent" });
+    const runs = [0, 1].map(() => {
+      const server = createHttpServer({ api, logger, faults: recordingFaults() });
+      servers.push(server);
+      return server;
+    });
+    const tokens: string[] = [];
+    for (const server of runs) {
+      const state = await server.app.inject({ url: "/v1/faults", headers: { host: "127.0.0.1" } });
+      tokens.push(state.json().token);
+    }
+    expect(tokens[0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(tokens[1]).not.toBe(tokens[0]);
+    const post = (server: HttpServer, token: string) =>
+      server.app.inject({
+        method: "POST",
+        url: "/v1/faults/heal",
+        headers: { host: "127.0.0.1", "x-baton-fault": token },
+      });
+    expect((await post(runs[1]!, tokens[0]!)).statusCode).toBe(400);
+    expect((await post(runs[1]!, tokens[1]!)).statusCode).toBe(200);
+    expect(newFaultToken()).not.toBe(newFaultToken());
   });
 });

@@ -19,10 +19,13 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });
 
+/** The fault token the servers of these tests are given. */
+const TOKEN = "0123456789abcdef0123456789abcdef";
+
 function setup(options: Partial<HttpServerOptions> = {}) {
   const api = new FakeKvNodeApi(1);
   const logger = pino({ level: "silent" });
-  const server = createHttpServer({ api, logger, ...options });
+  const server = createHttpServer({ api, logger, faultToken: TOKEN, ...options });
   servers.push(server);
   return { api, app: server.app, server };
 }
@@ -69,7 +72,7 @@ describe("http fault routes", () => {
       const response = await app.inject({
         method: "POST",
         url: `/v1/faults/${fault}`,
-        headers: { "x-baton-fault": "1" },
+        headers: { "x-baton-fault": TOKEN },
       });
       expect(response.statusCode).toBe(403);
       expect(response.json()).toMatchObject({ code: "ERR_FAULTS_DISABLED" });
@@ -80,12 +83,13 @@ describe("http fault routes", () => {
   it("faults: partition and heal reach the injector and show in GET /v1/faults", async () => {
     const faults = recordingFaults();
     const { app } = setup({ faults });
-    const headers = { "x-baton-fault": "1" };
+    const headers = { "x-baton-fault": TOKEN };
     const cut = await app.inject({ method: "POST", url: "/v1/faults/partition", headers });
     expect(cut.statusCode).toBe(200);
     expect((await app.inject({ method: "GET", url: "/v1/faults" })).json()).toEqual({
       enabled: true,
       partitioned: true,
+      token: TOKEN,
     });
     await app.inject({ method: "POST", url: "/v1/faults/heal", headers });
     expect(faults.calls).toEqual(["partition", "heal"]);
@@ -101,7 +105,7 @@ describe("http fault routes", () => {
     const foreign = await app.inject({
       method: "POST",
       url: "/v1/faults/partition",
-      headers: { "x-baton-fault": "1", origin: "https://example.com" },
+      headers: { "x-baton-fault": TOKEN, origin: "https://example.com" },
     });
     expect(foreign.statusCode).toBe(400);
     expect(foreign.json()).toMatchObject({ field: "Origin" });
@@ -126,7 +130,7 @@ describe("http fault routes", () => {
     const post = await app.inject({
       method: "POST",
       url: "/v1/faults/partition",
-      headers: { ...sibling, "x-baton-fault": "1" },
+      headers: { ...sibling, "x-baton-fault": TOKEN },
     });
     expect(post.statusCode).toBe(200);
     expect(faults.calls).toEqual(["partition"]);
@@ -135,7 +139,7 @@ describe("http fault routes", () => {
   it("faults: pause checks ms (100 to 60000) and acts only after answering", async () => {
     const faults = recordingFaults();
     const { app } = setup({ faults });
-    const headers = { "x-baton-fault": "1" };
+    const headers = { "x-baton-fault": TOKEN };
     const bad = await app.inject({ method: "POST", url: "/v1/faults/pause?ms=5", headers });
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toMatchObject({ field: "ms" });

@@ -288,6 +288,30 @@ describe("http store: watch", () => {
     ]);
   });
 
+  it("watch: the commands applied in one turn reach a watch in order, and a restore ends it after them", async () => {
+    const { server, api } = setup();
+    const { url } = await server.listen("127.0.0.1", 0);
+    const response = await fetch(`${url}/v1/watch?prefix=b%2F`);
+    const reader = response.body!.getReader();
+    while (api.stateMachine.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    const value = new TextEncoder().encode("v");
+    // As the runtime applies the entries of one Ready: several commands in one turn, then
+    // a restore (a state transfer) in the same turn.
+    for (const key of ["b/1", "a", "b/2", "b/3"]) {
+      api.apply(encodeCommand({ type: "put", key, value }));
+    }
+    api.stateMachine.restoreChunks(api.stateMachine.snapshotChunks());
+    let text = "";
+    for (;;) {
+      const { value: chunk, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(chunk);
+    }
+    const ids = [...text.matchAll(/^id: (\S+)$/gm)].map((m) => m[1]);
+    expect(ids).toEqual(["1.1", "3.1", "4.1"]);
+    expect(text).toContain('"key":"b/3"');
+  });
+
   it("watch: a revision older than the history is 410 ERR_COMPACTED naming fromRevision", async () => {
     const { app } = setup({ watchHistoryCountMax: 1 });
     await put(app, "a", "1");

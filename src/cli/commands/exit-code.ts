@@ -75,6 +75,8 @@ function describe(error: unknown): [ExitCode, string] {
         `${message}; read it with \`baton get ${shellWord(key)}\` and retry with --if-revision ${String(e.currentRevision)}`,
       ];
     }
+    case "ERR_QUOTA_EXCEEDED":
+      return [ExitCode.failed, message];
     case "ERR_LEASE_NOT_FOUND":
       return [ExitCode.failed, `${message}; grant a new one with \`baton lease grant SECONDS\``];
     case "ERR_COMPACTED":

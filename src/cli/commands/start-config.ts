@@ -13,6 +13,7 @@
 
 import { accessSync, constants, readFileSync } from "node:fs";
 import { z } from "zod";
+import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
 import {
   type NodeConfig,
   type NodeConfigInput,
@@ -85,6 +86,8 @@ const SETTINGS = {
   join: flag,
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]),
   allowFaultInjection: flag,
+  quotaKeys: nonNegativeInteger,
+  quotaBytes: nonNegativeInteger,
   tlsCa: file,
   tlsCert: file,
   tlsKey: file,
@@ -258,7 +261,15 @@ function nodeConfigInput(s: StartSettings): NodeConfigInput {
     electionMsMin: s.electionMs === undefined ? undefined : min,
     electionMsMax: s.electionMs === undefined ? undefined : (max ?? (min ?? 0) * 2),
   };
-  for (const key of ["data", "memory", "electionMs", "logLevel", "allowFaultInjection"])
+  for (const key of [
+    "data",
+    "memory",
+    "electionMs",
+    "logLevel",
+    "allowFaultInjection",
+    "quotaKeys",
+    "quotaBytes",
+  ])
     delete input[key];
   return input as unknown as NodeConfigInput;
 }
@@ -288,6 +299,7 @@ export function effectiveSettings(
     join: config.join,
     logLevel: settings.logLevel ?? "info",
     allowFaultInjection: settings.allowFaultInjection ?? false,
+    ...storeQuotaSettings(settings),
     tlsCa: config.tlsCa ?? undefined,
     tlsCert: config.tlsCert ?? undefined,
     tlsKey: config.tlsKey ?? undefined,
@@ -297,6 +309,20 @@ export function effectiveSettings(
     insecure: config.insecure,
   };
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+}
+
+/** The store's quota of `settings` (`quotaKeys`, `quotaBytes`), defaults filled in. */
+export function storeQuotaOf(settings: StartSettings): StoreQuota {
+  const defaults = defaultStoreQuota();
+  return Object.freeze({
+    keyCountMax: settings.quotaKeys ?? defaults.keyCountMax,
+    bytesMax: settings.quotaBytes ?? defaults.bytesMax,
+  });
+}
+
+function storeQuotaSettings(settings: StartSettings): { quotaKeys: number; quotaBytes: number } {
+  const quota = storeQuotaOf(settings);
+  return { quotaKeys: quota.keyCountMax, quotaBytes: quota.bytesMax };
 }
 
 /** The files a node reads at start that cannot be read now, each with its setting. */

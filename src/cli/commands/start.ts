@@ -22,7 +22,7 @@ import {
   identityFileName,
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
-import { loadStartConfig } from "./start-config.js";
+import { loadStartConfig, storeQuotaOf } from "./start-config.js";
 
 /** What commander hands over: the settings (as text; start-config checks them) and --config. */
 type StartFlags = Record<string, unknown> & { config?: string };
@@ -76,7 +76,15 @@ export function register(program: Command, io: CliIo = processIo()): void {
     .option("--log-level <level>", "fatal, error, warn, info, debug (default info)")
     .option(
       "--allow-fault-injection",
-      "serve POST /v1/faults/{kill,pause,partition,heal} (demos and teaching only: anyone who can reach the HTTP port can then crash this node)",
+      "serve POST /v1/faults/{kill,pause,partition,heal} to callers on this machine that hold the per-run token GET /v1/faults gives them (demos and teaching only: any program on this machine can then crash this node)",
+    )
+    .option(
+      "--quota-keys <n>",
+      "most keys the store holds; writes past it answer 507 (default 1000000, 0 for none; give every node the same)",
+    )
+    .option(
+      "--quota-bytes <n>",
+      "most bytes of keys and values the store holds (default 268435456, 0 for none; give every node the same)",
     )
     .option(
       "--tls-ca <file>",
@@ -217,6 +225,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     kv = await KvNode.start(config, logger, {
       allowFaultInjection,
       joined,
+      quota: storeQuotaOf(settings),
     });
   } catch (error) {
     const err = error as Error & { code?: string };
@@ -231,7 +240,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   if (allowFaultInjection) {
     logger.warn(
       { event: "fault_injection" },
-      "fault injection is on: anyone who can reach the HTTP port can kill, pause or partition this node",
+      "fault injection is on: any program on this machine can kill, pause or partition this node",
     );
   }
   if (config.insecure) {

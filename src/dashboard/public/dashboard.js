@@ -23,7 +23,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 /**
  * @typedef {{ url: string, id: number | null, status: any, ok: boolean, lastOkAt: number,
  *   failedSince: number | null, error: string | null, faults: boolean | null,
- *   partitioned: boolean, everOk: boolean }} NodeView
+ *   faultToken: string | null, partitioned: boolean, everOk: boolean }} NodeView
  */
 
 /** @type {Map<string, NodeView>} by base URL */
@@ -71,6 +71,7 @@ function addEndpoint(/** @type {string | null} */ url) {
     failedSince: null,
     error: null,
     faults: null,
+    faultToken: null,
     partitioned: false,
     everOk: false,
   });
@@ -133,6 +134,8 @@ async function pollFaults(/** @type {NodeView} */ view) {
   try {
     const answer = await fetchJson(`${view.url}/v1/faults`);
     view.faults = answer.enabled === true;
+    // The node's per-run fault token, given only to its own machine's dashboards.
+    view.faultToken = typeof answer.token === "string" ? answer.token : null;
     view.partitioned = answer.partitioned === true;
   } catch {
     // An older node without the route, or a moment of silence: ask again next time.
@@ -691,7 +694,7 @@ async function inject(/** @type {number} */ id, /** @type {string} */ fault) {
   try {
     const response = await fetch(`${view.url}/v1/faults/${fault}${query}`, {
       method: "POST",
-      headers: { "X-Baton-Fault": "1" },
+      headers: { "X-Baton-Fault": view.faultToken ?? "" },
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));

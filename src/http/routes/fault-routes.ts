@@ -9,19 +9,27 @@
  *   POST /v1/faults/heal             200, peer traffic flows again
  *
  * The POSTs are served only on a node started with `--allow-fault-injection`; elsewhere
- * they answer 403 ERR_FAULTS_DISABLED and do nothing. Since a web page on any site can
- * send a simple cross-site POST to a local port, every POST must carry the header
- * `X-Baton-Fault` (which a cross-site page can only send after a CORS preflight), and
- * preflights and requests are allowed only from this cluster's own dashboards: this node
- * and the members' advertised HTTP URLs.
+ * they answer 403 ERR_FAULTS_DISABLED and do nothing. When on, four guards stand in front
+ * of every POST, each checked before the injector is called:
  *
- * DNS rebinding (a hostile page whose name is made to resolve to this node) is defeated by
- * the Host check: a fault request must name this node by an allowed host (127.0.0.1,
- * localhost, [::1], the address it listens on, or a member's advertised host), and its
- * Origin, when it has one, must be exactly one of the allowed origins. `Origin` equal to
- * "http://" + Host proves nothing, since the page controls both.
+ * 1. **Loopback callers only.** The connection must come from 127.0.0.0/8 or ::1: a fault
+ *    request from another machine is refused (403 ERR_FAULTS_LOOPBACK_ONLY), whatever
+ *    address the node listens on.
+ * 2. **The Host allow-list** defeats DNS rebinding (a hostile page whose name is made to
+ *    resolve to this node): the request must name this node as 127.0.0.1, localhost,
+ *    [::1], the address it listens on, or a member's advertised host.
+ * 3. **Origin**, when present, must be exactly one of this cluster's dashboards (this node
+ *    under an allowed host, or a member's advertised origin). `Origin` equal to "http://"
+ *    + Host proves nothing, since a rebinding page controls both.
+ * 4. **A per-run token** in the header `X-Baton-Fault`, drawn when the server is created
+ *    (128 random bits) and compared in constant time. `GET /v1/faults` hands it only to a
+ *    caller that passes guards 1 to 3 (the dashboards, curl on the node's machine), and
+ *    then allows only that caller's origin to read the answer: a cross-site page cannot
+ *    read it, and a custom header makes its POST need a CORS preflight, which guards 2 and
+ *    3 refuse. A token from an earlier run of the node is refused.
  */
 
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
@@ -45,20 +53,34 @@ export const PAUSE_MS_DEFAULT = 5000;
 export const PAUSE_MS_MIN = 100;
 export const PAUSE_MS_MAX = 60_000;
 
-/** Registers the fault routes; `faults` null means the node refuses every fault. */
+/** A fresh fault token: 128 random bits as 32 hex digits. */
+export function newFaultToken(): string {
+  return randomBytes(16).toString("hex");
+}
+
+/**
+ * Registers the fault routes; `faults` null means the node refuses every fault. `token` is
+ * the value `X-Baton-Fault` must carry (a new one when absent).
+ */
 export function registerFaultRoutes(
   app: FastifyInstance,
   context: HttpContext,
   faults: FaultInjector | null,
+  token: string = newFaultToken(),
 ): void {
   const { metrics } = context;
   registerResource(app, metrics, "/v1/faults", [
     {
       method: "GET",
-      handler: (_request, reply) =>
-        reply
-          .header("access-control-allow-origin", "*")
-          .send({ enabled: faults !== null, partitioned: faults?.partitioned() ?? false }),
+      handler: (request, reply) => {
+        const state = { enabled: faults !== null, partitioned: faults?.partitioned() ?? false };
+        if (faults === null || guardRefusal(request, context) !== null) {
+          // Anyone may see whether faults are on; only a trusted caller gets the token.
+          return reply.header("access-control-allow-origin", "*").send(state);
+        }
+        allowOrigin(request, reply);
+        return reply.header("cache-control", "no-store").send({ ...state, token });
+      },
     },
   ]);
   const actions: Record<string, (request: FastifyRequest, reply: FastifyReply) => unknown> = {
@@ -93,7 +115,7 @@ export function registerFaultRoutes(
       {
         method: "POST",
         handler: (request, reply) => {
-          const refused = refusal(request, context, faults);
+          const refused = refusal(request, context, faults, token);
           if (refused !== null) return sendErrorAnswer(reply, refused);
           allowOrigin(request, reply);
           return action(request, reply);
@@ -105,11 +127,36 @@ export function registerFaultRoutes(
 }
 
 /** Why a fault POST is refused, or null when it may go ahead. */
-function refusal(request: FastifyRequest, context: HttpContext, faults: FaultInjector | null) {
+function refusal(
+  request: FastifyRequest,
+  context: HttpContext,
+  faults: FaultInjector | null,
+  token: string,
+) {
   if (faults === null) {
     return errorAnswer("ERR_FAULTS_DISABLED", "fault injection is off on this node", {
       id: context.api.id,
     });
+  }
+  const refused = guardRefusal(request, context);
+  if (refused !== null) return refused;
+  if (!tokenMatches(request.headers[FAULT_HEADER], token)) {
+    return errorAnswer(
+      "ERR_INVALID_INPUT",
+      "a fault request must carry the header X-Baton-Fault: <this run's fault token>, which GET /v1/faults gives on the node's own machine",
+      { field: FAULT_HEADER },
+    );
+  }
+  return null;
+}
+
+/** Guards 1 to 3 (loopback, Host, Origin): the refusal, or null when they all pass. */
+function guardRefusal(request: FastifyRequest, context: HttpContext) {
+  if (!callerIsLoopback(request)) {
+    return errorAnswer(
+      "ERR_FAULTS_LOOPBACK_ONLY",
+      `fault requests are accepted only from this node's own machine, not from ${request.socket.remoteAddress ?? "an unknown address"}`,
+    );
   }
   if (!hostAllowed(request, context)) {
     return errorAnswer(
@@ -125,14 +172,23 @@ function refusal(request: FastifyRequest, context: HttpContext, faults: FaultInj
       { field: "Origin" },
     );
   }
-  if (request.headers[FAULT_HEADER] === undefined) {
-    return errorAnswer(
-      "ERR_INVALID_INPUT",
-      "a fault request must carry the header X-Baton-Fault: 1 (a guard against cross-site requests)",
-      { field: FAULT_HEADER },
-    );
-  }
   return null;
+}
+
+/** Whether the connection comes from a loopback address (127.0.0.0/8 or ::1). */
+function callerIsLoopback(request: FastifyRequest): boolean {
+  const address = request.socket.remoteAddress;
+  if (address === undefined) return false;
+  const v4 = address.startsWith("::ffff:") ? address.slice("::ffff:".length) : address;
+  return address === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/** Compares the header with the token in constant time (one header, the token's length). */
+function tokenMatches(header: string | string[] | undefined, token: string): boolean {
+  if (typeof header !== "string") return false;
+  const given = Buffer.from(header, "utf8");
+  const expected = Buffer.from(token, "utf8");
+  return given.byteLength === expected.byteLength && timingSafeEqual(given, expected);
 }
 
 /** The host names (without port) a fault request may use for this node. */
@@ -193,7 +249,7 @@ function allowOrigin(request: FastifyRequest, reply: FastifyReply): void {
 }
 
 function preflight(request: FastifyRequest, reply: FastifyReply, context: HttpContext) {
-  if (!hostAllowed(request, context) || !originAllowed(request, context)) {
+  if (guardRefusal(request, context) !== null) {
     return reply.code(403).send();
   }
   allowOrigin(request, reply);

@@ -6,8 +6,8 @@
  */
 
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { Role } from "../../protocol/status.js";
-import { errorAnswer, sendErrorAnswer } from "../error-status.js";
+import type { NodeStatus } from "../../protocol/status.js";
+import { type HealthCheck, healthAnswer } from "../../shared/health.js";
 import type { HttpContext } from "../http-context.js";
 import { registerResource } from "./resource.js";
 
@@ -17,66 +17,43 @@ export function registerStatusRoutes(app: FastifyInstance, context: HttpContext)
   registerResource(app, metrics, "/v1/status", [
     // NodeStatus already has the contract's fields and names; it is sent as it is, so any
     // field the node adds later (lastIndex today) reaches clients without a change here.
-    // `?digest=true` adds stateDigest, which costs a pass over the whole state.
+    // `?digest=true` adds stateDigest (O(1): the store keeps it as it applies).
     {
       method: "GET",
       handler: (request, reply) => reply.send(api.status({ digest: wantsDigest(request.query) })),
     },
   ]);
-  registerResource(app, metrics, "/health", [
-    {
-      method: "GET",
-      handler: (_request, reply) => reply.send({ status: "ok", id: api.id, role: roleOf(context) }),
-    },
-  ]);
-  for (const role of ["master", "backup"] as const) {
-    registerResource(app, metrics, `/health/${role}`, [
-      { method: "GET", handler: (_request, reply) => roleCheck(context, role, reply) },
+  // The answers are `src/shared/health.ts`'s, which an embedded node gives too.
+  const checks = [
+    ["/health", "live"],
+    ["/health/master", "master"],
+    ["/health/backup", "backup"],
+  ] as const;
+  for (const [path, check] of checks) {
+    registerResource(app, metrics, path, [
+      { method: "GET", handler: (_request, reply) => answerHealth(context, check, reply) },
     ]);
   }
 }
 
 /**
- * 200 `{"status":"ok","id","role"}` when this node is in `role`, else 503 ERR_WRONG_ROLE
- * with the role it is in. A candidate passes neither check.
+ * 200 `{"status":"ok","id","role"}`, or for a role check on a node in another role (or a
+ * learner, for `backup`) 503 ERR_WRONG_ROLE with the role it is in.
  */
-function roleCheck(context: HttpContext, role: Role, reply: FastifyReply): FastifyReply {
-  const current = roleOf(context);
-  if (current === role && role === "backup" && isLearner(context)) {
-    // A learner is catching up and cannot take over: no load balancer should count on it.
-    const answer = errorAnswer("ERR_WRONG_ROLE", "this node is a learner, not a voting backup", {
-      id: context.api.id,
-      role: current,
-    });
-    return sendErrorAnswer(reply, answer);
-  }
-  if (current === role) return reply.send({ status: "ok", id: context.api.id, role });
-  const answer = errorAnswer("ERR_WRONG_ROLE", `this node is ${current}, not ${role}`, {
-    id: context.api.id,
-    role: current,
-  });
-  return sendErrorAnswer(reply, answer);
+function answerHealth(context: HttpContext, check: HealthCheck, reply: FastifyReply) {
+  const answer = healthAnswer(context.api.id, statusOf(context), check);
+  return reply.code(answer.status).send(answer.body);
 }
 
-/** Whether this node's configuration lists it as a learner (not a voter). */
-function isLearner(context: HttpContext): boolean {
+/** This node's status, or null if the node cannot say (the process still serves). */
+function statusOf(context: HttpContext): NodeStatus | null {
   try {
-    const status = context.api.status();
-    return status.members.find((m) => m.id === context.api.id)?.voter === false;
+    return context.api.status();
   } catch {
-    return false;
+    return null;
   }
 }
 
 function wantsDigest(query: unknown): boolean {
   return (query as { digest?: unknown } | null)?.digest === "true";
-}
-
-/** This node's role, or "unknown" if the node cannot say (the process still serves). */
-function roleOf(context: HttpContext): Role | "unknown" {
-  try {
-    return context.api.status().role;
-  } catch {
-    return "unknown";
-  }
 }

@@ -127,9 +127,26 @@ function watch(
   const { prefix } = query;
   const events = new WatchEvents(prefix, fromRevision, resume?.count ?? 0);
   let stream: EventStream | null = null;
+  // The events of the commands applied in one turn of the event loop (the entries of one
+  // Ready) leave in one write, after the applies: with many watches open, a write per
+  // command per watch held the apply loop for the whole fan-out, once per command.
+  let pending = "";
+  const deliver = (): void => {
+    const text = pending;
+    pending = "";
+    stream?.write(text);
+  };
   const started = store.watch(fromRevision, {
-    changes: (changes) => stream?.write(events.format(changes)),
-    reset: () => stream?.end(),
+    changes: (changes) => {
+      const text = events.format(changes);
+      if (text === "") return;
+      if (pending === "") queueMicrotask(deliver);
+      pending += text;
+    },
+    reset: () => {
+      deliver();
+      stream?.end();
+    },
   });
   if (!started.ok) {
     const error = new CompactedError(fromRevision, started.startRevision);

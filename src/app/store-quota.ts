@@ -1,0 +1,61 @@
+/**
+ * The store's quota as this node is configured with it (`--quota-keys`, `--quota-bytes`),
+ * and the check the HTTP edge makes before it proposes a write. The quota that decides is
+ * the replicated one, held by the state machine and set through the log by a `set_quota`
+ * command the master proposes when its configuration differs (`KvStore`); every replica
+ * therefore refuses the same writes, even while nodes restart with a new quota one by one.
+ *
+ * The edge check reads this node's copy of the store, which may be a little behind: it
+ * only spares the log a write that is sure to be refused. The state machine decides.
+ */
+
+import { type KvCommand, type KvStateMachine, utf8ByteLength } from "../kv/index.js";
+import { QuotaExceededError, TooLargeError } from "../shared/errors.js";
+
+/** Most keys and most bytes of keys (UTF-8) and values the store holds; 0 for no quota. */
+export interface StoreQuota {
+  /** @default 1_000_000 */
+  readonly keyCountMax: number;
+  /** @default 268_435_456 (256 MiB: the store lives in the heap, with about twice that in overheads) */
+  readonly bytesMax: number;
+}
+
+/** The default quota, frozen. */
+export function defaultStoreQuota(): StoreQuota {
+  return Object.freeze({ keyCountMax: 1_000_000, bytesMax: 268_435_456 });
+}
+
+/**
+ * Throws when `command` is a put that the store's replicated quota would refuse as this
+ * node's copy stands: `TooLargeError` (413) when the key and value alone exceed the bytes
+ * quota, `QuotaExceededError` (507) when the store has no room for them. Deletes, and
+ * writes that do not grow the store, always pass. Transactions are left to the state
+ * machine, which judges their net effect.
+ */
+export function checkQuota(command: KvCommand, stateMachine: KvStateMachine): void {
+  if (command.type !== "put") return;
+  const { keyCountMax, bytesMax } = stateMachine.quota;
+  const current = stateMachine.get(command.key);
+  const keyBytes = utf8ByteLength(command.key) ?? 0;
+  if (current === null && keyCountMax > 0 && stateMachine.size >= keyCountMax) {
+    throw new QuotaExceededError("keys", keyCountMax, stateMachine.size);
+  }
+  if (bytesMax === 0) return;
+  const entryBytes = keyBytes + command.value.byteLength;
+  if (entryBytes > bytesMax) {
+    const limit = Math.max(bytesMax - keyBytes, 0);
+    const limitName = "the store's whole bytes quota, --quota-bytes, less the key";
+    throw new TooLargeError("value", limit, command.value.byteLength, limitName);
+  }
+  const growth =
+    current === null ? entryBytes : command.value.byteLength - current.value.byteLength;
+  if (growth > 0 && stateMachine.bytes + growth > bytesMax) {
+    throw new QuotaExceededError("bytes", bytesMax, stateMachine.bytes);
+  }
+}
+
+/** Whether the replicated quota differs from `configured`, so the master should propose it. */
+export function quotaDiffers(configured: StoreQuota, stateMachine: KvStateMachine): boolean {
+  const { keyCountMax, bytesMax } = stateMachine.quota;
+  return keyCountMax !== configured.keyCountMax || bytesMax !== configured.bytesMax;
+}

@@ -1,0 +1,208 @@
+/**
+ * The embedding API as a program that brings its own state machine sees it: one error
+ * path (promises that reject, never a synchronous throw), role events, the health checks
+ * without Baton's HTTP server, and a proposal made on a backup applied exactly once.
+ * In-process, with the in-memory transport and storage and short real timers.
+ */
+
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import type { NodeId } from "../protocol/messages.js";
+import { ShuttingDownError } from "../shared/errors.js";
+import type { StateMachine } from "../shared/state-machine.js";
+import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
+import { MemoryNetwork } from "../transport/memory-transport.js";
+import { healthHandler } from "./health-handler.js";
+import { BatonNode, type RoleEvent } from "./node.js";
+import { parseNodeConfig } from "./node-config.js";
+
+const logger = pino({ level: "silent" });
+const ids: NodeId[] = [1, 2, 3];
+let running: BatonNode[] = [];
+let servers: Server[] = [];
+
+afterEach(async () => {
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  await Promise.all(running.map((n) => n.stop()));
+  running = [];
+  servers = [];
+});
+
+/** An application's own state machine: a counter that also counts its applies. */
+class Counter implements StateMachine<number> {
+  value = 0;
+  applies = 0;
+  apply(command: Uint8Array): number {
+    this.applies++;
+    this.value += command[0] ?? 0;
+    return this.value;
+  }
+  async *snapshot(): AsyncIterable<Uint8Array> {
+    yield new TextEncoder().encode(`${this.value},${this.applies}`);
+  }
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    let text = "";
+    for await (const chunk of chunks) text += new TextDecoder().decode(chunk);
+    const [value, applies] = text.split(",").map(Number);
+    this.value = value ?? 0;
+    this.applies = applies ?? 0;
+  }
+}
+
+interface Embedded {
+  readonly node: BatonNode;
+  readonly counter: Counter;
+  readonly roles: RoleEvent[];
+}
+
+async function startCluster(network = new MemoryNetwork()): Promise<Embedded[]> {
+  return Promise.all(
+    ids.map(async (id) => {
+      const config = parseNodeConfig({
+        id,
+        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+        tickMs: 5,
+        heartbeatMs: 20,
+        electionMsMin: 100,
+        electionMsMax: 200,
+      });
+      const counter = new Counter();
+      const node = await BatonNode.start({
+        config,
+        opened: await MemoryStorage.open(new MemoryVolume()),
+        transport: network.createTransport(id, ids),
+        stateMachine: counter,
+        logger,
+      });
+      const roles: RoleEvent[] = [];
+      node.on("role", (event) => roles.push(event));
+      running.push(node);
+      return { node, counter, roles };
+    }),
+  );
+}
+
+async function until<T>(what: string, probe: () => T | null | undefined | false): Promise<T> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const value = probe();
+    if (value !== null && value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The master once every node agrees on it. */
+async function agreedMaster(nodes: readonly Embedded[]): Promise<Embedded> {
+  return until("an agreed master", () => {
+    const master = nodes.find((n) => n.node.role === "master");
+    if (master === undefined) return null;
+    const agreed = nodes.every((n) => n.node.masterId === master.node.id);
+    return agreed ? master : null;
+  });
+}
+
+describe("embedding", () => {
+  it("timing: embedding: propose, readBarrier and switchover on a stopped node reject, never throw", async () => {
+    const nodes = await startCluster();
+    const stopped = nodes[0]!.node;
+    await stopped.stop();
+    const calls = [
+      () => stopped.propose(Uint8Array.of(1)),
+      () => stopped.readBarrier(),
+      () => stopped.switchover(null),
+    ];
+    for (const call of calls) {
+      let promise: Promise<unknown> | null = null;
+      expect(() => {
+        promise = call();
+      }).not.toThrow();
+      await expect(promise).rejects.toBeInstanceOf(ShuttingDownError);
+    }
+  });
+
+  it("timing: embedding: role events name the role, term and master on every node, across a fail-over", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const term = master.node.status().term;
+    // Events before `on` was called (while the node started) are not replayed: the getters
+    // say where each node stands, and every change after is an event.
+    await master.node.stop();
+    const rest = nodes.filter((n) => n !== master);
+    const next = await agreedMaster(rest);
+    const last = next.roles.at(-1)!;
+    expect(last).toMatchObject({ role: "master", masterId: next.node.id });
+    expect(last.term).toBeGreaterThan(term);
+    expect(last.term).toBe(next.node.status().term);
+    const other = rest.find((n) => n !== next)!;
+    await until("the other backup's event", () => other.roles.at(-1)?.masterId === next.node.id);
+    expect(other.roles.at(-1)).toMatchObject({ role: "backup", term: last.term });
+    for (const n of rest) {
+      const terms = n.roles.map((e) => e.term);
+      expect(terms).toEqual([...terms].sort((a, b) => a - b));
+    }
+  });
+
+  it("timing: embedding: a proposal made on a backup is forwarded and applied exactly once on every node", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const backups = nodes.filter((n) => n !== master);
+    const results: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const via = backups[i % 2]!;
+      results.push((await via.node.propose(Uint8Array.of(1))) as number);
+    }
+    // Each caller got the value its own increment produced, in order, none twice.
+    expect(results).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    for (const n of nodes) {
+      await until(`node ${n.node.id} applies all`, () => n.counter.value === 10);
+      expect(n.counter.applies).toBe(10);
+    }
+  });
+
+  it("timing: embedding: node.health() and healthHandler answer as the HTTP API's /health routes", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const backup = nodes.find((n) => n !== master)!;
+    expect(master.node.health("master")).toEqual({
+      status: 200,
+      body: { status: "ok", id: master.node.id, role: "master" },
+    });
+    expect(master.node.health()).toMatchObject({ status: 200, body: { role: "master" } });
+    expect(backup.node.health("master")).toEqual({
+      status: 503,
+      body: {
+        error:
+          "this node is backup, not master; this check passes only on a node in the named role",
+        code: "ERR_WRONG_ROLE",
+        id: backup.node.id,
+        role: "backup",
+      },
+    });
+    expect(backup.node.health("backup").status).toBe(200);
+
+    // A plain node:http server with the application's own route next to the checks.
+    const health = healthHandler(backup.node);
+    const server = createServer((req, res) => {
+      if (health(req, res)) return;
+      res.statusCode = 200;
+      res.end("the application's own page");
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const asMaster = await fetch(`${base}/health/master`);
+    expect(asMaster.status).toBe(503);
+    expect(asMaster.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(await asMaster.json()).toMatchObject({ code: "ERR_WRONG_ROLE", role: "backup" });
+    const asBackup = await fetch(`${base}/health/backup?verbose=1`);
+    expect(asBackup.status).toBe(200);
+    expect(await asBackup.json()).toEqual({ status: "ok", id: backup.node.id, role: "backup" });
+    const head = await fetch(`${base}/health`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    const own = await fetch(`${base}/health/other`);
+    expect(await own.text()).toBe("the application's own page");
+  });
+});
