@@ -11,8 +11,7 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { Cluster, clientFor } from "../../harness/cluster.js";
-import { sleep } from "../../harness/processes.js";
+import { Cluster, clientFor, promoteWhenCaughtUp } from "../../harness/cluster.js";
 import {
   readThroughClient,
   SteadyRateWriter,
@@ -25,20 +24,6 @@ import type { BatonClient } from "../../src/client/index.js";
 useClusterHarness();
 
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
-
-/** Promotes `id`, retrying while it is still catching up (409), for up to `timeoutMs`. */
-async function promoteWhenCaughtUp(client: BatonClient, id: number, timeoutMs = 30_000) {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await client.promoteMember(id);
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code !== "ERR_CONFLICT" || performance.now() > deadline) throw error;
-      await sleep(200);
-    }
-  }
-}
 
 /** Removes `id`, handing the master role away first when `id` is the master. */
 async function removeMember(cluster: Cluster, client: BatonClient, id: number) {
@@ -119,15 +104,9 @@ describe("membership", () => {
     await underWriteLoad(cluster, "replace", async (client) => {
       const master = await cluster.waitForMaster();
       const wiped = master.id === 3 ? 2 : 3;
-      await cluster.kill(wiped);
-      cluster.node(wiped).wipe();
-      // baton member replace: remove, then add back as a learner with a new incarnation.
-      const node = cluster.node(wiped);
-      await client.removeMember(wiped);
-      await client.addMember({ id: wiped, peerAddress: node.peerAddress, httpUrl: node.url });
-      const survivor = cluster.nodes.find((n) => n.id !== wiped)!;
-      cluster.startNode(wiped, ["--join", survivor.url]);
-      await promoteWhenCaughtUp(client, wiped);
+      // baton member replace (remove, add back as a learner with a new incarnation),
+      // start empty with --join <url>, baton member promote once caught up.
+      await cluster.replace(wiped);
       const members = await client.members();
       expect(members.find((m) => m.id === wiped)?.voter).toBe(true);
       await cluster.waitCaughtUp(wiped, 20_000);
