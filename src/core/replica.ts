@@ -1323,7 +1323,8 @@ export class Replica {
         welcome: informed && listed?.incarnation === 0,
         bound:
           informed &&
-          (listed === undefined || (listed.incarnation !== 0 && listed.incarnation !== m.incarnation)),
+          (listed === undefined ||
+            (listed.incarnation !== 0 && listed.incarnation !== m.incarnation)),
       });
       return;
     }
