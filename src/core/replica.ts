@@ -234,6 +234,12 @@ export class Replica {
   /** Set once a committed configuration dropped this node; reported once. */
   private removed = false;
   /**
+   * Whether a configuration from the log or a snapshot has listed this data directory.
+   * Until then a member added to a running cluster is replaying configurations from before
+   * its addition, which do not list it: that is not a removal.
+   */
+  private listedOnce: boolean;
+  /**
    * While a backup: the highest index this node has confirmed matches the log of the
    * master it follows in this term (a successful append or snapshot from it). A commit
    * index heard in a heartbeat is used only up to here: a heartbeat carries what the
@@ -382,6 +388,11 @@ export class Replica {
     this.prng = prng;
     this.incarnation = options.incarnation ?? 0;
     this.joinedCluster = options.configuration !== undefined;
+    const fromStorage = restored.snapshot.config;
+    const me = fromStorage === undefined ? undefined : memberOf(fromStorage, config.id);
+    this.listedOnce =
+      !this.joinedCluster ||
+      (me !== undefined && (me.incarnation === 0 ? false : me.incarnation === options.incarnation));
     this.log = new ReplicaLog(restored.snapshot, restored.entries, restored.hardState.commitIndex);
     this.snapshotConfig =
       restored.snapshot.config ??
@@ -1803,6 +1814,10 @@ export class Replica {
     const changed = config !== this.configuration || index !== this.configIndex;
     this.configuration = config;
     this.configIndex = index;
+    if (!this.listedOnce && (index > 0 || this.installed !== null)) {
+      const me = memberOf(config, this.id);
+      if (me !== undefined && this.listsSelf(me)) this.listedOnce = true;
+    }
     this.peers = config.filter((m) => m.id !== this.id).map((m) => m.id);
     if (!changed) return;
     this.outEvents.push({ type: "config", config, index });
@@ -1843,6 +1858,7 @@ export class Replica {
 
   /** Whether a committed configuration no longer lists this node (this incarnation). */
   private isRemovedByCommit(): boolean {
+    if (!this.listedOnce) return false;
     if (this.configIndex === 0 || this.configIndex > this.log.commitIndex) return false;
     const me = memberOf(this.configuration, this.id);
     return me === undefined || !this.listsSelf(me);
