@@ -73,7 +73,7 @@ export function register(program: Command, io: CliIo = processIo()): void {
     )
     .option(
       "--join [url]",
-      "with the URL of any member: start a member added with `baton member add` (learns its identity and the members; --peers not needed). Without a URL: this node's data directory was wiped, rejoin without voting until a master has caught it up (ignored when the directory holds state)",
+      "with the URL of any member: start a member added with `baton member add` or `baton member replace` (learns the cluster id, its identity and the members; --peers not needed). Without a URL (the old way back for a wiped node, superseded by `baton member replace`): on an empty directory, join only a cluster that never heard from this member, and catch up before voting (ignored when the directory holds state)",
     )
     .option("--log-level <level>", "fatal, error, warn, info, debug (default info)")
     .option(
