@@ -25,11 +25,24 @@ useClusterHarness();
 
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
 
-/** Removes `id`, handing the master role away first when `id` is the master. */
+/**
+ * Removes `id`, handing the master role away first when `id` is the master. A master that
+ * just took over refuses changes until it has committed an entry of its term (409, "retry
+ * shortly"): retried for a few seconds.
+ */
 async function removeMember(cluster: Cluster, client: BatonClient, id: number) {
   const master = await cluster.waitForMaster();
   if (master.id === id) await client.switchover();
-  return client.removeMember(id);
+  const deadline = performance.now() + 5000;
+  for (;;) {
+    try {
+      return await client.removeMember(id);
+    } catch (error) {
+      const notReady = /has not committed an entry of its term/.test((error as Error).message);
+      if (!notReady || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
 
 /** Writes every 10 ms through the client library while `act` runs; checks nothing was lost. */
