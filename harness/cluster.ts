@@ -12,12 +12,12 @@
  * test hooks.
  */
 
-import { chmodSync, chownSync, mkdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { request } from "undici";
 import type { NetnsHosts } from "../src/chaos/hosts.js";
 import { NodeProcess } from "../src/chaos/processes.js";
-import { type BatonClient, createClient } from "../src/client/index.js";
+import { type BatonClient, createClient, type Member } from "../src/client/index.js";
 import {
   agreedMaster,
   batonCommand,
@@ -388,14 +388,49 @@ export class Cluster {
 
   /**
    * Starts node `id` again (killing it first if it runs), with its data directory as it
-   * is, or emptied when `wipe` is set (and then started with `--join`, as an operator
-   * must). Does not wait for it to serve.
+   * is. Does not wait for it to serve. A node whose data directory is lost comes back
+   * through `replace` instead.
    */
-  async restart(id: number, options: { wipe?: boolean } = {}): Promise<void> {
+  async restart(id: number): Promise<void> {
     const node = this.node(id);
     await node.kill();
-    if (options.wipe === true) node.wipe();
-    this.startNode(id, options.wipe === true ? ["--join"] : []);
+    this.startNode(id);
+  }
+
+  /**
+   * Replaces node `id` as an operator replaces a machine whose disk was lost: kills it,
+   * empties its data directory, removes it and adds it back as a learner with the same
+   * addresses (`baton member replace`: a new member incarnation), starts it with
+   * `--join <url of a running member>`, and, unless `promote` is false, promotes it once
+   * it has caught up (`baton member promote`). Resolves when the last step is committed.
+   */
+  async replace(
+    id: number,
+    options: { readonly promote?: boolean; readonly timeoutMs?: number } = {},
+  ): Promise<void> {
+    const node = this.node(id);
+    await node.kill();
+    node.wipe();
+    const others = this.nodes.filter((n) => n.id !== id && n.state === "running");
+    if (others.length === 0) throw new Error(`replace ${id}: no other node is running`);
+    const client = createClient({
+      endpoints: others.map((n) => n.url),
+      deadlineMs: 20_000,
+      attemptTimeoutMs: 1000,
+      ...(this.options.tlsDir === undefined
+        ? {}
+        : { ca: readFileSync(join(this.options.tlsDir, "ca.crt")) }),
+    });
+    try {
+      await client.removeMember(id);
+      await client.addMember({ id, peerAddress: node.peerAddress, httpUrl: node.url });
+      this.startNode(id, ["--join", others[0]!.url]);
+      if (options.promote !== false) {
+        await promoteWhenCaughtUp(client, id, options.timeoutMs ?? 30_000);
+      }
+    } finally {
+      await client.close();
+    }
   }
 
   /** Starts a node that was never started or was stopped, without waiting. */
@@ -504,6 +539,42 @@ export class Cluster {
 /** Destroys every live cluster. */
 export async function destroyAll(): Promise<void> {
   await Promise.all(Cluster.live().map((c) => c.destroy()));
+}
+
+/** The cluster id each node shows in `GET /v1/status` (null: none yet, or no answer). */
+export async function clusterIds(cluster: Cluster): Promise<(string | null)[]> {
+  return Promise.all(
+    cluster.nodes.map(async (n) => {
+      try {
+        const answer = await httpRequest(`${n.url}/v1/status`, { timeoutMs: 1000 });
+        const id = (JSON.parse(answer.body.toString("utf8")) as { clusterId?: unknown }).clusterId;
+        return typeof id === "string" ? id : null;
+      } catch {
+        return null;
+      }
+    }),
+  );
+}
+
+/**
+ * Promotes learner `id` (`baton member promote`), retrying while it is still catching up
+ * (409 ERR_CONFLICT), for up to `timeoutMs`; resolves with the members.
+ */
+export async function promoteWhenCaughtUp(
+  client: BatonClient,
+  id: number,
+  timeoutMs = 30_000,
+): Promise<Member[]> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await client.promoteMember(id);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code !== "ERR_CONFLICT" || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }
 
 /**

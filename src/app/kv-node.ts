@@ -269,7 +269,11 @@ export class KvNode implements KvNodeApi {
     return { members: outcome.members };
   }
 
-  joinInfo(id: number): { readonly incarnation: number; readonly members: readonly Member[] } {
+  joinInfo(id: number): {
+    readonly incarnation: number;
+    readonly members: readonly Member[];
+    readonly clusterId: string | null;
+  } {
     const { members } = this.node.members();
     const member = members.find((m) => m.id === id);
     if (member === undefined) {
@@ -288,6 +292,7 @@ export class KvNode implements KvNodeApi {
     const known = new Map(this.node.status().members.map((m) => [m.id, m]));
     return {
       incarnation: member.incarnation,
+      clusterId: this.node.clusterId,
       members: members.map((m) => ({
         ...m,
         peerAddress: m.peerAddress !== "" ? m.peerAddress : (known.get(m.id)?.address ?? ""),

@@ -181,6 +181,8 @@ export interface BatonClient {
    * (the target cannot take over; nothing changed) or, after the deadline,
    * ERR_SWITCHOVER_FAILED.
    */
+  /** What node `id`, added as a learner, starts with (`GET /v1/members/{id}/join`). */
+  joinInfo(id: number): Promise<JoinInfo>;
   switchover(to?: number): Promise<{ master: number; term: number }>;
   /**
    * One page of the keys under `prefix`, in order, consistent at the page's `revision`
@@ -384,6 +386,36 @@ class HttpBatonClient implements BatonClient {
       throw unexpected(response, "the answer is not a member list");
     }
     return members;
+  }
+
+  /**
+   * What node `id`, added as a learner, needs to start with `baton start --join`
+   * (`GET /v1/members/{id}/join`, admin role): the cluster id (null while the cluster has
+   * none yet), its member incarnation and the members with their addresses and
+   * incarnations. 409 ERR_CONFLICT while the asked node has not seen the addition yet, or
+   * when `id` is a voter (replace it first).
+   */
+  async joinInfo(id: number): Promise<JoinInfo> {
+    const response = await this.send({
+      name: `join answer for node ${id}`,
+      request: {
+        method: "GET",
+        path: `/v1/members/${memberId(id)}/join`,
+        headers: { accept: "application/json" },
+      },
+      idempotencyKey: null,
+      discover: true,
+    });
+    const json = parseJson(response.body) as Partial<JoinInfo> | null;
+    const clusterId = json?.clusterId;
+    if (
+      typeof json?.incarnation !== "number" ||
+      !Array.isArray(json.members) ||
+      !(clusterId === null || clusterId === undefined || typeof clusterId === "string")
+    ) {
+      throw unexpected(response, "the answer is not a join answer");
+    }
+    return { clusterId: clusterId ?? null, incarnation: json.incarnation, members: json.members };
   }
 
   async switchover(to?: number): Promise<{ master: number; term: number }> {
@@ -838,6 +870,19 @@ function connectionFailure(
     mayHaveApplied: response.kind === "lost",
     cutByDeadline: shortened && response.timedOut,
   };
+}
+
+/** The answer of `GET /v1/members/{id}/join` (see `BatonClient.joinInfo`). */
+export interface JoinInfo {
+  readonly clusterId: string | null;
+  readonly incarnation: number;
+  readonly members: readonly {
+    readonly id: number;
+    readonly incarnation: number;
+    readonly voter: boolean;
+    readonly peerAddress: string;
+    readonly httpUrl: string;
+  }[];
 }
 
 function isMember(value: unknown): value is Member {

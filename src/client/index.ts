@@ -24,6 +24,7 @@ export {
   type ClientOptions,
   createClient,
   type EndpointStatus,
+  type JoinInfo,
   type KvValue,
   type Member,
   type WriteOptions,

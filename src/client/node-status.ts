@@ -62,5 +62,7 @@ export function parseNodeStatus(input: unknown): NodeStatus | string {
     appliedIndex: s.appliedIndex as number,
     lastIndex: s.lastIndex as number,
     members: members.filter((m): m is MemberStatus => m !== null),
+    // A node of a version without cluster ids leaves it out.
+    ...(typeof s.clusterId === "string" || s.clusterId === null ? { clusterId: s.clusterId } : {}),
   };
 }

@@ -36,11 +36,18 @@ export interface ReplicaConfig {
   readonly promoteLagEntriesMax: number;
   /**
    * The master writes down, in a config entry, the incarnation each member listed with 0
-   * answered with, after which answers from any other incarnation of it are ignored. Off
-   * where a wiped member is not yet replaced through the log (`baton member replace`):
-   * there, binding would shut out a wiped node that rejoins with `--join`. @default false
+   * answered with, after which answers from any other incarnation of it are ignored; the
+   * same entry carries the cluster id when there is one (see `drawClusterId`). A wiped
+   * member then comes back only through the log (`baton member replace`). The node
+   * runtime turns it on; off, a wiped node may rejoin with a bare `--join`. @default false
    */
   readonly bindIncarnations: boolean;
+  /**
+   * A master whose log holds no cluster id draws one and commits it in a config entry
+   * (the members unchanged) once it has committed an entry of its term; every later
+   * config entry copies it. The node runtime turns it on. @default false
+   */
+  readonly drawClusterId: boolean;
 }
 
 export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): ReplicaConfig {
@@ -58,6 +65,7 @@ export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): Re
     uncommittedEntriesMax: 10_000,
     promoteLagEntriesMax: 64,
     bindIncarnations: false,
+    drawClusterId: false,
   });
 }
 

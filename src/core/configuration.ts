@@ -54,16 +54,53 @@ export function initialConfiguration(
   );
 }
 
-export function encodeConfiguration(config: Configuration): Uint8Array {
-  return encoder.encode(
-    JSON.stringify(
-      config.map((m) => [m.id, m.incarnation, m.voter ? 1 : 0, m.peerAddress, m.httpUrl]),
-    ),
-  );
+/** Longest cluster id a config entry may carry, in UTF-16 code units. */
+export const CLUSTER_ID_CHARS_MAX = 64;
+
+/**
+ * A config entry's data: the members, and the cluster id once the cluster has one (drawn
+ * by the first master of a bootstrapped cluster, then copied into every later config
+ * entry, so that a snapshot's configuration carries it too). Without a cluster id the
+ * encoding is the members array alone, as before cluster ids existed.
+ */
+export function encodeConfiguration(
+  config: Configuration,
+  clusterId: string | null = null,
+): Uint8Array {
+  const members = config.map((m) => [
+    m.id,
+    m.incarnation,
+    m.voter ? 1 : 0,
+    m.peerAddress,
+    m.httpUrl,
+  ]);
+  return encoder.encode(JSON.stringify(clusterId === null ? members : { clusterId, members }));
 }
 
 /** The configuration in a config entry's data, or null when it is malformed. */
 export function decodeConfiguration(data: Uint8Array): Configuration | null {
+  const raw = decodeRaw(data);
+  return raw === null ? null : raw.members;
+}
+
+/** The cluster id a config entry's data carries, or null (none, or malformed data). */
+export function decodeClusterId(data: Uint8Array): string | null {
+  return decodeRaw(data)?.clusterId ?? null;
+}
+
+/** Whether `value` may be a cluster id: 1..CLUSTER_ID_CHARS_MAX printable ASCII characters. */
+export function isClusterId(value: unknown): value is string {
+  return (
+    typeof value === "string" &&
+    value.length >= 1 &&
+    value.length <= CLUSTER_ID_CHARS_MAX &&
+    /^[\x21-\x7e]+$/.test(value)
+  );
+}
+
+function decodeRaw(
+  data: Uint8Array,
+): { readonly members: Configuration; readonly clusterId: string | null } | null {
   if (data.length === 0 || data.length > CONFIG_BYTES_MAX) return null;
   let raw: unknown;
   try {
@@ -71,6 +108,18 @@ export function decodeConfiguration(data: Uint8Array): Configuration | null {
   } catch {
     return null;
   }
+  let clusterId: string | null = null;
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw)) {
+    const object = raw as { clusterId?: unknown; members?: unknown };
+    if (!isClusterId(object.clusterId)) return null;
+    clusterId = object.clusterId;
+    raw = object.members;
+  }
+  const members = decodeMembers(raw);
+  return members === null ? null : { members, clusterId };
+}
+
+function decodeMembers(raw: unknown): Configuration | null {
   if (!Array.isArray(raw) || raw.length === 0 || raw.length > MEMBERS_MAX) return null;
   const members: Member[] = [];
   for (const item of raw) {

@@ -42,6 +42,7 @@ import {
   applyChange,
   type ChangeRefusal,
   type Configuration,
+  decodeClusterId,
   decodeConfiguration,
   encodeConfiguration,
   initialConfiguration,
@@ -147,7 +148,20 @@ export interface ReadState {
 export type CoreEvent =
   | RoleEvent
   | { readonly type: "config"; readonly config: Configuration; readonly index: number }
-  | { readonly type: "removed"; readonly reason: string };
+  | { readonly type: "removed"; readonly reason: string }
+  /**
+   * This node learned the cluster id: from a committed config entry, an adopted snapshot,
+   * or the answer that let it join. The runtime makes it durable (the identity file).
+   */
+  | { readonly type: "cluster_id"; readonly clusterId: string; readonly source: string }
+  /**
+   * The bootstrap gate: this node started from an empty data directory, and the cluster
+   * its peers belong to already exists and lists another incarnation of it. It must not
+   * take part (it forgot what it promised); the runtime stops. Reported once.
+   */
+  | { readonly type: "refused"; readonly reason: string }
+  /** The bootstrap gate opened: this empty node may now vote and campaign. */
+  | { readonly type: "bootstrap"; readonly reason: string };
 
 export type RoleEvent = {
   readonly type: "role";
@@ -219,6 +233,12 @@ export class Replica {
   private snapshotConfig: Configuration;
   /** Set once a committed configuration dropped this node; reported once. */
   private removed = false;
+  /**
+   * Whether a configuration from the log or a snapshot has listed this data directory.
+   * Until then a member added to a running cluster is replaying configurations from before
+   * its addition, which do not list it: that is not a removal.
+   */
+  private listedOnce: boolean;
   /**
    * While a backup: the highest index this node has confirmed matches the log of the
    * master it follows in this term (a successful append or snapshot from it). A commit
@@ -303,6 +323,32 @@ export class Replica {
   private readonly termProbeAnswers = new Set<NodeId>();
   private termProbeElapsed = 0;
 
+  /** The cluster id: known from storage, a committed config entry, a snapshot or a welcome. */
+  private clusterIdKnown: string | null;
+  /** This process started from an empty data directory without a cluster id. */
+  private readonly startedEmpty: boolean;
+  /**
+   * The bootstrap gate, while closed: this node started from an empty data directory
+   * with no cluster id and no configuration learned with `--join`. It might be a brand-new
+   * member of a cluster being bootstrapped, or a member whose data directory was wiped and
+   * that was restarted with its old command line: the latter forgot its votes and what it
+   * acknowledged, so it must not vote. It asks its peers (term probes) and neither votes,
+   * campaigns nor follows a master until either a majority of the voters, itself included,
+   * answered that they bootstrap too (kind "bootstrap"; `empty` holds them), or a peer
+   * answered with the cluster's id and welcomed it (then it joins and catches up before
+   * it votes). An answer with the id and no welcome means that the cluster knows another
+   * incarnation of this member: the node is refused. Kind "rejoin" (a bare `--join`) never
+   * bootstraps: it waits for a welcome.
+   */
+  private gate: { readonly kind: "bootstrap" | "rejoin"; readonly empty: Set<NodeId> } | null;
+  private refusedReported = false;
+  /**
+   * Let in by the gate as a member no master ever heard from (see `onGateAnswer`): it
+   * probes the cluster's term like a joining node, then votes without catching up first.
+   * Kept in memory only: its log stays empty meanwhile, so a restart closes the gate again.
+   */
+  private welcomed = false;
+
   /**
    * `options.join`: the node's storage was wiped and it rejoins an existing cluster. It
    * takes effect only on empty storage (a node that still has its data has its votes)
@@ -327,6 +373,14 @@ export class Replica {
        * without addresses.
        */
       readonly initialConfiguration?: Configuration;
+      /** The cluster id the data directory holds, if any. */
+      readonly clusterId?: string | null;
+      /**
+       * Close the bootstrap gate (see `gate`): the runtime asks for it when the data
+       * directory is empty, holds no cluster id and no configuration learned with `--join`;
+       * "rejoin" when the node was started with a bare `--join`. Ignored on a non-empty log.
+       */
+      readonly gate?: "bootstrap" | "rejoin";
     } = {},
   ) {
     this.config = validateReplicaConfig(config);
@@ -334,6 +388,11 @@ export class Replica {
     this.prng = prng;
     this.incarnation = options.incarnation ?? 0;
     this.joinedCluster = options.configuration !== undefined;
+    const fromStorage = restored.snapshot.config;
+    const me = fromStorage === undefined ? undefined : memberOf(fromStorage, config.id);
+    this.listedOnce =
+      !this.joinedCluster ||
+      (me !== undefined && (me.incarnation === 0 ? false : me.incarnation === options.incarnation));
     this.log = new ReplicaLog(restored.snapshot, restored.entries, restored.hardState.commitIndex);
     this.snapshotConfig =
       restored.snapshot.config ??
@@ -350,7 +409,14 @@ export class Replica {
       restored.hardState.term === 0 &&
       restored.snapshot.index === 0 &&
       restored.entries.length === 0;
-    this.joining = restored.hardState.joining === true || (options.join === true && empty);
+    this.clusterIdKnown = options.clusterId ?? restored.snapshot.clusterId ?? null;
+    const gated = options.gate !== undefined && empty;
+    this.startedEmpty = gated;
+    this.gate = gated ? { kind: options.gate!, empty: new Set() } : null;
+    // A cluster of one has nobody to ask: it bootstraps alone.
+    if (this.gate?.kind === "bootstrap" && this.voterIds().length === 1) this.gate = null;
+    this.joining =
+      restored.hardState.joining === true || (options.join === true && empty && !gated);
     this.lastHardState = restored.hardState;
     assert(this.log.lastTerm() <= this.currentTerm, "replica: log term above current term");
     this.becomeBackup(this.currentTerm, null, "started");
@@ -412,6 +478,20 @@ export class Replica {
   snapshotMeta(): SnapshotMeta {
     return { ...this.log.snapshot(), config: this.snapshotConfig };
   }
+  /**
+   * The cluster id the log holds: the newest config entry's, committed or not, else the
+   * one known. A master copies it into every config entry it writes, and draws one only
+   * when there is none, so the committed log never holds two.
+   */
+  private logClusterId(): string | null {
+    for (let i = this.log.lastIndex(); i > this.log.snapshot().index; i--) {
+      const entry = this.log.entry(i);
+      if (entry?.kind !== "config") continue;
+      const clusterId = decodeClusterId(entry.data);
+      if (clusterId !== null) return clusterId;
+    }
+    return this.clusterIdKnown;
+  }
   /** The configuration in effect at `index` (applied entries only: a snapshot's). */
   configAt(index: number): Configuration {
     for (let i = Math.min(index, this.log.lastIndex()); i > this.log.snapshot().index; i--) {
@@ -430,10 +510,18 @@ export class Replica {
       votedFor: this.vote,
       commitIndex: this.log.commitIndex,
     };
-    return this.joining ? { ...state, joining: true } : state;
+    return this.joining && !this.welcomed ? { ...state, joining: true } : state;
   }
   private onTermProbeResponse(m: TermProbeResponse): void {
+    if (this.gate !== null) {
+      this.onGateAnswer(m);
+      return;
+    }
     if (!this.probingTerm) return;
+    if (this.welcomed && m.clusterId !== "" && m.bound) {
+      this.refuse(this.boundReason(m));
+      return;
+    }
     if (m.term > this.currentTerm)
       this.becomeBackup(m.term, null, `learned term ${m.term} from node ${m.from}`);
     this.termProbeAnswers.add(m.from);
@@ -441,6 +529,16 @@ export class Replica {
       // This node may have voted in this term before it lost its data: count that vote as
       // cast, so that it never votes twice in it.
       if (this.vote === null) this.vote = this.id;
+      if (this.welcomed) {
+        // Never heard from, it holds no acknowledgement anyone counted: once it knows
+        // the term (and counts its vote in it as cast) it votes like any empty member.
+        this.joining = false;
+        this.welcomed = false;
+        this.emitRole(
+          `learned the cluster's term (${this.currentTerm}) from ${this.termProbeAnswers.size} peers: now a voting member`,
+        );
+        return;
+      }
       this.emitRole(
         `learned the cluster's term (${this.currentTerm}) from ${this.termProbeAnswers.size} peers`,
       );
@@ -450,6 +548,14 @@ export class Replica {
   /** Whether this node lost its data and is still catching up (it neither votes nor campaigns). */
   get isJoining(): boolean {
     return this.joining;
+  }
+  /** The cluster id, once committed (or learned when this node joined); null before. */
+  get clusterId(): string | null {
+    return this.clusterIdKnown;
+  }
+  /** Whether the bootstrap gate is closed (see `gate`): this node neither votes nor campaigns. */
+  get isGated(): boolean {
+    return this.gate !== null;
   }
   /** Per-backup replication state, for status pages (master only; empty otherwise). */
   peerProgress(): ReadonlyMap<NodeId, Readonly<Progress>> {
@@ -466,8 +572,69 @@ export class Replica {
     });
   }
 
+  /** An answer to this gated node's term probe (see `gate`). */
+  private onGateAnswer(m: TermProbeResponse): void {
+    const gate = this.gate!;
+    if (m.clusterId !== "" && m.bound) {
+      this.refuse(this.boundReason(m));
+      return;
+    }
+    if (m.clusterId !== "" && m.welcome) {
+      // A member of the command line that no master ever heard from (it started late):
+      // it joins the cluster that formed without it. Like a node that lost its data, it
+      // first learns the cluster's term from enough peers and counts its vote in it as
+      // cast (it may have voted before a disk loss nobody noticed). Started with a bare
+      // --join (its operator says it lost its data), it also catches up before voting.
+      this.gate = null;
+      this.learnClusterId(m.clusterId, `node ${m.from} (this member was never heard from)`);
+      this.joining = true;
+      this.welcomed = gate.kind === "bootstrap";
+      this.termProbeAnswers.clear();
+      this.outEvents.push({
+        type: "bootstrap",
+        reason: `cluster ${m.clusterId} formed without this node; joining it (node ${m.from} welcomed it): it will not vote until it has learned the cluster's term${this.welcomed ? "" : " and caught up"}`,
+      });
+      return;
+    }
+    if (m.clusterId !== "") return;
+    if (!m.bootstrapping || gate.kind !== "bootstrap") return;
+    gate.empty.add(m.from);
+    const voters = this.voterIds();
+    const counted = voters.filter((id) => id === this.id || gate.empty.has(id)).length;
+    if (counted < this.quorum()) return;
+    this.gate = null;
+    this.resetElectionTimer();
+    this.outEvents.push({
+      type: "bootstrap",
+      reason: `bootstrapping a new cluster: ${counted} of ${voters.length} voters (nodes ${[...gate.empty, this.id].sort((a, b) => a - b).join(", ")}) started empty`,
+    });
+  }
+
+  private boundReason(m: TermProbeResponse): string {
+    return `the data directory is empty, but node ${m.from} belongs to cluster ${m.clusterId}, which knows another incarnation of node ${this.id} (or no longer lists it): this node forgot what it promised and must not vote. Bring it back as a new member: baton member replace ${this.id}, then start it with an empty data directory and --join <url of a member>`;
+  }
+
+  private refuse(reason: string): void {
+    if (this.refusedReported) return;
+    this.refusedReported = true;
+    this.outEvents.push({ type: "refused", reason });
+  }
+
+  private learnClusterId(clusterId: string, source: string): void {
+    if (this.clusterIdKnown === clusterId) return;
+    if (this.clusterIdKnown !== null) {
+      this.refuse(
+        `${source} carries cluster id ${clusterId}, but this node belongs to cluster ${this.clusterIdKnown}`,
+      );
+      return;
+    }
+    this.clusterIdKnown = clusterId;
+    this.outEvents.push({ type: "cluster_id", clusterId, source });
+  }
+
   /** Whether this joining node still has to learn the cluster's term from its peers. */
   private get probingTerm(): boolean {
+    if (this.gate !== null) return true;
     return this.joining && this.termProbeAnswers.size < this.termProbeQuorum();
   }
 
@@ -706,7 +873,7 @@ export class Replica {
       index: this.log.lastIndex() + 1,
       term: this.currentTerm,
       kind: "config",
-      data: encodeConfiguration(next.config),
+      data: encodeConfiguration(next.config, this.logClusterId()),
     };
     this.guard(() => this.appendOwn(entry));
     return { ok: true, index: entry.index, term: entry.term };
@@ -745,7 +912,13 @@ export class Replica {
    */
   peerUnreachable(peer: NodeId): void {
     this.guard(() => {
-      if (this.currentRole === "backup" && peer === this.master && !this.joining && this.isVoter) {
+      if (
+        this.currentRole === "backup" &&
+        peer === this.master &&
+        !this.joining &&
+        this.gate === null &&
+        this.isVoter
+      ) {
         // Every backup notices at the same moment. Asking in the order of their ids, one
         // stagger apart, lets the first finish its pre-vote and election before the next
         // one asks, so the vote is not split (a split costs a whole election timeout).
@@ -819,6 +992,9 @@ export class Replica {
         this.applied = meta.index;
         this.installed = meta;
         this.snapshotConfig = meta.config ?? this.snapshotConfig;
+        if (meta.clusterId !== undefined) {
+          this.learnClusterId(meta.clusterId, `the snapshot at index ${meta.index}`);
+        }
         this.configIndex = 0;
         this.rescanConfiguration();
         this.confirm(meta.index);
@@ -841,7 +1017,7 @@ export class Replica {
   /** Starts an election now (tests, and a planned switchover's target). */
   campaign(): void {
     this.guard(() => {
-      if (this.currentRole !== "master" && !this.joining && this.isVoter)
+      if (this.currentRole !== "master" && !this.joining && this.gate === null && this.isVoter)
         this.startElection("asked to campaign");
     });
   }
@@ -881,6 +1057,10 @@ export class Replica {
       );
       committed.push(entry);
       this.applied++;
+      if (entry.kind === "config") {
+        const clusterId = decodeClusterId(entry.data);
+        if (clusterId !== null) this.learnClusterId(clusterId, `committed entry ${entry.index}`);
+      }
     }
     const ready: Ready = {
       hardState: changed ? hardState : null,
@@ -958,15 +1138,24 @@ export class Replica {
    * Once this master has committed an entry of its term and no change is in flight, it
    * writes down the incarnation each such member answered with, so that from then on a
    * message from any other incarnation of that member (a wiped data directory, say) is
-   * ignored. Members not heard from yet are bound later.
+   * ignored. Members not heard from yet are bound later. With `drawClusterId`, the same
+   * entry carries the cluster id, drawn here when the log holds none (the first master of
+   * a cluster that bootstrapped, or of one upgraded from a version without cluster ids):
+   * one config entry through the log, so every member ends with the same id, no race.
    */
   private maybeBindIncarnations(): void {
-    if (!this.config.bindIncarnations) return;
+    const { bindIncarnations, drawClusterId } = this.config;
+    if (!bindIncarnations && !drawClusterId) return;
     if (this.changeInProgress || this.switchover !== null) return;
     if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
+    let clusterId = this.logClusterId();
     let changed = false;
+    if (clusterId === null && drawClusterId) {
+      clusterId = this.drawClusterId();
+      changed = true;
+    }
     const config = this.configuration.map((m) => {
-      if (m.incarnation !== 0) return m;
+      if (m.incarnation !== 0 || !bindIncarnations) return m;
       const heard =
         m.id === this.id ? this.incarnation : (this.progress.get(m.id)?.incarnation ?? 0);
       if (heard === 0) return m;
@@ -978,15 +1167,22 @@ export class Replica {
       index: this.log.lastIndex() + 1,
       term: this.currentTerm,
       kind: "config",
-      data: encodeConfiguration(config),
+      data: encodeConfiguration(config, clusterId),
     });
+  }
+
+  /** A new cluster id: this data directory's incarnation and 64 bits from the Prng, in hex. */
+  private drawClusterId(): string {
+    const hex = (n: number, digits: number) => n.toString(16).padStart(digits, "0");
+    const random = hex(this.prng.nextUint32(), 8) + hex(this.prng.nextUint32(), 8);
+    return `${hex(this.incarnation, 12)}${random}`;
   }
 
   private tickBackup(): void {
     if (this.probingTerm) this.sendTermProbes();
     this.electionElapsed++;
     if (this.electionElapsed < this.electionTimeout) return;
-    if (this.joining || !this.isVoter) {
+    if (this.joining || this.gate !== null || !this.isVoter) {
       // Not a voter (yet): forget a silent master and keep waiting for one to call.
       this.master = null;
       this.resetElectionTimer();
@@ -1124,11 +1320,22 @@ export class Replica {
   private dispatch(m: Message): void {
     if (m.type === "term_probe") {
       // Answered whatever the terms: the prober only learns, it changes nothing here.
+      // Only a node that holds the cluster's log (not gated, not catching up) speaks for
+      // what the configuration says of the asker.
+      const listed = memberOf(this.configuration, m.from);
+      const informed = this.clusterIdKnown !== null && this.gate === null && !this.joining;
       this.send<TermProbeResponse>({
         type: "term_probe_response",
         from: this.id,
         to: m.from,
         term: this.currentTerm,
+        clusterId: this.clusterIdKnown ?? "",
+        bootstrapping: this.startedEmpty && this.clusterIdKnown === null && !this.joining,
+        welcome: informed && listed?.incarnation === 0,
+        bound:
+          informed &&
+          (listed === undefined ||
+            (listed.incarnation !== 0 && listed.incarnation !== m.incarnation)),
       });
       return;
     }
@@ -1223,6 +1430,7 @@ export class Replica {
     // a candidate counts only the votes its configuration lists, of listed incarnations.
     const canVote =
       !this.joining &&
+      this.gate === null &&
       (this.vote === m.from ||
         (this.vote === null && this.master === null) ||
         (m.preVote && m.term > this.currentTerm));
@@ -1606,6 +1814,10 @@ export class Replica {
     const changed = config !== this.configuration || index !== this.configIndex;
     this.configuration = config;
     this.configIndex = index;
+    if (!this.listedOnce && (index > 0 || this.installed !== null)) {
+      const me = memberOf(config, this.id);
+      if (me !== undefined && this.listsSelf(me)) this.listedOnce = true;
+    }
     this.peers = config.filter((m) => m.id !== this.id).map((m) => m.id);
     if (!changed) return;
     this.outEvents.push({ type: "config", config, index });
@@ -1646,6 +1858,7 @@ export class Replica {
 
   /** Whether a committed configuration no longer lists this node (this incarnation). */
   private isRemovedByCommit(): boolean {
+    if (!this.listedOnce) return false;
     if (this.configIndex === 0 || this.configIndex > this.log.commitIndex) return false;
     const me = memberOf(this.configuration, this.id);
     return me === undefined || !this.listsSelf(me);

@@ -5,7 +5,8 @@
  *
  *   read       GET and HEAD: /v1/kv, /v1/status, /v1/members, /v1/events, /metrics, …
  *   readwrite  PUT and DELETE on /v1/kv, POST /v1/txn, POST and DELETE on /v1/leases
- *   admin      POST /v1/switchover, POST /v1/faults/*, membership changes, any other write
+ *   admin      POST /v1/switchover, POST /v1/faults/*, membership changes, any other write,
+ *              and GET /v1/members/{id}/join (its answer hands out a member incarnation)
  *
  * A missing or unknown token is 401 ERR_UNAUTHENTICATED with `WWW-Authenticate: Bearer`;
  * a token whose role is too low is 403 ERR_FORBIDDEN. Both are answered before the body
@@ -31,6 +32,8 @@ function isOpen(url: string): boolean {
  */
 export function requiredRole(method: string, url: string): TokenRole | null {
   if (isOpen(url)) return null;
+  // Whoever holds the answer can speak as that member: it is an administrator's act.
+  if (url === "/v1/members/:id/join") return "admin";
   if (method === "GET" || method === "HEAD") return "read";
   // A CORS preflight carries no credentials; the request it announces is checked.
   if (method === "OPTIONS") return null;

@@ -58,7 +58,12 @@ export interface KvNodeApi {
    * and the members. Throws InvalidInputError for a non-member, ConflictError for a
    * voter (replace it first).
    */
-  joinInfo?(id: NodeId): { readonly incarnation: number; readonly members: readonly Member[] };
+  joinInfo?(id: NodeId): {
+    readonly incarnation: number;
+    readonly members: readonly Member[];
+    /** The cluster id, or null while the cluster has none yet (it arrives through the log). */
+    readonly clusterId: string | null;
+  };
 }
 
 export type MemberChangeRequest =

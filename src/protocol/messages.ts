@@ -66,6 +66,8 @@ export interface SnapshotMeta {
    * one was ever logged; absent means the configuration the node was started with.
    */
   readonly config?: readonly Member[];
+  /** The cluster id, when the node that took or sent the snapshot knew it. */
+  readonly clusterId?: string;
 }
 
 interface Envelope {
@@ -150,9 +152,31 @@ export interface TermProbe extends MemberEnvelope {
   readonly type: "term_probe";
 }
 
-/** The answer to a TermProbe: `term` is the answering node's current term. */
+/**
+ * The answer to a TermProbe: `term` is the answering node's current term. A node whose
+ * data directory is empty asks with term probes too, before it may vote (the bootstrap
+ * gate): the answer says whether the cluster already has an id, whether the answering
+ * node is itself bootstrapping, and whether the asker may join as the member the
+ * configuration lists (see `welcome`).
+ */
 export interface TermProbeResponse extends MemberEnvelope {
   readonly type: "term_probe_response";
+  /** The cluster id the answering node knows (committed), or "" when it knows none. */
+  readonly clusterId: string;
+  /** The answering node started from an empty data directory and has no cluster id yet. */
+  readonly bootstrapping: boolean;
+  /**
+   * The cluster has an id and the answering node's configuration lists the asker with
+   * incarnation 0: no master ever heard from it (a member of the command line that
+   * started late), so it may join with that id. Only a node that holds the cluster's log
+   * (neither gated nor catching up) welcomes or binds.
+   */
+  readonly welcome: boolean;
+  /**
+   * The cluster has an id and the answering node's configuration lists another
+   * incarnation of the asker, or does not list it: the asker must not take part.
+   */
+  readonly bound: boolean;
 }
 
 /**

@@ -52,6 +52,11 @@ export interface NodeStatus {
   readonly members: readonly MemberStatus[];
   /** This node's data directory's member incarnation. */
   readonly incarnation?: number;
+  /**
+   * The cluster id drawn when the cluster bootstrapped, or null until this node knows it
+   * (an empty node waiting for its peers, or the moments before the first master's entry).
+   */
+  readonly clusterId?: string | null;
   /** Whether a membership change is in the log and not committed yet. */
   readonly changeInProgress?: boolean;
   /**

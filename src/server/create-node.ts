@@ -145,7 +145,7 @@ async function ensureIdentity(
     opened.hardState.term === 0 && opened.snapshot.index === 0 && opened.entries.length === 0;
   if (joined !== null && empty) {
     await store.save({
-      clusterId: null,
+      clusterId: joined.clusterId,
       incarnation: joined.incarnation,
       joinedConfig: joined.members,
       appliedConfig: null,
@@ -169,6 +169,8 @@ async function ensureIdentity(
 
 /** What `--join <url>` learned for a member added to a running cluster. */
 export interface JoinedIdentity {
+  /** The cluster id the member answered with; null while the cluster had none yet. */
+  readonly clusterId: string | null;
   readonly incarnation: number;
   readonly members: readonly Member[];
 }

@@ -63,6 +63,15 @@ export interface NodeConfig {
    */
   readonly join: boolean;
   /**
+   * Votes and acknowledgements count only from the member incarnation the configuration
+   * lists: the master writes down each member's once it answered, together with the
+   * cluster id (see ReplicaConfig.bindIncarnations). A wiped member then comes back
+   * through `baton member replace` and `--join <url>`. Off only for the whole-node
+   * simulator, whose nemesis still wipes nodes and restarts them with a bare `--join`.
+   * @default true
+   */
+  readonly bindIncarnations: boolean;
+  /**
    * Mutual TLS between nodes: the cluster CA certificate, this node's certificate and its
    * key, as file names (`baton certs ca`, `baton certs node`). All three or none; none is
    * plain TCP, which `baton start` allows only on loopback or with `insecure`. The files
@@ -105,6 +114,7 @@ export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen" 
     transferChunkBytes: 1024 * 1024,
     transferStallMs: 10_000,
     join: false,
+    bindIncarnations: true,
     tlsCa: null,
     tlsCert: null,
     tlsKey: null,

@@ -20,7 +20,7 @@ import {
 } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
-import { MemoryNetwork } from "../transport/memory-transport.js";
+import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
@@ -347,6 +347,55 @@ describe("node runtime", () => {
     });
     await expect(b.node.switchover(master.node.id)).rejects.toBeInstanceOf(ConflictError);
     expect(b.node.role).toBe("master");
+  });
+
+  it("timing: membership: a re-sent add of the same learner is answered with the members and logs nothing; a removed member's link is forgotten by the others", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const learner = {
+      id: 4,
+      incarnation: 44,
+      voter: false,
+      peerAddress: "127.0.0.1:7104",
+      httpUrl: "http://127.0.0.1:8104",
+    };
+    const add = { type: "add" as const, member: learner };
+    // A new master takes a change only once it has committed an entry of its term.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await master.node.changeMembers(add);
+        break;
+      } catch (error) {
+        if (!(error instanceof ConflictError) || attempt > 50) throw error;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const lastIndex = master.node.status().lastIndex;
+    // Its first answer was lost, say: the same add again is answered, with no new entry.
+    const again = await master.node.changeMembers({
+      ...add,
+      member: { ...learner, incarnation: 45 },
+    });
+    expect(again.members.map((m) => m.id)).toEqual([1, 2, 3, 4]);
+    expect(master.node.status().lastIndex).toBe(lastIndex);
+    // Other addresses for the same id are still refused.
+    expect(() =>
+      master.node.changeMembers({ ...add, member: { ...learner, peerAddress: "127.0.0.1:7999" } }),
+    ).toThrow(InvalidInputError);
+
+    const forgotten = vi.spyOn(MemoryTransport.prototype, "removePeer");
+    const removed = nodes.find((n) => n !== master)!;
+    const other = nodes.find((n) => n !== master && n !== removed)!;
+    await master.node.changeMembers({ type: "remove", id: removed.node.id });
+    await until("the master and the other backup forget the removed member's link", () => {
+      const forgettingIds = forgotten.mock.contexts.map((t) => (t as MemoryTransport).nodeId);
+      const calls = forgotten.mock.calls.map(([id], i) => `${forgettingIds[i]}:${id}`);
+      return (
+        calls.includes(`${master.node.id}:${removed.node.id}`) &&
+        calls.includes(`${other.node.id}:${removed.node.id}`)
+      );
+    });
   });
 
   it("timing: switchover: a master stopped with handOver leaves a new master without an election timeout", async () => {

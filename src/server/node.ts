@@ -247,6 +247,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     super();
     this.config = deps.config;
     this.id = deps.config.id;
+    for (const p of deps.config.peers) if (p.id !== this.id) this.linkedPeers.add(p.id);
     this.incarnation = deps.incarnation ?? 0;
     this.identityStore = deps.identity ?? null;
     this.replica = replica;
@@ -269,6 +270,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       stallMs: this.config.transferStallMs,
       term: () => this.replica.term,
       configAt: (index) => this.replica.configAt(index),
+      clusterId: () => this.replica.clusterId,
       onSent: (peer, ok) => this.onTransferSent(peer, ok),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
@@ -318,6 +320,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       heartbeatTicks: ticks(config.heartbeatMs),
       electionTicksMin: ticks(config.electionMsMin),
       electionTicksMax: ticks(config.electionMsMax),
+      bindIncarnations: config.bindIncarnations,
+      drawClusterId: true,
     };
     const identity = deps.identity?.identity() ?? null;
     // The newest committed configuration stands in for the snapshot's: any config entry
@@ -340,19 +344,35 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           new Map(config.peers.map((p) => [p.id, { peerAddress: p.address, httpUrl: "" }])),
         ),
         ...(joined === null ? {} : { configuration: joined }),
+        clusterId: identity?.clusterId ?? null,
+        // An empty data directory with no cluster id and nothing learned with --join waits
+        // for its peers before it votes (the bootstrap gate, see Replica). Memory storage
+        // (tests, embedding without a data directory) has no identity and is not gated.
+        ...(identity === null || joined !== null
+          ? {}
+          : { gate: config.join ? "rejoin" : "bootstrap" }),
       },
     );
+    if (replica.isGated) {
+      logger.info(
+        { event: "bootstrap", gate: config.join ? "rejoin" : "bootstrap" },
+        config.join
+          ? "empty data directory started with a bare --join: asking the peers whether the cluster welcomes this member"
+          : "empty data directory: asking the peers whether they start empty too before voting (bootstrap)",
+      );
+    }
     if (replica.isJoining) {
       logger.warn(
         { event: "joining" },
         "this node lost its data and is rejoining: it will not vote or campaign until a master has caught it up",
       );
-    } else if (config.join) {
+    } else if (config.join && !replica.isGated) {
       logger.warn(
         { event: "joining", term: opened.hardState.term, lastIndex: replica.lastIndex },
         "--join ignored: the data directory holds this node's state; --join is for a node whose data was wiped",
       );
     }
+    if (replica.clusterId !== null) deps.transport.setClusterUid?.(replica.clusterId);
     const node = new BatonNode(deps, replica, opened.snapshot.index);
     logger.info(
       {
@@ -640,6 +660,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return this.transfer.progress();
   }
 
+  /** The cluster id, once this node knows it (committed, or learned when it joined). */
+  get clusterId(): string | null {
+    return this.replica.clusterId;
+  }
+
   status(): NodeStatus {
     const r = this.replica;
     const now = this.clock.wallMs();
@@ -695,6 +720,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       lastIndex: r.lastIndex,
       members,
       incarnation: this.incarnation,
+      clusterId: r.clusterId,
       changeInProgress: r.changeInProgress,
     };
   }
@@ -764,6 +790,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     this.lastTickAt = now;
     this.replica.tick();
+    this.maybeForgetPeers();
     if (this.forwarder.inFlight > 0) this.forwarder.poll();
     this.schedule();
   }
@@ -1083,13 +1110,28 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private onCoreEvent(event: CoreEvent): void {
     if (event.type === "role") return this.onRoleEvent(event);
+    if (event.type === "cluster_id") return this.onClusterId(event.clusterId, event.source);
+    if (event.type === "bootstrap") {
+      this.log.info({ event: "bootstrap" }, event.reason);
+      return;
+    }
+    if (event.type === "refused") {
+      this.log.error(
+        { event: "refused", reason: event.reason },
+        `refusing to start: ${event.reason}`,
+      );
+      this.clock.setImmediate(() => this.fail(new BootstrapRefusedError(this.id, event.reason)));
+      return;
+    }
     if (event.type === "config") {
       for (const member of event.config) {
-        if (member.id === this.id || member.peerAddress === "") continue;
-        if (this.config.peers.some((p) => p.id === member.id)) continue;
-        if (this.addedPeers.has(member.id)) continue;
-        this.addedPeers.add(member.id);
-        this.transport.addPeer({ id: member.id, address: member.peerAddress });
+        if (member.id === this.id || this.linkedPeers.has(member.id)) continue;
+        // The command line's address wins over the one the configuration recorded.
+        const address =
+          this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
+        if (address === "") continue;
+        this.linkedPeers.add(member.id);
+        this.transport.addPeer({ id: member.id, address });
       }
       this.log.info(
         {
@@ -1115,11 +1157,53 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     );
   }
 
-  /** Peers this node connects to because a configuration added them. */
-  private readonly addedPeers = new Set<NodeId>();
+  /** The peers the transport has: the command line's, then every member a configuration listed. */
+  private readonly linkedPeers = new Set<NodeId>();
+
+  /**
+   * Forgets the link to each peer that the configuration no longer lists, once that
+   * configuration is committed and (on the master) the removed member is no longer
+   * replicated to, so that the transport stops redialling a removed node. Only a voter
+   * does it: a learner replaying old configurations from the log would forget members
+   * that are still there (the master among them).
+   */
+  private maybeForgetPeers(): void {
+    const r = this.replica;
+    if (r.changeInProgress || !r.isVoter || r.isJoining) return;
+    const progress = r.peerProgress();
+    for (const id of this.linkedPeers) {
+      if (r.members.some((m) => m.id === id) || progress.has(id)) continue;
+      this.linkedPeers.delete(id);
+      this.transport.removePeer(id);
+      this.connected.delete(id);
+      this.log.info(
+        { event: "peer_removed", peer: id },
+        `forgot the link to node ${id}: the committed configuration no longer lists it`,
+      );
+    }
+  }
   private readonly pendingChanges = new Map<number, PendingChange>();
   /** Resolves when the newest committed configuration is in the identity file. */
   private identitySaved: Promise<void> = Promise.resolve();
+
+  /**
+   * The core learned the cluster id: the handshake carries it from now on, and it goes
+   * into the identity file (after any configuration queued before it).
+   */
+  private onClusterId(clusterId: string, source: string): void {
+    this.transport.setClusterUid?.(clusterId);
+    this.log.info({ event: "cluster_id", clusterId }, `cluster id ${clusterId} (from ${source})`);
+    const store = this.identityStore;
+    if (store === null) return;
+    this.identitySaved = this.identitySaved
+      .then(() => {
+        const current = store.identity();
+        assert(current !== null, `node ${this.id}: a data directory without its identity`);
+        if (current.clusterId === clusterId) return;
+        return store.save({ ...current, clusterId });
+      })
+      .catch((error: unknown) => this.fail(error));
+  }
 
   /** A config entry was applied (it is committed): keep it, settle its proposer. */
   private onConfigApplied(entry: Entry): void {
@@ -1149,6 +1233,24 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       );
   }
 
+  /**
+   * An add that is already done: the master's committed configuration lists the same id
+   * as a learner with the same addresses (a retried `baton member add`, whose first answer
+   * was lost). It is answered like the first one, without a second entry; any other
+   * addition of an existing id is refused by the core.
+   */
+  private alreadyAdded(change: MemberChange): MemberChangeOutcome | null {
+    const r = this.replica;
+    if (change.type !== "add" || r.role !== "master" || r.changeInProgress) return null;
+    const listed = r.members.find((m) => m.id === change.member.id);
+    const same =
+      listed !== undefined &&
+      !listed.voter &&
+      listed.peerAddress === change.member.peerAddress &&
+      listed.httpUrl === change.member.httpUrl;
+    return same ? { index: r.commitIndex, members: r.members } : null;
+  }
+
   /** The configuration in effect (the newest in the log) and whether it is committed. */
   members(): { readonly members: Configuration; readonly changeInProgress: boolean } {
     return { members: this.replica.members, changeInProgress: this.replica.changeInProgress };
@@ -1161,6 +1263,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    */
   changeMembers(change: MemberChange): Promise<MemberChangeOutcome> {
     this.checkRunning();
+    const done = this.alreadyAdded(change);
+    if (done !== null) return Promise.resolve(done);
     const result = this.replica.changeMembers(change);
     this.schedule();
     if (!result.ok) {
@@ -1511,5 +1615,21 @@ function rejectingThrows<T>(start: () => Promise<T>): Promise<T> {
   } catch (error) {
     rethrowIfBug(error);
     return Promise.reject(error);
+  }
+}
+
+/**
+ * The bootstrap gate refused this node: its data directory is empty, and the cluster its
+ * peers belong to lists another incarnation of it. The message says how to bring it back
+ * (`baton member replace`, then `--join`).
+ */
+export class BootstrapRefusedError extends Error {
+  readonly code = "ERR_BOOTSTRAP_REFUSED";
+  constructor(
+    readonly nodeId: NodeId,
+    readonly reason: string,
+  ) {
+    super(`node ${nodeId} refused to start: ${reason}`);
+    this.name = "BootstrapRefusedError";
   }
 }

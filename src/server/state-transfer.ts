@@ -14,6 +14,7 @@
 import type { Logger } from "pino";
 import {
   type Configuration,
+  decodeClusterId,
   decodeConfiguration,
   encodeConfiguration,
 } from "../core/configuration.js";
@@ -55,6 +56,8 @@ export interface StateTransferDeps {
   readonly term: () => number;
   /** The configuration in effect at a snapshot's index, sent with it. */
   readonly configAt: (index: number) => Configuration;
+  /** The cluster id this node knows (committed), sent along with a snapshot; null: none. */
+  readonly clusterId: () => string | null;
   /** A transfer to `peer` ended: ok when the backup adopted or already had the state. */
   readonly onSent: (peer: NodeId, ok: boolean) => void;
   /** A snapshot fully arrived; returns whether the core adopts it. */
@@ -229,7 +232,7 @@ export class StateTransfer {
       totalBytes: out.totalBytes,
       crc32: out.crc32,
       data: data.slice(),
-      config: encodeConfiguration(this.deps.configAt(out.meta.index)),
+      config: encodeConfiguration(this.deps.configAt(out.meta.index), this.deps.clusterId()),
     };
     out.sentBytes += data.length;
     this.deps.transport.send(message);
@@ -359,10 +362,13 @@ export class StateTransfer {
     // A configuration that does not decode is left out: the snapshot then keeps the one
     // this node had, as a snapshot written before configurations were sent along did.
     const config = decodeConfiguration(chunk.config);
-    const meta =
-      config === null
-        ? { index: chunk.snapshotIndex, term: chunk.snapshotTerm }
-        : { index: chunk.snapshotIndex, term: chunk.snapshotTerm, config };
+    const clusterId = decodeClusterId(chunk.config);
+    const meta = {
+      index: chunk.snapshotIndex,
+      term: chunk.snapshotTerm,
+      ...(config === null ? {} : { config }),
+      ...(clusterId === null ? {} : { clusterId }),
+    };
     const session: Incoming = {
       from: chunk.from,
       term: chunk.term,

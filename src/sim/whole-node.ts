@@ -254,6 +254,9 @@ class WholeNodeRun {
       // it; the simulated network loses messages inside a connection).
       transferStallMs: this.scenario.transferStallMs,
       join: proc.join,
+      // The nemesis still restarts a wiped node with a bare --join, not through
+      // `baton member replace`: a bound configuration would shut it out.
+      bindIncarnations: false,
     });
     const lockHost: LockHost = {
       pid: proc.pid,

@@ -176,6 +176,7 @@ describe("frame schema", () => {
     magic: "baton",
     protocolVersion: PROTOCOL_VERSION,
     clusterId: "c",
+    clusterUid: "",
     fromId: 3,
     toId: 1,
     incarnation: 7,
@@ -185,6 +186,7 @@ describe("frame schema", () => {
     type: "hello_ok",
     protocolVersion: PROTOCOL_VERSION,
     nodeId: 1,
+    clusterUid: "u",
     incarnation: 8,
     advertise: { httpUrl: null },
   };

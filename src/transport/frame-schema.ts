@@ -23,10 +23,12 @@ export const PROTOCOL_MAGIC = "baton";
  * hello and hello_ok; version 3 added the forward_* messages (a backup forwards proposals
  * and read-index requests to the master over the peer link) and switchover (timeout_now,
  * and `handover` in vote_request); version 4 added `incarnation` (the sender's member
- * incarnation) to every core message and `config` log entries (membership changes).
- * Nodes of different versions refuse each other.
+ * incarnation) to every core message and `config` log entries (membership changes);
+ * version 5 added the cluster id drawn at bootstrap (`clusterUid` in hello and hello_ok)
+ * and the bootstrap gate's fields in term_probe_response. Nodes of different versions
+ * refuse each other.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
@@ -50,6 +52,12 @@ export interface Hello {
   readonly magic: typeof PROTOCOL_MAGIC;
   readonly protocolVersion: number;
   readonly clusterId: string;
+  /**
+   * The cluster id drawn when the cluster bootstrapped, from the dialler's data directory,
+   * or "" while it has none. `clusterId` is the operator's name for the cluster
+   * (`--cluster-id`, certificates); this one tells two clusters of one name apart.
+   */
+  readonly clusterUid: string;
   readonly fromId: NodeId;
   readonly toId: NodeId;
   /** Identifies the dialling process; see `Incarnation`. */
@@ -63,6 +71,8 @@ export interface HelloOk {
   readonly type: "hello_ok";
   readonly protocolVersion: number;
   readonly nodeId: NodeId;
+  /** The acceptor's cluster id drawn at bootstrap, or "" while it has none; see Hello. */
+  readonly clusterUid: string;
   /** Identifies the accepting process; see `Incarnation`. */
   readonly incarnation: number;
   /** What the accepting node tells about itself. */
@@ -148,7 +158,13 @@ const messageSchemas: SchemaTable<WireMessage> = {
   heartbeat: { ...memberEnvelope, commitIndex: "uint", readContext: "uint" },
   heartbeat_response: { ...memberEnvelope, readContext: "uint" },
   term_probe: { ...memberEnvelope },
-  term_probe_response: { ...memberEnvelope },
+  term_probe_response: {
+    ...memberEnvelope,
+    clusterId: "text",
+    bootstrapping: "bool",
+    welcome: "bool",
+    bound: "bool",
+  },
   timeout_now: { ...memberEnvelope },
   snapshot_chunk: {
     ...envelope,
@@ -186,6 +202,7 @@ const controlSchemas: SchemaTable<ControlFrame> = {
     magic: "magic",
     protocolVersion: "uint",
     clusterId: "text",
+    clusterUid: "text",
     fromId: "node_id",
     toId: "node_id",
     incarnation: "uint",
@@ -194,6 +211,7 @@ const controlSchemas: SchemaTable<ControlFrame> = {
   hello_ok: {
     protocolVersion: "uint",
     nodeId: "node_id",
+    clusterUid: "text",
     incarnation: "uint",
     advertise: "peer_info",
   },

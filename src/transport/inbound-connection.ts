@@ -40,6 +40,8 @@ export interface InboundContext {
   readonly clock: Clock;
   /** This transport's incarnation, presented in every hello answer. */
   readonly incarnation: Incarnation;
+  /** This node's cluster id drawn at bootstrap, or "" while it has none. */
+  clusterUid(): string;
   isPeer(id: NodeId): boolean;
   /** Decides whether a warning about `key` is news or a repeat to log at debug. */
   warningLevel(key: string): "warn" | "debug";
@@ -165,6 +167,7 @@ export class InboundConnection {
         type: "hello_ok",
         protocolVersion: PROTOCOL_VERSION,
         nodeId,
+        clusterUid: this.context.clusterUid(),
         incarnation: this.context.incarnation,
         advertise,
       },
@@ -191,6 +194,10 @@ export class InboundConnection {
     }
     if (hello.clusterId !== config.clusterId) {
       return `cluster id ${JSON.stringify(hello.clusterId)} does not match this node's cluster`;
+    }
+    const own = this.context.clusterUid();
+    if (hello.clusterUid !== "" && own !== "" && hello.clusterUid !== own) {
+      return differentClusters(hello.fromId, hello.clusterUid, config.nodeId, own);
     }
     if (hello.toId !== config.nodeId)
       return `this is node ${config.nodeId}, not node ${hello.toId}`;
@@ -260,4 +267,17 @@ export class InboundConnection {
   private log(level: "debug" | "info" | "warn", message: string, fields: LogFields): void {
     this.context.logger[level]({ peer: this.peer, remote: this.remote, ...fields }, message);
   }
+}
+
+/**
+ * Why two nodes whose data directories belong to different clusters refuse each other:
+ * each was bootstrapped (or joined) apart, and mixing them would merge two histories.
+ */
+export function differentClusters(
+  peer: NodeId,
+  peerCluster: string,
+  self: NodeId,
+  selfCluster: string,
+): string {
+  return `node ${peer} belongs to cluster ${peerCluster} and node ${self} to cluster ${selfCluster}: they are different clusters (check the peer addresses; a node's data directory cannot move between clusters)`;
 }

@@ -30,6 +30,7 @@ import {
   PROTOCOL_VERSION,
   type ProtocolError,
 } from "./frame-schema.js";
+import { differentClusters } from "./inbound-connection.js";
 import {
   certificateIdentity,
   describeVerifyError,
@@ -74,6 +75,8 @@ export interface OutboundLinkContext {
   readonly clock: Clock;
   /** This transport's incarnation, presented in every hello. */
   readonly incarnation: Incarnation;
+  /** This node's cluster id drawn at bootstrap, or "" while it has none. */
+  clusterUid(): string;
   /** Returns a number in [0, 1); drives reconnect jitter. */
   readonly random: () => number;
   /** The peer answered the hello with `info`; called just before `onUp`. */
@@ -286,6 +289,7 @@ export class OutboundLink {
         magic: PROTOCOL_MAGIC,
         protocolVersion: PROTOCOL_VERSION,
         clusterId: config.clusterId,
+        clusterUid: this.context.clusterUid(),
         fromId: config.nodeId,
         toId: this.peer,
         incarnation: this.context.incarnation,
@@ -332,6 +336,19 @@ export class OutboundLink {
     if (frame.nodeId !== this.peer || frame.protocolVersion !== PROTOCOL_VERSION) {
       const detail = `hello_ok from node ${frame.nodeId} v${frame.protocolVersion}`;
       this.protocolError(socket, unexpected(detail));
+      return;
+    }
+    const own = this.context.clusterUid();
+    if (frame.clusterUid !== "" && own !== "" && frame.clusterUid !== own) {
+      const reason = differentClusters(
+        this.peer,
+        frame.clusterUid,
+        this.context.config.nodeId,
+        own,
+      );
+      const level = this.failures === 0 ? "warn" : "debug";
+      this.logger[level]({ reason }, "refusing the peer's handshake");
+      this.fail(socket, "handshake_refused", reason);
       return;
     }
     this.peerIncarnation = frame.incarnation;

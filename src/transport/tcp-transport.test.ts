@@ -124,6 +124,7 @@ class RawClient {
   hello(
     fields: Partial<{
       clusterId: string;
+      clusterUid: string;
       fromId: number;
       toId: number;
       version: number;
@@ -137,6 +138,7 @@ class RawClient {
       magic: "baton",
       protocolVersion: fields.version ?? PROTOCOL_VERSION,
       clusterId: fields.clusterId ?? "test-cluster",
+      clusterUid: fields.clusterUid ?? "",
       fromId: fields.fromId ?? 2,
       toId: fields.toId ?? 1,
       incarnation: fields.incarnation ?? 1,
@@ -309,6 +311,41 @@ describe("TcpTransport", () => {
     await expectLinkWorks(nodes[1] as TcpTransport, nodes[0] as TcpTransport, 1);
   });
 
+  it("tcp: a hello with another drawn cluster id is refused, naming both (one empty id is accepted)", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    const a = nodes[0] as TcpTransport;
+    a.setClusterUid("aaaa");
+    const stranger = await openClient(addresses.get(1) as string);
+    stranger.hello({ clusterUid: "bbbb" });
+    await stranger.closed;
+    expect(stranger.frames).toEqual([
+      {
+        type: "hello_error",
+        reason: expect.stringMatching(/node 2 belongs to cluster bbbb and node 1 to cluster aaaa/),
+      },
+    ]);
+    // A node without an id yet (bootstrapping, or upgraded) is not refused for it: the
+    // bootstrap gate in the core decides what it may do.
+    const empty = await openClient(addresses.get(1) as string);
+    empty.hello({ clusterUid: "" });
+    await until(() => empty.frames.length > 0);
+    expect(empty.frames[0]).toMatchObject({ type: "hello_ok", clusterUid: "aaaa" });
+  });
+
+  it("tcp: two transports with different drawn cluster ids stay apart (handshake_refused)", async () => {
+    const addresses = await addressesFor([1, 2]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    const b = new TcpTransport(testConfig(2, addresses), { logger });
+    a.setClusterUid("first");
+    b.setClusterUid("second");
+    transports.push(a, b);
+    const down = nextPeerEvent(a, "down", 2);
+    await Promise.all([a.start(), b.start()]);
+    expect(await down).toBe("handshake_refused");
+    expect(a.stats().peers[0]?.connected).toBe(false);
+  });
+
   it("tcp: a node of another cluster sees handshake_refused (two transports)", async () => {
     const addresses = await addressesFor([1, 2]);
     const { logger } = captureLogger();
@@ -374,6 +411,7 @@ describe("TcpTransport", () => {
         type: "hello_ok",
         protocolVersion: PROTOCOL_VERSION,
         nodeId: 1,
+        clusterUid: "",
         incarnation: expect.any(Number),
         advertise: { httpUrl: null },
       },
@@ -570,7 +608,12 @@ async function stalledPeer(
       decoder.push(chunk);
       const step = decoder.next();
       if (step.kind !== "frame" || step.frame.type !== "hello") return socket.destroy();
-      const helloOk = { type: "hello_ok", protocolVersion: PROTOCOL_VERSION, nodeId: id };
+      const helloOk = {
+        type: "hello_ok",
+        protocolVersion: PROTOCOL_VERSION,
+        nodeId: id,
+        clusterUid: "",
+      };
       const ok = encodeFrame({ ...helloOk, incarnation: 1, advertise } as Frame, {
         frameBytesMax: 1024,
       });

@@ -29,7 +29,7 @@ import { assert } from "../shared/assert.js";
 import { type Clock, realClock } from "../shared/clock.js";
 import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
-import { INCARNATION_MAX, type Incarnation } from "./frame-schema.js";
+import { FRAME_TEXT_CHARS_MAX, INCARNATION_MAX, type Incarnation } from "./frame-schema.js";
 import { HandlerSet } from "./handler-set.js";
 import {
   InboundConnection,
@@ -91,6 +91,8 @@ export class TcpTransport implements Transport {
   readonly nodeId: NodeId;
   /** Drawn once per transport; tells peers that this is a new process. */
   readonly incarnation: Incarnation;
+  /** The cluster id drawn at bootstrap, once the node knows it; "" before. */
+  private clusterUid = "";
   private readonly logger: Logger;
   private readonly random: () => number;
   private state: TransportState = "new";
@@ -271,6 +273,11 @@ export class TcpTransport implements Transport {
     );
   }
 
+  setClusterUid(clusterUid: string): void {
+    assert(clusterUid.length > 0 && clusterUid.length <= FRAME_TEXT_CHARS_MAX, "bad cluster id");
+    this.clusterUid = clusterUid;
+  }
+
   peerInfo(id: NodeId): PeerInfo | null {
     return this.infoByPeer.get(id) ?? null;
   }
@@ -361,6 +368,7 @@ export class TcpTransport implements Transport {
       logger: this.logger,
       clock: this.clock,
       incarnation: this.incarnation,
+      clusterUid: () => this.clusterUid,
       random: this.random,
       onPeerInfo: (peer, info) => this.learnPeerInfo(peer, info),
       onUp: (peer) => {
@@ -382,6 +390,7 @@ export class TcpTransport implements Transport {
       logger: this.logger,
       clock: this.clock,
       incarnation: this.incarnation,
+      clusterUid: () => this.clusterUid,
       isPeer: (id) => this.links.has(id),
       warningLevel: (key) => this.throttle.level(key),
       onHandshake: (connection) => this.onInboundHandshake(connection),

@@ -148,4 +148,10 @@ export interface Transport {
    */
   peerInfo(id: NodeId): PeerInfo | null;
   stats(): TransportStats;
+  /**
+   * The cluster id drawn when the cluster bootstrapped, once this node knows it: every
+   * later handshake presents it, and a peer presenting another one is refused (two
+   * clusters never mix). Optional: transports without a handshake leave it out.
+   */
+  setClusterUid?(clusterUid: string): void;
 }

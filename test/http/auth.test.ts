@@ -73,6 +73,8 @@ describe("http auth", () => {
     expect(requiredRole("POST", "/v1/faults/kill")).toBe("admin");
     expect(requiredRole("POST", "/v1/members")).toBe("admin");
     expect(requiredRole("DELETE", "/v1/members/:id")).toBe("admin");
+    // The join answer hands out a member incarnation: whoever has it speaks as the member.
+    expect(requiredRole("GET", "/v1/members/:id/join")).toBe("admin");
     // The store beyond single keys: reads need read, its writes readwrite.
     expect(requiredRole("GET", "/v1/kv")).toBe("read");
     expect(requiredRole("GET", "/v1/watch")).toBe("read");

@@ -139,6 +139,7 @@ function peerSession(
           magic: PROTOCOL_MAGIC,
           protocolVersion: PROTOCOL_VERSION,
           clusterId: "baton",
+          clusterUid: "",
           fromId: hello.fromId,
           toId: hello.toId,
           incarnation: 1 + Math.floor(Math.random() * 2 ** 40),

@@ -234,4 +234,75 @@ describe("security", () => {
       await agent.close();
     }
   }, 120_000);
+
+  it("timing: --join <https://…> learns a new member's identity over HTTPS with an admin token (the cluster CA from --tls-ca); a read token is refused and the node does not start", async () => {
+    const root = makeTempDir("baton-secure-join-");
+    const ids = [1, 2, 3, 4];
+    const ports = await freePorts(2 * ids.length);
+    const nodes = ids.map((id, i) =>
+      secureNode(id, ports[2 * i]!, ports[2 * i + 1]!, join(root, `n${id}`)),
+    );
+    const pki = await makePki(root, ids);
+    const [first, , , fourth] = nodes as [ClusterNode, ClusterNode, ClusterNode, ClusterNode];
+    const peers = nodes
+      .slice(0, 3)
+      .map((n) => `${n.id}=${n.peerAddress}`)
+      .join(",");
+    for (const node of nodes.slice(0, 3)) {
+      spawn(node, [
+        ...["--id", String(node.id), "--listen", node.peerAddress, "--http", node.httpAddress],
+        ...["--peers", peers, "--data", node.dataDir, "--election-ms", "300-600"],
+        ...securityArgs(pki, `node${node.id}`),
+      ]);
+    }
+    const urls = nodes.slice(0, 3).map((n) => `https://${n.httpAddress}`);
+    const admin = createClient({ endpoints: urls, ca: pki.ca, token: pki.tokens.admin });
+    try {
+      await waitFor(
+        "the secure cluster's cluster id",
+        async () => {
+          const status = await admin.status(urls[0]!).catch(() => null);
+          return status?.clusterId ?? undefined;
+        },
+        30_000,
+        200,
+      );
+      await admin.addMember({
+        id: 4,
+        peerAddress: fourth.peerAddress,
+        httpUrl: `https://${fourth.httpAddress}`,
+      });
+      const joinArgs = (token: string[]) => [
+        ...["--id", "4", "--listen", fourth.peerAddress, "--http", fourth.httpAddress],
+        ...["--data", fourth.dataDir, "--join", urls[0]!, ...token],
+        ...securityArgs(pki, "node4"),
+      ];
+      // A read token may not learn a member's incarnation: the node says so and exits 1.
+      const since = performance.now();
+      spawn(fourth, joinArgs(["--token", pki.tokens.read]));
+      await fourth.waitForLog("the refusal", (l) => /needs admin/.test(l.text), 15_000, since);
+      await fourth.waitForLog("the exit", (l) => /exited \(code 1\)/.test(l.text), 15_000, since);
+      // With an admin token from a file it joins, catches up and is promoted.
+      const tokenFile = join(root, "admin.token");
+      writeFileSync(tokenFile, `${pki.tokens.admin}\n`, { mode: 0o600 });
+      spawn(fourth, joinArgs(["--token-file", tokenFile]));
+      const members = await waitFor(
+        "node 4 promoted",
+        async () => admin.promoteMember(4).catch(() => undefined),
+        30_000,
+        200,
+      );
+      expect(members.find((m) => m.id === 4)?.voter).toBe(true);
+      const ids4 = await Promise.all(
+        [...urls, `https://${fourth.httpAddress}`].map(
+          async (url) => (await admin.status(url)).clusterId,
+        ),
+      );
+      expect(new Set(ids4).size).toBe(1);
+      expect(ids4[0]).toMatch(/^[0-9a-f]{28}$/);
+      expect(first.events("refused")).toEqual([]);
+    } finally {
+      await admin.close();
+    }
+  }, 120_000);
 });

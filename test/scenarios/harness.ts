@@ -100,12 +100,11 @@ export class Harness {
 
   private start(id: NodeId, options: { readonly join?: boolean } = {}): void {
     const disk = this.disks.get(id)!;
+    // As the runtime does: a member added with --join starts from the configuration it
+    // learned (no snapshot holds one yet), not from the bootstrap configuration.
     const restored = {
       hardState: disk.hardState,
-      snapshot:
-        disk.joinedConfig === null
-          ? this.bootConfig
-          : { index: 0, term: 0, config: disk.joinedConfig },
+      snapshot: disk.joinedConfig === null ? this.bootConfig : { index: 0, term: 0 },
       entries: [...disk.entries],
     };
     this.nodes.set(
@@ -113,6 +112,7 @@ export class Harness {
       new Replica(this.configs.get(id)!, new Prng(this.seed++), restored, {
         ...options,
         incarnation: disk.incarnation,
+        ...(disk.joinedConfig === null ? {} : { configuration: disk.joinedConfig }),
       }),
     );
     this.applied.set(id, []);

@@ -19,6 +19,29 @@ function cluster(count: number, checkQuorum = true): Harness {
 }
 
 describe("membership", () => {
+  it("membership: a learner replaying the log across several appends is not removed by a configuration from before its addition (two entries per append)", () => {
+    const h = new Harness();
+    h.addNodes(3, { appendEntriesMax: 2 }, true);
+    h.campaign(1);
+    h.stabilize();
+    // A configuration that does not list node 5 (node 4's addition), then more entries
+    // than one append carries, then node 5's addition.
+    h.addLearner(1, 4);
+    h.stabilize();
+    for (const text of ["a", "b", "c", "d", "e"]) h.propose(1, text);
+    h.stabilize();
+    h.addLearner(1, 5);
+    h.stabilize();
+    h.join(5, 1);
+    h.tickAll(20);
+    expect(h.out.filter((l) => l.startsWith("5 removed"))).toEqual([]);
+    expect(h.node(5).commitIndex).toBe(h.node(1).commitIndex);
+    // Removed for real, it says so.
+    h.change(1, { type: "remove", id: 5 });
+    h.tickAll(10);
+    expect(h.out.filter((l) => l.startsWith("5 removed"))).toHaveLength(1);
+  });
+
   it("membership: a learner catches up, counts for nothing until promoted, then votes", () => {
     const h = cluster(3);
     expect(h.addLearner(1, 4)).toBe("1 logged the change at 3");

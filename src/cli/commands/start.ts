@@ -14,6 +14,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import pino from "pino";
 import { KvNode } from "../../app/kv-node.js";
+import { createClient } from "../../client/index.js";
 import type { JoinedIdentity } from "../../server/create-node.js";
 import { insecureExposure, type NodeConfig } from "../../server/node-config.js";
 import {
@@ -22,6 +23,7 @@ import {
   identityFileName,
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
+import { credentialsFrom } from "./cluster-options.js";
 import { loadStartConfig, storeQuotaOf } from "./start-config.js";
 
 /** What commander hands over: the settings (as text; start-config checks them) and --config. */
@@ -71,7 +73,7 @@ export function register(program: Command, io: CliIo = processIo()): void {
     )
     .option(
       "--join [url]",
-      "with the URL of any member: start a member added with `baton member add` (learns its identity and the members; --peers not needed). Without a URL: this node's data directory was wiped, rejoin without voting until a master has caught it up (ignored when the directory holds state)",
+      "with the URL of any member: start a member added with `baton member add` or `baton member replace` (learns the cluster id, its identity and the members; --peers not needed). Without a URL (the old way back for a wiped node, superseded by `baton member replace`): on an empty directory, join only a cluster that never heard from this member, and catch up before voting (ignored when the directory holds state)",
     )
     .option("--log-level <level>", "fatal, error, warn, info, debug (default info)")
     .option(
@@ -95,6 +97,15 @@ export function register(program: Command, io: CliIo = processIo()): void {
     .option("--http-tls-cert <file>", "serve the HTTP API over HTTPS with this certificate")
     .option("--http-tls-key <file>", "the HTTPS certificate's private key")
     .option("--tokens <file>", "require API tokens from this file (baton certs token)")
+    .option(
+      "--ca <file>",
+      "with --join <https://…>: CA certificate of the member's HTTPS API (default: $BATON_CA, else --tls-ca)",
+    )
+    .option(
+      "--token <token>",
+      "with --join <url>: API token with the admin role (default: $BATON_TOKEN)",
+    )
+    .option("--token-file <file>", "with --join <url>: read the API token from a file")
     .option(
       "--insecure",
       "allow addresses other machines can reach without TLS and tokens (trusted networks only)",
@@ -139,42 +150,54 @@ function readKnownIdentity(dataDir: string | null): DataIdentity | null {
  * addition yet answers 409 (it still sees the old configuration): ask again for a few
  * seconds. Throws an Error saying what to do.
  */
-async function learnJoin(url: string, id: number): Promise<JoinedIdentity> {
+async function learnJoin(
+  url: string,
+  id: number,
+  credentials: { ca?: string; token?: string },
+): Promise<JoinedIdentity> {
+  const client = createClient({
+    endpoints: [url],
+    ...credentials,
+    deadlineMs: 10_000,
+    attemptTimeoutMs: 5_000,
+  });
   const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await askJoin(url, id);
-    } catch (error) {
-      if ((error as { status?: number }).status !== 409 || Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+  try {
+    for (;;) {
+      try {
+        const info = await client.joinInfo(id);
+        return { clusterId: info.clusterId, incarnation: info.incarnation, members: info.members };
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ERR_CONFLICT" || Date.now() > deadline) {
+          throw new Error(`--join ${url}: ${(error as Error).message}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
     }
+  } finally {
+    await client.close();
   }
 }
 
-async function askJoin(url: string, id: number): Promise<JoinedIdentity> {
-  const base = url.replace(/\/+$/, "");
-  let response: Response;
-  try {
-    response = await fetch(`${base}/v1/members/${id}/join`, {
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (error) {
-    throw new Error(`--join ${url}: cannot reach the member (${(error as Error).message})`);
-  }
-  const body = (await response.json().catch(() => null)) as {
-    incarnation?: unknown;
-    members?: unknown;
-    error?: unknown;
-  } | null;
-  if (!response.ok || body === null) {
-    const why = typeof body?.error === "string" ? body.error : `HTTP ${response.status}`;
-    throw Object.assign(new Error(`--join ${url}: ${why}`), { status: response.status });
-  }
-  const members = body.members as JoinedIdentity["members"];
-  if (typeof body.incarnation !== "number" || !Array.isArray(members)) {
-    throw new Error(`--join ${url}: the answer is not a join answer`);
-  }
-  return { incarnation: body.incarnation, members };
+/**
+ * The CA and token `--join <url>` asks with: the client's own options (`--ca`, else
+ * BATON_CA, else the cluster CA of `--tls-ca`; `--token`, else `--token-file`, else
+ * BATON_TOKEN), read by the same code as every `baton` command that talks to a cluster.
+ */
+function joinCredentials(flags: StartFlags, io: CliIo): { ca?: string; token?: string } {
+  const text = (value: unknown) => (typeof value === "string" ? value : undefined);
+  const envCa = io.env.BATON_CA !== undefined && io.env.BATON_CA !== "";
+  const ca = text(flags.ca) ?? (envCa ? undefined : text(flags.tlsCa));
+  const token = text(flags.token);
+  const tokenFile = text(flags.tokenFile);
+  return credentialsFrom(
+    {
+      ...(ca === undefined ? {} : { ca }),
+      ...(token === undefined ? {} : { token }),
+      ...(tokenFile === undefined ? {} : { tokenFile }),
+    },
+    io,
+  );
 }
 
 async function start(given: StartFlags, io: CliIo): Promise<number> {
@@ -187,7 +210,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     try {
       const id = Number(given.id);
       const known = readKnownIdentity(typeof given.data === "string" ? given.data : null);
-      if (known === null) joined = await learnJoin(given.join, id);
+      if (known === null) joined = await learnJoin(given.join, id, joinCredentials(given, io));
       const members = joined?.members ?? known?.appliedConfig?.config ?? known?.joinedConfig ?? [];
       flags = {
         ...given,

@@ -88,9 +88,10 @@ async function changeMembers(
 }
 
 /**
- * `GET /v1/members/{id}/join`: `{"id","incarnation","members":[{"id","voter","incarnation",
- * "peerAddress","httpUrl"}…]}` for a member added as a learner, which `baton start --join`
- * reads; 409 for a voter (replace it first), 400 for a non-member.
+ * `GET /v1/members/{id}/join`: `{"id","clusterId","incarnation","members":[{"id","voter",
+ * "incarnation","peerAddress","httpUrl"}…]}` for a member added as a learner, which
+ * `baton start --join` reads; 409 for a voter (replace it first), 400 for a non-member.
+ * Needs the admin role: the answer lets its holder speak as that member.
  */
 function joinInfo(
   context: HttpContext,
@@ -100,7 +101,12 @@ function joinInfo(
   const id = readMemberId(request);
   if (context.api.joinInfo === undefined) throw new NotMasterError(null);
   const info = context.api.joinInfo(id);
-  return reply.send({ id, incarnation: info.incarnation, members: info.members });
+  return reply.send({
+    id,
+    clusterId: info.clusterId,
+    incarnation: info.incarnation,
+    members: info.members,
+  });
 }
 
 function readMemberId(request: FastifyRequest): number {
