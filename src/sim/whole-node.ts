@@ -13,9 +13,11 @@
  *
  * The nemesis crashes nodes (the disk keeps what POSIX lets a crash keep), isolates and
  * splits them, cuts single directions, flips a stored bit and crashes the node (it must
- * refuse to start; its operator then wipes it and restarts it with --join), fails an
- * fdatasync with EIO (the node must stop; it restarts over what reached the disk), and
- * heals. The checkers are the simulator's own: at most one master per term after every
+ * refuse to start; its operator then wipes it and replaces the member), fails an
+ * fdatasync with EIO (the node must stop; it restarts over what reached the disk), steps
+ * wall clocks, asks for switchovers, cycles members out and in through the operator
+ * (`whole-node-operator.ts`, which also replaces every node whose data was lost), duplicates
+ * messages, and heals. The checkers are the simulator's own: at most one master per term after every
  * step, every node applies the same command at each index, exactly-once on every
  * application (`checkers/exactly-once.ts`), and at the end a master, answered clients,
  * replicas with equal state and a linearizable history (`checkers/linearizability.ts`).
@@ -24,9 +26,16 @@
 import { createHook } from "node:async_hooks";
 import pino, { type Logger } from "pino";
 import { Prng } from "../core/prng.js";
-import { decodeCommand, encodeCommand, type KvResult, KvStateMachine } from "../kv/index.js";
+import {
+  decodeCommand,
+  defaultKvLimits,
+  encodeCommand,
+  type KvLimits,
+  type KvResult,
+  KvStateMachine,
+} from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
-import { startNode } from "../server/create-node.js";
+import { type JoinedIdentity, startNode } from "../server/create-node.js";
 import type { BatonNode } from "../server/node.js";
 import { parseNodeConfig } from "../server/node-config.js";
 import { AssertionError, assert } from "../shared/assert.js";
@@ -40,6 +49,7 @@ import type { RunResult } from "./run.js";
 import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
 import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
+import { MemberOperator } from "./whole-node-operator.js";
 
 export interface WholeNodeOptions {
   readonly trace?: boolean;
@@ -47,6 +57,11 @@ export interface WholeNodeOptions {
   readonly faultPhaseMs?: number;
   /** Called after every step, inside the leak detector (tests of the simulator itself). */
   readonly onStep?: (now: number) => void;
+  /**
+   * A deliberate operator mistake the checkers must catch: `no_join`, a node whose data
+   * was lost is restarted empty, as the member it was, without --join or a replacement.
+   */
+  readonly negativeControl?: "no_join";
 }
 
 /** Where the simulated wall clocks start: virtual time 0 is this many ms after the epoch. */
@@ -74,6 +89,10 @@ export interface WholeNodeScenario {
   readonly snapshotKeepEntries: number;
   readonly nemesisMsMean: number;
   readonly faultPhaseMs: number;
+  /** The key-value store's limits: the defaults, or small tables that fill (a seed in four). */
+  readonly kvLimits: KvLimits;
+  /** Chance that the network delivers a message twice (the copy later, out of order). */
+  readonly duplicateChance: number;
 }
 
 export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
@@ -101,7 +120,22 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
     snapshotKeepEntries: prng.int(0, 50),
     nemesisMsMean: prng.int(150, 1000),
     faultPhaseMs,
+    ...laterDraws(prng),
   };
+}
+
+/**
+ * What seeds draw beyond the first scenario, drawn after it so that the earlier draws stay
+ * put: small exactly-once tables for a seed in four, and message duplication.
+ */
+function laterDraws(prng: Prng): { kvLimits: KvLimits } & { duplicateChance: number } {
+  const small = prng.chance(0.25);
+  const idempotencyKeyCountMax = prng.int(8, 512);
+  const idempotencyWindowMs = prng.int(10_000, 20_000);
+  const kvLimits = small
+    ? { ...defaultKvLimits(), idempotencyKeyCountMax, idempotencyWindowMs }
+    : defaultKvLimits();
+  return { kvLimits, duplicateChance: prng.pick([0, 0, 0.01, 0.05]) };
 }
 
 type ProcState = "down" | "starting" | "up" | "broken";
@@ -123,16 +157,23 @@ interface Proc {
   /** Wiped and not yet caught up by a master: it holds nothing and does not vote. */
   catchingUp: boolean;
   pid: number;
+  /** Stopped by the operator during a replacement: only the operator starts it again. */
+  awaitingOperator: boolean;
+  /** What `--join <url>` learned for this data directory; kept on the command line. */
+  joined: JoinedIdentity | null;
 }
 
 /** The product's state machine, with every application shown to the checkers. */
 class WatchedKv implements StateMachine<KvResult> {
-  readonly kv = new KvStateMachine();
+  readonly kv: KvStateMachine;
 
   constructor(
     private readonly node: NodeId,
     private readonly run: WholeNodeRun,
-  ) {}
+    limits: KvLimits,
+  ) {
+    this.kv = new KvStateMachine(limits);
+  }
 
   apply(command: Uint8Array, context: ApplyContext): KvResult {
     const result = this.kv.apply(command, context);
@@ -188,16 +229,43 @@ class WholeNodeRun {
   elections = 0;
   failovers = 0;
   transfers = 0;
+  clockJumps = 0;
+  /** Wall-clock jumps forward (each may move log time on by up to one clamped step). */
+  forwardJumps = 0;
+  faultsActive = true;
   leaks: string[] = [];
+  readonly operator: MemberOperator;
+  /** Each process clock's wall offset when it started (its skew), for a jump back. */
+  private readonly skewOf = new WeakMap<SimClock, number>();
 
   constructor(
     readonly seed: number,
     readonly scenario: WholeNodeScenario,
     readonly tracing: boolean,
+    readonly options: WholeNodeOptions = {},
   ) {
     this.prng = new Prng(seed);
+    const run = this;
     this.world = new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS);
-    this.net = new SimNet(this.world, new Prng(seed ^ 0x1b873593), scenario.net);
+    this.net = new SimNet(this.world, new Prng(seed ^ 0x1b873593), {
+      ...scenario.net,
+      duplicateChance: scenario.duplicateChance,
+    });
+    this.operator = new MemberOperator({
+      procs: this.procs,
+      prng: this.prng,
+      world: this.world,
+      get now() {
+        return run.scheduler.now;
+      },
+      get faultsActive() {
+        return run.faultsActive;
+      },
+      log: (line) => this.log(line),
+      stopAndWipe: (proc) => this.stopAndWipe(proc as Proc),
+      startJoined: (proc) => this.start(proc as Proc),
+      fail: (error) => this.scheduler.fail(error),
+    });
     for (let id = 1; id <= scenario.nodeCount; id++) {
       const clock = this.newClock();
       this.procs.push({
@@ -213,6 +281,8 @@ class WholeNodeRun {
         flipped: false,
         catchingUp: false,
         pid: 0,
+        awaitingOperator: false,
+        joined: null,
       });
     }
   }
@@ -227,7 +297,9 @@ class WholeNodeRun {
 
   private newClock(): SimClock {
     // Each process's wall clock is skewed by up to 2 s, as a master stamps it into the log.
-    return new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS + this.prng.int(-2000, 2000));
+    const clock = new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS + this.prng.int(-2000, 2000));
+    this.skewOf.set(clock, clock.wallOffsetMs);
+    return clock;
   }
 
   // ---------------------------------------------------------------- processes
@@ -239,7 +311,7 @@ class WholeNodeRun {
     proc.pid = proc.id * 1000 + incarnation;
     const ids = this.procs.map((p) => p.id);
     const transport = new SimTransport(this.net, proc.id, ids);
-    const sm = new WatchedKv(proc.id, this);
+    const sm = new WatchedKv(proc.id, this, this.scenario.kvLimits);
     proc.transport = transport;
     proc.sm = sm;
     const config = parseNodeConfig({
@@ -261,16 +333,23 @@ class WholeNodeRun {
       held: new Set(),
     };
     this.log(`node ${proc.id} starting (incarnation ${incarnation}${proc.join ? ", --join" : ""})`);
-    startNode(config, sm, this.logger(proc.id), transport, {
-      clock: proc.clock,
-      fs: proc.fs,
-      lockHost,
-      seed: this.prng.nextUint32(),
-      storage: {
-        walSegmentBytes: this.scenario.walSegmentBytes,
-        commitIndexPersistIntervalEntries: this.scenario.commitIndexPersistIntervalEntries,
+    startNode(
+      config,
+      sm,
+      this.logger(proc.id),
+      transport,
+      {
+        clock: proc.clock,
+        fs: proc.fs,
+        lockHost,
+        seed: this.prng.nextUint32(),
+        storage: {
+          walSegmentBytes: this.scenario.walSegmentBytes,
+          commitIndexPersistIntervalEntries: this.scenario.commitIndexPersistIntervalEntries,
+        },
       },
-    }).then(
+      proc.joined,
+    ).then(
       (node) => this.onStarted(proc, incarnation, node),
       (error: unknown) => this.onStartFailed(proc, incarnation, error),
     );
@@ -283,6 +362,13 @@ class WholeNodeRun {
     this.log(`node ${proc.id} up`);
     node.on("fatal", (error) => {
       if (proc.incarnation !== incarnation) return;
+      if (this.operator.replacing(proc) && /was removed from the cluster/.test(error.message)) {
+        // A removed member stops itself, as it must; its operator empties it and adds it back.
+        this.log(`node ${proc.id} stopped: ${error.message}`);
+        proc.awaitingOperator = true;
+        this.crash(proc, "removed");
+        return;
+      }
       // A storage failure stops the process, as it must; it is restarted like a crashed
       // one. Anything else (an assertion, a checker's verdict raised inside an apply) is a
       // bug the node would only have logged on its way out: the run fails with it.
@@ -347,20 +433,35 @@ class WholeNodeRun {
   }
 
   private maybeRestart(proc: Proc): void {
-    if (proc.state === "down") this.start(proc);
+    if (proc.state === "down" && !proc.awaitingOperator) this.start(proc);
   }
 
-  /** The operator's repair of a node whose disk failed its checksums: wipe, --join. */
+  /**
+   * The operator's repair of a node whose disk failed its checksums or was lost: its
+   * directory is emptied and the member replaced (removed, added back as a learner with a
+   * new incarnation, started with what --join learns, promoted). The negative control
+   * restarts it empty as the member it was instead.
+   */
   private wipe(proc: Proc): void {
     if (proc.state !== "broken") return;
     this.wipes++;
+    this.stopAndWipe(proc);
+    if (this.options.negativeControl === "no_join") {
+      this.log(`node ${proc.id} wiped, restarting empty without --join (negative control)`);
+      this.start(proc);
+      return;
+    }
+    this.operator.replace(proc, true);
+  }
+
+  /** Stops a machine's process if it runs and gives it an empty data directory. */
+  private stopAndWipe(proc: Proc): void {
+    if (proc.state === "up" || proc.state === "starting")
+      this.crash(proc, "stopped by the operator");
     proc.fs = new SimFileSystem(new Prng(this.prng.nextUint32()), proc.clock, this.scenario.disk);
-    proc.join = true;
+    proc.joined = null;
     proc.flipped = false;
-    proc.catchingUp = true;
     proc.state = "down";
-    this.log(`node ${proc.id} wiped, restarting with --join`);
-    this.start(proc);
   }
 
   private logger(id: NodeId): Logger {
@@ -620,6 +721,9 @@ class WholeNodeRun {
       "eio",
       "wipe",
       "pause",
+      "clock_jump",
+      "switchover",
+      "member_cycle",
     ]);
     const running = this.procs.filter((p) => p.state === "up");
     const master = running.find((p) => p.node?.role === "master") ?? null;
@@ -679,6 +783,15 @@ class WholeNodeRun {
       case "pause":
         if (running.length > 0) this.pause(this.prng.pick(running), this.prng.int(100, 2600));
         break;
+      case "clock_jump":
+        this.clockJump(master);
+        break;
+      case "switchover":
+        this.switchover(running);
+        break;
+      case "member_cycle":
+        if (this.allHealthy(running)) this.operator.replace(this.prng.pick(running), false);
+        break;
       case "eio": {
         if (running.length === 0) break;
         const target = this.prng.pick(running);
@@ -721,6 +834,44 @@ class WholeNodeRun {
   }
 
   /**
+   * Steps one node's wall clock (the master's half the time) an hour or ten minutes either
+   * way, or back to where it started: log time must not run ahead with it, so no
+   * idempotency key or lease may expire early.
+   */
+  private clockJump(master: Proc | null): void {
+    const target = master !== null && this.prng.chance(0.5) ? master : this.prng.pick(this.procs);
+    const clock = target.clock;
+    const origin = this.skewOf.get(clock) ?? clock.wallOffsetMs;
+    const step = this.prng.pick([3_600_000, -3_600_000, 600_000, -600_000, 0]);
+    const to = step === 0 ? origin : clock.wallOffsetMs + step;
+    if (to > clock.wallOffsetMs) this.forwardJumps++;
+    this.log(`node ${target.id}: wall clock steps by ${to - clock.wallOffsetMs} ms`);
+    clock.wallOffsetMs = to;
+    this.clockJumps++;
+  }
+
+  /** Asks a running node for a switchover, to a random member or to the best-placed backup. */
+  private switchover(running: Proc[]): void {
+    const asked = running.filter((p) => p.node !== null && !p.clock.paused);
+    if (asked.length === 0) return;
+    const proc = this.prng.pick(asked);
+    const node = proc.node!;
+    const to = this.prng.chance(0.5) ? null : this.prng.pick(this.procs).id;
+    const what = `node ${proc.id}: switchover to ${to ?? "the best-placed backup"}`;
+    const refused = (error: unknown) => {
+      if (error instanceof AssertionError) this.scheduler.fail(error);
+      else this.log(`${what}: refused (${(error as Error).message.slice(0, 100)})`);
+    };
+    try {
+      node
+        .switchover(to)
+        .then((o) => this.log(`${what}: master ${o.master} in term ${o.term}`), refused);
+    } catch (error) {
+      refused(error);
+    }
+  }
+
+  /**
    * Stops a node's process for `ms` (a long garbage collection, SIGSTOP): its timers and
    * disk completions wait, what arrives for it is held, and it resumes as a process does.
    */
@@ -745,7 +896,7 @@ class WholeNodeRun {
    */
   private allHealthy(running: Proc[]): boolean {
     if (running.length < this.procs.length) return false;
-    if (this.procs.some((p) => p.catchingUp)) return false;
+    if (this.operator.busy || this.procs.some((p) => p.catchingUp)) return false;
     const master = running.find((p) => p.node?.role === "master");
     if (master === undefined) return false;
     const commit = master.node!.status().commitIndex;
@@ -794,13 +945,14 @@ class WholeNodeRun {
    * more, and every node that is down starts again.
    */
   endFaults(): void {
+    this.faultsActive = false;
     for (const proc of this.procs) {
       proc.fs.disarm();
       if (proc.clock.paused && proc.transport !== null) {
         proc.transport.resume();
         proc.clock.resume();
       }
-      if (proc.state === "down") this.start(proc);
+      if (proc.state === "down" && !proc.awaitingOperator) this.start(proc);
     }
   }
 
@@ -832,7 +984,15 @@ class WholeNodeRun {
     const applied = statuses[0]!.appliedIndex;
     if (statuses.some((s) => s.appliedIndex !== applied || s.commitIndex !== applied)) return false;
     const hash = up[0]!.sm!.kv.stateHash();
-    return up.every((p) => p.sm!.kv.stateHash() === hash);
+    if (!up.every((p) => p.sm!.kv.stateHash() === hash)) return false;
+    // Every replacement done: every node lists every node as a voter, one configuration.
+    if (this.operator.busy) return false;
+    const members = JSON.stringify(up[0]!.node!.members().members);
+    return up.every(
+      (p) =>
+        JSON.stringify(p.node!.members().members) === members &&
+        p.node!.members().members.filter((m) => m.voter).length === this.procs.length,
+    );
   }
 }
 
@@ -842,7 +1002,7 @@ export async function runWholeNode(
   options: WholeNodeOptions = {},
 ): Promise<RunResult> {
   const scenario = makeWholeNodeScenario(seed, options.faultPhaseMs);
-  const run = new WholeNodeRun(seed, scenario, options.trace === true);
+  const run = new WholeNodeRun(seed, scenario, options.trace === true, options);
   let violation: string | undefined;
   let recoveryMs: number | null = null;
   const hook = createHook({
@@ -912,7 +1072,7 @@ export async function runWholeNode(
     transfers: run.transfers,
     corruptionsDetected: run.corruptionsDetected,
     wipes: run.wipes,
-    clockJumps: 0,
+    clockJumps: run.clockJumps,
     retriesAnswered: run.exactlyOnce.answeredFromTable,
     refused: run.exactlyOnce.refused,
     messages: run.net.sent,
