@@ -33,6 +33,7 @@ interface SweepSummary {
   messages: number;
   dropped: number;
   faults: Record<string, number>;
+  checks: Record<string, number>;
 }
 
 function integer(value: string): number {
@@ -60,6 +61,7 @@ function emptySummary(): SweepSummary {
     messages: 0,
     dropped: 0,
     faults: {},
+    checks: {},
   };
 }
 
@@ -86,6 +88,9 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   summary.dropped += r.dropped;
   for (const [kind, count] of Object.entries(r.faults)) {
     summary.faults[kind] = (summary.faults[kind] ?? 0) + count;
+  }
+  for (const [kind, count] of Object.entries(r.checks ?? {})) {
+    summary.checks[kind] = (summary.checks[kind] ?? 0) + count;
   }
 }
 
@@ -181,6 +186,8 @@ function printSummary(
   );
   console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
   console.log(`  faults: ${faults}`);
+  const checks = Object.entries(summary.checks).sort();
+  if (checks.length > 0) console.log(`  also: ${checks.map(([k, v]) => `${k} ${v}`).join(", ")}`);
   if (summary.failures.length === 0) {
     console.log("  verdict: 0 violations");
     return;

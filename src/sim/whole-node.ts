@@ -30,6 +30,8 @@ import {
   decodeCommand,
   defaultKvLimits,
   encodeCommand,
+  type KvChange,
+  type KvCommand,
   type KvLimits,
   type KvResult,
   KvStateMachine,
@@ -43,13 +45,16 @@ import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { StorageError } from "../storage/errors.js";
 import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
+import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
+import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
 import { SafetyViolation } from "./checkers/safety.js";
 import type { RunResult } from "./run.js";
 import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
 import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
 import { MemberOperator } from "./whole-node-operator.js";
+import { holdLeases, LEASE_TICK_MS, StoreClient } from "./whole-node-store.js";
 
 export interface WholeNodeOptions {
   readonly trace?: boolean;
@@ -93,6 +98,8 @@ export interface WholeNodeScenario {
   readonly kvLimits: KvLimits;
   /** Chance that the network delivers a message twice (the copy later, out of order). */
   readonly duplicateChance: number;
+  /** Clients that hold leases (grant, attach a key, keep alive, revoke or let expire). */
+  readonly leaseHolders: number;
 }
 
 export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
@@ -128,17 +135,49 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
  * What seeds draw beyond the first scenario, drawn after it so that the earlier draws stay
  * put: small exactly-once tables for a seed in four, and message duplication.
  */
-function laterDraws(prng: Prng): { kvLimits: KvLimits } & { duplicateChance: number } {
+function laterDraws(prng: Prng): {
+  kvLimits: KvLimits;
+  duplicateChance: number;
+  leaseHolders: number;
+} {
   const small = prng.chance(0.25);
   const idempotencyKeyCountMax = prng.int(8, 512);
   const idempotencyWindowMs = prng.int(10_000, 20_000);
   const kvLimits = small
     ? { ...defaultKvLimits(), idempotencyKeyCountMax, idempotencyWindowMs }
     : defaultKvLimits();
-  return { kvLimits, duplicateChance: prng.pick([0, 0, 0.01, 0.05]) };
+  return {
+    kvLimits,
+    duplicateChance: prng.pick([0, 0, 0.01, 0.05]),
+    leaseHolders: prng.pick([0, 1, 2]),
+  };
 }
 
 type ProcState = "down" | "starting" | "up" | "broken";
+
+/**
+ * Whether a command changed the store itself at its index, not only a lease that expired
+ * there (an expiry deletes the lease's keys at whatever index log time passes its end, a
+ * retry answered from the idempotency table included). Lease commands other than a put
+ * count as changing nothing, which leaves their retries to the same-answer rule.
+ */
+function changedItself(command: KvCommand | null, changes: readonly KvChange[]): boolean {
+  if (command === null) return changes.length > 0;
+  const touched = (key: string, type: KvChange["type"]) =>
+    changes.some((c) => c.key === key && c.type === type);
+  switch (command.type) {
+    case "put":
+      return touched(command.key, "put");
+    case "delete":
+      return touched(command.key, "delete");
+    case "delete_range":
+      return changes.some((c) => c.type === "delete" && c.key.startsWith(command.prefix));
+    case "txn":
+      return [...command.success, ...command.failure].some((op) => touched(op.key, op.type));
+    default:
+      return false;
+  }
+}
 
 /** One simulated machine: its disk outlives the processes that run on it. */
 interface Proc {
@@ -175,10 +214,27 @@ class WatchedKv implements StateMachine<KvResult> {
     this.kv = new KvStateMachine(limits);
   }
 
+  /** The changes of the command being applied, as the store's watch history reports them. */
+  private changes: KvChange[] = [];
+  private watching = false;
+
   apply(command: Uint8Array, context: ApplyContext): KvResult {
+    if (!this.watching) this.watch();
+    this.changes = [];
     const result = this.kv.apply(command, context);
-    this.run.onApplied(this.node, command, context, result, this.kv.revision === context.index);
+    this.run.onApplied(this.node, command, context, result, this.changes, this.kv);
     return result;
+  }
+
+  /** Listens to every change from now on (a restore ends the subscription; renewed here). */
+  private watch(): void {
+    const started = this.kv.watch(this.kv.revision + 1, {
+      changes: (changes) => this.changes.push(...changes),
+      reset: () => {
+        this.watching = false;
+      },
+    });
+    this.watching = started.ok;
   }
 
   snapshot(): AsyncIterable<Uint8Array> {
@@ -215,13 +271,17 @@ class WholeNodeRun {
   readonly procs: Proc[] = [];
   readonly history: HistoryOp[] = [];
   readonly exactlyOnce = new ExactlyOnceChecker();
+  readonly rangeAtomicity = new RangeAtomicityChecker();
+  readonly leases = new LeaseChecker();
   readonly trace: string[] = [];
   readonly faults: Record<string, number> = {};
   /** Per log index: "term:bytes" of the command the first node applied there. */
   private readonly appliedAt = new Map<number, string>();
   private readonly masters = new Map<number, NodeId>();
   private nextOpId = 1;
-  private clientsRunning = true;
+  clientsRunning = true;
+  /** A lease tick proposed by the ticker and not yet answered. */
+  private ticking = false;
   private busyClients = 0;
   crashes = 0;
   corruptionsDetected = 0;
@@ -485,10 +545,11 @@ class WholeNodeRun {
     command: Uint8Array,
     context: ApplyContext,
     result: KvResult,
-    changed: boolean,
+    changes: readonly KvChange[],
+    kv: KvStateMachine,
   ): void {
     try {
-      this.checkApplied(node, command, context, result, changed);
+      this.checkApplied(node, command, context, result, changes, kv);
     } catch (error) {
       // The node stops with it too, but the verdict must not depend on how it stops.
       this.scheduler.fail(error);
@@ -501,7 +562,8 @@ class WholeNodeRun {
     command: Uint8Array,
     context: ApplyContext,
     result: KvResult,
-    changed: boolean,
+    changes: readonly KvChange[],
+    kv: KvStateMachine,
   ): void {
     const identity = `${context.term}:${Buffer.from(command).toString("base64")}`;
     const first = this.appliedAt.get(context.index);
@@ -512,13 +574,16 @@ class WholeNodeRun {
       );
     }
     const decoded = decodeCommand(command);
-    this.exactlyOnce.applied(
-      node,
-      context.index,
-      decoded.ok ? decoded.command : null,
-      result,
-      changed,
-    );
+    const known = decoded.ok ? decoded.command : null;
+    const changed = kv.revision === context.index && changedItself(known, changes);
+    this.exactlyOnce.applied(node, context.index, known, result, changed);
+    this.rangeAtomicity.applied(context.index, known, result, changed);
+    if (first === undefined) {
+      // The earliest moment anyone sees the store after this index: leases are judged here.
+      const slackMs = this.forwardJumps * this.scenario.kvLimits.logTimeStepMsMax + 2;
+      const held = (id: number) => kv.lease(id) !== null;
+      this.leases.applied(known, result, this.scheduler.now, held, slackMs);
+    }
   }
 
   /** A restore on a running node is a state transfer (at start it is recovery). */
@@ -547,6 +612,46 @@ class WholeNodeRun {
     for (let c = 1; c <= this.scenario.clientCount; c++) {
       this.world.setTimeout(() => void this.clientLoop(c), this.prng.int(0, 50));
     }
+    for (let h = 1; h <= this.scenario.leaseHolders; h++) {
+      this.world.setTimeout(() => void holdLeases(this, h), this.prng.int(0, 50));
+    }
+    if (this.scenario.leaseHolders > 0)
+      this.world.setTimeout(() => this.leaseTick(), LEASE_TICK_MS);
+  }
+
+  /**
+   * The key-value server's lease ticker: while leases are held, the master proposes a tick
+   * every 250 ms, one at a time, so that log time moves and leases expire without writes.
+   */
+  private leaseTick(): void {
+    if (!this.clientsRunning) return;
+    this.world.setTimeout(() => this.leaseTick(), LEASE_TICK_MS);
+    const master = this.procs.find(
+      (p) => p.state === "up" && !p.clock.paused && p.node?.role === "master",
+    );
+    if (this.ticking || master === undefined || master.sm!.kv.leaseCount === 0) return;
+    this.ticking = true;
+    const done = (error?: unknown) => {
+      this.ticking = false;
+      if (error instanceof AssertionError) this.scheduler.fail(error);
+    };
+    try {
+      master.node!.propose(encodeCommand({ type: "tick" })).then(() => done(), done);
+    } catch (error) {
+      done(error);
+    }
+  }
+
+  busy(delta: 1 | -1): void {
+    this.busyClients += delta;
+  }
+
+  get keys(): readonly string[] {
+    return this.scenario.keys;
+  }
+
+  revisionOf(key: string, value: string): number | undefined {
+    return this.exactlyOnce.revisionOf(key, value);
   }
 
   stopClients(): void {
@@ -571,19 +676,38 @@ class WholeNodeRun {
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.world.setTimeout(resolve, ms));
   }
 
   private async operate(client: number, n: number): Promise<void> {
     const key = this.prng.pick(this.scenario.keys);
     const roll = this.prng.next();
+    const deadline = this.scheduler.now + CLIENT_DEADLINE_MS;
+    const store = new StoreClient(this, client, n, deadline);
+    if (roll >= 0.82) {
+      // The store beyond single keys: a compare-and-set (as a put or a transaction), a
+      // transaction over two keys, a range read, a prefix delete.
+      if (roll < 0.89 || (roll < 0.94 && this.scenario.keys.length < 2)) await store.cas(key);
+      else if (roll < 0.94) await store.txnTwoKeys(key);
+      else if (roll < 0.97) await store.rangeRead();
+      else await store.deletePrefix();
+      return;
+    }
     const op: KvOp =
-      roll < 0.45
+      roll < 0.4
         ? { kind: "read" }
-        : roll < 0.9
+        : roll < 0.75
           ? { kind: "write", value: `c${client}-${n}` }
           : { kind: "delete" };
+    const entry = this.record(client, key, op);
+    if (op.kind === "read") await this.read(entry, deadline);
+    else await this.write(entry, `c${client}-${n}`, deadline);
+    if (entry.outcome === "ok") this.saw(client, key, op.kind === "read" ? entry.output : op);
+  }
+
+  /** A new operation in the history, invoked now and not yet answered. */
+  record(client: number, key: string, op: KvOp): HistoryOp {
     const entry: HistoryOp = {
       id: this.nextOpId++,
       client,
@@ -594,9 +718,72 @@ class WholeNodeRun {
       outcome: "info",
     };
     this.history.push(entry);
-    const deadline = this.scheduler.now + CLIENT_DEADLINE_MS;
-    if (op.kind === "read") await this.read(entry, deadline);
-    else await this.write(entry, `c${client}-${n}`, deadline);
+    return entry;
+  }
+
+  /** What each client last saw of each key, for the value its compare-and-sets expect. */
+  private readonly lastSeen = new Map<string, string | null>();
+
+  saw(client: number, key: string, what: KvOp | string | null | boolean | undefined): void {
+    const seen =
+      typeof what === "string" || what === null
+        ? what
+        : typeof what === "object" && what.kind === "write"
+          ? what.value
+          : typeof what === "object" && what.kind === "delete"
+            ? null
+            : undefined;
+    if (seen !== undefined) this.lastSeen.set(`${client}\u0000${key}`, seen);
+  }
+
+  lastSeenBy(client: number, key: string): string | null | undefined {
+    return this.lastSeen.get(`${client}\u0000${key}`);
+  }
+
+  /**
+   * Sends one command, retried with the same idempotency key on any node until it is
+   * answered with anything but `table_full`, or null when the deadline passes first.
+   */
+  async submit(
+    command: Uint8Array,
+    deadline: number,
+  ): Promise<{ readonly result: KvResult; readonly node: NodeId } | null> {
+    while (this.scheduler.now < deadline) {
+      const proc = this.pickNode();
+      if (proc === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const outcome = await this.attempt(() => proc.node!.propose(command));
+      if (outcome.ok) {
+        const result = outcome.value as KvResult;
+        if (result.ok || result.code !== "table_full") return { result, node: proc.id };
+      }
+      await this.sleep(this.prng.int(10, 100));
+    }
+    return null;
+  }
+
+  /** A read barrier on some running node, then `read` of that node's own store. */
+  async barrierRead<T>(deadline: number, read: (kv: KvStateMachine, node: NodeId) => T) {
+    while (this.scheduler.now < deadline) {
+      const proc = this.pickNode();
+      if (proc === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const { incarnation, sm } = proc;
+      const outcome = await this.attempt(() => proc.node!.readBarrier());
+      if (outcome.ok && proc.incarnation === incarnation && proc.state === "up" && sm !== null) {
+        return { value: read(sm.kv, proc.id) };
+      }
+      await this.sleep(this.prng.int(10, 100));
+    }
+    return null;
+  }
+
+  get now(): number {
+    return this.scheduler.now;
   }
 
   /** A linearizable read: a read barrier on some node, then that node's own store. */
@@ -1067,6 +1254,13 @@ export async function runWholeNode(
     elections: run.elections,
     failovers: run.failovers,
     faults: run.faults,
+    checks: {
+      "member replacements": run.operator.replacements,
+      "lease expiries checked": run.leases.expired,
+      "range reads checked": run.rangeAtomicity.reads,
+      "clock jumps": run.clockJumps,
+      "duplicated messages": run.net.duplicated,
+    },
     crashes: run.crashes,
     tornWrites: run.procs.reduce((n, p) => n + p.fs.stats.tornWrites, 0),
     transfers: run.transfers,
