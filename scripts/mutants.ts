@@ -230,6 +230,13 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: a snapshot receiver appends a chunk it already holds (a duplicated chunk)",
+    file: "src/storage/snapshot-store.ts",
+    find: "if (offset > received || offset + chunk.length <= received) return received;\n    await this.writer.append(chunk.subarray(received - offset));",
+    replace: "if (offset > received) return received;\n    await this.writer.append(chunk);",
+    wholeNode: true,
+  },
+  {
     name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
     file: "",
     find: "",
