@@ -33,7 +33,7 @@ export interface StoreHost {
   readonly rangeAtomicity: RangeAtomicityChecker;
   readonly leases: LeaseChecker;
   record(client: number, key: string, op: KvOp): HistoryOp;
-  saw(client: number, key: string, what: KvOp | string | null | boolean | undefined): void;
+  saw(client: number, key: string, value: string | null): void;
   lastSeenBy(client: number, key: string): string | null | undefined;
   revisionOf(key: string, value: string): number | undefined;
   submit(

@@ -17,10 +17,14 @@
  * fdatasync with EIO (the node must stop; it restarts over what reached the disk), steps
  * wall clocks, asks for switchovers, cycles members out and in through the operator
  * (`whole-node-operator.ts`, which also replaces every node whose data was lost), duplicates
- * messages, and heals. The checkers are the simulator's own: at most one master per term after every
- * step, every node applies the same command at each index, exactly-once on every
- * application (`checkers/exactly-once.ts`), and at the end a master, answered clients,
- * replicas with equal state and a linearizable history (`checkers/linearizability.ts`).
+ * messages, and heals. Clients put, delete, compare-and-set, run transactions over two
+ * keys, read ranges, delete by prefix and hold leases (`whole-node-store.ts`). The checkers
+ * are the simulator's own: at most one master per term after every step, every node
+ * applies the same command at each index, exactly-once on every application
+ * (`checkers/exactly-once.ts`), leases never end early (`checkers/leases.ts`), range reads
+ * never see half a transaction (`checkers/range-atomicity.ts`), and at the end a master,
+ * answered clients, replicas with equal state and one configuration, and a linearizable
+ * history (`checkers/linearizability.ts`).
  */
 
 import { createHook } from "node:async_hooks";
@@ -704,7 +708,9 @@ class WholeNodeRun {
     const entry = this.record(client, key, op);
     if (op.kind === "read") await this.read(entry, deadline);
     else await this.write(entry, `c${client}-${n}`, deadline);
-    if (entry.outcome === "ok") this.saw(client, key, op.kind === "read" ? entry.output : op);
+    if (entry.outcome !== "ok") return;
+    if (op.kind === "read") this.saw(client, key, entry.output as string | null);
+    else this.saw(client, key, op.kind === "write" ? op.value : null);
   }
 
   /** A new operation in the history, invoked now and not yet answered. */
@@ -725,16 +731,9 @@ class WholeNodeRun {
   /** What each client last saw of each key, for the value its compare-and-sets expect. */
   private readonly lastSeen = new Map<string, string | null>();
 
-  saw(client: number, key: string, what: KvOp | string | null | boolean | undefined): void {
-    const seen =
-      typeof what === "string" || what === null
-        ? what
-        : typeof what === "object" && what.kind === "write"
-          ? what.value
-          : typeof what === "object" && what.kind === "delete"
-            ? null
-            : undefined;
-    if (seen !== undefined) this.lastSeen.set(`${client}\u0000${key}`, seen);
+  /** `client` saw `key` hold `value` (null: absent). */
+  saw(client: number, key: string, value: string | null): void {
+    this.lastSeen.set(`${client}\u0000${key}`, value);
   }
 
   lastSeenBy(client: number, key: string): string | null | undefined {
