@@ -1159,7 +1159,9 @@ class WholeNodeRun {
       .map((p) => {
         if (p.node === null) return `node ${p.id} ${p.state}`;
         const s = p.node.status();
-        return `node ${p.id} ${s.role} term ${s.term} last ${s.lastIndex} commit ${s.commitIndex} applied ${s.appliedIndex}`;
+        const members = p.node.members().members.map((m) => `${m.id}${m.voter ? "" : "L"}`);
+        const hash = p.sm?.kv.stateHash().slice(0, 8) ?? "-";
+        return `node ${p.id} ${s.role} term ${s.term} last ${s.lastIndex} commit ${s.commitIndex} applied ${s.appliedIndex} members ${members.join(",")} state ${hash}`;
       })
       .join("; ");
   }

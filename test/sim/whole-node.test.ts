@@ -98,7 +98,11 @@ describe("whole-node simulator", () => {
     // transfer meanwhile; its own then finished older, and the store's assertion stopped it.
     // 2423: the same pause, with the node's own snapshot finishing first: it compacted to
     // the adopted transfer's index before storage had installed that snapshot.
-    for (const seed of [323, 517, 845, 2423]) {
+    // 311: a node adopted a snapshot by state transfer taken after a learner's promotion,
+    // then restarted: the identity file's configuration (the last config entry it applied
+    // itself) stood in for the snapshot's, and to that node the promoted member stayed a
+    // learner for good. Adopting a snapshot now writes its configuration there too.
+    for (const seed of [311, 323, 517, 845, 2423]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
     }
