@@ -237,6 +237,14 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: a candidate counts a vote again when its answer arrives twice",
+    file: "src/core/replica.ts",
+    find: "    this.votes.set(m.from, m.granted);\n    let granted = 1;",
+    replace:
+      "    const again = this.votes.get(m.from) === true && m.granted ? 1 : 0;\n    this.votes.set(m.from, m.granted);\n    let granted = 1 + again;",
+    wholeNode: true,
+  },
+  {
     name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
     file: "",
     find: "",

@@ -140,5 +140,5 @@ describe("simulator", () => {
     // Bit flips on disk are found when the node restarts, and it refuses to start.
     expect(corruptions).toBeGreaterThan(0);
     expect(operations).toBeGreaterThan(10_000);
-  });
+  }, 300_000);
 });
