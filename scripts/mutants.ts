@@ -17,6 +17,7 @@ import { join, resolve } from "node:path";
 
 interface Mutant {
   readonly name: string;
+  /** The file the mistake is made in; "" for a negative control (see `options`). */
   readonly file: string;
   readonly find: string;
   readonly replace: string;
@@ -34,6 +35,11 @@ interface Mutant {
    * sooner than a whole cluster does).
    */
   readonly test?: string;
+  /**
+   * Options for the whole-node run, as TypeScript source (a negative control: a deliberate
+   * operator mistake the simulator has a switch for, with no source edited).
+   */
+  readonly options?: string;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -170,6 +176,83 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: log time is the largest stamp seen (a master clock jump expires every key)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
+    replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a keep-alive renews a lease for half its time to live",
+    file: "src/kv/lease-table.ts",
+    find: "lease.expiresAtMs = nowMs + lease.ttlMs;",
+    replace: "lease.expiresAtMs = nowMs + Math.floor(lease.ttlMs / 2);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a full idempotency table evicts its oldest live key instead of refusing",
+    file: "src/kv/kv-state-machine.ts",
+    find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
+    replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a transaction applies only its first operation",
+    file: "src/kv/kv-state-machine.ts",
+    find: 'for (const op of ops) {\n      if (op.type === "put") this.setKey',
+    replace: 'for (const op of ops.slice(0, 1)) {\n      if (op.type === "put") this.setKey',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a prefix delete deletes only the first key",
+    file: "src/kv/kv-state-machine.ts",
+    find: "for (const key of keys) this.removeKey(key, index);",
+    replace: "for (const key of keys.slice(0, 1)) this.removeKey(key, index);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
+    file: "src/core/replica.ts",
+    find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
+    replace: "if (pr === undefined) return;",
+    also: {
+      find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
+      replace:
+        "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
+    },
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a master counts acknowledgements from any incarnation of a member",
+    file: "src/core/replica.ts",
+    find: "return member.incarnation === 0 || member.incarnation === incarnation;",
+    replace: "return member.incarnation >= 0 || member.incarnation === incarnation;",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a snapshot receiver appends a chunk it already holds (a duplicated chunk)",
+    file: "src/storage/snapshot-store.ts",
+    find: "if (offset > received || offset + chunk.length <= received) return received;\n    await this.writer.append(chunk.subarray(received - offset));",
+    replace: "if (offset > received) return received;\n    await this.writer.append(chunk);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a candidate counts a vote again when its answer arrives twice",
+    file: "src/core/replica.ts",
+    find: "    this.votes.set(m.from, m.granted);\n    let granted = 1;",
+    replace:
+      "    const again = this.votes.get(m.from) === true && m.granted ? 1 : 0;\n    this.votes.set(m.from, m.granted);\n    let granted = 1 + again;",
+    wholeNode: true,
+  },
+  {
+    name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
+    file: "",
+    find: "",
+    replace: "",
+    wholeNode: true,
+    options: '{ negativeControl: "no_join" }',
+  },
+  {
     name: "forget an idempotency key early (a window a thousandth as long), whole node",
     file: "src/kv/kv-state.ts",
     find: "new ExpiringTable(limits.idempotencyKeyCountMax, limits.idempotencyWindowMs)",
@@ -191,17 +274,22 @@ function runMutant(mutant: Mutant): { seeds: number | null; violation: string; s
     cpSync(join(root, "src"), join(dir, "src"), { recursive: true });
     cpSync(join(root, "package.json"), join(dir, "package.json"));
     symlinkSync(join(root, "node_modules"), join(dir, "node_modules"));
-    const path = join(dir, mutant.file);
-    let text = readFileSync(path, "utf8");
-    for (const edit of mutant.also === undefined ? [mutant] : [mutant, mutant.also]) {
-      if (!text.includes(edit.find))
-        throw new Error(`mutant "${mutant.name}": pattern not found in ${mutant.file}`);
-      text = text.replace(edit.find, edit.replace);
+    if (mutant.file !== "") {
+      const path = join(dir, mutant.file);
+      let text = readFileSync(path, "utf8");
+      for (const edit of mutant.also === undefined ? [mutant] : [mutant, mutant.also]) {
+        if (!text.includes(edit.find))
+          throw new Error(`mutant "${mutant.name}": pattern not found in ${mutant.file}`);
+        text = text.replace(edit.find, edit.replace);
+      }
+      writeFileSync(path, text);
     }
-    writeFileSync(path, text);
     if (mutant.test !== undefined) return runTest(dir, mutant.test);
     const probe = join(dir, "probe.ts");
-    const run = mutant.wholeNode === true ? "await runWholeNode(seed)" : "runSeed(seed)";
+    const run =
+      mutant.wholeNode === true
+        ? `await runWholeNode(seed, ${mutant.options ?? "{}"})`
+        : "runSeed(seed)";
     writeFileSync(
       probe,
       `import { runSeed } from "./src/sim/run.ts";

@@ -1092,6 +1092,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       "adopted snapshot is not the newest",
     );
     await this.sm.restore(reader.chunks());
+    // The snapshot replaced the log up to its index, config entries included: its
+    // configuration must stand in for theirs at the next start, or the node restarts with
+    // the one it applied last before the transfer (a learner promoted meanwhile stays a
+    // learner to it for good).
+    if (meta.config !== undefined) {
+      this.saveAppliedConfig(meta.index, meta.config);
+      await this.identitySaved;
+    }
     this.appliedIndex = meta.index;
     this.snapshotIndex = meta.index;
     this.forwarder.onSnapshotAdopted(meta.index);
@@ -1205,6 +1213,24 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       .catch((error: unknown) => this.fail(error));
   }
 
+  /**
+   * Keeps the newest committed configuration in the identity file, which stands in for a
+   * snapshot's at the next start (snapshots on disk do not carry one). Never replaces a
+   * newer one with an older.
+   */
+  private saveAppliedConfig(index: number, config: Configuration): void {
+    const store = this.identityStore;
+    if (store === null) return;
+    this.identitySaved = this.identitySaved
+      .then(() => {
+        const current = store.identity();
+        assert(current !== null, `node ${this.id}: a data directory without its identity`);
+        if ((current.appliedConfig?.index ?? 0) > index) return;
+        return store.save({ ...current, appliedConfig: { index, config } });
+      })
+      .catch((error: unknown) => this.fail(error));
+  }
+
   /** A config entry was applied (it is committed): keep it, settle its proposer. */
   private onConfigApplied(entry: Entry): void {
     const config = decodeConfiguration(entry.data);
@@ -1212,16 +1238,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       config !== null,
       `node ${this.id}: committed config entry ${entry.index} does not decode`,
     );
-    const store = this.identityStore;
-    if (store !== null) {
-      this.identitySaved = this.identitySaved
-        .then(() => {
-          const current = store.identity();
-          assert(current !== null, `node ${this.id}: a data directory without its identity`);
-          return store.save({ ...current, appliedConfig: { index: entry.index, config } });
-        })
-        .catch((error: unknown) => this.fail(error));
-    }
+    this.saveAppliedConfig(entry.index, config);
     const pending = this.pendingChanges.get(entry.index);
     if (pending === undefined) return;
     this.pendingChanges.delete(entry.index);

@@ -33,6 +33,7 @@ interface SweepSummary {
   messages: number;
   dropped: number;
   faults: Record<string, number>;
+  checks: Record<string, number>;
 }
 
 function integer(value: string): number {
@@ -60,6 +61,7 @@ function emptySummary(): SweepSummary {
     messages: 0,
     dropped: 0,
     faults: {},
+    checks: {},
   };
 }
 
@@ -87,16 +89,28 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
   for (const [kind, count] of Object.entries(r.faults)) {
     summary.faults[kind] = (summary.faults[kind] ?? 0) + count;
   }
+  for (const [kind, count] of Object.entries(r.checks ?? {})) {
+    summary.checks[kind] = (summary.checks[kind] ?? 0) + count;
+  }
 }
 
-/** Runs one seed in the simulator `wholeNode` names (the negative control: core only). */
+/** A deliberate bug of either simulator (`keep_identity`: core; `no_join`: whole node). */
+type AnyNegativeControl = NegativeControl | "no_join";
+
+/** Runs one seed in the simulator `wholeNode` names, with a negative control of its own. */
 function runOne(
   seed: number,
   wholeNode: boolean,
   trace = false,
-  negativeControl?: NegativeControl,
+  negativeControl?: AnyNegativeControl,
 ): Promise<RunResult> {
-  if (wholeNode) return runWholeNode(seed, { trace });
+  if (wholeNode) {
+    return runWholeNode(seed, {
+      trace,
+      ...(negativeControl === "no_join" ? { negativeControl } : {}),
+    });
+  }
+  if (negativeControl === "no_join") throw new Error("no_join is a whole-node control");
   return Promise.resolve(
     runSeed(seed, { trace, ...(negativeControl === undefined ? {} : { negativeControl }) }),
   );
@@ -108,7 +122,7 @@ async function sweepHere(
   count: number,
   wholeNode: boolean,
   onProgress?: (done: number) => void,
-  negativeControl?: NegativeControl,
+  negativeControl?: AnyNegativeControl,
 ): Promise<SweepSummary> {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
@@ -181,6 +195,8 @@ function printSummary(
   );
   console.log(`  messages ${summary.messages} (${summary.dropped} dropped)`);
   console.log(`  faults: ${faults}`);
+  const checks = Object.entries(summary.checks).sort();
+  if (checks.length > 0) console.log(`  also: ${checks.map(([k, v]) => `${k} ${v}`).join(", ")}`);
   if (summary.failures.length === 0) {
     console.log("  verdict: 0 violations");
     return;
@@ -244,7 +260,7 @@ interface SimOptions {
   /** Set only in a sweep's child process: the first seed and how many to run. */
   worker?: string[];
   /** A deliberate bug the checkers must catch (see ScenarioOptions.negativeControl). */
-  negativeControl?: NegativeControl;
+  negativeControl?: AnyNegativeControl;
 }
 
 type NegativeControl = "keep_identity";
@@ -271,8 +287,8 @@ export function register(program: Command, io: { exitCode: number }): void {
     .addOption(
       new Option(
         "--negative-control <bug>",
-        "run with a deliberate bug the checkers must catch (keep_identity: a wiped data directory keeps its identity)",
-      ).choices(["keep_identity"]),
+        "run with a deliberate bug the checkers must catch (keep_identity: a wiped data directory keeps its identity; with --whole-node, no_join: a node whose data was lost restarts empty without --join or a replacement)",
+      ).choices(["keep_identity", "no_join"]),
     )
     .addHelpText(
       "after",
@@ -295,8 +311,11 @@ Examples:
 
 /** Runs what the options ask for and returns the exit code. */
 async function sim(o: SimOptions): Promise<number> {
-  if (o.wholeNode === true && o.negativeControl !== undefined) {
-    process.stderr.write("baton sim: --negative-control runs in the core simulator only\n");
+  const control = o.negativeControl;
+  if (control !== undefined && (o.wholeNode === true) !== (control === "no_join")) {
+    process.stderr.write(
+      "baton sim: --negative-control keep_identity is the core simulator's, no_join the whole node's\n",
+    );
     return 2;
   }
   if (o.worker !== undefined) {

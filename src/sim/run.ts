@@ -32,6 +32,8 @@ export interface RunResult {
   readonly elections: number;
   readonly failovers: number;
   readonly faults: Record<string, number>;
+  /** What else the run did that checkers judged (whole node: leases, range reads, members). */
+  readonly checks?: Record<string, number>;
   readonly crashes: number;
   readonly tornWrites: number;
   readonly transfers: number;

@@ -3,7 +3,8 @@
  * carrying real wire frames (the frame codec's encoding, decoded and schema-checked on
  * arrival, so no object is ever shared between nodes) with a seeded delay and loss, over
  * links that the nemesis cuts one direction at a time. It keeps the Transport contract:
- * best effort, never reordered or duplicated on one link, peer-up and peer-down events
+ * best effort, never reordered on one link (a seed may duplicate a message, which TCP
+ * never does, delivering the copy later), peer-up and peer-down events
  * on transitions only, and a process that dies (its transport is `kill`ed) goes silent
  * at once; its peers learn it as "refused", as a TCP peer would.
  *
@@ -42,6 +43,12 @@ export interface SimNetFaults {
   readonly delayMsMax: number;
   /** Chance that a message is lost. */
   readonly lossChance: number;
+  /**
+   * Chance that a message is delivered twice, the copy up to 50 ms later and so possibly
+   * after newer ones (TCP never does this; a protocol must survive it all the same).
+   * @default 0
+   */
+  readonly duplicateChance?: number;
 }
 
 const FRAME_LIMITS = defaultFrameCodecLimits();
@@ -54,6 +61,7 @@ export class SimNet {
   private readonly lastArrival = new Map<string, number>();
   sent = 0;
   dropped = 0;
+  duplicated = 0;
 
   constructor(
     readonly clock: Clock,
@@ -112,6 +120,15 @@ export class SimNet {
     const now = this.clock.monotonicMs();
     const at = Math.max(now + delay, this.lastArrival.get(link) ?? 0);
     this.lastArrival.set(link, at);
+    this.deliver(from, to, target, frame, at - now);
+    const duplicate = this.faults.duplicateChance ?? 0;
+    if (duplicate > 0 && this.prng.chance(duplicate)) {
+      this.duplicated++;
+      this.deliver(from, to, target, frame, at - now + this.prng.next() * 50);
+    }
+  }
+
+  private deliver(from: NodeId, to: NodeId, target: SimTransport, frame: Uint8Array, ms: number) {
     this.clock.setTimeout(() => {
       // Cut while in flight, or the receiver died meanwhile: lost with the connection.
       if (this.isCut(from, to) || this.running.get(to) !== target) {
@@ -119,7 +136,7 @@ export class SimNet {
         return;
       }
       target.receive(frame);
-    }, at - now);
+    }, ms);
   }
 
   private refreshAll(): void {

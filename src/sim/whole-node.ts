@@ -13,20 +13,35 @@
  *
  * The nemesis crashes nodes (the disk keeps what POSIX lets a crash keep), isolates and
  * splits them, cuts single directions, flips a stored bit and crashes the node (it must
- * refuse to start; its operator then wipes it and restarts it with --join), fails an
- * fdatasync with EIO (the node must stop; it restarts over what reached the disk), and
- * heals. The checkers are the simulator's own: at most one master per term after every
- * step, every node applies the same command at each index, exactly-once on every
- * application (`checkers/exactly-once.ts`), and at the end a master, answered clients,
- * replicas with equal state and a linearizable history (`checkers/linearizability.ts`).
+ * refuse to start; its operator then wipes it and replaces the member), fails an
+ * fdatasync with EIO (the node must stop; it restarts over what reached the disk), steps
+ * wall clocks, asks for switchovers, cycles members out and in through the operator
+ * (`whole-node-operator.ts`, which also replaces every node whose data was lost), duplicates
+ * messages, and heals. Clients put, delete, compare-and-set, run transactions over two
+ * keys, read ranges, delete by prefix and hold leases (`whole-node-store.ts`). The checkers
+ * are the simulator's own: at most one master per term after every step, every node
+ * applies the same command at each index, exactly-once on every application
+ * (`checkers/exactly-once.ts`), leases never end early (`checkers/leases.ts`), range reads
+ * never see half a transaction (`checkers/range-atomicity.ts`), and at the end a master,
+ * answered clients, replicas with equal state and one configuration, and a linearizable
+ * history (`checkers/linearizability.ts`).
  */
 
 import { createHook } from "node:async_hooks";
 import pino, { type Logger } from "pino";
 import { Prng } from "../core/prng.js";
-import { decodeCommand, encodeCommand, type KvResult, KvStateMachine } from "../kv/index.js";
+import {
+  decodeCommand,
+  defaultKvLimits,
+  encodeCommand,
+  type KvChange,
+  type KvCommand,
+  type KvLimits,
+  type KvResult,
+  KvStateMachine,
+} from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
-import { startNode } from "../server/create-node.js";
+import { type JoinedIdentity, startNode } from "../server/create-node.js";
 import type { BatonNode } from "../server/node.js";
 import { parseNodeConfig } from "../server/node-config.js";
 import { AssertionError, assert } from "../shared/assert.js";
@@ -34,12 +49,16 @@ import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { StorageError } from "../storage/errors.js";
 import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
+import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
+import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
 import { SafetyViolation } from "./checkers/safety.js";
 import type { RunResult } from "./run.js";
 import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
 import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
+import { MemberOperator } from "./whole-node-operator.js";
+import { holdLeases, LEASE_TICK_MS, StoreClient } from "./whole-node-store.js";
 
 export interface WholeNodeOptions {
   readonly trace?: boolean;
@@ -47,6 +66,11 @@ export interface WholeNodeOptions {
   readonly faultPhaseMs?: number;
   /** Called after every step, inside the leak detector (tests of the simulator itself). */
   readonly onStep?: (now: number) => void;
+  /**
+   * A deliberate operator mistake the checkers must catch: `no_join`, a node whose data
+   * was lost is restarted empty, as the member it was, without --join or a replacement.
+   */
+  readonly negativeControl?: "no_join";
 }
 
 /** Where the simulated wall clocks start: virtual time 0 is this many ms after the epoch. */
@@ -74,6 +98,12 @@ export interface WholeNodeScenario {
   readonly snapshotKeepEntries: number;
   readonly nemesisMsMean: number;
   readonly faultPhaseMs: number;
+  /** The key-value store's limits: the defaults, or small tables that fill (a seed in four). */
+  readonly kvLimits: KvLimits;
+  /** Chance that the network delivers a message twice (the copy later, out of order). */
+  readonly duplicateChance: number;
+  /** Clients that hold leases (grant, attach a key, keep alive, revoke or let expire). */
+  readonly leaseHolders: number;
 }
 
 export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
@@ -101,10 +131,58 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
     snapshotKeepEntries: prng.int(0, 50),
     nemesisMsMean: prng.int(150, 1000),
     faultPhaseMs,
+    ...laterDraws(prng),
+  };
+}
+
+/**
+ * What seeds draw beyond the first scenario, drawn after it so that the earlier draws stay
+ * put: small exactly-once tables (8 to 128 idempotency keys, 10 to 20 s windows) for a seed
+ * in four, message duplication, and lease holders.
+ */
+function laterDraws(prng: Prng): {
+  kvLimits: KvLimits;
+  duplicateChance: number;
+  leaseHolders: number;
+} {
+  const small = prng.chance(0.25);
+  const idempotencyKeyCountMax = prng.int(8, 128);
+  const idempotencyWindowMs = prng.int(10_000, 20_000);
+  const kvLimits = small
+    ? { ...defaultKvLimits(), idempotencyKeyCountMax, idempotencyWindowMs }
+    : defaultKvLimits();
+  return {
+    kvLimits,
+    duplicateChance: prng.pick([0, 0, 0.01, 0.05]),
+    leaseHolders: prng.pick([0, 1, 2]),
   };
 }
 
 type ProcState = "down" | "starting" | "up" | "broken";
+
+/**
+ * Whether a command changed the store itself at its index, not only a lease that expired
+ * there (an expiry deletes the lease's keys at whatever index log time passes its end, a
+ * retry answered from the idempotency table included). Lease commands other than a put
+ * count as changing nothing, which leaves their retries to the same-answer rule.
+ */
+function changedItself(command: KvCommand | null, changes: readonly KvChange[]): boolean {
+  if (command === null) return changes.length > 0;
+  const touched = (key: string, type: KvChange["type"]) =>
+    changes.some((c) => c.key === key && c.type === type);
+  switch (command.type) {
+    case "put":
+      return touched(command.key, "put");
+    case "delete":
+      return touched(command.key, "delete");
+    case "delete_range":
+      return changes.some((c) => c.type === "delete" && c.key.startsWith(command.prefix));
+    case "txn":
+      return [...command.success, ...command.failure].some((op) => touched(op.key, op.type));
+    default:
+      return false;
+  }
+}
 
 /** One simulated machine: its disk outlives the processes that run on it. */
 interface Proc {
@@ -123,21 +201,45 @@ interface Proc {
   /** Wiped and not yet caught up by a master: it holds nothing and does not vote. */
   catchingUp: boolean;
   pid: number;
+  /** Stopped by the operator during a replacement: only the operator starts it again. */
+  awaitingOperator: boolean;
+  /** What `--join <url>` learned for this data directory; kept on the command line. */
+  joined: JoinedIdentity | null;
 }
 
 /** The product's state machine, with every application shown to the checkers. */
 class WatchedKv implements StateMachine<KvResult> {
-  readonly kv = new KvStateMachine();
+  readonly kv: KvStateMachine;
 
   constructor(
     private readonly node: NodeId,
     private readonly run: WholeNodeRun,
-  ) {}
+    limits: KvLimits,
+  ) {
+    this.kv = new KvStateMachine(limits);
+  }
+
+  /** The changes of the command being applied, as the store's watch history reports them. */
+  private changes: KvChange[] = [];
+  private watching = false;
 
   apply(command: Uint8Array, context: ApplyContext): KvResult {
+    if (!this.watching) this.watch();
+    this.changes = [];
     const result = this.kv.apply(command, context);
-    this.run.onApplied(this.node, command, context, result, this.kv.revision === context.index);
+    this.run.onApplied(this.node, command, context, result, this.changes, this.kv);
     return result;
+  }
+
+  /** Listens to every change from now on (a restore ends the subscription; renewed here). */
+  private watch(): void {
+    const started = this.kv.watch(this.kv.revision + 1, {
+      changes: (changes) => this.changes.push(...changes),
+      reset: () => {
+        this.watching = false;
+      },
+    });
+    this.watching = started.ok;
   }
 
   snapshot(): AsyncIterable<Uint8Array> {
@@ -174,13 +276,17 @@ class WholeNodeRun {
   readonly procs: Proc[] = [];
   readonly history: HistoryOp[] = [];
   readonly exactlyOnce = new ExactlyOnceChecker();
+  readonly rangeAtomicity = new RangeAtomicityChecker();
+  readonly leases = new LeaseChecker();
   readonly trace: string[] = [];
   readonly faults: Record<string, number> = {};
   /** Per log index: "term:bytes" of the command the first node applied there. */
   private readonly appliedAt = new Map<number, string>();
   private readonly masters = new Map<number, NodeId>();
   private nextOpId = 1;
-  private clientsRunning = true;
+  clientsRunning = true;
+  /** A lease tick proposed by the ticker and not yet answered. */
+  private ticking = false;
   private busyClients = 0;
   crashes = 0;
   corruptionsDetected = 0;
@@ -188,16 +294,43 @@ class WholeNodeRun {
   elections = 0;
   failovers = 0;
   transfers = 0;
+  clockJumps = 0;
+  /** Wall-clock jumps forward (each may move log time on by up to one clamped step). */
+  forwardJumps = 0;
+  faultsActive = true;
   leaks: string[] = [];
+  readonly operator: MemberOperator;
+  /** Each process clock's wall offset when it started (its skew), for a jump back. */
+  private readonly skewOf = new WeakMap<SimClock, number>();
 
   constructor(
     readonly seed: number,
     readonly scenario: WholeNodeScenario,
     readonly tracing: boolean,
+    readonly options: WholeNodeOptions = {},
   ) {
     this.prng = new Prng(seed);
+    const run = this;
     this.world = new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS);
-    this.net = new SimNet(this.world, new Prng(seed ^ 0x1b873593), scenario.net);
+    this.net = new SimNet(this.world, new Prng(seed ^ 0x1b873593), {
+      ...scenario.net,
+      duplicateChance: scenario.duplicateChance,
+    });
+    this.operator = new MemberOperator({
+      procs: this.procs,
+      prng: this.prng,
+      world: this.world,
+      get now() {
+        return run.scheduler.now;
+      },
+      get faultsActive() {
+        return run.faultsActive;
+      },
+      log: (line) => this.log(line),
+      stopAndWipe: (proc) => this.stopAndWipe(proc as Proc),
+      startJoined: (proc) => this.start(proc as Proc),
+      fail: (error) => this.scheduler.fail(error),
+    });
     for (let id = 1; id <= scenario.nodeCount; id++) {
       const clock = this.newClock();
       this.procs.push({
@@ -213,6 +346,8 @@ class WholeNodeRun {
         flipped: false,
         catchingUp: false,
         pid: 0,
+        awaitingOperator: false,
+        joined: null,
       });
     }
   }
@@ -227,7 +362,9 @@ class WholeNodeRun {
 
   private newClock(): SimClock {
     // Each process's wall clock is skewed by up to 2 s, as a master stamps it into the log.
-    return new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS + this.prng.int(-2000, 2000));
+    const clock = new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS + this.prng.int(-2000, 2000));
+    this.skewOf.set(clock, clock.wallOffsetMs);
+    return clock;
   }
 
   // ---------------------------------------------------------------- processes
@@ -239,7 +376,7 @@ class WholeNodeRun {
     proc.pid = proc.id * 1000 + incarnation;
     const ids = this.procs.map((p) => p.id);
     const transport = new SimTransport(this.net, proc.id, ids);
-    const sm = new WatchedKv(proc.id, this);
+    const sm = new WatchedKv(proc.id, this, this.scenario.kvLimits);
     proc.transport = transport;
     proc.sm = sm;
     const config = parseNodeConfig({
@@ -254,9 +391,6 @@ class WholeNodeRun {
       // it; the simulated network loses messages inside a connection).
       transferStallMs: this.scenario.transferStallMs,
       join: proc.join,
-      // The nemesis still restarts a wiped node with a bare --join, not through
-      // `baton member replace`: a bound configuration would shut it out.
-      bindIncarnations: false,
     });
     const lockHost: LockHost = {
       pid: proc.pid,
@@ -264,16 +398,23 @@ class WholeNodeRun {
       held: new Set(),
     };
     this.log(`node ${proc.id} starting (incarnation ${incarnation}${proc.join ? ", --join" : ""})`);
-    startNode(config, sm, this.logger(proc.id), transport, {
-      clock: proc.clock,
-      fs: proc.fs,
-      lockHost,
-      seed: this.prng.nextUint32(),
-      storage: {
-        walSegmentBytes: this.scenario.walSegmentBytes,
-        commitIndexPersistIntervalEntries: this.scenario.commitIndexPersistIntervalEntries,
+    startNode(
+      config,
+      sm,
+      this.logger(proc.id),
+      transport,
+      {
+        clock: proc.clock,
+        fs: proc.fs,
+        lockHost,
+        seed: this.prng.nextUint32(),
+        storage: {
+          walSegmentBytes: this.scenario.walSegmentBytes,
+          commitIndexPersistIntervalEntries: this.scenario.commitIndexPersistIntervalEntries,
+        },
       },
-    }).then(
+      proc.joined,
+    ).then(
       (node) => this.onStarted(proc, incarnation, node),
       (error: unknown) => this.onStartFailed(proc, incarnation, error),
     );
@@ -286,6 +427,13 @@ class WholeNodeRun {
     this.log(`node ${proc.id} up`);
     node.on("fatal", (error) => {
       if (proc.incarnation !== incarnation) return;
+      if (this.operator.replacing(proc) && /was removed from the cluster/.test(error.message)) {
+        // A removed member stops itself, as it must; its operator empties it and adds it back.
+        this.log(`node ${proc.id} stopped: ${error.message}`);
+        proc.awaitingOperator = true;
+        this.crash(proc, "removed");
+        return;
+      }
       // A storage failure stops the process, as it must; it is restarted like a crashed
       // one. Anything else (an assertion, a checker's verdict raised inside an apply) is a
       // bug the node would only have logged on its way out: the run fails with it.
@@ -350,20 +498,35 @@ class WholeNodeRun {
   }
 
   private maybeRestart(proc: Proc): void {
-    if (proc.state === "down") this.start(proc);
+    if (proc.state === "down" && !proc.awaitingOperator) this.start(proc);
   }
 
-  /** The operator's repair of a node whose disk failed its checksums: wipe, --join. */
+  /**
+   * The operator's repair of a node whose disk failed its checksums or was lost: its
+   * directory is emptied and the member replaced (removed, added back as a learner with a
+   * new incarnation, started with what --join learns, promoted). The negative control
+   * restarts it empty as the member it was instead.
+   */
   private wipe(proc: Proc): void {
     if (proc.state !== "broken") return;
     this.wipes++;
+    this.stopAndWipe(proc);
+    if (this.options.negativeControl === "no_join") {
+      this.log(`node ${proc.id} wiped, restarting empty without --join (negative control)`);
+      this.start(proc);
+      return;
+    }
+    this.operator.replace(proc, true);
+  }
+
+  /** Stops a machine's process if it runs and gives it an empty data directory. */
+  private stopAndWipe(proc: Proc): void {
+    if (proc.state === "up" || proc.state === "starting")
+      this.crash(proc, "stopped by the operator");
     proc.fs = new SimFileSystem(new Prng(this.prng.nextUint32()), proc.clock, this.scenario.disk);
-    proc.join = true;
+    proc.joined = null;
     proc.flipped = false;
-    proc.catchingUp = true;
     proc.state = "down";
-    this.log(`node ${proc.id} wiped, restarting with --join`);
-    this.start(proc);
   }
 
   private logger(id: NodeId): Logger {
@@ -387,10 +550,11 @@ class WholeNodeRun {
     command: Uint8Array,
     context: ApplyContext,
     result: KvResult,
-    changed: boolean,
+    changes: readonly KvChange[],
+    kv: KvStateMachine,
   ): void {
     try {
-      this.checkApplied(node, command, context, result, changed);
+      this.checkApplied(node, command, context, result, changes, kv);
     } catch (error) {
       // The node stops with it too, but the verdict must not depend on how it stops.
       this.scheduler.fail(error);
@@ -403,7 +567,8 @@ class WholeNodeRun {
     command: Uint8Array,
     context: ApplyContext,
     result: KvResult,
-    changed: boolean,
+    changes: readonly KvChange[],
+    kv: KvStateMachine,
   ): void {
     const identity = `${context.term}:${Buffer.from(command).toString("base64")}`;
     const first = this.appliedAt.get(context.index);
@@ -414,13 +579,16 @@ class WholeNodeRun {
       );
     }
     const decoded = decodeCommand(command);
-    this.exactlyOnce.applied(
-      node,
-      context.index,
-      decoded.ok ? decoded.command : null,
-      result,
-      changed,
-    );
+    const known = decoded.ok ? decoded.command : null;
+    const changed = kv.revision === context.index && changedItself(known, changes);
+    this.exactlyOnce.applied(node, context.index, known, result, changed);
+    this.rangeAtomicity.applied(context.index, known, result, changed);
+    if (first === undefined) {
+      // The earliest moment anyone sees the store after this index: leases are judged here.
+      const slackMs = this.forwardJumps * this.scenario.kvLimits.logTimeStepMsMax + 2;
+      const held = (id: number) => kv.lease(id) !== null;
+      this.leases.applied(known, result, this.scheduler.now, held, slackMs);
+    }
   }
 
   /** A restore on a running node is a state transfer (at start it is recovery). */
@@ -449,6 +617,46 @@ class WholeNodeRun {
     for (let c = 1; c <= this.scenario.clientCount; c++) {
       this.world.setTimeout(() => void this.clientLoop(c), this.prng.int(0, 50));
     }
+    for (let h = 1; h <= this.scenario.leaseHolders; h++) {
+      this.world.setTimeout(() => void holdLeases(this, h), this.prng.int(0, 50));
+    }
+    if (this.scenario.leaseHolders > 0)
+      this.world.setTimeout(() => this.leaseTick(), LEASE_TICK_MS);
+  }
+
+  /**
+   * The key-value server's lease ticker: while leases are held, the master proposes a tick
+   * every 250 ms, one at a time, so that log time moves and leases expire without writes.
+   */
+  private leaseTick(): void {
+    if (!this.clientsRunning) return;
+    this.world.setTimeout(() => this.leaseTick(), LEASE_TICK_MS);
+    const master = this.procs.find(
+      (p) => p.state === "up" && !p.clock.paused && p.node?.role === "master",
+    );
+    if (this.ticking || master === undefined || master.sm!.kv.leaseCount === 0) return;
+    this.ticking = true;
+    const done = (error?: unknown) => {
+      this.ticking = false;
+      if (error instanceof AssertionError) this.scheduler.fail(error);
+    };
+    try {
+      master.node!.propose(encodeCommand({ type: "tick" })).then(() => done(), done);
+    } catch (error) {
+      done(error);
+    }
+  }
+
+  busy(delta: 1 | -1): void {
+    this.busyClients += delta;
+  }
+
+  get keys(): readonly string[] {
+    return this.scenario.keys;
+  }
+
+  revisionOf(key: string, value: string): number | undefined {
+    return this.exactlyOnce.revisionOf(key, value);
   }
 
   stopClients(): void {
@@ -473,19 +681,40 @@ class WholeNodeRun {
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.world.setTimeout(resolve, ms));
   }
 
   private async operate(client: number, n: number): Promise<void> {
     const key = this.prng.pick(this.scenario.keys);
     const roll = this.prng.next();
+    const deadline = this.scheduler.now + CLIENT_DEADLINE_MS;
+    const store = new StoreClient(this, client, n, deadline);
+    if (roll >= 0.82) {
+      // The store beyond single keys: a compare-and-set (as a put or a transaction), a
+      // transaction over two keys, a range read, a prefix delete.
+      if (roll < 0.89 || (roll < 0.94 && this.scenario.keys.length < 2)) await store.cas(key);
+      else if (roll < 0.94) await store.txnTwoKeys(key);
+      else if (roll < 0.97) await store.rangeRead();
+      else await store.deletePrefix();
+      return;
+    }
     const op: KvOp =
-      roll < 0.45
+      roll < 0.4
         ? { kind: "read" }
-        : roll < 0.9
+        : roll < 0.75
           ? { kind: "write", value: `c${client}-${n}` }
           : { kind: "delete" };
+    const entry = this.record(client, key, op);
+    if (op.kind === "read") await this.read(entry, deadline);
+    else await this.write(entry, `c${client}-${n}`, deadline);
+    if (entry.outcome !== "ok") return;
+    if (op.kind === "read") this.saw(client, key, entry.output as string | null);
+    else this.saw(client, key, op.kind === "write" ? op.value : null);
+  }
+
+  /** A new operation in the history, invoked now and not yet answered. */
+  record(client: number, key: string, op: KvOp): HistoryOp {
     const entry: HistoryOp = {
       id: this.nextOpId++,
       client,
@@ -496,9 +725,65 @@ class WholeNodeRun {
       outcome: "info",
     };
     this.history.push(entry);
-    const deadline = this.scheduler.now + CLIENT_DEADLINE_MS;
-    if (op.kind === "read") await this.read(entry, deadline);
-    else await this.write(entry, `c${client}-${n}`, deadline);
+    return entry;
+  }
+
+  /** What each client last saw of each key, for the value its compare-and-sets expect. */
+  private readonly lastSeen = new Map<string, string | null>();
+
+  /** `client` saw `key` hold `value` (null: absent). */
+  saw(client: number, key: string, value: string | null): void {
+    this.lastSeen.set(`${client}\u0000${key}`, value);
+  }
+
+  lastSeenBy(client: number, key: string): string | null | undefined {
+    return this.lastSeen.get(`${client}\u0000${key}`);
+  }
+
+  /**
+   * Sends one command, retried with the same idempotency key on any node until it is
+   * answered with anything but `table_full`, or null when the deadline passes first.
+   */
+  async submit(
+    command: Uint8Array,
+    deadline: number,
+  ): Promise<{ readonly result: KvResult; readonly node: NodeId } | null> {
+    while (this.scheduler.now < deadline) {
+      const proc = this.pickNode();
+      if (proc === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const outcome = await this.attempt(() => proc.node!.propose(command));
+      if (outcome.ok) {
+        const result = outcome.value as KvResult;
+        if (result.ok || result.code !== "table_full") return { result, node: proc.id };
+      }
+      await this.sleep(this.prng.int(10, 100));
+    }
+    return null;
+  }
+
+  /** A read barrier on some running node, then `read` of that node's own store. */
+  async barrierRead<T>(deadline: number, read: (kv: KvStateMachine, node: NodeId) => T) {
+    while (this.scheduler.now < deadline) {
+      const proc = this.pickNode();
+      if (proc === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const { incarnation, sm } = proc;
+      const outcome = await this.attempt(() => proc.node!.readBarrier());
+      if (outcome.ok && proc.incarnation === incarnation && proc.state === "up" && sm !== null) {
+        return { value: read(sm.kv, proc.id) };
+      }
+      await this.sleep(this.prng.int(10, 100));
+    }
+    return null;
+  }
+
+  get now(): number {
+    return this.scheduler.now;
   }
 
   /** A linearizable read: a read barrier on some node, then that node's own store. */
@@ -623,6 +908,9 @@ class WholeNodeRun {
       "eio",
       "wipe",
       "pause",
+      "clock_jump",
+      "switchover",
+      "member_cycle",
     ]);
     const running = this.procs.filter((p) => p.state === "up");
     const master = running.find((p) => p.node?.role === "master") ?? null;
@@ -682,6 +970,15 @@ class WholeNodeRun {
       case "pause":
         if (running.length > 0) this.pause(this.prng.pick(running), this.prng.int(100, 2600));
         break;
+      case "clock_jump":
+        this.clockJump(master);
+        break;
+      case "switchover":
+        this.switchover(running);
+        break;
+      case "member_cycle":
+        if (this.allHealthy(running)) this.operator.replace(this.prng.pick(running), false);
+        break;
       case "eio": {
         if (running.length === 0) break;
         const target = this.prng.pick(running);
@@ -724,6 +1021,44 @@ class WholeNodeRun {
   }
 
   /**
+   * Steps one node's wall clock (the master's half the time) an hour or ten minutes either
+   * way, or back to where it started: log time must not run ahead with it, so no
+   * idempotency key or lease may expire early.
+   */
+  private clockJump(master: Proc | null): void {
+    const target = master !== null && this.prng.chance(0.5) ? master : this.prng.pick(this.procs);
+    const clock = target.clock;
+    const origin = this.skewOf.get(clock) ?? clock.wallOffsetMs;
+    const step = this.prng.pick([3_600_000, -3_600_000, 600_000, -600_000, 0]);
+    const to = step === 0 ? origin : clock.wallOffsetMs + step;
+    if (to > clock.wallOffsetMs) this.forwardJumps++;
+    this.log(`node ${target.id}: wall clock steps by ${to - clock.wallOffsetMs} ms`);
+    clock.wallOffsetMs = to;
+    this.clockJumps++;
+  }
+
+  /** Asks a running node for a switchover, to a random member or to the best-placed backup. */
+  private switchover(running: Proc[]): void {
+    const asked = running.filter((p) => p.node !== null && !p.clock.paused);
+    if (asked.length === 0) return;
+    const proc = this.prng.pick(asked);
+    const node = proc.node!;
+    const to = this.prng.chance(0.5) ? null : this.prng.pick(this.procs).id;
+    const what = `node ${proc.id}: switchover to ${to ?? "the best-placed backup"}`;
+    const refused = (error: unknown) => {
+      if (error instanceof AssertionError) this.scheduler.fail(error);
+      else this.log(`${what}: refused (${(error as Error).message.slice(0, 100)})`);
+    };
+    try {
+      node
+        .switchover(to)
+        .then((o) => this.log(`${what}: master ${o.master} in term ${o.term}`), refused);
+    } catch (error) {
+      refused(error);
+    }
+  }
+
+  /**
    * Stops a node's process for `ms` (a long garbage collection, SIGSTOP): its timers and
    * disk completions wait, what arrives for it is held, and it resumes as a process does.
    */
@@ -748,7 +1083,7 @@ class WholeNodeRun {
    */
   private allHealthy(running: Proc[]): boolean {
     if (running.length < this.procs.length) return false;
-    if (this.procs.some((p) => p.catchingUp)) return false;
+    if (this.operator.busy || this.procs.some((p) => p.catchingUp)) return false;
     const master = running.find((p) => p.node?.role === "master");
     if (master === undefined) return false;
     const commit = master.node!.status().commitIndex;
@@ -797,13 +1132,14 @@ class WholeNodeRun {
    * more, and every node that is down starts again.
    */
   endFaults(): void {
+    this.faultsActive = false;
     for (const proc of this.procs) {
       proc.fs.disarm();
       if (proc.clock.paused && proc.transport !== null) {
         proc.transport.resume();
         proc.clock.resume();
       }
-      if (proc.state === "down") this.start(proc);
+      if (proc.state === "down" && !proc.awaitingOperator) this.start(proc);
     }
   }
 
@@ -823,7 +1159,9 @@ class WholeNodeRun {
       .map((p) => {
         if (p.node === null) return `node ${p.id} ${p.state}`;
         const s = p.node.status();
-        return `node ${p.id} ${s.role} term ${s.term} last ${s.lastIndex} commit ${s.commitIndex} applied ${s.appliedIndex}`;
+        const members = p.node.members().members.map((m) => `${m.id}${m.voter ? "" : "L"}`);
+        const hash = p.sm?.kv.stateHash().slice(0, 8) ?? "-";
+        return `node ${p.id} ${s.role} term ${s.term} last ${s.lastIndex} commit ${s.commitIndex} applied ${s.appliedIndex} members ${members.join(",")} state ${hash}`;
       })
       .join("; ");
   }
@@ -835,7 +1173,15 @@ class WholeNodeRun {
     const applied = statuses[0]!.appliedIndex;
     if (statuses.some((s) => s.appliedIndex !== applied || s.commitIndex !== applied)) return false;
     const hash = up[0]!.sm!.kv.stateHash();
-    return up.every((p) => p.sm!.kv.stateHash() === hash);
+    if (!up.every((p) => p.sm!.kv.stateHash() === hash)) return false;
+    // Every replacement done: every node lists every node as a voter, one configuration.
+    if (this.operator.busy) return false;
+    const members = JSON.stringify(up[0]!.node!.members().members);
+    return up.every(
+      (p) =>
+        JSON.stringify(p.node!.members().members) === members &&
+        p.node!.members().members.filter((m) => m.voter).length === this.procs.length,
+    );
   }
 }
 
@@ -845,7 +1191,7 @@ export async function runWholeNode(
   options: WholeNodeOptions = {},
 ): Promise<RunResult> {
   const scenario = makeWholeNodeScenario(seed, options.faultPhaseMs);
-  const run = new WholeNodeRun(seed, scenario, options.trace === true);
+  const run = new WholeNodeRun(seed, scenario, options.trace === true, options);
   let violation: string | undefined;
   let recoveryMs: number | null = null;
   const hook = createHook({
@@ -910,12 +1256,19 @@ export async function runWholeNode(
     elections: run.elections,
     failovers: run.failovers,
     faults: run.faults,
+    checks: {
+      "member replacements": run.operator.replacements,
+      "lease expiries checked": run.leases.expired,
+      "range reads checked": run.rangeAtomicity.reads,
+      "clock jumps": run.clockJumps,
+      "duplicated messages": run.net.duplicated,
+    },
     crashes: run.crashes,
     tornWrites: run.procs.reduce((n, p) => n + p.fs.stats.tornWrites, 0),
     transfers: run.transfers,
     corruptionsDetected: run.corruptionsDetected,
     wipes: run.wipes,
-    clockJumps: 0,
+    clockJumps: run.clockJumps,
     retriesAnswered: run.exactlyOnce.answeredFromTable,
     refused: run.exactlyOnce.refused,
     messages: run.net.sent,

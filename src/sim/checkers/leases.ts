@@ -1,0 +1,66 @@
+/**
+ * The lease checker: a lease never ends early. A client that sent a grant or a keep-alive
+ * at virtual time s and got it answered was promised the lease until s + ttl; the lease may
+ * end before that only when it is revoked. Log time, which leases expire by, comes from the
+ * master's wall clock and moves on by at most `logTimeStepMsMax` per entry, so a wall clock
+ * stepped forward may bring an expiry forward by that much and no more; the checker allows
+ * that step for every forward jump the run made, and nothing else.
+ *
+ * It watches the first application of every index (the earliest moment anyone can see a
+ * lease gone) and asks the applying node's store which promised leases it still holds. It
+ * never changes what nodes do; a broken promise throws SafetyViolation.
+ */
+
+import type { KvCommand, KvResult } from "../../kv/index.js";
+import { SafetyViolation } from "./safety.js";
+
+interface LeasePromise {
+  /** Virtual ms until which the lease must be held, by the latest answered request. */
+  untilMs: number;
+  /** The request that promised it, for the explanation. */
+  readonly what: string;
+}
+
+export class LeaseChecker {
+  private readonly promises = new Map<number, LeasePromise>();
+  private readonly revoked = new Set<number>();
+  private readonly ended = new Set<number>();
+  /** Leases that ended by expiry, checked. */
+  expired = 0;
+
+  /** A client's grant or keep-alive of `id`, sent at `sentAtMs`, was answered with `ttlMs`. */
+  promised(id: number, ttlMs: number, sentAtMs: number, what: string): void {
+    if (this.ended.has(id)) return;
+    const until = sentAtMs + ttlMs;
+    const known = this.promises.get(id);
+    if (known === undefined || known.untilMs < until)
+      this.promises.set(id, { untilMs: until, what });
+  }
+
+  /**
+   * Call after the first application of an index, at virtual time `nowMs`: `held(id)` says
+   * whether the applying store still holds lease `id`; `slackMs` is how far forward wall
+   * clocks may have moved log time.
+   */
+  applied(
+    command: KvCommand | null,
+    result: KvResult,
+    nowMs: number,
+    held: (id: number) => boolean,
+    slackMs: number,
+  ): void {
+    if (command?.type === "lease_revoke" && result.ok) this.revoked.add(command.id);
+    for (const [id, promise] of this.promises) {
+      if (held(id)) continue;
+      this.promises.delete(id);
+      this.ended.add(id);
+      if (this.revoked.has(id)) continue;
+      this.expired++;
+      if (nowMs + slackMs < promise.untilMs) {
+        throw new SafetyViolation(
+          `lease ${id} ended early: ${promise.what} promised it until ${promise.untilMs.toFixed(1)} ms, and it was gone at ${nowMs.toFixed(1)} ms (allowed ${slackMs} ms for wall clocks stepped forward)`,
+        );
+      }
+    }
+  }
+}
