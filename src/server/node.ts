@@ -1040,9 +1040,16 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       .then(async () => {
         // A state transfer may have installed a newer snapshot while this one was written.
         this.snapshotIndex = Math.max(this.snapshotIndex, meta.index);
+        // A backup being sent an older snapshot needs the entries after it once it has
+        // installed it: compacting them away would send it the newest one all over again
+        // (a large state could chase the log like this for as long as writes go on).
+        const sending = this.transfer
+          .progress()
+          .filter((t) => t.direction === "sending")
+          .map((t) => t.snapshotIndex);
         const keep = Math.max(
           this.replica.snapshotMeta().index,
-          meta.index - this.config.snapshotKeepEntries,
+          Math.min(meta.index - this.config.snapshotKeepEntries, ...sending),
         );
         // A configuration entry compacted away must already be in the identity file.
         await this.identitySaved;
