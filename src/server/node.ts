@@ -1174,20 +1174,33 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   /** The peers the transport has: the command line's, then every member a configuration listed. */
   private readonly linkedPeers = new Set<NodeId>();
+  /** When each linked peer was first seen no longer listed nor replicated to. */
+  private readonly forgettableSince = new Map<NodeId, number>();
 
   /**
    * Forgets the link to each peer that the configuration no longer lists, once that
    * configuration is committed and (on the master) the removed member is no longer
    * replicated to, so that the transport stops redialling a removed node. Only a voter
    * does it: a learner replaying old configurations from the log would forget members
-   * that are still there (the master among them).
+   * that are still there (the master among them). The link goes only an election timeout
+   * after that: the master stops replicating to a removed member as soon as it has *sent*
+   * it the news of its removal, and closing the link at once could drop that last message
+   * with the link, leaving the removed node running and unaware.
    */
   private maybeForgetPeers(): void {
     const r = this.replica;
     if (r.changeInProgress || !r.isVoter || r.isJoining) return;
     const progress = r.peerProgress();
+    const now = this.clock.monotonicMs();
     for (const id of this.linkedPeers) {
-      if (r.members.some((m) => m.id === id) || progress.has(id)) continue;
+      if (r.members.some((m) => m.id === id) || progress.has(id)) {
+        this.forgettableSince.delete(id);
+        continue;
+      }
+      const since = this.forgettableSince.get(id);
+      if (since === undefined) this.forgettableSince.set(id, now);
+      if (since === undefined || now - since < this.config.electionMsMax) continue;
+      this.forgettableSince.delete(id);
       this.linkedPeers.delete(id);
       this.transport.removePeer(id);
       this.connected.delete(id);
