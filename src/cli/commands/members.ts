@@ -57,23 +57,7 @@ Examples:
   list.action(async (options: JsonOption) => {
     io.exitCode = await withClient(io, options, MEMBERS_TIMEOUT_MS_DEFAULT, async (client) => {
       const members = await client.members();
-      if (options.json === true) {
-        io.stdout.write(`${JSON.stringify({ members })}\n`);
-        return ExitCode.ok;
-      }
-      const rows = [["ID", "VOTER", "PEER ADDRESS", "HTTP URL"]];
-      for (const m of members) {
-        rows.push([String(m.id), m.voter ? "yes" : "no", m.peerAddress, m.httpUrl ?? "-"]);
-      }
-      const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-      for (const row of rows) {
-        io.stdout.write(
-          `${row
-            .map((cell, c) => cell.padEnd(widths[c]!))
-            .join("  ")
-            .trimEnd()}\n`,
-        );
-      }
+      printMembers(io, members, options.json);
       return ExitCode.ok;
     });
   });
