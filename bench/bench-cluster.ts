@@ -5,6 +5,8 @@
  * it, so that the load generator and the fail-over benchmark drive both the same way.
  */
 
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { request } from "undici";
 import type { ManagedProcess } from "../harness/processes.js";
 
@@ -71,4 +73,35 @@ export function nodeById(cluster: BenchCluster, id: number): BenchNode {
   const node = cluster.nodes.find((n) => n.id === id);
   if (node === undefined) throw new Error(`no node ${id}`);
   return node;
+}
+
+let clockTicksPerSecond: number | null = null;
+
+/**
+ * The CPU time (user + system) process `pid` has used so far, in milliseconds, from
+ * /proc/<pid>/stat; null when it cannot be read (not Linux, or the process is gone).
+ */
+export function processCpuMs(pid: number | null | undefined): number | null {
+  if (pid === null || pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) is in parentheses and may hold spaces; count after it.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime (fields 14, 15)
+    clockTicksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+    return Number.isFinite(ticks) ? (ticks * 1000) / clockTicksPerSecond : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The CPU time all of `cluster`'s running nodes have used so far, in milliseconds. */
+export function clusterCpuMs(cluster: BenchCluster): number | null {
+  let total = 0;
+  for (const node of cluster.nodes) {
+    const ms = processCpuMs(node.process.pid);
+    if (ms === null) return null;
+    total += ms;
+  }
+  return total;
 }

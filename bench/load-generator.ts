@@ -44,6 +44,10 @@ export interface LoadResult {
   readonly seconds: number;
   readonly opsPerSecond: number;
   readonly latencyMs: LatencySummary;
+  /** Requests answered from the first one on (warm-up and preload included). */
+  readonly completedTotal: number;
+  /** This process's own CPU time (user + system) over the same span, in milliseconds. */
+  readonly cpuMs: number;
 }
 
 const ERROR_SAMPLES_MAX = 5;
@@ -59,6 +63,8 @@ class Run {
   readonly latencies = new LatencyRecorder();
   errors = 0;
   completed = 0;
+  /** Requests of the preload, which the nodes' CPU time includes. */
+  preloaded = 0;
   readonly errorSamples: string[] = [];
   private readonly pools: Pool[];
   private readonly requests: KvRequests;
@@ -112,6 +118,7 @@ class Run {
       while (next < this.keys.length) {
         const key = this.keys[next++]!;
         if (!(await this.send(this.requests.put(key)))) throw new Error(`preload of ${key} failed`);
+        this.preloaded++;
       }
     };
     await Promise.all(Array.from({ length: Math.min(32, this.spec.clients * 4) }, worker));
@@ -145,6 +152,7 @@ class Run {
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const run = new Run(spec);
+  const cpuAtStart = process.cpuUsage();
   try {
     if (spec.mix !== "write") await run.preload();
     const startAt = performance.now();
@@ -167,6 +175,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       clearInterval(progress);
     }
     const seconds = spec.durationMs / 1000;
+    const cpu = process.cpuUsage(cpuAtStart);
     return {
       ops: run.latencies.count,
       errors: run.errors,
@@ -174,6 +183,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       seconds,
       opsPerSecond: run.latencies.count / seconds,
       latencyMs: run.latencies.summary(),
+      completedTotal: run.completed + run.preloaded,
+      cpuMs: (cpu.user + cpu.system) / 1000,
     };
   } finally {
     await run.close();

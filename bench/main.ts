@@ -26,13 +26,14 @@ import {
   runScript,
 } from "../harness/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
-import type { BenchCluster, SystemName } from "./bench-cluster.js";
+import { type BenchCluster, clusterCpuMs, type SystemName } from "./bench-cluster.js";
 import { describeMachine, runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
 import type { LoadResult, LoadSpec, Mix } from "./load-generator.js";
 import {
   type CaseRun,
   compare,
+  cpuTable,
   formatBytes,
   markdownTable,
   type Report,
@@ -242,7 +243,9 @@ async function runCases(
               keyPrefix: `bench-${valueBytes}`,
               label,
             };
+            const cpuBefore = clusterCpuMs(cluster);
             const result = await runLoadGenerator(spec);
+            const cpuAfter = clusterCpuMs(cluster);
             const loadAverage = loadavg().map((l) => Number(l.toFixed(2)));
             runs.push({
               system: cluster.system,
@@ -252,6 +255,7 @@ async function runCases(
               run,
               result,
               loadAverage,
+              nodesCpuMs: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore,
             });
             const l = result.latencyMs;
             log(
@@ -332,7 +336,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     skipped,
   };
   const files = writeReport(options.out, report);
-  process.stdout.write(`\n${markdownTable(comparisons)}\n\n`);
+  process.stdout.write(`\n${markdownTable(comparisons)}\n\n${cpuTable(comparisons)}\n\n`);
   log(`written: ${files.map((f) => join(options.out, f)).join(", ")}`);
   return 0;
 }

@@ -25,6 +25,11 @@ export interface CaseRun extends CaseKey {
   readonly result: LoadResult;
   /** os.loadavg() when the run ended. */
   readonly loadAverage: readonly number[];
+  /**
+   * CPU time (user + system) the system's nodes used while the load generator ran, in
+   * milliseconds (warm-up and preload included), or null where it could not be read.
+   */
+  readonly nodesCpuMs?: number | null;
 }
 
 export interface CaseSummary extends CaseKey {
@@ -37,6 +42,9 @@ export interface CaseSummary extends CaseKey {
   readonly maxMs: number | null;
   readonly errors: number;
   readonly loadAverage1m: number | null;
+  /** CPU time per request answered, in microseconds: the nodes together, and the load generator. */
+  readonly nodesCpuUsPerOp: number | null;
+  readonly loadGeneratorCpuUsPerOp: number | null;
 }
 
 export interface Comparison extends CaseKey {
@@ -71,6 +79,13 @@ function medianOf(values: readonly (number | null)[]): number | null {
   return median(values.filter((v): v is number => v !== null));
 }
 
+/** Microseconds of CPU per request, or null when either figure is missing. */
+function perOp(cpuMs: number | null | undefined, requests: number | undefined): number | null {
+  return cpuMs == null || requests === undefined || requests === 0
+    ? null
+    : (cpuMs * 1000) / requests;
+}
+
 export function summarizeCase(runs: readonly CaseRun[]): CaseSummary {
   const first = runs[0];
   if (first === undefined) throw new Error("no runs to summarize");
@@ -86,6 +101,10 @@ export function summarizeCase(runs: readonly CaseRun[]): CaseSummary {
     maxMs: medianOf(runs.map((r) => r.result.latencyMs.max)),
     errors: runs.reduce((sum, r) => sum + r.result.errors, 0),
     loadAverage1m: medianOf(runs.map((r) => r.loadAverage[0] ?? null)),
+    nodesCpuUsPerOp: medianOf(runs.map((r) => perOp(r.nodesCpuMs, r.result.completedTotal))),
+    loadGeneratorCpuUsPerOp: medianOf(
+      runs.map((r) => perOp(r.result.cpuMs, r.result.completedTotal)),
+    ),
   };
 }
 
@@ -141,6 +160,21 @@ export function markdownTable(comparisons: readonly Comparison[]): string {
     const load = c.baton?.loadAverage1m ?? c.etcd?.loadAverage1m ?? null;
     return `| ${c.mix} | ${formatBytes(c.valueBytes)} | ${c.clients} | ${fmt(c.baton?.opsPerSecond, 0)}${errors(c.baton)} | ${fmt(c.baton?.p50Ms, 2)} | ${fmt(c.baton?.p99Ms, 2)} | ${fmt(c.etcd?.opsPerSecond, 0)}${errors(c.etcd)} | ${fmt(c.etcd?.p50Ms, 2)} | ${fmt(c.etcd?.p99Ms, 2)} | ${ratioText(c.throughputRatio)} | ${ratioText(c.p99Ratio)} | ${fmt(load, 1)} |`;
   });
+  return [header, rule, ...rows].join("\n");
+}
+
+/**
+ * Where the CPU went, per request answered (medians over the runs): the nodes of the
+ * system together, and the load generator, which shares the machine with them.
+ */
+export function cpuTable(comparisons: readonly Comparison[]): string {
+  const header =
+    "| mix | value | clients | Baton nodes CPU µs/op | Baton load generator CPU µs/op | etcd nodes CPU µs/op | etcd load generator CPU µs/op |";
+  const rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: |";
+  const rows = comparisons.map(
+    (c) =>
+      `| ${c.mix} | ${formatBytes(c.valueBytes)} | ${c.clients} | ${fmt(c.baton?.nodesCpuUsPerOp, 0)} | ${fmt(c.baton?.loadGeneratorCpuUsPerOp, 0)} | ${fmt(c.etcd?.nodesCpuUsPerOp, 0)} | ${fmt(c.etcd?.loadGeneratorCpuUsPerOp, 0)} |`,
+  );
   return [header, rule, ...rows].join("\n");
 }
 
@@ -317,6 +351,10 @@ export function writeReport(dir: string, report: Report): string[] {
     "",
     table,
     "",
+    "CPU time per request answered (medians; warm-up and preload included):",
+    "",
+    cpuTable(report.comparisons),
+    "",
   ].join("\n");
   writeFileSync(join(dir, "results.md"), md);
   for (const c of chartList) writeFileSync(join(dir, c.file), `${c.svg}\n`);
@@ -328,6 +366,7 @@ export function writeReport(dir: string, report: Report): string[] {
     `<p><code>${escapeXml(report.command)}</code></p>`,
     `<pre>${escapeXml(`${machine}\n${systems}\n${skipped}`)}</pre>`,
     htmlTable(table),
+    htmlTable(cpuTable(report.comparisons)),
     ...chartList.map((c) => c.svg),
     "</body></html>",
   ].join("\n");

@@ -28,7 +28,10 @@ const root = useTempDir("baton-bench-smoke-");
 
 interface BenchResults {
   runs: { system: string; result: { ops: number; errors: number } }[];
-  comparisons: { baton: { opsPerSecond: number } | null; throughputRatio: number | null }[];
+  comparisons: {
+    baton: { opsPerSecond: number; nodesCpuUsPerOp: number | null } | null;
+    throughputRatio: number | null;
+  }[];
 }
 
 interface FailoverResults {
@@ -76,6 +79,9 @@ describe("bench: smoke", () => {
       for (const r of mine) expect(r.result.ops, system).toBeGreaterThan(0);
     }
     expect(results.comparisons.every((c) => (c.baton?.opsPerSecond ?? 0) > 0)).toBe(true);
+    // The nodes' CPU time per request is read from /proc for every case.
+    expect(results.comparisons.every((c) => (c.baton?.nodesCpuUsPerOp ?? 0) > 0)).toBe(true);
+    expect(readFileSync(join(benchOut, "results.md"), "utf8")).toContain("nodes CPU µs/op");
     if (etcdInstalled)
       expect(results.comparisons.every((c) => c.throughputRatio !== null)).toBe(true);
     expect(readFileSync(join(benchOut, "index.html"), "utf8")).toContain("<svg");
