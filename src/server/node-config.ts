@@ -47,8 +47,19 @@ export interface NodeConfig {
   readonly electionMsMax: number;
   /** Take a snapshot every this many applied entries. @default 10000 */
   readonly snapshotEntries: number;
+  /**
+   * Also take a snapshot once the commands applied since the last one hold this many
+   * bytes, so that a log of large values stays bounded on disk and in a restart's replay.
+   * @default 64 MiB
+   */
+  readonly snapshotBytes: number;
   /** Entries kept in the log behind a snapshot, for backups slightly behind. @default 5000 */
   readonly snapshotKeepEntries: number;
+  /**
+   * At most this many bytes of entries are kept behind a snapshot, whatever
+   * `snapshotKeepEntries` says. @default 16 MiB
+   */
+  readonly snapshotKeepBytes: number;
   /** Proposals and reads give up after this long, in milliseconds. @default 5000 */
   readonly requestTimeoutMs: number;
   /** Largest state-transfer chunk, in bytes. @default 1 MiB */
@@ -109,7 +120,9 @@ export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen" 
     electionMsMin: 300,
     electionMsMax: 600,
     snapshotEntries: 10_000,
+    snapshotBytes: 64 * 1024 * 1024,
     snapshotKeepEntries: 5_000,
+    snapshotKeepBytes: 16 * 1024 * 1024,
     requestTimeoutMs: 5_000,
     transferChunkBytes: 1024 * 1024,
     transferStallMs: 10_000,
@@ -164,6 +177,7 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     "electionMsMin",
     "electionMsMax",
     "snapshotEntries",
+    "snapshotBytes",
     "requestTimeoutMs",
     "transferChunkBytes",
     "transferStallMs",
@@ -173,6 +187,8 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
   }
   if (!Number.isInteger(config.snapshotKeepEntries) || config.snapshotKeepEntries < 0)
     problems.push("snapshotKeepEntries must be a non-negative integer");
+  if (!Number.isInteger(config.snapshotKeepBytes) || config.snapshotKeepBytes < 0)
+    problems.push("snapshotKeepBytes must be a non-negative integer");
   if (config.heartbeatMs < config.tickMs) problems.push("heartbeatMs must be at least tickMs");
   if (config.electionMsMin <= config.heartbeatMs)
     problems.push("electionMsMin must be above heartbeatMs");

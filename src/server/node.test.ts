@@ -49,6 +49,9 @@ interface TestNode {
 interface StartOptions {
   /** @default 10_000 */
   readonly snapshotEntries?: number;
+  /** @default 64 MiB and 16 MiB (the node's defaults) */
+  readonly snapshotBytes?: number;
+  readonly snapshotKeepBytes?: number;
   /** @default 100 */
   readonly electionMsMin?: number;
   /** Stands between the node and its storage (a slow disk, say). */
@@ -71,6 +74,10 @@ async function startOne(
     electionMsMax: 2 * electionMsMin,
     snapshotEntries: options.snapshotEntries ?? 10_000,
     snapshotKeepEntries: 5,
+    ...(options.snapshotBytes === undefined ? {} : { snapshotBytes: options.snapshotBytes }),
+    ...(options.snapshotKeepBytes === undefined
+      ? {}
+      : { snapshotKeepBytes: options.snapshotKeepBytes }),
     transferChunkBytes: 1024,
   });
   const sm = new KvStateMachine();
@@ -521,6 +528,37 @@ describe("node runtime", () => {
     );
     // Every entry after the snapshot in flight is still there to follow its install.
     expect(storage.firstIndex()).toBeLessThanOrEqual(sent + 1);
+  });
+
+  it("timing: runtime: large values trigger a snapshot by their bytes, and the log behind it keeps at most snapshotKeepBytes of them", async () => {
+    const network = new MemoryNetwork();
+    const storages = new Map<NodeId, Storage>();
+    const nodes = await Promise.all(
+      ids.map((id) =>
+        startOne(network, id, new MemoryVolume(), {
+          // Far more entries than this test writes: only the bytes can trigger it.
+          snapshotEntries: 10_000,
+          snapshotBytes: 32 * 1024,
+          snapshotKeepBytes: 6 * 1024,
+          wrap: (storage) => {
+            storages.set(id, storage);
+            return storage;
+          },
+        }),
+      ),
+    );
+    const master = await masterOf(nodes);
+    const value = "v".repeat(4096);
+    for (let i = 0; i < 12; i++) await master.node.propose(put(`k${i}`, value));
+    const storage = storages.get(master.node.id)!;
+    // 8 writes of 4 KiB and more pass 32 KiB: a snapshot, taken within the 12 writes.
+    await until("a snapshot triggered by bytes", () => storage.snapshot().index > 0);
+    const snapshotAt = storage.snapshot().index;
+    expect(snapshotAt).toBeLessThan(master.node.status().lastIndex);
+    await until("the log is compacted behind it", () => storage.firstIndex() > 1);
+    // At most 6 KiB of entries behind it: one 4 KiB write (snapshotKeepEntries alone keeps 5).
+    expect(snapshotAt - (storage.firstIndex() - 1)).toBe(1);
+    expect(master.sm.get("k11")!.value.byteLength).toBe(4096);
   });
 
   it("timing: runtime: a Ready that replaces a suffix and commits into it is stored entries first (fail-over while catching up)", async () => {

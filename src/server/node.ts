@@ -220,6 +220,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private nextReadId = 1;
   private appliedIndex: number;
   private snapshotIndex: number;
+  /** Bytes of the commands applied since the newest snapshot was taken or installed. */
+  private bytesSinceSnapshot = 0;
   private snapshotting = false;
   /** Settles when the snapshot under way (if any) is stored, or failed the node. */
   private snapshotDone: Promise<void> = Promise.resolve();
@@ -924,6 +926,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.forwarder.onApplied(entry, undefined);
         continue;
       }
+      this.bytesSinceSnapshot += entry.data.length;
       const { timeMs, command } = unwrapCommand(entry.data);
       const result = this.sm.apply(command, { index: entry.index, term: entry.term, time: timeMs });
       this.forwarder.onApplied(entry, result);
@@ -996,11 +999,39 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   // ---------------------------------------------------------------- snapshots
 
-  /** Snapshots the state machine every `snapshotEntries` applied entries. */
+  /**
+   * Snapshots the state machine every `snapshotEntries` applied entries, or sooner once the
+   * commands applied since the last snapshot hold `snapshotBytes`.
+   */
   private maybeSnapshot(): void {
-    if (this.snapshotting || this.appliedIndex - this.snapshotIndex < this.config.snapshotEntries)
+    if (this.snapshotting) return;
+    if (
+      this.appliedIndex - this.snapshotIndex < this.config.snapshotEntries &&
+      this.bytesSinceSnapshot < this.config.snapshotBytes
+    )
       return;
     void this.snapshotNow();
+  }
+
+  /**
+   * Where to compact the log behind a snapshot at `index`: keeps at most
+   * `snapshotKeepEntries` entries and at most `snapshotKeepBytes` bytes of them.
+   */
+  private compactionPoint(index: number): number {
+    const floor = Math.max(
+      this.replica.snapshotMeta().index,
+      index - this.config.snapshotKeepEntries,
+    );
+    let bytes = 0;
+    let point = index;
+    while (point > floor) {
+      const entry = this.replica.entryAt(point);
+      if (entry === undefined) break;
+      bytes += entry.data.length;
+      if (bytes > this.config.snapshotKeepBytes) break;
+      point--;
+    }
+    return point;
   }
 
   /**
@@ -1025,6 +1056,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (term === undefined) return Promise.resolve();
     const meta: SnapshotMeta = { index: this.appliedIndex, term };
     this.snapshotting = true;
+    this.bytesSinceSnapshot = 0;
     const started = this.clock.wallMs();
     // Storage refuses to snapshot beyond the commit index it knows: tell it (lazily written).
     // The applied index, not the core's commit index: that one may cover entries storage
@@ -1049,7 +1081,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           .map((t) => t.snapshotIndex);
         const keep = Math.max(
           this.replica.snapshotMeta().index,
-          Math.min(meta.index - this.config.snapshotKeepEntries, ...sending),
+          Math.min(this.compactionPoint(meta.index), ...sending),
         );
         // A configuration entry compacted away must already be in the identity file.
         await this.identitySaved;
@@ -1109,6 +1141,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     this.appliedIndex = meta.index;
     this.snapshotIndex = meta.index;
+    this.bytesSinceSnapshot = 0;
     this.forwarder.onSnapshotAdopted(meta.index);
     this.log.info(
       {

@@ -68,8 +68,16 @@ export function register(program: Command, io: CliIo = processIo()): void {
     .option("--tick-ms <ms>", "timer resolution (default 10)")
     .option("--snapshot-entries <n>", "snapshot every n applied entries (default 10000)")
     .option(
+      "--snapshot-bytes <n>",
+      "also snapshot once the commands applied since the last snapshot hold n bytes (default 67108864, 64 MiB)",
+    )
+    .option(
       "--snapshot-keep-entries <n>",
       "entries kept in the log behind a snapshot, for backups slightly behind (default 5000)",
+    )
+    .option(
+      "--snapshot-keep-bytes <n>",
+      "at most n bytes of entries kept behind a snapshot, whatever --snapshot-keep-entries says (default 16777216, 16 MiB)",
     )
     .option(
       "--join [url]",
