@@ -53,6 +53,7 @@ import { addDigests, type Digest64, formatDigest, subtractDigests, ZERO_DIGEST }
 import { KeyIndex } from "./key-index.js";
 import {
   preserveForSnapshot,
+  type RestoredState,
   readSnapshot,
   readSnapshotChunks,
   type SnapshotCursor,
@@ -368,7 +369,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     assert(!this.restoring, "two restores at once");
     this.restoring = true;
-    let restored: KvState;
+    let restored: RestoredState;
     try {
       restored = await readSnapshot(chunks, this.limits, () => this.nextPosition++);
     } finally {
@@ -390,19 +391,21 @@ export class KvStateMachine implements StateMachine<KvResult> {
     this.replaceState(restored);
   }
 
-  /** Swaps in a restored state and rebuilds what is derived from it. */
-  private replaceState(restored: KvState): void {
-    this.state = restored;
+  /**
+   * Swaps in a restored state and rebuilds what is derived from it. The data digest comes
+   * from the read, which summed it to verify the snapshot.
+   */
+  private replaceState({ state, dataDigest }: RestoredState): void {
+    this.state = state;
     this.keyIndex = this.newKeyIndex();
-    this.dataDigest = ZERO_DIGEST;
+    this.dataDigest = dataDigest;
     this.dataBytes = 0;
-    for (const [key, entry] of restored.data) {
+    for (const [key, entry] of state.data) {
       this.keyIndex.insert(key);
-      this.dataDigest = addDigests(this.dataDigest, dataEntryDigest(key, entry));
       this.dataBytes += entryBytes(key, entry.value);
     }
     // No change between the restored revision and its last index touched a key.
-    this.history.reset(restored.revision + 1);
+    this.history.reset(state.revision + 1);
   }
 
   private newKeyIndex(): KeyIndex {
