@@ -117,7 +117,9 @@ class Run {
     const worker = async (): Promise<void> => {
       while (next < this.keys.length) {
         const key = this.keys[next++]!;
-        if (!(await this.send(this.requests.put(key)))) throw new Error(`preload of ${key} failed`);
+        if (!(await this.send(this.requests.put(key)))) {
+          throw new Error(`preload of ${key} failed: ${this.errorSamples.at(-1) ?? "no answer"}`);
+        }
         this.preloaded++;
       }
     };

@@ -7,7 +7,11 @@
  * the whole duration, samples every node's status each second (role, term, master), and
  * at the end reads each node's election counters from /metrics.
  *
- *   npm run bench:steady -- --duration 10m [--clients 16] [--from dist|source]
+ *   npm run bench:steady -- --duration 10m [--clients 16] [--value-bytes 100] [--from dist|source]
+ *
+ * Each second it also reads every node's baton_event_loop_delay_max_seconds (the longest
+ * tick delay since the previous scrape) and reports the largest it saw, per node: the
+ * figure to hold against the shortest election timeout.
  *
  * Exits 1 when any election or change of master happened after the first master was
  * agreed, and prints when and where.
@@ -27,13 +31,21 @@ import { parseDuration } from "./main.js";
 interface SteadyOptions {
   readonly durationMs: number;
   readonly clients: number;
+  readonly valueBytes: number;
   readonly from: "dist" | "source";
   readonly out: string;
 }
 
 interface Sample {
   readonly atMs: number;
-  readonly views: readonly { id: number; role: string; term: number; master: number | null }[];
+  readonly views: readonly {
+    id: number;
+    role: string;
+    term: number;
+    master: number | null;
+    /** Longest event-loop delay since the previous sample, ms (null: not read). */
+    loopDelayMaxMs: number | null;
+  }[];
 }
 
 function positiveInt(text: string): number {
@@ -47,6 +59,7 @@ function parseOptions(argv: readonly string[]): SteadyOptions {
     .description("count elections in a healthy three-node cluster under steady load (expect 0)")
     .option("--duration <time>", "how long to run the load, e.g. 90s or 10m", "10m")
     .option("--clients <n>", "concurrent clients (writes and reads)", positiveInt, 16)
+    .option("--value-bytes <n>", "size of each written value", positiveInt, 100)
     .addOption(
       new Option("--from <where>", "dist (the built CLI) or source (tsx)")
         .choices(["dist", "source"])
@@ -58,6 +71,7 @@ function parseOptions(argv: readonly string[]): SteadyOptions {
   const o = program.opts<{
     duration: string;
     clients: number;
+    valueBytes: number;
     from: "dist" | "source";
     out?: string;
   }>();
@@ -65,6 +79,7 @@ function parseOptions(argv: readonly string[]): SteadyOptions {
   return {
     durationMs: parseDuration(o.duration),
     clients: o.clients,
+    valueBytes: o.valueBytes,
     from: o.from,
     out: o.out ?? join(REPO_ROOT, "results", "steady", stamp),
   };
@@ -78,13 +93,39 @@ async function sample(cluster: BenchCluster, startedAt: number): Promise<Sample>
           signal: AbortSignal.timeout(2000),
         });
         const s = (await response.json()) as { role: string; term: number; master: number | null };
-        return { id: node.id, role: s.role, term: s.term, master: s.master };
+        const loopDelayMaxMs = await gauge(node.url, "baton_event_loop_delay_max_seconds");
+        return {
+          id: node.id,
+          role: s.role,
+          term: s.term,
+          master: s.master,
+          loopDelayMaxMs: loopDelayMaxMs === null ? null : Math.round(loopDelayMaxMs * 1000),
+        };
       } catch {
-        return { id: node.id, role: "unreachable", term: -1, master: null };
+        return { id: node.id, role: "unreachable", term: -1, master: null, loopDelayMaxMs: null };
       }
     }),
   );
   return { atMs: Math.round(performance.now() - startedAt), views };
+}
+
+/** One gauge from a node's /metrics, or null when it is missing. */
+async function gauge(url: string, name: string): Promise<number | null> {
+  const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) });
+  const text = await response.text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? null : Number(line.split(" ").at(-1));
+}
+
+/** Per node, the longest event-loop delay any sample saw, ms. */
+function loopDelayMax(samples: readonly Sample[]): Record<number, number> {
+  const max: Record<number, number> = {};
+  for (const s of samples) {
+    for (const v of s.views) {
+      if (v.loopDelayMaxMs !== null) max[v.id] = Math.max(max[v.id] ?? 0, v.loopDelayMaxMs);
+    }
+  }
+  return max;
 }
 
 /** Sums a counter over every node's /metrics. */
@@ -105,7 +146,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
   if (options.from === "dist") ensureBuilt(log);
   log(
-    `bench:steady: ${options.durationMs / 1000} s of load, ${options.clients} clients, no faults`,
+    `bench:steady: ${options.durationMs / 1000} s of load, ${options.clients} clients, values of ${options.valueBytes} bytes, no faults`,
   );
   const cluster = await startBatonCluster({ from: options.from });
   const samples: Sample[] = [];
@@ -124,7 +165,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         system: "baton",
         targets: [master.url],
         clients: half,
-        valueBytes: 100,
+        valueBytes: options.valueBytes,
         mix: "write",
         durationMs: options.durationMs,
         warmupMs: 0,
@@ -136,7 +177,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         system: "baton",
         targets: [master.url],
         clients: Math.max(1, options.clients - half),
-        valueBytes: 100,
+        valueBytes: options.valueBytes,
         mix: "read",
         durationMs: options.durationMs,
         warmupMs: 0,
@@ -161,6 +202,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       date: new Date().toISOString(),
       durationS: options.durationMs / 1000,
       clients: options.clients,
+      valueBytes: options.valueBytes,
       ops,
       errors,
       writesPerSecond: Math.round(loads[0]!.opsPerSecond),
@@ -169,6 +211,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       electionsStarted: elections,
       samplesWithAnotherTermOrMaster: changes.length,
       firstChange: changes[0] ?? null,
+      loopDelayMaxMs: loopDelayMax(samples),
       loadAverage: loadavg(),
     };
     mkdirSync(options.out, { recursive: true });
@@ -178,7 +221,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     console.log(
       `${summary.durationS} s, ${ops} operations (${errors} errors), ${summary.writesPerSecond} writes/s and ${summary.readsPerSecond} reads/s; ` +
-        `elections started: ${elections}; master ${first.id} in term ${first.term} ${changes.length === 0 ? "throughout" : `changed (first at ${changes[0]!.atMs} ms)`}; load ${summary.loadAverage.map((l) => l.toFixed(1)).join(" ")}`,
+        `elections started: ${elections}; master ${first.id} in term ${first.term} ${changes.length === 0 ? "throughout" : `changed (first at ${changes[0]!.atMs} ms)`}; ` +
+        `longest event-loop delay per node (ms): ${JSON.stringify(summary.loopDelayMaxMs)}; load ${summary.loadAverage.map((l) => l.toFixed(1)).join(" ")}`,
     );
     console.log(`written: ${join(options.out, "steady.json")}`);
     return elections === 0 && changes.length === 0 ? 0 : 1;
