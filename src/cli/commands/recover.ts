@@ -82,7 +82,7 @@ export function describePlan(plan: RecoveryPlan, written: boolean): string {
   const lines = [
     `data directory ${s.dir}: node ${s.id}, member incarnation ${s.incarnation}, cluster ${s.clusterId ?? "(no cluster id yet)"}`,
     `  log: last index ${s.lastIndex} (term ${s.lastTerm}), snapshot at index ${s.snapshotIndex}, current term ${s.term}`,
-    `  committed as far as this node knew: index ${s.commitIndex} (revisions are log indexes)`,
+    `  commit index on disk: ${s.commitIndex} (a hint, written now and then: more may have been committed)`,
     `  configuration (${s.configIndex === 0 ? "from the identity file" : `entry ${s.configIndex}`}): ${members(s.configuration)}`,
   ];
   if (plan.alreadyAlone) {
@@ -95,9 +95,10 @@ export function describePlan(plan: RecoveryPlan, written: boolean): string {
   lines.push(
     `${written ? "wrote" : "would write"}: config entry ${entry.index} in term ${entry.term}, committed: ${members(plan.configuration)}`,
     `  removed from the configuration: ${plan.removed.map((m) => `node ${m.id} (incarnation ${m.incarnation})`).join(", ")}`,
+    `  the store will hold every write this node holds: revisions up to ${s.lastIndex} (revisions are log indexes)`,
     uncommitted === null
-      ? "  every entry this node holds was known committed"
-      : `  entries ${uncommitted.from}..${uncommitted.to} (${uncommitted.to - uncommitted.from + 1}) were not known committed here: they become committed`,
+      ? "  every entry this node holds is below the commit index on disk"
+      : `  entries ${uncommitted.from}..${uncommitted.to} are past the commit index on disk: any of them never committed becomes committed`,
     "risk:",
     "  - writes the lost members committed after this node's last index are lost for good, even if they were acknowledged",
     "  - entries this node holds that were never committed become committed (a client that saw an error or a timeout may find its write applied)",
