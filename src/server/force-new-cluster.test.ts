@@ -173,8 +173,12 @@ describe("forceNewCluster", () => {
 
   it("recover: refuses a directory that is missing, empty or not a data directory", async () => {
     const root = await makeTempDir("baton-recover-");
-    await expect(forceNewCluster(join(root, "absent"), 1)).rejects.toThrow(/no such directory/);
-    await expect(forceNewCluster(root, 1)).rejects.toThrow(/not a Baton data directory/);
+    await expect(forceNewCluster(join(root, "absent"), 1)).rejects.toThrow(
+      /is empty or does not exist/,
+    );
+    await expect(forceNewCluster(root, 1)).rejects.toThrow(/is empty or does not exist/);
+    await writeFile(join(root, "a-file"), "x");
+    await expect(forceNewCluster(join(root, "a-file"), 1)).rejects.toThrow(/ENOTDIR/);
     await mkdir(join(root, "other"));
     await writeFile(join(root, "other", "notes.txt"), "hello");
     await expect(forceNewCluster(join(root, "other"), 1)).rejects.toThrow(/has no identity file/);

@@ -23,8 +23,6 @@
  * whose newest configuration is already the new one), and never run on a running node.
  */
 
-import { stat } from "node:fs/promises";
-import { join } from "node:path";
 import {
   type Configuration,
   decodeConfiguration,
@@ -34,6 +32,8 @@ import {
 } from "../core/configuration.js";
 import type { Entry, HardState, Member, NodeId } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
+import type { Clock } from "../shared/clock.js";
+import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { type FileSystem, nodeFileSystem } from "../storage/file-system.js";
 import { type DataIdentity, IdentityStore, identityFileName } from "../storage/identity-store.js";
@@ -87,8 +87,12 @@ export interface RecoveryPlan {
 export interface ForceNewClusterOptions {
   /** Write the new configuration; without it only the plan is computed. @default false */
   readonly write?: boolean;
-  /** The file system. @default nodeFileSystem */
+  /** The file system; the simulator passes a machine's. @default nodeFileSystem */
   readonly fs?: FileSystem;
+  /** Time and timers of the storage. @default realClock */
+  readonly clock?: Clock;
+  /** Who takes the directory lock. @default this process */
+  readonly lockHost?: LockHost;
 }
 
 /**
@@ -103,9 +107,9 @@ export async function forceNewCluster(
   id: NodeId,
   options: ForceNewClusterOptions = {},
 ): Promise<RecoveryPlan> {
-  await checkIsDataDir(dir);
   const fs = options.fs ?? nodeFileSystem;
-  const opened = await openLocked(dir, fs);
+  await checkIsDataDir(dir, fs);
+  const opened = await openLocked(dir, options);
   try {
     const identityStore = await IdentityStore.open(dir, fs);
     const identity = identityStore.identity();
@@ -121,22 +125,32 @@ export async function forceNewCluster(
   }
 }
 
-async function checkIsDataDir(dir: string): Promise<void> {
-  const info = await stat(dir).catch(() => null);
-  if (info === null || !info.isDirectory()) {
-    throw new RecoveryRefusedError(`--data ${dir}: no such directory`);
+async function checkIsDataDir(dir: string, fs: FileSystem): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.list(dir);
+  } catch (error) {
+    throw new RecoveryRefusedError(`--data ${dir}: ${(error as Error).message}`);
   }
-  const identity = await stat(join(dir, identityFileName)).catch(() => null);
-  if (identity === null) {
+  if (names.length === 0) {
+    throw new RecoveryRefusedError(
+      `--data ${dir} is empty or does not exist: give the directory the survivor ran on`,
+    );
+  }
+  if (!names.includes(identityFileName)) {
     throw new RecoveryRefusedError(
       `--data ${dir} is not a Baton data directory (it has no ${identityFileName} file): give the directory a member ran on`,
     );
   }
 }
 
-async function openLocked(dir: string, fs: FileSystem): Promise<OpenedStorage> {
+async function openLocked(dir: string, options: ForceNewClusterOptions): Promise<OpenedStorage> {
   try {
-    return await DiskStorage.open(dir, { fs });
+    return await DiskStorage.open(dir, {
+      ...(options.fs === undefined ? {} : { fs: options.fs }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.lockHost === undefined ? {} : { lockHost: options.lockHost }),
+    });
   } catch (error) {
     if ((error as { code?: string }).code === "ERR_STORAGE_LOCKED") {
       const pid = (error as { pid?: number }).pid;
