@@ -38,8 +38,9 @@ export function register(program: Command, io: CliIo): void {
       "after",
       `
 Use it only when a majority of the voters is lost for good (their machines or disks are
-gone) and the cluster cannot elect a master. Stop every surviving node first, pick the
-survivor whose log is longest (run the dry run on each: "last index"), then:
+gone) and the cluster cannot elect a master. Stop every surviving node first, run the
+dry run on each and pick the one whose log is the most up to date (the highest last
+term, then the highest last index), then:
 
   baton recover --id 1 --data /var/lib/baton                      # dry run: prints the plan
   baton recover --id 1 --data /var/lib/baton --force-new-cluster  # does it
@@ -50,7 +51,9 @@ command) it is a cluster of one. Grow it again with "baton member add" and
 
 The risk: writes the lost members committed that never reached this survivor are lost,
 and writes this survivor holds that were never committed become committed. The lost
-members must never start again with their old data directories: wipe them first.`,
+members must never start again with their old data directories: wipe them first.
+Exit codes: 0 done (or dry run printed), 1 the directory could not be read, 2 refused.
+The procedure: docs/operations.md, "Recovering from the loss of a majority".`,
     )
     .action(async (flags: RecoverFlags) => {
       io.exitCode = await recover(flags, io);
