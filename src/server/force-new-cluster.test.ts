@@ -1,16 +1,16 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { commands, makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
-import { defaultReplicaConfig } from "../core/config.js";
 import {
-  type Configuration,
-  decodeConfiguration,
-  encodeConfiguration,
-} from "../core/configuration.js";
+  CLUSTER_ID as CLUSTER,
+  member,
+  writeMemberDataDir,
+} from "../../harness/doubles/member-data-dir.js";
+import { makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
+import { defaultReplicaConfig } from "../core/config.js";
+import { decodeConfiguration } from "../core/configuration.js";
 import { Prng } from "../core/prng.js";
 import { Replica } from "../core/replica.js";
-import type { Entry, HardState, Member } from "../protocol/messages.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { nodeFileSystem } from "../storage/file-system.js";
 import { IdentityStore } from "../storage/identity-store.js";
@@ -18,41 +18,12 @@ import { forceNewCluster } from "./force-new-cluster.js";
 
 afterEach(removeTempDirs);
 
-const CLUSTER = "c-test";
-const member = (id: number, incarnation: number, voter = true): Member => ({
-  id,
-  incarnation,
-  voter,
-  peerAddress: `127.0.0.1:710${id}`,
-  httpUrl: `http://127.0.0.1:810${id}`,
-});
-const THREE: Configuration = [member(1, 11), member(2, 22), member(3, 33)];
-
-function configEntry(index: number, term: number, config: Configuration): Entry {
-  return { index, term, kind: "config", data: encodeConfiguration(config, CLUSTER) };
-}
-
-/**
- * A stopped member's data directory: entry 1 binds the three members, 2..9 are commands
- * (term 2 from 5 on), its current term 3, and it knew entries up to `commitIndex` committed.
- */
+/** A stopped member's data directory (see writeMemberDataDir). */
 async function survivorDir(
-  options: { config?: Configuration; incarnation?: number; hardState?: Partial<HardState> } = {},
+  options: Parameters<typeof writeMemberDataDir>[1] = {},
 ): Promise<string> {
   const dir = await makeTempDir("baton-recover-");
-  const { storage } = await DiskStorage.open(dir);
-  const config = options.config ?? THREE;
-  storage.append([configEntry(1, 1, config), ...commands(2, 3, 1), ...commands(5, 5, 2)]);
-  storage.setHardState({ term: 3, votedFor: 2, commitIndex: 7, ...options.hardState });
-  await storage.sync();
-  await storage.close();
-  const identity = await IdentityStore.open(dir, nodeFileSystem);
-  await identity.save({
-    clusterId: CLUSTER,
-    incarnation: options.incarnation ?? 11,
-    joinedConfig: null,
-    appliedConfig: { index: 1, config },
-  });
+  await writeMemberDataDir(dir, options);
   return dir;
 }
 
@@ -162,6 +133,15 @@ describe("forceNewCluster", () => {
     expect(ack).toMatchObject({ ok: true, ignored: "not_member" });
     expect(replica.role).toBe("master");
     expect(replica.term).toBe(term);
+  });
+
+  it("recover: the configuration comes from the identity file when the log holds none (compacted)", async () => {
+    const dir = await survivorDir({ configInLog: false, incarnation: 22 });
+    const plan = await forceNewCluster(dir, 2, { write: true });
+    expect(plan.survivor.configIndex).toBe(0);
+    expect(plan.configuration).toEqual([{ ...member(2, 22) }]);
+    const after = await reopen(dir);
+    expect(decodeConfiguration(after.entries.at(-1)!.data)).toEqual([member(2, 22)]);
   });
 
   it("recover: a survivor that is already the only voter needs nothing", async () => {

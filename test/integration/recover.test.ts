@@ -86,6 +86,10 @@ describe("recover", () => {
       expect(verified.lost).toEqual([]);
       expect(verified.duplicated).toEqual([]);
       expect((await client.put("after-recovery", "1")).revision).toBeGreaterThan(0);
+      // The running node's directory is refused.
+      const busy = await recover(["--id", String(survivor.id), "--data", survivor.dataDir]);
+      expect(busy.code).toBe(2);
+      expect(busy.output).toContain("is held by a running process");
 
       // The lost machine comes back with its old data directory and old command line.
       const old = cluster.node(lost[0]!);
