@@ -86,10 +86,8 @@ describe("recover", () => {
       expect(verified.lost).toEqual([]);
       expect(verified.duplicated).toEqual([]);
       expect((await client.put("after-recovery", "1")).revision).toBeGreaterThan(0);
-      // The running node's directory is refused.
-      const busy = await recover(["--id", String(survivor.id), "--data", survivor.dataDir]);
-      expect(busy.code).toBe(2);
-      expect(busy.output).toContain("is held by a running process");
+      // The running node's directory is refused (checked while the lost node comes back).
+      const busy = recover(["--id", String(survivor.id), "--data", survivor.dataDir]);
 
       // The lost machine comes back with its old data directory and old command line.
       const old = cluster.node(lost[0]!);
@@ -110,6 +108,8 @@ describe("recover", () => {
       const still = await cluster.waitForMaster({ among: [survivor.id] });
       expect([still.id, still.term]).toEqual([alone.id, alone.term]);
       expect((await old.status(1000))?.role).not.toBe("master");
+      expect(await busy).toMatchObject({ code: 2 });
+      expect((await busy).output).toContain("is held by a running process");
       await old.kill();
       old.wipe();
 
