@@ -16,6 +16,7 @@ import { cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Cluster, clientFor, promoteWhenCaughtUp } from "../../harness/cluster.js";
+import { captureIo } from "../../harness/doubles/capture-io.js";
 import { runScript, sleep, waitFor } from "../../harness/processes.js";
 import {
   readThroughClient,
@@ -24,16 +25,24 @@ import {
   writeThroughClient,
 } from "../../harness/steady-writer.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
+import { main } from "../../src/cli/main.js";
 import { createClient } from "../../src/client/index.js";
 
 useClusterHarness();
 
 const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
 
-/** `baton recover` as an operator runs it: its exit code and what it printed. */
+/** `baton recover` as an operator runs it, its own process: exit code and output. */
 async function recover(args: readonly string[]): Promise<{ code: number | null; output: string }> {
   const { code, output } = await runScript("src/cli/main.ts", ["recover", ...args]);
   return { code, output };
+}
+
+/** `baton recover` in this process (the same command, without a second start-up). */
+async function recoverHere(args: readonly string[]): Promise<{ code: number; output: string }> {
+  const io = captureIo();
+  const code = await main(["recover", ...args], io);
+  return { code, output: io.out() + io.err() };
 }
 
 describe("recover", () => {
@@ -65,7 +74,7 @@ describe("recover", () => {
       cpSync(cluster.node(lost[0]!).dataDir, oldData, { recursive: true });
       for (const id of lost) cluster.node(id).wipe();
 
-      const dry = await recover(["--id", String(survivor.id), "--data", survivor.dataDir]);
+      const dry = await recoverHere(["--id", String(survivor.id), "--data", survivor.dataDir]);
       expect(dry.code).toBe(0);
       expect(dry.output).toContain(`node ${survivor.id}, member incarnation`);
       expect(dry.output).toContain("dry run: nothing was written");
@@ -87,7 +96,7 @@ describe("recover", () => {
       expect(verified.duplicated).toEqual([]);
       expect((await client.put("after-recovery", "1")).revision).toBeGreaterThan(0);
       // The running node's directory is refused (checked while the lost node comes back).
-      const busy = recover(["--id", String(survivor.id), "--data", survivor.dataDir]);
+      const busy = recoverHere(["--id", String(survivor.id), "--data", survivor.dataDir]);
 
       // The lost machine comes back with its old data directory and old command line.
       const old = cluster.node(lost[0]!);
@@ -113,13 +122,14 @@ describe("recover", () => {
       await old.kill();
       old.wipe();
 
-      // The lost machines come back as new members, one at a time.
+      // The lost machines come back as new members: added as learners one after the
+      // other (each change committed before the next), started, promoted once caught up.
       for (const id of lost) {
         const node = cluster.node(id);
         await client.addMember({ id, peerAddress: node.peerAddress, httpUrl: node.url });
         cluster.startNode(id, ["--join", survivor.url]);
-        await promoteWhenCaughtUp(client, id, 30_000);
       }
+      for (const id of lost) await promoteWhenCaughtUp(client, id, 30_000);
       const members = await client.members();
       expect(members.map((m) => [m.id, m.voter])).toEqual([
         [1, true],
