@@ -1186,8 +1186,9 @@ class WholeNodeRun {
       proc.awaitingOperator = true;
       this.crash(proc, "the majority is lost");
     }
-    // The operator's dry run on each disk; only a voter's log holds every committed entry
-    // once it is the most up to date of all voters' (Raft §5.4.1's argument).
+    // The operator's dry run on each disk. Every committed entry is on a majority of the
+    // voters, so the voter whose log is the most up to date of all the voters' holds each
+    // of them (the argument of Raft §5.4.1); a learner's log proves nothing.
     const plans: { proc: Proc; plan: RecoveryPlan }[] = [];
     for (const proc of this.procs) {
       try {
