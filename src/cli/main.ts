@@ -20,6 +20,7 @@ import { register as registerDemo } from "./commands/demo.js";
 import { ExitCode } from "./commands/exit-code.js";
 import { register as registerKv } from "./commands/kv.js";
 import { register as registerMembers } from "./commands/members.js";
+import { register as registerRecover } from "./commands/recover.js";
 import { register as registerSnapshot } from "./commands/snapshot.js";
 import { register as registerStart } from "./commands/start.js";
 import { register as registerStatus } from "./commands/status.js";
@@ -70,6 +71,7 @@ const COMMANDS: readonly Register[] = [
   registerStatus,
   registerMembers,
   registerSnapshot,
+  registerRecover,
   registerCerts,
   registerSim,
   registerChaos,

@@ -42,6 +42,7 @@ import {
 } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
 import { type JoinedIdentity, startNode } from "../server/create-node.js";
+import { forceNewCluster, type RecoveryPlan } from "../server/force-new-cluster.js";
 import type { BatonNode } from "../server/node.js";
 import { parseNodeConfig } from "../server/node-config.js";
 import { AssertionError, assert } from "../shared/assert.js";
@@ -68,9 +69,18 @@ export interface WholeNodeOptions {
   readonly onStep?: (now: number) => void;
   /**
    * A deliberate operator mistake the checkers must catch: `no_join`, a node whose data
-   * was lost is restarted empty, as the member it was, without --join or a replacement.
+   * was lost is restarted empty, as the member it was, without --join or a replacement;
+   * `stale_survivor` (with `forcedRecovery`), the voter whose log is the least up to date
+   * is the one recovered by force.
    */
-  readonly negativeControl?: "no_join";
+  readonly negativeControl?: "no_join" | "stale_survivor";
+  /**
+   * Lose a majority once during the faults: every node stops, the operator runs
+   * `baton recover`'s dry run on each disk, recovers by force the voter whose log is the
+   * most up to date (it holds every committed entry), and brings the others back on
+   * empty disks (member add, --join, promote) while the faults go on.
+   */
+  readonly forcedRecovery?: boolean;
 }
 
 /** Where the simulated wall clocks start: virtual time 0 is this many ms after the epoch. */
@@ -1125,6 +1135,103 @@ class WholeNodeRun {
     this.crash(target, "after a read error appeared");
   }
 
+  // ---------------------------------------------------------------- forced recovery
+
+  /** Forced recoveries done, and the machines still to be brought back after one. */
+  forcedRecoveries = 0;
+  private readonly lostToReplace: Proc[] = [];
+
+  /**
+   * Loses a majority once, at a time the seed picks within the faults, as soon as no
+   * member is being replaced and no disk is damaged or empty (those are repaired first).
+   */
+  scheduleForcedRecovery(until: number): void {
+    const attempt = (): void => {
+      const quiet =
+        !this.operator.busy &&
+        this.procs.every(
+          (p) => p.state !== "broken" && !p.flipped && !p.catchingUp && !p.awaitingOperator,
+        );
+      if (quiet) {
+        void this.loseMajority().catch((error: unknown) => this.scheduler.fail(error));
+      } else if (this.scheduler.now < until) {
+        this.world.setTimeout(attempt, 50);
+      }
+    };
+    this.world.setTimeout(attempt, this.prng.int(Math.floor(until / 5), Math.floor(until / 2)));
+  }
+
+  /** A lock holder for the recovery tool run on `proc`'s stopped machine. */
+  private toolLockHost(proc: Proc): LockHost {
+    return {
+      pid: 900_000 + proc.id,
+      isRunning: (pid) => this.procs.some((p) => p.pid === pid && p.state !== "down"),
+      held: new Set(),
+    };
+  }
+
+  private recoverOn(proc: Proc, write: boolean): Promise<RecoveryPlan> {
+    return forceNewCluster(`/data/n${proc.id}`, proc.id, {
+      write,
+      fs: proc.fs,
+      clock: proc.clock,
+      lockHost: this.toolLockHost(proc),
+    });
+  }
+
+  private async loseMajority(): Promise<void> {
+    this.forcedRecoveries++;
+    this.log("nemesis: every node stops and a majority of the disks is lost");
+    for (const proc of this.procs) {
+      proc.awaitingOperator = true;
+      this.crash(proc, "the majority is lost");
+    }
+    // The operator's dry run on each disk. Every committed entry is on a majority of the
+    // voters, so the voter whose log is the most up to date of all the voters' holds each
+    // of them (the argument of Raft §5.4.1); a learner's log proves nothing.
+    const plans: { proc: Proc; plan: RecoveryPlan }[] = [];
+    for (const proc of this.procs) {
+      try {
+        plans.push({ proc, plan: await this.recoverOn(proc, false) });
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ERR_RECOVERY_REFUSED") throw error;
+        this.log(`operator: baton recover on node ${proc.id}: ${(error as Error).message}`);
+      }
+    }
+    const newer = (a: RecoveryPlan, b: RecoveryPlan): boolean =>
+      a.survivor.lastTerm > b.survivor.lastTerm ||
+      (a.survivor.lastTerm === b.survivor.lastTerm && a.survivor.lastIndex > b.survivor.lastIndex);
+    const stale = this.options.negativeControl === "stale_survivor";
+    const best = plans.reduce<(typeof plans)[number] | null>(
+      (chosen, p) =>
+        chosen === null || (stale ? newer(chosen.plan, p.plan) : newer(p.plan, chosen.plan))
+          ? p
+          : chosen,
+      null,
+    );
+    if (best === null) throw new SafetyViolation("no voter's disk could be recovered by force");
+    const done = await this.recoverOn(best.proc, true);
+    this.log(
+      `operator: recovered node ${best.proc.id} by force (last index ${done.survivor.lastIndex}, term ${done.survivor.lastTerm}; config entry ${done.entry.index} in term ${done.entry.term})`,
+    );
+    for (const proc of this.procs) {
+      if (proc === best.proc) continue;
+      this.stopAndWipe(proc);
+      proc.awaitingOperator = true;
+      this.lostToReplace.push(proc);
+    }
+    best.proc.awaitingOperator = false;
+    this.start(best.proc);
+    this.replaceLost();
+  }
+
+  /** Hands the lost machines to the operator, one replacement at a time. */
+  private replaceLost(): void {
+    if (this.lostToReplace.length === 0) return;
+    if (!this.operator.busy) this.operator.replace(this.lostToReplace.shift()!, true);
+    this.world.setTimeout(() => this.replaceLost(), 100);
+  }
+
   // ---------------------------------------------------------------- the run
 
   /**
@@ -1230,6 +1337,7 @@ export async function runWholeNode(
     for (const proc of run.procs) run.start(proc);
     run.startClients();
     run.scheduleNemesis(scenario.faultPhaseMs);
+    if (options.forcedRecovery === true) run.scheduleForcedRecovery(scenario.faultPhaseMs);
     await drainHooked(scenario.faultPhaseMs);
     recoveryMs = await settle(run, drainHooked);
     violation = checkEnd(run);
@@ -1258,6 +1366,7 @@ export async function runWholeNode(
     faults: run.faults,
     checks: {
       "member replacements": run.operator.replacements,
+      ...(options.forcedRecovery === true ? { "forced recoveries": run.forcedRecoveries } : {}),
       "lease expiries checked": run.leases.expired,
       "range reads checked": run.rangeAtomicity.reads,
       "clock jumps": run.clockJumps,

@@ -202,7 +202,9 @@ export class InboundConnection {
     if (hello.toId !== config.nodeId)
       return `this is node ${config.nodeId}, not node ${hello.toId}`;
     if (!this.context.isPeer(hello.fromId)) {
-      return `node ${hello.fromId} is not a member of this cluster`;
+      // Also what a member hears that was removed, or left out of a forced recovery, and
+      // came back with its old data directory: it is told how to return.
+      return `node ${hello.fromId} is not a member of this cluster (removed, or left out of a forced recovery): wipe its data directory and bring it back with baton member add and baton start --join`;
     }
     return null;
   }
