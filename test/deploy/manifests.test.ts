@@ -135,7 +135,7 @@ describe("deploy", () => {
       "PrivateTmp=yes",
       "StateDirectory=baton",
       "CapabilityBoundingSet=",
-      "ExecReload=/bin/kill -HUP $MAINPID",
+      `ExecReload=/bin/sh -c 'kill -HUP "$MAINPID"'`,
     ]) {
       expect(unit, line).toContain(`\n${line}`);
     }

@@ -11,6 +11,7 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { isatty } from "node:tty";
 import type { Command } from "commander";
 import pino from "pino";
 import { KvNode } from "../../app/kv-node.js";
@@ -280,7 +281,9 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       "--insecure: peers and clients are not authenticated and traffic is not encrypted",
     );
   }
-  if (isReloadable(config)) process.on("SIGHUP", () => reload(kv, logger));
+  if (takesSighup(config, io.env, isatty(0))) {
+    process.on("SIGHUP", () => reload(kv, logger));
+  }
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string, code: number): void => {
@@ -306,12 +309,22 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /**
- * Whether the node has certificate or token files that SIGHUP reloads. Only such a node
- * takes SIGHUP over: elsewhere it keeps its default meaning (the terminal went away: stop),
- * which nodes started from a shell, demos included, rely on.
+ * Whether `baton start` takes SIGHUP over as "reload" instead of leaving it its default
+ * meaning (the terminal went away: stop), which nodes started from a shell, demos included,
+ * rely on. It does when the node has certificate or token files to reload, and when a
+ * service manager runs it: systemd sets INVOCATION_ID for a service's processes and gives
+ * them no terminal, and `systemctl reload` sends SIGHUP whatever the configuration. Left
+ * to its default there, SIGHUP killed a node without such files, and since systemd counts
+ * death by SIGHUP as a clean exit, Restart=on-failure did not bring it back. (A shell in
+ * a terminal started by a systemd user service inherits INVOCATION_ID, but has a terminal.)
  */
-function isReloadable(config: NodeConfig): boolean {
-  return [config.tlsCa, config.httpTlsCert, config.tokens].some((file) => file !== null);
+export function takesSighup(
+  config: Pick<NodeConfig, "tlsCa" | "httpTlsCert" | "tokens">,
+  env: Record<string, string | undefined>,
+  stdinIsTty: boolean,
+): boolean {
+  if ([config.tlsCa, config.httpTlsCert, config.tokens].some((file) => file !== null)) return true;
+  return nonEmpty(env.INVOCATION_ID) !== undefined && !stdinIsTty;
 }
 
 /** Re-reads certificates and tokens; a part that fails keeps what it had and is logged. */
