@@ -54,3 +54,11 @@ export type {
   TxnCompare,
   TxnOp,
 } from "./store-commands.js";
+export {
+  openPrefixWatch,
+  type PrefixWatchEvent,
+  type PrefixWatchListener,
+  type PrefixWatchRequest,
+  type PrefixWatchStart,
+  type WatchSource,
+} from "./prefix-watch.js";
