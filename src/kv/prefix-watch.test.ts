@@ -64,6 +64,30 @@ describe("prefix watch", () => {
     expect(started.ok && ids(started.backlog)).toEqual(["delete a2@5.2"]);
   });
 
+  it("prefix watch: a node behind the revision a watch resumes from does not deliver older changes as it catches up", () => {
+    const kv = store();
+    kv.apply({ type: "put", key: "a1", value: text("x") });
+    const live: PrefixWatchEvent[] = [];
+    const started = openPrefixWatch(
+      kv.source,
+      { prefix: "a", fromRevision: 3, skip: 1 },
+      { events: (e) => live.push(...e), end: () => {} },
+    );
+    expect(started.ok && started.backlog).toEqual([]);
+    kv.apply({ type: "put", key: "a2", value: text("x") });
+    kv.apply({
+      type: "txn",
+      compare: [],
+      success: [
+        { type: "put", key: "a3", value: text("y") },
+        { type: "put", key: "a4", value: text("y") },
+      ],
+      failure: [],
+    });
+    kv.apply({ type: "put", key: "a5", value: text("z") });
+    expect(ids(live)).toEqual(["put a4@3.2", "put a5@4.1"]);
+  });
+
   it("prefix watch: without a revision it starts after the node's revision now", () => {
     const kv = store();
     kv.apply({ type: "put", key: "a1", value: text("x") });

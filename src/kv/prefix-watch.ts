@@ -58,8 +58,9 @@ export type PrefixWatchStart =
     };
 
 /**
- * Turns changes into the events of one watch: only keys under its prefix, numbered within
- * their revision, and the first `skip` of revision `fromRevision` left out.
+ * Turns changes into the events of one watch: only keys under its prefix, from revision
+ * `fromRevision` on (a node that is behind applies older ones after the watch starts),
+ * numbered within their revision, and the first `skip` of revision `fromRevision` left out.
  */
 class PrefixFilter {
   private revision = 0;
@@ -74,6 +75,9 @@ class PrefixFilter {
   events(changes: readonly KvChange[]): PrefixWatchEvent[] {
     const events: PrefixWatchEvent[] = [];
     for (const change of changes) {
+      // A node behind the revision a watch resumes from applies older commands after the
+      // watch started: their changes were delivered already (by the node the reader left).
+      if (change.revision < this.fromRevision) continue;
       if (!change.key.startsWith(this.prefix)) continue;
       this.count = change.revision === this.revision ? this.count + 1 : 1;
       this.revision = change.revision;
