@@ -41,6 +41,14 @@ export {
   type ParseKvLimitsResult,
   parseKvLimits,
 } from "./limits.js";
+export {
+  openPrefixWatch,
+  type PrefixWatchEvent,
+  type PrefixWatchListener,
+  type PrefixWatchRequest,
+  type PrefixWatchStart,
+  type WatchSource,
+} from "./prefix-watch.js";
 export { KvSnapshotError, SNAPSHOT_FORMAT_VERSION } from "./snapshot-frames.js";
 export type {
   DeleteRangeCommand,
@@ -54,11 +62,3 @@ export type {
   TxnCompare,
   TxnOp,
 } from "./store-commands.js";
-export {
-  openPrefixWatch,
-  type PrefixWatchEvent,
-  type PrefixWatchListener,
-  type PrefixWatchRequest,
-  type PrefixWatchStart,
-  type WatchSource,
-} from "./prefix-watch.js";
