@@ -60,7 +60,13 @@ import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
 import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
 import { MemberOperator } from "./whole-node-operator.js";
-import { holdLeases, KEY_PREFIX, LEASE_TICK_MS, StoreClient } from "./whole-node-store.js";
+import {
+  holdLeases,
+  KEY_PREFIX,
+  LEASE_TICK_MS,
+  StoreClient,
+  type WriteTags,
+} from "./whole-node-store.js";
 import { SimWatcher, type WatcherPlan, type WatchNode } from "./whole-node-watch.js";
 
 export interface WholeNodeOptions {
@@ -747,6 +753,37 @@ class WholeNodeRun {
     return this.exactlyOnce.revisionOf(key, value);
   }
 
+  /** Per session-tagged client: its session's number and the last seq it used. */
+  private readonly sessions = new Map<number, { count: number; seq: number }>();
+
+  /**
+   * The tags of `client`'s write number `n`: an idempotency key, and for a session-tagged
+   * client its session and the next seq (without the key when the seed says so). A client
+   * has one request outstanding, so its seqs follow its writes.
+   */
+  writeTags(client: number, n: number): WriteTags {
+    const idempotencyKey = `c${client}-${n}`;
+    if (client > this.scenario.sessionClients) return { idempotencyKey };
+    const session = this.sessions.get(client) ?? { count: 1, seq: 0 };
+    session.seq++;
+    this.sessions.set(client, session);
+    const tag = { clientId: `c${client}s${session.count}`, seq: session.seq };
+    return this.scenario.sessionsOnly ? { session: tag } : { idempotencyKey, session: tag };
+  }
+
+  /**
+   * The store answered that `client`'s session expired: it cannot tell a retry from a new
+   * request, so the write's outcome is unknown, and the client opens a new session, as the
+   * session contract asks.
+   */
+  private sessionExpired(client: number): void {
+    const session = this.sessions.get(client);
+    if (session === undefined) return;
+    session.count++;
+    session.seq = 0;
+    this.log(`client ${client}: session expired; opening session c${client}s${session.count}`);
+  }
+
   stopClients(): void {
     this.clientsRunning = false;
   }
@@ -799,7 +836,7 @@ class WholeNodeRun {
           : { kind: "delete" };
     const entry = this.record(client, key, op);
     if (op.kind === "read") await this.read(entry, deadline);
-    else await this.write(entry, `c${client}-${n}`, deadline);
+    else await this.write(entry, this.writeTags(client, n), deadline);
     if (entry.outcome !== "ok") return;
     if (op.kind === "read") this.saw(client, key, entry.output as string | null);
     else this.saw(client, key, op.kind === "write" ? op.value : null);
@@ -839,6 +876,7 @@ class WholeNodeRun {
   async submit(
     command: Uint8Array,
     deadline: number,
+    client?: number,
   ): Promise<{ readonly result: KvResult; readonly node: NodeId } | null> {
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
@@ -849,6 +887,10 @@ class WholeNodeRun {
       const outcome = await this.attempt(() => proc.node!.propose(command));
       if (outcome.ok) {
         const result = outcome.value as KvResult;
+        if (!result.ok && result.code === "session_expired" && client !== undefined) {
+          this.sessionExpired(client);
+          return null;
+        }
         if (result.ok || result.code !== "table_full") return { result, node: proc.id };
       }
       await this.sleep(this.prng.int(10, 100));
@@ -904,18 +946,14 @@ class WholeNodeRun {
     entry.outcome = "fail"; // a read that never completed changed nothing
   }
 
-  /** A write with an idempotency key, retried with the same key until it is answered. */
-  private async write(entry: HistoryOp, idempotencyKey: string, deadline: number): Promise<void> {
+  /** A write with its tags, retried with the same tags until it is answered. */
+  private async write(entry: HistoryOp, tags: WriteTags, deadline: number): Promise<void> {
     const command = encodeCommand(
       entry.op.kind === "write"
-        ? {
-            type: "put",
-            key: entry.key,
-            value: new TextEncoder().encode(entry.op.value),
-            idempotencyKey,
-          }
-        : { type: "delete", key: entry.key, idempotencyKey },
+        ? { type: "put", key: entry.key, value: new TextEncoder().encode(entry.op.value), ...tags }
+        : { type: "delete", key: entry.key, ...tags },
     );
+    const named = tags.idempotencyKey ?? `session ${tags.session?.clientId} ${tags.session?.seq}`;
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
       if (proc === null) {
@@ -930,9 +968,13 @@ class WholeNodeRun {
           if (entry.op.kind === "delete") entry.output = result.ok;
           entry.completedAt = this.scheduler.now;
           this.log(
-            `client ${entry.client}: op ${entry.id} ${entry.op.kind} ${entry.key} ${idempotencyKey} via node ${proc.id}: ${JSON.stringify(result)}`,
+            `client ${entry.client}: op ${entry.id} ${entry.op.kind} ${entry.key} ${named} via node ${proc.id}: ${JSON.stringify(result)}`,
           );
           return;
+        }
+        if (result.code === "session_expired") {
+          this.sessionExpired(entry.client);
+          return; // Indeterminate: the store cannot tell whether it was applied.
         }
         assert(result.code === "table_full", `write refused: ${JSON.stringify(result)}`);
       }
