@@ -18,13 +18,16 @@
  * wall clocks, asks for switchovers, cycles members out and in through the operator
  * (`whole-node-operator.ts`, which also replaces every node whose data was lost), duplicates
  * messages, and heals. Clients put, delete, compare-and-set, run transactions over two
- * keys, read ranges, delete by prefix and hold leases (`whole-node-store.ts`). The checkers
- * are the simulator's own: at most one master per term after every step, every node
- * applies the same command at each index, exactly-once on every application
- * (`checkers/exactly-once.ts`), leases never end early (`checkers/leases.ts`), range reads
- * never see half a transaction (`checkers/range-atomicity.ts`), and at the end a master,
- * answered clients, replicas with equal state and one configuration, and a linearizable
- * history (`checkers/linearizability.ts`).
+ * keys, read ranges, delete by prefix and hold leases (`whole-node-store.ts`), some of them
+ * with a session and its sequence numbers; watchers follow a prefix from node to node
+ * (`whole-node-watch.ts`). The checkers are the simulator's own: at most one master per
+ * term after every step, every node applies the same command (and makes the same changes)
+ * at each index, exactly-once on every application (`checkers/exactly-once.ts`), leases
+ * never end early (`checkers/leases.ts`), range reads never see half a transaction
+ * (`checkers/range-atomicity.ts`), and at the end a master, answered clients, replicas with
+ * equal state and one configuration, watchers that got every committed change of their
+ * prefix once and in order (`checkers/watches.ts`), and a linearizable history
+ * (`checkers/linearizability.ts`).
  */
 
 import { createHook } from "node:async_hooks";
