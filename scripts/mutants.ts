@@ -266,10 +266,19 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
-    name: "whole node: watch: a backup applies entries past those it verified against the master (a watch sees a change a fail-over discards)",
+    name: "whole node: watch: a master applies its entries before they are committed (its watches deliver changes a fail-over may discard)",
     file: "src/core/replica.ts",
-    find: "log.commitTo(Math.min(m.commitIndex, last));",
-    replace: "log.commitTo(Math.min(m.commitIndex, log.lastIndex()));",
+    find: "while (this.applied < this.log.commitIndex) {",
+    replace:
+      'while (this.applied < (this.currentRole === "master" ? this.log.lastIndex() : this.log.commitIndex)) {',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a transaction whose compare failed shows its success branch to watches (changes never made)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;",
+    replace:
+      'const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;\n    for (const op of succeeded ? [] : command.success) if (op.type === "put") this.history.record({ type: "put", key: op.key, value: op.value, revision: index });',
     wholeNode: true,
   },
   {

@@ -62,6 +62,7 @@ import type { RunResult } from "./run.js";
 import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
 import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
+import { putsOf } from "./store-ops.js";
 import { MemberOperator } from "./whole-node-operator.js";
 import {
   holdLeases,
@@ -633,7 +634,8 @@ class WholeNodeRun {
     const changed = kv.revision === context.index && changedItself(known, changes);
     this.exactlyOnce.applied(node, context.index, known, result, changed);
     this.rangeAtomicity.applied(context.index, known, result, changed);
-    this.committed.applied(node, context.index, changes);
+    const puts = changed && known !== null && result.ok ? putsOf(known, result) : [];
+    this.committed.applied(node, context.index, changes, puts);
     if (first === undefined) {
       // The earliest moment anyone sees the store after this index: leases are judged here.
       const slackMs = this.forwardJumps * this.scenario.kvLimits.logTimeStepMsMax + 2;

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import type { KvChange } from "../../kv/index.js";
-import { SafetyViolation } from "./safety.js";
 import { CommittedChanges, checkWatcher, type WatchedChange, type WatchRecord } from "./watches.js";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -38,7 +37,10 @@ function history(): { committed: CommittedChanges; all: KvChange[][] } {
   ];
   const committed = new CommittedChanges();
   all.forEach((changes, i) => {
-    committed.applied(1, i + 1, changes);
+    const puts = changes.flatMap((c) =>
+      c.type === "put" ? [{ key: c.key, value: c.value! }] : [],
+    );
+    committed.applied(1, i + 1, changes, puts);
   });
   return { committed, all };
 }
@@ -131,7 +133,14 @@ describe("watch checker", () => {
 
   it("watches: nodes that made different changes at one index, or a history that does not fold into the store, are violations", () => {
     const { committed } = history();
-    expect(() => committed.applied(2, 3, [put("k0", "b", 3)])).toThrow(SafetyViolation);
+    const b = put("k0", "b", 3);
+    expect(() => committed.applied(2, 3, [b], [{ key: "k0", value: bytes("b") }])).toThrow(
+      /node 2 made the changes/,
+    );
+    // A put the command did not make (a failed transaction's success branch, say).
+    expect(() => committed.applied(2, 7, [put("k0", "z", 7)], [])).toThrow(
+      /node 2 reported the puts \[k0=z\] at index 7; the command there wrote \[\]/,
+    );
     expect(committed.mismatch(6, new Map([["k1", { value: "d", revision: 6 }]]))).toBeNull();
     expect(committed.mismatch(6, new Map([["k1", { value: "c", revision: 3 }]]))).toMatch(
       /holds k1=c at revision 3; the applied changes give d at revision 6/,

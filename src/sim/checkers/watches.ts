@@ -72,8 +72,18 @@ export class CommittedChanges {
   private readonly at = new Map<number, { node: NodeId; changes: WatchedChange[]; text: string }>();
   private last = 0;
 
-  /** Call after `node` applied the command at `index`, with the changes it made there. */
-  applied(node: NodeId, index: number, changes: readonly KvChange[]): void {
+  /**
+   * Call after `node` applied the command at `index`, with the changes it made there and
+   * the puts the command made, if it changed the store itself (`putsOf`; none when it was
+   * refused, failed or answered from a table): the puts among the changes must be those,
+   * in order (a lease's expiry at that index only deletes).
+   */
+  applied(
+    node: NodeId,
+    index: number,
+    changes: readonly KvChange[],
+    puts: readonly { readonly key: string; readonly value: Uint8Array }[] = [],
+  ): void {
     const list = changes.map((c) => ({
       type: c.type,
       key: c.key,
@@ -81,6 +91,13 @@ export class CommittedChanges {
       revision: c.revision,
     }));
     const text = JSON.stringify(list);
+    const reported = list.filter((c) => c.type === "put").map((c) => `${c.key}=${c.value}`);
+    const made = puts.map((p) => `${p.key}=${decoder.decode(p.value)}`);
+    if (reported.join("\u0000") !== made.join("\u0000")) {
+      throw new SafetyViolation(
+        `watch history: node ${node} reported the puts [${reported.join(", ")}] at index ${index}; the command there wrote [${made.join(", ")}]`,
+      );
+    }
     const first = this.at.get(index);
     if (first === undefined) {
       for (const change of list) {
