@@ -245,7 +245,7 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
-    name: "whole node: watch: a resumed watch leaves out the whole revision it resumes from (resumes from revision + 1)",
+    name: "whole node: watch: a watch leaves out the whole revision it starts or resumes from (resumes from revision + 1)",
     file: "src/kv/prefix-watch.ts",
     find: "if (change.revision === this.fromRevision && this.skip > 0) {",
     replace: "if (change.revision === this.fromRevision && this.skip >= 0) {",

@@ -33,7 +33,7 @@ export interface WatchNode {
   /** It has a master it hears from (false: cut off, or an election under way). */
   readonly connected: boolean;
   /** Index applied (for the end of the run: has the watcher's node caught up). */
-  readonly applied: number;
+  applied(): number;
   readonly source: WatchSource | null;
 }
 
@@ -41,6 +41,8 @@ export interface WatchHost {
   readonly now: number;
   setTimeout(callback: () => void, ms: number): void;
   nodes(): readonly WatchNode[];
+  /** One node as a watcher sees it now (cheaper than all of them). */
+  node(id: NodeId): WatchNode | undefined;
   log(line: string): void;
 }
 
@@ -57,13 +59,15 @@ export interface WatcherPlan {
 /** A stream silent (paused node) or without a master this long is given up, ms. */
 const IDLE_MS = 1000;
 /** How often a watcher looks at its stream, ms. */
-const CHECK_MS_MIN = 50;
-const CHECK_MS_MAX = 250;
+const CHECK_MS_MIN = 100;
+const CHECK_MS_MAX = 300;
 /** Reconnect delays, as the client library's. */
 const RECONNECT_DELAY_MS_MIN = 50;
 const RECONNECT_DELAY_MS_MAX = 1000;
 /** Chance per look that the stream is closed for no reason of the node's. */
-const DROP_CHANCE = 0.01;
+const DROP_CHANCE = 0.02;
+/** Chance that the stream breaks in the middle of one command's several changes. */
+const CUT_CHANCE = 0.1;
 
 interface Stream {
   readonly serial: number;
@@ -122,8 +126,8 @@ export class SimWatcher implements WatcherLog {
   caughtUp(index: number): boolean {
     const stream = this.stream;
     if (stream === null || this.inFlight > 0) return false;
-    const node = this.host.nodes().find((n) => n.id === stream.node);
-    return node !== undefined && node.incarnation === stream.incarnation && node.applied >= index;
+    const node = this.host.node(stream.node);
+    return node !== undefined && node.incarnation === stream.incarnation && node.applied() >= index;
   }
 
   private log(line: string): void {
@@ -211,35 +215,51 @@ export class SimWatcher implements WatcherLog {
     this.retry();
   }
 
-  /** Sends events over the network: in order, each after a delay; lost if the stream ends. */
+  /**
+   * Sends the events of one applied command over the network, after a delay and in order
+   * with the ones before; lost if the stream ends first. Now and then the connection breaks
+   * in the middle of them (only some arrive), so that resumes in the middle of a revision
+   * (a transaction's or a prefix delete's several changes) happen.
+   */
   private send(
     serial: number,
     stream: { skip: number },
     events: readonly PrefixWatchEvent[],
   ): void {
-    for (const { change } of events) {
-      const at = Math.max(this.deliveryAt, this.host.now + 0.1 + this.prng.next() * 3);
-      this.deliveryAt = at;
-      this.inFlight++;
-      this.host.setTimeout(() => {
-        this.inFlight--;
-        if (this.stream?.serial !== serial) return;
-        const cursor = this.cursor;
-        if (cursor !== null && change.revision === cursor.revision && stream.skip > 0) {
-          stream.skip--;
-          return;
-        }
-        const value = change.value === null ? null : decoder.decode(change.value);
-        this.records.push({
-          kind: "change",
-          change: { type: change.type, key: change.key, value, revision: change.revision },
-        });
-        this.cursor =
-          cursor !== null && cursor.revision === change.revision
-            ? { revision: change.revision, delivered: cursor.delivered + 1 }
-            : { revision: change.revision, delivered: 1 };
-      }, at - this.host.now);
+    const at = Math.max(this.deliveryAt, this.host.now + 0.1 + this.prng.next() * 3);
+    this.deliveryAt = at;
+    this.inFlight++;
+    const cut =
+      events.length > 1 && this.prng.chance(CUT_CHANCE)
+        ? this.prng.int(1, events.length - 1)
+        : null;
+    this.host.setTimeout(() => {
+      this.inFlight--;
+      if (this.stream?.serial !== serial) return;
+      for (const { change } of cut === null ? events : events.slice(0, cut)) {
+        this.receive(stream, change);
+      }
+      if (cut !== null)
+        this.broken(serial, `the stream broke after ${cut} of ${events.length} changes`);
+    }, at - this.host.now);
+  }
+
+  /** One change arrives: skipped if the client already has it, else recorded. */
+  private receive(stream: { skip: number }, change: PrefixWatchEvent["change"]): void {
+    const cursor = this.cursor;
+    if (cursor !== null && change.revision === cursor.revision && stream.skip > 0) {
+      stream.skip--;
+      return;
     }
+    const value = change.value === null ? null : decoder.decode(change.value);
+    this.records.push({
+      kind: "change",
+      change: { type: change.type, key: change.key, value, revision: change.revision },
+    });
+    this.cursor =
+      cursor !== null && cursor.revision === change.revision
+        ? { revision: change.revision, delivered: cursor.delivered + 1 }
+        : { revision: change.revision, delivered: 1 };
   }
 
   /** Looks at the stream now and then: is it broken, silent, cut off, or dropped? */
@@ -248,7 +268,7 @@ export class SimWatcher implements WatcherLog {
     this.host.setTimeout(() => this.look(), this.prng.int(CHECK_MS_MIN, CHECK_MS_MAX));
     const stream = this.stream;
     if (stream === null) return;
-    const node = this.host.nodes().find((n) => n.id === stream.node);
+    const node = this.host.node(stream.node);
     if (node === undefined || node.incarnation !== stream.incarnation || node.source === null) {
       this.broken(stream.serial, `node ${stream.node} went away`);
       return;

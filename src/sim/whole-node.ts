@@ -690,6 +690,10 @@ class WholeNodeRun {
         this.world.setTimeout(callback, ms);
       },
       nodes: () => this.watchNodes(),
+      node: (id: NodeId) => {
+        const proc = this.procs.find((p) => p.id === id);
+        return proc === undefined ? undefined : this.watchNode(proc);
+      },
       log: (line: string) => this.log(line),
     };
     for (const plan of this.scenario.watchers) {
@@ -701,20 +705,22 @@ class WholeNodeRun {
 
   /** Every node as a watcher sees it now. */
   private watchNodes(): WatchNode[] {
-    return this.procs.map((p) => {
-      const node = p.state === "up" ? p.node : null;
-      const masterId = node?.masterId ?? null;
-      return {
-        id: p.id,
-        incarnation: p.incarnation,
-        serving: node !== null && !p.clock.paused && p.sm !== null,
-        paused: p.clock.paused,
-        master: node?.role === "master",
-        connected: masterId !== null && (masterId === p.id || !this.net.isCut(masterId, p.id)),
-        applied: node?.status().appliedIndex ?? 0,
-        source: node === null ? null : (p.sm?.source ?? null),
-      };
-    });
+    return this.procs.map((p) => this.watchNode(p));
+  }
+
+  private watchNode(p: Proc): WatchNode {
+    const node = p.state === "up" ? p.node : null;
+    const masterId = node?.masterId ?? null;
+    return {
+      id: p.id,
+      incarnation: p.incarnation,
+      serving: node !== null && !p.clock.paused && p.sm !== null,
+      paused: p.clock.paused,
+      master: node?.role === "master",
+      connected: masterId !== null && (masterId === p.id || !this.net.isCut(masterId, p.id)),
+      applied: () => node?.status().appliedIndex ?? 0,
+      source: node === null ? null : (p.sm?.source ?? null),
+    };
   }
 
   /** Every watcher has what the nodes applied (the end of the run). */

@@ -106,9 +106,9 @@ describe("whole-node simulator", () => {
     // then restarted: the identity file's configuration (the last config entry it applied
     // itself) stood in for the snapshot's, and to that node the promoted member stayed a
     // learner for good. Adopting a snapshot now writes its configuration there too.
-    // 4, 5, 8: a watcher resumed on a node that had not yet applied up to its revision and
+    // 8, 16, 18: a watcher resumed on a node that had not yet applied up to its revision and
     // got the older changes again as that node caught up (src/kv/prefix-watch.test.ts pins it).
-    for (const seed of [4, 5, 8, 311, 323, 517, 845, 2423]) {
+    for (const seed of [8, 16, 18, 311, 323, 517, 845, 2423]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
     }
