@@ -157,7 +157,7 @@ export class SimWatcher implements WatcherLog {
     const byNode = this.plan.skipBy === "node";
     const request = {
       prefix: this.prefix,
-      fromRevision: resume?.revision ?? null,
+      fromRevision: resume?.revision ?? this.restartRevision(node),
       skip: byNode ? (resume?.delivered ?? 0) : 0,
     };
     // The client library skips what it has of the revision it resumes from as it reads.
@@ -200,6 +200,17 @@ export class SimWatcher implements WatcherLog {
   }
 
   /**
+   * Where a watch starts again after a compaction: the changes after now, as an
+   * application does after reading the keys again; never before what the watcher already
+   * got, though the node it reaches may be behind (a read after a read barrier answers
+   * with a revision no older than that). Null: not after a compaction (from now).
+   */
+  private restartRevision(node: WatchNode): number | null {
+    if (this.compactedAt === null) return null;
+    return Math.max(node.source!.revision() + 1, this.compactedAt + 1);
+  }
+
+  /**
    * ERR_COMPACTED from one node: try the others; when every node has said so in a row,
    * record it and start again from the current revision.
    */
@@ -226,6 +237,7 @@ export class SimWatcher implements WatcherLog {
     stream: { skip: number },
     events: readonly PrefixWatchEvent[],
   ): void {
+    if (events.length === 0) return;
     const at = Math.max(this.deliveryAt, this.host.now + 0.1 + this.prng.next() * 3);
     this.deliveryAt = at;
     this.inFlight++;
