@@ -245,6 +245,50 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: watch: a watch leaves out the whole revision it starts or resumes from (resumes from revision + 1)",
+    file: "src/kv/prefix-watch.ts",
+    find: "if (change.revision === this.fromRevision && this.skip > 0) {",
+    replace: "if (change.revision === this.fromRevision && this.skip >= 0) {",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a resumed watch skips one change too few of the revision it resumes from",
+    file: "src/kv/prefix-watch.ts",
+    find: "if (change.revision === this.fromRevision && this.skip > 0) {",
+    replace: "if (change.revision === this.fromRevision && this.skip > 1) {",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a restore keeps the watches open (they never see the changes the snapshot skipped)",
+    file: "src/kv/change-history.ts",
+    find: "    const listeners = [...this.listeners];\n    this.listeners.clear();\n    for (const listener of listeners) listener.reset();",
+    replace: "",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a master applies its entries before they are committed (its watches deliver changes a fail-over may discard)",
+    file: "src/core/replica.ts",
+    find: "while (this.applied < this.log.commitIndex) {",
+    replace:
+      'while (this.applied < (this.currentRole === "master" ? this.log.lastIndex() : this.log.commitIndex)) {',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a transaction whose compare failed shows its success branch to watches (changes never made)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;",
+    replace:
+      'const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;\n    for (const op of succeeded ? [] : command.success) if (op.type === "put") this.history.record({ type: "put", key: op.key, value: op.value, revision: index });',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: session: a retry of a session's last request is applied again (its seq compared with lastSeq - 1)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "} else if (session.seq === record.lastSeq) {",
+    replace: "} else if (session.seq === record.lastSeq - 1) {",
+    wholeNode: true,
+  },
+  {
     name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
     file: "",
     find: "",

@@ -41,6 +41,14 @@ export {
   type ParseKvLimitsResult,
   parseKvLimits,
 } from "./limits.js";
+export {
+  openPrefixWatch,
+  type PrefixWatchEvent,
+  type PrefixWatchListener,
+  type PrefixWatchRequest,
+  type PrefixWatchStart,
+  type WatchSource,
+} from "./prefix-watch.js";
 export { KvSnapshotError, SNAPSHOT_FORMAT_VERSION } from "./snapshot-frames.js";
 export type {
   DeleteRangeCommand,

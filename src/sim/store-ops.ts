@@ -23,7 +23,7 @@ export function casTxn(
   key: string,
   ifRevision: number,
   value: Uint8Array,
-  options: { readonly idempotencyKey: string; readonly session?: SessionTag },
+  options: { readonly idempotencyKey?: string; readonly session?: SessionTag },
 ): TxnCommand {
   return {
     type: "txn",

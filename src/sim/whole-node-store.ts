@@ -13,7 +13,13 @@
  * never decides a verdict.
  */
 
-import { encodeCommand, type KvCommand, type KvResult, type KvStateMachine } from "../kv/index.js";
+import {
+  encodeCommand,
+  type KvCommand,
+  type KvResult,
+  type KvStateMachine,
+  type SessionTag,
+} from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
 import type { LeaseChecker } from "./checkers/leases.js";
 import type { HistoryOp, KvOp } from "./checkers/linearizability.js";
@@ -36,15 +42,31 @@ export interface StoreHost {
   saw(client: number, key: string, value: string | null): void;
   lastSeenBy(client: number, key: string): string | null | undefined;
   revisionOf(key: string, value: string): number | undefined;
+  /** The tags of `client`'s write number `n`: made once, sent with every retry. */
+  writeTags(client: number, n: number): WriteTags;
+  /**
+   * Sends a command until it is answered; null when the deadline passes first, or when the
+   * store answers that `client`'s session expired (the outcome is then unknown too).
+   */
   submit(
     command: Uint8Array,
     deadline: number,
+    client?: number,
   ): Promise<{ readonly result: KvResult; readonly node: NodeId } | null>;
   barrierRead<T>(
     deadline: number,
     read: (kv: KvStateMachine, node: NodeId) => T,
   ): Promise<{ readonly value: T } | null>;
   log(line: string): void;
+}
+
+/**
+ * What makes a write exactly-once: an idempotency key, a session and its sequence number
+ * (a session-tagged client), or both.
+ */
+export interface WriteTags {
+  readonly idempotencyKey?: string;
+  readonly session?: SessionTag;
 }
 
 /** A revision no key ever has: a compare-and-set on a value never written fails. */
@@ -59,8 +81,12 @@ export class StoreClient {
     private readonly deadline: number,
   ) {}
 
-  private idempotencyKey(): string {
-    return `c${this.client}-${this.n}`;
+  /** This operation's tags, made on first use and kept for its retries. */
+  private tags: WriteTags | null = null;
+
+  private writeTags(): WriteTags {
+    this.tags ??= this.host.writeTags(this.client, this.n);
+    return this.tags;
   }
 
   private complete(entry: HistoryOp, output?: string | null | boolean): void {
@@ -81,11 +107,11 @@ export class StoreClient {
     const { expected, revision } = this.expectation(key);
     const value = `c${this.client}-${this.n}`;
     const entry = this.host.record(this.client, key, { kind: "cas", expected, value });
-    const options = { idempotencyKey: this.idempotencyKey() };
+    const options = this.writeTags();
     const command: KvCommand = casAsTxn(this.n)
       ? casTxn(key, revision, encoder.encode(value), options)
       : { type: "put", key, value: encoder.encode(value), ifRevision: revision, ...options };
-    const answer = await this.host.submit(encodeCommand(command), this.deadline);
+    const answer = await this.host.submit(encodeCommand(command), this.deadline, this.client);
     if (answer === null) return;
     const { result } = answer;
     const succeeded = result.ok
@@ -119,9 +145,9 @@ export class StoreClient {
         { type: "put", key: other, value: encoder.encode(second) },
       ],
       failure: [],
-      idempotencyKey: this.idempotencyKey(),
+      ...this.writeTags(),
     };
-    const answer = await this.host.submit(encodeCommand(command), this.deadline);
+    const answer = await this.host.submit(encodeCommand(command), this.deadline, this.client);
     if (answer === null) return; // Both may or may not have taken effect.
     const { result } = answer;
     if (!result.ok) throw new Error(`txn answered ${JSON.stringify(result)}`);
@@ -177,9 +203,9 @@ export class StoreClient {
     const command: KvCommand = {
       type: "delete_range",
       prefix: KEY_PREFIX,
-      idempotencyKey: this.idempotencyKey(),
+      ...this.writeTags(),
     };
-    const answer = await this.host.submit(encodeCommand(command), this.deadline);
+    const answer = await this.host.submit(encodeCommand(command), this.deadline, this.client);
     if (answer === null) return;
     if (!answer.result.ok) throw new Error(`delete_range answered ${JSON.stringify(answer)}`);
     for (const entry of entries) {

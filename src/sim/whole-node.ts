@@ -18,13 +18,16 @@
  * wall clocks, asks for switchovers, cycles members out and in through the operator
  * (`whole-node-operator.ts`, which also replaces every node whose data was lost), duplicates
  * messages, and heals. Clients put, delete, compare-and-set, run transactions over two
- * keys, read ranges, delete by prefix and hold leases (`whole-node-store.ts`). The checkers
- * are the simulator's own: at most one master per term after every step, every node
- * applies the same command at each index, exactly-once on every application
- * (`checkers/exactly-once.ts`), leases never end early (`checkers/leases.ts`), range reads
- * never see half a transaction (`checkers/range-atomicity.ts`), and at the end a master,
- * answered clients, replicas with equal state and one configuration, and a linearizable
- * history (`checkers/linearizability.ts`).
+ * keys, read ranges, delete by prefix and hold leases (`whole-node-store.ts`), some of them
+ * with a session and its sequence numbers; watchers follow a prefix from node to node
+ * (`whole-node-watch.ts`). The checkers are the simulator's own: at most one master per
+ * term after every step, every node applies the same command (and makes the same changes)
+ * at each index, exactly-once on every application (`checkers/exactly-once.ts`), leases
+ * never end early (`checkers/leases.ts`), range reads never see half a transaction
+ * (`checkers/range-atomicity.ts`), and at the end a master, answered clients, replicas with
+ * equal state and one configuration, watchers that got every committed change of their
+ * prefix once and in order (`checkers/watches.ts`), and a linearizable history
+ * (`checkers/linearizability.ts`).
  */
 
 import { createHook } from "node:async_hooks";
@@ -39,6 +42,7 @@ import {
   type KvLimits,
   type KvResult,
   KvStateMachine,
+  type WatchSource,
 } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
 import { type JoinedIdentity, startNode } from "../server/create-node.js";
@@ -54,12 +58,21 @@ import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
 import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
 import { SafetyViolation } from "./checkers/safety.js";
+import { CommittedChanges, checkWatcher } from "./checkers/watches.js";
 import type { RunResult } from "./run.js";
 import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
 import { SimNet, type SimNetFaults, SimTransport } from "./sim-transport.js";
+import { putsOf } from "./store-ops.js";
 import { MemberOperator } from "./whole-node-operator.js";
-import { holdLeases, LEASE_TICK_MS, StoreClient } from "./whole-node-store.js";
+import {
+  holdLeases,
+  KEY_PREFIX,
+  LEASE_TICK_MS,
+  StoreClient,
+  type WriteTags,
+} from "./whole-node-store.js";
+import { SimWatcher, type WatcherPlan, type WatchNode } from "./whole-node-watch.js";
 
 export interface WholeNodeOptions {
   readonly trace?: boolean;
@@ -114,14 +127,22 @@ export interface WholeNodeScenario {
   readonly duplicateChance: number;
   /** Clients that hold leases (grant, attach a key, keep alive, revoke or let expire). */
   readonly leaseHolders: number;
+  /** Watchers of a prefix or a key (`whole-node-watch.ts`). */
+  readonly watchers: readonly WatcherPlan[];
+  /** Clients 1..sessionClients tag their writes with a session and its sequence number. */
+  readonly sessionClients: number;
+  /** Session-tagged writes carry no idempotency key: the session alone keeps them once. */
+  readonly sessionsOnly: boolean;
 }
 
 export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
   const prng = new Prng(seed ^ 0x3c6ef372);
   const syncMsMin = 0.1 + prng.next() * 2;
+  const nodeCount = prng.chance(0.75) ? 3 : 5;
+  const clientCount = prng.int(1, 4);
   return {
-    nodeCount: prng.chance(0.75) ? 3 : 5,
-    clientCount: prng.int(1, 4),
+    nodeCount,
+    clientCount,
     keys: Array.from({ length: prng.int(1, 3) }, (_, i) => `k${i}`),
     net: { delayMsMin: 0.1, delayMsMax: 0.2 + prng.next() * 8, lossChance: prng.next() * 0.05 },
     disk: {
@@ -141,7 +162,7 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
     snapshotKeepEntries: prng.int(0, 50),
     nemesisMsMean: prng.int(150, 1000),
     faultPhaseMs,
-    ...laterDraws(prng),
+    ...laterDraws(prng, clientCount),
   };
 }
 
@@ -150,21 +171,41 @@ export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeN
  * put: small exactly-once tables (8 to 128 idempotency keys, 10 to 20 s windows) for a seed
  * in four, message duplication, and lease holders.
  */
-function laterDraws(prng: Prng): {
-  kvLimits: KvLimits;
-  duplicateChance: number;
-  leaseHolders: number;
-} {
+function laterDraws(prng: Prng, clientCount: number) {
   const small = prng.chance(0.25);
   const idempotencyKeyCountMax = prng.int(8, 128);
   const idempotencyWindowMs = prng.int(10_000, 20_000);
-  const kvLimits = small
+  const limits = small
     ? { ...defaultKvLimits(), idempotencyKeyCountMax, idempotencyWindowMs }
     : defaultKvLimits();
+  const duplicateChance = prng.pick([0, 0, 0.01, 0.05]);
+  const leaseHolders = prng.pick([0, 1, 2]);
+  // Drawn after the above, so that those stay put: watchers, a short watch history for a
+  // seed in four (so that watchers meet ERR_COMPACTED), and session-tagged clients.
+  const watchers = Array.from({ length: prng.int(0, 3) }, (_, i) => watcherPlan(prng, i + 1));
+  const shortHistory = prng.chance(0.25);
+  const watchHistoryCountMax = prng.int(4, 64);
+  const kvLimits = shortHistory ? { ...limits, watchHistoryCountMax } : limits;
+  const sessionClients = prng.chance(0.5) ? prng.int(1, clientCount) : 0;
+  const sessionsOnly = prng.chance(0.5);
   return {
     kvLimits,
-    duplicateChance: prng.pick([0, 0, 0.01, 0.05]),
-    leaseHolders: prng.pick([0, 1, 2]),
+    duplicateChance,
+    leaseHolders,
+    watchers,
+    sessionClients,
+    sessionsOnly,
+  };
+}
+
+/** One watcher: of every key (lease keys too), of the workload's keys, or of one key. */
+function watcherPlan(prng: Prng, id: number): WatcherPlan {
+  return {
+    id,
+    prefix: prng.pick(["", KEY_PREFIX, `${KEY_PREFIX}0`]),
+    fromRevision: prng.chance(0.5) ? 1 : null,
+    skipBy: prng.chance(0.5) ? "client" : "node",
+    startMs: prng.int(0, 3000),
   };
 }
 
@@ -252,6 +293,12 @@ class WatchedKv implements StateMachine<KvResult> {
     this.watching = started.ok;
   }
 
+  /** The store's revision and change history, for a watcher's stream on this node. */
+  readonly source: WatchSource = {
+    revision: () => this.kv.revision,
+    watch: (fromRevision, listener) => this.kv.watch(fromRevision, listener),
+  };
+
   snapshot(): AsyncIterable<Uint8Array> {
     return this.kv.snapshot();
   }
@@ -288,6 +335,10 @@ class WholeNodeRun {
   readonly exactlyOnce = new ExactlyOnceChecker();
   readonly rangeAtomicity = new RangeAtomicityChecker();
   readonly leases = new LeaseChecker();
+  /** What every node applied, change by change: the history watchers are judged against. */
+  readonly committed = new CommittedChanges();
+  readonly watchers: SimWatcher[] = [];
+  readonly watchStats = { delivered: 0, compactions: 0, excused: 0 };
   readonly trace: string[] = [];
   readonly faults: Record<string, number> = {};
   /** Per log index: "term:bytes" of the command the first node applied there. */
@@ -593,6 +644,8 @@ class WholeNodeRun {
     const changed = kv.revision === context.index && changedItself(known, changes);
     this.exactlyOnce.applied(node, context.index, known, result, changed);
     this.rangeAtomicity.applied(context.index, known, result, changed);
+    const puts = changed && known !== null && result.ok ? putsOf(known, result) : [];
+    this.committed.applied(node, context.index, changes, puts);
     if (first === undefined) {
       // The earliest moment anyone sees the store after this index: leases are judged here.
       const slackMs = this.forwardJumps * this.scenario.kvLimits.logTimeStepMsMax + 2;
@@ -632,6 +685,58 @@ class WholeNodeRun {
     }
     if (this.scenario.leaseHolders > 0)
       this.world.setTimeout(() => this.leaseTick(), LEASE_TICK_MS);
+    this.startWatchers();
+  }
+
+  /** The watchers, with a generator of their own so that the rest of a seed stays put. */
+  private startWatchers(): void {
+    const prng = new Prng(this.seed ^ 0x5bd1e995);
+    const run = this;
+    const host = {
+      get now() {
+        return run.scheduler.now;
+      },
+      setTimeout: (callback: () => void, ms: number) => {
+        this.world.setTimeout(callback, ms);
+      },
+      nodes: () => this.watchNodes(),
+      node: (id: NodeId) => {
+        const proc = this.procs.find((p) => p.id === id);
+        return proc === undefined ? undefined : this.watchNode(proc);
+      },
+      log: (line: string) => this.log(line),
+    };
+    for (const plan of this.scenario.watchers) {
+      const watcher = new SimWatcher(host, prng, plan);
+      this.watchers.push(watcher);
+      watcher.start();
+    }
+  }
+
+  /** Every node as a watcher sees it now. */
+  private watchNodes(): WatchNode[] {
+    return this.procs.map((p) => this.watchNode(p));
+  }
+
+  private watchNode(p: Proc): WatchNode {
+    const node = p.state === "up" ? p.node : null;
+    const masterId = node?.masterId ?? null;
+    return {
+      id: p.id,
+      incarnation: p.incarnation,
+      serving: node !== null && !p.clock.paused && p.sm !== null,
+      paused: p.clock.paused,
+      master: node?.role === "master",
+      connected: masterId !== null && (masterId === p.id || !this.net.isCut(masterId, p.id)),
+      applied: () => node?.status().appliedIndex ?? 0,
+      source: node === null ? null : (p.sm?.source ?? null),
+    };
+  }
+
+  /** Every watcher has what the nodes applied (the end of the run). */
+  watchersCaughtUp(): boolean {
+    const applied = this.committed.lastIndex;
+    return this.watchers.every((w) => w.caughtUp(applied));
   }
 
   /**
@@ -669,8 +774,43 @@ class WholeNodeRun {
     return this.exactlyOnce.revisionOf(key, value);
   }
 
+  /** Per session-tagged client: its session's number and the last seq it used. */
+  private readonly sessions = new Map<number, { count: number; seq: number }>();
+
+  /**
+   * The tags of `client`'s write number `n`: an idempotency key, and for a session-tagged
+   * client its session and the next seq (without the key when the seed says so). A client
+   * has one request outstanding, so its seqs follow its writes.
+   */
+  writeTags(client: number, n: number): WriteTags {
+    const idempotencyKey = `c${client}-${n}`;
+    if (client > this.scenario.sessionClients) return { idempotencyKey };
+    const session = this.sessions.get(client) ?? { count: 1, seq: 0 };
+    session.seq++;
+    this.sessions.set(client, session);
+    const tag = { clientId: `c${client}s${session.count}`, seq: session.seq };
+    return this.scenario.sessionsOnly ? { session: tag } : { idempotencyKey, session: tag };
+  }
+
+  /**
+   * The store answered that `client`'s session expired: it cannot tell a retry from a new
+   * request, so the write's outcome is unknown, and the client opens a new session, as the
+   * session contract asks.
+   */
+  private sessionExpired(client: number): void {
+    const session = this.sessions.get(client);
+    if (session === undefined) return;
+    session.count++;
+    session.seq = 0;
+    this.log(`client ${client}: session expired; opening session c${client}s${session.count}`);
+  }
+
   stopClients(): void {
     this.clientsRunning = false;
+  }
+
+  stopWatchers(): void {
+    for (const watcher of this.watchers) watcher.stop();
   }
 
   get clientsBusy(): boolean {
@@ -717,7 +857,7 @@ class WholeNodeRun {
           : { kind: "delete" };
     const entry = this.record(client, key, op);
     if (op.kind === "read") await this.read(entry, deadline);
-    else await this.write(entry, `c${client}-${n}`, deadline);
+    else await this.write(entry, this.writeTags(client, n), deadline);
     if (entry.outcome !== "ok") return;
     if (op.kind === "read") this.saw(client, key, entry.output as string | null);
     else this.saw(client, key, op.kind === "write" ? op.value : null);
@@ -757,6 +897,7 @@ class WholeNodeRun {
   async submit(
     command: Uint8Array,
     deadline: number,
+    client?: number,
   ): Promise<{ readonly result: KvResult; readonly node: NodeId } | null> {
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
@@ -767,6 +908,10 @@ class WholeNodeRun {
       const outcome = await this.attempt(() => proc.node!.propose(command));
       if (outcome.ok) {
         const result = outcome.value as KvResult;
+        if (!result.ok && result.code === "session_expired" && client !== undefined) {
+          this.sessionExpired(client);
+          return null;
+        }
         if (result.ok || result.code !== "table_full") return { result, node: proc.id };
       }
       await this.sleep(this.prng.int(10, 100));
@@ -822,18 +967,14 @@ class WholeNodeRun {
     entry.outcome = "fail"; // a read that never completed changed nothing
   }
 
-  /** A write with an idempotency key, retried with the same key until it is answered. */
-  private async write(entry: HistoryOp, idempotencyKey: string, deadline: number): Promise<void> {
+  /** A write with its tags, retried with the same tags until it is answered. */
+  private async write(entry: HistoryOp, tags: WriteTags, deadline: number): Promise<void> {
     const command = encodeCommand(
       entry.op.kind === "write"
-        ? {
-            type: "put",
-            key: entry.key,
-            value: new TextEncoder().encode(entry.op.value),
-            idempotencyKey,
-          }
-        : { type: "delete", key: entry.key, idempotencyKey },
+        ? { type: "put", key: entry.key, value: new TextEncoder().encode(entry.op.value), ...tags }
+        : { type: "delete", key: entry.key, ...tags },
     );
+    const named = tags.idempotencyKey ?? `session ${tags.session?.clientId} ${tags.session?.seq}`;
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
       if (proc === null) {
@@ -848,9 +989,13 @@ class WholeNodeRun {
           if (entry.op.kind === "delete") entry.output = result.ok;
           entry.completedAt = this.scheduler.now;
           this.log(
-            `client ${entry.client}: op ${entry.id} ${entry.op.kind} ${entry.key} ${idempotencyKey} via node ${proc.id}: ${JSON.stringify(result)}`,
+            `client ${entry.client}: op ${entry.id} ${entry.op.kind} ${entry.key} ${named} via node ${proc.id}: ${JSON.stringify(result)}`,
           );
           return;
+        }
+        if (result.code === "session_expired") {
+          this.sessionExpired(entry.client);
+          return; // Indeterminate: the store cannot tell whether it was applied.
         }
         assert(result.code === "table_full", `write refused: ${JSON.stringify(result)}`);
       }
@@ -1371,6 +1516,10 @@ export async function runWholeNode(
       "range reads checked": run.rangeAtomicity.reads,
       "clock jumps": run.clockJumps,
       "duplicated messages": run.net.duplicated,
+      "watch changes checked": run.watchStats.delivered,
+      "watch resumes": run.watchers.reduce((n, w) => n + Math.max(0, w.opened - 1), 0),
+      "watch compactions announced": run.watchStats.compactions,
+      "watch changes missed after a compaction": run.watchStats.excused,
     },
     crashes: run.crashes,
     tornWrites: run.procs.reduce((n, p) => n + p.fs.stats.tornWrites, 0),
@@ -1408,6 +1557,13 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   if (!run.converged()) {
     throw new SafetyViolation(`liveness: replicas not converged (${run.describeNodes()})`);
   }
+  await drive(run.scheduler.now + 5000, () => run.watchersCaughtUp());
+  if (!run.watchersCaughtUp()) {
+    throw new SafetyViolation(
+      `liveness: a watcher did not reach index ${run.committed.lastIndex} within 5000 ms of convergence`,
+    );
+  }
+  run.stopWatchers();
   return recoveryMs;
 }
 
@@ -1415,11 +1571,46 @@ function checkEnd(run: WholeNodeRun): string | undefined {
   if (run.leaks.length > 0) {
     return `real I/O or timers leaked into the simulation: ${run.leaks[0]}`;
   }
+  const watches = checkWatches(run);
+  if (watches !== undefined) return watches;
   const verdict = checkLinearizable(run.history);
   if (verdict.ok) return undefined;
   const bad = verdict.keys.find((k) => !k.ok);
   return `history not linearizable (key ${bad?.key}): ${bad?.explanation ?? "search capped"}`;
 }
+
+/**
+ * The watchers against the committed changes, once the applied history is shown to fold
+ * into the converged store (so that it is the committed one).
+ */
+function checkWatches(run: WholeNodeRun): string | undefined {
+  const to = run.committed.lastIndex;
+  const kv = run.procs[0]?.sm?.kv;
+  if (kv === undefined) return "no store to check the watches against";
+  const page = kv.range({
+    prefix: "",
+    after: null,
+    limit: Number.MAX_SAFE_INTEGER,
+    valueBytesMax: Number.POSITIVE_INFINITY,
+  });
+  const state = new Map(
+    page.items.map((i) => [i.key, { value: decoder.decode(i.value), revision: i.revision }]),
+  );
+  const mismatch = run.committed.mismatch(to, state);
+  if (mismatch !== null) return `watch history: ${mismatch}`;
+  for (const watcher of run.watchers) {
+    const verdict = checkWatcher(run.committed, watcher, to);
+    run.watchStats.delivered += verdict.delivered;
+    run.watchStats.compactions += verdict.compactions;
+    run.watchStats.excused += verdict.missedAfterCompaction;
+    if (verdict.problems.length > 0) {
+      return `watcher ${watcher.id} of ${JSON.stringify(watcher.prefix)} from revision ${watcher.fromRevision}: ${verdict.problems.join("; ")}`;
+    }
+  }
+  return undefined;
+}
+
+const decoder = new TextDecoder();
 
 function describeFailure(error: unknown): string {
   if (error instanceof SafetyViolation || error instanceof AssertionError) {

@@ -2,8 +2,9 @@
  * The simulator sweep that CI runs: fixed seeds (the same every run) plus a batch of
  * fresh random ones, every fault enabled, in the core simulator and (a smaller share, as
  * each seed costs more) in the whole-node simulator, whose seeds also change members,
- * switch over, step wall clocks, duplicate messages, fill small idempotency tables, and
- * run transactions, range reads, prefix deletes and leases. A failure names the seed and
+ * switch over, step wall clocks, duplicate messages, fill small idempotency tables, run
+ * transactions, range reads, prefix deletes and leases, tag writes with sessions, and
+ * watch prefixes across fail-overs. A failure names the seed and
  * the command that replays it with a full trace.
  */
 
@@ -47,7 +48,7 @@ async function sweepWholeNode(seeds: number[]): Promise<string[]> {
 }
 
 describe("simulator", () => {
-  it(`sim --whole-node: ${WHOLE_NODE_SEEDS} fixed and ${WHOLE_NODE_RANDOM_SEEDS} random seeds of the production node are safe, live, exactly-once and linearizable, and no lease ends early`, async () => {
+  it(`sim --whole-node: ${WHOLE_NODE_SEEDS} fixed and ${WHOLE_NODE_RANDOM_SEEDS} random seeds of the production node are safe, live, exactly-once and linearizable, no lease ends early, and every watcher gets each committed change once`, async () => {
     const base = 1_000_000 + Math.floor(Math.random() * 1_000_000_000);
     console.log(`whole-node random seeds ${base}..${base + WHOLE_NODE_RANDOM_SEEDS - 1}`);
     const seeds = [

@@ -10,7 +10,8 @@
  * browser's `Last-Event-ID` resumes exactly after the last event it got. Without
  * `fromRevision` the stream starts with the changes after now.
  *
- * The changes come from this node's own watch history (see kv/change-history.ts); every
+ * The changes come from this node's own watch history (see kv/change-history.ts), chosen,
+ * numbered and skipped by kv/prefix-watch.ts (which the simulator's watchers use too); every
  * node holds the same changes at the same revisions, so a client that loses its node
  * resumes on another from the last revision it saw, with no gap and no duplicate. A
  * revision older than the history holds is answered 410 ERR_COMPACTED. A stream whose
@@ -20,7 +21,7 @@
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { KvChange } from "../../kv/index.js";
+import { type KvChange, openPrefixWatch, type PrefixWatchEvent } from "../../kv/index.js";
 import { CompactedError } from "../../shared/errors.js";
 import { describeError, errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
@@ -75,35 +76,11 @@ function dataLine(change: KvChange): string {
   return line;
 }
 
-/**
- * Turns changes into the events of one watch: only keys under its prefix, numbered within
- * their revision, and the first `skip` of revision `fromRevision` left out (a browser that
- * resumes with Last-Event-ID has them).
- */
-class WatchEvents {
-  private revision = 0;
-  private count = 0;
-
-  constructor(
-    private readonly prefix: string,
-    private readonly fromRevision: number,
-    private skip: number,
-  ) {}
-
-  format(changes: readonly KvChange[]): string {
-    let text = "";
-    for (const change of changes) {
-      if (!change.key.startsWith(this.prefix)) continue;
-      this.count = change.revision === this.revision ? this.count + 1 : 1;
-      this.revision = change.revision;
-      if (change.revision === this.fromRevision && this.skip > 0) {
-        this.skip--;
-        continue;
-      }
-      text += `id: ${change.revision}.${this.count}\n${dataLine(change)}`;
-    }
-    return text;
-  }
+/** The text of events: an id (`<revision>.<n>`) and the change's `data:` line each. */
+function eventText(events: readonly PrefixWatchEvent[]): string {
+  let text = "";
+  for (const { change, n } of events) text += `id: ${change.revision}.${n}\n${dataLine(change)}`;
+  return text;
 }
 
 function watch(
@@ -123,9 +100,7 @@ function watch(
     return reply.type("text/event-stream; charset=utf-8").send();
   }
   const resume = resumePoint(request.headers["last-event-id"]);
-  const fromRevision = resume?.revision ?? query.fromRevision ?? store.revision() + 1;
   const { prefix } = query;
-  const events = new WatchEvents(prefix, fromRevision, resume?.count ?? 0);
   let stream: EventStream | null = null;
   // The events of the commands applied in one turn of the event loop (the entries of one
   // Ready) leave in one write, after the applies: with many watches open, a write per
@@ -136,22 +111,29 @@ function watch(
     pending = "";
     stream?.write(text);
   };
-  const started = store.watch(fromRevision, {
-    changes: (changes) => {
-      const text = events.format(changes);
-      if (text === "") return;
-      if (pending === "") queueMicrotask(deliver);
-      pending += text;
+  const started = openPrefixWatch(
+    store,
+    {
+      prefix,
+      fromRevision: resume?.revision ?? query.fromRevision,
+      skip: resume?.count ?? 0,
     },
-    reset: () => {
-      deliver();
-      stream?.end();
+    {
+      events: (events) => {
+        if (pending === "") queueMicrotask(deliver);
+        pending += eventText(events);
+      },
+      end: () => {
+        deliver();
+        stream?.end();
+      },
     },
-  });
+  );
   if (!started.ok) {
-    const error = new CompactedError(fromRevision, started.startRevision);
+    const error = new CompactedError(started.fromRevision, started.startRevision);
     return sendErrorAnswer(reply, describeError(error));
   }
+  const { fromRevision } = started;
   const opened = openEventStream(reply, {
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
     onEnd: () => {
@@ -162,7 +144,7 @@ function watch(
   stream = opened;
   // A comment first, so that the client knows the watch is in place before any change.
   opened.write(`: watching ${JSON.stringify(prefix)} from revision ${fromRevision}\n\n`);
-  opened.write(events.format(started.backlog));
+  opened.write(eventText(started.backlog));
   if (!opened.ended) open.add(opened.end);
   return undefined;
 }

@@ -67,4 +67,39 @@ describe("exactly-once checker", () => {
     ).toThrow(SafetyViolation);
     expect(() => c.applied(1, 2, null, ok(2), true)).toThrow(/does not decode/);
   });
+
+  it("exactly-once: a session-tagged write without an idempotency key is applied once and answered alike", () => {
+    const c = new ExactlyOnceChecker();
+    const tagged = (seq: number, value: string): KvCommand => ({
+      type: "put",
+      key: "a",
+      value: text(value),
+      session: { clientId: "c1s1", seq },
+    });
+    c.applied(1, 4, tagged(1, "v"), ok(4), true);
+    c.applied(2, 6, tagged(1, "v"), ok(4), false); // a retry answered from the session
+    c.applied(1, 7, tagged(1, "v"), { ok: false, code: "session_stale", lastSeq: 2 }, false);
+    expect(c.answeredFromTable).toBe(1);
+    expect(() => c.applied(1, 9, tagged(1, "v"), ok(9), true)).toThrow(
+      /session c1s1 seq 1 was applied twice, at index 4 and again at index 9/,
+    );
+    expect(() => c.applied(1, 10, tagged(1, "v"), ok(7), false)).toThrow(
+      /session c1s1 seq 1 was answered/,
+    );
+  });
+
+  it("exactly-once: a session's writes change the store in the order of their seqs", () => {
+    const c = new ExactlyOnceChecker();
+    const tagged = (seq: number): KvCommand => ({
+      type: "delete",
+      key: "a",
+      session: { clientId: "c2s1", seq },
+    });
+    c.applied(1, 4, tagged(1), ok(4), true);
+    c.applied(1, 5, tagged(3), ok(5), true);
+    c.applied(2, 5, tagged(3), ok(5), true); // another node, the same index
+    expect(() => c.applied(1, 8, tagged(2), ok(8), true)).toThrow(
+      /session c2s1 changed the store with seq 2 at index 8 \(node 1\) after seq 3 at index 5/,
+    );
+  });
 });

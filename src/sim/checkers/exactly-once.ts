@@ -13,6 +13,11 @@
  * - every node gives the same answer at the same index (the state machine is
  *   deterministic), so a node restored from a snapshot answers as one that applied the log.
  *
+ * A write is known by its idempotency key and, when it carries one, by its session and
+ * sequence number (dissertation §6.3): the first two rules hold for each, and a session's
+ * writes change the store in the order of their sequence numbers (a write the session has
+ * moved past is refused as `session_stale`, never applied).
+ *
  * It also records which value each put wrote at which revision, first application only,
  * so that the workload can turn a compare-and-set on a value into one on the revision that
  * wrote it. It never changes what nodes do; a broken rule throws SafetyViolation.
@@ -41,6 +46,8 @@ export class ExactlyOnceChecker {
   private readonly executedAt = new Map<string, number>();
   /** Per log index, the answer the first node to apply it gave. */
   private readonly answerAt = new Map<number, { node: NodeId; answer: string }>();
+  /** Per session, the index and seq of the last write of it that changed the store. */
+  private readonly sessionLast = new Map<string, { index: number; seq: number }>();
   /** Per key and value, the revision (log index) of the put that first wrote it. */
   private readonly writtenAt = new Map<string, number>();
   /** Applications answered from an idempotency key or session already recorded. */
@@ -69,8 +76,8 @@ export class ExactlyOnceChecker {
       const written = `${put.key}\u0000${decoder.decode(put.value)}`;
       if (!this.writtenAt.has(written)) this.writtenAt.set(written, index);
     }
-    const key = command.idempotencyKey;
-    if (key === undefined) return;
+    const names = namesOf(command);
+    if (names.length === 0) return;
     if (!result.ok && REFUSALS.has(result.code)) {
       if (result.code === "table_full" && firstAtIndex) this.refused++;
       return;
@@ -80,12 +87,29 @@ export class ExactlyOnceChecker {
       (result.code === "idempotency_key_reused" || result.code === "invalid_command")
     ) {
       throw new SafetyViolation(
-        `exactly-once: node ${node} answered ${answer} to the write with idempotency key ${key} at index ${index}; the workload never sends that`,
+        `exactly-once: node ${node} answered ${answer} to the write with ${names[0]} at index ${index}; the workload never sends that`,
       );
     }
-    if (firstAtIndex && !changed && this.first.has(key)) this.answeredFromTable++;
-    if (changed) this.checkOnce(node, index, key);
-    this.checkSameAnswer(node, index, key, answer);
+    if (firstAtIndex && !changed && names.some((name) => this.first.has(name))) {
+      this.answeredFromTable++;
+    }
+    for (const name of names) {
+      if (changed) this.checkOnce(node, index, name);
+      this.checkSameAnswer(node, index, name, answer);
+    }
+    if (changed && command.session !== undefined) this.checkSessionOrder(node, index, command);
+  }
+
+  /** A session's writes change the store in the order of their sequence numbers. */
+  private checkSessionOrder(node: NodeId, index: number, command: KvCommand): void {
+    const { clientId, seq } = command.session!;
+    const last = this.sessionLast.get(clientId);
+    if (last !== undefined && index > last.index && seq <= last.seq) {
+      throw new SafetyViolation(
+        `exactly-once: session ${clientId} changed the store with seq ${seq} at index ${index} (node ${node}) after seq ${last.seq} at index ${last.index}`,
+      );
+    }
+    if (last === undefined || index > last.index) this.sessionLast.set(clientId, { index, seq });
   }
 
   /** The revision that first wrote `value` to `key`, if a node has applied it. */
@@ -95,7 +119,7 @@ export class ExactlyOnceChecker {
 
   /** Whether the write with idempotency key `key` changed the store anywhere. */
   executed(key: string): boolean {
-    return this.executedAt.has(key);
+    return this.executedAt.has(`idempotency key ${key}`);
   }
 
   private checkDeterministic(node: NodeId, index: number, answer: string): void {
@@ -109,25 +133,35 @@ export class ExactlyOnceChecker {
     }
   }
 
-  private checkOnce(node: NodeId, index: number, key: string): void {
-    const at = this.executedAt.get(key);
+  private checkOnce(node: NodeId, index: number, name: string): void {
+    const at = this.executedAt.get(name);
     if (at === undefined) {
-      this.executedAt.set(key, index);
+      this.executedAt.set(name, index);
     } else if (at !== index) {
       throw new SafetyViolation(
-        `exactly-once: the write with idempotency key ${key} was applied twice, at index ${at} and again at index ${index} (node ${node})`,
+        `exactly-once: the write with ${name} was applied twice, at index ${at} and again at index ${index} (node ${node})`,
       );
     }
   }
 
-  private checkSameAnswer(node: NodeId, index: number, key: string, answer: string): void {
-    const first = this.first.get(key);
+  private checkSameAnswer(node: NodeId, index: number, name: string, answer: string): void {
+    const first = this.first.get(name);
     if (first === undefined) {
-      this.first.set(key, { index, node, answer });
+      this.first.set(name, { index, node, answer });
     } else if (first.answer !== answer) {
       throw new SafetyViolation(
-        `exactly-once: the write with idempotency key ${key} was answered ${first.answer} at index ${first.index} (node ${first.node}) but ${answer} at index ${index} (node ${node})`,
+        `exactly-once: the write with ${name} was answered ${first.answer} at index ${first.index} (node ${first.node}) but ${answer} at index ${index} (node ${node})`,
       );
     }
   }
+}
+
+/** The names a write is known by: its idempotency key, its session and seq. */
+function namesOf(command: KvCommand): string[] {
+  const names: string[] = [];
+  if (command.idempotencyKey !== undefined) names.push(`idempotency key ${command.idempotencyKey}`);
+  if (command.session !== undefined) {
+    names.push(`session ${command.session.clientId} seq ${command.session.seq}`);
+  }
+  return names;
 }
