@@ -190,6 +190,24 @@ describe("bootstrap gate", () => {
     expect(net.node(victim).clusterId).toBeNull();
   });
 
+  it("refusal: a directory that kept its identity but lost its log and hard state is refused, not left waiting (the cluster lists that very incarnation)", () => {
+    // A crash before the first write reached the disk, after a master heard from the node,
+    // or a partial wipe that kept the identity file: the same incarnation, nothing else.
+    const net = bootstrapped();
+    const victim = IDS.find((id) => net.node(id).role !== "master")!;
+    net.stop(victim);
+    const grantsBefore = net.grants.get(victim)!.length;
+    net.start(victim, { gate: "bootstrap", incarnation: victim * 10 + 1 });
+    net.run(200);
+    const refused = net.eventsOf(victim, "refused");
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as { reason: string }).reason).toMatch(
+      new RegExp(`no log and no hard state.*baton member replace ${victim}`),
+    );
+    expect(net.node(victim).isGated).toBe(true);
+    expect(net.grants.get(victim)!.length).toBe(grantsBefore);
+  });
+
   it("refusal: a bare --join on an empty directory is refused the same way once bound", () => {
     const net = bootstrapped();
     const victim = IDS.find((id) => net.node(id).role !== "master")!;

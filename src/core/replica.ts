@@ -579,6 +579,16 @@ export class Replica {
       this.refuse(this.boundReason(m));
       return;
     }
+    if (m.clusterId !== "" && m.listed && !m.welcome) {
+      // A master heard from this very incarnation, yet the directory holds no log and no
+      // hard state: they were lost after it spoke (a crash before its first write reached
+      // the disk, or a partial wipe that kept the identity file). It may have voted or
+      // acknowledged, so it must not vote as if it never had; waiting would be forever.
+      this.refuse(
+        `the data directory holds the identity of node ${this.id} (incarnation ${this.incarnation}), which cluster ${m.clusterId} lists, but no log and no hard state: they were lost after this member took part, so it may have promised what it no longer remembers and must not vote. Bring it back as a new member: baton member replace ${this.id}, then start it with an empty data directory and --join <url of a member>`,
+      );
+      return;
+    }
     if (m.clusterId !== "" && m.welcome) {
       // A member of the command line that no master ever heard from (it started late):
       // it joins the cluster that formed without it. Like a node that lost its data, it
@@ -1336,6 +1346,7 @@ export class Replica {
           informed &&
           (listed === undefined ||
             (listed.incarnation !== 0 && listed.incarnation !== m.incarnation)),
+        listed: informed && listed !== undefined && listed.incarnation === m.incarnation,
       });
       return;
     }

@@ -177,6 +177,14 @@ export interface TermProbeResponse extends MemberEnvelope {
    * incarnation of the asker, or does not list it: the asker must not take part.
    */
   readonly bound: boolean;
+  /**
+   * The cluster has an id and the answering node's configuration lists the asker with the
+   * very incarnation it asked with. To a node whose data directory is empty but for its
+   * identity (its log and hard state were lost: a crash before its first write reached
+   * the disk, or a partial wipe), this says that a master heard from this incarnation, so
+   * it may have promised what it no longer remembers: it must not take part either.
+   */
+  readonly listed: boolean;
 }
 
 /**

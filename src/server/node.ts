@@ -1067,8 +1067,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     // The state machine's snapshot is consistent as of this call; applying may go on.
     const chunks = this.sm.snapshot();
-    this.snapshotDone = this.storage
-      .saveSnapshot(meta, chunks)
+    // A stored snapshot does not hold the configuration: the identity file does. It must
+    // hold every config entry this snapshot covers before the snapshot is stored, since a
+    // restart reads the log only after the snapshot. A failed save stops the node (fail)
+    // and settles the chain all the same: then no snapshot is stored.
+    this.snapshotDone = this.identitySaved
+      .then(() => {
+        if (this.failure !== null) throw this.failure;
+        return this.storage.saveSnapshot(meta, chunks);
+      })
       .then(async () => {
         // A state transfer may have installed a newer snapshot while this one was written.
         this.snapshotIndex = Math.max(this.snapshotIndex, meta.index);
@@ -1083,8 +1090,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           this.replica.snapshotMeta().index,
           Math.min(this.compactionPoint(meta.index), ...sending),
         );
-        // A configuration entry compacted away must already be in the identity file.
+        // A configuration entry compacted away must already be in the identity file. A
+        // save that failed stops the node (fail) and settles the chain all the same: the
+        // log must then stay, or the restart would take the configuration the identity
+        // file still holds, older than the one compacted away, for the current one.
         await this.identitySaved;
+        if (this.failure !== null) return;
         this.replica.compact(keep);
         // A transfer the core adopted may still wait in the chain to be installed: storage
         // compacts only up to the snapshot it holds.

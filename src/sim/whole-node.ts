@@ -495,6 +495,19 @@ class WholeNodeRun {
         this.crash(proc, "removed");
         return;
       }
+      if (
+        (error as { code?: string }).code === "ERR_BOOTSTRAP_REFUSED" &&
+        /no log and no hard state/.test(error.message)
+      ) {
+        // Crashed before its first write reached the disk, after a master heard from it:
+        // it refuses to vote on a directory that holds only its identity, and says to
+        // replace it, which its operator does.
+        this.log(`node ${proc.id} stopped: ${error.message.slice(0, 160)}`);
+        this.crash(proc, "refused");
+        proc.state = "broken";
+        this.world.setTimeout(() => this.wipe(proc), this.prng.int(200, 1500));
+        return;
+      }
       // A storage failure stops the process, as it must; it is restarted like a crashed
       // one. Anything else (an assertion, a checker's verdict raised inside an apply) is a
       // bug the node would only have logged on its way out: the run fails with it.

@@ -164,6 +164,7 @@ const messageSchemas: SchemaTable<WireMessage> = {
     bootstrapping: "bool",
     welcome: "bool",
     bound: "bool",
+    listed: "bool",
   },
   timeout_now: { ...memberEnvelope },
   snapshot_chunk: {

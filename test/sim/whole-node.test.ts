@@ -108,7 +108,15 @@ describe("whole-node simulator", () => {
     // learner for good. Adopting a snapshot now writes its configuration there too.
     // 8, 16, 18: a watcher resumed on a node that had not yet applied up to its revision and
     // got the older changes again as that node caught up (src/kv/prefix-watch.test.ts pins it).
-    for (const seed of [8, 16, 18, 311, 323, 517, 845, 2423]) {
+    // 794, 1170: a node crashed before its first write reached the disk, after a master had
+    // heard from it; restarted on a directory holding only its identity, it waited in the
+    // bootstrap gate forever (its peers listed that incarnation: neither welcome nor
+    // bound). It now refuses, naming `baton member replace`, and its operator replaces it.
+    // 1383: a node's save of a configuration to its identity file failed (EIO) while its
+    // snapshot covering that config entry was stored anyway; restarted, it took the older
+    // configuration the identity file held for the current one. A snapshot is now stored
+    // only once the identity file holds every config entry it covers.
+    for (const seed of [8, 16, 18, 311, 323, 517, 794, 845, 1170, 1383, 2423]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
     }
