@@ -1152,6 +1152,9 @@ export class Replica {
     if (!bindIncarnations && !drawClusterId) return;
     if (this.changeInProgress || this.switchover !== null) return;
     if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
+    // Without binding, only a missing cluster id changes anything, and a known one means
+    // the log's is there too: the scan of the log (every tick of a master) is skipped.
+    if (!bindIncarnations && this.clusterIdKnown !== null) return;
     let clusterId = this.logClusterId();
     let changed = false;
     if (clusterId === null && drawClusterId) {
