@@ -141,7 +141,7 @@ async function sweepHere(
  * 30 seconds.
  */
 class SweepProgress {
-  private printedAt = 0;
+  private printedAt: number;
   private printed = false;
   private readonly tty = process.stderr.isTTY === true;
 
@@ -149,7 +149,10 @@ class SweepProgress {
     private readonly from: number,
     private readonly count: number,
     private readonly started: number,
-  ) {}
+  ) {
+    // The first line after a full interval: a rate over the first seed or two says little.
+    this.printedAt = started;
+  }
 
   update(done: number): void {
     const now = Date.now();
