@@ -32,11 +32,14 @@ for (let seed = from; seed < from + seeds; seed++) {
   const r: RunResult = wholeNode
     ? await runWholeNode(seed, { trace, onStep })
     : runSeed(seed, { trace });
-  const { trace: lines, ...counts } = r;
+  const { trace: lines, violation, ...counts } = r;
+  // A violation's stack names source lines, which move with any edit: hash it without them.
+  const where = /\((?:[^()]*\/)?([^/()]+):\d+:\d+\)/g;
+  const verdict = violation?.replace(where, "($1)") ?? null;
   const traced = trace ? ` trace ${hash(lines.join("\n"))} (${lines.length} lines)` : "";
   const stepped = wholeNode ? ` steps ${stepCount} ${steps.digest("hex").slice(0, 16)}` : "";
   console.log(
     `seed ${seed} ${r.ok ? "ok" : "VIOLATION"} ops ${r.operations} commit ${r.commitIndex} ` +
-      `virtual ${r.virtualMs.toFixed(3)} result ${hash(JSON.stringify(counts))}${stepped}${traced}`,
+      `virtual ${r.virtualMs.toFixed(3)} result ${hash(JSON.stringify({ ...counts, verdict }))}${stepped}${traced}`,
   );
 }
