@@ -36,7 +36,7 @@ import type {
   VoteResponse,
 } from "../protocol/messages.js";
 import type { Role } from "../protocol/status.js";
-import { assert } from "../shared/assert.js";
+import { AssertionError, assert } from "../shared/assert.js";
 import { type ReplicaConfig, validateReplicaConfig } from "./config.js";
 import {
   applyChange,
@@ -477,6 +477,10 @@ export class Replica {
   }
   snapshotMeta(): SnapshotMeta {
     return { ...this.log.snapshot(), config: this.snapshotConfig };
+  }
+  /** The last index the snapshot covers, as `snapshotMeta().index` without the copy. */
+  get snapshotIndex(): number {
+    return this.log.snapshot().index;
   }
   /**
    * The cluster id the log holds: the newest config entry's, committed or not, else the
@@ -1158,6 +1162,9 @@ export class Replica {
     if (!bindIncarnations && !drawClusterId) return;
     if (this.changeInProgress || this.switchover !== null) return;
     if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
+    // Without binding, only a missing cluster id changes anything, and a known one means
+    // the log's is there too: the scan of the log (every tick of a master) is skipped.
+    if (!bindIncarnations && this.clusterIdKnown !== null) return;
     let clusterId = this.logClusterId();
     let changed = false;
     if (clusterId === null && drawClusterId) {
@@ -1989,30 +1996,35 @@ export class Replica {
   }
 
   private checkInvariants(): void {
+    // Runs after every input: each message is built only when its invariant is broken.
     const log = this.log;
-    assert(this.applied <= log.commitIndex, `replica ${this.id}: applied beyond commit`);
-    assert(log.commitIndex <= log.lastIndex(), `replica ${this.id}: commit beyond last index`);
-    assert(log.durableIndex() <= log.lastIndex(), `replica ${this.id}: durable beyond last index`);
-    assert(log.lastTerm() <= this.currentTerm, `replica ${this.id}: log term above current term`);
+    this.invariant(this.applied <= log.commitIndex, "applied beyond commit");
+    this.invariant(log.commitIndex <= log.lastIndex(), "commit beyond last index");
+    this.invariant(log.durableIndex() <= log.lastIndex(), "durable beyond last index");
+    this.invariant(log.lastTerm() <= this.currentTerm, "log term above current term");
     if (this.currentRole === "master") {
-      assert(this.master === this.id, `replica ${this.id}: master does not know itself as master`);
-      assert(this.vote === this.id, `replica ${this.id}: master without its own vote`);
-      assert(this.isVoter, `replica ${this.id}: master is not a voter of its configuration`);
+      this.invariant(this.master === this.id, "master does not know itself as master");
+      this.invariant(this.vote === this.id, "master without its own vote");
+      this.invariant(this.isVoter, "master is not a voter of its configuration");
       for (const peer of this.peers) {
-        assert(this.progress.has(peer), `replica ${this.id}: no progress for member ${peer}`);
+        if (!this.progress.has(peer)) this.invariant(false, `no progress for member ${peer}`);
       }
       for (const pr of this.progress.values()) {
-        assert(pr.match <= log.lastIndex(), `replica ${this.id}: backup match beyond log`);
-        assert(pr.next > pr.match, `replica ${this.id}: next not after match`);
+        this.invariant(pr.match <= log.lastIndex(), "backup match beyond log");
+        this.invariant(pr.next > pr.match, "next not after match");
       }
       if (this.switchover !== null) {
-        assert(this.switchover.target !== this.id, `replica ${this.id}: switchover to itself`);
+        this.invariant(this.switchover.target !== this.id, "switchover to itself");
       }
     } else {
-      assert(this.switchover === null, `replica ${this.id}: non-master hands over`);
-      assert(this.progress.size === 0, `replica ${this.id}: non-master tracks progress`);
-      assert(this.pendingReads.length === 0, `replica ${this.id}: non-master holds reads`);
+      this.invariant(this.switchover === null, "non-master hands over");
+      this.invariant(this.progress.size === 0, "non-master tracks progress");
+      this.invariant(this.pendingReads.length === 0, "non-master holds reads");
     }
+  }
+
+  private invariant(holds: boolean, what: string): void {
+    if (!holds) throw new AssertionError(`replica ${this.id}: ${what}`);
   }
 }
 

@@ -599,6 +599,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return this.replica.masterId;
   }
 
+  /** The current term, as `status().term` gives it without building the whole status. */
+  get term(): number {
+    return this.replica.term;
+  }
+
   /** The write-ahead log's counters, when the node runs on disk. */
   walStats(): { readonly fdatasyncs: number; readonly batches: number } | null {
     const storage = this.storage as Storage & {

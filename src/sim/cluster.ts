@@ -227,7 +227,7 @@ export class SimCluster {
       case "tick":
         return this.onTick(event.node, event.incarnation);
       case "deliver":
-        return this.onDeliver(event.message);
+        return this.onDeliver(event);
       case "complete":
         return this.onComplete(event.node, event.incarnation, event.ready);
       case "request":
@@ -326,15 +326,18 @@ export class SimCluster {
     this.afterStep(node);
   }
 
-  private onDeliver(message: Message): void {
+  private onDeliver(event: SimEvent & { type: "deliver" }): void {
+    const message = event.message;
     if (this.network.isCut(message.from, message.to)) return;
-    this.atNode(message.to, { type: "deliver", message }, (node) => {
+    this.atNode(message.to, event, (node) => {
       // Every simulated peer is honest: a message that breaks a rule is a protocol bug.
       const result = node.replica!.step(message);
-      assert(
-        result.ok,
-        `node ${message.to} refused ${message.type} from ${message.from}: ${result.ok ? "" : result.violation}`,
-      );
+      if (!result.ok) {
+        assert(
+          false,
+          `node ${message.to} refused ${message.type} from ${message.from}: ${result.violation}`,
+        );
+      }
     });
   }
 
@@ -370,10 +373,10 @@ export class SimCluster {
    */
   private sendUnbound(node: SimNode, ready: Ready): Ready {
     const durableTerm = node.disk.durableTerm;
-    const now = ready.messages.filter(
-      (m) => m.type === "heartbeat_response" && m.term <= durableTerm,
-    );
-    if (now.length === 0) return ready;
+    const leaves = (m: Message) => m.type === "heartbeat_response" && m.term <= durableTerm;
+    // Most Readies hold none: look before building a new list.
+    if (!ready.messages.some(leaves)) return ready;
+    const now = ready.messages.filter(leaves);
     this.sendMessages(now);
     return { ...ready, messages: ready.messages.filter((m) => !now.includes(m)) };
   }

@@ -5,7 +5,7 @@
  * itself to the `baton` program (src/cli/main.ts), which is also what a sweep's child
  * processes run.
  *
- *   npm run sim -- --seeds 10000 [--from 1] [--jobs 2]
+ *   npm run sim -- --seeds 10000 [--from 1] [--jobs 2]   (progress on stderr, seeds/s at the end)
  *   npm run sim -- --seed 1234 --trace
  *   npm run sim -- --demo
  */
@@ -116,7 +116,7 @@ function runOne(
   );
 }
 
-/** Runs seeds [from, from + count) in this process. */
+/** Runs seeds [from, from + count) in this process; `onProgress` after every seed. */
 async function sweepHere(
   from: number,
   count: number,
@@ -127,9 +127,47 @@ async function sweepHere(
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
     add(summary, await runOne(seed, wholeNode, false, negativeControl));
-    if (onProgress !== undefined && (seed - from + 1) % 100 === 0) onProgress(seed - from + 1);
+    onProgress?.(seed - from + 1);
+    // A turn of the event loop between seeds (never inside one), so that progress
+    // messages and output leave while a long sweep runs.
+    await new Promise((resolve) => setImmediate(resolve));
   }
   return summary;
+}
+
+/**
+ * A sweep's progress on stderr: seeds done, seeds per second and the time left; on a
+ * terminal one line rewritten at most once a second, elsewhere (a CI log) a line every
+ * 30 seconds.
+ */
+class SweepProgress {
+  private printedAt: number;
+  private printed = false;
+  private readonly tty = process.stderr.isTTY === true;
+
+  constructor(
+    private readonly from: number,
+    private readonly count: number,
+    private readonly started: number,
+  ) {
+    // The first line after a full interval: a rate over the first seed or two says little.
+    this.printedAt = started;
+  }
+
+  update(done: number): void {
+    const now = Date.now();
+    if (done < this.count && now - this.printedAt < (this.tty ? 1000 : 30_000)) return;
+    this.printedAt = now;
+    this.printed = true;
+    const rate = done / Math.max((now - this.started) / 1000, 0.001);
+    const left = rate > 0 ? Math.round((this.count - done) / rate) : 0;
+    const line = `  seeds ${this.from}..${this.from + this.count - 1}: ${done} done, ${rate.toFixed(1)} seeds/s, about ${left} s left`;
+    process.stderr.write(this.tty ? `\r${line}   ` : `${line}\n`);
+  }
+
+  end(): void {
+    if (this.tty && this.printed) process.stderr.write("\n");
+  }
 }
 
 async function sweepParallel(
@@ -137,10 +175,10 @@ async function sweepParallel(
   count: number,
   jobs: number,
   workerPrefix: readonly string[],
+  progress: SweepProgress,
 ): Promise<SweepSummary> {
   const total = emptySummary();
-  const started = Date.now();
-  const progress = new Map<number, number>();
+  const doneBy = new Map<number, number>();
   const share = Math.ceil(count / jobs);
   const children = Array.from({ length: jobs }, (_, j) => {
     const start = from + j * share;
@@ -156,10 +194,8 @@ async function sweepParallel(
       );
       child.on("message", (m: { done?: number; summary?: SweepSummary }) => {
         if (m.done !== undefined) {
-          progress.set(j, m.done);
-          const done = [...progress.values()].reduce((a, b) => a + b, 0);
-          const rate = done / ((Date.now() - started) / 1000);
-          process.stderr.write(`\r  ${done}/${count} seeds, ${rate.toFixed(0)} seeds/s   `);
+          doneBy.set(j, m.done);
+          progress.update([...doneBy.values()].reduce((a, b) => a + b, 0));
         }
         if (m.summary !== undefined) add(total, m.summary);
       });
@@ -169,7 +205,6 @@ async function sweepParallel(
     });
   });
   await Promise.all(children);
-  process.stderr.write("\n");
   return total;
 }
 
@@ -339,14 +374,27 @@ async function sim(o: SimOptions): Promise<number> {
   const count = o.seeds ?? 100;
   const started = Date.now();
   const wholeNode = o.wholeNode === true;
-  const summary =
-    o.jobs > 1 && count >= 200
-      ? await sweepParallel(o.from, count, o.jobs, [
+  const parallel = o.jobs > 1 && count >= 200;
+  const progress = new SweepProgress(o.from, count, started);
+  const summary = parallel
+    ? await sweepParallel(
+        o.from,
+        count,
+        o.jobs,
+        [
           "sim",
           ...(wholeNode ? ["--whole-node"] : []),
           ...(o.negativeControl === undefined ? [] : ["--negative-control", o.negativeControl]),
-        ])
-      : await sweepHere(o.from, count, wholeNode, undefined, o.negativeControl);
-  printSummary(summary, (Date.now() - started) / 1000, o.from, wholeNode);
+        ],
+        progress,
+      )
+    : await sweepHere(o.from, count, wholeNode, (done) => progress.update(done), o.negativeControl);
+  progress.end();
+  const seconds = (Date.now() - started) / 1000;
+  printSummary(summary, seconds, o.from, wholeNode);
+  const processes = parallel ? Math.min(o.jobs, count) : 1;
+  console.log(
+    `  speed: ${(summary.seeds / Math.max(seconds, 0.001)).toFixed(1)} seeds/s, ${processes} process${processes === 1 ? "" : "es"}; the next range starts at --from ${o.from + summary.seeds}`,
+  );
   return summary.failures.length === 0 ? 0 : 1;
 }

@@ -4,12 +4,19 @@
  * process's view of it, a `Clock` the runtime and storage take in place of the real one.
  *
  * The runner takes one callback at a time and, after each, lets every promise reaction it
- * caused run to completion (a real macrotask turn) before it takes the next: the async
- * code of the runtime then interleaves exactly as the agenda says, and a run is a pure
- * function of its seed. It never reads the real clock, and nothing it schedules reaches a
- * real timer.
+ * caused run to completion before it takes the next: the async code of the runtime then
+ * interleaves exactly as the agenda says, and a run is a pure function of its seed. It
+ * never reads the real clock, and nothing it schedules reaches a real timer.
+ *
+ * Draining takes no real macrotask turn when only promise reactions ran (see
+ * `ReactionWatch`): what is left at the end of a turn, the process's next ticks and its
+ * report of unhandled rejections, is then run as the end of a turn runs it. A step that
+ * created anything else (a next tick, a queued microtask, a real timer or file operation)
+ * still takes a real turn. Either way the same reactions run in the same order.
  */
 
+import { createHook } from "node:async_hooks";
+import { promiseHooks } from "node:v8";
 import { assert } from "../shared/assert.js";
 import type { Clock, Timer } from "../shared/clock.js";
 import { EventQueue } from "./event-queue.js";
@@ -29,6 +36,58 @@ export function drainMicrotasks(): Promise<void> {
   return new Promise((resolve) => realSetImmediate(resolve));
 }
 
+/**
+ * Node's own end of a macrotask (undocumented, present since Node 0.x): it runs queued
+ * next ticks and reports unhandled rejections, as the event loop does after a callback.
+ */
+const endOfTurn = (process as unknown as { _tickCallback?: () => void })._tickCallback;
+
+const RESOLVED = Promise.resolve();
+
+/**
+ * Tells, without a real macrotask turn, when the microtask queue is empty. A marker
+ * reaction is queued at the end of the queue; when it runs, every job that was queued
+ * before it has run, so if no other promise reaction ran in between (a V8 promise hook
+ * counts them), the queue held nothing but the marker. Jobs no promise hook sees (a
+ * `queueMicrotask` callback, a next tick) and real timers or I/O show up as async
+ * resources other than promises; after those the runner takes a real turn instead.
+ */
+class ReactionWatch {
+  private reactions = 0;
+  private marker: Promise<boolean> | null = null;
+  /** An async resource other than a promise was created since the last real turn. */
+  foreign = false;
+  private stopBefore: (() => void) | null = null;
+  private readonly hook = createHook({
+    init: (_id, type) => {
+      if (type !== "PROMISE") this.foreign = true;
+    },
+  });
+
+  start(): void {
+    this.foreign = false;
+    this.stopBefore = promiseHooks.onBefore((promise) => {
+      if (promise !== this.marker) this.reactions++;
+    }) as () => void;
+    this.hook.enable();
+  }
+
+  stop(): void {
+    this.hook.disable();
+    this.stopBefore?.();
+    this.stopBefore = null;
+    this.marker = null;
+  }
+
+  /** Resolves true when the queue was empty but for the marker (nothing ran before it). */
+  empty(): Promise<boolean> {
+    const seen = this.reactions;
+    const marker = RESOLVED.then(() => this.reactions === seen);
+    this.marker = marker;
+    return marker;
+  }
+}
+
 export class SimScheduler {
   /** Virtual milliseconds since the start of the run. */
   now = 0;
@@ -41,6 +100,8 @@ export class SimScheduler {
   /** The callback running now threw: the run stops with that error. */
   private failure: unknown = null;
   private hasFailure = false;
+  /** Drains without real turns; null where Node's end of turn is not available. */
+  private readonly watch = endOfTurn === undefined ? null : new ReactionWatch();
 
   /** Schedules `timer` to fire `ms` from now (its current generation). */
   push(timer: SimTimer, ms: number): void {
@@ -50,6 +111,15 @@ export class SimScheduler {
 
   /** Runs callbacks until virtual time `untilMs` or until `stop` returns true. */
   async run(untilMs: number, stop: () => boolean = () => false): Promise<void> {
+    this.watch?.start();
+    try {
+      await this.runWatched(untilMs, stop);
+    } finally {
+      this.watch?.stop();
+    }
+  }
+
+  private async runWatched(untilMs: number, stop: () => boolean): Promise<void> {
     for (;;) {
       if (this.hasFailure) throw this.failure;
       if (stop()) return;
@@ -68,7 +138,7 @@ export class SimScheduler {
       assert(this.steps <= STEPS_MAX, "sim clock: the run took more steps than any run should");
       this.now = item.time;
       timer.fire();
-      await this.turn();
+      await this.drain();
       if (this.onStep !== null && !this.hasFailure) {
         try {
           this.onStep();
@@ -81,6 +151,20 @@ export class SimScheduler {
     this.now = Math.max(this.now, untilMs);
   }
 
+  /**
+   * Lets every reaction the step caused run, then what the end of a real macrotask runs
+   * (next ticks, the report of unhandled rejections); a real turn when the step created
+   * anything but promises.
+   */
+  private async drain(): Promise<void> {
+    const watch = this.watch;
+    if (watch === null) return this.turn();
+    let empty = await watch.empty();
+    while (!empty) empty = await watch.empty();
+    if (watch.foreign) return this.turn();
+    endOfTurn!();
+  }
+
   /** Lets every pending promise reaction run (a real macrotask turn). */
   private async turn(): Promise<void> {
     // The runner's own real immediate is not a leak of the code under simulation.
@@ -88,6 +172,7 @@ export class SimScheduler {
     const drained = drainMicrotasks();
     this.guard?.resume();
     await drained;
+    if (this.watch !== null) this.watch.foreign = false;
   }
 
   /** Whether anything is scheduled at all. */

@@ -678,7 +678,7 @@ class WholeNodeRun {
     for (const proc of this.procs) {
       const node = proc.node;
       if (node === null || node.role !== "master") continue;
-      const term = node.status().term;
+      const term = node.term;
       const known = this.masters.get(term);
       if (known === undefined) this.masters.set(term, proc.id);
       else if (known !== proc.id) {

@@ -10,7 +10,7 @@ function fake(role: string, term: number, log: Entry[], commitIndex: number): Re
     term,
     commitIndex,
     lastIndex: log.length,
-    snapshotMeta: () => ({ index: 0, term: 0 }),
+    snapshotIndex: 0,
     entryAt: (i: number) => log[i - 1],
   } as unknown as Replica;
 }

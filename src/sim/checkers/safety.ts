@@ -92,7 +92,7 @@ export class SafetyChecker {
     // Leader completeness (Raft §5.4): a master holds every entry committed in an earlier
     // term. (A master elected late, in a term older than the cluster's newest, may lack
     // entries committed in newer terms; it can never commit anything.)
-    const base = replica.snapshotMeta().index;
+    const base = replica.snapshotIndex;
     for (let i = base + 1; i <= this.committedMax; i++) {
       if (this.committedInTerm[i]! >= replica.term) continue;
       const entry = replica.entryAt(i);
@@ -105,15 +105,16 @@ export class SafetyChecker {
   }
 
   private checkLog(id: NodeId, replica: Replica, view: NodeView): void {
-    const base = replica.snapshotMeta().index;
+    const base = replica.snapshotIndex;
     const last = replica.lastIndex;
     this.joinSnapshot(id, view, base);
     // The log only changes at its tail: find the first index that differs from the view.
     let from = Math.min(view.entries.length - 1, last);
     while (from > base && view.entries[from] !== replica.entryAt(from)) from--;
     from = Math.max(from, base) + 1;
-    view.entries.length = from;
-    view.chain.length = from;
+    // Setting an array's length is a call into the runtime even when it does not change.
+    if (view.entries.length !== from) view.entries.length = from;
+    if (view.chain.length !== from) view.chain.length = from;
     for (let i = from; i <= last; i++) {
       const entry = replica.entryAt(i);
       if (entry === undefined) throw new SafetyViolation(`node ${id} has a hole at index ${i}`);
@@ -173,7 +174,7 @@ export class SafetyChecker {
         `node ${id}: commit index went back from ${view.commitIndex} to ${commit}`,
       );
     }
-    const base = replica.snapshotMeta().index;
+    const base = replica.snapshotIndex;
     for (let i = Math.max(view.commitIndex, base) + 1; i <= commit; i++) {
       const entry = replica.entryAt(i)!;
       const known = this.committed[i];

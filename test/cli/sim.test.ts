@@ -1,0 +1,32 @@
+/**
+ * `baton sim` sweeps, in-process: the summary ends with the speed and the seed the next
+ * range starts at, and the progress line on stderr counts the seeds done.
+ */
+
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { captureIo } from "../../harness/doubles/capture-io.js";
+import { main } from "../../src/cli/main.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("cli: sim sweeps", () => {
+  it("cli: a sweep prints its progress and ends with seeds/s and the next --from (one process)", async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((line: unknown) => void out.push(String(line)));
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: unknown) => {
+      err.push(String(chunk));
+      return true;
+    });
+    const code = await main(["sim", "--seeds", "2", "--from", "5", "--jobs", "1"], captureIo());
+    vi.restoreAllMocks();
+    expect(code).toBe(0);
+    expect(out[0]).toMatch(/^seeds 5\.\.6: 2 runs in [0-9.]+s$/);
+    expect(out.at(-1)).toMatch(
+      /^ {2}speed: [0-9.]+ seeds\/s, 1 process; the next range starts at --from 7$/,
+    );
+    expect(err.join("")).toMatch(/seeds 5\.\.6: 2 done, [0-9.]+ seeds\/s, about 0 s left/);
+  }, 60_000);
+});
