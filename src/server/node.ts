@@ -220,6 +220,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private nextReadId = 1;
   private appliedIndex: number;
   private snapshotIndex: number;
+  /** Saves of the identity file queued and not yet settled (see maybeSnapshot). */
+  private identitySavesPending = 0;
   /** Bytes of the commands applied since the newest snapshot was taken or installed. */
   private bytesSinceSnapshot = 0;
   private snapshotting = false;
@@ -1009,7 +1011,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * commands applied since the last snapshot hold `snapshotBytes`.
    */
   private maybeSnapshot(): void {
-    if (this.snapshotting) return;
+    // A stored snapshot does not hold the configuration or the cluster id: the identity
+    // file does, and a restart reads the log only after the snapshot. So no snapshot is
+    // taken while a save of the identity file is under way (it may cover entries the
+    // snapshot would); it is taken at a later Ready, once the identity file holds them.
+    if (this.snapshotting || this.identitySavesPending > 0) return;
     if (
       this.appliedIndex - this.snapshotIndex < this.config.snapshotEntries &&
       this.bytesSinceSnapshot < this.config.snapshotBytes
@@ -1048,6 +1054,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   async backupSnapshot(): Promise<SnapshotReader> {
     this.checkRunning();
     while (this.snapshotting) await this.snapshotDone;
+    // The identity file must hold what the entries the snapshot covers carried (maybeSnapshot).
+    await this.identitySaved;
+    this.checkRunning();
     if (this.snapshotIndex < this.appliedIndex) await this.snapshotNow();
     this.checkRunning();
     const reader = this.storage.readSnapshot();
@@ -1072,15 +1081,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     // The state machine's snapshot is consistent as of this call; applying may go on.
     const chunks = this.sm.snapshot();
-    // A stored snapshot does not hold the configuration: the identity file does. It must
-    // hold every config entry this snapshot covers before the snapshot is stored, since a
-    // restart reads the log only after the snapshot. A failed save stops the node (fail)
-    // and settles the chain all the same: then no snapshot is stored.
-    this.snapshotDone = this.identitySaved
-      .then(() => {
-        if (this.failure !== null) throw this.failure;
-        return this.storage.saveSnapshot(meta, chunks);
-      })
+    this.snapshotDone = this.storage
+      .saveSnapshot(meta, chunks)
       .then(async () => {
         // A state transfer may have installed a newer snapshot while this one was written.
         this.snapshotIndex = Math.max(this.snapshotIndex, meta.index);
@@ -1272,6 +1274,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.log.info({ event: "cluster_id", clusterId }, `cluster id ${clusterId} (from ${source})`);
     const store = this.identityStore;
     if (store === null) return;
+    this.identitySavesPending++;
     this.identitySaved = this.identitySaved
       .then(() => {
         const current = store.identity();
@@ -1279,7 +1282,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         if (current.clusterId === clusterId) return;
         return store.save({ ...current, clusterId });
       })
-      .catch((error: unknown) => this.fail(error));
+      .catch((error: unknown) => this.fail(error))
+      .finally(() => {
+        this.identitySavesPending--;
+      });
   }
 
   /**
@@ -1290,6 +1296,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private saveAppliedConfig(index: number, config: Configuration): void {
     const store = this.identityStore;
     if (store === null) return;
+    this.identitySavesPending++;
     this.identitySaved = this.identitySaved
       .then(() => {
         const current = store.identity();
@@ -1297,7 +1304,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         if ((current.appliedConfig?.index ?? 0) > index) return;
         return store.save({ ...current, appliedConfig: { index, config } });
       })
-      .catch((error: unknown) => this.fail(error));
+      .catch((error: unknown) => this.fail(error))
+      .finally(() => {
+        this.identitySavesPending--;
+      });
   }
 
   /** A config entry was applied (it is committed): keep it, settle its proposer. */
