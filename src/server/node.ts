@@ -53,7 +53,7 @@ import {
 } from "../shared/errors.js";
 import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/health.js";
 import type { StateMachine } from "../shared/state-machine.js";
-import type { IdentityStore } from "../storage/identity-store.js";
+import type { DataIdentity, IdentityStore } from "../storage/identity-store.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
@@ -1272,20 +1272,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private onClusterId(clusterId: string, source: string): void {
     this.transport.setClusterUid?.(clusterId);
     this.log.info({ event: "cluster_id", clusterId }, `cluster id ${clusterId} (from ${source})`);
-    const store = this.identityStore;
-    if (store === null) return;
-    this.identitySavesPending++;
-    this.identitySaved = this.identitySaved
-      .then(() => {
-        const current = store.identity();
-        assert(current !== null, `node ${this.id}: a data directory without its identity`);
-        if (current.clusterId === clusterId) return;
-        return store.save({ ...current, clusterId });
-      })
-      .catch((error: unknown) => this.fail(error))
-      .finally(() => {
-        this.identitySavesPending--;
-      });
+    this.saveIdentity((current) =>
+      current.clusterId === clusterId ? null : { ...current, clusterId },
+    );
   }
 
   /**
@@ -1294,6 +1283,19 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * newer one with an older.
    */
   private saveAppliedConfig(index: number, config: Configuration): void {
+    this.saveIdentity((current) =>
+      (current.appliedConfig?.index ?? 0) > index
+        ? null
+        : { ...current, appliedConfig: { index, config } },
+    );
+  }
+
+  /**
+   * Queues a change of the identity file behind the ones before it (`change` returns the
+   * new identity, or null to keep it); a failed save stops the node. While one is queued
+   * no snapshot starts (maybeSnapshot).
+   */
+  private saveIdentity(change: (current: DataIdentity) => DataIdentity | null): void {
     const store = this.identityStore;
     if (store === null) return;
     this.identitySavesPending++;
@@ -1301,8 +1303,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       .then(() => {
         const current = store.identity();
         assert(current !== null, `node ${this.id}: a data directory without its identity`);
-        if ((current.appliedConfig?.index ?? 0) > index) return;
-        return store.save({ ...current, appliedConfig: { index, config } });
+        const next = change(current);
+        return next === null ? undefined : store.save(next);
       })
       .catch((error: unknown) => this.fail(error))
       .finally(() => {
