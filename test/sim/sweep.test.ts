@@ -17,13 +17,6 @@ const RANDOM_SEEDS = Number(process.env.BATON_SIM_RANDOM_SEEDS ?? 100);
 /** The whole-node simulator's share: the production node, storage and store (slower). */
 const WHOLE_NODE_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_SEEDS ?? 980);
 const WHOLE_NODE_RANDOM_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_RANDOM_SEEDS ?? 20);
-/**
- * Whole-node seeds that fail on the current code, with what they show: the sweep leaves
- * them out, and a test below expects each to fail until it is fixed (then it moves to the
- * regression seeds). None is open: seed 794 and random seed 654121497 of the scenario
- * before the watchers were fixed (test/sim/whole-node.test.ts has the regression seeds).
- */
-const WHOLE_NODE_OPEN: Readonly<Record<number, string>> = {};
 
 /**
  * Runs `seeds`, giving the event loop a turn between seeds: a sweep is minutes of
@@ -62,19 +55,11 @@ describe("simulator", () => {
     const base = 1_000_000 + Math.floor(Math.random() * 1_000_000_000);
     console.log(`whole-node random seeds ${base}..${base + WHOLE_NODE_RANDOM_SEEDS - 1}`);
     const seeds = [
-      ...Array.from({ length: WHOLE_NODE_SEEDS }, (_, i) => i + 1).filter(
-        (seed) => WHOLE_NODE_OPEN[seed] === undefined,
-      ),
+      ...Array.from({ length: WHOLE_NODE_SEEDS }, (_, i) => i + 1),
       ...Array.from({ length: WHOLE_NODE_RANDOM_SEEDS }, (_, i) => base + i),
     ];
     expect(await sweepWholeNode(seeds)).toEqual([]);
   }, 1_200_000);
-
-  for (const [seed, what] of Object.entries(WHOLE_NODE_OPEN)) {
-    it.fails(`sim --whole-node: open bug, seed ${seed} still fails: ${what}`, async () => {
-      expect(await sweepWholeNode([Number(seed)])).toEqual([]);
-    }, 60_000);
-  }
 
   it(`sim: ${FIXED_SEEDS} fixed seeds are safe, live and linearizable (every fault enabled)`, async () => {
     const seeds = Array.from({ length: FIXED_SEEDS }, (_, i) => i + 1);
