@@ -230,6 +230,13 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: a voter that forgot a removed member's link refuses it when it comes back with a new incarnation",
+    file: "src/server/node.ts",
+    find: "if (this.stopped || gone === undefined) return false;",
+    replace: "if (this.stopped || gone !== undefined || gone === undefined) return false;",
+    wholeNode: true,
+  },
+  {
     name: "whole node: a snapshot receiver appends a chunk it already holds (a duplicated chunk)",
     file: "src/storage/snapshot-store.ts",
     find: "if (offset > received || offset + chunk.length <= received) return received;\n    await this.writer.append(chunk.subarray(received - offset));",

@@ -279,6 +279,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
     });
+    this.transport.setMemberIncarnation?.(this.incarnation);
+    this.transport.onUnknownPeer?.((id, incarnation) => this.readmit(id, incarnation));
     this.forwarder = new Forwarder({
       id: this.id,
       logger: this.log,
@@ -1191,11 +1193,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
     if (event.type === "config") {
       for (const member of event.config) {
-        if (member.id === this.id || this.linkedPeers.has(member.id)) continue;
+        if (member.id === this.id) continue;
         // The command line's address wins over the one the configuration recorded.
         const address =
           this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
-        if (address === "") continue;
+        this.lastListed.set(member.id, { incarnation: member.incarnation, address });
+        this.departed.delete(member.id);
+        if (this.linkedPeers.has(member.id) || address === "") continue;
         this.linkedPeers.add(member.id);
         this.transport.addPeer({ id: member.id, address });
       }
@@ -1227,6 +1231,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly linkedPeers = new Set<NodeId>();
   /** When each linked peer was first seen no longer listed nor replicated to. */
   private readonly forgettableSince = new Map<NodeId, number>();
+  /** Each member as the newest configuration that listed it did: incarnation, address. */
+  private readonly lastListed = new Map<NodeId, { incarnation: number; address: string }>();
+  /** The peers whose links were forgotten, as last listed (see readmit). */
+  private readonly departed = new Map<NodeId, { incarnation: number; address: string }>();
 
   /**
    * Forgets the link to each peer that the configuration no longer lists, once that
@@ -1244,7 +1252,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const progress = r.peerProgress();
     const now = this.clock.monotonicMs();
     for (const id of this.linkedPeers) {
-      if (r.members.some((m) => m.id === id) || progress.has(id)) {
+      if (r.members.some((m) => m.id === id) || progress.has(id) || r.masterId === id) {
         this.forgettableSince.delete(id);
         continue;
       }
@@ -1253,6 +1261,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (since === undefined || now - since < this.config.electionMsMax) continue;
       this.forgettableSince.delete(id);
       this.linkedPeers.delete(id);
+      const listed = this.lastListed.get(id);
+      const address = listed?.address ?? this.config.peers.find((p) => p.id === id)?.address;
+      if (address !== undefined && address !== "") {
+        this.departed.set(id, { incarnation: listed?.incarnation ?? 0, address });
+      }
       this.transport.removePeer(id);
       this.connected.delete(id);
       this.log.info(
@@ -1261,6 +1274,31 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       );
     }
   }
+  /**
+   * A node whose link this node forgot calls (or, in the simulator, sends) with member
+   * incarnation `incarnation`. When the configuration that listed it last named another,
+   * known incarnation, it was removed and added back under its id while this node was
+   * behind on the log (a replaced machine), and may be the master this node must follow to
+   * learn that: it is linked again. The incarnation that was removed stays refused, as does
+   * any when the removed one is not known (the bootstrap incarnation, 0), so that a removed
+   * member restarted with its old data is still told that it is not a member.
+   */
+  private readmit(id: NodeId, incarnation: number): boolean {
+    const gone = this.departed.get(id);
+    if (this.stopped || gone === undefined) return false;
+    if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {
+      return false;
+    }
+    this.departed.delete(id);
+    this.linkedPeers.add(id);
+    this.transport.addPeer({ id, address: gone.address });
+    this.log.info(
+      { event: "peer_readmitted", peer: id, incarnation, removed: gone.incarnation },
+      `linked to node ${id} again: it calls as member incarnation ${incarnation}, not the removed ${gone.incarnation}, so it was added back while this node was behind on the log`,
+    );
+    return true;
+  }
+
   private readonly pendingChanges = new Map<number, PendingChange>();
   /** Resolves when the newest committed configuration is in the identity file. */
   private identitySaved: Promise<void> = Promise.resolve();

@@ -153,6 +153,8 @@ type State = "new" | "running" | "closed";
 export class SimTransport implements Transport {
   private state: State = "new";
   private readonly peers = new Set<NodeId>();
+  /** The node's decision about a sender that is not a peer (Transport.onUnknownPeer). */
+  private admitUnknown: ((id: NodeId, memberIncarnation: number) => boolean) | null = null;
   private readonly reported = new Map<NodeId, "up" | "down">();
   private readonly messageHandlers = new Set<MessageHandler>();
   private readonly upHandlers = new Set<PeerUpHandler>();
@@ -223,7 +225,7 @@ export class SimTransport implements Transport {
     const decoded = decodePayload(frame.subarray(FRAME_HEADER_BYTES));
     assert(decoded.ok && isMessage(decoded.frame), "the frame codec broke a message");
     const message = decoded.frame;
-    if (message.to !== this.nodeId || !this.peers.has(message.from)) {
+    if (message.to !== this.nodeId || !(this.peers.has(message.from) || this.admits(message))) {
       this.protocolErrors++;
       return;
     }
@@ -258,6 +260,20 @@ export class SimTransport implements Transport {
   onPeerDown(handler: PeerDownHandler): Unsubscribe {
     this.downHandlers.add(handler);
     return () => this.downHandlers.delete(handler);
+  }
+
+  onUnknownPeer(admit: (id: NodeId, memberIncarnation: number) => boolean): void {
+    this.admitUnknown = admit;
+  }
+
+  /**
+   * Whether the node admits the sender of `message`, not a peer, again: what the TCP
+   * transport asks at the handshake, on the member incarnation every core message names.
+   */
+  private admits(message: WireMessage): boolean {
+    const incarnation = (message as { incarnation?: unknown }).incarnation;
+    if (typeof incarnation !== "number" || this.admitUnknown === null) return false;
+    return this.admitUnknown(message.from, incarnation);
   }
 
   addPeer(peer: PeerAddress): void {

@@ -1246,8 +1246,11 @@ class WholeNodeRun {
 
   /**
    * Whether every node runs, none is still catching up after losing its data, and each has
-   * applied about what the master committed: only then may the nemesis take one node's
-   * data (losing two at once is beyond what replication can repair).
+   * applied about what the master committed, and at least one entry: only then may the
+   * nemesis take one node's data (losing two at once is beyond what replication can
+   * repair). A member that has applied nothing may be one no master ever heard from, still
+   * behind its bootstrap gate: it holds nothing either, and until it learns the cluster's
+   * term from every peer but the lost one it must not vote (seeds 2402, 9238).
    */
   private allHealthy(running: Proc[]): boolean {
     if (running.length < this.procs.length) return false;
@@ -1255,7 +1258,8 @@ class WholeNodeRun {
     const master = running.find((p) => p.node?.role === "master");
     if (master === undefined) return false;
     const commit = master.node!.status().commitIndex;
-    return running.every((p) => p.node!.status().appliedIndex >= commit - 5);
+    const floor = Math.max(1, commit - 5);
+    return running.every((p) => p.node!.status().appliedIndex >= floor);
   }
 
   /**

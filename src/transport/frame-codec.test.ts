@@ -180,6 +180,7 @@ describe("frame schema", () => {
     fromId: 3,
     toId: 1,
     incarnation: 7,
+    memberIncarnation: 9,
     advertise: { httpUrl: "http://10.0.0.3:8080" },
   };
   const helloOk: HelloOk = {

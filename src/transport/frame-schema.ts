@@ -25,10 +25,12 @@ export const PROTOCOL_MAGIC = "baton";
  * and `handover` in vote_request); version 4 added `incarnation` (the sender's member
  * incarnation) to every core message and `config` log entries (membership changes);
  * version 5 added the cluster id drawn at bootstrap (`clusterUid` in hello and hello_ok)
- * and the bootstrap gate's fields in term_probe_response. Nodes of different versions
- * refuse each other.
+ * and the bootstrap gate's fields in term_probe_response; version 6 added the dialler's
+ * member incarnation (`memberIncarnation` in hello), by which a node tells a member that
+ * was removed from one added back under the same id. Nodes of different versions refuse
+ * each other.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
@@ -62,6 +64,11 @@ export interface Hello {
   readonly toId: NodeId;
   /** Identifies the dialling process; see `Incarnation`. */
   readonly incarnation: number;
+  /**
+   * The dialler's member incarnation (its data directory's, see Member), or 0 while it
+   * has none (the bootstrap incarnation, transports without a data directory).
+   */
+  readonly memberIncarnation: number;
   /** What the dialling node tells about itself. */
   readonly advertise: PeerInfo;
 }
@@ -207,6 +214,7 @@ const controlSchemas: SchemaTable<ControlFrame> = {
     fromId: "node_id",
     toId: "node_id",
     incarnation: "uint",
+    memberIncarnation: "uint",
     advertise: "peer_info",
   },
   hello_ok: {

@@ -77,6 +77,8 @@ export interface OutboundLinkContext {
   readonly incarnation: Incarnation;
   /** This node's cluster id drawn at bootstrap, or "" while it has none. */
   clusterUid(): string;
+  /** This node's member incarnation, or 0 while it has none; presented in every hello. */
+  memberIncarnation(): number;
   /** Returns a number in [0, 1); drives reconnect jitter. */
   readonly random: () => number;
   /** The peer answered the hello with `info`; called just before `onUp`. */
@@ -293,6 +295,7 @@ export class OutboundLink {
         fromId: config.nodeId,
         toId: this.peer,
         incarnation: this.context.incarnation,
+        memberIncarnation: this.context.memberIncarnation(),
         advertise: config.advertise,
       },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },

@@ -118,6 +118,7 @@ class RawTlsClient {
         fromId,
         toId,
         incarnation: 1,
+        memberIncarnation: 0,
         advertise: { httpUrl: null },
       },
       { frameBytesMax: 64 * 1024 },

@@ -129,6 +129,7 @@ class RawClient {
       toId: number;
       version: number;
       incarnation: number;
+      memberIncarnation: number;
       /** Sent as is, so that a test can advertise what the schema refuses. */
       advertise: unknown;
     }>,
@@ -142,6 +143,7 @@ class RawClient {
       fromId: fields.fromId ?? 2,
       toId: fields.toId ?? 1,
       incarnation: fields.incarnation ?? 1,
+      memberIncarnation: fields.memberIncarnation ?? 0,
       advertise: (fields.advertise ?? { httpUrl: null }) as PeerInfo,
     });
   }
@@ -372,6 +374,43 @@ describe("TcpTransport", () => {
       lines,
       (l) => l.msg === "refusing handshake" && reason.test(String(l.reason)),
     );
+  });
+
+  it("tcp: asks the node about a sender that is not a peer, on its member incarnation", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    const asked: [NodeId, number][] = [];
+    // The node admits incarnation 77 of node 9 (a member added back while it was behind)
+    // by linking it again, and refuses any other.
+    nodes[0]!.onUnknownPeer((id, incarnation) => {
+      asked.push([id, incarnation]);
+      if (incarnation !== 77) return false;
+      nodes[0]!.addPeer({ id, address: addresses.get(2) as string });
+      return true;
+    });
+    const removed = await openClient(addresses.get(1) as string);
+    removed.hello({ fromId: 9, memberIncarnation: 76 });
+    await removed.closed;
+    expect(removed.frames).toEqual([
+      { type: "hello_error", reason: expect.stringMatching(/not a member/) },
+    ]);
+    const received: number[] = [];
+    nodes[0]!.onMessage((m) => received.push(m.from));
+    const added = await openClient(addresses.get(1) as string);
+    added.hello({ fromId: 9, memberIncarnation: 77 });
+    await withTimeout(
+      until(() => added.frames.length === 1),
+      "hello_ok",
+    );
+    expect(added.frames[0]).toMatchObject({ type: "hello_ok", nodeId: 1 });
+    added.sendFrame(numberedHeartbeat(9, 1, 1));
+    await withTimeout(
+      until(() => received.length === 1),
+      "the message of the admitted node",
+    );
+    expect(asked).toEqual([
+      [9, 76],
+      [9, 77],
+    ]);
   });
 
   it("tcp: closes a garbage connection with a logged reason; real peers unaffected", async () => {

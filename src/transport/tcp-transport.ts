@@ -93,6 +93,10 @@ export class TcpTransport implements Transport {
   readonly incarnation: Incarnation;
   /** The cluster id drawn at bootstrap, once the node knows it; "" before. */
   private clusterUid = "";
+  /** This node's member incarnation, once the node set it; 0 before. */
+  private memberIncarnation = 0;
+  /** The node's decision about a hello from a node that is not a peer (onUnknownPeer). */
+  private admitUnknown: ((id: NodeId, memberIncarnation: number) => boolean) | null = null;
   private readonly logger: Logger;
   private readonly random: () => number;
   private state: TransportState = "new";
@@ -278,6 +282,15 @@ export class TcpTransport implements Transport {
     this.clusterUid = clusterUid;
   }
 
+  setMemberIncarnation(incarnation: number): void {
+    assert(Number.isSafeInteger(incarnation) && incarnation >= 0, "bad member incarnation");
+    this.memberIncarnation = incarnation;
+  }
+
+  onUnknownPeer(admit: (id: NodeId, memberIncarnation: number) => boolean): void {
+    this.admitUnknown = admit;
+  }
+
   peerInfo(id: NodeId): PeerInfo | null {
     return this.infoByPeer.get(id) ?? null;
   }
@@ -369,6 +382,7 @@ export class TcpTransport implements Transport {
       clock: this.clock,
       incarnation: this.incarnation,
       clusterUid: () => this.clusterUid,
+      memberIncarnation: () => this.memberIncarnation,
       random: this.random,
       onPeerInfo: (peer, info) => this.learnPeerInfo(peer, info),
       onUp: (peer) => {
@@ -391,7 +405,8 @@ export class TcpTransport implements Transport {
       clock: this.clock,
       incarnation: this.incarnation,
       clusterUid: () => this.clusterUid,
-      isPeer: (id) => this.links.has(id),
+      isPeer: (id, memberIncarnation) =>
+        this.links.has(id) || (this.admitUnknown?.(id, memberIncarnation) ?? false),
       warningLevel: (key) => this.throttle.level(key),
       onHandshake: (connection) => this.onInboundHandshake(connection),
       onMessage: (connection, message) => {

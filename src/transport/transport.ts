@@ -154,4 +154,17 @@ export interface Transport {
    * clusters never mix). Optional: transports without a handshake leave it out.
    */
   setClusterUid?(clusterUid: string): void;
+  /**
+   * This node's member incarnation (its data directory's), presented in every later
+   * handshake. Optional, like `setClusterUid`.
+   */
+  setMemberIncarnation?(incarnation: number): void;
+  /**
+   * Decides about a sender that is not a peer (the node forgot the link to it): `admit`
+   * returns true after adding it back with `addPeer`, or false to refuse it as today. The
+   * node's core messages, and a handshake, name the sender's member incarnation: a member
+   * removed and added back under its id presents a new one, which the node, behind on the
+   * log, cannot know yet but must follow if it is the master.
+   */
+  onUnknownPeer?(admit: (id: NodeId, memberIncarnation: number) => boolean): void;
 }

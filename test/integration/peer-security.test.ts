@@ -143,6 +143,7 @@ function peerSession(
           fromId: hello.fromId,
           toId: hello.toId,
           incarnation: 1 + Math.floor(Math.random() * 2 ** 40),
+          memberIncarnation: 0,
           advertise: { httpUrl: null },
         }),
       );

@@ -116,7 +116,17 @@ describe("whole-node simulator", () => {
     // snapshot covering that config entry was stored anyway; restarted, it took the older
     // configuration the identity file held for the current one. A snapshot is now stored
     // only once the identity file holds every config entry it covers.
-    for (const seed of [8, 16, 18, 311, 323, 517, 794, 845, 1170, 1383, 2423]) {
+    // 1501, 4698: a voter cut off while a member was removed and added back under its id
+    // forgot the link to it once the removal committed; the member, back with a new
+    // incarnation, became master, and the voter refused it forever, since its own log did
+    // not list it yet. It now links again to a removed id that calls with a new incarnation.
+    // 2402, 9238: the nemesis took a node's disk while a member no master had ever heard
+    // from was still behind its bootstrap gate (it had applied nothing, which "about what
+    // the master committed" let through at index 2): two of three without their state. A
+    // simulator rule, not a node's bug: the nemesis now waits until every node applied.
+    for (const seed of [
+      8, 16, 18, 311, 323, 517, 794, 845, 1170, 1383, 1501, 2402, 2423, 4698, 9238,
+    ]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
     }
