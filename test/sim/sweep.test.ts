@@ -15,8 +15,8 @@ import { runWholeNode } from "../../src/sim/whole-node.js";
 const FIXED_SEEDS = Number(process.env.BATON_SIM_SEEDS ?? 900);
 const RANDOM_SEEDS = Number(process.env.BATON_SIM_RANDOM_SEEDS ?? 100);
 /** The whole-node simulator's share: the production node, storage and store (slower). */
-const WHOLE_NODE_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_SEEDS ?? 980);
-const WHOLE_NODE_RANDOM_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_RANDOM_SEEDS ?? 20);
+const WHOLE_NODE_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_SEEDS ?? 900);
+const WHOLE_NODE_RANDOM_SEEDS = Number(process.env.BATON_SIM_WHOLE_NODE_RANDOM_SEEDS ?? 100);
 
 /**
  * Runs `seeds`, giving the event loop a turn between seeds: a sweep is minutes of
