@@ -237,6 +237,15 @@ const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node, calm: a backup's heartbeat responses wait behind its fsyncs (a slow disk costs the master its check-quorum)",
+    file: "src/server/node.ts",
+    find: 'const unbound = message.type === "heartbeat_response" && message.term <= this.durableTerm;',
+    replace:
+      'const unbound = false && message.type === "heartbeat_response" && message.term <= this.durableTerm;',
+    wholeNode: true,
+    options: "{ calm: true }",
+  },
+  {
     name: "whole node: a snapshot receiver appends a chunk it already holds (a duplicated chunk)",
     file: "src/storage/snapshot-store.ts",
     find: "if (offset > received || offset + chunk.length <= received) return received;\n    await this.writer.append(chunk.subarray(received - offset));",

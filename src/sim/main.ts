@@ -103,10 +103,12 @@ function runOne(
   wholeNode: boolean,
   trace = false,
   negativeControl?: AnyNegativeControl,
+  calm = false,
 ): Promise<RunResult> {
   if (wholeNode) {
     return runWholeNode(seed, {
       trace,
+      calm,
       ...(negativeControl === "no_join" ? { negativeControl } : {}),
     });
   }
@@ -123,10 +125,11 @@ async function sweepHere(
   wholeNode: boolean,
   onProgress?: (done: number) => void,
   negativeControl?: AnyNegativeControl,
+  calm = false,
 ): Promise<SweepSummary> {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
-    add(summary, await runOne(seed, wholeNode, false, negativeControl));
+    add(summary, await runOne(seed, wholeNode, false, negativeControl, calm));
     onProgress?.(seed - from + 1);
     // A turn of the event loop between seeds (never inside one), so that progress
     // messages and output leave while a long sweep runs.
@@ -213,6 +216,7 @@ function printSummary(
   seconds: number,
   from: number,
   wholeNode: boolean,
+  calm = false,
 ): void {
   const faults = Object.entries(summary.faults)
     .sort()
@@ -240,7 +244,7 @@ function printSummary(
   for (const f of summary.failures.slice(0, 20)) {
     console.log(`    seed ${f.seed}: ${f.violation}`);
     console.log(
-      `      replay: npm run sim -- ${wholeNode ? "--whole-node " : ""}--seed ${f.seed} --trace`,
+      `      replay: npm run sim -- ${wholeNode ? "--whole-node " : ""}${calm ? "--calm " : ""}--seed ${f.seed} --trace`,
     );
   }
 }
@@ -292,6 +296,8 @@ interface SimOptions {
   trace?: boolean;
   demo?: boolean;
   wholeNode?: boolean;
+  /** A healthy cluster under slowness only (see WholeNodeOptions.calm); implies wholeNode. */
+  calm?: boolean;
   /** Set only in a sweep's child process: the first seed and how many to run. */
   worker?: string[];
   /** A deliberate bug the checkers must catch (see ScenarioOptions.negativeControl). */
@@ -317,6 +323,10 @@ export function register(program: Command, io: { exitCode: number }): void {
     .option(
       "--whole-node",
       "run the production node (runtime, DiskStorage, key-value store) over a simulated file system and network",
+    )
+    .option(
+      "--calm",
+      "with --whole-node: no crash or partition, only slow disks, network delay and pauses (of a backup, of the whole machine, of the master for less than a backup's timeout); any election after the first fails the seed",
     )
     .addOption(new Option("--worker <from-and-count...>").hideHelp())
     .addOption(
@@ -347,10 +357,15 @@ Examples:
 /** Runs what the options ask for and returns the exit code. */
 async function sim(o: SimOptions): Promise<number> {
   const control = o.negativeControl;
+  const calm = o.calm === true;
   if (control !== undefined && (o.wholeNode === true) !== (control === "no_join")) {
     process.stderr.write(
       "baton sim: --negative-control keep_identity is the core simulator's, no_join the whole node's\n",
     );
+    return 2;
+  }
+  if (calm && o.wholeNode !== true) {
+    process.stderr.write("baton sim: --calm needs --whole-node\n");
     return 2;
   }
   if (o.worker !== undefined) {
@@ -361,13 +376,14 @@ async function sim(o: SimOptions): Promise<number> {
       o.wholeNode === true,
       (done) => process.send?.({ done }),
       o.negativeControl,
+      calm,
     );
     process.send?.({ summary });
     return 0;
   }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
-    const r = await runOne(o.seed, o.wholeNode === true, o.trace === true, o.negativeControl);
+    const r = await runOne(o.seed, o.wholeNode === true, o.trace === true, o.negativeControl, calm);
     printRun(r, o.trace === true);
     return r.ok ? 0 : 1;
   }
@@ -384,14 +400,22 @@ async function sim(o: SimOptions): Promise<number> {
         [
           "sim",
           ...(wholeNode ? ["--whole-node"] : []),
+          ...(calm ? ["--calm"] : []),
           ...(o.negativeControl === undefined ? [] : ["--negative-control", o.negativeControl]),
         ],
         progress,
       )
-    : await sweepHere(o.from, count, wholeNode, (done) => progress.update(done), o.negativeControl);
+    : await sweepHere(
+        o.from,
+        count,
+        wholeNode,
+        (done) => progress.update(done),
+        o.negativeControl,
+        calm,
+      );
   progress.end();
   const seconds = (Date.now() - started) / 1000;
-  printSummary(summary, seconds, o.from, wholeNode);
+  printSummary(summary, seconds, o.from, wholeNode, calm);
   const processes = parallel ? Math.min(o.jobs, count) : 1;
   console.log(
     `  speed: ${(summary.seeds / Math.max(seconds, 0.001)).toFixed(1)} seeds/s, ${processes} process${processes === 1 ? "" : "es"}; the next range starts at --from ${o.from + summary.seeds}`,

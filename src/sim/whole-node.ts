@@ -48,7 +48,7 @@ import type { NodeId } from "../protocol/messages.js";
 import { type JoinedIdentity, startNode } from "../server/create-node.js";
 import { forceNewCluster, type RecoveryPlan } from "../server/force-new-cluster.js";
 import type { BatonNode } from "../server/node.js";
-import { parseNodeConfig } from "../server/node-config.js";
+import { defaultNodeConfig, parseNodeConfig } from "../server/node-config.js";
 import { AssertionError, assert } from "../shared/assert.js";
 import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
@@ -94,6 +94,41 @@ export interface WholeNodeOptions {
    * empty disks (member add, --join, promote) while the faults go on.
    */
   readonly forcedRecovery?: boolean;
+  /**
+   * A healthy cluster under slowness only: no crash, partition, loss or damage, only slow
+   * fsyncs (stalls of up to seconds), network delay with jitter, and pauses, one at a
+   * time: of one backup or of every node at once (a stalled machine) for up to 2.6 s, of
+   * the master for less than it takes a backup to miss it (see `calmMasterPauseMsMax`). A second election
+   * after the first master fails the run: none of this may depose a live master.
+   * @default false
+   */
+  readonly calm?: boolean;
+}
+
+/**
+ * The longest pause of the master that no backup may take for its loss: the shortest
+ * election timeout, less a heartbeat interval (the last heartbeat before the pause went
+ * out up to one interval earlier), the network's largest delay and two ticks (a backup
+ * counts whole ticks, and the master's first heartbeat after the pause waits for a tick).
+ */
+export function calmMasterPauseMsMax(delayMsMax: number): number {
+  const { electionMsMin, heartbeatMs, tickMs } = defaultNodeConfig();
+  return Math.floor(electionMsMin - heartbeatMs - delayMsMax - 2 * tickMs);
+}
+
+/**
+ * A seed's scenario made calm (see WholeNodeOptions.calm): the same cluster and workload,
+ * a network that delays but neither loses nor duplicates, and disks whose fsyncs stall
+ * more often.
+ */
+function calmScenario(scenario: WholeNodeScenario, seed: number): WholeNodeScenario {
+  const prng = new Prng(seed ^ 0x5be0cd19);
+  return {
+    ...scenario,
+    net: { ...scenario.net, delayMsMax: 0.2 + prng.next() * 10, lossChance: 0 },
+    duplicateChance: 0,
+    disk: { ...scenario.disk, stallChance: prng.pick([0.002, 0.01, 0.03]) },
+  };
 }
 
 /** Where the simulated wall clocks start: virtual time 0 is this many ms after the epoch. */
@@ -353,6 +388,8 @@ class WholeNodeRun {
   corruptionsDetected = 0;
   wipes = 0;
   elections = 0;
+  /** Who last stood for election and why, for a calm run's verdict. */
+  private lastCandidacy = "none";
   failovers = 0;
   transfers = 0;
   clockJumps = 0;
@@ -520,6 +557,14 @@ class WholeNodeRun {
     });
     node.on("role", (event) => {
       if (event.role === "master") this.elections++;
+      if (event.role === "candidate") this.lastCandidacy = `node ${proc.id}: ${event.reason}`;
+      if (this.options.calm === true && event.role === "master" && this.elections > 1) {
+        this.scheduler.fail(
+          new SafetyViolation(
+            `calm: node ${proc.id} became master in term ${event.term}, a second election with no crash or partition (the candidacy: ${this.lastCandidacy})`,
+          ),
+        );
+      }
       if (event.reason.includes("now a voting member")) proc.catchingUp = false;
     });
     node.on("failover", (event) => {
@@ -1063,6 +1108,10 @@ class WholeNodeRun {
   }
 
   private nemesis(): void {
+    if (this.options.calm === true) {
+      this.calmNemesis();
+      return;
+    }
     const kind = this.prng.pick([
       "crash",
       "crash_master",
@@ -1227,21 +1276,69 @@ class WholeNodeRun {
   }
 
   /**
+   * The calm nemesis (WholeNodeOptions.calm): pauses only; the scenario's network delays
+   * and disk stalls do the rest.
+   */
+  private calmNemesis(): void {
+    // One pause at a time: backups paused one after another until a majority is stopped
+    // would cut the master off from its majority, which is a partition, not slowness.
+    // And only while every node takes part: with one still starting or catching up, the
+    // master's majority needs every other node, and any pause of one cuts it off.
+    if (this.procs.some((p) => p.clock.paused)) return;
+    const running = this.procs.filter((p) => p.state === "up");
+    if (!this.allHealthy(running)) return;
+    const kind = this.prng.pick(["pause_backup", "pause_master", "pause_machine"]);
+    const master = running.find((p) => p.node?.role === "master") ?? null;
+    switch (kind) {
+      case "pause_backup": {
+        const backups = running.filter((p) => p !== master);
+        if (backups.length > 0) this.pause(this.prng.pick(backups), this.prng.int(10, 2600));
+        break;
+      }
+      case "pause_master": {
+        const longest = calmMasterPauseMsMax(this.scenario.net.delayMsMax);
+        if (master !== null && longest > 0) this.pause(master, this.prng.int(1, longest));
+        break;
+      }
+      case "pause_machine": {
+        // Every process of a loaded machine stalls together, and resumes together.
+        const ms = this.prng.int(10, 2600);
+        this.log(`the machine stalls for ${ms} ms`);
+        for (const proc of running) this.pause(proc, ms);
+        break;
+      }
+    }
+    this.count(kind);
+  }
+
+  /**
    * Stops a node's process for `ms` (a long garbage collection, SIGSTOP): its timers and
    * disk completions wait, what arrives for it is held, and it resumes as a process does.
    */
   private pause(proc: Proc, ms: number): void {
     if (proc.clock.paused || proc.transport === null) return;
-    const { clock, transport, incarnation } = proc;
+    const { clock, incarnation } = proc;
     this.log(`node ${proc.id} paused for ${ms} ms`);
     clock.pause();
-    transport.pause();
+    proc.transport.pause();
     this.world.setTimeout(() => {
       if (proc.incarnation !== incarnation || clock.killed) return;
       this.log(`node ${proc.id} resumed`);
-      transport.resume();
-      clock.resume();
+      this.resume(proc);
     }, ms);
+  }
+
+  /**
+   * A stopped process runs again as a Node.js process does: first the timers that came due
+   * (the timers phase of its event loop), then what arrived on its sockets meanwhile (the
+   * poll phase), then what those timers deferred with setImmediate (the check phase).
+   */
+  private resume(proc: Proc): void {
+    const { clock, transport } = proc;
+    clock.resume();
+    clock.setImmediate(() => {
+      if (!clock.paused) transport?.resume();
+    });
   }
 
   /**
@@ -1404,10 +1501,7 @@ class WholeNodeRun {
     this.faultsActive = false;
     for (const proc of this.procs) {
       proc.fs.disarm();
-      if (proc.clock.paused && proc.transport !== null) {
-        proc.transport.resume();
-        proc.clock.resume();
-      }
+      if (proc.clock.paused && proc.transport !== null) this.resume(proc);
       if (proc.state === "down" && !proc.awaitingOperator) this.start(proc);
     }
   }
@@ -1459,7 +1553,8 @@ export async function runWholeNode(
   seed: number,
   options: WholeNodeOptions = {},
 ): Promise<RunResult> {
-  const scenario = makeWholeNodeScenario(seed, options.faultPhaseMs);
+  const drawn = makeWholeNodeScenario(seed, options.faultPhaseMs);
+  const scenario = options.calm === true ? calmScenario(drawn, seed) : drawn;
   const run = new WholeNodeRun(seed, scenario, options.trace === true, options);
   let violation: string | undefined;
   let recoveryMs: number | null = null;
