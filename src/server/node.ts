@@ -55,7 +55,8 @@ import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/hea
 import type { StateMachine } from "../shared/state-machine.js";
 import type { DataIdentity, IdentityStore } from "../storage/identity-store.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
-import type { Transport } from "../transport/transport.js";
+import { parseAddress } from "../transport/address.js";
+import type { Transport, UnknownCaller } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
 import { type ForwardCounters, Forwarder } from "./forwarder.js";
 import { advertisedHttpUrl, type NodeConfig } from "./node-config.js";
@@ -279,8 +280,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
     });
-    this.transport.setMemberIncarnation?.(this.incarnation);
-    this.transport.onUnknownPeer?.((id, incarnation) => this.readmit(id, incarnation));
+    // The address the members know this node by: the command line's, or the one the
+    // configuration it joined with records.
+    const ownAddress =
+      this.config.peers.find((p) => p.id === this.id)?.address ??
+      replica.members.find((m) => m.id === this.id)?.peerAddress ??
+      "";
+    this.transport.setMemberIdentity?.({ incarnation: this.incarnation, peerAddress: ownAddress });
+    this.transport.onUnknownPeer?.((caller) => this.admit(caller));
     this.forwarder = new Forwarder({
       id: this.id,
       logger: this.log,
@@ -1261,6 +1268,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (since === undefined || now - since < this.config.electionMsMax) continue;
       this.forgettableSince.delete(id);
       this.linkedPeers.delete(id);
+      // A member this node knew (listed, or on its command line) departed; one it linked
+      // to unlisted (see admit) stays a stranger, which it may admit again.
       const listed = this.lastListed.get(id);
       const address = listed?.address ?? this.config.peers.find((p) => p.id === id)?.address;
       if (address !== undefined && address !== "") {
@@ -1275,28 +1284,51 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     }
   }
   /**
-   * A node whose link this node forgot calls (or, in the simulator, sends) with member
-   * incarnation `incarnation`. When the configuration that listed it last named another,
-   * known incarnation, it was removed and added back under its id while this node was
-   * behind on the log (a replaced machine), and may be the master this node must follow to
-   * learn that: it is linked again. The incarnation that was removed stays refused, as does
-   * any when the removed one is not known (the bootstrap incarnation, 0), so that a removed
-   * member restarted with its old data is still told that it is not a member.
+   * A node that is not a peer calls (or, in the simulator, sends). This node may be behind
+   * on the log, and the caller a member added since, maybe the master it must follow to
+   * learn that (etcd's "remotes" serve the same end).
+   *
+   * A member whose link this node forgot is linked again when it calls with a member
+   * incarnation other than the one the configuration that listed it last named: it was
+   * removed and added back under its id (a replaced machine). The incarnation that was
+   * removed stays refused, as does any when the removed one is not known (the bootstrap
+   * incarnation, 0), so that a removed member restarted with its old data is still told
+   * that it is not a member. An id this node never knew is linked when its handshake
+   * presents this node's cluster id and a peer address to answer on.
    */
-  private readmit(id: NodeId, incarnation: number): boolean {
+  private admit(caller: UnknownCaller): boolean {
+    if (this.stopped) return false;
+    const { id, memberIncarnation: incarnation } = caller;
     const gone = this.departed.get(id);
-    if (this.stopped || gone === undefined) return false;
-    if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {
+    if (gone !== undefined) {
+      if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {
+        return false;
+      }
+      this.departed.delete(id);
+      this.link(id, gone.address);
+      this.log.info(
+        { event: "peer_readmitted", peer: id, incarnation, removed: gone.incarnation },
+        `linked to node ${id} again: it calls as member incarnation ${incarnation}, not the removed ${gone.incarnation}, so it was added back while this node was behind on the log`,
+      );
+      return true;
+    }
+    const known =
+      id === this.id || this.lastListed.has(id) || this.config.peers.some((p) => p.id === id);
+    const address = caller.peerAddress;
+    if (known || !caller.sameCluster || address === null || !parseAddress(address).ok) {
       return false;
     }
-    this.departed.delete(id);
-    this.linkedPeers.add(id);
-    this.transport.addPeer({ id, address: gone.address });
+    this.link(id, address);
     this.log.info(
-      { event: "peer_readmitted", peer: id, incarnation, removed: gone.incarnation },
-      `linked to node ${id} again: it calls as member incarnation ${incarnation}, not the removed ${gone.incarnation}, so it was added back while this node was behind on the log`,
+      { event: "peer_admitted", peer: id, incarnation, address },
+      `linked to node ${id} at ${address}: no configuration this node applied lists it, but it calls from this cluster, so it was added while this node was behind on the log`,
     );
     return true;
+  }
+
+  private link(id: NodeId, address: string): void {
+    this.linkedPeers.add(id);
+    this.transport.addPeer({ id, address });
   }
 
   private readonly pendingChanges = new Map<number, PendingChange>();

@@ -33,6 +33,7 @@ import type {
   SendResult,
   Transport,
   TransportStats,
+  UnknownCaller,
   Unsubscribe,
 } from "../transport/transport.js";
 
@@ -154,7 +155,7 @@ export class SimTransport implements Transport {
   private state: State = "new";
   private readonly peers = new Set<NodeId>();
   /** The node's decision about a sender that is not a peer (Transport.onUnknownPeer). */
-  private admitUnknown: ((id: NodeId, memberIncarnation: number) => boolean) | null = null;
+  private admitUnknown: ((caller: UnknownCaller) => boolean) | null = null;
   private readonly reported = new Map<NodeId, "up" | "down">();
   private readonly messageHandlers = new Set<MessageHandler>();
   private readonly upHandlers = new Set<PeerUpHandler>();
@@ -262,7 +263,7 @@ export class SimTransport implements Transport {
     return () => this.downHandlers.delete(handler);
   }
 
-  onUnknownPeer(admit: (id: NodeId, memberIncarnation: number) => boolean): void {
+  onUnknownPeer(admit: (caller: UnknownCaller) => boolean): void {
     this.admitUnknown = admit;
   }
 
@@ -273,7 +274,13 @@ export class SimTransport implements Transport {
   private admits(message: WireMessage): boolean {
     const incarnation = (message as { incarnation?: unknown }).incarnation;
     if (typeof incarnation !== "number" || this.admitUnknown === null) return false;
-    return this.admitUnknown(message.from, incarnation);
+    // The simulated network has no handshake: nothing names a peer address or cluster.
+    return this.admitUnknown({
+      id: message.from,
+      memberIncarnation: incarnation,
+      peerAddress: null,
+      sameCluster: false,
+    });
   }
 
   addPeer(peer: PeerAddress): void {

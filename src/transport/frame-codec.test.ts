@@ -181,6 +181,7 @@ describe("frame schema", () => {
     toId: 1,
     incarnation: 7,
     memberIncarnation: 9,
+    peerAddress: "10.0.0.3:7001",
     advertise: { httpUrl: "http://10.0.0.3:8080" },
   };
   const helloOk: HelloOk = {

@@ -26,9 +26,10 @@ export const PROTOCOL_MAGIC = "baton";
  * incarnation) to every core message and `config` log entries (membership changes);
  * version 5 added the cluster id drawn at bootstrap (`clusterUid` in hello and hello_ok)
  * and the bootstrap gate's fields in term_probe_response; version 6 added the dialler's
- * member incarnation (`memberIncarnation` in hello), by which a node tells a member that
- * was removed from one added back under the same id. Nodes of different versions refuse
- * each other.
+ * member incarnation and peer address (`memberIncarnation`, `peerAddress` in hello), by
+ * which a node tells a member that was removed from one added back under the same id, and
+ * can answer a member added while it was behind on the log. Nodes of different versions
+ * refuse each other.
  */
 export const PROTOCOL_VERSION = 6;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
@@ -69,6 +70,12 @@ export interface Hello {
    * has none (the bootstrap incarnation, transports without a data directory).
    */
   readonly memberIncarnation: number;
+  /**
+   * The address the dialler listens on for peers, as its members know it ("host:port"),
+   * or "" when it does not know it: a node it dials may not have it yet (see
+   * Transport.onUnknownPeer).
+   */
+  readonly peerAddress: string;
   /** What the dialling node tells about itself. */
   readonly advertise: PeerInfo;
 }
@@ -215,6 +222,7 @@ const controlSchemas: SchemaTable<ControlFrame> = {
     toId: "node_id",
     incarnation: "uint",
     memberIncarnation: "uint",
+    peerAddress: "text",
     advertise: "peer_info",
   },
   hello_ok: {

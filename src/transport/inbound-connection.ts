@@ -43,10 +43,10 @@ export interface InboundContext {
   /** This node's cluster id drawn at bootstrap, or "" while it has none. */
   clusterUid(): string;
   /**
-   * Whether `id` may connect: a peer, or one the node admits again (see
-   * Transport.onUnknownPeer) on the member incarnation its hello presents.
+   * Whether the dialler of `hello` may connect: a peer, or one the node admits (see
+   * Transport.onUnknownPeer) on what its hello says.
    */
-  isPeer(id: NodeId, memberIncarnation: number): boolean;
+  admits(hello: Hello): boolean;
   /** Decides whether a warning about `key` is news or a repeat to log at debug. */
   warningLevel(key: string): "warn" | "debug";
   /** The handshake succeeded; the connection now carries messages from `connection.peer`. */
@@ -205,7 +205,7 @@ export class InboundConnection {
     }
     if (hello.toId !== config.nodeId)
       return `this is node ${config.nodeId}, not node ${hello.toId}`;
-    if (!this.context.isPeer(hello.fromId, hello.memberIncarnation)) {
+    if (!this.context.admits(hello)) {
       // Also what a member hears that was removed, or left out of a forced recovery, and
       // came back with its old data directory: it is told how to return.
       return `node ${hello.fromId} is not a member of this cluster (removed, or left out of a forced recovery): wipe its data directory and bring it back with baton member add and baton start --join`;

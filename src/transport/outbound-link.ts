@@ -79,6 +79,8 @@ export interface OutboundLinkContext {
   clusterUid(): string;
   /** This node's member incarnation, or 0 while it has none; presented in every hello. */
   memberIncarnation(): number;
+  /** The peer address this node's members know it by, or ""; presented in every hello. */
+  peerAddress(): string;
   /** Returns a number in [0, 1); drives reconnect jitter. */
   readonly random: () => number;
   /** The peer answered the hello with `info`; called just before `onUp`. */
@@ -296,6 +298,7 @@ export class OutboundLink {
         toId: this.peer,
         incarnation: this.context.incarnation,
         memberIncarnation: this.context.memberIncarnation(),
+        peerAddress: this.context.peerAddress(),
         advertise: config.advertise,
       },
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },

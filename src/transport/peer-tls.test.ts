@@ -119,6 +119,7 @@ class RawTlsClient {
         toId,
         incarnation: 1,
         memberIncarnation: 0,
+        peerAddress: "",
         advertise: { httpUrl: null },
       },
       { frameBytesMax: 64 * 1024 },

@@ -22,7 +22,7 @@ import {
   TcpTransport,
   type TcpTransportConfig,
 } from "./tcp-transport.js";
-import type { PeerInfo } from "./transport.js";
+import type { PeerInfo, UnknownCaller } from "./transport.js";
 
 /** Ports that were free a moment ago, one per id, reserved by listening on port 0. */
 async function reservePorts(count: number): Promise<number[]> {
@@ -130,6 +130,7 @@ class RawClient {
       version: number;
       incarnation: number;
       memberIncarnation: number;
+      peerAddress: string;
       /** Sent as is, so that a test can advertise what the schema refuses. */
       advertise: unknown;
     }>,
@@ -144,6 +145,7 @@ class RawClient {
       toId: fields.toId ?? 1,
       incarnation: fields.incarnation ?? 1,
       memberIncarnation: fields.memberIncarnation ?? 0,
+      peerAddress: fields.peerAddress ?? "",
       advertise: (fields.advertise ?? { httpUrl: null }) as PeerInfo,
     });
   }
@@ -376,19 +378,20 @@ describe("TcpTransport", () => {
     );
   });
 
-  it("tcp: asks the node about a sender that is not a peer, on its member incarnation", async () => {
+  it("tcp: asks the node about a sender that is not a peer, on what its hello says", async () => {
     const { nodes, addresses } = await startNodes([1, 2]);
-    const asked: [NodeId, number][] = [];
+    nodes[0]!.setClusterUid("c0ffee");
+    const asked: UnknownCaller[] = [];
     // The node admits incarnation 77 of node 9 (a member added back while it was behind)
     // by linking it again, and refuses any other.
-    nodes[0]!.onUnknownPeer((id, incarnation) => {
-      asked.push([id, incarnation]);
-      if (incarnation !== 77) return false;
-      nodes[0]!.addPeer({ id, address: addresses.get(2) as string });
+    nodes[0]!.onUnknownPeer((caller) => {
+      asked.push(caller);
+      if (caller.memberIncarnation !== 77) return false;
+      nodes[0]!.addPeer({ id: caller.id, address: addresses.get(2) as string });
       return true;
     });
     const removed = await openClient(addresses.get(1) as string);
-    removed.hello({ fromId: 9, memberIncarnation: 76 });
+    removed.hello({ fromId: 9, memberIncarnation: 76, peerAddress: "127.0.0.1:1" });
     await removed.closed;
     expect(removed.frames).toEqual([
       { type: "hello_error", reason: expect.stringMatching(/not a member/) },
@@ -396,7 +399,7 @@ describe("TcpTransport", () => {
     const received: number[] = [];
     nodes[0]!.onMessage((m) => received.push(m.from));
     const added = await openClient(addresses.get(1) as string);
-    added.hello({ fromId: 9, memberIncarnation: 77 });
+    added.hello({ fromId: 9, memberIncarnation: 77, clusterUid: "c0ffee" });
     await withTimeout(
       until(() => added.frames.length === 1),
       "hello_ok",
@@ -408,8 +411,8 @@ describe("TcpTransport", () => {
       "the message of the admitted node",
     );
     expect(asked).toEqual([
-      [9, 76],
-      [9, 77],
+      { id: 9, memberIncarnation: 76, peerAddress: "127.0.0.1:1", sameCluster: false },
+      { id: 9, memberIncarnation: 77, peerAddress: null, sameCluster: true },
     ]);
   });
 

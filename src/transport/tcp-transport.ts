@@ -57,6 +57,7 @@ import type {
   SendResult,
   Transport,
   TransportStats,
+  UnknownCaller,
   Unsubscribe,
 } from "./transport.js";
 
@@ -93,10 +94,10 @@ export class TcpTransport implements Transport {
   readonly incarnation: Incarnation;
   /** The cluster id drawn at bootstrap, once the node knows it; "" before. */
   private clusterUid = "";
-  /** This node's member incarnation, once the node set it; 0 before. */
-  private memberIncarnation = 0;
+  /** This node's member incarnation and peer address, once the node set them. */
+  private memberIdentity = { incarnation: 0, peerAddress: "" };
   /** The node's decision about a hello from a node that is not a peer (onUnknownPeer). */
-  private admitUnknown: ((id: NodeId, memberIncarnation: number) => boolean) | null = null;
+  private admitUnknown: ((caller: UnknownCaller) => boolean) | null = null;
   private readonly logger: Logger;
   private readonly random: () => number;
   private state: TransportState = "new";
@@ -282,12 +283,17 @@ export class TcpTransport implements Transport {
     this.clusterUid = clusterUid;
   }
 
-  setMemberIncarnation(incarnation: number): void {
+  setMemberIdentity(identity: {
+    readonly incarnation: number;
+    readonly peerAddress: string;
+  }): void {
+    const { incarnation, peerAddress } = identity;
     assert(Number.isSafeInteger(incarnation) && incarnation >= 0, "bad member incarnation");
-    this.memberIncarnation = incarnation;
+    assert(peerAddress.length <= FRAME_TEXT_CHARS_MAX, "peer address too long for a hello");
+    this.memberIdentity = { incarnation, peerAddress };
   }
 
-  onUnknownPeer(admit: (id: NodeId, memberIncarnation: number) => boolean): void {
+  onUnknownPeer(admit: (caller: UnknownCaller) => boolean): void {
     this.admitUnknown = admit;
   }
 
@@ -382,7 +388,8 @@ export class TcpTransport implements Transport {
       clock: this.clock,
       incarnation: this.incarnation,
       clusterUid: () => this.clusterUid,
-      memberIncarnation: () => this.memberIncarnation,
+      memberIncarnation: () => this.memberIdentity.incarnation,
+      peerAddress: () => this.memberIdentity.peerAddress,
       random: this.random,
       onPeerInfo: (peer, info) => this.learnPeerInfo(peer, info),
       onUp: (peer) => {
@@ -405,8 +412,18 @@ export class TcpTransport implements Transport {
       clock: this.clock,
       incarnation: this.incarnation,
       clusterUid: () => this.clusterUid,
-      isPeer: (id, memberIncarnation) =>
-        this.links.has(id) || (this.admitUnknown?.(id, memberIncarnation) ?? false),
+      admits: (hello) => {
+        if (this.links.has(hello.fromId)) return true;
+        const own = this.clusterUid;
+        return (
+          this.admitUnknown?.({
+            id: hello.fromId,
+            memberIncarnation: hello.memberIncarnation,
+            peerAddress: hello.peerAddress === "" ? null : hello.peerAddress,
+            sameCluster: own !== "" && hello.clusterUid === own,
+          }) ?? false
+        );
+      },
       warningLevel: (key) => this.throttle.level(key),
       onHandshake: (connection) => this.onInboundHandshake(connection),
       onMessage: (connection, message) => {

@@ -155,16 +155,30 @@ export interface Transport {
    */
   setClusterUid?(clusterUid: string): void;
   /**
-   * This node's member incarnation (its data directory's), presented in every later
-   * handshake. Optional, like `setClusterUid`.
+   * This node's member incarnation (its data directory's) and the peer address its members
+   * know it by ("" if none), presented in every later handshake. Optional, like
+   * `setClusterUid`.
    */
-  setMemberIncarnation?(incarnation: number): void;
+  setMemberIdentity?(identity: {
+    readonly incarnation: number;
+    readonly peerAddress: string;
+  }): void;
   /**
-   * Decides about a sender that is not a peer (the node forgot the link to it): `admit`
-   * returns true after adding it back with `addPeer`, or false to refuse it as today. The
-   * node's core messages, and a handshake, name the sender's member incarnation: a member
-   * removed and added back under its id presents a new one, which the node, behind on the
-   * log, cannot know yet but must follow if it is the master.
+   * Decides about a sender that is not a peer: `admit` returns true after adding it with
+   * `addPeer`, or false to refuse it. A node behind on the log may not know a member yet
+   * (added, or removed and added back under its id, while it was cut off), and must follow
+   * it if it is the master: the caller's member incarnation and peer address let it.
    */
-  onUnknownPeer?(admit: (id: NodeId, memberIncarnation: number) => boolean): void;
+  onUnknownPeer?(admit: (caller: UnknownCaller) => boolean): void;
+}
+
+/** What a sender that is not a peer says about itself (Transport.onUnknownPeer). */
+export interface UnknownCaller {
+  readonly id: NodeId;
+  /** Its member incarnation, as its handshake or, in the simulator, its messages name it. */
+  readonly memberIncarnation: number;
+  /** The peer address its handshake advertises; null when nothing says (the simulator). */
+  readonly peerAddress: string | null;
+  /** Whether it presented this node's cluster id (both known, and equal). */
+  readonly sameCluster: boolean;
 }

@@ -112,6 +112,43 @@ describe("membership", () => {
     });
   }, 180_000);
 
+  it("timing: a voter stopped while a fourth member is added and made master follows that master when it resumes", async () => {
+    // Node 3 never applies the configuration that adds node 4: when it resumes, node 4 is
+    // a stranger to it that calls from its own cluster, and the master it must follow.
+    const cluster = await Cluster.start({
+      ...TIMING,
+      size: 4,
+      bootstrapSize: 3,
+      startIds: [1, 2, 3],
+    });
+    const client = clientFor(cluster);
+    try {
+      await cluster.waitForMaster();
+      await client.put("before", "1");
+      cluster.pause(3);
+      const node4 = cluster.node(4);
+      await client.addMember({ id: 4, peerAddress: node4.peerAddress, httpUrl: node4.url });
+      cluster.startNode(4);
+      await promoteWhenCaughtUp(client, 4);
+      expect((await client.switchover(4)).master).toBe(4);
+      await client.put("under-4", "1");
+      const since = performance.now();
+      cluster.resume(3);
+      await cluster
+        .node(3)
+        .waitForLog(
+          "node 3 admitting node 4",
+          (l) => l.json?.event === "peer_admitted",
+          10_000,
+          since,
+        );
+      await cluster.waitCaughtUp(3, 20_000);
+      expect((await cluster.node(3).status(2000))?.master).toBe(4);
+    } finally {
+      await client.close();
+    }
+  }, 120_000);
+
   it("timing: a node whose data directory was wiped is replaced under write load: no acknowledged write lost", async () => {
     const cluster = await Cluster.start({ ...TIMING, snapshotEntries: 200 });
     await underWriteLoad(cluster, "replace", async (client) => {

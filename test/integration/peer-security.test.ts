@@ -144,6 +144,7 @@ function peerSession(
           toId: hello.toId,
           incarnation: 1 + Math.floor(Math.random() * 2 ** 40),
           memberIncarnation: 0,
+          peerAddress: "",
           advertise: { httpUrl: null },
         }),
       );
