@@ -1207,8 +1207,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.lastListed.set(member.id, { incarnation: member.incarnation, address });
         this.departed.delete(member.id);
         if (this.linkedPeers.has(member.id) || address === "") continue;
-        this.linkedPeers.add(member.id);
-        this.transport.addPeer({ id: member.id, address });
+        this.link(member.id, address);
       }
       this.log.info(
         {
@@ -1240,7 +1239,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly forgettableSince = new Map<NodeId, number>();
   /** Each member as the newest configuration that listed it did: incarnation, address. */
   private readonly lastListed = new Map<NodeId, { incarnation: number; address: string }>();
-  /** The peers whose links were forgotten, as last listed (see readmit). */
+  /** The peers whose links were forgotten, as last listed (see admit). */
   private readonly departed = new Map<NodeId, { incarnation: number; address: string }>();
 
   /**
