@@ -58,6 +58,12 @@ interface Replacement {
   readonly wiped: boolean;
   phase: Phase;
   incarnation: number;
+  /**
+   * Every incarnation this replacement asked to add. An add asked of a master that turns
+   * out to be stale never commits, while an earlier one may have: the operator then goes
+   * on with whichever of its own the cluster lists.
+   */
+  readonly asked: Set<number>;
   notBefore: number;
 }
 
@@ -92,7 +98,14 @@ export class MemberOperator {
         : `operator: removing node ${proc.id}, to add it back as a new member`,
     );
     if (wiped) proc.awaitingOperator = true;
-    this.replacement = { proc, wiped, phase: "remove", incarnation: 0, notBefore: this.host.now };
+    this.replacement = {
+      proc,
+      wiped,
+      phase: "remove",
+      incarnation: 0,
+      asked: new Set(),
+      notBefore: this.host.now,
+    };
     this.next(20, 120);
   }
 
@@ -166,14 +179,28 @@ export class MemberOperator {
         );
         return this.next(30, 150);
       case "add":
-        if (listed !== undefined && listed.incarnation === r.incarnation) {
+        if (listed !== undefined && r.asked.has(listed.incarnation)) {
           if (changeInProgress) return this.next(20, 80);
+          if (listed.incarnation !== r.incarnation) {
+            // A stale master made this operator ask again (seed 22797): the earlier add
+            // committed, and the later one never will.
+            this.host.log(
+              `operator: node ${id} was added with incarnation ${listed.incarnation} (an earlier request), not ${r.incarnation}`,
+            );
+            r.incarnation = listed.incarnation;
+            if (r.proc.joined !== null && r.proc.joined.incarnation !== r.incarnation) {
+              // Started with the other identity: it starts again, empty, with this one.
+              this.host.stopAndWipe(r.proc);
+              r.proc.awaitingOperator = true;
+            }
+          }
           r.proc.joined = { clusterId: master.clusterId, incarnation: r.incarnation, members };
           r.phase = "start";
           return this.next(10, 50);
         }
         if (listed !== undefined) return this.next(50, 150); // Not removed on this master yet.
         r.incarnation = this.host.prng.int(1, MEMBER_INCARNATION_MAX);
+        r.asked.add(r.incarnation);
         this.ask(`add node ${id} as a learner (incarnation ${r.incarnation})`, () =>
           master.changeMembers({ type: "add", member: learner(id, r.incarnation) }),
         );
