@@ -1429,11 +1429,31 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * not allow it, InvalidInputError for bad input, NotMasterError on a backup.
    */
   changeMembers(change: MemberChange): Promise<MemberChangeOutcome> {
+    return this.changeMembersBy(change, this.clock.monotonicMs() + this.config.electionMsMax);
+  }
+
+  /**
+   * The core refuses a change while another is in flight (a change, or a switchover) and
+   * on a master that has not committed an entry of its term yet (its no-op and, in a new
+   * cluster, its first configuration entry, a round trip away). Both pass by themselves,
+   * so the change is tried again every tick until `deadline` (an election timeout) rather
+   * than refused to a caller who would only have to retry it.
+   */
+  private changeMembersBy(change: MemberChange, deadline: number): Promise<MemberChangeOutcome> {
     this.checkRunning();
     const done = this.alreadyAdded(change);
     if (done !== null) return Promise.resolve(done);
     const result = this.replica.changeMembers(change);
     this.schedule();
+    const passing =
+      !result.ok && (result.reason === "not_ready" || result.reason === "in_progress");
+    if (passing && this.clock.monotonicMs() < deadline) {
+      return new Promise((resolve, reject) => {
+        this.clock.setTimeout(() => {
+          rejectingThrows(() => this.changeMembersBy(change, deadline)).then(resolve, reject);
+        }, this.config.tickMs);
+      });
+    }
     if (!result.ok) {
       switch (result.reason) {
         case "not_master":

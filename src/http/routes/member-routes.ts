@@ -65,8 +65,9 @@ function listMembers(context: HttpContext, reply: FastifyReply): FastifyReply {
 /**
  * A membership change: 200 `{"members":[…]}` (as GET lists them) once it is committed.
  * 400 ERR_INVALID_INPUT for bad input, an id or address that exists, an unknown member;
- * 409 ERR_CONFLICT for a change in flight, a learner that has not caught up, a removal
- * that leaves no quorum or removes the master; 503 ERR_NOT_MASTER on a backup.
+ * 409 ERR_CONFLICT for a change or switchover still in flight after an election timeout,
+ * a learner that has not caught up, a removal that leaves no quorum or removes the master;
+ * 503 ERR_NOT_MASTER on a backup.
  */
 async function changeMembers(
   context: HttpContext,
