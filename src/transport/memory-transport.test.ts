@@ -18,6 +18,7 @@ transportConformanceSuite("MemoryTransport", async (ids) => {
         ids.filter((other) => other !== id),
         limits ?? {},
       ),
+    address: () => "memory",
     dispose: async () => {},
   };
 });

@@ -10,12 +10,14 @@
  * inside `send` or `start`), a peer is reachable only if both nodes are running and list
  * each other, and messages queued for an unreachable peer wait, bounded, until it is back.
  * A peer's advertised PeerInfo passes the frame schema's check, as a handshake would, and
- * is learned whenever the peer is found reachable, before its peer-up event.
+ * is learned whenever the peer is found reachable, before its peer-up event. A sender this
+ * node does not list is put to the node (onUnknownPeer) with the member incarnation and
+ * cluster id it set, as a hello would carry them; refused, it is unreachable.
  */
 
 import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
-import { realClock } from "../shared/clock.js";
+import { realClock, type Timer } from "../shared/clock.js";
 import {
   decodePayload,
   defaultFrameCodecLimits,
@@ -38,6 +40,7 @@ import type {
   SendResult,
   Transport,
   TransportStats,
+  UnknownCaller,
   Unsubscribe,
 } from "./transport.js";
 
@@ -131,6 +134,11 @@ export class MemoryNetwork {
     return this.nodes.get(id)?.advertise ?? null;
   }
 
+  /** Running node `id`, as a dialled node would see it in its hello; null if not running. */
+  transportOf(id: NodeId): MemoryTransport | null {
+    return this.nodes.get(id) ?? null;
+  }
+
   deliverTo(to: NodeId, message: WireMessage): void {
     this.nodes.get(to)?.receive(message);
   }
@@ -168,6 +176,9 @@ interface MemoryLink {
 
 type MemoryState = "new" | "running" | "closed";
 
+/** How long a node refused by a running peer waits before it tries again. */
+const REDIAL_MS = 20;
+
 export class MemoryTransport implements Transport {
   /** A frozen copy of `config.advertise`, so that the caller cannot change it later. */
   readonly advertise: PeerInfo;
@@ -178,6 +189,16 @@ export class MemoryTransport implements Transport {
   private readonly downHandlers = new HandlerSet<[NodeId, PeerDownReason]>();
   private droppedMessages = 0;
   private protocolErrors = 0;
+  /** The cluster id this node presents ("" until set) and its member identity. */
+  clusterUid = "";
+  memberIdentity: { readonly incarnation: number; readonly peerAddress: string } = {
+    incarnation: 0,
+    peerAddress: "",
+  };
+  /** The node's decision about a sender that is not a peer (onUnknownPeer). */
+  private admitUnknown: ((caller: UnknownCaller) => boolean) | null = null;
+  /** The pending retry of peers that refused this node, if any. */
+  private redial: Timer | null = null;
 
   constructor(
     private readonly network: MemoryNetwork,
@@ -201,6 +222,8 @@ export class MemoryTransport implements Transport {
     if (this.state === "closed") return;
     const wasRunning = this.state === "running";
     this.state = "closed";
+    realClock.clearTimeout(this.redial);
+    this.redial = null;
     for (const link of this.links.values()) link.queue.clear();
     if (wasRunning) this.network.unregister(this);
   }
@@ -259,6 +282,22 @@ export class MemoryTransport implements Transport {
     return this.links.get(id)?.info ?? null;
   }
 
+  setClusterUid(clusterUid: string): void {
+    assert(clusterUid.length > 0, "bad cluster id");
+    this.clusterUid = clusterUid;
+  }
+
+  setMemberIdentity(identity: {
+    readonly incarnation: number;
+    readonly peerAddress: string;
+  }): void {
+    this.memberIdentity = { incarnation: identity.incarnation, peerAddress: identity.peerAddress };
+  }
+
+  onUnknownPeer(admit: (caller: UnknownCaller) => boolean): void {
+    this.admitUnknown = admit;
+  }
+
   stats(): TransportStats {
     const peers: PeerStats[] = [...this.links].map(([peer, link]) => ({
       peer,
@@ -280,13 +319,28 @@ export class MemoryTransport implements Transport {
     };
   }
 
-  /** Whether this node takes messages from `from` now (it runs and lists `from`). */
+  /**
+   * Whether this node takes messages from `from` now: it runs and lists `from`, or the node
+   * admits `from` (which adds it) on what its hello would say.
+   */
   accepts(from: NodeId): boolean {
-    return this.state === "running" && this.links.has(from);
+    if (this.state !== "running") return false;
+    if (this.links.has(from)) return true;
+    const caller = this.network.transportOf(from);
+    if (caller === null || this.admitUnknown === null) return false;
+    const admitted = this.admitUnknown({
+      id: from,
+      memberIncarnation: caller.memberIdentity.incarnation,
+      peerAddress:
+        caller.memberIdentity.peerAddress === "" ? null : caller.memberIdentity.peerAddress,
+      sameCluster: this.clusterUid !== "" && caller.clusterUid === this.clusterUid,
+    });
+    return admitted && this.links.has(from);
   }
 
   /** Re-evaluates every link: reports transitions and delivers what can be delivered. */
   refresh(): void {
+    let refused = false;
     for (const [peer, link] of this.links) {
       if (this.state !== "running") return;
       if (this.network.reachable(this.nodeId, peer)) {
@@ -296,8 +350,18 @@ export class MemoryTransport implements Transport {
         this.report(peer, link, "up", null);
         this.flush(peer, link);
       } else {
-        this.report(peer, link, "down", this.network.downReason(this.nodeId, peer));
+        const reason = this.network.downReason(this.nodeId, peer);
+        refused ||= reason === "handshake_refused";
+        this.report(peer, link, "down", reason);
       }
+    }
+    // A running peer that does not take this node yet may admit it later (onUnknownPeer):
+    // dial again after a while, as the TCP transport's back-off does.
+    if (refused && this.redial === null) {
+      this.redial = realClock.setTimeout(() => {
+        this.redial = null;
+        if (this.state === "running") this.network.requestRefresh(this);
+      }, REDIAL_MS);
     }
   }
 

@@ -73,6 +73,7 @@ transportConformanceSuite("TcpTransport", async (ids) => {
   return {
     create: (id: NodeId, limits?: Partial<SendQueueLimits>) =>
       new TcpTransport(testConfig(id, addresses, limits), { logger }),
+    address: (id: NodeId) => addresses.get(id) as string,
     dispose: async () => {},
   };
 });

@@ -53,6 +53,8 @@ export interface TransportHarness {
    * address.
    */
   create(id: NodeId, options?: NodeOptions): Transport;
+  /** The peer address node `id` listens on, as a member list would name it. */
+  address(id: NodeId): string;
   /** Releases what the harness holds; called after every transport is closed. */
   dispose(): Promise<void>;
 }
@@ -205,6 +207,11 @@ export function nextPeerEvent(
 export function whenConnected(transport: Transport, peer: NodeId): Promise<unknown> {
   const connected = transport.stats().peers.find((stats) => stats.peer === peer)?.connected;
   return connected === true ? Promise.resolve() : nextPeerEvent(transport, "up", peer);
+}
+
+/** Resolves once `condition` holds, checking after each turn of the event loop. */
+export async function untilTrue(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
 }
 
 export function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
@@ -450,6 +457,51 @@ export function transportConformanceSuite(name: string, makeHarness: HarnessFact
       expect(a.peerInfo(2)).toEqual({ httpUrl: "http://b-new:9090" });
       await whenConnected(second, 1);
       expect(second.peerInfo(1)).toEqual({ httpUrl: "http://a:8080" });
+    });
+
+    it("transport: asks the node about a sender it does not list, on the identity that sender set, and links it once admitted (membership change)", async () => {
+      const h = await cluster([1, 2, 3]);
+      const a = h.create(1);
+      const b = h.create(3);
+      started.push(a, b);
+      // Node 1 does not list node 3 yet (it missed the change that added it).
+      a.removePeer(3);
+      a.removePeer(2);
+      b.removePeer(2);
+      expect(a.onUnknownPeer, "admission (onUnknownPeer) is implemented").toBeDefined();
+      a.setClusterUid?.("c0ffee");
+      b.setClusterUid?.("c0ffee");
+      b.setMemberIdentity?.({ incarnation: 77, peerAddress: h.address(3) });
+      const asked: Array<{ id: NodeId; memberIncarnation: number; sameCluster: boolean }> = [];
+      let admit = false;
+      a.onUnknownPeer?.((caller) => {
+        asked.push({
+          id: caller.id,
+          memberIncarnation: caller.memberIncarnation,
+          sameCluster: caller.sameCluster,
+        });
+        if (!admit) return false;
+        a.addPeer({ id: caller.id, address: caller.peerAddress ?? h.address(caller.id) });
+        return true;
+      });
+      await Promise.all([a.start(), b.start()]);
+      const inbox = new Inbox(a);
+      b.send(numberedHeartbeat(3, 1, 1));
+      await withTimeout(
+        untilTrue(() => asked.length > 0),
+        "node 1 asked about node 3",
+      );
+      expect(asked[0]).toEqual({ id: 3, memberIncarnation: 77, sameCluster: true });
+      expect(inbox.messages).toEqual([]);
+      expect(a.stats().peers).toEqual([]);
+      admit = true;
+      await inbox.until(1);
+      expect(inbox.messages[0]).toMatchObject({ from: 3, readContext: 1 });
+      await whenConnected(a, 3);
+      const back = new Inbox(b);
+      expect(a.send(numberedHeartbeat(1, 3, 2))).toEqual({ queued: true });
+      await back.until(1);
+      expect(back.messages[0]).toMatchObject({ from: 1, readContext: 2 });
     });
 
     it("transport: removePeer forgets the peer's info (membership change)", async () => {
