@@ -1162,9 +1162,15 @@ export class Replica {
     if (!bindIncarnations && !drawClusterId) return;
     if (this.changeInProgress || this.switchover !== null) return;
     if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
-    // Without binding, only a missing cluster id changes anything, and a known one means
-    // the log's is there too: the scan of the log (every tick of a master) is skipped.
-    if (!bindIncarnations && this.clusterIdKnown !== null) return;
+    const heardFrom = (m: Member): number =>
+      m.id === this.id ? this.incarnation : (this.progress.get(m.id)?.incarnation ?? 0);
+    const binds = (m: Member): boolean =>
+      bindIncarnations && m.incarnation === 0 && heardFrom(m) !== 0;
+    // Only a member to bind or a missing cluster id changes anything, and a known cluster
+    // id means the log's is there too: then the scan of the log is skipped. It runs every
+    // tick of a master, and it walks the log back to the snapshot (a few percent of a
+    // core when it was not skipped).
+    if (this.clusterIdKnown !== null && !this.configuration.some(binds)) return;
     let clusterId = this.logClusterId();
     let changed = false;
     if (clusterId === null && drawClusterId) {
@@ -1172,12 +1178,9 @@ export class Replica {
       changed = true;
     }
     const config = this.configuration.map((m) => {
-      if (m.incarnation !== 0 || !bindIncarnations) return m;
-      const heard =
-        m.id === this.id ? this.incarnation : (this.progress.get(m.id)?.incarnation ?? 0);
-      if (heard === 0) return m;
+      if (!binds(m)) return m;
       changed = true;
-      return Object.freeze({ ...m, incarnation: heard });
+      return Object.freeze({ ...m, incarnation: heardFrom(m) });
     });
     if (!changed) return;
     this.appendOwn({

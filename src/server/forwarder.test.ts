@@ -66,6 +66,11 @@ function proposed(f: Forwarder, sent: Sent, index: number, entryTerm: number, fr
   });
 }
 
+/** Lets the turn of the event loop end: the forwarder sends what it was asked in it. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 let host: FakeHost;
 let forwarder: Forwarder;
 
@@ -80,8 +85,31 @@ afterEach(() => {
 });
 
 describe("forwarder", () => {
+  it("forwarding: the requests of one turn of the event loop leave together when it ends", async () => {
+    const results = [forwarder.propose(Uint8Array.of(1)), forwarder.propose(Uint8Array.of(2))];
+    const read = forwarder.read();
+    expect(host.sent).toEqual([]);
+    await turn();
+    expect(host.sent).toEqual([
+      { kind: "proposal", to: 1, requestId: 1 },
+      { kind: "proposal", to: 1, requestId: 2 },
+      { kind: "read", to: 1, requestId: 3 },
+    ]);
+    forwarder.failAll(new Error("stopped"));
+    for (const r of [...results, read]) await expect(r).rejects.toThrow("stopped");
+  });
+
+  it("forwarding: a request settled before its turn ends is not sent", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    forwarder.failAll(new Error("stopped"));
+    await expect(result).rejects.toThrow("stopped");
+    await turn();
+    expect(host.sent).toEqual([]);
+  });
+
   it("forwarding: a proposed command resolves with this node's own result for its entry", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     expect(host.sent).toEqual([{ kind: "proposal", to: 1, requestId: 1 }]);
     proposed(forwarder, host.sent[0]!, 7, 1);
     host.applied = 7;
@@ -92,6 +120,7 @@ describe("forwarder", () => {
 
   it("forwarding: another term's entry at the proposed index means it was not applied", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     proposed(forwarder, host.sent[0]!, 7, 1);
     forwarder.onApplied(command(7, 2), "someone else's");
     await expect(result).rejects.toBeInstanceOf(NoMasterError);
@@ -99,6 +128,7 @@ describe("forwarder", () => {
 
   it("forwarding: the master replaced before it answered makes the write indeterminate", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     host.master = 3;
     host.currentTerm = 2;
     forwarder.poll();
@@ -107,6 +137,7 @@ describe("forwarder", () => {
 
   it("forwarding: a proposed write survives a master change and settles by its entry", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     proposed(forwarder, host.sent[0]!, 7, 1);
     host.master = 3;
     host.currentTerm = 2;
@@ -117,6 +148,7 @@ describe("forwarder", () => {
 
   it("forwarding: the answer arriving after the entry was applied still finds its result", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     forwarder.onApplied(command(7, 1), "early");
     host.applied = 7;
     proposed(forwarder, host.sent[0]!, 7, 1);
@@ -125,6 +157,7 @@ describe("forwarder", () => {
 
   it("forwarding: a refusal (not the master) sends the write to the next master, never back", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     forwarder.onProposalResponse({
       type: "forward_proposal_response",
       from: 1,
@@ -148,6 +181,7 @@ describe("forwarder", () => {
 
   it("forwarding: a busy master's refusal is BusyError (nothing was proposed)", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     forwarder.onProposalResponse({
       type: "forward_proposal_response",
       from: 1,
@@ -183,6 +217,7 @@ describe("forwarder", () => {
 
   it("forwarding: an unanswered write times out as 'may still be applied'", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     const settled = result.catch((e: unknown) => e);
     vi.advanceTimersByTime(host.requestTimeoutMs);
     expect(await settled).toBeInstanceOf(TimeoutError);
@@ -190,6 +225,7 @@ describe("forwarder", () => {
 
   it("forwarding: a state transfer past a proposed entry makes its result unknowable", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     proposed(forwarder, host.sent[0]!, 7, 1);
     forwarder.onSnapshotAdopted(10);
     await expect(result).rejects.toBeInstanceOf(IndeterminateError);
@@ -197,6 +233,7 @@ describe("forwarder", () => {
 
   it("forwarding: an answer from a node the write was not sent to is ignored", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
     proposed(forwarder, host.sent[0]!, 7, 1, 3);
     forwarder.onApplied(command(7, 1), "not ours");
     expect(forwarder.inFlight).toBe(1);
@@ -207,6 +244,7 @@ describe("forwarder", () => {
 
   it("forwarding: a read waits for the confirmed index and is asked again of a new master", async () => {
     const read = forwarder.read();
+    await turn();
     let done = false;
     void read.then(() => {
       done = true;

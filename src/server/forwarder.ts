@@ -114,6 +114,10 @@ export class Forwarder {
   private readonly recent = new Map<number, { readonly term: number; readonly result: unknown }>();
   /** Proposals sent and not answered yet (kept in step by `moveProposal` and `settle`). */
   private unanswered = 0;
+  /** Requests made in this turn of the event loop, sent together when it ends (sendSoon). */
+  private freshProposals: OutgoingProposal[] = [];
+  private freshReads: OutgoingRead[] = [];
+  private sendScheduled = false;
   private nextRequestId = 1;
   readonly counters: ForwardCounters = {
     proposals: 0,
@@ -152,7 +156,8 @@ export class Forwarder {
         timer,
       };
       this.proposals.set(requestId, proposal);
-      this.advanceProposal(proposal);
+      this.freshProposals.push(proposal);
+      this.sendSoon();
     });
   }
 
@@ -175,7 +180,30 @@ export class Forwarder {
         timer,
       };
       this.reads.set(requestId, read);
-      this.advanceRead(read);
+      this.freshReads.push(read);
+      this.sendSoon();
+    });
+  }
+
+  /**
+   * Sends the requests made in this turn of the event loop once its I/O callbacks are done
+   * (setImmediate), so that the requests of every client connection read in one turn leave
+   * in one write, reach the master in one read and are proposed in one Ready: sent one by
+   * one, each cost the backup a system call and the master a Ready, an append to each
+   * backup and a write, and a backup's forwarded writes needed twice the CPU per request
+   * of writes sent to the master.
+   */
+  private sendSoon(): void {
+    if (this.sendScheduled) return;
+    this.sendScheduled = true;
+    this.host.clock.setImmediate(() => {
+      this.sendScheduled = false;
+      const proposals = this.freshProposals;
+      const reads = this.freshReads;
+      this.freshProposals = [];
+      this.freshReads = [];
+      for (const p of proposals) if (this.proposals.get(p.requestId) === p) this.advanceProposal(p);
+      for (const r of reads) if (this.reads.get(r.requestId) === r) this.advanceRead(r);
     });
   }
 
