@@ -33,6 +33,8 @@ interface SteadyOptions {
   readonly clients: number;
   readonly valueBytes: number;
   readonly from: "dist" | "source";
+  /** Baton's --election-ms for every node, or null for its default. */
+  readonly electionMs: string | null;
   readonly out: string;
 }
 
@@ -65,6 +67,7 @@ function parseOptions(argv: readonly string[]): SteadyOptions {
         .choices(["dist", "source"])
         .default("dist"),
     )
+    .option("--baton-election-ms <range>", "Baton --election-ms, e.g. 150-300 (default Baton's)")
     .option("--out <dir>", "results folder (default results/steady/<date>)")
     .exitOverride();
   program.parse([...argv], { from: "user" });
@@ -73,6 +76,7 @@ function parseOptions(argv: readonly string[]): SteadyOptions {
     clients: number;
     valueBytes: number;
     from: "dist" | "source";
+    batonElectionMs?: string;
     out?: string;
   }>();
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
@@ -81,6 +85,7 @@ function parseOptions(argv: readonly string[]): SteadyOptions {
     clients: o.clients,
     valueBytes: o.valueBytes,
     from: o.from,
+    electionMs: o.batonElectionMs ?? null,
     out: o.out ?? join(REPO_ROOT, "results", "steady", stamp),
   };
 }
@@ -148,7 +153,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   log(
     `bench:steady: ${options.durationMs / 1000} s of load, ${options.clients} clients, values of ${options.valueBytes} bytes, no faults`,
   );
-  const cluster = await startBatonCluster({ from: options.from });
+  const cluster = await startBatonCluster({
+    from: options.from,
+    ...(options.electionMs === null ? {} : { extraArgs: ["--election-ms", options.electionMs] }),
+  });
   const samples: Sample[] = [];
   try {
     const first = await cluster.master();

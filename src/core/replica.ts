@@ -268,6 +268,8 @@ export class Replica {
    * order (a lower id) makes this node stand back instead of running too.
    */
   private takingOver = false;
+  /** The term in which this node last stood back from a pre-vote (yieldPreVote), or -1. */
+  private yieldedInTerm = -1;
   /**
    * While a master hands its role over (switchover): the chosen backup, the ticks since it
    * began, and whether TimeoutNow went out since the last heartbeat. No new writes are
@@ -1462,7 +1464,29 @@ export class Replica {
       this.electionElapsed = 0;
     }
     this.sendVoteResponse(m.from, granted ? m.term : this.currentTerm, m.preVote, granted);
-    if (granted && m.preVote && this.takingOver && m.from < this.id) this.yieldTakeover(m.from);
+    if (granted && m.preVote && m.from < this.id) {
+      if (this.takingOver) this.yieldTakeover(m.from);
+      else this.yieldPreVote(m.from);
+    }
+  }
+
+  /**
+   * Two backups whose election timeouts ran out together (a master gone silent, no
+   * connection lost to tell them) grant each other's pre-votes, then split the real vote,
+   * which costs another whole election timeout. A pre-candidate that has just granted the
+   * pre-vote of a node with a lower id stands back instead, so one of the two goes on, and
+   * the one that stood back grants its real vote. Once per term, so that a node that keeps
+   * asking and never wins (one-way cut off) cannot keep this one from standing itself.
+   */
+  private yieldPreVote(lower: NodeId): void {
+    if (this.currentRole !== "candidate" || !this.preVoteRound) return;
+    if (this.yieldedInTerm === this.currentTerm) return;
+    this.yieldedInTerm = this.currentTerm;
+    this.becomeBackup(
+      this.currentTerm,
+      null,
+      `stood back for node ${lower}, which asked for pre-votes at the same time`,
+    );
   }
 
   /**
