@@ -117,7 +117,6 @@ export class Forwarder {
   /** Requests made in this turn of the event loop, sent together when it ends (sendSoon). */
   private freshProposals: OutgoingProposal[] = [];
   private freshReads: OutgoingRead[] = [];
-  private sendScheduled = false;
   private nextRequestId = 1;
   readonly counters: ForwardCounters = {
     proposals: 0,
@@ -194,10 +193,9 @@ export class Forwarder {
    * of writes sent to the master.
    */
   private sendSoon(): void {
-    if (this.sendScheduled) return;
-    this.sendScheduled = true;
+    // Scheduled when the first request of the turn arrived; the lists empty only when it runs.
+    if (this.freshProposals.length + this.freshReads.length > 1) return;
     this.host.clock.setImmediate(() => {
-      this.sendScheduled = false;
       const proposals = this.freshProposals;
       const reads = this.freshReads;
       this.freshProposals = [];

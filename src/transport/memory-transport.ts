@@ -190,8 +190,8 @@ export class MemoryTransport implements Transport {
   private droppedMessages = 0;
   private protocolErrors = 0;
   /** The cluster id this node presents ("" until set) and its member identity. */
-  clusterUid = "";
-  memberIdentity: { readonly incarnation: number; readonly peerAddress: string } = {
+  private clusterUid = "";
+  private memberIdentity: { readonly incarnation: number; readonly peerAddress: string } = {
     incarnation: 0,
     peerAddress: "",
   };
@@ -326,16 +326,20 @@ export class MemoryTransport implements Transport {
   accepts(from: NodeId): boolean {
     if (this.state !== "running") return false;
     if (this.links.has(from)) return true;
-    const caller = this.network.transportOf(from);
-    if (caller === null || this.admitUnknown === null) return false;
+    const hello = this.network.transportOf(from)?.hello();
+    if (hello === undefined || this.admitUnknown === null) return false;
     const admitted = this.admitUnknown({
       id: from,
-      memberIncarnation: caller.memberIdentity.incarnation,
-      peerAddress:
-        caller.memberIdentity.peerAddress === "" ? null : caller.memberIdentity.peerAddress,
-      sameCluster: this.clusterUid !== "" && caller.clusterUid === this.clusterUid,
+      memberIncarnation: hello.incarnation,
+      peerAddress: hello.peerAddress === "" ? null : hello.peerAddress,
+      sameCluster: this.clusterUid !== "" && hello.clusterUid === this.clusterUid,
     });
     return admitted && this.links.has(from);
+  }
+
+  /** What this node's hello would say of it: its cluster id and member identity. */
+  hello(): { clusterUid: string; incarnation: number; peerAddress: string } {
+    return { clusterUid: this.clusterUid, ...this.memberIdentity };
   }
 
   /** Re-evaluates every link: reports transitions and delivers what can be delivered. */

@@ -16,6 +16,7 @@ import {
   nextPeerEvent,
   numberedHeartbeat,
   untilLogged,
+  untilTrue,
   whenConnected,
   withTimeout,
 } from "../../test/conformance/transport.suite.js";
@@ -72,7 +73,7 @@ function tlsFor(pair: IssuedPair, ca: IssuedPair = certs.ca): PeerTlsConfig {
 async function until(condition: () => boolean, what: string): Promise<void> {
   await withTimeout(
     (async () => {
-      while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+      await untilTrue(condition);
     })(),
     what,
   );

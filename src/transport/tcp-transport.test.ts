@@ -10,6 +10,7 @@ import {
   sampleMessages,
   transportConformanceSuite,
   untilLogged,
+  untilTrue,
   whenConnected,
   withTimeout,
 } from "../../test/conformance/transport.suite.js";
@@ -158,10 +159,6 @@ function splitAddress(address: string): [string, number] {
 }
 
 /** Resolves once `condition` holds, checking after each turn of the event loop. */
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
-}
-
 describe("TcpTransport", () => {
   const transports: TcpTransport[] = [];
   const clients: RawClient[] = [];
@@ -288,7 +285,7 @@ describe("TcpTransport", () => {
     const sameProcess = await openClient(`127.0.0.1:${address.port}`);
     sameProcess.hello({ fromId: 2, incarnation: 1 });
     await withTimeout(
-      until(() => sameProcess.frames.length === 1),
+      untilTrue(() => sameProcess.frames.length === 1),
       "hello_ok",
     );
     // A new process proves the old one is gone, though its connection never closed.
@@ -333,7 +330,7 @@ describe("TcpTransport", () => {
     // bootstrap gate in the core decides what it may do.
     const empty = await openClient(addresses.get(1) as string);
     empty.hello({ clusterUid: "" });
-    await until(() => empty.frames.length > 0);
+    await untilTrue(() => empty.frames.length > 0);
     expect(empty.frames[0]).toMatchObject({ type: "hello_ok", clusterUid: "aaaa" });
   });
 
@@ -402,13 +399,13 @@ describe("TcpTransport", () => {
     const added = await openClient(addresses.get(1) as string);
     added.hello({ fromId: 9, memberIncarnation: 77, clusterUid: "c0ffee" });
     await withTimeout(
-      until(() => added.frames.length === 1),
+      untilTrue(() => added.frames.length === 1),
       "hello_ok",
     );
     expect(added.frames[0]).toMatchObject({ type: "hello_ok", nodeId: 1 });
     added.sendFrame(numberedHeartbeat(9, 1, 1));
     await withTimeout(
-      until(() => received.length === 1),
+      untilTrue(() => received.length === 1),
       "the message of the admitted node",
     );
     expect(asked).toEqual([
@@ -540,7 +537,7 @@ describe("TcpTransport", () => {
     const first = await openClient(address);
     first.hello({ fromId: 2, incarnation: 1, advertise: { httpUrl: "http://node-2:8080" } });
     await withTimeout(
-      until(() => first.frames.length === 1),
+      untilTrue(() => first.frames.length === 1),
       "hello_ok",
     );
     // The acceptor's answer carries its own info, for the dialler to learn.
@@ -553,7 +550,7 @@ describe("TcpTransport", () => {
     const second = await openClient(address);
     second.hello({ fromId: 2, incarnation: 2, advertise: { httpUrl: "http://node-2b:8080" } });
     await withTimeout(
-      until(() => second.frames.length === 1),
+      untilTrue(() => second.frames.length === 1),
       "hello_ok",
     );
     expect(a.peerInfo(2)).toEqual({ httpUrl: "http://node-2b:8080" });
@@ -577,7 +574,7 @@ describe("TcpTransport", () => {
     const valid = await openClient(address);
     valid.hello({ fromId: 2, advertise: { httpUrl: "http://node-2:8080" } });
     await withTimeout(
-      until(() => valid.frames.length === 1),
+      untilTrue(() => valid.frames.length === 1),
       "hello_ok",
     );
     expect(a.peerInfo(2)).toEqual({ httpUrl: "http://node-2:8080" });
