@@ -43,6 +43,16 @@ function integer(value: string): number {
   return n;
 }
 
+/** "<min>-<max>" milliseconds, as `baton start --election-ms` takes it. */
+function electionRange(value: string): { min: number; max: number } {
+  const m = /^(\d+)-(\d+)$/.exec(value);
+  const min = Number(m?.[1]);
+  const max = Number(m?.[2]);
+  if (m === null || min < 1 || max < min)
+    throw new InvalidArgumentError('expected "<min>-<max>" milliseconds, e.g. "150-300"');
+  return { min, max };
+}
+
 function emptySummary(): SweepSummary {
   return {
     seeds: 0,
@@ -97,24 +107,42 @@ function add(summary: SweepSummary, r: RunResult | SweepSummary): void {
 /** A deliberate bug of either simulator (`keep_identity`: core; `no_join`: whole node). */
 type AnyNegativeControl = NegativeControl | "no_join";
 
-/** Runs one seed in the simulator `wholeNode` names, with a negative control of its own. */
-function runOne(
-  seed: number,
-  wholeNode: boolean,
-  trace = false,
-  negativeControl?: AnyNegativeControl,
-  calm = false,
-): Promise<RunResult> {
-  if (wholeNode) {
+/** Which simulator runs a seed, and how: everything a sweep's workers and a replay repeat. */
+interface Choice {
+  readonly wholeNode: boolean;
+  readonly negativeControl?: AnyNegativeControl;
+  /** A healthy cluster under slowness only (see WholeNodeOptions.calm); whole node only. */
+  readonly calm: boolean;
+  /** Every node's election timeout range (see WholeNodeOptions.electionMs); whole node only. */
+  readonly electionMs?: { readonly min: number; readonly max: number };
+}
+
+/** The command-line flags that make the same choice (a sweep's workers, a replay). */
+function choiceFlags(c: Choice): string[] {
+  return [
+    ...(c.wholeNode ? ["--whole-node"] : []),
+    ...(c.calm ? ["--calm"] : []),
+    ...(c.electionMs === undefined
+      ? []
+      : ["--election-ms", `${c.electionMs.min}-${c.electionMs.max}`]),
+    ...(c.negativeControl === undefined ? [] : ["--negative-control", c.negativeControl]),
+  ];
+}
+
+/** Runs one seed as `c` chooses. */
+function runOne(seed: number, c: Choice, trace = false): Promise<RunResult> {
+  if (c.wholeNode) {
     return runWholeNode(seed, {
       trace,
-      calm,
-      ...(negativeControl === "no_join" ? { negativeControl } : {}),
+      calm: c.calm,
+      ...(c.electionMs === undefined ? {} : { electionMs: c.electionMs }),
+      ...(c.negativeControl === "no_join" ? { negativeControl: c.negativeControl } : {}),
     });
   }
-  if (negativeControl === "no_join") throw new Error("no_join is a whole-node control");
+  const control = c.negativeControl;
+  if (control === "no_join") throw new Error("no_join is a whole-node control");
   return Promise.resolve(
-    runSeed(seed, { trace, ...(negativeControl === undefined ? {} : { negativeControl }) }),
+    runSeed(seed, { trace, ...(control === undefined ? {} : { negativeControl: control }) }),
   );
 }
 
@@ -122,14 +150,12 @@ function runOne(
 async function sweepHere(
   from: number,
   count: number,
-  wholeNode: boolean,
+  c: Choice,
   onProgress?: (done: number) => void,
-  negativeControl?: AnyNegativeControl,
-  calm = false,
 ): Promise<SweepSummary> {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
-    add(summary, await runOne(seed, wholeNode, false, negativeControl, calm));
+    add(summary, await runOne(seed, c));
     onProgress?.(seed - from + 1);
     // A turn of the event loop between seeds (never inside one), so that progress
     // messages and output leave while a long sweep runs.
@@ -211,13 +237,7 @@ async function sweepParallel(
   return total;
 }
 
-function printSummary(
-  summary: SweepSummary,
-  seconds: number,
-  from: number,
-  wholeNode: boolean,
-  calm = false,
-): void {
+function printSummary(summary: SweepSummary, seconds: number, from: number, c: Choice): void {
   const faults = Object.entries(summary.faults)
     .sort()
     .map(([k, v]) => `${k} ${v}`)
@@ -244,12 +264,12 @@ function printSummary(
   for (const f of summary.failures.slice(0, 20)) {
     console.log(`    seed ${f.seed}: ${f.violation}`);
     console.log(
-      `      replay: npm run sim -- ${wholeNode ? "--whole-node " : ""}${calm ? "--calm " : ""}--seed ${f.seed} --trace`,
+      `      replay: npm run sim -- ${[...choiceFlags(c), "--seed", f.seed, "--trace"].join(" ")}`,
     );
   }
 }
 
-function printRun(r: RunResult, trace: boolean): void {
+function printRun(r: RunResult, trace: boolean, c: Choice): void {
   if (trace) console.log(r.trace.join("\n"));
   console.log(
     `seed ${r.seed}: ${r.nodeCount} nodes, ${r.clientCount} clients, ${r.operations} operations (${r.indeterminate} indeterminate), commit index ${r.commitIndex}`,
@@ -268,7 +288,11 @@ function printRun(r: RunResult, trace: boolean): void {
       ? "  verdict: safe, live, exactly-once and linearizable"
       : `  verdict: VIOLATION: ${r.violation}`,
   );
-  if (!r.ok) console.log(`  replay: npm run sim -- --seed ${r.seed} --trace`);
+  if (!r.ok) {
+    console.log(
+      `  replay: npm run sim -- ${[...choiceFlags(c), "--seed", r.seed, "--trace"].join(" ")}`,
+    );
+  }
 }
 
 function demo(seed: number): boolean {
@@ -283,7 +307,7 @@ function demo(seed: number): boolean {
     if (/master term|nemesis|VIOLATION|tore/.test(line)) console.log(line);
   }
   console.log("");
-  printRun(r, false);
+  printRun(r, false, { wholeNode: false, calm: false });
   console.log(`\nReplay this run with every step: npm run sim -- --seed ${seed} --trace`);
   return r.ok;
 }
@@ -298,6 +322,8 @@ interface SimOptions {
   wholeNode?: boolean;
   /** A healthy cluster under slowness only (see WholeNodeOptions.calm); implies wholeNode. */
   calm?: boolean;
+  /** "<min>-<max>": every node's election timeout range, ms (whole node only). */
+  electionMs?: { min: number; max: number };
   /** Set only in a sweep's child process: the first seed and how many to run. */
   worker?: string[];
   /** A deliberate bug the checkers must catch (see ScenarioOptions.negativeControl). */
@@ -328,6 +354,11 @@ export function register(program: Command, io: { exitCode: number }): void {
       "--calm",
       "with --whole-node: no crash or partition, only slow disks, network delay and pauses (of a backup, of the whole machine, of the master for less than a backup's timeout); any election after the first fails the seed",
     )
+    .option(
+      "--election-ms <min-max>",
+      "with --whole-node: every node's election timeout range, as `baton start --election-ms` takes it (default 300-600)",
+      electionRange,
+    )
     .addOption(new Option("--worker <from-and-count...>").hideHelp())
     .addOption(
       new Option(
@@ -347,6 +378,8 @@ Examples:
   baton sim --seed 42 --trace   replay one seed, step by step
   baton sim --whole-node --seeds 1000
                                 the same with the production node, storage and store
+  baton sim --whole-node --calm --election-ms 150-300 --seeds 1000
+                                no crash or partition: does this timing depose a live master?
   npm run sim -- --seeds 10000  the same from a clone of the repository`,
     )
     .action(async (options: SimOptions) => {
@@ -357,65 +390,45 @@ Examples:
 /** Runs what the options ask for and returns the exit code. */
 async function sim(o: SimOptions): Promise<number> {
   const control = o.negativeControl;
-  const calm = o.calm === true;
-  if (control !== undefined && (o.wholeNode === true) !== (control === "no_join")) {
+  const wholeNode = o.wholeNode === true;
+  const c: Choice = {
+    wholeNode,
+    calm: o.calm === true,
+    ...(control === undefined ? {} : { negativeControl: control }),
+    ...(o.electionMs === undefined ? {} : { electionMs: o.electionMs }),
+  };
+  if (control !== undefined && wholeNode !== (control === "no_join")) {
     process.stderr.write(
       "baton sim: --negative-control keep_identity is the core simulator's, no_join the whole node's\n",
     );
     return 2;
   }
-  if (calm && o.wholeNode !== true) {
-    process.stderr.write("baton sim: --calm needs --whole-node\n");
+  if ((c.calm || c.electionMs !== undefined) && !wholeNode) {
+    process.stderr.write(`baton sim: --${c.calm ? "calm" : "election-ms"} needs --whole-node\n`);
     return 2;
   }
   if (o.worker !== undefined) {
     const [from, count] = o.worker.map(Number);
-    const summary = await sweepHere(
-      from ?? 1,
-      count ?? 0,
-      o.wholeNode === true,
-      (done) => process.send?.({ done }),
-      o.negativeControl,
-      calm,
-    );
+    const summary = await sweepHere(from ?? 1, count ?? 0, c, (done) => process.send?.({ done }));
     process.send?.({ summary });
     return 0;
   }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
-    const r = await runOne(o.seed, o.wholeNode === true, o.trace === true, o.negativeControl, calm);
-    printRun(r, o.trace === true);
+    const r = await runOne(o.seed, c, o.trace === true);
+    printRun(r, o.trace === true, c);
     return r.ok ? 0 : 1;
   }
   const count = o.seeds ?? 100;
   const started = Date.now();
-  const wholeNode = o.wholeNode === true;
   const parallel = o.jobs > 1 && count >= 200;
   const progress = new SweepProgress(o.from, count, started);
   const summary = parallel
-    ? await sweepParallel(
-        o.from,
-        count,
-        o.jobs,
-        [
-          "sim",
-          ...(wholeNode ? ["--whole-node"] : []),
-          ...(calm ? ["--calm"] : []),
-          ...(o.negativeControl === undefined ? [] : ["--negative-control", o.negativeControl]),
-        ],
-        progress,
-      )
-    : await sweepHere(
-        o.from,
-        count,
-        wholeNode,
-        (done) => progress.update(done),
-        o.negativeControl,
-        calm,
-      );
+    ? await sweepParallel(o.from, count, o.jobs, ["sim", ...choiceFlags(c)], progress)
+    : await sweepHere(o.from, count, c, (done) => progress.update(done));
   progress.end();
   const seconds = (Date.now() - started) / 1000;
-  printSummary(summary, seconds, o.from, wholeNode, calm);
+  printSummary(summary, seconds, o.from, c);
   const processes = parallel ? Math.min(o.jobs, count) : 1;
   console.log(
     `  speed: ${(summary.seeds / Math.max(seconds, 0.001)).toFixed(1)} seeds/s, ${processes} process${processes === 1 ? "" : "es"}; the next range starts at --from ${o.from + summary.seeds}`,

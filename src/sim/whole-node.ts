@@ -103,6 +103,12 @@ export interface WholeNodeOptions {
    * @default false
    */
   readonly calm?: boolean;
+  /**
+   * Every node's election timeout range, ms (`baton start --election-ms`): how a timing
+   * other than the default fares, above all in a calm run.
+   * @default the node's default
+   */
+  readonly electionMs?: { readonly min: number; readonly max: number };
 }
 
 /**
@@ -111,8 +117,11 @@ export interface WholeNodeOptions {
  * out up to one interval earlier), the network's largest delay and two ticks (a backup
  * counts whole ticks, and the master's first heartbeat after the pause waits for a tick).
  */
-export function calmMasterPauseMsMax(delayMsMax: number): number {
-  const { electionMsMin, heartbeatMs, tickMs } = defaultNodeConfig();
+export function calmMasterPauseMsMax(
+  delayMsMax: number,
+  electionMsMin = defaultNodeConfig().electionMsMin,
+): number {
+  const { heartbeatMs, tickMs } = defaultNodeConfig();
   return Math.floor(electionMsMin - heartbeatMs - delayMsMax - 2 * tickMs);
 }
 
@@ -489,6 +498,12 @@ class WholeNodeRun {
       // it; the simulated network loses messages inside a connection).
       transferStallMs: this.scenario.transferStallMs,
       join: proc.join,
+      ...(this.options.electionMs === undefined
+        ? {}
+        : {
+            electionMsMin: this.options.electionMs.min,
+            electionMsMax: this.options.electionMs.max,
+          }),
     });
     const lockHost: LockHost = {
       pid: proc.pid,
@@ -1296,7 +1311,10 @@ class WholeNodeRun {
         break;
       }
       case "pause_master": {
-        const longest = calmMasterPauseMsMax(this.scenario.net.delayMsMax);
+        const longest = calmMasterPauseMsMax(
+          this.scenario.net.delayMsMax,
+          this.options.electionMs?.min,
+        );
         if (master !== null && longest > 0) this.pause(master, this.prng.int(1, longest));
         break;
       }
