@@ -105,3 +105,21 @@ export function clusterCpuMs(cluster: BenchCluster): number | null {
   }
   return total;
 }
+
+/**
+ * A Prometheus counter of Baton's /metrics summed over `nodes` (e.g.
+ * `baton_elections_started_total`); throws when a node does not answer.
+ */
+export async function counterTotal(
+  nodes: readonly { readonly url: string }[],
+  name: string,
+): Promise<number> {
+  let total = 0;
+  for (const node of nodes) {
+    const response = await fetch(`${node.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const text = await response.text();
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    total += line === undefined ? 0 : Number(line.split(" ").at(-1));
+  }
+  return total;
+}

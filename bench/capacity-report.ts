@@ -94,6 +94,12 @@ export interface TransferRow {
   readonly caughtUpMs: number;
   readonly streamMbPerSecond: number;
   readonly adoptedMbPerSecond: number;
+  /**
+   * Elections started on any node (`baton_elections_started_total`) from the first large
+   * write to the empty node caught up, and whether the master or its term changed.
+   */
+  readonly elections: number;
+  readonly masterChanged: boolean;
   /** adoptedMbPerSecond / disk.mbPerSecond. */
   readonly adoptedToDiskRatio: number;
   readonly loadAverage1m: number;
@@ -236,9 +242,10 @@ export function transferTable(rows: readonly TransferRow[]): string {
       "spawn → first chunk s",
       "spawn → caught up s",
       "HTTP write MB/s",
+      "elections",
       "load avg",
     ],
-    ["r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+    ["r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
     rows.map((r) => [
       count(r.stateMb),
       mb(r.snapshotBytes),
@@ -253,6 +260,7 @@ export function transferTable(rows: readonly TransferRow[]): string {
       seconds(r.firstChunkMs),
       seconds(r.caughtUpMs),
       r.writeMbPerSecond.toFixed(1),
+      `${r.elections}${r.masterChanged ? " (master changed)" : ""}`,
       r.loadAverage1m.toFixed(1),
     ]),
   );

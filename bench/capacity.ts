@@ -43,7 +43,7 @@ import {
 } from "../harness/processes.js";
 import { median } from "../harness/stats.js";
 import { type BatonBenchCluster, startBatonCluster } from "./baton-cluster.js";
-import type { BenchNode } from "./bench-cluster.js";
+import { type BenchNode, counterTotal } from "./bench-cluster.js";
 import {
   dirBytes,
   diskWriteRate,
@@ -89,6 +89,8 @@ export interface CapacityOptions {
   readonly restartAfterMemory: boolean;
   /** Runs of `baton start --help` to time the CLI's boot. */
   readonly cliBootRuns: number;
+  /** `baton start --election-ms` for every node, or null for Baton's default. */
+  readonly electionMs: string | null;
 }
 
 /** Far more entries than any run writes: the "no snapshots" cluster never takes one. */
@@ -167,6 +169,10 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
       "run Baton nodes from another build's cli/main.js (implies --from dist, builds nothing)",
     )
     .option(
+      "--baton-election-ms <range>",
+      "every node's --election-ms, e.g. 150-300 (default Baton's); the transfer phase counts the elections it saw",
+    )
+    .option(
       "--smoke",
       "a tiny run that checks the benchmark works: 1,500 keys, log size 1,000, 2 MB transfer, no restart after the memory phase",
     )
@@ -193,6 +199,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     out?: string;
     from: string;
     batonCli?: string;
+    batonElectionMs?: string;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -208,6 +215,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
     settleMs: smoke ? 200 : 2000,
     restartAfterMemory: !smoke,
+    electionMs: o.batonElectionMs ?? null,
     cliBootRuns: smoke ? 1 : 3,
   };
 }
@@ -298,7 +306,10 @@ async function startCluster(
   const cluster = await startBatonCluster({
     from: options.from,
     ...(options.batonCli === null ? {} : { cli: options.batonCli }),
-    extraArgs,
+    extraArgs: [
+      ...extraArgs,
+      ...(options.electionMs === null ? [] : ["--election-ms", options.electionMs]),
+    ],
     ...(startIds === undefined ? {} : { startIds }),
   });
   systems[name] = cluster.description;
@@ -584,7 +595,11 @@ async function transferOne(
   );
   const master = await findMaster(cluster);
   const writer = new KeyWriter(master.node.url, TRANSFER_WRITERS);
+  const ELECTIONS = "baton_elections_started_total";
+  const running = cluster.nodes.filter((n) => n.id !== 3);
   try {
+    // Elections from here on: the large writes, the snapshot, the transfer and the catch-up.
+    const electionsBefore = await counterTotal(running, ELECTIONS);
     const started = performance.now();
     let next = 0;
     let lastBig = 0;
@@ -676,6 +691,8 @@ async function transferOne(
       spawnAt,
     );
     const listening = node3Log.find((l) => l.event === "serving", spawnAt);
+    const elections = (await counterTotal(cluster.nodes, ELECTIONS)) - electionsBefore;
+    const masterAfter = await findMaster(cluster);
     const bytes = adopted.bytes as number;
     const restoreMs = adopted.ms as number;
     const adoptedMs = adopted.time - receiving.time;
@@ -696,10 +713,13 @@ async function transferOne(
       streamMbPerSecond: bytes / 1e6 / (streamMs / 1000),
       adoptedMbPerSecond,
       adoptedToDiskRatio: adoptedMbPerSecond / disk.mbPerSecond,
+      elections,
+      masterChanged:
+        masterAfter.node.id !== master.node.id || masterAfter.status.term !== master.status.term,
       loadAverage1m: load1m(),
     };
     log(
-      `transfer ${stateMb} MB: ${(bytes / 1e6).toFixed(1)} MB streamed in ${(streamMs / 1000).toFixed(2)} s (${row.streamMbPerSecond.toFixed(1)} MB/s), adopted after ${(adoptedMs / 1000).toFixed(2)} s (${adoptedMbPerSecond.toFixed(1)} MB/s, ${row.adoptedToDiskRatio.toFixed(2)}× the disk's rate); node 3 listened ${row.listeningMs === null ? "?" : (row.listeningMs / 1000).toFixed(2)} s, received its first chunk ${(row.firstChunkMs / 1000).toFixed(2)} s and caught up ${(row.caughtUpMs / 1000).toFixed(2)} s after its spawn`,
+      `transfer ${stateMb} MB: ${(bytes / 1e6).toFixed(1)} MB streamed in ${(streamMs / 1000).toFixed(2)} s (${row.streamMbPerSecond.toFixed(1)} MB/s), adopted after ${(adoptedMs / 1000).toFixed(2)} s (${adoptedMbPerSecond.toFixed(1)} MB/s, ${row.adoptedToDiskRatio.toFixed(2)}× the disk's rate); node 3 listened ${row.listeningMs === null ? "?" : (row.listeningMs / 1000).toFixed(2)} s, received its first chunk ${(row.firstChunkMs / 1000).toFixed(2)} s and caught up ${(row.caughtUpMs / 1000).toFixed(2)} s after its spawn; elections started ${elections}, master ${row.masterChanged ? "changed" : `${master.node.id} in term ${master.status.term} throughout`}`,
     );
     return row;
   } finally {

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ensureBuilt, REPO_ROOT } from "../harness/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
-import type { BenchCluster } from "./bench-cluster.js";
+import { type BenchCluster, counterTotal } from "./bench-cluster.js";
 import { runAsProgram } from "./entry.js";
 import { runLoad } from "./load-generator.js";
 import { parseDuration } from "./main.js";
@@ -134,16 +134,6 @@ function loopDelayMax(samples: readonly Sample[]): Record<number, number> {
 }
 
 /** Sums a counter over every node's /metrics. */
-async function counterTotal(cluster: BenchCluster, name: string): Promise<number> {
-  let total = 0;
-  for (const node of cluster.nodes) {
-    const text = await (await fetch(`${node.url}/metrics`)).text();
-    const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-    total += line === undefined ? 0 : Number(line.split(" ").at(-1));
-  }
-  return total;
-}
-
 export async function main(argv: readonly string[]): Promise<number> {
   const options = parseOptions(argv);
   const log = (line: string): void => {
@@ -162,7 +152,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const first = await cluster.master();
     if (first === null) throw new Error("the cluster did not agree on a master");
     const master = cluster.nodes.find((n) => n.id === first.id)!;
-    const electionsBefore = await counterTotal(cluster, "baton_elections_started_total");
+    const electionsBefore = await counterTotal(cluster.nodes, "baton_elections_started_total");
     const startedAt = performance.now();
     const sampler = setInterval(() => {
       void sample(cluster, startedAt).then((s) => samples.push(s));
@@ -197,7 +187,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     clearInterval(sampler);
     const last = await sample(cluster, startedAt);
     samples.push(last);
-    const electionsAfter = await counterTotal(cluster, "baton_elections_started_total");
+    const electionsAfter = await counterTotal(cluster.nodes, "baton_elections_started_total");
     const elections = electionsAfter - electionsBefore;
     const changes = samples.filter((s) =>
       s.views.some(
