@@ -323,7 +323,12 @@ const MUTANTS: readonly Mutant[] = [
 ];
 
 const root = resolve(import.meta.dirname, "..");
-const maxSeeds = Number(process.argv[process.argv.indexOf("--max-seeds") + 1] || 2000);
+const maxSeeds = process.argv.includes("--max-seeds")
+  ? Number(process.argv[process.argv.indexOf("--max-seeds") + 1])
+  : 2000;
+if (!Number.isSafeInteger(maxSeeds) || maxSeeds < 1) {
+  throw new Error("--max-seeds: expected a positive integer");
+}
 const only = process.argv.includes("--only")
   ? (process.argv[process.argv.indexOf("--only") + 1] ?? "")
   : "";

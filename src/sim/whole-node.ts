@@ -399,6 +399,14 @@ class WholeNodeRun {
   elections = 0;
   /** Who last stood for election and why, for a calm run's verdict. */
   private lastCandidacy = "none";
+  /**
+   * A calm run's first election (see `calmSettled`): when the latest master was elected
+   * and when anyone last stood for election (a pre-vote included), virtual ms.
+   */
+  private masterSince: number | null = null;
+  private candidacyAt = Number.NEGATIVE_INFINITY;
+  /** When the first election settled, once it has (calm runs). */
+  private settledAt: number | null = null;
   failovers = 0;
   transfers = 0;
   clockJumps = 0;
@@ -572,19 +580,48 @@ class WholeNodeRun {
     });
     node.on("role", (event) => {
       if (event.role === "master") this.elections++;
-      if (event.role === "candidate") this.lastCandidacy = `node ${proc.id}: ${event.reason}`;
-      if (this.options.calm === true && event.role === "master" && this.elections > 1) {
-        this.scheduler.fail(
-          new SafetyViolation(
-            `calm: node ${proc.id} became master in term ${event.term}, a second election with no crash or partition (the candidacy: ${this.lastCandidacy})`,
-          ),
-        );
+      if (event.role !== "backup") this.calmSettled();
+      if (event.role === "candidate") {
+        this.lastCandidacy = `node ${proc.id}: ${event.reason}`;
+        this.candidacyAt = this.scheduler.now;
+      }
+      if (event.role === "master") {
+        if (this.options.calm === true && this.settledAt !== null) {
+          this.scheduler.fail(
+            new SafetyViolation(
+              `calm: node ${proc.id} became master in term ${event.term}, an election after the first one settled at ${Math.round(this.settledAt)} ms, with no crash or partition (the candidacy: ${this.lastCandidacy})`,
+            ),
+          );
+        }
+        this.masterSince = this.scheduler.now;
       }
       if (event.reason.includes("now a voting member")) proc.catchingUp = false;
     });
     node.on("failover", (event) => {
       if (event.previousMaster !== null && event.previousMaster !== proc.id) this.failovers++;
     });
+  }
+
+  /**
+   * Whether the first election has settled: a master was elected and nobody has stood for
+   * election since, for the longest election timeout. Candidacies before that are the
+   * first election (at a start, two candidates may run at once, and the one that loses
+   * may depose the winner of an earlier term a few ms after it won: etcd does the same);
+   * a calm run fails on any master elected after it.
+   */
+  private calmSettled(): boolean {
+    if (this.settledAt === null && this.masterSince !== null) {
+      const quietSince = Math.max(this.masterSince, this.candidacyAt);
+      const settleMs = this.options.electionMs?.max ?? defaultNodeConfig().electionMsMax;
+      if (this.scheduler.now - quietSince >= settleMs) this.settledAt = quietSince + settleMs;
+    }
+    return this.settledAt !== null;
+  }
+
+  /** A calm run's verdict at the end of its faults: the first election must have settled. */
+  calmVerdict(): string | undefined {
+    if (this.options.calm !== true || this.calmSettled()) return undefined;
+    return `calm: no master held its role for an election timeout with nobody standing for election, in ${this.scheduler.now} ms (the last candidacy: ${this.lastCandidacy})`;
   }
 
   private onStartFailed(proc: Proc, incarnation: number, error: unknown): void {
@@ -1614,6 +1651,8 @@ export async function runWholeNode(
     run.scheduleNemesis(scenario.faultPhaseMs);
     if (options.forcedRecovery === true) run.scheduleForcedRecovery(scenario.faultPhaseMs);
     await drainHooked(scenario.faultPhaseMs);
+    const unsettled = run.calmVerdict();
+    if (unsettled !== undefined) throw new SafetyViolation(unsettled);
     recoveryMs = await settle(run, drainHooked);
     violation = checkEnd(run);
   } catch (error) {
