@@ -73,6 +73,28 @@ export class Hash64 {
     return this.word(tail >>> 0);
   }
 
+  /**
+   * Mixes the bytes a ByteString holds (one byte per character, see byte-string.ts) exactly
+   * as `bytes` mixes the same bytes, so that a digest does not depend on how they are held.
+   */
+  byteString(value: string): this {
+    const length = value.length;
+    this.word(length);
+    let i = 0;
+    for (; i + 4 <= length; i += 4) {
+      this.word(
+        (value.charCodeAt(i) |
+          (value.charCodeAt(i + 1) << 8) |
+          (value.charCodeAt(i + 2) << 16) |
+          (value.charCodeAt(i + 3) << 24)) >>>
+          0,
+      );
+    }
+    let tail = 0;
+    for (let shift = 0; i < length; i++, shift += 8) tail |= value.charCodeAt(i) << shift;
+    return this.word(tail >>> 0);
+  }
+
   /** Mixes another digest. */
   digestValue(value: Digest64): this {
     return this.word(value.hi).word(value.lo);

@@ -31,6 +31,7 @@
  */
 
 import { assert } from "../shared/assert.js";
+import { byteStringBytes, toByteString } from "./byte-string.js";
 import { resultFromWire, resultToWire } from "./commands.js";
 import type { ExpiringSlot } from "./expiring-table.js";
 import { addDigests, type Digest64, formatDigest, ZERO_DIGEST } from "./hash64.js";
@@ -143,8 +144,8 @@ export function* writeSnapshotChunks(
   let batchBytes = 0;
   for (const entry of readDataAsOfSnapshot(source)) {
     const [key, { value, revision, lease }] = entry;
-    batch.push(key, value, revision, lease);
-    batchBytes += key.length * 3 + value.byteLength + 24;
+    batch.push(key, byteStringBytes(value), revision, lease);
+    batchBytes += key.length * 3 + value.length + 24;
     dataDigest = addDigests(dataDigest, dataEntryDigest(key, entry[1]));
     dataCount++;
     if (batchBytes >= frameBytesTarget) {
@@ -415,9 +416,8 @@ function readDataItems(restoring: Restoring, items: unknown[]): void {
     }
     if (state.data.has(key)) throw new KvSnapshotError(`key ${key} appears twice`);
     if (!isCount(lease)) throw new KvSnapshotError(`lease of ${key} is not a lease id`);
-    const plain = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
     const position = restoring.allocatePosition();
-    const entry = { value: plain, revision, position, lease };
+    const entry = { value: toByteString(value), revision, position, lease };
     state.data.set(key, entry);
     restoring.dataDigest = addDigests(restoring.dataDigest, dataEntryDigest(key, entry));
   }

@@ -37,6 +37,7 @@
 
 import { assert } from "../shared/assert.js";
 import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
+import { byteStringBytes, byteStringEquals, toByteString } from "./byte-string.js";
 import { ChangeHistory, type ChangeListener, type KvChange } from "./change-history.js";
 import {
   commandFingerprint,
@@ -214,7 +215,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   get(key: string): KvEntry | null {
     const entry = this.state.data.get(key);
     if (entry === undefined) return null;
-    return { value: entry.value, revision: entry.revision };
+    return { value: byteStringBytes(entry.value), revision: entry.revision };
   }
 
   /**
@@ -227,7 +228,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     let valueBytes = 0;
     let listed = 0;
     const accept = (key: string): boolean => {
-      valueBytes += data.get(key)!.value.byteLength;
+      valueBytes += data.get(key)!.value.length;
       // The first key is listed whatever its size, so that every page makes progress.
       return listed++ === 0 || valueBytes <= options.valueBytesMax;
     };
@@ -235,7 +236,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const { keys, more } = this.keyIndex.scan(prefix, after, limit, accept);
     const items = keys.map((key) => {
       const entry = data.get(key)!;
-      return { key, value: entry.value, revision: entry.revision };
+      return { key, value: byteStringBytes(entry.value), revision: entry.revision };
     });
     return { revision: this.state.revision, items, more };
   }
@@ -402,7 +403,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     this.dataBytes = 0;
     for (const [key, entry] of state.data) {
       this.keyIndex.insert(key);
-      this.dataBytes += entryBytes(key, entry.value);
+      this.dataBytes += entryBytes(key, entry.value.length);
     }
     // No change between the restored revision and its last index touched a key.
     this.history.reset(state.revision + 1);
@@ -584,8 +585,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
       if (lease !== 0 && this.state.leases.get(lease) === undefined) return leaseNotFound(lease);
       const refusal =
         current === undefined
-          ? this.overQuota(1, entryBytes(command.key, command.value))
-          : this.overQuota(0, command.value.byteLength - current.value.byteLength);
+          ? this.overQuota(1, entryBytes(command.key, command.value.byteLength))
+          : this.overQuota(0, command.value.byteLength - current.value.length);
       if (refusal !== null) return refusal;
       this.setKey(command.key, command.value, lease, index);
     } else {
@@ -627,13 +628,13 @@ export class KvStateMachine implements StateMachine<KvResult> {
     // The bytes each key the branch touches will hold, null for deleted: later ops win.
     const after = new Map<string, number | null>();
     for (const op of ops) {
-      after.set(op.key, op.type === "put" ? entryBytes(op.key, op.value) : null);
+      after.set(op.key, op.type === "put" ? entryBytes(op.key, op.value.byteLength) : null);
     }
     let keyCount = 0;
     let byteCount = 0;
     for (const [key, bytes] of after) {
       const current = this.state.data.get(key);
-      const before = current === undefined ? null : entryBytes(key, current.value);
+      const before = current === undefined ? null : entryBytes(key, current.value.length);
       keyCount += (bytes === null ? 0 : 1) - (before === null ? 0 : 1);
       byteCount += (bytes ?? 0) - (before ?? 0);
     }
@@ -648,7 +649,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       case "exists":
         return (entry !== undefined) === compare.exists;
       case "value":
-        return entry !== undefined && equalBytes(entry.value, compare.value);
+        return entry !== undefined && byteStringEquals(entry.value, compare.value);
     }
   }
 
@@ -702,10 +703,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
     if (current !== undefined) this.forgetEntry(key, current);
     // A replaced key keeps its position, so it stays where a snapshot expects it.
     const position = current?.position ?? this.nextPosition++;
-    const entry = { value, revision: index, position, lease };
+    const entry = { value: toByteString(value), revision: index, position, lease };
     data.set(key, entry);
     this.dataDigest = addDigests(this.dataDigest, dataEntryDigest(key, entry));
-    this.dataBytes += entryBytes(key, value);
+    this.dataBytes += entryBytes(key, value.byteLength);
     this.state.revision = index;
     this.history.record({ type: "put", key, value, revision: index });
   }
@@ -730,7 +731,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** Takes an entry that is replaced or deleted out of the digest and the byte count. */
   private forgetEntry(key: string, entry: DataEntry): void {
     this.dataDigest = subtractDigests(this.dataDigest, dataEntryDigest(key, entry));
-    this.dataBytes -= entryBytes(key, entry.value);
+    this.dataBytes -= entryBytes(key, entry.value.length);
   }
 
   /** Copy-on-write: hands the entry about to change to every snapshot that still needs it. */
@@ -754,20 +755,15 @@ function isRefusal(result: KvResult): boolean {
 }
 
 /** What a key and its value count towards the bytes quota. */
-function entryBytes(key: string, value: Uint8Array): number {
+/** What a key holding `valueBytes` bytes counts against the bytes quota. */
+function entryBytes(key: string, valueBytes: number): number {
   const keyBytes = utf8ByteLength(key);
   assert(keyBytes !== null, "a stored key is well-formed Unicode");
-  return keyBytes + value.byteLength;
+  return keyBytes + valueBytes;
 }
 
 function leaseNotFound(leaseId: number): KvResult {
   return freezeResult({ ok: false, code: "lease_not_found", leaseId });
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function preconditionFailed(currentRevision: number): KvResult {

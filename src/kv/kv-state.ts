@@ -11,6 +11,7 @@
  * command does (that is `kv-state-machine.ts`) nor how state is streamed (`kv-snapshot.ts`).
  */
 
+import type { ByteString } from "./byte-string.js";
 import { hashResult, type KvResult } from "./commands.js";
 import { type ExpiringSlot, ExpiringTable } from "./expiring-table.js";
 import { addDigests, type Digest64, Hash64, ZERO_DIGEST } from "./hash64.js";
@@ -22,7 +23,8 @@ import type { KvLimits } from "./limits.js";
  * hold on to the entry it saw.
  */
 export interface DataEntry {
-  readonly value: Uint8Array;
+  /** The value's bytes, held compactly (see byte-string.ts). */
+  readonly value: ByteString;
   /** Log index of the command that last modified the key (etcd's mod_revision). */
   readonly revision: number;
   /**
@@ -162,7 +164,7 @@ export function sumDigests<T>(entries: Iterable<T>, digestOf: (entry: T) => Dige
 
 /** The digest of one key's entry; the data digest is the sum of these over all keys. */
 export function dataEntryDigest(key: string, entry: DataEntry): Digest64 {
-  const hash = new Hash64(1).string(key).integer(entry.revision).bytes(entry.value);
+  const hash = new Hash64(1).string(key).integer(entry.revision).byteString(entry.value);
   // Only a leased key hashes its lease, so that the digests of format 1 and 2 hold.
   if (entry.lease !== 0) hash.word(0x1ea5e).integer(entry.lease);
   return hash.digest();
