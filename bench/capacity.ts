@@ -308,6 +308,8 @@ async function startCluster(
     ...(options.batonCli === null ? {} : { cli: options.batonCli }),
     extraArgs: [
       ...extraArgs,
+      // No quota: the default's 256 MiB and 1M keys are what this benchmark goes past.
+      ...["--quota-keys", "0", "--quota-bytes", "0"],
       ...(options.electionMs === null ? [] : ["--election-ms", options.electionMs]),
     ],
     ...(startIds === undefined ? {} : { startIds }),
