@@ -12,7 +12,7 @@
  */
 
 import { assert } from "../shared/assert.js";
-import { kvPackr } from "./commands.js";
+import { kvFrameUnpackr, kvPackr } from "./commands.js";
 
 /**
  * The version of the snapshot format that this code writes. Version 2 added the master's
@@ -169,7 +169,7 @@ function checkPreamble(bytes: Uint8Array): SnapshotFormatVersion {
 
 function decodeFrame(bytes: Uint8Array): unknown {
   try {
-    return kvPackr.unpack(bytes);
+    return kvFrameUnpackr.unpack(bytes);
   } catch (error) {
     throw new KvSnapshotError(`a frame is not MessagePack: ${(error as Error).message}`);
   }
