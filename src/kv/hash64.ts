@@ -74,7 +74,7 @@ export class Hash64 {
   }
 
   /**
-   * Mixes the bytes a ByteString holds (one byte per character, see byte-string.ts) exactly
+   * Mixes the bytes a ByteString holds (one byte per character, see stored-value.ts) exactly
    * as `bytes` mixes the same bytes, so that a digest does not depend on how they are held.
    */
   byteString(value: string): this {

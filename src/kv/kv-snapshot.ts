@@ -31,7 +31,6 @@
  */
 
 import { assert } from "../shared/assert.js";
-import { byteStringBytes, toByteString } from "./byte-string.js";
 import { resultFromWire, resultToWire } from "./commands.js";
 import type { ExpiringSlot } from "./expiring-table.js";
 import { addDigests, type Digest64, formatDigest, ZERO_DIGEST } from "./hash64.js";
@@ -58,6 +57,7 @@ import {
   KvSnapshotError,
   type SnapshotFormatVersion,
 } from "./snapshot-frames.js";
+import { storedBytes, storedLength, toStoredValue } from "./stored-value.js";
 
 /**
  * Data frames are closed once their estimated size reaches this many bytes, or the chunk
@@ -144,8 +144,8 @@ export function* writeSnapshotChunks(
   let batchBytes = 0;
   for (const entry of readDataAsOfSnapshot(source)) {
     const [key, { value, revision, lease }] = entry;
-    batch.push(key, byteStringBytes(value), revision, lease);
-    batchBytes += key.length * 3 + value.length + 24;
+    batch.push(key, storedBytes(value), revision, lease);
+    batchBytes += key.length * 3 + storedLength(value) + 24;
     dataDigest = addDigests(dataDigest, dataEntryDigest(key, entry[1]));
     dataCount++;
     if (batchBytes >= frameBytesTarget) {
@@ -417,7 +417,8 @@ function readDataItems(restoring: Restoring, items: unknown[]): void {
     if (state.data.has(key)) throw new KvSnapshotError(`key ${key} appears twice`);
     if (!isCount(lease)) throw new KvSnapshotError(`lease of ${key} is not a lease id`);
     const position = restoring.allocatePosition();
-    const entry = { value: toByteString(value), revision, position, lease };
+    // The value is a view of the frame (see kvFrameUnpackr): a large one is copied out.
+    const entry = { value: toStoredValue(value, false), revision, position, lease };
     state.data.set(key, entry);
     restoring.dataDigest = addDigests(restoring.dataDigest, dataEntryDigest(key, entry));
   }

@@ -37,7 +37,6 @@
 
 import { assert } from "../shared/assert.js";
 import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
-import { byteStringBytes, byteStringEquals, toByteString } from "./byte-string.js";
 import { ChangeHistory, type ChangeListener, type KvChange } from "./change-history.js";
 import {
   commandFingerprint,
@@ -79,6 +78,7 @@ import type {
   TxnCompare,
   TxnOp,
 } from "./store-commands.js";
+import { storedBytes, storedEquals, storedLength, toStoredValue } from "./stored-value.js";
 
 /** What a read returns: the stored bytes and the revision that wrote them. */
 export interface KvEntry {
@@ -215,7 +215,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   get(key: string): KvEntry | null {
     const entry = this.state.data.get(key);
     if (entry === undefined) return null;
-    return { value: byteStringBytes(entry.value), revision: entry.revision };
+    return { value: storedBytes(entry.value), revision: entry.revision };
   }
 
   /**
@@ -228,7 +228,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     let valueBytes = 0;
     let listed = 0;
     const accept = (key: string): boolean => {
-      valueBytes += data.get(key)!.value.length;
+      valueBytes += storedLength(data.get(key)!.value);
       // The first key is listed whatever its size, so that every page makes progress.
       return listed++ === 0 || valueBytes <= options.valueBytesMax;
     };
@@ -236,7 +236,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const { keys, more } = this.keyIndex.scan(prefix, after, limit, accept);
     const items = keys.map((key) => {
       const entry = data.get(key)!;
-      return { key, value: byteStringBytes(entry.value), revision: entry.revision };
+      return { key, value: storedBytes(entry.value), revision: entry.revision };
     });
     return { revision: this.state.revision, items, more };
   }
@@ -403,7 +403,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     this.dataBytes = 0;
     for (const [key, entry] of state.data) {
       this.keyIndex.insert(key);
-      this.dataBytes += entryBytes(key, entry.value.length);
+      this.dataBytes += entryBytes(key, storedLength(entry.value));
     }
     // No change between the restored revision and its last index touched a key.
     this.history.reset(state.revision + 1);
@@ -586,7 +586,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       const refusal =
         current === undefined
           ? this.overQuota(1, entryBytes(command.key, command.value.byteLength))
-          : this.overQuota(0, command.value.byteLength - current.value.length);
+          : this.overQuota(0, command.value.byteLength - storedLength(current.value));
       if (refusal !== null) return refusal;
       this.setKey(command.key, command.value, lease, index);
     } else {
@@ -634,7 +634,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     let byteCount = 0;
     for (const [key, bytes] of after) {
       const current = this.state.data.get(key);
-      const before = current === undefined ? null : entryBytes(key, current.value.length);
+      const before = current === undefined ? null : entryBytes(key, storedLength(current.value));
       keyCount += (bytes === null ? 0 : 1) - (before === null ? 0 : 1);
       byteCount += (bytes ?? 0) - (before ?? 0);
     }
@@ -649,7 +649,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
       case "exists":
         return (entry !== undefined) === compare.exists;
       case "value":
-        return entry !== undefined && byteStringEquals(entry.value, compare.value);
+        return entry !== undefined && storedEquals(entry.value, compare.value);
     }
   }
 
@@ -703,7 +703,8 @@ export class KvStateMachine implements StateMachine<KvResult> {
     if (current !== undefined) this.forgetEntry(key, current);
     // A replaced key keeps its position, so it stays where a snapshot expects it.
     const position = current?.position ?? this.nextPosition++;
-    const entry = { value: toByteString(value), revision: index, position, lease };
+    // The decoded command's value is its own copy (see kvPackr), the store's to keep.
+    const entry = { value: toStoredValue(value, true), revision: index, position, lease };
     data.set(key, entry);
     this.dataDigest = addDigests(this.dataDigest, dataEntryDigest(key, entry));
     this.dataBytes += entryBytes(key, value.byteLength);
@@ -731,7 +732,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
   /** Takes an entry that is replaced or deleted out of the digest and the byte count. */
   private forgetEntry(key: string, entry: DataEntry): void {
     this.dataDigest = subtractDigests(this.dataDigest, dataEntryDigest(key, entry));
-    this.dataBytes -= entryBytes(key, entry.value.length);
+    this.dataBytes -= entryBytes(key, storedLength(entry.value));
   }
 
   /** Copy-on-write: hands the entry about to change to every snapshot that still needs it. */

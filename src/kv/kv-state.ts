@@ -11,20 +11,20 @@
  * command does (that is `kv-state-machine.ts`) nor how state is streamed (`kv-snapshot.ts`).
  */
 
-import type { ByteString } from "./byte-string.js";
 import { hashResult, type KvResult } from "./commands.js";
 import { type ExpiringSlot, ExpiringTable } from "./expiring-table.js";
 import { addDigests, type Digest64, Hash64, ZERO_DIGEST } from "./hash64.js";
 import { type Lease, LeaseTable, leaseDigest } from "./lease-table.js";
 import type { KvLimits } from "./limits.js";
+import type { StoredValue } from "./stored-value.js";
 
 /**
  * One key's value. Entries are immutable and replaced on every change, so a snapshot may
  * hold on to the entry it saw.
  */
 export interface DataEntry {
-  /** The value's bytes, held compactly (see byte-string.ts). */
-  readonly value: ByteString;
+  /** The value's bytes, small ones held compactly (see stored-value.ts). */
+  readonly value: StoredValue;
   /** Log index of the command that last modified the key (etcd's mod_revision). */
   readonly revision: number;
   /**
@@ -164,7 +164,10 @@ export function sumDigests<T>(entries: Iterable<T>, digestOf: (entry: T) => Dige
 
 /** The digest of one key's entry; the data digest is the sum of these over all keys. */
 export function dataEntryDigest(key: string, entry: DataEntry): Digest64 {
-  const hash = new Hash64(1).string(key).integer(entry.revision).byteString(entry.value);
+  const hash = new Hash64(1).string(key).integer(entry.revision);
+  const { value } = entry;
+  if (typeof value === "string") hash.byteString(value);
+  else hash.bytes(value);
   // Only a leased key hashes its lease, so that the digests of format 1 and 2 hold.
   if (entry.lease !== 0) hash.word(0x1ea5e).integer(entry.lease);
   return hash.digest();
