@@ -123,3 +123,11 @@ export async function counterTotal(
   }
   return total;
 }
+
+/** A gauge of Baton's /metrics on one node (unlabelled), or null when it has none. */
+export async function gauge(url: string, name: string): Promise<number | null> {
+  const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) });
+  const text = await response.text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? null : Number(line.split(" ").at(-1));
+}

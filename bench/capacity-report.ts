@@ -88,8 +88,10 @@ export interface TransferRow {
   readonly senderMs: number | null;
   /** Empty node spawned → its `serving` line (HTTP listening), ms. */
   readonly listeningMs: number | null;
-  /** Empty node spawned → the first chunk received, ms. */
+  /** Empty node spawned → the first chunk of the first transfer session received, ms. */
   readonly firstChunkMs: number;
+  /** Transfer sessions node 3 started (1 unless a transfer started over). */
+  readonly transferSessions: number;
   /** Empty node spawned → applied up to the master's commit index, ms. */
   readonly caughtUpMs: number;
   readonly streamMbPerSecond: number;
@@ -99,6 +101,10 @@ export interface TransferRow {
    * write to the empty node caught up, and whether the master or its term changed.
    */
   readonly elections: number;
+  /** Each candidacy from the nodes' logs: seconds into the phase, stage, node and reason. */
+  readonly candidacies: readonly string[];
+  /** The longest event-loop delay seen, by "stage: node n", ms. */
+  readonly loopDelayMaxMs: Readonly<Record<string, number>>;
   readonly masterChanged: boolean;
   /** adoptedMbPerSecond / disk.mbPerSecond. */
   readonly adoptedToDiskRatio: number;

@@ -43,7 +43,7 @@ import {
 } from "../harness/processes.js";
 import { median } from "../harness/stats.js";
 import { type BatonBenchCluster, startBatonCluster } from "./baton-cluster.js";
-import { type BenchNode, counterTotal } from "./bench-cluster.js";
+import { type BenchNode, counterTotal, gauge } from "./bench-cluster.js";
 import {
   dirBytes,
   diskWriteRate,
@@ -599,9 +599,27 @@ async function transferOne(
   const writer = new KeyWriter(master.node.url, TRANSFER_WRITERS);
   const ELECTIONS = "baton_elections_started_total";
   const running = cluster.nodes.filter((n) => n.id !== 3);
+  let sampler: NodeJS.Timeout | undefined;
   try {
     // Elections from here on: the large writes, the snapshot, the transfer and the catch-up.
     const electionsBefore = await counterTotal(running, ELECTIONS);
+    const phaseStartedAt = Date.now();
+    // The longest event-loop delay of each node in each stage, read every half second: what
+    // to hold against the shortest election timeout when a stage holds an election.
+    let stage = "writing";
+    const loopDelays = new Map<string, number>();
+    sampler = setInterval(() => {
+      const now = stage;
+      for (const n of cluster.nodes) {
+        void gauge(n.url, "baton_event_loop_delay_max_seconds")
+          .then((seconds) => {
+            if (seconds === null) return;
+            const key = `${now}: node ${n.id}`;
+            loopDelays.set(key, Math.max(loopDelays.get(key) ?? 0, Math.round(seconds * 1000)));
+          })
+          .catch(() => undefined);
+      }
+    }, 500);
     const started = performance.now();
     let next = 0;
     let lastBig = 0;
@@ -621,6 +639,7 @@ async function transferOne(
       `transfer ${stateMb} MB: written in ${writeSeconds.toFixed(1)} s (${writeMbPerSecond.toFixed(1)} MB/s through HTTP and replication)`,
     );
 
+    stage = "snapshot";
     // Small writes until a snapshot is due, then wait for it: the master's first snapshot
     // after the large values holds all of them (writing on while a large snapshot is being
     // saved would only bring the next one closer).
@@ -660,6 +679,7 @@ async function transferOne(
     const node3Log = new NodeLog(logFileOf(node3), 0);
     const target = (await findMaster(cluster)).status.commitIndex;
     log(`transfer ${stateMb} MB: starting node 3 with an empty data directory`);
+    stage = "transfer";
     const spawnAt = Date.now();
     node3.process.start();
     const adopted = await node3Log.waitFor(
@@ -678,16 +698,23 @@ async function transferOne(
       CATCH_UP_TIMEOUT_MS,
       20,
     );
-    const receiving = node3Log
+    // One "receiving snapshot" line per transfer session: more than one means a transfer
+    // started over (a new master, a stall), and only the last one's stream was adopted.
+    const sessions = node3Log
       .refresh()
       .filter(
         (l) =>
           l.event === "state_transfer" &&
           typeof l.totalBytes === "number" &&
           l.time <= adopted.time,
-      )
-      .pop();
+      );
+    const receiving = sessions.at(-1);
     if (receiving === undefined) throw new Error("node 3's log has no 'receiving snapshot' line");
+    if (sessions.length > 1) {
+      log(
+        `transfer ${stateMb} MB: node 3 started receiving ${sessions.length} times (${sessions.map((l) => `from node ${String(l.from)} at ${((l.time - spawnAt) / 1000).toFixed(2)} s`).join(", ")}); the figures are the last one's`,
+      );
+    }
     const sent = masterLog.find(
       (l) => l.event === "state_transfer" && l.peer === 3 && typeof l.seconds === "number",
       spawnAt,
@@ -695,6 +722,31 @@ async function transferOne(
     const listening = node3Log.find((l) => l.event === "serving", spawnAt);
     const elections = (await counterTotal(cluster.nodes, ELECTIONS)) - electionsBefore;
     const masterAfter = await findMaster(cluster);
+    // When and why any node stood for election, from the nodes' own logs, in the stages of
+    // the phase: so that an election says whether the writes, the snapshot or the transfer
+    // cost it.
+    const stages = [
+      { at: phaseStartedAt, name: "writing" },
+      { at: phaseStartedAt + writeSeconds * 1000, name: "snapshot" },
+      { at: spawnAt, name: "transfer" },
+    ];
+    const candidacies = cluster.nodes
+      .flatMap((n) =>
+        new NodeLog(logFileOf(n), 0)
+          .refresh()
+          .filter((l) => l.event === "role" && l.role === "candidate" && l.time >= phaseStartedAt)
+          .map((l) => ({ time: l.time, node: n.id, msg: String(l.msg ?? "") })),
+      )
+      .sort((a, b) => a.time - b.time)
+      .map(({ time, node, msg }) => {
+        const stage = stages.filter((st) => st.at <= time).pop()!.name;
+        return `${((time - phaseStartedAt) / 1000).toFixed(1)} s (${stage}): node ${node} ${msg}`;
+      });
+    for (const line of candidacies) log(`transfer ${stateMb} MB: candidacy at ${line}`);
+    clearInterval(sampler);
+    log(
+      `transfer ${stateMb} MB: longest event-loop delay (ms) ${JSON.stringify(Object.fromEntries(loopDelays))}`,
+    );
     const bytes = adopted.bytes as number;
     const restoreMs = adopted.ms as number;
     const adoptedMs = adopted.time - receiving.time;
@@ -710,12 +762,15 @@ async function transferOne(
       restoreMs,
       senderMs: sent === undefined ? null : (sent.seconds as number) * 1000,
       listeningMs: listening === undefined ? null : listening.time - spawnAt,
-      firstChunkMs: receiving.time - spawnAt,
+      firstChunkMs: sessions[0]!.time - spawnAt,
+      transferSessions: sessions.length,
       caughtUpMs: caughtUpAt - spawnAt,
       streamMbPerSecond: bytes / 1e6 / (streamMs / 1000),
       adoptedMbPerSecond,
       adoptedToDiskRatio: adoptedMbPerSecond / disk.mbPerSecond,
       elections,
+      candidacies,
+      loopDelayMaxMs: Object.fromEntries(loopDelays),
       masterChanged:
         masterAfter.node.id !== master.node.id || masterAfter.status.term !== master.status.term,
       loadAverage1m: load1m(),
@@ -725,6 +780,7 @@ async function transferOne(
     );
     return row;
   } finally {
+    clearInterval(sampler);
     await writer.close();
     log(`transfer ${stateMb} MB: stopping the cluster`);
     await cluster.stop();

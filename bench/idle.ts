@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { Command } from "commander";
 import type { Browser } from "playwright-core";
 import { REPO_ROOT, sleep, waitFor } from "../harness/processes.js";
-import { counterTotal, fetchJson } from "./bench-cluster.js";
+import { counterTotal, fetchJson, gauge } from "./bench-cluster.js";
 import { runAsProgram } from "./entry.js";
 import { parseDuration } from "./main.js";
 
@@ -92,15 +92,8 @@ async function statusOf(url: string): Promise<NodeView | null> {
 
 /** baton_event_loop_delay_max_seconds of one node in ms, or null when it does not answer. */
 async function loopDelayMs(url: string): Promise<number | null> {
-  try {
-    const text = await (
-      await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) })
-    ).text();
-    const line = text.split("\n").find((l) => l.startsWith("baton_event_loop_delay_max_seconds "));
-    return line === undefined ? null : Number(line.split(" ").at(-1)) * 1000;
-  } catch {
-    return null;
-  }
+  const seconds = await gauge(url, "baton_event_loop_delay_max_seconds").catch(() => null);
+  return seconds === null ? null : seconds * 1000;
 }
 
 /** Opens the dashboard (or an event stream per node); returns what closes it. */

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ensureBuilt, REPO_ROOT } from "../harness/processes.js";
 import { startBatonCluster } from "./baton-cluster.js";
-import { type BenchCluster, counterTotal } from "./bench-cluster.js";
+import { type BenchCluster, counterTotal, gauge } from "./bench-cluster.js";
 import { runAsProgram } from "./entry.js";
 import { runLoad } from "./load-generator.js";
 import { parseDuration } from "./main.js";
@@ -115,13 +115,6 @@ async function sample(cluster: BenchCluster, startedAt: number): Promise<Sample>
 }
 
 /** One gauge from a node's /metrics, or null when it is missing. */
-async function gauge(url: string, name: string): Promise<number | null> {
-  const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2000) });
-  const text = await response.text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line === undefined ? null : Number(line.split(" ").at(-1));
-}
-
 /** Per node, the longest event-loop delay any sample saw, ms. */
 function loopDelayMax(samples: readonly Sample[]): Record<number, number> {
   const max: Record<number, number> = {};
