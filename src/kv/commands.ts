@@ -177,30 +177,26 @@ export type DecodeCommandResult =
   | { readonly ok: true; readonly command: KvCommand }
   | { readonly ok: false; readonly problem: KvCommandProblem };
 
-/**
- * One MessagePack codec for commands, results and snapshots. Records (msgpackr's shared
- * structures) are off so that every encoding stands alone and decodes on any node;
- * binary data is copied out of the input so that a stored value never pins a log buffer.
- */
-export const kvPackr = new Packr({
+/** Records (msgpackr's shared structures) off, so every encoding decodes on any node. */
+const KV_PACK_OPTIONS = {
   useRecords: false,
   mapsAsObjects: true,
-  copyBuffers: true,
   int64AsType: "number",
-});
+} as const;
+
+/**
+ * One MessagePack codec for commands, results and snapshots; binary data is copied out of
+ * the input, so that a value the store or the watch history keeps never pins a log buffer.
+ */
+export const kvPackr = new Packr({ ...KV_PACK_OPTIONS, copyBuffers: true });
 
 /**
  * kvPackr without the copy, for snapshot frames only: their binary data (the values) come
- * back as views of the frame, which the reader copies out at once (see stored-value.ts) and does
- * not keep. A copy per value (an ArrayBuffer of its own each) was a quarter of restoring a
+ * back as views of the frame, which the reader copies out at once (see stored-value.ts)
+ * and does not keep. A copy per value (an ArrayBuffer of its own each) was a quarter of restoring a
  * million keys.
  */
-export const kvFrameUnpackr = new Packr({
-  useRecords: false,
-  mapsAsObjects: true,
-  copyBuffers: false,
-  int64AsType: "number",
-});
+export const kvFrameUnpackr = new Packr({ ...KV_PACK_OPTIONS, copyBuffers: false });
 
 /**
  * Encodes a command for the log, as the array

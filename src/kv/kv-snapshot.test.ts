@@ -3,7 +3,7 @@ import { AssertionError } from "../shared/assert.js";
 import { encodeCommand, type KvCommand, type KvResult } from "./commands.js";
 import { KvStateMachine } from "./kv-state-machine.js";
 import { defaultKvLimits, type KvLimits } from "./limits.js";
-import { KvSnapshotError } from "./snapshot-frames.js";
+import { FrameWriter, KvSnapshotError } from "./snapshot-frames.js";
 import { SMALL_VALUE_BYTES_MAX } from "./stored-value.js";
 
 /** A small seeded generator (mulberry32), so that every failure replays from its seed. */
@@ -382,6 +382,17 @@ describe("kv snapshot validation", () => {
     }
     expect(target.stateHash()).toBe(hash);
     expect(target.get("kept")?.value).toEqual(text("v"));
+  });
+
+  it("snapshot: a key listed twice is refused, naming it", async () => {
+    // Header: revision, log time, last index, keys, sessions, idempotency keys, stamp,
+    // term, leases, the two quotas; then one data frame that lists key "a" twice.
+    const writer = new FrameWriter(1 << 20);
+    writer.frame(["header", 2, 0, 2, 2, 0, 0, 0, 1, 0, 0, 0]);
+    writer.frame(["data", ["a", text("1"), 1, 0, "a", text("2"), 2, 0]]);
+    writer.frame(["end", "0000000000000000"]);
+    const failure = machine().restore(stream([...writer.chunks(true)]));
+    await expect(failure).rejects.toThrow(/key a appears twice/);
   });
 
   it("snapshot: every single flipped byte is detected (small snapshot, each position)", async () => {

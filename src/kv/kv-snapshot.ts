@@ -414,12 +414,15 @@ function readDataItems(restoring: Restoring, items: unknown[]): void {
     if (!isCount(revision) || revision < 1 || revision > header.meta.revision) {
       throw new KvSnapshotError(`revision of ${key} is outside 1..${header.meta.revision}`);
     }
-    if (state.data.has(key)) throw new KvSnapshotError(`key ${key} appears twice`);
     if (!isCount(lease)) throw new KvSnapshotError(`lease of ${key} is not a lease id`);
     const position = restoring.allocatePosition();
     // The value is a view of the frame (see kvFrameUnpackr): a large one is copied out.
     const entry = { value: toStoredValue(value, false), revision, position, lease };
+    // One lookup, not a `has` first: a key seen before leaves the size as it was (the
+    // restore then fails, so the entry it replaced does not matter).
+    const size = state.data.size;
     state.data.set(key, entry);
+    if (state.data.size === size) throw new KvSnapshotError(`key ${key} appears twice`);
     restoring.dataDigest = addDigests(restoring.dataDigest, dataEntryDigest(key, entry));
   }
 }
