@@ -108,7 +108,8 @@ export class KeyWriter {
 
   /**
    * Writes keys `from`..`to` (inclusive, keyName(i)) with `value`; calls `onProgress`
-   * about every `progressMs`.
+   * about every `progressMs`. With `keySpace`, write i goes to keyName((i - 1) % keySpace
+   * + 1): a long history over a fixed set of keys.
    */
   async writeRange(
     from: number,
@@ -116,6 +117,7 @@ export class KeyWriter {
     value: Uint8Array,
     onProgress: (p: WriteProgress) => void = () => {},
     progressMs = 5000,
+    keySpace = Number.POSITIVE_INFINITY,
   ): Promise<WriteResult> {
     const total = Math.max(0, to - from + 1);
     const startedAt = performance.now();
@@ -128,7 +130,8 @@ export class KeyWriter {
     try {
       const worker = async (): Promise<void> => {
         for (let i = next++; i <= to; i = next++) {
-          retries += (await this.put(keyName(i), value)).retries;
+          const key = keyName(Number.isFinite(keySpace) ? ((i - 1) % keySpace) + 1 : i);
+          retries += (await this.put(key, value)).retries;
           written++;
         }
       };

@@ -1,6 +1,6 @@
 /**
- * `npm run bench:capacity`: what issue 7 asks beyond throughput and fail-over, on real
- * `baton start` processes (the built CLI), three phases, each with a cluster of its own:
+ * `npm run bench:capacity`: capacity beyond throughput and fail-over, on real `baton
+ * start` processes (the built CLI), four phases, each with a cluster of its own:
  *
  * 1. memory: a three-node cluster with default settings takes --keys keys (16-byte keys,
  *    --value-bytes values, many concurrent HTTP writers); at each of --log-sizes below
@@ -13,7 +13,10 @@
  *    SIGKILL) and started again on the same data directory, timed from spawn to its first
  *    log line, to its log read (`start`), to HTTP listening (`serving`) and to having
  *    applied up to the master's commit index.
- * 3. transfer: for each of --transfer-mb, nodes 1 and 2 take that many 1 MiB values and
+ * 3. history: a cluster with the default snapshots writes --log-sizes entries over only
+ *    --history-keys keys; at each size a backup is restarted both ways: what a restart
+ *    costs when snapshots bound the log (the state and the entries since the last one).
+ * 4. transfer: for each of --transfer-mb, nodes 1 and 2 take that many 1 MiB values and
  *    compact their log behind one snapshot; the disk's own rate is measured with a file of
  *    the snapshot's size (fsync at the end) in the same folder; then node 3 starts empty
  *    and catches up by state transfer, timed from its own log lines.
@@ -69,8 +72,8 @@ import {
 } from "./capacity-report.js";
 import { describeMachine, runAsProgram } from "./entry.js";
 
-type Phase = "memory" | "restart" | "transfer";
-const PHASES: readonly Phase[] = ["memory", "restart", "transfer"];
+type Phase = "memory" | "restart" | "history" | "transfer";
+const PHASES: readonly Phase[] = ["memory", "restart", "history", "transfer"];
 
 export interface CapacityOptions {
   readonly keys: number;
@@ -89,6 +92,8 @@ export interface CapacityOptions {
   readonly restartAfterMemory: boolean;
   /** Runs of `baton start --help` to time the CLI's boot. */
   readonly cliBootRuns: number;
+  /** The keys the history phase writes its log over, again and again. */
+  readonly historyKeys: number;
   /** `baton start --election-ms` for every node, or null for Baton's default. */
   readonly electionMs: string | null;
 }
@@ -158,10 +163,19 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
       parseCountList,
       [100, 1000],
     )
+    .option(
+      "--history-keys <n>",
+      "keys the history phase rewrites to reach each of --log-sizes (default snapshots)",
+      parseCount,
+      10_000,
+    )
     .option("--clients <n>", "concurrent HTTP writers (one connection each)", parseCount, 128)
-    .option("--phases <list>", "which phases to run: memory, restart, transfer", parsePhases, [
-      ...PHASES,
-    ])
+    .option(
+      "--phases <list>",
+      "which phases to run: memory, restart, history, transfer",
+      parsePhases,
+      [...PHASES],
+    )
     .option("--out <dir>", "results folder (default results/capacity/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option(
@@ -194,6 +208,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     valueBytes: number;
     logSizes: number[];
     transferMb: number[];
+    historyKeys: number;
     clients: number;
     phases: Phase[];
     out?: string;
@@ -217,6 +232,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     restartAfterMemory: !smoke,
     electionMs: o.batonElectionMs ?? null,
     cliBootRuns: smoke ? 1 : 3,
+    historyKeys: smoke ? 100 : o.historyKeys,
   };
 }
 
@@ -542,6 +558,46 @@ async function memoryPhase(options: CapacityOptions, results: Results): Promise<
   }
 }
 
+/**
+ * A long history over few keys, as most stores see: the default snapshots keep the log
+ * short, so a restart costs the state (--history-keys keys) and the entries after the last
+ * snapshot, not the history. At each of --log-sizes a backup is restarted both ways.
+ */
+async function historyPhase(options: CapacityOptions, results: Results): Promise<void> {
+  const config: SnapshotConfig = "default snapshots";
+  log(`history: starting a 3-node cluster (${config}), ${options.historyKeys} keys rewritten`);
+  const cluster = await startCluster(options, results.systems, "history", []);
+  const { writer, value, restarted } = await phaseStart(cluster, options);
+  try {
+    let written = 0;
+    for (const size of options.logSizes) {
+      const lastIndex = (await findMaster(cluster)).status.lastIndex;
+      if (size > lastIndex) {
+        const result = await writer.writeRange(
+          written + 1,
+          written + size - lastIndex,
+          value,
+          progress("history"),
+          5000,
+          options.historyKeys,
+        );
+        results.writes.push({ phase: "history", result });
+        written += size - lastIndex;
+      }
+      await waitAllCaughtUp(cluster);
+      await sleep(options.settleMs);
+      const keys = Math.min(written, options.historyKeys);
+      for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+        results.restarts.push(await measureRestart(cluster, config, signal, keys, restarted));
+      }
+    }
+  } finally {
+    await writer.close();
+    log("history: stopping the cluster");
+    await cluster.stop();
+  }
+}
+
 async function restartPhase(options: CapacityOptions, results: Results): Promise<void> {
   const config: SnapshotConfig = "no snapshots";
   const largest = options.logSizes[options.logSizes.length - 1] ?? 0;
@@ -834,7 +890,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let cliBootMs: number | null = null;
   try {
     if (options.from === "dist" && options.batonCli === null) ensureBuilt(log);
-    if (options.phases.includes("memory") || options.phases.includes("restart")) {
+    if (["memory", "restart", "history"].some((p) => options.phases.includes(p as Phase))) {
       cliBootMs = measureCliBoot(options);
       log(
         `baton start --help: ${cliBootMs === null ? "failed" : `${(cliBootMs / 1000).toFixed(2)} s`} from spawn to exit (Node.js and module loading, the floor of a restart)`,
@@ -842,6 +898,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     if (options.phases.includes("memory")) await memoryPhase(options, results);
     if (options.phases.includes("restart")) await restartPhase(options, results);
+    if (options.phases.includes("history")) await historyPhase(options, results);
     if (options.phases.includes("transfer")) {
       for (const mb of options.transferMb)
         results.transfers.push(await transferOne(options, results, mb));

@@ -1,6 +1,6 @@
 /**
  * CI smoke run of `npm run bench:capacity` with tiny sizes (--smoke: 1,500 keys, a log of
- * 1,000 entries, a 2 MB state transfer), so that it never rots: it must start its three
+ * 1,000 entries, a 2 MB state transfer), so that it never rots: it must start its four
  * clusters, write, sample memory, restart a backup both ways, transfer state to an empty
  * node, stop every process it started and write results that parse. Timings are not
  * checked here (CI machines vary); docs/benchmarks.md holds the measured figures.
@@ -62,10 +62,18 @@ describe("bench: capacity smoke", () => {
       ).toBe(true);
     }
 
-    // Restarts: a backup stopped both ways with a log of 1,000 entries, and caught up.
-    expect(report.restarts.map((r) => r.signal).sort()).toEqual(["SIGKILL", "SIGTERM"]);
-    for (const r of report.restarts) {
-      expect(r.config).toBe("no snapshots");
+    // Restarts: a backup stopped both ways with a log of 1,000 entries, and caught up;
+    // with no snapshots (every key), then with the default ones over 100 keys (history).
+    const noSnapshots = report.restarts.filter((r) => r.config === "no snapshots");
+    const history = report.restarts.filter((r) => r.config === "default snapshots");
+    expect(noSnapshots.map((r) => r.signal).sort()).toEqual(["SIGKILL", "SIGTERM"]);
+    expect(history.map((r) => r.signal).sort()).toEqual(["SIGKILL", "SIGTERM"]);
+    for (const r of history) {
+      expect(r.keys, r.signal).toBe(100);
+      expect(r.logEntries, r.signal).toBeGreaterThanOrEqual(1000);
+      expect(r.caughtUpMs, r.signal).toBeGreaterThan(0);
+    }
+    for (const r of noSnapshots) {
       expect(r.logEntries, r.signal).toBeGreaterThanOrEqual(1000);
       expect(r.snapshotIndex, r.signal).toBe(0);
       expect(r.storageRecoveredMs, r.signal).not.toBeNull();
