@@ -88,7 +88,9 @@ describe("kv snapshots", () => {
     const values = sizes.map((n, i) =>
       Uint8Array.from({ length: n }, (_, j) => (i * 31 + j) & 255),
     );
-    values.forEach((value, i) => apply(source, i + 1, { type: "put", key: `v${i}`, value }));
+    for (const [i, value] of values.entries()) {
+      apply(source, i + 1, { type: "put", key: `v${i}`, value });
+    }
     const chunks = await collect(source.snapshot());
     const copy = await restored(chunks);
     expect(copy.stateHash()).toBe(source.stateHash());
