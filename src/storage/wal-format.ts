@@ -148,10 +148,19 @@ export type DecodedRecord =
   | { ok: false; detail: string; checksum: boolean };
 
 /**
- * Verifies the checksum of the whole record at `offset` (frame already checked, whole
- * record in `buffer`) and decodes it. The entry's data is copied out of `buffer`.
+ * A record whose checksum and header were verified, without its entry's data: what the
+ * start-up scan needs to index the log (it reads the data later, when asked for it).
  */
-export function decodeRecord(buffer: Buffer, offset: number, frame: FrameCheck): DecodedRecord {
+export type CheckedRecord =
+  | { ok: true; type: "entry"; index: number; term: number; kind: EntryKind }
+  | { ok: true; type: "truncate"; index: number }
+  | { ok: false; detail: string; checksum: boolean };
+
+/**
+ * Verifies the checksum of the whole record at `offset` (frame already checked, whole
+ * record in `buffer`) and reads its header, leaving the entry's data where it is.
+ */
+export function checkRecord(buffer: Buffer, offset: number, frame: FrameCheck): CheckedRecord {
   assert(frame.ok);
   const end = offset + frame.recordBytes;
   assert(end <= buffer.length, "record extends past the buffer");
@@ -167,6 +176,19 @@ export function decodeRecord(buffer: Buffer, offset: number, frame: FrameCheck):
   const kind = kindsByCode[buffer.readUInt8(payload + 16)];
   if (!(term >= 0)) return { ok: false, detail: "entry term out of range", checksum: false };
   if (kind === undefined) return { ok: false, detail: "unknown entry kind", checksum: false };
-  const data = new Uint8Array(buffer.subarray(payload + entryPayloadFixedBytes, end));
+  return { ok: true, type: "entry", index, term, kind };
+}
+
+/**
+ * Verifies the checksum of the whole record at `offset` (frame already checked, whole
+ * record in `buffer`) and decodes it. The entry's data is copied out of `buffer`.
+ */
+export function decodeRecord(buffer: Buffer, offset: number, frame: FrameCheck): DecodedRecord {
+  const record = checkRecord(buffer, offset, frame);
+  if (!record.ok || record.type === "truncate") return record;
+  assert(frame.ok);
+  const { index, term, kind } = record;
+  const start = offset + recordHeaderBytes + entryPayloadFixedBytes;
+  const data = new Uint8Array(buffer.subarray(start, offset + frame.recordBytes));
   return { ok: true, type: "entry", entry: { index, term, kind, data } };
 }

@@ -27,10 +27,10 @@ import {
 } from "./file-system.js";
 import { walScanWindowBytes } from "./limits.js";
 import {
+  type CheckedRecord,
   checkFrame,
+  checkRecord,
   checkSegmentHeader,
-  type DecodedRecord,
-  decodeRecord,
   parseSegmentFileName,
   recordHeaderBytes,
   segmentHeaderBytes,
@@ -58,6 +58,17 @@ class ReadWindow {
     readonly size: number,
   ) {}
 
+  /**
+   * `view` without I/O: the bytes when the window already holds them (or the file ends
+   * there), null when it must read. Most records of a scan come from here, and a
+   * synchronous path costs no turn of the microtask queue per record.
+   */
+  peek(offset: number, length: number): { buffer: Buffer; at: number; available: number } | null {
+    const available = Math.max(0, Math.min(length, this.size - offset));
+    if (offset < this.start || offset + available > this.start + this.length) return null;
+    return { buffer: this.buffer, at: offset - this.start, available };
+  }
+
   /** `length` bytes at `offset` (fewer at the end of the file) as a buffer and a position in it. */
   async view(
     offset: number,
@@ -82,11 +93,42 @@ interface BadRecord {
 }
 
 type RecordAt =
-  | { ok: true; record: DecodedRecord & { ok: true }; bytes: number }
+  | { ok: true; record: CheckedRecord & { ok: true }; bytes: number }
   | { ok: false; bad: BadRecord };
 
+/** The record at `offset`, read from the window; null when the window must read first. */
+function recordInWindow(window: ReadWindow, offset: number): RecordAt | null {
+  const head = window.peek(offset, recordHeaderBytes);
+  if (head === null) return null;
+  return recordFrom(window, offset, head, (length) => window.peek(offset, length));
+}
+
 async function readRecordAt(window: ReadWindow, offset: number): Promise<RecordAt> {
+  const quick = recordInWindow(window, offset);
+  if (quick !== null) return quick;
+  // Read the header, then, when the frame is sane but the record runs past the window,
+  // the whole record; each read may move the window, so look again after it.
   const head = await window.view(offset, recordHeaderBytes);
+  const afterHead = recordInWindow(window, offset);
+  if (afterHead !== null) return afterHead;
+  const frame = checkFrame(head.buffer, head.at);
+  assert(frame.ok, "a record with a bad frame was not judged from its header");
+  await window.view(offset, frame.recordBytes);
+  const whole = recordInWindow(window, offset);
+  assert(whole !== null, "a record was read but is not in the window");
+  return whole;
+}
+
+/**
+ * Checks the record at `offset` from its header `head`; `whole(length)` gives the window
+ * holding the whole record, or null when it does not (the caller then reads and asks again).
+ */
+function recordFrom(
+  window: ReadWindow,
+  offset: number,
+  head: { buffer: Buffer; at: number; available: number },
+  whole: (length: number) => { buffer: Buffer; at: number } | null,
+): RecordAt | null {
   if (head.available < recordHeaderBytes) {
     return { ok: false, bad: { offset, detail: "incomplete record frame", tornCandidate: true } };
   }
@@ -96,8 +138,9 @@ async function readRecordAt(window: ReadWindow, offset: number): Promise<RecordA
     const detail = "record extends past the end of the file";
     return { ok: false, bad: { offset, detail, tornCandidate: true } };
   }
-  const whole = await window.view(offset, frame.recordBytes);
-  const record = decodeRecord(whole.buffer, whole.at, frame);
+  const bytes = whole(frame.recordBytes);
+  if (bytes === null) return null;
+  const record = checkRecord(bytes.buffer, bytes.at, frame);
   if (!record.ok) {
     return { ok: false, bad: { offset, detail: record.detail, tornCandidate: record.checksum } };
   }
@@ -109,7 +152,7 @@ function applyRecord(
   segment: Segment,
   terms: number[],
   prevTerm: number,
-  at: { offset: number; bytes: number; record: DecodedRecord & { ok: true } },
+  at: { offset: number; bytes: number; record: CheckedRecord & { ok: true } },
 ): void {
   const { record, offset } = at;
   if (record.type === "truncate") {
@@ -122,17 +165,17 @@ function applyRecord(
     return;
   }
   const expected = segment.lastIndex() + 1;
-  if (record.entry.index !== expected) {
-    const detail = `entry ${record.entry.index} found where entry ${expected} belongs`;
+  if (record.index !== expected) {
+    const detail = `entry ${record.index} found where entry ${expected} belongs`;
     throw new WalCorruptError(segment.path, offset, detail);
   }
   const lastTerm = terms.length > 0 ? terms[terms.length - 1]! : prevTerm;
-  if (record.entry.term < lastTerm) {
-    const detail = `entry ${expected} has term ${record.entry.term}, below the term ${lastTerm} before it`;
+  if (record.term < lastTerm) {
+    const detail = `entry ${expected} has term ${record.term}, below the term ${lastTerm} before it`;
     throw new WalCorruptError(segment.path, offset, detail);
   }
   segment.addEntry(expected, offset, at.bytes);
-  terms.push(record.entry.term);
+  terms.push(record.term);
 }
 
 /** Whether any complete, checksum-valid record starts after `from` (a byte-by-byte search). */
@@ -188,7 +231,8 @@ async function scanSegment(
     const segment = new Segment(first, path, handle, segmentHeaderBytes);
     const terms: number[] = [];
     while (segment.bytes < window.size) {
-      const at = await readRecordAt(window, segment.bytes);
+      const at =
+        recordInWindow(window, segment.bytes) ?? (await readRecordAt(window, segment.bytes));
       if (!at.ok) {
         const warning = await trimOrFail(window, segment, at.bad, isLast);
         return { segment, terms, warning };

@@ -121,6 +121,53 @@ describe("wal", () => {
     await reopened.wal.close();
   });
 
+  it("wal: records of every size across the scan's read windows reopen intact, and damage past the first window is found", async () => {
+    // The scan reads 1 MiB at a time and checks records in place: records that end, or
+    // whose header ends, at a window's edge take the slow path. 5,000 entries of up to
+    // 1,200 bytes fill about 3 MiB, so every edge falls somewhere different in a record.
+    const count = 5000;
+    const sizes = { segmentBytes: 64 << 20 };
+    const write = async (dir: string): Promise<string> => {
+      const { wal } = await Wal.open(join(dir, "wal"), none, sizes);
+      wal.append(commands(1, count, 2, 1200));
+      await wal.sync();
+      await wal.close();
+      return join(dir, "wal", (await segmentNames(dir))[0]!);
+    };
+    const dir = await makeTempDir();
+    const path = await write(dir);
+    expect((await stat(path)).size).toBeGreaterThan(2 * 1024 * 1024);
+    const reopened = await Wal.open(join(dir, "wal"), none, sizes);
+    expect(reopened.warnings).toEqual([]);
+    expect(reopened.wal.lastIndex()).toBe(count);
+    expect(plain(await reopened.wal.entries(1, count + 1))).toEqual(
+      plain(commands(1, count, 2, 1200)),
+    );
+    await reopened.wal.close();
+
+    // A flipped byte at 2.5 MiB: corruption named with the offset of its record.
+    const damaged = await makeTempDir();
+    const damagedPath = await write(damaged);
+    await flipByte(damagedPath, 2.5 * 1024 * 1024);
+    const error = await Wal.open(join(damaged, "wal"), none, sizes).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "ERR_WAL_CORRUPT", file: damagedPath });
+    const offset = (error as { offset: number }).offset;
+    expect(offset).toBeGreaterThan(2.5 * 1024 * 1024 - 1300);
+    expect(offset).toBeLessThanOrEqual(2.5 * 1024 * 1024);
+
+    // A torn tail past the first window: trimmed, every earlier entry kept.
+    const torn = await makeTempDir();
+    const tornPath = await write(torn);
+    await truncate(tornPath, (await stat(tornPath)).size - 7);
+    const trimmed = await Wal.open(join(torn, "wal"), none, sizes);
+    expect(trimmed.warnings.join()).toMatch(/torn record/);
+    expect(trimmed.wal.lastIndex()).toBe(count - 1);
+    expect(plain(await trimmed.wal.entries(count - 10, count))).toEqual(
+      plain(commands(count - 10, 10, 2, 1200)),
+    );
+    await trimmed.wal.close();
+  });
+
   it("wal: a truncated suffix stays truncated after restart (inside the active segment)", async () => {
     const dir = await makeTempDir();
     const { wal } = await Wal.open(join(dir, "wal"), none, { segmentBytes: 1 << 20 });
