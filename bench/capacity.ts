@@ -98,8 +98,9 @@ export interface CapacityOptions {
   readonly electionMs: string | null;
 }
 
-/** Far more entries than any run writes: the "no snapshots" cluster never takes one. */
+/** Far more entries and bytes than any run writes: the "no snapshots" cluster never takes one. */
 const NO_SNAPSHOT_ENTRIES = 1_000_000_000;
+const NO_SNAPSHOT_BYTES = 1024 ** 4;
 /** Values of the state-transfer phase. */
 const TRANSFER_VALUE_BYTES = 1024 * 1024;
 /** 1 MiB values in flight at once in the state-transfer phase (as the integration test). */
@@ -602,10 +603,13 @@ async function restartPhase(options: CapacityOptions, results: Results): Promise
   const config: SnapshotConfig = "no snapshots";
   const largest = options.logSizes[options.logSizes.length - 1] ?? 0;
   ensureFreeDisk(largest * entryBytes(options) * 3 * 2, "the restart phase");
-  log(`restart: starting a 3-node cluster (${config}: --snapshot-entries ${NO_SNAPSHOT_ENTRIES})`);
+  log(
+    `restart: starting a 3-node cluster (${config}: --snapshot-entries ${NO_SNAPSHOT_ENTRIES} --snapshot-bytes ${NO_SNAPSHOT_BYTES})`,
+  );
+  // Both triggers off: the bytes one alone (64 MiB by default) snapshots a long log too.
   const cluster = await startCluster(options, results.systems, "restart", [
-    "--snapshot-entries",
-    String(NO_SNAPSHOT_ENTRIES),
+    ...["--snapshot-entries", String(NO_SNAPSHOT_ENTRIES)],
+    ...["--snapshot-bytes", String(NO_SNAPSHOT_BYTES)],
   ]);
   const { writer, value, baselines, restarted } = await phaseStart(cluster, options);
   try {
