@@ -102,6 +102,8 @@ class Inode {
   pending: FileOp[] = [];
   /** Damaged byte ranges [start, end): reading them fails with EIO. */
   bad: Array<readonly [number, number]> = [];
+  /** A bit of it was flipped, or a range made unreadable, at some point. */
+  damaged = false;
 
   constructor(readonly id: number) {}
 
@@ -293,8 +295,22 @@ export class SimFileSystem implements FileSystem {
     const mask = 1 << this.prng.int(0, 7);
     inode.current.buf[at]! ^= mask;
     inode.durable.buf[at]! ^= mask;
+    inode.damaged = true;
     this.stats.bitFlips++;
     return at;
+  }
+
+  /**
+   * Whether a file that was damaged (a bit flipped, a range made unreadable) is still on
+   * the disk under some name. Damage that recovery never read stays latent, and a later
+   * read may find it: until the file is gone, the disk is not a healthy one.
+   */
+  holdsDamage(): boolean {
+    const walk = (d: Dir): boolean =>
+      [...d.entries.values()].some((node) =>
+        node.kind === "file" ? node.inode.damaged : walk(node.dir),
+      );
+    return walk(this.root);
   }
 
   /** Makes bytes [start, end) of `path` unreadable (EIO), as a latent sector error does. */
@@ -302,6 +318,7 @@ export class SimFileSystem implements FileSystem {
     const node = this.lookup(path);
     assert(node?.kind === "file", `sim fs: no file ${path} to damage`);
     node.inode.bad.push([start, end]);
+    node.inode.damaged = true;
   }
 
   /** Paths of every file now visible, sorted (tests and the nemesis pick from them). */

@@ -19,7 +19,7 @@ import type { Prng } from "../core/prng.js";
 import type { Member, NodeId } from "../protocol/messages.js";
 import type { JoinedIdentity } from "../server/create-node.js";
 import type { BatonNode } from "../server/node.js";
-import { AssertionError } from "../shared/assert.js";
+import { AssertionError, assert } from "../shared/assert.js";
 import type { SimClock } from "./sim-clock.js";
 
 /** What the operator sees of one simulated machine. */
@@ -91,6 +91,12 @@ export class MemberOperator {
    * back; otherwise it is a running member cycled out and in again.
    */
   replace(proc: OperatedProc, wiped: boolean): void {
+    // A second machine without its data while one is being replaced is a lost majority
+    // in a three-node cluster: the nemesis must not cause it (one damaged disk at a time).
+    assert(
+      !wiped || this.replacement === null || this.replacement.proc === proc,
+      `simulator: node ${proc.id} lost its data while node ${this.replacement?.proc.id} is being replaced`,
+    );
     if (this.replacement !== null) return;
     this.host.log(
       wiped

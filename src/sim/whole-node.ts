@@ -1407,6 +1407,9 @@ class WholeNodeRun {
   private allHealthy(running: Proc[]): boolean {
     if (running.length < this.procs.length) return false;
     if (this.operator.busy || this.procs.some((p) => p.catchingUp)) return false;
+    // A node whose damage recovery has not read yet still holds it (seed 213044: node 1's
+    // unread latent error, then node 3's disk, and two nodes of three without their data).
+    if (this.procs.some((p) => p.flipped && p.fs.holdsDamage())) return false;
     const master = running.find((p) => p.node?.role === "master");
     if (master === undefined) return false;
     const commit = master.node!.status().commitIndex;
