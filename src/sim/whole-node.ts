@@ -1378,7 +1378,8 @@ class WholeNodeRun {
     proc.transport.pause();
     this.world.setTimeout(() => {
       if (proc.incarnation !== incarnation || clock.killed) return;
-      this.log(`node ${proc.id} resumed`);
+      // The end of the faults may have resumed it already (endFaults logs that).
+      if (clock.paused) this.log(`node ${proc.id} resumed`);
       this.resume(proc);
     }, ms);
   }
@@ -1559,7 +1560,10 @@ class WholeNodeRun {
     this.faultsActive = false;
     for (const proc of this.procs) {
       proc.fs.disarm();
-      if (proc.clock.paused && proc.transport !== null) this.resume(proc);
+      if (proc.clock.paused && proc.transport !== null) {
+        this.log(`node ${proc.id} resumed (the faults are over)`);
+        this.resume(proc);
+      }
       if (proc.state === "down" && !proc.awaitingOperator) this.start(proc);
     }
   }
