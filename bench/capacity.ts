@@ -504,8 +504,9 @@ async function writeKeys(
   to: number,
   value: Buffer,
   results: Results,
+  keySpace?: number,
 ): Promise<WriteResult> {
-  const result = await writer.writeRange(from, to, value, progress(phase));
+  const result = await writer.writeRange(from, to, value, progress(phase), 5000, keySpace);
   results.writes.push({ phase, result });
   log(
     `${phase}: wrote ${result.keys.toLocaleString("en-US")} keys in ${result.seconds.toFixed(1)} s (${Math.round(result.keysPerSecond).toLocaleString("en-US")} keys/s${result.retries > 0 ? `, ${result.retries} retried` : ""})`,
@@ -574,16 +575,9 @@ async function historyPhase(options: CapacityOptions, results: Results): Promise
     for (const size of options.logSizes) {
       const lastIndex = (await findMaster(cluster)).status.lastIndex;
       if (size > lastIndex) {
-        const result = await writer.writeRange(
-          written + 1,
-          written + size - lastIndex,
-          value,
-          progress("history"),
-          5000,
-          options.historyKeys,
-        );
-        results.writes.push({ phase: "history", result });
-        written += size - lastIndex;
+        const [from, to] = [written + 1, written + size - lastIndex];
+        await writeKeys(writer, "history", from, to, value, results, options.historyKeys);
+        written = to;
       }
       await waitAllCaughtUp(cluster);
       await sleep(options.settleMs);

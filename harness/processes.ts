@@ -18,7 +18,9 @@ import { batonLauncher } from "../src/chaos/processes.js";
 
 export {
   cleanupSync,
+  freeConsecutivePorts,
   freePorts,
+  isFree,
   ManagedProcess,
   type ManagedProcessOptions,
   makeTempDir,

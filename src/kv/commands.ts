@@ -193,8 +193,8 @@ export const kvPackr = new Packr({ ...KV_PACK_OPTIONS, copyBuffers: true });
 /**
  * kvPackr without the copy, for snapshot frames only: their binary data (the values) come
  * back as views of the frame, which the reader copies out at once (see stored-value.ts)
- * and does not keep. A copy per value (an ArrayBuffer of its own each) was a quarter of restoring a
- * million keys.
+ * and does not keep. A copy per value (an ArrayBuffer of its own each) was a sixth of
+ * restoring a million keys.
  */
 export const kvFrameUnpackr = new Packr({ ...KV_PACK_OPTIONS, copyBuffers: false });
 

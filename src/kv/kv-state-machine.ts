@@ -755,7 +755,6 @@ function isRefusal(result: KvResult): boolean {
   return !result.ok && (result.code === "table_full" || result.code === "quota_exceeded");
 }
 
-/** What a key and its value count towards the bytes quota. */
 /** What a key holding `valueBytes` bytes counts against the bytes quota. */
 function entryBytes(key: string, valueBytes: number): number {
   const keyBytes = utf8ByteLength(key);

@@ -96,18 +96,37 @@ type RecordAt =
   | { ok: true; record: CheckedRecord & { ok: true }; bytes: number }
   | { ok: false; bad: BadRecord };
 
-/** The record at `offset`, read from the window; null when the window must read first. */
+/**
+ * The record at `offset` checked where the window holds it, without I/O; null when the
+ * window does not hold its header or, with a sane frame, all of it (`loadRecordAt` reads).
+ */
 function recordInWindow(window: ReadWindow, offset: number): RecordAt | null {
   const head = window.peek(offset, recordHeaderBytes);
   if (head === null) return null;
-  return recordFrom(window, offset, head, (length) => window.peek(offset, length));
+  if (head.available < recordHeaderBytes) {
+    return { ok: false, bad: { offset, detail: "incomplete record frame", tornCandidate: true } };
+  }
+  const frame = checkFrame(head.buffer, head.at);
+  if (!frame.ok) return { ok: false, bad: { offset, detail: frame.detail, tornCandidate: true } };
+  if (offset + frame.recordBytes > window.size) {
+    const detail = "record extends past the end of the file";
+    return { ok: false, bad: { offset, detail, tornCandidate: true } };
+  }
+  const whole = window.peek(offset, frame.recordBytes);
+  if (whole === null) return null;
+  const record = checkRecord(whole.buffer, whole.at, frame);
+  if (!record.ok) {
+    return { ok: false, bad: { offset, detail: record.detail, tornCandidate: record.checksum } };
+  }
+  return { ok: true, record, bytes: frame.recordBytes };
 }
 
-async function readRecordAt(window: ReadWindow, offset: number): Promise<RecordAt> {
-  const quick = recordInWindow(window, offset);
-  if (quick !== null) return quick;
-  // Read the header, then, when the frame is sane but the record runs past the window,
-  // the whole record; each read may move the window, so look again after it.
+/**
+ * The record at `offset` once the window has read it: its header, then, when the frame is
+ * sane but the record runs past the window, the whole record. Each read may move the
+ * window, so it looks again after each.
+ */
+async function loadRecordAt(window: ReadWindow, offset: number): Promise<RecordAt> {
   const head = await window.view(offset, recordHeaderBytes);
   const afterHead = recordInWindow(window, offset);
   if (afterHead !== null) return afterHead;
@@ -119,32 +138,9 @@ async function readRecordAt(window: ReadWindow, offset: number): Promise<RecordA
   return whole;
 }
 
-/**
- * Checks the record at `offset` from its header `head`; `whole(length)` gives the window
- * holding the whole record, or null when it does not (the caller then reads and asks again).
- */
-function recordFrom(
-  window: ReadWindow,
-  offset: number,
-  head: { buffer: Buffer; at: number; available: number },
-  whole: (length: number) => { buffer: Buffer; at: number } | null,
-): RecordAt | null {
-  if (head.available < recordHeaderBytes) {
-    return { ok: false, bad: { offset, detail: "incomplete record frame", tornCandidate: true } };
-  }
-  const frame = checkFrame(head.buffer, head.at);
-  if (!frame.ok) return { ok: false, bad: { offset, detail: frame.detail, tornCandidate: true } };
-  if (offset + frame.recordBytes > window.size) {
-    const detail = "record extends past the end of the file";
-    return { ok: false, bad: { offset, detail, tornCandidate: true } };
-  }
-  const bytes = whole(frame.recordBytes);
-  if (bytes === null) return null;
-  const record = checkRecord(bytes.buffer, bytes.at, frame);
-  if (!record.ok) {
-    return { ok: false, bad: { offset, detail: record.detail, tornCandidate: record.checksum } };
-  }
-  return { ok: true, record, bytes: frame.recordBytes };
+/** The record at `offset`, from the window when it holds it, else read. */
+async function readRecordAt(window: ReadWindow, offset: number): Promise<RecordAt> {
+  return recordInWindow(window, offset) ?? loadRecordAt(window, offset);
 }
 
 /** Adds one valid record to the segment's index; throws when its content breaks the log. */
@@ -232,7 +228,7 @@ async function scanSegment(
     const terms: number[] = [];
     while (segment.bytes < window.size) {
       const at =
-        recordInWindow(window, segment.bytes) ?? (await readRecordAt(window, segment.bytes));
+        recordInWindow(window, segment.bytes) ?? (await loadRecordAt(window, segment.bytes));
       if (!at.ok) {
         const warning = await trimOrFail(window, segment, at.bad, isLast);
         return { segment, terms, warning };

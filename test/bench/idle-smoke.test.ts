@@ -8,8 +8,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freeConsecutivePorts, isFree } from "../../harness/ports.js";
-import { runScript as run } from "../../harness/processes.js";
+import { freeConsecutivePorts, isFree, runScript as run } from "../../harness/processes.js";
 import { useTempDir } from "../../harness/vitest-hooks.js";
 
 const root = useTempDir("baton-bench-idle-smoke-");
