@@ -284,7 +284,7 @@ export function readSnapshotChunks(
 }
 
 /** Takes a snapshot's chunks one at a time, checking each frame as it completes. */
-class SnapshotReader {
+export class SnapshotReader {
   private readonly frames: FrameReader;
   private readonly restoring: Restoring;
   private sectionIndex = -1;
@@ -302,10 +302,10 @@ class SnapshotReader {
   }
 
   push(chunk: Uint8Array): void {
-    for (const frame of this.frames.push(chunk)) {
+    this.frames.push(chunk, (frame, copied) => {
       this.restoring.format = this.frames.version ?? 4;
-      this.frame(frame);
-    }
+      this.frame(frame, copied);
+    });
   }
 
   finish(): RestoredState {
@@ -316,7 +316,7 @@ class SnapshotReader {
     return { state: finishRestore(this.restoring), dataDigest: this.restoring.dataDigest };
   }
 
-  private frame(frame: unknown): void {
+  private frame(frame: unknown, copied: boolean): void {
     const headerFields = [0, 6, 7, 9, 11][this.restoring.format]!;
     if (
       !Array.isArray(frame) ||
@@ -336,11 +336,16 @@ class SnapshotReader {
       throw new KvSnapshotError(`frame ${SECTIONS[index]} out of order`);
     }
     this.sectionIndex = index;
-    readFrame(this.restoring, SECTIONS[index]!, frame);
+    readFrame(this.restoring, SECTIONS[index]!, frame, copied);
   }
 }
 
-function readFrame(restoring: Restoring, section: Section, frame: unknown[]): void {
+function readFrame(
+  restoring: Restoring,
+  section: Section,
+  frame: unknown[],
+  copied: boolean,
+): void {
   if (section === "header") {
     restoring.header = readHeader(frame, restoring.format);
     Object.assign(restoring.state, restoring.header.meta);
@@ -353,7 +358,7 @@ function readFrame(restoring: Restoring, section: Section, frame: unknown[]): vo
   }
   const items = frame[1];
   if (!Array.isArray(items)) throw new KvSnapshotError(`a ${section} frame holds no array`);
-  if (section === "data") readDataItems(restoring, items);
+  if (section === "data") readDataItems(restoring, items, copied);
   else if (section === "sessions") readSessionItems(restoring, items);
   else if (section === "leases") readLeaseItems(restoring, items);
   else readIdempotencyItems(restoring, items);
@@ -398,7 +403,18 @@ function readHeader(frame: unknown[], format: SnapshotFormatVersion): Header {
   };
 }
 
-function readDataItems(restoring: Restoring, items: unknown[]): void {
+/**
+ * Whether a large value read from a frame may be kept as the view it is rather than
+ * copied: when the frame was copied into a buffer of its own and the value is nearly all
+ * of it (a value of a mebibyte is a frame of its own), keeping the view pins little
+ * besides the value and saves copying it a second time. A view of a chunk the caller
+ * passed in is never kept: the chunk is the caller's.
+ */
+function keepsView(value: Uint8Array, copied: boolean): boolean {
+  return copied && value.buffer.byteLength - value.byteLength <= value.byteLength / 16;
+}
+
+function readDataItems(restoring: Restoring, items: unknown[], copied: boolean): void {
   const { state, header } = restoring;
   assert(header !== null, "the header is read first");
   const width = restoring.format < 3 ? 3 : 4;
@@ -416,8 +432,14 @@ function readDataItems(restoring: Restoring, items: unknown[]): void {
     }
     if (!isCount(lease)) throw new KvSnapshotError(`lease of ${key} is not a lease id`);
     const position = restoring.allocatePosition();
-    // The value is a view of the frame (see kvFrameUnpackr): a large one is copied out.
-    const entry = { value: toStoredValue(value, false), revision, position, lease };
+    // The value is a view of the frame (see kvFrameUnpackr): a large one is copied out,
+    // unless the frame is a copy that is nearly all this value.
+    const entry = {
+      value: toStoredValue(value, keepsView(value, copied)),
+      revision,
+      position,
+      lease,
+    };
     // One lookup, not a `has` first: a key seen before leaves the size as it was (the
     // restore then fails, so the entry it replaced does not matter).
     const size = state.data.size;

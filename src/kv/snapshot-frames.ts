@@ -101,14 +101,25 @@ export async function* readFrames(
   frameBytesMax: number,
 ): AsyncGenerator<unknown> {
   const reader = new FrameReader(frameBytesMax);
-  for await (const chunk of chunks) yield* reader.push(chunk);
+  for await (const chunk of chunks) {
+    const frames: unknown[] = [];
+    reader.push(chunk, (frame) => frames.push(frame));
+    yield* frames;
+  }
   reader.finish();
 }
 
 /**
+ * Called with each decoded frame body. `copied` says that the frame's bytes were copied
+ * into a buffer of their own (a frame that spans chunks): binary data in the body is then
+ * a view of a buffer nothing else holds, which the callee may keep rather than copy.
+ */
+export type FrameVisitor = (frame: unknown, copied: boolean) => void;
+
+/**
  * The frame reader without an event loop: the chunks are pushed in one at a time, and
- * each push returns the frames it completed. `readFrames` drives it over a stream;
- * callers that hold the whole snapshot (the simulator) drive it directly.
+ * each push hands the frames it completed to a visitor. `readFrames` drives it over a
+ * stream; callers that hold the whole snapshot (the simulator) drive it directly.
  */
 export class FrameReader {
   private readonly queue = new ByteQueue();
@@ -119,13 +130,13 @@ export class FrameReader {
 
   constructor(private readonly frameBytesMax: number) {}
 
-  /** Takes the next chunk and returns the frames it completes, decoded. */
-  push(chunk: Uint8Array): unknown[] {
+  /** Takes the next chunk and hands each frame it completes, decoded, to `visit`. */
+  push(chunk: Uint8Array, visit: FrameVisitor): void {
     if (!(chunk instanceof Uint8Array)) throw new KvSnapshotError("a chunk is not bytes");
     const { queue } = this;
-    const frames: unknown[] = [];
     queue.push(chunk);
     while (queue.available >= this.needed) {
+      const copied = queue.spans(this.needed);
       const bytes = queue.read(this.needed);
       if (this.version === null) {
         this.version = checkPreamble(bytes);
@@ -137,12 +148,11 @@ export class FrameReader {
         this.inFrame = true;
         continue;
       } else {
-        frames.push(decodeFrame(bytes));
+        visit(decodeFrame(bytes), copied);
       }
       this.inFrame = false;
       this.needed = FRAME_HEADER_BYTES;
     }
-    return frames;
   }
 
   /** Checks that the stream ended between frames. */
@@ -190,13 +200,21 @@ class ByteQueue {
     this.available += chunk.byteLength;
   }
 
+  /** Whether reading `count` bytes now would copy them (they span chunks). */
+  spans(count: number): boolean {
+    return (this.pieces[0]?.byteLength ?? 0) < count;
+  }
+
   read(count: number): Uint8Array {
     assert(count <= this.available, "byte queue underflow");
     this.available -= count;
     const first = this.pieces[0];
     assert(first !== undefined);
     if (first.byteLength >= count) return this.advance(first, count);
-    const out = new Uint8Array(count);
+    // Not zeroed first (every byte is written below), and a buffer of its own, not a
+    // slice of Node's shared pool, so that a value kept from it pins nothing else.
+    // A Uint8Array, not the Buffer: values decoded from it are then plain Uint8Arrays too.
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(count).buffer, 0, count);
     let filled = 0;
     while (filled < count) {
       const piece = this.pieces[0];

@@ -135,7 +135,8 @@ export async function* readSnapshotData(
     const dataBytes = checkHeader(header, path, meta, await io(path, "stat", () => handle.size()));
     let crc = 0;
     for (let done = 0; done < dataBytes; ) {
-      const chunk = Buffer.alloc(Math.min(snapshotReadChunkBytes, dataBytes - done));
+      // Not zeroed first: a short read throws below, so no byte of it is ever used unread.
+      const chunk = Buffer.allocUnsafeSlow(Math.min(snapshotReadChunkBytes, dataBytes - done));
       const got = await readFully(handle, path, chunk, chunk.length, snapshotHeaderBytes + done);
       if (got !== chunk.length) {
         throw new SnapshotCorruptError(

@@ -5,7 +5,7 @@ import {
   numberedHeartbeat,
   sampleMessages,
 } from "../../test/conformance/transport.suite.js";
-import type { Message } from "../protocol/messages.js";
+import type { Message, SnapshotChunk } from "../protocol/messages.js";
 import {
   type DecodeStep,
   decodePayload,
@@ -102,6 +102,43 @@ describe("frame codec", () => {
     expect(entry?.data.constructor).toBe(Uint8Array);
     expect(entry?.data.buffer).not.toBe(bytes.buffer);
     expect(entry?.data.byteLength).toBe(entry?.data.buffer.byteLength);
+  });
+
+  it("codec: a snapshot chunk's data is a view of its frame's own buffer; small bytes are copied out", () => {
+    const chunk = (data: Uint8Array): SnapshotChunk => ({
+      type: "snapshot_chunk",
+      from: 1,
+      to: 2,
+      term: 3,
+      snapshotIndex: 9,
+      snapshotTerm: 2,
+      offset: 0,
+      totalBytes: data.length,
+      crc32: 0,
+      data,
+      config: new Uint8Array(0),
+    });
+    const big = new Uint8Array(1 << 20).map((_, i) => i % 251);
+    const bytes = encode(chunk(big) as Frame);
+    // Split, as a socket delivers it: the decoder assembles the frame in a buffer of its
+    // own, and the data, nearly all of it, stays a view of it instead of a second copy.
+    const pieces = [bytes.subarray(0, 65_536), bytes.subarray(65_536)];
+    const [frame] = framesOf(decodeAll(new FrameDecoder(limits), pieces));
+    const data = frame?.type === "snapshot_chunk" ? frame.data : new Uint8Array(0);
+    expect(data.constructor).toBe(Uint8Array);
+    expect(Buffer.compare(data, big)).toBe(0);
+    expect(data.buffer.byteLength - data.byteLength).toBeLessThan(200);
+    expect(data.buffer).not.toBe(bytes.buffer);
+    // A few bytes in a large chunk of the socket's are copied, so as not to pin it.
+    const small = encode(chunk(Uint8Array.of(1, 2, 3)) as Frame);
+    const socketChunk = Buffer.concat([small, Buffer.alloc(60_000)]);
+    const decoder = new FrameDecoder(limits);
+    decoder.push(socketChunk.subarray(0, small.length));
+    const step = decoder.next();
+    const tiny =
+      step.kind === "frame" && step.frame.type === "snapshot_chunk" ? step.frame.data : null;
+    expect(tiny).toEqual(Uint8Array.of(1, 2, 3));
+    expect(tiny?.buffer.byteLength).toBe(3);
   });
 
   it("codec: decodes frames split byte by byte", () => {

@@ -95,8 +95,9 @@ export type DecodeStep =
 
 /**
  * Reassembles frames from a byte stream. Use: `push(chunk)` for every chunk received, then
- * call `next()` until it answers `need_more` or `error`. Chunks are kept by reference
- * until consumed, so the caller must not modify a chunk after pushing it.
+ * call `next()` until it answers `need_more` or `error`. Chunks are kept by reference, and
+ * a decoded frame's bytes may be views of them, so the caller must never modify a chunk
+ * after pushing it (a socket's chunks are fresh buffers, never reused).
  *
  * A payload that lies within one chunk is decoded in place; a payload split across chunks
  * is copied into a buffer of exactly its length, allocated only after the length passed

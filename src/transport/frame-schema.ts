@@ -135,7 +135,7 @@ export type FieldKind =
   | "text" // a string of at most FRAME_TEXT_CHARS_MAX code units
   | "magic" // exactly PROTOCOL_MAGIC
   | "entries" // an array of well-formed entries
-  | "bytes" // a byte array (copied)
+  | "bytes" // a byte array (see ownBytes)
   | "peer_info" // a well-formed PeerInfo
   | "forward_outcome"; // one of FORWARD_OUTCOMES
 
@@ -316,7 +316,7 @@ function checkField(kind: FieldKind, value: unknown): FieldCheck {
       return checkEntries(value);
     case "bytes":
       return value instanceof Uint8Array
-        ? { ok: true, value: new Uint8Array(value) }
+        ? { ok: true, value: ownBytes(value) }
         : bad("expected bytes", value);
     case "peer_info":
       return checkPeerInfoField(value);
@@ -325,6 +325,20 @@ function checkField(kind: FieldKind, value: unknown): FieldCheck {
         ? { ok: true, value }
         : bad(`expected one of ${[...FORWARD_OUTCOMES].join(", ")}`, value);
   }
+}
+
+/**
+ * Bytes decoded from a frame, as a plain Uint8Array the frame does not keep alive for
+ * nothing: a copy when they are a small part of the buffer they view (the socket's chunk,
+ * a frame of other fields), else a view of it. A snapshot chunk is nearly all of its
+ * frame's buffer, and copying a mebibyte per chunk cost as much as writing it to disk.
+ * The buffers a decoded frame views are its own (see FrameDecoder), never reused.
+ */
+function ownBytes(value: Uint8Array): Uint8Array {
+  if (value.buffer.byteLength - value.byteLength > value.byteLength / 16) {
+    return new Uint8Array(value);
+  }
+  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
 }
 
 const FORWARD_OUTCOMES: ReadonlySet<string> = new Set<ForwardOutcome>([
