@@ -36,7 +36,7 @@
  */
 
 import { assert } from "../shared/assert.js";
-import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
+import type { ApplyContext, IncrementalRestore, StateMachine } from "../shared/state-machine.js";
 import { ChangeHistory, type ChangeListener, type KvChange } from "./change-history.js";
 import {
   commandFingerprint,
@@ -57,6 +57,7 @@ import {
   readSnapshot,
   readSnapshotChunks,
   type SnapshotCursor,
+  SnapshotReader,
   type SnapshotSource,
   writeSnapshot,
   writeSnapshotChunks,
@@ -379,6 +380,31 @@ export class KvStateMachine implements StateMachine<KvResult> {
     // Snapshots still streaming keep reading the old state, which nothing changes any more.
     this.snapshots.clear();
     this.replaceState(restored);
+  }
+
+  /**
+   * A restore that reads the snapshot as its bytes arrive and replaces the state only at
+   * `install` (see `IncrementalRestore`). The state it builds is its own: `apply` goes on
+   * with the current one meanwhile, and positions for both come from the one counter, so
+   * each Map still has them in insertion order.
+   */
+  beginRestore(): IncrementalRestore {
+    const reader = new SnapshotReader(this.limits, () => this.nextPosition++);
+    let installed = false;
+    return {
+      push: (chunk) => {
+        assert(!installed, "bytes pushed into a restore already installed");
+        reader.push(chunk);
+      },
+      install: () => {
+        assert(!installed, "a restore installed twice");
+        assert(!this.restoring, "an install while another restore replaces the state");
+        installed = true;
+        const restored = reader.finish();
+        this.snapshots.clear();
+        this.replaceState(restored);
+      },
+    };
   }
 
   /**

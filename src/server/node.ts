@@ -279,6 +279,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       onSent: (peer, ok) => this.onTransferSent(peer, ok),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
+      beginRestore: this.sm.beginRestore?.bind(this.sm),
     });
     // The address the members know this node by: the command line's, or the one the
     // configuration it joined with records.
@@ -1151,13 +1152,17 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private async adoptSnapshot(meta: SnapshotMeta): Promise<void> {
     const started = this.clock.wallMs();
-    await this.transfer.finishReceived(meta);
+    const restore = await this.transfer.finishReceived(meta);
+    const durable = this.clock.wallMs();
     const reader = this.storage.readSnapshot();
     assert(
       reader !== null && reader.meta.index === meta.index,
       "adopted snapshot is not the newest",
     );
-    await this.sm.restore(reader.chunks());
+    // The state was read from the chunks as they came, unless the state machine cannot do
+    // that: then from the file, now that it is durable.
+    if (restore !== null) restore.install();
+    else await this.sm.restore(reader.chunks());
     // The snapshot replaced the log up to its index, config entries included: its
     // configuration must stand in for theirs at the next start, or the node restarts with
     // the one it applied last before the transfer (a learner promoted meanwhile stays a
@@ -1176,6 +1181,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         index: meta.index,
         bytes: reader.dataBytes,
         ms: this.clock.wallMs() - started,
+        durableMs: durable - started,
+        readAsReceived: restore !== null,
       },
       `state transfer complete: state restored at index ${meta.index}`,
     );

@@ -1,16 +1,72 @@
+import { crc32 } from "node:zlib";
 import pino from "pino";
 import { describe, expect, it, vi } from "vitest";
 import { encodeConfiguration } from "../core/configuration.js";
 import { AssertionError } from "../shared/assert.js";
 import { realClock } from "../shared/clock.js";
+import type { IncrementalRestore } from "../shared/state-machine.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { StateTransfer } from "./state-transfer.js";
 
 /**
  * StateTransfer on its own, for what the runtime tests cannot stage cheaply: the sending
- * side failing while it reads the snapshot.
+ * side failing while it reads the snapshot, and the bytes a restore reads as they arrive.
  */
+
+/** A backup's StateTransfer fed chunks by hand, with a restore that records its bytes. */
+async function receivingBackup(failPushAt: number | null = null) {
+  const { storage } = await MemoryStorage.open();
+  const network = new MemoryNetwork();
+  const backup = network.createTransport(2, [1, 2]);
+  await backup.start();
+  const pushed: number[] = [];
+  const restore: IncrementalRestore = {
+    push: (chunk) => {
+      if (failPushAt !== null && pushed.length + chunk.length > failPushAt) {
+        throw new Error("not a snapshot");
+      }
+      pushed.push(...chunk);
+    },
+    install: () => {},
+  };
+  const warnings: string[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => warnings.push(line) });
+  const transfer = new StateTransfer({
+    id: 2,
+    storage,
+    transport: backup,
+    logger,
+    configAt: () => [],
+    clusterId: () => null,
+    clock: realClock,
+    chunkBytes: 1024,
+    stallMs: 10_000,
+    term: () => 1,
+    onSent: () => {},
+    onReceived: () => true,
+    onFatal: (error) => {
+      throw error;
+    },
+    beginRestore: () => restore,
+  });
+  const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
+  const chunk = (offset: number, end: number) =>
+    transfer.onMessage({
+      type: "snapshot_chunk",
+      from: 1,
+      to: 2,
+      term: 1,
+      snapshotIndex: 7,
+      snapshotTerm: 1,
+      offset,
+      totalBytes: data.length,
+      crc32: crc32(data),
+      data: data.slice(offset, end),
+      config: encodeConfiguration([]),
+    });
+  return { transfer, restore, pushed, data, chunk, warnings, close: () => backup.close() };
+}
 
 describe("state transfer", () => {
   it("state transfer: a bug while reading the snapshot to send stops the node (not logged and dropped)", async () => {
@@ -94,6 +150,34 @@ describe("state transfer", () => {
     expect(received).toEqual([{ from: 1, term: 4, meta: { index: 92, term: 3 } }]);
     await vi.waitFor(() => expect(acks).toMatchObject([{ type: "snapshot_ack", accepted: false }]));
     await master.close();
+    await backup.close();
+  });
+
+  it("state transfer: the restore reads exactly the bytes the file takes, once each, whatever the master resends", async () => {
+    const backup = await receivingBackup();
+    backup.chunk(0, 10);
+    backup.chunk(0, 10); // a retransmission: nothing new
+    backup.chunk(5, 15); // overlaps: only 10..14 are new
+    backup.chunk(18, 20); // beyond what arrived: ignored, the master is told to resend
+    backup.chunk(15, 20);
+    const restore = await vi.waitFor(async () => {
+      const found = await backup.transfer.finishReceived({ index: 7, term: 1 });
+      expect(found).not.toBeNull();
+      return found;
+    });
+    expect(restore).toBe(backup.restore);
+    expect(backup.pushed).toEqual([...backup.data]);
+    await backup.close();
+  });
+
+  it("state transfer: bytes the restore cannot read drop the restore, not the transfer (the state is then read from the file)", async () => {
+    const backup = await receivingBackup(12);
+    backup.chunk(0, 10);
+    backup.chunk(10, 20);
+    const restore = await vi.waitFor(() => backup.transfer.finishReceived({ index: 7, term: 1 }));
+    expect(restore).toBeNull();
+    expect(backup.pushed).toEqual([...backup.data.subarray(0, 10)]);
+    expect(backup.warnings.join("")).toMatch(/does not read as a state/);
     await backup.close();
   });
 });

@@ -3,7 +3,9 @@
  * entries it needs (or is brand new), in bounded chunks with a small window of chunks in
  * flight, so neither side ever holds the whole snapshot in memory and replication to the
  * other backups goes on meanwhile. The backup writes the chunks into storage's snapshot
- * receiver, checks the checksum at the end, and asks the core whether to adopt it.
+ * receiver, checks the checksum at the end, and asks the core whether to adopt it. When
+ * the state machine can (`beginRestore`), the backup also reads the state out of the
+ * chunks as they arrive, so that adopting a large snapshot does not read it all again.
  *
  * It never decides anything about the log: the core asks for transfers and decides on
  * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
@@ -27,6 +29,7 @@ import type {
 } from "../protocol/messages.js";
 import { AssertionError, assert } from "../shared/assert.js";
 import type { Clock, Timer } from "../shared/clock.js";
+import type { IncrementalRestore } from "../shared/state-machine.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -64,6 +67,8 @@ export interface StateTransferDeps {
   readonly onReceived: (from: NodeId, term: number, meta: SnapshotMeta) => boolean;
   /** A bug surfaced during a transfer: the node must stop. */
   readonly onFatal: (error: AssertionError) => void;
+  /** The state machine's `beginRestore`, when it has one. */
+  readonly beginRestore?: (() => IncrementalRestore) | undefined;
 }
 
 interface Outgoing {
@@ -95,6 +100,14 @@ interface Incoming {
   queue: Promise<void>;
   received: number;
   done: boolean;
+  /** The state read from the chunks so far; null without one or once it failed. */
+  restore: IncrementalRestore | null;
+}
+
+/** A received snapshot the core adopted, waiting to be installed. */
+interface Adopted {
+  readonly receiver: SnapshotReceiver;
+  readonly restore: IncrementalRestore | null;
 }
 
 export class StateTransfer {
@@ -104,7 +117,7 @@ export class StateTransfer {
    * Received snapshots the core adopted, by index, each waiting for the runtime to install
    * it (in the order adopted). A newer one may be adopted while an older one waits.
    */
-  private readonly adopted = new Map<number, SnapshotReceiver>();
+  private readonly adopted = new Map<number, Adopted>();
   private closed = false;
 
   constructor(private readonly deps: StateTransferDeps) {}
@@ -210,6 +223,11 @@ export class StateTransfer {
     while (out.buffer.length < size && out.sentBytes + out.buffer.length < out.totalBytes) {
       const next = await out.iterator.next();
       if (next.done === true) break;
+      if (out.buffer.length === 0) {
+        // Storage hands out a fresh buffer per read, never reused: no need to copy it.
+        out.buffer = next.value;
+        continue;
+      }
       const merged = new Uint8Array(out.buffer.length + next.value.length);
       merged.set(out.buffer);
       merged.set(next.value, out.buffer.length);
@@ -231,7 +249,8 @@ export class StateTransfer {
       offset: out.sentBytes,
       totalBytes: out.totalBytes,
       crc32: out.crc32,
-      data: data.slice(),
+      // A view: the bytes are never changed, and the transport encodes them at once.
+      data,
       config: encodeConfiguration(this.deps.configAt(out.meta.index), this.deps.clusterId()),
     };
     out.sentBytes += data.length;
@@ -380,6 +399,7 @@ export class StateTransfer {
       queue: Promise.resolve(),
       received: 0,
       done: false,
+      restore: this.deps.beginRestore?.() ?? null,
     };
     this.incoming = session;
     this.deps.logger.info(
@@ -397,7 +417,22 @@ export class StateTransfer {
   private async writeChunk(s: Incoming, chunk: SnapshotChunk): Promise<void> {
     if (s.done || this.incoming !== s) return;
     const receiver = await s.receiver;
-    s.received = await receiver.write(chunk.offset, chunk.data);
+    const before = receiver.receivedBytes;
+    const end = chunk.offset + chunk.data.length;
+    const writing = receiver.write(chunk.offset, chunk.data);
+    // Handled below; this only keeps a failure from counting as unhandled should the
+    // restore throw a bug first.
+    writing.catch(() => undefined);
+    // The restore reads the new bytes while the file takes them (the write runs off the
+    // event loop); should the write fail, the session ends and its restore with it.
+    if (chunk.offset <= before && end > before) {
+      this.feedRestore(s, chunk.data.subarray(before - chunk.offset));
+    }
+    s.received = await writing;
+    assert(
+      s.received === Math.max(before, chunk.offset <= before ? end : before),
+      "the snapshot receiver wrote other bytes than the restore read",
+    );
     if (s.received < s.totalBytes) {
       this.ack(chunk, s.received, false, false);
       return;
@@ -416,9 +451,28 @@ export class StateTransfer {
     if (adopt) {
       // The core adopts a snapshot only beyond its commit index, which an adoption raises.
       assert(!this.adopted.has(s.meta.index), `snapshot ${s.meta.index} adopted twice`);
-      this.adopted.set(s.meta.index, receiver);
+      this.adopted.set(s.meta.index, { receiver, restore: s.restore });
     } else await receiver.abort();
     this.ack(chunk, s.received, true, adopt);
+  }
+
+  /**
+   * Hands the bytes being written to the restore reading them. Bytes it cannot read are
+   * the snapshot's problem, not this node's: the restore is dropped, and the state is read
+   * from the file should the snapshot be adopted (which then fails the same way).
+   */
+  private feedRestore(s: Incoming, bytes: Uint8Array): void {
+    if (s.restore === null) return;
+    try {
+      s.restore.push(bytes);
+    } catch (error) {
+      if (error instanceof AssertionError) throw error;
+      s.restore = null;
+      this.deps.logger.warn(
+        { event: "state_transfer", from: s.from, index: s.meta.index, err: error },
+        "the snapshot being received does not read as a state; it will be read again from disk if adopted",
+      );
+    }
   }
 
   private ack(chunk: SnapshotChunk, nextOffset: number, done: boolean, accepted: boolean): void {
@@ -436,23 +490,26 @@ export class StateTransfer {
   }
 
   /**
-   * Makes the adopted snapshot at `meta` durable and the node's state (the core's Ready
-   * says so). Readies come in the order of adoption, so an older snapshot still waiting
-   * here was superseded before the core handed it out: it is dropped.
+   * Makes the adopted snapshot at `meta` durable (the core's Ready says so), and returns
+   * the restore that read its state as it arrived, for the runtime to install, or null
+   * when the state must be read from storage. Readies come in the order of adoption, so
+   * an older snapshot still waiting here was superseded before the core handed it out: it
+   * is dropped.
    */
-  async finishReceived(meta: SnapshotMeta): Promise<void> {
-    const receiver = this.adopted.get(meta.index);
+  async finishReceived(meta: SnapshotMeta): Promise<IncrementalRestore | null> {
+    const adopted = this.adopted.get(meta.index);
     assert(
-      receiver !== undefined,
+      adopted !== undefined,
       `state transfer: snapshot ${meta.index} adopted but not received`,
     );
     this.adopted.delete(meta.index);
     for (const [index, older] of this.adopted) {
       if (index > meta.index) continue;
       this.adopted.delete(index);
-      this.discard(Promise.resolve(older));
+      this.discard(Promise.resolve(older.receiver));
     }
-    await receiver.finish();
+    await adopted.receiver.finish();
+    return adopted.restore;
   }
 
   close(): void {
@@ -464,7 +521,7 @@ export class StateTransfer {
     }
     this.outgoing.clear();
     if (this.incoming !== null && !this.incoming.done) this.discard(this.incoming.receiver);
-    for (const receiver of this.adopted.values()) this.discard(Promise.resolve(receiver));
+    for (const { receiver } of this.adopted.values()) this.discard(Promise.resolve(receiver));
     this.adopted.clear();
   }
 

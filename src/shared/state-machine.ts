@@ -11,6 +11,8 @@
  * - `snapshot` captures the state as of the moment it is called, even if `apply` keeps
  *   being called while the returned chunks are consumed (copy-on-write or equivalent).
  * - `restore` replaces the whole state with the one a snapshot captured.
+ * - `beginRestore`, when there is one, reads a snapshot's bytes as they arrive and replaces
+ *   the state only when asked to, in one synchronous step.
  */
 
 export interface ApplyContext {
@@ -32,4 +34,25 @@ export interface StateMachine<Result = unknown> {
   snapshot(): AsyncIterable<Uint8Array>;
   /** Replaces the state with the one streamed by `snapshot`. */
   restore(chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Optional: starts reading a snapshot whose bytes arrive over time (a state transfer),
+   * leaving the current state as it is, so that adopting the snapshot later costs little.
+   * `apply` may go on meanwhile; the restore's state is a separate one.
+   */
+  beginRestore?(): IncrementalRestore;
+}
+
+/** A snapshot being read as its bytes arrive; see `StateMachine.beginRestore`. */
+export interface IncrementalRestore {
+  /**
+   * The snapshot stream's next bytes, in order, split anywhere. Throws when they cannot be
+   * part of a valid snapshot; the restore is then of no further use.
+   */
+  push(chunk: Uint8Array): void;
+  /**
+   * Replaces the state with the one the pushed bytes describe, as `restore` would. Throws
+   * as `restore` does for an incomplete or invalid snapshot, leaving the state as it was.
+   * At most once.
+   */
+  install(): void;
 }

@@ -50,7 +50,7 @@ import { forceNewCluster, type RecoveryPlan } from "../server/force-new-cluster.
 import type { BatonNode } from "../server/node.js";
 import { defaultNodeConfig, parseNodeConfig } from "../server/node-config.js";
 import { AssertionError, assert } from "../shared/assert.js";
-import type { ApplyContext, StateMachine } from "../shared/state-machine.js";
+import type { ApplyContext, IncrementalRestore, StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { StorageError } from "../storage/errors.js";
 import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
@@ -348,7 +348,19 @@ class WatchedKv implements StateMachine<KvResult> {
   }
 
   restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    return this.run.onRestore(this.node, () => this.kv.restore(chunks));
+    this.run.onRestore(this.node);
+    return this.kv.restore(chunks);
+  }
+
+  beginRestore(): IncrementalRestore {
+    const restore = this.kv.beginRestore();
+    return {
+      push: (chunk) => restore.push(chunk),
+      install: () => {
+        this.run.onRestore(this.node);
+        restore.install();
+      },
+    };
   }
 }
 
@@ -765,9 +777,9 @@ class WholeNodeRun {
   }
 
   /** A restore on a running node is a state transfer (at start it is recovery). */
-  onRestore(node: NodeId, restore: () => Promise<void>): Promise<void> {
+  /** A node replaces its state: a state transfer when the node is running. */
+  onRestore(node: NodeId): void {
     if (this.procs.find((p) => p.id === node)?.state === "up") this.transfers++;
-    return restore();
   }
 
   /** After every step: at most one master per term (Raft §5.2). */
