@@ -84,6 +84,10 @@ export interface TransferRow {
   readonly adoptedMs: number;
   /** fdatasync of the received file and restore of the state from it, ms. */
   readonly restoreMs: number;
+  /** Of restoreMs, making the received file durable (fdatasync, rename), ms; null: not logged. */
+  readonly durableMs: number | null;
+  /** Whether the state was read from the chunks as they arrived (not from the file after). */
+  readonly readAsReceived: boolean | null;
   /** The master's own figure: transfer started → last chunk acknowledged, ms. */
   readonly senderMs: number | null;
   /** Empty node spawned → its `serving` line (HTTP listening), ms. */
@@ -243,6 +247,8 @@ export function transferTable(rows: readonly TransferRow[]): string {
       "adopted ÷ disk",
       "stream s",
       "fsync+restore s",
+      "of which fsync s",
+      "state read",
       "master's send s",
       "spawn → listening s",
       "spawn → first chunk s",
@@ -251,7 +257,7 @@ export function transferTable(rows: readonly TransferRow[]): string {
       "elections",
       "load avg",
     ],
-    ["r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+    ["r", "r", "r", "r", "r", "r", "r", "r", "r", "l", "r", "r", "r", "r", "r", "r", "r"],
     rows.map((r) => [
       count(r.stateMb),
       mb(r.snapshotBytes),
@@ -261,6 +267,8 @@ export function transferTable(rows: readonly TransferRow[]): string {
       `${r.adoptedToDiskRatio.toFixed(2)}×`,
       seconds(r.streamMs),
       seconds(r.restoreMs),
+      seconds(r.durableMs),
+      r.readAsReceived === null ? "-" : r.readAsReceived ? "as received" : "from the file",
       seconds(r.senderMs),
       seconds(r.listeningMs),
       seconds(r.firstChunkMs),

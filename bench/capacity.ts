@@ -96,6 +96,8 @@ export interface CapacityOptions {
   readonly historyKeys: number;
   /** `baton start --election-ms` for every node, or null for Baton's default. */
   readonly electionMs: string | null;
+  /** Run every node with `node --cpu-prof`, profiles in <out>/profiles. */
+  readonly profile: boolean;
 }
 
 /** Far more entries and bytes than any run writes: the "no snapshots" cluster never takes one. */
@@ -187,6 +189,7 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
       "--baton-election-ms <range>",
       "every node's --election-ms, e.g. 150-300 (default Baton's); the transfer phase counts the elections it saw",
     )
+    .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
     .option(
       "--smoke",
       "a tiny run that checks the benchmark works: 1,500 keys, log size 1,000, 2 MB transfer, no restart after the memory phase",
@@ -216,6 +219,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     from: string;
     batonCli?: string;
     batonElectionMs?: string;
+    profile?: boolean;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -232,6 +236,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     settleMs: smoke ? 200 : 2000,
     restartAfterMemory: !smoke,
     electionMs: o.batonElectionMs ?? null,
+    profile: o.profile === true,
     cliBootRuns: smoke ? 1 : 3,
     historyKeys: smoke ? 100 : o.historyKeys,
   };
@@ -330,6 +335,9 @@ async function startCluster(
       ...(options.electionMs === null ? [] : ["--election-ms", options.electionMs]),
     ],
     ...(startIds === undefined ? {} : { startIds }),
+    nodeFlags: options.profile
+      ? ["--cpu-prof", "--cpu-prof-dir", join(options.out, "profiles", name)]
+      : [],
   });
   systems[name] = cluster.description;
   return cluster;
@@ -814,6 +822,8 @@ async function transferOne(
       streamMs,
       adoptedMs,
       restoreMs,
+      durableMs: typeof adopted.durableMs === "number" ? adopted.durableMs : null,
+      readAsReceived: typeof adopted.readAsReceived === "boolean" ? adopted.readAsReceived : null,
       senderMs: sent === undefined ? null : (sent.seconds as number) * 1000,
       listeningMs: listening === undefined ? null : listening.time - spawnAt,
       firstChunkMs: sessions[0]!.time - spawnAt,
