@@ -1162,7 +1162,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // The state was read from the chunks as they came, unless the state machine cannot do
     // that: then from the file, now that it is durable.
     if (restore !== null) restore.install();
-    else await this.sm.restore(reader.chunks());
+    else {
+      await this.sm.restore(reader.chunks());
+      // A state machine that reads snapshots as they arrive drops that read only when the
+      // bytes do not read as a state; the same bytes, checksummed on both ends, just did.
+      assert(
+        this.sm.beginRestore === undefined,
+        `the state of snapshot ${meta.index} read as it arrived failed, and read from the file it did not`,
+      );
+    }
     // The snapshot replaced the log up to its index, config entries included: its
     // configuration must stand in for theirs at the next start, or the node restarts with
     // the one it applied last before the transfer (a learner promoted meanwhile stays a

@@ -180,4 +180,105 @@ describe("state transfer", () => {
     expect(backup.warnings.join("")).toMatch(/does not read as a state/);
     await backup.close();
   });
+
+  /**
+   * A master's StateTransfer sending a 20-byte snapshot in chunks of 4 to node 2, whose
+   * answers the test writes by hand; `offsets` lists every chunk sent, resends included.
+   */
+  async function sendingMaster(stallMs = 10_000) {
+    const { storage } = await MemoryStorage.open();
+    const data = Uint8Array.from({ length: 20 }, (_, i) => i);
+    vi.spyOn(storage, "readSnapshot").mockReturnValue({
+      meta: { index: 10, term: 1 },
+      dataBytes: data.length,
+      dataCrc32: crc32(data),
+      chunks: async function* () {
+        yield data;
+        return crc32(data);
+      },
+    });
+    const network = new MemoryNetwork();
+    const master = network.createTransport(1, [1, 2]);
+    const backup = network.createTransport(2, [1, 2]);
+    await master.start();
+    await backup.start();
+    const offsets: number[] = [];
+    backup.onMessage((m) => {
+      if (m.type === "snapshot_chunk") offsets.push(m.offset);
+    });
+    const sent: boolean[] = [];
+    const transfer = new StateTransfer({
+      id: 1,
+      storage,
+      transport: master,
+      logger: pino({ level: "silent" }),
+      configAt: () => [],
+      clusterId: () => null,
+      clock: realClock,
+      chunkBytes: 4,
+      stallMs,
+      term: () => 1,
+      onSent: (_peer, ok) => sent.push(ok),
+      onReceived: () => false,
+      onFatal: (error) => {
+        throw error;
+      },
+    });
+    const ack = (nextOffset: number, done = false) =>
+      transfer.onMessage({
+        type: "snapshot_ack",
+        from: 2,
+        to: 1,
+        term: 1,
+        snapshotIndex: 10,
+        nextOffset,
+        done,
+        accepted: done,
+      });
+    const close = async () => {
+      transfer.close();
+      await master.close();
+      await backup.close();
+    };
+    return { transfer, offsets, sent, ack, close };
+  }
+
+  it("state transfer: a chunk the backup skipped (lost or overtaken) is sent again from the gap, once, and the transfer goes on", async () => {
+    const m = await sendingMaster();
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12]));
+    m.ack(4); // chunk 0 arrived
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 16]));
+    // Chunk 4 went missing: the backup skips 8, 12 and 16 and answers "4" to each.
+    m.ack(4);
+    m.ack(4);
+    m.ack(4);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 16, 4, 8, 12, 16]));
+    m.ack(2); // an answer overtaken by later ones: ignored
+    m.ack(12);
+    m.ack(20, true);
+    await vi.waitFor(() => expect(m.sent).toEqual([true]));
+    expect(m.offsets).toEqual([0, 4, 8, 12, 16, 4, 8, 12, 16]);
+    await m.close();
+  });
+
+  it("state transfer: a stall sends the window again once, a second one gives up; a backup that asks from the start gets a new transfer", async () => {
+    const m = await sendingMaster(100);
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12]));
+    m.ack(8);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 16]));
+    // Nothing more is answered: after 100 ms the unacknowledged chunks go again, after
+    // another 100 ms the transfer is given up (and reported failed, to be retried).
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 16, 8, 12, 16]));
+    await vi.waitFor(() => expect(m.sent).toEqual([false]), { timeout: 2000 });
+    const again = await sendingMaster();
+    again.transfer.start(2);
+    await vi.waitFor(() => expect(again.offsets).toEqual([0, 4, 8, 12]));
+    again.ack(8);
+    again.ack(0); // the backup lost its session (its checksum failed, say)
+    await vi.waitFor(() => expect(again.sent).toEqual([false]), { timeout: 2000 });
+    await again.close();
+    await m.close();
+  });
 });

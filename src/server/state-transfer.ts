@@ -7,6 +7,12 @@
  * the state machine can (`beginRestore`), the backup also reads the state out of the
  * chunks as they arrive, so that adopting a large snapshot does not read it all again.
  *
+ * The backup takes chunks strictly in order and answers each with the offset it expects
+ * next. The master keeps the chunks in flight until they are acknowledged: a chunk that
+ * went missing (a full send queue drops it; the simulator's network loses and reorders
+ * messages) is sent again from the gap the answers show, so a gigabyte is not started
+ * over for one lost mebibyte.
+ *
  * It never decides anything about the log: the core asks for transfers and decides on
  * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
  * A failed transfer is logged and retried; a bug (an AssertionError, from the core or
@@ -83,6 +89,12 @@ interface Outgoing {
   buffer: Uint8Array;
   sentBytes: number;
   ackedBytes: number;
+  /** Chunks sent and not yet acknowledged, in offset order: what a resend sends again. */
+  unacked: { readonly offset: number; readonly data: Uint8Array }[];
+  /** The offset the window was last sent again from, so that each gap costs one resend. */
+  resentFrom: number;
+  /** Whether the stall timer already sent the window again since the last progress. */
+  stallResent: boolean;
   reading: boolean;
   stall: Timer;
   lastLoggedTenth: number;
@@ -179,8 +191,11 @@ export class StateTransfer {
       buffer: new Uint8Array(0),
       sentBytes: 0,
       ackedBytes: 0,
+      unacked: [],
+      resentFrom: -1,
+      stallResent: false,
       reading: false,
-      stall: this.deps.clock.setTimeout(() => this.abort(peer, "no progress"), this.deps.stallMs),
+      stall: this.deps.clock.setTimeout(() => this.onStall(peer), this.deps.stallMs),
       lastLoggedTenth: -1,
     };
     this.outgoing.set(peer, out);
@@ -239,6 +254,12 @@ export class StateTransfer {
   }
 
   private sendChunk(out: Outgoing, data: Uint8Array): void {
+    out.unacked.push({ offset: out.sentBytes, data });
+    this.transmit(out, out.sentBytes, data);
+    out.sentBytes += data.length;
+  }
+
+  private transmit(out: Outgoing, offset: number, data: Uint8Array): void {
     const message: SnapshotChunk = {
       type: "snapshot_chunk",
       from: this.deps.id,
@@ -246,28 +267,72 @@ export class StateTransfer {
       term: out.term,
       snapshotIndex: out.meta.index,
       snapshotTerm: out.meta.term,
-      offset: out.sentBytes,
+      offset,
       totalBytes: out.totalBytes,
       crc32: out.crc32,
       // A view: the bytes are never changed, and the transport encodes them at once.
       data,
       config: encodeConfiguration(this.deps.configAt(out.meta.index), this.deps.clusterId()),
     };
-    out.sentBytes += data.length;
     this.deps.transport.send(message);
+  }
+
+  /**
+   * Sends the unacknowledged chunks again from `from`, the offset the backup expects next
+   * (it skips a chunk that arrives ahead of a missing one). False when the window does not
+   * start there: the transfer cannot go on.
+   */
+  private resend(out: Outgoing, from: number): boolean {
+    if (out.unacked[0]?.offset !== from) return false;
+    out.resentFrom = from;
+    for (const chunk of out.unacked) this.transmit(out, chunk.offset, chunk.data);
+    return true;
+  }
+
+  /**
+   * No acknowledgement moved the transfer on for `stallMs`: the last chunks or their
+   * answers were lost. The window is sent again once; a second stall gives up.
+   */
+  private onStall(peer: NodeId): void {
+    const out = this.outgoing.get(peer);
+    if (out === undefined) return;
+    if (!out.stallResent && this.resend(out, out.ackedBytes)) {
+      out.stallResent = true;
+      out.stall.refresh();
+      return;
+    }
+    this.abort(peer, "no progress");
   }
 
   private onAck(ack: SnapshotAck): void {
     const out = this.outgoing.get(ack.from);
     if (out === undefined || ack.snapshotIndex !== out.meta.index) return;
     out.stall.refresh();
-    if (!ack.done && ack.nextOffset <= out.ackedBytes && out.sentBytes > ack.nextOffset) {
-      // Every chunk moves the receiver on; one that did not found a gap (a chunk was
-      // dropped): start over, since the snapshot stream cannot seek back.
-      this.abort(out.peer, "chunks lost");
+    if (!ack.done && ack.nextOffset === 0 && out.ackedBytes > 0) {
+      // The backup has no session for this snapshot any more (its checksum failed, or it
+      // dropped the session): it asks for the whole snapshot again.
+      this.abort(out.peer, "the backup asked for it from the start");
       return;
     }
-    if (ack.nextOffset > out.ackedBytes) out.ackedBytes = ack.nextOffset;
+    if (!ack.done && ack.nextOffset < out.ackedBytes) return; // overtaken by a later answer
+    if (!ack.done && ack.nextOffset === out.ackedBytes && out.sentBytes > ack.nextOffset) {
+      // The backup skipped a chunk that came ahead of a missing one (a send queue dropped
+      // it, or the network reordered): send the window again from the gap, once per gap;
+      // the answers to the other chunks after it say the same and change nothing.
+      if (ack.nextOffset !== out.resentFrom && !this.resend(out, ack.nextOffset)) {
+        this.abort(out.peer, "chunks lost");
+      }
+      return;
+    }
+    if (ack.nextOffset > out.ackedBytes) {
+      out.ackedBytes = ack.nextOffset;
+      out.stallResent = false;
+      while (out.unacked.length > 0) {
+        const first = out.unacked[0]!;
+        if (first.offset + first.data.length > out.ackedBytes) break;
+        out.unacked.shift();
+      }
+    }
     this.logProgress(out);
     if (ack.done) {
       this.deps.clock.clearTimeout(out.stall);

@@ -177,6 +177,8 @@ export interface WholeNodeScenario {
   readonly sessionClients: number;
   /** Session-tagged writes carry no idempotency key: the session alone keeps them once. */
   readonly sessionsOnly: boolean;
+  /** Bytes per state-transfer chunk. */
+  readonly transferChunkBytes: number;
 }
 
 export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
@@ -232,6 +234,10 @@ function laterDraws(prng: Prng, clientCount: number) {
   const kvLimits = shortHistory ? { ...limits, watchHistoryCountMax } : limits;
   const sessionClients = prng.chance(0.5) ? prng.int(1, clientCount) : 0;
   const sessionsOnly = prng.chance(0.5);
+  // Drawn last: the size of a state transfer's chunks. A simulated store's snapshot is a
+  // few kilobytes, which the runtime's default (1 MiB) sends as one chunk; small chunks
+  // give the window, the acknowledgements and lost or duplicated chunks their turn.
+  const transferChunkBytes = prng.pick([64, 512, 4096, 1024 * 1024]);
   return {
     kvLimits,
     duplicateChance,
@@ -239,6 +245,7 @@ function laterDraws(prng: Prng, clientCount: number) {
     watchers,
     sessionClients,
     sessionsOnly,
+    transferChunkBytes,
   };
 }
 
@@ -517,6 +524,7 @@ class WholeNodeRun {
       // A transfer whose chunk was lost restarts after this long (TCP would have resent
       // it; the simulated network loses messages inside a connection).
       transferStallMs: this.scenario.transferStallMs,
+      transferChunkBytes: this.scenario.transferChunkBytes,
       join: proc.join,
       ...(this.options.electionMs === undefined
         ? {}
