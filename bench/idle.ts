@@ -9,18 +9,24 @@
  *   npm run bench:idle -- --duration 60m [--baton-election-ms 150-300] [--no-browser]
  *
  * A line a minute on stderr; at the end one line on stdout and idle.json in --out. Exits 1
- * when an election started or the master changed after the first master was agreed. It
- * stops the demo (its whole process group) and the browser on every exit path, Ctrl-C
- * included, and the demo removes its data.
+ * when an election started or the master changed after the first master was agreed. The
+ * demo runs as a process group in the process registry, which stops it (and its nodes)
+ * and removes its data on every exit path, Ctrl-C included; Playwright closes the browser.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import type { Browser } from "playwright-core";
-import { REPO_ROOT, sleep, waitFor } from "../harness/processes.js";
+import {
+  ManagedProcess,
+  makeTempDir,
+  REPO_ROOT,
+  removeTempDir,
+  sleep,
+  waitFor,
+} from "../harness/processes.js";
 import { counterTotal, fetchJson, gauge } from "./bench-cluster.js";
 import { runAsProgram } from "./entry.js";
 import { parseDuration } from "./main.js";
@@ -139,7 +145,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`${line}\n`);
   };
   const urls = Array.from({ length: NODES }, (_, i) => `http://127.0.0.1:${options.httpPort + i}`);
-  const data = mkdtempSync(join(tmpdir(), "baton-idle-"));
+  // Registered: a Ctrl-C or a crash of this program removes it, as it ends the demo.
+  const data = makeTempDir("baton-idle-");
   const args = [
     join(REPO_ROOT, "src/cli/main.ts"),
     "demo",
@@ -151,44 +158,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     String(options.httpPort),
     ...(options.electionMs === null ? [] : ["--election-ms", options.electionMs]),
   ];
-  // Its own process group: the demo and its nodes are stopped together on every exit path.
-  const demo: ChildProcess = spawn(join(REPO_ROOT, "node_modules/.bin/tsx"), args, {
-    cwd: REPO_ROOT,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
   let demoOutput = "";
-  const keep = (chunk: Buffer): void => {
-    demoOutput = (demoOutput + chunk.toString()).slice(-20_000);
-  };
-  demo.stdout?.on("data", keep);
-  demo.stderr?.on("data", keep);
-  const stopDemo = async (): Promise<void> => {
-    if (demo.pid === undefined || demo.exitCode !== null) return;
-    try {
-      process.kill(-demo.pid, "SIGINT");
-    } catch {
-      return;
-    }
-    const exited = new Promise<void>((resolve) => demo.once("exit", () => resolve()));
-    await Promise.race([exited, sleep(10_000)]);
-    try {
-      process.kill(-demo.pid, "SIGKILL");
-    } catch {
-      // The group is gone.
-    }
-  };
+  // A process group of its own: the demo and its nodes stop together on every exit path
+  // (SIGTERM to all of them at a Ctrl-C; the demo stops its nodes cleanly).
+  const demo = new ManagedProcess("demo", join(REPO_ROOT, "node_modules/.bin/tsx"), args, {
+    cwd: REPO_ROOT,
+    group: true,
+    cleanupSignal: "SIGTERM",
+    onLine: (line) => {
+      demoOutput = `${demoOutput}${line}\n`.slice(-20_000);
+    },
+  });
+  demo.start();
   let dashboard: { readonly how: string; close(): Promise<void> } | null = null;
-  const onSignal = (): void => {
-    void (async () => {
-      await dashboard?.close();
-      await stopDemo();
-      rmSync(data, { recursive: true, force: true });
-      process.exit(130);
-    })();
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   try {
     log(
       `bench:idle: the demo through tsx${options.electionMs === null ? "" : ` with --election-ms ${options.electionMs}`}, ${(options.durationMs / 1000).toFixed(0)} s`,
@@ -282,11 +264,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     return elections === 0 && changes.length === 0 ? 0 : 1;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
     await dashboard?.close().catch(() => undefined);
-    await stopDemo();
-    rmSync(data, { recursive: true, force: true });
+    await demo.stop(10_000);
+    removeTempDir(data);
   }
 }
 

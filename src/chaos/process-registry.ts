@@ -17,7 +17,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-/** Every PID spawned and still running, with the signal that ends it at cleanup. */
+/**
+ * Every PID spawned and still running (negated for a process group of its own, see
+ * `ManagedProcessOptions.group`), with the signal that ends it at cleanup.
+ */
 const livePids = new Map<number, NodeJS.Signals>();
 const liveDirs = new Set<string>();
 const cleanups = new Set<() => void>();
@@ -176,6 +179,13 @@ export interface ManagedProcessOptions {
    * its own (a benchmark), so that it ends its own processes. @default "SIGKILL"
    */
   readonly cleanupSignal?: NodeJS.Signals;
+  /**
+   * Runs the process in a process group of its own and signals the whole group: for a
+   * program that starts processes of its own (the demo and its nodes), so that none of
+   * them outlives it. Whatever is left of the group when the process exits is killed.
+   * @default false
+   */
+  readonly group?: boolean;
 }
 
 /**
@@ -231,6 +241,7 @@ export class ManagedProcess {
     const { runAs } = this.options;
     const child = spawn(this.command, args, {
       cwd: this.options.cwd ?? process.cwd(),
+      detached: this.options.group === true,
       stdio: ["ignore", "pipe", "pipe"],
       env: this.options.env ?? process.env,
       ...(runAs === null || runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
@@ -239,7 +250,7 @@ export class ManagedProcess {
     child.once("error", (error) => this.options.onLine?.(`[${this.name}] ${error}`, "stderr"));
     const pid = child.pid;
     if (pid === undefined) throw new Error(`${this.name}: spawn of ${this.command} failed`);
-    livePids.set(pid, this.options.cleanupSignal ?? "SIGKILL");
+    livePids.set(this.target(pid), this.options.cleanupSignal ?? "SIGKILL");
     this.incarnation++;
     this.child = child;
     this.paused = false;
@@ -255,7 +266,7 @@ export class ManagedProcess {
     const pid = this.pid;
     if (pid === null) throw new Error(`${this.name} is not running`);
     if (signal === "SIGKILL" || signal === "SIGTERM") this.expectExit = true;
-    process.kill(pid, signal);
+    process.kill(this.target(pid), signal);
     if (signal === "SIGSTOP") this.paused = true;
     if (signal === "SIGCONT") this.paused = false;
   }
@@ -285,6 +296,11 @@ export class ManagedProcess {
     clearTimeout(timer);
   }
 
+  /** What a signal goes to: the PID, or its whole group (a negative PID). */
+  private target(pid: number): number {
+    return this.options.group === true ? -pid : pid;
+  }
+
   /** Writes `line` into the log file, between the process's own lines. */
   note(line: string): void {
     this.log?.write(`${line}\n`);
@@ -295,7 +311,14 @@ export class ManagedProcess {
     let expected = false;
     this.exitPromise = new Promise<void>((done) => {
       child.once("exit", () => {
-        livePids.delete(pid);
+        livePids.delete(this.target(pid));
+        if (this.options.group === true) {
+          try {
+            process.kill(-pid, "SIGKILL");
+          } catch {
+            // Nothing was left of the group.
+          }
+        }
         expected = this.expectExit;
         if (this.child === child) {
           this.child = null;

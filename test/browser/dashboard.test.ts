@@ -10,20 +10,22 @@
  * has UPDATE=1.
  *
  * Chromium must be installed at /usr/bin/chromium (`apt-get install chromium`; `npm test`'s
- * pretest installs it on Debian as root). This file owns the demo: it runs in its own
- * process group, which is killed after the test, pass or fail, as is the browser, and the
- * data folder is removed.
+ * pretest installs it on Debian as root). This file owns the demo: it runs as a process
+ * group in the process registry, stopped after the test, pass or fail, as is the browser,
+ * and the data folder is removed.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterEach, describe, expect, it } from "vitest";
-import { freeConsecutivePorts } from "../../harness/processes.js";
+import {
+  freeConsecutivePorts,
+  ManagedProcess,
+  makeTempDir,
+  removeTempDir,
+} from "../../harness/processes.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHROMIUM = "/usr/bin/chromium";
@@ -49,17 +51,22 @@ afterEach(async () => {
 });
 
 interface Demo {
-  readonly process: ChildProcess;
+  readonly process: ManagedProcess;
   readonly dashboardUrl: string;
   readonly output: string[];
 }
 
 /** Starts `baton demo` in its own process group and waits for its dashboard URL. */
 async function startDemo(): Promise<Demo> {
-  const data = mkdtempSync(join(tmpdir(), "baton-dashboard-"));
-  cleanups.push(() => rmSync(data, { recursive: true, force: true }));
+  const data = makeTempDir("baton-dashboard-");
+  cleanups.push(() => removeTempDir(data));
   const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
-  const child = spawn(
+  const output: string[] = [];
+  let onLine: (line: string) => void = () => {};
+  let onExit: (how: string) => void = () => {};
+  // A process group: stopping the demo stops its nodes too, and none outlives the test.
+  const child = new ManagedProcess(
+    "demo",
     process.execPath,
     [
       "--import",
@@ -75,44 +82,33 @@ async function startDemo(): Promise<Demo> {
       "--load",
       "25",
     ],
-    { cwd: REPO_ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      cwd: REPO_ROOT,
+      group: true,
+      onLine: (line) => {
+        output.push(line);
+        onLine(line);
+      },
+      onExit: (exit) => onExit(exit.how),
+    },
   );
-  cleanups.push(() => stopGroup(child));
-  const output: string[] = [];
-  child.stderr?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
-  const lines = createInterface({ input: child.stdout! });
+  child.start();
+  cleanups.push(() => child.stop(8000));
   const dashboardUrl = await new Promise<string>((done, fail) => {
     const timer = setTimeout(
       () => fail(new Error(`no dashboard URL:\n${output.join("\n")}`)),
       60_000,
     );
-    lines.on("line", (line) => {
-      output.push(line);
+    onLine = (line) => {
       const match = /^Dashboard: (\S+)/.exec(line);
       if (match?.[1] !== undefined) {
         clearTimeout(timer);
         done(match[1]);
       }
-    });
-    child.once("exit", (code) => fail(new Error(`demo exited (${code}):\n${output.join("\n")}`)));
+    };
+    onExit = (how) => fail(new Error(`demo exited (${how}):\n${output.join("\n")}`));
   });
   return { process: child, dashboardUrl, output };
-}
-
-/** Stops the demo's whole process group: SIGTERM (a clean stop), then SIGKILL. */
-async function stopGroup(child: ChildProcess): Promise<void> {
-  const pid = child.pid;
-  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  process.kill(-pid, "SIGTERM");
-  const timeout = new Promise<"timeout">((done) => setTimeout(() => done("timeout"), 8000));
-  if ((await Promise.race([exited, timeout])) === "timeout") process.kill(-pid, "SIGKILL");
-  // The nodes are in the same group: make sure none outlives the demo.
-  try {
-    process.kill(-pid, "SIGKILL");
-  } catch {
-    // The group is gone.
-  }
 }
 
 async function openBrowser(): Promise<Browser> {
