@@ -3,6 +3,7 @@ import {
   advertisedHttpUrl,
   insecureExposure,
   isLoopbackHost,
+  parseElectionMs,
   parseNodeConfig,
   parsePeers,
 } from "./node-config.js";
@@ -19,6 +20,14 @@ describe("node config", () => {
     expect(() => parsePeers("1=a:1,x=b:2")).toThrow(
       /"x=b:2" is not of the form <id>=<host>:<port>/,
     );
+  });
+
+  it("config: --election-ms is <min>-<max>, or <min> alone for min to twice min", () => {
+    expect(parseElectionMs("150-300")).toEqual({ min: 150, max: 300 });
+    expect(parseElectionMs("400")).toEqual({ min: 400, max: 800 });
+    for (const bad of ["", "-300", "150-", "1.5-3", "150 - 300", "a-b", "150-300-450"]) {
+      expect(parseElectionMs(bad), bad).toBeNull();
+    }
   });
 
   it("config: defaults follow docs/design.md, and listen defaults to this node's peer address", () => {

@@ -331,3 +331,15 @@ export function parsePeers(text: string): PeerConfig[] {
       return { id, address: item.slice(eq + 1) };
     });
 }
+
+/**
+ * The election timeout range as `--election-ms` gives it: "<min>-<max>" milliseconds, or
+ * "<min>" alone for min to twice min. Null when the text is neither; whether the range
+ * is usable (min above the heartbeat, max at least min) is `parseNodeConfig`'s to say.
+ */
+export function parseElectionMs(text: string): { min: number; max: number } | null {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(text.trim());
+  if (m === null) return null;
+  const min = Number(m[1]);
+  return { min, max: m[2] === undefined ? min * 2 : Number(m[2]) };
+}

@@ -13,6 +13,7 @@
 import { fork } from "node:child_process";
 import { cpus } from "node:os";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { parseElectionMs } from "../server/node-config.js";
 import { type RunResult, runSeed } from "./run.js";
 import { runWholeNode } from "./whole-node.js";
 
@@ -43,14 +44,12 @@ function integer(value: string): number {
   return n;
 }
 
-/** "<min>-<max>" milliseconds, as `baton start --election-ms` takes it. */
+/** `--election-ms` as `baton start` reads it ("<min>-<max>", or "<min>" for min to 2×min). */
 function electionRange(value: string): { min: number; max: number } {
-  const m = /^(\d+)-(\d+)$/.exec(value);
-  const min = Number(m?.[1]);
-  const max = Number(m?.[2]);
-  if (m === null || min < 1 || max < min)
+  const range = parseElectionMs(value);
+  if (range === null || range.min < 1 || range.max < range.min)
     throw new InvalidArgumentError('expected "<min>-<max>" milliseconds, e.g. "150-300"');
-  return { min, max };
+  return range;
 }
 
 function emptySummary(): SweepSummary {

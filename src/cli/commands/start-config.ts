@@ -17,6 +17,7 @@ import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
 import {
   type NodeConfig,
   type NodeConfigInput,
+  parseElectionMs,
   parseNodeConfig,
   parsePeers,
 } from "../../server/node-config.js";
@@ -253,15 +254,15 @@ function requiredProblems(s: StartSettings): string[] {
 
 function nodeConfigInput(s: StartSettings): NodeConfigInput {
   const peerList = typeof s.peers === "string" ? parsePeers(s.peers) : [...(s.peers ?? [])];
-  const [min, max] = (s.electionMs ?? "").split("-").map(Number);
+  const election = s.electionMs === undefined ? null : parseElectionMs(s.electionMs);
   const input: Record<string, unknown> = {
     ...s,
     peers: peerList,
     http: s.http === false ? null : s.http,
     advertiseHttp: s.advertiseHttp ?? null,
     dataDir: s.memory === true ? null : (s.data ?? null),
-    electionMsMin: s.electionMs === undefined ? undefined : min,
-    electionMsMax: s.electionMs === undefined ? undefined : (max ?? (min ?? 0) * 2),
+    electionMsMin: election?.min,
+    electionMsMax: election?.max,
   };
   for (const key of [
     "data",
