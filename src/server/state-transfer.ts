@@ -431,6 +431,7 @@ export class StateTransfer {
       .then(() => this.writeChunk(s, chunk))
       .catch((error: unknown) => {
         s.done = true;
+        s.restore = null;
         if (this.isBug(error)) return;
         this.deps.logger.error(
           { event: "state_transfer", from: s.from, err: error },
@@ -442,7 +443,10 @@ export class StateTransfer {
 
   private begin(chunk: SnapshotChunk): Incoming {
     const old = this.incoming;
-    if (old !== null && !old.done) this.discard(old.receiver);
+    if (old !== null && !old.done) {
+      this.discard(old.receiver);
+      old.restore = null;
+    }
     // A configuration that does not decode is left out: the snapshot then keeps the one
     // this node had, as a snapshot written before configurations were sent along did.
     const config = decodeConfiguration(chunk.config);
@@ -503,6 +507,10 @@ export class StateTransfer {
       return;
     }
     s.done = true;
+    // The session ends here: what the restore read goes with the adoption, or nowhere (a
+    // whole state must not stay in memory until the next transfer begins).
+    const restore = s.restore;
+    s.restore = null;
     if (receiver.dataCrc32 !== s.crc32) {
       this.deps.logger.error(
         { event: "state_transfer", from: s.from },
@@ -516,7 +524,7 @@ export class StateTransfer {
     if (adopt) {
       // The core adopts a snapshot only beyond its commit index, which an adoption raises.
       assert(!this.adopted.has(s.meta.index), `snapshot ${s.meta.index} adopted twice`);
-      this.adopted.set(s.meta.index, { receiver, restore: s.restore });
+      this.adopted.set(s.meta.index, { receiver, restore });
     } else await receiver.abort();
     this.ack(chunk, s.received, true, adopt);
   }
