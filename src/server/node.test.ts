@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import pino from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -18,9 +21,12 @@ import {
   InvalidInputError,
   NoMasterError,
 } from "../shared/errors.js";
+import { nodeFileSystem } from "../storage/file-system.js";
+import { IdentityStore } from "../storage/identity-store.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
+import type { UnknownCaller } from "../transport/transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
@@ -891,5 +897,58 @@ describe("node runtime", () => {
     const [failovers, timed] = before.get(second)!;
     expect(await counted(second, "baton_failovers_total")).toBe(failovers + 1);
     expect(await counted(second, "baton_failover_seconds_count")).toBe(timed + 1);
+  });
+
+  it("node: after a restart, a removed member is still told from the same id added back (the identity keeps what was removed)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-node-removed-"));
+    try {
+      const identity = await IdentityStore.open(dir, nodeFileSystem);
+      await identity.save({
+        clusterId: "c0ffee",
+        incarnation: 5,
+        joinedConfig: null,
+        appliedConfig: null,
+        removed: [{ id: 4, incarnation: 7, peerAddress: "127.0.0.1:7104" }],
+      });
+      const inner = new MemoryNetwork().createTransport(1, ids);
+      let admit: ((caller: UnknownCaller) => boolean) | null = null;
+      const transport = new Proxy(inner, {
+        get: (target, key) => {
+          if (key === "onUnknownPeer") {
+            return (handler: (caller: UnknownCaller) => boolean) => {
+              admit = handler;
+            };
+          }
+          const value = Reflect.get(target, key);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const config = parseNodeConfig({
+        id: 1,
+        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+      });
+      const node = await BatonNode.start({
+        config,
+        opened: await MemoryStorage.open(new MemoryVolume()),
+        transport,
+        stateMachine: new KvStateMachine(),
+        logger,
+        identity,
+      });
+      running.push(node);
+      const caller = (memberIncarnation: number): UnknownCaller => ({
+        id: 4,
+        memberIncarnation,
+        peerAddress: "127.0.0.1:7104",
+        sameCluster: true,
+      });
+      expect(admit).not.toBeNull();
+      // The incarnation that was removed, restarted on its old data: still not a member.
+      expect(admit!(caller(7))).toBe(false);
+      // Another incarnation of id 4: added back while this node was away; linked.
+      expect(admit!(caller(9))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -53,7 +53,7 @@ import {
 } from "../shared/errors.js";
 import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/health.js";
 import type { StateMachine } from "../shared/state-machine.js";
-import type { DataIdentity, IdentityStore } from "../storage/identity-store.js";
+import { type DataIdentity, type IdentityStore, removedAfter } from "../storage/identity-store.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import { parseAddress } from "../transport/address.js";
 import type { Transport, UnknownCaller } from "../transport/transport.js";
@@ -281,6 +281,21 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       onFatal: (error) => this.fail(error),
       beginRestore: this.sm.beginRestore?.bind(this.sm),
     });
+    // The members the committed configurations removed, as the identity file kept them: a
+    // restarted node whose configuration no longer lists a member still knows which
+    // incarnation was removed, and so admits that id when it comes back as another (see
+    // admit) rather than refusing every incarnation of it.
+    for (const gone of deps.identity?.identity()?.removed ?? []) {
+      if (replica.members.some((m) => m.id === gone.id)) continue;
+      const address = this.config.peers.find((p) => p.id === gone.id)?.address ?? gone.peerAddress;
+      const known = { incarnation: gone.incarnation, address };
+      this.lastListed.set(gone.id, known);
+      // A peer of the command line is linked now and departs once the link is forgotten
+      // (maybeForgetPeers); any other already has.
+      if (address !== "" && this.config.peers.every((p) => p.id !== gone.id)) {
+        this.departed.set(gone.id, known);
+      }
+    }
     // The address the members know this node by: the command line's, or the one the
     // configuration it joined with records.
     const ownAddress =
@@ -1370,7 +1385,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.saveIdentity((current) =>
       (current.appliedConfig?.index ?? 0) > index
         ? null
-        : { ...current, appliedConfig: { index, config } },
+        : {
+            ...current,
+            appliedConfig: { index, config },
+            removed: removedAfter(
+              current.removed ?? [],
+              current.appliedConfig?.config ?? [],
+              config,
+            ),
+          },
     );
   }
 

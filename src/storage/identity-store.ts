@@ -1,9 +1,10 @@
 /**
  * The data directory's identity, in one small file (`identity`) replaced atomically like
  * the hard state: the cluster id, this directory's member incarnation, the configuration
- * a member added with `--join` learned, and the newest committed configuration with the
+ * a member added with `--join` learned, the newest committed configuration with the
  * index of its entry (so that a configuration compacted into a snapshot survives a
- * restart). JSON with a CRC32 line, because it is written rarely and read by people.
+ * restart), and the members committed configurations removed, with the incarnation each
+ * was removed as. JSON with a CRC32 line, because it is written rarely and read by people.
  *
  * A directory without this file is either new (nothing else in it) or was written by
  * Baton 0.1 or 0.2; the runtime decides which and creates the identity. This store never makes
@@ -30,6 +31,44 @@ export interface DataIdentity {
   readonly joinedConfig: readonly Member[] | null;
   /** The newest committed configuration this node applied, and its entry's index. */
   readonly appliedConfig: { readonly index: number; readonly config: readonly Member[] } | null;
+  /**
+   * Members that committed configurations removed and none lists again, each as it was
+   * removed, newest last: so that a restarted node still tells a member added back under
+   * its id (a new incarnation) from the one that was removed. Absent in files written
+   * before it existed.
+   */
+  readonly removed?: readonly RemovedMember[];
+}
+
+/** A member as a committed configuration removed it. */
+export interface RemovedMember {
+  readonly id: number;
+  readonly incarnation: number;
+  readonly peerAddress: string;
+}
+
+/** Removed members kept in the identity: the newest, a bound on a file read at every start. */
+export const REMOVED_MEMBERS_KEPT_MAX = 64;
+
+/**
+ * The removed members after `next` replaces `previous` as the committed configuration:
+ * those `previous` listed and `next` does not are added (replacing an older removal of the
+ * same id), those `next` lists are dropped.
+ */
+export function removedAfter(
+  removed: readonly RemovedMember[],
+  previous: readonly Member[],
+  next: readonly Member[],
+): RemovedMember[] {
+  const listed = new Set(next.map((m) => m.id));
+  const byId = new Map(removed.map((r) => [r.id, r]));
+  for (const m of previous) {
+    if (listed.has(m.id)) continue;
+    byId.delete(m.id);
+    byId.set(m.id, { id: m.id, incarnation: m.incarnation, peerAddress: m.peerAddress });
+  }
+  for (const id of listed) byId.delete(id);
+  return [...byId.values()].slice(-REMOVED_MEMBERS_KEPT_MAX);
 }
 
 export class IdentityStore {
@@ -101,10 +140,25 @@ export function decodeIdentity(bytes: Uint8Array, path: string): DataIdentity {
   }
   const clusterId = parsed.clusterId;
   if (clusterId !== null && typeof clusterId !== "string") throw fail("bad cluster id");
+  const removed = parsed.removed ?? [];
+  if (!Array.isArray(removed) || !removed.every(isRemovedMember)) {
+    throw fail("the removed members are not a list of {id, incarnation, peerAddress}");
+  }
   return Object.freeze({
     clusterId,
     incarnation,
     joinedConfig: (parsed.joinedConfig ?? null) as readonly Member[] | null,
     appliedConfig: (parsed.appliedConfig ?? null) as DataIdentity["appliedConfig"],
+    removed,
   });
+}
+
+function isRemovedMember(value: unknown): value is RemovedMember {
+  if (typeof value !== "object" || value === null) return false;
+  const r = value as Record<string, unknown>;
+  return (
+    Number.isSafeInteger(r.id) &&
+    Number.isSafeInteger(r.incarnation) &&
+    typeof r.peerAddress === "string"
+  );
 }

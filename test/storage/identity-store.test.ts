@@ -5,9 +5,15 @@
 
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
-import { IdentityStore, identityFileName } from "../../src/storage/identity-store.js";
+import {
+  IdentityStore,
+  identityFileName,
+  REMOVED_MEMBERS_KEPT_MAX,
+  removedAfter,
+} from "../../src/storage/identity-store.js";
 import { makeTempDir, removeTempDirs } from "./helpers.js";
 
 afterEach(removeTempDirs);
@@ -29,7 +35,8 @@ describe("identity store", () => {
     expect(store.identity()).toBeNull();
     await store.save(identity);
     const again = await IdentityStore.open(dir, nodeFileSystem);
-    expect(again.identity()).toEqual(identity);
+    // A file without the removed members (older ones) reads as none removed.
+    expect(again.identity()).toEqual({ ...identity, removed: [] });
     expect(await readdir(dir)).toEqual([identityFileName]);
   });
 
@@ -52,5 +59,42 @@ describe("identity store", () => {
     const store = await IdentityStore.open(dir, nodeFileSystem);
     expect(store.identity()).toBeNull();
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("identity: the members removed survive a restart, each as it was removed, until listed again", async () => {
+    const member = (id: number, incarnation: number) => ({
+      id,
+      incarnation,
+      voter: true,
+      peerAddress: `127.0.0.1:710${id}`,
+      httpUrl: "",
+    });
+    const [a, b, c] = [member(1, 11), member(2, 22), member(3, 33)];
+    // 2 removed, then 3; 2 added back as another incarnation, which drops its removal.
+    let removed = removedAfter([], [a, b, c], [a, c]);
+    expect(removed).toEqual([{ id: 2, incarnation: 22, peerAddress: "127.0.0.1:7102" }]);
+    removed = removedAfter(removed, [a, c], [a]);
+    expect(removed.map((r) => r.id)).toEqual([2, 3]);
+    removed = removedAfter(removed, [a], [a, member(2, 44)]);
+    expect(removed).toEqual([{ id: 3, incarnation: 33, peerAddress: "127.0.0.1:7103" }]);
+    // Removed again: the newest removal of an id is the one kept, and the list is bounded.
+    removed = removedAfter(removed, [a, member(3, 55)], [a]);
+    expect(removed).toEqual([{ id: 3, incarnation: 55, peerAddress: "127.0.0.1:7103" }]);
+    const many = Array.from({ length: REMOVED_MEMBERS_KEPT_MAX + 5 }, (_, i) => member(i + 10, i));
+    expect(removedAfter([], many, [])).toHaveLength(REMOVED_MEMBERS_KEPT_MAX);
+
+    const dir = await makeTempDir();
+    const store = await IdentityStore.open(dir, nodeFileSystem);
+    await store.save({ ...identity, removed });
+    expect((await IdentityStore.open(dir, nodeFileSystem)).identity()?.removed).toEqual(removed);
+    // A list of the wrong shape is refused, naming the file.
+    const path = join(dir, identityFileName);
+    const body = JSON.stringify({
+      format: "baton-identity-1",
+      ...identity,
+      removed: [{ id: "x" }],
+    });
+    await writeFile(path, `${body}\ncrc32 ${crc32(Buffer.from(body))}\n`);
+    await expect(IdentityStore.open(dir, nodeFileSystem)).rejects.toThrow(/removed members/);
   });
 });
