@@ -262,16 +262,21 @@ describe("state transfer", () => {
     await m.close();
   });
 
-  it("state transfer: a stall sends the window again once, a second one gives up; a backup that asks from the start gets a new transfer", async () => {
-    const m = await sendingMaster(100);
+  it("state transfer: unacknowledged chunks go again while nothing moves, until the stall gives up; a backup that asks from the start gets a new transfer", async () => {
+    const m = await sendingMaster(600);
     m.transfer.start(2);
     await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12]));
     m.ack(8);
     await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 16]));
-    // Nothing more is answered: after 100 ms the unacknowledged chunks go again, after
-    // another 100 ms the transfer is given up (and reported failed, to be retried).
-    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 16, 8, 12, 16]));
+    // Nothing more is answered (the last chunks, or their answers, were lost, and no later
+    // chunk shows a gap): after 100 ms the unacknowledged chunks go again, and again, until
+    // 600 ms without progress give the transfer up (reported failed, to be retried).
+    await vi.waitFor(() => expect(m.offsets.slice(0, 8)).toEqual([0, 4, 8, 12, 16, 8, 12, 16]));
     await vi.waitFor(() => expect(m.sent).toEqual([false]), { timeout: 2000 });
+    const resends = m.offsets.length;
+    expect(resends).toBeGreaterThanOrEqual(11);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(m.offsets.length).toBe(resends); // nothing after giving up
     const again = await sendingMaster();
     again.transfer.start(2);
     await vi.waitFor(() => expect(again.offsets).toEqual([0, 4, 8, 12]));

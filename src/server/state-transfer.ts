@@ -41,6 +41,8 @@ import type { Transport } from "../transport/transport.js";
 
 /** Chunks in flight per transfer. */
 const WINDOW = 4;
+/** The shortest wait before a resend that made no progress is sent again, ms. */
+const RESEND_WAIT_MS_MIN = 100;
 /** Wait before reporting a failed transfer, so that a retry does not spin. */
 const RETRY_DELAY_MS = 500;
 
@@ -93,8 +95,11 @@ interface Outgoing {
   unacked: { readonly offset: number; readonly data: Uint8Array }[];
   /** The offset the window was last sent again from, so that each gap costs one resend. */
   resentFrom: number;
-  /** Whether the stall timer already sent the window again since the last progress. */
-  stallResent: boolean;
+  /** Sends the unacknowledged chunks again when nothing moved the transfer on (armRetry). */
+  retry: Timer | null;
+  /** When the backup last acknowledged new bytes, and the smoothed time between two such. */
+  progressAt: number;
+  progressIntervalMs: number;
   reading: boolean;
   stall: Timer;
   lastLoggedTenth: number;
@@ -193,7 +198,9 @@ export class StateTransfer {
       ackedBytes: 0,
       unacked: [],
       resentFrom: -1,
-      stallResent: false,
+      retry: null,
+      progressAt: this.deps.clock.monotonicMs(),
+      progressIntervalMs: 0,
       reading: false,
       stall: this.deps.clock.setTimeout(() => this.onStall(peer), this.deps.stallMs),
       lastLoggedTenth: -1,
@@ -255,6 +262,7 @@ export class StateTransfer {
 
   private sendChunk(out: Outgoing, data: Uint8Array): void {
     out.unacked.push({ offset: out.sentBytes, data });
+    if (out.retry === null) this.armRetry(out);
     this.transmit(out, out.sentBytes, data);
     out.sentBytes += data.length;
   }
@@ -286,28 +294,41 @@ export class StateTransfer {
     if (out.unacked[0]?.offset !== from) return false;
     out.resentFrom = from;
     for (const chunk of out.unacked) this.transmit(out, chunk.offset, chunk.data);
+    this.armRetry(out);
     return true;
   }
 
   /**
-   * No acknowledgement moved the transfer on for `stallMs`: the last chunks or their
-   * answers were lost. The window is sent again once; a second stall gives up.
+   * While chunks are unacknowledged, sends them again when nothing moved the transfer on
+   * for twice the time the window takes to drain (at least RESEND_WAIT_MS_MIN): the last
+   * chunk of a burst, or a resent one, may be lost with no later chunk to reveal the gap
+   * (TCP's retransmission timeout, roughly). Progress re-arms it.
    */
+  private armRetry(out: Outgoing): void {
+    this.clearRetry(out);
+    if (out.unacked.length === 0) return;
+    const waitMs = Math.max(RESEND_WAIT_MS_MIN, 2 * WINDOW * out.progressIntervalMs);
+    out.retry = this.deps.clock.setTimeout(() => {
+      out.retry = null;
+      if (this.outgoing.get(out.peer) !== out || out.unacked.length === 0) return;
+      if (!this.resend(out, out.ackedBytes)) this.abort(out.peer, "chunks lost");
+    }, waitMs);
+  }
+
+  private clearRetry(out: Outgoing): void {
+    if (out.retry === null) return;
+    this.deps.clock.clearTimeout(out.retry);
+    out.retry = null;
+  }
+
+  /** Nothing moved the transfer on for `stallMs`, resends included: it starts over. */
   private onStall(peer: NodeId): void {
-    const out = this.outgoing.get(peer);
-    if (out === undefined) return;
-    if (!out.stallResent && this.resend(out, out.ackedBytes)) {
-      out.stallResent = true;
-      out.stall.refresh();
-      return;
-    }
     this.abort(peer, "no progress");
   }
 
   private onAck(ack: SnapshotAck): void {
     const out = this.outgoing.get(ack.from);
     if (out === undefined || ack.snapshotIndex !== out.meta.index) return;
-    out.stall.refresh();
     if (!ack.done && ack.nextOffset === 0 && out.ackedBytes > 0) {
       // The backup has no session for this snapshot any more (its checksum failed, or it
       // dropped the session): it asks for the whole snapshot again.
@@ -324,18 +345,27 @@ export class StateTransfer {
       }
       return;
     }
+    if (ack.nextOffset > out.ackedBytes || ack.done) {
+      // Progress: only that holds off the stall timer (answers that repeat an offset are
+      // no sign the transfer moves).
+      out.stall.refresh();
+      const now = this.deps.clock.monotonicMs();
+      out.progressIntervalMs = 0.8 * out.progressIntervalMs + 0.2 * (now - out.progressAt);
+      out.progressAt = now;
+    }
     if (ack.nextOffset > out.ackedBytes) {
       out.ackedBytes = ack.nextOffset;
-      out.stallResent = false;
       while (out.unacked.length > 0) {
         const first = out.unacked[0]!;
         if (first.offset + first.data.length > out.ackedBytes) break;
         out.unacked.shift();
       }
+      this.armRetry(out);
     }
     this.logProgress(out);
     if (ack.done) {
       this.deps.clock.clearTimeout(out.stall);
+      this.clearRetry(out);
       this.outgoing.delete(out.peer);
       void out.iterator.return?.();
       const seconds = (this.deps.clock.wallMs() - out.startedAt) / 1000;
@@ -375,6 +405,7 @@ export class StateTransfer {
     const out = this.outgoing.get(peer);
     if (out === undefined) return;
     this.deps.clock.clearTimeout(out.stall);
+    this.clearRetry(out);
     this.outgoing.delete(peer);
     void out.iterator.return?.();
     this.deps.logger.warn(
@@ -590,6 +621,7 @@ export class StateTransfer {
     for (const peer of [...this.outgoing.keys()]) {
       const out = this.outgoing.get(peer)!;
       this.deps.clock.clearTimeout(out.stall);
+      this.clearRetry(out);
       void out.iterator.return?.();
     }
     this.outgoing.clear();
