@@ -95,6 +95,8 @@ interface Outgoing {
   unacked: { readonly offset: number; readonly data: Uint8Array }[];
   /** The offset the window was last sent again from, so that each gap costs one resend. */
   resentFrom: number;
+  /** Chunks sent more than once, for the log. */
+  resentChunks: number;
   /** Sends the unacknowledged chunks again when nothing moved the transfer on (armRetry). */
   retry: Timer | null;
   /** When the backup last acknowledged new bytes, and the smoothed time between two such. */
@@ -198,6 +200,7 @@ export class StateTransfer {
       ackedBytes: 0,
       unacked: [],
       resentFrom: -1,
+      resentChunks: 0,
       retry: null,
       progressAt: this.deps.clock.monotonicMs(),
       progressIntervalMs: 0,
@@ -293,6 +296,7 @@ export class StateTransfer {
   private resend(out: Outgoing, from: number): boolean {
     if (out.unacked[0]?.offset !== from) return false;
     out.resentFrom = from;
+    out.resentChunks += out.unacked.length;
     for (const chunk of out.unacked) this.transmit(out, chunk.offset, chunk.data);
     this.armRetry(out);
     return true;
@@ -377,8 +381,9 @@ export class StateTransfer {
           bytes: out.totalBytes,
           seconds,
           accepted: ack.accepted,
+          resentChunks: out.resentChunks,
         },
-        `state transfer to node ${out.peer} ${ack.accepted ? "finished" : "not needed"}: ${out.totalBytes} bytes in ${seconds.toFixed(2)} s`,
+        `state transfer to node ${out.peer} ${ack.accepted ? "finished" : "not needed"}: ${out.totalBytes} bytes in ${seconds.toFixed(2)} s${out.resentChunks === 0 ? "" : `, ${out.resentChunks} chunks sent again`}`,
       );
       this.deps.onSent(out.peer, true);
       return;
