@@ -7,12 +7,37 @@ import { realClock } from "../shared/clock.js";
 import type { IncrementalRestore } from "../shared/state-machine.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
-import { StateTransfer } from "./state-transfer.js";
+import { StateTransfer, type StateTransferDeps } from "./state-transfer.js";
 
 /**
  * StateTransfer on its own, for what the runtime tests cannot stage cheaply: the sending
  * side failing while it reads the snapshot, and the bytes a restore reads as they arrive.
  */
+
+/**
+ * A StateTransfer with what every test here shares (no configuration or cluster id, the
+ * real clock, 1 KiB chunks, a 10 s stall, term 1, a silent log, callbacks that do nothing
+ * and a bug thrown at once); each test names what it is about.
+ */
+function transferWith(
+  deps: Pick<StateTransferDeps, "id" | "storage" | "transport"> & Partial<StateTransferDeps>,
+): StateTransfer {
+  return new StateTransfer({
+    logger: pino({ level: "silent" }),
+    configAt: () => [],
+    clusterId: () => null,
+    clock: realClock,
+    chunkBytes: 1024,
+    stallMs: 10_000,
+    term: () => 1,
+    onSent: () => {},
+    onReceived: () => false,
+    onFatal: (error) => {
+      throw error;
+    },
+    ...deps,
+  });
+}
 
 /** A backup's StateTransfer fed chunks by hand, with a restore that records its bytes. */
 async function receivingBackup(failPushAt: number | null = null) {
@@ -32,22 +57,12 @@ async function receivingBackup(failPushAt: number | null = null) {
   };
   const warnings: string[] = [];
   const logger = pino({ level: "warn" }, { write: (line: string) => warnings.push(line) });
-  const transfer = new StateTransfer({
+  const transfer = transferWith({
     id: 2,
     storage,
     transport: backup,
     logger,
-    configAt: () => [],
-    clusterId: () => null,
-    clock: realClock,
-    chunkBytes: 1024,
-    stallMs: 10_000,
-    term: () => 1,
-    onSent: () => {},
     onReceived: () => true,
-    onFatal: (error) => {
-      throw error;
-    },
     beginRestore: () => restore,
   });
   const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
@@ -83,21 +98,7 @@ describe("state transfer", () => {
     const transport = new MemoryNetwork().createTransport(1, [1, 2]);
     await transport.start();
     const fatal = new Promise<AssertionError>((onFatal) => {
-      const transfer = new StateTransfer({
-        id: 1,
-        storage,
-        transport,
-        logger: pino({ level: "silent" }),
-        configAt: () => [],
-        clusterId: () => null,
-        clock: realClock,
-        chunkBytes: 1024,
-        stallMs: 10_000,
-        term: () => 1,
-        onSent: () => {},
-        onReceived: () => false,
-        onFatal,
-      });
+      const transfer = transferWith({ id: 1, storage, transport, onFatal });
       transfer.start(2);
     });
     expect((await fatal).message).toMatch(/broken invariant/);
@@ -115,18 +116,11 @@ describe("state transfer", () => {
     const acks: unknown[] = [];
     master.onMessage((m) => acks.push(m));
     const received: unknown[] = [];
-    new StateTransfer({
+    transferWith({
       id: 2,
       storage,
       transport: backup,
-      logger: pino({ level: "silent" }),
-      configAt: () => [],
-      clusterId: () => null,
-      clock: realClock,
-      chunkBytes: 1024,
-      stallMs: 10_000,
       term: () => 4,
-      onSent: () => {},
       onReceived: (from, term, meta) => {
         received.push({ from, term, meta });
         return false;
@@ -207,22 +201,13 @@ describe("state transfer", () => {
       if (m.type === "snapshot_chunk") offsets.push(m.offset);
     });
     const sent: boolean[] = [];
-    const transfer = new StateTransfer({
+    const transfer = transferWith({
       id: 1,
       storage,
       transport: master,
-      logger: pino({ level: "silent" }),
-      configAt: () => [],
-      clusterId: () => null,
-      clock: realClock,
       chunkBytes: 4,
       stallMs,
-      term: () => 1,
       onSent: (_peer, ok) => sent.push(ok),
-      onReceived: () => false,
-      onFatal: (error) => {
-        throw error;
-      },
     });
     const ack = (nextOffset: number, done = false) =>
       transfer.onMessage({
