@@ -62,6 +62,29 @@ export interface LogLine {
   readonly json: Record<string, unknown> | null;
 }
 
+/** The log events a cluster's timeline shows (`Cluster.timeline`). */
+const TIMELINE_EVENTS = new Set([
+  "start",
+  "serving",
+  "role",
+  "shutdown",
+  "stop",
+  "switchover",
+  "peer_down",
+  "fault",
+  "fatal",
+  "recovery",
+  "config",
+  "removed",
+  "joining",
+  "bootstrap",
+]);
+
+function timelineText(line: LogLine): string {
+  const msg = line.json?.msg;
+  return typeof msg === "string" ? msg : line.text;
+}
+
 /** Where a node's process lives: addresses, data directory, how it is launched. */
 export interface NodeSetup {
   readonly id: number;
@@ -516,6 +539,28 @@ export class Cluster {
   }
 
   /** The last `lines` lines of every node's log, for a failure report. */
+  /**
+   * The events that tell a cluster's story (roles, starts and stops, links lost, hand-overs,
+   * faults, process exits) of every node, merged in time order: the part of a failure report
+   * that the last lines of each log often miss.
+   */
+  timeline(): string {
+    const lines = this.nodes.flatMap((n) =>
+      n.log
+        .filter(
+          (l) =>
+            (l.json !== null && TIMELINE_EVENTS.has(String(l.json.event))) ||
+            l.text.startsWith("[harness]"),
+        )
+        .map((l) => ({ at: l.at, text: `n${n.id}#${l.incarnation} ${timelineText(l)}` })),
+    );
+    const origin = lines.length === 0 ? 0 : Math.min(...lines.map((l) => l.at));
+    return lines
+      .sort((a, b) => a.at - b.at)
+      .map((l) => `  +${((l.at - origin) / 1000).toFixed(3)} s ${l.text}`)
+      .join("\n");
+  }
+
   logTails(lines = 40): string {
     return this.nodes
       .map((n) => `--- node ${n.id} (pid ${n.pid ?? "none"}, ${n.state}) ---\n${n.tail(lines)}`)

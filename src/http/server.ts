@@ -157,6 +157,9 @@ export function defaultHttpConnectionLimits(): HttpConnectionLimits {
 /** How often Node checks the header and receive timeouts, in ms (its default is 30 s). */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
+/** While the server closes, how often connections that finished their request are ended. */
+const IDLE_SWEEP_MS = 20;
+
 /** Where a server listens. */
 export interface HttpAddress {
   readonly host: string;
@@ -263,7 +266,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       // Event streams never end by themselves and would hold the server open.
       streams.closeAll();
       watches?.closeAll();
-      await app.close();
+      // server.close() ends the connections idle at that moment; one in the middle of a
+      // request becomes idle afterwards and would hold the stop until its keep-alive
+      // timeout ran out (seconds, after a master's hand-over on SIGTERM): sweep them too.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweep);
+      }
     },
     address: () => address,
     setTls(tls) {

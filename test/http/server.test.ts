@@ -1,3 +1,4 @@
+import { Agent, get as httpGet } from "node:http";
 import type { LightMyRequestResponse } from "fastify";
 import { pino } from "pino";
 import { Registry } from "prom-client";
@@ -590,6 +591,32 @@ describe("http server", () => {
     expect(response.status).toBe(200);
     await server.close();
     expect(server.address()).toBeNull();
+  });
+
+  it("server: close ends a kept-alive connection as soon as its request is answered", async () => {
+    const { api, server } = setup({ requestTimeoutMs: 200 });
+    const address = await server.listen("127.0.0.1", 0);
+    const agent = new Agent({ keepAlive: true });
+    try {
+      api.hang = true;
+      const answered = new Promise<number>((resolve, reject) => {
+        httpGet(`${address.url}/v1/kv/k`, { agent }, (response) => {
+          response.resume();
+          response.on("end", () => resolve(response.statusCode ?? 0));
+        }).on("error", reject);
+      });
+      await untilCalls(api, 1);
+      // The request is in flight when the server starts closing; its answer (503 at the
+      // deadline) leaves the connection idle and kept alive by the client, which must not
+      // hold the close until the keep-alive timeout (10 s).
+      const startedAt = performance.now();
+      await server.close();
+      const closeMs = performance.now() - startedAt;
+      expect(await answered).toBe(503);
+      expect(closeMs).toBeLessThan(2000);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it("server: the dashboard hook can add its routes", async () => {
