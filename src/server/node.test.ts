@@ -26,7 +26,7 @@ import { IdentityStore } from "../storage/identity-store.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
-import type { UnknownCaller } from "../transport/transport.js";
+import type { PresentedMember, UnknownCaller } from "../transport/transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
@@ -899,56 +899,117 @@ describe("node runtime", () => {
     expect(await counted(second, "baton_failover_seconds_count")).toBe(timed + 1);
   });
 
+  /**
+   * Starts node 1 of `ids` on an identity file holding `saved`, over a memory transport whose
+   * unknown-caller handler the test calls itself and whose handshakes presented `presented`.
+   */
+  async function startOnIdentity(
+    dir: string,
+    saved: Parameters<IdentityStore["save"]>[0],
+    presented: (peer: NodeId) => PresentedMember | null = () => null,
+  ): Promise<(caller: UnknownCaller) => boolean> {
+    const identity = await IdentityStore.open(dir, nodeFileSystem);
+    await identity.save(saved);
+    const inner = new MemoryNetwork().createTransport(1, ids);
+    let admit: ((caller: UnknownCaller) => boolean) | null = null;
+    const transport = new Proxy(inner, {
+      get: (target, key) => {
+        if (key === "onUnknownPeer") {
+          return (handler: (caller: UnknownCaller) => boolean) => {
+            admit = handler;
+          };
+        }
+        if (key === "presentedBy") return presented;
+        const value = Reflect.get(target, key);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const config = parseNodeConfig({
+      id: 1,
+      peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+    });
+    const node = await BatonNode.start({
+      config,
+      opened: await MemoryStorage.open(new MemoryVolume()),
+      transport,
+      stateMachine: new KvStateMachine(),
+      logger,
+      identity,
+    });
+    running.push(node);
+    expect(admit).not.toBeNull();
+    return admit!;
+  }
+
   it("node: after a restart, a removed member is still told from the same id added back (the identity keeps what was removed)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-node-removed-"));
     try {
-      const identity = await IdentityStore.open(dir, nodeFileSystem);
-      await identity.save({
+      const admit = await startOnIdentity(dir, {
         clusterId: "c0ffee",
         incarnation: 5,
         joinedConfig: null,
         appliedConfig: null,
         removed: [{ id: 4, incarnation: 7, peerAddress: "127.0.0.1:7104" }],
       });
-      const inner = new MemoryNetwork().createTransport(1, ids);
-      let admit: ((caller: UnknownCaller) => boolean) | null = null;
-      const transport = new Proxy(inner, {
-        get: (target, key) => {
-          if (key === "onUnknownPeer") {
-            return (handler: (caller: UnknownCaller) => boolean) => {
-              admit = handler;
-            };
-          }
-          const value = Reflect.get(target, key);
-          return typeof value === "function" ? value.bind(target) : value;
-        },
-      });
-      const config = parseNodeConfig({
-        id: 1,
-        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-      });
-      const node = await BatonNode.start({
-        config,
-        opened: await MemoryStorage.open(new MemoryVolume()),
-        transport,
-        stateMachine: new KvStateMachine(),
-        logger,
-        identity,
-      });
-      running.push(node);
       const caller = (memberIncarnation: number): UnknownCaller => ({
         id: 4,
         memberIncarnation,
         peerAddress: "127.0.0.1:7104",
         sameCluster: true,
+        clusterUid: "c0ffee",
       });
-      expect(admit).not.toBeNull();
       // The incarnation that was removed, restarted on its old data: still not a member.
-      expect(admit!(caller(7))).toBe(false);
+      expect(admit(caller(7))).toBe(false);
       // Another incarnation of id 4: added back while this node was away; linked.
-      expect(admit!(caller(9))).toBe(true);
+      expect(admit(caller(9))).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("node: a node that never learned its cluster id admits a new member on the word of a listed member", async () => {
+    // Node 1 stopped before it learned that the entry carrying the cluster id committed;
+    // node 5 was added (and made master) meanwhile. Only node 5 can tell node 1 of itself.
+    const members = ids.map((id) => ({
+      id,
+      incarnation: 10 + id,
+      voter: true,
+      peerAddress: `127.0.0.1:${7100 + id}`,
+      httpUrl: "",
+    }));
+    const saved = {
+      clusterId: null,
+      incarnation: 11,
+      joinedConfig: null,
+      appliedConfig: { index: 2, config: members },
+    };
+    const node5 = (clusterUid: string): UnknownCaller => ({
+      id: 5,
+      memberIncarnation: 55,
+      peerAddress: "127.0.0.1:7105",
+      sameCluster: false,
+      clusterUid,
+    });
+    const vouching = (memberIncarnation: number) => (peer: NodeId) =>
+      peer === 2 ? { memberIncarnation, clusterUid: "c0ffee" } : null;
+    for (const [presented, caller, admitted] of [
+      // Node 2, listed as incarnation 12, presented the cluster id node 5 presents: admitted.
+      [vouching(12), node5("c0ffee"), true],
+      // Another cluster's id: refused.
+      [vouching(12), node5("beef"), false],
+      // The id came from an incarnation of node 2 that the configuration does not list.
+      [vouching(13), node5("c0ffee"), false],
+      // No cluster id presented at all.
+      [vouching(12), node5(""), false],
+    ] as const) {
+      const dir = mkdtempSync(join(tmpdir(), "baton-node-vouch-"));
+      try {
+        const admit = await startOnIdentity(dir, saved, presented);
+        expect(admit(caller), `${caller.clusterUid}`).toBe(admitted);
+      } finally {
+        await Promise.all(running.splice(0).map((n) => n.stop()));
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
   });
 });

@@ -1323,7 +1323,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * removed stays refused, as does any when the removed one is not known (the bootstrap
    * incarnation, 0), so that a removed member restarted with its old data is still told
    * that it is not a member. An id this node never knew is linked when its handshake
-   * presents this node's cluster id and a peer address to answer on.
+   * presents this node's cluster id and a peer address to answer on. A node stopped before
+   * it learned that the entry carrying the cluster id committed does not know the id: it
+   * takes the word of a member its configuration lists, whose handshake presented that
+   * incarnation and the caller's cluster id (without it, such a node never admitted a
+   * master added while it was away, and could not learn of it from anyone else).
    */
   private admit(caller: UnknownCaller): boolean {
     if (this.stopped) return false;
@@ -1344,7 +1348,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const known =
       id === this.id || this.lastListed.has(id) || this.config.peers.some((p) => p.id === id);
     const address = caller.peerAddress;
-    if (known || !caller.sameCluster || address === null || !parseAddress(address).ok) {
+    const sameCluster =
+      caller.sameCluster || (this.replica.clusterId === null && this.vouchedFor(caller.clusterUid));
+    if (known || !sameCluster || address === null || !parseAddress(address).ok) {
       return false;
     }
     this.link(id, address);
@@ -1353,6 +1359,20 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       `linked to node ${id} at ${address}: no configuration this node applied lists it, but it calls from this cluster, so it was added while this node was behind on the log`,
     );
     return true;
+  }
+
+  /**
+   * Whether a member that this node's configuration lists presented `clusterUid` in its
+   * handshake under the member incarnation the configuration names: that member learned the
+   * id from a committed entry or from the cluster it joined, so it is this cluster's.
+   */
+  private vouchedFor(clusterUid: string): boolean {
+    if (clusterUid === "") return false;
+    return this.replica.members.some((m) => {
+      if (m.id === this.id || m.incarnation === 0) return false;
+      const presented = this.transport.presentedBy?.(m.id) ?? null;
+      return presented?.memberIncarnation === m.incarnation && presented.clusterUid === clusterUid;
+    });
   }
 
   private link(id: NodeId, address: string): void {

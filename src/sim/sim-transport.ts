@@ -280,6 +280,7 @@ export class SimTransport implements Transport {
       memberIncarnation: incarnation,
       peerAddress: null,
       sameCluster: false,
+      clusterUid: "",
     });
   }
 

@@ -30,7 +30,7 @@ import {
 import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
 import { type CertificateIdentity, identityProblem } from "./peer-tls.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
-import type { PeerInfo } from "./transport.js";
+import type { PeerInfo, PresentedMember } from "./transport.js";
 
 /** What an inbound connection needs from the transport that accepted it. */
 export interface InboundContext {
@@ -88,6 +88,8 @@ export class InboundConnection {
   peer: NodeId | null = null;
   /** The incarnation the peer presented in its hello, or null before that. */
   incarnation: Incarnation | null = null;
+  /** The member incarnation and cluster id the peer presented in its hello, or null before that. */
+  member: PresentedMember | null = null;
   /** What the peer advertised in its hello, or null before that. */
   info: PeerInfo | null = null;
   private readonly remote: string;
@@ -161,6 +163,7 @@ export class InboundConnection {
     this.clearTimer();
     this.peer = frame.fromId;
     this.incarnation = frame.incarnation;
+    this.member = { memberIncarnation: frame.memberIncarnation, clusterUid: frame.clusterUid };
     this.info = frame.advertise;
     this.firstBytes = null;
     // Only now may frames grow to the configured size.

@@ -37,6 +37,7 @@ import type {
   PeerInfo,
   PeerStats,
   PeerUpHandler,
+  PresentedMember,
   SendResult,
   Transport,
   TransportStats,
@@ -333,8 +334,18 @@ export class MemoryTransport implements Transport {
       memberIncarnation: hello.incarnation,
       peerAddress: hello.peerAddress === "" ? null : hello.peerAddress,
       sameCluster: this.clusterUid !== "" && hello.clusterUid === this.clusterUid,
+      clusterUid: hello.clusterUid,
     });
     return admitted && this.links.has(from);
+  }
+
+  /** What a running peer's hello would say (the memory network has no handshakes). */
+  presentedBy(peer: NodeId): PresentedMember | null {
+    if (this.state !== "running" || !this.links.has(peer)) return null;
+    const hello = this.network.transportOf(peer)?.hello();
+    return hello === undefined
+      ? null
+      : { memberIncarnation: hello.incarnation, clusterUid: hello.clusterUid };
   }
 
   /** What this node's hello would say of it: its cluster id and member identity. */

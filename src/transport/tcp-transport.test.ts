@@ -409,9 +409,18 @@ describe("TcpTransport", () => {
       "the message of the admitted node",
     );
     expect(asked).toEqual([
-      { id: 9, memberIncarnation: 76, peerAddress: "127.0.0.1:1", sameCluster: false },
-      { id: 9, memberIncarnation: 77, peerAddress: null, sameCluster: true },
+      {
+        id: 9,
+        memberIncarnation: 76,
+        peerAddress: "127.0.0.1:1",
+        sameCluster: false,
+        clusterUid: "",
+      },
+      { id: 9, memberIncarnation: 77, peerAddress: null, sameCluster: true, clusterUid: "c0ffee" },
     ]);
+    // What the admitted node's handshake presented stays known while its connection lives.
+    expect(nodes[0]!.presentedBy(9)).toEqual({ memberIncarnation: 77, clusterUid: "c0ffee" });
+    expect(nodes[0]!.presentedBy(5)).toBeNull();
   });
 
   it("tcp: closes a garbage connection with a logged reason; real peers unaffected", async () => {

@@ -54,6 +54,7 @@ import type {
   PeerDownReason,
   PeerInfo,
   PeerUpHandler,
+  PresentedMember,
   SendResult,
   Transport,
   TransportStats,
@@ -301,6 +302,10 @@ export class TcpTransport implements Transport {
     return this.infoByPeer.get(id) ?? null;
   }
 
+  presentedBy(peer: NodeId): PresentedMember | null {
+    return this.inboundByPeer.get(peer)?.member ?? null;
+  }
+
   stats(): TransportStats {
     return {
       nodeId: this.nodeId,
@@ -421,6 +426,7 @@ export class TcpTransport implements Transport {
             memberIncarnation: hello.memberIncarnation,
             peerAddress: hello.peerAddress === "" ? null : hello.peerAddress,
             sameCluster: own !== "" && hello.clusterUid === own,
+            clusterUid: hello.clusterUid,
           }) ?? false
         );
       },

@@ -170,6 +170,13 @@ export interface Transport {
    * it if it is the master: the caller's member incarnation and peer address let it.
    */
   onUnknownPeer?(admit: (caller: UnknownCaller) => boolean): void;
+
+  /**
+   * What `peer`'s newest handshake to this node presented (member incarnation, cluster id),
+   * or null before one. A node that does not know its cluster id yet takes the word of a
+   * member its configuration lists under that incarnation (see BatonNode's admit).
+   */
+  presentedBy?(peer: NodeId): PresentedMember | null;
 }
 
 /** What a sender that is not a peer says about itself (Transport.onUnknownPeer). */
@@ -181,4 +188,14 @@ export interface UnknownCaller {
   readonly peerAddress: string | null;
   /** Whether it presented this node's cluster id (both known, and equal). */
   readonly sameCluster: boolean;
+  /** The cluster id it presented, or "" when it has none or nothing says (the simulator). */
+  readonly clusterUid: string;
+}
+
+/** What a peer's newest handshake to this node said of its membership (Transport.presentedBy). */
+export interface PresentedMember {
+  /** Its member incarnation, 0 while it has none. */
+  readonly memberIncarnation: number;
+  /** Its cluster id, "" while it has none. */
+  readonly clusterUid: string;
 }
