@@ -26,7 +26,7 @@ import { IdentityStore } from "../storage/identity-store.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
-import type { PresentedMember, UnknownCaller } from "../transport/transport.js";
+import type { Admission, PresentedMember, UnknownCaller } from "../transport/transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
 import { BatonNode } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
@@ -907,15 +907,15 @@ describe("node runtime", () => {
     dir: string,
     saved: Parameters<IdentityStore["save"]>[0],
     presented: (peer: NodeId) => PresentedMember | null = () => null,
-  ): Promise<(caller: UnknownCaller) => boolean> {
+  ): Promise<(caller: UnknownCaller) => Admission> {
     const identity = await IdentityStore.open(dir, nodeFileSystem);
     await identity.save(saved);
     const inner = new MemoryNetwork().createTransport(1, ids);
-    let admit: ((caller: UnknownCaller) => boolean) | null = null;
+    let admit: ((caller: UnknownCaller) => Admission) | null = null;
     const transport = new Proxy(inner, {
       get: (target, key) => {
         if (key === "onUnknownPeer") {
-          return (handler: (caller: UnknownCaller) => boolean) => {
+          return (handler: (caller: UnknownCaller) => Admission) => {
             admit = handler;
           };
         }
@@ -959,9 +959,12 @@ describe("node runtime", () => {
         clusterUid: "c0ffee",
       });
       // The incarnation that was removed, restarted on its old data: still not a member.
-      expect(admit(caller(7))).toBe(false);
+      expect(admit(caller(7))).toEqual({
+        admitted: false,
+        reason: expect.stringMatching(/node 4 is not a member of this cluster/),
+      });
       // Another incarnation of id 4: added back while this node was away; linked.
-      expect(admit(caller(9))).toBe(true);
+      expect(admit(caller(9))).toEqual({ admitted: true });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -990,22 +993,30 @@ describe("node runtime", () => {
       sameCluster: false,
       clusterUid,
     });
+    const notKnownYet = (clusterUid: string) => ({
+      admitted: false,
+      reason: `node 1 does not list node 5 and does not know its cluster id yet: it admits node 5 once a member it lists presents cluster id ${clusterUid}`,
+    });
     const vouching = (memberIncarnation: number) => (peer: NodeId) =>
       peer === 2 ? { memberIncarnation, clusterUid: "c0ffee" } : null;
-    for (const [presented, caller, admitted] of [
+    for (const [presented, caller, answer] of [
       // Node 2, listed as incarnation 12, presented the cluster id node 5 presents: admitted.
-      [vouching(12), node5("c0ffee"), true],
-      // Another cluster's id: refused.
-      [vouching(12), node5("beef"), false],
+      [vouching(12), node5("c0ffee"), { admitted: true }],
+      // Another cluster's id: refused, and node 5 is told why (it need do nothing).
+      [vouching(12), node5("beef"), notKnownYet("beef")],
       // The id came from an incarnation of node 2 that the configuration does not list.
-      [vouching(13), node5("c0ffee"), false],
-      // No cluster id presented at all.
-      [vouching(12), node5(""), false],
+      [vouching(13), node5("c0ffee"), notKnownYet("c0ffee")],
+      // No cluster id presented at all: a new node started without --join.
+      [
+        vouching(12),
+        node5(""),
+        { admitted: false, reason: expect.stringMatching(/node 5 has no cluster id: add it/) },
+      ],
     ] as const) {
       const dir = mkdtempSync(join(tmpdir(), "baton-node-vouch-"));
       try {
         const admit = await startOnIdentity(dir, saved, presented);
-        expect(admit(caller), `${caller.clusterUid}`).toBe(admitted);
+        expect(admit(caller), `${caller.clusterUid}`).toEqual(answer);
       } finally {
         await Promise.all(running.splice(0).map((n) => n.stop()));
         rmSync(dir, { recursive: true, force: true });

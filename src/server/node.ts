@@ -56,7 +56,13 @@ import type { StateMachine } from "../shared/state-machine.js";
 import { type DataIdentity, type IdentityStore, removedAfter } from "../storage/identity-store.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import { parseAddress } from "../transport/address.js";
-import type { Transport, UnknownCaller } from "../transport/transport.js";
+import {
+  ADMITTED,
+  type Admission,
+  notAMember,
+  type Transport,
+  type UnknownCaller,
+} from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
 import { type ForwardCounters, Forwarder } from "./forwarder.js";
 import { advertisedHttpUrl, type NodeConfig } from "./node-config.js";
@@ -1329,13 +1335,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * incarnation and the caller's cluster id (without it, such a node never admitted a
    * master added while it was away, and could not learn of it from anyone else).
    */
-  private admit(caller: UnknownCaller): boolean {
-    if (this.stopped) return false;
+  private admit(caller: UnknownCaller): Admission {
     const { id, memberIncarnation: incarnation } = caller;
+    const refuse = (reason: string): Admission => ({ admitted: false, reason });
+    if (this.stopped) return refuse(`node ${this.id} is stopping`);
     const gone = this.departed.get(id);
     if (gone !== undefined) {
       if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {
-        return false;
+        return refuse(notAMember(id));
       }
       this.departed.delete(id);
       this.link(id, gone.address);
@@ -1343,22 +1350,42 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         { event: "peer_readmitted", peer: id, incarnation, removed: gone.incarnation },
         `linked to node ${id} again: it calls as member incarnation ${incarnation}, not the removed ${gone.incarnation}, so it was added back while this node was behind on the log`,
       );
-      return true;
+      return ADMITTED;
     }
-    const known =
-      id === this.id || this.lastListed.has(id) || this.config.peers.some((p) => p.id === id);
+    if (id === this.id) return refuse(`node ${id} is this node: two nodes were given one id`);
+    const known = this.lastListed.has(id) || this.config.peers.some((p) => p.id === id);
+    if (known) return refuse(notAMember(id));
+    if (!caller.sameCluster) {
+      if (caller.clusterUid === "") {
+        return refuse(
+          `node ${this.id} does not list node ${id}, and node ${id} has no cluster id: add it with baton member add, then start it with --join <URL of a member>`,
+        );
+      }
+      const own = this.replica.clusterId;
+      if (own !== null) {
+        return refuse(`node ${id} presents cluster id ${caller.clusterUid}, not ${own}`);
+      }
+      if (!this.vouchedFor(caller.clusterUid)) {
+        // Not the caller's fault: this node was stopped before it learned that the entry
+        // carrying the cluster id committed, and no member it lists has vouched for the id
+        // yet. The caller need not do anything: a member's handshake will (see vouchedFor).
+        return refuse(
+          `node ${this.id} does not list node ${id} and does not know its cluster id yet: it admits node ${id} once a member it lists presents cluster id ${caller.clusterUid}`,
+        );
+      }
+    }
     const address = caller.peerAddress;
-    const sameCluster =
-      caller.sameCluster || (this.replica.clusterId === null && this.vouchedFor(caller.clusterUid));
-    if (known || !sameCluster || address === null || !parseAddress(address).ok) {
-      return false;
+    if (address === null || !parseAddress(address).ok) {
+      return refuse(
+        `node ${id} names no peer address that node ${this.id} could answer on (${JSON.stringify(address ?? "")})`,
+      );
     }
     this.link(id, address);
     this.log.info(
       { event: "peer_admitted", peer: id, incarnation, address },
       `linked to node ${id} at ${address}: no configuration this node applied lists it, but it calls from this cluster, so it was added while this node was behind on the log`,
     );
-    return true;
+    return ADMITTED;
   }
 
   /**

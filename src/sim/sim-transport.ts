@@ -24,6 +24,7 @@ import {
 } from "../transport/frame-codec.js";
 import { isMessage } from "../transport/frame-schema.js";
 import type {
+  Admission,
   MessageHandler,
   PeerAddress,
   PeerDownHandler,
@@ -155,7 +156,7 @@ export class SimTransport implements Transport {
   private state: State = "new";
   private readonly peers = new Set<NodeId>();
   /** The node's decision about a sender that is not a peer (Transport.onUnknownPeer). */
-  private admitUnknown: ((caller: UnknownCaller) => boolean) | null = null;
+  private admitUnknown: ((caller: UnknownCaller) => Admission) | null = null;
   private readonly reported = new Map<NodeId, "up" | "down">();
   private readonly messageHandlers = new Set<MessageHandler>();
   private readonly upHandlers = new Set<PeerUpHandler>();
@@ -263,7 +264,7 @@ export class SimTransport implements Transport {
     return () => this.downHandlers.delete(handler);
   }
 
-  onUnknownPeer(admit: (caller: UnknownCaller) => boolean): void {
+  onUnknownPeer(admit: (caller: UnknownCaller) => Admission): void {
     this.admitUnknown = admit;
   }
 
@@ -281,7 +282,7 @@ export class SimTransport implements Transport {
       peerAddress: null,
       sameCluster: false,
       clusterUid: "",
-    });
+    }).admitted;
   }
 
   addPeer(peer: PeerAddress): void {

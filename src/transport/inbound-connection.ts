@@ -30,7 +30,7 @@ import {
 import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
 import { type CertificateIdentity, identityProblem } from "./peer-tls.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
-import type { PeerInfo, PresentedMember } from "./transport.js";
+import type { Admission, PeerInfo, PresentedMember } from "./transport.js";
 
 /** What an inbound connection needs from the transport that accepted it. */
 export interface InboundContext {
@@ -44,9 +44,9 @@ export interface InboundContext {
   clusterUid(): string;
   /**
    * Whether the dialler of `hello` may connect: a peer, or one the node admits (see
-   * Transport.onUnknownPeer) on what its hello says.
+   * Transport.onUnknownPeer) on what its hello says; else why not.
    */
-  admits(hello: Hello): boolean;
+  admits(hello: Hello): Admission;
   /** Decides whether a warning about `key` is news or a repeat to log at debug. */
   warningLevel(key: string): "warn" | "debug";
   /** The handshake succeeded; the connection now carries messages from `connection.peer`. */
@@ -208,12 +208,8 @@ export class InboundConnection {
     }
     if (hello.toId !== config.nodeId)
       return `this is node ${config.nodeId}, not node ${hello.toId}`;
-    if (!this.context.admits(hello)) {
-      // Also what a member hears that was removed, or left out of a forced recovery, and
-      // came back with its old data directory: it is told how to return.
-      return `node ${hello.fromId} is not a member of this cluster (removed, or left out of a forced recovery): wipe its data directory and bring it back with baton member add and baton start --join`;
-    }
-    return null;
+    const admission = this.context.admits(hello);
+    return admission.admitted ? null : admission.reason;
   }
 
   /** Answers a hello with an error frame, then closes once it is written. */

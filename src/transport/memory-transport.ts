@@ -29,6 +29,7 @@ import { checkPeerInfo, isMessage } from "./frame-schema.js";
 import { HandlerSet } from "./handler-set.js";
 import { isBulk, SendQueue, type SendQueueLimits } from "./send-queue.js";
 import type {
+  Admission,
   DropReason,
   MessageHandler,
   PeerAddress,
@@ -197,7 +198,7 @@ export class MemoryTransport implements Transport {
     peerAddress: "",
   };
   /** The node's decision about a sender that is not a peer (onUnknownPeer). */
-  private admitUnknown: ((caller: UnknownCaller) => boolean) | null = null;
+  private admitUnknown: ((caller: UnknownCaller) => Admission) | null = null;
   /** The pending retry of peers that refused this node, if any. */
   private redial: Timer | null = null;
 
@@ -295,7 +296,7 @@ export class MemoryTransport implements Transport {
     this.memberIdentity = { incarnation: identity.incarnation, peerAddress: identity.peerAddress };
   }
 
-  onUnknownPeer(admit: (caller: UnknownCaller) => boolean): void {
+  onUnknownPeer(admit: (caller: UnknownCaller) => Admission): void {
     this.admitUnknown = admit;
   }
 
@@ -336,7 +337,7 @@ export class MemoryTransport implements Transport {
       sameCluster: this.clusterUid !== "" && hello.clusterUid === this.clusterUid,
       clusterUid: hello.clusterUid,
     });
-    return admitted && this.links.has(from);
+    return admitted.admitted && this.links.has(from);
   }
 
   /** What a running peer's hello would say (the memory network has no handshakes). */

@@ -384,15 +384,18 @@ describe("TcpTransport", () => {
     // by linking it again, and refuses any other.
     nodes[0]!.onUnknownPeer((caller) => {
       asked.push(caller);
-      if (caller.memberIncarnation !== 77) return false;
+      if (caller.memberIncarnation !== 77) {
+        return { admitted: false, reason: "incarnation 76 of node 9 was removed" };
+      }
       nodes[0]!.addPeer({ id: caller.id, address: addresses.get(2) as string });
-      return true;
+      return { admitted: true };
     });
     const removed = await openClient(addresses.get(1) as string);
     removed.hello({ fromId: 9, memberIncarnation: 76, peerAddress: "127.0.0.1:1" });
     await removed.closed;
+    // The caller hears the node's own reason.
     expect(removed.frames).toEqual([
-      { type: "hello_error", reason: expect.stringMatching(/not a member/) },
+      { type: "hello_error", reason: "incarnation 76 of node 9 was removed" },
     ]);
     const received: number[] = [];
     nodes[0]!.onMessage((m) => received.push(m.from));

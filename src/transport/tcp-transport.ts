@@ -46,20 +46,23 @@ import {
 } from "./peer-tls.js";
 import { isBulk } from "./send-queue.js";
 import { assertTcpTransportConfig, type TcpTransportConfig } from "./tcp-transport-config.js";
-import type {
-  DropReason,
-  MessageHandler,
-  PeerAddress,
-  PeerDownHandler,
-  PeerDownReason,
-  PeerInfo,
-  PeerUpHandler,
-  PresentedMember,
-  SendResult,
-  Transport,
-  TransportStats,
-  UnknownCaller,
-  Unsubscribe,
+import {
+  ADMITTED,
+  type Admission,
+  type DropReason,
+  type MessageHandler,
+  notAMember,
+  type PeerAddress,
+  type PeerDownHandler,
+  type PeerDownReason,
+  type PeerInfo,
+  type PeerUpHandler,
+  type PresentedMember,
+  type SendResult,
+  type Transport,
+  type TransportStats,
+  type UnknownCaller,
+  type Unsubscribe,
 } from "./transport.js";
 
 export {
@@ -98,7 +101,7 @@ export class TcpTransport implements Transport {
   /** This node's member incarnation and peer address, once the node set them. */
   private memberIdentity = { incarnation: 0, peerAddress: "" };
   /** The node's decision about a hello from a node that is not a peer (onUnknownPeer). */
-  private admitUnknown: ((caller: UnknownCaller) => boolean) | null = null;
+  private admitUnknown: ((caller: UnknownCaller) => Admission) | null = null;
   private readonly logger: Logger;
   private readonly random: () => number;
   private state: TransportState = "new";
@@ -294,7 +297,7 @@ export class TcpTransport implements Transport {
     this.memberIdentity = { incarnation, peerAddress };
   }
 
-  onUnknownPeer(admit: (caller: UnknownCaller) => boolean): void {
+  onUnknownPeer(admit: (caller: UnknownCaller) => Admission): void {
     this.admitUnknown = admit;
   }
 
@@ -418,7 +421,7 @@ export class TcpTransport implements Transport {
       incarnation: this.incarnation,
       clusterUid: () => this.clusterUid,
       admits: (hello) => {
-        if (this.links.has(hello.fromId)) return true;
+        if (this.links.has(hello.fromId)) return ADMITTED;
         const own = this.clusterUid;
         return (
           this.admitUnknown?.({
@@ -427,7 +430,7 @@ export class TcpTransport implements Transport {
             peerAddress: hello.peerAddress === "" ? null : hello.peerAddress,
             sameCluster: own !== "" && hello.clusterUid === own,
             clusterUid: hello.clusterUid,
-          }) ?? false
+          }) ?? { admitted: false, reason: notAMember(hello.fromId) }
         );
       },
       warningLevel: (key) => this.throttle.level(key),

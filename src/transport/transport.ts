@@ -164,12 +164,13 @@ export interface Transport {
     readonly peerAddress: string;
   }): void;
   /**
-   * Decides about a sender that is not a peer: `admit` returns true after adding it with
-   * `addPeer`, or false to refuse it. A node behind on the log may not know a member yet
-   * (added, or removed and added back under its id, while it was cut off), and must follow
-   * it if it is the master: the caller's member incarnation and peer address let it.
+   * Decides about a sender that is not a peer: `admit` adds it with `addPeer` and answers
+   * admitted, or answers why not (the TCP handshake tells the caller). A node behind on the
+   * log may not know a member yet (added, or removed and added back under its id, while it
+   * was cut off), and must follow it if it is the master: the caller's member incarnation
+   * and peer address let it.
    */
-  onUnknownPeer?(admit: (caller: UnknownCaller) => boolean): void;
+  onUnknownPeer?(admit: (caller: UnknownCaller) => Admission): void;
 
   /**
    * What `peer`'s newest handshake to this node presented (member incarnation, cluster id),
@@ -190,6 +191,27 @@ export interface UnknownCaller {
   readonly sameCluster: boolean;
   /** The cluster id it presented, or "" when it has none or nothing says (the simulator). */
   readonly clusterUid: string;
+}
+
+/** A node's answer about a sender that is not a peer (Transport.onUnknownPeer). */
+export type Admission =
+  | { readonly admitted: true }
+  | {
+      readonly admitted: false;
+      /** Said to the caller: why, and what its operator can do, if anything. */
+      readonly reason: string;
+    };
+
+/** The answer that admits a caller. */
+export const ADMITTED: Admission = { admitted: true };
+
+/**
+ * Why a node refuses a caller it does not list and knows to be no member: also what a
+ * member hears that was removed, or left out of a forced recovery, and came back with its
+ * old data directory, so it is told how to return.
+ */
+export function notAMember(id: NodeId): string {
+  return `node ${id} is not a member of this cluster (removed, or left out of a forced recovery): wipe its data directory and bring it back with baton member add and baton start --join`;
 }
 
 /** What a peer's newest handshake to this node said of its membership (Transport.presentedBy). */

@@ -480,9 +480,9 @@ export function transportConformanceSuite(name: string, makeHarness: HarnessFact
           memberIncarnation: caller.memberIncarnation,
           sameCluster: caller.sameCluster,
         });
-        if (!admit) return false;
+        if (!admit) return { admitted: false, reason: "not yet" };
         a.addPeer({ id: caller.id, address: caller.peerAddress ?? h.address(caller.id) });
-        return true;
+        return { admitted: true };
       });
       await Promise.all([a.start(), b.start()]);
       const inbox = new Inbox(a);
