@@ -39,12 +39,21 @@ function transferWith(
   });
 }
 
-/** A backup's StateTransfer fed chunks by hand, with a restore that records its bytes. */
-async function receivingBackup(failPushAt: number | null = null) {
+/**
+ * A backup's StateTransfer fed chunks by hand, with a restore that records its bytes;
+ * `acks` has the answers it sent node 1.
+ */
+async function receivingBackup(failPushAt: number | null = null, stallMs = 10_000) {
   const { storage } = await MemoryStorage.open();
   const network = new MemoryNetwork();
   const backup = network.createTransport(2, [1, 2]);
+  const master = network.createTransport(1, [1, 2]);
   await backup.start();
+  await master.start();
+  const acks: number[] = [];
+  master.onMessage((m) => {
+    if (m.type === "snapshot_ack") acks.push(m.nextOffset);
+  });
   const pushed: number[] = [];
   const restore: IncrementalRestore = {
     push: (chunk) => {
@@ -64,6 +73,7 @@ async function receivingBackup(failPushAt: number | null = null) {
     logger,
     onReceived: () => true,
     beginRestore: () => restore,
+    stallMs,
   });
   const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
   const chunk = (offset: number, end: number) =>
@@ -80,7 +90,12 @@ async function receivingBackup(failPushAt: number | null = null) {
       data: data.slice(offset, end),
       config: encodeConfiguration([]),
     });
-  return { transfer, restore, pushed, data, chunk, warnings, close: () => backup.close() };
+  const close = async () => {
+    transfer.close();
+    await backup.close();
+    await master.close();
+  };
+  return { transfer, restore, pushed, data, chunk, warnings, acks, close };
 }
 
 describe("state transfer", () => {
@@ -172,6 +187,42 @@ describe("state transfer", () => {
     expect(restore).toBeNull();
     expect(backup.pushed).toEqual([...backup.data.subarray(0, 10)]);
     expect(backup.warnings.join("")).toMatch(/does not read as a state/);
+    await backup.close();
+  });
+
+  it("state transfer: a session no chunk comes to for two stall times is dropped with the state it read (a master that failed over never finishes it)", async () => {
+    const backup = await receivingBackup(null, 100);
+    backup.chunk(0, 10);
+    await vi.waitFor(() => expect(backup.acks).toEqual([10]));
+    // The master is gone; after 200 ms without a chunk the half-read state goes.
+    await vi.waitFor(
+      () =>
+        expect(backup.warnings.join("")).toMatch(
+          /dropped snapshot 7 from node 1 after 10 of 20 bytes: no chunk for 200 ms/,
+        ),
+      { timeout: 2000 },
+    );
+    // A chunk of that transfer arriving after all is answered "from the start".
+    backup.chunk(10, 20);
+    await vi.waitFor(() => expect(backup.acks).toEqual([10, 0]));
+    expect(backup.pushed).toEqual([...backup.data.subarray(0, 10)]);
+    await expect(backup.transfer.finishReceived({ index: 7, term: 1 })).rejects.toThrow(
+      /adopted but not received/,
+    );
+    await backup.close();
+  });
+
+  it("state transfer: a session whose chunks keep coming is not dropped, however long it takes", async () => {
+    // Chunks every 50 ms for 500 ms, more than the 2 x 150 ms a silent session is given.
+    const backup = await receivingBackup(null, 150);
+    for (let offset = 0; offset < 20; offset += 2) {
+      backup.chunk(offset, offset + 2);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const restore = await vi.waitFor(() => backup.transfer.finishReceived({ index: 7, term: 1 }));
+    expect(restore).toBe(backup.restore);
+    expect(backup.pushed).toEqual([...backup.data]);
+    expect(backup.warnings.join("")).not.toMatch(/dropped snapshot/);
     await backup.close();
   });
 

@@ -11,7 +11,9 @@
  * next. The master keeps the chunks in flight until they are acknowledged: a chunk that
  * went missing (a full send queue drops it; the simulator's network loses and reorders
  * messages) is sent again from the gap the answers show, so a gigabyte is not started
- * over for one lost mebibyte.
+ * over for one lost mebibyte. A backup that hears nothing of a transfer for two stall
+ * times drops it with the state it read so far (its master failed over, or it caught up
+ * from the log) rather than holding up to a whole state until the next transfer.
  *
  * It never decides anything about the log: the core asks for transfers and decides on
  * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
@@ -121,7 +123,21 @@ interface Incoming {
   done: boolean;
   /** The state read from the chunks so far; null without one or once it failed. */
   restore: IncrementalRestore | null;
+  /** A chunk is being written (the idle timer waits for it). */
+  writing: boolean;
+  /** Fires when no chunk came for INCOMING_IDLE_STALLS stall times (armIdle). */
+  idle: Timer | null;
 }
+
+/**
+ * A session that receives no chunk for this many of the master's stall times is dropped
+ * with what it holds (the state read so far, the partial file). The master starts a
+ * stalled transfer over after one stall time, which begins a new session anyway; a session
+ * idle for two has no master left to finish it (it failed over, or the node caught up
+ * from the log), and would otherwise keep up to a whole state in memory until the next
+ * transfer, which may never come.
+ */
+const INCOMING_IDLE_STALLS = 2;
 
 /** A received snapshot the core adopted, waiting to be installed. */
 interface Adopted {
@@ -463,11 +479,11 @@ export class StateTransfer {
       session = this.begin(chunk);
     }
     const s = session!;
+    this.armIdle(s);
     s.queue = s.queue
       .then(() => this.writeChunk(s, chunk))
       .catch((error: unknown) => {
-        s.done = true;
-        s.restore = null;
+        this.endIncoming(s);
         if (this.isBug(error)) return;
         this.deps.logger.error(
           { event: "state_transfer", from: s.from, err: error },
@@ -481,7 +497,7 @@ export class StateTransfer {
     const old = this.incoming;
     if (old !== null && !old.done) {
       this.discard(old.receiver);
-      old.restore = null;
+      this.endIncoming(old);
     }
     // A configuration that does not decode is left out: the snapshot then keeps the one
     // this node had, as a snapshot written before configurations were sent along did.
@@ -505,6 +521,8 @@ export class StateTransfer {
       received: 0,
       done: false,
       restore: this.deps.beginRestore?.() ?? null,
+      writing: false,
+      idle: null,
     };
     this.incoming = session;
     this.deps.logger.info(
@@ -533,7 +551,15 @@ export class StateTransfer {
     if (chunk.offset <= before && end > before) {
       this.feedRestore(s, chunk.data.subarray(before - chunk.offset));
     }
-    s.received = await writing;
+    s.writing = true;
+    try {
+      s.received = await writing;
+    } finally {
+      s.writing = false;
+    }
+    // Dropped while the write was under way: what it held is gone already.
+    if (s.done) return;
+    this.armIdle(s);
     assert(
       s.received === Math.max(before, chunk.offset <= before ? end : before),
       "the snapshot receiver wrote other bytes than the restore read",
@@ -542,11 +568,10 @@ export class StateTransfer {
       this.ack(chunk, s.received, false, false);
       return;
     }
-    s.done = true;
     // The session ends here: what the restore read goes with the adoption, or nowhere (a
     // whole state must not stay in memory until the next transfer begins).
     const restore = s.restore;
-    s.restore = null;
+    this.endIncoming(s);
     if (receiver.dataCrc32 !== s.crc32) {
       this.deps.logger.error(
         { event: "state_transfer", from: s.from },
@@ -582,6 +607,47 @@ export class StateTransfer {
         "the snapshot being received does not read as a state; it will be read again from disk if adopted",
       );
     }
+  }
+
+  /** (Re)starts the timer that drops `s` should no chunk come for a while. */
+  private armIdle(s: Incoming): void {
+    if (s.idle !== null) this.deps.clock.clearTimeout(s.idle);
+    s.idle = null;
+    if (s.done || this.closed) return;
+    s.idle = this.deps.clock.setTimeout(
+      () => this.onIdle(s),
+      INCOMING_IDLE_STALLS * this.deps.stallMs,
+    );
+  }
+
+  private onIdle(s: Incoming): void {
+    s.idle = null;
+    if (s.done || this.incoming !== s || this.closed) return;
+    // A write that takes this long is the disk's stall, not the master's: wait for it.
+    if (s.writing) {
+      this.armIdle(s);
+      return;
+    }
+    this.deps.logger.warn(
+      {
+        event: "state_transfer",
+        from: s.from,
+        index: s.meta.index,
+        receivedBytes: s.received,
+        totalBytes: s.totalBytes,
+      },
+      `dropped snapshot ${s.meta.index} from node ${s.from} after ${s.received} of ${s.totalBytes} bytes: no chunk for ${INCOMING_IDLE_STALLS * this.deps.stallMs} ms`,
+    );
+    this.discard(s.receiver);
+    this.endIncoming(s);
+  }
+
+  /** `s` received its last chunk, failed or was dropped: it holds nothing more. */
+  private endIncoming(s: Incoming): void {
+    s.done = true;
+    s.restore = null;
+    if (s.idle !== null) this.deps.clock.clearTimeout(s.idle);
+    s.idle = null;
   }
 
   private ack(chunk: SnapshotChunk, nextOffset: number, done: boolean, accepted: boolean): void {
@@ -630,7 +696,10 @@ export class StateTransfer {
       void out.iterator.return?.();
     }
     this.outgoing.clear();
-    if (this.incoming !== null && !this.incoming.done) this.discard(this.incoming.receiver);
+    if (this.incoming !== null && !this.incoming.done) {
+      this.discard(this.incoming.receiver);
+      this.endIncoming(this.incoming);
+    }
     for (const { receiver } of this.adopted.values()) this.discard(Promise.resolve(receiver));
     this.adopted.clear();
   }
