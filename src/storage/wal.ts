@@ -70,10 +70,12 @@ type WalOp =
   | { readonly type: "compact"; readonly upToIndex: number }
   | { readonly type: "reset"; readonly after: SnapshotMeta };
 
-/** Records encoded for the active segment but not yet written. */
+/**
+ * Records for the active segment, not yet written: encoded into one buffer when they are
+ * (a record per entry, concatenated, copied each entry twice).
+ */
 interface PendingWrite {
   readonly segment: Segment;
-  readonly chunks: Buffer[];
   bytes: number;
   readonly placements: ({ entry: Entry; size: number } | { truncate: number; size: number })[];
 }
@@ -555,7 +557,7 @@ export class Wal {
   }
 
   private pendingFor(segment: Segment): PendingWrite {
-    if (this.pending === null) this.pending = { segment, chunks: [], bytes: 0, placements: [] };
+    if (this.pending === null) this.pending = { segment, bytes: 0, placements: [] };
     assert(this.pending.segment === segment, "wal: pending write for another segment");
     return this.pending;
   }
@@ -568,9 +570,6 @@ export class Wal {
       await this.roll(entry.index);
     }
     const pending = this.pendingFor(this.active());
-    const record = Buffer.allocUnsafe(size);
-    encodeEntryRecord(record, 0, entry);
-    pending.chunks.push(record);
     pending.bytes += size;
     pending.placements.push({ entry, size });
   }
@@ -590,10 +589,9 @@ export class Wal {
       }
     }
     const pending = this.pendingFor(this.active());
-    const record = encodeTruncateRecord(index);
-    pending.chunks.push(record);
-    pending.bytes += record.length;
-    pending.placements.push({ truncate: index, size: record.length });
+    const size = encodeTruncateRecord(index).length;
+    pending.bytes += size;
+    pending.placements.push({ truncate: index, size });
   }
 
   /** Deletes every segment, other than the active one, that holds only entries up to `upTo`. */
@@ -677,7 +675,14 @@ export class Wal {
     if (pending === null) return;
     this.pending = null;
     const { segment } = pending;
-    const bytes = pending.chunks.length === 1 ? pending.chunks[0]! : Buffer.concat(pending.chunks);
+    const bytes = Buffer.allocUnsafe(pending.bytes);
+    let at = 0;
+    for (const placement of pending.placements) {
+      if ("truncate" in placement) bytes.set(encodeTruncateRecord(placement.truncate), at);
+      else encodeEntryRecord(bytes, at, placement.entry);
+      at += placement.size;
+    }
+    assert(at === bytes.length, "wal: pending records do not fill their buffer");
     await writeFully(segment.handle, segment.path, bytes, segment.bytes);
     let offset = segment.bytes;
     for (const placement of pending.placements) {

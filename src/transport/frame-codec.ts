@@ -10,7 +10,7 @@
  * because a byte stream that lost its framing cannot be resynchronised.
  */
 
-import { Packr } from "msgpackr";
+import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { assert } from "../shared/assert.js";
 import {
   describe,
@@ -61,14 +61,17 @@ export type EncodeResult =
  * `too_large` when the payload exceeds `limits.frameBytesMax`.
  */
 export function encodeFrame(frame: Frame, limits: FrameCodecLimits): EncodeResult {
-  // msgpackr returns a view into a buffer it reuses, so the payload is copied right away.
-  const payload = packr.pack(frame);
-  if (payload.length > limits.frameBytesMax) {
-    return { ok: false, reason: "too_large", payloadBytes: payload.length };
+  // msgpackr leaves room for the header before the payload, so the frame is the view it
+  // returns, not a copy (a mebibyte entry was copied once more per backup). The view is
+  // the caller's: msgpackr writes later frames after it in its buffer, never over it. A
+  // frame kept (queued) keeps that buffer alive, up to about four times a large frame's
+  // size when it is the only one left of its buffer; queues are bounded, so is this.
+  const bytes = packr.pack(frame, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
+  const payloadBytes = bytes.length - FRAME_HEADER_BYTES;
+  if (payloadBytes > limits.frameBytesMax) {
+    return { ok: false, reason: "too_large", payloadBytes };
   }
-  const bytes = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  bytes.writeUInt32BE(payload.length, 0);
-  bytes.set(payload, FRAME_HEADER_BYTES);
+  bytes.writeUInt32BE(payloadBytes, 0);
   return { ok: true, bytes };
 }
 
