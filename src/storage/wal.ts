@@ -37,8 +37,10 @@ import {
   encodeSegmentHeader,
   encodeTruncateRecord,
   entryRecordBytes,
+  recordHeaderBytes,
   segmentFileName,
   segmentHeaderBytes,
+  truncatePayloadBytes,
 } from "./wal-format.js";
 import { scanLog } from "./wal-recovery.js";
 import { Segment } from "./wal-segment.js";
@@ -589,7 +591,7 @@ export class Wal {
       }
     }
     const pending = this.pendingFor(this.active());
-    const size = encodeTruncateRecord(index).length;
+    const size = recordHeaderBytes + truncatePayloadBytes;
     pending.bytes += size;
     pending.placements.push({ truncate: index, size });
   }
