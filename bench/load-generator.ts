@@ -17,6 +17,7 @@ import { Pool } from "undici";
 import { LatencyRecorder, type LatencySummary } from "../harness/stats.js";
 import type { SystemName } from "./bench-cluster.js";
 import { type KvRequest, KvRequests } from "./kv-protocol.js";
+import { runWrkLoad } from "./wrk-load.js";
 
 export type Mix = "write" | "read" | "90/10";
 
@@ -35,7 +36,14 @@ export interface LoadSpec {
   readonly keyPrefix: string;
   /** A label for the progress lines. */
   readonly label: string;
+  /**
+   * Who sends the load: this process through undici (the default), or wrk, a C load
+   * generator that takes far less of the machine's CPU per request (bench/wrk-load.ts).
+   */
+  readonly generator?: Generator;
 }
+
+export type Generator = "undici" | "wrk";
 
 export interface LoadResult {
   readonly ops: number;
@@ -155,6 +163,14 @@ class Run {
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const run = new Run(spec);
   const cpuAtStart = process.cpuUsage();
+  if (spec.generator === "wrk") {
+    try {
+      if (spec.mix !== "write") await run.preload();
+    } finally {
+      await run.close();
+    }
+    return runWrkLoad(spec, makeValue(spec.valueBytes), run.preloaded);
+  }
   try {
     if (spec.mix !== "write") await run.preload();
     const startAt = performance.now();

@@ -29,7 +29,7 @@ import { startBatonCluster } from "./baton-cluster.js";
 import { type BenchCluster, clusterCpuMs, type SystemName } from "./bench-cluster.js";
 import { describeMachine, runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
-import type { LoadResult, LoadSpec, Mix } from "./load-generator.js";
+import type { Generator, LoadResult, LoadSpec, Mix } from "./load-generator.js";
 import {
   type CaseRun,
   compare,
@@ -62,6 +62,8 @@ export interface BenchOptions {
    * node, the clients spread round-robin (a third of them reach the master directly).
    */
   readonly via: Via;
+  /** Who sends the load: undici in a Node.js process, or wrk (a C load generator). */
+  readonly generator: Generator;
 }
 
 export type Via = "master" | "backup" | "all";
@@ -128,6 +130,12 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       parseVia,
       "master",
     )
+    .option(
+      "--generator <name>",
+      "undici (a Node.js process) or wrk (C; far less CPU per request, apt-get install wrk)",
+      parseGenerator,
+      "undici",
+    )
     .option("--smoke", "a tiny run that checks the benchmark works: 90/10 mix, 4 clients, 1 s")
     .exitOverride()
     .parse([...argv], { from: "user" });
@@ -145,6 +153,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     batonCli?: string;
     tls?: string;
     via: Via;
+    generator: Generator;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -162,6 +171,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
     tls: o.tls === undefined ? null : resolve(o.tls),
     via: o.via,
+    generator: o.generator,
   };
 }
 
@@ -187,6 +197,11 @@ async function runLoadGenerator(spec: LoadSpec): Promise<LoadResult> {
 
 function keyCountFor(valueBytes: number): number {
   return Math.max(16, Math.min(1000, Math.floor((16 * 1024 * 1024) / valueBytes)));
+}
+
+function parseGenerator(value: string): Generator {
+  if (value === "undici" || value === "wrk") return value;
+  throw new InvalidArgumentError("expected undici or wrk");
 }
 
 function parseVia(value: string): Via {
@@ -242,6 +257,7 @@ async function runCases(
               keyCount: keyCountFor(valueBytes),
               keyPrefix: `bench-${valueBytes}`,
               label,
+              generator: options.generator,
             };
             const cpuBefore = clusterCpuMs(cluster);
             const result = await runLoadGenerator(spec);
@@ -314,7 +330,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       .map((l) => l.toFixed(2))
       .join(
         " ",
-      )}; load sent to ${options.via === "all" ? "every node" : `the ${options.via}`}; results in ${options.out}`,
+      )}; load sent to ${options.via === "all" ? "every node" : `the ${options.via}`} by ${options.generator}; results in ${options.out}`,
   );
   try {
     clusters.push(...(await startClusters(options, systems, skipped)));

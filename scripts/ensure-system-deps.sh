@@ -4,6 +4,8 @@
 # the whole set-up on a fresh machine:
 #   haproxy   for test/integration/haproxy.test.ts (the load-balancer example)
 #   chromium  for test/browser/dashboard.test.ts (the dashboard, driven by playwright-core)
+#   wrk       for the throughput benchmark's C load generator (bench/wrk-load.ts and its
+#             tests: test/bench/wrk-load.test.ts, the smoke run of --generator wrk)
 #   iptables  for partitions: test/integration/hosts.test.ts (nodes on separate hosts, in
 #             network namespaces), the benchmarks' and the fault campaign's iptables modes
 # Anywhere else it says what to install and lets the tests say what they miss.
@@ -12,9 +14,10 @@ missing=()
 if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then missing+=(haproxy); fi
 if [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then missing+=(iptables); fi
+if ! command -v wrk >/dev/null 2>&1; then missing+=(wrk); fi
 if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing ${missing[*]} (for the HAProxy, browser and network tests)..."
+  echo "installing ${missing[*]} (for the HAProxy, browser, network and load-generator tests)..."
   if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
     exit 0
   fi

@@ -98,6 +98,21 @@ describe("bench: smoke", () => {
     }
   }, 180_000);
 
+  it("bench: the throughput benchmark sends its load through wrk, a C load generator, to a backup (--generator wrk --via backup)", async () => {
+    const out = join(root, "wrk");
+    const bench = await run("bench/main.ts", [
+      ...["--smoke", "--from", "auto", "--generator", "wrk", "--via", "backup", "--out", out],
+    ]);
+    expect(bench.code, bench.output).toBe(0);
+    expect(bench.output).toContain("by wrk");
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as BenchResults;
+    expect(results.runs.length).toBeGreaterThan(0);
+    for (const r of results.runs) {
+      expect(r.result.ops, bench.output).toBeGreaterThan(0);
+      expect(r.result.errors, bench.output).toBe(0);
+    }
+  }, 120_000);
+
   it("bench: the fail-over benchmark restarts every node in turn with SIGTERM through the client library (--faults rolling --writer client)", async () => {
     const out = join(root, "rolling");
     const failover = await run("bench/failover.ts", [
