@@ -12,16 +12,24 @@
  * - watchers (`--watchers N`, 0 to skip): the write p99 of 64 clients writing for
  *   `--seconds` seconds, without watchers and then with N watches of every key open, spread
  *   over the nodes (a node serves watches from its own copy, and takes 1024 connections).
+ *   With `--watch-client raw` (the default) the watchers are bench/watch-load.ts, a
+ *   process of its own that only counts the events (it stands for watchers on other
+ *   machines); with `--watch-client library` they are the client library's
+ *   `client.watch()` in this process, which decodes and parses every event on the same
+ *   cores as the nodes.
  *
  * Prints one JSON document. It signals only the processes it started, by PID, and removes
  * their data at the end.
  */
 
+import { fork } from "node:child_process";
+import { join } from "node:path";
 import { Cluster, clientFor } from "../harness/cluster.js";
-import { cleanupSync } from "../harness/processes.js";
+import { cleanupSync, REPO_ROOT } from "../harness/processes.js";
 import { LatencyRecorder, type LatencySummary } from "../harness/stats.js";
 import { type BatonClient, createClient } from "../src/client/index.js";
 import { describeMachine } from "./entry.js";
+import type { WatchLoadResult, WatchLoadSpec } from "./watch-load.js";
 
 const args = new Map<string, string>();
 for (let i = 2; i + 1 < process.argv.length; i += 2) {
@@ -31,6 +39,10 @@ const KEYS = Number(args.get("keys") ?? 100_000);
 const TTL_SECONDS = Number(args.get("ttl") ?? 2);
 const WATCHERS = Number(args.get("watchers") ?? 1000);
 const SECONDS = Number(args.get("seconds") ?? 5);
+const WATCH_CLIENT = args.get("watch-client") ?? "raw";
+if (WATCH_CLIENT !== "raw" && WATCH_CLIENT !== "library") {
+  throw new Error(`--watch-client is raw or library, not ${WATCH_CLIENT}`);
+}
 
 async function writeKeys(client: BatonClient, count: number): Promise<number> {
   const value = "v".repeat(100);
@@ -89,42 +101,125 @@ async function leaseLateness(
   };
 }
 
-/** The latencies of 64 clients writing as fast as they can for SECONDS. */
-async function writeLoad(client: BatonClient, tag: string): Promise<LatencySummary> {
+/** The latencies of 64 clients writing as fast as they can for SECONDS, and their count. */
+async function writeLoad(
+  client: BatonClient,
+  tag: string,
+): Promise<{ latency: LatencySummary; writes: number }> {
   const latencies = new LatencyRecorder();
   const until = performance.now() + SECONDS * 1000;
   let n = 0;
+  let writes = 0;
   const worker = async (): Promise<void> => {
     while (performance.now() < until) {
       const started = performance.now();
       await client.put(`load/${tag}/${n++ % 1000}`, "v".repeat(100));
       latencies.record(performance.now() - started);
+      writes++;
     }
   };
   await Promise.all(Array.from({ length: 64 }, worker));
-  return latencies.summary();
+  return { latency: latencies.summary(), writes };
+}
+
+/** WATCHERS watches of `prefix` in this process, through the client library. */
+async function libraryWatchers(cluster: Cluster, prefix: string) {
+  const controller = new AbortController();
+  const watchers = cluster.endpoints().map((endpoint) => createClient({ endpoints: [endpoint] }));
+  const counts = new Array<number>(WATCHERS).fill(0);
+  const streams = Array.from({ length: WATCHERS }, async (_, i) => {
+    const watcher = watchers[i % watchers.length]!;
+    for await (const _change of watcher.watch(prefix, { signal: controller.signal })) {
+      counts[i]!++;
+    }
+  });
+  // Give the streams a moment to open before the load starts.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const cpuAtStart = process.cpuUsage();
+  return {
+    async stop(): Promise<WatchLoadResult> {
+      const cpu = process.cpuUsage(cpuAtStart);
+      controller.abort();
+      await Promise.allSettled(streams);
+      await Promise.all(watchers.map((w) => w.close()));
+      return {
+        delivered: counts.reduce((a, b) => a + b, 0),
+        perWatcherMin: Math.min(...counts),
+        perWatcherMax: Math.max(...counts),
+        closedEarly: 0,
+        // This process's CPU: the watchers' and the 64 writers' together.
+        cpuMs: (cpu.user + cpu.system) / 1000,
+      };
+    },
+  };
+}
+
+/** WATCHERS watches of `prefix` in a process of their own that only counts events. */
+async function rawWatchers(cluster: Cluster, prefix: string) {
+  const spec: WatchLoadSpec = { urls: cluster.endpoints(), watchers: WATCHERS, prefix };
+  const child = fork(join(REPO_ROOT, "bench", "watch-load.ts"), [JSON.stringify(spec)], {
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const next = (type: string): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const onMessage = (message: Record<string, unknown>): void => {
+        if (message.type !== type) return;
+        child.off("message", onMessage);
+        resolve(message);
+      };
+      child.on("message", onMessage);
+      child.once("exit", (code) => reject(new Error(`the watch load exited ${code}`)));
+    });
+  try {
+    await next("ready");
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  return {
+    async stop(): Promise<WatchLoadResult> {
+      const done = next("done");
+      child.send({ type: "stop" });
+      const result = (await done) as unknown as WatchLoadResult;
+      await exited;
+      return result;
+    },
+  };
 }
 
 /** Write p99 without watchers, then with WATCHERS watches of every key spread over the nodes. */
 async function watcherCost(cluster: Cluster, client: BatonClient) {
+  // A first run, not measured: the nodes' first seconds of a load are slower (JIT, heap growth).
+  await writeLoad(client, "w");
   const without = await writeLoad(client, "a");
-  const controller = new AbortController();
-  const endpoints = cluster.endpoints();
-  const watchers = endpoints.map((endpoint) => createClient({ endpoints: [endpoint] }));
-  let delivered = 0;
-  const streams = Array.from({ length: WATCHERS }, async (_, i) => {
-    const watcher = watchers[i % watchers.length]!;
-    for await (const _change of watcher.watch("", { signal: controller.signal })) delivered++;
-  });
-  // Give the streams a moment to open before the load starts.
-  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const prefix = "load/b/";
+  const watchers =
+    WATCH_CLIENT === "raw"
+      ? await rawWatchers(cluster, prefix)
+      : await libraryWatchers(cluster, prefix);
   const withWatchers = await writeLoad(client, "b");
-  controller.abort();
-  await Promise.allSettled(streams);
-  await Promise.all(watchers.map((w) => w.close()));
+  // Let the last events arrive.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const delivery = await watchers.stop();
   const ratio =
-    without.p99 === null || withWatchers.p99 === null ? null : withWatchers.p99 / without.p99;
-  return { watchers: WATCHERS, without, with: withWatchers, p99Ratio: ratio, delivered };
+    without.latency.p99 === null || withWatchers.latency.p99 === null
+      ? null
+      : withWatchers.latency.p99 / without.latency.p99;
+  return {
+    watchers: WATCHERS,
+    watchClient: WATCH_CLIENT,
+    without: without.latency,
+    with: withWatchers.latency,
+    p99Ratio: ratio,
+    writesWithout: without.writes,
+    writesWith: withWatchers.writes,
+    delivery,
+    everyChangeToEveryWatcher:
+      delivery.perWatcherMin === withWatchers.writes &&
+      delivery.perWatcherMax === withWatchers.writes,
+  };
 }
 
 async function main(): Promise<void> {
