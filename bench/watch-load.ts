@@ -43,17 +43,18 @@ export class EventCounter {
 
   add(chunk: Buffer): void {
     for (let at = chunk.indexOf(DATA); at >= 0; at = chunk.indexOf(DATA, at + 1)) this.count++;
-    // A pattern split by the chunk boundary: the previous tail ends with its first k bytes.
-    for (let k = 1; k < DATA.length && k <= this.tail.length; k++) {
-      if (
-        this.tail.subarray(this.tail.length - k).equals(DATA.subarray(0, k)) &&
-        chunk.length >= DATA.length - k &&
-        chunk.subarray(0, DATA.length - k).equals(DATA.subarray(k))
-      ) {
-        this.count++;
-      }
+    // A pattern that starts in the last bytes seen before this chunk and ends in it (or in a
+    // later one: then it is found there, as it still starts in the tail kept below).
+    const seam = Buffer.concat([this.tail, chunk.subarray(0, DATA.length - 1)]);
+    for (
+      let at = seam.indexOf(DATA);
+      at >= 0 && at < this.tail.length;
+      at = seam.indexOf(DATA, at + 1)
+    ) {
+      this.count++;
     }
-    this.tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - (DATA.length - 1))));
+    const seen = Buffer.concat([this.tail, chunk]);
+    this.tail = Buffer.from(seen.subarray(Math.max(0, seen.length - (DATA.length - 1))));
   }
 }
 
