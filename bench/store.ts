@@ -18,14 +18,17 @@
  *   `client.watch()` in this process, which decodes and parses every event on the same
  *   cores as the nodes.
  *
+ * `--baton-cli <file>` runs the nodes from a build's cli/main.js instead of the sources
+ * (an A/B of two builds, or the built CLI's own speed).
+ *
  * Prints one JSON document. It signals only the processes it started, by PID, and removes
  * their data at the end.
  */
 
 import { fork } from "node:child_process";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Cluster, clientFor } from "../harness/cluster.js";
-import { cleanupSync, REPO_ROOT } from "../harness/processes.js";
+import { batonCommand, cleanupSync, REPO_ROOT } from "../harness/processes.js";
 import { LatencyRecorder, type LatencySummary } from "../harness/stats.js";
 import { type BatonClient, createClient } from "../src/client/index.js";
 import { describeMachine } from "./entry.js";
@@ -43,6 +46,7 @@ const WATCH_CLIENT = args.get("watch-client") ?? "raw";
 if (WATCH_CLIENT !== "raw" && WATCH_CLIENT !== "library") {
   throw new Error(`--watch-client is raw or library, not ${WATCH_CLIENT}`);
 }
+const BATON_CLI = args.get("baton-cli");
 
 async function writeKeys(client: BatonClient, count: number): Promise<number> {
   const value = "v".repeat(100);
@@ -223,7 +227,12 @@ async function watcherCost(cluster: Cluster, client: BatonClient) {
 }
 
 async function main(): Promise<void> {
-  const cluster = await Cluster.start({ electionMs: "300-600", heartbeatMs: 50, log: "files" });
+  const cluster = await Cluster.start({
+    electionMs: "300-600",
+    heartbeatMs: 50,
+    log: "files",
+    ...(BATON_CLI === undefined ? {} : { launcher: batonCommand("dist", resolve(BATON_CLI)) }),
+  });
   const client = clientFor(cluster);
   try {
     const writesPerSecond = Math.round(await writeKeys(client, KEYS));
@@ -242,6 +251,7 @@ async function main(): Promise<void> {
       leaseTtlSeconds: TTL_SECONDS,
       leaseExpiry: { quiet, afterMasterKill: failover, targetLateMs: 1000 },
       watches: watches === null ? null : { ...watches, targetP99Ratio: 1.2 },
+      nodes: BATON_CLI ?? "sources (tsx)",
     };
     console.log(JSON.stringify(report, null, 2));
   } finally {
