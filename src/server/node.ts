@@ -291,7 +291,22 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // restarted node whose configuration no longer lists a member still knows which
     // incarnation was removed, and so admits that id when it comes back as another (see
     // admit) rather than refusing every incarnation of it.
-    for (const gone of deps.identity?.identity()?.removed ?? []) {
+    // So does a member the last committed configuration this node saved lists, and the
+    // newest one in its log no longer does: restarted before it applied that member's
+    // removal, the node would otherwise not know which incarnation the log removed, and
+    // once it forgot the link it would refuse every incarnation of that id, the one added
+    // back included, even as master (see maybeForgetPeers).
+    const saved = deps.identity?.identity() ?? null;
+    for (const member of [
+      ...(saved?.joinedConfig ?? []),
+      ...(saved?.appliedConfig?.config ?? []),
+    ]) {
+      if (member.id === this.id || replica.members.some((m) => m.id === member.id)) continue;
+      const address =
+        this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
+      this.lastListed.set(member.id, { incarnation: member.incarnation, address });
+    }
+    for (const gone of saved?.removed ?? []) {
       if (replica.members.some((m) => m.id === gone.id)) continue;
       const address = this.config.peers.find((p) => p.id === gone.id)?.address ?? gone.peerAddress;
       const known = { incarnation: gone.incarnation, address };
