@@ -112,6 +112,52 @@ describe("replica", () => {
     expect(master.commitIndex).toBe(1);
   });
 
+  it("replica: a commit's news leaves at once, to every backup holding the entry, without waiting for new entries or a tick", () => {
+    const master = new Replica(
+      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
+      new Prng(1),
+    );
+    master.campaign();
+    master.ready();
+    master.step({
+      ...{ type: "vote_response", incarnation: 0, from: 2, to: 1, term: 1 },
+      ...{ preVote: false, granted: true },
+    });
+    master.ready();
+    master.persisted(1, 1);
+    const ack = (from: number, index: number) =>
+      master.step({
+        ...{ type: "append_response", incarnation: 0, from, to: 1, term: 1 },
+        ...{ success: true, index, hintIndex: 0, hintTerm: 0 },
+      });
+    ack(2, 1);
+    ack(3, 1);
+    master.ready();
+    const news = () =>
+      master
+        .ready()
+        .messagesNow.filter((m) => m.type === "append")
+        .map((m) => [m.to, m.commitIndex, m.entries.length]);
+    // A write (a backup's forwarded one, say). Backup 2 holds it first; it commits when the
+    // master's own write ends, and backup 2 hears of it then, with no tick and no new entry.
+    master.propose(new Uint8Array([1]));
+    expect(news()).toEqual([
+      [2, 1, 1],
+      [3, 1, 1],
+    ]);
+    ack(2, 2);
+    expect(master.commitIndex).toBe(1);
+    master.persisted(2, 1);
+    expect(master.commitIndex).toBe(2);
+    expect(master.hasReady()).toBe(true);
+    expect(news()).toEqual([[2, 2, 0]]);
+    // Backup 3 answers later: it is told as soon as it holds the committed entry.
+    ack(3, 2);
+    expect(news()).toEqual([[3, 2, 0]]);
+    // Once told, not again.
+    expect(master.hasReady()).toBe(false);
+  });
+
   it("replica: a peer's message that breaks a rule is refused and changes nothing", () => {
     const master = new Replica(
       { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },

@@ -1654,8 +1654,11 @@ export class Replica {
       if (pr.state === "transfer" && pr.match >= pr.transferIndex) pr.becomeProbe();
       if (!news && pr.state !== "probe") return;
       if (pr.state === "probe") pr.becomeReplicate();
-      // Backups hear of a new commit index with the next append, or on the next tick.
       this.maybeCommit();
+      // A backup that now holds committed entries it has not been told of hears of them at
+      // once (maybeCommit tells every backup when the commit index moves; this one may
+      // have answered after the majority did).
+      if (pr.commitSent < Math.min(this.log.commitIndex, pr.match)) this.appendDue.add(m.from);
       return;
     }
     const hint = this.log.lastIndexWithTermAtMost(m.hintIndex, m.hintTerm);
@@ -1734,6 +1737,12 @@ export class Replica {
     // Raft §5.4.2 (figure 8): only an entry of the current term is committed by counting.
     if (this.log.termAt(candidate) !== this.currentTerm) return false;
     if (!this.log.commitTo(candidate)) return false;
+    // The news leaves now, not with the next entries or tick (etcd broadcasts an append on
+    // commit too): a backup applies, and answers the writes forwarded to it, only once it
+    // hears of the commit, and the next entries may come only from those very answers.
+    for (const [peer, pr] of this.progress) {
+      if (pr.commitSent < Math.min(candidate, pr.match)) this.appendDue.add(peer);
+    }
     if (this.readsAwaitingCommit.length > 0) {
       const waiting = this.readsAwaitingCommit.splice(0);
       for (const requestId of waiting) this.startRead(requestId);
