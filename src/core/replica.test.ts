@@ -19,6 +19,22 @@ function backupWith(entries: Entry[], term: number): Replica {
   });
 }
 
+/** Node 1 of 1-2-3, master of term 1 with node 2's vote, its Readies taken. */
+function electedMaster(): Replica {
+  const master = new Replica(
+    { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
+    new Prng(1),
+  );
+  master.campaign();
+  master.ready();
+  master.step({
+    ...{ type: "vote_response", incarnation: 0, from: 2, to: 1, term: 1 },
+    ...{ preVote: false, granted: true },
+  });
+  master.ready();
+  return master;
+}
+
 describe("replica", () => {
   it("replica: a backup commits only what the append verified, not a stale suffix beyond it (Raft §5.3)", () => {
     // Entries 3 and 4 of term 1 are a deposed master's leftovers; master 1 of term 2
@@ -113,17 +129,7 @@ describe("replica", () => {
   });
 
   it("replica: a commit's news leaves at once, to every backup holding the entry, without waiting for new entries or a tick", () => {
-    const master = new Replica(
-      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
-      new Prng(1),
-    );
-    master.campaign();
-    master.ready();
-    master.step({
-      ...{ type: "vote_response", incarnation: 0, from: 2, to: 1, term: 1 },
-      ...{ preVote: false, granted: true },
-    });
-    master.ready();
+    const master = electedMaster();
     master.persisted(1, 1);
     const ack = (from: number, index: number) =>
       master.step({
@@ -159,22 +165,7 @@ describe("replica", () => {
   });
 
   it("replica: a peer's message that breaks a rule is refused and changes nothing", () => {
-    const master = new Replica(
-      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
-      new Prng(1),
-    );
-    master.campaign();
-    master.ready();
-    master.step({
-      type: "vote_response",
-      incarnation: 0,
-      from: 2,
-      to: 1,
-      term: 1,
-      preVote: false,
-      granted: true,
-    });
-    master.ready();
+    const master = electedMaster();
     const before = { role: master.role, term: master.term, last: master.lastIndex };
     const refused = [
       // A second master in this master's own term (a forged hello would send this).
