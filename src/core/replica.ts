@@ -283,10 +283,14 @@ export class Replica {
   /** Highest index handed out in `committed`: each entry is applied once per node. */
   private applied: number;
   /**
-   * Backups owed an append even if it carries no entries. Commit news joins it on the
-   * next tick, not at once: under load the next append carries the commit index for
-   * free, and so does a closed-loop client's next write; an empty append (and its
-   * acknowledgement) per write would double the messages a lone client costs.
+   * Backups owed an append even if it carries no entries: commit news (maybeCommit,
+   * onAppendResponse, and each tick for what those missed) and a probe for an append lost
+   * while idle. Commit news leaves at once, although under load the next append would
+   * often carry the commit index for free: a backup answers the writes forwarded to it
+   * only once it applies them, and with every client on a backup the next entries come
+   * from those answers, so waiting for them cost every such write up to a tick (writes
+   * through a backup 1.5 times as many a second with it, docs/benchmarks.md). The price is
+   * an empty append and its acknowledgement per commit, a few percent of the master path.
    */
   private readonly appendDue = new Set<NodeId>();
 
