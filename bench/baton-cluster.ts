@@ -47,6 +47,8 @@ export interface BatonClusterOptions {
   readonly uids?: readonly [number, number, number];
   /** Peer mTLS and HTTPS from this directory (see the harness's ClusterOptions.tlsDir). */
   readonly tlsDir?: string;
+  /** Only the peer links' TLS, or only the API's (the harness's ClusterOptions.tlsOnly). */
+  readonly tlsOnly?: "peer" | "http";
   /** Nodes 1-3 on hosts of their own (see the harness's ClusterOptions.netns). */
   readonly netns?: NetnsHosts;
 }
@@ -129,6 +131,7 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
       rootPrefix: "baton-bench-",
       ...(options.hosts === undefined ? {} : { hosts: options.hosts }),
       ...(options.tlsDir === undefined ? {} : { tlsDir: options.tlsDir }),
+      ...(options.tlsOnly === undefined ? {} : { tlsOnly: options.tlsOnly }),
       ...(options.nodeFlags === undefined ? {} : { nodeFlags: options.nodeFlags }),
       ...(options.extraArgs === undefined ? {} : { extraArgs: options.extraArgs }),
       ...(options.startIds === undefined ? {} : { startIds: options.startIds }),
@@ -141,7 +144,13 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
     options.from === "dist" ? (options.cli ?? "dist/cli/main.js") : "tsx src/cli/main.ts";
   const extra =
     (options.extraArgs?.length ? ` ${options.extraArgs.join(" ")}` : "") +
-    (options.tlsDir === undefined ? "" : ", mutual TLS between nodes and HTTPS") +
+    (options.tlsDir === undefined
+      ? ""
+      : options.tlsOnly === "peer"
+        ? ", mutual TLS between nodes (plain HTTP)"
+        : options.tlsOnly === "http"
+          ? ", HTTPS (plain peer links)"
+          : ", mutual TLS between nodes and HTTPS") +
     (options.uids === undefined ? "" : ", each node under a uid of its own") +
     (options.netns === undefined ? "" : `, each on a host of its own: ${options.netns.describe()}`);
   return new BatonCluster(

@@ -6,15 +6,21 @@
  * client and a server of this machine before any replication, so that the cost measured
  * through a Baton cluster (`npm run bench -- --tls`) can be read against it.
  *
- *   npx tsx bench/https-floor.ts --pki /tmp/bench-pki [--seconds 5] [--rounds 3]
+ *   npx tsx bench/https-floor.ts --pki /tmp/bench-pki [--seconds 5] [--rounds 3] [--client wrk]
+ *
+ * With `--client wrk` the requests come from wrk (a C load generator, another process),
+ * and the CPU time per request is the server's alone: what TLS costs Node.js's HTTP server
+ * per request, the part of Baton's TLS cost no code of Baton's can remove.
  *
  * `--pki` is a directory made by `baton certs ca` and `baton certs node --id 1`.
  */
 
-import { readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
@@ -25,10 +31,39 @@ interface FloorRun {
   readonly cpuUsPerRequest: number;
 }
 
-async function runOnce(tls: boolean, pki: string, seconds: number): Promise<FloorRun> {
+type Client = "undici" | "wrk";
+
+/** Sends 100-byte PUTs over 64 connections with wrk for `seconds`; resolves when it exits. */
+function runWrk(url: string, seconds: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "baton-https-floor-"));
+  const script = join(dir, "put.lua");
+  writeFileSync(
+    script,
+    `wrk.method = "PUT"\nwrk.path = "/v1/kv/k"\nwrk.body = string.rep("a", 100)\nwrk.headers["content-type"] = "application/octet-stream"\n`,
+  );
+  return new Promise<void>((resolve, reject) => {
+    const args = ["-t1", "-c64", `-d${seconds}s`, "-s", script, url];
+    const child = spawn("wrk", args, { stdio: "ignore" });
+    child.on("error", (error) => reject(new Error(`wrk: ${error.message} (apt-get install wrk)`)));
+    child.on("exit", (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      if (code === 0) resolve();
+      else reject(new Error(`wrk exited ${code}`));
+    });
+  });
+}
+
+async function runOnce(
+  tls: boolean,
+  pki: string,
+  seconds: number,
+  client: Client,
+): Promise<FloorRun> {
+  let served = 0;
   const handler = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     request.resume();
     request.on("end", () => {
+      served++;
       response.writeHead(200, { "content-type": "application/json" });
       response.end('{"revision":12345}');
     });
@@ -44,7 +79,23 @@ async function runOnce(tls: boolean, pki: string, seconds: number): Promise<Floo
     : http.createServer(handler);
   await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
   const { port } = server.address() as AddressInfo;
-  const pool = new Pool(`${tls ? "https" : "http"}://127.0.0.1:${port}`, {
+  const url = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+  if (client === "wrk") {
+    const cpuAtStart = process.cpuUsage();
+    try {
+      await runWrk(url, seconds);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
+    }
+    const cpu = process.cpuUsage(cpuAtStart);
+    return {
+      tls,
+      requestsPerSecond: served / seconds,
+      cpuUsPerRequest: (cpu.user + cpu.system) / served,
+    };
+  }
+  const pool = new Pool(url, {
     connections: 64,
     pipelining: 1,
     ...(tls ? { connect: { ca: readFileSync(join(pki, "ca.crt")) } } : {}),
@@ -81,6 +132,7 @@ async function main(): Promise<void> {
       pki: { type: "string" },
       seconds: { type: "string", default: "5" },
       rounds: { type: "string", default: "3" },
+      client: { type: "string", default: "undici" },
     },
   });
   if (values.pki === undefined) {
@@ -88,13 +140,16 @@ async function main(): Promise<void> {
       "--pki <dir> is required: a directory made by `baton certs ca` and `baton certs node --id 1`",
     );
   }
+  const client = values.client;
+  if (client !== "undici" && client !== "wrk") throw new Error("--client is undici or wrk");
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
-  process.stdout.write("| round | TLS | requests/s | CPU µs per request (client and server) |\n");
+  const whose = client === "wrk" ? "the server's" : "client and server";
+  process.stdout.write(`| round | TLS | requests/s | CPU µs per request (${whose}) |\n`);
   process.stdout.write("| ---: | --- | ---: | ---: |\n");
   for (let round = 1; round <= rounds; round++) {
     for (const tls of [false, true]) {
-      const r = await runOnce(tls, values.pki, seconds);
+      const r = await runOnce(tls, values.pki, seconds, client);
       process.stdout.write(
         `| ${round} | ${tls ? "on" : "off"} | ${Math.round(r.requestsPerSecond).toLocaleString("en-US")} | ${r.cpuUsPerRequest.toFixed(0)} |\n`,
       );

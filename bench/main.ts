@@ -62,6 +62,8 @@ export interface BenchOptions {
    * node, the clients spread round-robin (a third of them reach the master directly).
    */
   readonly via: Via;
+  /** With `tls`, only the peer links' TLS or only the API's; null for both. */
+  readonly tlsOnly: "peer" | "http" | null;
   /** Who sends the load: undici in a Node.js process, or wrk (a C load generator). */
   readonly generator: Generator;
 }
@@ -131,6 +133,11 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       "master",
     )
     .option(
+      "--tls-only <links>",
+      "with --tls, only peer (mutual TLS between nodes, plain HTTP) or http (HTTPS, plain peer links)",
+      parseTlsOnly,
+    )
+    .option(
       "--generator <name>",
       "undici (a Node.js process) or wrk (C; far less CPU per request, apt-get install wrk)",
       parseGenerator,
@@ -152,11 +159,15 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     profile?: boolean;
     batonCli?: string;
     tls?: string;
+    tlsOnly?: "peer" | "http";
     via: Via;
     generator: Generator;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
+  if (o.tlsOnly !== undefined && o.tls === undefined) {
+    program.error("error: --tls-only needs --tls <dir> (the certificates)");
+  }
   return {
     compare: o.compare,
     clients: smoke ? [4] : o.clients,
@@ -171,6 +182,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
     tls: o.tls === undefined ? null : resolve(o.tls),
     via: o.via,
+    tlsOnly: o.tlsOnly ?? null,
     generator: o.generator,
   };
 }
@@ -197,6 +209,11 @@ async function runLoadGenerator(spec: LoadSpec): Promise<LoadResult> {
 
 function keyCountFor(valueBytes: number): number {
   return Math.max(16, Math.min(1000, Math.floor((16 * 1024 * 1024) / valueBytes)));
+}
+
+function parseTlsOnly(value: string): "peer" | "http" {
+  if (value === "peer" || value === "http") return value;
+  throw new InvalidArgumentError("expected peer or http");
 }
 
 function parseGenerator(value: string): Generator {
@@ -298,6 +315,7 @@ async function startClusters(
     from: options.from,
     ...(options.batonCli === null ? {} : { cli: options.batonCli }),
     ...(options.tls === null ? {} : { tlsDir: options.tls }),
+    ...(options.tlsOnly === null ? {} : { tlsOnly: options.tlsOnly }),
     nodeFlags: options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [],
   });
   clusters.push(baton);

@@ -242,20 +242,29 @@ export interface ClusterOptions {
    */
   readonly tlsDir?: string;
   /**
+   * With `tlsDir`, which links use TLS: both (the default), only the peer links (clients
+   * speak plain HTTP), or only the HTTP API (peers speak plain TCP): to tell the cost of
+   * each apart in benchmarks.
+   */
+  readonly tlsOnly?: "peer" | "http";
+  /**
    * Run each node on a host of its own: node i in network namespace i of these hosts, at
    * its address, with ports 7100+i (peer) and 8100+i (HTTP). `hosts` is then ignored.
    */
   readonly netns?: NetnsHosts;
 }
 
-/** The `baton start` flags that give node `id` its certificates from `dir`. */
-function tlsArgs(dir: string, id: number): string[] {
+/** The `baton start` flags that give node `id` its certificates from `dir` (see tlsOnly). */
+function tlsArgs(dir: string, id: number, only?: "peer" | "http"): string[] {
   const own = join(dir, `node${id}`);
-  return [
+  const peer = [
     ...["--tls-ca", join(dir, "ca.crt"), "--tls-cert", join(own, "node.crt")],
-    ...["--tls-key", join(own, "node.key"), "--http-tls-cert", join(own, "node.crt")],
-    ...["--http-tls-key", join(own, "node.key")],
+    ...["--tls-key", join(own, "node.key")],
   ];
+  const http = ["--http-tls-cert", join(own, "node.crt"), "--http-tls-key", join(own, "node.key")];
+  if (only === "peer") return peer;
+  if (only === "http") return http;
+  return [...peer, ...http];
 }
 
 /** Every cluster started and not yet cleaned up, for the hooks' failure report. */
@@ -351,7 +360,7 @@ export class Cluster {
       env,
       uid,
       logFile: options.log === "files" ? join(root, `n${id}.log`) : null,
-      scheme: options.tlsDir === undefined ? "http" : "https",
+      scheme: options.tlsDir === undefined || options.tlsOnly === "peer" ? "http" : "https",
     });
   }
 
@@ -386,7 +395,7 @@ export class Cluster {
     if (o.snapshotEntries !== undefined) {
       args.push("--snapshot-entries", String(o.snapshotEntries));
     }
-    if (o.tlsDir !== undefined) args.push(...tlsArgs(o.tlsDir, id));
+    if (o.tlsDir !== undefined) args.push(...tlsArgs(o.tlsDir, id, o.tlsOnly));
     // Off loopback a node wants TLS and tokens unless told it is a test without them.
     else if (o.netns !== undefined) args.push("--insecure");
     args.push(...(o.extraArgs ?? []));
