@@ -41,6 +41,8 @@ export interface LoadSpec {
    * generator that takes far less of the machine's CPU per request (bench/wrk-load.ts).
    */
   readonly generator?: Generator;
+  /** With wrk: count the measured run's answers per second (LoadResult.perSecond). */
+  readonly perSecond?: boolean;
 }
 
 export type Generator = "undici" | "wrk";
@@ -56,6 +58,8 @@ export interface LoadResult {
   readonly completedTotal: number;
   /** This process's own CPU time (user + system) over the same span, in milliseconds. */
   readonly cpuMs: number;
+  /** Answers in each second of the measured run, when the spec asked for them. */
+  readonly perSecond?: readonly number[];
 }
 
 const ERROR_SAMPLES_MAX = 5;

@@ -66,6 +66,8 @@ export interface BenchOptions {
   readonly tlsOnly: "peer" | "http" | null;
   /** Who sends the load: undici in a Node.js process, or wrk (a C load generator). */
   readonly generator: Generator;
+  /** With wrk: report each case's answers per second (a cold start, a stall). */
+  readonly perSecond: boolean;
 }
 
 export type Via = "master" | "backup" | "all";
@@ -143,6 +145,10 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       parseGenerator,
       "undici",
     )
+    .option(
+      "--per-second",
+      "with --generator wrk: print the answers of every second of each case (try --warmup 0)",
+    )
     .option("--smoke", "a tiny run that checks the benchmark works: 90/10 mix, 4 clients, 1 s")
     .exitOverride()
     .parse([...argv], { from: "user" });
@@ -162,11 +168,15 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     tlsOnly?: "peer" | "http";
     via: Via;
     generator: Generator;
+    perSecond?: boolean;
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
   if (o.tlsOnly !== undefined && o.tls === undefined) {
     program.error("error: --tls-only needs --tls <dir> (the certificates)");
+  }
+  if (o.perSecond === true && o.generator !== "wrk") {
+    program.error("error: --per-second needs --generator wrk");
   }
   return {
     compare: o.compare,
@@ -184,6 +194,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     via: o.via,
     tlsOnly: o.tlsOnly ?? null,
     generator: o.generator,
+    perSecond: o.perSecond === true,
   };
 }
 
@@ -275,6 +286,7 @@ async function runCases(
               keyPrefix: `bench-${valueBytes}`,
               label,
               generator: options.generator,
+              perSecond: options.perSecond,
             };
             const cpuBefore = clusterCpuMs(cluster);
             const result = await runLoadGenerator(spec);
@@ -294,6 +306,9 @@ async function runCases(
             log(
               `${label}: ${Math.round(result.opsPerSecond)} ops/s, p50 ${l.p50?.toFixed(2)} ms, p99 ${l.p99?.toFixed(2)} ms${result.errors > 0 ? `, ${result.errors} errors: ${result.errorSamples[0]}` : ""}; load ${loadAverage[0]}`,
             );
+            if (result.perSecond !== undefined) {
+              log(`${label}: answers per second: ${result.perSecond.join(", ")}`);
+            }
           }
         }
       }

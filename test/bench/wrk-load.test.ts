@@ -110,6 +110,24 @@ describe("bench: wrk load generator", () => {
     expect(share).toBeLessThan(0.15);
   }, 20_000);
 
+  it("counts the answers of every second when asked (--per-second), and they add up to the run's", async () => {
+    const seen: Seen[] = [];
+    const target = await recordingServer(seen);
+    const result = await runWrkLoad(
+      { ...spec("baton", target, "write"), durationMs: 2000, perSecond: true },
+      value,
+      0,
+    );
+    const perSecond = result.perSecond ?? [];
+    expect(perSecond.length).toBeGreaterThanOrEqual(2);
+    expect(perSecond.length).toBeLessThanOrEqual(3);
+    expect(perSecond.every((n) => n > 0)).toBe(true);
+    expect(perSecond.reduce((a, b) => a + b, 0)).toBe(result.ops);
+    // Not asked: not counted (wrk then skips handing answers to Lua).
+    const plain = await runWrkLoad(spec("baton", target, "write"), value, 0);
+    expect(plain.perSecond).toBeUndefined();
+  }, 20_000);
+
   it("gives each target the same number of connections, as wrk gives each thread", () => {
     expect(wrkConnections(64, 1)).toBe(64);
     expect(wrkConnections(64, 3)).toBe(63);
