@@ -1188,6 +1188,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private async adoptSnapshot(meta: SnapshotMeta): Promise<void> {
     const started = this.clock.wallMs();
+    // The snapshot replaces the log up to its index, config entries included: its
+    // configuration must stand in for theirs at the next start, or the node restarts with
+    // the one it applied last before the transfer (a learner promoted meanwhile stays a
+    // learner to it for good). So the identity file holds it before the snapshot is
+    // durable: saved after, a crash in between restarted the node on the new snapshot with
+    // the old configuration (whole-node seed 655582). Saved before, a crash in between
+    // leaves the old snapshot and log, whose own config entries take effect over it, and
+    // a committed configuration at an index the log has not reached yet.
+    if (meta.config !== undefined) {
+      this.saveAppliedConfig(meta.index, meta.config);
+      await this.identitySaved;
+    }
     const restore = await this.transfer.finishReceived(meta);
     const durable = this.clock.wallMs();
     const reader = this.storage.readSnapshot();
@@ -1206,14 +1218,6 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         this.sm.beginRestore === undefined,
         `the state of snapshot ${meta.index} read as it arrived failed, and read from the file it did not`,
       );
-    }
-    // The snapshot replaced the log up to its index, config entries included: its
-    // configuration must stand in for theirs at the next start, or the node restarts with
-    // the one it applied last before the transfer (a learner promoted meanwhile stays a
-    // learner to it for good).
-    if (meta.config !== undefined) {
-      this.saveAppliedConfig(meta.index, meta.config);
-      await this.identitySaved;
     }
     this.appliedIndex = meta.index;
     this.snapshotIndex = meta.index;
