@@ -11,10 +11,12 @@ import { describe, expect, it } from "vitest";
 import { runWholeNode } from "../../src/sim/whole-node.js";
 
 describe("whole-node simulator: forced recovery", () => {
-  it("sim --whole-node: a majority lost and recovered by force from the most up-to-date voter keeps every checker (ten seeds)", async () => {
+  it("sim --whole-node: a majority lost and recovered by force from the most up-to-date voter keeps every checker (eight recoveries)", async () => {
     let recoveries = 0;
     let replacements = 0;
-    for (let seed = 1; seed <= 10; seed++) {
+    // A seed whose faults end before every node is down recovers nothing (a quarter of
+    // them or so, depending on the run's timing): go on until eight seeds did.
+    for (let seed = 1; seed <= 16 && recoveries < 8; seed++) {
       const r = await runWholeNode(seed, { forcedRecovery: true });
       expect(
         r.ok,
