@@ -78,16 +78,22 @@ export function nodeById(cluster: BenchCluster, id: number): BenchNode {
 let clockTicksPerSecond: number | null = null;
 
 /**
- * The CPU time (user + system) process `pid` has used so far, in milliseconds, from
+ * The CPU time (user + system) process `pid` (or this one, "self") has used so far, or with
+ * "children" its waited-for children have, in milliseconds, from
  * /proc/<pid>/stat; null when it cannot be read (not Linux, or the process is gone).
  */
-export function processCpuMs(pid: number | null | undefined): number | null {
+export function processCpuMs(
+  pid: number | "self" | null | undefined,
+  whose: "own" | "children" = "own",
+): number | null {
   if (pid === null || pid === undefined) return null;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) is in parentheses and may hold spaces; count after it.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime (fields 14, 15)
+    // utime and stime (fields 14, 15), or the waited-for children's cutime and cstime (16, 17)
+    const at = whose === "own" ? 11 : 13;
+    const ticks = Number(fields[at]) + Number(fields[at + 1]);
     clockTicksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
     return Number.isFinite(ticks) ? (ticks * 1000) / clockTicksPerSecond : null;
   } catch {

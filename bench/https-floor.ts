@@ -88,12 +88,7 @@ async function runOnce(
       server.closeAllConnections();
       await new Promise((closed) => server.close(closed));
     }
-    const cpu = process.cpuUsage(cpuAtStart);
-    return {
-      tls,
-      requestsPerSecond: served / seconds,
-      cpuUsPerRequest: (cpu.user + cpu.system) / served,
-    };
+    return floorRun(tls, seconds, served, cpuAtStart);
   }
   const pool = new Pool(url, {
     connections: 64,
@@ -118,6 +113,16 @@ async function runOnce(
     await pool.close();
     await new Promise((closed) => server.close(closed));
   }
+  return floorRun(tls, seconds, answered, cpuAtStart);
+}
+
+/** A run's figures: `answered` requests in `seconds`, this process's CPU since `cpuAtStart`. */
+function floorRun(
+  tls: boolean,
+  seconds: number,
+  answered: number,
+  cpuAtStart: NodeJS.CpuUsage,
+): FloorRun {
   const cpu = process.cpuUsage(cpuAtStart);
   return {
     tls,

@@ -17,10 +17,11 @@
  */
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LatencySummary } from "../harness/stats.js";
+import { processCpuMs } from "./bench-cluster.js";
 import { type KvRequest, KvRequests } from "./kv-protocol.js";
 import type { LoadResult, LoadSpec } from "./load-generator.js";
 
@@ -220,15 +221,9 @@ function runWrk(
   });
 }
 
-/**
- * The CPU time of this process's waited-for children so far (cutime + cstime of
- * /proc/self/stat), in milliseconds: wrk's, once it has exited.
- */
+/** The CPU time of this process's waited-for children so far (wrk's, once it exited), ms. */
 function childrenCpuMs(): number {
-  const stat = readFileSync("/proc/self/stat", "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[13]) + Number(fields[14]); // cutime and cstime (fields 16, 17)
-  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  return processCpuMs("self", "children") ?? 0;
 }
 
 function summary(report: WrkReport): LatencySummary {
