@@ -51,6 +51,8 @@ export interface BenchOptions {
   readonly out: string;
   readonly from: "dist" | "source";
   readonly profile: boolean;
+  /** More Node.js or V8 flags for every Baton node's process (`--node-flag=--no-opt`). */
+  readonly nodeFlags: string[];
   /** Another build's cli/main.js for the Baton nodes (A/B comparisons), or null. */
   readonly batonCli: string | null;
   /** Certificates for mutual TLS and HTTPS (see BatonClusterOptions.tlsDir), or null. */
@@ -123,6 +125,12 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     .option("--out <dir>", "results folder (default results/bench/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
     .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
+    .option(
+      "--node-flag <flag>",
+      "a Node.js or V8 flag for every Baton node's process, e.g. --node-flag=--no-opt (repeatable)",
+      (flag: string, flags: string[]) => [...flags, flag],
+      [] as string[],
+    )
     .option("--baton-cli <file>", "run Baton nodes from another build's cli/main.js")
     .option(
       "--tls <dir>",
@@ -163,6 +171,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     out?: string;
     from: string;
     profile?: boolean;
+    nodeFlag: string[];
     batonCli?: string;
     tls?: string;
     tlsOnly?: "peer" | "http";
@@ -189,6 +198,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     out: resolve(o.out ?? join(REPO_ROOT, "results", "bench", stamp())),
     from: resolveFrom(o.from),
     profile: o.profile === true,
+    nodeFlags: o.nodeFlag,
     batonCli: o.batonCli === undefined ? null : resolve(o.batonCli),
     tls: o.tls === undefined ? null : resolve(o.tls),
     via: o.via,
@@ -331,7 +341,10 @@ async function startClusters(
     ...(options.batonCli === null ? {} : { cli: options.batonCli }),
     ...(options.tls === null ? {} : { tlsDir: options.tls }),
     ...(options.tlsOnly === null ? {} : { tlsOnly: options.tlsOnly }),
-    nodeFlags: options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [],
+    nodeFlags: [
+      ...options.nodeFlags,
+      ...(options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
+    ],
   });
   clusters.push(baton);
   systems.baton = baton.description;
