@@ -18,6 +18,10 @@
  *   `client.watch()` in this process, which decodes and parses every event on the same
  *   cores as the nodes.
  *
+ *   `--watch-keys own` gives watcher i the key `load/b/<i>.` alone (each write then goes to
+ *   one watcher, as when every user of a web application watches its own session) where
+ *   the default (`every`) has every watcher watch every key the writers write.
+ *
  * `--baton-cli <file>` runs the nodes from a build's cli/main.js instead of the sources
  * (an A/B of two builds, or the built CLI's own speed).
  *
@@ -45,6 +49,10 @@ const SECONDS = Number(args.get("seconds") ?? 5);
 const WATCH_CLIENT = args.get("watch-client") ?? "raw";
 if (WATCH_CLIENT !== "raw" && WATCH_CLIENT !== "library") {
   throw new Error(`--watch-client is raw or library, not ${WATCH_CLIENT}`);
+}
+const WATCH_KEYS = args.get("watch-keys") ?? "every";
+if (WATCH_KEYS !== "every" && WATCH_KEYS !== "own") {
+  throw new Error(`--watch-keys is every or own, not ${WATCH_KEYS}`);
 }
 const BATON_CLI = args.get("baton-cli");
 
@@ -117,7 +125,8 @@ async function writeLoad(
   const worker = async (): Promise<void> => {
     while (performance.now() < until) {
       const started = performance.now();
-      await client.put(`load/${tag}/${n++ % 1000}`, "v".repeat(100));
+      // Key i ends with a dot, so that the prefix `load/b/1.` is that key alone.
+      await client.put(`load/${tag}/${n++ % 1000}.`, "v".repeat(100));
       latencies.record(performance.now() - started);
       writes++;
     }
@@ -160,7 +169,12 @@ async function libraryWatchers(cluster: Cluster, prefix: string) {
 
 /** WATCHERS watches of `prefix` in a process of their own that only counts events. */
 async function rawWatchers(cluster: Cluster, prefix: string) {
-  const spec: WatchLoadSpec = { urls: cluster.endpoints(), watchers: WATCHERS, prefix };
+  const spec: WatchLoadSpec = {
+    urls: cluster.endpoints(),
+    watchers: WATCHERS,
+    prefix,
+    ownKey: WATCH_KEYS === "own",
+  };
   const child = fork(join(REPO_ROOT, "bench", "watch-load.ts"), [JSON.stringify(spec)], {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -199,6 +213,9 @@ async function watcherCost(cluster: Cluster, client: BatonClient) {
   await writeLoad(client, "w");
   const without = await writeLoad(client, "a");
   const prefix = "load/b/";
+  if (WATCH_KEYS === "own" && WATCH_CLIENT !== "raw") {
+    throw new Error("--watch-keys own needs --watch-client raw");
+  }
   const watchers =
     WATCH_CLIENT === "raw"
       ? await rawWatchers(cluster, prefix)
@@ -214,15 +231,22 @@ async function watcherCost(cluster: Cluster, client: BatonClient) {
   return {
     watchers: WATCHERS,
     watchClient: WATCH_CLIENT,
+    watchKeys: WATCH_KEYS,
     without: without.latency,
     with: withWatchers.latency,
     p99Ratio: ratio,
     writesWithout: without.writes,
     writesWith: withWatchers.writes,
     delivery,
-    everyChangeToEveryWatcher:
-      delivery.perWatcherMin === withWatchers.writes &&
-      delivery.perWatcherMax === withWatchers.writes,
+    // Every watcher got every change of what it watched: with `own`, write n went to key
+    // n % 1000 and so to watcher n % 1000, when there is one.
+    everyChangeDelivered:
+      WATCH_KEYS === "own"
+        ? delivery.delivered ===
+          Math.floor(withWatchers.writes / 1000) * Math.min(WATCHERS, 1000) +
+            Math.min(withWatchers.writes % 1000, WATCHERS)
+        : delivery.perWatcherMin === withWatchers.writes &&
+          delivery.perWatcherMax === withWatchers.writes,
   };
 }
 

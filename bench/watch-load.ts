@@ -20,6 +20,17 @@ export interface WatchLoadSpec {
   readonly urls: readonly string[];
   readonly watchers: number;
   readonly prefix: string;
+  /**
+   * Watcher i watches `${prefix}${i}.` (one key of the writers' each, see bench/store.ts
+   * `--watch-keys own`) instead of the whole prefix.
+   * @default false
+   */
+  readonly ownKey?: boolean;
+}
+
+/** The prefix watcher `i` of `spec` watches. */
+export function watchedPrefix(spec: WatchLoadSpec, i: number): string {
+  return spec.ownKey === true ? `${spec.prefix}${i}.` : spec.prefix;
 }
 
 export interface WatchLoadResult {
@@ -87,7 +98,7 @@ async function main(spec: WatchLoadSpec): Promise<void> {
   for (let opened = 0; opened < spec.watchers; opened += 100) {
     const batch = Array.from({ length: Math.min(100, spec.watchers - opened) }, (_, j) => {
       const i = opened + j;
-      return openWatch(urls[i % urls.length]!, spec.prefix, counters[i]!);
+      return openWatch(urls[i % urls.length]!, watchedPrefix(spec, i), counters[i]!);
     });
     for (const socket of await Promise.all(batch)) {
       sockets.push(socket);

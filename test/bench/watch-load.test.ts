@@ -4,7 +4,7 @@
  */
 
 import { describe, expect, it } from "vitest";
-import { EventCounter } from "../../bench/watch-load.js";
+import { EventCounter, watchedPrefix } from "../../bench/watch-load.js";
 
 const stream = Buffer.from(
   ': watching "load/b/" from revision 7\n\n' +
@@ -32,5 +32,13 @@ describe("bench: watch load", () => {
         expect(three.count, `split at ${a} and ${b}`).toBe(3);
       }
     }
+  });
+
+  it("gives each watcher its own key's prefix with ownKey, the whole prefix without", () => {
+    const spec = { urls: [], watchers: 3, prefix: "load/b/" };
+    expect(watchedPrefix(spec, 2)).toBe("load/b/");
+    expect(watchedPrefix({ ...spec, ownKey: true }, 2)).toBe("load/b/2.");
+    // The dot ends the key: watcher 1's prefix does not take key 10's writes.
+    expect("load/b/10.".startsWith(watchedPrefix({ ...spec, ownKey: true }, 1))).toBe(false);
   });
 });

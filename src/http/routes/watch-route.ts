@@ -10,8 +10,9 @@
  * browser's `Last-Event-ID` resumes exactly after the last event it got. Without
  * `fromRevision` the stream starts with the changes after now.
  *
- * The changes come from this node's own watch history (see kv/change-history.ts), chosen,
- * numbered and skipped by kv/prefix-watch.ts (which the simulator's watchers use too); every
+ * The changes come from this node's own watch history (see kv/change-history.ts), handed
+ * only to the watches whose prefix they fall under (watch-hub.ts), then chosen, numbered and
+ * skipped by kv/prefix-watch.ts (which the simulator's watchers use too); every
  * node holds the same changes at the same revisions, so a client that loses its node
  * resumes on another from the last revision it saw, with no gap and no duplicate. A
  * revision older than the history holds is answered 410 ERR_COMPACTED. A stream whose
@@ -27,6 +28,7 @@ import { describeError, errorAnswer, sendErrorAnswer } from "../error-status.js"
 import type { HttpContext } from "../http-context.js";
 import type { KvStoreApi } from "../store-api.js";
 import { readWatchQuery } from "../store-input.js";
+import { WatchHub } from "../watch-hub.js";
 import { type EventStream, openEventStream } from "./event-stream.js";
 import type { EventStreams } from "./events-route.js";
 import { registerResource } from "./resource.js";
@@ -43,10 +45,11 @@ export function registerWatchRoute(
   store: KvStoreApi,
 ): EventStreams {
   const open = new Set<() => void>();
+  const hub = new WatchHub(store);
   registerResource(app, context.metrics, "/v1/watch", [
     {
       method: "GET",
-      handler: async (request, reply) => watch(context, store, request, reply, open),
+      handler: async (request, reply) => watch(context, hub, request, reply, open),
     },
   ]);
   return {
@@ -85,7 +88,7 @@ function eventText(events: readonly PrefixWatchEvent[]): string {
 
 function watch(
   context: HttpContext,
-  store: KvStoreApi,
+  hub: WatchHub,
   request: FastifyRequest,
   reply: FastifyReply,
   open: Set<() => void>,
@@ -112,7 +115,7 @@ function watch(
     stream?.write(text);
   };
   const started = openPrefixWatch(
-    store,
+    hub.sourceFor(prefix),
     {
       prefix,
       fromRevision: resume?.revision ?? query.fromRevision,
