@@ -45,23 +45,20 @@ export class WatchHub {
 
   private watch(prefix: string, fromRevision: number, listener: ChangeListener): KvWatchStart {
     // The backlog (or the compaction) comes from the history itself; the changes after it
-    // come through the hub's own subscription, which is in place before this returns.
-    const started = this.source.watch(fromRevision, IGNORE);
+    // come through the hub's own subscription, which is in place before this returns: the
+    // first watch's call makes it, the others' calls only read their backlog.
+    const subscribed = this.unsubscribe !== null;
+    const started = this.source.watch(
+      fromRevision,
+      subscribed
+        ? IGNORE
+        : { changes: (changes) => this.dispatch(changes), reset: () => this.reset() },
+    );
     if (!started.ok) return started;
-    started.cancel();
-    this.subscribe();
+    if (subscribed) started.cancel();
+    else this.unsubscribe = started.cancel;
     this.add(prefix, listener);
     return { ok: true, backlog: started.backlog, cancel: () => this.remove(prefix, listener) };
-  }
-
-  private subscribe(): void {
-    if (this.unsubscribe !== null) return;
-    const started = this.source.watch(this.source.revision() + 1, {
-      changes: (changes) => this.dispatch(changes),
-      reset: () => this.reset(),
-    });
-    // A watch from the revision after the node's own is never compacted.
-    if (started.ok) this.unsubscribe = started.cancel;
   }
 
   private add(prefix: string, listener: ChangeListener): void {
