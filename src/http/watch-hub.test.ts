@@ -84,8 +84,10 @@ describe("WatchHub", () => {
       fc.property(fc.array(step, { maxLength: 80 }), (steps) => {
         const source = new HistorySource();
         const hub = new WatchHub(source);
-        const pairs: { direct: ReturnType<typeof watchLog>; hubbed: ReturnType<typeof watchLog> }[] =
-          [];
+        const pairs: {
+          direct: ReturnType<typeof watchLog>;
+          hubbed: ReturnType<typeof watchLog>;
+        }[] = [];
         for (const s of steps) {
           if (s.type === "open") {
             const from = s.back === null ? null : Math.max(1, source.revision() + 1 - s.back);
