@@ -72,7 +72,11 @@ export function requireTokens(app: FastifyInstance, tokens: TokenStore): void {
   });
 }
 
-/** True when the request may go on; otherwise answers it 401 or 403 and returns false. */
+/**
+ * True when the request may go on; otherwise answers it 401 or 403 and returns false. The
+ * refusal may be read by a page of any origin (the dashboard reads every member), so that
+ * it can ask its user for a token rather than see a network error; it holds no data.
+ */
 function authorize(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -81,15 +85,13 @@ function authorize(
 ): boolean {
   const token = bearerToken(request.headers.authorization);
   if (token === null) {
-    reply.header("www-authenticate", CHALLENGE);
-    sendErrorAnswer(reply, describeError(new UnauthenticatedError("this node requires a token")));
+    refuse(reply, new UnauthenticatedError("this node requires a token"), CHALLENGE);
     return false;
   }
   const record = tokens.find(token);
   if (record === null) {
-    reply.header("www-authenticate", INVALID_CHALLENGE);
     const error = new UnauthenticatedError("the token is not one this node accepts");
-    sendErrorAnswer(reply, describeError(error));
+    refuse(reply, error, INVALID_CHALLENGE);
     return false;
   }
   if (!roleAllows(record.role, needed)) {
@@ -97,10 +99,16 @@ function authorize(
     const error = new ForbiddenError(
       `token "${record.name}" has role ${record.role}, and ${request.method} ${path} needs ${needed}`,
     );
-    sendErrorAnswer(reply, describeError(error));
+    refuse(reply, error, null);
     return false;
   }
   return true;
+}
+
+function refuse(reply: FastifyReply, error: Error, challenge: string | null): void {
+  reply.header("access-control-allow-origin", "*");
+  if (challenge !== null) reply.header("www-authenticate", challenge);
+  sendErrorAnswer(reply, describeError(error));
 }
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */

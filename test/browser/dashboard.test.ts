@@ -15,7 +15,7 @@
  * and the data folder is removed.
  */
 
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
@@ -26,6 +26,7 @@ import {
   makeTempDir,
   removeTempDir,
 } from "../../harness/processes.js";
+import { formatTokensFile, hashToken, newToken } from "../../src/http/tokens.js";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHROMIUM = "/usr/bin/chromium";
@@ -240,4 +241,100 @@ describe("dashboard in a browser", () => {
     expect(outside).toEqual([]);
     expect(scriptErrors).toEqual([]);
   }, 240_000);
+
+  it("timing: dashboard: on nodes with --tokens it asks for an API token, then shows the cluster and its keys", async () => {
+    const browser = await openBrowser();
+    const data = makeTempDir("baton-dashboard-tokens-");
+    cleanups.push(() => removeTempDir(data));
+    const tokens = { read: newToken(), readwrite: newToken() };
+    const tokensFile = join(data, "tokens.json");
+    const records = (["read", "readwrite"] as const).map((role) => ({
+      name: `${role}-user`,
+      role,
+      sha256: hashToken(tokens[role]),
+    }));
+    writeFileSync(tokensFile, formatTokensFile(records), { mode: 0o600 });
+    const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
+    const peers = [1, 2, 3].map((id) => `${id}=127.0.0.1:${peerPort + id - 1}`).join(",");
+    const urls = [1, 2, 3].map((id) => `http://127.0.0.1:${httpPort + id - 1}`);
+    const output: string[] = [];
+    for (const id of [1, 2, 3]) {
+      const node = new ManagedProcess(
+        `node${id}`,
+        process.execPath,
+        [
+          ...["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts"), "start"],
+          ...["--id", String(id), "--peers", peers, "--http", `127.0.0.1:${httpPort + id - 1}`],
+          ...["--memory", "--tokens", tokensFile],
+        ],
+        { cwd: REPO_ROOT, group: true, onLine: (line) => output.push(`${id}: ${line}`) },
+      );
+      node.start();
+      cleanups.push(() => node.stop(8000));
+    }
+    const status = (url: string, token: string) =>
+      fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${token}` } }).then(
+        (r) => (r.ok ? (r.json() as Promise<{ role: string }>) : undefined),
+        () => undefined,
+      );
+    const master = await waitUntil(
+      "a master",
+      async () => {
+        for (const url of urls) if ((await status(url, tokens.read))?.role === "master") return url;
+        return undefined;
+      },
+      60_000,
+      async () => output.slice(-30).join("\n"),
+    );
+    const put = await fetch(`${master}/v1/kv/secure%2Fgreeting`, {
+      method: "PUT",
+      body: "hello",
+      headers: { authorization: `Bearer ${tokens.readwrite}` },
+    });
+    expect(put.status).toBe(200);
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+    const scriptErrors: string[] = [];
+    page.on("pageerror", (error) => scriptErrors.push(error.message));
+    await page.goto(`${urls[0]}/`);
+    // Without a token every node refuses, and the page says what to do.
+    await page.locator("#verdict").filter({ hasText: "ask for an API token" }).waitFor();
+    expect(await page.locator("#token-form").isVisible()).toBe(true);
+
+    await page.getByLabel("API token").fill(tokens.read);
+    await page.getByRole("button", { name: "Use" }).click();
+    await waitUntil(
+      "three members with one master",
+      async () => {
+        const rows = await page.locator("#members tbody tr").count();
+        const masters = await nodesInRole(page, "master");
+        return rows === 3 && masters.length === 1 ? true : undefined;
+      },
+      40_000,
+      async () =>
+        `${await page.locator("#members").textContent()}\n${output.slice(-20).join("\n")}`,
+    );
+    // The key browser reads with the token, and follows the watch with it.
+    await page.locator("#keys-body tr").filter({ hasText: "secure/greeting" }).first().waitFor();
+    const again = await fetch(`${master}/v1/kv/secure%2Fnews`, {
+      method: "PUT",
+      body: "live",
+      headers: { authorization: `Bearer ${tokens.readwrite}` },
+    });
+    expect(again.status).toBe(200);
+    const live = page.locator("#keys-body tr").filter({ hasText: "secure/news" });
+    await live.first().waitFor({ timeout: 10_000 });
+    // The timeline heard the nodes' event streams (which need the token too): the election.
+    await page
+      .locator("#timeline li")
+      .filter({ hasText: /master/ })
+      .first()
+      .waitFor();
+    // The token stays in this tab only, and "Forget" drops it.
+    await page.getByRole("button", { name: "Forget" }).click();
+    await page.locator("#verdict").filter({ hasText: "ask for an API token" }).waitFor();
+    // The members it knows say why they no longer answer.
+    await page.locator("#members").filter({ hasText: "needs an API token" }).waitFor();
+    expect(scriptErrors).toEqual([]);
+  }, 120_000);
 });

@@ -97,6 +97,46 @@ describe("http auth", () => {
     });
   });
 
+  it("auth: a page on another member's origin may send a token: preflight, and a refusal it can read", async () => {
+    const { app } = server({ tokens: tokenStore() });
+    // The dashboard reads every member's status, events and fault state with the token.
+    for (const url of ["/v1/status", "/v1/events", "/v1/faults"]) {
+      const preflight = await app.inject({
+        method: "OPTIONS",
+        url,
+        headers: {
+          origin: "http://127.0.0.1:8102",
+          "access-control-request-method": "GET",
+          "access-control-request-headers": "authorization, last-event-id",
+        },
+      });
+      expect(preflight.statusCode, url).toBe(204);
+      expect(preflight.headers["access-control-allow-origin"], url).toBe("*");
+      expect(preflight.headers["access-control-allow-headers"], url).toMatch(
+        /authorization.*last-event-id/,
+      );
+    }
+    // Without a token, with a wrong one, with too low a role: the page sees why.
+    const refusals = [
+      await app.inject({ url: "/v1/status", headers: { origin: "http://elsewhere" } }),
+      await app.inject({ url: "/v1/status", headers: { authorization: "Bearer baton_guessed" } }),
+      await app.inject({
+        method: "POST",
+        url: "/v1/switchover",
+        headers: { authorization: `Bearer ${TOKENS.read}` },
+      }),
+    ];
+    expect(refusals.map((r) => r.statusCode)).toEqual([401, 401, 403]);
+    for (const r of refusals) expect(r.headers["access-control-allow-origin"]).toBe("*");
+    // With the token the read is answered, cross-origin too.
+    const read = await app.inject({
+      url: "/v1/status",
+      headers: { authorization: `Bearer ${TOKENS.read}`, origin: "http://127.0.0.1:8102" },
+    });
+    expect(read.statusCode).toBe(200);
+    expect(read.headers["access-control-allow-origin"]).toBe("*");
+  });
+
   it("auth: an unknown token is 401 with error=invalid_token, and never echoed", async () => {
     const { app } = server({ tokens: tokenStore() });
     const answer = await app.inject({

@@ -126,7 +126,7 @@ describe("http fault routes", () => {
     });
     expect(allowed.statusCode).toBe(204);
     expect(allowed.headers["access-control-allow-origin"]).toBe("http://127.0.0.1:8102");
-    expect(allowed.headers["access-control-allow-headers"]).toBe("x-baton-fault");
+    expect(allowed.headers["access-control-allow-headers"]).toBe("x-baton-fault, authorization");
     const post = await app.inject({
       method: "POST",
       url: "/v1/faults/partition",

@@ -468,7 +468,7 @@ describe("http routing", () => {
     const cases: [string, "POST" | "PATCH" | "PUT" | "DELETE" | "OPTIONS", string][] = [
       ["/v1/kv/k", "POST", "GET, HEAD, PUT, DELETE"],
       ["/v1/kv/k", "PATCH", "GET, HEAD, PUT, DELETE"],
-      ["/v1/status", "DELETE", "GET, HEAD"],
+      ["/v1/status", "DELETE", "GET, HEAD, OPTIONS"],
       ["/health/master", "PUT", "GET, HEAD"],
       ["/metrics", "POST", "GET, HEAD"],
       ["/health", "OPTIONS", "GET, HEAD"],

@@ -4,10 +4,16 @@
 // that served the page and learns the others from its member list (their advertised HTTP
 // URLs), so it keeps working when the node it was opened on dies.
 //
+// On a node started with --tokens the page asks for an API token (a `read` one shows
+// everything) and sends it with every request; api.js keeps it and reads the event streams
+// through fetch, since an EventSource cannot send one.
+//
 // Plain JavaScript served as it is: no framework, no build step, nothing fetched from
 // outside the cluster. Text from the nodes is only ever set as textContent, never as HTML.
 // Rows and buttons are created once and updated in place, so keyboard focus survives the
 // refreshes.
+
+import { apiFetch, apiToken, onTokenChange, openEvents, setApiToken, withToken } from "./api.js";
 
 const POLL_MS = 1000;
 const STATUS_TIMEOUT_MS = 900;
@@ -28,7 +34,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 /** @type {Map<string, NodeView>} by base URL */
 const views = new Map();
-/** @type {Map<string, EventSource>} by base URL */
+/** @type {Map<string, { close(): void }>} by base URL */
 const streams = new Map();
 /** @type {Map<number, {at: number, requestsPerSecond: number, errorsPerSecond: number, latencyMs: any}[]>} */
 const samples = new Map();
@@ -84,12 +90,28 @@ async function fetchJson(/** @type {string} */ url, timeoutMs = STATUS_TIMEOUT_M
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const response = await fetch(url, { signal: controller.signal, cache: "no-store" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const response = await apiFetch(url, { signal: controller.signal });
+    if (!response.ok) throw new HttpError(response.status);
     return await response.json();
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** An answer with an error status; 401 and 403 mean the token is missing or not enough. */
+class HttpError extends Error {
+  constructor(/** @type {number} */ status) {
+    super(`HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+/** What a refused token means to the user, or null when `error` is not about the token. */
+function tokenProblem(/** @type {unknown} */ error) {
+  const status = error instanceof HttpError ? error.status : null;
+  if (status === 401) return apiToken() === "" ? "needs an API token" : "refuses this API token";
+  if (status === 403) return "this API token may not read";
+  return null;
 }
 
 async function pollOne(/** @type {NodeView} */ view) {
@@ -120,8 +142,11 @@ async function pollOne(/** @type {NodeView} */ view) {
     }
     view.ok = false;
     view.failedSince ??= Date.now();
+    const problem = tokenProblem(error);
+    if (problem !== null) showTokenForm();
     view.error =
-      error instanceof Error && error.name === "AbortError" ? "no answer" : "unreachable";
+      problem ??
+      (error instanceof Error && error.name === "AbortError" ? "no answer" : "unreachable");
   }
 }
 
@@ -185,22 +210,25 @@ async function pollLoop() {
 // ------------------------------------------------------------------ events
 
 function openStream(/** @type {string} */ base) {
-  const source = new EventSource(`${base}/v1/events`);
-  streams.set(base, source);
-  source.onmessage = (message) => {
-    try {
-      onFeedItem(JSON.parse(message.data));
-    } catch {
-      // A malformed message is skipped; the next one stands alone.
-    }
-  };
-  source.onerror = () => {
-    // The browser retries by itself unless the server answered with an error status.
-    if (source.readyState === EventSource.CLOSED) {
-      streams.delete(base);
-      setTimeout(() => openStream(base), 3000);
-    }
-  };
+  const stream = openEvents(`${base}/v1/events`, {
+    onEvent: ({ data }) => {
+      try {
+        onFeedItem(JSON.parse(data));
+      } catch {
+        // A malformed message is skipped; the next one stands alone.
+      }
+    },
+  });
+  streams.set(base, stream);
+}
+
+/** A new token: every stream starts again with it, and the members are asked at once. */
+function restartStreams() {
+  for (const [base, stream] of streams) {
+    stream.close();
+    openStream(base);
+  }
+  void poll();
 }
 
 function onFeedItem(/** @type {any} */ item) {
@@ -588,7 +616,10 @@ function renderHealth(
 ) {
   if (view === null || !view.ok) {
     const since = view?.failedSince;
-    const text = since == null ? "not heard from" : `no answer for ${formatMs(Date.now() - since)}`;
+    const refused = view?.error?.includes("token") === true ? view.error : null;
+    const text =
+      refused ??
+      (since == null ? "not heard from" : `no answer for ${formatMs(Date.now() - since)}`);
     target.className = "col-health health-lost";
     setText(target, text);
     return;
@@ -664,7 +695,11 @@ function renderVerdict(/** @type {NodeView | null} */ master, /** @type {number[
   const of = `${answering.length} of ${ids.length} nodes answer`;
   let verdict;
   let text;
-  if (answering.length === 0) {
+  const refused = [...views.values()].find((view) => !view.ok && view.error?.includes("token"));
+  if (answering.length === 0 && refused !== undefined) {
+    verdict = "unreachable";
+    text = `The nodes ask for an API token (${refused.error}): give one above.`;
+  } else if (answering.length === 0) {
     verdict = "unreachable";
     text = "No node answers. Is the cluster running?";
   } else if (master === null) {
@@ -694,7 +729,7 @@ async function inject(/** @type {number} */ id, /** @type {string} */ fault) {
   try {
     const response = await fetch(`${view.url}/v1/faults/${fault}${query}`, {
       method: "POST",
-      headers: { "X-Baton-Fault": view.faultToken ?? "" },
+      headers: withToken({ "X-Baton-Fault": view.faultToken ?? "" }),
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
@@ -900,6 +935,35 @@ function formatClock(/** @type {number} */ at) {
 
 // ------------------------------------------------------------------ start
 
+// ------------------------------------------------------------------ token
+
+function showTokenForm() {
+  $("token-form").hidden = false;
+}
+
+function startTokenForm() {
+  const form = /** @type {HTMLFormElement} */ ($("token-form"));
+  const input = /** @type {HTMLInputElement} */ ($("token-input"));
+  if (apiToken() !== "") showTokenForm();
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiToken(input.value.trim());
+    input.value = "";
+  });
+  $("token-forget").addEventListener("click", () => setApiToken(""));
+  const render = () => {
+    const given = apiToken() !== "";
+    setText($("token-state"), given ? "A token is set for this tab." : "No token set.");
+    /** @type {HTMLButtonElement} */ ($("token-forget")).disabled = !given;
+  };
+  render();
+  onTokenChange(() => {
+    render();
+    restartStreams();
+  });
+}
+
+startTokenForm();
 addEndpoint(location.origin);
 void pollLoop();
 window.addEventListener("resize", () => renderCharts());

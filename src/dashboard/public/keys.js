@@ -6,7 +6,10 @@
 // Plain JavaScript served as it is, like dashboard.js. Keys and values from the store are
 // only ever set as textContent, never as HTML. It reads from the node that served the
 // page, which answers ranges linearizably (through the master) and watches from its own
-// copy; the browser's EventSource reconnects after the last event it got (Last-Event-ID).
+// copy; the stream (api.js, with the API token when one is set) reconnects after the last
+// event it got (Last-Event-ID).
+
+import { apiFetch, onTokenChange, openEvents } from "./api.js";
 
 const PAGE_LIMIT = 100;
 /** Longest value shown in a cell, in characters; the rest is cut with an ellipsis. */
@@ -16,7 +19,7 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 
 /** The rows shown, by key. @type {Map<string, HTMLTableRowElement>} */
 const rows = new Map();
-/** @type {EventSource | null} */
+/** @type {{ close(): void } | null} */
 let watch = null;
 let prefix = "";
 /** The `next` token of the last page read, or null after the last page. */
@@ -29,6 +32,7 @@ function start() {
     browse(/** @type {HTMLInputElement} */ ($("keys-prefix")).value);
   });
   $("keys-more").addEventListener("click", () => readPage());
+  onTokenChange(() => browse(prefix));
   browse("");
 }
 
@@ -48,7 +52,7 @@ async function readPage() {
   const query = new URLSearchParams({ prefix, limit: String(PAGE_LIMIT) });
   if (next !== null) query.set("after", next);
   try {
-    const response = await fetch(`/v1/kv?${query}`, { cache: "no-store" });
+    const response = await apiFetch(`/v1/kv?${query}`);
     const page = await response.json();
     if (!response.ok) {
       say(page.error ?? `the node answered ${response.status}`);
@@ -67,16 +71,17 @@ async function readPage() {
 
 function follow(/** @type {number} */ fromRevision) {
   const query = new URLSearchParams({ prefix, fromRevision: String(fromRevision) });
-  watch = new EventSource(`/v1/watch?${query}`);
-  watch.onmessage = (message) => {
-    const change = JSON.parse(message.data);
-    if (change.type === "delete") remove(change.key);
-    // Keys past the pages read so far appear when their page is read.
-    else if (next === null || rows.has(change.key) || change.key < lastKey()) {
-      upsert(change.key, change.value, change.revision);
-    }
-    say(`${rows.size} keys shown, live at revision ${change.revision}`);
-  };
+  watch = openEvents(`/v1/watch?${query}`, {
+    onEvent: ({ data }) => {
+      const change = JSON.parse(data);
+      if (change.type === "delete") remove(change.key);
+      // Keys past the pages read so far appear when their page is read.
+      else if (next === null || rows.has(change.key) || change.key < lastKey()) {
+        upsert(change.key, change.value, change.revision);
+      }
+      say(`${rows.size} keys shown, live at revision ${change.revision}`);
+    },
+  });
 }
 
 function lastKey() {

@@ -18,7 +18,7 @@ import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { EventFeed, FeedItem } from "../event-feed.js";
 import type { HttpMetrics } from "../http-metrics.js";
 import { openEventStream } from "./event-stream.js";
-import { registerResource } from "./resource.js";
+import { READ_PREFLIGHT, registerResource } from "./resource.js";
 
 /** Streams open at once; each is one open dashboard (which keeps one per member). */
 const STREAMS_MAX = 64;
@@ -44,6 +44,7 @@ export function registerEventsRoute(
       method: "GET",
       handler: (request, reply) => stream(request, reply, feed, open),
     },
+    READ_PREFLIGHT,
   ]);
   return {
     closeAll() {

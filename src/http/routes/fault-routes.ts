@@ -33,7 +33,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
-import { registerResource } from "./resource.js";
+import { READ_PREFLIGHT, registerResource } from "./resource.js";
 
 /** What a node does when told to fail; src/server implements it. */
 export interface FaultInjector {
@@ -82,6 +82,7 @@ export function registerFaultRoutes(
         return reply.header("cache-control", "no-store").send({ ...state, token });
       },
     },
+    READ_PREFLIGHT,
   ]);
   const actions: Record<string, (request: FastifyRequest, reply: FastifyReply) => unknown> = {
     kill: (_request, reply) => {
@@ -256,7 +257,7 @@ function preflight(request: FastifyRequest, reply: FastifyReply, context: HttpCo
   return reply
     .code(204)
     .header("access-control-allow-methods", "POST")
-    .header("access-control-allow-headers", FAULT_HEADER)
+    .header("access-control-allow-headers", `${FAULT_HEADER}, authorization`)
     .header("access-control-max-age", "600")
     .send();
 }

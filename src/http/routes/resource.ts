@@ -21,6 +21,24 @@ export interface ResourceMethod {
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => unknown;
 }
 
+/**
+ * The CORS preflight of a read that a page on another member's origin makes with headers
+ * of its own: the dashboard reads every member's status, events and fault state with the
+ * API token (`Authorization`) and resumes an event stream with `Last-Event-ID`. A bearer
+ * token is not an ambient credential (a page must hold it to send it), so any origin may.
+ */
+export const READ_PREFLIGHT: ResourceMethod = {
+  method: "OPTIONS",
+  handler: (_request, reply) =>
+    reply
+      .code(204)
+      .header("access-control-allow-origin", "*")
+      .header("access-control-allow-methods", "GET, HEAD")
+      .header("access-control-allow-headers", "authorization, last-event-id")
+      .header("access-control-max-age", "600")
+      .send(),
+};
+
 /** When each request on a timed route arrived (performance.now()), for its latency. */
 const startedAt = new WeakMap<FastifyRequest, number>();
 

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import type { NodeStatus } from "../../protocol/status.js";
 import { type HealthCheck, healthAnswer } from "../../shared/health.js";
 import type { HttpContext } from "../http-context.js";
-import { registerResource } from "./resource.js";
+import { READ_PREFLIGHT, registerResource } from "./resource.js";
 
 /** Registers `/v1/status`, `/health`, `/health/master` and `/health/backup` on `app`. */
 export function registerStatusRoutes(app: FastifyInstance, context: HttpContext): void {
@@ -22,6 +22,7 @@ export function registerStatusRoutes(app: FastifyInstance, context: HttpContext)
       method: "GET",
       handler: (request, reply) => reply.send(api.status({ digest: wantsDigest(request.query) })),
     },
+    READ_PREFLIGHT,
   ]);
   // The answers are `src/shared/health.ts`'s, which an embedded node gives too.
   const checks = [

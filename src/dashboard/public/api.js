@@ -1,0 +1,153 @@
+// What the dashboard's scripts share to talk to the nodes: the API token the user gave
+// (on a node started with --tokens every route but the page and the health checks needs
+// one), requests that carry it, and server-sent event streams read through fetch, since a
+// browser's EventSource cannot send an Authorization header.
+//
+// The token is kept in sessionStorage: for this tab only, gone when it closes, never sent
+// anywhere but to the cluster's own members (the URLs their status lists). A `read` token
+// shows everything; the fault buttons need `admin`.
+
+const TOKEN_KEY = "baton-api-token";
+const TOKEN_EVENT = "baton-token";
+
+/** The token the user gave, or "" for none. */
+export function apiToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** Keeps `token` ("" forgets it) and tells every listener of `onTokenChange`. */
+export function setApiToken(/** @type {string} */ token) {
+  try {
+    if (token === "") sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // Storage refused (a private window's quota): the token lasts until the page reloads.
+  }
+  memoryToken = token;
+  window.dispatchEvent(new Event(TOKEN_EVENT));
+}
+
+let memoryToken = apiToken();
+
+export function onTokenChange(/** @type {() => void} */ listener) {
+  window.addEventListener(TOKEN_EVENT, listener);
+}
+
+/** `headers` with the token's Authorization header added when there is a token. */
+export function withToken(/** @type {Record<string, string>} */ headers = {}) {
+  const token = memoryToken;
+  return token === "" ? headers : { ...headers, Authorization: `Bearer ${token}` };
+}
+
+/** fetch() with the token and no cache. */
+export function apiFetch(/** @type {string} */ url, /** @type {RequestInit} */ init = {}) {
+  const headers = withToken(/** @type {Record<string, string>} */ (init.headers ?? {}));
+  return fetch(url, { cache: "no-store", ...init, headers });
+}
+
+/** Thrown for an answer that is not a stream: its HTTP status, for the caller to show. */
+export class StreamRefused extends Error {
+  constructor(/** @type {number} */ status) {
+    super(`HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+/**
+ * Reads the server-sent events of `url` (as EventSource does, but through fetch, with the
+ * token) and calls `onEvent({ data, id })` for each event with data. When the stream ends
+ * or fails it reconnects after `retryMs` (or the server's `retry:`), sending the id of the
+ * last event that had one as Last-Event-ID, so a node resumes where it left off.
+ * `onError(error)` hears of each failure (a StreamRefused for an error status). Returns a
+ * handle whose close() ends it for good.
+ *
+ * @param {string} url
+ * @param {{ onEvent: (event: { data: string, id: string | null }) => void,
+ *   onOpen?: () => void, onError?: (error: unknown) => void, retryMs?: number }} handlers
+ */
+export function openEvents(url, handlers) {
+  let retryMs = handlers.retryMs ?? 3000;
+  /** @type {string | null} */
+  let lastId = null;
+  let closed = false;
+  /** @type {AbortController | null} */
+  let controller = null;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  let timer = null;
+
+  /** A consumer's bad event (malformed data) must not end the stream. */
+  const deliver = (/** @type {{ data: string, id: string | null }} */ event) => {
+    try {
+      handlers.onEvent(event);
+    } catch {
+      // Skipped; the next event stands alone.
+    }
+  };
+
+  const connect = async () => {
+    timer = null;
+    if (closed) return;
+    controller = new AbortController();
+    try {
+      const headers = withToken(
+        lastId === null
+          ? { Accept: "text/event-stream" }
+          : { Accept: "text/event-stream", "Last-Event-ID": lastId },
+      );
+      const response = await fetch(url, { headers, cache: "no-store", signal: controller.signal });
+      const type = response.headers.get("content-type") ?? "";
+      if (!response.ok || !type.startsWith("text/event-stream") || response.body === null) {
+        void response.body?.cancel();
+        throw new StreamRefused(response.status);
+      }
+      handlers.onOpen?.();
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      /** @type {string[]} */
+      let data = [];
+      /** @type {string | null} */
+      let id = null;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end = buffer.indexOf("\n");
+        while (end >= 0) {
+          const line = buffer.slice(0, end).replace(/\r$/, "");
+          buffer = buffer.slice(end + 1);
+          end = buffer.indexOf("\n");
+          if (line === "") {
+            if (id !== null) lastId = id;
+            if (data.length > 0) deliver({ data: data.join("\n"), id });
+            data = [];
+            id = null;
+            continue;
+          }
+          if (line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "data") data.push(text);
+          else if (field === "id") id = text;
+          else if (field === "retry" && /^\d+$/.test(text)) retryMs = Number(text);
+        }
+      }
+    } catch (error) {
+      if (!closed) handlers.onError?.(error);
+    }
+    if (!closed) timer = setTimeout(connect, retryMs);
+  };
+
+  void connect();
+  return {
+    close() {
+      closed = true;
+      controller?.abort();
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
+}
