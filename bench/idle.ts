@@ -8,13 +8,15 @@
  *
  *   npm run bench:idle -- --duration 60m [--baton-election-ms 150-300] [--no-browser]
  *
- * A line a minute on stderr; at the end one line on stdout and idle.json in --out. Exits 1
- * when an election started or the master changed after the first master was agreed. The
+ * A line a minute on stderr; at the end one line on stdout, idle.json in --out and every
+ * node's JSON log in <out>/logs (what to read when an election started: each role change
+ * with its reason, and when the node started and served). Exits 1 when an election started
+ * or the master changed after the first master was agreed. The
  * demo runs as a process group in the process registry, which stops it (and its nodes)
  * and removes its data on every exit path, Ctrl-C included; Playwright closes the browser.
  */
 
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
@@ -266,8 +268,18 @@ export async function main(argv: readonly string[]): Promise<number> {
   } finally {
     await dashboard?.close().catch(() => undefined);
     await demo.stop(10_000);
+    keepNodeLogs(join(data, "nodes"), join(options.out, "logs"));
     removeTempDir(data);
   }
+}
+
+/** Copies the demo's node logs (`n<id>.log`) out of its data folder before it is removed. */
+function keepNodeLogs(from: string, to: string): void {
+  if (!existsSync(from)) return;
+  const logs = readdirSync(from).filter((name) => /^n\d+\.log$/.test(name));
+  if (logs.length === 0) return;
+  mkdirSync(to, { recursive: true });
+  for (const name of logs) copyFileSync(join(from, name), join(to, name));
 }
 
 runAsProgram("idle.ts", "bench:idle", main);

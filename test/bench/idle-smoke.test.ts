@@ -39,6 +39,11 @@ describe("bench: idle smoke", () => {
     expect(json.durationS).toBeGreaterThanOrEqual(6);
     expect(json.firstMaster.term).toBeGreaterThanOrEqual(1);
     expect(Object.keys(json.longestLoopDelayMsByNode).length).toBe(3);
+    // Every node's log is kept for a post-mortem, with its role changes in it.
+    const logs = ["n1.log", "n2.log", "n3.log"].map((name) =>
+      readFileSync(join(out, "logs", name), "utf8"),
+    );
+    expect(logs.some((text) => text.includes('"event":"role"'))).toBe(true);
     // The demo's nodes are gone: their HTTP ports are free again.
     for (let i = 0; i < 3; i++) expect(await isFree(http + i), `port ${http + i}`).toBe(true);
   }, 120_000);
