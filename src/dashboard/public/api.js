@@ -10,8 +10,8 @@
 const TOKEN_KEY = "baton-api-token";
 const TOKEN_EVENT = "baton-token";
 
-/** The token the user gave, or "" for none. */
-export function apiToken() {
+/** The tab's stored token, read once when the page loads. */
+function storedToken() {
   try {
     return sessionStorage.getItem(TOKEN_KEY) ?? "";
   } catch {
@@ -19,19 +19,25 @@ export function apiToken() {
   }
 }
 
-/** Keeps `token` ("" forgets it) and tells every listener of `onTokenChange`. */
-export function setApiToken(/** @type {string} */ token) {
+/** The token in use: the one source every request and the form read. */
+let token = storedToken();
+
+/** The token the user gave, or "" for none. */
+export function apiToken() {
+  return token;
+}
+
+/** Keeps `given` ("" forgets it) and tells every listener of `onTokenChange`. */
+export function setApiToken(/** @type {string} */ given) {
+  token = given;
   try {
-    if (token === "") sessionStorage.removeItem(TOKEN_KEY);
-    else sessionStorage.setItem(TOKEN_KEY, token);
+    if (given === "") sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, given);
   } catch {
     // Storage refused (a private window's quota): the token lasts until the page reloads.
   }
-  memoryToken = token;
   window.dispatchEvent(new Event(TOKEN_EVENT));
 }
-
-let memoryToken = apiToken();
 
 export function onTokenChange(/** @type {() => void} */ listener) {
   window.addEventListener(TOKEN_EVENT, listener);
@@ -39,7 +45,6 @@ export function onTokenChange(/** @type {() => void} */ listener) {
 
 /** `headers` with the token's Authorization header added when there is a token. */
 export function withToken(/** @type {Record<string, string>} */ headers = {}) {
-  const token = memoryToken;
   return token === "" ? headers : { ...headers, Authorization: `Bearer ${token}` };
 }
 
