@@ -88,29 +88,30 @@ export class WatchHub {
   private dispatch(changes: readonly KvChange[]): void {
     if (changes.length === 1) {
       // The common case (a put or a delete): no per-listener lists to build.
-      // A Set visits what is left of it when a listener cancels during the loop.
-      const { key } = changes[0]!;
-      for (const length of this.lengths) {
-        if (length > key.length) break;
-        const listeners = this.byPrefix.get(key.slice(0, length));
-        if (listeners !== undefined) for (const listener of listeners) listener.changes(changes);
-      }
+      this.forEachWatching(changes[0]!.key, (listener) => listener.changes(changes));
       return;
     }
     const perListener = new Map<ChangeListener, KvChange[]>();
     for (const change of changes) {
-      for (const length of this.lengths) {
-        if (length > change.key.length) break;
-        const listeners = this.byPrefix.get(change.key.slice(0, length));
-        if (listeners === undefined) continue;
-        for (const listener of listeners) {
-          const list = perListener.get(listener);
-          if (list === undefined) perListener.set(listener, [change]);
-          else list.push(change);
-        }
-      }
+      this.forEachWatching(change.key, (listener) => {
+        const list = perListener.get(listener);
+        if (list === undefined) perListener.set(listener, [change]);
+        else list.push(change);
+      });
     }
     for (const [listener, list] of perListener) listener.changes(list);
+  }
+
+  /**
+   * Calls `visit` for each listener whose prefix `key` starts with: one lookup per distinct
+   * prefix length. A Set visits what is left of it when a listener cancels during the loop.
+   */
+  private forEachWatching(key: string, visit: (listener: ChangeListener) => void): void {
+    for (const length of this.lengths) {
+      if (length > key.length) break;
+      const listeners = this.byPrefix.get(key.slice(0, length));
+      if (listeners !== undefined) for (const listener of listeners) visit(listener);
+    }
   }
 
   /** The history started over: every watch has ended, and so has the hub's subscription. */
