@@ -344,8 +344,16 @@ async function round(
   if (fault === "switchover") {
     // A planned hand-over to the next node: the window is the pause a client sees.
     const to = cluster.nodes.map((n) => n.id).find((id) => id > master.id) ?? cluster.nodes[0]!.id;
-    const askedAt = performance.now();
-    await cluster.switchover(master.id, to);
+    // The master refuses a target that has not answered it lately (409): a node just
+    // started, or one stalled on a loaded machine. Wait until it has caught up, then ask
+    // again while it is refused for that reason, so the window measured is the hand-over's.
+    await waitFor(
+      "the switchover target to catch up",
+      async () => ((await cluster.caughtUp(to)) ? true : undefined),
+      30_000,
+      50,
+    );
+    const askedAt = await askSwitchover(cluster, master.id, to);
     const { next, masterAgreedMs, windowMs } = await failedOver(cluster, writer, master, askedAt);
     return roundResult(cluster, fault, n, master, next, windowMs, masterAgreedMs, 0);
   }
@@ -466,6 +474,27 @@ function unaskedCandidacies(cluster: BenchCluster, sinceWall: number): number | 
       ).length;
   }
   return count;
+}
+
+/**
+ * Asks `from` to hand the master role to `to`, again every 100 ms for up to 10 s while the
+ * master answers that `to` has not answered it lately; returns when it was accepted
+ * (performance.now()).
+ */
+async function askSwitchover(cluster: BenchCluster, from: number, to: number): Promise<number> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    const askedAt = performance.now();
+    try {
+      await cluster.switchover(from, to);
+      return askedAt;
+    } catch (error) {
+      const refusedAsSilent = String(error).includes("has not answered the master lately");
+      if (!refusedAsSilent || performance.now() > deadline) throw error;
+      log(`switchover ${from} → ${to} refused: node ${to} has not answered lately; asking again`);
+      await sleep(100);
+    }
+  }
 }
 
 /** Waits (up to 60 s) until node `id`, the old master, has caught up with the new one. */
