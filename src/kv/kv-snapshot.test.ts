@@ -204,6 +204,43 @@ describe("kv snapshots", () => {
     expect(source.get("key-390")?.value).toEqual(text("changed twice before read"));
   });
 
+  it("snapshot: pauses after every frame, and what apply does meanwhile stays out of it (2,000 idempotency keys in one chunk)", async () => {
+    // The tables of a busy store hold thousands of small entries, all within one chunk:
+    // written without a pause, every node stalled for the whole of it at each snapshot.
+    const source = machine();
+    let index = populate(source, 50, 20);
+    for (let i = 0; i < 2000; i++) {
+      const key = `key-${i % 50}`;
+      const value = text(`write ${i}`);
+      apply(source, index++, { type: "put", key, value, idempotencyKey: `write-${i}` }, 7000);
+    }
+    const expectedHash = source.stateHash();
+    const expectedBytes = concat(source.snapshotChunks());
+    let pauses = 0;
+    let chunksBeforeLastPause = 0;
+    const chunks: Uint8Array[] = [];
+    const pause = async (): Promise<void> => {
+      pauses++;
+      chunksBeforeLastPause = chunks.length;
+      // The event loop runs the node meanwhile: commands are applied.
+      apply(source, index++, { type: "put", key: `during-${pauses}`, value: text("x") }, 8000);
+      apply(source, index++, {
+        type: "delete",
+        key: `key-${pauses % 50}`,
+        idempotencyKey: `during-${pauses}`,
+      });
+    };
+    for await (const chunk of source.snapshot({ pause })) chunks.push(chunk);
+    // One frame of keys, one of sessions, four of idempotency keys (512 per frame).
+    expect(pauses).toBeGreaterThanOrEqual(6);
+    expect(chunksBeforeLastPause, "the pauses come before the one chunk is complete").toBe(0);
+    expect(concat(chunks)).toEqual(expectedBytes);
+    const copy = await restored(chunks);
+    expect(copy.stateHash()).toBe(expectedHash);
+    expect(copy.get("during-1")).toBeNull();
+    expect(source.activeSnapshotCount).toBe(0);
+  });
+
   it("snapshot: two overlapping snapshots each stay as of their own call", async () => {
     const source = machine({ snapshotChunkBytesMax: 1024 });
     let index = populate(source, 200, 100);

@@ -46,7 +46,6 @@ import {
   type SnapshotDigestFormat,
   sessionDigest,
   stateDigest,
-  sumDigests,
   summedStateDigest,
 } from "./kv-state.js";
 import { leaseDigest } from "./lease-table.js";
@@ -107,13 +106,19 @@ export interface SnapshotSource {
 
 /**
  * Yields the snapshot's chunks, each at most `chunkBytesMax` bytes. `apply` may run
- * between any two chunks.
+ * between any two chunks, and while `pause` (when given) is awaited after each frame:
+ * a chunk holds thousands of small table entries, and encoding them in one synchronous
+ * stretch stalled every node for a few hundred milliseconds at each snapshot.
  */
 export async function* writeSnapshot(
   source: SnapshotSource,
   chunkBytesMax: number,
+  pause?: () => Promise<void>,
 ): AsyncGenerator<Uint8Array> {
-  yield* writeSnapshotChunks(source, chunkBytesMax);
+  for (const piece of snapshotPieces(source, chunkBytesMax)) {
+    if (piece !== FRAME_END) yield piece;
+    else if (pause !== undefined) await pause();
+  }
 }
 
 /** `writeSnapshot` as a synchronous generator: the same chunks, for the same source. */
@@ -121,6 +126,22 @@ export function* writeSnapshotChunks(
   source: SnapshotSource,
   chunkBytesMax: number,
 ): Generator<Uint8Array> {
+  for (const piece of snapshotPieces(source, chunkBytesMax)) {
+    if (piece !== FRAME_END) yield piece;
+  }
+}
+
+/** Marks, among the chunks, the end of a frame: where the writer may pause. */
+const FRAME_END = null;
+type Piece = Uint8Array | typeof FRAME_END;
+
+/** Each full chunk of what was framed so far, then the end-of-frame mark. */
+function* framed(writer: FrameWriter): Generator<Piece> {
+  yield* writer.chunks(false);
+  yield FRAME_END;
+}
+
+function* snapshotPieces(source: SnapshotSource, chunkBytesMax: number): Generator<Piece> {
   const { meta } = source;
   const writer = new FrameWriter(chunkBytesMax);
   writer.frame([
@@ -152,38 +173,52 @@ export function* writeSnapshotChunks(
       writer.frame(["data", batch]);
       batch = [];
       batchBytes = 0;
-      yield* writer.chunks(false);
+      yield* framed(writer);
     }
   }
-  if (batch.length > 0) writer.frame(["data", batch]);
-  assert(dataCount === source.dataCount, "snapshot read a different number of keys");
-  yield* writeTableFrames(writer, "sessions", source.sessions, (id, { value, timeMs }) => [
-    id,
-    value.lastSeq,
-    timeMs,
-    resultToWire(value.result),
-  ]);
-  yield* writeTableFrames(writer, "idempotency", source.idempotency, (id, { value, timeMs }) => [
-    id,
-    value.fingerprint.hi,
-    value.fingerprint.lo,
-    timeMs,
-    resultToWire(value.result),
-  ]);
-  for (let start = 0; start < source.leases.length; start += TABLE_FRAME_COUNT_MAX) {
-    writer.frame(["leases", source.leases.slice(start, start + TABLE_FRAME_COUNT_MAX).flat()]);
-    yield* writer.chunks(false);
+  if (batch.length > 0) {
+    writer.frame(["data", batch]);
+    yield* framed(writer);
   }
-  const leases = source.leases.map(([id, ttlMs, expiresAtMs]) => ({ id, ttlMs, expiresAtMs }));
+  assert(dataCount === source.dataCount, "snapshot read a different number of keys");
+  const sessions = yield* writeTableFrames(
+    writer,
+    "sessions",
+    source.sessions,
+    (id, { value, timeMs }) => [id, value.lastSeq, timeMs, resultToWire(value.result)],
+    sessionDigest,
+  );
+  const idempotency = yield* writeTableFrames(
+    writer,
+    "idempotency",
+    source.idempotency,
+    (id, { value, timeMs }) => [
+      id,
+      value.fingerprint.hi,
+      value.fingerprint.lo,
+      timeMs,
+      resultToWire(value.result),
+    ],
+    idempotencyDigest,
+  );
+  let leases = ZERO_DIGEST;
+  for (let start = 0; start < source.leases.length; start += TABLE_FRAME_COUNT_MAX) {
+    const slice = source.leases.slice(start, start + TABLE_FRAME_COUNT_MAX);
+    for (const [id, ttlMs, expiresAtMs] of slice) {
+      leases = addDigests(leases, leaseDigest({ id, ttlMs, expiresAtMs }));
+    }
+    writer.frame(["leases", slice.flat()]);
+    yield* framed(writer);
+  }
   const digest = summedStateDigest(meta, {
     dataCount,
     data: dataDigest,
     sessionCount: source.sessions.length,
-    sessions: sumDigests(source.sessions, ([id, slot]) => sessionDigest(id, slot)),
+    sessions,
     idempotencyCount: source.idempotency.length,
-    idempotency: sumDigests(source.idempotency, ([key, slot]) => idempotencyDigest(key, slot)),
-    leaseCount: leases.length,
-    leases: sumDigests(leases, leaseDigest),
+    idempotency,
+    leaseCount: source.leases.length,
+    leases,
   });
   writer.frame(["end", formatDigest(digest)]);
   yield* writer.chunks(true);
@@ -211,20 +246,25 @@ function* readDataAsOfSnapshot(source: SnapshotSource): Generator<[string, DataE
   cursor.preserved.clear();
 }
 
+/** Writes a table's frames; returns the sum of its entries' digests. */
 function* writeTableFrames<V>(
   writer: FrameWriter,
   tag: string,
   entries: readonly [string, ExpiringSlot<V>][],
   toWire: (id: string, slot: ExpiringSlot<V>) => unknown[],
-): Generator<Uint8Array> {
+  digestOf: (id: string, slot: ExpiringSlot<V>) => Digest64,
+): Generator<Piece, Digest64> {
+  let digest = ZERO_DIGEST;
   for (let start = 0; start < entries.length; start += TABLE_FRAME_COUNT_MAX) {
     const batch: unknown[] = [];
     for (const [id, slot] of entries.slice(start, start + TABLE_FRAME_COUNT_MAX)) {
       batch.push(...toWire(id, slot));
+      digest = addDigests(digest, digestOf(id, slot));
     }
     writer.frame([tag, batch]);
-    yield* writer.chunks(false);
+    yield* framed(writer);
   }
+  return digest;
 }
 
 const SECTIONS = ["header", "data", "sessions", "idempotency", "leases", "end"] as const;

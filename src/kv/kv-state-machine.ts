@@ -36,7 +36,12 @@
  */
 
 import { assert } from "../shared/assert.js";
-import type { ApplyContext, IncrementalRestore, StateMachine } from "../shared/state-machine.js";
+import type {
+  ApplyContext,
+  IncrementalRestore,
+  SnapshotOptions,
+  StateMachine,
+} from "../shared/state-machine.js";
 import { ChangeHistory, type ChangeListener, type KvChange } from "./change-history.js";
 import {
   commandFingerprint,
@@ -310,9 +315,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
    * bytes. `apply` may keep running while the chunks are consumed. The iterable is single
    * use. The consumer must read it to the end or end it early through the iterator's
    * `return()` (`for await … break` does); an iterator dropped half-read keeps copying
-   * changed entries for a snapshot that will never read them.
+   * changed entries for a snapshot that will never read them. `options.pause` is awaited
+   * after every frame (about 64 KiB of keys, or 512 sessions or idempotency keys).
    */
-  snapshot(): AsyncIterable<Uint8Array> {
+  snapshot(options?: SnapshotOptions): AsyncIterable<Uint8Array> {
     const cursor: SnapshotCursor = {
       positionMax: this.nextPosition - 1,
       readPosition: 0,
@@ -322,7 +328,11 @@ export class KvStateMachine implements StateMachine<KvResult> {
     const release = (): void => {
       this.snapshots.delete(cursor);
     };
-    const chunks = writeSnapshot(this.snapshotSource(cursor), this.limits.snapshotChunkBytesMax);
+    const chunks = writeSnapshot(
+      this.snapshotSource(cursor),
+      this.limits.snapshotChunkBytesMax,
+      options?.pause,
+    );
     return releasingIterable(chunks, release);
   }
 

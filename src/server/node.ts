@@ -1125,8 +1125,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (hard.commitIndex < this.appliedIndex) {
       this.storage.setHardState({ ...hard, commitIndex: this.appliedIndex });
     }
-    // The state machine's snapshot is consistent as of this call; applying may go on.
-    const chunks = this.sm.snapshot();
+    // The state machine's snapshot is consistent as of this call; applying may go on, and
+    // does whenever the state machine pauses to let the event loop run.
+    const chunks = this.sm.snapshot({
+      pause: () => new Promise<void>((resolve) => this.clock.setImmediate(resolve)),
+    });
     this.snapshotDone = this.storage
       .saveSnapshot(meta, chunks)
       .then(async () => {

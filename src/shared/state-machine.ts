@@ -30,8 +30,12 @@ export interface ApplyContext {
 export interface StateMachine<Result = unknown> {
   /** Applies one committed command and returns the result handed to the proposer. */
   apply(command: Uint8Array, context: ApplyContext): Result;
-  /** Streams the current state as chunks of bytes. */
-  snapshot(): AsyncIterable<Uint8Array>;
+  /**
+   * Streams the current state as chunks of bytes. A state machine that serialises a large
+   * state should await `options.pause()` every few milliseconds of work: the runtime passes
+   * one that lets the node's event loop run (heartbeats, answers to the master) in between.
+   */
+  snapshot(options?: SnapshotOptions): AsyncIterable<Uint8Array>;
   /** Replaces the state with the one streamed by `snapshot`. */
   restore(chunks: AsyncIterable<Uint8Array>): Promise<void>;
   /**
@@ -40,6 +44,17 @@ export interface StateMachine<Result = unknown> {
    * `apply` may go on meanwhile; the restore's state is a separate one.
    */
   beginRestore?(): IncrementalRestore;
+}
+
+/** What the runtime gives a state machine that writes a snapshot. */
+export interface SnapshotOptions {
+  /**
+   * Resolves once the node's event loop has run what was waiting (a timer, a message).
+   * Serialising a state of many entries in one synchronous stretch stalls the node: on
+   * every node at once, since each takes its snapshot at the same log index, long enough
+   * for a master to lose touch with its backups.
+   */
+  readonly pause: () => Promise<void>;
 }
 
 /** A snapshot being read as its bytes arrive; see `StateMachine.beginRestore`. */

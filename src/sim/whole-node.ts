@@ -50,7 +50,12 @@ import { forceNewCluster, type RecoveryPlan } from "../server/force-new-cluster.
 import type { BatonNode } from "../server/node.js";
 import { defaultNodeConfig, parseNodeConfig } from "../server/node-config.js";
 import { AssertionError, assert } from "../shared/assert.js";
-import type { ApplyContext, IncrementalRestore, StateMachine } from "../shared/state-machine.js";
+import type {
+  ApplyContext,
+  IncrementalRestore,
+  SnapshotOptions,
+  StateMachine,
+} from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { StorageError } from "../storage/errors.js";
 import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
@@ -350,8 +355,8 @@ class WatchedKv implements StateMachine<KvResult> {
     watch: (fromRevision, listener) => this.kv.watch(fromRevision, listener),
   };
 
-  snapshot(): AsyncIterable<Uint8Array> {
-    return this.kv.snapshot();
+  snapshot(options?: SnapshotOptions): AsyncIterable<Uint8Array> {
+    return this.kv.snapshot(options);
   }
 
   restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
