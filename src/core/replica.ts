@@ -1685,6 +1685,9 @@ export class Replica {
   /** The master asked this backup to take over now (switchover). */
   private onTimeoutNow(m: TimeoutNow): void {
     if (this.currentRole !== "backup" || this.master !== m.from || this.joining) return;
+    // A TimeoutNow can arrive long after it was sent (the switchover lapsed meanwhile), once
+    // this node's configuration no longer lists it as a voter: a non-voter never runs.
+    if (!this.isVoter) return;
     this.becomeCandidate(`switchover: master ${m.from} handed over`, true);
   }
 

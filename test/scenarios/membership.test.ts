@@ -166,4 +166,32 @@ describe("membership", () => {
     h.tickAll(10);
     expect(h.change(1, { type: "promote", id: 3 })).toBe("1 logged the change at 5");
   });
+
+  it("membership: a TimeoutNow that reaches its target after the target was removed starts no election (whole-node seed 917249)", () => {
+    const h = cluster(3);
+    // The master hands over to node 3, but every TimeoutNow is delayed in the network.
+    h.holdWhere((m) => m.type === "timeout_now");
+    expect(h.node(1).transferMastership(3)).toEqual({ ok: true, target: 3 });
+    h.process(1);
+    h.tickAll(80);
+    expect(h.held.length, "TimeoutNow sent and held").toBeGreaterThan(0);
+    expect(h.node(1).role, "the switchover lapsed").toBe("master");
+    // Node 3 is removed: it holds the configuration without it, and is cut off before it
+    // learns that the configuration committed (so it is still running, a backup of 1).
+    expect(h.change(1, { type: "remove", id: 3 })).toMatch(/^1 logged the change at \d+$/);
+    h.deliver(3);
+    h.cutOneWay(1, 3);
+    h.stabilize();
+    expect(h.node(1).changeInProgress, "the removal committed").toBe(false);
+    expect(h.node(3).isVoter).toBe(false);
+    expect(h.status(3)).toMatch(/^3: backup .* master 1 /);
+    // A TimeoutNow arrives late: node 3 is not a voter, so it does not run.
+    const before = h.out.length;
+    h.clearHoldRules();
+    h.release();
+    h.healLink(1, 3);
+    expect(h.deliver(3, (m) => m.type === "timeout_now")).toBeGreaterThan(0);
+    expect(h.out.slice(before)).toEqual([]);
+    expect(h.node(1).role).toBe("master");
+  });
 });
