@@ -1053,8 +1053,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   // ---------------------------------------------------------------- snapshots
 
   /**
-   * Snapshots the state machine every `snapshotEntries` applied entries, or sooner once the
-   * commands applied since the last snapshot hold `snapshotBytes`.
+   * Snapshots the state machine every `snapshotEntries` applied entries, at this node's own
+   * phase (see `snapshotDue`), or sooner once the commands applied since the last snapshot
+   * hold `snapshotBytes`.
    */
   private maybeSnapshot(): void {
     // A stored snapshot does not hold the configuration or the cluster id: the identity
@@ -1062,9 +1063,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // taken while a save of the identity file is under way (it may cover entries the
     // snapshot would); it is taken at a later Ready, once the identity file holds them.
     if (this.snapshotting || this.identitySavesPending > 0) return;
+    const { snapshotEntries, snapshotBytes } = this.config;
     if (
-      this.appliedIndex - this.snapshotIndex < this.config.snapshotEntries &&
-      this.bytesSinceSnapshot < this.config.snapshotBytes
+      !snapshotDue(this.appliedIndex, this.snapshotIndex, snapshotEntries, this.id) &&
+      this.bytesSinceSnapshot < snapshotBytes
     )
       return;
     void this.snapshotNow();
@@ -1927,3 +1929,28 @@ export class BootstrapRefusedError extends Error {
     this.name = "BootstrapRefusedError";
   }
 }
+
+/**
+ * Whether node `id`, whose newest snapshot is at `snapshotIndex`, takes one at
+ * `appliedIndex`: once it has applied an index of its own phase (one in every `entries`,
+ * offset by the id times the golden ratio, so that members' phases lie apart whatever
+ * their ids), and at least half of `entries` since its snapshot. Every member taking its
+ * snapshot at the same index made them all busy at the same moment: a commit then waited
+ * for the slowest of them, and a master could lose touch with both of its backups at once.
+ * In a steady run a node snapshots every `entries` entries, the same as without phases.
+ */
+export function snapshotDue(
+  appliedIndex: number,
+  snapshotIndex: number,
+  entries: number,
+  id: NodeId,
+): boolean {
+  const since = appliedIndex - snapshotIndex;
+  if (since < Math.ceil(entries / 2)) return false;
+  const phase = Math.floor(((id * GOLDEN_RATIO_FRACTION) % 1) * entries);
+  return (
+    Math.floor((appliedIndex - phase) / entries) > Math.floor((snapshotIndex - phase) / entries)
+  );
+}
+
+const GOLDEN_RATIO_FRACTION = 0.6180339887498949;
