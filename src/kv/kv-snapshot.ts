@@ -185,31 +185,29 @@ function* snapshotPieces(source: SnapshotSource, chunkBytesMax: number): Generat
     writer,
     "sessions",
     source.sessions,
-    (id, { value, timeMs }) => [id, value.lastSeq, timeMs, resultToWire(value.result)],
-    sessionDigest,
+    ([id, { value, timeMs }]) => [id, value.lastSeq, timeMs, resultToWire(value.result)],
+    ([id, slot]) => sessionDigest(id, slot),
   );
   const idempotency = yield* writeTableFrames(
     writer,
     "idempotency",
     source.idempotency,
-    (id, { value, timeMs }) => [
+    ([id, { value, timeMs }]) => [
       id,
       value.fingerprint.hi,
       value.fingerprint.lo,
       timeMs,
       resultToWire(value.result),
     ],
-    idempotencyDigest,
+    ([key, slot]) => idempotencyDigest(key, slot),
   );
-  let leases = ZERO_DIGEST;
-  for (let start = 0; start < source.leases.length; start += TABLE_FRAME_COUNT_MAX) {
-    const slice = source.leases.slice(start, start + TABLE_FRAME_COUNT_MAX);
-    for (const [id, ttlMs, expiresAtMs] of slice) {
-      leases = addDigests(leases, leaseDigest({ id, ttlMs, expiresAtMs }));
-    }
-    writer.frame(["leases", slice.flat()]);
-    yield* framed(writer);
-  }
+  const leases = yield* writeTableFrames(
+    writer,
+    "leases",
+    source.leases,
+    (lease) => lease,
+    ([id, ttlMs, expiresAtMs]) => leaseDigest({ id, ttlMs, expiresAtMs }),
+  );
   const digest = summedStateDigest(meta, {
     dataCount,
     data: dataDigest,
@@ -246,20 +244,23 @@ function* readDataAsOfSnapshot(source: SnapshotSource): Generator<[string, DataE
   cursor.preserved.clear();
 }
 
-/** Writes a table's frames; returns the sum of its entries' digests. */
-function* writeTableFrames<V>(
+/**
+ * Writes a table's frames, `TABLE_FRAME_COUNT_MAX` entries each, the end of each marked;
+ * returns the sum of its entries' digests.
+ */
+function* writeTableFrames<T>(
   writer: FrameWriter,
   tag: string,
-  entries: readonly [string, ExpiringSlot<V>][],
-  toWire: (id: string, slot: ExpiringSlot<V>) => unknown[],
-  digestOf: (id: string, slot: ExpiringSlot<V>) => Digest64,
+  entries: readonly T[],
+  toWire: (entry: T) => readonly unknown[],
+  digestOf: (entry: T) => Digest64,
 ): Generator<Piece, Digest64> {
   let digest = ZERO_DIGEST;
   for (let start = 0; start < entries.length; start += TABLE_FRAME_COUNT_MAX) {
     const batch: unknown[] = [];
-    for (const [id, slot] of entries.slice(start, start + TABLE_FRAME_COUNT_MAX)) {
-      batch.push(...toWire(id, slot));
-      digest = addDigests(digest, digestOf(id, slot));
+    for (const entry of entries.slice(start, start + TABLE_FRAME_COUNT_MAX)) {
+      batch.push(...toWire(entry));
+      digest = addDigests(digest, digestOf(entry));
     }
     writer.frame([tag, batch]);
     yield* framed(writer);

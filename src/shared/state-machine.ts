@@ -50,9 +50,8 @@ export interface StateMachine<Result = unknown> {
 export interface SnapshotOptions {
   /**
    * Resolves once the node's event loop has run what was waiting (a timer, a message).
-   * Serialising a state of many entries in one synchronous stretch stalls the node: on
-   * every node at once, since each takes its snapshot at the same log index, long enough
-   * for a master to lose touch with its backups.
+   * Serialising a state of many entries in one synchronous stretch stalls the node for as
+   * long: its answers to the master, and its clients, wait meanwhile.
    */
   readonly pause: () => Promise<void>;
 }
