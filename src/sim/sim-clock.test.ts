@@ -29,14 +29,21 @@ describe("sim clock", () => {
   });
 
   it("sim clock: queued microtasks and next ticks run before the next step", async () => {
+    // Each alone in its step: no promise hook sees either, so each must be noticed by itself.
     const { scheduler, clock, log } = world();
     clock.setTimeout(() => {
       queueMicrotask(() => void chain(30).then(() => log.push("microtask chain done")));
-      process.nextTick(() => void chain(30).then(() => log.push("tick chain done")));
     }, 1);
-    clock.setTimeout(() => log.push("next step"), 2);
+    clock.setTimeout(() => log.push("step 2"), 2);
+    clock.setTimeout(() => {
+      process.nextTick(() => void chain(30).then(() => log.push("tick chain done")));
+    }, 3);
+    clock.setTimeout(() => log.push("step 4"), 4);
     await scheduler.run(10);
-    expect(log).toEqual(["microtask chain done", "tick chain done", "next step"]);
+    expect(log).toEqual(["microtask chain done", "step 2", "tick chain done", "step 4"]);
+    // The runner put the real functions back.
+    expect(process.nextTick.name).toBe("nextTick");
+    expect(queueMicrotask.name).toBe("queueMicrotask");
   });
 
   it("sim clock: a rejection nobody handles is reported before the next step", async () => {

@@ -15,7 +15,6 @@
  * still takes a real turn. Either way the same reactions run in the same order.
  */
 
-import { createHook } from "node:async_hooks";
 import { promiseHooks } from "node:v8";
 import { assert } from "../shared/assert.js";
 import type { Clock, Timer } from "../shared/clock.js";
@@ -49,31 +48,45 @@ const RESOLVED = Promise.resolve();
  * reaction is queued at the end of the queue; when it runs, every job that was queued
  * before it has run, so if no other promise reaction ran in between (a V8 promise hook
  * counts them), the queue held nothing but the marker. Jobs no promise hook sees (a
- * `queueMicrotask` callback, a next tick) and real timers or I/O show up as async
- * resources other than promises; after those the runner takes a real turn instead.
+ * `queueMicrotask` callback, a next tick) are noticed by wrapping the two functions
+ * that queue them while the runner runs; after those the runner takes a real turn
+ * instead. (An async hook would see them too, but any `init` hook makes Node track every
+ * promise, which costs a third of a whole-node run.)
  */
 class ReactionWatch {
   private reactions = 0;
   private marker: Promise<boolean> | null = null;
-  /** An async resource other than a promise was created since the last real turn. */
+  /** A next tick or a queued microtask was created since the last real turn. */
   foreign = false;
   private stopBefore: (() => void) | null = null;
-  private readonly hook = createHook({
-    init: (_id, type) => {
-      if (type !== "PROMISE") this.foreign = true;
-    },
-  });
+  private saved: {
+    nextTick: typeof process.nextTick;
+    queueMicrotask: typeof queueMicrotask;
+  } | null = null;
 
   start(): void {
     this.foreign = false;
     this.stopBefore = promiseHooks.onBefore((promise) => {
       if (promise !== this.marker) this.reactions++;
     }) as () => void;
-    this.hook.enable();
+    const saved = { nextTick: process.nextTick, queueMicrotask: globalThis.queueMicrotask };
+    this.saved = saved;
+    process.nextTick = ((...args: Parameters<typeof process.nextTick>) => {
+      this.foreign = true;
+      saved.nextTick(...args);
+    }) as typeof process.nextTick;
+    globalThis.queueMicrotask = (callback: () => void) => {
+      this.foreign = true;
+      saved.queueMicrotask(callback);
+    };
   }
 
   stop(): void {
-    this.hook.disable();
+    if (this.saved !== null) {
+      process.nextTick = this.saved.nextTick;
+      globalThis.queueMicrotask = this.saved.queueMicrotask;
+      this.saved = null;
+    }
     this.stopBefore?.();
     this.stopBefore = null;
     this.marker = null;
@@ -94,8 +107,8 @@ export class SimScheduler {
   steps = 0;
   /** Runs after each callback and the promise reactions it caused: per-step checkers. */
   onStep: (() => void) | null = null;
-  /** A leak detector, paused while the runner itself takes a real macrotask turn. */
-  guard: { pause(): void; resume(): void } | null = null;
+  /** A leak detector, told when the runner itself takes a real macrotask turn. */
+  guard: { beforeTurn(): void; afterTurn(): void } | null = null;
   private readonly queue = new EventQueue<Entry>();
   /** The callback running now threw: the run stops with that error. */
   private failure: unknown = null;
@@ -167,11 +180,11 @@ export class SimScheduler {
 
   /** Lets every pending promise reaction run (a real macrotask turn). */
   private async turn(): Promise<void> {
-    // The runner's own real immediate is not a leak of the code under simulation.
-    this.guard?.pause();
-    const drained = drainMicrotasks();
-    this.guard?.resume();
-    await drained;
+    // The runner's own real immediate is not a leak of the code under simulation, and what
+    // runs in a real turn (a test runner's timers, say) is not the simulated code's either.
+    this.guard?.beforeTurn();
+    await drainMicrotasks();
+    this.guard?.afterTurn();
     if (this.watch !== null) this.watch.foreign = false;
   }
 

@@ -8,8 +8,8 @@
  * One agenda drives everything; after each callback the runner lets every promise
  * reaction it caused run before it takes the next, so the async runtime interleaves
  * exactly as the seed says and a run replays byte for byte. No real timer, immediate or
- * file or socket operation may be created while the simulated nodes run: an async hook
- * counts them and fails the run.
+ * file or socket operation may be created while the simulated nodes run: `LeakWatch`
+ * notices them and fails the run.
  *
  * The nemesis crashes nodes (the disk keeps what POSIX lets a crash keep), isolates and
  * splits them, cuts single directions, flips a stored bit and crashes the node (it must
@@ -30,7 +30,6 @@
  * (`checkers/linearizability.ts`).
  */
 
-import { createHook } from "node:async_hooks";
 import pino, { type Logger } from "pino";
 import { Prng } from "../core/prng.js";
 import {
@@ -64,6 +63,7 @@ import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/lineari
 import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
 import { SafetyViolation } from "./checkers/safety.js";
 import { CommittedChanges, checkWatcher } from "./checkers/watches.js";
+import { LeakWatch } from "./leak-watch.js";
 import type { RunResult } from "./run.js";
 import { SimClock, SimScheduler } from "./sim-clock.js";
 import { SimFileSystem, type SimFsFaults } from "./sim-fs.js";
@@ -376,22 +376,6 @@ class WatchedKv implements StateMachine<KvResult> {
   }
 }
 
-/** Resource types that mean real time or real I/O leaked out of the simulation. */
-const LEAKS = new Set([
-  "Timeout",
-  "Immediate",
-  "FSREQCALLBACK",
-  "FSREQPROMISE",
-  "FILEHANDLE",
-  "TCPWRAP",
-  "TCPCONNECTWRAP",
-  "TCPSERVERWRAP",
-  "GETADDRINFOREQWRAP",
-  "PROCESSWRAP",
-  "PIPEWRAP",
-  "WRITEWRAP",
-]);
-
 class WholeNodeRun {
   readonly scheduler = new SimScheduler();
   readonly prng: Prng;
@@ -437,7 +421,6 @@ class WholeNodeRun {
   /** Wall-clock jumps forward (each may move log time on by up to one clamped step). */
   forwardJumps = 0;
   faultsActive = true;
-  leaks: string[] = [];
   readonly operator: MemberOperator;
   /** Each process clock's wall offset when it started (its skew), for a jump back. */
   private readonly skewOf = new WeakMap<SimClock, number>();
@@ -1645,36 +1628,20 @@ export async function runWholeNode(
   const run = new WholeNodeRun(seed, scenario, options.trace === true, options);
   let violation: string | undefined;
   let recoveryMs: number | null = null;
-  const hook = createHook({
-    init(_id, type) {
-      if (!LEAKS.has(type)) return;
-      // The test runner may take a turn between two steps; only this code base's is a leak.
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 60;
-      const stack = new Error().stack ?? "";
-      Error.stackTraceLimit = limit;
-      // Frames of this code base, below this hook's own.
-      const frames = stack
-        .split("\n")
-        .filter((l) => l.includes("/src/") && !l.includes("AsyncHook"));
-      if (frames.length > 0) {
-        run.leaks.push(`${type} at ${frames.slice(0, 3).join(" <- ").replace(/\s+/g, " ")}`);
-      }
-    },
-  });
+  const leaks = new LeakWatch(options.trace === true);
   const unhandled = (reason: unknown) => run.scheduler.fail(reason);
   process.on("unhandledRejection", unhandled);
   run.scheduler.onStep = () => {
     run.checkStep();
     options.onStep?.(run.scheduler.now);
   };
-  run.scheduler.guard = { pause: () => hook.disable(), resume: () => hook.enable() };
-  const drainHooked = async (until: number, stop?: () => boolean) => {
-    hook.enable();
+  run.scheduler.guard = leaks;
+  const drainWatched = async (until: number, stop?: () => boolean) => {
+    leaks.start();
     try {
       await run.scheduler.run(until, stop);
     } finally {
-      hook.disable();
+      leaks.stop();
     }
   };
   try {
@@ -1682,15 +1649,14 @@ export async function runWholeNode(
     run.startClients();
     run.scheduleNemesis(scenario.faultPhaseMs);
     if (options.forcedRecovery === true) run.scheduleForcedRecovery(scenario.faultPhaseMs);
-    await drainHooked(scenario.faultPhaseMs);
+    await drainWatched(scenario.faultPhaseMs);
     const unsettled = run.calmVerdict();
     if (unsettled !== undefined) throw new SafetyViolation(unsettled);
-    recoveryMs = await settle(run, drainHooked);
-    violation = checkEnd(run);
+    recoveryMs = await settle(run, drainWatched);
+    violation = checkEnd(run, leaks);
   } catch (error) {
     violation = describeFailure(error);
   } finally {
-    hook.disable();
     process.off("unhandledRejection", unhandled);
     run.stopClients();
     for (const proc of run.procs) {
@@ -1768,9 +1734,9 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   return recoveryMs;
 }
 
-function checkEnd(run: WholeNodeRun): string | undefined {
-  if (run.leaks.length > 0) {
-    return `real I/O or timers leaked into the simulation: ${run.leaks[0]}`;
+function checkEnd(run: WholeNodeRun, leaks: LeakWatch): string | undefined {
+  if (leaks.leaks.length > 0) {
+    return `real I/O or timers leaked into the simulation: ${leaks.leaks[0]}`;
   }
   const watches = checkWatches(run);
   if (watches !== undefined) return watches;

@@ -1,10 +1,11 @@
 /**
  * The whole-node simulator: the production node, storage and key-value store over the
- * simulated file system, network and clock. A seed replays byte for byte, a real timer
- * started by code under simulation fails the run, and a batch of seeds is safe, live and
+ * simulated file system, network and clock. A seed replays byte for byte, a real timer or
+ * file operation started by code under simulation fails the run, and a batch of seeds is safe, live and
  * linearizable with every fault the nemesis has.
  */
 
+import { stat } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { runWholeNode } from "../../src/sim/whole-node.js";
 
@@ -38,7 +39,34 @@ describe("whole-node simulator", () => {
       },
     });
     expect(r.ok).toBe(false);
-    expect(r.violation).toMatch(/real I\/O or timers leaked into the simulation: Timeout/);
+    expect(r.violation).toMatch(
+      /real I\/O or timers leaked into the simulation: Timeout at .*whole-node\.test\.ts/,
+    );
+  }, 60_000);
+
+  it("sim --whole-node: a real file operation started under simulation fails the run, named with --trace", async () => {
+    const leakAt = (trace: boolean) => {
+      let leaked = false;
+      return runWholeNode(5, {
+        faultPhaseMs: 500,
+        trace,
+        onStep: (now) => {
+          if (now > 100 && !leaked) {
+            leaked = true;
+            void stat(import.meta.dirname);
+          }
+        },
+      });
+    };
+    const fast = await leakAt(false);
+    expect(fast.ok).toBe(false);
+    expect(fast.violation).toMatch(
+      /leaked into the simulation: 1 more FSReqPromise than before \(replay the seed with --trace/,
+    );
+    const traced = await leakAt(true);
+    expect(traced.violation).toMatch(
+      /leaked into the simulation: FSREQPROMISE at .*whole-node\.test\.ts/,
+    );
   }, 60_000);
 
   it("sim --whole-node: ten seeds exercise every fault kind, crash recovery, corruption refusal, state transfer, membership changes, leases, range reads and watches", async () => {
