@@ -6,11 +6,15 @@
  * client and a server of this machine before any replication, so that the cost measured
  * through a Baton cluster (`npm run bench -- --tls`) can be read against it.
  *
- *   npx tsx bench/https-floor.ts --pki /tmp/bench-pki [--seconds 5] [--rounds 3] [--client wrk]
+ *   npx tsx bench/https-floor.ts --pki /tmp/bench-pki [--seconds 5] [--rounds 3] [--client wrk] [--defer]
  *
  * With `--client wrk` the requests come from wrk (a C load generator, another process),
  * and the CPU time per request is the server's alone: what TLS costs Node.js's HTTP server
  * per request, the part of Baton's TLS cost no code of Baton's can remove.
+ *
+ * `--defer` answers as Baton's master does: not in the request's own turn of the event loop,
+ * but all the requests that arrived since together, in a later turn (an immediate), as the
+ * answers of one committed batch leave.
  *
  * `--pki` is a directory made by `baton certs ca` and `baton certs node --id 1`.
  */
@@ -58,14 +62,26 @@ async function runOnce(
   pki: string,
   seconds: number,
   client: Client,
+  defer: boolean,
 ): Promise<FloorRun> {
   let served = 0;
+  const answer = (response: http.ServerResponse): void => {
+    served++;
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end('{"revision":12345}');
+  };
+  let waiting: http.ServerResponse[] = [];
+  const answerWaiting = (): void => {
+    const batch = waiting;
+    waiting = [];
+    for (const response of batch) answer(response);
+  };
   const handler = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     request.resume();
     request.on("end", () => {
-      served++;
-      response.writeHead(200, { "content-type": "application/json" });
-      response.end('{"revision":12345}');
+      if (!defer) return answer(response);
+      if (waiting.length === 0) setImmediate(answerWaiting);
+      waiting.push(response);
     });
   };
   const server = tls
@@ -138,6 +154,7 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "5" },
       rounds: { type: "string", default: "3" },
       client: { type: "string", default: "undici" },
+      defer: { type: "boolean", default: false },
     },
   });
   if (values.pki === undefined) {
@@ -154,7 +171,7 @@ async function main(): Promise<void> {
   process.stdout.write("| ---: | --- | ---: | ---: |\n");
   for (let round = 1; round <= rounds; round++) {
     for (const tls of [false, true]) {
-      const r = await runOnce(tls, values.pki, seconds, client);
+      const r = await runOnce(tls, values.pki, seconds, client, values.defer === true);
       process.stdout.write(
         `| ${round} | ${tls ? "on" : "off"} | ${Math.round(r.requestsPerSecond).toLocaleString("en-US")} | ${r.cpuUsPerRequest.toFixed(0)} |\n`,
       );
