@@ -98,6 +98,8 @@ export interface CapacityOptions {
   readonly electionMs: string | null;
   /** Run every node with `node --cpu-prof`, profiles in <out>/profiles. */
   readonly profile: boolean;
+  /** More Node.js or V8 flags for every Baton node's process (`--node-flag=--trace-gc`). */
+  readonly nodeFlags: readonly string[];
 }
 
 /** Far more entries and bytes than any run writes: the "no snapshots" cluster never takes one. */
@@ -191,6 +193,12 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
     )
     .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
     .option(
+      "--node-flag <flag>",
+      "a Node.js or V8 flag for every Baton node's process, e.g. --node-flag=--trace-gc (repeatable; the output goes to each node's log)",
+      (flag: string, flags: string[]) => [...flags, flag],
+      [] as string[],
+    )
+    .option(
       "--smoke",
       "a tiny run that checks the benchmark works: 1,500 keys, log size 1,000, 2 MB transfer, no restart after the memory phase",
     )
@@ -220,6 +228,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     batonCli?: string;
     batonElectionMs?: string;
     profile?: boolean;
+    nodeFlag: string[];
     smoke?: boolean;
   }>();
   const smoke = o.smoke === true;
@@ -237,6 +246,7 @@ Restart times from source (--from source) include tsx compiling the node at each
     restartAfterMemory: !smoke,
     electionMs: o.batonElectionMs ?? null,
     profile: o.profile === true,
+    nodeFlags: o.nodeFlag,
     cliBootRuns: smoke ? 1 : 3,
     historyKeys: smoke ? 100 : o.historyKeys,
   };
@@ -335,9 +345,12 @@ async function startCluster(
       ...(options.electionMs === null ? [] : ["--election-ms", options.electionMs]),
     ],
     ...(startIds === undefined ? {} : { startIds }),
-    nodeFlags: options.profile
-      ? ["--cpu-prof", "--cpu-prof-dir", join(options.out, "profiles", name)]
-      : [],
+    nodeFlags: [
+      ...options.nodeFlags,
+      ...(options.profile
+        ? ["--cpu-prof", "--cpu-prof-dir", join(options.out, "profiles", name)]
+        : []),
+    ],
   });
   systems[name] = cluster.description;
   return cluster;
