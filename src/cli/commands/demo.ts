@@ -109,6 +109,8 @@ interface Child {
   readonly id: number;
   process: ChildProcess;
   exited: boolean;
+  /** The node logged that it is stopping (a signal of its own, such as a terminal's Ctrl-C). */
+  stopping: boolean;
 }
 
 /** What the running demo holds, so that Ctrl-C can stop all of it. */
@@ -190,19 +192,31 @@ function startChild(
   ];
   if (flags.electionMs !== undefined) args.push("--election-ms", flags.electionMs);
   if (flags.faultInjection) args.push("--allow-fault-injection");
-  const child: Child = { id, process: spawnNode(id, args, root), exited: false };
+  const child: Child = {
+    id,
+    process: spawnNode(id, args, root, (event) => {
+      if (event === "shutdown") child.stopping = true;
+    }),
+    exited: false,
+    stopping: false,
+  };
   watchExit(child, args, root, flags, state);
   return child;
 }
 
 /** Runs one `baton start` whose log goes to its file and, narrated, to the terminal. */
-function spawnNode(id: number, args: readonly string[], root: string): ChildProcess {
+function spawnNode(
+  id: number,
+  args: readonly string[],
+  root: string,
+  onEvent: (event: string | undefined) => void,
+): ChildProcess {
   const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   const log = createWriteStream(join(root, `n${id}.log`), { flags: "a" });
   const lines = createInterface({ input: proc.stdout! });
   lines.on("line", (line) => {
     log.write(`${line}\n`);
-    narrate(id, line);
+    onEvent(narrate(id, line));
   });
   proc.stderr!.on("data", (chunk: Buffer) =>
     process.stderr.write(`[node ${id}] ${chunk.toString()}`),
@@ -227,7 +241,10 @@ function watchExit(
     const timer = setTimeout(() => {
       state.restarts.delete(timer);
       if (state.stopping) return;
-      child.process = spawnNode(child.id, args, root);
+      child.stopping = false;
+      child.process = spawnNode(child.id, args, root, (event) => {
+        if (event === "shutdown") child.stopping = true;
+      });
       child.exited = false;
       console.log(`${time()}  node ${child.id} restarted, pid ${child.process.pid}`);
       watchExit(child, args, root, flags, state);
@@ -286,36 +303,72 @@ function openBrowser(url: string): void {
   opener.unref();
 }
 
-/** Prints the log lines a person watching a fail-over cares about. */
-function narrate(id: number, line: string): void {
+/**
+ * Prints the log lines a person watching a fail-over cares about, and returns the line's
+ * event (undefined for a line that is not one of the node's JSON log lines).
+ */
+function narrate(id: number, line: string): string | undefined {
   let entry: { event?: string; msg?: string; role?: string; failoverMs?: number | null };
   try {
     entry = JSON.parse(line) as typeof entry;
   } catch {
-    return;
+    return undefined;
   }
   const interesting = ["role", "state_transfer", "fatal", "serving", "recovery", "fault"];
-  if (entry.event === undefined || !interesting.includes(entry.event)) return;
-  if (entry.event === "role" && entry.role === "candidate") return;
+  if (entry.event === undefined || !interesting.includes(entry.event)) return entry.event;
+  if (entry.event === "role" && entry.role === "candidate") return entry.event;
   console.log(`${time()}  node ${id}: ${entry.msg}`);
+  return entry.event;
 }
 
 function time(): string {
   return new Date().toISOString().slice(11, 23);
 }
 
-async function stopAll(children: readonly Child[]): Promise<void> {
+/**
+ * How long the demo waits, once told to stop, before it signals a node that has not said it
+ * is stopping. Ctrl-C in a terminal reaches every process of the demo's group at once: the
+ * nodes stop on their own SIGINT, and a signal from the demo that arrived while one of them
+ * was already exiting (its signal handlers gone) ended it "by signal" after a clean stop.
+ * A demo stopped alone (`kill -INT <pid of the demo>`) waits this long first.
+ */
+const OWN_SIGNAL_GRACE_MS = 300;
+const STOP_FORCE_MS = 5000;
+
+/** What stopping needs of a node's process (a fake one in tests). */
+export interface StoppableNode {
+  readonly exited: boolean;
+  readonly stopping: boolean;
+  readonly process: Pick<ChildProcess, "kill" | "once">;
+}
+
+/**
+ * Stops every node still running: each one that has not logged its own shutdown within
+ * OWN_SIGNAL_GRACE_MS gets SIGINT, and any still running STOP_FORCE_MS after that SIGKILL.
+ * Resolves once every one has exited.
+ */
+export async function stopAll(children: readonly StoppableNode[]): Promise<void> {
   await Promise.all(
     children.map(
       (child) =>
         new Promise<void>((resolve) => {
           if (child.exited) return resolve();
-          const force = setTimeout(() => child.process.kill("SIGKILL"), 5000);
-          child.process.once("exit", () => {
-            clearTimeout(force);
+          const proc = child.process;
+          const timers: NodeJS.Timeout[] = [];
+          proc.once("exit", () => {
+            for (const timer of timers) clearTimeout(timer);
             resolve();
           });
-          child.process.kill("SIGTERM");
+          timers.push(
+            setTimeout(() => {
+              // A node that logged its own shutdown is stopping already. The others get
+              // what Ctrl-C would have sent them: SIGINT, a stop without a hand-over
+              // (SIGTERM would have the master hand its role to a backup that is stopping
+              // too, and wait for it in vain).
+              if (!child.stopping) proc.kill("SIGINT");
+              timers.push(setTimeout(() => proc.kill("SIGKILL"), STOP_FORCE_MS));
+            }, OWN_SIGNAL_GRACE_MS),
+          );
         }),
     ),
   );
