@@ -57,6 +57,34 @@ export function batonCommand(
   return { command: process.execPath, args: [cli ?? join(REPO_ROOT, "dist", "cli", "main.js")] };
 }
 
+/**
+ * `baton demo` from the sources (tsx) with its data in `data`, the nodes on three
+ * consecutive ports from each of `peerPort` and `httpPort`, writing `load` a second.
+ */
+export function demoCommand(options: {
+  readonly data: string;
+  readonly peerPort: number;
+  readonly httpPort: number;
+  readonly load: number;
+}): { readonly command: string; readonly args: readonly string[] } {
+  const launcher = batonCommand("source");
+  return {
+    command: launcher.command,
+    args: [
+      ...launcher.args,
+      "demo",
+      "--data",
+      options.data,
+      "--peer-port",
+      String(options.peerPort),
+      "--http-port",
+      String(options.httpPort),
+      "--load",
+      String(options.load),
+    ],
+  };
+}
+
 function newestMtimeMs(dir: string): number {
   let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {

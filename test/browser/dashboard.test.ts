@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  demoCommand,
   freeConsecutivePorts,
   ManagedProcess,
   makeTempDir,
@@ -66,33 +67,16 @@ async function startDemo(): Promise<Demo> {
   let onLine: (line: string) => void = () => {};
   let onExit: (how: string) => void = () => {};
   // A process group: stopping the demo stops its nodes too, and none outlives the test.
-  const child = new ManagedProcess(
-    "demo",
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      join(REPO_ROOT, "src", "cli", "main.ts"),
-      "demo",
-      "--data",
-      data,
-      "--peer-port",
-      String(peerPort),
-      "--http-port",
-      String(httpPort),
-      "--load",
-      "25",
-    ],
-    {
-      cwd: REPO_ROOT,
-      group: true,
-      onLine: (line) => {
-        output.push(line);
-        onLine(line);
-      },
-      onExit: (exit) => onExit(exit.how),
+  const demo = demoCommand({ data, peerPort, httpPort, load: 25 });
+  const child = new ManagedProcess("demo", demo.command, demo.args, {
+    cwd: REPO_ROOT,
+    group: true,
+    onLine: (line) => {
+      output.push(line);
+      onLine(line);
     },
-  );
+    onExit: (exit) => onExit(exit.how),
+  });
   child.start();
   cleanups.push(() => child.stop(8000));
   const dashboardUrl = await new Promise<string>((done, fail) => {

@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  demoCommand,
   freeConsecutivePorts,
   ManagedProcess,
   REPO_ROOT,
@@ -38,30 +39,13 @@ async function startDemo(name: string): Promise<RunningDemo> {
   const exited = new Promise<string>((resolve) => {
     onExit = resolve;
   });
-  const demo = new ManagedProcess(
-    "demo",
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      join(REPO_ROOT, "src", "cli", "main.ts"),
-      "demo",
-      "--data",
-      join(root, name),
-      "--peer-port",
-      String(peerPort),
-      "--http-port",
-      String(httpPort),
-      "--load",
-      "0",
-    ],
-    {
-      cwd: REPO_ROOT,
-      group: true,
-      onLine: (line) => output.push(line),
-      onExit: (exit) => onExit(exit.how),
-    },
-  );
+  const command = demoCommand({ data: join(root, name), peerPort, httpPort, load: 0 });
+  const demo = new ManagedProcess("demo", command.command, command.args, {
+    cwd: REPO_ROOT,
+    group: true,
+    onLine: (line) => output.push(line),
+    onExit: (exit) => onExit(exit.how),
+  });
   demo.start();
   await waitFor(
     "a master and two backups in the demo's output",
