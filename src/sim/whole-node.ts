@@ -1578,8 +1578,22 @@ class WholeNodeRun {
 
   /** The master every running node agrees on, or null. */
   agreedMaster(): NodeId | null {
-    const up = this.procs.filter((p) => p.node !== null);
-    if (up.length < this.procs.length) return null;
+    return this.agreedMasterOf(this.procs);
+  }
+
+  /**
+   * The master that every node but the one the operator is replacing agrees on, while that
+   * replacement is still under way (its node not up yet), or null.
+   */
+  agreedMasterBesideReplacement(): NodeId | null {
+    const replaced = this.procs.find((p) => this.operator.replacing(p) && p.node === null);
+    if (replaced === undefined) return null;
+    return this.agreedMasterOf(this.procs.filter((p) => p !== replaced));
+  }
+
+  private agreedMasterOf(procs: readonly Proc[]): NodeId | null {
+    const up = procs.filter((p) => p.node !== null);
+    if (up.length === 0 || up.length < procs.length) return null;
     const master = up[0]!.node!.masterId;
     if (master === null) return null;
     for (const p of up) if (p.node!.masterId !== master) return null;
@@ -1714,7 +1728,21 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   const healedAt = run.scheduler.now;
   await drive(healedAt + 5000, () => run.agreedMaster() !== null);
   if (run.agreedMaster() === null) {
-    throw new SafetyViolation("liveness: no master agreed on 5000ms after healing");
+    // A member the operator is still replacing may take longer than that: each of its
+    // steps (the removal, the addition, the empty node's first files) waits for fsyncs,
+    // and a disk that stalls one for up to 3 s keeps doing so after the faults (seed
+    // 1177807: a replacement that began after the heal, two stalls of 2 s). The others
+    // must have agreed on a master in time all the same; the replaced member then has
+    // until the convergence deadline below, as its catching up always had.
+    if (run.agreedMasterBesideReplacement() === null) {
+      throw new SafetyViolation("liveness: no master agreed on 5000ms after healing");
+    }
+    await drive(healedAt + 15_000, () => run.agreedMaster() !== null);
+    if (run.agreedMaster() === null) {
+      throw new SafetyViolation(
+        `liveness: no master agreed on 15000ms after healing, a member's replacement under way (${run.describeNodes()})`,
+      );
+    }
   }
   const recoveryMs = run.scheduler.now - healedAt;
   await drive(run.scheduler.now + 500);
