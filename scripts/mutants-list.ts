@@ -1,0 +1,314 @@
+/**
+ * The deliberate mistakes `scripts/mutants.ts` applies to a copy of the sources, one at a
+ * time, to show that the simulators (or a crash test) catch each. Each names the text it
+ * finds and replaces; `test/sim/mutants-apply.test.ts` checks that every one still finds
+ * its text in today's sources, so that a refactor cannot quietly turn a mutant into a
+ * run of the unchanged code.
+ */
+
+export interface Mutant {
+  readonly name: string;
+  /** The file the mistake is made in; "" for a negative control (see `options`). */
+  readonly file: string;
+  readonly find: string;
+  readonly replace: string;
+  /** A second edit of the same file, for a bug that takes two mistakes together. */
+  readonly also?: { readonly find: string; readonly replace: string };
+  /**
+   * Run the whole-node simulator (the production runtime and DiskStorage over the
+   * simulated file system) instead of the core simulator: storage and runtime mistakes
+   * live in code the core simulator does not run.
+   */
+  readonly wholeNode?: boolean;
+  /**
+   * Instead of a simulator, run this test file against the mutant (storage mistakes that
+   * the crash-consistency tests of DiskStorage over the simulated file system reach
+   * sooner than a whole cluster does).
+   */
+  readonly test?: string;
+  /**
+   * Options for the whole-node run, as TypeScript source (a negative control: a deliberate
+   * operator mistake the simulator has a switch for, with no source edited).
+   */
+  readonly options?: string;
+}
+
+export const MUTANTS: readonly Mutant[] = [
+  {
+    name: "commit an old term's entry by counting replicas (figure 8)",
+    file: "src/core/replica.ts",
+    find: "if (this.log.termAt(candidate) !== this.currentTerm) return false;",
+    replace: "if (this.log.termAt(candidate) === undefined) return false;",
+  },
+  {
+    name: "grant a vote without the up-to-date log check",
+    file: "src/core/replica.ts",
+    find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
+    replace: "const granted = canVote;",
+  },
+  {
+    name: "keep a conflicting suffix instead of truncating it",
+    file: "src/core/log.ts",
+    find: "this.truncateFrom(entry.index);\n        break;",
+    replace: "i++;\n        continue;",
+  },
+  {
+    name: "backup commits past the entries it verified against the master",
+    file: "src/core/replica.ts",
+    find: "log.commitTo(Math.min(m.commitIndex, last));",
+    replace: "log.commitTo(Math.min(m.commitIndex, log.lastIndex()));",
+  },
+  {
+    name: "master counts entries not yet on its own disk towards a commit",
+    file: "src/core/replica.ts",
+    find: "const matches = [this.log.durableIndex()];",
+    replace: "const matches = [this.log.lastIndex()];",
+  },
+  {
+    name: "serve a ReadIndex read without confirming mastership with a majority",
+    file: "src/core/replica.ts",
+    find: "if (acks < this.quorum()) return;",
+    replace: "if (acks < 1) return;",
+  },
+  {
+    name: "a node whose data was wiped votes at once (no joining state, no bootstrap gate)",
+    file: "src/core/replica.ts",
+    find: "!this.joining &&\n      this.gate === null &&\n      (this.vote === m.from",
+    replace: "(this.vote === m.from",
+  },
+  {
+    name: "forget an idempotency key early (a window a thousandth as long)",
+    file: "src/kv/kv-state.ts",
+    find: "limits.idempotencyKeyCountMax,\n      limits.idempotencyWindowMs,\n      idempotencyDigest,",
+    replace:
+      "limits.idempotencyKeyCountMax,\n      Math.ceil(limits.idempotencyWindowMs / 1000),\n      idempotencyDigest,",
+  },
+  {
+    name: "apply a retried write again (the idempotency table is not consulted)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "if (record !== undefined) {\n      return sameDigest",
+    replace: 'if (record !== undefined && command.type === "delete") {\n      return sameDigest',
+  },
+  {
+    name: "a full idempotency table evicts its oldest live key instead of refusing",
+    file: "src/kv/kv-state-machine.ts",
+    find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
+    replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
+  },
+  {
+    name: "switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
+    file: "src/core/replica.ts",
+    find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
+    replace: "if (pr === undefined) return;",
+    also: {
+      find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
+      replace:
+        "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
+    },
+  },
+  {
+    name: "log time is the largest stamp seen (a master clock jump expires every key)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
+    replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
+  },
+  {
+    name: "storage: the commit hint is not clamped to the durable log",
+    file: "src/storage/disk-storage.ts",
+    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+    wholeNode: true,
+  },
+  {
+    name: "storage: the commit hint is not clamped to the durable log (DiskStorage alone)",
+    file: "src/storage/disk-storage.ts",
+    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+    test: "test/storage/sim-crash.test.ts",
+  },
+  {
+    name: "storage: the hard state is renamed into place without an fsync of its directory (DiskStorage alone)",
+    file: "src/storage/stable-store.ts",
+    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+    replace: "",
+    test: "test/storage/sim-crash.test.ts",
+  },
+  {
+    name: "storage: the hard state is renamed into place without an fsync of its directory",
+    file: "src/storage/stable-store.ts",
+    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+    replace: "",
+    wholeNode: true,
+  },
+  {
+    name: "storage: a new log segment is renamed into place without an fsync of its directory",
+    file: "src/storage/wal.ts",
+    find: 'await io(path, "rename", () => fs.rename(temporary, path));\n      await this.syncDir();',
+    replace: 'await io(path, "rename", () => fs.rename(temporary, path));',
+    wholeNode: true,
+  },
+  {
+    name: "runtime: a Ready's messages (acknowledgements, votes) and replies leave before its fsync",
+    file: "src/server/node.ts",
+    find: "if (synced !== null) await synced;\n      this.finish(ready, messages);",
+    replace: "this.finish(ready, messages);\n      if (synced !== null) await synced;",
+    wholeNode: true,
+  },
+  {
+    name: "runtime: committed entries are applied before the Ready is persisted",
+    file: "src/server/node.ts",
+    find: "    this.sendAll(messages);\n    this.apply(ready.committed);",
+    replace: "    this.sendAll(messages);",
+    also: {
+      find: "    for (const event of ready.events) this.onCoreEvent(event);\n",
+      replace:
+        "    for (const event of ready.events) this.onCoreEvent(event);\n    this.apply(ready.committed);\n",
+    },
+    wholeNode: true,
+  },
+  {
+    name: "whole node: log time is the largest stamp seen (a master clock jump expires every key)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
+    replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a keep-alive renews a lease for half its time to live",
+    file: "src/kv/lease-table.ts",
+    find: "lease.expiresAtMs = nowMs + lease.ttlMs;",
+    replace: "lease.expiresAtMs = nowMs + Math.floor(lease.ttlMs / 2);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a full idempotency table evicts its oldest live key instead of refusing",
+    file: "src/kv/kv-state-machine.ts",
+    find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
+    replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a transaction applies only its first operation",
+    file: "src/kv/kv-state-machine.ts",
+    find: 'for (const op of ops) {\n      if (op.type === "put") this.setKey',
+    replace: 'for (const op of ops.slice(0, 1)) {\n      if (op.type === "put") this.setKey',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a prefix delete deletes only the first key",
+    file: "src/kv/kv-state-machine.ts",
+    find: "() => true);\n    for (const key of keys) this.removeKey(key, index);",
+    replace: "() => true);\n    for (const key of keys.slice(0, 1)) this.removeKey(key, index);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
+    file: "src/core/replica.ts",
+    find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
+    replace: "if (pr === undefined) return;",
+    also: {
+      find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
+      replace:
+        "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
+    },
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a master counts acknowledgements from any incarnation of a member",
+    file: "src/core/replica.ts",
+    find: "return member.incarnation === 0 || member.incarnation === incarnation;",
+    replace: "return member.incarnation >= 0 || member.incarnation === incarnation;",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a voter that forgot a removed member's link refuses it when it comes back with a new incarnation",
+    file: "src/server/node.ts",
+    find: "if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {",
+    replace: "if (gone.incarnation >= 0) {",
+    wholeNode: true,
+  },
+  {
+    name: "whole node, calm: a backup's heartbeat responses wait behind its fsyncs (a slow disk costs the master its check-quorum)",
+    file: "src/server/node.ts",
+    find: 'const unbound = message.type === "heartbeat_response" && message.term <= this.durableTerm;',
+    replace:
+      'const unbound = false && message.type === "heartbeat_response" && message.term <= this.durableTerm;',
+    wholeNode: true,
+    options: "{ calm: true }",
+  },
+  {
+    name: "whole node: a snapshot receiver appends a chunk it already holds (a duplicated chunk)",
+    file: "src/storage/snapshot-store.ts",
+    find: "if (offset > received || offset + chunk.length <= received) return received;\n    await this.writer.append(chunk.subarray(received - offset));",
+    replace: "if (offset > received) return received;\n    await this.writer.append(chunk);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a candidate counts a vote again when its answer arrives twice",
+    file: "src/core/replica.ts",
+    find: "    this.votes.set(m.from, m.granted);\n    let granted = 1;",
+    replace:
+      "    const again = this.votes.get(m.from) === true && m.granted ? 1 : 0;\n    this.votes.set(m.from, m.granted);\n    let granted = 1 + again;",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a watch leaves out the whole revision it starts or resumes from (resumes from revision + 1)",
+    file: "src/kv/prefix-watch.ts",
+    find: "if (change.revision === this.fromRevision && this.skip > 0) {",
+    replace: "if (change.revision === this.fromRevision && this.skip >= 0) {",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a resumed watch skips one change too few of the revision it resumes from",
+    file: "src/kv/prefix-watch.ts",
+    find: "if (change.revision === this.fromRevision && this.skip > 0) {",
+    replace: "if (change.revision === this.fromRevision && this.skip > 1) {",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a restore keeps the watches open (they never see the changes the snapshot skipped)",
+    file: "src/kv/change-history.ts",
+    find: "    const listeners = [...this.listeners];\n    this.listeners.clear();\n    for (const listener of listeners) listener.reset();",
+    replace: "",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a master applies its entries before they are committed (its watches deliver changes a fail-over may discard)",
+    file: "src/core/replica.ts",
+    find: "while (this.applied < this.log.commitIndex) {",
+    replace:
+      'while (this.applied < (this.currentRole === "master" ? this.log.lastIndex() : this.log.commitIndex)) {',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: watch: a transaction whose compare failed shows its success branch to watches (changes never made)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;",
+    replace:
+      'const ops: readonly TxnOp[] = succeeded ? command.success : command.failure;\n    for (const op of succeeded ? [] : command.success) if (op.type === "put") this.history.record({ type: "put", key: op.key, value: op.value, revision: index });',
+    wholeNode: true,
+  },
+  {
+    name: "whole node: session: a retry of a session's last request is applied again (its seq compared with lastSeq - 1)",
+    file: "src/kv/kv-state-machine.ts",
+    find: "} else if (session.seq === record.lastSeq) {",
+    replace: "} else if (session.seq === record.lastSeq - 1) {",
+    wholeNode: true,
+  },
+  {
+    name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
+    file: "",
+    find: "",
+    replace: "",
+    wholeNode: true,
+    options: '{ negativeControl: "no_join" }',
+  },
+  {
+    name: "forget an idempotency key early (a window a thousandth as long), whole node",
+    file: "src/kv/kv-state.ts",
+    find: "limits.idempotencyKeyCountMax,\n      limits.idempotencyWindowMs,\n      idempotencyDigest,",
+    replace:
+      "limits.idempotencyKeyCountMax,\n      Math.ceil(limits.idempotencyWindowMs / 1000),\n      idempotencyDigest,",
+    wholeNode: true,
+  },
+];
