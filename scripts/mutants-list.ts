@@ -33,6 +33,71 @@ export interface Mutant {
   readonly options?: string;
 }
 
+/** The same mistake, run under the whole-node simulator (named `whole node: …` unless given). */
+function underWholeNode(mutant: Mutant, name = `whole node: ${mutant.name}`): Mutant {
+  return { ...mutant, name, wholeNode: true };
+}
+
+/** The same storage mistake, run by the crash-consistency tests of DiskStorage alone. */
+function underCrashTests(mutant: Mutant): Mutant {
+  const { wholeNode: _, ...edit } = mutant;
+  return {
+    ...edit,
+    name: `${mutant.name} (DiskStorage alone)`,
+    test: "test/storage/sim-crash.test.ts",
+  };
+}
+
+const IDEMPOTENCY_WINDOW_SHORT: Mutant = {
+  name: "forget an idempotency key early (a window a thousandth as long)",
+  file: "src/kv/kv-state.ts",
+  find: "limits.idempotencyKeyCountMax,\n      limits.idempotencyWindowMs,\n      idempotencyDigest,",
+  replace:
+    "limits.idempotencyKeyCountMax,\n      Math.ceil(limits.idempotencyWindowMs / 1000),\n      idempotencyDigest,",
+};
+
+const IDEMPOTENCY_TABLE_EVICTS: Mutant = {
+  name: "a full idempotency table evicts its oldest live key instead of refusing",
+  file: "src/kv/kv-state-machine.ts",
+  find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
+  replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
+};
+
+const SWITCHOVER_EARLY: Mutant = {
+  name: "switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
+  file: "src/core/replica.ts",
+  find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
+  replace: "if (pr === undefined) return;",
+  also: {
+    find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
+    replace:
+      "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
+  },
+};
+
+const LOG_TIME_LARGEST_STAMP: Mutant = {
+  name: "log time is the largest stamp seen (a master clock jump expires every key)",
+  file: "src/kv/kv-state-machine.ts",
+  find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
+  replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
+};
+
+const COMMIT_HINT_UNCLAMPED: Mutant = {
+  name: "storage: the commit hint is not clamped to the durable log",
+  file: "src/storage/disk-storage.ts",
+  find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
+  replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
+  wholeNode: true,
+};
+
+const HARD_STATE_RENAME_UNSYNCED: Mutant = {
+  name: "storage: the hard state is renamed into place without an fsync of its directory",
+  file: "src/storage/stable-store.ts",
+  find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
+  replace: "",
+  wholeNode: true,
+};
+
 export const MUTANTS: readonly Mutant[] = [
   {
     name: "commit an old term's entry by counting replicas (figure 8)",
@@ -76,70 +141,20 @@ export const MUTANTS: readonly Mutant[] = [
     find: "!this.joining &&\n      this.gate === null &&\n      (this.vote === m.from",
     replace: "(this.vote === m.from",
   },
-  {
-    name: "forget an idempotency key early (a window a thousandth as long)",
-    file: "src/kv/kv-state.ts",
-    find: "limits.idempotencyKeyCountMax,\n      limits.idempotencyWindowMs,\n      idempotencyDigest,",
-    replace:
-      "limits.idempotencyKeyCountMax,\n      Math.ceil(limits.idempotencyWindowMs / 1000),\n      idempotencyDigest,",
-  },
+  IDEMPOTENCY_WINDOW_SHORT,
   {
     name: "apply a retried write again (the idempotency table is not consulted)",
     file: "src/kv/kv-state-machine.ts",
     find: "if (record !== undefined) {\n      return sameDigest",
     replace: 'if (record !== undefined && command.type === "delete") {\n      return sameDigest',
   },
-  {
-    name: "a full idempotency table evicts its oldest live key instead of refusing",
-    file: "src/kv/kv-state-machine.ts",
-    find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
-    replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
-  },
-  {
-    name: "switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
-    file: "src/core/replica.ts",
-    find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
-    replace: "if (pr === undefined) return;",
-    also: {
-      find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
-      replace:
-        "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
-    },
-  },
-  {
-    name: "log time is the largest stamp seen (a master clock jump expires every key)",
-    file: "src/kv/kv-state-machine.ts",
-    find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
-    replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
-  },
-  {
-    name: "storage: the commit hint is not clamped to the durable log",
-    file: "src/storage/disk-storage.ts",
-    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
-    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
-    wholeNode: true,
-  },
-  {
-    name: "storage: the commit hint is not clamped to the durable log (DiskStorage alone)",
-    file: "src/storage/disk-storage.ts",
-    find: "const clamped = { ...state, commitIndex: Math.min(state.commitIndex, durable) };",
-    replace: "const clamped = { ...state, commitIndex: state.commitIndex + 0 * durable };",
-    test: "test/storage/sim-crash.test.ts",
-  },
-  {
-    name: "storage: the hard state is renamed into place without an fsync of its directory (DiskStorage alone)",
-    file: "src/storage/stable-store.ts",
-    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
-    replace: "",
-    test: "test/storage/sim-crash.test.ts",
-  },
-  {
-    name: "storage: the hard state is renamed into place without an fsync of its directory",
-    file: "src/storage/stable-store.ts",
-    find: 'await io(this.dir, "fsync directory", () => this.fs.syncDir(this.dir));',
-    replace: "",
-    wholeNode: true,
-  },
+  IDEMPOTENCY_TABLE_EVICTS,
+  SWITCHOVER_EARLY,
+  LOG_TIME_LARGEST_STAMP,
+  COMMIT_HINT_UNCLAMPED,
+  underCrashTests(COMMIT_HINT_UNCLAMPED),
+  underCrashTests(HARD_STATE_RENAME_UNSYNCED),
+  HARD_STATE_RENAME_UNSYNCED,
   {
     name: "storage: a new log segment is renamed into place without an fsync of its directory",
     file: "src/storage/wal.ts",
@@ -166,13 +181,7 @@ export const MUTANTS: readonly Mutant[] = [
     },
     wholeNode: true,
   },
-  {
-    name: "whole node: log time is the largest stamp seen (a master clock jump expires every key)",
-    file: "src/kv/kv-state-machine.ts",
-    find: "state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);",
-    replace: "state.clockMs = Math.max(state.clockMs, stampMs);",
-    wholeNode: true,
-  },
+  underWholeNode(LOG_TIME_LARGEST_STAMP),
   {
     name: "whole node: a keep-alive renews a lease for half its time to live",
     file: "src/kv/lease-table.ts",
@@ -180,13 +189,7 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "lease.expiresAtMs = nowMs + Math.floor(lease.ttlMs / 2);",
     wholeNode: true,
   },
-  {
-    name: "whole node: a full idempotency table evicts its oldest live key instead of refusing",
-    file: "src/kv/kv-state-machine.ts",
-    find: 'if (!idempotency.hasRoom(clockMs)) return this.tableFull("idempotency");',
-    replace: "if (!idempotency.hasRoom(clockMs)) idempotency.expire(Number.MAX_SAFE_INTEGER, 1);",
-    wholeNode: true,
-  },
+  underWholeNode(IDEMPOTENCY_TABLE_EVICTS),
   {
     name: "whole node: a transaction applies only its first operation",
     file: "src/kv/kv-state-machine.ts",
@@ -201,18 +204,7 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "() => true);\n    for (const key of keys.slice(0, 1)) this.removeKey(key, index);",
     wholeNode: true,
   },
-  {
-    name: "whole node: switchover: TimeoutNow before the target holds the log, and its votes skip the log check",
-    file: "src/core/replica.ts",
-    find: "if (pr === undefined || pr.match < this.log.lastIndex()) return;",
-    replace: "if (pr === undefined) return;",
-    also: {
-      find: "const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);",
-      replace:
-        "const granted = canVote && (m.handover || this.log.isUpToDate(m.lastIndex, m.lastTerm));",
-    },
-    wholeNode: true,
-  },
+  underWholeNode(SWITCHOVER_EARLY),
   {
     name: "whole node: a master counts acknowledgements from any incarnation of a member",
     file: "src/core/replica.ts",
@@ -303,12 +295,5 @@ export const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
     options: '{ negativeControl: "no_join" }',
   },
-  {
-    name: "forget an idempotency key early (a window a thousandth as long), whole node",
-    file: "src/kv/kv-state.ts",
-    find: "limits.idempotencyKeyCountMax,\n      limits.idempotencyWindowMs,\n      idempotencyDigest,",
-    replace:
-      "limits.idempotencyKeyCountMax,\n      Math.ceil(limits.idempotencyWindowMs / 1000),\n      idempotencyDigest,",
-    wholeNode: true,
-  },
+  underWholeNode(IDEMPOTENCY_WINDOW_SHORT, `${IDEMPOTENCY_WINDOW_SHORT.name}, whole node`),
 ];
