@@ -9,6 +9,7 @@
  * written) before removing the data.
  */
 
+import { Option } from "commander";
 import { Cluster } from "../harness/cluster.js";
 import { batonCommand, type StatusView } from "../harness/processes.js";
 import type { NetnsHosts } from "../src/chaos/hosts.js";
@@ -157,4 +158,33 @@ export async function startBatonCluster(options: BatonClusterOptions): Promise<B
     cluster,
     `Baton (${built}), 3 nodes, data on disk with fsync, default timeouts${extra}`,
   );
+}
+
+/** `--profile`, for a benchmark that starts Baton nodes: their CPU profiles. */
+export function profileOption(): Option {
+  return new Option(
+    "--profile",
+    "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)",
+  );
+}
+
+/** `--node-flag`, repeatable: a Node.js or V8 flag for every Baton node's process. */
+export function nodeFlagOption(example: string): Option {
+  return new Option(
+    "--node-flag <flag>",
+    `a Node.js or V8 flag for every Baton node's process, e.g. --node-flag=${example} (repeatable; the output goes to each node's log)`,
+  )
+    .argParser((flag: string, flags: string[]) => [...flags, flag])
+    .default([] as string[], "none");
+}
+
+/** Every node's process flags: the `--node-flag`s, then `--cpu-prof` into `profileDir` with `--profile`. */
+export function nodeProcessFlags(
+  options: { readonly nodeFlags: readonly string[]; readonly profile: boolean },
+  profileDir: string,
+): string[] {
+  return [
+    ...options.nodeFlags,
+    ...(options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
+  ];
 }

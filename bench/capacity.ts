@@ -45,7 +45,13 @@ import {
   waitFor,
 } from "../harness/processes.js";
 import { median } from "../harness/stats.js";
-import { type BatonBenchCluster, startBatonCluster } from "./baton-cluster.js";
+import {
+  type BatonBenchCluster,
+  nodeFlagOption,
+  nodeProcessFlags,
+  profileOption,
+  startBatonCluster,
+} from "./baton-cluster.js";
 import { type BenchNode, counterTotal, gauge } from "./bench-cluster.js";
 import {
   dirBytes,
@@ -191,13 +197,8 @@ export function parseCapacityOptions(argv: readonly string[]): CapacityOptions {
       "--baton-election-ms <range>",
       "every node's --election-ms, e.g. 150-300 (default Baton's); the transfer phase counts the elections it saw",
     )
-    .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
-    .option(
-      "--node-flag <flag>",
-      "a Node.js or V8 flag for every Baton node's process, e.g. --node-flag=--trace-gc (repeatable; the output goes to each node's log)",
-      (flag: string, flags: string[]) => [...flags, flag],
-      [] as string[],
-    )
+    .addOption(profileOption())
+    .addOption(nodeFlagOption("--trace-gc"))
     .option(
       "--smoke",
       "a tiny run that checks the benchmark works: 1,500 keys, log size 1,000, 2 MB transfer, no restart after the memory phase",
@@ -345,12 +346,7 @@ async function startCluster(
       ...(options.electionMs === null ? [] : ["--election-ms", options.electionMs]),
     ],
     ...(startIds === undefined ? {} : { startIds }),
-    nodeFlags: [
-      ...options.nodeFlags,
-      ...(options.profile
-        ? ["--cpu-prof", "--cpu-prof-dir", join(options.out, "profiles", name)]
-        : []),
-    ],
+    nodeFlags: nodeProcessFlags(options, join(options.out, "profiles", name)),
   });
   systems[name] = cluster.description;
   return cluster;

@@ -25,7 +25,12 @@ import {
   resolveFrom,
   runScript,
 } from "../harness/processes.js";
-import { startBatonCluster } from "./baton-cluster.js";
+import {
+  nodeFlagOption,
+  nodeProcessFlags,
+  profileOption,
+  startBatonCluster,
+} from "./baton-cluster.js";
 import { type BenchCluster, clusterCpuMs, type SystemName } from "./bench-cluster.js";
 import { describeMachine, runAsProgram } from "./entry.js";
 import { ensureEtcd, startEtcdCluster } from "./etcd-cluster.js";
@@ -124,13 +129,8 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     .option("--runs <n>", "repeat every case n times and report medians", (v) => parseList(v)[0], 1)
     .option("--out <dir>", "results folder (default results/bench/<date>)")
     .option("--from <where>", "dist (the built CLI, default), source (tsx, no build), auto", "dist")
-    .option("--profile", "run Baton nodes with node --cpu-prof (profiles in <out>/profiles)")
-    .option(
-      "--node-flag <flag>",
-      "a Node.js or V8 flag for every Baton node's process, e.g. --node-flag=--no-opt (repeatable)",
-      (flag: string, flags: string[]) => [...flags, flag],
-      [] as string[],
-    )
+    .addOption(profileOption())
+    .addOption(nodeFlagOption("--no-opt"))
     .option("--baton-cli <file>", "run Baton nodes from another build's cli/main.js")
     .option(
       "--tls <dir>",
@@ -341,10 +341,7 @@ async function startClusters(
     ...(options.batonCli === null ? {} : { cli: options.batonCli }),
     ...(options.tls === null ? {} : { tlsDir: options.tls }),
     ...(options.tlsOnly === null ? {} : { tlsOnly: options.tlsOnly }),
-    nodeFlags: [
-      ...options.nodeFlags,
-      ...(options.profile ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []),
-    ],
+    nodeFlags: nodeProcessFlags(options, profileDir),
   });
   clusters.push(baton);
   systems.baton = baton.description;

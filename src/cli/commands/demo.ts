@@ -194,8 +194,8 @@ function startChild(
   if (flags.faultInjection) args.push("--allow-fault-injection");
   const child: Child = {
     id,
-    process: spawnNode(id, args, root, (event) => {
-      if (event === "shutdown") child.stopping = true;
+    process: spawnNode(id, args, root, () => {
+      child.stopping = true;
     }),
     exited: false,
     stopping: false,
@@ -204,19 +204,22 @@ function startChild(
   return child;
 }
 
-/** Runs one `baton start` whose log goes to its file and, narrated, to the terminal. */
+/**
+ * Runs one `baton start` whose log goes to its file and, narrated, to the terminal;
+ * `onShutdown` runs when the node logs that it is stopping on a signal of its own.
+ */
 function spawnNode(
   id: number,
   args: readonly string[],
   root: string,
-  onEvent: (event: string | undefined) => void,
+  onShutdown: () => void,
 ): ChildProcess {
   const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   const log = createWriteStream(join(root, `n${id}.log`), { flags: "a" });
   const lines = createInterface({ input: proc.stdout! });
   lines.on("line", (line) => {
     log.write(`${line}\n`);
-    onEvent(narrate(id, line));
+    if (narrate(id, line) === "shutdown") onShutdown();
   });
   proc.stderr!.on("data", (chunk: Buffer) =>
     process.stderr.write(`[node ${id}] ${chunk.toString()}`),
@@ -242,8 +245,8 @@ function watchExit(
       state.restarts.delete(timer);
       if (state.stopping) return;
       child.stopping = false;
-      child.process = spawnNode(child.id, args, root, (event) => {
-        if (event === "shutdown") child.stopping = true;
+      child.process = spawnNode(child.id, args, root, () => {
+        child.stopping = true;
       });
       child.exited = false;
       console.log(`${time()}  node ${child.id} restarted, pid ${child.process.pid}`);
