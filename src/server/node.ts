@@ -296,6 +296,15 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // removal, the node would otherwise not know which incarnation the log removed, and
     // once it forgot the link it would refuse every incarnation of that id, the one added
     // back included, even as master (see maybeForgetPeers).
+    // Every member of the configuration the node starts with, first: a later one (a
+    // snapshot by state transfer) may drop a member without this node ever applying its
+    // removal, and the link it then forgets must still name the incarnation removed.
+    for (const member of replica.members) {
+      if (member.id === this.id) continue;
+      const address =
+        this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
+      this.lastListed.set(member.id, { incarnation: member.incarnation, address });
+    }
     const saved = deps.identity?.identity() ?? null;
     for (const member of [
       ...(saved?.joinedConfig ?? []),

@@ -183,9 +183,16 @@ describe("whole-node simulator", () => {
     // disk's kind, not a fault that ends) kept the new member from starting within the
     // 5 s in which every node had to agree on a master, while the other two had one all
     // along. The others must agree in 5 s; the replaced member now has until 15 s.
+    // 1316868: node 2 restarted with a configuration that listed node 4, then adopted by
+    // state transfer a snapshot whose configuration had removed it (the operator replacing
+    // node 4 while node 2 was down). The node learned its members' incarnations only from
+    // configurations it applied and from saved ones it no longer listed, so node 4 was in
+    // neither: when node 2 forgot the link it did not know which incarnation was removed,
+    // refused every one, and never followed node 4, the new node under that id, once it
+    // became master. A node now starts knowing every member its configuration lists.
     for (const seed of [
       8, 16, 18, 311, 323, 517, 794, 845, 1170, 1383, 1501, 2402, 2423, 4698, 9238, 22797, 213044,
-      301295, 302916, 423270, 655582, 917249, 1177807,
+      301295, 302916, 423270, 655582, 917249, 1177807, 1316868,
     ]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
