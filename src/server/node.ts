@@ -296,14 +296,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // removal, the node would otherwise not know which incarnation the log removed, and
     // once it forgot the link it would refuse every incarnation of that id, the one added
     // back included, even as master (see maybeForgetPeers).
-    // Every member of the configuration the node starts with, first: a later one (a
-    // snapshot by state transfer) may drop a member without this node ever applying its
-    // removal, and the link it then forgets must still name the incarnation removed.
+    // The configuration the node starts with: a later one (a snapshot by state transfer)
+    // may drop a member without this node ever applying its removal, and the link it then
+    // forgets must still name the incarnation removed (see maybeForgetPeers).
     for (const member of replica.members) {
       if (member.id === this.id) continue;
       const address =
         this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
-      this.lastListed.set(member.id, { incarnation: member.incarnation, address });
+      this.startedWith.set(member.id, { incarnation: member.incarnation, address });
     }
     const saved = deps.identity?.identity() ?? null;
     for (const member of [
@@ -1306,6 +1306,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly linkedPeers = new Set<NodeId>();
   /** When each linked peer was first seen no longer listed nor replicated to. */
   private readonly forgettableSince = new Map<NodeId, number>();
+  /**
+   * Each member of the configuration this node started with, as it listed them. Kept apart
+   * from `lastListed`, whose members admit() refuses as known: one of these that is not
+   * linked yet (added after the command line's peers) is admitted when it calls.
+   */
+  private readonly startedWith = new Map<NodeId, { incarnation: number; address: string }>();
   /** Each member as the newest configuration that listed it did: incarnation, address. */
   private readonly lastListed = new Map<NodeId, { incarnation: number; address: string }>();
   /** The peers whose links were forgotten, as last listed (see admit). */
@@ -1338,7 +1344,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.linkedPeers.delete(id);
       // A member this node knew (listed, or on its command line) departed; one it linked
       // to unlisted (see admit) stays a stranger, which it may admit again.
-      const listed = this.lastListed.get(id);
+      const listed = this.lastListed.get(id) ?? this.startedWith.get(id);
       const address = listed?.address ?? this.config.peers.find((p) => p.id === id)?.address;
       if (address !== undefined && address !== "") {
         this.departed.set(id, { incarnation: listed?.incarnation ?? 0, address });
