@@ -287,6 +287,16 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       onFatal: (error) => this.fail(error),
       beginRestore: this.sm.beginRestore?.bind(this.sm),
     });
+    // The configuration the node starts with: a later one (a snapshot by state transfer)
+    // may drop a member without this node ever applying its removal, and the link it then
+    // forgets must still name the incarnation removed (see maybeForgetPeers).
+    for (const member of replica.members) {
+      if (member.id === this.id) continue;
+      this.startedWith.set(member.id, {
+        incarnation: member.incarnation,
+        address: this.addressOf(member),
+      });
+    }
     // The members the committed configurations removed, as the identity file kept them: a
     // restarted node whose configuration no longer lists a member still knows which
     // incarnation was removed, and so admits that id when it comes back as another (see
@@ -296,28 +306,20 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // removal, the node would otherwise not know which incarnation the log removed, and
     // once it forgot the link it would refuse every incarnation of that id, the one added
     // back included, even as master (see maybeForgetPeers).
-    // The configuration the node starts with: a later one (a snapshot by state transfer)
-    // may drop a member without this node ever applying its removal, and the link it then
-    // forgets must still name the incarnation removed (see maybeForgetPeers).
-    for (const member of replica.members) {
-      if (member.id === this.id) continue;
-      const address =
-        this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
-      this.startedWith.set(member.id, { incarnation: member.incarnation, address });
-    }
     const saved = deps.identity?.identity() ?? null;
     for (const member of [
       ...(saved?.joinedConfig ?? []),
       ...(saved?.appliedConfig?.config ?? []),
     ]) {
       if (member.id === this.id || replica.members.some((m) => m.id === member.id)) continue;
-      const address =
-        this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
-      this.lastListed.set(member.id, { incarnation: member.incarnation, address });
+      this.lastListed.set(member.id, {
+        incarnation: member.incarnation,
+        address: this.addressOf(member),
+      });
     }
     for (const gone of saved?.removed ?? []) {
       if (replica.members.some((m) => m.id === gone.id)) continue;
-      const address = this.config.peers.find((p) => p.id === gone.id)?.address ?? gone.peerAddress;
+      const address = this.addressOf(gone);
       const known = { incarnation: gone.incarnation, address };
       this.lastListed.set(gone.id, known);
       // A peer of the command line is linked now and departs once the link is forgotten
@@ -738,7 +740,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     // command line wins over the one a configuration recorded.
     const listed = r.members.map((m) => ({
       id: m.id,
-      address: this.config.peers.find((p) => p.id === m.id)?.address ?? m.peerAddress,
+      address: this.addressOf(m),
     }));
     const members: MemberStatus[] = listed.map((peer) => {
       const self = peer.id === this.id;
@@ -1271,8 +1273,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       for (const member of event.config) {
         if (member.id === this.id) continue;
         // The command line's address wins over the one the configuration recorded.
-        const address =
-          this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
+        const address = this.addressOf(member);
         this.lastListed.set(member.id, { incarnation: member.incarnation, address });
         this.departed.delete(member.id);
         if (this.linkedPeers.has(member.id) || address === "") continue;
@@ -1439,6 +1440,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       const presented = this.transport.presentedBy?.(m.id) ?? null;
       return presented?.memberIncarnation === m.incarnation && presented.clusterUid === clusterUid;
     });
+  }
+
+  /** A member's peer address: the command line's, else the one its configuration recorded. */
+  private addressOf(member: { readonly id: NodeId; readonly peerAddress: string }): string {
+    return this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
   }
 
   private link(id: NodeId, address: string): void {
