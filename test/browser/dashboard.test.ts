@@ -261,11 +261,15 @@ describe("dashboard in a browser", () => {
         (r) => (r.ok ? (r.json() as Promise<{ role: string }>) : undefined),
         () => undefined,
       );
+    // Every node serving, not only the two that elected the master: the page opens node 1,
+    // which on a loaded machine can still be loading when the other two have a master.
     const master = await waitUntil(
-      "a master",
+      "a master, with every node serving",
       async () => {
-        for (const url of urls) if ((await status(url, tokens.read))?.role === "master") return url;
-        return undefined;
+        const roles = await Promise.all(urls.map((url) => status(url, tokens.read)));
+        if (roles.some((answer) => answer === undefined)) return undefined;
+        const masters = urls.filter((_, i) => roles[i]?.role === "master");
+        return masters.length === 1 ? masters[0] : undefined;
       },
       60_000,
       async () => output.slice(-30).join("\n"),
