@@ -11,8 +11,8 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from "node:fs";
-import { createServer, type Server } from "node:net";
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, type WriteStream } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -105,46 +105,60 @@ export function removeTempDir(dir: string, keep = false): void {
 }
 
 /**
- * `count` distinct free TCP ports on `host`: each is bound to port 0, read, and closed once
- * all are read (so that one call never hands out the same port twice).
+ * Ports for test and benchmark servers come from below the kernel's ephemeral range (where
+ * port 0 binds and outgoing connections take their local port): a port picked from inside
+ * it can be taken by any process's outgoing connection between the check and the server's
+ * bind, and then the server fails with EADDRINUSE. Ports handed out by this process are
+ * never handed out again, so two calls never overlap.
  */
+const PORTS_FROM = 10_000;
+const handedOut = new Set<number>();
+
+/** The first port of the kernel's ephemeral range (32768 where it cannot be read). */
+function ephemeralStart(): number {
+  try {
+    const first = Number(
+      readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/)[0],
+    );
+    return Number.isInteger(first) && first > PORTS_FROM + 1000 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** A base port with `count` consecutive ports free on `host`, none handed out before. */
+async function pickPorts(count: number, host: string): Promise<number> {
+  const end = ephemeralStart() - count;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = PORTS_FROM + Math.floor(Math.random() * (end - PORTS_FROM));
+    const ports = Array.from({ length: count }, (_, i) => base + i);
+    if (ports.some((port) => handedOut.has(port))) continue;
+    const free = await Promise.all(ports.map((port) => isFree(port, host)));
+    if (!free.every(Boolean)) continue;
+    for (const port of ports) handedOut.add(port);
+    return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found on ${host} below ${end + count}`);
+}
+
+/** `count` distinct free TCP ports on `host`, none handed out before by this process. */
 export async function freePorts(count: number, host = "127.0.0.1"): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((done, fail) => {
-          const server = createServer();
-          server.once("error", fail);
-          server.listen(0, host, () => done(server));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => {
-    const address = s.address();
-    if (address === null || typeof address === "string") throw new Error("no TCP address");
-    return address.port;
-  });
-  await Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) ports.push(await pickPorts(1, host));
   return ports;
 }
 
 /** A base port with `count` free consecutive ports on 127.0.0.1 (the demo numbers nodes so). */
-export async function freeConsecutivePorts(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
-    if (free.every(Boolean)) return base;
-  }
-  throw new Error(`no ${count} consecutive free ports found`);
+export function freeConsecutivePorts(count: number): Promise<number> {
+  return pickPorts(count, "127.0.0.1");
 }
 
-/** Whether nothing listens on `port` of 127.0.0.1 now. */
-export function isFree(port: number): Promise<boolean> {
+/** Whether nothing listens on `port` of `host` now. */
+export function isFree(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((done) => {
     const server = createServer();
     server.once("error", () => done(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => done(true)));
+    server.listen(port, host, () => server.close(() => done(true)));
   });
 }
 
