@@ -973,6 +973,39 @@ describe("node runtime", () => {
     }
   });
 
+  it("node: restarted on a configuration that lists a member added after its --peers, a node admits that member when it calls", async () => {
+    // Node 1 was started with --peers 1,2,3; node 4 was added through the log, and the
+    // configuration node 1 saved lists it. Node 1 restarts: node 4 is in the configuration
+    // it starts with but not on its command line, so nothing links it until it calls.
+    const members = [...ids, 4].map((id) => ({
+      id,
+      incarnation: 10 + id,
+      voter: true,
+      peerAddress: `127.0.0.1:${7100 + id}`,
+      httpUrl: "",
+    }));
+    const dir = mkdtempSync(join(tmpdir(), "baton-node-started-with-"));
+    try {
+      const admit = await startOnIdentity(dir, {
+        clusterId: "c0ffee",
+        incarnation: 11,
+        joinedConfig: null,
+        appliedConfig: { index: 7, config: members },
+      });
+      expect(
+        admit({
+          id: 4,
+          memberIncarnation: 14,
+          peerAddress: "127.0.0.1:7104",
+          sameCluster: true,
+          clusterUid: "c0ffee",
+        }),
+      ).toEqual({ admitted: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("node: a node that never learned its cluster id admits a new member on the word of a listed member", async () => {
     // Node 1 stopped before it learned that the entry carrying the cluster id committed;
     // node 5 was added (and made master) meanwhile. Only node 5 can tell node 1 of itself.
