@@ -4,6 +4,8 @@
  * docs/api.md, and the 4xx answer, naming the field, for each kind of bad input.
  */
 
+import { get as httpGet, type IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import type { LightMyRequestResponse } from "fastify";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
@@ -310,6 +312,55 @@ describe("http store: watch", () => {
     const ids = [...text.matchAll(/^id: (\S+)$/gm)].map((m) => m[1]);
     expect(ids).toEqual(["1.1", "3.1", "4.1"]);
     expect(text).toContain('"key":"b/3"');
+  });
+
+  it("watch: a backlog goes out as the reader takes it (one piece held for a reader that does not read, not the history), and live changes follow it in order", async () => {
+    const { app, server, api } = setup();
+    const megabyte = 1024 * 1024;
+    const count = 24;
+    for (let i = 0; i < count; i++) {
+      expect((await put(app, `w/${i}`, String(i % 10).repeat(megabyte))).statusCode).toBe(200);
+    }
+    const sockets: Socket[] = [];
+    server.app.server.on("connection", (socket: Socket) => sockets.push(socket));
+    const { url } = await server.listen("127.0.0.1", 0);
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      httpGet(`${url}/v1/watch?prefix=w%2F&fromRevision=1`, { agent: false }, resolve).on(
+        "error",
+        reject,
+      );
+    });
+    expect(response.statusCode).toBe(200);
+    // The reader stops reading: what the node holds for it stays in its socket's buffer.
+    response.pause();
+    while (api.stateMachine.watchCount === 0) await new Promise((r) => setTimeout(r, 5));
+    let held = 0;
+    for (let i = 0; i < 30; i++) {
+      held = Math.max(held, ...sockets.map((socket) => socket.writableLength));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // One piece (about one 1 MiB event), not the 24 MiB backlog less what the kernel took.
+    expect(held).toBeLessThan(2 * megabyte);
+    expect(held).toBeGreaterThan(0);
+    // A change made while the backlog waits goes out after it.
+    await put(app, "w/live", "now");
+    const ids: string[] = [];
+    let text = "";
+    response.setEncoding("utf8");
+    await new Promise<void>((resolve) => {
+      response.on("data", (chunk: string) => {
+        text += chunk;
+        for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
+          const id = /^id: (\S+)$/m.exec(text.slice(0, end))?.[1];
+          if (id !== undefined) ids.push(id);
+          text = text.slice(end + 2);
+        }
+        if (ids.length === count + 1) resolve();
+      });
+      response.resume();
+    });
+    response.destroy();
+    expect(ids).toEqual(Array.from({ length: count + 1 }, (_, i) => `${i + 1}.1`));
   });
 
   it("watch: a revision older than the history is 410 ERR_COMPACTED naming fromRevision", async () => {

@@ -12,8 +12,13 @@ import type { FastifyReply } from "fastify";
 const KEEP_ALIVE_MS = 15_000;
 
 export interface EventStream {
-  /** Writes `text` (whole events); ends the stream when its reader is `bufferBytesMax` behind. */
-  write(text: string): void;
+  /**
+   * Writes `text` (whole events); ends the stream when its reader is `bufferBytesMax` behind.
+   * Returns whether the socket has room for more now (false: wait for `whenDrained`).
+   */
+  write(text: string): boolean;
+  /** Calls `then` once the socket has written out what it holds (unless the stream ends first). */
+  whenDrained(then: () => void): void;
   /** Ends the stream; safe to call more than once. */
   end(): void;
   readonly ended: boolean;
@@ -46,9 +51,14 @@ export function openEventStream(
   const stream: EventStream = {
     ended: false,
     write(text) {
-      if (stream.ended || text === "") return;
-      raw.write(text);
+      if (stream.ended) return false;
+      if (text === "") return !raw.writableNeedDrain;
+      const room = raw.write(text);
       if (raw.writableLength > options.bufferBytesMax) stream.end();
+      return room && !stream.ended;
+    },
+    whenDrained(then) {
+      if (!stream.ended) raw.once("drain", then);
     },
     end() {
       if (stream.ended) return;

@@ -37,6 +37,8 @@ import { registerResource } from "./resource.js";
 export const WATCHES_MAX = 10_000;
 /** Bytes a stream may have waiting in its socket before it is closed as too slow. */
 const STREAM_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
+/** A backlog goes out in pieces of about this many characters, each once the socket drained. */
+const BACKLOG_PIECE_CHARS = 64 * 1024;
 
 /** Registers `/v1/watch`; returns the handle that ends every open watch. */
 export function registerWatchRoute(
@@ -86,6 +88,28 @@ function eventText(events: readonly PrefixWatchEvent[]): string {
   return text;
 }
 
+/**
+ * The text of the backlog's events from `from` on, up to about BACKLOG_PIECE_CHARS, and where
+ * the next piece starts. A backlog is one reader's alone, so its lines are not kept in
+ * `dataLines`: a watch from the oldest revision would otherwise keep a line for every change
+ * the history holds, up to six times the history's bytes (a control character is six in JSON).
+ */
+function backlogPiece(
+  events: readonly PrefixWatchEvent[],
+  from: number,
+): { text: string; next: number } {
+  let text = "";
+  let i = from;
+  while (i < events.length && text.length < BACKLOG_PIECE_CHARS) {
+    const { change, n } = events[i]!;
+    const value = change.value === null ? null : decoder.decode(change.value);
+    const event = { type: change.type, key: change.key, value, revision: change.revision };
+    text += `id: ${change.revision}.${n}\ndata: ${JSON.stringify(event)}\n\n`;
+    i++;
+  }
+  return { text, next: i };
+}
+
 function watch(
   context: HttpContext,
   hub: WatchHub,
@@ -107,9 +131,12 @@ function watch(
   let stream: EventStream | null = null;
   // The events of the commands applied in one turn of the event loop (the entries of one
   // Ready) leave in one write, after the applies: with many watches open, a write per
-  // command per watch held the apply loop for the whole fan-out, once per command.
+  // command per watch held the apply loop for the whole fan-out, once per command. While
+  // the backlog is still going out, they wait behind it (up to the stream's buffer limit).
   let pending = "";
+  let backlogSent = false;
   const deliver = (): void => {
+    if (!backlogSent) return;
     const text = pending;
     pending = "";
     stream?.write(text);
@@ -123,8 +150,10 @@ function watch(
     },
     {
       events: (events) => {
-        if (pending === "") queueMicrotask(deliver);
+        if (pending === "" && backlogSent) queueMicrotask(deliver);
         pending += eventText(events);
+        // A reader still that far behind on the backlog is too slow: it resumes later.
+        if (!backlogSent && pending.length > STREAM_BUFFER_BYTES_MAX) stream?.end();
       },
       end: () => {
         deliver();
@@ -147,7 +176,24 @@ function watch(
   stream = opened;
   // A comment first, so that the client knows the watch is in place before any change.
   opened.write(`: watching ${JSON.stringify(prefix)} from revision ${fromRevision}\n\n`);
-  opened.write(eventText(started.backlog));
+  // The backlog (up to the whole history: 100,000 changes, 64 MiB of values and more as
+  // JSON) goes out a piece at a time as the reader takes it, never all into the socket's
+  // buffer at once: a reader that does not read holds one piece, not the history.
+  const backlog = started.backlog;
+  let next = 0;
+  const sendBacklog = (): void => {
+    while (next < backlog.length) {
+      const piece = backlogPiece(backlog, next);
+      next = piece.next;
+      if (!opened.write(piece.text) && next < backlog.length) {
+        opened.whenDrained(sendBacklog);
+        return;
+      }
+    }
+    backlogSent = true;
+    deliver();
+  };
+  sendBacklog();
   if (!opened.ended) open.add(opened.end);
   return undefined;
 }
