@@ -802,12 +802,15 @@ const RETRIED_STATUSES = new Set([408, 429, 502, 503, 504]);
 /** Codes that speak only for the answering node, so another node may serve at once. */
 const NODE_LOCAL_CODES = new Set(["ERR_SHUTTING_DOWN", "ERR_STORAGE_FAILED", "ERR_NOT_MASTER"]);
 
-/** Codes a node answers with before it proposes a write, so that attempt applied nothing. */
+/**
+ * Codes a node answers with before it proposes a write, so that attempt applied nothing.
+ * Not ERR_SHUTTING_DOWN: a stopping node answers it for the writes it had already put in
+ * the log (or forwarded), which the next master may still commit.
+ */
 const REJECTED_BEFORE_PROPOSING = new Set([
   "ERR_NO_MASTER",
   "ERR_NOT_MASTER",
   "ERR_BUSY",
-  "ERR_SHUTTING_DOWN",
   "ERR_TABLE_FULL",
 ]);
 

@@ -216,6 +216,20 @@ describe("client: retries and giving up", () => {
     expect(new Set(idempotencyKeys(fake))).toEqual(new Set(["key-1"]));
   });
 
+  it("client: a write answered ERR_SHUTTING_DOWN may have applied (the stopping node had proposed it)", async () => {
+    const fake = await cluster(1, 1);
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "PUT") return false;
+      reply.code(503).send({ error: "the node is shutting down", code: "ERR_SHUTTING_DOWN" });
+      return true;
+    };
+    const c = client({ endpoints: fake.urls, deadlineMs: 300 });
+    const error = await expectRejection(c.put("k", "v", { idempotencyKey: "key-2" }));
+    expect(error.message).toContain("ERR_SHUTTING_DOWN");
+    expect(error.message).toContain("idempotency key key-2");
+    expect((error as NoMasterReachableError).details.mayHaveApplied).toBe(true);
+  });
+
   it("client: does not retry 400 (invalid input)", async () => {
     const fake = await cluster(3, 1);
     for (const node of fake.nodes) {
