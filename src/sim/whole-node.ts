@@ -1583,10 +1583,12 @@ class WholeNodeRun {
 
   /**
    * The master that every node but the one the operator is replacing agrees on, while that
-   * replacement is still under way (its node not up yet), or null.
+   * replacement is still under way (its node down, or up and not yet following), or null.
    */
   agreedMasterBesideReplacement(): NodeId | null {
-    const replaced = this.procs.find((p) => this.operator.replacing(p) && p.node === null);
+    // Down, or up and still finding its master (seed 1391507: started 3 ms before the
+    // deadline, its steps slowed by stalled fsyncs): either way it has until the later one.
+    const replaced = this.procs.find((p) => this.operator.replacing(p));
     if (replaced === undefined) return null;
     return this.agreedMasterOf(this.procs.filter((p) => p !== replaced));
   }
