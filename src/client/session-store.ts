@@ -12,7 +12,10 @@
  * session}` and attached to a lease whose time to live is the cookie's remaining
  * `maxAge` (a day when the cookie has none), so the cluster deletes it when it expires,
  * on every node at once. `touch` keeps the lease alive; a `set` with a new time to live
- * moves the key to a new lease and revokes the old one.
+ * moves the key to a new lease and revokes the old one. A lease lasts at most 7 days
+ * (docs/api.md), so a cookie that lasts longer keeps its session for 7 days from its last
+ * request. A session whose cookie has expired is not handed out, even while its key is
+ * still there (a fail-over gives every lease its full time to live again).
  *
  * It takes express-session's `Store` class as an argument rather than importing it, so the
  * client library does not depend on express-session; the store is an instance of it, with
@@ -32,9 +35,19 @@ export interface SessionStoreOptions {
 
 /** A session as express-session hands it over: plain data with its cookie. */
 export interface StoredSession {
-  cookie?: { maxAge?: number | null; originalMaxAge?: number | null } | undefined;
+  cookie?:
+    | {
+        maxAge?: number | null;
+        originalMaxAge?: number | null;
+        /** When the cookie expires: a Date, or its JSON (an ISO string) once stored. */
+        expires?: Date | string | null;
+      }
+    | undefined;
   [field: string]: unknown;
 }
+
+/** The longest time to live a node grants a lease (docs/api.md), in seconds. */
+export const SESSION_TTL_SECONDS_MAX = 604_800;
 
 type Callback<T = unknown> = (error?: unknown, result?: T) => void;
 
@@ -67,16 +80,30 @@ export function createSessionStore<S extends object>(
   const { client } = options;
   const prefix = options.prefix ?? "sess/";
   const ttlDefault = options.ttlSecondsDefault ?? 86_400;
+  if (!Number.isInteger(ttlDefault) || ttlDefault < 1 || ttlDefault > SESSION_TTL_SECONDS_MAX) {
+    throw new RangeError(
+      `ttlSecondsDefault must be a whole number of seconds from 1 to ${SESSION_TTL_SECONDS_MAX} (a lease's longest time to live), not ${ttlDefault}`,
+    );
+  }
   const keyOf = (sid: string): string => `${prefix}${sid}`;
+  // The cookie's remaining time (none: a browser-session cookie, the default; spent: a
+  // second), up to a lease's longest.
   const ttlOf = (session: StoredSession): number => {
     const maxAge = session.cookie?.maxAge;
-    return typeof maxAge === "number" && maxAge > 0
-      ? Math.max(1, Math.ceil(maxAge / 1000))
-      : ttlDefault;
+    const seconds = typeof maxAge === "number" ? Math.max(1, Math.ceil(maxAge / 1000)) : ttlDefault;
+    return Math.min(seconds, SESSION_TTL_SECONDS_MAX);
   };
   const read = async (sid: string): Promise<Record_ | null> => {
     const entry = await client.get(keyOf(sid));
     return entry === null ? null : parse(entry.text());
+  };
+  // As express-session's own MemoryStore: a session whose cookie expired is gone.
+  const current = async (sid: string): Promise<StoredSession | null> => {
+    const record = await read(sid);
+    if (record === null || !expired(record.s)) return record?.s ?? null;
+    await client.revokeLease(record.l);
+    await client.delete(keyOf(sid));
+    return null;
   };
   const save = async (sid: string, session: StoredSession): Promise<void> => {
     const ttl = ttlOf(session);
@@ -98,11 +125,7 @@ export function createSessionStore<S extends object>(
     if (existing !== null && existing.l !== lease) await client.revokeLease(existing.l);
   };
   const methods: BatonSessionStore = {
-    get: (sid, callback) =>
-      settle(
-        read(sid).then((r) => r?.s ?? null),
-        callback,
-      ),
+    get: (sid, callback) => settle(current(sid), callback),
     set: (sid, session, callback) => settle(save(sid, session), callback),
     destroy: (sid, callback) =>
       settle(
@@ -131,7 +154,9 @@ export function createSessionStore<S extends object>(
           const sessions: Record<string, StoredSession> = {};
           for await (const item of client.rangeAll(prefix)) {
             const record = item.value === null ? null : parse(item.value);
-            if (record !== null) sessions[item.key.slice(prefix.length)] = record.s;
+            if (record !== null && !expired(record.s)) {
+              sessions[item.key.slice(prefix.length)] = record.s;
+            }
           }
           return sessions;
         })(),
@@ -149,6 +174,14 @@ export function createSessionStore<S extends object>(
     clear: (callback) => settle(client.deleteRange(prefix), callback),
   };
   return Object.assign(new Store(), methods);
+}
+
+/** Whether the session's cookie has an expiry, and it has passed. */
+function expired(session: StoredSession): boolean {
+  const expires = session.cookie?.expires;
+  if (expires === undefined || expires === null) return false;
+  const at = new Date(expires).getTime();
+  return !Number.isNaN(at) && at <= Date.now();
 }
 
 function parse(text: string): Record_ | null {
