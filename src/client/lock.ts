@@ -5,8 +5,8 @@
  * exist, put it attached to my lease"; if someone holds it, watch the key until it is
  * deleted (released, or its holder's lease expired) and try again. The holder keeps its
  * lease alive every third of its time to live; when that fails for good (the lease ended,
- * say because the holder was cut off for longer than the TTL) the lock is lost and `lost`
- * aborts. Releasing revokes the lease, which deletes the key at once.
+ * or no keep-alive sent in the last TTL has been answered, say because the holder is cut
+ * off) the lock is lost and `lost` aborts. Releasing revokes the lease, which deletes the key at once.
  *
  * The fencing token is the revision at which the holder put the key. Every later holder
  * puts it at a later revision, so a resource that remembers the largest token it has seen
@@ -56,8 +56,9 @@ export async function lock(
   if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1) {
     throw new InvalidInputError("ttlSeconds", "must be a whole number of seconds >= 1");
   }
+  const grantSentAt = performance.now();
   const lease = await client.grantLease(ttlSeconds);
-  const keeper = new LeaseKeeper(client, lease.id, ttlSeconds);
+  const keeper = new LeaseKeeper(client, lease.id, ttlSeconds, grantSentAt);
   try {
     for (;;) {
       options.signal?.throwIfAborted();
@@ -105,20 +106,30 @@ async function untilDeleted(
   stop.throwIfAborted();
 }
 
-/** Keeps a lease alive every third of its TTL; aborts `lost` when it cannot. */
+/**
+ * Keeps a lease alive every third of its TTL, and aborts `lost` once the lease may have
+ * ended: a TTL after the *sending* of the last request that renewed it (the node renewed it
+ * at some moment after that, so it lives at least that long), whether or not a keep-alive
+ * is still waiting for its answer. A holder cut off from the cluster keeps trying for the
+ * client's whole deadline; waiting for that before giving up would let it believe it held
+ * the lock after another had taken it.
+ */
 class LeaseKeeper {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
-  private lastKeptAt = performance.now();
+  private expiry: NodeJS.Timeout | null = null;
   private keeping = false;
 
   constructor(
     private readonly client: BatonClient,
     private readonly leaseId: number,
     private readonly ttlSeconds: number,
+    /** When the request that last renewed the lease was sent (performance.now()). */
+    private keptFrom: number,
   ) {
     this.timer = setInterval(() => this.keep(), (ttlSeconds * 1000) / 3);
     this.timer.unref();
+    this.armExpiry();
   }
 
   get lost(): AbortSignal {
@@ -127,19 +138,33 @@ class LeaseKeeper {
 
   stop(): void {
     clearInterval(this.timer);
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    this.expiry = null;
+  }
+
+  private armExpiry(): void {
+    if (this.expiry !== null) clearTimeout(this.expiry);
+    const left = this.keptFrom + this.ttlSeconds * 1000 - performance.now();
+    this.expiry = setTimeout(
+      () => {
+        this.lose(new Error(`lease ${this.leaseId} was not kept alive within its TTL`));
+      },
+      Math.max(0, left),
+    );
+    this.expiry.unref();
   }
 
   private keep(): void {
-    if (this.keeping) return;
-    if (performance.now() - this.lastKeptAt > this.ttlSeconds * 1000) {
-      return this.lose(new Error(`lease ${this.leaseId} was not kept alive within its TTL`));
-    }
+    if (this.keeping || this.controller.signal.aborted) return;
     this.keeping = true;
+    const sentAt = performance.now();
     this.client
       .keepAliveLease(this.leaseId)
       .then(
         () => {
-          this.lastKeptAt = performance.now();
+          if (this.controller.signal.aborted || sentAt <= this.keptFrom) return;
+          this.keptFrom = sentAt;
+          this.armExpiry();
         },
         (error: unknown) => {
           // A lease that ended is lost for good; other failures are tried again next time.
@@ -153,7 +178,7 @@ class LeaseKeeper {
 
   private lose(reason: Error): void {
     this.stop();
-    this.controller.abort(reason);
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
   }
 }
 

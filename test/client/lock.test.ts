@@ -77,6 +77,36 @@ describe("client: locks", () => {
     await next.release();
   });
 
+  it("lock: a holder cut off from the cluster loses the lock a TTL after its last answered keep-alive was sent, though a keep-alive is still waiting", async () => {
+    const { clients } = await setup();
+    const real = clients();
+    let cut = false;
+    // The holder's keep-alives stop being answered: a client cut off from every node keeps
+    // trying for its whole deadline (10 s), far past the lease's 1 s.
+    const holder = new Proxy(real, {
+      get(target, key) {
+        if (key === "keepAliveLease" && cut) return () => new Promise(() => {});
+        const value = Reflect.get(target, key);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const before = performance.now();
+    const held = await lock(holder, "locks/cut", { ttlSeconds: 1 });
+    cut = true;
+    await new Promise<void>((resolve, reject) => {
+      const timeout = setTimeout(() => reject(new Error("the lock was never lost")), 3000);
+      held.lost.addEventListener("abort", () => {
+        clearTimeout(timeout);
+        resolve();
+      });
+    });
+    const lostAfter = performance.now() - before;
+    expect(lostAfter).toBeLessThan(1500);
+    expect(lostAfter).toBeGreaterThan(900);
+    expect(String(held.lost.reason)).toContain("was not kept alive within its TTL");
+    await held.release();
+  });
+
   it("lock: waiting ends when the signal aborts, leaving no lease behind", async () => {
     const { clients, node } = await setup();
     const held = await lock(clients(), "locks/y");
