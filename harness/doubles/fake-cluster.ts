@@ -151,7 +151,11 @@ export class FakeCluster {
       const node = this.node(id);
       if (node.intercept !== null && (await node.intercept(request, reply, node))) return reply;
       if (request.url.startsWith("/v1/status")) reply.send(this.statusOf(id));
-      else if (
+      else if (request.url.startsWith("/v1/switchover") && id === this.masterId) {
+        // A stand-in that hands over to no one: it answers with itself, as a master would
+        // after a switchover whose target it is.
+        reply.send({ master: this.masterId, term: this.term });
+      } else if (
         id !== this.masterId &&
         (this.backupMode === "unavailable" || this.masterId === null)
       ) {
@@ -160,6 +164,7 @@ export class FakeCluster {
       return reply;
     };
     app.get("/v1/status", handle);
+    app.post("/v1/switchover", handle);
     app.route({ method: ["GET", "PUT", "DELETE"], url: "/v1/kv/:key", handler: handle });
     return app;
   }

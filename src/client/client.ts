@@ -244,7 +244,17 @@ interface Operation {
   readonly idempotencyKey: string | null;
   /** Whether an attempt may first ask its node who the master is. */
   readonly discover: boolean;
+  /**
+   * For a change that carries no idempotency key (a switchover, a membership change): it is
+   * never sent again once an attempt may have reached the master (the answer was lost), nor
+   * is such an attempt abandoned when a newer master appears (which a switchover makes
+   * itself); its attempts get at least this long, for the node waits for the change.
+   */
+  readonly once?: { readonly attemptTimeoutMs: number };
 }
+
+/** How long a switchover or membership change may take to be answered, at least. */
+const CHANGE_ATTEMPT_MS = 5000;
 
 const CLIENT_ID_PATTERN = /^[\x21-\x7e]{1,100}$/;
 const encoder = new TextEncoder();
@@ -432,6 +442,7 @@ class HttpBatonClient implements BatonClient {
       },
       idempotencyKey: null,
       discover: true,
+      once: { attemptTimeoutMs: CHANGE_ATTEMPT_MS },
     });
     const json = parseJson(response.body) as { master?: unknown; term?: unknown } | null;
     if (typeof json?.master !== "number" || typeof json.term !== "number") {
@@ -483,6 +494,7 @@ class HttpBatonClient implements BatonClient {
       },
       idempotencyKey: null,
       discover: true,
+      once: { attemptTimeoutMs: CHANGE_ATTEMPT_MS },
     });
     const members = (parseJson(response.body) as { members?: unknown } | null)?.members;
     if (!Array.isArray(members) || !members.every(isMember)) {
@@ -594,14 +606,20 @@ class HttpBatonClient implements BatonClient {
   /** Runs one operation through the retry loop; throws the catalogued error on giving up. */
   private async send(operation: Operation): Promise<FinalResponse> {
     this.assertOpen();
-    const outcome = await retry(
-      (context) => this.attempt(operation, context.timeoutMs),
-      this.policy,
-      {
-        endpointCount: this.pool.endpoints.length,
-        signal: this.closing.signal,
-      },
-    );
+    const policy =
+      operation.once === undefined
+        ? this.policy
+        : {
+            ...this.policy,
+            attemptTimeoutMs: Math.max(
+              this.policy.attemptTimeoutMs,
+              operation.once.attemptTimeoutMs,
+            ),
+          };
+    const outcome = await retry((context) => this.attempt(operation, context.timeoutMs), policy, {
+      endpointCount: this.pool.endpoints.length,
+      signal: this.closing.signal,
+    });
     if (outcome.ok) return outcome.value;
     throw giveUpError(outcome, operation, this.policy);
   }
@@ -622,7 +640,7 @@ class HttpBatonClient implements BatonClient {
     }
     const remainingMs = timeoutMs - (performance.now() - started);
     const endpoint = this.pool.next();
-    const watch = this.watchMaster(endpoint);
+    const watch = operation.once === undefined ? this.watchMaster(endpoint) : null;
     const response = await this.pool.request(endpoint, {
       ...operation.request,
       timeoutMs: Math.max(1, remainingMs),
@@ -633,6 +651,20 @@ class HttpBatonClient implements BatonClient {
     const failure = response.ok ? this.failureOf(response) : connectionFailure(response, cut);
     if (failure !== null) {
       this.pool.noteFailure(endpoint);
+      if (operation.once !== undefined && failure.kind === "lost") {
+        throw new DeadlineExceededError(
+          {
+            endpointsTried: [endpoint],
+            attemptCount: 1,
+            elapsedMs: Math.round(performance.now() - started),
+            lastError: `${endpoint}: ${failure.message}`,
+            anyNodeAnswered: false,
+            idempotencyKey: null,
+            mayHaveApplied: true,
+          },
+          `${operation.name}: the request reached ${endpoint} but its answer was lost (${failure.message}); it may have been carried out, so it is not sent again: check the cluster (baton status, baton member list) before asking again`,
+        );
+      }
       return { ok: false, failure };
     }
     this.pool.noteAnswered(endpoint);

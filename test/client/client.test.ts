@@ -230,6 +230,22 @@ describe("client: retries and giving up", () => {
     expect((error as NoMasterReachableError).details.mayHaveApplied).toBe(true);
   });
 
+  it("client: a switchover whose answer is lost is not sent again (the retry would hand over twice)", async () => {
+    const fake = await cluster(3, 1);
+    for (const node of fake.nodes) {
+      node.intercept = (request) => request.url.startsWith("/v1/switchover");
+    }
+    const c = client({ endpoints: fake.urls, deadlineMs: 400 });
+    const error = await expectRejection(c.switchover());
+    expect(error).toBeInstanceOf(DeadlineExceededError);
+    expect(error.message).toContain("it may have been carried out, so it is not sent again");
+    expect((error as DeadlineExceededError).details.mayHaveApplied).toBe(true);
+    expect(fake.requestsTo("POST", "/v1/switchover")).toHaveLength(1);
+    // Answered, it is an ordinary request.
+    for (const node of fake.nodes) node.intercept = null;
+    expect(await c.switchover()).toEqual({ master: 1, term: expect.any(Number) });
+  });
+
   it("client: does not retry 400 (invalid input)", async () => {
     const fake = await cluster(3, 1);
     for (const node of fake.nodes) {
