@@ -6,7 +6,11 @@
  * therefore refuses the same writes, even while nodes restart with a new quota one by one.
  *
  * The edge check reads this node's copy of the store, which may be a little behind: it
- * only spares the log a write that is sure to be refused. The state machine decides.
+ * only spares the log a write that is sure to be refused. The state machine decides. A
+ * write with an idempotency key is never sure to be refused: it may be the retry of one
+ * already applied (its answer lost), which the state machine answers from its table with
+ * the first result however full the store is now, and this node's copy may not have that
+ * record yet (a new master still applying what it committed). Only its size is checked.
  */
 
 import { type KvCommand, type KvStateMachine, utf8ByteLength } from "../kv/index.js";
@@ -29,7 +33,8 @@ export function defaultStoreQuota(): StoreQuota {
  * Throws when `command` is a put that the store's replicated quota would refuse as this
  * node's copy stands: `TooLargeError` (413) when the key and value alone exceed the bytes
  * quota, `QuotaExceededError` (507) when the store has no room for them. Deletes, and
- * writes that do not grow the store, always pass. Transactions are left to the state
+ * writes that do not grow the store, always pass, and so does a put with an idempotency key
+ * that fits the bytes quota on its own (see above). Transactions are left to the state
  * machine, which judges their net effect.
  */
 export function checkQuota(command: KvCommand, stateMachine: KvStateMachine): void {
@@ -37,16 +42,17 @@ export function checkQuota(command: KvCommand, stateMachine: KvStateMachine): vo
   const { keyCountMax, bytesMax } = stateMachine.quota;
   const current = stateMachine.get(command.key);
   const keyBytes = utf8ByteLength(command.key) ?? 0;
-  if (current === null && keyCountMax > 0 && stateMachine.size >= keyCountMax) {
-    throw new QuotaExceededError("keys", keyCountMax, stateMachine.size);
-  }
-  if (bytesMax === 0) return;
   const entryBytes = keyBytes + command.value.byteLength;
-  if (entryBytes > bytesMax) {
+  if (bytesMax > 0 && entryBytes > bytesMax) {
     const limit = Math.max(bytesMax - keyBytes, 0);
     const limitName = "the store's whole bytes quota, --quota-bytes, less the key";
     throw new TooLargeError("value", limit, command.value.byteLength, limitName);
   }
+  if (command.idempotencyKey !== undefined) return;
+  if (current === null && keyCountMax > 0 && stateMachine.size >= keyCountMax) {
+    throw new QuotaExceededError("keys", keyCountMax, stateMachine.size);
+  }
+  if (bytesMax === 0) return;
   const growth =
     current === null ? entryBytes : command.value.byteLength - current.value.byteLength;
   if (growth > 0 && stateMachine.bytes + growth > bytesMax) {

@@ -51,6 +51,28 @@ describe("http quota", () => {
     expect((await put("c", "1")).statusCode).toBe(200);
   });
 
+  it("quota: a retried write whose first attempt was applied is answered from the first result, though the store is full now", async () => {
+    const { app } = setup(1, 0);
+    const put = (key: string, idempotencyKey?: string) =>
+      app.inject({
+        method: "PUT",
+        url: `/v1/kv/${key}`,
+        payload: "v",
+        headers: idempotencyKey === undefined ? {} : { "idempotency-key": idempotencyKey },
+      });
+    const first = await put("x", "order-1");
+    expect(first.statusCode).toBe(200);
+    // Its answer was lost; meanwhile x went (a lease ended, say) and y took the only place.
+    expect((await app.inject({ method: "DELETE", url: "/v1/kv/x" })).statusCode).toBe(200);
+    expect((await put("y")).statusCode).toBe(200);
+    const retried = await put("x", "order-1");
+    expect(retried.statusCode).toBe(200);
+    expect(retried.json()).toEqual(first.json());
+    // A new write is still refused, by the edge or by the state machine.
+    expect((await put("z", "order-2")).statusCode).toBe(507);
+    expect((await put("z")).statusCode).toBe(507);
+  });
+
   it("quota: the bytes quota counts keys and values; too large for any store is 413", async () => {
     const { app, put } = setup(0, 20);
     expect((await put("k1", "12345678")).statusCode).toBe(200); // 10 bytes
