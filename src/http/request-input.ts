@@ -104,6 +104,15 @@ export function validationError(path: string, context: string, limits: KvLimits)
   return new InvalidInputError(field, message);
 }
 
+/** Where `text` has its first control character (C0, DEL or C1), or -1: no key holds one. */
+export function controlCharacterAt(text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x20 || (unit >= 0x7f && unit <= 0x9f)) return i;
+  }
+  return -1;
+}
+
 /**
  * The key named by the path, checked against `limits.keyBytesMax`. A key must be 1 to
  * `keyBytesMax` bytes of well-formed UTF-8 with no control characters (C0, DEL, C1), since
@@ -112,12 +121,13 @@ export function validationError(path: string, context: string, limits: KvLimits)
  */
 export function readKey(params: KvParams, limits: KvLimits): string {
   const key = params["*"];
+  const control = controlCharacterAt(key);
+  if (control !== -1) {
+    throw new InvalidInputError("key", `must not contain control characters (found at ${control})`);
+  }
   let bytes = 0;
   for (let i = 0; i < key.length; i++) {
     const unit = key.charCodeAt(i);
-    if (unit < 0x20 || (unit >= 0x7f && unit <= 0x9f)) {
-      throw new InvalidInputError("key", `must not contain control characters (found at ${i})`);
-    }
     if (unit < 0x80) bytes += 1;
     else if (unit < 0x800) bytes += 2;
     else if (unit < 0xd800 || unit > 0xdfff) bytes += 3;

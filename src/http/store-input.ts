@@ -11,6 +11,7 @@ import type { KvLimits, TxnCommand, TxnCompare, TxnOp } from "../kv/index.js";
 import { utf8ByteLength } from "../kv/index.js";
 import { InvalidInputError } from "../shared/errors.js";
 import { InputLimitError } from "./error-status.js";
+import { controlCharacterAt } from "./request-input.js";
 
 /** Most keys one range page lists (`limit`). */
 export const RANGE_LIMIT_MAX = 10_000;
@@ -67,10 +68,21 @@ export function encodeToken(key: string): string {
   return Buffer.from(key, "utf8").toString("base64url");
 }
 
+/** Refuses bytes that are not UTF-8 (a forged token), where toString() would put U+FFFD. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 function decodeToken(token: string, limits: KvLimits): string {
-  const key = /^[A-Za-z0-9_-]*$/.test(token) ? Buffer.from(token, "base64url").toString() : "";
+  let key = "";
+  if (/^[A-Za-z0-9_-]*$/.test(token)) {
+    try {
+      // U+FFFD is a character a key may hold; only bytes that are not UTF-8 are refused.
+      key = strictUtf8.decode(Buffer.from(token, "base64url"));
+    } catch {
+      key = "";
+    }
+  }
   const bytes = utf8ByteLength(key);
-  if (key === "" || key.includes("\ufffd") || bytes === null || bytes > limits.keyBytesMax) {
+  if (key === "" || bytes === null || bytes > limits.keyBytesMax) {
     throw new InvalidInputError("after", "is not a token from a previous page's next");
   }
   return key;
@@ -204,6 +216,15 @@ function readKeyField(object: Record<string, unknown>, at: string): string {
   const key = object.key;
   if (typeof key !== "string" || key === "") {
     throw new InvalidInputError(`${at}.key`, "must be a non-empty string");
+  }
+  // The rule of a key in a URL (readKey), so that every key a transaction writes can be
+  // read, changed and deleted through /v1/kv/{key} too.
+  const control = controlCharacterAt(key);
+  if (control !== -1) {
+    throw new InvalidInputError(
+      `${at}.key`,
+      `must not contain control characters (found at ${control})`,
+    );
   }
   return key;
 }

@@ -101,6 +101,20 @@ describe("http store: ranges", () => {
     expect(body(twice)).toMatchObject({ field: "prefix" });
   });
 
+  it("range: paging goes on past a key that holds U+FFFD; a token that is not UTF-8 is refused", async () => {
+    const { app } = setup();
+    for (const key of ["a%EF%BF%BD", "b"]) await put(app, key, "v");
+    const first = body(await app.inject({ url: "/v1/kv?limit=1" }));
+    expect(first.items).toEqual([{ key: "a\ufffd", value: "v", revision: 1 }]);
+    const second = await app.inject({ url: `/v1/kv?limit=1&after=${first.next as string}` });
+    expect(second.statusCode).toBe(200);
+    expect(body(second)).toMatchObject({ items: [{ key: "b" }], next: null });
+    const forged = Buffer.from([0x61, 0xff]).toString("base64url");
+    const refused = await app.inject({ url: `/v1/kv?after=${forged}` });
+    expect(refused.statusCode).toBe(400);
+    expect(body(refused)).toMatchObject({ field: "after" });
+  });
+
   it("delete range: deletes every key under the prefix at one revision, exactly once", async () => {
     const { app } = setup();
     for (const key of ["s/1", "s/2", "t"]) await put(app, key, "v");
@@ -171,6 +185,10 @@ describe("http store: transactions", () => {
       [{ failure: [{ delete: { key: "a" } }, {}, {}] }, "failure"],
       [{ success: [{ put: { key: "a", value: "v", lease: 0 } }] }, "success[0].put.lease"],
       [{ success: [{ put: { key: "k".repeat(1025), value: "v" } }] }, "success[0].put.key"],
+      // A key that /v1/kv/{key} could not name: no control characters, as there.
+      [{ success: [{ put: { key: "a\u0000b", value: "v" } }] }, "success[0].put.key"],
+      [{ failure: [{ delete: { key: "a\u0085" } }] }, "failure[0].delete.key"],
+      [{ compare: [{ key: "\u007f", exists: true }] }, "compare[0].key"],
       [{ compares: [] }, "compares"],
     ];
     for (const [payload, field] of cases) {
