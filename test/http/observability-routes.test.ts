@@ -211,6 +211,17 @@ describe("http dashboard and events", () => {
     controller.abort();
   });
 
+  it("events: HEAD /v1/events answers the stream's headers at once and opens no stream", async () => {
+    const { server } = setup({ events: new EventFeed(1) });
+    const { url } = await server.listen("127.0.0.1", 0);
+    const response = await fetch(`${url}/v1/events`, {
+      method: "HEAD",
+      signal: AbortSignal.timeout(2000),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+  });
+
   it("events: a reconnect replays after Last-Event-ID only from the same process", () => {
     expect(replayAfter("1700000000000.7", 1_700_000_000_000)).toBe(7);
     expect(replayAfter("1600000000000.7", 1_700_000_000_000)).toBe(0);

@@ -63,6 +63,14 @@ function stream(
     const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node");
     return sendErrorAnswer(reply, answer);
   }
+  if (request.method === "HEAD") {
+    // The headers a stream would have, and no stream: a HEAD must not hang, nor hold one
+    // of the STREAMS_MAX places until the idle timeout.
+    return reply
+      .type("text/event-stream; charset=utf-8")
+      .header("access-control-allow-origin", "*")
+      .send();
+  }
   const after = replayAfter(request.headers["last-event-id"], feed.epoch);
   let unsubscribe: () => void = () => {};
   const stream = openEventStream(reply, {
