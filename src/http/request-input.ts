@@ -61,7 +61,11 @@ export function kvSchemas(limits: KvLimits) {
     delete: {
       headers: {
         type: "object",
-        properties: { "if-match": ifMatch, "idempotency-key": idempotencyKey },
+        properties: {
+          "if-match": ifMatch,
+          "if-none-match": { type: "string", pattern: "^\\*$" },
+          "idempotency-key": idempotencyKey,
+        },
       },
     },
   } as const;

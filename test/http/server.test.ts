@@ -235,9 +235,11 @@ describe("http compare-and-set and idempotency", () => {
     const { app } = setup();
     const cases = [{ "if-none-match": '"3"' }, { "if-none-match": "*", "if-match": '"1"' }];
     for (const headers of cases) {
-      const response = await app.inject({ method: "PUT", url: "/v1/kv/k", payload: "x", headers });
-      expect(response.statusCode).toBe(400);
-      expect(response.json()).toMatchObject({ field: "If-None-Match" });
+      for (const method of ["PUT", "DELETE"] as const) {
+        const response = await app.inject({ method, url: "/v1/kv/k", payload: "x", headers });
+        expect(response.statusCode, `${method} ${JSON.stringify(headers)}`).toBe(400);
+        expect(response.json()).toMatchObject({ field: "If-None-Match" });
+      }
     }
   });
 
