@@ -1,5 +1,5 @@
 /**
- * The key-value store's own gauges on a node's `/metrics`: leases held, watches open, the
+ * The key-value store's own gauges on a node's `/metrics`: leases held, the
  * oldest revision a watch may start from on this node, and the keys and bytes held against
  * the store's quota. Read from the state machine at
  * scrape time; nothing here counts or changes anything.
@@ -12,7 +12,6 @@ import type { KvStateMachine } from "../kv/index.js";
 export function registerStoreMetrics(registry: Registry, stateMachine: KvStateMachine): void {
   const gauges: [string, string, () => number][] = [
     ["baton_kv_leases", "leases held by the store", () => stateMachine.leaseCount],
-    ["baton_kv_watches", "watches open on this node", () => stateMachine.watchCount],
     [
       "baton_kv_watch_start_revision",
       "the oldest revision a watch may start from on this node (older ones answer 410 ERR_COMPACTED)",

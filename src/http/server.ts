@@ -18,7 +18,7 @@ import Fastify, {
   type onRequestHookHandler,
 } from "fastify";
 import { type Logger, pino } from "pino";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
@@ -38,7 +38,7 @@ import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerSnapshotRoute, type SnapshotSource } from "./routes/snapshot-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 import { registerStoreRoutes } from "./routes/store-routes.js";
-import { registerWatchRoute } from "./routes/watch-route.js";
+import { registerWatchRoute, type WatchStreams } from "./routes/watch-route.js";
 import type { TokenStore } from "./tokens.js";
 
 /** The certificate (chain) and key HTTPS serves, PEM text; `ca` completes the chain. */
@@ -233,6 +233,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const store = options.api.store;
   if (store !== undefined) registerStoreRoutes(app, context, store);
   const watches = store === undefined ? null : registerWatchRoute(app, context, store);
+  if (watches !== null) registerWatchGauge(registry, watches);
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);
   registerMetricsRoute(app, context, registry);
@@ -446,6 +447,23 @@ function assertConnectionLimits(limits: HttpConnectionLimits): void {
     limits.headersTimeoutMs <= limits.receiveTimeoutMs,
     "headersTimeoutMs <= receiveTimeoutMs",
   );
+}
+
+/**
+ * `baton_kv_watches`: the watch streams open on this node, read at scrape time. (The state
+ * machine's count of its history's listeners is not it: the route's hub listens once for
+ * all of them.)
+ */
+function registerWatchGauge(registry: Registry, watches: WatchStreams): void {
+  registry.removeSingleMetric("baton_kv_watches");
+  new Gauge({
+    name: "baton_kv_watches",
+    help: "watch streams (GET /v1/watch) open on this node",
+    registers: [registry],
+    collect() {
+      this.set(watches.openCount);
+    },
+  });
 }
 
 /** A registry of its own holding prom-client's process metrics, for a server given none. */

@@ -381,6 +381,27 @@ describe("http store: watch", () => {
     expect(ids).toEqual(Array.from({ length: count + 1 }, (_, i) => `${i + 1}.1`));
   });
 
+  it("watch: baton_kv_watches counts the watch streams open on the node", async () => {
+    const { app, server } = setup();
+    const { url } = await server.listen("127.0.0.1", 0);
+    const gauge = async () => {
+      const text = (await app.inject({ url: "/metrics" })).body;
+      return Number(/^baton_kv_watches (\d+)$/m.exec(text)?.[1]);
+    };
+    expect(await gauge()).toBe(0);
+    const controllers = ["a/", "a/", "b/"].map((prefix) => {
+      const controller = new AbortController();
+      void fetch(`${url}/v1/watch?prefix=${prefix}`, { signal: controller.signal }).catch(() => {});
+      return controller;
+    });
+    while ((await gauge()) < 3) await new Promise((r) => setTimeout(r, 10));
+    expect(await gauge()).toBe(3);
+    controllers[0]!.abort();
+    while ((await gauge()) > 2) await new Promise((r) => setTimeout(r, 10));
+    expect(await gauge()).toBe(2);
+    for (const controller of controllers) controller.abort();
+  });
+
   it("watch: a revision older than the history is 410 ERR_COMPACTED naming fromRevision", async () => {
     const { app } = setup({ watchHistoryCountMax: 1 });
     await put(app, "a", "1");

@@ -40,12 +40,17 @@ const STREAM_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
 /** A backlog goes out in pieces of about this many characters, each once the socket drained. */
 const BACKLOG_PIECE_CHARS = 64 * 1024;
 
-/** Registers `/v1/watch`; returns the handle that ends every open watch. */
+/** The watches open on a node: how many, and the handle that ends them all. */
+export interface WatchStreams extends EventStreams {
+  readonly openCount: number;
+}
+
+/** Registers `/v1/watch`; returns the handle that counts and ends the open watches. */
 export function registerWatchRoute(
   app: FastifyInstance,
   context: HttpContext,
   store: KvStoreApi,
-): EventStreams {
+): WatchStreams {
   const open = new Set<() => void>();
   const hub = new WatchHub(store);
   registerResource(app, context.metrics, "/v1/watch", [
@@ -57,6 +62,9 @@ export function registerWatchRoute(
   return {
     closeAll() {
       for (const end of [...open]) end();
+    },
+    get openCount() {
+      return open.size;
     },
   };
 }
