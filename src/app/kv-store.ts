@@ -25,7 +25,7 @@ import {
   validateCommand,
 } from "../kv/index.js";
 import { rethrowIfBug } from "../shared/assert.js";
-import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { InvalidInputError, QuotaExceededError, TooLargeError } from "../shared/errors.js";
 import { checkQuota, defaultStoreQuota, quotaDiffers, type StoreQuota } from "./store-quota.js";
 
 /** Milliseconds between the master's ticks while leases are held. */
@@ -60,7 +60,15 @@ export class KvStore implements KvStoreApi {
       throw new InvalidInputError(problem.field ?? fieldOf(problem.reason), problem.message);
     }
     checkQuota(command, this.stateMachine);
-    return (await this.node.propose(encodeCommand(command))) as KvResult;
+    const result = (await this.node.propose(encodeCommand(command))) as KvResult;
+    if (!result.ok && result.code === "quota_exceeded") {
+      // The state machine's refusal, with the usage it was refused at as this node now has
+      // it (the replicated result carries none), as the edge check's refusal does.
+      const { quota, limit } = result;
+      const usage = quota === "keys" ? this.stateMachine.size : this.stateMachine.bytes;
+      throw new QuotaExceededError(quota, limit, usage);
+    }
+    return result;
   }
 
   async range(options: KvRangeOptions, read: { readonly stale: boolean }): Promise<KvRange> {

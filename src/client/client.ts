@@ -17,6 +17,7 @@ import {
   ForbiddenError,
   InvalidInputError,
   QuotaExceededError,
+  SwitchoverFailedError,
   TooLargeError,
   UnauthenticatedError,
 } from "../shared/errors.js";
@@ -174,15 +175,16 @@ export interface BatonClient {
   clusterStatus(): Promise<EndpointStatus[]>;
   /** The members a node knows (`GET /v1/members`), the master's view preferred. */
   members(): Promise<Member[]>;
+  /** What node `id`, added as a learner, starts with (`GET /v1/members/{id}/join`). */
+  joinInfo(id: number): Promise<JoinInfo>;
   /**
    * Hands the master role to member `to`, or to the best-placed backup (switchover);
    * resolves with the new master and its term once it serves. Throws the node's error:
    * InvalidInputError (`to` is not a member), or a ClusterError with code ERR_CONFLICT
    * (the target cannot take over; nothing changed) or, after the deadline,
-   * ERR_SWITCHOVER_FAILED.
+   * ERR_SWITCHOVER_FAILED; DeadlineExceededError (`mayHaveApplied`) when an answer was
+   * lost, since it is then not sent again.
    */
-  /** What node `id`, added as a learner, starts with (`GET /v1/members/{id}/join`). */
-  joinInfo(id: number): Promise<JoinInfo>;
   switchover(to?: number): Promise<{ master: number; term: number }>;
   /**
    * One page of the keys under `prefix`, in order, consistent at the page's `revision`
@@ -651,7 +653,7 @@ class HttpBatonClient implements BatonClient {
     const failure = response.ok ? this.failureOf(response) : connectionFailure(response, cut);
     if (failure !== null) {
       this.pool.noteFailure(endpoint);
-      if (operation.once !== undefined && failure.kind === "lost") {
+      if (operation.once !== undefined && doneOrUnknown(failure)) {
         throw new DeadlineExceededError(
           {
             endpointsTried: [endpoint],
@@ -662,7 +664,7 @@ class HttpBatonClient implements BatonClient {
             idempotencyKey: null,
             mayHaveApplied: true,
           },
-          `${operation.name}: the request reached ${endpoint} but its answer was lost (${failure.message}); it may have been carried out, so it is not sent again: check the cluster (baton status, baton member list) before asking again`,
+          `${operation.name}: ${failure.kind === "lost" ? `the request reached ${endpoint} but its answer was lost` : `${endpoint} could not say whether it was done`} (${failure.message}); it may have been carried out, so it is not sent again: check the cluster (baton status, baton member list) before asking again`,
         );
       }
       return { ok: false, failure };
@@ -785,6 +787,7 @@ class HttpBatonClient implements BatonClient {
       kind: "unavailable",
       endpoint: response.endpoint,
       message: `HTTP ${status}${body.code === undefined ? "" : ` ${body.code}`}: ${body.message ?? "no detail"}`,
+      ...(body.code === undefined ? {} : { code: body.code }),
       retryAfterMs,
       tryNextAtOnce: NODE_LOCAL_CODES.has(body.code ?? ""),
       mayHaveApplied: !notTried,
@@ -833,6 +836,17 @@ const RETRIED_STATUSES = new Set([408, 429, 502, 503, 504]);
 
 /** Codes that speak only for the answering node, so another node may serve at once. */
 const NODE_LOCAL_CODES = new Set(["ERR_SHUTTING_DOWN", "ERR_STORAGE_FAILED", "ERR_NOT_MASTER"]);
+
+/**
+ * Whether a failed switchover or membership change may have been carried out: its answer
+ * was lost, or the node answered with a code that leaves it open (a change proposed but not
+ * committed in time, say). ERR_SWITCHOVER_FAILED is not one: the hand-over did not happen
+ * (or another node took over than the one asked for), and asking again is what to do.
+ */
+function doneOrUnknown(failure: AttemptFailure): boolean {
+  if (failure.kind === "lost") return true;
+  return failure.mayHaveApplied && failure.code !== "ERR_SWITCHOVER_FAILED";
+}
 
 /**
  * Codes a node answers with before it proposes a write, so that attempt applied nothing.
@@ -1092,6 +1106,11 @@ function giveUpError(
   if (last?.kind === "lost") {
     const message = `${operation.name} did not complete ${within} (${tried}; last error: ${details.lastError})${applied}`;
     return new DeadlineExceededError(details, message);
+  }
+  if (last?.code === "ERR_SWITCHOVER_FAILED") {
+    return new SwitchoverFailedError(
+      `${operation.name} did not take place ${within} (${tried}; last error: ${details.lastError})`,
+    );
   }
   const message = details.anyNodeAnswered
     ? `${operation.name}: no master available ${within} (${tried}; last error: ${details.lastError})${applied}`

@@ -14,6 +14,7 @@ export {
   LeaseNotFoundError,
   NoMasterError,
   QuotaExceededError,
+  SwitchoverFailedError,
   TimeoutError,
   TooLargeError,
   UnauthenticatedError,

@@ -81,6 +81,8 @@ export interface AttemptFailure {
   readonly endpoint: string;
   /** One line, without the endpoint (the loop's caller adds it). */
   readonly message: string;
+  /** The error code the node answered with, if it answered one. */
+  readonly code?: string;
   /** The wait the server asked for (Retry-After), in milliseconds, else null. */
   readonly retryAfterMs: number | null;
   /**

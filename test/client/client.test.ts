@@ -16,6 +16,7 @@ import {
   NoMasterError,
   NoMasterReachableError,
   PreconditionFailedError,
+  SwitchoverFailedError,
   TimeoutError,
 } from "../../src/client/index.js";
 
@@ -244,6 +245,39 @@ describe("client: retries and giving up", () => {
     // Answered, it is an ordinary request.
     for (const node of fake.nodes) node.intercept = null;
     expect(await c.switchover()).toEqual({ master: 1, term: expect.any(Number) });
+  });
+
+  it("client: a switchover the master keeps answering ERR_SWITCHOVER_FAILED is asked again, then gives up with that code", async () => {
+    const fake = await cluster(3, 1);
+    for (const node of fake.nodes) {
+      node.intercept = (request, reply) => {
+        if (!request.url.startsWith("/v1/switchover")) return false;
+        reply
+          .code(503)
+          .send({ error: "node 2 did not take over in time", code: "ERR_SWITCHOVER_FAILED" });
+        return true;
+      };
+    }
+    const c = client({ endpoints: fake.urls, deadlineMs: 400 });
+    const error = await expectRejection(c.switchover(2));
+    expect(error).toBeInstanceOf(SwitchoverFailedError);
+    expect((error as SwitchoverFailedError).code).toBe("ERR_SWITCHOVER_FAILED");
+    expect(error.message).toContain("did not take over in time");
+    expect(fake.requestsTo("POST", "/v1/switchover").length).toBeGreaterThan(1);
+  });
+
+  it("client: a switchover answered ERR_TIMEOUT (it may have happened) is not sent again", async () => {
+    const fake = await cluster(3, 1);
+    fake.node(1).intercept = (request, reply) => {
+      if (!request.url.startsWith("/v1/switchover")) return false;
+      reply.code(503).send({ error: "no answer in time", code: "ERR_TIMEOUT" });
+      return true;
+    };
+    const c = client({ endpoints: fake.urls, deadlineMs: 400 });
+    const error = await expectRejection(c.switchover());
+    expect(error).toBeInstanceOf(DeadlineExceededError);
+    expect(error.message).toContain("could not say whether it was done");
+    expect(fake.requestsTo("POST", "/v1/switchover")).toHaveLength(1);
   });
 
   it("client: does not retry 400 (invalid input)", async () => {
