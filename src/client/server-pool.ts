@@ -103,6 +103,11 @@ export class ServerPool {
   private readonly discoveryIntervalMs: number;
   /** The master as last learned, with the term it was learned in; null when unknown. */
   private master: { readonly endpoint: string; readonly term: number } | null = null;
+  /**
+   * The newest term any node's status has shown. It outlives `master` (which a failed
+   * attempt forgets), so that a master cut off in an older term is never believed again.
+   */
+  private highestTerm = 0;
   /** The HTTP base URL of every member some node has told us about. */
   private readonly memberUrls = new Map<number, string>();
   /** Index in `endpoints` of the node to try when the master is unknown. */
@@ -182,7 +187,8 @@ export class ServerPool {
         // A member advertising an unusable URL is simply not used as a shortcut.
       }
     }
-    if (this.master !== null && status.term < this.master.term) return;
+    if (status.term < this.highestTerm) return;
+    this.highestTerm = status.term;
     if (status.role === "master") {
       this.master = { endpoint, term: status.term };
       return;
