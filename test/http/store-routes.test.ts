@@ -413,6 +413,12 @@ describe("http store: watch", () => {
       field: "fromRevision",
       startRevision: 2,
     });
+    const resumed = await app.inject({
+      url: "/v1/watch",
+      headers: { "last-event-id": "1.1" },
+    });
+    expect(resumed.statusCode).toBe(410);
+    expect(body(resumed)).toMatchObject({ code: "ERR_COMPACTED", field: "Last-Event-ID" });
     const head = await app.inject({ method: "HEAD", url: "/v1/watch?prefix=a" });
     expect(head.statusCode).toBe(200);
     expect(head.headers["content-type"]).toMatch(/^text\/event-stream/);

@@ -170,8 +170,10 @@ function watch(
     },
   );
   if (!started.ok) {
-    const error = new CompactedError(started.fromRevision, started.startRevision);
-    return sendErrorAnswer(reply, describeError(error));
+    const answer = describeError(new CompactedError(started.fromRevision, started.startRevision));
+    // A browser resuming names its revision in Last-Event-ID, not in the query.
+    const field = resume === null ? "fromRevision" : "Last-Event-ID";
+    return sendErrorAnswer(reply, { ...answer, body: { ...answer.body, field } });
   }
   const { fromRevision } = started;
   const opened = openEventStream(reply, {
