@@ -94,4 +94,17 @@ describe("cli store", () => {
     ]);
     expect(JSON.parse(json.out)).toEqual({ type: "put", key: "w/1", value: "a", revision: from });
   });
+  it("cli store: txn reads standard input whole: a character split between two reads arrives intact", async () => {
+    const txn = new TextEncoder().encode(
+      JSON.stringify({ success: [{ put: { key: "split", value: "café 😀" } }] }),
+    );
+    const cut = txn.indexOf(0xc3) + 1; // inside é's two bytes
+    const io = captureIo();
+    (io as { stdin: AsyncIterable<Uint8Array> }).stdin = (async function* () {
+      yield txn.subarray(0, cut);
+      yield txn.subarray(cut);
+    })();
+    expect(await main(["txn", "--endpoints", endpoint], io)).toBe(0);
+    expect((await run(["get", "split"])).out).toBe("café 😀\n");
+  });
 });

@@ -181,7 +181,8 @@ async function readValue(
   }
 }
 
-async function readAll(input: AsyncIterable<Uint8Array | string>): Promise<Uint8Array> {
+/** Every byte of `input` (standard input), joined before anything decodes them. */
+export async function readAll(input: AsyncIterable<Uint8Array | string>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of input) {
     chunks.push(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);

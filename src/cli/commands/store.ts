@@ -16,6 +16,7 @@ import {
   withClient,
 } from "./cluster-options.js";
 import { ExitCode, shellWord } from "./exit-code.js";
+import { readAll } from "./kv.js";
 
 /** How long one operation may take, retries included, unless --timeout says. */
 const TIMEOUT_MS_DEFAULT = 10_000;
@@ -259,11 +260,8 @@ async function readTxn(io: CliIo, file: string | undefined): Promise<TxnRequest 
   let text: string;
   try {
     if (file === undefined || file === "-") {
-      const chunks: string[] = [];
-      for await (const chunk of io.stdin) {
-        chunks.push(typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk));
-      }
-      text = chunks.join("");
+      // Joined before decoding: a character split between two reads stays one character.
+      text = new TextDecoder().decode(await readAll(io.stdin));
     } else text = await readFile(file, "utf8");
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
