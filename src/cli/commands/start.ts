@@ -252,6 +252,20 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     level: settings.logLevel ?? "info",
     base: { node: config.id },
   });
+  // SIGHUP is taken over before the node starts: recovering a long log takes a while, and
+  // a reload asked meanwhile (systemctl reload) would otherwise kill the process by
+  // default, which systemd does not restart. It runs once the node is up.
+  let started: KvNode | null = null;
+  let reloadAsked = false;
+  if (takesSighup(config, io.env, isatty(0))) {
+    process.on("SIGHUP", () => {
+      if (started !== null) reload(started, logger);
+      else if (!reloadAsked) {
+        reloadAsked = true;
+        logger.info({ event: "reload_queued" }, "SIGHUP while starting: reloading once started");
+      }
+    });
+  }
   let kv: KvNode;
   try {
     kv = await KvNode.start(config, logger, {
@@ -281,19 +295,27 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       "--insecure: peers and clients are not authenticated and traffic is not encrypted",
     );
   }
-  if (takesSighup(config, io.env, isatty(0))) {
-    process.on("SIGHUP", () => reload(kv, logger));
-  }
+  started = kv;
+  if (reloadAsked) reload(kv, logger);
   return new Promise<number>((resolve) => {
     let stopping = false;
+    let exitCode = 0;
     const stop = (signal: string, code: number): void => {
+      // A fatal error during a stop already under way still makes the exit code 1.
+      exitCode = Math.max(exitCode, code);
       if (stopping) return;
       stopping = true;
       logger.info({ event: "shutdown", signal }, `stopping on ${signal}`);
       // SIGTERM is a planned stop: a master hands its role over first, so that a rolling
       // restart costs no fail-over. SIGINT (Ctrl-C, which stops every node of a demo at
       // once) and a fatal error stop at once.
-      void kv.stop({ handOver: signal === "SIGTERM" }).then(() => resolve(code));
+      kv.stop({ handOver: signal === "SIGTERM" }).then(
+        () => resolve(exitCode),
+        (error: unknown) => {
+          logger.error({ event: "stop_failed", err: error }, "stopping failed");
+          resolve(1);
+        },
+      );
     };
     process.on("SIGINT", () => stop("SIGINT", 0));
     process.on("SIGTERM", () => stop("SIGTERM", 0));
