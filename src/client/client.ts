@@ -137,6 +137,8 @@ export interface EndpointStatus {
   readonly status?: NodeStatus;
   /** Why this node gave no status (unreachable, timed out, bad answer). */
   readonly error?: string;
+  /** The error's catalogue code (ERR_UNAUTHENTICATED for a refused token, …), if it has one. */
+  readonly code?: string;
 }
 
 /** A member as `GET /v1/members` lists it. */
@@ -512,8 +514,7 @@ class HttpBatonClient implements BatonClient {
         try {
           return { endpoint, status: await this.status(endpoint) };
         } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
-          return { endpoint, error: message.replace(`${endpoint} `, "") };
+          return endpointError(endpoint, error);
         }
       }),
     );
@@ -1116,6 +1117,17 @@ function giveUpError(
     ? `${operation.name}: no master available ${within} (${tried}; last error: ${details.lastError})${applied}`
     : `${operation.name}: no node answered at ${endpointsTried.join(", ")} ${within} (last error: ${details.lastError})${applied}`;
   return new NoMasterReachableError(details, last?.retryAfterMs ?? policy.retryDelayMsMax, message);
+}
+
+/** A node's status request failed: why, and the catalogue code when the error has one. */
+export function endpointError(endpoint: string, error: unknown): EndpointStatus {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  return {
+    endpoint,
+    error: message.replace(`${endpoint} `, ""),
+    ...(typeof code === "string" ? { code } : {}),
+  };
 }
 
 function memberId(id: number): number {

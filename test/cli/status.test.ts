@@ -87,6 +87,25 @@ describe("cli status: command", () => {
     expect(down.out()).toContain("is the cluster running? start one with `baton demo`");
   });
 
+  it("cli status: a token every node refuses exits 4 and says so, not 'unreachable'", async () => {
+    const fake = await cluster(2, 1);
+    for (const node of fake.nodes) {
+      node.intercept = (_request, reply) => {
+        reply.code(401).send({
+          error: "the token is not one this node knows: pass a token from the tokens file",
+          code: "ERR_UNAUTHENTICATED",
+        });
+        return true;
+      };
+    }
+    const io = captureIo();
+    const args = ["status", "--endpoints", fake.urls.join(","), "--timeout", "300"];
+    expect(await main(args, io)).toBe(4);
+    expect(io.out()).toContain("denied: ");
+    expect(io.out()).toContain("the token is not one this node knows");
+    expect(io.out()).not.toContain("is the cluster running?");
+  });
+
   it("cli status: --json prints the verdict, the master and every node's status", async () => {
     const fake = await cluster(3, 3);
     const io = captureIo();

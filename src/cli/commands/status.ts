@@ -9,6 +9,7 @@
  */
 
 import type { Command } from "commander";
+import { endpointError } from "../../client/client.js";
 import {
   type BatonClient,
   type EndpointStatus,
@@ -35,7 +36,7 @@ interface StatusOptions extends ClusterOptions {
   readonly count?: number;
 }
 
-export type Verdict = "healthy" | "degraded" | "no-master" | "unreachable";
+export type Verdict = "healthy" | "degraded" | "no-master" | "unreachable" | "denied";
 
 export interface NodeRow {
   readonly endpoint: string;
@@ -148,8 +149,7 @@ export async function collectStatuses(client: BatonClient): Promise<EndpointStat
       try {
         return { endpoint, status: await client.status(endpoint) };
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        return { endpoint, error: message.replace(`${endpoint} `, "") };
+        return endpointError(endpoint, error);
       }
     }),
   );
@@ -193,9 +193,14 @@ export function summarizeCluster(answers: readonly EndpointStatus[]): ClusterSum
     master === null || masterStatus === null
       ? null
       : { id: masterStatus.id, endpoint: master.endpoint, term: masterStatus.term };
+  const refused = answers.filter(
+    (a) => a.code === "ERR_UNAUTHENTICATED" || a.code === "ERR_FORBIDDEN",
+  );
   const verdict: Verdict =
     reachable.length === 0
-      ? "unreachable"
+      ? refused.length > 0
+        ? "denied"
+        : "unreachable"
       : masterSummary === null
         ? "no-master"
         : reachable.length === answers.length
@@ -252,11 +257,17 @@ function headline(
       return `no master: ${of}, none is master; an election may be under way, or too few nodes are up to elect one`;
     case "unreachable":
       return `unreachable: no node answered at ${answers.map((a) => a.endpoint).join(", ")}; is the cluster running? start one with \`baton demo\``;
+    case "denied": {
+      // The node's own words say which token and role (as for any other refused command).
+      const refusal = answers.find((a) => a.code !== undefined)?.error ?? "the token was refused";
+      return `denied: ${refusal}`;
+    }
   }
 }
 
 function exitCodeOf(verdict: Verdict): number {
   if (verdict === "healthy") return ExitCode.ok;
+  if (verdict === "denied") return ExitCode.denied;
   return verdict === "unreachable" ? ExitCode.unavailable : ExitCode.failed;
 }
 
