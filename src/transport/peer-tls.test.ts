@@ -383,6 +383,20 @@ describe("peer certificate identity", () => {
     expect(identityProblem({ memberIds: [2], clusterIds: [] }, 2, "any")).toBeNull();
     expect(identityProblem({ memberIds: [], clusterIds: [] }, 2, "any")).toMatch(/no member id/);
   });
+
+  it("tls: no piece of a quoted name is read as a member or cluster, whatever it holds", () => {
+    // A CA that signs arbitrary URIs could issue one that, split on ", ", would name member 3.
+    const crafted = certificateIdentity({
+      subjectaltname:
+        'URI:baton://member/5, URI:"x, URI:baton://member/3, y", DNS:"a\\", URI:baton://member/4"',
+    } as never);
+    expect(crafted).toEqual({ memberIds: [5], clusterIds: [] });
+    expect(identityProblem(crafted, 3, "c")).toMatch(/names member 5, not member 3/);
+    // Text that is not in Node's form names no one.
+    for (const malformed of ['URI:"baton://member/3', "URI:baton://member/3,URI:x", "nonsense"]) {
+      expect(certificateIdentity({ subjectaltname: malformed } as never).memberIds).toEqual([]);
+    }
+  });
 });
 
 async function freePort(): Promise<number> {

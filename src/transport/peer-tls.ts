@@ -45,8 +45,10 @@ export interface CertificateIdentity {
 
 /**
  * Reads the identity from a certificate's subject alternative names. Node renders them as
- * "URI:baton://member/2, IP Address:127.0.0.1" and quotes any value that holds a comma or
- * a quote, so a quoted value is never mistaken for a name of ours.
+ * "URI:baton://member/2, IP Address:127.0.0.1" and quotes (as a JSON string) any value that
+ * holds a comma, a quote or another special character. The names are read one by one with
+ * the quoting taken into account, so that no piece of a quoted value is read as a name of
+ * ours, and a quoted value never is one (ours need no quoting).
  */
 export function certificateIdentity(cert: PeerCertificate | X509Certificate): CertificateIdentity {
   const names =
@@ -54,9 +56,9 @@ export function certificateIdentity(cert: PeerCertificate | X509Certificate): Ce
     "";
   const memberIds: NodeId[] = [];
   const clusterIds: string[] = [];
-  for (const name of names.split(", ")) {
-    if (!name.startsWith("URI:")) continue;
-    const uri = name.slice(4);
+  for (const name of alternativeNames(names)) {
+    if (name.type !== "URI" || name.quoted) continue;
+    const uri = name.value;
     if (uri.startsWith(MEMBER_URI_PREFIX)) {
       const text = uri.slice(MEMBER_URI_PREFIX.length);
       const id = Number(text);
@@ -71,6 +73,44 @@ export function certificateIdentity(cert: PeerCertificate | X509Certificate): Ce
     }
   }
   return { memberIds, clusterIds };
+}
+
+/**
+ * The subject alternative names in Node's rendering, in order: "TYPE:value" joined by ", ",
+ * a value that needs it quoted as a JSON string. Text that does not follow that form yields
+ * no names at all, so that nothing in it can be read as an identity.
+ */
+function alternativeNames(text: string): { type: string; value: string; quoted: boolean }[] {
+  const names: { type: string; value: string; quoted: boolean }[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const colon = text.indexOf(":", i);
+    if (colon < 0) return [];
+    const type = text.slice(i, colon);
+    let j = colon + 1;
+    if (text[j] === '"') {
+      // A JSON string: find its closing quote, skipping escaped characters.
+      let end = j + 1;
+      while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      if (end >= text.length) return [];
+      let value: unknown;
+      try {
+        value = JSON.parse(text.slice(j, end + 1));
+      } catch {
+        return [];
+      }
+      names.push({ type, value: String(value), quoted: true });
+      j = end + 1;
+    } else {
+      const end = text.indexOf(", ", j);
+      j = end < 0 ? text.length : end;
+      names.push({ type, value: text.slice(colon + 1, j), quoted: false });
+    }
+    if (j === text.length) break;
+    if (!text.startsWith(", ", j)) return [];
+    i = j + 2;
+  }
+  return names;
 }
 
 /**
