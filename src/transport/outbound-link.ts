@@ -131,6 +131,8 @@ export class OutboundLink {
   private certificateFailure: string | null = null;
   /** Consecutive failed connections since the link was last ready; drives back-off. */
   private failures = 0;
+  /** When the link last became ready (monotonic ms), or null while it is not ready. */
+  private readySince: number | null = null;
   /** The socket corked for the current turn of the event loop, if any. */
   private corked: Socket | null = null;
   /** True while the socket's buffer is full and the link waits for 'drain'. */
@@ -365,7 +367,10 @@ export class OutboundLink {
   private becomeReady(): void {
     this.clearTimer();
     this.state = "ready";
-    this.failures = 0;
+    // The back-off starts over only once the link has stayed up a while (see fail): a peer
+    // that accepts the handshake and then drops the link each time is redialled ever more
+    // slowly, not every few milliseconds.
+    this.readySince = this.context.clock.monotonicMs();
     this.blocked = false;
     this.logger.info("connected to peer");
     this.report("up", null);
@@ -441,6 +446,9 @@ export class OutboundLink {
     this.blocked = false;
     this.peerIncarnation = null;
     socket.destroy();
+    const upMs = this.readySince === null ? 0 : this.context.clock.monotonicMs() - this.readySince;
+    this.readySince = null;
+    if (upMs >= this.context.config.reconnectDelayMsMax) this.failures = 0;
     const firstFailure = this.failures === 0;
     // Repeated failures while a peer stays away are routine; only the first is news.
     this.logger[firstFailure ? "info" : "debug"]({ reason, detail }, "connection to peer failed");

@@ -610,6 +610,27 @@ describe("TcpTransport", () => {
     expect(a.stats().protocolErrors).toBeGreaterThan(0);
   });
 
+  it("tcp: a peer that drops the link right after each handshake is redialled with a growing back-off", async () => {
+    const [port] = await reservePorts(1);
+    const peer = await stalledPeer(port as number, 2, { httpUrl: null }, { dropAfterHello: true });
+    servers.push(peer);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses, { reconnectDelayMsMax: 400 }), {
+      logger,
+    });
+    transports.push(a);
+    await a.start();
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    // 10, 20, 40, 80, 160, 320 ms (each at least half that): a handful, where a back-off
+    // that started over at every handshake redialled about every 10 ms (some 60 times).
+    expect(peer.hellos).toBeGreaterThanOrEqual(3);
+    expect(peer.hellos).toBeLessThanOrEqual(12);
+  });
+
   it("tcp: closes a hello of protocol version 1 with a log naming the version", async () => {
     const { lines, addresses } = await startNodes([1, 2]);
     const client = await openClient(addresses.get(1) as string);
@@ -649,6 +670,7 @@ async function stalledPeer(
   port: number,
   id: NodeId,
   advertise: unknown = { httpUrl: null },
+  options: { readonly dropAfterHello?: boolean } = {},
 ): Promise<Closable & { hellos: number }> {
   let hellos = 0;
   const sockets = new Set<Socket>();
@@ -672,6 +694,7 @@ async function stalledPeer(
       if (ok.ok) socket.write(ok.bytes);
       hellos++;
       socket.pause();
+      if (options.dropAfterHello === true) setTimeout(() => socket.destroy(), 1);
     });
   });
   await new Promise<void>((resolve) => server.listen({ host: "127.0.0.1", port }, resolve));
