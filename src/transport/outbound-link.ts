@@ -432,8 +432,15 @@ export class OutboundLink {
       return;
     }
     const code = this.socketErrorCode;
+    // ETIMEDOUT on a link that was up is the kernel giving up on an established connection
+    // (a peer's machine gone silent): lost, as the Transport interface defines it, so that
+    // the node treats it as it does any lost master. Before that it is a connect timeout.
     const reason: PeerDownReason =
-      code === "ECONNREFUSED" ? "refused" : code === "ETIMEDOUT" ? "timeout" : "lost";
+      code === "ECONNREFUSED"
+        ? "refused"
+        : code === "ETIMEDOUT" && this.state !== "ready"
+          ? "timeout"
+          : "lost";
     this.fail(socket, reason, code ?? "connection closed");
   }
 
