@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SendQueue } from "./send-queue.js";
+import { CONTROL_RESERVE_MESSAGES, SendQueue } from "./send-queue.js";
 
 describe("send queue", () => {
   it("queue: keeps FIFO order across many offers and shifts", () => {
@@ -17,9 +17,23 @@ describe("send queue", () => {
 
   it("queue: refuses an offer beyond the count bound (3 messages)", () => {
     const queue = new SendQueue({ queueMessagesMax: 3, queueBytesMax: 1000 });
-    const results = [1, 2, 3, 4].map((n) => queue.offer(Uint8Array.of(n)));
+    const results = [1, 2, 3, 4].map((n) => queue.offer(Uint8Array.of(n), true));
     expect(results).toEqual([true, true, true, false]);
     expect(queue.count).toBe(3);
+  });
+
+  it("queue: bulk frames leave part of the count to control frames (a quarter, up to the reserve)", () => {
+    const small = new SendQueue({ queueMessagesMax: 8, queueBytesMax: 1000 });
+    const bulk = Array.from({ length: 8 }, (_, n) => small.offer(Uint8Array.of(n), true));
+    expect(bulk.filter(Boolean)).toHaveLength(6);
+    // A heartbeat's answer behind many small forwarded proposals still goes out.
+    expect([small.offer(Uint8Array.of(9)), small.offer(Uint8Array.of(9))]).toEqual([true, true]);
+    expect(small.offer(Uint8Array.of(9))).toBe(false);
+    expect(small.shift()?.[0]).toBe(9);
+    const large = new SendQueue({ queueMessagesMax: 4096, queueBytesMax: 1 << 20 });
+    let queued = 0;
+    while (large.offer(Uint8Array.of(1), true)) queued++;
+    expect(queued).toBe(4096 - CONTROL_RESERVE_MESSAGES);
   });
 
   it("queue: refuses an offer beyond the byte bound (10 bytes)", () => {

@@ -10,15 +10,17 @@
  * It owns the bounds (message count and bytes) and their accounting, and never grows
  * past them: an offer that would exceed one is refused, and the caller counts the drop.
  * Dropping the newest message rather than blocking is safe because Raft retransmits
- * what matters. Control frames may use CONTROL_RESERVE_BYTES beyond the byte bound, so
- * that a queue full of appends still takes a heartbeat.
+ * what matters. Control frames may use CONTROL_RESERVE_BYTES beyond the byte bound, and
+ * bulk frames may not take the last CONTROL_RESERVE_MESSAGES of the count, so that a queue
+ * full of appends or forwarded proposals still takes a heartbeat.
  */
 
 import { assert } from "../shared/assert.js";
 
 export interface SendQueueLimits {
   /**
-   * Most messages queued for one peer.
+   * Most messages queued for one peer; bulk frames may take all but a reserve of it
+   * (CONTROL_RESERVE_MESSAGES, at most a quarter).
    * @default 4096
    */
   readonly queueMessagesMax: number;
@@ -37,6 +39,11 @@ export function isBulk(type: string): boolean {
 
 /** Bytes beyond `queueBytesMax` that control frames alone may use. */
 export const CONTROL_RESERVE_BYTES = 1024 * 1024;
+/**
+ * Messages of `queueMessagesMax` that bulk frames may not take (at most a quarter of it), so
+ * that the count bound holds and yet control frames always have room.
+ */
+export const CONTROL_RESERVE_MESSAGES = 256;
 
 /** One FIFO lane; entries before `head` are consumed and cleared. */
 class Lane {
@@ -94,7 +101,12 @@ export class SendQueue {
    * queued. `bulk`: an append carrying entries or a snapshot chunk.
    */
   offer(frame: Uint8Array, bulk = false): boolean {
-    if (this.count + 1 > this.limits.queueMessagesMax) return false;
+    // Both bounds keep room for control frames: many small bulk frames (forwarded
+    // proposals) would otherwise fill the count and refuse a heartbeat's answer.
+    const { queueMessagesMax } = this.limits;
+    const reserve = Math.min(CONTROL_RESERVE_MESSAGES, Math.floor(queueMessagesMax / 4));
+    const messagesMax = bulk ? queueMessagesMax - reserve : queueMessagesMax;
+    if (this.count + 1 > messagesMax) return false;
     const bytesMax = this.limits.queueBytesMax + (bulk ? 0 : CONTROL_RESERVE_BYTES);
     if (this.queuedBytes + frame.length > bytesMax) return false;
     (bulk ? this.bulk : this.control).push(frame);
