@@ -139,6 +139,8 @@ export class OutboundLink {
   private blocked = false;
   /** The incarnation of the peer process the current connection reached, once ready. */
   private peerIncarnation: Incarnation | null = null;
+  /** The incarnation of the peer process this link last reached, across connections. */
+  private lastPeerIncarnation: Incarnation | null = null;
   /** The last transition reported, so that up and down alternate. */
   private reported: "up" | "down" | null = null;
   private sentMessages = 0;
@@ -360,6 +362,20 @@ export class OutboundLink {
       return;
     }
     this.peerIncarnation = frame.incarnation;
+    if (this.lastPeerIncarnation !== null && this.lastPeerIncarnation !== frame.incarnation) {
+      // What was queued for the previous process is not for this one: an answer to a
+      // request it forwarded could match a request of the new process with the same
+      // number. The protocol resends what the new process needs.
+      const discarded = this.queue.clear();
+      this.droppedMessages += discarded;
+      if (discarded > 0) {
+        this.logger.info(
+          { reason: "peer_restarted", discarded },
+          `discarded ${discarded} messages queued for the peer's previous process`,
+        );
+      }
+    }
+    this.lastPeerIncarnation = frame.incarnation;
     this.context.onPeerInfo(this.peer, frame.advertise);
     this.becomeReady();
   }

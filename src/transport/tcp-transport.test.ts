@@ -225,6 +225,28 @@ describe("TcpTransport", () => {
     expect(comparableByLane(inbox.messages)).toEqual(comparableByLane(messages));
   });
 
+  it("tcp: what was queued for a peer process is not delivered to the process that replaces it", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    await whenConnected(a, 2);
+    const down = nextPeerEvent(a, "down", 2);
+    await b.close();
+    await down;
+    // Queued while node 2 is down: meant for the process that stopped.
+    for (const n of [1, 2, 3]) expect(a.send(numberedHeartbeat(1, 2, n)).queued).toBe(true);
+    const { logger } = captureLogger();
+    const restarted = new TcpTransport(testConfig(2, addresses), { logger });
+    transports.push(restarted);
+    const inbox = new Inbox(restarted);
+    await restarted.start();
+    await whenConnected(a, 2);
+    a.send(numberedHeartbeat(1, 2, 4));
+    await inbox.until(1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(inbox.messages).toEqual([numberedHeartbeat(1, 2, 4)]);
+    expect(a.stats().peers.find((p) => p.peer === 2)?.droppedMessages).toBe(3);
+  });
+
   it("tcp: reconnects quickly after the peer restarts (same port)", async () => {
     const { nodes, addresses } = await startNodes([1, 2]);
     const [a, b] = nodes as [TcpTransport, TcpTransport];
