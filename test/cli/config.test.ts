@@ -5,6 +5,8 @@
  */
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -118,6 +120,33 @@ describe("config", () => {
     const bad = await run(["start", "--config", file, "--quota-bytes", "-1"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("--quota-bytes: must be 0 or more");
+  });
+
+  it("config: start --join takes the id from the config file or BATON_ID, as every other setting", async () => {
+    // A member that refuses to say who the new node is: the request shows which id was asked.
+    const asked: string[] = [];
+    const member = createServer((request, response) => {
+      asked.push(request.url ?? "");
+      response.writeHead(403, { "content-type": "application/json" });
+      response.end(JSON.stringify({ error: "the token has role read", code: "ERR_FORBIDDEN" }));
+    });
+    await new Promise<void>((resolve) => member.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(member.address() as AddressInfo).port}`;
+    try {
+      const file = configFile("join.json", { id: 4, http: "127.0.0.1:8104", memory: true });
+      const fromFile = await run(["start", "--config", file, "--join", url]);
+      expect(fromFile.code).toBe(1);
+      expect(fromFile.err).toContain("the token has role read");
+      const fromEnv = await run(["start", "--join", url, "--memory"], { BATON_ID: "5" });
+      expect(fromEnv.code).toBe(1);
+      // (The client asks for the master's status first.)
+      expect(asked.filter((path) => path.includes("/join"))).toEqual([
+        "/v1/members/4/join",
+        "/v1/members/5/join",
+      ]);
+    } finally {
+      await new Promise((resolve) => member.close(resolve));
+    }
   });
 
   it("config: start needs --data or --memory, and --http or --no-http (exit 2)", async () => {

@@ -186,6 +186,21 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
   return { ok: true, config, settings, origins };
 }
 
+/**
+ * The value setting `name` has in `sources` before any check (flags over environment over
+ * the file), or undefined. For what `baton start` needs before the whole configuration can
+ * be checked (`--join` reads the id and the data directory first); loadStartConfig reports
+ * every problem afterwards.
+ */
+export function rawSetting(sources: StartSources, name: SettingName): unknown {
+  const flag = pickSettings(sources.flags)[name];
+  if (flag !== undefined) return flag;
+  const fromEnvironment = fromEnv(sources.env, [])[name];
+  if (fromEnvironment !== undefined) return fromEnvironment;
+  if (sources.configFile === undefined) return undefined;
+  return readConfigFile(sources.configFile, [])[name];
+}
+
 function readConfigFile(name: string, problems: string[]): Record<string, unknown> {
   let value: unknown;
   try {

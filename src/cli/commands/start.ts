@@ -25,7 +25,7 @@ import {
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
-import { loadStartConfig, storeQuotaOf } from "./start-config.js";
+import { loadStartConfig, rawSetting, storeQuotaOf } from "./start-config.js";
 
 /** What commander hands over: the settings (as text; start-config checks them) and --config. */
 type StartFlags = Record<string, unknown> & { config?: string };
@@ -215,10 +215,14 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   // which stand in for --peers; the setting itself means the wiped-directory rejoin.
   let flags = given;
   let joined: JoinedIdentity | null = null;
+  const configFile = given.config ?? nonEmpty(io.env.BATON_CONFIG);
   if (typeof given.join === "string") {
     try {
-      const id = Number(given.id);
-      const known = readKnownIdentity(typeof given.data === "string" ? given.data : null);
+      // The id and the data directory may come from the environment or the config file.
+      const sources = { flags: given, env: io.env, configFile };
+      const id = Number(rawSetting(sources, "id"));
+      const data = rawSetting(sources, "data");
+      const known = readKnownIdentity(typeof data === "string" ? data : null);
       if (known === null) joined = await learnJoin(given.join, id, joinCredentials(given, io));
       const members = joined?.members ?? known?.appliedConfig?.config ?? known?.joinedConfig ?? [];
       flags = {
@@ -234,7 +238,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   const loaded = loadStartConfig({
     flags,
     env: io.env,
-    configFile: flags.config ?? nonEmpty(io.env.BATON_CONFIG),
+    configFile,
   });
   if (!loaded.ok) {
     io.stderr.write(`baton start: invalid configuration:\n  - ${loaded.problems.join("\n  - ")}\n`);
