@@ -115,4 +115,14 @@ it("timing: snapshot restore refuses a data directory that holds anything, and a
   ]);
   expect(bad.code).toBe(1);
   expect(bad.err).toContain("is not a snapshot file");
+  // A --data that is a file, not a directory: an error that names it, not a stack trace.
+  const notADirectory = await baton([
+    "snapshot",
+    "restore",
+    join(dir, "not.snap"),
+    "--data",
+    join(dir, "not.snap"),
+  ]);
+  expect(notADirectory.code).toBe(2);
+  expect(notADirectory.err).toMatch(/--data .*not\.snap: .*ENOTDIR/);
 });

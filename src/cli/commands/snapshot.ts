@@ -139,12 +139,19 @@ async function fetchSnapshot(
   credentials: { token?: string },
 ): Promise<FetchOutcome> {
   const from = baseUrl.replace(/\/$/, "");
-  const response = await request(`${from}/v1/snapshot`, {
-    method: "POST",
-    dispatcher: agent,
-    headers:
-      credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` },
-  });
+  let response: Awaited<ReturnType<typeof request>>;
+  try {
+    response = await request(`${from}/v1/snapshot`, {
+      method: "POST",
+      dispatcher: agent,
+      headers:
+        credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` },
+    });
+  } catch (error) {
+    // The master went away between the status and the request (a fail-over): like a 503,
+    // the caller asks the cluster again until its deadline.
+    return { status: 503, text: (error as Error).message, from };
+  }
   if (response.statusCode !== 200) {
     return { status: response.statusCode, text: (await response.body.text()).slice(0, 500), from };
   }
@@ -181,6 +188,8 @@ async function writeSnapshotFile(file: string, answer: SnapshotAnswer): Promise<
       );
     }
     await rename(stored.path, file);
+    // The new name is durable only once its directory is.
+    await nodeFileSystem.syncDir(dirname(file));
     return stored.dataBytes;
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -192,10 +201,15 @@ async function restore(file: string, dataDir: string, io: CliIo): Promise<number
     io.stderr.write(`baton snapshot restore: ${message}\n`);
     return code;
   };
-  const present = await readdir(dataDir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return [];
-    throw error;
-  });
+  let present: string[];
+  try {
+    present = await readdir(dataDir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return [];
+      throw error;
+    });
+  } catch (error) {
+    return fail(`--data ${dataDir}: ${(error as Error).message}`, ExitCode.usage);
+  }
   if (present.length > 0) {
     return fail(
       `--data ${dataDir} is not empty: restore seeds a new node's data directory and never writes over one (move it aside, or give an empty directory)`,
@@ -211,23 +225,38 @@ async function restore(file: string, dataDir: string, io: CliIo): Promise<number
   } catch (error) {
     return fail(`${(error as Error).message}`);
   }
-  const { storage } = await DiskStorage.open(dataDir);
   try {
-    const receiver = await storage.receiveSnapshot(meta);
-    let offset = 0;
-    for await (const chunk of readSnapshotData(nodeFileSystem, file, meta)) {
-      offset = await receiver.write(offset, chunk);
+    const { storage } = await DiskStorage.open(dataDir);
+    try {
+      const receiver = await storage.receiveSnapshot(meta);
+      let offset = 0;
+      for await (const chunk of readSnapshotData(nodeFileSystem, file, meta)) {
+        offset = await receiver.write(offset, chunk);
+      }
+      await receiver.finish();
+      storage.setHardState({ term: meta.term, votedFor: null, commitIndex: meta.index });
+      await storage.sync();
+    } finally {
+      await storage.close();
     }
-    await receiver.finish();
-    storage.setHardState({ term: meta.term, votedFor: null, commitIndex: meta.index });
-    await storage.sync();
-  } finally {
-    await storage.close();
+  } catch (error) {
+    // A half-restored directory would start as an empty node: leave none behind (the
+    // directory was empty or absent before).
+    await emptyDirectory(dataDir);
+    return fail(
+      `writing ${dataDir} failed, and what was written is removed: ${(error as Error).message}`,
+    );
   }
   io.stdout.write(
     `restored ${file} into ${dataDir}: index ${meta.index}, term ${meta.term}; start the node with --data ${dataDir}\n`,
   );
   return ExitCode.ok;
+}
+
+/** Removes everything in `dir` (which restore found empty), keeping the directory itself. */
+async function emptyDirectory(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  await Promise.all(names.map((name) => rm(join(dir, name), { recursive: true, force: true })));
 }
 
 /** The index and term in a snapshot file's header; throws naming the file when it is not one. */
