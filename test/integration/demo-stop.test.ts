@@ -12,6 +12,7 @@
  * its own, killed whole after each test, pass or fail (harness/vitest-hooks.ts).
  */
 
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -91,4 +92,53 @@ describe("baton demo: stopping", () => {
       [3, "code 0"],
     ]);
   }, 90_000);
+});
+
+describe("baton demo: when its nodes cannot run", () => {
+  it("timing: every node failing to start (its ports taken) ends the demo with exit 1 and says why", async () => {
+    const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
+    // Something else holds every node's HTTP port.
+    const holders = await Promise.all(
+      [0, 1, 2].map(async (i) => {
+        const server = createServer();
+        await new Promise<void>((resolve) => server.listen(httpPort + i, "127.0.0.1", resolve));
+        return server;
+      }),
+    );
+    try {
+      const output: string[] = [];
+      const exited = new Promise<number | null>((resolve) => {
+        const command = demoCommand({ data: join(root, "taken"), peerPort, httpPort, load: 0 });
+        new ManagedProcess("demo", command.command, command.args, {
+          cwd: REPO_ROOT,
+          group: true,
+          onLine: (line) => output.push(line),
+          onExit: (exit) => resolve(exit.code),
+        }).start();
+      });
+      expect(await exited).toBe(1);
+      expect(output.join("\n")).toContain("every node exited with an error");
+    } finally {
+      await Promise.all(holders.map((s) => new Promise((resolve) => s.close(resolve))));
+    }
+  }, 60_000);
+
+  it("timing: a --host other machines can reach is refused before anything starts (exit 2)", async () => {
+    const command = demoCommand({
+      data: join(root, "host"),
+      peerPort: 7101,
+      httpPort: 8101,
+      load: 0,
+    });
+    const output: string[] = [];
+    const code = await new Promise<number | null>((resolve) => {
+      new ManagedProcess("demo", command.command, [...command.args, "--host", "10.11.12.13"], {
+        cwd: REPO_ROOT,
+        onLine: (line) => output.push(line),
+        onExit: (exit) => resolve(exit.code),
+      }).start();
+    });
+    expect(code).toBe(2);
+    expect(output.join("\n")).toContain("is not a loopback address");
+  }, 30_000);
 });

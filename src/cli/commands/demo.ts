@@ -18,6 +18,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient } from "../../client/index.js";
+import { isLoopbackHost } from "../../server/node-config.js";
 import { type CliIo, processIo } from "./cli-io.js";
 
 interface DemoFlags {
@@ -117,9 +118,21 @@ interface Child {
 interface DemoState {
   stopping: boolean;
   readonly restarts: Set<NodeJS.Timeout>;
+  /** The nodes that exited with an error of their own (not a signal) and stay down. */
+  readonly failed: Set<number>;
+  /** Runs once every node has so failed: nothing is left to demonstrate. */
+  allFailed: () => void;
 }
 
 async function demo(flags: DemoFlags): Promise<number> {
+  if (!isLoopbackHost(flags.host)) {
+    // The nodes would refuse to serve another address without TLS and tokens (see
+    // baton start --help); the demo is for this machine.
+    console.error(
+      `baton demo: --host ${flags.host} is not a loopback address: the demo runs on this machine only, without TLS or tokens. For a cluster on the network, set up certificates and tokens (baton certs --help) and run baton start on each machine.`,
+    );
+    return 2;
+  }
   const temporary = flags.data === undefined;
   const root = temporary ? mkdtempSync(join(tmpdir(), "baton-demo-")) : resolve(flags.data!);
   mkdirSync(root, { recursive: true });
@@ -128,7 +141,12 @@ async function demo(flags: DemoFlags): Promise<number> {
   console.log(
     `Baton demo: ${flags.nodes} nodes, data in ${root}${temporary ? " (temporary)" : ""}\n`,
   );
-  const state: DemoState = { stopping: false, restarts: new Set() };
+  const state: DemoState = {
+    stopping: false,
+    restarts: new Set(),
+    failed: new Set(),
+    allFailed: () => {},
+  };
   const children = ids.map((id) => startChild(id, flags, peers, root, state));
   for (const child of children) {
     const http = `http://${flags.host}:${flags.httpPort + child.id - 1}`;
@@ -152,7 +170,7 @@ async function demo(flags: DemoFlags): Promise<number> {
   if (flags.open) void whenServing(dashboard).then(() => openBrowser(dashboard));
   const load = flags.load > 0 ? startLoad(urls, flags.load) : null;
   return new Promise<number>((done) => {
-    const stop = (): void => {
+    const stop = (code: number): void => {
       if (state.stopping) return;
       state.stopping = true;
       for (const timer of state.restarts) clearTimeout(timer);
@@ -160,11 +178,18 @@ async function demo(flags: DemoFlags): Promise<number> {
       void Promise.all([load?.stop(), stopAll(children)]).then(() => {
         if (temporary) rmSync(root, { recursive: true, force: true });
         console.log("all nodes stopped.");
-        done(0);
+        done(code);
       });
     };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
+    state.allFailed = () => {
+      console.error(
+        `baton demo: every node exited with an error (above, and in ${root}/n*.log); are the ports taken, by another demo perhaps? (--peer-port, --http-port)`,
+      );
+      stop(1);
+    };
+    if (state.failed.size === children.length) state.allFailed();
+    process.on("SIGINT", () => stop(0));
+    process.on("SIGTERM", () => stop(0));
   });
 }
 
@@ -239,6 +264,10 @@ function watchExit(
   child.process.on("exit", (code, signal) => {
     child.exited = true;
     console.log(`${time()}  node ${child.id} exited (${signal ?? `code ${code}`})`);
+    if (!state.stopping && signal === null && code !== 0) {
+      state.failed.add(child.id);
+      if (state.failed.size === flags.nodes) state.allFailed();
+    }
     if (state.stopping || signal !== "SIGKILL" || flags.restartMs === 0) return;
     console.log(`${time()}  node ${child.id} restarts in ${flags.restartMs} ms (--restart-ms)`);
     const timer = setTimeout(() => {
