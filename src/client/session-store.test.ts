@@ -13,23 +13,59 @@ import {
   SESSION_TTL_SECONDS_MAX,
   type StoredSession,
 } from "./session-store.js";
+import type { TxnRequest } from "./store-client.js";
 
 class FakeCluster {
-  readonly keys = new Map<string, { value: string; lease: number | null }>();
+  readonly keys = new Map<string, { value: string; lease: number | null; revision: number }>();
   readonly leases = new Map<number, number>();
   private nextLease = 1;
+  private revision = 0;
+  /** Called before a write that attaches a key to `lease`, and after it (done or not). */
+  beforeWrite: (lease: number | null) => Promise<void> = async () => {};
+  afterWrite: (lease: number | null) => void = () => {};
+  beforeRevoke: (lease: number) => Promise<void> = async () => {};
+
+  private putKey(key: string, value: string, lease: number | null): void {
+    if (lease !== null && !this.leases.has(lease)) throw new LeaseNotFoundError(lease);
+    this.keys.set(key, { value, lease, revision: ++this.revision });
+  }
 
   client(): BatonClient {
     const fakeKeys = this.keys;
     const fake = {
       get: async (key: string) => {
         const entry = this.keys.get(key);
-        return entry === undefined ? null : { text: () => entry.value };
+        return entry === undefined ? null : { text: () => entry.value, revision: entry.revision };
       },
       put: async (key: string, value: string, options: { lease?: number | null } = {}) => {
         const lease = options.lease ?? null;
-        if (lease !== null && !this.leases.has(lease)) throw new LeaseNotFoundError(lease);
-        this.keys.set(key, { value, lease });
+        await this.beforeWrite(lease);
+        try {
+          this.putKey(key, value, lease);
+        } finally {
+          this.afterWrite(lease);
+        }
+      },
+      txn: async (request: TxnRequest) => {
+        const op = request.success?.[0];
+        const lease = op !== undefined && "put" in op ? (op.put.lease ?? null) : null;
+        await this.beforeWrite(lease);
+        try {
+          const holds = (request.compare ?? []).every((c) => {
+            const entry = this.keys.get(c.key);
+            if ("exists" in c) return (entry !== undefined) === c.exists;
+            if ("revision" in c) return entry?.revision === c.revision;
+            return entry?.value === c.value;
+          });
+          if (holds) {
+            for (const item of request.success ?? []) {
+              if ("put" in item) this.putKey(item.put.key, item.put.value, item.put.lease ?? null);
+            }
+          }
+          return { succeeded: holds, revision: this.revision };
+        } finally {
+          this.afterWrite(lease);
+        }
       },
       rangeAll: async function* (this: void, prefix: string) {
         for (const [key, entry] of [...fakeKeys].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -53,9 +89,10 @@ class FakeCluster {
         return { id, ttlSeconds };
       },
       revokeLease: async (id: number) => {
+        await this.beforeRevoke(id);
         if (!this.leases.delete(id)) return null;
         for (const [key, entry] of this.keys) if (entry.lease === id) this.keys.delete(key);
-        return { revision: 1 };
+        return { revision: ++this.revision };
       },
     };
     return fake as unknown as BatonClient;
@@ -114,6 +151,43 @@ describe("session store", () => {
     expect(await call<StoredSession | null>((done) => store.get("new", done))).toMatchObject({
       user: "alice",
     });
+  });
+
+  it("session store: two saves of one session at once never leave it on a revoked lease", async () => {
+    const cluster = new FakeCluster();
+    const store = createSessionStore(BaseStore, { client: cluster.client() });
+    await call((done) => store.set("s", sessionFor(60_000), done));
+    expect([...cluster.leases.keys()]).toEqual([1]);
+    // Save A keeps lease 1 (same time to live); save B moves the session to a new lease and
+    // revokes lease 1. The worst order: B writes, then A writes on lease 1, then B revokes it.
+    let bWrote = (): void => {};
+    const bWriting = new Promise<void>((resolve) => {
+      bWrote = resolve;
+    });
+    let aWrote = (): void => {};
+    const aWriting = new Promise<void>((resolve) => {
+      aWrote = resolve;
+    });
+    let aFirst = true;
+    cluster.beforeWrite = async (lease) => {
+      if (lease === 1 && aFirst) await bWriting;
+    };
+    cluster.afterWrite = (lease) => {
+      if (lease === 1 && aFirst) {
+        aFirst = false;
+        aWrote();
+      } else if (lease === 2) bWrote();
+    };
+    cluster.beforeRevoke = async (lease) => {
+      if (lease === 1) await aWriting;
+    };
+    await Promise.all([
+      call((done) => store.set("s", { ...sessionFor(60_000), user: "A" }, done)),
+      call((done) => store.set("s", { ...sessionFor(30_000), user: "B" }, done)),
+    ]);
+    const stored = cluster.keys.get("sess/s");
+    expect(stored).toBeDefined();
+    expect(cluster.leases.has(stored!.lease!)).toBe(true);
   });
 
   it("session store: a default time to live a lease cannot have is refused at once, naming the limit", () => {

@@ -46,6 +46,9 @@ export interface StoredSession {
   [field: string]: unknown;
 }
 
+/** How many times a save starts over when another save of the session came first. */
+const SAVE_ATTEMPTS_MAX = 8;
+
 /** The longest time to live a node grants a lease (docs/api.md), in seconds. */
 export const SESSION_TTL_SECONDS_MAX = 604_800;
 
@@ -97,6 +100,13 @@ export function createSessionStore<S extends object>(
     const entry = await client.get(keyOf(sid));
     return entry === null ? null : parse(entry.text());
   };
+  /** The record and the revision it was written at (0: no key). */
+  const readAt = async (sid: string): Promise<{ record: Record_ | null; revision: number }> => {
+    const entry = await client.get(keyOf(sid));
+    return entry === null
+      ? { record: null, revision: 0 }
+      : { record: parse(entry.text()), revision: entry.revision };
+  };
   // As express-session's own MemoryStore: a session whose cookie expired is gone.
   const current = async (sid: string): Promise<StoredSession | null> => {
     const record = await read(sid);
@@ -105,24 +115,45 @@ export function createSessionStore<S extends object>(
     await client.delete(keyOf(sid));
     return null;
   };
+  // The write is a transaction on the revision the save read: two saves of one session at
+  // once (two requests of one user) could otherwise interleave so that one moved the key to
+  // a new lease and revoked the old one just after the other had put the key back on it,
+  // deleting the session. The save that loses reads again and starts over.
   const save = async (sid: string, session: StoredSession): Promise<void> => {
     const ttl = ttlOf(session);
-    const existing = await read(sid);
-    let lease: number | null = null;
-    if (existing !== null && existing.t === ttl) {
-      lease = await client.keepAliveLease(existing.l).then(
-        (kept) => kept.id,
-        (error: unknown) => {
-          if (error instanceof LeaseNotFoundError) return null;
-          throw error;
-        },
-      );
+    const key = keyOf(sid);
+    for (let attempt = 1; ; attempt++) {
+      const { record: existing, revision } = await readAt(sid);
+      let lease: number | null = null;
+      if (existing !== null && existing.t === ttl) {
+        lease = await client.keepAliveLease(existing.l).then(
+          (kept) => kept.id,
+          (error: unknown) => {
+            if (error instanceof LeaseNotFoundError) return null;
+            throw error;
+          },
+        );
+      }
+      const granted = lease === null;
+      lease ??= (await client.grantLease(ttl)).id;
+      const record: Record_ = { l: lease, t: ttl, s: session };
+      const written = await client.txn({
+        compare: [revision === 0 ? { key, exists: false } : { key, revision }],
+        success: [{ put: { key, value: JSON.stringify(record), lease } }],
+        failure: [],
+      });
+      if (written.succeeded) {
+        // The key has moved to the new lease, so revoking the old one deletes nothing.
+        if (existing !== null && existing.l !== lease) await client.revokeLease(existing.l);
+        return;
+      }
+      if (granted) await client.revokeLease(lease);
+      if (attempt >= SAVE_ATTEMPTS_MAX) {
+        throw new Error(
+          `session ${sid} changed under ${attempt} saves in a row; the last was not written`,
+        );
+      }
     }
-    lease ??= (await client.grantLease(ttl)).id;
-    const record: Record_ = { l: lease, t: ttl, s: session };
-    await client.put(keyOf(sid), JSON.stringify(record), { lease });
-    // The key has moved to the new lease, so revoking the old one deletes nothing.
-    if (existing !== null && existing.l !== lease) await client.revokeLease(existing.l);
   };
   const methods: BatonSessionStore = {
     get: (sid, callback) => settle(current(sid), callback),
