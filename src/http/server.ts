@@ -23,6 +23,7 @@ import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { requireTokens } from "./auth.js";
+import { guardBrowsers } from "./browser-guard.js";
 import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
 import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
@@ -229,6 +230,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const app = buildApp(limits, logger, options.tls, connections);
   allowCrossOriginReads(app);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
+  else guardBrowsers(app, context);
   registerKvRoutes(app, context);
   const store = options.api.store;
   if (store !== undefined) registerStoreRoutes(app, context, store);

@@ -31,6 +31,7 @@
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { hostAllowed, originAllowed } from "../browser-guard.js";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import { READ_PREFLIGHT, registerResource } from "./resource.js";
@@ -190,57 +191,6 @@ function tokenMatches(header: string | string[] | undefined, token: string): boo
   const given = Buffer.from(header, "utf8");
   const expected = Buffer.from(token, "utf8");
   return given.byteLength === expected.byteLength && timingSafeEqual(given, expected);
-}
-
-/** The host names (without port) a fault request may use for this node. */
-function allowedHostnames(context: HttpContext): Set<string> {
-  const names = new Set(["127.0.0.1", "localhost", "[::1]"]);
-  const listening = context.listening();
-  if (listening !== null && listening.host !== "0.0.0.0" && listening.host !== "::") {
-    names.add(listening.host.includes(":") ? `[${listening.host}]` : listening.host);
-  }
-  for (const origin of memberOrigins(context)) names.add(new URL(origin).hostname);
-  return names;
-}
-
-/** The origins of the members' advertised HTTP URLs (this node's own among them). */
-function memberOrigins(context: HttpContext): string[] {
-  try {
-    return context.api
-      .status()
-      .members.flatMap((m) => (m.httpUrl === null ? [] : [new URL(m.httpUrl).origin]));
-  } catch {
-    return [];
-  }
-}
-
-/** Whether the Host header names this node by an allowed name (its port is not checked). */
-function hostAllowed(request: FastifyRequest, context: HttpContext): boolean {
-  const host = request.headers.host;
-  if (host === undefined) return false;
-  let hostname: string;
-  try {
-    hostname = new URL(`http://${host}`).hostname;
-  } catch {
-    return false;
-  }
-  return allowedHostnames(context).has(hostname);
-}
-
-/**
- * No Origin (curl, scripts), or exactly one of: this node's origin under an allowed host
- * and its own port, or a member's advertised origin.
- */
-function originAllowed(request: FastifyRequest, context: HttpContext): boolean {
-  const origin = request.headers.origin;
-  if (origin === undefined) return true;
-  if (memberOrigins(context).includes(origin)) return true;
-  const listening = context.listening();
-  if (listening === null) return false;
-  for (const name of allowedHostnames(context)) {
-    if (origin === `${listening.scheme}://${name}:${listening.port}`) return true;
-  }
-  return false;
 }
 
 function allowOrigin(request: FastifyRequest, reply: FastifyReply): void {

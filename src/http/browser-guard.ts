@@ -1,0 +1,110 @@
+/**
+ * What a browser may ask of a node, decided from the headers it cannot forge: `Host` (a page
+ * that rebinds its own host name to this machine still sends that name) and `Origin` (sent
+ * with every cross-origin request, and with every same-origin one that is not a GET or HEAD).
+ * The fault routes use these checks always; `guardBrowsers` applies them to the whole API of
+ * a node without tokens, where nothing else stops a page:
+ *
+ * - any page the user has open can send a "simple" cross-origin POST, PUT or DELETE (no
+ *   preflight, and the node reads a body whatever its Content-Type): a switchover, a
+ *   membership change, a transaction; so a request that changes anything and carries an
+ *   Origin must come from this node's or a member's origin (the cluster's dashboards);
+ *   programs (curl, the client library) send no Origin and are not affected;
+ * - a page that rebinds its name to 127.0.0.1 is same-origin with a loopback node and can
+ *   read everything; so on a loopback listener the Host must be one of the node's names.
+ *
+ * A node with tokens needs neither: a browser never attaches a bearer token by itself.
+ */
+
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { errorAnswer, sendErrorAnswer } from "./error-status.js";
+import type { HttpContext } from "./http-context.js";
+
+/** Whether the listener's host is this machine's alone (127.0.0.0/8, ::1, localhost). */
+function loopbackListener(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Methods that change nothing, which a cross-origin page may send (it cannot read the answer). */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Refuses, on a node without tokens, what a foreign or rebinding page sends (see above). */
+export function guardBrowsers(app: FastifyInstance, context: HttpContext): void {
+  app.addHook("onRequest", async (request, reply) => {
+    // The fault routes make their own, stricter checks and answers.
+    if (request.url.startsWith("/v1/faults")) return;
+    const listening = context.listening();
+    if (listening !== null && loopbackListener(listening.host) && !hostAllowed(request, context)) {
+      return sendErrorAnswer(
+        reply,
+        errorAnswer(
+          "ERR_FORBIDDEN",
+          `the Host header names this node ${JSON.stringify(request.headers.host ?? "")}, which is not one of its names (127.0.0.1, localhost, its listen address or a member's advertised host): a page that rebinds its name to this machine is refused`,
+          { field: "Host" },
+        ),
+      );
+    }
+    if (!SAFE_METHODS.has(request.method) && !originAllowed(request, context)) {
+      return sendErrorAnswer(
+        reply,
+        errorAnswer(
+          "ERR_FORBIDDEN",
+          `a request from the web page at ${request.headers.origin} is refused: this node has no API tokens, so it takes changes only from its own cluster's dashboards and from programs that send no Origin; to let other pages in, give the nodes --tokens and the page a token`,
+          { field: "Origin" },
+        ),
+      );
+    }
+    return undefined;
+  });
+}
+
+/** The host names (without port) a browser's request may use for this node. */
+function allowedHostnames(context: HttpContext): Set<string> {
+  const names = new Set(["127.0.0.1", "localhost", "[::1]"]);
+  const listening = context.listening();
+  if (listening !== null && listening.host !== "0.0.0.0" && listening.host !== "::") {
+    names.add(listening.host.includes(":") ? `[${listening.host}]` : listening.host);
+  }
+  for (const origin of memberOrigins(context)) names.add(new URL(origin).hostname);
+  return names;
+}
+
+/** The origins of the members' advertised HTTP URLs (this node's own among them). */
+function memberOrigins(context: HttpContext): string[] {
+  try {
+    return context.api
+      .status()
+      .members.flatMap((m) => (m.httpUrl === null ? [] : [new URL(m.httpUrl).origin]));
+  } catch {
+    return [];
+  }
+}
+
+/** Whether the Host header names this node by an allowed name (its port is not checked). */
+export function hostAllowed(request: FastifyRequest, context: HttpContext): boolean {
+  const host = request.headers.host;
+  if (host === undefined) return false;
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname;
+  } catch {
+    return false;
+  }
+  return allowedHostnames(context).has(hostname);
+}
+
+/**
+ * No Origin (curl, scripts), or exactly one of: this node's origin under an allowed host
+ * and its own port, or a member's advertised origin.
+ */
+export function originAllowed(request: FastifyRequest, context: HttpContext): boolean {
+  const origin = request.headers.origin;
+  if (origin === undefined) return true;
+  if (memberOrigins(context).includes(origin)) return true;
+  const listening = context.listening();
+  if (listening === null) return false;
+  for (const name of allowedHostnames(context)) {
+    if (origin === `${listening.scheme}://${name}:${listening.port}`) return true;
+  }
+  return false;
+}
