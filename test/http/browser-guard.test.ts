@@ -35,7 +35,8 @@ describe("browser guard (no tokens)", () => {
       ["POST", "/v1/txn", '{"success":[{"put":{"key":"a","value":"b"}}]}'],
       ["POST", "/v1/switchover", ""],
     ] as const) {
-      const refused = await app.inject({ method, url, payload, headers: foreign });
+      const body = payload === undefined ? {} : { payload };
+      const refused = await app.inject({ method, url, ...body, headers: foreign });
       expect(refused.statusCode, `${method} ${url}`).toBe(403);
       expect(refused.json()).toMatchObject({ code: "ERR_FORBIDDEN", field: "Origin" });
       expect(refused.json().error).toContain("https://evil.example");
