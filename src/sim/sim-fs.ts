@@ -117,9 +117,12 @@ class Inode {
     for (const op of this.pending.splice(0, count)) applyTo(this.durable, op);
   }
 
-  /** A crash: durable contents plus a prefix of the changes since, the last one torn. */
-  crash(prng: Prng): { torn: boolean } {
-    const keep = prng.int(0, this.pending.length);
+  /**
+   * A crash: durable contents plus a prefix of the changes since, the last one torn (with
+   * `loseAll`, none of them: the unkindest power loss).
+   */
+  crash(prng: Prng, loseAll = false): { torn: boolean } {
+    const keep = loseAll ? -1 : prng.int(0, this.pending.length);
     let torn = false;
     for (const [i, op] of this.pending.entries()) {
       if (i > keep || (i === keep && op.kind !== "write")) break;
@@ -165,8 +168,8 @@ class Dir {
     for (const op of this.pending.splice(0, count)) applyDirOp(this.durable, op);
   }
 
-  crash(prng: Prng): void {
-    const keep = prng.int(0, this.pending.length);
+  crash(prng: Prng, loseAll = false): void {
+    const keep = loseAll ? 0 : prng.int(0, this.pending.length);
     this.makeDurable(keep);
     this.pending = [];
     this.entries = new Map(this.durable);
@@ -238,16 +241,29 @@ export class SimFileSystem implements FileSystem {
    * die, and every file and directory keeps what the rules above let survive. `clock` is
    * the clock of the process that uses the disk next.
    */
-  crash(clock: Clock = this.clock): void {
+  crash(clock: Clock = this.clock, options: { readonly loseAllUnsynced?: boolean } = {}): void {
+    const loseAll = options.loseAllUnsynced === true;
     this.epoch++;
     this.stats.crashes++;
     this.clock = clock;
     this.forced.length = 0;
     for (const inode of this.inodes) {
-      if (inode.crash(this.prng).torn) this.stats.tornWrites++;
+      if (inode.crash(this.prng, loseAll).torn) this.stats.tornWrites++;
     }
-    for (const dir of this.dirs) dir.crash(this.prng);
+    for (const dir of this.dirs) dir.crash(this.prng, loseAll);
     this.forgetUnreachable();
+  }
+
+  /**
+   * The process that used this disk died, but not the machine: operations under way never
+   * complete and its handles die, while every write and name change it made stays as it
+   * is, in the page cache: readable by the next process, and not durable until synced (a
+   * later `crash()`, a power loss, may still take it back).
+   */
+  processCrash(clock: Clock = this.clock): void {
+    this.epoch++;
+    this.clock = clock;
+    this.forced.length = 0;
   }
 
   /**

@@ -83,11 +83,12 @@ export class DiskStorage implements Storage {
       const snapshotDir = join(dir, "snapshots");
       const snapshots = await SnapshotStore.open(snapshotDir, fs, config.snapshotsRetainedCount);
       const after = snapshots.latest?.meta ?? noSnapshot;
-      const opened = await Wal.open(join(dir, "wal"), after, {
-        fs,
-        clock: options.clock ?? realClock,
-        segmentBytes: config.walSegmentBytes,
-      });
+      const opened = await Wal.open(
+        join(dir, "wal"),
+        after,
+        { fs, clock: options.clock ?? realClock, segmentBytes: config.walSegmentBytes },
+        stable.hardState.commitIndex,
+      );
       wal = opened.wal;
       warnings.push(...stable.warnings, ...snapshots.warnings, ...opened.warnings);
       const parts = { dir, config, lock, stable: stable.store, snapshots: snapshots.store, wal };

@@ -336,6 +336,9 @@ export class SnapshotStore {
         warnings.push(`removed ${path}, a snapshot whose writing was interrupted`);
       } else warnings.push(`ignored ${path}: not a snapshot file`);
     }
+    // A snapshot's name may not be durable yet (a process that died between its rename and
+    // the directory's fsync): it is about to be relied on, and the log it covers deleted.
+    await io(dir, "fsync directory", () => fs.syncDir(dir));
     found.sort((a, b) => a.meta.index - b.meta.index || a.meta.term - b.meta.term);
     const newest = found.at(-1);
     const stored = newest === undefined ? [] : [await verifyFile(fs, newest.path, newest.meta)];

@@ -189,9 +189,18 @@ async function trimOrFail(
   segment: Segment,
   bad: BadRecord,
   isLast: boolean,
+  durableThrough: number,
 ): Promise<string> {
   if (!isLast || !bad.tornCandidate) {
     throw new WalCorruptError(segment.path, bad.offset, bad.detail);
+  }
+  // A torn write is one that was never made durable, so never acknowledged; an entry the
+  // hard state's commit hint covers was (the hint never passes the durable log). Damage,
+  // then: refuse, and cut nothing, so that the operator still has the bytes.
+  const index = segment.lastIndex() + 1;
+  if (index <= durableThrough) {
+    const detail = `${bad.detail}; entry ${index} is covered by the commit index ${durableThrough} in the hard state, which only durable entries reach, so this is damage, not a torn write`;
+    throw new WalCorruptError(segment.path, bad.offset, detail);
   }
   const valid = await validRecordAfter(window, bad.offset);
   if (valid !== null) {
@@ -214,6 +223,7 @@ async function scanSegment(
   first: number,
   prevTerm: number,
   isLast: boolean,
+  durableThrough: number,
 ): Promise<{ segment: Segment; terms: number[]; warning: string | null }> {
   const handle = await io(path, "open", () => fs.open(path, "r+"));
   try {
@@ -230,7 +240,7 @@ async function scanSegment(
       const at =
         recordInWindow(window, segment.bytes) ?? (await loadRecordAt(window, segment.bytes));
       if (!at.ok) {
-        const warning = await trimOrFail(window, segment, at.bad, isLast);
+        const warning = await trimOrFail(window, segment, at.bad, isLast, durableThrough);
         return { segment, terms, warning };
       }
       applyRecord(segment, terms, prevTerm, { offset: segment.bytes, ...at });
@@ -296,6 +306,7 @@ export async function scanLog(
   fs: FileSystem,
   dir: string,
   after: SnapshotMeta,
+  durableThrough = 0,
 ): Promise<ScannedLog> {
   const warnings: string[] = [];
   const files = await dropCovered(fs, dir, await listSegments(fs, dir, warnings), after, warnings);
@@ -312,6 +323,7 @@ export async function scanLog(
         file.first,
         prevTerm,
         k === files.length - 1,
+        durableThrough,
       );
       segments.push(scanned.segment);
       // One push per term: a spread of a segment's terms (hundreds of thousands of small
@@ -326,6 +338,20 @@ export async function scanLog(
   assert(
     segments.length === 0 || terms.length === segments.at(-1)!.lastIndex() - segments[0]!.first + 1,
   );
+  // What was read may exist only in the page cache: a process that died between a write and
+  // its fdatasync leaves it there, readable, but not on the disk. This node is about to
+  // count those entries as durable (acknowledge them, let a commit hint cover them), so they
+  // must be, and so must the segments' names (a crash between a segment's rename and its
+  // directory's fsync): a power loss later would take back what was acknowledged.
+  try {
+    for (const segment of segments) {
+      await io(segment.path, "fdatasync", () => segment.handle.datasync());
+    }
+    await io(dir, "fsync directory", () => fs.syncDir(dir));
+  } catch (error) {
+    for (const segment of segments) await segment.retire();
+    throw error;
+  }
   return { segments, terms, warnings };
 }
 

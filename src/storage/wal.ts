@@ -151,10 +151,16 @@ export class Wal {
    * (both reported as warnings). Throws ERR_WAL_CORRUPT or ERR_WAL_MISSING_SEGMENT when the
    * log is damaged, ERR_DISK_FULL or ERR_STORAGE_IO when the disk fails.
    */
+  /**
+   * Opens (recovers) the log in `dir`. `durableThrough`: an index up to which the log is known
+   * to have been durable (the hard state's commit hint), so that damage there is not taken
+   * for a torn tail and cut off.
+   */
   static async open(
     dir: string,
     after: SnapshotMeta,
     options: Partial<WalOptions> & Pick<WalOptions, "segmentBytes">,
+    durableThrough = 0,
   ): Promise<{ wal: Wal; warnings: string[] }> {
     const full: WalOptions = {
       fs: options.fs ?? nodeFileSystem,
@@ -163,7 +169,7 @@ export class Wal {
     };
     assert(full.segmentBytes > segmentHeaderBytes, "segment size must exceed the header");
     await createDirDurably(full.fs, dir);
-    const scanned = await scanLog(full.fs, dir, after);
+    const scanned = await scanLog(full.fs, dir, after, durableThrough);
     const wal = new Wal(dir, full, scanned.segments);
     const warnings = [...scanned.warnings];
     try {

@@ -43,8 +43,8 @@ describe("whole-node simulator: forced recovery", () => {
   }, 300_000);
 
   it("sim --whole-node: a forced recovery replays exactly", async () => {
-    const a = await runWholeNode(3, { forcedRecovery: true, trace: true });
-    const b = await runWholeNode(3, { forcedRecovery: true, trace: true });
+    const a = await runWholeNode(1, { forcedRecovery: true, trace: true });
+    const b = await runWholeNode(1, { forcedRecovery: true, trace: true });
     expect(a.ok, a.violation).toBe(true);
     expect(a.trace.some((line) => line.includes("recovered node"))).toBe(true);
     expect(b.trace).toEqual(a.trace);

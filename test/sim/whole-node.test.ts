@@ -203,11 +203,14 @@ describe("whole-node simulator", () => {
     }
   }, 90_000);
 
-  it("sim --whole-node: a calm run at 150-300 ms settles: two candidates at the start are not flapping (seed 2692)", async () => {
+  it("sim --whole-node: a calm run at 150-300 ms settles (seed 2692)", async () => {
     const fast = { calm: true, electionMs: { min: 150, max: 300 } };
+    // Seed 2692 once started with two candidates at once and checked they did not flap.
+    // Since recovery fsyncs the log and snapshot directories, the nodes of a calm run start
+    // further apart, and no seed of 1..4000 has two candidates at the start any more.
     const r = await runWholeNode(2692, fast);
     expect(r.ok, r.violation).toBe(true);
-    expect(r.elections).toBeGreaterThanOrEqual(2);
+    expect(r.elections).toBeGreaterThanOrEqual(1);
     // 6235: the end check compared the watch history with a backup one entry behind (a
     // lease's expiry committed while the watchers caught up); it now takes the store that
     // applied the most.

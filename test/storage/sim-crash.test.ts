@@ -448,6 +448,87 @@ describe("disk storage over a damaged simulated disk", () => {
     expect(refused).toBeGreaterThan(30);
   });
 
+  it("disk storage: entries a restarted process recovered from the page cache (its predecessor died before their fdatasync) survive a later power loss", async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const m = await newMachine(seed, KIND_DISK);
+      const { storage } = (await drive(m, open(m)))!;
+      const entry = (index: number) => ({
+        index,
+        term: 1,
+        kind: "command" as const,
+        data: Uint8Array.of(index),
+      });
+      storage.setHardState({ term: 1, votedFor: 1, commitIndex: 0 });
+      storage.append([1, 2, 3].map(entry));
+      await drive(m, storage.sync());
+      // The process dies (not the machine) as the next batch's fdatasync starts: the
+      // entries are in the page cache, readable, not durable.
+      m.fs.onOperation = (op, path) => {
+        if (op !== "datasync" || !path.includes("/wal/")) return;
+        m.fs.onOperation = null;
+        m.crashed = true;
+        m.clock.kill();
+        m.clock = new SimClock(m.scheduler, 0);
+        m.fs.processCrash(m.clock);
+      };
+      storage.append([4, 5, 6].map(entry));
+      expect(await drive(m, storage.sync()), `seed ${seed}`).toBeNull();
+      m.crashed = false;
+      const restarted = (await drive(m, open(m)))!;
+      // The new process reads them back and, from now on, counts them as durable.
+      expect(
+        restarted.entries.map((e) => e.index),
+        `seed ${seed}`,
+      ).toEqual([1, 2, 3, 4, 5, 6]);
+      // A power loss that keeps nothing unsynced must not take them back.
+      m.clock.kill();
+      m.clock = new SimClock(m.scheduler, 0);
+      m.fs.crash(m.clock, { loseAllUnsynced: true });
+      const afterPowerLoss = (await drive(m, open(m)))!;
+      expect(
+        afterPowerLoss.entries.map((e) => e.index),
+        `seed ${seed}`,
+      ).toEqual([1, 2, 3, 4, 5, 6]);
+    }
+  });
+
+  it("disk storage: a snapshot a restarted process found under a name not yet durable survives a later power loss (the log it covers was deleted)", async () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const m = await newMachine(seed, KIND_DISK);
+      const { storage } = (await drive(m, open(m)))!;
+      const entries = Array.from({ length: 40 }, (_, i) => ({
+        index: i + 1,
+        term: 1,
+        kind: "command" as const,
+        data: new Uint8Array(300).fill(i),
+      }));
+      storage.setHardState({ term: 1, votedFor: 1, commitIndex: 40 });
+      storage.append(entries);
+      await drive(m, storage.sync());
+      // The process dies as the snapshot's directory fsync starts: renamed, not durable.
+      m.fs.onOperation = (op, path) => {
+        if (op !== "syncDir" || !path.endsWith("/snapshots")) return;
+        m.fs.onOperation = null;
+        m.crashed = true;
+        m.clock.kill();
+        m.clock = new SimClock(m.scheduler, 0);
+        m.fs.processCrash(m.clock);
+      };
+      const saved = storage.saveSnapshot({ index: 40, term: 1 }, chunksOf("state at 40"));
+      expect(await drive(m, saved), `seed ${seed}`).toBeNull();
+      m.crashed = false;
+      // The next process finds the snapshot, and deletes the segments it covers.
+      const restarted = (await drive(m, open(m)))!;
+      expect(restarted.snapshot.index, `seed ${seed}`).toBe(40);
+      await drive(m, restarted.storage.compact(40));
+      m.clock.kill();
+      m.clock = new SimClock(m.scheduler, 0);
+      m.fs.crash(m.clock, { loseAllUnsynced: true });
+      const afterPowerLoss = (await drive(m, open(m)))!;
+      expect(afterPowerLoss.snapshot.index, `seed ${seed}`).toBe(40);
+    }
+  });
+
   it("disk storage: a new data directory survives a crash once storage says it is durable (its entry in the parent is fsynced)", async () => {
     for (let seed = 1; seed <= 40; seed++) {
       const m = await newMachine(seed, KIND_DISK);
