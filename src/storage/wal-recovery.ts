@@ -90,6 +90,8 @@ interface BadRecord {
   readonly offset: number;
   readonly detail: string;
   readonly tornCandidate: boolean;
+  /** Where the record ends by its own (sane) frame; absent when the frame is not to be trusted. */
+  readonly end?: number;
 }
 
 type RecordAt =
@@ -108,15 +110,17 @@ function recordInWindow(window: ReadWindow, offset: number): RecordAt | null {
   }
   const frame = checkFrame(head.buffer, head.at);
   if (!frame.ok) return { ok: false, bad: { offset, detail: frame.detail, tornCandidate: true } };
-  if (offset + frame.recordBytes > window.size) {
+  const end = offset + frame.recordBytes;
+  if (end > window.size) {
     const detail = "record extends past the end of the file";
-    return { ok: false, bad: { offset, detail, tornCandidate: true } };
+    return { ok: false, bad: { offset, detail, tornCandidate: true, end } };
   }
   const whole = window.peek(offset, frame.recordBytes);
   if (whole === null) return null;
   const record = checkRecord(whole.buffer, whole.at, frame);
   if (!record.ok) {
-    return { ok: false, bad: { offset, detail: record.detail, tornCandidate: record.checksum } };
+    const bad = { offset, detail: record.detail, tornCandidate: record.checksum, end };
+    return { ok: false, bad };
   }
   return { ok: true, record, bytes: frame.recordBytes };
 }
@@ -174,9 +178,15 @@ function applyRecord(
   terms.push(record.term);
 }
 
-/** Whether any complete, checksum-valid record starts after `from` (a byte-by-byte search). */
-async function validRecordAfter(window: ReadWindow, from: number): Promise<number | null> {
-  for (let offset = from + 1; offset + recordHeaderBytes <= window.size; offset++) {
+/**
+ * Whether any complete, checksum-valid record starts after the bad record (a byte-by-byte
+ * search): after the end its frame gives, when the frame is sane, so that a record inside
+ * its own payload (a value that holds a log record, which anyone may store) does not make a
+ * torn tail look like damage in the middle of the log.
+ */
+async function validRecordAfter(window: ReadWindow, bad: BadRecord): Promise<number | null> {
+  const from = bad.end ?? bad.offset + 1;
+  for (let offset = from; offset + recordHeaderBytes <= window.size; offset++) {
     const at = await readRecordAt(window, offset);
     if (at.ok) return offset;
   }
@@ -202,7 +212,7 @@ async function trimOrFail(
     const detail = `${bad.detail}; entry ${index} is covered by the commit index ${durableThrough} in the hard state, which only durable entries reach, so this is damage, not a torn write`;
     throw new WalCorruptError(segment.path, bad.offset, detail);
   }
-  const valid = await validRecordAfter(window, bad.offset);
+  const valid = await validRecordAfter(window, bad);
   if (valid !== null) {
     const detail = `${bad.detail}, and a valid record follows at byte ${valid}, so this is not a torn tail`;
     throw new WalCorruptError(segment.path, bad.offset, detail);

@@ -4,13 +4,14 @@
  */
 
 import { spawnSync } from "node:child_process";
-import { open, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { open, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DiskStorage } from "../../src/storage/disk-storage.js";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
 import { StableStore } from "../../src/storage/stable-store.js";
 import type { Storage } from "../../src/storage/storage.js";
+import { segmentHeaderBytes } from "../../src/storage/wal-format.js";
 import { commands, makeTempDir, plain, removeTempDirs } from "./helpers.js";
 import { InstrumentedFileSystem } from "./instrumented-file-system.js";
 
@@ -82,6 +83,31 @@ describe("disk storage", () => {
     const again = await openDisk(dir);
     expect(again.warnings).toEqual([expect.stringMatching(/trimmed a torn record/)]);
     expect(again.entries.length).toBe(9);
+  });
+
+  it("disk storage: a torn last record whose value holds a valid log record is still a torn tail", async () => {
+    // One valid record, as the log writes it: anyone may store these bytes as a value.
+    const scratch = await makeTempDir();
+    const one = await openDisk(scratch);
+    one.storage.setHardState({ term: 1, votedFor: null, commitIndex: 0 });
+    one.storage.append([{ index: 1, term: 1, kind: "command", data: Uint8Array.of(7) }]);
+    await one.storage.close();
+    const scratchWal = join(scratch, "wal");
+    const segment = await readFile(join(scratchWal, (await readdir(scratchWal))[0]!));
+    const record = segment.subarray(segmentHeaderBytes);
+    const dir = await makeTempDir();
+    const { storage } = await openDisk(dir);
+    storage.setHardState({ term: 1, votedFor: null, commitIndex: 0 });
+    const value = Buffer.concat([Buffer.alloc(16), record, Buffer.alloc(64)]);
+    storage.append([...commands(1, 3, 1), { index: 4, term: 1, kind: "command", data: value }]);
+    await storage.close();
+    // The crash tore the last record after the record inside its value.
+    const wal = join(dir, "wal");
+    const last = join(wal, (await readdir(wal)).sort().at(-1)!);
+    await truncate(last, (await stat(last)).size - 10);
+    const again = await openDisk(dir);
+    expect(again.warnings).toEqual([expect.stringMatching(/trimmed a torn record/)]);
+    expect(again.entries.map((e) => e.index)).toEqual([1, 2, 3]);
   });
 
   it("disk storage: a term change reaches the disk before entries appended after it (ordering)", async () => {
