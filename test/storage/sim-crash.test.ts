@@ -59,6 +59,21 @@ function crash(m: Machine): void {
   m.fs.crash(m.clock);
 }
 
+/** The process dies, not the machine: what it wrote stays in the page cache, unsynced. */
+function processCrash(m: Machine): void {
+  m.crashed = true;
+  m.clock.kill();
+  m.clock = new SimClock(m.scheduler, 0);
+  m.fs.processCrash(m.clock);
+}
+
+/** The machine loses power, and keeps nothing that was not synced. */
+function powerLoss(m: Machine): void {
+  m.clock.kill();
+  m.clock = new SimClock(m.scheduler, 0);
+  m.fs.crash(m.clock, { loseAllUnsynced: true });
+}
+
 function lockHost(m: Machine): LockHost {
   m.pid++;
   return { pid: m.pid, isRunning: () => false, held: new Set() };
@@ -466,10 +481,7 @@ describe("disk storage over a damaged simulated disk", () => {
       m.fs.onOperation = (op, path) => {
         if (op !== "datasync" || !path.includes("/wal/")) return;
         m.fs.onOperation = null;
-        m.crashed = true;
-        m.clock.kill();
-        m.clock = new SimClock(m.scheduler, 0);
-        m.fs.processCrash(m.clock);
+        processCrash(m);
       };
       storage.append([4, 5, 6].map(entry));
       expect(await drive(m, storage.sync()), `seed ${seed}`).toBeNull();
@@ -481,9 +493,7 @@ describe("disk storage over a damaged simulated disk", () => {
         `seed ${seed}`,
       ).toEqual([1, 2, 3, 4, 5, 6]);
       // A power loss that keeps nothing unsynced must not take them back.
-      m.clock.kill();
-      m.clock = new SimClock(m.scheduler, 0);
-      m.fs.crash(m.clock, { loseAllUnsynced: true });
+      powerLoss(m);
       const afterPowerLoss = (await drive(m, open(m)))!;
       expect(
         afterPowerLoss.entries.map((e) => e.index),
@@ -509,10 +519,7 @@ describe("disk storage over a damaged simulated disk", () => {
       m.fs.onOperation = (op, path) => {
         if (op !== "syncDir" || !path.endsWith("/snapshots")) return;
         m.fs.onOperation = null;
-        m.crashed = true;
-        m.clock.kill();
-        m.clock = new SimClock(m.scheduler, 0);
-        m.fs.processCrash(m.clock);
+        processCrash(m);
       };
       const saved = storage.saveSnapshot({ index: 40, term: 1 }, chunksOf("state at 40"));
       expect(await drive(m, saved), `seed ${seed}`).toBeNull();
@@ -521,9 +528,7 @@ describe("disk storage over a damaged simulated disk", () => {
       const restarted = (await drive(m, open(m)))!;
       expect(restarted.snapshot.index, `seed ${seed}`).toBe(40);
       await drive(m, restarted.storage.compact(40));
-      m.clock.kill();
-      m.clock = new SimClock(m.scheduler, 0);
-      m.fs.crash(m.clock, { loseAllUnsynced: true });
+      powerLoss(m);
       const afterPowerLoss = (await drive(m, open(m)))!;
       expect(afterPowerLoss.snapshot.index, `seed ${seed}`).toBe(40);
     }
