@@ -31,10 +31,17 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 /** Refuses, on a node without tokens, what a foreign or rebinding page sends (see above). */
 export function guardBrowsers(app: FastifyInstance, context: HttpContext): void {
   app.addHook("onRequest", async (request, reply) => {
-    // The fault routes make their own, stricter checks and answers.
-    if (request.url.startsWith("/v1/faults")) return;
+    // The fault routes make their own, stricter checks and answers; health checks tell
+    // nothing and come from load balancers with Host headers of their own, or none.
+    if (request.url.startsWith("/v1/faults") || request.url.startsWith("/health")) return;
     const listening = context.listening();
-    if (listening !== null && loopbackListener(listening.host) && !hostAllowed(request, context)) {
+    // A request without a Host (an HTTP/1.0 health checker, a script) is no browser's.
+    const rebound =
+      request.headers.host !== undefined &&
+      listening !== null &&
+      loopbackListener(listening.host) &&
+      !hostAllowed(request, context);
+    if (rebound) {
       return sendErrorAnswer(
         reply,
         errorAnswer(

@@ -6,6 +6,7 @@
  * are unaffected.
  */
 
+import { connect } from "node:net";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
@@ -68,5 +69,21 @@ describe("browser guard (no tokens)", () => {
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) {
       expect((await app.inject({ url: "/v1/kv?prefix=", headers: { host } })).statusCode).toBe(200);
     }
+    // A request without a Host (HTTP/1.0: a script, a health checker) is no browser's.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), "127.0.0.1", () =>
+        socket.write("GET /v1/status HTTP/1.0\r\n\r\n"),
+      );
+      let text = "";
+      socket.on("data", (chunk) => {
+        text += chunk.toString();
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.[01] 200/);
+    // A load balancer's health check names the node its own way: health tells nothing.
+    const check = await app.inject({ url: "/health", headers: { host: "backend.internal" } });
+    expect(check.statusCode).toBe(200);
   });
 });
