@@ -96,10 +96,6 @@ export function createSessionStore<S extends object>(
     const seconds = typeof maxAge === "number" ? Math.max(1, Math.ceil(maxAge / 1000)) : ttlDefault;
     return Math.min(seconds, SESSION_TTL_SECONDS_MAX);
   };
-  const read = async (sid: string): Promise<Record_ | null> => {
-    const entry = await client.get(keyOf(sid));
-    return entry === null ? null : parse(entry.text());
-  };
   /** The record and the revision it was written at (0: no key). */
   const readAt = async (sid: string): Promise<{ record: Record_ | null; revision: number }> => {
     const entry = await client.get(keyOf(sid));
@@ -107,6 +103,7 @@ export function createSessionStore<S extends object>(
       ? { record: null, revision: 0 }
       : { record: parse(entry.text()), revision: entry.revision };
   };
+  const read = async (sid: string): Promise<Record_ | null> => (await readAt(sid)).record;
   // As express-session's own MemoryStore: a session whose cookie expired is gone.
   const current = async (sid: string): Promise<StoredSession | null> => {
     const record = await read(sid);

@@ -65,6 +65,9 @@ export function guardBrowsers(app: FastifyInstance, context: HttpContext): void 
   });
 }
 
+/** A Host header naming one of the names every node answers to, with or without a port. */
+const ALWAYS_ALLOWED_HOST = /^(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$/i;
+
 /** The host names (without port) a browser's request may use for this node. */
 function allowedHostnames(context: HttpContext): Set<string> {
   const names = new Set(["127.0.0.1", "localhost", "[::1]"]);
@@ -91,6 +94,9 @@ function memberOrigins(context: HttpContext): string[] {
 export function hostAllowed(request: FastifyRequest, context: HttpContext): boolean {
   const host = request.headers.host;
   if (host === undefined) return false;
+  // Every request to a loopback node passes here: the names always allowed are checked
+  // without parsing a URL or asking the node for its members.
+  if (ALWAYS_ALLOWED_HOST.test(host)) return true;
   let hostname: string;
   try {
     hostname = new URL(`http://${host}`).hostname;

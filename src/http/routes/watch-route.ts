@@ -81,12 +81,16 @@ const dataLines = new WeakMap<KvChange, string>();
 function dataLine(change: KvChange): string {
   let line = dataLines.get(change);
   if (line === undefined) {
-    const value = change.value === null ? null : decoder.decode(change.value);
-    const event = { type: change.type, key: change.key, value, revision: change.revision };
-    line = `data: ${JSON.stringify(event)}\n\n`;
+    line = formatDataLine(change);
     dataLines.set(change, line);
   }
   return line;
+}
+
+function formatDataLine(change: KvChange): string {
+  const value = change.value === null ? null : decoder.decode(change.value);
+  const event = { type: change.type, key: change.key, value, revision: change.revision };
+  return `data: ${JSON.stringify(event)}\n\n`;
 }
 
 /** The text of events: an id (`<revision>.<n>`) and the change's `data:` line each. */
@@ -110,9 +114,7 @@ function backlogPiece(
   let i = from;
   while (i < events.length && text.length < BACKLOG_PIECE_CHARS) {
     const { change, n } = events[i]!;
-    const value = change.value === null ? null : decoder.decode(change.value);
-    const event = { type: change.type, key: change.key, value, revision: change.revision };
-    text += `id: ${change.revision}.${n}\ndata: ${JSON.stringify(event)}\n\n`;
+    text += `id: ${change.revision}.${n}\n${formatDataLine(change)}`;
     i++;
   }
   return { text, next: i };
