@@ -418,6 +418,8 @@ class WholeNodeRun {
   failovers = 0;
   transfers = 0;
   clockJumps = 0;
+  /** Crashes of a process alone: its machine, and the page cache with it, stayed up. */
+  processCrashes = 0;
   /** Wall-clock jumps forward (each may move log time on by up to one clamped step). */
   forwardJumps = 0;
   faultsActive = true;
@@ -673,7 +675,15 @@ class WholeNodeRun {
     proc.node = null;
     proc.sm = null;
     proc.clock = this.newClock();
-    proc.fs.crash(proc.clock);
+    // Half the crashes are of the process alone (killed, or stopped on a storage error):
+    // what it wrote stays in the page cache, readable by the next process and still lost
+    // by a later power loss unless something syncs it. The others take the machine down.
+    if (this.prng.chance(0.5)) {
+      this.processCrashes++;
+      proc.fs.processCrash(proc.clock);
+    } else {
+      proc.fs.crash(proc.clock);
+    }
   }
 
   private maybeRestart(proc: Proc): void {
@@ -1698,6 +1708,7 @@ export async function runWholeNode(
       "lease expiries checked": run.leases.expired,
       "range reads checked": run.rangeAtomicity.reads,
       "clock jumps": run.clockJumps,
+      "process-only crashes": run.processCrashes,
       "duplicated messages": run.net.duplicated,
       "watch changes checked": run.watchStats.delivered,
       "watch resumes": run.watchers.reduce((n, w) => n + Math.max(0, w.opened - 1), 0),

@@ -90,6 +90,9 @@ export class IdentityStore {
       await io(temporary, "delete", () => fs.unlink(temporary));
     }
     const bytes = await io(path, "read", () => fs.readSmall(path));
+    // A name that is only in the page cache (a process that died between the rename and the
+    // directory's fsync) must survive a power loss before the node speaks with it.
+    await io(dir, "fsync directory", () => fs.syncDir(dir));
     return new IdentityStore(dir, fs, bytes === null ? null : decodeIdentity(bytes, path));
   }
 

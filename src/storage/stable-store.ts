@@ -113,6 +113,10 @@ export class StableStore {
     }
     const bytes = await io(path, "read", () => fs.readSmall(path));
     const hardState = bytes === null ? emptyHardState : decodeHardState(bytes, path);
+    // The file's name may be only in the page cache (a process that died between the rename
+    // and the directory's fsync). The node is about to act on this term and vote, repeating
+    // a vote without saving it again, so the name must survive a power loss first.
+    await io(dir, "fsync directory", () => fs.syncDir(dir));
     return { store: new StableStore(dir, fs, hardState), hardState, warnings };
   }
 

@@ -17,13 +17,14 @@
 
 import type { SnapshotMeta } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
-import { WalCorruptError, WalMissingSegmentError } from "./errors.js";
+import { storageIoError, WalCorruptError, WalMissingSegmentError } from "./errors.js";
 import {
   closeQuietly,
   type FileHandleLike,
   type FileSystem,
   io,
   readFully,
+  writeFully,
 } from "./file-system.js";
 import { walScanWindowBytes } from "./limits.js";
 import {
@@ -353,7 +354,17 @@ export async function scanLog(
   // count those entries as durable (acknowledge them, let a commit hint cover them), so they
   // must be, and so must the segments' names (a crash between a segment's rename and its
   // directory's fsync): a power loss later would take back what was acknowledged.
+  //
+  // An fdatasync is not enough for the last segment. After a failed fdatasync Linux marks
+  // the pages it could not write clean: they stay readable and no later fdatasync writes
+  // them (PostgreSQL's "fsyncgate"). A node stops on such a failure, and the next process
+  // would read those entries back as if they were on the disk. Only the last segment can
+  // hold them: the log syncs a segment before it starts the next one, and never writes to
+  // an older one. So its bytes are written again, which makes every page dirty, and then
+  // synced: at most one segment's worth of writing per start.
   try {
+    const last = segments.at(-1);
+    if (last !== undefined) await rewriteInPlace(last.handle, last.path, last.bytes);
     for (const segment of segments) {
       await io(segment.path, "fdatasync", () => segment.handle.datasync());
     }
@@ -363,6 +374,20 @@ export async function scanLog(
     throw error;
   }
   return { segments, terms, warnings };
+}
+
+/** Reads bytes [0, length) of a file and writes them back where they were, a window at a time. */
+async function rewriteInPlace(handle: FileHandleLike, path: string, length: number): Promise<void> {
+  const buffer = Buffer.alloc(Math.min(length, walScanWindowBytes));
+  for (let at = 0; at < length; at += buffer.length) {
+    const want = Math.min(buffer.length, length - at);
+    const read = await readFully(handle, path, buffer, want, at);
+    if (read !== want) {
+      const shrank = new Error(`the file ended at byte ${at + read}, inside what was just scanned`);
+      throw storageIoError(path, "read", Object.assign(shrank, { code: "EIO" }));
+    }
+    await writeFully(handle, path, buffer.subarray(0, want), at);
+  }
 }
 
 function checkContinues(prev: Segment, next: { first: number; path: string }): void {

@@ -15,6 +15,7 @@ import { SimClock, SimScheduler } from "../../src/sim/sim-clock.js";
 import { KIND_DISK, SimFileSystem, type SimFsFaults } from "../../src/sim/sim-fs.js";
 import type { LockHost } from "../../src/storage/dir-lock.js";
 import { DiskStorage } from "../../src/storage/disk-storage.js";
+import { IdentityStore } from "../../src/storage/identity-store.js";
 import type { OpenedStorage, Storage } from "../../src/storage/storage.js";
 
 const DIR = "/data/n1";
@@ -531,6 +532,80 @@ describe("disk storage over a damaged simulated disk", () => {
       powerLoss(m);
       const afterPowerLoss = (await drive(m, open(m)))!;
       expect(afterPowerLoss.snapshot.index, `seed ${seed}`).toBe(40);
+    }
+  });
+
+  it("disk storage: entries whose fdatasync failed, read back from the page cache by the next process, survive a later power loss (Linux marks the pages clean: fsyncgate)", async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const m = await newMachine(seed, KIND_DISK);
+      const { storage } = (await drive(m, open(m)))!;
+      const entry = (index: number) => ({
+        index,
+        term: 1,
+        kind: "command" as const,
+        data: Uint8Array.of(index),
+      });
+      storage.setHardState({ term: 1, votedFor: 1, commitIndex: 0 });
+      storage.append([1, 2, 3].map(entry));
+      await drive(m, storage.sync());
+      // The next batch's fdatasync fails: its pages are marked clean, still readable, and
+      // no later fdatasync writes them. The node stops; only its process dies.
+      m.fs.failNext("datasync", "EIO");
+      storage.append([4, 5, 6].map(entry));
+      await expect(drive(m, storage.sync()), `seed ${seed}`).rejects.toMatchObject({
+        code: "ERR_STORAGE_IO",
+      });
+      processCrash(m);
+      m.crashed = false;
+      const restarted = (await drive(m, open(m)))!;
+      const recovered = restarted.entries.map((e) => e.index);
+      // Whatever the new process recovered it counts as durable from now on, so a power
+      // loss that keeps nothing unsynced must give back exactly that.
+      powerLoss(m);
+      const afterPowerLoss = (await drive(m, open(m)))!;
+      expect(
+        afterPowerLoss.entries.map((e) => e.index),
+        `seed ${seed}`,
+      ).toEqual(recovered);
+    }
+  });
+
+  it("disk storage: a hard state and an identity a restarted process found under names not yet durable survive a later power loss", async () => {
+    /** The process dies as its next fsync of the data directory starts. */
+    const dieAtNextDirSync = (m: Machine): void => {
+      m.fs.onOperation = (op, path) => {
+        if (op !== "syncDir" || path !== DIR) return;
+        m.fs.onOperation = null;
+        processCrash(m);
+      };
+    };
+    for (let seed = 1; seed <= 20; seed++) {
+      const m = await newMachine(seed, KIND_DISK);
+      const first = (await drive(m, open(m)))!;
+      first.storage.setHardState({ term: 1, votedFor: 1, commitIndex: 0 });
+      await drive(m, first.storage.sync());
+      // The identity is renamed into place; the process dies before the directory's fsync.
+      const identities = (await drive(m, IdentityStore.open(DIR, m.fs)))!;
+      dieAtNextDirSync(m);
+      const identity = { clusterId: "c", incarnation: 7, joinedConfig: null, appliedConfig: null };
+      expect(await drive(m, identities.save(identity)), `seed ${seed}`).toBeNull();
+      m.crashed = false;
+      // A vote for 2 in term 2 likewise: the vote was never sent, and the next process,
+      // reading it back, would repeat it without saving it again.
+      const second = (await drive(m, open(m)))!;
+      dieAtNextDirSync(m);
+      second.storage.setHardState({ term: 2, votedFor: 2, commitIndex: 0 });
+      expect(await drive(m, second.storage.sync()), `seed ${seed}`).toBeNull();
+      m.crashed = false;
+      const restarted = (await drive(m, open(m)))!;
+      const identityRead = (await drive(m, IdentityStore.open(DIR, m.fs)))!.identity();
+      expect(restarted.hardState.term, `seed ${seed}`).toBe(2);
+      expect(identityRead?.incarnation, `seed ${seed}`).toBe(7);
+      powerLoss(m);
+      const afterPowerLoss = (await drive(m, open(m)))!;
+      expect(afterPowerLoss.hardState, `seed ${seed}`).toEqual(restarted.hardState);
+      const identityAfter = (await drive(m, IdentityStore.open(DIR, m.fs)))!.identity();
+      expect(identityAfter, `seed ${seed}`).toEqual(identityRead);
     }
   });
 
