@@ -98,6 +98,14 @@ const HARD_STATE_RENAME_UNSYNCED: Mutant = {
   wholeNode: true,
 };
 
+const RECOVERY_NO_REWRITE: Mutant = {
+  name: "storage: recovery syncs the last log segment without writing it again (pages a failed fdatasync left clean)",
+  file: "src/storage/wal-recovery.ts",
+  find: "if (last !== undefined) await rewriteInPlace(last.handle, last.path, last.bytes);",
+  replace: "if (last !== undefined) await rewriteInPlace(last.handle, last.path, 0);",
+  wholeNode: true,
+};
+
 export const MUTANTS: readonly Mutant[] = [
   {
     name: "commit an old term's entry by counting replicas (figure 8)",
@@ -155,6 +163,8 @@ export const MUTANTS: readonly Mutant[] = [
   underCrashTests(COMMIT_HINT_UNCLAMPED),
   underCrashTests(HARD_STATE_RENAME_UNSYNCED),
   HARD_STATE_RENAME_UNSYNCED,
+  underCrashTests(RECOVERY_NO_REWRITE),
+  RECOVERY_NO_REWRITE,
   {
     name: "storage: a new log segment is renamed into place without an fsync of its directory",
     file: "src/storage/wal.ts",
