@@ -255,6 +255,8 @@ interface Operation {
    * itself); its attempts get at least this long, for the node waits for the change.
    */
   readonly once?: { readonly attemptTimeoutMs: number };
+  /** What is left of a larger operation's deadline, when this one is part of it. */
+  readonly deadlineMs?: number;
 }
 
 /** How long a switchover or membership change may take to be answered, at least. */
@@ -321,9 +323,10 @@ class HttpBatonClient implements BatonClient {
     value: string | Uint8Array,
     options: WriteOptions = {},
   ): Promise<{ revision: number }> {
+    const startedAt = performance.now();
     const response = await this.write("PUT", key, toBytes(value), options);
     if (response.status === 412) {
-      const current = await this.currentRevision(key, response);
+      const current = await this.currentRevision(key, response, startedAt);
       throw new PreconditionFailedError(key, options.ifRevision ?? -1, current);
     }
     if (response.status === 404) answer(response, 200); // throws LeaseNotFoundError
@@ -332,36 +335,42 @@ class HttpBatonClient implements BatonClient {
 
   async get(key: string, options: { readonly stale?: boolean } = {}): Promise<KvValue | null> {
     checkKey(key);
-    const query = options.stale === true ? "?stale=true" : "";
-    const response = await this.send({
-      name: `get ${JSON.stringify(key)}`,
-      request: {
-        method: "GET",
-        path: `/v1/kv/${keyPath(key)}${query}`,
-        headers: { accept: "application/octet-stream, application/json;q=0.5" },
-      },
-      idempotencyKey: null,
-      discover: options.stale !== true,
-    });
+    const response = await this.send(this.getOperation(key, options.stale === true));
     if (response.status === 404) return null;
     if (response.status !== 200) throw unexpected(response, "GET answered this status");
     return kvValueFrom(key, response);
   }
 
+  private getOperation(key: string, stale: boolean): Operation {
+    return {
+      name: `get ${JSON.stringify(key)}`,
+      request: {
+        method: "GET",
+        path: `/v1/kv/${keyPath(key)}${stale ? "?stale=true" : ""}`,
+        headers: { accept: "application/octet-stream, application/json;q=0.5" },
+      },
+      idempotencyKey: null,
+      discover: !stale,
+    };
+  }
+
   async delete(key: string, options: WriteOptions = {}): Promise<{ revision: number } | null> {
+    const startedAt = performance.now();
     const response = await this.write("DELETE", key, undefined, options);
     if (response.status === 404) return null;
     if (response.status === 412) {
-      const current = await this.currentRevision(key, response);
+      const current = await this.currentRevision(key, response, startedAt);
       throw new PreconditionFailedError(key, options.ifRevision ?? -1, current);
     }
     return { revision: revisionFromJson(response) };
   }
 
   async cas(key: string, expectedRevision: number, value: string | Uint8Array): Promise<CasResult> {
+    const startedAt = performance.now();
     const response = await this.write("PUT", key, toBytes(value), { ifRevision: expectedRevision });
     if (response.status === 412) {
-      return { ok: false, currentRevision: await this.currentRevision(key, response) };
+      const currentRevision = await this.currentRevision(key, response, startedAt);
+      return { ok: false, currentRevision };
     }
     if (response.status === 404) throw unexpected(response, "PUT answered 404");
     return { ok: true, revision: revisionFromJson(response) };
@@ -609,16 +618,13 @@ class HttpBatonClient implements BatonClient {
   /** Runs one operation through the retry loop; throws the catalogued error on giving up. */
   private async send(operation: Operation): Promise<FinalResponse> {
     this.assertOpen();
-    const policy =
-      operation.once === undefined
-        ? this.policy
-        : {
-            ...this.policy,
-            attemptTimeoutMs: Math.max(
-              this.policy.attemptTimeoutMs,
-              operation.once.attemptTimeoutMs,
-            ),
-          };
+    let policy = this.policy;
+    if (operation.once !== undefined) {
+      const attemptTimeoutMs = Math.max(policy.attemptTimeoutMs, operation.once.attemptTimeoutMs);
+      policy = { ...policy, attemptTimeoutMs };
+    }
+    if (operation.deadlineMs !== undefined)
+      policy = { ...policy, deadlineMs: operation.deadlineMs };
     const outcome = await retry((context) => this.attempt(operation, context.timeoutMs), policy, {
       endpointCount: this.pool.endpoints.length,
       signal: this.closing.signal,
@@ -638,7 +644,11 @@ class HttpBatonClient implements BatonClient {
   ): Promise<AttemptResult<FinalResponse>> {
     const started = performance.now();
     if (operation.discover && this.pool.claimDiscovery()) {
-      const failure = await this.discover(timeoutMs);
+      // At most half the attempt: a slow status answer must not leave the request itself
+      // a millisecond, which would time out at once (and a change sent once could not be
+      // sent again).
+      const cut = timeoutMs < this.policy.attemptTimeoutMs;
+      const failure = await this.discover(Math.max(1, Math.floor(timeoutMs / 2)), cut);
       if (failure !== null) return { ok: false, failure };
     }
     const remainingMs = timeoutMs - (performance.now() - started);
@@ -741,7 +751,7 @@ class HttpBatonClient implements BatonClient {
   }
 
   /** Asks the next node for its status to learn the master; a failure ends the attempt. */
-  private async discover(timeoutMs: number): Promise<AttemptFailure | null> {
+  private async discover(timeoutMs: number, cut: boolean): Promise<AttemptFailure | null> {
     const endpoint = this.pool.next();
     const response = await this.pool.request(endpoint, {
       method: "GET",
@@ -751,7 +761,7 @@ class HttpBatonClient implements BatonClient {
     });
     if (!response.ok) {
       this.pool.noteFailure(endpoint);
-      return connectionFailure(response, timeoutMs < this.policy.attemptTimeoutMs);
+      return connectionFailure(response, cut);
     }
     // A node that cannot give its status may still serve the request (it forwards), so
     // only a broken connection counts as a failed attempt here.
@@ -810,13 +820,21 @@ class HttpBatonClient implements BatonClient {
    * The key's revision after a 412: from the answer's `currentRevision` or ETag when the
    * node gives one, else by reading the key (0 when it does not exist).
    */
-  private async currentRevision(key: string, response: FinalResponse): Promise<number> {
+  private async currentRevision(
+    key: string,
+    response: FinalResponse,
+    startedAt: number,
+  ): Promise<number> {
     const json = parseJson(response.body) as { currentRevision?: unknown } | null;
     const fromBody = json?.currentRevision;
     if (typeof fromBody === "number" && Number.isSafeInteger(fromBody)) return fromBody;
     const fromEtag = revisionFromEtag(response.headers.etag);
     if (fromEtag !== null) return fromEtag;
-    return (await this.get(key))?.revision ?? 0;
+    // The read is part of the write: it gets what is left of the write's deadline, not a
+    // deadline of its own.
+    const deadlineMs = Math.max(1, this.policy.deadlineMs - (performance.now() - startedAt));
+    const read = await this.send({ ...this.getOperation(key, false), deadlineMs });
+    return read.status === 200 ? kvValueFrom(key, read).revision : 0;
   }
 
   private nextIdempotencyKey(): string {

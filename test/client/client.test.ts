@@ -231,6 +231,43 @@ describe("client: retries and giving up", () => {
     expect((error as NoMasterReachableError).details.mayHaveApplied).toBe(true);
   });
 
+  it("client: a slow status answer takes at most half an attempt, never leaving the request itself a moment", async () => {
+    const fake = await cluster(3, 2);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    fake.node(1).intercept = async (request) => {
+      if (request.url.startsWith("/v1/status")) await sleep(450);
+      return false;
+    };
+    fake.node(2).intercept = async (request) => {
+      if (request.method === "PUT") await sleep(300);
+      return false;
+    };
+    const c = client({ endpoints: fake.urls, attemptTimeoutMs: 600 });
+    expect(await c.put("k", "v")).toEqual({ revision: 1 });
+    // Had the look-up taken 450 of the attempt's 600 ms, the put would have had 150 ms and
+    // timed out, and so would every later attempt that began with a look-up.
+    expect(fake.requestsTo("PUT", "/v1/kv/")).toHaveLength(1);
+  });
+
+  it("client: the read that learns a key's revision after a bare 412 shares the write's deadline", async () => {
+    const fake = await cluster(1, 1, { preconditionRevision: false, retryAfter: null });
+    const c = client({ endpoints: fake.urls, deadlineMs: 600 });
+    const started = performance.now();
+    fake.node(1).intercept = (request, reply) => {
+      const busy = request.method === "GET" || performance.now() - started < 400;
+      if (request.url.startsWith("/v1/status") || !busy) return false;
+      reply.code(503).send({ error: "busy", code: "ERR_BUSY" });
+      return true;
+    };
+    // The key is absent: the 412 carries neither currentRevision nor an ETag.
+    const error = await expectRejection(c.put("absent", "v", { ifRevision: 7 }));
+    const elapsed = performance.now() - started;
+    expect(fake.requestsTo("GET", "/v1/kv/").length).toBeGreaterThan(0);
+    expect((error as NoMasterError).code).toBe("ERR_NO_MASTER");
+    // 400 ms of refusals, then the read: a deadline of its own would end near 1,000 ms.
+    expect(elapsed).toBeLessThan(850);
+  });
+
   it("client: a switchover whose answer is lost is not sent again (the retry would hand over twice)", async () => {
     const fake = await cluster(3, 1);
     for (const node of fake.nodes) {
