@@ -208,7 +208,14 @@ export class OutboundLink {
     this.connect();
   }
 
-  close(): void {
+  /**
+   * Closes the link for good. With `reason`, a link that was up reports down first (its
+   * peer moved to another address: the node must learn that this connection is gone).
+   */
+  close(reason?: PeerDownReason): void {
+    if (reason !== undefined && this.reported === "up" && this.state !== "closed") {
+      this.report("down", reason);
+    }
     this.state = "closed";
     this.clearTimer();
     this.socket?.destroy();

@@ -321,6 +321,43 @@ describe("TcpTransport", () => {
     expect(oldProcess.hellos).toBe(2);
   });
 
+  it("tcp: a close while start is binding ends start, leaves no listener behind and never runs", async () => {
+    const [port] = await reservePorts(1);
+    const addresses = new Map([
+      [1, `127.0.0.1:${port}`],
+      [2, "127.0.0.1:1"],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    const started = a.start();
+    await a.close();
+    await withTimeout(started, "start to end after a close");
+    expect(a.stats().peers.every((peer) => !peer.connected)).toBe(true);
+    // The port is free again: a listener of our own can take it.
+    const probe = createServer();
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.listen(port, "127.0.0.1", () => resolve());
+    });
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  });
+
+  it("tcp: a peer given a new address reports down before the new link comes up (events alternate)", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    const [a] = nodes as [TcpTransport, TcpTransport];
+    await whenConnected(a, 2);
+    const events: string[] = [];
+    a.onPeerUp((peer) => events.push(`${peer} up`));
+    a.onPeerDown((peer, reason) => events.push(`${peer} down ${reason}`));
+    const [unused] = await reservePorts(1);
+    a.addPeer({ id: 2, address: `127.0.0.1:${unused}` });
+    expect(events).toEqual(["2 down closed"]);
+    const up = nextPeerEvent(a, "up", 2);
+    a.addPeer({ id: 2, address: addresses.get(2) as string });
+    await up;
+    expect(events).toEqual(["2 down closed", "2 up"]);
+  });
+
   it("tcp: refuses a wrong cluster id with a reason and logs it", async () => {
     const { nodes, lines, addresses } = await startNodes([1, 2]);
     const client = await openClient(addresses.get(1) as string);

@@ -166,10 +166,21 @@ export class TcpTransport implements Transport {
       this.server = null;
       throw error;
     }
+    if (this.closedMeanwhile()) {
+      // Closed while it was binding: it never runs, and a listener bound after the close
+      // goes now.
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+      return;
+    }
     server.on("error", (error) => this.logger.error({ reason: error.message }, "server error"));
     this.state = "running";
     this.logger.info({ listen: this.config.listen }, "transport listening");
     for (const link of this.links.values()) link.start();
+  }
+
+  /** Whether close() ran while start() was waiting (a method: the state changed behind an await). */
+  private closedMeanwhile(): boolean {
+    return this.state === "closed";
   }
 
   /**
@@ -242,6 +253,9 @@ export class TcpTransport implements Transport {
     if (existing !== undefined) {
       const { host, port } = existing.address;
       if (host === parsed.address.host && port === parsed.address.port) return;
+      // The peer moved: its old link goes, and if it was up the node hears it go down, so
+      // that up and down keep alternating when the new link comes up.
+      existing.close("closed");
       this.removePeer(peer.id);
     }
     const link = new OutboundLink(peer.id, parsed.address, this.linkContext);
@@ -506,12 +520,17 @@ function certificateCheck(socket: TLSSocket): PeerCertificateCheck {
   return { ok: true, identity: certificateIdentity(socket.getPeerCertificate()) };
 }
 
+/** Resolves once `server` listens, or once it is closed before it got there. */
 function listenOn(server: Server, address: HostPort): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: address.host, port: address.port }, () => {
+    const settle = (): void => {
       server.off("error", reject);
+      server.off("close", settle);
       resolve();
-    });
+    };
+    server.once("error", reject);
+    // A close before the listener is bound cancels the listen, which then never calls back.
+    server.once("close", settle);
+    server.listen({ host: address.host, port: address.port }, settle);
   });
 }

@@ -130,9 +130,15 @@ export interface Transport {
   onMessage(handler: MessageHandler): Unsubscribe;
   onPeerUp(handler: PeerUpHandler): Unsubscribe;
   onPeerDown(handler: PeerDownHandler): Unsubscribe;
-  /** Adds a peer (membership change). Adding an existing id replaces its address. */
+  /**
+   * Adds a peer (membership change). Adding an existing id replaces its address: a link to
+   * the old address that was up reports down (`closed`) before it goes.
+   */
   addPeer(peer: PeerAddress): void;
-  /** Removes a peer, discarding its queue and closing its connections. */
+  /**
+   * Removes a peer, discarding its queue and closing its connections. Its events end
+   * there, with no down event; added again, it starts afresh (its first event is an up).
+   */
   removePeer(id: NodeId): void;
   /**
    * A message from `peer` broke a protocol rule (the node's core said so): close the
@@ -173,9 +179,10 @@ export interface Transport {
   onUnknownPeer?(admit: (caller: UnknownCaller) => Admission): void;
 
   /**
-   * What `peer`'s newest handshake to this node presented (member incarnation, cluster id),
-   * or null before one. A node that does not know its cluster id yet takes the word of a
-   * member its configuration lists under that incarnation (see BatonNode's admit).
+   * What `peer`'s connection to this node presented in its handshake (member incarnation,
+   * cluster id), or null while it has none open. A node that does not know its cluster id
+   * yet takes the word of a member its configuration lists under that incarnation and that
+   * is connected now (see BatonNode's admit).
    */
   presentedBy?(peer: NodeId): PresentedMember | null;
 }
