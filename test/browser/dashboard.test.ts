@@ -222,6 +222,20 @@ describe("dashboard in a browser", () => {
       copyFileSync(SCREENSHOT, README_IMAGE);
     }
 
+    // A member removed from the cluster goes from the page (the killed master, here).
+    const removed = await fetch(`${base}/v1/members/${oldMaster}`, { method: "DELETE" });
+    expect(removed.status, await removed.text()).toBe(200);
+    await waitUntil(
+      `node ${oldMaster}'s row to go`,
+      async () =>
+        (await page.locator(`#members tbody tr[data-node="${oldMaster}"]`).count()) === 0 &&
+        (await page.locator("#members tbody tr").count()) === 2
+          ? true
+          : undefined,
+      20_000,
+      () => explain(page, demo),
+    );
+
     expect(outside).toEqual([]);
     expect(scriptErrors).toEqual([]);
   }, 240_000);

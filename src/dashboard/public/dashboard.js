@@ -42,8 +42,10 @@ const samples = new Map();
 const transfers = new Map();
 /** @type {{ key: string, at: number, li: HTMLLIElement }[]} newest first */
 const timeline = [];
-/** @type {Set<string>} */
+/** Feed items already shown, by node, time and sequence; the oldest are forgotten. @type {Set<string>} */
 const seen = new Set();
+/** How many items `seen` remembers: far more than a stream's replay after a reconnect. */
+const SEEN_KEPT = 5000;
 /** @type {number[]} times of fail-overs, for the chart marks */
 const failoverTimes = [];
 /** @type {Map<number, HTMLTableRowElement>} */
@@ -196,6 +198,16 @@ function forgetDuplicates() {
   }
 }
 
+/** Stops polling nodes the master no longer lists: they were removed from the cluster. */
+function forgetRemoved(/** @type {number[]} */ ids) {
+  for (const view of [...views.values()]) {
+    if (view.id === null || ids.includes(view.id)) continue;
+    views.delete(view.url);
+    streams.get(view.url)?.close();
+    streams.delete(view.url);
+  }
+}
+
 /** Polls forever, one round at a time, about once a second. */
 async function pollLoop() {
   for (;;) {
@@ -246,6 +258,7 @@ function onFeedItem(/** @type {any} */ item) {
   const key = `${item.node}:${item.at}:${item.seq}`;
   if (seen.has(key)) return;
   seen.add(key);
+  if (seen.size > SEEN_KEPT) seen.delete(/** @type {string} */ (seen.values().next().value));
   if (item.type === "transfer") {
     onTransfer(item);
     return;
@@ -447,7 +460,15 @@ function viewOf(/** @type {number} */ id) {
   return null;
 }
 
+/**
+ * The members to show: those the master lists when there is one (a removed member goes
+ * from the page); without a master, every node heard of.
+ */
 function memberIds() {
+  const listed = currentMaster()?.status.members;
+  if (Array.isArray(listed) && listed.length > 0) {
+    return listed.map((/** @type {any} */ member) => member.id).sort((a, b) => a - b);
+  }
   const ids = new Set();
   for (const view of views.values()) {
     if (view.id !== null) ids.add(view.id);
@@ -466,6 +487,12 @@ function render() {
   }
   /** @type {HTMLButtonElement} */ ($("kill-master")).disabled = master === null;
   const body = /** @type {HTMLTableSectionElement} */ (document.querySelector("#members tbody"));
+  for (const [id, row] of rows) {
+    if (ids.includes(id)) continue;
+    row.remove();
+    rows.delete(id);
+  }
+  if (master !== null) forgetRemoved(ids);
   ids.forEach((id, position) => {
     let row = rows.get(id);
     if (row === undefined) {

@@ -9,7 +9,7 @@
 // copy; the stream (api.js, with the API token when one is set) reconnects after the last
 // event it got (Last-Event-ID).
 
-import { apiFetch, onTokenChange, openEvents } from "./api.js";
+import { apiFetch, onTokenChange, openEvents, StreamRefused } from "./api.js";
 
 const PAGE_LIMIT = 100;
 /** Longest value shown in a cell, in characters; the rest is cut with an ellipsis. */
@@ -24,6 +24,11 @@ let watch = null;
 let prefix = "";
 /** The `next` token of the last page read, or null after the last page. */
 let next = /** @type {string | null} */ (null);
+/**
+ * Which listing is current: a page or a watch event that arrives for an earlier one (the
+ * prefix changed while it was on its way) is dropped, so two listings never mix.
+ */
+let listing = 0;
 
 function start() {
   const form = /** @type {HTMLFormElement} */ ($("keys-form"));
@@ -37,6 +42,7 @@ function start() {
 }
 
 async function browse(/** @type {string} */ chosen) {
+  const current = ++listing;
   prefix = chosen;
   next = null;
   rows.clear();
@@ -44,16 +50,18 @@ async function browse(/** @type {string} */ chosen) {
   watch?.close();
   watch = null;
   const revision = await readPage();
-  if (revision !== null) follow(revision + 1);
+  if (revision !== null && current === listing) follow(revision + 1);
 }
 
 /** Reads the next page and adds its rows; returns the revision it was read at, or null. */
 async function readPage() {
+  const current = listing;
   const query = new URLSearchParams({ prefix, limit: String(PAGE_LIMIT) });
   if (next !== null) query.set("after", next);
   try {
     const response = await apiFetch(`/v1/kv?${query}`);
     const page = await response.json();
+    if (current !== listing) return null;
     if (!response.ok) {
       say(page.error ?? `the node answered ${response.status}`);
       return null;
@@ -64,7 +72,9 @@ async function readPage() {
     say(`${rows.size} keys shown, read at revision ${page.revision}`);
     return page.revision;
   } catch (error) {
-    say(`cannot list keys: ${error instanceof Error ? error.message : String(error)}`);
+    if (current === listing) {
+      say(`cannot list keys: ${error instanceof Error ? error.message : String(error)}`);
+    }
     return null;
   }
 }
@@ -80,6 +90,17 @@ function follow(/** @type {number} */ fromRevision) {
         upsert(change.key, change.value, change.revision);
       }
       say(`${rows.size} keys shown, live at revision ${change.revision}`);
+    },
+    onError: (error) => {
+      if (!(error instanceof StreamRefused)) return; // a dropped stream: it reconnects
+      if (error.status === 410) {
+        // The node no longer holds the changes since the list was read (compacted): the
+        // list is stale, so read it again and watch from there.
+        say("the list fell behind the node's history: reading it again");
+        void browse(prefix);
+      } else {
+        say(`live updates stopped: the node answered ${error.status}`);
+      }
     },
   });
 }
