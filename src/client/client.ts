@@ -265,6 +265,8 @@ const CHANGE_ATTEMPT_MS = 5000;
 const CLIENT_ID_PATTERN = /^[\x21-\x7e]{1,100}$/;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** A value's text keeps a leading byte-order mark, as the node's JSON answers do. */
+const valueDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 class HttpBatonClient implements BatonClient {
   private readonly pool: ServerPool;
@@ -1089,7 +1091,7 @@ function kvValueFrom(key: string, response: FinalResponse): KvValue {
   }
   if (revision === null) throw unexpected(response, "the answer carries no revision (ETag)");
   const rev = revision;
-  return { key, value, revision: rev, text: () => decoder.decode(value) };
+  return { key, value, revision: rev, text: () => valueDecoder.decode(value) };
 }
 
 function giveUpError(

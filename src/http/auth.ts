@@ -55,17 +55,20 @@ const INVALID_CHALLENGE = 'Bearer realm="baton", error="invalid_token"';
  */
 export function requireTokens(app: FastifyInstance, tokens: TokenStore): void {
   app.addHook("onRoute", (route) => {
-    const methods = [route.method].flat();
+    // A CORS preflight carries no credentials, so OPTIONS is let through at each request;
+    // it must not open the other methods of a route that also answers it (the 405 answer
+    // of a resource lists every method it does not serve, OPTIONS included).
+    const methods = [route.method].flat().filter((method) => method !== "OPTIONS");
     // A route serving several methods (the 405 answer) needs the least role of them.
     const roles = methods.map((method) => requiredRole(method, route.url));
-    if (roles.includes(null)) return;
+    if (roles.length === 0 || roles.includes(null)) return;
     const needed = roles.includes("read")
       ? "read"
       : roles.includes("readwrite")
         ? "readwrite"
         : "admin";
     const check: onRequestHookHandler = (request, reply, done) => {
-      if (authorize(request, reply, tokens, needed)) done();
+      if (request.method === "OPTIONS" || authorize(request, reply, tokens, needed)) done();
     };
     const existing = route.onRequest;
     route.onRequest = existing === undefined ? [check] : [check, ...[existing].flat()];

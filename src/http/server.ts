@@ -15,6 +15,7 @@ import { createSecureContext, type Server as TlsServer } from "node:tls";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
+  type FastifyRequest,
   type onRequestHookHandler,
 } from "fastify";
 import { type Logger, pino } from "pino";
@@ -24,7 +25,7 @@ import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { requireTokens } from "./auth.js";
 import { guardBrowsers } from "./browser-guard.js";
-import { describeError, errorAnswer, sendErrorAnswer } from "./error-status.js";
+import { describeError, errorAnswer, InputLimitError, sendErrorAnswer } from "./error-status.js";
 import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
 import { HttpMetrics } from "./http-metrics.js";
@@ -328,6 +329,7 @@ function buildApp(
     // (fastify marks them Connection: close), so they get the node's own answer, such as
     // 503 ERR_SHUTTING_DOWN with Retry-After, rather than fastify's bare 503.
     return503OnClosing: false,
+    maxParamLength: PATH_PARAM_CHARS_MAX,
     // Bytes that are not HTTP never reach a route: answer them in the API's own JSON
     // shape (with a code) and close the connection.
     clientErrorHandler: (error, socket) => {
@@ -342,10 +344,17 @@ function buildApp(
       }
     },
     frameworkErrors: (error, _request, reply) => {
-      const known =
-        error.code === "FST_ERR_BAD_URL"
-          ? new InvalidInputError("path", "is not valid percent-encoded UTF-8")
-          : error;
+      let known: unknown = error;
+      if (error.code === "FST_ERR_BAD_URL") {
+        known = new InvalidInputError("path", "is not valid percent-encoded UTF-8");
+      } else if (error.code === "FST_ERR_MAX_PARAM_LENGTH") {
+        // Only the ids in a path (a member's, a lease's) are parameters; keys are not.
+        known = new InputLimitError(
+          "id",
+          `is longer than ${PATH_PARAM_CHARS_MAX} characters`,
+          PATH_PARAM_CHARS_MAX,
+        );
+      }
       sendErrorAnswer(reply, describeError(known));
     },
   });
@@ -358,7 +367,7 @@ function buildApp(
     done(null, body);
   });
   app.setErrorHandler((error, request, reply) => {
-    const answer = describeError(toCatalogued(error, limits));
+    const answer = describeError(toCatalogued(error, limits, request));
     if (answer.unexpected) {
       logger.error(
         { err: error, method: request.method, url: request.url },
@@ -374,12 +383,15 @@ function buildApp(
   return app;
 }
 
+/** Fastify's bound on a path parameter (`maxParamLength`, its default): the ids in paths. */
+const PATH_PARAM_CHARS_MAX = 100;
+
 /**
  * Turns the errors fastify raises (schema validation, body too large, other client errors)
  * into the catalogue's, so that they are answered like any other. Everything else is
  * returned unchanged.
  */
-function toCatalogued(error: unknown, limits: KvLimits): unknown {
+function toCatalogued(error: unknown, limits: KvLimits, request: FastifyRequest): unknown {
   if (error instanceof ClusterError) return error;
   const fastifyError = error as Partial<FastifyError>;
   if (fastifyError.validation !== undefined) {
@@ -387,7 +399,9 @@ function toCatalogued(error: unknown, limits: KvLimits): unknown {
     return validationError(path, fastifyError.validationContext ?? "request", limits);
   }
   if (fastifyError.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
-    return new TooLargeError("value", limits.valueBytesMax);
+    // A key's body is its value; every other route's body is a JSON request.
+    if (request.url.startsWith("/v1/kv/")) return new TooLargeError("value", limits.valueBytesMax);
+    return new TooLargeError("body", request.routeOptions.bodyLimit ?? limits.valueBytesMax);
   }
   const status = fastifyError.statusCode;
   if (typeof status === "number" && status >= 400 && status < 500) {

@@ -97,6 +97,25 @@ describe("http auth", () => {
     });
   });
 
+  it("auth: a method a route does not serve is 401 without a token, not a 405 that skipped the check", async () => {
+    const { app } = server({ tokens: tokenStore() });
+    for (const [method, url] of [
+      ["PATCH", "/v1/kv/a"],
+      ["POST", "/v1/kv/a"],
+      ["POST", "/v1/status"],
+      ["PUT", "/v1/members"],
+    ] as const) {
+      const answer = await app.inject({ method, url, payload: "{}" });
+      expect(answer.statusCode, `${method} ${url}`).toBe(401);
+    }
+    const withToken = await app.inject({
+      method: "PATCH",
+      url: "/v1/kv/a",
+      headers: { authorization: `Bearer ${TOKENS.admin}` },
+    });
+    expect(withToken.statusCode).toBe(405);
+  });
+
   it("auth: a page on another member's origin may send a token: preflight, and a refusal it can read", async () => {
     const { app } = server({ tokens: tokenStore() });
     // The dashboard reads every member's status, events and fault state with the token.

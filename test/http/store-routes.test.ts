@@ -145,6 +145,43 @@ describe("http store: ranges", () => {
   });
 });
 
+describe("http store: values as text", () => {
+  it("range and watch: a value's leading byte-order mark is kept, as GET /v1/kv/{key} keeps it", async () => {
+    const { app, server } = setup();
+    const bom = Buffer.from([0xef, 0xbb, 0xbf, 0x61]);
+    await app.inject({ method: "PUT", url: "/v1/kv/bom", payload: bom });
+    const single = await app.inject({
+      url: "/v1/kv/bom",
+      headers: { accept: "application/json" },
+    });
+    expect(single.json()).toMatchObject({ value: "\ufeffa" });
+    const range = await app.inject({ url: "/v1/kv?prefix=bom" });
+    expect(body(range)).toMatchObject({ items: [{ key: "bom", value: "\ufeffa" }] });
+    const { url } = await server.listen("127.0.0.1", 0);
+    const events = await readEvents(`${url}/v1/watch?prefix=bom&fromRevision=1`, 1);
+    expect(events).toEqual([{ type: "put", key: "bom", value: "\ufeffa", revision: 1 }]);
+  });
+});
+
+describe("http store: oversized input", () => {
+  it("an id longer than a path parameter may be is 400 naming id; an oversized JSON body names body", async () => {
+    const { app } = setup();
+    for (const url of [`/v1/leases/${"9".repeat(120)}`, `/v1/members/${"1".repeat(120)}`]) {
+      const answer = await app.inject({ url });
+      expect(answer.statusCode, url).toBe(400);
+      expect(body(answer), url).toMatchObject({
+        code: "ERR_INVALID_INPUT",
+        field: "id",
+        limit: 100,
+      });
+    }
+    const big = JSON.stringify({ compare: [], success: [], failure: [], pad: "x".repeat(2 << 20) });
+    const txn = await app.inject({ method: "POST", url: "/v1/txn", payload: big });
+    expect(txn.statusCode).toBe(413);
+    expect(body(txn)).toMatchObject({ code: "ERR_TOO_LARGE", field: "body" });
+  });
+});
+
 describe("http store: transactions", () => {
   it("txn: applies success when every comparison holds, failure otherwise", async () => {
     const { app } = setup();
@@ -422,6 +459,9 @@ describe("http store: watch", () => {
     const head = await app.inject({ method: "HEAD", url: "/v1/watch?prefix=a" });
     expect(head.statusCode).toBe(200);
     expect(head.headers["content-type"]).toMatch(/^text\/event-stream/);
+    // A HEAD answers what the GET would: 410 for a compacted revision, not a stream's 200.
+    const headCompacted = await app.inject({ method: "HEAD", url: "/v1/watch?fromRevision=1" });
+    expect(headCompacted.statusCode).toBe(410);
     const bad = await app.inject({ url: "/v1/watch?fromRevision=0" });
     expect(bad.statusCode).toBe(400);
     expect(body(bad)).toMatchObject({ field: "fromRevision" });

@@ -214,7 +214,8 @@ function idempotency(request: FastifyRequest): { idempotencyKey?: string } {
   return idempotencyKey === undefined ? {} : { idempotencyKey };
 }
 
-const decoder = new TextDecoder();
+/** A leading byte-order mark is part of the value, as `GET /v1/kv/{key}` keeps it. */
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** A value as UTF-8 text, as `GET /v1/kv/{key}` answers it. */
 function textOf(value: Uint8Array): string {

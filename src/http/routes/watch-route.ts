@@ -69,7 +69,8 @@ export function registerWatchRoute(
   };
 }
 
-const decoder = new TextDecoder();
+/** As `GET /v1/kv/{key}` decodes a value: a leading byte-order mark is part of it. */
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * Each change's `data:` line, made once however many watches send it: every watch gets the
@@ -132,10 +133,6 @@ function watch(
     const answer = errorAnswer("ERR_BUSY", `${WATCHES_MAX} watches are open on this node`);
     return sendErrorAnswer(reply, answer);
   }
-  if (request.method === "HEAD") {
-    // The headers a watch would have, and no stream: a HEAD must not hang.
-    return reply.type("text/event-stream; charset=utf-8").send();
-  }
   const resume = resumePoint(request.headers["last-event-id"]);
   const { prefix } = query;
   let stream: EventStream | null = null;
@@ -176,6 +173,12 @@ function watch(
     // A browser resuming names its revision in Last-Event-ID, not in the query.
     const field = resume === null ? "fromRevision" : "Last-Event-ID";
     return sendErrorAnswer(reply, { ...answer, body: { ...answer.body, field } });
+  }
+  if (request.method === "HEAD") {
+    // The headers the watch would have (a compacted revision's 410 included, above), and
+    // no stream: a HEAD must not hang.
+    started.cancel();
+    return reply.type("text/event-stream; charset=utf-8").send();
   }
   const { fromRevision } = started;
   const opened = openEventStream(reply, {
