@@ -14,11 +14,12 @@ cd "$(dirname "$0")/../.."
 out="$(realpath -m "${1:-build/container}")"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
+for tool in debootstrap buildah node npm; do
+  command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing (apt-get install -y debootstrap buildah; Node.js 20 or later)" >&2; exit 2; }
+done
+[ -d node_modules ] || { echo "build.sh: run npm ci in the checkout first (npm pack builds with its dev dependencies)" >&2; exit 2; }
 version="$(node -p 'require("./package.json").version')"
 image="localhost/baton-ha:${version}"
-for tool in debootstrap buildah npm; do
-  command -v "$tool" >/dev/null || { echo "build.sh: $tool is missing (apt-get install -y debootstrap buildah)" >&2; exit 2; }
-done
 [ "$(id -u)" = 0 ] || { echo "build.sh: debootstrap needs root" >&2; exit 2; }
 
 rm -rf "$out" && mkdir -p "$out"

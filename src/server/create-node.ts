@@ -16,6 +16,7 @@ import { Prng } from "../core/prng.js";
 import type { Member } from "../protocol/messages.js";
 import { rethrowIfBug } from "../shared/assert.js";
 import type { Clock } from "../shared/clock.js";
+import { pemProblem } from "../shared/pem.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
@@ -227,6 +228,7 @@ export function readPem(file: string, option: string): string {
   } catch (error) {
     throw new Error(`${option} ${file}: ${(error as Error).message}`);
   }
-  if (!text.includes("-----BEGIN ")) throw new Error(`${option} ${file}: not a PEM file`);
+  const problem = pemProblem(text);
+  if (problem !== null) throw new Error(`${option} ${file}: ${problem}`);
   return text;
 }

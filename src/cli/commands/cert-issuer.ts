@@ -75,7 +75,10 @@ export async function issueCa(options: CaOptions): Promise<IssuedPair> {
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as never),
     ],
   });
-  return { certPem: cert.toString("pem"), keyPem: await exportKey(keys.privateKey) };
+  return {
+    certPem: withFinalNewline(cert.toString("pem")),
+    keyPem: await exportKey(keys.privateKey),
+  };
 }
 
 /**
@@ -121,11 +124,19 @@ async function issueLeaf(
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
   });
-  return { certPem: cert.toString("pem"), keyPem: await exportKey(keys.privateKey) };
+  return {
+    certPem: withFinalNewline(cert.toString("pem")),
+    keyPem: await exportKey(keys.privateKey),
+  };
 }
 
 async function generateKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+}
+
+/** PEM text ending in a newline, so that files joined with cat stay one block per line. */
+function withFinalNewline(pem: string): string {
+  return pem.endsWith("\n") ? pem : `${pem}\n`;
 }
 
 async function exportKey(key: CryptoKey): Promise<string> {

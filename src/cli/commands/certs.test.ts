@@ -1,10 +1,14 @@
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect, createServer } from "node:tls";
 import { Command } from "commander";
 import { afterEach, describe, expect, it } from "vitest";
 import { hashToken, parseTokensFile } from "../../http/tokens.js";
+import { readPem } from "../../server/create-node.js";
+import { pemProblem } from "../../shared/pem.js";
 import { certificateIdentity } from "../../transport/peer-tls.js";
 import { register } from "./certs.js";
 import type { CliIo } from "./cli-io.js";
@@ -73,6 +77,44 @@ describe("baton certs", () => {
     expect(readFileSync(join(dir, "n2", "ca.crt"), "utf8")).toBe(
       readFileSync(join(dir, "pki", "ca.crt"), "utf8"),
     );
+  });
+
+  it("certs: a CA bundle joined with cat trusts both CAs (a rotation); blocks sharing a line are refused", async () => {
+    const dir = tempDir();
+    await certs(["ca", "--out", join(dir, "old")]);
+    await certs(["ca", "--out", join(dir, "new")]);
+    await certs([
+      "node",
+      ...["--id", "1", "--ca", join(dir, "new"), "--out", join(dir, "n1"), "--host", "127.0.0.1"],
+    ]);
+    const oldCa = readFileSync(join(dir, "old", "ca.crt"), "utf8");
+    const newCa = readFileSync(join(dir, "new", "ca.crt"), "utf8");
+    expect(oldCa.endsWith("\n")).toBe(true);
+    const bundle = oldCa + newCa; // cat old/ca.crt new/ca.crt
+    expect(pemProblem(bundle)).toBeNull();
+    // A peer holding a certificate of the new CA is trusted through the bundle.
+    const server = createServer({
+      cert: readFileSync(join(dir, "n1", "node.crt")),
+      key: readFileSync(join(dir, "n1", "node.key")),
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const authorized = await new Promise<boolean>((resolve, reject) => {
+        const socket = connect({ host: "127.0.0.1", port, ca: bundle }, () => {
+          resolve(socket.authorized);
+          socket.destroy();
+        });
+        socket.on("error", reject);
+      });
+      expect(authorized).toBe(true);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    // Files without their final newline, joined: Node.js would keep the first CA only.
+    const joined = join(dir, "joined.crt");
+    writeFileSync(joined, oldCa.trimEnd() + newCa);
+    expect(() => readPem(joined, "--tls-ca")).toThrow(/two PEM blocks share a line.*awk 1/);
   });
 
   it("certs: refuses to overwrite a CA without --force, and says how to make a missing one", async () => {

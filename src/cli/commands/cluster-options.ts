@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient, InvalidInputError } from "../../client/index.js";
+import { pemProblem } from "../../shared/pem.js";
 import type { CliIo } from "./cli-io.js";
 import { reportError } from "./exit-code.js";
 
@@ -62,7 +63,11 @@ export function credentialsFrom(
 ): { ca?: string; token?: string } {
   const out: { ca?: string; token?: string } = {};
   const caFile = options.ca ?? nonEmpty(io.env.BATON_CA);
-  if (caFile !== undefined) out.ca = readOption("--ca", caFile);
+  if (caFile !== undefined) {
+    out.ca = readOption("--ca", caFile);
+    const problem = pemProblem(out.ca);
+    if (problem !== null) throw new InvalidInputError("--ca", `${caFile}: ${problem}`);
+  }
   const token =
     options.token ??
     (options.tokenFile === undefined

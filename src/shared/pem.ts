@@ -1,0 +1,15 @@
+/**
+ * Checks of PEM text read from a file (certificates, CA bundles, keys) that the TLS stack
+ * does not make: Node.js takes a bundle whose blocks were joined on one line (a file
+ * without its final newline followed by another) and silently keeps only the first
+ * certificate, so a node told to trust two CAs during a rotation would trust one.
+ */
+
+/** Why `text` is not usable PEM, or null when it is. */
+export function pemProblem(text: string): string | null {
+  if (!text.includes("-----BEGIN ")) return "not a PEM file";
+  if (/-----END [A-Z0-9 ]+-----[^\r\n]/.test(text)) {
+    return "two PEM blocks share a line (a file without its final newline was joined to another), so all but the first would be ignored: join PEM files with `awk 1 first.crt second.crt > bundle.crt`";
+  }
+  return null;
+}
