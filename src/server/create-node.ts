@@ -8,15 +8,15 @@
  *   await node.readBarrier();                   // then read your state machine: linearizable
  */
 
-import { randomInt } from "node:crypto";
+import { randomInt, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import pino, { type Logger } from "pino";
 import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import { Prng } from "../core/prng.js";
 import type { Member } from "../protocol/messages.js";
 import { rethrowIfBug } from "../shared/assert.js";
-import type { Clock } from "../shared/clock.js";
-import { pemProblem } from "../shared/pem.js";
+import { type Clock, realClock } from "../shared/clock.js";
+import { certificateValidityMs, pemBlocks, pemProblem } from "../shared/pem.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
@@ -25,7 +25,7 @@ import { IdentityStore } from "../storage/identity-store.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
 import type { OpenedStorage } from "../storage/storage.js";
 import type { StorageConfig } from "../storage/storage-config.js";
-import type { PeerTlsConfig } from "../transport/peer-tls.js";
+import { certificateIdentity, identityProblem, type PeerTlsConfig } from "../transport/peer-tls.js";
 import { defaultTcpTransportConfig, TcpTransport } from "../transport/tcp-transport.js";
 import type { Transport } from "../transport/transport.js";
 import { BatonNode } from "./node.js";
@@ -210,14 +210,61 @@ function newTransport(config: NodeConfig, logger: Logger, tls: PeerTlsConfig | n
   );
 }
 
-/** The peer TLS files of `config` as PEM text, or null for plain TCP. */
-export function readPeerTls(config: NodeConfig): PeerTlsConfig | null {
+/**
+ * The peer TLS files of `config` as PEM text, or null for plain TCP. Throws an Error naming
+ * the file when one cannot be read, or when the node's own certificate is one its peers
+ * would refuse (another member's, another cluster's, expired, or not from the CA).
+ */
+export function readPeerTls(config: NodeConfig, clock: Clock = realClock): PeerTlsConfig | null {
   if (config.tlsCa === null || config.tlsCert === null || config.tlsKey === null) return null;
-  return {
+  const tls = {
     ca: readPem(config.tlsCa, "--tls-ca"),
     cert: readPem(config.tlsCert, "--tls-cert"),
     key: readPem(config.tlsKey, "--tls-key"),
   };
+  const problem = ownCertificateProblem(tls, config, clock.wallMs());
+  if (problem !== null) throw new Error(`--tls-cert ${config.tlsCert}: ${problem}`);
+  return tls;
+}
+
+/**
+ * Why the peers would refuse this node's own certificate, or null: each checks it at every
+ * handshake, so a node that starts with one they refuse never joins, and only they would
+ * say why.
+ */
+export function ownCertificateProblem(
+  tls: PeerTlsConfig,
+  config: Pick<NodeConfig, "id" | "clusterId">,
+  nowMs: number,
+): string | null {
+  let cert: X509Certificate;
+  let cas: X509Certificate[];
+  try {
+    cert = new X509Certificate(tls.cert);
+    // The issuer may be a CA of the bundle or an intermediate sent along in the cert file.
+    const issuers = [...pemBlocks(tls.ca), ...pemBlocks(tls.cert).slice(1)];
+    cas = issuers
+      .filter((block) => block.startsWith("-----BEGIN CERTIFICATE-----"))
+      .map((block) => new X509Certificate(block));
+  } catch (error) {
+    return `cannot read the certificate or the CA: ${(error as Error).message}`;
+  }
+  const reissue = `issue node ${config.id} its own (baton certs node --id ${config.id} --cluster-id ${config.clusterId} …)`;
+  const identity = identityProblem(certificateIdentity(cert), config.id, config.clusterId);
+  if (identity !== null) {
+    return `${identity.replace(/^its certificate/, "the certificate")}, so every peer would refuse this node: ${reissue}`;
+  }
+  const validity = certificateValidityMs(cert);
+  if (validity.toMs < nowMs) {
+    return `the certificate expired on ${cert.validTo}, so every peer would refuse this node: ${reissue}, with --force, then reload`;
+  }
+  if (validity.fromMs > nowMs) {
+    return `the certificate is not valid before ${cert.validFrom}: is this machine's clock right?`;
+  }
+  if (!cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey))) {
+    return `the certificate was not issued by the CA in --tls-ca (${cas.length} certificate(s) there), which the peers trust: issue it from that CA, or add its issuer to the file`;
+  }
+  return null;
 }
 
 /** The text of a PEM file; throws an Error naming the file and the option it came from. */

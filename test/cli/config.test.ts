@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
+import { issueCa, issueNodeCert } from "../../src/cli/commands/cert-issuer.js";
 import { main } from "../../src/cli/main.js";
 
 const dir = mkdtempSync(join(tmpdir(), "baton-config-"));
@@ -53,6 +54,40 @@ describe("config", () => {
     });
     const again = await run(["config", "check", configFile("effective.json", effective)]);
     expect(JSON.parse(again.out)).toEqual(effective);
+  });
+
+  it("config: check refuses a peer certificate the peers would refuse (another member's, another cluster's)", async () => {
+    const ca = await issueCa({ validDays: 1 });
+    const write = (name: string, text: string): string => {
+      const path = join(dir, name);
+      writeFileSync(path, text);
+      return path;
+    };
+    const tlsCa = write("ca.crt", ca.certPem);
+    for (const [memberId, clusterId, problem] of [
+      [2, null, /names member 2, not member 1/],
+      [1, "billing", /is for cluster "billing", not "orders-prod"/],
+    ] as const) {
+      const pair = await issueNodeCert(ca, {
+        memberId,
+        hosts: ["127.0.0.1"],
+        clusterId,
+        validDays: 1,
+      });
+      const file = configFile(`tls-${memberId}-${clusterId}.json`, {
+        id: 1,
+        http: "127.0.0.1:8101",
+        peers: PEERS,
+        data: "/var/lib/baton",
+        clusterId: "orders-prod",
+        tlsCa,
+        tlsCert: write(`node-${memberId}.crt`, pair.certPem),
+        tlsKey: write(`node-${memberId}.key`, pair.keyPem),
+      });
+      const r = await run(["config", "check", file]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(problem);
+    }
   });
 
   it("config: an unknown key is an error with the nearest setting, every problem at once (exit 1)", async () => {

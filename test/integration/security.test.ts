@@ -42,9 +42,9 @@ interface Pki {
 async function makePki(root: string, ids: readonly number[]): Promise<Pki> {
   const dir = join(root, "pki");
   const ca = await issueCa({ validDays: 1 });
-  const write = (name: string, pair: IssuedPair): void => {
+  const write = (name: string, pair: IssuedPair, trusted = ca.certPem): void => {
     mkdirSync(join(dir, name), { recursive: true });
-    writeFileSync(join(dir, name, "ca.crt"), ca.certPem);
+    writeFileSync(join(dir, name, "ca.crt"), trusted);
     writeFileSync(join(dir, name, "node.crt"), pair.certPem);
     writeFileSync(join(dir, name, "node.key"), pair.keyPem, { mode: 0o600 });
   };
@@ -56,7 +56,8 @@ async function makePki(root: string, ids: readonly number[]): Promise<Pki> {
     );
   }
   // The stranger trusts the real CA (so it would accept the members) but its own
-  // certificate comes from a CA of its own.
+  // certificate comes from a CA of its own, which it trusts too (a node starts only with a
+  // certificate its --tls-ca vouches for).
   const otherCa = await issueCa({ validDays: 1, commonName: "not the cluster's CA" });
   const stranger = await issueNodeCert(otherCa, {
     memberId: 2,
@@ -64,7 +65,7 @@ async function makePki(root: string, ids: readonly number[]): Promise<Pki> {
     clusterId: null,
     validDays: 1,
   });
-  write("stranger", stranger);
+  write("stranger", stranger, ca.certPem + otherCa.certPem);
   const tokens = { read: newToken(), readwrite: newToken(), admin: newToken() };
   const records = (["read", "readwrite", "admin"] as const).map((role) => ({
     name: `${role}-user`,

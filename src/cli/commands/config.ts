@@ -8,7 +8,9 @@
  */
 
 import type { Command } from "commander";
+import { readPeerTls } from "../../server/create-node.js";
 import { insecureExposure } from "../../server/node-config.js";
+import { rethrowIfBug } from "../../shared/assert.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { ExitCode } from "./exit-code.js";
 import { effectiveSettings, loadStartConfig, unreadableFiles } from "./start-config.js";
@@ -40,6 +42,15 @@ Example:
 function check(file: string, io: CliIo): number {
   const loaded = loadStartConfig({ flags: {}, env: io.env, configFile: file });
   const problems = loaded.ok ? unreadableFiles(loaded.config) : [...loaded.problems];
+  if (loaded.ok && problems.length === 0) {
+    // What start and a reload read: PEM that parses, and a certificate the peers accept.
+    try {
+      readPeerTls(loaded.config);
+    } catch (error) {
+      rethrowIfBug(error);
+      problems.push((error as Error).message);
+    }
+  }
   if (loaded.ok) {
     const exposure = insecureExposure(loaded.config);
     if (exposure !== null) problems.push(exposure.replace(/\n/g, "\n    "));
