@@ -12,6 +12,7 @@
  * own (`set_quota`), so the quota follows the master's configuration through the log.
  */
 
+import { InputLimitError } from "../http/error-status.js";
 import type { KvStoreApi } from "../http/store-api.js";
 import {
   type ChangeListener,
@@ -57,7 +58,11 @@ export class KvStore implements KvStoreApi {
         const size = command.type === "put" ? command.value.length : undefined;
         throw new TooLargeError(problem.field ?? "value", limits.valueBytesMax, size);
       }
-      throw new InvalidInputError(problem.field ?? fieldOf(problem.reason), problem.message);
+      const field = problem.field ?? fieldOf(problem.reason);
+      if (problem.reason === "key_too_long") {
+        throw new InputLimitError(field, problem.message, limits.keyBytesMax);
+      }
+      throw new InvalidInputError(field, problem.message);
     }
     checkQuota(command, this.stateMachine);
     const result = (await this.node.propose(encodeCommand(command))) as KvResult;

@@ -151,7 +151,7 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     retry: false,
     advice:
       "the API serves /v1/kv/{key}, /v1/kv?prefix=, /v1/txn, /v1/leases, /v1/watch, /v1/status, " +
-      "/v1/members, /v1/switchover, /v1/events, " +
+      "/v1/members, /v1/switchover, /v1/events, /v1/snapshot, /v1/faults (when enabled), " +
       "/health, /health/master, /health/backup and /metrics, and the dashboard at /",
   },
   ERR_METHOD_NOT_ALLOWED: {

@@ -122,8 +122,11 @@ function readInteger(query: Query, field: string, min: number, max: number): num
   if (text === undefined) return undefined;
   const value = /^[0-9]{1,16}$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
-    throw new InputLimitError(field, `must be an integer ${range}, got ${text}`, max);
+    if (max === Number.MAX_SAFE_INTEGER) {
+      // No bound but the number's own: the answer names no limit.
+      throw new InvalidInputError(field, `must be an integer >= ${min}, got ${text}`);
+    }
+    throw new InputLimitError(field, `must be an integer from ${min} to ${max}, got ${text}`, max);
   }
   return value;
 }

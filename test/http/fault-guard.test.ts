@@ -60,6 +60,19 @@ describe("http fault guard", () => {
     expect(faults.calls).toEqual([]);
   });
 
+  it("faults: a refused preflight says why, in the API's JSON error shape", async () => {
+    const { port } = await listening();
+    const server = servers.at(-1)!;
+    const host = `attacker.example:${port}`;
+    const preflight = await server.app.inject({
+      method: "OPTIONS",
+      url: "/v1/faults/partition",
+      headers: { host, origin: `http://${host}`, "access-control-request-method": "POST" },
+    });
+    expect(preflight.statusCode).toBe(403);
+    expect(preflight.json()).toMatchObject({ code: "ERR_INVALID_INPUT", field: "Host" });
+  });
+
   it("faults: an Origin must match exactly, not merely mirror an allowed Host", async () => {
     const { faults, port, post } = await listening();
     const wrongPort = await post({ host: `127.0.0.1:${port}`, origin: "http://127.0.0.1:1" });

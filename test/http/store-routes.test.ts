@@ -208,6 +208,20 @@ describe("http store: transactions", () => {
     expect(a.statusCode).toBe(404);
   });
 
+  it("txn: a key over the length limit is 400 naming the field and the limit, as in a URL", async () => {
+    const { app } = setup();
+    const long = "k".repeat(1025);
+    const answer = await app.inject({
+      method: "POST",
+      url: "/v1/txn",
+      payload: JSON.stringify({ compare: [], success: [{ put: { key: long, value: "v" } }] }),
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(body(answer)).toMatchObject({ code: "ERR_INVALID_INPUT", limit: 1024 });
+    const url = await app.inject({ method: "PUT", url: `/v1/kv/${long}`, payload: "v" });
+    expect(body(url)).toMatchObject({ code: "ERR_INVALID_INPUT", limit: 1024 });
+  });
+
   it("txn: a malformed transaction is 400 naming the field; nothing is applied", async () => {
     const { app, api } = setup({ txnOpCountMax: 2 });
     const cases: [unknown, string][] = [
@@ -465,5 +479,7 @@ describe("http store: watch", () => {
     const bad = await app.inject({ url: "/v1/watch?fromRevision=0" });
     expect(bad.statusCode).toBe(400);
     expect(body(bad)).toMatchObject({ field: "fromRevision" });
+    // Only the number's own bound: no limit to name.
+    expect(body(bad)).not.toHaveProperty("limit");
   });
 });

@@ -83,7 +83,7 @@ function registerCa(certs: Command, io: CliIo): void {
     .command("ca")
     .description("make a cluster CA: ca.crt (give it to every node and client) and ca.key")
     .requiredOption("--out <dir>", "directory to write ca.crt and ca.key to")
-    .option("--days <n>", `validity in days (default ${CA_DAYS_DEFAULT})`, days, CA_DAYS_DEFAULT)
+    .option("--days <n>", "validity in days", days, CA_DAYS_DEFAULT)
     .option("--force", "overwrite existing files")
     .action(async (options: CaOptions) => {
       io.exitCode = await run(io, () => makeCa(io, options));
@@ -103,12 +103,7 @@ function registerNode(certs: Command, io: CliIo): void {
     )
     .requiredOption("--out <dir>", "directory to write node.crt, node.key and ca.crt to")
     .option("--cluster-id <name>", "name the cluster in the certificate (nodes then check it)")
-    .option(
-      "--days <n>",
-      `validity in days (default ${NODE_DAYS_DEFAULT})`,
-      days,
-      NODE_DAYS_DEFAULT,
-    )
+    .option("--days <n>", "validity in days", days, NODE_DAYS_DEFAULT)
     .option("--force", "overwrite existing files")
     .action(async (options: NodeOptions) => {
       io.exitCode = await run(io, () => makeNode(io, options));

@@ -128,8 +128,9 @@ Example (three nodes on one machine, one command each):
 
 Or let "baton demo" start three for you.
 
-Every flag is also a config file key (--heartbeat-ms: "heartbeatMs") and an environment
-variable (BATON_HEARTBEAT_MS); flags win over variables, variables over the file. An
+Every setting flag is also a config file key (--heartbeat-ms: "heartbeatMs") and an
+environment variable (BATON_HEARTBEAT_MS); flags win over variables, variables over the
+file. --config, --ca, --token, --token-file and --join's URL are flags only. An
 unknown key is an error. "baton config check <file>" prints what a node would run with.
 
 On addresses other machines can reach, a node needs mutual TLS, HTTPS and tokens (or
@@ -285,7 +286,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   }
   logger.info(
     { event: "serving", http: config.http, listen: config.listen },
-    `node ${config.id} serving${config.http === null ? "" : ` on http://${config.http}`}`,
+    `node ${config.id} serving${config.http === null ? "" : ` on ${config.httpTlsCert === null ? "http" : "https"}://${config.http}`}`,
   );
   if (allowFaultInjection) {
     logger.warn(

@@ -200,8 +200,10 @@ function allowOrigin(request: FastifyRequest, reply: FastifyReply): void {
 }
 
 function preflight(request: FastifyRequest, reply: FastifyReply, context: HttpContext) {
-  if (guardRefusal(request, context) !== null) {
-    return reply.code(403).send();
+  const refusal = guardRefusal(request, context);
+  if (refusal !== null) {
+    // The refusal's reason in the API's JSON shape; a preflight's refusal is always 403.
+    return reply.code(403).type("application/json; charset=utf-8").send(refusal.body);
   }
   allowOrigin(request, reply);
   return reply
