@@ -117,6 +117,33 @@ describe("baton certs", () => {
     expect(() => readPem(joined, "--tls-ca")).toThrow(/two PEM blocks share a line.*awk 1/);
   });
 
+  it("certs: --host takes DNS names and IP addresses (IPv6 with or without brackets), never a port or a space", async () => {
+    const dir = tempDir();
+    await certs(["ca", "--out", join(dir, "pki")]);
+    const node = (out: string, host: string) =>
+      certs([
+        "node",
+        "--id",
+        "1",
+        "--ca",
+        join(dir, "pki"),
+        "--out",
+        join(dir, out),
+        "--host",
+        host,
+      ]);
+    expect((await node("a", "[::1],db1.example.net,*.baton.svc")).code).toBe(0);
+    const cert = new X509Certificate(readFileSync(join(dir, "a", "node.crt")));
+    expect(cert.subjectAltName).toMatch(/IP Address:0:0:0:0:0:0:0:1|IP Address:::1/);
+    expect(cert.subjectAltName).toContain("DNS:*.baton.svc");
+    const withPort = await node("b", "10.0.0.1:8101");
+    expect(withPort.code).not.toBe(0);
+    expect(withPort.err).toMatch(/10\.0\.0\.1:8101: a certificate names hosts, not ports/);
+    const spaced = await node("c", "bad name");
+    expect(spaced.code).not.toBe(0);
+    expect(spaced.err).toMatch(/bad name: not a DNS name or an IP address/);
+  });
+
   it("certs: refuses to overwrite a CA without --force, and says how to make a missing one", async () => {
     const dir = tempDir();
     expect((await certs(["ca", "--out", dir])).code).toBe(0);

@@ -12,6 +12,7 @@
 
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import {
@@ -254,14 +255,35 @@ function memberId(value: string): number {
   return n;
 }
 
-/** Collects --host values, each of which may be a comma-separated list. */
+/**
+ * Collects --host values, each of which may be a comma-separated list: DNS names (a
+ * leading `*.` allowed) and IP addresses, IPv6 with or without brackets; never a port.
+ */
 function hosts(value: string, previous: string[] | undefined): string[] {
   const added = value
     .split(",")
     .map((host) => host.trim())
-    .filter((host) => host !== "");
+    .filter((host) => host !== "")
+    .map(hostName);
   if (added.length === 0) throw new InvalidArgumentError("expected a DNS name or an IP address");
   return [...(previous ?? []), ...added];
+}
+
+const DNS_NAME =
+  /^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
+function hostName(text: string): string {
+  const unbracketed = /^\[(.*)\]$/.exec(text)?.[1] ?? text;
+  if (isIP(unbracketed) !== 0) return unbracketed;
+  if (/^[^:]+:\d+$/.test(text) || /^\[.*\]:\d+$/.test(text)) {
+    throw new InvalidArgumentError(
+      `${text}: a certificate names hosts, not ports; give the host alone`,
+    );
+  }
+  if (text.length > 253 || !DNS_NAME.test(text)) {
+    throw new InvalidArgumentError(`${text}: not a DNS name or an IP address`);
+  }
+  return text;
 }
 
 function role(value: string): TokenRole {
