@@ -7,13 +7,14 @@
  * values and revisions, and takes writes after them. The CLI runs in-process.
  */
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it, onTestFinished } from "vitest";
 import { Cluster } from "../../harness/cluster.js";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
+import { restore } from "../../src/cli/commands/snapshot.js";
 import { main } from "../../src/cli/main.js";
 import { type BatonClient, createClient } from "../../src/client/index.js";
 
@@ -69,6 +70,20 @@ it("timing: snapshot save from a loaded cluster, restore into a new three-node c
       const restored = await baton(["snapshot", "restore", file, "--data", node.dataDir]);
       expect(restored.err).toBe("");
       expect(restored.code).toBe(0);
+    }
+    // A directory written to while restore checked the file (a node started on it, then
+    // stopped) is refused, and what the other process wrote is left as it is.
+    const raced = mkdtempSync(join(tmpdir(), "baton-restore-race-"));
+    try {
+      const io = captureIo();
+      const code = await restore(file, raced, io, async () => {
+        writeFileSync(join(raced, "identity"), "another process's file");
+      });
+      expect(code).toBe(2);
+      expect(io.err()).toMatch(/is no longer empty \(identity\): something wrote to it/);
+      expect(readdirSync(raced).sort()).toEqual(["identity", "snapshots", "wal"]);
+    } finally {
+      rmSync(raced, { recursive: true, force: true });
     }
     for (const node of fresh.nodes) fresh.startNode(node.id);
     await fresh.waitForMaster();

@@ -196,7 +196,16 @@ async function writeSnapshotFile(file: string, answer: SnapshotAnswer): Promise<
   }
 }
 
-async function restore(file: string, dataDir: string, io: CliIo): Promise<number> {
+/**
+ * `baton snapshot restore`. `afterCheck` runs between the check of the file and the
+ * opening of the directory (tests: another process writing to it meanwhile).
+ */
+export async function restore(
+  file: string,
+  dataDir: string,
+  io: CliIo,
+  afterCheck: () => Promise<void> = async () => {},
+): Promise<number> {
   const fail = (message: string, code: number = ExitCode.failed): number => {
     io.stderr.write(`baton snapshot restore: ${message}\n`);
     return code;
@@ -225,8 +234,25 @@ async function restore(file: string, dataDir: string, io: CliIo): Promise<number
   } catch (error) {
     return fail(`${(error as Error).message}`);
   }
+  await afterCheck();
+  let opened: Awaited<ReturnType<typeof DiskStorage.open>>;
   try {
-    const { storage } = await DiskStorage.open(dataDir);
+    opened = await DiskStorage.open(dataDir);
+  } catch (error) {
+    // Nothing of ours is there to remove: another process may hold the directory (a node
+    // started on it meanwhile), and what it holds is not restore's to delete.
+    return fail(`cannot open ${dataDir}: ${(error as Error).message}`);
+  }
+  const others = (await readdir(dataDir)).filter((name) => !CREATED_BY_OPEN.has(name));
+  if (opened.hardState.term !== 0 || opened.entries.length > 0 || others.length > 0) {
+    await opened.storage.close();
+    return fail(
+      `--data ${dataDir} is no longer empty (${others.join(", ") || "it holds a log"}): something wrote to it while the snapshot was checked; restore writes only into an empty directory`,
+      ExitCode.usage,
+    );
+  }
+  try {
+    const { storage } = opened;
     try {
       const receiver = await storage.receiveSnapshot(meta);
       let offset = 0;
@@ -252,6 +278,9 @@ async function restore(file: string, dataDir: string, io: CliIo): Promise<number
   );
   return ExitCode.ok;
 }
+
+/** What opening storage on an empty directory creates (restore's own, safe to remove). */
+const CREATED_BY_OPEN = new Set(["LOCK", "wal", "snapshots"]);
 
 /** Removes everything in `dir` (which restore found empty), keeping the directory itself. */
 async function emptyDirectory(dir: string): Promise<void> {
