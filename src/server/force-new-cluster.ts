@@ -36,7 +36,12 @@ import type { Clock } from "../shared/clock.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { type FileSystem, nodeFileSystem } from "../storage/file-system.js";
-import { type DataIdentity, IdentityStore, identityFileName } from "../storage/identity-store.js";
+import {
+  type DataIdentity,
+  IdentityStore,
+  identityFileName,
+  removedAfter,
+} from "../storage/identity-store.js";
 import type { OpenedStorage } from "../storage/storage.js";
 
 /** Why a survivor's directory cannot be recovered; the message says what to do instead. */
@@ -82,6 +87,8 @@ export interface RecoveryPlan {
   readonly removed: readonly Member[];
   /** Entries after the known commit index that become committed (null: none). */
   readonly uncommitted: { readonly from: number; readonly to: number } | null;
+  /** What opening the directory changed on disk (a torn tail trimmed, …), one line each. */
+  readonly warnings: readonly string[];
 }
 
 export interface ForceNewClusterOptions {
@@ -115,7 +122,7 @@ export async function forceNewCluster(
     const identity = identityStore.identity();
     assert(identity !== null, `${dir}: the identity file vanished while the directory was locked`);
     const survivor = readSurvivor(dir, id, opened, identity);
-    const plan = planRecovery(survivor);
+    const plan = { ...planRecovery(survivor), warnings: opened.warnings };
     if (options.write === true && !plan.alreadyAlone) {
       await writeRecovery(opened, identityStore, identity, plan);
     }
@@ -251,7 +258,7 @@ function checkListsSelf(
 }
 
 /** The recovery for `survivor`: a pure function of what the directory holds. */
-export function planRecovery(survivor: SurvivorState): RecoveryPlan {
+export function planRecovery(survivor: SurvivorState): Omit<RecoveryPlan, "warnings"> {
   const self = memberOf(survivor.configuration, survivor.id);
   assert(
     self?.voter === true,
@@ -300,5 +307,9 @@ async function writeRecovery(
   await identityStore.save({
     ...identity,
     appliedConfig: { index: entry.index, config: configuration },
+    // The members left out are removed, as a committed removal records them: one that comes
+    // back with its old data is refused at the handshake, even by a survivor that knows it
+    // from nothing else (not on its --peers, joined after it).
+    removed: removedAfter(identity.removed ?? [], survivor.configuration, configuration),
   });
 }

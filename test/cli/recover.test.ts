@@ -5,13 +5,15 @@
  * (src/server/force-new-cluster.test.ts); real processes in test/integration/recover.test.ts.
  */
 
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { CLUSTER_ID, writeMemberDataDir } from "../../harness/doubles/member-data-dir.js";
 import { main } from "../../src/cli/main.js";
+import { nodeFileSystem } from "../../src/storage/file-system.js";
+import { IdentityStore } from "../../src/storage/identity-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "baton-recover-cli-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -39,7 +41,7 @@ describe("recover", () => {
     expect(r.out).toContain("entries 8..9 are past the commit index on disk");
     expect(r.out).toContain("risk:\n");
     expect(r.out).toContain(
-      `dry run: nothing was written. To do it: baton recover --id 1 --data ${dir} --force-new-cluster`,
+      `dry run: the configuration was not changed. To do it: baton recover --id 1 --data ${dir} --force-new-cluster`,
     );
     expect(readdirSync(join(dir, "wal"))).toEqual(segments);
     const again = await run(["recover", "--id", "1", "--data", dir]);
@@ -60,6 +62,29 @@ describe("recover", () => {
     expect(again.out).toContain(
       "node 1 is already the only voter: nothing to recover; start it with its usual baton start command",
     );
+  });
+
+  it('recover: what opening the directory repaired is printed, not hidden behind "not changed"', async () => {
+    const dir = join(root, "torn");
+    await writeMemberDataDir(dir);
+    const last = readdirSync(join(dir, "wal")).sort().at(-1)!;
+    appendFileSync(join(dir, "wal", last), Buffer.from([0x01, 0x02, 0x03]));
+    const r = await run(["recover", "--id", "1", "--data", dir]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/ {2}storage recovery on opening it: .*torn/);
+    expect(r.out).toContain(
+      "dry run: the configuration was not changed (opening the directory repaired its storage, as listed above)",
+    );
+  });
+
+  it("recover: the members left out are recorded as removed, as a committed removal records them", async () => {
+    const dir = join(root, "removed");
+    await writeMemberDataDir(dir);
+    expect((await run(["recover", "--id", "1", "--data", dir, "--force-new-cluster"])).code).toBe(
+      0,
+    );
+    const identity = (await IdentityStore.open(dir, nodeFileSystem)).identity();
+    expect(identity?.removed?.map((m) => m.id).sort()).toEqual([2, 3]);
   });
 
   it("recover: a refusal exits 2 with a sentence naming the directory; a bad --id exits 2", async () => {

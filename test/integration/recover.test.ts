@@ -77,7 +77,7 @@ describe("recover", () => {
       const dry = await recoverHere(["--id", String(survivor.id), "--data", survivor.dataDir]);
       expect(dry.code).toBe(0);
       expect(dry.output).toContain(`node ${survivor.id}, member incarnation`);
-      expect(dry.output).toContain("dry run: nothing was written");
+      expect(dry.output).toContain("dry run: the configuration was not changed");
       expect(dry.output).toContain("risk:");
       const done = await recover([
         ...["--id", String(survivor.id), "--data", survivor.dataDir],

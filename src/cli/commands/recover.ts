@@ -88,6 +88,8 @@ export function describePlan(plan: RecoveryPlan, written: boolean): string {
     `  commit index on disk: ${s.commitIndex} (a hint, written now and then: more may have been committed)`,
     `  configuration (${s.configIndex === 0 ? "from the identity file" : `entry ${s.configIndex}`}): ${members(s.configuration)}`,
   ];
+  // Opening the directory runs the start-up recovery of its storage, dry run or not.
+  for (const warning of plan.warnings) lines.push(`  storage recovery on opening it: ${warning}`);
   if (plan.alreadyAlone) {
     lines.push(
       `node ${s.id} is already the only voter: nothing to recover; start it with its usual baton start command`,
@@ -125,7 +127,7 @@ export function describePlan(plan: RecoveryPlan, written: boolean): string {
     }
   } else {
     lines.push(
-      `dry run: nothing was written. To do it: baton recover --id ${s.id} --data ${s.dir} --force-new-cluster`,
+      `dry run: the configuration was not changed${plan.warnings.length > 0 ? " (opening the directory repaired its storage, as listed above)" : ""}. To do it: baton recover --id ${s.id} --data ${s.dir} --force-new-cluster`,
     );
   }
   return `${lines.join("\n")}\n`;
