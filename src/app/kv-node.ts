@@ -136,8 +136,17 @@ export class KvNode implements KvNodeApi {
       try {
         await kv.http.listen(host, port);
       } catch (error) {
+        // The listen's error is what the operator needs; a failure to clean up is logged.
         kv.store.stopLeaseTicker();
-        await node.stop();
+        kv.stopEvents();
+        await kv.http.close().catch((closing: unknown) => {
+          rethrowIfBug(closing);
+          logger.warn({ err: closing }, "closing the HTTP server after a failed listen");
+        });
+        await node.stop().catch((stopping: unknown) => {
+          rethrowIfBug(stopping);
+          logger.warn({ err: stopping }, "stopping the node after a failed listen");
+        });
         throw error;
       }
     }
@@ -240,8 +249,12 @@ export class KvNode implements KvNodeApi {
     if (options.handOver === true) await this.node.handOver();
     this.store.stopLeaseTicker();
     this.stopEvents();
-    await this.http?.close();
-    await this.node.stop();
+    try {
+      await this.http?.close();
+    } finally {
+      // Whatever the HTTP side did, the node stops: its storage closes and its lock goes.
+      await this.node.stop();
+    }
   }
 
   switchover(to: number | null): Promise<SwitchoverOutcome> {

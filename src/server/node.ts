@@ -1692,6 +1692,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   // ---------------------------------------------------------------- failure
 
+  /** The error that stopped the node (a `fatal` event was emitted with it), or null. */
+  get fatalError(): Error | null {
+    return this.failure;
+  }
+
   private checkRunning(): void {
     if (this.failure !== null)
       throw new StorageFailedError(

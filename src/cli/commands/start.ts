@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import type { Command } from "commander";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { KvNode } from "../../app/kv-node.js";
 import { createClient } from "../../client/index.js";
 import type { JoinedIdentity } from "../../server/create-node.js";
@@ -25,7 +25,7 @@ import {
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
-import { loadStartConfig, rawSetting, storeQuotaOf } from "./start-config.js";
+import { loadStartConfig, rawSetting, type StartSources, storeQuotaOf } from "./start-config.js";
 
 /** What commander hands over: the settings (as text; start-config checks them) and --config. */
 type StartFlags = Record<string, unknown> & { config?: string };
@@ -194,10 +194,15 @@ async function learnJoin(
  * BATON_CA, else the cluster CA of `--tls-ca`; `--token`, else `--token-file`, else
  * BATON_TOKEN), read by the same code as every `baton` command that talks to a cluster.
  */
-function joinCredentials(flags: StartFlags, io: CliIo): { ca?: string; token?: string } {
+function joinCredentials(
+  flags: StartFlags,
+  sources: StartSources,
+  io: CliIo,
+): { ca?: string; token?: string } {
   const text = (value: unknown) => (typeof value === "string" ? value : undefined);
   const envCa = io.env.BATON_CA !== undefined && io.env.BATON_CA !== "";
-  const ca = text(flags.ca) ?? (envCa ? undefined : text(flags.tlsCa));
+  // The cluster CA as the node reads it: --tls-ca, BATON_TLS_CA or tlsCa in the file.
+  const ca = text(flags.ca) ?? (envCa ? undefined : text(rawSetting(sources, "tlsCa")));
   const token = text(flags.token);
   const tokenFile = text(flags.tokenFile);
   return credentialsFrom(
@@ -217,14 +222,42 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   let flags = given;
   let joined: JoinedIdentity | null = null;
   const configFile = given.config ?? nonEmpty(io.env.BATON_CONFIG);
+  // SIGHUP is taken over before anything slow (asking the member of --join, recovering a
+  // long log): a reload asked meanwhile (systemctl reload) would otherwise kill the
+  // process by default, which systemd does not restart. It runs once the node is up.
+  const sources = { flags: given, env: io.env, configFile };
+  let started: { kv: KvNode; logger: Logger } | null = null;
+  let reloadAsked = false;
+  let logQueued: (() => void) | null = null;
+  const onHangup = (): void => {
+    if (started !== null) reload(started.kv, started.logger);
+    else if (!reloadAsked) {
+      reloadAsked = true;
+      logQueued?.();
+    }
+  };
+  const text = (value: unknown) => (typeof value === "string" ? value : null);
+  const early = {
+    tlsCa: text(rawSettingQuietly(sources, "tlsCa")),
+    httpTlsCert: text(rawSettingQuietly(sources, "httpTlsCert")),
+    tokens: text(rawSettingQuietly(sources, "tokens")),
+  };
+  let hangupTaken = takesSighup(early, io.env, isatty(0));
+  if (hangupTaken) process.on("SIGHUP", onHangup);
+  /** A start that ends before the node runs gives SIGHUP back. */
+  const ended = (code: number): number => {
+    if (hangupTaken) process.off("SIGHUP", onHangup);
+    return code;
+  };
   if (typeof given.join === "string") {
     try {
       // The id and the data directory may come from the environment or the config file.
-      const sources = { flags: given, env: io.env, configFile };
       const id = Number(rawSetting(sources, "id"));
       const data = rawSetting(sources, "data");
       const known = readKnownIdentity(typeof data === "string" ? data : null);
-      if (known === null) joined = await learnJoin(given.join, id, joinCredentials(given, io));
+      if (known === null) {
+        joined = await learnJoin(given.join, id, joinCredentials(given, sources, io));
+      }
       const members = joined?.members ?? known?.appliedConfig?.config ?? known?.joinedConfig ?? [];
       flags = {
         ...given,
@@ -233,7 +266,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       };
     } catch (error) {
       io.stderr.write(`baton start: ${(error as Error).message}\n`);
-      return 1;
+      return ended(1);
     }
   }
   const loaded = loadStartConfig({
@@ -243,13 +276,13 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   });
   if (!loaded.ok) {
     io.stderr.write(`baton start: invalid configuration:\n  - ${loaded.problems.join("\n  - ")}\n`);
-    return 2;
+    return ended(2);
   }
   const { config, settings } = loaded;
   const exposure = insecureExposure(config);
   if (exposure !== null) {
     io.stderr.write(`baton start: ${exposure}\n`);
-    return 2;
+    return ended(2);
   }
   const allowFaultInjection = settings.allowFaultInjection === true;
   const logger = pino({
@@ -257,19 +290,13 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     level: settings.logLevel ?? "info",
     base: { node: config.id },
   });
-  // SIGHUP is taken over before the node starts: recovering a long log takes a while, and
-  // a reload asked meanwhile (systemctl reload) would otherwise kill the process by
-  // default, which systemd does not restart. It runs once the node is up.
-  let started: KvNode | null = null;
-  let reloadAsked = false;
-  if (takesSighup(config, io.env, isatty(0))) {
-    process.on("SIGHUP", () => {
-      if (started !== null) reload(started, logger);
-      else if (!reloadAsked) {
-        reloadAsked = true;
-        logger.info({ event: "reload_queued" }, "SIGHUP while starting: reloading once started");
-      }
-    });
+  const queued = (): void =>
+    logger.info({ event: "reload_queued" }, "SIGHUP while starting: reloading once started");
+  if (reloadAsked) queued();
+  logQueued = queued;
+  if (!hangupTaken && takesSighup(config, io.env, isatty(0))) {
+    hangupTaken = true;
+    process.on("SIGHUP", onHangup);
   }
   let kv: KvNode;
   try {
@@ -282,7 +309,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     const err = error as Error & { code?: string };
     logger.fatal({ event: "fatal", err }, err.message);
     console.error(`baton start: node ${config.id} could not start: ${err.message}`);
-    return 1;
+    return ended(1);
   }
   logger.info(
     { event: "serving", http: config.http, listen: config.listen },
@@ -300,7 +327,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       "--insecure: peers and clients are not authenticated and traffic is not encrypted",
     );
   }
-  started = kv;
+  started = { kv, logger };
   if (reloadAsked) reload(kv, logger);
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -324,11 +351,28 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     };
     process.on("SIGINT", () => stop("SIGINT", 0));
     process.on("SIGTERM", () => stop("SIGTERM", 0));
-    kv.node.on("fatal", (error) => {
-      console.error(`baton start: node ${config.id} stopped: ${error.message}`);
+    const onFatal = (error: Error): void => {
+      io.stderr.write(`baton start: node ${config.id} stopped: ${error.message}\n`);
       stop("fatal", 1);
-    });
+    };
+    kv.node.on("fatal", onFatal);
+    // A node that failed while its HTTP API was starting, before this listener, must stop
+    // too: it would serve on with a dead node, and never exit for its supervisor to see.
+    const failedEarly = kv.node.fatalError;
+    if (failedEarly !== null) onFatal(failedEarly);
   });
+}
+
+/** A setting's raw value, or undefined when its sources cannot be read yet (the full load says why). */
+function rawSettingQuietly(
+  sources: StartSources,
+  name: "tlsCa" | "httpTlsCert" | "tokens",
+): unknown {
+  try {
+    return rawSetting(sources, name);
+  } catch {
+    return undefined;
+  }
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
