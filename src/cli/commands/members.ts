@@ -186,6 +186,21 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
 3 no master reachable.`,
   );
   replace.action(async (idText: string, options: Partial<AddOptions> & JsonOption) => {
+    const usage = (message: string): void => {
+      io.stderr.write(`baton member replace: ${message}\n`);
+      io.exitCode = ExitCode.usage;
+    };
+    if (!/^[1-9][0-9]{0,9}$/.test(idText)) return usage(`${idText} is not a member id`);
+    // Checked here, before the removal: a refused add after it would leave the node out.
+    if (
+      options.peerAddress !== undefined &&
+      !/^[^\s:]+:[0-9]{1,5}$|^\[[^\]\s]+\]:[0-9]{1,5}$/.test(options.peerAddress)
+    ) {
+      return usage(`--peer-address ${options.peerAddress}: give host:port, as its --listen`);
+    }
+    if (options.httpUrl !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(options.httpUrl)) {
+      return usage(`--http-url ${options.httpUrl}: give http://host:port or https://host:port`);
+    }
     io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
       const id = Number(idText);
       const before = (await client.members()).find((m) => m.id === id);
@@ -193,12 +208,23 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
       const httpUrl = options.httpUrl ?? before?.httpUrl ?? undefined;
       if (peerAddress === undefined || httpUrl === undefined) {
         io.stderr.write(
-          `baton member replace: node ${id} is not a member; give --peer-address and --http-url to add it\n`,
+          before === undefined
+            ? `baton member replace: node ${id} is not a member; give --peer-address and --http-url to add it\n`
+            : `baton member replace: node ${id}'s ${peerAddress === undefined ? "peer address" : "HTTP URL"} is not known (nothing has heard from it since the master started); give --${peerAddress === undefined ? "peer-address" : "http-url"}\n`,
         );
         return ExitCode.usage;
       }
       if (before !== undefined) await client.removeMember(id);
-      const members = await client.addMember({ id, peerAddress, httpUrl });
+      let members: Awaited<ReturnType<typeof client.addMember>>;
+      try {
+        members = await client.addMember({ id, peerAddress, httpUrl });
+      } catch (error) {
+        if (before === undefined) throw error;
+        io.stderr.write(
+          `baton member replace: node ${id} was removed but not added back (${(error as Error).message}); add it with: baton member add ${id} --peer-address ${peerAddress} --http-url ${httpUrl}\n`,
+        );
+        return ExitCode.failed;
+      }
       if (options.json !== true) {
         io.stdout.write(
           `node ${id} removed and added back as a learner; start it with an empty data directory: baton start --id ${id} --listen ${peerAddress} --http ${httpUrl.replace(/^https?:\/\//, "")} --data <empty dir> --join <url of a member>; then: baton member promote ${id}\n`,
