@@ -167,4 +167,34 @@ describe("membership", () => {
       await cluster.waitCaughtUp(wiped, 20_000);
     });
   }, 180_000);
+
+  it("timing: a directory left from before a replacement, started with --join, is refused and told to empty it", async () => {
+    const cluster = await Cluster.start(TIMING);
+    const master = await cluster.waitForMaster();
+    const stale = master.id === 3 ? 2 : 3;
+    const node = cluster.node(stale);
+    await node.kill();
+    const client = clientFor(cluster);
+    try {
+      await removeMember(cluster, client, stale);
+      await client.addMember({ id: stale, peerAddress: node.peerAddress, httpUrl: node.url });
+      // The operator forgot to empty the directory: its old incarnation is not the listed one.
+      const since = performance.now();
+      cluster.startNode(stale, ["--join", cluster.node(master.id).url]);
+      await node.exited();
+      const refusal = await node.waitForLog(
+        "the refusal",
+        (line) =>
+          /holds incarnation \d+, whose votes and acknowledgements the cluster ignores: empty the data directory and start again with --join/.test(
+            line.text,
+          ),
+        5_000,
+        since,
+      );
+      expect(refusal.text).toContain(`the cluster lists node ${stale} as member incarnation`);
+      expect(node.log.some((l) => l.at >= since && /exited \(code 1\)/.test(l.text))).toBe(true);
+    } finally {
+      await client.close();
+    }
+  }, 120_000);
 });

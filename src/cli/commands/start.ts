@@ -190,6 +190,32 @@ async function learnJoin(
 }
 
 /**
+ * The member incarnation the cluster lists for node `id`, asked once of the member at
+ * `url`, or null when it cannot say in a few seconds: a restart must not depend on the
+ * cluster being reachable, so this only catches a directory left over from before a
+ * replacement.
+ */
+async function listedIncarnation(
+  url: string,
+  id: number,
+  credentials: { ca?: string; token?: string },
+): Promise<number | null> {
+  const client = createClient({
+    endpoints: [url],
+    ...credentials,
+    deadlineMs: 3_000,
+    attemptTimeoutMs: 3_000,
+  });
+  try {
+    return (await client.joinInfo(id)).incarnation;
+  } catch {
+    return null;
+  } finally {
+    await client.close();
+  }
+}
+
+/**
  * The CA and token `--join <url>` asks with: the client's own options (`--ca`, else
  * BATON_CA, else the cluster CA of `--tls-ca`; `--token`, else `--token-file`, else
  * BATON_TOKEN), read by the same code as every `baton` command that talks to a cluster.
@@ -257,6 +283,14 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       const known = readKnownIdentity(typeof data === "string" ? data : null);
       if (known === null) {
         joined = await learnJoin(given.join, id, joinCredentials(given, sources, io));
+      } else {
+        const listed = await listedIncarnation(given.join, id, joinCredentials(given, sources, io));
+        if (listed !== null && listed !== known.incarnation) {
+          io.stderr.write(
+            `baton start: --join ${given.join}: the cluster lists node ${id} as member incarnation ${listed} (it was replaced), but ${String(data)} holds incarnation ${known.incarnation}, whose votes and acknowledgements the cluster ignores: empty the data directory and start again with --join\n`,
+          );
+          return ended(1);
+        }
       }
       const members = joined?.members ?? known?.appliedConfig?.config ?? known?.joinedConfig ?? [];
       flags = {
