@@ -3,13 +3,14 @@
  * its data directory, whatever else fails on the way out.
  */
 
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, expect, it } from "vitest";
 import { freePorts } from "../../harness/processes.js";
+import { issueCa, issueNodeCert } from "../cli/commands/cert-issuer.js";
 import { defaultNodeConfig, type NodeConfig } from "../server/node-config.js";
 import { KvNode } from "./kv-node.js";
 
@@ -41,4 +42,37 @@ it("kv node: an HTTP port in use fails the start, and the data directory is free
   const again = await KvNode.start(config(httpPort!), logger);
   await again.stop();
   expect(existsSync(join(dir, "n1", "LOCK"))).toBe(false);
+});
+
+it("kv node: an expired HTTPS certificate stops the start, naming the files", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await issueCa({ validDays: 1 });
+  const expired = await issueNodeCert(ca, {
+    memberId: 1,
+    hosts: ["127.0.0.1"],
+    clusterId: null,
+    validDays: 1,
+    notBefore: new Date(Date.now() - 2 * 86_400_000),
+    notAfter: new Date(Date.now() - 86_400_000),
+  });
+  const cert = join(dir, "http.crt");
+  const key = join(dir, "http.key");
+  writeFileSync(cert, expired.certPem);
+  writeFileSync(key, expired.keyPem);
+  const [peerPort, httpPort] = await freePorts(2);
+  const config: NodeConfig = {
+    ...defaultNodeConfig(),
+    id: 1,
+    peers: [{ id: 1, address: `127.0.0.1:${peerPort}` }],
+    listen: `127.0.0.1:${peerPort}`,
+    advertisePeer: `127.0.0.1:${peerPort}`,
+    http: `127.0.0.1:${httpPort}`,
+    dataDir: null,
+    httpTlsCert: cert,
+    httpTlsKey: key,
+  };
+  await expect(KvNode.start(config, pino({ level: "silent" }))).rejects.toThrow(
+    new RegExp(`--http-tls-cert ${cert} --http-tls-key ${key}: the certificate expired on`),
+  );
 });

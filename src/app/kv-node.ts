@@ -5,7 +5,7 @@
  * and errors into the catalogue's, and reads linearizably through ReadIndex.
  */
 
-import { randomInt } from "node:crypto";
+import { randomInt, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import type { Logger } from "pino";
@@ -42,6 +42,7 @@ import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import type { NodeConfig } from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
 import { ConflictError, InvalidInputError, NotMasterError } from "../shared/errors.js";
+import { certificateValidityMs } from "../shared/pem.js";
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
 import { createFaultInjector } from "./fault-injector.js";
@@ -332,11 +333,21 @@ function readHttpTls(config: NodeConfig): HttpTlsConfig | null {
     cert: readPem(config.httpTlsCert, "--http-tls-cert"),
     key: readPem(config.httpTlsKey, "--http-tls-key"),
   };
+  const files = `--http-tls-cert ${config.httpTlsCert} --http-tls-key ${config.httpTlsKey}`;
   try {
     createSecureContext(tls);
   } catch (error) {
-    const files = `--http-tls-cert ${config.httpTlsCert} --http-tls-key ${config.httpTlsKey}`;
     throw new Error(`${files}: ${(error as Error).message}`);
+  }
+  // Every client would refuse an expired certificate; a reload keeps the old one instead.
+  const { fromMs, toMs } = certificateValidityMs(new X509Certificate(tls.cert));
+  const now = Date.now();
+  if (toMs < now)
+    throw new Error(`${files}: the certificate expired on ${new Date(toMs).toUTCString()}`);
+  if (fromMs > now) {
+    throw new Error(
+      `${files}: the certificate is not valid before ${new Date(fromMs).toUTCString()}: is this machine's clock right?`,
+    );
   }
   return tls;
 }
