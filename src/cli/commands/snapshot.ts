@@ -101,6 +101,14 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
       for (;;) {
         const status = await client.status();
         const master = status.members.find((m) => m.id === status.master);
+        // The master's own status names its HTTP API, or null when it serves none; another
+        // node's may not know it yet (ask again).
+        if (master !== undefined && master.httpUrl == null && status.id === status.master) {
+          io.stderr.write(
+            `baton snapshot save: the master, node ${master.id}, serves no HTTP API (--no-http), so it cannot send a snapshot\n`,
+          );
+          return ExitCode.failed;
+        }
         const answer =
           master?.httpUrl == null ? null : await fetchSnapshot(master.httpUrl, agent, credentials);
         if (answer !== null && "index" in answer) {
@@ -162,14 +170,20 @@ async function fetchSnapshot(
     }
     return value;
   };
-  return {
-    index: header("baton-snapshot-index"),
-    term: header("baton-snapshot-term"),
-    bytes: header("content-length"),
-    crc32: header("baton-snapshot-crc32"),
-    body: response.body,
-    from,
-  };
+  try {
+    return {
+      index: header("baton-snapshot-index"),
+      term: header("baton-snapshot-term"),
+      bytes: header("content-length"),
+      crc32: header("baton-snapshot-crc32"),
+      body: response.body,
+      from,
+    };
+  } catch (error) {
+    // The body is not read: end it now, or closing the agent waits for it.
+    response.body.destroy();
+    throw error;
+  }
 }
 
 /**
