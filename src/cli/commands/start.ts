@@ -369,7 +369,16 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     const stop = (signal: string, code: number): void => {
       // A fatal error during a stop already under way still makes the exit code 1.
       exitCode = Math.max(exitCode, code);
-      if (stopping) return;
+      if (stopping) {
+        // A second Ctrl-C or SIGTERM while a stop (a master's hand-over) is under way: the
+        // operator does not want to wait. The process ends as a crash would, which loses
+        // nothing acknowledged.
+        if (signal === "SIGINT" || signal === "SIGTERM") {
+          logger.warn({ event: "shutdown", signal }, `${signal} again: stopping without waiting`);
+          resolve(Math.max(exitCode, 1));
+        }
+        return;
+      }
       stopping = true;
       logger.info({ event: "shutdown", signal }, `stopping on ${signal}`);
       // SIGTERM is a planned stop: a master hands its role over first, so that a rolling
