@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
+import { Cluster } from "../../harness/cluster.js";
 import {
   batonCommand,
   freePorts,
@@ -18,6 +19,9 @@ import {
   sleep,
   waitFor,
 } from "../../harness/processes.js";
+import { useClusterHarness } from "../../harness/vitest-hooks.js";
+
+useClusterHarness();
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -72,4 +76,29 @@ it("timing: a SIGHUP while --join waits for the member's answer is queued, not f
   }
   const ended = await waitFor("the start to give up", () => exit ?? undefined, 30_000);
   expect(ended.code, lines.join("\n")).toBe(1);
+}, 90_000);
+
+it("timing: a second SIGTERM while a master waits to hand over ends it at once (exit code 1)", async () => {
+  // Long election timeouts: the hand-over would wait several seconds for a backup.
+  const cluster = await Cluster.start({ electionMs: "1000-2000", heartbeatMs: 100 });
+  const master = await cluster.waitForMaster();
+  const node = cluster.node(master.id);
+  // With every backup paused the hand-over waits (several election timeouts).
+  for (const other of cluster.nodes) if (other.id !== master.id) cluster.pause(other.id);
+  const since = performance.now();
+  node.signal("SIGTERM");
+  await node.waitForLog("the stop", (line) => line.json?.signal === "SIGTERM", 10_000, since);
+  await sleep(200);
+  const second = performance.now();
+  node.signal("SIGTERM");
+  await node.exited();
+  expect(performance.now() - second).toBeLessThan(1_500);
+  // The harness notes the exit once the last line is read.
+  await node.waitForLog(
+    "the exit, code 1",
+    (line) => /exited \(code 1\)/.test(line.text),
+    5_000,
+    since,
+  );
+  for (const other of cluster.nodes) if (other.id !== master.id) cluster.resume(other.id);
 }, 90_000);
