@@ -259,7 +259,6 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.config = deps.config;
     this.id = deps.config.id;
     for (const p of deps.config.peers) if (p.id !== this.id) this.linkedPeers.add(p.id);
-    this.lastIndexAtStart = deps.opened.storage.lastIndex();
     this.incarnation = deps.incarnation ?? 0;
     this.identityStore = deps.identity ?? null;
     this.replica = replica;
@@ -1273,16 +1272,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (event.type === "config") {
       for (const member of event.config) {
         if (member.id === this.id) continue;
-        this.noteMovedMember(member, event.index);
-        // The command line's address wins over the one the configuration recorded, unless
-        // a configuration committed since this node started moved the member.
+        // The command line's address wins over the one the configuration recorded.
         const address = this.addressOf(member);
         this.lastListed.set(member.id, { incarnation: member.incarnation, address });
         this.departed.delete(member.id);
-        if (address === "") continue;
-        const moved = this.movedMembers.get(member.id);
-        if (this.linkedPeers.has(member.id) && (moved === undefined || moved.linked)) continue;
-        if (moved !== undefined) moved.linked = true;
+        if (this.linkedPeers.has(member.id) || address === "") continue;
         this.link(member.id, address);
       }
       this.log.info(
@@ -1448,51 +1442,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     });
   }
 
-  /**
-   * A member's peer address: the one a configuration committed since this node started
-   * moved it to, else the command line's, else the one its configuration recorded.
-   */
+  /** A member's peer address: the command line's, else the one its configuration recorded. */
   private addressOf(member: { readonly id: NodeId; readonly peerAddress: string }): string {
-    return (
-      this.movedMembers.get(member.id)?.address ??
-      this.config.peers.find((p) => p.id === member.id)?.address ??
-      member.peerAddress
-    );
-  }
-
-  /** The last log index when this node started: configurations after it are news. */
-  private readonly lastIndexAtStart: number;
-  /**
-   * Members that a configuration committed since this node started lists at another
-   * address than this node's command line (a replacement on a new machine): that address
-   * is newer than the command line, which was written before. `linked`: the transport
-   * dials it already.
-   */
-  private readonly movedMembers = new Map<NodeId, { address: string; linked: boolean }>();
-
-  private noteMovedMember(
-    member: { readonly id: NodeId; readonly peerAddress: string },
-    index: number,
-  ): void {
-    if (index <= this.lastIndexAtStart || member.peerAddress === "") return;
-    const commandLine = this.config.peers.find((p) => p.id === member.id)?.address;
-    const moved = this.movedMembers.get(member.id);
-    if (commandLine === undefined || member.peerAddress === commandLine) {
-      // Back where the command line says: dial it there again.
-      if (moved !== undefined) {
-        this.movedMembers.delete(member.id);
-        if (this.linkedPeers.has(member.id) && commandLine !== undefined) {
-          this.link(member.id, commandLine);
-        }
-      }
-      return;
-    }
-    if (moved?.address === member.peerAddress) return;
-    this.movedMembers.set(member.id, { address: member.peerAddress, linked: false });
-    this.log.info(
-      { event: "member_moved", peer: member.id, address: member.peerAddress, commandLine },
-      `node ${member.id} is at ${member.peerAddress} now (a configuration committed since this node started says so), not at ${commandLine} as this node's --peers says: dialling the new address; update --peers before the next restart`,
-    );
+    return this.config.peers.find((p) => p.id === member.id)?.address ?? member.peerAddress;
   }
 
   private link(id: NodeId, address: string): void {
