@@ -833,8 +833,10 @@ class HttpBatonClient implements BatonClient {
     const fromEtag = revisionFromEtag(response.headers.etag);
     if (fromEtag !== null) return fromEtag;
     // The read is part of the write: it gets what is left of the write's deadline, not a
-    // deadline of its own.
-    const deadlineMs = Math.max(1, this.policy.deadlineMs - (performance.now() - startedAt));
+    // deadline of its own, but at least one attempt's time, so that a refusal that came
+    // late is not reported as a timeout.
+    const leftMs = this.policy.deadlineMs - (performance.now() - startedAt);
+    const deadlineMs = Math.max(this.policy.attemptTimeoutMs, leftMs);
     const read = await this.send({ ...this.getOperation(key, false), deadlineMs });
     return read.status === 200 ? kvValueFrom(key, read).revision : 0;
   }

@@ -10,7 +10,7 @@ import type { X509Certificate } from "node:crypto";
 /** Why `text` is not usable PEM, or null when it is. */
 export function pemProblem(text: string): string | null {
   if (!text.includes("-----BEGIN ")) return "not a PEM file";
-  if (/-----END [A-Z0-9 ]+-----[^\r\n]/.test(text)) {
+  if (/-----END [A-Z0-9 ]+-----[ \t]*[^\s]/.test(text)) {
     return "two PEM blocks share a line (a file without its final newline was joined to another), so all but the first would be ignored: join PEM files with `awk 1 first.crt second.crt > bundle.crt`";
   }
   return null;

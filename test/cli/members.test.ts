@@ -28,5 +28,24 @@ describe("member replace", () => {
     const peer = await run(["member", "replace", "2", "--peer-address", "10.0.0.9", ...endpoints]);
     expect(peer.code).toBe(2);
     expect(peer.err).toMatch(/--peer-address 10\.0\.0\.9: give host:port/);
+    const underscore = await run([
+      "member",
+      "replace",
+      "2",
+      "--peer-address",
+      "node_2:7101",
+      ...endpoints,
+    ]);
+    expect(underscore.code).toBe(2);
+    // A bracketed IPv6 address passes the check (the cluster is then asked: nothing listens).
+    const ipv6 = await run([
+      "member",
+      "replace",
+      "2",
+      "--peer-address",
+      "[::1]:7101",
+      ...endpoints,
+    ]);
+    expect(ipv6.code).toBe(3);
   });
 });

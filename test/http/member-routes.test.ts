@@ -93,6 +93,9 @@ describe("http member routes", () => {
       ['{"id":4}', "peerAddress"],
       ['{"id":0,"peerAddress":"h:1","httpUrl":"http://h:2"}', "id"],
       ['{"id":4,"peerAddress":"h","httpUrl":"http://h:2"}', "peerAddress"],
+      // What a node's transport could not dial (it stopped every node that tried).
+      ['{"id":4,"peerAddress":"node_2:7101","httpUrl":"http://h:2"}', "peerAddress"],
+      ['{"id":4,"peerAddress":"h:99999","httpUrl":"http://h:2"}', "peerAddress"],
       ['{"id":4,"peerAddress":"h:1","httpUrl":"ftp://h"}', "httpUrl"],
       ['{"id":4,"peerAddress":"h:1","httpUrl":"http://h:2","voter":true}', "voter"],
     ] as const) {

@@ -269,8 +269,9 @@ function hosts(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...added];
 }
 
+/** A DNS name (a leading `*.` allowed); `_` too, as container names use it, and a final dot. */
 const DNS_NAME =
-  /^(\*\.)?([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+  /^(\*\.)?([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\.)*[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\.?$/;
 
 function hostName(text: string): string {
   const unbracketed = /^\[(.*)\]$/.exec(text)?.[1] ?? text;

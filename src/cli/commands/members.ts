@@ -9,6 +9,7 @@
 
 import type { Command } from "commander";
 import type { BatonClient, Member } from "../../client/client.js";
+import { parseAddress } from "../../transport/address.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import {
   addClusterOptions,
@@ -192,13 +193,15 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
     };
     if (!/^[1-9][0-9]{0,9}$/.test(idText)) return usage(`${idText} is not a member id`);
     // Checked here, before the removal: a refused add after it would leave the node out.
-    if (
-      options.peerAddress !== undefined &&
-      !/^[^\s:]+:[0-9]{1,5}$|^\[[^\]\s]+\]:[0-9]{1,5}$/.test(options.peerAddress)
-    ) {
-      return usage(`--peer-address ${options.peerAddress}: give host:port, as its --listen`);
+    if (options.peerAddress !== undefined) {
+      const parsed = parseAddress(options.peerAddress);
+      if (!parsed.ok) {
+        return usage(
+          `--peer-address ${options.peerAddress}: give host:port, as its --listen (${parsed.reason})`,
+        );
+      }
     }
-    if (options.httpUrl !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(options.httpUrl)) {
+    if (options.httpUrl !== undefined && !/^https?:\/\/[\x21-\x7e]{1,240}$/.test(options.httpUrl)) {
       return usage(`--http-url ${options.httpUrl}: give http://host:port or https://host:port`);
     }
     io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {

@@ -9,6 +9,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { InvalidInputError, NotMasterError } from "../../shared/errors.js";
+import { parseAddress } from "../../transport/address.js";
 import type { HttpContext } from "../http-context.js";
 import type { MemberChangeRequest } from "../node-api.js";
 import { withDeadline } from "../request-deadline.js";
@@ -148,10 +149,12 @@ export function readAddBody(body: unknown): MemberChangeRequest {
   if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 1 || id > 0xffff_ffff) {
     throw new InvalidInputError("id", "expected a new member id (a positive integer)");
   }
-  if (typeof peerAddress !== "string" || !/^[^\s:]+:[0-9]{1,5}$/.test(peerAddress)) {
+  // What every node's transport will parse to dial it: a bad one would stop them.
+  const parsedAddress = typeof peerAddress === "string" ? parseAddress(peerAddress) : null;
+  if (typeof peerAddress !== "string" || peerAddress.length > 256 || parsedAddress?.ok !== true) {
     throw new InvalidInputError(
       "peerAddress",
-      'expected "<host>:<port>", the new node\'s --listen',
+      `expected "<host>:<port>" ("[<IPv6>]:<port>"), the new node's --listen${parsedAddress?.ok === false ? `: ${parsedAddress.reason}` : ""}`,
     );
   }
   if (typeof httpUrl !== "string" || !/^https?:\/\/[\x21-\x7e]{1,240}$/.test(httpUrl)) {
