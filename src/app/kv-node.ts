@@ -303,7 +303,17 @@ export class KvNode implements KvNodeApi {
     }
     // Members given on the command line have no address in the configuration: this
     // node's own view fills them in, so that the new member can dial them.
-    const known = new Map(this.node.status().members.map((m) => [m.id, m]));
+    const status = this.node.status();
+    const known = new Map(status.members.map((m) => [m.id, m]));
+    // A learner that already acknowledged entries under this incarnation has a data
+    // directory: a second, empty one started with it would be counted as holding them (the
+    // master's record of them never goes back), and could even be promoted on it.
+    const acknowledged = status.role === "master" ? (known.get(id)?.matchIndex ?? 0) : 0;
+    if (acknowledged > 0) {
+      throw new ConflictError(
+        `node ${id} (member incarnation ${member.incarnation}) has already acknowledged entries up to ${acknowledged}: its data directory exists; restart it on that directory, or, if it was lost, replace the member again (baton member replace ${id}) and join with an empty one`,
+      );
+    }
     return {
       incarnation: member.incarnation,
       clusterId: this.node.clusterId,

@@ -168,6 +168,29 @@ describe("membership", () => {
     });
   }, 180_000);
 
+  it("timing: a learner whose directory was wiped after it acknowledged entries cannot join again under the same incarnation", async () => {
+    const cluster = await Cluster.start(TIMING);
+    const master = await cluster.waitForMaster();
+    const learner = master.id === 3 ? 2 : 3;
+    await cluster.replace(learner, { promote: false });
+    await cluster.waitCaughtUp(learner, 20_000);
+    const node = cluster.node(learner);
+    await node.kill();
+    node.wipe();
+    // Joined again empty, it would be counted as holding what its first directory held.
+    const since = performance.now();
+    cluster.startNode(learner, ["--join", cluster.node(master.id).url]);
+    await node.exited();
+    const refusal = await node.waitForLog(
+      "the refusal",
+      (line) =>
+        /has already acknowledged entries up to \d+: its data directory exists/.test(line.text),
+      15_000,
+      since,
+    );
+    expect(refusal.text).toContain(`baton member replace ${learner}`);
+  }, 120_000);
+
   it("timing: a directory left from before a replacement, started with --join, is refused and told to empty it", async () => {
     const cluster = await Cluster.start(TIMING);
     const master = await cluster.waitForMaster();
