@@ -91,8 +91,6 @@ interface BadRecord {
   readonly offset: number;
   readonly detail: string;
   readonly tornCandidate: boolean;
-  /** Where the record ends by its own (sane) frame; absent when the frame is not to be trusted. */
-  readonly end?: number;
 }
 
 type RecordAt =
@@ -114,13 +112,13 @@ function recordInWindow(window: ReadWindow, offset: number): RecordAt | null {
   const end = offset + frame.recordBytes;
   if (end > window.size) {
     const detail = "record extends past the end of the file";
-    return { ok: false, bad: { offset, detail, tornCandidate: true, end } };
+    return { ok: false, bad: { offset, detail, tornCandidate: true } };
   }
   const whole = window.peek(offset, frame.recordBytes);
   if (whole === null) return null;
   const record = checkRecord(whole.buffer, whole.at, frame);
   if (!record.ok) {
-    const bad = { offset, detail: record.detail, tornCandidate: record.checksum, end };
+    const bad = { offset, detail: record.detail, tornCandidate: record.checksum };
     return { ok: false, bad };
   }
   return { ok: true, record, bytes: frame.recordBytes };
@@ -180,16 +178,25 @@ function applyRecord(
 }
 
 /**
- * Whether any complete, checksum-valid record starts after the bad record (a byte-by-byte
- * search): after the end its frame gives, when the frame is sane, so that a record inside
- * its own payload (a value that holds a log record, which anyone may store) does not make a
- * torn tail look like damage in the middle of the log.
+ * Whether a complete, checksum-valid record that continues the log starts anywhere after
+ * the bad record's first byte (a byte-by-byte search): an entry of a later index than the
+ * bad one's, or a truncation. The search starts inside the bad record, because its frame
+ * cannot be trusted: a flipped bit in its length makes a record in the middle of the file
+ * look as if it ran past the end, like a torn write, and the search must still find the
+ * records after it. A record inside a torn record's own payload (a value that holds a
+ * log record: anyone may store one) is not one of those unless it names a later index;
+ * one that does only makes the node refuse to start (it is wiped and rejoins), while a
+ * real record taken for a torn tail would silently lose acknowledged entries.
  */
-async function validRecordAfter(window: ReadWindow, bad: BadRecord): Promise<number | null> {
-  const from = bad.end ?? bad.offset + 1;
-  for (let offset = from; offset + recordHeaderBytes <= window.size; offset++) {
+async function validRecordAfter(
+  window: ReadWindow,
+  bad: BadRecord,
+  badIndex: number,
+): Promise<number | null> {
+  for (let offset = bad.offset + 1; offset + recordHeaderBytes <= window.size; offset++) {
     const at = await readRecordAt(window, offset);
-    if (at.ok) return offset;
+    if (!at.ok) continue;
+    if (at.record.type === "truncate" || at.record.index > badIndex) return offset;
   }
   return null;
 }
@@ -213,7 +220,7 @@ async function trimOrFail(
     const detail = `${bad.detail}; entry ${index} is covered by the commit index ${durableThrough} in the hard state, which only durable entries reach, so this is damage, not a torn write`;
     throw new WalCorruptError(segment.path, bad.offset, detail);
   }
-  const valid = await validRecordAfter(window, bad);
+  const valid = await validRecordAfter(window, bad, index);
   if (valid !== null) {
     const detail = `${bad.detail}, and a valid record follows at byte ${valid}, so this is not a torn tail`;
     throw new WalCorruptError(segment.path, bad.offset, detail);

@@ -11,7 +11,7 @@ import { DiskStorage } from "../../src/storage/disk-storage.js";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
 import { StableStore } from "../../src/storage/stable-store.js";
 import type { Storage } from "../../src/storage/storage.js";
-import { segmentHeaderBytes } from "../../src/storage/wal-format.js";
+import { recordHeaderBytes, segmentHeaderBytes } from "../../src/storage/wal-format.js";
 import { commands, makeTempDir, plain, removeTempDirs } from "./helpers.js";
 import { InstrumentedFileSystem } from "./instrumented-file-system.js";
 
@@ -108,6 +108,34 @@ describe("disk storage", () => {
     const again = await openDisk(dir);
     expect(again.warnings).toEqual([expect.stringMatching(/trimmed a torn record/)]);
     expect(again.entries.map((e) => e.index)).toEqual([1, 2, 3]);
+  });
+
+  it("disk storage: a record whose length a flipped bit sends past the end of the file is damage when valid records follow", async () => {
+    const dir = await makeTempDir();
+    const { storage } = await openDisk(dir);
+    storage.setHardState({ term: 1, votedFor: null, commitIndex: 0 });
+    storage.append(commands(1, 20, 1));
+    await storage.close();
+    const wal = join(dir, "wal");
+    const last = join(wal, (await readdir(wal)).sort().at(-1)!);
+    // The payload length of entry 10's record (a little-endian u32 at its start) grows by
+    // 64 KiB: still a possible length, and past the end of the file, as a torn write's is.
+    const bytes = await readFile(last);
+    const size = bytes.length;
+    let at = segmentHeaderBytes;
+    for (let k = 0; k < 9; k++) at += recordHeaderBytes + bytes.readUInt32LE(at);
+    const handle = await open(last, "r+");
+    await handle.write(Buffer.of(bytes[at + 2]! ^ 0x01), 0, 1, at + 2);
+    await handle.close();
+    // Entries 11..20 (acknowledged, maybe) follow: cutting them off as a torn tail would
+    // lose them silently.
+    await expect(openDisk(dir)).rejects.toMatchObject({
+      code: "ERR_WAL_CORRUPT",
+      message: expect.stringMatching(
+        /record extends past the end of the file, and a valid record follows/,
+      ),
+    });
+    expect((await stat(last)).size).toBe(size);
   });
 
   it("disk storage: a term change reaches the disk before entries appended after it (ordering)", async () => {
