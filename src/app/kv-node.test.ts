@@ -19,6 +19,20 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** A one-node cluster on loopback, in memory unless `overrides` give a data directory. */
+function oneNode(peerPort: number, httpPort: number, overrides: Partial<NodeConfig>): NodeConfig {
+  return {
+    ...defaultNodeConfig(),
+    id: 1,
+    peers: [{ id: 1, address: `127.0.0.1:${peerPort}` }],
+    listen: `127.0.0.1:${peerPort}`,
+    advertisePeer: `127.0.0.1:${peerPort}`,
+    http: `127.0.0.1:${httpPort}`,
+    dataDir: null,
+    ...overrides,
+  };
+}
+
 it("kv node: an HTTP port in use fails the start, and the data directory is free again", async () => {
   const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -27,15 +41,7 @@ it("kv node: an HTTP port in use fails the start, and the data directory is free
   cleanups.push(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
   const taken = (blocker.address() as { port: number }).port;
   const [peerPort, httpPort] = await freePorts(2);
-  const config = (http: number): NodeConfig => ({
-    ...defaultNodeConfig(),
-    id: 1,
-    peers: [{ id: 1, address: `127.0.0.1:${peerPort}` }],
-    listen: `127.0.0.1:${peerPort}`,
-    advertisePeer: `127.0.0.1:${peerPort}`,
-    http: `127.0.0.1:${http}`,
-    dataDir: join(dir, "n1"),
-  });
+  const config = (http: number) => oneNode(peerPort!, http, { dataDir: join(dir, "n1") });
   const logger = pino({ level: "silent" });
   await expect(KvNode.start(config(taken), logger)).rejects.toThrow(/EADDRINUSE/);
   expect(existsSync(join(dir, "n1", "LOCK"))).toBe(false);
@@ -61,17 +67,7 @@ it("kv node: an expired HTTPS certificate stops the start, naming the files", as
   writeFileSync(cert, expired.certPem);
   writeFileSync(key, expired.keyPem);
   const [peerPort, httpPort] = await freePorts(2);
-  const config: NodeConfig = {
-    ...defaultNodeConfig(),
-    id: 1,
-    peers: [{ id: 1, address: `127.0.0.1:${peerPort}` }],
-    listen: `127.0.0.1:${peerPort}`,
-    advertisePeer: `127.0.0.1:${peerPort}`,
-    http: `127.0.0.1:${httpPort}`,
-    dataDir: null,
-    httpTlsCert: cert,
-    httpTlsKey: key,
-  };
+  const config = oneNode(peerPort!, httpPort!, { httpTlsCert: cert, httpTlsKey: key });
   await expect(KvNode.start(config, pino({ level: "silent" }))).rejects.toThrow(
     new RegExp(`--http-tls-cert ${cert} --http-tls-key ${key}: the certificate expired on`),
   );

@@ -80,6 +80,11 @@ function lockHost(m: Machine): LockHost {
   return { pid: m.pid, isRunning: () => false, held: new Set() };
 }
 
+/** A one-byte command entry of term 1 at `index`. */
+function entry(index: number): Entry {
+  return { index, term: 1, kind: "command", data: Uint8Array.of(index) };
+}
+
 function open(m: Machine): Promise<OpenedStorage> {
   return DiskStorage.open(DIR, {
     fs: m.fs,
@@ -468,12 +473,6 @@ describe("disk storage over a damaged simulated disk", () => {
     for (let seed = 1; seed <= 20; seed++) {
       const m = await newMachine(seed, KIND_DISK);
       const { storage } = (await drive(m, open(m)))!;
-      const entry = (index: number) => ({
-        index,
-        term: 1,
-        kind: "command" as const,
-        data: Uint8Array.of(index),
-      });
       storage.setHardState({ term: 1, votedFor: 1, commitIndex: 0 });
       storage.append([1, 2, 3].map(entry));
       await drive(m, storage.sync());
@@ -539,12 +538,6 @@ describe("disk storage over a damaged simulated disk", () => {
     for (let seed = 1; seed <= 20; seed++) {
       const m = await newMachine(seed, KIND_DISK);
       const { storage } = (await drive(m, open(m)))!;
-      const entry = (index: number) => ({
-        index,
-        term: 1,
-        kind: "command" as const,
-        data: Uint8Array.of(index),
-      });
       storage.setHardState({ term: 1, votedFor: 1, commitIndex: 0 });
       storage.append([1, 2, 3].map(entry));
       await drive(m, storage.sync());
