@@ -288,6 +288,9 @@ export class KvNode implements KvNodeApi {
     readonly members: readonly Member[];
     readonly clusterId: string | null;
   } {
+    // Only the master knows how far a learner has acknowledged (the check below): any
+    // other member would hand the incarnation out unchecked. The client follows the hint.
+    if (!this.isMaster()) throw new NotMasterError(this.node.masterId);
     const { members } = this.node.members();
     const member = members.find((m) => m.id === id);
     if (member === undefined) {
@@ -308,7 +311,7 @@ export class KvNode implements KvNodeApi {
     // A learner that already acknowledged entries under this incarnation has a data
     // directory: a second, empty one started with it would be counted as holding them (the
     // master's record of them never goes back), and could even be promoted on it.
-    const acknowledged = status.role === "master" ? (known.get(id)?.matchIndex ?? 0) : 0;
+    const acknowledged = known.get(id)?.matchIndex ?? 0;
     if (acknowledged > 0) {
       throw new ConflictError(
         `node ${id} (member incarnation ${member.incarnation}) has already acknowledged entries up to ${acknowledged}: its data directory exists; restart it on that directory, or, if it was lost, replace the member again (baton member replace ${id}) and join with an empty one`,

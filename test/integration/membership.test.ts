@@ -168,7 +168,7 @@ describe("membership", () => {
     });
   }, 180_000);
 
-  it("timing: a learner whose directory was wiped after it acknowledged entries cannot join again under the same incarnation", async () => {
+  it("timing: a learner whose directory was wiped after it acknowledged entries cannot join again under the same incarnation, even asked through a backup", async () => {
     const cluster = await Cluster.start(TIMING);
     const master = await cluster.waitForMaster();
     const learner = master.id === 3 ? 2 : 3;
@@ -178,8 +178,14 @@ describe("membership", () => {
     await node.kill();
     node.wipe();
     // Joined again empty, it would be counted as holding what its first directory held.
+    // Asked through the other backup, which must not hand the incarnation out itself (only
+    // the master knows what the learner acknowledged).
+    const backup = [1, 2, 3].find((id) => id !== master.id && id !== learner)!;
+    const asked = await fetch(`${cluster.node(backup).url}/v1/members/${learner}/join`);
+    expect(asked.status).toBe(503);
+    expect(((await asked.json()) as { code: string }).code).toBe("ERR_NOT_MASTER");
     const since = performance.now();
-    cluster.startNode(learner, ["--join", cluster.node(master.id).url]);
+    cluster.startNode(learner, ["--join", cluster.node(backup).url]);
     await node.exited();
     const refusal = await node.waitForLog(
       "the refusal",
