@@ -112,7 +112,8 @@ export async function startNode(
   }
 }
 
-function drawIncarnation(): number {
+/** A new member incarnation, as a new data directory gets one. */
+export function drawIncarnation(): number {
   return randomInt(1, MEMBER_INCARNATION_MAX);
 }
 

@@ -9,17 +9,20 @@
  * The file appears under its name only once complete and on disk.
  *
  * `restore` checks every byte of such a file and makes DIR the data directory of a node that
- * starts from it: the snapshot, an empty log after it, and a hard state at its term. It
- * refuses a DIR that holds anything, so it never overwrites a node's own data. Restore the
- * same file into each member's directory of a new cluster before its first start.
+ * starts from it: the snapshot, an empty log after it, a hard state at its term and a new
+ * member identity. It refuses a DIR that holds anything, so it never overwrites a node's own
+ * data. Restore the same file into each member's directory of a new cluster before its
+ * first start.
  */
 
 import { open, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
 import { Agent, request } from "undici";
+import { drawIncarnation } from "../../server/create-node.js";
 import { DiskStorage } from "../../storage/disk-storage.js";
 import { nodeFileSystem } from "../../storage/file-system.js";
+import { IdentityStore } from "../../storage/identity-store.js";
 import { readSnapshotData, SnapshotStore, snapshotMagic } from "../../storage/snapshot-store.js";
 import { readU64 } from "../../storage/wal-format.js";
 import type { CliIo } from "./cli-io.js";
@@ -276,6 +279,16 @@ export async function restore(
       await receiver.finish();
       storage.setHardState({ term: meta.term, votedFor: null, commitIndex: meta.index });
       await storage.sync();
+      // A new member's identity, as a node's first start on an empty directory writes it
+      // (without one the node would take the directory for one of Baton 0.1 or 0.2); the
+      // cluster id comes with the snapshot's configuration.
+      const identity = await IdentityStore.open(dataDir, nodeFileSystem);
+      await identity.save({
+        clusterId: null,
+        incarnation: drawIncarnation(),
+        joinedConfig: null,
+        appliedConfig: null,
+      });
     } finally {
       await storage.close();
     }
