@@ -42,6 +42,8 @@ export async function writeMemberDataDir(
     incarnation?: number;
     hardState?: Partial<HardState>;
     configInLog?: boolean;
+    /** The cluster id the identity file holds (the log's config entry holds CLUSTER_ID). */
+    identityClusterId?: string | null;
   } = {},
 ): Promise<void> {
   const config = options.config ?? THREE;
@@ -58,7 +60,7 @@ export async function writeMemberDataDir(
   await storage.close();
   const identity = await IdentityStore.open(dir, nodeFileSystem);
   await identity.save({
-    clusterId: CLUSTER_ID,
+    clusterId: options.identityClusterId === undefined ? CLUSTER_ID : options.identityClusterId,
     incarnation: options.incarnation ?? 11,
     joinedConfig: null,
     appliedConfig: { index: 1, config },

@@ -8,7 +8,7 @@ import {
 } from "../../harness/doubles/member-data-dir.js";
 import { makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
 import { defaultReplicaConfig } from "../core/config.js";
-import { decodeConfiguration } from "../core/configuration.js";
+import { decodeClusterId, decodeConfiguration } from "../core/configuration.js";
 import { Prng } from "../core/prng.js";
 import { Replica } from "../core/replica.js";
 import { DiskStorage } from "../storage/disk-storage.js";
@@ -133,6 +133,16 @@ describe("forceNewCluster", () => {
     expect(ack).toMatchObject({ ok: true, ignored: "not_member" });
     expect(replica.role).toBe("master");
     expect(replica.term).toBe(term);
+  });
+
+  it("recover: the cluster id comes from the log when the identity file does not hold it yet", async () => {
+    const dir = await survivorDir({ identityClusterId: null });
+    const plan = await forceNewCluster(dir, 1, { write: true });
+    expect(plan.survivor.clusterId).toBe(CLUSTER);
+    const last = (await reopen(dir)).entries.at(-1)!;
+    expect(decodeClusterId(last.data)).toBe(CLUSTER);
+    const identity = (await IdentityStore.open(dir, nodeFileSystem)).identity();
+    expect(identity?.clusterId).toBe(CLUSTER);
   });
 
   it("recover: the configuration comes from the identity file when the log holds none (compacted)", async () => {

@@ -25,6 +25,7 @@
 
 import {
   type Configuration,
+  decodeClusterId,
   decodeConfiguration,
   encodeConfiguration,
   memberOf,
@@ -188,7 +189,7 @@ export function readSurvivor(
   return Object.freeze({
     dir,
     id,
-    clusterId: identity.clusterId,
+    clusterId: clusterIdIn(opened, identity),
     incarnation: identity.incarnation,
     term: hardState.term,
     snapshotIndex: snapshot.index,
@@ -225,6 +226,26 @@ function configurationIn(
     );
   }
   return { configuration: stored, configIndex: 0 };
+}
+
+/**
+ * The cluster's id: the identity file's, else the newest config entry's that carries one,
+ * else the snapshot's. The identity file may not have it yet (a node stopped between
+ * learning it and recording it, or a directory from `snapshot restore`), and a recovery
+ * entry written without it would leave the new cluster's log without its id.
+ */
+function clusterIdIn(
+  opened: Pick<OpenedStorage, "snapshot" | "entries">,
+  identity: DataIdentity,
+): string | null {
+  if (identity.clusterId !== null) return identity.clusterId;
+  for (let i = opened.entries.length - 1; i >= 0; i--) {
+    const entry = opened.entries[i]!;
+    if (entry.kind !== "config") continue;
+    const clusterId = decodeClusterId(entry.data);
+    if (clusterId !== null) return clusterId;
+  }
+  return opened.snapshot.clusterId ?? null;
 }
 
 function checkListsSelf(
@@ -306,6 +327,7 @@ async function writeRecovery(
   assert(storage.termAt(entry.index) === entry.term, "the recovery entry is not in the log");
   await identityStore.save({
     ...identity,
+    clusterId: survivor.clusterId,
     appliedConfig: { index: entry.index, config: configuration },
     // The members left out are removed, as a committed removal records them: one that comes
     // back with its old data is refused at the handshake, even by a survivor that knows it
