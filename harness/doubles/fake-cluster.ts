@@ -166,6 +166,14 @@ export class FakeCluster {
     app.get("/v1/status", handle);
     app.post("/v1/switchover", handle);
     app.route({ method: ["GET", "PUT", "DELETE"], url: "/v1/kv/:key", handler: handle });
+    // Any other path: an interceptor may serve it (a test's stand-in for a route the fake
+    // does not model), else fastify's own 404.
+    app.setNotFoundHandler(async (request, reply) => {
+      const node = this.node(id);
+      if (node.intercept !== null && (await node.intercept(request, reply, node))) return reply;
+      const message = `Route ${request.method}:${request.url} not found`;
+      return reply.code(404).send({ message, error: "Not Found", statusCode: 404 });
+    });
     return app;
   }
 

@@ -56,6 +56,12 @@ it("timing: snapshot save from a loaded cluster, restore into a new three-node c
       for (let n = 0; writing; n++) await client.put(`during/${n % 50}`, `w${n}`);
     })();
     const file = join(old.root, "backup.snap");
+    // Work folders of earlier saves: one whose process is gone (killed: no pid is ever
+    // 4194304, Linux's largest pid_max) is removed, one whose process runs (pid 1) is not.
+    for (const pid of [4194304, 1]) {
+      mkdirSync(join(old.root, `.backup.snap.${pid}.partial`));
+      writeFileSync(join(old.root, `.backup.snap.${pid}.partial`, "snapshot"), "half");
+    }
     const saved = await baton(["snapshot", "save", file, "--endpoints", old.endpoints().join(",")]);
     writing = false;
     await background;
@@ -64,6 +70,9 @@ it("timing: snapshot save from a loaded cluster, restore into a new three-node c
     expect(saved.out).toMatch(
       /^saved .*backup\.snap: index \d+ .* term \d+, \d+ bytes of data, crc32 0x[0-9a-f]{8}, from http/,
     );
+    expect(readdirSync(old.root).filter((name) => name.endsWith(".partial"))).toEqual([
+      ".backup.snap.1.partial",
+    ]);
 
     const fresh = await Cluster.start({ startIds: [] });
     for (const node of fresh.nodes) {

@@ -15,6 +15,7 @@
  * first start.
  */
 
+import { rmSync } from "node:fs";
 import { open, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
@@ -195,7 +196,16 @@ async function fetchSnapshot(
  * length and CRC-32, then renamed into place. Returns the data's size.
  */
 async function writeSnapshotFile(file: string, answer: SnapshotAnswer): Promise<number> {
+  await removeAbandonedWork(file);
   const work = join(dirname(file), `.${basename(file)}.${process.pid}.partial`);
+  // Ctrl-C or a SIGTERM would end the process without the `finally` below: the folder (as
+  // large as the store) would stay behind, hidden.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    rmSync(work, { recursive: true, force: true });
+    process.kill(process.pid, signal);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     const { store } = await SnapshotStore.open(work, nodeFileSystem, 1);
     const stored = await store.save({ index: answer.index, term: answer.term }, answer.body);
@@ -209,7 +219,38 @@ async function writeSnapshotFile(file: string, answer: SnapshotAnswer): Promise<
     await nodeFileSystem.syncDir(dirname(file));
     return stored.dataBytes;
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Removes the work folders (`.FILE.PID.partial`) that earlier saves of `file` left when
+ * their process was killed (SIGKILL, a power loss): those whose process is gone.
+ */
+async function removeAbandonedWork(file: string): Promise<void> {
+  const prefix = `.${basename(file)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(file));
+  } catch {
+    return; // the write below reports a missing or unreadable directory
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(".partial")) continue;
+    const pid = Number(name.slice(prefix.length, -".partial".length));
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    await rm(join(dirname(file), name), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
