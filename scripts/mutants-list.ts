@@ -106,6 +106,14 @@ const RECOVERY_NO_REWRITE: Mutant = {
   wholeNode: true,
 };
 
+const TORN_TAIL_UNCHECKED: Mutant = {
+  name: "storage: a bad last record is trimmed as a torn tail without looking for valid records after it",
+  file: "src/storage/wal-recovery.ts",
+  find: "const valid = await validRecordAfter(window, bad, index);",
+  replace: "const valid: number | null = null;",
+  wholeNode: true,
+};
+
 export const MUTANTS: readonly Mutant[] = [
   {
     name: "commit an old term's entry by counting replicas (figure 8)",
@@ -165,6 +173,13 @@ export const MUTANTS: readonly Mutant[] = [
   HARD_STATE_RENAME_UNSYNCED,
   underCrashTests(RECOVERY_NO_REWRITE),
   RECOVERY_NO_REWRITE,
+  {
+    ...TORN_TAIL_UNCHECKED,
+    name: `${TORN_TAIL_UNCHECKED.name} (DiskStorage tests)`,
+    wholeNode: false,
+    test: "test/storage/disk-storage.test.ts",
+  },
+  TORN_TAIL_UNCHECKED,
   {
     name: "storage: a new log segment is renamed into place without an fsync of its directory",
     file: "src/storage/wal.ts",
