@@ -358,6 +358,18 @@ describe("TcpTransport", () => {
     expect(events).toEqual(["2 down closed", "2 up"]);
   });
 
+  it("tcp: a peer address that is not host:port is logged and not dialled; the node runs on", async () => {
+    const { nodes, lines } = await startNodes([1, 2]);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    a.addPeer({ id: 3, address: "node_3:99999" });
+    const line = await untilLogged(lines, (l) => l.reason === "bad_address");
+    expect(line).toMatchObject({ peer: 3, address: "node_3:99999" });
+    expect(String(line.msg)).toMatch(
+      /cannot dial node 3: .*neither an IP address nor a hostname; replace/,
+    );
+    await expectLinkWorks(b, a, 1);
+  });
+
   it("tcp: refuses a wrong cluster id with a reason and logs it", async () => {
     const { nodes, lines, addresses } = await startNodes([1, 2]);
     const client = await openClient(addresses.get(1) as string);

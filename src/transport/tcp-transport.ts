@@ -248,7 +248,16 @@ export class TcpTransport implements Transport {
   addPeer(peer: PeerAddress): void {
     if (peer.id === this.nodeId || this.state === "closed") return;
     const parsed = parseAddress(peer.address);
-    assert(parsed.ok, `invalid address for node ${peer.id}: ${peer.address}`);
+    if (!parsed.ok) {
+      // Input, not this node's own state: a committed configuration written by an older
+      // version that took any address (the API refuses them now). The node runs on without
+      // a link to that member until a configuration gives it a usable address.
+      this.logger.error(
+        { peer: peer.id, address: peer.address, reason: "bad_address" },
+        `cannot dial node ${peer.id}: ${parsed.reason}; replace the member under a usable address`,
+      );
+      return;
+    }
     const existing = this.links.get(peer.id);
     if (existing !== undefined) {
       const { host, port } = existing.address;
