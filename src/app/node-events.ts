@@ -1,7 +1,7 @@
 /**
  * Feeds a running node's events into the HTTP layer's event feed (`GET /v1/events`, the
  * dashboard's timeline): role changes with the role before, fail-overs with their
- * duration, connections to peers going up and down (once per change, not once per
+ * duration, switchovers, connections to peers going up and down (once per change, not once per
  * reconnect attempt), state-transfer progress, and a fatal stop.
  *
  * It only listens and reports; it never changes the node. Its one timer (state-transfer
@@ -20,11 +20,19 @@ const TRANSFER_POLL_MS = 250;
 /** Starts reporting `node`'s events to `feed`; returns the function that stops it. */
 export function connectNodeEvents(node: BatonNode, feed: EventFeed): () => void {
   let role: Role = node.role;
-  feed.publish({ type: "started", term: node.status().term });
+  const started = node.status();
+  feed.publish({ type: "started", term: started.term });
+  // The master this node last followed: a switchover's target names it as the one that
+  // handed over.
+  let followed: NodeId | null = started.master === node.id ? null : started.master;
   const onRole: Parameters<typeof node.on<"role">>[1] = (event) => {
     const previousRole = role;
     role = event.role;
-    // Becoming master is reported by the failover event, which has the duration.
+    if (event.role === "master" && event.handover) {
+      feed.publish({ type: "switchover", term: event.term, previousMaster: followed });
+    }
+    if (event.masterId !== null && event.masterId !== node.id) followed = event.masterId;
+    // Becoming master by an election is reported by the failover event, with its duration.
     if (event.role === "master") return;
     feed.publish({
       type: "role",

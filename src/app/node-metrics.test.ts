@@ -103,6 +103,26 @@ describe("node metrics", () => {
     });
   });
 
+  it("timing: events: the target of a switchover reports it, naming the master that handed over", async () => {
+    const nodes = await startCluster(new MemoryNetwork());
+    const feeds = new Map(nodes.map((node) => [node, new EventFeed(node.id)]));
+    for (const [node, feed] of feeds) disconnects.push(connectNodeEvents(node, feed));
+    const master = await until("a master", () => nodes.find((n) => n.role === "master"));
+    await master.propose(put("k"));
+    const target = nodes.find((n) => n !== master)!;
+    await until("the target caught up", () =>
+      target.status().appliedIndex >= master.status().commitIndex ? true : undefined,
+    );
+    const outcome = await master.switchover(target.id);
+    expect(outcome.master).toBe(target.id);
+    const events = feeds.get(target)!.recentEvents();
+    expect(events.find((e) => e.type === "switchover")).toMatchObject({
+      previousMaster: master.id,
+      term: outcome.term,
+    });
+    expect(events.map((e) => e.type)).not.toContain("failover");
+  });
+
   it("timing: metrics: event-loop delay is a histogram of tick delays and their max per scrape", async () => {
     const nodes = await startCluster(new MemoryNetwork());
     const node = nodes[0]!;

@@ -48,6 +48,15 @@ export type ClusterEventBody =
       readonly previousMaster: NodeId | null;
       readonly durationMs: number | null;
     }
+  /**
+   * The node became master by a switchover: `previousMaster` (the master it last followed)
+   * handed the role over to it.
+   */
+  | {
+      readonly type: "switchover";
+      readonly term: number;
+      readonly previousMaster: NodeId | null;
+    }
   /** The connection to `peer` came up, or went down for `reason`. */
   | {
       readonly type: "peer";

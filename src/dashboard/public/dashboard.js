@@ -300,6 +300,15 @@ function describe(/** @type {any} */ e) {
             : `became master again in term ${e.term}`,
         minor: false,
       };
+    case "switchover":
+      return {
+        kind: "election",
+        text:
+          e.previousMaster === null
+            ? `became master of term ${e.term} by a switchover`
+            : `became master of term ${e.term}: node ${e.previousMaster} handed over (switchover)`,
+        minor: false,
+      };
     case "role":
       if (e.previousRole === "master" && e.role !== "master") {
         return {
