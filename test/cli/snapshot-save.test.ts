@@ -48,12 +48,15 @@ it("timing: snapshot save stopped by Ctrl-C while it writes leaves no work folde
   try {
     const file = join(dir, "backup.snap");
     const { command, args } = batonCommand("source");
-    let exit: { code: number | null; how: string } | null = null;
+    let exited: (exit: { code: number | null; how: string }) => void = () => {};
+    const exit = new Promise<{ code: number | null; how: string }>((done) => {
+      exited = done;
+    });
     const cli = new ManagedProcess(
       "snapshot save",
       command,
       [...args, "snapshot", "save", file, "--endpoints", fake.node(1).url],
-      { cwd: REPO_ROOT, onExit: (e) => (exit = e) },
+      { cwd: REPO_ROOT, onExit: (e) => exited(e) },
     );
     cli.start();
     await waitFor(
@@ -62,8 +65,7 @@ it("timing: snapshot save stopped by Ctrl-C while it writes leaves no work folde
       20_000,
     );
     cli.signal("SIGINT");
-    await cli.exited();
-    expect(exit).toMatchObject({ code: null, how: "SIGINT" });
+    expect(await exit).toMatchObject({ code: null, how: "SIGINT" });
     expect(readdirSync(dir)).toEqual([]);
     expect(existsSync(file)).toBe(false);
   } finally {
