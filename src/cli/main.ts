@@ -78,7 +78,8 @@ const COMMANDS: readonly Register[] = [
 ];
 
 const EXAMPLES = `
-Exit codes: 0 success, 1 a failed check or operation, 2 bad usage, 3 unavailable.
+Exit codes: 0 success, 1 a failed check or operation, 2 bad usage, 3 unavailable,
+4 refused by the cluster (no token, an unknown one, or one without the role).
 
 Examples:
   baton demo                    a three-node cluster on this machine; Ctrl-C stops it

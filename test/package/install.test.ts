@@ -114,7 +114,13 @@ describe("package", () => {
     const packed = await pack(ROOT, true);
     const files = packed.files.map((f) => f.path);
     expect(files).toEqual(
-      expect.arrayContaining(["LICENSE", "dist/cli/main.js", "dist/cjs/index.cjs"]),
+      // The systemd unit too: docs/operations.md installs it from the installed package.
+      expect.arrayContaining([
+        "LICENSE",
+        "dist/cli/main.js",
+        "dist/cjs/index.cjs",
+        "deploy/systemd/baton.service",
+      ]),
     );
     expect(files).toContain("dist/chaos/main.js");
     const notProduct = files.filter(

@@ -62,7 +62,7 @@ function registerPut(program: Command, io: CliIo): void {
     "after",
     `
 Prints the key's new revision. Exit codes: 0 stored, 1 revision mismatch (--if-revision),
-2 bad usage or input, 3 no master reachable in time.
+2 bad usage or input, 3 no master reachable in time, 4 token refused.
 
 Examples:
   baton put greeting hello
@@ -99,7 +99,7 @@ function registerGet(program: Command, io: CliIo): void {
     "after",
     `
 Reads are linearizable unless --stale. Exit codes: 0 found, 1 not found, 2 bad usage,
-3 no master reachable in time.
+3 no master reachable in time, 4 token refused.
 
 Examples:
   baton get greeting
@@ -137,7 +137,7 @@ function registerDel(program: Command, io: CliIo): void {
     "after",
     `
 Exit codes: 0 deleted, 1 not found or revision mismatch, 2 bad usage, 3 no master
-reachable in time.
+reachable in time, 4 token refused.
 
 Examples:
   baton del greeting

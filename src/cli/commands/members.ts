@@ -48,7 +48,7 @@ function registerMember(program: Command, io: CliIo): void {
   addClusterOptions(list, MEMBERS_TIMEOUT_MS_DEFAULT).addHelpText(
     "after",
     `
-Exit codes: 0 listed, 2 bad usage, 3 no node reachable in time.
+Exit codes: 0 listed, 2 bad usage, 3 no node reachable in time, 4 token refused.
 
 Examples:
   baton member list
@@ -104,7 +104,8 @@ function registerChanges(member: Command, io: CliIo): void {
     `
 Then start the new node with an empty data directory and --join <url of any member>,
 and promote it once it has caught up (baton member promote <id>).
-Exit codes: 0 added, 1 refused (nothing changed), 2 bad usage, 3 no master reachable.
+Exit codes: 0 added, 1 refused (nothing changed), 2 bad usage, 3 no master reachable,
+4 token refused.
 
 Example:
   baton member add 4 --peer-address 10.0.0.4:7101 --http-url http://10.0.0.4:8101`,
@@ -154,7 +155,7 @@ Example:
     "make a learner that has caught up a voter",
     `
 Exit codes: 0 promoted, 1 refused (not caught up, or not a learner; nothing changed),
-2 bad usage, 3 no master reachable.`,
+2 bad usage, 3 no master reachable, 4 token refused.`,
     (client, id) => client.promoteMember(id),
     (id) => `node ${id} is a voter`,
   );
@@ -164,7 +165,8 @@ Exit codes: 0 promoted, 1 refused (not caught up, or not a learner; nothing chan
     `
 The master cannot remove itself (baton switchover first), nor a member whose removal
 leaves fewer live voters than a majority.
-Exit codes: 0 removed, 1 refused (nothing changed), 2 bad usage, 3 no master reachable.`,
+Exit codes: 0 removed, 1 refused (nothing changed), 2 bad usage, 3 no master reachable,
+4 token refused.`,
     (client, id) => client.removeMember(id),
     (id) => `node ${id} removed`,
   );
@@ -184,7 +186,7 @@ Then start the node with an empty data directory and --join <url of a member>, a
 promote it once it has caught up (baton member promote <id>). Its new data directory
 has a new incarnation: nothing its old one sent is counted for it.
 Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage,
-3 no master reachable.`,
+3 no master reachable, 4 token refused.`,
   );
   replace.action(async (idText: string, options: Partial<AddOptions> & JsonOption) => {
     const usage = (message: string): void => {
@@ -255,7 +257,7 @@ function registerSwitchover(program: Command, io: CliIo): void {
 The master stops taking new writes, brings the chosen backup up to its last entry and
 tells it to take over at once; writes wait for the new master rather than fail.
 Exit codes: 0 the new master serves, 1 refused (the target cannot take over; nothing
-changed), 2 bad usage, 3 no master reachable or no new master in time.
+changed), 2 bad usage, 3 no master reachable or no new master in time, 4 token refused.
 
 Examples:
   baton switchover                  the backup that holds the most of the log

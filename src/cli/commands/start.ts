@@ -130,8 +130,8 @@ Or let "baton demo" start three for you.
 
 Every setting flag is also a config file key (--heartbeat-ms: "heartbeatMs") and an
 environment variable (BATON_HEARTBEAT_MS); flags win over variables, variables over the
-file. --config, --ca, --token, --token-file and --join's URL are flags only. An
-unknown key is an error. "baton config check <file>" prints what a node would run with.
+file. --config (or BATON_CONFIG), --ca, --token, --token-file and --join's URL are not
+keys of the file. An unknown key is an error. "baton config check <file>" prints what a node would run with.
 
 On addresses other machines can reach, a node needs mutual TLS, HTTPS and tokens (or
 --insecure); "baton certs --help" makes them, and SIGHUP reloads them.`,

@@ -77,7 +77,7 @@ export function register(program: Command, io: CliIo = processIo()): void {
     `
 LAG is how many entries the master has committed that the node has not applied yet.
 Exit codes: 0 healthy (a master, every node reachable), 1 degraded or no master,
-2 bad usage, 3 no node reachable.
+2 bad usage, 3 no node reachable, 4 token refused.
 
 Examples:
   baton status

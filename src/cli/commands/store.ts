@@ -59,7 +59,7 @@ function registerList(program: Command, io: CliIo): void {
     `
 Without --limit every key under the prefix is listed, page after page. Prints one
 "key<TAB>value" line per key (values as UTF-8 text). Exit codes: 0 listed (even none),
-2 bad usage, 3 no master reachable in time.
+2 bad usage, 3 no master reachable in time, 4 token refused.
 
 Examples:
   baton list sessions/
@@ -94,7 +94,8 @@ function registerDeletePrefix(program: Command, io: CliIo): void {
   addClusterOptions(command, TIMEOUT_MS_DEFAULT).addHelpText(
     "after",
     `
-Exit codes: 0 done (even when nothing matched), 2 bad usage, 3 no master reachable in time.
+Exit codes: 0 done (even when nothing matched), 2 bad usage, 3 no master reachable in time,
+4 token refused.
 
 Example:
   baton delete-prefix sessions/`,
@@ -126,7 +127,7 @@ The transaction is the body of POST /v1/txn (docs/api.md):
   {"compare":[{"key","revision"|"value"|"exists"}…],
    "success":[{"put":{"key","value"}}|{"delete":{"key"}}…], "failure":[…]}
 Exit codes: 0 the comparisons held (success applied), 1 they did not (failure applied),
-2 bad usage or a malformed transaction, 3 no master reachable in time.
+2 bad usage or a malformed transaction, 3 no master reachable in time, 4 token refused.
 
 Example:
   echo '{"compare":[{"key":"cfg","revision":7}],"success":[{"put":{"key":"cfg","value":"v2"}}]}' | baton txn`,
@@ -210,7 +211,7 @@ function registerWatch(program: Command, io: CliIo): void {
 Runs until Ctrl-C (or --count changes). Prints "<revision> put <key> <value>" or
 "<revision> delete <key>" per change. Exit codes: 0 stopped, 1 the revision to resume
 from is compacted (ERR_COMPACTED: list the keys again and watch from that revision + 1),
-2 bad usage.
+2 bad usage, 4 token refused.
 
 Examples:
   baton watch config/
