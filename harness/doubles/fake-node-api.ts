@@ -88,6 +88,13 @@ export class FakeKvNodeApi implements KvNodeApi {
     return this.entries.get(key) ?? null;
   }
 
+  /** Why the fake node has stopped (a test sets it), or null while it runs. */
+  stopped: string | null = null;
+
+  stoppedReason(): string | null {
+    return this.stopped;
+  }
+
   status(): NodeStatus {
     return {
       id: this.id,

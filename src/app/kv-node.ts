@@ -214,6 +214,10 @@ export class KvNode implements KvNodeApi {
     return this.stateMachine.get(key);
   }
 
+  stoppedReason(): string | null {
+    return this.node.stoppedReason;
+  }
+
   status(options: StatusOptions = {}): NodeStatus {
     const status = this.node.status();
     if (options.digest !== true) return status;

@@ -36,6 +36,11 @@ export interface KvNodeApi {
   /** Linearizable unless `stale`, which reads this node's local copy. */
   get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null>;
   status(options?: StatusOptions): NodeStatus;
+  /**
+   * Why the node no longer runs (a fatal error, or a stop under way), or null while it
+   * runs: the health checks then all fail. Absent: the node is taken to run.
+   */
+  stoppedReason?(): string | null;
   /** Whether this node is the master now (cheap: no status snapshot). */
   isMaster(): boolean;
   /** The master's HTTP base URL when this node is not the master and knows it; else null. */

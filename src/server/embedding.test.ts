@@ -204,5 +204,19 @@ describe("embedding", () => {
     expect(head.status).toBe(200);
     const own = await fetch(`${base}/health/other`);
     expect(await own.text()).toBe("the application's own page");
+
+    // A stopped master passes no check: a load balancer must not keep sending to it.
+    await master.node.stop();
+    for (const check of ["live", "master", "backup"] as const) {
+      expect(master.node.health(check)).toEqual({
+        status: 503,
+        body: {
+          error: `node ${master.node.id} has stopped: it is shutting down`,
+          code: "ERR_SHUTTING_DOWN",
+          id: master.node.id,
+          role: "unknown",
+        },
+      });
+    }
   });
 });

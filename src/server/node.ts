@@ -651,7 +651,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * program that serves HTTP with its own framework (see `healthHandler`).
    */
   health(check: HealthCheck = "live"): HealthAnswer {
-    return healthAnswer(this.id, this.status(), check);
+    return healthAnswer(this.id, this.status(), check, this.stoppedReason);
+  }
+
+  /** Why the node no longer runs (its fatal error, or a stop under way), or null. */
+  get stoppedReason(): string | null {
+    if (this.failure !== null) return this.failure.message;
+    return this.stopped ? "it is shutting down" : null;
   }
 
   get masterId(): NodeId | null {

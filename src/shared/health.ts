@@ -5,7 +5,8 @@
  * both answer from here, so a program that embeds Baton in its own web server answers its
  * load balancer exactly as a `baton start` node does. Nothing here does I/O.
  *
- * - `live` (`/health`): 200 while the process can answer at all.
+ * - `live` (`/health`): 200 while the process can answer and its node runs (not after a
+ *   fatal error or once it is stopping).
  * - `master` (`/health/master`): 200 only on the master.
  * - `backup` (`/health/backup`): 200 only on a voting backup (a learner is catching up and
  *   cannot take over, so no load balancer should count on it). A candidate passes neither.
@@ -22,7 +23,7 @@ export type HealthBody =
   | { readonly status: "ok"; readonly id: number; readonly role: Role | "unknown" }
   | {
       readonly error: string;
-      readonly code: "ERR_WRONG_ROLE";
+      readonly code: "ERR_WRONG_ROLE" | "ERR_SHUTTING_DOWN";
       readonly id: number;
       readonly role: Role | "unknown";
     };
@@ -45,12 +46,20 @@ export function healthCheckOf(path: string): HealthCheck | null {
 /**
  * The answer to `check` for node `id` whose status is `status` (null when the node could
  * not say, which fails every role check but not liveness: the process still answers).
+ * `stopped` says why the node no longer runs (a fatal error, or a stop under way): every
+ * check fails then, liveness included, whatever role the node last had, so that no load
+ * balancer keeps sending to a master that has stopped.
  */
 export function healthAnswer(
   id: number,
   status: Pick<NodeStatus, "role" | "members"> | null,
   check: HealthCheck,
+  stopped: string | null = null,
 ): HealthAnswer {
+  if (stopped !== null) {
+    const error = `node ${id} has stopped: ${stopped}`;
+    return { status: 503, body: { error, code: "ERR_SHUTTING_DOWN", id, role: "unknown" } };
+  }
   const role = status?.role ?? "unknown";
   if (check === "live") return { status: 200, body: { status: "ok", id, role } };
   if (role === check && check === "backup" && isLearner(id, status)) {

@@ -551,6 +551,21 @@ describe("http status and health", () => {
     expect((await app.inject({ method: "HEAD", url: "/health/backup" })).statusCode).toBe(200);
     expect((await app.inject({ method: "HEAD", url: "/health/master" })).statusCode).toBe(503);
   });
+
+  it("health: a node that has stopped (a fatal error) fails every check, liveness included", async () => {
+    const { app, api } = setup();
+    api.stopped = "the write-ahead log could not be synced";
+    for (const url of ["/health", "/health/master", "/health/backup"]) {
+      const response = await app.inject({ method: "GET", url });
+      expect(response.statusCode, url).toBe(503);
+      expect(json(response)).toEqual({
+        error: "node 1 has stopped: the write-ahead log could not be synced",
+        code: "ERR_SHUTTING_DOWN",
+        id: 1,
+        role: "unknown",
+      });
+    }
+  });
 });
 
 describe("http metrics", () => {

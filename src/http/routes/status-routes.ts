@@ -39,10 +39,12 @@ export function registerStatusRoutes(app: FastifyInstance, context: HttpContext)
 
 /**
  * 200 `{"status":"ok","id","role"}`, or for a role check on a node in another role (or a
- * learner, for `backup`) 503 ERR_WRONG_ROLE with the role it is in.
+ * learner, for `backup`) 503 ERR_WRONG_ROLE with the role it is in; 503 ERR_SHUTTING_DOWN
+ * for every check once the node has stopped (a fatal error) or is stopping.
  */
 function answerHealth(context: HttpContext, check: HealthCheck, reply: FastifyReply) {
-  const answer = healthAnswer(context.api.id, statusOf(context), check);
+  const stopped = context.api.stoppedReason?.() ?? null;
+  const answer = healthAnswer(context.api.id, statusOf(context), check, stopped);
   return reply.code(answer.status).send(answer.body);
 }
 
