@@ -13,7 +13,13 @@ export {
   type HealthSource,
   healthHandler,
 } from "./server/health-handler.js";
-export { BatonNode, type FailoverEvent, type NodeEvents, type RoleEvent } from "./server/node.js";
+export {
+  BatonNode,
+  COMMAND_BYTES_MAX,
+  type FailoverEvent,
+  type NodeEvents,
+  type RoleEvent,
+} from "./server/node.js";
 export { type NodeConfig, parseNodeConfig, parsePeers } from "./server/node-config.js";
 export * from "./shared/errors.js";
 export type { HealthAnswer, HealthBody, HealthCheck } from "./shared/health.js";

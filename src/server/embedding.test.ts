@@ -10,12 +10,12 @@ import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import type { NodeId } from "../protocol/messages.js";
-import { ShuttingDownError } from "../shared/errors.js";
+import { ShuttingDownError, TooLargeError } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { healthHandler } from "./health-handler.js";
-import { BatonNode, type RoleEvent } from "./node.js";
+import { BatonNode, COMMAND_BYTES_MAX, type RoleEvent } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
 
 const logger = pino({ level: "silent" });
@@ -121,6 +121,23 @@ describe("embedding", () => {
       }).not.toThrow();
       await expect(promise).rejects.toBeInstanceOf(ShuttingDownError);
     }
+  });
+
+  it("timing: embedding: a command over COMMAND_BYTES_MAX is refused on master and backup, and writes go on", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const backup = nodes.find((n) => n !== master)!;
+    const huge = new Uint8Array(COMMAND_BYTES_MAX + 1);
+    for (const via of [master, backup]) {
+      const refused = via.node.propose(huge);
+      await expect(refused).rejects.toBeInstanceOf(TooLargeError);
+      await expect(refused).rejects.toMatchObject({
+        code: "ERR_TOO_LARGE",
+        message: `command exceeds the limit of ${COMMAND_BYTES_MAX} bytes (got ${COMMAND_BYTES_MAX + 1})`,
+      });
+    }
+    expect(await master.node.propose(Uint8Array.of(1))).toBe(1);
+    expect(master.counter.applies).toBe(1);
   });
 
   it("timing: embedding: role events name the role, term and master on every node, across a fail-over", async () => {

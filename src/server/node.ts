@@ -50,6 +50,7 @@ import {
   StorageFailedError,
   SwitchoverFailedError,
   TimeoutError,
+  TooLargeError,
 } from "../shared/errors.js";
 import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/health.js";
 import type { StateMachine } from "../shared/state-machine.js";
@@ -79,6 +80,14 @@ interface PendingProposal {
 
 /** Entries read to size a backup's lag in bytes; beyond it the size is scaled up. */
 const LAG_SCAN_ENTRIES_MAX = 4096;
+
+/**
+ * The largest command `propose` takes, in bytes. A log entry travels whole in one peer
+ * frame (16 MiB at most) with its envelope and the append around it; a larger command
+ * would be stored on the master and then dropped on every link, stalling every write
+ * after it. Half the frame leaves room for all of that.
+ */
+export const COMMAND_BYTES_MAX = 8 * 1024 * 1024;
 
 interface PendingRead {
   readonly resolve: () => void;
@@ -519,7 +528,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * (the command may still be applied), NoMasterError (it was not applied: no master, or
    * a new master replaced it before it committed), IndeterminateError (a forwarded
    * command whose master was lost before it answered), ShuttingDownError and
-   * StorageFailedError (the node stopped). Every one of them is a rejection of the returned
+   * StorageFailedError (the node stopped), TooLargeError (a command over
+   * COMMAND_BYTES_MAX, never proposed). Every one of them is a rejection of the returned
    * promise, never a synchronous throw: a caller needs one error path, not two.
    */
   propose(command: Uint8Array): Promise<unknown> {
@@ -528,6 +538,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private proposeNow(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
+    if (command.byteLength > COMMAND_BYTES_MAX) {
+      throw new TooLargeError("command", COMMAND_BYTES_MAX, command.byteLength);
+    }
     if (this.replica.role !== "master") return this.forwarder.propose(command);
     const result = this.replica.propose(wrapCommand(this.clock.wallMs(), command));
     if (!result.ok) {
