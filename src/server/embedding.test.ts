@@ -35,6 +35,8 @@ class Counter implements StateMachine<number> {
   value = 0;
   applies = 0;
   apply(command: Uint8Array): number {
+    // A program's bug: a command its apply cannot handle.
+    if (command[0] === 255) throw new SyntaxError("the counter cannot add 255");
     this.applies++;
     this.value += command[0] ?? 0;
     return this.value;
@@ -138,6 +140,30 @@ describe("embedding", () => {
     }
     expect(await master.node.propose(Uint8Array.of(1))).toBe(1);
     expect(master.counter.applies).toBe(1);
+  });
+
+  it("timing: embedding: an apply that throws stops every node with a message that says so, and its proposal fails at once", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const fatal = nodes.map(
+      (n) => new Promise<Error>((resolve) => n.node.once("fatal", (error) => resolve(error))),
+    );
+    const started = performance.now();
+    const proposal = master.node.propose(Uint8Array.of(255));
+    await expect(proposal).rejects.toMatchObject({
+      code: "ERR_STORAGE_FAILED",
+      message: expect.stringMatching(
+        /^the node stopped: the state machine's apply threw at log index \d+ \(the counter cannot add 255\); apply must never throw/,
+      ),
+    });
+    // At once, not at the request timeout (5 s).
+    expect(performance.now() - started).toBeLessThan(2000);
+    for (const error of await Promise.all(fatal)) {
+      expect(error.message).toMatch(/apply threw at log index \d+ \(the counter cannot add 255\)/);
+    }
+    await expect(master.node.propose(Uint8Array.of(1))).rejects.toMatchObject({
+      message: expect.stringMatching(/^the node stopped: the state machine's apply threw/),
+    });
   });
 
   it("timing: embedding: role events name the role, term and master on every node, across a fail-over", async () => {

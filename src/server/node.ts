@@ -989,6 +989,30 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.schedule();
   }
 
+  /**
+   * The state machine's `apply`, whose exception stops the node with a message that says
+   * so (an assertion of Baton's own passes through as it is). Every node applies the same
+   * entry and stops at it, and again after a restart: `apply` must not throw.
+   */
+  private applyCommand(
+    entry: Entry,
+    command: Uint8Array,
+    timeMs: number,
+    pending: PendingProposal | undefined,
+  ): unknown {
+    try {
+      return this.sm.apply(command, { index: entry.index, term: entry.term, time: timeMs });
+    } catch (error) {
+      rethrowIfBug(error);
+      const message = `the state machine's apply threw at log index ${entry.index} (${error instanceof Error ? error.message : String(error)}); apply must never throw: every node applies this entry and stops at it, again after a restart`;
+      if (pending !== undefined) {
+        this.clock.clearTimeout(pending.timer);
+        pending.reject(new StorageFailedError(`the node stopped: ${message}`));
+      }
+      throw new Error(message, { cause: error });
+    }
+  }
+
   private sendAll(messages: readonly Message[]): void {
     for (const message of messages) this.transport.send(message);
   }
@@ -1011,7 +1035,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       }
       this.bytesSinceSnapshot += entry.data.length;
       const { timeMs, command } = unwrapCommand(entry.data);
-      const result = this.sm.apply(command, { index: entry.index, term: entry.term, time: timeMs });
+      const result = this.applyCommand(entry, command, timeMs, pending);
       this.forwarder.onApplied(entry, result);
       if (pending === undefined) continue;
       if (pending.term !== entry.term) {
@@ -1717,10 +1741,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   }
 
   private checkRunning(): void {
-    if (this.failure !== null)
-      throw new StorageFailedError(
-        `the node stopped after a storage failure: ${this.failure.message}`,
-      );
+    if (this.failure !== null) {
+      throw this.failure instanceof ClusterError
+        ? this.failure
+        : new StorageFailedError(`the node stopped: ${this.failure.message}`);
+    }
     if (this.stopped) throw new ShuttingDownError();
   }
 
@@ -1729,7 +1754,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const err = error instanceof Error ? error : new Error(String(error));
     this.failure = err;
     this.log.fatal({ event: "fatal", err }, `node ${this.id} must stop: ${err.message}`);
-    this.failPending(err instanceof ClusterError ? err : new StorageFailedError(err.message));
+    this.failPending(
+      err instanceof ClusterError
+        ? err
+        : new StorageFailedError(`the node stopped: ${err.message}`),
+    );
     this.stopped = true;
     if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.emit("fatal", err);

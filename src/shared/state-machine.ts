@@ -8,6 +8,10 @@
  * - `apply` is deterministic: its effect and result depend only on the current state, the
  *   command bytes and the context. No clocks, no randomness, no I/O. Time, when needed,
  *   comes from `context.time`, which the master stamps into the log.
+ * - `apply` never throws. A command it cannot carry out is answered with a result that
+ *   says so (the key-value store answers "not found", "precondition failed"): an exception
+ *   stops the node, and since every node applies the same entry, every node stops at it,
+ *   again after each restart.
  * - `snapshot` captures the state as of the moment it is called, even if `apply` keeps
  *   being called while the returned chunks are consumed (copy-on-write or equivalent).
  * - `restore` replaces the whole state with the one a snapshot captured.
