@@ -9,9 +9,11 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
 import type { NodeId } from "../protocol/messages.js";
 import { ShuttingDownError, TooLargeError } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
+import { DiskStorage } from "../storage/disk-storage.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { healthHandler } from "./health-handler.js";
@@ -28,6 +30,7 @@ afterEach(async () => {
   await Promise.all(running.map((n) => n.stop()));
   running = [];
   servers = [];
+  await removeTempDirs();
 });
 
 /** An application's own state machine: a counter that also counts its applies. */
@@ -106,7 +109,64 @@ async function agreedMaster(nodes: readonly Embedded[]): Promise<Embedded> {
   });
 }
 
+/** A counter whose snapshot takes `ms` (a large state written a chunk at a time). */
+class SlowSnapshotCounter extends Counter {
+  constructor(private readonly ms: number) {
+    super();
+  }
+  override async *snapshot(): AsyncIterable<Uint8Array> {
+    await new Promise((resolve) => setTimeout(resolve, this.ms));
+    yield* super.snapshot();
+  }
+}
+
+/** One node of its own on a data directory (a cluster of one elects itself). */
+async function startOnDisk(dir: string, stateMachine: Counter): Promise<BatonNode> {
+  const config = parseNodeConfig({
+    id: 1,
+    peers: [{ id: 1, address: "127.0.0.1:7101" }],
+    tickMs: 5,
+    heartbeatMs: 20,
+    electionMsMin: 100,
+    electionMsMax: 200,
+  });
+  const node = await BatonNode.start({
+    config,
+    opened: await DiskStorage.open(dir),
+    transport: new MemoryNetwork().createTransport(1, [1]),
+    stateMachine,
+    logger,
+  });
+  running.push(node);
+  return node;
+}
+
 describe("embedding", () => {
+  it("timing: embedding: stop() waits for a snapshot being written, and every concurrent stop() for the whole stop", async () => {
+    const dir = await makeTempDir("baton-embed-stop-");
+    const node = await startOnDisk(dir, new SlowSnapshotCounter(300));
+    await until("master", () => node.role === "master");
+    await node.propose(Uint8Array.of(1));
+    const fatal: Error[] = [];
+    node.on("fatal", (error) => fatal.push(error));
+    // A backup of the store starts a snapshot, which takes 300 ms to write.
+    const backup = node.backupSnapshot().then(
+      () => "written",
+      (error: Error) => error.message,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const first = node.stop();
+    await node.stop();
+    // The second stop resolved only once the directory was released: it opens again.
+    const reopened = await DiskStorage.open(dir);
+    await reopened.storage.close();
+    await first;
+    // The snapshot was finished and stored; its reader is refused, the node having stopped.
+    expect(await backup).toBe("the node is shutting down");
+    expect(reopened.snapshot.index).toBeGreaterThan(0);
+    expect(fatal).toEqual([]);
+  });
+
   it("timing: embedding: propose, readBarrier and switchover on a stopped node reject, never throw", async () => {
     const nodes = await startCluster();
     const stopped = nodes[0]!.node;

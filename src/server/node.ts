@@ -227,8 +227,6 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private durableTerm: number;
   private stopped = false;
   private failure: Error | null = null;
-  /** Set once `stop` has begun releasing the transport and storage. */
-  private closed = false;
 
   private readonly proposals = new Map<number, PendingProposal>();
   private readonly reads = new Map<number, PendingRead>();
@@ -846,18 +844,29 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * `handOver`, a master first hands its role to the best-placed backup (switchover), so
    * that a planned restart costs the cluster no fail-over; if that fails, it stops anyway.
    */
-  async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
-    if (this.closed) return;
+  stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
+    // Every call resolves once the node has stopped: a second caller (a signal handler and
+    // the program's own shutdown) must not go on while the directory is still locked.
+    this.stopping ??= this.stopOnce(options);
+    return this.stopping;
+  }
+
+  private stopping: Promise<void> | null = null;
+
+  private async stopOnce(options: { readonly handOver?: boolean }): Promise<void> {
     if (options.handOver === true && !this.stopped) await this.handOver();
     // After a fatal error the node is stopped but still holds its sockets and files.
-    if (this.closed) return;
-    this.closed = true;
     this.stopped = true;
     if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.failPending(new ShuttingDownError());
     this.transfer.close();
     await this.transport.close();
     await this.chain.catch(() => {});
+    // A snapshot being written, and the identity file behind it, finish before storage
+    // closes: closing under them would fail them (a fatal error after the stop) and leave
+    // the directory to a half-written snapshot once the lock is released.
+    await this.snapshotDone;
+    await this.identitySaved.catch(() => {});
     await this.storage.close().catch((error: unknown) => {
       rethrowIfBug(error);
       this.log.error({ event: "stop", err: error }, "closing storage failed");
