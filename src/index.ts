@@ -6,7 +6,12 @@
 export { KvNode } from "./app/kv-node.js";
 export type { BatonClient, ClientOptions } from "./client/index.js";
 export { createClient } from "./client/index.js";
-export { type CreateNodeOptions, createNode } from "./server/create-node.js";
+export {
+  type CreateNodeOptions,
+  createNode,
+  drawIncarnation,
+  type JoinedIdentity,
+} from "./server/create-node.js";
 export {
   type HealthRequest,
   type HealthResponse,

@@ -16,6 +16,7 @@ import { Prng } from "../core/prng.js";
 import type { Member } from "../protocol/messages.js";
 import { rethrowIfBug } from "../shared/assert.js";
 import { type Clock, realClock } from "../shared/clock.js";
+import { InvalidInputError } from "../shared/errors.js";
 import { certificateValidityMs, pemBlocks, pemProblem } from "../shared/pem.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
@@ -31,6 +32,7 @@ import type { Transport } from "../transport/transport.js";
 import { BatonNode } from "./node.js";
 import {
   advertisedHttpUrl,
+  insecurePeerLink,
   type NodeConfig,
   type NodeConfigInput,
   parseNodeConfig,
@@ -40,13 +42,28 @@ export interface CreateNodeOptions extends NodeConfigInput {
   readonly stateMachine: StateMachine;
   /** Structured logs. @default pino at "info" to stderr */
   readonly logger?: Logger;
+  /**
+   * For an empty data directory of a member added to a running cluster as a learner
+   * (a new machine, or one that lost its data and was replaced): the cluster id, the
+   * member incarnation the master wrote for it and the members, as the master's
+   * `clusterId` and `members()` give them (what `baton start --join` learns). Ignored once
+   * the directory has an identity.
+   */
+  readonly joined?: JoinedIdentity;
 }
 
+/**
+ * Starts a node of the caller's state machine. Throws InvalidInputError (field `listen`)
+ * for a peer address other machines can reach without mutual TLS, unless `insecure`.
+ */
 export async function createNode(options: CreateNodeOptions): Promise<BatonNode> {
-  const { stateMachine, logger: given, ...input } = options;
+  const { stateMachine, logger: given, joined, ...input } = options;
   const config = parseNodeConfig(input);
+  const exposure = insecurePeerLink(config);
+  if (exposure !== null) throw new InvalidInputError("listen", exposure);
   const logger = given ?? pino({ name: "baton", level: "info" }, pino.destination(2));
-  return startNode(config, stateMachine, logger.child({ node: config.id }));
+  const child = logger.child({ node: config.id });
+  return startNode(config, stateMachine, child, undefined, {}, joined ?? null);
 }
 
 /**

@@ -305,6 +305,19 @@ export function insecureExposure(config: NodeConfig): string | null {
   ].join("\n");
 }
 
+/**
+ * Why an embedded node (`createNode`, no HTTP API of Baton's) must not start as
+ * configured, or null: a peer address other machines can reach without mutual TLS between
+ * nodes, unless `insecure` says the network is trusted. Anyone who reaches that port
+ * could otherwise speak as a member.
+ */
+export function insecurePeerLink(config: NodeConfig): string | null {
+  if (config.insecure || config.tlsCa !== null) return null;
+  const parsed = parseAddress(config.listen);
+  if (!parsed.ok || isLoopbackHost(parsed.address.host)) return null;
+  return `node ${config.id} would listen for its peers on ${config.listen}, which other machines can reach, without mutual TLS between nodes: give tlsCa, tlsCert and tlsKey (baton certs; docs/security.md), or insecure: true to run without it on a network you trust`;
+}
+
 /** The host of `address` for a certificate, or a placeholder for a wildcard address. */
 function hostOf(address: string): string {
   const parsed = parseAddress(address);
