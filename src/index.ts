@@ -6,6 +6,9 @@
 export { KvNode } from "./app/kv-node.js";
 export type { BatonClient, ClientOptions } from "./client/index.js";
 export { createClient } from "./client/index.js";
+export type { MemberChange } from "./core/configuration.js";
+export type { Member } from "./protocol/messages.js";
+export type { NodeStatus, Role } from "./protocol/status.js";
 export {
   type CreateNodeOptions,
   createNode,
@@ -20,12 +23,21 @@ export {
 } from "./server/health-handler.js";
 export {
   BatonNode,
+  BootstrapRefusedError,
   COMMAND_BYTES_MAX,
   type FailoverEvent,
+  type MemberChangeOutcome,
   type NodeEvents,
+  type PeerEvent,
   type RoleEvent,
+  type SwitchoverOutcome,
 } from "./server/node.js";
 export { type NodeConfig, parseNodeConfig, parsePeers } from "./server/node-config.js";
 export * from "./shared/errors.js";
 export type { HealthAnswer, HealthBody, HealthCheck } from "./shared/health.js";
-export type { ApplyContext, StateMachine } from "./shared/state-machine.js";
+export type {
+  ApplyContext,
+  IncrementalRestore,
+  SnapshotOptions,
+  StateMachine,
+} from "./shared/state-machine.js";
