@@ -208,6 +208,13 @@ export const MUTANTS: readonly Mutant[] = [
   },
   underWholeNode(LOG_TIME_LARGEST_STAMP),
   {
+    name: "whole node: a backup serves a linearizable read from its own state, without asking the master for a read index",
+    file: "src/server/node.ts",
+    find: 'if (this.replica.role !== "master") return this.forwarder.read();',
+    replace: 'if (this.replica.role !== "master") return Promise.resolve();',
+    wholeNode: true,
+  },
+  {
     name: "whole node: a keep-alive renews a lease for half its time to live",
     file: "src/kv/lease-table.ts",
     find: "lease.expiresAtMs = nowMs + lease.ttlMs;",

@@ -21,6 +21,7 @@ import {
   type SessionTag,
 } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
+import { writeName } from "./checkers/exactly-once.js";
 import type { LeaseChecker } from "./checkers/leases.js";
 import type { HistoryOp, KvOp } from "./checkers/linearizability.js";
 import type { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
@@ -39,6 +40,8 @@ export interface StoreHost {
   readonly rangeAtomicity: RangeAtomicityChecker;
   readonly leases: LeaseChecker;
   record(client: number, key: string, op: KvOp): HistoryOp;
+  /** The next number in the order of the run's events (see HistoryOp.completedSeq). */
+  nextSeq(): number;
   saw(client: number, key: string, value: string | null): void;
   lastSeenBy(client: number, key: string): string | null | undefined;
   revisionOf(key: string, value: string): number | undefined;
@@ -89,9 +92,17 @@ export class StoreClient {
     return this.tags;
   }
 
+  /** The tags of this operation's writes, named on each history entry they change. */
+  private tagged(...entries: HistoryOp[]): WriteTags {
+    const tags = this.writeTags();
+    for (const entry of entries) entry.writeName = writeName(tags);
+    return tags;
+  }
+
   private complete(entry: HistoryOp, output?: string | null | boolean): void {
     entry.outcome = "ok";
     entry.completedAt = this.host.now;
+    entry.completedSeq = this.host.nextSeq();
     if (output !== undefined) entry.output = output;
   }
 
@@ -107,7 +118,7 @@ export class StoreClient {
     const { expected, revision } = this.expectation(key);
     const value = `c${this.client}-${this.n}`;
     const entry = this.host.record(this.client, key, { kind: "cas", expected, value });
-    const options = this.writeTags();
+    const options = this.tagged(entry);
     const command: KvCommand = casAsTxn(this.n)
       ? casTxn(key, revision, encoder.encode(value), options)
       : { type: "put", key, value: encoder.encode(value), ifRevision: revision, ...options };
@@ -145,7 +156,7 @@ export class StoreClient {
         { type: "put", key: other, value: encoder.encode(second) },
       ],
       failure: [],
-      ...this.writeTags(),
+      ...this.tagged(entry, write),
     };
     const answer = await this.host.submit(encodeCommand(command), this.deadline, this.client);
     if (answer === null) return; // Both may or may not have taken effect.
@@ -187,6 +198,7 @@ export class StoreClient {
     const values = new Map(read.value.items.map((i) => [i.key, decoder.decode(i.value)]));
     for (const entry of entries) {
       const value = values.get(entry.key) ?? null;
+      entry.servedRevision = read.value.revision;
       this.complete(entry, value);
       this.host.saw(this.client, entry.key, value);
     }
@@ -203,7 +215,7 @@ export class StoreClient {
     const command: KvCommand = {
       type: "delete_range",
       prefix: KEY_PREFIX,
-      ...this.writeTags(),
+      ...this.tagged(...entries),
     };
     const answer = await this.host.submit(encodeCommand(command), this.deadline, this.client);
     if (answer === null) return;

@@ -57,10 +57,11 @@ import type {
 } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { StorageError } from "../storage/errors.js";
-import { ExactlyOnceChecker } from "./checkers/exactly-once.js";
+import { ExactlyOnceChecker, writeName } from "./checkers/exactly-once.js";
 import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
 import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
+import { checkRevisionOrder } from "./checkers/revision-order.js";
 import { SafetyViolation } from "./checkers/safety.js";
 import { CommittedChanges, checkWatcher } from "./checkers/watches.js";
 import { LeakWatch } from "./leak-watch.js";
@@ -422,6 +423,8 @@ class WholeNodeRun {
   processCrashes = 0;
   /** Wall-clock jumps forward (each may move log time on by up to one clamped step). */
   forwardJumps = 0;
+  /** What the revision-order checker checked, once it has run. */
+  revisionOrder: { readonly reads: number; readonly writes: number } | null = null;
   faultsActive = true;
   readonly operator: MemberOperator;
   /** Each process clock's wall offset when it started (its skew), for a jump back. */
@@ -1001,9 +1004,17 @@ class WholeNodeRun {
       invokedAt: this.scheduler.now,
       completedAt: null,
       outcome: "info",
+      invokedSeq: this.nextSeq(),
     };
     this.history.push(entry);
     return entry;
+  }
+
+  /** The order of events in the run, for the revision-order checker (no draw, no timer). */
+  private eventSeq = 0;
+
+  nextSeq(): number {
+    return ++this.eventSeq;
   }
 
   /** What each client last saw of each key, for the value its compare-and-sets expect. */
@@ -1084,7 +1095,9 @@ class WholeNodeRun {
         const value = sm.kv.get(entry.key);
         entry.outcome = "ok";
         entry.output = value === null ? null : Buffer.from(value.value).toString();
+        entry.servedRevision = sm.kv.revision;
         entry.completedAt = this.scheduler.now;
+        entry.completedSeq = this.nextSeq();
         this.log(
           `client ${entry.client}: op ${entry.id} read ${entry.key} on node ${proc.id}: ${entry.output} (revision ${value?.revision ?? 0})`,
         );
@@ -1103,6 +1116,7 @@ class WholeNodeRun {
         : { type: "delete", key: entry.key, ...tags },
     );
     const named = tags.idempotencyKey ?? `session ${tags.session?.clientId} ${tags.session?.seq}`;
+    entry.writeName = writeName(tags);
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
       if (proc === null) {
@@ -1116,6 +1130,7 @@ class WholeNodeRun {
           entry.outcome = "ok";
           if (entry.op.kind === "delete") entry.output = result.ok;
           entry.completedAt = this.scheduler.now;
+          entry.completedSeq = this.nextSeq();
           this.log(
             `client ${entry.client}: op ${entry.id} ${entry.op.kind} ${entry.key} ${named} via node ${proc.id}: ${JSON.stringify(result)}`,
           );
@@ -1707,6 +1722,8 @@ export async function runWholeNode(
       ...(options.forcedRecovery === true ? { "forced recoveries": run.forcedRecoveries } : {}),
       "lease expiries checked": run.leases.expired,
       "range reads checked": run.rangeAtomicity.reads,
+      "reads checked in log order": run.revisionOrder?.reads ?? 0,
+      "writes checked in log order": run.revisionOrder?.writes ?? 0,
       "clock jumps": run.clockJumps,
       "process-only crashes": run.processCrashes,
       "duplicated messages": run.net.duplicated,
@@ -1765,6 +1782,13 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   if (!run.converged()) {
     throw new SafetyViolation(`liveness: replicas not converged (${run.describeNodes()})`);
   }
+  await probe(run, drive);
+  await drive(run.scheduler.now + 5000, () => run.converged());
+  if (!run.converged()) {
+    throw new SafetyViolation(
+      `liveness: replicas not converged after the probe (${run.describeNodes()})`,
+    );
+  }
   await drive(run.scheduler.now + 5000, () => run.watchersCaughtUp());
   if (!run.watchersCaughtUp()) {
     throw new SafetyViolation(
@@ -1775,12 +1799,67 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
   return recoveryMs;
 }
 
+/** A key outside the workload's prefix, written once the run has healed. */
+const PROBE_KEY = "liveness-probe";
+
+/**
+ * Healed, the cluster serves: a write is committed and a linearizable read then sees it,
+ * each within 5 s. Without it a cluster that refused everything after the heal would pass,
+ * its history of failed requests trivially linearizable.
+ */
+async function probe(run: WholeNodeRun, drive: Drive): Promise<void> {
+  const value = "written after the heal";
+  // No idempotency key and no session: a full table (small-table scenarios) refuses new
+  // keys for as long as its window lasts, which is the table's promise, not a failure.
+  const command = encodeCommand({
+    type: "put",
+    key: PROBE_KEY,
+    value: new TextEncoder().encode(value),
+  });
+  const outcome: { written?: string; read?: string } = {};
+  run.submit(command, run.scheduler.now + 5000).then(
+    (answer) => {
+      outcome.written = answer === null ? "no answer" : JSON.stringify(answer.result);
+    },
+    (error: unknown) => run.scheduler.fail(error),
+  );
+  await drive(run.scheduler.now + 5100, () => outcome.written !== undefined);
+  if (outcome.written === undefined || !outcome.written.startsWith('{"ok":true')) {
+    throw new SafetyViolation(
+      `liveness: a write after healing was not committed within 5000 ms (${outcome.written ?? "still pending"}; ${run.describeNodes()})`,
+    );
+  }
+  run
+    .barrierRead(run.scheduler.now + 5000, (kv) => {
+      const entry = kv.get(PROBE_KEY);
+      return entry === null ? "absent" : new TextDecoder().decode(entry.value);
+    })
+    .then(
+      (answer) => {
+        outcome.read = answer === null ? "no answer" : answer.value;
+      },
+      (error: unknown) => run.scheduler.fail(error),
+    );
+  await drive(run.scheduler.now + 5100, () => outcome.read !== undefined);
+  if (outcome.read !== value) {
+    throw new SafetyViolation(
+      `liveness: a read after the probe's write answered ${outcome.read ?? "nothing within 5000 ms"}, not ${JSON.stringify(value)}`,
+    );
+  }
+}
+
 function checkEnd(run: WholeNodeRun, leaks: LeakWatch): string | undefined {
   if (leaks.leaks.length > 0) {
     return `real I/O or timers leaked into the simulation: ${leaks.leaks[0]}`;
   }
   const watches = checkWatches(run);
   if (watches !== undefined) return watches;
+  const order = checkRevisionOrder(run.history, {
+    executedIndex: (name) => run.exactlyOnce.executedIndex(name),
+    valueAt: (key, revision) => run.committed.valueAt(key, revision),
+  });
+  run.revisionOrder = order.stats;
+  if (order.violation !== null) return `history not linearizable in log order: ${order.violation}`;
   const verdict = checkLinearizable(run.history);
   if (verdict.ok) return undefined;
   const bad = verdict.keys.find((k) => !k.ok);

@@ -25,6 +25,21 @@ describe("exactly-once checker", () => {
     expect(c.answeredFromTable).toBe(1);
   });
 
+  it("exactly-once: a refusal that changed the store anyway is caught (a refused delete deleted)", () => {
+    const c = new ExactlyOnceChecker();
+    const del: KvCommand = { type: "delete", key: "a", idempotencyKey: "d1" };
+    const refused: KvResult = {
+      ok: false,
+      code: "table_full",
+      table: "idempotency",
+      retryAfterMs: 1000,
+    };
+    expect(() => c.applied(1, 6, del, refused, true)).toThrow(
+      /refused the write with idempotency key d1 at index 6 .* but changed the store/,
+    );
+    expect(c.executedIndex("idempotency key d1")).toBeUndefined();
+  });
+
   it("exactly-once: a write applied at a second index is caught", () => {
     const c = new ExactlyOnceChecker();
     c.applied(1, 4, put("v"), ok(4), true);

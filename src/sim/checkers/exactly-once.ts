@@ -79,6 +79,11 @@ export class ExactlyOnceChecker {
     const names = namesOf(command);
     if (names.length === 0) return;
     if (!result.ok && REFUSALS.has(result.code)) {
+      if (changed) {
+        throw new SafetyViolation(
+          `exactly-once: node ${node} refused the write with ${names[0]} at index ${index} (${answer}) but changed the store`,
+        );
+      }
       if (result.code === "table_full" && firstAtIndex) this.refused++;
       return;
     }
@@ -115,6 +120,11 @@ export class ExactlyOnceChecker {
   /** The revision that first wrote `value` to `key`, if a node has applied it. */
   revisionOf(key: string, value: string): number | undefined {
     return this.writtenAt.get(`${key}\u0000${value}`);
+  }
+
+  /** The log index at which the write named `name` (see `writeName`) changed the store. */
+  executedIndex(name: string): number | undefined {
+    return this.executedAt.get(name);
   }
 
   /** Whether the write with idempotency key `key` changed the store anywhere. */
@@ -154,6 +164,18 @@ export class ExactlyOnceChecker {
       );
     }
   }
+}
+
+/**
+ * The name `executedIndex` knows a write by: its idempotency key, else its session and seq
+ * (the first of `namesOf`).
+ */
+export function writeName(tags: {
+  readonly idempotencyKey?: string;
+  readonly session?: { readonly clientId: string; readonly seq: number };
+}): string {
+  if (tags.idempotencyKey !== undefined) return `idempotency key ${tags.idempotencyKey}`;
+  return `session ${tags.session?.clientId} seq ${tags.session?.seq}`;
 }
 
 /** The names a write is known by: its idempotency key, its session and seq. */

@@ -58,6 +58,15 @@ export interface HistoryOp {
   outcome: Outcome;
   /** Required for ok reads (string or null) and ok cas (boolean); optional for ok deletes. */
   output?: string | null | boolean;
+  /**
+   * What the whole-node simulator knows besides (revision-order.ts): the order of the
+   * invocation and of the completion among all the run's events, the store revision an ok
+   * read was served at, and the name (idempotency key or session and seq) of a write.
+   */
+  invokedSeq?: number;
+  completedSeq?: number;
+  servedRevision?: number;
+  writeName?: string;
 }
 
 /** The verdict for one key. */

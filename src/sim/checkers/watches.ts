@@ -116,6 +116,22 @@ export class CommittedChanges {
     }
   }
 
+  /**
+   * The value `key` held at `revision` by the committed changes (null: absent). Indexes
+   * with no entry here changed no key (configuration and no-op entries).
+   */
+  valueAt(key: string, revision: number): string | null {
+    for (let index = revision; index >= 1; index--) {
+      const entry = this.at.get(index);
+      if (entry === undefined) continue;
+      for (let i = entry.changes.length - 1; i >= 0; i--) {
+        const change = entry.changes[i]!;
+        if (change.key === key) return change.type === "put" ? change.value : null;
+      }
+    }
+    return null;
+  }
+
   /** The highest index any node applied. */
   get lastIndex(): number {
     return this.last;
