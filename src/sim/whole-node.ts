@@ -1789,6 +1789,16 @@ async function settle(run: WholeNodeRun, drive: Drive): Promise<number> {
       `liveness: replicas not converged after the probe (${run.describeNodes()})`,
     );
   }
+  // Convergence compares the stores' incrementally kept hashes: each must also be the hash
+  // of what the store holds, recomputed from nothing, or two stores could differ unseen.
+  for (const proc of run.procs) {
+    const kv = proc.sm!.kv;
+    if (kv.stateHashRecomputed() !== kv.stateHash()) {
+      throw new SafetyViolation(
+        `node ${proc.id}: the store's kept state hash ${kv.stateHash()} is not that of what it holds (${kv.stateHashRecomputed()})`,
+      );
+    }
+  }
   await drive(run.scheduler.now + 5000, () => run.watchersCaughtUp());
   if (!run.watchersCaughtUp()) {
     throw new SafetyViolation(
