@@ -184,6 +184,8 @@ class CampaignRun {
   private workload: Workload | null = null;
   /** One watch of every key for the whole campaign (watch-check.ts). */
   private watch: CampaignWatch | null = null;
+  /** The revision of the last acknowledged change, which the watch must reach. */
+  private watchTarget = 0;
   /** Transfers between accounts and range reads of them (bank.ts). */
   private bank: CampaignBank | null = null;
   /** Leases granted and never kept alive (leases.ts). */
@@ -282,7 +284,8 @@ class CampaignRun {
       await this.finalReads();
       // Every acknowledged change has a revision; the watch must reach the last of them.
       const revisions = workload.history.map((op) => op.revision ?? 0);
-      await this.watch.stop(Math.max(0, ...revisions), 10_000);
+      this.watchTarget = Math.max(0, ...revisions);
+      await this.watch.stop(this.watchTarget, 10_000);
       const converged = await this.checkConvergence();
       this.polling = false;
       await poller;
@@ -583,7 +586,7 @@ class CampaignRun {
       converged,
       live,
       noCrashes: checkNoCrashes(this.exits),
-      watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy),
+      watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy, this.watchTarget),
       atomic: this.bank!.verdict(),
       leases: this.leases!.verdict(),
       membership: this.membershipVerdict(),

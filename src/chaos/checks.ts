@@ -128,8 +128,17 @@ export function checkNoLostWrites(history: readonly OpRecord[]): Verdict {
     const lastValue = last.kind === "delete" ? null : last.value!;
     if (value === null) {
       if (lastValue === null) continue;
+      // Only a delete that may have come after the acknowledged write excuses its absence:
+      // one whose answer named a later revision, or whose outcome is unknown and which had
+      // not completed before that write was invoked.
       const laterDelete = history.some(
-        (op) => op.key === key && op.kind === "delete" && op.outcome !== "failed",
+        (op) =>
+          op.key === key &&
+          op.kind === "delete" &&
+          op.outcome !== "failed" &&
+          (op.revision !== undefined
+            ? op.revision > (last.revision ?? 0)
+            : op.completedAt === null || op.completedAt > last.invokedAt),
       );
       if (!laterDelete) problems.push(`${key}: absent, but ${describe(last)} was acknowledged`);
       continue;

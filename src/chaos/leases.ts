@@ -73,8 +73,23 @@ export class CampaignLeases {
     const sentAt = performance.now();
     const lease = await this.client.grantLease(TTL_SECONDS);
     this.granted++;
-    await this.client.put(key, "held", { lease: lease.id });
     const deadline = sentAt + TTL_SECONDS * 1000;
+    try {
+      await this.client.put(key, "held", { lease: lease.id });
+    } catch (error) {
+      // The lease already gone when its key is attached: that is an early end too, the
+      // plainest one, as long as the refusal came before the lease could have ended.
+      if ((error as { code?: string }).code === "ERR_LEASE_NOT_FOUND") {
+        if (performance.now() < deadline) {
+          const early = Math.round(deadline - performance.now());
+          this.problems.push(
+            `lease ${lease.id} was gone at least ${early} ms early: attaching ${key} was refused (ERR_LEASE_NOT_FOUND)`,
+          );
+        }
+        return;
+      }
+      throw error;
+    }
     const readAt = deadline - 700;
     const wait = readAt - performance.now();
     if (wait < 0) return; // the writes themselves took most of the TTL: nothing to check

@@ -49,6 +49,18 @@ describe("chaos watch verdict", () => {
     expect(gap.problems).toEqual(["missed: put k@5 (operation 2)"]);
   });
 
+  it("watch verdict: a watch that stalled short of the last acknowledged change, or ended by another error, fails", () => {
+    const stalled = checkWatch(history, [change("put", "a", 3)], null, 6);
+    expect(stalled.ok).toBe(false);
+    expect(stalled.problems).toEqual([
+      "the watch stopped at revision 3, short of 6, the last acknowledged change's",
+    ]);
+    const ended = checkWatch(history, [change("put", "a", 3)], "TypeError: fetch failed", 6);
+    expect(ended.problems).toEqual(["the watch ended: TypeError: fetch failed"]);
+    const whole = [change("put", "a", 3), change("put", "b", 5), change("delete", null, 6)];
+    expect(checkWatch(history, whole, null, 6)).toMatchObject({ ok: true });
+  });
+
   it("watch verdict: a watch that ended early is judged up to where it got", () => {
     const verdict = checkWatch(history, [change("put", "a", 3)], "ERR_COMPACTED: gone");
     expect(verdict.ok).toBe(true);

@@ -11,7 +11,9 @@
  * - every value a change carries was written by some operation (nothing invented).
  *
  * A watch ended by ERR_COMPACTED (every node's history had moved past where it was, as after
- * wipes) is judged up to where it got, and says so.
+ * wipes) is judged up to where it got, and says so. Any other end, or a watch that had not
+ * reached the last acknowledged change's revision when the campaign stopped it, is a
+ * problem: the watch must survive every fault, and a stalled watch delivers nothing wrong.
  */
 
 import type { WatchChange } from "../client/index.js";
@@ -69,8 +71,18 @@ export function checkWatch(
   history: readonly OpRecord[],
   changes: readonly WatchChange[],
   endedBy: string | null,
+  target = 0,
 ): Verdict {
   const problems: string[] = [];
+  if (endedBy !== null && !endedBy.startsWith("ERR_COMPACTED")) {
+    problems.push(`the watch ended: ${endedBy}`);
+  }
+  const last = changes.at(-1)?.revision ?? 0;
+  if (endedBy === null && last < target) {
+    problems.push(
+      `the watch stopped at revision ${last}, short of ${target}, the last acknowledged change's`,
+    );
+  }
   const seen = new Set<string>();
   let previous = 0;
   for (const change of changes) {

@@ -35,6 +35,31 @@ describe("chaos checks", () => {
     expect(checkHistory(history).ok).toBe(false);
   });
 
+  it("chaos: an absent key is excused only by a delete that may have come after the acknowledged write", () => {
+    const before = [
+      op({ kind: "delete", output: true, revision: 3, invokedAt: 0 }),
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 20 }),
+      op({ kind: "read", output: null, invokedAt: 100, final: true }),
+    ];
+    const verdict = checkNoLostWrites(before);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toContain("absent, but");
+    // An acknowledged delete at a later revision, or one whose outcome is unknown and
+    // that overlapped the write, may explain it.
+    const later = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 20 }),
+      op({ kind: "delete", output: true, revision: 8, invokedAt: 40 }),
+      op({ kind: "read", output: null, invokedAt: 100, final: true }),
+    ];
+    expect(checkNoLostWrites(later).ok).toBe(true);
+    const unknown = [
+      op({ kind: "delete", outcome: "indeterminate", completedAt: null, invokedAt: 0 }),
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 20 }),
+      op({ kind: "read", output: null, invokedAt: 100, final: true }),
+    ];
+    expect(checkNoLostWrites(unknown).ok).toBe(true);
+  });
+
   it("chaos: the last acknowledged write in the final state is no loss", () => {
     const history = [
       op({ kind: "write", value: "a", revision: 5, invokedAt: 0 }),
