@@ -205,8 +205,12 @@ export class SimTransport implements Transport {
     if (wasRunning) this.net.unregister(this);
   }
 
+  /** Sees every message the node hands over (checkers; it changes nothing). */
+  onSend: ((message: WireMessage) => void) | null = null;
+
   send(message: WireMessage): SendResult {
     assert(message.from === this.nodeId, `node ${this.nodeId} sending as ${message.from}`);
+    this.onSend?.(message);
     assert(message.to !== this.nodeId, "a node does not send messages to itself");
     if (this.state !== "running") return this.drop("closed");
     if (!this.peers.has(message.to)) return this.drop("unknown_peer");

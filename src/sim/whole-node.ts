@@ -313,6 +313,12 @@ interface Proc {
   awaitingOperator: boolean;
   /** What `--join <url>` learned for this data directory; kept on the command line. */
   joined: JoinedIdentity | null;
+  /**
+   * A process on this data directory granted a vote or acknowledged entries (it does so
+   * only once they are durable): the directory then holds a term and cannot lose its log
+   * and hard state but by a wipe.
+   */
+  promised: boolean;
 }
 
 /** The product's state machine, with every application shown to the checkers. */
@@ -475,6 +481,7 @@ class WholeNodeRun {
         pid: 0,
         awaitingOperator: false,
         joined: null,
+        promised: false,
       });
     }
   }
@@ -503,6 +510,14 @@ class WholeNodeRun {
     proc.pid = proc.id * 1000 + incarnation;
     const ids = this.procs.map((p) => p.id);
     const transport = new SimTransport(this.net, proc.id, ids);
+    transport.onSend = (message) => {
+      if (
+        (message.type === "vote_response" && message.granted && !message.preVote) ||
+        (message.type === "append_response" && message.success && message.index > 0)
+      ) {
+        proc.promised = true;
+      }
+    };
     const sm = new WatchedKv(proc.id, this, this.scenario.kvLimits);
     proc.transport = transport;
     proc.sm = sm;
@@ -574,7 +589,16 @@ class WholeNodeRun {
       ) {
         // Crashed before its first write reached the disk, after a master heard from it:
         // it refuses to vote on a directory that holds only its identity, and says to
-        // replace it, which its operator does.
+        // replace it, which its operator does. Not a directory that had promised anything:
+        // what it promised was durable, and only a wipe takes that.
+        if (proc.promised) {
+          this.scheduler.fail(
+            new SafetyViolation(
+              `node ${proc.id} lost its log and hard state without a wipe, after it had granted a vote or acknowledged entries (durable before it sent them): ${error.message.slice(0, 120)}`,
+            ),
+          );
+          return;
+        }
         this.log(`node ${proc.id} stopped: ${error.message.slice(0, 160)}`);
         this.crash(proc, "refused");
         proc.state = "broken";
@@ -718,6 +742,7 @@ class WholeNodeRun {
     proc.fs = new SimFileSystem(new Prng(this.prng.nextUint32()), proc.clock, this.scenario.disk);
     proc.joined = null;
     proc.flipped = false;
+    proc.promised = false;
     proc.state = "down";
   }
 
