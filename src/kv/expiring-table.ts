@@ -19,6 +19,9 @@
 import { assert } from "../shared/assert.js";
 import { addDigests, type Digest64, subtractDigests, ZERO_DIGEST } from "./hash64.js";
 
+/** Most expired entries one `hasRoom` removes from a table loaded past its limit. */
+const ROOM_EXPIRY_MAX = 64;
+
 /** One entry as stored: the value and the log time of its last use, in milliseconds. */
 export interface ExpiringSlot<V> {
   readonly value: V;
@@ -67,13 +70,16 @@ export class ExpiringTable<V> {
 
   /**
    * Whether a new entry fits at log time `nowMs`. A full table makes room only by removing
-   * its oldest entry, and only if that entry has expired; a live entry is never removed.
-   * One call removes at most one entry, so a table loaded past `countMax` (see `load`)
-   * regains room over several calls.
+   * its oldest entries, and only those that have expired; a live entry is never removed.
+   * A table at its limit removes one; a table loaded past `countMax` (see `load`) removes
+   * expired entries until it is under it, at most ROOM_EXPIRY_MAX per call, so it regains
+   * room over a few calls without any one call doing unbounded work.
    */
   hasRoom(nowMs: number): boolean {
     if (this.slots.size < this.countMax) return true;
-    return this.expire(nowMs, 1) === 1 && this.slots.size < this.countMax;
+    const excess = this.slots.size - this.countMax + 1;
+    this.expire(nowMs, Math.min(excess, ROOM_EXPIRY_MAX));
+    return this.slots.size < this.countMax;
   }
 
   /**

@@ -113,6 +113,39 @@ describe("kv snapshots", () => {
     expect(txn).toMatchObject({ ok: true, succeeded: true });
   });
 
+  it("snapshot: a table restored over a smaller limit regains room as its keys expire, and apply never throws", async () => {
+    // 150 idempotency keys at one log time, under a limit of 200.
+    const source = machine({ idempotencyKeyCountMax: 200 });
+    let index = 0;
+    for (let i = 0; i < 150; i++) {
+      apply(source, ++index, {
+        type: "put",
+        key: `k${i}`,
+        value: text("v"),
+        idempotencyKey: `i${i}`,
+      });
+    }
+    // Restored where the limit is 10: the table is 140 over it.
+    const target = await restored(source.snapshotChunks(), { idempotencyKeyCountMax: 10 });
+    const window = defaultKvLimits().idempotencyWindowMs;
+    const step = defaultKvLimits().logTimeStepMsMax;
+    for (let time = step; time < window; time += step) {
+      apply(target, ++index, { type: "tick" }, time);
+    }
+    // Every key has expired: a new one must fit (after a retry or two), never throw.
+    let result: KvResult | null = null;
+    for (let attempt = 0; attempt < 5 && (result === null || !result.ok); attempt++) {
+      result = apply(
+        target,
+        ++index,
+        { type: "put", key: "new", value: text("v"), idempotencyKey: "fresh" },
+        window + attempt,
+      );
+      if (!result.ok) expect(result).toMatchObject({ code: "table_full", retryAfterMs: 1 });
+    }
+    expect(result).toMatchObject({ ok: true });
+  });
+
   it("snapshot: restore reproduces keys, sessions and idempotency keys (state hash)", async () => {
     const source = machine({ snapshotChunkBytesMax: 4096 });
     const next = populate(source, 300, 100);

@@ -41,6 +41,17 @@ export class LeaseTable {
     return this.leases.get(id);
   }
 
+  /**
+   * The lease `id` if it is held at log time `nowMs`: one whose deadline has passed has
+   * ended, even while it waits for its turn to be removed (at most
+   * `leaseExpiryCountMaxPerApply` leases end per apply), so it can no longer be kept alive,
+   * take keys or be read as held.
+   */
+  held(id: number, nowMs: number): Lease | undefined {
+    const lease = this.leases.get(id);
+    return lease !== undefined && lease.expiresAtMs > nowMs ? lease : undefined;
+  }
+
   /** The leases in id order; the caller must not change the table while iterating. */
   values(): IterableIterator<Lease> {
     return this.leases.values();
@@ -73,7 +84,11 @@ export class LeaseTable {
     this.digestSum = addDigests(this.digestSum, leaseDigest(lease));
   }
 
-  /** Every lease gets its full time to live from `nowMs` (a new master's term began). */
+  /**
+   * Every lease gets its full time to live from `nowMs` (a new master's term began),
+   * those whose deadline passed while no master applied anything included: clients could
+   * not keep them alive through the fail-over (as etcd does).
+   */
   renewAll(nowMs: number): void {
     for (const lease of this.leases.values()) this.renew(lease, nowMs);
     this.nextExpiryMs = this.earliestExpiryMs() ?? Number.POSITIVE_INFINITY;

@@ -254,6 +254,31 @@ describe("store commands: leases", () => {
     expect(kv.put("k", "v", 1)).toEqual({ ok: false, code: "lease_not_found", leaseId: 1 });
   });
 
+  it("lease: a lease past its deadline has ended though more are due than one apply removes", () => {
+    const kv = new Driver();
+    // 70 leases of 1 s at one log time; more than leaseExpiryCountMaxPerApply (64).
+    for (let i = 0; i < 70; i++) kv.run({ type: "lease_grant", ttlMs: 1000 }, 0);
+    expect(kv.put("held", "x", 70)).toMatchObject({ ok: true });
+    // 1.5 s later the first 64 are removed in this apply; the others have ended all the same.
+    expect(kv.run({ type: "lease_keepalive", id: 70 }, 1500)).toEqual({
+      ok: false,
+      code: "lease_not_found",
+      leaseId: 70,
+    });
+    expect(kv.sm.lease(69)).toBeNull();
+    expect(kv.put("other", "y", 68)).toEqual({ ok: false, code: "lease_not_found", leaseId: 68 });
+    const txn = kv.run({
+      type: "txn",
+      compare: [],
+      success: [{ type: "put", key: "t", value: text("v"), lease: 67 }],
+      failure: [],
+    });
+    expect(txn).toEqual({ ok: false, code: "lease_not_found", leaseId: 67 });
+    kv.run({ type: "tick" }, 1600);
+    expect(kv.keys()).toEqual([]);
+    expect(kv.sm.leaseCount).toBe(0);
+  });
+
   it("lease: revoke deletes its keys; a put without the lease detaches the key", () => {
     const kv = new Driver();
     kv.run({ type: "lease_grant", ttlMs: 5000 });
