@@ -427,8 +427,11 @@ class WholeNodeRun {
   clockJumps = 0;
   /** Crashes of a process alone: its machine, and the page cache with it, stayed up. */
   processCrashes = 0;
-  /** Wall-clock jumps forward (each may move log time on by up to one clamped step). */
-  forwardJumps = 0;
+  /**
+   * When each forward wall-clock jump was made (virtual ms), on any node: each may move log
+   * time on by up to one clamped step.
+   */
+  readonly forwardJumpsAt: number[] = [];
   /** What the revision-order checker checked, once it has run. */
   revisionOrder: { readonly reads: number; readonly writes: number } | null = null;
   faultsActive = true;
@@ -804,7 +807,9 @@ class WholeNodeRun {
     this.committed.applied(node, context.index, changes, puts);
     if (first === undefined) {
       // The earliest moment anyone sees the store after this index: leases are judged here.
-      const slackMs = this.forwardJumps * this.scenario.kvLimits.logTimeStepMsMax + 2;
+      const step = this.scenario.kvLimits.logTimeStepMsMax;
+      const slackMs = (sinceMs: number) =>
+        this.forwardJumpsAt.filter((at) => at >= sinceMs).length * step + 2;
       const held = (id: number) => kv.lease(id) !== null;
       this.leases.applied(known, result, this.scheduler.now, held, slackMs);
     }
@@ -1358,7 +1363,7 @@ class WholeNodeRun {
     const origin = this.skewOf.get(clock) ?? clock.wallOffsetMs;
     const step = this.prng.pick([3_600_000, -3_600_000, 600_000, -600_000, 0]);
     const to = step === 0 ? origin : clock.wallOffsetMs + step;
-    if (to > clock.wallOffsetMs) this.forwardJumps++;
+    if (to > clock.wallOffsetMs) this.forwardJumpsAt.push(this.scheduler.now);
     this.log(`node ${target.id}: wall clock steps by ${to - clock.wallOffsetMs} ms`);
     clock.wallOffsetMs = to;
     this.clockJumps++;

@@ -4,7 +4,10 @@
  * end before that only when it is revoked. Log time, which leases expire by, comes from the
  * master's wall clock and moves on by at most `logTimeStepMsMax` per entry, so a wall clock
  * stepped forward may bring an expiry forward by that much and no more; the checker allows
- * that step for every forward jump the run made, and nothing else.
+ * that step for every forward jump made since the promise was sent, and nothing else. (A
+ * jump before it went into log time before the grant or keep-alive was applied, which set
+ * the deadline from that log time; a new master's first entry, which may carry another
+ * node's earlier jump, renews every lease from its own log time.)
  *
  * It watches the first application of every index (the earliest moment anyone can see a
  * lease gone) and asks the applying node's store which promised leases it still holds. It
@@ -17,6 +20,8 @@ import { SafetyViolation } from "./safety.js";
 interface LeasePromise {
   /** Virtual ms until which the lease must be held, by the latest answered request. */
   untilMs: number;
+  /** When that request was sent (virtual ms). */
+  readonly sentAtMs: number;
   /** The request that promised it, for the explanation. */
   readonly what: string;
 }
@@ -34,20 +39,20 @@ export class LeaseChecker {
     const until = sentAtMs + ttlMs;
     const known = this.promises.get(id);
     if (known === undefined || known.untilMs < until)
-      this.promises.set(id, { untilMs: until, what });
+      this.promises.set(id, { untilMs: until, sentAtMs, what });
   }
 
   /**
    * Call after the first application of an index, at virtual time `nowMs`: `held(id)` says
-   * whether the applying store still holds lease `id`; `slackMs` is how far forward wall
-   * clocks may have moved log time.
+   * whether the applying store still holds lease `id`; `slackMs(sinceMs)` is how far
+   * forward wall clocks may have moved log time since virtual time `sinceMs`.
    */
   applied(
     command: KvCommand | null,
     result: KvResult,
     nowMs: number,
     held: (id: number) => boolean,
-    slackMs: number,
+    slackMs: (sinceMs: number) => number,
   ): void {
     if (command?.type === "lease_revoke" && result.ok) this.revoked.add(command.id);
     for (const [id, promise] of this.promises) {
@@ -56,9 +61,10 @@ export class LeaseChecker {
       this.ended.add(id);
       if (this.revoked.has(id)) continue;
       this.expired++;
-      if (nowMs + slackMs < promise.untilMs) {
+      const slack = slackMs(promise.sentAtMs);
+      if (nowMs + slack < promise.untilMs) {
         throw new SafetyViolation(
-          `lease ${id} ended early: ${promise.what} promised it until ${promise.untilMs.toFixed(1)} ms, and it was gone at ${nowMs.toFixed(1)} ms (allowed ${slackMs} ms for wall clocks stepped forward)`,
+          `lease ${id} ended early: ${promise.what} promised it until ${promise.untilMs.toFixed(1)} ms, and it was gone at ${nowMs.toFixed(1)} ms (allowed ${slack} ms for wall clocks stepped forward since it was sent)`,
         );
       }
     }
