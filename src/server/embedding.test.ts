@@ -226,6 +226,48 @@ describe("embedding", () => {
     });
   });
 
+  it("timing: embedding: a restarted backup numbers its forwarded reads afresh, never as the process before it", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await startCluster(network);
+    const master = await agreedMaster(nodes);
+    const backup = nodes.find((n) => n !== master)!;
+    const firstIds = async (node: BatonNode): Promise<number> => {
+      type Sent = { readonly type: string; readonly requestId?: number };
+      const transport = (node as unknown as { transport: { send(m: Sent): unknown } }).transport;
+      const send = transport.send.bind(transport);
+      const ids: number[] = [];
+      transport.send = (m: Sent) => {
+        if (m.type === "forward_read" && m.requestId !== undefined) ids.push(m.requestId);
+        return send(m);
+      };
+      await node.readBarrier();
+      return ids[0]!;
+    };
+    const before = await firstIds(backup.node);
+    // The backup's process restarts (empty memory storage: a new process all the same).
+    await backup.node.stop();
+    const again = await BatonNode.start({
+      config: parseNodeConfig({
+        id: backup.node.id,
+        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+        tickMs: 5,
+        heartbeatMs: 20,
+        electionMsMin: 100,
+        electionMsMax: 200,
+      }),
+      opened: await MemoryStorage.open(new MemoryVolume()),
+      transport: network.createTransport(backup.node.id, ids),
+      stateMachine: new Counter(),
+      logger,
+    });
+    running.push(again);
+    await until("the restarted backup follows the master", () => again.masterId === master.node.id);
+    const after = await firstIds(again);
+    // An answer the master still owes the old process must not match a request of this one.
+    expect(after).not.toBe(before);
+    expect(Math.abs(after - before)).toBeGreaterThan(1000);
+  });
+
   it("timing: embedding: role events name the role, term and master on every node, across a fail-over", async () => {
     const nodes = await startCluster();
     const master = await agreedMaster(nodes);

@@ -34,6 +34,12 @@ import { BusyError, IndeterminateError, NoMasterError, TimeoutError } from "../s
 /** What the forwarder needs from its node. */
 export interface ForwarderHost {
   readonly id: NodeId;
+  /**
+   * The first request id (then counting up), random per process, so that an answer the
+   * master gives to a request of this node's previous process never matches one of this
+   * process. @default 1
+   */
+  readonly firstRequestId?: number;
   readonly logger: Logger;
   /** Time and the requests' deadline timers. */
   readonly clock: Clock;
@@ -117,7 +123,7 @@ export class Forwarder {
   /** Requests made in this turn of the event loop, sent together when it ends (sendSoon). */
   private freshProposals: OutgoingProposal[] = [];
   private freshReads: OutgoingRead[] = [];
-  private nextRequestId = 1;
+  private nextRequestId: number;
   readonly counters: ForwardCounters = {
     proposals: 0,
     reads: 0,
@@ -128,7 +134,9 @@ export class Forwarder {
     noMaster: 0,
   };
 
-  constructor(private readonly host: ForwarderHost) {}
+  constructor(private readonly host: ForwarderHost) {
+    this.nextRequestId = host.firstRequestId ?? 1;
+  }
 
   /** Requests in flight, for status and tests. */
   get inFlight(): number {

@@ -231,7 +231,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private readonly proposals = new Map<number, PendingProposal>();
   private readonly reads = new Map<number, PendingRead>();
   private readonly readsByIndex: PendingRead[] = [];
-  private nextReadId = 1;
+  /**
+   * Ids of reads and switchovers this process asks for, also sent to the master. They
+   * start at a random point in each process: a master may still hold a request of this
+   * node's previous process and answer it after the restart, and that answer must not
+   * match a request of this one (a read would be served at an old index).
+   */
+  private nextReadId: number;
   private appliedIndex: number;
   private snapshotIndex: number;
   /** Saves of the identity file queued and not yet settled (see maybeSnapshot). */
@@ -263,6 +269,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private constructor(deps: BatonNodeDeps, replica: Replica, appliedIndex: number) {
     super();
+    const requestIdBase = new Prng(((deps.seed ?? 0) ^ 0x7f4a7c15) >>> 0).int(1, 2 ** 40);
+    this.nextReadId = requestIdBase;
     this.config = deps.config;
     this.id = deps.config.id;
     for (const p of deps.config.peers) if (p.id !== this.id) this.linkedPeers.add(p.id);
@@ -345,6 +353,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.transport.onUnknownPeer?.((caller) => this.admit(caller));
     this.forwarder = new Forwarder({
       id: this.id,
+      firstRequestId: requestIdBase,
       logger: this.log,
       clock: this.clock,
       requestTimeoutMs: this.config.requestTimeoutMs,
@@ -400,27 +409,23 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         ? opened
         : { ...opened, snapshot: { ...opened.snapshot, config: applied.config } };
     const joined = identity?.joinedConfig ?? null;
-    const replica = new Replica(
-      replicaConfig,
-      new Prng(deps.seed ?? randomInt(2 ** 31)),
-      restored,
-      {
-        join: config.join,
-        incarnation: deps.incarnation ?? 0,
-        initialConfiguration: initialConfiguration(
-          config.peers.map((p) => p.id),
-          new Map(config.peers.map((p) => [p.id, { peerAddress: p.address, httpUrl: "" }])),
-        ),
-        ...(joined === null ? {} : { configuration: joined }),
-        clusterId: identity?.clusterId ?? null,
-        // An empty data directory with no cluster id and nothing learned with --join waits
-        // for its peers before it votes (the bootstrap gate, see Replica). Memory storage
-        // (tests, embedding without a data directory) has no identity and is not gated.
-        ...(identity === null || joined !== null
-          ? {}
-          : { gate: config.join ? "rejoin" : "bootstrap" }),
-      },
-    );
+    const seed = deps.seed ?? randomInt(2 ** 31);
+    const replica = new Replica(replicaConfig, new Prng(seed), restored, {
+      join: config.join,
+      incarnation: deps.incarnation ?? 0,
+      initialConfiguration: initialConfiguration(
+        config.peers.map((p) => p.id),
+        new Map(config.peers.map((p) => [p.id, { peerAddress: p.address, httpUrl: "" }])),
+      ),
+      ...(joined === null ? {} : { configuration: joined }),
+      clusterId: identity?.clusterId ?? null,
+      // An empty data directory with no cluster id and nothing learned with --join waits
+      // for its peers before it votes (the bootstrap gate, see Replica). Memory storage
+      // (tests, embedding without a data directory) has no identity and is not gated.
+      ...(identity === null || joined !== null
+        ? {}
+        : { gate: config.join ? "rejoin" : "bootstrap" }),
+    });
     if (replica.isGated) {
       logger.info(
         { event: "bootstrap", gate: config.join ? "rejoin" : "bootstrap" },
@@ -441,7 +446,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       );
     }
     if (replica.clusterId !== null) deps.transport.setClusterUid?.(replica.clusterId);
-    const node = new BatonNode(deps, replica, opened.snapshot.index);
+    const node = new BatonNode({ ...deps, seed }, replica, opened.snapshot.index);
     logger.info(
       {
         event: "start",
@@ -924,7 +929,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       this.installing++;
       this.enqueue(async () => {
         try {
-          if (ready.snapshot !== null) await this.adoptSnapshot(ready.snapshot);
+          // A node that failed or is stopping installs nothing more (a snapshot made
+          // durable after a failed identity save would restart with an older configuration).
+          if (this.stopped) return;
+          if (ready.snapshot !== null && !(await this.adoptSnapshot(ready.snapshot))) return;
           this.write(ready);
           await this.storage.sync();
         } finally {
@@ -1254,7 +1262,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return adopt;
   }
 
-  private async adoptSnapshot(meta: SnapshotMeta): Promise<void> {
+  /** Installs a received snapshot; false, installing nothing, once the node has stopped. */
+  private async adoptSnapshot(meta: SnapshotMeta): Promise<boolean> {
     const started = this.clock.wallMs();
     // The snapshot replaces the log up to its index, config entries included: its
     // configuration must stand in for theirs at the next start, or the node restarts with
@@ -1267,6 +1276,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (meta.config !== undefined) {
       this.saveAppliedConfig(meta.index, meta.config);
       await this.identitySaved;
+      // A failed save stops the node (fail) and settles the chain all the same: the
+      // snapshot must then not become durable without the configuration it carries.
+      if (this.stopped) return false;
     }
     const restore = await this.transfer.finishReceived(meta);
     const durable = this.clock.wallMs();
@@ -1302,6 +1314,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       },
       `state transfer complete: state restored at index ${meta.index}`,
     );
+    return true;
   }
 
   // ---------------------------------------------------------------- roles
