@@ -126,6 +126,44 @@ describe("forwarder", () => {
     await expect(result).rejects.toBeInstanceOf(NoMasterError);
   });
 
+  it("forwarding: two writes proposed at one index by masters of two terms each settle by the entry applied there", async () => {
+    const first = forwarder.propose(Uint8Array.of(1));
+    await turn();
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    // Master 1 is replaced before index 7 is applied here; master 3 takes a second write and
+    // proposes it at index 7 too, in term 2.
+    host.master = 3;
+    host.currentTerm = 2;
+    forwarder.poll();
+    const second = forwarder.propose(Uint8Array.of(2));
+    await turn();
+    proposed(forwarder, host.sent.at(-1)!, 7, 2);
+    host.applied = 7;
+    forwarder.onApplied(command(7, 2), "the second write's result");
+    expect(forwarder.inFlight).toBe(0);
+    await expect(second).resolves.toBe("the second write's result");
+    await expect(first).rejects.toBeInstanceOf(NoMasterError);
+  });
+
+  it("forwarding: a write at an index that times out leaves another write at that index waiting", async () => {
+    const first = forwarder.propose(Uint8Array.of(1));
+    await turn();
+    proposed(forwarder, host.sent[0]!, 7, 1);
+    host.master = 3;
+    host.currentTerm = 2;
+    forwarder.poll();
+    vi.advanceTimersByTime(host.requestTimeoutMs / 2);
+    const second = forwarder.propose(Uint8Array.of(2));
+    await turn();
+    proposed(forwarder, host.sent.at(-1)!, 7, 2);
+    // The first write's deadline passes before index 7 is applied.
+    vi.advanceTimersByTime(host.requestTimeoutMs / 2 + 1);
+    await expect(first).rejects.toBeInstanceOf(TimeoutError);
+    forwarder.onApplied(command(7, 2), "the second write's result");
+    expect(forwarder.inFlight).toBe(0);
+    await expect(second).resolves.toBe("the second write's result");
+  });
+
   it("forwarding: the master replaced before it answered makes the write indeterminate", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
     await turn();

@@ -114,7 +114,12 @@ export interface ForwardCounters {
 export class Forwarder {
   private readonly proposals = new Map<number, OutgoingProposal>();
   /** Proposed forwards by log index, waiting for this node to apply their entry. */
-  private readonly byIndex = new Map<number, OutgoingProposal>();
+  /**
+   * Proposed forwards by log index, waiting for this node to apply their entry: several
+   * at one index when masters of different terms each proposed one there (only the entry
+   * applied there, by its term, says which took effect).
+   */
+  private readonly byIndex = new Map<number, OutgoingProposal[]>();
   private readonly reads = new Map<number, OutgoingRead>();
   /** Results of entries applied while some forward had no answer yet, by index. */
   private readonly recent = new Map<number, { readonly term: number; readonly result: unknown }>();
@@ -239,7 +244,9 @@ export class Forwarder {
         // Applied here before the answer came, and its result is gone: say so honestly.
         this.settle(proposal, this.indeterminate("its result was not kept"));
       } else {
-        this.byIndex.set(message.index, proposal);
+        const waiting = this.byIndex.get(message.index);
+        if (waiting === undefined) this.byIndex.set(message.index, [proposal]);
+        else waiting.push(proposal);
       }
       this.trimRecent();
       return;
@@ -268,10 +275,11 @@ export class Forwarder {
 
   /** This node applied `entry` (with the state machine's `result` for a command). */
   onApplied(entry: Entry, result: unknown): void {
-    const proposal = this.byIndex.get(entry.index);
-    if (proposal !== undefined) {
+    const waiting = this.byIndex.get(entry.index);
+    if (waiting !== undefined) {
       this.byIndex.delete(entry.index);
-      this.settleApplied(proposal, entry.term, entry.kind === "command" ? result : NOT_A_COMMAND);
+      const applied = entry.kind === "command" ? result : NOT_A_COMMAND;
+      for (const proposal of waiting) this.settleApplied(proposal, entry.term, applied);
     }
     if (this.hasUnanswered()) {
       this.recent.set(entry.index, {
@@ -284,10 +292,12 @@ export class Forwarder {
 
   /** Entries up to `index` were applied in bulk (a state transfer): their results are unknown. */
   onSnapshotAdopted(index: number): void {
-    for (const [at, proposal] of this.byIndex) {
+    for (const [at, waiting] of this.byIndex) {
       if (at > index) continue;
       this.byIndex.delete(at);
-      this.settle(proposal, this.indeterminate("this node received a state transfer past it"));
+      for (const proposal of waiting) {
+        this.settle(proposal, this.indeterminate("this node received a state transfer past it"));
+      }
     }
     this.recent.clear();
     this.serveReads();
@@ -376,10 +386,19 @@ export class Forwarder {
     proposal.state = state;
   }
 
+  /** Removes `proposal`, and only it, from the ones waiting at `index`. */
+  private forgetProposed(proposal: OutgoingProposal, index: number): void {
+    const waiting = this.byIndex.get(index);
+    if (waiting === undefined) return;
+    const rest = waiting.filter((p) => p !== proposal);
+    if (rest.length === 0) this.byIndex.delete(index);
+    else this.byIndex.set(index, rest);
+  }
+
   private settle(proposal: OutgoingProposal, error: Error): void {
     if (proposal.state.kind === "sent") this.unanswered--;
     this.proposals.delete(proposal.requestId);
-    if (proposal.state.kind === "proposed") this.byIndex.delete(proposal.state.index);
+    if (proposal.state.kind === "proposed") this.forgetProposed(proposal, proposal.state.index);
     this.host.clock.clearTimeout(proposal.timer);
     proposal.reject(error);
     if (!this.hasUnanswered()) this.recent.clear();

@@ -554,13 +554,26 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.schedule();
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
-        this.proposals.delete(result.index);
+        // Only this proposal: another may have taken its index since (below).
+        if (this.proposals.get(result.index)?.timer === timer) this.proposals.delete(result.index);
         reject(
           new TimeoutError(
             `the write did not commit within ${this.config.requestTimeoutMs} ms; it may still be applied`,
           ),
         );
       }, this.config.requestTimeoutMs);
+      // A write this node proposed at the same index in an earlier term, kept through a
+      // switchover, is no longer in its own log; whether a later master commits it cannot
+      // be known here.
+      const replaced = this.proposals.get(result.index);
+      if (replaced !== undefined) {
+        this.clock.clearTimeout(replaced.timer);
+        replaced.reject(
+          new IndeterminateError(
+            `this node proposed another write at index ${result.index} in term ${result.term}; the earlier one may still be applied by another master`,
+          ),
+        );
+      }
       const startedAt = this.clock.monotonicMs();
       this.proposals.set(result.index, { term: result.term, startedAt, resolve, reject, timer });
     });
