@@ -57,6 +57,13 @@ describe("node config", () => {
     expect(message).toMatch(/electionMsMax must be at least electionMsMin/);
   });
 
+  it("config: a state-transfer chunk larger than a peer frame carries is refused", () => {
+    expect(() => parseNodeConfig({ id: 1, peers, transferChunkBytes: 16 * 1024 * 1024 })).toThrow(
+      /transferChunkBytes must be at most 8388608 \(8 MiB: a chunk travels in one peer frame; got 16777216\)/,
+    );
+    expect(parseNodeConfig({ id: 1, peers, transferChunkBytes: 8 * 1024 * 1024 }).id).toBe(1);
+  });
+
   it("config: --join is refused for a single-node cluster, which has no peer to rejoin", () => {
     const alone = [{ id: 1, address: "127.0.0.1:7101" }];
     expect(() => parseNodeConfig({ id: 1, peers: alone, join: true })).toThrow(

@@ -62,7 +62,7 @@ export interface NodeConfig {
   readonly snapshotKeepBytes: number;
   /** Proposals and reads give up after this long, in milliseconds. @default 5000 */
   readonly requestTimeoutMs: number;
-  /** Largest state-transfer chunk, in bytes. @default 1 MiB */
+  /** Largest state-transfer chunk, in bytes, at most 8 MiB. @default 1 MiB */
   readonly transferChunkBytes: number;
   /** A state transfer that makes no progress for this long is restarted, ms. @default 10000 */
   readonly transferStallMs: number;
@@ -184,6 +184,13 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
   ] as const) {
     const v = config[key];
     if (!Number.isFinite(v) || v <= 0) problems.push(`${key} must be a positive number (got ${v})`);
+  }
+  // A chunk travels in one peer frame (16 MiB at most) with its envelope: a larger one is
+  // dropped on every link, and the transfer stalls and starts again for ever.
+  if (config.transferChunkBytes > TRANSFER_CHUNK_BYTES_MAX) {
+    problems.push(
+      `transferChunkBytes must be at most ${TRANSFER_CHUNK_BYTES_MAX} (8 MiB: a chunk travels in one peer frame; got ${config.transferChunkBytes})`,
+    );
   }
   if (!Number.isInteger(config.snapshotKeepEntries) || config.snapshotKeepEntries < 0)
     problems.push("snapshotKeepEntries must be a non-negative integer");
@@ -317,6 +324,9 @@ export function insecurePeerLink(config: NodeConfig): string | null {
   if (!parsed.ok || isLoopbackHost(parsed.address.host)) return null;
   return `node ${config.id} would listen for its peers on ${config.listen}, which other machines can reach, without mutual TLS between nodes: give tlsCa, tlsCert and tlsKey (baton certs; docs/security.md), or insecure: true to run without it on a network you trust`;
 }
+
+/** The largest state-transfer chunk a node may be configured with, in bytes. */
+export const TRANSFER_CHUNK_BYTES_MAX = 8 * 1024 * 1024;
 
 /** The host of `address` for a certificate, or a placeholder for a wildcard address. */
 function hostOf(address: string): string {
