@@ -129,16 +129,16 @@ export function checkNoLostWrites(history: readonly OpRecord[]): Verdict {
     if (value === null) {
       if (lastValue === null) continue;
       // Only a delete that may have come after the acknowledged write excuses its absence:
-      // one whose answer named a later revision, or whose outcome is unknown and which had
-      // not completed before that write was invoked.
+      // one whose outcome is unknown (a forwarded request can still be applied long after
+      // its client gave up), or one acknowledged as deleting at a later revision.
       const laterDelete = history.some(
         (op) =>
           op.key === key &&
           op.kind === "delete" &&
-          op.outcome !== "failed" &&
-          (op.revision !== undefined
-            ? op.revision > (last.revision ?? 0)
-            : op.completedAt === null || op.completedAt > last.invokedAt),
+          (op.outcome === "indeterminate" ||
+            (op.outcome === "ok" &&
+              op.output === true &&
+              (op.revision ?? 0) > (last.revision ?? 0))),
       );
       if (!laterDelete) problems.push(`${key}: absent, but ${describe(last)} was acknowledged`);
       continue;

@@ -291,6 +291,7 @@ export class KvStateMachine implements StateMachine<KvResult> {
     // identical; a fractional, early or jumping time must not crash or age every replica.
     const stampMs = Math.max(0, Math.floor(context.time));
     const stepMs = state.lastIndex === 0 ? 0 : stampMs - state.stampMs;
+    const previousMs = state.clockMs;
     state.clockMs += Math.min(Math.max(stepMs, 0), this.limits.logTimeStepMsMax);
     state.stampMs = stampMs;
     state.lastIndex = context.index;
@@ -298,9 +299,10 @@ export class KvStateMachine implements StateMachine<KvResult> {
     state.idempotency.expire(state.clockMs, this.limits.expiryCountMaxPerApply);
     if (context.term > state.term) {
       // A new master: it cannot know how long its predecessor's leases had left, so every
-      // lease gets its full time to live again (as etcd does).
+      // lease still held at the command before gets its full time to live again (as etcd
+      // does).
       state.term = context.term;
-      state.leases.renewAll(state.clockMs);
+      state.leases.renewAll(state.clockMs, previousMs);
     }
     this.expireLeases(context.index);
     const decoded = decodeCommand(command);

@@ -87,10 +87,14 @@ export class LeaseTable {
   /**
    * Every lease gets its full time to live from `nowMs` (a new master's term began),
    * those whose deadline passed while no master applied anything included: clients could
-   * not keep them alive through the fail-over (as etcd does).
+   * not keep them alive through the fail-over (as etcd does). Not one whose deadline had
+   * passed by `previousMs`, the log time of the command before: it had ended already, and
+   * was answered as ended, while it waited for its turn to be removed.
    */
-  renewAll(nowMs: number): void {
-    for (const lease of this.leases.values()) this.renew(lease, nowMs);
+  renewAll(nowMs: number, previousMs: number): void {
+    for (const lease of this.leases.values()) {
+      if (lease.expiresAtMs > previousMs) this.renew(lease, nowMs);
+    }
     this.nextExpiryMs = this.earliestExpiryMs() ?? Number.POSITIVE_INFINITY;
   }
 

@@ -279,6 +279,21 @@ describe("store commands: leases", () => {
     expect(kv.sm.leaseCount).toBe(0);
   });
 
+  it("lease: a new term does not bring back a lease already answered as ended", () => {
+    const kv = new Driver();
+    for (let i = 0; i < 70; i++) kv.run({ type: "lease_grant", ttlMs: 1000 }, 0);
+    expect(kv.put("held", "x", 70)).toMatchObject({ ok: true });
+    // 64 end here; lease 70 is past its deadline and answered as ended, not yet removed.
+    expect(kv.run({ type: "lease_keepalive", id: 70 }, 1500)).toMatchObject({
+      code: "lease_not_found",
+    });
+    // The next command is a new master's first: it renews only leases still held before it.
+    kv.term = 2;
+    kv.run({ type: "tick" }, 1600);
+    expect(kv.sm.lease(70)).toBeNull();
+    expect(kv.keys()).toEqual([]);
+  });
+
   it("lease: revoke deletes its keys; a put without the lease detaches the key", () => {
     const kv = new Driver();
     kv.run({ type: "lease_grant", ttlMs: 5000 });

@@ -864,7 +864,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    */
   stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
     // Every call resolves once the node has stopped: a second caller (a signal handler and
-    // the program's own shutdown) must not go on while the directory is still locked.
+    // the program's own shutdown) must not go on while the directory is still locked. The
+    // first call's options hold: a later one cannot add a hand-over to a stop under way.
     this.stopping ??= this.stopOnce(options);
     return this.stopping;
   }
@@ -882,9 +883,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     await this.chain.catch(() => {});
     // A snapshot being written, and the identity file behind it, finish before storage
     // closes: closing under them would fail them (a fatal error after the stop) and leave
-    // the directory to a half-written snapshot once the lock is released.
-    await this.snapshotDone;
-    await this.identitySaved.catch(() => {});
+    // the directory to a half-written snapshot once the lock is released. Not after a fatal
+    // error: the disk may be what hangs, and the process must still exit for its supervisor.
+    if (this.failure === null) {
+      await this.snapshotDone;
+      await this.identitySaved.catch(() => {});
+    }
     await this.storage.close().catch((error: unknown) => {
       rethrowIfBug(error);
       this.log.error({ event: "stop", err: error }, "closing storage failed");

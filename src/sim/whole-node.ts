@@ -1844,7 +1844,7 @@ const PROBE_KEY = "liveness-probe";
 
 /**
  * Healed, the cluster serves: a write is committed and a linearizable read then sees it,
- * each within 5 s. Without it a cluster that refused everything after the heal would pass,
+ * each within 15 s. Without it a cluster that refused everything after the heal would pass,
  * its history of failed requests trivially linearizable.
  */
 async function probe(run: WholeNodeRun, drive: Drive): Promise<void> {
@@ -1857,20 +1857,23 @@ async function probe(run: WholeNodeRun, drive: Drive): Promise<void> {
     value: new TextEncoder().encode(value),
   });
   const outcome: { written?: string; read?: string } = {};
-  run.submit(command, run.scheduler.now + 5000).then(
+  // 15 s each, as a master has after the heal: disks still stall (up to 3 s, one after
+  // another), and an attempt started just before the deadline answers up to ATTEMPT_MS later.
+  const budgetMs = 15_000;
+  run.submit(command, run.scheduler.now + budgetMs).then(
     (answer) => {
       outcome.written = answer === null ? "no answer" : JSON.stringify(answer.result);
     },
     (error: unknown) => run.scheduler.fail(error),
   );
-  await drive(run.scheduler.now + 5100, () => outcome.written !== undefined);
+  await drive(run.scheduler.now + budgetMs + ATTEMPT_MS, () => outcome.written !== undefined);
   if (outcome.written === undefined || !outcome.written.startsWith('{"ok":true')) {
     throw new SafetyViolation(
-      `liveness: a write after healing was not committed within 5000 ms (${outcome.written ?? "still pending"}; ${run.describeNodes()})`,
+      `liveness: a write after healing was not committed within ${budgetMs} ms (${outcome.written ?? "still pending"}; ${run.describeNodes()})`,
     );
   }
   run
-    .barrierRead(run.scheduler.now + 5000, (kv) => {
+    .barrierRead(run.scheduler.now + budgetMs, (kv) => {
       const entry = kv.get(PROBE_KEY);
       return entry === null ? "absent" : new TextDecoder().decode(entry.value);
     })
@@ -1880,10 +1883,10 @@ async function probe(run: WholeNodeRun, drive: Drive): Promise<void> {
       },
       (error: unknown) => run.scheduler.fail(error),
     );
-  await drive(run.scheduler.now + 5100, () => outcome.read !== undefined);
+  await drive(run.scheduler.now + budgetMs + ATTEMPT_MS, () => outcome.read !== undefined);
   if (outcome.read !== value) {
     throw new SafetyViolation(
-      `liveness: a read after the probe's write answered ${outcome.read ?? "nothing within 5000 ms"}, not ${JSON.stringify(value)}`,
+      `liveness: a read after the probe's write answered ${outcome.read ?? `nothing within ${budgetMs} ms`}, not ${JSON.stringify(value)}`,
     );
   }
 }

@@ -52,12 +52,21 @@ describe("chaos checks", () => {
       op({ kind: "read", output: null, invokedAt: 100, final: true }),
     ];
     expect(checkNoLostWrites(later).ok).toBe(true);
+    // An unknown outcome, even one given up before the write was invoked: a forwarded
+    // request may still be applied after its client gave up.
     const unknown = [
-      op({ kind: "delete", outcome: "indeterminate", completedAt: null, invokedAt: 0 }),
+      op({ kind: "delete", outcome: "indeterminate", completedAt: 10, invokedAt: 0 }),
       op({ kind: "write", value: "a", revision: 5, invokedAt: 20 }),
       op({ kind: "read", output: null, invokedAt: 100, final: true }),
     ];
     expect(checkNoLostWrites(unknown).ok).toBe(true);
+    // A delete answered "not found" deleted nothing.
+    const nothing = [
+      op({ kind: "write", value: "a", revision: 5, invokedAt: 20 }),
+      op({ kind: "delete", output: false, invokedAt: 40 }),
+      op({ kind: "read", output: null, invokedAt: 100, final: true }),
+    ];
+    expect(checkNoLostWrites(nothing).ok).toBe(false);
   });
 
   it("chaos: the last acknowledged write in the final state is no loss", () => {
