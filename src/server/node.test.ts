@@ -973,6 +973,32 @@ describe("node runtime", () => {
     }
   });
 
+  it("node: a member removed while listed with the bootstrap incarnation 0 is linked again when it calls with an incarnation", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-node-removed-zero-"));
+    try {
+      const admit = await startOnIdentity(dir, {
+        clusterId: "c0ffee",
+        incarnation: 5,
+        joinedConfig: null,
+        appliedConfig: null,
+        removed: [{ id: 4, incarnation: 0, peerAddress: "127.0.0.1:7104" }],
+      });
+      const caller = (memberIncarnation: number): UnknownCaller => ({
+        id: 4,
+        memberIncarnation,
+        peerAddress: "127.0.0.1:7104",
+        sameCluster: true,
+        clusterUid: "c0ffee",
+      });
+      // A caller that names no incarnation cannot be told from the removed one.
+      expect(admit(caller(0))).toMatchObject({ admitted: false });
+      // Added back (whole-node seed 1684093: the new master, refused for ever before).
+      expect(admit(caller(9))).toEqual({ admitted: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("node: restarted on a configuration that lists a member added after its --peers, a node admits that member when it calls", async () => {
     // Node 1 was started with --peers 1,2,3; node 4 was added through the log, and the
     // configuration node 1 saved lists it. Node 1 restarts: node 4 is in the configuration

@@ -1463,7 +1463,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     if (this.stopped) return refuse(`node ${this.id} is stopping`);
     const gone = this.departed.get(id);
     if (gone !== undefined) {
-      if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {
+      // A member removed while the configuration still listed it with the bootstrap
+      // incarnation 0 (never heard from by a master) may come back under any new one: a
+      // caller with an incarnation is linked again, or a voter cut off during the
+      // replacement would refuse its master for ever (whole-node seed 1684093). What a
+      // removed process could do with the link, the core refuses: it is not a member.
+      if (incarnation === 0 || incarnation === gone.incarnation) {
         return refuse(notAMember(id));
       }
       this.departed.delete(id);
