@@ -247,7 +247,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "whole node: a voter that forgot a removed member's link refuses it when it comes back with a new incarnation",
     file: "src/server/node.ts",
-    find: "if (gone.incarnation === 0 || incarnation === 0 || incarnation === gone.incarnation) {",
+    find: "if (incarnation === 0 || incarnation === gone.incarnation) {",
     replace: "if (gone.incarnation >= 0) {",
     wholeNode: true,
   },
