@@ -944,6 +944,15 @@ describe("node runtime", () => {
     return admit!;
   }
 
+  /** Node 4 of cluster c0ffee calling as member incarnation `memberIncarnation`. */
+  const caller = (memberIncarnation: number): UnknownCaller => ({
+    id: 4,
+    memberIncarnation,
+    peerAddress: "127.0.0.1:7104",
+    sameCluster: true,
+    clusterUid: "c0ffee",
+  });
+
   it("node: after a restart, a removed member is still told from the same id added back (the identity keeps what was removed)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-node-removed-"));
     try {
@@ -953,13 +962,6 @@ describe("node runtime", () => {
         joinedConfig: null,
         appliedConfig: null,
         removed: [{ id: 4, incarnation: 7, peerAddress: "127.0.0.1:7104" }],
-      });
-      const caller = (memberIncarnation: number): UnknownCaller => ({
-        id: 4,
-        memberIncarnation,
-        peerAddress: "127.0.0.1:7104",
-        sameCluster: true,
-        clusterUid: "c0ffee",
       });
       // The incarnation that was removed, restarted on its old data: still not a member.
       expect(admit(caller(7))).toEqual({
@@ -982,13 +984,6 @@ describe("node runtime", () => {
         joinedConfig: null,
         appliedConfig: null,
         removed: [{ id: 4, incarnation: 0, peerAddress: "127.0.0.1:7104" }],
-      });
-      const caller = (memberIncarnation: number): UnknownCaller => ({
-        id: 4,
-        memberIncarnation,
-        peerAddress: "127.0.0.1:7104",
-        sameCluster: true,
-        clusterUid: "c0ffee",
       });
       // A caller that names no incarnation cannot be told from the removed one.
       expect(admit(caller(0))).toMatchObject({ admitted: false });
