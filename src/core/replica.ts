@@ -856,7 +856,14 @@ export class Replica {
         };
       }
       // A learner holds at least the entry that added it once it has caught up at all.
-      if (pr.match === 0 || lag > this.config.promoteLagEntriesMax) {
+      if (pr.match === 0) {
+        return {
+          ok: false,
+          reason: "not_caught_up",
+          detail: `node ${change.id} has not acknowledged an entry of this master yet: wait until it has caught up`,
+        };
+      }
+      if (lag > this.config.promoteLagEntriesMax) {
         return {
           ok: false,
           reason: "not_caught_up",

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { freePorts } from "../../harness/processes.js";
 import { makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
 import type { NodeId } from "../protocol/messages.js";
-import { InvalidInputError } from "../shared/errors.js";
+import { ConflictError, InvalidInputError } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { createNode, drawIncarnation } from "./create-node.js";
 import type { BatonNode } from "./node.js";
@@ -115,7 +115,18 @@ describe("createNode", () => {
     });
     running.push(back);
     await until("the learner caught up", () => counters[lost]!.value === 5);
-    await master.changeMembers({ type: "promote", id });
+    // The learner can apply the entries a moment before the master hears its acknowledgement;
+    // an operator retries the refused promotion, as here.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        await master.changeMembers({ type: "promote", id });
+        break;
+      } catch (error) {
+        if (!(error instanceof ConflictError) || Date.now() > deadline) throw error;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     expect(await master.propose(Uint8Array.of(1))).toBe(6);
     await until("the returned member applied it", () => counters[lost]!.value === 6);
     expect(back.members().members.find((m) => m.id === id)).toMatchObject({

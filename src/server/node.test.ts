@@ -343,8 +343,12 @@ describe("node runtime", () => {
     const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
     const master = await masterOf(nodes);
     const [a, b] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
-    await until("every backup connected", () =>
-      nodes.every((n) => n.node.status().members.every((m) => m.connected)),
+    await until("every backup connected and following the master", () =>
+      nodes.every(
+        (n) =>
+          n.node.status().members.every((m) => m.connected) &&
+          n.node.status().master === master.node.id,
+      ),
     );
     // Asked of backup a, to make backup b the master.
     const outcome = await a.node.switchover(b.node.id);
