@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Entry } from "../protocol/messages.js";
+import type { Append, Entry, Message } from "../protocol/messages.js";
 import { defaultReplicaConfig } from "./config.js";
 import { Prng } from "./prng.js";
 import { Replica } from "./replica.js";
@@ -35,7 +35,78 @@ function electedMaster(): Replica {
   return master;
 }
 
+/**
+ * Node 1 of 1-2-3, restarted on a log compacted into a snapshot at 10 (entries 11 and 12
+ * of term 1), master of term 2 with node 2's vote; backup 2, empty, rejected its first
+ * append, so the master wants a state transfer to it.
+ */
+function masterTransferringTo2(): Replica {
+  const master = new Replica(
+    { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
+    new Prng(1),
+    {
+      hardState: { term: 1, votedFor: 1, commitIndex: 12 },
+      snapshot: { index: 10, term: 1 },
+      entries: [e(11, 1), e(12, 1)],
+    },
+  );
+  master.campaign();
+  master.ready();
+  master.step({
+    ...{ type: "vote_response", incarnation: 0, from: 2, to: 1, term: 2 },
+    ...{ preVote: false, granted: true },
+  });
+  const first = appendsTo2(master.ready());
+  expect(master.role).toBe("master");
+  expect(first.map((m) => m.prevIndex)).toEqual([12]);
+  // The master probes back to its snapshot, which backup 2 does not hold either.
+  master.step(rejection(12, 0));
+  expect(appendsTo2(master.ready()).map((m) => m.prevIndex)).toEqual([10]);
+  master.step(rejection(10, 0));
+  expect(master.ready().transfers).toEqual([2]);
+  return master;
+}
+
+/** Backup 2's answer "I do not hold `prevIndex`; my log ends at `last`" in term 2. */
+function rejection(prevIndex: number, last: number) {
+  return {
+    ...{ type: "append_response" as const, incarnation: 0, from: 2, to: 1, term: 2 },
+    ...{ success: false, index: prevIndex, hintIndex: last, hintTerm: last === 0 ? 0 : 1 },
+  };
+}
+
+/** The appends to node 2 a Ready sends, at once or after the master's own write. */
+const appendsTo2 = (ready: { messages: readonly Message[]; messagesNow: readonly Message[] }) =>
+  [...ready.messagesNow, ...ready.messages].filter(
+    (m): m is Append => m.type === "append" && m.to === 2,
+  );
+
 describe("replica", () => {
+  it("replica: a finished state transfer probes from after the snapshot at once, and the backup's answer, whenever its install ends, moves it on", () => {
+    const master = masterTransferringTo2();
+    master.transferDone(2, 10);
+    expect(appendsTo2(master.ready()).map((m) => m.prevIndex)).toEqual([10]);
+    expect(master.peerProgress().get(2)?.state).toBe("probe");
+    // The backup installed the snapshot and took the entries after it.
+    master.step({
+      ...{ type: "append_response", incarnation: 0, from: 2, to: 1, term: 2 },
+      ...{ success: true, index: 13, hintIndex: 0, hintTerm: 0 },
+    });
+    master.ready();
+    expect(master.peerProgress().get(2)).toMatchObject({ state: "replicate", match: 13 });
+  });
+
+  it("replica: a backup that does not hold the transferred snapshot after all (restarted before its install was durable) gets another transfer", () => {
+    const master = masterTransferringTo2();
+    master.transferDone(2, 10);
+    master.ready();
+    master.step(rejection(10, 0));
+    expect(master.ready().transfers).toEqual([2]);
+    // A transfer that ends for a snapshot older than the one needed changes nothing.
+    master.transferDone(2, 9);
+    expect(master.peerProgress().get(2)?.state).toBe("transfer");
+  });
+
   it("replica: a backup commits only what the append verified, not a stale suffix beyond it (Raft §5.3)", () => {
     // Entries 3 and 4 of term 1 are a deposed master's leftovers; master 1 of term 2
     // sends a short append ending at 2 with a commit index of 4.

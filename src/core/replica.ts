@@ -1033,6 +1033,31 @@ export class Replica {
     return adopt;
   }
 
+  /**
+   * A state transfer to `peer` of the snapshot at `index` finished: the backup holds it, or
+   * a newer state. Replication probes from just after it at once. The backup answers once
+   * it has installed the snapshot, however long that takes (a large state), and a backup
+   * that does not hold it after all (it restarted before the install was durable) answers
+   * "no", which probes back and so starts another transfer. The transfer is not repeated
+   * on a timer: a slow install would then never catch up with the newest snapshot.
+   */
+  transferDone(peer: NodeId, index: number): void {
+    this.guard(() => {
+      if (this.currentRole !== "master") return;
+      const pr = this.progress.get(peer);
+      // The snapshot sent is the newest stored one, which may be newer than the one the
+      // core's log starts from (`transferIndex`): the log keeps entries behind a snapshot.
+      if (pr === undefined || pr.state !== "transfer" || index < pr.transferIndex) return;
+      assert(
+        index <= this.log.lastIndex(),
+        `replica ${this.id}: sent snapshot ${index} is past the log's end ${this.log.lastIndex()}`,
+      );
+      pr.becomeProbe();
+      pr.next = Math.max(pr.match + 1, index + 1);
+      this.appendDue.add(peer);
+    });
+  }
+
   /** A state transfer to `peer` failed or timed out; replication will try again. */
   transferFailed(peer: NodeId): void {
     this.guard(() => {
@@ -1729,7 +1754,7 @@ export class Replica {
   }
 
   /** Whether `peer` answered this master within the shortest election timeout. */
-  private isRecentlyActive(peer: NodeId): boolean {
+  isRecentlyActive(peer: NodeId): boolean {
     const pr = this.progress.get(peer);
     return pr !== undefined && this.electionElapsed - pr.lastActive < this.config.electionTicksMin;
   }

@@ -542,6 +542,49 @@ describe("node runtime", () => {
     expect(storage.firstIndex()).toBeLessThanOrEqual(sent + 1);
   });
 
+  it("timing: runtime: a backup that takes longer to install a transferred state than an election timeout gets it once, then follows from the log, while writes go on", async () => {
+    const network = new MemoryNetwork();
+    const start = (id: NodeId) =>
+      startOne(network, id, new MemoryVolume(), {
+        snapshotEntries: 20,
+        electionMsMin: id === 1 ? 100 : 10_000,
+      });
+    const nodes = [await start(1), await start(2)];
+    const master = await masterOf(nodes);
+    expect(master.node.id).toBe(1);
+    for (let i = 0; i < 30; i++) await master.node.propose(put(`k${i}`, `v${i}`));
+    // Node 3 starts empty; making a received snapshot durable takes it 1.5 s (a large state
+    // on a slow disk), longer than the master's election timeout of 200 ms many times over.
+    const transfers: number[] = [];
+    const late = await startOne(network, 3, new MemoryVolume(), {
+      electionMsMin: 10_000,
+      wrap: (storage) =>
+        Object.assign(Object.create(storage) as Storage, {
+          receiveSnapshot: async (meta: SnapshotMeta) => {
+            transfers.push(meta.index);
+            const receiver = await storage.receiveSnapshot(meta);
+            return Object.assign(Object.create(receiver), {
+              finish: async () => {
+                await new Promise((r) => setTimeout(r, 1500));
+                await receiver.finish();
+              },
+            });
+          },
+        }),
+    });
+    // Writes go on all along, each few making the master snapshot and compact again.
+    let written = 30;
+    const deadline = Date.now() + 4000;
+    while (Date.now() < deadline) {
+      await master.node.propose(put(`k${written}`, `v${written}`));
+      written++;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await until("node 3 applied every write", () => late.sm.get(`k${written - 1}`) !== null, 5000);
+    expect(transfers).toHaveLength(1);
+    for (let i = 0; i < written; i++) expect(late.sm.get(`k${i}`), `k${i}`).not.toBeNull();
+  }, 20_000);
+
   it("timing: runtime: large values trigger a snapshot by their bytes, and the log behind it keeps at most snapshotKeepBytes of them", async () => {
     const network = new MemoryNetwork();
     const storages = new Map<NodeId, Storage>();

@@ -223,6 +223,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private chain: Promise<void> = Promise.resolve();
   /** While a received snapshot is being installed, later Readies wait in the chain. */
   private installing = 0;
+  /** Backups sent a snapshot (by its index) that they may still be installing. */
+  private readonly installWaits = new Map<NodeId, number>();
   /** The newest term known durable (a Ready that set it finished its fsync). */
   private durableTerm: number;
   private stopped = false;
@@ -297,7 +299,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       term: () => this.replica.term,
       configAt: (index) => this.replica.configAt(index),
       clusterId: () => this.replica.clusterId,
-      onSent: (peer, ok) => this.onTransferSent(peer, ok),
+      onSent: (peer, ok, snapshotIndex) => this.onTransferSent(peer, ok, snapshotIndex),
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
       beginRestore: this.sm.beginRestore?.bind(this.sm),
@@ -1228,10 +1230,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         // A backup being sent an older snapshot needs the entries after it once it has
         // installed it: compacting them away would send it the newest one all over again
         // (a large state could chase the log like this for as long as writes go on).
+        // So does one that received it and is still installing it.
         const sending = this.transfer
           .progress()
           .filter((t) => t.direction === "sending")
           .map((t) => t.snapshotIndex);
+        const installing = this.installWaitFloor();
+        if (installing !== null) sending.push(installing);
         const keep = Math.max(
           this.replica.snapshotMeta().index,
           Math.min(this.compactionPoint(meta.index), ...sending),
@@ -1258,17 +1263,44 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return this.snapshotDone;
   }
 
-  private onTransferSent(peer: NodeId, ok: boolean): void {
-    if (ok) {
-      // The backup's answer moves the core on; should that answer be lost, probe again.
-      this.clock
-        .setTimeout(() => this.onTransferSent(peer, false), 2 * this.config.electionMsMax)
-        .unref();
-      return;
-    }
+  private onTransferSent(peer: NodeId, ok: boolean, snapshotIndex: number): void {
     if (this.stopped) return;
-    this.replica.transferFailed(peer);
+    if (ok) {
+      // The core probes from after the snapshot; the backup answers once it has installed
+      // it. Until then the entries after it stay (see installWaitFloor).
+      this.installWaits.set(peer, snapshotIndex);
+      this.replica.transferDone(peer, snapshotIndex);
+    } else {
+      this.replica.transferFailed(peer);
+    }
     this.schedule();
+  }
+
+  /**
+   * The lowest snapshot index a backup was sent and has not acknowledged yet while it still
+   * answers this master (it is installing it: a large state takes a while), or null. The
+   * log after it must stay: compacted away, the backup would need the newest snapshot all
+   * over again once it has installed this one, and a slow install would never catch up.
+   * A backup that went silent, or that acknowledged the snapshot, holds nothing back.
+   */
+  private installWaitFloor(): number | null {
+    let floor: number | null = null;
+    const progress = this.replica.peerProgress();
+    for (const [peer, index] of this.installWaits) {
+      const pr = progress.get(peer);
+      const waiting =
+        this.replica.role === "master" &&
+        pr !== undefined &&
+        pr.match < index &&
+        (pr.state === "probe" || pr.state === "replicate") &&
+        this.replica.isRecentlyActive(peer);
+      if (!waiting) {
+        this.installWaits.delete(peer);
+        continue;
+      }
+      floor = floor === null ? index : Math.min(floor, index);
+    }
+    return floor;
   }
 
   /** A snapshot fully arrived from master `from`: the core decides whether to adopt it. */

@@ -71,8 +71,11 @@ export interface StateTransferDeps {
   readonly configAt: (index: number) => Configuration;
   /** The cluster id this node knows (committed), sent along with a snapshot; null: none. */
   readonly clusterId: () => string | null;
-  /** A transfer to `peer` ended: ok when the backup adopted or already had the state. */
-  readonly onSent: (peer: NodeId, ok: boolean) => void;
+  /**
+   * A transfer to `peer` of the snapshot at `snapshotIndex` ended: ok when the backup
+   * adopted it or already had the state (it may still be installing it), else it failed.
+   */
+  readonly onSent: (peer: NodeId, ok: boolean, snapshotIndex: number) => void;
   /** A snapshot fully arrived; returns whether the core adopts it. */
   readonly onReceived: (from: NodeId, term: number, meta: SnapshotMeta) => boolean;
   /** A bug surfaced during a transfer: the node must stop. */
@@ -200,7 +203,7 @@ export class StateTransfer {
         { event: "state_transfer", peer },
         "a state transfer is needed but there is no snapshot",
       );
-      this.failLater(peer);
+      this.failLater(peer, 0);
       return;
     }
     const out: Outgoing = {
@@ -401,7 +404,7 @@ export class StateTransfer {
         },
         `state transfer to node ${out.peer} ${ack.accepted ? "finished" : "not needed"}: ${out.totalBytes} bytes in ${seconds.toFixed(2)} s${out.resentChunks === 0 ? "" : `, ${out.resentChunks} chunks sent again`}`,
       );
-      this.deps.onSent(out.peer, true);
+      this.deps.onSent(out.peer, true, out.meta.index);
       return;
     }
     void this.pump(out);
@@ -433,13 +436,13 @@ export class StateTransfer {
       { event: "state_transfer", peer, reason },
       `state transfer to node ${peer} aborted: ${reason}`,
     );
-    this.failLater(peer);
+    this.failLater(peer, out.meta.index);
   }
 
-  private failLater(peer: NodeId): void {
+  private failLater(peer: NodeId, snapshotIndex: number): void {
     this.deps.clock
       .setTimeout(() => {
-        if (!this.closed) this.deps.onSent(peer, false);
+        if (!this.closed) this.deps.onSent(peer, false, snapshotIndex);
       }, RETRY_DELAY_MS)
       .unref();
   }
