@@ -167,7 +167,7 @@ describe("embedding", () => {
     expect(fatal).toEqual([]);
   });
 
-  it("timing: embedding: propose, readBarrier and switchover on a stopped node reject, never throw", async () => {
+  it("timing: embedding: propose, readBarrier, switchover and changeMembers on a stopped node reject, never throw", async () => {
     const nodes = await startCluster();
     const stopped = nodes[0]!.node;
     await stopped.stop();
@@ -175,6 +175,7 @@ describe("embedding", () => {
       () => stopped.propose(Uint8Array.of(1)),
       () => stopped.readBarrier(),
       () => stopped.switchover(null),
+      () => stopped.changeMembers({ type: "remove", id: 2 }),
     ];
     for (const call of calls) {
       let promise: Promise<unknown> | null = null;

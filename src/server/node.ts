@@ -1675,10 +1675,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   /**
    * Proposes one membership change on the master and answers once it is committed.
    * Refusals name what to do: ConflictError for a change in flight or a state that does
-   * not allow it, InvalidInputError for bad input, NotMasterError on a backup.
+   * not allow it, InvalidInputError for bad input, NotMasterError on a backup; each as a
+   * rejection of the returned promise, never thrown.
    */
   changeMembers(change: MemberChange): Promise<MemberChangeOutcome> {
-    return this.changeMembersBy(change, this.clock.monotonicMs() + this.config.electionMsMax);
+    const deadline = this.clock.monotonicMs() + this.config.electionMsMax;
+    return rejectingThrows(() => this.changeMembersBy(change, deadline));
   }
 
   /**
