@@ -174,6 +174,18 @@ function protocolCounters(registry: Registry, node: BatonNode): void {
   );
   counterFrom(
     registry,
+    "baton_appends_deferred_total",
+    "appends from the master dropped, to be sent again, while this node's disk was more than 128 MiB behind",
+    () => node.counters.appendsDeferred,
+  );
+  counterFrom(
+    registry,
+    "baton_busy_disk_total",
+    "writes refused as busy (503 ERR_BUSY) while the master's disk was more than 128 MiB behind",
+    () => node.counters.busyDisk,
+  );
+  counterFrom(
+    registry,
     "baton_applied_entries_total",
     "entries applied to the state machine",
     () => node.counters.appliedEntries,

@@ -30,6 +30,12 @@ export interface ReplicaConfig {
   /** Proposals accepted but not yet committed before new ones are refused as busy. @default 10000 */
   readonly uncommittedEntriesMax: number;
   /**
+   * Bytes of entry data accepted but not yet committed before new proposals are refused as
+   * busy (one is always accepted when nothing is uncommitted, whatever its size): a master
+   * whose backups or disk fall behind holds a bounded amount in memory. @default 64 MiB
+   */
+  readonly uncommittedBytesMax: number;
+  /**
    * A learner is promoted to voter only when it is at most this many entries behind the
    * master's last index (and answered lately). @default 64
    */
@@ -63,6 +69,7 @@ export function defaultReplicaConfig(id: NodeId, members: readonly NodeId[]): Re
     appendEntriesMax: 512,
     appendBytesMax: 1024 * 1024,
     uncommittedEntriesMax: 10_000,
+    uncommittedBytesMax: 64 * 1024 * 1024,
     promoteLagEntriesMax: 64,
     bindIncarnations: false,
     drawClusterId: false,
@@ -85,6 +92,7 @@ export function validateReplicaConfig(config: ReplicaConfig): ReplicaConfig {
   positive("appendEntriesMax");
   positive("appendBytesMax");
   positive("uncommittedEntriesMax");
+  positive("uncommittedBytesMax");
   positive("promoteLagEntriesMax");
   if (config.electionTicksMax < config.electionTicksMin) {
     problems.push("electionTicksMax must be at least electionTicksMin");

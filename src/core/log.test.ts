@@ -10,7 +10,30 @@ const e = (index: number, term: number): Entry => ({
 });
 const empty = { index: 0, term: 0 };
 
+/** An entry of `bytes` bytes of data. */
+const sized = (index: number, term: number, bytes: number): Entry => ({
+  ...e(index, term),
+  data: new Uint8Array(bytes),
+});
+
 describe("replica log", () => {
+  it("log: the bytes above the commit index follow appends, replaced suffixes, commits and a state transfer", () => {
+    const log = new ReplicaLog(empty, [sized(1, 1, 10), sized(2, 1, 20), sized(3, 1, 40)], 1);
+    expect(log.uncommittedBytes()).toBe(60);
+    log.append([sized(4, 1, 80)]);
+    expect(log.uncommittedBytes()).toBe(140);
+    // Entries 3 and 4 are replaced by a shorter suffix of a later term.
+    log.merge(2, [sized(3, 2, 5)]);
+    expect(log.uncommittedBytes()).toBe(25);
+    log.commitTo(2);
+    expect(log.uncommittedBytes()).toBe(5);
+    log.commitTo(3);
+    expect(log.uncommittedBytes()).toBe(0);
+    log.append([sized(4, 2, 7)]);
+    log.resetToSnapshot({ index: 9, term: 2 });
+    expect(log.uncommittedBytes()).toBe(0);
+  });
+
   it("log: merge keeps matching entries and replaces a conflicting suffix (Raft §5.3)", () => {
     const log = new ReplicaLog(empty, [e(1, 1), e(2, 1), e(3, 1)], 1);
     expect(log.merge(1, [e(2, 1), e(3, 2), e(4, 2)])).toBe(4);

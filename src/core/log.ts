@@ -21,6 +21,8 @@ export class ReplicaLog {
   private durable: number;
   /** Highest committed index; the log refuses to change anything at or below it. */
   commitIndex: number;
+  /** Bytes of entry data above the commit index (see uncommittedBytes). */
+  private uncommitted = 0;
 
   constructor(base: SnapshotMeta, entries: readonly Entry[], commitIndex: number) {
     this.base = base;
@@ -31,6 +33,7 @@ export class ReplicaLog {
     this.persistFrom = this.lastIndex() + 1;
     this.durable = this.lastIndex();
     this.commitIndex = Math.max(base.index, Math.min(commitIndex, this.lastIndex()));
+    this.uncommitted = this.bytesBetween(this.commitIndex + 1, this.lastIndex());
     this.checkTermsMonotonic(0);
   }
 
@@ -98,7 +101,22 @@ export class ReplicaLog {
       assert(entry.index === this.lastIndex() + 1, "log: appended entry is not contiguous");
       assert(entry.term >= this.lastTerm(), "log: appended entry has a lower term");
       this.items.push(entry);
+      this.uncommitted += entry.data.length;
     }
+  }
+
+  /** Bytes of entry data above the commit index: what a master holds for its backups. */
+  uncommittedBytes(): number {
+    return this.uncommitted;
+  }
+
+  /** Bytes of entry data in [from, to]. */
+  private bytesBetween(from: number, to: number): number {
+    let bytes = 0;
+    for (let index = Math.max(from, this.firstIndex()); index <= to; index++) {
+      bytes += this.entry(index)!.data.length;
+    }
+    return bytes;
   }
 
   /**
@@ -131,6 +149,7 @@ export class ReplicaLog {
   private truncateFrom(index: number): void {
     assert(index > this.commitIndex, `log: truncating committed entry ${index}`);
     assert(index > this.base.index, "log: truncating into the snapshot");
+    this.uncommitted -= this.bytesBetween(index, this.lastIndex());
     this.items.length = index - this.base.index - 1;
     this.persistFrom = Math.min(this.persistFrom, index);
     this.durable = Math.min(this.durable, index - 1);
@@ -165,6 +184,7 @@ export class ReplicaLog {
     this.persistFrom = meta.index + 1;
     this.durable = meta.index;
     this.commitIndex = meta.index;
+    this.uncommitted = 0;
   }
 
   /** Forgets entries up to `meta.index`, which a local snapshot now covers. */
@@ -180,6 +200,8 @@ export class ReplicaLog {
   commitTo(index: number): boolean {
     if (index <= this.commitIndex) return false;
     assert(index <= this.lastIndex(), `log: commit ${index} beyond last index ${this.lastIndex()}`);
+    this.uncommitted -= this.bytesBetween(this.commitIndex + 1, index);
+    assert(this.uncommitted >= 0, "log: uncommitted bytes went below zero");
     this.commitIndex = index;
     return true;
   }

@@ -107,6 +107,41 @@ describe("replica", () => {
     expect(master.peerProgress().get(2)?.state).toBe("transfer");
   });
 
+  it("replica: proposals over uncommittedBytesMax are refused as busy until a commit frees room; one alone is always accepted", () => {
+    const master = new Replica(
+      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false, uncommittedBytesMax: 100 },
+      new Prng(1),
+    );
+    master.campaign();
+    master.ready();
+    master.step({
+      ...{ type: "vote_response", incarnation: 0, from: 2, to: 1, term: 1 },
+      ...{ preVote: false, granted: true },
+    });
+    master.ready();
+    master.persisted(1, 1);
+    // Its no-op (index 1) commits with node 2's acknowledgement.
+    master.step({
+      ...{ type: "append_response", incarnation: 0, from: 2, to: 1, term: 1 },
+      ...{ success: true, index: 1, hintIndex: 0, hintTerm: 0 },
+    });
+    master.ready();
+    expect(master.commitIndex).toBe(1);
+    // Larger than the bound, but nothing else waits: accepted.
+    expect(master.propose(new Uint8Array(150))).toMatchObject({ ok: true, index: 2 });
+    expect(master.propose(new Uint8Array(1))).toEqual({ ok: false, reason: "busy" });
+    master.ready();
+    master.persisted(2, 1);
+    master.step({
+      ...{ type: "append_response", incarnation: 0, from: 2, to: 1, term: 1 },
+      ...{ success: true, index: 2, hintIndex: 0, hintTerm: 0 },
+    });
+    master.ready();
+    expect(master.propose(new Uint8Array(60))).toMatchObject({ ok: true, index: 3 });
+    expect(master.propose(new Uint8Array(40))).toMatchObject({ ok: true, index: 4 });
+    expect(master.propose(new Uint8Array(1))).toEqual({ ok: false, reason: "busy" });
+  });
+
   it("replica: a backup commits only what the append verified, not a stale suffix beyond it (Raft §5.3)", () => {
     // Entries 3 and 4 of term 1 are a deposed master's leftovers; master 1 of term 2
     // sends a short append ending at 2 with a commit index of 4.

@@ -755,7 +755,12 @@ export class Replica {
     if (this.switchover !== null) {
       return { ok: false, reason: "switchover", target: this.switchover.target };
     }
-    if (this.log.lastIndex() - this.log.commitIndex >= this.config.uncommittedEntriesMax) {
+    const uncommitted = this.log.lastIndex() - this.log.commitIndex;
+    if (
+      uncommitted >= this.config.uncommittedEntriesMax ||
+      (uncommitted > 0 &&
+        this.log.uncommittedBytes() + data.length > this.config.uncommittedBytesMax)
+    ) {
       return { ok: false, reason: "busy" };
     }
     const entry: Entry = {

@@ -16,6 +16,7 @@ import type {
 } from "../protocol/messages.js";
 import { AssertionError } from "../shared/assert.js";
 import {
+  BusyError,
   ConflictError,
   IndeterminateError,
   InvalidInputError,
@@ -23,6 +24,7 @@ import {
 } from "../shared/errors.js";
 import { nodeFileSystem } from "../storage/file-system.js";
 import { IdentityStore } from "../storage/identity-store.js";
+import { storagePendingBytesMax } from "../storage/limits.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
@@ -186,6 +188,10 @@ class StallingStorage implements Storage {
   resume(): void {
     this.gate = null;
     this.open();
+  }
+
+  pendingBytes(): number {
+    return this.inner.pendingBytes();
   }
 
   async sync(): Promise<void> {
@@ -584,6 +590,45 @@ describe("node runtime", () => {
     expect(transfers).toHaveLength(1);
     for (let i = 0; i < written; i++) expect(late.sm.get(`k${i}`), `k${i}`).not.toBeNull();
   }, 20_000);
+
+  it("timing: runtime: a disk more than storagePendingBytesMax behind refuses writes as busy on the master and defers appends on a backup, which catches up once it drains", async () => {
+    const network = new MemoryNetwork();
+    const behind = new Map<NodeId, boolean>();
+    const nodes = await Promise.all(
+      ids.map((id) =>
+        startOne(network, id, new MemoryVolume(), {
+          wrap: (storage) =>
+            Object.assign(Object.create(storage) as Storage, {
+              pendingBytes: () =>
+                behind.get(id) === true ? storagePendingBytesMax + 1 : storage.pendingBytes(),
+            }),
+        }),
+      ),
+    );
+    const master = await masterOf(nodes);
+    const [slow, other] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await master.node.propose(put("before", "v"));
+    const elections = master.node.counters.elections;
+
+    // The master's disk is behind: its writes, and writes a backup forwards, are refused.
+    behind.set(master.node.id, true);
+    await expect(master.node.propose(put("refused", "v"))).rejects.toBeInstanceOf(BusyError);
+    await expect(other.node.propose(put("refused", "v"))).rejects.toBeInstanceOf(BusyError);
+    expect(master.node.counters.busyDisk).toBe(2);
+    behind.set(master.node.id, false);
+
+    // A backup's disk is behind: it takes no entries, the other backup makes the majority.
+    behind.set(slow.node.id, true);
+    for (let i = 0; i < 10; i++) await master.node.propose(put(`k${i}`, "v"));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(slow.node.counters.appendsDeferred).toBeGreaterThan(0);
+    expect(slow.sm.get("k9")).toBeNull();
+    expect(slow.node.role).toBe("backup");
+    behind.set(slow.node.id, false);
+    await until("the slow backup caught up", () => slow.sm.get("k9") !== null);
+    expect(master.node.role).toBe("master");
+    expect(master.node.counters.elections).toBe(elections);
+  });
 
   it("timing: runtime: large values trigger a snapshot by their bytes, and the log behind it keeps at most snapshotKeepBytes of them", async () => {
     const network = new MemoryNetwork();

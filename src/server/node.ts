@@ -55,6 +55,7 @@ import {
 import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/health.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { type DataIdentity, type IdentityStore, removedAfter } from "../storage/identity-store.js";
+import { storagePendingBytesMax } from "../storage/limits.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import { parseAddress } from "../transport/address.js";
 import {
@@ -266,6 +267,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
      * sender, or lists another incarnation of it (a wiped data directory, say).
      */
     ignoredAnswers: 0,
+    /** Appends from the master dropped while the disk was too far behind (sent again). */
+    appendsDeferred: 0,
+    /** Writes refused as busy while the disk was too far behind. */
+    busyDisk: 0,
     appliedEntries: 0,
   };
 
@@ -474,6 +479,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
         return;
       }
       const m = message as Message;
+      if (m.type === "append" && m.entries.length > 0 && this.diskBehind()) {
+        // The disk is too far behind: the master sends these entries again (its pipeline
+        // waits for them), and heartbeats still keep this node a backup meanwhile.
+        this.counters.appendsDeferred++;
+        return;
+      }
       const fromMaster =
         (m.type === "append" || m.type === "heartbeat") && m.term >= this.replica.term;
       const stepped = this.replica.step(m);
@@ -547,6 +558,10 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       throw new TooLargeError("command", COMMAND_BYTES_MAX, command.byteLength);
     }
     if (this.replica.role !== "master") return this.forwarder.propose(command);
+    if (this.diskBehind()) {
+      this.counters.busyDisk++;
+      throw new BusyError();
+    }
     const result = this.replica.propose(wrapCommand(this.clock.wallMs(), command));
     if (!result.ok) {
       if (result.reason === "busy") throw new BusyError();
@@ -1263,6 +1278,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     return this.snapshotDone;
   }
 
+  /** Whether the disk is too far behind to take more entries (storagePendingBytesMax). */
+  private diskBehind(): boolean {
+    return this.storage.pendingBytes() > storagePendingBytesMax;
+  }
+
   private onTransferSent(peer: NodeId, ok: boolean, snapshotIndex: number): void {
     if (this.stopped) return;
     if (ok) {
@@ -1901,6 +1921,11 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const requestId = message.requestId;
     if (this.replica.role !== "master") {
       this.sendForward({ ...answer, requestId, outcome: "not_master", index: 0, entryTerm: 0 });
+      return;
+    }
+    if (this.diskBehind()) {
+      this.counters.busyDisk++;
+      this.sendForward({ ...answer, requestId, outcome: "busy", index: 0, entryTerm: 0 });
       return;
     }
     const result = this.replica.propose(wrapCommand(this.clock.wallMs(), message.data));

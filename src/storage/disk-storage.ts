@@ -182,6 +182,10 @@ export class DiskStorage implements Storage {
     this.parts.wal.truncateFrom(index);
   }
 
+  pendingBytes(): number {
+    return this.parts.wal.pendingBytes();
+  }
+
   async sync(): Promise<void> {
     if (this.failure !== null) throw this.failure;
     await Promise.all([this.requiredSave, this.parts.wal.sync()]);

@@ -22,6 +22,16 @@ export const walEntryDataBytesMax = 64 * 1024 * 1024;
 export const walQueuedBytesMax = 1024 * 1024 * 1024;
 
 /**
+ * Bytes of entries not yet durable (`Storage.pendingBytes`) above which the runtime
+ * refuses new writes as busy and drops appends from the master (which sends them again):
+ * a disk slower than the write load slows the cluster down rather than filling memory.
+ * With the master's uncommitted bytes (`uncommittedBytesMax`, 64 MiB) and a full
+ * replication pipeline on top, what the log's writer holds stays below `walQueuedBytesMax`.
+ * @default 134_217_728 (128 MiB)
+ */
+export const storagePendingBytesMax = 128 * 1024 * 1024;
+
+/**
  * Bytes read at a time when recovery scans a segment, and the size of the read window
  * used by `entries()`.
  * @default 1_048_576 (1 MiB)

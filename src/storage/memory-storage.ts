@@ -178,6 +178,14 @@ export class MemoryStorage implements Storage {
     this.journal.push({ type: "truncate", index });
   }
 
+  pendingBytes(): number {
+    let bytes = 0;
+    for (const op of this.journal) {
+      if (op.type === "append") for (const entry of op.entries) bytes += entry.data.length;
+    }
+    return bytes;
+  }
+
   async sync(): Promise<void> {
     this.checkOpen();
     const journal = this.journal;

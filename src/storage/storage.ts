@@ -100,6 +100,13 @@ export interface Storage {
    */
   sync(): Promise<void>;
   /**
+   * Bytes of entries handed to `append` that are not durable yet (queued, or in the batch
+   * being written): how far the disk is behind. The runtime refuses new writes, and drops
+   * appends from the master, while it is over its bound, so a slow disk slows the cluster
+   * down instead of filling memory.
+   */
+  pendingBytes(): number;
+  /**
    * Writes a snapshot of the applied state up to `meta` (a committed entry in the log),
    * streamed from `chunks`; resolves once it is durable and the newest one.
    */

@@ -116,6 +116,8 @@ export class Wal {
 
   private queue: WalOp[] = [];
   private queuedBytes = 0;
+  /** Bytes of the batch being written (see pendingBytes). */
+  private batchBytes = 0;
   private scheduled = false;
   private running = false;
   private current: Deferred | null = null;
@@ -325,6 +327,11 @@ export class Wal {
    * Resolves once everything queued before this call is durable; rejects with the log's
    * fatal error (ERR_DISK_FULL, ERR_STORAGE_IO) if a write or fdatasync failed.
    */
+  /** Bytes of entries queued or being written, not durable yet. */
+  pendingBytes(): number {
+    return this.queuedBytes + this.batchBytes;
+  }
+
   sync(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.queue.length > 0) {
@@ -498,10 +505,12 @@ export class Wal {
           } while (barrier !== this.barrier);
           const ops = this.queue;
           this.queue = [];
+          this.batchBytes = this.queuedBytes;
           this.queuedBytes = 0;
           this.next = deferred();
           this.current = batch;
           await this.writeBatch(ops);
+          this.batchBytes = 0;
           this.stats.batches++;
           batch.resolve();
         } catch (error) {

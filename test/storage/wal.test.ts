@@ -69,6 +69,27 @@ describe("wal", () => {
     await wal.close();
   });
 
+  it("wal: pendingBytes counts what is queued or being written until it is durable", async () => {
+    const dir = await makeTempDir();
+    const fs = new InstrumentedFileSystem();
+    const { wal } = await openWal(dir, none, fs);
+    expect(wal.pendingBytes()).toBe(0);
+    const stalled = fs.hold("datasync", ".seg");
+    wal.append(commands(1, 3, 1));
+    const first = wal.sync();
+    await stalled.reached;
+    // Being written (its fdatasync stalls), then more queued behind it.
+    const writing = wal.pendingBytes();
+    expect(writing).toBeGreaterThan(0);
+    wal.append(commands(4, 2, 1));
+    expect(wal.pendingBytes()).toBeGreaterThan(writing);
+    stalled.release();
+    await first;
+    await wal.sync();
+    expect(wal.pendingBytes()).toBe(0);
+    await wal.close();
+  });
+
   it("wal: entries stops near maxBytes but returns at least one entry", async () => {
     const dir = await makeTempDir();
     const { wal } = await openWal(dir);
