@@ -142,6 +142,33 @@ describe("replica", () => {
     expect(master.propose(new Uint8Array(1))).toEqual({ ok: false, reason: "busy" });
   });
 
+  it("replica: a master whose switchover target's vote request was lost steps down as handed over when the target's first append arrives", () => {
+    const master = electedMaster();
+    master.step({
+      ...{ type: "append_response", incarnation: 0, from: 2, to: 1, term: 1 },
+      ...{ success: true, index: 1, hintIndex: 0, hintTerm: 0 },
+    });
+    master.ready();
+    expect(master.transferMastership(2)).toEqual({ ok: true, target: 2 });
+    master.ready();
+    master.step({
+      ...{ type: "append", incarnation: 0, from: 2, to: 1, term: 2, prevIndex: 1, prevTerm: 1 },
+      ...{ entries: [e(2, 2)], commitIndex: 1 },
+    });
+    const roles = master.ready().events.filter((event) => event.type === "role");
+    expect(roles).toMatchObject([{ role: "backup", handover: true }]);
+    // Another node's append of a newer term is no handover.
+    const other = electedMaster();
+    expect(other.transferMastership(2)).toMatchObject({ ok: true });
+    other.step({
+      ...{ type: "append", incarnation: 0, from: 3, to: 1, term: 2, prevIndex: 1, prevTerm: 1 },
+      ...{ entries: [e(2, 2)], commitIndex: 1 },
+    });
+    expect(other.ready().events.filter((event) => event.type === "role")).toMatchObject([
+      { role: "backup", handover: false },
+    ]);
+  });
+
   it("replica: a backup commits only what the append verified, not a stale suffix beyond it (Raft §5.3)", () => {
     // Entries 3 and 4 of term 1 are a deposed master's leftovers; master 1 of term 2
     // sends a short append ending at 2 with a commit index of 4.

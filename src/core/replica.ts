@@ -1455,8 +1455,14 @@ export class Replica {
     }
     if (m.type === "vote_response" && m.preVote && m.granted) return true;
     const master = m.type === "append" || m.type === "heartbeat" ? m.from : null;
+    // Any message of a newer term from the switchover's target: its vote request may have
+    // been lost, and the first this master hears of the new term is the target's append.
+    // Its writes then complete under the target (they are in its log) rather than being
+    // failed as indeterminate.
     const handedOver =
-      m.type === "vote_request" && m.handover && this.switchover?.target === m.from;
+      this.switchover !== null &&
+      this.switchover.target === m.from &&
+      (m.type !== "vote_request" || m.handover);
     this.becomeBackup(
       m.term,
       master,
