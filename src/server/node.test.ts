@@ -591,6 +591,40 @@ describe("node runtime", () => {
     for (let i = 0; i < written; i++) expect(late.sm.get(`k${i}`), `k${i}`).not.toBeNull();
   }, 20_000);
 
+  it("timing: runtime: a backup asked for a snapshot (POST /v1/snapshot) while it installs a transferred state answers with that state once installed", async () => {
+    const network = new MemoryNetwork();
+    const start = (id: NodeId) =>
+      startOne(network, id, new MemoryVolume(), {
+        snapshotEntries: 20,
+        electionMsMin: id === 1 ? 100 : 10_000,
+      });
+    const nodes = [await start(1), await start(2)];
+    const master = await masterOf(nodes);
+    for (let i = 0; i < 30; i++) await master.node.propose(put(`k${i}`, `v${i}`));
+    // Node 3 starts empty; making the received snapshot durable takes it 500 ms.
+    let received = 0;
+    const late = await startOne(network, 3, new MemoryVolume(), {
+      electionMsMin: 10_000,
+      wrap: (storage) =>
+        Object.assign(Object.create(storage) as Storage, {
+          receiveSnapshot: async (meta: SnapshotMeta) => {
+            const receiver = await storage.receiveSnapshot(meta);
+            return Object.assign(Object.create(receiver), {
+              finish: async () => {
+                received = meta.index;
+                await new Promise((r) => setTimeout(r, 500));
+                await receiver.finish();
+              },
+            });
+          },
+        }),
+    });
+    await until("node 3 installing a transferred state", () => received > 0);
+    const reader = await late.node.backupSnapshot();
+    expect(reader.meta.index).toBeGreaterThanOrEqual(received);
+    expect(late.node.fatalError).toBeNull();
+  });
+
   it("timing: runtime: a disk more than storagePendingBytesMax behind refuses writes as busy on the master and defers appends on a backup, which catches up once it drains", async () => {
     const network = new MemoryNetwork();
     const behind = new Map<NodeId, boolean>();

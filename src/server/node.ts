@@ -1206,6 +1206,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    */
   async backupSnapshot(): Promise<SnapshotReader> {
     this.checkRunning();
+    // A state transfer being installed replaces the state, and the applied index only
+    // once it is installed: a snapshot taken meanwhile would be of a log the core no longer
+    // holds (on a node with no snapshot yet, nothing at all).
+    while (this.installing > 0) {
+      await this.chain;
+      this.checkRunning();
+    }
     while (this.snapshotting) await this.snapshotDone;
     // The identity file must hold what the entries the snapshot covers carried (maybeSnapshot).
     await this.identitySaved;
