@@ -405,9 +405,9 @@ describe("node runtime", () => {
     expect(again.members.map((m) => m.id)).toEqual([1, 2, 3, 4]);
     expect(master.node.status().lastIndex).toBe(lastIndex);
     // Other addresses for the same id are still refused.
-    expect(() =>
+    await expect(
       master.node.changeMembers({ ...add, member: { ...learner, peerAddress: "127.0.0.1:7999" } }),
-    ).toThrow(InvalidInputError);
+    ).rejects.toBeInstanceOf(InvalidInputError);
 
     const forgotten = vi.spyOn(MemoryTransport.prototype, "removePeer");
     const removed = nodes.find((n) => n !== master)!;
