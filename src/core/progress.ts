@@ -22,6 +22,14 @@ export class Progress {
   next: number;
   /** In `probe`: an append was sent and not yet answered. */
   probeSent = false;
+  /**
+   * In `probe`: probe without entries, and from the log's start when the entries after the
+   * probe point are compacted away, rather than start a state transfer. Set after a state
+   * transfer, while the backup may take minutes to install it: each heartbeat answer lets
+   * another probe go, and entries or states sent meanwhile would only pile up, unanswered,
+   * behind the install. Cleared by the backup's next answer to an append.
+   */
+  probeEmpty = false;
   /** In `replicate`: last index of each append in flight, oldest first. */
   readonly inflight: number[] = [];
   /** In `transfer`: the snapshot index being transferred. */
@@ -58,6 +66,7 @@ export class Progress {
 
   becomeReplicate(): void {
     this.state = "replicate";
+    this.probeEmpty = false;
     this.next = this.match + 1;
     this.probeSent = false;
     this.inflight.length = 0;
@@ -68,6 +77,7 @@ export class Progress {
     this.transferIndex = index;
     this.probeSent = false;
     this.inflight.length = 0;
+    this.probeEmpty = false;
   }
 
   /** Whether the master may send another append now. */

@@ -85,15 +85,28 @@ describe("replica", () => {
   it("replica: a finished state transfer probes from after the snapshot at once, and the backup's answer, whenever its install ends, moves it on", () => {
     const master = masterTransferringTo2();
     master.transferDone(2, 10);
-    expect(appendsTo2(master.ready()).map((m) => m.prevIndex)).toEqual([10]);
+    // A probe without entries: the backup answers it only once it has installed the state.
+    expect(appendsTo2(master.ready()).map((m) => [m.prevIndex, m.entries.length])).toEqual([
+      [10, 0],
+    ]);
     expect(master.peerProgress().get(2)?.state).toBe("probe");
-    // The backup installed the snapshot and took the entries after it.
+    // Another heartbeat answer lets another probe go, still without entries.
+    master.step({
+      ...{ type: "heartbeat_response", incarnation: 0, from: 2, to: 1, term: 2 },
+      ...{ readContext: 0 },
+    });
+    expect(appendsTo2(master.ready()).map((m) => [m.prevIndex, m.entries.length])).toEqual([
+      [10, 0],
+    ]);
+    // The backup installed the snapshot and answered: the entries after it go at once.
     master.step({
       ...{ type: "append_response", incarnation: 0, from: 2, to: 1, term: 2 },
-      ...{ success: true, index: 13, hintIndex: 0, hintTerm: 0 },
+      ...{ success: true, index: 10, hintIndex: 0, hintTerm: 0 },
     });
-    master.ready();
-    expect(master.peerProgress().get(2)).toMatchObject({ state: "replicate", match: 13 });
+    expect(appendsTo2(master.ready()).map((m) => [m.prevIndex, m.entries.length])).toEqual([
+      [10, 3],
+    ]);
+    expect(master.peerProgress().get(2)).toMatchObject({ state: "replicate", match: 10 });
   });
 
   it("replica: a backup that does not hold the transferred snapshot after all (restarted before its install was durable) gets another transfer", () => {
@@ -102,9 +115,10 @@ describe("replica", () => {
     master.ready();
     master.step(rejection(10, 0));
     expect(master.ready().transfers).toEqual([2]);
-    // A transfer that ends for a snapshot older than the one needed changes nothing.
+    // A transfer that ends for a snapshot older than the one needed (begun in an earlier
+    // term) probes from what the backup holds, which asks for another transfer.
     master.transferDone(2, 9);
-    expect(master.peerProgress().get(2)?.state).toBe("transfer");
+    expect(master.ready().transfers).toEqual([2]);
   });
 
   it("replica: proposals over uncommittedBytesMax are refused as busy until a commit frees room; one alone is always accepted", () => {

@@ -1040,25 +1040,32 @@ export class Replica {
 
   /**
    * A state transfer to `peer` of the snapshot at `index` finished: the backup holds it, or
-   * a newer state. Replication probes from just after it at once. The backup answers once
-   * it has installed the snapshot, however long that takes (a large state), and a backup
-   * that does not hold it after all (it restarted before the install was durable) answers
-   * "no", which probes back and so starts another transfer. The transfer is not repeated
-   * on a timer: a slow install would then never catch up with the newest snapshot.
+   * a newer state. Replication probes from just after it at once, without entries until
+   * the backup answers (see Progress.probeEmpty). The backup answers once it has installed
+   * the snapshot, however long that takes (a large state), and a backup that does not hold
+   * it after all (it restarted before the install was durable) answers "no", which probes
+   * back and so starts another transfer. The transfer is not repeated on a timer: a slow
+   * install would then never catch up with the newest snapshot.
    */
   transferDone(peer: NodeId, index: number): void {
     this.guard(() => {
       if (this.currentRole !== "master") return;
       const pr = this.progress.get(peer);
+      if (pr === undefined || pr.state !== "transfer") return;
       // The snapshot sent is the newest stored one, which may be newer than the one the
       // core's log starts from (`transferIndex`): the log keeps entries behind a snapshot.
-      if (pr === undefined || pr.state !== "transfer" || index < pr.transferIndex) return;
-      assert(
-        index <= this.log.lastIndex(),
-        `replica ${this.id}: sent snapshot ${index} is past the log's end ${this.log.lastIndex()}`,
-      );
+      // An older one (a transfer begun in an earlier term) is no use: probe from what the
+      // backup holds, which asks for another transfer if it still needs one.
+      const needed = pr.transferIndex;
       pr.becomeProbe();
-      pr.next = Math.max(pr.match + 1, index + 1);
+      if (index >= needed) {
+        assert(
+          index <= this.log.lastIndex(),
+          `replica ${this.id}: sent snapshot ${index} is past the log's end ${this.log.lastIndex()}`,
+        );
+        pr.next = Math.max(pr.match + 1, index + 1);
+        pr.probeEmpty = true;
+      }
       this.appendDue.add(peer);
     });
   }
@@ -1694,6 +1701,8 @@ export class Replica {
     if (this.currentRole !== "master") return;
     const pr = this.progress.get(m.from)!;
     pr.lastActive = this.electionElapsed;
+    // The backup answers appends again: it has installed the state it was sent.
+    pr.probeEmpty = false;
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
       const news = pr.acknowledge(m.index);
@@ -1827,6 +1836,13 @@ export class Replica {
   }
 
   private sendAppend(peer: NodeId, pr: Progress): void {
+    if (pr.state === "probe" && pr.probeEmpty && pr.next - 1 < this.log.snapshot().index) {
+      // The backup has not answered since it was sent a state, which it may still be
+      // installing, and the log after that state is compacted away meanwhile: probe at
+      // the log's start, which it answers once installed ("no", and so a new transfer),
+      // rather than sending it another state now to pile up behind the first.
+      pr.next = this.log.snapshot().index + 1;
+    }
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.termAt(prevIndex);
     if (prevTerm === undefined) {
@@ -1836,12 +1852,15 @@ export class Replica {
       this.outTransfers.push(peer);
       return;
     }
-    const entries = this.log.slice(
-      pr.next,
-      this.log.lastIndex(),
-      this.config.appendEntriesMax,
-      this.config.appendBytesMax,
-    );
+    const entries =
+      pr.state === "probe" && pr.probeEmpty
+        ? []
+        : this.log.slice(
+            pr.next,
+            this.log.lastIndex(),
+            this.config.appendEntriesMax,
+            this.config.appendBytesMax,
+          );
     this.send<Append>({
       type: "append",
       from: this.id,

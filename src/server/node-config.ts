@@ -60,6 +60,13 @@ export interface NodeConfig {
    * `snapshotKeepEntries` says. @default 16 MiB
    */
   readonly snapshotKeepBytes: number;
+  /**
+   * A master keeps the log after a snapshot it sent by state transfer until the backup has
+   * caught up (a large state takes a while to install, and the writes meanwhile pile up),
+   * up to this many bytes of entries past its usual compaction; a backup further behind
+   * gets another transfer. @default 256 MiB
+   */
+  readonly transferCatchUpBytesMax: number;
   /** Proposals and reads give up after this long, in milliseconds. @default 5000 */
   readonly requestTimeoutMs: number;
   /** Largest state-transfer chunk, in bytes, at most 8 MiB. @default 1 MiB */
@@ -123,6 +130,7 @@ export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen" 
     snapshotBytes: 64 * 1024 * 1024,
     snapshotKeepEntries: 5_000,
     snapshotKeepBytes: 16 * 1024 * 1024,
+    transferCatchUpBytesMax: 256 * 1024 * 1024,
     requestTimeoutMs: 5_000,
     transferChunkBytes: 1024 * 1024,
     transferStallMs: 10_000,
@@ -196,6 +204,8 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     problems.push("snapshotKeepEntries must be a non-negative integer");
   if (!Number.isInteger(config.snapshotKeepBytes) || config.snapshotKeepBytes < 0)
     problems.push("snapshotKeepBytes must be a non-negative integer");
+  if (!Number.isInteger(config.transferCatchUpBytesMax) || config.transferCatchUpBytesMax < 0)
+    problems.push("transferCatchUpBytesMax must be a non-negative integer");
   if (config.heartbeatMs < config.tickMs) problems.push("heartbeatMs must be at least tickMs");
   if (config.electionMsMin <= config.heartbeatMs)
     problems.push("electionMsMin must be above heartbeatMs");

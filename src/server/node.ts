@@ -90,6 +90,12 @@ const LAG_SCAN_ENTRIES_MAX = 4096;
  */
 export const COMMAND_BYTES_MAX = 8 * 1024 * 1024;
 
+/**
+ * Most entries a master keeps, past its usual compaction, for a backup catching up after
+ * a state transfer (see installWaitFloor; the bytes are `transferCatchUpBytesMax`).
+ */
+const INSTALL_HOLD_ENTRIES_MAX = 1_000_000;
+
 interface PendingRead {
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
@@ -224,6 +230,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private chain: Promise<void> = Promise.resolve();
   /** While a received snapshot is being installed, later Readies wait in the chain. */
   private installing = 0;
+  /** Settles once the newest snapshot install queued in the chain has run. */
+  private lastInstall: Promise<void> = Promise.resolve();
   /** Backups sent a snapshot (by its index) that they may still be installing. */
   private readonly installWaits = new Map<NodeId, number>();
   /** The newest term known durable (a Ready that set it finished its fsync). */
@@ -959,7 +967,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     const messages = this.sendUnbound(ready.messages);
     for (const peer of ready.transfers) this.transfer.start(peer);
     if (ready.snapshot !== null || this.installing > 0) {
-      // Everything after a snapshot install waits for it, in order.
+      // Everything after a snapshot install waits for it, in order: its writes are handed
+      // to storage only after the install. Each such step hands its writes over and queues
+      // its finish (after its fsync) behind the steps already queued, without waiting for
+      // the fsync itself: the Readies queued during a long install go to storage at once
+      // after it, and the ones after them take the usual path again. Waiting for each
+      // fsync here kept a node under load on this path, an fsync per Ready, for good.
       this.installing++;
       this.enqueue(async () => {
         try {
@@ -968,12 +981,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           if (this.stopped) return;
           if (ready.snapshot !== null && !(await this.adoptSnapshot(ready.snapshot))) return;
           this.write(ready);
-          await this.storage.sync();
         } finally {
           this.installing--;
         }
-        this.finish(ready, messages);
+        const synced = this.storage.sync();
+        // Awaited in its own step, maybe after others failed; fail() hears of it there.
+        synced.catch(() => {});
+        this.enqueue(async () => {
+          await synced;
+          this.finish(ready, messages);
+        });
       });
+      if (ready.snapshot !== null) this.lastInstall = this.chain;
       return;
     }
     const synced = this.write(ready) ? this.storage.sync() : null;
@@ -1205,23 +1224,33 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * For one that holds every acknowledged write, call it on the master after `readBarrier()`.
    */
   async backupSnapshot(): Promise<SnapshotReader> {
-    this.checkRunning();
-    // A state transfer being installed replaces the state, and the applied index only
-    // once it is installed: a snapshot taken meanwhile would be of a log the core no longer
-    // holds (on a node with no snapshot yet, nothing at all).
-    while (this.installing > 0) {
-      await this.chain;
+    for (;;) {
       this.checkRunning();
+      // A state transfer the core adopted replaces the state, and the applied index only
+      // once it is installed: a snapshot taken before would be of a log the core no longer
+      // holds (on a node with no snapshot yet, nothing at all). The core's log starts past
+      // the applied index from the adoption on; the install is queued a moment later.
+      if (this.replica.snapshotMeta().index > this.appliedIndex) {
+        await this.lastInstall;
+        await new Promise<void>((resolve) => this.clock.setImmediate(resolve));
+        continue;
+      }
+      if (this.snapshotting) {
+        await this.snapshotDone;
+        continue;
+      }
+      // The identity file must hold what the entries the snapshot covers carried
+      // (maybeSnapshot).
+      await this.identitySaved;
+      this.checkRunning();
+      if (this.snapshotting || this.replica.snapshotMeta().index > this.appliedIndex) continue;
+      const wanted = this.appliedIndex;
+      if (this.snapshotIndex < wanted) await this.snapshotNow();
+      this.checkRunning();
+      const reader = this.storage.readSnapshot();
+      // An install adopted while the snapshot was being taken: try again after it.
+      if (reader !== null && reader.meta.index >= wanted) return reader;
     }
-    while (this.snapshotting) await this.snapshotDone;
-    // The identity file must hold what the entries the snapshot covers carried (maybeSnapshot).
-    await this.identitySaved;
-    this.checkRunning();
-    if (this.snapshotIndex < this.appliedIndex) await this.snapshotNow();
-    this.checkRunning();
-    const reader = this.storage.readSnapshot();
-    assert(reader !== null, "a snapshot was just stored");
-    return reader;
   }
 
   /** Snapshots the state machine at the applied index and compacts the log behind it. */
@@ -1304,30 +1333,55 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   }
 
   /**
-   * The lowest snapshot index a backup was sent and has not acknowledged yet while it still
-   * answers this master (it is installing it: a large state takes a while), or null. The
-   * log after it must stay: compacted away, the backup would need the newest snapshot all
-   * over again once it has installed this one, and a slow install would never catch up.
-   * A backup that went silent, or that acknowledged the snapshot, holds nothing back.
+   * Where the log must stay for backups that received a state transfer and have not caught
+   * up since, or null. Such a backup installs the snapshot (a large state takes a while),
+   * then works through the entries written meanwhile: compacted away before it holds them,
+   * it would need the newest snapshot all over again, and a slow install would never catch
+   * up. So the log is kept from the snapshot, then from what the backup holds, until the
+   * backup is within `snapshotKeepEntries` of the end, while it answers this master, and
+   * up to INSTALL_HOLD_ENTRIES_MAX entries and `transferCatchUpBytesMax` bytes (a backup
+   * whose disk cannot keep up gets another transfer rather than the master's memory).
    */
   private installWaitFloor(): number | null {
     let floor: number | null = null;
     const progress = this.replica.peerProgress();
+    const last = this.replica.lastIndex;
     for (const [peer, index] of this.installWaits) {
       const pr = progress.get(peer);
-      const waiting =
+      const behind =
         this.replica.role === "master" &&
         pr !== undefined &&
-        pr.match < index &&
         (pr.state === "probe" || pr.state === "replicate") &&
+        last - pr.match > this.config.snapshotKeepEntries &&
         this.replica.isRecentlyActive(peer);
-      if (!waiting) {
+      if (!behind) {
         this.installWaits.delete(peer);
         continue;
       }
-      floor = floor === null ? index : Math.min(floor, index);
+      const from = Math.max(index, pr.match);
+      if (!this.withinInstallHold(from)) {
+        this.installWaits.delete(peer);
+        this.log.warn(
+          { event: "state_transfer", peer, index: from },
+          `node ${peer} is still too far behind after its state transfer (more than ${INSTALL_HOLD_ENTRIES_MAX} entries or ${this.config.transferCatchUpBytesMax} bytes): the log after ${from} is no longer kept for it, and it will get another transfer`,
+        );
+        continue;
+      }
+      floor = floor === null ? from : Math.min(floor, from);
     }
     return floor;
+  }
+
+  /** Whether the entries after `from` are within the install hold's bounds. */
+  private withinInstallHold(from: number): boolean {
+    const last = this.replica.lastIndex;
+    if (last - from > INSTALL_HOLD_ENTRIES_MAX) return false;
+    let bytes = 0;
+    for (let index = from + 1; index <= last; index++) {
+      bytes += this.replica.entryAt(index)?.data.length ?? 0;
+      if (bytes > this.config.transferCatchUpBytesMax) return false;
+    }
+    return true;
   }
 
   /** A snapshot fully arrived from master `from`: the core decides whether to adopt it. */
