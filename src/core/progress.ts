@@ -27,7 +27,7 @@ export class Progress {
    * probe point are compacted away, rather than start a state transfer. Set after a state
    * transfer, while the backup may take minutes to install it: each heartbeat answer lets
    * another probe go, and entries or states sent meanwhile would only pile up, unanswered,
-   * behind the install. Cleared by the backup's next answer to an append.
+   * behind the install. Cleared by the backup's answer to such a probe.
    */
   probeEmpty = false;
   /** In `replicate`: last index of each append in flight, oldest first. */

@@ -90,7 +90,9 @@ describe("replica", () => {
       [10, 0],
     ]);
     expect(master.peerProgress().get(2)?.state).toBe("probe");
-    // Another heartbeat answer lets another probe go, still without entries.
+    // A late answer to an append from before the transfer changes nothing; another
+    // heartbeat answer lets another probe go, still without entries.
+    master.step(rejection(12, 0));
     master.step({
       ...{ type: "heartbeat_response", incarnation: 0, from: 2, to: 1, term: 2 },
       ...{ readContext: 0 },

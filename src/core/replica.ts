@@ -1701,13 +1701,17 @@ export class Replica {
     if (this.currentRole !== "master") return;
     const pr = this.progress.get(m.from)!;
     pr.lastActive = this.electionElapsed;
-    // The backup answers appends again: it has installed the state it was sent.
-    pr.probeEmpty = false;
     if (m.success) {
       assert(m.index <= this.log.lastIndex(), "replica: backup matched beyond the master's log");
       const news = pr.acknowledge(m.index);
       if (this.switchover?.target === m.from) this.maybeSendTimeoutNow();
       if (pr.state === "transfer" && pr.match >= pr.transferIndex) pr.becomeProbe();
+      if (pr.state === "probe" && pr.probeEmpty && m.index < pr.next - 1) {
+        // An answer to an append sent before the state transfer: the backup may still be
+        // installing the state, and the probe waits for its answer from after it.
+        if (news) this.maybeCommit();
+        return;
+      }
       if (!news && pr.state !== "probe") return;
       if (pr.state === "probe") pr.becomeReplicate();
       this.maybeCommit();
@@ -1717,6 +1721,9 @@ export class Replica {
       if (pr.commitSent < Math.min(this.log.commitIndex, pr.match)) this.appendDue.add(m.from);
       return;
     }
+    // The backup answers the probe after its state transfer: it has installed the state
+    // (an answer to an earlier append changes nothing).
+    if (m.index === pr.next - 1) pr.probeEmpty = false;
     const hint = this.log.lastIndexWithTermAtMost(m.hintIndex, m.hintTerm);
     pr.reject(m.index, hint, m.hintIndex);
   }

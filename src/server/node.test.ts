@@ -613,6 +613,13 @@ describe("node runtime", () => {
     expect((await slowInstall(100)).length).toBeGreaterThan(1);
   }, 30_000);
 
+  it("node: a node that has applied nothing refuses a backup snapshot at once (it used to spin without yielding)", async () => {
+    const network = new MemoryNetwork();
+    // Alone of its three members: it never hears of a master, and applies nothing.
+    const lonely = await startOne(network, 1, new MemoryVolume(), { electionMsMin: 10_000 });
+    await expect(lonely.node.backupSnapshot()).rejects.toBeInstanceOf(ConflictError);
+  });
+
   it("timing: runtime: a backup asked for a snapshot (POST /v1/snapshot) while it installs a transferred state answers with that state once installed", async () => {
     const network = new MemoryNetwork();
     const start = (id: NodeId) =>

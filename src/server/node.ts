@@ -230,6 +230,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
   private chain: Promise<void> = Promise.resolve();
   /** While a received snapshot is being installed, later Readies wait in the chain. */
   private installing = 0;
+  /** Snapshot installs queued in the chain that have not begun. */
+  private installsQueued = 0;
   /** Settles once the newest snapshot install queued in the chain has run. */
   private lastInstall: Promise<void> = Promise.resolve();
   /** Backups sent a snapshot (by its index) that they may still be installing. */
@@ -974,7 +976,9 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       // after it, and the ones after them take the usual path again. Waiting for each
       // fsync here kept a node under load on this path, an fsync per Ready, for good.
       this.installing++;
+      if (ready.snapshot !== null) this.installsQueued++;
       this.enqueue(async () => {
+        if (ready.snapshot !== null) this.installsQueued--;
         try {
           // A node that failed or is stopping installs nothing more (a snapshot made
           // durable after a failed identity save would restart with an older configuration).
@@ -985,6 +989,13 @@ export class BatonNode extends EventEmitter<NodeEvents> {
           this.installing--;
         }
         const synced = this.storage.sync();
+        if (this.installsQueued > 0) {
+          // Another install waits in the chain: this Ready's finish (its entries applied)
+          // must come before it, not after the state it installs.
+          await synced;
+          this.finish(ready, messages);
+          return;
+        }
         // Awaited in its own step, maybe after others failed; fail() hears of it there.
         synced.catch(() => {});
         this.enqueue(async () => {
@@ -1248,8 +1259,14 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (this.snapshotIndex < wanted) await this.snapshotNow();
       this.checkRunning();
       const reader = this.storage.readSnapshot();
-      // An install adopted while the snapshot was being taken: try again after it.
       if (reader !== null && reader.meta.index >= wanted) return reader;
+      if (wanted === 0) {
+        throw new ConflictError(
+          "this node has applied nothing yet, so there is no state to snapshot: retry once it has caught up",
+        );
+      }
+      // An install adopted while the snapshot was being taken: try again after it.
+      await new Promise<void>((resolve) => this.clock.setImmediate(resolve));
     }
   }
 
