@@ -103,8 +103,9 @@ describe("node metrics", () => {
     });
   });
 
-  it("timing: events: the target of a switchover reports it, naming the master that handed over", async () => {
+  it("timing: events: the target of a switchover reports it, naming the master that handed over, and counts it as a switchover, not a fail-over", async () => {
     const nodes = await startCluster(new MemoryNetwork());
+    const registries = new Map(nodes.map((n) => [n, createNodeMetrics(n)]));
     const feeds = new Map(nodes.map((node) => [node, new EventFeed(node.id)]));
     for (const [node, feed] of feeds) disconnects.push(connectNodeEvents(node, feed));
     const master = await until("a master", () => nodes.find((n) => n.role === "master"));
@@ -121,6 +122,9 @@ describe("node metrics", () => {
       term: outcome.term,
     });
     expect(events.map((e) => e.type)).not.toContain("failover");
+    const metrics = await registries.get(target)!.metrics();
+    expect(metrics).toMatch(/baton_switchovers_total 1/);
+    expect(metrics).toMatch(/baton_failovers_total 0/);
   });
 
   it("timing: metrics: event-loop delay is a histogram of tick delays and their max per scrape", async () => {

@@ -168,6 +168,12 @@ function protocolCounters(registry: Registry, node: BatonNode): void {
   );
   counterFrom(
     registry,
+    "baton_switchovers_total",
+    "times this node became master because the master handed the role over (a switchover)",
+    () => node.counters.switchovers,
+  );
+  counterFrom(
+    registry,
     "baton_ignored_answers_total",
     "votes and acknowledgements dropped: their sender is not a member, or not the incarnation the configuration lists",
     () => node.counters.ignoredAnswers,
