@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Append, Entry, Message } from "../protocol/messages.js";
-import { defaultReplicaConfig } from "./config.js";
+import { defaultReplicaConfig, type ReplicaConfig } from "./config.js";
 import { Prng } from "./prng.js";
 import { Replica } from "./replica.js";
 
@@ -20,9 +20,9 @@ function backupWith(entries: Entry[], term: number): Replica {
 }
 
 /** Node 1 of 1-2-3, master of term 1 with node 2's vote, its Readies taken. */
-function electedMaster(): Replica {
+function electedMaster(config: Partial<ReplicaConfig> = {}): Replica {
   const master = new Replica(
-    { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false },
+    { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false, ...config },
     new Prng(1),
   );
   master.campaign();
@@ -124,17 +124,7 @@ describe("replica", () => {
   });
 
   it("replica: proposals over uncommittedBytesMax are refused as busy until a commit frees room; one alone is always accepted", () => {
-    const master = new Replica(
-      { ...defaultReplicaConfig(1, [1, 2, 3]), preVote: false, uncommittedBytesMax: 100 },
-      new Prng(1),
-    );
-    master.campaign();
-    master.ready();
-    master.step({
-      ...{ type: "vote_response", incarnation: 0, from: 2, to: 1, term: 1 },
-      ...{ preVote: false, granted: true },
-    });
-    master.ready();
+    const master = electedMaster({ uncommittedBytesMax: 100 });
     master.persisted(1, 1);
     // Its no-op (index 1) commits with node 2's acknowledgement.
     master.step({
