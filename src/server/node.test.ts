@@ -320,7 +320,7 @@ async function slowInstall(catchUpBytesMax?: number): Promise<number[]> {
     await Promise.all(batch);
     written += batch.length;
   }
-  await until("node 3 applied every write", () => late.sm.get(`k${written - 1}`) !== null, 5000);
+  await until("node 3 applied every write", () => late.sm.get(`k${written - 1}`) !== null, 15_000);
   for (let i = 0; i < written; i++) expect(late.sm.get(`k${i}`), `k${i}`).not.toBeNull();
   return transfers;
 }
@@ -607,7 +607,7 @@ describe("node runtime", () => {
 
   it("timing: runtime: a backup that takes longer to install a transferred state than an election timeout gets it once, then follows from the log, while writes go on", async () => {
     expect(await slowInstall()).toHaveLength(1);
-  }, 20_000);
+  }, 30_000);
 
   it("timing: runtime: the log kept for a backup catching up after a transfer is bounded (transferCatchUpBytesMax): past it, the backup gets another transfer and still catches up", async () => {
     expect((await slowInstall(100)).length).toBeGreaterThan(1);
