@@ -1108,16 +1108,20 @@ describe("node runtime", () => {
     clusterUid: "c0ffee",
   });
 
+  /** Node 1 of cluster c0ffee restarted on an identity that records node 4's incarnation `removed` as removed. */
+  const startRemembering = (dir: string, removed: number) =>
+    startOnIdentity(dir, {
+      clusterId: "c0ffee",
+      incarnation: 5,
+      joinedConfig: null,
+      appliedConfig: null,
+      removed: [{ id: 4, incarnation: removed, peerAddress: "127.0.0.1:7104" }],
+    });
+
   it("node: after a restart, a removed member is still told from the same id added back (the identity keeps what was removed)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-node-removed-"));
     try {
-      const admit = await startOnIdentity(dir, {
-        clusterId: "c0ffee",
-        incarnation: 5,
-        joinedConfig: null,
-        appliedConfig: null,
-        removed: [{ id: 4, incarnation: 7, peerAddress: "127.0.0.1:7104" }],
-      });
+      const admit = await startRemembering(dir, 7);
       // The incarnation that was removed, restarted on its old data: still not a member.
       expect(admit(caller(7))).toEqual({
         admitted: false,
@@ -1133,13 +1137,7 @@ describe("node runtime", () => {
   it("node: a member removed while listed with the bootstrap incarnation 0 is linked again when it calls with an incarnation", async () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-node-removed-zero-"));
     try {
-      const admit = await startOnIdentity(dir, {
-        clusterId: "c0ffee",
-        incarnation: 5,
-        joinedConfig: null,
-        appliedConfig: null,
-        removed: [{ id: 4, incarnation: 0, peerAddress: "127.0.0.1:7104" }],
-      });
+      const admit = await startRemembering(dir, 0);
       // A caller that names no incarnation cannot be told from the removed one.
       expect(admit(caller(0))).toMatchObject({ admitted: false });
       // Added back (whole-node seed 1684093: the new master, refused for ever before).
