@@ -94,6 +94,10 @@ export class KvStore implements KvStoreApi {
     return this.stateMachine.watch(fromRevision, listener);
   }
 
+  watchStartRevision(): number {
+    return this.stateMachine.watchStartRevision;
+  }
+
   /** Starts proposing ticks while this node is the master and leases are held. */
   startLeaseTicker(): void {
     if (this.ticker !== null) return;

@@ -35,4 +35,6 @@ export interface KvStoreApi {
    * needed: every node holds the same changes at the same revisions).
    */
   watch(fromRevision: number, listener: ChangeListener): KvWatchStart;
+  /** The oldest revision this node's history holds: a watch from before it is compacted. */
+  watchStartRevision(): number;
 }

@@ -8,7 +8,7 @@ import { get as httpGet, type IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { LightMyRequestResponse } from "fastify";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
 import { encodeCommand, type KvLimits } from "../../src/kv/index.js";
@@ -453,6 +453,19 @@ describe("http store: watch", () => {
     for (const controller of controllers) controller.abort();
   });
 
+  it("watch: a HEAD answers from the history's bounds and reads no backlog", async () => {
+    const { api, app } = setup();
+    for (let i = 0; i < 5; i++) await put(app, `a${i}`, "1");
+    const watch = vi.spyOn(api.store, "watch");
+    const head = await app.inject({ method: "HEAD", url: "/v1/watch?fromRevision=1" });
+    expect(head.statusCode).toBe(200);
+    expect(head.headers["content-type"]).toMatch(/^text\/event-stream/);
+    expect(head.body).toBe("");
+    // Before, a HEAD opened the watch (its backlog: the whole history here) to cancel it.
+    expect(watch).not.toHaveBeenCalled();
+    expect(api.stateMachine.watchCount).toBe(0);
+  });
+
   it("watch: a revision older than the history is 410 ERR_COMPACTED naming fromRevision", async () => {
     const { app } = setup({ watchHistoryCountMax: 1 });
     await put(app, "a", "1");
@@ -476,6 +489,12 @@ describe("http store: watch", () => {
     // A HEAD answers what the GET would: 410 for a compacted revision, not a stream's 200.
     const headCompacted = await app.inject({ method: "HEAD", url: "/v1/watch?fromRevision=1" });
     expect(headCompacted.statusCode).toBe(410);
+    const headResumed = await app.inject({
+      method: "HEAD",
+      url: "/v1/watch",
+      headers: { "last-event-id": "1.1" },
+    });
+    expect(headResumed.statusCode).toBe(410);
     const bad = await app.inject({ url: "/v1/watch?fromRevision=0" });
     expect(bad.statusCode).toBe(400);
     expect(body(bad)).toMatchObject({ field: "fromRevision" });

@@ -56,7 +56,7 @@ export function registerWatchRoute(
   registerResource(app, context.metrics, "/v1/watch", [
     {
       method: "GET",
-      handler: async (request, reply) => watch(context, hub, request, reply, open),
+      handler: async (request, reply) => watch(context, store, hub, request, reply, open),
     },
   ]);
   return {
@@ -123,6 +123,7 @@ function backlogPiece(
 
 function watch(
   context: HttpContext,
+  store: KvStoreApi,
   hub: WatchHub,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -134,6 +135,16 @@ function watch(
     return sendErrorAnswer(reply, answer);
   }
   const resume = resumePoint(request.headers["last-event-id"]);
+  if (request.method === "HEAD") {
+    // The headers the watch would have (a compacted revision's 410 included) and no stream:
+    // a HEAD must not hang, and it reads no backlog (up to the whole history) to send none.
+    const fromRevision = resume?.revision ?? query.fromRevision ?? store.revision() + 1;
+    const startRevision = store.watchStartRevision();
+    if (fromRevision < startRevision) {
+      return sendCompacted(reply, fromRevision, startRevision, resume !== null);
+    }
+    return reply.type("text/event-stream; charset=utf-8").send();
+  }
   const { prefix } = query;
   let stream: EventStream | null = null;
   // The events of the commands applied in one turn of the event loop (the entries of one
@@ -169,16 +180,7 @@ function watch(
     },
   );
   if (!started.ok) {
-    const answer = describeError(new CompactedError(started.fromRevision, started.startRevision));
-    // A browser resuming names its revision in Last-Event-ID, not in the query.
-    const field = resume === null ? "fromRevision" : "Last-Event-ID";
-    return sendErrorAnswer(reply, { ...answer, body: { ...answer.body, field } });
-  }
-  if (request.method === "HEAD") {
-    // The headers the watch would have (a compacted revision's 410 included, above), and
-    // no stream: a HEAD must not hang.
-    started.cancel();
-    return reply.type("text/event-stream; charset=utf-8").send();
+    return sendCompacted(reply, started.fromRevision, started.startRevision, resume !== null);
   }
   const { fromRevision } = started;
   const opened = openEventStream(reply, {
@@ -211,6 +213,19 @@ function watch(
   sendBacklog();
   if (!opened.ended) open.add(opened.end);
   return undefined;
+}
+
+/** 410 ERR_COMPACTED, naming the field the start revision came from. */
+function sendCompacted(
+  reply: FastifyReply,
+  fromRevision: number,
+  startRevision: number,
+  resumed: boolean,
+): FastifyReply {
+  const answer = describeError(new CompactedError(fromRevision, startRevision));
+  // A browser resuming names its revision in Last-Event-ID, not in the query.
+  const field = resumed ? "Last-Event-ID" : "fromRevision";
+  return sendErrorAnswer(reply, { ...answer, body: { ...answer.body, field } });
 }
 
 /**
