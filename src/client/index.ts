@@ -41,6 +41,7 @@ export {
 } from "./errors.js";
 export {
   campaign,
+  LEASE_EARLY_MS_MAX,
   type Leadership,
   type Lock,
   type LockOptions,

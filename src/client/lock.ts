@@ -4,9 +4,11 @@
  * A lock is one key. Taking it: grant a lease, then a transaction "if the key does not
  * exist, put it attached to my lease"; if someone holds it, watch the key until it is
  * deleted (released, or its holder's lease expired) and try again. The holder keeps its
- * lease alive every third of its time to live; when that fails for good (the lease ended,
- * or no keep-alive sent in the last TTL has been answered, say because the holder is cut
- * off) the lock is lost and `lost` aborts. Releasing revokes the lease, which deletes the key at once.
+ * lease alive every third of its time to live less a second; when that fails for good (the
+ * lease ended, or no keep-alive sent in the last TTL less a second has been answered, say
+ * because the holder is cut off) the lock is lost and `lost` aborts: the second is how much
+ * sooner the cluster may end a lease (LEASE_EARLY_MS_MAX). Releasing revokes the lease,
+ * which deletes the key at once.
  *
  * The fencing token is the revision at which the holder put the key. Every later holder
  * puts it at a later revision, so a resource that remembers the largest token it has seen
@@ -17,13 +19,21 @@
  * reads it, `observe` follows it.
  */
 
-import { InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
+import { CompactedError, InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
+
+/**
+ * How much sooner than its time to live the cluster may end a lease: log time, by which
+ * leases end, moves on by up to a second per entry when the master's clock jumps ahead
+ * (`logTimeStepMsMax`, docs/api.md). A holder counts its lock lost this much early.
+ */
+export const LEASE_EARLY_MS_MAX = 1000;
 
 export interface LockOptions {
   /**
    * Seconds the lock outlives its holder's last keep-alive: how long others wait after a
-   * holder dies without releasing. @default 10
+   * holder dies without releasing. At least 2: the holder counts the lock lost a second
+   * before the cluster could end it (LEASE_EARLY_MS_MAX). @default 10
    */
   readonly ttlSeconds?: number;
   /** The value stored in the key (who holds it). @default "" */
@@ -45,7 +55,11 @@ export interface Lock {
 
 /**
  * Takes the lock `key`, waiting while another holds it. Resolves with the lock and its
- * fencing token; rejects when `options.signal` aborts (leaving no lease behind).
+ * fencing token; rejects only when `options.signal` aborts (leaving no lease behind) or
+ * the cluster refuses the requests for good. A lease that lapses while its owner waits
+ * (the cluster was out of reach for longer than the TTL) is replaced by a new one, and a
+ * lock whose lease lapsed while the transaction that took it was under way is given back
+ * and taken again: a lock returned is never already lost.
  */
 export async function lock(
   client: BatonClient,
@@ -53,25 +67,24 @@ export async function lock(
   options: LockOptions = {},
 ): Promise<Lock> {
   const ttlSeconds = options.ttlSeconds ?? 10;
-  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1) {
-    throw new InvalidInputError("ttlSeconds", "must be a whole number of seconds >= 1");
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 2) {
+    throw new InvalidInputError(
+      "ttlSeconds",
+      `must be a whole number of seconds >= 2 (a lock counts itself lost ${LEASE_EARLY_MS_MAX} ms before its lease could end)`,
+    );
   }
-  const grantSentAt = performance.now();
-  const lease = await client.grantLease(ttlSeconds);
-  const keeper = new LeaseKeeper(client, lease.id, ttlSeconds, grantSentAt);
-  try {
-    for (;;) {
-      options.signal?.throwIfAborted();
-      const attempt = await client.txn({
-        compare: [{ key, exists: false }],
-        success: [{ put: { key, value: options.value ?? "", lease: lease.id } }],
-        failure: [],
-      });
-      if (attempt.succeeded) {
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const grantSentAt = performance.now();
+    const lease = await client.grantLease(ttlSeconds);
+    const keeper = new LeaseKeeper(client, lease.id, ttlSeconds, grantSentAt);
+    try {
+      const token = await takeWithLease(client, key, lease.id, options, keeper.lost);
+      if (token !== null) {
         return {
           key,
           leaseId: lease.id,
-          fencingToken: attempt.revision,
+          fencingToken: token,
           lost: keeper.lost,
           release: async () => {
             keeper.stop();
@@ -79,72 +92,127 @@ export async function lock(
           },
         };
       }
-      await untilDeleted(client, key, attempt.revision + 1, options.signal, keeper.lost);
-      keeper.lost.throwIfAborted();
+    } catch (error) {
+      keeper.stop();
+      await client.revokeLease(lease.id).catch(() => null);
+      throw error;
     }
-  } catch (error) {
+    // The lease lapsed (or may have): revoking it deletes the key if it was put on it.
     keeper.stop();
     await client.revokeLease(lease.id).catch(() => null);
-    throw error;
   }
 }
 
-/** Waits until `key` is deleted at or after `fromRevision` (or is already gone). */
+/**
+ * Tries to put `key` on lease `leaseId`, waiting while another holds it: the fencing token
+ * once taken, or null when the lease is lost (or ended) first.
+ */
+async function takeWithLease(
+  client: BatonClient,
+  key: string,
+  leaseId: number,
+  options: LockOptions,
+  lost: AbortSignal,
+): Promise<number | null> {
+  for (;;) {
+    options.signal?.throwIfAborted();
+    if (lost.aborted) return null;
+    let attempt: { succeeded: boolean; revision: number };
+    try {
+      attempt = await client.txn({
+        compare: [{ key, exists: false }],
+        success: [{ put: { key, value: options.value ?? "", lease: leaseId } }],
+        failure: [],
+      });
+    } catch (error) {
+      if (error instanceof LeaseNotFoundError) return null;
+      throw error;
+    }
+    // Taken with a lease that may have ended meanwhile: not a lock to hand out.
+    if (lost.aborted) return null;
+    if (attempt.succeeded) return attempt.revision;
+    await untilDeleted(client, key, attempt.revision + 1, options.signal, lost);
+  }
+}
+
+/**
+ * Waits until `key` is deleted at or after `fromRevision` (or is already gone), `lost`
+ * aborts, or the watch's revision is compacted (the caller tries again either way); throws
+ * when `signal` aborts.
+ */
 async function untilDeleted(
   client: BatonClient,
   key: string,
   fromRevision: number,
-  ...signals: (AbortSignal | undefined)[]
+  signal: AbortSignal | undefined,
+  lost: AbortSignal,
 ): Promise<void> {
-  const controller = new AbortController();
-  const stop = AbortSignal.any([controller.signal, ...signals.filter((s) => s !== undefined)]);
+  const stop = AbortSignal.any([lost, ...(signal ? [signal] : [])]);
   // The key may have gone between the failed transaction and the watch's start; the watch
   // from that revision on sees its delete either way.
-  for await (const change of client.watch(key, { fromRevision, signal: stop })) {
-    if (change.key === key && change.type === "delete") break;
+  try {
+    for await (const change of client.watch(key, { fromRevision, signal: stop })) {
+      if (change.key === key && change.type === "delete") break;
+    }
+  } catch (error) {
+    // Every node's history starts after the revision (a quiet key, much written elsewhere,
+    // or nodes restarted): the transaction tells whether the key is still held.
+    if (!(error instanceof CompactedError)) throw error;
   }
-  stop.throwIfAborted();
+  signal?.throwIfAborted();
 }
 
 /**
- * Keeps a lease alive every third of its TTL, and aborts `lost` once the lease may have
- * ended: a TTL after the *sending* of the last request that renewed it (the node renewed it
- * at some moment after that, so it lives at least that long), whether or not a keep-alive
- * is still waiting for its answer. A holder cut off from the cluster keeps trying for the
- * client's whole deadline; waiting for that before giving up would let it believe it held
- * the lock after another had taken it.
+ * Keeps a lease alive and aborts `lost` once the lease may have ended: LEASE_EARLY_MS_MAX
+ * before a TTL after the *sending* of the last request that renewed it (the node renewed it
+ * at some moment after that), whether or not a keep-alive is still waiting for its answer.
+ * A holder cut off from the cluster keeps trying for the client's whole deadline; waiting
+ * for that before giving up would let it believe it held the lock after another had taken
+ * it. A keep-alive goes out a third of that time after the sending of the last renewal
+ * (the grant's included), at once when that moment has passed.
  */
 class LeaseKeeper {
   private readonly controller = new AbortController();
-  private readonly timer: NodeJS.Timeout;
+  /** How long after a renewal was sent the lease surely still lives. */
+  private readonly safeMs: number;
+  private next: NodeJS.Timeout | null = null;
   private expiry: NodeJS.Timeout | null = null;
-  private keeping = false;
+  private stopped = false;
 
   constructor(
     private readonly client: BatonClient,
     private readonly leaseId: number,
-    private readonly ttlSeconds: number,
+    ttlSeconds: number,
     /** When the request that last renewed the lease was sent (performance.now()). */
     private keptFrom: number,
   ) {
-    this.timer = setInterval(() => this.keep(), (ttlSeconds * 1000) / 3);
-    this.timer.unref();
+    this.safeMs = ttlSeconds * 1000 - LEASE_EARLY_MS_MAX;
     this.armExpiry();
+    this.scheduleKeep(this.keptFrom + this.safeMs / 3 - performance.now());
   }
 
   get lost(): AbortSignal {
     return this.controller.signal;
   }
 
+  /** Stops keeping the lease alive; an answer still on its way changes nothing. */
   stop(): void {
-    clearInterval(this.timer);
+    this.stopped = true;
+    if (this.next !== null) clearTimeout(this.next);
     if (this.expiry !== null) clearTimeout(this.expiry);
+    this.next = null;
     this.expiry = null;
+  }
+
+  private scheduleKeep(delayMs: number): void {
+    if (this.stopped) return;
+    this.next = setTimeout(() => this.keep(), Math.max(0, delayMs));
+    this.next.unref();
   }
 
   private armExpiry(): void {
     if (this.expiry !== null) clearTimeout(this.expiry);
-    const left = this.keptFrom + this.ttlSeconds * 1000 - performance.now();
+    const left = this.keptFrom + this.safeMs - performance.now();
     this.expiry = setTimeout(
       () => {
         this.lose(new Error(`lease ${this.leaseId} was not kept alive within its TTL`));
@@ -155,25 +223,26 @@ class LeaseKeeper {
   }
 
   private keep(): void {
-    if (this.keeping || this.controller.signal.aborted) return;
-    this.keeping = true;
+    this.next = null;
+    if (this.stopped) return;
     const sentAt = performance.now();
-    this.client
-      .keepAliveLease(this.leaseId)
-      .then(
-        () => {
-          if (this.controller.signal.aborted || sentAt <= this.keptFrom) return;
+    this.client.keepAliveLease(this.leaseId).then(
+      () => {
+        if (this.stopped) return;
+        if (sentAt > this.keptFrom) {
           this.keptFrom = sentAt;
           this.armExpiry();
-        },
-        (error: unknown) => {
-          // A lease that ended is lost for good; other failures are tried again next time.
-          if (error instanceof LeaseNotFoundError) this.lose(error);
-        },
-      )
-      .finally(() => {
-        this.keeping = false;
-      });
+        }
+        this.scheduleKeep(this.keptFrom + this.safeMs / 3 - performance.now());
+      },
+      (error: unknown) => {
+        if (this.stopped) return;
+        // A lease that ended is lost for good; after any other failure (the client's own
+        // retries ran out) the next keep-alive goes soon, until the expiry decides.
+        if (error instanceof LeaseNotFoundError) this.lose(error);
+        else this.scheduleKeep(Math.min(this.safeMs / 3, 250));
+      },
+    );
   }
 
   private lose(reason: Error): void {
@@ -209,21 +278,37 @@ export async function leader(
 
 /**
  * Every change of leader of `election` from now on: the new leader's value, or null when
- * the seat is empty. Ends when `signal` aborts.
+ * the seat is empty. Ends when `signal` aborts. When no node holds the changes since its
+ * last read any more (ERR_COMPACTED), it reads the seat again and yields it if it changed.
  */
 export async function* observe(
   client: BatonClient,
   election: string,
   signal?: AbortSignal,
 ): AsyncGenerator<{ value: string; fencingToken: number } | null> {
-  const page = await client.range(election, { limit: 1 });
-  const first = page.items[0];
-  yield first?.key === election ? { value: first.value ?? "", fencingToken: first.revision } : null;
-  const options = { fromRevision: page.revision + 1, ...(signal ? { signal } : {}) };
-  for await (const change of client.watch(election, options)) {
-    if (change.key !== election) continue;
-    yield change.type === "put"
-      ? { value: change.value ?? "", fencingToken: change.revision }
-      : null;
+  let last: { value: string; fencingToken: number } | null | undefined;
+  while (signal?.aborted !== true) {
+    const page = await client.range(election, { limit: 1 });
+    const first = page.items[0];
+    const seat =
+      first?.key === election ? { value: first.value ?? "", fencingToken: first.revision } : null;
+    if (last === undefined || seat?.fencingToken !== last?.fencingToken) {
+      last = seat;
+      yield seat;
+    }
+    const options = { fromRevision: page.revision + 1, ...(signal ? { signal } : {}) };
+    try {
+      for await (const change of client.watch(election, options)) {
+        if (change.key !== election) continue;
+        last =
+          change.type === "put"
+            ? { value: change.value ?? "", fencingToken: change.revision }
+            : null;
+        yield last;
+      }
+      return;
+    } catch (error) {
+      if (!(error instanceof CompactedError)) throw error;
+    }
   }
 }

@@ -99,6 +99,11 @@ export interface WatchOptions {
 }
 
 const encoder = new TextEncoder();
+/**
+ * Decodes whole answers only. A stream gets a decoder of its own: one in streaming mode
+ * keeps the bytes of a character cut at a chunk's end for its next call, which would put
+ * them in front of whatever it decoded next, another stream's chunk or an answer.
+ */
 const decoder = new TextDecoder();
 
 /** `GET /v1/kv?prefix=…`: one page of keys in order. */
@@ -352,8 +357,10 @@ export async function* watchChanges(
 }
 
 async function readJson(body: AsyncIterable<Uint8Array>): Promise<Record<string, unknown> | null> {
+  const streamDecoder = new TextDecoder();
   let text = "";
-  for await (const chunk of body) text += decoder.decode(chunk, { stream: true });
+  for await (const chunk of body) text += streamDecoder.decode(chunk, { stream: true });
+  text += streamDecoder.decode();
   try {
     return JSON.parse(text) as Record<string, unknown>;
   } catch {
@@ -367,9 +374,10 @@ type StreamItem =
 
 /** Parses server-sent events: changes from `data:` lines, the start from the first comment. */
 async function* readEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamItem> {
+  const streamDecoder = new TextDecoder();
   let text = "";
   for await (const chunk of body) {
-    text += decoder.decode(chunk, { stream: true });
+    text += streamDecoder.decode(chunk, { stream: true });
     let end = text.indexOf("\n\n");
     while (end >= 0) {
       const block = text.slice(0, end);

@@ -1,0 +1,194 @@
+/**
+ * lock.ts against a hand-driven client, on fake timers: what a real cluster cannot be
+ * made to do on cue (a grant answered late, a keep-alive answered after the release, a
+ * lease that lapses while its owner waits, a compacted watch).
+ */
+
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { CompactedError, LeaseNotFoundError } from "../shared/errors.js";
+import type { BatonClient } from "./client.js";
+import { LEASE_EARLY_MS_MAX, lock } from "./lock.js";
+import type { WatchChange } from "./store-client.js";
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const later = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const never = (): Promise<never> => new Promise(() => {});
+
+/** A client answering as the handlers say; leases granted get ids 1, 2, … */
+interface FakeHandlers {
+  grant?: (id: number) => Promise<void>;
+  keepAlive?: (id: number) => Promise<void>;
+  txn?: (lease: number) => Promise<{ succeeded: boolean; revision: number }>;
+  watch?: (signal: AbortSignal) => AsyncGenerator<WatchChange>;
+}
+
+function fakeClient(handlers: FakeHandlers) {
+  let leases = 0;
+  const revoked: number[] = [];
+  const keptAlive: number[] = [];
+  const client = {
+    grantLease: async (ttlSeconds: number) => {
+      const id = ++leases;
+      await handlers.grant?.(id);
+      return { id, ttlSeconds };
+    },
+    keepAliveLease: async (id: number) => {
+      keptAlive.push(id);
+      await handlers.keepAlive?.(id);
+      return { id, ttlSeconds: 0 };
+    },
+    revokeLease: async (id: number) => {
+      revoked.push(id);
+      return { revision: 0 };
+    },
+    txn: async (request: { success: { put: { lease: number } }[] }) =>
+      handlers.txn?.(request.success[0]!.put.lease) ?? { succeeded: true, revision: 7 },
+    watch: (_key: string, options: { signal: AbortSignal }) =>
+      handlers.watch?.(options.signal) ??
+      (async function* () {
+        await new Promise((resolve) => options.signal.addEventListener("abort", resolve));
+      })(),
+  };
+  return { client: client as unknown as BatonClient, revoked, keptAlive };
+}
+
+describe("lock: timing of the lease", () => {
+  it("counts the lock lost a second before a TTL after the last renewal was sent", async () => {
+    const { client } = fakeClient({ keepAlive: never });
+    const held = await lock(client, "k", { ttlSeconds: 3 });
+    await vi.advanceTimersByTimeAsync(3000 - LEASE_EARLY_MS_MAX - 1);
+    expect(held.lost.aborted).toBe(false);
+    // Before, at the TTL itself: the cluster may end the lease up to a second sooner.
+    await vi.advanceTimersByTimeAsync(1);
+    expect(held.lost.aborted).toBe(true);
+  });
+
+  it("refuses a TTL that leaves no time once the second is taken off", async () => {
+    const { client } = fakeClient({});
+    await expect(lock(client, "k", { ttlSeconds: 1 })).rejects.toThrow(/ttlSeconds.*>= 2/);
+  });
+
+  it("a grant answered late is kept alive at once, not a third of the TTL later", async () => {
+    // A grant retried through a fail-over: answered 4.5 s after it was sent, of 6 s.
+    const { client, keptAlive } = fakeClient({
+      grant: (id) => (id === 1 ? later(4500) : later(0)),
+    });
+    const taking = lock(client, "k", { ttlSeconds: 6 });
+    await vi.advanceTimersByTimeAsync(4500);
+    const held = await taking;
+    expect(held.leaseId).toBe(1);
+    await vi.advanceTimersByTimeAsync(1); // a timer of 0 ms fires after 1, as in Node.js
+    expect(keptAlive).toEqual([1]);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(held.lost.aborted).toBe(false);
+  });
+
+  it("a keep-alive answered after the release changes nothing", async () => {
+    let answer: (() => void) | null = null;
+    const { client } = fakeClient({
+      keepAlive: () =>
+        new Promise<void>((resolve) => {
+          answer = resolve;
+        }),
+    });
+    const held = await lock(client, "k", { ttlSeconds: 4 });
+    await vi.advanceTimersByTimeAsync(1000); // the first keep-alive goes out
+    expect(answer).not.toBeNull();
+    await held.release();
+    answer!();
+    await vi.advanceTimersByTimeAsync(10_000);
+    // Before, the late answer armed the expiry again, and `lost` aborted a TTL later.
+    expect(held.lost.aborted).toBe(false);
+  });
+
+  it("a keep-alive refused after the release (the lease is gone) does not abort `lost`", async () => {
+    let refuse: (() => void) | null = null;
+    const { client } = fakeClient({
+      keepAlive: (id) =>
+        new Promise<void>((_resolve, reject) => {
+          refuse = () => reject(new LeaseNotFoundError(id));
+        }),
+    });
+    const held = await lock(client, "k", { ttlSeconds: 4 });
+    await vi.advanceTimersByTimeAsync(1000);
+    await held.release();
+    refuse!();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(held.lost.aborted).toBe(false);
+  });
+});
+
+describe("lock: waiting", () => {
+  it("a lease that lapses while its owner waits is replaced, and the wait goes on", async () => {
+    let held = true;
+    let deleted: () => void = () => {};
+    const gone = new Promise<void>((resolve) => {
+      deleted = resolve;
+    });
+    const { client, revoked } = fakeClient({
+      // The first lease cannot be kept alive (the cluster is out of reach for a while).
+      keepAlive: (id) => (id === 1 ? never() : Promise.resolve()),
+      txn: async () => ({ succeeded: !held, revision: 7 }),
+      watch: async function* (signal) {
+        await Promise.race([
+          gone,
+          new Promise((resolve) => signal.addEventListener("abort", resolve)),
+        ]);
+        if (!signal.aborted) yield { type: "delete", key: "k", value: null, revision: 9 };
+      },
+    });
+    const taking = lock(client, "k", { ttlSeconds: 2 });
+    await vi.advanceTimersByTimeAsync(2000);
+    held = false;
+    deleted();
+    await vi.advanceTimersByTimeAsync(10);
+    // Before, `lock` rejected with "lease 1 was not kept alive within its TTL".
+    const taken = await taking;
+    expect(taken.leaseId).toBe(2);
+    expect(taken.lost.aborted).toBe(false);
+    expect(revoked).toEqual([1]);
+  });
+
+  it("a lock whose lease lapsed while the transaction was under way is taken again", async () => {
+    let txns = 0;
+    const { client, revoked } = fakeClient({
+      keepAlive: (id) => (id === 1 ? never() : Promise.resolve()),
+      // The first transaction is answered only after the first lease may have ended.
+      txn: async () => {
+        txns++;
+        if (txns === 1) await later(1500);
+        return { succeeded: true, revision: 7 + txns };
+      },
+    });
+    const taking = lock(client, "k", { ttlSeconds: 2 });
+    await vi.advanceTimersByTimeAsync(1500);
+    const taken = await taking;
+    // Before, the lock came back with `lost` already aborted.
+    expect(taken.lost.aborted).toBe(false);
+    expect(taken.leaseId).toBe(2);
+    expect(taken.fencingToken).toBe(9);
+    expect(revoked).toEqual([1]);
+  });
+
+  it("a watch from a compacted revision sends the waiter back to its transaction", async () => {
+    let txns = 0;
+    const { client } = fakeClient({
+      txn: async () => ({ succeeded: ++txns === 2, revision: 7 + txns }),
+      // biome-ignore lint/correctness/useYield: a watch that fails before any change
+      watch: async function* () {
+        throw new CompactedError(8, 20);
+      },
+    });
+    // Before, `lock` rejected with ERR_COMPACTED.
+    const taken = await lock(client, "k", { ttlSeconds: 5 });
+    expect(taken.fencingToken).toBe(9);
+    expect(txns).toBe(2);
+  });
+});
