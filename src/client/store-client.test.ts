@@ -37,7 +37,7 @@ function coreStreaming(chunks: readonly Uint8Array[]): ClientCore {
   };
 }
 
-describe("store client: decoding", () => {
+describe("store client: watches and answers", () => {
   it("a watch stream cut inside a character leaves the next answer intact", async () => {
     const event = bytes('data: {"type":"put","key":"k","value":"é","revision":2}\n\n');
     const cut = event.indexOf(0xc3) + 1; // between the two bytes of "é"
@@ -57,5 +57,54 @@ describe("store client: decoding", () => {
     };
     // Before, the stream's decoder was shared: "\uFFFD{…" did not parse.
     expect(answer(response, 200)).toEqual({ succeeded: true, revision: 3 });
+  });
+
+  it("a compaction is believed only once every node has said so, not a node asked again", async () => {
+    const closing = new AbortController();
+    const asked: string[] = [];
+    const compacted = () => ({
+      ok: true,
+      status: 410,
+      body: (async function* () {
+        yield bytes('{"code":"ERR_COMPACTED","startRevision":9}');
+      })(),
+      close: () => {},
+    });
+    const pool = {
+      endpoints: ["http://a", "http://b", "http://c"],
+      // The client's other requests keep learning that a is the master.
+      masterEndpoint: () => "http://a",
+      next: () => "http://a",
+      noteFailure: () => {},
+      openStream: async (endpoint: string) => {
+        asked.push(endpoint);
+        if (endpoint !== "http://c") return compacted();
+        return {
+          ok: true,
+          status: 200,
+          body: (async function* () {
+            yield bytes(': watching "k" from revision 2\n\n');
+            yield bytes('data: {"type":"put","key":"k","value":"v","revision":2}\n\n');
+          })(),
+          close: () => {},
+        };
+      },
+    } as unknown as ServerPool;
+    const core: ClientCore = {
+      pool,
+      closing: closing.signal,
+      send: async () => {
+        throw new Error("not used");
+      },
+      nextIdempotencyKey: () => "k",
+    };
+    const seen: unknown[] = [];
+    for await (const change of watchChanges(core, "k", { fromRevision: 2 })) {
+      seen.push(change);
+      closing.abort();
+    }
+    // Before, three answers from a (asked again and again) made a compaction.
+    expect(seen).toEqual([{ type: "put", key: "k", value: "v", revision: 2 }]);
+    expect(asked).toEqual(["http://a", "http://b", "http://c"]);
   });
 });

@@ -285,9 +285,10 @@ export async function* watchChanges(
   let resume: { revision: number; delivered: number } | null =
     from === undefined ? null : { revision: from, delivered: 0 };
   let delayMs = RECONNECT_DELAY_MS_MIN;
-  let compactedCount = 0;
+  /** The nodes that answered ERR_COMPACTED since a watch last opened. */
+  const compactedBy = new Set<string>();
   while (!stop.aborted) {
-    const endpoint = core.pool.masterEndpoint() ?? core.pool.next();
+    const endpoint = watchEndpoint(core.pool, compactedBy);
     const query = new URLSearchParams({ prefix });
     if (resume !== null) query.set("fromRevision", String(resume.revision));
     const opened = await core.pool.openStream(endpoint, `/v1/watch?${query}`, {
@@ -297,13 +298,21 @@ export async function* watchChanges(
     });
     if (opened.ok && opened.status === 200) {
       delayMs = RECONNECT_DELAY_MS_MIN;
-      compactedCount = 0;
+      compactedBy.clear();
       let skip = resume?.delivered ?? 0;
       try {
         for await (const item of readEvents(opened.body)) {
           if (item.kind === "start") {
             // A watch from "now" learns where now is, to resume from there.
             resume ??= { revision: item.revision, delivered: 0 };
+            continue;
+          }
+          if (item.kind === "progress") {
+            // Every change up to that revision has been delivered: resume after it.
+            if (resume === null || resume.revision <= item.revision) {
+              resume = { revision: item.revision + 1, delivered: 0 };
+              skip = 0;
+            }
             continue;
           }
           const change = item.change;
@@ -328,9 +337,9 @@ export async function* watchChanges(
       const json = await readJson(opened.body);
       if (opened.status === 410) {
         // This node's history may be shorter than another's (it restarted, or received a
-        // snapshot): give up only when every node has said so in a row.
-        compactedCount++;
-        if (compactedCount >= core.pool.endpoints.length) {
+        // snapshot): give up only when every node has said so, each one of them.
+        compactedBy.add(endpoint);
+        if (core.pool.endpoints.every((e) => compactedBy.has(e))) {
           const start = typeof json?.startRevision === "number" ? json.startRevision : 0;
           throw new CompactedError(resume?.revision ?? 0, start);
         }
@@ -356,6 +365,16 @@ export async function* watchChanges(
   }
 }
 
+/**
+ * The node to watch on: the master when known, else the pool's next; after ERR_COMPACTED,
+ * a node that has not said so yet (it may still hold the revision).
+ */
+function watchEndpoint(pool: ServerPool, compactedBy: ReadonlySet<string>): string {
+  const preferred = pool.masterEndpoint() ?? pool.next();
+  if (!compactedBy.has(preferred)) return preferred;
+  return pool.endpoints.find((e) => !compactedBy.has(e)) ?? preferred;
+}
+
 async function readJson(body: AsyncIterable<Uint8Array>): Promise<Record<string, unknown> | null> {
   const streamDecoder = new TextDecoder();
   let text = "";
@@ -370,9 +389,13 @@ async function readJson(body: AsyncIterable<Uint8Array>): Promise<Record<string,
 
 type StreamItem =
   | { readonly kind: "start"; readonly revision: number }
+  | { readonly kind: "progress"; readonly revision: number }
   | { readonly kind: "change"; readonly change: WatchChange };
 
-/** Parses server-sent events: changes from `data:` lines, the start from the first comment. */
+/**
+ * Parses server-sent events: changes from `data:` lines, the start from the first comment,
+ * progress from `: revision R` comments.
+ */
 async function* readEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<StreamItem> {
   const streamDecoder = new TextDecoder();
   let text = "";
@@ -386,6 +409,11 @@ async function* readEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<Stre
       const start = /^: watching .* from revision (\d+)$/.exec(block);
       if (start !== null) {
         yield { kind: "start", revision: Number(start[1]) };
+        continue;
+      }
+      const progress = /^: revision (\d+)$/.exec(block);
+      if (progress !== null) {
+        yield { kind: "progress", revision: Number(progress[1]) };
         continue;
       }
       const data = block.split("\n").find((line) => line.startsWith("data: "));

@@ -40,7 +40,7 @@ import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerSnapshotRoute, type SnapshotSource } from "./routes/snapshot-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 import { registerStoreRoutes } from "./routes/store-routes.js";
-import { registerWatchRoute, type WatchStreams } from "./routes/watch-route.js";
+import { registerWatchRoute, WATCH_PROGRESS_MS, type WatchStreams } from "./routes/watch-route.js";
 import type { TokenStore } from "./tokens.js";
 
 /** The certificate (chain) and key HTTPS serves, PEM text; `ca` completes the chain. */
@@ -117,6 +117,12 @@ export interface HttpServerOptions {
   readonly snapshots?: SnapshotSource | null | undefined;
   /** Time and connection bounds; see HttpConnectionLimits. @default defaultHttpConnectionLimits() */
   readonly connections?: Partial<HttpConnectionLimits> | undefined;
+  /**
+   * How often a watch stream says how far it has sent (`: revision R`), when that moved on,
+   * in ms (see routes/watch-route.ts).
+   * @default 5000
+   */
+  readonly watchProgressMs?: number | undefined;
 }
 
 /**
@@ -235,7 +241,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   registerKvRoutes(app, context);
   const store = options.api.store;
   if (store !== undefined) registerStoreRoutes(app, context, store);
-  const watches = store === undefined ? null : registerWatchRoute(app, context, store);
+  const watches =
+    store === undefined
+      ? null
+      : registerWatchRoute(app, context, store, options.watchProgressMs ?? WATCH_PROGRESS_MS);
   if (watches !== null) registerWatchGauge(registry, watches);
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);

@@ -26,11 +26,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function serve(node: LocalKvNode): Promise<{ server: HttpServer; url: string }> {
+async function serve(
+  node: LocalKvNode,
+  watchProgressMs?: number,
+): Promise<{ server: HttpServer; url: string }> {
   const server = createHttpServer({
     api: node,
     logger: pino({ level: "silent" }),
     limits: node.stateMachine.limits,
+    watchProgressMs,
   });
   const { url } = await server.listen("127.0.0.1", 0);
   cleanups.push(() => server.close());
@@ -142,6 +146,41 @@ describe("client: watch", () => {
       "put w/4@4",
       "delete w/0@4",
     ]);
+  });
+
+  it("watch: a watch of a quiet prefix resumes after the progress its node sent, not from its last change", async () => {
+    // Histories of 3 changes: the writes elsewhere drop the quiet prefix's last change.
+    const primary = new LocalKvNode(1, { watchHistoryCountMax: 3 });
+    const backup = new LocalKvNode(2, { watchHistoryCountMax: 3 });
+    primary.followers.push(backup);
+    const a = await serve(primary, 20);
+    const b = await serve(backup, 20);
+    const writer = client([a.url]);
+    const watcher = client([a.url, b.url]);
+    const { revision } = await writer.put("quiet/1", "1");
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const change of watcher.watch("quiet/", {
+        fromRevision: revision,
+        signal: controller.signal,
+      })) {
+        seen.push(`${change.key}@${change.revision}`);
+        if (change.key === "quiet/2") controller.abort();
+      }
+    })();
+    for (let i = 0; i < 10; i++) await writer.put(`busy/${i}`, "x");
+    // The node's progress comes within 20 ms; then the watched node goes.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await a.server.close();
+    await backup.store.propose({
+      type: "put",
+      key: "quiet/2",
+      value: new TextEncoder().encode("2"),
+    });
+    // Before, the watch resumed from revision 1 on the backup, compacted there: CompactedError.
+    await done;
+    expect(seen).toEqual([`quiet/1@${revision}`, `quiet/2@${revision + 11}`]);
   });
 
   it("watch: a compacted revision ends the watch with CompactedError", async () => {

@@ -1,7 +1,8 @@
 /**
  * The server-sent-events plumbing the event feed (`/v1/events`) and watches (`/v1/watch`)
  * share: taking the response over from fastify, the stream's headers, a keep-alive comment
- * every KEEP_ALIVE_MS so that idle proxies keep the connection, and one `end` that runs
+ * every KEEP_ALIVE_MS so that idle proxies keep the connection (or a comment of the
+ * caller's, more often), and one `end` that runs
  * once however the stream ends (the server closes it, the reader hangs up, or the reader
  * fell too far behind). What goes into the stream is the caller's.
  */
@@ -34,6 +35,13 @@ export function openEventStream(
     readonly headers?: Readonly<Record<string, string>>;
     readonly bufferBytesMax: number;
     readonly onEnd: () => void;
+    /**
+     * The comment to send every `commentEveryMs` instead of the keep-alive alone (its text,
+     * after ": "), or null to send nothing that time; the keep-alive still goes out when
+     * nothing was sent for KEEP_ALIVE_MS.
+     */
+    readonly comment?: () => string | null;
+    readonly commentEveryMs?: number;
   },
 ): EventStream {
   reply.hijack();
@@ -46,7 +54,16 @@ export function openEventStream(
     "x-accel-buffering": "no",
     ...options.headers,
   });
-  const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
+  const { comment } = options;
+  const everyMs = comment === undefined ? KEEP_ALIVE_MS : (options.commentEveryMs ?? KEEP_ALIVE_MS);
+  let silentMs = 0;
+  const keepAlive = setInterval(() => {
+    silentMs += everyMs;
+    const text = comment?.() ?? (silentMs >= KEEP_ALIVE_MS ? "keep-alive" : null);
+    if (text === null) return;
+    silentMs = 0;
+    raw.write(`: ${text}\n\n`);
+  }, everyMs);
   keepAlive.unref();
   const stream: EventStream = {
     ended: false,

@@ -10,6 +10,11 @@
  * browser's `Last-Event-ID` resumes exactly after the last event it got. Without
  * `fromRevision` the stream starts with the changes after now.
  *
+ * Comments: the stream opens with `: watching "P" from revision F`; every 5 s, when the
+ * node's revision moved on and every change up to it has been sent, `: revision R` (a
+ * reader that resumes may resume from R + 1: nothing under the prefix up to R is left to
+ * send); otherwise `: keep-alive` every 15 s.
+ *
  * The changes come from this node's own watch history (see kv/change-history.ts), handed
  * only to the watches whose prefix they fall under (watch-hub.ts), then chosen, numbered and
  * skipped by kv/prefix-watch.ts (which the simulator's watchers use too); every
@@ -37,6 +42,8 @@ import { registerResource } from "./resource.js";
 export const WATCHES_MAX = 10_000;
 /** Bytes a stream may have waiting in its socket before it is closed as too slow. */
 const STREAM_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
+/** How often a watch says how far it has sent (`: revision R`), when that moved on, ms. */
+export const WATCH_PROGRESS_MS = 5000;
 /** A backlog goes out in pieces of about this many characters, each once the socket drained. */
 const BACKLOG_PIECE_CHARS = 64 * 1024;
 
@@ -50,13 +57,15 @@ export function registerWatchRoute(
   app: FastifyInstance,
   context: HttpContext,
   store: KvStoreApi,
+  progressMs: number = WATCH_PROGRESS_MS,
 ): WatchStreams {
   const open = new Set<() => void>();
   const hub = new WatchHub(store);
   registerResource(app, context.metrics, "/v1/watch", [
     {
       method: "GET",
-      handler: async (request, reply) => watch(context, store, hub, request, reply, open),
+      handler: async (request, reply) =>
+        watch(context, store, hub, request, reply, open, progressMs),
     },
   ]);
   return {
@@ -128,6 +137,7 @@ function watch(
   request: FastifyRequest,
   reply: FastifyReply,
   open: Set<() => void>,
+  progressMs: number,
 ): FastifyReply | undefined {
   const query = readWatchQuery(request.query as Readonly<Record<string, unknown>>, context.limits);
   if (open.size >= WATCHES_MAX) {
@@ -183,12 +193,25 @@ function watch(
     return sendCompacted(reply, started.fromRevision, started.startRevision, resume !== null);
   }
   const { fromRevision } = started;
+  // Progress: once every change up to the node's revision has gone into the stream, a
+  // comment says so, and a reader that resumes may start after it. A watch of a quiet
+  // prefix would otherwise resume from its last change, which the history may have dropped
+  // long since (much written elsewhere), and be refused as compacted everywhere.
+  let progressSent = fromRevision - 1;
+  const progress = (): string | null => {
+    const revision = store.revision();
+    if (!backlogSent || pending !== "" || revision <= progressSent) return null;
+    progressSent = revision;
+    return `revision ${revision}`;
+  };
   const opened = openEventStream(reply, {
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
     onEnd: () => {
       started.cancel();
       open.delete(opened.end);
     },
+    comment: progress,
+    commentEveryMs: progressMs,
   });
   stream = opened;
   // A comment first, so that the client knows the watch is in place before any change.
