@@ -221,6 +221,37 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "lease.expiresAtMs = nowMs + Math.floor(lease.ttlMs / 2);",
     wholeNode: true,
   },
+  {
+    name: "whole node: a watch that resumes more than 8 revisions back is refused as compacted",
+    file: "src/kv/prefix-watch.ts",
+    find: "  if (!started.ok) return { ok: false, fromRevision, startRevision: started.startRevision };",
+    replace:
+      "  if (started.ok && fromRevision < source.revision() - 8) started.cancel();\n  if (!started.ok || fromRevision < source.revision() - 8) return { ok: false, fromRevision, startRevision: started.ok ? source.revision() : started.startRevision };",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a lease past its deadline is never ended, its keys stay",
+    file: "src/kv/kv-state-machine.ts",
+    find: "for (const lease of due) this.endLease(lease, index);",
+    replace: "for (const lease of due) void lease;",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a lease is granted half the time to live asked for, and says so",
+    file: "src/kv/kv-state-machine.ts",
+    find: "return this.leaseResult(leases.grant(index, ttlMs, clockMs + ttlMs));",
+    replace:
+      "return this.leaseResult(leases.grant(index, Math.ceil(ttlMs / 2), clockMs + Math.ceil(ttlMs / 2)));",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: a backup's proposals fail with a TypeError instead of reaching the master",
+    file: "src/server/node.ts",
+    find: 'if (this.replica.role !== "master") return this.forwarder.propose(command);',
+    replace:
+      'if (this.replica.role !== "master") return Promise.reject(new TypeError("forwarding is broken"));',
+    wholeNode: true,
+  },
   underWholeNode(IDEMPOTENCY_TABLE_EVICTS),
   {
     name: "whole node: a transaction applies only its first operation",

@@ -415,6 +415,7 @@ async function sim(o: SimOptions): Promise<number> {
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
   if (o.seed !== undefined) {
     const r = await runOne(o.seed, c, o.trace === true);
+    process.exitCode = r.ok ? 0 : 1;
     printRun(r, o.trace === true, c);
     return r.ok ? 0 : 1;
   }
@@ -427,10 +428,21 @@ async function sim(o: SimOptions): Promise<number> {
     : await sweepHere(o.from, count, c, (done) => progress.update(done));
   progress.end();
   const seconds = (Date.now() - started) / 1000;
+  // A worker that ended without its summary would otherwise show as fewer runs, all fine.
+  if (summary.seeds !== count) {
+    summary.failures.push({
+      seed: o.from,
+      violation: `only ${summary.seeds} of the ${count} seeds asked for reported a result`,
+    });
+  }
+  const code = summary.failures.length === 0 ? 0 : 1;
+  // Set before anything is printed: a reader that closes the pipe early (`| head`) ends the
+  // process with this code, not 0.
+  process.exitCode = code;
   printSummary(summary, seconds, o.from, c);
   const processes = parallel ? Math.min(o.jobs, count) : 1;
   console.log(
     `  speed: ${(summary.seeds / Math.max(seconds, 0.001)).toFixed(1)} seeds/s, ${processes} process${processes === 1 ? "" : "es"}; the next range starts at --from ${o.from + summary.seeds}`,
   );
-  return summary.failures.length === 0 ? 0 : 1;
+  return code;
 }

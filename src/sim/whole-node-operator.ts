@@ -19,7 +19,8 @@ import type { Prng } from "../core/prng.js";
 import type { Member, NodeId } from "../protocol/messages.js";
 import type { JoinedIdentity } from "../server/create-node.js";
 import type { BatonNode } from "../server/node.js";
-import { AssertionError, assert } from "../shared/assert.js";
+import { assert } from "../shared/assert.js";
+import { unexpectedRefusal } from "./checkers/refusals.js";
 import type { SimClock } from "./sim-clock.js";
 
 /** What the operator sees of one simulated machine. */
@@ -236,7 +237,8 @@ export class MemberOperator {
     this.steps++;
     const settle = (outcome: string) => this.host.log(`operator: ${what}: ${outcome}`);
     const failed = (error: unknown) => {
-      if (error instanceof AssertionError) this.host.fail(error);
+      const bug = unexpectedRefusal(`operator: ${what}`, error);
+      if (bug !== null) this.host.fail(bug);
       else settle(`refused (${(error as Error).message.slice(0, 100)})`);
     };
     try {

@@ -266,11 +266,13 @@ export async function holdLeases(host: LeaseHost, holder: number): Promise<void>
     const id = granted.result.lease.id;
     host.leases.promised(
       id,
+      ttlMs,
       granted.result.lease.ttlMs,
       granted.sentAt,
       `the grant of lease ${id}`,
     );
     host.log(`lease holder ${holder}: granted lease ${id} for ${ttlMs} ms`);
+    host.leases.attaching(id, `lease${holder}`, `lease ${id}`);
     await send({
       type: "put",
       key: `lease${holder}`,
@@ -283,7 +285,8 @@ export async function holdLeases(host: LeaseHost, holder: number): Promise<void>
       const kept = await send({ type: "lease_keepalive", id, idempotencyKey: key("keep") });
       if (kept === null) continue;
       if (!kept.result.ok || kept.result.lease === undefined) break; // It ended.
-      host.leases.promised(id, kept.result.lease.ttlMs, kept.sentAt, `a keep-alive of lease ${id}`);
+      const what = `a keep-alive of lease ${id}`;
+      host.leases.promised(id, ttlMs, kept.result.lease.ttlMs, kept.sentAt, what);
     }
     if (host.prng.chance(0.3)) {
       await send({ type: "lease_revoke", id, idempotencyKey: key("revoke") });

@@ -19,6 +19,7 @@
 import type { Prng } from "../core/prng.js";
 import { openPrefixWatch, type PrefixWatchEvent, type WatchSource } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
+import { SafetyViolation } from "./checkers/safety.js";
 import type { WatcherLog, WatchRecord } from "./checkers/watches.js";
 
 /** A node as a watcher sees it now. */
@@ -44,6 +45,8 @@ export interface WatchHost {
   /** One node as a watcher sees it now (cheaper than all of them). */
   node(id: NodeId): WatchNode | undefined;
   log(line: string): void;
+  /** Fails the run: a node claimed something its own store contradicts. */
+  fail(error: Error): void;
 }
 
 export interface WatcherPlan {
@@ -92,7 +95,8 @@ export class SimWatcher implements WatcherLog {
   private lastNode: NodeId | null = null;
   private deliveryAt = 0;
   private inFlight = 0;
-  private compactedInARow = 0;
+  /** The nodes that answered ERR_COMPACTED since the last watch that opened. */
+  private readonly compactedBy = new Set<NodeId>();
   /** A compaction announced: the revision it could not resume from. */
   private compactedAt: number | null = null;
   private delayMs = RECONNECT_DELAY_MS_MIN;
@@ -140,7 +144,9 @@ export class SimWatcher implements WatcherLog {
     if (this.stopped || this.stream !== null) return;
     const serving = this.host.nodes().filter((n) => n.serving && n.source !== null);
     const others = serving.filter((n) => n.id !== this.lastNode);
-    const pool = others.length > 0 ? others : serving;
+    // After ERR_COMPACTED, a node not heard yet: it may still hold the revision.
+    const unheard = others.filter((n) => !this.compactedBy.has(n.id));
+    const pool = unheard.length > 0 ? unheard : others.length > 0 ? others : serving;
     if (pool.length === 0) {
       this.retry();
       return;
@@ -172,7 +178,7 @@ export class SimWatcher implements WatcherLog {
       return;
     }
     this.opened++;
-    this.compactedInARow = 0;
+    this.compactedBy.clear();
     this.delayMs = RECONNECT_DELAY_MS_MIN;
     if (this.plan.fromRevision === null && this.fromRevision === 0) {
       this.fromRevision = started.fromRevision;
@@ -211,20 +217,35 @@ export class SimWatcher implements WatcherLog {
   }
 
   /**
-   * ERR_COMPACTED from one node: try the others; when every node has said so in a row,
-   * record it and start again from the current revision. The node answered, so the next
-   * try waits the shortest reconnect delay, not a backoff grown by failures: backing off
-   * to a second per node, a watcher of a five-node cluster took five seconds or more to
-   * hear every node out.
+   * ERR_COMPACTED from one node: try the others; when every node that serves has said so
+   * (each one, not as many answers as there are nodes: a node asked twice is one), record it and
+   * start again from the current revision. The checker excuses the changes a compaction
+   * skips, so the node's word is checked against its own store's history first: a watch
+   * refused for a revision the history holds is a bug, not a compaction. The node answered,
+   * so the next try waits the shortest reconnect delay, not a backoff grown by failures:
+   * backing off to a second per node, a watcher of a five-node cluster took five seconds or
+   * more to hear every node out.
    */
   private compacted(node: WatchNode, fromRevision: number, startRevision: number): void {
-    this.compactedInARow++;
+    const held = node.source!.watch(fromRevision, { changes: () => {}, reset: () => {} });
+    if (held.ok) {
+      held.cancel();
+      this.host.fail(
+        new SafetyViolation(
+          `watcher ${this.id}: node ${node.id} answered that revision ${fromRevision} is compacted, but its history holds it`,
+        ),
+      );
+      return;
+    }
+    this.compactedBy.add(node.id);
     this.delayMs = RECONNECT_DELAY_MS_MIN;
     this.log(`node ${node.id}: revision ${fromRevision} compacted (holds ${startRevision} on)`);
-    if (this.compactedInARow >= this.host.nodes().length) {
+    // Every node that can be asked now: one down or paused is not waited for.
+    const askable = this.host.nodes().filter((n) => n.serving && n.source !== null);
+    if (askable.every((n) => this.compactedBy.has(n.id))) {
       this.compactedAt = fromRevision;
       this.cursor = null;
-      this.compactedInARow = 0;
+      this.compactedBy.clear();
       this.log(`every node compacted revision ${fromRevision}: starting again from now`);
     }
     this.retry();

@@ -61,6 +61,7 @@ import { ExactlyOnceChecker, writeName } from "./checkers/exactly-once.js";
 import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
 import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
+import { unexpectedRefusal } from "./checkers/refusals.js";
 import { checkRevisionOrder } from "./checkers/revision-order.js";
 import { SafetyViolation } from "./checkers/safety.js";
 import { CommittedChanges, checkWatcher } from "./checkers/watches.js";
@@ -116,6 +117,9 @@ export interface WholeNodeOptions {
    */
   readonly electionMs?: { readonly min: number; readonly max: number };
 }
+
+/** Decodes the values lease holders put (`lease <id>`), for the lease checker. */
+const leaseValueDecoder = new TextDecoder();
 
 /**
  * The longest pause of the master that no backup may take for its loss: the shortest
@@ -811,7 +815,11 @@ class WholeNodeRun {
       const slackMs = (sinceMs: number) =>
         this.forwardJumpsAt.filter((at) => at >= sinceMs).length * step + 2;
       const held = (id: number) => kv.lease(id) !== null;
-      this.leases.applied(known, result, this.scheduler.now, held, slackMs);
+      const valueAt = (key: string) => {
+        const entry = kv.get(key);
+        return entry === null ? null : leaseValueDecoder.decode(entry.value);
+      };
+      this.leases.applied(known, result, this.scheduler.now, held, valueAt, slackMs);
     }
   }
 
@@ -866,6 +874,7 @@ class WholeNodeRun {
         return proc === undefined ? undefined : this.watchNode(proc);
       },
       log: (line: string) => this.log(line),
+      fail: (error: Error) => this.scheduler.fail(error),
     };
     for (const plan of this.scenario.watchers) {
       const watcher = new SimWatcher(host, prng, plan);
@@ -914,7 +923,8 @@ class WholeNodeRun {
     this.ticking = true;
     const done = (error?: unknown) => {
       this.ticking = false;
-      if (error instanceof AssertionError) this.scheduler.fail(error);
+      const bug = error === undefined ? null : unexpectedRefusal("the lease tick", error);
+      if (bug !== null) this.scheduler.fail(bug);
     };
     try {
       master.node!.propose(encodeCommand({ type: "tick" })).then(() => done(), done);
@@ -1200,12 +1210,14 @@ class WholeNodeRun {
         call().then(
           (value) => settle({ ok: true, value }),
           (error: unknown) => {
-            if (error instanceof AssertionError) this.scheduler.fail(error);
+            const bug = unexpectedRefusal("a client's request", error);
+            if (bug !== null) this.scheduler.fail(bug);
             settle({ ok: false });
           },
         );
       } catch (error) {
-        if (error instanceof AssertionError) throw error;
+        const bug = unexpectedRefusal("a client's request", error);
+        if (bug !== null) throw bug;
         settle({ ok: false });
       }
     });
@@ -1378,7 +1390,8 @@ class WholeNodeRun {
     const to = this.prng.chance(0.5) ? null : this.prng.pick(this.procs).id;
     const what = `node ${proc.id}: switchover to ${to ?? "the best-placed backup"}`;
     const refused = (error: unknown) => {
-      if (error instanceof AssertionError) this.scheduler.fail(error);
+      const bug = unexpectedRefusal(what, error);
+      if (bug !== null) this.scheduler.fail(bug);
       else this.log(`${what}: refused (${(error as Error).message.slice(0, 100)})`);
     };
     try {
@@ -1751,6 +1764,7 @@ export async function runWholeNode(
       "member replacements": run.operator.replacements,
       ...(options.forcedRecovery === true ? { "forced recoveries": run.forcedRecoveries } : {}),
       "lease expiries checked": run.leases.expired,
+      "lease keys checked gone": run.leases.keysChecked,
       "range reads checked": run.rangeAtomicity.reads,
       "reads checked in log order": run.revisionOrder?.reads ?? 0,
       "writes checked in log order": run.revisionOrder?.writes ?? 0,
