@@ -9,6 +9,15 @@
  * shows up as a different total. (A transfer applied twice would fail its comparison the
  * second time, the revisions it names having moved: exactly-once is the workload's check.)
  *
+ * The loop is sequential, and range reads are linearizable, so each read must also be at
+ * least as new as everything the loop saw or was told before it: a page's revision never
+ * goes down, and never falls behind a transfer the bank was told succeeded, and no account
+ * is older than the last acknowledged transfer that wrote it.
+ *
+ * A loop that never gets through checks nothing: a run of `exerciseMsMin` or more with no
+ * transfer fails the verdict, and so does any answer that says the requests themselves
+ * are wrong (ErrorTally); refusals the faults explain are only counted.
+ *
  * It goes through the client library, which retries a transaction with one idempotency key
  * across fail-overs; a transaction whose outcome stayed unknown is harmless to the
  * verdict, since whatever it did, it did atomically.
@@ -16,12 +25,22 @@
 
 import { type BatonClient, createClient } from "../client/index.js";
 import type { Prng } from "../core/prng.js";
-import type { Verdict } from "./checks.js";
+import { ErrorTally, type Verdict } from "./checks.js";
 
 const ACCOUNTS = 5;
 const OPENING_BALANCE = 100;
 const PREFIX = "bank/";
 const PROBLEMS_SHOWN = 20;
+/**
+ * The default shortest run, in ms, that must have moved money once: every campaign ends
+ * with seconds of a healed cluster, and the shortest campaigns run 15 s of faults before.
+ */
+const EXERCISE_MS_MIN = 30_000;
+
+export interface CampaignBankOptions {
+  /** A run at least this long, in ms, with no transfer fails the verdict. @default 30000 */
+  readonly exerciseMsMin?: number;
+}
 
 export class CampaignBank {
   /** Range reads that found the books wrong: what they saw. */
@@ -30,26 +49,39 @@ export class CampaignBank {
   transfers = 0;
   /** Transfers refused because an account changed since the read (fine: compare failed). */
   conflicts = 0;
+  /** What the loop caught and carried on after. */
+  readonly errors = new ErrorTally();
   /** Whether the books exist: a read found them, or the opening transaction was answered. */
   private booksOpen = false;
+  /** The newest revision read or acknowledged so far: no later read may be older. */
+  private newest = 0;
+  /** Per account, the revision of the last acknowledged transaction that wrote it. */
+  private readonly written = new Map<string, number>();
   private readonly client: BatonClient;
+  private readonly exerciseMsMin: number;
+  private startedAt: number | null = null;
+  private stoppedAt: number | null = null;
   private stopping = false;
   private running: Promise<void> | null = null;
 
   constructor(
     urls: readonly string[],
     private readonly prng: Prng,
+    options: CampaignBankOptions = {},
   ) {
     this.client = createClient({ endpoints: [...urls], deadlineMs: 5000 });
+    this.exerciseMsMin = options.exerciseMsMin ?? EXERCISE_MS_MIN;
   }
 
   start(): void {
+    this.startedAt = performance.now();
     this.running = this.run();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     await this.running;
+    this.stoppedAt = performance.now();
     // The final books, read after healing.
     await this.audit().catch((error: unknown) => {
       this.problems.push(`final read failed: ${(error as Error).message}`);
@@ -62,25 +94,35 @@ export class CampaignBank {
     // Opening the books only once: the transaction holds only while no account exists.
     while (!this.stopping) {
       try {
-        await this.client.txn({
+        const opening = await this.client.txn({
           compare: accounts.map((key) => ({ key, exists: false })),
           success: accounts.map((key) => ({ put: { key, value: String(OPENING_BALANCE) } })),
         });
         // Answered: it opened them, or they were open already (its comparison failed).
+        if (opening.succeeded) this.acknowledged(accounts, opening.revision);
         this.booksOpen = true;
         break;
-      } catch {
+      } catch (error) {
         // No master yet or a deadline passed: try again.
+        this.errors.note(error);
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
     while (!this.stopping) {
       try {
         await this.transfer();
-      } catch {
+      } catch (error) {
         // The cluster is between masters: the next round tries again.
+        this.errors.note(error);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
+  }
+
+  /** Notes a transaction acknowledged at `revision` that wrote `accounts`. */
+  private acknowledged(accounts: readonly string[], revision: number): void {
+    for (const key of accounts) this.written.set(key, revision);
+    this.newest = Math.max(this.newest, revision);
   }
 
   /** Reads the books, checks them, and moves money between two accounts. */
@@ -103,14 +145,35 @@ export class CampaignBank {
         { put: { key: to, value: String(target.balance + amount) } },
       ],
     });
-    if (result.succeeded) this.transfers++;
-    else this.conflicts++;
+    if (result.succeeded) {
+      this.transfers++;
+      this.acknowledged([from, to], result.revision);
+    } else {
+      this.conflicts++;
+    }
   }
 
-  /** One range read of the books; a wrong total or a missing account is a problem. */
+  /**
+   * One range read of the books; a wrong total, a missing account, or a read older than
+   * one before it or than an acknowledged transfer is a problem.
+   */
   private async audit(): Promise<Map<string, { balance: number; revision: number }>> {
     const page = await this.client.range(PREFIX);
     this.reads++;
+    if (page.revision < this.newest) {
+      this.problems.push(
+        `a read at revision ${page.revision}, after revision ${this.newest} was read or acknowledged: the reads went back`,
+      );
+    }
+    this.newest = Math.max(this.newest, page.revision);
+    for (const item of page.items) {
+      const written = this.written.get(item.key) ?? 0;
+      if (item.revision < written) {
+        this.problems.push(
+          `at revision ${page.revision}: ${item.key}=${item.value}@${item.revision}, older than the transaction acknowledged at revision ${written}`,
+        );
+      }
+    }
     const books = new Map<string, { balance: number; revision: number }>();
     for (const item of page.items) {
       books.set(item.key, { balance: Number(item.value), revision: item.revision });
@@ -127,8 +190,15 @@ export class CampaignBank {
   }
 
   verdict(): Verdict {
-    const detail = `${this.reads} range reads, ${this.transfers} transfers, ${this.conflicts} refused by their comparison`;
-    if (this.problems.length === 0) {
+    const ranMs = (this.stoppedAt ?? performance.now()) - (this.startedAt ?? performance.now());
+    const detail =
+      `${this.reads} range reads, ${this.transfers} transfers, ${this.conflicts} refused by ` +
+      `their comparison in ${(ranMs / 1000).toFixed(0)} s${this.errors.detail()}`;
+    const problems = [...this.problems, ...this.errors.problems()];
+    if (this.transfers === 0 && ranMs >= this.exerciseMsMin) {
+      problems.push(`no transfer succeeded in ${(ranMs / 1000).toFixed(0)} s: nothing was checked`);
+    }
+    if (problems.length === 0) {
       return {
         ok: true,
         detail: `every read found ${ACCOUNTS * OPENING_BALANCE} in ${ACCOUNTS} accounts: ${detail}`,
@@ -136,8 +206,8 @@ export class CampaignBank {
     }
     return {
       ok: false,
-      detail: `${this.problems.length} reads found the books wrong; ${detail}`,
-      problems: this.problems.slice(0, PROBLEMS_SHOWN),
+      detail: `${problems.length} problems; ${detail}`,
+      problems: problems.slice(0, PROBLEMS_SHOWN),
     };
   }
 }

@@ -24,7 +24,14 @@ import {
 import { hostsNetwork, NetnsHosts } from "./hosts.js";
 import { CampaignLeases } from "./leases.js";
 import { CampaignMembers } from "./members.js";
-import { type FaultWindow, HOST_NEMESES, type NemesisKind, runNemeses } from "./nemesis.js";
+import {
+  checkFaults,
+  type FaultSkip,
+  type FaultWindow,
+  HOST_NEMESES,
+  type NemesisKind,
+  runNemeses,
+} from "./nemesis.js";
 import {
   IptablesNetwork,
   iptablesUsable,
@@ -78,6 +85,8 @@ export interface CampaignTotals {
   readonly failed: number;
   readonly indeterminate: number;
   readonly faults: Partial<Record<NemesisKind, number>>;
+  /** Faults drawn but skipped (the cluster not healthy enough, say), by kind. */
+  readonly skippedFaults: Partial<Record<NemesisKind, number>>;
   /** Times a node became master, after the first master of the run. */
   readonly failovers: number;
   readonly unexpectedExits: number;
@@ -197,6 +206,7 @@ class CampaignRun {
   private readonly roles: RoleEvent[] = [];
   private readonly exits: UnexpectedExit[] = [];
   private readonly windows: FaultWindow[] = [];
+  private readonly skips: FaultSkip[] = [];
   private readonly statuses = new Map<number, StatusView>();
   private polling = false;
   private ending = false;
@@ -268,6 +278,7 @@ class CampaignRun {
           unaskedCandidacies: (since) => this.unaskedCandidacies(since),
           operatorProblems: this.operatorProblems,
           windows: this.windows,
+          skips: this.skips,
           faultMs: [1500, 5000],
           quietMs: [2000, 6000],
         },
@@ -399,8 +410,10 @@ class CampaignRun {
 
   private onUnexpectedExit(exit: UnexpectedExit): void {
     this.exits.push(exit);
-    // Carry on with the node back, so that one crash does not end the campaign.
-    if (!this.ending) setTimeout(() => this.restart(exit.node, false), 500);
+    // Carry on with the node back, so that one crash does not end the campaign. A node the
+    // campaign was stopping is started again by whoever stopped it, perhaps wiped first
+    // (replace): starting it here could race that and start it without --join.
+    if (!this.ending && !exit.stopping) setTimeout(() => this.restart(exit.node, false), 500);
   }
 
   private restart(id: number, wiped: boolean): void {
@@ -586,20 +599,30 @@ class CampaignRun {
       converged,
       live,
       noCrashes: checkNoCrashes(this.exits),
-      watched: checkWatch(history, this.watch!.changes, this.watch!.endedBy, this.watchTarget),
+      watched: checkWatch(
+        history,
+        this.watch!.changes,
+        this.watch!.endedBy,
+        this.watchTarget,
+        this.watch!.gaps,
+      ),
       atomic: this.bank!.verdict(),
       leases: this.leases!.verdict(),
       membership: this.membershipVerdict(),
+      faults: checkFaults(options.nemeses, this.windows, this.skips),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();
     const faults: Partial<Record<NemesisKind, number>> = {};
     for (const w of this.windows) faults[w.kind] = (faults[w.kind] ?? 0) + 1;
+    const skippedFaults: Partial<Record<NemesisKind, number>> = {};
+    for (const s of this.skips) skippedFaults[s.kind] = (skippedFaults[s.kind] ?? 0) + 1;
     const masters = this.roles.filter((r) => r.role === "master");
     const totals: CampaignTotals = {
       operations: history.length,
       ...counts,
       faults,
+      skippedFaults,
       failovers: Math.max(0, masters.length - 1),
       unexpectedExits: this.exits.length,
       stateTransfers: this.nodes.reduce((sum, n) => sum + n.stateTransfers, 0),
@@ -625,6 +648,7 @@ class CampaignRun {
       verdicts,
       totals,
       windows: this.windows,
+      skippedFaults: this.skips,
       roles: this.roles,
       unexpectedExits: this.exits,
       reproduce,

@@ -37,6 +37,8 @@ export interface Verdicts {
   readonly leases: Verdict;
   /** (i): every member replace finished and every replaced node was promoted (members.ts). */
   readonly membership: Verdict;
+  /** (j): the faults asked for ran, or the report says why not (nemesis.ts). */
+  readonly faults: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;
@@ -166,7 +168,10 @@ export function checkNoLostWrites(history: readonly OpRecord[]): Verdict {
 
 /**
  * (c): every value is written by one operation, so it belongs to exactly one revision. A
- * value seen at two revisions (in write answers or reads) was applied twice.
+ * value seen at two revisions (in write answers or reads) was applied twice. It sees only
+ * the revisions that answers and reads name, so a value applied again where no read looked,
+ * or a delete applied twice, goes unnoticed here: the watch verdict (watch-check.ts), which
+ * sees every change, matches each one to a distinct operation.
  */
 export function checkExactlyOnce(history: readonly OpRecord[]): Verdict {
   const revisions = new Map<string, Set<number>>();
@@ -198,16 +203,83 @@ export function checkExactlyOnce(history: readonly OpRecord[]): Verdict {
       };
 }
 
+/** No node exited unless killed, and every node stopped (SIGTERM) exited 0 in time. */
 export function checkNoCrashes(exits: readonly UnexpectedExit[]): Verdict {
-  if (exits.length === 0) return { ok: true, detail: "no node exited unless killed" };
+  if (exits.length === 0) {
+    return { ok: true, detail: "no node exited unless killed, and every stop ended cleanly" };
+  }
   return {
     ok: false,
     detail: `${exits.length} unexpected exits`,
     problems: exits.map(
       (e) =>
-        `n${e.node} exited (${e.how}) at ${(e.at / 1000).toFixed(1)} s; last lines:\n${e.tail.slice(-8).join("\n")}`,
+        `n${e.node} exited (${e.how})${e.stopping ? " when stopped" : ""} at ${(e.at / 1000).toFixed(1)} s; last lines:\n${e.tail.slice(-8).join("\n")}`,
     ),
   };
+}
+
+/**
+ * Codes the client library throws for an answer that says the request itself is wrong (a
+ * 4xx: bad input, too large, not allowed, a membership conflict), where a fault only ever
+ * refuses (no master, a deadline, a node that does not answer) or loses a comparison. A
+ * loop that gets these is broken, and checks nothing however long it runs.
+ */
+const WRONG_REQUEST_CODES: ReadonlySet<string> = new Set([
+  "ERR_INVALID_INPUT",
+  "ERR_TOO_LARGE",
+  "ERR_UNAUTHENTICATED",
+  "ERR_FORBIDDEN",
+  "ERR_CONFLICT",
+]);
+
+/** Kinds of error counted in a verdict's detail. */
+const CODES_SHOWN = 6;
+
+/**
+ * The errors a campaign loop (the bank's, the leases') caught and carried on after, by
+ * code: refusals the faults explain, which it counts for the report, and answers that say
+ * its requests are wrong (see WRONG_REQUEST_CODES, and any other 4xx the client could not
+ * place), which no fault explains and which fail its verdict.
+ */
+export class ErrorTally {
+  readonly refused = new Map<string, number>();
+  readonly wrong = new Map<string, number>();
+  /** The first message of each wrong code, for the report. */
+  private readonly examples = new Map<string, string>();
+
+  note(error: unknown): void {
+    const e = error as { code?: unknown; status?: unknown; name?: unknown; message?: unknown };
+    // An answer the client library could not place keeps its status: a 4xx is wrong too.
+    const status = e.code === "ERR_UNEXPECTED_RESPONSE" ? Number(e.status) : null;
+    const code =
+      status !== null
+        ? `HTTP_${status}`
+        : typeof e.code === "string"
+          ? e.code
+          : String(e.name ?? "Error");
+    const wrong =
+      WRONG_REQUEST_CODES.has(code) || (status !== null && status >= 400 && status < 500);
+    const counts = wrong ? this.wrong : this.refused;
+    counts.set(code, (counts.get(code) ?? 0) + 1);
+    if (wrong && !this.examples.has(code)) this.examples.set(code, String(e.message ?? ""));
+  }
+
+  /** `refused: ERR_NO_MASTER 3, ERR_TIMEOUT 1`, or "" when nothing was refused. */
+  detail(): string {
+    const all = [...this.refused, ...this.wrong].sort((a, b) => b[1] - a[1]);
+    if (all.length === 0) return "";
+    const shown = all.slice(0, CODES_SHOWN).map(([code, n]) => `${code} ${n}`);
+    if (all.length > CODES_SHOWN) shown.push(`${all.length - CODES_SHOWN} more codes`);
+    return `; errors: ${shown.join(", ")}`;
+  }
+
+  /** One problem for each code that says the requests are wrong. */
+  problems(): string[] {
+    return [...this.wrong].map(
+      ([code, n]) =>
+        `${n} requests answered ${code}, which no fault explains: ${this.examples.get(code)}`,
+    );
+  }
 }
 
 function describe(op: OpRecord): string {

@@ -9,15 +9,29 @@
  * - eventually: once the cluster has healed and a TTL has passed, no key of any of these
  *   leases is left (a final range read of the prefix is empty).
  *
+ * A loop that never gets through checks nothing: a run of `exerciseMsMin` or more in which
+ * no lease was read back in time fails the verdict, and so does any answer that says the
+ * requests themselves are wrong (ErrorTally); refusals the faults explain are only counted.
+ *
  * It goes through the client library, like a program holding leases would.
  */
 
 import { type BatonClient, createClient } from "../client/index.js";
-import type { Verdict } from "./checks.js";
+import { ErrorTally, type Verdict } from "./checks.js";
 
 const TTL_SECONDS = 3;
 const PREFIX = "lease/";
 const PROBLEMS_SHOWN = 20;
+/**
+ * The default shortest run, in ms, that must have read a lease back in time once: every
+ * campaign ends with seconds of a healed cluster, and a lease is checked within a TTL.
+ */
+const EXERCISE_MS_MIN = 30_000;
+
+export interface CampaignLeasesOptions {
+  /** A run at least this long, in ms, that checked no lease fails the verdict. @default 30000 */
+  readonly exerciseMsMin?: number;
+}
 
 export class CampaignLeases {
   readonly problems: string[] = [];
@@ -26,15 +40,22 @@ export class CampaignLeases {
   checked = 0;
   /** Keys left after the final wait, which must be none. */
   left: string[] = [];
+  /** What the loop caught and carried on after. */
+  readonly errors = new ErrorTally();
   private readonly client: BatonClient;
+  private readonly exerciseMsMin: number;
+  private startedAt: number | null = null;
+  private stoppedAt: number | null = null;
   private stopping = false;
   private running: Promise<void> | null = null;
 
-  constructor(urls: readonly string[]) {
+  constructor(urls: readonly string[], options: CampaignLeasesOptions = {}) {
     this.client = createClient({ endpoints: [...urls], deadlineMs: 5000 });
+    this.exerciseMsMin = options.exerciseMsMin ?? EXERCISE_MS_MIN;
   }
 
   start(): void {
+    this.startedAt = performance.now();
     this.running = this.run();
   }
 
@@ -42,6 +63,7 @@ export class CampaignLeases {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.running;
+    this.stoppedAt = performance.now();
     await new Promise((resolve) => setTimeout(resolve, TTL_SECONDS * 1000 + 2000));
     try {
       this.left = (await this.client.range(PREFIX, { keysOnly: true })).items.map((i) => i.key);
@@ -56,14 +78,16 @@ export class CampaignLeases {
     this.stopping = true;
     await this.client.close();
     await this.running;
+    this.stoppedAt = performance.now();
   }
 
   private async run(): Promise<void> {
     for (let n = 1; !this.stopping; n++) {
       try {
         await this.grantAndCheck(`${PREFIX}${n}`);
-      } catch {
+      } catch (error) {
         // No master, or a deadline passed: the next round tries again.
+        this.errors.note(error);
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
@@ -105,10 +129,18 @@ export class CampaignLeases {
   }
 
   verdict(): Verdict {
-    const detail = `${this.granted} leases of ${TTL_SECONDS} s, ${this.checked} read back in time`;
-    const problems = [...this.problems];
+    const ranMs = (this.stoppedAt ?? performance.now()) - (this.startedAt ?? performance.now());
+    const detail =
+      `${this.granted} leases of ${TTL_SECONDS} s, ${this.checked} read back in time in ` +
+      `${(ranMs / 1000).toFixed(0)} s${this.errors.detail()}`;
+    const problems = [...this.problems, ...this.errors.problems()];
     if (this.left.length > 0) {
       problems.push(`${this.left.length} keys outlived their leases: ${this.left.join(", ")}`);
+    }
+    if (this.checked === 0 && ranMs >= this.exerciseMsMin) {
+      problems.push(
+        `no lease was read back in time in ${(ranMs / 1000).toFixed(0)} s: nothing was checked`,
+      );
     }
     if (problems.length === 0) {
       return { ok: true, detail: `no lease ended early, every one ended: ${detail}` };

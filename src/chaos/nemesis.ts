@@ -4,9 +4,16 @@
  * campaign's seed: a quiet gap, one fault, its repair, and again, until the fault phase
  * ends. Each fault is recorded as a window (start, end, kind, the nodes it hit) for the
  * report, and every one is undone before the next begins, so that at most one is active.
+ *
+ * A fault that cannot start (the cluster not healthy enough to wipe a node, a master that is
+ * not running) is skipped and recorded as skipped, with why; one that started but did not
+ * finish what it set out to do (a rolling restart stuck on a node, a switchover refused)
+ * says so in its window. The faults verdict counts both, and fails when a kind that was
+ * drawn again and again never once ran: a campaign must not claim faults it never made.
  */
 
 import type { Prng } from "../core/prng.js";
+import type { Verdict } from "./checks.js";
 import type { CampaignMembers } from "./members.js";
 import type { Network } from "./network.js";
 import type { ChaosNode } from "./processes.js";
@@ -39,6 +46,15 @@ export type NemesisKind = (typeof NEMESES)[number];
 const PROMOTE_MS_MAX = 60_000;
 /** Longest a node restarted in a rolling restart may take to serve caught up, in ms. */
 const ROLLING_CATCH_UP_MS_MAX = 60_000;
+/** Longest wait for a healthy cluster before a fault that needs one, in ms. */
+const HEALTHY_WAIT_MS_MAX = 10_000;
+/**
+ * Most draws of one kind that may all be skipped before the faults verdict fails. Kinds are
+ * drawn at random, so a short campaign may draw a kind once or never (that is only
+ * reported); a kind skipped every time it was drawn, three times or more, means the
+ * campaign could not make it at all.
+ */
+const SKIPPED_DRAWS_MAX = 2;
 
 export const NEMESIS_HELP: Readonly<Record<NemesisKind, string>> = {
   "kill-master": "SIGKILL the master, restart it later with its data",
@@ -68,6 +84,15 @@ export interface FaultWindow {
   readonly nodes: number[];
   /** What the fault did, extended with what came of it (a switchover's answer, a promote). */
   detail: string;
+  /** What the fault set out to do and did not finish, if anything (also in `detail`). */
+  unfinished?: string;
+}
+
+/** A fault drawn and not made, in campaign milliseconds. */
+export interface FaultSkip {
+  readonly kind: NemesisKind;
+  readonly at: number;
+  readonly reason: string;
 }
 
 export interface NemesisContext {
@@ -96,6 +121,8 @@ export interface NemesisContext {
   readonly operatorProblems: string[];
   /** Fault windows, appended to as faults begin. */
   readonly windows: FaultWindow[];
+  /** Faults drawn but not made, appended to as they are skipped. */
+  readonly skips: FaultSkip[];
   /** Milliseconds a fault lasts: [min, max]. */
   readonly faultMs: readonly [number, number];
   /** Milliseconds between faults: [min, max]. */
@@ -129,6 +156,10 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
   const close = (window: FaultWindow): void => {
     window.end = context.now();
   };
+  const skip = (reason: string): void => {
+    context.skips.push({ kind, at: context.now(), reason });
+  };
+  const unhealthy = `the cluster was not healthy within ${HEALTHY_WAIT_MS_MAX} ms`;
   switch (kind) {
     case "kill-master":
     case "kill-any": {
@@ -147,7 +178,7 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       const id = kind === "replace" && prng.chance(0.5) ? master : prng.pick(ids);
       // Only from a healthy cluster: replacing a node while another is still catching up
       // would leave fewer voters with the data than a majority.
-      if (!(await waitHealthy(context, 10_000))) return;
+      if (!(await waitHealthy(context, HEALTHY_WAIT_MS_MAX))) return skip(unhealthy);
       const how = kind === "wipe-restart" ? "SIGKILL" : "SIGTERM";
       const window = open([id], `${how} + wipe n${id}, member replace`);
       await replaceNode(context, id, how, window);
@@ -162,15 +193,18 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
         `switchover n${master} -> ${to === null ? "most up-to-date backup" : `n${to}`}`,
       );
       const outcome = await context.members.switchover(to);
-      window.detail += outcome.ok
-        ? `: n${outcome.master} master of term ${outcome.term}`
-        : `: not done (${outcome.error})`;
+      if (outcome.ok) {
+        window.detail += `: n${outcome.master} master of term ${outcome.term}`;
+      } else {
+        window.unfinished = `not done (${outcome.error})`;
+        window.detail += `: ${window.unfinished}`;
+      }
       close(window);
       await sleep(Math.min(durationMs, 1000));
       return;
     }
     case "rolling-restart": {
-      if (!(await waitHealthy(context, 10_000))) return;
+      if (!(await waitHealthy(context, HEALTHY_WAIT_MS_MAX))) return skip(unhealthy);
       const order = shuffle(prng, ids);
       const window = open(order, `SIGTERM and restart ${names(order)} in turn`);
       for (const id of order) {
@@ -178,7 +212,8 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
         await sleep(200);
         context.restart(id, false);
         if (!(await waitHealthy(context, ROLLING_CATCH_UP_MS_MAX))) {
-          window.detail += `; n${id} not caught up within ${ROLLING_CATCH_UP_MS_MAX} ms`;
+          window.unfinished = `n${id} not caught up within ${ROLLING_CATCH_UP_MS_MAX} ms`;
+          window.detail += `; ${window.unfinished}`;
           break;
         }
       }
@@ -188,7 +223,7 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
     }
     case "pause-master": {
       const node = nodes.find((n) => n.id === master)!;
-      if (node.state !== "running") return;
+      if (node.state !== "running") return skip(`n${master}, the master, was ${node.state}`);
       const window = open([master], `SIGSTOP n${master} for ${durationMs} ms`);
       node.signal("SIGSTOP");
       await sleep(durationMs);
@@ -300,6 +335,7 @@ async function replaceNode(
   } catch (error) {
     const problem = `n${id} at ${Math.round(window.start)} ms: ${(error as Error).message}`;
     context.operatorProblems.push(problem);
+    window.unfinished = "replace failed";
     window.detail += "; replace failed";
   }
   context.restart(id, true);
@@ -307,11 +343,60 @@ async function replaceNode(
   if (promoted.ok) {
     window.detail += `; promoted after ${promoted.ms} ms (${promoted.attempts} promote requests)`;
   } else {
+    window.unfinished = "not promoted";
     window.detail += "; not promoted";
     context.operatorProblems.push(
       `n${id} at ${Math.round(window.start)} ms: not promoted within ${PROMOTE_MS_MAX} ms (${promoted.attempts} requests; last: ${promoted.error})`,
     );
   }
+}
+
+/**
+ * The verdict on the faults themselves: which kinds of `asked` ran, were skipped (and why)
+ * or did not finish, and which were never drawn; it fails for a kind drawn more than
+ * SKIPPED_DRAWS_MAX times and skipped every time.
+ */
+export function checkFaults(
+  asked: readonly NemesisKind[],
+  windows: readonly FaultWindow[],
+  skips: readonly FaultSkip[],
+): Verdict {
+  const ran = tally(windows.map((w) => w.kind));
+  const skipped = tally(skips.map((s) => s.kind));
+  const unfinished = tally(windows.filter((w) => w.unfinished !== undefined).map((w) => w.kind));
+  const problems: string[] = [];
+  for (const kind of new Set(asked)) {
+    const times = skipped.get(kind) ?? 0;
+    if ((ran.get(kind) ?? 0) > 0 || times <= SKIPPED_DRAWS_MAX) continue;
+    problems.push(
+      `${kind} was drawn ${times} times and skipped every time: ${reasonsFor(kind, skips)}`,
+    );
+  }
+  const parts = [`ran: ${listCounts(ran) || "none"}`];
+  if (skipped.size > 0) {
+    const each = [...skipped].map(([k, n]) => `${k} ${n} (${reasonsFor(k, skips)})`);
+    parts.push(`skipped: ${each.join(", ")}`);
+  }
+  if (unfinished.size > 0) parts.push(`not finished: ${listCounts(unfinished)}`);
+  const never = [...new Set(asked)].filter((k) => !ran.has(k) && !skipped.has(k));
+  if (never.length > 0) parts.push(`never drawn: ${never.join(", ")}`);
+  const detail = parts.join("; ");
+  return problems.length === 0 ? { ok: true, detail } : { ok: false, detail, problems };
+}
+
+function tally(kinds: readonly NemesisKind[]): Map<NemesisKind, number> {
+  const counts = new Map<NemesisKind, number>();
+  for (const kind of kinds) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  return counts;
+}
+
+function listCounts(counts: ReadonlyMap<NemesisKind, number>): string {
+  return [...counts].map(([kind, n]) => `${kind} ${n}`).join(", ");
+}
+
+/** The distinct reasons `kind` was skipped. */
+function reasonsFor(kind: NemesisKind, skips: readonly FaultSkip[]): string {
+  return [...new Set(skips.filter((s) => s.kind === kind).map((s) => s.reason))].join("; ");
 }
 
 async function waitHealthy(context: NemesisContext, timeoutMs: number): Promise<boolean> {

@@ -169,10 +169,17 @@ export interface ProcessExit {
   readonly pid: number;
   /** The exit code, or null when a signal ended it. */
   readonly code: number | null;
-  /** "SIGKILL", or "code 1". */
+  /** "SIGKILL", "code 1", or "SIGKILL, still running 10000 ms after SIGTERM". */
   readonly how: string;
-  /** True when this object ended it: kill(), stop(), or SIGKILL/SIGTERM through signal(). */
+  /**
+   * True when this object ended it: by kill() or SIGKILL through signal(), whatever came of
+   * it, or by stop() or SIGTERM through signal() when the process then exited with code 0
+   * (within stop()'s grace time). A stopped process that exits with another code, dies of a
+   * signal, or ignores SIGTERM until stop() kills it did not stop cleanly: unexpected.
+   */
   readonly expected: boolean;
+  /** Whether a SIGTERM (a stop) was under way when it ended. */
+  readonly stopping: boolean;
 }
 
 export interface ManagedProcessOptions {
@@ -213,8 +220,14 @@ export class ManagedProcess {
   private child: ChildProcess | null = null;
   private exitPromise: Promise<void> = Promise.resolve();
   private paused = false;
-  /** Set just before a signal that ends the process, so its exit is not a surprise. */
-  private expectExit = false;
+  /**
+   * The signal sent to end the current process, set just before it: after SIGKILL any exit
+   * is expected, after SIGTERM only a clean one (code 0), as `baton start` ends on SIGTERM
+   * after its hand-over (src/cli/commands/start.ts). Null: no end asked for.
+   */
+  private ending: "SIGKILL" | "SIGTERM" | null = null;
+  /** The grace time, in ms, after which stop() had to SIGKILL a process that ignored SIGTERM. */
+  private overdueMs: number | null = null;
   private log: WriteStream | null = null;
 
   constructor(
@@ -268,7 +281,8 @@ export class ManagedProcess {
     this.incarnation++;
     this.child = child;
     this.paused = false;
-    this.expectExit = false;
+    this.ending = null;
+    this.overdueMs = null;
     this.log = this.openLog(child);
     this.note(`[${this.name}] start ${this.incarnation}: pid ${pid} ${args.join(" ")}`);
     this.watch(child, pid, this.log);
@@ -279,7 +293,8 @@ export class ManagedProcess {
   signal(signal: NodeJS.Signals): void {
     const pid = this.pid;
     if (pid === null) throw new Error(`${this.name} is not running`);
-    if (signal === "SIGKILL" || signal === "SIGTERM") this.expectExit = true;
+    if (signal === "SIGKILL") this.ending = "SIGKILL";
+    if (signal === "SIGTERM" && this.ending === null) this.ending = "SIGTERM";
     process.kill(this.target(pid), signal);
     if (signal === "SIGSTOP") this.paused = true;
     if (signal === "SIGCONT") this.paused = false;
@@ -298,13 +313,25 @@ export class ManagedProcess {
     await this.exitPromise;
   }
 
-  /** SIGTERM, then SIGKILL after `graceMs` (a clean stop lets `--cpu-prof` write). */
+  /**
+   * SIGTERM, then SIGKILL after `graceMs` (a clean stop lets `--cpu-prof` write). Only an
+   * exit with code 0 within the grace time is an expected exit (see ProcessExit.expected).
+   */
   async stop(graceMs = 10_000): Promise<void> {
-    if (this.child === null) return;
+    const child = this.child;
+    if (child === null || child.pid === undefined) return;
+    const pid = child.pid;
     if (this.paused) this.signal("SIGCONT");
     this.signal("SIGTERM");
     const timer = setTimeout(() => {
-      if (this.child !== null) this.signal("SIGKILL");
+      if (this.child !== child) return;
+      // Not through signal(): a kill for being late is no kill that was asked for.
+      this.overdueMs = graceMs;
+      try {
+        process.kill(this.target(pid), "SIGKILL");
+      } catch {
+        // It exited just now.
+      }
     }, graceMs);
     await this.exitPromise;
     clearTimeout(timer);
@@ -322,7 +349,8 @@ export class ManagedProcess {
 
   /** Follows `child` to its end: its lines, its exit (state), its close (the report). */
   private watch(child: ChildProcess, pid: number, log: WriteStream | null): void {
-    let expected = false;
+    let ending: "SIGKILL" | "SIGTERM" | null = null;
+    let overdueMs: number | null = null;
     this.exitPromise = new Promise<void>((done) => {
       child.once("exit", () => {
         livePids.delete(this.target(pid));
@@ -333,7 +361,8 @@ export class ManagedProcess {
             // Nothing was left of the group.
           }
         }
-        expected = this.expectExit;
+        ending = this.ending;
+        overdueMs = this.overdueMs;
         if (this.child === child) {
           this.child = null;
           this.paused = false;
@@ -344,10 +373,16 @@ export class ManagedProcess {
     // 'close' comes after 'exit' and after the last output: report the exit then, and end
     // the log after that last output.
     child.once("close", (code, signal) => {
-      const how = signal ?? `code ${code}`;
+      const how =
+        overdueMs === null
+          ? (signal ?? `code ${code}`)
+          : `${signal ?? `code ${code}`}, still running ${overdueMs} ms after SIGTERM`;
       log?.end(`[${this.name}] pid ${pid} exited (${how})\n`);
       if (this.log === log) this.log = null;
-      this.options.onExit?.({ pid, code, how, expected });
+      const expected =
+        overdueMs === null && (ending === "SIGKILL" || (ending === "SIGTERM" && code === 0));
+      const stopping = ending === "SIGTERM";
+      this.options.onExit?.({ pid, code, how, expected, stopping });
     });
     const { onLine } = this.options;
     if (onLine === undefined) return;

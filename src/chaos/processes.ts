@@ -123,11 +123,16 @@ export function isUnaskedCandidacy(role: unknown, reason: unknown): boolean {
   return role === "candidate" && !String(reason ?? "").startsWith("switchover");
 }
 
-/** An exit the campaign did not cause. */
+/**
+ * An exit the campaign did not cause, or a stop that did not end cleanly (exit code 0
+ * within the grace time; see ProcessExit.expected).
+ */
 export interface UnexpectedExit {
   readonly at: number;
   readonly node: number;
   readonly how: string;
+  /** Whether the campaign was stopping the node (SIGTERM) when it ended so. */
+  readonly stopping: boolean;
   readonly tail: string[];
 }
 
@@ -247,7 +252,8 @@ export class ChaosNode extends NodeProcess {
       onExit: (exit) => {
         if (exit.expected) return;
         const tail = [...this.recent];
-        onUnexpectedExit({ at: this.clock.now(), node: this.id, how: exit.how, tail });
+        const { how, stopping } = exit;
+        onUnexpectedExit({ at: this.clock.now(), node: this.id, how, stopping, tail });
       },
     });
   }

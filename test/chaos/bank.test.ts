@@ -1,7 +1,8 @@
 /**
  * The campaign's bank on a one-node stand-in over the real HTTP API and state machine:
- * transfers run and every range read finds the books whole; books that do not add up are
- * reported.
+ * transfers run and every range read finds the books whole; books that do not add up, a
+ * read older than an acknowledged transfer, and a run that moved nothing because its
+ * requests were refused as wrong are reported.
  */
 
 import { pino } from "pino";
@@ -11,6 +12,7 @@ import { CampaignBank } from "../../src/chaos/bank.js";
 import { Prng } from "../../src/core/prng.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
 import { encodeCommand } from "../../src/kv/index.js";
+import { errorAnswer, type ProxiedAnswer, startAnswerProxy } from "./answer-proxy.js";
 
 const servers: HttpServer[] = [];
 
@@ -18,10 +20,24 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
+const proxies: { close(done: () => void): void }[] = [];
+
+afterEach(async () => {
+  await Promise.all(proxies.splice(0).map((p) => new Promise<void>((done) => p.close(done))));
+});
+
 async function serve(node: LocalKvNode): Promise<string> {
   const server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
   servers.push(server);
   return (await server.listen("127.0.0.1", 0)).url;
+}
+
+async function until(condition: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 describe("chaos bank", () => {
@@ -48,5 +64,61 @@ describe("chaos bank", () => {
     const verdict = bank.verdict();
     expect(verdict.ok).toBe(false);
     expect(verdict.problems?.[0]).toMatch(/total \d+/);
+  });
+
+  it("bank: a read older than a transfer the bank was told succeeded fails the verdict (a stale page replayed)", async () => {
+    const node = new LocalKvNode(1);
+    let first: ProxiedAnswer | null = null;
+    let replay: "armed" | "done" | null = null;
+    const proxy = await startAnswerProxy(await serve(node), async (incoming, forward) => {
+      const isRange = incoming.method === "GET" && incoming.url.startsWith("/v1/kv?");
+      if (isRange && replay === "armed" && first !== null) {
+        replay = "done";
+        return first;
+      }
+      const answer = await forward();
+      const json = JSON.parse(answer.body === "" ? "null" : answer.body) as {
+        items?: unknown[];
+        succeeded?: boolean;
+      } | null;
+      if (isRange && first === null && json?.items?.length === 5) first = answer;
+      // A transfer compares revisions; the opening transaction compares existence.
+      const transfer = incoming.url === "/v1/txn" && incoming.body.includes('"revision"');
+      if (transfer && json?.succeeded === true && replay === null) replay = "armed";
+      return answer;
+    });
+    proxies.push(proxy.server);
+    const bank = new CampaignBank([proxy.url], new Prng(3));
+    bank.start();
+    await until(() => replay === "done");
+    await bank.stop();
+    const verdict = bank.verdict();
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toMatch(
+      /^a read at revision \d+, after revision \d+ was read or acknowledged: the reads went back$/,
+    );
+    expect(verdict.problems?.[1]).toMatch(/older than the transaction acknowledged at revision/);
+  });
+
+  it("bank: a run whose transactions are all refused as bad requests fails the verdict (no transfer, 400s)", async () => {
+    const node = new LocalKvNode(1);
+    let refused = 0;
+    const proxy = await startAnswerProxy(await serve(node), async (incoming, forward) => {
+      if (incoming.url !== "/v1/txn") return forward();
+      refused++;
+      return errorAnswer(400, "ERR_INVALID_INPUT", "compare: not a comparison");
+    });
+    proxies.push(proxy.server);
+    const bank = new CampaignBank([proxy.url], new Prng(4), { exerciseMsMin: 0 });
+    bank.start();
+    await until(() => refused >= 2);
+    await bank.stop();
+    const verdict = bank.verdict();
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toHaveLength(2);
+    expect(verdict.problems?.[0]).toMatch(
+      /^\d+ requests answered ERR_INVALID_INPUT, which no fault explains: /,
+    );
+    expect(verdict.problems?.[1]).toMatch(/^no transfer succeeded in \d+ s: nothing was checked$/);
   });
 });

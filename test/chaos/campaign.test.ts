@@ -34,6 +34,7 @@ describe("chaos", () => {
       atomic: { ok: true },
       leases: { ok: true },
       membership: { ok: true },
+      faults: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);

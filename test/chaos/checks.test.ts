@@ -1,12 +1,21 @@
 /**
  * The campaign's verdicts on small hand-made histories, each of which can be argued on
  * paper: a lost acknowledged write, a write applied twice, a stale read, and an
- * indeterminate write that did take effect (which is no violation).
+ * indeterminate write that did take effect (which is no violation). And the tally of the
+ * errors the campaign's loops carry on after: refusals the faults explain are counted,
+ * answers that say the requests are wrong are problems.
  */
 
 import { describe, expect, it } from "vitest";
-import { checkExactlyOnce, checkHistory, checkNoLostWrites } from "../../src/chaos/checks.js";
+import {
+  checkExactlyOnce,
+  checkHistory,
+  checkNoLostWrites,
+  ErrorTally,
+} from "../../src/chaos/checks.js";
 import type { OpRecord } from "../../src/chaos/workload.js";
+import { UnexpectedResponseError } from "../../src/client/errors.js";
+import { InvalidInputError, NoMasterError, TimeoutError } from "../../src/shared/errors.js";
 
 let nextId = 1;
 
@@ -111,5 +120,23 @@ describe("chaos checks", () => {
     expect(checkHistory(history).ok).toBe(true);
     expect(checkNoLostWrites(history).ok).toBe(true);
     expect(checkExactlyOnce(history).ok).toBe(true);
+  });
+
+  it("chaos: refusals a fault explains are counted, a 4xx that says the request is wrong is a problem", () => {
+    const tally = new ErrorTally();
+    tally.note(new NoMasterError());
+    tally.note(new NoMasterError());
+    tally.note(new TimeoutError("deadline passed"));
+    tally.note(new UnexpectedResponseError("http://n1", 500, "internal"));
+    expect(tally.problems()).toEqual([]);
+    tally.note(new InvalidInputError("compare", "not a comparison"));
+    tally.note(new UnexpectedResponseError("http://n1", 409, "session expired"));
+    expect(tally.problems()).toEqual([
+      "1 requests answered ERR_INVALID_INPUT, which no fault explains: compare: not a comparison",
+      "1 requests answered HTTP_409, which no fault explains: unexpected answer from http://n1 (HTTP 409): session expired",
+    ]);
+    expect(tally.detail()).toBe(
+      "; errors: ERR_NO_MASTER 2, ERR_TIMEOUT 1, HTTP_500 1, ERR_INVALID_INPUT 1, HTTP_409 1",
+    );
   });
 });

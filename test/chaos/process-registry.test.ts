@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ManagedProcess, pidAlive } from "../../src/chaos/process-registry.js";
+import { ManagedProcess, type ProcessExit, pidAlive } from "../../src/chaos/process-registry.js";
 
 /**
  * A shell that starts two sleeps of its own and prints their PIDs: a stand-in for the
@@ -24,7 +24,50 @@ async function until(condition: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/**
+ * A node stand-in that says "ready" once its SIGTERM handler is in place: `onTerm` is what
+ * the handler does ("" ignores the signal).
+ */
+async function startNode(onTerm: string): Promise<{ proc: ManagedProcess; exits: ProcessExit[] }> {
+  const exits: ProcessExit[] = [];
+  let ready = false;
+  const script = `process.on("SIGTERM", () => { ${onTerm} }); console.log("ready"); setInterval(() => {}, 1000);`;
+  const proc = new ManagedProcess("node", process.execPath, ["-e", script], {
+    onLine: (line) => {
+      if (line === "ready") ready = true;
+    },
+    onExit: (exit) => exits.push(exit),
+  });
+  proc.start();
+  await until(() => ready);
+  return { proc, exits };
+}
+
 describe("process registry", () => {
+  it("process registry: a stop is an expected exit only when the process exits 0 within the grace time (exit 0, exit 3, SIGTERM ignored)", async () => {
+    const ends: ProcessExit[] = [];
+    for (const [onTerm, end] of [
+      ["process.exit(0)", "stop"],
+      ["process.exit(3)", "stop"],
+      ["", "stop"],
+      ["", "kill"],
+    ] as const) {
+      const { proc, exits } = await startNode(onTerm);
+      await (end === "kill" ? proc.kill() : proc.stop(300));
+      await until(() => exits.length === 1);
+      ends.push(exits[0]!);
+    }
+    // A kill is expected whatever comes of it; a stop only when it ends cleanly.
+    expect(ends.map((e) => e.expected)).toEqual([true, false, false, true]);
+    expect(ends.map((e) => e.how)).toEqual([
+      "code 0",
+      "code 3",
+      "SIGKILL, still running 300 ms after SIGTERM",
+      "SIGKILL",
+    ]);
+    expect(ends.map((e) => e.stopping)).toEqual([true, true, true, false]);
+  });
+
   it("a process started as a group takes its own children with it, on kill and on stop", async () => {
     for (const end of ["kill", "stop"] as const) {
       const { proc, children } = parentOfTwo(true);

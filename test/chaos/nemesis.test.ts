@@ -1,0 +1,86 @@
+/**
+ * The faults verdict: faults drawn but skipped are recorded with their reason rather than
+ * dropped, unfinished ones are counted, kinds never drawn are named, and a kind skipped
+ * every time it was drawn fails the verdict. The schedule runs against stand-ins (no
+ * processes) on a campaign clock that each reading moves on by seconds.
+ */
+
+import { describe, expect, it } from "vitest";
+import type { CampaignMembers } from "../../src/chaos/members.js";
+import {
+  checkFaults,
+  type FaultSkip,
+  type FaultWindow,
+  type NemesisContext,
+  runNemeses,
+} from "../../src/chaos/nemesis.js";
+import type { Network } from "../../src/chaos/network.js";
+import type { ChaosNode } from "../../src/chaos/processes.js";
+import { Prng } from "../../src/core/prng.js";
+
+function window(kind: FaultWindow["kind"], unfinished?: string): FaultWindow {
+  return { kind, start: 0, end: 1, nodes: [1], detail: "", ...(unfinished ? { unfinished } : {}) };
+}
+
+describe("chaos faults", () => {
+  it("faults: a wipe drawn while the cluster never gets healthy is recorded as skipped, and skipped every time fails the verdict", async () => {
+    let clock = 0;
+    const windows: FaultWindow[] = [];
+    const skips: FaultSkip[] = [];
+    const context: NemesisContext = {
+      prng: new Prng(1),
+      nodes: [1, 2, 3].map((id) => ({ id })) as unknown as ChaosNode[],
+      network: {} as Network,
+      // Every reading moves the campaign on by 5 s, so a 10 s wait ends after a few.
+      now: () => (clock += 5000),
+      currentMaster: () => 1,
+      healthy: () => false,
+      restart: () => {},
+      members: {} as CampaignMembers,
+      unaskedCandidacies: () => 0,
+      operatorProblems: [],
+      windows,
+      skips,
+      faultMs: [1, 1],
+      quietMs: [0, 0],
+    };
+    await runNemeses(context, ["wipe-restart"], 120_000);
+    expect(windows).toEqual([]);
+    expect(skips.length).toBeGreaterThan(2);
+    expect(skips[0]).toMatchObject({
+      kind: "wipe-restart",
+      reason: "the cluster was not healthy within 10000 ms",
+    });
+    const verdict = checkFaults(["wipe-restart"], windows, skips);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toEqual([
+      `wipe-restart was drawn ${skips.length} times and skipped every time: the cluster was not healthy within 10000 ms`,
+    ]);
+  });
+
+  it("faults: skipped, unfinished and never-drawn kinds are reported without failing (a short campaign draws few)", () => {
+    const windows = [window("split"), window("switchover", "not done (ERR_CONFLICT)")];
+    const skips: FaultSkip[] = [
+      { kind: "pause-master", at: 5, reason: "n1, the master, was stopped" },
+      { kind: "replace", at: 9, reason: "the cluster was not healthy within 10000 ms" },
+      { kind: "replace", at: 19, reason: "the cluster was not healthy within 10000 ms" },
+    ];
+    const verdict = checkFaults(
+      ["split", "switchover", "pause-master", "replace", "flap"],
+      windows,
+      skips,
+    );
+    expect(verdict).toEqual({
+      ok: true,
+      detail:
+        "ran: split 1, switchover 1; skipped: pause-master 1 (n1, the master, was stopped), " +
+        "replace 2 (the cluster was not healthy within 10000 ms); not finished: switchover 1; " +
+        "never drawn: flap",
+    });
+    // Skipped three times and never run: the campaign could not make that fault at all.
+    const third = { kind: "replace" as const, at: 29, reason: "the cluster was not healthy" };
+    expect(checkFaults(["replace"], windows, [...skips, third]).ok).toBe(false);
+    // Once it ran, skips are only counted.
+    expect(checkFaults(["replace"], [window("replace")], [...skips, third]).ok).toBe(true);
+  });
+});
