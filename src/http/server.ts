@@ -40,7 +40,12 @@ import { registerMetricsRoute } from "./routes/metrics-route.js";
 import { registerSnapshotRoute, type SnapshotSource } from "./routes/snapshot-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 import { registerStoreRoutes } from "./routes/store-routes.js";
-import { registerWatchRoute, WATCH_PROGRESS_MS, type WatchStreams } from "./routes/watch-route.js";
+import {
+  registerWatchRoute,
+  WATCH_MASTERLESS_MS,
+  WATCH_PROGRESS_MS,
+  type WatchStreams,
+} from "./routes/watch-route.js";
 import type { TokenStore } from "./tokens.js";
 
 /** The certificate (chain) and key HTTPS serves, PEM text; `ca` completes the chain. */
@@ -123,6 +128,12 @@ export interface HttpServerOptions {
    * @default 5000
    */
   readonly watchProgressMs?: number | undefined;
+  /**
+   * How long this node may know no master before it ends its watch streams (their readers
+   * resume on another node), in ms.
+   * @default 3000
+   */
+  readonly watchMasterlessMs?: number | undefined;
 }
 
 /**
@@ -244,7 +255,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const watches =
     store === undefined
       ? null
-      : registerWatchRoute(app, context, store, options.watchProgressMs ?? WATCH_PROGRESS_MS);
+      : registerWatchRoute(app, context, store, {
+          progressMs: options.watchProgressMs ?? WATCH_PROGRESS_MS,
+          masterlessMs: options.watchMasterlessMs ?? WATCH_MASTERLESS_MS,
+        });
   if (watches !== null) registerWatchGauge(registry, watches);
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);

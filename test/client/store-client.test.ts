@@ -29,12 +29,14 @@ afterEach(async () => {
 async function serve(
   node: LocalKvNode,
   watchProgressMs?: number,
+  watchMasterlessMs?: number,
 ): Promise<{ server: HttpServer; url: string }> {
   const server = createHttpServer({
     api: node,
     logger: pino({ level: "silent" }),
     limits: node.stateMachine.limits,
     watchProgressMs,
+    watchMasterlessMs,
   });
   const { url } = await server.listen("127.0.0.1", 0);
   cleanups.push(() => server.close());
@@ -181,6 +183,51 @@ describe("client: watch", () => {
     // Before, the watch resumed from revision 1 on the backup, compacted there: CompactedError.
     await done;
     expect(seen).toEqual([`quiet/1@${revision}`, `quiet/2@${revision + 11}`]);
+  });
+
+  it("watch: a node that knows no master ends its watches, and the watch goes on on a node that gets the changes", async () => {
+    const primary = new LocalKvNode(1);
+    const backup = new LocalKvNode(2);
+    primary.followers.push(backup);
+    const a = await serve(primary, undefined, 200);
+    const b = await serve(backup);
+    const watcher = client([a.url, b.url]);
+    const controller = new AbortController();
+    const seen: string[] = [];
+    let opened: () => void = () => {};
+    const watching = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const done = (async () => {
+      for await (const change of watcher.watch("m/", { signal: controller.signal })) {
+        seen.push(`${change.key}=${change.value}`);
+        if (change.key === "m/first") opened();
+        if (change.key === "m/after") controller.abort();
+      }
+    })();
+    // The watch is in place on node 1 once it delivers a change made there.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await primary.store.propose({
+      type: "put",
+      key: "m/first",
+      value: new TextEncoder().encode("1"),
+    });
+    await watching;
+    // Node 1 is cut off: it knows no master, and the changes go on elsewhere.
+    const status = primary.status.bind(primary);
+    primary.status = (options) => ({ ...status(options), role: "backup", master: null });
+    await backup.store.propose({
+      type: "put",
+      key: "m/after",
+      value: new TextEncoder().encode("2"),
+    });
+    // Before, the stream stayed open on node 1 (its keep-alives kept it), which had nothing
+    // more to send: the watch waited for as long as the cut lasted.
+    const timeout = new Promise((_, reject) =>
+      setTimeout(() => reject(new Error("the watch never left the cut-off node")), 5000),
+    );
+    await Promise.race([done, timeout]);
+    expect(seen).toEqual(["m/first=1", "m/after=2"]);
   });
 
   it("watch: a compacted revision ends the watch with CompactedError", async () => {

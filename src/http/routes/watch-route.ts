@@ -23,7 +23,8 @@
  * revision older than the history holds is answered 410 ERR_COMPACTED. A stream whose
  * reader falls behind by more than STREAM_BUFFER_BYTES_MAX is closed (the client resumes),
  * and at most WATCHES_MAX streams are open on a node, so watchers never grow memory
- * without bound.
+ * without bound. A node that has known no master for WATCH_MASTERLESS_MS (cut off) ends
+ * its streams, so that their readers resume on a node that still gets the changes.
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -44,6 +45,8 @@ export const WATCHES_MAX = 10_000;
 const STREAM_BUFFER_BYTES_MAX = 8 * 1024 * 1024;
 /** How often a watch says how far it has sent (`: revision R`), when that moved on, ms. */
 export const WATCH_PROGRESS_MS = 5000;
+/** A node that has known no master this long ends its watches (they resume elsewhere), ms. */
+export const WATCH_MASTERLESS_MS = 3000;
 /** A backlog goes out in pieces of about this many characters, each once the socket drained. */
 const BACKLOG_PIECE_CHARS = 64 * 1024;
 
@@ -57,25 +60,81 @@ export function registerWatchRoute(
   app: FastifyInstance,
   context: HttpContext,
   store: KvStoreApi,
-  progressMs: number = WATCH_PROGRESS_MS,
+  timings: { readonly progressMs?: number; readonly masterlessMs?: number } = {},
 ): WatchStreams {
   const open = new Set<() => void>();
   const hub = new WatchHub(store);
+  const closeAll = (): void => {
+    for (const end of [...open]) end();
+  };
+  const masterless = new MasterlessWatch(
+    context,
+    timings.masterlessMs ?? WATCH_MASTERLESS_MS,
+    open,
+    closeAll,
+  );
+  const progressMs = timings.progressMs ?? WATCH_PROGRESS_MS;
   registerResource(app, context.metrics, "/v1/watch", [
     {
       method: "GET",
-      handler: async (request, reply) =>
-        watch(context, store, hub, request, reply, open, progressMs),
+      handler: async (request, reply) => {
+        const answer = watch(context, store, hub, request, reply, open, progressMs);
+        masterless.watchesOpen();
+        return answer;
+      },
     },
   ]);
   return {
-    closeAll() {
-      for (const end of [...open]) end();
-    },
+    closeAll,
     get openCount() {
       return open.size;
     },
   };
+}
+
+/**
+ * Ends the watches of a node that has known no master for `masterlessMs`: a node cut off
+ * from the cluster (a backup that lost the master, a master that stepped down) still
+ * answers, keeps its streams alive with comments, and has no new changes to send, so its
+ * readers would wait for as long as the cut lasts. Ended, they resume on another node from
+ * where they were, with no gap; one that comes back here is ended again a while later, at
+ * most once per `masterlessMs`. It looks only while watches are open.
+ */
+class MasterlessWatch {
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private since: number | null = null;
+
+  constructor(
+    private readonly context: HttpContext,
+    private readonly masterlessMs: number,
+    private readonly open: ReadonlySet<() => void>,
+    private readonly closeAll: () => void,
+  ) {}
+
+  /** A watch may have opened: look from now on, while any is open. */
+  watchesOpen(): void {
+    if (this.timer !== null || this.open.size === 0) return;
+    this.since = null;
+    this.timer = setInterval(() => this.look(), Math.min(1000, this.masterlessMs / 2));
+    this.timer.unref();
+  }
+
+  private look(): void {
+    if (this.open.size === 0) {
+      clearInterval(this.timer!);
+      this.timer = null;
+      return;
+    }
+    if (this.context.api.status().master !== null) {
+      this.since = null;
+      return;
+    }
+    const now = performance.now();
+    this.since ??= now;
+    if (now - this.since < this.masterlessMs) return;
+    this.since = now;
+    this.closeAll();
+  }
 }
 
 /** As `GET /v1/kv/{key}` decodes a value: a leading byte-order mark is part of it. */
