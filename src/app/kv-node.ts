@@ -291,6 +291,7 @@ export class KvNode implements KvNodeApi {
     readonly incarnation: number;
     readonly members: readonly Member[];
     readonly clusterId: string | null;
+    readonly clusterName: string;
   } {
     // Only the master knows how far a learner has acknowledged (the check below): any
     // other member would hand the incarnation out unchecked. The client follows the hint.
@@ -324,6 +325,7 @@ export class KvNode implements KvNodeApi {
     return {
       incarnation: member.incarnation,
       clusterId: this.node.clusterId,
+      clusterName: this.config.clusterId,
       members: members.map((m) => ({
         ...m,
         peerAddress: m.peerAddress !== "" ? m.peerAddress : (known.get(m.id)?.address ?? ""),

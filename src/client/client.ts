@@ -440,7 +440,13 @@ class HttpBatonClient implements BatonClient {
     ) {
       throw unexpected(response, "the answer is not a join answer");
     }
-    return { clusterId: clusterId ?? null, incarnation: json.incarnation, members: json.members };
+    const clusterName = typeof json.clusterName === "string" ? json.clusterName : null;
+    return {
+      clusterId: clusterId ?? null,
+      clusterName,
+      incarnation: json.incarnation,
+      members: json.members,
+    };
   }
 
   async switchover(to?: number): Promise<{ master: number; term: number }> {
@@ -947,6 +953,8 @@ function connectionFailure(
 /** The answer of `GET /v1/members/{id}/join` (see `BatonClient.joinInfo`). */
 export interface JoinInfo {
   readonly clusterId: string | null;
+  /** The cluster's name (`--cluster-id`); null from a node that does not say it. */
+  readonly clusterName: string | null;
   readonly incarnation: number;
   readonly members: readonly {
     readonly id: number;

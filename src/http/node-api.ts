@@ -68,6 +68,8 @@ export interface KvNodeApi {
     readonly members: readonly Member[];
     /** The cluster id, or null while the cluster has none yet (it arrives through the log). */
     readonly clusterId: string | null;
+    /** The cluster's name (`--cluster-id`), which peers check at every handshake. */
+    readonly clusterName?: string;
   };
 }
 

@@ -236,7 +236,7 @@ describe("security", () => {
     }
   }, 120_000);
 
-  it("timing: --join <https://…> learns a new member's identity over HTTPS with an admin token (the cluster CA from --tls-ca); a read token is refused and the node does not start", async () => {
+  it("timing: --join <https://…> learns a new member's identity and the cluster's name over HTTPS with an admin token (the cluster CA from --tls-ca); a read token or another cluster name is refused and the node does not start", async () => {
     const root = makeTempDir("baton-secure-join-");
     const ids = [1, 2, 3, 4];
     const ports = await freePorts(2 * ids.length);
@@ -253,6 +253,7 @@ describe("security", () => {
       spawn(node, [
         ...["--id", String(node.id), "--listen", node.peerAddress, "--http", node.httpAddress],
         ...["--peers", peers, "--data", node.dataDir, "--election-ms", "300-600"],
+        ...["--cluster-id", "orders"],
         ...securityArgs(pki, `node${node.id}`),
       ]);
     }
@@ -283,9 +284,25 @@ describe("security", () => {
       spawn(fourth, joinArgs(["--token", pki.tokens.read]));
       await fourth.waitForLog("the refusal", (l) => /needs admin/.test(l.text), 15_000, since);
       await fourth.waitForLog("the exit", (l) => /exited \(code 1\)/.test(l.text), 15_000, since);
-      // With an admin token from a file it joins, catches up and is promoted.
+      // With an admin token from a file, but set to another cluster's name: refused before
+      // anything is written, naming both.
       const tokenFile = join(root, "admin.token");
       writeFileSync(tokenFile, `${pki.tokens.admin}\n`, { mode: 0o600 });
+      const mismatch = performance.now();
+      spawn(fourth, [...joinArgs(["--token-file", tokenFile]), "--cluster-id", "other"]);
+      await fourth.waitForLog(
+        "the name refused",
+        (l) => /the cluster is named "orders", but this node is set to "other"/.test(l.text),
+        15_000,
+        mismatch,
+      );
+      await fourth.waitForLog(
+        "the exit",
+        (l) => /exited \(code 1\)/.test(l.text),
+        15_000,
+        mismatch,
+      );
+      // Naming none, it takes the cluster's name, joins, catches up and is promoted.
       spawn(fourth, joinArgs(["--token-file", tokenFile]));
       const members = await waitFor(
         "node 4 promoted",

@@ -84,7 +84,7 @@ export function register(program: Command, io: CliIo = processIo()): void {
       "--join [url]",
       "with the URL of any member: start a member added with `baton member add` or `baton member replace` (learns the cluster id, its identity and the members; --peers not needed). Without a URL (the old way back for a wiped node, superseded by `baton member replace`): on an empty directory, join only a cluster that never heard from this member, and catch up before voting (ignored when the directory holds state)",
     )
-    .option("--log-level <level>", "fatal, error, warn, info, debug (default info)")
+    .option("--log-level <level>", "fatal, error, warn, info, debug, trace (default info)")
     .option(
       "--allow-fault-injection",
       "serve POST /v1/faults/{kill,pause,partition,heal} to callers on this machine that hold the per-run token GET /v1/faults gives them (demos and teaching only: any program on this machine can then crash this node)",
@@ -164,7 +164,7 @@ async function learnJoin(
   url: string,
   id: number,
   credentials: { ca?: string; token?: string },
-): Promise<JoinedIdentity> {
+): Promise<{ readonly identity: JoinedIdentity; readonly clusterName: string | null }> {
   const client = createClient({
     endpoints: [url],
     ...credentials,
@@ -176,7 +176,12 @@ async function learnJoin(
     for (;;) {
       try {
         const info = await client.joinInfo(id);
-        return { clusterId: info.clusterId, incarnation: info.incarnation, members: info.members };
+        const identity = {
+          clusterId: info.clusterId,
+          incarnation: info.incarnation,
+          members: info.members,
+        };
+        return { identity, clusterName: info.clusterName };
       } catch (error) {
         if ((error as { code?: string }).code !== "ERR_CONFLICT" || Date.now() > deadline) {
           throw new Error(`--join ${url}: ${(error as Error).message}`);
@@ -281,8 +286,21 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       const id = Number(rawSetting(sources, "id"));
       const data = rawSetting(sources, "data");
       const known = readKnownIdentity(typeof data === "string" ? data : null);
+      let clusterName: string | null = null;
       if (known === null) {
-        joined = await learnJoin(given.join, id, joinCredentials(given, sources, io));
+        const learned = await learnJoin(given.join, id, joinCredentials(given, sources, io));
+        joined = learned.identity;
+        clusterName = learned.clusterName;
+        // The cluster's name, which every peer checks at the handshake: taken from the
+        // cluster when this node names none, refused when it names another.
+        const configured = rawSetting(sources, "clusterId");
+        if (clusterName !== null && configured !== undefined && configured !== clusterName) {
+          io.stderr.write(
+            `baton start: --join ${given.join}: the cluster is named ${JSON.stringify(clusterName)}, but this node is set to ${JSON.stringify(configured)} (--cluster-id, BATON_CLUSTER_ID or clusterId in the config file): its peers would refuse it; give the cluster's name, or none to take it from the cluster\n`,
+          );
+          return ended(1);
+        }
+        if (configured !== undefined) clusterName = null;
       } else {
         const listed = await listedIncarnation(given.join, id, joinCredentials(given, sources, io));
         if (listed !== null && listed !== known.incarnation) {
@@ -297,6 +315,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
         ...given,
         join: false,
         peers: given.peers ?? members.map((m) => `${m.id}=${m.peerAddress}`).join(","),
+        ...(clusterName === null ? {} : { clusterId: clusterName }),
       };
     } catch (error) {
       io.stderr.write(`baton start: ${(error as Error).message}\n`);

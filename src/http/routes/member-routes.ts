@@ -90,8 +90,8 @@ async function changeMembers(
 }
 
 /**
- * `GET /v1/members/{id}/join`: `{"id","clusterId","incarnation","members":[{"id","voter",
- * "incarnation","peerAddress","httpUrl"}…]}` for a member added as a learner, which
+ * `GET /v1/members/{id}/join`: `{"id","clusterId","clusterName","incarnation","members":[{"id",
+ * "voter","incarnation","peerAddress","httpUrl"}…]}` for a member added as a learner, which
  * `baton start --join` reads; 409 for a voter (replace it first), 400 for a non-member.
  * Needs the admin role: the answer lets its holder speak as that member.
  */
@@ -106,6 +106,7 @@ function joinInfo(
   return reply.send({
     id,
     clusterId: info.clusterId,
+    ...(info.clusterName === undefined ? {} : { clusterName: info.clusterName }),
     incarnation: info.incarnation,
     members: info.members,
   });
