@@ -177,6 +177,29 @@ describe("lock: waiting", () => {
     expect(revoked).toEqual([1]);
   });
 
+  it("a lock answered in the turn its lease's window closed, before the expiry timer ran, is taken again", async () => {
+    let skewMs = 0;
+    const clock = performance.now.bind(performance);
+    const now = vi.spyOn(performance, "now").mockImplementation(() => clock() + skewMs);
+    let txns = 0;
+    const { client, revoked } = fakeClient({
+      txn: async () => {
+        // The first answer is handled after the window closed; no timer has run since.
+        if (++txns === 1) skewMs = 5000;
+        return { succeeded: true, revision: 7 + txns };
+      },
+    });
+    try {
+      const taken = await lock(client, "k", { ttlSeconds: 2 });
+      // Before, lease 1's lock came back, and `lost` aborted as soon as its timer ran.
+      expect(taken.leaseId).toBe(2);
+      expect(taken.lost.aborted).toBe(false);
+      expect(revoked).toEqual([1]);
+    } finally {
+      now.mockRestore();
+    }
+  });
+
   it("a watch from a compacted revision sends the waiter back to its transaction", async () => {
     let txns = 0;
     const { client } = fakeClient({

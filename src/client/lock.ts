@@ -79,7 +79,7 @@ export async function lock(
     const lease = await client.grantLease(ttlSeconds);
     const keeper = new LeaseKeeper(client, lease.id, ttlSeconds, grantSentAt);
     try {
-      const token = await takeWithLease(client, key, lease.id, options, keeper.lost);
+      const token = await takeWithLease(client, key, lease.id, options, keeper);
       if (token !== null) {
         return {
           key,
@@ -112,11 +112,11 @@ async function takeWithLease(
   key: string,
   leaseId: number,
   options: LockOptions,
-  lost: AbortSignal,
+  keeper: LeaseKeeper,
 ): Promise<number | null> {
   for (;;) {
     options.signal?.throwIfAborted();
-    if (lost.aborted) return null;
+    if (keeper.lostNow()) return null;
     let attempt: { succeeded: boolean; revision: number };
     try {
       attempt = await client.txn({
@@ -128,10 +128,11 @@ async function takeWithLease(
       if (error instanceof LeaseNotFoundError) return null;
       throw error;
     }
-    // Taken with a lease that may have ended meanwhile: not a lock to hand out.
-    if (lost.aborted) return null;
+    // Taken with a lease that may have ended meanwhile: not a lock to hand out. Asked of
+    // the clock, not of `lost`: its timer may not have run yet in this turn.
+    if (keeper.lostNow()) return null;
     if (attempt.succeeded) return attempt.revision;
-    await untilDeleted(client, key, attempt.revision + 1, options.signal, lost);
+    await untilDeleted(client, key, attempt.revision + 1, options.signal, keeper.lost);
   }
 }
 
@@ -193,6 +194,18 @@ class LeaseKeeper {
 
   get lost(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /**
+   * Whether the lease may have ended by now, by the clock (the expiry timer may not have
+   * run yet in this turn); aborts `lost` at once when it may have.
+   */
+  lostNow(): boolean {
+    const { signal } = this.controller;
+    if (!signal.aborted && !this.stopped && performance.now() >= this.keptFrom + this.safeMs) {
+      this.lose(new Error(`lease ${this.leaseId} was not kept alive within its TTL`));
+    }
+    return signal.aborted;
   }
 
   /** Stops keeping the lease alive; an answer still on its way changes nothing. */

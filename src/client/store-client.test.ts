@@ -107,4 +107,43 @@ describe("store client: watches and answers", () => {
     expect(seen).toEqual([{ type: "put", key: "k", value: "v", revision: 2 }]);
     expect(asked).toEqual(["http://a", "http://b", "http://c"]);
   });
+
+  it("a compaction is believed when every node that can be asked has said so, a node down or not", async () => {
+    const closing = new AbortController();
+    const asked: string[] = [];
+    const pool = {
+      endpoints: ["http://a", "http://b", "http://c"],
+      masterEndpoint: () => null,
+      next: () => "http://c",
+      noteFailure: () => {},
+      openStream: async (endpoint: string) => {
+        asked.push(endpoint);
+        // c is down (a machine waiting to be replaced).
+        if (endpoint === "http://c") return { ok: false, endpoint, kind: "refused" };
+        return {
+          ok: true,
+          status: 410,
+          body: (async function* () {
+            yield bytes('{"code":"ERR_COMPACTED","startRevision":9}');
+          })(),
+          close: () => {},
+        };
+      },
+    } as unknown as ServerPool;
+    const core: ClientCore = {
+      pool,
+      closing: closing.signal,
+      send: async () => {
+        throw new Error("not used");
+      },
+      nextIdempotencyKey: () => "k",
+    };
+    const watching = (async () => {
+      for await (const _ of watchChanges(core, "k", { fromRevision: 2 }));
+    })();
+    // Before, it asked c again and again, for ever: a lock waiter behind it never woke.
+    await expect(watching).rejects.toMatchObject({ code: "ERR_COMPACTED", startRevision: 9 });
+    expect(asked).toEqual(["http://c", "http://a", "http://b"]);
+    closing.abort();
+  });
 });

@@ -287,8 +287,17 @@ export async function* watchChanges(
   let delayMs = RECONNECT_DELAY_MS_MIN;
   /** The nodes that answered ERR_COMPACTED since a watch last opened. */
   const compactedBy = new Set<string>();
+  /** The nodes that could not open a watch since then (down, unreachable, refusing). */
+  const failedBy = new Set<string>();
+  /** The oldest revision the last ERR_COMPACTED said its node holds. */
+  let startRevision = 0;
+  // Every node has said ERR_COMPACTED, or could not be asked: the revision is gone for
+  // every node that can answer. A node that is down may still hold it, but waiting for it
+  // would hold the watch (and a lock waiter behind it) for as long as it stays down.
+  const compactedEverywhere = (): boolean =>
+    compactedBy.size > 0 && core.pool.endpoints.every((e) => compactedBy.has(e) || failedBy.has(e));
   while (!stop.aborted) {
-    const endpoint = watchEndpoint(core.pool, compactedBy);
+    const endpoint = watchEndpoint(core.pool, compactedBy, failedBy);
     const query = new URLSearchParams({ prefix });
     if (resume !== null) query.set("fromRevision", String(resume.revision));
     const opened = await core.pool.openStream(endpoint, `/v1/watch?${query}`, {
@@ -299,6 +308,7 @@ export async function* watchChanges(
     if (opened.ok && opened.status === 200) {
       delayMs = RECONNECT_DELAY_MS_MIN;
       compactedBy.clear();
+      failedBy.clear();
       let skip = resume?.delivered ?? 0;
       try {
         for await (const item of readEvents(opened.body)) {
@@ -337,12 +347,12 @@ export async function* watchChanges(
       const json = await readJson(opened.body);
       if (opened.status === 410) {
         // This node's history may be shorter than another's (it restarted, or received a
-        // snapshot): give up only when every node has said so, each one of them.
+        // snapshot): give up only when every node has said so, each one of them (or could
+        // not be asked).
         compactedBy.add(endpoint);
-        if (core.pool.endpoints.every((e) => compactedBy.has(e))) {
-          const start = typeof json?.startRevision === "number" ? json.startRevision : 0;
-          throw new CompactedError(resume?.revision ?? 0, start);
-        }
+        failedBy.delete(endpoint);
+        if (typeof json?.startRevision === "number") startRevision = json.startRevision;
+        if (compactedEverywhere()) throw new CompactedError(resume?.revision ?? 0, startRevision);
         core.pool.noteFailure(endpoint);
         continue;
       }
@@ -355,9 +365,14 @@ export async function* watchChanges(
         const field = typeof json?.field === "string" ? json.field : "request";
         throw new InvalidInputError(field, typeof json?.error === "string" ? json.error : "");
       }
+      failedBy.add(endpoint);
       core.pool.noteFailure(endpoint);
     } else {
+      failedBy.add(endpoint);
       core.pool.noteFailure(endpoint);
+    }
+    if (!compactedBy.has(endpoint) && compactedEverywhere()) {
+      throw new CompactedError(resume?.revision ?? 0, startRevision);
     }
     if (stop.aborted) break;
     await delay(delayMs, undefined, { signal: stop }).catch(() => {});
@@ -366,11 +381,20 @@ export async function* watchChanges(
 }
 
 /**
- * The node to watch on: the master when known, else the pool's next; after ERR_COMPACTED,
- * a node that has not said so yet (it may still hold the revision).
+ * The node to watch on: the master when known, else the pool's next; when that one failed
+ * or said ERR_COMPACTED since a watch last opened, a node not tried since, else one that
+ * has not said ERR_COMPACTED (it may still hold the revision).
  */
-function watchEndpoint(pool: ServerPool, compactedBy: ReadonlySet<string>): string {
+function watchEndpoint(
+  pool: ServerPool,
+  compactedBy: ReadonlySet<string>,
+  failedBy: ReadonlySet<string>,
+): string {
   const preferred = pool.masterEndpoint() ?? pool.next();
+  if (!compactedBy.has(preferred) && !failedBy.has(preferred)) return preferred;
+  const untried = pool.endpoints.find((e) => !compactedBy.has(e) && !failedBy.has(e));
+  if (untried !== undefined) return untried;
+  // Every node failed or said so: the pool's own rotation, among those that did not say so.
   if (!compactedBy.has(preferred)) return preferred;
   return pool.endpoints.find((e) => !compactedBy.has(e)) ?? preferred;
 }
