@@ -26,9 +26,14 @@ function coreStreaming(chunks: readonly Uint8Array[]): ClientCore {
       })(),
       close: () => {},
     }),
-  } as unknown as ServerPool;
+  };
+  return coreOver(pool, closing);
+}
+
+/** A core over a hand-driven `pool` (what the watch uses of a ServerPool). */
+function coreOver(pool: object, closing: AbortController): ClientCore {
   return {
-    pool,
+    pool: pool as unknown as ServerPool,
     closing: closing.signal,
     send: async () => {
       throw new Error("not used");
@@ -89,15 +94,8 @@ describe("store client: watches and answers", () => {
           close: () => {},
         };
       },
-    } as unknown as ServerPool;
-    const core: ClientCore = {
-      pool,
-      closing: closing.signal,
-      send: async () => {
-        throw new Error("not used");
-      },
-      nextIdempotencyKey: () => "k",
     };
+    const core = coreOver(pool, closing);
     const seen: unknown[] = [];
     for await (const change of watchChanges(core, "k", { fromRevision: 2 })) {
       seen.push(change);
@@ -129,15 +127,8 @@ describe("store client: watches and answers", () => {
           close: () => {},
         };
       },
-    } as unknown as ServerPool;
-    const core: ClientCore = {
-      pool,
-      closing: closing.signal,
-      send: async () => {
-        throw new Error("not used");
-      },
-      nextIdempotencyKey: () => "k",
     };
+    const core = coreOver(pool, closing);
     const watching = (async () => {
       for await (const _ of watchChanges(core, "k", { fromRevision: 2 }));
     })();
