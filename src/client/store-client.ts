@@ -11,8 +11,14 @@
  */
 
 import { setTimeout as delay } from "node:timers/promises";
-import { CompactedError, InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
-import { UnexpectedResponseError } from "./errors.js";
+import {
+  CompactedError,
+  ForbiddenError,
+  InvalidInputError,
+  LeaseNotFoundError,
+  UnauthenticatedError,
+} from "../shared/errors.js";
+import { UnexpectedResponseError, UnreachableError } from "./errors.js";
 import type { PoolRequest, PoolResponse, ServerPool } from "./server-pool.js";
 
 /** What a store operation needs of the client that runs it. */
@@ -96,6 +102,11 @@ export interface WatchOptions {
   readonly fromRevision?: number;
   /** Ends the watch (the loop then ends normally). */
   readonly signal?: AbortSignal;
+  /**
+   * Gives up with UnreachableError when no node has opened the watch for this long, from
+   * the start or since its stream last broke. @default keep trying for as long as it runs
+   */
+  readonly openTimeoutMs?: number;
 }
 
 const encoder = new TextEncoder();
@@ -296,6 +307,9 @@ export async function* watchChanges(
   // would hold the watch (and a lock waiter behind it) for as long as it stays down.
   const compactedEverywhere = (): boolean =>
     compactedBy.size > 0 && core.pool.endpoints.every((e) => compactedBy.has(e) || failedBy.has(e));
+  /** Since when no stream has been open, and why the last attempt failed. */
+  let closedSince = performance.now();
+  let lastFailure = "no node was asked yet";
   while (!stop.aborted) {
     const endpoint = watchEndpoint(core.pool, compactedBy, failedBy);
     const query = new URLSearchParams({ prefix });
@@ -309,6 +323,7 @@ export async function* watchChanges(
       delayMs = RECONNECT_DELAY_MS_MIN;
       compactedBy.clear();
       failedBy.clear();
+      lastFailure = "the stream broke";
       let skip = resume?.delivered ?? 0;
       try {
         for await (const item of readEvents(opened.body)) {
@@ -341,6 +356,7 @@ export async function* watchChanges(
         // The stream broke: the node died, hung up, or went silent. Resume elsewhere.
       } finally {
         opened.close();
+        closedSince = performance.now();
       }
       core.pool.noteFailure(endpoint);
     } else if (opened.ok) {
@@ -356,25 +372,35 @@ export async function* watchChanges(
         core.pool.noteFailure(endpoint);
         continue;
       }
-      if (opened.status === 404 || opened.status === 401 || opened.status === 403) {
-        // A node without watches, or a token that may not read: no retry changes that.
-        const detail = typeof json?.error === "string" ? json.error : "the watch was refused";
-        throw new UnexpectedResponseError(endpoint, opened.status, detail);
-      }
+      const detail = typeof json?.error === "string" ? json.error : "the watch was refused";
+      // A token that is not known, or may not read: no retry changes that.
+      if (opened.status === 401) throw new UnauthenticatedError(detail);
+      if (opened.status === 403) throw new ForbiddenError(detail);
+      // A node without watches: likewise.
+      if (opened.status === 404) throw new UnexpectedResponseError(endpoint, 404, detail);
       if (opened.status === 400) {
         const field = typeof json?.field === "string" ? json.field : "request";
         throw new InvalidInputError(field, typeof json?.error === "string" ? json.error : "");
       }
       failedBy.add(endpoint);
+      lastFailure = `${endpoint} answered ${opened.status}: ${detail}`;
       core.pool.noteFailure(endpoint);
     } else {
       failedBy.add(endpoint);
+      lastFailure = `${endpoint}: ${opened.message}`;
       core.pool.noteFailure(endpoint);
     }
     if (!compactedBy.has(endpoint) && compactedEverywhere()) {
       throw new CompactedError(resume?.revision ?? 0, startRevision);
     }
     if (stop.aborted) break;
+    const { openTimeoutMs } = options;
+    if (openTimeoutMs !== undefined && performance.now() - closedSince >= openTimeoutMs) {
+      throw new UnreachableError(
+        core.pool.endpoints.join(", "),
+        `no node opened the watch in ${openTimeoutMs} ms (last: ${lastFailure})`,
+      );
+    }
     await delay(delayMs, undefined, { signal: stop }).catch(() => {});
     delayMs = Math.min(delayMs * 2, RECONNECT_DELAY_MS_MAX);
   }

@@ -106,6 +106,23 @@ describe("cli status: command", () => {
     expect(io.out()).not.toContain("is the cluster running?");
   });
 
+  it("cli status: the denied headline quotes the refusal, not a node that is down", async () => {
+    const fake = await cluster(1, 1);
+    fake.nodes[0]!.intercept = (_request, reply) => {
+      reply.code(401).send({
+        error: "the token is not one this node knows: pass a token from the tokens file",
+        code: "ERR_UNAUTHENTICATED",
+      });
+      return true;
+    };
+    const io = captureIo();
+    // The first endpoint is down; the second refuses the token.
+    const args = ["status", "--endpoints", `127.0.0.1:1,${fake.urls[0]}`, "--timeout", "300"];
+    expect(await main(args, io)).toBe(4);
+    // Before, the headline quoted the first error of any kind: the down node's.
+    expect(io.out()).toContain("denied: the token is not one this node knows");
+  });
+
   it("cli status: --json prints the verdict, the master and every node's status", async () => {
     const fake = await cluster(3, 3);
     const io = captureIo();

@@ -7,6 +7,7 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import { main } from "../../src/cli/main.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
@@ -94,6 +95,42 @@ describe("cli store", () => {
     ]);
     expect(JSON.parse(json.out)).toEqual({ type: "put", key: "w/1", value: "a", revision: from });
   });
+  it("cli store: watch prints a value with a newline or a space as one shell word on one line", async () => {
+    const from = node.stateMachine.revision + 1;
+    await run(["put", "v/1", "a\nb"]);
+    await run(["put", "v/2", "it's here"]);
+    const watched = await run(["watch", "v/", "--from-revision", String(from), "--count", "2"]);
+    expect(watched.out).toBe(`${from} put v/1 $'a\\nb'\n${from + 1} put v/2 'it'\\''s here'\n`);
+  });
+
+  it("cli store: a watch whose token is refused exits 4, like every other command", async () => {
+    const fake = await FakeCluster.start(1, 1);
+    try {
+      fake.nodes[0]!.intercept = (_request, reply) => {
+        reply.code(401).send({
+          error: "the token is not one this node knows: pass a token from the tokens file",
+          code: "ERR_UNAUTHENTICATED",
+        });
+        return true;
+      };
+      const io = captureIo();
+      // Before, exit 1 and "is --endpoints pointing at Baton nodes?".
+      expect(await main(["watch", "x", "--endpoints", fake.urls[0]!], io)).toBe(4);
+      expect(io.err()).toContain("the token is not one this node knows");
+      expect(io.err()).not.toContain("pointing at Baton nodes");
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("cli store: a watch no node opens within --timeout exits 3 and says so", async () => {
+    const io = captureIo();
+    const args = ["watch", "x", "--endpoints", "127.0.0.1:1", "--timeout", "300"];
+    // Before, it tried again and again, printing nothing, for ever.
+    expect(await main(args, io)).toBe(3);
+    expect(io.err()).toMatch(/no node opened the watch in 300 ms/);
+  });
+
   it("cli store: txn reads standard input whole: a character split between two reads arrives intact", async () => {
     const txn = new TextEncoder().encode(
       JSON.stringify({ success: [{ put: { key: "split", value: "café 😀" } }] }),

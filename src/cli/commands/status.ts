@@ -259,7 +259,9 @@ function headline(
       return `unreachable: no node answered at ${answers.map((a) => a.endpoint).join(", ")}; is the cluster running? start one with \`baton demo\``;
     case "denied": {
       // The node's own words say which token and role (as for any other refused command).
-      const refusal = answers.find((a) => a.code !== undefined)?.error ?? "the token was refused";
+      const refusal =
+        answers.find((a) => a.code === "ERR_UNAUTHENTICATED" || a.code === "ERR_FORBIDDEN")
+          ?.error ?? "the token was refused";
       return `denied: ${refusal}`;
     }
   }

@@ -51,7 +51,7 @@ function registerList(program: Command, io: CliIo): void {
     .description("list the keys under a prefix, in order, with their values")
     .argument("[prefix]", "list only keys that start with this", "")
     .option("--limit <n>", "list at most n keys (one page of up to 10000)", integerArgument(1))
-    .option("--keys-only", "list keys and revisions without values")
+    .option("--keys-only", "list keys without values (with --json: keys and revisions)")
     .option("--stale", "read the answering node's local copy")
     .option("--json", 'print [{"key","value","revision"}…] as JSON');
   addClusterOptions(command, TIMEOUT_MS_DEFAULT).addHelpText(
@@ -208,10 +208,12 @@ function registerWatch(program: Command, io: CliIo): void {
   addClusterOptions(command, TIMEOUT_MS_DEFAULT).addHelpText(
     "after",
     `
-Runs until Ctrl-C (or --count changes). Prints "<revision> put <key> <value>" or
-"<revision> delete <key>" per change. Exit codes: 0 stopped, 1 the revision to resume
-from is compacted (ERR_COMPACTED: list the keys again and watch from that revision + 1),
-2 bad usage, 4 token refused.
+Runs until Ctrl-C (or --count changes), across fail-overs. Prints "<revision> put <key>
+<value>" or "<revision> delete <key>" per change, the key and value quoted as a shell
+word when they hold spaces, quotes or control characters (one change per line). Exit
+codes: 0 stopped, 1 the revision to resume from is compacted (ERR_COMPACTED: list the
+keys again and watch from that revision + 1), 2 bad usage, 3 no node opened the watch
+within --timeout (at the start, or after its node went), 4 token refused.
 
 Examples:
   baton watch config/
@@ -226,13 +228,16 @@ Examples:
       try {
         const watchOptions = {
           signal: controller.signal,
+          // No stream open for this long (the cluster down, the endpoints wrong): exit 3.
+          openTimeoutMs: options.timeout ?? TIMEOUT_MS_DEFAULT,
           ...(options.fromRevision === undefined ? {} : { fromRevision: options.fromRevision }),
         };
         for await (const change of client.watch(prefix, watchOptions)) {
           if (options.json === true) io.stdout.write(`${JSON.stringify(change)}\n`);
           else if (change.type === "put") {
-            io.stdout.write(`${change.revision} put ${shellWord(change.key)} ${change.value}\n`);
-          } else io.stdout.write(`${change.revision} delete ${shellWord(change.key)}\n`);
+            const value = lineWord(change.value ?? "");
+            io.stdout.write(`${change.revision} put ${lineWord(change.key)} ${value}\n`);
+          } else io.stdout.write(`${change.revision} delete ${lineWord(change.key)}\n`);
           seen++;
           if (options.count !== undefined && seen >= options.count) break;
         }
@@ -242,6 +247,25 @@ Examples:
       return ExitCode.ok;
     });
   });
+}
+
+/**
+ * `text` as one shell word on one line: as is when it is plain, in single quotes when it
+ * holds spaces or quotes, and ANSI-C quoted (`$'a\nb'`, as bash and zsh read it) when it
+ * holds a control character, so that a change is always one line.
+ */
+function lineWord(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+  if (!/[\u0000-\u001f\u007f]/.test(text)) return shellWord(text);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: as above
+  const escaped = text.replace(/[\u0000-\u001f\u007f'\\]/g, (c) => {
+    if (c === "\n") return "\\n";
+    if (c === "\t") return "\\t";
+    if (c === "\r") return "\\r";
+    if (c === "'" || c === "\\") return `\\${c}`;
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  });
+  return `$'${escaped}'`;
 }
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
