@@ -134,6 +134,12 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     await program.parseAsync([...argv], { from: "user" });
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
+    if (error.code === "commander.unknownOption" && /'-[^-]/.test(error.message)) {
+      // `baton put k -x`: a value that starts with "-" reads as an option.
+      io.stderr.write(
+        `(a key or value that starts with "-" goes after "--", every option before it: baton put [options] -- <key> <value>)\n`,
+      );
+    }
     return exitCodeOf(error);
   }
   return io.exitCode;

@@ -77,6 +77,11 @@ describe("cli: bad usage exits 2", () => {
     expect(sub.code).toBe(2);
     expect(sub.err).toContain("Did you mean --json?");
     expect(sub.err).toContain('run "baton get --help"');
+    expect(sub.err).not.toContain('goes after "--"');
+    // A value that starts with "-" reads as an unknown short option: say how to pass it.
+    const dashed = await run(["put", "k", "-x"]);
+    expect(dashed.code).toBe(2);
+    expect(dashed.err).toContain('a key or value that starts with "-" goes after "--"');
   });
 
   it("cli: a client command's bad usage exits 2 before reaching any node", async () => {
@@ -85,6 +90,7 @@ describe("cli: bad usage exits 2", () => {
     expect((await run(["put", ...endpoints])).code).toBe(2);
     expect((await run(["get", "k", "extra", ...endpoints])).code).toBe(2);
     expect((await run(["status", "--watch", "10", ...endpoints])).code).toBe(2);
+    expect((await run(["status", "--count", "3", ...endpoints])).code).toBe(2);
     expect((await run(["del", "k", "--if-revision", "-1", ...endpoints])).code).toBe(2);
   });
 

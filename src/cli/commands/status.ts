@@ -86,6 +86,11 @@ Examples:
   baton status --watch 500                        # refresh twice a second; Ctrl-C stops`,
   );
   command.action(async (options: StatusOptions) => {
+    if (options.count !== undefined && options.watch === undefined) {
+      io.stderr.write("baton status: --count counts the refreshes of --watch: give --watch too\n");
+      io.exitCode = ExitCode.usage;
+      return;
+    }
     let client: BatonClient;
     try {
       // Each node is asked once, so the whole --timeout is each node's to answer in.
