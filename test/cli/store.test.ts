@@ -101,6 +101,8 @@ describe("cli store", () => {
     await run(["put", "v/2", "it's here"]);
     const watched = await run(["watch", "v/", "--from-revision", String(from), "--count", "2"]);
     expect(watched.out).toBe(`${from} put v/1 $'a\\nb'\n${from + 1} put v/2 'it'\\''s here'\n`);
+    // list: "key<TAB>value", the value quoted only when it would break the line.
+    expect((await run(["list", "v/"])).out).toBe("v/1\t$'a\\nb'\nv/2\tit's here\n");
   });
 
   it("cli store: a watch whose token is refused exits 4, like every other command", async () => {

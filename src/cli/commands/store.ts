@@ -58,8 +58,10 @@ function registerList(program: Command, io: CliIo): void {
     "after",
     `
 Without --limit every key under the prefix is listed, page after page. Prints one
-"key<TAB>value" line per key (values as UTF-8 text). Exit codes: 0 listed (even none),
-2 bad usage, 3 no master reachable in time, 4 token refused.
+"key<TAB>value" line per key (values as UTF-8 text; a key or value holding a newline, a
+tab or another control character ANSI-C quoted, $'a\\nb', so that a key is one line).
+Exit codes: 0 listed (even none), 2 bad usage, 3 no master reachable in time, 4 token
+refused.
 
 Examples:
   baton list sessions/
@@ -77,7 +79,8 @@ Examples:
         io.stdout.write(`${JSON.stringify(items.map((i) => withoutNullValue(i)))}\n`);
       } else {
         for (const item of items) {
-          io.stdout.write(item.value === null ? `${item.key}\n` : `${item.key}\t${item.value}\n`);
+          const key = oneLine(item.key);
+          io.stdout.write(item.value === null ? `${key}\n` : `${key}\t${oneLine(item.value)}\n`);
         }
       }
       return ExitCode.ok;
@@ -255,8 +258,18 @@ Examples:
  * holds a control character, so that a change is always one line.
  */
 function lineWord(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
-  if (!/[\u0000-\u001f\u007f]/.test(text)) return shellWord(text);
+  return CONTROL.test(text) ? ansiC(text) : shellWord(text);
+}
+
+/** `text` as is, or ANSI-C quoted when it holds a control character (a newline, a tab). */
+function oneLine(text: string): string {
+  return CONTROL.test(text) ? ansiC(text) : text;
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function ansiC(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: as above
   const escaped = text.replace(/[\u0000-\u001f\u007f'\\]/g, (c) => {
     if (c === "\n") return "\\n";
