@@ -31,7 +31,8 @@ function examples(): Example[] {
   const found: Example[] = [];
   for (const doc of DOCS) {
     const text = readFileSync(join(ROOT, doc), "utf8");
-    const block = /(?:<!-- ts-check:([\s\S]*?)-->\n)?```ts\n([\s\S]*?)```/g;
+    // A preamble is a comment of its own lines, ending right above the fence.
+    const block = /(?:^<!-- ts-check:((?:(?!-->)[\s\S])*)-->\n)?^```ts\n([\s\S]*?)^```/gm;
     for (const match of text.matchAll(block)) {
       const fence = match.index + match[0].indexOf("```ts");
       const line = text.slice(0, fence).split("\n").length + 1;
