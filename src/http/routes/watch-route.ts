@@ -73,7 +73,8 @@ export function registerWatchRoute(
     open,
     closeAll,
   );
-  const progressMs = timings.progressMs ?? WATCH_PROGRESS_MS;
+  // At least every 10 ms, whatever is asked: a timer per stream must not spin.
+  const progressMs = Math.max(10, timings.progressMs ?? WATCH_PROGRESS_MS);
   registerResource(app, context.metrics, "/v1/watch", [
     {
       method: "GET",
@@ -115,7 +116,8 @@ class MasterlessWatch {
   watchesOpen(): void {
     if (this.timer !== null || this.open.size === 0) return;
     this.since = null;
-    this.timer = setInterval(() => this.look(), Math.min(1000, this.masterlessMs / 2));
+    const everyMs = Math.max(10, Math.min(1000, this.masterlessMs / 2));
+    this.timer = setInterval(() => this.look(), everyMs);
     this.timer.unref();
   }
 
