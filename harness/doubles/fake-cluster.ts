@@ -28,6 +28,15 @@ export type Interceptor = (
   node: FakeNode,
 ) => boolean | Promise<boolean>;
 
+/** Answers every request as a node with tokens answers an unknown one: 401 ERR_UNAUTHENTICATED. */
+export const refuseToken: Interceptor = (_request, reply) => {
+  reply.code(401).send({
+    error: "the token is not one this node knows: pass a token from the tokens file",
+    code: "ERR_UNAUTHENTICATED",
+  });
+  return true;
+};
+
 export interface FakeNode {
   readonly id: number;
   readonly url: string;

@@ -5,7 +5,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
-import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
 import { renderStatusTable, summarizeCluster } from "../../src/cli/commands/status.js";
 import { main } from "../../src/cli/main.js";
 import type { NodeStatus } from "../../src/client/index.js";
@@ -90,13 +90,7 @@ describe("cli status: command", () => {
   it("cli status: a token every node refuses exits 4 and says so, not 'unreachable'", async () => {
     const fake = await cluster(2, 1);
     for (const node of fake.nodes) {
-      node.intercept = (_request, reply) => {
-        reply.code(401).send({
-          error: "the token is not one this node knows: pass a token from the tokens file",
-          code: "ERR_UNAUTHENTICATED",
-        });
-        return true;
-      };
+      node.intercept = refuseToken;
     }
     const io = captureIo();
     const args = ["status", "--endpoints", fake.urls.join(","), "--timeout", "300"];
@@ -108,13 +102,7 @@ describe("cli status: command", () => {
 
   it("cli status: the denied headline quotes the refusal, not a node that is down", async () => {
     const fake = await cluster(1, 1);
-    fake.nodes[0]!.intercept = (_request, reply) => {
-      reply.code(401).send({
-        error: "the token is not one this node knows: pass a token from the tokens file",
-        code: "ERR_UNAUTHENTICATED",
-      });
-      return true;
-    };
+    fake.nodes[0]!.intercept = refuseToken;
     const io = captureIo();
     // The first endpoint is down; the second refuses the token.
     const args = ["status", "--endpoints", `127.0.0.1:1,${fake.urls[0]}`, "--timeout", "300"];

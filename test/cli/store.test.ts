@@ -7,7 +7,7 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
-import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import { main } from "../../src/cli/main.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
@@ -108,13 +108,7 @@ describe("cli store", () => {
   it("cli store: a watch whose token is refused exits 4, like every other command", async () => {
     const fake = await FakeCluster.start(1, 1);
     try {
-      fake.nodes[0]!.intercept = (_request, reply) => {
-        reply.code(401).send({
-          error: "the token is not one this node knows: pass a token from the tokens file",
-          code: "ERR_UNAUTHENTICATED",
-        });
-        return true;
-      };
+      fake.nodes[0]!.intercept = refuseToken;
       const io = captureIo();
       // Before, exit 1 and "is --endpoints pointing at Baton nodes?".
       expect(await main(["watch", "x", "--endpoints", fake.urls[0]!], io)).toBe(4);
