@@ -347,6 +347,76 @@ describe("session store", () => {
     expect(new Date(read!.cookie!.expires!).getTime()).toBe(Date.now() + 120_000);
   });
 
+  it("session store: with touchAfterSeconds a touch writes only once the end moved that far (or half the TTL), and reads nothing before", async () => {
+    const cluster = new FakeCluster();
+    const client = cluster.client();
+    const gets = vi.spyOn(client, "get");
+    const txns = vi.spyOn(client, "txn");
+    const store = createSessionStore(BaseStore, { client, touchAfterSeconds: 60 });
+    await call((done) => store.set("s", sessionFor(30 * 60_000), done));
+    const calls = (): number => gets.mock.calls.length + txns.mock.calls.length;
+    const afterSet = calls();
+    for (let second = 1; second < 60; second++) {
+      vi.advanceTimersByTime(SECOND_MS);
+      await call((done) => store.touch("s", sessionFor(30 * 60_000), done));
+    }
+    expect(calls()).toBe(afterSet); // 59 touches, nothing asked of the cluster
+    vi.advanceTimersByTime(SECOND_MS);
+    await call((done) => store.touch("s", sessionFor(30 * 60_000), done));
+    expect(txns.mock.calls.length).toBe(2);
+    const read = await call<StoredSession | null>((done) => store.get("s", done));
+    expect(new Date(read!.cookie!.expires!).getTime()).toBe(Date.now() + 30 * 60_000);
+    // A session shorter than touchAfterSeconds is written once half its TTL has passed.
+    await call((done) => store.set("short", sessionFor(40_000), done));
+    const txnsBefore = txns.mock.calls.length;
+    vi.advanceTimersByTime(19 * SECOND_MS);
+    await call((done) => store.touch("short", sessionFor(40_000), done));
+    expect(txns.mock.calls.length).toBe(txnsBefore);
+    vi.advanceTimersByTime(SECOND_MS);
+    await call((done) => store.touch("short", sessionFor(40_000), done));
+    expect(txns.mock.calls.length).toBe(txnsBefore + 1);
+    // A cookie made shorter is written at once.
+    await call((done) => store.touch("s", sessionFor(60_000), done));
+    expect(txns.mock.calls.length).toBe(txnsBefore + 2);
+  });
+
+  it("session store: with touchAfterSeconds a session read from another instance's write is known, and a destroyed one is not touched back", async () => {
+    const cluster = new FakeCluster();
+    const writer = createSessionStore(BaseStore, { client: cluster.client() });
+    const client = cluster.client();
+    const txns = vi.spyOn(client, "txn");
+    const store = createSessionStore(BaseStore, { client, touchAfterSeconds: 60 });
+    await call((done) => writer.set("s", sessionFor(30 * 60_000), done));
+    // Unknown here: the first touch writes; read first, the next ones do not.
+    await call((done) => store.touch("s", sessionFor(30 * 60_000), done));
+    expect(txns).toHaveBeenCalledTimes(1);
+    await call((done) => writer.set("b", sessionFor(30 * 60_000), done));
+    await call<StoredSession | null>((done) => store.get("b", done));
+    vi.advanceTimersByTime(30 * SECOND_MS);
+    await call((done) => store.touch("b", sessionFor(30 * 60_000), done));
+    expect(txns).toHaveBeenCalledTimes(1);
+    // Destroyed here, a touch (a request still in flight) writes nothing back.
+    await call((done) => store.destroy("b", done));
+    await call((done) => store.touch("b", sessionFor(30 * 60_000), done));
+    expect(cluster.keys.has("sess/b")).toBe(false);
+    // Without the option every touch writes (express-session's default behaviour).
+    const plainClient = cluster.client();
+    const plainTxns = vi.spyOn(plainClient, "txn");
+    const plain = createSessionStore(BaseStore, { client: plainClient });
+    await call((done) => plain.touch("s", sessionFor(30 * 60_000), done));
+    await call((done) => plain.touch("s", sessionFor(30 * 60_000), done));
+    expect(plainTxns).toHaveBeenCalledTimes(2);
+  });
+
+  it("session store: touchAfterSeconds outside 0 to 7 days is refused at once, naming the option", () => {
+    const client = new FakeCluster().client();
+    for (const touchAfterSeconds of [-1, 1.5, SESSION_TTL_SECONDS_MAX + 1, Number.NaN]) {
+      expect(() => createSessionStore(BaseStore, { client, touchAfterSeconds })).toThrow(
+        /touchAfterSeconds must be a whole number of seconds from 0 to 604800/,
+      );
+    }
+  });
+
   it("session store: 1,000 sessions with one maxAge, created over 3 s, share a handful of leases", async () => {
     const cluster = new FakeCluster();
     const store = createSessionStore(BaseStore, { client: cluster.client() });

@@ -32,7 +32,10 @@
  * overwritten with stale data: the one that loses reads again and starts over. A put that
  * answers LeaseNotFoundError (the bucket's lease ended early: revoked by an operator, or
  * this instance's guess of its end was wrong) forgets the bucket, grants a new lease and
- * starts over. No session ever keeps a lease alive or revokes one, except a record of the
+ * starts over. With `touchAfterSeconds`, a touch that would move the session's end by
+ * less than that (or than half its TTL) writes nothing: express-session touches on every
+ * request that leaves the session unchanged, a read and a transaction each without it.
+ * No session ever keeps a lease alive or revokes one, except a record of the
  * old format, `{"l": leaseId, "t": ttlSeconds, "s": session}`, which had a lease of its
  * own: it is still read, and its lease is revoked when the record is rewritten, destroyed,
  * found expired or cleared.
@@ -59,6 +62,15 @@ export interface SessionStoreOptions {
   readonly prefix?: string;
   /** Time to live of a session whose cookie has no `maxAge`, in seconds. @default 86400 */
   readonly ttlSecondsDefault?: number;
+  /**
+   * express-session calls `touch` on every request that leaves its session unchanged, and
+   * each touch is a read and a transaction on the cluster. With this set, a touch writes
+   * only when the session's new expiry is at least this many seconds (and at least half
+   * its time to live) past the one this instance last wrote or read; the others return at
+   * once and write nothing. An idle session may then end up to that much before its cookie
+   * says. 0: every touch writes. @default 0
+   */
+  readonly touchAfterSeconds?: number;
 }
 
 /** A session as express-session hands it over: plain data with its cookie. */
@@ -131,7 +143,18 @@ export function createSessionStore<S extends object>(
       `ttlSecondsDefault must be a whole number of seconds from 1 to ${SESSION_TTL_SECONDS_MAX} (a lease's longest time to live), not ${ttlDefault}`,
     );
   }
-  const records = new SessionRecords(options.client, options.prefix ?? "sess/", ttlDefault);
+  const touchAfter = options.touchAfterSeconds ?? 0;
+  if (!Number.isInteger(touchAfter) || touchAfter < 0 || touchAfter > SESSION_TTL_SECONDS_MAX) {
+    throw new RangeError(
+      `touchAfterSeconds must be a whole number of seconds from 0 to ${SESSION_TTL_SECONDS_MAX}, not ${touchAfter}`,
+    );
+  }
+  const records = new SessionRecords(
+    options.client,
+    options.prefix ?? "sess/",
+    ttlDefault,
+    touchAfter * 1000,
+  );
   const methods: BatonSessionStore = {
     get: (sid, callback) => settle(records.current(sid), callback),
     set: (sid, session, callback) =>
@@ -143,7 +166,9 @@ export function createSessionStore<S extends object>(
     // As express-session's MemoryStore: the stored data with the request's cookie.
     touch: (sid, session, callback) =>
       settle(
-        records.update(sid, (stored) => stored && { ...stored, cookie: session.cookie }),
+        records.touchWanted(sid, session)
+          ? records.update(sid, (stored) => stored && { ...stored, cookie: session.cookie })
+          : Promise.resolve(),
         callback,
       ),
     all: (callback) =>
@@ -172,18 +197,38 @@ export function createSessionStore<S extends object>(
 /** The sessions' keys under one prefix, and the leases of this store instance. */
 class SessionRecords {
   private readonly leases: BucketLeases;
+  /** When each session this instance last wrote or read ends, for `touchAfterSeconds`. */
+  private readonly ends = new SessionEnds();
 
   constructor(
     private readonly client: BatonClient,
     private readonly prefix: string,
     private readonly ttlSecondsDefault: number,
+    private readonly touchAfterMs: number,
   ) {
     this.leases = new BucketLeases(client);
+  }
+
+  /**
+   * Whether a touch of the session should write: always without `touchAfterSeconds`, and
+   * when this instance knows of no end for it; otherwise when the touch moves its end by
+   * `touchAfterSeconds`, or by half its time to live, whichever is less (so a session
+   * shorter than `touchAfterSeconds` is still kept alive while it is used), either way (a
+   * cookie made shorter is written too).
+   */
+  touchWanted(sid: string, session: StoredSession): boolean {
+    if (this.touchAfterMs === 0) return true;
+    const knownEndMs = this.ends.get(sid);
+    if (knownEndMs === undefined) return true;
+    const ttlMs = this.ttlMsOf(session);
+    const movedMs = Math.abs(performance.now() + ttlMs - knownEndMs);
+    return movedMs >= Math.min(this.touchAfterMs, ttlMs / 2);
   }
 
   /** The session, or null: none, or its cookie expired (its key is deleted, as MemoryStore). */
   async current(sid: string): Promise<StoredSession | null> {
     const { record, revision } = await this.readAt(sid);
+    this.remember(sid, record);
     if (record === null || !expired(record.s)) return record?.s ?? null;
     const key = this.keyOf(sid);
     const deleted = await this.client.txn({
@@ -205,7 +250,10 @@ class SessionRecords {
     for (let attempt = 1; ; attempt++) {
       const { record, revision } = await this.readAt(sid);
       const session = next(record === null || expired(record.s) ? null : record.s);
-      if (session === null) return;
+      if (session === null) {
+        this.ends.delete(sid);
+        return;
+      }
       const bucket = this.leases.bucketFor(this.ttlMsOf(session));
       const lease = await bucket.lease;
       const value = JSON.stringify({ s: session } satisfies Record_);
@@ -222,6 +270,7 @@ class SessionRecords {
           },
         );
       if (outcome === "written") {
+        this.ends.set(sid, performance.now() + this.ttlMsOf(session));
         // The key has left an old-format record's own lease, so revoking it deletes nothing.
         if (record?.l !== undefined) await this.client.revokeLease(record.l);
         return;
@@ -236,6 +285,7 @@ class SessionRecords {
   }
 
   async destroy(sid: string): Promise<void> {
+    this.ends.delete(sid);
     const { record } = await this.readAt(sid);
     await this.client.delete(this.keyOf(sid));
     if (record?.l !== undefined) await this.client.revokeLease(record.l);
@@ -262,6 +312,17 @@ class SessionRecords {
     }
     for (const lease of own) await this.client.revokeLease(lease);
     await this.client.deleteRange(this.prefix);
+    this.ends.clear();
+  }
+
+  // What a read tells of the session's end: its cookie's expiry, by this process's clock.
+  // A cookie without one (a browser-session cookie) says nothing: its end is known only
+  // once this instance writes it.
+  private remember(sid: string, record: Record_ | null): void {
+    const expires = record?.s.cookie?.expires;
+    const at = expires === undefined || expires === null ? Number.NaN : new Date(expires).getTime();
+    if (Number.isNaN(at)) this.ends.delete(sid);
+    else this.ends.set(sid, performance.now() + (at - Date.now()));
   }
 
   private keyOf(sid: string): string {
@@ -282,6 +343,39 @@ class SessionRecords {
     return entry === null
       ? { record: null, revision: 0 }
       : { record: parse(entry.text()), revision: entry.revision };
+  }
+}
+
+/** The most sessions whose end an instance remembers; the least recently used go first. */
+const SESSION_ENDS_MAX = 100_000;
+
+/**
+ * When sessions end, by performance.now(), in ms: the ones this instance last wrote or
+ * read, at most SESSION_ENDS_MAX (about 10 MB). What another instance writes meanwhile is
+ * not seen here: a touch skipped here leaves the session as the last write, of any
+ * instance, made it.
+ */
+class SessionEnds {
+  private readonly endsMs = new Map<string, number>();
+
+  get(sid: string): number | undefined {
+    return this.endsMs.get(sid);
+  }
+
+  set(sid: string, endMs: number): void {
+    this.endsMs.delete(sid);
+    this.endsMs.set(sid, endMs);
+    if (this.endsMs.size > SESSION_ENDS_MAX) {
+      this.endsMs.delete(this.endsMs.keys().next().value as string);
+    }
+  }
+
+  delete(sid: string): void {
+    this.endsMs.delete(sid);
+  }
+
+  clear(): void {
+    this.endsMs.clear();
   }
 }
 
