@@ -7,6 +7,9 @@
  * fail-over, is test/integration/session-store.test.ts.
  */
 
+import type { AddressInfo } from "node:net";
+import express from "express";
+import session from "express-session";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { InvalidInputError, LeaseNotFoundError, TableFullError } from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
@@ -406,6 +409,55 @@ describe("session store", () => {
     await call((done) => plain.touch("s", sessionFor(30 * 60_000), done));
     await call((done) => plain.touch("s", sessionFor(30 * 60_000), done));
     expect(plainTxns).toHaveBeenCalledTimes(2);
+  });
+
+  it("session store: with real express-session, reads that leave the session unchanged write nothing for touchAfterSeconds, then one touch moves its end", async () => {
+    const cluster = new FakeCluster();
+    const client = cluster.client();
+    const txns = vi.spyOn(client, "txn");
+    const Store = session.Store as unknown as new () => session.Store;
+    const app = express();
+    app.use(
+      session({
+        store: createSessionStore(Store, { client, touchAfterSeconds: 60 }),
+        secret: "test secret",
+        resave: false,
+        saveUninitialized: false,
+        cookie: { maxAge: 30 * 60_000 },
+      }),
+    );
+    app.post("/login", (req, res) => {
+      (req.session as unknown as { user: string }).user = "alice";
+      res.json({ ok: true });
+    });
+    app.get("/me", (req, res) => {
+      res.json({ user: (req.session as unknown as { user?: string }).user ?? null });
+    });
+    const server = await new Promise<ReturnType<typeof app.listen>>((resolve) => {
+      const listening = app.listen(0, "127.0.0.1", () => resolve(listening));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const login = await fetch(`${url}/login`, { method: "POST" });
+      expect(await login.json()).toEqual({ ok: true });
+      const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+      const me = async (): Promise<unknown> =>
+        (await fetch(`${url}/me`, { headers: { cookie } })).json();
+      expect(txns).toHaveBeenCalledTimes(1); // the login's save
+      for (let i = 0; i < 5; i++) {
+        vi.advanceTimersByTime(10 * SECOND_MS);
+        expect(await me()).toEqual({ user: "alice" });
+      }
+      expect(txns).toHaveBeenCalledTimes(1);
+      vi.advanceTimersByTime(10 * SECOND_MS);
+      expect(await me()).toEqual({ user: "alice" });
+      expect(txns).toHaveBeenCalledTimes(2);
+      expect(cluster.keys.size).toBe(1);
+      const stored = JSON.parse([...cluster.keys.values()][0]!.value);
+      expect(new Date(stored.s.cookie.expires).getTime()).toBe(Date.now() + 30 * 60_000);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it("session store: touchAfterSeconds outside 0 to 7 days is refused at once, naming the option", () => {
