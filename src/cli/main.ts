@@ -11,7 +11,7 @@
 
 import { readFileSync, realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, type Option } from "commander";
 import { register as registerChaos } from "../chaos/main.js";
 import { register as registerCerts } from "./commands/certs.js";
 import { type CliIo, processIo } from "./commands/cli-io.js";
@@ -85,7 +85,7 @@ Examples:
   baton demo                    a three-node cluster on this machine; Ctrl-C stops it
   baton put greeting hello      store a value (put, get, del, status talk to a cluster)
   baton status                  every node's role, term, indexes and lag
-  baton sim --demo              a short simulated run with faults, explained
+  baton sim --demo              a simulated run with faults, explained (a clone of the repository)
   baton help start              the options of one command`;
 
 /** The version in package.json, which is two directories above this file in src/ and dist/. */
@@ -124,11 +124,41 @@ export function createProgram(io: CliIo): Command {
 }
 
 /**
+ * `baton get k --token --json`: commander takes the word after an option that needs a value,
+ * whatever it is, so "--json" became the token and the output was not JSON. A value that
+ * is exactly one of the command's own options is bad usage; `--token=--json` says it is
+ * meant. Words after "--" are operands and are not looked at.
+ */
+export function flagTakenAsValue(command: Command, argv: readonly string[]): string | null {
+  const options = new Map<string, Option>();
+  for (const option of command.options) {
+    if (option.long !== undefined) options.set(option.long, option);
+    if (option.short !== undefined) options.set(option.short, option);
+  }
+  const isFlag = (word: string) => options.has(word) || word === "--help" || word === "-h";
+  for (let i = 0; i < argv.length - 1; i++) {
+    const word = argv[i]!;
+    if (word === "--") break;
+    if (!options.get(word)?.required) continue;
+    const value = argv[i + 1]!;
+    if (isFlag(value)) {
+      return `option ${word} needs a value, but the word after it is the option ${value}: give the value (or write ${word}=${value} if that is the value meant)`;
+    }
+    i++;
+  }
+  return null;
+}
+
+/**
  * Runs `baton` with `argv` (without "node" and the script, e.g. ["get", "k"]) and returns
  * the exit code: 0 ok, 1 failed, 2 usage, 3 unavailable. Help and the version exit 0.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const program = createProgram(io);
+  program.hook("preAction", (_program, command) => {
+    const problem = flagTakenAsValue(command, argv);
+    if (problem !== null) command.error(`error: ${problem}`, { exitCode: ExitCode.usage });
+  });
   io.exitCode = ExitCode.ok;
   try {
     await program.parseAsync([...argv], { from: "user" });

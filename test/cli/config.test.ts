@@ -175,6 +175,13 @@ describe("config", () => {
       const fromEnv = await run(["start", "--join", url, "--memory"], { BATON_ID: "5" });
       expect(fromEnv.code).toBe(1);
       // (The client asks for the master's status first.)
+      // No id, or one that is not a positive integer: bad usage, and nothing is asked.
+      const noId = await run(["start", "--join", url, "--memory"]);
+      expect(noId.code).toBe(2);
+      expect(noId.err).toContain("--join needs this node's id, a positive integer: give --id <n>");
+      const badId = await run(["start", "--join", url, "--memory"], { BATON_ID: "four" });
+      expect(badId.code).toBe(2);
+      expect(badId.err).toContain('not "four"');
       expect(asked.filter((path) => path.includes("/join"))).toEqual([
         "/v1/members/4/join",
         "/v1/members/5/join",

@@ -94,6 +94,23 @@ describe("cli: bad usage exits 2", () => {
     expect((await run(["del", "k", "--if-revision", "-1", ...endpoints])).code).toBe(2);
   });
 
+  it("cli: an option that needs a value followed by another of the command's options is bad usage, unless written --opt=value", async () => {
+    const endpoints = ["--endpoints", "127.0.0.1:1", "--timeout", "100"];
+    const token = await run(["get", "k", "--token", "--json", ...endpoints]);
+    expect(token.code).toBe(2);
+    expect(token.err).toContain(
+      "option --token needs a value, but the word after it is the option --json",
+    );
+    expect(token.err).toContain("--token=--json");
+    const data = await run(["start", "--id", "1", "--data", "--memory"]);
+    expect(data.code).toBe(2);
+    expect(data.err).toContain("option --data needs a value");
+    // Meant: the value goes through, and the unreachable endpoint is what fails (3).
+    expect((await run(["get", "k", "--token=--json", ...endpoints])).code).toBe(3);
+    // After "--", words are operands: a key may be spelled like an option.
+    expect((await run(["get", ...endpoints, "--", "--token"])).code).toBe(3);
+  });
+
   it("cli: the simulator's bad usage exits 2", async () => {
     const r = await run(["sim", "--seed", "x"]);
     expect(r.code).toBe(2);

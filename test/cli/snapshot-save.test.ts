@@ -1,12 +1,15 @@
 /**
  * `baton snapshot save` interrupted: a real CLI process (through tsx) saves from a fake
  * master whose snapshot never finishes arriving, and gets Ctrl-C (SIGINT) while it writes.
- * Its work folder (`.FILE.PID.partial`, as large as the store) must not stay behind.
+ * Its work folder (`.FILE.PID.partial`, as large as the store) must not stay behind. And,
+ * in-process, a master whose advertised address does not reach it from here.
  */
 
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { afterEach, expect, it } from "vitest";
+import { captureIo } from "../../harness/doubles/capture-io.js";
 import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
 import {
   batonCommand,
@@ -17,6 +20,7 @@ import {
   waitFor,
 } from "../../harness/processes.js";
 import { useClusterHarness } from "../../harness/vitest-hooks.js";
+import { main } from "../../src/cli/main.js";
 
 useClusterHarness();
 
@@ -72,3 +76,86 @@ it("timing: snapshot save stopped by Ctrl-C while it writes leaves no work folde
     removeTempDir(dir);
   }
 }, 60_000);
+
+/** A fake master whose status advertises `advertised` as its HTTP API, serving `data`. */
+async function masterAdvertising(advertised: string, data: Buffer): Promise<FakeCluster> {
+  const cluster = await FakeCluster.start(1, 1);
+  cluster.node(1).intercept = (request, reply) => {
+    if (request.url.startsWith("/v1/status")) {
+      reply.send({
+        id: 1,
+        role: "master",
+        term: 1,
+        master: 1,
+        commitIndex: 10,
+        appliedIndex: 10,
+        lastIndex: 10,
+        members: [{ id: 1, address: "127.0.0.1:7101", httpUrl: advertised, role: "master" }],
+      });
+      return true;
+    }
+    if (request.method !== "POST" || request.url !== "/v1/snapshot") return false;
+    reply
+      .header("content-type", "application/octet-stream")
+      .header("baton-snapshot-index", "10")
+      .header("baton-snapshot-term", "1")
+      .header("baton-snapshot-crc32", String(crc32(data)))
+      .send(data);
+    return true;
+  };
+  return cluster;
+}
+
+it("snapshot save: a master whose advertised address does not reach it from here is asked through the endpoint given", async () => {
+  fake = await masterAdvertising("http://127.0.0.1:1", Buffer.from("the store's data"));
+  const dir = makeTempDir("baton-save-");
+  try {
+    const file = join(dir, "backup.snap");
+    const io = captureIo();
+    const code = await main(
+      ["snapshot", "save", file, "--endpoints", fake.node(1).url, "--timeout", "5000"],
+      io,
+    );
+    expect(io.err()).toBe("");
+    expect(code).toBe(0);
+    expect(io.out()).toContain(`saved ${file}: index 10`);
+    expect(existsSync(file)).toBe(true);
+  } finally {
+    removeTempDir(dir);
+  }
+});
+
+it("snapshot save: a master reached by no address says which address failed, not 'is the cluster up?'", async () => {
+  fake = await masterAdvertising("http://127.0.0.1:1", Buffer.from("x"));
+  fake.node(1).intercept = ((inner) => (request, reply, node) => {
+    // Only the status answers: as through a proxy that passes nothing else.
+    if (request.url.startsWith("/v1/snapshot")) {
+      reply.code(503).send({ error: "not the master", code: "ERR_NOT_MASTER" });
+      return true;
+    }
+    return inner!(request, reply, node);
+  })(fake.node(1).intercept);
+  const dir = makeTempDir("baton-save-");
+  try {
+    const io = captureIo();
+    const code = await main(
+      [
+        "snapshot",
+        "save",
+        join(dir, "b.snap"),
+        "--endpoints",
+        fake.node(1).url,
+        "--timeout",
+        "600",
+      ],
+      io,
+    );
+    expect(code).toBe(3);
+    expect(io.err()).toContain(
+      "the master, node 1, did not answer at the address it advertises, http://127.0.0.1:1",
+    );
+    expect(io.err()).toContain("--advertise-http");
+  } finally {
+    removeTempDir(dir);
+  }
+});

@@ -157,6 +157,17 @@ describe("cli status: command", () => {
     expect(fake.requestsTo("GET", "/v1/status")).toHaveLength(2);
   });
 
+  it("cli status: a --watch or --timeout longer than a timer can wait is bad usage, not a tight loop", async () => {
+    for (const args of [
+      ["status", "--watch", "2147483648"],
+      ["status", "--timeout", "2147483648"],
+    ]) {
+      const io = captureIo();
+      expect(await main(args, io)).toBe(2);
+      expect(io.err()).toContain("expected a whole number from");
+    }
+  });
+
   it("cli status: --help prints examples and exits 0", async () => {
     const io = captureIo();
     expect(await main(["status", "--help"], io)).toBe(0);

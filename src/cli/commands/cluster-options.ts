@@ -24,12 +24,25 @@ export interface ClusterOptions {
   readonly tokenFile?: string;
 }
 
-/** Parses a whole number of at least `min` for commander, or explains the mistake. */
-export function integerArgument(min: number): (value: string) => number {
+/** The longest a timer waits, in ms: Node.js fires a longer one at once (and warns). */
+export const TIMER_MS_MAX = 2_147_483_647;
+
+/**
+ * Parses a whole number from `min` to `max` for commander, or explains the mistake. A
+ * duration in ms that a timer waits gets `TIMER_MS_MAX` as its `max`.
+ */
+export function integerArgument(
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (value.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-      throw new InvalidArgumentError(`expected a whole number of at least ${min}`);
+    if (value.trim() === "" || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(
+        max === Number.MAX_SAFE_INTEGER
+          ? `expected a whole number of at least ${min}`
+          : `expected a whole number from ${min} to ${max}`,
+      );
     }
     return n;
   };
@@ -45,7 +58,7 @@ export function addClusterOptions(command: Command, timeoutMsDefault: number): C
     .option(
       "--timeout <ms>",
       `give up after this many milliseconds (default: ${timeoutMsDefault})`,
-      integerArgument(1),
+      integerArgument(1, TIMER_MS_MAX),
     )
     .option("--ca <file>", "CA certificate for https:// endpoints (default: $BATON_CA)")
     .option("--token <token>", "API token for a cluster that requires one (default: $BATON_TOKEN)")

@@ -20,6 +20,7 @@ import { open, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
 import { Agent, request } from "undici";
+import { normalizeEndpoint } from "../../client/server-pool.js";
 import { drawIncarnation } from "../../server/create-node.js";
 import { DiskStorage } from "../../storage/disk-storage.js";
 import { nodeFileSystem } from "../../storage/file-system.js";
@@ -31,6 +32,7 @@ import {
   addClusterOptions,
   type ClusterOptions,
   credentialsFrom,
+  endpointsFrom,
   withClient,
 } from "./cluster-options.js";
 import { ExitCode } from "./exit-code.js";
@@ -100,8 +102,11 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
   }
   const deadline = Date.now() + (options.timeout ?? SAVE_TIMEOUT_MS_DEFAULT);
   const agent = new Agent(credentials.ca === undefined ? {} : { connect: { ca: credentials.ca } });
+  let unreachable: { id: number; from: string; text: string } | null = null;
   try {
     return await withClient(io, options, SAVE_TIMEOUT_MS_DEFAULT, async (client) => {
+      // Checked already: the client was made from them.
+      const given = endpointsFrom(options, io).map(normalizeEndpoint);
       for (;;) {
         const status = await client.status();
         const master = status.members.find((m) => m.id === status.master);
@@ -113,8 +118,15 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
           );
           return ExitCode.failed;
         }
-        const answer =
+        let answer =
           master?.httpUrl == null ? null : await fetchSnapshot(master.httpUrl, agent, credentials);
+        if (master !== undefined && answer !== null && "text" in answer && answer.unreachable) {
+          // The address the master advertises may not be reachable from here (a port
+          // forward, NAT, a load balancer) while an address given is: only the master
+          // answers with a snapshot, the others 503.
+          unreachable = { id: master.id, from: answer.from, text: answer.text };
+          answer = (await fromEndpoints(given, master.httpUrl!, agent, credentials)) ?? answer;
+        }
         if (answer !== null && "index" in answer) {
           const written = await writeSnapshotFile(file, answer);
           io.stdout.write(
@@ -130,7 +142,9 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
         }
         if (Date.now() > deadline) {
           io.stderr.write(
-            "baton snapshot save: no master gave a snapshot in time; is the cluster up? (baton status)\n",
+            unreachable === null
+              ? "baton snapshot save: no master gave a snapshot in time; is the cluster up? (baton status)\n"
+              : `baton snapshot save: the master, node ${unreachable.id}, did not answer at the address it advertises, ${unreachable.from} (${unreachable.text}), and no address in --endpoints reached it: give one that reaches the master from this machine (the address the cluster hands out is the master's --advertise-http)\n`,
           );
           return ExitCode.unavailable;
         }
@@ -143,7 +157,28 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
   }
 }
 
-type FetchOutcome = SnapshotAnswer | { status: number; text: string; from: string };
+/** A snapshot, or a refusal: `unreachable` when no answer came at all (read as a 503). */
+type FetchOutcome =
+  | SnapshotAnswer
+  | { status: number; text: string; from: string; unreachable?: boolean };
+
+/**
+ * A snapshot from whichever of `endpoints` (other than `masterUrl`) is the master, or a
+ * refusal other than 503 (a token without the role), or null when none gave either.
+ */
+async function fromEndpoints(
+  endpoints: readonly string[],
+  masterUrl: string,
+  agent: Agent,
+  credentials: { token?: string },
+): Promise<FetchOutcome | null> {
+  for (const endpoint of endpoints) {
+    if (endpoint === normalizeEndpoint(masterUrl)) continue;
+    const answer = await fetchSnapshot(endpoint, agent, credentials);
+    if ("index" in answer || answer.status !== 503) return answer;
+  }
+  return null;
+}
 
 async function fetchSnapshot(
   baseUrl: string,
@@ -160,9 +195,10 @@ async function fetchSnapshot(
         credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` },
     });
   } catch (error) {
-    // The master went away between the status and the request (a fail-over): like a 503,
-    // the caller asks the cluster again until its deadline.
-    return { status: 503, text: (error as Error).message, from };
+    // The master went away between the status and the request (a fail-over), or its
+    // address does not reach it from here: like a 503, the caller asks again until its
+    // deadline, through the addresses it was given too.
+    return { status: 503, text: (error as Error).message, from, unreachable: true };
   }
   if (response.statusCode !== 200) {
     return { status: response.statusCode, text: (await response.body.text()).slice(0, 500), from };

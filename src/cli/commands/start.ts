@@ -281,9 +281,18 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     return code;
   };
   if (typeof given.join === "string") {
+    // The id and the data directory may come from the environment or the config file. The
+    // id is asked of the cluster first, so it is checked here, before anything is sent.
+    const rawId = rawSetting(sources, "id");
+    const id = Number(rawId);
+    if (rawId === undefined || rawId === "" || !Number.isSafeInteger(id) || id < 1) {
+      const found = rawId === undefined ? "none was given" : `not ${JSON.stringify(rawId)}`;
+      io.stderr.write(
+        `baton start: --join needs this node's id, a positive integer: give --id <n> (or "id" in the config file, or BATON_ID); ${found}\n`,
+      );
+      return ended(2);
+    }
     try {
-      // The id and the data directory may come from the environment or the config file.
-      const id = Number(rawSetting(sources, "id"));
       const data = rawSetting(sources, "data");
       const known = readKnownIdentity(typeof data === "string" ? data : null);
       let clusterName: string | null = null;

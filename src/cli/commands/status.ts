@@ -22,6 +22,7 @@ import {
   type ClusterOptions,
   clientFrom,
   integerArgument,
+  TIMER_MS_MAX,
 } from "./cluster-options.js";
 import { ExitCode, reportError } from "./exit-code.js";
 
@@ -69,7 +70,7 @@ export function register(program: Command, io: CliIo = processIo()): void {
     .option(
       "--watch [ms]",
       `refresh every ms milliseconds (default: ${WATCH_INTERVAL_MS_DEFAULT})`,
-      integerArgument(50),
+      integerArgument(50, TIMER_MS_MAX),
     )
     .option("--count <n>", "with --watch: stop after n refreshes", integerArgument(1));
   addClusterOptions(command, STATUS_TIMEOUT_MS_DEFAULT).addHelpText(
