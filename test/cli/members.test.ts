@@ -1,10 +1,12 @@
 /**
  * `baton member replace` checks what it is given before it removes anything: a refused
- * add after the removal would leave the node out of the cluster.
+ * add after the removal would leave the node out of the cluster. `baton member wait`
+ * follows what a (fake) master says of a member's lag.
  */
 
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
+import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
 import { main } from "../../src/cli/main.js";
 
 async function run(args: string[]) {
@@ -48,4 +50,112 @@ describe("member replace", () => {
     ]);
     expect(ipv6.code).toBe(3);
   });
+});
+
+describe("member wait", () => {
+  let fake: FakeCluster | null = null;
+  afterEach(async () => {
+    await fake?.close();
+    fake = null;
+  });
+
+  /** A master (node 1) whose status says node 2 is `lags[i]` behind at its i-th status. */
+  async function masterWithLags(lags: readonly (number | "gone")[]): Promise<FakeCluster> {
+    const cluster = await FakeCluster.start(2, 1);
+    let asked = 0;
+    cluster.node(1).intercept = (request, reply) => {
+      if (!request.url.startsWith("/v1/status")) return false;
+      const lag = lags[Math.min(asked++, lags.length - 1)]!;
+      reply.send({
+        id: 1,
+        role: "master",
+        term: 4,
+        master: 1,
+        commitIndex: 1000,
+        appliedIndex: 1000,
+        lastIndex: 1000,
+        members: [
+          {
+            id: 1,
+            address: "127.0.0.1:7101",
+            httpUrl: cluster.node(1).url,
+            role: "master",
+            connected: true,
+            matchIndex: null,
+            lag: null,
+            lastContactMs: null,
+          },
+          {
+            id: 2,
+            address: "127.0.0.1:7102",
+            httpUrl: null,
+            role: "backup",
+            connected: lag !== "gone",
+            matchIndex: lag === "gone" ? null : 1000 - lag,
+            lag: lag === "gone" ? null : lag,
+            lastContactMs: 5,
+          },
+        ],
+      });
+      return true;
+    };
+    return cluster;
+  }
+
+  it("member wait: says how far behind the member is while it waits, and exits 0 once within --lag", async () => {
+    fake = await masterWithLags(["gone", 5000, 5000, 300, 10]);
+    const r = await run([
+      "member",
+      "wait",
+      "2",
+      "--endpoints",
+      fake.node(1).url,
+      "--timeout",
+      "20000",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe("node 2 has caught up (10 behind, master node 1, term 4)\n");
+    // One line per change, not per poll.
+    expect(r.err).toBe(
+      [
+        "node 2: not connected to the master (node 1)",
+        "node 2: 5000 entries behind the master (node 1)",
+        "node 2: 300 entries behind the master (node 1)",
+        "",
+      ].join("\n"),
+    );
+  }, 30_000);
+
+  it("member wait: not caught up within --timeout exits 3 saying where it stands; not a member exits 1; the master itself at once", async () => {
+    fake = await masterWithLags([5000]);
+    const url = fake.node(1).url;
+    const late = await run([
+      "member",
+      "wait",
+      "2",
+      "--lag",
+      "0",
+      "--quiet",
+      "--endpoints",
+      url,
+      "--timeout",
+      "1200",
+    ]);
+    expect(late.code).toBe(3);
+    expect(late.err).toBe(
+      "baton member wait: node 2 has not caught up within 1200 ms: 5000 entries behind the master (node 1)\n",
+    );
+    const stranger = await run(["member", "wait", "9", "--endpoints", url]);
+    expect(stranger.code).toBe(1);
+    expect(stranger.err).toContain(
+      "node 9 is not a member of the cluster (master node 1 lists 1, 2)",
+    );
+    const master = await run(["member", "wait", "1", "--endpoints", url]);
+    expect(master).toMatchObject({
+      code: 0,
+      out: "node 1 has caught up (it is the master, master node 1, term 4)\n",
+    });
+    const bad = await run(["member", "wait", "x", "--endpoints", url]);
+    expect(bad).toMatchObject({ code: 2, err: "baton member wait: x is not a member id\n" });
+  }, 30_000);
 });

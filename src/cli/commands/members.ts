@@ -1,5 +1,5 @@
 /**
- * `baton member list|add|promote|remove|replace` and `baton switchover`: who the members
+ * `baton member list|add|promote|remove|replace|wait` and `baton switchover`: who the members
  * are, changing them one at a time, and handing the master role to another member on
  * purpose (before maintenance on the master's machine), through the client library. This
  * file owns their arguments, output and exit codes; the nodes do the work (a switchover
@@ -9,6 +9,7 @@
 
 import type { Command } from "commander";
 import type { BatonClient, Member } from "../../client/client.js";
+import type { NodeStatus } from "../../client/index.js";
 import { parseAddress } from "../../transport/address.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import {
@@ -18,6 +19,7 @@ import {
   withClient,
 } from "./cluster-options.js";
 import { ExitCode } from "./exit-code.js";
+import { collectStatuses } from "./status.js";
 
 /** A switchover waits for the new master: allow it an election and retries. */
 const SWITCHOVER_TIMEOUT_MS_DEFAULT = 10_000;
@@ -31,6 +33,22 @@ interface JsonOption extends ClusterOptions {
 
 interface SwitchoverOptions extends JsonOption {
   readonly to?: number;
+}
+
+/** How long `member wait` waits by default: a state transfer of a large store takes minutes. */
+const WAIT_TIMEOUT_MS_DEFAULT = 600_000;
+/**
+ * How far behind `member wait` still calls caught up, by default: what the master allows
+ * a learner it promotes (the core's promoteLagEntriesMax). Under load a member is always a
+ * few entries behind, so 0 could wait for ever.
+ */
+const WAIT_LAG_DEFAULT = 64;
+/** How often `member wait` asks the master. */
+const WAIT_POLL_MS = 500;
+
+interface WaitOptions extends ClusterOptions {
+  readonly lag: number;
+  readonly quiet?: boolean;
 }
 
 /** Adds `member` (with `list`) and `switchover` to `program`; each sets `io.exitCode`. */
@@ -55,6 +73,7 @@ Examples:
   baton member list --json --endpoints 10.0.0.1:8101`,
   );
   registerChanges(member, io);
+  registerWait(member, io);
   list.action(async (options: JsonOption) => {
     io.exitCode = await withClient(io, options, MEMBERS_TIMEOUT_MS_DEFAULT, async (client) => {
       const members = await client.members();
@@ -239,6 +258,119 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
       return ExitCode.ok;
     });
   });
+}
+
+/**
+ * `baton member wait <id>`: until the master sees the member connected and at most `--lag`
+ * entries behind its log, judged by the master (the member need not be reachable from
+ * here). For a rolling restart (the next node only once the last one has caught up) and
+ * before `member promote`.
+ */
+function registerWait(member: Command, io: CliIo): void {
+  const command = member
+    .command("wait <id>")
+    .description("wait until a member is connected to the master and has caught up")
+    .option(
+      "--lag <n>",
+      "caught up: at most n entries behind the master's log (64, as promote asks)",
+      integerArgument(0),
+      WAIT_LAG_DEFAULT,
+    )
+    .option("--quiet", "print nothing while waiting");
+  addClusterOptions(command, WAIT_TIMEOUT_MS_DEFAULT).addHelpText(
+    "after",
+    `
+The master judges: the member must be connected to it, and hold its log up to at most
+--lag entries from the end. The master itself has caught up by definition. While it
+waits, a line on stderr says how far behind the member is, when that changes.
+Exit codes: 0 caught up, 1 not a member of the cluster, 2 bad usage, 3 not caught up
+within --timeout (or no master), 4 token refused.
+
+Examples:
+  systemctl restart baton && baton member wait 2     rolling restart: one node at a time
+  baton member wait 4 && baton member promote 4
+  baton member wait 3 --lag 0 --timeout 60000      everything, on an idle cluster`,
+  );
+  command.action(async (idText: string, options: WaitOptions) => {
+    const id = Number(idText);
+    if (!Number.isSafeInteger(id) || id < 1) {
+      io.stderr.write(`baton member wait: ${idText} is not a member id\n`);
+      io.exitCode = ExitCode.usage;
+      return;
+    }
+    const timeoutMs = options.timeout ?? WAIT_TIMEOUT_MS_DEFAULT;
+    io.exitCode = await withClient(io, options, WAIT_TIMEOUT_MS_DEFAULT, async (client) => {
+      const deadline = Date.now() + timeoutMs;
+      let said = "";
+      const say = (line: string): void => {
+        if (options.quiet === true || line === said) return;
+        said = line;
+        io.stderr.write(`${line}\n`);
+      };
+      for (;;) {
+        const seen = await masterView(client, id);
+        if (seen.kind === "caught-up" || (seen.kind === "behind" && seen.lag <= options.lag)) {
+          const how = seen.kind === "caught-up" ? "it is the master" : `${seen.lag} behind`;
+          io.stdout.write(
+            `node ${id} has caught up (${how}, master node ${seen.master}, term ${seen.term})\n`,
+          );
+          return ExitCode.ok;
+        }
+        if (seen.kind === "not-member") {
+          io.stderr.write(
+            `baton member wait: node ${id} is not a member of the cluster (master node ${seen.master} lists ${seen.members.join(", ")}): baton member add ${id} first\n`,
+          );
+          return ExitCode.failed;
+        }
+        const state =
+          seen.kind === "no-master"
+            ? "no master reachable yet"
+            : seen.kind === "disconnected"
+              ? `not connected to the master (node ${seen.master})`
+              : `${seen.lag} entries behind the master (node ${seen.master})`;
+        if (Date.now() + WAIT_POLL_MS > deadline) {
+          io.stderr.write(
+            `baton member wait: node ${id} has not caught up within ${timeoutMs} ms: ${state}\n`,
+          );
+          return ExitCode.unavailable;
+        }
+        say(`node ${id}: ${state}`);
+        await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+      }
+    });
+  });
+}
+
+type MasterView =
+  | { readonly kind: "no-master" }
+  | { readonly kind: "not-member"; readonly master: number; readonly members: number[] }
+  | { readonly kind: "caught-up"; readonly master: number; readonly term: number }
+  | { readonly kind: "disconnected"; readonly master: number; readonly term: number }
+  | {
+      readonly kind: "behind";
+      readonly master: number;
+      readonly term: number;
+      readonly lag: number;
+    };
+
+/** What the master (of the highest term among the nodes reached) says of member `id`. */
+async function masterView(client: BatonClient, id: number): Promise<MasterView> {
+  const answers = await collectStatuses(client);
+  let master: NodeStatus | null = null;
+  for (const { status } of answers) {
+    if (status?.role === "master" && (master === null || status.term > master.term)) {
+      master = status;
+    }
+  }
+  if (master === null) return { kind: "no-master" };
+  const where = { master: master.id, term: master.term };
+  if (master.id === id) return { kind: "caught-up", ...where };
+  const listed = master.members.find((m) => m.id === id);
+  if (listed === undefined) {
+    return { kind: "not-member", master: master.id, members: master.members.map((m) => m.id) };
+  }
+  if (!listed.connected || listed.lag === null) return { kind: "disconnected", ...where };
+  return { kind: "behind", ...where, lag: listed.lag };
 }
 
 function registerSwitchover(program: Command, io: CliIo): void {
