@@ -124,22 +124,38 @@ export function createProgram(io: CliIo): Command {
 }
 
 /**
- * `baton get k --token --json`: commander takes the word after an option that needs a value,
- * whatever it is, so "--json" became the token and the output was not JSON. A value that
- * is exactly one of the command's own options is bad usage; `--token=--json` says it is
- * meant. Words after "--" are operands and are not looked at.
+ * Mistakes commander lets through, in the words of the command line `argv`:
+ * - `baton get k --token --json`: commander takes the word after an option that needs a
+ *   value, whatever it is, so "--json" became the token and the output was not JSON. A
+ *   value that is exactly one of the command's own options is refused; `--token=--json`
+ *   says it is meant.
+ * - `--peers a --peers b`: the second replaced the first without a word. An option that
+ *   takes a value is refused when given twice, unless it collects its values (`--host`).
+ * Words after "--" are operands and are not looked at.
  */
-export function flagTakenAsValue(command: Command, argv: readonly string[]): string | null {
+export function optionMisuse(command: Command, argv: readonly string[]): string | null {
   const options = new Map<string, Option>();
   for (const option of command.options) {
     if (option.long !== undefined) options.set(option.long, option);
     if (option.short !== undefined) options.set(option.short, option);
   }
   const isFlag = (word: string) => options.has(word) || word === "--help" || word === "-h";
-  for (let i = 0; i < argv.length - 1; i++) {
+  const given = new Map<Option, string>();
+  for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
     if (word === "--") break;
-    if (!options.get(word)?.required) continue;
+    const equals = word.startsWith("--") ? word.indexOf("=") : -1;
+    const name = equals > 0 ? word.slice(0, equals) : word;
+    const option = options.get(name);
+    if (option === undefined || (!option.required && !option.optional)) continue;
+    // A parser of (value, previous) collects; any other keeps the last value alone.
+    const collects = option.variadic || (option.parseArg?.length ?? 0) >= 2;
+    const first = given.get(option);
+    if (first !== undefined && !collects) {
+      return `option ${option.long ?? name} is given twice (${first}, then ${word}): the second would replace the first; give it once${option.long === "--peers" || option.long === "--endpoints" ? ", with every item in one comma-separated list" : ""}`;
+    }
+    given.set(option, word);
+    if (equals > 0 || !option.required || i + 1 >= argv.length) continue;
     const value = argv[i + 1]!;
     if (isFlag(value)) {
       return `option ${word} needs a value, but the word after it is the option ${value}: give the value (or write ${word}=${value} if that is the value meant)`;
@@ -156,7 +172,7 @@ export function flagTakenAsValue(command: Command, argv: readonly string[]): str
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const program = createProgram(io);
   program.hook("preAction", (_program, command) => {
-    const problem = flagTakenAsValue(command, argv);
+    const problem = optionMisuse(command, argv);
     if (problem !== null) command.error(`error: ${problem}`, { exitCode: ExitCode.usage });
   });
   io.exitCode = ExitCode.ok;

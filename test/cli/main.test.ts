@@ -111,6 +111,38 @@ describe("cli: bad usage exits 2", () => {
     expect((await run(["get", ...endpoints, "--", "--token"])).code).toBe(3);
   });
 
+  it("cli: an option that takes a value given twice is bad usage (the second replaced the first), unless it collects its values", async () => {
+    const twice = await run([
+      "start",
+      "--id",
+      "1",
+      "--peers",
+      "1=127.0.0.1:7101",
+      "--peers=2=127.0.0.1:7102",
+      "--memory",
+    ]);
+    expect(twice.code).toBe(2);
+    expect(twice.err).toContain(
+      "option --peers is given twice (--peers, then --peers=2=127.0.0.1:7102): the second would replace the first; give it once, with every item in one comma-separated list",
+    );
+    // --host collects its values: given twice, both count (the CA is what fails here).
+    const hosts = await run([
+      "certs",
+      "node",
+      "--id",
+      "1",
+      "--ca",
+      "/nonexistent-baton-ca",
+      "--host",
+      "a",
+      "--host",
+      "b",
+      "--out",
+      "/nonexistent-baton-out",
+    ]);
+    expect(hosts.err).not.toContain("given twice");
+  });
+
   it("cli: the simulator's bad usage exits 2", async () => {
     const r = await run(["sim", "--seed", "x"]);
     expect(r.code).toBe(2);
