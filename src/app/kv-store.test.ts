@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { decodeCommand, defaultKvLimits, encodeCommand, KvStateMachine } from "../kv/index.js";
-import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import { InvalidInputError, QuotaExceededError, TooLargeError } from "../shared/errors.js";
 import { KvStore, LEASE_TICK_MS } from "./kv-store.js";
 
 afterEach(() => {
@@ -89,4 +89,62 @@ describe("kv store", () => {
     });
     expect(proposed).toEqual([]);
   });
+
+  it("quota: a backup whose copy is at the quota forwards a put rather than refusing it", async () => {
+    // The backup has not applied the master's delete of "a" yet: its copy is at the quota
+    // of one key, but the log the put joins has room.
+    const sm = new KvStateMachine();
+    sm.apply(encodeCommand({ type: "set_quota", keyCountMax: 1, bytesMax: 0 }), at(1));
+    sm.apply(encodeCommand({ type: "put", key: "a", value: new Uint8Array(1) }), at(2));
+    const backup = fakeNode("backup");
+    const store = new KvStore(backup.node, sm, { keyCountMax: 1, bytesMax: 0 });
+    const put = store.propose({ type: "put", key: "b", value: new Uint8Array(1) });
+    await Promise.resolve();
+    expect(backup.proposed).toEqual(["put"]);
+    backup.pending[0]!({ ok: true, revision: 4 });
+    await expect(put).resolves.toEqual({ ok: true, revision: 4 });
+  });
+
+  it("quota: a master refuses on its copy, except while its own quota is still on its way through the log", async () => {
+    const sm = new KvStateMachine();
+    sm.apply(encodeCommand({ type: "set_quota", keyCountMax: 1, bytesMax: 0 }), at(1));
+    sm.apply(encodeCommand({ type: "put", key: "a", value: new Uint8Array(1) }), at(2));
+    const master = fakeNode();
+    const put = { type: "put", key: "b", value: new Uint8Array(1) } as const;
+    await expect(
+      new KvStore(master.node, sm, { keyCountMax: 1, bytesMax: 0 }).propose(put),
+    ).rejects.toMatchObject({ constructor: QuotaExceededError, quota: "keys", usage: 1 });
+    expect(master.proposed).toEqual([]);
+    // Started with a raised quota: its set_quota goes ahead of the put in the log.
+    void new KvStore(master.node, sm, { keyCountMax: 2, bytesMax: 0 }).propose(put);
+    await Promise.resolve();
+    expect(master.proposed).toEqual(["put"]);
+  });
+
+  it("quota: a refusal from the log is answered as the edge check's: 413 past the whole bytes quota, else 507 with usage", async () => {
+    const sm = new KvStateMachine();
+    sm.apply(encodeCommand({ type: "put", key: "a", value: new Uint8Array(3) }), at(1));
+    const node = {
+      role: "backup",
+      propose: async () => ({ ok: false, code: "quota_exceeded", quota: "bytes", limit: 10 }),
+      readBarrier: async () => {},
+    };
+    const store = new KvStore(node, sm);
+    await expect(
+      store.propose({ type: "put", key: "big", value: new Uint8Array(8) }),
+    ).rejects.toMatchObject({ constructor: TooLargeError, field: "value", limit: 7 });
+    await expect(
+      store.propose({ type: "put", key: "b", value: new Uint8Array(5) }),
+    ).rejects.toMatchObject({
+      constructor: QuotaExceededError,
+      quota: "bytes",
+      limit: 10,
+      usage: 4,
+    });
+  });
 });
+
+/** Where a command is applied: at `index`, in term 1, at log time 0. */
+function at(index: number) {
+  return { index, term: 1, time: 0 };
+}

@@ -26,8 +26,14 @@ import {
   validateCommand,
 } from "../kv/index.js";
 import { rethrowIfBug } from "../shared/assert.js";
-import { InvalidInputError, QuotaExceededError, TooLargeError } from "../shared/errors.js";
-import { checkQuota, defaultStoreQuota, quotaDiffers, type StoreQuota } from "./store-quota.js";
+import { InvalidInputError, TooLargeError } from "../shared/errors.js";
+import {
+  checkQuota,
+  defaultStoreQuota,
+  quotaDiffers,
+  quotaRefusal,
+  type StoreQuota,
+} from "./store-quota.js";
 
 /** Milliseconds between the master's ticks while leases are held. */
 export const LEASE_TICK_MS = 250;
@@ -64,14 +70,15 @@ export class KvStore implements KvStoreApi {
       }
       throw new InvalidInputError(field, problem.message);
     }
-    checkQuota(command, this.stateMachine);
+    // Only the master's copy is current enough to refuse on (see store-quota.ts): a
+    // backup forwards the write, and the master's check or the state machine decides.
+    if (this.node.role === "master" && !quotaDiffers(this.quota, this.stateMachine)) {
+      checkQuota(command, this.stateMachine);
+    }
     const result = (await this.node.propose(encodeCommand(command))) as KvResult;
     if (!result.ok && result.code === "quota_exceeded") {
-      // The state machine's refusal, with the usage it was refused at as this node now has
-      // it (the replicated result carries none), as the edge check's refusal does.
-      const { quota, limit } = result;
-      const usage = quota === "keys" ? this.stateMachine.size : this.stateMachine.bytes;
-      throw new QuotaExceededError(quota, limit, usage);
+      // The state machine's refusal, answered as the edge check's refusal is.
+      throw quotaRefusal(command, result, this.stateMachine);
     }
     return result;
   }

@@ -5,12 +5,15 @@
  * command the master proposes when its configuration differs (`KvStore`); every replica
  * therefore refuses the same writes, even while nodes restart with a new quota one by one.
  *
- * The edge check reads this node's copy of the store, which may be a little behind: it
- * only spares the log a write that is sure to be refused. The state machine decides. A
- * write with an idempotency key is never sure to be refused: it may be the retry of one
- * already applied (its answer lost), which the state machine answers from its table with
- * the first result however full the store is now, and this node's copy may not have that
- * record yet (a new master still applying what it committed). Only its size is checked.
+ * The edge check reads this node's copy of the store, so it runs only where that copy is
+ * current (`KvStore` asks it on the master alone, and not while the master's own quota is
+ * still on its way through the log): a backup's copy may lack an acknowledged delete or a
+ * raised quota, and refusing there would refuse a write the log accepts. It only spares
+ * the log a write that is sure to be refused; the state machine decides. A write with an
+ * idempotency key is never sure to be refused: it may be the retry of one already applied
+ * (its answer lost), which the state machine answers from its table with the first result
+ * however full the store is now, and this node's copy may not have that record yet (a new
+ * master still applying what it committed). Only its size is checked.
  */
 
 import { type KvCommand, type KvStateMachine, utf8ByteLength } from "../kv/index.js";
@@ -58,6 +61,30 @@ export function checkQuota(command: KvCommand, stateMachine: KvStateMachine): vo
   if (growth > 0 && stateMachine.bytes + growth > bytesMax) {
     throw new QuotaExceededError("bytes", bytesMax, stateMachine.bytes);
   }
+}
+
+/**
+ * The error for a write the state machine refused for the quota, as the edge check would
+ * have described it: `TooLargeError` (413) for a put whose key and value alone exceed the
+ * bytes quota it was refused under, else `QuotaExceededError` (507) with `usage`, the
+ * store's keys or bytes as this node holds them now (the replicated result carries none).
+ */
+export function quotaRefusal(
+  command: KvCommand,
+  refused: { readonly quota: "keys" | "bytes"; readonly limit: number },
+  stateMachine: KvStateMachine,
+): Error {
+  const { quota, limit } = refused;
+  if (quota === "bytes" && command.type === "put") {
+    const keyBytes = utf8ByteLength(command.key) ?? 0;
+    if (keyBytes + command.value.byteLength > limit) {
+      const limitName = "the store's whole bytes quota, --quota-bytes, less the key";
+      const valueLimit = Math.max(limit - keyBytes, 0);
+      return new TooLargeError("value", valueLimit, command.value.byteLength, limitName);
+    }
+  }
+  const usage = quota === "keys" ? stateMachine.size : stateMachine.bytes;
+  return new QuotaExceededError(quota, limit, usage);
 }
 
 /** Whether the replicated quota differs from `configured`, so the master should propose it. */

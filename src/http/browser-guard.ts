@@ -81,12 +81,30 @@ function allowedHostnames(context: HttpContext): Set<string> {
 
 /** The origins of the members' advertised HTTP URLs (this node's own among them). */
 function memberOrigins(context: HttpContext): string[] {
+  let members: readonly { readonly httpUrl: string | null }[];
   try {
-    return context.api
-      .status()
-      .members.flatMap((m) => (m.httpUrl === null ? [] : [new URL(m.httpUrl).origin]));
+    members = context.api.status().members;
   } catch {
     return [];
+  }
+  return members.flatMap((m) => {
+    const origin = m.httpUrl === null ? null : httpOrigin(m.httpUrl);
+    return origin === null ? [] : [origin];
+  });
+}
+
+/**
+ * The origin of an http or https URL, or null. A member's URL that does not parse (one a
+ * configuration written by an older version may hold) is skipped alone: the others' origins
+ * are still allowed.
+ */
+export function httpOrigin(url: string): string | null {
+  try {
+    const parsed = new URL(url);
+    const web = parsed.protocol === "http:" || parsed.protocol === "https:";
+    return web && parsed.hostname !== "" ? parsed.origin : null;
+  } catch {
+    return null;
   }
 }
 

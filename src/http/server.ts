@@ -17,6 +17,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyRequest,
   type onRequestHookHandler,
+  type preParsingHookHandler,
 } from "fastify";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
@@ -37,6 +38,7 @@ import { type FaultInjector, registerFaultRoutes } from "./routes/fault-routes.j
 import { registerKvRoutes } from "./routes/kv-routes.js";
 import { registerMemberRoutes } from "./routes/member-routes.js";
 import { registerMetricsRoute } from "./routes/metrics-route.js";
+import { recordArrivals } from "./routes/resource.js";
 import { registerSnapshotRoute, type SnapshotSource } from "./routes/snapshot-route.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 import { registerStoreRoutes } from "./routes/store-routes.js";
@@ -215,9 +217,11 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
 const SAMPLE_INTERVAL_MS = 1000;
 /**
  * Read-only routes any page may read across origins: a dashboard served by one member
- * reads the others' status and events.
+ * reads the others' status and events. An event stream writes its own headers (it is
+ * taken over from fastify), so this covers the answers that are not a stream: a 503
+ * ERR_BUSY must reach the other member's page as an answer, not as a network error.
  */
-const CROSS_ORIGIN_PREFIXES = ["/v1/status", "/health"];
+const CROSS_ORIGIN_PREFIXES = ["/v1/status", "/v1/events", "/health"];
 
 /** Builds the HTTP API for `options.api`. It serves nothing until `listen` (or `inject`). */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
@@ -246,6 +250,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const events = options.events ?? new EventFeed(options.api.id);
 
   const app = buildApp(limits, logger, options.tls, connections);
+  recordArrivals(app);
   allowCrossOriginReads(app);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   else guardBrowsers(app, context);
@@ -389,7 +394,12 @@ function buildApp(
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => {
     done(null, body);
   });
+  ignoreContentTypes(app);
   app.setErrorHandler((error, request, reply) => {
+    // The one request whose Content-Type is still read (see ignoreContentTypes): a body
+    // sent to a path the API does not serve. The path is what is wrong with it.
+    const mediaType = (error as Partial<FastifyError>).code === "FST_ERR_CTP_INVALID_MEDIA_TYPE";
+    if (mediaType && request.is404) return sendErrorAnswer(reply, noRouteAnswer(request));
     const answer = describeError(toCatalogued(error, limits, request));
     if (answer.unexpected) {
       logger.error(
@@ -400,10 +410,39 @@ function buildApp(
     return sendErrorAnswer(reply, answer);
   });
   app.setNotFoundHandler((request, reply) => {
-    const path = request.url.length > 200 ? `${request.url.slice(0, 200)}…` : request.url;
-    sendErrorAnswer(reply, errorAnswer("ERR_NO_ROUTE", `no route for ${request.method} ${path}`));
+    sendErrorAnswer(reply, noRouteAnswer(request));
   });
   return app;
+}
+
+/** 404 ERR_NO_ROUTE for a path the API does not serve (with this method or any). */
+function noRouteAnswer(request: FastifyRequest) {
+  const path = request.url.length > 200 ? `${request.url.slice(0, 200)}…` : request.url;
+  return errorAnswer("ERR_NO_ROUTE", `no route for ${request.method} ${path}`);
+}
+
+/** Methods whose bodies fastify never reads. */
+const BODYLESS_METHODS = new Set(["GET", "HEAD"]);
+
+/**
+ * Sets the Content-Type header aside before fastify looks at it, on the routes whose
+ * methods carry a body: a body is read the same whatever the header says (docs/api.md),
+ * but fastify refuses a malformed one (`foo`, an empty one, a list) with 415 before any
+ * parser runs, the catch-all included. It runs after the token check, so a refused
+ * request costs nothing more. Must run before any route is added.
+ */
+function ignoreContentTypes(app: FastifyInstance): void {
+  const ignore: preParsingHookHandler = (request, _reply, payload, done) => {
+    if (request.raw.headers["content-type"] !== undefined) {
+      delete request.raw.headers["content-type"];
+    }
+    done(null, payload);
+  };
+  app.addHook("onRoute", (route) => {
+    if ([route.method].flat().every((method) => BODYLESS_METHODS.has(method))) return;
+    const existing = route.preParsing;
+    route.preParsing = existing === undefined ? [ignore] : [ignore, ...[existing].flat()];
+  });
 }
 
 /** Fastify's bound on a path parameter (`maxParamLength`, its default): the ids in paths. */

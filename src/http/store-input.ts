@@ -33,9 +33,16 @@ export interface RangeQuery {
 
 type Query = Readonly<Record<string, unknown>>;
 
+/** A request's query as fastify parsed it, and its URL as sent (for what the parse hides). */
+export interface QueryRequest {
+  readonly query: unknown;
+  readonly url: string;
+}
+
 /** `GET /v1/kv?prefix=P&limit=N&after=TOKEN&keysOnly=true&stale=true`. */
-export function readRangeQuery(query: Query, limits: KvLimits): RangeQuery {
-  const prefix = readPrefix(query, limits, false);
+export function readRangeQuery(request: QueryRequest, limits: KvLimits): RangeQuery {
+  const query = request.query as Query;
+  const prefix = readPrefix(request, limits, false);
   const limit = readInteger(query, "limit", 1, RANGE_LIMIT_MAX) ?? RANGE_LIMIT_DEFAULT;
   const token = readString(query, "after");
   const after = token === undefined ? null : decodeToken(token, limits);
@@ -49,16 +56,17 @@ export function readRangeQuery(query: Query, limits: KvLimits): RangeQuery {
 }
 
 /** `DELETE /v1/kv?prefix=P`: the prefix, which must be given and not be empty. */
-export function readDeletePrefix(query: Query, limits: KvLimits): string {
-  return readPrefix(query, limits, true);
+export function readDeletePrefix(request: QueryRequest, limits: KvLimits): string {
+  return readPrefix(request, limits, true);
 }
 
 /** `GET /v1/watch?prefix=P&fromRevision=R`: R null means "changes after now". */
 export function readWatchQuery(
-  query: Query,
+  request: QueryRequest,
   limits: KvLimits,
 ): { prefix: string; fromRevision: number | null } {
-  const prefix = readPrefix(query, limits, false);
+  const query = request.query as Query;
+  const prefix = readPrefix(request, limits, false);
   const fromRevision = readInteger(query, "fromRevision", 1, Number.MAX_SAFE_INTEGER) ?? null;
   return { prefix, fromRevision };
 }
@@ -88,19 +96,59 @@ function decodeToken(token: string, limits: KvLimits): string {
   return key;
 }
 
-function readPrefix(query: Query, limits: KvLimits, required: boolean): string {
-  const prefix = readString(query, "prefix");
+/**
+ * The `prefix` of a query, checked as a key is (docs/api.md, Keys): percent-encoded UTF-8
+ * with no control characters, at most `keyBytesMax` bytes. In a query, unlike a path, `+`
+ * is a space, as forms and `URLSearchParams` (the client library, the dashboard) send it.
+ */
+function readPrefix(request: QueryRequest, limits: KvLimits, required: boolean): string {
+  const prefix = readString(request.query as Query, "prefix");
   if (prefix === undefined || prefix === "") {
     if (!required) return "";
     throw new InvalidInputError("prefix", "must be given and not be empty (the keys to delete)");
   }
+  checkPercentEncoding(request.url, "prefix");
   const bytes = utf8ByteLength(prefix);
   if (bytes === null) throw new InvalidInputError("prefix", "must be well-formed Unicode");
   if (bytes > limits.keyBytesMax) {
     const message = `is ${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax} bytes`;
     throw new InputLimitError("prefix", message, limits.keyBytesMax);
   }
+  // No key holds one (readKey refuses them), so such a prefix names no key.
+  const control = controlCharacterAt(prefix);
+  if (control !== -1) {
+    const message = `must not contain control characters, as keys do not (found at ${control})`;
+    throw new InvalidInputError("prefix", message);
+  }
   return prefix;
+}
+
+/**
+ * Throws `InvalidInputError` naming `field` when its value in `url`'s query is not valid
+ * percent-encoded UTF-8 (`%ZZ`, or `%C3` with no byte after it). The query parser keeps
+ * such a value as literal text, which would name other keys than the client meant; a path
+ * with bad percent-encoding is refused too.
+ */
+function checkPercentEncoding(url: string, field: string): void {
+  const start = url.indexOf("?");
+  if (start === -1 || !url.includes("%", start)) return;
+  for (const pair of url.slice(start + 1).split("&")) {
+    const equals = pair.indexOf("=");
+    const name = equals === -1 ? pair : pair.slice(0, equals);
+    if (decodeQueryPart(name) !== field) continue;
+    if (equals !== -1 && decodeQueryPart(pair.slice(equals + 1)) === null) {
+      throw new InvalidInputError(field, "is not valid percent-encoded UTF-8");
+    }
+  }
+}
+
+/** A name or value of a query, decoded as the query parser does, or null when it cannot be. */
+function decodeQueryPart(text: string): string | null {
+  try {
+    return decodeURIComponent(text.replaceAll("+", " "));
+  } catch {
+    return null;
+  }
 }
 
 function readString(query: Query, field: string): string | undefined {
@@ -232,6 +280,18 @@ function readKeyField(object: Record<string, unknown>, at: string): string {
   return key;
 }
 
+/**
+ * A value given as JSON text, as its UTF-8 bytes. A lone surrogate (`"\ud800"`) has no
+ * UTF-8 form: encoding would store U+FFFD in its place, so it is refused, as in a key.
+ */
+function readValueField(value: unknown, at: string): Uint8Array {
+  if (typeof value !== "string") throw new InvalidInputError(at, "must be a string");
+  if (utf8ByteLength(value) === null) {
+    throw new InvalidInputError(at, "must be well-formed Unicode (a lone surrogate has no UTF-8)");
+  }
+  return encoder.encode(value);
+}
+
 function readCompare(item: unknown, at: string): TxnCompare {
   const object = readObject(item, at);
   checkFields(object, ["key", "revision", "value", "exists"], at);
@@ -248,8 +308,7 @@ function readCompare(item: unknown, at: string): TxnCompare {
     return { key, target: "revision", revision };
   }
   if (value !== undefined) {
-    if (typeof value !== "string") throw new InvalidInputError(`${at}.value`, "must be a string");
-    return { key, target: "value", value: encoder.encode(value) };
+    return { key, target: "value", value: readValueField(value, `${at}.value`) };
   }
   if (typeof exists !== "boolean") {
     throw new InvalidInputError(`${at}.exists`, "must be true or false");
@@ -271,10 +330,7 @@ function readOp(item: unknown, at: string): TxnOp {
   const put = readObject(object.put, `${at}.put`);
   checkFields(put, ["key", "value", "lease"], `${at}.put`);
   const key = readKeyField(put, `${at}.put`);
-  if (typeof put.value !== "string") {
-    throw new InvalidInputError(`${at}.put.value`, "must be a string");
-  }
-  const value = encoder.encode(put.value);
+  const value = readValueField(put.value, `${at}.put.value`);
   if (put.lease === undefined) return { type: "put", key, value };
   const lease = put.lease;
   if (typeof lease !== "number" || !Number.isSafeInteger(lease) || lease < 1) {

@@ -7,6 +7,7 @@
 
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { type DashboardAsset, loadDashboardAssets } from "../../dashboard/assets.js";
+import { httpOrigin } from "../browser-guard.js";
 import type { HttpContext } from "../http-context.js";
 import { registerResource } from "./resource.js";
 
@@ -55,7 +56,10 @@ function policy(context: HttpContext): string {
   const origins = new Set<string>(["'self'"]);
   try {
     for (const member of context.api.status().members) {
-      if (member.httpUrl !== null) origins.add(new URL(member.httpUrl).origin);
+      // A URL that does not parse (an older version's configuration may hold one) leaves
+      // that member out, not the members after it.
+      const origin = member.httpUrl === null ? null : httpOrigin(member.httpUrl);
+      if (origin !== null) origins.add(origin);
       const host = hostOf(member.address);
       if (host !== null) origins.add(`http://${host}:*`).add(`https://${host}:*`);
     }

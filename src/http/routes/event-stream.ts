@@ -5,12 +5,22 @@
  * caller's, more often), and one `end` that runs
  * once however the stream ends (the server closes it, the reader hangs up, or the reader
  * fell too far behind). What goes into the stream is the caller's.
+ *
+ * A stream's 200 is counted here, when it opens: the response no longer goes through
+ * fastify, so the route's own counting (in its onSend hook) never sees it.
  */
 
 import type { FastifyReply } from "fastify";
+import type { HttpMetrics, RouteTally } from "../http-metrics.js";
 
 /** Interval of the keep-alive comment, milliseconds. */
 const KEEP_ALIVE_MS = 15_000;
+
+/** A stream route's metrics and its tally for GET, where its streams are counted. */
+export interface CountedRoute {
+  readonly metrics: HttpMetrics;
+  readonly tally: RouteTally;
+}
 
 export interface EventStream {
   /**
@@ -35,6 +45,8 @@ export function openEventStream(
     readonly headers?: Readonly<Record<string, string>>;
     readonly bufferBytesMax: number;
     readonly onEnd: () => void;
+    /** Where the stream's 200 is counted. */
+    readonly counted: CountedRoute;
     /**
      * The comment to send every `commentEveryMs` instead of the keep-alive alone (its text,
      * after ": "), or null to send nothing that time; the keep-alive still goes out when
@@ -54,6 +66,7 @@ export function openEventStream(
     "x-accel-buffering": "no",
     ...options.headers,
   });
+  options.counted.metrics.count(options.counted.tally, 200);
   const { comment } = options;
   const everyMs = comment === undefined ? KEEP_ALIVE_MS : (options.commentEveryMs ?? KEEP_ALIVE_MS);
   let silentMs = 0;

@@ -17,7 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { EventFeed, FeedItem } from "../event-feed.js";
 import type { HttpMetrics } from "../http-metrics.js";
-import { openEventStream } from "./event-stream.js";
+import { type CountedRoute, openEventStream } from "./event-stream.js";
 import { READ_PREFLIGHT, registerResource } from "./resource.js";
 
 /** Streams open at once; each is one open dashboard (which keeps one per member). */
@@ -39,10 +39,11 @@ export function registerEventsRoute(
   feed: EventFeed,
 ): EventStreams {
   const open = new Set<() => void>();
+  const counted = { metrics, tally: metrics.tally("GET", "/v1/events") };
   registerResource(app, metrics, "/v1/events", [
     {
       method: "GET",
-      handler: (request, reply) => stream(request, reply, feed, open),
+      handler: (request, reply) => stream(request, reply, feed, open, counted),
     },
     READ_PREFLIGHT,
   ]);
@@ -58,6 +59,7 @@ function stream(
   reply: FastifyReply,
   feed: EventFeed,
   open: Set<() => void>,
+  counted: CountedRoute,
 ): FastifyReply | undefined {
   if (open.size >= STREAMS_MAX) {
     const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node");
@@ -76,6 +78,7 @@ function stream(
   const stream = openEventStream(reply, {
     headers: { "access-control-allow-origin": "*" },
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
+    counted,
     onEnd: () => {
       unsubscribe();
       open.delete(stream.end);

@@ -8,7 +8,7 @@
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { InvalidInputError, NotMasterError } from "../../shared/errors.js";
+import { InvalidInputError, NotMasterError, TooLargeError } from "../../shared/errors.js";
 import { parseAddress } from "../../transport/address.js";
 import type { HttpContext } from "../http-context.js";
 import type { MemberChangeRequest } from "../node-api.js";
@@ -17,6 +17,8 @@ import { registerResource } from "./resource.js";
 
 /** Most bytes a switchover request body may have: `{"to":4294967295}` and spaces. */
 const SWITCHOVER_BODY_BYTES_MAX = 256;
+/** Most bytes an add request body may have. */
+const ADD_BODY_BYTES_MAX = 1024;
 
 /** Registers `/v1/members` and `/v1/switchover` on `app`. */
 export function registerMemberRoutes(app: FastifyInstance, context: HttpContext): void {
@@ -24,6 +26,7 @@ export function registerMemberRoutes(app: FastifyInstance, context: HttpContext)
     { method: "GET", handler: (_request, reply) => listMembers(context, reply) },
     {
       method: "POST",
+      bodyLimit: ADD_BODY_BYTES_MAX,
       handler: (request, reply) => changeMembers(context, reply, readAddBody(request.body)),
     },
   ]);
@@ -45,7 +48,11 @@ export function registerMemberRoutes(app: FastifyInstance, context: HttpContext)
     { method: "GET", handler: (request, reply) => joinInfo(context, request, reply) },
   ]);
   registerResource(app, context.metrics, "/v1/switchover", [
-    { method: "POST", handler: (request, reply) => switchover(context, request, reply) },
+    {
+      method: "POST",
+      bodyLimit: SWITCHOVER_BODY_BYTES_MAX,
+      handler: (request, reply) => switchover(context, request, reply),
+    },
   ]);
 }
 
@@ -121,9 +128,6 @@ function readMemberId(request: FastifyRequest): number {
   return id;
 }
 
-/** Most bytes an add request body may have. */
-const ADD_BODY_BYTES_MAX = 1024;
-
 /** The body of `POST /v1/members`: `{"id","peerAddress","httpUrl"}`, exactly those fields. */
 export function readAddBody(body: unknown): MemberChangeRequest {
   const bytes = body instanceof Uint8Array ? body : new Uint8Array(0);
@@ -131,7 +135,7 @@ export function readAddBody(body: unknown): MemberChangeRequest {
     '{"id": <new member id>, "peerAddress": "<host>:<port>", "httpUrl": "http://<host>:<port>"}';
   if (bytes.length === 0) throw new InvalidInputError("body", `expected JSON: ${shape}`);
   if (bytes.length > ADD_BODY_BYTES_MAX) {
-    throw new InvalidInputError("body", `at most ${ADD_BODY_BYTES_MAX} bytes of JSON`);
+    throw new TooLargeError("body", ADD_BODY_BYTES_MAX, bytes.length);
   }
   let parsed: unknown;
   try {
@@ -158,13 +162,37 @@ export function readAddBody(body: unknown): MemberChangeRequest {
       `expected "<host>:<port>" ("[<IPv6>]:<port>"), the new node's --listen${parsedAddress?.ok === false ? `: ${parsedAddress.reason}` : ""}`,
     );
   }
-  if (typeof httpUrl !== "string" || !/^https?:\/\/[\x21-\x7e]{1,240}$/.test(httpUrl)) {
+  if (typeof httpUrl !== "string" || !isBaseUrl(httpUrl)) {
     throw new InvalidInputError(
       "httpUrl",
-      'expected "http://<host>:<port>", the new node\'s --http',
+      'expected "http://<host>:<port>" or "https://<host>:<port>", the new node\'s --http',
     );
   }
   return { type: "add", id, peerAddress, httpUrl };
+}
+
+/**
+ * Whether `text` is the base URL of a node's HTTP API: http or https, a host, a port from 1
+ * to 65535 (or none), and nothing else (no user, path, query or fragment). It goes into the
+ * replicated configuration, and every member parses it to allow its dashboard's origin.
+ */
+function isBaseUrl(text: string): boolean {
+  // Visible ASCII only, and no path, query or fragment (a trailing slash is no path).
+  if (!/^[\x21-\x7e]{1,248}$/.test(text) || !/^https?:\/\/[^/?#]+\/?$/.test(text)) return false;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    // A port past 65535, a bad percent-escape or IPv6 literal, a forbidden host character.
+    return false;
+  }
+  return (
+    url.hostname !== "" &&
+    url.port !== "0" &&
+    url.username === "" &&
+    url.password === "" &&
+    url.pathname === "/"
+  );
 }
 
 /**
@@ -188,7 +216,7 @@ export function readSwitchoverTarget(body: unknown): number | null {
   const bytes = body instanceof Uint8Array ? body : new Uint8Array(0);
   if (bytes.length === 0) return null;
   if (bytes.length > SWITCHOVER_BODY_BYTES_MAX) {
-    throw new InvalidInputError("body", `at most ${SWITCHOVER_BODY_BYTES_MAX} bytes of JSON`);
+    throw new TooLargeError("body", SWITCHOVER_BODY_BYTES_MAX, bytes.length);
   }
   let parsed: unknown;
   try {

@@ -18,6 +18,12 @@ import type { HttpMetrics } from "../http-metrics.js";
 export interface ResourceMethod {
   readonly method: "GET" | "PUT" | "DELETE" | "POST" | "OPTIONS";
   readonly schema?: FastifySchema;
+  /**
+   * Most bytes of body this method reads; a larger one is answered 413 ERR_TOO_LARGE with
+   * `field: "body"` and the limit, before it is read whole.
+   * @default the server's body limit, `valueBytesMax`
+   */
+  readonly bodyLimit?: number;
   readonly handler: (request: FastifyRequest, reply: FastifyReply) => unknown;
 }
 
@@ -39,8 +45,21 @@ export const READ_PREFLIGHT: ResourceMethod = {
       .send(),
 };
 
-/** When each request on a timed route arrived (performance.now()), for its latency. */
+/** When each request arrived (performance.now()), for the latency of the timed routes. */
 const startedAt = new WeakMap<FastifyRequest, number>();
+
+/**
+ * Notes when every request arrives, ahead of every check: a request refused by the token
+ * check or the browser guard is timed from its arrival like any other, not as taking no
+ * time. Must be the first onRequest hook the server adds, before any route.
+ */
+export function recordArrivals(app: FastifyInstance): void {
+  // fastify's own reply.elapsedTime needs response listeners that cost every request.
+  app.addHook("onRequest", (request, _reply, done) => {
+    startedAt.set(request, performance.now());
+    done();
+  });
+}
 
 /** The methods a 405 is answered for: every one fastify routes by default. */
 const KNOWN_METHODS: readonly HTTPMethods[] = [
@@ -61,7 +80,7 @@ export function registerResource(
   methods: readonly ResourceMethod[],
 ): void {
   const allowed: HTTPMethods[] = [];
-  for (const { method, schema, handler } of methods) {
+  for (const { method, schema, bodyLimit, handler } of methods) {
     allowed.push(method);
     if (method === "GET") allowed.push("HEAD");
     const tally = metrics.tally(method, url);
@@ -70,15 +89,7 @@ export function registerResource(
       method,
       url,
       ...(schema === undefined ? {} : { schema }),
-      // fastify's own reply.elapsedTime needs response listeners that cost every request.
-      ...(timed
-        ? {
-            onRequest: (request: FastifyRequest, _reply: FastifyReply, done: () => void) => {
-              startedAt.set(request, performance.now());
-              done();
-            },
-          }
-        : {}),
+      ...(bodyLimit === undefined ? {} : { bodyLimit }),
       // Counting in onSend rather than onResponse: an onResponse hook makes fastify add
       // listeners to every response, and onSend costs one call.
       onSend: (request, reply, payload, done) => {

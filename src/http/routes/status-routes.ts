@@ -8,8 +8,12 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { NodeStatus } from "../../protocol/status.js";
 import { type HealthCheck, healthAnswer } from "../../shared/health.js";
+import { errorStatus, retryAfterSeconds } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import { READ_PREFLIGHT, registerResource } from "./resource.js";
+
+/** The wait a stopping node asks for, as every ERR_SHUTTING_DOWN answer does (1 s). */
+const RETRY_AFTER_MS = 1000;
 
 /** Registers `/v1/status`, `/health`, `/health/master` and `/health/backup` on `app`. */
 export function registerStatusRoutes(app: FastifyInstance, context: HttpContext): void {
@@ -45,6 +49,11 @@ export function registerStatusRoutes(app: FastifyInstance, context: HttpContext)
 function answerHealth(context: HttpContext, check: HealthCheck, reply: FastifyReply) {
   const stopped = context.api.stoppedReason?.() ?? null;
   const answer = healthAnswer(context.api.id, statusOf(context), check, stopped);
+  // A stopping node is answered as every other ERR_SHUTTING_DOWN is, with Retry-After;
+  // ERR_WRONG_ROLE carries none (the error table says which codes do).
+  if ("code" in answer.body && errorStatus(answer.body.code).retry) {
+    reply.header("retry-after", retryAfterSeconds(RETRY_AFTER_MS));
+  }
   return reply.code(answer.status).send(answer.body);
 }
 

@@ -29,8 +29,6 @@ import {
 } from "../store-input.js";
 import { registerResource } from "./resource.js";
 
-type Query = Readonly<Record<string, unknown>>;
-
 /** Registers the store routes on `app`, for a node whose API has a store. */
 export function registerStoreRoutes(
   app: FastifyInstance,
@@ -77,7 +75,7 @@ async function listRange(
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<FastifyReply> {
-  const query = readRangeQuery(request.query as Query, context.limits);
+  const query = readRangeQuery(request, context.limits);
   const options = {
     prefix: query.prefix,
     after: query.after,
@@ -105,7 +103,7 @@ async function deleteRange(
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<FastifyReply> {
-  const prefix = readDeletePrefix(request.query as Query, context.limits);
+  const prefix = readDeletePrefix(request, context.limits);
   const command: KvCommand = { type: "delete_range", prefix, ...idempotency(request) };
   const result = await propose(context, store, command);
   if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, prefix));

@@ -35,7 +35,7 @@ import type { HttpContext } from "../http-context.js";
 import type { KvStoreApi } from "../store-api.js";
 import { readWatchQuery } from "../store-input.js";
 import { WatchHub } from "../watch-hub.js";
-import { type EventStream, openEventStream } from "./event-stream.js";
+import { type CountedRoute, type EventStream, openEventStream } from "./event-stream.js";
 import type { EventStreams } from "./events-route.js";
 import { registerResource } from "./resource.js";
 
@@ -75,11 +75,12 @@ export function registerWatchRoute(
   );
   // At least every 10 ms, whatever is asked: a timer per stream must not spin.
   const progressMs = Math.max(10, timings.progressMs ?? WATCH_PROGRESS_MS);
+  const counted = { metrics: context.metrics, tally: context.metrics.tally("GET", "/v1/watch") };
   registerResource(app, context.metrics, "/v1/watch", [
     {
       method: "GET",
       handler: async (request, reply) => {
-        const answer = watch(context, store, hub, request, reply, open, progressMs);
+        const answer = watch(context, store, hub, request, reply, open, progressMs, counted);
         masterless.watchesOpen();
         return answer;
       },
@@ -199,8 +200,9 @@ function watch(
   reply: FastifyReply,
   open: Set<() => void>,
   progressMs: number,
+  counted: CountedRoute,
 ): FastifyReply | undefined {
-  const query = readWatchQuery(request.query as Readonly<Record<string, unknown>>, context.limits);
+  const query = readWatchQuery(request, context.limits);
   if (open.size >= WATCHES_MAX) {
     const answer = errorAnswer("ERR_BUSY", `${WATCHES_MAX} watches are open on this node`);
     return sendErrorAnswer(reply, answer);
@@ -273,6 +275,7 @@ function watch(
     },
     comment: progress,
     commentEveryMs: progressMs,
+    counted,
   });
   stream = opened;
   // A comment first, so that the client knows the watch is in place before any change.

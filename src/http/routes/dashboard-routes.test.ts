@@ -1,0 +1,59 @@
+/**
+ * The dashboard page's Content-Security-Policy with a member whose advertised URL does not
+ * parse (an older version's configuration may hold one): that URL is left out, and the
+ * members listed after it are still allowed.
+ */
+
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { FakeKvNodeApi } from "../../../harness/doubles/fake-node-api.js";
+import type { MemberStatus } from "../../protocol/status.js";
+import { createHttpServer, type HttpServer } from "../server.js";
+
+const servers: HttpServer[] = [];
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+function member(id: number, address: string, httpUrl: string | null): MemberStatus {
+  return {
+    id,
+    address,
+    httpUrl,
+    role: "backup",
+    connected: true,
+    matchIndex: null,
+    lag: null,
+    lastContactMs: null,
+  };
+}
+
+describe("dashboard policy", () => {
+  it("dashboard: a member's unparsable URL is left out of connect-src, the members after it are not", async () => {
+    const api = new FakeKvNodeApi(1);
+    api.members = [
+      member(1, "10.0.0.1:7101", "http://10.0.0.1:8101"),
+      member(2, "10.0.0.2:7102", "http://a:99999"),
+      member(3, "10.0.0.3:7103", "https://node-3.example:8443"),
+    ];
+    const server = createHttpServer({ api, logger: pino({ level: "silent" }) });
+    servers.push(server);
+    const page = await server.app.inject({ url: "/" });
+    expect(page.statusCode).toBe(200);
+    const policy = String(page.headers["content-security-policy"]);
+    const connect = policy.split("; ").find((part) => part.startsWith("connect-src "));
+    expect(connect?.split(" ")).toEqual([
+      "connect-src",
+      "'self'",
+      "http://10.0.0.1:8101",
+      "http://10.0.0.1:*",
+      "https://10.0.0.1:*",
+      "http://10.0.0.2:*",
+      "https://10.0.0.2:*",
+      "https://node-3.example:8443",
+      "http://10.0.0.3:*",
+      "https://10.0.0.3:*",
+    ]);
+  });
+});
