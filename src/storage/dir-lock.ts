@@ -10,6 +10,7 @@
  * instant is a race it does not close.
  */
 
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { rethrowIfBug } from "../shared/assert.js";
 import { hasErrno, StorageLockedError } from "./errors.js";
@@ -27,11 +28,22 @@ export interface LockHost {
   readonly pid: number;
   /** Whether process `pid` still runs. */
   isRunning(pid: number): boolean;
+  /**
+   * What tells process `pid` from a later process given the same id (the machine's boot
+   * and the process's start), or null when the host cannot say: written into the lock
+   * beside the pid, and compared before a running `pid` counts as the owner.
+   */
+  startStamp?(pid: number): string | null;
   /** Directories this process holds, so a second open inside one process fails too. */
   readonly held: Set<string>;
 }
 
-/** This process. */
+/**
+ * This process. On Linux a lock also names the boot (`/proc/sys/kernel/random/boot_id`)
+ * and the owner's start time (`/proc/<pid>/stat`, field 22): after a crash or a power loss
+ * the owner's pid is often given to another process (a kernel thread after a reboot), and
+ * a lock naming only the pid then kept the node from starting until someone removed it.
+ */
 export const processLockHost: LockHost = {
   pid: process.pid,
   isRunning(pid) {
@@ -43,10 +55,29 @@ export const processLockHost: LockHost = {
       return hasErrno(error, "EPERM");
     }
   },
+  startStamp(pid) {
+    try {
+      const boot = readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim();
+      const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+      // The command name, in parentheses, may hold spaces: fields count from after it.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const startTicks = fields[19];
+      return boot !== "" && startTicks !== undefined && /^\d+$/.test(startTicks)
+        ? `${boot}/${startTicks}`
+        : null;
+    } catch {
+      return null; // not Linux, or no such process: the pid alone decides
+    }
+  },
   held: new Set<string>(),
 };
 
-async function createExclusively(fs: FileSystem, path: string, pid: number): Promise<boolean> {
+async function createExclusively(
+  fs: FileSystem,
+  path: string,
+  pid: number,
+  stamp: string | null,
+): Promise<boolean> {
   let handle = null;
   try {
     handle = await fs.open(path, "wx");
@@ -55,18 +86,36 @@ async function createExclusively(fs: FileSystem, path: string, pid: number): Pro
     return io(path, "create", () => Promise.reject(error));
   }
   try {
-    await writeFully(handle, path, Buffer.from(`${pid}\n`), 0);
+    await writeFully(handle, path, Buffer.from(`${pid}\n${stamp === null ? "" : `${stamp}\n`}`), 0);
   } finally {
     await closeQuietly(handle);
   }
   return true;
 }
 
-async function ownerOf(fs: FileSystem, path: string): Promise<number | null> {
+/** The owner a lock names: its pid, and its start stamp when it was written with one. */
+async function ownerOf(
+  fs: FileSystem,
+  path: string,
+): Promise<{ readonly pid: number; readonly stamp: string | null } | null> {
   const bytes = await io(path, "read", () => fs.readSmall(path));
   if (bytes === null) return null;
-  const pid = Number(Buffer.from(bytes).toString("latin1").trim());
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+  const [pidLine, stampLine] = Buffer.from(bytes).toString("latin1").split("\n");
+  const pid = Number(pidLine?.trim());
+  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
+  const stamp = stampLine?.trim() ?? "";
+  return { pid, stamp: stamp === "" ? null : stamp };
+}
+
+/**
+ * Whether the lock's owner runs: its pid is alive and, when both the lock and the host can
+ * say when it started, it is the same process, not a later one given the same pid.
+ */
+function ownerRuns(host: LockHost, owner: { pid: number; stamp: string | null }): boolean {
+  if (!host.isRunning(owner.pid)) return false;
+  if (owner.stamp === null) return true;
+  const now = host.startStamp?.(owner.pid) ?? null;
+  return now === null || now === owner.stamp;
 }
 
 export class DirLock {
@@ -92,20 +141,21 @@ export class DirLock {
     const key = resolve(dir);
     if (host.held.has(key)) throw new StorageLockedError(path, host.pid);
     let warning: string | null = null;
-    if (!(await createExclusively(fs, path, host.pid))) {
+    const stamp = host.startStamp?.(host.pid) ?? null;
+    if (!(await createExclusively(fs, path, host.pid, stamp))) {
       const owner = await ownerOf(fs, path);
-      if (owner !== null && owner !== host.pid && host.isRunning(owner)) {
-        throw new StorageLockedError(path, owner);
+      if (owner !== null && owner.pid !== host.pid && ownerRuns(host, owner)) {
+        throw new StorageLockedError(path, owner.pid);
       }
       await io(path, "delete", () =>
         fs.unlink(path).catch((e: unknown) => {
           if (!hasErrno(e, "ENOENT")) throw e;
         }),
       );
-      if (!(await createExclusively(fs, path, host.pid))) {
-        throw new StorageLockedError(path, (await ownerOf(fs, path)) ?? 0);
+      if (!(await createExclusively(fs, path, host.pid, stamp))) {
+        throw new StorageLockedError(path, (await ownerOf(fs, path))?.pid ?? 0);
       }
-      warning = `took over ${path}, left by process ${owner ?? "unknown"} which no longer runs`;
+      warning = `took over ${path}, left by process ${owner?.pid ?? "unknown"} which no longer runs`;
     }
     host.held.add(key);
     return { lock: new DirLock(path, key, fs, host), warning };

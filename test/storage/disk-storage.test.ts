@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { open, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { processLockHost } from "../../src/storage/dir-lock.js";
 import { DiskStorage } from "../../src/storage/disk-storage.js";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
 import { StableStore } from "../../src/storage/stable-store.js";
@@ -42,6 +43,25 @@ describe("disk storage", () => {
     const error = await DiskStorage.open(dir).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "ERR_STORAGE_LOCKED", pid: process.ppid });
     expect(String(error)).toContain(join(dir, "LOCK"));
+  });
+
+  it("disk storage: a lock naming a running pid that another process started (pid reused after a crash or reboot) is taken over; the same process's is not", async () => {
+    const dir = await makeTempDir();
+    const stamp = processLockHost.startStamp!(process.ppid);
+    expect(stamp).toMatch(/^[0-9a-f-]+\/\d+$/); // Linux: boot id and start time
+    // The parent runs, but the lock was written by an earlier process with its pid.
+    await writeFile(join(dir, "LOCK"), `${process.ppid}\n${stamp!.replace(/\d+$/, "1")}\n`);
+    const { warnings, storage } = await openDisk(dir);
+    expect(warnings.join()).toMatch(new RegExp(`left by process ${process.ppid}`));
+    // The lock now names this process, with its own stamp.
+    expect(await readFile(join(dir, "LOCK"), "latin1")).toBe(
+      `${process.pid}\n${processLockHost.startStamp!(process.pid)}\n`,
+    );
+    await storage.close();
+    // Written by the parent itself: refused, as a pid-only lock of a running process is.
+    await writeFile(join(dir, "LOCK"), `${process.ppid}\n${stamp}\n`);
+    const error = await DiskStorage.open(dir).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "ERR_STORAGE_LOCKED", pid: process.ppid });
   });
 
   it("disk storage: a stale lock of a process that exited is taken over (reported)", async () => {
