@@ -48,7 +48,7 @@ async function freePort(): Promise<number> {
 }
 
 /** A node:http server for the node's health checks (HAProxy would poll /health/master). */
-async function serveHealth(node: BatonNode): Promise<{ server: Server; url: string }> {
+async function serveHealth(node: BatonNode<number>): Promise<{ server: Server; url: string }> {
   const health = healthHandler(node);
   const server = createHttpServer((req, res) => {
     if (health(req, res)) return;
@@ -59,11 +59,13 @@ async function serveHealth(node: BatonNode): Promise<{ server: Server; url: stri
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
-async function waitForMaster(nodes: BatonNode[]): Promise<BatonNode> {
+/** The master among `nodes`, once they have elected one (waitForMaster, then its node). */
+async function masterOf(nodes: BatonNode<number>[]): Promise<BatonNode<number>> {
   for (;;) {
-    const master = nodes.find((n) => n.role === "master");
+    const id = await nodes[0]!.waitForMaster();
+    const master = nodes.find((n) => n.id === id && n.role === "master");
     if (master !== undefined) return master;
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20)); // it stepped down since: ask again
   }
 }
 
@@ -100,11 +102,11 @@ export async function runExample(
   try {
     let alive = nodes;
     for (let i = 1; i <= increments; i++) {
-      const master = await waitForMaster(alive);
+      const master = await masterOf(alive);
       // Any node takes the increment: a backup forwards it to the master, and answers
       // with the value its own copy reached when it applied it.
       const via = alive[i % alive.length]!;
-      const value = (await via.propose(Uint8Array.of(1))) as number;
+      const value = await via.propose(Uint8Array.of(1)); // a number: what Counter.apply returns
       const how = via === master ? "master" : `backup, forwarded to node ${master.id}`;
       log(`node ${via.id} (${how}) applied increment ${i}: counter = ${value}`);
       if (i === Math.floor(increments / 2)) {
@@ -113,7 +115,7 @@ export async function runExample(
         alive = alive.filter((n) => n !== master);
       }
     }
-    const master = await waitForMaster(alive);
+    const master = await masterOf(alive);
     await master.readBarrier();
     const check = await fetch(`${health[nodes.indexOf(master)]!.url}/health/master`);
     log(`GET /health/master on node ${master.id}: ${check.status}`);

@@ -351,6 +351,27 @@ export const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: stop: a node that stops fails its own proposals as 'shutting down' (they may still be applied)",
+    file: "src/server/node.ts",
+    find: "        p.reject(inDoubt);",
+    replace: "        p.reject(error);",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: stop: a node that stops fails the forwards it sent as 'shutting down' (the master may still apply them)",
+    file: "src/server/forwarder.ts",
+    find: 'proposal.state.kind === "held" ? error : this.indeterminate(`${why} before it answered`),',
+    replace: "error,",
+    wholeNode: true,
+  },
+  {
+    name: "whole node: forwarding: a forward whose master was replaced before it answered is called not applied (ERR_NO_MASTER)",
+    file: "src/server/forwarder.ts",
+    find: "        this.indeterminate(`master ${state.to} was replaced before it answered`),",
+    replace: "        this.noMaster(),",
+    wholeNode: true,
+  },
+  {
     name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
     file: "",
     find: "",

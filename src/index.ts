@@ -32,7 +32,12 @@ export {
   type RoleEvent,
   type SwitchoverOutcome,
 } from "./server/node.js";
-export { type NodeConfig, parseNodeConfig, parsePeers } from "./server/node-config.js";
+export {
+  type NodeConfig,
+  NodeConfigError,
+  parseNodeConfig,
+  parsePeers,
+} from "./server/node-config.js";
 export * from "./shared/errors.js";
 export type { HealthAnswer, HealthBody, HealthCheck } from "./shared/health.js";
 export type {
@@ -41,3 +46,5 @@ export type {
   SnapshotOptions,
   StateMachine,
 } from "./shared/state-machine.js";
+// What createNode and a node's `fatal` event may give when its data directory fails.
+export * from "./storage/errors.js";

@@ -879,8 +879,9 @@ function doneOrUnknown(failure: AttemptFailure): boolean {
 
 /**
  * Codes a node answers with before it proposes a write, so that attempt applied nothing.
- * Not ERR_SHUTTING_DOWN: a stopping node answers it for the writes it had already put in
- * the log (or forwarded), which the next master may still commit.
+ * Not ERR_SHUTTING_DOWN: a stopping node of version 0.2 answered it also for the writes it
+ * had already put in the log (or forwarded), which the next master may still commit (later
+ * versions answer ERR_INDETERMINATE for those), and this client may talk to either.
  */
 const REJECTED_BEFORE_PROPOSING = new Set([
   "ERR_NO_MASTER",

@@ -15,6 +15,7 @@ import { ConflictError, InvalidInputError } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { createNode, drawIncarnation } from "./create-node.js";
 import type { BatonNode } from "./node.js";
+import { NodeConfigError } from "./node-config.js";
 
 const logger = pino({ level: "silent" });
 const TIMING = { tickMs: 5, heartbeatMs: 20, electionMsMin: 150, electionMsMax: 300 };
@@ -51,6 +52,33 @@ async function until<T>(what: string, probe: () => T | null | undefined | false)
 }
 
 describe("createNode", () => {
+  it("createNode: without a state machine, or with a bad configuration, rejects with an error a program can test for", async () => {
+    const noMachine = createNode({
+      id: 1,
+      peers: [{ id: 1, address: "127.0.0.1:7101" }],
+      dataDir: null,
+      logger,
+    } as unknown as Parameters<typeof createNode>[0]);
+    await expect(noMachine).rejects.toMatchObject({
+      code: "ERR_INVALID_INPUT",
+      field: "stateMachine",
+      message:
+        "stateMachine: give an object with apply, snapshot and restore (the StateMachine interface)",
+    });
+    const badConfig = createNode({
+      id: 7,
+      peers: [{ id: 1, address: "127.0.0.1:7101" }],
+      dataDir: null,
+      stateMachine: new Counter(),
+      logger,
+    });
+    await expect(badConfig).rejects.toBeInstanceOf(NodeConfigError);
+    await expect(badConfig).rejects.toMatchObject({
+      code: "ERR_INVALID_INPUT",
+      problems: ["id 7 is not one of the peers (1)"],
+    });
+  });
+
   it("createNode: refuses a peer port other machines reach without mutual TLS, unless insecure", async () => {
     const [port] = await freePorts(1);
     const options = {

@@ -38,8 +38,8 @@ import {
   parseNodeConfig,
 } from "./node-config.js";
 
-export interface CreateNodeOptions extends NodeConfigInput {
-  readonly stateMachine: StateMachine;
+export interface CreateNodeOptions<R = unknown> extends NodeConfigInput {
+  readonly stateMachine: StateMachine<R>;
   /** Structured logs. @default pino at "info" to stderr */
   readonly logger?: Logger;
   /**
@@ -53,17 +53,42 @@ export interface CreateNodeOptions extends NodeConfigInput {
 }
 
 /**
- * Starts a node of the caller's state machine. Throws InvalidInputError (field `listen`)
- * for a peer address other machines can reach without mutual TLS, unless `insecure`.
+ * Starts a node of the caller's state machine. Rejects with NodeConfigError (an
+ * InvalidInputError, field `config`) listing every problem of the configuration,
+ * InvalidInputError (field `stateMachine`) without a state machine, or (field `listen`)
+ * for a peer address other machines can reach without mutual TLS, unless `insecure`;
+ * with StorageLockedError when another process holds the data directory, and the storage
+ * errors of docs/storage.md when it fails its checks.
  */
-export async function createNode(options: CreateNodeOptions): Promise<BatonNode> {
+export async function createNode<R = unknown>(
+  options: CreateNodeOptions<R>,
+): Promise<BatonNode<R>> {
   const { stateMachine, logger: given, joined, ...input } = options;
+  const machine = stateMachine as Partial<StateMachine<unknown>> | undefined;
+  if (
+    typeof machine?.apply !== "function" ||
+    typeof machine.snapshot !== "function" ||
+    typeof machine.restore !== "function"
+  ) {
+    throw new InvalidInputError(
+      "stateMachine",
+      "give an object with apply, snapshot and restore (the StateMachine interface)",
+    );
+  }
   const config = parseNodeConfig(input);
   const exposure = insecurePeerLink(config);
   if (exposure !== null) throw new InvalidInputError("listen", exposure);
   const logger = given ?? pino({ name: "baton", level: "info" }, pino.destination(2));
   const child = logger.child({ node: config.id });
-  return startNode(config, stateMachine, child, undefined, {}, joined ?? null);
+  // The node hands back what apply returned: R, for the machine given.
+  return (await startNode(
+    config,
+    stateMachine,
+    child,
+    undefined,
+    {},
+    joined ?? null,
+  )) as BatonNode<R>;
 }
 
 /**

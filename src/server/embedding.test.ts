@@ -186,6 +186,103 @@ describe("embedding", () => {
     }
   });
 
+  it("timing: embedding: writes pending on a master that stops are in doubt (ERR_INDETERMINATE), never 'shutting down', and the new master applies them once", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const backup = nodes.find((n) => n !== master)!;
+    const outcomes = Array.from({ length: 50 }, () =>
+      master.node.propose(Uint8Array.of(1)).then(
+        () => "ok",
+        (error: { code?: string }) => error.code,
+      ),
+    );
+    // And forwarded ones, in flight through a backup to the master.
+    const forwarded = Array.from({ length: 20 }, () =>
+      backup.node.propose(Uint8Array.of(1)).then(
+        () => "ok",
+        (error: { code?: string }) => error.code,
+      ),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    await master.node.stop();
+    const ended = await Promise.all(outcomes);
+    expect(ended.filter((code) => code !== "ok" && code !== "ERR_INDETERMINATE")).toEqual([]);
+    const others = nodes.filter((n) => n !== master);
+    await agreedMaster(others);
+    const settled = await Promise.all(forwarded);
+    // Told definitely not applied: no master reached in time, or refused before sending.
+    const definite = settled.filter((code) => code !== "ok" && code !== "ERR_INDETERMINATE");
+    expect(definite.every((code) => code === "ERR_NO_MASTER")).toBe(true);
+    // Every write is applied once at most, and every one answered ok is applied: the
+    // survivors agree on a value between the ok count and the count not refused.
+    const ok = [...ended, ...settled].filter((code) => code === "ok").length;
+    const barrier = others[0]!;
+    await barrier.node.readBarrier();
+    await until("the survivors to agree", () =>
+      others.every((n) => n.counter.value === barrier.counter.value) ? true : null,
+    );
+    expect(barrier.counter.value).toBeGreaterThanOrEqual(ok);
+    expect(barrier.counter.value).toBeLessThanOrEqual(70 - definite.length);
+  });
+
+  it("timing: embedding: waitForMaster resolves on every node with the master elected, times out without one, and rejects once stopped", async () => {
+    const nodes = await startCluster();
+    const masters = await Promise.all(nodes.map((n) => n.node.waitForMaster()));
+    expect(new Set(masters).size).toBe(1);
+    expect(nodes.find((n) => n.node.id === masters[0])!.node.role).toBe("master");
+    // A member alone, its peers never started: no master, so the wait ends in a timeout.
+    const config = parseNodeConfig({
+      id: 1,
+      peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+      tickMs: 5,
+      heartbeatMs: 20,
+      electionMsMin: 100,
+      electionMsMax: 200,
+    });
+    const alone = await BatonNode.start({
+      config,
+      opened: await MemoryStorage.open(new MemoryVolume()),
+      transport: new MemoryNetwork().createTransport(1, ids),
+      stateMachine: new Counter(),
+      logger,
+    });
+    running.push(alone);
+    await expect(alone.waitForMaster({ timeoutMs: 300 })).rejects.toMatchObject({
+      code: "ERR_TIMEOUT",
+      message: "no master was known within 300 ms",
+    });
+    const waiting = alone.waitForMaster({ timeoutMs: 5000 });
+    await alone.stop();
+    await expect(waiting).rejects.toBeInstanceOf(ShuttingDownError);
+    await expect(alone.waitForMaster()).rejects.toBeInstanceOf(ShuttingDownError);
+  });
+
+  it("timing: embedding: a one-member cluster takes a write proposed before its first election, with no spurious ERR_INDETERMINATE", async () => {
+    for (let round = 0; round < 5; round++) {
+      const config = parseNodeConfig({
+        id: 1,
+        peers: [{ id: 1, address: "127.0.0.1:7101" }],
+        tickMs: 5,
+        heartbeatMs: 20,
+        electionMsMin: 100,
+        electionMsMax: 200,
+      });
+      const counter = new Counter();
+      const node = await BatonNode.start({
+        config,
+        opened: await MemoryStorage.open(new MemoryVolume()),
+        transport: new MemoryNetwork().createTransport(1, [1]),
+        stateMachine: counter,
+        logger,
+      });
+      running.push(node);
+      // The write waits for the election (a forward held for the first master): this node.
+      await expect(node.propose(Uint8Array.of(3))).resolves.toBe(3);
+      expect(counter.value).toBe(3);
+      await node.stop();
+    }
+  });
+
   it("timing: embedding: a command over COMMAND_BYTES_MAX is refused on master and backup, and writes go on", async () => {
     const nodes = await startCluster();
     const master = await agreedMaster(nodes);

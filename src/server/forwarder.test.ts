@@ -95,14 +95,21 @@ describe("forwarder", () => {
       { kind: "proposal", to: 1, requestId: 2 },
       { kind: "read", to: 1, requestId: 3 },
     ]);
-    forwarder.failAll(new Error("stopped"));
-    for (const r of [...results, read]) await expect(r).rejects.toThrow("stopped");
+    forwarder.failAll(new Error("stopped"), "this node stopped");
+    // Sent commands may still be applied by the master: in doubt, never "stopped".
+    for (const r of results) {
+      await expect(r).rejects.toMatchObject({
+        code: "ERR_INDETERMINATE",
+        message: expect.stringContaining("this node stopped before it answered"),
+      });
+    }
+    await expect(read).rejects.toThrow("stopped");
   });
 
   it("forwarding: a request settled before its turn ends is not sent", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
-    forwarder.failAll(new Error("stopped"));
-    await expect(result).rejects.toThrow("stopped");
+    forwarder.failAll(new Error("stopped"), "this node stopped");
+    await expect(result).rejects.toThrow("stopped"); // never sent: known not applied
     await turn();
     expect(host.sent).toEqual([]);
   });

@@ -29,7 +29,13 @@ import type {
 import type { Role } from "../protocol/status.js";
 import { assert } from "../shared/assert.js";
 import type { Clock, Timer } from "../shared/clock.js";
-import { BusyError, IndeterminateError, NoMasterError, TimeoutError } from "../shared/errors.js";
+import {
+  BusyError,
+  IndeterminateError,
+  NoMasterError,
+  RETRY_ADVICE,
+  TimeoutError,
+} from "../shared/errors.js";
 
 /** What the forwarder needs from its node. */
 export interface ForwarderHost {
@@ -308,9 +314,18 @@ export class Forwarder {
     for (const read of [...this.reads.values()]) this.maybeServe(read);
   }
 
-  /** Fails every request in flight with `error` (the node stops). */
-  failAll(error: Error): void {
-    for (const proposal of [...this.proposals.values()]) this.settle(proposal, error);
+  /**
+   * Settles every request in flight, the node being about to stop (`why`): a command never
+   * sent fails with `error`; one sent or proposed may still be applied (IndeterminateError).
+   * Reads change nothing, so they fail with `error`.
+   */
+  failAll(error: Error, why: string): void {
+    for (const proposal of [...this.proposals.values()]) {
+      this.settle(
+        proposal,
+        proposal.state.kind === "held" ? error : this.indeterminate(`${why} before it answered`),
+      );
+    }
     for (const read of [...this.reads.values()]) this.settleRead(read, error);
   }
 
@@ -489,7 +504,7 @@ export class Forwarder {
   private indeterminate(why: string): IndeterminateError {
     this.counters.indeterminate++;
     return new IndeterminateError(
-      `the write was forwarded to the master, but ${why}; it may still be applied: retry with the same Idempotency-Key`,
+      `the write was forwarded to the master, but ${why}; it may still be applied: ${RETRY_ADVICE}`,
     );
   }
 

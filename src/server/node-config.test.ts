@@ -3,6 +3,7 @@ import {
   advertisedHttpUrl,
   insecureExposure,
   isLoopbackHost,
+  NodeConfigError,
   parseElectionMs,
   parseNodeConfig,
   parsePeers,
@@ -55,6 +56,21 @@ describe("node config", () => {
     expect(message).toMatch(/peer 1: bad address "nowhere"/);
     expect(message).toMatch(/heartbeatMs must be a positive number/);
     expect(message).toMatch(/electionMsMax must be at least electionMsMin/);
+  });
+
+  it("config: the error is a NodeConfigError (ERR_INVALID_INPUT, field config) with every problem, and an id outside the peers is said once", () => {
+    let caught: unknown = null;
+    try {
+      parseNodeConfig({ id: 7, peers });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(NodeConfigError);
+    expect(caught).toMatchObject({
+      code: "ERR_INVALID_INPUT",
+      field: "config",
+      problems: ["id 7 is not one of the peers (1, 2, 3)"],
+    });
   });
 
   it("config: a state-transfer chunk larger than a peer frame carries is refused", () => {

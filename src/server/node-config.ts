@@ -5,6 +5,7 @@
  */
 
 import type { NodeId } from "../protocol/messages.js";
+import { InvalidInputError } from "../shared/errors.js";
 import { parseAddress } from "../transport/address.js";
 
 export interface PeerConfig {
@@ -148,7 +149,18 @@ export function defaultNodeConfig(): Omit<NodeConfig, "id" | "peers" | "listen" 
 
 export type NodeConfigInput = Partial<NodeConfig> & Pick<NodeConfig, "id" | "peers">;
 
-/** Validates `input` over the defaults; throws one Error listing every problem. */
+/**
+ * A node configuration that fails its checks: `problems` lists every one, each naming its
+ * setting; the message lists them too. An InvalidInputError (ERR_INVALID_INPUT, field
+ * "config"), so a program tells it from the other errors of createNode by its code.
+ */
+export class NodeConfigError extends InvalidInputError {
+  constructor(readonly problems: readonly string[]) {
+    super("config", `invalid node configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+}
+
+/** Validates `input` over the defaults; throws one NodeConfigError listing every problem. */
 export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
   const problems: string[] = [];
   const self = input.peers.find((p) => p.id === input.id);
@@ -173,7 +185,9 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     if (!parseAddress(peer.address).ok)
       problems.push(`peer ${peer.id}: bad address "${peer.address}" (expected host:port)`);
   }
-  if (!parseAddress(config.listen).ok)
+  // Without its own entry in peers the id's problem is said above; an empty listen
+  // address derived from no entry would only repeat it.
+  if ((self !== undefined || input.listen !== undefined) && !parseAddress(config.listen).ok)
     problems.push(`listen: bad address "${config.listen}" (expected host:port)`);
   if (config.http !== null && !parseAddress(config.http).ok)
     problems.push(`http: bad address "${config.http}" (expected host:port)`);
@@ -216,8 +230,7 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
       "join: a single-node cluster has no peer to learn the term from or catch up with; start it without --join (its lost data cannot be recovered)",
     );
   problems.push(...securityFileProblems(config));
-  if (problems.length > 0)
-    throw new Error(`invalid node configuration:\n  - ${problems.join("\n  - ")}`);
+  if (problems.length > 0) throw new NodeConfigError(problems);
   return Object.freeze({
     ...config,
     peers: Object.freeze(config.peers.map((p) => Object.freeze({ ...p }))),

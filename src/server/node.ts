@@ -46,6 +46,7 @@ import {
   InvalidInputError,
   NoMasterError,
   NotMasterError,
+  RETRY_ADVICE,
   ShuttingDownError,
   StorageFailedError,
   SwitchoverFailedError,
@@ -196,7 +197,11 @@ export interface MemberChangeOutcome {
   readonly members: Configuration;
 }
 
-export class BatonNode extends EventEmitter<NodeEvents> {
+/**
+ * One node of a cluster. `R` is what the state machine's `apply` returns, which `propose`
+ * resolves with (createNode infers it from the state machine).
+ */
+export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
   readonly id: NodeId;
   /** This data directory's member incarnation (see BatonNodeDeps.incarnation). */
   readonly incarnation: number;
@@ -243,6 +248,12 @@ export class BatonNode extends EventEmitter<NodeEvents> {
 
   private readonly proposals = new Map<number, PendingProposal>();
   private readonly reads = new Map<number, PendingRead>();
+  /** Callers of waitForMaster, until this node knows a master or stops. */
+  private readonly masterWaiters = new Set<{
+    readonly resolve: (master: NodeId) => void;
+    readonly reject: (error: Error) => void;
+    readonly timer: Timer;
+  }>();
   private readonly readsByIndex: PendingRead[] = [];
   /**
    * Ids of reads and switchovers this process asks for, also sent to the master. They
@@ -558,8 +569,8 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    * COMMAND_BYTES_MAX, never proposed). Every one of them is a rejection of the returned
    * promise, never a synchronous throw: a caller needs one error path, not two.
    */
-  propose(command: Uint8Array): Promise<unknown> {
-    return rejectingThrows(() => this.proposeNow(command));
+  propose(command: Uint8Array): Promise<R> {
+    return rejectingThrows(() => this.proposeNow(command)) as Promise<R>;
   }
 
   private proposeNow(command: Uint8Array): Promise<unknown> {
@@ -604,6 +615,47 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       const startedAt = this.clock.monotonicMs();
       this.proposals.set(result.index, { term: result.term, startedAt, resolve, reject, timer });
     });
+  }
+
+  /**
+   * Resolves with the master's id once this node knows a master (itself, or another it
+   * heard from in its current term): right after start, before the first election has
+   * ended, a proposal is held for a master only briefly (FORWARD_HOLD_MS) and then fails
+   * with NoMasterError, so a program that proposes at once waits here first. Rejects with
+   * TimeoutError after `timeoutMs` (default: the request timeout), ShuttingDownError or
+   * StorageFailedError when the node stops. A master may still be lost after this
+   * resolves: a proposal's own errors say what became of it.
+   */
+  waitForMaster(options: { readonly timeoutMs?: number } = {}): Promise<NodeId> {
+    return rejectingThrows(() => {
+      this.checkRunning();
+      const known = this.replica.masterId;
+      if (known !== null) return Promise.resolve(known);
+      const timeoutMs = options.timeoutMs ?? this.config.requestTimeoutMs;
+      return new Promise<NodeId>((resolve, reject) => {
+        const waiter = {
+          resolve,
+          reject,
+          timer: this.clock.setTimeout(() => {
+            this.masterWaiters.delete(waiter);
+            reject(new TimeoutError(`no master was known within ${timeoutMs} ms`));
+          }, timeoutMs),
+        };
+        this.masterWaiters.add(waiter);
+      });
+    });
+  }
+
+  /** Tells the callers of waitForMaster of the master this node knows now, if any. */
+  private settleMasterWaiters(): void {
+    if (this.masterWaiters.size === 0) return;
+    const master = this.replica.masterId;
+    if (master === null) return;
+    for (const waiter of this.masterWaiters) {
+      this.clock.clearTimeout(waiter.timer);
+      waiter.resolve(master);
+    }
+    this.masterWaiters.clear();
   }
 
   /**
@@ -935,6 +987,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.replica.tick();
     this.maybeForgetPeers();
     if (this.forwarder.inFlight > 0) this.forwarder.poll();
+    this.settleMasterWaiters();
     this.schedule();
   }
 
@@ -1879,6 +1932,7 @@ export class BatonNode extends EventEmitter<NodeEvents> {
       if (!event.handover) this.abandonProposalsOnStepDown(event.term);
     }
     this.emit("role", event);
+    this.settleMasterWaiters();
     this.checkSwitchovers();
     if (this.forwarder.inFlight > 0) this.forwarder.poll();
   }
@@ -1892,14 +1946,20 @@ export class BatonNode extends EventEmitter<NodeEvents> {
    */
   private abandonProposalsOnStepDown(term: number): void {
     if (this.proposals.size === 0) return;
+    // Events are handled after the core moved on: a node may already be master again by
+    // then (a one-member cluster steps up within one tick, and a held forward was proposed
+    // there before this event of its candidacy was drained). Writes of the mastership it
+    // holds now are in its log and settle by their entries; only earlier ones are in doubt.
+    const masterTerm = this.replica.role === "master" ? this.replica.term : null;
     const error = new IndeterminateError(
-      `this node stopped being the master (term ${term}) before the write committed; it may still be applied by the new master: retry with the same Idempotency-Key`,
+      `this node stopped being the master (term ${term}) before the write committed; it may still be applied by the new master: ${RETRY_ADVICE}`,
     );
-    for (const p of this.proposals.values()) {
+    for (const [index, p] of [...this.proposals]) {
+      if (p.term === masterTerm) continue;
       this.clock.clearTimeout(p.timer);
       p.reject(error);
+      this.proposals.delete(index);
     }
-    this.proposals.clear();
   }
 
   private abortReadsOnStepDown(): void {
@@ -1940,10 +2000,22 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.emit("fatal", err);
   }
 
+  /**
+   * Settles everything waiting on this node, which stops (`error` says why). What is known
+   * not to have taken effect fails with `error`; a write already in the log (this node's
+   * own proposals) or sent to the master (forwards) may still be applied by the next
+   * master, so its caller hears ERR_INDETERMINATE: told "shutting down" of a write the new
+   * master then applied, a caller that retried it elsewhere applied it twice.
+   */
   private failPending(error: Error): void {
-    for (const p of this.proposals.values()) {
-      this.clock.clearTimeout(p.timer);
-      p.reject(error);
+    if (this.proposals.size > 0) {
+      const inDoubt = new IndeterminateError(
+        `this node stopped (${error.message}) before the write committed; it may still be applied by the next master: ${RETRY_ADVICE}`,
+      );
+      for (const p of this.proposals.values()) {
+        this.clock.clearTimeout(p.timer);
+        p.reject(inDoubt);
+      }
     }
     this.proposals.clear();
     for (const r of [...this.reads.values(), ...this.readsByIndex]) {
@@ -1953,13 +2025,18 @@ export class BatonNode extends EventEmitter<NodeEvents> {
     this.reads.clear();
     this.readsByIndex.length = 0;
     this.peerReads.clear();
-    this.forwarder.failAll(error);
+    this.forwarder.failAll(error, `this node stopped (${error.message})`);
     for (const change of this.pendingChanges.values()) {
       this.clock.clearTimeout(change.timer);
       change.reject(error);
     }
     this.pendingChanges.clear();
     for (const pending of [...this.switchovers]) this.settleSwitchover(pending, error);
+    for (const waiter of this.masterWaiters) {
+      this.clock.clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    this.masterWaiters.clear();
   }
 
   // ---------------------------------------------------------------- forwarding

@@ -39,12 +39,19 @@ export class TimeoutError extends ClusterError {
 }
 
 /**
- * A write was proposed but this node lost the master role before learning its fate. It may
- * or may not be applied; retrying with the same idempotency key is safe.
+ * A write was proposed but this node lost the master role, or stopped, before learning its
+ * fate. It may or may not be applied; retrying with the same idempotency key is safe.
  */
 export class IndeterminateError extends ClusterError {
   readonly code = "ERR_INDETERMINATE";
 }
+
+/**
+ * What an IndeterminateError's message advises. Embedded state machines have no
+ * idempotency key of Baton's own: a command of theirs must carry its own to be retried.
+ */
+export const RETRY_ADVICE =
+  "retry only what is safe to apply twice (through the HTTP API: with the same Idempotency-Key)";
 
 /** Too many requests are waiting; retry after `retryAfterMs`. */
 export class BusyError extends ClusterError {

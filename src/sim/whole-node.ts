@@ -61,7 +61,7 @@ import { ExactlyOnceChecker, writeName } from "./checkers/exactly-once.js";
 import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
 import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
-import { unexpectedRefusal } from "./checkers/refusals.js";
+import { notApplied, unexpectedRefusal } from "./checkers/refusals.js";
 import { checkRevisionOrder } from "./checkers/revision-order.js";
 import { SafetyViolation } from "./checkers/safety.js";
 import { CommittedChanges, checkWatcher } from "./checkers/watches.js";
@@ -431,6 +431,10 @@ class WholeNodeRun {
   clockJumps = 0;
   /** Crashes of a process alone: its machine, and the page cache with it, stayed up. */
   processCrashes = 0;
+  /** Processes asked to stop (SIGTERM), half of them handing the master role over. */
+  gracefulStops = 0;
+  /** Writes sent again under a new idempotency key after a refusal that said "not applied". */
+  rekeyed = 0;
   /**
    * When each forward wall-clock jump was made (virtual ms), on any node: each may move log
    * time on by up to one clamped step.
@@ -700,6 +704,41 @@ class WholeNodeRun {
     this.kill(proc);
     proc.state = "down";
     this.world.setTimeout(() => this.maybeRestart(proc), this.prng.int(50, 1500));
+  }
+
+  /**
+   * The process is asked to stop (SIGTERM): the node's own stop runs, with a hand-over when
+   * asked, failing or settling what waits on it, then the process exits, leaving its writes
+   * to the page cache. It comes back as after a crash. Clients may meet it while it stops.
+   */
+  private stopGracefully(proc: Proc, handOver: boolean): void {
+    const node = proc.node;
+    if (proc.state !== "up" || node === null) return;
+    this.gracefulStops++;
+    const incarnation = proc.incarnation;
+    this.log(`node ${proc.id} is asked to stop${handOver ? ", handing over first" : ""}`);
+    node.stop({ handOver }).then(
+      () => {
+        // A crash while it stopped took the process already.
+        if (proc.incarnation !== incarnation || proc.state !== "up") return;
+        this.log(`node ${proc.id} stopped and exited`);
+        this.exit(proc);
+        proc.state = "down";
+        this.world.setTimeout(() => this.maybeRestart(proc), this.prng.int(50, 1500));
+      },
+      (error: unknown) => this.scheduler.fail(error),
+    );
+  }
+
+  /** The process exits on its own: what it wrote stays in the page cache. */
+  private exit(proc: Proc): void {
+    proc.clock.kill();
+    proc.transport?.kill();
+    proc.transport = null;
+    proc.node = null;
+    proc.sm = null;
+    proc.clock = this.newClock();
+    proc.fs.processCrash(proc.clock);
   }
 
   private kill(proc: Proc): void {
@@ -1150,13 +1189,24 @@ class WholeNodeRun {
 
   /** A write with its tags, retried with the same tags until it is answered. */
   private async write(entry: HistoryOp, tags: WriteTags, deadline: number): Promise<void> {
-    const command = encodeCommand(
-      entry.op.kind === "write"
-        ? { type: "put", key: entry.key, value: new TextEncoder().encode(entry.op.value), ...tags }
-        : { type: "delete", key: entry.key, ...tags },
-    );
+    const encode = (sent: WriteTags) =>
+      encodeCommand(
+        entry.op.kind === "write"
+          ? {
+              type: "put",
+              key: entry.key,
+              value: new TextEncoder().encode(entry.op.value),
+              ...sent,
+            }
+          : { type: "delete", key: entry.key, ...sent },
+      );
+    let command = encode(tags);
     const named = tags.idempotencyKey ?? `session ${tags.session?.clientId} ${tags.session?.seq}`;
     entry.writeName = writeName(tags);
+    let anew = 0;
+    // Whether an attempt under the current key may have been applied (no answer, or one
+    // that says nothing either way): then only the same key may be sent again.
+    let inDoubt = false;
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
       if (proc === null) {
@@ -1181,6 +1231,21 @@ class WholeNodeRun {
           return; // Indeterminate: the store cannot tell whether it was applied.
         }
         assert(result.code === "table_full", `write refused: ${JSON.stringify(result)}`);
+      } else if (!notApplied(outcome.error)) {
+        inDoubt = true;
+      } else if (tags.session === undefined && !inDoubt) {
+        // Told the write was not applied, by every attempt under this key, a client may
+        // send it again as a new request: under a new idempotency key, which the
+        // exactly-once checker counts as the same write, so that a refusal that said "not
+        // applied" of a write some master did apply shows as a write applied twice.
+        anew++;
+        const key = `${tags.idempotencyKey}~${anew}`;
+        this.exactlyOnce.alias(key, tags.idempotencyKey!);
+        command = encode({ idempotencyKey: key });
+        this.rekeyed++;
+        this.log(
+          `client ${entry.client}: op ${entry.id} ${named}: ${(outcome.error as { code?: string }).code}, sent again as ${key}`,
+        );
       }
       await this.sleep(this.prng.int(10, 100));
     }
@@ -1196,10 +1261,10 @@ class WholeNodeRun {
   /** One attempt, bounded by the client's own timer (a dead node never answers). */
   private attempt(
     call: () => Promise<unknown>,
-  ): Promise<{ ok: true; value: unknown } | { ok: false }> {
+  ): Promise<{ ok: true; value: unknown } | { ok: false; error?: unknown }> {
     return new Promise((resolve) => {
       let settled = false;
-      const settle = (outcome: { ok: true; value: unknown } | { ok: false }) => {
+      const settle = (outcome: { ok: true; value: unknown } | { ok: false; error?: unknown }) => {
         if (settled) return;
         settled = true;
         this.world.clearTimeout(timer);
@@ -1212,13 +1277,13 @@ class WholeNodeRun {
           (error: unknown) => {
             const bug = unexpectedRefusal("a client's request", error);
             if (bug !== null) this.scheduler.fail(bug);
-            settle({ ok: false });
+            settle({ ok: false, error });
           },
         );
       } catch (error) {
         const bug = unexpectedRefusal("a client's request", error);
         if (bug !== null) throw bug;
-        settle({ ok: false });
+        settle({ ok: false, error });
       }
     });
   }
@@ -1255,6 +1320,7 @@ class WholeNodeRun {
       "clock_jump",
       "switchover",
       "member_cycle",
+      "stop",
     ]);
     const running = this.procs.filter((p) => p.state === "up");
     const master = running.find((p) => p.node?.role === "master") ?? null;
@@ -1323,6 +1389,15 @@ class WholeNodeRun {
       case "member_cycle":
         if (this.allHealthy(running)) this.operator.replace(this.prng.pick(running), false);
         break;
+      case "stop": {
+        // SIGTERM: `baton start`'s stop, the master's with a hand-over; any node's otherwise.
+        const stoppable = running.filter((p) => p.node !== null && !p.clock.paused);
+        if (stoppable.length === 0) break;
+        const target =
+          master !== null && this.prng.chance(0.5) ? master : this.prng.pick(stoppable);
+        this.stopGracefully(target, this.prng.chance(0.5));
+        break;
+      }
       case "eio": {
         if (running.length === 0) break;
         const target = this.prng.pick(running);
@@ -1770,6 +1845,8 @@ export async function runWholeNode(
       "writes checked in log order": run.revisionOrder?.writes ?? 0,
       "clock jumps": run.clockJumps,
       "process-only crashes": run.processCrashes,
+      "graceful stops": run.gracefulStops,
+      "writes sent anew after a definite refusal": run.rekeyed,
       "duplicated messages": run.net.duplicated,
       "watch changes checked": run.watchStats.delivered,
       "watch resumes": run.watchers.reduce((n, w) => n + Math.max(0, w.opened - 1), 0),

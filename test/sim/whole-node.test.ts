@@ -11,11 +11,12 @@ import { runWholeNode } from "../../src/sim/whole-node.js";
 
 describe("whole-node simulator", () => {
   it("sim --whole-node: a seed replays exactly (same trace, same history, same end state)", async () => {
-    // Seed 14 replaces a member, steps a wall clock, switches over, duplicates messages,
-    // reads ranges and has two watchers that resume on other nodes, so the replay covers the
+    // Seed 5 replaces a member, steps a wall clock, switches over, duplicates messages,
+    // reads ranges, stops a node as SIGTERM does, sends writes refused as not applied again
+    // under new keys, and has watchers that resume on other nodes, so the replay covers the
     // operator, the store's clients and the watchers too.
-    const a = await runWholeNode(14, { trace: true });
-    const b = await runWholeNode(14, { trace: true });
+    const a = await runWholeNode(5, { trace: true });
+    const b = await runWholeNode(5, { trace: true });
     expect(a.ok, a.violation).toBe(true);
     expect(a.trace.length).toBeGreaterThan(20);
     expect(b.trace).toEqual(a.trace);
@@ -25,6 +26,8 @@ describe("whole-node simulator", () => {
     expect(b.checks).toEqual(a.checks);
     expect(a.checks?.["member replacements"]).toBeGreaterThan(0);
     expect(a.checks?.["watch resumes"]).toBeGreaterThan(0);
+    expect(a.checks?.["graceful stops"]).toBeGreaterThan(0);
+    expect(a.checks?.["writes sent anew after a definite refusal"]).toBeGreaterThan(0);
   }, 60_000);
 
   it("sim --whole-node: a real timer started under simulation fails the run", async () => {

@@ -16,6 +16,7 @@ import { z } from "zod";
 import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
 import {
   type NodeConfig,
+  NodeConfigError,
   type NodeConfigInput,
   parseElectionMs,
   parseNodeConfig,
@@ -178,8 +179,8 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
     try {
       config = parseNodeConfig(nodeConfigInput(settings));
     } catch (error) {
-      const message = (error as Error).message.replace(/^invalid node configuration:\n {2}- /, "");
-      problems.push(...message.split("\n  - "));
+      if (!(error instanceof NodeConfigError)) throw error;
+      problems.push(...error.problems);
     }
   }
   if (problems.length > 0 || config === null) return { ok: false, problems };

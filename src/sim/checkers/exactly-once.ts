@@ -13,6 +13,11 @@
  * - every node gives the same answer at the same index (the state machine is
  *   deterministic), so a node restored from a snapshot answers as one that applied the log.
  *
+ * A write the client sent again under a new idempotency key, after a refusal that said it
+ * was not applied (`alias`), is one write under two keys: the first rule holds for both
+ * together, so such a refusal of a write some master did apply shows as a write applied
+ * twice.
+ *
  * A write is known by its idempotency key and, when it carries one, by its session and
  * sequence number (dissertation §6.3): the first two rules hold for each, and a session's
  * writes change the store in the order of their sequence numbers (a write the session has
@@ -50,6 +55,12 @@ export class ExactlyOnceChecker {
   private readonly sessionLast = new Map<string, { index: number; seq: number }>();
   /** Per key and value, the revision (log index) of the put that first wrote it. */
   private readonly writtenAt = new Map<string, number>();
+  /**
+   * Per idempotency key a write was sent again under (after a refusal that said it was
+   * not applied), the name of the write it stands for: both change the store once at most
+   * between them.
+   */
+  private readonly aliasOf = new Map<string, string>();
   /** Applications answered from an idempotency key or session already recorded. */
   answeredFromTable = 0;
   /** Applications refused because a table was full. */
@@ -99,7 +110,7 @@ export class ExactlyOnceChecker {
       this.answeredFromTable++;
     }
     for (const name of names) {
-      if (changed) this.checkOnce(node, index, name);
+      if (changed) this.checkOnce(node, index, this.aliasOf.get(name) ?? name, name);
       this.checkSameAnswer(node, index, name, answer);
     }
     if (changed && command.session !== undefined) this.checkSessionOrder(node, index, command);
@@ -115,6 +126,11 @@ export class ExactlyOnceChecker {
       );
     }
     if (last === undefined || index > last.index) this.sessionLast.set(clientId, { index, seq });
+  }
+
+  /** The write with idempotency key `key` was sent again as `alias`: one write, two keys. */
+  alias(alias: string, key: string): void {
+    this.aliasOf.set(`idempotency key ${alias}`, `idempotency key ${key}`);
   }
 
   /** The revision that first wrote `value` to `key`, if a node has applied it. */
@@ -143,13 +159,18 @@ export class ExactlyOnceChecker {
     }
   }
 
-  private checkOnce(node: NodeId, index: number, name: string): void {
+  /** `name` is the write's own name, `sent` the key it came with (an alias, or the same). */
+  private checkOnce(node: NodeId, index: number, name: string, sent: string): void {
     const at = this.executedAt.get(name);
     if (at === undefined) {
       this.executedAt.set(name, index);
     } else if (at !== index) {
+      const how =
+        sent === name
+          ? ""
+          : ` (as ${sent}, sent again after a refusal that said the write was not applied)`;
       throw new SafetyViolation(
-        `exactly-once: the write with ${name} was applied twice, at index ${at} and again at index ${index} (node ${node})`,
+        `exactly-once: the write with ${name} was applied twice, at index ${at} and again at index ${index}${how} (node ${node})`,
       );
     }
   }

@@ -25,3 +25,24 @@ export function unexpectedRefusal(what: string, error: unknown): Error | null {
     },
   );
 }
+
+/**
+ * The refusals of a write that say it was not applied (docs/embedding.md's error table):
+ * never proposed (busy, too large, the node stopped or stopping, no master reached in
+ * time) or overtaken by a new master before it committed (ERR_NO_MASTER). A client may
+ * send such a write again as a new request; a refusal of this kind for a write that some
+ * master applied is a bug. ERR_INDETERMINATE and ERR_TIMEOUT say nothing either way.
+ */
+const NOT_APPLIED: ReadonlySet<string> = new Set([
+  "ERR_BUSY",
+  "ERR_TOO_LARGE",
+  "ERR_SHUTTING_DOWN",
+  "ERR_STORAGE_FAILED",
+  "ERR_NO_MASTER",
+  "ERR_NOT_MASTER",
+]);
+
+/** Whether `error` says its write was not applied (see NOT_APPLIED). */
+export function notApplied(error: unknown): boolean {
+  return error instanceof ClusterError && NOT_APPLIED.has(error.code);
+}
