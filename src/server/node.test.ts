@@ -21,6 +21,7 @@ import {
   IndeterminateError,
   InvalidInputError,
   NoMasterError,
+  TimeoutError,
 } from "../shared/errors.js";
 import { nodeFileSystem } from "../storage/file-system.js";
 import { IdentityStore } from "../storage/identity-store.js";
@@ -427,6 +428,24 @@ describe("node runtime", () => {
     });
     await expect(b.node.switchover(master.node.id)).rejects.toBeInstanceOf(ConflictError);
     expect(b.node.role).toBe("master");
+  });
+
+  it("timing: switchover: asked of a backup whose request never reaches the master, it ends in doubt (ERR_TIMEOUT), not 'the master serves on'", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const [a, b] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await until("backup a follows the master", () => a.node.status().master === master.node.id);
+    // The request sits in a link's queue (as on a link that dropped and will come back).
+    const transport = network.transportOf(a.node.id)!;
+    const send = transport.send.bind(transport);
+    transport.send = (message) =>
+      message.type === "forward_switchover" ? { queued: true } : send(message);
+    const asked = a.node.switchover(b.node.id);
+    await expect(asked).rejects.toBeInstanceOf(TimeoutError);
+    await expect(asked).rejects.toMatchObject({
+      message: expect.stringContaining("it may still hand over"),
+    });
   });
 
   it("timing: membership: a re-sent add of the same learner is answered with the members and logs nothing; a removed member's link is forgotten by the others", async () => {

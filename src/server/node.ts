@@ -697,8 +697,9 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
    * are not failed: they are in the new master's log and complete there.
    * Throws InvalidInputError (`to` is not a member), ConflictError (a switchover is under
    * way; the target or every backup is unreachable), NoMasterError (no master to ask),
-   * SwitchoverFailedError (no new master in time: the old one serves on), each as a
-   * rejection of the returned promise.
+   * SwitchoverFailedError (no new master in time: the old one serves on), TimeoutError
+   * (asked of a backup: the master did not answer in time, and may still hand over), each
+   * as a rejection of the returned promise.
    */
   switchover(to: NodeId | null = null): Promise<SwitchoverOutcome> {
     return rejectingThrows(() => this.switchoverNow(to));
@@ -725,10 +726,17 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
         reject,
         timer: this.clock.setTimeout(() => {
           this.switchovers.delete(pending);
+          // Asked of this master, the hand-over is over: it serves on. Forwarded to another,
+          // the request may still be on its way (a link that dropped keeps its queue and
+          // sends it when it comes back): that master may yet hand over.
           reject(
-            new SwitchoverFailedError(
-              `no new master took over within ${waitMs} ms; master ${master} serves on`,
-            ),
+            master === this.id
+              ? new SwitchoverFailedError(
+                  `no new master took over within ${waitMs} ms; master ${master} serves on`,
+                )
+              : new TimeoutError(
+                  `master ${master} did not answer the switchover within ${waitMs} ms; it may still hand over`,
+                ),
           );
         }, waitMs),
       };

@@ -64,8 +64,8 @@ export function encodeFrame(frame: Frame, limits: FrameCodecLimits): EncodeResul
   // msgpackr leaves room for the header before the payload, so the frame is the view it
   // returns, not a copy (a mebibyte entry was copied once more per backup). The view is
   // the caller's: msgpackr writes later frames after it in its buffer, never over it. A
-  // frame kept (queued) keeps that buffer alive, up to about four times a large frame's
-  // size when it is the only one left of its buffer; queues are bounded, so is this.
+  // frame kept keeps that buffer alive, so a send queue keeps a copy of a frame much
+  // smaller than its buffer (send-queue.ts, ownedFrame).
   const bytes = packr.pack(frame, RESERVE_START_SPACE | FRAME_HEADER_BYTES);
   const payloadBytes = bytes.length - FRAME_HEADER_BYTES;
   if (payloadBytes > limits.frameBytesMax) {

@@ -194,6 +194,10 @@ export class OutboundLink {
    * and redial. A connection still being set up is left alone.
    */
   onPeerDialled(incarnation: Incarnation): void {
+    // The answers this node queues from now on are for this process: what waits for an
+    // earlier one goes now, not when this link's own handshake with the new process ends
+    // (which discarded the answers queued meanwhile, to the new process's requests).
+    this.forgetQueuedFor(incarnation);
     if (this.state === "ready" && this.socket !== null && this.peerIncarnation !== incarnation) {
       this.logger.info(
         { reason: "peer_restarted" },
@@ -369,10 +373,18 @@ export class OutboundLink {
       return;
     }
     this.peerIncarnation = frame.incarnation;
-    if (this.lastPeerIncarnation !== null && this.lastPeerIncarnation !== frame.incarnation) {
-      // What was queued for the previous process is not for this one: an answer to a
-      // request it forwarded could match a request of the new process with the same
-      // number. The protocol resends what the new process needs.
+    this.forgetQueuedFor(frame.incarnation);
+    this.context.onPeerInfo(this.peer, frame.advertise);
+    this.becomeReady();
+  }
+
+  /**
+   * The peer runs as process `incarnation`: what was queued for a previous one is not for
+   * it (an answer to a request the old process forwarded could match a request of the new
+   * one with the same number). The protocol resends what the new process needs.
+   */
+  private forgetQueuedFor(incarnation: Incarnation): void {
+    if (this.lastPeerIncarnation !== null && this.lastPeerIncarnation !== incarnation) {
       const discarded = this.queue.clear();
       this.droppedMessages += discarded;
       if (discarded > 0) {
@@ -382,9 +394,7 @@ export class OutboundLink {
         );
       }
     }
-    this.lastPeerIncarnation = frame.incarnation;
-    this.context.onPeerInfo(this.peer, frame.advertise);
-    this.becomeReady();
+    this.lastPeerIncarnation = incarnation;
   }
 
   private becomeReady(): void {

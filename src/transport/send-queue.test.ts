@@ -15,6 +15,27 @@ describe("send queue", () => {
     expect(queue.bytes).toBe(200);
   });
 
+  it("queue: a small frame encoded into a large shared buffer is kept as a copy, so that the queue holds what it counts", () => {
+    const queue = new SendQueue({ queueMessagesMax: 1000, queueBytesMax: 1_000_000 });
+    // As msgpackr hands out frames after a snapshot chunk: views into a 4 MiB buffer.
+    const shared = new Uint8Array(4 * 1024 * 1024);
+    const frames = Array.from({ length: 3 }, (_, n) => {
+      const frame = shared.subarray(n * 100, n * 100 + 70);
+      frame.fill(n + 1);
+      return frame;
+    });
+    for (const frame of frames) queue.offer(frame);
+    const kept = [queue.shift()!, queue.shift()!, queue.shift()!];
+    for (const [n, frame] of kept.entries()) {
+      expect(frame.buffer.byteLength).toBe(70); // not the 4 MiB buffer
+      expect([...frame]).toEqual(new Array(70).fill(n + 1));
+    }
+    // A frame that fills most of its buffer is queued as it is (no copy of large frames).
+    const large = new Uint8Array(1000).subarray(0, 900);
+    queue.offer(large, true);
+    expect(queue.shift()).toBe(large);
+  });
+
   it("queue: refuses an offer beyond the count bound (3 messages)", () => {
     const queue = new SendQueue({ queueMessagesMax: 3, queueBytesMax: 1000 });
     const results = [1, 2, 3, 4].map((n) => queue.offer(Uint8Array.of(n), true));

@@ -4,8 +4,9 @@
  * carrying entries, snapshot chunks), each lane in FIFO order. Under a heavy write load
  * the bulk lane can hold megabytes; a heartbeat queued behind them would reach the
  * backup too late, and the backup would elect a new master while the old one is busy,
- * not dead. Overtaking is safe: the protocol tolerates reordered messages (the
- * simulator reorders them), and appends keep their order among themselves.
+ * not dead. Overtaking is safe: the protocol tolerates reordered messages (the core
+ * simulator reorders them; the whole-node simulator's links keep their order), and
+ * appends keep their order among themselves.
  *
  * It owns the bounds (message count and bytes) and their accounting, and never grows
  * past them: an offer that would exceed one is refused, and the caller counts the drop.
@@ -44,6 +45,18 @@ export const CONTROL_RESERVE_BYTES = 1024 * 1024;
  * that the count bound holds and yet control frames always have room.
  */
 export const CONTROL_RESERVE_MESSAGES = 256;
+
+/**
+ * `frame`, or a copy of it when it is a small view of a much larger buffer. The encoder
+ * hands out views into msgpackr's shared buffer, which is four times the largest frame
+ * encoded lately (a snapshot chunk of a mebibyte makes it 4 MiB): a queued heartbeat of a
+ * hundred bytes kept its whole buffer alive, and a queue of them for a peer that is down
+ * held gigabytes outside the heap while it counted kilobytes. A frame that waits here
+ * holds the bytes the queue counts, no more.
+ */
+function ownedFrame(frame: Uint8Array): Uint8Array {
+  return frame.buffer.byteLength > 2 * frame.byteLength ? new Uint8Array(frame) : frame;
+}
 
 /** One FIFO lane; entries before `head` are consumed and cleared. */
 class Lane {
@@ -109,7 +122,7 @@ export class SendQueue {
     if (this.count + 1 > messagesMax) return false;
     const bytesMax = this.limits.queueBytesMax + (bulk ? 0 : CONTROL_RESERVE_BYTES);
     if (this.queuedBytes + frame.length > bytesMax) return false;
-    (bulk ? this.bulk : this.control).push(frame);
+    (bulk ? this.bulk : this.control).push(ownedFrame(frame));
     this.queuedBytes += frame.length;
     return true;
   }

@@ -247,6 +247,32 @@ describe("TcpTransport", () => {
     expect(a.stats().peers.find((p) => p.peer === 2)?.droppedMessages).toBe(3);
   });
 
+  it("tcp: an answer to a restarted peer's first message, queued while the link to it reconnects, reaches it", async () => {
+    const { nodes, addresses } = await startNodes([1, 2]);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    await whenConnected(a, 2);
+    const down = nextPeerEvent(a, "down", 2);
+    await b.close();
+    await down;
+    const { logger } = captureLogger();
+    const restarted = new TcpTransport(testConfig(2, addresses), { logger });
+    transports.push(restarted);
+    const inbox = new Inbox(restarted);
+    // Node 1 answers the new process's first message at once, as a node answers a vote
+    // request: its own link to node 2 is still being set up, so the answer is queued.
+    let answered = false;
+    a.onMessage((message) => {
+      if (message.from !== 2 || answered) return;
+      answered = true;
+      a.send(numberedHeartbeat(1, 2, 7));
+    });
+    await restarted.start();
+    await whenConnected(restarted, 1);
+    restarted.send(numberedHeartbeat(2, 1, 1));
+    await inbox.until(1);
+    expect(inbox.messages).toEqual([numberedHeartbeat(1, 2, 7)]);
+  });
+
   it("tcp: reconnects quickly after the peer restarts (same port)", async () => {
     const { nodes, addresses } = await startNodes([1, 2]);
     const [a, b] = nodes as [TcpTransport, TcpTransport];
