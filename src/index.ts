@@ -3,10 +3,28 @@
  * program (`createNode`), talk to a Baton cluster (`createClient`), or use the pieces.
  */
 
-export { KvNode } from "./app/kv-node.js";
+// The built-in key-value store, run in this process, and the types its methods take and give.
+export { KvNode, type KvNodeOptions, type ReloadOutcome } from "./app/kv-node.js";
+export type { KvStore } from "./app/kv-store.js";
+export type { StoreQuota } from "./app/store-quota.js";
 export type { BatonClient, ClientOptions } from "./client/index.js";
 export { createClient } from "./client/index.js";
 export type { MemberChange } from "./core/configuration.js";
+export type { KvWriteOptions, MemberChangeRequest, StatusOptions } from "./http/node-api.js";
+export type { BackupSnapshot } from "./http/routes/snapshot-route.js";
+export type {
+  ChangeListener,
+  KvChange,
+  KvCommand,
+  KvEntry,
+  KvErrorCode,
+  KvOk,
+  KvRange,
+  KvRangeItem,
+  KvRangeOptions,
+  KvResult,
+  KvWatchStart,
+} from "./kv/index.js";
 export type { Member } from "./protocol/messages.js";
 export type { NodeStatus, Role } from "./protocol/status.js";
 export {
@@ -35,6 +53,7 @@ export {
 export {
   type NodeConfig,
   NodeConfigError,
+  type NodeConfigInput,
   parseNodeConfig,
   parsePeers,
 } from "./server/node-config.js";

@@ -1,6 +1,8 @@
 /**
  * KvNode's start and stop around the HTTP API: a failed listen stops the node and frees
- * its data directory, whatever else fails on the way out.
+ * its data directory, whatever else fails on the way out. A start checks its
+ * configuration first, and refuses addresses other machines can reach without TLS and
+ * tokens as `baton start` does, before anything opens or listens.
  */
 
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -11,7 +13,12 @@ import { pino } from "pino";
 import { afterEach, expect, it } from "vitest";
 import { freePorts } from "../../harness/processes.js";
 import { issueCa, issueNodeCert } from "../cli/commands/cert-issuer.js";
-import { defaultNodeConfig, type NodeConfig } from "../server/node-config.js";
+import {
+  defaultNodeConfig,
+  type NodeConfig,
+  NodeConfigError,
+  type NodeConfigInput,
+} from "../server/node-config.js";
 import { KvNode } from "./kv-node.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -71,4 +78,103 @@ it("kv node: an expired HTTPS certificate stops the start, naming the files", as
   await expect(KvNode.start(config, pino({ level: "silent" }))).rejects.toThrow(
     new RegExp(`--http-tls-cert ${cert} --http-tls-key ${key}: the certificate expired on`),
   );
+});
+
+it("kv node: a peer address other machines can reach is refused without mutual TLS, naming listen", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const [peerPort] = await freePorts(1);
+  const config = oneNode(peerPort!, 0, {
+    listen: `0.0.0.0:${peerPort}`,
+    http: null,
+    dataDir: join(dir, "n1"),
+  });
+  const started = KvNode.start(config, pino({ level: "silent" }));
+  await expect(started).rejects.toMatchObject({ code: "ERR_INVALID_INPUT", field: "listen" });
+  await expect(started).rejects.toThrow(
+    /listen: node 1 would listen on 0\.0\.0\.0:\d+, which other machines can reach, without:\n {2}- mutual TLS/,
+  );
+  // Refused before anything opened: the data directory was never made.
+  expect(existsSync(join(dir, "n1"))).toBe(false);
+});
+
+it("kv node: an HTTP API other machines can reach is refused without HTTPS and tokens, naming http (peers on loopback)", async () => {
+  const [peerPort, httpPort] = await freePorts(2);
+  const config = oneNode(peerPort!, httpPort!, {
+    http: `0.0.0.0:${httpPort}`,
+    advertiseHttp: `127.0.0.1:${httpPort}`,
+  });
+  const started = KvNode.start(config, pino({ level: "silent" }));
+  await expect(started).rejects.toMatchObject({ code: "ERR_INVALID_INPUT", field: "http" });
+  await expect(started).rejects.toThrow(/HTTPS for clients/);
+  await expect(started).rejects.toThrow(/API tokens/);
+});
+
+it("kv node: insecure: true starts on addresses other machines can reach, without TLS or tokens", async () => {
+  const [peerPort, httpPort] = await freePorts(2);
+  const config = oneNode(peerPort!, httpPort!, {
+    listen: `0.0.0.0:${peerPort}`,
+    http: `0.0.0.0:${httpPort}`,
+    advertiseHttp: `127.0.0.1:${httpPort}`,
+    insecure: true,
+  });
+  const kv = await KvNode.start(config, pino({ level: "silent" }));
+  cleanups.push(() => kv.stop());
+  const health = await fetch(`http://127.0.0.1:${httpPort}/health`);
+  expect(health.status).toBe(200);
+});
+
+it("kv node: a bad configuration is refused with NodeConfigError listing every problem (plain object)", async () => {
+  const input = { id: 3, peers: [{ id: 1, address: "nowhere" }], tickMs: 0 };
+  const started = KvNode.start(input, pino({ level: "silent" }));
+  await expect(started).rejects.toBeInstanceOf(NodeConfigError);
+  await expect(started).rejects.toMatchObject({
+    code: "ERR_INVALID_INPUT",
+    field: "config",
+    problems: expect.arrayContaining([
+      "id 3 is not one of the peers (1)",
+      'peer 1: bad address "nowhere" (expected host:port)',
+      "tickMs must be a positive number (got 0)",
+    ]),
+  });
+});
+
+it("kv node: a configuration without a list of peers is refused with NodeConfigError (JavaScript caller)", async () => {
+  for (const input of [{ id: 1 }, { id: 1, peers: "1=127.0.0.1:7101" }, null]) {
+    const started = KvNode.start(input as unknown as NodeConfigInput, pino({ level: "silent" }));
+    await expect(started, JSON.stringify(input)).rejects.toMatchObject({
+      code: "ERR_INVALID_INPUT",
+      field: "config",
+      problems: ["peers must be a list of { id, address }, this node included"],
+    });
+  }
+});
+
+it("kv node: a configuration of only id and peers starts with the defaults (no logger given)", async () => {
+  const [peerPort] = await freePorts(1);
+  const kv = await KvNode.start({ id: 1, peers: [{ id: 1, address: `127.0.0.1:${peerPort}` }] });
+  cleanups.push(() => kv.stop());
+  // The defaults: memory storage and no HTTP API.
+  expect(kv.httpServer).toBeNull();
+  expect(kv.status().id).toBe(1);
+});
+
+it("kv node: the store's refusals resolve as results, not errors (precondition_failed, lease_not_found, not_found)", async () => {
+  const [peerPort] = await freePorts(1);
+  const kv = await KvNode.start(oneNode(peerPort!, 0, { http: null }), pino({ level: "silent" }));
+  cleanups.push(() => kv.stop());
+  await kv.node.waitForMaster();
+  const value = new TextEncoder().encode("v");
+  expect(await kv.put("k", value, { ifRevision: 0 })).toMatchObject({ ok: true });
+  expect(await kv.put("k", value, { ifRevision: 0 })).toEqual({
+    ok: false,
+    code: "precondition_failed",
+    currentRevision: expect.any(Number),
+  });
+  expect(await kv.put("leased", value, { lease: 42 })).toEqual({
+    ok: false,
+    code: "lease_not_found",
+    leaseId: 42,
+  });
+  expect(await kv.delete("absent", {})).toEqual({ ok: false, code: "not_found" });
 });

@@ -8,7 +8,7 @@
 import { randomInt, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
-import type { Logger } from "pino";
+import pino, { type Logger } from "pino";
 import type { Registry } from "prom-client";
 import { MEMBER_INCARNATION_MAX } from "../core/configuration.js";
 import { EventFeed } from "../http/event-feed.js";
@@ -39,7 +39,14 @@ import {
   tlsFiles,
 } from "../server/create-node.js";
 import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
-import type { NodeConfig } from "../server/node-config.js";
+import {
+  insecureExposure,
+  insecurePeerLink,
+  type NodeConfig,
+  NodeConfigError,
+  type NodeConfigInput,
+  parseNodeConfig,
+} from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
 import { ConflictError, InvalidInputError, NotMasterError } from "../shared/errors.js";
 import { certificateValidityMs } from "../shared/pem.js";
@@ -97,19 +104,32 @@ export class KvNode implements KvNodeApi {
 
   /**
    * Starts the node and, when configured, its HTTP API (with the event feed and the
-   * dashboard, and fault injection only when `options.allowFaultInjection`).
+   * dashboard, and fault injection only when `options.allowFaultInjection`). `input` goes
+   * through `parseNodeConfig` (a parsed one comes out the same), so fields left out take
+   * their defaults. `logger` defaults to pino at "info" to stderr.
+   *
+   * Rejects with NodeConfigError (an InvalidInputError, field `config`) listing every
+   * problem of the configuration; with InvalidInputError (field `listen`, or `http`) for an
+   * address other machines can reach without mutual TLS between nodes, HTTPS and tokens,
+   * as `baton start` refuses it, unless `insecure`; with an Error naming the file when a
+   * certificate, key or tokens file cannot be used; and with the storage errors of
+   * docs/storage.md.
    */
   static async start(
-    config: NodeConfig,
-    logger: Logger,
+    input: NodeConfigInput,
+    logger?: Logger,
     options: KvNodeOptions = {},
   ): Promise<KvNode> {
+    const config = checkedConfig(input);
+    const log =
+      logger ??
+      pino({ name: "baton", level: "info" }, pino.destination(2)).child({ node: config.id });
     const sm = new KvStateMachine(defaultKvLimits());
     // Read before anything starts, so that a bad file stops the node with its name.
     const httpTls = readHttpTls(config);
     const tokens = config.tokens === null ? null : new TokenStore(readTokens(config.tokens));
-    const transport = createTransport(config, logger);
-    const node = await startNode(config, sm, logger, transport, {}, options.joined ?? null);
+    const transport = createTransport(config, log);
+    const node = await startNode(config, sm, log, transport, {}, options.joined ?? null);
     const kv = new KvNode(node, sm, config, transport, options.quota ?? defaultStoreQuota());
     kv.tokens = tokens;
     kv.store.startLeaseTicker();
@@ -122,13 +142,13 @@ export class KvNode implements KvNodeApi {
       kv.stopEvents = connectNodeEvents(node, events);
       kv.http = createHttpServer({
         api: kv,
-        logger: logger.child({ component: "http" }),
+        logger: log.child({ component: "http" }),
         requestTimeoutMs: config.requestTimeoutMs,
         metrics: withStoreMetrics(createNodeMetrics(node, events, transport), sm),
         events,
         faults:
           options.allowFaultInjection === true
-            ? createFaultInjector(node, events, logger.child({ component: "faults" }))
+            ? createFaultInjector(node, events, log.child({ component: "faults" }))
             : null,
         ...(httpTls === null ? {} : { tls: httpTls }),
         tokens,
@@ -142,11 +162,11 @@ export class KvNode implements KvNodeApi {
         kv.stopEvents();
         await kv.http.close().catch((closing: unknown) => {
           rethrowIfBug(closing);
-          logger.warn({ err: closing }, "closing the HTTP server after a failed listen");
+          log.warn({ err: closing }, "closing the HTTP server after a failed listen");
         });
         await node.stop().catch((stopping: unknown) => {
           rethrowIfBug(stopping);
-          logger.warn({ err: stopping }, "stopping the node after a failed listen");
+          log.warn({ err: stopping }, "stopping the node after a failed listen");
         });
         throw error;
       }
@@ -338,6 +358,31 @@ export class KvNode implements KvNodeApi {
   private write(command: KvCommand): Promise<KvResult> {
     return this.store.propose(command);
   }
+}
+
+/**
+ * `input` parsed, or the error that stops the start before anything listens: a bad
+ * configuration, or one that exposes the node (the rule of `baton start`).
+ */
+function checkedConfig(input: NodeConfigInput): NodeConfig {
+  // parseNodeConfig reads the peers first: without a list of them (a JavaScript caller's
+  // object), the caller would get a TypeError from inside it instead of the field's name.
+  const peers = (input as Partial<NodeConfigInput> | null)?.peers;
+  if (!Array.isArray(peers) || !peers.every((p) => typeof p === "object" && p !== null)) {
+    throw new NodeConfigError(["peers must be a list of { id, address }, this node included"]);
+  }
+  const config = parseNodeConfig(input);
+  const exposure = insecureExposure(config);
+  if (exposure !== null) {
+    // Name the peer link when it is open to others; otherwise the HTTP API is what lacks
+    // its protection.
+    const field = insecurePeerLink(config) === null ? "http" : "listen";
+    throw new InvalidInputError(
+      field,
+      `${exposure}\nEmbedded, these are the NodeConfig fields tlsCa, tlsCert, tlsKey, httpTlsCert, httpTlsKey, tokens and insecure: true.`,
+    );
+  }
+  return config;
 }
 
 function withStoreMetrics(registry: Registry, sm: KvStateMachine): Registry {

@@ -357,7 +357,8 @@ function buildApp(
     // (fastify marks them Connection: close), so they get the node's own answer, such as
     // 503 ERR_SHUTTING_DOWN with Retry-After, rather than fastify's bare 503.
     return503OnClosing: false,
-    maxParamLength: PATH_PARAM_CHARS_MAX,
+    // Fastify 5 reads router settings here; at the top level it warns (FSTDEP022) on start.
+    routerOptions: { maxParamLength: PATH_PARAM_CHARS_MAX },
     // Bytes that are not HTTP never reach a route: answer them in the API's own JSON
     // shape (with a code) and close the connection.
     clientErrorHandler: (error, socket) => {
@@ -445,7 +446,10 @@ function ignoreContentTypes(app: FastifyInstance): void {
   });
 }
 
-/** Fastify's bound on a path parameter (`maxParamLength`, its default): the ids in paths. */
+/**
+ * Fastify's bound on a path parameter (`routerOptions.maxParamLength`, its default): the
+ * ids in paths.
+ */
 const PATH_PARAM_CHARS_MAX = 100;
 
 /**
