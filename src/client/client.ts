@@ -7,7 +7,7 @@
  *
  * Finding the master and the HTTP connections belong to ServerPool; when to retry and when
  * to give up belong to retry(). This file must never retry without the idempotency key, and
- * never retry an answer that retrying cannot change (400, 413, 412).
+ * never retry an answer that retrying cannot change (400, 412, 413, 422).
  */
 
 import { randomBytes, randomUUID } from "node:crypto";
@@ -25,6 +25,9 @@ import {
   ClientClosedError,
   DeadlineExceededError,
   type GiveUpDetails,
+  IdempotencyKeyReusedError,
+  MasterBusyError,
+  MasterTableFullError,
   NoMasterReachableError,
   PreconditionFailedError,
   UnexpectedResponseError,
@@ -154,8 +157,11 @@ export interface BatonClient {
   /**
    * Stores `value` under `key`; resolves to the new revision. Throws
    * PreconditionFailedError (ERR_PRECONDITION_FAILED) when `ifRevision` does not match,
-   * InvalidInputError / TooLargeError at once for bad input, and after the deadline
-   * NoMasterReachableError (ERR_NO_MASTER) or DeadlineExceededError (ERR_TIMEOUT).
+   * InvalidInputError / TooLargeError at once for bad input, IdempotencyKeyReusedError
+   * (ERR_IDEMPOTENCY_KEY_REUSED) at once when `idempotencyKey` was used for another write,
+   * and after the deadline NoMasterReachableError (ERR_NO_MASTER), MasterBusyError
+   * (ERR_BUSY), MasterTableFullError (ERR_TABLE_FULL) or DeadlineExceededError
+   * (ERR_TIMEOUT).
    */
   put(
     key: string,
@@ -638,7 +644,7 @@ class HttpBatonClient implements BatonClient {
       signal: this.closing.signal,
     });
     if (outcome.ok) return outcome.value;
-    throw giveUpError(outcome, operation, this.policy);
+    throw giveUpError(outcome, operation, policy);
   }
 
   /**
@@ -669,7 +675,9 @@ class HttpBatonClient implements BatonClient {
     });
     watch?.stop();
     const cut = timeoutMs < this.policy.attemptTimeoutMs;
-    const failure = response.ok ? this.failureOf(response) : connectionFailure(response, cut);
+    const failure = response.ok
+      ? this.failureOf(response, operation)
+      : connectionFailure(response, cut);
     if (failure !== null) {
       this.pool.noteFailure(endpoint);
       if (operation.once !== undefined && doneOrUnknown(failure)) {
@@ -784,7 +792,7 @@ class HttpBatonClient implements BatonClient {
    * Sorts an answer: null for a final one (2xx, 404, 412), a failure for one worth
    * retrying (408, 429, 5xx), and a thrown catalogued error for the rest.
    */
-  private failureOf(response: FinalResponse): AttemptFailure | null {
+  private failureOf(response: FinalResponse, operation: Operation): AttemptFailure | null {
     const { status } = response;
     if ((status >= 200 && status < 300) || status === 412) return null;
     const body = errorBody(response);
@@ -796,6 +804,9 @@ class HttpBatonClient implements BatonClient {
     if (status === 413 || body.code === "ERR_TOO_LARGE") throw tooLarge(body);
     if (body.code === "ERR_CONFLICT") throw new ConflictError(body.message ?? "conflict");
     if (body.code === "ERR_QUOTA_EXCEEDED") throw quotaExceeded(body);
+    if (body.code === "ERR_IDEMPOTENCY_KEY_REUSED") {
+      throw new IdempotencyKeyReusedError(operation.idempotencyKey, response.endpoint);
+    }
     if (!RETRIED_STATUSES.has(status)) {
       throw unexpected(response, body.message ?? "the request was refused");
     }
@@ -807,6 +818,7 @@ class HttpBatonClient implements BatonClient {
       endpoint: response.endpoint,
       message: `HTTP ${status}${body.code === undefined ? "" : ` ${body.code}`}: ${body.message ?? "no detail"}`,
       ...(body.code === undefined ? {} : { code: body.code }),
+      ...(body.table === undefined ? {} : { table: body.table }),
       retryAfterMs,
       tryNextAtOnce: NODE_LOCAL_CODES.has(body.code ?? ""),
       mayHaveApplied: !notTried,
@@ -994,6 +1006,8 @@ interface ErrorBody {
   /** ERR_QUOTA_EXCEEDED: which quota, and how much the store held. */
   readonly quota?: "keys" | "bytes";
   readonly usage?: number;
+  /** ERR_TABLE_FULL: which table was full. */
+  readonly table?: "sessions" | "idempotency" | "leases";
   readonly retryAfterMs: number | null;
   readonly hint: { masterId?: number; masterUrl?: string };
 }
@@ -1027,6 +1041,9 @@ function errorBody(response: FinalResponse): ErrorBody {
   if (o.quota === "keys" || o.quota === "bytes") body.quota = o.quota;
   const usage = num(o.usage);
   if (usage !== undefined) body.usage = usage;
+  if (o.table === "sessions" || o.table === "idempotency" || o.table === "leases") {
+    body.table = o.table;
+  }
   return body;
 }
 
@@ -1110,45 +1127,139 @@ function giveUpError(
   operation: Operation,
   policy: RetryPolicy,
 ): Error {
-  if (outcome.reason === "closed") return new ClientClosedError();
   const failures = outcome.failures;
   // The attempt the deadline cut short usually timed out for want of time, not because of
   // the cluster; the failure before it tells the caller more.
   const last = [...failures].reverse().find((f) => !f.cutByDeadline) ?? failures.at(-1);
-  const endpointsTried = [...new Set(failures.map((f) => f.endpoint))];
-  const mayHaveApplied =
-    operation.idempotencyKey !== null && failures.some((f) => f.mayHaveApplied);
-  const details: GiveUpDetails = {
-    endpointsTried,
+  const details = giveUpDetails(outcome, operation, last);
+  const applied = details.mayHaveApplied
+    ? `; the write may have been applied: retry it with idempotency key ${operation.idempotencyKey} to apply it at most once`
+    : "";
+  if (outcome.reason === "closed") {
+    // A write whose attempt the closing cut off may still be applied, as after a deadline.
+    return new ClientClosedError(failures.length === 0 ? null : details);
+  }
+  const within = gaveUpWhen(outcome, policy);
+  const tried = `${details.attemptCount} attempts to ${details.endpointsTried.join(", ") || "no node"}`;
+  const summary = `${tried}; last error: ${details.lastError}`;
+  if (last?.kind === "lost") {
+    const message = `${operation.name} did not complete ${within} (${summary})${applied}`;
+    return new DeadlineExceededError(details, message);
+  }
+  const refusal = masterRefusal(failures);
+  if (refusal !== null) {
+    const retryAfterMs = refusal.retryAfterMs ?? policy.retryDelayMsMax;
+    return refusalError(refusal, details, retryAfterMs, {
+      name: operation.name,
+      within,
+      tail: ` (${summary})${applied}`,
+    });
+  }
+  const message = details.anyNodeAnswered
+    ? `${operation.name}: no master available ${within} (${summary})${applied}`
+    : `${operation.name}: no node answered at ${details.endpointsTried.join(", ")} ${within} (last error: ${details.lastError})${applied}`;
+  return new NoMasterReachableError(details, last?.retryAfterMs ?? policy.retryDelayMsMax, message);
+}
+
+function giveUpDetails(
+  outcome: Extract<RetryOutcome<unknown>, { ok: false }>,
+  operation: Operation,
+  last: AttemptFailure | undefined,
+): GiveUpDetails {
+  const failures = outcome.failures;
+  return {
+    endpointsTried: [...new Set(failures.map((f) => f.endpoint))],
     attemptCount: failures.length,
     elapsedMs: Math.round(outcome.elapsedMs),
     lastError: last === undefined ? "none" : `${last.endpoint}: ${last.message}`,
     anyNodeAnswered: failures.some((f) => f.kind === "unavailable"),
     idempotencyKey: operation.idempotencyKey,
-    mayHaveApplied,
+    mayHaveApplied: operation.idempotencyKey !== null && failures.some((f) => f.mayHaveApplied),
   };
-  const within =
-    outcome.reason === "attempts"
-      ? `after ${policy.attemptCountMax} attempts`
-      : `within ${policy.deadlineMs} ms`;
-  const tried = `${details.attemptCount} attempts to ${endpointsTried.join(", ") || "no node"}`;
-  const applied = mayHaveApplied
-    ? `; the write may have been applied: retry it with idempotency key ${operation.idempotencyKey} to apply it at most once`
-    : "";
-  if (last?.kind === "lost") {
-    const message = `${operation.name} did not complete ${within} (${tried}; last error: ${details.lastError})${applied}`;
-    return new DeadlineExceededError(details, message);
-  }
-  if (last?.code === "ERR_SWITCHOVER_FAILED") {
-    return new SwitchoverFailedError(
-      `${operation.name} did not take place ${within} (${tried}; last error: ${details.lastError})`,
-    );
-  }
-  const message = details.anyNodeAnswered
-    ? `${operation.name}: no master available ${within} (${tried}; last error: ${details.lastError})${applied}`
-    : `${operation.name}: no node answered at ${endpointsTried.join(", ")} ${within} (last error: ${details.lastError})${applied}`;
-  return new NoMasterReachableError(details, last?.retryAfterMs ?? policy.retryDelayMsMax, message);
 }
+
+/**
+ * When the operation gave up, for its message. The loop gives up before the deadline when
+ * the next back-off and the shortest useful attempt would not end before it; naming the
+ * deadline then would misstate how long the caller waited.
+ */
+function gaveUpWhen(
+  outcome: Extract<RetryOutcome<unknown>, { ok: false }>,
+  policy: RetryPolicy,
+): string {
+  if (outcome.reason === "attempts") return `after ${policy.attemptCountMax} attempts`;
+  const waitedMs = Math.round(outcome.elapsedMs);
+  if (waitedMs >= policy.deadlineMs) return `within ${policy.deadlineMs} ms`;
+  return `in ${waitedMs} ms, giving up before the ${policy.deadlineMs} ms deadline, which the next attempt would pass`;
+}
+
+/**
+ * Codes with which a node that serves refuses a request for now: the master (or a backup
+ * passing on its answer) was reached and answered. Giving up after one of them throws its
+ * code, not ERR_NO_MASTER, so that a caller can tell an overloaded master from none. The
+ * codes about reaching the master (ERR_NO_MASTER, ERR_NOT_MASTER, ERR_SHUTTING_DOWN,
+ * ERR_STORAGE_FAILED, and ERR_INDETERMINATE, said when the master lost its role) are not
+ * among them.
+ */
+const MASTER_REFUSALS = new Set([
+  "ERR_BUSY",
+  "ERR_TABLE_FULL",
+  "ERR_TIMEOUT",
+  "ERR_SWITCHOVER_FAILED",
+]);
+
+/**
+ * The last answer, when it was one of MASTER_REFUSALS and no attempt after it got further
+ * than a refused connection (which reached no node, so says nothing about the master).
+ */
+function masterRefusal(failures: readonly AttemptFailure[]): AttemptFailure | null {
+  for (let i = failures.length - 1; i >= 0; i--) {
+    const failure = failures[i] as AttemptFailure;
+    if (failure.cutByDeadline || failure.kind === "refused") continue;
+    const refused = failure.kind === "unavailable" && MASTER_REFUSALS.has(failure.code ?? "");
+    return refused ? failure : null;
+  }
+  return null;
+}
+
+/** The error for giving up after `refusal`, with its code and the message's parts. */
+function refusalError(
+  refusal: AttemptFailure,
+  details: GiveUpDetails,
+  retryAfterMs: number,
+  text: { readonly name: string; readonly within: string; readonly tail: string },
+): Error {
+  const { name, within, tail } = text;
+  switch (refusal.code) {
+    case "ERR_BUSY":
+      return new MasterBusyError(
+        details,
+        retryAfterMs,
+        `${name}: the master was still too busy to take it ${within}${tail}`,
+      );
+    case "ERR_TABLE_FULL": {
+      // A node that does not name the table: the idempotency keys', which every write needs.
+      const table = refusal.table ?? "idempotency";
+      return new MasterTableFullError(
+        details,
+        table,
+        retryAfterMs,
+        `${name}: the master's table of ${TABLE_NAMES[table]} was still full ${within}${tail}`,
+      );
+    }
+    case "ERR_SWITCHOVER_FAILED":
+      return new SwitchoverFailedError(`${name} did not take place ${within}${tail}`);
+    default:
+      // ERR_TIMEOUT: the master could not commit the write in time; it may have applied it.
+      return new DeadlineExceededError(details, `${name} did not complete ${within}${tail}`);
+  }
+}
+
+const TABLE_NAMES = {
+  sessions: "client sessions",
+  idempotency: "idempotency keys",
+  leases: "leases",
+} as const;
 
 /** A node's status request failed: why, and the catalogue code when the error has one. */
 export function endpointError(endpoint: string, error: unknown): EndpointStatus {

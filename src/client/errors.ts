@@ -1,13 +1,19 @@
 /**
  * The errors only the client library raises, added to the catalogue in src/shared/errors.ts
  * (which stays the single list of server-side codes). Each has a stable `code`; callers test
- * `err.code`, never the message. The two "gave up" errors subclass the catalogue's
- * NoMasterError and TimeoutError, so they keep those codes and `instanceof` checks, and add
- * what the caller needs to act: which endpoints were tried, the last error, and the
- * idempotency key that makes retrying a write safe.
+ * `err.code`, never the message. The "gave up" errors subclass the catalogue's NoMasterError,
+ * TimeoutError, BusyError and TableFullError, so they keep those codes and `instanceof`
+ * checks, and add what the caller needs to act: which endpoints were tried, the last error,
+ * and the idempotency key that makes retrying a write safe.
  */
 
-import { ClusterError, NoMasterError, TimeoutError } from "../shared/errors.js";
+import {
+  BusyError,
+  ClusterError,
+  NoMasterError,
+  TableFullError,
+  TimeoutError,
+} from "../shared/errors.js";
 
 /**
  * A conditional write (`ifRevision`, `If-Match`) found the key at another revision. The
@@ -52,11 +58,39 @@ export class UnexpectedResponseError extends ClusterError {
   }
 }
 
-/** The client was closed; no further operation starts and pending retries stop. */
+/**
+ * The write's idempotency key was first used for a different write (another key, value or
+ * precondition), so the node refused this one (HTTP 422): nothing was applied. Sending it
+ * again cannot change that, so it is thrown at once; send the write with a new key.
+ */
+export class IdempotencyKeyReusedError extends ClusterError {
+  readonly code = "ERR_IDEMPOTENCY_KEY_REUSED";
+  constructor(
+    readonly idempotencyKey: string | null,
+    readonly endpoint: string,
+  ) {
+    const key =
+      idempotencyKey === null ? "the idempotency key" : `idempotency key ${idempotencyKey}`;
+    super(
+      `${key} was first used for a different write, so ${endpoint} did not apply this one; send it with a new key`,
+    );
+  }
+}
+
+/**
+ * The client was closed; no further operation starts and pending retries stop. An operation
+ * that had made attempts carries their `details` (null otherwise): a write whose attempt the
+ * closing cut off may still be applied (`details.mayHaveApplied`), and sending it again, from
+ * another client, with `details.idempotencyKey` applies it at most once.
+ */
 export class ClientClosedError extends ClusterError {
   readonly code = "ERR_CLIENT_CLOSED";
-  constructor() {
-    super("the client is closed");
+  constructor(readonly details: GiveUpDetails | null = null) {
+    super(
+      details?.mayHaveApplied === true
+        ? `the client is closed; the write may have been applied: retry it with idempotency key ${details.idempotencyKey} to apply it at most once`
+        : "the client is closed",
+    );
   }
 }
 
@@ -99,5 +133,39 @@ export class DeadlineExceededError extends TimeoutError {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * A master was reachable, but it refused the operation as overloaded (ERR_BUSY: too many
+ * requests in flight) until the client gave up (code ERR_BUSY). Nothing was applied by the
+ * refused attempts; `details.mayHaveApplied` tells whether an earlier attempt may have.
+ */
+export class MasterBusyError extends BusyError {
+  constructor(
+    readonly details: GiveUpDetails,
+    retryAfterMs: number,
+    message: string,
+  ) {
+    super(retryAfterMs);
+    this.message = message;
+  }
+}
+
+/**
+ * A master was reachable, but the table the write needed a new entry in (`table`:
+ * idempotency keys, client sessions or leases) stayed full until the client gave up (code
+ * ERR_TABLE_FULL). Nothing was applied by the refused attempts; `details.mayHaveApplied`
+ * tells whether an earlier attempt may have.
+ */
+export class MasterTableFullError extends TableFullError {
+  constructor(
+    readonly details: GiveUpDetails,
+    table: "sessions" | "idempotency" | "leases",
+    retryAfterMs: number,
+    message: string,
+  ) {
+    super(table, retryAfterMs);
+    this.message = message;
   }
 }

@@ -6,6 +6,7 @@
 
 // The catalogue errors the client throws, so that callers need only this one import.
 export {
+  BusyError,
   ClusterError,
   CompactedError,
   ConflictError,
@@ -15,6 +16,7 @@ export {
   NoMasterError,
   QuotaExceededError,
   SwitchoverFailedError,
+  TableFullError,
   TimeoutError,
   TooLargeError,
   UnauthenticatedError,
@@ -34,6 +36,9 @@ export {
   ClientClosedError,
   DeadlineExceededError,
   type GiveUpDetails,
+  IdempotencyKeyReusedError,
+  MasterBusyError,
+  MasterTableFullError,
   NoMasterReachableError,
   PreconditionFailedError,
   UnexpectedResponseError,

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CompactedError, LeaseNotFoundError } from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
 import { LEASE_EARLY_MS_MAX, lock } from "./lock.js";
-import type { WatchChange } from "./store-client.js";
+import type { RangePage, WatchChange } from "./store-client.js";
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
@@ -26,7 +26,9 @@ interface FakeHandlers {
   grant?: (id: number) => Promise<void>;
   keepAlive?: (id: number) => Promise<void>;
   txn?: (lease: number) => Promise<{ succeeded: boolean; revision: number }>;
-  watch?: (signal: AbortSignal) => AsyncGenerator<WatchChange>;
+  /** Every watch, the waiter's and the holder's of its own key, from `fromRevision`. */
+  watch?: (signal: AbortSignal, fromRevision: number) => AsyncGenerator<WatchChange>;
+  range?: () => Promise<RangePage>;
 }
 
 function fakeClient(handlers: FakeHandlers) {
@@ -50,11 +52,12 @@ function fakeClient(handlers: FakeHandlers) {
     },
     txn: async (request: { success: { put: { lease: number } }[] }) =>
       handlers.txn?.(request.success[0]!.put.lease) ?? { succeeded: true, revision: 7 },
-    watch: (_key: string, options: { signal: AbortSignal }) =>
-      handlers.watch?.(options.signal) ??
+    watch: (_key: string, options: { signal: AbortSignal; fromRevision: number }) =>
+      handlers.watch?.(options.signal, options.fromRevision) ??
       (async function* () {
         await new Promise((resolve) => options.signal.addEventListener("abort", resolve));
       })(),
+    range: async () => handlers.range?.() ?? { revision: 0, items: [], next: null },
   };
   return { client: client as unknown as BatonClient, revoked, keptAlive };
 }
@@ -135,13 +138,16 @@ describe("lock: waiting", () => {
     const { client, revoked } = fakeClient({
       // The first lease cannot be kept alive (the cluster is out of reach for a while).
       keepAlive: (id) => (id === 1 ? never() : Promise.resolve()),
-      txn: async () => ({ succeeded: !held, revision: 7 }),
-      watch: async function* (signal) {
+      // Held at revision 7 by another, deleted at 9, taken at 10.
+      txn: async () => ({ succeeded: !held, revision: held ? 7 : 10 }),
+      watch: async function* (signal, fromRevision) {
         await Promise.race([
           gone,
           new Promise((resolve) => signal.addEventListener("abort", resolve)),
         ]);
-        if (!signal.aborted) yield { type: "delete", key: "k", value: null, revision: 9 };
+        if (signal.aborted) return;
+        if (fromRevision <= 9) yield { type: "delete", key: "k", value: null, revision: 9 };
+        await new Promise((resolve) => signal.addEventListener("abort", resolve));
       },
     });
     const taking = lock(client, "k", { ttlSeconds: 2 });
@@ -213,5 +219,106 @@ describe("lock: waiting", () => {
     const taken = await lock(client, "k", { ttlSeconds: 5 });
     expect(taken.fencingToken).toBe(9);
     expect(txns).toBe(2);
+  });
+});
+
+describe("lock: the holder's key", () => {
+  /** A watch that yields `changes` to the holder's watch (from revision 8) and then waits. */
+  function holderWatch(changes: WatchChange[], fromRevisions: number[] = []) {
+    return async function* (signal: AbortSignal, fromRevision: number) {
+      fromRevisions.push(fromRevision);
+      if (fromRevision === 8) yield* changes;
+      await new Promise((resolve) => signal.addEventListener("abort", resolve));
+    };
+  }
+
+  it("a delete of the key by another aborts `lost` at once, though the lease lives on", async () => {
+    const fromRevisions: number[] = [];
+    const { client } = fakeClient({
+      watch: holderWatch([{ type: "delete", key: "k", value: null, revision: 12 }], fromRevisions),
+    });
+    const held = await lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(1);
+    // Before, `lost` followed only the lease, which the keep-alives kept alive.
+    expect(held.lost.aborted).toBe(true);
+    expect(String(held.lost.reason)).toContain('"k" was deleted at revision 12');
+    expect(fromRevisions).toEqual([8]); // the revision after the one the holder put it at
+  });
+
+  it("a put over the key aborts `lost`; a change of a longer key under it does not", async () => {
+    const { client } = fakeClient({
+      watch: holderWatch([
+        { type: "put", key: "k2", value: "x", revision: 11 },
+        { type: "delete", key: "k2", value: null, revision: 12 },
+      ]),
+    });
+    const held = await lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(held.lost.aborted).toBe(false);
+    const { client: other } = fakeClient({
+      watch: holderWatch([{ type: "put", key: "k", value: "someone else", revision: 13 }]),
+    });
+    const overwritten = await lock(other, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(String(overwritten.lost.reason)).toContain('"k" was written over at revision 13');
+    await held.release();
+  });
+
+  it("a compacted watch of the key reads it: still the holder's, the watch goes on from there", async () => {
+    const fromRevisions: number[] = [];
+    let watches = 0;
+    const { client } = fakeClient({
+      watch: async function* (signal, fromRevision) {
+        fromRevisions.push(fromRevision);
+        if (++watches === 1) throw new CompactedError(8, 20);
+        await new Promise((resolve) => signal.addEventListener("abort", resolve));
+      },
+      range: async () => ({
+        revision: 30,
+        items: [{ key: "k", value: "", revision: 7 }],
+        next: null,
+      }),
+    });
+    const held = await lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(held.lost.aborted).toBe(false);
+    expect(fromRevisions).toEqual([8, 31]);
+    await held.release();
+  });
+
+  it("a compacted watch of the key reads it: gone, the lock is lost", async () => {
+    const { client } = fakeClient({
+      // biome-ignore lint/correctness/useYield: a watch that fails before any change
+      watch: async function* () {
+        throw new CompactedError(8, 20);
+      },
+      range: async () => ({
+        revision: 30,
+        items: [{ key: "k/other", value: "", revision: 9 }],
+        next: null,
+      }),
+    });
+    const held = await lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(String(held.lost.reason)).toContain('"k" was deleted (by a delete');
+  });
+
+  it("release ends the watch of the key, and a change seen after it changes nothing", async () => {
+    let watchSignal: AbortSignal | null = null;
+    const { client } = fakeClient({
+      watch: async function* (signal) {
+        watchSignal = signal;
+        await new Promise((resolve) => signal.addEventListener("abort", resolve));
+        // The revoke's own delete, delivered as the watch ends.
+        yield { type: "delete", key: "k", value: null, revision: 9 };
+      },
+    });
+    const held = await lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(watchSignal!.aborted).toBe(false);
+    await held.release();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(watchSignal!.aborted).toBe(true);
+    expect(held.lost.aborted).toBe(false);
   });
 });

@@ -7,8 +7,11 @@
  * lease alive every third of its time to live less a second; when that fails for good (the
  * lease ended, or no keep-alive sent in the last TTL less a second has been answered, say
  * because the holder is cut off) the lock is lost and `lost` aborts: the second is how much
- * sooner the cluster may end a lease (LEASE_EARLY_MS_MAX). Releasing revokes the lease,
- * which deletes the key at once.
+ * sooner the cluster may end a lease (LEASE_EARLY_MS_MAX). The holder also watches its key:
+ * anyone may delete it (a delete, a prefix delete, a transaction, a revoked lease), and
+ * another client may then take the lock while this holder's lease lives on, so any change
+ * of the key after the holder put it aborts `lost` too. Releasing stops that watch and
+ * revokes the lease, which deletes the key at once.
  *
  * The fencing token is the revision at which the holder put the key. Every later holder
  * puts it at a later revision, so a resource that remembers the largest token it has seen
@@ -47,9 +50,12 @@ export interface Lock {
   readonly leaseId: number;
   /** The revision at which this holder took the lock; larger for every later holder. */
   readonly fencingToken: number;
-  /** Aborts when the lock is lost: the lease ended, or could not be kept alive in time. */
+  /**
+   * Aborts when the lock is lost: the lease ended, could not be kept alive in time, or the
+   * key was changed (deleted, or written over) by anyone after this holder put it.
+   */
   readonly lost: AbortSignal;
-  /** Releases the lock (deleting its key) and stops keeping it alive. */
+  /** Releases the lock (deleting its key), stops keeping it alive and watching its key. */
   release(): Promise<void>;
 }
 
@@ -81,6 +87,7 @@ export async function lock(
     try {
       const token = await takeWithLease(client, key, lease.id, options, keeper);
       if (token !== null) {
+        keeper.watchKey(key, token);
         return {
           key,
           leaseId: lease.id,
@@ -164,7 +171,8 @@ async function untilDeleted(
 }
 
 /**
- * Keeps a lease alive and aborts `lost` once the lease may have ended: LEASE_EARLY_MS_MAX
+ * Keeps a lease alive and aborts `lost` once the lease may have ended, or once the lock's
+ * key changed after the holder put it (see watchKey): LEASE_EARLY_MS_MAX
  * before a TTL after the *sending* of the last request that renewed it (the node renewed it
  * at some moment after that), whether or not a keep-alive is still waiting for its answer.
  * A holder cut off from the cluster keeps trying for the client's whole deadline; waiting
@@ -179,6 +187,8 @@ class LeaseKeeper {
   private next: NodeJS.Timeout | null = null;
   private expiry: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** Ends the watch of the lock's key (stop() aborts it). */
+  private readonly watching = new AbortController();
 
   constructor(
     private readonly client: BatonClient,
@@ -208,9 +218,23 @@ class LeaseKeeper {
     return signal.aborted;
   }
 
+  /**
+   * Aborts `lost` when `key` changes after `fencingToken`, the revision at which the holder
+   * put it: a delete lets another client take the lock while this lease lives on, and a
+   * put over the key means it no longer names this holder. The watch ends with stop() (a
+   * release, or the loss) and when the client closes.
+   */
+  watchKey(key: string, fencingToken: number): void {
+    this.followKey(key, fencingToken).catch(() => {
+      // The cluster refused the watch for good (a token that may not read, say): the lease
+      // alone then tells whether the lock is held.
+    });
+  }
+
   /** Stops keeping the lease alive; an answer still on its way changes nothing. */
   stop(): void {
     this.stopped = true;
+    this.watching.abort();
     if (this.next !== null) clearTimeout(this.next);
     if (this.expiry !== null) clearTimeout(this.expiry);
     this.next = null;
@@ -258,10 +282,55 @@ class LeaseKeeper {
     );
   }
 
+  private async followKey(key: string, fencingToken: number): Promise<void> {
+    const { signal } = this.watching;
+    let fromRevision = fencingToken + 1;
+    while (!signal.aborted) {
+      try {
+        for await (const change of this.client.watch(key, { fromRevision, signal })) {
+          // The watch is of a prefix: "locks/a" also sees "locks/ab".
+          if (change.key !== key || this.stopped) continue;
+          this.lose(new Error(keyChanged(key, change.type, change.revision, this.leaseId)));
+          return;
+        }
+        return; // stopped, or the client closed
+      } catch (error) {
+        if (!(error instanceof CompactedError)) throw error;
+      }
+      // No node holds the changes since then any more: the key itself tells whether it is
+      // still the one this holder put, and the watch goes on from the revision read.
+      const page = await this.client.range(key, { limit: 1 });
+      const item = page.items[0];
+      if (this.stopped) return;
+      if (item?.key !== key) {
+        this.lose(new Error(keyChanged(key, "delete", null, this.leaseId)));
+        return;
+      }
+      if (item.revision !== fencingToken) {
+        this.lose(new Error(keyChanged(key, "put", item.revision, this.leaseId)));
+        return;
+      }
+      fromRevision = page.revision + 1;
+    }
+  }
+
   private lose(reason: Error): void {
     this.stop();
     if (!this.controller.signal.aborted) this.controller.abort(reason);
   }
+}
+
+/** Why a holder lost its lock to a change of its key, `revision` null when not known. */
+function keyChanged(
+  key: string,
+  type: "put" | "delete",
+  revision: number | null,
+  leaseId: number,
+): string {
+  const at = revision === null ? "" : ` at revision ${revision}`;
+  return type === "delete"
+    ? `the lock's key ${JSON.stringify(key)} was deleted${at} (by a delete, a prefix delete, a transaction or the end of lease ${leaseId}): another client may hold the lock now`
+    : `the lock's key ${JSON.stringify(key)} was written over${at}: it no longer names this holder`;
 }
 
 /** A leadership won by `campaign`: a lock whose value names the leader. */

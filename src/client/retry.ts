@@ -83,6 +83,8 @@ export interface AttemptFailure {
   readonly message: string;
   /** The error code the node answered with, if it answered one. */
   readonly code?: string;
+  /** With code ERR_TABLE_FULL: the table the node named, for the error thrown on giving up. */
+  readonly table?: "sessions" | "idempotency" | "leases";
   /** The wait the server asked for (Retry-After), in milliseconds, else null. */
   readonly retryAfterMs: number | null;
   /**

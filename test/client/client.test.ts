@@ -6,19 +6,25 @@
  */
 
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { FakeCluster, type Interceptor } from "../../harness/doubles/fake-cluster.js";
 import {
   type BatonClient,
+  BusyError,
+  ClientClosedError,
   type ClientOptions,
   createClient,
   DeadlineExceededError,
   InvalidInputError,
+  MasterBusyError,
+  MasterTableFullError,
   NoMasterError,
   NoMasterReachableError,
   PreconditionFailedError,
   SwitchoverFailedError,
+  TableFullError,
   TimeoutError,
 } from "../../src/client/index.js";
+import { describeError, sendErrorAnswer } from "../../src/http/error-status.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 
@@ -40,6 +46,15 @@ function client(options: ClientOptions): BatonClient {
 
 function idempotencyKeys(fake: FakeCluster, method = "PUT"): string[] {
   return fake.requestsTo(method, "/v1/kv/").map((r) => String(r.headers["idempotency-key"]));
+}
+
+/** An interceptor that answers `method` requests with `error`, as a node's HTTP layer does. */
+function refuse(method: string, error: Error): Interceptor {
+  return (request, reply) => {
+    if (request.method !== method) return false;
+    sendErrorAnswer(reply, describeError(error));
+    return true;
+  };
 }
 
 function expectRejection(promise: Promise<unknown>): Promise<Error> {
@@ -178,7 +193,10 @@ describe("client: retries and giving up", () => {
     expect(error).toBeInstanceOf(NoMasterError);
     expect(error).toBeInstanceOf(NoMasterReachableError);
     expect((error as NoMasterError).code).toBe("ERR_NO_MASTER");
-    expect(error.message).toContain("no master available within 300 ms");
+    // Within the deadline, or just before it when the next attempt would not fit.
+    expect(error.message).toMatch(
+      /no master available (within 300 ms|in \d+ ms, giving up before the 300 ms deadline)/,
+    );
     for (const url of fake.urls) expect(error.message).toContain(url);
     expect(error.message).toContain("last error");
     expect(error.message).toContain("ERR_NO_MASTER");
@@ -211,7 +229,9 @@ describe("client: retries and giving up", () => {
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error).toBeInstanceOf(DeadlineExceededError);
     expect((error as TimeoutError).code).toBe("ERR_TIMEOUT");
-    expect(error.message).toContain("did not complete within 300 ms");
+    expect(error.message).toMatch(
+      /did not complete (within 300 ms|in \d+ ms, giving up before the 300 ms deadline)/,
+    );
     expect(error.message).toContain("idempotency key key-1");
     expect((error as DeadlineExceededError).details.mayHaveApplied).toBe(true);
     expect(new Set(idempotencyKeys(fake))).toEqual(new Set(["key-1"]));
@@ -229,6 +249,120 @@ describe("client: retries and giving up", () => {
     expect(error.message).toContain("ERR_SHUTTING_DOWN");
     expect(error.message).toContain("idempotency key key-2");
     expect((error as NoMasterReachableError).details.mayHaveApplied).toBe(true);
+  });
+
+  it("client: gives up with BusyError, not ERR_NO_MASTER, when a reachable master keeps answering ERR_BUSY", async () => {
+    const fake = await cluster(3, 1, { retryAfter: null });
+    // Every node answers as the master does, or as a backup passing on its answer.
+    for (const node of fake.nodes) node.intercept = refuse("PUT", new BusyError(100));
+    const c = client({ endpoints: fake.urls, deadlineMs: 300, retryAfterMsMax: 20 });
+    const error = await expectRejection(c.put("k", "v", { idempotencyKey: "key-b" }));
+    expect(error).toBeInstanceOf(BusyError);
+    expect(error).toBeInstanceOf(MasterBusyError);
+    expect(error).not.toBeInstanceOf(NoMasterError);
+    expect((error as BusyError).code).toBe("ERR_BUSY");
+    expect(error.message).toContain("the master was still too busy to take it");
+    expect(error.message).toContain("ERR_BUSY");
+    const details = (error as MasterBusyError).details;
+    expect(details.anyNodeAnswered).toBe(true);
+    expect(details.idempotencyKey).toBe("key-b");
+    // ERR_BUSY is answered before the write is proposed: nothing was applied.
+    expect(details.mayHaveApplied).toBe(false);
+    expect(error.message).not.toContain("may have been applied");
+  });
+
+  it("client: gives up with TableFullError naming the table when the master's lease table stays full", async () => {
+    const fake = await cluster(1, 1, { retryAfter: null });
+    fake.node(1).intercept = refuse("POST", new TableFullError("leases", 10));
+    const c = client({ endpoints: fake.urls, deadlineMs: 300, retryAfterMsMax: 20 });
+    const error = await expectRejection(c.grantLease(10));
+    expect(error).toBeInstanceOf(TableFullError);
+    expect(error).toBeInstanceOf(MasterTableFullError);
+    expect((error as TableFullError).code).toBe("ERR_TABLE_FULL");
+    expect((error as TableFullError).table).toBe("leases");
+    expect(error.message).toContain("the master's table of leases was still full");
+    expect((error as MasterTableFullError).details.mayHaveApplied).toBe(false);
+    expect(fake.requestsTo("POST", "/v1/leases").length).toBeGreaterThan(1);
+  });
+
+  it("client: a master's refusal after an attempt whose answer was lost says the write may have applied", async () => {
+    const fake = await cluster(1, 1, { retryAfter: null });
+    const tableFull = refuse("PUT", new TableFullError("idempotency", 10));
+    let first = true;
+    fake.node(1).intercept = (request, reply, node) => {
+      if (request.method !== "PUT" || !first) return tableFull(request, reply, node);
+      first = false;
+      return true; // never answered
+    };
+    const c = client({
+      endpoints: fake.urls,
+      deadlineMs: 400,
+      attemptTimeoutMs: 100,
+      retryAfterMsMax: 20,
+    });
+    const error = await expectRejection(c.put("k", "v", { idempotencyKey: "key-t" }));
+    expect((error as TableFullError).code).toBe("ERR_TABLE_FULL");
+    expect((error as TableFullError).table).toBe("idempotency");
+    expect((error as MasterTableFullError).details.mayHaveApplied).toBe(true);
+    expect(error.message).toContain("retry it with idempotency key key-t");
+  });
+
+  it("client: refused connections after the master's ERR_BUSY do not turn it into ERR_NO_MASTER (a backup down)", async () => {
+    const fake = await cluster(2, 1, { retryAfter: null });
+    const urls = fake.urls;
+    await fake.kill(2);
+    fake.node(1).intercept = refuse("PUT", new BusyError(100));
+    const c = client({ endpoints: urls, deadlineMs: 300, retryAfterMsMax: 20 });
+    const error = await expectRejection(c.put("k", "v"));
+    expect((error as BusyError).code).toBe("ERR_BUSY");
+    expect((error as MasterBusyError).details.endpointsTried).toEqual(urls);
+  });
+
+  it("client: a master that keeps answering ERR_TIMEOUT gives up with ERR_TIMEOUT (the write may have applied)", async () => {
+    const fake = await cluster(1, 1, { retryAfter: null });
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "PUT") return false;
+      reply.code(503).send({ error: "not committed in time", code: "ERR_TIMEOUT" });
+      return true;
+    };
+    const c = client({ endpoints: fake.urls, deadlineMs: 300 });
+    const error = await expectRejection(c.put("k", "v", { idempotencyKey: "key-o" }));
+    expect(error).toBeInstanceOf(DeadlineExceededError);
+    expect((error as TimeoutError).code).toBe("ERR_TIMEOUT");
+    expect((error as DeadlineExceededError).details.mayHaveApplied).toBe(true);
+    expect(error.message).toContain("idempotency key key-o");
+  });
+
+  it("client: a give-up before the deadline says how long it waited, not the deadline (the next attempt would pass it)", async () => {
+    // Retry-After 250 ms: attempts near 0, 250 and 500 ms; a fourth would end past 600.
+    const fake = await cluster(1, null, { retryAfter: "0.25" });
+    const c = client({ endpoints: fake.urls, deadlineMs: 600 });
+    const error = await expectRejection(c.put("k", "v"));
+    expect((error as NoMasterError).code).toBe("ERR_NO_MASTER");
+    const waited = /no master available in (\d+) ms, giving up before the 600 ms deadline/.exec(
+      error.message,
+    );
+    expect(waited).not.toBeNull();
+    const waitedMs = Number(waited?.[1]);
+    expect(waitedMs).toBe((error as NoMasterReachableError).details.elapsedMs);
+    expect(waitedMs).toBeLessThan(600);
+    expect(error.message).not.toContain("within 600 ms");
+  });
+
+  it("client: a write cut off by close() carries its idempotency key and may have applied", async () => {
+    const fake = await cluster(1, 1);
+    fake.node(1).intercept = (request) => request.method === "PUT"; // never answered
+    const c = createClient({ endpoints: fake.urls, attemptTimeoutMs: 200 });
+    cleanups.push(() => fake.close());
+    const pending = expectRejection(c.put("k", "v", { idempotencyKey: "key-c" }));
+    setTimeout(() => void c.close(), 50);
+    const error = await pending;
+    expect(error).toBeInstanceOf(ClientClosedError);
+    expect((error as ClientClosedError).code).toBe("ERR_CLIENT_CLOSED");
+    const details = (error as ClientClosedError).details;
+    expect(details?.idempotencyKey).toBe("key-c");
+    expect(details?.mayHaveApplied).toBe(true);
+    expect(error.message).toContain("retry it with idempotency key key-c");
   });
 
   it("client: a slow status answer takes at most half an attempt, never leaving the request itself a moment", async () => {
@@ -264,7 +398,7 @@ describe("client: retries and giving up", () => {
     const error = await expectRejection(c.put("absent", "v", { ifRevision: 7 }));
     const elapsed = performance.now() - started;
     expect(fake.requestsTo("GET", "/v1/kv/").length).toBeGreaterThan(0);
-    expect((error as NoMasterError).code).toBe("ERR_NO_MASTER");
+    expect((error as BusyError).code).toBe("ERR_BUSY");
     // 400 ms of refusals, then the read: a deadline of its own would end near 1,000 ms.
     expect(elapsed).toBeLessThan(850);
   });

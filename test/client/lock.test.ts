@@ -1,7 +1,8 @@
 /**
  * Locks and leader election from the client library over the real HTTP API and state
  * machine on a one-node stand-in: mutual exclusion, fencing tokens that grow with every
- * holder, release, and a waiter taking over when a holder's lease is revoked.
+ * holder, release, a waiter taking over when a holder's lease is revoked, and a holder
+ * that notices its key deleted under it.
  */
 
 import { pino } from "pino";
@@ -36,6 +37,26 @@ async function setup(): Promise<{ node: LocalKvNode; clients: () => BatonClient 
       return c;
     },
   };
+}
+
+/** Resolves once `signal` aborts; rejects after `ms`. */
+function lostWithin(signal: AbortSignal, ms: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return resolve();
+    const timeout = setTimeout(() => reject(new Error(`lost did not abort within ${ms} ms`)), ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timeout);
+      resolve();
+    });
+  });
+}
+
+/** Resolves once `condition` holds, checking every 10 ms; rejects after 2 s. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let waitedMs = 0; !condition(); waitedMs += 10) {
+    if (waitedMs >= 2000) throw new Error("the condition did not hold within 2 s");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 describe("client: locks", () => {
@@ -105,6 +126,56 @@ describe("client: locks", () => {
     expect(lostAfter).toBeGreaterThan(900);
     expect(String(held.lost.reason)).toContain("was not kept alive within its TTL");
     await held.release();
+  });
+
+  it("lock: a holder whose key someone deletes loses the lock at once, and a waiter takes it (lease still kept alive)", async () => {
+    const { clients } = await setup();
+    const held = await lock(clients(), "locks/d", { ttlSeconds: 10 });
+    const waiter = lock(clients(), "locks/d");
+    const deletedAt = performance.now();
+    await clients().delete("locks/d");
+    const next = await waiter;
+    expect(next.fencingToken).toBeGreaterThan(held.fencingToken);
+    // Before, `lost` never aborted: the holder kept its lease alive while another held the lock.
+    await lostWithin(held.lost, 2000);
+    expect(performance.now() - deletedAt).toBeLessThan(2000);
+    expect(String(held.lost.reason)).toContain('"locks/d" was deleted at revision');
+    await Promise.all([held.release(), next.release()]);
+  });
+
+  it("lock: a prefix delete ends the locks under it, not a lock whose key is a shorter prefix", async () => {
+    const { clients } = await setup();
+    const short = await lock(clients(), "locks/a", { ttlSeconds: 10 });
+    const long = await lock(clients(), "locks/ab", { ttlSeconds: 10 });
+    await clients().deleteRange("locks/ab");
+    await lostWithin(long.lost, 2000);
+    expect(short.lost.aborted).toBe(false);
+    await Promise.all([short.release(), long.release()]);
+  });
+
+  it("lock: an operator revoking the holder's lease aborts lost at once, not at the next keep-alive", async () => {
+    const { clients } = await setup();
+    const held = await lock(clients(), "locks/r", { ttlSeconds: 10 });
+    const revokedAt = performance.now();
+    await clients().revokeLease(held.leaseId);
+    await lostWithin(held.lost, 2000);
+    // The next keep-alive would have gone out 3 s after the grant.
+    expect(performance.now() - revokedAt).toBeLessThan(2000);
+    await held.release();
+  });
+
+  it("lock: release and client.close end the holder's watch of its key", async () => {
+    const { clients, node } = await setup();
+    const held = await lock(clients(), "locks/w", { ttlSeconds: 10 });
+    await until(() => node.stateMachine.watchCount === 1);
+    await held.release();
+    await until(() => node.stateMachine.watchCount === 0);
+    const c = clients();
+    const again = await lock(c, "locks/w", { ttlSeconds: 10 });
+    await until(() => node.stateMachine.watchCount === 1);
+    await c.close();
+    await until(() => node.stateMachine.watchCount === 0);
+    expect(again.lost.aborted).toBe(false);
   });
 
   it("lock: waiting ends when the signal aborts, leaving no lease behind", async () => {

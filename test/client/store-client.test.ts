@@ -12,6 +12,7 @@ import {
   type BatonClient,
   CompactedError,
   createClient,
+  IdempotencyKeyReusedError,
   InvalidInputError,
   LeaseNotFoundError,
   QuotaExceededError,
@@ -104,6 +105,25 @@ describe("client: store operations", () => {
     await expect(c.keepAliveLease(lease.id)).rejects.toThrow(LeaseNotFoundError);
     await expect(c.put("k", "v", { lease: lease.id })).rejects.toMatchObject({
       code: "ERR_LEASE_NOT_FOUND",
+    });
+  });
+
+  it("client: an idempotency key sent again with a different write throws IdempotencyKeyReusedError (422, not applied)", async () => {
+    const { c } = await single();
+    const first = await c.put("order/42", "paid", { idempotencyKey: "order-42" });
+    // The same write again is answered from the first result.
+    expect(await c.put("order/42", "paid", { idempotencyKey: "order-42" })).toEqual(first);
+    const error = await c.put("order/42", "refunded", { idempotencyKey: "order-42" }).then(
+      () => new Error("expected a rejection"),
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(IdempotencyKeyReusedError);
+    expect((error as IdempotencyKeyReusedError).code).toBe("ERR_IDEMPOTENCY_KEY_REUSED");
+    expect((error as IdempotencyKeyReusedError).idempotencyKey).toBe("order-42");
+    expect(error.message).toContain("send it with a new key");
+    expect((await c.get("order/42"))?.text()).toBe("paid");
+    await expect(c.delete("order/42", { idempotencyKey: "order-42" })).rejects.toMatchObject({
+      code: "ERR_IDEMPOTENCY_KEY_REUSED",
     });
   });
 });
