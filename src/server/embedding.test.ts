@@ -62,31 +62,36 @@ interface Embedded {
   readonly roles: RoleEvent[];
 }
 
+/** Node `id` of the members `members` on `network`, with the test timing, in memory. */
+async function startMember(
+  network: MemoryNetwork,
+  id: NodeId,
+  members: readonly NodeId[],
+): Promise<Embedded> {
+  const config = parseNodeConfig({
+    id,
+    peers: members.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+    tickMs: 5,
+    heartbeatMs: 20,
+    electionMsMin: 100,
+    electionMsMax: 200,
+  });
+  const counter = new Counter();
+  const node = await BatonNode.start({
+    config,
+    opened: await MemoryStorage.open(new MemoryVolume()),
+    transport: network.createTransport(id, members),
+    stateMachine: counter,
+    logger,
+  });
+  const roles: RoleEvent[] = [];
+  node.on("role", (event) => roles.push(event));
+  running.push(node);
+  return { node, counter, roles };
+}
+
 async function startCluster(network = new MemoryNetwork()): Promise<Embedded[]> {
-  return Promise.all(
-    ids.map(async (id) => {
-      const config = parseNodeConfig({
-        id,
-        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-        tickMs: 5,
-        heartbeatMs: 20,
-        electionMsMin: 100,
-        electionMsMax: 200,
-      });
-      const counter = new Counter();
-      const node = await BatonNode.start({
-        config,
-        opened: await MemoryStorage.open(new MemoryVolume()),
-        transport: network.createTransport(id, ids),
-        stateMachine: counter,
-        logger,
-      });
-      const roles: RoleEvent[] = [];
-      node.on("role", (event) => roles.push(event));
-      running.push(node);
-      return { node, counter, roles };
-    }),
-  );
+  return Promise.all(ids.map((id) => startMember(network, id, ids)));
 }
 
 async function until<T>(what: string, probe: () => T | null | undefined | false): Promise<T> {
@@ -231,22 +236,7 @@ describe("embedding", () => {
     expect(new Set(masters).size).toBe(1);
     expect(nodes.find((n) => n.node.id === masters[0])!.node.role).toBe("master");
     // A member alone, its peers never started: no master, so the wait ends in a timeout.
-    const config = parseNodeConfig({
-      id: 1,
-      peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-      tickMs: 5,
-      heartbeatMs: 20,
-      electionMsMin: 100,
-      electionMsMax: 200,
-    });
-    const alone = await BatonNode.start({
-      config,
-      opened: await MemoryStorage.open(new MemoryVolume()),
-      transport: new MemoryNetwork().createTransport(1, ids),
-      stateMachine: new Counter(),
-      logger,
-    });
-    running.push(alone);
+    const { node: alone } = await startMember(new MemoryNetwork(), 1, ids);
     await expect(alone.waitForMaster({ timeoutMs: 300 })).rejects.toMatchObject({
       code: "ERR_TIMEOUT",
       message: "no master was known within 300 ms",
@@ -259,23 +249,7 @@ describe("embedding", () => {
 
   it("timing: embedding: a one-member cluster takes a write proposed before its first election, with no spurious ERR_INDETERMINATE", async () => {
     for (let round = 0; round < 5; round++) {
-      const config = parseNodeConfig({
-        id: 1,
-        peers: [{ id: 1, address: "127.0.0.1:7101" }],
-        tickMs: 5,
-        heartbeatMs: 20,
-        electionMsMin: 100,
-        electionMsMax: 200,
-      });
-      const counter = new Counter();
-      const node = await BatonNode.start({
-        config,
-        opened: await MemoryStorage.open(new MemoryVolume()),
-        transport: new MemoryNetwork().createTransport(1, [1]),
-        stateMachine: counter,
-        logger,
-      });
-      running.push(node);
+      const { node, counter } = await startMember(new MemoryNetwork(), 1, [1]);
       // The write waits for the election (a forward held for the first master): this node.
       await expect(node.propose(Uint8Array.of(3))).resolves.toBe(3);
       expect(counter.value).toBe(3);
