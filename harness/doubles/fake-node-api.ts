@@ -15,6 +15,24 @@ import type { MemberStatus, NodeStatus, Role } from "../../src/protocol/status.j
 import { NotMasterError } from "../../src/shared/errors.js";
 
 /** One call the fake received, for assertions on what the HTTP layer passed through. */
+/** A backup in a member list, connected, as a status shows it (address 127.0.0.1:710<id>). */
+export function memberStatus(
+  id: number,
+  httpUrl: string | null,
+  address = `127.0.0.1:710${id}`,
+): MemberStatus {
+  return {
+    id,
+    address,
+    httpUrl,
+    role: "backup",
+    connected: true,
+    matchIndex: null,
+    lag: null,
+    lastContactMs: null,
+  };
+}
+
 export type FakeCall =
   | {
       readonly op: "put";

@@ -6,7 +6,7 @@
 
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { FakeKvNodeApi, memberStatus } from "../../harness/doubles/fake-node-api.js";
 import type { MemberStatus } from "../protocol/status.js";
 import { httpOrigin } from "./browser-guard.js";
 import { createHttpServer, type HttpServer } from "./server.js";
@@ -17,26 +17,13 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });
 
-function member(id: number, httpUrl: string | null): MemberStatus {
-  return {
-    id,
-    address: `127.0.0.1:710${id}`,
-    httpUrl,
-    role: "backup",
-    connected: true,
-    matchIndex: null,
-    lag: null,
-    lastContactMs: null,
-  };
-}
-
 describe("browser guard: members' origins", () => {
   it("guard: a member's unparsable URL leaves out that member only; the others' dashboards still write", async () => {
     const api = new FakeKvNodeApi(1);
     api.members = [
-      member(1, "http://a:99999"),
-      member(2, "http://%"),
-      member(3, "http://127.0.0.1:8103"),
+      memberStatus(1, "http://a:99999"),
+      memberStatus(2, "http://%"),
+      memberStatus(3, "http://127.0.0.1:8103"),
     ];
     const server = createHttpServer({ api, logger: pino({ level: "silent" }) });
     servers.push(server);

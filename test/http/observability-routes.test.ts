@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { FakeKvNodeApi, memberStatus } from "../../harness/doubles/fake-node-api.js";
 import { EventFeed } from "../../src/http/event-feed.js";
 import { HttpMetrics } from "../../src/http/http-metrics.js";
 import { replayAfter } from "../../src/http/routes/events-route.js";
@@ -28,19 +28,6 @@ function setup(options: Partial<HttpServerOptions> = {}) {
   const server = createHttpServer({ api, logger, faultToken: TOKEN, ...options });
   servers.push(server);
   return { api, app: server.app, server };
-}
-
-function member(id: number, httpUrl: string | null): MemberStatus {
-  return {
-    id,
-    address: `127.0.0.1:710${id}`,
-    httpUrl,
-    role: "backup",
-    connected: true,
-    matchIndex: null,
-    lag: null,
-    lastContactMs: null,
-  };
 }
 
 /** A fault injector that records what it was told. */
@@ -98,7 +85,10 @@ describe("http fault routes", () => {
   it("faults: a POST without X-Baton-Fault, or from a foreign page, is refused (400)", async () => {
     const faults = recordingFaults();
     const { app, api } = setup({ faults });
-    api.members = [member(1, "http://127.0.0.1:8101"), member(2, "http://127.0.0.1:8102")];
+    api.members = [
+      memberStatus(1, "http://127.0.0.1:8101"),
+      memberStatus(2, "http://127.0.0.1:8102"),
+    ];
     const bare = await app.inject({ method: "POST", url: "/v1/faults/partition" });
     expect(bare.statusCode).toBe(400);
     expect(bare.json()).toMatchObject({ code: "ERR_INVALID_INPUT", field: "x-baton-fault" });
@@ -154,7 +144,7 @@ describe("http fault routes", () => {
 describe("http dashboard and events", () => {
   it("dashboard: GET / serves the page with a policy that allows only the cluster", async () => {
     const { app, api } = setup();
-    api.members = [member(1, "http://127.0.0.1:8101"), member(2, null)];
+    api.members = [memberStatus(1, "http://127.0.0.1:8101"), memberStatus(2, null)];
     const page = await app.inject({ method: "GET", url: "/" });
     expect(page.statusCode).toBe(200);
     expect(page.headers["content-type"]).toMatch(/^text\/html/);

@@ -6,7 +6,7 @@
 
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeKvNodeApi } from "../../../harness/doubles/fake-node-api.js";
+import { FakeKvNodeApi, memberStatus } from "../../../harness/doubles/fake-node-api.js";
 import type { MemberStatus } from "../../protocol/status.js";
 import { createHttpServer, type HttpServer } from "../server.js";
 
@@ -16,26 +16,13 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });
 
-function member(id: number, address: string, httpUrl: string | null): MemberStatus {
-  return {
-    id,
-    address,
-    httpUrl,
-    role: "backup",
-    connected: true,
-    matchIndex: null,
-    lag: null,
-    lastContactMs: null,
-  };
-}
-
 describe("dashboard policy", () => {
   it("dashboard: a member's unparsable URL is left out of connect-src, the members after it are not", async () => {
     const api = new FakeKvNodeApi(1);
     api.members = [
-      member(1, "10.0.0.1:7101", "http://10.0.0.1:8101"),
-      member(2, "10.0.0.2:7102", "http://a:99999"),
-      member(3, "10.0.0.3:7103", "https://node-3.example:8443"),
+      memberStatus(1, "http://10.0.0.1:8101", "10.0.0.1:7101"),
+      memberStatus(2, "http://a:99999", "10.0.0.2:7102"),
+      memberStatus(3, "https://node-3.example:8443", "10.0.0.3:7103"),
     ];
     const server = createHttpServer({ api, logger: pino({ level: "silent" }) });
     servers.push(server);
