@@ -55,6 +55,22 @@ describe("http member routes: input", () => {
     }
   });
 
+  it("members: a peerAddress that cannot be dialled is 400 naming peerAddress (port 0, no port, a bad host)", async () => {
+    const app = setup();
+    for (const peerAddress of ["127.0.0.1:0", "[::1]:0", "127.0.0.1", "a b:7104", "[::1:7104"]) {
+      const response = await app.inject({
+        method: "POST",
+        url: "/v1/members",
+        payload: JSON.stringify({ id: 4, peerAddress, httpUrl: "http://127.0.0.1:8104" }),
+      });
+      expect(response.statusCode, peerAddress).toBe(400);
+      expect(response.json(), peerAddress).toMatchObject({
+        code: "ERR_INVALID_INPUT",
+        field: "peerAddress",
+      });
+    }
+  });
+
   it("members: a node's base URL is taken (http or https, a name or an address, a port or none)", async () => {
     const app = setup();
     for (const httpUrl of [

@@ -162,6 +162,13 @@ export function readAddBody(body: unknown): MemberChangeRequest {
       `expected "<host>:<port>" ("[<IPv6>]:<port>"), the new node's --listen${parsedAddress?.ok === false ? `: ${parsedAddress.reason}` : ""}`,
     );
   }
+  // Port 0 is for listening ("any free port"): no one can dial it.
+  if (parsedAddress.address.port === 0) {
+    throw new InvalidInputError(
+      "peerAddress",
+      `port 0 cannot be dialled: give the port the new node listens on (its --listen)`,
+    );
+  }
   if (typeof httpUrl !== "string" || !isBaseUrl(httpUrl)) {
     throw new InvalidInputError(
       "httpUrl",
