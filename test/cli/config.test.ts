@@ -235,6 +235,52 @@ describe("config", () => {
     expect(peerWildcard.err).toMatch(/node 1 is listed at the wildcard address 0\.0\.0\.0:7101/);
   });
 
+  it("config: a malformed member list or a port no one can dial is named, not a crash (exit 2)", async () => {
+    const start = (peers: string, ...more: string[]) =>
+      run([
+        "start",
+        "--id",
+        "1",
+        "--peers",
+        peers,
+        "--memory",
+        "--http",
+        "127.0.0.1:8101",
+        ...more,
+      ]);
+    const malformed = await start("1=127.0.0.1:7101,x");
+    expect(malformed.code).toBe(2);
+    expect(malformed.err).toContain('--peers: "x" is not of the form <id>=<host>:<port>');
+    // A bad value is not a missing one.
+    expect(malformed.err).not.toContain("no members");
+    const portZero = await start("1=127.0.0.1:7101,2=127.0.0.1:0", "--advertise-peer", "[::1]:0");
+    expect(portZero.code).toBe(2);
+    expect(portZero.err).toContain(
+      "--peers: node 2 is listed at 127.0.0.1:0: port 0 cannot be dialled; give the port node 2 listens on",
+    );
+    expect(portZero.err).toContain('--advertise-peer: "[::1]:0" has port 0');
+    const fromFile = await run([
+      "config",
+      "check",
+      configFile("zero.json", { id: 1, peers: "1=127.0.0.1:0", memory: true, http: false }),
+    ]);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.err).toMatch(/zero\.json: "peers": node 1 is listed at 127\.0\.0\.1:0/);
+    // Listening on any free port stays possible.
+    const listenAny = await run([
+      "config",
+      "check",
+      configFile("any.json", {
+        id: 1,
+        peers: "1=127.0.0.1:7101",
+        listen: "127.0.0.1:0",
+        memory: true,
+        http: "127.0.0.1:0",
+      }),
+    ]);
+    expect(listenAny.code, listenAny.err).toBe(0);
+  });
+
   it("config: a file that is not JSON, or not an object, is named in the error", async () => {
     const path = join(dir, "broken.json");
     writeFileSync(path, "{ id: 1 ");

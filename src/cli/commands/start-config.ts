@@ -56,21 +56,59 @@ const file = z.string().min(1, "expected a file name");
 const address = z.string().refine((text) => parseAddress(text).ok, {
   error: (issue) => `"${String(issue.input)}" is not host:port (e.g. 10.0.0.1:7101, [::1]:7101)`,
 });
-const peers = z.union(
-  [
-    z.string().min(1),
-    z.array(z.strictObject({ id: z.number().int().positive(), address: z.string() })).min(1),
-  ],
-  { error: 'expected "1=10.0.0.1:7101,2=10.0.0.2:7101,..." or [{"id":1,"address":"..."}, ...]' },
+/** An address other nodes dial or are sent to: port 0 ("any free port") is for listening only. */
+const dialledAddress = address.refine(
+  (text) => parseAddress(text).ok !== true || portOf(text) !== 0,
+  {
+    error: (issue) =>
+      `"${String(issue.input)}" has port 0, which no one can connect to: give the port the node listens on`,
+  },
 );
+const peers = z
+  .union(
+    [
+      z.string().min(1),
+      z.array(z.strictObject({ id: z.number().int().positive(), address: z.string() })).min(1),
+    ],
+    {
+      error: 'expected "1=10.0.0.1:7101,2=10.0.0.2:7101,..." or [{"id":1,"address":"..."}, ...]',
+    },
+  )
+  .superRefine((value, context) => {
+    for (const message of peerListProblems(value)) context.addIssue({ code: "custom", message });
+  });
+
+function portOf(text: string): number | null {
+  const parsed = parseAddress(text);
+  return parsed.ok ? parsed.address.port : null;
+}
+
+/**
+ * What is wrong with a member list before the node checks it (its addresses, its ids): an
+ * item that is not `<id>=<host>:<port>`, or a member at port 0, which no member can dial.
+ */
+function peerListProblems(value: string | readonly { id: number; address: string }[]): string[] {
+  let list: readonly { id: number; address: string }[];
+  try {
+    list = typeof value === "string" ? parsePeers(value) : value;
+  } catch (error) {
+    return [(error as Error).message.replace(/^--peers: /, "")];
+  }
+  return list
+    .filter((peer) => portOf(peer.address) === 0)
+    .map(
+      (peer) =>
+        `node ${peer.id} is listed at ${peer.address}: port 0 cannot be dialled; give the port node ${peer.id} listens on`,
+    );
+}
 
 /** Every setting, by its config file name; the flag and the variable derive from it. */
 const SETTINGS = {
   id: positiveInteger,
   listen: address,
   http: z.preprocess((v) => (v === "false" ? false : v), z.union([z.literal(false), address])),
-  advertiseHttp: address,
-  advertisePeer: address,
+  advertiseHttp: dialledAddress,
+  advertisePeer: dialledAddress,
   peers,
   data: z.string().min(1, "expected a directory"),
   memory: flag,
@@ -150,6 +188,8 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
   const problems: string[] = [];
   const merged: Record<string, unknown> = {};
   const origins = new Map<SettingName, Origin>();
+  /** Every setting some layer gave, valid or not: a bad value is not a missing one. */
+  const given = new Set<string>();
   const layers: [Record<string, unknown>, Origin][] = [];
   if (sources.configFile !== undefined) {
     const fromFile = readConfigFile(sources.configFile, problems);
@@ -160,6 +200,7 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
   for (const [values, origin] of layers) {
     for (const [name, value] of Object.entries(values)) {
       if (value === undefined) continue;
+      given.add(name);
       const parsed = SETTINGS[name as SettingName].safeParse(value);
       if (!parsed.success) {
         const why = parsed.error.issues.map((issue) => issue.message).join("; ");
@@ -171,7 +212,7 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
     }
   }
   const settings = merged as StartSettings;
-  problems.push(...requiredProblems(settings));
+  problems.push(...requiredProblems(settings, given));
   // The node's own checks run as soon as it has an id and members, so that one run
   // reports every problem, not the first layer's.
   let config: NodeConfig | null = null;
@@ -248,18 +289,18 @@ function pickSettings(flags: StartSources["flags"]): Record<string, unknown> {
   return Object.fromEntries(Object.entries(flags).filter(([key]) => key in SETTINGS));
 }
 
-function requiredProblems(s: StartSettings): string[] {
+function requiredProblems(s: StartSettings, given: ReadonlySet<string>): string[] {
   const problems: string[] = [];
   const where = (name: SettingName, example: string) =>
     `${flagName(name)} ${example} (or "${name}" in the config file, or ${envName(name)})`;
-  if (s.id === undefined) problems.push(`no node id: give ${where("id", "<n>")}`);
-  if (s.peers === undefined)
+  if (!given.has("id")) problems.push(`no node id: give ${where("id", "<n>")}`);
+  if (!given.has("peers"))
     problems.push(`no members: give ${where("peers", "1=<host>:<port>,2=...,3=...")}`);
-  if (s.http === undefined)
+  if (!given.has("http"))
     problems.push(
       `no HTTP API address: give ${where("http", "<host:port>")}, or --no-http ("http": false, BATON_HTTP=false) for a node that serves no HTTP API`,
     );
-  if (s.data === undefined && s.memory !== true)
+  if (!given.has("data") && s.memory !== true)
     problems.push(
       `no data directory: give ${where("data", "<dir>")}, or --memory for a node that keeps everything in memory and loses it when it stops (tests and demos only)`,
     );
