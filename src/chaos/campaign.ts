@@ -10,13 +10,14 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Agent } from "undici";
+import { Agent, request } from "undici";
 import { Prng } from "../core/prng.js";
 import { CampaignBank } from "./bank.js";
 import {
   checkExactlyOnce,
   checkHistory,
   checkNoCrashes,
+  checkNoErrors,
   checkNoLostWrites,
   type Verdict,
   type Verdicts,
@@ -30,6 +31,7 @@ import {
   type FaultWindow,
   HOST_NEMESES,
   type NemesisKind,
+  type ProbeOutcome,
   runNemeses,
 } from "./nemesis.js";
 import {
@@ -211,6 +213,8 @@ class CampaignRun {
   private polling = false;
   private ending = false;
   private joinFlag = false;
+  /** Probe writes sent so far (nemesis.ts holdProvingCut); each writes a key of its own. */
+  private probes = 0;
   /** Nodes replaced with an empty directory: they start with `--join <url>` from then on. */
   private readonly wiped = new Set<number>();
 
@@ -274,6 +278,7 @@ class CampaignRun {
           currentMaster: () => this.currentMaster(),
           healthy: () => this.healthy(),
           restart: (id, wiped) => this.restart(id, wiped),
+          probeWrite: (id, timeoutMs) => this.probeWrite(id, timeoutMs),
           members: this.members,
           unaskedCandidacies: (since) => this.unaskedCandidacies(since),
           operatorProblems: this.operatorProblems,
@@ -414,6 +419,33 @@ class CampaignRun {
     // campaign was stopping is started again by whoever stopped it, perhaps wiped first
     // (replace): starting it here could race that and start it without --join.
     if (!this.ending && !exit.stopping) setTimeout(() => this.restart(exit.node, false), 500);
+  }
+
+  /**
+   * PUTs `probe/<n>` through node `id` alone, as the workload's clients reach it: a key no
+   * client, watch check, bank or lease reads, so that a probe that does commit (after the
+   * heal) changes no verdict.
+   */
+  private async probeWrite(id: number, timeoutMs: number): Promise<ProbeOutcome> {
+    const node = this.nodes.find((n) => n.id === id)!;
+    const key = `probe/${++this.probes}`;
+    try {
+      const response = await request(`${node.url}/v1/kv/${key}`, {
+        method: "PUT",
+        body: "probe",
+        headers: { "idempotency-key": `probe-${this.options.seed}-${this.probes}` },
+        dispatcher: this.agent,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await response.body.text();
+      const code = /"code":"([A-Z_]+)"/.exec(text)?.[1];
+      const answer = `${response.statusCode}${code === undefined ? "" : ` ${code}`}`;
+      return { acknowledged: response.statusCode === 200, answer };
+    } catch (error) {
+      const e = error as { code?: unknown; name?: string; cause?: { code?: unknown } };
+      const code = [e.cause?.code, e.code].find((c): c is string => typeof c === "string");
+      return { acknowledged: false, answer: `no answer (${code ?? e.name ?? String(error)})` };
+    }
   }
 
   private restart(id: number, wiped: boolean): void {
@@ -610,6 +642,10 @@ class CampaignRun {
       leases: this.leases!.verdict(),
       membership: this.membershipVerdict(),
       faults: checkFaults(options.nemeses, this.windows, this.skips),
+      noErrors: checkNoErrors(
+        this.workload!.internalErrors,
+        this.nodes.map((n) => ({ node: n.id, count: n.errorLineCount, lines: n.errorLines })),
+      ),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();
@@ -679,13 +715,20 @@ class CampaignRun {
     const switchovers = this.windows.filter((w) => w.kind === "switchover");
     const done = switchovers.filter((w) => w.detail.includes(" master of term ")).length;
     const detail = `${replaced.length} replaced and promoted, ${done} of ${switchovers.length} switchovers done`;
-    return this.operatorProblems.length === 0
-      ? { ok: true, detail }
-      : {
-          ok: false,
-          detail: `${this.operatorProblems.length} of ${replaced.length} replacements did not finish`,
-          problems: [...this.operatorProblems],
-        };
+    // A refused change is the operator's to retry; an internal error is a bug however it ends.
+    const internal = this.members!.errors.internalProblems();
+    if (this.operatorProblems.length === 0 && internal.length === 0) return { ok: true, detail };
+    const failures = [
+      ...(this.operatorProblems.length > 0
+        ? [`${this.operatorProblems.length} of ${replaced.length} replacements did not finish`]
+        : []),
+      ...(internal.length > 0 ? ["the operator's requests met internal errors"] : []),
+    ];
+    return {
+      ok: false,
+      detail: `${failures.join("; ")}; ${detail}`,
+      problems: [...this.operatorProblems, ...internal],
+    };
   }
 
   private progressLine(): string {

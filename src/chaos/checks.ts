@@ -39,6 +39,8 @@ export interface Verdicts {
   readonly membership: Verdict;
   /** (j): the faults asked for ran, or the report says why not (nemesis.ts). */
   readonly faults: Verdict;
+  /** (k): no request was answered with an internal error, and no node logged an error. */
+  readonly noErrors: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;
@@ -219,6 +221,83 @@ export function checkNoCrashes(exits: readonly UnexpectedExit[]): Verdict {
 }
 
 /**
+ * Whether an HTTP answer says the node failed in a way no fault explains: 500 is a bug by
+ * the API's contract, and the only other 5xx it answers are 503 (no master, busy, a
+ * deadline, stopping) and 507 (the store's quota).
+ */
+export function isInternalError(status: number | null, code: unknown): boolean {
+  if (code === "ERR_INTERNAL") return true;
+  return status !== null && status >= 500 && status !== 503 && status !== 507;
+}
+
+/** A node's log line at pino's error (50) or fatal (60) level. */
+export interface ErrorLine {
+  readonly at: number;
+  readonly node: number;
+  readonly line: string;
+}
+
+/** Characters kept of an error line's message. */
+const ERROR_LINE_CHARS_MAX = 300;
+
+/**
+ * The error a node's log line reports, or null for a line below pino's error level (or not
+ * pino's JSON at all). `at` is campaign time: the line's own time less `wallOrigin`.
+ */
+export function parseErrorLine(line: string, node: number, wallOrigin: number): ErrorLine | null {
+  let entry: { level?: unknown; time?: unknown; msg?: unknown };
+  if (!/^\{"level":(?:50|60),/.test(line)) return null;
+  try {
+    entry = JSON.parse(line) as typeof entry;
+  } catch {
+    return null;
+  }
+  const at = typeof entry.time === "number" ? entry.time - wallOrigin : Number.NaN;
+  const message = typeof entry.msg === "string" ? entry.msg : line;
+  return { at, node, line: message.slice(0, ERROR_LINE_CHARS_MAX) };
+}
+
+/** Most examples of each kind a verdict lists. */
+const EXAMPLES_SHOWN = 5;
+
+/** What one node logged at error or fatal level: how many lines, and the first of them. */
+export interface NodeErrors {
+  readonly node: number;
+  readonly count: number;
+  readonly lines: readonly ErrorLine[];
+}
+
+/**
+ * No request was answered with an internal error (`internal`: "n2 PUT k: 500 ERR_INTERNAL"
+ * lines from every client of the campaign) and no node logged an error: both are bugs by
+ * the API's and the node's own account, whatever else the history shows.
+ */
+export function checkNoErrors(internal: readonly string[], logged: readonly NodeErrors[]): Verdict {
+  const noisy = logged.filter((n) => n.count > 0);
+  const lines = noisy.reduce((sum, n) => sum + n.count, 0);
+  if (internal.length === 0 && lines === 0) {
+    return { ok: true, detail: "no internal error answered, no error logged by any node" };
+  }
+  const problems: string[] = [];
+  if (internal.length > 0) {
+    problems.push(
+      `${internal.length} requests answered with an internal error (a bug, by the API's contract): ${internal.slice(0, EXAMPLES_SHOWN).join("; ")}`,
+    );
+  }
+  for (const { node, count, lines: kept } of noisy) {
+    const shown = kept
+      .slice(0, EXAMPLES_SHOWN)
+      .map((l) => `${(l.at / 1000).toFixed(1)} s ${l.line}`);
+    problems.push(`n${node} logged ${count} errors, the first:\n${shown.join("\n")}`);
+  }
+  return {
+    ok: false,
+    detail: `${internal.length} internal errors answered, ${lines} error lines logged`,
+    problems,
+  };
+}
+
+/**
  * Codes the client library throws for an answer that says the request itself is wrong (a
  * 4xx: bad input, too large, not allowed, a membership conflict), where a fault only ever
  * refuses (no master, a deadline, a node that does not answer) or loses a comparison. A
@@ -244,6 +323,8 @@ const CODES_SHOWN = 6;
 export class ErrorTally {
   readonly refused = new Map<string, number>();
   readonly wrong = new Map<string, number>();
+  /** Internal errors (isInternalError), which are bugs wherever they come from. */
+  readonly internal = new Map<string, number>();
   /** The first message of each wrong code, for the report. */
   private readonly examples = new Map<string, string>();
 
@@ -257,27 +338,38 @@ export class ErrorTally {
         : typeof e.code === "string"
           ? e.code
           : String(e.name ?? "Error");
+    const internal = isInternalError(status, e.code);
     const wrong =
-      WRONG_REQUEST_CODES.has(code) || (status !== null && status >= 400 && status < 500);
-    const counts = wrong ? this.wrong : this.refused;
+      internal ||
+      WRONG_REQUEST_CODES.has(code) ||
+      (status !== null && status >= 400 && status < 500);
+    const counts = internal ? this.internal : wrong ? this.wrong : this.refused;
     counts.set(code, (counts.get(code) ?? 0) + 1);
     if (wrong && !this.examples.has(code)) this.examples.set(code, String(e.message ?? ""));
   }
 
   /** `refused: ERR_NO_MASTER 3, ERR_TIMEOUT 1`, or "" when nothing was refused. */
   detail(): string {
-    const all = [...this.refused, ...this.wrong].sort((a, b) => b[1] - a[1]);
+    const all = [...this.refused, ...this.wrong, ...this.internal].sort((a, b) => b[1] - a[1]);
     if (all.length === 0) return "";
     const shown = all.slice(0, CODES_SHOWN).map(([code, n]) => `${code} ${n}`);
     if (all.length > CODES_SHOWN) shown.push(`${all.length - CODES_SHOWN} more codes`);
     return `; errors: ${shown.join(", ")}`;
   }
 
-  /** One problem for each code that says the requests are wrong. */
+  /** One problem for each code that says the requests are wrong, or the node broken. */
   problems(): string[] {
-    return [...this.wrong].map(
+    return [...this.wrong, ...this.internal].map(
       ([code, n]) =>
         `${n} requests answered ${code}, which no fault explains: ${this.examples.get(code)}`,
+    );
+  }
+
+  /** One problem for each internal-error code only (for callers that expect refusals). */
+  internalProblems(): string[] {
+    return [...this.internal].map(
+      ([code, n]) =>
+        `${n} requests answered ${code}, an internal error (a bug): ${this.examples.get(code)}`,
     );
   }
 }

@@ -7,6 +7,7 @@
  */
 
 import { type BatonClient, createClient, type Member } from "../client/index.js";
+import { ErrorTally } from "./checks.js";
 import { sleep } from "./wait.js";
 
 /** Longest a replace (remove, then add back as a learner) may take, retries included. */
@@ -25,6 +26,8 @@ export interface PromoteOutcome {
 }
 
 export class CampaignMembers {
+  /** Every error the operator's requests met: refusals to retry, and any internal error. */
+  readonly errors = new ErrorTally();
   private readonly client: BatonClient;
 
   constructor(urls: readonly string[]) {
@@ -58,6 +61,7 @@ export class CampaignMembers {
         await this.client.addMember({ id, ...addresses });
         return;
       } catch (error) {
+        this.errors.note(error);
         if (performance.now() > deadline) {
           throw new Error(`member replace ${id}: ${(error as Error).message}`);
         }
@@ -84,6 +88,7 @@ export class CampaignMembers {
         await this.client.promoteMember(id);
         return { ok: true, attempts, ms: Math.round(performance.now() - started), error: null };
       } catch (e) {
+        this.errors.note(e);
         error = `${(e as { code?: string }).code ?? "error"}: ${(e as Error).message}`;
         await sleep(RETRY_MS);
       }
@@ -102,6 +107,7 @@ export class CampaignMembers {
       const answer = await this.client.switchover(to ?? undefined);
       return { ok: true, ...answer };
     } catch (e) {
+      this.errors.note(e);
       return {
         ok: false,
         error: `${(e as { code?: string }).code ?? "error"}: ${(e as Error).message}`,

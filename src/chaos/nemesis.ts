@@ -55,6 +55,16 @@ const HEALTHY_WAIT_MS_MAX = 10_000;
  * campaign could not make it at all.
  */
 const SKIPPED_DRAWS_MAX = 2;
+/**
+ * When a cut is proved, in ms after the rules are in: a write sent then to a node cut off
+ * from every majority can never commit before the heal, so any acknowledgement means the
+ * cut missed the nodes' traffic. The short wait covers rules a relay applies as it reads.
+ */
+const PROBE_AFTER_MS = 200;
+/** Longest a probe write waits for its answer, in ms (less when the fault ends sooner). */
+const PROBE_MS_MAX = 2000;
+/** Shortest probe worth sending, in ms: any acknowledgement comes within this on loopback. */
+const PROBE_MS_MIN = 200;
 
 export const NEMESIS_HELP: Readonly<Record<NemesisKind, string>> = {
   "kill-master": "SIGKILL the master, restart it later with its data",
@@ -86,6 +96,15 @@ export interface FaultWindow {
   detail: string;
   /** What the fault set out to do and did not finish, if anything (also in `detail`). */
   unfinished?: string;
+  /** Evidence that the fault did not take hold (a cut-off node acknowledged a write). */
+  noEffect?: string;
+}
+
+/** What a write sent to one node came to: acknowledged (200), or the refusal or error. */
+export interface ProbeOutcome {
+  readonly acknowledged: boolean;
+  /** "200", "503 ERR_NO_MASTER", "UND_ERR_CONNECT_TIMEOUT", "TimeoutError", ... */
+  readonly answer: string;
 }
 
 /** A fault drawn and not made, in campaign milliseconds. */
@@ -117,6 +136,12 @@ export interface NemesisContext {
   readonly members: CampaignMembers;
   /** Candidacies no master asked for (elections after a timeout) since campaign ms `since`. */
   unaskedCandidacies(since: number): number;
+  /**
+   * Writes a fresh key (outside the workload's, the bank's and the leases') through node
+   * `id` alone, waiting at most `timeoutMs` for the answer: how a fault proves that it cut
+   * that node off.
+   */
+  probeWrite(id: number, timeoutMs: number): Promise<ProbeOutcome>;
   /** Problems an operator would have to act on (a replace or promote that never finished). */
   readonly operatorProblems: string[];
   /** Fault windows, appended to as faults begin. */
@@ -217,7 +242,13 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
           break;
         }
       }
-      window.detail += `; unasked candidacies: ${context.unaskedCandidacies(window.start)}`;
+      const unasked = context.unaskedCandidacies(window.start);
+      window.detail += `; unasked candidacies: ${unasked}`;
+      // Every master stopped here hands over first, and every other node is only away for a
+      // restart: an election by timeout means a hand-over that did not happen.
+      if (unasked > 0 && window.unfinished === undefined) {
+        window.noEffect = `${unasked} candidacies no master asked for: a stopped master did not hand over`;
+      }
       close(window);
       return;
     }
@@ -238,7 +269,7 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
         await network.cut(master, other);
         await network.cut(other, master);
       }
-      await sleep(durationMs);
+      await holdProvingCut(context, window, master, durationMs);
       await network.healAll();
       close(window);
       return;
@@ -254,7 +285,7 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
           await network.cut(b, a);
         }
       }
-      await sleep(durationMs);
+      await holdProvingCut(context, window, prng.pick(minority), durationMs);
       await network.healAll();
       close(window);
       return;
@@ -278,7 +309,7 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       const window = open([id], `host of n${id} off the network`);
       await hostDown(id);
       try {
-        await sleep(durationMs);
+        await holdProvingCut(context, window, id, durationMs);
       } finally {
         await hostUp(id);
       }
@@ -312,6 +343,36 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
       return;
     }
   }
+}
+
+/**
+ * Keeps a cut in place for `durationMs` (from the call), proving on the way that it took
+ * hold: node `cut` is then off every majority, so a write sent through it alone cannot
+ * commit before the heal. An acknowledged one means the cut missed the nodes' own traffic
+ * (rules on the wrong addresses, a relay the nodes bypass), and every verdict of the run
+ * would be about a fault that never happened: it fails the faults verdict.
+ */
+async function holdProvingCut(
+  context: NemesisContext,
+  window: FaultWindow,
+  cut: number,
+  durationMs: number,
+): Promise<void> {
+  const endAt = context.now() + durationMs;
+  await sleep(Math.min(PROBE_AFTER_MS, durationMs));
+  const probeMs = Math.min(PROBE_MS_MAX, endAt - context.now() - 100);
+  if (probeMs >= PROBE_MS_MIN) {
+    const sentAt = context.now();
+    const outcome = await context.probeWrite(cut, probeMs);
+    const at = Math.round(sentAt - window.start);
+    if (outcome.acknowledged) {
+      window.noEffect = `n${cut} acknowledged a write sent through it alone ${at} ms into the cut: its links were not cut`;
+      window.detail += `; ${window.noEffect}`;
+    } else {
+      window.detail += `; a write through n${cut} at ${at} ms: ${outcome.answer}, as a cut-off node must`;
+    }
+  }
+  await sleep(Math.max(0, endAt - context.now()));
 }
 
 /**
@@ -365,6 +426,16 @@ export function checkFaults(
   const skipped = tally(skips.map((s) => s.kind));
   const unfinished = tally(windows.filter((w) => w.unfinished !== undefined).map((w) => w.kind));
   const problems: string[] = [];
+  if (asked.length > 0 && windows.length === 0) {
+    problems.push(
+      "no fault ran: every verdict is about a cluster left alone (a longer --duration makes room for faults)",
+    );
+  }
+  for (const w of windows) {
+    if (w.noEffect !== undefined) {
+      problems.push(`${w.kind} at ${(w.start / 1000).toFixed(1)} s: ${w.noEffect}`);
+    }
+  }
   for (const kind of new Set(asked)) {
     const times = skipped.get(kind) ?? 0;
     if ((ran.get(kind) ?? 0) > 0 || times <= SKIPPED_DRAWS_MAX) continue;

@@ -14,6 +14,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Agent, request } from "undici";
+import { type ErrorLine, parseErrorLine } from "./checks.js";
 import {
   ManagedProcess,
   type ManagedProcessOptions,
@@ -39,6 +40,9 @@ const SNAPSHOT_ENTRIES = 500;
 
 /** Lines of a node's output kept for the report of an unexpected exit. */
 const RECENT_LINES_MAX = 30;
+
+/** Error lines of a node kept for the report. */
+const ERROR_LINES_MAX = 20;
 
 /** Whether `baton start` knows `--join` (a wiped node rejoins without voting). */
 export function startSupportsJoin(): boolean {
@@ -234,6 +238,10 @@ export interface NodeSpec {
 export class ChaosNode extends NodeProcess {
   /** State transfers this node completed (restored a snapshot from the master). */
   stateTransfers = 0;
+  /** Lines this node logged at error or fatal level (the first ERROR_LINES_MAX of them). */
+  readonly errorLines: ErrorLine[] = [];
+  /** How many lines it logged at error or fatal level, those not kept included. */
+  errorLineCount = 0;
   private readonly recent: string[] = [];
 
   constructor(
@@ -295,10 +303,17 @@ export class ChaosNode extends NodeProcess {
     if (this.pid !== null) super.signal(signal);
   }
 
+  private noteErrorLine(error: ErrorLine): void {
+    this.errorLineCount++;
+    if (this.errorLines.length < ERROR_LINES_MAX) this.errorLines.push(error);
+  }
+
   private onLine(line: string): void {
     this.recent.push(line);
     if (this.recent.length > RECENT_LINES_MAX) this.recent.shift();
     if (line.includes("state transfer complete")) this.stateTransfers++;
+    const error = parseErrorLine(line, this.id, this.clock.wallOrigin);
+    if (error !== null) this.noteErrorLine(error);
     if (!line.includes('"event":"role"')) return;
     try {
       const json = JSON.parse(line) as {

@@ -17,6 +17,7 @@
 
 import { Agent, request } from "undici";
 import { Prng } from "../core/prng.js";
+import { isInternalError } from "./checks.js";
 import { sleep } from "./wait.js";
 
 export type OpKind = "read" | "write" | "cas" | "delete";
@@ -95,6 +96,8 @@ type AttemptResult = { readonly answer: Answer } | { readonly error: string };
 export class Workload {
   readonly history: OpRecord[] = [];
   readonly keysUsed = new Set<string>();
+  /** Answers that were internal errors (checks.ts isInternalError): "n2 PUT k: 500 ERR_INTERNAL". */
+  readonly internalErrors: string[] = [];
   private nextId = 1;
   private running = false;
   private loops: Promise<void>[] = [];
@@ -314,6 +317,10 @@ export class Workload {
         parsed = null;
       }
       const etag = response.headers.etag;
+      if (isInternalError(response.statusCode, parsed?.code)) {
+        const code = typeof parsed?.code === "string" ? ` ${parsed.code}` : "";
+        this.internalErrors.push(`n${node} ${method} ${key}: ${response.statusCode}${code}`);
+      }
       return {
         answer: {
           status: response.statusCode,

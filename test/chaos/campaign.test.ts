@@ -35,6 +35,7 @@ describe("chaos", () => {
       leases: { ok: true },
       membership: { ok: true },
       faults: { ok: true },
+      noErrors: { ok: true },
     });
     expect(Object.keys(result.totals.faults).length).toBeGreaterThanOrEqual(4);
   }, 300_000);

@@ -10,8 +10,11 @@ import { describe, expect, it } from "vitest";
 import {
   checkExactlyOnce,
   checkHistory,
+  checkNoErrors,
   checkNoLostWrites,
   ErrorTally,
+  isInternalError,
+  parseErrorLine,
 } from "../../src/chaos/checks.js";
 import type { OpRecord } from "../../src/chaos/workload.js";
 import { UnexpectedResponseError } from "../../src/client/errors.js";
@@ -127,7 +130,7 @@ describe("chaos checks", () => {
     tally.note(new NoMasterError());
     tally.note(new NoMasterError());
     tally.note(new TimeoutError("deadline passed"));
-    tally.note(new UnexpectedResponseError("http://n1", 500, "internal"));
+    tally.note(new UnexpectedResponseError("http://n1", 503, "no master"));
     expect(tally.problems()).toEqual([]);
     tally.note(new InvalidInputError("compare", "not a comparison"));
     tally.note(new UnexpectedResponseError("http://n1", 409, "session expired"));
@@ -136,7 +139,48 @@ describe("chaos checks", () => {
       "1 requests answered HTTP_409, which no fault explains: unexpected answer from http://n1 (HTTP 409): session expired",
     ]);
     expect(tally.detail()).toBe(
-      "; errors: ERR_NO_MASTER 2, ERR_TIMEOUT 1, HTTP_500 1, ERR_INVALID_INPUT 1, HTTP_409 1",
+      "; errors: ERR_NO_MASTER 2, ERR_TIMEOUT 1, HTTP_503 1, ERR_INVALID_INPUT 1, HTTP_409 1",
     );
+  });
+
+  it("chaos: an internal error (500, or any 5xx but 503 and 507) is a bug whichever loop meets it", () => {
+    const tally = new ErrorTally();
+    tally.note(new UnexpectedResponseError("http://n1", 409, "not caught up"));
+    tally.note(new UnexpectedResponseError("http://n1", 507, "quota"));
+    // The operator's loop expects refusals: only internal errors count against it.
+    expect(tally.internalProblems()).toEqual([]);
+    tally.note(new UnexpectedResponseError("http://n2", 500, "internal"));
+    tally.note(new UnexpectedResponseError("http://n2", 502, "bad gateway"));
+    expect(tally.internalProblems()).toEqual([
+      "1 requests answered HTTP_500, an internal error (a bug): unexpected answer from http://n2 (HTTP 500): internal",
+      "1 requests answered HTTP_502, an internal error (a bug): unexpected answer from http://n2 (HTTP 502): bad gateway",
+    ]);
+    expect(tally.problems()).toHaveLength(3);
+    expect(isInternalError(null, "ERR_INTERNAL")).toBe(true);
+    expect(isInternalError(503, "ERR_TIMEOUT")).toBe(false);
+  });
+
+  it("chaos: a node's error and fatal log lines fail noErrors, with their time and message; lower levels do not count", () => {
+    const origin = 1_000_000;
+    const line = (level: number, msg: string) =>
+      JSON.stringify({ level, time: origin + 2500, node: 2, msg });
+    expect(parseErrorLine(line(40, "slow disk"), 2, origin)).toBeNull();
+    expect(parseErrorLine("not json at all", 2, origin)).toBeNull();
+    const error = parseErrorLine(line(50, "receiving a snapshot failed"), 2, origin);
+    expect(error).toEqual({ at: 2500, node: 2, line: "receiving a snapshot failed" });
+    expect(checkNoErrors([], [{ node: 1, count: 0, lines: [] }]).ok).toBe(true);
+    const verdict = checkNoErrors(
+      ["n1 PUT k1: 500 ERR_INTERNAL"],
+      [
+        { node: 1, count: 0, lines: [] },
+        { node: 2, count: 30, lines: [error!] },
+      ],
+    );
+    expect(verdict.ok).toBe(false);
+    expect(verdict.detail).toBe("1 internal errors answered, 30 error lines logged");
+    expect(verdict.problems).toEqual([
+      "1 requests answered with an internal error (a bug, by the API's contract): n1 PUT k1: 500 ERR_INTERNAL",
+      "n2 logged 30 errors, the first:\n2.5 s receiving a snapshot failed",
+    ]);
   });
 });

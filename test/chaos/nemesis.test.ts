@@ -18,6 +18,27 @@ import type { Network } from "../../src/chaos/network.js";
 import type { ChaosNode } from "../../src/chaos/processes.js";
 import { Prng } from "../../src/core/prng.js";
 
+/** A context of stand-ins: every member of the campaign a test does not care about. */
+function standIns(clock: () => number): NemesisContext {
+  return {
+    prng: new Prng(1),
+    nodes: [1, 2, 3].map((id) => ({ id })) as unknown as ChaosNode[],
+    network: {} as Network,
+    now: clock,
+    currentMaster: () => 1,
+    healthy: () => false,
+    restart: () => {},
+    members: {} as CampaignMembers,
+    unaskedCandidacies: () => 0,
+    probeWrite: async () => ({ acknowledged: false, answer: "503 ERR_NO_MASTER" }),
+    operatorProblems: [],
+    windows: [],
+    skips: [],
+    faultMs: [1, 1],
+    quietMs: [0, 0],
+  };
+}
+
 function window(kind: FaultWindow["kind"], unfinished?: string): FaultWindow {
   return { kind, start: 0, end: 1, nodes: [1], detail: "", ...(unfinished ? { unfinished } : {}) };
 }
@@ -38,6 +59,7 @@ describe("chaos faults", () => {
       restart: () => {},
       members: {} as CampaignMembers,
       unaskedCandidacies: () => 0,
+      probeWrite: async () => ({ acknowledged: false, answer: "503 ERR_NO_MASTER" }),
       operatorProblems: [],
       windows,
       skips,
@@ -53,9 +75,95 @@ describe("chaos faults", () => {
     });
     const verdict = checkFaults(["wipe-restart"], windows, skips);
     expect(verdict.ok).toBe(false);
-    expect(verdict.problems).toEqual([
+    expect(verdict.problems).toContain(
       `wipe-restart was drawn ${skips.length} times and skipped every time: the cluster was not healthy within 10000 ms`,
-    ]);
+    );
+  });
+
+  it("faults: a cut proves itself: a write through the cut-off node acknowledged fails the verdict, refused passes", async () => {
+    const run = async (acknowledged: boolean) => {
+      let clock = 0;
+      const windows: FaultWindow[] = [];
+      const probed: number[] = [];
+      const cuts: string[] = [];
+      await runNemeses(
+        {
+          ...standIns(() => clock),
+          network: {
+            cut: async (a: number, b: number) => {
+              cuts.push(`${a}>${b}`);
+            },
+            healAll: async () => {},
+          } as unknown as Network,
+          // Each reading moves the campaign on by 50 ms: sleeps of 0 ms keep the test fast.
+          now: () => (clock += 50),
+          probeWrite: async (id) => {
+            probed.push(id);
+            return { acknowledged, answer: acknowledged ? "200" : "no answer (TimeoutError)" };
+          },
+          windows,
+          faultMs: [1500, 1500],
+          quietMs: [0, 0],
+        },
+        ["isolate-master"],
+        1700,
+      );
+      return { verdict: checkFaults(["isolate-master"], windows, []), windows, probed, cuts };
+    };
+    const refused = await run(false);
+    expect(refused.cuts).toEqual(["1>2", "2>1", "1>3", "3>1"]);
+    expect(refused.probed).toEqual([1]);
+    expect(refused.verdict.ok).toBe(true);
+    expect(refused.windows[0]!.detail).toMatch(
+      /a write through n1 at \d+ ms: no answer \(TimeoutError\), as a cut-off node must/,
+    );
+    const missed = await run(true);
+    expect(missed.verdict.ok).toBe(false);
+    expect(missed.verdict.problems?.[0]).toMatch(
+      /^isolate-master at [0-9.]+ s: n1 acknowledged a write sent through it alone \d+ ms into the cut: its links were not cut$/,
+    );
+  });
+
+  it("faults: a campaign in which no fault ran fails: its verdicts are about a cluster left alone", () => {
+    const verdict = checkFaults(["split", "kill-master"], [], []);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toMatch(/^no fault ran/);
+  });
+
+  it("faults: a rolling restart with an election nobody asked for fails (a stopped master did not hand over)", async () => {
+    const run = async (unasked: number) => {
+      const windows: FaultWindow[] = [];
+      const stopped: number[] = [];
+      let clock = 0;
+      const nodes = [1, 2, 3].map((id) => ({
+        id,
+        stop: async () => {
+          stopped.push(id);
+        },
+      }));
+      await runNemeses(
+        {
+          ...standIns(() => clock),
+          nodes: nodes as unknown as ChaosNode[],
+          now: () => (clock += 50),
+          healthy: () => true,
+          unaskedCandidacies: () => unasked,
+          windows,
+          faultMs: [1000, 1000],
+          quietMs: [0, 0],
+        },
+        ["rolling-restart"],
+        1200,
+      );
+      expect(stopped.sort()).toEqual([1, 2, 3]);
+      return checkFaults(["rolling-restart"], windows, []);
+    };
+    expect((await run(0)).ok).toBe(true);
+    const verdict = await run(2);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems?.[0]).toContain(
+      "2 candidacies no master asked for: a stopped master did not hand over",
+    );
   });
 
   it("faults: skipped, unfinished and never-drawn kinds are reported without failing (a short campaign draws few)", () => {
