@@ -159,3 +159,32 @@ it("snapshot save: a master reached by no address says which address failed, not
     removeTempDir(dir);
   }
 });
+
+it("timing: snapshot save with no node answering says it is waiting, then gives up naming the endpoint (exit 3)", async () => {
+  const dir = makeTempDir("baton-save-");
+  try {
+    const io = captureIo();
+    const started = Date.now();
+    const code = await main(
+      [
+        "snapshot",
+        "save",
+        join(dir, "b.snap"),
+        "--endpoints",
+        "http://127.0.0.1:1",
+        "--timeout",
+        "4000",
+      ],
+      io,
+    );
+    expect(code).toBe(3);
+    expect(io.err()).toContain(
+      "baton snapshot save: no snapshot yet; waiting for a master, up to 4 s in all (--timeout)",
+    );
+    expect(io.err()).toContain("no node answered at http://127.0.0.1:1");
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(readdirSync(dir)).toEqual([]);
+  } finally {
+    removeTempDir(dir);
+  }
+});

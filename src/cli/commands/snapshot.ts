@@ -38,6 +38,8 @@ import {
 import { ExitCode } from "./exit-code.js";
 
 const SAVE_TIMEOUT_MS_DEFAULT = 60_000;
+/** How long `snapshot save` waits silently before saying that it is waiting, in ms. */
+const SAVE_NOTICE_MS = 3000;
 
 /** Adds `snapshot save` and `snapshot restore` to `program`; each sets `io.exitCode`. */
 export function register(program: Command, io: CliIo): void {
@@ -100,9 +102,17 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
     io.stderr.write(`baton snapshot save: ${(error as Error).message}\n`);
     return ExitCode.usage;
   }
-  const deadline = Date.now() + (options.timeout ?? SAVE_TIMEOUT_MS_DEFAULT);
+  const timeoutMs = options.timeout ?? SAVE_TIMEOUT_MS_DEFAULT;
+  const deadline = Date.now() + timeoutMs;
   const agent = new Agent(credentials.ca === undefined ? {} : { connect: { ca: credentials.ca } });
   let unreachable: { id: number; from: string; text: string } | null = null;
+  // A cluster without a master (or no cluster at all) is waited for until the deadline: say
+  // so, rather than sit silent for a minute.
+  const notice = setTimeout(() => {
+    io.stderr.write(
+      `baton snapshot save: no snapshot yet; waiting for a master, up to ${Math.round(timeoutMs / 1000)} s in all (--timeout)\n`,
+    );
+  }, SAVE_NOTICE_MS);
   try {
     return await withClient(io, options, SAVE_TIMEOUT_MS_DEFAULT, async (client) => {
       // Checked already: the client was made from them.
@@ -128,6 +138,7 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
           answer = (await fromEndpoints(given, master.httpUrl!, agent, credentials)) ?? answer;
         }
         if (answer !== null && "index" in answer) {
+          clearTimeout(notice);
           const written = await writeSnapshotFile(file, answer);
           io.stdout.write(
             `saved ${file}: index ${answer.index} (every write up to revision ${answer.index}), term ${answer.term}, ${written} bytes of data, crc32 ${hex(answer.crc32)}, from ${answer.from}\n`,
@@ -153,6 +164,7 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
       }
     });
   } finally {
+    clearTimeout(notice);
     await agent.close();
   }
 }
