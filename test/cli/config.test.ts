@@ -281,6 +281,29 @@ describe("config", () => {
     expect(listenAny.code, listenAny.err).toBe(0);
   });
 
+  it("config: start refuses, before it binds anything, a --data that is a file and TLS files it cannot read (exit 2)", async () => {
+    const file = configFile("not-a-dir", {});
+    const r = await run([
+      "start",
+      "--id",
+      "1",
+      "--peers",
+      "1=127.0.0.1:7101",
+      "--data",
+      file,
+      "--no-http",
+      "--tls-ca",
+      join(dir, "missing-ca.crt"),
+      "--tls-cert",
+      join(dir, "missing.crt"),
+      "--tls-key",
+      join(dir, "missing.key"),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`data (--data): ${file} is a file, not a directory`);
+    expect(r.err).toContain(`tlsCa (--tls-ca): cannot read ${join(dir, "missing-ca.crt")}: ENOENT`);
+  });
+
   it("config: a file that is not JSON, or not an object, is named in the error", async () => {
     const path = join(dir, "broken.json");
     writeFileSync(path, "{ id: 1 ");

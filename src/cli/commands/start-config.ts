@@ -11,7 +11,7 @@
  * names and the translation to NodeConfig; it never starts anything.
  */
 
-import { accessSync, constants, readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
 import {
@@ -387,9 +387,21 @@ function storeQuotaSettings(settings: StartSettings): { quotaKeys: number; quota
   return { quotaKeys: quota.keyCountMax, quotaBytes: quota.bytesMax };
 }
 
-/** The files a node reads at start that cannot be read now, each with its setting. */
+/**
+ * The files a node reads at start that cannot be read now, each with its setting, and a
+ * data directory that is not one (a file under that name would fail the node's first
+ * write as a disk error).
+ */
 export function unreadableFiles(config: NodeConfig): string[] {
   const problems: string[] = [];
+  if (config.dataDir !== null) {
+    const kind = statSync(config.dataDir, { throwIfNoEntry: false });
+    if (kind !== undefined && !kind.isDirectory()) {
+      problems.push(
+        `data (--data): ${config.dataDir} is a file, not a directory; give a directory (it is created if missing)`,
+      );
+    }
+  }
   for (const name of [
     "tlsCa",
     "tlsCert",

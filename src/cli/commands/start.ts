@@ -25,7 +25,13 @@ import {
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
-import { loadStartConfig, rawSetting, type StartSources, storeQuotaOf } from "./start-config.js";
+import {
+  loadStartConfig,
+  rawSetting,
+  type StartSources,
+  storeQuotaOf,
+  unreadableFiles,
+} from "./start-config.js";
 
 /** What commander hands over: the settings (as text; start-config checks them) and --config. */
 type StartFlags = Record<string, unknown> & { config?: string };
@@ -341,6 +347,11 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     return ended(2);
   }
   const { config, settings } = loaded;
+  const unusable = unreadableFiles(config);
+  if (unusable.length > 0) {
+    io.stderr.write(`baton start: invalid configuration:\n  - ${unusable.join("\n  - ")}\n`);
+    return ended(2);
+  }
   const exposure = insecureExposure(config);
   if (exposure !== null) {
     io.stderr.write(`baton start: ${exposure}\n`);
