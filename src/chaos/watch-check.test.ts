@@ -62,10 +62,13 @@ describe("chaos watch verdict", () => {
   });
 
   it("watch verdict: a watch that ended early is judged up to where it got", () => {
-    const verdict = checkWatch(history, [change("put", "a", 3)], "ERR_COMPACTED: gone");
+    const changes = [change("put", "a", 3), change("put", "b", 5)];
+    const verdict = checkWatch(history, changes, "ERR_COMPACTED: gone");
     expect(verdict.ok).toBe(true);
-    expect(verdict.detail).toContain("1 of 3 acknowledged changes checked");
-    expect(verdict.detail).toContain("ended early (ERR_COMPACTED: gone)");
+    expect(verdict.detail).toContain("2 of 3 acknowledged changes checked");
+    expect(verdict.detail).toContain(
+      "ended early (ERR_COMPACTED: gone), leaving the 1 acknowledged changes after revision 5 unchecked",
+    );
   });
 
   it("watch verdict: a watch that checked none of the acknowledged changes fails (compacted before the first, or every one in a gap)", () => {
@@ -144,19 +147,162 @@ describe("chaos watch verdict", () => {
     );
   });
 
-  it("watch verdict: changes of keys the workload never used (bank, leases) are not its to judge", () => {
+  it("watch verdict: changes of keys the workload never used (bank, leases) are checked against the stream alone", () => {
     const whole = [
+      ...opening(1),
+      lease("put", 2),
       change("put", "a", 3),
+      account("a0", "90", 4),
+      account("a1", "110", 4),
       change("put", "b", 5),
-      bank(5),
       change("delete", null, 6),
+      lease("delete", 7),
     ];
-    const leaseEnd: WatchChange = { type: "delete", key: "lease/1", value: null, revision: 7 };
-    expect(checkWatch(history, [...whole, leaseEnd], null, 6)).toMatchObject({ ok: true });
+    const verdict = checkWatch(history, whole, null, 6);
+    expect(verdict).toMatchObject({ ok: true });
+    expect(verdict.detail).toContain("bank and lease keys (their clients keep no record)");
+    expect(verdict.detail).toContain("6 changes checked against the stream alone");
+    expect(verdict.detail).toContain("1 bank transactions balanced");
+  });
+
+  it("watch verdict: a change at an acknowledged operation's revision that is not its own fails, value included (an indeterminate write cannot take that revision)", () => {
+    const writes = [
+      op({ id: 1, key: "k", kind: "write", value: "a", revision: 3 }),
+      op({ id: 2, key: "k", kind: "write", value: "b", outcome: "indeterminate", completedAt: 2 }),
+      op({ id: 3, key: "k", kind: "read", output: "a", revision: 3, invokedAt: 5, completedAt: 6 }),
+    ];
+    // The timed-out write's value at the revision the acknowledged write was answered with.
+    const wrong = checkWatch(writes, [change("put", "b", 3)], null, 3);
+    expect(wrong.ok).toBe(false);
+    expect(wrong.problems).toEqual(["wrong value: put k@3 came as b, operation 1 wrote a"]);
+    // That change did not use up the write of unknown outcome: it may still be applied once.
+    const later = [change("put", "a", 3), change("put", "b", 7)];
+    expect(checkWatch(writes, later, null, 3)).toMatchObject({ ok: true });
+    // One command per revision: another key's change, or a delete, cannot share it.
+    const shared = checkWatch(writes, [change("put", "a", 3), bank(3)], null, 3);
+    expect(shared.problems).toEqual([
+      "a change at a revision another operation made: put bank/a0@3 (100), where operation 1 was acknowledged with put k@3 (a)",
+    ]);
+    // But a lease that ended as the write moved log time on deletes its keys at that revision.
+    const ended = [lease("put", 2), lease("delete", 3), change("put", "a", 3)];
+    expect(checkWatch(writes, ended, null, 3)).toMatchObject({ ok: true });
+    const deleted = checkWatch(writes, [change("delete", null, 3)], null, 3);
+    expect(deleted.problems).toEqual([
+      "missed: put k@3 (operation 1)",
+      "a change at a revision another operation made: delete k@3, where operation 1 was acknowledged with put k@3 (a)",
+      "deleted while gone: delete k@3, the key did not exist",
+    ]);
+  });
+
+  it("watch verdict: a watch ended by ERR_COMPACTED leaves the rest unchecked, and fails when the rest is most of it", () => {
+    const verdict = checkWatch(thousand, [put(1)], "ERR_COMPACTED: gone", 1000);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toEqual([
+      "the watch checked only 1 of the 1000 acknowledged changes in the revisions it had to see, less than 50%: 999 were in revisions it could not see (after 1)",
+    ]);
+    expect(verdict.detail).toContain(
+      "1 of 1000 acknowledged changes checked; the watch ended early (ERR_COMPACTED: gone), leaving the 999 acknowledged changes after revision 1 unchecked",
+    );
+  });
+
+  it("watch verdict: gaps fail when they held most of the acknowledged changes, and name what they held", () => {
+    const gapped = checkWatch(thousand, [put(1), put(1000)], null, 1000, [{ from: 2, to: 999 }]);
+    expect(gapped.ok).toBe(false);
+    expect(gapped.problems).toEqual([
+      "the watch checked only 2 of the 1000 acknowledged changes in the revisions it had to see, less than 50%: 998 were in revisions it could not see (2-999)",
+    ]);
+    // A gap of a few hundred revisions in a thousand, as a fail-over under compaction makes.
+    const seen = Array.from({ length: 601 }, (_, i) => put(i === 0 ? 1 : i + 400));
+    const small = checkWatch(thousand, seen, null, 1000, [{ from: 2, to: 400 }]);
+    expect(small).toMatchObject({ ok: true });
+    expect(small.detail).toContain(
+      "601 of 1000 acknowledged changes checked; revisions 2-400 compacted everywhere before the watch got there (it reopened after them; 399 acknowledged changes in them unchecked)",
+    );
+  });
+
+  it("watch verdict: an operation of unknown outcome cannot explain a revision committed before it was invoked", () => {
+    const ordered = [
+      op({
+        id: 1,
+        key: "k",
+        kind: "write",
+        value: "a",
+        revision: 3,
+        invokedAt: 0,
+        completedAt: 10,
+      }),
+      op({
+        id: 2,
+        key: "k",
+        kind: "write",
+        value: "b",
+        revision: 5,
+        invokedAt: 20,
+        completedAt: 30,
+      }),
+    ];
+    const late = { outcome: "indeterminate", invokedAt: 1000, completedAt: 2500 } as const;
+    const deletes = [...ordered, op({ id: 9, key: "k", kind: "delete", ...late })];
+    const between = [change("put", "a", 3), change("delete", null, 4), change("put", "b", 5)];
+    expect(checkWatch(deletes, between, null, 5).problems).toEqual([
+      "a delete nobody issued, or one applied twice: delete k@4 (no acknowledged delete at that revision, and of the deletes of unknown outcome left, operation 9 was invoked at 1000 ms, after operation 2's answer (at 30 ms) had shown revision 5 committed)",
+    ]);
+    const writes = [...ordered, op({ id: 9, key: "k", kind: "write", value: "c", ...late })];
+    const put4 = [change("put", "a", 3), change("put", "c", 4), change("put", "b", 5)];
+    expect(checkWatch(writes, put4, null, 5).problems).toEqual([
+      "operation 9, of unknown outcome, cannot have made put k@4 (c): operation 9 was invoked at 1000 ms, after operation 2's answer (at 30 ms) had shown revision 5 committed",
+    ]);
+    // Invoked once revision 3 was known, but before revision 5 was: revision 4 was still open.
+    const early = { ...late, invokedAt: 15 };
+    const inTime = [...ordered, op({ id: 9, key: "k", kind: "delete", ...early })];
+    expect(checkWatch(inTime, between, null, 5)).toMatchObject({ ok: true });
+  });
+
+  it("watch verdict: a bank transaction that makes or loses money, a bank account made later, and a delete of a key already gone fail", () => {
+    const halfDone = [
+      ...opening(1),
+      account("a0", "90", 2),
+      lease("delete", 3),
+      account("a2", "100", 4),
+      lease("put", 5),
+    ];
+    const verdict = checkWatch([], halfDone, null);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toEqual([
+      "a bank transaction made or lost money at 2: 100 before, 90 after (bank/a0=90)",
+      "deleted while gone: delete lease/1@3, the key did not exist",
+      "bank accounts made after the books were opened, at 4: bank/a2",
+    ]);
+    // After a gap the stream no longer knows the balances or which keys exist.
+    const reopened = [...opening(1), account("a0", "90", 9), lease("delete", 9), bank(10)];
+    const afterGap = checkWatch([], reopened, null, 0, [{ from: 2, to: 8 }]);
+    expect(afterGap).toMatchObject({ ok: true });
   });
 });
 
 /** A bank account's change, a key the workload never used. */
 function bank(revision: number): WatchChange {
   return { type: "put", key: "bank/a0", value: "100", revision };
+}
+
+function account(name: string, value: string, revision: number): WatchChange {
+  return { type: "put", key: `bank/${name}`, value, revision };
+}
+
+/** The bank's opening transaction, here of two accounts. */
+function opening(revision: number): WatchChange[] {
+  return [account("a0", "100", revision), account("a1", "100", revision)];
+}
+
+function lease(type: "put" | "delete", revision: number): WatchChange {
+  return { type, key: "lease/1", value: type === "put" ? "held" : null, revision };
+}
+
+/** A thousand acknowledged writes over four keys, one a revision; put(r) is revision r's. */
+const thousand = Array.from({ length: 1000 }, (_, i) =>
+  op({ id: i + 1, key: `k${i % 4}`, kind: "write", value: `v${i + 1}`, revision: i + 1 }),
+);
+
+function put(revision: number): WatchChange {
+  return { type: "put", key: `k${(revision - 1) % 4}`, value: `v${revision}`, revision };
 }

@@ -7,25 +7,40 @@
  *
  * - revisions never go back, and no change is delivered twice;
  * - every acknowledged write, compare-and-set that took effect and delete, at the revision
- *   its answer named, is among the changes (up to the last revision the watch reached);
+ *   its answer named and with the value it wrote, is among the changes (up to the last
+ *   revision the watch reached);
+ * - a revision an acknowledged operation was answered with holds that operation's change
+ *   and no other but the deletes of ended leases' keys: one command per revision;
  * - every change of a workload key is accounted for by a distinct operation that could have
  *   made it, so that one operation never accounts for two changes: nothing invented, and
  *   nothing applied twice (a retried write applied again shows up as its value at a second
- *   revision, a retried delete as a delete nobody else issued).
+ *   revision, a retried delete as a delete nobody else issued). An operation of unknown
+ *   outcome takes effect after it was invoked, so it cannot explain a revision that some
+ *   answer had already shown committed when it was invoked.
+ *
+ * The bank and the leases keep no record of their operations, so their keys' changes are
+ * checked against the stream alone: every bank transaction after the opening one moves
+ * money without making or losing any, and no key (of theirs or the workload's) is deleted
+ * while the stream says it is gone. When their loops come to record what the cluster
+ * answered them, those changes can be matched as the workload's are.
  *
  * When every node's history has moved past where the watch must resume (ERR_COMPACTED, as
  * after wipes and state transfers), the watch reopens from the oldest revision the cluster
  * still holds and notes the gap: the changes inside it cannot be checked, but everything
- * after it still is, which a watch that simply ended would give up. The verdict names the
- * gaps and how many acknowledged changes it checked, and fails when it checked none. Any
- * other end, or a watch that had not reached the last acknowledged change's revision when
- * the campaign stopped it, is a problem: the watch must survive every fault, and a stalled
- * watch delivers nothing wrong.
+ * after it still is, which a watch that simply ended would give up. It ends by
+ * ERR_COMPACTED only after REOPENS_MAX reopenings, and then every revision after the last it
+ * reached went unseen too. The verdict names the revisions it could not see and how many
+ * acknowledged changes they held, and fails when it checked fewer than CHECKED_SHARE_MIN of
+ * the acknowledged changes in the revisions it had to watch: a verdict on a few changes
+ * says nothing about the rest. Any other end, or a watch that had not reached the last
+ * acknowledged change's revision when the campaign stopped it, is a problem: the watch must
+ * survive every fault, and a stalled watch delivers nothing wrong.
  */
 
 import type { WatchChange } from "../client/index.js";
 import { type BatonClient, CompactedError, createClient } from "../client/index.js";
 import type { Verdict } from "./checks.js";
+import { sleep } from "./wait.js";
 import type { OpRecord } from "./workload.js";
 
 const PROBLEMS_SHOWN = 20;
@@ -33,6 +48,21 @@ const PROBLEMS_SHOWN = 20;
 const GAPS_SHOWN = 5;
 /** Times the watch reopens after ERR_COMPACTED before it gives up and says so. */
 const REOPENS_MAX = 100;
+/**
+ * Wait before asking again when the cluster said ERR_COMPACTED without naming a later
+ * revision to reopen from, in ms: a node that was down may be back by then.
+ */
+const REOPEN_PAUSE_MS = 250;
+/**
+ * Least share of the acknowledged changes in the revisions the watch had to see that it
+ * must have checked; the rest fell in revisions compacted everywhere before it got there.
+ * Gaps come from a watch that fell behind while every node that held its next revision
+ * restarted from a snapshot or received one, a small part of any campaign.
+ */
+const CHECKED_SHARE_MIN = 0.5;
+/** The prefixes of the bank's accounts (bank.ts) and the leases' keys (leases.ts). */
+const BANK_PREFIX = "bank/";
+const LEASE_PREFIX = "lease/";
 
 /** Revisions `from` to `to` (inclusive) that the watch could not see: compacted everywhere. */
 export interface WatchGap {
@@ -77,31 +107,63 @@ export class CampaignWatch {
   /**
    * Watches from revision 1 until stopped. When every node has compacted the revision to
    * resume from, it reopens from the oldest revision held and notes the gap (the client
-   * says which that is), up to REOPENS_MAX times.
+   * says which that is), or, when no node named one, asks again from where it got to; up
+   * to REOPENS_MAX times in all.
    */
   private async follow(): Promise<void> {
     let from = 1;
     for (let reopens = 0; ; reopens++) {
+      // A revision's changes cut short by the stream's end come again from its first.
+      let skip = this.deliveredOf(from);
       try {
         const options = { fromRevision: from, signal: this.controller.signal };
-        for await (const change of this.client.watch("", options)) this.changes.push(change);
-        return;
-      } catch (error) {
-        if (error instanceof CompactedError) {
-          const { fromRevision, startRevision } = error;
-          if (startRevision > fromRevision && reopens < REOPENS_MAX) {
-            this.gaps.push({ from: fromRevision, to: startRevision - 1 });
-            from = startRevision;
+        for await (const change of this.client.watch("", options)) {
+          if (skip > 0 && change.revision === from) {
+            skip--;
             continue;
           }
+          this.changes.push(change);
+        }
+        return;
+      } catch (error) {
+        if (!(error instanceof CompactedError)) {
+          this.endedBy = `${(error as Error).name}: ${(error as Error).message}`;
+          return;
+        }
+        if (reopens >= REOPENS_MAX) {
           this.endedBy = `ERR_COMPACTED: ${error.message}`;
           return;
         }
-        this.endedBy = `${(error as Error).name}: ${(error as Error).message}`;
-        return;
+        const { fromRevision, startRevision } = error;
+        if (startRevision > fromRevision) {
+          this.gaps.push({ from: fromRevision, to: startRevision - 1 });
+          from = startRevision;
+        } else {
+          from = Math.max(from, fromRevision);
+          await sleep(REOPEN_PAUSE_MS);
+        }
       }
     }
   }
+
+  /** How many changes of `revision` were delivered already (they come last). */
+  private deliveredOf(revision: number): number {
+    let count = 0;
+    for (let i = this.changes.length - 1; i >= 0 && this.changes[i]!.revision === revision; i--) {
+      count++;
+    }
+    return count;
+  }
+}
+
+/** The acknowledged changes the watch could check, and those it could not, by why. */
+interface Coverage {
+  readonly acknowledged: number;
+  readonly checked: number;
+  /** In the revisions the watch skipped after ERR_COMPACTED, each gap's count. */
+  readonly inGaps: readonly number[];
+  /** After the revision where the watch ended early by ERR_COMPACTED. */
+  readonly afterEnd: number;
 }
 
 /**
@@ -117,9 +179,8 @@ export function checkWatch(
   gaps: readonly WatchGap[] = [],
 ): Verdict {
   const problems: string[] = [];
-  if (endedBy !== null && !endedBy.startsWith("ERR_COMPACTED")) {
-    problems.push(`the watch ended: ${endedBy}`);
-  }
+  const compacted = endedBy?.startsWith("ERR_COMPACTED") === true;
+  if (endedBy !== null && !compacted) problems.push(`the watch ended: ${endedBy}`);
   const reached = changes.at(-1)?.revision ?? 0;
   if (endedBy === null && reached < target) {
     problems.push(
@@ -127,18 +188,18 @@ export function checkWatch(
     );
   }
   const first = checkOrder(changes, problems);
-  const coverage = checkDelivered(history, first.seen, reached, gaps, problems);
+  const acknowledged = history.filter(changedAt);
+  const checked = checkDelivered(acknowledged, first.delivered, reached, gaps, problems);
   checkAccounted(history, changes, first.fresh, problems);
-  if (coverage.acknowledged > 0 && coverage.checked === 0) {
-    problems.push(
-      `the watch checked none of the ${coverage.acknowledged} acknowledged changes (it reached revision ${reached})`,
-    );
-  }
+  const others = checkOtherKeys(changes, first.fresh, gaps, problems);
+  const coverage = coverageOf(acknowledged, checked, reached, gaps, compacted);
+  checkCoverage(coverage, reached, gaps, problems);
   const ended = endedBy === null ? "" : `; the watch ended early (${endedBy})`;
   const detail =
     `${changes.length} changes up to revision ${reached}, ` +
     `${coverage.checked} of ${coverage.acknowledged} acknowledged changes checked` +
-    `${describeGaps(gaps)}${ended}`;
+    `${describeGaps(gaps, coverage.inGaps)}${ended}${describeEnd(coverage, reached)}` +
+    describeOthers(others);
   if (problems.length === 0) {
     return { ok: true, detail: `every change once, in revision order: ${detail}` };
   }
@@ -149,12 +210,33 @@ export function checkWatch(
   };
 }
 
-/** Revisions never go back and no change comes twice; which changes came first, by index. */
+/**
+ * What the watch checked of `acknowledged`, and what it could not: the changes in each gap,
+ * and after an end by ERR_COMPACTED (`compacted`), those after `reached` too.
+ */
+function coverageOf(
+  acknowledged: readonly Acknowledged[],
+  checked: number,
+  reached: number,
+  gaps: readonly WatchGap[],
+  compacted: boolean,
+): Coverage {
+  const inGaps = gaps.map((g) => acknowledged.filter((op) => within(op.revision, g)).length);
+  const unseen = (op: Acknowledged): boolean =>
+    op.revision > reached && !gaps.some((g) => within(op.revision, g));
+  const afterEnd = compacted ? acknowledged.filter(unseen).length : 0;
+  return { acknowledged: acknowledged.length, checked, inGaps, afterEnd };
+}
+
+/**
+ * Revisions never go back and no change comes twice; which changes came first, by index,
+ * and the value each change delivered (null for a delete), by `changeId`.
+ */
 function checkOrder(
   changes: readonly WatchChange[],
   problems: string[],
-): { seen: Set<string>; fresh: boolean[] } {
-  const seen = new Set<string>();
+): { delivered: Map<string, string | null>; fresh: boolean[] } {
+  const delivered = new Map<string, string | null>();
   const fresh: boolean[] = [];
   let previous = 0;
   for (const change of changes) {
@@ -163,46 +245,74 @@ function checkOrder(
     }
     previous = change.revision;
     const id = changeId(change.type, change.key, change.revision);
-    if (seen.has(id)) problems.push(`delivered twice: ${id}`);
-    fresh.push(!seen.has(id));
-    seen.add(id);
+    if (delivered.has(id)) problems.push(`delivered twice: ${id}`);
+    fresh.push(!delivered.has(id));
+    if (!delivered.has(id)) delivered.set(id, change.value);
   }
-  return { seen, fresh };
+  return { delivered, fresh };
 }
 
 /**
- * Every acknowledged change up to `reached`, outside the gaps, must have been delivered.
- * Returns how many acknowledged changes there were, and how many of them could be checked.
+ * Every acknowledged change up to `reached`, outside the gaps, must have been delivered,
+ * with the value its operation wrote. Returns how many of them could be checked.
  */
 function checkDelivered(
-  history: readonly OpRecord[],
-  seen: ReadonlySet<string>,
+  acknowledged: readonly Acknowledged[],
+  delivered: ReadonlyMap<string, string | null>,
   reached: number,
   gaps: readonly WatchGap[],
   problems: string[],
-): { acknowledged: number; checked: number } {
-  let acknowledged = 0;
+): number {
   let checked = 0;
-  for (const op of history) {
-    if (op.kind === "read" || !applied(op) || op.revision === undefined) continue;
-    acknowledged++;
+  for (const op of acknowledged) {
     const { revision } = op;
-    if (revision > reached || gaps.some((g) => g.from <= revision && revision <= g.to)) continue;
+    if (revision > reached || gaps.some((g) => within(revision, g))) continue;
     checked++;
-    const id = changeId(op.kind === "delete" ? "delete" : "put", op.key, revision);
-    if (!seen.has(id)) problems.push(`missed: ${id} (operation ${op.id})`);
+    const id = changeId(typeOf(op), op.key, revision);
+    const value = delivered.get(id);
+    if (value === undefined) {
+      problems.push(`missed: ${id} (operation ${op.id})`);
+    } else if (op.kind !== "delete" && value !== op.value) {
+      problems.push(`wrong value: ${id} came as ${value}, operation ${op.id} wrote ${op.value}`);
+    }
   }
-  return { acknowledged, checked };
+  return checked;
 }
 
 /**
- * Matches every change of a workload key to a distinct operation that could have made it:
- * a put to the one operation that wrote its value (no two write the same value), a delete
- * to an acknowledged delete of that key at exactly that revision, or else to a delete of
- * that key whose outcome is unknown. An acknowledged operation makes its change at the
- * revision its answer named; one of unknown outcome at most once, anywhere; one that
- * definitely failed, or a compare-and-set whose comparison failed, never. Keys the
- * workload never used (the bank's, the leases', the liveness probe's) are not its to judge.
+ * A watch that checked none of the acknowledged changes, or fewer than CHECKED_SHARE_MIN
+ * of those in the revisions it had to see (all it reached, and after an end by
+ * ERR_COMPACTED the rest too), checked too little to mean anything. A watch that stalled
+ * or ended otherwise has failed already.
+ */
+function checkCoverage(
+  coverage: Coverage,
+  reached: number,
+  gaps: readonly WatchGap[],
+  problems: string[],
+): void {
+  const { acknowledged, checked, inGaps, afterEnd } = coverage;
+  if (acknowledged > 0 && checked === 0) {
+    problems.push(
+      `the watch checked none of the ${acknowledged} acknowledged changes (it reached revision ${reached})`,
+    );
+    return;
+  }
+  const unseen = inGaps.reduce((sum, count) => sum + count, 0) + afterEnd;
+  if (checked >= (checked + unseen) * CHECKED_SHARE_MIN) return;
+  const ranges = gaps.map((g) => `${g.from}-${g.to}`);
+  if (afterEnd > 0) ranges.push(`after ${reached}`);
+  problems.push(
+    `the watch checked only ${checked} of the ${checked + unseen} acknowledged changes in the revisions it had to see, less than ${CHECKED_SHARE_MIN * 100}%: ${unseen} were in revisions it could not see (${ranges.join(", ")})`,
+  );
+}
+
+/**
+ * Matches every change of a workload key to a distinct operation that could have made it
+ * (accountPut, accountDelete), and checks that a revision an acknowledged operation was
+ * answered with holds that operation's change and no other, whatever the key. The changes
+ * of other keys (the bank's, the leases', the liveness probe's) are checkOtherKeys' to
+ * judge otherwise.
  */
 function checkAccounted(
   history: readonly OpRecord[],
@@ -212,37 +322,59 @@ function checkAccounted(
 ): void {
   const keys = new Set<string>();
   const writers = new Map<string, OpRecord>();
-  const deletes = new Map<string, OpRecord>();
+  const owners = new Map<number, Acknowledged>();
   const unknownDeletes = new Map<string, OpRecord[]>();
   for (const op of history) {
     keys.add(op.key);
     if (op.kind === "write" || op.kind === "cas") writers.set(`${op.key}\u0000${op.value}`, op);
-    if (op.kind !== "delete") continue;
-    if (applied(op) && op.revision !== undefined) {
-      deletes.set(changeId("delete", op.key, op.revision), op);
-    } else if (op.outcome === "indeterminate") {
+    if (changedAt(op)) owners.set(op.revision, op);
+    if (op.kind === "delete" && op.outcome === "indeterminate") {
       unknownDeletes.set(op.key, [...(unknownDeletes.get(op.key) ?? []), op]);
     }
   }
-  /** Each operation matched so far, with the change it made. */
-  const used = new Map<number, string>();
+  const match: Matching = { owners, committedBy: committedBefore(history), used: new Map() };
   for (const [i, change] of changes.entries()) {
     // A change delivered twice is reported as such, not as a second application.
-    if (fresh[i] !== true || !keys.has(change.key)) continue;
-    const problem =
-      change.type === "put"
-        ? accountPut(change, writers.get(`${change.key}\u0000${change.value}`), used)
-        : accountDelete(change, deletes, unknownDeletes.get(change.key) ?? [], used);
+    if (fresh[i] !== true) continue;
+    let problem: string | null;
+    if (!keys.has(change.key)) {
+      // A lease ends at the revision of whichever command moves log time past its deadline,
+      // and its keys' deletes share that revision: only a put has a command of its own.
+      problem = change.type === "put" ? checkOwner(change, match) : null;
+    } else if (change.type === "put") {
+      problem = accountPut(change, writers.get(`${change.key}\u0000${change.value}`), match);
+    } else {
+      problem = accountDelete(change, unknownDeletes.get(change.key) ?? [], match);
+    }
     if (problem !== null) problems.push(problem);
   }
 }
 
-/** Matches a put to `op`, the operation that wrote its value; a problem when it cannot. */
-function accountPut(
-  change: WatchChange,
-  op: OpRecord | undefined,
-  used: Map<number, string>,
-): string | null {
+/** What matching changes to operations needs, and what it has matched so far. */
+interface Matching {
+  /** The acknowledged operation that made each revision's change. */
+  readonly owners: ReadonlyMap<number, Acknowledged>;
+  /** The highest revision an answer received before `time` named, and whose answer. */
+  readonly committedBy: (time: number) => Witness | null;
+  /** Each operation matched so far, with the change it made. */
+  readonly used: Map<number, string>;
+}
+
+/** An answer that showed `revision` committed: operation `op`'s, received at `at` ms. */
+interface Witness {
+  readonly revision: number;
+  readonly op: number;
+  readonly at: number;
+}
+
+/**
+ * Matches a put to `op`, the one operation that wrote its value (no two write the same
+ * value); a problem when it cannot: `op` definitely failed or its comparison did, it was
+ * acknowledged at another revision, another operation was acknowledged at this one, or
+ * `op`'s outcome is unknown and it made a change already or began after this revision was
+ * committed.
+ */
+function accountPut(change: WatchChange, op: OpRecord | undefined, match: Matching): string | null {
   if (op === undefined) return `invented: ${change.key} = ${change.value} at ${change.revision}`;
   const id = `${changeId("put", change.key, change.revision)} (${change.value})`;
   if (op.outcome === "failed") {
@@ -251,54 +383,278 @@ function accountPut(
   if (op.outcome === "ok" && op.output === false) {
     return `a failed operation took effect: ${id} by operation ${op.id}, whose comparison failed`;
   }
-  const before = used.get(op.id);
+  const owner = match.owners.get(change.revision);
+  if (owner !== undefined && owner !== op) return checkOwner(change, match);
+  const before = match.used.get(op.id);
   if (before !== undefined)
     return `applied twice: ${id}, operation ${op.id} already made ${before}`;
   if (op.outcome === "ok" && op.revision !== change.revision) {
     return `applied at another revision: ${id}, operation ${op.id} was acknowledged at ${op.revision}`;
   }
-  used.set(op.id, id);
+  if (op.outcome === "indeterminate" && !inTime(op, change.revision, match)) {
+    return `operation ${op.id}, of unknown outcome, cannot have made ${id}: ${tooLate(op, match)}`;
+  }
+  match.used.set(op.id, id);
   return null;
 }
 
 /**
  * Matches a delete to the acknowledged delete of its key at its revision, or else to one of
- * `unknown`, the deletes of its key whose outcome is unknown; a problem when none is left.
+ * `unknown`, the deletes of its key whose outcome is unknown, invoked before its revision
+ * was committed; a problem when none is left.
  */
 function accountDelete(
   change: WatchChange,
-  deletes: ReadonlyMap<string, OpRecord>,
   unknown: readonly OpRecord[],
-  used: Map<number, string>,
+  match: Matching,
 ): string | null {
+  if (match.owners.has(change.revision)) return checkOwner(change, match);
   const id = changeId("delete", change.key, change.revision);
-  const acknowledged = deletes.get(id);
-  const op =
-    acknowledged !== undefined && !used.has(acknowledged.id)
-      ? acknowledged
-      : unknown.find((candidate) => !used.has(candidate.id));
-  if (op === undefined) {
-    return `a delete nobody issued, or one applied twice: ${id} (no acknowledged delete at that revision, nor one of unknown outcome left)`;
+  const left = unknown.filter((candidate) => !match.used.has(candidate.id));
+  // A delete in time for one revision is in time for every later one, and changes come in
+  // revision order: whichever a change takes, the ones left suit later changes as well.
+  const op = left.find((candidate) => inTime(candidate, change.revision, match));
+  if (op !== undefined) {
+    match.used.set(op.id, id);
+    return null;
   }
-  used.set(op.id, id);
-  return null;
+  const why =
+    left.length === 0
+      ? "nor one of unknown outcome left"
+      : `and of the deletes of unknown outcome left, ${tooLate(left[0]!, match)}`;
+  return `a delete nobody issued, or one applied twice: ${id} (no acknowledged delete at that revision, ${why})`;
 }
 
-/** Whether `op` is acknowledged as having changed its key (a write, or a cas or delete that took effect). */
-function applied(op: OpRecord): boolean {
-  return op.outcome === "ok" && (op.kind === "write" || op.output === true);
+/**
+ * A revision an acknowledged operation was answered with holds its change and no other
+ * (one command per revision, and no workload command makes two changes), but for the
+ * deletes of ended leases' keys, which no workload key is. Its own change with another
+ * value is left to checkDelivered, which reports the wrong value.
+ */
+function checkOwner(change: WatchChange, match: Matching): string | null {
+  const owner = match.owners.get(change.revision);
+  if (owner === undefined) return null;
+  if (owner.key === change.key && typeOf(owner) === change.type) {
+    const id = changeId(change.type, change.key, change.revision);
+    if (change.type === "delete" || change.value === owner.value) match.used.set(owner.id, id);
+    return null;
+  }
+  const made = describeChange(change.type, change.key, change.revision, change.value);
+  const theirs = describeChange(typeOf(owner), owner.key, owner.revision, owner.value ?? null);
+  return `a change at a revision another operation made: ${made}, where operation ${owner.id} was acknowledged with ${theirs}`;
+}
+
+/**
+ * Whether `op`, of unknown outcome, could have made a change at `revision`: not when an
+ * answer received before `op` was invoked had shown that revision, or a later one,
+ * committed, since an operation takes effect only after it is invoked.
+ */
+function inTime(op: OpRecord, revision: number, match: Matching): boolean {
+  return (match.committedBy(op.invokedAt)?.revision ?? 0) < revision;
+}
+
+function tooLate(op: OpRecord, match: Matching): string {
+  const witness = match.committedBy(op.invokedAt);
+  const shown =
+    witness === null
+      ? ""
+      : `, after operation ${witness.op}'s answer (at ${witness.at} ms) had shown revision ${witness.revision} committed`;
+  return `operation ${op.id} was invoked at ${op.invokedAt} ms${shown}`;
+}
+
+/**
+ * For any time, the highest revision that answers received before it named: a write's,
+ * compare-and-set's or delete's own, or the revision of the value a read found. Each one
+ * was committed when its answer came, and every revision below it with it.
+ */
+function committedBefore(history: readonly OpRecord[]): (time: number) => Witness | null {
+  const answers = history
+    .filter((op) => op.outcome === "ok" && op.revision !== undefined && op.completedAt !== null)
+    .map((op) => ({ revision: op.revision ?? 0, op: op.id, at: op.completedAt ?? 0 }))
+    .sort((a, b) => a.at - b.at);
+  /** highest[i]: the answer with the highest revision among the first i + 1. */
+  const highest: Witness[] = [];
+  for (const answer of answers) {
+    const best = highest.at(-1);
+    highest.push(best === undefined || answer.revision > best.revision ? answer : best);
+  }
+  return (time) => {
+    // The number of answers received strictly before `time`, by binary search.
+    let low = 0;
+    let high = answers.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (answers[middle]!.at < time) low = middle + 1;
+      else high = middle;
+    }
+    return low === 0 ? null : highest[low - 1]!;
+  };
+}
+
+/** The bank's accounts as the stream has shown them, and what it found checking them. */
+interface OtherKeys {
+  /** Changes of the bank's and the leases' keys. */
+  changes: number;
+  /** Bank transactions whose every account's balance before was known, so checked. */
+  transfers: number;
+}
+
+/**
+ * Checks the stream against itself, for the keys whose clients keep no record: no key is
+ * deleted while the stream says it is gone, and every bank transaction but the opening one
+ * moves money without making or losing any. Only what the stream showed since its last gap
+ * counts (a key's state from before a gap is unknown after it), and only revisions it
+ * showed whole: not one cut by a gap, nor the last (the watch may have stopped in it).
+ */
+function checkOtherKeys(
+  changes: readonly WatchChange[],
+  fresh: readonly boolean[],
+  gaps: readonly WatchGap[],
+  problems: string[],
+): OtherKeys {
+  const found: OtherKeys = { changes: 0, transfers: 0 };
+  /** Whether each key exists, as the stream has shown since its last gap. */
+  const exists = new Map<string, boolean>();
+  /** Whether the stream has shown every change so far (else a key not seen is unknown). */
+  let whole = true;
+  let group: WatchChange[] = [];
+  const books = new Map<string, number>();
+  for (const [i, change] of changes.entries()) {
+    if (fresh[i] !== true) continue;
+    const previous = group[0]?.revision ?? 0;
+    if (change.revision !== previous) {
+      if (!gaps.some((g) => within(previous, g))) {
+        found.transfers += checkBank(group, books, whole, problems);
+      }
+      group = [];
+      if (gaps.some((g) => g.from >= previous && g.to < change.revision)) {
+        exists.clear();
+        books.clear();
+        whole = false;
+      }
+    }
+    group.push(change);
+    if (change.key.startsWith(BANK_PREFIX) || change.key.startsWith(LEASE_PREFIX)) {
+      found.changes++;
+    }
+    const known = exists.get(change.key) ?? (whole ? false : undefined);
+    if (change.type === "delete" && known === false) {
+      problems.push(
+        `deleted while gone: ${changeId("delete", change.key, change.revision)}, the key did not exist`,
+      );
+    }
+    exists.set(change.key, change.type === "put");
+  }
+  return found;
+}
+
+/**
+ * Checks one revision's changes of bank accounts against `books`, the balances the stream
+ * has shown, and applies them: the opening transaction makes every account at once, while
+ * none exists, and every one after it moves money between accounts that exist, deleting
+ * none. `whole`: whether the stream has shown every change so far, so that an account not
+ * in `books` does not exist. Returns 1 when it checked a transfer, else 0.
+ */
+function checkBank(
+  group: readonly WatchChange[],
+  books: Map<string, number>,
+  whole: boolean,
+  problems: string[],
+): number {
+  const accounts = group.filter((change) => change.key.startsWith(BANK_PREFIX));
+  if (accounts.length === 0) return 0;
+  const revision = accounts[0]!.revision;
+  const opened = books.size > 0;
+  const before = accounts.map((change) => books.get(change.key));
+  const after = accounts.map((change) => Number(change.value));
+  for (const change of accounts) books.delete(change.key);
+  if (accounts.some((change) => change.type === "delete")) {
+    problems.push(`a bank account was deleted at ${revision}: ${describeAccounts(accounts)}`);
+    return 0;
+  }
+  if (after.some((amount) => !Number.isSafeInteger(amount) || amount < 0)) {
+    problems.push(`a bank account holds no amount at ${revision}: ${describeAccounts(accounts)}`);
+    return 0;
+  }
+  for (const [i, change] of accounts.entries()) books.set(change.key, after[i]!);
+  if (before.every((amount) => amount !== undefined)) {
+    const sum = (amounts: readonly (number | undefined)[]): number =>
+      amounts.reduce<number>((total, amount) => total + (amount ?? 0), 0);
+    if (sum(before) !== sum(after)) {
+      problems.push(
+        `a bank transaction made or lost money at ${revision}: ${sum(before)} before, ${sum(after)} after (${describeAccounts(accounts)})`,
+      );
+    }
+    return 1;
+  }
+  // An account the stream has not shown: new, which only the opening may make, or one whose
+  // balance a gap hid.
+  if (whole && (opened || before.some((amount) => amount !== undefined))) {
+    const made = accounts.filter((_, i) => before[i] === undefined).map((change) => change.key);
+    problems.push(
+      `bank accounts made after the books were opened, at ${revision}: ${made.join(", ")}`,
+    );
+  }
+  return 0;
+}
+
+function describeAccounts(accounts: readonly WatchChange[]): string {
+  return accounts.map((c) => `${c.key}=${c.value ?? "(deleted)"}`).join(" ");
+}
+
+/** An operation acknowledged as having changed its key, at `revision`. */
+type Acknowledged = OpRecord & { readonly revision: number };
+
+/**
+ * Whether `op` is acknowledged as having changed its key (a write, or a compare-and-set or
+ * delete that took effect), at the revision its answer named.
+ */
+function changedAt(op: OpRecord): op is Acknowledged {
+  const applied = op.outcome === "ok" && (op.kind === "write" || op.output === true);
+  return applied && op.kind !== "read" && op.revision !== undefined;
+}
+
+function typeOf(op: OpRecord): "put" | "delete" {
+  return op.kind === "delete" ? "delete" : "put";
+}
+
+function within(revision: number, gap: WatchGap): boolean {
+  return gap.from <= revision && revision <= gap.to;
 }
 
 function changeId(type: "put" | "delete", key: string, revision: number): string {
   return `${type} ${key}@${revision}`;
 }
 
-function describeGaps(gaps: readonly WatchGap[]): string {
+function describeChange(
+  type: "put" | "delete",
+  key: string,
+  revision: number,
+  value: string | null,
+): string {
+  const id = changeId(type, key, revision);
+  return type === "put" ? `${id} (${value})` : id;
+}
+
+function describeGaps(gaps: readonly WatchGap[], inGaps: readonly number[]): string {
   if (gaps.length === 0) return "";
   const shown = gaps
     .slice(0, GAPS_SHOWN)
     .map((g) => `${g.from}-${g.to}`)
     .join(", ");
   const more = gaps.length > GAPS_SHOWN ? ` and ${gaps.length - GAPS_SHOWN} more` : "";
-  return `; revisions ${shown}${more} compacted everywhere before the watch got there (it reopened after them)`;
+  const unchecked = inGaps.reduce((sum, count) => sum + count, 0);
+  return `; revisions ${shown}${more} compacted everywhere before the watch got there (it reopened after them; ${unchecked} acknowledged changes in them unchecked)`;
+}
+
+function describeEnd(coverage: Coverage, reached: number): string {
+  if (coverage.afterEnd === 0) return "";
+  return `, leaving the ${coverage.afterEnd} acknowledged changes after revision ${reached} unchecked`;
+}
+
+function describeOthers(others: OtherKeys): string {
+  return (
+    `; bank and lease keys (their clients keep no record): ${others.changes} changes checked ` +
+    `against the stream alone, ${others.transfers} bank transactions balanced`
+  );
 }
