@@ -14,9 +14,13 @@
  * goes down, and never falls behind a transfer the bank was told succeeded, and no account
  * is older than the last acknowledged transfer that wrote it.
  *
- * A loop that never gets through checks nothing: a run of `exerciseMsMin` or more with no
- * transfer fails the verdict, and so does any answer that says the requests themselves
- * are wrong (ErrorTally); refusals the faults explain are only counted.
+ * A loop that never gets through checks nothing: a run that ended one round or more (an
+ * attempt to open the books, or a read and a transfer, answered or failed) with no
+ * transfer fails the verdict, however short it was. Only a run stopped before its first
+ * round ended is too short to check anything, and its verdict says so; stop() lets the
+ * round in progress end, and once the books are open, one transfer at least, so a campaign
+ * always has one. Any answer that says the requests themselves are wrong (ErrorTally)
+ * fails it too; refusals the faults explain are only counted.
  *
  * It goes through the client library, which retries a transaction with one idempotency key
  * across fail-overs; a transaction whose outcome stayed unknown is harmless to the
@@ -31,16 +35,6 @@ const ACCOUNTS = 5;
 const OPENING_BALANCE = 100;
 const PREFIX = "bank/";
 const PROBLEMS_SHOWN = 20;
-/**
- * The default shortest run, in ms, that must have moved money once: every campaign ends
- * with seconds of a healed cluster, and the shortest campaigns run 15 s of faults before.
- */
-const EXERCISE_MS_MIN = 30_000;
-
-export interface CampaignBankOptions {
-  /** A run at least this long, in ms, with no transfer fails the verdict. @default 30000 */
-  readonly exerciseMsMin?: number;
-}
 
 export class CampaignBank {
   /** Range reads that found the books wrong: what they saw. */
@@ -49,6 +43,10 @@ export class CampaignBank {
   transfers = 0;
   /** Transfers refused because an account changed since the read (fine: compare failed). */
   conflicts = 0;
+  /** Attempts to open the books that ended, answered or failed. */
+  openings = 0;
+  /** Transfer rounds (a read, then a transaction) that ended, answered or failed. */
+  tried = 0;
   /** What the loop caught and carried on after. */
   readonly errors = new ErrorTally();
   /** Whether the books exist: a read found them, or the opening transaction was answered. */
@@ -58,7 +56,6 @@ export class CampaignBank {
   /** Per account, the revision of the last acknowledged transaction that wrote it. */
   private readonly written = new Map<string, number>();
   private readonly client: BatonClient;
-  private readonly exerciseMsMin: number;
   private startedAt: number | null = null;
   private stoppedAt: number | null = null;
   private stopping = false;
@@ -67,10 +64,8 @@ export class CampaignBank {
   constructor(
     urls: readonly string[],
     private readonly prng: Prng,
-    options: CampaignBankOptions = {},
   ) {
     this.client = createClient({ endpoints: [...urls], deadlineMs: 5000 });
-    this.exerciseMsMin = options.exerciseMsMin ?? EXERCISE_MS_MIN;
   }
 
   start(): void {
@@ -90,6 +85,24 @@ export class CampaignBank {
   }
 
   private async run(): Promise<void> {
+    if (!(await this.open())) return;
+    // One transfer even when asked to stop at once: books opened and never moved would
+    // leave the verdict nothing to say.
+    while (!this.stopping || this.tried === 0) {
+      try {
+        await this.transfer();
+      } catch (error) {
+        // The cluster is between masters: the next round tries again.
+        this.errors.note(error);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      } finally {
+        this.tried++;
+      }
+    }
+  }
+
+  /** Opens the books, retrying until answered; false when asked to stop first. */
+  private async open(): Promise<boolean> {
     const accounts = Array.from({ length: ACCOUNTS }, (_, i) => `${PREFIX}a${i}`);
     // Opening the books only once: the transaction holds only while no account exists.
     while (!this.stopping) {
@@ -101,22 +114,16 @@ export class CampaignBank {
         // Answered: it opened them, or they were open already (its comparison failed).
         if (opening.succeeded) this.acknowledged(accounts, opening.revision);
         this.booksOpen = true;
-        break;
+        return true;
       } catch (error) {
         // No master yet or a deadline passed: try again.
         this.errors.note(error);
         await new Promise((resolve) => setTimeout(resolve, 50));
+      } finally {
+        this.openings++;
       }
     }
-    while (!this.stopping) {
-      try {
-        await this.transfer();
-      } catch (error) {
-        // The cluster is between masters: the next round tries again.
-        this.errors.note(error);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    return false;
   }
 
   /** Notes a transaction acknowledged at `revision` that wrote `accounts`. */
@@ -191,18 +198,24 @@ export class CampaignBank {
 
   verdict(): Verdict {
     const ranMs = (this.stoppedAt ?? performance.now()) - (this.startedAt ?? performance.now());
+    const ran = `${(ranMs / 1000).toFixed(0)} s`;
     const detail =
       `${this.reads} range reads, ${this.transfers} transfers, ${this.conflicts} refused by ` +
-      `their comparison in ${(ranMs / 1000).toFixed(0)} s${this.errors.detail()}`;
+      `their comparison in ${ran}${this.errors.detail()}`;
     const problems = [...this.problems, ...this.errors.problems()];
-    if (this.transfers === 0 && ranMs >= this.exerciseMsMin) {
-      problems.push(`no transfer succeeded in ${(ranMs / 1000).toFixed(0)} s: nothing was checked`);
+    const rounds = this.openings + this.tried;
+    if (this.transfers === 0 && rounds > 0) {
+      const tried = this.booksOpen
+        ? `${this.tried} tried`
+        : `the books never opened in ${this.openings} attempts`;
+      problems.push(`no transfer succeeded in ${ran} (${tried}): nothing was checked`);
     }
     if (problems.length === 0) {
-      return {
-        ok: true,
-        detail: `every read found ${ACCOUNTS * OPENING_BALANCE} in ${ACCOUNTS} accounts: ${detail}`,
-      };
+      const what =
+        rounds === 0
+          ? "too short to check the books: it stopped before its first round (an opening, or a read and a transfer) ended"
+          : `every read found ${ACCOUNTS * OPENING_BALANCE} in ${ACCOUNTS} accounts`;
+      return { ok: true, detail: `${what}: ${detail}` };
     }
     return {
       ok: false,

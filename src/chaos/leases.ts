@@ -1,57 +1,99 @@
 /**
  * The campaign's leases: one loop grants a lease of TTL_SECONDS, attaches a new key to
- * it, never keeps it alive, and reads the key back just before the lease may end. Under
- * the same faults as the other clients, two things must hold:
+ * it, never keeps it alive, and reads the key back as close to the lease's end as the
+ * reads' own latency allows. Under the same faults as the other clients, two things must
+ * hold:
  *
  * - never early: a read that completed before the grant was sent plus the TTL found the
- *   key (log time, which leases end by, never runs ahead of the real time the grant took,
- *   and a fail-over only gives leases more time);
+ *   key (its linearization point lies before its completion; log time, which leases end
+ *   by, never runs ahead of the real time the grant took, and a fail-over only gives
+ *   leases more time);
  * - eventually: once the cluster has healed and a TTL has passed, no key of any of these
  *   leases is left (a final range read of the prefix is empty).
  *
- * A loop that never gets through checks nothing: a run of `exerciseMsMin` or more in which
- * no lease was read back in time fails the verdict, and so does any answer that says the
- * requests themselves are wrong (ErrorTally); refusals the faults explain are only counted.
+ * A read can only see a lease that ended early if it reaches the master after the lease
+ * ended, so a single read well before the end would miss a lease that ends a little early.
+ * Each key is therefore read several times: once well before the end, then by overlapping
+ * reads started as long before the end as quantiles of the latest reads' latency, so that
+ * some complete in time having started as late as the machine's latency allows. Reads
+ * that complete after the end are discarded. The verdict says how close to the end the
+ * last read in time of each lease got, and how many leases no read checked.
+ *
+ * A loop that never gets through checks nothing: a run that ended one round or more (a
+ * lease granted, attached and read back, or a failure on the way) with no lease read back
+ * in time fails the verdict, however short it was. Only a run stopped before its first
+ * round ended is too short to check anything, and its verdict says so; stop() lets the
+ * round in progress end, so a campaign always has one. Any answer that says the requests
+ * themselves are wrong (ErrorTally) fails it too; refusals the faults explain are only
+ * counted.
  *
  * It goes through the client library, like a program holding leases would.
  */
 
 import { type BatonClient, createClient } from "../client/index.js";
 import { ErrorTally, type Verdict } from "./checks.js";
+import { sleep } from "./wait.js";
 
 const TTL_SECONDS = 3;
 const PREFIX = "lease/";
 const PROBLEMS_SHOWN = 20;
+/** The first read of a lease's key starts at least this long before the lease may end, in ms. */
+const FIRST_READ_MS_BEFORE = 700;
 /**
- * The default shortest run, in ms, that must have read a lease back in time once: every
- * campaign ends with seconds of a healed cluster, and a lease is checked within a TTL.
+ * The later reads of a key start as long before the end as these quantiles of the latest
+ * reads' latency: a read started a quantile q before the end completes in time about q of
+ * the time, so most leases get a read in time that started close to the end, on a loaded
+ * machine too, where latencies vary tenfold.
  */
-const EXERCISE_MS_MIN = 30_000;
+const LATE_READ_QUANTILES = [0.9, 0.75, 0.6, 0.45, 0.3, 0.2, 0.1] as const;
+/**
+ * And as long before the end as these multiples of the 90th percentile: where reads are
+ * fast and alike, the quantiles start within a few ms of each other and one pause of the
+ * machine would make them all late.
+ */
+const LATE_READ_P90_MULTIPLES = [3, 2, 1.5] as const;
+/** Read latencies the quantiles are taken from: the latest ones, about eight leases' worth. */
+const LATENCY_COUNT_MAX = 64;
+/** The read latency assumed before any read was timed, in ms. */
+const LATENCY_MS_DEFAULT = 100;
+/**
+ * Log time counts whole milliseconds (each entry is stamped with the master's Date.now()),
+ * so a lease may end up to this long, in ms, before the real time its grant was stamped
+ * plus the TTL. A read must complete this much before the deadline to say anything.
+ */
+const STAMP_GUARD_MS = 1;
 
-export interface CampaignLeasesOptions {
-  /** A run at least this long, in ms, that checked no lease fails the verdict. @default 30000 */
-  readonly exerciseMsMin?: number;
+/** One read of a lease's key: when it completed (performance.now()) and what it found. */
+interface ReadBack {
+  readonly completedAt: number;
+  readonly found: boolean;
 }
 
 export class CampaignLeases {
   readonly problems: string[] = [];
   granted = 0;
-  /** Reads that completed in time and found the key, as they must. */
+  /** Leases whose key a read that completed in time looked for (and found, as it must). */
   checked = 0;
+  /** Per checked lease, how long before its deadline the last read in time completed, in ms. */
+  readonly margins: number[] = [];
+  /** Rounds (grant, attach, read back) that ended, checked or not. */
+  rounds = 0;
   /** Keys left after the final wait, which must be none. */
   left: string[] = [];
   /** What the loop caught and carried on after. */
   readonly errors = new ErrorTally();
   private readonly client: BatonClient;
-  private readonly exerciseMsMin: number;
+  /** The latencies of the latest reads, in ms, oldest first. */
+  private readonly latencies: number[] = [];
   private startedAt: number | null = null;
   private stoppedAt: number | null = null;
   private stopping = false;
+  /** Set by abandon(): the failures that closing the client causes are not the cluster's. */
+  private abandoned = false;
   private running: Promise<void> | null = null;
 
-  constructor(urls: readonly string[], options: CampaignLeasesOptions = {}) {
+  constructor(urls: readonly string[]) {
     this.client = createClient({ endpoints: [...urls], deadlineMs: 5000 });
-    this.exerciseMsMin = options.exerciseMsMin ?? EXERCISE_MS_MIN;
   }
 
   start(): void {
@@ -64,7 +106,7 @@ export class CampaignLeases {
     this.stopping = true;
     await this.running;
     this.stoppedAt = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, TTL_SECONDS * 1000 + 2000));
+    await sleep(TTL_SECONDS * 1000 + 2000);
     try {
       this.left = (await this.client.range(PREFIX, { keysOnly: true })).items.map((i) => i.key);
     } catch (error) {
@@ -76,6 +118,7 @@ export class CampaignLeases {
   /** Stops at once, without the final check (the campaign ended early). */
   async abandon(): Promise<void> {
     this.stopping = true;
+    this.abandoned = true;
     await this.client.close();
     await this.running;
     this.stoppedAt = performance.now();
@@ -87,9 +130,13 @@ export class CampaignLeases {
         await this.grantAndCheck(`${PREFIX}${n}`);
       } catch (error) {
         // No master, or a deadline passed: the next round tries again.
-        this.errors.note(error);
+        if (!this.abandoned) this.errors.note(error);
       }
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Our own close may have cut the round short: it is not a round, nor the cluster's
+      // failure.
+      if (this.abandoned) break;
+      this.rounds++;
+      await sleep(200);
     }
   }
 
@@ -98,52 +145,114 @@ export class CampaignLeases {
     const lease = await this.client.grantLease(TTL_SECONDS);
     this.granted++;
     const deadline = sentAt + TTL_SECONDS * 1000;
+    if (!(await this.attach(key, lease.id, deadline))) return;
+    const margin = await this.readBack(key, lease.id, deadline);
+    if (margin === null) return;
+    this.checked++;
+    this.margins.push(margin);
+  }
+
+  /** Attaches `key` to the lease; false when the lease was gone already. */
+  private async attach(key: string, leaseId: number, deadline: number): Promise<boolean> {
     try {
-      await this.client.put(key, "held", { lease: lease.id });
+      await this.client.put(key, "held", { lease: leaseId });
+      return true;
     } catch (error) {
+      if ((error as { code?: string }).code !== "ERR_LEASE_NOT_FOUND") throw error;
       // The lease already gone when its key is attached: that is an early end too, the
       // plainest one, as long as the refusal came before the lease could have ended.
-      if ((error as { code?: string }).code === "ERR_LEASE_NOT_FOUND") {
-        if (performance.now() < deadline) {
-          const early = Math.round(deadline - performance.now());
-          this.problems.push(
-            `lease ${lease.id} was gone at least ${early} ms early: attaching ${key} was refused (ERR_LEASE_NOT_FOUND)`,
-          );
-        }
-        return;
-      }
-      throw error;
-    }
-    const readAt = deadline - 700;
-    const wait = readAt - performance.now();
-    if (wait < 0) return; // the writes themselves took most of the TTL: nothing to check
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    const entry = await this.client.get(key);
-    // Only a read that completed before the deadline says anything.
-    if (performance.now() >= deadline) return;
-    this.checked++;
-    if (entry === null) {
       const early = Math.round(deadline - performance.now());
-      this.problems.push(`${key} (lease ${lease.id}) was gone at least ${early} ms early`);
+      if (early > 0) {
+        this.problems.push(
+          `lease ${leaseId} was gone at least ${early} ms early: attaching ${key} was refused (ERR_LEASE_NOT_FOUND)`,
+        );
+      }
+      return false;
     }
+  }
+
+  /**
+   * Reads `key` back: one read well before `deadline`, then, if that one found the key in
+   * time, overlapping reads that start as long before the end as quantiles and multiples of
+   * the latest reads' latency (LATE_READ_QUANTILES, LATE_READ_P90_MULTIPLES), so that some
+   * are likely to complete in time having started as late as that allows. Returns how long
+   * before `deadline` the last read in time completed, in ms, or null when none did.
+   */
+  private async readBack(key: string, leaseId: number, deadline: number): Promise<number | null> {
+    const end = deadline - STAMP_GUARD_MS;
+    const firstAt = end - Math.max(FIRST_READ_MS_BEFORE, 2 * this.latencyMs(0.9));
+    const first = await this.readAt(key, firstAt, end);
+    const reads = first === null ? [] : [first];
+    if (first?.found === true && first.completedAt <= end) {
+      const now = performance.now();
+      const starts = new Set([
+        ...LATE_READ_P90_MULTIPLES.map((k) => end - k * this.latencyMs(0.9)),
+        ...LATE_READ_QUANTILES.map((q) => end - this.latencyMs(q)),
+      ]);
+      const late = [...starts].filter((at) => at > now).map((at) => this.readAt(key, at, end));
+      for (const read of await Promise.all(late)) if (read !== null) reads.push(read);
+    }
+    const inTime = reads.filter((read) => read.completedAt <= end);
+    if (inTime.length === 0) return null;
+    const gone = inTime.filter((read) => !read.found);
+    if (gone.length > 0) {
+      const early = Math.round(deadline - Math.min(...gone.map((read) => read.completedAt)));
+      this.problems.push(`${key} (lease ${leaseId}) was gone at least ${early} ms early`);
+    }
+    return deadline - Math.max(...inTime.map((read) => read.completedAt));
+  }
+
+  /**
+   * Reads `key` at `startAt` (at once if that has passed, unless it is past `end`): when the
+   * read completed and whether it found the key, or null when it failed or was not sent.
+   */
+  private async readAt(key: string, startAt: number, end: number): Promise<ReadBack | null> {
+    const wait = startAt - performance.now();
+    if (wait > 0) await sleep(wait);
+    const startedAt = performance.now();
+    if (startedAt >= end) return null;
+    try {
+      const found = (await this.client.get(key)) !== null;
+      const completedAt = performance.now();
+      this.noteLatency(completedAt - startedAt);
+      return { completedAt, found };
+    } catch (error) {
+      // The reads in time still count; the cluster's refusal is counted.
+      if (!this.abandoned) this.errors.note(error);
+      return null;
+    }
+  }
+
+  private noteLatency(ms: number): void {
+    this.latencies.push(ms);
+    if (this.latencies.length > LATENCY_COUNT_MAX) this.latencies.shift();
+  }
+
+  /** The quantile `q` of the latest reads' latency, in ms. */
+  private latencyMs(q: number): number {
+    if (this.latencies.length === 0) return LATENCY_MS_DEFAULT;
+    return nearestRank(this.latencies, q);
   }
 
   verdict(): Verdict {
     const ranMs = (this.stoppedAt ?? performance.now()) - (this.startedAt ?? performance.now());
-    const detail =
-      `${this.granted} leases of ${TTL_SECONDS} s, ${this.checked} read back in time in ` +
-      `${(ranMs / 1000).toFixed(0)} s${this.errors.detail()}`;
+    const ran = `${(ranMs / 1000).toFixed(0)} s`;
+    const detail = `${this.summary()}, in ${ran}${this.errors.detail()}`;
     const problems = [...this.problems, ...this.errors.problems()];
     if (this.left.length > 0) {
       problems.push(`${this.left.length} keys outlived their leases: ${this.left.join(", ")}`);
     }
-    if (this.checked === 0 && ranMs >= this.exerciseMsMin) {
+    if (this.checked === 0 && this.rounds > 0) {
       problems.push(
-        `no lease was read back in time in ${(ranMs / 1000).toFixed(0)} s: nothing was checked`,
+        `no lease was read back in time in ${ran} (${this.rounds} ${this.rounds === 1 ? "round" : "rounds"} ended): nothing was checked`,
       );
     }
     if (problems.length === 0) {
-      return { ok: true, detail: `no lease ended early, every one ended: ${detail}` };
+      const what =
+        this.rounds === 0
+          ? "too short to check a lease: it stopped before its first round (grant, attach, read back) ended"
+          : "no lease ended early, every one ended";
+      return { ok: true, detail: `${what}: ${detail}` };
     }
     return {
       ok: false,
@@ -151,4 +260,21 @@ export class CampaignLeases {
       problems: problems.slice(0, PROBLEMS_SHOWN),
     };
   }
+
+  /** `12 leases of 3 s: 11 read back in time, 1 unchecked; last read in time …`. */
+  private summary(): string {
+    const counts =
+      `${this.granted} leases of ${TTL_SECONDS} s: ${this.checked} read back in time, ` +
+      `${this.granted - this.checked} unchecked`;
+    if (this.margins.length === 0) return counts;
+    const ms = (q: number): string => `${Math.round(nearestRank(this.margins, q))} ms`;
+    return `${counts}; last read in time before the deadline: median ${ms(0.5)}, closest ${ms(0)}, widest ${ms(1)}`;
+  }
+}
+
+/** The nearest-rank quantile `q` (0..1) of `values`, which must not be empty. */
+function nearestRank(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[rank]!;
 }

@@ -1,8 +1,8 @@
 /**
  * The campaign's bank on a one-node stand-in over the real HTTP API and state machine:
  * transfers run and every range read finds the books whole; books that do not add up, a
- * read older than an acknowledged transfer, and a run that moved nothing because its
- * requests were refused as wrong are reported.
+ * read older than an acknowledged transfer, and a run that moved nothing, however short,
+ * because its requests were refused as wrong or its transfers never held, are reported.
  */
 
 import { pino } from "pino";
@@ -109,7 +109,7 @@ describe("chaos bank", () => {
       return errorAnswer(400, "ERR_INVALID_INPUT", "compare: not a comparison");
     });
     proxies.push(proxy.server);
-    const bank = new CampaignBank([proxy.url], new Prng(4), { exerciseMsMin: 0 });
+    const bank = new CampaignBank([proxy.url], new Prng(4));
     bank.start();
     await until(() => refused >= 2);
     await bank.stop();
@@ -119,6 +119,42 @@ describe("chaos bank", () => {
     expect(verdict.problems?.[0]).toMatch(
       /^\d+ requests answered ERR_INVALID_INPUT, which no fault explains: /,
     );
-    expect(verdict.problems?.[1]).toMatch(/^no transfer succeeded in \d+ s: nothing was checked$/);
+    expect(verdict.problems?.[1]).toMatch(
+      /^no transfer succeeded in \d+ s \(the books never opened in \d+ attempts\): nothing was checked$/,
+    );
+  });
+
+  it("bank: a short run in which no transfer went through fails the verdict (every transfer refused by its comparison)", async () => {
+    const node = new LocalKvNode(1);
+    let refused = 0;
+    const proxy = await startAnswerProxy(await serve(node), async (incoming, forward) => {
+      // A transfer compares revisions; the opening transaction compares existence.
+      if (incoming.url !== "/v1/txn" || !incoming.body.includes('"revision"')) return forward();
+      refused++;
+      const headers = { "content-type": "application/json; charset=utf-8" };
+      return { status: 200, headers, body: JSON.stringify({ succeeded: false, revision: 5 }) };
+    });
+    proxies.push(proxy.server);
+    const bank = new CampaignBank([proxy.url], new Prng(5));
+    bank.start();
+    await until(() => refused >= 3);
+    await bank.stop();
+    const verdict = bank.verdict();
+    expect(bank.conflicts).toBeGreaterThanOrEqual(3);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toEqual([
+      expect.stringMatching(/^no transfer succeeded in \d+ s \(\d+ tried\): nothing was checked$/),
+    ]);
+  });
+
+  it("bank: a run judged before its first round ended is too short to check, and says so", async () => {
+    const bank = new CampaignBank([await serve(new LocalKvNode(1))], new Prng(6));
+    bank.start();
+    expect(bank.verdict()).toMatchObject({
+      ok: true,
+      detail: expect.stringMatching(/^too short to check the books: /),
+    });
+    await bank.stop();
+    expect(bank.verdict()).toMatchObject({ ok: true });
   });
 });

@@ -1,8 +1,9 @@
 /**
  * The campaign's leases on a one-node stand-in over the real HTTP API and state machine,
  * with the master's lease ticks running: leases are read back before their TTL and are all
- * gone after it. Real time (a lease lives 3 s), hence the `timing:` name. A run whose
- * grants are all refused as bad requests checks nothing, and says so.
+ * gone after it, and a lease that ends a little early is caught. Real time (a lease lives
+ * 3 s), hence the `timing:` names. A run whose grants are all refused as bad requests, or
+ * whose reads all come back too late, checks nothing, and says so, however short it was.
  */
 
 import { pino } from "pino";
@@ -10,7 +11,15 @@ import { describe, expect, it } from "vitest";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import { CampaignLeases } from "../../src/chaos/leases.js";
 import { createHttpServer } from "../../src/http/server.js";
+import { encodeCommand } from "../../src/kv/index.js";
 import { errorAnswer, startAnswerProxy } from "./answer-proxy.js";
+
+async function until(condition: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 describe("chaos leases", () => {
   it("timing: leases: none ends early and every one ends", async () => {
@@ -24,12 +33,15 @@ describe("chaos leases", () => {
       await leases.stop();
       expect(leases.granted).toBeGreaterThan(0);
       expect(leases.checked).toBeGreaterThan(0);
-      expect(leases.verdict()).toMatchObject({ ok: true });
+      expect(leases.verdict()).toMatchObject({
+        ok: true,
+        detail: expect.stringMatching(/last read in time before the deadline: median \d+ ms/),
+      });
     } finally {
       node.store.stopLeaseTicker();
       await server.close();
     }
-  }, 30_000);
+  }, 40_000);
 
   it("leases: a run whose grants are all refused as bad requests fails the verdict (none checked, 400s)", async () => {
     const node = new LocalKvNode(1);
@@ -44,12 +56,9 @@ describe("chaos leases", () => {
       },
     );
     try {
-      const leases = new CampaignLeases([proxy.url], { exerciseMsMin: 0 });
+      const leases = new CampaignLeases([proxy.url]);
       leases.start();
-      const deadline = Date.now() + 5000;
-      while (refused < 2 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await until(() => refused >= 2, 5000);
       // Without the final wait of a TTL: what matters is that nothing was checked.
       await leases.abandon();
       const verdict = leases.verdict();
@@ -63,5 +72,89 @@ describe("chaos leases", () => {
       await new Promise((done) => proxy.server.close(done));
       await server.close();
     }
+  });
+
+  it("timing: leases: a lease that ends 200 ms before its TTL fails the verdict (revoked 2.8 s after its grant arrived)", async () => {
+    const node = new LocalKvNode(1);
+    node.store.startLeaseTicker();
+    const server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
+    const revokes: NodeJS.Timeout[] = [];
+    const proxy = await startAnswerProxy(
+      (await server.listen("127.0.0.1", 0)).url,
+      async (incoming, forward) => {
+        const arrivedAt = performance.now();
+        const answer = await forward();
+        if (incoming.method !== "POST" || incoming.url !== "/v1/leases") return answer;
+        const { id } = JSON.parse(answer.body) as { id: number };
+        const revokeAt = arrivedAt + 2800 - performance.now();
+        revokes.push(
+          setTimeout(() => node.apply(encodeCommand({ type: "lease_revoke", id })), revokeAt),
+        );
+        return answer;
+      },
+    );
+    try {
+      const leases = new CampaignLeases([proxy.url]);
+      leases.start();
+      // Every key is gone for the last 200 ms of its TTL; the first lease's reads are timed
+      // from one read's latency only, so a loaded machine may need a round or two more.
+      await until(() => leases.problems.length > 0 || leases.granted >= 5, 20_000);
+      await leases.abandon();
+      const verdict = leases.verdict();
+      expect(verdict.ok).toBe(false);
+      expect(verdict.problems?.[0]).toMatch(
+        /^lease\/\d \(lease \d+\) was gone at least \d+ ms early$/,
+      );
+    } finally {
+      for (const timer of revokes) clearTimeout(timer);
+      node.store.stopLeaseTicker();
+      await new Promise((done) => proxy.server.close(done));
+      await server.close();
+    }
+  }, 40_000);
+
+  it("timing: leases: a short run whose reads all come back after the deadline fails the verdict (none checked, one round of 3 s)", async () => {
+    const node = new LocalKvNode(1);
+    node.store.startLeaseTicker();
+    const server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
+    const proxy = await startAnswerProxy(
+      (await server.listen("127.0.0.1", 0)).url,
+      async (incoming, forward) => {
+        const answer = await forward();
+        // Later than the first read's 700 ms before the deadline: no read says anything.
+        if (incoming.method === "GET" && incoming.url.startsWith("/v1/kv/lease")) {
+          await new Promise((resolve) => setTimeout(resolve, 800));
+        }
+        return answer;
+      },
+    );
+    try {
+      const leases = new CampaignLeases([proxy.url]);
+      leases.start();
+      // The second grant: the first round has ended, its one read too late.
+      await until(() => leases.granted >= 2, 10_000);
+      await leases.abandon();
+      const verdict = leases.verdict();
+      expect(verdict.ok).toBe(false);
+      expect(verdict.problems).toEqual([
+        expect.stringMatching(
+          /^no lease was read back in time in \d+ s \(1 round ended\): nothing was checked$/,
+        ),
+      ]);
+    } finally {
+      node.store.stopLeaseTicker();
+      await new Promise((done) => proxy.server.close(done));
+      await server.close();
+    }
+  }, 40_000);
+
+  it("leases: a run judged before its first round ended is too short to check, and says so", async () => {
+    const leases = new CampaignLeases(["http://127.0.0.1:1"]);
+    leases.start();
+    expect(leases.verdict()).toMatchObject({
+      ok: true,
+      detail: expect.stringMatching(/^too short to check a lease: /),
+    });
+    await leases.abandon();
   });
 });
