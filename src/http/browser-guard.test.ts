@@ -1,14 +1,16 @@
 /**
- * The browser guard with a member whose advertised URL does not parse (a configuration
- * written by an older version may hold one): that member alone is left out, and the other
- * members' dashboards are still let in.
+ * The browser guard and the members' origins: a member whose advertised URL does not parse
+ * (a configuration written by an older version may hold one) is left out alone, and a
+ * member advertised on a loopback address is the same dashboard under any loopback name
+ * (a page opened at localhost talks to members advertised at 127.0.0.1), while every other
+ * name, port and scheme is still refused.
  */
 
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi, memberStatus } from "../../harness/doubles/fake-node-api.js";
-import type { MemberStatus } from "../protocol/status.js";
 import { httpOrigin } from "./browser-guard.js";
+import type { FaultInjector } from "./routes/fault-routes.js";
 import { createHttpServer, type HttpServer } from "./server.js";
 
 const servers: HttpServer[] = [];
@@ -31,6 +33,82 @@ describe("browser guard: members' origins", () => {
       server.app.inject({ method: "PUT", url: "/v1/kv/a", payload: "v", headers: { origin } });
     expect((await write("http://127.0.0.1:8103")).statusCode).toBe(200);
     expect((await write("http://a:9999")).statusCode).toBe(403);
+  });
+
+  it("guard: a member advertised on loopback is let in under localhost or [::1] too, at its own port and scheme only", async () => {
+    const api = new FakeKvNodeApi(1);
+    api.members = [
+      memberStatus(1, "http://127.0.0.1:8101"),
+      memberStatus(2, "http://127.0.0.1:8102"),
+      memberStatus(3, "http://10.0.0.3:8103", "10.0.0.3:7103"),
+    ];
+    const server = createHttpServer({ api, logger: pino({ level: "silent" }) });
+    servers.push(server);
+    const write = (origin: string) =>
+      server.app.inject({ method: "PUT", url: "/v1/kv/a", payload: "v", headers: { origin } });
+    for (const origin of ["http://localhost:8102", "http://[::1]:8102", "http://localhost:8101"]) {
+      expect((await write(origin)).statusCode, origin).toBe(200);
+    }
+    for (const origin of [
+      // No member at that port, another scheme, a member that is not on loopback.
+      "http://localhost:8109",
+      "https://localhost:8102",
+      "http://localhost:8103",
+      // Other names for this machine are no loopback name a browser keeps to itself.
+      "http://127.0.0.2:8102",
+      "http://localhost.evil.example:8102",
+      "http://evil.example:8102",
+    ]) {
+      const refused = await write(origin);
+      expect(refused.statusCode, origin).toBe(403);
+      expect(refused.json(), origin).toMatchObject({ code: "ERR_FORBIDDEN", field: "Origin" });
+    }
+  });
+
+  it("guard: the fault routes take a dashboard opened at localhost for a member advertised at 127.0.0.1", async () => {
+    const calls: string[] = [];
+    const faults: FaultInjector = {
+      kill: () => calls.push("kill"),
+      pause: () => calls.push("pause"),
+      partition: () => calls.push("partition"),
+      heal: () => calls.push("heal"),
+      partitioned: () => false,
+    };
+    const api = new FakeKvNodeApi(2);
+    api.members = [
+      memberStatus(1, "http://127.0.0.1:8101"),
+      memberStatus(2, "http://127.0.0.1:8102"),
+    ];
+    const token = "0123456789abcdef0123456789abcdef";
+    const server = createHttpServer({
+      api,
+      logger: pino({ level: "silent" }),
+      faults,
+      faultToken: token,
+    });
+    servers.push(server);
+    const origin = "http://localhost:8101";
+    const state = await server.app.inject({ url: "/v1/faults", headers: { origin } });
+    expect(state.json()).toMatchObject({ enabled: true, token });
+    const preflight = await server.app.inject({
+      method: "OPTIONS",
+      url: "/v1/faults/partition",
+      headers: { origin, "access-control-request-method": "POST" },
+    });
+    expect(preflight.statusCode).toBe(204);
+    const post = await server.app.inject({
+      method: "POST",
+      url: "/v1/faults/partition",
+      headers: { origin, "x-baton-fault": token },
+    });
+    expect(post.statusCode).toBe(200);
+    expect(calls).toEqual(["partition"]);
+    // A page elsewhere gets no token, and its request changes nothing.
+    const foreign = await server.app.inject({
+      url: "/v1/faults",
+      headers: { origin: "http://evil.example:8101" },
+    });
+    expect(foreign.json().token).toBeUndefined();
   });
 
   it("guard: httpOrigin gives an http or https URL's origin, else null", () => {

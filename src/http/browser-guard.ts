@@ -14,6 +14,14 @@
  *   read everything; so on a loopback listener the Host must be one of the node's names.
  *
  * A node with tokens needs neither: a browser never attaches a bearer token by itself.
+ *
+ * A member advertised under a loopback name (127.0.0.1, localhost, [::1]) is reached by a
+ * browser on the same machine under any of the three: its page opened as
+ * `http://localhost:8101/` sends `Origin: http://localhost:8101` to the other members, and
+ * that origin is the same member's dashboard. Only a process on the browser's own machine
+ * can serve a page under a loopback name, and such a process can already ask the nodes
+ * anything without an Origin, so the equivalence lets in no page that was kept out. A
+ * rebinding page keeps its own name in its Origin, and is refused as before.
  */
 
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -108,6 +116,25 @@ export function httpOrigin(url: string): string | null {
   }
 }
 
+/** The loopback names a browser may use for one listener on its own machine. */
+const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/**
+ * An origin under a loopback name, written with one name for all three (scheme and port
+ * kept), or null for any other origin: two origins with the same result reach the same
+ * port on the browser's machine.
+ */
+function loopbackOrigin(origin: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    return null;
+  }
+  if (!LOOPBACK_NAMES.has(parsed.hostname) || parsed.origin !== origin) return null;
+  return `${parsed.protocol}//loopback:${parsed.port}`;
+}
+
 /** Whether the Host header names this node by an allowed name (its port is not checked). */
 export function hostAllowed(request: FastifyRequest, context: HttpContext): boolean {
   const host = request.headers.host;
@@ -126,12 +153,16 @@ export function hostAllowed(request: FastifyRequest, context: HttpContext): bool
 
 /**
  * No Origin (curl, scripts), or exactly one of: this node's origin under an allowed host
- * and its own port, or a member's advertised origin.
+ * and its own port, a member's advertised origin, or a member's loopback origin under
+ * another loopback name (see the file's comment).
  */
 export function originAllowed(request: FastifyRequest, context: HttpContext): boolean {
   const origin = request.headers.origin;
   if (origin === undefined) return true;
-  if (memberOrigins(context).includes(origin)) return true;
+  const members = memberOrigins(context);
+  if (members.includes(origin)) return true;
+  const asLoopback = loopbackOrigin(origin);
+  if (asLoopback !== null && members.some((m) => loopbackOrigin(m) === asLoopback)) return true;
   const listening = context.listening();
   if (listening === null) return false;
   for (const name of allowedHostnames(context)) {
