@@ -242,6 +242,87 @@ describe("dashboard in a browser", () => {
     expect(scriptErrors).toEqual([]);
   }, 240_000);
 
+  it("timing: dashboard: opened at localhost, a member's Kill button kills it, and the page says so only once it stops answering", async () => {
+    const browser = await openBrowser();
+    const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
+    const peers = [1, 2, 3].map((id) => `${id}=127.0.0.1:${peerPort + id - 1}`).join(",");
+    const urls = [1, 2, 3].map((id) => `http://127.0.0.1:${httpPort + id - 1}`);
+    const output: string[] = [];
+    const exits = new Map<number, string>();
+    for (const id of [1, 2, 3]) {
+      const node = new ManagedProcess(
+        `node${id}`,
+        process.execPath,
+        [
+          ...["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts"), "start"],
+          ...["--id", String(id), "--peers", peers, "--http", `127.0.0.1:${httpPort + id - 1}`],
+          ...["--memory", "--allow-fault-injection"],
+        ],
+        {
+          cwd: REPO_ROOT,
+          group: true,
+          onLine: (line) => output.push(`${id}: ${line}`),
+          onExit: (exit) => exits.set(id, exit.how),
+        },
+      );
+      node.start();
+      cleanups.push(() => node.stop(8000));
+    }
+    const answers = (url: string) =>
+      fetch(`${url}/v1/status`).then(
+        (r) => (r.ok ? (r.json() as Promise<{ role: string }>) : undefined),
+        () => undefined,
+      );
+    await waitUntil(
+      "a master, with every node serving",
+      async () => {
+        const roles = await Promise.all(urls.map(answers));
+        if (roles.some((answer) => answer === undefined)) return undefined;
+        return roles.filter((answer) => answer?.role === "master").length === 1 ? true : undefined;
+      },
+      60_000,
+      async () => output.slice(-30).join("\n"),
+    );
+    const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+    const scriptErrors: string[] = [];
+    page.on("pageerror", (error) => scriptErrors.push(error.message));
+    // The members advertise 127.0.0.1; the page is opened under another name for it.
+    await page.goto(`http://localhost:${httpPort}/`);
+    await waitUntil(
+      "three members with one master, and their fault buttons",
+      async () =>
+        (await page.locator("#members tbody tr").count()) === 3 &&
+        (await nodesInRole(page, "master")).length === 1 &&
+        (await page.locator("#members tbody button[data-fault=kill]:enabled").count()) === 3
+          ? true
+          : undefined,
+      40_000,
+      async () =>
+        `${await page.locator("#members").textContent()}\n${output.slice(-20).join("\n")}`,
+    );
+    // Not the page's own node, whose origin this is: a backup, so no fail-over muddles it.
+    const target = (await nodesInRole(page, "backup")).find((id) => id !== 1) as number;
+    await page
+      .locator(`#members tbody tr[data-node="${target}"] button[data-fault="kill"]`)
+      .click();
+    const message = page.locator("#fault-message");
+    const said = await waitUntil(
+      "the outcome of the kill",
+      async () => {
+        const text = (await message.textContent()) ?? "";
+        return text === "" || /^Sending|waiting for/.test(text) ? undefined : text;
+      },
+      20_000,
+    );
+    expect(said).toMatch(new RegExp(`^Killed node ${target}`));
+    // And it is so: the node's port no longer answers, and its process died of the kill.
+    expect(await answers(urls[target - 1] as string)).toBeUndefined();
+    expect(said).toBe(`Killed node ${target}: it accepted the request and no longer answers.`);
+    await waitUntil("the node's exit", async () => exits.get(target), 10_000);
+    expect(exits.get(target)).toContain("SIGKILL");
+    expect(scriptErrors).toEqual([]);
+  }, 120_000);
+
   it("timing: dashboard: on nodes with --tokens it asks for an API token, then shows the cluster and its keys", async () => {
     const browser = await openBrowser();
     const data = makeTempDir("baton-dashboard-tokens-");

@@ -1,43 +1,35 @@
 /**
  * The dashboard's key browser in a real browser (Debian's Chromium, driven by
- * playwright-core) against a node the test plays: every request the page makes is
- * answered by a route handler, so the test decides what a listing and a watch answer, and
+ * playwright-core) against nodes the test plays (played-cluster.ts): every request the
+ * page makes is answered by the test, so it decides what a listing and a watch answer, and
  * when. That reaches what a live cluster makes hard to arrange: a watch refused with 410
- * because the node compacted the changes since the list was read, and a listing that
- * arrives after the user has asked for another prefix.
+ * because the node compacted the changes since the list was read, a listing that arrives
+ * after the user has asked for another prefix, the page's own node dying under a live
+ * watch, and keys that would show as something else.
  *
  * Chromium must be installed at /usr/bin/chromium, as for dashboard.test.ts (`npm test`'s
- * pretest installs it on Debian as root). The browser is closed after each test, pass or
- * fail; nothing else is started.
+ * pretest installs it on Debian as root). The browser and the played nodes are stopped
+ * after each test, pass or fail.
  */
 
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page, type Route } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterEach, describe, expect, it } from "vitest";
-
-const PUBLIC = join(
-  resolve(dirname(fileURLToPath(import.meta.url)), "..", ".."),
-  "src",
-  "dashboard",
-  "public",
-);
-const CHROMIUM = "/usr/bin/chromium";
-/** An origin no network serves: every request is answered by the test's routes. */
-const ORIGIN = "http://baton.test";
-
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-};
-
-let browser: Browser | null = null;
+import {
+  type Answer,
+  type Handlers,
+  json,
+  member,
+  openPage as openBrowserPage,
+  PlayedNode,
+  recordedTexts,
+  recordTexts,
+  statusBody,
+  stopPlayed,
+  waitFor,
+} from "./played-cluster.js";
 
 afterEach(async () => {
-  await browser?.close();
-  browser = null;
+  await stopPlayed();
 });
 
 interface Item {
@@ -46,64 +38,18 @@ interface Item {
   readonly revision: number;
 }
 
-/** What the played node answers; each handler may hold its answer back. */
-interface PlayedNode {
-  kv(query: URLSearchParams): Promise<{ status: number; body: unknown }>;
-  watch(query: URLSearchParams): Promise<{ status: number; body: string; type: string }>;
-}
-
-/** The page, with every request it makes answered by `node` (the rest of the API: 503). */
-async function openPage(node: PlayedNode): Promise<{ page: Page; errors: string[] }> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is not installed at ${CHROMIUM}: apt-get install -y chromium`);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // Root (CI containers) cannot use Chromium's sandbox.
-    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-  });
-  const page = await browser.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  await page.route("**/*", async (route: Route) => {
-    const url = new URL(route.request().url());
-    if (url.origin !== ORIGIN) return route.abort();
-    if (url.pathname === "/") return serveFile(route, "index.html");
-    if (url.pathname.startsWith("/dashboard/")) {
-      return serveFile(route, url.pathname.slice("/dashboard/".length));
-    }
-    if (url.pathname === "/v1/kv") {
-      const answer = await node.kv(url.searchParams);
-      return route.fulfill({ status: answer.status, json: answer.body }).catch(() => {});
-    }
-    if (url.pathname === "/v1/watch") {
-      const answer = await node.watch(url.searchParams);
-      return route
-        .fulfill({ status: answer.status, body: answer.body, contentType: answer.type })
-        .catch(() => {});
-    }
-    // Status, events, faults: a node with no cluster behind it (the members panel says so).
-    return route.fulfill({
-      status: 503,
-      json: { error: "played by the test", code: "ERR_NO_MASTER" },
-    });
-  });
-  await page.goto(`${ORIGIN}/`);
-  return { page, errors };
-}
-
-function serveFile(route: Route, name: string): Promise<void> {
-  if (!/^[a-z-]+\.(html|js|css)$/.test(name)) return route.fulfill({ status: 404 });
-  const type = TYPES[name.slice(name.lastIndexOf("."))]!;
-  return route.fulfill({ status: 200, body: readFileSync(join(PUBLIC, name)), contentType: type });
+/** The page, served by a played node that answers the listing and the watch as `node` says. */
+async function openPage(node: Handlers): Promise<{ page: Page; errors: string[] }> {
+  const played = await PlayedNode.start(node);
+  return openBrowserPage(`${played.url}/`);
 }
 
 /** A listing of `items` read at `revision`, all on one page. */
-function listing(revision: number, items: readonly Item[]) {
-  return { status: 200, body: { revision, items, next: null } };
+function listing(revision: number, items: readonly Item[]): Answer {
+  return json({ revision, items, next: null });
 }
 
-/** A watch stream holding `changes`; a long retry keeps the page from reconnecting. */
+/** A watch stream holding `changes`, left open as a node's is. */
 function stream(changes: readonly Item[]) {
   const events = changes.map(
     (c) => `id: ${c.revision}.1\ndata: ${JSON.stringify({ type: "put", ...c })}\n\n`,
@@ -122,16 +68,6 @@ function rows(page: Page): Promise<string[][]> {
     .evaluateAll((trs) =>
       trs.map((tr) => [...tr.children].map((cell) => (cell.textContent ?? "").trim())),
     );
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((done) => setTimeout(done, 50));
-  }
 }
 
 describe("dashboard key browser in a browser", () => {
@@ -219,6 +155,114 @@ describe("dashboard key browser in a browser", () => {
     expect(await page.locator("#keys-status").textContent()).toBe(
       "1 keys shown, read at revision 10",
     );
+    expect(errors).toEqual([]);
+  });
+
+  it("dashboard: when the page's node dies under a live watch, the key browser says it is not connected, names a member that answers, and watches again from the next revision", async () => {
+    const watched: string[] = [];
+    const nodes: PlayedNode[] = [];
+    const status = (id: number) => () =>
+      json(
+        statusBody(id, id === 2 ? "master" : "backup", 2, [
+          member(1, nodes[0] as PlayedNode),
+          member(2, nodes[1] as PlayedNode),
+        ]),
+      );
+    let changes: Item[] = [{ key: "a2", value: "x", revision: 11 }];
+    nodes.push(
+      await PlayedNode.start({
+        status: status(1),
+        kv: async () => listing(10, [{ key: "a", value: "1", revision: 10 }]),
+        watch: async (query) => {
+          watched.push(query.get("fromRevision") ?? "");
+          return stream(changes);
+        },
+      }),
+      await PlayedNode.start({ status: status(2) }),
+    );
+    const [first, second] = nodes as [PlayedNode, PlayedNode];
+    const { page, errors } = await openBrowserPage(`${first.url}/`, (p) =>
+      recordTexts(p, ["keys-status"]),
+    );
+    const status1 = page.locator("#keys-status");
+    await status1.filter({ hasText: "2 keys shown, live at revision 11" }).waitFor();
+    await first.kill();
+    await status1.filter({ hasText: "not connected to live updates" }).waitFor();
+    const lost = (await status1.textContent()) ?? "";
+    expect(lost).toMatch(
+      /^2 keys shown as of revision 11; not connected to live updates \(this page's node, 127\.0\.0\.1:\d+: .+\): retrying…/,
+    );
+    // The other member answers: the page says where the keys can be read meanwhile.
+    await page.locator(`#keys-status a[href="${second.url}/"]`).waitFor();
+    // Until the node comes back the page never says it is live.
+    await page.waitForTimeout(1500);
+    const said = await recordedTexts(page, "keys-status");
+    const since = said.slice(said.findIndex((text) => text.includes("not connected")));
+    expect(
+      since.every((text) => text.includes("not connected")),
+      since.join("\n"),
+    ).toBe(true);
+    // It comes back: the watch starts after the last change the page showed.
+    changes = [{ key: "b", value: "2", revision: 12 }];
+    await first.revive();
+    await status1.filter({ hasText: "3 keys shown, live at revision 12" }).waitFor();
+    expect(watched).toEqual(["11", "12"]);
+    expect(await rows(page)).toEqual([
+      ["a", "1", "10"],
+      ["a2", "x", "11"],
+      ["b", "2", "12"],
+    ]);
+    expect(errors).toEqual([]);
+  });
+
+  it("dashboard: a long key or value wraps in its cell, and the Value and Revision columns stay in view", async () => {
+    const { page, errors } = await openPage({
+      kv: async () =>
+        listing(7, [
+          { key: `zz/${"L".repeat(3000)}`, value: "long key", revision: 5 },
+          { key: "zz/longvalue", value: "V".repeat(5000), revision: 7 },
+        ]),
+      watch: async () => stream([]),
+    });
+    await waitFor("two rows", async () => ((await rows(page)).length === 2 ? true : undefined));
+    const layout = await page.locator(".keys-panel .table-scroll").evaluate((scroll) => {
+      const box = scroll.getBoundingClientRect();
+      const inView = (selector: string) =>
+        Array.from(scroll.querySelectorAll(selector), (cell) => {
+          const r = (cell as typeof scroll).getBoundingClientRect();
+          return r.left >= box.left && r.right <= box.right + 1;
+        });
+      return {
+        overflow: scroll.scrollWidth - scroll.clientWidth,
+        values: inView("tbody td:nth-child(2)"),
+        revisions: inView("tbody td:nth-child(3)"),
+      };
+    });
+    expect(layout).toEqual({ overflow: 0, values: [true, true], revisions: [true, true] });
+    expect(errors).toEqual([]);
+  });
+
+  it("dashboard: a right-to-left override or a zero-width space in a key or value is shown as an escape", async () => {
+    const { page, errors } = await openPage({
+      kv: async () =>
+        listing(3, [
+          { key: "zz/rtl \u202etxt.exe", value: "rtl", revision: 1 },
+          { key: "zz/\u200b zero width", value: "zw\u200b", revision: 2 },
+          { key: "zz/plain", value: "plain", revision: 3 },
+        ]),
+      watch: async () => stream([]),
+    });
+    const shown = await waitFor("three rows", async () => {
+      const table = await rows(page);
+      return table.length === 3 ? table : undefined;
+    });
+    // In the store's order (code units), each hidden character drawn as its code point.
+    expect(shown).toEqual([
+      ["zz/plain", "plain", "3"],
+      ["zz/rtl \\u{202E}txt.exe", "rtl", "1"],
+      ["zz/\\u{200B} zero width", "zw\\u{200B}", "2"],
+    ]);
+    expect(await page.locator("#keys-body .escape").count()).toBe(3);
     expect(errors).toEqual([]);
   });
 });

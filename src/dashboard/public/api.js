@@ -9,6 +9,7 @@
 
 const TOKEN_KEY = "baton-api-token";
 const TOKEN_EVENT = "baton-token";
+const MEMBERS_EVENT = "baton-members";
 
 /** The tab's stored token, read once when the page loads. */
 function storedToken() {
@@ -43,6 +44,38 @@ export function onTokenChange(/** @type {() => void} */ listener) {
   window.addEventListener(TOKEN_EVENT, listener);
 }
 
+/**
+ * Whether each member answers the dashboard (if only to refuse), by its advertised base URL,
+ * and which of them served the page: the members table's polling finds out, and the key
+ * browser, which reads the page's node only, says where else the keys can be read.
+ */
+let members = { answers: /** @type {Map<string, boolean>} */ (new Map()), pageNode: "" };
+
+/** Records what the members table found, and tells every listener of `onMembersChange`. */
+export function reportMembers(
+  /** @type {Map<string, boolean>} */ answers,
+  /** @type {string} */ pageNode,
+) {
+  members = { answers, pageNode };
+  window.dispatchEvent(new Event(MEMBERS_EVENT));
+}
+
+/** Whether the page's node answers: true, false, or undefined before it was asked. */
+export function pageNodeAnswers() {
+  return members.answers.get(members.pageNode);
+}
+
+/** The base URLs of the other members that answer. */
+export function otherMembersAnswering() {
+  return [...members.answers]
+    .filter(([url, ok]) => ok && url !== members.pageNode)
+    .map(([url]) => url);
+}
+
+export function onMembersChange(/** @type {() => void} */ listener) {
+  window.addEventListener(MEMBERS_EVENT, listener);
+}
+
 /** `headers` with the token's Authorization header added when there is a token. */
 export function withToken(/** @type {Record<string, string>} */ headers = {}) {
   return token === "" ? headers : { ...headers, Authorization: `Bearer ${token}` };
@@ -67,12 +100,14 @@ export class StreamRefused extends Error {
  * token) and calls `onEvent({ data, id })` for each event with data. When the stream ends
  * or fails it reconnects after `retryMs` (or the server's `retry:`), sending the id of the
  * last event that had one as Last-Event-ID, so a node resumes where it left off.
- * `onError(error)` hears of each failure (a StreamRefused for an error status). Returns a
- * handle whose close() ends it for good.
+ * `onError(error)` hears of each failure (a StreamRefused for an error status), and
+ * `onClose()` of the end of a stream that had opened, however it ended. Returns a handle
+ * whose close() ends it for good.
  *
  * @param {string} url
  * @param {{ onEvent: (event: { data: string, id: string | null }) => void,
- *   onOpen?: () => void, onError?: (error: unknown) => void, retryMs?: number }} handlers
+ *   onOpen?: () => void, onError?: (error: unknown) => void, onClose?: () => void,
+ *   retryMs?: number }} handlers
  */
 export function openEvents(url, handlers) {
   let retryMs = handlers.retryMs ?? 3000;
@@ -97,6 +132,7 @@ export function openEvents(url, handlers) {
     timer = null;
     if (closed) return;
     controller = new AbortController();
+    let opened = false;
     try {
       const headers = withToken(
         lastId === null
@@ -109,6 +145,7 @@ export function openEvents(url, handlers) {
         void response.body?.cancel();
         throw new StreamRefused(response.status);
       }
+      opened = true;
       handlers.onOpen?.();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -144,6 +181,7 @@ export function openEvents(url, handlers) {
     } catch (error) {
       if (!closed) handlers.onError?.(error);
     }
+    if (opened && !closed) handlers.onClose?.();
     if (!closed) timer = setTimeout(connect, retryMs);
   };
 

@@ -13,7 +13,15 @@
 // Rows and buttons are created once and updated in place, so keyboard focus survives the
 // refreshes.
 
-import { apiFetch, apiToken, onTokenChange, openEvents, setApiToken, withToken } from "./api.js";
+import {
+  apiFetch,
+  apiToken,
+  onTokenChange,
+  openEvents,
+  reportMembers,
+  setApiToken,
+  withToken,
+} from "./api.js";
 
 const POLL_MS = 1000;
 const STATUS_TIMEOUT_MS = 900;
@@ -24,22 +32,66 @@ const PAUSE_MS = 5000;
 /** Contact older than this is "slow", older than LOST_MS "lost". */
 const SLOW_MS = 300;
 const LOST_MS = 2000;
+/** A member this many entries behind the master is far behind, and the cluster not healthy. */
+const LAG_FAR_ENTRIES = 1000;
+/** How long a node that accepted a kill may go on answering before the page says so. */
+const KILL_CONFIRM_MS = 3000;
+/**
+ * A sample counts the second before it was taken: it stands for a point of the chart up to
+ * this long before it, so a sample that comes late fills its second, and one after a
+ * silence does not fill the seconds the node was silent.
+ */
+const SAMPLE_REACH_MS = 1500;
+/**
+ * A node whose newest sample is older than this (by the nodes' clock) no longer holds the
+ * chart's newest point back.
+ */
+const SAMPLE_STALE_MS = 3000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 /**
  * @typedef {{ url: string, id: number | null, status: any, ok: boolean, lastOkAt: number,
  *   failedSince: number | null, error: string | null, faults: boolean | null,
- *   faultToken: string | null, partitioned: boolean, everOk: boolean }} NodeView
+ *   faultToken: string | null, partitioned: boolean, everOk: boolean, settled: boolean,
+ *   reachable: boolean, polling: boolean }} NodeView
+ * `settled`: it answered, or failed to, at least once; until every node has, the page
+ * says it is connecting rather than judge the cluster by the first node to answer.
+ * `reachable`: its last poll got an HTTP answer, if only a refusal.
  */
 
 /** @type {Map<string, NodeView>} by base URL */
 const views = new Map();
 /** @type {Map<string, { close(): void }>} by base URL */
 const streams = new Map();
-/** @type {Map<number, {at: number, requestsPerSecond: number, errorsPerSecond: number, latencyMs: any}[]>} */
+/**
+ * Each node's samples, oldest first, with the browser's time each arrived (`receivedAt`).
+ * @type {Map<number, {at: number, requestsPerSecond: number, errorsPerSecond: number, latencyMs: any, receivedAt: number}[]>}
+ */
 const samples = new Map();
-/** @type {Map<string, any>} active state transfers by key */
+/**
+ * The nodes' clock minus the browser's, milliseconds: the charts run on the nodes' time,
+ * so a browser whose clock is off still shows them.
+ */
+let clockOffsetMs = 0;
+/** @type {Map<string, any>} state transfers under way, by transfer (see transferKey) */
 const transfers = new Map();
+/**
+ * The timeline line of each transfer, by transfer: a progress event updates it, the end
+ * closes it, and a transfer that starts again after its end gets a line of its own.
+ * `movedBytes` is how far an ended one got, `count` how many such ends the line stands for
+ * and `before` the line a transfer started again replaced (see onTransfer).
+ * @typedef {{ li: HTMLLIElement, startedAt: number, ended: boolean, movedBytes: number,
+ *   count: number, before: TransferLine | null }} TransferLine
+ * @type {Map<string, TransferLine>}
+ */
+const transferLines = new Map();
+/** Whether the page is still waiting for some node's first answer (see NodeView). */
+let connecting = true;
+/**
+ * The advertised URL of a member the page first knew under another name (the page's own
+ * node, opened at localhost), by that name. @type {Map<string, string>}
+ */
+const aliases = new Map();
 /** @type {{ key: string, at: number, li: HTMLLIElement }[]} newest first */
 const timeline = [];
 /** Feed items already shown, by node, time and sequence; the oldest are forgotten. @type {Set<string>} */
@@ -82,8 +134,14 @@ function addEndpoint(/** @type {string | null} */ url) {
     faultToken: null,
     partitioned: false,
     everOk: false,
+    settled: false,
+    reachable: false,
+    polling: false,
   });
   openStream(base);
+  // Asked at once rather than at the next round, so the page is not left judging the
+  // cluster by the nodes it heard first.
+  void pollOne(/** @type {NodeView} */ (views.get(base)));
 }
 
 // ------------------------------------------------------------------ polling
@@ -117,12 +175,16 @@ function tokenProblem(/** @type {unknown} */ error) {
 }
 
 async function pollOne(/** @type {NodeView} */ view) {
+  // A node that takes long to answer (paused) is asked once at a time, not once a round.
+  if (view.polling) return;
+  view.polling = true;
   try {
     const status = await fetchJson(`${view.url}/v1/status`);
     const wasDown = view.everOk && !view.ok;
     view.status = status;
     view.id = status.id;
     view.ok = true;
+    view.reachable = true;
     view.everOk = true;
     view.lastOkAt = Date.now();
     view.error = null;
@@ -141,14 +203,21 @@ async function pollOne(/** @type {NodeView} */ view) {
         view.id,
         "stopped answering the dashboard",
       );
+      endTransfersOf(view.id);
     }
     view.ok = false;
+    view.reachable = error instanceof HttpError;
     view.failedSince ??= Date.now();
     const problem = tokenProblem(error);
     if (problem !== null) showTokenForm();
     view.error =
       problem ??
       (error instanceof Error && error.name === "AbortError" ? "no answer" : "unreachable");
+  } finally {
+    view.polling = false;
+    view.settled = true;
+    // Each answer is drawn as it comes: a paused node does not hold back the others'.
+    scheduleRender();
   }
 }
 
@@ -173,6 +242,22 @@ async function pollFaults(/** @type {NodeView} */ view) {
 
 async function poll() {
   await Promise.all([...views.values()].map(pollOne));
+  refresh();
+}
+
+let renderQueued = false;
+
+/** Redraws soon, once for every answer that arrives in the same moment. */
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  setTimeout(() => {
+    renderQueued = false;
+    refresh();
+  }, 0);
+}
+
+function refresh() {
   forgetDuplicates();
   render();
 }
@@ -188,10 +273,12 @@ function forgetDuplicates() {
   }
   for (const view of [...views.values()]) {
     if (view.id === null || advertised.has(view.url)) continue;
-    const twin = [...views.values()].some(
+    const twin = [...views.values()].find(
       (v) => v !== view && v.id === view.id && advertised.has(v.url),
     );
-    if (!twin) continue;
+    if (twin === undefined) continue;
+    // The key browser reads from the page's own name for the node.
+    aliases.set(view.url, twin.url);
     views.delete(view.url);
     streams.get(view.url)?.close();
     streams.delete(view.url);
@@ -251,7 +338,7 @@ function onFeedItem(/** @type {any} */ item) {
       samples.set(item.node, list);
     }
     if (list.length > 0 && list[list.length - 1].at >= item.at) return;
-    list.push(item);
+    list.push({ ...item, receivedAt: Date.now() });
     if (list.length > SAMPLES_KEPT) list.shift();
     return;
   }
@@ -358,22 +445,92 @@ function describe(/** @type {any} */ e) {
   }
 }
 
+/** One transfer: the node that reports it, which way, with whom, of which snapshot. */
+function transferKey(/** @type {any} */ e) {
+  return `${e.node}:${e.direction}:${e.peer}:${e.snapshotIndex}`;
+}
+
 function onTransfer(/** @type {any} */ e) {
-  const key = `${e.node}:transfer:${e.direction}:${e.peer}:${e.snapshotIndex}`;
-  if (e.done) transfers.delete(key);
-  else transfers.set(key, e);
-  const percent = e.totalBytes > 0 ? Math.floor((100 * e.bytes) / e.totalBytes) : 100;
-  const toward = e.direction === "sending" ? `to node ${e.peer}` : `from node ${e.peer}`;
-  const text = e.done
-    ? `state transfer ${toward} ended: snapshot at index ${e.snapshotIndex}, ${formatBytes(e.totalBytes)}`
-    : `state transfer ${toward}: ${percent}% of ${formatBytes(e.totalBytes)} (snapshot at index ${e.snapshotIndex})`;
-  const existing = timeline.find((entry) => entry.key === key);
-  if (existing !== undefined) {
-    const textCell = existing.li.querySelector(".text");
-    if (textCell !== null) textCell.textContent = text;
+  const key = transferKey(e);
+  let line = transferLines.get(key);
+  if (line === undefined || line.ended) {
+    // A new transfer, or the same snapshot sent again: a line of its own, at its own time.
+    const li = addEntry(`${key}:${e.at}`, e.at, "transfer", e.node, "", false, false);
+    if (line !== undefined) line.before = null;
+    line = { li, startedAt: e.at, ended: false, movedBytes: 0, count: 1, before: line ?? null };
+    transferLines.set(key, line);
+  }
+  if (!e.done) {
+    transfers.set(key, e);
+    setMessage(line.li, transferText(e, null));
     return;
   }
-  addEntry(key, e.at, "transfer", e.node, text, false);
+  transfers.delete(key);
+  line.ended = true;
+  line.movedBytes = e.bytes;
+  const before = line.before;
+  if (e.bytes === 0 && before !== null && before.ended && before.movedBytes === 0) {
+    // A master retries a dead receiver every few seconds: each attempt that moved nothing
+    // is counted on the line of the one before rather than given a line of its own.
+    removeEntry(line.li);
+    before.count++;
+    transferLines.set(key, before);
+    const repeat = before.li.querySelector(".repeat");
+    if (repeat !== null)
+      repeat.textContent = ` (${before.count} times, last at ${formatClock(e.at)})`;
+    return;
+  }
+  setMessage(line.li, transferText(e, e.at - line.startedAt));
+}
+
+/** Takes a line off the timeline. */
+function removeEntry(/** @type {HTMLLIElement} */ li) {
+  const index = timeline.findIndex((entry) => entry.li === li);
+  if (index >= 0) timeline.splice(index, 1);
+  li.remove();
+}
+
+/** What a transfer event says; `tookMs` for an ended one whose start the page saw. */
+function transferText(/** @type {any} */ e, /** @type {number | null} */ tookMs) {
+  const toward = e.direction === "sending" ? `to node ${e.peer}` : `from node ${e.peer}`;
+  const of = `${percentOf(e)}% of ${formatBytes(e.totalBytes)}`;
+  const snapshot = `snapshot at index ${e.snapshotIndex}`;
+  if (!e.done) return `state transfer ${toward}: ${of} (${snapshot})`;
+  // The node reports the whole size only for a transfer that completed.
+  if (e.bytes >= e.totalBytes) {
+    const took = tookMs === null || tookMs <= 0 ? "" : ` in ${formatMs(tookMs)}`;
+    return `state transfer ${toward} completed: ${formatBytes(e.totalBytes)}${took} (${snapshot})`;
+  }
+  return `state transfer ${toward} abandoned at ${of} (${formatBytes(e.bytes)} moved; ${snapshot})`;
+}
+
+function percentOf(/** @type {any} */ e) {
+  return e.totalBytes > 0 ? Math.floor((100 * e.bytes) / e.totalBytes) : 100;
+}
+
+/**
+ * Node `id` stopped answering: the transfers it reported will get no end from it, so its
+ * lines say so and its progress bars go (the other side reports its own end).
+ */
+function endTransfersOf(/** @type {number} */ id) {
+  for (const [key, e] of [...transfers]) {
+    if (e.node !== id) continue;
+    transfers.delete(key);
+    const line = transferLines.get(key);
+    if (line === undefined) continue;
+    line.ended = true;
+    const toward = e.direction === "sending" ? `to node ${e.peer}` : `from node ${e.peer}`;
+    setMessage(
+      line.li,
+      `state transfer ${toward}: no longer reported at ${percentOf(e)}% of ${formatBytes(e.totalBytes)}, since node ${id} stopped answering (snapshot at index ${e.snapshotIndex})`,
+    );
+  }
+}
+
+/** Replaces the words of a timeline line, keeping the node's name before them. */
+function setMessage(/** @type {HTMLLIElement} */ li, /** @type {string} */ text) {
+  const message = li.querySelector(".message");
+  if (message !== null && message.textContent !== text) message.textContent = text;
 }
 
 /** An event the dashboard saw itself (a node stopped or resumed answering it). */
@@ -398,6 +555,10 @@ const KIND_LABELS = /** @type {Record<string, string>} */ ({
   fault: "fault",
 });
 
+/**
+ * Adds a line to the timeline, or counts a repeat of the node's newest line (unless
+ * `collapse` is false); returns the line.
+ */
 function addEntry(
   /** @type {string} */ key,
   /** @type {number} */ at,
@@ -405,9 +566,11 @@ function addEntry(
   /** @type {number} */ node,
   /** @type {string} */ text,
   /** @type {boolean} */ minor,
+  collapse = true,
 ) {
   const previous = lastEntry.get(node);
   if (
+    collapse &&
     previous !== undefined &&
     previous.kind === kind &&
     previous.text === text &&
@@ -418,7 +581,7 @@ function addEntry(
     const repeat = previous.li.querySelector(".repeat");
     if (repeat !== null)
       repeat.textContent = ` (${previous.count} times, last at ${formatClock(at)})`;
-    return;
+    return previous.li;
   }
   const li = document.createElement("li");
   li.dataset.kind = kind;
@@ -434,10 +597,13 @@ function addEntry(
   body.className = "text";
   const who = document.createElement("strong");
   who.textContent = `Node ${node} `;
+  const message = document.createElement("span");
+  message.className = "message";
+  message.textContent = text;
   const repeat = document.createElement("span");
   repeat.className = "repeat";
-  body.append(who, text, repeat);
-  if (at >= (previous?.at ?? 0)) lastEntry.set(node, { kind, text, at, count: 1, li });
+  body.append(who, message, repeat);
+  if (collapse && at >= (previous?.at ?? 0)) lastEntry.set(node, { kind, text, at, count: 1, li });
   li.append(time, label, body);
   const list = $("timeline");
   let index = timeline.findIndex((entry) => entry.at < at);
@@ -449,6 +615,7 @@ function addEntry(
   setTimeout(() => {
     li.dataset.new = "false";
   }, 1500);
+  return li;
 }
 
 // ------------------------------------------------------------------ members
@@ -466,6 +633,12 @@ function currentMaster() {
 
 function viewOf(/** @type {number} */ id) {
   for (const view of views.values()) if (view.id === id) return view;
+  // A node that has not answered yet has no id: it is found by the URL it is listed at.
+  for (const view of views.values()) {
+    const listed = view.status?.members?.find((/** @type {any} */ m) => m.id === id);
+    const found = views.get(origin(listed?.httpUrl ?? "") ?? "");
+    if (found !== undefined && found.id === null) return found;
+  }
   return null;
 }
 
@@ -513,11 +686,23 @@ function render() {
   });
   renderVerdict(master, ids);
   renderCharts();
+  shareMembers();
   const answering = [...views.values()].filter((v) => v.ok).length;
   const changing =
     master?.status.changeInProgress === true ? "; a membership change is in progress" : "";
   $("sources").textContent =
     `${answering} of ${views.size} nodes (${[...views.keys()].join(", ")})${changing}`;
+}
+
+/**
+ * Tells the key browser which members answer, if only to refuse, and which of them is the
+ * page's node (under its advertised URL when the page was opened under another name).
+ */
+function shareMembers() {
+  /** @type {Map<string, boolean>} */
+  const answers = new Map();
+  for (const view of views.values()) if (view.settled) answers.set(view.url, view.reachable);
+  reportMembers(answers, aliases.get(location.origin) ?? location.origin);
 }
 
 function createRow(/** @type {number} */ id) {
@@ -544,7 +729,9 @@ function createRow(/** @type {number} */ id) {
     ),
     faultButton(id, "partition", `Partition node ${id}`, "Partition"),
   );
-  faults.append(group);
+  const note = document.createElement("span");
+  note.className = "fault-note hint";
+  faults.append(group, note);
   return row;
 }
 
@@ -583,7 +770,14 @@ function updateRow(
 ) {
   const view = viewOf(id);
   const status = view?.ok ? view.status : null;
-  const role = status === null ? (view === null ? "unknown" : "unreachable") : status.role;
+  const role =
+    status !== null
+      ? status.role
+      : view === null
+        ? "unknown"
+        : view.settled
+          ? "unreachable"
+          : "connecting";
   row.dataset.role = role;
 
   const nodeCell = cell(row, "node");
@@ -633,9 +827,15 @@ function updateRow(
   renderTransfer(cell(row, "transfer"), id);
 
   cell(row, "faults").hidden = !faults;
+  // The node gives its fault token only to pages it takes faults from (docs/dashboard.md).
+  const refuses = view?.ok === true && view.faults === true && view.faultToken === null;
+  setText(
+    /** @type {HTMLElement} */ (row.querySelector(".fault-note")),
+    refuses ? "refuses faults from this page" : "",
+  );
   for (const button of row.querySelectorAll("button")) {
     const b = /** @type {HTMLButtonElement} */ (button);
-    b.disabled = view === null || !view.ok || view.faults !== true;
+    b.disabled = view === null || !view.ok || view.faults !== true || refuses;
     if (b.dataset.fault === "partition") {
       const heal = view?.partitioned === true;
       setText(b, heal ? "Heal" : "Partition");
@@ -650,6 +850,11 @@ function renderHealth(
   /** @type {NodeView | null} */ view,
   /** @type {NodeView | null} */ master,
 ) {
+  if (view !== null && !view.settled) {
+    target.className = "col-health";
+    setText(target, "connecting…");
+    return;
+  }
   if (view === null || !view.ok) {
     const since = view?.failedSince;
     const refused = view?.error?.includes("token") === true ? view.error : null;
@@ -658,6 +863,12 @@ function renderHealth(
       (since == null ? "not heard from" : `no answer for ${formatMs(Date.now() - since)}`);
     target.className = "col-health health-lost";
     setText(target, text);
+    return;
+  }
+  const cutOff = master !== null && master.id !== id ? masterContact(master, id) : null;
+  if (cutOff?.word === "lost" && cutOff.ms === null) {
+    target.className = "col-health health-lost";
+    setText(target, "lost, the master has no link to it");
     return;
   }
   // The freshest contact any other answering member had with this one.
@@ -675,9 +886,57 @@ function renderHealth(
     setText(target, "answers the dashboard");
     return;
   }
-  const word = contact < SLOW_MS ? "ok" : contact < LOST_MS ? "slow" : "lost";
+  const word = contactWord(contact);
   target.className = `col-health health-${word} num`;
   setText(target, `${word}, ${formatMs(contact)} ago`);
+}
+
+function contactWord(/** @type {number} */ ms) {
+  return ms < SLOW_MS ? "ok" : ms < LOST_MS ? "slow" : "lost";
+}
+
+/**
+ * How the master last heard from member `id`: the health word and milliseconds since, with
+ * `ms` null and "lost" for a member it has no link to and never heard from; null when the
+ * master does not say.
+ * @returns {{ word: string, ms: number | null } | null}
+ */
+function masterContact(/** @type {NodeView} */ master, /** @type {number} */ id) {
+  const member = master.status.members?.find((/** @type {any} */ m) => m.id === id);
+  if (member === undefined) return null;
+  if (member.lastContactMs != null) {
+    return { word: contactWord(member.lastContactMs), ms: member.lastContactMs };
+  }
+  return member.connected === false ? { word: "lost", ms: null } : null;
+}
+
+/**
+ * What keeps the cluster from being healthy besides members that do not answer the page,
+ * as the members table shows it: a member the master lost contact with, one far behind.
+ * @returns {string[]}
+ */
+function memberProblems(/** @type {NodeView} */ master, /** @type {number[]} */ ids) {
+  const problems = [];
+  for (const id of ids) {
+    if (id === master.id) continue;
+    const contact = masterContact(master, id);
+    if (contact?.word === "lost") {
+      problems.push(
+        contact.ms === null
+          ? `node ${id} is cut off from the master`
+          : `node ${id} is cut off from the master (no contact for ${formatMs(contact.ms)})`,
+      );
+      continue;
+    }
+    const member = master.status.members?.find((/** @type {any} */ m) => m.id === id);
+    if (member?.lag == null) continue;
+    if (member.lagBytes === null) {
+      problems.push(`node ${id} is behind and needs a state transfer`);
+    } else if (member.lag >= LAG_FAR_ENTRIES) {
+      problems.push(`node ${id} is ${member.lag} entries behind`);
+    }
+  }
+  return problems;
 }
 
 function renderLag(
@@ -732,7 +991,12 @@ function renderVerdict(/** @type {NodeView | null} */ master, /** @type {number[
   let verdict;
   let text;
   const refused = [...views.values()].find((view) => !view.ok && view.error?.includes("token"));
-  if (answering.length === 0 && refused !== undefined) {
+  connecting &&= [...views.values()].some((view) => !view.settled);
+  const problems = master === null ? [] : memberProblems(master, ids);
+  if (connecting) {
+    verdict = "unknown";
+    text = `Connecting to the cluster: ${answering.length} of ${ids.length} nodes answered so far…`;
+  } else if (answering.length === 0 && refused !== undefined) {
     verdict = "unreachable";
     text = `The nodes ask for an API token (${refused.error}): give one above.`;
   } else if (answering.length === 0) {
@@ -743,9 +1007,10 @@ function renderVerdict(/** @type {NodeView | null} */ master, /** @type {number[
     verdict = electing ? "election" : "no-master";
     text = electing ? `Election under way; ${of}.` : `No master; ${of}.`;
   } else {
-    verdict = answering.length === ids.length ? "healthy" : "degraded";
+    verdict = answering.length === ids.length && problems.length === 0 ? "healthy" : "degraded";
     const state = verdict === "healthy" ? "Healthy" : "Degraded";
-    text = `${state}: node ${master.id} is master in term ${master.status.term}; ${of}.`;
+    const why = problems.map((problem) => `; ${problem}`).join("");
+    text = `${state}: node ${master.id} is master in term ${master.status.term}; ${of}${why}.`;
   }
   const element = $("verdict");
   element.dataset.verdict = verdict;
@@ -754,6 +1019,12 @@ function renderVerdict(/** @type {NodeView | null} */ master, /** @type {number[
 
 // ------------------------------------------------------------------ faults
 
+/**
+ * Sends `fault` to node `id` and says what came of it, only from evidence: the node's
+ * answer, and for a kill that it then stops answering. A browser shows a refused CORS
+ * pre-check and a dead node alike (no answer it may read), so after no answer the page
+ * asks the node's status to tell the two apart.
+ */
 async function inject(/** @type {number} */ id, /** @type {string} */ fault) {
   const view = viewOf(id);
   const message = $("fault-message");
@@ -761,35 +1032,71 @@ async function inject(/** @type {number} */ id, /** @type {string} */ fault) {
   const query = fault === "pause" ? `?ms=${PAUSE_MS}` : "";
   const wasMaster = view.ok && view.status.role === "master";
   const who = `node ${id}${wasMaster ? " (the master)" : ""}`;
+  const Who = `N${who.slice(1)}`;
+  if (view.faults === true && view.faultToken === null) {
+    message.textContent = `${Who} refuses faults from this page (${location.origin}): it gives its fault token only to the cluster's own dashboards. Open the dashboard at ${view.url}/ to use its buttons.`;
+    return;
+  }
   message.textContent = `Sending ${fault} to ${who}…`;
+  /** @type {any} */
+  let answer;
   try {
     const response = await fetch(`${view.url}/v1/faults/${fault}${query}`, {
       method: "POST",
       headers: withToken({ "X-Baton-Fault": view.faultToken ?? "" }),
     });
+    answer = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      message.textContent = `${who} refused ${fault}: ${body.error ?? `HTTP ${response.status}`}`;
+      message.textContent = `${Who} refused ${fault}: ${answer.error ?? `HTTP ${response.status}`}`;
       return;
     }
   } catch {
-    if (fault !== "kill") {
-      message.textContent = `${who} did not answer the ${fault} request.`;
+    const alive = await answersStatus(view);
+    message.textContent = alive
+      ? `${Who} refused ${fault}: the browser got no answer it may read (a refused CORS pre-check, for one), and the node still answers, so nothing was done.`
+      : `${Who} did not answer the ${fault} request and does not answer now: whether the request reached it is unknown.`;
+    return;
+  }
+  if (fault === "kill") {
+    message.textContent = `${Who} accepted kill; waiting for it to stop answering…`;
+    if (!(await stopsAnswering(view))) {
+      message.textContent = `${Who} accepted kill but still answers after ${KILL_CONFIRM_MS / 1000} s.`;
       return;
     }
   }
-  if (fault === "partition" || fault === "heal") view.partitioned = fault === "partition";
+  if (fault === "partition" || fault === "heal") view.partitioned = answer.partitioned === true;
   const next = wasMaster
     ? " Watch the timeline: a backup takes over, usually within a second."
     : "";
   const done = {
-    kill: `Killed ${who}.`,
-    pause: `Paused ${who} for ${PAUSE_MS / 1000} s.`,
+    kill: `Killed ${who}: it accepted the request and no longer answers.`,
+    pause: `Paused ${who} for ${PAUSE_MS / 1000} s (it accepted the request).`,
     partition: `Cut ${who} off from its peers.`,
     heal: `Healed the partition of node ${id}.`,
   };
   message.textContent = `${done[/** @type {keyof typeof done} */ (fault)]}${fault === "heal" ? "" : next}`;
   render();
+}
+
+/** Whether `view`'s node answers its status now. */
+async function answersStatus(/** @type {NodeView} */ view) {
+  try {
+    await fetchJson(`${view.url}/v1/status`);
+    return true;
+  } catch (error) {
+    // A refusal of the token is an answer too: the node is up.
+    return tokenProblem(error) !== null;
+  }
+}
+
+/** Whether `view`'s node stops answering within KILL_CONFIRM_MS. */
+async function stopsAnswering(/** @type {NodeView} */ view) {
+  const deadline = Date.now() + KILL_CONFIRM_MS;
+  while (Date.now() < deadline) {
+    if (!(await answersStatus(view))) return true;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return false;
 }
 
 $("kill-master").addEventListener("click", () => {
@@ -799,25 +1106,65 @@ $("kill-master").addEventListener("click", () => {
 
 // ------------------------------------------------------------------ charts
 
-/** Per-second totals over the chart window, oldest first. */
-function series() {
-  // The current second is still filling (each node samples at its own moment): stop before.
-  const now = Math.floor(Date.now() / 1000) - 1;
-  const points = [];
-  for (let second = now - CHART_SECONDS; second <= now; second++) {
-    points.push({ second, rate: 0, errors: 0, p50: 0, p99: 0, seen: false });
-  }
-  const first = now - CHART_SECONDS;
+/**
+ * The nodes' time now, by the samples: a sample is sent as it is taken, so the newest
+ * arrivals put the nodes' clock at most a little ahead of the browser's plus the offset
+ * they show. Samples replayed on connecting are older and show less; the largest offset
+ * of the last minute's arrivals wins.
+ */
+function nodesNow() {
+  const now = Date.now();
+  let offset = null;
   for (const list of samples.values()) {
     for (const sample of list) {
-      const point = points[Math.floor(sample.at / 1000) - first];
-      if (point === undefined) continue;
+      if (now - sample.receivedAt > 60_000) continue;
+      const seen = sample.at - sample.receivedAt;
+      if (offset === null || seen > offset) offset = seen;
+    }
+  }
+  if (offset !== null) clockOffsetMs = offset;
+  return now + clockOffsetMs;
+}
+
+/**
+ * Per-second totals over the chart window, oldest first, on the nodes' clock. Point `s`
+ * stands for the second [s, s + 1) and takes from each node the sample that counted its
+ * middle: the first one taken at or after it, if no more than SAMPLE_REACH_MS after. So
+ * each node counts once in every second whatever the moment it samples at, a sample that
+ * comes late still fills its second, and a silent node adds nothing. The newest point is
+ * the newest second every sampling node has reported.
+ */
+function series() {
+  const now = nodesNow();
+  let last = null;
+  for (const list of samples.values()) {
+    const newest = list[list.length - 1];
+    if (newest === undefined || newest.at < now - SAMPLE_STALE_MS) continue;
+    const covered = Math.floor((newest.at - 500) / 1000);
+    last = last === null ? covered : Math.min(last, covered);
+  }
+  last ??= Math.floor((now - 500) / 1000) - 1;
+  const first = last - CHART_SECONDS;
+  const points = [];
+  for (let second = first; second <= last; second++) {
+    points.push({ second, rate: 0, errors: 0, p50: null, p99: null, seen: false });
+  }
+  for (const list of samples.values()) {
+    let k = 0;
+    for (const point of points) {
+      const middle = point.second * 1000 + 500;
+      while (k < list.length && list[k].at < middle) k++;
+      const sample = list[k];
+      if (sample === undefined) break;
+      // The first sample kept counted one second, the seconds before it are unknown.
+      if (k === 0 ? sample.at - middle >= 1000 : sample.at - middle > SAMPLE_REACH_MS) continue;
       point.seen = true;
       point.rate += sample.requestsPerSecond;
       point.errors += sample.errorsPerSecond;
+      // A node's percentiles cannot be merged with another's: the slowest node's are shown.
       if (sample.latencyMs !== null) {
-        point.p50 = Math.max(point.p50, sample.latencyMs.p50);
-        point.p99 = Math.max(point.p99, sample.latencyMs.p99);
+        point.p50 = Math.max(point.p50 ?? 0, sample.latencyMs.p50);
+        point.p99 = Math.max(point.p99 ?? 0, sample.latencyMs.p99);
       }
     }
   }
@@ -827,19 +1174,24 @@ function series() {
 function renderCharts() {
   const points = series();
   const last = [...points].reverse().find((point) => point.seen);
+  const latency =
+    last?.p50 == null
+      ? "no requests to time"
+      : `slowest node's median ${round(last.p50)} ms, 99th percentile ${round(last.p99)} ms`;
   $("chart-summary").textContent =
     last === undefined
       ? "No samples yet."
-      : `Last second: ${round(last.rate)} requests/s, ${round(last.errors)} errors/s, median ${round(last.p50)} ms, 99th percentile ${round(last.p99)} ms.`;
+      : `Last second: ${round(last.rate)} requests/s, ${round(last.errors)} errors/s; ${latency}.`;
   drawChart(
     /** @type {SVGSVGElement} */ (/** @type {unknown} */ ($("rate-chart"))),
     points,
     [
-      ["rate", (/** @type {any} */ p) => p.rate],
-      ["errors", (/** @type {any} */ p) => p.errors],
+      ["rate", (/** @type {any} */ p) => (p.seen ? p.rate : null)],
+      ["errors", (/** @type {any} */ p) => (p.seen ? p.errors : null)],
     ],
     "/s",
   );
+  // A second without requests has no latency: no point, not a zero.
   drawChart(
     /** @type {SVGSVGElement} */ (/** @type {unknown} */ ($("latency-chart"))),
     points,
@@ -854,7 +1206,7 @@ function renderCharts() {
 function drawChart(
   /** @type {SVGSVGElement} */ svg,
   /** @type {any[]} */ points,
-  /** @type {[string, (p: any) => number][]} */ lines,
+  /** @type {[string, (p: any) => number | null][]} */ lines,
   /** @type {string} */ unit,
 ) {
   const width = Math.max(200, Math.round(svg.clientWidth || 600));
@@ -869,7 +1221,7 @@ function drawChart(
   svg.replaceChildren();
   if (title !== null) svg.append(title);
   let max = 0;
-  for (const [, value] of lines) for (const point of points) max = Math.max(max, value(point));
+  for (const [, value] of lines) for (const point of points) max = Math.max(max, value(point) ?? 0);
   const top_ = niceCeiling(max);
   const x = (/** @type {number} */ i) => left + ((width - left - right) * i) / (points.length - 1);
   const y = (/** @type {number} */ v) => top + (height - top - bottom) * (1 - v / top_);
@@ -892,7 +1244,8 @@ function drawChart(
   );
   const firstSecond = points[0].second;
   for (const at of failoverTimes) {
-    const i = at / 1000 - firstSecond;
+    // Point i stands for the middle of its second.
+    const i = (at - 500) / 1000 - firstSecond;
     if (i < 0 || i > points.length - 1) continue;
     const mark = svgElement("line", {
       class: "failover-mark",
@@ -909,8 +1262,10 @@ function drawChart(
   for (const [name, value] of lines) {
     let d = "";
     points.forEach((point, i) => {
-      if (!point.seen) return;
-      d += `${d === "" || !points[i - 1]?.seen ? "M" : "L"}${x(i).toFixed(1)},${y(value(point)).toFixed(1)}`;
+      const v = value(point);
+      if (v === null) return;
+      const joined = i > 0 && value(points[i - 1]) !== null;
+      d += `${joined ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
     });
     if (d !== "") svg.append(svgElement("path", { class: `line line-${name}`, d }));
   }

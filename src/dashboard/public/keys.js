@@ -4,16 +4,32 @@
 // revision the list was read at, so no change between the read and the watch is missed.
 //
 // Plain JavaScript served as it is, like dashboard.js. Keys and values from the store are
-// only ever set as textContent, never as HTML. It reads from the node that served the
-// page, which answers ranges linearizably (through the master) and watches from its own
-// copy; the stream (api.js, with the API token when one is set) reconnects after the last
-// event it got (Last-Event-ID).
+// only ever set as textContent, never as HTML, with the characters that would show as
+// something else or as nothing (controls, bidirectional overrides, zero-width spaces) drawn
+// as visible escapes. It reads from the node that served the page, which answers ranges
+// linearizably (through the master) and watches from its own copy (api.js, with the API
+// token when one is set); the other members do not let a page of another origin read their
+// keys. When the page's node stops answering (its stream drops, or the members table finds
+// it silent) the browser says it is not connected, names the dashboard of a member that
+// answers, and keeps trying to watch again from the revision after the last one it showed.
 
-import { apiFetch, onTokenChange, openEvents, StreamRefused } from "./api.js";
+import {
+  apiFetch,
+  onMembersChange,
+  onTokenChange,
+  openEvents,
+  otherMembersAnswering,
+  pageNodeAnswers,
+  StreamRefused,
+} from "./api.js";
 
 const PAGE_LIMIT = 100;
 /** Longest value shown in a cell, in characters; the rest is cut with an ellipsis. */
 const VALUE_CHARS_MAX = 200;
+/** How long a listing may take before the page says the node does not answer, ms. */
+const LIST_TIMEOUT_MS = 5000;
+/** Wait before listing or watching again after the node did not answer, milliseconds. */
+const RETRY_MS = 1000;
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -29,6 +45,14 @@ let next = /** @type {string | null} */ (null);
  * prefix changed while it was on its way) is dropped, so two listings never mix.
  */
 let listing = 0;
+/** The revision the list is known to be current at: the first page's, then the watch's. */
+let revision = 0;
+/** Whether the watch is connected; false between a drop and the next connection. */
+let live = false;
+/** Why the watch is not connected, for the status line; null while it is. */
+let dropped = /** @type {string | null} */ (null);
+/** The next attempt to list or watch, while one is waiting. */
+let retry = /** @type {ReturnType<typeof setTimeout> | null} */ (null);
 
 function start() {
   const form = /** @type {HTMLFormElement} */ ($("keys-form"));
@@ -38,6 +62,15 @@ function start() {
   });
   $("keys-more").addEventListener("click", () => readPage());
   onTokenChange(() => browse(prefix));
+  // A paused node keeps its stream open and sends nothing: the members table notices. Only
+  // the moment it does counts: a node that came back may answer the watch before it
+  // answers the table again.
+  let pageNodeDown = false;
+  onMembersChange(() => {
+    const down = pageNodeAnswers() === false;
+    if (down && !pageNodeDown && watch !== null) drop("it stopped answering");
+    pageNodeDown = down;
+  });
   browse("");
 }
 
@@ -47,19 +80,30 @@ async function browse(/** @type {string} */ chosen) {
   next = null;
   rows.clear();
   $("keys-body").replaceChildren();
-  watch?.close();
-  watch = null;
-  const revision = await readPage();
-  if (revision !== null && current === listing) follow(revision + 1);
+  stopWatch();
+  const read = await readPage();
+  if (current !== listing) return;
+  if (read === "unreachable") {
+    retry = setTimeout(() => browse(prefix), RETRY_MS);
+  } else if (read !== null) {
+    revision = read;
+    follow();
+  }
 }
 
-/** Reads the next page and adds its rows; returns the revision it was read at, or null. */
+/**
+ * Reads the next page and adds its rows; returns the revision it was read at, null when the
+ * node refused it, or "unreachable" when it did not answer.
+ * @returns {Promise<number | null | "unreachable">}
+ */
 async function readPage() {
   const current = listing;
   const query = new URLSearchParams({ prefix, limit: String(PAGE_LIMIT) });
   if (next !== null) query.set("after", next);
   try {
-    const response = await apiFetch(`/v1/kv?${query}`);
+    const response = await apiFetch(`/v1/kv?${query}`, {
+      signal: AbortSignal.timeout(LIST_TIMEOUT_MS),
+    });
     const page = await response.json();
     if (current !== listing) return null;
     if (!response.ok) {
@@ -73,27 +117,41 @@ async function readPage() {
     return page.revision;
   } catch (error) {
     if (current === listing) {
-      say(`cannot list keys: ${error instanceof Error ? error.message : String(error)}`);
+      const why = error instanceof Error ? error.message : String(error);
+      say(`cannot list keys: this page's node does not answer (${why}); retrying…`, true);
     }
-    return null;
+    return "unreachable";
   }
 }
 
-function follow(/** @type {number} */ fromRevision) {
-  const query = new URLSearchParams({ prefix, fromRevision: String(fromRevision) });
+/** Watches the prefix from the revision after the newest one shown. */
+function follow() {
+  const current = listing;
+  const query = new URLSearchParams({ prefix, fromRevision: String(revision + 1) });
   watch = openEvents(`/v1/watch?${query}`, {
+    onOpen: () => {
+      live = true;
+      if (dropped !== null) {
+        dropped = null;
+        say(`${rows.size} keys shown, live at revision ${revision}`);
+      }
+    },
     onEvent: ({ data }) => {
+      if (current !== listing) return;
       const change = JSON.parse(data);
       if (change.type === "delete") remove(change.key);
       // Keys past the pages read so far appear when their page is read.
       else if (next === null || rows.has(change.key) || change.key < lastKey()) {
         upsert(change.key, change.value, change.revision);
       }
+      revision = change.revision;
       say(`${rows.size} keys shown, live at revision ${change.revision}`);
     },
     onError: (error) => {
-      if (!(error instanceof StreamRefused)) return; // a dropped stream: it reconnects
-      if (error.status === 410) {
+      if (current !== listing) return;
+      if (!(error instanceof StreamRefused)) {
+        drop(live ? "its stream dropped" : "it does not answer");
+      } else if (error.status === 410) {
         // The node no longer holds the changes since the list was read (compacted): the
         // list is stale, so read it again and watch from there.
         say("the list fell behind the node's history: reading it again");
@@ -102,41 +160,110 @@ function follow(/** @type {number} */ fromRevision) {
         say(`live updates stopped: the node answered ${error.status}`);
       }
     },
+    onClose: () => {
+      if (current === listing) drop("its stream ended");
+    },
   });
 }
 
+/**
+ * The watch lost the page's node: say so, and watch again soon from the revision after the
+ * last one shown (the stream's own reconnect would wait on a paused node's open stream).
+ */
+function drop(/** @type {string} */ why) {
+  const current = listing;
+  stopWatch();
+  dropped = why;
+  say(
+    `${rows.size} keys shown as of revision ${revision}; not connected to live updates (this page's node, ${location.host}: ${why}): retrying…`,
+    true,
+  );
+  retry = setTimeout(() => {
+    retry = null;
+    if (current === listing) follow();
+  }, RETRY_MS);
+}
+
+function stopWatch() {
+  watch?.close();
+  watch = null;
+  live = false;
+  if (retry !== null) clearTimeout(retry);
+  retry = null;
+}
+
 function lastKey() {
-  const last = $("keys-body").lastElementChild;
-  return last === null ? "" : (last.firstElementChild?.textContent ?? "");
+  const last = /** @type {HTMLElement | null} */ ($("keys-body").lastElementChild);
+  return last?.dataset.key ?? "";
 }
 
 function upsert(
   /** @type {string} */ key,
   /** @type {string} */ value,
-  /** @type {number} */ revision,
+  /** @type {number} */ changedAt,
 ) {
   let row = rows.get(key);
   if (row === undefined) {
     row = document.createElement("tr");
+    row.dataset.key = key;
     for (let i = 0; i < 3; i++) row.append(document.createElement(i === 0 ? "th" : "td"));
     row.firstElementChild?.setAttribute("scope", "row");
-    /** @type {HTMLElement} */ (row.firstElementChild).textContent = key;
+    showText(/** @type {HTMLElement} */ (row.firstElementChild), key);
     rows.set(key, row);
     insertSorted(row, key);
   }
   const [, valueCell, revisionCell] = row.children;
-  const shown = value.length > VALUE_CHARS_MAX ? `${value.slice(0, VALUE_CHARS_MAX)}…` : value;
-  /** @type {HTMLElement} */ (valueCell).textContent = shown;
-  /** @type {HTMLElement} */ (revisionCell).textContent = String(revision);
+  showText(/** @type {HTMLElement} */ (valueCell), cut(value));
+  /** @type {HTMLElement} */ (revisionCell).textContent = String(changedAt);
   row.classList.remove("changed");
   void row.offsetWidth; // restart the highlight
   row.classList.add("changed");
 }
 
+/** `value`, cut to VALUE_CHARS_MAX characters, never inside a surrogate pair. */
+function cut(/** @type {string} */ value) {
+  if (value.length <= VALUE_CHARS_MAX) return value;
+  const end = /[\uD800-\uDBFF]/.test(value[VALUE_CHARS_MAX - 1] ?? "")
+    ? VALUE_CHARS_MAX - 1
+    : VALUE_CHARS_MAX;
+  return `${value.slice(0, end)}…`;
+}
+
+/**
+ * One character that would show as something else or as nothing: controls, format
+ * characters (bidirectional overrides and isolates, zero-width spaces and joiners, the
+ * byte-order mark), lone surrogates, line and paragraph separators, and every space but
+ * the plain one. A key "a\u202Etxt.exe" must not read as "aexe.txt".
+ */
+const HIDDEN = /([\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]|(?! )\p{Zs})/u;
+
+/** Sets `text` as `cell`'s content, with each HIDDEN character drawn as a \u{…} escape. */
+function showText(/** @type {HTMLElement} */ cell, /** @type {string} */ text) {
+  const parts = text.split(HIDDEN);
+  if (parts.length === 1) {
+    cell.textContent = text;
+    return;
+  }
+  cell.replaceChildren();
+  parts.forEach((part, i) => {
+    if (i % 2 === 0) {
+      if (part !== "") cell.append(part);
+      return;
+    }
+    const code = (part.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0");
+    const mark = document.createElement("span");
+    mark.className = "escape";
+    mark.title = `character U+${code}, which would show as something else or not at all`;
+    mark.textContent = `\\u{${code}}`;
+    cell.append(mark);
+  });
+}
+
 function insertSorted(/** @type {HTMLTableRowElement} */ row, /** @type {string} */ key) {
   const body = $("keys-body");
   for (const other of body.children) {
-    if ((other.firstElementChild?.textContent ?? "") > key) {
+    const otherKey = /** @type {HTMLElement} */ (other).dataset.key ?? "";
+    if (otherKey > key) {
       body.insertBefore(row, other);
       return;
     }
@@ -149,8 +276,21 @@ function remove(/** @type {string} */ key) {
   rows.delete(key);
 }
 
-function say(/** @type {string} */ text) {
-  $("keys-status").textContent = text;
+/**
+ * Shows `text` as the key browser's state; with `elsewhere`, followed by a link to the
+ * dashboard of a member that answers, where the keys can be read meanwhile.
+ */
+function say(/** @type {string} */ text, elsewhere = false) {
+  const status = $("keys-status");
+  const [other] = elsewhere ? otherMembersAnswering() : [];
+  if (other === undefined) {
+    status.textContent = text;
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = `${other}/`;
+  link.textContent = other.replace(/^https?:\/\//, "");
+  status.replaceChildren(`${text} The keys can be read meanwhile on `, link, ".");
 }
 
 start();
