@@ -180,6 +180,8 @@ const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
 /** While the server closes, how often connections that finished their request are ended. */
 const IDLE_SWEEP_MS = 20;
+/** How long past the request deadline a stop waits for busy connections before cutting them. */
+const CLOSE_GRACE_MS = 1000;
 
 /** Where a server listens. */
 export interface HttpAddress {
@@ -302,10 +304,20 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       // request becomes idle afterwards and would hold the stop until its keep-alive
       // timeout ran out (seconds, after a master's hand-over on SIGTERM): sweep them too.
       const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+      // Every request has a deadline; a connection still busy well past it holds something
+      // that would never end (a stream nobody tracked), and a stop must end: cut them all.
+      const cut = setTimeout(() => {
+        logger.warn(
+          { event: "http_close", reason: "busy_connections" },
+          `HTTP connections still busy ${requestTimeoutMs + CLOSE_GRACE_MS} ms into the stop: closing them`,
+        );
+        app.server.closeAllConnections();
+      }, requestTimeoutMs + CLOSE_GRACE_MS);
       try {
         await app.close();
       } finally {
         clearInterval(sweep);
+        clearTimeout(cut);
       }
     },
     address: () => address,
