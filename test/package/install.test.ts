@@ -135,13 +135,15 @@ describe("package", () => {
     const sim = await runStatus("npx", ["baton", "sim", "--seed", "7"], project);
     expect(sim.status).toBe(2);
     expect(sim.stderr).toContain("npm run sim");
-    // A short campaign: its nodes are the installed CLI's own `baton start`.
+    // The shortest campaign (room for one fault): its nodes are the installed CLI's own
+    // `baton start`.
     const campaign = await run(
       join(project, "node_modules", ".bin", "baton"),
-      ["chaos", "--duration", "5", "--nemesis", "kill-master", "--out", join(work, "chaos")],
+      ["chaos", "--duration", "12", "--nemesis", "kill-master", "--out", join(work, "chaos")],
       project,
     );
     expect(campaign).toContain("ok   linearizable");
+    expect(campaign).toContain("ok   faults: ran: kill-master 1");
 
     const [esm, cjs] = await importBothWays(
       project,
