@@ -143,7 +143,7 @@ describe("package", () => {
       project,
     );
     expect(campaign).toContain("ok   linearizable");
-    expect(campaign).toContain("ok   faults: ran: kill-master 1");
+    expect(campaign).toMatch(/ok {3}faults: ran: kill-master [1-9]/);
 
     const [esm, cjs] = await importBothWays(
       project,
