@@ -56,7 +56,7 @@ import {
 import { timelineHtml, timelineSvg, writeReport } from "./report.js";
 import { sleep } from "./wait.js";
 import { CampaignWatch, checkWatch } from "./watch-check.js";
-import { Workload } from "./workload.js";
+import { requestErrorCode, Workload } from "./workload.js";
 
 export interface CampaignOptions {
   readonly seed: number;
@@ -442,9 +442,7 @@ class CampaignRun {
       const answer = `${response.statusCode}${code === undefined ? "" : ` ${code}`}`;
       return { acknowledged: response.statusCode === 200, answer };
     } catch (error) {
-      const e = error as { code?: unknown; name?: string; cause?: { code?: unknown } };
-      const code = [e.cause?.code, e.code].find((c): c is string => typeof c === "string");
-      return { acknowledged: false, answer: `no answer (${code ?? e.name ?? String(error)})` };
+      return { acknowledged: false, answer: `no answer (${requestErrorCode(error)})` };
     }
   }
 

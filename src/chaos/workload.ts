@@ -329,12 +329,20 @@ export class Workload {
         },
       };
     } catch (error) {
-      // An abort by the timeout is a DOMException whose numeric code means nothing here.
-      const e = error as { code?: unknown; name?: string; cause?: { code?: unknown } };
-      const code = [e.cause?.code, e.code].find((c): c is string => typeof c === "string");
-      return { error: code ?? e.name ?? String(error) };
+      return { error: requestErrorCode(error) };
     }
   }
+}
+
+/**
+ * What a request that got no answer failed with: the socket's code (ECONNREFUSED,
+ * UND_ERR_CONNECT_TIMEOUT, ...), else the error's name (TimeoutError for an abort by the
+ * timeout, a DOMException whose numeric code means nothing here).
+ */
+export function requestErrorCode(error: unknown): string {
+  const e = error as { code?: unknown; name?: string; cause?: { code?: unknown } };
+  const code = [e.cause?.code, e.code].find((c): c is string => typeof c === "string");
+  return code ?? e.name ?? String(error);
 }
 
 /** Records a definite answer to a write on `op`; false when the answer is not definite. */

@@ -244,45 +244,8 @@ describe("dashboard in a browser", () => {
 
   it("timing: dashboard: opened at localhost, a member's Kill button kills it, and the page says so only once it stops answering", async () => {
     const browser = await openBrowser();
-    const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
-    const peers = [1, 2, 3].map((id) => `${id}=127.0.0.1:${peerPort + id - 1}`).join(",");
-    const urls = [1, 2, 3].map((id) => `http://127.0.0.1:${httpPort + id - 1}`);
-    const output: string[] = [];
     const exits = new Map<number, string>();
-    for (const id of [1, 2, 3]) {
-      const node = new ManagedProcess(
-        `node${id}`,
-        process.execPath,
-        [
-          ...["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts"), "start"],
-          ...["--id", String(id), "--peers", peers, "--http", `127.0.0.1:${httpPort + id - 1}`],
-          ...["--memory", "--allow-fault-injection"],
-        ],
-        {
-          cwd: REPO_ROOT,
-          group: true,
-          onLine: (line) => output.push(`${id}: ${line}`),
-          onExit: (exit) => exits.set(id, exit.how),
-        },
-      );
-      node.start();
-      cleanups.push(() => node.stop(8000));
-    }
-    const answers = (url: string) =>
-      fetch(`${url}/v1/status`).then(
-        (r) => (r.ok ? (r.json() as Promise<{ role: string }>) : undefined),
-        () => undefined,
-      );
-    await waitUntil(
-      "a master, with every node serving",
-      async () => {
-        const roles = await Promise.all(urls.map(answers));
-        if (roles.some((answer) => answer === undefined)) return undefined;
-        return roles.filter((answer) => answer?.role === "master").length === 1 ? true : undefined;
-      },
-      60_000,
-      async () => output.slice(-30).join("\n"),
-    );
+    const { httpPort, urls, output } = await startThree(["--allow-fault-injection"], {}, exits);
     const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
     const scriptErrors: string[] = [];
     page.on("pageerror", (error) => scriptErrors.push(error.message));
@@ -316,7 +279,11 @@ describe("dashboard in a browser", () => {
     );
     expect(said).toMatch(new RegExp(`^Killed node ${target}`));
     // And it is so: the node's port no longer answers, and its process died of the kill.
-    expect(await answers(urls[target - 1] as string)).toBeUndefined();
+    const answered = await fetch(`${urls[target - 1]}/v1/status`).then(
+      (r) => (r.ok ? "answered" : undefined),
+      () => undefined,
+    );
+    expect(answered).toBeUndefined();
     expect(said).toBe(`Killed node ${target}: it accepted the request and no longer answers.`);
     await waitUntil("the node's exit", async () => exits.get(target), 10_000);
     expect(exits.get(target)).toContain("SIGKILL");
@@ -335,42 +302,9 @@ describe("dashboard in a browser", () => {
       sha256: hashToken(tokens[role]),
     }));
     writeFileSync(tokensFile, formatTokensFile(records), { mode: 0o600 });
-    const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
-    const peers = [1, 2, 3].map((id) => `${id}=127.0.0.1:${peerPort + id - 1}`).join(",");
-    const urls = [1, 2, 3].map((id) => `http://127.0.0.1:${httpPort + id - 1}`);
-    const output: string[] = [];
-    for (const id of [1, 2, 3]) {
-      const node = new ManagedProcess(
-        `node${id}`,
-        process.execPath,
-        [
-          ...["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts"), "start"],
-          ...["--id", String(id), "--peers", peers, "--http", `127.0.0.1:${httpPort + id - 1}`],
-          ...["--memory", "--tokens", tokensFile],
-        ],
-        { cwd: REPO_ROOT, group: true, onLine: (line) => output.push(`${id}: ${line}`) },
-      );
-      node.start();
-      cleanups.push(() => node.stop(8000));
-    }
-    const status = (url: string, token: string) =>
-      fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${token}` } }).then(
-        (r) => (r.ok ? (r.json() as Promise<{ role: string }>) : undefined),
-        () => undefined,
-      );
-    // Every node serving, not only the two that elected the master: the page opens node 1,
-    // which on a loaded machine can still be loading when the other two have a master.
-    const master = await waitUntil(
-      "a master, with every node serving",
-      async () => {
-        const roles = await Promise.all(urls.map((url) => status(url, tokens.read)));
-        if (roles.some((answer) => answer === undefined)) return undefined;
-        const masters = urls.filter((_, i) => roles[i]?.role === "master");
-        return masters.length === 1 ? masters[0] : undefined;
-      },
-      60_000,
-      async () => output.slice(-30).join("\n"),
-    );
+    const { urls, output, master } = await startThree(["--tokens", tokensFile], {
+      authorization: `Bearer ${tokens.read}`,
+    });
     const put = await fetch(`${master}/v1/kv/secure%2Fgreeting`, {
       method: "PUT",
       body: "hello",
@@ -423,3 +357,57 @@ describe("dashboard in a browser", () => {
     expect(scriptErrors).toEqual([]);
   }, 120_000);
 });
+
+/**
+ * Three nodes from the sources on free loopback ports, with `extraArgs`, stopped by the
+ * test's cleanups; resolves once every node serves and one is master (asked with
+ * `headers`). `exits` hears how each node's process ended.
+ */
+async function startThree(
+  extraArgs: readonly string[],
+  headers: Record<string, string> = {},
+  exits?: Map<number, string>,
+): Promise<{ httpPort: number; urls: string[]; output: string[]; master: string }> {
+  const [peerPort, httpPort] = [await freeConsecutivePorts(3), await freeConsecutivePorts(3)];
+  const peers = [1, 2, 3].map((id) => `${id}=127.0.0.1:${peerPort + id - 1}`).join(",");
+  const urls = [1, 2, 3].map((id) => `http://127.0.0.1:${httpPort + id - 1}`);
+  const output: string[] = [];
+  for (const id of [1, 2, 3]) {
+    const node = new ManagedProcess(
+      `node${id}`,
+      process.execPath,
+      [
+        ...["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts"), "start"],
+        ...["--id", String(id), "--peers", peers, "--http", `127.0.0.1:${httpPort + id - 1}`],
+        ...["--memory", ...extraArgs],
+      ],
+      {
+        cwd: REPO_ROOT,
+        group: true,
+        onLine: (line) => output.push(`${id}: ${line}`),
+        ...(exits === undefined ? {} : { onExit: (exit) => exits.set(id, exit.how) }),
+      },
+    );
+    node.start();
+    cleanups.push(() => node.stop(8000));
+  }
+  const status = (url: string) =>
+    fetch(`${url}/v1/status`, { headers }).then(
+      (r) => (r.ok ? (r.json() as Promise<{ role: string }>) : undefined),
+      () => undefined,
+    );
+  // Every node serving, not only the two that elected the master: the page opens one of
+  // them, which on a loaded machine can still be loading when the other two have a master.
+  const master = await waitUntil(
+    "a master, with every node serving",
+    async () => {
+      const roles = await Promise.all(urls.map(status));
+      if (roles.some((answer) => answer === undefined)) return undefined;
+      const masters = urls.filter((_, i) => roles[i]?.role === "master");
+      return masters.length === 1 ? masters[0] : undefined;
+    },
+    60_000,
+    async () => output.slice(-30).join("\n"),
+  );
+  return { httpPort, urls, output, master };
+}

@@ -49,22 +49,11 @@ describe("chaos faults", () => {
     const windows: FaultWindow[] = [];
     const skips: FaultSkip[] = [];
     const context: NemesisContext = {
-      prng: new Prng(1),
-      nodes: [1, 2, 3].map((id) => ({ id })) as unknown as ChaosNode[],
-      network: {} as Network,
+      ...standIns(() => clock),
       // Every reading moves the campaign on by 5 s, so a 10 s wait ends after a few.
       now: () => (clock += 5000),
-      currentMaster: () => 1,
-      healthy: () => false,
-      restart: () => {},
-      members: {} as CampaignMembers,
-      unaskedCandidacies: () => 0,
-      probeWrite: async () => ({ acknowledged: false, answer: "503 ERR_NO_MASTER" }),
-      operatorProblems: [],
       windows,
       skips,
-      faultMs: [1, 1],
-      quietMs: [0, 0],
     };
     await runNemeses(context, ["wipe-restart"], 120_000);
     expect(windows).toEqual([]);

@@ -492,7 +492,7 @@ function removeEntry(/** @type {HTMLLIElement} */ li) {
 
 /** What a transfer event says; `tookMs` for an ended one whose start the page saw. */
 function transferText(/** @type {any} */ e, /** @type {number | null} */ tookMs) {
-  const toward = e.direction === "sending" ? `to node ${e.peer}` : `from node ${e.peer}`;
+  const toward = towardPeer(e);
   const of = `${percentOf(e)}% of ${formatBytes(e.totalBytes)}`;
   const snapshot = `snapshot at index ${e.snapshotIndex}`;
   if (!e.done) return `state transfer ${toward}: ${of} (${snapshot})`;
@@ -502,6 +502,11 @@ function transferText(/** @type {any} */ e, /** @type {number | null} */ tookMs)
     return `state transfer ${toward} completed: ${formatBytes(e.totalBytes)}${took} (${snapshot})`;
   }
   return `state transfer ${toward} abandoned at ${of} (${formatBytes(e.bytes)} moved; ${snapshot})`;
+}
+
+/** "to node 2" for a transfer the reporting node sends, "from node 2" for one it receives. */
+function towardPeer(/** @type {any} */ e) {
+  return e.direction === "sending" ? `to node ${e.peer}` : `from node ${e.peer}`;
 }
 
 function percentOf(/** @type {any} */ e) {
@@ -519,7 +524,7 @@ function endTransfersOf(/** @type {number} */ id) {
     const line = transferLines.get(key);
     if (line === undefined) continue;
     line.ended = true;
-    const toward = e.direction === "sending" ? `to node ${e.peer}` : `from node ${e.peer}`;
+    const toward = towardPeer(e);
     setMessage(
       line.li,
       `state transfer ${toward}: no longer reported at ${percentOf(e)}% of ${formatBytes(e.totalBytes)}, since node ${id} stopped answering (snapshot at index ${e.snapshotIndex})`,
