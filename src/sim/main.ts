@@ -44,6 +44,13 @@ function integer(value: string): number {
   return n;
 }
 
+/** A count that must be at least one (`--jobs 0` would otherwise run one process silently). */
+function positive(value: string): number {
+  const n = integer(value);
+  if (n < 1) throw new InvalidArgumentError("expected an integer of at least 1");
+  return n;
+}
+
 /** `--election-ms` as `baton start` reads it ("<min>-<max>", or "<min>" for min to 2×min). */
 function electionRange(value: string): { min: number; max: number } {
   const range = parseElectionMs(value);
@@ -339,9 +346,14 @@ export function register(program: Command, io: { exitCode: number }): void {
   program
     .command("sim")
     .description("run Baton's deterministic cluster simulator (virtual clock, network and disks)")
-    .option("--seeds <count>", "run this many seeds and report violations", integer)
+    .option("--seeds <count>", "run this many seeds and report violations", positive)
     .option("--from <seed>", "first seed of a sweep", integer, 1)
-    .option("--jobs <count>", "parallel processes for a sweep", integer, Math.max(1, cpus().length))
+    .option(
+      "--jobs <count>",
+      "parallel processes for a sweep",
+      positive,
+      Math.max(1, cpus().length),
+    )
     .option("--seed <seed>", "run one seed", integer)
     .option("--trace", "with --seed: print what every node did")
     .option("--demo", "a short run with faults, explained")

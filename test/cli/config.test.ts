@@ -304,6 +304,27 @@ describe("config", () => {
     expect(r.err).toContain(`tlsCa (--tls-ca): cannot read ${join(dir, "missing-ca.crt")}: ENOENT`);
   });
 
+  it("start: a --data that cannot be created is exit 2 naming the level refused, at once (under /proc, or below a file)", async () => {
+    const file = configFile("in-the-way", {});
+    for (const [data, named] of [
+      ["/proc/baton-nope/data", "cannot create /proc/baton-nope: ENOENT"],
+      [join(file, "data"), `${file} is a file, not a directory`],
+    ] as const) {
+      const r = await run([
+        "start",
+        "--id",
+        "1",
+        "--peers",
+        "1=127.0.0.1:7101",
+        "--data",
+        data,
+        "--no-http",
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`data (--data): ${named}`);
+    }
+  });
+
   it("config: a file that is not JSON, or not an object, is named in the error", async () => {
     const path = join(dir, "broken.json");
     writeFileSync(path, "{ id: 1 ");

@@ -29,4 +29,16 @@ describe("cli: sim sweeps", () => {
     );
     expect(err.join("")).toMatch(/seeds 5\.\.6: 2 done, [0-9.]+ seeds\/s, about 0 s left/);
   }, 60_000);
+
+  it("cli: --jobs 0 and --seeds 0 are refused with the rule, not run as one process or none", async () => {
+    for (const args of [
+      ["--seeds", "2", "--jobs", "0"],
+      ["--seeds", "0"],
+    ]) {
+      const io = captureIo();
+      const code = await main(["sim", ...args], io);
+      expect(code).toBe(2);
+      expect(io.err()).toContain("expected an integer of at least 1");
+    }
+  });
 });

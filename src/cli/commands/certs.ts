@@ -11,7 +11,7 @@
  */
 
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
@@ -27,6 +27,7 @@ import {
 import type { IssuedPair } from "./cert-issuer.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { ExitCode } from "./exit-code.js";
+import { makeDirectory } from "./make-directory.js";
 
 /** The files `baton certs` writes, by what they hold. */
 export const CERT_FILES = {
@@ -218,7 +219,7 @@ async function writePair(
   [certFile, keyFile]: readonly [string, string],
   pair: IssuedPair,
 ): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  makeDirectory(dir);
   await writeFile(certFile, pair.certPem);
   await writeFile(keyFile, pair.keyPem, { mode: 0o600 });
   // writeFile keeps the mode of a file it overwrites (--force).

@@ -12,7 +12,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -20,6 +20,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient } from "../../client/index.js";
 import { isLoopbackHost } from "../../server/node-config.js";
 import { type CliIo, processIo } from "./cli-io.js";
+import { makeDirectory } from "./make-directory.js";
 
 interface DemoFlags {
   nodes: number;
@@ -135,7 +136,12 @@ async function demo(flags: DemoFlags): Promise<number> {
   }
   const temporary = flags.data === undefined;
   const root = temporary ? mkdtempSync(join(tmpdir(), "baton-demo-")) : resolve(flags.data!);
-  mkdirSync(root, { recursive: true });
+  try {
+    makeDirectory(root);
+  } catch (error) {
+    console.error(`baton demo: --data: ${(error as Error).message}`);
+    return 2;
+  }
   const ids = Array.from({ length: flags.nodes }, (_, i) => i + 1);
   const peers = ids.map((id) => `${id}=${flags.host}:${flags.peerPort + id - 1}`).join(",");
   console.log(

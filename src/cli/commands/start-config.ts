@@ -11,7 +11,7 @@
  * names and the translation to NodeConfig; it never starts anything.
  */
 
-import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { z } from "zod";
 import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
 import {
@@ -23,6 +23,7 @@ import {
   parsePeers,
 } from "../../server/node-config.js";
 import { parseAddress } from "../../transport/address.js";
+import { statOf } from "./make-directory.js";
 
 /** A number from JSON, or from the text of a flag or a variable. */
 const fromText = (value: unknown): unknown =>
@@ -392,7 +393,7 @@ function storeQuotaSettings(settings: StartSettings): { quotaKeys: number; quota
 export function unreadableFiles(config: NodeConfig): string[] {
   const problems: string[] = [];
   if (config.dataDir !== null) {
-    const kind = statSync(config.dataDir, { throwIfNoEntry: false });
+    const kind = statOf(config.dataDir);
     if (kind !== undefined && !kind.isDirectory()) {
       problems.push(
         `data (--data): ${config.dataDir} is a file, not a directory; give a directory (it is created if missing)`,

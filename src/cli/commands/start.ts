@@ -25,6 +25,7 @@ import {
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
+import { makeDirectory } from "./make-directory.js";
 import {
   loadStartConfig,
   rawSetting,
@@ -351,6 +352,16 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   if (unusable.length > 0) {
     io.stderr.write(`baton start: invalid configuration:\n  - ${unusable.join("\n  - ")}\n`);
     return ended(2);
+  }
+  if (config.dataDir !== null) {
+    try {
+      makeDirectory(config.dataDir);
+    } catch (error) {
+      io.stderr.write(
+        `baton start: invalid configuration:\n  - data (--data): ${(error as Error).message}; give a directory this user can create or write\n`,
+      );
+      return ended(2);
+    }
   }
   const exposure = insecureExposure(config);
   if (exposure !== null) {
