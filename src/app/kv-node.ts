@@ -56,6 +56,7 @@ import { createFaultInjector } from "./fault-injector.js";
 import { KvStore } from "./kv-store.js";
 import { connectNodeEvents } from "./node-events.js";
 import { createNodeMetrics } from "./node-metrics.js";
+import { logStalls } from "./stall-log.js";
 import { registerStoreMetrics } from "./store-metrics.js";
 import { defaultStoreQuota, type StoreQuota } from "./store-quota.js";
 
@@ -130,6 +131,7 @@ export class KvNode implements KvNodeApi {
     const tokens = config.tokens === null ? null : new TokenStore(readTokens(config.tokens));
     const transport = createTransport(config, log);
     const node = await startNode(config, sm, log, transport, {}, options.joined ?? null);
+    logStalls(node, { min: config.electionMsMin, max: config.electionMsMax }, log);
     const kv = new KvNode(node, sm, config, transport, options.quota ?? defaultStoreQuota());
     kv.tokens = tokens;
     kv.store.startLeaseTicker();

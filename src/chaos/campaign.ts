@@ -281,6 +281,7 @@ class CampaignRun {
           probeWrite: (id, timeoutMs) => this.probeWrite(id, timeoutMs),
           members: this.members,
           unaskedCandidacies: (since) => this.unaskedCandidacies(since),
+          stallsPastElection: (since) => this.stallsPastElection(since),
           operatorProblems: this.operatorProblems,
           windows: this.windows,
           skips: this.skips,
@@ -458,6 +459,15 @@ class CampaignRun {
     const master = this.currentMaster();
     const via = others.find((n) => n.id === master) ?? others[0] ?? this.node(id === 1 ? 2 : 1);
     node.spawn(["--join", via.url]);
+  }
+
+  /** Event-loop stalls past the election timeout that any node logged since campaign ms `since`. */
+  private stallsPastElection(since: number): number {
+    const wallSince = this.wallOrigin + since;
+    return this.nodes.reduce(
+      (n, node) => n + node.stallsPastElection.filter((s) => s.wallAt >= wallSince).length,
+      0,
+    );
   }
 
   /** Candidacies logged since campaign ms `since` that no master asked for. */

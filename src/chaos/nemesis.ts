@@ -137,6 +137,12 @@ export interface NemesisContext {
   /** Candidacies no master asked for (elections after a timeout) since campaign ms `since`. */
   unaskedCandidacies(since: number): number;
   /**
+   * Event-loop stalls past the election timeout that nodes logged since campaign ms
+   * `since`: a machine too loaded to keep a master's heartbeats on time, which explains an
+   * election by timeout without any protocol fault.
+   */
+  stallsPastElection(since: number): number;
+  /**
    * Writes a fresh key (outside the workload's, the bank's and the leases') through node
    * `id` alone, waiting at most `timeoutMs` for the answer: how a fault proves that it cut
    * that node off.
@@ -243,10 +249,13 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
         }
       }
       const unasked = context.unaskedCandidacies(window.start);
+      const stalls = context.stallsPastElection(window.start);
       window.detail += `; unasked candidacies: ${unasked}`;
+      if (stalls > 0) window.detail += `; event-loop stalls past the election timeout: ${stalls}`;
       // Every master stopped here hands over first, and every other node is only away for a
-      // restart: an election by timeout means a hand-over that did not happen.
-      if (unasked > 0 && window.unfinished === undefined) {
+      // restart: an election by timeout means a hand-over that did not happen, unless a node
+      // logged a stall long enough to miss heartbeats (a machine overloaded, not the protocol).
+      if (unasked > 0 && stalls === 0 && window.unfinished === undefined) {
         window.noEffect = `${unasked} candidacies no master asked for: a stopped master did not hand over`;
       }
       close(window);

@@ -128,6 +128,23 @@ export function isUnaskedCandidacy(role: unknown, reason: unknown): boolean {
 }
 
 /**
+ * The wall-clock time and length of an event-loop stall a node logged (src/app/stall-log.ts)
+ * when it reached the node's shortest election timeout; null for any other line.
+ */
+export function stallPastElection(line: string): { wallAt: number; ms: number } | null {
+  if (!line.includes('"event":"stall"')) return null;
+  try {
+    const json = JSON.parse(line) as { time?: unknown; ms?: unknown; electionMsMin?: unknown };
+    const { time, ms, electionMsMin } = json;
+    if (typeof time !== "number" || typeof ms !== "number") return null;
+    if (typeof electionMsMin !== "number" || ms < electionMsMin) return null;
+    return { wallAt: time, ms };
+  } catch {
+    return null; // Not a JSON line after all.
+  }
+}
+
+/**
  * An exit the campaign did not cause, or a stop that did not end cleanly (exit code 0
  * within the grace time; see ProcessExit.expected).
  */
@@ -242,6 +259,11 @@ export class ChaosNode extends NodeProcess {
   readonly errorLines: ErrorLine[] = [];
   /** How many lines it logged at error or fatal level, those not kept included. */
   errorLineCount = 0;
+  /**
+   * The event-loop stalls it logged past its shortest election timeout (src/app/stall-log.ts),
+   * at wall-clock ms: long enough for backups to call an election with no fault at all.
+   */
+  readonly stallsPastElection: { readonly wallAt: number; readonly ms: number }[] = [];
   private readonly recent: string[] = [];
 
   constructor(
@@ -314,6 +336,8 @@ export class ChaosNode extends NodeProcess {
     if (line.includes("state transfer complete")) this.stateTransfers++;
     const error = parseErrorLine(line, this.id, this.clock.wallOrigin);
     if (error !== null) this.noteErrorLine(error);
+    const stall = stallPastElection(line);
+    if (stall !== null) this.stallsPastElection.push(stall);
     if (!line.includes('"event":"role"')) return;
     try {
       const json = JSON.parse(line) as {

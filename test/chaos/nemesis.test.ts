@@ -30,6 +30,7 @@ function standIns(clock: () => number): NemesisContext {
     restart: () => {},
     members: {} as CampaignMembers,
     unaskedCandidacies: () => 0,
+    stallsPastElection: () => 0,
     probeWrite: async () => ({ acknowledged: false, answer: "503 ERR_NO_MASTER" }),
     operatorProblems: [],
     windows: [],
@@ -119,9 +120,10 @@ describe("chaos faults", () => {
     expect(verdict.problems?.[0]).toMatch(/^no fault ran/);
   });
 
-  it("faults: a rolling restart with an election nobody asked for fails (a stopped master did not hand over)", async () => {
-    const run = async (unasked: number) => {
-      const windows: FaultWindow[] = [];
+  it("faults: a rolling restart with an election nobody asked for fails (a stopped master did not hand over), unless a node logged a stall past the election timeout", async () => {
+    let windows: FaultWindow[] = [];
+    const run = async (unasked: number, stalls = 0) => {
+      windows = [];
       const stopped: number[] = [];
       let clock = 0;
       const nodes = [1, 2, 3].map((id) => ({
@@ -137,6 +139,7 @@ describe("chaos faults", () => {
           now: () => (clock += 50),
           healthy: () => true,
           unaskedCandidacies: () => unasked,
+          stallsPastElection: () => stalls,
           windows,
           faultMs: [1000, 1000],
           quietMs: [0, 0],
@@ -152,6 +155,12 @@ describe("chaos faults", () => {
     expect(verdict.ok).toBe(false);
     expect(verdict.problems?.[0]).toContain(
       "2 candidacies no master asked for: a stopped master did not hand over",
+    );
+    // A machine that starved a node past the election timeout explains the election.
+    const excused = await run(1, 1);
+    expect(excused.ok).toBe(true);
+    expect(windows[0]?.detail).toContain(
+      "unasked candidacies: 1; event-loop stalls past the election timeout: 1",
     );
   });
 
