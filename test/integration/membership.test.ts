@@ -139,14 +139,13 @@ describe("membership", () => {
       await client.put("under-5", "1");
       const since = performance.now();
       cluster.startNode(3);
-      await cluster
-        .node(3)
-        .waitForLog(
-          "node 3 admitting node 5",
-          (l) => l.json?.event === "peer_admitted" && l.json?.peer === 5,
-          10_000,
-          since,
-        );
+      await cluster.node(3).waitForLog(
+        "node 3 admitting node 5",
+        (l) => l.json?.event === "peer_admitted" && l.json?.peer === 5,
+        // The node's process starts first: seconds on a loaded machine.
+        30_000,
+        since,
+      );
       await cluster.waitCaughtUp(3, 20_000);
       expect((await cluster.node(3).status(2000))?.master).toBe(5);
     } finally {

@@ -21,7 +21,9 @@ import { useClusterHarness } from "../../harness/vitest-hooks.js";
 
 useClusterHarness();
 
-const TIMING = { electionMs: "300-600", heartbeatMs: 50 } as const;
+// An election timeout no event-loop stall of a loaded CI machine reaches: what is judged is
+// that every hand-over is asked, and a missed one still shows, as an election 1-2 s later.
+const TIMING = { electionMs: "1000-2000", heartbeatMs: 100 } as const;
 
 /**
  * Candidacies logged by any node since `sinceAt` (performance.now()) that no master asked
