@@ -45,6 +45,7 @@ export class CampaignMembers {
   async replace(id: number, httpUrl: string): Promise<void> {
     const deadline = performance.now() + REPLACE_MS_MAX;
     let removed = false;
+    let addTried = false;
     let addresses: { peerAddress: string; httpUrl: string } | null = null;
     for (;;) {
       try {
@@ -56,8 +57,18 @@ export class CampaignMembers {
           continue;
         }
         removed = true;
-        if (listed !== undefined) return;
+        if (listed !== undefined) {
+          // Back in the list after an add whose answer was lost: added. Before any add, the
+          // node that answered has not applied the removal yet: ask again.
+          if (addTried) return;
+          if (performance.now() > deadline) {
+            throw new Error("still listed after its removal");
+          }
+          await sleep(RETRY_MS);
+          continue;
+        }
         if (addresses === null) throw new Error(`node ${id} is not a member`);
+        addTried = true;
         await this.client.addMember({ id, ...addresses });
         return;
       } catch (error) {
