@@ -122,6 +122,10 @@ const STARTUP_MS_MAX = 120_000;
 const RECOVERY_MS_MAX = 30_000;
 /** Entries a node may be behind the master's commit index and still count as caught up. */
 const HEALTHY_LAG_MAX = 200;
+/** Tries at reading every node's copies while no node applies anything (compareCopies). */
+const COPY_COMPARE_ATTEMPTS = 6;
+/** Keys whose copies differ, named in the converged verdict (the rest are counted). */
+const COPY_PROBLEMS_SHOWN = 20;
 
 /** The exact command that replays `options`' fault schedule. */
 export function reproduceCommand(options: CampaignOptions, method: PartitionMethod): string {
@@ -591,16 +595,18 @@ class CampaignRun {
         const digests = new Set(last.map((s) => s!.stateDigest));
         const index = last[0]!.appliedIndex;
         const list = last.map((s) => `n${s!.id}=${s!.stateDigest}`).join(" ");
-        return digests.size === 1
-          ? {
-              ok: true,
-              detail: `all ${last.length} nodes at applied index ${index} with digest ${last[0]!.stateDigest}`,
-            }
-          : {
-              ok: false,
-              detail: `digests differ at applied index ${index}: ${list}`,
-              problems: [list],
-            };
+        if (digests.size !== 1) {
+          return {
+            ok: false,
+            detail: `digests differ at applied index ${index}: ${list}`,
+            problems: [list],
+          };
+        }
+        const copies = await this.compareCopies();
+        const detail = `all ${last.length} nodes at applied index ${index} with digest ${last[0]!.stateDigest}; ${copies.detail}`;
+        return copies.problems.length === 0
+          ? { ok: true, detail }
+          : { ok: false, detail, problems: copies.problems };
       }
       await sleep(200);
     }
@@ -610,6 +616,46 @@ class CampaignRun {
     return {
       ok: false,
       detail: `nodes did not reach the same applied index within 30 s: ${seen.join(" ")}`,
+    };
+  }
+
+  /**
+   * The digests are what each node says of its own state; this reads it instead: every key
+   * the clients used, from every node's own copy, between two status polls that find all
+   * nodes at one applied index (so nothing was applied meanwhile). Copies that differ are
+   * problems; an index that keeps moving (leases still expiring) leaves them uncompared.
+   */
+  private async compareCopies(): Promise<{ detail: string; problems: string[] }> {
+    const workload = this.workload!;
+    const keys = [...workload.keysUsed].sort();
+    const sameIndex = (answers: (StatusView | null)[]): number | null => {
+      const applied = new Set(answers.map((s) => s?.appliedIndex ?? -1));
+      return applied.size === 1 && !applied.has(-1) ? answers[0]!.appliedIndex : null;
+    };
+    for (let attempt = 0; attempt < COPY_COMPARE_ATTEMPTS; attempt++) {
+      if (attempt > 0) await sleep(500);
+      const before = sameIndex(await this.askAll(2000));
+      if (before === null) continue;
+      const copies = await Promise.all(
+        this.nodes.map((n) => Promise.all(keys.map((key) => workload.localCopy(n.id, key)))),
+      );
+      if (sameIndex(await this.askAll(2000)) !== before) continue;
+      if (copies.some((perKey) => perKey.includes(null))) continue;
+      const problems: string[] = [];
+      for (const [k, key] of keys.entries()) {
+        const seen = copies.map((perKey) => perKey[k]!);
+        if (new Set(seen).size === 1) continue;
+        const shown = seen.map((copy, i) => `n${this.nodes[i]!.id}=${copy}`).join(" ");
+        problems.push(`${key}: the nodes' own copies differ under one digest: ${shown}`);
+      }
+      return {
+        detail: `${keys.length} keys read from each node's own copy: ${problems.length === 0 ? "the same everywhere" : `${problems.length} differ`}`,
+        problems: problems.slice(0, COPY_PROBLEMS_SHOWN),
+      };
+    }
+    return {
+      detail: `the nodes' own copies were not compared: no ${COPY_COMPARE_ATTEMPTS} tries found them all at one applied index while reading`,
+      problems: [],
     };
   }
 

@@ -144,6 +144,19 @@ export class Workload {
   }
 
   /** One write through node `via`, for the liveness probe; true when acknowledged. */
+  /**
+   * Node `node`'s own copy of `key` (`?stale=true`, never forwarded): `value@revision`,
+   * `absent`, or null when the node gave neither answer.
+   */
+  async localCopy(node: number, key: string): Promise<string | null> {
+    const result = await this.attempt(node, "GET", key, null, {}, true);
+    if (!("answer" in result)) return null;
+    const { status, body } = result.answer;
+    if (status === 404) return "absent";
+    if (status !== 200) return null;
+    return `${String(body?.value)}@${String(body?.revision)}`;
+  }
+
   async probe(via: number, key: string, value: string): Promise<boolean> {
     const result = await this.attempt(via, "PUT", key, value, {});
     return "answer" in result && result.answer.status === 200;
