@@ -6,7 +6,7 @@
 
 import { EventEmitter } from "node:events";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type StoppableNode, stopAll } from "./demo.js";
+import { narrate, type StoppableNode, stopAll } from "./demo.js";
 
 class FakeNode extends EventEmitter {
   readonly signals: string[] = [];
@@ -85,5 +85,25 @@ describe("demo: stopping its nodes", () => {
     gone.exited = true;
     await stopAll([gone]);
     expect(gone.signals).toEqual([]);
+  });
+});
+
+describe("demo: what it narrates", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("demo: a stall past the election timeout is told (it explains a fail-over with no fault); a shorter one is not", () => {
+    const said: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((line: unknown) => void said.push(String(line)));
+    const stall = (ms: number) =>
+      JSON.stringify({
+        event: "stall",
+        ms,
+        electionMsMin: 300,
+        msg: `the event loop stalled ${ms} ms`,
+      });
+    expect(narrate(2, stall(160))).toBe("stall");
+    expect(narrate(2, stall(420))).toBe("stall");
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}node 2: the event loop stalled 420 ms$/);
   });
 });

@@ -345,16 +345,25 @@ function openBrowser(url: string): void {
  * Prints the log lines a person watching a fail-over cares about, and returns the line's
  * event (undefined for a line that is not one of the node's JSON log lines).
  */
-function narrate(id: number, line: string): string | undefined {
-  let entry: { event?: string; msg?: string; role?: string; failoverMs?: number | null };
+export function narrate(id: number, line: string): string | undefined {
+  let entry: {
+    event?: string;
+    msg?: string;
+    role?: string;
+    failoverMs?: number | null;
+    ms?: number;
+    electionMsMin?: number;
+  };
   try {
     entry = JSON.parse(line) as typeof entry;
   } catch {
     return undefined;
   }
-  const interesting = ["role", "state_transfer", "fatal", "serving", "recovery", "fault"];
+  const interesting = ["role", "state_transfer", "fatal", "serving", "recovery", "fault", "stall"];
   if (entry.event === undefined || !interesting.includes(entry.event)) return entry.event;
   if (entry.event === "role" && entry.role === "candidate") return entry.event;
+  // Only a stall long enough to cost a fail-over: it explains one that no fault caused.
+  if (entry.event === "stall" && (entry.ms ?? 0) < (entry.electionMsMin ?? 0)) return entry.event;
   console.log(`${time()}  node ${id}: ${entry.msg}`);
   return entry.event;
 }
