@@ -7,6 +7,8 @@
  * bucket-precision caveat.
  */
 
+import { percentile } from "../src/shared/percentile.js";
+
 export class LatencyRecorder {
   private values = new Float64Array(1 << 16);
   private size = 0;
@@ -43,12 +45,7 @@ export interface LatencySummary {
   readonly max: number | null;
 }
 
-/** The nearest-rank percentile `q` (0..1) of ascending `sorted`, or null when empty. */
-export function percentile(sorted: ArrayLike<number>, q: number): number | null {
-  if (sorted.length === 0) return null;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank] ?? null;
-}
+export { percentile };
 
 /** The median of `values` (the mean of the two middle ones for an even count). */
 export function median(values: readonly number[]): number | null {

@@ -31,6 +31,7 @@
  */
 
 import { type BatonClient, createClient } from "../client/index.js";
+import { percentile } from "../shared/percentile.js";
 import { ErrorTally, type Verdict } from "./checks.js";
 import { sleep } from "./wait.js";
 
@@ -231,7 +232,7 @@ export class CampaignLeases {
   /** The quantile `q` of the latest reads' latency, in ms. */
   private latencyMs(q: number): number {
     if (this.latencies.length === 0) return LATENCY_MS_DEFAULT;
-    return nearestRank(this.latencies, q);
+    return percentile(sorted(this.latencies), q)!;
   }
 
   verdict(): Verdict {
@@ -267,14 +268,12 @@ export class CampaignLeases {
       `${this.granted} leases of ${TTL_SECONDS} s: ${this.checked} read back in time, ` +
       `${this.granted - this.checked} unchecked`;
     if (this.margins.length === 0) return counts;
-    const ms = (q: number): string => `${Math.round(nearestRank(this.margins, q))} ms`;
+    const margins = sorted(this.margins);
+    const ms = (q: number): string => `${Math.round(percentile(margins, q)!)} ms`;
     return `${counts}; last read in time before the deadline: median ${ms(0.5)}, closest ${ms(0)}, widest ${ms(1)}`;
   }
 }
 
-/** The nearest-rank quantile `q` (0..1) of `values`, which must not be empty. */
-function nearestRank(values: readonly number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank]!;
+function sorted(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
 }
