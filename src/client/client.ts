@@ -299,6 +299,26 @@ class HttpBatonClient implements BatonClient {
   private masterWatchTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ClientOptions) {
+    // From JavaScript, or a config file read at run time, anything may come: name the field.
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidInputError(
+        "options",
+        'pass an object with endpoints, e.g. { endpoints: ["http://127.0.0.1:8101"] }',
+      );
+    }
+    const endpoints: unknown = options.endpoints;
+    if (!Array.isArray(endpoints) || !endpoints.every((e) => typeof e === "string")) {
+      throw new InvalidInputError(
+        "endpoints",
+        'must be an array of the nodes\' base URLs, e.g. ["http://127.0.0.1:8101"]',
+      );
+    }
+    for (const name of ["token", "clientId"] as const) {
+      const value: unknown = options[name];
+      if (value !== undefined && typeof value !== "string") {
+        throw new InvalidInputError(name, "must be a string");
+      }
+    }
     this.policy = parsePolicy(options);
     const checkAfter = options.masterCheckAfterMs ?? 150;
     if (!Number.isFinite(checkAfter) || checkAfter < 0) {

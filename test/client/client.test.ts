@@ -508,6 +508,26 @@ describe("client: retries and giving up", () => {
       createClient({ endpoints: ["127.0.0.1:1"], deadlineMs: 0, attemptTimeoutMs: -1 }),
     ).toThrow(/deadlineMs.*attemptTimeoutMs/);
   });
+
+  it("client: options of the wrong shape from JavaScript are InvalidInputError naming the field, not a TypeError", () => {
+    const untyped = createClient as (options?: unknown) => unknown;
+    const field = (options: unknown): string | undefined => {
+      try {
+        untyped(options);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidInputError);
+        return (error as InvalidInputError).field;
+      }
+      return undefined;
+    };
+    expect(field(undefined)).toBe("options");
+    expect(field(null)).toBe("options");
+    expect(field({})).toBe("endpoints");
+    expect(field({ endpoints: "http://127.0.0.1:8101" })).toBe("endpoints");
+    expect(field({ endpoints: [8101] })).toBe("endpoints");
+    expect(field({ endpoints: ["http://127.0.0.1:8101"], token: 123 })).toBe("token");
+    expect(field({ endpoints: ["http://127.0.0.1:8101"], clientId: 7 })).toBe("clientId");
+  });
 });
 
 describe("client: answers", () => {
