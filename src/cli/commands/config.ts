@@ -13,7 +13,7 @@ import { insecureExposure } from "../../server/node-config.js";
 import { rethrowIfBug } from "../../shared/assert.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { ExitCode } from "./exit-code.js";
-import { effectiveSettings, loadStartConfig, unreadableFiles } from "./start-config.js";
+import { effectiveSettings, loadStartConfig, unusablePaths } from "./start-config.js";
 
 /** Adds `config check` to `program`; it sets `io.exitCode`. */
 export function register(program: Command, io: CliIo = processIo()): void {
@@ -41,7 +41,7 @@ Example:
 
 function check(file: string, io: CliIo): number {
   const loaded = loadStartConfig({ flags: {}, env: io.env, configFile: file });
-  const problems = loaded.ok ? unreadableFiles(loaded.config) : [...loaded.problems];
+  const problems = loaded.ok ? unusablePaths(loaded.config) : [...loaded.problems];
   if (loaded.ok && problems.length === 0) {
     // What start and a reload read: PEM that parses, and a certificate the peers accept.
     try {

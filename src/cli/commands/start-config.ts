@@ -390,7 +390,7 @@ function storeQuotaSettings(settings: StartSettings): { quotaKeys: number; quota
  * data directory that is not one (a file under that name would fail the node's first
  * write as a disk error).
  */
-export function unreadableFiles(config: NodeConfig): string[] {
+export function unusablePaths(config: NodeConfig): string[] {
   const problems: string[] = [];
   if (config.dataDir !== null) {
     const kind = statOf(config.dataDir);

@@ -31,7 +31,7 @@ import {
   rawSetting,
   type StartSources,
   storeQuotaOf,
-  unreadableFiles,
+  unusablePaths,
 } from "./start-config.js";
 
 /** What commander hands over: the settings (as text; start-config checks them) and --config. */
@@ -348,7 +348,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     return ended(2);
   }
   const { config, settings } = loaded;
-  const unusable = unreadableFiles(config);
+  const unusable = unusablePaths(config);
   if (unusable.length > 0) {
     io.stderr.write(`baton start: invalid configuration:\n  - ${unusable.join("\n  - ")}\n`);
     return ended(2);
