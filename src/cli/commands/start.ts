@@ -9,7 +9,7 @@
  * them; on loopback it runs as it always did. SIGHUP re-reads certificates and tokens.
  */
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import type { Command } from "commander";
@@ -363,6 +363,11 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       return ended(2);
     }
   }
+  // An empty directory must stay empty when the bootstrap gate refuses the node: what the
+  // refused start wrote (an identity, a hard state, an empty log) would let the next start,
+  // a supervisor's restart a few seconds later, skip the gate and run as a member the
+  // cluster does not know (the master ignores its new incarnation).
+  const startedEmpty = config.dataDir !== null && readdirSync(config.dataDir).length === 0;
   const exposure = insecureExposure(config);
   if (exposure !== null) {
     io.stderr.write(`baton start: ${exposure}\n`);
@@ -393,6 +398,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     const err = error as Error & { code?: string };
     logger.fatal({ event: "fatal", err }, err.message);
     console.error(`baton start: node ${config.id} could not start: ${err.message}`);
+    if (startedEmpty && err.code === REFUSED) emptyAgain(config.dataDir!, logger);
     return ended(1);
   }
   logger.info(
@@ -416,6 +422,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     let exitCode = 0;
+    let refused = false;
     const stop = (signal: string, code: number): void => {
       // A fatal error during a stop already under way still makes the exit code 1.
       exitCode = Math.max(exitCode, code);
@@ -435,7 +442,10 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       // restart costs no fail-over. SIGINT (Ctrl-C, which stops every node of a demo at
       // once) and a fatal error stop at once.
       kv.stop({ handOver: signal === "SIGTERM" }).then(
-        () => resolve(exitCode),
+        () => {
+          if (refused) emptyAgain(config.dataDir!, logger);
+          resolve(exitCode);
+        },
         (error: unknown) => {
           logger.error({ event: "stop_failed", err: error }, "stopping failed");
           resolve(1);
@@ -446,6 +456,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     process.on("SIGTERM", () => stop("SIGTERM", 0));
     const onFatal = (error: Error): void => {
       io.stderr.write(`baton start: node ${config.id} stopped: ${error.message}\n`);
+      refused = startedEmpty && (error as { code?: unknown }).code === REFUSED;
       stop("fatal", 1);
     };
     kv.node.on("fatal", onFatal);
@@ -454,6 +465,24 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     const failedEarly = kv.node.fatalError;
     if (failedEarly !== null) onFatal(failedEarly);
   });
+}
+
+/** BootstrapRefusedError's code: the cluster knows another incarnation of this empty node. */
+const REFUSED = "ERR_BOOTSTRAP_REFUSED";
+
+/**
+ * Removes what a start refused by the bootstrap gate wrote into a data directory that was
+ * empty before it (the node has stopped and released it), so that the next start meets
+ * the gate again instead of running as a stranger to its cluster.
+ */
+function emptyAgain(dataDir: string, logger: Logger): void {
+  for (const entry of readdirSync(dataDir)) {
+    rmSync(join(dataDir, entry), { recursive: true, force: true });
+  }
+  logger.info(
+    { event: "refused_cleanup", dataDir },
+    `${dataDir} is empty again, as before this start: a restart is refused the same way until the member is replaced`,
+  );
 }
 
 /** A setting's raw value, or undefined when its sources cannot be read yet (the full load says why). */
