@@ -7,7 +7,7 @@
  * values and revisions, and takes writes after them. The CLI runs in-process.
  */
 
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it, onTestFinished } from "vitest";
@@ -93,6 +93,25 @@ it("timing: snapshot save from a loaded cluster, restore into a new three-node c
       expect(readdirSync(raced).sort()).toEqual(["identity", "snapshots", "wal"]);
     } finally {
       rmSync(raced, { recursive: true, force: true });
+    }
+    // A damaged copy of the backup is refused as a damaged file, before anything is written
+    // (not with a node's advice to wipe and rejoin).
+    const damaged = mkdtempSync(join(tmpdir(), "baton-restore-damaged-"));
+    try {
+      const bytes = readFileSync(file);
+      const at = Math.floor(bytes.length / 2);
+      bytes[at] = bytes[at]! ^ 0xff;
+      writeFileSync(join(damaged, "bad.snap"), bytes);
+      const io = captureIo();
+      const code = await restore(join(damaged, "bad.snap"), join(damaged, "data"), io);
+      expect(code).toBe(1);
+      expect(io.err()).toMatch(
+        /bad\.snap is damaged at byte \d+: .*; nothing was written to .*data: restore another backup/,
+      );
+      expect(io.err()).not.toContain("--join");
+      expect(readdirSync(damaged)).toEqual(["bad.snap"]);
+    } finally {
+      rmSync(damaged, { recursive: true, force: true });
     }
     for (const node of fresh.nodes) fresh.startNode(node.id);
     await fresh.waitForMaster();

@@ -23,6 +23,7 @@ import { Agent, request } from "undici";
 import { normalizeEndpoint } from "../../client/server-pool.js";
 import { drawIncarnation } from "../../server/create-node.js";
 import { DiskStorage } from "../../storage/disk-storage.js";
+import { SnapshotCorruptError } from "../../storage/errors.js";
 import { nodeFileSystem } from "../../storage/file-system.js";
 import { IdentityStore } from "../../storage/identity-store.js";
 import { readSnapshotData, SnapshotStore, snapshotMagic } from "../../storage/snapshot-store.js";
@@ -338,6 +339,12 @@ export async function restore(
     const check = readSnapshotData(nodeFileSystem, file, meta);
     while (!(await check.next()).done);
   } catch (error) {
+    // The storage error's advice is a node's (wipe and rejoin); here only a file is damaged.
+    if (error instanceof SnapshotCorruptError) {
+      return fail(
+        `${file} is damaged at byte ${error.offset}: ${error.detail}; nothing was written to ${dataDir}: restore another backup (baton snapshot save makes one from a running cluster)`,
+      );
+    }
     return fail(`${(error as Error).message}`);
   }
   await afterCheck();
