@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
+import { Agent, request } from "undici";
 import { afterEach, expect, it } from "vitest";
 import { freePorts } from "../../harness/processes.js";
 import { issueCa, issueNodeCert } from "../cli/commands/cert-issuer.js";
@@ -177,4 +178,36 @@ it("kv node: the store's refusals resolve as results, not errors (precondition_f
     leaseId: 42,
   });
   expect(await kv.delete("absent", {})).toEqual({ ok: false, code: "not_found" });
+});
+
+it("kv node: an HTTPS certificate for another host stops the start, and a reload to one keeps the old certificate serving", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await issueCa({ validDays: 1 });
+  const issue = (host: string) =>
+    issueNodeCert(ca, { memberId: 1, hosts: [host], clusterId: null, validDays: 1 });
+  const cert = join(dir, "http.crt");
+  const key = join(dir, "http.key");
+  const install = (pair: { certPem: string; keyPem: string }) => {
+    writeFileSync(cert, pair.certPem);
+    writeFileSync(key, pair.keyPem);
+  };
+  const [peerPort, httpPort] = await freePorts(2);
+  const config = oneNode(peerPort!, httpPort!, { httpTlsCert: cert, httpTlsKey: key });
+  install(await issue("127.0.0.9"));
+  await expect(KvNode.start(config, pino({ level: "silent" }))).rejects.toThrow(
+    /the certificate names IP Address:127\.0\.0\.9, not 127\.0\.0\.1, the host clients reach this node at \(--http\)/,
+  );
+
+  install(await issue("127.0.0.1"));
+  const kv = await KvNode.start(config, pino({ level: "silent" }));
+  cleanups.push(() => kv.stop());
+  install(await issue("127.0.0.9"));
+  const outcome = kv.reload();
+  expect(outcome.failed.join("\n")).toMatch(/^HTTP TLS: .*not 127\.0\.0\.1/m);
+  const agent = new Agent({ connect: { ca: ca.certPem } });
+  cleanups.push(() => agent.close());
+  const health = await request(`https://127.0.0.1:${httpPort}/health`, { dispatcher: agent });
+  await health.body.text();
+  expect(health.statusCode).toBe(200);
 });

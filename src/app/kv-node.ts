@@ -7,6 +7,7 @@
 
 import { randomInt, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { createSecureContext } from "node:tls";
 import pino, { type Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -393,6 +394,27 @@ function withStoreMetrics(registry: Registry, sm: KvStateMachine): Registry {
 }
 
 /** The HTTPS certificate and key of `config` as PEM text, or null for plain HTTP. */
+/**
+ * The host clients reach the HTTP API at: the advertised one, else the listen address's
+ * unless it is a wildcard (then only the operator knows the names).
+ */
+function httpHostOf(config: NodeConfig): string | null {
+  const address = config.advertiseHttp ?? config.http;
+  if (address === null) return null;
+  const parsed = parseAddress(address);
+  if (!parsed.ok) return null;
+  const { host } = parsed.address;
+  return host === "0.0.0.0" || host === "::" ? null : host;
+}
+
+/** The DNS names and IP addresses a certificate is for ("no host" when none). */
+function hostNames(certificate: X509Certificate): string {
+  const names = (certificate.subjectAltName ?? "")
+    .split(", ")
+    .filter((name) => name.startsWith("DNS:") || name.startsWith("IP Address:"));
+  return names.length === 0 ? "no host" : names.join(", ");
+}
+
 function readHttpTls(config: NodeConfig): HttpTlsConfig | null {
   if (config.httpTlsCert === null || config.httpTlsKey === null) return null;
   const tls = {
@@ -405,8 +427,19 @@ function readHttpTls(config: NodeConfig): HttpTlsConfig | null {
   } catch (error) {
     throw new Error(`${files}: ${(error as Error).message}`);
   }
+  const certificate = new X509Certificate(tls.cert);
+  // Every client checking the name would refuse a certificate for another host.
+  const host = httpHostOf(config);
+  if (host !== null) {
+    const named = isIP(host) !== 0 ? certificate.checkIP(host) : certificate.checkHost(host);
+    if (named === undefined) {
+      throw new Error(
+        `${files}: the certificate names ${hostNames(certificate)}, not ${host}, the host clients reach this node at (${config.advertiseHttp !== null ? "--advertise-http" : "--http"}): every client would refuse it; issue one naming ${host}`,
+      );
+    }
+  }
   // Every client would refuse an expired certificate; a reload keeps the old one instead.
-  const { fromMs, toMs } = certificateValidityMs(new X509Certificate(tls.cert));
+  const { fromMs, toMs } = certificateValidityMs(certificate);
   const now = Date.now();
   if (toMs < now)
     throw new Error(`${files}: the certificate expired on ${new Date(toMs).toUTCString()}`);
