@@ -25,6 +25,21 @@ function configFile(name: string, settings: object): string {
   return path;
 }
 
+/** `baton start` of a one-node cluster without HTTP on `data`, with `extra` flags. */
+function startOneNode(data: string, extra: string[] = []) {
+  return run([
+    "start",
+    "--id",
+    "1",
+    "--peers",
+    "1=127.0.0.1:7101",
+    "--data",
+    data,
+    "--no-http",
+    ...extra,
+  ]);
+}
+
 async function run(args: string[], env: Record<string, string> = {}) {
   const io = captureIo({ env });
   const code = await main(args, io);
@@ -283,15 +298,7 @@ describe("config", () => {
 
   it("config: start refuses, before it binds anything, a --data that is a file and TLS files it cannot read (exit 2)", async () => {
     const file = configFile("not-a-dir", {});
-    const r = await run([
-      "start",
-      "--id",
-      "1",
-      "--peers",
-      "1=127.0.0.1:7101",
-      "--data",
-      file,
-      "--no-http",
+    const r = await startOneNode(file, [
       "--tls-ca",
       join(dir, "missing-ca.crt"),
       "--tls-cert",
@@ -310,16 +317,7 @@ describe("config", () => {
       ["/proc/baton-nope/data", "cannot create /proc/baton-nope: ENOENT"],
       [join(file, "data"), `${file} is a file, not a directory`],
     ] as const) {
-      const r = await run([
-        "start",
-        "--id",
-        "1",
-        "--peers",
-        "1=127.0.0.1:7101",
-        "--data",
-        data,
-        "--no-http",
-      ]);
+      const r = await startOneNode(data);
       expect(r.code).toBe(2);
       expect(r.err).toContain(`data (--data): ${named}`);
     }
