@@ -6,7 +6,8 @@
  */
 
 import { mkdirSync, type Stats, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { readdir, rm } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 
 /**
  * Makes `path` a directory, creating missing parents. Throws an Error whose message names
@@ -36,6 +37,15 @@ export function makeDirectory(path: string): void {
       throw refusal(dir, code, `cannot create ${dir}: ${code}`);
     }
   }
+}
+
+/**
+ * Removes everything in `dir`, keeping the directory itself (a directory found empty that
+ * a failed step wrote into: restore's, a start the bootstrap gate refused).
+ */
+export async function emptyDirectory(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  await Promise.all(names.map((name) => rm(join(dir, name), { recursive: true, force: true })));
 }
 
 /**

@@ -37,6 +37,7 @@ import {
   withClient,
 } from "./cluster-options.js";
 import { ExitCode } from "./exit-code.js";
+import { emptyDirectory } from "./make-directory.js";
 
 const SAVE_TIMEOUT_MS_DEFAULT = 60_000;
 /** How long `snapshot save` waits silently before saying that it is waiting, in ms. */
@@ -404,12 +405,6 @@ export async function restore(
 
 /** What opening storage on an empty directory creates (restore's own, safe to remove). */
 const CREATED_BY_OPEN = new Set(["LOCK", "wal", "snapshots"]);
-
-/** Removes everything in `dir` (which restore found empty), keeping the directory itself. */
-async function emptyDirectory(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  await Promise.all(names.map((name) => rm(join(dir, name), { recursive: true, force: true })));
-}
 
 /** The index and term in a snapshot file's header; throws naming the file when it is not one. */
 async function readSnapshotMeta(file: string): Promise<{ index: number; term: number }> {

@@ -9,7 +9,7 @@
  * them; on loopback it runs as it always did. SIGHUP re-reads certificates and tokens.
  */
 
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import type { Command } from "commander";
@@ -25,7 +25,7 @@ import {
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
-import { makeDirectory } from "./make-directory.js";
+import { emptyDirectory, makeDirectory } from "./make-directory.js";
 import {
   loadStartConfig,
   rawSetting,
@@ -398,7 +398,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     const err = error as Error & { code?: string };
     logger.fatal({ event: "fatal", err }, err.message);
     console.error(`baton start: node ${config.id} could not start: ${err.message}`);
-    if (startedEmpty && err.code === REFUSED) emptyAgain(config.dataDir!, logger);
+    if (startedEmpty && err.code === REFUSED) await emptyAgain(config.dataDir!, logger);
     return ended(1);
   }
   logger.info(
@@ -442,8 +442,8 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       // restart costs no fail-over. SIGINT (Ctrl-C, which stops every node of a demo at
       // once) and a fatal error stop at once.
       kv.stop({ handOver: signal === "SIGTERM" }).then(
-        () => {
-          if (refused) emptyAgain(config.dataDir!, logger);
+        async () => {
+          if (refused) await emptyAgain(config.dataDir!, logger);
           resolve(exitCode);
         },
         (error: unknown) => {
@@ -475,10 +475,8 @@ const REFUSED = "ERR_BOOTSTRAP_REFUSED";
  * empty before it (the node has stopped and released it), so that the next start meets
  * the gate again instead of running as a stranger to its cluster.
  */
-function emptyAgain(dataDir: string, logger: Logger): void {
-  for (const entry of readdirSync(dataDir)) {
-    rmSync(join(dataDir, entry), { recursive: true, force: true });
-  }
+async function emptyAgain(dataDir: string, logger: Logger): Promise<void> {
+  await emptyDirectory(dataDir);
   logger.info(
     { event: "refused_cleanup", dataDir },
     `${dataDir} is empty again, as before this start: a restart is refused the same way until the member is replaced`,
