@@ -43,6 +43,7 @@ import type { BatonNode, SwitchoverOutcome } from "../server/node.js";
 import {
   insecureExposure,
   insecurePeerLink,
+  isWildcardAddress,
   type NodeConfig,
   NodeConfigError,
   type NodeConfigInput,
@@ -400,11 +401,9 @@ function withStoreMetrics(registry: Registry, sm: KvStateMachine): Registry {
  */
 function httpHostOf(config: NodeConfig): string | null {
   const address = config.advertiseHttp ?? config.http;
-  if (address === null) return null;
+  if (address === null || isWildcardAddress(address)) return null;
   const parsed = parseAddress(address);
-  if (!parsed.ok) return null;
-  const { host } = parsed.address;
-  return host === "0.0.0.0" || host === "::" ? null : host;
+  return parsed.ok ? parsed.address.host : null;
 }
 
 /** The DNS names and IP addresses a certificate is for ("no host" when none). */
