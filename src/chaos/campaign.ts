@@ -8,10 +8,11 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { Prng } from "../core/prng.js";
+import { makeDirectory } from "../shared/make-directory.js";
 import { CampaignBank } from "./bank.js";
 import {
   checkExactlyOnce,
@@ -173,7 +174,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       `${hostFaults.join(", ")} needs each node on a host of its own (--hosts netns)`,
     );
   }
-  mkdirSync(options.out, { recursive: true });
+  makeDirectory(options.out);
   const dataRoot = makeTempDir("baton-chaos-");
   const run = new CampaignRun(options, method, dataRoot);
   try {

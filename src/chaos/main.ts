@@ -7,6 +7,7 @@
  */
 
 import { type Command, InvalidArgumentError } from "commander";
+import { makeDirectory } from "../shared/make-directory.js";
 import { runCampaign } from "./campaign.js";
 import { netnsUnsupported } from "./hosts.js";
 import { HOST_NEMESES, NEMESES, NEMESIS_HELP, type NemesisKind } from "./nemesis.js";
@@ -162,6 +163,12 @@ async function chaos(o: ChaosFlags): Promise<number> {
   }
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const out = o.out ?? `results/chaos/${stamp()}-${seed}`;
+  try {
+    makeDirectory(out);
+  } catch (error) {
+    console.error(`--out: ${(error as Error).message}; give a folder that can be created`);
+    return 2;
+  }
   console.log(
     `fault campaign: seed ${seed}, ${o.duration} s, ${o.nodes} nodes, faults ${o.nemesis.join(",")}`,
   );

@@ -10,10 +10,11 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Agent, request } from "undici";
+import { makeDirectory } from "../shared/make-directory.js";
 import { type ErrorLine, parseErrorLine } from "./checks.js";
 import {
   ManagedProcess,
@@ -202,7 +203,7 @@ export class NodeProcess {
 
   /** Starts the node's process with `args` (the launcher's and everything after). */
   start(args: readonly string[]): void {
-    mkdirSync(this.dataDir, { recursive: true });
+    makeDirectory(this.dataDir);
     this.process.start(args);
   }
 
@@ -273,7 +274,7 @@ export class ChaosNode extends NodeProcess {
     private readonly onRole: (event: RoleEvent) => void,
     onUnexpectedExit: (exit: UnexpectedExit) => void,
   ) {
-    mkdirSync(logDir, { recursive: true });
+    makeDirectory(logDir);
     const ports = { peer: spec.peerPort, http: spec.httpPort };
     const command = spec.wrap === undefined ? batonLauncher().command : "ip";
     super(spec.id, spec.host, ports, spec.dataDir, command, {

@@ -24,10 +24,10 @@ import {
   type TokenRecord,
   type TokenRole,
 } from "../../http/tokens.js";
+import { makeDirectory } from "../../shared/make-directory.js";
 import type { IssuedPair } from "./cert-issuer.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { ExitCode } from "./exit-code.js";
-import { makeDirectory } from "./make-directory.js";
 
 /** The files `baton certs` writes, by what they hold. */
 export const CERT_FILES = {

@@ -19,8 +19,8 @@ import { createInterface } from "node:readline";
 import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient } from "../../client/index.js";
 import { isLoopbackHost } from "../../server/node-config.js";
+import { makeDirectory } from "../../shared/make-directory.js";
 import { type CliIo, processIo } from "./cli-io.js";
-import { makeDirectory } from "./make-directory.js";
 
 interface DemoFlags {
   nodes: number;

@@ -22,6 +22,7 @@ import type { Command } from "commander";
 import { Agent, request } from "undici";
 import { normalizeEndpoint } from "../../client/server-pool.js";
 import { drawIncarnation } from "../../server/create-node.js";
+import { emptyDirectory } from "../../shared/make-directory.js";
 import { DiskStorage } from "../../storage/disk-storage.js";
 import { SnapshotCorruptError } from "../../storage/errors.js";
 import { nodeFileSystem } from "../../storage/file-system.js";
@@ -37,7 +38,6 @@ import {
   withClient,
 } from "./cluster-options.js";
 import { ExitCode } from "./exit-code.js";
-import { emptyDirectory } from "./make-directory.js";
 
 const SAVE_TIMEOUT_MS_DEFAULT = 60_000;
 /** How long `snapshot save` waits silently before saying that it is waiting, in ms. */

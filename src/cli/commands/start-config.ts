@@ -22,8 +22,8 @@ import {
   parseNodeConfig,
   parsePeers,
 } from "../../server/node-config.js";
+import { statOf } from "../../shared/make-directory.js";
 import { parseAddress } from "../../transport/address.js";
-import { statOf } from "./make-directory.js";
 
 /** A number from JSON, or from the text of a flag or a variable. */
 const fromText = (value: unknown): unknown =>

@@ -18,6 +18,7 @@ import { KvNode } from "../../app/kv-node.js";
 import { createClient } from "../../client/index.js";
 import type { JoinedIdentity } from "../../server/create-node.js";
 import { insecureExposure, type NodeConfig } from "../../server/node-config.js";
+import { emptyDirectory, makeDirectory } from "../../shared/make-directory.js";
 import {
   type DataIdentity,
   decodeIdentity,
@@ -25,7 +26,6 @@ import {
 } from "../../storage/identity-store.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
-import { emptyDirectory, makeDirectory } from "./make-directory.js";
 import {
   loadStartConfig,
   rawSetting,
