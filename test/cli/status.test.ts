@@ -201,6 +201,47 @@ describe("cli status: judgement", () => {
     expect(table).toContain("stale master");
   });
 
+  it("cli status: a backup the master does not count (another incarnation, or not listed) is degraded", () => {
+    const member = (id: number, incarnation: number) => ({
+      id,
+      address: `x:${id}`,
+      httpUrl: `http://n${id}`,
+      role: "backup" as const,
+      connected: true,
+      matchIndex: 10,
+      lag: 0,
+      lastContactMs: 5,
+      incarnation,
+    });
+    const master = status(1, {
+      role: "master",
+      members: [member(1, 0), member(2, 0), member(3, 7)],
+    });
+    const summary = summarizeCluster([
+      { endpoint: "http://n1", status: master },
+      { endpoint: "http://n2", status: status(2, { incarnation: 4 }) },
+      { endpoint: "http://n3", status: status(3, { incarnation: 9 }) },
+      { endpoint: "http://n4", status: status(4, { incarnation: 2 }) },
+    ]);
+    expect(summary.verdict).toBe("degraded");
+    // A listed 0 stands for any incarnation: node 2 counts.
+    expect(summary.nodes[1]?.note).toBeNull();
+    expect(summary.nodes[2]?.note).toBe(
+      "master 1 lists incarnation 7, this node is 9: its votes and acknowledgements are dropped; bring it back with baton member replace 3, then --join",
+    );
+    expect(summary.nodes[3]?.note).toBe(
+      "not a member in master 1's configuration: stop it, or add it (baton member add 4)",
+    );
+    expect(summary.headline).toBe(
+      "degraded: node 1 is master in term 3; 4 of 4 nodes reachable; the master does not count nodes 3, 4 (see NOTE)",
+    );
+    const same = summarizeCluster([
+      { endpoint: "http://n1", status: master },
+      { endpoint: "http://n3", status: status(3, { incarnation: 7 }) },
+    ]);
+    expect(same.verdict).toBe("healthy");
+  });
+
   it("cli status: an unreachable node takes its id from a member list that names its URL", () => {
     const members = [
       {

@@ -195,6 +195,9 @@ export function summarizeCluster(answers: readonly EndpointStatus[]): ClusterSum
     }
   }
   const nodes = answers.map((a): NodeRow => nodeRow(a, masterStatus, idByUrl));
+  const unheard = nodes.filter(
+    (n) => n.status !== null && masterStatus !== null && unheardBy(masterStatus, n.status) !== null,
+  );
   const masterSummary =
     master === null || masterStatus === null
       ? null
@@ -209,12 +212,12 @@ export function summarizeCluster(answers: readonly EndpointStatus[]): ClusterSum
         : "unreachable"
       : masterSummary === null
         ? "no-master"
-        : reachable.length === answers.length
+        : reachable.length === answers.length && unheard.length === 0
           ? "healthy"
           : "degraded";
   return {
     verdict,
-    headline: headline(verdict, masterSummary, answers),
+    headline: headline(verdict, masterSummary, answers, unheard),
     master: masterSummary,
     nodes,
   };
@@ -237,7 +240,9 @@ function nodeRow(
     };
   }
   let note: string | null = null;
-  if (master !== null && status.role === "master" && status.id !== master.id) {
+  const unheard = master === null ? null : unheardBy(master, status);
+  if (unheard !== null) note = unheard;
+  else if (master !== null && status.role === "master" && status.id !== master.id) {
     note = `stale master (term ${status.term} < ${master.term})`;
   } else if (status.role === "candidate") note = "election under way";
   else if (status.master === null) note = "knows no master";
@@ -245,10 +250,32 @@ function nodeRow(
   return { endpoint: answer.endpoint, id: status.id, status, error: null, lag, note };
 }
 
+/**
+ * Why `master` does not count `node`'s votes and acknowledgements, or null when it does: a
+ * master listing another incarnation of the node (its data directory was wiped or replaced
+ * and it came back under the same id), or not listing it at all (removed, or never added).
+ * Such a node can look like a healthy backup from its own side while the master drops
+ * everything it says.
+ */
+function unheardBy(master: NodeStatus, node: NodeStatus): string | null {
+  if (node.id === master.id || master.members.length === 0) return null;
+  const listed = master.members.find((m) => m.id === node.id);
+  if (listed === undefined) {
+    return `not a member in master ${master.id}'s configuration: stop it, or add it (baton member add ${node.id})`;
+  }
+  const own = node.incarnation;
+  const named = listed.incarnation ?? 0;
+  if (named !== 0 && own !== undefined && own !== named) {
+    return `master ${master.id} lists incarnation ${named}, this node is ${own}: its votes and acknowledgements are dropped; bring it back with baton member replace ${node.id}, then --join`;
+  }
+  return null;
+}
+
 function headline(
   verdict: Verdict,
   master: ClusterSummary["master"],
   answers: readonly EndpointStatus[],
+  unheard: readonly NodeRow[],
 ): string {
   const reachable = answers.filter((a) => a.status !== undefined).length;
   const of = `${reachable} of ${answers.length} nodes reachable`;
@@ -257,7 +284,13 @@ function headline(
       return `healthy: node ${master?.id} is master in term ${master?.term}; ${of}`;
     case "degraded": {
       const down = answers.filter((a) => a.status === undefined).map((a) => a.endpoint);
-      return `degraded: node ${master?.id} is master in term ${master?.term}; ${of} (down: ${down.join(", ")}); restart the missing nodes`;
+      let text = `degraded: node ${master?.id} is master in term ${master?.term}; ${of}`;
+      if (down.length > 0) text += ` (down: ${down.join(", ")}); restart the missing nodes`;
+      if (unheard.length > 0) {
+        const ids = unheard.map((n) => n.id).join(", ");
+        text += `; the master does not count node${unheard.length > 1 ? "s" : ""} ${ids} (see NOTE)`;
+      }
+      return text;
     }
     case "no-master":
       return `no master: ${of}, none is master; an election may be under way, or too few nodes are up to elect one`;
