@@ -56,6 +56,7 @@ import {
   grantLease,
   keepAliveLease,
   type Lease,
+  optionsObject,
   type RangeItem,
   type RangeOptions,
   type RangePage,
@@ -319,10 +320,20 @@ class HttpBatonClient implements BatonClient {
         throw new InvalidInputError(name, "must be a string");
       }
     }
+    const ca: unknown = options.ca;
+    if (ca !== undefined && typeof ca !== "string" && !(ca instanceof Uint8Array)) {
+      throw new InvalidInputError(
+        "ca",
+        "must be the CA certificate's PEM text (a string or a Uint8Array), e.g. readFileSync('ca.crt')",
+      );
+    }
     this.policy = parsePolicy(options);
     const checkAfter = options.masterCheckAfterMs ?? 150;
-    if (!Number.isFinite(checkAfter) || checkAfter < 0) {
-      throw new InvalidInputError("options", "masterCheckAfterMs must be a number >= 0");
+    if (typeof checkAfter !== "number" || !(checkAfter >= 0 && checkAfter <= TIMER_MS_MAX)) {
+      throw new InvalidInputError(
+        "options",
+        `masterCheckAfterMs must be a number from 0 to ${TIMER_MS_MAX}`,
+      );
     }
     this.masterCheckAfterMs = checkAfter;
     const token = options.token;
@@ -352,7 +363,7 @@ class HttpBatonClient implements BatonClient {
     options: WriteOptions = {},
   ): Promise<{ revision: number }> {
     const startedAt = performance.now();
-    const response = await this.write("PUT", key, toBytes(value), options);
+    const response = await this.write("PUT", key, toBytes(value), optionsObject(options));
     if (response.status === 412) {
       const current = await this.currentRevision(key, response, startedAt);
       throw new PreconditionFailedError(key, options.ifRevision ?? -1, current);
@@ -363,7 +374,8 @@ class HttpBatonClient implements BatonClient {
 
   async get(key: string, options: { readonly stale?: boolean } = {}): Promise<KvValue | null> {
     checkKey(key);
-    const response = await this.send(this.getOperation(key, options.stale === true));
+    const stale = optionsObject(options).stale === true;
+    const response = await this.send(this.getOperation(key, stale));
     if (response.status === 404) return null;
     if (response.status !== 200) throw unexpected(response, "GET answered this status");
     return kvValueFrom(key, response);
@@ -384,7 +396,7 @@ class HttpBatonClient implements BatonClient {
 
   async delete(key: string, options: WriteOptions = {}): Promise<{ revision: number } | null> {
     const startedAt = performance.now();
-    const response = await this.write("DELETE", key, undefined, options);
+    const response = await this.write("DELETE", key, undefined, optionsObject(options));
     if (response.status === 404) return null;
     if (response.status === 412) {
       const current = await this.currentRevision(key, response, startedAt);
@@ -394,6 +406,14 @@ class HttpBatonClient implements BatonClient {
   }
 
   async cas(key: string, expectedRevision: number, value: string | Uint8Array): Promise<CasResult> {
+    // Without this check a missing revision (`entry?.revision` of an absent key, from
+    // JavaScript) would send a write with no condition at all.
+    if (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0) {
+      throw new InvalidInputError(
+        "expectedRevision",
+        "must be a non-negative integer (0: the key must not exist)",
+      );
+    }
     const startedAt = performance.now();
     const response = await this.write("PUT", key, toBytes(value), { ifRevision: expectedRevision });
     if (response.status === 412) {
@@ -415,6 +435,9 @@ class HttpBatonClient implements BatonClient {
       return this.statusFrom(response);
     }
     this.assertOpen();
+    if (typeof endpoint !== "string") {
+      throw new InvalidInputError("endpoint", "must be a node's URL, like http://127.0.0.1:8101");
+    }
     const response = await this.pool.request(normalizeEndpoint(endpoint), {
       method: "GET",
       path: "/v1/status",
@@ -621,7 +644,7 @@ class HttpBatonClient implements BatonClient {
   ): Promise<FinalResponse> {
     checkKey(key);
     const idempotencyKey = options.idempotencyKey ?? this.nextIdempotencyKey();
-    if (idempotencyKey === "" || !/^[\x21-\x7e]+$/.test(idempotencyKey)) {
+    if (typeof idempotencyKey !== "string" || !/^[\x21-\x7e]+$/.test(idempotencyKey)) {
       throw new InvalidInputError("idempotencyKey", "use printable ASCII characters");
     }
     const headers: Record<string, string> = { "idempotency-key": idempotencyKey };
@@ -797,7 +820,15 @@ class HttpBatonClient implements BatonClient {
     });
     if (!response.ok) {
       this.pool.noteFailure(endpoint);
-      return connectionFailure(response, cut);
+      // Only the status request was sent: the operation itself never left this client, so
+      // nothing was applied whatever became of that request.
+      const failure = connectionFailure(response, cut);
+      return {
+        ...failure,
+        kind: "refused",
+        message: `asking it for the master: ${failure.message}`,
+        mayHaveApplied: false,
+      };
     }
     // A node that cannot give its status may still serve the request (it forwards), so
     // only a broken connection counts as a failed attempt here.
@@ -928,6 +959,9 @@ function parsePolicy(options: ClientOptions): RetryPolicy {
     const value = options[name] ?? DEFAULT_RETRY_POLICY[name];
     if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
       problems.push(`${name} must be a number >= ${min}`);
+    } else if (name !== "attemptCountMax" && value > TIMER_MS_MAX) {
+      // Node runs a longer timer after 1 ms: every attempt would time out at once.
+      problems.push(`${name} must be at most ${TIMER_MS_MAX} (about 24.8 days)`);
     }
     return value;
   };
@@ -945,6 +979,9 @@ function parsePolicy(options: ClientOptions): RetryPolicy {
   if (problems.length > 0) throw new InvalidInputError("options", problems.join("; "));
   return Object.freeze(policy);
 }
+
+/** The longest delay a Node.js timer keeps, in milliseconds (2^31 - 1). */
+const TIMER_MS_MAX = 2_147_483_647;
 
 function checkKey(key: string): void {
   if (typeof key !== "string" || key === "") {

@@ -5,7 +5,13 @@
  */
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { CompactedError, LeaseNotFoundError } from "../shared/errors.js";
+import {
+  CompactedError,
+  ForbiddenError,
+  LeaseNotFoundError,
+  NoMasterError,
+  TimeoutError,
+} from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
 import { LEASE_EARLY_MS_MAX, lock } from "./lock.js";
 import type { RangePage, WatchChange } from "./store-client.js";
@@ -303,6 +309,29 @@ describe("lock: the holder's key", () => {
     expect(String(held.lost.reason)).toContain('"k" was deleted (by a delete');
   });
 
+  it("a compacted watch of the key whose read finds no master reads again until it gets through", async () => {
+    let reads = 0;
+    const { client } = fakeClient({
+      // biome-ignore lint/correctness/useYield: a watch that fails before any change
+      watch: async function* () {
+        throw new CompactedError(8, 20);
+      },
+      range: async () => {
+        reads++;
+        if (reads <= 2) throw new NoMasterError();
+        return { revision: 30, items: [], next: null };
+      },
+    });
+    const held = await lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(reads).toBe(1);
+    expect(held.lost.aborted).toBe(false);
+    // Before, the failed read ended the watch for good: a delete was never noticed.
+    await vi.advanceTimersByTimeAsync(250 + 500);
+    expect(reads).toBe(3);
+    expect(String(held.lost.reason)).toContain('"k" was deleted (by a delete');
+  });
+
   it("release ends the watch of the key, and a change seen after it changes nothing", async () => {
     let watchSignal: AbortSignal | null = null;
     const { client } = fakeClient({
@@ -320,5 +349,59 @@ describe("lock: the holder's key", () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(watchSignal!.aborted).toBe(true);
     expect(held.lost.aborted).toBe(false);
+  });
+});
+
+describe("lock: giving up and outages", () => {
+  it("a lock taken after the signal aborted is given back, not returned", async () => {
+    const stop = new AbortController();
+    const { client, revoked } = fakeClient({
+      txn: async () => {
+        await later(100);
+        return { succeeded: true, revision: 7 };
+      },
+    });
+    const taking = lock(client, "k", { ttlSeconds: 10, signal: stop.signal });
+    const outcome = taking.then(
+      () => "resolved",
+      (error: unknown) => String(error),
+    );
+    await vi.advanceTimersByTimeAsync(50);
+    stop.abort(new Error("gave up"));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(await outcome).toBe("Error: gave up");
+    expect(revoked).toEqual([1]);
+  });
+
+  it("a grant or a transaction that finds no master in time does not end the wait", async () => {
+    let grants = 0;
+    let txns = 0;
+    const { client, revoked } = fakeClient({
+      grant: async () => {
+        if (++grants === 1) throw new NoMasterError();
+      },
+      txn: async () => {
+        // The first answer was lost at the deadline: it may have gone through.
+        if (++txns === 1) throw new TimeoutError("put: no answer within 10000 ms");
+        return { succeeded: true, revision: 12 };
+      },
+    });
+    const taking = lock(client, "k", { ttlSeconds: 10 });
+    await vi.advanceTimersByTimeAsync(250 + 500);
+    const held = await taking;
+    expect(held).toMatchObject({ leaseId: 3, fencingToken: 12 });
+    // The lease of the transaction that may have gone through is given back.
+    expect(revoked).toEqual([2]);
+    await held.release();
+  });
+
+  it("a refusal for good (the token may not write) ends the wait", async () => {
+    const { client, revoked } = fakeClient({
+      txn: async () => {
+        throw new ForbiddenError('token "reader" has role read');
+      },
+    });
+    await expect(lock(client, "k", { ttlSeconds: 10 })).rejects.toBeInstanceOf(ForbiddenError);
+    expect(revoked).toEqual([1]);
   });
 });

@@ -22,8 +22,21 @@
  * reads it, `observe` follows it.
  */
 
-import { CompactedError, InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
+import {
+  BusyError,
+  CompactedError,
+  IndeterminateError,
+  InvalidInputError,
+  LeaseNotFoundError,
+  NoMasterError,
+  NotMasterError,
+  ShuttingDownError,
+  StorageFailedError,
+  TableFullError,
+  TimeoutError,
+} from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
+import { UnreachableError } from "./errors.js";
 
 /**
  * How much sooner than its time to live the cluster may end a lease: log time, by which
@@ -59,13 +72,22 @@ export interface Lock {
   release(): Promise<void>;
 }
 
+/** The first wait before trying again after the cluster could not be reached, in ms. */
+const OUTAGE_RETRY_MS_MIN = 250;
+/** The longest such wait, in ms. */
+const OUTAGE_RETRY_MS_MAX = 2000;
+
 /**
  * Takes the lock `key`, waiting while another holds it. Resolves with the lock and its
  * fencing token; rejects only when `options.signal` aborts (leaving no lease behind) or
- * the cluster refuses the requests for good. A lease that lapses while its owner waits
- * (the cluster was out of reach for longer than the TTL) is replaced by a new one, and a
- * lock whose lease lapsed while the transaction that took it was under way is given back
- * and taken again: a lock returned is never already lost.
+ * the cluster refuses the requests for good (a token without the role, a full quota). A
+ * lease that lapses while its owner waits (the cluster was out of reach for longer than
+ * the TTL) is replaced by a new one, and a lock whose lease lapsed while the transaction
+ * that took it was under way is given back and taken again: a lock returned is never
+ * already lost. A request that gives up for want of a master or in time (the client's
+ * deadline) does not end the wait either: the lease it was made with is revoked (or left
+ * to lapse, when the revoke cannot get through, so a transaction that went through after
+ * all holds the key only until then) and the wait goes on with a new one.
  */
 export async function lock(
   client: BatonClient,
@@ -79,14 +101,24 @@ export async function lock(
       `must be a whole number of seconds >= 2 (a lock counts itself lost ${LEASE_EARLY_MS_MAX} ms before its lease could end)`,
     );
   }
+  let outages = 0;
   for (;;) {
     options.signal?.throwIfAborted();
     const grantSentAt = performance.now();
-    const lease = await client.grantLease(ttlSeconds);
+    let lease: { id: number };
+    try {
+      lease = await client.grantLease(ttlSeconds);
+    } catch (error) {
+      if (!outage(error)) throw error;
+      await pause(outageRetryMs(outages++), options.signal);
+      continue;
+    }
     const keeper = new LeaseKeeper(client, lease.id, ttlSeconds, grantSentAt);
     try {
       const token = await takeWithLease(client, key, lease.id, options, keeper);
       if (token !== null) {
+        // Given up while the transaction that took it was on its way: give it back.
+        options.signal?.throwIfAborted();
         keeper.watchKey(key, token);
         return {
           key,
@@ -102,12 +134,52 @@ export async function lock(
     } catch (error) {
       keeper.stop();
       await client.revokeLease(lease.id).catch(() => null);
-      throw error;
+      if (!outage(error) || options.signal?.aborted === true) throw error;
+      await pause(outageRetryMs(outages++), options.signal);
+      continue;
     }
     // The lease lapsed (or may have): revoking it deletes the key if it was put on it.
     keeper.stop();
     await client.revokeLease(lease.id).catch(() => null);
   }
+}
+
+/**
+ * Whether `error` says the cluster could not be reached or had no master in time (another
+ * try may succeed), rather than that it refused the request for good.
+ */
+function outage(error: unknown): boolean {
+  return (
+    error instanceof NoMasterError ||
+    error instanceof NotMasterError ||
+    error instanceof TimeoutError ||
+    error instanceof IndeterminateError ||
+    error instanceof BusyError ||
+    error instanceof TableFullError ||
+    error instanceof ShuttingDownError ||
+    error instanceof StorageFailedError ||
+    error instanceof UnreachableError
+  );
+}
+
+function outageRetryMs(count: number): number {
+  return Math.min(OUTAGE_RETRY_MS_MAX, OUTAGE_RETRY_MS_MIN * 2 ** Math.min(count, 10));
+}
+
+/** Waits `ms`; rejects with the signal's reason as soon as it aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  signal?.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /**
@@ -298,8 +370,19 @@ class LeaseKeeper {
         if (!(error instanceof CompactedError)) throw error;
       }
       // No node holds the changes since then any more: the key itself tells whether it is
-      // still the one this holder put, and the watch goes on from the revision read.
-      const page = await this.client.range(key, { limit: 1 });
+      // still the one this holder put, and the watch goes on from the revision read. Read
+      // until a read gets through: giving up here would leave the key unwatched for as long
+      // as the lease lives.
+      let page: Awaited<ReturnType<BatonClient["range"]>> | null = null;
+      for (let failures = 0; page === null; failures++) {
+        try {
+          page = await this.client.range(key, { limit: 1 });
+        } catch (error) {
+          if (!outage(error)) throw error;
+          await pause(outageRetryMs(failures), signal).catch(() => null);
+          if (signal.aborted) return;
+        }
+      }
       const item = page.items[0];
       if (this.stopped) return;
       if (item?.key !== key) {

@@ -14,6 +14,7 @@ afterEach(async () => {
 
 const A = "http://127.0.0.1:8101";
 const B = "http://127.0.0.1:8102";
+const C = "http://127.0.0.1:8103";
 
 function status(id: number, role: NodeStatus["role"], term: number): NodeStatus {
   return {
@@ -42,5 +43,25 @@ describe("server pool", () => {
     expect(pool.masterEndpoint()).toBeNull();
     pool.learnFromStatus(B, status(2, "master", 6));
     expect(pool.masterEndpoint()).toBe(B);
+  });
+  it("pool: a hint is held as term 0, so a status of the term it was learned in still replaces it", () => {
+    const pool = new ServerPool([A, B, C]);
+    pools.push(pool);
+    pool.learnFromStatus(A, status(1, "master", 5));
+    expect([pool.masterEndpoint(), pool.masterTerm()]).toEqual([A, 5]);
+    // A hint has no term: it used to take the guess's, 5, as if it were as new as the guess,
+    // and an attempt at the hinted node was then never abandoned for term 5's real master.
+    pool.learnFromHint({ masterUrl: B });
+    expect([pool.masterEndpoint(), pool.masterTerm()]).toEqual([B, 0]);
+    pool.learnFromStatus(C, status(3, "master", 5));
+    expect([pool.masterEndpoint(), pool.masterTerm()]).toEqual([C, 5]);
+  });
+
+  it("pool: a second close waits for the same closing", async () => {
+    const pool = new ServerPool([A]);
+    const first = pool.close();
+    const second = pool.close();
+    expect(second).toBe(first);
+    await Promise.all([first, second]);
   });
 });

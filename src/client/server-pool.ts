@@ -205,8 +205,10 @@ export class ServerPool {
 
   /**
    * Learns from an error answer that names the master (`masterHint` id or `masterUrl`), as
-   * a node that cannot forward may do. The term is unknown, so the hint keeps the term of
-   * the current guess.
+   * a node that cannot forward may do. The hint's term is unknown, so it is held as term 0:
+   * what a status shows in any term replaces it, and an attempt at the hinted node is still
+   * abandoned when a status names another master (see BatonClient's master watch). Giving
+   * the hint the current guess's term let a stale node's hint pass for as new as the guess.
    */
   learnFromHint(hint: { readonly masterId?: number; readonly masterUrl?: string }): void {
     let endpoint = hint.masterId === undefined ? undefined : this.memberUrls.get(hint.masterId);
@@ -217,7 +219,7 @@ export class ServerPool {
         // An unusable hint is ignored; the rotation finds the master anyway.
       }
     }
-    if (endpoint !== undefined) this.master = { endpoint, term: this.master?.term ?? 0 };
+    if (endpoint !== undefined) this.master = { endpoint, term: 0 };
   }
 
   /** Sends one request to `endpoint` and reads the whole answer, within `timeoutMs`. */
@@ -305,10 +307,16 @@ export class ServerPool {
     }
   }
 
-  /** Waits for requests in flight (each bounded by its timeout), then closes connections. */
-  async close(): Promise<void> {
-    if (!this.agent.closed) await this.agent.close();
+  /**
+   * Waits for requests in flight (each bounded by its timeout), then closes connections.
+   * Every call waits for the same closing: a second one used to return at once.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.agent.close();
+    return this.closing;
   }
+
+  private closing: Promise<void> | null = null;
 }
 
 function errorCode(error: unknown): string | undefined {

@@ -121,8 +121,10 @@ const decoder = new TextDecoder();
 export async function range(
   core: ClientCore,
   prefix: string,
-  options: RangeOptions = {},
+  given: RangeOptions = {},
 ): Promise<RangePage> {
+  checkPrefix(prefix);
+  const options = optionsObject(given);
   const query = new URLSearchParams({ prefix });
   if (options.limit !== undefined) query.set("limit", String(options.limit));
   if (options.after !== undefined && options.after !== null) query.set("after", options.after);
@@ -154,7 +156,7 @@ export async function* rangeAll(
 ): AsyncGenerator<RangeItem> {
   let after: string | null = null;
   do {
-    const page: RangePage = await range(core, prefix, { ...options, after });
+    const page: RangePage = await range(core, prefix, { ...optionsObject(options), after });
     yield* page.items;
     after = page.next;
   } while (after !== null);
@@ -248,6 +250,26 @@ async function write(
 }
 
 /**
+ * A prefix to list or watch: any string, "" for every key. From JavaScript a missing one
+ * would otherwise be sent as the text "undefined".
+ */
+function checkPrefix(prefix: unknown): void {
+  if (typeof prefix !== "string") {
+    throw new InvalidInputError("prefix", 'must be a string ("" for every key)');
+  }
+}
+
+/**
+ * An operation's options argument: an object, or nothing (`undefined` or `null` from
+ * JavaScript, which a default parameter does not cover).
+ */
+export function optionsObject<T extends object>(options: T | null | undefined): Partial<T> {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== "object") throw new InvalidInputError("options", "must be an object");
+  return options;
+}
+
+/**
  * The JSON object of an answer with status `expected`. A 404 naming a lease throws
  * LeaseNotFoundError; anything else unexpected throws UnexpectedResponseError.
  */
@@ -285,8 +307,10 @@ const WATCH_HEADERS_TIMEOUT_MS = 5000;
 export async function* watchChanges(
   core: ClientCore,
   prefix: string,
-  options: WatchOptions = {},
+  given: WatchOptions = {},
 ): AsyncGenerator<WatchChange> {
+  checkPrefix(prefix);
+  const options = optionsObject(given);
   const from = options.fromRevision;
   if (from !== undefined && (!Number.isSafeInteger(from) || from < 1)) {
     throw new InvalidInputError("fromRevision", "must be an integer >= 1");
@@ -358,7 +382,8 @@ export async function* watchChanges(
         opened.close();
         closedSince = performance.now();
       }
-      core.pool.noteFailure(endpoint);
+      // A watch its caller ended says nothing about the node: the master stays known.
+      if (!stop.aborted) core.pool.noteFailure(endpoint);
     } else if (opened.ok) {
       const json = await readJson(opened.body);
       if (opened.status === 410) {

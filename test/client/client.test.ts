@@ -384,6 +384,25 @@ describe("client: retries and giving up", () => {
     expect(fake.requestsTo("PUT", "/v1/kv/")).toHaveLength(1);
   });
 
+  it("client: a write whose only request was a status look-up that went unanswered was never sent, and does not say it may have applied", async () => {
+    const fake = await cluster(1, null, { retryAfter: null });
+    const hang = (): Promise<boolean> => new Promise(() => {});
+    // Every status look-up hangs; the write itself, never sent, would have been refused.
+    fake.node(1).intercept = (request) =>
+      request.url.startsWith("/v1/status") ? hang() : Promise.resolve(false);
+    const c = client({
+      endpoints: fake.urls,
+      deadlineMs: 150,
+      attemptTimeoutMs: 100,
+      attemptCountMax: 1,
+    });
+    const error = await expectRejection(c.put("k", "v"));
+    expect(fake.requestsTo("PUT", "/v1/kv/")).toEqual([]);
+    expect(error).toBeInstanceOf(NoMasterReachableError);
+    expect(error.message).not.toContain("may have been applied");
+    expect(error.message).toContain("asking it for the master");
+  });
+
   it("client: the read that learns a key's revision after a bare 412 shares the write's deadline", async () => {
     const fake = await cluster(1, 1, { preconditionRevision: false, retryAfter: null });
     // The read gets what is left, and at least one attempt (100 ms here).
@@ -527,6 +546,41 @@ describe("client: retries and giving up", () => {
     expect(field({ endpoints: [8101] })).toBe("endpoints");
     expect(field({ endpoints: ["http://127.0.0.1:8101"], token: 123 })).toBe("token");
     expect(field({ endpoints: ["http://127.0.0.1:8101"], clientId: 7 })).toBe("clientId");
+    expect(field({ endpoints: ["http://127.0.0.1:8101"], ca: 42 })).toBe("ca");
+    expect(field({ endpoints: ["http://127.0.0.1:8101"], ca: {} })).toBe("ca");
+    // Node.js runs a longer timer after 1 ms: every attempt would time out at once.
+    expect(() => untyped({ endpoints: ["http://127.0.0.1:8101"], attemptTimeoutMs: 3e9 })).toThrow(
+      /attemptTimeoutMs must be at most 2147483647/,
+    );
+    expect(() =>
+      untyped({ endpoints: ["http://127.0.0.1:8101"], masterCheckAfterMs: 3e9 }),
+    ).toThrow(/masterCheckAfterMs must be a number from 0 to 2147483647/);
+  });
+
+  it("client: arguments of the wrong shape from JavaScript are InvalidInputError naming the field, and nothing is sent", async () => {
+    const fake = await cluster(1, 1);
+    const c = client({ endpoints: fake.urls });
+    const untyped = c as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const field = async (call: Promise<unknown>): Promise<string | undefined> => {
+      const error = await expectRejection(call);
+      expect(error).toBeInstanceOf(InvalidInputError);
+      return (error as InvalidInputError).field;
+    };
+    // A missing revision (`entry?.revision` of an absent key) once sent a write with no
+    // condition at all.
+    expect(await field(untyped.cas!("lock", undefined, "me"))).toBe("expectedRevision");
+    expect(await field(untyped.cas!("lock", "3", "me"))).toBe("expectedRevision");
+    expect(await field(untyped.put!("k", "v", { idempotencyKey: 123 }))).toBe("idempotencyKey");
+    expect(await field(untyped.status!(123))).toBe("endpoint");
+    expect(await field(untyped.range!(undefined))).toBe("prefix");
+    expect(await field(untyped.put!("k", "v", "fast"))).toBe("options");
+    const watch = (c.watch as (prefix: unknown) => AsyncIterable<unknown>)(undefined);
+    expect(await field(watch[Symbol.asyncIterator]().next())).toBe("prefix");
+    expect(fake.requestsTo("PUT", "/v1/kv/")).toEqual([]);
+    // null, which a default parameter does not replace, stands for no options.
+    await untyped.put!("k", "v", null);
+    expect(await untyped.get!("k", null)).toMatchObject({ revision: 1 });
+    expect(await untyped.delete!("k", null)).toMatchObject({ revision: 2 });
   });
 });
 
@@ -605,6 +659,34 @@ describe("client: answers", () => {
     expect(got?.text()).toBe("héllo");
     expect(got?.revision).toBe(1);
     expect(fake.requestsTo("GET", "/v1/kv/")[0]?.url).toBe("/v1/kv/k?stale=true");
+  });
+
+  it("client: a watch its caller ends leaves the master known (the next write asks no node for it)", async () => {
+    const fake = await cluster(3, 2);
+    fake.node(2).intercept = (request, reply) => {
+      if (!request.url.startsWith("/v1/watch")) return false;
+      reply.hijack();
+      reply.raw.writeHead(200, { "content-type": "text/event-stream" });
+      reply.raw.write(": watching\n\n");
+      return true;
+    };
+    const c = client({ endpoints: fake.urls });
+    await c.put("a", "1");
+    const lookUps = fake.requestsTo("GET", "/v1/status").length;
+    const stop = new AbortController();
+    const watching = (async () => {
+      for await (const _ of c.watch("a", { signal: stop.signal })) break;
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(fake.requestsTo("GET", "/v1/watch")).toHaveLength(1);
+    stop.abort();
+    await watching;
+    // Past the look-up interval (250 ms), so that a forgotten master would be looked up.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await c.put("b", "2");
+    // Before, the ended watch counted as a failure of the master: it was forgotten, and the
+    // next write began with a look-up.
+    expect(fake.requestsTo("GET", "/v1/status")).toHaveLength(lookUps);
   });
 
   it("client: status and clusterStatus report each node (one node down)", async () => {
