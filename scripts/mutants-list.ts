@@ -372,6 +372,13 @@ export const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: forwarding: a master proposes a copy of a forward it has answered already (a network that delivers a message twice)",
+    file: "src/server/node.ts",
+    find: "    if (given !== undefined) {",
+    replace: "    if (given !== undefined && this.id < 0) {",
+    wholeNode: true,
+  },
+  {
     name: "whole node (negative control): a node whose data was lost restarts empty without --join or a replacement",
     file: "",
     find: "",

@@ -180,6 +180,12 @@ function protocolCounters(registry: Registry, node: BatonNode): void {
   );
   counterFrom(
     registry,
+    "baton_forward_copies_total",
+    "copies of a backup's forwarded write that reached this master after the original (a network that delivered a message twice), answered as the original was and not proposed",
+    () => node.counters.forwardCopies,
+  );
+  counterFrom(
+    registry,
     "baton_appends_deferred_total",
     "appends from the master dropped, to be sent again, while this node's disk was more than 128 MiB behind",
     () => node.counters.appendsDeferred,

@@ -218,8 +218,13 @@ describe("forwarder", () => {
     host.master = 3;
     host.currentTerm = 2;
     forwarder.poll();
-    expect(host.sent[1]).toEqual({ kind: "proposal", to: 3, requestId: 1 });
+    // Under a new id: a master answers a copy of request 1 as it answered request 1, so a
+    // send after a refusal must never look like a copy of the refused one.
+    expect(host.sent[1]).toEqual({ kind: "proposal", to: 3, requestId: 2 });
+    // An answer to the refused id changes nothing now.
+    proposed(forwarder, { kind: "proposal", to: 3, requestId: 1 }, 8, 2);
     proposed(forwarder, host.sent[1]!, 9, 2);
+    forwarder.onApplied(command(8, 2), "other");
     forwarder.onApplied(command(9, 2), "done");
     await expect(result).resolves.toBe("done");
   });

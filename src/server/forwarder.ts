@@ -15,6 +15,11 @@
  * - proposed at (index, term): applied exactly when this node applies an entry of that
  *   term at that index; another term there means it was never applied (NoMasterError).
  *
+ * Every send of a command carries a request id of its own, and a master answers a copy
+ * of a send (a network that delivers a message twice) exactly as it answered the
+ * original: a refusal therefore always means that send was not proposed, whatever copies
+ * of it are still on their way.
+ *
  * A forwarded read is always safe to send again, so a read is simply re-sent to the next
  * master until its deadline.
  */
@@ -82,14 +87,21 @@ type ProposalState =
   | { readonly kind: "proposed"; readonly index: number; readonly entryTerm: number };
 
 interface OutgoingProposal {
-  readonly requestId: number;
+  /**
+   * The id of its latest send. Each send gets an id of its own, so that the master, which
+   * answers a copy of a forward as it answered the original, never takes a send after a
+   * refusal for a copy of the refused one.
+   */
+  requestId: number;
+  /** Whether `requestId` went out already (a send after it needs a new id). */
+  idUsed: boolean;
   readonly data: Uint8Array;
   state: ProposalState;
   /** The node that answered not_master in `term`: not asked again until either changes. */
   refused: { readonly by: NodeId; readonly term: number } | null;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: Timer;
+  timer: Timer | null;
 }
 
 type ReadState =
@@ -160,19 +172,20 @@ export class Forwarder {
     const requestId = this.nextRequestId++;
     this.counters.proposals++;
     return new Promise((resolve, reject) => {
-      const timer = this.host.clock.setTimeout(
-        () => this.expireProposal(requestId),
-        this.host.requestTimeoutMs,
-      );
       const proposal: OutgoingProposal = {
         requestId,
+        idUsed: false,
         data,
         state: { kind: "held", since: this.host.clock.monotonicMs() },
         refused: null,
         resolve,
         reject,
-        timer,
+        timer: null,
       };
+      proposal.timer = this.host.clock.setTimeout(
+        () => this.expireProposal(proposal),
+        this.host.requestTimeoutMs,
+      );
       this.proposals.set(requestId, proposal);
       this.freshProposals.push(proposal);
       this.sendSoon();
@@ -344,14 +357,23 @@ export class Forwarder {
     }
     if (this.host.role() === "master" && this.host.acceptsWrites()) {
       this.proposals.delete(proposal.requestId);
-      this.host.clock.clearTimeout(proposal.timer);
+      this.clearTimer(proposal);
       this.host.proposeLocally(proposal.data).then(proposal.resolve, proposal.reject);
       return;
     }
     const master = this.usableMaster(proposal.refused);
-    if (master !== null && this.host.sendProposal(master, proposal.requestId, proposal.data)) {
-      this.moveProposal(proposal, { kind: "sent", to: master, term: this.host.term() });
-      return;
+    if (master !== null) {
+      if (proposal.idUsed) {
+        this.proposals.delete(proposal.requestId);
+        proposal.requestId = this.nextRequestId++;
+        proposal.idUsed = false;
+        this.proposals.set(proposal.requestId, proposal);
+      }
+      if (this.host.sendProposal(master, proposal.requestId, proposal.data)) {
+        proposal.idUsed = true;
+        this.moveProposal(proposal, { kind: "sent", to: master, term: this.host.term() });
+        return;
+      }
     }
     if (this.host.clock.monotonicMs() - state.since >= FORWARD_HOLD_MS) {
       this.counters.noMaster++;
@@ -364,7 +386,7 @@ export class Forwarder {
     if (term === proposal.state.entryTerm && result !== NOT_A_COMMAND) {
       this.counters.applied++;
       this.proposals.delete(proposal.requestId);
-      this.host.clock.clearTimeout(proposal.timer);
+      this.clearTimer(proposal);
       proposal.resolve(result);
       return;
     }
@@ -378,9 +400,8 @@ export class Forwarder {
     );
   }
 
-  private expireProposal(requestId: number): void {
-    const proposal = this.proposals.get(requestId);
-    if (proposal === undefined) return;
+  private expireProposal(proposal: OutgoingProposal): void {
+    if (this.proposals.get(proposal.requestId) !== proposal) return;
     if (proposal.state.kind === "held") {
       this.counters.noMaster++;
       this.settle(proposal, this.noMaster());
@@ -414,7 +435,7 @@ export class Forwarder {
     if (proposal.state.kind === "sent") this.unanswered--;
     this.proposals.delete(proposal.requestId);
     if (proposal.state.kind === "proposed") this.forgetProposed(proposal, proposal.state.index);
-    this.host.clock.clearTimeout(proposal.timer);
+    this.clearTimer(proposal);
     proposal.reject(error);
     if (!this.hasUnanswered()) this.recent.clear();
   }
@@ -474,6 +495,11 @@ export class Forwarder {
   }
 
   // ------------------------------------------------------------------ helpers
+
+  private clearTimer(proposal: OutgoingProposal): void {
+    if (proposal.timer !== null) this.host.clock.clearTimeout(proposal.timer);
+    proposal.timer = null;
+  }
 
   /** The master to send to now, unless it already refused in this term. */
   private usableMaster(refused: OutgoingProposal["refused"]): NodeId | null {

@@ -360,6 +360,49 @@ describe("node runtime", () => {
     }
   });
 
+  it("timing: forwarding: a copy of a forward (a network that delivers a message twice) gets its original's answer and is never proposed", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const [a, b] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await until("backup b follows the master", () => b.node.status().master === master.node.id);
+    const aTransport = network.transportOf(a.node.id)!;
+    const forward = () =>
+      aTransport.send({
+        type: "forward_proposal",
+        from: a.node.id,
+        to: b.node.id,
+        term: b.node.status().term,
+        requestId: 777,
+        data: put("refused", "v"),
+      });
+    // A forward from backup a reaches b while b is a backup: refused, nothing proposed.
+    forward();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // b becomes the master; a copy of the same forward arrives only now.
+    await master.node.switchover(b.node.id);
+    expect(b.node.role).toBe("master");
+    forward();
+    await until("b answered the copy", () => b.node.counters.forwardCopies === 1);
+    await b.node.readBarrier();
+    // Proposing the copy applied a write whose forward had been refused ("not applied"),
+    // after its client had been told so and may have sent it anew.
+    expect(b.sm.get("refused")).toBeNull();
+    // Every forward of a leaves twice: each copy is answered as its original was, and the
+    // write (without an idempotency key, which would hide a second application) is applied
+    // once.
+    const send = aTransport.send.bind(aTransport);
+    aTransport.send = (message) => {
+      if (message.type === "forward_proposal") send(message);
+      return send(message);
+    };
+    const viaA = (await a.node.propose(put("once", "v"))) as KvResult;
+    expect(viaA.ok).toBe(true);
+    await until("b answered the copy", () => b.node.counters.forwardCopies === 2);
+    await b.node.readBarrier();
+    expect(b.sm.get("once")?.revision).toBe(viaA.ok ? viaA.revision : -1);
+  });
+
   it("timing: forwarding: a backup that cannot reach any master answers 'not applied' after holding the write", async () => {
     const network = new MemoryNetwork();
     const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));

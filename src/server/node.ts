@@ -27,6 +27,7 @@ import { type CoreEvent, type Ready, Replica, type RoleEvent } from "../core/rep
 import type {
   Entry,
   ForwardProposal,
+  ForwardProposalResponse,
   ForwardRead,
   ForwardSwitchover,
   ForwardSwitchoverResponse,
@@ -79,6 +80,17 @@ interface PendingProposal {
   readonly reject: (error: Error) => void;
   readonly timer: Timer;
 }
+
+/**
+ * Forwarded proposals of each backup whose answers a master remembers, to answer a copy
+ * of one as its original was (see forwardAnswers). Copies arrive shortly after their
+ * original, so the last few thousand are plenty: a backup forwards at most
+ * FORWARDS_IN_FLIGHT_MAX at a time, and a copy trails its original by one network delay.
+ */
+const FORWARD_ANSWERS_KEPT = 4096;
+
+/** A master's answer to one forwarded proposal. */
+type ForwardAnswer = Pick<ForwardProposalResponse, "outcome" | "index" | "entryTerm">;
 
 /** Entries read to size a backup's lag in bytes; beyond it the size is scaled up. */
 const LAG_SCAN_ENTRIES_MAX = 4096;
@@ -215,6 +227,16 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
   private readonly clock: Clock;
   private readonly transfer: StateTransfer;
   private readonly forwarder: Forwarder;
+  /**
+   * The answer given to each of the last FORWARD_ANSWERS_KEPT forwarded proposals of each
+   * backup, by request id (oldest first). A copy of a forward that arrives after its
+   * original (a network that delivers a message twice: the simulator's does, TCP never
+   * does) gets the very same answer and is never proposed: otherwise a copy refused while
+   * the original was proposed told the backup "not applied" of a write that was, and a
+   * copy that arrived after a refusal was proposed although the backup had said "not
+   * applied". A backup sends each request id once (see Forwarder).
+   */
+  private readonly forwardAnswers = new Map<NodeId, Map<number, ForwardAnswer>>();
   /** Read-index requests of backups, by the core's read id: answered once confirmed. */
   private readonly peerReads = new Map<
     number,
@@ -288,6 +310,11 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
      * sender, or lists another incarnation of it (a wiped data directory, say).
      */
     ignoredAnswers: 0,
+    /**
+     * Copies of forwarded proposals that arrived after their original (a network that
+     * delivers a message twice), answered as the original was and not proposed again.
+     */
+    forwardCopies: 0,
     /** Appends from the master dropped while the disk was too far behind (sent again). */
     appendsDeferred: 0,
     /** Writes refused as busy while the disk was too far behind. */
@@ -1625,6 +1652,7 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
       }
       this.transport.removePeer(id);
       this.connected.delete(id);
+      this.forwardAnswers.delete(id);
       this.log.info(
         { event: "peer_removed", peer: id },
         `forgot the link to node ${id}: the committed configuration no longer lists it`,
@@ -2080,32 +2108,52 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
    * The backup learns the result by applying the entry, so nothing else is kept here.
    */
   private onForwardProposal(message: ForwardProposal): void {
-    const answer = { type: "forward_proposal_response", ...this.envelope(message.from) } as const;
-    const requestId = message.requestId;
-    if (this.replica.role !== "master") {
-      this.sendForward({ ...answer, requestId, outcome: "not_master", index: 0, entryTerm: 0 });
+    const { from, requestId } = message;
+    let answers = this.forwardAnswers.get(from);
+    const given = answers?.get(requestId);
+    if (given !== undefined) {
+      this.counters.forwardCopies++;
+      this.sendForwardAnswer(from, requestId, given);
       return;
     }
+    const answer = this.proposeForwarded(message);
+    if (answers === undefined) {
+      answers = new Map();
+      this.forwardAnswers.set(from, answers);
+    }
+    answers.set(requestId, answer);
+    if (answers.size > FORWARD_ANSWERS_KEPT) {
+      answers.delete(answers.keys().next().value as number);
+    }
+    this.sendForwardAnswer(from, requestId, answer);
+  }
+
+  /** Proposes a backup's forwarded command, or says why not. */
+  private proposeForwarded(message: ForwardProposal): ForwardAnswer {
+    const refused = (outcome: "not_master" | "busy"): ForwardAnswer => ({
+      outcome,
+      index: 0,
+      entryTerm: 0,
+    });
+    if (this.replica.role !== "master") return refused("not_master");
     if (this.diskBehind()) {
       this.counters.busyDisk++;
-      this.sendForward({ ...answer, requestId, outcome: "busy", index: 0, entryTerm: 0 });
-      return;
+      return refused("busy");
     }
     const result = this.replica.propose(wrapCommand(this.clock.wallMs(), message.data));
-    if (!result.ok) {
-      const outcome = result.reason === "busy" ? "busy" : "not_master";
-      this.sendForward({ ...answer, requestId, outcome, index: 0, entryTerm: 0 });
-      return;
-    }
+    if (!result.ok) return refused(result.reason === "busy" ? "busy" : "not_master");
     this.counters.proposals++;
-    this.sendForward({
-      ...answer,
-      requestId,
-      outcome: "proposed",
-      index: result.index,
-      entryTerm: result.term,
-    });
     this.schedule();
+    return { outcome: "proposed", index: result.index, entryTerm: result.term };
+  }
+
+  private sendForwardAnswer(to: NodeId, requestId: number, answer: ForwardAnswer): void {
+    this.sendForward({
+      type: "forward_proposal_response",
+      ...this.envelope(to),
+      requestId,
+      ...answer,
+    });
   }
 
   /** A backup asks for a read index: confirm mastership, then answer with the index. */
