@@ -11,7 +11,7 @@ import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
 import type { NodeId } from "../protocol/messages.js";
-import { ShuttingDownError, TooLargeError } from "../shared/errors.js";
+import { InvalidInputError, ShuttingDownError, TooLargeError } from "../shared/errors.js";
 import type { StateMachine } from "../shared/state-machine.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
@@ -272,6 +272,23 @@ describe("embedding", () => {
     }
     expect(await master.node.propose(Uint8Array.of(1))).toBe(1);
     expect(master.counter.applies).toBe(1);
+  });
+
+  it("timing: embedding: a command that is not a Uint8Array (from JavaScript) is refused naming it, on master and backup, and the links stay up", async () => {
+    const nodes = await startCluster();
+    const master = await agreedMaster(nodes);
+    const backup = nodes.find((n) => n !== master)!;
+    for (const via of [master, backup]) {
+      const propose = via.node.propose as (command: unknown) => Promise<unknown>;
+      for (const bad of ["text", null, undefined, new ArrayBuffer(4), [1, 2]]) {
+        const refused = propose.call(via.node, bad);
+        await expect(refused).rejects.toBeInstanceOf(InvalidInputError);
+        await expect(refused).rejects.toMatchObject({ field: "command" });
+      }
+    }
+    // Before, a string forwarded by the backup broke its link to the master.
+    expect(await backup.node.propose(Uint8Array.of(1))).toBe(1);
+    expect(backup.node.status().members.every((m) => m.connected)).toBe(true);
   });
 
   it("timing: embedding: an apply that throws stops every node with a message that says so, and its proposal fails at once", async () => {

@@ -602,6 +602,14 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
 
   private proposeNow(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
+    // From JavaScript anything may come: a string forwarded by a backup broke the peer
+    // link it went on, and null or an ArrayBuffer failed with a TypeError or RangeError.
+    if (!(command instanceof Uint8Array)) {
+      throw new InvalidInputError(
+        "command",
+        "must be a Uint8Array (encode a string with new TextEncoder().encode(text))",
+      );
+    }
     if (command.byteLength > COMMAND_BYTES_MAX) {
       throw new TooLargeError("command", COMMAND_BYTES_MAX, command.byteLength);
     }
