@@ -4,6 +4,8 @@
  * member's origin reads are readable across origins, refusals included.
  */
 
+import { once } from "node:events";
+import { connect, type Socket } from "node:net";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
@@ -118,5 +120,59 @@ describe("http server: cross-origin reads", () => {
     servers.splice(servers.indexOf(server), 1);
     const statuses = (await Promise.all(requests)).map((answer) => answer.statusCode);
     expect(statuses.filter((status) => status === 200)).toHaveLength(64);
+  });
+});
+
+describe("http server: pipelined requests", () => {
+  /** Writes `count` copies of a GET of `path` on one connection in one write. */
+  async function pipeline(url: string, path: string, count: number): Promise<Socket> {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    await once(socket, "connect");
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`.repeat(count));
+    return socket;
+  }
+
+  async function gauge(url: string, name: string): Promise<number> {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+    return Number(line?.split(" ")[1]);
+  }
+
+  it("pipelining: watches queued behind one another on a closed connection all end", async () => {
+    const { server } = setup(new LocalKvNode(1));
+    const { url } = await server.listen("127.0.0.1", 0);
+    const socket = await pipeline(url, "/v1/watch?prefix=quiet/", 500);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // One stream at a time: the others wait for their turn, which never comes.
+    expect(await gauge(url, "baton_kv_watches")).toBe(1);
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Before, every queued watch stayed open for good (a thousand or so filled the cap).
+    expect(await gauge(url, "baton_kv_watches")).toBe(0);
+  });
+
+  it("pipelining: a client that sends many reads and does not read the answers has them built one at a time", async () => {
+    const node = new LocalKvNode(1);
+    const { server } = setup(node);
+    const { url } = await server.listen("127.0.0.1", 0);
+    const big = "x".repeat(1024 * 1024);
+    for (let i = 0; i < 8; i++) {
+      expect((await fetch(`${url}/v1/kv/big${i}`, { method: "PUT", body: big })).status).toBe(200);
+    }
+    let listed = 0;
+    const range = node.store.range.bind(node.store);
+    node.store.range = (...args: Parameters<typeof range>) => {
+      listed++;
+      return range(...args);
+    };
+    const socket = await pipeline(url, "/v1/kv?prefix=big&limit=100", 200);
+    socket.pause();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Each page is 8 MiB: only as many are built as the connection's buffers take before
+    // the client must read. Before, all 200 were built at once (1.6 GB held).
+    expect(listed).toBeGreaterThan(0);
+    expect(listed).toBeLessThan(20);
+    socket.destroy();
   });
 });

@@ -252,6 +252,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const events = options.events ?? new EventFeed(options.api.id);
 
   const app = buildApp(limits, logger, options.tls, connections);
+  oneRequestAtATime(app);
   recordArrivals(app);
   allowCrossOriginReads(app);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
@@ -486,6 +487,35 @@ function toCatalogued(error: unknown, limits: KvLimits, request: FastifyRequest)
     return new InvalidInputError("request", fastifyError.message ?? "is not valid");
   }
   return error;
+}
+
+/**
+ * Handles the requests a client pipelines on one HTTP/1.1 connection one at a time, each
+ * once the answer before it is out. Node.js starts every request of a read at once and
+ * queues their answers, with no socket, behind the one being sent: one write of a thousand
+ * `GET /v1/kv?limit=10000` made a node build a thousand pages at once (a gigabyte held
+ * until the connection closed), and a stream opened on a queued answer never saw its
+ * connection close (a thousand pipelined watches held their places for good). A request
+ * whose connection closes before its turn is dropped unhandled.
+ */
+function oneRequestAtATime(app: FastifyInstance): void {
+  app.addHook("onRequest", (request, reply, done) => {
+    const response = reply.raw;
+    if (response.socket !== null) {
+      done();
+      return;
+    }
+    const connection = request.raw.socket;
+    const onTurn = (): void => {
+      connection.off("close", onGone);
+      done();
+    };
+    const onGone = (): void => {
+      response.off("socket", onTurn);
+    };
+    response.once("socket", onTurn);
+    connection.once("close", onGone);
+  });
 }
 
 /**

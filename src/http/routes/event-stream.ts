@@ -99,5 +99,7 @@ export function openEventStream(
     },
   };
   raw.on("close", () => stream.end());
+  // The connection's own close too: an answer that never got the socket emits no close.
+  reply.request.raw.socket.once("close", () => stream.end());
   return stream;
 }
