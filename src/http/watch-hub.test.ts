@@ -157,4 +157,23 @@ describe("WatchHub", () => {
       [`1.1 k/700.`],
     ]);
   });
+
+  it("finds the watches of a long key among a thousand prefix lengths, each once", () => {
+    const source = new HistorySource();
+    const hub = new WatchHub(source);
+    const as = Array.from({ length: 1000 }, (_, i) => "a".repeat(i + 1));
+    const watches = [...as, "a".repeat(499) + "b", "b"].map((p) =>
+      watchLog(hub.sourceFor(p), p, null),
+    );
+    source.apply(["a".repeat(1000)]);
+    source.apply([`${"a".repeat(499)}b${"a".repeat(500)}`]);
+    const seen = watches.map((w) => w.seen.length);
+    // Every a-prefix sees the first key; those of 499 a's or fewer, and the one ending in
+    // b, see the second too.
+    expect(seen.slice(0, 499)).toEqual(Array(499).fill(2));
+    expect(seen.slice(499, 1000)).toEqual(Array(501).fill(1));
+    expect(seen.slice(1000)).toEqual([1, 0]);
+    for (const w of watches) w.cancel();
+    expect(hub.size).toBe(0);
+  });
 });
