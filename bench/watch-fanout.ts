@@ -33,7 +33,8 @@ const api = new LocalKvNode(1);
 const server = createHttpServer({
   api,
   logger: pino({ level: "silent" }),
-  connections: { connectionsMax: WATCHERS + 16 },
+  // Watches may take all but 192 connections (the event streams and 128 for requests).
+  connections: { connectionsMax: WATCHERS + 256 },
 });
 const { port } = await server.listen("127.0.0.1", 0);
 

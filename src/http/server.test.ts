@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import type { KvNodeApi } from "./node-api.js";
-import { createHttpServer, type HttpServer } from "./server.js";
+import { createHttpServer, type HttpServer, watchesMaxUnder } from "./server.js";
 
 const servers: HttpServer[] = [];
 
@@ -174,5 +174,29 @@ describe("http server: pipelined requests", () => {
     expect(listed).toBeGreaterThan(0);
     expect(listed).toBeLessThan(20);
     socket.destroy();
+  });
+
+  it("watch cap: watches leave the event streams and 128 connections to other requests (half of a small cap: 200 takes 100)", async () => {
+    expect([4096, 400, 200, 2, 20_000].map(watchesMaxUnder)).toEqual([3904, 208, 100, 1, 10_000]);
+    const server = createHttpServer({
+      api: new LocalKvNode(1),
+      logger: pino({ level: "silent" }),
+      connections: { connectionsMax: 200 },
+    });
+    servers.push(server);
+    const { url } = await server.listen("127.0.0.1", 0);
+    const sockets = await Promise.all(
+      Array.from({ length: 100 }, () => pipeline(url, "/v1/watch?prefix=a", 1)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await gauge(url, "baton_kv_watches")).toBe(100);
+    const refused = await fetch(`${url}/v1/watch?prefix=a`);
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({
+      code: "ERR_BUSY",
+      error: expect.stringContaining("100 watches are open on this node, as many as it takes"),
+    });
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    for (const socket of sockets) socket.destroy();
   });
 });

@@ -33,7 +33,8 @@ import { HttpMetrics } from "./http-metrics.js";
 import type { KvNodeApi } from "./node-api.js";
 import { validationError } from "./request-input.js";
 import { registerDashboardRoutes } from "./routes/dashboard-routes.js";
-import { registerEventsRoute } from "./routes/events-route.js";
+import { StreamBuffers } from "./routes/event-stream.js";
+import { EVENT_STREAMS_MAX, registerEventsRoute } from "./routes/events-route.js";
 import { type FaultInjector, registerFaultRoutes } from "./routes/fault-routes.js";
 import { registerKvRoutes } from "./routes/kv-routes.js";
 import { registerMemberRoutes } from "./routes/member-routes.js";
@@ -46,6 +47,7 @@ import {
   registerWatchRoute,
   WATCH_MASTERLESS_MS,
   WATCH_PROGRESS_MS,
+  WATCHES_MAX,
   type WatchStreams,
 } from "./routes/watch-route.js";
 import type { TokenStore } from "./tokens.js";
@@ -161,7 +163,10 @@ export interface HttpConnectionLimits {
   readonly idleTimeoutMs: number;
   /** A kept-alive connection that sends no next request for this long is closed, ms. @default 10000 */
   readonly keepAliveTimeoutMs: number;
-  /** Most connections open at once; further ones are closed as they arrive. @default 1024 */
+  /**
+   * Most connections open at once; further ones are closed as they arrive. Watches may take
+   * all but EVENT_STREAMS_MAX + 128 of them. @default 4096
+   */
   readonly connectionsMax: number;
 }
 
@@ -171,9 +176,15 @@ export function defaultHttpConnectionLimits(): HttpConnectionLimits {
     receiveTimeoutMs: 30_000,
     idleTimeoutMs: 120_000,
     keepAliveTimeoutMs: 10_000,
-    connectionsMax: 1024,
+    connectionsMax: 4096,
   };
 }
+
+/**
+ * Connections the streams (watches and event streams) always leave to ordinary requests,
+ * so that a node whose watches reached their cap still answers health checks and writes.
+ */
+const CONNECTIONS_KEPT_FOR_REQUESTS = 128;
 
 /** How often Node checks the header and receive timeouts, in ms (its default is 30 s). */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
@@ -243,6 +254,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     limits,
     requestTimeoutMs,
     metrics,
+    streams: new StreamBuffers(),
+    watchesMax: watchesMaxUnder(connections.connectionsMax),
     listening: () =>
       address === null || listenHost === null
         ? null
@@ -271,7 +284,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   registerStatusRoutes(app, context);
   registerMemberRoutes(app, context);
   registerMetricsRoute(app, context, registry);
-  const streams = registerEventsRoute(app, metrics, events);
+  const streams = registerEventsRoute(app, metrics, events, context.streams);
   registerFaultRoutes(app, context, options.faults ?? null, options.faultToken);
   registerSnapshotRoute(app, context, options.snapshots ?? null);
   registerDashboardRoutes(app, context);
@@ -571,6 +584,19 @@ function assertConnectionLimits(limits: HttpConnectionLimits): void {
     limits.headersTimeoutMs <= limits.receiveTimeoutMs,
     "headersTimeoutMs <= receiveTimeoutMs",
   );
+}
+
+/**
+ * Most watches open at once under a connection cap: all but the event streams and
+ * CONNECTIONS_KEPT_FOR_REQUESTS, or half of a cap too small for those, and at most
+ * WATCHES_MAX.
+ */
+export function watchesMaxUnder(connectionsMax: number): number {
+  const kept = Math.min(
+    EVENT_STREAMS_MAX + CONNECTIONS_KEPT_FOR_REQUESTS,
+    Math.floor(connectionsMax / 2),
+  );
+  return Math.min(WATCHES_MAX, connectionsMax - kept);
 }
 
 /**

@@ -162,7 +162,7 @@ describe("WatchHub", () => {
     const source = new HistorySource();
     const hub = new WatchHub(source);
     const as = Array.from({ length: 1000 }, (_, i) => "a".repeat(i + 1));
-    const watches = [...as, "a".repeat(499) + "b", "b"].map((p) =>
+    const watches = [...as, `${"a".repeat(499)}b`, "b"].map((p) =>
       watchLog(hub.sourceFor(p), p, null),
     );
     source.apply(["a".repeat(1000)]);

@@ -4,11 +4,15 @@
  * events and for watches alike.
  */
 
-import type { LightMyRequestResponse } from "fastify";
+import { EventEmitter } from "node:events";
+import type { FastifyReply, LightMyRequestResponse } from "fastify";
 import { pino } from "pino";
+import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalKvNode } from "../../../harness/doubles/local-kv-node.js";
+import { HttpMetrics } from "../http-metrics.js";
 import { createHttpServer, type HttpServer } from "../server.js";
+import { openEventStream, StreamBuffers } from "./event-stream.js";
 
 const servers: HttpServer[] = [];
 
@@ -45,5 +49,68 @@ describe("http event streams", () => {
     await server.close();
     servers.splice(0);
     for (const stream of await Promise.all(streams)) expect(stream.statusCode).toBe(200);
+  });
+});
+
+/** A response that keeps every byte written (its reader never reads) until drained. */
+class StuckResponse extends EventEmitter {
+  writableLength = 0;
+  writableNeedDrain = false;
+  ended = false;
+  writeHead(): void {}
+  write(text: string): boolean {
+    this.writableLength += Buffer.byteLength(text);
+    this.writableNeedDrain = true;
+    return false;
+  }
+  end(): void {
+    this.ended = true;
+  }
+  /** The reader caught up. */
+  drain(): void {
+    this.writableLength = 0;
+    this.writableNeedDrain = false;
+    this.emit("drain");
+  }
+}
+
+describe("http event streams: the bytes they hold together", () => {
+  const MiB = 1024 * 1024;
+  const metrics = new HttpMetrics(new Registry());
+  const counted = { metrics, tally: metrics.tally("GET", "/v1/watch") };
+
+  function open(buffers: StreamBuffers) {
+    const raw = new StuckResponse();
+    const reply = { hijack: () => {}, raw, request: { raw: { socket: new EventEmitter() } } };
+    const stream = openEventStream(reply as unknown as FastifyReply, {
+      bufferBytesMax: 8 * MiB,
+      buffers,
+      onEnd: () => {},
+      counted,
+    });
+    return { raw, stream };
+  }
+
+  it("streams: past the server's budget, a stream holding a megabyte or more is closed when it writes; a drained one gives its share back", () => {
+    const buffers = new StreamBuffers(3 * MiB);
+    const a = open(buffers);
+    const b = open(buffers);
+    const small = open(buffers);
+    a.stream.write("x".repeat(2 * MiB));
+    expect(buffers.bytes).toBe(2 * MiB);
+    // Each under its own 8 MiB, but 4 MiB together: b, which wrote last, goes.
+    b.stream.write("x".repeat(2 * MiB));
+    expect(b.stream.ended).toBe(true);
+    expect(b.raw.ended).toBe(true);
+    expect(buffers.bytes).toBe(2 * MiB);
+    // A stream holding less than a megabyte is not the one to blame.
+    a.stream.write("x".repeat(MiB + 1));
+    small.stream.write("x".repeat(1000));
+    expect(small.stream.ended).toBe(false);
+    a.raw.drain();
+    expect(buffers.bytes).toBe(1000);
+    small.stream.end();
+    expect(buffers.bytes).toBe(0);
+    a.stream.end();
   });
 });

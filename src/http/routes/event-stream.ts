@@ -16,6 +16,36 @@ import type { HttpMetrics, RouteTally } from "../http-metrics.js";
 /** Interval of the keep-alive comment, milliseconds. */
 const KEEP_ALIVE_MS = 15_000;
 
+/** Bytes all the streams of one server may have waiting in their sockets together. */
+export const STREAM_BUFFERS_BYTES_MAX = 256 * 1024 * 1024;
+/**
+ * While the streams together hold more than their budget, a stream that holds at least
+ * this many bytes itself is closed when it writes (its reader resumes later).
+ */
+const STREAM_BUFFER_BYTES_SHARE = 1024 * 1024;
+
+/**
+ * The bytes all the streams of one server have waiting in their sockets, as last seen by
+ * each (at its writes, and 0 once its socket drained). A stream's own limit bounds a slow
+ * reader; this bounds thousands of them together, which their own limits alone let hold
+ * gigabytes.
+ */
+export class StreamBuffers {
+  private total = 0;
+
+  constructor(readonly bytesMax = STREAM_BUFFERS_BYTES_MAX) {}
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** One stream's bytes went from `before` to `after`; whether the budget is exceeded. */
+  change(before: number, after: number): boolean {
+    this.total += after - before;
+    return this.total > this.bytesMax;
+  }
+}
+
 /** A stream route's metrics and its tally for GET, where its streams are counted. */
 export interface CountedRoute {
   readonly metrics: HttpMetrics;
@@ -44,6 +74,8 @@ export function openEventStream(
   options: {
     readonly headers?: Readonly<Record<string, string>>;
     readonly bufferBytesMax: number;
+    /** The budget the server's streams share. */
+    readonly buffers: StreamBuffers;
     readonly onEnd: () => void;
     /** Where the stream's 200 is counted. */
     readonly counted: CountedRoute;
@@ -78,13 +110,21 @@ export function openEventStream(
     raw.write(`: ${text}\n\n`);
   }, everyMs);
   keepAlive.unref();
+  const { buffers } = options;
+  /** This stream's bytes in `buffers`. */
+  let held = 0;
   const stream: EventStream = {
     ended: false,
     write(text) {
       if (stream.ended) return false;
       if (text === "") return !raw.writableNeedDrain;
       const room = raw.write(text);
-      if (raw.writableLength > options.bufferBytesMax) stream.end();
+      const waiting = raw.writableLength;
+      const over = buffers.change(held, waiting);
+      held = waiting;
+      if (waiting > options.bufferBytesMax || (over && waiting >= STREAM_BUFFER_BYTES_SHARE)) {
+        stream.end();
+      }
       return room && !stream.ended;
     },
     whenDrained(then) {
@@ -93,11 +133,17 @@ export function openEventStream(
     end() {
       if (stream.ended) return;
       (stream as { ended: boolean }).ended = true;
+      buffers.change(held, 0);
+      held = 0;
       clearInterval(keepAlive);
       options.onEnd();
       raw.end();
     },
   };
+  raw.on("drain", () => {
+    buffers.change(held, 0);
+    held = 0;
+  });
   raw.on("close", () => stream.end());
   // The connection's own close too: an answer that never got the socket emits no close.
   reply.request.raw.socket.once("close", () => stream.end());

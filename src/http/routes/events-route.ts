@@ -10,18 +10,18 @@
  *
  * It must never let a slow reader grow the node's memory without bound: a stream whose
  * socket buffer passes STREAM_BUFFER_BYTES_MAX is closed (the browser reconnects and
- * replays from its last id), and at most STREAMS_MAX streams are open at once.
+ * replays from its last id), and at most EVENT_STREAMS_MAX streams are open at once.
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { EventFeed, FeedItem } from "../event-feed.js";
 import type { HttpMetrics } from "../http-metrics.js";
-import { type CountedRoute, openEventStream } from "./event-stream.js";
+import { type CountedRoute, openEventStream, type StreamBuffers } from "./event-stream.js";
 import { READ_PREFLIGHT, registerResource } from "./resource.js";
 
 /** Streams open at once; each is one open dashboard (which keeps one per member). */
-const STREAMS_MAX = 64;
+export const EVENT_STREAMS_MAX = 64;
 /** Bytes a stream may have waiting in its socket before it is closed as too slow. */
 const STREAM_BUFFER_BYTES_MAX = 1024 * 1024;
 /** What a browser waits before reconnecting a dropped stream, milliseconds. */
@@ -37,13 +37,14 @@ export function registerEventsRoute(
   app: FastifyInstance,
   metrics: HttpMetrics,
   feed: EventFeed,
+  buffers: StreamBuffers,
 ): EventStreams {
   const open = new Set<() => void>();
   const counted = { metrics, tally: metrics.tally("GET", "/v1/events") };
   registerResource(app, metrics, "/v1/events", [
     {
       method: "GET",
-      handler: (request, reply) => stream(request, reply, feed, open, counted),
+      handler: (request, reply) => stream(request, reply, feed, open, counted, buffers),
     },
     READ_PREFLIGHT,
   ]);
@@ -60,14 +61,15 @@ function stream(
   feed: EventFeed,
   open: Set<() => void>,
   counted: CountedRoute,
+  buffers: StreamBuffers,
 ): FastifyReply | undefined {
-  if (open.size >= STREAMS_MAX) {
+  if (open.size >= EVENT_STREAMS_MAX) {
     const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node");
     return sendErrorAnswer(reply, answer);
   }
   if (request.method === "HEAD") {
     // The headers a stream would have, and no stream: a HEAD must not hang, nor hold one
-    // of the STREAMS_MAX places until the idle timeout.
+    // of the EVENT_STREAMS_MAX places until the idle timeout.
     return reply
       .type("text/event-stream; charset=utf-8")
       .header("access-control-allow-origin", "*")
@@ -78,6 +80,7 @@ function stream(
   const stream = openEventStream(reply, {
     headers: { "access-control-allow-origin": "*" },
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
+    buffers,
     counted,
     onEnd: () => {
       unsubscribe();

@@ -22,8 +22,10 @@
  * resumes on another from the last revision it saw, with no gap and no duplicate. A
  * revision older than the history holds is answered 410 ERR_COMPACTED. A stream whose
  * reader falls behind by more than STREAM_BUFFER_BYTES_MAX is closed (the client resumes),
- * and at most WATCHES_MAX streams are open on a node, so watchers never grow memory
- * without bound. A node that has known no master for WATCH_MASTERLESS_MS (cut off) ends
+ * the streams of a node together hold at most STREAM_BUFFERS_BYTES_MAX (event-stream.ts),
+ * and at most WATCHES_MAX streams are open on a node (fewer under a lower connection cap,
+ * which must leave room for ordinary requests), so watchers never grow memory without
+ * bound. A node that has known no master for WATCH_MASTERLESS_MS (cut off) ends
  * its streams, so that their readers resume on a node that still gets the changes.
  */
 
@@ -203,8 +205,11 @@ function watch(
   counted: CountedRoute,
 ): FastifyReply | undefined {
   const query = readWatchQuery(request, context.limits);
-  if (open.size >= WATCHES_MAX) {
-    const answer = errorAnswer("ERR_BUSY", `${WATCHES_MAX} watches are open on this node`);
+  if (open.size >= context.watchesMax) {
+    const answer = errorAnswer(
+      "ERR_BUSY",
+      `${context.watchesMax} watches are open on this node, as many as it takes; watch through another node, or retry later`,
+    );
     return sendErrorAnswer(reply, answer);
   }
   const resume = resumePoint(request.headers["last-event-id"]);
@@ -269,6 +274,7 @@ function watch(
   };
   const opened = openEventStream(reply, {
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
+    buffers: context.streams,
     onEnd: () => {
       started.cancel();
       open.delete(opened.end);
