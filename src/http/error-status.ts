@@ -62,7 +62,9 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     retry: true,
     advice: `the write may or may not have taken effect; ${RETRY}, with the same Idempotency-Key`,
   },
-  ERR_BUSY: { status: 503, retry: true, advice: `the master is overloaded; ${RETRY}` },
+  // Also the answer of a node whose watch or event-stream places are all taken, which
+  // says nothing of the master: the advice names neither.
+  ERR_BUSY: { status: 503, retry: true, advice: `it is too busy for this now; ${RETRY}` },
   ERR_TABLE_FULL: {
     status: 503,
     retry: true,

@@ -463,6 +463,10 @@ describe("http routing", () => {
       expect(json(response)).toMatchObject({ code: "ERR_NO_ROUTE" });
       expect(response.json().error).toMatch(/\/v1\/kv\/\{key\}/);
     }
+    // A method fastify does not route is no route on any path (as docs/api.md says).
+    const trace = await app.inject({ method: "TRACE", url: "/v1/kv/k" });
+    expect(trace.statusCode).toBe(404);
+    expect(json(trace)).toMatchObject({ code: "ERR_NO_ROUTE" });
   });
 
   it("routes: a wrong method gets 405 with Allow, before the body is read", async () => {
