@@ -298,9 +298,31 @@ describe("session store", () => {
     const client = new FakeCluster().client();
     for (const ttlSecondsDefault of [0, 1.5, SESSION_TTL_SECONDS_MAX + 1]) {
       expect(() => createSessionStore(BaseStore, { client, ttlSecondsDefault })).toThrow(
-        /ttlSecondsDefault must be a whole number of seconds from 1 to 604800/,
+        /ttlSecondsDefault.*must be a whole number of seconds from 1 to 604800/,
       );
     }
+  });
+
+  it("session store: options of the wrong shape from JavaScript are InvalidInputError naming the field", () => {
+    const client = new FakeCluster().client();
+    const untyped = createSessionStore as (Store: unknown, options: unknown) => unknown;
+    const field = (options: unknown): string | undefined => {
+      try {
+        untyped(BaseStore, options);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidInputError);
+        return (error as InvalidInputError).field;
+      }
+      return undefined;
+    };
+    expect(field(undefined)).toBe("options");
+    expect(field({})).toBe("client");
+    expect(field({ client: "http://127.0.0.1:8101" })).toBe("client");
+    // An empty prefix made clear() refuse and all() read the whole store.
+    expect(field({ client, prefix: "" })).toBe("prefix");
+    expect(field({ client, prefix: 7 })).toBe("prefix");
+    expect(field({ client, touchAfterSeconds: -1 })).toBe("touchAfterSeconds");
+    expect(field({ client })).toBeUndefined();
   });
 
   it("session store: touch with a later cookie expiry keeps the session readable past the old expiry (rolling: true, resave: false)", async () => {
@@ -464,7 +486,7 @@ describe("session store", () => {
     const client = new FakeCluster().client();
     for (const touchAfterSeconds of [-1, 1.5, SESSION_TTL_SECONDS_MAX + 1, Number.NaN]) {
       expect(() => createSessionStore(BaseStore, { client, touchAfterSeconds })).toThrow(
-        /touchAfterSeconds must be a whole number of seconds from 0 to 604800/,
+        /touchAfterSeconds: must be a whole number of seconds from 0 to 604800/,
       );
     }
   });

@@ -52,7 +52,7 @@
  */
 
 import { assert } from "../shared/assert.js";
-import { LeaseNotFoundError } from "../shared/errors.js";
+import { InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
 import { LEASE_EARLY_MS_MAX } from "./lock.js";
 
@@ -137,24 +137,38 @@ export function createSessionStore<S extends object>(
   Store: new () => S,
   options: SessionStoreOptions,
 ): S & BatonSessionStore {
+  // From JavaScript anything may come: name the field, as the client does.
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidInputError("options", "pass an object with the client: { client }");
+  }
+  const client: unknown = options.client;
+  if (
+    typeof client !== "object" ||
+    client === null ||
+    typeof (client as { txn?: unknown }).txn !== "function"
+  ) {
+    throw new InvalidInputError("client", "must be a client made by createClient");
+  }
+  const prefix: unknown = options.prefix ?? "sess/";
+  if (typeof prefix !== "string" || prefix === "") {
+    // An empty prefix would make clear() refuse and all() read the whole store.
+    throw new InvalidInputError("prefix", 'must be a non-empty string, such as "sess/"');
+  }
   const ttlDefault = options.ttlSecondsDefault ?? 86_400;
   if (!Number.isInteger(ttlDefault) || ttlDefault < 1 || ttlDefault > SESSION_TTL_SECONDS_MAX) {
-    throw new RangeError(
-      `ttlSecondsDefault must be a whole number of seconds from 1 to ${SESSION_TTL_SECONDS_MAX} (a lease's longest time to live), not ${ttlDefault}`,
+    throw new InvalidInputError(
+      "ttlSecondsDefault",
+      `must be a whole number of seconds from 1 to ${SESSION_TTL_SECONDS_MAX} (a lease's longest time to live), not ${ttlDefault}`,
     );
   }
   const touchAfter = options.touchAfterSeconds ?? 0;
   if (!Number.isInteger(touchAfter) || touchAfter < 0 || touchAfter > SESSION_TTL_SECONDS_MAX) {
-    throw new RangeError(
-      `touchAfterSeconds must be a whole number of seconds from 0 to ${SESSION_TTL_SECONDS_MAX}, not ${touchAfter}`,
+    throw new InvalidInputError(
+      "touchAfterSeconds",
+      `must be a whole number of seconds from 0 to ${SESSION_TTL_SECONDS_MAX}, not ${touchAfter}`,
     );
   }
-  const records = new SessionRecords(
-    options.client,
-    options.prefix ?? "sess/",
-    ttlDefault,
-    touchAfter * 1000,
-  );
+  const records = new SessionRecords(options.client, prefix, ttlDefault, touchAfter * 1000);
   const methods: BatonSessionStore = {
     get: (sid, callback) => settle(records.current(sid), callback),
     set: (sid, session, callback) =>
