@@ -403,6 +403,47 @@ describe("node runtime", () => {
     expect(b.sm.get("once")?.revision).toBe(viaA.ok ? viaA.revision : -1);
   });
 
+  it("timing: switchover: a copy of a forwarded switchover gets its original's answer, though the hand-over is done", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const [a, b] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    await until("every node connected and following the master", () =>
+      nodes.every(
+        (n) =>
+          n.node.status().members.every((m) => m.connected) &&
+          n.node.status().master === master.node.id,
+      ),
+    );
+    const aTransport = network.transportOf(a.node.id)!;
+    const answers: { outcome: string; target: number }[] = [];
+    aTransport.onMessage((message) => {
+      if (message.type === "forward_switchover_response") answers.push(message);
+    });
+    const ask = () =>
+      aTransport.send({
+        type: "forward_switchover",
+        from: a.node.id,
+        to: master.node.id,
+        term: a.node.status().term,
+        requestId: 555,
+        target: b.node.id,
+      });
+    ask();
+    await until("b took over", () => b.node.role === "master");
+    const term = b.node.status().term;
+    // The copy reaches the old master only now: answering "not the master" told the backup
+    // that a hand-over which happened had failed.
+    ask();
+    await until("both answered", () => answers.length === 2);
+    expect(answers.map((m) => [m.outcome, m.target])).toEqual([
+      ["started", b.node.id],
+      ["started", b.node.id],
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect([b.node.role, b.node.status().term]).toEqual(["master", term]);
+  });
+
   it("timing: forwarding: a backup that cannot reach any master answers 'not applied' after holding the write", async () => {
     const network = new MemoryNetwork();
     const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));

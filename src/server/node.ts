@@ -92,6 +92,29 @@ const FORWARD_ANSWERS_KEPT = 4096;
 /** A master's answer to one forwarded proposal. */
 type ForwardAnswer = Pick<ForwardProposalResponse, "outcome" | "index" | "entryTerm">;
 
+/** Forwarded switchovers of each backup whose answers a master remembers. */
+const SWITCHOVER_ANSWERS_KEPT = 64;
+
+/**
+ * Keeps `answer` as the one given to `peer`'s request `requestId`, with at most `kept` of
+ * each peer's newest (the oldest goes first).
+ */
+function keepAnswer<A>(
+  answers: Map<NodeId, Map<number, A>>,
+  peer: NodeId,
+  requestId: number,
+  answer: A,
+  kept: number,
+): void {
+  let ofPeer = answers.get(peer);
+  if (ofPeer === undefined) {
+    ofPeer = new Map();
+    answers.set(peer, ofPeer);
+  }
+  ofPeer.set(requestId, answer);
+  if (ofPeer.size > kept) ofPeer.delete(ofPeer.keys().next().value as number);
+}
+
 /** Entries read to size a backup's lag in bytes; beyond it the size is scaled up. */
 const LAG_SCAN_ENTRIES_MAX = 4096;
 
@@ -237,6 +260,11 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
    * applied". A backup sends each request id once (see Forwarder).
    */
   private readonly forwardAnswers = new Map<NodeId, Map<number, ForwardAnswer>>();
+  /** The answers to backups' forwarded switchovers, kept as forwardAnswers are. */
+  private readonly switchoverAnswers = new Map<
+    NodeId,
+    Map<number, Pick<ForwardSwitchoverResponse, "outcome" | "target">>
+  >();
   /** Read-index requests of backups, by the core's read id: answered once confirmed. */
   private readonly peerReads = new Map<
     number,
@@ -1661,6 +1689,7 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
       this.transport.removePeer(id);
       this.connected.delete(id);
       this.forwardAnswers.delete(id);
+      this.switchoverAnswers.delete(id);
       this.log.info(
         { event: "peer_removed", peer: id },
         `forgot the link to node ${id}: the committed configuration no longer lists it`,
@@ -2117,22 +2146,14 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
    */
   private onForwardProposal(message: ForwardProposal): void {
     const { from, requestId } = message;
-    let answers = this.forwardAnswers.get(from);
-    const given = answers?.get(requestId);
+    const given = this.forwardAnswers.get(from)?.get(requestId);
     if (given !== undefined) {
       this.counters.forwardCopies++;
       this.sendForwardAnswer(from, requestId, given);
       return;
     }
     const answer = this.proposeForwarded(message);
-    if (answers === undefined) {
-      answers = new Map();
-      this.forwardAnswers.set(from, answers);
-    }
-    answers.set(requestId, answer);
-    if (answers.size > FORWARD_ANSWERS_KEPT) {
-      answers.delete(answers.keys().next().value as number);
-    }
+    keepAnswer(this.forwardAnswers, from, requestId, answer, FORWARD_ANSWERS_KEPT);
     this.sendForwardAnswer(from, requestId, answer);
   }
 
@@ -2198,18 +2219,29 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
   }
 
   private onForwardSwitchover(message: ForwardSwitchover): void {
-    const to = message.target === 0 ? null : message.target;
-    const result =
-      this.replica.role === "master"
-        ? this.replica.transferMastership(to)
-        : ({ ok: false, reason: "not_master" } as const);
-    this.schedule();
+    const { from, requestId } = message;
+    // A copy of a request (see forwardAnswers) gets its original's answer: started a second
+    // time, or refused as "already under way" or "not the master" once the first had made
+    // another node master, it would tell the backup a hand-over failed that did not.
+    let answer = this.switchoverAnswers.get(from)?.get(requestId);
+    if (answer === undefined) {
+      const to = message.target === 0 ? null : message.target;
+      const result =
+        this.replica.role === "master"
+          ? this.replica.transferMastership(to)
+          : ({ ok: false, reason: "not_master" } as const);
+      this.schedule();
+      answer = {
+        outcome: result.ok ? "started" : result.reason,
+        target: result.ok ? result.target : 0,
+      };
+      keepAnswer(this.switchoverAnswers, from, requestId, answer, SWITCHOVER_ANSWERS_KEPT);
+    }
     this.sendForward({
       type: "forward_switchover_response",
-      ...this.envelope(message.from),
-      requestId: message.requestId,
-      outcome: result.ok ? "started" : result.reason,
-      target: result.ok ? result.target : 0,
+      ...this.envelope(from),
+      requestId,
+      ...answer,
     });
   }
 
