@@ -118,7 +118,31 @@ export const nodeFileSystem: FileSystem = {
     }
   },
   async mkdir(dir) {
-    await fsp.mkdir(dir, { recursive: true });
+    // One level at a time, from the nearest directory that exists: Node's recursive mkdir
+    // never returns under a file system that answers ENOENT to every mkdir (`/proc`).
+    const missing: string[] = [];
+    for (let at = resolve(dir); ; at = dirname(at)) {
+      const found = await fsp.stat(at).catch((error: unknown) => {
+        if (hasErrno(error, "ENOENT") || hasErrno(error, "ENOTDIR")) return null;
+        throw error;
+      });
+      if (found !== null) {
+        if (!found.isDirectory()) {
+          throw Object.assign(new Error(`ENOTDIR: ${at} is a file, not a directory`), {
+            code: "ENOTDIR",
+            path: at,
+          });
+        }
+        break;
+      }
+      missing.push(at);
+      if (dirname(at) === at) break;
+    }
+    for (const level of missing.reverse()) {
+      await fsp.mkdir(level).catch((error: unknown) => {
+        if (!hasErrno(error, "EEXIST")) throw error;
+      });
+    }
   },
   rename: (from, to) => fsp.rename(from, to),
   unlink: (path) => fsp.unlink(path),

@@ -3,7 +3,7 @@
  * they must leave alone.
  */
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { useTempDir } from "../../harness/vitest-hooks.js";
@@ -32,6 +32,22 @@ describe("file system", () => {
     await expect(io("/data/wal/x.seg", "write", failing)).rejects.toMatchObject({
       code: "ERR_STORAGE_IO",
       file: "/data/wal/x.seg",
+    });
+  });
+
+  it("file system: mkdir makes every missing level, ends with ENOENT under /proc (Node's recursive mkdir spins there) and ENOTDIR naming a parent that is a file", async () => {
+    const deep = join(root, "a", "b", "c");
+    await nodeFileSystem.mkdir(deep);
+    await nodeFileSystem.mkdir(deep);
+    expect(statSync(deep).isDirectory()).toBe(true);
+    await expect(nodeFileSystem.mkdir("/proc/baton-data/n1")).rejects.toMatchObject({
+      code: "ENOENT",
+    });
+    const file = join(root, "file");
+    writeFileSync(file, "");
+    await expect(nodeFileSystem.mkdir(join(file, "n1"))).rejects.toMatchObject({
+      code: "ENOTDIR",
+      path: file,
     });
   });
 
