@@ -158,10 +158,13 @@ async function sweepHere(
   count: number,
   c: Choice,
   onProgress?: (done: number) => void,
+  onViolation?: (violation: { seed: number; violation: string }) => void,
 ): Promise<SweepSummary> {
   const summary = emptySummary();
   for (let seed = from; seed < from + count; seed++) {
-    add(summary, await runOne(seed, c));
+    const r = await runOne(seed, c);
+    add(summary, r);
+    if (!r.ok) onViolation?.({ seed, violation: r.violation ?? "violation" });
     onProgress?.(seed - from + 1);
     // A turn of the event loop between seeds (never inside one), so that progress
     // messages and output leave while a long sweep runs.
@@ -203,6 +206,22 @@ class SweepProgress {
   end(): void {
     if (this.tty && this.printed) process.stderr.write("\n");
   }
+
+  /**
+   * A violation, said at once (on its own line): a long sweep that is stopped, or whose
+   * machine goes away, still leaves the seed that failed in its log.
+   */
+  violation(found: Found): void {
+    process.stderr.write(
+      `${this.tty && this.printed ? "\n" : ""}  VIOLATION seed ${found.seed}: ${found.violation}\n`,
+    );
+  }
+}
+
+/** A seed that failed, and how. */
+interface Found {
+  readonly seed: number;
+  readonly violation: string;
 }
 
 async function sweepParallel(
@@ -227,7 +246,8 @@ async function sweepParallel(
           stdio: ["ignore", "inherit", "inherit", "ipc"],
         },
       );
-      child.on("message", (m: { done?: number; summary?: SweepSummary }) => {
+      child.on("message", (m: { done?: number; summary?: SweepSummary; violation?: Found }) => {
+        if (m.violation !== undefined) progress.violation(m.violation);
         if (m.done !== undefined) {
           doneBy.set(j, m.done);
           progress.update([...doneBy.values()].reduce((a, b) => a + b, 0));
@@ -419,9 +439,20 @@ async function sim(o: SimOptions): Promise<number> {
     return 2;
   }
   if (o.worker !== undefined) {
+    // The sweep that forked this worker is gone (stopped, killed): nobody reads its results.
+    process.on("disconnect", () => process.exit(2));
+    const send = (message: object): void => {
+      process.send?.(message, undefined, {}, () => {});
+    };
     const [from, count] = o.worker.map(Number);
-    const summary = await sweepHere(from ?? 1, count ?? 0, c, (done) => process.send?.({ done }));
-    process.send?.({ summary });
+    const summary = await sweepHere(
+      from ?? 1,
+      count ?? 0,
+      c,
+      (done) => send({ done }),
+      (violation) => send({ violation }),
+    );
+    send({ summary });
     return 0;
   }
   if (o.demo === true) return demo(o.seed ?? 7) ? 0 : 1;
@@ -437,7 +468,13 @@ async function sim(o: SimOptions): Promise<number> {
   const progress = new SweepProgress(o.from, count, started);
   const summary = parallel
     ? await sweepParallel(o.from, count, o.jobs, ["sim", ...choiceFlags(c)], progress)
-    : await sweepHere(o.from, count, c, (done) => progress.update(done));
+    : await sweepHere(
+        o.from,
+        count,
+        c,
+        (done) => progress.update(done),
+        (found) => progress.violation(found),
+      );
   progress.end();
   const seconds = (Date.now() - started) / 1000;
   // A worker that ended without its summary would otherwise show as fewer runs, all fine.

@@ -30,6 +30,27 @@ describe("cli: sim sweeps", () => {
     expect(err.join("")).toMatch(/seeds 5\.\.6: 2 done, [0-9.]+ seeds\/s, about 0 s left/);
   }, 60_000);
 
+  it("cli: a violation is said the moment its seed fails, not only in the summary at the end (one process)", async () => {
+    const err: string[] = [];
+    vi.spyOn(console, "log").mockImplementation(() => {});
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: unknown) => {
+      err.push(String(chunk));
+      return true;
+    });
+    // The core simulator with a deliberate bug (a wiped node keeps its identity) fails
+    // seed 2 of these.
+    const code = await main(
+      ["sim", "--seeds", "3", "--from", "1", "--jobs", "1", "--negative-control", "keep_identity"],
+      captureIo(),
+    );
+    vi.restoreAllMocks();
+    expect(code).toBe(1);
+    const said = err.join("");
+    expect(said).toMatch(/ {2}VIOLATION seed 2: SafetyViolation: /);
+    // Before the progress line that counts it.
+    expect(said.indexOf("VIOLATION seed 2")).toBeLessThan(said.indexOf("3 done"));
+  }, 60_000);
+
   it("cli: --jobs 0 and --seeds 0 are refused with the rule, not run as one process or none", async () => {
     for (const args of [
       ["--seeds", "2", "--jobs", "0"],
