@@ -40,7 +40,8 @@ export function newToken(): string {
   return `baton_${randomBytes(32).toString("base64url")}`;
 }
 
-const NAME_PATTERN = /^[\x21-\x7e]{1,100}$/;
+/** A token's name: 1 to 100 printable ASCII characters, no spaces (logs and files name it). */
+export const TOKEN_NAME_PATTERN = /^[\x21-\x7e]{1,100}$/;
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 /**
@@ -60,7 +61,7 @@ export function parseTokensFile(text: string): TokenRecord[] {
   const names = new Set<string>();
   const records = list.map((item: unknown, i): TokenRecord => {
     const { name, role, sha256 } = (item ?? {}) as Record<string, unknown>;
-    if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+    if (typeof name !== "string" || !TOKEN_NAME_PATTERN.test(name)) {
       problems.push(`tokens[${i}].name: 1 to 100 printable ASCII characters`);
     } else if (names.has(name)) problems.push(`tokens[${i}].name: "${name}" is listed twice`);
     names.add(String(name));

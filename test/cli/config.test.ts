@@ -4,7 +4,7 @@
  * is run only with configurations it must refuse before it binds anything.
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -309,6 +309,27 @@ describe("config", () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain(`data (--data): ${file} is a file, not a directory`);
     expect(r.err).toContain(`tlsCa (--tls-ca): cannot read ${join(dir, "missing-ca.crt")}: ENOENT`);
+  });
+
+  it("config: check and start refuse a tokens file the node could not load, and a --data they cannot look at", async () => {
+    const tokens = configFile("bad-tokens.json", { tokens: 5 });
+    const loop = join(dir, "loop");
+    symlinkSync(loop, loop);
+    const file = configFile("with-bad-tokens.json", {
+      id: 1,
+      peers: "1=127.0.0.1:7101",
+      data: join(loop, "d"),
+      http: "127.0.0.1:8101",
+      tokens,
+    });
+    const checked = await run(["config", "check", file]);
+    expect(checked.code).toBe(1);
+    // Before, check passed a file any node refused, and an ELOOP (or EACCES) was a stack trace.
+    expect(checked.err).toContain(`tokens (--tokens): ${tokens}: expected {"tokens"`);
+    expect(checked.err).toContain(`data (--data): cannot look at ${join(loop, "d")}: ELOOP`);
+    const started = await startOneNode(join(dir, "tokens-start"), ["--tokens", tokens]);
+    expect(started.code).toBe(2);
+    expect(started.err).toContain(`tokens (--tokens): ${tokens}: expected {"tokens"`);
   });
 
   it("start: a --data that cannot be created is exit 2 naming the level refused, at once (under /proc, or below a file)", async () => {

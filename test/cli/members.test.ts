@@ -21,7 +21,23 @@ describe("member replace", () => {
 
   it("member replace: a bad id, peer address or HTTP URL is bad usage (exit 2), before any request", async () => {
     const id = await run(["member", "replace", "abc", ...endpoints]);
-    expect(id).toMatchObject({ code: 2, err: "baton member replace: abc is not a member id\n" });
+    expect(id).toMatchObject({
+      code: 2,
+      err: 'baton member replace: "abc" is not a member id (a whole number from 1 to 4294967295)\n',
+    });
+    // Number() took 0x2 for node 2 and 1e0 for node 1; add, promote and remove asked the
+    // cluster before finding a bad id.
+    for (const command of ["add", "promote", "remove", "wait", "replace"]) {
+      for (const text of ["0x2", "1e0", "0", "abc", "4294967296"]) {
+        const needed =
+          command === "add"
+            ? ["--peer-address", "10.0.0.9:7101", "--http-url", "http://10.0.0.9:8101"]
+            : [];
+        const r = await run(["member", command, text, ...needed, ...endpoints]);
+        expect(r.code, `${command} ${text}`).toBe(2);
+        expect(r.err).toContain(`${JSON.stringify(text)} is not a member id`);
+      }
+    }
     const url = await run(["member", "replace", "2", "--http-url", "10.0.0.9:8101", ...endpoints]);
     expect(url.code).toBe(2);
     expect(url.err).toBe(
@@ -156,6 +172,9 @@ describe("member wait", () => {
       out: "node 1 has caught up (it is the master, master node 1, term 4)\n",
     });
     const bad = await run(["member", "wait", "x", "--endpoints", url]);
-    expect(bad).toMatchObject({ code: 2, err: "baton member wait: x is not a member id\n" });
+    expect(bad).toMatchObject({
+      code: 2,
+      err: 'baton member wait: "x" is not a member id (a whole number from 1 to 4294967295)\n',
+    });
   }, 30_000);
 });

@@ -140,4 +140,13 @@ describe("cli store", () => {
     expect(await main(["txn", "--endpoints", endpoint], io)).toBe(0);
     expect((await run(["get", "split"])).out).toBe("café 😀\n");
   });
+
+  it("cli store: a transaction that is JSON but not an object is bad usage (exit 2), never an exit code of its own", async () => {
+    for (const text of ["0", "1", "3", "null", "[]", '"txn"']) {
+      const r = await run(["txn"], text);
+      // Before, `0` exited 0 having asked nothing, and `1` exited 1 ("did not hold").
+      expect(r.code, text).toBe(2);
+      expect(r.err).toContain("the transaction must be a JSON object");
+    }
+  });
 });

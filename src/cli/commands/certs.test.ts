@@ -179,5 +179,15 @@ describe("baton certs", () => {
     ]);
     const duplicate = await certs(["token", "--name", "ops", "--role", "read", "--tokens", file]);
     expect(duplicate).toMatchObject({ code: 2, err: expect.stringMatching(/already has/) });
+    // A name the file's parser refuses would have made every node refuse the file.
+    for (const name of ["ops team", "Zoë", "x".repeat(101)]) {
+      const refused = await certs(["token", "--name", name, "--role", "read", "--tokens", file]);
+      expect(refused).toMatchObject({
+        code: 2,
+        err: expect.stringContaining("printable ASCII characters without spaces"),
+      });
+    }
+    expect(parseTokensFile(readFileSync(file, "utf8"))).toHaveLength(2);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 });

@@ -11,7 +11,7 @@
  */
 
 import { existsSync } from "node:fs";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, rename, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
@@ -20,6 +20,7 @@ import {
   hashToken,
   newToken,
   parseTokensFile,
+  TOKEN_NAME_PATTERN,
   TOKEN_ROLES,
   type TokenRecord,
   type TokenRole,
@@ -116,7 +117,11 @@ function registerToken(certs: Command, io: CliIo): void {
   certs
     .command("token")
     .description("make an HTTP API token, add its hash to a tokens file, print the token once")
-    .requiredOption("--name <name>", "who the token is for (shown in logs, never the token)")
+    .requiredOption(
+      "--name <name>",
+      "who the token is for, 1 to 100 printable ASCII characters without spaces (shown in logs, never the token)",
+      tokenName,
+    )
     .requiredOption(`--role <role>`, `${TOKEN_ROLES.join(", ")}`, role)
     .requiredOption("--tokens <file>", "the tokens file (created if missing)")
     .action(async (options: TokenOptions) => {
@@ -189,7 +194,14 @@ async function makeToken(io: CliIo, options: TokenOptions): Promise<number> {
   }
   const token = newToken();
   records.push({ name: options.name, role: options.role, sha256: hashToken(token) });
-  await writeFile(file, formatTokensFile(records), { mode: 0o600 });
+  const text = formatTokensFile(records);
+  // Whatever is written must load: every node reads this file at start and on SIGHUP.
+  parseTokensFile(text);
+  // Written whole under another name, then renamed: a node reloading on SIGHUP never
+  // reads half a file.
+  const partial = `${file}.tmp-${process.pid}`;
+  await writeFile(partial, text, { mode: 0o600 });
+  await rename(partial, file);
   io.stdout.write(
     `${token}\n\n` +
       `added "${options.name}" (role ${options.role}) to ${file}; the line above is the token, shown only this once: store it now.\n` +
@@ -286,6 +298,16 @@ function hostName(text: string): string {
     throw new InvalidArgumentError(`${text}: not a DNS name or an IP address`);
   }
   return text;
+}
+
+function tokenName(value: string): string {
+  // A name the tokens file's parser refuses would make every node refuse the file.
+  if (!TOKEN_NAME_PATTERN.test(value)) {
+    throw new InvalidArgumentError(
+      "expected 1 to 100 printable ASCII characters without spaces, such as ops-team",
+    );
+  }
+  return value;
 }
 
 function role(value: string): TokenRole {

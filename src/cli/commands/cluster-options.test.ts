@@ -33,6 +33,22 @@ describe("cluster options", () => {
     expect(credentialsFrom({}, ioWith({}))).toEqual({});
   });
 
+  it("credentials: every source of the token is trimmed alike, and an empty one is named", () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-cred-"));
+    dirs.push(dir);
+    const empty = join(dir, "empty");
+    writeFileSync(empty, "\n");
+    // A secret injected into the environment often keeps its file's newline.
+    expect(credentialsFrom({}, ioWith({ BATON_TOKEN: "baton_env\n" })).token).toBe("baton_env");
+    expect(credentialsFrom({ token: " baton_flag " }, ioWith({})).token).toBe("baton_flag");
+    expect(() => credentialsFrom({ tokenFile: empty }, ioWith({}))).toThrow(
+      expect.objectContaining({
+        field: `--token-file ${empty}`,
+        message: expect.stringMatching(/is empty/),
+      }),
+    );
+  });
+
   it("credentials: an unreadable file is an input error naming the option", () => {
     expect(() => credentialsFrom({ ca: "/nonexistent/ca.crt" }, ioWith({}))).toThrow(
       expect.objectContaining({ code: "ERR_INVALID_INPUT", field: "--ca" }),

@@ -81,12 +81,19 @@ export function credentialsFrom(
     const problem = pemProblem(out.ca);
     if (problem !== null) throw new InvalidInputError("--ca", `${caFile}: ${problem}`);
   }
-  const token =
-    options.token ??
-    (options.tokenFile === undefined
-      ? nonEmpty(io.env.BATON_TOKEN)
-      : readOption("--token-file", options.tokenFile).trim());
-  if (token !== undefined) out.token = token;
+  // Every source trimmed alike: a secret injected into the environment often keeps the
+  // newline its file ended with, and the file's own was already dropped.
+  const [source, raw] =
+    options.token !== undefined
+      ? ["--token", options.token]
+      : options.tokenFile !== undefined
+        ? [`--token-file ${options.tokenFile}`, readOption("--token-file", options.tokenFile)]
+        : ["BATON_TOKEN", nonEmpty(io.env.BATON_TOKEN)];
+  if (raw !== undefined) {
+    const token = raw.trim();
+    if (token === "") throw new InvalidInputError(source, "is empty: give the API token");
+    out.token = token;
+  }
   return out;
 }
 

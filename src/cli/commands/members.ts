@@ -130,8 +130,12 @@ Example:
   baton member add 4 --peer-address 10.0.0.4:7101 --http-url http://10.0.0.4:8101`,
   );
   add.action(async (idText: string, options: AddOptions) => {
+    const id = memberIdOf(idText);
+    if (id === null) {
+      io.exitCode = notAnId(io, "add", idText);
+      return;
+    }
     io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
-      const id = Number(idText);
       const members = await client.addMember({
         id,
         peerAddress: options.peerAddress,
@@ -160,8 +164,12 @@ Example:
       .option("--json", 'print {"members":[…]} as GET /v1/members answers it');
     addClusterOptions(command, CHANGE_TIMEOUT_MS_DEFAULT).addHelpText("after", after);
     command.action(async (idText: string, options: JsonOption) => {
+      const id = memberIdOf(idText);
+      if (id === null) {
+        io.exitCode = notAnId(io, name, idText);
+        return;
+      }
       io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
-        const id = Number(idText);
         const members = await run(client, id);
         if (options.json !== true) io.stdout.write(`${done(id)}\n`);
         printMembers(io, members, options.json);
@@ -212,7 +220,10 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
       io.stderr.write(`baton member replace: ${message}\n`);
       io.exitCode = ExitCode.usage;
     };
-    if (!/^[1-9][0-9]{0,9}$/.test(idText)) return usage(`${idText} is not a member id`);
+    if (memberIdOf(idText) === null) {
+      io.exitCode = notAnId(io, "replace", idText);
+      return;
+    }
     // Checked here, before the removal: a refused add after it would leave the node out.
     if (options.peerAddress !== undefined) {
       const parsed = parseAddress(options.peerAddress);
@@ -292,10 +303,9 @@ Examples:
   baton member wait 3 --lag 0 --timeout 60000      everything, on an idle cluster`,
   );
   command.action(async (idText: string, options: WaitOptions) => {
-    const id = Number(idText);
-    if (!Number.isSafeInteger(id) || id < 1) {
-      io.stderr.write(`baton member wait: ${idText} is not a member id\n`);
-      io.exitCode = ExitCode.usage;
+    const id = memberIdOf(idText);
+    if (id === null) {
+      io.exitCode = notAnId(io, "wait", idText);
       return;
     }
     const timeoutMs = options.timeout ?? WAIT_TIMEOUT_MS_DEFAULT;
@@ -410,4 +420,21 @@ Examples:
       SWITCHOVER_ATTEMPT_MS_MAX,
     );
   });
+}
+
+/**
+ * A member id as written on the command line: digits only, 1 to 4294967295. `Number` alone
+ * took `0x2` for node 2 and `1e0` for node 1.
+ */
+function memberIdOf(text: string): number | null {
+  if (!/^[1-9][0-9]{0,9}$/.test(text)) return null;
+  const id = Number(text);
+  return id <= 0xffff_ffff ? id : null;
+}
+
+function notAnId(io: CliIo, command: string, text: string): number {
+  io.stderr.write(
+    `baton member ${command}: ${JSON.stringify(text)} is not a member id (a whole number from 1 to 4294967295)\n`,
+  );
+  return ExitCode.usage;
 }

@@ -14,6 +14,7 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { z } from "zod";
 import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
+import { parseTokensFile } from "../../http/tokens.js";
 import {
   type NodeConfig,
   NodeConfigError,
@@ -393,7 +394,17 @@ function storeQuotaSettings(settings: StartSettings): { quotaKeys: number; quota
 export function unusablePaths(config: NodeConfig): string[] {
   const problems: string[] = [];
   if (config.dataDir !== null) {
-    const kind = statOf(config.dataDir);
+    let kind: ReturnType<typeof statOf>;
+    try {
+      kind = statOf(config.dataDir);
+    } catch (error) {
+      // EACCES (a directory under one this user may not enter), ELOOP, …
+      const code = (error as NodeJS.ErrnoException).code ?? "EIO";
+      problems.push(
+        `data (--data): cannot look at ${config.dataDir}: ${code}; check the permissions of the directories above it`,
+      );
+      kind = undefined;
+    }
     if (kind !== undefined && !kind.isDirectory()) {
       problems.push(
         `data (--data): ${config.dataDir} is a file, not a directory; give a directory (it is created if missing)`,
@@ -416,6 +427,15 @@ export function unusablePaths(config: NodeConfig): string[] {
       problems.push(
         `${name} (${flagName(name)}): cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`,
       );
+      continue;
+    }
+    if (name === "tokens") {
+      // What the node would refuse at start (and keep the old tokens over, on SIGHUP).
+      try {
+        parseTokensFile(readFileSync(path, "utf8"));
+      } catch (error) {
+        problems.push(`tokens (--tokens): ${path}: ${(error as Error).message}`);
+      }
     }
   }
   return problems;

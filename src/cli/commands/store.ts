@@ -50,7 +50,11 @@ function registerList(program: Command, io: CliIo): void {
     .command("list")
     .description("list the keys under a prefix, in order, with their values")
     .argument("[prefix]", "list only keys that start with this", "")
-    .option("--limit <n>", "list at most n keys (one page of up to 10000)", integerArgument(1))
+    .option(
+      "--limit <n>",
+      "list at most n keys (one page of up to 10000)",
+      integerArgument(1, 10_000),
+    )
     .option("--keys-only", "list keys without values (with --json: keys and revisions)")
     .option("--stale", "read the answering node's local copy")
     .option("--json", 'print [{"key","value","revision"}…] as JSON');
@@ -306,10 +310,19 @@ async function readTxn(io: CliIo, file: string | undefined): Promise<TxnRequest 
     io.stderr.write(`baton: cannot read ${shellWord(file ?? "-")} (${reason}) (see --help)\n`);
     return ExitCode.usage;
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text) as TxnRequest;
+    parsed = JSON.parse(text);
   } catch {
     io.stderr.write("baton: the transaction is not JSON (see --help)\n");
     return ExitCode.usage;
   }
+  // A bare number would otherwise pass for the exit code this returns on a refusal.
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    io.stderr.write(
+      'baton: the transaction must be a JSON object, {"compare":[…],"success":[…],"failure":[…]} (see --help)\n',
+    );
+    return ExitCode.usage;
+  }
+  return parsed as TxnRequest;
 }
