@@ -51,7 +51,10 @@ it("kv node: an HTTP port in use fails the start, and the data directory is free
   const [peerPort, httpPort] = await freePorts(2);
   const config = (http: number) => oneNode(peerPort!, http, { dataDir: join(dir, "n1") });
   const logger = pino({ level: "silent" });
-  await expect(KvNode.start(config(taken), logger)).rejects.toThrow(/EADDRINUSE/);
+  await expect(KvNode.start(config(taken), logger)).rejects.toMatchObject({
+    code: "EADDRINUSE",
+    message: `--http 127.0.0.1:${taken}: the port is in use by another process (is another node running here?) (EADDRINUSE)`,
+  });
   expect(existsSync(join(dir, "n1", "LOCK"))).toBe(false);
   const again = await KvNode.start(config(httpPort!), logger);
   await again.stop();
@@ -210,4 +213,24 @@ it("kv node: an HTTPS certificate for another host stops the start, and a reload
   const health = await request(`https://127.0.0.1:${httpPort}/health`, { dispatcher: agent });
   await health.body.text();
   expect(health.statusCode).toBe(200);
+});
+
+it("kv node: a store quota that is not two whole numbers >= 0 is refused before anything opens, naming the field", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const [peerPort, httpPort] = await freePorts(2);
+  const config = oneNode(peerPort!, httpPort!, { dataDir: join(dir, "n1") });
+  for (const [quota, field] of [
+    [{ keyCountMax: Number.NaN, bytesMax: 1 }, "quota.keyCountMax"],
+    [{ keyCountMax: 10, bytesMax: 1.5 }, "quota.bytesMax"],
+    [{ keyCountMax: -1, bytesMax: 0 }, "quota.keyCountMax"],
+  ] as const) {
+    // Before, the master proposed the quota the state machine refused four times a second,
+    // and no quota was in force.
+    await expect(KvNode.start(config, pino({ level: "silent" }), { quota })).rejects.toMatchObject({
+      code: "ERR_INVALID_INPUT",
+      field,
+    });
+  }
+  expect(existsSync(join(dir, "n1"))).toBe(false);
 });

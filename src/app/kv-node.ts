@@ -124,6 +124,7 @@ export class KvNode implements KvNodeApi {
     options: KvNodeOptions = {},
   ): Promise<KvNode> {
     const config = checkedConfig(input);
+    const quota = checkedQuota(options.quota);
     const log =
       logger ??
       pino({ name: "baton", level: "info" }, pino.destination(2)).child({ node: config.id });
@@ -134,7 +135,7 @@ export class KvNode implements KvNodeApi {
     const transport = createTransport(config, log);
     const node = await startNode(config, sm, log, transport, {}, options.joined ?? null);
     logStalls(node, { min: config.electionMsMin, max: config.electionMsMax }, log);
-    const kv = new KvNode(node, sm, config, transport, options.quota ?? defaultStoreQuota());
+    const kv = new KvNode(node, sm, config, transport, quota);
     kv.tokens = tokens;
     kv.store.startLeaseTicker();
     if (config.http !== null) {
@@ -172,7 +173,7 @@ export class KvNode implements KvNodeApi {
           rethrowIfBug(stopping);
           log.warn({ err: stopping }, "stopping the node after a failed listen");
         });
-        throw error;
+        throw listenError(error, config.http);
       }
     }
     return kv;
@@ -469,4 +470,44 @@ function writeOptions(options: KvWriteOptions): {
   if (options.idempotencyKey !== undefined) out.idempotencyKey = options.idempotencyKey;
   if (options.lease !== undefined) out.lease = options.lease;
   return out;
+}
+
+/**
+ * The store quota an embedder gave, checked before anything starts: the state machine
+ * refuses a `set_quota` that is not two whole numbers >= 0, and a master proposing one it
+ * refuses proposed it again four times a second with no quota in force.
+ */
+function checkedQuota(quota: StoreQuota | undefined): StoreQuota {
+  if (quota === undefined) return defaultStoreQuota();
+  for (const field of ["keyCountMax", "bytesMax"] as const) {
+    const value: unknown = (quota as unknown as Record<string, unknown>)?.[field];
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+      throw new InvalidInputError(
+        `quota.${field}`,
+        `must be a whole number >= 0 (0: no limit), not ${String(value)}`,
+      );
+    }
+  }
+  return quota;
+}
+
+/**
+ * A failed listen on the HTTP address, saying which setting and what to do; the error's
+ * `code` is kept. Other errors pass as they are.
+ */
+function listenError(error: unknown, address: string): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const advice: Record<string, string> = {
+    EADDRINUSE: "the port is in use by another process (is another node running here?)",
+    EADDRNOTAVAIL:
+      "the address is not one of this machine's (--http is the local address to listen on; --advertise-http is the name clients use)",
+    EACCES: "this user may not listen on that port (ports below 1024 need privileges)",
+  };
+  if (code === undefined || advice[code] === undefined) return error;
+  return Object.assign(
+    new Error(`--http ${address}: ${advice[code]} (${code})`, { cause: error }),
+    {
+      code,
+    },
+  );
 }
