@@ -108,7 +108,7 @@ function roleAndIndexes(registry: Registry, node: BatonNode, status: () => NodeS
   gauge(
     registry,
     "baton_role_age_seconds",
-    "seconds since this node last changed role",
+    "seconds since this node last changed role, or (a backup) the master it follows, or a learner became a voter",
     () => node.roleAgeMs() / 1000,
   );
 }
