@@ -59,6 +59,19 @@ const put = (key: string) =>
   encodeCommand({ type: "put", key, value: new TextEncoder().encode("v") });
 
 describe("node metrics", () => {
+  it("metrics: the process metrics are made once and shared: a stopped node's registry holds no observer that keeps it", async () => {
+    const [a, b] = await startCluster(new MemoryNetwork());
+    const first = createNodeMetrics(a!);
+    const second = createNodeMetrics(b!);
+    const name = "process_cpu_user_seconds_total";
+    // One metric object (and one GC observer behind it) for every node of the process:
+    // before, each registry started its own, which held the registry and its node for good.
+    expect(first.getSingleMetric(name)).toBeDefined();
+    expect(first.getSingleMetric(name)).toBe(second.getSingleMetric(name));
+    expect(first.getSingleMetric("baton_term")).not.toBe(second.getSingleMetric("baton_term"));
+    expect(await first.metrics()).toContain("nodejs_heap_size_used_bytes");
+  });
+
   it("timing: metrics: proposal latency, lag in bytes, peer contact and step-downs are exported", async () => {
     const nodes = await startCluster(new MemoryNetwork());
     const feeds = new Map(nodes.map((node) => [node, new EventFeed(node.id)]));

@@ -11,8 +11,9 @@
  * arrive as node events and go straight into histograms.
  */
 
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { EventFeed } from "../http/event-feed.js";
+import { processMetrics } from "../http/process-metrics.js";
 import type { NodeStatus } from "../protocol/status.js";
 import type { BatonNode } from "../server/node.js";
 import type { TransportStats } from "../transport/transport.js";
@@ -37,8 +38,7 @@ export function createNodeMetrics(
   events?: EventFeed,
   transport?: { stats(): TransportStats },
 ): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const registry = Registry.merge([processMetrics(), new Registry()]);
   const status = snapshotPerScrape(node);
   roleAndIndexes(registry, node, status);
   peers(registry, node, status);

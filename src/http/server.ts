@@ -20,7 +20,7 @@ import Fastify, {
   type preParsingHookHandler,
 } from "fastify";
 import { type Logger, pino } from "pino";
-import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Gauge, Registry } from "prom-client";
 import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
@@ -31,6 +31,7 @@ import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
 import { HttpMetrics } from "./http-metrics.js";
 import type { KvNodeApi } from "./node-api.js";
+import { processMetrics } from "./process-metrics.js";
 import { validationError } from "./request-input.js";
 import { registerDashboardRoutes } from "./routes/dashboard-routes.js";
 import { StreamBuffers } from "./routes/event-stream.js";
@@ -618,7 +619,5 @@ function registerWatchGauge(registry: Registry, watches: WatchStreams): void {
 
 /** A registry of its own holding prom-client's process metrics, for a server given none. */
 function defaultRegistry(): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  return registry;
+  return Registry.merge([processMetrics(), new Registry()]);
 }
