@@ -6,7 +6,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
-import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
+import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
 import { main } from "../../src/cli/main.js";
 
 async function run(args: string[]) {
@@ -69,6 +69,28 @@ describe("member replace", () => {
 });
 
 describe("member wait", () => {
+  it("member wait: a token every node refuses exits 4 at once, not 'no master' after --timeout", async () => {
+    const fake = await FakeCluster.start(2, 1);
+    try {
+      for (const node of fake.nodes) node.intercept = refuseToken;
+      const started = Date.now();
+      const r = await run([
+        "member",
+        "wait",
+        "2",
+        "--endpoints",
+        fake.urls.join(","),
+        "--timeout",
+        "20000",
+      ]);
+      expect(r.code).toBe(4);
+      expect(r.err).toContain("the token is not one this node knows");
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await fake.close();
+    }
+  });
+
   let fake: FakeCluster | null = null;
   afterEach(async () => {
     await fake?.close();

@@ -10,6 +10,7 @@
 import type { Command } from "commander";
 import type { BatonClient, Member } from "../../client/client.js";
 import type { NodeStatus } from "../../client/index.js";
+import { ForbiddenError, UnauthenticatedError } from "../../shared/errors.js";
 import { parseAddress } from "../../transport/address.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import {
@@ -372,7 +373,20 @@ async function masterView(client: BatonClient, id: number): Promise<MasterView> 
       master = status;
     }
   }
-  if (master === null) return { kind: "no-master" };
+  if (master === null) {
+    // A token no node accepts is not a cluster without a master: say so at once (exit 4)
+    // rather than wait out --timeout for a master that is there.
+    const refused = answers.find(
+      (a) => a.code === "ERR_UNAUTHENTICATED" || a.code === "ERR_FORBIDDEN",
+    );
+    if (refused !== undefined && answers.every((a) => a.status === undefined)) {
+      const message = refused.error ?? "the token was refused";
+      throw refused.code === "ERR_FORBIDDEN"
+        ? new ForbiddenError(message)
+        : new UnauthenticatedError(message);
+    }
+    return { kind: "no-master" };
+  }
   const where = { master: master.id, term: master.term };
   if (master.id === id) return { kind: "caught-up", ...where };
   const listed = master.members.find((m) => m.id === id);
