@@ -3,6 +3,8 @@
  * codes), and its judgement of health from hand-written node answers (stale masters, lag).
  */
 
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
@@ -59,6 +61,48 @@ describe("cli status: command", () => {
     const io = captureIo();
     expect(await main(["status", "--endpoints", fake.urls[0]!], io)).toBe(0);
     for (const url of fake.urls) expect(io.out()).toContain(url);
+  });
+
+  it("cli status: a member that answered is not asked again under the URL it advertises (one row, healthy)", async () => {
+    // A node reached as 127.0.0.1 that advertises a URL not reachable from here (a DNS
+    // name behind NAT, a tunnel): it showed twice, once as down, and the cluster degraded.
+    const server = createServer((_request, response) => {
+      response.setHeader("content-type", "application/json");
+      response.end(
+        JSON.stringify({
+          id: 1,
+          role: "master",
+          term: 2,
+          master: 1,
+          commitIndex: 5,
+          appliedIndex: 5,
+          lastIndex: 5,
+          members: [
+            {
+              id: 1,
+              address: "10.9.9.9:7101",
+              httpUrl: "http://10.9.9.9:8101",
+              role: "master",
+              connected: true,
+              matchIndex: 5,
+              lag: 0,
+              lastContactMs: 0,
+              incarnation: 0,
+            },
+          ],
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const io = captureIo();
+      expect(await main(["status", "--endpoints", url, "--timeout", "300"], io)).toBe(0);
+      expect(io.out()).not.toContain("10.9.9.9");
+      expect(io.out()).toContain("healthy: node 1 is master in term 2; 1 of 1 nodes reachable");
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("cli status: shows an unreachable node as such and exits 1 (degraded)", async () => {

@@ -143,9 +143,14 @@ async function showStatus(client: BatonClient, options: StatusOptions, io: CliIo
 export async function collectStatuses(client: BatonClient): Promise<EndpointStatus[]> {
   const listed = await client.clusterStatus();
   const seen = new Set(listed.map((row) => row.endpoint));
+  // A member that answered under the name it was given is not asked again under the URL
+  // it advertises (`localhost` for `127.0.0.1`, a DNS name for an IP): it showed twice,
+  // and as down when that URL cannot be reached from here (a tunnel, NAT).
+  const answered = new Set(listed.flatMap((row) => (row.status ? [row.status.id] : [])));
   const named = new Set<string>();
   for (const row of listed) {
     for (const member of row.status?.members ?? []) {
+      if (answered.has(member.id)) continue;
       const url = member.httpUrl === null ? null : tryNormalize(member.httpUrl);
       if (url !== null && !seen.has(url)) named.add(url);
     }
