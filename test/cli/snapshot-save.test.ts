@@ -160,6 +160,53 @@ it("snapshot save: a master reached by no address says which address failed, not
   }
 });
 
+it("timing: snapshot save gives up at its --timeout when the master takes the request and never answers (exit 3)", async () => {
+  fake = await masterAdvertising("", Buffer.from("x"));
+  fake.node(1).intercept = ((inner) => (request, reply, node) => {
+    if (request.url.startsWith("/v1/snapshot")) return new Promise<boolean>(() => {});
+    return inner!(request, reply, node);
+  })(fake.node(1).intercept);
+  const status = fake.node(1).intercept;
+  fake.node(1).intercept = (request, reply, node) => {
+    if (request.url.startsWith("/v1/status")) {
+      reply.send({
+        id: 1,
+        role: "master",
+        term: 1,
+        master: 1,
+        commitIndex: 10,
+        appliedIndex: 10,
+        lastIndex: 10,
+        members: [{ id: 1, address: "127.0.0.1:7101", httpUrl: fake!.node(1).url, role: "master" }],
+      });
+      return true;
+    }
+    return status!(request, reply, node);
+  };
+  const dir = makeTempDir("baton-save-");
+  try {
+    const io = captureIo();
+    const started = Date.now();
+    const code = await main(
+      [
+        "snapshot",
+        "save",
+        join(dir, "b.snap"),
+        "--endpoints",
+        fake.node(1).url,
+        "--timeout",
+        "1000",
+      ],
+      io,
+    );
+    // Before, it waited for undici's own 300 s per attempt, --timeout notwithstanding.
+    expect(code).toBe(3);
+    expect(Date.now() - started).toBeLessThan(5000);
+  } finally {
+    removeTempDir(dir);
+  }
+}, 20_000);
+
 it("timing: snapshot save with no node answering says it is waiting, then gives up naming the endpoint (exit 3)", async () => {
   const dir = makeTempDir("baton-save-");
   try {
@@ -179,7 +226,7 @@ it("timing: snapshot save with no node answering says it is waiting, then gives 
     );
     expect(code).toBe(3);
     expect(io.err()).toContain(
-      "baton snapshot save: no snapshot yet; waiting for a master, up to 4 s in all (--timeout)",
+      "baton snapshot save: no snapshot yet; waiting for a master and its answer, up to 4 s in all (--timeout)",
     );
     expect(io.err()).toContain("no node answered at http://127.0.0.1:1");
     expect(Date.now() - started).toBeLessThan(15_000);

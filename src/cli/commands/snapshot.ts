@@ -112,7 +112,7 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
   // so, rather than sit silent for a minute.
   const notice = setTimeout(() => {
     io.stderr.write(
-      `baton snapshot save: no snapshot yet; waiting for a master, up to ${Math.round(timeoutMs / 1000)} s in all (--timeout)\n`,
+      `baton snapshot save: no snapshot yet; waiting for a master and its answer, up to ${Math.round(timeoutMs / 1000)} s in all (--timeout)\n`,
     );
   }, SAVE_NOTICE_MS);
   try {
@@ -131,13 +131,16 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
           return ExitCode.failed;
         }
         let answer =
-          master?.httpUrl == null ? null : await fetchSnapshot(master.httpUrl, agent, credentials);
+          master?.httpUrl == null
+            ? null
+            : await fetchSnapshot(master.httpUrl, agent, credentials, deadline);
         if (master !== undefined && answer !== null && "text" in answer && answer.unreachable) {
           // The address the master advertises may not be reachable from here (a port
           // forward, NAT, a load balancer) while an address given is: only the master
           // answers with a snapshot, the others 503.
           unreachable = { id: master.id, from: answer.from, text: answer.text };
-          answer = (await fromEndpoints(given, master.httpUrl!, agent, credentials)) ?? answer;
+          answer =
+            (await fromEndpoints(given, master.httpUrl!, agent, credentials, deadline)) ?? answer;
         }
         if (answer !== null && "index" in answer) {
           clearTimeout(notice);
@@ -185,19 +188,29 @@ async function fromEndpoints(
   masterUrl: string,
   agent: Agent,
   credentials: { token?: string },
+  deadline: number,
 ): Promise<FetchOutcome | null> {
   for (const endpoint of endpoints) {
     if (endpoint === normalizeEndpoint(masterUrl)) continue;
-    const answer = await fetchSnapshot(endpoint, agent, credentials);
+    const answer = await fetchSnapshot(endpoint, agent, credentials, deadline);
     if ("index" in answer || answer.status !== 503) return answer;
   }
   return null;
 }
 
+/** Longest a snapshot's body may pause while it streams before the save gives up, ms. */
+const BODY_IDLE_MS_MAX = 30_000;
+
+/**
+ * Asks `baseUrl` for a snapshot. Its answer must begin (headers) before `deadline`, the
+ * save's --timeout; the body that follows may take as long as it needs, as long as it
+ * never pauses for BODY_IDLE_MS_MAX.
+ */
 async function fetchSnapshot(
   baseUrl: string,
   agent: Agent,
   credentials: { token?: string },
+  deadline: number,
 ): Promise<FetchOutcome> {
   const from = baseUrl.replace(/\/$/, "");
   let response: Awaited<ReturnType<typeof request>>;
@@ -205,6 +218,8 @@ async function fetchSnapshot(
     response = await request(`${from}/v1/snapshot`, {
       method: "POST",
       dispatcher: agent,
+      headersTimeout: Math.max(1, deadline - Date.now()),
+      bodyTimeout: BODY_IDLE_MS_MAX,
       headers:
         credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` },
     });
