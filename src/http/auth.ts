@@ -105,6 +105,7 @@ function authorize(
     refuse(reply, error, null);
     return false;
   }
+  grants.set(request, { tokens, sha256: record.sha256, needed });
   return true;
 }
 
@@ -112,6 +113,24 @@ function refuse(reply: FastifyReply, error: Error, challenge: string | null): vo
   reply.header("access-control-allow-origin", "*");
   if (challenge !== null) reply.header("www-authenticate", challenge);
   sendErrorAnswer(reply, describeError(error));
+}
+
+/** What let a request in: the token (by its hash), the role it needed, and the store. */
+export interface Grant {
+  readonly tokens: TokenStore;
+  readonly sha256: string;
+  readonly needed: TokenRole;
+}
+
+const grants = new WeakMap<FastifyRequest, Grant>();
+
+/**
+ * The grant a request was let in with, or null on a node without tokens (and for the
+ * routes anyone may call). A stream kept open after its request asks it whether the token
+ * still holds once the tokens are replaced.
+ */
+export function grantOf(request: FastifyRequest): Grant | null {
+  return grants.get(request) ?? null;
 }
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */

@@ -12,6 +12,7 @@ import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import type { KvNodeApi } from "./node-api.js";
 import { createHttpServer, type HttpServer, watchesMaxUnder } from "./server.js";
+import { hashToken, TokenStore } from "./tokens.js";
 
 const servers: HttpServer[] = [];
 
@@ -198,5 +199,48 @@ describe("http server: pipelined requests", () => {
     });
     expect((await fetch(`${url}/health`)).status).toBe(200);
     for (const socket of sockets) socket.destroy();
+  });
+
+  it("revocation: a reload that stops accepting a token ends the streams opened with it; other streams go on", async () => {
+    const revoked = "baton_revoked-token";
+    const kept = "baton_kept-token";
+    const tokens = new TokenStore([
+      { name: "revoked", role: "read", sha256: hashToken(revoked) },
+      { name: "kept", role: "read", sha256: hashToken(kept) },
+    ]);
+    const server = createHttpServer({
+      api: new LocalKvNode(1),
+      logger: pino({ level: "silent" }),
+      tokens,
+    });
+    servers.push(server);
+    const { url } = await server.listen("127.0.0.1", 0);
+    const open = async (path: string, token: string) => {
+      const { hostname, port } = new URL(url);
+      const socket = connect(Number(port), hostname);
+      await once(socket, "connect");
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+      );
+      // The stream's response ends (its last chunk), whether or not the connection stays.
+      let received = "";
+      socket.on("data", (chunk: Buffer) => {
+        received += chunk.toString("latin1");
+      });
+      return { socket, ended: () => received.includes("\r\n0\r\n\r\n") };
+    };
+    const watches = [
+      await open("/v1/watch?prefix=a", revoked),
+      await open("/v1/watch?prefix=a", kept),
+    ];
+    const events = await open("/v1/events", revoked);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect([...watches, events].map((s) => s.ended())).toEqual([false, false, false]);
+    // SIGHUP with the revoked token's line removed.
+    tokens.replace([{ name: "kept", role: "read", sha256: hashToken(kept) }]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Before, a stream opened with a revoked token streamed every change for good.
+    expect([...watches, events].map((s) => s.ended())).toEqual([true, false, true]);
+    for (const s of [...watches, events]) s.socket.destroy();
   });
 });

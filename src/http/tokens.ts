@@ -91,9 +91,24 @@ export class TokenStore {
     this.replace(records);
   }
 
-  /** Accepts exactly `records` from now on. */
+  private readonly listeners = new Set<() => void>();
+
+  /** Accepts exactly `records` from now on, and tells those who asked (see `onReplace`). */
   replace(records: readonly TokenRecord[]): void {
     this.byHash = new Map(records.map((record) => [record.sha256, record]));
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  /** Calls `listener` after every replace (a SIGHUP reload); returns the way to stop. */
+  onReplace(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Whether the token whose SHA-256 is `sha256` is accepted with a role that allows `needed`. */
+  allows(sha256: string, needed: TokenRole): boolean {
+    const record = this.byHash.get(sha256);
+    return record !== undefined && roleAllows(record.role, needed);
   }
 
   /** The record of `token`, or null when no such token is accepted. */

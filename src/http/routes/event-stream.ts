@@ -11,6 +11,7 @@
  */
 
 import type { FastifyReply } from "fastify";
+import type { Grant } from "../auth.js";
 import type { HttpMetrics, RouteTally } from "../http-metrics.js";
 
 /** Interval of the keep-alive comment, milliseconds. */
@@ -76,6 +77,12 @@ export function openEventStream(
     readonly bufferBytesMax: number;
     /** The budget the server's streams share. */
     readonly buffers: StreamBuffers;
+    /**
+     * The token the stream's request was let in with (null: a node without tokens): a
+     * stream outlives its request, so it ends when a reload stops accepting that token
+     * for the stream's route (a revoked token, a lowered role).
+     */
+    readonly grant?: Grant | null;
     readonly onEnd: () => void;
     /** Where the stream's 200 is counted. */
     readonly counted: CountedRoute;
@@ -113,6 +120,8 @@ export function openEventStream(
   const { buffers } = options;
   /** This stream's bytes in `buffers`. */
   let held = 0;
+  /** Ends the watch on the tokens' replacement (see `grant`). */
+  let stopWatchingTokens: (() => void) | null = null;
   const stream: EventStream = {
     ended: false,
     write(text) {
@@ -133,6 +142,7 @@ export function openEventStream(
     end() {
       if (stream.ended) return;
       (stream as { ended: boolean }).ended = true;
+      stopWatchingTokens?.();
       buffers.change(held, 0);
       held = 0;
       clearInterval(keepAlive);
@@ -140,6 +150,12 @@ export function openEventStream(
       raw.end();
     },
   };
+  const grant = options.grant ?? null;
+  if (grant !== null) {
+    stopWatchingTokens = grant.tokens.onReplace(() => {
+      if (!grant.tokens.allows(grant.sha256, grant.needed)) stream.end();
+    });
+  }
   raw.on("drain", () => {
     buffers.change(held, 0);
     held = 0;

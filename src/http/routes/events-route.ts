@@ -14,6 +14,7 @@
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { grantOf } from "../auth.js";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { EventFeed, FeedItem } from "../event-feed.js";
 import type { HttpMetrics } from "../http-metrics.js";
@@ -81,6 +82,7 @@ function stream(
     headers: { "access-control-allow-origin": "*" },
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
     buffers,
+    grant: grantOf(request),
     counted,
     onEnd: () => {
       unsubscribe();

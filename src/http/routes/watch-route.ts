@@ -32,6 +32,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { type KvChange, openPrefixWatch, type PrefixWatchEvent } from "../../kv/index.js";
 import { CompactedError } from "../../shared/errors.js";
+import { grantOf } from "../auth.js";
 import { describeError, errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import type { KvStoreApi } from "../store-api.js";
@@ -275,6 +276,7 @@ function watch(
   const opened = openEventStream(reply, {
     bufferBytesMax: STREAM_BUFFER_BYTES_MAX,
     buffers: context.streams,
+    grant: grantOf(request),
     onEnd: () => {
       started.cancel();
       open.delete(opened.end);
