@@ -215,6 +215,44 @@ it("kv node: an HTTPS certificate for another host stops the start, and a reload
   expect(health.statusCode).toBe(200);
 });
 
+it("kv node: a reload puts a certificate the peers and HTTPS share in both or in neither", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await issueCa({ validDays: 1 });
+  const issue = (host: string) =>
+    issueNodeCert(ca, { memberId: 1, hosts: [host], clusterId: null, validDays: 1 });
+  const caFile = join(dir, "ca.crt");
+  const cert = join(dir, "node.crt");
+  const key = join(dir, "node.key");
+  writeFileSync(caFile, ca.certPem);
+  const install = (pair: { certPem: string; keyPem: string }) => {
+    writeFileSync(cert, pair.certPem);
+    writeFileSync(key, pair.keyPem);
+  };
+  const [peerPort, httpPort] = await freePorts(2);
+  const config = oneNode(peerPort!, httpPort!, {
+    tlsCa: caFile,
+    tlsCert: cert,
+    tlsKey: key,
+    httpTlsCert: cert,
+    httpTlsKey: key,
+  });
+  install(await issue("127.0.0.1"));
+  const kv = await KvNode.start(config, pino({ level: "silent" }));
+  cleanups.push(() => kv.stop());
+  // Re-issued without the host clients reach: the peers would take it, HTTPS would not.
+  install(await issue("127.0.0.9"));
+  const refused = kv.reload();
+  // Before, the peers got the new certificate while HTTPS kept the old one.
+  expect(refused.reloaded).toEqual([]);
+  expect(refused.failed).toEqual([
+    expect.stringMatching(/^HTTP TLS: .*not 127\.0\.0\.1/),
+    "peer TLS: kept the old certificate: the same file serves HTTPS, which was refused",
+  ]);
+  install(await issue("127.0.0.1"));
+  expect(kv.reload()).toEqual({ reloaded: ["peer TLS", "HTTP TLS"], failed: [] });
+});
+
 it("kv node: a store quota that is not two whole numbers >= 0 is refused before anything opens, naming the field", async () => {
   const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -197,21 +197,54 @@ export class KvNode implements KvNodeApi {
       }
     };
     const { config } = this;
-    if (config.tlsCa !== null) {
-      attempt("peer TLS", () => {
-        const tls = readPeerTls(config);
-        assert(tls !== null, "peer TLS configured");
-        try {
-          this.transport.setTls(tls);
-        } catch (error) {
-          rethrowIfBug(error);
-          throw new Error(`${tlsFiles(config)}: ${(error as Error).message}`);
-        }
-      });
-    }
+    // Every certificate is read and checked before any is put in use: when the peers and
+    // HTTPS share a certificate file (as docs/security.md sets them up), one that fails
+    // either check is put in neither, so the two listeners never present different ones
+    // (the old one on HTTPS, the one about to expire, while the peers had the new).
+    const prepare = <T>(part: string, read: () => T): { ok: true; value: T } | { ok: false } => {
+      try {
+        return { ok: true, value: read() };
+      } catch (error) {
+        rethrowIfBug(error);
+        failed.push(`${part}: ${(error as Error).message}`);
+        return { ok: false };
+      }
+    };
+    const peer =
+      config.tlsCa === null
+        ? null
+        : prepare("peer TLS", () => {
+            const tls = readPeerTls(config);
+            assert(tls !== null, "peer TLS configured");
+            try {
+              createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
+            } catch (error) {
+              throw new Error(`${tlsFiles(config)}: ${(error as Error).message}`);
+            }
+            return tls;
+          });
     const http = this.http;
-    if (http !== null && config.httpTlsCert !== null) {
-      attempt("HTTP TLS", () => http.setTls(readHttpTls(config) as HttpTlsConfig));
+    const https =
+      http === null || config.httpTlsCert === null
+        ? null
+        : prepare("HTTP TLS", () => readHttpTls(config) as HttpTlsConfig);
+    const shared =
+      config.tlsCert !== null &&
+      config.httpTlsCert !== null &&
+      config.tlsCert === config.httpTlsCert;
+    const held = shared && (peer?.ok === false || https?.ok === false);
+    const kept = (part: string, other: string): void => {
+      failed.push(
+        `${part}: kept the old certificate: the same file serves ${other}, which was refused`,
+      );
+    };
+    if (peer?.ok === true) {
+      if (held) kept("peer TLS", "HTTPS");
+      else attempt("peer TLS", () => this.transport.setTls(peer.value));
+    }
+    if (https?.ok === true && http !== null) {
+      if (held) kept("HTTP TLS", "the peer links");
+      else attempt("HTTP TLS", () => http.setTls(https.value));
     }
     const tokens = this.tokens;
     if (tokens !== null && config.tokens !== null) {
