@@ -253,6 +253,35 @@ it("kv node: a reload puts a certificate the peers and HTTPS share in both or in
   expect(kv.reload()).toEqual({ reloaded: ["peer TLS", "HTTP TLS"], failed: [] });
 });
 
+it("kv node: from the moment a stop is asked the node fails its health checks, before its HTTP side has drained", async () => {
+  const [peerPort, httpPort] = await freePorts(2);
+  const kv = await KvNode.start(oneNode(peerPort!, httpPort!, {}), pino({ level: "silent" }));
+  expect(kv.stoppedReason()).toBeNull();
+  // After the hand-over the HTTP side drains before the node stops (here for 200 ms, as
+  // for requests under way): what do health checks hear meanwhile?
+  const http = kv.httpServer as { close: () => Promise<void> };
+  const close = http.close.bind(http);
+  http.close = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await close();
+  };
+  let done = false;
+  const stopping = kv.stop({ handOver: true }).finally(() => {
+    done = true;
+  });
+  const heard: (string | null)[] = [];
+  while (!done) {
+    heard.push(kv.stoppedReason());
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await stopping;
+  // Before, they heard null (all is well) until the node itself stopped.
+  expect(heard.filter((reason) => reason !== null)[0]).toBe(
+    "a stop was asked; it finishes the requests under way",
+  );
+  expect(kv.stoppedReason()).not.toBeNull();
+});
+
 it("kv node: a store quota that is not two whole numbers >= 0 is refused before anything opens, naming the field", async () => {
   const dir = mkdtempSync(join(tmpdir(), "baton-kv-node-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

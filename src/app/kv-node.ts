@@ -273,7 +273,7 @@ export class KvNode implements KvNodeApi {
   }
 
   stoppedReason(): string | null {
-    return this.node.stoppedReason;
+    return this.node.stoppedReason ?? this.stopping;
   }
 
   status(options: StatusOptions = {}): NodeStatus {
@@ -310,15 +310,30 @@ export class KvNode implements KvNodeApi {
    */
   async stop(options: { readonly handOver?: boolean } = {}): Promise<void> {
     if (options.handOver === true) await this.node.handOver();
+    // From here every health check fails, /health included: no load balancer sends a new
+    // request to a node that is going (the HTTP side may drain for seconds).
+    this.stopping = "a stop was asked; it finishes the requests under way";
     this.store.stopLeaseTicker();
     this.stopEvents();
+    if (options.handOver !== true) {
+      // At once (Ctrl-C): the node stops while the HTTP side closes, so the writes it holds
+      // are answered ERR_INDETERMINATE now rather than ERR_TIMEOUT at their deadline.
+      const [closed, stopped] = await Promise.allSettled([this.http?.close(), this.node.stop()]);
+      if (closed.status === "rejected") throw closed.reason;
+      if (stopped.status === "rejected") throw stopped.reason;
+      return;
+    }
     try {
+      // After a hand-over the requests in flight are let finish: their writes commit.
       await this.http?.close();
     } finally {
       // Whatever the HTTP side did, the node stops: its storage closes and its lock goes.
       await this.node.stop();
     }
   }
+
+  /** Why the node counts as stopped for health checks before its node has stopped. */
+  private stopping: string | null = null;
 
   switchover(to: number | null): Promise<SwitchoverOutcome> {
     return this.node.switchover(to);
