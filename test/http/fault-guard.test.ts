@@ -137,6 +137,20 @@ describe("http fault guard", () => {
     expect(faults.calls).toEqual([]);
   });
 
+  it("faults: the node's own dashboard may read why its fault request was refused (a stale token); a foreign page may not", async () => {
+    const { port, post } = await listening();
+    const host = `127.0.0.1:${port}`;
+    const origin = `http://${host}`;
+    const stale = await post({ host, origin, "x-baton-fault": "stale" });
+    expect(stale.statusCode).toBe(400);
+    // Before, the refusal carried no Access-Control-Allow-Origin: the page saw no reason.
+    expect(stale.headers["access-control-allow-origin"]).toBe(origin);
+    expect(stale.json()).toMatchObject({ field: "x-baton-fault" });
+    const foreign = await post({ host, origin: "http://127.0.0.1:1", "x-baton-fault": "stale" });
+    expect(foreign.statusCode).toBe(400);
+    expect(foreign.headers["access-control-allow-origin"]).toBeUndefined();
+  });
+
   it("faults: GET /v1/faults gives the token only to the node's own machine and dashboards", async () => {
     const { port } = await listening();
     const server = servers[0]!;

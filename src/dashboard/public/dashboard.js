@@ -545,7 +545,9 @@ function addLocal(
   /** @type {number} */ node,
   /** @type {string} */ text,
 ) {
-  addEntry(key, Date.now(), kind, node, text, false);
+  // On the nodes' clock, as their own events are (the charts' offset): with the browser's
+  // own, a skewed clock put these lines in the wrong place among theirs.
+  addEntry(key, Date.now() + clockOffsetMs, kind, node, text, false);
 }
 
 const KIND_LABELS = /** @type {Record<string, string>} */ ({
@@ -672,7 +674,9 @@ function render() {
   for (const th of document.querySelectorAll(".fault-column")) {
     /** @type {HTMLElement} */ (th).hidden = !faults;
   }
-  /** @type {HTMLButtonElement} */ ($("kill-master")).disabled = master === null;
+  // Only once the master has said it takes faults.
+  /** @type {HTMLButtonElement} */ ($("kill-master")).disabled =
+    master === null || master.faults !== true;
   const body = /** @type {HTMLTableSectionElement} */ (document.querySelector("#members tbody"));
   for (const [id, row] of rows) {
     if (ids.includes(id)) continue;
@@ -1038,7 +1042,15 @@ async function inject(/** @type {number} */ id, /** @type {string} */ fault) {
   const wasMaster = view.ok && view.status.role === "master";
   const who = `node ${id}${wasMaster ? " (the master)" : ""}`;
   const Who = `N${who.slice(1)}`;
-  if (view.faults === true && view.faultToken === null) {
+  if (view.faults !== true) {
+    // Sent anyway, the request went without a token and its refusal said nothing useful.
+    message.textContent =
+      view.faults === false
+        ? `${Who} does not take faults: start it with --allow-fault-injection (baton demo does).`
+        : `${Who} has not said yet whether it takes faults; try again in a moment.`;
+    return;
+  }
+  if (view.faultToken === null) {
     message.textContent = `${Who} refuses faults from this page (${location.origin}): it gives its fault token only to the cluster's own dashboards. Open the dashboard at ${view.url}/ to use its buttons.`;
     return;
   }
