@@ -463,7 +463,12 @@ function hostNames(certificate: X509Certificate): string {
   return names.length === 0 ? "no host" : names.join(", ");
 }
 
-function readHttpTls(config: NodeConfig): HttpTlsConfig | null {
+/**
+ * The HTTPS certificate and key of `config`, checked as clients would check them (a pair
+ * that matches, naming the host clients reach, valid now), or null without HTTPS; throws
+ * an Error naming the files. `baton config check` asks it too.
+ */
+export function readHttpTls(config: NodeConfig): HttpTlsConfig | null {
   if (config.httpTlsCert === null || config.httpTlsKey === null) return null;
   const tls = {
     cert: readPem(config.httpTlsCert, "--http-tls-cert"),

@@ -108,7 +108,9 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
   ERR_FORBIDDEN: {
     status: 403,
     retry: false,
-    advice: "use a token whose role allows this request (read < readwrite < admin)",
+    // Also the browser guard's answer on a node without tokens, where a token's role is
+    // beside the point: the message before it says what is allowed.
+    advice: "nothing was done (roles: read < readwrite < admin)",
   },
 
   ERR_LEASE_NOT_FOUND: {

@@ -105,6 +105,32 @@ describe("config", () => {
     }
   });
 
+  it("config: check refuses an HTTPS certificate clients would refuse (another host), as start does", async () => {
+    const ca = await issueCa({ validDays: 1 });
+    const pair = await issueNodeCert(ca, {
+      memberId: 1,
+      hosts: ["other.example"],
+      clusterId: null,
+      validDays: 1,
+    });
+    const cert = join(dir, "https-other.crt");
+    const key = join(dir, "https-other.key");
+    writeFileSync(cert, pair.certPem);
+    writeFileSync(key, pair.keyPem);
+    const file = configFile("https-other.json", {
+      id: 1,
+      peers: PEERS,
+      memory: true,
+      http: "127.0.0.1:8101",
+      httpTlsCert: cert,
+      httpTlsKey: key,
+    });
+    const r = await run(["config", "check", file]);
+    // Before, check printed the configuration and exited 0; start then refused it.
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("the certificate names DNS:other.example, not 127.0.0.1");
+  });
+
   it("config: an unknown key is an error with the nearest setting, every problem at once (exit 1)", async () => {
     const file = configFile("typos.json", {
       id: 1,

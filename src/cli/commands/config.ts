@@ -8,6 +8,7 @@
  */
 
 import type { Command } from "commander";
+import { readHttpTls } from "../../app/kv-node.js";
 import { readPeerTls } from "../../server/create-node.js";
 import { insecureExposure } from "../../server/node-config.js";
 import { rethrowIfBug } from "../../shared/assert.js";
@@ -43,12 +44,15 @@ function check(file: string, io: CliIo): number {
   const loaded = loadStartConfig({ flags: {}, env: io.env, configFile: file });
   const problems = loaded.ok ? unusablePaths(loaded.config) : [...loaded.problems];
   if (loaded.ok && problems.length === 0) {
-    // What start and a reload read: PEM that parses, and a certificate the peers accept.
-    try {
-      readPeerTls(loaded.config);
-    } catch (error) {
-      rethrowIfBug(error);
-      problems.push((error as Error).message);
+    // What start and a reload read: PEM that parses, a certificate the peers accept, and
+    // an HTTPS certificate clients accept (names the host they reach, not expired).
+    for (const read of [readPeerTls, readHttpTls]) {
+      try {
+        read(loaded.config);
+      } catch (error) {
+        rethrowIfBug(error);
+        problems.push((error as Error).message);
+      }
     }
   }
   if (loaded.ok) {
