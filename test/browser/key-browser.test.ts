@@ -118,6 +118,39 @@ describe("dashboard key browser in a browser", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: a hidden tab lets its streams go, and takes the watch up again where it left off when shown", async () => {
+    const watchQueries: string[] = [];
+    const { page, errors } = await openPage({
+      kv: async () => listing(5, [{ key: "a", value: "1", revision: 3 }]),
+      watch: async (query) => {
+        watchQueries.push(query.get("fromRevision") ?? "");
+        return stream(watchQueries.length === 1 ? [{ key: "b", value: "2", revision: 7 }] : []);
+      },
+    });
+    await waitFor("the watch's change shown", async () =>
+      (await rows(page)).length === 2 ? true : undefined,
+    );
+    const setHidden = (hidden: boolean) =>
+      page.evaluate((value) => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => value });
+        document.dispatchEvent(new Event("visibilitychange"));
+      }, hidden);
+    // Hidden: every stream is let go (a few open tabs took all six connections a browser
+    // allows per node), and none is opened again while hidden.
+    await setHidden(true);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(watchQueries).toHaveLength(1);
+    await setHidden(false);
+    await waitFor("the watch taken up again", async () =>
+      watchQueries.length >= 2 ? true : undefined,
+    );
+    expect(await rows(page)).toEqual([
+      ["a", "1", "3"],
+      ["b", "2", "7"],
+    ]);
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a listing that arrives after the user asked for another prefix is dropped, and its watch never starts", async () => {
     let releaseFirst: () => void = () => {};
     const firstHeld = new Promise<void>((done) => {

@@ -118,6 +118,24 @@ export function openEvents(url, handlers) {
   let controller = null;
   /** @type {ReturnType<typeof setTimeout> | null} */
   let timer = null;
+  /** Attempts that failed in a row: each waits twice as long, up to STREAM_RETRY_MS_MAX. */
+  let failures = 0;
+
+  // A hidden tab lets its streams go and takes them up again (from the last event id) when
+  // it is shown: the browser allows six connections per node across all the tabs of a
+  // site, and a few open dashboards holding a stream to every member took them all, so
+  // that status requests queued, timed out and showed healthy nodes as unreachable.
+  const onVisibility = () => {
+    if (closed) return;
+    if (document.hidden) {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      controller?.abort();
+    } else if (controller === null && timer === null) {
+      void connect();
+    }
+  };
+  document.addEventListener("visibilitychange", onVisibility);
 
   /** A consumer's bad event (malformed data) must not end the stream. */
   const deliver = (/** @type {{ data: string, id: string | null }} */ event) => {
@@ -130,22 +148,37 @@ export function openEvents(url, handlers) {
 
   const connect = async () => {
     timer = null;
-    if (closed) return;
-    controller = new AbortController();
+    if (closed || document.hidden) return;
+    const ownController = new AbortController();
+    controller = ownController;
     let opened = false;
+    // A stream that sends nothing (not even the node's keep-alive comment, every 15 s) for
+    // this long is dead (a machine gone without a reset): drop it and connect again.
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    let silence = null;
+    const heard = () => {
+      if (silence !== null) clearTimeout(silence);
+      silence = setTimeout(() => ownController.abort(), STREAM_SILENCE_MS_MAX);
+    };
     try {
       const headers = withToken(
         lastId === null
           ? { Accept: "text/event-stream" }
           : { Accept: "text/event-stream", "Last-Event-ID": lastId },
       );
-      const response = await fetch(url, { headers, cache: "no-store", signal: controller.signal });
+      heard();
+      const response = await fetch(url, {
+        headers,
+        cache: "no-store",
+        signal: ownController.signal,
+      });
       const type = response.headers.get("content-type") ?? "";
       if (!response.ok || !type.startsWith("text/event-stream") || response.body === null) {
         void response.body?.cancel();
         throw new StreamRefused(response.status);
       }
       opened = true;
+      failures = 0;
       handlers.onOpen?.();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -156,6 +189,7 @@ export function openEvents(url, handlers) {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        heard();
         buffer += value;
         let end = buffer.indexOf("\n");
         while (end >= 0) {
@@ -179,18 +213,31 @@ export function openEvents(url, handlers) {
         }
       }
     } catch (error) {
-      if (!closed) handlers.onError?.(error);
+      // Let go while hidden: not a failure, and nothing to retry until shown.
+      if (!closed && !document.hidden) handlers.onError?.(error);
     }
+    if (silence !== null) clearTimeout(silence);
+    if (controller === ownController) controller = null;
     if (opened && !closed) handlers.onClose?.();
-    if (!closed) timer = setTimeout(connect, retryMs);
+    if (closed || document.hidden) return;
+    if (!opened) failures++;
+    // The first try again after retryMs, then twice as long after each failure in a row.
+    const doublings = Math.min(Math.max(failures - 1, 0), 5);
+    timer = setTimeout(connect, Math.min(retryMs * 2 ** doublings, STREAM_RETRY_MS_MAX));
   };
 
   void connect();
   return {
     close() {
       closed = true;
+      document.removeEventListener("visibilitychange", onVisibility);
       controller?.abort();
       if (timer !== null) clearTimeout(timer);
     },
   };
 }
+
+/** The longest a stream may stay silent before it is taken for dead, ms. */
+const STREAM_SILENCE_MS_MAX = 40_000;
+/** The longest wait before connecting again after failures in a row, ms. */
+const STREAM_RETRY_MS_MAX = 30_000;
