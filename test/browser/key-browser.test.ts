@@ -130,11 +130,12 @@ describe("dashboard key browser in a browser", () => {
     await waitFor("the watch's change shown", async () =>
       (await rows(page)).length === 2 ? true : undefined,
     );
+    // Run in the page, as text: the tests are typed for Node.js, which has no document.
     const setHidden = (hidden: boolean) =>
-      page.evaluate((value) => {
-        Object.defineProperty(document, "hidden", { configurable: true, get: () => value });
-        document.dispatchEvent(new Event("visibilitychange"));
-      }, hidden);
+      page.evaluate(
+        `Object.defineProperty(document, "hidden", { configurable: true, get: () => ${hidden} });
+         document.dispatchEvent(new Event("visibilitychange"));`,
+      );
     // Hidden: every stream is let go (a few open tabs took all six connections a browser
     // allows per node), and none is opened again while hidden.
     await setHidden(true);
@@ -149,6 +150,29 @@ describe("dashboard key browser in a browser", () => {
       ["b", "2", "7"],
     ]);
     expect(errors).toEqual([]);
+  });
+
+  it("dashboard: a listing the node refuses for the moment (503) is read again, not left on the error", async () => {
+    let lists = 0;
+    const { page, errors } = await openPage({
+      kv: async () => {
+        lists++;
+        return lists === 1
+          ? {
+              status: 503,
+              type: "application/json",
+              body: JSON.stringify({ error: "no master yet; retry", code: "ERR_NO_MASTER" }),
+            }
+          : listing(5, [{ key: "a", value: "1", revision: 3 }]);
+      },
+      watch: async () => stream([]),
+    });
+    await waitFor("the listing read again", async () =>
+      (await rows(page)).length === 1 ? true : undefined,
+    );
+    expect(lists).toBe(2);
+    expect(await page.locator("#keys-status").textContent()).toContain("1 keys shown");
+    expect(errors.filter((e) => !e.includes("503"))).toEqual([]);
   });
 
   it("dashboard: a listing that arrives after the user asked for another prefix is dropped, and its watch never starts", async () => {

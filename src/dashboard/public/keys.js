@@ -60,7 +60,7 @@ function start() {
     event.preventDefault();
     browse(/** @type {HTMLInputElement} */ ($("keys-prefix")).value);
   });
-  $("keys-more").addEventListener("click", () => readPage());
+  $("keys-more").addEventListener("click", () => void morePages());
   onTokenChange(() => browse(prefix));
   // A paused node keeps its stream open and sends nothing: the members table notices. Only
   // the moment it does counts: a node that came back may answer the watch before it
@@ -107,6 +107,14 @@ async function readPage() {
     const page = await response.json();
     if (current !== listing) return null;
     if (!response.ok) {
+      if (response.status >= 500) {
+        // Busy, stopping, no master for a moment: the same listing may succeed soon.
+        say(
+          `cannot list keys: ${page.error ?? `the node answered ${response.status}`}; retrying…`,
+          true,
+        );
+        return "unreachable";
+      }
       say(page.error ?? `the node answered ${response.status}`);
       return null;
     }
@@ -121,6 +129,15 @@ async function readPage() {
       say(`cannot list keys: this page's node does not answer (${why}); retrying…`, true);
     }
     return "unreachable";
+  }
+}
+
+/** Reads the next page (More keys), again after RETRY_MS while the node does not answer. */
+async function morePages() {
+  const current = listing;
+  while ((await readPage()) === "unreachable" && current === listing) {
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    if (current !== listing) return;
   }
 }
 
@@ -157,7 +174,9 @@ function follow() {
         say("the list fell behind the node's history: reading it again");
         void browse(prefix);
       } else {
-        say(`live updates stopped: the node answered ${error.status}`);
+        // The stream tries again by itself; once it opens, the status line says so.
+        dropped = `the node answered ${error.status}`;
+        say(`live updates stopped: the node answered ${error.status}; retrying…`);
       }
     },
     onClose: () => {
