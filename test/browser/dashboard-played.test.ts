@@ -342,6 +342,37 @@ describe("dashboard in a browser, against played nodes", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: a repeat of a line the timeline already let go of gets a line of its own, not a count no one sees", async () => {
+    const nodes = await playCluster(() => cluster(1));
+    const [one] = nodes as [PlayedNode, PlayedNode, PlayedNode];
+    const { page, errors } = await openPage(`${one.url}/`);
+    await page.locator("#verdict").filter({ hasText: "node 1 is master" }).waitFor();
+    const at = Date.now() - 60_000;
+    let seq = 0;
+    const peerDown = (node: PlayedNode, id: number, t: number, peer: number) =>
+      node.publish({
+        type: "peer",
+        seq: ++seq,
+        node: id,
+        at: t,
+        peer,
+        up: false,
+        reason: "refused",
+      });
+    // Node 2's events, sent on node 1's stream: the page handles every stream alike.
+    peerDown(one, 2, at, 3);
+    // 200 newer lines of node 1 push node 2's line off the timeline (it keeps 200).
+    for (let i = 1; i <= 200; i++) peerDown(one, 1, at + i, 1000 + i);
+    peerDown(one, 2, at + 500, 3);
+    const shown = page
+      .locator("#timeline li")
+      .filter({ hasText: "Node 2 lost its connection to node 3" });
+    await shown.first().waitFor({ timeout: 10_000 });
+    // Before, the repeat was counted on the removed line, and nothing showed.
+    expect(await shown.count()).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a fault the node refuses, or that gets no answer, is never reported as done", async () => {
     const nodes = await playCluster(
       () => cluster(2),

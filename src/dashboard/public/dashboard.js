@@ -581,7 +581,9 @@ function addEntry(
     previous !== undefined &&
     previous.kind === kind &&
     previous.text === text &&
-    at >= previous.at
+    at >= previous.at &&
+    // A line the timeline's cap already removed would count repeats no one sees.
+    previous.li.isConnected
   ) {
     previous.count++;
     previous.at = at;
