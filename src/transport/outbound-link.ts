@@ -143,6 +143,11 @@ export class OutboundLink {
   private lastPeerIncarnation: Incarnation | null = null;
   /** The last transition reported, so that up and down alternate. */
   private reported: "up" | "down" | null = null;
+
+  /** Whether the last transition this link reported was down. */
+  get reportedDown(): boolean {
+    return this.reported === "down";
+  }
   private sentMessages = 0;
   private droppedMessages = 0;
   private reconnectAttempts = 0;
@@ -156,7 +161,13 @@ export class OutboundLink {
     readonly peer: NodeId,
     readonly address: HostPort,
     private readonly context: OutboundLinkContext,
+    /**
+     * The peer was last reported down (by the link this one replaces, at the peer's old
+     * address): this link's first failure is not reported again, so up and down alternate.
+     */
+    reportedDown = false,
   ) {
+    if (reportedDown) this.reported = "down";
     this.queue = new SendQueue(context.config);
     this.logger = context.logger.child({ peer, remote: formatAddress(address) });
     const listen = parseAddress(context.config.listen);

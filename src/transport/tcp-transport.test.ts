@@ -370,14 +370,23 @@ describe("TcpTransport", () => {
 
   it("tcp: a peer given a new address reports down before the new link comes up (events alternate)", async () => {
     const { nodes, addresses } = await startNodes([1, 2]);
-    const [a] = nodes as [TcpTransport, TcpTransport];
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
     await whenConnected(a, 2);
+    await whenConnected(b, 1);
     const events: string[] = [];
     a.onPeerUp((peer) => events.push(`${peer} up`));
     a.onPeerDown((peer, reason) => events.push(`${peer} down ${reason}`));
+    const bEvents: string[] = [];
+    b.onPeerDown((peer, reason) => bEvents.push(`${peer} down ${reason}`));
     const [unused] = await reservePorts(1);
     a.addPeer({ id: 2, address: `127.0.0.1:${unused}` });
     expect(events).toEqual(["2 down closed"]);
+    // The new link's dial is refused: no second down (it was reported "2 down refused").
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(events).toEqual(["2 down closed"]);
+    // The connection node 2 made to node 1 stays: before, it was destroyed with the link,
+    // and node 2 saw its link to a healthy node 1 lost.
+    expect(bEvents).toEqual([]);
     const up = nextPeerEvent(a, "up", 2);
     a.addPeer({ id: 2, address: addresses.get(2) as string });
     await up;

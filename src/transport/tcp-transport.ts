@@ -263,11 +263,18 @@ export class TcpTransport implements Transport {
       const { host, port } = existing.address;
       if (host === parsed.address.host && port === parsed.address.port) return;
       // The peer moved: its old link goes, and if it was up the node hears it go down, so
-      // that up and down keep alternating when the new link comes up.
+      // that up and down keep alternating when the new link comes up (and the new link
+      // does not report down a second time). Only the link to it: a connection it made to
+      // this node, and what its hello said, stay until it dials from its new address.
       existing.close("closed");
-      this.removePeer(peer.id);
+      this.links.delete(peer.id);
     }
-    const link = new OutboundLink(peer.id, parsed.address, this.linkContext);
+    const link = new OutboundLink(
+      peer.id,
+      parsed.address,
+      this.linkContext,
+      existing !== undefined && existing.reportedDown,
+    );
     this.links.set(peer.id, link);
     if (this.state === "running") link.start();
   }

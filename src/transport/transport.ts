@@ -6,7 +6,11 @@
  *
  * Delivery is best effort, because Raft tolerates lost messages: a transport may drop a
  * message (full queue, lost connection), but it must never reorder the messages of one
- * link, duplicate them, or deliver a message whose `to` is not the receiving node. `send`
+ * kind on one link (appends among appends, answers among answers: the TCP transport's
+ * queue lets control messages such as heartbeats and votes pass bulk ones, appends,
+ * snapshot chunks and forwarded writes, while they wait), duplicate them, or deliver a
+ * message whose `to` is not the receiving node. The runtime tolerates a duplicate all the
+ * same (the simulator's network delivers some twice). `send`
  * never blocks and never throws for network trouble; the runtime must not wait on it.
  */
 
