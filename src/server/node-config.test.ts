@@ -73,6 +73,23 @@ describe("node config", () => {
     });
   });
 
+  it("config: from JavaScript, no list of peers and an id that is a string are NodeConfigErrors that say so", () => {
+    const untyped = parseNodeConfig as (input: unknown) => unknown;
+    // Before: a TypeError reading `find`, and "must be a positive integer (got 1)" for "1".
+    for (const input of [{ id: 1 }, { id: 1, peers: "1=127.0.0.1:7101" }, null]) {
+      expect(() => untyped(input)).toThrow(
+        expect.objectContaining({
+          problems: [
+            "peers must be a list of { id, address }: every member of the cluster, this node included",
+          ],
+        }),
+      );
+    }
+    expect(() => untyped({ id: "1", peers })).toThrow(
+      expect.objectContaining({ problems: ['id must be a positive integer (got "1")'] }),
+    );
+  });
+
   it("config: a state-transfer chunk larger than a peer frame carries is refused", () => {
     expect(() => parseNodeConfig({ id: 1, peers, transferChunkBytes: 16 * 1024 * 1024 })).toThrow(
       /transferChunkBytes must be at most 8388608 \(8 MiB: a chunk travels in one peer frame; got 16777216\)/,

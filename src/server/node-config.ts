@@ -162,6 +162,13 @@ export class NodeConfigError extends InvalidInputError {
 
 /** Validates `input` over the defaults; throws one NodeConfigError listing every problem. */
 export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
+  // From JavaScript anything may come: without a list of peers nothing else can be
+  // checked (it was a TypeError reading `find`).
+  if (typeof input !== "object" || input === null || !Array.isArray(input.peers)) {
+    throw new NodeConfigError([
+      "peers must be a list of { id, address }: every member of the cluster, this node included",
+    ]);
+  }
   const problems: string[] = [];
   const self = input.peers.find((p) => p.id === input.id);
   const config: NodeConfig = {
@@ -170,9 +177,11 @@ export function parseNodeConfig(input: NodeConfigInput): NodeConfig {
     listen: input.listen ?? self?.address ?? "",
     advertisePeer: input.advertisePeer ?? self?.address ?? "",
   };
-  if (!Number.isInteger(config.id) || config.id < 1)
-    problems.push(`id must be a positive integer (got ${config.id})`);
-  if (self === undefined)
+  const idIsNumber = Number.isInteger(config.id) && config.id >= 1;
+  // JSON, so that a string shows as one: `(got "1")`, not `(got 1)`.
+  if (!idIsNumber)
+    problems.push(`id must be a positive integer (got ${JSON.stringify(config.id)})`);
+  if (self === undefined && idIsNumber)
     problems.push(
       `id ${config.id} is not one of the peers (${config.peers.map((p) => p.id).join(", ")})`,
     );
