@@ -762,7 +762,11 @@ describe("TcpTransport", () => {
     const { logger } = captureLogger();
     const clash = new TcpTransport(testConfig(1, addresses), { logger });
     transports.push(clash);
-    await expect(clash.start()).rejects.toThrow(/EADDRINUSE/);
+    // Named by the setting, with what to do, and Node's code kept.
+    await expect(clash.start()).rejects.toMatchObject({
+      code: "EADDRINUSE",
+      message: `--listen ${addresses.get(1)}: the port is in use by another process (is another node running here?) (EADDRINUSE)`,
+    });
   });
 });
 
