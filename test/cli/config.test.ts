@@ -227,6 +227,13 @@ describe("config", () => {
         "/v1/members/4/join",
         "/v1/members/5/join",
       ]);
+      // A --token-file that cannot be read is bad usage (2), as for every other command.
+      const noFile = await run(
+        ["start", "--join", url, "--memory", "--token-file", join(dir, "no-such-token")],
+        { BATON_ID: "6" },
+      );
+      expect(noFile.code).toBe(2);
+      expect(noFile.err).toContain("no-such-token");
     } finally {
       await new Promise((resolve) => member.close(resolve));
     }

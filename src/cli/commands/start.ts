@@ -335,7 +335,9 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       };
     } catch (error) {
       io.stderr.write(`baton start: ${(error as Error).message}\n`);
-      return ended(1);
+      // A --ca or --token-file that cannot be read is bad usage (2), as for every command;
+      // what the cluster answered (or did not) is 1.
+      return ended((error as { code?: unknown }).code === "ERR_INVALID_INPUT" ? 2 : 1);
     }
   }
   const loaded = loadStartConfig({
