@@ -127,7 +127,7 @@ export function openEvents(url, handlers) {
   // that status requests queued, timed out and showed healthy nodes as unreachable.
   const onVisibility = () => {
     if (closed) return;
-    if (document.hidden) {
+    if (pageHidden()) {
       if (timer !== null) clearTimeout(timer);
       timer = null;
       controller?.abort();
@@ -135,7 +135,8 @@ export function openEvents(url, handlers) {
       void connect();
     }
   };
-  document.addEventListener("visibilitychange", onVisibility);
+  // (No document outside a browser: the tests run this reader in Node.js.)
+  globalThis.document?.addEventListener("visibilitychange", onVisibility);
 
   /** A consumer's bad event (malformed data) must not end the stream. */
   const deliver = (/** @type {{ data: string, id: string | null }} */ event) => {
@@ -148,7 +149,7 @@ export function openEvents(url, handlers) {
 
   const connect = async () => {
     timer = null;
-    if (closed || document.hidden) return;
+    if (closed || pageHidden()) return;
     const ownController = new AbortController();
     controller = ownController;
     let opened = false;
@@ -214,12 +215,12 @@ export function openEvents(url, handlers) {
       }
     } catch (error) {
       // Let go while hidden: not a failure, and nothing to retry until shown.
-      if (!closed && !document.hidden) handlers.onError?.(error);
+      if (!closed && !pageHidden()) handlers.onError?.(error);
     }
     if (silence !== null) clearTimeout(silence);
     if (controller === ownController) controller = null;
     if (opened && !closed) handlers.onClose?.();
-    if (closed || document.hidden) return;
+    if (closed || pageHidden()) return;
     if (!opened) failures++;
     // The first try again after retryMs, then twice as long after each failure in a row.
     const doublings = Math.min(Math.max(failures - 1, 0), 5);
@@ -230,11 +231,16 @@ export function openEvents(url, handlers) {
   return {
     close() {
       closed = true;
-      document.removeEventListener("visibilitychange", onVisibility);
+      globalThis.document?.removeEventListener("visibilitychange", onVisibility);
       controller?.abort();
       if (timer !== null) clearTimeout(timer);
     },
   };
+}
+
+/** Whether the page is hidden (a background tab); never outside a browser. */
+function pageHidden() {
+  return globalThis.document?.hidden === true;
 }
 
 /** The longest a stream may stay silent before it is taken for dead, ms. */
