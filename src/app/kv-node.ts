@@ -51,6 +51,7 @@ import {
 } from "../server/node-config.js";
 import { assert, rethrowIfBug } from "../shared/assert.js";
 import { ConflictError, InvalidInputError, NotMasterError } from "../shared/errors.js";
+import { listenError } from "../shared/listen-error.js";
 import { certificateValidityMs } from "../shared/pem.js";
 import { parseAddress } from "../transport/address.js";
 import type { TcpTransport } from "../transport/tcp-transport.js";
@@ -173,7 +174,10 @@ export class KvNode implements KvNodeApi {
           rethrowIfBug(stopping);
           log.warn({ err: stopping }, "stopping the node after a failed listen");
         });
-        throw listenError(error, config.http);
+        throw listenError(error, config.http, {
+          flag: "--http",
+          advertise: "--advertise-http is the name clients use",
+        });
       }
     }
     return kv;
@@ -542,25 +546,4 @@ function checkedQuota(quota: StoreQuota | undefined): StoreQuota {
     }
   }
   return quota;
-}
-
-/**
- * A failed listen on the HTTP address, saying which setting and what to do; the error's
- * `code` is kept. Other errors pass as they are.
- */
-function listenError(error: unknown, address: string): unknown {
-  const code = (error as NodeJS.ErrnoException)?.code;
-  const advice: Record<string, string> = {
-    EADDRINUSE: "the port is in use by another process (is another node running here?)",
-    EADDRNOTAVAIL:
-      "the address is not one of this machine's (--http is the local address to listen on; --advertise-http is the name clients use)",
-    EACCES: "this user may not listen on that port (ports below 1024 need privileges)",
-  };
-  if (code === undefined || advice[code] === undefined) return error;
-  return Object.assign(
-    new Error(`--http ${address}: ${advice[code]} (${code})`, { cause: error }),
-    {
-      code,
-    },
-  );
 }

@@ -27,6 +27,7 @@ import type { Logger } from "pino";
 import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { assert } from "../shared/assert.js";
 import { type Clock, realClock } from "../shared/clock.js";
+import { listenError } from "../shared/listen-error.js";
 import { type HostPort, parseAddress } from "./address.js";
 import { encodeFrame } from "./frame-codec.js";
 import { FRAME_TEXT_CHARS_MAX, INCARNATION_MAX, type Incarnation } from "./frame-schema.js";
@@ -164,7 +165,10 @@ export class TcpTransport implements Transport {
     } catch (error) {
       this.state = "closed";
       this.server = null;
-      throw listenError(error, this.config.listen);
+      throw listenError(error, this.config.listen, {
+        flag: "--listen",
+        advertise: "--advertise-peer is the address peers dial",
+      });
     }
     if (this.closedMeanwhile()) {
       // Closed while it was binding: it never runs, and a listener bound after the close
@@ -549,23 +553,4 @@ function listenOn(server: Server, address: HostPort): Promise<void> {
     server.once("close", settle);
     server.listen({ host: address.host, port: address.port }, settle);
   });
-}
-
-/**
- * A failed listen on the peer address, saying which setting and what to do; the error's
- * `code` is kept. Other errors pass as they are.
- */
-function listenError(error: unknown, address: string): unknown {
-  const code = (error as NodeJS.ErrnoException)?.code;
-  const advice: Record<string, string> = {
-    EADDRINUSE: "the port is in use by another process (is another node running here?)",
-    EADDRNOTAVAIL:
-      "the address is not one of this machine's (--listen is the local address; --advertise-peer is the one peers dial)",
-    EACCES: "this user may not listen on that port (ports below 1024 need privileges)",
-  };
-  if (code === undefined || advice[code] === undefined) return error;
-  return Object.assign(
-    new Error(`--listen ${address}: ${advice[code]} (${code})`, { cause: error }),
-    { code },
-  );
 }

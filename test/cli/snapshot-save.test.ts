@@ -77,11 +77,15 @@ it("timing: snapshot save stopped by Ctrl-C while it writes leaves no work folde
   }
 }, 60_000);
 
-/** A fake master whose status advertises `advertised` as its HTTP API, serving `data`. */
-async function masterAdvertising(advertised: string, data: Buffer): Promise<FakeCluster> {
+/**
+ * A fake master whose status advertises `advertised` as its HTTP API (null: its own URL),
+ * serving `data`.
+ */
+async function masterAdvertising(advertised: string | null, data: Buffer): Promise<FakeCluster> {
   const cluster = await FakeCluster.start(1, 1);
   cluster.node(1).intercept = (request, reply) => {
     if (request.url.startsWith("/v1/status")) {
+      const httpUrl = advertised ?? cluster.node(1).url;
       reply.send({
         id: 1,
         role: "master",
@@ -90,7 +94,7 @@ async function masterAdvertising(advertised: string, data: Buffer): Promise<Fake
         commitIndex: 10,
         appliedIndex: 10,
         lastIndex: 10,
-        members: [{ id: 1, address: "127.0.0.1:7101", httpUrl: advertised, role: "master" }],
+        members: [{ id: 1, address: "127.0.0.1:7101", httpUrl, role: "master" }],
       });
       return true;
     }
@@ -161,28 +165,12 @@ it("snapshot save: a master reached by no address says which address failed, not
 });
 
 it("timing: snapshot save gives up at its --timeout when the master takes the request and never answers (exit 3)", async () => {
-  fake = await masterAdvertising("", Buffer.from("x"));
+  fake = await masterAdvertising(null, Buffer.from("x"));
   fake.node(1).intercept = ((inner) => (request, reply, node) => {
+    // The master takes the request and never answers it.
     if (request.url.startsWith("/v1/snapshot")) return new Promise<boolean>(() => {});
     return inner!(request, reply, node);
   })(fake.node(1).intercept);
-  const status = fake.node(1).intercept;
-  fake.node(1).intercept = (request, reply, node) => {
-    if (request.url.startsWith("/v1/status")) {
-      reply.send({
-        id: 1,
-        role: "master",
-        term: 1,
-        master: 1,
-        commitIndex: 10,
-        appliedIndex: 10,
-        lastIndex: 10,
-        members: [{ id: 1, address: "127.0.0.1:7101", httpUrl: fake!.node(1).url, role: "master" }],
-      });
-      return true;
-    }
-    return status!(request, reply, node);
-  };
   const dir = makeTempDir("baton-save-");
   try {
     const io = captureIo();
