@@ -37,6 +37,7 @@ import {
 } from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
 import { UnreachableError } from "./errors.js";
+import { systemClock } from "./retry.js";
 
 /**
  * How much sooner than its time to live the cluster may end a lease: log time, by which
@@ -110,7 +111,7 @@ export async function lock(
       lease = await client.grantLease(ttlSeconds);
     } catch (error) {
       if (!outage(error)) throw error;
-      await pause(outageRetryMs(outages++), options.signal);
+      await pauseUnlessAborted(outageRetryMs(outages++), options.signal);
       continue;
     }
     const keeper = new LeaseKeeper(client, lease.id, ttlSeconds, grantSentAt);
@@ -135,7 +136,7 @@ export async function lock(
       keeper.stop();
       await client.revokeLease(lease.id).catch(() => null);
       if (!outage(error) || options.signal?.aborted === true) throw error;
-      await pause(outageRetryMs(outages++), options.signal);
+      await pauseUnlessAborted(outageRetryMs(outages++), options.signal);
       continue;
     }
     // The lease lapsed (or may have): revoking it deletes the key if it was put on it.
@@ -162,24 +163,14 @@ function outage(error: unknown): boolean {
   );
 }
 
-function outageRetryMs(count: number): number {
-  return Math.min(OUTAGE_RETRY_MS_MAX, OUTAGE_RETRY_MS_MIN * 2 ** Math.min(count, 10));
+/** Waits `ms` (the retry loop's own sleep); throws the signal's reason once it aborts. */
+async function pauseUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  await systemClock.sleep(ms, signal);
+  signal?.throwIfAborted();
 }
 
-/** Waits `ms`; rejects with the signal's reason as soon as it aborts. */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  signal?.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+function outageRetryMs(count: number): number {
+  return Math.min(OUTAGE_RETRY_MS_MAX, OUTAGE_RETRY_MS_MIN * 2 ** Math.min(count, 10));
 }
 
 /**
@@ -379,7 +370,7 @@ class LeaseKeeper {
           page = await this.client.range(key, { limit: 1 });
         } catch (error) {
           if (!outage(error)) throw error;
-          await pause(outageRetryMs(failures), signal).catch(() => null);
+          await systemClock.sleep(outageRetryMs(failures), signal);
           if (signal.aborted) return;
         }
       }
