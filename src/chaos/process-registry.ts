@@ -126,14 +126,19 @@ function ephemeralStart(): number {
   }
 }
 
-/** A base port with `count` consecutive ports free on `host`, none handed out before. */
+/**
+ * A base port with `count` consecutive ports free on every address (so on `host`), none
+ * handed out before.
+ */
 async function pickPorts(count: number, host: string): Promise<number> {
   const end = ephemeralStart() - count;
   for (let attempt = 0; attempt < 200; attempt++) {
     const base = PORTS_FROM + Math.floor(Math.random() * (end - PORTS_FROM));
     const ports = Array.from({ length: count }, (_, i) => base + i);
     if (ports.some((port) => handedOut.has(port))) continue;
-    const free = await Promise.all(ports.map((port) => isFree(port, host)));
+    // Checked on the wildcard address: a port free there is free on every address, and a
+    // node that binds 0.0.0.0 would fail on a port another process holds on 127.0.0.12.
+    const free = await Promise.all(ports.map((port) => isFree(port, "0.0.0.0")));
     if (!free.every(Boolean)) continue;
     for (const port of ports) handedOut.add(port);
     return base;
