@@ -28,10 +28,11 @@ export const PROTOCOL_MAGIC = "baton";
  * and the bootstrap gate's fields in term_probe_response; version 6 added the dialler's
  * member incarnation and peer address (`memberIncarnation`, `peerAddress` in hello), by
  * which a node tells a member that was removed from one added back under the same id, and
- * can answer a member added while it was behind on the log. Nodes of different versions
- * refuse each other.
+ * can answer a member added while it was behind on the log; version 7 added ping and pong,
+ * by which each side of a connection learns that the other still hears it. Nodes of
+ * different versions refuse each other.
  */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */
@@ -99,7 +100,22 @@ export interface HelloError {
   readonly reason: string;
 }
 
-export type ControlFrame = Hello | HelloOk | HelloError;
+/**
+ * Sent by the dialler about once a second once the handshake is done, on its own
+ * connection: the acceptor answers each with a pong on the same connection, and sends one
+ * unasked at most once a second while other frames arrive. A connection that carries
+ * neither for a while is dead even if TCP has not noticed (see silence-watch.ts).
+ */
+export interface Ping {
+  readonly type: "ping";
+}
+
+/** The acceptor's answer to a ping. */
+export interface Pong {
+  readonly type: "pong";
+}
+
+export type ControlFrame = Hello | HelloOk | HelloError | Ping | Pong;
 export type Frame = WireMessage | ControlFrame;
 export type FrameType = Frame["type"];
 
@@ -233,6 +249,8 @@ const controlSchemas: SchemaTable<ControlFrame> = {
     advertise: "peer_info",
   },
   hello_error: { reason: "text" },
+  ping: {},
+  pong: {},
 };
 
 const schemas: SchemaTable<Frame> = { ...messageSchemas, ...controlSchemas };

@@ -5,8 +5,12 @@
  * node of another cluster, a buggy peer) gets this one connection closed with a logged
  * reason; it must never throw, crash the node or disturb other connections.
  *
- * The connection sends nothing after its hello answer: this node sends to the peer on
- * its own outbound connection.
+ * The connection sends nothing after its hello answer but pongs: one for each ping, and
+ * one at most every `pingIntervalMs` while frames arrive, which tells the peer that this
+ * node reads what it sends even when its pings wait behind megabytes of it. This node
+ * sends to the peer on its own outbound connection. A peer silent for
+ * `peerSilenceMsMax` after the handshake (no message, no ping) is gone, and its connection
+ * is closed (see silence-watch.ts).
  *
  * Over mutual TLS the hello is believed only if the certificate under it chained to the
  * cluster CA and names the member id the hello claims; a hello that claims another id is
@@ -16,6 +20,7 @@
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import type { NodeId, WireMessage } from "../protocol/messages.js";
+import { assert } from "../shared/assert.js";
 import type { Clock, Timer } from "../shared/clock.js";
 import { formatAddress } from "./address.js";
 import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
@@ -29,6 +34,7 @@ import {
 } from "./frame-schema.js";
 import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
 import { type CertificateIdentity, identityProblem } from "./peer-tls.js";
+import { SilenceWatch } from "./silence-watch.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
 import type { Admission, PeerInfo, PresentedMember } from "./transport.js";
 
@@ -55,6 +61,13 @@ export interface InboundContext {
   onClosed(connection: InboundConnection): void;
   onProtocolError(): void;
 }
+
+/** The pong frame, the same bytes every time. */
+const PONG_FRAME = (() => {
+  const encoded = encodeFrame({ type: "pong" }, { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
+  assert(encoded.ok, "pong frame too large");
+  return encoded.bytes;
+})();
 
 /** Sent once to a client that speaks HTTP to the peer port, to tell a human what happened. */
 const httpRefusal = httpResponse(
@@ -99,6 +112,10 @@ export class InboundConnection {
   private timer: Timer | null;
   /** True once this side has decided to close; later bytes are ignored. */
   private closing = false;
+  /** Closes the connection when the peer falls silent, once the handshake is done. */
+  private silence: SilenceWatch | null = null;
+  /** When this side last sent a pong (monotonic ms). */
+  private pongSentAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly socket: Socket,
@@ -128,11 +145,13 @@ export class InboundConnection {
   /** Closes the connection at once, dropping anything not yet delivered. */
   destroy(): void {
     this.closing = true;
+    this.stopSilenceWatch();
     this.socket.destroy();
   }
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
+    this.silence?.heard();
     // Copied, so that a 64 KiB chunk is not kept alive for the sake of four bytes.
     if (this.peer === null && this.firstBytes === null) {
       this.firstBytes = Buffer.from(chunk.subarray(0, 4));
@@ -148,6 +167,11 @@ export class InboundConnection {
       if (this.peer === null) this.onHello(step.frame);
       else this.onFrame(this.peer, step.frame);
     }
+  }
+
+  private pong(): void {
+    this.pongSentAt = this.context.clock.monotonicMs();
+    this.socket.write(PONG_FRAME);
   }
 
   private onHello(frame: Frame): void {
@@ -181,6 +205,14 @@ export class InboundConnection {
       { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX },
     );
     if (answer.ok) this.socket.write(answer.bytes);
+    this.silence = new SilenceWatch(this.context.clock, this.context.config, (silentMs) => {
+      if (silentMs === null || this.closing) return;
+      this.log("info", "closing connection: peer silent", {
+        reason: "peer_silent",
+        detail: `nothing from the peer for ${silentMs} ms`,
+      });
+      this.destroy();
+    });
     this.context.onHandshake(this);
   }
 
@@ -228,6 +260,10 @@ export class InboundConnection {
 
   private onFrame(peer: NodeId, frame: Frame): void {
     const { nodeId } = this.context.config;
+    if (frame.type === "ping") {
+      this.pong();
+      return;
+    }
     if (!isMessage(frame)) {
       this.protocolError({ code: "unexpected_frame", detail: `${frame.type} after hello` });
       return;
@@ -236,6 +272,9 @@ export class InboundConnection {
       const detail = `message from ${frame.from} to ${frame.to} on the link ${peer} -> ${nodeId}`;
       this.protocolError({ code: "unexpected_frame", detail });
       return;
+    }
+    if (this.context.clock.monotonicMs() - this.pongSentAt >= this.context.config.pingIntervalMs) {
+      this.pong();
     }
     this.context.onMessage(this, frame);
   }
@@ -253,12 +292,18 @@ export class InboundConnection {
   private onClose(): void {
     this.closing = true;
     this.clearTimer();
+    this.stopSilenceWatch();
     this.context.onClosed(this);
   }
 
   private clearTimer(): void {
     if (this.timer !== null) this.context.clock.clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  private stopSilenceWatch(): void {
+    this.silence?.stop();
+    this.silence = null;
   }
 
   /** Logs a warning, demoted to debug when the same client keeps repeating it. */

@@ -12,6 +12,10 @@
  * Over mutual TLS a connection counts only if the acceptor's certificate chains to the
  * cluster CA and names the member this link dials; anything else is a logged, counted
  * protocol error, and the link keeps redialling with back-off.
+ *
+ * Once ready the link pings the acceptor every `pingIntervalMs`; a connection on which
+ * no pong came for `peerSilenceMsMax` is lost (see silence-watch.ts), however long TCP
+ * would keep it open.
  */
 
 import { connect, isIP, type Socket } from "node:net";
@@ -38,6 +42,7 @@ import {
   type PeerTls,
 } from "./peer-tls.js";
 import { SendQueue } from "./send-queue.js";
+import { SilenceWatch } from "./silence-watch.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
 import type { PeerDownReason, PeerInfo, PeerStats } from "./transport.js";
 
@@ -92,6 +97,13 @@ export interface OutboundLinkContext {
   tls(): PeerTls | null;
 }
 
+/** The ping frame, the same bytes every time. */
+const PING_FRAME = (() => {
+  const encoded = encodeFrame({ type: "ping" }, { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
+  assert(encoded.ok, "ping frame too large");
+  return encoded.bytes;
+})();
+
 /** The error a dial fails with when the acceptor's certificate names another member. */
 const PEER_IDENTITY_ERROR = "ERR_BATON_PEER_IDENTITY";
 
@@ -143,6 +155,8 @@ export class OutboundLink {
   private lastPeerIncarnation: Incarnation | null = null;
   /** The last transition reported, so that up and down alternate. */
   private reported: "up" | "down" | null = null;
+  /** Pings the peer and tells when it went silent, while the link is ready. */
+  private silence: SilenceWatch | null = null;
 
   /** Whether the last transition this link reported was down. */
   get reportedDown(): boolean {
@@ -233,6 +247,7 @@ export class OutboundLink {
     }
     this.state = "closed";
     this.clearTimer();
+    this.stopSilenceWatch();
     this.socket?.destroy();
     this.socket = null;
     this.queue.clear();
@@ -349,7 +364,11 @@ export class OutboundLink {
   }
 
   private onFrame(socket: Socket, frame: Frame): void {
-    // The acceptor answers the hello once and then only listens.
+    // The acceptor answers the hello once and then only answers pings.
+    if (this.state === "ready" && frame.type === "pong") {
+      this.silence?.heard();
+      return;
+    }
     if (this.state !== "connecting") {
       this.protocolError(socket, unexpected(`${frame.type} after the handshake`));
       return;
@@ -417,8 +436,24 @@ export class OutboundLink {
     this.readySince = this.context.clock.monotonicMs();
     this.blocked = false;
     this.logger.info("connected to peer");
+    this.watchSilence();
     this.report("up", null);
     this.flush();
+  }
+
+  private watchSilence(): void {
+    const socket = this.socket;
+    assert(socket !== null && this.silence === null, "silence watched twice");
+    this.silence = new SilenceWatch(this.context.clock, this.context.config, (silentMs) => {
+      if (socket !== this.socket) return;
+      if (silentMs === null) {
+        this.write(socket, PING_FRAME);
+        return;
+      }
+      const detail = `no answer from the peer for ${silentMs} ms`;
+      this.logger.warn({ reason: "peer_silent", silentMs }, "closing a connection: peer silent");
+      this.fail(socket, "lost", detail);
+    });
   }
 
   private flush(): void {
@@ -426,17 +461,21 @@ export class OutboundLink {
     while (this.state === "ready" && !this.blocked && socket !== null) {
       const frame = this.queue.shift();
       if (frame === undefined) return;
-      this.corkUntilTickEnds(socket);
       this.sentMessages++;
-      if (!socket.write(frame)) {
-        this.blocked = true;
-        socket.once("drain", () => {
-          if (socket !== this.socket) return;
-          this.blocked = false;
-          this.flush();
-        });
-      }
+      this.write(socket, frame);
     }
+  }
+
+  /** Writes a frame; when the socket's buffer is full, waits for 'drain' to send more. */
+  private write(socket: Socket, frame: Uint8Array): void {
+    this.corkUntilTickEnds(socket);
+    if (socket.write(frame) || this.blocked) return;
+    this.blocked = true;
+    socket.once("drain", () => {
+      if (socket !== this.socket) return;
+      this.blocked = false;
+      this.flush();
+    });
   }
 
   /**
@@ -496,6 +535,7 @@ export class OutboundLink {
     this.decoder = null;
     this.blocked = false;
     this.peerIncarnation = null;
+    this.stopSilenceWatch();
     socket.destroy();
     const upMs = this.readySince === null ? 0 : this.context.clock.monotonicMs() - this.readySince;
     this.readySince = null;
@@ -538,6 +578,11 @@ export class OutboundLink {
   private clearTimer(): void {
     if (this.timer !== null) this.context.clock.clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  private stopSilenceWatch(): void {
+    this.silence?.stop();
+    this.silence = null;
   }
 }
 

@@ -12,9 +12,14 @@ import type { FrameCodecLimits } from "./frame-codec.js";
 import { checkPeerInfo, FRAME_TEXT_CHARS_MAX, NODE_ID_MAX } from "./frame-schema.js";
 import type { PeerTlsConfig } from "./peer-tls.js";
 import type { SendQueueLimits } from "./send-queue.js";
+import type { SilenceLimits } from "./silence-watch.js";
 import type { PeerAddress, PeerInfo } from "./transport.js";
 
-export interface TcpTransportConfig extends FrameCodecLimits, SendQueueLimits, BackoffLimits {
+export interface TcpTransportConfig
+  extends FrameCodecLimits,
+    SendQueueLimits,
+    BackoffLimits,
+    SilenceLimits {
   /**
    * This node's id, 1..4294967295.
    * @default 1
@@ -88,6 +93,8 @@ export function defaultTcpTransportConfig(): TcpTransportConfig {
     reconnectDelayMsMax: 1000,
     handshakeTimeoutMs: 2000,
     keepAliveInitialDelayMs: 1000,
+    pingIntervalMs: 1000,
+    peerSilenceMsMax: 5000,
     pendingConnectionsMax: 64,
     tls: null,
   };
@@ -127,6 +134,8 @@ const positiveIntegerFields = [
   "reconnectDelayMsMax",
   "handshakeTimeoutMs",
   "keepAliveInitialDelayMs",
+  "pingIntervalMs",
+  "peerSilenceMsMax",
   "pendingConnectionsMax",
 ] as const;
 
@@ -209,6 +218,14 @@ function checkRelations(config: Readonly<Record<string, unknown>>): string[] {
     reconnectDelayMsMin > reconnectDelayMsMax
   ) {
     errors.push("reconnectDelayMsMin: must not exceed reconnectDelayMsMax");
+  }
+  const { pingIntervalMs, peerSilenceMsMax } = config;
+  if (
+    typeof pingIntervalMs === "number" &&
+    typeof peerSilenceMsMax === "number" &&
+    pingIntervalMs >= peerSilenceMsMax
+  ) {
+    errors.push("pingIntervalMs: must be below peerSilenceMsMax");
   }
   return errors;
 }

@@ -347,6 +347,132 @@ describe("TcpTransport", () => {
     expect(oldProcess.hellos).toBe(2);
   });
 
+  /** Ping every 20 ms, lose a peer after 150 ms of silence: the defaults, 50 times faster. */
+  const FAST_SILENCE = { pingIntervalMs: 20, peerSilenceMsMax: 150 } as const;
+
+  it("tcp: a peer that answers the handshake and then falls silent is lost and redialled (no TCP error needed)", async () => {
+    const [port] = await reservePorts(1);
+    // Answers the hello, then never reads again: its connection stays open, as a
+    // machine that went dark leaves it, and no pong ever comes back.
+    const silent = await stalledPeer(port as number, 2);
+    servers.push(silent);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger, lines } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses, FAST_SILENCE), { logger });
+    transports.push(a);
+    await a.start();
+    await whenConnected(a, 2);
+    expect(await nextPeerEvent(a, "down", 2)).toBe("lost");
+    const line = await untilLogged(lines, (l) => l.reason === "peer_silent");
+    expect(line.msg).toBe("closing a connection: peer silent");
+    await nextPeerEvent(a, "up", 2);
+    expect(silent.hellos).toBeGreaterThanOrEqual(2);
+  });
+
+  it("tcp: two live nodes stay connected through many silence limits: pings are answered", async () => {
+    const { nodes } = await startNodes([1, 2], FAST_SILENCE);
+    const [a, b] = nodes as [TcpTransport, TcpTransport];
+    await whenConnected(a, 2);
+    await whenConnected(b, 1);
+    const downs: string[] = [];
+    a.onPeerDown((peer, reason) => downs.push(`${peer} ${reason}`));
+    b.onPeerDown((peer, reason) => downs.push(`${peer} ${reason}`));
+    // Ten silence limits with no message sent either way: only pings and pongs.
+    await new Promise((resolve) => setTimeout(resolve, 10 * FAST_SILENCE.peerSilenceMsMax));
+    expect(downs).toEqual([]);
+    expect(a.stats().peers[0]?.reconnectAttempts).toBe(0);
+    expect(b.stats().peers[0]?.reconnectAttempts).toBe(0);
+    await expectLinkWorks(a, b, 1);
+  });
+
+  it("tcp: a peer that reads slowly is not lost while its pongs wait behind the data, and is once it stops reading", async () => {
+    const [port] = await reservePorts(1);
+    const slow = await slowReader(port as number, 2);
+    servers.push(slow);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses, FAST_SILENCE), { logger });
+    transports.push(a);
+    const downs: string[] = [];
+    a.onPeerDown((peer, reason) => downs.push(`${peer} ${reason}`));
+    await a.start();
+    await whenConnected(a, 2);
+    // Far more than the socket buffers hold: the link waits for 'drain' again and again.
+    const [, , big] = sampleMessages(1, 2, 64 * 1024) as [Message, Message, Message];
+    for (let i = 0; i < 400; i++) expect(a.send(big).queued).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 8 * FAST_SILENCE.peerSilenceMsMax));
+    expect(downs).toEqual([]);
+    expect(slow.bytesRead).toBeGreaterThan(0);
+    expect(a.stats().peers[0]?.queuedMessages).toBeGreaterThan(0);
+    slow.stopReading();
+    expect(await nextPeerEvent(a, "down", 2)).toBe("lost");
+  });
+
+  it("tcp: answers a ping with a pong and closes an inbound connection whose peer falls silent", async () => {
+    const { lines, address } = await loneNode(FAST_SILENCE);
+    const client = await openClient(address);
+    client.hello({ fromId: 2 });
+    await withTimeout(
+      untilTrue(() => client.frames.length === 1),
+      "hello_ok",
+    );
+    // Pinging keeps the connection open well past the silence limit.
+    for (let i = 0; i < 10; i++) {
+      client.sendFrame({ type: "ping" });
+      await new Promise((resolve) => setTimeout(resolve, FAST_SILENCE.pingIntervalMs));
+    }
+    await withTimeout(
+      untilTrue(() => client.frames.length === 11),
+      "ten pongs",
+    );
+    expect(client.frames.slice(1)).toEqual(Array(10).fill({ type: "pong" }));
+    // Then nothing: the node closes the connection after the silence limit.
+    const silentFrom = Date.now();
+    await client.closed;
+    // Not before the limit (less the last ping's head start, and a scheduling margin).
+    expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(FAST_SILENCE.peerSilenceMsMax / 2);
+    const line = await untilLogged(lines, (l) => l.reason === "peer_silent");
+    expect(line.msg).toBe("closing connection: peer silent");
+  });
+
+  it("tcp: a dialler that sends messages hears a pong at most once a ping interval, unasked", async () => {
+    const { address } = await loneNode({ pingIntervalMs: 200, peerSilenceMsMax: 1000 });
+    const client = await openClient(address);
+    client.hello({ fromId: 2 });
+    for (let n = 1; n <= 100; n++) client.sendFrame(numberedHeartbeat(2, 1, n));
+    await withTimeout(
+      untilTrue(() => client.frames.length === 2),
+      "a pong",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(client.frames).toEqual([
+      expect.objectContaining({ type: "hello_ok" }),
+      { type: "pong" },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    client.sendFrame(numberedHeartbeat(2, 1, 101));
+    await withTimeout(
+      untilTrue(() => client.frames.length === 3),
+      "a second pong",
+    );
+  });
+
+  it("tcp: a pong from the dialler is a protocol error", async () => {
+    const { lines, address } = await loneNode();
+    const client = await openClient(address);
+    client.hello({ fromId: 2 });
+    client.sendFrame({ type: "pong" });
+    await client.closed;
+    const line = await untilLogged(lines, (l) => l.reason === "unexpected_frame");
+    expect(line.detail).toBe("pong after hello");
+  });
+
   it("tcp: a close while start is binding ends start, leaves no listener behind and never runs", async () => {
     const [port] = await reservePorts(1);
     const addresses = new Map([
@@ -813,6 +939,67 @@ async function stalledPeer(
       return hellos;
     },
     close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/**
+ * A peer that answers the hello and then reads one chunk every 20 ms (some 3 MB/s at
+ * most, far below what the dialler offers), until told to stop reading at all. Like a
+ * node, it sends a pong whenever it reads, at most once a ping interval (20 ms); it never
+ * parses the frames, so the dialler's pings, queued behind megabytes, go unanswered.
+ */
+async function slowReader(
+  port: number,
+  id: NodeId,
+): Promise<Closable & { bytesRead: number; stopReading(): void }> {
+  let bytesRead = 0;
+  let reading = true;
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.once("data", () => {
+      const helloOk = {
+        type: "hello_ok",
+        protocolVersion: PROTOCOL_VERSION,
+        nodeId: id,
+        clusterUid: "",
+        incarnation: 1,
+        advertise: { httpUrl: null },
+      };
+      const ok = encodeFrame(helloOk as Frame, { frameBytesMax: 1024 });
+      if (ok.ok) socket.write(ok.bytes);
+      socket.pause();
+      const pong = encodeFrame({ type: "pong" }, { frameBytesMax: 1024 });
+      let pongedAt = 0;
+      socket.on("data", (chunk: Buffer) => {
+        bytesRead += chunk.length;
+        socket.pause();
+        if (pong.ok && Date.now() - pongedAt >= 20) {
+          pongedAt = Date.now();
+          socket.write(pong.bytes);
+        }
+      });
+      const timer = setInterval(() => {
+        if (reading) socket.resume();
+      }, 20);
+      timers.add(timer);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen({ host: "127.0.0.1", port }, resolve));
+  return {
+    get bytesRead() {
+      return bytesRead;
+    },
+    stopReading() {
+      reading = false;
+    },
+    close: async () => {
+      for (const timer of timers) clearInterval(timer);
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
     },
