@@ -16,6 +16,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { ForbiddenError, UnauthenticatedError } from "../shared/errors.js";
 import { describeError, sendErrorAnswer } from "./error-status.js";
+import { answersMethodNotAllowed } from "./routes/resource.js";
 import { roleAllows, type TokenRole, type TokenStore } from "./tokens.js";
 
 /** Routes anyone may call: health checks, and the dashboard's page and files. */
@@ -59,14 +60,17 @@ export function requireTokens(app: FastifyInstance, tokens: TokenStore): void {
     // it must not open the other methods of a route that also answers it (the 405 answer
     // of a resource lists every method it does not serve, OPTIONS included).
     const methods = [route.method].flat().filter((method) => method !== "OPTIONS");
-    // A route serving several methods (the 405 answer) needs the least role of them.
     const roles = methods.map((method) => requiredRole(method, route.url));
     if (roles.length === 0 || roles.includes(null)) return;
-    const needed = roles.includes("read")
+    // The 405 answer tells only which methods a route serves: any valid token may hear it
+    // (a readwrite token's PATCH on a key is 405, not 403 for a role PATCH would need).
+    const needed = answersMethodNotAllowed(route.config)
       ? "read"
-      : roles.includes("readwrite")
-        ? "readwrite"
-        : "admin";
+      : roles.includes("read")
+        ? "read"
+        : roles.includes("readwrite")
+          ? "readwrite"
+          : "admin";
     const check: onRequestHookHandler = (request, reply, done) => {
       if (request.method === "OPTIONS" || authorize(request, reply, tokens, needed)) done();
     };

@@ -72,6 +72,17 @@ const KNOWN_METHODS: readonly HTTPMethods[] = [
   "OPTIONS",
 ];
 
+/**
+ * The route config of the routes that answer 405: any valid token may hear that a method
+ * is not served (auth.ts), whatever role the method would need on another route.
+ */
+export const METHOD_NOT_ALLOWED = Object.freeze({ methodNotAllowed: true });
+
+/** Whether a route's config marks it as one that only answers 405. */
+export function answersMethodNotAllowed(config: unknown): boolean {
+  return (config as { methodNotAllowed?: unknown } | undefined)?.methodNotAllowed === true;
+}
+
 /** Serves `methods` on `url` (HEAD with GET) and answers the other methods with 405. */
 export function registerResource(
   app: FastifyInstance,
@@ -111,6 +122,7 @@ export function registerResource(
   app.route({
     method: others,
     url,
+    config: METHOD_NOT_ALLOWED,
     // Answered before the body is read, so a large POST gets 405 rather than 413.
     // Replying from a callback-style hook means not calling its callback.
     onRequest: (_request, reply) => {
