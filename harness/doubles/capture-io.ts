@@ -14,7 +14,13 @@ export interface CapturedIo extends CliIo {
 }
 
 export function captureIo(
-  options: { stdin?: Uint8Array; env?: Record<string, string>; tty?: boolean } = {},
+  options: {
+    stdin?: Uint8Array;
+    env?: Record<string, string>;
+    tty?: boolean;
+    /** Standard input is a terminal. */
+    stdinTty?: boolean;
+  } = {},
 ): CapturedIo {
   const out: Uint8Array[] = [];
   const err: Uint8Array[] = [];
@@ -27,9 +33,12 @@ export function captureIo(
   return {
     stdout: sink(out, options.tty === true),
     stderr: sink(err, false),
-    stdin: (async function* () {
-      yield stdin;
-    })(),
+    stdin: Object.assign(
+      (async function* () {
+        yield stdin;
+      })(),
+      { isTTY: options.stdinTty === true },
+    ),
     env: options.env ?? {},
     exitCode: 0,
     out: () => Buffer.concat(out).toString("utf8"),

@@ -57,6 +57,11 @@ describe("cli kv: put", () => {
     const io = captureIo({ stdin: Buffer.from("from stdin") });
     expect((await run(["put", "piped", "-"], io)).code).toBe(0);
     expect(new TextDecoder().decode(fake.data.get("piped")?.value)).toBe("from stdin");
+    expect(io.err()).toBe("");
+    // From a terminal it says what it waits for, rather than look hung.
+    const typed = captureIo({ stdin: Buffer.from("typed"), stdinTty: true });
+    expect((await run(["put", "typed", "-"], typed)).code).toBe(0);
+    expect(typed.err()).toBe("baton: reading the value from standard input; end it with Ctrl-D\n");
   });
 
   it("cli kv: put --if-revision sends If-Match and exits 1 on a mismatch, saying what to do", async () => {

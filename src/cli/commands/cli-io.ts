@@ -35,6 +35,22 @@ export function processIo(): CliIo {
   };
 }
 
+/**
+ * Every byte of standard input, joined before anything decodes them. On a terminal it
+ * first says on stderr that it waits for `what` and how to end it: a command that reads a
+ * terminal in silence looks hung.
+ */
+export async function readStandardInput(io: CliIo, what: string): Promise<Uint8Array> {
+  if ((io.stdin as { isTTY?: boolean }).isTTY === true) {
+    io.stderr.write(`baton: reading ${what} from standard input; end it with Ctrl-D\n`);
+  }
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of io.stdin) {
+    chunks.push(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
 /** Whether to colour `output`: only on a terminal, and never when NO_COLOR is set. */
 export function colourEnabled(io: CliIo, output: CliOutput = io.stdout): boolean {
   const noColor = io.env.NO_COLOR;

@@ -7,7 +7,7 @@
 
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { type CliIo, processIo } from "./cli-io.js";
+import { type CliIo, processIo, readStandardInput } from "./cli-io.js";
 import {
   addClusterOptions,
   type ClusterOptions,
@@ -171,7 +171,7 @@ async function readValue(
   if (value === undefined && file === undefined) {
     return usage(io, 'give a value, --file <path>, or "-" to read standard input');
   }
-  if (value === "-" || file === "-") return readAll(io.stdin);
+  if (value === "-" || file === "-") return readStandardInput(io, "the value");
   if (file === undefined) return new TextEncoder().encode(value);
   try {
     return new Uint8Array(await readFile(file));
@@ -179,15 +179,6 @@ async function readValue(
     const reason = error instanceof Error ? error.message : String(error);
     return usage(io, `cannot read --file ${shellWord(file)} (${reason})`);
   }
-}
-
-/** Every byte of `input` (standard input), joined before anything decodes them. */
-export async function readAll(input: AsyncIterable<Uint8Array | string>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of input) {
-    chunks.push(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);
-  }
-  return new Uint8Array(Buffer.concat(chunks));
 }
 
 function usage(io: CliIo, message: string): number {

@@ -8,7 +8,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import type { TxnRequest } from "../../client/index.js";
-import { type CliIo, processIo } from "./cli-io.js";
+import { type CliIo, processIo, readStandardInput } from "./cli-io.js";
 import {
   addClusterOptions,
   type ClusterOptions,
@@ -16,7 +16,6 @@ import {
   withClient,
 } from "./cluster-options.js";
 import { ExitCode, shellWord } from "./exit-code.js";
-import { readAll } from "./kv.js";
 
 /** How long one operation may take, retries included, unless --timeout says. */
 const TIMEOUT_MS_DEFAULT = 10_000;
@@ -303,7 +302,7 @@ async function readTxn(io: CliIo, file: string | undefined): Promise<TxnRequest 
   try {
     if (file === undefined || file === "-") {
       // Joined before decoding: a character split between two reads stays one character.
-      text = new TextDecoder().decode(await readAll(io.stdin));
+      text = new TextDecoder().decode(await readStandardInput(io, "the transaction (JSON)"));
     } else text = await readFile(file, "utf8");
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
