@@ -373,6 +373,20 @@ describe("dashboard in a browser, against played nodes", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: a partitioned node that stops answering is shown unreachable, not still partitioned", async () => {
+    const nodes = await playCluster(
+      () => cluster(1),
+      (id) => ({ faults: () => json({ enabled: true, partitioned: id === 3, token: `t${id}` }) }),
+    );
+    const { page, errors } = await openPage(`${nodes[0]?.url}/`);
+    const badge = page.locator('#members tr[data-node="3"] .role');
+    await badge.filter({ hasText: "backup (partitioned)" }).waitFor();
+    await nodes[2]?.kill();
+    await page.locator('#members tr[data-node="3"][data-role="unreachable"]').waitFor();
+    expect(await badge.textContent()).toBe("unreachable");
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a fault the node refuses, or that gets no answer, is never reported as done", async () => {
     const nodes = await playCluster(
       () => cluster(2),

@@ -354,6 +354,11 @@ function onFeedItem(/** @type {any} */ item) {
   if (described === null) return;
   if (item.type === "failover" && isTakeOver(item)) {
     failoverTimes.push(item.at);
+    // Only the chart's minute is drawn; a page left open for days keeps no more than that.
+    const oldest = item.at - 2 * CHART_SECONDS * 1000;
+    for (let i = failoverTimes.length - 1; i >= 0; i--) {
+      if (failoverTimes[i] < oldest) failoverTimes.splice(i, 1);
+    }
   }
   addEntry(key, item.at, described.kind, item.node, described.text, described.minor);
 }
@@ -481,6 +486,17 @@ function onTransfer(/** @type {any} */ e) {
     return;
   }
   setMessage(line.li, transferText(e, e.at - line.startedAt));
+}
+
+/**
+ * A line the timeline let go of: off the page, and out of the transfer lines once its
+ * transfer has ended (an ongoing one keeps its line, to end it when its last event comes).
+ */
+function forgetLine(/** @type {HTMLLIElement} */ li) {
+  li.remove();
+  for (const [key, line] of transferLines) {
+    if (line.li === li && line.ended) transferLines.delete(key);
+  }
 }
 
 /** Takes a line off the timeline. */
@@ -620,7 +636,10 @@ function addEntry(
   const before = timeline[index];
   list.insertBefore(li, before === undefined ? null : before.li);
   timeline.splice(index, 0, { key, at, li });
-  while (timeline.length > TIMELINE_MAX) timeline.pop()?.li.remove();
+  while (timeline.length > TIMELINE_MAX) {
+    const dropped = timeline.pop();
+    if (dropped !== undefined) forgetLine(dropped.li);
+  }
   setTimeout(() => {
     li.dataset.new = "false";
   }, 1500);
@@ -813,7 +832,9 @@ function updateRow(
     roleCell.append(badge);
   }
   badge.className = `role role-${role}`;
-  const partitioned = view?.partitioned === true ? " (partitioned)" : "";
+  // Only a node that answers is known to be partitioned: one restarted after it stopped
+  // answering comes back whole, and a dead one is not partitioned but gone.
+  const partitioned = view?.ok === true && view.partitioned ? " (partitioned)" : "";
   // The master's configuration decides who is a learner; else this node's own.
   const listed = (master?.status.members ?? status?.members ?? []).find(
     (/** @type {any} */ m) => m.id === id,
