@@ -387,6 +387,30 @@ describe("dashboard in a browser, against played nodes", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: a member the page's security policy does not list (added after it loaded) is said to need a reload", async () => {
+    const nodes = await playCluster(
+      () => cluster(1),
+      (id) =>
+        id === 1
+          ? {
+              // As node 1 served the page before node 3 joined: nodes 1 and 2 only.
+              pagePolicy: () =>
+                `default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ${nodes[1]?.url}`,
+            }
+          : {},
+    );
+    const { page, errors } = await openPage(`${nodes[0]?.url}/`);
+    const health = page.locator('#members tr[data-node="3"] .col-health');
+    await health.filter({ hasText: "reload the page" }).waitFor();
+    expect(await health.textContent()).toBe(
+      "out of this page's reach (it joined after the page was opened): reload the page",
+    );
+    expect(await page.locator('#members tr[data-node="2"] .col-health').textContent()).toMatch(
+      /^ok, /,
+    );
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a fault the node refuses, or that gets no answer, is never reported as done", async () => {
     const nodes = await playCluster(
       () => cluster(2),

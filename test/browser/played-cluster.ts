@@ -52,6 +52,8 @@ export interface Handlers {
   fault?: (fault: string) => Answer | "reset";
   kv?: (query: URLSearchParams) => Promise<Answer>;
   watch?: (query: URLSearchParams) => Promise<StreamAnswer>;
+  /** The Content-Security-Policy the page is served with, as a node sends its own; none when absent. */
+  pagePolicy?: () => string;
 }
 
 const nodes: PlayedNode[] = [];
@@ -125,7 +127,11 @@ export class PlayedNode {
       response.end();
       return;
     }
-    if (url.pathname === "/") return serveFile(response, "index.html");
+    if (url.pathname === "/") {
+      const policy = this.handlers.pagePolicy?.();
+      if (policy !== undefined) response.setHeader("content-security-policy", policy);
+      return serveFile(response, "index.html");
+    }
     if (url.pathname.startsWith("/dashboard/")) {
       return serveFile(response, url.pathname.slice("/dashboard/".length));
     }

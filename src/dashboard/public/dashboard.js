@@ -61,6 +61,20 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 /** @type {Map<string, NodeView>} by base URL */
 const views = new Map();
+/**
+ * Origins the page's security policy kept it from reaching. The node lists its members'
+ * addresses in the policy when it serves the page, so a member added later on another
+ * host is out of the page's reach until it is loaded again. @type {Set<string>}
+ */
+const blockedOrigins = new Set();
+document.addEventListener("securitypolicyviolation", (event) => {
+  if (event.effectiveDirective !== "connect-src") return;
+  try {
+    blockedOrigins.add(new URL(event.blockedURI).origin);
+  } catch {
+    // Not a URL: nothing to name.
+  }
+});
 /** @type {Map<string, { close(): void }>} by base URL */
 const streams = new Map();
 /**
@@ -890,8 +904,13 @@ function renderHealth(
   if (view === null || !view.ok) {
     const since = view?.failedSince;
     const refused = view?.error?.includes("token") === true ? view.error : null;
+    const blocked =
+      view !== null && blockedOrigins.has(originOf(view.url))
+        ? "out of this page's reach (it joined after the page was opened): reload the page"
+        : null;
     const text =
       refused ??
+      blocked ??
       (since == null ? "not heard from" : `no answer for ${formatMs(Date.now() - since)}`);
     target.className = "col-health health-lost";
     setText(target, text);
@@ -921,6 +940,15 @@ function renderHealth(
   const word = contactWord(contact);
   target.className = `col-health health-${word} num`;
   setText(target, `${word}, ${formatMs(contact)} ago`);
+}
+
+/** The origin of a URL, or "" for one that does not parse. */
+function originOf(/** @type {string} */ url) {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "";
+  }
 }
 
 function contactWord(/** @type {number} */ ms) {
