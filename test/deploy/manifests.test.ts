@@ -59,6 +59,16 @@ function one(kind: string, name?: string): Manifest {
 }
 
 describe("deploy", () => {
+  it("deploy: the StatefulSet runs the image deploy/container/build.sh tags (this version), and the client package has the server's version", () => {
+    const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
+    const set = one("StatefulSet");
+    expect(set.spec.template.spec.containers[0].image).toBe(`localhost/baton-ha:${version}`);
+    const client = JSON.parse(
+      readFileSync(join(ROOT, "packages", "client", "package.json"), "utf8"),
+    );
+    expect(client.version).toBe(version);
+  });
+
   it("deploy: every Kubernetes object passes its kind's schema", () => {
     const all = manifests();
     expect(all.length).toBeGreaterThanOrEqual(4);
