@@ -3,7 +3,9 @@
  * they send, and their exit codes.
  */
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -157,6 +159,35 @@ describe("cli kv: usage and availability", () => {
     expect(io.err()).toBe(
       "baton: no node answered at http://127.0.0.1:1: is the cluster running? start one with `baton demo`, or point --endpoints (or BATON_ENDPOINTS) at it\n",
     );
+  });
+
+  it("cli kv: a node whose certificate is not trusted, or that speaks HTTPS to an http:// endpoint, is named as such (exit 3)", async () => {
+    const pki = join(dir, "pki");
+    expect(await main(["certs", "ca", "--out", pki], captureIo())).toBe(0);
+    const nodeArgs = ["--id", "1", "--ca", pki, "--host", "127.0.0.1", "--out", join(pki, "n1")];
+    expect(await main(["certs", "node", ...nodeArgs], captureIo())).toBe(0);
+    const server = createHttpsServer({
+      cert: await readFile(join(pki, "n1", "node.crt")),
+      key: await readFile(join(pki, "n1", "node.key")),
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const untrusted = captureIo();
+      const args = ["get", "k", "--timeout", "3000", "--endpoints"];
+      expect(await main([...args, `https://127.0.0.1:${port}`], untrusted)).toBe(3);
+      expect(untrusted.err()).toMatch(
+        /^baton: no node answered at https:\/\/127\.0\.0\.1:\d+: the node's certificate is not one this command trusts \(.*UNABLE_TO_VERIFY_LEAF_SIGNATURE.*\): give the cluster's CA certificate with --ca <file> \(or BATON_CA\)\n$/,
+      );
+      const plain = captureIo();
+      expect(await main([...args, `http://127.0.0.1:${port}`], plain)).toBe(3);
+      expect(plain.err()).toMatch(
+        /the node closed the connection without an answer \(.*\): if the nodes serve HTTPS, give their URLs as https:\/\/… \(with --ca <file> or BATON_CA\)\n$/,
+      );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((done) => server.close(done));
+    }
   });
 
   it("cli kv: no master exits 3 (every node answers 503)", async () => {

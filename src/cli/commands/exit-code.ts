@@ -36,6 +36,27 @@ interface ErrorLike {
   readonly currentRevision?: unknown;
 }
 
+/** The errors by which a TLS client refuses a node's certificate (OpenSSL's codes). */
+const UNTRUSTED_CERTIFICATE =
+  /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED_CERT|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID|CERT_SIGNATURE_FAILURE/;
+
+/**
+ * What to do when no node answered for a reason other than nothing listening: the nodes'
+ * certificate is not trusted, or an http:// endpoint met a node that speaks HTTPS (it
+ * closes the connection). Null when the last error says neither.
+ */
+function connectionHint(lastError: string | undefined, tried: readonly string[]): string | null {
+  if (lastError === undefined) return null;
+  if (UNTRUSTED_CERTIFICATE.test(lastError)) {
+    return `the node's certificate is not one this command trusts (${lastError}): give the cluster's CA certificate with --ca <file> (or BATON_CA)`;
+  }
+  const plain = tried.some((endpoint) => endpoint.startsWith("http://"));
+  if (plain && /other side closed|UND_ERR_SOCKET|ECONNRESET/.test(lastError)) {
+    return `the node closed the connection without an answer (${lastError}): if the nodes serve HTTPS, give their URLs as https://… (with --ca <file> or BATON_CA)`;
+  }
+  return null;
+}
+
 /** Writes "baton: <what happened>: <what to do>" to stderr and returns the exit code. */
 export function reportError(io: CliIo, error: unknown): ExitCode {
   const [code, message] = describe(error);
@@ -50,7 +71,8 @@ function describe(error: unknown): [ExitCode, string] {
     case "ERR_NO_MASTER":
       if (e.details?.anyNodeAnswered === false) {
         const tried = e.details.endpointsTried?.join(", ") ?? "the endpoints";
-        return [ExitCode.unavailable, `no node answered at ${tried}: ${START_HINT}`];
+        const hint = connectionHint(e.details.lastError, e.details.endpointsTried ?? []);
+        return [ExitCode.unavailable, `no node answered at ${tried}: ${hint ?? START_HINT}`];
       }
       return [
         ExitCode.unavailable,
