@@ -161,6 +161,8 @@ it("kv node: a configuration of only id and peers starts with the defaults (no l
   // The defaults: memory storage and no HTTP API.
   expect(kv.httpServer).toBeNull();
   expect(kv.status().id).toBe(1);
+  // The cluster's name (the default), beside the id drawn at bootstrap.
+  expect(kv.status().clusterName).toBe("baton");
 });
 
 it("kv node: the store's refusals resolve as results, not errors (precondition_failed, lease_not_found, not_found)", async () => {

@@ -281,7 +281,7 @@ export class KvNode implements KvNodeApi {
   }
 
   status(options: StatusOptions = {}): NodeStatus {
-    const status = this.node.status();
+    const status = { ...this.node.status(), clusterName: this.config.clusterId };
     if (options.digest !== true) return status;
     // Both read in the same turn of the event loop, so the digest is of appliedIndex's state.
     return { ...status, stateDigest: this.stateMachine.stateHash() };

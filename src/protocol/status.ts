@@ -57,6 +57,11 @@ export interface NodeStatus {
    * (an empty node waiting for its peers, or the moments before the first master's entry).
    */
   readonly clusterId?: string | null;
+  /**
+   * The cluster's name (`--cluster-id`, which peers and certificates check), as this node
+   * was started with; set by the key-value server, absent from an embedded node's status.
+   */
+  readonly clusterName?: string;
   /** Whether a membership change is in the log and not committed yet. */
   readonly changeInProgress?: boolean;
   /**
