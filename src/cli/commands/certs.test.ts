@@ -190,4 +190,25 @@ describe("baton certs", () => {
     expect(parseTokensFile(readFileSync(file, "utf8"))).toHaveLength(2);
     expect(statSync(file).mode & 0o777).toBe(0o600);
   });
+
+  it("certs: token --token-file writes the token to a new file of its owner's alone, never over one", async () => {
+    const dir = tempDir();
+    const file = join(dir, "tokens.json");
+    const tokenFile = join(dir, "ops.token");
+    const args = ["token", "--role", "admin", "--tokens", file, "--token-file", tokenFile];
+    const made = await certs([...args, "--name", "ops"]);
+    expect(made.code).toBe(0);
+    expect(made.out).toContain(`the token is in ${tokenFile} (readable by you alone)`);
+    const token = readFileSync(tokenFile, "utf8").trim();
+    expect(made.out).not.toContain(token);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    expect(parseTokensFile(readFileSync(file, "utf8"))).toEqual([
+      { name: "ops", role: "admin", sha256: hashToken(token) },
+    ]);
+    // Run again (another name), it keeps the first token and adds nothing to the file.
+    const again = await certs([...args, "--name", "ops-2"]);
+    expect(again).toMatchObject({ code: 2, err: expect.stringMatching(/already exists/) });
+    expect(readFileSync(tokenFile, "utf8").trim()).toBe(token);
+    expect(parseTokensFile(readFileSync(file, "utf8"))).toHaveLength(1);
+  });
 });

@@ -61,6 +61,8 @@ interface TokenOptions {
   readonly name: string;
   readonly role: TokenRole;
   readonly tokens: string;
+  /** Write the token to this file (0600) instead of printing it. */
+  readonly tokenFile?: string;
 }
 
 /** Adds `certs` with its subcommands `ca`, `node` and `token` to `program`. */
@@ -124,6 +126,10 @@ function registerToken(certs: Command, io: CliIo): void {
     )
     .requiredOption(`--role <role>`, `${TOKEN_ROLES.join(", ")}`, role)
     .requiredOption("--tokens <file>", "the tokens file (created if missing)")
+    .option(
+      "--token-file <file>",
+      "write the token to this new file (readable by its owner alone) instead of printing it; what --token-file of every other command reads",
+    )
     .action(async (options: TokenOptions) => {
       io.exitCode = await run(io, () => makeToken(io, options));
     });
@@ -192,6 +198,14 @@ async function makeToken(io: CliIo, options: TokenOptions): Promise<number> {
     );
     return ExitCode.usage;
   }
+  // Checked before the tokens file changes: a token that could not be stored would be lost.
+  const tokenFile = options.tokenFile === undefined ? null : resolve(options.tokenFile);
+  if (tokenFile !== null && existsSync(tokenFile)) {
+    io.stderr.write(
+      `baton: --token-file ${tokenFile} already exists: a token is written to a new file only (remove it first, or choose another)\n`,
+    );
+    return ExitCode.usage;
+  }
   const token = newToken();
   records.push({ name: options.name, role: options.role, sha256: hashToken(token) });
   const text = formatTokensFile(records);
@@ -200,11 +214,15 @@ async function makeToken(io: CliIo, options: TokenOptions): Promise<number> {
   // Written whole under another name, then renamed: a node reloading on SIGHUP never
   // reads half a file.
   const partial = `${file}.tmp-${process.pid}`;
+  if (tokenFile !== null) await writeFile(tokenFile, `${token}\n`, { mode: 0o600, flag: "wx" });
   await writeFile(partial, text, { mode: 0o600 });
   await rename(partial, file);
+  const where =
+    tokenFile === null
+      ? `${token}\n\nadded "${options.name}" (role ${options.role}) to ${file}; the line above is the token, shown only this once: store it now.\n`
+      : `added "${options.name}" (role ${options.role}) to ${file}; the token is in ${tokenFile} (readable by you alone).\n`;
   io.stdout.write(
-    `${token}\n\n` +
-      `added "${options.name}" (role ${options.role}) to ${file}; the line above is the token, shown only this once: store it now.\n` +
+    where +
       `Next: give every node the same file (--tokens ${options.tokens}) and send running nodes SIGHUP;\n` +
       `clients pass the token with --token, --token-file or BATON_TOKEN (header Authorization: Bearer <token>).\n`,
   );
