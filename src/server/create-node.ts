@@ -293,9 +293,17 @@ export function ownCertificateProblem(
     return `cannot read the certificate or the CA: ${(error as Error).message}`;
   }
   const reissue = `issue node ${config.id} its own (baton certs node --id ${config.id} --cluster-id ${config.clusterId} …)`;
-  const identity = identityProblem(certificateIdentity(cert), config.id, config.clusterId);
+  const named = certificateIdentity(cert);
+  const identity = identityProblem(named, config.id, config.clusterId);
   if (identity !== null) {
-    return `${identity.replace(/^its certificate/, "the certificate")}, so every peer would refuse this node: ${reissue}`;
+    // Named for another cluster but the right member: most likely the node was started
+    // without the cluster's name (the default "baton"), not given the wrong certificate.
+    const cluster = named.memberIds.includes(config.id) ? named.clusterIds[0] : undefined;
+    const fix =
+      cluster === undefined
+        ? reissue
+        : `if the cluster is named ${JSON.stringify(cluster)}, give --cluster-id ${cluster} (or "clusterId" in the config file); else ${reissue}`;
+    return `${identity.replace(/^its certificate/, "the certificate")}, so every peer would refuse this node: ${fix}`;
   }
   const validity = certificateValidityMs(cert);
   if (validity.toMs < nowMs) {

@@ -58,7 +58,7 @@ describe("own peer certificate", () => {
       /names member 2, not member 1, so every peer would refuse this node: issue node 1 its own \(baton certs node --id 1 --cluster-id orders-prod/,
     );
     expect(ownCertificateProblem(await pair(1, "billing"), node1, NOW)).toMatch(
-      /is for cluster "billing", not "orders-prod"/,
+      /is for cluster "billing", not "orders-prod", so every peer would refuse this node: if the cluster is named "billing", give --cluster-id billing \(or "clusterId" in the config file\); else issue node 1 its own/,
     );
     const expired = await pair(1, null, ca, new Date(NOW - 3_600_000));
     expect(ownCertificateProblem(expired, node1, NOW)).toMatch(/expired on .*--force, then reload/);

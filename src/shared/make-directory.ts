@@ -10,10 +10,11 @@ import { readdir, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 
 /**
- * Makes `path` a directory, creating missing parents. Throws an Error whose message names
- * the path that could not be made and why (the error's `code` is kept).
+ * Makes `path` a directory, creating missing parents, each with `mode` (less the umask; a
+ * data directory is made 0700: it holds every key and value in clear). Throws an Error
+ * whose message names the path that could not be made and why (the error's `code` is kept).
  */
-export function makeDirectory(path: string): void {
+export function makeDirectory(path: string, mode = 0o777): void {
   const missing: string[] = [];
   let at = resolve(path);
   for (;;) {
@@ -29,7 +30,7 @@ export function makeDirectory(path: string): void {
   }
   for (const dir of missing.reverse()) {
     try {
-      mkdirSync(dir);
+      mkdirSync(dir, mode);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? "EIO";
       // Made by someone else meanwhile: fine if it is a directory.

@@ -169,13 +169,29 @@ export class StorageIoError extends StorageError {
     readonly errno: string,
     cause: unknown,
   ) {
-    super(
-      file,
-      `I/O error ${errno} while trying to ${operation} ${file}; the node stops because the ` +
-        "disk can no longer be trusted. Check the disk and the kernel log, then restart the " +
-        "node; if recovery then reports corruption, wipe its data directory and restart it with --join",
-      { cause },
-    );
+    super(file, `${errno} while trying to ${operation} ${file}; ${ioAdvice(errno)}`, { cause });
+  }
+}
+
+/**
+ * What to do after an I/O error: most mean the disk is failing, but a path through a file
+ * or a directory this user may not write is the node's setting, not the disk.
+ */
+function ioAdvice(errno: string): string {
+  switch (errno) {
+    case "ENOTDIR":
+      return "part of the path is a file, not a directory: give the node a data directory (--data, dataDir) whose path holds only directories";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied: run the node as the user that owns its data directory, or give it a directory that user may write";
+    case "EROFS":
+      return "the file system is read-only: remount it read-write, or give the node a data directory on another one, then restart the node";
+    default:
+      return (
+        "an I/O error: the node stops because the disk can no longer be trusted. Check the " +
+        "disk and the kernel log, then restart the node; if recovery then reports " +
+        "corruption, wipe its data directory and restart it with --join"
+      );
   }
 }
 

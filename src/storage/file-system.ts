@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import { rethrowIfBug } from "../shared/assert.js";
+import { makeDirectory } from "../shared/make-directory.js";
 import { hasErrno, storageIoError } from "./errors.js";
 
 /** An open file: positional reads and writes, fdatasync, truncation. */
@@ -107,7 +108,8 @@ class NodeFileHandle implements FileHandleLike {
 /** The real file system. */
 export const nodeFileSystem: FileSystem = {
   async open(path, mode) {
-    return new NodeFileHandle(await fsp.open(path, mode, 0o644));
+    // Readable by the node's user alone: the files hold every key and value in clear.
+    return new NodeFileHandle(await fsp.open(path, mode, 0o600));
   },
   async list(dir) {
     try {
@@ -118,31 +120,8 @@ export const nodeFileSystem: FileSystem = {
     }
   },
   async mkdir(dir) {
-    // One level at a time, from the nearest directory that exists: Node's recursive mkdir
-    // never returns under a file system that answers ENOENT to every mkdir (`/proc`).
-    const missing: string[] = [];
-    for (let at = resolve(dir); ; at = dirname(at)) {
-      const found = await fsp.stat(at).catch((error: unknown) => {
-        if (hasErrno(error, "ENOENT") || hasErrno(error, "ENOTDIR")) return null;
-        throw error;
-      });
-      if (found !== null) {
-        if (!found.isDirectory()) {
-          throw Object.assign(new Error(`ENOTDIR: ${at} is a file, not a directory`), {
-            code: "ENOTDIR",
-            path: at,
-          });
-        }
-        break;
-      }
-      missing.push(at);
-      if (dirname(at) === at) break;
-    }
-    for (const level of missing.reverse()) {
-      await fsp.mkdir(level).catch((error: unknown) => {
-        if (!hasErrno(error, "EEXIST")) throw error;
-      });
-    }
+    // One level at a time (see makeDirectory); only ever at start-up, so synchronously.
+    makeDirectory(dir, 0o700);
   },
   rename: (from, to) => fsp.rename(from, to),
   unlink: (path) => fsp.unlink(path),

@@ -357,7 +357,10 @@ export class SnapshotStore {
   /** Starts writing a snapshot of the state up to `meta` into a temporary file. */
   async begin(meta: SnapshotMeta): Promise<SnapshotWriter> {
     assert(Number.isSafeInteger(meta.index) && meta.index >= 1, "snapshot index must be positive");
-    const name = `${snapshotFileName(meta)}.${process.pid}-${++this.temporaries}.tmp`;
+    // Numbered by this store alone: it holds its directory (the data directory's lock) and
+    // removed every temporary file it found when it opened, so no other writer's name can
+    // clash; a process id here made the simulator's traces differ from run to run.
+    const name = `${snapshotFileName(meta)}.${++this.temporaries}.tmp`;
     const temporary = join(this.dir, name);
     const handle = await io(temporary, "create", () => this.fs.open(temporary, "w"));
     return new SnapshotWriter(this, meta, temporary, handle);

@@ -37,6 +37,26 @@ async function* oneChunk(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
 }
 
 describe("disk storage", () => {
+  it("disk storage: the directories it makes are the node's user's alone (0700), and so are its files (0600)", async () => {
+    const dir = join(await makeTempDir(), "data");
+    const { storage } = await openDisk(dir);
+    storage.setHardState({ term: 1, votedFor: null, commitIndex: 0 });
+    storage.append([{ index: 1, term: 1, kind: "command", data: Uint8Array.of(7) }]);
+    await storage.close();
+    const modes: string[] = [];
+    const walk = async (at: string, name: string): Promise<void> => {
+      const info = await stat(at);
+      modes.push(`${name} ${(info.mode & 0o777).toString(8)}`);
+      if (info.isDirectory()) {
+        for (const entry of await readdir(at)) await walk(join(at, entry), `${name}/${entry}`);
+      }
+    };
+    await walk(dir, "data");
+    expect(modes.length).toBeGreaterThan(3);
+    for (const line of modes) expect(line).toMatch(/ (700|600)$/);
+    expect(modes.filter((line) => line.endsWith(" 700")).length).toBeGreaterThanOrEqual(2);
+  });
+
   it("disk storage: a data directory held by a running process is refused (lock)", async () => {
     const dir = await makeTempDir();
     await writeFile(join(dir, "LOCK"), `${process.ppid}\n`);

@@ -357,7 +357,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   }
   if (config.dataDir !== null) {
     try {
-      makeDirectory(config.dataDir);
+      makeDirectory(config.dataDir, 0o700);
     } catch (error) {
       io.stderr.write(
         `baton start: invalid configuration:\n  - data (--data): ${(error as Error).message}; give a directory this user can create or write\n`,
