@@ -188,6 +188,16 @@ export const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    // The node stops on ERR_STORAGE_IO (ENOENT) and recovers cleanly: caught only because
+    // no fault injected into its disk explains the error.
+    name: "storage: a compaction deletes the log segments it covers but keeps them in its list (the next one stops the node on ENOENT)",
+    file: "src/storage/wal.ts",
+    find: "for (const segment of this.segments.splice(0, count)) await this.deleteSegment(segment);",
+    replace:
+      "for (const segment of this.segments.slice(0, count)) await this.deleteSegment(segment);",
+    wholeNode: true,
+  },
+  {
     name: "runtime: a Ready's messages (acknowledgements, votes) and replies leave before its fsync",
     file: "src/server/node.ts",
     find: "if (synced !== null) await synced;\n      this.finish(ready, messages);",
@@ -252,7 +262,22 @@ export const MUTANTS: readonly Mutant[] = [
       'if (this.replica.role !== "master") return Promise.reject(new TypeError("forwarding is broken"));',
     wholeNode: true,
   },
+  {
+    name: "whole node: a backup's proposals fail with one of the API's own errors (ERR_INVALID_INPUT) instead of reaching the master",
+    file: "src/server/node.ts",
+    find: 'if (this.replica.role !== "master") return this.forwarder.propose(command);',
+    replace:
+      'if (this.replica.role !== "master") return Promise.reject(new InvalidInputError("command", "forwarding is broken"));',
+    wholeNode: true,
+  },
   underWholeNode(IDEMPOTENCY_TABLE_EVICTS),
+  {
+    name: "whole node: a watch from now starts one revision late (the next change is skipped)",
+    file: "src/kv/prefix-watch.ts",
+    find: "const fromRevision = request.fromRevision ?? source.revision() + 1;",
+    replace: "const fromRevision = request.fromRevision ?? source.revision() + 2;",
+    wholeNode: true,
+  },
   {
     name: "whole node: a transaction applies only its first operation",
     file: "src/kv/kv-state-machine.ts",

@@ -17,7 +17,8 @@
  * - faults on demand or by chance: EIO on a write, fdatasync or directory fsync (after a
  *   failed fdatasync the unsynced writes are in an unknown state, as Linux leaves them),
  *   ENOSPC past a capacity, latent read errors (EIO on reading a damaged range) and bit
- *   flips in stored bytes.
+ *   flips in stored bytes; each that strikes a process (a flipped bit when it is read) is
+ *   recorded, so that a storage error it did not cause can be told apart.
  *
  * A crash (`crash()`) ends a process: operations it started never complete and handles it
  * held are dead. It must never take a real file or a real timer.
@@ -104,6 +105,8 @@ class Inode {
   bad: Array<readonly [number, number]> = [];
   /** A bit of it was flipped, or a range made unreadable, at some point. */
   damaged = false;
+  /** Offsets of the bytes whose bits were flipped (kept when overwritten: see `strikes`). */
+  flips: number[] = [];
 
   constructor(readonly id: number) {}
 
@@ -193,6 +196,17 @@ function errno(code: string, operation: string, path: string): Error {
   return Object.assign(new Error(`${code}: ${operation} '${path}' (simulated)`), { code });
 }
 
+/**
+ * An injected fault that struck the process using the disk: an operation that failed with
+ * an errno the disk made up (forced, by chance, a read of a damaged range, a full disk),
+ * or a read that returned a flipped bit.
+ */
+export interface SimFsStrike {
+  readonly path: string;
+  /** The error the operation failed with; null for a read of a flipped bit (it succeeds). */
+  readonly error: Error | null;
+}
+
 /** Counters, for tests and the simulator's report. */
 export interface SimFsStats {
   writes: number;
@@ -217,6 +231,13 @@ export class SimFileSystem implements FileSystem {
   faults: SimFsFaults;
   /** Called before each operation completes, with its kind and path (crash points). */
   onOperation: ((op: string, path: string) => void) | null = null;
+  /**
+   * The injected faults that struck since the process using the disk started (emptied by
+   * `crash` and `processCrash`), in order: what a storage error of that process may be
+   * blamed on. A flipped byte written over still counts when read (it errs on the side of
+   * blaming the flip).
+   */
+  readonly strikes: SimFsStrike[] = [];
   readonly stats: SimFsStats = {
     writes: 0,
     datasyncs: 0,
@@ -247,6 +268,7 @@ export class SimFileSystem implements FileSystem {
     this.stats.crashes++;
     this.clock = clock;
     this.forced.length = 0;
+    this.strikes.length = 0;
     for (const inode of this.inodes) {
       if (inode.crash(this.prng, loseAll).torn) this.stats.tornWrites++;
     }
@@ -264,6 +286,7 @@ export class SimFileSystem implements FileSystem {
     this.epoch++;
     this.clock = clock;
     this.forced.length = 0;
+    this.strikes.length = 0;
   }
 
   /**
@@ -312,6 +335,7 @@ export class SimFileSystem implements FileSystem {
     inode.current.buf[at]! ^= mask;
     inode.durable.buf[at]! ^= mask;
     inode.damaged = true;
+    inode.flips.push(at);
     this.stats.bitFlips++;
     return at;
   }
@@ -500,24 +524,27 @@ export class SimFileSystem implements FileSystem {
     const forced = this.forced.findIndex((f) => f.op === op);
     if (forced >= 0) {
       const { code } = this.forced.splice(forced, 1)[0]!;
-      this.stats.injectedErrors++;
-      throw errno(code, op, path);
+      throw this.strike(errno(code, op, path), path);
     }
     const chance = op === "read" ? this.faults.readErrorChance : this.faults.eioChance;
     if (op !== "open" && this.prng.chance(chance)) {
-      this.stats.injectedErrors++;
-      throw errno("EIO", op, path);
+      throw this.strike(errno("EIO", op, path), path);
     }
+  }
+
+  /** Counts an injected error that struck `path` and returns it, to be thrown. */
+  strike(error: Error, path: string): Error {
+    this.stats.injectedErrors++;
+    this.strikes.push({ path, error });
+    return error;
   }
 
   checkReadable(inode: Inode, path: string, start: number, end: number): void {
     for (const [from, to] of inode.bad) {
-      if (from < end && start < to) {
-        this.stats.injectedErrors++;
-        throw errno("EIO", "read", path);
-      }
+      if (from < end && start < to) throw this.strike(errno("EIO", "read", path), path);
     }
     this.maybeFail("read", path);
+    if (inode.flips.some((at) => start <= at && at < end)) this.strikes.push({ path, error: null });
   }
 
   /**
@@ -594,8 +621,7 @@ class SimFileHandle implements FileHandleLike {
       const grows = Math.max(0, position + data.length - this.inode.current.length);
       const { capacityBytes } = this.fs.faults;
       if (capacityBytes < KIND_DISK.capacityBytes && this.fs.usedBytes() + grows > capacityBytes) {
-        this.fs.stats.injectedErrors++;
-        throw errno("ENOSPC", "write", this.path);
+        throw this.fs.strike(errno("ENOSPC", "write", this.path), this.path);
       }
       this.inode.apply({ kind: "write", position, data });
       this.fs.stats.writes++;

@@ -20,7 +20,11 @@ import type { Member, NodeId } from "../protocol/messages.js";
 import type { JoinedIdentity } from "../server/create-node.js";
 import type { BatonNode } from "../server/node.js";
 import { assert } from "../shared/assert.js";
-import { unexpectedRefusal } from "./checkers/refusals.js";
+import {
+  MEMBER_CHANGE_REFUSALS,
+  SWITCHOVER_REFUSALS,
+  unexpectedRefusal,
+} from "./checkers/refusals.js";
 import type { SimClock } from "./sim-clock.js";
 
 /** What the operator sees of one simulated machine. */
@@ -232,12 +236,17 @@ export class MemberOperator {
     }
   }
 
+  /** The refusals the request `what` itself may earn, besides the transient ones. */
+  private expected(what: string): readonly string[] {
+    return what.startsWith("switchover") ? SWITCHOVER_REFUSALS : MEMBER_CHANGE_REFUSALS;
+  }
+
   /** Asks a node for one change; a refusal is waited out, a bug fails the run. */
   private ask(what: string, call: () => Promise<unknown>): void {
     this.steps++;
     const settle = (outcome: string) => this.host.log(`operator: ${what}: ${outcome}`);
     const failed = (error: unknown) => {
-      const bug = unexpectedRefusal(`operator: ${what}`, error);
+      const bug = unexpectedRefusal(`operator: ${what}`, error, this.expected(what));
       if (bug !== null) this.host.fail(bug);
       else settle(`refused (${(error as Error).message.slice(0, 100)})`);
     };

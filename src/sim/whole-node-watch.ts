@@ -169,10 +169,23 @@ export class SimWatcher implements WatcherLog {
     // The client library skips what it has of the revision it resumes from as it reads.
     const stream = { skip: byNode ? 0 : (resume?.delivered ?? 0) };
     const deliver = (events: readonly PrefixWatchEvent[]) => this.send(serial, stream, events);
+    // Where the watch must start, by the simulator's own reckoning: what was asked, or the
+    // change after the node's revision now. The watch's word for it is checked, not taken:
+    // a watch that started later than this would skip changes the checker never expects.
+    const expectedFrom = request.fromRevision ?? node.source!.revision() + 1;
     const started = openPrefixWatch(node.source!, request, {
       events: deliver,
       end: () => this.broken(serial, `node ${node.id} ended the stream (its history started over)`),
     });
+    if (started.fromRevision !== expectedFrom) {
+      if (started.ok) started.cancel();
+      this.host.fail(
+        new SafetyViolation(
+          `watcher ${this.id}: node ${node.id} started a watch from revision ${started.fromRevision}, not ${expectedFrom}`,
+        ),
+      );
+      return;
+    }
     if (!started.ok) {
       this.compacted(node, started.fromRevision, started.startRevision);
       return;

@@ -24,7 +24,9 @@
  * term after every step, every node applies the same command (and makes the same changes)
  * at each index, exactly-once on every application (`checkers/exactly-once.ts`), leases
  * never end early (`checkers/leases.ts`), range reads never see half a transaction
- * (`checkers/range-atomicity.ts`), and at the end a master, answered clients, replicas with
+ * (`checkers/range-atomicity.ts`), a node stops or refuses to start on a storage error
+ * only when a fault injected into its disk explains it (`checkers/storage-errors.ts`),
+ * and at the end a master, answered clients, replicas with
  * equal state and one configuration, watchers that got every committed change of their
  * prefix once and in order (`checkers/watches.ts`), and a linearizable history
  * (`checkers/linearizability.ts`).
@@ -57,13 +59,15 @@ import type {
 } from "../shared/state-machine.js";
 import type { LockHost } from "../storage/dir-lock.js";
 import { StorageError } from "../storage/errors.js";
+import { checkAcknowledged } from "./checkers/acknowledged.js";
 import { ExactlyOnceChecker, writeName } from "./checkers/exactly-once.js";
 import { LeaseChecker } from "./checkers/leases.js";
 import { checkLinearizable, type HistoryOp, type KvOp } from "./checkers/linearizability.js";
 import { RangeAtomicityChecker } from "./checkers/range-atomicity.js";
-import { notApplied, unexpectedRefusal } from "./checkers/refusals.js";
+import { notApplied, SWITCHOVER_REFUSALS, unexpectedRefusal } from "./checkers/refusals.js";
 import { checkRevisionOrder } from "./checkers/revision-order.js";
 import { SafetyViolation } from "./checkers/safety.js";
+import { describeStrikes, explainedByStrikes } from "./checkers/storage-errors.js";
 import { CommittedChanges, checkWatcher } from "./checkers/watches.js";
 import { LeakWatch } from "./leak-watch.js";
 import type { RunResult } from "./run.js";
@@ -616,11 +620,20 @@ class WholeNodeRun {
         this.world.setTimeout(() => this.wipe(proc), this.prng.int(200, 1500));
         return;
       }
-      // A storage failure stops the process, as it must; it is restarted like a crashed
-      // one. Anything else (an assertion, a checker's verdict raised inside an apply) is a
-      // bug the node would only have logged on its way out: the run fails with it.
+      // A storage failure that an injected fault explains stops the process, as it must;
+      // it is restarted like a crashed one. Any other storage failure is a bug of the
+      // storage layer, and anything else (an assertion, a checker's verdict raised inside
+      // an apply) a bug the node would only have logged on its way out: the run fails.
       if (!(error instanceof StorageError)) {
         this.scheduler.fail(error);
+        return;
+      }
+      if (!explainedByStrikes(error, proc.fs.strikes)) {
+        this.scheduler.fail(
+          new SafetyViolation(
+            `node ${proc.id} stopped on ${error.code}, which no fault injected into its disk since it started explains (${describeStrikes(proc.fs.strikes)}): ${error.message}`,
+          ),
+        );
         return;
       }
       this.log(`node ${proc.id} stopped: ${error.message}`);
@@ -685,6 +698,15 @@ class WholeNodeRun {
         );
         return;
       }
+      if (!explainedByStrikes(error, proc.fs.strikes)) {
+        // Damaged, but this refusal is not about the damage this start read.
+        this.scheduler.fail(
+          new SafetyViolation(
+            `node ${proc.id} refused to start with ${error.code}, which the damage it read (${describeStrikes(proc.fs.strikes)}) does not explain: ${(error as Error).message}`,
+          ),
+        );
+        return;
+      }
       // Corruption detected and refused, as it must be: the operator wipes and rejoins.
       this.corruptionsDetected++;
       this.log(`node ${proc.id} refused to start: ${(error as Error).message.slice(0, 160)}`);
@@ -732,22 +754,22 @@ class WholeNodeRun {
 
   /** The process exits on its own: what it wrote stays in the page cache. */
   private exit(proc: Proc): void {
-    proc.clock.kill();
-    proc.transport?.kill();
-    proc.transport = null;
-    proc.node = null;
-    proc.sm = null;
-    proc.clock = this.newClock();
+    this.endProcess(proc);
     proc.fs.processCrash(proc.clock);
   }
 
-  private kill(proc: Proc): void {
+  /** The process's timers and network go, and the node and state machine with them. */
+  private endProcess(proc: Proc): void {
     proc.clock.kill();
     proc.transport?.kill();
     proc.transport = null;
     proc.node = null;
     proc.sm = null;
     proc.clock = this.newClock();
+  }
+
+  private kill(proc: Proc): void {
+    this.endProcess(proc);
     // Half the crashes are of the process alone (killed, or stopped on a storage error):
     // what it wrote stays in the page cache, readable by the next process and still lost
     // by a later power loss unless something syncs it. The others take the machine down.
@@ -848,6 +870,7 @@ class WholeNodeRun {
     this.rangeAtomicity.applied(context.index, known, result, changed);
     const puts = changed && known !== null && result.ok ? putsOf(known, result) : [];
     this.committed.applied(node, context.index, changes, puts);
+    this.leases.appliedOnNode(node, context.index, known, result, (id) => kv.lease(id) !== null);
     if (first === undefined) {
       // The earliest moment anyone sees the store after this index: leases are judged here.
       const step = this.scenario.kvLimits.logTimeStepMsMax;
@@ -1207,6 +1230,9 @@ class WholeNodeRun {
     // Whether an attempt under the current key may have been applied (no answer, or one
     // that says nothing either way): then only the same key may be sent again.
     let inDoubt = false;
+    // Whether any attempt, under any key, may have been applied; and how many were answered.
+    let everInDoubt = false;
+    let refusals = 0;
     while (this.scheduler.now < deadline) {
       const proc = this.pickNode();
       if (proc === null) {
@@ -1216,7 +1242,8 @@ class WholeNodeRun {
       const outcome = await this.attempt(() => proc.node!.propose(command));
       if (outcome.ok) {
         const result = outcome.value as KvResult;
-        if (result.ok || (!result.ok && result.code === "not_found")) {
+        // Only a delete may be answered not_found: a put so answered was not done.
+        if (result.ok || (entry.op.kind === "delete" && result.code === "not_found")) {
           entry.outcome = "ok";
           if (entry.op.kind === "delete") entry.output = result.ok;
           entry.completedAt = this.scheduler.now;
@@ -1231,25 +1258,32 @@ class WholeNodeRun {
           return; // Indeterminate: the store cannot tell whether it was applied.
         }
         assert(result.code === "table_full", `write refused: ${JSON.stringify(result)}`);
+        refusals++;
       } else if (!notApplied(outcome.error)) {
         inDoubt = true;
-      } else if (tags.session === undefined && !inDoubt) {
-        // Told the write was not applied, by every attempt under this key, a client may
-        // send it again as a new request: under a new idempotency key, which the
-        // exactly-once checker counts as the same write, so that a refusal that said "not
-        // applied" of a write some master did apply shows as a write applied twice.
-        anew++;
-        const key = `${tags.idempotencyKey}~${anew}`;
-        this.exactlyOnce.alias(key, tags.idempotencyKey!);
-        command = encode({ idempotencyKey: key });
-        this.rekeyed++;
-        this.log(
-          `client ${entry.client}: op ${entry.id} ${named}: ${(outcome.error as { code?: string }).code}, sent again as ${key}`,
-        );
+        everInDoubt = true;
+      } else {
+        refusals++;
+        if (tags.session === undefined && !inDoubt) {
+          // Told the write was not applied, by every attempt under this key, a client may
+          // send it again as a new request: under a new idempotency key, which the
+          // exactly-once checker counts as the same write, so that a refusal that said "not
+          // applied" of a write some master did apply shows as a write applied twice.
+          anew++;
+          const key = `${tags.idempotencyKey}~${anew}`;
+          this.exactlyOnce.alias(key, tags.idempotencyKey!);
+          command = encode({ idempotencyKey: key });
+          this.rekeyed++;
+          this.log(
+            `client ${entry.client}: op ${entry.id} ${named}: ${(outcome.error as { code?: string }).code}, sent again as ${key}`,
+          );
+        }
       }
       await this.sleep(this.prng.int(10, 100));
     }
-    // Never answered: it may or may not have been applied.
+    // Never answered: it may or may not have been applied, unless every answer it got
+    // said it was not (and no attempt went unanswered): then it must have changed nothing.
+    if (!everInDoubt && refusals > 0) entry.refusedNotApplied = true;
   }
 
   private pickNode(): Proc | null {
@@ -1465,7 +1499,7 @@ class WholeNodeRun {
     const to = this.prng.chance(0.5) ? null : this.prng.pick(this.procs).id;
     const what = `node ${proc.id}: switchover to ${to ?? "the best-placed backup"}`;
     const refused = (error: unknown) => {
-      const bug = unexpectedRefusal(what, error);
+      const bug = unexpectedRefusal(what, error, SWITCHOVER_REFUSALS);
       if (bug !== null) this.scheduler.fail(bug);
       else this.log(`${what}: refused (${(error as Error).message.slice(0, 100)})`);
     };
@@ -1991,9 +2025,15 @@ function checkEnd(run: WholeNodeRun, leaks: LeakWatch): string | undefined {
   const order = checkRevisionOrder(run.history, {
     executedIndex: (name) => run.exactlyOnce.executedIndex(name),
     valueAt: (key, revision) => run.committed.valueAt(key, revision),
+    answeredIndex: (name) => run.exactlyOnce.answeredIndex(name),
+    revisionAt: (index) => run.committed.revisionAt(index),
   });
   run.revisionOrder = order.stats;
   if (order.violation !== null) return `history not linearizable in log order: ${order.violation}`;
+  const acknowledged = checkAcknowledged(run.history, {
+    executedIndex: (name) => run.exactlyOnce.executedIndex(name),
+  });
+  if (acknowledged !== null) return `a write's answer and the log disagree: ${acknowledged}`;
   const verdict = checkLinearizable(run.history);
   if (verdict.ok) return undefined;
   const bad = verdict.keys.find((k) => !k.ok);

@@ -61,6 +61,8 @@ export class ExactlyOnceChecker {
    * between them.
    */
   private readonly aliasOf = new Map<string, string>();
+  /** Where each write (by its own name) was first answered: see `answeredIndex`. */
+  private readonly answeredAt = new Map<string, number>();
   /** Applications answered from an idempotency key or session already recorded. */
   answeredFromTable = 0;
   /** Applications refused because a table was full. */
@@ -110,6 +112,10 @@ export class ExactlyOnceChecker {
       this.answeredFromTable++;
     }
     for (const name of names) {
+      const own = this.aliasOf.get(name) ?? name;
+      if (!this.answeredAt.has(own)) this.answeredAt.set(own, index);
+    }
+    for (const name of names) {
       if (changed) this.checkOnce(node, index, this.aliasOf.get(name) ?? name, name);
       this.checkSameAnswer(node, index, name, answer);
     }
@@ -136,6 +142,14 @@ export class ExactlyOnceChecker {
   /** The revision that first wrote `value` to `key`, if a node has applied it. */
   revisionOf(key: string, value: string): number | undefined {
     return this.writtenAt.get(`${key}\u0000${value}`);
+  }
+
+  /**
+   * The log index at which the write named `name` (or a key it was sent again under) was
+   * first answered, changed or not; refusals (a full table) do not count.
+   */
+  answeredIndex(name: string): number | undefined {
+    return this.answeredAt.get(name);
   }
 
   /** The log index at which the write named `name` (see `writeName`) changed the store. */

@@ -67,6 +67,11 @@ export interface HistoryOp {
   completedSeq?: number;
   servedRevision?: number;
   writeName?: string;
+  /**
+   * Set on a write that ended unanswered although every answer it got, under every key it
+   * was sent with, said it was not applied (acknowledged.ts): it must have changed nothing.
+   */
+  refusedNotApplied?: boolean;
 }
 
 /** The verdict for one key. */

@@ -122,4 +122,66 @@ describe("revision-order checker", () => {
       stats: { reads: 1, writes: 0 },
     });
   });
+
+  describe("writes that changed nothing, at the index where they were decided", () => {
+    /** The witness above, also knowing where each write was first answered. */
+    const decided = (
+      writes: Parameters<typeof witness>[0],
+      answered: Record<string, number>,
+    ): RevisionWitness => ({ ...witness(writes), answeredIndex: (name) => answered[name] });
+    const cas = (client: number, key: string, expected: string | null, name: string) =>
+      ({
+        client,
+        key,
+        op: { kind: "cas", expected, value: `${name}-new` },
+        output: false,
+        writeName: name,
+      }) as const;
+    const absent = (client: number, key: string, name: string) =>
+      ({ client, key, op: { kind: "delete" }, output: false, writeName: name }) as const;
+
+    it("revision order: a compare-and-set refused below the client's own acknowledged put (in the same instant) fails", () => {
+      const w = decided([{ name: "a", index: 3, key: "k", value: "1" }], { a: 3, b: 3 });
+      // Invoked in the event after the put completed: decided at 3, on the store below it.
+      const history = [op(write(1, "k", "1", "a"), 1, 2), op(cas(1, "k", "1", "b"), 3, 4)];
+      expect(checkRevisionOrder(history, w).violation).toMatch(
+        /was refused at index 3, where k held null, the value it expected|was served at revision 2, though op \d+ \(client 1, write k\), acknowledged before it was invoked, changed the store at index 3/,
+      );
+    });
+
+    it("revision order: a refused compare-and-set or an absent key's delete must find the store as it said", () => {
+      const w = decided([{ name: "a", index: 3, key: "k", value: "1" }], { a: 3, b: 5, c: 6 });
+      const wrongCas = [op(write(1, "k", "1", "a"), 1, 2), op(cas(2, "k", "1", "b"), 3, 4)];
+      expect(checkRevisionOrder(wrongCas, w).violation).toMatch(
+        /cas k\) was refused at index 5, where k held "1", the value it expected/,
+      );
+      const wrongDelete = [op(write(1, "k", "1", "a"), 1, 2), op(absent(2, "k", "c"), 3, 4)];
+      expect(checkRevisionOrder(wrongDelete, w).violation).toMatch(
+        /delete k\) found no key at index 6, where k held "1"/,
+      );
+    });
+
+    it("revision order: refusals decided where the store said so, after what came before, pass, and what follows sees at least their store", () => {
+      const w = decided(
+        [
+          { name: "a", index: 3, key: "k", value: "1" },
+          { name: "d", index: 7, key: "k", value: null },
+        ],
+        { a: 3, b: 5, d: 7, c: 9 },
+      );
+      const history = [
+        op(write(1, "k", "1", "a"), 1, 2),
+        op(cas(1, "k", "0", "b"), 3, 4),
+        op({ client: 1, key: "k", op: { kind: "delete" }, output: true, writeName: "d" }, 5, 6),
+        op(absent(1, "k", "c"), 7, 8),
+      ];
+      expect(checkRevisionOrder(history, w).violation).toBeNull();
+      // A read invoked after the absent key's delete completed (decided at 9, on the store
+      // at 8), served at 7: after every acknowledged write, but older than that store.
+      const stale = [...history, op(read(2, "k", null, 7), 9, 10)];
+      expect(checkRevisionOrder(stale, w).violation).toMatch(
+        /was served at revision 7, though op \d+ \(client 1, delete k\), completed before it was invoked, was served at revision 8/,
+      );
+    });
+  });
 });

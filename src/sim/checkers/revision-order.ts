@@ -13,7 +13,13 @@
  * - a read is served at a revision at or above every write acknowledged, and every read
  *   completed, before it was invoked;
  * - a write changes the store at an index above every write acknowledged, and every read
- *   completed, before it was invoked.
+ *   completed, before it was invoked;
+ * - a write that changed nothing by its answer (a compare-and-set that did not hold, a
+ *   delete of a key that was absent) was decided at the log index where it was first
+ *   answered: on the store as it stood just below that index, which must not hold what the
+ *   compare-and-set expected (or must not hold the key), and which must be at or above
+ *   every write acknowledged, and read completed, before it was invoked; and what is
+ *   invoked after it completed must see that store or a newer one.
  *
  * Writes in index order and each read at its revision then form one legal order that
  * respects real time. "Before" is the order of events in the run (a sequence number), not
@@ -29,6 +35,16 @@ export interface RevisionWitness {
   executedIndex(name: string): number | undefined;
   /** The value `key` held at `revision` by the committed history (null: absent). */
   valueAt(key: string, revision: number): string | null;
+  /**
+   * The log index at which the write named `name` was first answered, whether or not it
+   * changed the store (not for refusals such as a full table), if it was.
+   */
+  answeredIndex?(name: string): number | undefined;
+  /**
+   * The store's revision once the entries up to `index` were applied (the last index at or
+   * below it that changed a key); `index` itself when not given.
+   */
+  revisionAt?(index: number): number;
 }
 
 /** Counts of what was checked, for the run's summary. */
@@ -54,6 +70,8 @@ export function checkRevisionOrder(
   const indexOf = new Map<HistoryOp, number>();
   let reads = 0;
   let writes = 0;
+  /** Writes that changed nothing by their answer, and the store revision they saw. */
+  const decidedAt = new Map<HistoryOp, number>();
   for (const op of history) {
     if (op.invokedSeq === undefined) continue;
     if (op.servedRevision !== undefined && op.outcome === "ok" && op.op.kind === "read") {
@@ -71,6 +89,14 @@ export function checkRevisionOrder(
       if (index !== undefined) {
         writes++;
         indexOf.set(op, index);
+      } else if (op.outcome === "ok" && changedNothing(op)) {
+        const decided = witness.answeredIndex?.(op.writeName);
+        if (decided !== undefined) {
+          const problem = decidedWrongly(op, witness.valueAt(op.key, decided - 1), decided);
+          if (problem !== null) return { violation: problem, stats: { reads, writes } };
+          reads++;
+          decidedAt.set(op, witness.revisionAt?.(decided - 1) ?? decided - 1);
+        }
       }
     }
     events.push({ seq: op.invokedSeq, op, kind: "invoke" });
@@ -86,7 +112,9 @@ export function checkRevisionOrder(
   for (const event of events) {
     const { op } = event;
     const index = indexOf.get(op);
-    const revision = op.outcome === "ok" ? op.servedRevision : undefined;
+    // What an operation saw: the revision a read was served at, the store just below the
+    // index where a write that changed nothing was decided.
+    const revision = op.outcome !== "ok" ? undefined : (decidedAt.get(op) ?? op.servedRevision);
     if (event.kind === "complete") {
       if (index !== undefined && (acked === null || index > acked.index)) acked = { index, op };
       if (revision !== undefined && (read === null || revision > read.revision)) {
@@ -124,4 +152,21 @@ export function checkRevisionOrder(
     }
   }
   return { violation: null, stats: { reads, writes } };
+}
+
+/** Whether an ok write said it changed nothing: a failed compare-and-set, an absent key's delete. */
+function changedNothing(op: HistoryOp): boolean {
+  return (op.op.kind === "cas" || op.op.kind === "delete") && op.output === false;
+}
+
+/** Why a write that changed nothing was answered wrongly by the store below `index`, or null. */
+function decidedWrongly(op: HistoryOp, value: string | null, index: number): string | null {
+  const what = `op ${op.id} (client ${op.client}, ${op.op.kind} ${op.key})`;
+  if (op.op.kind === "cas" && value === op.op.expected) {
+    return `${what} was refused at index ${index}, where ${op.key} held ${JSON.stringify(value)}, the value it expected`;
+  }
+  if (op.op.kind === "delete" && value !== null) {
+    return `${what} found no key at index ${index}, where ${op.key} held ${JSON.stringify(value)}`;
+  }
+  return null;
 }

@@ -132,6 +132,17 @@ export class CommittedChanges {
     return null;
   }
 
+  /**
+   * The store's revision once the entries up to `index` were applied: the highest index at
+   * or below it that changed a key (0 when none did).
+   */
+  revisionAt(index: number): number {
+    for (let at = index; at >= 1; at--) {
+      if ((this.at.get(at)?.changes.length ?? 0) > 0) return at;
+    }
+    return 0;
+  }
+
   /** The highest index any node applied. */
   get lastIndex(): number {
     return this.last;
