@@ -4,13 +4,18 @@
  *
  *   dist/              baton-ha, the server, the CLI and the library: tsc's ES modules and
  *                      declarations, the dashboard's static files, and for CommonJS callers
- *                      dist/cjs/index.cjs and dist/cjs/client.cjs (bundles of src/index.ts
- *                      and src/client/index.ts, their dependencies left to node_modules) with
- *                      .d.cts declarations beside every .d.ts.
+ *                      dist/cjs/index.cjs, dist/cjs/client.cjs and dist/cjs/session-store.cjs
+ *                      (bundles of src/index.ts, src/client/index.ts and the express-session
+ *                      store, their dependencies left to node_modules) with .d.cts
+ *                      declarations beside every .d.ts.
  *   packages/client/dist/  baton-ha-client, the client alone: one CommonJS bundle with undici
- *                      inside (so the package has no dependency at all), an ES module that
- *                      re-exports it, and the declarations of src/client/index.ts and of what
- *                      they import, as .d.ts and .d.cts.
+ *                      inside (so the package has no dependency at all), the session store
+ *                      beside it, an ES module face of each, and the declarations of both
+ *                      and of what they import, as .d.ts and .d.cts.
+ *
+ * The session store's CommonJS bundle takes the error classes it tests with `instanceof`
+ * from the client's bundle next to it, not from a copy of its own: a lease the client
+ * reports gone must be the LeaseNotFoundError the store looks for.
  *
  * Plain JavaScript on purpose: `prepack` runs it before anything is compiled.
  */
@@ -60,6 +65,9 @@ async function buildServerCommonJs() {
   await bundleCommonJs("src/client/index.ts", join(DIST, "cjs/client.cjs"), {
     packages: "external",
   });
+  await bundleSessionStore(join(DIST, "cjs/session-store.cjs"), "./client.cjs", {
+    packages: "external",
+  });
   const users = Object.keys(result.metafile.inputs).filter((input) =>
     readFileSync(join(ROOT, input), "utf8").includes("import.meta.url"),
   );
@@ -85,17 +93,56 @@ function bundleCommonJs(entry, outfile, options = {}) {
   });
 }
 
-/** packages/client/dist: the client bundle, its ES module face and its declarations. */
+/**
+ * The express-session store as CommonJS at `outfile`, its error classes (and the lock's
+ * timing constant) required from the client bundle `clientBundle` (a path relative to it)
+ * rather than bundled again.
+ */
+async function bundleSessionStore(outfile, clientBundle, options = {}) {
+  const result = await bundleCommonJs("src/client/session-store.ts", outfile, {
+    ...options,
+    plugins: [
+      {
+        name: "errors-from-the-client-bundle",
+        setup(esbuild) {
+          // Its imports of the error classes and of the lock's constant: both in the client.
+          esbuild.onResolve({ filter: /^(\.\.\/shared\/errors|\.\/lock)\.js$/ }, () => ({
+            path: clientBundle,
+            external: true,
+          }));
+        },
+      },
+    ],
+  });
+  const copied = Object.keys(result.metafile.inputs).filter((f) =>
+    /errors\.ts$|lock\.ts$|client\.ts$/.test(f),
+  );
+  if (copied.length > 0) throw new Error(`the session store bundled ${copied.join(", ")}`);
+}
+
+/** An ES module that re-exports the CommonJS bundle `file`: one copy either way. */
+function writeEsmFace(file, face) {
+  // The names to re-export, from the bundle itself (a CommonJS metafile lists none).
+  const names = Object.keys(createRequire(import.meta.url)(join(CLIENT_DIST, file)));
+  writeFileSync(
+    join(CLIENT_DIST, face),
+    `// The ES module face of ${file}: one copy of the code, so instanceof holds either way.\nimport bundle from "./${file}";\n\nexport const { ${names.join(", ")} } = bundle;\n`,
+  );
+}
+
+/** packages/client/dist: the client and session store bundles, their ES module faces and declarations. */
 async function buildClientPackage() {
   // Everything inside, undici included: the package has no dependency.
   await bundleCommonJs("src/client/index.ts", join(CLIENT_DIST, "index.cjs"));
-  // The names to re-export, from the bundle itself (a CommonJS metafile lists none).
-  const names = Object.keys(createRequire(import.meta.url)(join(CLIENT_DIST, "index.cjs")));
-  writeFileSync(
-    join(CLIENT_DIST, "index.js"),
-    `// The ES module face of index.cjs: one copy of the client, so instanceof holds either way.\nimport client from "./index.cjs";\n\nexport const { ${names.join(", ")} } = client;\n`,
-  );
-  const declarations = declarationClosure(join(DIST, "client/index.d.ts"));
+  await bundleSessionStore(join(CLIENT_DIST, "session-store.cjs"), "./index.cjs");
+  writeEsmFace("index.cjs", "index.js");
+  writeEsmFace("session-store.cjs", "session-store.js");
+  const declarations = [
+    ...new Set([
+      ...declarationClosure(join(DIST, "client/index.d.ts")),
+      ...declarationClosure(join(DIST, "client/session-store.d.ts")),
+    ]),
+  ].sort();
   for (const file of declarations) {
     const target = join(CLIENT_DIST, "types", relative(DIST, file));
     mkdirSync(dirname(target), { recursive: true });

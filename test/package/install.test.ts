@@ -155,12 +155,14 @@ console.log(typeof createNode, typeof KvNode, id);
 await client.close();`,
       `import { createNode, KvNode, type NodeConfig } from "baton-ha";
 import { createClient } from "baton-ha/client";
+import { createSessionStore } from "baton-ha/session-store";
 const id: NodeConfig["id"] = 1;
 void createClient({ endpoints: ["http://127.0.0.1:1"] }).close();
-console.log(typeof createNode, typeof KvNode, id);`,
+console.log(typeof createNode, typeof KvNode, id, typeof createSessionStore);`,
     );
     expect(esm.trim()).toBe("function function 1");
-    expect(cjs.trim()).toBe("function function 1");
+    // An express application written in CommonJS gets the session store too.
+    expect(cjs.trim()).toBe("function function 1 function");
   }, 300_000);
 
   it("package: baton-ha-client installs alone under 2 MB with no dependency, imports as ESM and CJS", async () => {
@@ -179,9 +181,12 @@ const client: BatonClient = createClient({ endpoints: ["http://127.0.0.1:1"], de
 console.log(typeof NoMasterError, (await client.members().catch((e: Error) => e.name)));
 await client.close();`,
       `import { createClient, InvalidInputError } from "baton-ha-client";
-try { createClient({ endpoints: [] }); } catch (e) { console.log(e instanceof InvalidInputError); }`,
+import { createSessionStore } from "baton-ha-client/session-store";
+try { createClient({ endpoints: [] }); } catch (e) { console.log(e instanceof InvalidInputError); }
+// The store's errors are the client's own classes, not copies.
+try { createSessionStore(class {} as never, null as never); } catch (e) { console.log(e instanceof InvalidInputError); }`,
     );
     expect(esm.trim()).toMatch(/^function \w+Error$/);
-    expect(cjs.trim()).toBe("true");
+    expect(cjs.trim()).toBe("true\ntrue");
   }, 120_000);
 });
