@@ -69,6 +69,22 @@ describe("config", () => {
     });
     const again = await run(["config", "check", configFile("effective.json", effective)]);
     expect(JSON.parse(again.out)).toEqual(effective);
+    expect(r.err).toBe("");
+  });
+
+  it("config: check notes a node listening on another port than the one its peers dial (exit 0: a port forward may join them)", async () => {
+    const file = configFile("ports.json", {
+      id: 1,
+      listen: "127.0.0.1:21101",
+      http: "127.0.0.1:8101",
+      peers: PEERS,
+      data: "/var/lib/baton",
+    });
+    const r = await run(["config", "check", file]);
+    expect(r.code).toBe(0);
+    expect(r.err).toBe(
+      "baton config check: note: node 1 listens for peers on port 21101 (listen 127.0.0.1:21101), but its peers dial 127.0.0.1:7101 (its entry in peers): right only if a port forward joins the two; otherwise give them the same port\n",
+    );
   });
 
   it("config: check refuses a peer certificate the peers would refuse (another member's, another cluster's)", async () => {

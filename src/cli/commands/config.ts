@@ -14,7 +14,7 @@ import { insecureExposure } from "../../server/node-config.js";
 import { rethrowIfBug } from "../../shared/assert.js";
 import { type CliIo, processIo } from "./cli-io.js";
 import { ExitCode } from "./exit-code.js";
-import { effectiveSettings, loadStartConfig, unusablePaths } from "./start-config.js";
+import { effectiveSettings, loadStartConfig, peerPortNote, unusablePaths } from "./start-config.js";
 
 /** Adds `config check` to `program`; it sets `io.exitCode`. */
 export function register(program: Command, io: CliIo = processIo()): void {
@@ -64,6 +64,8 @@ function check(file: string, io: CliIo): number {
     io.stderr.write(`  - ${problems.join("\n  - ")}\n`);
     return ExitCode.failed;
   }
+  const note = peerPortNote(loaded.config);
+  if (note !== null) io.stderr.write(`baton config check: note: ${note}\n`);
   const fromEnv = [...loaded.origins].filter(([, origin]) => origin.kind === "env");
   if (fromEnv.length > 0) {
     const names = fromEnv.map(([name]) => name).join(", ");

@@ -387,6 +387,20 @@ function storeQuotaSettings(settings: StartSettings): { quotaKeys: number; quota
 }
 
 /**
+ * A note when the port this node listens on is not the port its peers dial (its own entry
+ * in peers, or advertisePeer): right only behind a port forward, and otherwise a node no
+ * member can reach. Null when they agree.
+ */
+export function peerPortNote(config: NodeConfig): string | null {
+  const listening = portOf(config.listen);
+  const dialled = portOf(config.advertisePeer);
+  if (listening === null || dialled === null || listening === 0 || listening === dialled) {
+    return null;
+  }
+  return `node ${config.id} listens for peers on port ${listening} (listen ${config.listen}), but its peers dial ${config.advertisePeer} (its entry in peers): right only if a port forward joins the two; otherwise give them the same port`;
+}
+
+/**
  * The files a node reads at start that cannot be read now, each with its setting, and a
  * data directory that is not one (a file under that name would fail the node's first
  * write as a disk error).

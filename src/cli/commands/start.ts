@@ -28,6 +28,7 @@ import { type CliIo, processIo } from "./cli-io.js";
 import { credentialsFrom } from "./cluster-options.js";
 import {
   loadStartConfig,
+  peerPortNote,
   rawSetting,
   type StartSources,
   storeQuotaOf,
@@ -413,6 +414,8 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       "fault injection is on: any program on this machine can kill, pause or partition this node",
     );
   }
+  const portNote = peerPortNote(config);
+  if (portNote !== null) logger.warn({ event: "peer_port" }, portNote);
   if (config.insecure) {
     logger.warn(
       { event: "insecure" },
