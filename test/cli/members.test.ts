@@ -140,6 +140,38 @@ describe("member wait", () => {
     return cluster;
   }
 
+  it("member add: says how to start the new member, with a secure cluster's certificate and token settings for an https URL", async () => {
+    fake = await FakeCluster.start(1, 1);
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "POST" || request.url !== "/v1/members") return false;
+      reply.send({
+        members: [{ id: 4, voter: false, peerAddress: "10.0.0.4:7101", httpUrl: null }],
+      });
+      return true;
+    };
+    const add = (url: string) =>
+      run([
+        "member",
+        "add",
+        "4",
+        "--peer-address",
+        "10.0.0.4:7101",
+        "--http-url",
+        url,
+        "--endpoints",
+        fake!.node(1).url,
+      ]);
+    const plain = await add("http://10.0.0.4:8101");
+    expect(plain.code).toBe(0);
+    expect(plain.out.split("\n")[0]).toBe(
+      "node 4 added as a learner; start it with: baton start --id 4 --listen 10.0.0.4:7101 --http 10.0.0.4:8101 --data <empty dir> --join <url of a member>",
+    );
+    const secure = await add("https://10.0.0.4:8101");
+    expect(secure.out.split("\n")[0]).toBe(
+      "node 4 added as a learner; start it with: baton start --id 4 --listen 10.0.0.4:7101 --http 10.0.0.4:8101 --data <empty dir> --tls-ca <ca.crt> --tls-cert <node.crt> --tls-key <node.key> --http-tls-cert <node.crt> --http-tls-key <node.key> --tokens <tokens.json> --join <https url of a member> --token-file <admin token>",
+    );
+  });
+
   it("member wait: says how far behind the member is while it waits, and exits 0 once within --lag", async () => {
     fake = await masterWithLags(["gone", 5000, 5000, 300, 10]);
     const r = await run([

@@ -144,7 +144,7 @@ Example:
       });
       if (options.json !== true) {
         io.stdout.write(
-          `node ${id} added as a learner; start it with: baton start --id ${id} --listen ${options.peerAddress} --http ${options.httpUrl.replace(/^https?:\/\//, "")} --data <empty dir> --join <url of a member>\n`,
+          `node ${id} added as a learner; start it with: ${startCommand(id, options.peerAddress, options.httpUrl)}\n`,
         );
       }
       printMembers(io, members, options.json);
@@ -263,7 +263,7 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
       }
       if (options.json !== true) {
         io.stdout.write(
-          `node ${id} removed and added back as a learner; start it with an empty data directory: baton start --id ${id} --listen ${peerAddress} --http ${httpUrl.replace(/^https?:\/\//, "")} --data <empty dir> --join <url of a member>; then: baton member promote ${id}\n`,
+          `node ${id} removed and added back as a learner; start it with an empty data directory: ${startCommand(id, peerAddress, httpUrl)}; then: baton member promote ${id}\n`,
         );
       }
       printMembers(io, members, options.json);
@@ -451,4 +451,14 @@ function notAnId(io: CliIo, command: string, text: string): number {
     `baton member ${command}: ${JSON.stringify(text)} is not a member id (a whole number from 1 to 4294967295)\n`,
   );
   return ExitCode.usage;
+}
+
+/**
+ * The `baton start` of a member just added: on a secure cluster (an https:// URL) with the
+ * certificate and token settings every member needs, which the join itself uses too.
+ */
+function startCommand(id: number, peerAddress: string, httpUrl: string): string {
+  const command = `baton start --id ${id} --listen ${peerAddress} --http ${httpUrl.replace(/^https?:\/\//, "")} --data <empty dir>`;
+  if (!httpUrl.startsWith("https://")) return `${command} --join <url of a member>`;
+  return `${command} --tls-ca <ca.crt> --tls-cert <node.crt> --tls-key <node.key> --http-tls-cert <node.crt> --http-tls-key <node.key> --tokens <tokens.json> --join <https url of a member> --token-file <admin token>`;
 }
