@@ -4,7 +4,7 @@
  * is run only with configurations it must refuse before it binds anything.
  */
 
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -70,6 +70,14 @@ describe("config", () => {
     const again = await run(["config", "check", configFile("effective.json", effective)]);
     expect(JSON.parse(again.out)).toEqual(effective);
     expect(r.err).toBe("");
+  });
+
+  it("config: start refuses a peer port other machines reach without TLS before it makes the data directory (exit 2)", async () => {
+    const data = join(dir, "exposed", "n1");
+    const r = await startOneNode(data, ["--listen", "0.0.0.0:7101"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/other machines can reach/);
+    expect(existsSync(join(dir, "exposed"))).toBe(false);
   });
 
   it("config: check notes a node listening on another port than the one its peers dial (exit 0: a port forward may join them)", async () => {

@@ -356,6 +356,12 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     io.stderr.write(`baton start: invalid configuration:\n  - ${unusable.join("\n  - ")}\n`);
     return ended(2);
   }
+  // Refused before the data directory is made: a refused start leaves nothing behind.
+  const exposure = insecureExposure(config);
+  if (exposure !== null) {
+    io.stderr.write(`baton start: ${exposure}\n`);
+    return ended(2);
+  }
   if (config.dataDir !== null) {
     try {
       makeDirectory(config.dataDir, 0o700);
@@ -371,11 +377,6 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   // a supervisor's restart a few seconds later, skip the gate and run as a member the
   // cluster does not know (the master ignores its new incarnation).
   const startedEmpty = config.dataDir !== null && readdirSync(config.dataDir).length === 0;
-  const exposure = insecureExposure(config);
-  if (exposure !== null) {
-    io.stderr.write(`baton start: ${exposure}\n`);
-    return ended(2);
-  }
   const allowFaultInjection = settings.allowFaultInjection === true;
   const logger = pino({
     name: "baton",
