@@ -38,6 +38,17 @@ function machine() {
   return { fs, drive, open };
 }
 
+/** A machine whose node wrote its hard state, closed, and then lost power. */
+async function withHardState() {
+  const m = machine();
+  const first = await m.drive(m.open());
+  first.storage.setHardState({ term: 3, votedFor: 1, commitIndex: 0 });
+  await m.drive(first.storage.sync());
+  await m.drive(first.storage.close());
+  m.fs.crash();
+  return m;
+}
+
 /** What a rejected promise rejected with, as a storage error. */
 async function failure(promise: Promise<unknown>): Promise<StorageError> {
   const error = await promise.then(
@@ -70,12 +81,7 @@ describe("storage errors", () => {
   });
 
   it("storage errors: a flipped bit explains the corruption error of the file it was read in, and no other", async () => {
-    const { fs, drive, open } = machine();
-    const first = await drive(open());
-    first.storage.setHardState({ term: 3, votedFor: 1, commitIndex: 0 });
-    await drive(first.storage.sync());
-    await drive(first.storage.close());
-    fs.crash();
+    const { fs, drive, open } = await withHardState();
     fs.flipBit(`${DIR}/hard-state`, 20);
     const error = await failure(drive(open()));
     expect(error).toBeInstanceOf(HardStateCorruptError);
@@ -92,12 +98,7 @@ describe("storage errors", () => {
   });
 
   it("storage errors: a read of a damaged range explains ERR_STORAGE_IO, an ENOSPC explains ERR_DISK_FULL", async () => {
-    const { fs, drive, open } = machine();
-    const first = await drive(open());
-    first.storage.setHardState({ term: 3, votedFor: 1, commitIndex: 0 });
-    await drive(first.storage.sync());
-    await drive(first.storage.close());
-    fs.crash();
+    const { fs, drive, open } = await withHardState();
     fs.damage(`${DIR}/hard-state`, 0, 4096);
     const read = await failure(drive(open()));
     expect(read.code).toBe("ERR_STORAGE_IO");
