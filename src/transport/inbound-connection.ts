@@ -66,7 +66,8 @@ export interface InboundContext {
 const PONG_FRAME = (() => {
   const encoded = encodeFrame({ type: "pong" }, { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
   assert(encoded.ok, "pong frame too large");
-  return encoded.bytes;
+  // A copy: the encoder's view would keep its whole shared buffer alive for good.
+  return new Uint8Array(encoded.bytes);
 })();
 
 /** Sent once to a client that speaks HTTP to the peer port, to tell a human what happened. */

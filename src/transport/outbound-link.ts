@@ -101,7 +101,8 @@ export interface OutboundLinkContext {
 const PING_FRAME = (() => {
   const encoded = encodeFrame({ type: "ping" }, { frameBytesMax: HANDSHAKE_FRAME_BYTES_MAX });
   assert(encoded.ok, "ping frame too large");
-  return encoded.bytes;
+  // A copy: the encoder's view would keep its whole shared buffer alive for good.
+  return new Uint8Array(encoded.bytes);
 })();
 
 /** The error a dial fails with when the acceptor's certificate names another member. */
