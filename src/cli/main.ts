@@ -115,12 +115,17 @@ export function createProgram(io: CliIo): Command {
   for (const register of COMMANDS) register(program, io);
   // After a usage error, one line that says where the help is.
   program.showHelpAfterError('(run "baton --help" for the list of commands)');
-  for (const command of program.commands) {
-    command.showHelpAfterError(
-      `(run "baton ${command.name()} --help" for its options and examples)`,
-    );
-  }
+  pointAtHelp(program.commands, "baton");
   return program;
+}
+
+/** After a usage error of any subcommand, nested ones too, one line naming its help. */
+function pointAtHelp(commands: readonly Command[], parent: string): void {
+  for (const command of commands) {
+    const path = `${parent} ${command.name()}`;
+    command.showHelpAfterError(`(run "${path} --help" for its options and examples)`);
+    pointAtHelp(command.commands, path);
+  }
 }
 
 /**

@@ -84,6 +84,17 @@ describe("cli: bad usage exits 2", () => {
     expect(dashed.err).toContain('a key or value that starts with "-" goes after "--"');
   });
 
+  it("cli: a nested command's usage error names that command's own help", async () => {
+    const certs = await run(["certs", "node", "--ca", "x"]);
+    expect(certs.code).toBe(2);
+    expect(certs.err).toBe(
+      "error: required option '--id <n>' not specified\n" +
+        '(run "baton certs node --help" for its options and examples)\n',
+    );
+    const member = await run(["member", "add", "4"]);
+    expect(member.err).toContain('(run "baton member add --help" for its options and examples)');
+  });
+
   it("cli: a client command's bad usage exits 2 before reaching any node", async () => {
     // The endpoint would refuse the connection (exit 3), so 2 shows nothing was tried.
     const endpoints = ["--endpoints", "127.0.0.1:1", "--timeout", "100"];
