@@ -411,6 +411,41 @@ describe("dashboard in a browser, against played nodes", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: an address that never answered is no longer asked once no node advertises it (a member that moved)", async () => {
+    let oldAsked = 0;
+    // Node 3's first address never answers; then it moves to one that does.
+    const old = await PlayedNode.start({
+      status: () => {
+        oldAsked++;
+        return "hang";
+      },
+    });
+    let moved = false;
+    const nodes: PlayedNode[] = [];
+    const shape = (id: number): Answer =>
+      json(
+        statusBody(id, id === 1 ? "master" : "backup", 1, [
+          member(1, nodes[0]!, id === 1 ? { lastContactMs: 0 } : {}),
+          member(2, nodes[1]!, id === 1 ? { lastContactMs: 20 } : {}),
+          member(3, moved ? nodes[2]! : old, id === 1 ? { lastContactMs: 20 } : {}),
+        ]),
+      );
+    for (const id of [1, 2, 3]) nodes.push(await PlayedNode.start({ status: () => shape(id) }));
+    const { page, errors } = await openPage(`${nodes[0]?.url}/`);
+    await waitFor("the old address asked", async () => (oldAsked > 0 ? true : undefined));
+    moved = true;
+    await page
+      .locator('#members tr[data-node="3"] .col-health')
+      .filter({ hasText: /^ok/ })
+      .waitFor();
+    // A poll already under way may still end; after that, none.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const settled = oldAsked;
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(oldAsked).toBe(settled);
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a fault the node refuses, or that gets no answer, is never reported as done", async () => {
     const nodes = await playCluster(
       () => cluster(2),

@@ -299,10 +299,24 @@ function forgetDuplicates() {
   }
 }
 
-/** Stops polling nodes the master no longer lists: they were removed from the cluster. */
+/**
+ * Stops polling nodes the master no longer lists (they were removed from the cluster), and
+ * addresses that never answered once no answering node advertises them (a member that
+ * moved to another address; a node that still lists it would only add it again): the
+ * page's own address is kept.
+ */
 function forgetRemoved(/** @type {number[]} */ ids) {
+  const advertised = new Set();
+  for (const view of views.values()) {
+    if (!view.ok) continue;
+    for (const member of view.status?.members ?? []) advertised.add(origin(member.httpUrl ?? ""));
+  }
   for (const view of [...views.values()]) {
-    if (view.id === null || ids.includes(view.id)) continue;
+    const kept =
+      view.id === null
+        ? advertised.has(view.url) || view.url === location.origin
+        : ids.includes(view.id);
+    if (kept) continue;
     views.delete(view.url);
     streams.get(view.url)?.close();
     streams.delete(view.url);
@@ -905,7 +919,7 @@ function renderHealth(
     const since = view?.failedSince;
     const refused = view?.error?.includes("token") === true ? view.error : null;
     const blocked =
-      view !== null && blockedOrigins.has(originOf(view.url))
+      view !== null && blockedOrigins.has(origin(view.url) ?? "")
         ? "out of this page's reach (it joined after the page was opened): reload the page"
         : null;
     const text =
@@ -940,15 +954,6 @@ function renderHealth(
   const word = contactWord(contact);
   target.className = `col-health health-${word} num`;
   setText(target, `${word}, ${formatMs(contact)} ago`);
-}
-
-/** The origin of a URL, or "" for one that does not parse. */
-function originOf(/** @type {string} */ url) {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return "";
-  }
 }
 
 function contactWord(/** @type {number} */ ms) {
