@@ -33,6 +33,12 @@ export const PROTOCOL_MAGIC = "baton";
  * different versions refuse each other.
  */
 export const PROTOCOL_VERSION = 7;
+/**
+ * Largest frame accepted before a handshake is done, in bytes, and the size of the frames
+ * sent outside it (pings, pongs). A hello and its answers are far smaller; a small bound
+ * keeps strangers from making a node buffer megabytes.
+ */
+export const HANDSHAKE_FRAME_BYTES_MAX = 8 * 1024;
 /** Node ids are positive integers up to this value (an unsigned 32-bit integer). */
 export const NODE_ID_MAX = 0xffff_ffff;
 /** Longest string a frame may carry (cluster id, refusal reason), in UTF-16 code units. */

@@ -26,13 +26,13 @@ import { formatAddress } from "./address.js";
 import { encodeFrame, FrameDecoder, looksLikeHttp } from "./frame-codec.js";
 import {
   type Frame,
+  HANDSHAKE_FRAME_BYTES_MAX,
   type Hello,
   type Incarnation,
   isMessage,
   PROTOCOL_VERSION,
   type ProtocolError,
 } from "./frame-schema.js";
-import { HANDSHAKE_FRAME_BYTES_MAX } from "./outbound-link.js";
 import { type CertificateIdentity, identityProblem } from "./peer-tls.js";
 import { SilenceWatch } from "./silence-watch.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
@@ -152,7 +152,17 @@ export class InboundConnection {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
-    this.silence?.heard();
+    if (this.silence !== null) {
+      this.silence.heard();
+      // Bytes of a frame too large to arrive within a ping interval are proof enough that
+      // this node reads: the peer's ping waits behind them.
+      if (
+        this.context.clock.monotonicMs() - this.pongSentAt >=
+        this.context.config.pingIntervalMs
+      ) {
+        this.pong();
+      }
+    }
     // Copied, so that a 64 KiB chunk is not kept alive for the sake of four bytes.
     if (this.peer === null && this.firstBytes === null) {
       this.firstBytes = Buffer.from(chunk.subarray(0, 4));
@@ -170,8 +180,14 @@ export class InboundConnection {
     }
   }
 
+  /**
+   * Sends a pong, unless one is still waiting to be written: a peer that does not read its
+   * pongs (it pings and never reads) must not grow this node's memory, and one pending
+   * pong proves as much as many.
+   */
   private pong(): void {
     this.pongSentAt = this.context.clock.monotonicMs();
+    if (this.socket.writableLength > 0) return;
     this.socket.write(PONG_FRAME);
   }
 
@@ -273,9 +289,6 @@ export class InboundConnection {
       const detail = `message from ${frame.from} to ${frame.to} on the link ${peer} -> ${nodeId}`;
       this.protocolError({ code: "unexpected_frame", detail });
       return;
-    }
-    if (this.context.clock.monotonicMs() - this.pongSentAt >= this.context.config.pingIntervalMs) {
-      this.pong();
     }
     this.context.onMessage(this, frame);
   }

@@ -29,6 +29,7 @@ import { reconnectDelayMs } from "./backoff.js";
 import { encodeFrame, FrameDecoder } from "./frame-codec.js";
 import {
   type Frame,
+  HANDSHAKE_FRAME_BYTES_MAX,
   type Incarnation,
   PROTOCOL_MAGIC,
   PROTOCOL_VERSION,
@@ -45,12 +46,6 @@ import { SendQueue } from "./send-queue.js";
 import { SilenceWatch } from "./silence-watch.js";
 import type { TcpTransportConfig } from "./tcp-transport-config.js";
 import type { PeerDownReason, PeerInfo, PeerStats } from "./transport.js";
-
-/**
- * Largest frame accepted before a handshake is done, in bytes. A hello and its answers
- * are far smaller; a small bound keeps strangers from making a node buffer megabytes.
- */
-export const HANDSHAKE_FRAME_BYTES_MAX = 8 * 1024;
 
 /**
  * The source address for a connection from a node listening on `listenHost` to `peerHost`,
