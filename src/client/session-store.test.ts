@@ -525,6 +525,29 @@ describe("session store", () => {
     });
   });
 
+  it("session store: a lease error from another copy of the client's classes (a CommonJS application's client) is known by its code", async () => {
+    const cluster = new FakeCluster();
+    const client = cluster.client();
+    const txn = client.txn.bind(client);
+    // As the client of `require("baton-ha")` throws it: the same code, another class.
+    Object.assign(client, {
+      txn: async (request: TxnRequest) => {
+        try {
+          return await txn(request);
+        } catch (error) {
+          if (!(error instanceof LeaseNotFoundError)) throw error;
+          throw Object.assign(new Error(error.message), { name: error.name, code: error.code });
+        }
+      },
+    });
+    const store = createSessionStore(BaseStore, { client });
+    await call((done) => store.set("a", sessionFor(60_000), done));
+    cluster.end(1);
+    await call((done) => store.set("b", sessionFor(60_000), done));
+    expect(cluster.grants).toHaveLength(2);
+    expect(cluster.keys.get("sess/b")?.lease).toBe(2);
+  });
+
   it("session store: a failed grant is shared by the saves waiting on it, then forgotten", async () => {
     const cluster = new FakeCluster();
     const store = createSessionStore(BaseStore, { client: cluster.client() });

@@ -52,9 +52,12 @@
  */
 
 import { assert } from "../shared/assert.js";
-import { InvalidInputError, LeaseNotFoundError } from "../shared/errors.js";
+import { InvalidInputError } from "../shared/errors.js";
 import type { BatonClient } from "./client.js";
 import { LEASE_EARLY_MS_MAX } from "./lock.js";
+
+/** The code of the error a write attached to a lease that has ended is refused with. */
+const LEASE_NOT_FOUND = "ERR_LEASE_NOT_FOUND";
 
 export interface SessionStoreOptions {
   readonly client: BatonClient;
@@ -279,7 +282,10 @@ class SessionRecords {
         .then(
           (written) => (written.succeeded ? "written" : "changed"),
           (error: unknown) => {
-            if (!(error instanceof LeaseNotFoundError) || attempt >= SAVE_ATTEMPTS_MAX) throw error;
+            // By its code, not its class: a CommonJS application may hold the client of
+            // `require("baton-ha")`, whose error classes are not this bundle's.
+            const ended = (error as { code?: unknown } | null)?.code === LEASE_NOT_FOUND;
+            if (!ended || attempt >= SAVE_ATTEMPTS_MAX) throw error;
             return "lease ended";
           },
         );
