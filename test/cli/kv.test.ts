@@ -179,6 +179,13 @@ describe("cli kv: usage and availability", () => {
       expect(untrusted.err()).toMatch(
         /^baton: no node answered at https:\/\/127\.0\.0\.1:\d+: the node's certificate is not one this command trusts \(.*UNABLE_TO_VERIFY_LEAF_SIGNATURE.*\): give the cluster's CA certificate with --ca <file> \(or BATON_CA\)\n$/,
       );
+      // Trusted, but reached by a name its certificate does not list.
+      const renamed = captureIo();
+      const trusted = [...args, `https://localhost:${port}`, "--ca", join(pki, "ca.crt")];
+      expect(await main(trusted, renamed)).toBe(3);
+      expect(renamed.err()).toMatch(
+        /the node's certificate does not name the host in its URL \(.*ERR_TLS_CERT_ALTNAME_INVALID.*\): reach it by a name or address its certificate lists/,
+      );
       const plain = captureIo();
       expect(await main([...args, `http://127.0.0.1:${port}`], plain)).toBe(3);
       expect(plain.err()).toMatch(

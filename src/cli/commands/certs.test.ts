@@ -210,5 +210,19 @@ describe("baton certs", () => {
     expect(again).toMatchObject({ code: 2, err: expect.stringMatching(/already exists/) });
     expect(readFileSync(tokenFile, "utf8").trim()).toBe(token);
     expect(parseTokensFile(readFileSync(file, "utf8"))).toHaveLength(1);
+    // The token file is not the tokens file, even a tokens file not made yet.
+    const fresh = join(dir, "fresh-tokens.json");
+    const same = await certs([
+      "token",
+      "--role",
+      "read",
+      "--tokens",
+      fresh,
+      "--token-file",
+      fresh,
+      "--name",
+      "x",
+    ]);
+    expect(same).toMatchObject({ code: 2, err: expect.stringMatching(/are both/) });
   });
 });

@@ -200,6 +200,12 @@ async function makeToken(io: CliIo, options: TokenOptions): Promise<number> {
   }
   // Checked before the tokens file changes: a token that could not be stored would be lost.
   const tokenFile = options.tokenFile === undefined ? null : resolve(options.tokenFile);
+  if (tokenFile === file) {
+    io.stderr.write(
+      `baton: --token-file and --tokens are both ${file}: the token goes to a file of its own\n`,
+    );
+    return ExitCode.usage;
+  }
   if (tokenFile !== null && existsSync(tokenFile)) {
     io.stderr.write(
       `baton: --token-file ${tokenFile} already exists: a token is written to a new file only (remove it first, or choose another)\n`,

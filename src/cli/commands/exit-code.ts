@@ -38,7 +38,7 @@ interface ErrorLike {
 
 /** The errors by which a TLS client refuses a node's certificate (OpenSSL's codes). */
 const UNTRUSTED_CERTIFICATE =
-  /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED_CERT|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID|CERT_SIGNATURE_FAILURE/;
+  /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED_CERT|CERT_SIGNATURE_FAILURE/;
 
 /**
  * What to do when no node answered for a reason other than nothing listening: the nodes'
@@ -47,6 +47,12 @@ const UNTRUSTED_CERTIFICATE =
  */
 function connectionHint(lastError: string | undefined, tried: readonly string[]): string | null {
   if (lastError === undefined) return null;
+  if (/ERR_TLS_CERT_ALTNAME_INVALID/.test(lastError)) {
+    return `the node's certificate does not name the host in its URL (${lastError}): reach it by a name or address its certificate lists (baton certs node --host …)`;
+  }
+  if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(lastError)) {
+    return `the node's certificate is not valid now (${lastError}): issue the nodes new certificates (baton certs node … --force), or check this machine's clock`;
+  }
   if (UNTRUSTED_CERTIFICATE.test(lastError)) {
     return `the node's certificate is not one this command trusts (${lastError}): give the cluster's CA certificate with --ca <file> (or BATON_CA)`;
   }

@@ -501,6 +501,11 @@ function onTransfer(/** @type {any} */ e) {
   transfers.delete(key);
   line.ended = true;
   line.movedBytes = e.bytes;
+  // A transfer whose line the timeline let go of while it ran: nothing more to show.
+  if (!line.li.isConnected) {
+    transferLines.delete(key);
+    return;
+  }
   const before = line.before;
   if (e.bytes === 0 && before !== null && before.ended && before.movedBytes === 0) {
     // A master retries a dead receiver every few seconds: each attempt that moved nothing
