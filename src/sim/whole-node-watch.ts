@@ -47,6 +47,12 @@ export interface WatchHost {
   log(line: string): void;
   /** Fails the run: a node claimed something its own store contradicts. */
   fail(error: Error): void;
+  /**
+   * The store's revision once the entries up to `index` are applied, by the committed
+   * changes (not by any node's word): where a watch "from now" on a node that applied
+   * `index` starts, less one.
+   */
+  revisionAt(index: number): number;
 }
 
 export interface WatcherPlan {
@@ -170,9 +176,10 @@ export class SimWatcher implements WatcherLog {
     const stream = { skip: byNode ? 0 : (resume?.delivered ?? 0) };
     const deliver = (events: readonly PrefixWatchEvent[]) => this.send(serial, stream, events);
     // Where the watch must start, by the simulator's own reckoning: what was asked, or the
-    // change after the node's revision now. The watch's word for it is checked, not taken:
-    // a watch that started later than this would skip changes the checker never expects.
-    const expectedFrom = request.fromRevision ?? node.source!.revision() + 1;
+    // change after the committed revision at the index the node applied. The watch's word
+    // (and the store's) is checked, not taken: a watch that started later than this, or a
+    // store whose revision ran ahead of what it applied, would skip changes unseen.
+    const expectedFrom = request.fromRevision ?? this.host.revisionAt(node.applied()) + 1;
     const started = openPrefixWatch(node.source!, request, {
       events: deliver,
       end: () => this.broken(serial, `node ${node.id} ended the stream (its history started over)`),
@@ -226,7 +233,7 @@ export class SimWatcher implements WatcherLog {
    */
   private restartRevision(node: WatchNode): number | null {
     if (this.compactedAt === null) return null;
-    return Math.max(node.source!.revision() + 1, this.compactedAt + 1);
+    return Math.max(this.host.revisionAt(node.applied()) + 1, this.compactedAt + 1);
   }
 
   /**

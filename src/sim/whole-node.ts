@@ -937,6 +937,7 @@ class WholeNodeRun {
       },
       log: (line: string) => this.log(line),
       fail: (error: Error) => this.scheduler.fail(error),
+      revisionAt: (index: number) => this.committed.revisionAt(index),
     };
     for (const plan of this.scenario.watchers) {
       const watcher = new SimWatcher(host, prng, plan);
