@@ -281,10 +281,7 @@ function refresh() {
  * (localhost rather than 127.0.0.1): keep the advertised URL only.
  */
 function forgetDuplicates() {
-  const advertised = new Set();
-  for (const view of views.values()) {
-    for (const member of view.status?.members ?? []) advertised.add(origin(member.httpUrl ?? ""));
-  }
+  const advertised = advertisedOrigins(false);
   for (const view of [...views.values()]) {
     if (view.id === null || advertised.has(view.url)) continue;
     const twin = [...views.values()].find(
@@ -293,9 +290,7 @@ function forgetDuplicates() {
     if (twin === undefined) continue;
     // The key browser reads from the page's own name for the node.
     aliases.set(view.url, twin.url);
-    views.delete(view.url);
-    streams.get(view.url)?.close();
-    streams.delete(view.url);
+    forgetView(view);
   }
 }
 
@@ -306,21 +301,32 @@ function forgetDuplicates() {
  * page's own address is kept.
  */
 function forgetRemoved(/** @type {number[]} */ ids) {
-  const advertised = new Set();
-  for (const view of views.values()) {
-    if (!view.ok) continue;
-    for (const member of view.status?.members ?? []) advertised.add(origin(member.httpUrl ?? ""));
-  }
+  const advertised = advertisedOrigins(true);
   for (const view of [...views.values()]) {
     const kept =
       view.id === null
         ? advertised.has(view.url) || view.url === location.origin
         : ids.includes(view.id);
     if (kept) continue;
-    views.delete(view.url);
-    streams.get(view.url)?.close();
-    streams.delete(view.url);
+    forgetView(view);
   }
+}
+
+/** The origins of the members' URLs in the nodes' statuses (`answering`: of those that answer now). */
+function advertisedOrigins(/** @type {boolean} */ answering) {
+  const advertised = new Set();
+  for (const view of views.values()) {
+    if (answering && !view.ok) continue;
+    for (const member of view.status?.members ?? []) advertised.add(origin(member.httpUrl ?? ""));
+  }
+  return advertised;
+}
+
+/** Stops polling a node's address and closes its event stream. */
+function forgetView(/** @type {NodeView} */ view) {
+  views.delete(view.url);
+  streams.get(view.url)?.close();
+  streams.delete(view.url);
 }
 
 /** Polls forever, one round at a time, about once a second. */
