@@ -38,16 +38,7 @@ describe.skipIf(unsupported !== null)(
   `separate hosts${unsupported ? ` (${unsupported})` : ""}`,
   () => {
     it("timing: the master's host drops off the network: a new master serves, the old one steps down and catches up once plugged back in", async () => {
-      hosts = await NetnsHosts.create({ count: 3 });
-      const cluster = await Cluster.start({ netns: hosts, electionMs: "300-600", heartbeatMs: 50 });
-      const client = clientFor(cluster);
-      const writer = new SteadyRateWriter(writeThroughClient(client), {
-        intervalMs: 10,
-        keyPrefix: `hosts-${Date.now()}`,
-      });
-      try {
-        writer.start();
-        await writer.waitForAckIssuedAfter(performance.now(), 10_000);
+      await underSteadyWrites(10, "hosts", async (hosts, cluster, writer) => {
         const old = await cluster.waitForMaster();
         expect(cluster.node(old.id).peerAddress).toBe(`${hosts.address(old.id)}:${7100 + old.id}`);
 
@@ -69,33 +60,12 @@ describe.skipIf(unsupported !== null)(
           .events("role")
           .some((e) => e.role !== "master" && Number(e.term ?? 0) >= old.term);
         expect(steppedDown, "the cut-off master stepped down").toBe(true);
-
-        await writer.stop();
-        const counts = writer.counts();
-        const verified = await verifyWrites(writer.records, readThroughClient(client));
-        expect(verified.lost).toEqual([]);
-        expect(verified.duplicated).toEqual([]);
-        console.log(
-          `host ${old.id} down: node ${next.id} master, writes served again ${servedMs} ms after the link went down; ${counts.ok + counts.existed} writes acknowledged, ${counts.error} failed (${hosts.describe()})`,
-        );
-      } finally {
-        await writer.stop();
-        await client.close();
-        await cluster.destroy();
-      }
+        return `host ${old.id} down: node ${next.id} master, writes served again ${servedMs} ms after the link went down`;
+      });
     });
 
     it("timing: a backup's host off the network for 15 s is back within seconds of being plugged in, though TCP would wait for its next retransmission", async () => {
-      hosts = await NetnsHosts.create({ count: 3 });
-      const cluster = await Cluster.start({ netns: hosts, electionMs: "300-600", heartbeatMs: 50 });
-      const client = clientFor(cluster);
-      const writer = new SteadyRateWriter(writeThroughClient(client), {
-        intervalMs: 20,
-        keyPrefix: `off-${Date.now()}`,
-      });
-      try {
-        writer.start();
-        await writer.waitForAckIssuedAfter(performance.now(), 10_000);
+      await underSteadyWrites(20, "off", async (hosts, cluster) => {
         const master = await cluster.waitForMaster();
         const backup = [1, 2, 3].find((id) => id !== master.id)!;
         // Long enough for TCP's retransmission back-off to grow past ten seconds on the
@@ -106,19 +76,11 @@ describe.skipIf(unsupported !== null)(
         await hosts.up(backup);
         await cluster.waitCaughtUp(backup, 30_000);
         const backMs = Math.round(performance.now() - upAt);
-        console.log(`host ${backup} back after 15 s off the network: caught up in ${backMs} ms`);
         // A dead connection is found out within peerSilenceMsMax (5 s) of falling silent and
         // dialled again with a back-off of at most a second: well before the plug goes back.
         expect(backMs).toBeLessThan(4000);
-        await writer.stop();
-        const verified = await verifyWrites(writer.records, readThroughClient(client));
-        expect(verified.lost).toEqual([]);
-        expect(verified.duplicated).toEqual([]);
-      } finally {
-        await writer.stop();
-        await client.close();
-        await cluster.destroy();
-      }
+        return `host ${backup} back after 15 s off the network: caught up in ${backMs} ms`;
+      });
     });
 
     it("timing: a one-way cut from the master to one backup: the cluster keeps serving and the backup catches up after the heal", async () => {
@@ -141,3 +103,39 @@ describe.skipIf(unsupported !== null)(
     });
   },
 );
+
+/**
+ * Three hosts and a cluster on them, written to through the client library every
+ * `intervalMs` while `body` runs; then every acknowledged write must be there once. Logs
+ * what `body` returns with the writes' counts. Everything is stopped, pass or fail.
+ */
+async function underSteadyWrites(
+  intervalMs: number,
+  prefix: string,
+  body: (hosts: NetnsHosts, cluster: Cluster, writer: SteadyRateWriter) => Promise<string>,
+): Promise<void> {
+  hosts = await NetnsHosts.create({ count: 3 });
+  const cluster = await Cluster.start({ netns: hosts, electionMs: "300-600", heartbeatMs: 50 });
+  const client = clientFor(cluster);
+  const writer = new SteadyRateWriter(writeThroughClient(client), {
+    intervalMs,
+    keyPrefix: `${prefix}-${Date.now()}`,
+  });
+  try {
+    writer.start();
+    await writer.waitForAckIssuedAfter(performance.now(), 10_000);
+    const story = await body(hosts, cluster, writer);
+    await writer.stop();
+    const counts = writer.counts();
+    const verified = await verifyWrites(writer.records, readThroughClient(client));
+    expect(verified.lost).toEqual([]);
+    expect(verified.duplicated).toEqual([]);
+    console.log(
+      `${story}; ${counts.ok + counts.existed} writes acknowledged, ${counts.error} failed (${hosts.describe()})`,
+    );
+  } finally {
+    await writer.stop();
+    await client.close();
+    await cluster.destroy();
+  }
+}
