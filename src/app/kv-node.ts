@@ -531,8 +531,8 @@ function writeOptions(options: KvWriteOptions): {
 
 /**
  * The store quota an embedder gave, checked before anything starts: the state machine
- * refuses a `set_quota` that is not two whole numbers >= 0, and a master proposing one it
- * refuses proposed it again four times a second with no quota in force.
+ * refuses a `set_quota` that is not two whole numbers >= 0, and a master whose own quota is
+ * refused stops (a bug: proposing it again would leave the store with no quota in force).
  */
 function checkedQuota(quota: StoreQuota | undefined): StoreQuota {
   if (quota === undefined) return defaultStoreQuota();

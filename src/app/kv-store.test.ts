@@ -69,6 +69,24 @@ describe("kv store", () => {
     vi.clearAllTimers();
   });
 
+  it("quota: a refused set_quota is a bug that stops the node, never proposed again and again", async () => {
+    vi.useFakeTimers();
+    const sm = new KvStateMachine();
+    const master = fakeNode();
+    new KvStore(master.node, sm, { keyCountMax: 10, bytesMax: 1000 }).startLeaseTicker();
+    const unhandled = new Promise<unknown>((resolve) =>
+      process.once("unhandledRejection", resolve),
+    );
+    vi.advanceTimersByTime(LEASE_TICK_MS);
+    expect(master.proposed).toEqual(["set_quota"]);
+    master.pending[0]!({ ok: false, code: "invalid_command", reason: "type", message: "no" });
+    vi.useRealTimers();
+    const error = await unhandled;
+    expect(String(error)).toMatch(/refused this master's own set_quota/);
+    vi.useFakeTimers();
+    vi.clearAllTimers();
+  });
+
   it("propose: bad input is refused naming the field, before anything is proposed", async () => {
     const sm = new KvStateMachine({ ...defaultKvLimits(), valueBytesMax: 4 });
     const { node, proposed } = fakeNode();

@@ -25,7 +25,7 @@ import {
   type KvWatchStart,
   validateCommand,
 } from "../kv/index.js";
-import { rethrowIfBug } from "../shared/assert.js";
+import { assert, rethrowIfBug } from "../shared/assert.js";
 import { InvalidInputError, TooLargeError } from "../shared/errors.js";
 import {
   checkQuota,
@@ -129,6 +129,16 @@ export class KvStore implements KvStoreApi {
     this.ticking = true;
     this.node
       .propose(encodeCommand(command))
+      .then((result) => {
+        // The quota was checked when the node was created, and a tick cannot fail: a
+        // refusal is a bug, and proposing the same command again would only repeat it
+        // four times a second for ever.
+        const answer = result as KvResult | null;
+        assert(
+          answer === null || answer.ok,
+          `the state machine refused this master's own ${command.type}: ${JSON.stringify(answer)}`,
+        );
+      })
       .catch((error: unknown) => {
         // Losing the master role or a busy log only delays expiry or the quota; a bug
         // still surfaces.
