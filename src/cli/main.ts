@@ -181,8 +181,12 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     if (problem !== null) command.error(`error: ${problem}`, { exitCode: ExitCode.usage });
   });
   io.exitCode = ExitCode.ok;
+  // `baton lease keep-alive --help` (a typo): commander prints the group's help and exits
+  // 0 before it looks at the subcommand, so a script learns nothing. Without the help
+  // flag, commander refuses the unknown subcommand and suggests the nearest (exit 2).
+  const args = unknownSubcommandOf(program, argv) === null ? argv : withoutHelpFlags(argv);
   try {
-    await program.parseAsync([...argv], { from: "user" });
+    await program.parseAsync([...args], { from: "user" });
   } catch (error) {
     if (!(error instanceof CommanderError)) throw error;
     if (error.code === "commander.unknownOption" && /'-[^-]/.test(error.message)) {
@@ -194,6 +198,33 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     return exitCodeOf(error);
   }
   return io.exitCode;
+}
+
+/**
+ * The first word of `argv` that names no subcommand of the command group it follows
+ * (`keep-alive` in `baton lease keep-alive`), or null when every group word is known.
+ * Only group commands (those with subcommands) are looked into: a leaf's words are its
+ * operands.
+ */
+export function unknownSubcommandOf(program: Command, argv: readonly string[]): string | null {
+  let group = program;
+  for (const word of argv) {
+    if (word === "--") return null;
+    if (word.startsWith("-")) continue; // groups take no option with a value
+    if (group.commands.length === 0) return null;
+    const next = group.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (next === undefined) return word === "help" ? null : word;
+    group = next;
+  }
+  return null;
+}
+
+/** `argv` without the help flags before any "--". */
+function withoutHelpFlags(argv: readonly string[]): string[] {
+  const end = argv.indexOf("--");
+  const head = end === -1 ? argv : argv.slice(0, end);
+  const tail = end === -1 ? [] : argv.slice(end);
+  return [...head.filter((word) => word !== "--help" && word !== "-h"), ...tail];
 }
 
 function exitCodeOf(error: CommanderError): number {

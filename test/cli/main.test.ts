@@ -69,6 +69,27 @@ describe("cli: bad usage exits 2", () => {
     expect((await run(["help", "nope"])).code).toBe(2);
   });
 
+  it("cli: an unknown subcommand with --help exits 2 and suggests the nearest, rather than printing its group's help", async () => {
+    for (const args of [
+      ["lease", "keep-alive", "--help"],
+      ["lease", "-h", "keep-alive"],
+      ["--help", "lease", "keep-alive", "1"],
+    ]) {
+      const r = await run(args);
+      expect(r, args.join(" ")).toMatchObject({ code: 2, out: "" });
+      expect(r.err).toContain("unknown command 'keep-alive'");
+      expect(r.err).toContain("Did you mean keepalive?");
+    }
+    const typoGroup = await run(["leas", "--help"]);
+    expect(typoGroup).toMatchObject({ code: 2, out: "" });
+    expect(typoGroup.err).toContain("Did you mean lease?");
+    // Known words still get their help, and a leaf's operands are not subcommands.
+    expect((await run(["lease", "keepalive", "--help"])).code).toBe(0);
+    expect((await run(["lease", "--help"])).code).toBe(0);
+    expect((await run(["help", "lease"])).code).toBe(0);
+    expect((await run(["get", "anything", "--help"])).code).toBe(0);
+  });
+
   it("cli: an unknown option exits 2 and suggests the nearest one", async () => {
     const top = await run(["--verison"]);
     expect(top.code).toBe(2);
