@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Baton container image from Debian packages alone, with no registry base image:
 # debootstrap makes a minimal Debian 13 (trixie) root file system with its nodejs (20.19),
-# the packed baton-ha and its production dependencies go to /opt/baton, and buildah turns
+# the packed baton-ha goes to /opt/baton with its production dependencies at the exact
+# versions of package-lock.json (npm ci, no install scripts), and buildah turns
 # the tree into an image (from scratch) and an OCI archive any engine can load:
 #   podman load -i baton-ha-<version>.oci.tar     docker load -i ...     ctr image import ...
 #
@@ -25,20 +26,25 @@ image="localhost/baton-ha:${version}"
 rm -rf "$out" && mkdir -p "$out"
 rootfs="$out/rootfs"
 
-echo "== 1/4 the package and its production dependencies"
+echo "== 1/4 the package and its production dependencies (the versions package-lock.json locks)"
 npm pack --silent --pack-destination "$out" >/dev/null
 mkdir -p "$out/app"
-echo '{"private": true}' >"$out/app/package.json"
-(cd "$out/app" && npm install --silent --omit=dev --no-audit --no-fund --no-save "$out/baton-ha-${version}.tgz")
+tar -xzf "$out/baton-ha-${version}.tgz" -C "$out/app" --strip-components=1
+# The checkout's lock file, so the image runs the dependency versions CI tested, not the
+# newest a fresh resolution finds that day. No install scripts: every dependency is
+# JavaScript, and msgpackr's optional native encoder ships prebuilt.
+cp package-lock.json "$out/app/"
+(cd "$out/app" && npm ci --silent --omit=dev --ignore-scripts --no-audit --no-fund)
+rm "$out/app/package-lock.json"
 
 echo "== 2/4 a minimal Debian root file system with Node.js (debootstrap, $mirror)"
 debootstrap --variant=minbase --include=nodejs,ca-certificates trixie "$rootfs" "$mirror" >"$out/debootstrap.log"
 chroot "$rootfs" node --version
 
 echo "== 3/4 Baton into /opt/baton, its user, its data directory"
-mkdir -p "$rootfs/opt/baton"
-cp -a "$out/app/node_modules" "$rootfs/opt/baton/"
-ln -sf /opt/baton/node_modules/.bin/baton "$rootfs/usr/local/bin/baton"
+cp -a "$out/app" "$rootfs/opt/baton"
+chmod 0755 "$rootfs/opt/baton/dist/cli/main.js"
+ln -sf /opt/baton/dist/cli/main.js "$rootfs/usr/local/bin/baton"
 echo "baton:x:10001:10001:Baton:/var/lib/baton:/usr/sbin/nologin" >>"$rootfs/etc/passwd"
 echo "baton:x:10001:" >>"$rootfs/etc/group"
 mkdir -p "$rootfs/var/lib/baton" "$rootfs/etc/baton"

@@ -52,6 +52,11 @@ echo "master: node $master"
 curl -sf -X PUT --data hello "http://127.0.0.1:1810${master}/v1/kv/greeting"
 echo
 other=$(( master % 3 + 1 ))
+# The first master may be elected by two nodes while the third container still starts.
+for _ in $(seq 1 100); do
+  [ "$(status "$other" | node -p 'try{JSON.parse(require("fs").readFileSync(0,"utf8")).master}catch{0}')" = "$master" ] && break
+  sleep 0.2
+done
 curl -sf "http://127.0.0.1:1810${other}/v1/kv/greeting" | grep -q '"value":"hello"'
 echo "read back through node $other"
 "${engine[@]}" kill "$tag-$master" >/dev/null
