@@ -10,7 +10,7 @@
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join, posix, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -109,6 +109,26 @@ function bytesUnder(dir: string): number {
   return total;
 }
 
+/**
+ * The relative links of the packed Markdown files (README, docs) that reach no packed file:
+ * the README a user reads in node_modules/baton-ha links the docs, which must be there.
+ */
+function brokenLinks(files: readonly string[]): string[] {
+  const packed = new Set(files);
+  const broken: string[] = [];
+  for (const file of files.filter((f) => f.endsWith(".md"))) {
+    const text = readFileSync(join(ROOT, file), "utf8");
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^([a-z]+:|#)/.test(target!)) continue;
+      const path = posix.normalize(posix.join(posix.dirname(file), target!.split("#")[0]!));
+      const found =
+        packed.has(path) || files.some((f) => f.startsWith(`${path.replace(/\/$/, "")}/`));
+      if (!found) broken.push(`${file}: ${target}`);
+    }
+  }
+  return broken;
+}
+
 describe("package", () => {
   it("package: baton-ha holds only the product, installs, runs baton and chaos, imports as ESM and CJS", async () => {
     const packed = await pack(ROOT, true);
@@ -123,9 +143,13 @@ describe("package", () => {
       ]),
     );
     expect(files).toContain("dist/chaos/main.js");
+    expect(
+      brokenLinks(files),
+      "every link of a packed Markdown file reaches a packed file",
+    ).toEqual([]);
     const notProduct = files.filter(
       (f) =>
-        /(^|\/)(harness|test|bench|scripts)\/|\.test\.|fake-|capture-io|\.map$/.test(f) ||
+        /(^|\/)(harness|test|scripts)\/|^bench\/|\.test\.|fake-|capture-io|\.map$/.test(f) ||
         (f.startsWith("dist/sim/") && !f.startsWith("dist/sim/checkers/linearizability.")),
     );
     expect(notProduct, "no simulator, harness, test double, test or map").toEqual([]);
