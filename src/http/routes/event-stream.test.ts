@@ -66,6 +66,10 @@ class StuckResponse extends EventEmitter {
   end(): void {
     this.ended = true;
   }
+  destroyed = false;
+  destroy(): void {
+    this.destroyed = true;
+  }
   /** The reader caught up. */
   drain(): void {
     this.writableLength = 0;
@@ -81,15 +85,38 @@ describe("http event streams: the bytes they hold together", () => {
 
   function open(buffers: StreamBuffers) {
     const raw = new StuckResponse();
-    const reply = { hijack: () => {}, raw, request: { raw: { socket: new EventEmitter() } } };
+    const socket = new EventEmitter();
+    const reply = { hijack: () => {}, raw, request: { raw: { socket } } };
     const stream = openEventStream(reply as unknown as FastifyReply, {
       bufferBytesMax: 8 * MiB,
       buffers,
       onEnd: () => {},
       counted,
     });
-    return { raw, stream };
+    return { raw, stream, socket };
   }
+
+  it("streams: a stream cut for its backlog is destroyed, not ended gracefully (which kept the backlog until the idle timeout); one ended otherwise ends", () => {
+    const buffers = new StreamBuffers(64 * MiB);
+    const slow = open(buffers);
+    slow.stream.write("x".repeat(8 * MiB + 1));
+    expect(slow.stream.ended).toBe(true);
+    expect(slow.raw.destroyed).toBe(true);
+    const caughtUp = open(buffers);
+    caughtUp.stream.write("x".repeat(1000));
+    caughtUp.raw.drain();
+    caughtUp.stream.end();
+    expect(caughtUp.raw.destroyed).toBe(false);
+    expect(caughtUp.raw.ended).toBe(true);
+  });
+
+  it("streams: an ended stream leaves no listener on its kept-alive connection", () => {
+    const buffers = new StreamBuffers(64 * MiB);
+    const first = open(buffers);
+    expect(first.socket.listenerCount("close")).toBe(1);
+    first.stream.end();
+    expect(first.socket.listenerCount("close")).toBe(0);
+  });
 
   it("streams: past the server's budget, a stream holding a megabyte or more is closed when it writes; a drained one gives its share back", () => {
     const buffers = new StreamBuffers(3 * MiB);
@@ -101,7 +128,7 @@ describe("http event streams: the bytes they hold together", () => {
     // Each under its own 8 MiB, but 4 MiB together: b, which wrote last, goes.
     b.stream.write("x".repeat(2 * MiB));
     expect(b.stream.ended).toBe(true);
-    expect(b.raw.ended).toBe(true);
+    expect(b.raw.destroyed).toBe(true);
     expect(buffers.bytes).toBe(2 * MiB);
     // A stream holding less than a megabyte is not the one to blame.
     a.stream.write("x".repeat(MiB + 1));

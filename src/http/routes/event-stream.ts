@@ -122,6 +122,10 @@ export function openEventStream(
   let held = 0;
   /** Ends the watch on the tokens' replacement (see `grant`). */
   let stopWatchingTokens: (() => void) | null = null;
+  /** Whether the stream ends for its backlog, which is then dropped with the connection. */
+  let cut = false;
+  const socket = reply.request.raw.socket;
+  const onSocketClose = (): void => stream.end();
   const stream: EventStream = {
     ended: false,
     write(text) {
@@ -132,6 +136,10 @@ export function openEventStream(
       const over = buffers.change(held, waiting);
       held = waiting;
       if (waiting > options.bufferBytesMax || (over && waiting >= STREAM_BUFFER_BYTES_SHARE)) {
+        // Cut, not ended: ending gracefully would keep the backlog (up to the stream's
+        // whole share) until the idle timeout closed the socket, so the budget would
+        // bound nothing while a reader that never reads opened stream after stream.
+        cut = true;
         stream.end();
       }
       return room && !stream.ended;
@@ -146,8 +154,10 @@ export function openEventStream(
       buffers.change(held, 0);
       held = 0;
       clearInterval(keepAlive);
+      socket.off("close", onSocketClose);
       options.onEnd();
-      raw.end();
+      if (cut) raw.destroy();
+      else raw.end();
     },
   };
   const grant = options.grant ?? null;
@@ -162,6 +172,7 @@ export function openEventStream(
   });
   raw.on("close", () => stream.end());
   // The connection's own close too: an answer that never got the socket emits no close.
-  reply.request.raw.socket.once("close", () => stream.end());
+  // Removed when the stream ends, since a kept-alive connection may carry many streams.
+  socket.once("close", onSocketClose);
   return stream;
 }
