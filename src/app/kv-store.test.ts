@@ -133,6 +133,14 @@ describe("kv store", () => {
       new KvStore(master.node, sm, { keyCountMax: 1, bytesMax: 0 }).propose(put),
     ).rejects.toMatchObject({ constructor: QuotaExceededError, quota: "keys", usage: 1 });
     expect(master.proposed).toEqual([]);
+    // A precondition or a lease is judged before the quota by the state machine: the
+    // master leaves such a put to it, so a full store answers 412 or 404 on every node.
+    const full = new KvStore(master.node, sm, { keyCountMax: 1, bytesMax: 0 });
+    void full.propose({ ...put, ifRevision: 5 });
+    void full.propose({ ...put, lease: 77 });
+    await Promise.resolve();
+    expect(master.proposed).toEqual(["put", "put"]);
+    master.proposed.length = 0;
     // Started with a raised quota: its set_quota goes ahead of the put in the log.
     void new KvStore(master.node, sm, { keyCountMax: 2, bytesMax: 0 }).propose(put);
     await Promise.resolve();

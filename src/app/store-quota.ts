@@ -37,11 +37,15 @@ export function defaultStoreQuota(): StoreQuota {
  * node's copy stands: `TooLargeError` (413) when the key and value alone exceed the bytes
  * quota, `QuotaExceededError` (507) when the store has no room for them. Deletes, and
  * writes that do not grow the store, always pass, and so does a put with an idempotency key
- * that fits the bytes quota on its own (see above). Transactions are left to the state
- * machine, which judges their net effect.
+ * that fits the bytes quota on its own (see above). A put with a precondition or a lease,
+ * and transactions, are left to the state machine, which judges those first.
  */
 export function checkQuota(command: KvCommand, stateMachine: KvStateMachine): void {
   if (command.type !== "put") return;
+  // The state machine judges a precondition and a lease before the quota: a write that
+  // names either is left to it, so that a full store answers the same 412 or 404 on
+  // every node and with or without an idempotency key.
+  if (command.ifRevision !== undefined || command.lease !== undefined) return;
   const { keyCountMax, bytesMax } = stateMachine.quota;
   const current = stateMachine.get(command.key);
   const keyBytes = utf8ByteLength(command.key) ?? 0;
