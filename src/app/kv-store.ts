@@ -65,10 +65,11 @@ export class KvStore implements KvStoreApi {
         throw new TooLargeError(problem.field ?? "value", limits.valueBytesMax, size);
       }
       const field = problem.field ?? fieldOf(problem.reason);
+      const detail = withoutField(field, problem.message);
       if (problem.reason === "key_too_long") {
-        throw new InputLimitError(field, problem.message, limits.keyBytesMax);
+        throw new InputLimitError(field, detail, limits.keyBytesMax);
       }
-      throw new InvalidInputError(field, problem.message);
+      throw new InvalidInputError(field, detail);
     }
     // Only the master's copy is current enough to refuse on (see store-quota.ts): a
     // backup forwards the write, and the master's check or the state machine decides.
@@ -148,6 +149,17 @@ export class KvStore implements KvStoreApi {
         this.ticking = false;
       });
   }
+}
+
+/**
+ * A problem's message without the field it starts with ("key is 1025 bytes" → "1025
+ * bytes"), since the error names the field first: "key: key is ..." said it twice.
+ */
+function withoutField(field: string, message: string): string {
+  for (const lead of [`${field} is `, `${field} `]) {
+    if (message.startsWith(lead)) return message.slice(lead.length);
+  }
+  return message;
 }
 
 /** The request field a problem without its own field is about. */

@@ -150,7 +150,7 @@ export function readKey(params: KvParams, limits: KvLimits): string {
     throw new InputLimitError("key", "is empty; give one after /v1/kv/", limits.keyBytesMax);
   }
   if (bytes > limits.keyBytesMax) {
-    const message = `is ${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax} bytes`;
+    const message = `${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax} bytes`;
     throw new InputLimitError("key", message, limits.keyBytesMax);
   }
   return key;

@@ -111,7 +111,7 @@ function readPrefix(request: QueryRequest, limits: KvLimits, required: boolean):
   const bytes = utf8ByteLength(prefix);
   if (bytes === null) throw new InvalidInputError("prefix", "must be well-formed Unicode");
   if (bytes > limits.keyBytesMax) {
-    const message = `is ${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax} bytes`;
+    const message = `${bytes} bytes of UTF-8; the limit is ${limits.keyBytesMax} bytes`;
     throw new InputLimitError("prefix", message, limits.keyBytesMax);
   }
   // No key holds one (readKey refuses them), so such a prefix names no key.

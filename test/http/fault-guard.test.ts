@@ -69,7 +69,7 @@ describe("http fault guard", () => {
       url: "/v1/faults/partition",
       headers: { host, origin: `http://${host}`, "access-control-request-method": "POST" },
     });
-    expect(preflight.statusCode).toBe(403);
+    expect(preflight.statusCode).toBe(400);
     expect(preflight.json()).toMatchObject({ code: "ERR_INVALID_INPUT", field: "Host" });
   });
 

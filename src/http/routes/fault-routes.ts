@@ -207,8 +207,9 @@ function allowOrigin(request: FastifyRequest, reply: FastifyReply): void {
 function preflight(request: FastifyRequest, reply: FastifyReply, context: HttpContext) {
   const refusal = guardRefusal(request, context);
   if (refusal !== null) {
-    // The refusal's reason in the API's JSON shape; a preflight's refusal is always 403.
-    return reply.code(403).type("application/json; charset=utf-8").send(refusal.body);
+    // The refusal as the request itself would get it (any status but 2xx fails a
+    // preflight), so its code keeps the status the API's error table gives it.
+    return reply.code(refusal.status).type("application/json; charset=utf-8").send(refusal.body);
   }
   allowOrigin(request, reply);
   return reply
