@@ -405,6 +405,21 @@ describe("session store", () => {
     expect(txns.mock.calls.length).toBe(txnsBefore + 2);
   });
 
+  it("session store: with touchAfterSeconds a browser-session cookie (no maxAge) keeps the end this instance wrote across express-session's read before each touch", async () => {
+    const cluster = new FakeCluster();
+    const client = cluster.client();
+    const txns = vi.spyOn(client, "txn");
+    const store = createSessionStore(BaseStore, { client, touchAfterSeconds: 60 });
+    await call((done) => store.set("s", sessionFor(null), done));
+    expect(txns).toHaveBeenCalledTimes(1);
+    for (let request = 0; request < 5; request++) {
+      vi.advanceTimersByTime(SECOND_MS);
+      await call<StoredSession | null>((done) => store.get("s", done));
+      await call((done) => store.touch("s", sessionFor(null), done));
+    }
+    expect(txns).toHaveBeenCalledTimes(1);
+  });
+
   it("session store: with touchAfterSeconds a session read from another instance's write is known, and a destroyed one is not touched back", async () => {
     const cluster = new FakeCluster();
     const writer = createSessionStore(BaseStore, { client: cluster.client() });

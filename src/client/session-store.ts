@@ -337,12 +337,16 @@ class SessionRecords {
 
   // What a read tells of the session's end: its cookie's expiry, by this process's clock.
   // A cookie without one (a browser-session cookie) says nothing: its end is known only
-  // once this instance writes it.
+  // once this instance writes it, and a read (express-session reads before every touch)
+  // keeps the end that write left. A session gone is forgotten.
   private remember(sid: string, record: Record_ | null): void {
-    const expires = record?.s.cookie?.expires;
+    if (record === null) {
+      this.ends.delete(sid);
+      return;
+    }
+    const expires = record.s.cookie?.expires;
     const at = expires === undefined || expires === null ? Number.NaN : new Date(expires).getTime();
-    if (Number.isNaN(at)) this.ends.delete(sid);
-    else this.ends.set(sid, performance.now() + (at - Date.now()));
+    if (!Number.isNaN(at)) this.ends.set(sid, performance.now() + (at - Date.now()));
   }
 
   private keyOf(sid: string): string {
