@@ -57,6 +57,18 @@ describe("server pool", () => {
     expect([pool.masterEndpoint(), pool.masterTerm()]).toEqual([C, 5]);
   });
 
+  it("pool: a request made after the pool closed was never sent, so a write in it cannot have been applied", async () => {
+    const pool = new ServerPool([A]);
+    await pool.close();
+    const answer = await pool.request(A, {
+      method: "PUT",
+      path: "/v1/kv/k",
+      headers: {},
+      timeoutMs: 1000,
+    });
+    expect(answer).toMatchObject({ ok: false, kind: "refused" });
+  });
+
   it("pool: a second close waits for the same closing", async () => {
     const pool = new ServerPool([A]);
     const first = pool.close();

@@ -224,6 +224,17 @@ export class ServerPool {
 
   /** Sends one request to `endpoint` and reads the whole answer, within `timeoutMs`. */
   async request(endpoint: string, request: PoolRequest): Promise<PoolResponse> {
+    if (this.closing !== null) {
+      // Never handed to undici, which would refuse it with an error that does not say
+      // whether it was sent: a write in it cannot have been applied.
+      return {
+        ok: false,
+        endpoint,
+        kind: "refused",
+        timedOut: false,
+        message: "the client is closed",
+      };
+    }
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
