@@ -677,8 +677,7 @@ class HttpBatonClient implements BatonClient {
     this.assertOpen();
     let policy = this.policy;
     if (operation.once !== undefined) {
-      const attemptTimeoutMs = Math.max(policy.attemptTimeoutMs, operation.once.attemptTimeoutMs);
-      policy = { ...policy, attemptTimeoutMs };
+      policy = { ...policy, attemptTimeoutMs: this.attemptTimeoutMsOf(operation) };
     }
     if (operation.deadlineMs !== undefined)
       policy = { ...policy, deadlineMs: operation.deadlineMs };
@@ -688,6 +687,14 @@ class HttpBatonClient implements BatonClient {
     });
     if (outcome.ok) return outcome.value;
     throw giveUpError(outcome, operation, policy);
+  }
+
+  /** A whole attempt's time for `operation`: a change sent once gets longer attempts. */
+  private attemptTimeoutMsOf(operation: Operation): number {
+    const { attemptTimeoutMs } = this.policy;
+    return operation.once === undefined
+      ? attemptTimeoutMs
+      : Math.max(attemptTimeoutMs, operation.once.attemptTimeoutMs);
   }
 
   /**
@@ -704,7 +711,7 @@ class HttpBatonClient implements BatonClient {
       // At most half the attempt: a slow status answer must not leave the request itself
       // a millisecond, which would time out at once (and a change sent once could not be
       // sent again).
-      const cut = timeoutMs < this.policy.attemptTimeoutMs;
+      const cut = timeoutMs < this.attemptTimeoutMsOf(operation);
       const failure = await this.discover(Math.max(1, Math.floor(timeoutMs / 2)), cut);
       if (failure !== null) return { ok: false, failure };
     }
@@ -717,7 +724,7 @@ class HttpBatonClient implements BatonClient {
       ...(watch === null ? {} : { signal: watch.signal }),
     });
     watch?.stop();
-    const cut = timeoutMs < this.policy.attemptTimeoutMs;
+    const cut = timeoutMs < this.attemptTimeoutMsOf(operation);
     const failure = response.ok
       ? this.failureOf(response, operation)
       : connectionFailure(response, cut);

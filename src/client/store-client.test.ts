@@ -64,6 +64,29 @@ describe("store client: watches and answers", () => {
     expect(answer(response, 200)).toEqual({ succeeded: true, revision: 3 });
   });
 
+  it("a watch its caller stops while it opens does not count against the node", async () => {
+    const closing = new AbortController();
+    const stop = new AbortController();
+    const failures: string[] = [];
+    const pool = {
+      endpoints: ["http://a"],
+      masterEndpoint: () => "http://a",
+      next: () => "http://a",
+      noteFailure: (endpoint: string) => failures.push(endpoint),
+      // The open fails because the caller aborted it, as undici's does.
+      openStream: async () => {
+        stop.abort();
+        return { ok: false, message: "This operation was aborted" };
+      },
+    };
+    const seen: unknown[] = [];
+    const core = coreOver(pool, closing);
+    for await (const change of watchChanges(core, "k", { signal: stop.signal })) seen.push(change);
+    expect(seen).toEqual([]);
+    // Before, the master was forgotten: one more status request for the next operation.
+    expect(failures).toEqual([]);
+  });
+
   it("a compaction is believed only once every node has said so, not a node asked again", async () => {
     const closing = new AbortController();
     const asked: string[] = [];

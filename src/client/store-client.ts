@@ -413,7 +413,8 @@ export async function* watchChanges(
     } else {
       failedBy.add(endpoint);
       lastFailure = `${endpoint}: ${opened.message}`;
-      core.pool.noteFailure(endpoint);
+      // A watch its caller stopped while it opened says nothing of the node.
+      if (!stop.aborted) core.pool.noteFailure(endpoint);
     }
     if (!compactedBy.has(endpoint) && compactedEverywhere()) {
       throw new CompactedError(resume?.revision ?? 0, startRevision);
