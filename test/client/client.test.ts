@@ -459,6 +459,29 @@ describe("client: retries and giving up", () => {
     expect(fake.requestsTo("POST", "/v1/switchover").length).toBeGreaterThan(1);
   });
 
+  it("client: a switchover refused once, then sent again and cut short by the deadline, may have been carried out: said so, not the earlier refusal", async () => {
+    const fake = await cluster(3, 1);
+    let asked = 0;
+    for (const node of fake.nodes) {
+      node.intercept = (request, reply) => {
+        if (!request.url.startsWith("/v1/switchover")) return false;
+        // Refused once, then never answered: the second attempt runs into the deadline.
+        if (asked++ === 0) {
+          reply
+            .code(503)
+            .send({ error: "node 2 did not take over in time", code: "ERR_SWITCHOVER_FAILED" });
+        }
+        return true;
+      };
+    }
+    const c = client({ endpoints: fake.urls, deadlineMs: 600, attemptTimeoutMs: 100 });
+    const error = await expectRejection(c.switchover(2));
+    expect(fake.requestsTo("POST", "/v1/switchover")).toHaveLength(2);
+    expect(error).toBeInstanceOf(DeadlineExceededError);
+    expect(error.message).toContain("it may have been carried out, so it is not sent again");
+    expect((error as DeadlineExceededError).details.mayHaveApplied).toBe(true);
+  });
+
   it("client: a switchover answered ERR_TIMEOUT (it may have happened) is not sent again", async () => {
     const fake = await cluster(3, 1);
     fake.node(1).intercept = (request, reply) => {
