@@ -28,6 +28,8 @@ export class LocalKvNode implements KvNodeApi {
   now: () => number = () => Date.now();
   /** Nodes that apply every command this one applies, as backups would (same index, term, time). */
   readonly followers: LocalKvNode[] = [];
+  /** What its status lists as the members (their advertised URLs are the cluster's origins). */
+  members: NodeStatus["members"] = [];
   private index = 0;
 
   constructor(
@@ -76,7 +78,7 @@ export class LocalKvNode implements KvNodeApi {
       commitIndex: this.index,
       appliedIndex: this.index,
       lastIndex: this.index,
-      members: [],
+      members: this.members,
     };
     return options.digest === true
       ? { ...status, stateDigest: this.stateMachine.stateHash() }

@@ -6,9 +6,11 @@
  * name, port and scheme is still refused.
  */
 
+import { get, type IncomingHttpHeaders } from "node:http";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi, memberStatus } from "../../harness/doubles/fake-node-api.js";
+import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import { httpOrigin } from "./browser-guard.js";
 import type { FaultInjector } from "./routes/fault-routes.js";
 import { createHttpServer, type HttpServer } from "./server.js";
@@ -109,6 +111,73 @@ describe("browser guard: members' origins", () => {
       headers: { origin: "http://evil.example:8101" },
     });
     expect(foreign.json().token).toBeUndefined();
+  });
+
+  it("guard: a member's dashboard may read the keys and watch them across origins; any other page may not", async () => {
+    const api = new LocalKvNode(1);
+    api.members = [
+      memberStatus(1, "http://127.0.0.1:8101"),
+      memberStatus(2, "http://10.0.0.2:8102"),
+    ];
+    const server = createHttpServer({ api, logger: pino({ level: "silent" }) });
+    servers.push(server);
+    const member = "http://10.0.0.2:8102";
+    const list = (origin: string) =>
+      server.app.inject({ url: "/v1/kv?prefix=a", headers: { origin } });
+    const listed = await list(member);
+    expect(listed.statusCode).toBe(200);
+    expect(listed.headers["access-control-allow-origin"]).toBe(member);
+    expect(listed.headers.vary).toContain("Origin");
+    const foreign = await list("http://evil.example");
+    expect(foreign.headers["access-control-allow-origin"]).toBeUndefined();
+    const key = await server.app.inject({ url: "/v1/kv/a", headers: { origin: member } });
+    expect(key.statusCode).toBe(404);
+    expect(key.headers["access-control-allow-origin"]).toBe(member);
+    // A write answers no page of another origin, a member's included.
+    const put = await server.app.inject({
+      method: "PUT",
+      url: "/v1/kv/a",
+      payload: "v",
+      headers: { origin: member },
+    });
+    expect(put.headers["access-control-allow-origin"]).toBeUndefined();
+    // The preflight of a read with the API token, for /v1/kv and /v1/watch alike.
+    for (const url of ["/v1/kv?prefix=a", "/v1/watch?prefix=a"]) {
+      const preflight = (origin: string) =>
+        server.app.inject({
+          method: "OPTIONS",
+          url,
+          headers: { origin, "access-control-request-headers": "authorization" },
+        });
+      const allowed = await preflight(member);
+      expect(allowed.statusCode, url).toBe(204);
+      expect(allowed.headers["access-control-allow-origin"]).toBe(member);
+      expect(allowed.headers["access-control-allow-headers"]).toContain("authorization");
+      const refused = await preflight("http://evil.example");
+      expect(refused.statusCode, url).toBe(403);
+      expect(refused.json()).toMatchObject({ code: "ERR_FORBIDDEN", field: "Origin" });
+      expect(refused.headers["access-control-allow-origin"]).toBeUndefined();
+    }
+    // The watch's stream carries the header too (a hijacked reply sends its own headers).
+    const { port } = await server.listen("127.0.0.1", 0);
+    const headersOf = (origin: string) =>
+      new Promise<IncomingHttpHeaders>((resolve, reject) => {
+        const request = get(
+          {
+            host: "127.0.0.1",
+            port,
+            path: "/v1/watch?prefix=a",
+            headers: { origin, host: "127.0.0.1" },
+          },
+          (response) => {
+            resolve(response.headers);
+            request.destroy();
+          },
+        );
+        request.on("error", reject);
+      });
+    expect((await headersOf(member))["access-control-allow-origin"]).toBe(member);
+    expect((await headersOf("http://evil.example"))["access-control-allow-origin"]).toBeUndefined();
   });
 
   it("guard: httpOrigin gives an http or https URL's origin, else null", () => {

@@ -25,14 +25,14 @@ import { defaultKvLimits, type KvLimits } from "../kv/index.js";
 import { assert } from "../shared/assert.js";
 import { ClusterError, InvalidInputError, TooLargeError } from "../shared/errors.js";
 import { requireTokens } from "./auth.js";
-import { guardBrowsers } from "./browser-guard.js";
+import { guardBrowsers, originAllowed } from "./browser-guard.js";
 import { describeError, errorAnswer, InputLimitError, sendErrorAnswer } from "./error-status.js";
 import { EventFeed } from "./event-feed.js";
 import type { HttpContext } from "./http-context.js";
 import { HttpMetrics } from "./http-metrics.js";
 import type { KvNodeApi } from "./node-api.js";
 import { processMetrics } from "./process-metrics.js";
-import { validationError } from "./request-input.js";
+import { KV_ROUTE, validationError } from "./request-input.js";
 import { registerDashboardRoutes } from "./routes/dashboard-routes.js";
 import { StreamBuffers } from "./routes/event-stream.js";
 import { EVENT_STREAMS_MAX, registerEventsRoute } from "./routes/events-route.js";
@@ -237,6 +237,13 @@ const SAMPLE_INTERVAL_MS = 1000;
  */
 const CROSS_ORIGIN_PREFIXES = ["/v1/status", "/v1/events", "/health"];
 
+/**
+ * The reads a page of another member's origin may make (the dashboard's key browser goes
+ * on reading from another member when the page's own node stops answering); a page of any
+ * other origin cannot read them, even from a node without tokens.
+ */
+const MEMBER_ORIGIN_ROUTES = ["/v1/kv", KV_ROUTE, "/v1/watch"];
+
 /** Builds the HTTP API for `options.api`. It serves nothing until `listen` (or `inject`). */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const limits = options.limits ?? defaultKvLimits();
@@ -268,7 +275,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const app = buildApp(limits, logger, options.tls, connections);
   oneRequestAtATime(app);
   recordArrivals(app);
-  allowCrossOriginReads(app);
+  allowCrossOriginReads(app, context);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   else guardBrowsers(app, context);
   registerKvRoutes(app, context);
@@ -533,19 +540,38 @@ function oneRequestAtATime(app: FastifyInstance): void {
 }
 
 /**
- * Adds `Access-Control-Allow-Origin: *` to the routes under CROSS_ORIGIN_PREFIXES, as they
- * are registered (so no other route pays for a check). Must run before any route is added.
+ * Adds `Access-Control-Allow-Origin: *` to the routes under CROSS_ORIGIN_PREFIXES, and the
+ * caller's own origin, when it is one of the cluster's (a member's dashboard), to the reads
+ * of MEMBER_ORIGIN_ROUTES, as they are registered (so no other route pays for a check).
+ * Must run before any route is added.
  */
-function allowCrossOriginReads(app: FastifyInstance): void {
+function allowCrossOriginReads(app: FastifyInstance, context: HttpContext): void {
   const allow: onRequestHookHandler = (_request, reply, done) => {
     reply.header("access-control-allow-origin", "*");
     done();
   };
+  const allowMembers: onRequestHookHandler = (request, reply, done) => {
+    const origin = request.headers.origin;
+    if (origin !== undefined && originAllowed(request, context)) {
+      reply.header("access-control-allow-origin", origin);
+    }
+    reply.header("vary", "Origin");
+    done();
+  };
   app.addHook("onRoute", (route) => {
-    if (!CROSS_ORIGIN_PREFIXES.some((prefix) => route.url.startsWith(prefix))) return;
+    const hook = CROSS_ORIGIN_PREFIXES.some((prefix) => route.url.startsWith(prefix))
+      ? allow
+      : MEMBER_ORIGIN_ROUTES.includes(route.url) && isRead(route.method)
+        ? allowMembers
+        : null;
+    if (hook === null) return;
     const existing = route.onRequest;
-    route.onRequest = existing === undefined ? [allow] : [...[existing].flat(), allow];
+    route.onRequest = existing === undefined ? [hook] : [...[existing].flat(), hook];
   });
+}
+
+function isRead(method: string | readonly string[]): boolean {
+  return [method].flat().every((m) => m === "GET" || m === "HEAD");
 }
 
 /**

@@ -47,7 +47,7 @@ export function onTokenChange(/** @type {() => void} */ listener) {
 /**
  * Whether each member answers the dashboard (if only to refuse), by its advertised base URL,
  * and which of them served the page: the members table's polling finds out, and the key
- * browser, which reads the page's node only, says where else the keys can be read.
+ * browser reads from another member that answers while the page's node does not.
  */
 let members = { answers: /** @type {Map<string, boolean>} */ (new Map()), pageNode: "" };
 
@@ -63,6 +63,11 @@ export function reportMembers(
 /** Whether the page's node answers: true, false, or undefined before it was asked. */
 export function pageNodeAnswers() {
   return members.answers.get(members.pageNode);
+}
+
+/** Whether the member at `url` answers: true, false, or undefined before it was asked. */
+export function memberAnswers(/** @type {string} */ url) {
+  return members.answers.get(url);
 }
 
 /** The base URLs of the other members that answer. */

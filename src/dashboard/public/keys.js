@@ -8,13 +8,15 @@
 // something else or as nothing (controls, bidirectional overrides, zero-width spaces) drawn
 // as visible escapes. It reads from the node that served the page, which answers ranges
 // linearizably (through the master) and watches from its own copy (api.js, with the API
-// token when one is set); the other members do not let a page of another origin read their
-// keys. When the page's node stops answering (its stream drops, or the members table finds
-// it silent) the browser says it is not connected, names the dashboard of a member that
-// answers, and keeps trying to watch again from the revision after the last one it showed.
+// token when one is set). When the page's node stops answering (its stream drops, or the
+// members table finds it silent) the browser says it is not connected and watches again,
+// from the revision after the last one it showed, on a member that answers (the members
+// let the cluster's own dashboards read their keys across origins, no other page), and
+// goes back to the page's node once that answers again.
 
 import {
   apiFetch,
+  memberAnswers,
   onMembersChange,
   onTokenChange,
   openEvents,
@@ -53,6 +55,31 @@ let live = false;
 let dropped = /** @type {string | null} */ (null);
 /** The next attempt to list or watch, while one is waiting. */
 let retry = /** @type {ReturnType<typeof setTimeout> | null} */ (null);
+/**
+ * Where the keys are read: "" for the page's node, or the base URL of another member while
+ * the members table finds the page's node silent.
+ */
+let source = "";
+
+/** The page's node unless the members table finds it silent, then the first member that answers. */
+function pickSource() {
+  if (pageNodeAnswers() !== false) return "";
+  return otherMembersAnswering()[0] ?? "";
+}
+
+/** The node the keys are read from, for the status line. */
+function sourceName() {
+  return source === ""
+    ? `this page's node, ${location.host}`
+    : `member ${source.replace(/^https?:\/\//, "")}`;
+}
+
+/** What the status line adds while the keys come from another member. */
+function via() {
+  return source === ""
+    ? ""
+    : ` (from member ${source.replace(/^https?:\/\//, "")}: this page's node does not answer)`;
+}
 
 function start() {
   const form = /** @type {HTMLFormElement} */ ($("keys-form"));
@@ -65,11 +92,21 @@ function start() {
   // A paused node keeps its stream open and sends nothing: the members table notices. Only
   // the moment it does counts: a node that came back may answer the watch before it
   // answers the table again.
-  let pageNodeDown = false;
+  let sourceDown = false;
+  let watched = source;
   onMembersChange(() => {
-    const down = pageNodeAnswers() === false;
-    if (down && !pageNodeDown && watch !== null) drop("it stopped answering");
-    pageNodeDown = down;
+    if (watched !== source) sourceDown = false;
+    watched = source;
+    const down = (source === "" ? pageNodeAnswers() : memberAnswers(source)) === false;
+    if (down && !sourceDown && watch !== null) {
+      drop("it stopped answering");
+    } else if (source !== "" && pageNodeAnswers() === true && watch !== null) {
+      // The page's node answers again: watch there, from the next revision.
+      stopWatch();
+      source = "";
+      follow();
+    }
+    sourceDown = down;
   });
   browse("");
 }
@@ -81,6 +118,7 @@ async function browse(/** @type {string} */ chosen) {
   rows.clear();
   $("keys-body").replaceChildren();
   stopWatch();
+  source = pickSource();
   const read = await readPage();
   if (current !== listing) return;
   if (read === "unreachable") {
@@ -101,7 +139,7 @@ async function readPage() {
   const query = new URLSearchParams({ prefix, limit: String(PAGE_LIMIT) });
   if (next !== null) query.set("after", next);
   try {
-    const response = await apiFetch(`/v1/kv?${query}`, {
+    const response = await apiFetch(`${source}/v1/kv?${query}`, {
       signal: AbortSignal.timeout(LIST_TIMEOUT_MS),
     });
     const page = await response.json();
@@ -121,12 +159,13 @@ async function readPage() {
     for (const item of page.items) upsert(item.key, item.value, item.revision);
     next = page.next;
     /** @type {HTMLButtonElement} */ ($("keys-more")).hidden = next === null;
-    say(`${rows.size} keys shown, read at revision ${page.revision}`);
+    say(`${rows.size} keys shown, read at revision ${page.revision}${via()}`);
     return page.revision;
   } catch (error) {
     if (current === listing) {
       const why = error instanceof Error ? error.message : String(error);
-      say(`cannot list keys: this page's node does not answer (${why}); retrying…`, true);
+      say(`cannot list keys: ${sourceName()} does not answer (${why}); retrying…`, true);
+      source = pickSource();
     }
     return "unreachable";
   }
@@ -145,12 +184,12 @@ async function morePages() {
 function follow() {
   const current = listing;
   const query = new URLSearchParams({ prefix, fromRevision: String(revision + 1) });
-  watch = openEvents(`/v1/watch?${query}`, {
+  watch = openEvents(`${source}/v1/watch?${query}`, {
     onOpen: () => {
       live = true;
       if (dropped !== null) {
         dropped = null;
-        say(`${rows.size} keys shown, live at revision ${revision}`);
+        say(`${rows.size} keys shown, live at revision ${revision}${via()}`);
       }
     },
     onEvent: ({ data }) => {
@@ -162,7 +201,7 @@ function follow() {
         upsert(change.key, change.value, change.revision);
       }
       revision = change.revision;
-      say(`${rows.size} keys shown, live at revision ${change.revision}`);
+      say(`${rows.size} keys shown, live at revision ${change.revision}${via()}`);
     },
     onError: (error) => {
       if (current !== listing) return;
@@ -186,20 +225,23 @@ function follow() {
 }
 
 /**
- * The watch lost the page's node: say so, and watch again soon from the revision after the
- * last one shown (the stream's own reconnect would wait on a paused node's open stream).
+ * The watch lost its node: say so, and watch again soon from the revision after the last
+ * one shown (the stream's own reconnect would wait on a paused node's open stream), on the
+ * page's node or, while the members table finds that silent, on a member that answers.
  */
 function drop(/** @type {string} */ why) {
   const current = listing;
   stopWatch();
   dropped = why;
   say(
-    `${rows.size} keys shown as of revision ${revision}; not connected to live updates (this page's node, ${location.host}: ${why}): retrying…`,
+    `${rows.size} keys shown as of revision ${revision}; not connected to live updates (${sourceName()}: ${why}): retrying…`,
     true,
   );
   retry = setTimeout(() => {
     retry = null;
-    if (current === listing) follow();
+    if (current !== listing) return;
+    source = pickSource();
+    follow();
   }, RETRY_MS);
 }
 

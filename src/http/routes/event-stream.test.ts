@@ -86,7 +86,7 @@ describe("http event streams: the bytes they hold together", () => {
   function open(buffers: StreamBuffers) {
     const raw = new StuckResponse();
     const socket = new EventEmitter();
-    const reply = { hijack: () => {}, raw, request: { raw: { socket } } };
+    const reply = { hijack: () => {}, getHeaders: () => ({}), raw, request: { raw: { socket } } };
     const stream = openEventStream(reply as unknown as FastifyReply, {
       bufferBytesMax: 8 * MiB,
       buffers,

@@ -10,6 +10,7 @@
  * fastify, so the route's own counting (in its onSend hook) never sees it.
  */
 
+import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyReply } from "fastify";
 import type { Grant } from "../auth.js";
 import type { HttpMetrics, RouteTally } from "../http-metrics.js";
@@ -95,9 +96,16 @@ export function openEventStream(
     readonly commentEveryMs?: number;
   },
 ): EventStream {
+  // The headers hooks set on the reply (a member's origin allowed to read it) are not
+  // sent by a hijacked reply: they go with the stream's own.
+  const hooked: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(reply.getHeaders())) {
+    if (value !== undefined) hooked[name] = value;
+  }
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, {
+    ...hooked,
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache, no-transform",
     connection: "keep-alive",

@@ -12,7 +12,9 @@ import type {
   FastifySchema,
   HTTPMethods,
 } from "fastify";
+import { originAllowed } from "../browser-guard.js";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
+import type { HttpContext } from "../http-context.js";
 import type { HttpMetrics } from "../http-metrics.js";
 
 export interface ResourceMethod {
@@ -44,6 +46,36 @@ export const READ_PREFLIGHT: ResourceMethod = {
       .header("access-control-max-age", "600")
       .send(),
 };
+
+/**
+ * The CORS preflight of a read of the keys (`/v1/kv`, `/v1/watch`) that a page on another
+ * member's origin makes with the API token: allowed for the cluster's own origins alone
+ * (see `originAllowed`), since the keys are what a foreign page must never read.
+ */
+export function memberReadPreflight(context: HttpContext): ResourceMethod {
+  return {
+    method: "OPTIONS",
+    handler: (request, reply) => {
+      const origin = request.headers.origin;
+      if (origin === undefined || !originAllowed(request, context)) {
+        const answer = errorAnswer(
+          "ERR_FORBIDDEN",
+          `the keys are read across origins only by this cluster's own dashboards, not by the page at ${origin ?? "(no Origin)"}`,
+          { field: "Origin" },
+        );
+        return sendErrorAnswer(reply.header("vary", "Origin"), answer);
+      }
+      return reply
+        .code(204)
+        .header("access-control-allow-origin", origin)
+        .header("vary", "Origin")
+        .header("access-control-allow-methods", "GET, HEAD")
+        .header("access-control-allow-headers", "authorization, last-event-id")
+        .header("access-control-max-age", "600")
+        .send();
+    },
+  };
+}
 
 /** When each request arrived (performance.now()), for the latency of the timed routes. */
 const startedAt = new WeakMap<FastifyRequest, number>();

@@ -27,7 +27,7 @@ import {
   readRangeQuery,
   readTxnBody,
 } from "../store-input.js";
-import { registerResource } from "./resource.js";
+import { memberReadPreflight, registerResource } from "./resource.js";
 
 /** Registers the store routes on `app`, for a node whose API has a store. */
 export function registerStoreRoutes(
@@ -43,6 +43,7 @@ export function registerStoreRoutes(
   };
   registerResource(app, context.metrics, "/v1/kv", [
     { method: "GET", handler: route((s, q, r) => listRange(context, s, q, r)) },
+    memberReadPreflight(context),
     {
       method: "DELETE",
       schema: headers,

@@ -40,7 +40,7 @@ import { readWatchQuery } from "../store-input.js";
 import { WatchHub } from "../watch-hub.js";
 import { type CountedRoute, type EventStream, openEventStream } from "./event-stream.js";
 import type { EventStreams } from "./events-route.js";
-import { registerResource } from "./resource.js";
+import { memberReadPreflight, registerResource } from "./resource.js";
 
 /** Watch streams open at once on one node. */
 export const WATCHES_MAX = 10_000;
@@ -80,6 +80,7 @@ export function registerWatchRoute(
   const progressMs = Math.max(10, timings.progressMs ?? WATCH_PROGRESS_MS);
   const counted = { metrics: context.metrics, tally: context.metrics.tally("GET", "/v1/watch") };
   registerResource(app, context.metrics, "/v1/watch", [
+    memberReadPreflight(context),
     {
       method: "GET",
       handler: async (request, reply) => {
