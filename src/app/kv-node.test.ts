@@ -183,6 +183,17 @@ it("kv node: the store's refusals resolve as results, not errors (precondition_f
     leaseId: 42,
   });
   expect(await kv.delete("absent", {})).toEqual({ ok: false, code: "not_found" });
+  // The options may be left out (a JavaScript caller's put(key, value) threw a TypeError).
+  expect(await kv.put("plain", value)).toMatchObject({ ok: true });
+  expect(await kv.get("plain")).toMatchObject({ value });
+  expect(await kv.delete("plain")).toMatchObject({ ok: true });
+  // A value that is not bytes is refused before it reaches the log, naming the field.
+  const before = kv.status().lastIndex;
+  await expect(kv.put("k", "text" as unknown as Uint8Array)).rejects.toMatchObject({
+    code: "ERR_INVALID_INPUT",
+    field: "value",
+  });
+  expect(kv.status().lastIndex).toBe(before);
 });
 
 it("kv node: an HTTPS certificate for another host stops the start, and a reload to one keeps the old certificate serving", async () => {

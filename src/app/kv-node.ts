@@ -262,16 +262,19 @@ export class KvNode implements KvNodeApi {
     return this.http;
   }
 
-  put(key: string, value: Uint8Array, options: KvWriteOptions): Promise<KvResult> {
+  put(key: string, value: Uint8Array, options: KvWriteOptions = {}): Promise<KvResult> {
     return this.write({ type: "put", key, value, ...writeOptions(options) });
   }
 
-  delete(key: string, options: KvWriteOptions): Promise<KvResult> {
+  delete(key: string, options: KvWriteOptions = {}): Promise<KvResult> {
     const { lease: _, ...rest } = writeOptions(options);
     return this.write({ type: "delete", key, ...rest });
   }
 
-  async get(key: string, options: { readonly stale: boolean }): Promise<KvEntry | null> {
+  async get(
+    key: string,
+    options: { readonly stale: boolean } = { stale: false },
+  ): Promise<KvEntry | null> {
     if (!options.stale) await this.node.readBarrier();
     return this.stateMachine.get(key);
   }

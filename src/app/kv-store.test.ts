@@ -108,6 +108,38 @@ describe("kv store", () => {
     expect(proposed).toEqual([]);
   });
 
+  it("propose: a JavaScript caller's key that is no string or value that is no bytes is refused naming the field, never proposed", async () => {
+    const sm = new KvStateMachine();
+    const { node, proposed } = fakeNode();
+    const store = new KvStore(node, sm);
+    const bad = (command: unknown) => store.propose(command as Parameters<KvStore["propose"]>[0]);
+    const bytes = new Uint8Array(1);
+    for (const [command, field] of [
+      [{ type: "put", key: "k", value: "text" }, "value"],
+      [{ type: "put", key: "k", value: null }, "value"],
+      [{ type: "put", key: undefined, value: bytes }, "key"],
+      [{ type: "delete", key: 7 }, "key"],
+      [
+        { type: "txn", compare: [{ key: 1, exists: true }], success: [], failure: [] },
+        "compare[0].key",
+      ],
+      [
+        { type: "txn", compare: [], success: [{ type: "put", key: "k", value: "v" }], failure: [] },
+        "success[0].put.value",
+      ],
+      [
+        { type: "txn", compare: [], success: [], failure: [{ type: "delete", key: null }] },
+        "failure[0].delete.key",
+      ],
+    ] as const) {
+      await expect(bad(command), JSON.stringify(command)).rejects.toMatchObject({
+        constructor: InvalidInputError,
+        field,
+      });
+    }
+    expect(proposed).toEqual([]);
+  });
+
   it("quota: a backup whose copy is at the quota forwards a put rather than refusing it", async () => {
     // The backup has not applied the master's delete of "a" yet: its copy is at the quota
     // of one key, but the log the put joins has room.

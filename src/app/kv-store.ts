@@ -57,6 +57,11 @@ export class KvStore implements KvStoreApi {
   ) {}
 
   async propose(command: KvCommand): Promise<KvResult> {
+    // The types keep a TypeScript caller's keys strings and values bytes; a JavaScript
+    // caller's string value would be proposed, committed and only then refused as a
+    // malformed command, and a missing key would fail with a bare TypeError.
+    const shape = shapeProblem(command);
+    if (shape !== null) throw new InvalidInputError(shape.field, shape.message);
     const limits = this.stateMachine.limits;
     const problem = validateCommand(command, limits);
     if (problem !== null) {
@@ -149,6 +154,48 @@ export class KvStore implements KvStoreApi {
         this.ticking = false;
       });
   }
+}
+
+/** The first key that is not a string or value that is not bytes in `command`, or null. */
+function shapeProblem(command: KvCommand): { field: string; message: string } | null {
+  const notKey = (field: string, key: unknown) =>
+    typeof key === "string" ? null : { field, message: `must be a string, not ${typeOf(key)}` };
+  const notValue = (field: string, value: unknown) =>
+    value instanceof Uint8Array
+      ? null
+      : { field, message: `must be a Uint8Array (bytes), not ${typeOf(value)}` };
+  switch (command.type) {
+    case "put":
+      return notKey("key", command.key) ?? notValue("value", command.value);
+    case "delete":
+      return notKey("key", command.key);
+    case "txn": {
+      const compare = Array.isArray(command.compare) ? command.compare : [];
+      for (const [i, c] of compare.entries()) {
+        const problem = notKey(`compare[${i}].key`, c?.key);
+        if (problem !== null) return problem;
+      }
+      for (const branch of ["success", "failure"] as const) {
+        const ops = Array.isArray(command[branch]) ? command[branch] : [];
+        for (const [i, op] of ops.entries()) {
+          const at = `${branch}[${i}].${op?.type}`;
+          const problem =
+            notKey(`${at}.key`, op?.key) ??
+            (op?.type === "put" ? notValue(`${at}.value`, op.value) : null);
+          if (problem !== null) return problem;
+        }
+      }
+      return null;
+    }
+    default:
+      return null;
+  }
+}
+
+function typeOf(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return value.constructor?.name ?? "an object";
+  return typeof value;
 }
 
 /**
