@@ -152,4 +152,35 @@ describe("node events: state transfers", () => {
     vi.advanceTimersByTime(250);
     expect(ends(events)).toMatchObject([{ direction: "receiving", bytes: 100 * MIB }]);
   });
+
+  it("events: a receiving transfer replaced by a new master's ends abandoned at once, not completed when the new one installs", () => {
+    const node = new PlayedNode();
+    node.role = "backup";
+    const events = watch(node);
+    const first: TransferProgress = { ...sending(20 * MIB), peer: 1, direction: "receiving" };
+    node.transfersUnderWay = [first];
+    vi.advanceTimersByTime(250);
+    // Master 1 is gone; master 2 sends its own snapshot, and the node drops the first.
+    const second: TransferProgress = {
+      ...first,
+      peer: 2,
+      snapshotIndex: 600,
+      bytes: 5 * MIB,
+      startedAt: 5000,
+    };
+    node.transfersUnderWay = [second];
+    vi.advanceTimersByTime(250);
+    expect(ends(events)).toMatchObject([{ peer: 1, done: true, bytes: 20 * MIB }]);
+    // Its end came before the new transfer's progress.
+    const firstEnd = events.findIndex((e) => e.type === "transfer" && e.done);
+    const secondProgress = events.findIndex((e) => e.type === "transfer" && e.peer === 2);
+    expect(firstEnd).toBeLessThan(secondProgress);
+    node.transfersUnderWay = [];
+    node.appliedIndex = 600;
+    vi.advanceTimersByTime(500);
+    expect(ends(events)).toMatchObject([
+      { peer: 1, bytes: 20 * MIB },
+      { peer: 2, bytes: 100 * MIB },
+    ]);
+  });
 });

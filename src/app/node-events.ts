@@ -163,8 +163,11 @@ function outcomeOf(
   } else if (status.appliedIndex >= transfer.snapshotIndex) {
     return "completed";
   }
+  // A retry to the same backup replaces the transfer it retries; and a node receives one
+  // transfer at a time, so any other receiving transfer (a new master's) replaced it.
   for (const other of current.values()) {
-    if (other.direction === transfer.direction && other.peer === transfer.peer) return "abandoned";
+    if (other.direction !== transfer.direction) continue;
+    if (other.peer === transfer.peer || transfer.direction === "receiving") return "abandoned";
   }
   return entry.polls * TRANSFER_POLL_MS >= TRANSFER_CONFIRM_MS_MAX ? "abandoned" : null;
 }
