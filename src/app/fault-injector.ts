@@ -41,7 +41,8 @@ export function createFaultInjector(
       setTimeout(() => freeze(ms), REPORT_DELAY_MS);
     },
     partition() {
-      if (!node.setPartitioned(true)) return;
+      // Asked twice (two dashboards), it is one partition: one event, one heal.
+      if (partitioned || !node.setPartitioned(true)) return;
       partitioned = true;
       feed.publish({ type: "fault", fault: "partition", durationMs: null });
     },
