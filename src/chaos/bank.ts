@@ -12,7 +12,15 @@
  * The loop is sequential, and range reads are linearizable, so each read must also be at
  * least as new as everything the loop saw or was told before it: a page's revision never
  * goes down, and never falls behind a transfer the bank was told succeeded, and no account
- * is older than the last acknowledged transfer that wrote it.
+ * is older than the last acknowledged transfer that wrote it. An account still at that
+ * transfer's revision holds what the transfer wrote, nothing else.
+ *
+ * The bank is the only writer of its accounts and makes one transfer at a time from the
+ * read just before it, so a transfer refused by its comparison means an account changed
+ * since that read: only an earlier transfer whose outcome stayed unknown (its call threw)
+ * can have done that, applied late. A refusal is a problem unless such a transfer, sharing
+ * an account with it, is still pending: no read since has shown either of its accounts
+ * moved from the revisions it compared (once one has, it either applied or never can).
  *
  * A loop that never gets through checks nothing: a run that ended one round or more (an
  * attempt to open the books, or a read and a transfer, answered or failed) with no
@@ -24,7 +32,7 @@
  *
  * It goes through the client library, which retries a transaction with one idempotency key
  * across fail-overs; a transaction whose outcome stayed unknown is harmless to the
- * verdict, since whatever it did, it did atomically.
+ * totals, since whatever it did, it did atomically, and explains the refusals above.
  */
 
 import { type BatonClient, createClient } from "../client/index.js";
@@ -35,13 +43,27 @@ const ACCOUNTS = 5;
 const OPENING_BALANCE = 100;
 const PREFIX = "bank/";
 const PROBLEMS_SHOWN = 20;
+/** The client's deadline for one request, retries included, in ms. */
+const DEADLINE_MS = 5000;
+
+/** What a transaction the bank was told succeeded wrote to one account. */
+interface Written {
+  readonly revision: number;
+  readonly value: string;
+}
+
+/** A transfer whose call threw: the revisions it compared, by account. */
+type Unknown = ReadonlyMap<string, number>;
 
 export class CampaignBank {
   /** Range reads that found the books wrong: what they saw. */
   readonly problems: string[] = [];
   reads = 0;
   transfers = 0;
-  /** Transfers refused because an account changed since the read (fine: compare failed). */
+  /**
+   * Transfers refused because an account changed since the read: fine when a transfer of
+   * unknown outcome may have changed it, a problem otherwise.
+   */
   conflicts = 0;
   /** Attempts to open the books that ended, answered or failed. */
   openings = 0;
@@ -53,19 +75,28 @@ export class CampaignBank {
   private booksOpen = false;
   /** The newest revision read or acknowledged so far: no later read may be older. */
   private newest = 0;
-  /** Per account, the revision of the last acknowledged transaction that wrote it. */
-  private readonly written = new Map<string, number>();
+  /** Per account, the revision and value of the last acknowledged transaction that wrote it. */
+  private readonly written = new Map<string, Written>();
+  /** Accounts (`key@revision`) found holding another value than their transaction wrote. */
+  private readonly mismatched = new Set<string>();
+  /** Transfers whose outcome is unknown and whose effect no read has shown yet. */
+  private unknown: Unknown[] = [];
   private readonly client: BatonClient;
   private startedAt: number | null = null;
   private stoppedAt: number | null = null;
   private stopping = false;
   private running: Promise<void> | null = null;
 
+  /** `deadlineMs`: the client's, retries included (shorter in tests). */
   constructor(
     urls: readonly string[],
     private readonly prng: Prng,
+    options: { readonly deadlineMs?: number } = {},
   ) {
-    this.client = createClient({ endpoints: [...urls], deadlineMs: 5000 });
+    this.client = createClient({
+      endpoints: [...urls],
+      deadlineMs: options.deadlineMs ?? DEADLINE_MS,
+    });
   }
 
   start(): void {
@@ -112,7 +143,10 @@ export class CampaignBank {
           success: accounts.map((key) => ({ put: { key, value: String(OPENING_BALANCE) } })),
         });
         // Answered: it opened them, or they were open already (its comparison failed).
-        if (opening.succeeded) this.acknowledged(accounts, opening.revision);
+        if (opening.succeeded) {
+          const values = accounts.map((key) => [key, String(OPENING_BALANCE)] as const);
+          this.acknowledged(values, opening.revision);
+        }
         this.booksOpen = true;
         return true;
       } catch (error) {
@@ -126,9 +160,9 @@ export class CampaignBank {
     return false;
   }
 
-  /** Notes a transaction acknowledged at `revision` that wrote `accounts`. */
-  private acknowledged(accounts: readonly string[], revision: number): void {
-    for (const key of accounts) this.written.set(key, revision);
+  /** Notes a transaction acknowledged at `revision` that wrote `values` (key, value). */
+  private acknowledged(values: readonly (readonly [string, string])[], revision: number): void {
+    for (const [key, value] of values) this.written.set(key, { revision, value });
     this.newest = Math.max(this.newest, revision);
   }
 
@@ -142,21 +176,37 @@ export class CampaignBank {
     const source = books.get(from)!;
     const amount = Math.min(source.balance, this.prng.int(1, 20));
     const target = books.get(to)!;
-    const result = await this.client.txn({
-      compare: [
-        { key: from, revision: source.revision },
-        { key: to, revision: target.revision },
-      ],
-      success: [
-        { put: { key: from, value: String(source.balance - amount) } },
-        { put: { key: to, value: String(target.balance + amount) } },
-      ],
-    });
+    const values = [
+      [from, String(source.balance - amount)],
+      [to, String(target.balance + amount)],
+    ] as const;
+    const compared: Unknown = new Map([
+      [from, source.revision],
+      [to, target.revision],
+    ]);
+    let result: { succeeded: boolean; revision: number };
+    try {
+      result = await this.client.txn({
+        compare: [...compared].map(([key, revision]) => ({ key, revision })),
+        success: values.map(([key, value]) => ({ put: { key, value } })),
+      });
+    } catch (error) {
+      // Applied or not, it may still be applied later: until a read shows, it may explain
+      // a refusal.
+      this.unknown.push(compared);
+      throw error;
+    }
     if (result.succeeded) {
       this.transfers++;
-      this.acknowledged([from, to], result.revision);
-    } else {
-      this.conflicts++;
+      this.acknowledged(values, result.revision);
+      return;
+    }
+    this.conflicts++;
+    const explained = this.unknown.some((pending) => pending.has(from) || pending.has(to));
+    if (!explained) {
+      this.problems.push(
+        `transfer of ${amount} from ${from}@${source.revision} to ${to}@${target.revision} refused by its comparison (at revision ${result.revision}), though no transfer of unknown outcome could have changed either account`,
+      );
     }
   }
 
@@ -174,10 +224,19 @@ export class CampaignBank {
     }
     this.newest = Math.max(this.newest, page.revision);
     for (const item of page.items) {
-      const written = this.written.get(item.key) ?? 0;
-      if (item.revision < written) {
+      const written = this.written.get(item.key);
+      if (written === undefined) continue;
+      if (item.revision < written.revision) {
         this.problems.push(
-          `at revision ${page.revision}: ${item.key}=${item.value}@${item.revision}, older than the transaction acknowledged at revision ${written}`,
+          `at revision ${page.revision}: ${item.key}=${item.value}@${item.revision}, older than the transaction acknowledged at revision ${written.revision}`,
+        );
+      } else if (item.revision === written.revision && item.value !== written.value) {
+        // Once per account and revision: every read until the next transfer finds it again.
+        const id = `${item.key}@${item.revision}`;
+        if (this.mismatched.has(id)) continue;
+        this.mismatched.add(id);
+        this.problems.push(
+          `at revision ${page.revision}: ${item.key}=${item.value}@${item.revision}, but the transaction acknowledged at revision ${written.revision} wrote ${written.value}`,
         );
       }
     }
@@ -185,6 +244,11 @@ export class CampaignBank {
     for (const item of page.items) {
       books.set(item.key, { balance: Number(item.value), revision: item.revision });
     }
+    // A transfer of unknown outcome whose accounts moved from what it compared has been
+    // applied, or never can be: it explains nothing after this read.
+    this.unknown = this.unknown.filter((pending) =>
+      [...pending].every(([key, revision]) => books.get(key)?.revision === revision),
+    );
     const total = [...books.values()].reduce((sum, account) => sum + account.balance, 0);
     if (books.size > 0) this.booksOpen = true;
     if (this.booksOpen && (books.size !== ACCOUNTS || total !== ACCOUNTS * OPENING_BALANCE)) {

@@ -25,7 +25,7 @@ import {
 } from "./checks.js";
 import { hostsNetwork, NetnsHosts } from "./hosts.js";
 import { CampaignLeases } from "./leases.js";
-import { CampaignMembers } from "./members.js";
+import { CampaignMembers, checkMembership } from "./members.js";
 import {
   checkFaults,
   type FaultSkip,
@@ -700,6 +700,7 @@ class CampaignRun {
       noErrors: checkNoErrors(
         this.workload!.internalErrors,
         this.nodes.map((n) => ({ node: n.id, count: n.errorLineCount, lines: n.errorLines })),
+        this.workload!.errors.wrongProblems(),
       ),
     };
     const ok = Object.values(verdicts).every((v) => v.ok);
@@ -766,24 +767,7 @@ class CampaignRun {
 
   /** Every replace finished and every replaced node was promoted in time. */
   private membershipVerdict(): Verdict {
-    const replaced = this.windows.filter((w) => w.kind === "wipe-restart" || w.kind === "replace");
-    const switchovers = this.windows.filter((w) => w.kind === "switchover");
-    const done = switchovers.filter((w) => w.detail.includes(" master of term ")).length;
-    const detail = `${replaced.length} replaced and promoted, ${done} of ${switchovers.length} switchovers done`;
-    // A refused change is the operator's to retry; an internal error is a bug however it ends.
-    const internal = this.members!.errors.internalProblems();
-    if (this.operatorProblems.length === 0 && internal.length === 0) return { ok: true, detail };
-    const failures = [
-      ...(this.operatorProblems.length > 0
-        ? [`${this.operatorProblems.length} of ${replaced.length} replacements did not finish`]
-        : []),
-      ...(internal.length > 0 ? ["the operator's requests met internal errors"] : []),
-    ];
-    return {
-      ok: false,
-      detail: `${failures.join("; ")}; ${detail}`,
-      problems: [...this.operatorProblems, ...internal],
-    };
+    return checkMembership(this.windows, this.operatorProblems, this.members!.errors);
   }
 
   private progressLine(): string {

@@ -39,11 +39,41 @@ export interface Verdicts {
   readonly membership: Verdict;
   /** (j): the faults asked for ran, or the report says why not (nemesis.ts). */
   readonly faults: Verdict;
-  /** (k): no request was answered with an internal error, and no node logged an error. */
+  /** (k): no request was answered with an internal error or as wrong, and no node logged an error. */
   readonly noErrors: Verdict;
 }
 
 const PROBLEMS_SHOWN = 20;
+
+/** The writes (puts, compare-and-sets, deletes) attempted, and those confirmed as applied. */
+export function countWrites(history: readonly OpRecord[]): {
+  attempted: number;
+  confirmed: number;
+} {
+  let attempted = 0;
+  let confirmed = 0;
+  for (const op of history) {
+    if (op.kind === "read") continue;
+    attempted++;
+    if (isConfirmed(op)) confirmed++;
+  }
+  return { attempted, confirmed };
+}
+
+/** A write answered as applied: not a compare-and-set refused, nor a delete of nothing. */
+function isConfirmed(op: OpRecord): boolean {
+  return op.kind !== "read" && op.outcome === "ok" && op.output !== false;
+}
+
+/**
+ * Writes were attempted and none was confirmed: a history of reads of nothing, which every
+ * check passes however wrong the cluster. Null when some write was confirmed, or none tried.
+ */
+export function noWriteConfirmed(history: readonly OpRecord[]): string | null {
+  const { attempted, confirmed } = countWrites(history);
+  if (attempted === 0 || confirmed > 0) return null;
+  return `none of the ${attempted} writes attempted was confirmed`;
+}
 
 /** (a): converts the history and runs the checker, one register per key. */
 export function checkHistory(history: readonly OpRecord[]): Verdict {
@@ -56,16 +86,24 @@ export function checkHistory(history: readonly OpRecord[]): Verdict {
   const bad = result.keys.filter((k) => !k.ok);
   const timedOut = result.keys.filter((k) => k.timedOut === true);
   const checked = result.keys.reduce((sum, k) => sum + k.opCount, 0);
+  const { confirmed } = countWrites(history);
   const detail =
-    `${result.keys.length} keys, ${checked} operations checked` +
+    `${result.keys.length} keys, ${checked} operations checked, ${confirmed} confirmed writes` +
     (timedOut.length > 0 ? `, ${timedOut.length} keys undecided (search bound)` : "");
-  if (bad.length === 0) return { ok: true, detail };
+  const nothing = noWriteConfirmed(history);
+  const problems = [
+    ...(nothing === null ? [] : [`${nothing}: nothing was checked`]),
+    ...bad.map((k) => `${k.key}: ${k.explanation ?? "not linearizable"}`),
+  ];
+  if (problems.length === 0) return { ok: true, detail };
+  const failures = [
+    ...(nothing === null ? [] : [nothing]),
+    ...(bad.length > 0 ? [`${bad.length} keys not linearizable`] : []),
+  ];
   return {
     ok: false,
-    detail: `${detail}; ${bad.length} keys not linearizable`,
-    problems: bad
-      .slice(0, PROBLEMS_SHOWN)
-      .map((k) => `${k.key}: ${k.explanation ?? "not linearizable"}`),
+    detail: `${detail}; ${failures.join("; ")}`,
+    problems: problems.slice(0, PROBLEMS_SHOWN),
   };
 }
 
@@ -115,13 +153,14 @@ export function checkNoLostWrites(history: readonly OpRecord[]): Verdict {
   for (const op of history) {
     if (op.kind === "read") continue;
     if (op.value !== undefined) issued.set(op.value, op);
-    const applied = op.outcome === "ok" && op.output !== false;
-    if (!applied) continue;
+    if (!isConfirmed(op)) continue;
     acknowledged++;
     const last = lastAck.get(op.key);
     if (last === undefined || (op.revision ?? 0) > (last.revision ?? 0)) lastAck.set(op.key, op);
   }
   const problems: string[] = [];
+  const nothing = noWriteConfirmed(history);
+  if (nothing !== null) problems.push(`${nothing}: nothing was checked`);
   for (const [key, last] of lastAck) {
     const final = finals.get(key);
     if (final === undefined) {
@@ -159,13 +198,13 @@ export function checkNoLostWrites(history: readonly OpRecord[]): Verdict {
     }
   }
   const detail = `${acknowledged} acknowledged writes, ${lastAck.size} keys`;
-  return problems.length === 0
-    ? { ok: true, detail }
-    : {
-        ok: false,
-        detail: `${detail}; ${problems.length} lost`,
-        problems: problems.slice(0, PROBLEMS_SHOWN),
-      };
+  if (problems.length === 0) return { ok: true, detail };
+  const lost = problems.length - (nothing === null ? 0 : 1);
+  return {
+    ok: false,
+    detail: `${detail}; ${nothing === null ? `${lost} lost` : nothing}`,
+    problems: problems.slice(0, PROBLEMS_SHOWN),
+  };
 }
 
 /**
@@ -270,13 +309,22 @@ export interface NodeErrors {
 /**
  * No request was answered with an internal error (`internal`: "n2 PUT k: 500 ERR_INTERNAL"
  * lines from every client of the campaign) and no node logged an error: both are bugs by
- * the API's and the node's own account, whatever else the history shows.
+ * the API's and the node's own account, whatever else the history shows. Nor was any of
+ * the workload's requests answered as wrong (`wrong`: ErrorTally.wrongProblems, one line
+ * per code): a workload that sends what the API refuses checks nothing with those requests.
  */
-export function checkNoErrors(internal: readonly string[], logged: readonly NodeErrors[]): Verdict {
+export function checkNoErrors(
+  internal: readonly string[],
+  logged: readonly NodeErrors[],
+  wrong: readonly string[] = [],
+): Verdict {
   const noisy = logged.filter((n) => n.count > 0);
   const lines = noisy.reduce((sum, n) => sum + n.count, 0);
-  if (internal.length === 0 && lines === 0) {
-    return { ok: true, detail: "no internal error answered, no error logged by any node" };
+  if (internal.length === 0 && lines === 0 && wrong.length === 0) {
+    return {
+      ok: true,
+      detail: "no internal error or wrong-request answer, no error logged by any node",
+    };
   }
   const problems: string[] = [];
   if (internal.length > 0) {
@@ -284,24 +332,27 @@ export function checkNoErrors(internal: readonly string[], logged: readonly Node
       `${internal.length} requests answered with an internal error (a bug, by the API's contract): ${internal.slice(0, EXAMPLES_SHOWN).join("; ")}`,
     );
   }
+  problems.push(...wrong);
   for (const { node, count, lines: kept } of noisy) {
     const shown = kept
       .slice(0, EXAMPLES_SHOWN)
       .map((l) => `${(l.at / 1000).toFixed(1)} s ${l.line}`);
     problems.push(`n${node} logged ${count} errors, the first:\n${shown.join("\n")}`);
   }
+  const kinds = wrong.length > 0 ? `, ${wrong.length} kinds of wrong-request answers` : "";
   return {
     ok: false,
-    detail: `${internal.length} internal errors answered, ${lines} error lines logged`,
+    detail: `${internal.length} internal errors answered${kinds}, ${lines} error lines logged`,
     problems,
   };
 }
 
 /**
- * Codes the client library throws for an answer that says the request itself is wrong (a
- * 4xx: bad input, too large, not allowed, a membership conflict), where a fault only ever
- * refuses (no master, a deadline, a node that does not answer) or loses a comparison. A
- * loop that gets these is broken, and checks nothing however long it runs.
+ * Codes that say the request itself is wrong (a 4xx: bad input, too large, not allowed, no
+ * such route or method, an idempotency key reused for another request, a membership
+ * conflict), where a fault only ever refuses (no master, a deadline, a node that does not
+ * answer) or loses a comparison. A loop that gets these is broken, and checks nothing
+ * however long it runs.
  */
 const WRONG_REQUEST_CODES: ReadonlySet<string> = new Set([
   "ERR_INVALID_INPUT",
@@ -309,16 +360,21 @@ const WRONG_REQUEST_CODES: ReadonlySet<string> = new Set([
   "ERR_UNAUTHENTICATED",
   "ERR_FORBIDDEN",
   "ERR_CONFLICT",
+  "ERR_NO_ROUTE",
+  "ERR_METHOD_NOT_ALLOWED",
+  "ERR_IDEMPOTENCY_KEY_REUSED",
 ]);
 
 /** Kinds of error counted in a verdict's detail. */
 const CODES_SHOWN = 6;
 
 /**
- * The errors a campaign loop (the bank's, the leases') caught and carried on after, by
- * code: refusals the faults explain, which it counts for the report, and answers that say
- * its requests are wrong (see WRONG_REQUEST_CODES, and any other 4xx the client could not
- * place), which no fault explains and which fail its verdict.
+ * The errors a campaign loop (the bank's, the leases', the operator's, the workload's)
+ * caught and carried on after, by code: refusals the faults explain, which it counts for
+ * the report, and answers that say its requests are wrong (see WRONG_REQUEST_CODES, and any
+ * other 4xx without a code), which no fault explains and which fail its verdict.
+ * `refusals` are codes of WRONG_REQUEST_CODES that this loop's requests meet as refusals
+ * (the operator's ERR_CONFLICT: a learner not caught up yet, a switchover under way).
  */
 export class ErrorTally {
   readonly refused = new Map<string, number>();
@@ -327,7 +383,13 @@ export class ErrorTally {
   readonly internal = new Map<string, number>();
   /** The first message of each wrong code, for the report. */
   private readonly examples = new Map<string, string>();
+  private readonly refusals: ReadonlySet<string>;
 
+  constructor(options: { readonly refusals?: readonly string[] } = {}) {
+    this.refusals = new Set(options.refusals ?? []);
+  }
+
+  /** An error the client library threw. */
   note(error: unknown): void {
     const e = error as { code?: unknown; status?: unknown; name?: unknown; message?: unknown };
     // An answer the client library could not place keeps its status: a 4xx is wrong too.
@@ -338,14 +400,27 @@ export class ErrorTally {
         : typeof e.code === "string"
           ? e.code
           : String(e.name ?? "Error");
-    const internal = isInternalError(status, e.code);
+    this.count(code, status, isInternalError(status, e.code), String(e.message ?? ""));
+  }
+
+  /**
+   * An answer a node gave that its loop did not take (one that reads it raw): `code` is
+   * the body's, null when it has none, and then only the status places it.
+   */
+  noteAnswer(status: number, code: string | null, message: string): void {
+    const internal = isInternalError(status, code);
+    this.count(code ?? `HTTP_${status}`, code === null ? status : null, internal, message);
+  }
+
+  /** Counts `code`; `status` is given for an answer without a code, which it places. */
+  private count(code: string, status: number | null, internal: boolean, message: string): void {
     const wrong =
       internal ||
-      WRONG_REQUEST_CODES.has(code) ||
+      (WRONG_REQUEST_CODES.has(code) && !this.refusals.has(code)) ||
       (status !== null && status >= 400 && status < 500);
     const counts = internal ? this.internal : wrong ? this.wrong : this.refused;
     counts.set(code, (counts.get(code) ?? 0) + 1);
-    if (wrong && !this.examples.has(code)) this.examples.set(code, String(e.message ?? ""));
+    if (wrong && !this.examples.has(code)) this.examples.set(code, message);
   }
 
   /** `refused: ERR_NO_MASTER 3, ERR_TIMEOUT 1`, or "" when nothing was refused. */
@@ -363,6 +438,19 @@ export class ErrorTally {
       ([code, n]) =>
         `${n} requests answered ${code}, which no fault explains: ${this.examples.get(code)}`,
     );
+  }
+
+  /** One problem for each code that says the requests are wrong (internal errors aside). */
+  wrongProblems(): string[] {
+    return [...this.wrong].map(
+      ([code, n]) =>
+        `${n} requests answered ${code}, which no fault explains: ${this.examples.get(code)}`,
+    );
+  }
+
+  /** How many requests were answered as wrong, all codes together. */
+  wrongCount(): number {
+    return [...this.wrong.values()].reduce((sum, n) => sum + n, 0);
   }
 
   /** One problem for each internal-error code only (for callers that expect refusals). */

@@ -17,7 +17,10 @@
  * reads started as long before the end as quantiles of the latest reads' latency, so that
  * some complete in time having started as late as the machine's latency allows. Reads
  * that complete after the end are discarded. The verdict says how close to the end the
- * last read in time of each lease got, and how many leases no read checked.
+ * last read in time of each lease started (the lease was alive at some point after that:
+ * the read's linearization point lies between its start and its completion, so the time
+ * from its completion to the end would overstate how late the lease was seen), and how
+ * many leases no read checked.
  *
  * A loop that never gets through checks nothing: a run that ended one round or more (a
  * lease granted, attached and read back, or a failure on the way) with no lease read back
@@ -64,8 +67,9 @@ const LATENCY_MS_DEFAULT = 100;
  */
 const STAMP_GUARD_MS = 1;
 
-/** One read of a lease's key: when it completed (performance.now()) and what it found. */
+/** One read of a lease's key: when it started and completed (performance.now()), what it found. */
 interface ReadBack {
+  readonly startedAt: number;
   readonly completedAt: number;
   readonly found: boolean;
 }
@@ -75,7 +79,7 @@ export class CampaignLeases {
   granted = 0;
   /** Leases whose key a read that completed in time looked for (and found, as it must). */
   checked = 0;
-  /** Per checked lease, how long before its deadline the last read in time completed, in ms. */
+  /** Per checked lease, how long before its deadline the last read in time started, in ms. */
   readonly margins: number[] = [];
   /** Rounds (grant, attach, read back) that ended, checked or not. */
   rounds = 0;
@@ -177,7 +181,8 @@ export class CampaignLeases {
    * time, overlapping reads that start as long before the end as quantiles and multiples of
    * the latest reads' latency (LATE_READ_QUANTILES, LATE_READ_P90_MULTIPLES), so that some
    * are likely to complete in time having started as late as that allows. Returns how long
-   * before `deadline` the last read in time completed, in ms, or null when none did.
+   * before `deadline` the last read in time started, in ms, or null when none completed in
+   * time.
    */
   private async readBack(key: string, leaseId: number, deadline: number): Promise<number | null> {
     const end = deadline - STAMP_GUARD_MS;
@@ -200,7 +205,7 @@ export class CampaignLeases {
       const early = Math.round(deadline - Math.min(...gone.map((read) => read.completedAt)));
       this.problems.push(`${key} (lease ${leaseId}) was gone at least ${early} ms early`);
     }
-    return deadline - Math.max(...inTime.map((read) => read.completedAt));
+    return deadline - Math.max(...inTime.map((read) => read.startedAt));
   }
 
   /**
@@ -216,7 +221,7 @@ export class CampaignLeases {
       const found = (await this.client.get(key)) !== null;
       const completedAt = performance.now();
       this.noteLatency(completedAt - startedAt);
-      return { completedAt, found };
+      return { startedAt, completedAt, found };
     } catch (error) {
       // The reads in time still count; the cluster's refusal is counted.
       if (!this.abandoned) this.errors.note(error);
@@ -262,7 +267,7 @@ export class CampaignLeases {
     };
   }
 
-  /** `12 leases of 3 s: 11 read back in time, 1 unchecked; last read in time …`. */
+  /** `12 leases of 3 s: 11 read back in time, 1 unchecked; last read in time started …`. */
   private summary(): string {
     const counts =
       `${this.granted} leases of ${TTL_SECONDS} s: ${this.checked} read back in time, ` +
@@ -270,7 +275,7 @@ export class CampaignLeases {
     if (this.margins.length === 0) return counts;
     const margins = sorted(this.margins);
     const ms = (q: number): string => `${Math.round(percentile(margins, q)!)} ms`;
-    return `${counts}; last read in time before the deadline: median ${ms(0.5)}, closest ${ms(0)}, widest ${ms(1)}`;
+    return `${counts}; last read in time started before the deadline: median ${ms(0.5)}, closest ${ms(0)}, widest ${ms(1)}`;
   }
 }
 

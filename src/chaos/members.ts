@@ -7,7 +7,8 @@
  */
 
 import { type BatonClient, createClient, type Member } from "../client/index.js";
-import { ErrorTally } from "./checks.js";
+import { ErrorTally, type Verdict } from "./checks.js";
+import type { FaultWindow } from "./nemesis.js";
 import { sleep } from "./wait.js";
 
 /** Longest a replace (remove, then add back as a learner) may take, retries included. */
@@ -26,8 +27,12 @@ export interface PromoteOutcome {
 }
 
 export class CampaignMembers {
-  /** Every error the operator's requests met: refusals to retry, and any internal error. */
-  readonly errors = new ErrorTally();
+  /**
+   * Every error the operator's requests met: refusals to retry (ERR_CONFLICT among them: a
+   * learner not caught up yet, a switchover under way, a target that cannot take over), and
+   * any answer that says a request was wrong or the node broken.
+   */
+  readonly errors = new ErrorTally({ refusals: ["ERR_CONFLICT"] });
   private readonly client: BatonClient;
 
   constructor(urls: readonly string[]) {
@@ -134,4 +139,43 @@ export class CampaignMembers {
   close(): Promise<void> {
     return this.client.close();
   }
+}
+
+/**
+ * (i): every replace finished and every replaced node was promoted in time (the
+ * `operatorProblems` say which did not), and no request of the operator's met an error no
+ * fault explains (`errors`, the operator's tally): neither an internal error nor an answer
+ * that says the request was wrong (ERR_INVALID_INPUT and the like: a switchover to a node
+ * that is no member, a change the API cannot parse), which no retry would mend.
+ */
+export function checkMembership(
+  windows: readonly FaultWindow[],
+  operatorProblems: readonly string[],
+  errors: ErrorTally,
+): Verdict {
+  const replaced = windows.filter((w) => w.kind === "wipe-restart" || w.kind === "replace");
+  const switchovers = windows.filter((w) => w.kind === "switchover");
+  const done = switchovers.filter((w) => w.detail.includes(" master of term ")).length;
+  const detail = `${replaced.length} replaced and promoted, ${done} of ${switchovers.length} switchovers done`;
+  // A refused change is the operator's to retry; a wrong request, or an internal error, is
+  // a bug however it ends.
+  const wrong = errors.wrongProblems();
+  const internal = errors.internalProblems();
+  if (operatorProblems.length === 0 && wrong.length === 0 && internal.length === 0) {
+    return { ok: true, detail };
+  }
+  const failures = [
+    ...(operatorProblems.length > 0
+      ? [`${operatorProblems.length} of ${replaced.length} replacements did not finish`]
+      : []),
+    ...(wrong.length > 0
+      ? [`the operator's requests were answered as wrong ${errors.wrongCount()} times`]
+      : []),
+    ...(internal.length > 0 ? ["the operator's requests met internal errors"] : []),
+  ];
+  return {
+    ok: false,
+    detail: `${failures.join("; ")}; ${detail}`,
+    problems: [...operatorProblems, ...wrong, ...internal],
+  };
 }

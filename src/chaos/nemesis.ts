@@ -5,11 +5,13 @@
  * ends. Each fault is recorded as a window (start, end, kind, the nodes it hit) for the
  * report, and every one is undone before the next begins, so that at most one is active.
  *
- * A fault that cannot start (the cluster not healthy enough to wipe a node, a master that is
- * not running) is skipped and recorded as skipped, with why; one that started but did not
- * finish what it set out to do (a rolling restart stuck on a node, a switchover refused)
- * says so in its window. The faults verdict counts both, and fails when a kind that was
- * drawn again and again never once ran: a campaign must not claim faults it never made.
+ * A fault that cannot start (the cluster not healthy enough to wipe a node, no master known
+ * for a fault on the master, a node to kill or pause that is not running) is skipped and
+ * recorded as skipped, with why; one that started but did not finish what it set out to do
+ * (a rolling restart stuck on a node, a switchover refused, a kill that found the process
+ * gone) says so in its window, and is not counted as run. The faults verdict counts both,
+ * and fails when a kind that was drawn again and again never once ran: a campaign must not
+ * claim faults it never made.
  */
 
 import type { Prng } from "../core/prng.js";
@@ -175,10 +177,19 @@ export async function runNemeses(
   }
 }
 
+/** Faults made on the master itself: without a known master, there is nothing to hit. */
+const MASTER_NEMESES: readonly NemesisKind[] = ["kill-master", "pause-master", "isolate-master"];
+
 async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: number) {
   const { prng, nodes, network } = context;
   const ids = nodes.map((n) => n.id);
-  const master = context.currentMaster() ?? prng.pick(ids);
+  const known = context.currentMaster();
+  if (known === null && MASTER_NEMESES.includes(kind)) {
+    context.skips.push({ kind, at: context.now(), reason: "no master was known" });
+    return;
+  }
+  // The others only prefer the master: a node drawn at random is hit when none is known.
+  const master = known ?? prng.pick(ids);
   const open = (hit: number[], detail: string): FaultWindow => {
     const window: FaultWindow = { kind, start: context.now(), end: Number.NaN, nodes: hit, detail };
     context.windows.push(window);
@@ -196,8 +207,14 @@ async function runFault(context: NemesisContext, kind: NemesisKind, durationMs: 
     case "kill-any": {
       const id = kind === "kill-master" ? master : prng.pick(ids);
       const node = nodes.find((n) => n.id === id)!;
+      const who = kind === "kill-master" ? `n${id}, the master,` : `n${id}`;
+      if (node.state !== "running") return skip(`${who} was ${node.state}`);
       const window = open([id], `SIGKILL n${id}`);
-      await node.kill();
+      if (!(await node.killIfRunning())) {
+        // It exited on its own between the look and the signal: this fault killed nothing.
+        window.unfinished = `n${id} was not running when SIGKILL was sent: nothing was killed`;
+        window.detail += `; ${window.unfinished}`;
+      }
       await sleep(durationMs);
       context.restart(id, false);
       close(window);
@@ -423,19 +440,21 @@ async function replaceNode(
 
 /**
  * The verdict on the faults themselves: which kinds of `asked` ran, were skipped (and why)
- * or did not finish, and which were never drawn; it fails for a kind drawn more than
- * SKIPPED_DRAWS_MAX times and skipped every time.
+ * or did not finish, and which were never drawn; a window that did not finish is not
+ * counted as run. It fails when no fault ran, and for a kind drawn more than
+ * SKIPPED_DRAWS_MAX times that never ran (skipped, or not finished, every time).
  */
 export function checkFaults(
   asked: readonly NemesisKind[],
   windows: readonly FaultWindow[],
   skips: readonly FaultSkip[],
 ): Verdict {
-  const ran = tally(windows.map((w) => w.kind));
+  const finished = windows.filter((w) => w.unfinished === undefined);
+  const ran = tally(finished.map((w) => w.kind));
   const skipped = tally(skips.map((s) => s.kind));
   const unfinished = tally(windows.filter((w) => w.unfinished !== undefined).map((w) => w.kind));
   const problems: string[] = [];
-  if (asked.length > 0 && windows.length === 0) {
+  if (asked.length > 0 && finished.length === 0) {
     problems.push(
       "no fault ran: every verdict is about a cluster left alone (a longer --duration makes room for faults)",
     );
@@ -446,11 +465,21 @@ export function checkFaults(
     }
   }
   for (const kind of new Set(asked)) {
-    const times = skipped.get(kind) ?? 0;
+    const skippedTimes = skipped.get(kind) ?? 0;
+    const notDone = unfinished.get(kind) ?? 0;
+    const times = skippedTimes + notDone;
     if ((ran.get(kind) ?? 0) > 0 || times <= SKIPPED_DRAWS_MAX) continue;
-    problems.push(
-      `${kind} was drawn ${times} times and skipped every time: ${reasonsFor(kind, skips)}`,
-    );
+    if (notDone === 0) {
+      problems.push(
+        `${kind} was drawn ${times} times and skipped every time: ${reasonsFor(kind, skips)}`,
+      );
+      continue;
+    }
+    const why = [
+      ...(skippedTimes > 0 ? [`skipped ${skippedTimes} (${reasonsFor(kind, skips)})`] : []),
+      `not finished ${notDone} (${unfinishedFor(kind, windows)})`,
+    ];
+    problems.push(`${kind} was drawn ${times} times and never ran: ${why.join(", ")}`);
   }
   const parts = [`ran: ${listCounts(ran) || "none"}`];
   if (skipped.size > 0) {
@@ -458,7 +487,8 @@ export function checkFaults(
     parts.push(`skipped: ${each.join(", ")}`);
   }
   if (unfinished.size > 0) parts.push(`not finished: ${listCounts(unfinished)}`);
-  const never = [...new Set(asked)].filter((k) => !ran.has(k) && !skipped.has(k));
+  const drawn = (k: NemesisKind): boolean => ran.has(k) || skipped.has(k) || unfinished.has(k);
+  const never = [...new Set(asked)].filter((k) => !drawn(k));
   if (never.length > 0) parts.push(`never drawn: ${never.join(", ")}`);
   const detail = parts.join("; ");
   return problems.length === 0 ? { ok: true, detail } : { ok: false, detail, problems };
@@ -472,6 +502,12 @@ function tally(kinds: readonly NemesisKind[]): Map<NemesisKind, number> {
 
 function listCounts(counts: ReadonlyMap<NemesisKind, number>): string {
   return [...counts].map(([kind, n]) => `${kind} ${n}`).join(", ");
+}
+
+/** The distinct ways the windows of `kind` did not finish. */
+function unfinishedFor(kind: NemesisKind, windows: readonly FaultWindow[]): string {
+  const ways = windows.filter((w) => w.kind === kind).map((w) => w.unfinished);
+  return [...new Set(ways.filter((way) => way !== undefined))].join("; ");
 }
 
 /** The distinct reasons `kind` was skipped. */

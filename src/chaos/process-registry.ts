@@ -310,12 +310,21 @@ export class ManagedProcess {
     return this.exitPromise;
   }
 
-  /** SIGKILL (a paused process too), then waits for the exit. */
+  /** SIGKILL (a paused process too), then waits for the exit; nothing when none runs. */
   async kill(): Promise<void> {
-    if (this.child === null) return;
+    await this.killIfRunning();
+  }
+
+  /**
+   * kill(), saying whether there was a process to kill: false when it never started or
+   * has exited already, which a fault that means to kill must not count as a kill.
+   */
+  async killIfRunning(): Promise<boolean> {
+    if (this.child === null) return false;
     if (this.paused) this.signal("SIGCONT");
     this.signal("SIGKILL");
     await this.exitPromise;
+    return true;
   }
 
   /**

@@ -217,6 +217,11 @@ export class NodeProcess {
     return this.process.kill();
   }
 
+  /** kill(), saying whether the node had a process to kill. */
+  killIfRunning(): Promise<boolean> {
+    return this.process.killIfRunning();
+  }
+
   /** Empties the data directory (of a stopped node). */
   wipe(): void {
     rmSync(this.dataDir, { recursive: true, force: true });

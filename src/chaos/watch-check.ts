@@ -32,14 +32,15 @@
  * reached went unseen too. The verdict names the revisions it could not see and how many
  * acknowledged changes they held, and fails when it checked fewer than CHECKED_SHARE_MIN of
  * the acknowledged changes in the revisions it had to watch: a verdict on a few changes
- * says nothing about the rest. Any other end, or a watch that had not reached the last
+ * says nothing about the rest; and when the workload attempted writes and none was
+ * confirmed, it checked nothing at all and fails too. Any other end, or a watch that had not reached the last
  * acknowledged change's revision when the campaign stopped it, is a problem: the watch must
  * survive every fault, and a stalled watch delivers nothing wrong.
  */
 
 import type { WatchChange } from "../client/index.js";
 import { type BatonClient, CompactedError, createClient } from "../client/index.js";
-import type { Verdict } from "./checks.js";
+import { noWriteConfirmed, type Verdict } from "./checks.js";
 import { sleep } from "./wait.js";
 import type { OpRecord } from "./workload.js";
 
@@ -194,6 +195,9 @@ export function checkWatch(
   const others = checkOtherKeys(changes, first.fresh, gaps, problems);
   const coverage = coverageOf(acknowledged, checked, reached, gaps, compacted);
   checkCoverage(coverage, reached, gaps, problems);
+  // No write confirmed: nothing the watch delivered can be held against an answer.
+  const nothing = noWriteConfirmed(history);
+  if (nothing !== null) problems.push(`${nothing}: the watch checked nothing`);
   const ended = endedBy === null ? "" : `; the watch ended early (${endedBy})`;
   const detail =
     `${changes.length} changes up to revision ${reached}, ` +

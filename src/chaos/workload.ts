@@ -17,7 +17,7 @@
 
 import { Agent, request } from "undici";
 import { Prng } from "../core/prng.js";
-import { isInternalError } from "./checks.js";
+import { ErrorTally, isInternalError } from "./checks.js";
 import { sleep } from "./wait.js";
 
 export type OpKind = "read" | "write" | "cas" | "delete";
@@ -52,7 +52,11 @@ export interface OpRecord {
   error?: string;
 }
 
-/** Answers that prove a write was never applied: it never reached a master's log. */
+/**
+ * Answers that prove a write was never applied: it never reached a master's log. Those that
+ * say the request itself was wrong (ERR_INVALID_INPUT, ERR_TOO_LARGE) prove it too, and are
+ * counted as problems besides (Workload.errors): no fault explains them.
+ */
 const DEFINITE_FAILURES: ReadonlySet<string> = new Set([
   "ERR_NOT_MASTER",
   "ERR_NO_MASTER",
@@ -98,6 +102,11 @@ export class Workload {
   readonly keysUsed = new Set<string>();
   /** Answers that were internal errors (checks.ts isInternalError): "n2 PUT k: 500 ERR_INTERNAL". */
   readonly internalErrors: string[] = [];
+  /**
+   * Every answer no operation could take (a refusal, a request said to be wrong) and every
+   * request that got no answer, by code: the wrong ones are problems (checkNoErrors).
+   */
+  readonly errors = new ErrorTally();
   private nextId = 1;
   private running = false;
   private loops: Promise<void>[] = [];
@@ -223,6 +232,7 @@ export class Workload {
     if ("error" in result) {
       op.outcome = DEFINITE_FAILURES.has(result.error) ? "failed" : "indeterminate";
       op.error = result.error;
+      this.errors.note({ code: result.error });
     } else if (result.answer.status === 200) {
       op.outcome = "ok";
       op.output = String(result.answer.body?.value ?? "");
@@ -233,6 +243,7 @@ export class Workload {
     } else {
       op.outcome = "failed";
       op.error = codeOf(result.answer);
+      this.noteAnswer(result.answer);
     }
     return op;
   }
@@ -296,6 +307,8 @@ export class Workload {
         return;
       }
       const code = "error" in result ? result.error : codeOf(result.answer);
+      if ("error" in result) this.errors.note({ code });
+      else this.noteAnswer(result.answer);
       op.error = code;
       if (!DEFINITE_FAILURES.has(code)) uncertain = true;
       if (!this.running && i > 0) break;
@@ -303,6 +316,17 @@ export class Workload {
     }
     op.completedAt = this.options.now();
     op.outcome = uncertain ? "indeterminate" : "failed";
+  }
+
+  /** Counts an answer no operation took, by its code (by its status when it has none). */
+  private noteAnswer(answer: Answer): void {
+    const code = answer.body?.code;
+    const message = answer.body?.error;
+    this.errors.noteAnswer(
+      answer.status,
+      typeof code === "string" ? code : null,
+      typeof message === "string" ? message : "",
+    );
   }
 
   private async attempt(

@@ -21,10 +21,10 @@ export interface ProxiedAnswer {
   readonly body: string;
 }
 
-export type ProxyHandler = (
-  incoming: ProxiedRequest,
-  forward: () => Promise<ProxiedAnswer>,
-) => Promise<ProxiedAnswer>;
+/** Sends the request on to the node, with `body` in place of the one it came with if given. */
+export type Forward = (body?: string) => Promise<ProxiedAnswer>;
+
+export type ProxyHandler = (incoming: ProxiedRequest, forward: Forward) => Promise<ProxiedAnswer>;
 
 /** Headers passed on each way; the others (host, connection, length) are the sockets'. */
 const PASSED = ["accept", "content-type", "idempotency-key", "if-match", "etag", "retry-after"];
@@ -43,11 +43,11 @@ export async function startAnswerProxy(
   const server = createServer((req, res) => {
     void (async () => {
       const incoming = { method: req.method ?? "GET", url: req.url ?? "/", body: await read(req) };
-      const forward = async (): Promise<ProxiedAnswer> => {
+      const forward = async (body = incoming.body): Promise<ProxiedAnswer> => {
         const response = await request(`${target}${incoming.url}`, {
           method: incoming.method as "GET",
           headers: pick(req.headers),
-          body: incoming.body === "" ? null : incoming.body,
+          body: body === "" ? null : body,
         });
         return {
           status: response.statusCode,

@@ -1,12 +1,15 @@
 /**
  * The campaign's verdicts on small hand-made histories, each of which can be argued on
  * paper: a lost acknowledged write, a write applied twice, a stale read, and an
- * indeterminate write that did take effect (which is no violation). And the tally of the
- * errors the campaign's loops carry on after: refusals the faults explain are counted,
- * answers that say the requests are wrong are problems.
+ * indeterminate write that did take effect (which is no violation), and a history whose
+ * writes were all refused, which checks nothing. And the tally of the errors the campaign's
+ * loops and the workload carry on after: refusals the faults explain are counted, answers
+ * that say the requests are wrong are problems.
  */
 
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
 import {
   checkExactlyOnce,
   checkHistory,
@@ -16,9 +19,12 @@ import {
   isInternalError,
   parseErrorLine,
 } from "../../src/chaos/checks.js";
-import type { OpRecord } from "../../src/chaos/workload.js";
+import { checkWatch } from "../../src/chaos/watch-check.js";
+import { type OpRecord, Workload } from "../../src/chaos/workload.js";
 import { UnexpectedResponseError } from "../../src/client/errors.js";
+import { createHttpServer } from "../../src/http/server.js";
 import { InvalidInputError, NoMasterError, TimeoutError } from "../../src/shared/errors.js";
+import { errorAnswer, startAnswerProxy } from "./answer-proxy.js";
 
 let nextId = 1;
 
@@ -182,5 +188,125 @@ describe("chaos checks", () => {
       "1 requests answered with an internal error (a bug, by the API's contract): n1 PUT k1: 500 ERR_INTERNAL",
       "n2 logged 30 errors, the first:\n2.5 s receiving a snapshot failed",
     ]);
+  });
+
+  it("chaos: a history whose writes were all refused checks nothing: linearizable, noLostWrites and watched fail, and say how many writes were confirmed", () => {
+    const history: OpRecord[] = [];
+    for (let i = 0; i < 10; i++) {
+      history.push(
+        op({
+          kind: "write",
+          value: `c1-${i}`,
+          outcome: "failed",
+          error: "ERR_INVALID_INPUT",
+          invokedAt: 100 * i,
+        }),
+        op({ kind: "read", output: null, invokedAt: 100 * i + 50 }),
+      );
+    }
+    history.push(op({ kind: "read", output: null, invokedAt: 2000, final: true }));
+    const linearizable = checkHistory(history);
+    expect(linearizable.ok).toBe(false);
+    expect(linearizable.detail).toBe(
+      "1 keys, 11 operations checked, 0 confirmed writes; none of the 10 writes attempted was confirmed",
+    );
+    expect(linearizable.problems).toEqual([
+      "none of the 10 writes attempted was confirmed: nothing was checked",
+    ]);
+    const lost = checkNoLostWrites(history);
+    expect(lost.ok).toBe(false);
+    expect(lost.problems).toEqual([
+      "none of the 10 writes attempted was confirmed: nothing was checked",
+    ]);
+    const watched = checkWatch(history, [], null, 0);
+    expect(watched.ok).toBe(false);
+    expect(watched.problems).toEqual([
+      "none of the 10 writes attempted was confirmed: the watch checked nothing",
+    ]);
+    // One confirmed write is something to check.
+    const one = [...history, op({ kind: "write", value: "c1-x", revision: 2, invokedAt: 2050 })];
+    one.push(op({ kind: "read", output: "c1-x", revision: 2, invokedAt: 2100, final: true }));
+    expect(checkHistory(one)).toMatchObject({
+      ok: true,
+      detail: "1 keys, 13 operations checked, 1 confirmed writes",
+    });
+    expect(checkNoLostWrites(one).ok).toBe(true);
+  });
+
+  it("chaos: the workload's answers that say its requests are wrong (400, 413, any 4xx it cannot place) fail noErrors; refusals do not", async () => {
+    const node = new LocalKvNode(1);
+    const server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
+    let refused = 0;
+    const proxy = await startAnswerProxy(
+      (await server.listen("127.0.0.1", 0)).url,
+      async (incoming, forward) => {
+        if (incoming.method === "GET") return forward();
+        refused++;
+        if (refused % 3 === 0) return errorAnswer(503, "ERR_NO_MASTER", "no master");
+        return refused % 3 === 1
+          ? errorAnswer(400, "ERR_INVALID_INPUT", "value: not a value")
+          : { status: 418, headers: {}, body: "" };
+      },
+    );
+    const workload = new Workload({
+      seed: 1,
+      clients: 2,
+      keys: 2,
+      keyEpochMs: 60_000,
+      requestTimeoutMs: 1000,
+      attemptsMax: 2,
+      thinkMs: 5,
+      staleReads: false,
+      urls: new Map([[1, proxy.url]]),
+      now: () => performance.now(),
+    });
+    try {
+      workload.start();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await workload.stop();
+    } finally {
+      await workload.close();
+      await new Promise((done) => proxy.server.close(done));
+      await server.close();
+    }
+    expect(refused).toBeGreaterThan(4);
+    const wrong = workload.errors.wrongProblems();
+    expect(wrong).toHaveLength(2);
+    expect(wrong).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          /^\d+ requests answered ERR_INVALID_INPUT, which no fault explains: value: not a value$/,
+        ),
+        expect.stringMatching(/^\d+ requests answered HTTP_418, which no fault explains: $/),
+      ]),
+    );
+    const verdict = checkNoErrors(workload.internalErrors, [], wrong);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.detail).toBe(
+      "0 internal errors answered, 2 kinds of wrong-request answers, 0 error lines logged",
+    );
+    expect(verdict.problems).toEqual(wrong);
+    expect(workload.errors.detail()).toMatch(/ERR_NO_MASTER \d+/);
+    expect(checkNoErrors([], [], []).detail).toBe(
+      "no internal error or wrong-request answer, no error logged by any node",
+    );
+  });
+
+  it("chaos: answers a node gives are placed as the client library's errors are (by code, else by status)", () => {
+    const tally = new ErrorTally();
+    tally.noteAnswer(503, "ERR_NO_MASTER", "no master");
+    tally.noteAnswer(413, "ERR_TOO_LARGE", "value: at most 1 MiB");
+    tally.noteAnswer(422, "ERR_IDEMPOTENCY_KEY_REUSED", "another request had that key");
+    tally.noteAnswer(404, null, "");
+    tally.noteAnswer(500, "ERR_INTERNAL", "a bug");
+    expect(tally.wrongProblems()).toEqual([
+      "1 requests answered ERR_TOO_LARGE, which no fault explains: value: at most 1 MiB",
+      "1 requests answered ERR_IDEMPOTENCY_KEY_REUSED, which no fault explains: another request had that key",
+      "1 requests answered HTTP_404, which no fault explains: ",
+    ]);
+    expect(tally.internalProblems()).toEqual([
+      "1 requests answered ERR_INTERNAL, an internal error (a bug): a bug",
+    ]);
+    expect([...tally.refused]).toEqual([["ERR_NO_MASTER", 1]]);
   });
 });

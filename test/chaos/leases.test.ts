@@ -35,7 +35,9 @@ describe("chaos leases", () => {
       expect(leases.checked).toBeGreaterThan(0);
       expect(leases.verdict()).toMatchObject({
         ok: true,
-        detail: expect.stringMatching(/last read in time before the deadline: median \d+ ms/),
+        detail: expect.stringMatching(
+          /last read in time started before the deadline: median \d+ ms/,
+        ),
       });
     } finally {
       node.store.stopLeaseTicker();
@@ -141,6 +143,49 @@ describe("chaos leases", () => {
           /^no lease was read back in time in \d+ s \(1 round ended\): nothing was checked$/,
         ),
       ]);
+    } finally {
+      node.store.stopLeaseTicker();
+      await new Promise((done) => proxy.server.close(done));
+      await server.close();
+    }
+  }, 40_000);
+
+  it("timing: leases: the margin reported is from the start of the last read in time to the deadline, not from its completion (reads answered 400 ms late)", async () => {
+    const node = new LocalKvNode(1);
+    node.store.startLeaseTicker();
+    const server = createHttpServer({ api: node, logger: pino({ level: "silent" }) });
+    let grantedAt: number | null = null;
+    const reads: { startedAt: number; completedAt: number }[] = [];
+    const proxy = await startAnswerProxy(
+      (await server.listen("127.0.0.1", 0)).url,
+      async (incoming, forward) => {
+        const arrivedAt = performance.now();
+        if (incoming.method === "POST" && incoming.url === "/v1/leases") grantedAt ??= arrivedAt;
+        const answer = await forward();
+        if (incoming.method === "GET" && incoming.url.startsWith("/v1/kv/lease%2F1")) {
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          reads.push({ startedAt: arrivedAt, completedAt: performance.now() });
+        }
+        return answer;
+      },
+    );
+    try {
+      const leases = new CampaignLeases([proxy.url]);
+      leases.start();
+      await until(() => leases.checked >= 1, 10_000);
+      await leases.abandon();
+      expect(leases.checked).toBeGreaterThanOrEqual(1);
+      // The first lease's: its deadline is its grant's sending plus 3 s, and a read completed
+      // in time 1 ms before it.
+      const deadline = grantedAt! + 3000;
+      const inTime = reads.filter((read) => read.completedAt <= deadline - 1);
+      expect(inTime.length).toBeGreaterThan(0);
+      const latestStart = Math.max(...inTime.map((read) => read.startedAt));
+      // Sent a little before it arrived, answered a little after; 400 ms apart otherwise.
+      expect(Math.abs(leases.margins[0]! - (deadline - latestStart))).toBeLessThan(100);
+      expect(leases.verdict().detail).toMatch(
+        /last read in time started before the deadline: median \d+ ms, closest \d+ ms, widest \d+ ms/,
+      );
     } finally {
       node.store.stopLeaseTicker();
       await new Promise((done) => proxy.server.close(done));

@@ -1,12 +1,16 @@
 /**
  * The campaign's operator replacing a member through a fake master whose member list shows
  * the removal late (a node that answered before applying it): the replace must add the
- * member back, not take the stale listing for the re-added member.
+ * member back, not take the stale listing for the re-added member. And the membership
+ * verdict: a switchover refused as a wrong request fails it, one refused as a target that
+ * cannot take over yet does not.
  */
 
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
-import { CampaignMembers } from "../../src/chaos/members.js";
+import type { Verdict } from "../../src/chaos/checks.js";
+import { CampaignMembers, checkMembership } from "../../src/chaos/members.js";
+import type { FaultWindow } from "../../src/chaos/nemesis.js";
 
 const fakes: FakeCluster[] = [];
 afterEach(async () => {
@@ -59,5 +63,58 @@ describe("chaos: member replace", () => {
     } finally {
       await operator.close();
     }
+  });
+
+  it("membership: a switchover or membership change refused as a wrong request fails the verdict; a refusal the faults explain does not", async () => {
+    const fake = await FakeCluster.start(1, 1);
+    fakes.push(fake);
+    let wrong = true;
+    fake.node(1).intercept = (request, reply) => {
+      const url = request.url.split("?")[0];
+      if (request.method === "POST" && url === "/v1/switchover") {
+        const error = wrong
+          ? { code: "ERR_INVALID_INPUT", error: "to: not a member" }
+          : { code: "ERR_CONFLICT", error: "n2 cannot take over: not caught up" };
+        reply.code(wrong ? 400 : 409).send(error);
+        return true;
+      }
+      return false;
+    };
+    const switchover = (detail: string): FaultWindow => ({
+      kind: "switchover",
+      start: 0,
+      end: 1,
+      nodes: [1, 2],
+      detail,
+      unfinished: detail,
+    });
+    const run = async (): Promise<Verdict> => {
+      const operator = new CampaignMembers(fake.urls);
+      try {
+        const windows: FaultWindow[] = [];
+        for (let i = 0; i < 2; i++) {
+          const outcome = await operator.switchover(2);
+          expect(outcome.ok).toBe(false);
+          if (!outcome.ok) windows.push(switchover(`not done (${outcome.error})`));
+        }
+        return checkMembership(windows, [], operator.errors);
+      } finally {
+        await operator.close();
+      }
+    };
+    const refusedAsWrong = await run();
+    expect(refusedAsWrong.ok).toBe(false);
+    expect(refusedAsWrong.detail).toBe(
+      "the operator's requests were answered as wrong 2 times; 0 replaced and promoted, 0 of 2 switchovers done",
+    );
+    expect(refusedAsWrong.problems).toEqual([
+      expect.stringMatching(/^2 requests answered ERR_INVALID_INPUT, which no fault explains: /),
+    ]);
+    // A target that cannot take over yet is the operator's to retry.
+    wrong = false;
+    expect(await run()).toEqual({
+      ok: true,
+      detail: "0 replaced and promoted, 0 of 2 switchovers done",
+    });
   });
 });

@@ -179,7 +179,7 @@ describe("chaos faults", () => {
     expect(verdict).toEqual({
       ok: true,
       detail:
-        "ran: split 1, switchover 1; skipped: pause-master 1 (n1, the master, was stopped), " +
+        "ran: split 1; skipped: pause-master 1 (n1, the master, was stopped), " +
         "replace 2 (the cluster was not healthy within 10000 ms); not finished: switchover 1; " +
         "never drawn: flap",
     });
@@ -188,5 +188,98 @@ describe("chaos faults", () => {
     expect(checkFaults(["replace"], windows, [...skips, third]).ok).toBe(false);
     // Once it ran, skips are only counted.
     expect(checkFaults(["replace"], [window("replace")], [...skips, third]).ok).toBe(true);
+  });
+
+  it("faults: a master fault with no master known is skipped, not made on a node drawn at random", async () => {
+    let clock = 0;
+    const windows: FaultWindow[] = [];
+    const skips: FaultSkip[] = [];
+    const signals: string[] = [];
+    const nodes = [1, 2, 3].map((id) => ({
+      id,
+      state: "running",
+      killIfRunning: async () => {
+        signals.push(`SIGKILL n${id}`);
+        return true;
+      },
+      signal: (signal: string) => signals.push(`${signal} n${id}`),
+    }));
+    await runNemeses(
+      {
+        ...standIns(() => clock),
+        nodes: nodes as unknown as ChaosNode[],
+        now: () => (clock += 10),
+        currentMaster: () => null,
+        windows,
+        skips,
+      },
+      ["kill-master", "pause-master", "isolate-master"],
+      200,
+    );
+    expect(signals).toEqual([]);
+    expect(windows).toEqual([]);
+    expect(skips.length).toBeGreaterThan(2);
+    for (const skip of skips) expect(skip.reason).toBe("no master was known");
+    const verdict = checkFaults(["kill-master", "pause-master", "isolate-master"], windows, skips);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.detail).toMatch(/^ran: none; skipped: /);
+  });
+
+  it("faults: a kill or pause of a node that is not running is skipped, and a kill that found the node gone did not finish", async () => {
+    let clock = 0;
+    const windows: FaultWindow[] = [];
+    const skips: FaultSkip[] = [];
+    const killed: number[] = [];
+    // n1 is the master and stopped; n2 and n3 run, but n3's process is gone by the time
+    // the signal is sent (it exited on its own).
+    const nodes = [1, 2, 3].map((id) => ({
+      id,
+      state: id === 1 ? "stopped" : "running",
+      killIfRunning: async () => {
+        if (id !== 2) return false;
+        killed.push(id);
+        return true;
+      },
+      signal: () => {
+        throw new Error("no signal may go to a stopped node");
+      },
+    }));
+    await runNemeses(
+      {
+        ...standIns(() => clock),
+        nodes: nodes as unknown as ChaosNode[],
+        now: () => (clock += 10),
+        windows,
+        skips,
+      },
+      ["kill-master", "pause-master", "kill-any"],
+      400,
+    );
+    expect(skips.filter((s) => s.kind !== "kill-any").length).toBeGreaterThan(0);
+    for (const skip of skips) expect(skip.reason).toMatch(/^n1(, the master,)? was stopped$/);
+    expect(windows.every((w) => w.kind === "kill-any")).toBe(true);
+    const byNode = (id: number) => windows.filter((w) => w.nodes[0] === id);
+    expect(byNode(2).length).toBeGreaterThan(0);
+    expect(byNode(3).length).toBeGreaterThan(0);
+    for (const w of byNode(2)) expect(w.unfinished).toBeUndefined();
+    for (const w of byNode(3)) {
+      expect(w.unfinished).toBe("n3 was not running when SIGKILL was sent: nothing was killed");
+    }
+    expect(killed.length).toBe(byNode(2).length);
+  });
+
+  it("faults: a window that did not finish is not counted as run: a kind that never finished, drawn three times, fails", () => {
+    const refused = "not done (ERR_INVALID_INPUT: to: not a member)";
+    const windows = [1, 2, 3].map(() => window("switchover", refused));
+    const verdict = checkFaults(["switchover", "split"], [...windows, window("split")], []);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.detail).toBe("ran: split 1; not finished: switchover 3");
+    expect(verdict.problems).toEqual([
+      `switchover was drawn 3 times and never ran: not finished 3 (${refused})`,
+    ]);
+    // Only unfinished windows: no fault ran at all.
+    expect(checkFaults(["switchover"], windows.slice(0, 1), []).problems?.[0]).toMatch(
+      /^no fault ran/,
+    );
   });
 });

@@ -90,4 +90,13 @@ describe("process registry", () => {
       for (const pid of children) process.kill(pid, "SIGKILL");
     }
   });
+
+  it("process registry: killIfRunning() says whether it killed anything: not a process that never started or has exited", async () => {
+    const never = new ManagedProcess("never", process.execPath, ["-e", ""]);
+    expect(await never.killIfRunning()).toBe(false);
+    const { proc, exits } = await startNode("process.exit(0)");
+    expect(await proc.killIfRunning()).toBe(true);
+    await until(() => exits.length === 1);
+    expect(await proc.killIfRunning()).toBe(false);
+  });
 });
