@@ -411,6 +411,25 @@ describe("config", () => {
     expect(list.err).toContain("expected a JSON object of settings");
   });
 
+  it("config: a file that cannot be read or parsed is the only problem reported, not the settings it would have given", async () => {
+    const missing = join(dir, "missing.json");
+    const r = await run(["config", "check", missing]);
+    expect(r).toMatchObject({
+      code: 1,
+      err: `baton config check: ${missing}: 1 problem(s):\n  - ${missing}: cannot read it: ENOENT: no such file or directory, open '${missing}'\n`,
+    });
+    const broken = join(dir, "broken-too.json");
+    writeFileSync(broken, "{ id: 1 ");
+    const parsed = await run(["config", "check", broken]);
+    expect(parsed.err).toMatch(
+      /: 1 problem\(s\):\n {2}- .*broken-too\.json: cannot read it as JSON: [^\n]*\n$/,
+    );
+    const list = await run(["config", "check", configFile("list-too.json", [1, 2])]);
+    expect(list.err).toBe(
+      `baton config check: ${join(dir, "list-too.json")}: 1 problem(s):\n  - ${join(dir, "list-too.json")}: expected a JSON object of settings, such as {"id": 1, ...}\n`,
+    );
+  });
+
   it("config: the same setting reads the same from a flag, a variable and the file (--no-http, a peer list, an election range)", async () => {
     const file = configFile("forms.json", {
       id: 3,

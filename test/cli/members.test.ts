@@ -4,6 +4,11 @@
  * follows what a (fake) master says of a member's lag.
  */
 
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
@@ -66,9 +71,100 @@ describe("member replace", () => {
     ]);
     expect(ipv6.code).toBe(3);
   });
+
+  it("member replace: a node that is not a member is only added, and the output says so", async () => {
+    const fake = await FakeCluster.start(1, 1);
+    try {
+      const added: string[] = [];
+      fake.node(1).intercept = (request, reply) => {
+        if (request.url !== "/v1/members" && !request.url.startsWith("/v1/members/")) return false;
+        if (request.method === "GET") {
+          reply.send({
+            members: [
+              { id: 1, voter: true, peerAddress: "127.0.0.1:7101", httpUrl: fake.node(1).url },
+            ],
+          });
+          return true;
+        }
+        added.push(`${request.method} ${request.url}`);
+        reply.send({
+          members: [
+            { id: 1, voter: true, peerAddress: "127.0.0.1:7101", httpUrl: fake.node(1).url },
+            { id: 3, voter: false, peerAddress: "10.0.0.3:7101", httpUrl: "http://10.0.0.3:8101" },
+          ],
+        });
+        return true;
+      };
+      const r = await run([
+        "member",
+        "replace",
+        "3",
+        "--peer-address",
+        "10.0.0.3:7101",
+        "--http-url",
+        "http://10.0.0.3:8101",
+        "--endpoints",
+        fake.node(1).url,
+      ]);
+      expect(r.code).toBe(0);
+      // Nothing was removed: only the add was sent.
+      expect(added).toEqual(["POST /v1/members"]);
+      expect(r.out.split("\n")[0]).toBe(
+        "node 3 was not a member, so nothing was removed; added it as a learner; start it with an empty data directory: baton start --id 3 --listen 10.0.0.3:7101 --http 10.0.0.3:8101 --data <empty dir> --join <url of a member>; then: baton member promote 3",
+      );
+    } finally {
+      await fake.close();
+    }
+  });
 });
 
 describe("member wait", () => {
+  it("member wait: a node whose certificate is not trusted stops at once with what to do (exit 3), not 'no master reachable yet' until --timeout", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "baton-wait-"));
+    const pki = join(dir, "pki");
+    expect(await main(["certs", "ca", "--out", pki], captureIo())).toBe(0);
+    const nodeArgs = ["--id", "1", "--ca", pki, "--host", "127.0.0.1", "--out", join(pki, "n1")];
+    expect(await main(["certs", "node", ...nodeArgs], captureIo())).toBe(0);
+    const server = createHttpsServer({
+      cert: await readFile(join(pki, "n1", "node.crt")),
+      key: await readFile(join(pki, "n1", "node.key")),
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const started = Date.now();
+      const r = await run(["member", "wait", "2", "--endpoints", url, "--timeout", "20000"]);
+      expect(r.code).toBe(3);
+      expect(r.err).not.toContain("no master reachable yet");
+      expect(r.err).toMatch(
+        /^baton member wait: no node answered at https:\/\/127\.0\.0\.1:\d+: the node's certificate is not one this command trusts \(.*UNABLE_TO_VERIFY_LEAF_SIGNATURE.*\): give the cluster's CA certificate with --ca <file> \(or BATON_CA\)\n$/,
+      );
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((done) => server.close(done));
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it("member wait: while nothing listens it keeps waiting, and says no node answered and what to do", async () => {
+    const r = await run([
+      "member",
+      "wait",
+      "2",
+      "--endpoints",
+      "http://127.0.0.1:1",
+      "--timeout",
+      "1500",
+    ]);
+    expect(r.code).toBe(3);
+    const why =
+      "no node answered at http://127.0.0.1:1: is the cluster running? start one with `baton demo`, or point --endpoints (or BATON_ENDPOINTS) at it";
+    expect(r.err).toBe(
+      `node 2: ${why}\nbaton member wait: node 2 has not caught up within 1500 ms: ${why}\n`,
+    );
+  }, 20_000);
+
   it("member wait: a token every node refuses exits 4 at once, not 'no master' after --timeout", async () => {
     const fake = await FakeCluster.start(2, 1);
     try {

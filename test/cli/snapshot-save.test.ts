@@ -2,10 +2,11 @@
  * `baton snapshot save` interrupted: a real CLI process (through tsx) saves from a fake
  * master whose snapshot never finishes arriving, and gets Ctrl-C (SIGINT) while it writes.
  * Its work folder (`.FILE.PID.partial`, as large as the store) must not stay behind. And,
- * in-process, a master whose advertised address does not reach it from here.
+ * in-process, a master whose advertised address does not reach it from here, and a FILE
+ * that is taken, a directory, or in a directory that does not exist.
  */
 
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { afterEach, expect, it } from "vitest";
@@ -219,6 +220,46 @@ it("timing: snapshot save with no node answering says it is waiting, then gives 
     expect(io.err()).toContain("no node answered at http://127.0.0.1:1");
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(readdirSync(dir)).toEqual([]);
+  } finally {
+    removeTempDir(dir);
+  }
+});
+
+it("snapshot save: refuses an existing FILE without --force, a missing directory and a directory (exit 2), naming what to do", async () => {
+  fake = await masterAdvertising(null, Buffer.from("the store's data"));
+  const dir = makeTempDir("baton-save-");
+  try {
+    const save = async (file: string, ...extra: string[]) => {
+      const io = captureIo();
+      const args = ["snapshot", "save", file, "--endpoints", fake!.node(1).url];
+      const code = await main([...args, "--timeout", "5000", ...extra], io);
+      return { code, out: io.out(), err: io.err() };
+    };
+    const file = join(dir, "backup.snap");
+    writeFileSync(file, "last night's backup");
+    expect(await save(file)).toMatchObject({
+      code: 2,
+      err: `baton snapshot save: ${file} already exists: pass --force to overwrite it, or give another FILE\n`,
+    });
+    expect(readFileSync(file, "utf8")).toBe("last night's backup");
+    const forced = await save(file, "--force");
+    expect(forced.code).toBe(0);
+    expect(forced.out).toContain(`saved ${file}: index 10`);
+    expect(readFileSync(file, "utf8")).not.toBe("last night's backup");
+
+    const missing = join(dir, "no-such-dir");
+    expect(await save(join(missing, "b.snap"))).toMatchObject({
+      code: 2,
+      err: `baton snapshot save: the directory ${missing} does not exist: create it first (mkdir -p ${missing}), or save into one that exists\n`,
+    });
+    expect(existsSync(missing)).toBe(false);
+
+    for (const extra of [[], ["--force"]]) {
+      expect(await save(dir, ...extra)).toMatchObject({
+        code: 2,
+        err: `baton snapshot save: ${dir} is a directory: give a file name in it, such as ${join(dir, "backup.snap")}\n`,
+      });
+    }
   } finally {
     removeTempDir(dir);
   }

@@ -1,5 +1,15 @@
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -189,6 +199,53 @@ describe("baton certs", () => {
     }
     expect(parseTokensFile(readFileSync(file, "utf8"))).toHaveLength(2);
     expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it("certs: token keeps an existing tokens file's mode, and its owner and group when run as root", async () => {
+    const file = join(tempDir(), "tokens.json");
+    expect(
+      (await certs(["token", "--name", "ops", "--role", "admin", "--tokens", file])).code,
+    ).toBe(0);
+    // As installed for the nodes: root:baton 0640, read by the baton user through its group.
+    chmodSync(file, 0o640);
+    const root = process.getuid?.() === 0;
+    if (root) chownSync(file, 4242, 4343);
+    const added = await certs(["token", "--name", "app", "--role", "read", "--tokens", file]);
+    expect(added.code).toBe(0);
+    expect(parseTokensFile(readFileSync(file, "utf8"))).toHaveLength(2);
+    const after = statSync(file);
+    expect(after.mode & 0o777).toBe(0o640);
+    if (root) expect([after.uid, after.gid]).toEqual([4242, 4343]);
+  });
+
+  it("certs: token --token-file with a tokens file in a missing directory names --tokens and the directory, and leaves no token file behind", async () => {
+    const dir = tempDir();
+    const missing = join(dir, "pki");
+    const file = join(missing, "tokens.json");
+    const tokenFile = join(dir, "ops.token");
+    const args = ["token", "--name", "ops", "--role", "admin", "--tokens", file];
+    const refused = await certs([...args, "--token-file", tokenFile]);
+    expect(refused).toMatchObject({
+      code: 2,
+      err: `baton: --tokens ${file}: the directory ${missing} does not exist: create it first (mkdir -p ${missing}), or give another --tokens\n`,
+    });
+    // No token that no node accepts, and nothing that refuses the retry.
+    expect(existsSync(tokenFile)).toBe(false);
+    mkdirSync(missing);
+    // The tokens file cannot be written (its work file's name is taken by a directory): the
+    // token file written before it is removed again.
+    const blocker = `${file}.tmp-${process.pid}`;
+    mkdirSync(blocker);
+    const failed = await certs([...args, "--token-file", tokenFile]);
+    expect(failed.code).toBe(1);
+    expect(existsSync(tokenFile)).toBe(false);
+    expect(existsSync(file)).toBe(false);
+    rmSync(blocker, { recursive: true });
+    const retried = await certs([...args, "--token-file", tokenFile]);
+    expect(retried.code).toBe(0);
+    expect(parseTokensFile(readFileSync(file, "utf8"))).toEqual([
+      { name: "ops", role: "admin", sha256: hashToken(readFileSync(tokenFile, "utf8").trim()) },
+    ]);
   });
 
   it("certs: token --token-file writes the token to a new file of its owner's alone, never over one", async () => {

@@ -11,9 +11,9 @@
  */
 
 import { existsSync } from "node:fs";
-import { chmod, readFile, rename, writeFile } from "node:fs/promises";
+import { chmod, chown, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import {
   formatTokensFile,
@@ -217,12 +217,38 @@ async function makeToken(io: CliIo, options: TokenOptions): Promise<number> {
   const text = formatTokensFile(records);
   // Whatever is written must load: every node reads this file at start and on SIGHUP.
   parseTokensFile(text);
+  // A directory that is missing is the user's to make (and own): say so before anything is
+  // written, rather than fail half-way with a bare ENOENT.
+  for (const [flag, path] of [
+    ["--tokens", file],
+    ["--token-file", tokenFile],
+  ] as const) {
+    if (path === null || existsSync(dirname(path))) continue;
+    io.stderr.write(
+      `baton: ${flag} ${path}: the directory ${dirname(path)} does not exist: create it first (mkdir -p ${dirname(path)}), or give another ${flag}\n`,
+    );
+    return ExitCode.usage;
+  }
+  // As installed for the nodes (root:baton 0640, say): the new file must stay readable by
+  // them, so it takes the old one's mode, and its owner and group when root can give them.
+  const installed = existsSync(file) ? await stat(file) : null;
   // Written whole under another name, then renamed: a node reloading on SIGHUP never
   // reads half a file.
   const partial = `${file}.tmp-${process.pid}`;
   if (tokenFile !== null) await writeFile(tokenFile, `${token}\n`, { mode: 0o600, flag: "wx" });
-  await writeFile(partial, text, { mode: 0o600 });
-  await rename(partial, file);
+  try {
+    await writeFile(partial, text, { mode: 0o600 });
+    if (installed !== null) {
+      if (process.getuid?.() === 0) await chown(partial, installed.uid, installed.gid);
+      await chmod(partial, installed.mode & 0o7777);
+    }
+    await rename(partial, file);
+  } catch (error) {
+    // A token no node will accept is of no use, and its file would refuse the retry.
+    if (tokenFile !== null) await rm(tokenFile, { force: true });
+    await rm(partial, { force: true }).catch(() => {});
+    throw error;
+  }
   const where =
     tokenFile === null
       ? `${token}\n\nadded "${options.name}" (role ${options.role}) to ${file}; the line above is the token, shown only this once: store it now.\n`

@@ -21,7 +21,8 @@ export const ExitCode = {
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
-const START_HINT =
+/** What to do when no node answered because nothing listens (or none answered in time). */
+export const START_HINT =
   "is the cluster running? start one with `baton demo`, or point --endpoints (or BATON_ENDPOINTS) at it";
 
 interface ErrorLike {
@@ -45,7 +46,10 @@ const UNTRUSTED_CERTIFICATE =
  * certificate is not trusted, or an http:// endpoint met a node that speaks HTTPS (it
  * closes the connection). Null when the last error says neither.
  */
-function connectionHint(lastError: string | undefined, tried: readonly string[]): string | null {
+export function connectionHint(
+  lastError: string | undefined,
+  tried: readonly string[],
+): string | null {
   if (lastError === undefined) return null;
   if (/ERR_TLS_CERT_ALTNAME_INVALID/.test(lastError)) {
     return `the node's certificate does not name the host in its URL (${lastError}): reach it by a name or address its certificate lists (baton certs node --host …)`;

@@ -19,7 +19,7 @@ import {
   integerArgument,
   withClient,
 } from "./cluster-options.js";
-import { ExitCode } from "./exit-code.js";
+import { connectionHint, ExitCode, START_HINT } from "./exit-code.js";
 import { collectStatuses } from "./status.js";
 
 /** A switchover waits for the new master: allow it an election and retries. */
@@ -262,8 +262,12 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
         return ExitCode.failed;
       }
       if (options.json !== true) {
+        const done =
+          before === undefined
+            ? "was not a member, so nothing was removed; added it as a learner"
+            : "removed and added back as a learner";
         io.stdout.write(
-          `node ${id} removed and added back as a learner; start it with an empty data directory: ${startCommand(id, peerAddress, httpUrl)}; then: baton member promote ${id}\n`,
+          `node ${id} ${done}; start it with an empty data directory: ${startCommand(id, peerAddress, httpUrl)}; then: baton member promote ${id}\n`,
         );
       }
       printMembers(io, members, options.json);
@@ -296,7 +300,8 @@ The master judges: the member must be connected to it, and hold its log up to at
 --lag entries from the end. The master itself has caught up by definition. While it
 waits, a line on stderr says how far behind the member is, when that changes.
 Exit codes: 0 caught up, 1 not a member of the cluster, 2 bad usage, 3 not caught up
-within --timeout (or no master), 4 token refused.
+within --timeout (or no master), or at once when no node's certificate is trusted,
+4 token refused.
 
 Examples:
   systemctl restart baton && baton member wait 2     rolling restart: one node at a time
@@ -318,8 +323,25 @@ Examples:
         said = line;
         io.stderr.write(`${line}\n`);
       };
+      // Whether the last poll also met a failure that waiting cannot fix (see below).
+      let refusedBefore = false;
       for (;;) {
         const seen = await masterView(client, id);
+        if (seen.kind === "no-answer" && seen.hint !== null) {
+          // An untrusted certificate, or HTTPS met with http://, stays so however long this
+          // waits: say so at once rather than "no master" after --timeout. Twice in a row,
+          // because a node killed while it answers closes the connection once too.
+          if (refusedBefore) {
+            io.stderr.write(
+              `baton member wait: no node answered at ${seen.endpoints.join(", ")}: ${seen.hint}\n`,
+            );
+            return ExitCode.unavailable;
+          }
+          refusedBefore = true;
+          await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+          continue;
+        }
+        refusedBefore = false;
         if (seen.kind === "caught-up" || (seen.kind === "behind" && seen.lag <= options.lag)) {
           const how = seen.kind === "caught-up" ? "it is the master" : `${seen.lag} behind`;
           io.stdout.write(
@@ -333,12 +355,15 @@ Examples:
           );
           return ExitCode.failed;
         }
+        // Nothing listening may be a node still starting: wait, but say why.
         const state =
-          seen.kind === "no-master"
-            ? "no master reachable yet"
-            : seen.kind === "disconnected"
-              ? `not connected to the master (node ${seen.master})`
-              : `${seen.lag} entries behind the master (node ${seen.master})`;
+          seen.kind === "no-answer"
+            ? `no node answered at ${seen.endpoints.join(", ")}: ${START_HINT}`
+            : seen.kind === "no-master"
+              ? "no master reachable yet"
+              : seen.kind === "disconnected"
+                ? `not connected to the master (node ${seen.master})`
+                : `${seen.lag} entries behind the master (node ${seen.master})`;
         if (Date.now() + WAIT_POLL_MS > deadline) {
           io.stderr.write(
             `baton member wait: node ${id} has not caught up within ${timeoutMs} ms: ${state}\n`,
@@ -353,6 +378,12 @@ Examples:
 }
 
 type MasterView =
+  | {
+      readonly kind: "no-answer";
+      readonly endpoints: readonly string[];
+      /** What to do when no node answered for a reason waiting cannot fix, else null. */
+      readonly hint: string | null;
+    }
   | { readonly kind: "no-master" }
   | { readonly kind: "not-member"; readonly master: number; readonly members: number[] }
   | { readonly kind: "caught-up"; readonly master: number; readonly term: number }
@@ -384,6 +415,14 @@ async function masterView(client: BatonClient, id: number): Promise<MasterView> 
       throw refused.code === "ERR_FORBIDDEN"
         ? new ForbiddenError(message)
         : new UnauthenticatedError(message);
+    }
+    if (answers.every((a) => a.status === undefined)) {
+      const hints = answers.map((a) => connectionHint(a.error, [a.endpoint]));
+      return {
+        kind: "no-answer",
+        endpoints: answers.map((a) => a.endpoint),
+        hint: hints.find((hint) => hint !== null) ?? null,
+      };
     }
     return { kind: "no-master" };
   }

@@ -15,8 +15,8 @@
  * first start.
  */
 
-import { rmSync } from "node:fs";
-import { open, readdir, rename, rm } from "node:fs/promises";
+import { rmSync, type Stats } from "node:fs";
+import { open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
 import { Agent, request } from "undici";
@@ -52,20 +52,22 @@ export function register(program: Command, io: CliIo): void {
     snapshot
       .command("save")
       .description("save a consistent snapshot of the whole store from the master to FILE")
-      .argument("<file>", "where to write the snapshot (written whole, then renamed into place)"),
+      .argument("<file>", "where to write the snapshot (written whole, then renamed into place)")
+      .option("--force", "overwrite FILE if it exists"),
     SAVE_TIMEOUT_MS_DEFAULT,
   )
     .addHelpText(
       "after",
       `
 Needs an admin token on a cluster with tokens. Prints the log index the snapshot covers
-(every write whose revision is at most that index), its term, size and CRC-32.
+(every write whose revision is at most that index), its term, size and CRC-32. FILE's
+directory must exist; an existing FILE is kept unless --force.
 
 Example:
   baton snapshot save ./backup-$(date +%F).snap --endpoints https://10.0.0.1:8101 \\
     --ca ./pki/ca.crt --token-file ./admin.token`,
     )
-    .action(async (file: string, options: ClusterOptions) => {
+    .action(async (file: string, options: SaveOptions) => {
       io.exitCode = await save(file, options, io);
     });
   snapshot
@@ -96,12 +98,23 @@ interface SnapshotAnswer {
   readonly from: string;
 }
 
-async function save(file: string, options: ClusterOptions, io: CliIo): Promise<number> {
+interface SaveOptions extends ClusterOptions {
+  readonly force?: boolean;
+}
+
+async function save(file: string, options: SaveOptions, io: CliIo): Promise<number> {
   let credentials: { ca?: string; token?: string };
   try {
     credentials = credentialsFrom(options, io);
   } catch (error) {
     io.stderr.write(`baton snapshot save: ${(error as Error).message}\n`);
+    return ExitCode.usage;
+  }
+  // Checked before the master is asked: a snapshot costs it, and one with nowhere to go
+  // would be taken for nothing.
+  const refusal = await targetProblem(file, options.force === true);
+  if (refusal !== null) {
+    io.stderr.write(`baton snapshot save: ${refusal}\n`);
     return ExitCode.usage;
   }
   const timeoutMs = options.timeout ?? SAVE_TIMEOUT_MS_DEFAULT;
@@ -172,6 +185,36 @@ async function save(file: string, options: ClusterOptions, io: CliIo): Promise<n
     clearTimeout(notice);
     await agent.close();
   }
+}
+
+/**
+ * Why `file` cannot take a snapshot, or null: it exists (without `force`: an earlier
+ * backup is not replaced by mistake), it is a directory, or its directory is missing
+ * (made by hand, as a backup's place is chosen, never by a typo).
+ */
+async function targetProblem(file: string, force: boolean): Promise<string | null> {
+  let found: Stats | null = null;
+  try {
+    found = await stat(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ENOENT" && code !== "ENOTDIR") {
+      return `cannot use ${file}: ${(error as Error).message}`;
+    }
+  }
+  if (found?.isDirectory() === true) {
+    return `${file} is a directory: give a file name in it, such as ${join(file, "backup.snap")}`;
+  }
+  if (found !== null && !force) {
+    return `${file} already exists: pass --force to overwrite it, or give another FILE`;
+  }
+  const dir = dirname(file);
+  const parent = await stat(dir).catch(() => null);
+  if (parent === null) {
+    return `the directory ${dir} does not exist: create it first (mkdir -p ${dir}), or save into one that exists`;
+  }
+  if (!parent.isDirectory()) return `${dir} is not a directory: give a FILE in a directory`;
+  return null;
 }
 
 /** A snapshot, or a refusal: `unreachable` when no answer came at all (read as a 503). */

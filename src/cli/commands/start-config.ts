@@ -192,6 +192,9 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
   const layers: [Record<string, unknown>, Origin][] = [];
   if (sources.configFile !== undefined) {
     const fromFile = readConfigFile(sources.configFile, problems);
+    // A file that cannot be read leaves every setting it holds unknown: what else is
+    // missing or wrong cannot be told until it can be, and would only bury the cause.
+    if (fromFile === null) return { ok: false, problems };
     layers.push([fromFile, { kind: "file", file: sources.configFile }]);
   }
   layers.push([fromEnv(sources.env, problems), { kind: "env" }]);
@@ -239,20 +242,28 @@ export function rawSetting(sources: StartSources, name: SettingName): unknown {
   const fromEnvironment = fromEnv(sources.env, [])[name];
   if (fromEnvironment !== undefined) return fromEnvironment;
   if (sources.configFile === undefined) return undefined;
-  return readConfigFile(sources.configFile, [])[name];
+  return readConfigFile(sources.configFile, [])?.[name];
 }
 
-function readConfigFile(name: string, problems: string[]): Record<string, unknown> {
+/** The file's settings, or null (with the problem) when it cannot be read as an object. */
+function readConfigFile(name: string, problems: string[]): Record<string, unknown> | null {
+  let text: string;
+  try {
+    text = readFileSync(name, "utf8");
+  } catch (error) {
+    problems.push(`${name}: cannot read it: ${(error as Error).message}`);
+    return null;
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(name, "utf8"));
+    value = JSON.parse(text);
   } catch (error) {
     problems.push(`${name}: cannot read it as JSON: ${(error as Error).message}`);
-    return {};
+    return null;
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     problems.push(`${name}: expected a JSON object of settings, such as {"id": 1, ...}`);
-    return {};
+    return null;
   }
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) {

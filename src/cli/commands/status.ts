@@ -24,7 +24,7 @@ import {
   integerArgument,
   TIMER_MS_MAX,
 } from "./cluster-options.js";
-import { ExitCode, reportError } from "./exit-code.js";
+import { connectionHint, ExitCode, reportError } from "./exit-code.js";
 
 /** How long to wait for each node's status unless --timeout says. */
 const STATUS_TIMEOUT_MS_DEFAULT = 2000;
@@ -299,8 +299,13 @@ function headline(
     }
     case "no-master":
       return `no master: ${of}, none is master; an election may be under way, or too few nodes are up to elect one`;
-    case "unreachable":
-      return `unreachable: no node answered at ${answers.map((a) => a.endpoint).join(", ")}; is the cluster running? start one with \`baton demo\``;
+    case "unreachable": {
+      // A certificate not trusted (no --ca) is not a cluster that is down: say what to give.
+      const hint =
+        answers.map((a) => connectionHint(a.error, [a.endpoint])).find((h) => h !== null) ??
+        "is the cluster running? start one with `baton demo`";
+      return `unreachable: no node answered at ${answers.map((a) => a.endpoint).join(", ")}; ${hint}`;
+    }
     case "denied": {
       // The node's own words say which token and role (as for any other refused command).
       const refusal =
