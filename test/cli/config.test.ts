@@ -263,6 +263,25 @@ describe("config", () => {
     }
   });
 
+  it("config: start --join names the CA file it cannot read as given: --tls-ca, BATON_TLS_CA, the file's key or BATON_CA (exit 2)", async () => {
+    const missing = join(dir, "no-such-ca.crt");
+    const join4 = ["start", "--join", "http://127.0.0.1:1", "--id", "4", "--memory", "--no-http"];
+    const cannotRead = (given: string) => `baton start: ${given}: cannot read ${missing}: ENOENT`;
+    const flag = await run([...join4, "--tls-ca", missing]);
+    expect(flag.code).toBe(2);
+    expect(flag.err).toContain(cannotRead("--tls-ca"));
+    const env = await run(join4, { BATON_TLS_CA: missing });
+    expect(env.code).toBe(2);
+    expect(env.err).toContain(cannotRead("BATON_TLS_CA"));
+    const file = configFile("join-ca.json", { tlsCa: missing });
+    const fromFile = await run([...join4, "--config", file]);
+    expect(fromFile.code).toBe(2);
+    expect(fromFile.err).toContain(cannotRead(`${file}: "tlsCa"`));
+    const clientCa = await run(join4, { BATON_CA: missing });
+    expect(clientCa.code).toBe(2);
+    expect(clientCa.err).toContain(cannotRead("BATON_CA"));
+  });
+
   it("config: start needs --data or --memory, and --http or --no-http (exit 2)", async () => {
     const r = await run(["start", "--id", "1", "--peers", PEERS]);
     expect(r.code).toBe(2);
@@ -291,7 +310,24 @@ describe("config", () => {
       configFile("w.json", { ...base, http: "0.0.0.0:8101" }),
     ]);
     expect(wildcard.code).toBe(1);
-    expect(wildcard.err).toMatch(/http 0\.0\.0\.0:8101 is a wildcard address.*--advertise-http/);
+    // Named as the file gives the settings: its key, and the key to add.
+    expect(wildcard.err).toContain(
+      `${join(dir, "w.json")}: "http": 0.0.0.0:8101 is a wildcard address, which clients and members cannot reach: give "advertiseHttp": "<host:port>", the address they should use`,
+    );
+    const flagged = await run([
+      "start",
+      "--id",
+      "1",
+      "--peers",
+      PEERS,
+      "--memory",
+      "--insecure",
+      "--http",
+      "0.0.0.0:8101",
+    ]);
+    expect(flagged.err).toContain(
+      "--http: 0.0.0.0:8101 is a wildcard address, which clients and members cannot reach: give --advertise-http <host:port>",
+    );
     const advertised = await run([
       "config",
       "check",
@@ -304,7 +340,9 @@ describe("config", () => {
       "check",
       configFile("p.json", { ...base, http: false, peers: "1=0.0.0.0:7101,2=127.0.0.1:7102" }),
     ]);
-    expect(peerWildcard.err).toMatch(/node 1 is listed at the wildcard address 0\.0\.0\.0:7101/);
+    expect(peerWildcard.err).toContain(
+      `${join(dir, "p.json")}: "peers": node 1 is listed at the wildcard address 0.0.0.0:7101, which members cannot dial: list its routable address (bind every interface with "listen" instead)`,
+    );
   });
 
   it("config: a malformed member list or a port no one can dial is named, not a crash (exit 2)", async () => {
@@ -364,8 +402,9 @@ describe("config", () => {
       join(dir, "missing.key"),
     ]);
     expect(r.code).toBe(2);
-    expect(r.err).toContain(`data (--data): ${file} is a file, not a directory`);
-    expect(r.err).toContain(`tlsCa (--tls-ca): cannot read ${join(dir, "missing-ca.crt")}: ENOENT`);
+    // Named as given: the flags here, not the file keys.
+    expect(r.err).toContain(`--data: ${file} is a file, not a directory`);
+    expect(r.err).toContain(`--tls-ca: cannot read ${join(dir, "missing-ca.crt")}: ENOENT`);
   });
 
   it("config: check and start refuse a tokens file the node could not load, and a --data they cannot look at", async () => {
@@ -382,11 +421,11 @@ describe("config", () => {
     const checked = await run(["config", "check", file]);
     expect(checked.code).toBe(1);
     // Before, check passed a file any node refused, and an ELOOP (or EACCES) was a stack trace.
-    expect(checked.err).toContain(`tokens (--tokens): ${tokens}: expected {"tokens"`);
-    expect(checked.err).toContain(`data (--data): cannot look at ${join(loop, "d")}: ELOOP`);
+    expect(checked.err).toContain(`${file}: "tokens": ${tokens}: expected {"tokens"`);
+    expect(checked.err).toContain(`${file}: "data": cannot look at ${join(loop, "d")}: ELOOP`);
     const started = await startOneNode(join(dir, "tokens-start"), ["--tokens", tokens]);
     expect(started.code).toBe(2);
-    expect(started.err).toContain(`tokens (--tokens): ${tokens}: expected {"tokens"`);
+    expect(started.err).toContain(`--tokens: ${tokens}: expected {"tokens"`);
   });
 
   it("start: a --data that cannot be created is exit 2 naming the level refused, at once (under /proc, or below a file)", async () => {
@@ -397,7 +436,7 @@ describe("config", () => {
     ] as const) {
       const r = await startOneNode(data);
       expect(r.code).toBe(2);
-      expect(r.err).toContain(`data (--data): ${named}`);
+      expect(r.err).toContain(`--data: ${named}`);
     }
   });
 
@@ -473,5 +512,55 @@ describe("config", () => {
     ]);
     expect(flags.code).toBe(2);
     expect(flags.err).toContain('--election-ms: expected "<min>-<max>" milliseconds');
+  });
+
+  it("config: a setting that does not fit another is named as given (flag, variable or file key), never as the node's internal field", async () => {
+    const node = ["--id", "1", "--peers", "1=127.0.0.1:7101", "--memory", "--no-http"];
+    const start = (...more: string[]) => run(["start", ...node, ...more]);
+    const reversed = await start("--election-ms", "600-300");
+    expect(reversed.code).toBe(2);
+    expect(reversed.err).not.toMatch(/electionMsM(in|ax)/);
+    expect(reversed.err).toContain(
+      '--election-ms: 600-300 has its maximum below its minimum: give "<min>-<max>" with the smaller first, e.g. "300-600"',
+    );
+    const zero = await start("--election-ms", "0-300");
+    expect(zero.err).toContain(
+      '--election-ms: 0-300 has a minimum of 0: give "<min>-<max>" above 0, e.g. "300-600"',
+    );
+    expect(zero.err).not.toMatch(/electionMs|heartbeatMs/);
+    // The other setting at its default is named in the form the user used for the first.
+    const slowTick = await start("--tick-ms", "80");
+    expect(slowTick.err).toContain(
+      "the heartbeat (50 ms, --heartbeat-ms, by default) must be at least the tick (80 ms, --tick-ms): give a longer heartbeat or a shorter tick",
+    );
+    const fromEnv = await run(["start", ...node], { BATON_HEARTBEAT_MS: "400" });
+    expect(fromEnv.err).toContain(
+      "the election timeout's minimum (300 ms, BATON_ELECTION_MS, by default) must be above the heartbeat (400 ms, BATON_HEARTBEAT_MS): give a longer election timeout or a shorter heartbeat",
+    );
+    const file = configFile("cross.json", {
+      id: 1,
+      peers: "1=127.0.0.1:7101",
+      memory: true,
+      http: false,
+      heartbeatMs: 400,
+      advertisePeer: "127.0.0.1:7999",
+    });
+    const fromFile = await run(["config", "check", file]);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.err).toContain(
+      `the election timeout's minimum (300 ms, "electionMs" in ${file}, by default) must be above the heartbeat (400 ms, "heartbeatMs" in ${file})`,
+    );
+    expect(fromFile.err).toContain(
+      `${file}: "advertisePeer": 127.0.0.1:7999 differs from node 1's address in "peers" in ${file} (127.0.0.1:7101): members dial the address in "peers", so make them the same`,
+    );
+    const flagged = await start("--advertise-peer", "127.0.0.1:7999");
+    expect(flagged.err).toContain(
+      "--advertise-peer: 127.0.0.1:7999 differs from node 1's address in --peers (127.0.0.1:7101)",
+    );
+    for (const r of [slowTick, fromEnv, fromFile, flagged]) {
+      expect(r.err).not.toMatch(/\b(heartbeatMs|tickMs|electionMsMin|advertisePeer) /);
+    }
+    const notListed = await run(["start", "--id", "4", ...node.slice(2)]);
+    expect(notListed.err).toContain("--id: 4 is not one of the members in --peers (1)");
   });
 });

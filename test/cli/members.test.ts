@@ -9,10 +9,14 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { FastifyRequest } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
 import { main } from "../../src/cli/main.js";
+import { describeError } from "../../src/http/error-status.js";
+import { readAddBody } from "../../src/http/routes/member-routes.js";
+import { ConflictError, InvalidInputError } from "../../src/shared/errors.js";
 
 async function run(args: string[]) {
   const io = captureIo();
@@ -327,4 +331,105 @@ describe("member wait", () => {
       err: 'baton member wait: "x" is not a member id (a whole number from 1 to 4294967295)\n',
     });
   }, 30_000);
+});
+
+/**
+ * What a node answers a change or a switchover with names the fields of its JSON request
+ * (`peerAddress`, `to`) and gives the HTTP API's advice; the CLI says it in the terms of
+ * the command line: the flag or argument given, and `baton` commands. A refusal of a
+ * well-formed request (a node already a member, or not one) is exit 1, as the help says.
+ */
+describe("member changes and switchover: the node's answers in the command's terms", () => {
+  let cluster: FakeCluster | null = null;
+  afterEach(async () => {
+    await cluster?.close();
+    cluster = null;
+  });
+
+  /** A master that answers every change and switchover as the node does, with `refusal`. */
+  async function masterRefusing(refusal: (request: FastifyRequest) => Error): Promise<string> {
+    cluster = await FakeCluster.start(1, 1);
+    cluster.node(1).intercept = (request, reply) => {
+      if (request.method === "GET") return false;
+      let error: Error;
+      try {
+        // The node's own check of an add's body, then the refusal.
+        if (request.url === "/v1/members") readAddBody(request.body);
+        error = refusal(request);
+      } catch (thrown) {
+        error = thrown as Error;
+      }
+      const answer = describeError(error);
+      reply.code(answer.status).send(answer.body);
+      return true;
+    };
+    return cluster.node(1).url;
+  }
+
+  it("member add: a malformed --peer-address or --http-url is named by its flag (exit 2)", async () => {
+    const url = await masterRefusing(() => new Error("not reached"));
+    const add = (peer: string, http: string) =>
+      run(["member", "add", "7", "--peer-address", peer, "--http-url", http, "--endpoints", url]);
+    const peer = await add("nope", "http://10.0.0.7:8101");
+    expect(peer.code).toBe(2);
+    expect(peer.err).toMatch(
+      /^baton: invalid input: --peer-address nope: expected "<host>:<port>" \("\[<IPv6>\]:<port>"\), the new node's --listen: .+; correct --peer-address and run the command again\n$/,
+    );
+    const http = await add("10.0.0.7:7101", "ftp://x");
+    expect(http).toMatchObject({
+      code: 2,
+      err: `baton: invalid input: --http-url ftp://x: expected "http://<host>:<port>" or "https://<host>:<port>", the new node's --http; correct --http-url and run the command again\n`,
+    });
+  });
+
+  it("member add, promote, remove and switchover: a node already a member, or not one, is a refusal (exit 1) naming the flag or argument", async () => {
+    const url = await masterRefusing((request) =>
+      request.url === "/v1/members"
+        ? new InvalidInputError("body", "node 2 is already a member: pick another id")
+        : request.url === "/v1/switchover"
+          ? new InvalidInputError("to", "node 9 is not a member of this cluster")
+          : new InvalidInputError("id", "node 9 is not a member"),
+    );
+    const added = await run([
+      "member",
+      "add",
+      "2",
+      "--peer-address",
+      "10.0.0.2:7101",
+      "--http-url",
+      "http://10.0.0.2:8101",
+      "--endpoints",
+      url,
+    ]);
+    expect(added).toMatchObject({
+      code: 1,
+      err: "baton: node 2 is already a member: pick another id; nothing was changed; `baton member list` shows the members\n",
+    });
+    for (const command of ["promote", "remove"]) {
+      const r = await run(["member", command, "9", "--endpoints", url]);
+      expect(r, command).toMatchObject({
+        code: 1,
+        err: "baton: node 9 is not a member; nothing was changed; give a member's id as the ID argument (`baton member list` shows them)\n",
+      });
+    }
+    const switched = await run(["switchover", "--to", "9", "--endpoints", url]);
+    expect(switched).toMatchObject({
+      code: 1,
+      err: "baton: node 9 is not a member of this cluster; nothing was changed; give --to a member's id (`baton member list` shows them)\n",
+    });
+  });
+
+  it("member promote: a conflict says to check `baton status`, not the HTTP API (exit 1)", async () => {
+    const url = await masterRefusing(
+      () =>
+        new ConflictError(
+          "node 4 has not answered this master yet: start it (baton start --id 4 … --join <url of a member>) and wait until it has caught up",
+        ),
+    );
+    const r = await run(["member", "promote", "4", "--endpoints", url]);
+    expect(r).toMatchObject({
+      code: 1,
+      err: "baton: node 4 has not answered this master yet: start it (baton start --id 4 … --join <url of a member>) and wait until it has caught up; nothing was changed; check `baton status` and act on what it shows\n",
+    });
+  });
 });

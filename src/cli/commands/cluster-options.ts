@@ -10,7 +10,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import { type BatonClient, createClient, InvalidInputError } from "../../client/index.js";
 import { pemProblem } from "../../shared/pem.js";
 import type { CliIo } from "./cli-io.js";
-import { reportError } from "./exit-code.js";
+import { inCommandTerms, reportError } from "./exit-code.js";
 
 /** The HTTP addresses of the three nodes `baton demo` starts. */
 export const DEFAULT_ENDPOINTS =
@@ -68,33 +68,44 @@ export function addClusterOptions(command: Command, timeoutMsDefault: number): C
 /**
  * The TLS and token settings of a client: the CA file's text (`--ca`, else BATON_CA) and the
  * token (`--token`, else `--token-file`, else BATON_TOKEN). Throws InvalidInputError naming
- * the option when a file cannot be read.
+ * the option or variable the user gave when a file cannot be read; `caGiven` names where
+ * `options.ca` came from when it is not `--ca` (`baton start --join` uses `--tls-ca`).
  */
 export function credentialsFrom(
   options: ClusterOptions,
   io: CliIo,
+  caGiven = "--ca",
 ): { ca?: string; token?: string } {
   const out: { ca?: string; token?: string } = {};
-  const caFile = options.ca ?? nonEmpty(io.env.BATON_CA);
+  const [caSource, caFile] =
+    options.ca !== undefined ? [caGiven, options.ca] : ["BATON_CA", nonEmpty(io.env.BATON_CA)];
   if (caFile !== undefined) {
-    out.ca = readOption("--ca", caFile);
+    out.ca = readOption(caSource, caFile);
     const problem = pemProblem(out.ca);
-    if (problem !== null) throw new InvalidInputError("--ca", `${caFile}: ${problem}`);
+    if (problem !== null) throw new InvalidInputError(caSource, `${caFile}: ${problem}`);
   }
   // Every source trimmed alike: a secret injected into the environment often keeps the
   // newline its file ended with, and the file's own was already dropped.
-  const [source, raw] =
+  const source = tokenSource(options);
+  const raw =
     options.token !== undefined
-      ? ["--token", options.token]
+      ? options.token
       : options.tokenFile !== undefined
-        ? [`--token-file ${options.tokenFile}`, readOption("--token-file", options.tokenFile)]
-        : ["BATON_TOKEN", nonEmpty(io.env.BATON_TOKEN)];
+        ? readOption("--token-file", options.tokenFile)
+        : nonEmpty(io.env.BATON_TOKEN);
   if (raw !== undefined) {
     const token = raw.trim();
     if (token === "") throw new InvalidInputError(source, "is empty: give the API token");
     out.token = token;
   }
   return out;
+}
+
+/** Where the token comes from, as the user gave it: `--token`, else `--token-file`, else BATON_TOKEN. */
+function tokenSource(options: ClusterOptions): string {
+  if (options.token !== undefined) return "--token";
+  if (options.tokenFile !== undefined) return `--token-file ${options.tokenFile}`;
+  return "BATON_TOKEN";
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -132,12 +143,21 @@ export function clientFrom(
   attemptTimeoutMsMax = 1000,
 ): BatonClient {
   const deadlineMs = options.timeout ?? timeoutMsDefault;
-  return createClient({
-    endpoints: endpointsFrom(options, io),
-    ...credentialsFrom(options, io),
-    deadlineMs,
-    attemptTimeoutMs: Math.min(attemptTimeoutMsMax, deadlineMs),
-  });
+  const credentials = credentialsFrom(options, io);
+  try {
+    return createClient({
+      endpoints: endpointsFrom(options, io),
+      ...credentials,
+      deadlineMs,
+      attemptTimeoutMs: Math.min(attemptTimeoutMsMax, deadlineMs),
+    });
+  } catch (error) {
+    // The client names its own options; the user gave a flag or a variable.
+    throw inCommandTerms(error, {
+      endpoints: { given: options.endpoints !== undefined ? "--endpoints" : "BATON_ENDPOINTS" },
+      token: { given: tokenSource(options) },
+    });
+  }
 }
 
 /**

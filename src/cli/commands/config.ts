@@ -42,7 +42,7 @@ Example:
 
 function check(file: string, io: CliIo): number {
   const loaded = loadStartConfig({ flags: {}, env: io.env, configFile: file });
-  const problems = loaded.ok ? unusablePaths(loaded.config) : [...loaded.problems];
+  const problems = loaded.ok ? unusablePaths(loaded.config, loaded.origins) : [...loaded.problems];
   if (loaded.ok && problems.length === 0) {
     // What start and a reload read: PEM that parses, a certificate the peers accept, and
     // an HTTPS certificate clients accept (names the host they reach, not expired).

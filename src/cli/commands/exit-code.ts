@@ -4,6 +4,7 @@
  * `code`, never by their message or class, so that errors crossing module copies still map.
  */
 
+import { errorStatus } from "../../http/error-status.js";
 import type { CliIo } from "./cli-io.js";
 
 export const ExitCode = {
@@ -119,6 +120,18 @@ function describe(error: unknown): [ExitCode, string] {
     case "ERR_INVALID_INPUT":
     case "ERR_TOO_LARGE":
       return [ExitCode.usage, `invalid input: ${message}`];
+    case REFUSED:
+      return [ExitCode.failed, message];
+    case "ERR_CONFLICT": {
+      // The node's advice names its HTTP API; a CLI user has `baton status` for it.
+      const detail = withoutAdvice(message, "ERR_CONFLICT");
+      return [
+        ExitCode.failed,
+        detail === message
+          ? message
+          : `${detail}; nothing was changed; check \`baton status\` and act on what it shows`,
+      ];
+    }
     case "ERR_UNAUTHENTICATED":
     case "ERR_FORBIDDEN":
       // The node's message already says what to do (which token, which role).
@@ -128,6 +141,59 @@ function describe(error: unknown): [ExitCode, string] {
     default:
       return [ExitCode.failed, message];
   }
+}
+
+/**
+ * A field of a request as the command line gave it, for the node's ERR_INVALID_INPUT
+ * answers that name the field: `peerAddress` was given as `--peer-address`.
+ */
+export interface GivenField {
+  /** The flag ("--peer-address") or argument ("the ID argument") it came from. */
+  readonly given: string;
+  /** The value as given, shown after the flag; absent for one the message shows anyway. */
+  readonly value?: string;
+  /**
+   * What to do when the node refuses a well-formed value of this field (an id already a
+   * member, or not one): such a refusal is exit 1, not bad usage. Absent for a field the
+   * node finds fault with only when it is malformed.
+   */
+  readonly refused?: string;
+}
+
+/** The code of a request the node refused although it was well formed: exit 1. */
+const REFUSED = "ERR_REFUSED_INPUT";
+
+/**
+ * `error` in the terms of the command line when it is the node's ERR_INVALID_INPUT for one
+ * of `fields`: the flag or argument the user gave instead of the JSON field's name, and
+ * what to do with the command instead of the HTTP API's advice. Anything else as it is.
+ */
+export function inCommandTerms(
+  error: unknown,
+  fields: Readonly<Record<string, GivenField>>,
+): unknown {
+  const e = (typeof error === "object" && error !== null ? error : {}) as ErrorLike & {
+    readonly field?: unknown;
+  };
+  if (e.code !== "ERR_INVALID_INPUT" || typeof e.field !== "string") return error;
+  const field = Object.hasOwn(fields, e.field) ? fields[e.field] : undefined;
+  if (field === undefined || typeof e.message !== "string") return error;
+  let detail = withoutAdvice(e.message, e.code);
+  if (detail.startsWith(`${e.field}: `)) detail = detail.slice(e.field.length + 2);
+  if (field.refused !== undefined) {
+    return { code: REFUSED, message: `${detail}; nothing was changed; ${field.refused}` };
+  }
+  const value = field.value === undefined ? "" : ` ${shellWord(field.value)}`;
+  return {
+    code: "ERR_INVALID_INPUT",
+    message: `${field.given}${value}: ${detail}; correct ${field.given} and run the command again`,
+  };
+}
+
+/** `message` without the advice the node's HTTP API appends to errors of `code`. */
+function withoutAdvice(message: string, code: string): string {
+  const advice = `; ${errorStatus(code).advice}`;
+  return message.endsWith(advice) ? message.slice(0, -advice.length) : message;
 }
 
 /** Quotes `word` for a shell when it holds anything but safe characters. */

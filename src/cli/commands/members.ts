@@ -19,7 +19,13 @@ import {
   integerArgument,
   withClient,
 } from "./cluster-options.js";
-import { connectionHint, ExitCode, START_HINT } from "./exit-code.js";
+import {
+  connectionHint,
+  ExitCode,
+  type GivenField,
+  inCommandTerms,
+  START_HINT,
+} from "./exit-code.js";
 import { collectStatuses } from "./status.js";
 
 /** A switchover waits for the new master: allow it an election and retries. */
@@ -137,11 +143,10 @@ Example:
       return;
     }
     io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
-      const members = await client.addMember({
-        id,
-        peerAddress: options.peerAddress,
-        httpUrl: options.httpUrl,
-      });
+      const members = await asGiven(
+        client.addMember({ id, peerAddress: options.peerAddress, httpUrl: options.httpUrl }),
+        addFields(idText, options.peerAddress, options.httpUrl),
+      );
       if (options.json !== true) {
         io.stdout.write(
           `node ${id} added as a learner; start it with: ${startCommand(id, options.peerAddress, options.httpUrl)}\n`,
@@ -171,7 +176,7 @@ Example:
         return;
       }
       io.exitCode = await withClient(io, options, CHANGE_TIMEOUT_MS_DEFAULT, async (client) => {
-        const members = await run(client, id);
+        const members = await asGiven(run(client, id), ID_FIELDS);
         if (options.json !== true) io.stdout.write(`${done(id)}\n`);
         printMembers(io, members, options.json);
         return ExitCode.ok;
@@ -250,10 +255,13 @@ Exit codes: 0 done, 1 refused (nothing changed by the refused step), 2 bad usage
         );
         return ExitCode.usage;
       }
-      if (before !== undefined) await client.removeMember(id);
+      if (before !== undefined) await asGiven(client.removeMember(id), ID_FIELDS);
       let members: Awaited<ReturnType<typeof client.addMember>>;
       try {
-        members = await client.addMember({ id, peerAddress, httpUrl });
+        members = await asGiven(
+          client.addMember({ id, peerAddress, httpUrl }),
+          addFields(idText, options.peerAddress, options.httpUrl),
+        );
       } catch (error) {
         if (before === undefined) throw error;
         io.stderr.write(
@@ -465,7 +473,7 @@ Examples:
       options,
       SWITCHOVER_TIMEOUT_MS_DEFAULT,
       async (client) => {
-        const outcome = await client.switchover(options.to);
+        const outcome = await asGiven(client.switchover(options.to), SWITCHOVER_FIELDS);
         if (options.json === true) io.stdout.write(`${JSON.stringify(outcome)}\n`);
         else io.stdout.write(`node ${outcome.master} is the master of term ${outcome.term}\n`);
         return ExitCode.ok;
@@ -473,6 +481,49 @@ Examples:
       SWITCHOVER_ATTEMPT_MS_MAX,
     );
   });
+}
+
+/** Where `baton member list` shows the ids a refused change or switchover may use. */
+const LISTED = "(`baton member list` shows them)";
+
+/**
+ * The fields of `POST /v1/members` as `member add` (and `member replace`) takes them. The
+ * CLI sends well-formed JSON with a checked id, so a fault the node finds with the body as
+ * a whole is a refusal of the member it names: one already there, or one too many.
+ */
+function addFields(
+  id: string,
+  peerAddress: string | undefined,
+  httpUrl: string | undefined,
+): Record<string, GivenField> {
+  return {
+    id: { given: "the ID argument", value: id },
+    peerAddress: {
+      given: "--peer-address",
+      ...(peerAddress === undefined ? {} : { value: peerAddress }),
+    },
+    httpUrl: { given: "--http-url", ...(httpUrl === undefined ? {} : { value: httpUrl }) },
+    body: { given: "the member", refused: "`baton member list` shows the members" },
+  };
+}
+
+/** A promote or a removal names its member in the path: the id checked here, so well formed. */
+const ID_FIELDS: Record<string, GivenField> = {
+  id: { given: "the ID argument", refused: `give a member's id as the ID argument ${LISTED}` },
+};
+
+/** `--to` is checked by commander as an id: the node can only find it names no member. */
+const SWITCHOVER_FIELDS: Record<string, GivenField> = {
+  to: { given: "--to", refused: `give --to a member's id ${LISTED}` },
+};
+
+/** `call`'s outcome, with a refusal of a field said in the terms of the command line. */
+async function asGiven<T>(call: Promise<T>, fields: Record<string, GivenField>): Promise<T> {
+  try {
+    return await call;
+  } catch (error) {
+    throw inCommandTerms(error, fields);
+  }
 }
 
 /**

@@ -16,6 +16,7 @@ import { z } from "zod";
 import { defaultStoreQuota, type StoreQuota } from "../../app/store-quota.js";
 import { parseTokensFile } from "../../http/tokens.js";
 import {
+  defaultNodeConfig,
   type NodeConfig,
   NodeConfigError,
   type NodeConfigInput,
@@ -154,12 +155,21 @@ export function envName(name: string): string {
 }
 
 /** Where each value came from, for messages and `baton config check`. */
-type Origin = { kind: "flag" } | { kind: "env" } | { kind: "file"; file: string };
+export type Origin = { kind: "flag" } | { kind: "env" } | { kind: "file"; file: string };
 
 function label(name: string, origin: Origin): string {
   if (origin.kind === "flag") return flagName(name);
   if (origin.kind === "env") return envName(name);
   return `${origin.file}: "${name}"`;
+}
+
+/**
+ * Setting `name` as the user gave it (its flag, variable or file key), from the origins
+ * loadStartConfig found; the file key with the flag when the origin is not known.
+ */
+export function settingLabel(name: SettingName, origins: ReadonlyMap<SettingName, Origin>): string {
+  const origin = origins.get(name);
+  return origin === undefined ? `${name} (${flagName(name)})` : label(name, origin);
 }
 
 export interface StartSources {
@@ -223,11 +233,139 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
       config = parseNodeConfig(nodeConfigInput(settings));
     } catch (error) {
       if (!(error instanceof NodeConfigError)) throw error;
-      problems.push(...error.problems);
+      problems.push(...nodeProblemsAsGiven(error.problems, settings, origins));
     }
   }
   if (problems.length > 0 || config === null) return { ok: false, problems };
   return { ok: true, config, settings, origins };
+}
+
+/**
+ * The node's own problems with its configuration (parseNodeConfig names its fields:
+ * `heartbeatMs`, `electionMsMax`), said of the settings as the user gave them: the flag, the
+ * variable or the file's key. A setting left at its default is named in the form of the
+ * one it is compared with. A problem not known here is kept as the node says it.
+ */
+function nodeProblemsAsGiven(
+  problems: readonly string[],
+  settings: StartSettings,
+  origins: ReadonlyMap<SettingName, Origin>,
+): string[] {
+  const originOf = (name: SettingName, like: SettingName): Origin =>
+    origins.get(name) ?? origins.get(like) ?? { kind: "flag" };
+  /** The setting as the first words of a problem: `--election-ms`, `x.json: "electionMs"`. */
+  const at = (name: SettingName): string => label(name, originOf(name, name));
+  /** The setting within a sentence: `--peers`, `BATON_PEERS`, `"peers"`. */
+  const short = (name: SettingName, like: SettingName = name): string => {
+    const origin = originOf(name, like);
+    if (origin.kind === "flag") return flagName(name);
+    return origin.kind === "env" ? envName(name) : `"${name}"`;
+  };
+  /** The setting within a sentence, with its file, and whether it is at its default. */
+  const ref = (name: SettingName, like: SettingName): string => {
+    const origin = originOf(name, like);
+    const where =
+      origin.kind === "file" ? `${short(name, like)} in ${origin.file}` : short(name, like);
+    return origins.has(name) ? where : `${where}, by default`;
+  };
+  /** How to give `name` the value `value`, in the form `like` was given. */
+  const giving = (name: SettingName, like: SettingName, value: string): string => {
+    const origin = originOf(name, like);
+    if (origin.kind === "flag") return `${flagName(name)} ${value}`;
+    return origin.kind === "env" ? `${envName(name)}=${value}` : `"${name}": "${value}"`;
+  };
+  const defaults = defaultNodeConfig();
+  const tick = settings.tickMs ?? defaults.tickMs;
+  const heartbeat = settings.heartbeatMs ?? defaults.heartbeatMs;
+  const election = (settings.electionMs === undefined
+    ? null
+    : parseElectionMs(settings.electionMs)) ?? {
+    min: defaults.electionMsMin,
+    max: defaults.electionMsMax,
+  };
+  const tlsTogether = (names: readonly SettingName[], all: string): string => {
+    const given = names.filter((name) => origins.has(name));
+    const missing = names.filter((name) => !origins.has(name));
+    const like = given[0] ?? names[0]!;
+    return `${given.map((name) => short(name)).join(" and ")} given without ${missing.map((name) => short(name, like)).join(" and ")}: they go together; give ${all}`;
+  };
+  /** Each problem the node may find, and what to say instead (null: said by another). */
+  const rules: [RegExp, (m: RegExpExecArray) => string | null][] = [
+    [
+      /^heartbeatMs must be at least tickMs$/,
+      () =>
+        `the heartbeat (${heartbeat} ms, ${ref("heartbeatMs", "tickMs")}) must be at least the tick (${tick} ms, ${ref("tickMs", "heartbeatMs")}): give a longer heartbeat or a shorter tick`,
+    ],
+    [
+      /^electionMsMin must be above heartbeatMs$/,
+      // A minimum of 0 is said of the range itself, below.
+      () =>
+        election.min > 0
+          ? `the election timeout's minimum (${election.min} ms, ${ref("electionMs", "heartbeatMs")}) must be above the heartbeat (${heartbeat} ms, ${ref("heartbeatMs", "electionMs")}): give a longer election timeout or a shorter heartbeat`
+          : null,
+    ],
+    [
+      /^electionMsMax must be at least electionMsMin$/,
+      () =>
+        `${at("electionMs")}: ${settings.electionMs} has its maximum below its minimum: give "<min>-<max>" with the smaller first, e.g. "300-600"`,
+    ],
+    [
+      /^electionMsMin must be a positive number/,
+      () =>
+        `${at("electionMs")}: ${settings.electionMs} has a minimum of 0: give "<min>-<max>" above 0, e.g. "300-600"`,
+    ],
+    // A maximum of 0 is below the minimum (said above) or with a minimum of 0 (said above).
+    [/^electionMsMax must be a positive number/, () => null],
+    [
+      /^advertisePeer (\S+) differs from node (\d+)'s address in peers \((.*)\): members dial the address in peers, so make them the same$/,
+      (m) =>
+        `${at("advertisePeer")}: ${m[1]} differs from node ${m[2]}'s address in ${ref("peers", "advertisePeer")} (${m[3]}): members dial the address in ${short("peers", "advertisePeer")}, so make them the same`,
+    ],
+    [
+      /^advertisePeer (\S+) is a wildcard address$/,
+      // Unless given, it is the node's entry in peers, whose wildcard is said of peers.
+      (m) =>
+        origins.has("advertisePeer")
+          ? `${at("advertisePeer")}: ${m[1]} is a wildcard address, which members cannot dial: give this node's routable address`
+          : null,
+    ],
+    [
+      /^http (\S+) is a wildcard address, which clients and members cannot reach: give advertiseHttp \(--advertise-http <host:port>\), the address they should use$/,
+      (m) =>
+        `${at("http")}: ${m[1]} is a wildcard address, which clients and members cannot reach: give ${giving("advertiseHttp", "http", "<host:port>")}, the address they should use`,
+    ],
+    [
+      /^advertiseHttp is given but there is no http API$/,
+      () =>
+        `${at("advertiseHttp")}: given, but this node serves no HTTP API: remove it, or give the node an HTTP address`,
+    ],
+    [
+      /^peers: (node \d+ is listed at the wildcard address \S+, which members cannot dial: list its routable address) \(bind every interface with listen instead\)$/,
+      (m) =>
+        `${at("peers")}: ${m[1]} (bind every interface with ${short("listen", "peers")} instead)`,
+    ],
+    [
+      /^id (\d+) is not one of the peers \((.*)\)$/,
+      (m) => `${at("id")}: ${m[1]} is not one of the members in ${short("peers", "id")} (${m[2]})`,
+    ],
+    [/^peer (id |\d+: )/, (m) => `${at("peers")}: ${m.input}`],
+    [
+      /^join: (.*)start it without --join(.*)$/,
+      (m) => `${at("join")}: ${m[1]}start it without ${short("join")}${m[2]}`,
+    ],
+    [
+      /^tlsCa, tlsCert and tlsKey \(/,
+      () => tlsTogether(["tlsCa", "tlsCert", "tlsKey"], "all three"),
+    ],
+    [/^httpTlsCert and httpTlsKey \(/, () => tlsTogether(["httpTlsCert", "httpTlsKey"], "both")],
+  ];
+  const out: string[] = [];
+  for (const problem of problems) {
+    const rule = rules.find(([pattern]) => pattern.test(problem));
+    const said = rule === undefined ? problem : rule[1](rule[0].exec(problem)!);
+    if (said !== null) out.push(said);
+  }
+  return out;
 }
 
 /**
@@ -243,6 +381,20 @@ export function rawSetting(sources: StartSources, name: SettingName): unknown {
   if (fromEnvironment !== undefined) return fromEnvironment;
   if (sources.configFile === undefined) return undefined;
   return readConfigFile(sources.configFile, [])?.[name];
+}
+
+/**
+ * How the user gave the value `rawSetting` finds for `name` ("--tls-ca", "BATON_TLS_CA",
+ * `baton.json: "tlsCa"`), for a message about it; undefined when none was given.
+ */
+export function rawSettingLabel(sources: StartSources, name: SettingName): string | undefined {
+  if (pickSettings(sources.flags)[name] !== undefined) return label(name, { kind: "flag" });
+  if (fromEnv(sources.env, [])[name] !== undefined) return label(name, { kind: "env" });
+  if (sources.configFile === undefined) return undefined;
+  const fromFile = readConfigFile(sources.configFile, [])?.[name];
+  return fromFile === undefined
+    ? undefined
+    : label(name, { kind: "file", file: sources.configFile });
 }
 
 /** The file's settings, or null (with the problem) when it cannot be read as an object. */
@@ -416,7 +568,10 @@ export function peerPortNote(config: NodeConfig): string | null {
  * data directory that is not one (a file under that name would fail the node's first
  * write as a disk error).
  */
-export function unusablePaths(config: NodeConfig): string[] {
+export function unusablePaths(
+  config: NodeConfig,
+  origins: ReadonlyMap<SettingName, Origin> = new Map(),
+): string[] {
   const problems: string[] = [];
   if (config.dataDir !== null) {
     let kind: ReturnType<typeof statOf>;
@@ -426,13 +581,13 @@ export function unusablePaths(config: NodeConfig): string[] {
       // EACCES (a directory under one this user may not enter), ELOOP, …
       const code = (error as NodeJS.ErrnoException).code ?? "EIO";
       problems.push(
-        `data (--data): cannot look at ${config.dataDir}: ${code}; check the permissions of the directories above it`,
+        `${settingLabel("data", origins)}: cannot look at ${config.dataDir}: ${code}; check the permissions of the directories above it`,
       );
       kind = undefined;
     }
     if (kind !== undefined && !kind.isDirectory()) {
       problems.push(
-        `data (--data): ${config.dataDir} is a file, not a directory; give a directory (it is created if missing)`,
+        `${settingLabel("data", origins)}: ${config.dataDir} is a file, not a directory; give a directory (it is created if missing)`,
       );
     }
   }
@@ -450,7 +605,7 @@ export function unusablePaths(config: NodeConfig): string[] {
       accessSync(path, constants.R_OK);
     } catch (error) {
       problems.push(
-        `${name} (${flagName(name)}): cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`,
+        `${settingLabel(name, origins)}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`,
       );
       continue;
     }
@@ -459,7 +614,7 @@ export function unusablePaths(config: NodeConfig): string[] {
       try {
         parseTokensFile(readFileSync(path, "utf8"));
       } catch (error) {
-        problems.push(`tokens (--tokens): ${path}: ${(error as Error).message}`);
+        problems.push(`${settingLabel("tokens", origins)}: ${path}: ${(error as Error).message}`);
       }
     }
   }

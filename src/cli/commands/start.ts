@@ -30,7 +30,9 @@ import {
   loadStartConfig,
   peerPortNote,
   rawSetting,
+  rawSettingLabel,
   type StartSources,
+  settingLabel,
   storeQuotaOf,
   unusablePaths,
 } from "./start-config.js";
@@ -244,6 +246,8 @@ function joinCredentials(
   const ca = text(flags.ca) ?? (envCa ? undefined : text(rawSetting(sources, "tlsCa")));
   const token = text(flags.token);
   const tokenFile = text(flags.tokenFile);
+  // A file that cannot be read is named as the user gave it, which is --ca only for --ca.
+  const caGiven = text(flags.ca) !== undefined ? "--ca" : rawSettingLabel(sources, "tlsCa");
   return credentialsFrom(
     {
       ...(ca === undefined ? {} : { ca }),
@@ -251,6 +255,7 @@ function joinCredentials(
       ...(tokenFile === undefined ? {} : { tokenFile }),
     },
     io,
+    caGiven,
   );
 }
 
@@ -350,8 +355,8 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
     io.stderr.write(`baton start: invalid configuration:\n  - ${loaded.problems.join("\n  - ")}\n`);
     return ended(2);
   }
-  const { config, settings } = loaded;
-  const unusable = unusablePaths(config);
+  const { config, settings, origins } = loaded;
+  const unusable = unusablePaths(config, origins);
   if (unusable.length > 0) {
     io.stderr.write(`baton start: invalid configuration:\n  - ${unusable.join("\n  - ")}\n`);
     return ended(2);
@@ -367,7 +372,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       makeDirectory(config.dataDir, 0o700);
     } catch (error) {
       io.stderr.write(
-        `baton start: invalid configuration:\n  - data (--data): ${(error as Error).message}; give a directory this user can create or write\n`,
+        `baton start: invalid configuration:\n  - ${settingLabel("data", origins)}: ${(error as Error).message}; give a directory this user can create or write\n`,
       );
       return ended(2);
     }
