@@ -35,7 +35,7 @@
  * totals, since whatever it did, it did atomically, and explains the refusals above.
  */
 
-import { type BatonClient, createClient } from "../client/index.js";
+import { type BatonClient, createClient, type TxnCompare } from "../client/index.js";
 import type { Prng } from "../core/prng.js";
 import { ErrorTally, type Verdict } from "./checks.js";
 
@@ -55,6 +55,24 @@ interface Written {
 /** A transfer whose call threw: the revisions it compared, by account. */
 type Unknown = ReadonlyMap<string, number>;
 
+/**
+ * One transaction the bank sent (the opening or a transfer), as the watch verdict needs it
+ * (watch-check.ts): what it put, when, and what came of it: applied at `revision` (ok),
+ * refused by its comparison, so never applied, or unknown (the call threw). Times are on the
+ * campaign's clock, the one the workload stamps its operations with.
+ */
+export interface BankRecord {
+  /** 1 for the first transaction sent, and so on. */
+  readonly id: number;
+  /** Key and value of each put, as sent. */
+  readonly puts: readonly (readonly [string, string])[];
+  readonly invokedAt: number;
+  completedAt: number | null;
+  outcome: "ok" | "refused" | "unknown";
+  /** The revision an ok answer named. */
+  revision?: number;
+}
+
 export class CampaignBank {
   /** Range reads that found the books wrong: what they saw. */
   readonly problems: string[] = [];
@@ -71,6 +89,8 @@ export class CampaignBank {
   tried = 0;
   /** What the loop caught and carried on after. */
   readonly errors = new ErrorTally();
+  /** Every transaction sent, in order. */
+  readonly records: BankRecord[] = [];
   /** Whether the books exist: a read found them, or the opening transaction was answered. */
   private booksOpen = false;
   /** The newest revision read or acknowledged so far: no later read may be older. */
@@ -82,17 +102,22 @@ export class CampaignBank {
   /** Transfers whose outcome is unknown and whose effect no read has shown yet. */
   private unknown: Unknown[] = [];
   private readonly client: BatonClient;
+  private readonly now: () => number;
   private startedAt: number | null = null;
   private stoppedAt: number | null = null;
   private stopping = false;
   private running: Promise<void> | null = null;
 
-  /** `deadlineMs`: the client's, retries included (shorter in tests). */
+  /**
+   * `deadlineMs`: the client's, retries included (shorter in tests); `now`: the campaign's
+   * clock, which the records are stamped with.
+   */
   constructor(
     urls: readonly string[],
     private readonly prng: Prng,
-    options: { readonly deadlineMs?: number } = {},
+    options: { readonly deadlineMs?: number; readonly now?: () => number } = {},
   ) {
+    this.now = options.now ?? (() => performance.now());
     this.client = createClient({
       endpoints: [...urls],
       deadlineMs: options.deadlineMs ?? DEADLINE_MS,
@@ -138,15 +163,13 @@ export class CampaignBank {
     // Opening the books only once: the transaction holds only while no account exists.
     while (!this.stopping) {
       try {
-        const opening = await this.client.txn({
-          compare: accounts.map((key) => ({ key, exists: false })),
-          success: accounts.map((key) => ({ put: { key, value: String(OPENING_BALANCE) } })),
-        });
+        const values = accounts.map((key) => [key, String(OPENING_BALANCE)] as const);
+        const opening = await this.send(
+          accounts.map((key) => ({ key, exists: false })),
+          values,
+        );
         // Answered: it opened them, or they were open already (its comparison failed).
-        if (opening.succeeded) {
-          const values = accounts.map((key) => [key, String(OPENING_BALANCE)] as const);
-          this.acknowledged(values, opening.revision);
-        }
+        if (opening.succeeded) this.acknowledged(values, opening.revision);
         this.booksOpen = true;
         return true;
       } catch (error) {
@@ -186,10 +209,8 @@ export class CampaignBank {
     ]);
     let result: { succeeded: boolean; revision: number };
     try {
-      result = await this.client.txn({
-        compare: [...compared].map(([key, revision]) => ({ key, revision })),
-        success: values.map(([key, value]) => ({ put: { key, value } })),
-      });
+      const compare = [...compared].map(([key, revision]) => ({ key, revision }));
+      result = await this.send(compare, values);
     } catch (error) {
       // Applied or not, it may still be applied later: until a read shows, it may explain
       // a refusal.
@@ -207,6 +228,32 @@ export class CampaignBank {
       this.problems.push(
         `transfer of ${amount} from ${from}@${source.revision} to ${to}@${target.revision} refused by its comparison (at revision ${result.revision}), though no transfer of unknown outcome could have changed either account`,
       );
+    }
+  }
+
+  /** Sends one transaction that puts `values` if `compare` holds, and records it. */
+  private async send(
+    compare: readonly TxnCompare[],
+    values: readonly (readonly [string, string])[],
+  ): Promise<{ succeeded: boolean; revision: number }> {
+    const record: BankRecord = {
+      id: this.records.length + 1,
+      puts: values,
+      invokedAt: this.now(),
+      completedAt: null,
+      outcome: "unknown",
+    };
+    this.records.push(record);
+    try {
+      const result = await this.client.txn({
+        compare,
+        success: values.map(([key, value]) => ({ put: { key, value } })),
+      });
+      record.outcome = result.succeeded ? "ok" : "refused";
+      if (result.succeeded) record.revision = result.revision;
+      return result;
+    } finally {
+      record.completedAt = this.now();
     }
   }
 

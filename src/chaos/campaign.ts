@@ -56,7 +56,7 @@ import {
 } from "./processes.js";
 import { timelineHtml, timelineSvg, writeReport } from "./report.js";
 import { sleep } from "./wait.js";
-import { CampaignWatch, checkWatch } from "./watch-check.js";
+import { CampaignWatch, checkWatch, recordsTarget, type WatchRecords } from "./watch-check.js";
 import { requestErrorCode, Workload } from "./workload.js";
 
 export interface CampaignOptions {
@@ -267,6 +267,7 @@ class CampaignRun {
     this.bank = new CampaignBank(
       this.nodes.map((n) => n.url),
       new Prng(options.seed ^ 0xba4c),
+      { now: this.now },
     );
     this.bank.start();
     this.leases = new CampaignLeases(this.nodes.map((n) => n.url));
@@ -304,9 +305,10 @@ class CampaignRun {
       await Promise.all([this.bank.stop(), this.leases.stop()]);
       this.ending = true;
       await this.finalReads();
-      // Every acknowledged change has a revision; the watch must reach the last of them.
+      // Every acknowledged change has a revision, the bank's and the leases' too; the watch
+      // must reach the last of them.
       const revisions = workload.history.map((op) => op.revision ?? 0);
-      this.watchTarget = Math.max(0, ...revisions);
+      this.watchTarget = Math.max(0, ...revisions, recordsTarget(this.watchRecords()));
       await this.watch.stop(this.watchTarget, 10_000);
       const converged = await this.checkConvergence();
       this.polling = false;
@@ -417,6 +419,15 @@ class CampaignRun {
     this.wallOrigin += shiftMs;
     for (const [i, role] of this.roles.entries())
       this.roles[i] = { ...role, at: role.at - shiftMs };
+  }
+
+  /** What the bank and the leases recorded, for the watch verdict. */
+  private watchRecords(): WatchRecords {
+    return {
+      bank: this.bank!.records,
+      leases: this.leases!.records,
+      leasesEndedBy: this.leases!.endedBy,
+    };
   }
 
   private onUnexpectedExit(exit: UnexpectedExit): void {
@@ -692,6 +703,7 @@ class CampaignRun {
         this.watch!.endedBy,
         this.watchTarget,
         this.watch!.gaps,
+        this.watchRecords(),
       ),
       atomic: this.bank!.verdict(),
       leases: this.leases!.verdict(),

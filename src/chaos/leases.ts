@@ -74,6 +74,19 @@ interface ReadBack {
   readonly found: boolean;
 }
 
+/**
+ * One lease granted, as the watch verdict needs it (watch-check.ts): the key attached to it,
+ * and the revision the attach put was acknowledged at (null until it is, and for good when
+ * its answer was lost or it was refused). `refused`: the attach was answered
+ * ERR_LEASE_NOT_FOUND, so the key was never put.
+ */
+export interface LeaseRecord {
+  readonly key: string;
+  readonly id: number;
+  revision: number | null;
+  refused: boolean;
+}
+
 export class CampaignLeases {
   readonly problems: string[] = [];
   granted = 0;
@@ -85,6 +98,13 @@ export class CampaignLeases {
   rounds = 0;
   /** Keys left after the final wait, which must be none. */
   left: string[] = [];
+  /** Every lease granted, in order. */
+  readonly records: LeaseRecord[] = [];
+  /**
+   * The revision of the final read that found no key left: every lease had ended, and its
+   * key's delete was committed, by then. Null until such a read.
+   */
+  endedBy: number | null = null;
   /** What the loop caught and carried on after. */
   readonly errors = new ErrorTally();
   private readonly client: BatonClient;
@@ -113,7 +133,9 @@ export class CampaignLeases {
     this.stoppedAt = performance.now();
     await sleep(TTL_SECONDS * 1000 + 2000);
     try {
-      this.left = (await this.client.range(PREFIX, { keysOnly: true })).items.map((i) => i.key);
+      const page = await this.client.range(PREFIX, { keysOnly: true });
+      this.left = page.items.map((i) => i.key);
+      if (this.left.length === 0) this.endedBy = page.revision;
     } catch (error) {
       this.problems.push(`final read failed: ${(error as Error).message}`);
     }
@@ -150,20 +172,24 @@ export class CampaignLeases {
     const lease = await this.client.grantLease(TTL_SECONDS);
     this.granted++;
     const deadline = sentAt + TTL_SECONDS * 1000;
-    if (!(await this.attach(key, lease.id, deadline))) return;
+    const record: LeaseRecord = { key, id: lease.id, revision: null, refused: false };
+    this.records.push(record);
+    if (!(await this.attach(record, deadline))) return;
     const margin = await this.readBack(key, lease.id, deadline);
     if (margin === null) return;
     this.checked++;
     this.margins.push(margin);
   }
 
-  /** Attaches `key` to the lease; false when the lease was gone already. */
-  private async attach(key: string, leaseId: number, deadline: number): Promise<boolean> {
+  /** Attaches the record's key to its lease; false when the lease was gone already. */
+  private async attach(record: LeaseRecord, deadline: number): Promise<boolean> {
+    const { key, id: leaseId } = record;
     try {
-      await this.client.put(key, "held", { lease: leaseId });
+      record.revision = (await this.client.put(key, "held", { lease: leaseId })).revision;
       return true;
     } catch (error) {
       if ((error as { code?: string }).code !== "ERR_LEASE_NOT_FOUND") throw error;
+      record.refused = true;
       // The lease already gone when its key is attached: that is an early end too, the
       // plainest one, as long as the refusal came before the lease could have ended.
       const early = Math.round(deadline - performance.now());

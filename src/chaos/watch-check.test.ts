@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { WatchChange } from "../client/index.js";
-import { checkWatch } from "./watch-check.js";
+import type { BankRecord } from "./bank.js";
+import { checkWatch, type WatchRecords } from "./watch-check.js";
 import type { OpRecord } from "./workload.js";
 
 function op(fields: Partial<OpRecord> & Pick<OpRecord, "id" | "key" | "kind">): OpRecord {
@@ -310,4 +311,158 @@ const thousand = Array.from({ length: 1000 }, (_, i) =>
 
 function put(revision: number): WatchChange {
   return { type: "put", key: `k${(revision - 1) % 4}`, value: `v${revision}`, revision };
+}
+
+describe("chaos watch verdict against the bank's and the leases' records, and the reads", () => {
+  // A write of unknown outcome that a read then found, two transfers between the same two
+  // accounts, and a lease whose key was attached and then ended: each change the stream
+  // must hold, and each could be dropped without the stream contradicting itself.
+  const history: OpRecord[] = [
+    op({ id: 1, key: "k", kind: "write", value: "a", revision: 2, invokedAt: 10, completedAt: 15 }),
+    op({
+      id: 2,
+      key: "k",
+      kind: "write",
+      value: "b",
+      outcome: "indeterminate",
+      invokedAt: 20,
+      completedAt: 1530,
+      error: "TimeoutError",
+    }),
+    op({ id: 3, key: "k", kind: "read", output: "b", revision: 4, invokedAt: 30, completedAt: 35 }),
+    op({ id: 4, key: "k", kind: "write", value: "c", revision: 9, invokedAt: 60, completedAt: 65 }),
+  ];
+  const opening = transaction(1, { outcome: "ok", revision: 1 }, [100, 100, 100], 0);
+  const first = transaction(2, { outcome: "ok", revision: 5 }, [90, 110], 40);
+  const second = transaction(3, { outcome: "ok", revision: 7 }, [85, 115], 50);
+  const records: WatchRecords = {
+    bank: [opening, first, second],
+    leases: [{ key: "lease/1", id: 11, revision: 3, refused: false }],
+    leasesEndedBy: 9,
+  };
+  const stream: WatchChange[] = [
+    ...accounts([100, 100, 100], 1),
+    change("put", "a", 2),
+    lease("put", 3),
+    change("put", "b", 4),
+    ...accounts([90, 110], 5),
+    lease("delete", 6),
+    ...accounts([85, 115], 7),
+    change("put", "c", 9),
+  ];
+  const without = (revision: number): WatchChange[] =>
+    stream.filter((c) => c.revision !== revision);
+
+  it("watch verdict: a stream that holds every recorded change passes, and says what it matched", () => {
+    const verdict = checkWatch(history, stream, null, 9, [], records);
+    expect(verdict).toMatchObject({ ok: true });
+    expect(verdict.detail).toContain(
+      "2 of 2 acknowledged changes checked, 1 more that only a read showed",
+    );
+    expect(verdict.detail).toContain(
+      "bank and lease keys: 9 changes checked, 2 bank transactions balanced, 3 bank transactions matched to their records, 1 lease keys checked",
+    );
+  });
+
+  it("watch verdict: a bank transfer dropped before another between the same accounts fails (the books still balance)", () => {
+    const verdict = checkWatch(history, without(5), null, 9, [], records);
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toEqual([
+      "missed: bank transaction 2, acknowledged at 5 (bank/a0=90 bank/a1=110)",
+    ]);
+  });
+
+  it("watch verdict: the last bank transfer dropped fails, inside the stream or after its end", () => {
+    expect(checkWatch(history, without(7), null, 9, [], records).problems).toEqual([
+      "missed: bank transaction 3, acknowledged at 7 (bank/a0=85 bank/a1=115)",
+    ]);
+    // The bank's last transfer came after the workload's last write: the watch must reach it.
+    const last = transaction(4, { outcome: "ok", revision: 10 }, [80, 120], 70);
+    const longer = { ...records, bank: [...records.bank, last] };
+    expect(checkWatch(history, stream, null, 9, [], longer).problems).toEqual([
+      "the watch stopped at revision 9, short of 10, the last acknowledged change's",
+    ]);
+  });
+
+  it("watch verdict: a bank transaction refused, or of unknown outcome but sent too late, cannot have made a change", () => {
+    const refused = transaction(2, { outcome: "refused" }, [90, 110], 40);
+    const verdict = checkWatch(history, stream, null, 9, [], {
+      ...records,
+      bank: [opening, refused, second],
+    });
+    expect(verdict.problems).toEqual([
+      "a refused bank transaction took effect: bank/a0=90 bank/a1=110 at 5, which only transaction 2 sent, and its comparison failed",
+    ]);
+    // Of unknown outcome, it may have made them, or not.
+    const unknown = transaction(2, { outcome: "unknown" }, [90, 110], 40);
+    const maybe = { ...records, bank: [opening, unknown, second] };
+    expect(checkWatch(history, stream, null, 9, [], maybe)).toMatchObject({ ok: true });
+    expect(checkWatch(history, without(5), null, 9, [], maybe)).toMatchObject({ ok: true });
+    // But not once the transfer at 7 had been answered when it was sent.
+    const late = transaction(2, { outcome: "unknown" }, [90, 110], 55);
+    const tooLate = checkWatch(history, stream, null, 9, [], {
+      ...records,
+      bank: [opening, late, second],
+    });
+    expect(tooLate.problems).toEqual([
+      "bank transaction 2, of unknown outcome, cannot have made bank/a0=90 bank/a1=110 at 5: transaction 2 was invoked at 55 ms, after bank transaction 3's answer (at 51 ms) had shown revision 7 committed",
+    ]);
+    // Nor can a bank change come from nowhere.
+    const stray = [...stream.slice(0, -1), ...accounts([95, 105], 8), stream.at(-1)!];
+    expect(checkWatch(history, stray, null, 9, [], records).problems).toEqual([
+      "a bank change no transaction the bank sent explains: bank/a0=95 bank/a1=105 at 8",
+    ]);
+  });
+
+  it("watch verdict: a lease key's attach put, or its delete once every lease ended, dropped fails", () => {
+    expect(checkWatch(history, without(6), null, 9, [], records).problems).toEqual([
+      "lease/1 (lease 11) was never deleted after its put at 3, though every lease had ended by revision 9",
+    ]);
+    expect(checkWatch(history, without(3), null, 9, [], records).problems).toEqual([
+      "deleted while gone: delete lease/1@6, the key did not exist",
+      "missed: put lease/1@3, the key of lease 11, attached at that revision",
+    ]);
+    // An attach refused because the lease was gone put nothing.
+    const refused = {
+      ...records,
+      leases: [{ ...records.leases[0]!, revision: null, refused: true }],
+    };
+    expect(checkWatch(history, stream, null, 9, [], refused).problems).toEqual([
+      "a refused attach took effect: put lease/1@3, though attaching it to lease 11 was refused (ERR_LEASE_NOT_FOUND)",
+    ]);
+    // Until every lease has been seen ended, a key may still be there.
+    const open = { ...records, leasesEndedBy: null };
+    expect(checkWatch(history, without(6), null, 9, [], open)).toMatchObject({ ok: true });
+  });
+
+  it("watch verdict: the change of a write of unknown outcome that a read found, dropped, fails", () => {
+    expect(checkWatch(history, without(4), null, 9, [], records).problems).toEqual([
+      "missed: put k@4 (b), which read 3 found",
+    ]);
+    const other = stream.map((c) => (c.revision === 4 ? { ...c, value: "z" } : c));
+    expect(checkWatch(history, other, null, 9, [], records).problems).toContain(
+      "wrong value: put k@4 came as z, read 3 found b",
+    );
+  });
+});
+
+/** Bank transaction `id`, sent at `at` ms and answered 1 ms later, putting `balances` to a0…. */
+function transaction(
+  id: number,
+  answer: { outcome: BankRecord["outcome"]; revision?: number },
+  balances: readonly number[],
+  at: number,
+): BankRecord {
+  return {
+    id,
+    puts: balances.map((amount, i) => [`bank/a${i}`, String(amount)] as const),
+    invokedAt: at,
+    completedAt: at + 1,
+    ...answer,
+  };
+}
+
+/** One revision's changes of accounts a0…, to `balances`. */
+function accounts(balances: readonly number[], revision: number): WatchChange[] {
+  return balances.map((amount, i) => account(`a${i}`, String(amount), revision));
 }

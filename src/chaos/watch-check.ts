@@ -18,11 +18,19 @@
  *   outcome takes effect after it was invoked, so it cannot explain a revision that some
  *   answer had already shown committed when it was invoked.
  *
- * The bank and the leases keep no record of their operations, so their keys' changes are
- * checked against the stream alone: every bank transaction after the opening one moves
- * money without making or losing any, and no key (of theirs or the workload's) is deleted
- * while the stream says it is gone. When their loops come to record what the cluster
- * answered them, those changes can be matched as the workload's are.
+ * - every read that found a value names the revision of the change that wrote it: that
+ *   change, with that value, is among the changes too (so the change of a write of unknown
+ *   outcome that a read saw cannot go missing).
+ *
+ * The bank's and the leases' keys are checked against the stream itself: every bank
+ * transaction after the opening one moves money without making or losing any, and no key
+ * (of theirs or the workload's) is deleted while the stream says it is gone. And against
+ * what their loops recorded (bank.ts BankRecord, leases.ts LeaseRecord), as the workload's
+ * operations are: each revision's bank changes are the puts of one distinct transaction the
+ * bank sent, acknowledged at that revision or of unknown outcome and sent before the revision
+ * was shown committed (never one refused by its comparison), and every acknowledged one is
+ * delivered; every lease key's attach put is delivered at the revision it was acknowledged
+ * at, and once a read found every lease ended, the key's delete after it.
  *
  * When every node's history has moved past where the watch must resume (ERR_COMPACTED, as
  * after wipes and state transfers), the watch reopens from the oldest revision the cluster
@@ -40,7 +48,9 @@
 
 import type { WatchChange } from "../client/index.js";
 import { type BatonClient, CompactedError, createClient } from "../client/index.js";
+import type { BankRecord } from "./bank.js";
 import { noWriteConfirmed, type Verdict } from "./checks.js";
+import type { LeaseRecord } from "./leases.js";
 import { sleep } from "./wait.js";
 import type { OpRecord } from "./workload.js";
 
@@ -64,6 +74,27 @@ const CHECKED_SHARE_MIN = 0.5;
 /** The prefixes of the bank's accounts (bank.ts) and the leases' keys (leases.ts). */
 const BANK_PREFIX = "bank/";
 const LEASE_PREFIX = "lease/";
+
+/** What the bank's and the leases' loops recorded of their operations. */
+export interface WatchRecords {
+  readonly bank: readonly BankRecord[];
+  readonly leases: readonly LeaseRecord[];
+  /** The revision by which every lease had ended (CampaignLeases.endedBy), or null. */
+  readonly leasesEndedBy: number | null;
+}
+
+/**
+ * The last revision the records show committed with a change: the watch must reach it, as
+ * it must the workload's last acknowledged change.
+ */
+export function recordsTarget(records: WatchRecords): number {
+  return Math.max(
+    0,
+    ...records.bank.map((r) => (r.outcome === "ok" ? (r.revision ?? 0) : 0)),
+    ...records.leases.map((r) => r.revision ?? 0),
+    records.leasesEndedBy ?? 0,
+  );
+}
 
 /** Revisions `from` to `to` (inclusive) that the watch could not see: compacted everywhere. */
 export interface WatchGap {
@@ -169,8 +200,10 @@ interface Coverage {
 
 /**
  * The verdict on what `changes` delivered, against the clients' `history`: `endedBy` is
- * why the watch ended early (null if it did not), `target` the revision it had to reach,
- * and `gaps` the revisions it skipped by reopening after ERR_COMPACTED.
+ * why the watch ended early (null if it did not), `target` the revision it had to reach
+ * (the records' last, if later), `gaps` the revisions it skipped by reopening after
+ * ERR_COMPACTED, and `records` what the bank and the leases recorded (null: their keys are
+ * checked against the stream alone).
  */
 export function checkWatch(
   history: readonly OpRecord[],
@@ -178,21 +211,40 @@ export function checkWatch(
   endedBy: string | null,
   target = 0,
   gaps: readonly WatchGap[] = [],
+  records: WatchRecords | null = null,
 ): Verdict {
   const problems: string[] = [];
+  const last = Math.max(target, records === null ? 0 : recordsTarget(records));
   const compacted = endedBy?.startsWith("ERR_COMPACTED") === true;
   if (endedBy !== null && !compacted) problems.push(`the watch ended: ${endedBy}`);
   const reached = changes.at(-1)?.revision ?? 0;
-  if (endedBy === null && reached < target) {
+  if (endedBy === null && reached < last) {
     problems.push(
-      `the watch stopped at revision ${reached}, short of ${target}, the last acknowledged change's`,
+      `the watch stopped at revision ${reached}, short of ${last}, the last acknowledged change's`,
     );
   }
   const first = checkOrder(changes, problems);
   const acknowledged = history.filter(changedAt);
   const checked = checkDelivered(acknowledged, first.delivered, reached, gaps, problems);
-  checkAccounted(history, changes, first.fresh, problems);
+  const seen = { delivered: first.delivered, reached, gaps };
+  const read = checkReads(history, acknowledged, seen, problems);
+  const committedBy = committedBefore(answersOf(history, records?.bank ?? []));
+  checkAccounted(history, changes, first.fresh, committedBy, problems);
   const others = checkOtherKeys(changes, first.fresh, gaps, problems);
+  const recorded =
+    records === null
+      ? null
+      : {
+          transactions: checkBankRecords(
+            records.bank,
+            changes,
+            first.fresh,
+            seen,
+            committedBy,
+            problems,
+          ),
+          leaseKeys: checkLeaseRecords(records, changes, first.fresh, seen, problems),
+        };
   const coverage = coverageOf(acknowledged, checked, reached, gaps, compacted);
   checkCoverage(coverage, reached, gaps, problems);
   // No write confirmed: nothing the watch delivered can be held against an answer.
@@ -202,8 +254,9 @@ export function checkWatch(
   const detail =
     `${changes.length} changes up to revision ${reached}, ` +
     `${coverage.checked} of ${coverage.acknowledged} acknowledged changes checked` +
+    (read > 0 ? `, ${read} more that only a read showed` : "") +
     `${describeGaps(gaps, coverage.inGaps)}${ended}${describeEnd(coverage, reached)}` +
-    describeOthers(others);
+    describeOthers(others, recorded);
   if (problems.length === 0) {
     return { ok: true, detail: `every change once, in revision order: ${detail}` };
   }
@@ -284,6 +337,52 @@ function checkDelivered(
 }
 
 /**
+ * What the watch delivered, by `changeId`, and which revisions it had to: those up to
+ * `reached`, outside the gaps.
+ */
+interface Seen {
+  readonly delivered: ReadonlyMap<string, string | null>;
+  readonly reached: number;
+  readonly gaps: readonly WatchGap[];
+}
+
+function visible(seen: Seen, revision: number): boolean {
+  return revision <= seen.reached && !seen.gaps.some((g) => within(revision, g));
+}
+
+/**
+ * A read that found a value named the revision of the change that wrote it, so the watch
+ * must have delivered that change, with that value, whoever made it: checkDelivered checks
+ * the acknowledged operations' changes, this the rest (a write of unknown outcome that a
+ * read saw). A read of a node's own copy (stale) is not the cluster's answer; the
+ * linearizability verdict judges those. Returns how many changes it checked.
+ */
+function checkReads(
+  history: readonly OpRecord[],
+  acknowledged: readonly Acknowledged[],
+  seen: Seen,
+  problems: string[],
+): number {
+  const made = new Set(acknowledged.map((op) => changeId(typeOf(op), op.key, op.revision)));
+  const checked = new Set<string>();
+  for (const op of history) {
+    if (op.kind !== "read" || op.outcome !== "ok" || typeof op.output !== "string") continue;
+    if (op.stale === true || op.revision === undefined || !visible(seen, op.revision)) continue;
+    const id = changeId("put", op.key, op.revision);
+    // Many reads find the same change: one check, and one problem, each.
+    if (made.has(id) || checked.has(`${id}\u0000${op.output}`)) continue;
+    checked.add(`${id}\u0000${op.output}`);
+    const value = seen.delivered.get(id);
+    if (value === undefined) {
+      problems.push(`missed: ${id} (${op.output}), which read ${op.id} found`);
+    } else if (value !== op.output) {
+      problems.push(`wrong value: ${id} came as ${value}, read ${op.id} found ${op.output}`);
+    }
+  }
+  return checked.size;
+}
+
+/**
  * A watch that checked none of the acknowledged changes, or fewer than CHECKED_SHARE_MIN
  * of those in the revisions it had to see (all it reached, and after an end by
  * ERR_COMPACTED the rest too), checked too little to mean anything. A watch that stalled
@@ -322,6 +421,7 @@ function checkAccounted(
   history: readonly OpRecord[],
   changes: readonly WatchChange[],
   fresh: readonly boolean[],
+  committedBy: (time: number) => Witness | null,
   problems: string[],
 ): void {
   const keys = new Set<string>();
@@ -336,7 +436,7 @@ function checkAccounted(
       unknownDeletes.set(op.key, [...(unknownDeletes.get(op.key) ?? []), op]);
     }
   }
-  const match: Matching = { owners, committedBy: committedBefore(history), used: new Map() };
+  const match: Matching = { owners, committedBy, used: new Map() };
   for (const [i, change] of changes.entries()) {
     // A change delivered twice is reported as such, not as a second application.
     if (fresh[i] !== true) continue;
@@ -364,10 +464,13 @@ interface Matching {
   readonly used: Map<number, string>;
 }
 
-/** An answer that showed `revision` committed: operation `op`'s, received at `at` ms. */
+/**
+ * An answer that showed `revision` committed: `by`'s ("operation 7", "bank transaction 3"),
+ * received at `at` ms.
+ */
 interface Witness {
   readonly revision: number;
-  readonly op: number;
+  readonly by: string;
   readonly at: number;
 }
 
@@ -458,24 +561,49 @@ function inTime(op: OpRecord, revision: number, match: Matching): boolean {
 }
 
 function tooLate(op: OpRecord, match: Matching): string {
-  const witness = match.committedBy(op.invokedAt);
+  return sentTooLate(`operation ${op.id}`, op.invokedAt, match.committedBy);
+}
+
+/** Why what `what` sent at `invokedAt` ms cannot have taken effect where it was found. */
+function sentTooLate(
+  what: string,
+  invokedAt: number,
+  committedBy: (time: number) => Witness | null,
+): string {
+  const witness = committedBy(invokedAt);
   const shown =
     witness === null
       ? ""
-      : `, after operation ${witness.op}'s answer (at ${witness.at} ms) had shown revision ${witness.revision} committed`;
-  return `operation ${op.id} was invoked at ${op.invokedAt} ms${shown}`;
+      : `, after ${witness.by}'s answer (at ${witness.at} ms) had shown revision ${witness.revision} committed`;
+  return `${what} was invoked at ${invokedAt} ms${shown}`;
 }
 
 /**
- * For any time, the highest revision that answers received before it named: a write's,
- * compare-and-set's or delete's own, or the revision of the value a read found. Each one
- * was committed when its answer came, and every revision below it with it.
+ * The answers that named a revision, each committed when its answer came: the workload's
+ * (a write's, compare-and-set's or delete's own, or the revision of the value a read found)
+ * and the bank's acknowledged transactions'.
  */
-function committedBefore(history: readonly OpRecord[]): (time: number) => Witness | null {
-  const answers = history
-    .filter((op) => op.outcome === "ok" && op.revision !== undefined && op.completedAt !== null)
-    .map((op) => ({ revision: op.revision ?? 0, op: op.id, at: op.completedAt ?? 0 }))
-    .sort((a, b) => a.at - b.at);
+function answersOf(history: readonly OpRecord[], bank: readonly BankRecord[]): Witness[] {
+  const answers: Witness[] = [];
+  for (const op of history) {
+    if (op.outcome !== "ok" || op.revision === undefined || op.completedAt === null) continue;
+    answers.push({ revision: op.revision, by: `operation ${op.id}`, at: op.completedAt });
+  }
+  for (const record of bank) {
+    if (record.outcome !== "ok" || record.revision === undefined) continue;
+    if (record.completedAt === null) continue;
+    const by = `bank transaction ${record.id}`;
+    answers.push({ revision: record.revision, by, at: record.completedAt });
+  }
+  return answers;
+}
+
+/**
+ * For any time, the highest revision that `answers` received before it named: each one was
+ * committed when its answer came, and every revision below it with it.
+ */
+function committedBefore(all: readonly Witness[]): (time: number) => Witness | null {
+  const answers = [...all].sort((a, b) => a.at - b.at);
   /** highest[i]: the answer with the highest revision among the first i + 1. */
   const highest: Witness[] = [];
   for (const answer of answers) {
@@ -602,6 +730,177 @@ function checkBank(
   return 0;
 }
 
+/**
+ * Matches each revision's bank puts to the puts of one distinct transaction the bank sent
+ * (`records`): the one acknowledged at that revision, else one of unknown outcome sent
+ * before any answer had shown that revision committed (it takes effect after it is sent);
+ * one refused by its comparison never took effect. Then every acknowledged one the watch
+ * had to see must have been matched. Revisions in a gap are skipped, and the last one
+ * reached is matched as far as it came (the watch may have stopped inside it). Deletes are
+ * checkBank's. Returns how many revisions it matched.
+ */
+function checkBankRecords(
+  records: readonly BankRecord[],
+  changes: readonly WatchChange[],
+  fresh: readonly boolean[],
+  seen: Seen,
+  committedBy: (time: number) => Witness | null,
+  problems: string[],
+): number {
+  const confirmed = new Map<number, BankRecord>();
+  for (const record of records) {
+    if (record.outcome === "ok" && record.revision !== undefined) {
+      confirmed.set(record.revision, record);
+    }
+  }
+  const used = new Set<number>();
+  let matched = 0;
+  for (const group of bankPuts(changes, fresh)) {
+    const revision = group[0]!.revision;
+    if (seen.gaps.some((g) => within(revision, g))) continue;
+    const made = group.map((change) => `${change.key}=${change.value}`);
+    const cut = revision === seen.reached;
+    const fits = (record: BankRecord): boolean => {
+      const sent = new Set(record.puts.map(([key, value]) => `${key}=${value}`));
+      return made.every((put) => sent.has(put)) && (cut || made.length === sent.size);
+    };
+    const owner = confirmed.get(revision);
+    if (owner !== undefined) {
+      used.add(owner.id);
+      if (fits(owner)) matched++;
+      else {
+        problems.push(
+          `wrong bank changes at ${revision}: ${made.join(" ")}, but transaction ${owner.id} acknowledged at that revision put ${describePuts(owner.puts)}`,
+        );
+      }
+      continue;
+    }
+    const same = records.filter((record) => !used.has(record.id) && fits(record));
+    const unknown = same.filter((record) => record.outcome === "unknown");
+    const record = unknown.find((r) => (committedBy(r.invokedAt)?.revision ?? 0) < revision);
+    if (record !== undefined) {
+      used.add(record.id);
+      matched++;
+      continue;
+    }
+    problems.push(unexplainedBank(`${made.join(" ")} at ${revision}`, same, committedBy));
+  }
+  for (const record of confirmed.values()) {
+    if (used.has(record.id) || !visible(seen, record.revision!)) continue;
+    problems.push(
+      `missed: bank transaction ${record.id}, acknowledged at ${record.revision} (${describePuts(record.puts)})`,
+    );
+  }
+  return matched;
+}
+
+/**
+ * Why no transaction explains bank changes `what`, given `same`, those not matched yet that
+ * put the same: one of unknown outcome sent too late, refused ones, or one acknowledged at
+ * another revision.
+ */
+function unexplainedBank(
+  what: string,
+  same: readonly BankRecord[],
+  committedBy: (time: number) => Witness | null,
+): string {
+  const unknown = same.find((record) => record.outcome === "unknown");
+  if (unknown !== undefined) {
+    const why = sentTooLate(`transaction ${unknown.id}`, unknown.invokedAt, committedBy);
+    return `bank transaction ${unknown.id}, of unknown outcome, cannot have made ${what}: ${why}`;
+  }
+  const refused = same.filter((record) => record.outcome === "refused").map((r) => r.id);
+  if (refused.length === 1) {
+    return `a refused bank transaction took effect: ${what}, which only transaction ${refused[0]} sent, and its comparison failed`;
+  }
+  if (refused.length > 1) {
+    return `a refused bank transaction took effect: ${what}, which only transactions ${refused.join(", ")} sent, and their comparisons failed`;
+  }
+  const other = same.find((record) => record.outcome === "ok");
+  const elsewhere =
+    other === undefined
+      ? ""
+      : ` (transaction ${other.id} put the same, acknowledged at ${other.revision})`;
+  return `a bank change no transaction the bank sent explains: ${what}${elsewhere}`;
+}
+
+/** The fresh puts of bank accounts, one array per revision, in order. */
+function bankPuts(changes: readonly WatchChange[], fresh: readonly boolean[]): WatchChange[][] {
+  const groups: WatchChange[][] = [];
+  for (const [i, change] of changes.entries()) {
+    if (fresh[i] !== true || change.type !== "put" || !change.key.startsWith(BANK_PREFIX)) {
+      continue;
+    }
+    const last = groups.at(-1);
+    if (last?.[0]?.revision === change.revision) last.push(change);
+    else groups.push([change]);
+  }
+  return groups;
+}
+
+function describePuts(puts: readonly (readonly [string, string])[]): string {
+  return puts.map(([key, value]) => `${key}=${value}`).join(" ");
+}
+
+/**
+ * Checks each lease's key against the stream: its put at the revision its attach was
+ * acknowledged at, no put when the attach was refused, and, once a read found every lease
+ * ended (at `leasesEndedBy`) and the watch saw that far with no gap after the put, a delete
+ * after whatever put there was. A put of a lease key no lease was granted for is invented.
+ * Returns how many leases' attach puts it checked.
+ */
+function checkLeaseRecords(
+  records: WatchRecords,
+  changes: readonly WatchChange[],
+  fresh: readonly boolean[],
+  seen: Seen,
+  problems: string[],
+): number {
+  const granted = new Set(records.leases.map((lease) => lease.key));
+  /** Per lease key, the revision of its first put and of its last delete. */
+  const puts = new Map<string, number>();
+  const deletes = new Map<string, number>();
+  for (const [i, change] of changes.entries()) {
+    if (fresh[i] !== true || !change.key.startsWith(LEASE_PREFIX)) continue;
+    if (change.type === "delete") {
+      deletes.set(change.key, change.revision);
+      continue;
+    }
+    if (!granted.has(change.key)) {
+      const made = describeChange("put", change.key, change.revision, change.value);
+      problems.push(`a lease key no lease was granted for: ${made}`);
+    }
+    if (!puts.has(change.key)) puts.set(change.key, change.revision);
+  }
+  const ended = records.leasesEndedBy;
+  let checked = 0;
+  for (const lease of records.leases) {
+    const put = puts.get(lease.key);
+    if (lease.refused && put !== undefined) {
+      problems.push(
+        `a refused attach took effect: put ${lease.key}@${put}, though attaching it to lease ${lease.id} was refused (ERR_LEASE_NOT_FOUND)`,
+      );
+    }
+    if (lease.revision !== null && visible(seen, lease.revision)) {
+      checked++;
+      if (!seen.delivered.has(changeId("put", lease.key, lease.revision))) {
+        problems.push(
+          `missed: put ${lease.key}@${lease.revision}, the key of lease ${lease.id}, attached at that revision`,
+        );
+      }
+    }
+    const from = lease.revision ?? put;
+    if (from === undefined || ended === null || ended > seen.reached) continue;
+    // A gap after the put may have held its delete.
+    if (seen.gaps.some((g) => g.to > from && g.from <= ended)) continue;
+    if ((deletes.get(lease.key) ?? 0) >= from) continue;
+    problems.push(
+      `${lease.key} (lease ${lease.id}) was never deleted after its put at ${from}, though every lease had ended by revision ${ended}`,
+    );
+  }
+  return checked;
+}
+
 function describeAccounts(accounts: readonly WatchChange[]): string {
   return accounts.map((c) => `${c.key}=${c.value ?? "(deleted)"}`).join(" ");
 }
@@ -656,9 +955,19 @@ function describeEnd(coverage: Coverage, reached: number): string {
   return `, leaving the ${coverage.afterEnd} acknowledged changes after revision ${reached} unchecked`;
 }
 
-function describeOthers(others: OtherKeys): string {
+function describeOthers(
+  others: OtherKeys,
+  recorded: { transactions: number; leaseKeys: number } | null,
+): string {
+  if (recorded === null) {
+    return (
+      `; bank and lease keys (their clients keep no record): ${others.changes} changes checked ` +
+      `against the stream alone, ${others.transfers} bank transactions balanced`
+    );
+  }
   return (
-    `; bank and lease keys (their clients keep no record): ${others.changes} changes checked ` +
-    `against the stream alone, ${others.transfers} bank transactions balanced`
+    `; bank and lease keys: ${others.changes} changes checked, ${others.transfers} bank ` +
+    `transactions balanced, ${recorded.transactions} bank transactions matched to their ` +
+    `records, ${recorded.leaseKeys} lease keys checked`
   );
 }

@@ -65,6 +65,17 @@ describe("chaos bank", () => {
     await bank.stop();
     expect(bank.transfers).toBeGreaterThan(0);
     expect(bank.verdict()).toMatchObject({ ok: true });
+    // Each transaction sent is recorded for the watch verdict: the opening first, then one a
+    // transfer, each answered here, at a revision of its own.
+    const { records } = bank;
+    expect(records[0]).toMatchObject({ id: 1, outcome: "ok", revision: 1 });
+    expect(records[0]!.puts).toHaveLength(5);
+    expect(records.filter((r) => r.outcome === "ok")).toHaveLength(bank.transfers + 1);
+    expect(records.filter((r) => r.outcome === "refused")).toHaveLength(bank.conflicts);
+    for (const record of records.slice(1)) expect(record.puts).toHaveLength(2);
+    for (const record of records) {
+      expect(record.completedAt).toBeGreaterThanOrEqual(record.invokedAt);
+    }
   });
 
   it("bank: books that do not add up fail the verdict", async () => {

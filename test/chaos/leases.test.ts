@@ -33,6 +33,12 @@ describe("chaos leases", () => {
       await leases.stop();
       expect(leases.granted).toBeGreaterThan(0);
       expect(leases.checked).toBeGreaterThan(0);
+      // Each lease is recorded for the watch verdict with the revision its key was attached
+      // at, and the final read that found every one ended names a revision after them all.
+      expect(leases.records).toHaveLength(leases.granted);
+      const attached = leases.records.map((r) => r.revision ?? 0);
+      expect(Math.min(...attached)).toBeGreaterThan(0);
+      expect(leases.endedBy).toBeGreaterThan(Math.max(...attached));
       expect(leases.verdict()).toMatchObject({
         ok: true,
         detail: expect.stringMatching(
