@@ -272,6 +272,52 @@ describe("dashboard key browser in a browser", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: a watch cut inside a revision that changed several keys resumes inside it (Last-Event-ID), not after it", async () => {
+    const resumedWith: (string | null)[] = [];
+    const event = (id: string, c: Item) =>
+      `id: ${id}\ndata: ${JSON.stringify({ type: "put", ...c })}\n\n`;
+    const { page, errors } = await openPage({
+      kv: async () => listing(10, [{ key: "a", value: "1", revision: 10 }]),
+      watch: async (_query, lastEventId) => {
+        resumedWith.push(lastEventId);
+        if (resumedWith.length === 1) {
+          // A transaction at revision 11 changed x, y and z: the stream ends after y.
+          return {
+            status: 200,
+            type: "text/event-stream; charset=utf-8",
+            body: `retry: 600000\n: watching\n\n${event("11.1", { key: "x", value: "1", revision: 11 })}${event("11.2", { key: "y", value: "1", revision: 11 })}`,
+            end: true,
+          };
+        }
+        return stream(lastEventId === "11.2" ? [{ key: "z", value: "1", revision: 11 }] : []);
+      },
+    });
+    await page.locator("#keys-body tr[data-key=z]").waitFor();
+    expect(resumedWith).toEqual([null, "11.2"]);
+    expect((await rows(page)).map(([key]) => key)).toEqual(["a", "x", "y", "z"]);
+    expect(errors).toEqual([]);
+  });
+
+  it("dashboard: a key made before the last key read is shown even when the last row was deleted", async () => {
+    const many = Array.from({ length: 100 }, (_, i) => ({
+      key: `k${String(i).padStart(3, "0")}`,
+      value: "v",
+      revision: 10,
+    }));
+    const { page, errors } = await openPage({
+      kv: async () => json({ revision: 10, items: many, next: "more" }),
+      watch: async () => ({
+        status: 200,
+        type: "text/event-stream; charset=utf-8",
+        // k099 goes, then k0985 (between k098 and k099) is made.
+        body: `retry: 600000\n: watching\n\nid: 11.1\ndata: ${JSON.stringify({ type: "delete", key: "k099", revision: 11 })}\n\nid: 12.1\ndata: ${JSON.stringify({ type: "put", key: "k0985", value: "new", revision: 12 })}\n\n`,
+      }),
+    });
+    await page.locator("#keys-body tr[data-key=k0985]").waitFor();
+    expect(await page.locator("#keys-body tr[data-key=k099]").count()).toBe(0);
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a long key or value wraps in its cell, and the Value and Revision columns stay in view", async () => {
     const { page, errors } = await openPage({
       kv: async () =>

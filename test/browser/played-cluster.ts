@@ -43,6 +43,8 @@ export interface StreamAnswer {
   readonly status: number;
   readonly body: string;
   readonly type: string;
+  /** Ends the stream after its body, as a node that cut its reader does. */
+  readonly end?: boolean;
 }
 
 export interface Handlers {
@@ -51,7 +53,8 @@ export interface Handlers {
   /** A fault POST (`kill`, `pause`, ...): an answer, or "reset" to drop the connection. */
   fault?: (fault: string) => Answer | "reset";
   kv?: (query: URLSearchParams) => Promise<Answer>;
-  watch?: (query: URLSearchParams) => Promise<StreamAnswer>;
+  /** `lastEventId`: the Last-Event-ID the page resumed with, or null. */
+  watch?: (query: URLSearchParams, lastEventId: string | null) => Promise<StreamAnswer>;
   /** The Content-Security-Policy the page is served with, as a node sends its own; none when absent. */
   pagePolicy?: () => string;
 }
@@ -148,11 +151,16 @@ export class PlayedNode {
       return;
     }
     if (url.pathname === "/v1/watch" && this.handlers.watch !== undefined) {
-      const answer = await this.handlers.watch(url.searchParams);
+      const resumed = request.headers["last-event-id"];
+      const answer = await this.handlers.watch(
+        url.searchParams,
+        typeof resumed === "string" ? resumed : null,
+      );
       response.writeHead(answer.status, { "content-type": answer.type });
       // A stream stays open, as a node's does; a refusal ends.
-      if (answer.type.startsWith("text/event-stream")) response.write(answer.body);
-      else response.end(answer.body);
+      if (answer.type.startsWith("text/event-stream") && answer.end !== true) {
+        response.write(answer.body);
+      } else response.end(answer.body);
       return;
     }
     const handler = {

@@ -109,15 +109,17 @@ export class StreamRefused extends Error {
  * `onClose()` of the end of a stream that had opened, however it ended. Returns a handle
  * whose close() ends it for good.
  *
+ * `lastEventId` resumes a stream an earlier handle read, from the id of its last event.
+ *
  * @param {string} url
  * @param {{ onEvent: (event: { data: string, id: string | null }) => void,
  *   onOpen?: () => void, onError?: (error: unknown) => void, onClose?: () => void,
- *   retryMs?: number }} handlers
+ *   retryMs?: number, lastEventId?: string | null }} handlers
  */
 export function openEvents(url, handlers) {
   let retryMs = handlers.retryMs ?? 3000;
   /** @type {string | null} */
-  let lastId = null;
+  let lastId = handlers.lastEventId ?? null;
   let closed = false;
   /** @type {AbortController | null} */
   let controller = null;

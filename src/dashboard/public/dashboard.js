@@ -210,7 +210,8 @@ async function pollOne(/** @type {NodeView} */ view) {
     for (const member of status.members ?? []) addEndpoint(member.httpUrl);
     if (view.faults !== false) void pollFaults(view);
   } catch (error) {
-    if (view.ok && view.id !== null) {
+    // A node that refuses the token still answers: only silence is a node going down.
+    if (view.ok && view.id !== null && tokenProblem(error) === null) {
       addLocal(
         `${view.url}:down:${Date.now()}`,
         "down",
@@ -513,7 +514,14 @@ function onTransfer(/** @type {any} */ e) {
     return;
   }
   const before = line.before;
-  if (e.bytes === 0 && before !== null && before.ended && before.movedBytes === 0) {
+  // (Only onto a line still on the page: one the timeline let go of would hide them all.)
+  if (
+    e.bytes === 0 &&
+    before !== null &&
+    before.ended &&
+    before.movedBytes === 0 &&
+    before.li.isConnected
+  ) {
     // A master retries a dead receiver every few seconds: each attempt that moved nothing
     // is counted on the line of the one before rather than given a line of its own.
     removeEntry(line.li);
@@ -736,7 +744,7 @@ function render() {
   }
   // Only once the master has said it takes faults.
   /** @type {HTMLButtonElement} */ ($("kill-master")).disabled =
-    master === null || master.faults !== true;
+    master === null || master.faults !== true || master.faultToken === null;
   const body = /** @type {HTMLTableSectionElement} */ (document.querySelector("#members tbody"));
   for (const [id, row] of rows) {
     if (ids.includes(id)) continue;
@@ -997,11 +1005,9 @@ function memberProblems(/** @type {NodeView} */ master, /** @type {number[]} */ 
     if (id === master.id) continue;
     const contact = masterContact(master, id);
     if (contact?.word === "lost") {
-      problems.push(
-        contact.ms === null
-          ? `node ${id} is cut off from the master`
-          : `node ${id} is cut off from the master (no contact for ${formatMs(contact.ms)})`,
-      );
+      // No running count here: the verdict is a live region, and a number that changes
+      // every second would be read out every second (the health cell shows it).
+      problems.push(`node ${id} is cut off from the master`);
       continue;
     }
     const member = master.status.members?.find((/** @type {any} */ m) => m.id === id);

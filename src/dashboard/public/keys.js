@@ -49,6 +49,14 @@ let next = /** @type {string | null} */ (null);
 let listing = 0;
 /** The revision the list is known to be current at: the first page's, then the watch's. */
 let revision = 0;
+/**
+ * The id of the last change shown ("R.n": the n-th change of revision R), so that a watch
+ * opened again resumes inside a revision that changed many keys (a transaction, a prefix
+ * delete) rather than after it; null until the watch delivered one.
+ */
+let lastEventId = /** @type {string | null} */ (null);
+/** The last key of the pages read so far: a key past it appears when its page is read. */
+let lastRead = "";
 /** Whether the watch is connected; false between a drop and the next connection. */
 let live = false;
 /** Why the watch is not connected, for the status line; null while it is. */
@@ -115,6 +123,8 @@ async function browse(/** @type {string} */ chosen) {
   const current = ++listing;
   prefix = chosen;
   next = null;
+  lastEventId = null;
+  lastRead = "";
   rows.clear();
   $("keys-body").replaceChildren();
   stopWatch();
@@ -157,6 +167,7 @@ async function readPage() {
       return null;
     }
     for (const item of page.items) upsert(item.key, item.value, item.revision);
+    lastRead = page.items.at(-1)?.key ?? lastRead;
     next = page.next;
     /** @type {HTMLButtonElement} */ ($("keys-more")).hidden = next === null;
     say(`${rows.size} keys shown, read at revision ${page.revision}${via()}`);
@@ -185,6 +196,7 @@ function follow() {
   const current = listing;
   const query = new URLSearchParams({ prefix, fromRevision: String(revision + 1) });
   watch = openEvents(`${source}/v1/watch?${query}`, {
+    lastEventId,
     onOpen: () => {
       live = true;
       if (dropped !== null) {
@@ -192,12 +204,14 @@ function follow() {
         say(`${rows.size} keys shown, live at revision ${revision}${via()}`);
       }
     },
-    onEvent: ({ data }) => {
+    onEvent: ({ data, id }) => {
       if (current !== listing) return;
       const change = JSON.parse(data);
+      if (id !== null) lastEventId = id;
       if (change.type === "delete") remove(change.key);
       // Keys past the pages read so far appear when their page is read.
-      else if (next === null || rows.has(change.key) || change.key < lastKey()) {
+      // (Compared with the last key read, not the last row: that row may have been deleted.)
+      else if (next === null || rows.has(change.key) || change.key <= lastRead) {
         upsert(change.key, change.value, change.revision);
       }
       revision = change.revision;
@@ -251,11 +265,6 @@ function stopWatch() {
   live = false;
   if (retry !== null) clearTimeout(retry);
   retry = null;
-}
-
-function lastKey() {
-  const last = /** @type {HTMLElement | null} */ ($("keys-body").lastElementChild);
-  return last?.dataset.key ?? "";
 }
 
 function upsert(
