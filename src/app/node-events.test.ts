@@ -94,6 +94,8 @@ describe("node events: state transfers", () => {
     node.setMember(2, { connected: false });
     vi.advanceTimersByTime(250);
     expect(ends(events)).toMatchObject([{ done: true, bytes: 58 * MIB, totalBytes: 100 * MIB }]);
+    // Every event of it says when it began, so a page that joins late places it right.
+    expect(events.every((e) => e.type === "transfer" && e.startedAt === 1000)).toBe(true);
   });
 
   it("events: a transfer ends as complete only once the backup holds the snapshot's index", () => {

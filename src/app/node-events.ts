@@ -182,5 +182,6 @@ function publish(feed: EventFeed, transfer: TransferProgress, bytes: number, don
     bytes,
     totalBytes: transfer.totalBytes,
     done,
+    startedAt: transfer.startedAt,
   });
 }

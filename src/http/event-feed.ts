@@ -73,6 +73,8 @@ export type ClusterEventBody =
       readonly bytes: number;
       readonly totalBytes: number;
       readonly done: boolean;
+      /** When the transfer began, on the node's clock (as `at`). */
+      readonly startedAt: number;
     }
   /** A fault was injected into this node (only with --allow-fault-injection). */
   | {

@@ -344,6 +344,34 @@ describe("dashboard in a browser, against played nodes", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: a transfer the page joined late is timed from when it began (its events say), not from the first one the page saw", async () => {
+    const nodes = await playCluster(() => cluster(1));
+    const [one] = nodes as [PlayedNode, PlayedNode, PlayedNode];
+    const { page, errors } = await openPage(`${one.url}/`);
+    await page.locator("#verdict").filter({ hasText: "node 1 is master" }).waitFor();
+    const now = Date.now();
+    const event = (seq: number, at: number, bytes: number, done: boolean) =>
+      one.publish({
+        type: "transfer",
+        seq,
+        node: 1,
+        at,
+        peer: 3,
+        direction: "sending",
+        snapshotIndex: 90,
+        bytes,
+        totalBytes: 1000,
+        done,
+        startedAt: now - 180_000,
+      });
+    event(1, now - 1000, 900, false);
+    event(2, now, 1000, true);
+    const line = page.locator('#timeline li[data-kind="transfer"]');
+    await line.filter({ hasText: "completed" }).waitFor();
+    expect(await line.textContent()).toContain("in 3 min");
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a repeat of a line the timeline already let go of gets a line of its own, not a count no one sees", async () => {
     const nodes = await playCluster(() => cluster(1));
     const [one] = nodes as [PlayedNode, PlayedNode, PlayedNode];

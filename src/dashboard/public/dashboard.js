@@ -494,10 +494,12 @@ function onTransfer(/** @type {any} */ e) {
   const key = transferKey(e);
   let line = transferLines.get(key);
   if (line === undefined || line.ended) {
-    // A new transfer, or the same snapshot sent again: a line of its own, at its own time.
-    const li = addEntry(`${key}:${e.at}`, e.at, "transfer", e.node, "", false, false);
+    // A new transfer, or the same snapshot sent again: a line of its own, at its own time,
+    // when it began (a page opened long after that sees only its latest progress).
+    const startedAt = typeof e.startedAt === "number" ? e.startedAt : e.at;
+    const li = addEntry(`${key}:${startedAt}`, startedAt, "transfer", e.node, "", false, false);
     if (line !== undefined) line.before = null;
-    line = { li, startedAt: e.at, ended: false, movedBytes: 0, count: 1, before: line ?? null };
+    line = { li, startedAt, ended: false, movedBytes: 0, count: 1, before: line ?? null };
     transferLines.set(key, line);
   }
   if (!e.done) {
