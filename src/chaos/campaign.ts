@@ -87,7 +87,10 @@ export interface CampaignTotals {
   readonly ok: number;
   readonly failed: number;
   readonly indeterminate: number;
+  /** Faults that ran, by kind (a window that did not finish is not counted here). */
   readonly faults: Partial<Record<NemesisKind, number>>;
+  /** Faults started but not finished (a refused switchover, a kill that found no process). */
+  readonly unfinishedFaults: Partial<Record<NemesisKind, number>>;
   /** Faults drawn but skipped (the cluster not healthy enough, say), by kind. */
   readonly skippedFaults: Partial<Record<NemesisKind, number>>;
   /** Times a node became master, after the first master of the run. */
@@ -718,7 +721,11 @@ class CampaignRun {
     const ok = Object.values(verdicts).every((v) => v.ok);
     const counts = this.workload!.counts();
     const faults: Partial<Record<NemesisKind, number>> = {};
-    for (const w of this.windows) faults[w.kind] = (faults[w.kind] ?? 0) + 1;
+    const unfinishedFaults: Partial<Record<NemesisKind, number>> = {};
+    for (const w of this.windows) {
+      const tally = w.unfinished === undefined ? faults : unfinishedFaults;
+      tally[w.kind] = (tally[w.kind] ?? 0) + 1;
+    }
     const skippedFaults: Partial<Record<NemesisKind, number>> = {};
     for (const s of this.skips) skippedFaults[s.kind] = (skippedFaults[s.kind] ?? 0) + 1;
     const masters = this.roles.filter((r) => r.role === "master");
@@ -726,6 +733,7 @@ class CampaignRun {
       operations: history.length,
       ...counts,
       faults,
+      unfinishedFaults,
       skippedFaults,
       failovers: Math.max(0, masters.length - 1),
       unexpectedExits: this.exits.length,
@@ -799,6 +807,16 @@ class CampaignRun {
   }
 }
 
+/** The summary's line of the faults that ran, and of those that did not finish. */
+export function faultsLine(totals: Pick<CampaignTotals, "faults" | "unfinishedFaults">): string {
+  const list = (counts: Partial<Record<NemesisKind, number>>) =>
+    Object.entries(counts)
+      .map(([kind, n]) => `${kind} ${n}`)
+      .join(", ");
+  const unfinished = list(totals.unfinishedFaults);
+  return `  faults: ${list(totals.faults) || "none"}${unfinished === "" ? "" : `; not finished: ${unfinished}`}`;
+}
+
 function summarize(
   options: CampaignOptions,
   method: PartitionMethod,
@@ -812,11 +830,7 @@ function summarize(
     `seed ${options.seed}: ${ok ? "PASS: no violation" : "FAIL: violation found"}`,
     `  cluster: ${options.nodes} nodes, partitions by ${method}${joinFlag ? ", wiped nodes rejoin with --join" : ""}`,
     `  operations: ${totals.operations} (ok ${totals.ok}, failed ${totals.failed}, indeterminate ${totals.indeterminate})`,
-    `  faults: ${
-      Object.entries(totals.faults)
-        .map(([k, n]) => `${k} ${n}`)
-        .join(", ") || "none"
-    }`,
+    faultsLine(totals),
     `  new masters after the first: ${totals.failovers}; state transfers: ${totals.stateTransfers}; unexpected exits: ${totals.unexpectedExits}`,
     `  recovery after healing (ms): ${Object.entries(totals.recoveryMs)
       .map(([n, ms]) => `${n} ${ms ?? "never"}`)
