@@ -3,15 +3,14 @@
  * they send, and their exit codes.
  */
 
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { FakeCluster } from "../../harness/doubles/fake-cluster.js";
 import { main } from "../../src/cli/main.js";
+import { startUntrustedHttps } from "./untrusted-https.js";
 
 let fake: FakeCluster;
 let endpoints: string;
@@ -162,17 +161,9 @@ describe("cli kv: usage and availability", () => {
   });
 
   it("cli kv: a node whose certificate is not trusted, or that speaks HTTPS to an http:// endpoint, is named as such (exit 3)", async () => {
-    const pki = join(dir, "pki");
-    expect(await main(["certs", "ca", "--out", pki], captureIo())).toBe(0);
-    const nodeArgs = ["--id", "1", "--ca", pki, "--host", "127.0.0.1", "--out", join(pki, "n1")];
-    expect(await main(["certs", "node", ...nodeArgs], captureIo())).toBe(0);
-    const server = createHttpsServer({
-      cert: await readFile(join(pki, "n1", "node.crt")),
-      key: await readFile(join(pki, "n1", "node.key")),
-    });
-    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    const node = await startUntrustedHttps();
     try {
-      const port = (server.address() as AddressInfo).port;
+      const { port } = node;
       const untrusted = captureIo();
       const args = ["get", "k", "--timeout", "3000", "--endpoints"];
       expect(await main([...args, `https://127.0.0.1:${port}`], untrusted)).toBe(3);
@@ -181,7 +172,7 @@ describe("cli kv: usage and availability", () => {
       );
       // Trusted, but reached by a name its certificate does not list.
       const renamed = captureIo();
-      const trusted = [...args, `https://localhost:${port}`, "--ca", join(pki, "ca.crt")];
+      const trusted = [...args, `https://localhost:${port}`, "--ca", node.caFile];
       expect(await main(trusted, renamed)).toBe(3);
       expect(renamed.err()).toMatch(
         /the node's certificate does not name the host in its URL \(.*ERR_TLS_CERT_ALTNAME_INVALID.*\): reach it by a name or address its certificate lists/,
@@ -192,8 +183,7 @@ describe("cli kv: usage and availability", () => {
         /the node closed the connection without an answer \(.*\): if the nodes serve HTTPS, give their URLs as https:\/\/… \(with --ca <file> or BATON_CA\)\n$/,
       );
     } finally {
-      server.closeAllConnections();
-      await new Promise((done) => server.close(done));
+      await node.close();
     }
   });
 

@@ -4,11 +4,6 @@
  * follows what a (fake) master says of a member's lag.
  */
 
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { FastifyRequest } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
@@ -17,6 +12,7 @@ import { main } from "../../src/cli/main.js";
 import { describeError } from "../../src/http/error-status.js";
 import { readAddBody } from "../../src/http/routes/member-routes.js";
 import { ConflictError, InvalidInputError } from "../../src/shared/errors.js";
+import { startUntrustedHttps } from "./untrusted-https.js";
 
 async function run(args: string[]) {
   const io = captureIo();
@@ -124,18 +120,9 @@ describe("member replace", () => {
 
 describe("member wait", () => {
   it("member wait: a node whose certificate is not trusted stops at once with what to do (exit 3), not 'no master reachable yet' until --timeout", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "baton-wait-"));
-    const pki = join(dir, "pki");
-    expect(await main(["certs", "ca", "--out", pki], captureIo())).toBe(0);
-    const nodeArgs = ["--id", "1", "--ca", pki, "--host", "127.0.0.1", "--out", join(pki, "n1")];
-    expect(await main(["certs", "node", ...nodeArgs], captureIo())).toBe(0);
-    const server = createHttpsServer({
-      cert: await readFile(join(pki, "n1", "node.crt")),
-      key: await readFile(join(pki, "n1", "node.key")),
-    });
-    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    const node = await startUntrustedHttps();
     try {
-      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const { url } = node;
       const started = Date.now();
       const r = await run(["member", "wait", "2", "--endpoints", url, "--timeout", "20000"]);
       expect(r.code).toBe(3);
@@ -145,9 +132,7 @@ describe("member wait", () => {
       );
       expect(Date.now() - started).toBeLessThan(5000);
     } finally {
-      server.closeAllConnections();
-      await new Promise((done) => server.close(done));
-      await rm(dir, { recursive: true, force: true });
+      await node.close();
     }
   }, 30_000);
 

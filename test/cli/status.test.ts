@@ -3,18 +3,15 @@
  * codes), and its judgement of health from hand-written node answers (stale masters, lag).
  */
 
-import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { captureIo } from "../../harness/doubles/capture-io.js";
 import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js";
 import { renderStatusTable, summarizeCluster } from "../../src/cli/commands/status.js";
 import { main } from "../../src/cli/main.js";
 import type { NodeStatus } from "../../src/client/index.js";
+import { startUntrustedHttps } from "./untrusted-https.js";
 
 const fakes: FakeCluster[] = [];
 
@@ -136,28 +133,16 @@ describe("cli status: command", () => {
   });
 
   it("cli status: HTTPS nodes whose certificate is not trusted: the headline says to give --ca, not to start a cluster (exit 3)", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "baton-status-"));
-    const pki = join(dir, "pki");
-    expect(await main(["certs", "ca", "--out", pki], captureIo())).toBe(0);
-    const nodeArgs = ["--id", "1", "--ca", pki, "--host", "127.0.0.1", "--out", join(pki, "n1")];
-    expect(await main(["certs", "node", ...nodeArgs], captureIo())).toBe(0);
-    const server = createHttpsServer({
-      cert: await readFile(join(pki, "n1", "node.crt")),
-      key: await readFile(join(pki, "n1", "node.key")),
-    });
-    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    const node = await startUntrustedHttps();
     try {
-      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const io = captureIo({ env: { BATON_ENDPOINTS: url } });
+      const io = captureIo({ env: { BATON_ENDPOINTS: node.url } });
       expect(await main(["status"], io)).toBe(3);
       const headline = io.out().trimEnd().split("\n").at(-1);
       expect(headline).toMatch(
         /^unreachable: no node answered at https:\/\/127\.0\.0\.1:\d+; the node's certificate is not one this command trusts \(.*UNABLE_TO_VERIFY_LEAF_SIGNATURE.*\): give the cluster's CA certificate with --ca <file> \(or BATON_CA\)$/,
       );
     } finally {
-      server.closeAllConnections();
-      await new Promise((done) => server.close(done));
-      await rm(dir, { recursive: true, force: true });
+      await node.close();
     }
   });
 
