@@ -11,6 +11,7 @@
  * logging is off and only unexpected errors are logged.
  */
 
+import type { Socket } from "node:net";
 import { createSecureContext, type Server as TlsServer } from "node:tls";
 import Fastify, {
   type FastifyError,
@@ -520,6 +521,9 @@ function toCatalogued(error: unknown, limits: KvLimits, request: FastifyRequest)
  * whose connection closes before its turn is dropped unhandled.
  */
 function oneRequestAtATime(app: FastifyInstance): void {
+  // The requests waiting for their turn, by connection, under one close listener each (a
+  // listener per request set off Node.js's leak warning at the eleventh pipelined one).
+  const waiting = new WeakMap<Socket, Set<() => void>>();
   app.addHook("onRequest", (request, reply, done) => {
     const response = reply.raw;
     if (response.socket !== null) {
@@ -527,15 +531,27 @@ function oneRequestAtATime(app: FastifyInstance): void {
       return;
     }
     const connection = request.raw.socket;
+    let turns = waiting.get(connection);
+    if (turns === undefined) {
+      const gone = new Set<() => void>();
+      turns = gone;
+      waiting.set(connection, gone);
+      connection.once("close", () => {
+        for (const onGone of gone) onGone();
+        gone.clear();
+        waiting.delete(connection);
+      });
+    }
+    const queued = turns;
     const onTurn = (): void => {
-      connection.off("close", onGone);
+      queued.delete(onGone);
       done();
     };
     const onGone = (): void => {
       response.off("socket", onTurn);
     };
     response.once("socket", onTurn);
-    connection.once("close", onGone);
+    queued.add(onGone);
   });
 }
 
