@@ -370,17 +370,28 @@ function nodeProblemsAsGiven(
 
 /**
  * The value setting `name` has in `sources` before any check (flags over environment over
- * the file), or undefined. For what `baton start` needs before the whole configuration can
- * be checked (`--join` reads the id and the data directory first); loadStartConfig reports
- * every problem afterwards.
+ * the file), and where it came from; undefined when none was given. For what `baton start`
+ * needs before the whole configuration can be checked (`--join` reads the id and the data
+ * directory first); loadStartConfig reports every problem afterwards.
  */
-export function rawSetting(sources: StartSources, name: SettingName): unknown {
+function rawSettingFrom(
+  sources: StartSources,
+  name: SettingName,
+): { readonly value: unknown; readonly origin: Origin } | undefined {
   const flag = pickSettings(sources.flags)[name];
-  if (flag !== undefined) return flag;
+  if (flag !== undefined) return { value: flag, origin: { kind: "flag" } };
   const fromEnvironment = fromEnv(sources.env, [])[name];
-  if (fromEnvironment !== undefined) return fromEnvironment;
+  if (fromEnvironment !== undefined) return { value: fromEnvironment, origin: { kind: "env" } };
   if (sources.configFile === undefined) return undefined;
-  return readConfigFile(sources.configFile, [])?.[name];
+  const fromFile = readConfigFile(sources.configFile, [])?.[name];
+  return fromFile === undefined
+    ? undefined
+    : { value: fromFile, origin: { kind: "file", file: sources.configFile } };
+}
+
+/** The value of setting `name` before any check (see rawSettingFrom), or undefined. */
+export function rawSetting(sources: StartSources, name: SettingName): unknown {
+  return rawSettingFrom(sources, name)?.value;
 }
 
 /**
@@ -388,13 +399,8 @@ export function rawSetting(sources: StartSources, name: SettingName): unknown {
  * `baton.json: "tlsCa"`), for a message about it; undefined when none was given.
  */
 export function rawSettingLabel(sources: StartSources, name: SettingName): string | undefined {
-  if (pickSettings(sources.flags)[name] !== undefined) return label(name, { kind: "flag" });
-  if (fromEnv(sources.env, [])[name] !== undefined) return label(name, { kind: "env" });
-  if (sources.configFile === undefined) return undefined;
-  const fromFile = readConfigFile(sources.configFile, [])?.[name];
-  return fromFile === undefined
-    ? undefined
-    : label(name, { kind: "file", file: sources.configFile });
+  const found = rawSettingFrom(sources, name);
+  return found === undefined ? undefined : label(name, found.origin);
 }
 
 /** The file's settings, or null (with the problem) when it cannot be read as an object. */

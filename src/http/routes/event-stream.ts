@@ -68,13 +68,13 @@ export interface EventStream {
 }
 
 /**
- * Takes over `reply` as an event stream. `headers` are added to the stream's own;
- * `onEnd` runs once when it ends, whatever ended it.
+ * Takes over `reply` as an event stream, with the headers set on the reply before (the
+ * server's hooks: the origins that may read it); `onEnd` runs once when it ends, whatever
+ * ended it.
  */
 export function openEventStream(
   reply: FastifyReply,
   options: {
-    readonly headers?: Readonly<Record<string, string>>;
     readonly bufferBytesMax: number;
     /** The budget the server's streams share. */
     readonly buffers: StreamBuffers;
@@ -96,8 +96,7 @@ export function openEventStream(
     readonly commentEveryMs?: number;
   },
 ): EventStream {
-  // The headers hooks set on the reply (a member's origin allowed to read it) are not
-  // sent by a hijacked reply: they go with the stream's own.
+  // A hijacked reply does not send the headers set on it: they go with the stream's own.
   const hooked: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(reply.getHeaders())) {
     if (value !== undefined) hooked[name] = value;
@@ -111,7 +110,6 @@ export function openEventStream(
     connection: "keep-alive",
     // Tells nginx-like proxies not to buffer the stream.
     "x-accel-buffering": "no",
-    ...options.headers,
   });
   options.counted.metrics.count(options.counted.tally, 200);
   const { comment } = options;
