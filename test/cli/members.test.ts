@@ -11,7 +11,11 @@ import { FakeCluster, refuseToken } from "../../harness/doubles/fake-cluster.js"
 import { main } from "../../src/cli/main.js";
 import { describeError } from "../../src/http/error-status.js";
 import { readAddBody } from "../../src/http/routes/member-routes.js";
-import { ConflictError, InvalidInputError } from "../../src/shared/errors.js";
+import {
+  ConflictError,
+  InvalidInputError,
+  SwitchoverFailedError,
+} from "../../src/shared/errors.js";
 import { startUntrustedHttps } from "./untrusted-https.js";
 
 async function run(args: string[]) {
@@ -402,6 +406,18 @@ describe("member changes and switchover: the node's answers in the command's ter
       code: 1,
       err: "baton: node 9 is not a member of this cluster; nothing was changed; give --to a member's id (`baton member list` shows them)\n",
     });
+  });
+
+  it("switchover: a failed one says what to do with the command, not the HTTP API's Retry-After (exit 1)", async () => {
+    const url = await masterRefusing(
+      () => new SwitchoverFailedError("node 2 did not take over within 1500 ms"),
+    );
+    const r = await run(["switchover", "--to", "2", "--timeout", "1000", "--endpoints", url]);
+    expect(r.code).toBe(1);
+    expect(r.err).not.toMatch(/Retry-After|GET \/v1/);
+    expect(r.err).toMatch(
+      /^baton: switchover to node 2 did not take place .+; last error: .+: node 2 did not take over within 1500 ms\); the master serves on; check with `baton status` that the chosen backup is up and caught up, then run the command again\n$/,
+    );
   });
 
   it("member promote: a conflict says to check `baton status`, not the HTTP API (exit 1)", async () => {

@@ -77,7 +77,7 @@ export function reportError(io: CliIo, error: unknown): ExitCode {
 
 function describe(error: unknown): [ExitCode, string] {
   const e = (typeof error === "object" && error !== null ? error : {}) as ErrorLike;
-  const message = typeof e.message === "string" ? e.message : String(error);
+  const message = inCliWords(typeof e.message === "string" ? e.message : String(error));
   switch (e.code) {
     case "ERR_NO_MASTER":
       if (e.details?.anyNodeAnswered === false) {
@@ -103,35 +103,20 @@ function describe(error: unknown): [ExitCode, string] {
       return [ExitCode.unavailable, `${message}: retry shortly`];
     case "ERR_PRECONDITION_FAILED": {
       const key = typeof e.key === "string" ? e.key : "the key";
-      return [
-        ExitCode.failed,
-        `${message}; read it with \`baton get ${shellWord(key)}\` and retry with --if-revision ${String(e.currentRevision)}`,
-      ];
+      const advice = `read it with \`baton get ${shellWord(key)}\` and retry with --if-revision ${String(e.currentRevision)}`;
+      return [ExitCode.failed, withCliAdvice(message, "ERR_PRECONDITION_FAILED", advice)];
     }
     case "ERR_QUOTA_EXCEEDED":
       return [ExitCode.failed, message];
     case "ERR_LEASE_NOT_FOUND":
-      return [ExitCode.failed, `${message}; grant a new one with \`baton lease grant SECONDS\``];
     case "ERR_COMPACTED":
-      return [
-        ExitCode.failed,
-        `${message}; list the keys again (\`baton list\`) and watch from a later revision`,
-      ];
+    case "ERR_SWITCHOVER_FAILED":
+      return [ExitCode.failed, withCliAdvice(message, e.code)];
     case "ERR_INVALID_INPUT":
     case "ERR_TOO_LARGE":
       return [ExitCode.usage, `invalid input: ${message}`];
     case REFUSED:
       return [ExitCode.failed, message];
-    case "ERR_CONFLICT": {
-      // The node's advice names its HTTP API; a CLI user has `baton status` for it.
-      const detail = withoutAdvice(message, "ERR_CONFLICT");
-      return [
-        ExitCode.failed,
-        detail === message
-          ? message
-          : `${detail}; nothing was changed; check \`baton status\` and act on what it shows`,
-      ];
-    }
     case "ERR_UNAUTHENTICATED":
     case "ERR_FORBIDDEN":
       // The node's message already says what to do (which token, which role).
@@ -188,6 +173,60 @@ export function inCommandTerms(
     code: "ERR_INVALID_INPUT",
     message: `${field.given}${value}: ${detail}; correct ${field.given} and run the command again`,
   };
+}
+
+/**
+ * What to do, in the terms of the command line, for the codes whose advice in a node's
+ * answer names the HTTP API (a header, a route, a request field). A node's message ends
+ * with its code's advice, also when the client quotes it as a give-up's last error.
+ */
+const CLI_ADVICE: Readonly<Record<string, string>> = {
+  ERR_NOT_MASTER: "run the command again shortly (it finds the master itself)",
+  ERR_NO_MASTER: "run the command again shortly; a fail-over usually completes in under a second",
+  ERR_TIMEOUT:
+    "the write may or may not have taken effect: read it back (`baton get`) before running the command again",
+  ERR_INDETERMINATE:
+    "the write may or may not have taken effect: read it back (`baton get`) before running the command again",
+  ERR_BUSY: "it is too busy for this now; run the command again shortly",
+  ERR_TABLE_FULL:
+    "run the command again shortly; more writes arrive than the exactly-once window holds",
+  ERR_QUOTA_EXCEEDED:
+    "delete keys, or start the nodes with a larger --quota-keys or --quota-bytes, then run the command again",
+  ERR_SHUTTING_DOWN: "run the command again; it goes to another node",
+  ERR_INVALID_INPUT: "correct it and run the command again",
+  ERR_CONFLICT: "nothing was changed; check `baton status` and act on what it shows",
+  ERR_SWITCHOVER_FAILED:
+    "the master serves on; check with `baton status` that the chosen backup is up and caught up, then run the command again",
+  ERR_LEASE_NOT_FOUND: "grant a new one with `baton lease grant SECONDS` and use its id",
+  ERR_COMPACTED: "list the keys again (`baton list`) and watch from a later revision",
+  ERR_PRECONDITION_FAILED: "read the key for its current revision and retry with --if-revision",
+  // The CLI makes a new key for every command it runs.
+  ERR_IDEMPOTENCY_KEY_REUSED: "run the command again; it sends a new key",
+};
+
+/**
+ * `message` with every node's advice that names the HTTP API said in the CLI's terms
+ * instead. Advice is found as the catalogue spells it, never by guessing at wording.
+ */
+export function inCliWords(message: string): string {
+  let words = message;
+  for (const [code, advice] of Object.entries(CLI_ADVICE)) {
+    words = words.replaceAll(`; ${errorStatus(code).advice}`, `; ${advice}`);
+  }
+  return words;
+}
+
+/**
+ * `message` ending with `advice` (by default the CLI's for `code`), said once: a node's
+ * advice inside it, as in a give-up's "(…; last error: …)", is left out there.
+ */
+function withCliAdvice(
+  message: string,
+  code: string,
+  advice = CLI_ADVICE[code] ?? errorStatus(code).advice,
+): string {
+  const nodeAdvice = `; ${CLI_ADVICE[code] ?? errorStatus(code).advice}`;
+  return `${message.replaceAll(nodeAdvice, "")}; ${advice}`;
 }
 
 /** `message` without the advice the node's HTTP API appends to errors of `code`. */
