@@ -318,6 +318,49 @@ describe("dashboard key browser in a browser", () => {
     expect(errors).toEqual([]);
   });
 
+  it("dashboard: keys the watch makes never grow the table past the pages read; the rows left out come with More keys", async () => {
+    const key = (i: number) => `k${String(i).padStart(3, "0")}`;
+    const first = Array.from({ length: 99 }, (_, i) => ({ key: key(i), value: "v", revision: 10 }));
+    const put = (k: string, revision: number) =>
+      `id: ${revision}.1\ndata: ${JSON.stringify({ type: "put", key: k, value: "new", revision })}\n\n`;
+    const afters: (string | null)[] = [];
+    const { page, errors } = await openPage({
+      kv: async (query) => {
+        afters.push(query.get("after"));
+        if (query.get("after") === null) return json({ revision: 10, items: first, next: null });
+        return json({
+          revision: 14,
+          items: [
+            { key: "k098", value: "v", revision: 10 },
+            { key: "k200", value: "new", revision: 12 },
+          ],
+          next: null,
+        });
+      },
+      // One key among the rows (the 100th row), one past them, one more among them.
+      watch: async () => ({
+        status: 200,
+        type: "text/event-stream; charset=utf-8",
+        body: `retry: 600000\n: watching\n\n${put("k050x", 11)}${put("k200", 12)}${put("k0505", 13)}`,
+      }),
+    });
+    await page.locator("#keys-body tr[data-key=k0505]").waitFor();
+    const shown = (await rows(page)).map(([k]) => k);
+    expect(shown).toHaveLength(100);
+    expect(shown.slice(-3)).toEqual(["k095", "k096", "k097"]);
+    expect(shown).toContain("k050x");
+    expect(await page.locator("#keys-more").isVisible()).toBe(true);
+    await page.locator("#keys-more").click();
+    await page.locator("#keys-body tr[data-key=k200]").waitFor();
+    // The page after the last row kept: "k097" in base64url, as the node makes a next.
+    expect(afters).toEqual([null, Buffer.from("k097").toString("base64url")]);
+    const all = (await rows(page)).map(([k]) => k);
+    expect(all).toHaveLength(102);
+    expect(all.slice(-3)).toEqual(["k097", "k098", "k200"]);
+    expect(await page.locator("#keys-more").isVisible()).toBe(false);
+    expect(errors).toEqual([]);
+  });
+
   it("dashboard: a long key or value wraps in its cell, and the Value and Revision columns stay in view", async () => {
     const { page, errors } = await openPage({
       kv: async () =>

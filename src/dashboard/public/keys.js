@@ -57,6 +57,12 @@ let revision = 0;
 let lastEventId = /** @type {string | null} */ (null);
 /** The last key of the pages read so far: a key past it appears when its page is read. */
 let lastRead = "";
+/**
+ * How many rows the table holds at most: a page's worth for each page read. The watch
+ * adds the keys made among the rows shown; past this many, the last row goes and is read
+ * again with the next page (More keys), so a busy prefix never grows the table unbounded.
+ */
+let shownMax = 0;
 /** Whether the watch is connected; false between a drop and the next connection. */
 let live = false;
 /** Why the watch is not connected, for the status line; null while it is. */
@@ -125,6 +131,7 @@ async function browse(/** @type {string} */ chosen) {
   next = null;
   lastEventId = null;
   lastRead = "";
+  shownMax = 0;
   rows.clear();
   $("keys-body").replaceChildren();
   stopWatch();
@@ -169,6 +176,8 @@ async function readPage() {
     for (const item of page.items) upsert(item.key, item.value, item.revision);
     lastRead = page.items.at(-1)?.key ?? lastRead;
     next = page.next;
+    shownMax += PAGE_LIMIT;
+    keepShownMax();
     /** @type {HTMLButtonElement} */ ($("keys-more")).hidden = next === null;
     say(`${rows.size} keys shown, read at revision ${page.revision}${via()}`);
     return page.revision;
@@ -213,6 +222,7 @@ function follow() {
       // (Compared with the last key read, not the last row: that row may have been deleted.)
       else if (next === null || rows.has(change.key) || change.key <= lastRead) {
         upsert(change.key, change.value, change.revision);
+        keepShownMax();
       }
       revision = change.revision;
       say(`${rows.size} keys shown, live at revision ${change.revision}${via()}`);
@@ -339,6 +349,34 @@ function insertSorted(/** @type {HTMLTableRowElement} */ row, /** @type {string}
     }
   }
   body.append(row);
+}
+
+/**
+ * Leaves out the last rows while the table holds more than `shownMax`: the pages read end
+ * at the last row kept, and More keys reads on from it.
+ */
+function keepShownMax() {
+  if (rows.size <= shownMax) return;
+  const body = $("keys-body");
+  while (rows.size > shownMax) {
+    const last = /** @type {HTMLElement} */ (body.lastElementChild);
+    remove(last.dataset.key ?? "");
+  }
+  lastRead = /** @type {HTMLElement} */ (body.lastElementChild).dataset.key ?? "";
+  next = tokenAfter(lastRead);
+  /** @type {HTMLButtonElement} */ ($("keys-more")).hidden = false;
+}
+
+/**
+ * The `after` of a page that starts past `key`: the key's UTF-8 bytes in base64url, as
+ * the node makes a page's `next` (src/http/store-input.ts). The API calls the token
+ * opaque to clients; this page is the node's own.
+ */
+function tokenAfter(/** @type {string} */ key) {
+  const bytes = new TextEncoder().encode(key);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
 function remove(/** @type {string} */ key) {
