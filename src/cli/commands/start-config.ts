@@ -245,8 +245,9 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
  * `heartbeatMs`, `electionMsMax`), said of the settings as the user gave them: the flag, the
  * variable or the file's key. A setting left at its default is named in the form of the
  * one it is compared with. A problem not known here is kept as the node says it.
+ * Exported for the test that feeds it every problem parseNodeConfig says in these words.
  */
-function nodeProblemsAsGiven(
+export function nodeProblemsAsGiven(
   problems: readonly string[],
   settings: StartSettings,
   origins: ReadonlyMap<SettingName, Origin>,
