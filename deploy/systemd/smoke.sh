@@ -4,7 +4,8 @@
 # checkout, the baton user, the unit and a configuration installed as the unit's header and
 # docs/operations.md say (mutual TLS, HTTPS and tokens, every port bound to 0.0.0.0,
 # peers on loopback). Then, through systemctl and the HTTP API:
-#   the unit starts, runs as the baton user, sandboxed, after `baton config check` passed;
+#   the unit starts, runs as the baton user, sandboxed;
+#   a configuration `baton start` refuses leaves the unit failed (exit 2), never restarted;
 #   a write through one node is read through another; /metrics answers;
 #   systemctl reload (SIGHUP) reloads the certificates and tokens, same process;
 #   systemctl stop of the master is clean (exit 0, role handed over);
@@ -161,8 +162,6 @@ for id in "${ids[@]}"; do
   done
   [ "$(show "$id" ActiveState)/$(show "$id" SubState)" = active/running ] ||
     fail "node $id: baton.service is $(show "$id" ActiveState)/$(show "$id" SubState)"
-  pre="$(show "$id" ExecStartPre)"
-  [[ "$pre" == *"status=0"* ]] || fail "node $id: ExecStartPre: $pre"
   pid="$(show "$id" MainPID)"
   user="$(in_node "$id" stat -c %U "/proc/$pid")"
   [ "$user" = baton ] || fail "node $id: runs as $user"
@@ -174,9 +173,28 @@ for id in "${ids[@]}"; do
   root_mount="$(in_node "$id" awk '$5 == "/" {print $6}' "/proc/$pid/mountinfo" | tail -1)"
   [[ "$root_mount" == ro,* ]] || fail "node $id: / is mounted $root_mount"
   nofile="$(in_node "$id" awk '/open files/ {print $4, $5}' "/proc/$pid/limits")"
-  ok "node $id: active/running, pid $pid as user $user, ExecStartPre (baton config check) exited 0;" \
+  ok "node $id: active/running, pid $pid as user $user;" \
     "$sandbox; own mount namespace, / read-only; open files limit $nofile"
 done
+
+# The same unit with a configuration baton start refuses: failed at once, with exit code 2,
+# and left failed (RestartPreventExitStatus=2), not started again every RestartSec.
+in_node 1 sh -euc '
+  sed -e "s/\"id\": 1,/\"id\": 1, \"heartbeatMs\": 5000,/" -e "s|/var/lib/baton\"|/var/lib/baton-bad\"|" \
+    /etc/baton/baton.json >/etc/baton/bad.json
+  chgrp baton /etc/baton/bad.json && chmod 0640 /etc/baton/bad.json
+  sed -e "s|/etc/baton/baton.json|/etc/baton/bad.json|" -e "s|^StateDirectory=baton|StateDirectory=baton-bad|" \
+    /etc/systemd/system/baton.service >/etc/systemd/system/baton-bad.service
+  systemctl daemon-reload && systemctl start baton-bad' 2>/dev/null || true
+sleep 5
+bad=""
+for property in ActiveState Result ExecMainStatus NRestarts; do
+  bad+="$(in_node 1 systemctl show baton-bad --value -p "$property") "
+done
+[ "$bad" = "failed exit-code 2 0 " ] ||
+  fail "a refused configuration: ActiveState Result ExecMainStatus NRestarts = $bad"
+ok "a configuration baton start refuses: the unit failed with exit code 2 and was not restarted:"
+in_node 1 journalctl -u baton-bad -o cat --no-pager | grep -vE '^(baton-bad.service|Start|Stop)' | head -3 | sed 's/^/      /'
 
 echo "== 5/6 the API, reload, stop, restart"
 master="$(wait_master "${ids[@]}")"
