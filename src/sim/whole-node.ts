@@ -193,6 +193,11 @@ export interface WholeNodeScenario {
   readonly sessionsOnly: boolean;
   /** Bytes per state-transfer chunk. */
   readonly transferChunkBytes: number;
+  /**
+   * Chance that a state transfer's first chunk, sent while the faults last, sets off a
+   * fault aimed at that transfer (`midTransferFault`); 0 for a seed in three.
+   */
+  readonly midTransferFaultChance: number;
 }
 
 export function makeWholeNodeScenario(seed: number, faultPhaseMs = 6000): WholeNodeScenario {
@@ -252,6 +257,9 @@ function laterDraws(prng: Prng, clientCount: number) {
   // few kilobytes, which the runtime's default (1 MiB) sends as one chunk; small chunks
   // give the window, the acknowledgements and lost or duplicated chunks their turn.
   const transferChunkBytes = prng.pick([64, 512, 4096, 1024 * 1024]);
+  // Drawn after that: a transfer of a few kilobytes lasts milliseconds, which the nemesis's
+  // faults, hundreds of milliseconds apart, almost never meet; aimed faults do.
+  const midTransferFaultChance = prng.pick([0, 0.3, 0.8]);
   return {
     kvLimits,
     duplicateChance,
@@ -260,6 +268,7 @@ function laterDraws(prng: Prng, clientCount: number) {
     sessionClients,
     sessionsOnly,
     transferChunkBytes,
+    midTransferFaultChance,
   };
 }
 
@@ -531,6 +540,9 @@ class WholeNodeRun {
         (message.type === "append_response" && message.success && message.index > 0)
       ) {
         proc.promised = true;
+      }
+      if (message.type === "snapshot_chunk" && message.offset === 0) {
+        this.maybeMidTransferFault(proc, message.to);
       }
     };
     const sm = new WatchedKv(proc.id, this, this.scenario.kvLimits);
@@ -1442,6 +1454,84 @@ class WholeNodeRun {
       }
     }
     this.count(kind);
+  }
+
+  /**
+   * A state transfer (or a retry of one) has just sent its first chunk from `sender` to
+   * node `to`: while the faults last, with the seed's chance, a fault meets it within the
+   * next 30 ms, when its chunks are on their way, being written or being restored. The
+   * transfers of a simulated store are a few kilobytes and over in milliseconds, so the
+   * nemesis alone, a fault every few hundred, left the runtime's aborts (a stalled or
+   * lost transfer, a receiver gone idle, a node stopped with a transfer under way) and a
+   * second transfer adopted while the first is restored unreached.
+   */
+  private maybeMidTransferFault(sender: Proc, to: NodeId): void {
+    const chance = this.scenario.midTransferFaultChance;
+    // No draw at all for a seed without these faults: its run stays as it was.
+    if (chance === 0 || !this.faultsActive || this.options.calm === true) return;
+    if (!this.prng.chance(chance)) return;
+    const receiver = this.procs.find((p) => p.id === to);
+    if (receiver === undefined) return;
+    const senderIncarnation = sender.incarnation;
+    // Not from inside the node's send: a fault is the world's, a moment later.
+    this.world.setTimeout(() => {
+      if (!this.faultsActive || sender.incarnation !== senderIncarnation) return;
+      this.midTransferFault(sender, receiver);
+    }, this.prng.next() * 30);
+  }
+
+  private midTransferFault(sender: Proc, receiver: Proc): void {
+    // Pauses outlast the transfer's stall time, so that the other side gives up on it.
+    const stallMs = this.scenario.transferStallMs;
+    const kind = this.prng.pick([
+      "crash_receiver",
+      "crash_sender",
+      "pause_receiver",
+      "pause_sender",
+      "cut",
+      "stop_receiver",
+      "stop_sender",
+      "switchover",
+      "eio_receiver",
+    ] as const);
+    this.log(
+      `a fault meets the state transfer from node ${sender.id} to node ${receiver.id}: ${kind}`,
+    );
+    switch (kind) {
+      case "crash_receiver":
+        this.crash(receiver, "during a state transfer to it");
+        break;
+      case "crash_sender":
+        this.crash(sender, "during a state transfer from it");
+        break;
+      case "pause_receiver":
+        if (receiver.state === "up") this.pause(receiver, this.prng.int(stallMs, stallMs + 1500));
+        break;
+      case "pause_sender":
+        // Past two stall times, the receiver drops the session if no one sends it more.
+        if (sender.state === "up") this.pause(sender, this.prng.int(stallMs, 2 * stallMs + 1500));
+        break;
+      case "cut":
+        // Both ways: until a heal, or the end of the faults.
+        this.net.cut(sender.id, receiver.id);
+        this.net.cut(receiver.id, sender.id);
+        break;
+      case "stop_receiver":
+        if (!receiver.clock.paused) this.stopGracefully(receiver, this.prng.chance(0.5));
+        break;
+      case "stop_sender":
+        if (!sender.clock.paused) this.stopGracefully(sender, this.prng.chance(0.5));
+        break;
+      case "switchover":
+        // A new master starts the transfer again: two may reach the receiver at once.
+        this.switchover(this.procs.filter((p) => p.state === "up"));
+        break;
+      case "eio_receiver":
+        // The chunk it writes next, or its log's next write (which stops the node).
+        if (receiver.state === "up") receiver.fs.failNext("write", "EIO");
+        break;
+    }
+    this.count("mid_transfer");
   }
 
   /**
