@@ -58,6 +58,22 @@ describe("wal", () => {
     await wal.close();
   });
 
+  it("wal: every fdatasync it counts is timed, a new segment's included (count and histogram agree)", async () => {
+    const dir = await makeTempDir();
+    const { wal } = await openWal(dir);
+    let timed = 0;
+    wal.observeSyncs(() => timed++);
+    const before = wal.stats.fdatasyncs;
+    // Small segments: many rolls, each of which makes a new segment durable.
+    for (let i = 0; i < 30; i++) {
+      wal.append(commands(i * 10 + 1, 10, 1));
+      await wal.sync();
+    }
+    expect((await segmentNames(dir)).length).toBeGreaterThan(3);
+    expect(wal.stats.fdatasyncs - before).toBe(timed);
+    await wal.close();
+  });
+
   it("wal: reads see queued entries before they are durable (unsynced appends)", async () => {
     const dir = await makeTempDir();
     const { wal } = await openWal(dir);
