@@ -85,6 +85,12 @@ describe("http error status", () => {
     }
     const precondition = describeKvFailure(cases[0][0], "k");
     expect(precondition.body).toMatchObject({ key: "k", currentRevision: 4 });
+    // A 413 names the limit it broke, as the HTTP layer's own 413s do.
+    expect(describeKvFailure(cases[5][0], "k", { valueBytesMax: 1024 }).body).toMatchObject({
+      code: "ERR_TOO_LARGE",
+      field: "value",
+      limit: 1024,
+    });
     const invalid = describeKvFailure(cases[6][0], "k");
     expect(invalid.body).toMatchObject({ field: "key", error: expect.stringMatching(/^long; /) });
   });

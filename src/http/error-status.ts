@@ -302,10 +302,14 @@ const INVALID_FIELDS: Readonly<Record<string, string>> = {
   malformed: "request",
 };
 
-/** Describes a key-value result that is not `ok`, for the request on `key`. */
+/**
+ * Describes a key-value result that is not `ok`, for the request on `key`; `limits`, the
+ * store's, names the limit a value too large broke (`limit`, as every 413 does).
+ */
 export function describeKvFailure(
   result: Extract<KvResult, { ok: false }>,
   key: string,
+  limits?: { readonly valueBytesMax: number },
 ): ErrorAnswer {
   switch (result.code) {
     case "precondition_failed":
@@ -331,8 +335,11 @@ export function describeKvFailure(
       );
     case "invalid_command": {
       const field = INVALID_FIELDS[result.reason] ?? "request";
-      const code = result.reason === "value_too_large" ? "ERR_TOO_LARGE" : "ERR_INVALID_INPUT";
-      return errorAnswer(code, result.message, { field });
+      if (result.reason === "value_too_large") {
+        const limit = limits === undefined ? {} : { limit: limits.valueBytesMax };
+        return errorAnswer("ERR_TOO_LARGE", result.message, { field, ...limit });
+      }
+      return errorAnswer("ERR_INVALID_INPUT", result.message, { field });
     }
     case "table_full":
       return describeError(new TableFullError(result.table, result.retryAfterMs));

@@ -83,7 +83,7 @@ async function putKey(
   const options = lease === undefined ? headerOptions : { ...headerOptions, lease: Number(lease) };
   const value = (request.body as Buffer | undefined) ?? EMPTY_VALUE;
   const result = await withDeadline(context.api.put(key, value, options), context.requestTimeoutMs);
-  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));
+  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key, context.limits));
   reply.header("etag", `"${result.revision}"`);
   return sendRevision(reply, result.revision);
 }
@@ -100,7 +100,7 @@ async function deleteKey(
   const key = readKey(request.params as KvParams, context.limits);
   const options = readWriteOptions(request.headers);
   const result = await withDeadline(context.api.delete(key, options), context.requestTimeoutMs);
-  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key));
+  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, key, context.limits));
   return sendRevision(reply, result.revision);
 }
 

@@ -107,7 +107,7 @@ async function deleteRange(
   const prefix = readDeletePrefix(request, context.limits);
   const command: KvCommand = { type: "delete_range", prefix, ...idempotency(request) };
   const result = await propose(context, store, command);
-  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, prefix));
+  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, prefix, context.limits));
   return reply.send({ revision: result.revision, deleted: result.deleted ?? 0 });
 }
 
@@ -121,7 +121,7 @@ async function txn(
   const body = readTxnBody(request.body as Buffer | undefined, context.limits);
   const command: KvCommand = { type: "txn", ...body, ...idempotency(request) };
   const result = await propose(context, store, command);
-  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, ""));
+  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, "", context.limits));
   return reply.send({ succeeded: result.succeeded === true, revision: result.revision });
 }
 
@@ -159,7 +159,7 @@ async function revoke(
   const id = readLeaseId((request.params as { id?: string }).id, "id");
   const command: KvCommand = { type: "lease_revoke", id, ...idempotency(request) };
   const result = await propose(context, store, command);
-  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, ""));
+  if (!result.ok) return sendErrorAnswer(reply, describeKvFailure(result, "", context.limits));
   return reply.send({ revision: result.revision });
 }
 
