@@ -180,13 +180,14 @@ export function inCommandTerms(
  * answer names the HTTP API (a header, a route, a request field). A node's message ends
  * with its code's advice, also when the client quotes it as a give-up's last error.
  */
+const MAY_HAVE_APPLIED =
+  "the write may or may not have taken effect: read it back (`baton get`) before running the command again";
+
 const CLI_ADVICE: Readonly<Record<string, string>> = {
   ERR_NOT_MASTER: "run the command again shortly (it finds the master itself)",
   ERR_NO_MASTER: "run the command again shortly; a fail-over usually completes in under a second",
-  ERR_TIMEOUT:
-    "the write may or may not have taken effect: read it back (`baton get`) before running the command again",
-  ERR_INDETERMINATE:
-    "the write may or may not have taken effect: read it back (`baton get`) before running the command again",
+  ERR_TIMEOUT: MAY_HAVE_APPLIED,
+  ERR_INDETERMINATE: MAY_HAVE_APPLIED,
   ERR_BUSY: "it is too busy for this now; run the command again shortly",
   ERR_TABLE_FULL:
     "run the command again shortly; more writes arrive than the exactly-once window holds",
@@ -220,13 +221,10 @@ export function inCliWords(message: string): string {
  * `message` ending with `advice` (by default the CLI's for `code`), said once: a node's
  * advice inside it, as in a give-up's "(…; last error: …)", is left out there.
  */
-function withCliAdvice(
-  message: string,
-  code: string,
-  advice = CLI_ADVICE[code] ?? errorStatus(code).advice,
-): string {
-  const nodeAdvice = `; ${CLI_ADVICE[code] ?? errorStatus(code).advice}`;
-  return `${message.replaceAll(nodeAdvice, "")}; ${advice}`;
+function withCliAdvice(message: string, code: string, advice?: string): string {
+  // What inCliWords made of the node's advice, or the node's own for a code it leaves.
+  const given = CLI_ADVICE[code] ?? errorStatus(code).advice;
+  return `${message.replaceAll(`; ${given}`, "")}; ${advice ?? given}`;
 }
 
 /** `message` without the advice the node's HTTP API appends to errors of `code`. */
