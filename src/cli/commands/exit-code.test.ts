@@ -62,4 +62,22 @@ describe("the CLI says a node's advice in the command line's terms", () => {
       err: "baton: key \"a b\" is at revision 9, not 4; read it with `baton get 'a b'` and retry with --if-revision 9\n",
     });
   });
+
+  it("a busy node, a full exactly-once table, a stopping node and an unknown outcome say what to do once", () => {
+    for (const code of ["ERR_BUSY", "ERR_TABLE_FULL", "ERR_SHUTTING_DOWN", "ERR_INDETERMINATE"]) {
+      const advice = ERROR_STATUS[code]?.advice;
+      const r = reported({ code, message: `put: it happened; ${advice}` });
+      expect(r.code, code).toBe(3);
+      expect(r.err, code).not.toMatch(HTTP_WORDS);
+      expect(r.err, code).not.toMatch(/retry shortly/);
+      // The advice, in the CLI's terms, ends the line and is said only once.
+      const said = r.err.slice("baton: put: it happened; ".length, -1);
+      expect(r.err.split(said).length - 1, code).toBe(1);
+      expect(r.err.endsWith(`; ${said}\n`), code).toBe(true);
+    }
+    // A message without the node's advice (the client's own) gets the CLI's.
+    expect(reported({ code: "ERR_BUSY", message: "put: it happened" }).err).toBe(
+      "baton: put: it happened; it is too busy for this now; run the command again shortly\n",
+    );
+  });
 });

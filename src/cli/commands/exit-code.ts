@@ -100,7 +100,7 @@ function describe(error: unknown): [ExitCode, string] {
     case "ERR_TABLE_FULL":
     case "ERR_SHUTTING_DOWN":
     case "ERR_INDETERMINATE":
-      return [ExitCode.unavailable, `${message}: retry shortly`];
+      return [ExitCode.unavailable, withCliAdvice(message, e.code)];
     case "ERR_PRECONDITION_FAILED": {
       const key = typeof e.key === "string" ? e.key : "the key";
       const advice = `read it with \`baton get ${shellWord(key)}\` and retry with --if-revision ${String(e.currentRevision)}`;
