@@ -404,6 +404,7 @@ export async function restore(
         `${file} is damaged at byte ${error.offset}: ${error.detail}; nothing was written to ${dataDir}: restore another backup (baton snapshot save makes one from a running cluster)`,
       );
     }
+    if (error instanceof NotASnapshotFileError) return fail(error.message, ExitCode.usage);
     return fail(`${(error as Error).message}`);
   }
   await afterCheck();
@@ -464,16 +465,34 @@ export async function restore(
 /** What opening storage on an empty directory creates (restore's own, safe to remove). */
 const CREATED_BY_OPEN = new Set(["LOCK", "wal", "snapshots"]);
 
-/** The index and term in a snapshot file's header; throws naming the file when it is not one. */
+/** The FILE argument of `restore` is not a snapshot file that can be read: bad usage. */
+class NotASnapshotFileError extends Error {}
+
+/**
+ * The index and term in a snapshot file's header; throws NotASnapshotFileError naming the
+ * file when it cannot be read or is not one.
+ */
 async function readSnapshotMeta(file: string): Promise<{ index: number; term: number }> {
-  const handle = await open(file, "r").catch((error: Error) => {
-    throw new Error(`cannot read ${file}: ${error.message}`);
+  const notOne = (why: string): NotASnapshotFileError =>
+    new NotASnapshotFileError(
+      `${file} ${why}: give the path of a file \`baton snapshot save\` wrote (nothing was written)`,
+    );
+  const handle = await open(file, "r").catch((error: NodeJS.ErrnoException) => {
+    throw notOne(`cannot be read (${error.code ?? error.message})`);
   });
   try {
     const header = Buffer.alloc(32);
-    const { bytesRead } = await handle.read(header, 0, 32, 0);
+    const { bytesRead } = await handle
+      .read(header, 0, 32, 0)
+      .catch((error: NodeJS.ErrnoException) => {
+        throw notOne(
+          error.code === "EISDIR"
+            ? "is a directory"
+            : `cannot be read (${error.code ?? error.message})`,
+        );
+      });
     if (bytesRead < 32 || !header.subarray(0, 8).equals(snapshotMagic)) {
-      throw new Error(`${file} is not a snapshot file (written by \`baton snapshot save\`)`);
+      throw notOne("is not a snapshot file");
     }
     return { index: readU64(header, 16), term: readU64(header, 24) };
   } finally {
