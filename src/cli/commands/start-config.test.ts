@@ -1,10 +1,18 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   NodeConfigError,
   type NodeConfigInput,
   parseNodeConfig,
 } from "../../server/node-config.js";
-import { nodeProblemsAsGiven } from "./start-config.js";
+import {
+  loadStartConfig,
+  nodeProblemsAsGiven,
+  rawSetting,
+  readConfigOnce,
+} from "./start-config.js";
 
 const peers = [
   { id: 1, address: "127.0.0.1:7101" },
@@ -57,5 +65,42 @@ describe("baton start says each of the node's configuration problems in the user
       expect(said, problem).not.toContain(problem);
       expect(said.length, problem).toBeLessThanOrEqual(1);
     }
+  });
+});
+
+describe("the config file of baton start is read once", () => {
+  it("a file changed after the first read changes neither the early settings nor the configuration", () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-config-once-"));
+    try {
+      const file = join(dir, "baton.json");
+      const settings = (id: number) =>
+        JSON.stringify({
+          id,
+          peers: "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103",
+          data: join(dir, `node${id}`),
+          http: `127.0.0.1:${8100 + id}`,
+        });
+      writeFileSync(file, settings(1));
+      const sources = readConfigOnce({ flags: {}, env: {}, configFile: file });
+      // Edited (or replaced by another node's) between --join's first look and the full load.
+      writeFileSync(file, settings(2));
+      expect(rawSetting(sources, "id")).toBe(1);
+      expect(rawSetting(sources, "data")).toBe(join(dir, "node1"));
+      const loaded = loadStartConfig(sources);
+      expect(loaded.ok && loaded.config.id).toBe(1);
+      // Without the read kept, each look reads the file as it is then.
+      expect(rawSetting({ flags: {}, env: {}, configFile: file }, "id")).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a file that cannot be read is reported by the full load, as before", () => {
+    const sources = readConfigOnce({ flags: {}, env: {}, configFile: "/nonexistent/baton.json" });
+    const loaded = loadStartConfig(sources);
+    expect(loaded.ok).toBe(false);
+    expect(!loaded.ok && loaded.problems).toEqual([
+      "/nonexistent/baton.json: cannot read it: ENOENT: no such file or directory, open '/nonexistent/baton.json'",
+    ]);
   });
 });

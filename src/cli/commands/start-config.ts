@@ -178,6 +178,25 @@ export interface StartSources {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The config file's name (`--config`, else BATON_CONFIG), if any. */
   readonly configFile?: string | undefined;
+  /**
+   * The config file's text as read once (see readConfigOnce), or why it could not be read;
+   * absent, the file is read wherever a setting of it is needed.
+   */
+  readonly configRead?: { readonly text: string } | { readonly error: string } | undefined;
+}
+
+/**
+ * `sources` with the config file read now, once: every later look at them (the settings
+ * `--join` needs first, then the whole configuration) sees the same file, even one being
+ * edited meanwhile.
+ */
+export function readConfigOnce(sources: StartSources): StartSources {
+  if (sources.configFile === undefined) return sources;
+  try {
+    return { ...sources, configRead: { text: readFileSync(sources.configFile, "utf8") } };
+  } catch (error) {
+    return { ...sources, configRead: { error: (error as Error).message } };
+  }
 }
 
 export type LoadedStartConfig =
@@ -201,7 +220,7 @@ export function loadStartConfig(sources: StartSources): LoadedStartConfig {
   const given = new Set<string>();
   const layers: [Record<string, unknown>, Origin][] = [];
   if (sources.configFile !== undefined) {
-    const fromFile = readConfigFile(sources.configFile, problems);
+    const fromFile = readConfigFile(sources, sources.configFile, problems);
     // A file that cannot be read leaves every setting it holds unknown: what else is
     // missing or wrong cannot be told until it can be, and would only bury the cause.
     if (fromFile === null) return { ok: false, problems };
@@ -384,7 +403,7 @@ function rawSettingFrom(
   const fromEnvironment = fromEnv(sources.env, [])[name];
   if (fromEnvironment !== undefined) return { value: fromEnvironment, origin: { kind: "env" } };
   if (sources.configFile === undefined) return undefined;
-  const fromFile = readConfigFile(sources.configFile, [])?.[name];
+  const fromFile = readConfigFile(sources, sources.configFile, [])?.[name];
   return fromFile === undefined
     ? undefined
     : { value: fromFile, origin: { kind: "file", file: sources.configFile } };
@@ -405,14 +424,24 @@ export function rawSettingLabel(sources: StartSources, name: SettingName): strin
 }
 
 /** The file's settings, or null (with the problem) when it cannot be read as an object. */
-function readConfigFile(name: string, problems: string[]): Record<string, unknown> | null {
-  let text: string;
-  try {
-    text = readFileSync(name, "utf8");
-  } catch (error) {
-    problems.push(`${name}: cannot read it: ${(error as Error).message}`);
+function readConfigFile(
+  sources: StartSources,
+  name: string,
+  problems: string[],
+): Record<string, unknown> | null {
+  let read = sources.configRead;
+  if (read === undefined) {
+    try {
+      read = { text: readFileSync(name, "utf8") };
+    } catch (error) {
+      read = { error: (error as Error).message };
+    }
+  }
+  if ("error" in read) {
+    problems.push(`${name}: cannot read it: ${read.error}`);
     return null;
   }
+  const { text } = read;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -31,6 +31,7 @@ import {
   peerPortNote,
   rawSetting,
   rawSettingLabel,
+  readConfigOnce,
   type StartSources,
   settingLabel,
   storeQuotaOf,
@@ -269,7 +270,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
   // SIGHUP is taken over before anything slow (asking the member of --join, recovering a
   // long log): a reload asked meanwhile (systemctl reload) would otherwise kill the
   // process by default, which systemd does not restart. It runs once the node is up.
-  const sources = { flags: given, env: io.env, configFile };
+  const sources = readConfigOnce({ flags: given, env: io.env, configFile });
   let started: { kv: KvNode; logger: Logger } | null = null;
   let reloadAsked = false;
   let logQueued: (() => void) | null = null;
@@ -346,11 +347,7 @@ async function start(given: StartFlags, io: CliIo): Promise<number> {
       return ended((error as { code?: unknown }).code === "ERR_INVALID_INPUT" ? 2 : 1);
     }
   }
-  const loaded = loadStartConfig({
-    flags,
-    env: io.env,
-    configFile,
-  });
+  const loaded = loadStartConfig({ ...sources, flags });
   if (!loaded.ok) {
     io.stderr.write(`baton start: invalid configuration:\n  - ${loaded.problems.join("\n  - ")}\n`);
     return ended(2);
