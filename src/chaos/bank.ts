@@ -57,20 +57,25 @@ type Unknown = ReadonlyMap<string, number>;
 
 /**
  * One transaction the bank sent (the opening or a transfer), as the watch verdict needs it
- * (watch-check.ts): what it put, when, and what came of it: applied at `revision` (ok),
- * refused by its comparison, so never applied, or unknown (the call threw). Times are on the
- * campaign's clock, the one the workload stamps its operations with.
+ * (watch-check.ts): what it compared and put, when, and what came of it: applied at
+ * `revision` (ok), refused by its comparison at `refusedAt`, so never applied, or unknown
+ * (the call threw). Times are on the campaign's clock, the one the workload stamps its
+ * operations with.
  */
 export interface BankRecord {
   /** 1 for the first transaction sent, and so on. */
   readonly id: number;
   /** Key and value of each put, as sent. */
   readonly puts: readonly (readonly [string, string])[];
+  /** The comparison it was sent with: the puts apply only where every one holds. */
+  readonly compare: readonly TxnCompare[];
   readonly invokedAt: number;
   completedAt: number | null;
   outcome: "ok" | "refused" | "unknown";
   /** The revision an ok answer named. */
   revision?: number;
+  /** The revision a refusal named: the store's, at which the comparison failed. */
+  refusedAt?: number;
 }
 
 export class CampaignBank {
@@ -239,6 +244,7 @@ export class CampaignBank {
     const record: BankRecord = {
       id: this.records.length + 1,
       puts: values,
+      compare,
       invokedAt: this.now(),
       completedAt: null,
       outcome: "unknown",
@@ -251,6 +257,7 @@ export class CampaignBank {
       });
       record.outcome = result.succeeded ? "ok" : "refused";
       if (result.succeeded) record.revision = result.revision;
+      else record.refusedAt = result.revision;
       return result;
     } finally {
       record.completedAt = this.now();

@@ -332,9 +332,9 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
     op({ id: 3, key: "k", kind: "read", output: "b", revision: 4, invokedAt: 30, completedAt: 35 }),
     op({ id: 4, key: "k", kind: "write", value: "c", revision: 9, invokedAt: 60, completedAt: 65 }),
   ];
-  const opening = transaction(1, { outcome: "ok", revision: 1 }, [100, 100, 100], 0);
-  const first = transaction(2, { outcome: "ok", revision: 5 }, [90, 110], 40);
-  const second = transaction(3, { outcome: "ok", revision: 7 }, [85, 115], 50);
+  const opening = transaction(1, { outcome: "ok", revision: 1 }, [100, 100, 100], 0, null);
+  const first = transaction(2, { outcome: "ok", revision: 5 }, [90, 110], 40, 1);
+  const second = transaction(3, { outcome: "ok", revision: 7 }, [85, 115], 50, 5);
   const records: WatchRecords = {
     bank: [opening, first, second],
     leases: [{ key: "lease/1", id: 11, revision: 3, refused: false }],
@@ -368,6 +368,8 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
     const verdict = checkWatch(history, without(5), null, 9, [], records);
     expect(verdict.ok).toBe(false);
     expect(verdict.problems).toEqual([
+      // Transaction 3 compared the revision transaction 2 made, which the stream lacks.
+      "bank transaction 3 was applied at 7 though its comparison failed there: bank/a0@5, but bank/a0 was at revision 1 (100) as of revision 6",
       "missed: bank transaction 2, acknowledged at 5 (bank/a0=90 bank/a1=110)",
     ]);
   });
@@ -377,7 +379,7 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
       "missed: bank transaction 3, acknowledged at 7 (bank/a0=85 bank/a1=115)",
     ]);
     // The bank's last transfer came after the workload's last write: the watch must reach it.
-    const last = transaction(4, { outcome: "ok", revision: 10 }, [80, 120], 70);
+    const last = transaction(4, { outcome: "ok", revision: 10 }, [80, 120], 70, 7);
     const longer = { ...records, bank: [...records.bank, last] };
     expect(checkWatch(history, stream, null, 9, [], longer).problems).toEqual([
       "the watch stopped at revision 9, short of 10, the last acknowledged change's",
@@ -385,7 +387,7 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
   });
 
   it("watch verdict: a bank transaction refused, or of unknown outcome but sent too late, cannot have made a change", () => {
-    const refused = transaction(2, { outcome: "refused" }, [90, 110], 40);
+    const refused = transaction(2, { outcome: "refused" }, [90, 110], 40, 1);
     const verdict = checkWatch(history, stream, null, 9, [], {
       ...records,
       bank: [opening, refused, second],
@@ -394,12 +396,17 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
       "a refused bank transaction took effect: bank/a0=90 bank/a1=110 at 5, which only transaction 2 sent, and its comparison failed",
     ]);
     // Of unknown outcome, it may have made them, or not.
-    const unknown = transaction(2, { outcome: "unknown" }, [90, 110], 40);
+    const unknown = transaction(2, { outcome: "unknown" }, [90, 110], 40, 1);
     const maybe = { ...records, bank: [opening, unknown, second] };
     expect(checkWatch(history, stream, null, 9, [], maybe)).toMatchObject({ ok: true });
-    expect(checkWatch(history, without(5), null, 9, [], maybe)).toMatchObject({ ok: true });
+    // Not applied, the transfer after it compared the opening's revisions.
+    const notApplied = {
+      ...records,
+      bank: [opening, unknown, transaction(3, { outcome: "ok", revision: 7 }, [85, 115], 50, 1)],
+    };
+    expect(checkWatch(history, without(5), null, 9, [], notApplied)).toMatchObject({ ok: true });
     // But not once the transfer at 7 had been answered when it was sent.
-    const late = transaction(2, { outcome: "unknown" }, [90, 110], 55);
+    const late = transaction(2, { outcome: "unknown" }, [90, 110], 55, 1);
     const tooLate = checkWatch(history, stream, null, 9, [], {
       ...records,
       bank: [opening, late, second],
@@ -412,6 +419,57 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
     expect(checkWatch(history, stray, null, 9, [], records).problems).toEqual([
       "a bank change no transaction the bank sent explains: bank/a0=95 bank/a1=105 at 8",
     ]);
+  });
+
+  it("watch verdict: a bank transaction is applied only where its comparison held, and refused only where it failed", () => {
+    // Acknowledged, but it compared the opening's revisions where transaction 2 had moved them.
+    const stale = transaction(3, { outcome: "ok", revision: 7 }, [85, 115], 50, 1);
+    expect(
+      checkWatch(history, stream, null, 9, [], { ...records, bank: [opening, first, stale] })
+        .problems,
+    ).toEqual([
+      "bank transaction 3 was applied at 7 though its comparison failed there: bank/a0@1, but bank/a0 was at revision 5 (90) as of revision 6",
+    ]);
+    // Of unknown outcome, sent in time and putting the same, but compared what was no more.
+    const unknown = transaction(3, { outcome: "unknown" }, [85, 115], 50, 1);
+    expect(
+      checkWatch(history, stream, null, 9, [], { ...records, bank: [opening, first, unknown] })
+        .problems,
+    ).toEqual([
+      "bank transaction 3, of unknown outcome, cannot have made bank/a0=85 bank/a1=115 at 7: its comparison failed there: bank/a0@1, but bank/a0 was at revision 5 (90) as of revision 6",
+    ]);
+    // The opening compares that no account exists: applied again later, it fails.
+    const again = [...stream.slice(0, -1), ...accounts([100, 100, 100], 8), stream.at(-1)!];
+    const reopened = transaction(4, { outcome: "ok", revision: 8 }, [100, 100, 100], 60, null);
+    expect(
+      checkWatch(history, again, null, 9, [], { ...records, bank: [...records.bank, reopened] })
+        .problems,
+    ).toEqual([
+      "bank transaction 4 was applied at 8 though its comparison failed there: bank/a0 absent, but bank/a0 was at revision 7 (85) as of revision 7",
+    ]);
+    // Refused where its comparison held (nothing had moved the accounts since 5): wrong.
+    const refusedHeld = transaction(4, { outcome: "refused", refusedAt: 6 }, [80, 120], 55, 5);
+    const refusedFailed = transaction(5, { outcome: "refused", refusedAt: 8 }, [80, 120], 60, 5);
+    expect(
+      checkWatch(history, stream, null, 9, [], {
+        ...records,
+        bank: [...records.bank, refusedHeld, refusedFailed],
+      }).problems,
+    ).toEqual([
+      "bank transaction 4 was refused at revision 6, but its comparison held there (bank/a0@5, bank/a1@5)",
+    ]);
+    // Where the stream cannot tell (a gap since the accounts' last change, or a revision
+    // the watch has not passed), nothing is held against a transaction.
+    const gapped = checkWatch(history, stream, null, 9, [{ from: 6, to: 6 }], {
+      ...records,
+      bank: [
+        opening,
+        first,
+        stale,
+        transaction(4, { outcome: "refused", refusedAt: 9 }, [1], 60, 7),
+      ],
+    });
+    expect(gapped).toMatchObject({ ok: true });
   });
 
   it("watch verdict: a lease key's attach put, or its delete once every lease ended, dropped fails", () => {
@@ -446,16 +504,24 @@ describe("chaos watch verdict against the bank's and the leases' records, and th
   });
 });
 
-/** Bank transaction `id`, sent at `at` ms and answered 1 ms later, putting `balances` to a0…. */
+/**
+ * Bank transaction `id`, sent at `at` ms and answered 1 ms later, putting `balances` to
+ * a0… if each of them is at revision `compared` (null: if none of them exists).
+ */
 function transaction(
   id: number,
-  answer: { outcome: BankRecord["outcome"]; revision?: number },
+  answer: { outcome: BankRecord["outcome"]; revision?: number; refusedAt?: number },
   balances: readonly number[],
   at: number,
+  compared: number | null,
 ): BankRecord {
+  const keys = balances.map((_, i) => `bank/a${i}`);
   return {
     id,
-    puts: balances.map((amount, i) => [`bank/a${i}`, String(amount)] as const),
+    puts: balances.map((amount, i) => [keys[i]!, String(amount)] as const),
+    compare: keys.map((key) =>
+      compared === null ? { key, exists: false } : { key, revision: compared },
+    ),
     invokedAt: at,
     completedAt: at + 1,
     ...answer,

@@ -29,8 +29,11 @@
  * operations are: each revision's bank changes are the puts of one distinct transaction the
  * bank sent, acknowledged at that revision or of unknown outcome and sent before the revision
  * was shown committed (never one refused by its comparison), and every acknowledged one is
- * delivered; every lease key's attach put is delivered at the revision it was acknowledged
- * at, and once a read found every lease ended, the key's delete after it.
+ * delivered; the one that made them compared what the stream shows just before that
+ * revision, and a refused one compared something the stream shows otherwise at the revision
+ * its refusal named (transactions are serializable at their revisions); every lease key's
+ * attach put is delivered at the revision it was acknowledged at, and once a read found
+ * every lease ended, the key's delete after it.
  *
  * When every node's history has moved past where the watch must resume (ERR_COMPACTED, as
  * after wipes and state transfers), the watch reopens from the oldest revision the cluster
@@ -46,7 +49,7 @@
  * survive every fault, and a stalled watch delivers nothing wrong.
  */
 
-import type { WatchChange } from "../client/index.js";
+import type { TxnCompare, WatchChange } from "../client/index.js";
 import { type BatonClient, CompactedError, createClient } from "../client/index.js";
 import type { BankRecord } from "./bank.js";
 import { noWriteConfirmed, type Verdict } from "./checks.js";
@@ -734,8 +737,10 @@ function checkBank(
  * Matches each revision's bank puts to the puts of one distinct transaction the bank sent
  * (`records`): the one acknowledged at that revision, else one of unknown outcome sent
  * before any answer had shown that revision committed (it takes effect after it is sent);
- * one refused by its comparison never took effect. Then every acknowledged one the watch
- * had to see must have been matched. Revisions in a gap are skipped, and the last one
+ * one refused by its comparison never took effect. The one matched must have compared what
+ * the stream shows just before the revision. Then every acknowledged one the watch had to
+ * see must have been matched, and every refused one must have compared something the
+ * stream shows otherwise at the revision its refusal named. Revisions in a gap are skipped, and the last one
  * reached is matched as far as it came (the watch may have stopped inside it). Deletes are
  * checkBank's. Returns how many revisions it matched.
  */
@@ -754,6 +759,7 @@ function checkBankRecords(
     }
   }
   const used = new Set<number>();
+  const states = new KeyStates(changes, fresh, seen);
   let matched = 0;
   for (const group of bankPuts(changes, fresh)) {
     const revision = group[0]!.revision;
@@ -764,26 +770,47 @@ function checkBankRecords(
       const sent = new Set(record.puts.map(([key, value]) => `${key}=${value}`));
       return made.every((put) => sent.has(put)) && (cut || made.length === sent.size);
     };
+    // What each comparison found: the store just before this revision.
+    const failed = (record: BankRecord) => states.failedCompare(record.compare, revision - 1);
     const owner = confirmed.get(revision);
     if (owner !== undefined) {
       used.add(owner.id);
-      if (fits(owner)) matched++;
-      else {
+      const wrong = failed(owner);
+      if (!fits(owner)) {
         problems.push(
           `wrong bank changes at ${revision}: ${made.join(" ")}, but transaction ${owner.id} acknowledged at that revision put ${describePuts(owner.puts)}`,
         );
-      }
+      } else if (wrong !== null) {
+        problems.push(
+          `bank transaction ${owner.id} was applied at ${revision} though its comparison failed there: ${wrong}`,
+        );
+      } else matched++;
       continue;
     }
     const same = records.filter((record) => !used.has(record.id) && fits(record));
     const unknown = same.filter((record) => record.outcome === "unknown");
-    const record = unknown.find((r) => (committedBy(r.invokedAt)?.revision ?? 0) < revision);
+    const inTime = (r: BankRecord) => (committedBy(r.invokedAt)?.revision ?? 0) < revision;
+    const record = unknown.find((r) => inTime(r) && failed(r) === null);
     if (record !== undefined) {
       used.add(record.id);
       matched++;
       continue;
     }
-    problems.push(unexplainedBank(`${made.join(" ")} at ${revision}`, same, committedBy));
+    const what = `${made.join(" ")} at ${revision}`;
+    const compared = unknown.find(inTime);
+    problems.push(
+      compared === undefined
+        ? unexplainedBank(what, same, committedBy)
+        : `bank transaction ${compared.id}, of unknown outcome, cannot have made ${what}: its comparison failed there: ${failed(compared)}`,
+    );
+  }
+  for (const record of records) {
+    if (record.outcome !== "refused" || record.refusedAt === undefined) continue;
+    if (states.failedCompare(record.compare, record.refusedAt) !== null) continue;
+    if (!states.known(record.compare, record.refusedAt)) continue;
+    problems.push(
+      `bank transaction ${record.id} was refused at revision ${record.refusedAt}, but its comparison held there (${describeCompare(record.compare)})`,
+    );
   }
   for (const record of confirmed.values()) {
     if (used.has(record.id) || !visible(seen, record.revision!)) continue;
@@ -836,6 +863,94 @@ function bankPuts(changes: readonly WatchChange[], fresh: readonly boolean[]): W
     else groups.push([change]);
   }
   return groups;
+}
+
+/** One key as the stream showed it at some revision: its last change then, if any. */
+interface KeyState {
+  /** The revision of the key's last change up to then (0: none). */
+  readonly revision: number;
+  /** The value that change put; null for a delete or none. */
+  readonly value: string | null;
+}
+
+/**
+ * Each key as the stream showed it at any revision, from its fresh changes: what a
+ * transaction's comparison found there. A revision the watch has not passed, or with a gap
+ * between the key's last change and it, is unknown.
+ */
+class KeyStates {
+  private readonly byKey = new Map<string, { revision: number; value: string | null }[]>();
+
+  constructor(
+    changes: readonly WatchChange[],
+    fresh: readonly boolean[],
+    private readonly seen: Seen,
+  ) {
+    for (const [i, change] of changes.entries()) {
+      if (fresh[i] !== true) continue;
+      const value = change.type === "put" ? change.value : null;
+      const list = this.byKey.get(change.key);
+      if (list === undefined) this.byKey.set(change.key, [{ revision: change.revision, value }]);
+      else list.push({ revision: change.revision, value });
+    }
+  }
+
+  /** `key` after every change up to `revision`, or null when the stream cannot tell. */
+  at(key: string, revision: number): KeyState | null {
+    // The last revision reached may have come only in part.
+    if (revision >= this.seen.reached) return null;
+    const list = this.byKey.get(key) ?? [];
+    let low = 0;
+    let high = list.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (list[middle]!.revision <= revision) low = middle + 1;
+      else high = middle;
+    }
+    const last = low === 0 ? { revision: 0, value: null } : list[low - 1]!;
+    const hidden = this.seen.gaps.some((g) => g.to > last.revision && g.from <= revision);
+    return hidden ? null : last;
+  }
+
+  /** Whether the stream shows every key of `compare` at `revision`. */
+  known(compare: readonly TxnCompare[], revision: number): boolean {
+    return compare.every(({ key }) => this.at(key, revision) !== null);
+  }
+
+  /**
+   * The first part of `compare` the store as of `revision` fails, said with what the key
+   * was, or null when every part holds or the stream cannot tell.
+   */
+  failedCompare(compare: readonly TxnCompare[], revision: number): string | null {
+    for (const part of compare) {
+      const state = this.at(part.key, revision);
+      if (state === null) continue;
+      const exists = state.value !== null;
+      const holds =
+        "revision" in part
+          ? (exists ? state.revision : 0) === part.revision
+          : "exists" in part
+            ? exists === part.exists
+            : exists && state.value === part.value;
+      if (holds) continue;
+      const was = exists ? `at revision ${state.revision} (${state.value})` : "absent";
+      return `${describeCompare([part])}, but ${part.key} was ${was} as of revision ${revision}`;
+    }
+    return null;
+  }
+}
+
+/** A transaction's comparison as "bank/a0@5, bank/a1 absent". */
+function describeCompare(compare: readonly TxnCompare[]): string {
+  return compare
+    .map((part) =>
+      "revision" in part
+        ? `${part.key}@${part.revision}`
+        : "exists" in part
+          ? `${part.key} ${part.exists ? "present" : "absent"}`
+          : `${part.key}=${part.value}`,
+    )
+    .join(", ");
 }
 
 function describePuts(puts: readonly (readonly [string, string])[]): string {

@@ -11,7 +11,8 @@ import { pino } from "pino";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
-import { CampaignBank } from "../../src/chaos/bank.js";
+import { type BankRecord, CampaignBank } from "../../src/chaos/bank.js";
+import { CampaignWatch, checkWatch } from "../../src/chaos/watch-check.js";
 import { Prng } from "../../src/core/prng.js";
 import { createHttpServer, type HttpServer } from "../../src/http/server.js";
 import { encodeCommand } from "../../src/kv/index.js";
@@ -76,6 +77,73 @@ describe("chaos bank", () => {
     for (const record of records) {
       expect(record.completedAt).toBeGreaterThanOrEqual(record.invokedAt);
     }
+  });
+
+  it("bank: two banks' transactions, applied and refused, each compared what a watch of the node shows at its revision", async () => {
+    const node = new LocalKvNode(1);
+    const url = await serve(node);
+    const watch = new CampaignWatch([url]);
+    watch.start();
+    // Two loops on the same accounts: the second's opening is refused (they exist), and
+    // each refuses transfers the other's moved.
+    const banks = [new CampaignBank([url], new Prng(3)), new CampaignBank([url], new Prng(4))];
+    for (const bank of banks) bank.start();
+    await until(
+      () => banks.every((bank) => bank.transfers > 0) && banks.some((b) => b.conflicts > 1),
+    );
+    await Promise.all(banks.map((bank) => bank.stop()));
+    // One numbering for the two loops' records, as one bank's would be.
+    const bank: BankRecord[] = banks.flatMap((b, i) =>
+      b.records.map((record) => ({ ...record, id: record.id + i * 1_000_000 })),
+    );
+    const refused = bank.filter((record) => record.outcome === "refused");
+    expect(refused.length).toBeGreaterThan(1);
+    for (const record of refused) expect(record.refusedAt).toBeGreaterThan(0);
+    for (const record of bank) expect(record.compare).toHaveLength(record.puts.length);
+    const target = Math.max(...bank.map((record) => record.revision ?? 0));
+    // One put after the last transaction, so that the watch has passed every refusal's revision.
+    const last = node.apply(
+      encodeCommand({ type: "put", key: "after", value: new TextEncoder().encode("x") }),
+    );
+    if (!last.ok) throw new Error(`put after failed: ${last.code}`);
+    await watch.stop(last.revision, 5000);
+    const history = [
+      {
+        id: 1,
+        client: 1,
+        key: "after",
+        kind: "write" as const,
+        value: "x",
+        revision: last.revision,
+        nodes: [1],
+        invokedAt: 0,
+        completedAt: 1,
+        outcome: "ok" as const,
+      },
+    ];
+    const records = { bank, leases: [], leasesEndedBy: null };
+    const verdict = checkWatch(history, watch.changes, watch.endedBy, target, watch.gaps, records);
+    expect(verdict, verdict.problems?.join("\n")).toMatchObject({ ok: true });
+    // A refusal said to have come where its comparison held is caught: the first refused
+    // transfer claimed at the revision its accounts were last moved to what it compared.
+    const transfer = refused.find((record) => "revision" in record.compare[0]!)!;
+    const held = Math.max(
+      ...transfer.compare.map((part) => ("revision" in part ? part.revision : 0)),
+    );
+    const lied = bank.map((record) =>
+      record === transfer ? { ...record, refusedAt: held } : record,
+    );
+    const caught = checkWatch(history, watch.changes, watch.endedBy, target, watch.gaps, {
+      ...records,
+      bank: lied,
+    });
+    expect(caught.problems).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^bank transaction ${transfer.id} was refused at revision ${held}, but its comparison held there`,
+        ),
+      ),
+    ]);
   });
 
   it("bank: books that do not add up fail the verdict", async () => {
