@@ -33,6 +33,8 @@ describe("http error status", () => {
       body: {
         code: "ERR_NO_MASTER",
         error: expect.stringMatching(/^no master is reachable .*; retry after/),
+        // The wait in ms too: Retry-After rounds it up to whole seconds.
+        retryAfterMs: 1500,
       },
       unexpected: false,
     });

@@ -271,6 +271,12 @@ function errorDetails(error: ClusterError): Readonly<Record<string, unknown>> {
   if (error instanceof TableFullError) {
     return { table: error.table, retryAfterMs: error.retryAfterMs };
   }
+  // Retry-After counts whole seconds, at least 1: a node that knows a shorter wait (a
+  // fail-over's next master, usually within a few hundred ms) says it in the body too,
+  // where the client library reads it first.
+  if (error instanceof NoMasterError || error instanceof BusyError) {
+    return { retryAfterMs: error.retryAfterMs };
+  }
   if (error instanceof QuotaExceededError) {
     const details = { quota: error.quota, limit: error.limit };
     return error.usage === null ? details : { ...details, usage: error.usage };

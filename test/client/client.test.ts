@@ -184,6 +184,26 @@ describe("client: retries and giving up", () => {
     }
   });
 
+  it("client: waits the node's retryAfterMs on ERR_NO_MASTER, not Retry-After's whole second (a fail-over's pause)", async () => {
+    const fake = await cluster(1, 1);
+    let refusals = 2;
+    fake.node(1).intercept = (request, reply) => {
+      if (request.method !== "PUT" || refusals-- <= 0) return false;
+      // As a backup answers after holding a forwarded write while no master was known.
+      sendErrorAnswer(reply, describeError(new NoMasterError(200)));
+      return true;
+    };
+    const c = client({ endpoints: fake.urls, retryAfterMsMax: 1000 });
+    await c.put("k", "v");
+    const at = fake.requestsTo("PUT", "/v1/kv/").map((r) => r.at);
+    expect(at).toHaveLength(3);
+    for (let i = 1; i < at.length; i++) {
+      const gap = at[i]! - at[i - 1]!;
+      expect(gap).toBeGreaterThanOrEqual(190);
+      expect(gap).toBeLessThan(600);
+    }
+  });
+
   it("client: gives up with NoMasterError after the deadline (every node answers 503)", async () => {
     const fake = await cluster(3, null, { retryAfter: null });
     const c = client({ endpoints: fake.urls, deadlineMs: 300 });
