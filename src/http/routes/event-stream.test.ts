@@ -118,26 +118,42 @@ describe("http event streams: the bytes they hold together", () => {
     expect(first.socket.listenerCount("close")).toBe(0);
   });
 
-  it("streams: past the server's budget, a stream holding a megabyte or more is closed when it writes; a drained one gives its share back", () => {
+  it("streams: past the server's budget the largest holders are cut, the writer first among equals; a drained one gives its share back", () => {
     const buffers = new StreamBuffers(3 * MiB);
     const a = open(buffers);
     const b = open(buffers);
     const small = open(buffers);
     a.stream.write("x".repeat(2 * MiB));
     expect(buffers.bytes).toBe(2 * MiB);
-    // Each under its own 8 MiB, but 4 MiB together: b, which wrote last, goes.
+    // Each under its own 8 MiB, but 4 MiB together: b, as large as a and the writer, goes.
     b.stream.write("x".repeat(2 * MiB));
     expect(b.stream.ended).toBe(true);
     expect(b.raw.destroyed).toBe(true);
+    expect(a.stream.ended).toBe(false);
     expect(buffers.bytes).toBe(2 * MiB);
-    // A stream holding less than a megabyte is not the one to blame.
-    a.stream.write("x".repeat(MiB + 1));
-    small.stream.write("x".repeat(1000));
+    // The small stream's write takes them over: a, the largest, goes, not the writer.
+    small.stream.write("x".repeat(MiB + 1));
+    expect(a.stream.ended).toBe(true);
+    expect(a.raw.destroyed).toBe(true);
     expect(small.stream.ended).toBe(false);
-    a.raw.drain();
-    expect(buffers.bytes).toBe(1000);
+    expect(buffers.bytes).toBe(MiB + 1);
+    small.raw.drain();
+    expect(buffers.bytes).toBe(0);
     small.stream.end();
     expect(buffers.bytes).toBe(0);
-    a.stream.end();
+  });
+
+  it("streams: many streams each under a megabyte stay within the budget together (cutting only megabyte holders let them hold one each)", () => {
+    const buffers = new StreamBuffers(3 * MiB);
+    const streams = Array.from({ length: 8 }, () => open(buffers));
+    for (const s of streams) {
+      s.stream.write("x".repeat(900 * 1024));
+      expect(buffers.bytes).toBeLessThanOrEqual(3 * MiB);
+    }
+    // Three fit (2.6 MiB); each later write cut its own stream, as large as any other.
+    expect(streams.filter((s) => !s.stream.ended)).toHaveLength(3);
+    expect(buffers.bytes).toBe(3 * 900 * 1024);
+    for (const s of streams) s.stream.end();
+    expect(buffers.bytes).toBe(0);
   });
 });

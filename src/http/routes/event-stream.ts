@@ -20,20 +20,26 @@ const KEEP_ALIVE_MS = 15_000;
 
 /** Bytes all the streams of one server may have waiting in their sockets together. */
 export const STREAM_BUFFERS_BYTES_MAX = 256 * 1024 * 1024;
-/**
- * While the streams together hold more than their budget, a stream that holds at least
- * this many bytes itself is closed when it writes (its reader resumes later).
- */
-const STREAM_BUFFER_BYTES_SHARE = 1024 * 1024;
+
+/** One stream's part of a StreamBuffers budget. */
+export interface StreamHolder {
+  /** The bytes it has waiting in its socket, as last seen. */
+  held: number;
+  /** Closes the stream for its backlog (its reader resumes later); releases its bytes. */
+  cut(): void;
+}
 
 /**
  * The bytes all the streams of one server have waiting in their sockets, as last seen by
- * each (at its writes, and 0 once its socket drained). A stream's own limit bounds a slow
- * reader; this bounds thousands of them together, which their own limits alone let hold
- * gigabytes.
+ * each (at its writes, and 0 once its socket drained), kept at most `bytesMax`: a stream
+ * whose write takes them past it has the largest holders cut, itself first among equals,
+ * until they are within it again. A stream's own limit bounds one slow reader; this
+ * bounds thousands of them together, which their own limits alone let hold gigabytes
+ * (cutting only a writer that held a megabyte let thousands hold just under one each).
  */
 export class StreamBuffers {
   private total = 0;
+  private readonly holders = new Set<StreamHolder>();
 
   constructor(readonly bytesMax = STREAM_BUFFERS_BYTES_MAX) {}
 
@@ -41,10 +47,33 @@ export class StreamBuffers {
     return this.total;
   }
 
-  /** One stream's bytes went from `before` to `after`; whether the budget is exceeded. */
-  change(before: number, after: number): boolean {
-    this.total += after - before;
-    return this.total > this.bytesMax;
+  add(holder: StreamHolder): void {
+    this.holders.add(holder);
+    this.total += holder.held;
+  }
+
+  /** `holder`'s stream ended: its bytes go with its connection. */
+  remove(holder: StreamHolder): void {
+    if (!this.holders.delete(holder)) return;
+    this.total -= holder.held;
+    holder.held = 0;
+  }
+
+  /** `holder` now has `bytes` waiting; cuts the largest holders while over the budget. */
+  set(holder: StreamHolder, bytes: number): void {
+    if (!this.holders.has(holder)) return;
+    this.total += bytes - holder.held;
+    holder.held = bytes;
+    while (this.total > this.bytesMax) {
+      let largest = holder.held > 0 && this.holders.has(holder) ? holder : null;
+      for (const other of this.holders) {
+        if (other.held > (largest?.held ?? 0)) largest = other;
+      }
+      if (largest === null) break;
+      largest.cut();
+      // A cut stream leaves the budget (remove); one that did not is not cut again here.
+      this.remove(largest);
+    }
   }
 }
 
@@ -125,7 +154,13 @@ export function openEventStream(
   keepAlive.unref();
   const { buffers } = options;
   /** This stream's bytes in `buffers`. */
-  let held = 0;
+  const holder: StreamHolder = {
+    held: 0,
+    cut: () => {
+      cut = true;
+      stream.end();
+    },
+  };
   /** Ends the watch on the tokens' replacement (see `grant`). */
   let stopWatchingTokens: (() => void) | null = null;
   /** Whether the stream ends for its backlog, which is then dropped with the connection. */
@@ -139,15 +174,11 @@ export function openEventStream(
       if (text === "") return !raw.writableNeedDrain;
       const room = raw.write(text);
       const waiting = raw.writableLength;
-      const over = buffers.change(held, waiting);
-      held = waiting;
-      if (waiting > options.bufferBytesMax || (over && waiting >= STREAM_BUFFER_BYTES_SHARE)) {
-        // Cut, not ended: ending gracefully would keep the backlog (up to the stream's
-        // whole share) until the idle timeout closed the socket, so the budget would
-        // bound nothing while a reader that never reads opened stream after stream.
-        cut = true;
-        stream.end();
-      }
+      // Cut, not ended: ending gracefully would keep the backlog (up to the stream's
+      // whole share) until the idle timeout closed the socket, so the budget would
+      // bound nothing while a reader that never reads opened stream after stream.
+      if (waiting > options.bufferBytesMax) holder.cut();
+      else buffers.set(holder, waiting);
       return room && !stream.ended;
     },
     whenDrained(then) {
@@ -157,8 +188,7 @@ export function openEventStream(
       if (stream.ended) return;
       (stream as { ended: boolean }).ended = true;
       stopWatchingTokens?.();
-      buffers.change(held, 0);
-      held = 0;
+      buffers.remove(holder);
       clearInterval(keepAlive);
       socket.off("close", onSocketClose);
       options.onEnd();
@@ -172,10 +202,8 @@ export function openEventStream(
       if (!grant.tokens.allows(grant.sha256, grant.needed)) stream.end();
     });
   }
-  raw.on("drain", () => {
-    buffers.change(held, 0);
-    held = 0;
-  });
+  buffers.add(holder);
+  raw.on("drain", () => buffers.set(holder, 0));
   raw.on("close", () => stream.end());
   // The connection's own close too: an answer that never got the socket emits no close.
   // Removed when the stream ends, since a kept-alive connection may carry many streams.
