@@ -59,7 +59,10 @@ function policy(context: HttpContext): string {
       // A URL that does not parse (an older version's configuration may hold one) leaves
       // that member out, not the members after it.
       const origin = member.httpUrl === null ? null : httpOrigin(member.httpUrl);
-      if (origin !== null) origins.add(origin);
+      // Only an origin that is one source expression: a configuration written before
+      // member URLs were checked may hold a host with `;` or a space in it, which would
+      // add directives of its own to the policy.
+      if (origin !== null && CSP_ORIGIN.test(origin)) origins.add(origin);
       const host = hostOf(member.address);
       if (host !== null) origins.add(`http://${host}:*`).add(`https://${host}:*`);
     }
@@ -77,6 +80,9 @@ function policy(context: HttpContext): string {
     "frame-ancestors 'none'",
   ].join("; ");
 }
+
+/** An http(s) origin of a DNS name, IPv4 or bracketed IPv6 host, and a port or none. */
+const CSP_ORIGIN = /^https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /** The host of a "host:port" address, in the form a CSP source takes, or null. */
 function hostOf(address: string): string | null {

@@ -27,7 +27,7 @@ function addBody(httpUrl: string): string {
 }
 
 describe("http member routes: input", () => {
-  it("members: an httpUrl that is not a node's base URL is 400 naming httpUrl (bad port, escape, host, user, path)", async () => {
+  it("members: an httpUrl that is not a node's base URL is 400 naming httpUrl (bad port, escape, host, user, path, a host with policy syntax)", async () => {
     const app = setup();
     for (const httpUrl of [
       "http://a:99999",
@@ -41,6 +41,12 @@ describe("http member routes: input", () => {
       "http://a:8104?x=1",
       "http://a:8104#top",
       "ftp://a:8104",
+      // Hosts a WHATWG URL takes that would add directives to the dashboard's policy.
+      "http://x;frame-ancestors",
+      "http://x;form-action:8104",
+      "http://a'b:8104",
+      "http://a*b:8104",
+      "http://%41:1",
     ]) {
       const response = await app.inject({
         method: "POST",

@@ -178,14 +178,20 @@ export function readAddBody(body: unknown): MemberChangeRequest {
   return { type: "add", id, peerAddress, httpUrl };
 }
 
+/** A host as a base URL's may be: a DNS name, an IPv4 address, or an IPv6 one in brackets. */
+const WEB_HOST = /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/;
+
 /**
  * Whether `text` is the base URL of a node's HTTP API: http or https, a host, a port from 1
  * to 65535 (or none), and nothing else (no user, path, query or fragment). It goes into the
  * replicated configuration, and every member parses it to allow its dashboard's origin.
  */
 function isBaseUrl(text: string): boolean {
-  // Visible ASCII only, and no path, query or fragment (a trailing slash is no path).
-  if (!/^[\x21-\x7e]{1,248}$/.test(text) || !/^https?:\/\/[^/?#]+\/?$/.test(text)) return false;
+  // Visible ASCII only, no escape (a URL decodes `%41` to a host that is not the text's),
+  // and no path, query or fragment (a trailing slash is no path).
+  if (!/^[\x21-\x7e]{1,248}$/.test(text) || !/^https?:\/\/[^/?#%\\]+\/?$/.test(text)) {
+    return false;
+  }
   let url: URL;
   try {
     url = new URL(text);
@@ -194,7 +200,9 @@ function isBaseUrl(text: string): boolean {
     return false;
   }
   return (
-    url.hostname !== "" &&
+    // A name, an IPv4 address or a bracketed IPv6 one: WHATWG URLs take `;`, `'`, `*` and
+    // more in a host, and the origin goes into every member's Content-Security-Policy.
+    WEB_HOST.test(url.hostname) &&
     url.port !== "0" &&
     url.username === "" &&
     url.password === "" &&
