@@ -54,6 +54,8 @@ import {
   type ClientCore,
   deleteRange,
   grantLease,
+  type IdempotentOptions,
+  idempotencyKeyOf,
   keepAliveLease,
   type Lease,
   optionsObject,
@@ -174,7 +176,12 @@ export interface BatonClient {
   /** Deletes `key`; null when it did not exist. Throws like `put`. */
   delete(key: string, options?: WriteOptions): Promise<{ revision: number } | null>;
   /** Compare-and-set: stores `value` only if `key` is at `expectedRevision` (0: absent). */
-  cas(key: string, expectedRevision: number, value: string | Uint8Array): Promise<CasResult>;
+  cas(
+    key: string,
+    expectedRevision: number,
+    value: string | Uint8Array,
+    options?: IdempotentOptions,
+  ): Promise<CasResult>;
   /**
    * One node's status: `endpoint`'s (one attempt; UnreachableError when it does not
    * answer), or with no endpoint the first node that answers, the master preferred.
@@ -203,14 +210,20 @@ export interface BatonClient {
   /** Every key under `prefix`, reading page after page. */
   rangeAll(prefix: string, options?: Omit<RangeOptions, "after">): AsyncIterable<RangeItem>;
   /** Deletes every key under a non-empty `prefix` at one revision, exactly once. */
-  deleteRange(prefix: string): Promise<{ revision: number; deleted: number }>;
+  deleteRange(
+    prefix: string,
+    options?: IdempotentOptions,
+  ): Promise<{ revision: number; deleted: number }>;
   /**
    * If every comparison holds, applies `success`, else `failure`, atomically at one
    * revision, exactly once. Throws InvalidInputError naming the field of a bad request.
    */
-  txn(request: TxnRequest): Promise<{ succeeded: boolean; revision: number }>;
+  txn(
+    request: TxnRequest,
+    options?: IdempotentOptions,
+  ): Promise<{ succeeded: boolean; revision: number }>;
   /** Grants a lease of `ttlSeconds` (whole seconds); attach keys with `put(…, { lease })`. */
-  grantLease(ttlSeconds: number): Promise<Lease>;
+  grantLease(ttlSeconds: number, options?: IdempotentOptions): Promise<Lease>;
   /** Gives a lease its full time to live again; LeaseNotFoundError when it has ended. */
   keepAliveLease(id: number): Promise<Lease>;
   /** Ends a lease and deletes its keys; null when it had ended already. */
@@ -405,7 +418,12 @@ class HttpBatonClient implements BatonClient {
     return { revision: revisionFromJson(response) };
   }
 
-  async cas(key: string, expectedRevision: number, value: string | Uint8Array): Promise<CasResult> {
+  async cas(
+    key: string,
+    expectedRevision: number,
+    value: string | Uint8Array,
+    options: IdempotentOptions = {},
+  ): Promise<CasResult> {
     // Without this check a missing revision (`entry?.revision` of an absent key, from
     // JavaScript) would send a write with no condition at all.
     if (!Number.isSafeInteger(expectedRevision) || expectedRevision < 0) {
@@ -415,7 +433,10 @@ class HttpBatonClient implements BatonClient {
       );
     }
     const startedAt = performance.now();
-    const response = await this.write("PUT", key, toBytes(value), { ifRevision: expectedRevision });
+    const response = await this.write("PUT", key, toBytes(value), {
+      ...optionsObject(options),
+      ifRevision: expectedRevision,
+    });
     if (response.status === 412) {
       const currentRevision = await this.currentRevision(key, response, startedAt);
       return { ok: false, currentRevision };
@@ -594,16 +615,22 @@ class HttpBatonClient implements BatonClient {
     return rangeAll(this.core, prefix, options);
   }
 
-  deleteRange(prefix: string): Promise<{ revision: number; deleted: number }> {
-    return deleteRange(this.core, prefix);
+  deleteRange(
+    prefix: string,
+    options?: IdempotentOptions,
+  ): Promise<{ revision: number; deleted: number }> {
+    return deleteRange(this.core, prefix, options);
   }
 
-  txn(request: TxnRequest): Promise<{ succeeded: boolean; revision: number }> {
-    return txn(this.core, request);
+  txn(
+    request: TxnRequest,
+    options?: IdempotentOptions,
+  ): Promise<{ succeeded: boolean; revision: number }> {
+    return txn(this.core, request, options);
   }
 
-  grantLease(ttlSeconds: number): Promise<Lease> {
-    return grantLease(this.core, ttlSeconds);
+  grantLease(ttlSeconds: number, options?: IdempotentOptions): Promise<Lease> {
+    return grantLease(this.core, ttlSeconds, options);
   }
 
   keepAliveLease(id: number): Promise<Lease> {
@@ -643,10 +670,7 @@ class HttpBatonClient implements BatonClient {
     options: WriteOptions,
   ): Promise<FinalResponse> {
     checkKey(key);
-    const idempotencyKey = options.idempotencyKey ?? this.nextIdempotencyKey();
-    if (typeof idempotencyKey !== "string" || !/^[\x21-\x7e]+$/.test(idempotencyKey)) {
-      throw new InvalidInputError("idempotencyKey", "use printable ASCII characters");
-    }
+    const idempotencyKey = idempotencyKeyOf(options, () => this.nextIdempotencyKey());
     const headers: Record<string, string> = { "idempotency-key": idempotencyKey };
     if (options.ifRevision !== undefined) {
       if (!Number.isSafeInteger(options.ifRevision) || options.ifRevision < 0) {

@@ -57,6 +57,7 @@ export {
 export type { MemberStatus, NodeStatus } from "./node-status.js";
 export { normalizeEndpoint } from "./server-pool.js";
 export type {
+  IdempotentOptions,
   Lease,
   RangeItem,
   RangeOptions,

@@ -40,6 +40,31 @@ export interface StoreOperation {
 
 export type StoreResponse = Extract<PoolResponse, { ok: true }>;
 
+/** For a write other than a put or delete (which take WriteOptions). */
+export interface IdempotentOptions {
+  /**
+   * The key that makes retries of this write apply once: the one a give-up's error names
+   * (`details.idempotencyKey`), to resend it, or one of your own. @default one per call
+   */
+  readonly idempotencyKey?: string;
+}
+
+/**
+ * The Idempotency-Key of a write: the caller's (checked: printable ASCII, as the header
+ * takes), or a new one from `next`.
+ */
+export function idempotencyKeyOf(
+  options: IdempotentOptions | undefined,
+  next: () => string,
+): string {
+  const given: unknown = options?.idempotencyKey;
+  if (given === undefined) return next();
+  if (typeof given !== "string" || !/^[\x21-\x7e]+$/.test(given)) {
+    throw new InvalidInputError("idempotencyKey", "use printable ASCII characters");
+  }
+  return given;
+}
+
 export interface RangeOptions {
   /** Most keys in the page, 1 to 10,000. @default 1000 */
   readonly limit?: number;
@@ -166,6 +191,7 @@ export async function* rangeAll(
 export async function deleteRange(
   core: ClientCore,
   prefix: string,
+  options?: IdempotentOptions,
 ): Promise<{ revision: number; deleted: number }> {
   if (typeof prefix !== "string" || prefix === "") {
     throw new InvalidInputError("prefix", "must be a non-empty string");
@@ -175,6 +201,8 @@ export async function deleteRange(
     `delete prefix ${JSON.stringify(prefix)}`,
     "DELETE",
     `/v1/kv?${new URLSearchParams({ prefix })}`,
+    undefined,
+    options,
   );
   return { revision: json.revision as number, deleted: json.deleted as number };
 }
@@ -183,14 +211,19 @@ export async function deleteRange(
 export async function txn(
   core: ClientCore,
   request: TxnRequest,
+  options?: IdempotentOptions,
 ): Promise<{ succeeded: boolean; revision: number }> {
-  const json = await write(core, "txn", "POST", "/v1/txn", request);
+  const json = await write(core, "txn", "POST", "/v1/txn", request, options);
   return { succeeded: json.succeeded === true, revision: json.revision as number };
 }
 
 /** `POST /v1/leases`: a lease of `ttlSeconds` (whole seconds). */
-export async function grantLease(core: ClientCore, ttlSeconds: number): Promise<Lease> {
-  const json = await write(core, "grant lease", "POST", "/v1/leases", { ttlSeconds });
+export async function grantLease(
+  core: ClientCore,
+  ttlSeconds: number,
+  options?: IdempotentOptions,
+): Promise<Lease> {
+  const json = await write(core, "grant lease", "POST", "/v1/leases", { ttlSeconds }, options);
   return { id: json.id as number, ttlSeconds: json.ttlSeconds as number };
 }
 
@@ -228,8 +261,9 @@ async function write(
   method: "POST" | "DELETE",
   path: string,
   body?: unknown,
+  options?: IdempotentOptions,
 ): Promise<Record<string, unknown>> {
-  const idempotencyKey = core.nextIdempotencyKey();
+  const idempotencyKey = idempotencyKeyOf(options, () => core.nextIdempotencyKey());
   const headers: Record<string, string> = {
     accept: "application/json",
     "idempotency-key": idempotencyKey,

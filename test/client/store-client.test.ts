@@ -126,6 +126,37 @@ describe("client: store operations", () => {
       code: "ERR_IDEMPOTENCY_KEY_REUSED",
     });
   });
+
+  it("client: a transaction, a prefix delete, a compare-and-set and a lease grant resent with their idempotency key apply once", async () => {
+    const { c } = await single();
+    await c.put("jobs/1", "a");
+    // A transaction resent after a lost answer: the second send is answered from the first.
+    const swap = {
+      compare: [{ key: "jobs/1", value: "a" }],
+      success: [{ put: { key: "jobs/1", value: "b" } }],
+    };
+    const first = await c.txn(swap, { idempotencyKey: "swap-1" });
+    expect(await c.txn(swap, { idempotencyKey: "swap-1" })).toEqual(first);
+    expect(first.succeeded).toBe(true);
+    // A prefix delete resent does not delete what was written in between.
+    const deleted = await c.deleteRange("jobs/", { idempotencyKey: "clear-1" });
+    expect(deleted.deleted).toBe(1);
+    await c.put("jobs/2", "new");
+    expect(await c.deleteRange("jobs/", { idempotencyKey: "clear-1" })).toEqual(deleted);
+    expect((await c.get("jobs/2"))?.text()).toBe("new");
+    // A compare-and-set resent answers its own success, not the revision it made as
+    // someone else's.
+    const before = (await c.get("jobs/2"))!.revision;
+    const cas = await c.cas("jobs/2", before, "mine", { idempotencyKey: "cas-1" });
+    expect(cas.ok).toBe(true);
+    expect(await c.cas("jobs/2", before, "mine", { idempotencyKey: "cas-1" })).toEqual(cas);
+    // A grant resent gives the same lease, not a second one.
+    const lease = await c.grantLease(5, { idempotencyKey: "lease-1" });
+    expect(await c.grantLease(5, { idempotencyKey: "lease-1" })).toEqual(lease);
+    await expect(c.txn(swap, { idempotencyKey: "has space" })).rejects.toBeInstanceOf(
+      InvalidInputError,
+    );
+  });
 });
 
 describe("client: watch", () => {
