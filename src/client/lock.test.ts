@@ -35,6 +35,7 @@ interface FakeHandlers {
   /** Every watch, the waiter's and the holder's of its own key, from `fromRevision`. */
   watch?: (signal: AbortSignal, fromRevision: number) => AsyncGenerator<WatchChange>;
   range?: () => Promise<RangePage>;
+  revoke?: (id: number) => Promise<void>;
 }
 
 function fakeClient(handlers: FakeHandlers) {
@@ -54,6 +55,7 @@ function fakeClient(handlers: FakeHandlers) {
     },
     revokeLease: async (id: number) => {
       revoked.push(id);
+      await handlers.revoke?.(id);
       return { revision: 0 };
     },
     txn: async (request: { success: { put: { lease: number } }[] }) =>
@@ -370,6 +372,46 @@ describe("lock: giving up and outages", () => {
     stop.abort(new Error("gave up"));
     await vi.advanceTimersByTimeAsync(100);
     expect(await outcome).toBe("Error: gave up");
+    expect(revoked).toEqual([1]);
+  });
+
+  it("a signal that aborts while a transaction and then a revoke are on their way (an outage) ends the wait at once", async () => {
+    const stop = new AbortController();
+    const { client, revoked } = fakeClient({
+      txn: async () => {
+        await later(5000);
+        return { succeeded: true, revision: 7 };
+      },
+      revoke: () => later(3000),
+    });
+    const taking = lock(client, "k", { ttlSeconds: 10, signal: stop.signal });
+    const outcome = taking.then(
+      () => "resolved",
+      (error: unknown) => String(error),
+    );
+    await vi.advanceTimersByTimeAsync(50);
+    stop.abort(new Error("gave up"));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await outcome).toBe("Error: gave up");
+    // The lease is given back all the same, without the caller waiting for it.
+    expect(revoked).toEqual([1]);
+    await vi.advanceTimersByTimeAsync(10_000);
+  });
+
+  it("a grant answered after the signal aborted is revoked, and the wait ended when it aborted", async () => {
+    const stop = new AbortController();
+    const { client, revoked } = fakeClient({ grant: () => later(5000) });
+    const taking = lock(client, "k", { ttlSeconds: 10, signal: stop.signal });
+    const outcome = taking.then(
+      () => "resolved",
+      (error: unknown) => String(error),
+    );
+    await vi.advanceTimersByTimeAsync(50);
+    stop.abort(new Error("gave up"));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await outcome).toBe("Error: gave up");
+    expect(revoked).toEqual([]);
+    await vi.advanceTimersByTimeAsync(5000);
     expect(revoked).toEqual([1]);
   });
 

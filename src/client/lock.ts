@@ -108,9 +108,12 @@ export async function lock(
     const grantSentAt = performance.now();
     let lease: { id: number };
     try {
-      lease = await client.grantLease(ttlSeconds);
+      // A grant answered after the caller gave up is revoked, not left to lapse.
+      lease = await unlessAborted(client.grantLease(ttlSeconds), options.signal, (late) => {
+        client.revokeLease(late.id).catch(() => null);
+      });
     } catch (error) {
-      if (!outage(error)) throw error;
+      if (!outage(error) || options.signal?.aborted === true) throw error;
       await pauseUnlessAborted(outageRetryMs(outages++), options.signal);
       continue;
     }
@@ -134,8 +137,12 @@ export async function lock(
       }
     } catch (error) {
       keeper.stop();
-      await client.revokeLease(lease.id).catch(() => null);
-      if (!outage(error) || options.signal?.aborted === true) throw error;
+      const revoked = client.revokeLease(lease.id).catch(() => null);
+      // Given up: the revoke goes on without the caller (a transaction still on its way
+      // then finds the lease gone, or puts the key on it until it is revoked or lapses).
+      if (options.signal?.aborted === true) throw error;
+      await revoked;
+      if (!outage(error)) throw error;
       await pauseUnlessAborted(outageRetryMs(outages++), options.signal);
       continue;
     }
@@ -161,6 +168,39 @@ function outage(error: unknown): boolean {
     error instanceof StorageFailedError ||
     error instanceof UnreachableError
   );
+}
+
+/**
+ * `promise`, or the signal's reason as soon as `signal` aborts: a grant or a transaction
+ * can retry for the client's whole deadline, which a caller that gave up should not wait
+ * out. What the promise gives after that goes to `late` (its failure nowhere).
+ */
+function unlessAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+  late: (value: T) => void = () => {},
+): Promise<T> {
+  if (signal === undefined) return promise;
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const onAbort = (): void => {
+      settled = true;
+      reject(signal.reason);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (settled) late(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        if (!settled) reject(error);
+      },
+    );
+  });
 }
 
 /** Waits `ms` (the retry loop's own sleep); throws the signal's reason once it aborts. */
@@ -189,11 +229,13 @@ async function takeWithLease(
     if (keeper.lostNow()) return null;
     let attempt: { succeeded: boolean; revision: number };
     try {
-      attempt = await client.txn({
+      const request = {
         compare: [{ key, exists: false }],
         success: [{ put: { key, value: options.value ?? "", lease: leaseId } }],
         failure: [],
-      });
+      };
+      // Given up while it is on its way: the caller revokes the lease it puts the key on.
+      attempt = await unlessAborted(client.txn(request), options.signal);
     } catch (error) {
       if (error instanceof LeaseNotFoundError) return null;
       throw error;
