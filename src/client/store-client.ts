@@ -516,7 +516,8 @@ async function* readEvents(body: AsyncIterable<Uint8Array>): AsyncGenerator<Stre
       const block = text.slice(0, end);
       text = text.slice(end + 2);
       end = text.indexOf("\n\n");
-      const start = /^: watching .* from revision (\d+)$/.exec(block);
+      // The `s` flag: the prefix, as JSON, may hold U+2028 or U+2029, which `.` skips without it.
+      const start = /^: watching .* from revision (\d+)$/s.exec(block);
       if (start !== null) {
         yield { kind: "start", revision: Number(start[1]) };
         continue;

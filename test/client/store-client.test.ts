@@ -236,6 +236,36 @@ describe("client: watch", () => {
     expect(seen).toEqual([`quiet/1@${revision}`, `quiet/2@${revision + 11}`]);
   });
 
+  it("watch: a watch from now of a prefix holding U+2028 resumes from where its first node started it, not from now again", async () => {
+    const primary = new LocalKvNode(1);
+    const backup = new LocalKvNode(2);
+    primary.followers.push(backup);
+    const a = await serve(primary);
+    const b = await serve(backup);
+    const writer = client([a.url]);
+    await writer.put("other", "x");
+    const watcher = client([a.url, b.url]);
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const prefix = "line\u2028sep/";
+    const done = (async () => {
+      for await (const change of watcher.watch(prefix, { signal: controller.signal })) {
+        seen.push(`${change.key}@${change.revision}`);
+        controller.abort();
+      }
+    })();
+    // The watch is open on node 1; it goes, and a change comes before the watch reopens.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await a.server.close();
+    const { revision } = await backup.store.propose({
+      type: "put",
+      key: `${prefix}1`,
+      value: new TextEncoder().encode("1"),
+    });
+    await done;
+    expect(seen).toEqual([`${prefix}1@${revision}`]);
+  });
+
   it("watch: a node that knows no master ends its watches, and the watch goes on on a node that gets the changes", async () => {
     const primary = new LocalKvNode(1);
     const backup = new LocalKvNode(2);
