@@ -58,6 +58,8 @@ import {
   idempotencyKeyOf,
   keepAliveLease,
   type Lease,
+  LONE_SURROGATE,
+  LONE_SURROGATE_PROBLEM,
   optionsObject,
   type RangeItem,
   type RangeOptions,
@@ -1018,6 +1020,7 @@ function checkKey(key: string): void {
   if (typeof key !== "string" || key === "") {
     throw new InvalidInputError("key", "must be a non-empty string");
   }
+  if (LONE_SURROGATE.test(key)) throw new InvalidInputError("key", LONE_SURROGATE_PROBLEM);
 }
 
 /**

@@ -196,6 +196,7 @@ export async function deleteRange(
   if (typeof prefix !== "string" || prefix === "") {
     throw new InvalidInputError("prefix", "must be a non-empty string");
   }
+  checkPrefix(prefix);
   const json = await write(
     core,
     `delete prefix ${JSON.stringify(prefix)}`,
@@ -291,7 +292,16 @@ function checkPrefix(prefix: unknown): void {
   if (typeof prefix !== "string") {
     throw new InvalidInputError("prefix", 'must be a string ("" for every key)');
   }
+  if (LONE_SURROGATE.test(prefix)) throw new InvalidInputError("prefix", LONE_SURROGATE_PROBLEM);
 }
+
+/**
+ * Half of a UTF-16 surrogate pair without the other half: no UTF-8 holds it, so a key or
+ * prefix with one would reach the node as another (U+FFFD in its place) or fail to encode.
+ */
+export const LONE_SURROGATE = /\p{Cs}/u;
+export const LONE_SURROGATE_PROBLEM =
+  "holds half of a UTF-16 surrogate pair, which no UTF-8 key can hold";
 
 /**
  * An operation's options argument: an object, or nothing (`undefined` or `null` from

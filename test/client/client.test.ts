@@ -620,11 +620,21 @@ describe("client: retries and giving up", () => {
     expect(await field(untyped.put!("k", "v", "fast"))).toBe("options");
     const watch = (c.watch as (prefix: unknown) => AsyncIterable<unknown>)(undefined);
     expect(await field(watch[Symbol.asyncIterator]().next())).toBe("prefix");
-    expect(fake.requestsTo("PUT", "/v1/kv/")).toEqual([]);
+    // Half a surrogate pair: no UTF-8 key holds it (it was a URIError, or U+FFFD in a prefix).
+    expect(await field(c.put("a\ud800", "v"))).toBe("key");
+    expect(await field(c.get("\udc00b"))).toBe("key");
+    expect(await field(c.range("p\ud800"))).toBe("prefix");
+    expect(await field(c.deleteRange("p\udfff"))).toBe("prefix");
+    const half = c.watch("w\ud800")[Symbol.asyncIterator]().next();
+    expect(await field(half)).toBe("prefix");
+    // A whole pair is one character like any other.
+    await c.put("emoji-\ud83d\ude00", "v");
+    expect(fake.requestsTo("PUT", "/v1/kv/")).toHaveLength(1);
+    expect(fake.requestsTo("PUT", "/v1/kv/emoji-")).toHaveLength(1);
     // null, which a default parameter does not replace, stands for no options.
     await untyped.put!("k", "v", null);
-    expect(await untyped.get!("k", null)).toMatchObject({ revision: 1 });
-    expect(await untyped.delete!("k", null)).toMatchObject({ revision: 2 });
+    expect(await untyped.get!("k", null)).toMatchObject({ revision: 2 });
+    expect(await untyped.delete!("k", null)).toMatchObject({ revision: 3 });
   });
 });
 

@@ -257,13 +257,14 @@ describe("client: watch", () => {
     // The watch is open on node 1; it goes, and a change comes before the watch reopens.
     await new Promise((resolve) => setTimeout(resolve, 100));
     await a.server.close();
-    const { revision } = await backup.store.propose({
+    const put = await backup.store.propose({
       type: "put",
       key: `${prefix}1`,
       value: new TextEncoder().encode("1"),
     });
+    if (!put.ok) throw new Error(`the put was refused: ${put.code}`);
     await done;
-    expect(seen).toEqual([`${prefix}1@${revision}`]);
+    expect(seen).toEqual([`${prefix}1@${put.revision}`]);
   });
 
   it("watch: a node that knows no master ends its watches, and the watch goes on on a node that gets the changes", async () => {
