@@ -405,6 +405,27 @@ describe("session store", () => {
     expect(txns.mock.calls.length).toBe(txnsBefore + 2);
   });
 
+  it("session store: with touchAfterSeconds a cookie longer than a lease's longest (30 days) writes no more often than a shorter one", async () => {
+    const cluster = new FakeCluster();
+    const client = cluster.client();
+    const txns = vi.spyOn(client, "txn");
+    const store = createSessionStore(BaseStore, { client, touchAfterSeconds: 60 });
+    const month = 30 * 24 * 3600_000;
+    await call((done) => store.set("s", sessionFor(month), done));
+    const afterSet = txns.mock.calls.length;
+    for (let second = 1; second < 60; second++) {
+      vi.advanceTimersByTime(SECOND_MS);
+      // As express-session does: a read before each touch.
+      await call((done) => store.get("s", done));
+      await call((done) => store.touch("s", sessionFor(month), done));
+    }
+    expect(txns.mock.calls.length).toBe(afterSet);
+    vi.advanceTimersByTime(SECOND_MS);
+    await call((done) => store.get("s", done));
+    await call((done) => store.touch("s", sessionFor(month), done));
+    expect(txns.mock.calls.length).toBe(afterSet + 1);
+  });
+
   it("session store: with touchAfterSeconds a browser-session cookie (no maxAge) keeps the end this instance wrote across express-session's read before each touch", async () => {
     const cluster = new FakeCluster();
     const client = cluster.client();

@@ -346,7 +346,18 @@ class SessionRecords {
     }
     const expires = record.s.cookie?.expires;
     const at = expires === undefined || expires === null ? Number.NaN : new Date(expires).getTime();
-    if (!Number.isNaN(at)) this.ends.set(sid, performance.now() + (at - Date.now()));
+    if (Number.isNaN(at)) return;
+    // The key lives on a lease of at most SESSION_TTL_SECONDS_MAX (ttlMsOf), from the write
+    // that set the cookie's expiry, at `originalMaxAge` before it: a longer cookie's expiry
+    // is not the session's end here (a 30-day cookie's seemed 23 days off at every touch,
+    // which then always wrote).
+    const longestMs = SESSION_TTL_SECONDS_MAX * 1000;
+    const original = record.s.cookie?.originalMaxAge;
+    const leftMs =
+      typeof original === "number"
+        ? at - Date.now() - Math.max(0, original - longestMs)
+        : Math.min(at - Date.now(), longestMs);
+    this.ends.set(sid, performance.now() + leftMs);
   }
 
   private keyOf(sid: string): string {
