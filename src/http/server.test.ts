@@ -252,3 +252,50 @@ describe("http server: pipelined requests", () => {
     for (const s of [...watches, events]) s.socket.destroy();
   });
 });
+
+describe("http server: requests that are not well-formed HTTP/1.1", () => {
+  /** Sends `text` on a new connection and resolves with all it receives until it closes. */
+  async function exchange(url: string, text: string, then?: string): Promise<string> {
+    const { hostname, port } = new URL(url);
+    const socket = connect(Number(port), hostname);
+    await once(socket, "connect");
+    let received = "";
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("latin1");
+    });
+    socket.write(text);
+    if (then !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      socket.write(then);
+    }
+    await Promise.race([once(socket, "close"), new Promise((r) => setTimeout(r, 2000))]);
+    socket.destroy();
+    return received;
+  }
+
+  it("an HTTP/1.1 request without Host is 400 in the API's JSON shape naming Host; HTTP/1.0 needs none", async () => {
+    const { server } = setup(new LocalKvNode(1));
+    const { url } = await server.listen("127.0.0.1", 0);
+    const answer = await exchange(url, "GET /v1/kv/x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+    expect(body).toMatchObject({ code: "ERR_INVALID_INPUT", field: "Host" });
+    expect(body.error).toMatch(/^Host: an HTTP\/1\.1 request must name the host/);
+    const old = await exchange(url, "GET /v1/kv/x HTTP/1.0\r\n\r\n");
+    expect(old).toMatch(/^HTTP\/1\.1 404 /);
+  });
+
+  it("bytes that are not HTTP after a watch's stream began close the connection without writing an answer into the stream", async () => {
+    const { server } = setup(new LocalKvNode(1));
+    const { url } = await server.listen("127.0.0.1", 0);
+    const { hostname } = new URL(url);
+    const received = await exchange(
+      url,
+      `GET /v1/watch?prefix=a HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`,
+      "NOT HTTP\r\n\r\n",
+    );
+    expect(received).toMatch(/^HTTP\/1\.1 200 /);
+    expect(received).toContain(": watching");
+    expect(received).not.toMatch(/\r\nHTTP\/1\.1 400/);
+  });
+});

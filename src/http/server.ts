@@ -274,8 +274,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const events = options.events ?? new EventFeed(options.api.id);
 
   const app = buildApp(limits, logger, options.tls, connections);
-  oneRequestAtATime(app);
+  // First, so that a request's time waiting behind the one before it is timed too.
   recordArrivals(app);
+  oneRequestAtATime(app);
+  requireHost(app);
   allowCrossOriginReads(app, context);
   if (options.tokens !== null && options.tokens !== undefined) requireTokens(app, options.tokens);
   else guardBrowsers(app, context);
@@ -369,6 +371,9 @@ function buildApp(
     headersTimeout: connections.headersTimeoutMs,
     requestTimeout: connections.receiveTimeoutMs,
     connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    // Node.js answers an HTTP/1.1 request without Host with a bare 400 and no body;
+    // requireHost answers it in the API's JSON shape instead.
+    requireHostHeader: false,
   };
   const transport =
     tls === undefined
@@ -399,7 +404,10 @@ function buildApp(
     clientErrorHandler: (error, socket) => {
       const { status, reason, body } = clientErrorAnswer((error as { code?: string }).code);
       const text = JSON.stringify(body);
-      if (socket.writable) {
+      // Not into an answer already under way (a watch's stream, say), which the bytes
+      // would corrupt: as Node.js's own handler, which reads the same private field.
+      const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (socket.writable && inFlight?.headersSent !== true) {
         socket.end(
           `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
         );
@@ -509,6 +517,22 @@ function toCatalogued(error: unknown, limits: KvLimits, request: FastifyRequest)
     return new InvalidInputError("request", fastifyError.message ?? "is not valid");
   }
   return error;
+}
+
+/** Refuses, as HTTP/1.1 requires, a request of that version that names no Host. */
+function requireHost(app: FastifyInstance): void {
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.raw.httpVersion !== "1.1" || request.headers.host !== undefined) return undefined;
+    return sendErrorAnswer(
+      reply,
+      describeError(
+        new InvalidInputError(
+          "Host",
+          "an HTTP/1.1 request must name the host it is for in a Host header",
+        ),
+      ),
+    );
+  });
 }
 
 /**
