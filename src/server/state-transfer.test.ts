@@ -227,12 +227,12 @@ describe("state transfer", () => {
   });
 
   /**
-   * A master's StateTransfer sending a 20-byte snapshot in chunks of 4 to node 2, whose
+   * A master's StateTransfer sending a snapshot of `bytes` (20) in chunks of 4 to node 2, whose
    * answers the test writes by hand; `offsets` lists every chunk sent, resends included.
    */
-  async function sendingMaster(stallMs = 10_000) {
+  async function sendingMaster(stallMs = 10_000, bytes = 20) {
     const { storage } = await MemoryStorage.open();
-    const data = Uint8Array.from({ length: 20 }, (_, i) => i);
+    const data = Uint8Array.from({ length: bytes }, (_, i) => i);
     vi.spyOn(storage, "readSnapshot").mockReturnValue({
       meta: { index: 10, term: 1 },
       dataBytes: data.length,
@@ -295,6 +295,26 @@ describe("state transfer", () => {
     m.ack(20, true);
     await vi.waitFor(() => expect(m.sent).toEqual([true]));
     expect(m.offsets).toEqual([0, 4, 8, 12, 16, 4, 8, 12, 16]);
+    await m.close();
+  });
+
+  it("state transfer: a backup further on than the window, from a transfer of the same snapshot given up before, gets only what it lacks, and the transfer ends", async () => {
+    const m = await sendingMaster(10_000, 40);
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12]));
+    // The backup kept 28 bytes of the transfer this master gave up (its session outlives a
+    // retry): it answers each of the four chunks with 28.
+    m.ack(28);
+    // Chunks 16 to 24, which it holds, are not sent: their answers, 28 again, would read
+    // as a gap the window cannot fill, and the transfer would be given up, over and over.
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 28, 32, 36]));
+    m.ack(28);
+    m.ack(28);
+    m.ack(28);
+    // Those read as a gap at 28 all the same (the answers to 4, 8, 12 came late): resent once.
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 28, 32, 36, 28, 32, 36]));
+    m.ack(40, true);
+    await vi.waitFor(() => expect(m.sent).toEqual([true]));
     await m.close();
   });
 

@@ -247,6 +247,13 @@ export class StateTransfer {
         if (out.sentBytes >= out.totalBytes && out.totalBytes > 0) break;
         const chunk = await this.nextChunk(out);
         if (this.outgoing.get(out.peer) !== out) return;
+        if (out.sentBytes + chunk.length <= out.ackedBytes && chunk.length > 0) {
+          // The backup holds these bytes already: it kept its session from a transfer of
+          // the same snapshot that this node gave up, and answered with how far it got.
+          // Sent, they would only be answered with that offset again, which reads as a gap.
+          out.sentBytes += chunk.length;
+          continue;
+        }
         this.sendChunk(out, chunk);
         if (out.sentBytes >= out.totalBytes) break;
       }
@@ -309,11 +316,14 @@ export class StateTransfer {
 
   /**
    * Sends the unacknowledged chunks again from `from`, the offset the backup expects next
-   * (it skips a chunk that arrives ahead of a missing one). False when the window does not
-   * start there: the transfer cannot go on.
+   * (it skips a chunk that arrives ahead of a missing one). False when the window's first
+   * chunk does not hold that offset: the transfer cannot go on.
    */
   private resend(out: Outgoing, from: number): boolean {
-    if (out.unacked[0]?.offset !== from) return false;
+    const first = out.unacked[0];
+    if (first === undefined || first.offset > from || first.offset + first.data.length <= from) {
+      return false;
+    }
     out.resentFrom = from;
     out.resentChunks += out.unacked.length;
     for (const chunk of out.unacked) this.transmit(out, chunk.offset, chunk.data);

@@ -307,7 +307,7 @@ function printRun(r: RunResult, trace: boolean, c: Choice): void {
     `  exactly-once: ${r.retriesAnswered} retried writes answered from the table, ${r.refused} refused (table full); clock jumps ${r.clockJumps}`,
   );
   console.log(
-    `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs ?? "?"}ms after healing`,
+    `  messages ${r.messages} (${r.dropped} dropped); master agreed ${r.recoveryMs === null ? "?" : Math.round(r.recoveryMs)}ms after healing`,
   );
   console.log(
     r.ok
