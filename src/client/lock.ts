@@ -38,6 +38,7 @@ import {
 import type { BatonClient } from "./client.js";
 import { UnreachableError } from "./errors.js";
 import { systemClock } from "./retry.js";
+import { linkedSignal } from "./store-client.js";
 
 /**
  * How much sooner than its time to live the cluster may end a lease: log time, by which
@@ -260,17 +261,19 @@ async function untilDeleted(
   signal: AbortSignal | undefined,
   lost: AbortSignal,
 ): Promise<void> {
-  const stop = AbortSignal.any([lost, ...(signal ? [signal] : [])]);
+  const stop = linkedSignal([lost, signal]);
   // The key may have gone between the failed transaction and the watch's start; the watch
   // from that revision on sees its delete either way.
   try {
-    for await (const change of client.watch(key, { fromRevision, signal: stop })) {
+    for await (const change of client.watch(key, { fromRevision, signal: stop.signal })) {
       if (change.key === key && change.type === "delete") break;
     }
   } catch (error) {
     // Every node's history starts after the revision (a quiet key, much written elsewhere,
     // or nodes restarted): the transaction tells whether the key is still held.
     if (!(error instanceof CompactedError)) throw error;
+  } finally {
+    stop.dispose();
   }
   signal?.throwIfAborted();
 }

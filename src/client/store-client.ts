@@ -296,6 +296,40 @@ function checkPrefix(prefix: unknown): void {
 }
 
 /**
+ * A signal that aborts when any of `signals` does, and `dispose` to let go of them.
+ * `AbortSignal.any` keeps a reference in each source for as long as that source lives
+ * (Node.js 20 never prunes them), so a watch per call on the client's or a caller's
+ * long-lived signal grew it by one entry each, for good.
+ */
+export function linkedSignal(signals: readonly (AbortSignal | undefined)[]): {
+  readonly signal: AbortSignal;
+  dispose(): void;
+} {
+  const controller = new AbortController();
+  const listening: [AbortSignal, () => void][] = [];
+  const dispose = (): void => {
+    for (const [source, onAbort] of listening.splice(0)) {
+      source.removeEventListener("abort", onAbort);
+    }
+  };
+  for (const source of signals) {
+    if (source === undefined) continue;
+    if (source.aborted) {
+      controller.abort(source.reason);
+      break;
+    }
+    const onAbort = (): void => {
+      controller.abort(source.reason);
+      dispose();
+    };
+    source.addEventListener("abort", onAbort, { once: true });
+    listening.push([source, onAbort]);
+  }
+  if (controller.signal.aborted) dispose();
+  return { signal: controller.signal, dispose };
+}
+
+/**
  * Half of a UTF-16 surrogate pair without the other half: no UTF-8 holds it, so a key or
  * prefix with one would reach the node as another (U+FFFD in its place) or fail to encode.
  */
@@ -359,7 +393,22 @@ export async function* watchChanges(
   if (from !== undefined && (!Number.isSafeInteger(from) || from < 1)) {
     throw new InvalidInputError("fromRevision", "must be an integer >= 1");
   }
-  const stop = AbortSignal.any([core.closing, ...(options.signal ? [options.signal] : [])]);
+  const linked = linkedSignal([core.closing, options.signal]);
+  try {
+    yield* follow(core, prefix, options, linked.signal);
+  } finally {
+    linked.dispose();
+  }
+}
+
+/** watchChanges' loop, until `stop` aborts. */
+async function* follow(
+  core: ClientCore,
+  prefix: string,
+  options: WatchOptions,
+  stop: AbortSignal,
+): AsyncGenerator<WatchChange> {
+  const from = options.fromRevision;
   /** Where to resume: the revision, and how many of its changes were delivered already. */
   let resume: { revision: number; delivered: number } | null =
     from === undefined ? null : { revision: from, delivered: 0 };

@@ -5,6 +5,7 @@
  * duplicate when its node goes away.
  */
 
+import { getEventListeners } from "node:events";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { LocalKvNode } from "../../harness/doubles/local-kv-node.js";
@@ -234,6 +235,23 @@ describe("client: watch", () => {
     // Before, the watch resumed from revision 1 on the backup, compacted there: CompactedError.
     await done;
     expect(seen).toEqual([`quiet/1@${revision}`, `quiet/2@${revision + 11}`]);
+  });
+
+  it("watch: watches that end leave nothing on the caller's long-lived signal (AbortSignal.any kept an entry per watch)", async () => {
+    const { c } = await single();
+    const keep = new AbortController();
+    for (let i = 0; i < 20; i++) {
+      await c.put(`leak/${i}`, "x");
+      for await (const _ of c.watch("leak/", { fromRevision: 1, signal: keep.signal })) break;
+    }
+    expect(getEventListeners(keep.signal, "abort")).toHaveLength(0);
+    // Node.js's own record of signals made with AbortSignal.any from this one, which it
+    // never prunes: none are made any more.
+    const symbol = Object.getOwnPropertySymbols(keep.signal).find(
+      (s) => s.description === "kDependantSignals",
+    );
+    const dependants = symbol === undefined ? undefined : Reflect.get(keep.signal, symbol);
+    expect((dependants as Set<unknown> | undefined)?.size ?? 0).toBe(0);
   });
 
   it("watch: a watch from now of a prefix holding U+2028 resumes from where its first node started it, not from now again", async () => {
