@@ -81,6 +81,23 @@ describe("lock: timing of the lease", () => {
     expect(held.lost.aborted).toBe(true);
   });
 
+  it("held() asks the clock: after a long synchronous task, before the timer that aborts `lost` ran, it is false already", async () => {
+    const { client } = fakeClient({ keepAlive: never });
+    const held = await lock(client, "k", { ttlSeconds: 3 });
+    expect(held.held()).toBe(true);
+    // The event loop was held for 2.5 s: no timer ran, performance.now() moved on.
+    const start = performance.now();
+    const now = vi.spyOn(performance, "now").mockReturnValue(start + 2500);
+    expect(held.lost.aborted).toBe(false);
+    expect(held.held()).toBe(false);
+    expect(held.lost.aborted).toBe(true);
+    now.mockRestore();
+    const again = await lock(fakeClient({}).client, "k2", { ttlSeconds: 3 });
+    expect(again.held()).toBe(true);
+    await again.release();
+    expect(again.held()).toBe(false);
+  });
+
   it("refuses a TTL that leaves no time once the second is taken off", async () => {
     const { client } = fakeClient({});
     await expect(lock(client, "k", { ttlSeconds: 1 })).rejects.toThrow(/ttlSeconds.*>= 2/);

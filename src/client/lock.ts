@@ -70,6 +70,13 @@ export interface Lock {
    * key was changed (deleted, or written over) by anyone after this holder put it.
    */
   readonly lost: AbortSignal;
+  /**
+   * Whether the lock is still held, asked of the clock as well as of `lost`: after a long
+   * synchronous task the timer that aborts `lost` may not have run yet. Ask it right
+   * before acting on what the lock protects (and pass the fencing token along). False
+   * once released.
+   */
+  held(): boolean;
   /** Releases the lock (deleting its key), stops keeping it alive and watching its key. */
   release(): Promise<void>;
 }
@@ -125,12 +132,15 @@ export async function lock(
         // Given up while the transaction that took it was on its way: give it back.
         options.signal?.throwIfAborted();
         keeper.watchKey(key, token);
+        let released = false;
         return {
           key,
           leaseId: lease.id,
           fencingToken: token,
           lost: keeper.lost,
+          held: () => !released && !keeper.lostNow(),
           release: async () => {
+            released = true;
             keeper.stop();
             await client.revokeLease(lease.id);
           },
