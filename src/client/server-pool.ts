@@ -103,6 +103,8 @@ export class ServerPool {
   private readonly discoveryIntervalMs: number;
   /** The master as last learned, with the term it was learned in; null when unknown. */
   private master: { readonly endpoint: string; readonly term: number } | null = null;
+  /** Called whenever a status names a master (see onMasterLearned). */
+  private readonly masterListeners = new Set<() => void>();
   /**
    * The newest term any node's status has shown. It outlives `master` (which a failed
    * attempt forgets), so that a master cut off in an older term is never believed again.
@@ -127,6 +129,20 @@ export class ServerPool {
     const ca = options.ca === undefined ? {} : { connect: { ca: Buffer.from(options.ca) } };
     this.agent = new Agent({ keepAliveTimeout, keepAliveMaxTimeout: keepAliveTimeout, ...ca });
     this.authorization = options.token === undefined ? null : `Bearer ${options.token}`;
+  }
+
+  /**
+   * Calls `listener` each time a node's status names a master, in its term or a newer one
+   * (masterEndpoint and masterTerm then say which); returns what stops it. A watch open on
+   * a master that hangs learns so from the client's other requests.
+   */
+  onMasterLearned(listener: () => void): () => void {
+    this.masterListeners.add(listener);
+    return () => this.masterListeners.delete(listener);
+  }
+
+  private notifyMasterLearned(): void {
+    for (const listener of [...this.masterListeners]) listener();
   }
 
   /** The master's base URL as last learned, or null. */
@@ -191,11 +207,13 @@ export class ServerPool {
     this.highestTerm = status.term;
     if (status.role === "master") {
       this.master = { endpoint, term: status.term };
+      this.notifyMasterLearned();
       return;
     }
     const masterUrl = status.master === null ? undefined : this.memberUrls.get(status.master);
     if (masterUrl !== undefined && masterUrl !== endpoint) {
       this.master = { endpoint: masterUrl, term: status.term };
+      this.notifyMasterLearned();
     } else if (this.master?.endpoint === endpoint || (this.master?.term ?? 0) < status.term) {
       // The node we took for the master says it is not, or a newer term began whose
       // master this node cannot name: the old guess is worthless.

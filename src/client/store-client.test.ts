@@ -32,8 +32,10 @@ function coreStreaming(chunks: readonly Uint8Array[]): ClientCore {
 
 /** A core over a hand-driven `pool` (what the watch uses of a ServerPool). */
 function coreOver(pool: object, closing: AbortController): ClientCore {
+  // No master is learned while these watches run, unless a test says so.
+  const quiet = { masterTerm: () => 1, onMasterLearned: () => () => {} };
   return {
-    pool: pool as unknown as ServerPool,
+    pool: { ...quiet, ...pool } as unknown as ServerPool,
     closing: closing.signal,
     send: async () => {
       throw new Error("not used");

@@ -431,11 +431,13 @@ async function* follow(
     const endpoint = watchEndpoint(core.pool, compactedBy, failedBy);
     const query = new URLSearchParams({ prefix });
     if (resume !== null) query.set("fromRevision", String(resume.revision));
+    const moved = movesWithTheMaster(core.pool, endpoint, stop);
     const opened = await core.pool.openStream(endpoint, `/v1/watch?${query}`, {
       headersTimeoutMs: WATCH_HEADERS_TIMEOUT_MS,
       idleTimeoutMs: WATCH_IDLE_TIMEOUT_MS,
-      signal: stop,
+      signal: moved.signal,
     });
+    if (!opened.ok || opened.status !== 200) moved.dispose();
     if (opened.ok && opened.status === 200) {
       delayMs = RECONNECT_DELAY_MS_MIN;
       compactedBy.clear();
@@ -473,6 +475,7 @@ async function* follow(
         // The stream broke: the node died, hung up, or went silent. Resume elsewhere.
       } finally {
         opened.close();
+        moved.dispose();
         closedSince = performance.now();
       }
       // A watch its caller ended says nothing about the node: the master stays known.
@@ -523,6 +526,34 @@ async function* follow(
     await delay(delayMs, undefined, { signal: stop }).catch(() => {});
     delayMs = Math.min(delayMs * 2, RECONNECT_DELAY_MS_MAX);
   }
+}
+
+/**
+ * The signal for a watch's stream on `endpoint`: `stop`'s, and when `endpoint` is the
+ * master as the pool knows it, one that aborts once a node's status names another master
+ * in a newer term. A master that hangs keeps its connections open and sends nothing; the
+ * stream would wait out its idle timeout (40 s) while the client's other requests (a
+ * lock's keep-alives, say) have found the new master already. A stream on a backup stays.
+ */
+function movesWithTheMaster(
+  pool: ServerPool,
+  endpoint: string,
+  stop: AbortSignal,
+): { readonly signal: AbortSignal; dispose(): void } {
+  const moved = new AbortController();
+  const linked = linkedSignal([stop, moved.signal]);
+  if (pool.masterEndpoint() !== endpoint) return linked;
+  const term = pool.masterTerm();
+  const stopListening = pool.onMasterLearned(() => {
+    if (pool.masterEndpoint() !== endpoint && pool.masterTerm() > term) moved.abort();
+  });
+  return {
+    signal: linked.signal,
+    dispose: () => {
+      stopListening();
+      linked.dispose();
+    },
+  };
 }
 
 /**

@@ -254,6 +254,37 @@ describe("client: watch", () => {
     expect((dependants as Set<unknown> | undefined)?.size ?? 0).toBe(0);
   });
 
+  it("watch: a watch on the master moves to a new master as soon as the client learns of one in a newer term (a hung master sends nothing, not even a close)", async () => {
+    const primary = new LocalKvNode(1);
+    const backup = new LocalKvNode(2);
+    primary.followers.push(backup);
+    const a = await serve(primary);
+    const b = await serve(backup);
+    const watcher = client([a.url, b.url]);
+    await watcher.status(a.url); // node 1 is the master, in term 1
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const change of watcher.watch("m/", { signal: controller.signal })) {
+        seen.push(`${change.key}@${change.revision}`);
+        controller.abort();
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Node 1 stays up but is no master any more: node 2 leads term 2, which the client
+    // learns from a request of its own (here a status; a lock's keep-alive, say).
+    backup.term = 2;
+    await watcher.status(b.url);
+    const put = await backup.store.propose({
+      type: "put",
+      key: "m/1",
+      value: new TextEncoder().encode("1"),
+    });
+    if (!put.ok) throw new Error(`the put was refused: ${put.code}`);
+    await done;
+    expect(seen).toEqual([`m/1@${put.revision}`]);
+  }, 10_000);
+
   it("watch: a watch from now of a prefix holding U+2028 resumes from where its first node started it, not from now again", async () => {
     const primary = new LocalKvNode(1);
     const backup = new LocalKvNode(2);
