@@ -577,6 +577,7 @@ describe("http metrics", () => {
     const { app } = setup();
     await app.inject({ method: "PUT", url: "/v1/kv/k", payload: "v" });
     await app.inject({ method: "GET", url: "/v1/kv/missing" });
+    await app.inject({ method: "HEAD", url: "/v1/kv/k" });
     const response = await app.inject({ method: "GET", url: "/metrics" });
     expect(response.statusCode).toBe(200);
     expect(response.headers["content-type"]).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -586,6 +587,13 @@ describe("http metrics", () => {
     );
     expect(response.body).toContain(
       'baton_http_responses_total{method="GET",route="/v1/kv/*",status="404"} 1',
+    );
+    // A HEAD goes through the GET route, and is counted as what it is.
+    expect(response.body).toContain(
+      'baton_http_responses_total{method="HEAD",route="/v1/kv/*",status="200"} 1',
+    );
+    expect(response.body).not.toContain(
+      'baton_http_responses_total{method="GET",route="/v1/kv/*",status="200"}',
     );
   });
 

@@ -127,6 +127,8 @@ export function registerResource(
     allowed.push(method);
     if (method === "GET") allowed.push("HEAD");
     const tally = metrics.tally(method, url);
+    // fastify answers HEAD with the GET route (and its hooks): counted as HEAD all the same.
+    const headTally = method === "GET" ? metrics.tally("HEAD", url) : tally;
     const timed = tally.duration !== null;
     app.route({
       method,
@@ -138,7 +140,11 @@ export function registerResource(
       onSend: (request, reply, payload, done) => {
         const started = timed ? startedAt.get(request) : undefined;
         const elapsedMs = started === undefined ? 0 : performance.now() - started;
-        metrics.answered(tally, reply.statusCode, elapsedMs);
+        metrics.answered(
+          request.method === "HEAD" ? headTally : tally,
+          reply.statusCode,
+          elapsedMs,
+        );
         done(null, payload);
       },
       handler,
