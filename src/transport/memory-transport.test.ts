@@ -44,6 +44,28 @@ describe("MemoryTransport", () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it("memory: what was queued while the peer was up and not delivered is dropped when it goes down, as a failed TCP connection's queue", async () => {
+    const tasks: (() => void)[] = [];
+    const network = new MemoryNetwork({ schedule: (task) => tasks.push(task) });
+    const a = network.createTransport(1, [2]);
+    const b = network.createTransport(2, [1]);
+    await Promise.all([a.start(), b.start()]);
+    const inbox = new Inbox(b);
+    while (tasks.length > 0) tasks.shift()?.();
+    expect(a.stats().peers[0]?.connected).toBe(true);
+    // Queued while up (a backup's forward, say); the link fails before it leaves.
+    a.send(numberedHeartbeat(1, 2, 1));
+    network.partition(1, 2);
+    while (tasks.length > 0) tasks.shift()?.();
+    expect(a.stats().peers[0]).toMatchObject({ queuedMessages: 0, connected: false });
+    // Sent while down: kept for when the peer is back.
+    a.send(numberedHeartbeat(1, 2, 2));
+    network.heal(1, 2);
+    while (tasks.length > 0) tasks.shift()?.();
+    expect(inbox.messages).toEqual([numberedHeartbeat(1, 2, 2)]);
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it("memory: nothing is delivered inside send (manual scheduler)", async () => {
     const tasks: (() => void)[] = [];
     const network = new MemoryNetwork({ schedule: (task) => tasks.push(task) });

@@ -8,7 +8,9 @@
  * and decoded with the real frame codec (so aliasing bugs and unencodable messages show
  * up here too), queues have the same bounds, delivery and events happen later (never
  * inside `send` or `start`), a peer is reachable only if both nodes are running and list
- * each other, and messages queued for an unreachable peer wait, bounded, until it is back.
+ * each other, and messages queued for an unreachable peer wait, bounded, until it is back
+ * (those queued while it was up and not yet delivered are dropped when it goes down, as a
+ * TCP link drops what it had queued on a connection that failed).
  * A peer's advertised PeerInfo passes the frame schema's check, as a handshake would, and
  * is learned whenever the peer is found reachable, before its peer-up event. A sender this
  * node does not list is put to the node (onUnknownPeer) with the member incarnation and
@@ -409,6 +411,7 @@ export class MemoryTransport implements Transport {
     reason: PeerDownReason | null,
   ): void {
     if (link.reported === kind) return;
+    const wasUp = link.reported === "up";
     link.reported = kind;
     if (kind === "up") {
       this.upHandlers.emit(peer);
@@ -416,6 +419,13 @@ export class MemoryTransport implements Transport {
     }
     assert(reason !== null, "a down transition needs a reason");
     link.lastDownReason = reason;
+    // As a TCP link drops what it had queued on the connection that failed (what waits
+    // before the peer was ever up was sent knowing it was down, and is kept).
+    if (wasUp) {
+      const discarded = link.queue.clear();
+      link.droppedMessages += discarded;
+      this.droppedMessages += discarded;
+    }
     this.downHandlers.emit(peer, reason);
   }
 

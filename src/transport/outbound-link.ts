@@ -534,6 +534,22 @@ export class OutboundLink {
     this.stopSilenceWatch();
     socket.destroy();
     const upMs = this.readySince === null ? 0 : this.context.clock.monotonicMs() - this.readySince;
+    if (this.readySince !== null) {
+      // What was queued on the connection that failed is not sent on the next one: its
+      // senders were told the peer went down (a backup answers a write it had forwarded
+      // "indeterminate", and the client retries it elsewhere); delivered after a long
+      // partition, past the exactly-once window, the forward would be applied again. The
+      // protocol resends what the peer still needs. What is queued from now on, while the
+      // link is down, is kept for the next connection.
+      const discarded = this.queue.clear();
+      this.droppedMessages += discarded;
+      if (discarded > 0) {
+        this.logger.debug(
+          { reason: "connection_lost", discarded },
+          `discarded ${discarded} messages queued on the connection that failed`,
+        );
+      }
+    }
     this.readySince = null;
     if (upMs >= this.context.config.reconnectDelayMsMax) this.failures = 0;
     const firstFailure = this.failures === 0;

@@ -313,6 +313,36 @@ describe("TcpTransport", () => {
     expect(stats?.connected).toBe(true);
   });
 
+  it("tcp: what was queued on a connection that fails is dropped with it, not sent on the next one (a forward delivered after a partition)", async () => {
+    const [port] = await reservePorts(1);
+    const stalled = await stalledPeer(port as number, 2);
+    servers.push(stalled);
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses), { logger });
+    transports.push(a);
+    await a.start();
+    await whenConnected(a, 2);
+    const [, , big] = sampleMessages(1, 2, 256 * 1024) as [Message, Message, Message];
+    // The peer reads nothing: once the socket's buffers are full, the rest waits in the queue.
+    for (let i = 0; i < 40; i++) a.send(big);
+    const queued = a.stats().peers[0]?.queuedMessages ?? 0;
+    expect(queued).toBeGreaterThan(0);
+    const dropped = a.stats().peers[0]?.droppedMessages ?? 0;
+    const down = nextPeerEvent(a, "down", 2);
+    await stalled.close();
+    await down;
+    expect(a.stats().peers[0]?.queuedMessages).toBe(0);
+    // (The socket may have taken a frame or two more before it failed.)
+    expect(a.stats().peers[0]?.droppedMessages).toBeGreaterThan(dropped + queued / 2);
+    // Sent while the link is down: kept for the next connection.
+    expect(a.send(numberedHeartbeat(1, 2, 1)).queued).toBe(true);
+    expect(a.stats().peers[0]?.queuedMessages).toBe(1);
+  });
+
   it("tcp: drops a connection to an old peer process when a new one dials in (half-open)", async () => {
     const [port] = await reservePorts(1);
     const oldProcess = await stalledPeer(port as number, 2);
