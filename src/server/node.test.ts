@@ -31,7 +31,7 @@ import type { Storage } from "../storage/storage.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
 import type { Admission, PresentedMember, UnknownCaller } from "../transport/transport.js";
 import { FORWARD_HOLD_MS } from "./forwarder.js";
-import { BatonNode } from "./node.js";
+import { BatonNode, COMMAND_BYTES_MAX } from "./node.js";
 import { parseNodeConfig } from "./node-config.js";
 
 /**
@@ -357,6 +357,32 @@ describe("node runtime", () => {
         `node ${n.node.id} applies`,
         () => n.sm.get("k")?.revision === viaMaster.revision,
       );
+    }
+  });
+
+  it("forwarding: a forwarded command over the command limit is refused, and the master goes on committing (its append would pass no link)", async () => {
+    const network = new MemoryNetwork();
+    const nodes = await Promise.all(ids.map((id) => startOne(network, id, new MemoryVolume())));
+    const master = await masterOf(nodes);
+    const [a] = nodes.filter((n) => n !== master) as [TestNode, TestNode];
+    const answers: WireMessage[] = [];
+    network.transportOf(a.node.id)!.onMessage((message) => {
+      if (message.type === "forward_proposal_response") answers.push(message);
+    });
+    network.transportOf(a.node.id)!.send({
+      type: "forward_proposal",
+      from: a.node.id,
+      to: master.node.id,
+      term: master.node.status().term,
+      requestId: 4242,
+      data: new Uint8Array(COMMAND_BYTES_MAX + 1),
+    });
+    await until("the master answered", () => answers.length === 1);
+    expect(answers[0]).toMatchObject({ requestId: 4242, outcome: "busy" });
+    const after = (await master.node.propose(put("after", "v"))) as KvResult;
+    expect(after.ok).toBe(true);
+    for (const n of nodes) {
+      await until(`node ${n.node.id} applies`, () => n.sm.get("after") !== null);
     }
   });
 

@@ -2165,6 +2165,16 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
       entryTerm: 0,
     });
     if (this.replica.role !== "master") return refused("not_master");
+    if (message.data.byteLength > COMMAND_BYTES_MAX) {
+      // A peer's command no honest backup sends (its own propose refuses it): in the log,
+      // the append carrying it would be over every link's frame limit, and no backup
+      // would get another entry. Refused as not proposed.
+      this.log.warn(
+        { event: "forward_refused", peer: message.from, bytes: message.data.byteLength },
+        `refused a command of ${message.data.byteLength} bytes forwarded by node ${message.from}: over ${COMMAND_BYTES_MAX}`,
+      );
+      return refused("busy");
+    }
     if (this.diskBehind()) {
       this.counters.busyDisk++;
       return refused("busy");
