@@ -120,6 +120,128 @@ describe("state transfer", () => {
     await transport.close();
   });
 
+  /**
+   * A backup receiving a 20-byte snapshot (index 7) from node 1 in chunks the test sends
+   * in any term; `received` has the terms its core was told, `acks` the answers' offsets.
+   */
+  async function backupInTerms(storageWrite?: (real: () => Promise<number>) => Promise<number>) {
+    const { storage } = await MemoryStorage.open();
+    let writes = 0;
+    if (storageWrite !== undefined) {
+      const receive = storage.receiveSnapshot.bind(storage);
+      vi.spyOn(storage, "receiveSnapshot").mockImplementation(async (meta) => {
+        const receiver = await receive(meta);
+        const write = receiver.write.bind(receiver);
+        receiver.write = (offset, chunk) => {
+          writes++;
+          return storageWrite(() => write(offset, chunk));
+        };
+        return receiver;
+      });
+    }
+    const network = new MemoryNetwork();
+    const backup = network.createTransport(2, [1, 2]);
+    const master = network.createTransport(1, [1, 2]);
+    await backup.start();
+    await master.start();
+    const acks: number[] = [];
+    master.onMessage((m) => {
+      if (m.type === "snapshot_ack") acks.push(m.nextOffset);
+    });
+    const received: number[] = [];
+    let term = 1;
+    const transfer = transferWith({
+      id: 2,
+      storage,
+      transport: backup,
+      term: () => term,
+      onReceived: (_from, t) => {
+        received.push(t);
+        return true;
+      },
+    });
+    const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
+    const chunk = (offset: number, end: number, inTerm = term, bytes = data) =>
+      transfer.onMessage({
+        type: "snapshot_chunk",
+        from: 1,
+        to: 2,
+        term: inTerm,
+        snapshotIndex: 7,
+        snapshotTerm: 1,
+        offset,
+        totalBytes: bytes.length,
+        crc32: crc32(bytes),
+        data: bytes.slice(offset, end),
+        config: encodeConfiguration([]),
+      });
+    const close = async () => {
+      transfer.close();
+      await backup.close();
+      await master.close();
+    };
+    return {
+      acks,
+      received,
+      chunk,
+      setTerm: (t: number) => {
+        term = t;
+      },
+      writes: () => writes,
+      close,
+    };
+  }
+
+  it("state transfer: a session resumed by the same master in a later term tells the core that term (the first chunk's was refused as stale, and all sent again)", async () => {
+    const b = await backupInTerms();
+    b.chunk(0, 10);
+    await vi.waitFor(() => expect(b.acks).toEqual([10]));
+    // The master lost the role and won it back in term 3; it sends the snapshot again.
+    b.setTerm(3);
+    b.chunk(0, 10);
+    b.chunk(10, 20);
+    await vi.waitFor(() => expect(b.received).toEqual([3]));
+    await b.close();
+  });
+
+  it("state transfer: copies of chunks queued behind a stalled write keep no bytes and are answered once the write is done", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let first = true;
+    const b = await backupInTerms(async (write) => {
+      if (first) {
+        first = false;
+        await gate;
+      }
+      return write();
+    });
+    b.chunk(0, 10);
+    // The master resends its window again and again while the disk stalls.
+    for (let i = 0; i < 1000; i++) b.chunk(0, 10);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(b.writes()).toBe(1);
+    release();
+    await vi.waitFor(() => expect(b.acks).toEqual([10, 10]));
+    expect(b.writes()).toBe(1);
+    b.chunk(10, 20);
+    await vi.waitFor(() => expect(b.received).toEqual([1]));
+    await b.close();
+  });
+
+  it("state transfer: a snapshot of the same index with other bytes (another size) begins a new session, not the old one's", async () => {
+    const b = await backupInTerms();
+    b.chunk(0, 10);
+    await vi.waitFor(() => expect(b.acks).toEqual([10]));
+    const other = Uint8Array.from({ length: 16 }, (_, i) => 100 + i);
+    b.chunk(0, 8, 1, other);
+    await vi.waitFor(() => expect(b.acks).toEqual([10, 8]));
+    b.chunk(8, 16, 1, other);
+    await vi.waitFor(() => expect(b.received).toEqual([1]));
+    await b.close();
+  });
+
   it("state transfer: a snapshot the backup already holds still gets its core to answer the master (a lost answer to an install no longer loops the master on transfers)", async () => {
     const { storage } = await MemoryStorage.open();
     vi.spyOn(storage, "snapshot").mockReturnValue({ index: 92, term: 3 });
@@ -230,7 +352,7 @@ describe("state transfer", () => {
    * A master's StateTransfer sending a snapshot of `bytes` (20) in chunks of 4 to node 2, whose
    * answers the test writes by hand; `offsets` lists every chunk sent, resends included.
    */
-  async function sendingMaster(stallMs = 10_000, bytes = 20) {
+  async function sendingMaster(stallMs = 10_000, bytes = 20, term: () => number = () => 1) {
     const { storage } = await MemoryStorage.open();
     const data = Uint8Array.from({ length: bytes }, (_, i) => i);
     vi.spyOn(storage, "readSnapshot").mockReturnValue({
@@ -248,8 +370,11 @@ describe("state transfer", () => {
     await master.start();
     await backup.start();
     const offsets: number[] = [];
+    const terms: number[] = [];
     backup.onMessage((m) => {
-      if (m.type === "snapshot_chunk") offsets.push(m.offset);
+      if (m.type !== "snapshot_chunk") return;
+      offsets.push(m.offset);
+      terms.push(m.term);
     });
     const sent: boolean[] = [];
     const transfer = transferWith({
@@ -258,6 +383,7 @@ describe("state transfer", () => {
       transport: master,
       chunkBytes: 4,
       stallMs,
+      term,
       onSent: (_peer, ok) => sent.push(ok),
     });
     const ack = (nextOffset: number, done = false) =>
@@ -276,7 +402,7 @@ describe("state transfer", () => {
       await master.close();
       await backup.close();
     };
-    return { transfer, offsets, sent, ack, close };
+    return { transfer, offsets, terms, sent, ack, close };
   }
 
   it("state transfer: a chunk the backup skipped (lost or overtaken) is sent again from the gap, once, and the transfer goes on", async () => {
@@ -314,6 +440,30 @@ describe("state transfer", () => {
     // Those read as a gap at 28 all the same (the answers to 4, 8, 12 came late): resent once.
     await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12, 28, 32, 36, 28, 32, 36]));
     m.ack(40, true);
+    await vi.waitFor(() => expect(m.sent).toEqual([true]));
+    await m.close();
+  });
+
+  it("state transfer: an answer past the end of the snapshot ends the transfer (the backup holds other bytes under this index)", async () => {
+    const m = await sendingMaster();
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 4, 8, 12]));
+    m.ack(28);
+    await vi.waitFor(() => expect(m.sent).toEqual([false]), { timeout: 2000 });
+    await m.close();
+  });
+
+  it("state transfer: a transfer asked for in a newer term replaces one of an earlier term at once (the backup drops the old term's chunks)", async () => {
+    const m = await sendingMaster(10_000, 20, () => term);
+    let term = 1;
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.terms).toEqual([1, 1, 1, 1]));
+    m.transfer.start(2); // the same term: the transfer under way goes on
+    term = 3;
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.terms).toEqual([1, 1, 1, 1, 3, 3, 3, 3]));
+    expect(m.offsets.slice(4)).toEqual([0, 4, 8, 12]);
+    m.ack(20, true);
     await vi.waitFor(() => expect(m.sent).toEqual([true]));
     await m.close();
   });

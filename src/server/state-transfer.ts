@@ -47,6 +47,8 @@ const WINDOW = 4;
 const RESEND_WAIT_MS_MIN = 100;
 /** Wait before reporting a failed transfer, so that a retry does not spin. */
 const RETRY_DELAY_MS = 500;
+/** The resend wait doubles at most this many times while nothing moves (see armRetry). */
+const RESEND_DOUBLINGS_MAX = 4;
 
 export interface TransferProgress {
   readonly peer: NodeId;
@@ -104,6 +106,8 @@ interface Outgoing {
   resentChunks: number;
   /** Sends the unacknowledged chunks again when nothing moved the transfer on (armRetry). */
   retry: Timer | null;
+  /** Resends by armRetry's timer since the backup last acknowledged new bytes. */
+  idleResends: number;
   /** When the backup last acknowledged new bytes, and the smoothed time between two such. */
   progressAt: number;
   progressIntervalMs: number;
@@ -114,7 +118,8 @@ interface Outgoing {
 
 interface Incoming {
   readonly from: NodeId;
-  readonly term: number;
+  /** The newest term a chunk of it came in: the term the core is told it was sent in. */
+  term: number;
   readonly meta: SnapshotMeta;
   readonly totalBytes: number;
   readonly crc32: number;
@@ -123,6 +128,14 @@ interface Incoming {
   /** Chunks are written strictly one after another. */
   queue: Promise<void>;
   received: number;
+  /**
+   * Where the bytes of the chunks queued so far reach without a gap: a chunk that ends
+   * before it holds nothing new (a resent window), and is not queued with its bytes while
+   * a write waits on a stalled disk.
+   */
+  queuedEnd: number;
+  /** An answer to a copy of queued bytes waits in the queue (one is enough). */
+  answerQueued: boolean;
   done: boolean;
   /** The state read from the chunks so far; null without one or once it failed. */
   restore: IncrementalRestore | null;
@@ -141,6 +154,8 @@ interface Incoming {
  * transfer, which may never come.
  */
 const INCOMING_IDLE_STALLS = 2;
+
+const NO_BYTES = new Uint8Array(0);
 
 /** A received snapshot the core adopted, waiting to be installed. */
 interface Adopted {
@@ -196,7 +211,15 @@ export class StateTransfer {
 
   /** Starts streaming the newest snapshot to `peer` (the core asked for it). */
   start(peer: NodeId): void {
-    if (this.closed || this.outgoing.has(peer)) return;
+    if (this.closed) return;
+    const running = this.outgoing.get(peer);
+    if (running !== undefined) {
+      if (running.term === this.deps.term()) return;
+      // Sent in an earlier term of this node's (it lost the master role and won it back):
+      // the backup drops those chunks unanswered, so it would only end by stalling. The
+      // core asks for this one now; the old one ends here, without a failure to report.
+      this.end(running, "a newer term began");
+    }
     const reader = this.deps.storage.readSnapshot();
     if (reader === null) {
       this.deps.logger.error(
@@ -221,6 +244,7 @@ export class StateTransfer {
       resentFrom: -1,
       resentChunks: 0,
       retry: null,
+      idleResends: 0,
       progressAt: this.deps.clock.monotonicMs(),
       progressIntervalMs: 0,
       reading: false,
@@ -340,10 +364,15 @@ export class StateTransfer {
   private armRetry(out: Outgoing): void {
     this.clearRetry(out);
     if (out.unacked.length === 0) return;
-    const waitMs = Math.max(RESEND_WAIT_MS_MIN, 2 * WINDOW * out.progressIntervalMs);
+    // Doubled for each resend that moved nothing: a backup whose disk stalls answers
+    // nothing for seconds, and a window every 100 ms is only more bytes to hold.
+    const waitMs =
+      Math.max(RESEND_WAIT_MS_MIN, 2 * WINDOW * out.progressIntervalMs) *
+      2 ** Math.min(out.idleResends, RESEND_DOUBLINGS_MAX);
     out.retry = this.deps.clock.setTimeout(() => {
       out.retry = null;
       if (this.outgoing.get(out.peer) !== out || out.unacked.length === 0) return;
+      out.idleResends++;
       if (!this.resend(out, out.ackedBytes)) this.abort(out.peer, "chunks lost");
     }, waitMs);
   }
@@ -362,6 +391,11 @@ export class StateTransfer {
   private onAck(ack: SnapshotAck): void {
     const out = this.outgoing.get(ack.from);
     if (out === undefined || ack.snapshotIndex !== out.meta.index) return;
+    if (!ack.done && ack.nextOffset > out.totalBytes) {
+      // Past the end of this snapshot: the backup holds another one under this index.
+      this.abort(out.peer, "the backup holds other bytes for this snapshot");
+      return;
+    }
     if (!ack.done && ack.nextOffset === 0 && out.ackedBytes > 0) {
       // The backup has no session for this snapshot any more (its checksum failed, or it
       // dropped the session): it asks for the whole snapshot again.
@@ -388,6 +422,7 @@ export class StateTransfer {
     }
     if (ack.nextOffset > out.ackedBytes) {
       out.ackedBytes = ack.nextOffset;
+      out.idleResends = 0;
       while (out.unacked.length > 0) {
         const first = out.unacked[0]!;
         if (first.offset + first.data.length > out.ackedBytes) break;
@@ -438,15 +473,20 @@ export class StateTransfer {
   private abort(peer: NodeId, reason: string): void {
     const out = this.outgoing.get(peer);
     if (out === undefined) return;
+    this.end(out, reason);
+    this.failLater(peer, out.meta.index);
+  }
+
+  /** Stops sending `out` (its timers, its reader) and logs why. */
+  private end(out: Outgoing, reason: string): void {
     this.deps.clock.clearTimeout(out.stall);
     this.clearRetry(out);
-    this.outgoing.delete(peer);
+    this.outgoing.delete(out.peer);
     void out.iterator.return?.();
     this.deps.logger.warn(
-      { event: "state_transfer", peer, reason },
-      `state transfer to node ${peer} aborted: ${reason}`,
+      { event: "state_transfer", peer: out.peer, reason },
+      `state transfer to node ${out.peer} aborted: ${reason}`,
     );
-    this.failLater(peer, out.meta.index);
   }
 
   private failLater(peer: NodeId, snapshotIndex: number): void {
@@ -479,10 +519,16 @@ export class StateTransfer {
       return;
     }
     let session = this.incoming;
+    // The same snapshot from the same node (also resent in a later term, by the same
+    // master re-elected): size and checksum too, since a node wiped and rejoined could
+    // send other bytes under the same index.
     const same =
       session !== null &&
       session.from === chunk.from &&
       session.meta.index === chunk.snapshotIndex &&
+      session.meta.term === chunk.snapshotTerm &&
+      session.totalBytes === chunk.totalBytes &&
+      session.crc32 === chunk.crc32 &&
       !session.done;
     if (!same) {
       if (chunk.offset !== 0) {
@@ -493,6 +539,25 @@ export class StateTransfer {
     }
     const s = session!;
     this.armIdle(s);
+    // The core is told the term of the transfer that finished it: one from an earlier term
+    // would be refused as stale, and the whole snapshot sent again.
+    s.term = Math.max(s.term, chunk.term);
+    const end = chunk.offset + chunk.data.length;
+    if (end <= s.queuedEnd && chunk.data.length > 0) {
+      // Bytes it has, or will have once the queue is written: no need to keep them. It is
+      // answered (the answer to the first copy may have been lost), after the writes
+      // before it, once however many copies come meanwhile.
+      if (!s.answerQueued) {
+        s.answerQueued = true;
+        const header = { ...chunk, data: NO_BYTES };
+        s.queue = s.queue.then(() => {
+          s.answerQueued = false;
+          if (!s.done && this.incoming === s) this.ack(header, s.received, false, false);
+        });
+      }
+      return;
+    }
+    if (chunk.offset <= s.queuedEnd) s.queuedEnd = Math.max(s.queuedEnd, end);
     s.queue = s.queue
       .then(() => this.writeChunk(s, chunk))
       .catch((error: unknown) => {
@@ -532,6 +597,8 @@ export class StateTransfer {
       receiver: this.deps.storage.receiveSnapshot(meta),
       queue: Promise.resolve(),
       received: 0,
+      queuedEnd: 0,
+      answerQueued: false,
       done: false,
       restore: this.deps.beginRestore?.() ?? null,
       writing: false,

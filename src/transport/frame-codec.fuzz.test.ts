@@ -141,6 +141,7 @@ function makeValid(frame: Record<string, unknown>): Frame {
     out.offset = (out.offset as number) % 2 ** 40;
     const end = (out.offset as number) + (out.data as Uint8Array).length;
     out.totalBytes = Math.max(out.totalBytes as number, end);
+    out.term = Math.max(out.term as number, out.snapshotTerm as number);
   }
   return out as unknown as Frame;
 }

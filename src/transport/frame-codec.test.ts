@@ -271,6 +271,22 @@ describe("frame schema", () => {
     ["gap in entries", { ...append, entries: [append.entries[0], append.entries[2]] }],
     ["entry term above message term", { ...append, term: 2 }],
     [
+      "snapshot term above message term",
+      {
+        type: "snapshot_chunk",
+        from: 1,
+        to: 2,
+        term: 3,
+        snapshotIndex: 9,
+        snapshotTerm: 4,
+        offset: 0,
+        totalBytes: 1,
+        crc32: 0,
+        data: Uint8Array.of(1),
+        config: new Uint8Array(0),
+      },
+    ],
+    [
       "decreasing entry terms",
       {
         ...append,

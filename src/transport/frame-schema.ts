@@ -455,6 +455,11 @@ function checkSemantics(frame: Frame): string | null {
   if (frame.type === "snapshot_chunk" && frame.offset + frame.data.length > frame.totalBytes) {
     return "chunk extends beyond the snapshot's total size";
   }
+  // No snapshot holds an entry newer than the master's own term; adopted, one would leave
+  // a log whose last term is above the node's hard state, which refuses to start.
+  if (frame.type === "snapshot_chunk" && frame.snapshotTerm > frame.term) {
+    return "snapshotTerm is above the message term";
+  }
   if (frame.type === "hello" && frame.fromId === frame.toId) return "a node dialling itself";
   return null;
 }
