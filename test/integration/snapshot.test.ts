@@ -159,7 +159,8 @@ it("timing: snapshot restore refuses a data directory that holds anything, and a
     "--data",
     join(dir, "new"),
   ]);
-  expect(bad.code).toBe(1);
+  // A FILE that is no snapshot is bad usage, as `put --file` of an unreadable file is.
+  expect(bad.code).toBe(2);
   expect(bad.err).toContain("is not a snapshot file");
   // A --data that is a file, not a directory: an error that names it, not a stack trace.
   const notADirectory = await baton([
