@@ -116,6 +116,15 @@ export function httpOrigin(url: string): string | null {
   }
 }
 
+/**
+ * Whether `host` is a DNS name, an IPv4 address or an IPv6 one in brackets: what a member's
+ * URL may name, and what may stand in a Content-Security-Policy source (WHATWG URLs also
+ * take `;`, quotes and `*` in a host).
+ */
+export function isWebHost(host: string): boolean {
+  return /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(host);
+}
+
 /** The loopback names a browser may use for one listener on its own machine. */
 const LOOPBACK_NAMES = new Set(["127.0.0.1", "localhost", "[::1]"]);
 

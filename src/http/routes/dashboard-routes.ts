@@ -7,7 +7,7 @@
 
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { type DashboardAsset, loadDashboardAssets } from "../../dashboard/assets.js";
-import { httpOrigin } from "../browser-guard.js";
+import { httpOrigin, isWebHost } from "../browser-guard.js";
 import type { HttpContext } from "../http-context.js";
 import { registerResource } from "./resource.js";
 
@@ -62,7 +62,7 @@ function policy(context: HttpContext): string {
       // Only an origin that is one source expression: a configuration written before
       // member URLs were checked may hold a host with `;` or a space in it, which would
       // add directives of its own to the policy.
-      if (origin !== null && CSP_ORIGIN.test(origin)) origins.add(origin);
+      if (origin !== null && isWebHost(new URL(origin).hostname)) origins.add(origin);
       const host = hostOf(member.address);
       if (host !== null) origins.add(`http://${host}:*`).add(`https://${host}:*`);
     }
@@ -81,13 +81,10 @@ function policy(context: HttpContext): string {
   ].join("; ");
 }
 
-/** An http(s) origin of a DNS name, IPv4 or bracketed IPv6 host, and a port or none. */
-const CSP_ORIGIN = /^https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
 /** The host of a "host:port" address, in the form a CSP source takes, or null. */
 function hostOf(address: string): string | null {
   const colon = address.lastIndexOf(":");
   if (colon <= 0) return null;
   const host = address.slice(0, colon);
-  return /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(host) ? host : null;
+  return isWebHost(host) ? host : null;
 }

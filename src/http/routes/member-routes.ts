@@ -10,6 +10,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { InvalidInputError, NotMasterError, TooLargeError } from "../../shared/errors.js";
 import { parseAddress } from "../../transport/address.js";
+import { isWebHost } from "../browser-guard.js";
 import type { HttpContext } from "../http-context.js";
 import type { MemberChangeRequest } from "../node-api.js";
 import { withDeadline } from "../request-deadline.js";
@@ -178,9 +179,6 @@ export function readAddBody(body: unknown): MemberChangeRequest {
   return { type: "add", id, peerAddress, httpUrl };
 }
 
-/** A host as a base URL's may be: a DNS name, an IPv4 address, or an IPv6 one in brackets. */
-const WEB_HOST = /^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/;
-
 /**
  * Whether `text` is the base URL of a node's HTTP API: http or https, a host, a port from 1
  * to 65535 (or none), and nothing else (no user, path, query or fragment). It goes into the
@@ -202,7 +200,7 @@ function isBaseUrl(text: string): boolean {
   return (
     // A name, an IPv4 address or a bracketed IPv6 one: WHATWG URLs take `;`, `'`, `*` and
     // more in a host, and the origin goes into every member's Content-Security-Policy.
-    WEB_HOST.test(url.hostname) &&
+    isWebHost(url.hostname) &&
     url.port !== "0" &&
     url.username === "" &&
     url.password === "" &&
