@@ -324,6 +324,13 @@ export const MUTANTS: readonly Mutant[] = [
     wholeNode: true,
   },
   {
+    name: "whole node: a state transfer's sender never reads its snapshot's checksum (a damaged file is sent through, again and again)",
+    file: "src/server/state-transfer.ts",
+    find: "if (!out.readToEnd && out.sentBytes + out.buffer.length >= out.totalBytes) {",
+    replace: "if (false && out.sentBytes + out.buffer.length >= out.totalBytes) {",
+    wholeNode: true,
+  },
+  {
     name: "whole node: a candidate counts a vote again when its answer arrives twice",
     file: "src/core/replica.ts",
     find: "    this.votes.set(m.from, m.granted);\n    let granted = 1;",

@@ -192,6 +192,12 @@ function protocolCounters(registry: Registry, node: BatonNode): void {
   );
   counterFrom(
     registry,
+    "baton_snapshot_checksum_failures_total",
+    "snapshots received by state transfer that failed their checksum and were asked for again: the sender's disk damaged its file, or a bug; nonzero deserves a look",
+    () => node.counters.snapshotChecksumFailures,
+  );
+  counterFrom(
+    registry,
     "baton_busy_disk_total",
     "writes refused as busy (503 ERR_BUSY) while the master's disk was more than 128 MiB behind",
     () => node.counters.busyDisk,

@@ -348,6 +348,11 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
     /** Writes refused as busy while the disk was too far behind. */
     busyDisk: 0,
     appliedEntries: 0,
+    /**
+     * Snapshots received by state transfer that failed their checksum (asked for again):
+     * a sender's damaged disk, or a bug. Nonzero deserves a look.
+     */
+    snapshotChecksumFailures: 0,
   };
 
   private constructor(deps: BatonNodeDeps, replica: Replica, appliedIndex: number) {
@@ -381,6 +386,9 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
       configAt: (index) => this.replica.configAt(index),
       clusterId: () => this.replica.clusterId,
       onSent: (peer, ok, snapshotIndex) => this.onTransferSent(peer, ok, snapshotIndex),
+      onChecksumFailed: () => {
+        this.counters.snapshotChecksumFailures++;
+      },
       onReceived: (from, term, meta) => this.onTransferReceived(from, term, meta),
       onFatal: (error) => this.fail(error),
       beginRestore: this.sm.beginRestore?.bind(this.sm),

@@ -1,3 +1,6 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import pino from "pino";
 import { describe, expect, it, vi } from "vitest";
@@ -5,7 +8,10 @@ import { encodeConfiguration } from "../core/configuration.js";
 import { AssertionError } from "../shared/assert.js";
 import { realClock } from "../shared/clock.js";
 import type { IncrementalRestore } from "../shared/state-machine.js";
+import { DiskStorage } from "../storage/disk-storage.js";
+import { SnapshotCorruptError } from "../storage/errors.js";
 import { MemoryStorage } from "../storage/memory-storage.js";
+import { snapshotFileName } from "../storage/snapshot-store.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { StateTransfer, type StateTransferDeps } from "./state-transfer.js";
 
@@ -31,6 +37,7 @@ function transferWith(
     stallMs: 10_000,
     term: () => 1,
     onSent: () => {},
+    onChecksumFailed: () => {},
     onReceived: () => false,
     onFatal: (error) => {
       throw error;
@@ -112,7 +119,7 @@ describe("state transfer", () => {
     });
     const transport = new MemoryNetwork().createTransport(1, [1, 2]);
     await transport.start();
-    const fatal = new Promise<AssertionError>((onFatal) => {
+    const fatal = new Promise<Error>((onFatal) => {
       const transfer = transferWith({ id: 1, storage, transport, onFatal });
       transfer.start(2);
     });
@@ -466,6 +473,78 @@ describe("state transfer", () => {
     m.ack(20, true);
     await vi.waitFor(() => expect(m.sent).toEqual([true]));
     await m.close();
+  });
+
+  it("state transfer: a zero-byte snapshot's empty chunk is sent again like any other (its resend once gave the transfer up as 'chunks lost')", async () => {
+    const m = await sendingMaster(10_000, 0);
+    m.transfer.start(2);
+    await vi.waitFor(() => expect(m.offsets).toEqual([0]));
+    // Its answer was lost: after 100 ms the chunk goes again.
+    await vi.waitFor(() => expect(m.offsets).toEqual([0, 0]), { timeout: 1000 });
+    m.ack(0, true);
+    await vi.waitFor(() => expect(m.sent).toEqual([true]));
+    await m.close();
+  });
+
+  it("state transfer: a master whose own snapshot file fails its checksum stops, naming the file, before the last chunk goes out (it was sent again and again, each backup failing it at the end)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "baton-transfer-"));
+    const { storage } = await DiskStorage.open(dir);
+    try {
+      const data = Uint8Array.from({ length: 20 }, (_, i) => i);
+      storage.setHardState({ term: 1, votedFor: null, commitIndex: 10 });
+      storage.append(
+        Array.from({ length: 10 }, (_, i) => ({
+          index: i + 1,
+          term: 1,
+          kind: "command" as const,
+          data: new Uint8Array([i]),
+        })),
+      );
+      await storage.sync();
+      await storage.saveSnapshot(
+        { index: 10, term: 1 },
+        (async function* () {
+          yield data;
+        })(),
+      );
+      // The disk flips a bit of the data (after the 48-byte header) once it is stored.
+      const file = join(dir, "snapshots", snapshotFileName({ index: 10, term: 1 }));
+      const stored = await readFile(file);
+      stored[48 + 5]! ^= 0x10;
+      await writeFile(file, stored);
+      const network = new MemoryNetwork();
+      const master = network.createTransport(1, [1, 2]);
+      const backup = network.createTransport(2, [1, 2]);
+      await master.start();
+      await backup.start();
+      const offsets: number[] = [];
+      backup.onMessage((m) => {
+        if (m.type === "snapshot_chunk") offsets.push(m.offset);
+      });
+      const sent: boolean[] = [];
+      const fatal = new Promise<Error>((onFatal) => {
+        transferWith({
+          id: 1,
+          storage,
+          transport: master,
+          chunkBytes: 4,
+          onFatal,
+          onSent: (_peer, ok) => sent.push(ok),
+        }).start(2);
+      });
+      const error = await fatal;
+      expect(error).toBeInstanceOf(SnapshotCorruptError);
+      expect((error as SnapshotCorruptError).file).toBe(file);
+      // Read in one piece, all 20 bytes were in hand before the first chunk: none went out.
+      expect(offsets).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(sent).toEqual([]); // not retried: the node stops
+      await master.close();
+      await backup.close();
+    } finally {
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("state transfer: unacknowledged chunks go again while nothing moves, until the stall gives up; a backup that asks from the start gets a new transfer", async () => {

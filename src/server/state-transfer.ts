@@ -18,7 +18,10 @@
  * It never decides anything about the log: the core asks for transfers and decides on
  * adoption. Progress (bytes sent / total) is visible through `progress()` and the log.
  * A failed transfer is logged and retried; a bug (an AssertionError, from the core or
- * storage) is never logged and dropped: it goes to `onFatal`, which stops the node.
+ * storage) is never logged and dropped: it goes to `onFatal`, which stops the node. So
+ * does a failure to read this node's own snapshot (its checksum, checked before the last
+ * chunk goes out, or an I/O error): the file will not get better by sending it again, and
+ * the node could not restart from it either.
  */
 
 import type { Logger } from "pino";
@@ -38,6 +41,7 @@ import type {
 import { AssertionError, assert } from "../shared/assert.js";
 import type { Clock, Timer } from "../shared/clock.js";
 import type { IncrementalRestore } from "../shared/state-machine.js";
+import { StorageError } from "../storage/errors.js";
 import type { SnapshotReceiver, Storage } from "../storage/storage.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -78,10 +82,18 @@ export interface StateTransferDeps {
    * adopted it or already had the state (it may still be installing it), else it failed.
    */
   readonly onSent: (peer: NodeId, ok: boolean, snapshotIndex: number) => void;
+  /**
+   * A snapshot fully arrived and failed its checksum (asked again): the sender's disk
+   * damaged it (its own check should have stopped it first) or the chunks were mixed up.
+   */
+  readonly onChecksumFailed: () => void;
   /** A snapshot fully arrived; returns whether the core adopts it. */
   readonly onReceived: (from: NodeId, term: number, meta: SnapshotMeta) => boolean;
-  /** A bug surfaced during a transfer: the node must stop. */
-  readonly onFatal: (error: AssertionError) => void;
+  /**
+   * A bug surfaced during a transfer, or this node's own snapshot could not be read (its
+   * disk damaged it): the node must stop.
+   */
+  readonly onFatal: (error: AssertionError | StorageError) => void;
   /** The state machine's `beginRestore`, when it has one. */
   readonly beginRestore?: (() => IncrementalRestore) | undefined;
 }
@@ -112,6 +124,8 @@ interface Outgoing {
   progressAt: number;
   progressIntervalMs: number;
   reading: boolean;
+  /** The reader reached its end, where the snapshot's checksum is checked. */
+  readToEnd: boolean;
   stall: Timer;
   lastLoggedTenth: number;
 }
@@ -248,6 +262,7 @@ export class StateTransfer {
       progressAt: this.deps.clock.monotonicMs(),
       progressIntervalMs: 0,
       reading: false,
+      readToEnd: false,
       stall: this.deps.clock.setTimeout(() => this.onStall(peer), this.deps.stallMs),
       lastLoggedTenth: -1,
     };
@@ -283,6 +298,15 @@ export class StateTransfer {
       }
     } catch (error) {
       if (this.isBug(error)) return;
+      if (error instanceof StorageError) {
+        // This node's own snapshot is damaged or unreadable: sent again, it would fail the
+        // same way for every backup that needs it (and the backup's checksum at the end
+        // would only say so after the whole snapshot went over). The node stops, naming the
+        // file; a restart refuses the same file, and the operator rejoins the machine.
+        this.end(out, "snapshot unreadable");
+        this.deps.onFatal(error);
+        return;
+      }
       this.deps.logger.error(
         { event: "state_transfer", peer: out.peer, err: error },
         "reading the snapshot failed",
@@ -307,6 +331,20 @@ export class StateTransfer {
       merged.set(out.buffer);
       merged.set(next.value, out.buffer.length);
       out.buffer = merged;
+    }
+    if (!out.readToEnd && out.sentBytes + out.buffer.length >= out.totalBytes) {
+      // Every byte is read: one more step takes the reader past the trailer, where it checks
+      // the checksum (it throws when the file fails it). The last chunk goes out only after:
+      // the backup would find the damage too, but only after receiving everything.
+      for (;;) {
+        const next = await out.iterator.next();
+        if (next.done === true) break;
+        assert(
+          next.value.length === 0,
+          `snapshot ${out.meta.index}: the reader yields more than its ${out.totalBytes} bytes`,
+        );
+      }
+      out.readToEnd = true;
     }
     const chunk = out.buffer.subarray(0, size);
     out.buffer = out.buffer.subarray(chunk.length);
@@ -345,9 +383,9 @@ export class StateTransfer {
    */
   private resend(out: Outgoing, from: number): boolean {
     const first = out.unacked[0];
-    if (first === undefined || first.offset > from || first.offset + first.data.length <= from) {
-      return false;
-    }
+    if (first === undefined || first.offset > from) return false;
+    // A zero-byte snapshot's only chunk is empty, and holds the offset 0 all the same.
+    if (first.data.length > 0 && first.offset + first.data.length <= from) return false;
     out.resentFrom = from;
     out.resentChunks += out.unacked.length;
     for (const chunk of out.unacked) this.transmit(out, chunk.offset, chunk.data);
@@ -657,6 +695,7 @@ export class StateTransfer {
         { event: "state_transfer", from: s.from },
         "received snapshot fails its checksum; asking again",
       );
+      this.deps.onChecksumFailed();
       await receiver.abort();
       this.ack(chunk, 0, false, false);
       return;

@@ -403,6 +403,12 @@ class WatchedKv implements StateMachine<KvResult> {
 class WholeNodeRun {
   readonly scheduler = new SimScheduler();
   readonly prng: Prng;
+  /**
+   * The choices of faults added after the regression seeds were found (a snapshot flipped
+   * under a running node): drawn apart from `prng`, so that a seed whose run never makes
+   * one replays as it did before they existed.
+   */
+  private readonly laterFaults: Prng;
   /** The world's own clock: the network, the clients and the nemesis; never killed. */
   readonly world: SimClock;
   readonly net: SimNet;
@@ -427,6 +433,10 @@ class WholeNodeRun {
   private busyClients = 0;
   crashes = 0;
   corruptionsDetected = 0;
+  /** Bits flipped in a running node's newest snapshot (flipNewestSnapshot). */
+  latentSnapshotFlips = 0;
+  /** Running nodes that stopped on reading their own damaged snapshot (to send it). */
+  ownSnapshotDamageStops = 0;
   wipes = 0;
   elections = 0;
   /** Who last stood for election and why, for a calm run's verdict. */
@@ -467,6 +477,7 @@ class WholeNodeRun {
     readonly options: WholeNodeOptions = {},
   ) {
     this.prng = new Prng(seed);
+    this.laterFaults = new Prng((seed ^ 0x2545f491) >>> 0);
     const run = this;
     this.world = new SimClock(this.scheduler, WALL_CLOCK_EPOCH_MS);
     this.net = new SimNet(this.world, new Prng(seed ^ 0x1b873593), {
@@ -648,6 +659,7 @@ class WholeNodeRun {
         );
         return;
       }
+      if (error.code === "ERR_SNAPSHOT_CORRUPT") this.ownSnapshotDamageStops++;
       this.log(`node ${proc.id} stopped: ${error.message}`);
       this.crash(proc, "fatal");
     });
@@ -772,12 +784,24 @@ class WholeNodeRun {
 
   /** The process's timers and network go, and the node and state machine with them. */
   private endProcess(proc: Proc): void {
+    this.checkTransfersIntact(proc);
     proc.clock.kill();
     proc.transport?.kill();
     proc.transport = null;
     proc.node = null;
     proc.sm = null;
     proc.clock = this.newClock();
+  }
+
+  /**
+   * No snapshot `proc` received failed its checksum. The network never changes a byte and
+   * the receiver checks what it was sent, not what its disk kept: a failure means a sender
+   * read its damaged file through and sent it (it must stop first) or chunks of two
+   * snapshots were mixed into one.
+   */
+  checkTransfersIntact(proc: Proc): void {
+    const verdict = damagedTransfers(proc);
+    if (verdict !== undefined) this.scheduler.fail(new SafetyViolation(verdict));
   }
 
   private kill(proc: Proc): void {
@@ -1416,7 +1440,8 @@ class WholeNodeRun {
         this.log("healed the network");
         break;
       case "flip_bit":
-        this.flipBit(running);
+        if (this.laterFaults.chance(0.3)) this.flipSnapshotBit(running);
+        else this.flipBit(running);
         break;
       case "read_error":
         this.readError(running);
@@ -1483,17 +1508,19 @@ class WholeNodeRun {
   private midTransferFault(sender: Proc, receiver: Proc): void {
     // Pauses outlast the transfer's stall time, so that the other side gives up on it.
     const stallMs = this.scenario.transferStallMs;
-    const kind = this.prng.pick([
-      "crash_receiver",
-      "crash_sender",
-      "pause_receiver",
-      "pause_sender",
-      "cut",
-      "stop_receiver",
-      "stop_sender",
-      "switchover",
-      "eio_receiver",
-    ] as const);
+    const kind = this.laterFaults.chance(0.1)
+      ? "flip_sender_snapshot"
+      : this.prng.pick([
+          "crash_receiver",
+          "crash_sender",
+          "pause_receiver",
+          "pause_sender",
+          "cut",
+          "stop_receiver",
+          "stop_sender",
+          "switchover",
+          "eio_receiver",
+        ] as const);
     this.log(
       `a fault meets the state transfer from node ${sender.id} to node ${receiver.id}: ${kind}`,
     );
@@ -1530,6 +1557,22 @@ class WholeNodeRun {
         // The chunk it writes next, or its log's next write (which stops the node).
         if (receiver.state === "up") receiver.fs.failNext("write", "EIO");
         break;
+      case "flip_sender_snapshot":
+        // The snapshot under way is damaged on the sender's disk, and the link cut: the
+        // transfer stalls, and the one that follows the heal (unless a newer snapshot came
+        // meanwhile) reads the damage. One node's data at a time: not while the receiver
+        // has lost its own, or another node holds damage (see allHealthy).
+        if (
+          sender.state === "up" &&
+          !receiver.catchingUp &&
+          !this.operator.busy &&
+          !this.procs.some((p) => p.flipped && p.fs.holdsDamage())
+        ) {
+          this.flipNewestSnapshot(sender);
+          this.net.cut(sender.id, receiver.id);
+          this.net.cut(receiver.id, sender.id);
+        }
+        break;
     }
     this.count("mid_transfer");
   }
@@ -1562,6 +1605,33 @@ class WholeNodeRun {
     target.flipped = true;
     this.log(`node ${target.id}: flipped a bit of ${file} at ${at}`);
     this.crash(target, "after a bit flip");
+  }
+
+  /**
+   * Flips a bit of the master's newest snapshot and leaves it running (damage no read has
+   * met yet): the next state transfer it sends reads it, and must stop the master naming
+   * the file rather than send the damaged snapshot to every backup, again and again; a
+   * restart refuses the file. Under the same rule as a bit flip: one node's data at a time
+   * (`flipped` holds further damage off while the file is on the disk).
+   */
+  private flipSnapshotBit(running: Proc[]): void {
+    if (!this.allHealthy(running)) return;
+    const master = running.find((p) => p.node?.role === "master");
+    if (master !== undefined) this.flipNewestSnapshot(master);
+  }
+
+  /** Flips a bit of `proc`'s newest snapshot file, if it has one, and leaves it running. */
+  private flipNewestSnapshot(proc: Proc): void {
+    const newest = proc.fs
+      .files(`/data/n${proc.id}/snapshots`)
+      .filter((f) => f.endsWith(".snap"))
+      .sort()
+      .at(-1);
+    if (newest === undefined) return;
+    const at = proc.fs.flipBit(newest);
+    proc.flipped = true;
+    this.latentSnapshotFlips++;
+    this.log(`node ${proc.id}: flipped a bit of ${newest} at ${at}, left running`);
   }
 
   /**
@@ -1969,6 +2039,8 @@ export async function runWholeNode(
       "reads checked in log order": run.revisionOrder?.reads ?? 0,
       "writes checked in log order": run.revisionOrder?.writes ?? 0,
       "clock jumps": run.clockJumps,
+      "snapshot bits flipped under a running node": run.latentSnapshotFlips,
+      "nodes stopped on their own damaged snapshot": run.ownSnapshotDamageStops,
       "process-only crashes": run.processCrashes,
       "graceful stops": run.gracefulStops,
       "writes sent anew after a definite refusal": run.rekeyed,
@@ -2107,9 +2179,20 @@ async function probe(run: WholeNodeRun, drive: Drive): Promise<void> {
   }
 }
 
+/** A violation when `proc`'s running node received a snapshot failing its checksum. */
+function damagedTransfers(proc: Proc): string | undefined {
+  const failures = proc.node?.counters.snapshotChecksumFailures ?? 0;
+  if (failures === 0) return undefined;
+  return `node ${proc.id} received ${failures} snapshot(s) failing their checksum: a sender sent a damaged snapshot through, or chunks were mixed`;
+}
+
 function checkEnd(run: WholeNodeRun, leaks: LeakWatch): string | undefined {
   if (leaks.leaks.length > 0) {
     return `real I/O or timers leaked into the simulation: ${leaks.leaks[0]}`;
+  }
+  for (const proc of run.procs) {
+    const verdict = damagedTransfers(proc);
+    if (verdict !== undefined) return verdict;
   }
   const watches = checkWatches(run);
   if (watches !== undefined) return watches;

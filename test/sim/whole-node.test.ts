@@ -126,7 +126,7 @@ describe("whole-node simulator", () => {
     // A simulated store's transfer is over in milliseconds; the nemesis alone, a fault
     // every few hundred, never met one (V8 coverage of 1,000 seeds: no abort ran).
     const traces: string[] = [];
-    for (const seed of [20, 27, 46]) {
+    for (const seed of [56, 107]) {
       const r = await runWholeNode(seed, { trace: true });
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
       expect(r.faults.mid_transfer, `seed ${seed}`).toBeGreaterThan(0);
@@ -227,9 +227,13 @@ describe("whole-node simulator", () => {
     // sent the chunks in between anyway, whose answers repeated that offset, which read as
     // a gap its window could not fill: "chunks lost", every 500 ms, each try a chunk or two
     // further, and node 2 never caught up in time. The master now skips what the backup holds.
+    // 3600994: a bit flipped in master node 2's newest snapshot, left running; its next
+    // transfer of it must stop node 2 before the last chunk (the sender never read its
+    // checksum, and node 1 received the damaged snapshot through, to fail it at the end).
     for (const seed of [
       8, 16, 18, 311, 323, 517, 794, 845, 1170, 1383, 1501, 2402, 2423, 4698, 9238, 22797, 213044,
       301295, 302916, 423270, 655582, 917249, 1177807, 1316868, 1391507, 1592843, 1684093, 3193564,
+      3600994,
     ]) {
       const r = await runWholeNode(seed);
       expect(r.ok, `seed ${seed}: ${r.violation}`).toBe(true);
