@@ -15,7 +15,9 @@ describe("http error status", () => {
       expect(entry.status).toBeGreaterThanOrEqual(400);
       expect(entry.advice.length).toBeGreaterThan(10);
       // Retry-After goes with 503 only: a 4xx will fail again however long one waits.
-      expect(entry.retry).toBe(entry.status === 503 && code !== "ERR_WRONG_ROLE");
+      expect(entry.retry).toBe(
+        entry.status === 503 && code !== "ERR_WRONG_ROLE" && code !== "ERR_DASHBOARD_MISSING",
+      );
     }
   });
 

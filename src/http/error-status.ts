@@ -169,6 +169,13 @@ export const ERROR_STATUS: Readonly<Record<string, ErrorStatus>> = Object.freeze
     advice: "send the whole request, headers and body, without pausing; the connection is closed",
   },
   ERR_WRONG_ROLE: { status: 503, retry: false, advice: WRONG_ROLE_ADVICE },
+  ERR_DASHBOARD_MISSING: {
+    status: 503,
+    retry: false,
+    advice:
+      "its files are copied into dist/dashboard by `npm run build`: build the project " +
+      "(or install the package, which ships them) and restart the node; the API works without them",
+  },
   ERR_FAULTS_DISABLED: {
     status: 403,
     retry: false,

@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { type DashboardAsset, loadDashboardAssets } from "../../dashboard/assets.js";
 import { httpOrigin, isWebHost } from "../browser-guard.js";
+import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import { registerResource } from "./resource.js";
 
@@ -20,10 +21,10 @@ export function registerDashboardRoutes(app: FastifyInstance, context: HttpConte
       handler: (_request, reply) => {
         const page = assets?.get("index.html");
         if (page === undefined) {
-          return reply
-            .code(503)
-            .type("text/plain; charset=utf-8")
-            .send("The dashboard's files are missing: run `npm run build`, which copies them.\n");
+          return sendErrorAnswer(
+            reply,
+            errorAnswer("ERR_DASHBOARD_MISSING", "this node has no dashboard files"),
+          );
         }
         return sendAsset(reply.header("content-security-policy", policy(context)), page);
       },
