@@ -303,7 +303,8 @@ export class StateTransfer {
         // same way for every backup that needs it (and the backup's checksum at the end
         // would only say so after the whole snapshot went over). The node stops, naming the
         // file; a restart refuses the same file, and the operator rejoins the machine.
-        this.end(out, "snapshot unreadable");
+        // (A transfer replaced meanwhile by one of a newer term is that one's to end.)
+        if (this.outgoing.get(out.peer) === out) this.end(out, "snapshot unreadable");
         this.deps.onFatal(error);
         return;
       }

@@ -1562,12 +1562,7 @@ class WholeNodeRun {
         // transfer stalls, and the one that follows the heal (unless a newer snapshot came
         // meanwhile) reads the damage. One node's data at a time: not while the receiver
         // has lost its own, or another node holds damage (see allHealthy).
-        if (
-          sender.state === "up" &&
-          !receiver.catchingUp &&
-          !this.operator.busy &&
-          !this.procs.some((p) => p.flipped && p.fs.holdsDamage())
-        ) {
+        if (sender.state === "up" && this.mayLoseDataBesideTransfer()) {
           this.flipNewestSnapshot(sender);
           this.net.cut(sender.id, receiver.id);
           this.net.cut(receiver.id, sender.id);
@@ -1765,6 +1760,24 @@ class WholeNodeRun {
   }
 
   /**
+   * allHealthy's rule for taking one node's data, less "every node has applied about what
+   * the master committed" (the receiver of a state transfer is behind by definition): every
+   * node runs, none is broken, awaits the operator or catches up, no replacement is under
+   * way or queued (a forced recovery's), and no node holds damage its recovery has not read.
+   */
+  private mayLoseDataBesideTransfer(): boolean {
+    if (this.operator.busy || this.lostToReplace.length > 0) return false;
+    return this.procs.every(
+      (p) =>
+        p.state === "up" &&
+        p.node !== null &&
+        !p.awaitingOperator &&
+        !p.catchingUp &&
+        !(p.flipped && p.fs.holdsDamage()),
+    );
+  }
+
+  /**
    * Loses a healthy node's disk (a replaced machine): it restarts empty with --join and
    * catches up by state transfer. Under the same rule as a bit flip: one node without its
    * data at a time.
@@ -1814,7 +1827,12 @@ class WholeNodeRun {
       const quiet =
         !this.operator.busy &&
         this.procs.every(
-          (p) => p.state !== "broken" && !p.flipped && !p.catchingUp && !p.awaitingOperator,
+          // A flipped node whose damaged file is gone (a newer snapshot pruned it) is whole.
+          (p) =>
+            p.state !== "broken" &&
+            !(p.flipped && p.fs.holdsDamage()) &&
+            !p.catchingUp &&
+            !p.awaitingOperator,
         );
       if (quiet) {
         void this.loseMajority().catch((error: unknown) => this.scheduler.fail(error));
