@@ -91,6 +91,8 @@ export interface HttpServerOptions {
    * starts (the routes must not clash with the API's or the built-in dashboard's).
    */
   readonly dashboard?: ((app: FastifyInstance) => void) | undefined;
+  /** The folder the built-in dashboard's files are read from. @default the build's own */
+  readonly dashboardDir?: string | undefined;
   /**
    * The node's event feed, served at `/v1/events`; the server adds a request sample to it
    * every second while listening.
@@ -298,7 +300,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const streams = registerEventsRoute(app, metrics, events, context.streams);
   registerFaultRoutes(app, context, options.faults ?? null, options.faultToken);
   registerSnapshotRoute(app, context, options.snapshots ?? null);
-  registerDashboardRoutes(app, context);
+  registerDashboardRoutes(app, context, options.dashboardDir);
   options.dashboard?.(app);
 
   let sampler: NodeJS.Timeout | null = null;

@@ -4,11 +4,9 @@
  */
 
 import { pino } from "pino";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi } from "../../../harness/doubles/fake-node-api.js";
 import { createHttpServer, type HttpServer } from "../server.js";
-
-vi.mock("../../dashboard/assets.js", () => ({ loadDashboardAssets: () => null }));
 
 const servers: HttpServer[] = [];
 
@@ -21,6 +19,7 @@ describe("dashboard files missing", () => {
     const server = createHttpServer({
       api: new FakeKvNodeApi(1),
       logger: pino({ level: "silent" }),
+      dashboardDir: "/nonexistent/baton-dashboard",
     });
     servers.push(server);
     const page = await server.app.inject({ url: "/" });

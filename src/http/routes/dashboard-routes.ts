@@ -6,15 +6,19 @@
  */
 
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { type DashboardAsset, loadDashboardAssets } from "../../dashboard/assets.js";
+import { type DashboardAsset, dashboardDir, loadDashboardAssets } from "../../dashboard/assets.js";
 import { httpOrigin, isWebHost } from "../browser-guard.js";
 import { errorAnswer, sendErrorAnswer } from "../error-status.js";
 import type { HttpContext } from "../http-context.js";
 import { registerResource } from "./resource.js";
 
-/** Registers `/` and `/dashboard/<file>` on `app`. */
-export function registerDashboardRoutes(app: FastifyInstance, context: HttpContext): void {
-  const assets = loadDashboardAssets();
+/** Registers `/` and `/dashboard/<file>` on `app`, the files read from `dir`. */
+export function registerDashboardRoutes(
+  app: FastifyInstance,
+  context: HttpContext,
+  dir = dashboardDir(),
+): void {
+  const assets = loadDashboardAssets(dir);
   registerResource(app, context.metrics, "/", [
     {
       method: "GET",
