@@ -46,17 +46,23 @@ function transferWith(
   });
 }
 
+/** Nodes 1 (the master) and 2 (the backup), linked on one memory network and started. */
+async function twoNodes() {
+  const network = new MemoryNetwork();
+  const master = network.createTransport(1, [1, 2]);
+  const backup = network.createTransport(2, [1, 2]);
+  await master.start();
+  await backup.start();
+  return { master, backup };
+}
+
 /**
  * A backup's StateTransfer fed chunks by hand, with a restore that records its bytes;
  * `acks` has the answers it sent node 1.
  */
 async function receivingBackup(failPushAt: number | null = null, stallMs = 10_000) {
   const { storage } = await MemoryStorage.open();
-  const network = new MemoryNetwork();
-  const backup = network.createTransport(2, [1, 2]);
-  const master = network.createTransport(1, [1, 2]);
-  await backup.start();
-  await master.start();
+  const { master, backup } = await twoNodes();
   const acks: number[] = [];
   master.onMessage((m) => {
     if (m.type === "snapshot_ack") acks.push(m.nextOffset);
@@ -146,11 +152,7 @@ describe("state transfer", () => {
         return receiver;
       });
     }
-    const network = new MemoryNetwork();
-    const backup = network.createTransport(2, [1, 2]);
-    const master = network.createTransport(1, [1, 2]);
-    await backup.start();
-    await master.start();
+    const { master, backup } = await twoNodes();
     const acks: number[] = [];
     master.onMessage((m) => {
       if (m.type === "snapshot_ack") acks.push(m.nextOffset);
@@ -252,11 +254,7 @@ describe("state transfer", () => {
   it("state transfer: a snapshot the backup already holds still gets its core to answer the master (a lost answer to an install no longer loops the master on transfers)", async () => {
     const { storage } = await MemoryStorage.open();
     vi.spyOn(storage, "snapshot").mockReturnValue({ index: 92, term: 3 });
-    const network = new MemoryNetwork();
-    const backup = network.createTransport(2, [1, 2]);
-    const master = network.createTransport(1, [1, 2]);
-    await backup.start();
-    await master.start();
+    const { master, backup } = await twoNodes();
     const acks: unknown[] = [];
     master.onMessage((m) => acks.push(m));
     const received: unknown[] = [];
@@ -371,11 +369,7 @@ describe("state transfer", () => {
         return crc32(data);
       },
     });
-    const network = new MemoryNetwork();
-    const master = network.createTransport(1, [1, 2]);
-    const backup = network.createTransport(2, [1, 2]);
-    await master.start();
-    await backup.start();
+    const { master, backup } = await twoNodes();
     const offsets: number[] = [];
     const terms: number[] = [];
     backup.onMessage((m) => {
@@ -512,11 +506,7 @@ describe("state transfer", () => {
       const stored = await readFile(file);
       stored[48 + 5]! ^= 0x10;
       await writeFile(file, stored);
-      const network = new MemoryNetwork();
-      const master = network.createTransport(1, [1, 2]);
-      const backup = network.createTransport(2, [1, 2]);
-      await master.start();
-      await backup.start();
+      const { master, backup } = await twoNodes();
       const offsets: number[] = [];
       backup.onMessage((m) => {
         if (m.type === "snapshot_chunk") offsets.push(m.offset);
