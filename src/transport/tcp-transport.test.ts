@@ -170,6 +170,32 @@ describe("TcpTransport", () => {
     await Promise.all(servers.splice(0).map((server) => server.close()));
   });
 
+  /**
+   * Node 1's transport, not started, and a stand-in for node 2 (`peer`, stalledPeer's by
+   * default: it answers the handshake, then reads nothing) on a port of its own.
+   */
+  async function towardPeer(
+    overrides: Partial<TcpTransportConfig> = {},
+    makePeer: (port: number) => ReturnType<typeof stalledPeer> = (port) => stalledPeer(port, 2),
+  ) {
+    const [port] = await reservePorts(1);
+    const peer = await makePeer(port as number);
+    servers.push(peer);
+    return { ...nodeOne(port as number, overrides), peer };
+  }
+
+  /** Node 1's transport, not started, with node 2 at `port` of this machine. */
+  function nodeOne(port: number, overrides: Partial<TcpTransportConfig>) {
+    const addresses = new Map([
+      [1, "127.0.0.1:0"],
+      [2, `127.0.0.1:${port}`],
+    ]);
+    const { logger, lines } = captureLogger();
+    const a = new TcpTransport(testConfig(1, addresses, overrides), { logger });
+    transports.push(a);
+    return { a, lines };
+  }
+
   async function startNodes(
     ids: readonly NodeId[],
     overrides: Partial<TcpTransportConfig> = {},
@@ -187,13 +213,7 @@ describe("TcpTransport", () => {
   /** Node 1 alone: its peer 2 never runs, so only raw clients speak for node 2. */
   async function loneNode(overrides: Partial<TcpTransportConfig> = {}) {
     const [port] = await reservePorts(1);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger, lines } = captureLogger();
-    const a = new TcpTransport(testConfig(1, addresses, overrides), { logger });
-    transports.push(a);
+    const { a, lines } = nodeOne(port as number, overrides);
     await a.start();
     return { a, lines, address: `127.0.0.1:${a.listenAddress().port}` };
   }
@@ -291,17 +311,8 @@ describe("TcpTransport", () => {
   });
 
   it("tcp: bounds queued bytes when the peer stops reading (back-pressure)", async () => {
-    const [port] = await reservePorts(1);
-    const stalled = await stalledPeer(port as number, 2);
-    servers.push(stalled);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger } = captureLogger();
     const queueBytesMax = 4 * 1024 * 1024;
-    const a = new TcpTransport(testConfig(1, addresses, { queueBytesMax }), { logger });
-    transports.push(a);
+    const { a } = await towardPeer({ queueBytesMax });
     await a.start();
     await whenConnected(a, 2);
     const [, , big] = sampleMessages(1, 2, 256 * 1024) as [Message, Message, Message];
@@ -314,16 +325,7 @@ describe("TcpTransport", () => {
   });
 
   it("tcp: what was queued on a connection that fails is dropped with it, not sent on the next one (a forward delivered after a partition)", async () => {
-    const [port] = await reservePorts(1);
-    const stalled = await stalledPeer(port as number, 2);
-    servers.push(stalled);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger } = captureLogger();
-    const a = new TcpTransport(testConfig(1, addresses), { logger });
-    transports.push(a);
+    const { a, peer: stalled } = await towardPeer();
     await a.start();
     await whenConnected(a, 2);
     const [, , big] = sampleMessages(1, 2, 256 * 1024) as [Message, Message, Message];
@@ -344,16 +346,7 @@ describe("TcpTransport", () => {
   });
 
   it("tcp: drops a connection to an old peer process when a new one dials in (half-open)", async () => {
-    const [port] = await reservePorts(1);
-    const oldProcess = await stalledPeer(port as number, 2);
-    servers.push(oldProcess);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger } = captureLogger();
-    const a = new TcpTransport(testConfig(1, addresses), { logger });
-    transports.push(a);
+    const { a, peer: oldProcess } = await towardPeer();
     const downs: string[] = [];
     a.onPeerDown((peer, reason) => downs.push(`${peer} ${reason}`));
     await a.start();
@@ -381,18 +374,9 @@ describe("TcpTransport", () => {
   const FAST_SILENCE = { pingIntervalMs: 20, peerSilenceMsMax: 150 } as const;
 
   it("tcp: a peer that answers the handshake and then falls silent is lost and redialled (no TCP error needed)", async () => {
-    const [port] = await reservePorts(1);
     // Answers the hello, then never reads again: its connection stays open, as a
     // machine that went dark leaves it, and no pong ever comes back.
-    const silent = await stalledPeer(port as number, 2);
-    servers.push(silent);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger, lines } = captureLogger();
-    const a = new TcpTransport(testConfig(1, addresses, FAST_SILENCE), { logger });
-    transports.push(a);
+    const { a, peer: silent, lines } = await towardPeer(FAST_SILENCE);
     await a.start();
     await whenConnected(a, 2);
     expect(await nextPeerEvent(a, "down", 2)).toBe("lost");
@@ -889,16 +873,9 @@ describe("TcpTransport", () => {
   });
 
   it("tcp: a hello_ok advertising an invalid httpUrl takes the peer down (protocol_error)", async () => {
-    const [port] = await reservePorts(1);
-    const peer = await stalledPeer(port as number, 2, { httpUrl: "http://u:secret@node-2" });
-    servers.push(peer);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger } = captureLogger();
-    const a = new TcpTransport(testConfig(1, addresses), { logger });
-    transports.push(a);
+    const { a } = await towardPeer({}, (port) =>
+      stalledPeer(port, 2, { httpUrl: "http://u:secret@node-2" }),
+    );
     const down = nextPeerEvent(a, "down", 2);
     await a.start();
     expect(await down).toBe("protocol_error");
@@ -907,18 +884,9 @@ describe("TcpTransport", () => {
   });
 
   it("tcp: a peer that drops the link right after each handshake is redialled with a growing back-off", async () => {
-    const [port] = await reservePorts(1);
-    const peer = await stalledPeer(port as number, 2, { httpUrl: null }, { dropAfterHello: true });
-    servers.push(peer);
-    const addresses = new Map([
-      [1, "127.0.0.1:0"],
-      [2, `127.0.0.1:${port}`],
-    ]);
-    const { logger } = captureLogger();
-    const a = new TcpTransport(testConfig(1, addresses, { reconnectDelayMsMax: 400 }), {
-      logger,
-    });
-    transports.push(a);
+    const { a, peer } = await towardPeer({ reconnectDelayMsMax: 400 }, (port) =>
+      stalledPeer(port, 2, { httpUrl: null }, { dropAfterHello: true }),
+    );
     await a.start();
     await new Promise((resolve) => setTimeout(resolve, 800));
     // 10, 20, 40, 80, 160, 320 ms (each at least half that): a handful, where a back-off
