@@ -1,10 +1,10 @@
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { fastNodeConfig } from "../../harness/memory-node.js";
 import { EventFeed } from "../http/event-feed.js";
 import { encodeCommand, KvStateMachine } from "../kv/index.js";
 import type { NodeId } from "../protocol/messages.js";
 import { BatonNode } from "../server/node.js";
-import { parseNodeConfig } from "../server/node-config.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { connectNodeEvents } from "./node-events.js";
@@ -27,14 +27,7 @@ afterEach(async () => {
 async function startCluster(network: MemoryNetwork): Promise<BatonNode[]> {
   return Promise.all(
     ids.map(async (id) => {
-      const config = parseNodeConfig({
-        id,
-        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-        tickMs: 5,
-        heartbeatMs: 20,
-        electionMsMin: 100,
-        electionMsMax: 200,
-      });
+      const config = fastNodeConfig(id, ids);
       const opened = await MemoryStorage.open(new MemoryVolume());
       const transport = network.createTransport(id, ids);
       const stateMachine = new KvStateMachine();

@@ -9,6 +9,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { fastNodeConfig } from "../../harness/memory-node.js";
 import { makeTempDir, removeTempDirs } from "../../test/storage/helpers.js";
 import type { NodeId } from "../protocol/messages.js";
 import { InvalidInputError, ShuttingDownError, TooLargeError } from "../shared/errors.js";
@@ -18,7 +19,6 @@ import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork } from "../transport/memory-transport.js";
 import { healthHandler } from "./health-handler.js";
 import { BatonNode, COMMAND_BYTES_MAX, type RoleEvent } from "./node.js";
-import { parseNodeConfig } from "./node-config.js";
 
 const logger = pino({ level: "silent" });
 const ids: NodeId[] = [1, 2, 3];
@@ -68,14 +68,7 @@ async function startMember(
   id: NodeId,
   members: readonly NodeId[],
 ): Promise<Embedded> {
-  const config = parseNodeConfig({
-    id,
-    peers: members.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-    tickMs: 5,
-    heartbeatMs: 20,
-    electionMsMin: 100,
-    electionMsMax: 200,
-  });
+  const config = fastNodeConfig(id, members);
   const counter = new Counter();
   const node = await BatonNode.start({
     config,
@@ -127,14 +120,7 @@ class SlowSnapshotCounter extends Counter {
 
 /** One node of its own on a data directory (a cluster of one elects itself). */
 async function startOnDisk(dir: string, stateMachine: Counter): Promise<BatonNode> {
-  const config = parseNodeConfig({
-    id: 1,
-    peers: [{ id: 1, address: "127.0.0.1:7101" }],
-    tickMs: 5,
-    heartbeatMs: 20,
-    electionMsMin: 100,
-    electionMsMax: 200,
-  });
+  const config = fastNodeConfig(1, [1]);
   const node = await BatonNode.start({
     config,
     opened: await DiskStorage.open(dir),
@@ -336,14 +322,7 @@ describe("embedding", () => {
     // The backup's process restarts (empty memory storage: a new process all the same).
     await backup.node.stop();
     const again = await BatonNode.start({
-      config: parseNodeConfig({
-        id: backup.node.id,
-        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-        tickMs: 5,
-        heartbeatMs: 20,
-        electionMsMin: 100,
-        electionMsMax: 200,
-      }),
+      config: fastNodeConfig(backup.node.id, ids),
       opened: await MemoryStorage.open(new MemoryVolume()),
       transport: network.createTransport(backup.node.id, ids),
       stateMachine: new Counter(),

@@ -8,13 +8,13 @@
 
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import { fastNodeConfig } from "../../harness/memory-node.js";
 import { encodeCommand, KvStateMachine, parseKvLimits } from "../kv/index.js";
 import type { NodeId, WireMessage } from "../protocol/messages.js";
 import { IndeterminateError } from "../shared/errors.js";
 import { MemoryStorage, MemoryVolume } from "../storage/memory-storage.js";
 import { MemoryNetwork, type MemoryTransport } from "../transport/memory-transport.js";
 import { BatonNode } from "./node.js";
-import { parseNodeConfig } from "./node-config.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -29,15 +29,7 @@ describe("forwarding across a long partition", () => {
     const machines: KvStateMachine[] = [];
     const transports: MemoryTransport[] = [];
     for (const id of ids) {
-      const config = parseNodeConfig({
-        id,
-        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-        tickMs: 5,
-        heartbeatMs: 20,
-        electionMsMin: 100,
-        electionMsMax: 200,
-        requestTimeoutMs: 1000,
-      });
+      const config = fastNodeConfig(id, ids, { requestTimeoutMs: 1000 });
       const opened = await MemoryStorage.open(new MemoryVolume());
       const transport = network.createTransport(id, ids);
       const machine = new KvStateMachine(limits.limits);
