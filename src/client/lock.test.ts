@@ -26,6 +26,12 @@ afterEach(() => {
 
 const later = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const never = (): Promise<never> => new Promise(() => {});
+/** "resolved", or the error a promise rejected with, as text. */
+const outcomeOf = (promise: Promise<unknown>): Promise<string> =>
+  promise.then(
+    () => "resolved",
+    (error: unknown) => String(error),
+  );
 
 /** A client answering as the handlers say; leases granted get ids 1, 2, … */
 interface FakeHandlers {
@@ -381,10 +387,7 @@ describe("lock: giving up and outages", () => {
       },
     });
     const taking = lock(client, "k", { ttlSeconds: 10, signal: stop.signal });
-    const outcome = taking.then(
-      () => "resolved",
-      (error: unknown) => String(error),
-    );
+    const outcome = outcomeOf(taking);
     await vi.advanceTimersByTimeAsync(50);
     stop.abort(new Error("gave up"));
     await vi.advanceTimersByTimeAsync(100);
@@ -402,10 +405,7 @@ describe("lock: giving up and outages", () => {
       revoke: () => later(3000),
     });
     const taking = lock(client, "k", { ttlSeconds: 10, signal: stop.signal });
-    const outcome = taking.then(
-      () => "resolved",
-      (error: unknown) => String(error),
-    );
+    const outcome = outcomeOf(taking);
     await vi.advanceTimersByTimeAsync(50);
     stop.abort(new Error("gave up"));
     await vi.advanceTimersByTimeAsync(1);
@@ -419,10 +419,7 @@ describe("lock: giving up and outages", () => {
     const stop = new AbortController();
     const { client, revoked } = fakeClient({ grant: () => later(5000) });
     const taking = lock(client, "k", { ttlSeconds: 10, signal: stop.signal });
-    const outcome = taking.then(
-      () => "resolved",
-      (error: unknown) => String(error),
-    );
+    const outcome = outcomeOf(taking);
     await vi.advanceTimersByTimeAsync(50);
     stop.abort(new Error("gave up"));
     await vi.advanceTimersByTimeAsync(1);

@@ -45,6 +45,22 @@ async function serve(
   return { server, url };
 }
 
+/**
+ * Node 1, the master, whose writes node 2 follows, each served over HTTP: a watch moves
+ * from one to the other. `limits` go to both; `progressMs` to both servers, and
+ * `masterlessMs` to node 1's.
+ */
+async function masterAndBackup(
+  options: { limits?: Partial<KvLimits>; progressMs?: number; masterlessMs?: number } = {},
+) {
+  const primary = new LocalKvNode(1, options.limits);
+  const backup = new LocalKvNode(2, options.limits);
+  primary.followers.push(backup);
+  const a = await serve(primary, options.progressMs, options.masterlessMs);
+  const b = await serve(backup, options.progressMs);
+  return { primary, backup, a, b };
+}
+
 function client(endpoints: string[]): BatonClient {
   const c = createClient({ endpoints, retryDelayMsMin: 1, retryDelayMsMax: 10 });
   cleanups.push(() => c.close());
@@ -162,11 +178,7 @@ describe("client: store operations", () => {
 
 describe("client: watch", () => {
   it("watch: follows changes from a revision, then resumes on another node when its node goes", async () => {
-    const primary = new LocalKvNode(1);
-    const backup = new LocalKvNode(2);
-    primary.followers.push(backup);
-    const a = await serve(primary);
-    const b = await serve(backup);
+    const { primary, backup, a, b } = await masterAndBackup();
     const writer = client([a.url]);
     await writer.put("w/0", "0");
     const watcher = client([a.url, b.url]);
@@ -204,11 +216,10 @@ describe("client: watch", () => {
 
   it("watch: a watch of a quiet prefix resumes after the progress its node sent, not from its last change", async () => {
     // Histories of 3 changes: the writes elsewhere drop the quiet prefix's last change.
-    const primary = new LocalKvNode(1, { watchHistoryCountMax: 3 });
-    const backup = new LocalKvNode(2, { watchHistoryCountMax: 3 });
-    primary.followers.push(backup);
-    const a = await serve(primary, 20);
-    const b = await serve(backup, 20);
+    const { primary, backup, a, b } = await masterAndBackup({
+      limits: { watchHistoryCountMax: 3 },
+      progressMs: 20,
+    });
     const writer = client([a.url]);
     const watcher = client([a.url, b.url]);
     const { revision } = await writer.put("quiet/1", "1");
@@ -255,11 +266,7 @@ describe("client: watch", () => {
   });
 
   it("watch: a watch on the master moves to a new master as soon as the client learns of one in a newer term (a hung master sends nothing, not even a close)", async () => {
-    const primary = new LocalKvNode(1);
-    const backup = new LocalKvNode(2);
-    primary.followers.push(backup);
-    const a = await serve(primary);
-    const b = await serve(backup);
+    const { primary, backup, a, b } = await masterAndBackup();
     const watcher = client([a.url, b.url]);
     await watcher.status(a.url); // node 1 is the master, in term 1
     const controller = new AbortController();
@@ -286,11 +293,7 @@ describe("client: watch", () => {
   }, 10_000);
 
   it("watch: a watch from now of a prefix holding U+2028 resumes from where its first node started it, not from now again", async () => {
-    const primary = new LocalKvNode(1);
-    const backup = new LocalKvNode(2);
-    primary.followers.push(backup);
-    const a = await serve(primary);
-    const b = await serve(backup);
+    const { primary, backup, a, b } = await masterAndBackup();
     const writer = client([a.url]);
     await writer.put("other", "x");
     const watcher = client([a.url, b.url]);
@@ -317,11 +320,7 @@ describe("client: watch", () => {
   });
 
   it("watch: a node that knows no master ends its watches, and the watch goes on on a node that gets the changes", async () => {
-    const primary = new LocalKvNode(1);
-    const backup = new LocalKvNode(2);
-    primary.followers.push(backup);
-    const a = await serve(primary, undefined, 200);
-    const b = await serve(backup);
+    const { primary, backup, a, b } = await masterAndBackup({ masterlessMs: 200 });
     const watcher = client([a.url, b.url]);
     const controller = new AbortController();
     const seen: string[] = [];
