@@ -23,6 +23,23 @@ transportConformanceSuite("MemoryTransport", async (ids) => {
   };
 });
 
+/**
+ * Nodes 1 and 2 on a network that delivers only when the test says (`runTasks` runs what
+ * it scheduled, until nothing is left), started; `inbox` holds what node 2 received.
+ */
+async function manualPair() {
+  const tasks: (() => void)[] = [];
+  const network = new MemoryNetwork({ schedule: (task) => tasks.push(task) });
+  const a = network.createTransport(1, [2]);
+  const b = network.createTransport(2, [1]);
+  await Promise.all([a.start(), b.start()]);
+  const inbox = new Inbox(b);
+  const runTasks = () => {
+    while (tasks.length > 0) tasks.shift()?.();
+  };
+  return { network, a, b, inbox, runTasks };
+}
+
 describe("MemoryTransport", () => {
   it("memory: a partition holds messages and reports down until healed (two nodes)", async () => {
     const network = new MemoryNetwork();
@@ -45,37 +62,27 @@ describe("MemoryTransport", () => {
   });
 
   it("memory: what was queued while the peer was up and not delivered is dropped when it goes down, as a failed TCP connection's queue", async () => {
-    const tasks: (() => void)[] = [];
-    const network = new MemoryNetwork({ schedule: (task) => tasks.push(task) });
-    const a = network.createTransport(1, [2]);
-    const b = network.createTransport(2, [1]);
-    await Promise.all([a.start(), b.start()]);
-    const inbox = new Inbox(b);
-    while (tasks.length > 0) tasks.shift()?.();
+    const { network, a, b, inbox, runTasks } = await manualPair();
+    runTasks();
     expect(a.stats().peers[0]?.connected).toBe(true);
     // Queued while up (a backup's forward, say); the link fails before it leaves.
     a.send(numberedHeartbeat(1, 2, 1));
     network.partition(1, 2);
-    while (tasks.length > 0) tasks.shift()?.();
+    runTasks();
     expect(a.stats().peers[0]).toMatchObject({ queuedMessages: 0, connected: false });
     // Sent while down: kept for when the peer is back.
     a.send(numberedHeartbeat(1, 2, 2));
     network.heal(1, 2);
-    while (tasks.length > 0) tasks.shift()?.();
+    runTasks();
     expect(inbox.messages).toEqual([numberedHeartbeat(1, 2, 2)]);
     await Promise.all([a.close(), b.close()]);
   });
 
   it("memory: nothing is delivered inside send (manual scheduler)", async () => {
-    const tasks: (() => void)[] = [];
-    const network = new MemoryNetwork({ schedule: (task) => tasks.push(task) });
-    const a = network.createTransport(1, [2]);
-    const b = network.createTransport(2, [1]);
-    await Promise.all([a.start(), b.start()]);
-    const inbox = new Inbox(b);
+    const { network, a, b, inbox, runTasks } = await manualPair();
     a.send(numberedHeartbeat(1, 2, 1));
     expect(inbox.messages).toEqual([]);
-    while (tasks.length > 0) tasks.shift()?.();
+    runTasks();
     expect(inbox.messages).toEqual([numberedHeartbeat(1, 2, 1)]);
     expect(a.stats().peers[0]?.connected).toBe(true);
   });

@@ -164,6 +164,21 @@ describe("client: exactly-once", () => {
   });
 });
 
+/** The PUT was sent three times (two refusals), each send `minMs` to `maxMs` after the last. */
+function expectRetriedAfter(
+  fake: Awaited<ReturnType<typeof cluster>>,
+  minMs: number,
+  maxMs: number,
+) {
+  const at = fake.requestsTo("PUT", "/v1/kv/").map((r) => r.at);
+  expect(at).toHaveLength(3);
+  for (let i = 1; i < at.length; i++) {
+    const gap = at[i]! - at[i - 1]!;
+    expect(gap).toBeGreaterThanOrEqual(minMs);
+    expect(gap).toBeLessThan(maxMs);
+  }
+}
+
 describe("client: retries and giving up", () => {
   it("client: honours Retry-After, capped by retryAfterMsMax (503 twice, then an answer)", async () => {
     const fake = await cluster(1, 1);
@@ -175,13 +190,7 @@ describe("client: retries and giving up", () => {
     };
     const c = client({ endpoints: fake.urls, retryAfterMsMax: 200 });
     await c.put("k", "v");
-    const at = fake.requestsTo("PUT", "/v1/kv/").map((r) => r.at);
-    expect(at).toHaveLength(3);
-    for (let i = 1; i < at.length; i++) {
-      const gap = at[i]! - at[i - 1]!;
-      expect(gap).toBeGreaterThanOrEqual(190);
-      expect(gap).toBeLessThan(1000);
-    }
+    expectRetriedAfter(fake, 190, 1000);
   });
 
   it("client: waits the node's retryAfterMs on ERR_NO_MASTER, not Retry-After's whole second (a fail-over's pause)", async () => {
@@ -195,13 +204,7 @@ describe("client: retries and giving up", () => {
     };
     const c = client({ endpoints: fake.urls, retryAfterMsMax: 1000 });
     await c.put("k", "v");
-    const at = fake.requestsTo("PUT", "/v1/kv/").map((r) => r.at);
-    expect(at).toHaveLength(3);
-    for (let i = 1; i < at.length; i++) {
-      const gap = at[i]! - at[i - 1]!;
-      expect(gap).toBeGreaterThanOrEqual(190);
-      expect(gap).toBeLessThan(600);
-    }
+    expectRetriedAfter(fake, 190, 600);
   });
 
   it("client: gives up with NoMasterError after the deadline (every node answers 503)", async () => {
