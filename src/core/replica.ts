@@ -1199,8 +1199,8 @@ export class Replica {
 
   /**
    * A configuration from the command line lists every member with incarnation 0 (any).
-   * Once this master has committed an entry of its term and no change is in flight, it
-   * writes down the incarnation each such member answered with, so that from then on a
+   * As soon as it has heard from such a member, this master writes down the incarnation
+   * it answered with, so that from then on a
    * message from any other incarnation of that member (a wiped data directory, say) is
    * ignored. Members not heard from yet are bound later. With `drawClusterId`, the same
    * entry carries the cluster id, drawn here when the log holds none (the first master of
@@ -1210,17 +1210,28 @@ export class Replica {
   private maybeBindIncarnations(): void {
     const { bindIncarnations, drawClusterId } = this.config;
     if (!bindIncarnations && !drawClusterId) return;
-    if (this.changeInProgress || this.switchover !== null) return;
-    if (this.log.termAt(this.log.commitIndex) !== this.currentTerm) return;
+    if (this.switchover !== null) return;
     const heardFrom = (m: Member): number =>
       m.id === this.id ? this.incarnation : (this.progress.get(m.id)?.incarnation ?? 0);
     const binds = (m: Member): boolean =>
       bindIncarnations && m.incarnation === 0 && heardFrom(m) !== 0;
+    const toBind = this.configuration.some(binds);
+    // A member listed with 0 counts for no commit until it is bound (maybeCommit), so its
+    // binding waits neither for this master's first commit (at a cluster's start nothing
+    // would ever commit) nor for a change in flight (the binding keeps that change's
+    // voters: only the incarnations it accepts narrow). A cluster id alone waits for
+    // both, as a membership change does.
+    if (
+      !toBind &&
+      (this.changeInProgress || this.log.termAt(this.log.commitIndex) !== this.currentTerm)
+    ) {
+      return;
+    }
     // Only a member to bind or a missing cluster id changes anything, and a known cluster
     // id means the log's is there too: then the scan of the log is skipped. It runs every
     // tick of a master, and it walks the log back to the snapshot (a few percent of a
     // core when it was not skipped).
-    if (this.clusterIdKnown !== null && !this.configuration.some(binds)) return;
+    if (this.clusterIdKnown !== null && !toBind) return;
     let clusterId = this.logClusterId();
     let changed = false;
     if (clusterId === null && drawClusterId) {
@@ -1796,7 +1807,20 @@ export class Replica {
   private maybeCommit(): boolean {
     const matches = [this.log.durableIndex()];
     for (const [peer, pr] of this.progress) {
-      if (memberOf(this.configuration, peer)?.voter === true) matches.push(pr.match);
+      const member = memberOf(this.configuration, peer);
+      if (member?.voter !== true) continue;
+      // A member still listed with incarnation 0 that answered with one of its own counts
+      // for no commit until this master has bound it (maybeBindIncarnations; the binding
+      // takes effect on append). A peer that lists it with 0 welcomes any empty directory
+      // of that id as a member no master ever counted: counted before it was bound, then
+      // wiped and started again, it could vote with an empty log and elect a node without
+      // the entries it acknowledged. A commit that counts it now holds its binding, on a
+      // majority, among which a wiped directory's term probe meets one that refuses it.
+      // (A node without an identity answers with 0: it can be neither bound nor told
+      // apart from its wiped self, and counts as it always did.)
+      const unbound =
+        this.config.bindIncarnations && member.incarnation === 0 && pr.incarnation !== 0;
+      matches.push(unbound ? 0 : pr.match);
     }
     matches.sort((a, b) => b - a);
     const candidate = matches[this.quorum() - 1]!;
