@@ -299,6 +299,10 @@ describe("bootstrap gate", () => {
     const x = net.node(master).lastIndex;
     for (let t = 0; t < 400 && net.node(3).lastIndex < x; t++) net.tickOne(master);
     expect(net.node(3).lastIndex).toBeGreaterThanOrEqual(x);
+    // At its next tick the master binds node 3; that entry never leaves it.
+    net.drop = () => true;
+    net.tickOne(master);
+    expect(net.node(master).members.find((m) => m.id === 3)?.incarnation).toBe(31);
     const committed = net.node(master).commitIndex;
     const entries = (r: Replica, upTo: number): string[] =>
       Array.from({ length: upTo }, (_, i) => {

@@ -223,6 +223,11 @@ export class Replica {
   private readonly log: ReplicaLog;
   /** This node's data directory's incarnation, in every message it sends (see Member). */
   private readonly incarnation: number;
+  /**
+   * The members this master bound in its term, by the index of the entry that bound them:
+   * each counts for commits from that index on (commitCandidate).
+   */
+  private readonly boundAt = new Map<NodeId, number>();
   /** This data directory was added to a running cluster (it started from a learned configuration). */
   private readonly joinedCluster: boolean;
   /** The configuration in effect: the newest config entry in the log, committed or not. */
@@ -528,7 +533,7 @@ export class Replica {
       return;
     }
     if (!this.probingTerm) return;
-    if (this.welcomed && m.clusterId !== "" && m.bound) {
+    if (this.welcomed && m.bound) {
       this.refuse(this.boundReason(m));
       return;
     }
@@ -585,7 +590,7 @@ export class Replica {
   /** An answer to this gated node's term probe (see `gate`). */
   private onGateAnswer(m: TermProbeResponse): void {
     const gate = this.gate!;
-    if (m.clusterId !== "" && m.bound) {
+    if (m.bound) {
       this.refuse(this.boundReason(m));
       return;
     }
@@ -631,7 +636,8 @@ export class Replica {
   }
 
   private boundReason(m: TermProbeResponse): string {
-    return `the data directory is empty, but node ${m.from} belongs to cluster ${m.clusterId}, which knows another incarnation of node ${this.id} (or no longer lists it): this node forgot what it promised and must not vote. Bring it back as a new member: baton member replace ${this.id}, then start it with an empty data directory and --join <url of a member>`;
+    const cluster = m.clusterId === "" ? "a cluster" : `cluster ${m.clusterId}`;
+    return `the data directory is empty, but node ${m.from} belongs to ${cluster}, which knows another incarnation of node ${this.id} (or no longer lists it): this node forgot what it promised and must not vote. Bring it back as a new member: baton member replace ${this.id}, then start it with an empty data directory and --join <url of a member>`;
   }
 
   private refuse(reason: string): void {
@@ -1238,14 +1244,16 @@ export class Replica {
       clusterId = this.drawClusterId();
       changed = true;
     }
+    const index = this.log.lastIndex() + 1;
     const config = this.configuration.map((m) => {
       if (!binds(m)) return m;
       changed = true;
+      this.boundAt.set(m.id, index);
       return Object.freeze({ ...m, incarnation: heardFrom(m) });
     });
     if (!changed) return;
     this.appendOwn({
-      index: this.log.lastIndex() + 1,
+      index,
       term: this.currentTerm,
       kind: "config",
       data: encodeConfiguration(config, clusterId),
@@ -1349,6 +1357,7 @@ export class Replica {
     this.currentRole = "master";
     this.master = this.id;
     this.takingOver = false;
+    this.boundAt.clear();
     const handover = this.handoverElection;
     this.handoverElection = false;
     this.heartbeatElapsed = 0;
@@ -1404,19 +1413,32 @@ export class Replica {
       // Only a node that holds the cluster's log (not gated, not catching up) speaks for
       // what the configuration says of the asker.
       const listed = memberOf(this.configuration, m.from);
-      const informed = this.clusterIdKnown !== null && this.gate === null && !this.joining;
+      const holdsLog = this.gate === null && !this.joining;
+      const informed = this.clusterIdKnown !== null && holdsLog;
       this.send<TermProbeResponse>({
         type: "term_probe_response",
         from: this.id,
         to: m.from,
         term: this.currentTerm,
         clusterId: this.clusterIdKnown ?? "",
-        bootstrapping: this.startedEmpty && this.clusterIdKnown === null && !this.joining,
+        // Not once it holds entries: a master formed the cluster (its id may not have
+        // reached this node committed yet), and an empty directory must not count it as
+        // one that starts empty too.
+        bootstrapping:
+          this.startedEmpty &&
+          this.clusterIdKnown === null &&
+          !this.joining &&
+          this.log.lastIndex() === 0,
         welcome: informed && listed?.incarnation === 0,
+        // A binding in its log refuses another incarnation before this node learns that
+        // the cluster id committed: the binding may be all that tells the asker's wiped
+        // directory from the member a master counted (commitCandidate).
         bound:
-          informed &&
-          (listed === undefined ||
-            (listed.incarnation !== 0 && listed.incarnation !== m.incarnation)),
+          (holdsLog &&
+            listed !== undefined &&
+            listed.incarnation !== 0 &&
+            listed.incarnation !== m.incarnation) ||
+          (informed && listed === undefined),
         listed: informed && listed !== undefined && listed.incarnation === m.incarnation,
       });
       return;
@@ -1797,6 +1819,45 @@ export class Replica {
     return pr !== undefined && this.electionElapsed - pr.lastActive < this.config.electionTicksMin;
   }
 
+  /**
+   * The highest index a majority of the voters holds, counting only the acknowledgements
+   * that may count. A member listed with incarnation 0 that has one of its own (this
+   * master included) counts for no commit until it is bound, and then only for a commit
+   * at or after the entry that bound it (boundAt): a peer that lists it with 0 welcomes any
+   * empty directory of that id as a member no master ever counted, so counted before its
+   * binding was on a majority, then wiped and started again with its old command line, it
+   * could vote with an empty log and elect a node without the entries it acknowledged. A
+   * commit that counts it holds its binding on a majority, which a wiped directory's term
+   * probe meets (onTermProbeResponse). A node without an identity (incarnation 0) can be
+   * neither bound nor told apart from its wiped self, and counts as it always did.
+   */
+  private commitCandidate(): number {
+    const unbound = (member: Member | undefined, incarnation: number): boolean =>
+      this.config.bindIncarnations && member?.incarnation === 0 && incarnation !== 0;
+    const held = new Map<NodeId, number>();
+    const me = memberOf(this.configuration, this.id);
+    held.set(this.id, unbound(me, this.incarnation) ? 0 : this.log.durableIndex());
+    for (const [peer, pr] of this.progress) {
+      const member = memberOf(this.configuration, peer);
+      if (member?.voter !== true) continue;
+      held.set(peer, unbound(member, pr.incarnation) ? 0 : pr.match);
+    }
+    for (;;) {
+      const sorted = [...held.values()].sort((a, b) => b - a);
+      const candidate = sorted[this.quorum() - 1] ?? 0;
+      let dropped = false;
+      for (const [id, index] of held) {
+        const bound = this.boundAt.get(id);
+        if (bound === undefined || bound <= candidate || index < candidate || index === 0) {
+          continue;
+        }
+        held.set(id, 0);
+        dropped = true;
+      }
+      if (!dropped) return candidate;
+    }
+  }
+
   private appendOwn(entry: Entry): void {
     assert(this.currentRole === "master", "replica: only a master appends its own entries");
     this.log.append([entry]);
@@ -1805,25 +1866,7 @@ export class Replica {
 
   /** Commits what a majority of the voters holds; returns whether the commit index moved. */
   private maybeCommit(): boolean {
-    const matches = [this.log.durableIndex()];
-    for (const [peer, pr] of this.progress) {
-      const member = memberOf(this.configuration, peer);
-      if (member?.voter !== true) continue;
-      // A member still listed with incarnation 0 that answered with one of its own counts
-      // for no commit until this master has bound it (maybeBindIncarnations; the binding
-      // takes effect on append). A peer that lists it with 0 welcomes any empty directory
-      // of that id as a member no master ever counted: counted before it was bound, then
-      // wiped and started again, it could vote with an empty log and elect a node without
-      // the entries it acknowledged. A commit that counts it now holds its binding, on a
-      // majority, among which a wiped directory's term probe meets one that refuses it.
-      // (A node without an identity answers with 0: it can be neither bound nor told
-      // apart from its wiped self, and counts as it always did.)
-      const unbound =
-        this.config.bindIncarnations && member.incarnation === 0 && pr.incarnation !== 0;
-      matches.push(unbound ? 0 : pr.match);
-    }
-    matches.sort((a, b) => b - a);
-    const candidate = matches[this.quorum() - 1]!;
+    const candidate = this.commitCandidate();
     // Raft §5.4.2 (figure 8): only an entry of the current term is committed by counting.
     if (this.log.termAt(candidate) !== this.currentTerm) return false;
     if (!this.log.commitTo(candidate)) return false;
