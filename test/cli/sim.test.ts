@@ -9,6 +9,10 @@ import { main } from "../../src/cli/main.js";
 
 afterEach(() => {
   vi.restoreAllMocks();
+  // `baton sim` sets the process's exit code (a reader that closes the pipe early ends the
+  // process with it). Left set, it leaked into later files of a run without isolation:
+  // commander's `help` exits with it, and `baton help` read as bad usage (exit 2).
+  process.exitCode = undefined;
 });
 
 describe("cli: sim sweeps", () => {
