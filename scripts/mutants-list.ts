@@ -142,8 +142,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: "master counts entries not yet on its own disk towards a commit",
     file: "src/core/replica.ts",
-    find: "held.set(this.id, unbound(me, this.incarnation) ? 0 : this.log.durableIndex());",
-    replace: "held.set(this.id, unbound(me, this.incarnation) ? 0 : this.log.lastIndex());",
+    find: "bind && me?.incarnation === 0 && this.incarnation !== 0 ? 0 : this.log.durableIndex(),",
+    replace: "bind && me?.incarnation === 0 && this.incarnation !== 0 ? 0 : this.log.lastIndex(),",
   },
   {
     name: "serve a ReadIndex read without confirming mastership with a majority",

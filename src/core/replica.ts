@@ -1832,29 +1832,41 @@ export class Replica {
    * neither bound nor told apart from its wiped self, and counts as it always did.
    */
   private commitCandidate(): number {
-    const unbound = (member: Member | undefined, incarnation: number): boolean =>
-      this.config.bindIncarnations && member?.incarnation === 0 && incarnation !== 0;
-    const held = new Map<NodeId, number>();
-    const me = memberOf(this.configuration, this.id);
-    held.set(this.id, unbound(me, this.incarnation) ? 0 : this.log.durableIndex());
+    const bind = this.config.bindIncarnations;
+    const me = bind ? memberOf(this.configuration, this.id) : undefined;
+    const ids: NodeId[] = [this.id];
+    const held: number[] = [
+      bind && me?.incarnation === 0 && this.incarnation !== 0 ? 0 : this.log.durableIndex(),
+    ];
     for (const [peer, pr] of this.progress) {
       const member = memberOf(this.configuration, peer);
       if (member?.voter !== true) continue;
-      held.set(peer, unbound(member, pr.incarnation) ? 0 : pr.match);
+      ids.push(peer);
+      held.push(bind && member.incarnation === 0 && pr.incarnation !== 0 ? 0 : pr.match);
     }
+    const nth = this.quorum() - 1;
+    const candidateOf = (): number => held.slice().sort((a, b) => b - a)[nth] ?? 0;
+    // A binding at or below the commit index no longer matters: a recount could only lower
+    // a candidate that is below that binding, so below the commit index, and no commit
+    // follows from it either way. Bindings are few and short-lived; the common case skips
+    // the recount.
+    const commitIndex = this.log.commitIndex;
+    for (const [id, at] of this.boundAt) if (at <= commitIndex) this.boundAt.delete(id);
+    let candidate = candidateOf();
+    if (this.boundAt.size === 0) return candidate;
     for (;;) {
-      const sorted = [...held.values()].sort((a, b) => b - a);
-      const candidate = sorted[this.quorum() - 1] ?? 0;
       let dropped = false;
-      for (const [id, index] of held) {
-        const bound = this.boundAt.get(id);
+      for (let i = 0; i < ids.length; i++) {
+        const bound = this.boundAt.get(ids[i]!);
+        const index = held[i]!;
         if (bound === undefined || bound <= candidate || index < candidate || index === 0) {
           continue;
         }
-        held.set(id, 0);
+        held[i] = 0;
         dropped = true;
       }
       if (!dropped) return candidate;
+      candidate = candidateOf();
     }
   }
 
