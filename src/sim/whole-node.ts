@@ -323,8 +323,6 @@ interface Proc {
   join: boolean;
   /** The nemesis damaged this disk (a bit flip, a read error) since it was last wiped. */
   flipped: boolean;
-  /** Wiped and not yet caught up by a master: it holds nothing and does not vote. */
-  catchingUp: boolean;
   pid: number;
   /** Stopped by the operator during a replacement: only the operator starts it again. */
   awaitingOperator: boolean;
@@ -512,7 +510,6 @@ class WholeNodeRun {
         state: "down",
         join: false,
         flipped: false,
-        catchingUp: false,
         pid: 0,
         awaitingOperator: false,
         joined: null,
@@ -680,7 +677,6 @@ class WholeNodeRun {
         }
         this.masterSince = this.scheduler.now;
       }
-      if (event.reason.includes("now a voting member")) proc.catchingUp = false;
     });
     node.on("failover", (event) => {
       if (event.previousMaster !== null && event.previousMaster !== proc.id) this.failovers++;
@@ -1524,38 +1520,53 @@ class WholeNodeRun {
     this.log(
       `a fault meets the state transfer from node ${sender.id} to node ${receiver.id}: ${kind}`,
     );
+    const live = (p: Proc): boolean => p.state !== "down" && p.state !== "broken";
+    const pausable = (p: Proc): boolean =>
+      p.state === "up" && !p.clock.paused && p.transport !== null;
+    const stoppable = (p: Proc): boolean => p.state === "up" && p.node !== null && !p.clock.paused;
+    // Counted only when it acts: a crash of a node already down, say, is no fault.
+    let acted = false;
     switch (kind) {
       case "crash_receiver":
+        acted = live(receiver);
         this.crash(receiver, "during a state transfer to it");
         break;
       case "crash_sender":
+        acted = live(sender);
         this.crash(sender, "during a state transfer from it");
         break;
       case "pause_receiver":
+        acted = pausable(receiver);
         if (receiver.state === "up") this.pause(receiver, this.prng.int(stallMs, stallMs + 1500));
         break;
       case "pause_sender":
         // Past two stall times, the receiver drops the session if no one sends it more.
+        acted = pausable(sender);
         if (sender.state === "up") this.pause(sender, this.prng.int(stallMs, 2 * stallMs + 1500));
         break;
       case "cut":
         // Both ways: until a heal, or the end of the faults.
+        acted = true;
         this.net.cut(sender.id, receiver.id);
         this.net.cut(receiver.id, sender.id);
         break;
       case "stop_receiver":
+        acted = stoppable(receiver);
         if (!receiver.clock.paused) this.stopGracefully(receiver, this.prng.chance(0.5));
         break;
       case "stop_sender":
+        acted = stoppable(sender);
         if (!sender.clock.paused) this.stopGracefully(sender, this.prng.chance(0.5));
         break;
       case "switchover":
         // A new master starts the transfer again: two may reach the receiver at once.
+        acted = this.procs.some((p) => p.state === "up" && p.node !== null && !p.clock.paused);
         this.switchover(this.procs.filter((p) => p.state === "up"));
         break;
       case "eio_receiver":
         // The chunk it writes next, or its log's next write (which stops the node).
-        if (receiver.state === "up") receiver.fs.failNext("write", "EIO");
+        acted = receiver.state === "up";
+        if (acted) receiver.fs.failNext("write", "EIO");
         break;
       case "flip_sender_snapshot":
         // The snapshot under way is damaged on the sender's disk, and the link cut: the
@@ -1563,13 +1574,14 @@ class WholeNodeRun {
         // meanwhile) reads the damage. One node's data at a time: not while the receiver
         // has lost its own, or another node holds damage (see allHealthy).
         if (sender.state === "up" && this.mayLoseDataBesideTransfer()) {
+          acted = true;
           this.flipNewestSnapshot(sender);
           this.net.cut(sender.id, receiver.id);
           this.net.cut(receiver.id, sender.id);
         }
         break;
     }
-    this.count("mid_transfer");
+    if (acted) this.count("mid_transfer");
   }
 
   /**
@@ -1748,7 +1760,8 @@ class WholeNodeRun {
    */
   private allHealthy(running: Proc[]): boolean {
     if (running.length < this.procs.length) return false;
-    if (this.operator.busy || this.procs.some((p) => p.catchingUp)) return false;
+    // A replaced member is caught up under the operator (operator.busy).
+    if (this.operator.busy) return false;
     // A node whose damage recovery has not read yet still holds it (seed 213044: node 1's
     // unread latent error, then node 3's disk, and two nodes of three without their data).
     if (this.procs.some((p) => p.flipped && p.fs.holdsDamage())) return false;
@@ -1772,7 +1785,6 @@ class WholeNodeRun {
         p.state === "up" &&
         p.node !== null &&
         !p.awaitingOperator &&
-        !p.catchingUp &&
         !(p.flipped && p.fs.holdsDamage()),
     );
   }
@@ -1828,11 +1840,7 @@ class WholeNodeRun {
         !this.operator.busy &&
         this.procs.every(
           // A flipped node whose damaged file is gone (a newer snapshot pruned it) is whole.
-          (p) =>
-            p.state !== "broken" &&
-            !(p.flipped && p.fs.holdsDamage()) &&
-            !p.catchingUp &&
-            !p.awaitingOperator,
+          (p) => p.state !== "broken" && !(p.flipped && p.fs.holdsDamage()) && !p.awaitingOperator,
         );
       if (quiet) {
         void this.loseMajority().catch((error: unknown) => this.scheduler.fail(error));

@@ -111,6 +111,10 @@ function checkTrailer(trailer: Buffer, path: string, offset: number, dataCrc: nu
   if (!trailer.subarray(8, 16).equals(snapshotTrailerMagic)) {
     throw new SnapshotCorruptError(path, offset, "the trailer is missing (bad magic)");
   }
+  // Written as zeros and covered by no checksum: anything else there is damage.
+  if (trailer.readUInt32LE(4) !== 0) {
+    throw new SnapshotCorruptError(path, offset + 4, "the trailer's reserved bytes are not zero");
+  }
   const stored = trailer.readUInt32LE(0);
   if (stored !== dataCrc) {
     throw new SnapshotCorruptError(path, offset, "the data fails its checksum");

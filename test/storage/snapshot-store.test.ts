@@ -118,6 +118,17 @@ describe("snapshot store", () => {
     expect(String(error)).toMatch(/fails its checksum.*wipe its data directory/);
   });
 
+  it("snapshot: a flipped bit in the trailer's reserved bytes stops start-up naming the offset", async () => {
+    const dir = await makeTempDir();
+    const { store } = await openStore(dir);
+    const stored = await store.save(meta(10, 1), chunksOf(pattern(10_000, 3), 4096));
+    const trailerAt = snapshotHeaderBytes + 10_000;
+    await flipByte(stored.path, trailerAt + 5);
+    const error = await openStore(dir).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "ERR_SNAPSHOT_CORRUPT", offset: trailerAt + 4 });
+    expect(String(error)).toMatch(/reserved bytes are not zero/);
+  });
+
   it("snapshot: a damaged header or a cut file stops start-up (header, length)", async () => {
     const dir = await makeTempDir();
     const { store } = await openStore(dir);
