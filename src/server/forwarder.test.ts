@@ -66,6 +66,20 @@ function proposed(f: Forwarder, sent: Sent, index: number, entryTerm: number, fr
   });
 }
 
+/** `from` answers send `requestId` with not_master, from its term `term`. */
+function notMaster(f: Forwarder, from: NodeId, term: number, requestId: number) {
+  f.onProposalResponse({
+    type: "forward_proposal_response",
+    from,
+    to: 2,
+    term,
+    requestId,
+    outcome: "not_master",
+    index: 0,
+    entryTerm: 0,
+  });
+}
+
 /** Lets the turn of the event loop end: the forwarder sends what it was asked in it. */
 function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -229,6 +243,113 @@ describe("forwarder", () => {
     await expect(result).resolves.toBe("done");
   });
 
+  it("forwarding: a node that refused as a candidate is sent the write once it wins that term", async () => {
+    host.currentTerm = 6;
+    const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
+    expect(host.sent).toEqual([{ kind: "proposal", to: 1, requestId: 1 }]);
+    // Node 1, master of term 6, lost its backups and stands in the election of term 7: it
+    // answers from there. Until this node learns who won term 7, node 1 is not asked again.
+    notMaster(forwarder, 1, 7, 1);
+    forwarder.poll();
+    expect(host.sent).toHaveLength(1);
+    host.master = null;
+    host.currentTerm = 7;
+    vi.advanceTimersByTime(FORWARD_HOLD_MS / 10);
+    forwarder.poll();
+    expect(host.sent).toHaveLength(1);
+    // Node 1 won term 7. Its refusal said "not proposed", so the write goes to it again,
+    // under a new id, and is applied once.
+    host.master = 1;
+    vi.advanceTimersByTime(FORWARD_HOLD_MS / 10);
+    forwarder.poll();
+    expect(host.sent[1]).toEqual({ kind: "proposal", to: 1, requestId: 2 });
+    proposed(forwarder, host.sent[1]!, 9, 7);
+    host.applied = 9;
+    forwarder.onApplied(command(9, 7), "done");
+    await expect(result).resolves.toBe("done");
+    expect(forwarder.counters.noMaster).toBe(0);
+  });
+
+  it("forwarding: a refusal from an earlier term does not keep the write from the master of a later one", async () => {
+    const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
+    // Node 1 stepped down in term 1 and won term 2; this node hears of term 2 first.
+    host.currentTerm = 2;
+    notMaster(forwarder, 1, 1, 1);
+    expect(host.sent[1]).toEqual({ kind: "proposal", to: 1, requestId: 2 });
+    proposed(forwarder, host.sent[1]!, 4, 2);
+    forwarder.onApplied(command(4, 2), "done");
+    await expect(result).resolves.toBe("done");
+  });
+
+  it("forwarding: the believed master's refusal holds for its whole term, then the write fails 'not applied'", async () => {
+    host.currentTerm = 3;
+    const result = forwarder.propose(Uint8Array.of(1));
+    const settled = result.catch((e: unknown) => e);
+    await turn();
+    // Node 1, master of term 3 here, refuses in term 3: it stepped down, or hands over.
+    notMaster(forwarder, 1, 3, 1);
+    vi.advanceTimersByTime(FORWARD_HOLD_MS - 1);
+    forwarder.poll();
+    expect(host.sent).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    forwarder.poll();
+    expect(await settled).toBeInstanceOf(NoMasterError);
+    expect(host.sent).toHaveLength(1);
+  });
+
+  it("forwarding: the believed master's refusal ends with its term", async () => {
+    host.currentTerm = 3;
+    const result = forwarder.propose(Uint8Array.of(1));
+    await turn();
+    notMaster(forwarder, 1, 3, 1);
+    forwarder.poll();
+    expect(host.sent).toHaveLength(1);
+    host.currentTerm = 4; // node 1 is master again, of term 4
+    forwarder.poll();
+    expect(host.sent[1]).toEqual({ kind: "proposal", to: 1, requestId: 2 });
+    proposed(forwarder, host.sent[1]!, 5, 4);
+    forwarder.onApplied(command(5, 4), "done");
+    await expect(result).resolves.toBe("done");
+  });
+
+  it("forwarding: a read refused by a candidate is asked again of it once it wins that term", async () => {
+    host.currentTerm = 6;
+    const read = forwarder.read();
+    await turn();
+    const refusal = { type: "forward_read_response", from: 1, to: 2, requestId: 1 } as const;
+    forwarder.onReadResponse({ ...refusal, term: 7, ok: false, index: 0 });
+    expect(host.sent).toHaveLength(1);
+    host.currentTerm = 7; // node 1 won term 7
+    vi.advanceTimersByTime(FORWARD_HOLD_MS / 10);
+    forwarder.poll();
+    expect(host.sent.map((s) => s.to)).toEqual([1, 1]);
+    // The second send went out under a new request id.
+    forwarder.onReadResponse({ ...refusal, requestId: 2, term: 7, ok: true, index: 3 });
+    host.applied = 3;
+    forwarder.serveReads();
+    await read;
+  });
+
+  it("forwarding: a late copy of an answer to an earlier send of a read is not taken for the answer to the next", async () => {
+    host.currentTerm = 6;
+    const read = forwarder.read();
+    await turn();
+    const refusal = { type: "forward_read_response", from: 1, to: 2, requestId: 1 } as const;
+    forwarder.onReadResponse({ ...refusal, term: 7, ok: false, index: 0 });
+    host.currentTerm = 7; // node 1 won term 7
+    forwarder.poll();
+    expect(host.sent.map((s) => s.to)).toEqual([1, 1]);
+    // A duplicate of the first refusal (a network that delivers twice): read as node 1
+    // refusing as the master of term 7, it held the read until NoMasterError.
+    forwarder.onReadResponse({ ...refusal, term: 7, ok: false, index: 0 });
+    forwarder.onReadResponse({ ...refusal, requestId: 2, term: 7, ok: true, index: 3 });
+    host.applied = 3;
+    forwarder.serveReads();
+    await read;
+  });
+
   it("forwarding: a busy master's refusal is BusyError (nothing was proposed)", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
     await turn();
@@ -303,12 +424,14 @@ describe("forwarder", () => {
     host.currentTerm = 2;
     forwarder.poll();
     expect(host.sent.map((s) => s.to)).toEqual([1, 3]);
+    // Asked again under a new request id.
+    expect(host.sent.map((s) => s.requestId)).toEqual([1, 2]);
     forwarder.onReadResponse({
       type: "forward_read_response",
       from: 3,
       to: 2,
       term: 2,
-      requestId: 1,
+      requestId: 2,
       ok: true,
       index: 12,
     });

@@ -9,7 +9,9 @@
  * follows what this node can prove:
  *
  * - never sent, or refused by the receiver (not the master, busy): it was not applied;
- *   while no master is known it is held briefly for the next one, then NoMasterError;
+ *   while no master is known it is held briefly for the next one, then NoMasterError.
+ *   A refusal holds only while it can still be true (see Refusal): a candidate that
+ *   refused and then won its election is sent the write again, under a new request id;
  * - sent, and the master it went to was replaced before it answered: it may or may not
  *   be applied (IndeterminateError; a retry with the same idempotency key is safe);
  * - proposed at (index, term): applied exactly when this node applies an entry of that
@@ -81,6 +83,20 @@ export const FORWARDS_IN_FLIGHT_MAX = 65_536;
 /** Results kept of entries applied while forwards wait for their answer, at most. */
 const RECENT_RESULTS_MAX = 65_536;
 
+/**
+ * A node that answered not_master, in its term `term`. `asMaster`: this node had sent it
+ * the request as the master of that very term, so the refusal came from the master this
+ * node believed in (it stepped down, or hands over): it is not asked again until a newer
+ * term, or another master. Otherwise it refused from a term newer than the one it was
+ * sent in, as a candidate or as a backup not yet told of the election; it may still win
+ * that term, and is asked again as soon as this node learns that it did.
+ */
+interface Refusal {
+  readonly by: NodeId;
+  readonly term: number;
+  readonly asMaster: boolean;
+}
+
 type ProposalState =
   | { readonly kind: "held"; readonly since: number }
   | { readonly kind: "sent"; readonly to: NodeId; readonly term: number }
@@ -97,8 +113,8 @@ interface OutgoingProposal {
   idUsed: boolean;
   readonly data: Uint8Array;
   state: ProposalState;
-  /** The node that answered not_master in `term`: not asked again until either changes. */
-  refused: { readonly by: NodeId; readonly term: number } | null;
+  /** The last refusal: the node that gave it is not asked again while it holds. */
+  refused: Refusal | null;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
   timer: Timer | null;
@@ -110,12 +126,18 @@ type ReadState =
   | { readonly kind: "waiting"; readonly index: number };
 
 interface OutgoingRead {
-  readonly requestId: number;
+  /**
+   * A new one for every send, as a proposal's: a late copy of an answer to an earlier send
+   * (a refusal from the term before, say) must not be taken for the answer to this one.
+   */
+  requestId: number;
+  /** Whether `requestId` went out already (a send after it needs a new id). */
+  idUsed: boolean;
   state: ReadState;
-  refused: { readonly by: NodeId; readonly term: number } | null;
+  refused: Refusal | null;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
-  readonly timer: Timer;
+  timer: Timer | null;
 }
 
 /** Forwards made, by kind, and how forwarded writes ended, for metrics. */
@@ -198,18 +220,19 @@ export class Forwarder {
     const requestId = this.nextRequestId++;
     this.counters.reads++;
     return new Promise((resolve, reject) => {
-      const timer = this.host.clock.setTimeout(
-        () => this.expireRead(requestId),
-        this.host.requestTimeoutMs,
-      );
       const read: OutgoingRead = {
         requestId,
+        idUsed: false,
         state: { kind: "held", since: this.host.clock.monotonicMs() },
         refused: null,
         resolve,
         reject,
-        timer,
+        timer: null,
       };
+      read.timer = this.host.clock.setTimeout(
+        () => this.expireRead(read),
+        this.host.requestTimeoutMs,
+      );
       this.reads.set(requestId, read);
       this.freshReads.push(read);
       this.sendSoon();
@@ -274,7 +297,11 @@ export class Forwarder {
       this.settle(proposal, new BusyError());
       return;
     }
-    proposal.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
+    // not_master: this send was not proposed, and a copy of it gets the same answer (see
+    // the file's opening comment). The next send carries a new request id, so sending the
+    // write again, even to the node that refused once it is known to be the master, cannot
+    // apply it twice.
+    proposal.refused = refusal(message.from, message.term, proposal.state.term);
     this.moveProposal(proposal, { kind: "held", since: this.host.clock.monotonicMs() });
     this.advanceProposal(proposal);
   }
@@ -287,7 +314,7 @@ export class Forwarder {
       this.maybeServe(read);
       return;
     }
-    read.refused = { by: message.from, term: Math.max(message.term, this.host.term()) };
+    read.refused = refusal(message.from, message.term, read.state.term);
     read.state = { kind: "held", since: this.host.clock.monotonicMs() };
     this.advanceRead(read);
   }
@@ -451,14 +478,23 @@ export class Forwarder {
     }
     if (this.host.role() === "master") {
       this.reads.delete(read.requestId);
-      this.host.clock.clearTimeout(read.timer);
+      this.clearReadTimer(read);
       this.host.readLocally().then(read.resolve, read.reject);
       return;
     }
     const master = this.usableMaster(read.refused);
-    if (master !== null && this.host.sendRead(master, read.requestId)) {
-      read.state = { kind: "sent", to: master, term: this.host.term() };
-      return;
+    if (master !== null) {
+      if (read.idUsed) {
+        this.reads.delete(read.requestId);
+        read.requestId = this.nextRequestId++;
+        read.idUsed = false;
+        this.reads.set(read.requestId, read);
+      }
+      if (this.host.sendRead(master, read.requestId)) {
+        read.idUsed = true;
+        read.state = { kind: "sent", to: master, term: this.host.term() };
+        return;
+      }
     }
     if (
       read.state.kind === "held" &&
@@ -471,13 +507,12 @@ export class Forwarder {
   private maybeServe(read: OutgoingRead): void {
     if (read.state.kind !== "waiting" || read.state.index > this.host.appliedIndex()) return;
     this.reads.delete(read.requestId);
-    this.host.clock.clearTimeout(read.timer);
+    this.clearReadTimer(read);
     read.resolve();
   }
 
-  private expireRead(requestId: number): void {
-    const read = this.reads.get(requestId);
-    if (read === undefined) return;
+  private expireRead(read: OutgoingRead): void {
+    if (this.reads.get(read.requestId) !== read) return;
     this.settleRead(
       read,
       read.state.kind === "held"
@@ -490,8 +525,13 @@ export class Forwarder {
 
   private settleRead(read: OutgoingRead, error: Error): void {
     this.reads.delete(read.requestId);
-    this.host.clock.clearTimeout(read.timer);
+    this.clearReadTimer(read);
     read.reject(error);
+  }
+
+  private clearReadTimer(read: OutgoingRead): void {
+    if (read.timer !== null) this.host.clock.clearTimeout(read.timer);
+    read.timer = null;
   }
 
   // ------------------------------------------------------------------ helpers
@@ -501,11 +541,17 @@ export class Forwarder {
     proposal.timer = null;
   }
 
-  /** The master to send to now, unless it already refused in this term. */
-  private usableMaster(refused: OutgoingProposal["refused"]): NodeId | null {
+  /**
+   * The master to send to now, unless its refusal still holds (see Refusal): it refused
+   * from a term newer than the one this node knows it master of, or as the master of this
+   * very term. One that refused as a candidate of this term is the master it became since.
+   */
+  private usableMaster(refused: Refusal | null): NodeId | null {
     const master = this.host.masterId();
     if (master === null || master === this.host.id) return null;
-    if (refused !== null && refused.by === master && refused.term >= this.host.term()) return null;
+    if (refused === null || refused.by !== master) return master;
+    const term = this.host.term();
+    if (refused.term > term || (refused.term === term && refused.asMaster)) return null;
     return master;
   }
 
@@ -540,6 +586,15 @@ export class Forwarder {
       `no master could be reached within ${FORWARD_HOLD_MS} ms; the request was not applied: retry`,
     );
   }
+}
+
+/**
+ * The refusal `by` gave in its term `term` of a request sent to it as the master of
+ * `sentTerm`. A term no newer than `sentTerm` (only a node that lost its state answers an
+ * older one) counts as the believed master's, held until a term after `sentTerm`.
+ */
+function refusal(by: NodeId, term: number, sentTerm: number): Refusal {
+  return { by, term: Math.max(term, sentTerm), asMaster: term <= sentTerm };
 }
 
 /** Marks an applied entry that carried no command (another master's no-op took the index). */
