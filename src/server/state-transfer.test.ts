@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -104,7 +104,7 @@ async function receivingBackup(failPushAt: number | null = null, stallMs = 10_00
       config: encodeConfiguration([]),
     });
   const close = async () => {
-    transfer.close();
+    await transfer.close();
     await backup.close();
     await master.close();
   };
@@ -185,7 +185,7 @@ describe("state transfer", () => {
         config: encodeConfiguration([]),
       });
     const close = async () => {
-      transfer.close();
+      await transfer.close();
       await backup.close();
       await master.close();
     };
@@ -287,6 +287,237 @@ describe("state transfer", () => {
     await vi.waitFor(() => expect(acks).toMatchObject([{ type: "snapshot_ack", accepted: false }]));
     await master.close();
     await backup.close();
+  });
+
+  /**
+   * A backup whose core adopts a snapshot only beyond its commit index, which the adoption
+   * raises, as the real one does; `acks` has the answers it sent node 1, `received` the
+   * snapshots its core was asked about. `gateFinish` holds each install's `finish` (making
+   * it durable, after which storage has it) until `releaseFinish`; `failFinish` fails it.
+   */
+  async function installingBackup() {
+    const { storage } = await MemoryStorage.open();
+    let releaseFinish: () => void = () => {};
+    let gateFinish = false;
+    let failFinish = false;
+    const receive = storage.receiveSnapshot.bind(storage);
+    const receiving = vi.spyOn(storage, "receiveSnapshot").mockImplementation(async (meta) => {
+      const receiver = await receive(meta);
+      const finish = receiver.finish.bind(receiver);
+      receiver.finish = async () => {
+        if (failFinish) throw new Error("the disk refused");
+        if (gateFinish) await new Promise<void>((resolve) => (releaseFinish = resolve));
+        return finish();
+      };
+      return receiver;
+    });
+    const { master, backup } = await twoNodes();
+    const acks: { nextOffset: number; done: boolean; accepted: boolean }[] = [];
+    master.onMessage((m) => {
+      if (m.type === "snapshot_ack")
+        acks.push({ nextOffset: m.nextOffset, done: m.done, accepted: m.accepted });
+    });
+    const received: number[] = [];
+    let commitIndex = 0;
+    const transfer = transferWith({
+      id: 2,
+      storage,
+      transport: backup,
+      onReceived: (_from, _term, meta) => {
+        received.push(meta.index);
+        if (meta.index <= commitIndex) return false;
+        commitIndex = meta.index;
+        return true;
+      },
+    });
+    const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
+    const chunk = (offset: number, end: number, snapshotIndex = 7) =>
+      transfer.onMessage({
+        type: "snapshot_chunk",
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshotIndex,
+        snapshotTerm: 1,
+        offset,
+        totalBytes: data.length,
+        crc32: crc32(data),
+        data: data.slice(offset, end),
+        config: encodeConfiguration([]),
+      });
+    const close = async () => {
+      await transfer.close();
+      await backup.close();
+      await master.close();
+    };
+    return {
+      transfer,
+      storage,
+      acks,
+      received,
+      chunk,
+      receivings: () => receiving.mock.calls.length,
+      gateFinish: () => {
+        gateFinish = true;
+      },
+      failFinish: () => {
+        failFinish = true;
+      },
+      releaseFinish: () => releaseFinish(),
+      close,
+    };
+  }
+
+  const notNeeded = { nextOffset: 20, done: true, accepted: false };
+
+  it("state transfer: a snapshot adopted and waiting for its install is held: a retried chunk of it, a new transfer of it or of an older one is answered 'not needed' at once, with no second session", async () => {
+    const b = await installingBackup();
+    b.chunk(0, 10);
+    b.chunk(10, 20);
+    await vi.waitFor(() =>
+      expect(b.acks).toEqual([
+        { nextOffset: 10, done: false, accepted: false },
+        { nextOffset: 20, done: true, accepted: true },
+      ]),
+    );
+    // The install waits (the runtime has not called finishReceived): storage has nothing.
+    expect(b.storage.snapshot().index).toBe(0);
+    // The answer to the last chunk was lost: the master sends it again; then, having given
+    // the transfer up, the whole snapshot again; an older one's first chunk comes late.
+    b.chunk(10, 20);
+    b.chunk(0, 10);
+    b.chunk(0, 10, 5);
+    await vi.waitFor(() => expect(b.acks.slice(2)).toEqual([notNeeded, notNeeded, notNeeded]));
+    // The core answered the master each time, and adopted nothing more.
+    expect(b.received).toEqual([7, 7, 7, 5]);
+    expect(b.receivings()).toBe(1);
+    expect(await b.transfer.finishReceived({ index: 7, term: 1 })).toBeNull();
+    expect(b.storage.snapshot().index).toBe(7);
+    await b.close();
+  });
+
+  it("state transfer: a snapshot being made durable (storage does not have it yet) is held: a new transfer of it is answered 'not needed'", async () => {
+    const b = await installingBackup();
+    b.gateFinish();
+    b.chunk(0, 10);
+    b.chunk(10, 20);
+    await vi.waitFor(() => expect(b.acks).toHaveLength(2));
+    const finished = b.transfer.finishReceived({ index: 7, term: 1 });
+    b.chunk(0, 10);
+    await vi.waitFor(() => expect(b.acks.slice(2)).toEqual([notNeeded]));
+    expect(b.storage.snapshot().index).toBe(0);
+    expect(b.receivings()).toBe(1);
+    b.releaseFinish();
+    await finished;
+    expect(b.storage.snapshot().index).toBe(7);
+    await b.close();
+  });
+
+  it("state transfer: a snapshot whose install failed is no longer held: a transfer of it is received again (the core decides)", async () => {
+    const b = await installingBackup();
+    b.failFinish();
+    b.chunk(0, 10);
+    b.chunk(10, 20);
+    await vi.waitFor(() => expect(b.acks).toHaveLength(2));
+    await expect(b.transfer.finishReceived({ index: 7, term: 1 })).rejects.toThrow(/refused/);
+    b.chunk(0, 10);
+    await vi.waitFor(() =>
+      expect(b.acks.slice(2)).toEqual([{ nextOffset: 10, done: false, accepted: false }]),
+    );
+    expect(b.receivings()).toBe(2);
+    await b.close();
+  });
+
+  it("state transfer: close resolves only once the session's temporary file is removed (a node restarted in the same process reuses its name), and never throws for a removal that fails", async () => {
+    const { storage } = await MemoryStorage.open();
+    const receive = storage.receiveSnapshot.bind(storage);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const aborts: string[] = [];
+    vi.spyOn(storage, "receiveSnapshot").mockImplementation(async (meta) => {
+      const receiver = await receive(meta);
+      receiver.abort = async () => {
+        await gate;
+        aborts.push(`removed ${meta.index}`);
+        throw new Error("the disk refused the removal");
+      };
+      return receiver;
+    });
+    const { master, backup } = await twoNodes();
+    const acks: number[] = [];
+    master.onMessage((m) => {
+      if (m.type === "snapshot_ack") acks.push(m.nextOffset);
+    });
+    const warnings: string[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => warnings.push(line) });
+    const transfer = transferWith({ id: 2, storage, transport: backup, logger });
+    const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
+    transfer.onMessage({
+      type: "snapshot_chunk",
+      from: 1,
+      to: 2,
+      term: 1,
+      snapshotIndex: 7,
+      snapshotTerm: 1,
+      offset: 0,
+      totalBytes: data.length,
+      crc32: crc32(data),
+      data: data.slice(0, 10),
+      config: encodeConfiguration([]),
+    });
+    await vi.waitFor(() => expect(acks).toEqual([10]));
+    let closed = false;
+    const closing = Promise.resolve(transfer.close()).then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    expect(aborts).toEqual(["removed 7"]);
+    expect(warnings.join("")).toMatch(/dropping a received snapshot failed/);
+    await backup.close();
+    await master.close();
+  });
+
+  it("state transfer: on disk, no temporary file is left once close resolves", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "baton-transfer-"));
+    const { storage } = await DiskStorage.open(dir);
+    try {
+      const { master, backup } = await twoNodes();
+      const acks: number[] = [];
+      master.onMessage((m) => {
+        if (m.type === "snapshot_ack") acks.push(m.nextOffset);
+      });
+      const transfer = transferWith({ id: 2, storage, transport: backup });
+      const data = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
+      transfer.onMessage({
+        type: "snapshot_chunk",
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshotIndex: 7,
+        snapshotTerm: 1,
+        offset: 0,
+        totalBytes: data.length,
+        crc32: crc32(data),
+        data: data.slice(0, 10),
+        config: encodeConfiguration([]),
+      });
+      await vi.waitFor(() => expect(acks).toEqual([10]));
+      const temporaries = async () =>
+        (await readdir(join(dir, "snapshots"))).filter((name) => name.endsWith(".tmp"));
+      expect(await temporaries()).toEqual([`${snapshotFileName({ index: 7, term: 1 })}.1.tmp`]);
+      await transfer.close();
+      expect(await temporaries()).toEqual([]);
+      await backup.close();
+      await master.close();
+    } finally {
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("state transfer: the restore reads exactly the bytes the file takes, once each, whatever the master resends", async () => {
@@ -399,7 +630,7 @@ describe("state transfer", () => {
         accepted: done,
       });
     const close = async () => {
-      transfer.close();
+      await transfer.close();
       await master.close();
       await backup.close();
     };

@@ -185,6 +185,13 @@ export class StateTransfer {
    * it (in the order adopted). A newer one may be adopted while an older one waits.
    */
   private readonly adopted = new Map<number, Adopted>();
+  /**
+   * Adopted snapshots `finishReceived` is making durable: out of `adopted`, and not yet
+   * storage's newest (see heldIndex).
+   */
+  private readonly finishing = new Set<number>();
+  /** Receivers being dropped (their temporary files removed), for `close` to wait for. */
+  private readonly discarding = new Set<Promise<void>>();
   private closed = false;
 
   constructor(private readonly deps: StateTransferDeps) {}
@@ -545,15 +552,17 @@ export class StateTransfer {
 
   private onChunk(chunk: SnapshotChunk): void {
     if (chunk.term < this.deps.term()) return;
-    if (chunk.snapshotIndex <= this.deps.storage.snapshot().index) {
-      // Not newer than the state this node holds (a retry that crossed an install, say):
-      // storage cannot receive it, and the master learns it was not needed. The core
-      // still answers the master with how far its log reaches: the master's replication
-      // of this node waits for that answer, and if the one to the install was lost it
-      // would otherwise send this very snapshot again and again.
+    if (chunk.snapshotIndex <= this.heldIndex()) {
+      // Not newer than the state this node holds or is installing (a retry that crossed an
+      // install, say, or the master's next transfer of a snapshot adopted here whose answer
+      // was lost): storage cannot receive it, or would only throw it away at its end, and
+      // the master learns it was not needed. The core still answers the master with how far
+      // its log reaches: the master's replication of this node waits for that answer, and
+      // if the one to the install was lost it would otherwise send this very snapshot again
+      // and again. It refuses it (see heldIndex), so nothing is adopted without its bytes.
       const meta = { index: chunk.snapshotIndex, term: chunk.snapshotTerm };
       const adopt = this.deps.onReceived(chunk.from, chunk.term, meta);
-      assert(!adopt, `adopted snapshot ${meta.index}, not newer than the one held`);
+      assert(!adopt, `adopted snapshot ${meta.index}, not newer than the one held or installing`);
       this.ack(chunk, chunk.totalBytes, true, false);
       return;
     }
@@ -608,6 +617,24 @@ export class StateTransfer {
         );
         this.discard(s.receiver);
       });
+  }
+
+  /**
+   * The newest snapshot this node holds or is installing: storage's newest, or one the core
+   * adopted that waits for its install or is being made durable (storage has it only once
+   * `finish` is done; until then a transfer of it, or of an older one, began a whole new
+   * session, received to be thrown away). The core adopts a snapshot only beyond its
+   * commit index, and the adoption raises that index to the snapshot's, which it never
+   * lowers: the core refuses anything at or below this, so answering "not needed" early
+   * turns away nothing it would adopt. A snapshot leaves `finishing` once its install
+   * ended, failed too: then only storage's newest (and the core) say what the node holds,
+   * and a node whose install failed is not kept from a snapshot it still needs.
+   */
+  private heldIndex(): number {
+    let held = this.deps.storage.snapshot().index;
+    for (const index of this.adopted.keys()) held = Math.max(held, index);
+    for (const index of this.finishing) held = Math.max(held, index);
+    return held;
   }
 
   private begin(chunk: SnapshotChunk): Incoming {
@@ -803,11 +830,27 @@ export class StateTransfer {
       this.adopted.delete(index);
       this.discard(Promise.resolve(older.receiver));
     }
-    await adopted.receiver.finish();
+    // Held until storage has it as its newest (see heldIndex), or the install failed.
+    this.finishing.add(meta.index);
+    try {
+      await adopted.receiver.finish();
+    } finally {
+      this.finishing.delete(meta.index);
+    }
     return adopted.restore;
   }
 
-  close(): void {
+  /**
+   * Stops sending and receiving, and resolves once what was being received is dropped: its
+   * temporary files are removed (a file's removal waits for a write under way on it, as
+   * closing a file does). Temporary file
+   * names are unique only within one storage instance (a counter that starts over when
+   * storage is opened again), so a node restarted in the same process, receiving the same
+   * snapshot, could otherwise have its new file removed by this node's late removal (or
+   * storage's recovery fail on a file removed under it). Never rejects: a removal that
+   * fails is logged (recovery removes the file at the next start), a bug goes to onFatal.
+   */
+  async close(): Promise<void> {
     this.closed = true;
     for (const peer of [...this.outgoing.keys()]) {
       const out = this.outgoing.get(peer)!;
@@ -816,17 +859,34 @@ export class StateTransfer {
       void out.iterator.return?.();
     }
     this.outgoing.clear();
-    if (this.incoming !== null && !this.incoming.done) {
-      this.discard(this.incoming.receiver);
-      this.endIncoming(this.incoming);
+    const incoming = this.incoming;
+    if (incoming !== null && !incoming.done) {
+      this.discard(incoming.receiver);
+      this.endIncoming(incoming);
     }
     for (const { receiver } of this.adopted.values()) this.discard(Promise.resolve(receiver));
     this.adopted.clear();
+    // Not the write under way: a disk that hangs would hang the stop with it. Dropping its
+    // receiver closes the file under it; the write then fails, and drops nothing more.
+    while (this.discarding.size > 0) await Promise.allSettled([...this.discarding]);
   }
 
-  /** Drops what a receiver holds; a failure to do so changes nothing, unless it is a bug. */
+  /**
+   * Drops what a receiver holds (its temporary file), tracked until done for `close`. A
+   * failure to do so changes nothing (recovery removes temporary files), unless it is a bug.
+   */
   private discard(receiver: Promise<SnapshotReceiver>): void {
-    receiver.then((r) => r.abort()).catch((error: unknown) => this.isBug(error));
+    const dropping = receiver
+      .then((r) => r.abort())
+      .catch((error: unknown) => {
+        if (this.isBug(error)) return;
+        this.deps.logger.warn(
+          { event: "state_transfer", err: error },
+          "dropping a received snapshot failed; its temporary file is removed at the next start",
+        );
+      });
+    this.discarding.add(dropping);
+    void dropping.finally(() => this.discarding.delete(dropping));
   }
 
   /** Hands a bug to `onFatal` and says so; other failures are the caller's to handle. */
