@@ -38,6 +38,7 @@ import type { LockHost } from "../storage/dir-lock.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import { type FileSystem, nodeFileSystem } from "../storage/file-system.js";
 import {
+  configsAfter,
   type DataIdentity,
   IdentityStore,
   identityFileName,
@@ -329,6 +330,11 @@ async function writeRecovery(
     ...identity,
     clusterId: survivor.clusterId,
     appliedConfig: { index: entry.index, config: configuration },
+    configs: configsAfter(
+      identity.configs ?? (identity.appliedConfig === null ? [] : [identity.appliedConfig]),
+      { index: entry.index, config: configuration },
+      storage.snapshot().index,
+    ),
     // The members left out are removed, as a committed removal records them: one that comes
     // back with its old data is refused at the handshake, even by a survivor that knows it
     // from nothing else (not on its --peers, joined after it).

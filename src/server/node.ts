@@ -56,7 +56,14 @@ import {
 } from "../shared/errors.js";
 import { type HealthAnswer, type HealthCheck, healthAnswer } from "../shared/health.js";
 import type { StateMachine } from "../shared/state-machine.js";
-import { type DataIdentity, type IdentityStore, removedAfter } from "../storage/identity-store.js";
+import {
+  configAt,
+  configsAfter,
+  type DataIdentity,
+  type IdentityStore,
+  removedAfter,
+  sameConfigs,
+} from "../storage/identity-store.js";
 import { storagePendingBytesMax } from "../storage/limits.js";
 import type { OpenedStorage, SnapshotReader, Storage } from "../storage/storage.js";
 import { parseAddress } from "../transport/address.js";
@@ -68,7 +75,7 @@ import {
   type UnknownCaller,
 } from "../transport/transport.js";
 import { unwrapCommand, wrapCommand } from "./entry-envelope.js";
-import { type ForwardCounters, Forwarder } from "./forwarder.js";
+import { FORWARDS_IN_FLIGHT_MAX, type ForwardCounters, Forwarder } from "./forwarder.js";
 import { advertisedHttpUrl, type NodeConfig } from "./node-config.js";
 import { StateTransfer, type TransferProgress } from "./state-transfer.js";
 
@@ -83,11 +90,12 @@ interface PendingProposal {
 
 /**
  * Forwarded proposals of each backup whose answers a master remembers, to answer a copy
- * of one as its original was (see forwardAnswers). Copies arrive shortly after their
- * original, so the last few thousand are plenty: a backup forwards at most
- * FORWARDS_IN_FLIGHT_MAX at a time, and a copy trails its original by one network delay.
+ * of one as its original was (see forwardAnswers). A copy trails its original by about one
+ * network delay, in which a backup sends at most FORWARDS_IN_FLIGHT_MAX others: fewer kept,
+ * a copy could find its original's answer gone and be proposed a second time. About ten
+ * megabytes per backup that forwarded that many (a small answer each).
  */
-const FORWARD_ANSWERS_KEPT = 4096;
+const FORWARD_ANSWERS_KEPT = FORWARDS_IN_FLIGHT_MAX;
 
 /** A master's answer to one forwarded proposal. */
 type ForwardAnswer = Pick<ForwardProposalResponse, "outcome" | "index" | "entryTerm">;
@@ -492,13 +500,21 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
       drawClusterId: true,
     };
     const identity = deps.identity?.identity() ?? null;
-    // The newest committed configuration stands in for the snapshot's: any config entry
-    // after the snapshot is still in the log, and the newest one there takes effect.
-    const applied = identity?.appliedConfig ?? null;
+    // A stored snapshot holds no configuration: the identity's, in force at the snapshot's
+    // index, stands in for it; any config entry after the snapshot is still in the log, and
+    // the newest one there takes effect. Not the newest committed one: the node would send
+    // the snapshot to a backup with a configuration of a later index, and the backup apply
+    // the entries in between over it (a member removed and added back read its removal as
+    // its own). An identity that does not know it (written before it was kept) gives the
+    // newest committed one, as before.
+    const snapshotConfig =
+      identity === null
+        ? null
+        : (configAt(identity, opened.snapshot.index) ?? identity.appliedConfig?.config ?? null);
     const restored =
-      applied === null
+      snapshotConfig === null
         ? opened
-        : { ...opened, snapshot: { ...opened.snapshot, config: applied.config } };
+        : { ...opened, snapshot: { ...opened.snapshot, config: snapshotConfig } };
     const joined = identity?.joinedConfig ?? null;
     const seed = deps.seed ?? randomInt(2 ** 31);
     const replica = new Replica(replicaConfig, new Prng(seed), restored, {
@@ -1036,7 +1052,7 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
     this.stopped = true;
     if (this.timer !== null) this.clock.clearInterval(this.timer);
     this.failPending(new ShuttingDownError());
-    this.transfer.close();
+    const transferClosed = this.transfer.close();
     await this.transport.close();
     await this.chain.catch(() => {});
     // A snapshot being written, and the identity file behind it, finish before storage
@@ -1046,6 +1062,9 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
     if (this.failure === null) {
       await this.snapshotDone;
       await this.identitySaved.catch(() => {});
+      // So is a received snapshot's temporary file, dropped: its name comes back with the
+      // next storage opened on the directory, in this process too.
+      await transferClosed;
     }
     await this.storage.close().catch((error: unknown) => {
       rethrowIfBug(error);
@@ -1820,24 +1839,32 @@ export class BatonNode<R = unknown> extends EventEmitter<NodeEvents> {
   }
 
   /**
-   * Keeps the newest committed configuration in the identity file, which stands in for a
-   * snapshot's at the next start (snapshots on disk do not carry one). Never replaces a
-   * newer one with an older.
+   * Keeps a committed configuration in the identity file: among those that stand in for a
+   * snapshot's at the next start (snapshots on disk do not carry one; configAt picks the
+   * one in force at the snapshot's index), and as the newest unless a newer one is there.
    */
   private saveAppliedConfig(index: number, config: Configuration): void {
-    this.saveIdentity((current) =>
-      (current.appliedConfig?.index ?? 0) > index
-        ? null
-        : {
-            ...current,
-            appliedConfig: { index, config },
-            removed: removedAfter(
-              current.removed ?? [],
-              current.appliedConfig?.config ?? [],
-              config,
-            ),
-          },
-    );
+    this.saveIdentity((current) => {
+      // Every committed configuration joins `configs`, older than the newest one too: a
+      // node that adopted a snapshot and stopped before it was installed recorded that
+      // snapshot's configuration as the newest, and applies the entries below it again.
+      // Storage's snapshot, not one being written or installed: until that one is durable,
+      // a restart starts from this one.
+      const kept =
+        current.configs ?? (current.appliedConfig === null ? [] : [current.appliedConfig]);
+      const configs = configsAfter(kept, { index, config }, this.storage.snapshot().index);
+      if ((current.appliedConfig?.index ?? 0) > index) {
+        return current.configs !== undefined && sameConfigs(current.configs, configs)
+          ? null
+          : { ...current, configs };
+      }
+      return {
+        ...current,
+        appliedConfig: { index, config },
+        configs,
+        removed: removedAfter(current.removed ?? [], current.appliedConfig?.config ?? [], config),
+      };
+    });
   }
 
   /**

@@ -3,8 +3,9 @@
  * the hard state: the cluster id, this directory's member incarnation, the configuration
  * a member added with `--join` learned, the newest committed configuration with the
  * index of its entry (so that a configuration compacted into a snapshot survives a
- * restart), and the members committed configurations removed, with the incarnation each
- * was removed as. JSON with a CRC32 line, because it is written rarely and read by people.
+ * restart), the committed configurations since the one in force at the newest snapshot,
+ * and the members committed configurations removed, with the incarnation each was
+ * removed as. JSON with a CRC32 line, because it is written rarely and read by people.
  *
  * A directory without this file is either new (nothing else in it) or was written by
  * Baton 0.1 or 0.2; the runtime decides which and creates the identity. This store never makes
@@ -38,6 +39,56 @@ export interface DataIdentity {
    * before it existed.
    */
   readonly removed?: readonly RemovedMember[];
+  /**
+   * The committed configurations from the one in force at the newest stored snapshot's
+   * index on, oldest first (see configsAfter). A stored snapshot holds no configuration: a
+   * restart takes the one in force at its index (configAt), so that the snapshot goes to
+   * a backup with the configuration of its own index rather than a newer one. Absent in
+   * files written before it existed.
+   */
+  readonly configs?: readonly IndexedConfig[];
+}
+
+/** A committed configuration and the index of its entry. */
+export interface IndexedConfig {
+  readonly index: number;
+  readonly config: readonly Member[];
+}
+
+/** Configurations kept in the identity: a bound on a file read at every start. */
+export const CONFIGS_KEPT_MAX = 64;
+
+/**
+ * The configurations to keep once `applied` is committed, with the newest stored snapshot
+ * at `snapshotIndex`: `applied` joins them in index order, older than the newest too (a
+ * node that adopted a snapshot and stopped before installing it applies the entries below
+ * it again), and those before the one in force at `snapshotIndex` go. Past
+ * CONFIGS_KEPT_MAX the oldest go too; a restart then finds none for its snapshot and falls
+ * back to the newest (configAt's caller), as a file without them does.
+ */
+export function configsAfter(
+  configs: readonly IndexedConfig[],
+  applied: IndexedConfig,
+  snapshotIndex: number,
+): IndexedConfig[] {
+  const kept = configs.filter((c) => c.index !== applied.index);
+  kept.push({ index: applied.index, config: applied.config });
+  kept.sort((a, b) => a.index - b.index);
+  let from = 0;
+  for (let i = 0; i < kept.length; i++) if (kept[i]!.index <= snapshotIndex) from = i;
+  return kept.slice(Math.max(from, kept.length - CONFIGS_KEPT_MAX));
+}
+
+/** Whether two lists of configurations hold the same entries (an entry's index names it). */
+export function sameConfigs(a: readonly IndexedConfig[], b: readonly IndexedConfig[]): boolean {
+  return a.length === b.length && a.every((c, i) => c.index === b[i]!.index);
+}
+
+/** The configuration in force at `index` as the identity records it, or null if unknown. */
+export function configAt(identity: DataIdentity, index: number): readonly Member[] | null {
+  let found: readonly Member[] | null = null;
+  for (const c of identity.configs ?? []) if (c.index <= index) found = c.config;
+  return found;
 }
 
 /** A member as a committed configuration removed it. */
@@ -147,13 +198,24 @@ export function decodeIdentity(bytes: Uint8Array, path: string): DataIdentity {
   if (!Array.isArray(removed) || !removed.every(isRemovedMember)) {
     throw fail("the removed members are not a list of {id, incarnation, peerAddress}");
   }
+  const configs = parsed.configs ?? [];
+  if (!Array.isArray(configs) || !configs.every(isIndexedConfig)) {
+    throw fail("the configurations are not a list of {index, config}");
+  }
   return Object.freeze({
     clusterId,
     incarnation,
     joinedConfig: (parsed.joinedConfig ?? null) as readonly Member[] | null,
     appliedConfig: (parsed.appliedConfig ?? null) as DataIdentity["appliedConfig"],
     removed,
+    ...(parsed.configs === undefined ? {} : { configs }),
   });
+}
+
+function isIndexedConfig(value: unknown): value is IndexedConfig {
+  if (typeof value !== "object" || value === null) return false;
+  const c = value as Record<string, unknown>;
+  return Number.isSafeInteger(c.index) && Array.isArray(c.config);
 }
 
 function isRemovedMember(value: unknown): value is RemovedMember {

@@ -9,10 +9,14 @@ import { crc32 } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { nodeFileSystem } from "../../src/storage/file-system.js";
 import {
+  CONFIGS_KEPT_MAX,
+  configAt,
+  configsAfter,
   IdentityStore,
   identityFileName,
   REMOVED_MEMBERS_KEPT_MAX,
   removedAfter,
+  sameConfigs,
 } from "../../src/storage/identity-store.js";
 import { makeTempDir, removeTempDirs } from "./helpers.js";
 
@@ -96,5 +100,68 @@ describe("identity store", () => {
     });
     await writeFile(path, `${body}\ncrc32 ${crc32(Buffer.from(body))}\n`);
     await expect(IdentityStore.open(dir, nodeFileSystem)).rejects.toThrow(/removed members/);
+  });
+
+  it("identity: the configuration in force at the snapshot's index survives a restart, not only the newest", async () => {
+    const member = (id: number, incarnation: number) => ({
+      id,
+      incarnation,
+      voter: true,
+      peerAddress: `127.0.0.1:710${id}`,
+      httpUrl: "",
+    });
+    const [a, b, c] = [member(1, 11), member(2, 22), member(3, 33)];
+    const first = { index: 2, config: [a, b, c] };
+    const removal = { index: 40, config: [a, b] };
+    const back = { index: 90, config: [a, b, member(3, 77)] };
+    // Snapshot at 30: removed at 40 and added back at 90, both after it.
+    let configs = configsAfter([], first, 0);
+    configs = configsAfter(configs, removal, 30);
+    configs = configsAfter(configs, back, 30);
+    expect(configs.map((c) => c.index)).toEqual([2, 40, 90]);
+    const saved = { ...identity, appliedConfig: back, configs };
+    expect(configAt(saved, 30)).toEqual(first.config);
+    expect(configAt(saved, 40)).toEqual(removal.config);
+    expect(configAt(saved, 100)).toEqual(back.config);
+    expect(configAt(saved, 1)).toBeNull();
+    // A newer snapshot (at 50) drops what is before the one in force at its index.
+    expect(configsAfter(configs, { index: 120, config: [a] }, 50).map((c) => c.index)).toEqual([
+      40, 90, 120,
+    ]);
+    // Applied again (a restart replays the log after the snapshot): kept once.
+    expect(configsAfter(configs, back, 30).map((c) => c.index)).toEqual([2, 40, 90]);
+    // Older than the newest (a snapshot at 90 adopted, not installed; the log applied
+    // again below it): in its place, not dropped.
+    expect(
+      configsAfter([first, back], removal, 30).map((c) => c.index),
+      "an older configuration merged in index order",
+    ).toEqual([2, 40, 90]);
+    expect(sameConfigs(configsAfter(configs, removal, 30), configs)).toBe(true);
+    // Bounded: the oldest go first.
+    let many = configsAfter([], first, 0);
+    for (let i = 1; i <= CONFIGS_KEPT_MAX + 5; i++) {
+      many = configsAfter(many, { index: 100 + i, config: [a] }, 0);
+    }
+    expect(many).toHaveLength(CONFIGS_KEPT_MAX);
+    expect(configAt({ ...identity, configs: many }, 50)).toBeNull();
+
+    const dir = await makeTempDir();
+    const store = await IdentityStore.open(dir, nodeFileSystem);
+    await store.save(saved);
+    expect((await IdentityStore.open(dir, nodeFileSystem)).identity()?.configs).toEqual(configs);
+    // Older files have none: no configuration is made up for a snapshot.
+    await store.save(identity);
+    const older = (await IdentityStore.open(dir, nodeFileSystem)).identity()!;
+    expect(older.configs).toBeUndefined();
+    expect(configAt(older, 30)).toBeNull();
+    // A list of the wrong shape is refused, naming the file.
+    const path = join(dir, identityFileName);
+    const body = JSON.stringify({
+      format: "baton-identity-1",
+      ...identity,
+      configs: [{ index: "x", config: [] }],
+    });
+    await writeFile(path, `${body}\ncrc32 ${crc32(Buffer.from(body))}\n`);
+    await expect(IdentityStore.open(dir, nodeFileSystem)).rejects.toThrow(/configurations/);
   });
 });
