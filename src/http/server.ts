@@ -383,6 +383,9 @@ function buildApp(
       : {
           https: {
             ...serverOptions,
+            // The headers timeout starts once the TLS handshake is done: without this, a
+            // connection that never finishes it held a place for Node's default 120 s.
+            handshakeTimeout: connections.headersTimeoutMs,
             cert: tls.cert,
             key: tls.key,
             ...(tls.ca === undefined ? {} : { ca: tls.ca }),
@@ -404,7 +407,14 @@ function buildApp(
     // Bytes that are not HTTP never reach a route: answer them in the API's own JSON
     // shape (with a code) and close the connection.
     clientErrorHandler: (error, socket) => {
-      const { status, reason, body } = clientErrorAnswer((error as { code?: string }).code);
+      const code = (error as { code?: string }).code;
+      // A TLS handshake that failed or timed out: no HTTP answer can reach the client, and
+      // one written into the unfinished session would hold the connection open for good.
+      if (code?.startsWith("ERR_TLS_") === true || code?.startsWith("ERR_SSL_") === true) {
+        socket.destroy();
+        return;
+      }
+      const { status, reason, body } = clientErrorAnswer(code);
       const text = JSON.stringify(body);
       // Not into an answer already under way (a watch's stream, say), which the bytes
       // would corrupt: as Node.js's own handler, which reads the same private field.

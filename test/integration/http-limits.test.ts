@@ -10,10 +10,12 @@ import { connect, type Socket } from "node:net";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeKvNodeApi } from "../../harness/doubles/fake-node-api.js";
+import { issueCa, issueNodeCert } from "../../src/cli/commands/cert-issuer.js";
 import {
   createHttpServer,
   type HttpConnectionLimits,
   type HttpServer,
+  type HttpTlsConfig,
 } from "../../src/http/server.js";
 
 const servers: HttpServer[] = [];
@@ -26,11 +28,12 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()));
 });
 
-async function serve(limits: Partial<HttpConnectionLimits>): Promise<number> {
+async function serve(limits: Partial<HttpConnectionLimits>, tls?: HttpTlsConfig): Promise<number> {
   const server = createHttpServer({
     api: new FakeKvNodeApi(1),
     logger: pino({ level: "silent" }),
     connections: limits,
+    ...(tls === undefined ? {} : { tls }),
   });
   servers.push(server);
   return (await server.listen("127.0.0.1", 0)).port;
@@ -72,6 +75,22 @@ describe("http limits", () => {
     const client = open(port);
     client.socket.write("GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     const elapsedMs = await client.closed;
+    expect(elapsedMs).toBeLessThan(3000);
+  });
+
+  it("timing: over HTTPS, a connection that never finishes its TLS handshake is cut off after the headers timeout", async () => {
+    const ca = await issueCa({ validDays: 1 });
+    const pair = await issueNodeCert(ca, {
+      memberId: 1,
+      hosts: ["127.0.0.1"],
+      clusterId: null,
+      validDays: 1,
+    });
+    const port = await serve({ headersTimeoutMs: 400 }, { cert: pair.certPem, key: pair.keyPem });
+    // A TCP connection that sends nothing: no ClientHello, so no handshake ever ends.
+    const client = open(port);
+    const elapsedMs = await client.closed;
+    expect(elapsedMs).toBeGreaterThanOrEqual(300);
     expect(elapsedMs).toBeLessThan(3000);
   });
 
