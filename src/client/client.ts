@@ -276,13 +276,24 @@ interface Operation {
    * is such an attempt abandoned when a newer master appears (which a switchover makes
    * itself); its attempts get at least this long, for the node waits for the change.
    */
-  readonly once?: { readonly attemptTimeoutMs: number };
+  readonly once?: {
+    readonly attemptTimeoutMs: number;
+    /**
+     * Codes that, for this change, leave open whether it was carried out although they
+     * mean "not applied" for a write: a membership change proposed but not committed in
+     * time is answered ERR_NO_MASTER (docs/api.md), and may still commit.
+     */
+    readonly unsureOn?: ReadonlySet<string>;
+  };
   /** What is left of a larger operation's deadline, when this one is part of it. */
   readonly deadlineMs?: number;
 }
 
 /** How long a switchover or membership change may take to be answered, at least. */
 const CHANGE_ATTEMPT_MS = 5000;
+
+/** A membership change answered ERR_NO_MASTER may still commit (see Operation.once). */
+const MEMBER_CHANGE_UNSURE_ON: ReadonlySet<string> = new Set(["ERR_NO_MASTER"]);
 
 const CLIENT_ID_PATTERN = /^[\x21-\x7e]{1,100}$/;
 const encoder = new TextEncoder();
@@ -587,7 +598,7 @@ class HttpBatonClient implements BatonClient {
       },
       idempotencyKey: null,
       discover: true,
-      once: { attemptTimeoutMs: CHANGE_ATTEMPT_MS },
+      once: { attemptTimeoutMs: CHANGE_ATTEMPT_MS, unsureOn: MEMBER_CHANGE_UNSURE_ON },
     });
     const members = (parseJson(response.body) as { members?: unknown } | null)?.members;
     if (!Array.isArray(members) || !members.every(isMember)) {
@@ -896,7 +907,9 @@ class HttpBatonClient implements BatonClient {
     }
     this.pool.learnFromHint(body.hint);
     const retryAfterMs = body.retryAfterMs ?? parseRetryAfter(response);
-    const notTried = REJECTED_BEFORE_PROPOSING.has(body.code ?? "");
+    const code = body.code ?? "";
+    const notTried =
+      REJECTED_BEFORE_PROPOSING.has(code) && operation.once?.unsureOn?.has(code) !== true;
     return {
       kind: "unavailable",
       endpoint: response.endpoint,

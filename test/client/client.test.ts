@@ -519,6 +519,27 @@ describe("client: retries and giving up", () => {
     expect(fake.requestsTo("POST", "/v1/switchover")).toHaveLength(1);
   });
 
+  it("client: a membership change answered ERR_NO_MASTER (proposed, not committed in time) is not sent again: it may still commit", async () => {
+    const fake = await cluster(3, 1);
+    fake.node(1).intercept = (request, reply) => {
+      if (!request.url.startsWith("/v1/members")) return false;
+      reply.code(503).send({
+        error: "the change was not committed within 5000 ms",
+        code: "ERR_NO_MASTER",
+        retryAfterMs: 200,
+      });
+      return true;
+    };
+    const c = client({ endpoints: fake.urls, deadlineMs: 2000 });
+    const error = await expectRejection(c.removeMember(3));
+    expect(error).toBeInstanceOf(DeadlineExceededError);
+    expect((error as DeadlineExceededError).details.mayHaveApplied).toBe(true);
+    expect(error.message).toContain("check the cluster");
+    // Sent again, it would have been refused (no such member, a change in flight) for a
+    // change that happened.
+    expect(fake.requestsTo("DELETE", "/v1/members/3")).toHaveLength(1);
+  });
+
   it("client: does not retry 400 (invalid input)", async () => {
     const fake = await cluster(3, 1);
     for (const node of fake.nodes) {

@@ -112,4 +112,32 @@ describe("http member routes: input", () => {
     expect(switchover.statusCode).toBe(413);
     expect(switchover.json()).toMatchObject({ code: "ERR_TOO_LARGE", field: "body", limit: 256 });
   });
+
+  it("members: a change not committed within the request's deadline is 503 ERR_NO_MASTER (read the members), not ERR_TIMEOUT", async () => {
+    const api = Object.assign(new FakeKvNodeApi(1), {
+      // Proposed, never committed: no majority answers.
+      changeMembers: () => new Promise<never>(() => {}),
+    });
+    const server = createHttpServer({
+      api,
+      logger: pino({ level: "silent" }),
+      requestTimeoutMs: 50,
+    });
+    servers.push(server);
+    for (const [method, url, payload] of [
+      ["POST", "/v1/members", addBody("http://127.0.0.1:8104")],
+      ["DELETE", "/v1/members/3", undefined],
+      ["POST", "/v1/members/3/promote", undefined],
+    ] as const) {
+      const response = await server.app.inject({
+        method,
+        url,
+        ...(payload === undefined ? {} : { payload }),
+      });
+      expect(response.statusCode, url).toBe(503);
+      expect(response.json(), url).toMatchObject({ code: "ERR_NO_MASTER" });
+      expect(response.json().error, url).toMatch(/read GET \/v1\/members/);
+      expect(response.headers["retry-after"], url).toBe("1");
+    }
+  });
 });

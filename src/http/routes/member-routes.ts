@@ -8,7 +8,13 @@
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { InvalidInputError, NotMasterError, TooLargeError } from "../../shared/errors.js";
+import {
+  InvalidInputError,
+  NoMasterError,
+  NotMasterError,
+  TimeoutError,
+  TooLargeError,
+} from "../../shared/errors.js";
 import { parseAddress } from "../../transport/address.js";
 import { isWebHost } from "../browser-guard.js";
 import type { HttpContext } from "../http-context.js";
@@ -85,7 +91,18 @@ async function changeMembers(
 ): Promise<FastifyReply> {
   const api = context.api;
   if (api.changeMembers === undefined) throw new NotMasterError(null);
-  const outcome = await withDeadline(api.changeMembers(change), context.requestTimeoutMs);
+  // Not committed within the request's deadline: ERR_NO_MASTER, as the node's own wait
+  // ends (docs/api.md: read the members before retrying). ERR_TIMEOUT's advice (retry
+  // with the same Idempotency-Key) does not apply: a membership change takes no key.
+  const outcome = await withDeadline(api.changeMembers(change), context.requestTimeoutMs).catch(
+    (error: unknown) => {
+      if (!(error instanceof TimeoutError)) throw error;
+      throw new NoMasterError(
+        undefined,
+        `the change was not committed within ${context.requestTimeoutMs} ms (no master, or no majority reachable): read GET /v1/members to see whether it took effect before retrying`,
+      );
+    },
+  );
   const known = new Map(context.api.status().members.map((m) => [m.id, m]));
   return reply.send({
     members: outcome.members.map((m) => ({
