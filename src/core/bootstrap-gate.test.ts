@@ -249,6 +249,33 @@ describe("bootstrap gate", () => {
     expect(net.node(1).members.find((m) => m.id === 3)?.incarnation).toBe(31);
   });
 
+  it("late member: a refusal of the master's vote from a node in its bootstrap gate does not bind it (it would then refuse to start, as one that lost its data)", () => {
+    const net = new Net(IDS);
+    net.start(1, { gate: "bootstrap", incarnation: 11 });
+    net.start(2, { gate: "bootstrap", incarnation: 21 });
+    net.run(400);
+    const [master] = net.masters();
+    expect(master).toBeDefined();
+    const term = net.node(master!).term;
+    // Node 3, gated, refused the master's vote in its term; the answer arrives late.
+    net.node(master!).step({
+      type: "vote_response",
+      from: 3,
+      to: master!,
+      term,
+      incarnation: 31,
+      preVote: false,
+      granted: false,
+    } as Message);
+    net.run(50);
+    expect(net.node(master!).members.find((m) => m.id === 3)?.incarnation).toBe(0);
+    net.start(3, { gate: "bootstrap", incarnation: 31 });
+    net.run(400);
+    expect(net.eventsOf(3, "refused")).toEqual([]);
+    expect(net.node(3).isGated).toBe(false);
+    expect(net.node(1).members.find((m) => m.id === 3)?.incarnation).toBe(31);
+  });
+
   it("late member: once it knows the cluster's term it votes before it has caught up (a wiped member that is still catching up cannot, so the cluster needs it)", () => {
     // Without bound incarnations (the whole-node simulator's setting), a wiped member
     // restarted with a bare --join is welcomed too, and catches up before it votes.

@@ -1444,7 +1444,16 @@ export class Replica {
       return;
     }
     if (m.type === "term_probe_response") return this.onTermProbeResponse(m);
-    if (this.currentRole === "master" && m.term === this.currentTerm) {
+    // Heard from: an answer to this master's appends or heartbeats, which only a node that
+    // follows it gives. A node in its bootstrap gate ignores those, but refuses a vote of
+    // the same term; taken from that late refusal, its incarnation was bound, and the gate
+    // read the binding as the sign of a member that lost its data after it took part, and
+    // refused to start (whole-node seed 4114821: two members refused so, of five).
+    if (
+      this.currentRole === "master" &&
+      m.term === this.currentTerm &&
+      (m.type === "append_response" || m.type === "heartbeat_response")
+    ) {
       const pr = this.progress.get(m.from);
       if (pr !== undefined) {
         pr.heard = true;
