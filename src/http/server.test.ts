@@ -113,7 +113,7 @@ describe("http server: cross-origin reads", () => {
     const requests = Array.from({ length: 65 }, () => app.inject({ url: "/v1/events" }));
     const busy = await Promise.race(requests);
     expect(busy.statusCode).toBe(503);
-    expect(busy.json()).toMatchObject({ code: "ERR_BUSY" });
+    expect(busy.json()).toMatchObject({ code: "ERR_BUSY", retryAfterMs: 1000 });
     expect(busy.headers["retry-after"]).toBe("1");
     expect(busy.headers["access-control-allow-origin"]).toBe("*");
     // Streams never end by themselves; closing the server ends them.
@@ -204,6 +204,7 @@ describe("http server: pipelined requests", () => {
     expect(await refused.json()).toMatchObject({
       code: "ERR_BUSY",
       error: expect.stringContaining("100 watches are open on this node, as many as it takes"),
+      retryAfterMs: 1000,
     });
     expect((await fetch(`${url}/health`)).status).toBe(200);
     for (const socket of sockets) socket.destroy();

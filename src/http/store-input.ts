@@ -192,9 +192,10 @@ export function readLeaseId(text: unknown, field: string): number {
 function readJsonObject(body: Buffer | undefined): Record<string, unknown> {
   let json: unknown;
   try {
-    json = JSON.parse((body ?? Buffer.alloc(0)).toString("utf8"));
+    // Strict: bytes that are not UTF-8 would otherwise be stored as U+FFFD, silently.
+    json = JSON.parse(strictUtf8.decode(body ?? Buffer.alloc(0)));
   } catch {
-    throw new InvalidInputError("body", "must be a JSON object");
+    throw new InvalidInputError("body", "must be a JSON object in UTF-8");
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new InvalidInputError("body", "must be a JSON object");

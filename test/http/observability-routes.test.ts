@@ -132,9 +132,11 @@ describe("http fault routes", () => {
     const faults = recordingFaults();
     const { app } = setup({ faults });
     const headers = { "x-baton-fault": TOKEN };
-    const bad = await app.inject({ method: "POST", url: "/v1/faults/pause?ms=5", headers });
-    expect(bad.statusCode).toBe(400);
-    expect(bad.json()).toMatchObject({ field: "ms" });
+    for (const ms of ["5", "1e3", "0x1f4", " 500", "500.0"]) {
+      const bad = await app.inject({ method: "POST", url: `/v1/faults/pause?ms=${ms}`, headers });
+      expect(bad.statusCode, ms).toBe(400);
+      expect(bad.json(), ms).toMatchObject({ field: "ms" });
+    }
     const ok = await app.inject({ method: "POST", url: "/v1/faults/pause?ms=1500", headers });
     expect(ok.statusCode).toBe(202);
     expect(ok.json()).toEqual({ fault: "pause", id: 1, ms: 1500 });

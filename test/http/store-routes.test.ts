@@ -208,6 +208,22 @@ describe("http store: transactions", () => {
     expect(a.statusCode).toBe(404);
   });
 
+  it("txn: a body that is not UTF-8 is 400 naming body, not stored with U+FFFD in its place", async () => {
+    const { app } = setup();
+    const json = Buffer.from('{"compare":[],"success":[{"put":{"key":"a","value":"X"}}]}');
+    const bad = Buffer.from(json);
+    bad[bad.indexOf("X".charCodeAt(0))] = 0xff;
+    const answer = await app.inject({
+      method: "POST",
+      url: "/v1/txn",
+      headers: { "content-type": "application/json" },
+      payload: bad,
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(body(answer)).toMatchObject({ code: "ERR_INVALID_INPUT", field: "body" });
+    expect((await app.inject({ url: "/v1/kv/a" })).statusCode).toBe(404);
+  });
+
   it("txn: a key over the length limit is 400 naming the field and the limit, as in a URL", async () => {
     const { app } = setup();
     const long = "k".repeat(1025);

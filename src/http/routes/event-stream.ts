@@ -18,20 +18,24 @@ import type { HttpMetrics, RouteTally } from "../http-metrics.js";
 /** Interval of the keep-alive comment, milliseconds. */
 const KEEP_ALIVE_MS = 15_000;
 
-/** Bytes all the streams of one server may have waiting in their sockets together. */
+/**
+ * Bytes all the streams of one server may have waiting together: in their sockets, and held
+ * for them outside (`EventStream.hold`).
+ */
 export const STREAM_BUFFERS_BYTES_MAX = 256 * 1024 * 1024;
 
 /** One stream's part of a StreamBuffers budget. */
 export interface StreamHolder {
-  /** The bytes it has waiting in its socket, as last seen. */
+  /** The bytes it has waiting (in its socket, and held outside it), as last seen. */
   held: number;
   /** Closes the stream for its backlog (its reader resumes later); releases its bytes. */
   cut(): void;
 }
 
 /**
- * The bytes all the streams of one server have waiting in their sockets, as last seen by
- * each (at its writes, and 0 once its socket drained), kept at most `bytesMax`: a stream
+ * The bytes all the streams of one server have waiting, as last seen by each (in its socket
+ * at its writes, none there once its socket drained, and what is held for it outside the
+ * socket, `EventStream.hold`), kept at most `bytesMax`: a stream
  * whose write takes them past it has the largest holders cut, itself first among equals,
  * until they are within it again. A stream's own limit bounds one slow reader; this
  * bounds thousands of them together, which their own limits alone let hold gigabytes
@@ -89,6 +93,13 @@ export interface EventStream {
    * Returns whether the socket has room for more now (false: wait for `whenDrained`).
    */
   write(text: string): boolean;
+  /**
+   * The caller holds `bytes` of text for the stream outside its socket (to write later),
+   * instead of what it said before: they count with the socket's against `bufferBytesMax`
+   * and the shared budget, which cut the stream as a write past them does. Say 0 before
+   * writing that text, or it counts twice.
+   */
+  hold(bytes: number): void;
   /** Calls `then` once the socket has written out what it holds (unless the stream ends first). */
   whenDrained(then: () => void): void;
   /** Ends the stream; safe to call more than once. */
@@ -165,6 +176,17 @@ export function openEventStream(
   let stopWatchingTokens: (() => void) | null = null;
   /** Whether the stream ends for its backlog, which is then dropped with the connection. */
   let cut = false;
+  /** The bytes the caller holds for the stream outside its socket (`hold`). */
+  let heldOutside = 0;
+  /** Counts what the stream has waiting; cuts it when past its own limit or the budget. */
+  const count = (): void => {
+    const waiting = raw.writableLength + heldOutside;
+    // Cut, not ended: ending gracefully would keep the backlog (up to the stream's
+    // whole share) until the idle timeout closed the socket, so the budget would
+    // bound nothing while a reader that never reads opened stream after stream.
+    if (waiting > options.bufferBytesMax) holder.cut();
+    else buffers.set(holder, waiting);
+  };
   const socket = reply.request.raw.socket;
   const onSocketClose = (): void => stream.end();
   const stream: EventStream = {
@@ -173,13 +195,13 @@ export function openEventStream(
       if (stream.ended) return false;
       if (text === "") return !raw.writableNeedDrain;
       const room = raw.write(text);
-      const waiting = raw.writableLength;
-      // Cut, not ended: ending gracefully would keep the backlog (up to the stream's
-      // whole share) until the idle timeout closed the socket, so the budget would
-      // bound nothing while a reader that never reads opened stream after stream.
-      if (waiting > options.bufferBytesMax) holder.cut();
-      else buffers.set(holder, waiting);
+      count();
       return room && !stream.ended;
+    },
+    hold(bytes) {
+      if (stream.ended) return;
+      heldOutside = bytes;
+      count();
     },
     whenDrained(then) {
       if (!stream.ended) raw.once("drain", then);
@@ -203,7 +225,7 @@ export function openEventStream(
     });
   }
   buffers.add(holder);
-  raw.on("drain", () => buffers.set(holder, 0));
+  raw.on("drain", () => buffers.set(holder, heldOutside));
   raw.on("close", () => stream.end());
   // The connection's own close too: an answer that never got the socket emits no close.
   // Removed when the stream ends, since a kept-alive connection may carry many streams.

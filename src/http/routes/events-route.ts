@@ -65,7 +65,9 @@ function stream(
   buffers: StreamBuffers,
 ): FastifyReply | undefined {
   if (open.size >= EVENT_STREAMS_MAX) {
-    const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node");
+    const answer = errorAnswer("ERR_BUSY", "too many event streams are open on this node", {
+      retryAfterMs: 1000,
+    });
     return sendErrorAnswer(reply, answer);
   }
   if (request.method === "HEAD") {

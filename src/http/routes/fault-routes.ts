@@ -223,6 +223,8 @@ function preflight(request: FastifyRequest, reply: FastifyReply, context: HttpCo
 function pauseMs(request: FastifyRequest): number | null {
   const raw = (request.query as Record<string, string | undefined>).ms;
   if (raw === undefined) return PAUSE_MS_DEFAULT;
+  // Digits only: Number() took "1e3" and "0x1f4" too.
+  if (!/^[0-9]{1,9}$/.test(raw)) return null;
   const ms = Number(raw);
   if (!Number.isInteger(ms) || ms < PAUSE_MS_MIN || ms > PAUSE_MS_MAX) return null;
   return ms;

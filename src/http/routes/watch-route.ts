@@ -22,7 +22,8 @@
  * resumes on another from the last revision it saw, with no gap and no duplicate. A
  * revision older than the history holds is answered 410 ERR_COMPACTED. A stream whose
  * reader falls behind by more than STREAM_BUFFER_BYTES_MAX is closed (the client resumes),
- * the streams of a node together hold at most STREAM_BUFFERS_BYTES_MAX (event-stream.ts),
+ * the streams of a node together hold at most STREAM_BUFFERS_BYTES_MAX (event-stream.ts;
+ * the live changes waiting behind a backlog count too),
  * and at most WATCHES_MAX streams are open on a node (fewer under a lower connection cap,
  * which must leave room for ordinary requests), so watchers never grow memory without
  * bound. A node that has known no master for WATCH_MASTERLESS_MS (cut off) ends
@@ -169,6 +170,24 @@ function formatDataLine(change: KvChange): string {
   return `data: ${JSON.stringify(event)}\n\n`;
 }
 
+/** The UTF-8 bytes of each change's `data:` line, measured once however many watches hold it. */
+const dataLineBytes = new WeakMap<KvChange, number>();
+
+/** The UTF-8 bytes of `eventText(events)`. */
+function eventBytes(events: readonly PrefixWatchEvent[]): number {
+  let bytes = 0;
+  for (const { change, n } of events) {
+    let lineBytes = dataLineBytes.get(change);
+    if (lineBytes === undefined) {
+      lineBytes = Buffer.byteLength(dataLine(change));
+      dataLineBytes.set(change, lineBytes);
+    }
+    // The id line is ASCII: a byte a character.
+    bytes += `id: ${change.revision}.${n}\n`.length + lineBytes;
+  }
+  return bytes;
+}
+
 /** The text of events: an id (`<revision>.<n>`) and the change's `data:` line each. */
 function eventText(events: readonly PrefixWatchEvent[]): string {
   let text = "";
@@ -211,6 +230,7 @@ function watch(
     const answer = errorAnswer(
       "ERR_BUSY",
       `${context.watchesMax} watches are open on this node, as many as it takes; watch through another node, or retry later`,
+      { retryAfterMs: 1000 },
     );
     return sendErrorAnswer(reply, answer);
   }
@@ -230,13 +250,20 @@ function watch(
   // The events of the commands applied in one turn of the event loop (the entries of one
   // Ready) leave in one write, after the applies: with many watches open, a write per
   // command per watch held the apply loop for the whole fan-out, once per command. While
-  // the backlog is still going out, they wait behind it (up to the stream's buffer limit).
+  // the backlog is still going out, they wait behind it, held for the stream (`hold`).
   let pending = "";
+  /** The UTF-8 bytes of `pending` while the backlog goes out (held for the stream then). */
+  let pendingBytes = 0;
   let backlogSent = false;
   const deliver = (): void => {
     if (!backlogSent) return;
     const text = pending;
     pending = "";
+    if (pendingBytes > 0) {
+      // Before the write, which counts the text again in the socket.
+      pendingBytes = 0;
+      stream?.hold(0);
+    }
     stream?.write(text);
   };
   const started = openPrefixWatch(
@@ -250,8 +277,14 @@ function watch(
       events: (events) => {
         if (pending === "" && backlogSent) queueMicrotask(deliver);
         pending += eventText(events);
-        // A reader still that far behind on the backlog is too slow: it resumes later.
-        if (!backlogSent && pending.length > STREAM_BUFFER_BYTES_MAX) stream?.end();
+        // Behind the backlog, they count with what the socket holds, against the stream's
+        // limit and the node's budget (STREAM_BUFFERS_BYTES_MAX): past either the stream is
+        // cut as a write past them cuts it, and its reader resumes from its last event. Not
+        // counted, thousands of watches from an old revision that read nothing held 8 MiB each.
+        if (!backlogSent) {
+          pendingBytes += eventBytes(events);
+          stream?.hold(pendingBytes);
+        }
       },
       end: () => {
         deliver();
