@@ -13,6 +13,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import {
+  ClusterError,
   ConflictError,
   ForbiddenError,
   InvalidInputError,
@@ -29,6 +30,7 @@ import {
   MasterBusyError,
   MasterTableFullError,
   NoMasterReachableError,
+  OutcomeUnknownError,
   PreconditionFailedError,
   UnexpectedResponseError,
   UnreachableError,
@@ -665,6 +667,7 @@ class HttpBatonClient implements BatonClient {
       nextIdempotencyKey: () => this.nextIdempotencyKey(),
       pool: this.pool,
       closing: this.closing.signal,
+      retryAfterMsMax: this.policy.retryAfterMsMax,
     };
   }
 
@@ -718,10 +721,21 @@ class HttpBatonClient implements BatonClient {
     }
     if (operation.deadlineMs !== undefined)
       policy = { ...policy, deadlineMs: operation.deadlineMs };
-    const outcome = await retry((context) => this.attempt(operation, context.timeoutMs), policy, {
-      endpointCount: this.pool.endpoints.length,
-      signal: this.closing.signal,
-    });
+    const failures: AttemptFailure[] = [];
+    const startedAt = performance.now();
+    const outcome = await retry(
+      async (context) => {
+        try {
+          const result = await this.attempt(operation, context.timeoutMs);
+          if (!result.ok) failures.push(result.failure);
+          return result;
+        } catch (error) {
+          throw refusedInDoubt(error, operation, failures, startedAt);
+        }
+      },
+      policy,
+      { endpointCount: this.pool.endpoints.length, signal: this.closing.signal },
+    );
     if (outcome.ok) return outcome.value;
     throw giveUpError(outcome, operation, policy);
   }
@@ -1263,6 +1277,34 @@ function giveUpError(
     ? `${operation.name}: no master available ${within} (${summary})${applied}`
     : `${operation.name}: no node answered at ${details.endpointsTried.join(", ")} ${within} (last error: ${details.lastError})${applied}`;
   return new NoMasterReachableError(details, last?.retryAfterMs ?? policy.retryDelayMsMax, message);
+}
+
+/**
+ * A refusal thrown by an attempt of a write after an earlier attempt may have applied it:
+ * an OutcomeUnknownError with the key, since the refusal alone reads as "not applied".
+ * Anything else as it is.
+ */
+function refusedInDoubt(
+  error: unknown,
+  operation: Operation,
+  failures: readonly AttemptFailure[],
+  startedAt: number,
+): unknown {
+  if (!(error instanceof ClusterError) || operation.idempotencyKey === null) return error;
+  const doubt = [...failures].reverse().find((f) => f.mayHaveApplied);
+  if (doubt === undefined) return error;
+  return new OutcomeUnknownError(
+    {
+      endpointsTried: [...new Set(failures.map((f) => f.endpoint))],
+      attemptCount: failures.length + 1,
+      elapsedMs: Math.round(performance.now() - startedAt),
+      lastError: `${doubt.endpoint}: ${doubt.message}`,
+      anyNodeAnswered: true,
+      idempotencyKey: operation.idempotencyKey,
+      mayHaveApplied: true,
+    },
+    error,
+  );
 }
 
 function giveUpDetails(

@@ -10,6 +10,7 @@
 import {
   BusyError,
   ClusterError,
+  IndeterminateError,
   NoMasterError,
   TableFullError,
   TimeoutError,
@@ -167,5 +168,24 @@ export class MasterTableFullError extends TableFullError {
   ) {
     super(table, retryAfterMs);
     this.message = message;
+  }
+}
+
+/**
+ * A write's attempt may have been applied (its answer was lost), and a later attempt was
+ * refused for good (a token the next node does not take, an internal error): the write may
+ * or may not be applied (code ERR_INDETERMINATE). `cause` is the refusal; retrying the
+ * write with `details.idempotencyKey` applies it at most once. Thrown as the refusal alone,
+ * the caller would likely send it again under a new key, and apply it twice.
+ */
+export class OutcomeUnknownError extends IndeterminateError {
+  constructor(
+    readonly details: GiveUpDetails,
+    refusal: Error,
+  ) {
+    super(
+      `the write may have been applied by an attempt whose answer was lost (${details.lastError}), and the next was refused: ${refusal.message}; retry it with idempotency key ${details.idempotencyKey} to apply it at most once`,
+      { cause: refusal },
+    );
   }
 }

@@ -40,6 +40,7 @@ export {
   MasterBusyError,
   MasterTableFullError,
   NoMasterReachableError,
+  OutcomeUnknownError,
   PreconditionFailedError,
   UnexpectedResponseError,
   UnreachableError,

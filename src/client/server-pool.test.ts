@@ -57,6 +57,30 @@ describe("server pool", () => {
     expect([pool.masterEndpoint(), pool.masterTerm()]).toEqual([C, 5]);
   });
 
+  it("pool: with every endpoint https, a node's http URL (member or hint) is never used: the token would cross in clear", () => {
+    const [sA, sB] = ["https://10.0.0.1:8101", "https://10.0.0.2:8102"];
+    const pool = new ServerPool([sA, sB]);
+    pools.push(pool);
+    const members = (url: string) => [
+      { id: 1, httpUrl: sA },
+      { id: 2, httpUrl: sB },
+      { id: 3, httpUrl: url },
+    ];
+    const backup = (url: string) =>
+      ({ ...status(1, "backup", 5), master: 3, members: members(url) }) as unknown as NodeStatus;
+    pool.learnFromStatus(sA, backup("http://203.0.113.9:8103"));
+    expect(pool.masterEndpoint()).toBeNull();
+    pool.learnFromHint({ masterUrl: "http://203.0.113.9:8103" });
+    expect(pool.masterEndpoint()).toBeNull();
+    // An https one is used, as is any URL when the endpoints themselves are http.
+    pool.learnFromStatus(sA, backup("https://10.0.0.3:8103"));
+    expect(pool.masterEndpoint()).toBe("https://10.0.0.3:8103");
+    const plain = new ServerPool([A]);
+    pools.push(plain);
+    plain.learnFromHint({ masterUrl: B });
+    expect(plain.masterEndpoint()).toBe(B);
+  });
+
   it("pool: a request made after the pool closed was never sent, so a write in it cannot have been applied", async () => {
     const pool = new ServerPool([A]);
     await pool.close();

@@ -99,6 +99,12 @@ const NOT_DELIVERED_CODES = new Set([
 export class ServerPool {
   /** The configured endpoints, normalized, in the order given. */
   readonly endpoints: readonly string[];
+  /**
+   * Every configured endpoint is https: a URL a node advertises (a member's, a hint's) is
+   * used only if it is https too, or the token and the values would cross the network in
+   * clear to whatever address a node (or whoever answers as one) names.
+   */
+  private readonly httpsOnly: boolean;
   private readonly agent: Agent;
   private readonly discoveryIntervalMs: number;
   /** The master as last learned, with the term it was learned in; null when unknown. */
@@ -124,6 +130,7 @@ export class ServerPool {
       throw new InvalidInputError("endpoints", "give at least one node's HTTP address");
     }
     this.endpoints = normalized;
+    this.httpsOnly = normalized.every((e) => e.startsWith("https://"));
     this.discoveryIntervalMs = options.discoveryIntervalMs ?? 250;
     const keepAliveTimeout = options.keepAliveTimeoutMs ?? 30_000;
     const ca = options.ca === undefined ? {} : { connect: { ca: Buffer.from(options.ca) } };
@@ -198,7 +205,8 @@ export class ServerPool {
     for (const member of status.members) {
       if (member.httpUrl === null) continue;
       try {
-        this.memberUrls.set(member.id, normalizeEndpoint(member.httpUrl));
+        const url = normalizeEndpoint(member.httpUrl);
+        if (this.usable(url)) this.memberUrls.set(member.id, url);
       } catch {
         // A member advertising an unusable URL is simply not used as a shortcut.
       }
@@ -232,12 +240,18 @@ export class ServerPool {
     let endpoint = hint.masterId === undefined ? undefined : this.memberUrls.get(hint.masterId);
     if (hint.masterUrl !== undefined) {
       try {
-        endpoint = normalizeEndpoint(hint.masterUrl);
+        const url = normalizeEndpoint(hint.masterUrl);
+        if (this.usable(url)) endpoint = url;
       } catch {
         // An unusable hint is ignored; the rotation finds the master anyway.
       }
     }
     if (endpoint !== undefined) this.master = { endpoint, term: 0 };
+  }
+
+  /** Whether a URL a node advertised may be sent to (see httpsOnly). */
+  private usable(url: string): boolean {
+    return !this.httpsOnly || url.startsWith("https://");
   }
 
   /** Sends one request to `endpoint` and reads the whole answer, within `timeoutMs`. */
@@ -308,6 +322,8 @@ export class ServerPool {
     | {
         readonly ok: true;
         readonly status: number;
+        /** The answer's headers (a refusal's Retry-After); absent from test doubles. */
+        readonly headers?: Readonly<Record<string, string | string[] | undefined>>;
         readonly body: AsyncIterable<Uint8Array>;
         readonly close: () => void;
       }
@@ -328,6 +344,7 @@ export class ServerPool {
       return {
         ok: true,
         status: response.statusCode,
+        headers: response.headers,
         body: response.body,
         close: () => response.body.destroy(),
       };

@@ -19,6 +19,7 @@ import {
   UnauthenticatedError,
 } from "../shared/errors.js";
 import { UnexpectedResponseError, UnreachableError } from "./errors.js";
+import { DEFAULT_RETRY_POLICY, parseRetryAfterMs } from "./retry.js";
 import type { PoolRequest, PoolResponse, ServerPool } from "./server-pool.js";
 
 /** What a store operation needs of the client that runs it. */
@@ -29,6 +30,11 @@ export interface ClientCore {
   readonly pool: ServerPool;
   /** Aborts when the client closes. */
   readonly closing: AbortSignal;
+  /**
+   * Longest wait a node's Retry-After (or `retryAfterMs`) can impose on a watch's reconnect:
+   * the client's retry policy's. @default DEFAULT_RETRY_POLICY.retryAfterMsMax
+   */
+  readonly retryAfterMsMax?: number;
 }
 
 export interface StoreOperation {
@@ -369,7 +375,10 @@ export function answer(response: StoreResponse, expected: number): Record<string
   return json;
 }
 
-/** Reconnecting after a broken watch waits this long at first, doubling up to the max. */
+/**
+ * Reconnecting after a broken watch waits this long at first, doubling up to the max, or
+ * what the refusing node asked for (capped at the core's `retryAfterMsMax`) when longer.
+ */
 const RECONNECT_DELAY_MS_MIN = 50;
 const RECONNECT_DELAY_MS_MAX = 1000;
 /** A watch stream that sends nothing (not even its 15 s keep-alive) this long is dead. */
@@ -437,7 +446,8 @@ async function* follow(
       idleTimeoutMs: WATCH_IDLE_TIMEOUT_MS,
       signal: moved.signal,
     });
-    if (!opened.ok || opened.status !== 200) moved.dispose();
+    /** The wait the node asked for before the next attempt, in ms; null when it did not. */
+    let retryAfterMs: number | null = null;
     if (opened.ok && opened.status === 200) {
       delayMs = RECONNECT_DELAY_MS_MIN;
       compactedBy.clear();
@@ -481,41 +491,63 @@ async function* follow(
       // A watch its caller ended says nothing about the node: the master stays known.
       if (!stop.aborted) core.pool.noteFailure(endpoint);
     } else if (opened.ok) {
-      const json = await readJson(opened.body);
-      if (opened.status === 410) {
-        // This node's history may be shorter than another's (it restarted, or received a
-        // snapshot): give up only when every node has said so, each one of them (or could
-        // not be asked).
-        compactedBy.add(endpoint);
-        failedBy.delete(endpoint);
-        if (typeof json?.startRevision === "number") startRevision = json.startRevision;
-        if (compactedEverywhere()) throw new CompactedError(resume?.revision ?? 0, startRevision);
+      // The refusal's body comes after its status, over the same connection: it may break
+      // or stall as a stream does, and `stop` must still cut it short.
+      const read = await readRefusal(opened.body).finally(() => {
+        opened.close();
+        moved.dispose();
+      });
+      const headers = opened.headers;
+      if (!read.ok) {
+        // Not knowing why the node refused, count it as a node that could not open it.
+        failedBy.add(endpoint);
+        lastFailure = `${endpoint} answered ${opened.status}, then: ${read.message}`;
+        retryAfterMs = retryAfterOf(null, headers);
+        if (!stop.aborted) core.pool.noteFailure(endpoint);
+      } else {
+        const { json } = read;
+        if (opened.status === 410) {
+          // This node's history may be shorter than another's (it restarted, or received a
+          // snapshot): give up only when every node has said so, each one of them (or
+          // could not be asked).
+          compactedBy.add(endpoint);
+          failedBy.delete(endpoint);
+          if (typeof json?.startRevision === "number") startRevision = json.startRevision;
+          if (compactedEverywhere()) {
+            throw new CompactedError(resume?.revision ?? 0, startRevision);
+          }
+          core.pool.noteFailure(endpoint);
+          continue;
+        }
+        const detail = typeof json?.error === "string" ? json.error : "the watch was refused";
+        // A token that is not known, or may not read: no retry changes that.
+        if (opened.status === 401) throw new UnauthenticatedError(detail);
+        if (opened.status === 403) throw new ForbiddenError(detail);
+        // A node without watches: likewise.
+        if (opened.status === 404) throw new UnexpectedResponseError(endpoint, 404, detail);
+        if (opened.status === 400) {
+          const field = typeof json?.field === "string" ? json.field : "request";
+          throw new InvalidInputError(field, typeof json?.error === "string" ? json.error : "");
+        }
+        failedBy.add(endpoint);
+        lastFailure = `${endpoint} answered ${opened.status}: ${detail}`;
+        // A full node (503 ERR_BUSY) says when to come back: many watchers reconnecting
+        // sooner would only keep it full.
+        retryAfterMs = retryAfterOf(json, headers);
         core.pool.noteFailure(endpoint);
-        continue;
       }
-      const detail = typeof json?.error === "string" ? json.error : "the watch was refused";
-      // A token that is not known, or may not read: no retry changes that.
-      if (opened.status === 401) throw new UnauthenticatedError(detail);
-      if (opened.status === 403) throw new ForbiddenError(detail);
-      // A node without watches: likewise.
-      if (opened.status === 404) throw new UnexpectedResponseError(endpoint, 404, detail);
-      if (opened.status === 400) {
-        const field = typeof json?.field === "string" ? json.field : "request";
-        throw new InvalidInputError(field, typeof json?.error === "string" ? json.error : "");
-      }
-      failedBy.add(endpoint);
-      lastFailure = `${endpoint} answered ${opened.status}: ${detail}`;
-      core.pool.noteFailure(endpoint);
     } else {
+      moved.dispose();
       failedBy.add(endpoint);
       lastFailure = `${endpoint}: ${opened.message}`;
       // A watch its caller stopped while it opened says nothing of the node.
       if (!stop.aborted) core.pool.noteFailure(endpoint);
     }
+    // A watch its caller stopped ends normally, whatever the nodes said before.
+    if (stop.aborted) break;
     if (!compactedBy.has(endpoint) && compactedEverywhere()) {
       throw new CompactedError(resume?.revision ?? 0, startRevision);
     }
-    if (stop.aborted) break;
     const { openTimeoutMs } = options;
     if (openTimeoutMs !== undefined && performance.now() - closedSince >= openTimeoutMs) {
       throw new UnreachableError(
@@ -523,7 +555,12 @@ async function* follow(
         `no node opened the watch in ${openTimeoutMs} ms (last: ${lastFailure})`,
       );
     }
-    await delay(delayMs, undefined, { signal: stop }).catch(() => {});
+    // As the client's retry loop waits (retry.ts delayAfterFailureMs): the back-off, or the
+    // node's wait capped, whichever is longer.
+    const retryAfterMsMax = core.retryAfterMsMax ?? DEFAULT_RETRY_POLICY.retryAfterMsMax;
+    const waitMs =
+      retryAfterMs === null ? delayMs : Math.max(delayMs, Math.min(retryAfterMs, retryAfterMsMax));
+    await delay(waitMs, undefined, { signal: stop }).catch(() => {});
     delayMs = Math.min(delayMs * 2, RECONNECT_DELAY_MS_MAX);
   }
 }
@@ -575,16 +612,44 @@ function watchEndpoint(
   return pool.endpoints.find((e) => !compactedBy.has(e)) ?? preferred;
 }
 
-async function readJson(body: AsyncIterable<Uint8Array>): Promise<Record<string, unknown> | null> {
+/**
+ * The JSON body of a refusal (null when it is not JSON), or why it could not be read: the
+ * connection broke, stalled past the idle timeout, or the watch was stopped meanwhile.
+ */
+async function readRefusal(
+  body: AsyncIterable<Uint8Array>,
+): Promise<
+  | { readonly ok: true; readonly json: Record<string, unknown> | null }
+  | { readonly ok: false; readonly message: string }
+> {
   const streamDecoder = new TextDecoder();
   let text = "";
-  for await (const chunk of body) text += streamDecoder.decode(chunk, { stream: true });
+  try {
+    for await (const chunk of body) text += streamDecoder.decode(chunk, { stream: true });
+  } catch (error) {
+    return { ok: false, message: error instanceof Error ? error.message : String(error) };
+  }
   text += streamDecoder.decode();
   try {
-    return JSON.parse(text) as Record<string, unknown>;
+    const parsed: unknown = JSON.parse(text);
+    const json = typeof parsed === "object" && parsed !== null ? parsed : null;
+    return { ok: true, json: json as Record<string, unknown> | null };
   } catch {
-    return null;
+    return { ok: true, json: null };
   }
+}
+
+/**
+ * The wait a refusal asks for, in ms: its body's `retryAfterMs`, else its Retry-After
+ * header (read as client.ts reads them), else null.
+ */
+function retryAfterOf(json: Record<string, unknown> | null, headers: unknown): number | null {
+  const stated = json?.retryAfterMs;
+  if (typeof stated === "number" && Number.isFinite(stated) && stated >= 0) return stated;
+  if (typeof headers !== "object" || headers === null) return null;
+  const header: unknown = (headers as Record<string, unknown>)["retry-after"];
+  const value: unknown = Array.isArray(header) ? header[0] : header;
+  return typeof value === "string" ? parseRetryAfterMs(value) : null;
 }
 
 type StreamItem =

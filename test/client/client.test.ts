@@ -19,10 +19,12 @@ import {
   MasterTableFullError,
   NoMasterError,
   NoMasterReachableError,
+  OutcomeUnknownError,
   PreconditionFailedError,
   SwitchoverFailedError,
   TableFullError,
   TimeoutError,
+  UnexpectedResponseError,
 } from "../../src/client/index.js";
 import { describeError, sendErrorAnswer } from "../../src/http/error-status.js";
 
@@ -538,6 +540,40 @@ describe("client: retries and giving up", () => {
     // Sent again, it would have been refused (no such member, a change in flight) for a
     // change that happened.
     expect(fake.requestsTo("DELETE", "/v1/members/3")).toHaveLength(1);
+  });
+
+  it("client: a write refused for good after an attempt whose answer was lost may still be applied: OutcomeUnknownError with the key, not the refusal alone", async () => {
+    const fake = await cluster(3, 1);
+    let puts = 0;
+    for (const node of fake.nodes) {
+      node.intercept = (request, reply) => {
+        if (request.method !== "PUT") return false;
+        // The first never answers (it may have been applied); the next hits a bug.
+        if (puts++ > 0) reply.code(500).send({ error: "internal", code: "ERR_INTERNAL" });
+        return true;
+      };
+    }
+    const c = client({ endpoints: fake.urls, deadlineMs: 3000, attemptTimeoutMs: 100 });
+    const error = await expectRejection(c.put("k", "v", { idempotencyKey: "order-7" }));
+    expect(error).toBeInstanceOf(OutcomeUnknownError);
+    expect(error).toMatchObject({
+      code: "ERR_INDETERMINATE",
+      details: { mayHaveApplied: true, idempotencyKey: "order-7" },
+    });
+    expect(error.message).toContain("retry it with idempotency key order-7");
+    expect((error as OutcomeUnknownError).cause).toBeInstanceOf(UnexpectedResponseError);
+    // Refused on the first attempt, the refusal is thrown as it is.
+    const fresh = await cluster(3, 1);
+    for (const node of fresh.nodes) {
+      node.intercept = (request, reply) => {
+        if (request.method !== "PUT") return false;
+        reply.code(500).send({ error: "internal", code: "ERR_INTERNAL" });
+        return true;
+      };
+    }
+    const first = await expectRejection(client({ endpoints: fresh.urls }).put("k", "v"));
+    expect(first).not.toBeInstanceOf(OutcomeUnknownError);
+    expect(first).toBeInstanceOf(UnexpectedResponseError);
   });
 
   it("client: does not retry 400 (invalid input)", async () => {
