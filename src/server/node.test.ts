@@ -1310,25 +1310,30 @@ describe("node runtime", () => {
     }
   });
 
-  it("node: restarted, a node's snapshot carries the configuration in force at its index, not a newer one", async () => {
-    // Snapshot at 30 listing 1, 2, 3; node 3 removed at 40 and added back as another
-    // incarnation at 90. Sent with the configuration of 90, the snapshot made the new
-    // incarnation of node 3 apply its own removal (at 40) from the log after it.
-    const member = (id: number, incarnation: number) => ({
-      id,
-      incarnation,
-      voter: true,
-      peerAddress: `127.0.0.1:${7100 + id}`,
-      httpUrl: "",
-    });
-    const first = { index: 2, config: ids.map((id) => member(id, 10 + id)) };
-    const removal = { index: 40, config: [member(1, 11), member(2, 12)] };
-    const back = { index: 90, config: [...removal.config, member(3, 77)] };
+  /** A voter of the test's cluster as a configuration lists it. */
+  const listed = (id: NodeId, incarnation: number) => ({
+    id,
+    incarnation,
+    voter: true,
+    peerAddress: `127.0.0.1:${7100 + id}`,
+    httpUrl: "",
+  });
+  type Listed = { readonly index: number; readonly config: ReturnType<typeof listed>[] };
+
+  /**
+   * A volume whose log holds entries 1..`lastIndex` of term 2, committed, with the config
+   * entries `configs` at their indexes (no-ops elsewhere), and a snapshot at `snapshotAt`.
+   */
+  async function volumeWithLog(
+    lastIndex: number,
+    configs: readonly Listed[],
+    snapshotAt: number | null,
+  ): Promise<MemoryVolume> {
     const volume = new MemoryVolume();
-    const before = await MemoryStorage.open(volume);
-    const configAt = new Map([first, removal, back].map((c) => [c.index, c.config]));
-    before.storage.append(
-      Array.from({ length: 90 }, (_, i) => {
+    const { storage } = await MemoryStorage.open(volume);
+    const configAt = new Map(configs.map((c) => [c.index, c.config]));
+    storage.append(
+      Array.from({ length: lastIndex }, (_, i) => {
         const config = configAt.get(i + 1);
         return config === undefined
           ? { index: i + 1, term: 2, kind: "noop" as const, data: new Uint8Array() }
@@ -1340,33 +1345,56 @@ describe("node runtime", () => {
             };
       }),
     );
-    before.storage.setHardState({ term: 2, votedFor: null, commitIndex: 90 });
-    await before.storage.sync();
-    await before.storage.saveSnapshot({ index: 30, term: 2 }, new KvStateMachine().snapshot());
-    await before.storage.compact(30);
-    await before.storage.close();
+    storage.setHardState({ term: 2, votedFor: null, commitIndex: lastIndex });
+    await storage.sync();
+    if (snapshotAt !== null) {
+      await storage.saveSnapshot({ index: snapshotAt, term: 2 }, new KvStateMachine().snapshot());
+      await storage.compact(snapshotAt);
+    }
+    await storage.close();
+    return volume;
+  }
+
+  /** Node 1 started on `volume` with an identity whose configurations are `configs`. */
+  async function startWithConfigs(
+    volume: MemoryVolume,
+    dir: string,
+    configs: readonly Listed[],
+  ): Promise<{ node: BatonNode; identity: IdentityStore }> {
+    const identity = await IdentityStore.open(dir, nodeFileSystem);
+    await identity.save({
+      clusterId: "c0ffee",
+      incarnation: 11,
+      joinedConfig: null,
+      appliedConfig: configs.at(-1)!,
+      configs,
+    });
+    const node = await BatonNode.start({
+      config: parseNodeConfig({
+        id: 1,
+        peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
+      }),
+      opened: await MemoryStorage.open(volume),
+      transport: new MemoryNetwork().createTransport(1, ids),
+      stateMachine: new KvStateMachine(),
+      logger,
+      identity,
+    });
+    running.push(node);
+    return { node, identity };
+  }
+
+  it("node: restarted, a node's snapshot carries the configuration in force at its index, not a newer one", async () => {
+    // Snapshot at 30 listing 1, 2, 3; node 3 removed at 40 and added back as another
+    // incarnation at 90. Sent with the configuration of 90, the snapshot made the new
+    // incarnation of node 3 apply its own removal (at 40) from the log after it.
+    const first = { index: 2, config: ids.map((id) => listed(id, 10 + id)) };
+    const removal = { index: 40, config: [listed(1, 11), listed(2, 12)] };
+    const back = { index: 90, config: [...removal.config, listed(3, 77)] };
+    const volume = await volumeWithLog(90, [first, removal, back], 30);
     const dir = mkdtempSync(join(tmpdir(), "baton-node-snapshot-config-"));
     try {
-      const identity = await IdentityStore.open(dir, nodeFileSystem);
-      await identity.save({
-        clusterId: "c0ffee",
-        incarnation: 11,
-        joinedConfig: null,
-        appliedConfig: back,
-        configs: [first, removal, back],
-      });
-      const node = await BatonNode.start({
-        config: parseNodeConfig({
-          id: 1,
-          peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-        }),
-        opened: await MemoryStorage.open(volume),
-        transport: new MemoryNetwork().createTransport(1, ids),
-        stateMachine: new KvStateMachine(),
-        logger,
-        identity,
-      });
-      running.push(node);
+      const { node } = await startWithConfigs(volume, dir, [first, removal, back]);
       const replica = node["replica"];
       expect(replica.snapshotMeta().config).toEqual(first.config);
       // The log after the snapshot still makes the newest one the one in force.
@@ -1381,56 +1409,13 @@ describe("node runtime", () => {
     // stopped before installing it; restarted, it applies its log, whose entry 40 changed
     // the configuration. Dropped because 90 is newer, a later snapshot at 40..89 would
     // restart with the configuration before 40.
-    const member = (id: number, incarnation: number) => ({
-      id,
-      incarnation,
-      voter: true,
-      peerAddress: `127.0.0.1:${7100 + id}`,
-      httpUrl: "",
-    });
-    const first = { index: 2, config: ids.map((id) => member(id, 10 + id)) };
-    const removal = { index: 40, config: [member(1, 11), member(2, 12)] };
-    const adopted = { index: 90, config: [...removal.config, member(3, 77)] };
-    const volume = new MemoryVolume();
-    const before = await MemoryStorage.open(volume);
-    before.storage.append(
-      Array.from({ length: 50 }, (_, i) => {
-        const config = i + 1 === 2 ? first.config : i + 1 === 40 ? removal.config : null;
-        return config === null
-          ? { index: i + 1, term: 2, kind: "noop" as const, data: new Uint8Array() }
-          : {
-              index: i + 1,
-              term: 2,
-              kind: "config" as const,
-              data: encodeConfiguration(config, "c0ffee"),
-            };
-      }),
-    );
-    before.storage.setHardState({ term: 2, votedFor: null, commitIndex: 50 });
-    await before.storage.sync();
-    await before.storage.close();
+    const first = { index: 2, config: ids.map((id) => listed(id, 10 + id)) };
+    const removal = { index: 40, config: [listed(1, 11), listed(2, 12)] };
+    const adopted = { index: 90, config: [...removal.config, listed(3, 77)] };
+    const volume = await volumeWithLog(50, [first, removal], null);
     const dir = mkdtempSync(join(tmpdir(), "baton-node-older-config-"));
     try {
-      const identity = await IdentityStore.open(dir, nodeFileSystem);
-      await identity.save({
-        clusterId: "c0ffee",
-        incarnation: 11,
-        joinedConfig: null,
-        appliedConfig: adopted,
-        configs: [first, adopted],
-      });
-      const node = await BatonNode.start({
-        config: parseNodeConfig({
-          id: 1,
-          peers: ids.map((i) => ({ id: i, address: `127.0.0.1:${7100 + i}` })),
-        }),
-        opened: await MemoryStorage.open(volume),
-        transport: new MemoryNetwork().createTransport(1, ids),
-        stateMachine: new KvStateMachine(),
-        logger,
-        identity,
-      });
-      running.push(node);
+      const { identity } = await startWithConfigs(volume, dir, [first, adopted]);
       await vi.waitFor(() => {
         expect(identity.identity()?.configs?.map((c) => c.index)).toEqual([2, 40, 90]);
       });

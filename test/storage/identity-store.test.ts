@@ -32,6 +32,15 @@ const identity = {
   },
 };
 
+/** A voter as a configuration lists it. */
+const member = (id: number, incarnation: number) => ({
+  id,
+  incarnation,
+  voter: true,
+  peerAddress: `127.0.0.1:710${id}`,
+  httpUrl: "",
+});
+
 describe("identity store", () => {
   it("identity: none in a new directory; a saved one survives a restart", async () => {
     const dir = await makeTempDir();
@@ -66,13 +75,6 @@ describe("identity store", () => {
   });
 
   it("identity: the members removed survive a restart, each as it was removed, until listed again", async () => {
-    const member = (id: number, incarnation: number) => ({
-      id,
-      incarnation,
-      voter: true,
-      peerAddress: `127.0.0.1:710${id}`,
-      httpUrl: "",
-    });
     const [a, b, c] = [member(1, 11), member(2, 22), member(3, 33)];
     // 2 removed, then 3; 2 added back as another incarnation, which drops its removal.
     let removed = removedAfter([], [a, b, c], [a, c]);
@@ -103,13 +105,6 @@ describe("identity store", () => {
   });
 
   it("identity: the configuration in force at the snapshot's index survives a restart, not only the newest", async () => {
-    const member = (id: number, incarnation: number) => ({
-      id,
-      incarnation,
-      voter: true,
-      peerAddress: `127.0.0.1:710${id}`,
-      httpUrl: "",
-    });
     const [a, b, c] = [member(1, 11), member(2, 22), member(3, 33)];
     const first = { index: 2, config: [a, b, c] };
     const removal = { index: 40, config: [a, b] };
