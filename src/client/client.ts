@@ -1196,7 +1196,8 @@ function quotaExceeded(body: ErrorBody): QuotaExceededError {
 }
 
 function unexpected(response: FinalResponse, detail: string): UnexpectedResponseError {
-  return new UnexpectedResponseError(response.endpoint, response.status, detail);
+  const code = errorBody(response).code;
+  return new UnexpectedResponseError(response.endpoint, response.status, detail, code ?? null);
 }
 
 function parseRetryAfter(response: FinalResponse): number | null {

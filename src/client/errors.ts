@@ -54,8 +54,12 @@ export class UnexpectedResponseError extends ClusterError {
     readonly endpoint: string,
     readonly status: number,
     detail: string,
+    /** The code the node's JSON error named (ERR_INTERNAL, say), or null if none. */
+    readonly serverCode: string | null = null,
   ) {
-    super(`unexpected answer from ${endpoint} (HTTP ${status}): ${detail}`);
+    super(
+      `unexpected answer from ${endpoint} (HTTP ${status}${serverCode === null ? "" : ` ${serverCode}`}): ${detail}`,
+    );
   }
 }
 

@@ -370,7 +370,8 @@ export function answer(response: StoreResponse, expected: number): Record<string
   }
   if (response.status !== expected || json === null) {
     const detail = typeof json?.error === "string" ? json.error : "unexpected answer";
-    throw new UnexpectedResponseError(response.endpoint, response.status, detail);
+    const code = typeof json?.code === "string" ? json.code : null;
+    throw new UnexpectedResponseError(response.endpoint, response.status, detail, code);
   }
   return json;
 }

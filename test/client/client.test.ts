@@ -573,6 +573,9 @@ describe("client: retries and giving up", () => {
     }
     const first = await expectRejection(client({ endpoints: fresh.urls }).put("k", "v"));
     expect(first).not.toBeInstanceOf(OutcomeUnknownError);
+    // The node's own code is kept, and said.
+    expect(first).toMatchObject({ status: 500, serverCode: "ERR_INTERNAL" });
+    expect(first.message).toContain("(HTTP 500 ERR_INTERNAL)");
     expect(first).toBeInstanceOf(UnexpectedResponseError);
   });
 
