@@ -271,16 +271,21 @@ describe("forwarder", () => {
     expect(forwarder.counters.noMaster).toBe(0);
   });
 
+  /** The write went to node 1 again under request id 2, was proposed at (index, term) and applied. */
+  async function expectResentAndApplied(result: Promise<unknown>, index: number, term: number) {
+    expect(host.sent[1]).toEqual({ kind: "proposal", to: 1, requestId: 2 });
+    proposed(forwarder, host.sent[1]!, index, term);
+    forwarder.onApplied(command(index, term), "done");
+    await expect(result).resolves.toBe("done");
+  }
+
   it("forwarding: a refusal from an earlier term does not keep the write from the master of a later one", async () => {
     const result = forwarder.propose(Uint8Array.of(1));
     await turn();
     // Node 1 stepped down in term 1 and won term 2; this node hears of term 2 first.
     host.currentTerm = 2;
     notMaster(forwarder, 1, 1, 1);
-    expect(host.sent[1]).toEqual({ kind: "proposal", to: 1, requestId: 2 });
-    proposed(forwarder, host.sent[1]!, 4, 2);
-    forwarder.onApplied(command(4, 2), "done");
-    await expect(result).resolves.toBe("done");
+    await expectResentAndApplied(result, 4, 2);
   });
 
   it("forwarding: the believed master's refusal holds for its whole term, then the write fails 'not applied'", async () => {
@@ -308,10 +313,7 @@ describe("forwarder", () => {
     expect(host.sent).toHaveLength(1);
     host.currentTerm = 4; // node 1 is master again, of term 4
     forwarder.poll();
-    expect(host.sent[1]).toEqual({ kind: "proposal", to: 1, requestId: 2 });
-    proposed(forwarder, host.sent[1]!, 5, 4);
-    forwarder.onApplied(command(5, 4), "done");
-    await expect(result).resolves.toBe("done");
+    await expectResentAndApplied(result, 5, 4);
   });
 
   it("forwarding: a read refused by a candidate is asked again of it once it wins that term", async () => {
